@@ -1,0 +1,11 @@
+"""Named tasks to train and analyse networks on: ``get_task(name, seed=..., data=..., **params)``.
+
+Each task is a :class:`Task` (tensors, loss, metric, output groups, named functions, its
+generation ``params`` and training ``defaults``). Nothing is downloaded: the data is
+generated, bundled with scikit-learn, or read from files the user points to.
+"""
+
+from .base import Function, Task
+from .registry import TASKS, TaskSpec, class_functions, get_task, list_tasks
+
+__all__ = ["TASKS", "Function", "Task", "TaskSpec", "class_functions", "get_task", "list_tasks"]

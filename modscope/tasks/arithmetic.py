@@ -1,0 +1,266 @@
+"""Algorithmic tasks: digit arithmetic with one-hot inputs (Csordás et al.) and group
+operations on learned token embeddings (Liu et al.'s BIMT).
+
+Digit layout everywhere: a two-digit number is two one-hot blocks of 10, **least
+significant digit first** (units, then tens); result digits are output groups in the same
+order.
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import numpy as np
+import torch
+
+from ..errors import ModscopeError
+from .base import Function, Task
+
+_EYE10 = np.eye(10, dtype=np.float32)
+
+
+def _digits_onehot(v: np.ndarray) -> np.ndarray:
+    """``(n,)`` ints in [0, 100) -> ``(n, 20)``: one-hot units digit, then one-hot tens digit."""
+    return np.concatenate([_EYE10[v % 10], _EYE10[v // 10]], axis=1)
+
+
+def _digits(v: np.ndarray) -> np.ndarray:
+    """``(n,)`` ints in [0, 100) -> ``(n, 2)`` digit classes, units first."""
+    return np.stack([v % 10, v // 10], axis=1).astype(np.int64)
+
+
+def _check_sizes(name: str, **sizes: int) -> None:
+    for k, v in sizes.items():
+        if v < 1:
+            raise ModscopeError(f"{name}: {k} must be >= 1, got {v}")
+
+
+ADD, MUL = 0, 1
+
+ADDMUL_DEFAULTS = {
+    "hidden": [800, 800, 800, 800],  # spec §5's reference network
+    "steps": 20000,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "activation": "relu",
+    # BIMT: not a reference task; the larger-task settings of spec §6.
+    "bimt_lambda": 0.01,
+    "bimt_y_star": 0.5,
+    "bimt_A": 2.0,
+    "bimt_top_k": 30,
+    "bimt_swap_every": 200,
+    "bimt_reduction": "mean",
+}
+
+
+def _addmul_examples(rng: np.random.Generator, n: int, pool: np.ndarray | None):
+    """``n`` examples with ops exactly balanced (to within one), shuffled.
+
+    Without ``pool`` the operands are uniform on [0, 100)^2; with ``pool`` (per op, a 1-D
+    array of allowed ``100 a + b`` codes) they are uniform over the pool.
+    """
+    op = rng.permutation(np.arange(n) % 2)
+    if pool is None:
+        a, b = rng.integers(0, 100, size=(2, n))
+    else:
+        code = np.empty(n, dtype=np.int64)
+        for o in (ADD, MUL):
+            sel = op == o
+            code[sel] = rng.choice(pool[o], size=int(sel.sum()))
+        a, b = code // 100, code % 100
+    return a, b, op
+
+
+def _encode_addmul(a, b, op):
+    x = np.concatenate([_digits_onehot(a), _digits_onehot(b), np.eye(2, dtype=np.float32)[op]], 1)
+    result = np.where(op == ADD, a + b, a * b) % 100
+    return torch.from_numpy(x), torch.from_numpy(_digits(result))
+
+
+def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
+    """Two-digit addition or multiplication mod 100 (spec §5).
+
+    Input ``(N, 42)``: ``[a units | a tens | b units | b tens]`` (4 one-hot blocks of 10),
+    then the op as 2 one-hot values (column 40 = add, 41 = mul). Output: 2 groups of 10
+    logits, the result's units digit then tens digit. Operands are uniform in [0, 100);
+    each split has the two ops exactly balanced. Only 20,000 distinct inputs exist: with
+    ``heldout=False`` (the reference's setting) train and test are independent draws and
+    overlap; with ``heldout=True`` the test inputs are distinct and never occur in training.
+    """
+    _check_sizes("addmul", n_train=n_train, n_test=n_test)
+    rng_split, rng_tr, rng_te = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
+    )
+    if heldout:
+        per_op = [(n_test + 1 - o) // 2 for o in (ADD, MUL)]  # matches arange(n) % 2 counts
+        if max(per_op) >= 10000:
+            raise ModscopeError(f"addmul: heldout needs n_test < 19999, got {n_test}")
+        test_codes, train_pool = [], []
+        for o in (ADD, MUL):
+            perm = rng_split.permutation(10000)
+            test_codes.append(perm[: per_op[o]])
+            train_pool.append(np.sort(perm[per_op[o] :]))
+        op = rng_te.permutation(np.arange(n_test) % 2)
+        code = np.empty(n_test, dtype=np.int64)
+        for o in (ADD, MUL):
+            code[op == o] = rng_te.permutation(test_codes[o])
+        test = (code // 100, code % 100, op)
+        train = _addmul_examples(rng_tr, n_train, train_pool)
+    else:
+        train = _addmul_examples(rng_tr, n_train, None)
+        test = _addmul_examples(rng_te, n_test, None)
+    x_tr, y_tr = _encode_addmul(*train)
+    x_te, y_te = _encode_addmul(*test)
+    functions = {
+        name: Function(
+            name,
+            train_index=torch.from_numpy(np.flatnonzero(train[2] == o)),
+            test_index=torch.from_numpy(np.flatnonzero(test[2] == o)),
+        )
+        for name, o in (("add", ADD), ("mul", MUL))
+    }
+    return Task(
+        name="addmul",
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        loss_kind="ce",
+        n_inputs=42,
+        n_outputs=20,
+        output_groups=(10, 10),
+        functions=functions,
+        defaults=dict(ADDMUL_DEFAULTS),
+    )
+
+
+def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
+    """Two independent additions mod 100 by one network (spec §5's tuple arithmetic).
+
+    Input ``(N, 80)``: ``[a1 | b1 | a2 | b2]``, each a two-digit one-hot block of 20
+    (units first). Output: 4 groups of 10 logits: ``(a1 + b1) % 100`` units, tens, then
+    ``(a2 + b2) % 100`` units, tens. Functions ``first`` = groups (0, 1), ``second`` =
+    groups (2, 3), on all examples. All four operands are independent and uniform in [0, 100).
+    """
+    _check_sizes("tuple-add", n_train=n_train, n_test=n_test)
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
+
+    def draw(rng, n):
+        a1, b1, a2, b2 = rng.integers(0, 100, size=(4, n))
+        x = np.concatenate([_digits_onehot(v) for v in (a1, b1, a2, b2)], axis=1)
+        y = np.concatenate([_digits((a1 + b1) % 100), _digits((a2 + b2) % 100)], axis=1)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    x_tr, y_tr = draw(rngs[0], n_train)
+    x_te, y_te = draw(rngs[1], n_test)
+    return Task(
+        name="tuple-add",
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        loss_kind="ce",
+        n_inputs=80,
+        n_outputs=40,
+        output_groups=(10, 10, 10, 10),
+        functions={
+            "first": Function("first", groups=(0, 1)),
+            "second": Function("second", groups=(2, 3)),
+        },
+        defaults=dict(ADDMUL_DEFAULTS),
+    )
+
+
+def _token_task(name, table: np.ndarray, seed: int, train_frac: float, defaults) -> Task:
+    """All ``(i, j)`` pairs of a ``k x k`` operation table as 2-token inputs, label ``table[i, j]``,
+    split at random into ``round(train_frac * k^2)`` train pairs and the rest for test."""
+    if not 0.0 < train_frac < 1.0:
+        raise ModscopeError(f"{name}: train_frac must be in (0, 1), got {train_frac}")
+    k = table.shape[0]
+    n_train = int(round(train_frac * k * k))
+    if not 0 < n_train < k * k:
+        raise ModscopeError(f"{name}: train_frac {train_frac} leaves an empty split")
+    i, j = np.divmod(np.arange(k * k), k)
+    x = np.stack([i, j], axis=1).astype(np.int64)
+    y = table[i, j].astype(np.int64)[:, None]
+    perm = np.random.default_rng(np.random.SeedSequence(seed)).permutation(k * k)
+    tr, te = perm[:n_train], perm[n_train:]
+    return Task(
+        name=name,
+        x_train=torch.from_numpy(x[tr]),
+        y_train=torch.from_numpy(y[tr]),
+        x_test=torch.from_numpy(x[te]),
+        y_test=torch.from_numpy(y[te]),
+        loss_kind="ce",
+        n_inputs=2,  # raw input columns: two token ids (the first Linear sees 2 * embed_dim)
+        n_outputs=int(table.max()) + 1,
+        output_groups=(int(table.max()) + 1,),
+        vocab_size=k,
+        n_tokens=2,
+        defaults=dict(defaults),
+    )
+
+
+MODADD_DEFAULTS = {
+    "hidden": [50, 50],
+    "embed_dim": 32,  # widths 64-50-50-59
+    "steps": 20000,
+    "batch_size": None,
+    "lr": 1e-3,
+    "activation": "silu",
+    "bimt_lambda": 0.1,
+    "bimt_y_star": 0.5,
+    "bimt_A": 2.0,
+    "bimt_top_k": 30,
+    "bimt_swap_every": 200,
+    "bimt_reduction": "mean",
+    "bimt_schedule": "reference",
+}
+
+
+def build_modadd(seed: int, p: int, train_frac: float) -> Task:
+    """``(a + b) mod p`` over all ``p^2`` token pairs ``(a, b)``; a seeded 80/20 split."""
+    if p < 2:
+        raise ModscopeError(f"modadd: p must be >= 2, got {p}")
+    table = np.add.outer(np.arange(p), np.arange(p)) % p
+    return _token_task("modadd", table, seed, train_frac, MODADD_DEFAULTS)
+
+
+def s4_elements() -> np.ndarray:
+    """The 24 permutations of ``{0, 1, 2, 3}`` as a ``(24, 4)`` array, lexicographic order
+    (index 0 is the identity); row ``p`` maps ``k -> p[k]``."""
+    return np.array(list(permutations(range(4))), dtype=np.int64)
+
+
+def s4_table() -> np.ndarray:
+    """``(24, 24)`` table: ``table[i, j]`` = index of ``p_j ∘ p_i`` (apply ``p_i`` first, then
+    ``p_j``), i.e. the permutation ``k -> p_j[p_i[k]]``."""
+    P = s4_elements()
+    comp = P[np.arange(24)[None, :, None], P[:, None, :]]  # [i, j, k] = P[j, P[i, k]]
+    code = (comp * 4 ** np.arange(4)).sum(-1)
+    lookup = np.full(4**4, -1, dtype=np.int64)
+    lookup[(P * 4 ** np.arange(4)).sum(-1)] = np.arange(24)
+    return lookup[code]
+
+
+S4_DEFAULTS = {
+    "hidden": [50, 50],
+    "embed_dim": 32,  # widths 64-50-50-24
+    "steps": 20000,
+    "batch_size": None,
+    "lr": 2e-3,
+    "activation": "silu",
+    "bimt_lambda": 1.0,
+    "bimt_y_star": 0.5,
+    "bimt_A": 2.0,
+    "bimt_top_k": 30,
+    "bimt_swap_every": 200,
+    "bimt_reduction": "mean",
+    "bimt_schedule": "constant",  # spec §6: lambda 1, held constant
+}
+
+
+def build_s4(seed: int, train_frac: float) -> Task:
+    """Products in S4: tokens ``(i, j)`` = ``(p1, p2)``, label = index of ``p2 ∘ p1``
+    (``p1`` applied first; see :func:`s4_table`), 576 pairs, a seeded 80/20 split."""
+    return _token_task("s4", s4_table(), seed, train_frac, S4_DEFAULTS)

@@ -1,0 +1,116 @@
+"""The shape every task has: tensors, a loss, a metric, and named functions.
+
+A *function* is a piece of the task the network must do, defined by data (spec §5): a
+subset of the examples and/or a subset of the output groups. Masks learn one
+subnetwork per function; knockouts measure each function's accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function of a task.
+
+    ``train_index`` / ``test_index``: LongTensors of example indices (``None`` = all).
+    ``groups``: which output groups the function asks for (``None`` = all); for MSE tasks
+    the groups are single output columns.
+    """
+
+    name: str
+    train_index: torch.Tensor | None = None
+    test_index: torch.Tensor | None = None
+    groups: tuple[int, ...] | None = None
+
+
+@dataclass
+class Task:
+    """Train / test data and how to score a model on it.
+
+    Shapes: ``x_*`` is ``(N, n_inputs)`` float32, or ``(N, n_tokens)`` int64 token ids when
+    ``vocab_size`` is set. For ``loss == "ce"``, ``y_*`` is ``(N, len(output_groups))`` int64:
+    one class per group, the model's ``n_outputs`` logits split into consecutive groups of
+    ``output_groups`` sizes (a plain classifier has one group). For ``loss == "mse"``,
+    ``y_*`` is ``(N, n_outputs)`` float32.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    loss_kind: Literal["ce", "mse"]
+    n_inputs: int
+    n_outputs: int
+    output_groups: tuple[int, ...] = ()
+    vocab_size: int | None = None
+    n_tokens: int | None = None
+    functions: dict[str, Function] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    # training defaults (hidden, steps, lr, ...)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    # e.g. (8, 8) for images: BIMT places inputs on a grid
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def n_classes(self) -> int | None:
+        if self.loss_kind == "ce" and len(self.output_groups) == 1:
+            return self.output_groups[0]
+        return None
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _group_slices(self, groups: tuple[int, ...] | None) -> list[tuple[int, slice]]:
+        bounds, start = [], 0
+        for g, size in enumerate(self.output_groups):
+            bounds.append((g, slice(start, start + size)))
+            start += size
+        return [b for b in bounds if groups is None or b[0] in groups]
+
+    def loss(
+        self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
+        """Mean loss over examples (and over the asked-for output groups)."""
+        if self.loss_kind == "mse":
+            cols = list(groups) if groups is not None else slice(None)
+            return F.mse_loss(out[:, cols], y[:, cols])
+        parts = [F.cross_entropy(out[:, s], y[:, g]) for g, s in self._group_slices(groups)]
+        return torch.stack(parts).mean()
+
+    def correct(
+        self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
+        """``(N,)`` bool: every asked-for output group right (classification tasks only)."""
+        if self.loss_kind != "ce":
+            raise TypeError(f"task {self.name} is a regression task: no accuracy")
+        ok = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
+        for g, s in self._group_slices(groups):
+            ok &= out[:, s].argmax(1) == y[:, g]
+        return ok
+
+    def metric(
+        self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
+    ) -> float:
+        """Accuracy in [0, 1] for classification, mean squared error for regression."""
+        if self.loss_kind == "mse":
+            return float(self.loss(out, y, groups))
+        return float(self.correct(out, y, groups).float().mean())
+
+    @property
+    def metric_name(self) -> str:
+        return "accuracy" if self.loss_kind == "ce" else "mse"
+
+    # -- functions ---------------------------------------------------------------------------
+    def function_data(self, name: str, split: Literal["train", "test"] = "test"):
+        """``(x, y, groups)`` of function ``name`` on ``split``."""
+        fn = self.functions[name]
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
+        idx = fn.train_index if split == "train" else fn.test_index
+        if idx is not None:
+            x, y = x[idx], y[idx]
+        return x, y, fn.groups

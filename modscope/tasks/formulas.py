@@ -1,0 +1,137 @@
+"""BIMT's small reference tasks (spec §6): three symbolic formulas and two moons.
+
+Formulas: ``x ~ U[-1, 1]^d``, MSE on the outputs; each output column is a function
+``y1, y2, ...`` (output group ``i`` = column ``i``). The biases of the formula tasks are
+penalised by BIMT only in the last quarter of training (``bimt_bias_from = 0.75``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ModscopeError
+from .base import Function, Task
+
+FormulaFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _independence(x: np.ndarray) -> np.ndarray:
+    return np.stack([(x[:, 0] + x[:, 2]) ** 3, x[:, 1] ** 2 + np.sin(np.pi * x[:, 3])], axis=1)
+
+
+def _sharing(x: np.ndarray) -> np.ndarray:
+    return np.cumsum(x**2, axis=1)  # (x1^2, x1^2 + x2^2, x1^2 + x2^2 + x3^2)
+
+
+def _composition(x: np.ndarray) -> np.ndarray:
+    return np.sqrt((x[:, 0] - x[:, 1]) ** 2 + (x[:, 2] - x[:, 3]) ** 2)[:, None]
+
+
+# name -> (input dimension, formula, hidden widths, one-line definition)
+FORMULAS: dict[str, tuple[int, FormulaFn, list[int], str]] = {
+    "formula-independence": (
+        4,
+        _independence,
+        [20, 20],
+        "y = ((x1 + x3)^3, x2^2 + sin(pi x4))",
+    ),
+    "formula-sharing": (3, _sharing, [20, 20], "y = (x1^2, x1^2 + x2^2, x1^2 + x2^2 + x3^2)"),
+    "formula-composition": (
+        4,
+        _composition,
+        [20, 20, 20, 20],
+        "y = sqrt((x1 - x2)^2 + (x3 - x4)^2)",
+    ),
+}
+
+_FORMULA_TRAINING = {
+    "steps": 20000,
+    "batch_size": None,
+    "lr": 2e-3,
+    "activation": "silu",
+    "bimt_lambda": 1e-3,
+    "bimt_y_star": 0.1,
+    "bimt_A": 1.0,
+    "bimt_top_k": 5,
+    "bimt_swap_every": 200,
+    "bimt_reduction": "sum",
+    "bimt_schedule": "reference",
+    "bimt_bias_from": 0.75,
+}
+
+
+def _check_sizes(name: str, n_train: int, n_test: int) -> None:
+    if n_train < 1 or n_test < 1:
+        raise ModscopeError(f"{name}: n_train and n_test must be >= 1, got {n_train}, {n_test}")
+
+
+def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
+    """``x ~ U[-1, 1]^d`` (float32 ``(N, d)``), ``y`` = the formula, float32 ``(N, n_out)``."""
+    _check_sizes(name, n_train, n_test)
+    d, formula, hidden, _ = FORMULAS[name]
+    rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    x_tr = rng_tr.uniform(-1.0, 1.0, size=(n_train, d))
+    x_te = rng_te.uniform(-1.0, 1.0, size=(n_test, d))
+    y_tr, y_te = formula(x_tr), formula(x_te)  # float64 formulas, then float32 tensors
+    n_out = y_tr.shape[1]
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.astype(np.float32))
+
+    return Task(
+        name=name,
+        x_train=t(x_tr),
+        y_train=t(y_tr),
+        x_test=t(x_te),
+        y_test=t(y_te),
+        loss_kind="mse",
+        n_inputs=d,
+        n_outputs=n_out,
+        output_groups=(1,) * n_out,
+        functions={f"y{i + 1}": Function(f"y{i + 1}", groups=(i,)) for i in range(n_out)},
+        defaults={"hidden": list(hidden), **_FORMULA_TRAINING},
+    )
+
+
+MOONS_DEFAULTS = {
+    "hidden": [20, 20],
+    "steps": 10000,
+    "batch_size": None,
+    "lr": 2e-3,
+    "activation": "silu",
+    "bimt_lambda": 1e-3,
+    "bimt_y_star": 0.2,
+    "bimt_A": 1.0,
+    "bimt_top_k": 10,
+    "bimt_swap_every": 200,
+    "bimt_reduction": "sum",
+    "bimt_schedule": "reference",
+}
+
+
+def build_moons(seed: int, n_train: int, n_test: int, noise: float) -> Task:
+    """sklearn ``make_moons(n_train, noise)`` for training and a separate seeded draw for test;
+    ``x`` float32 ``(N, 2)``, ``y`` the moon (0 or 1), 2-way CE."""
+    from sklearn.datasets import make_moons
+
+    _check_sizes("moons", n_train, n_test)
+    if noise < 0:
+        raise ModscopeError(f"moons: noise must be >= 0, got {noise}")
+    s_tr, s_te = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
+    x_tr, y_tr = make_moons(n_train, noise=noise, random_state=s_tr)
+    x_te, y_te = make_moons(n_test, noise=noise, random_state=s_te)
+    return Task(
+        name="moons",
+        x_train=torch.from_numpy(x_tr.astype(np.float32)),
+        y_train=torch.from_numpy(y_tr.astype(np.int64)[:, None]),
+        x_test=torch.from_numpy(x_te.astype(np.float32)),
+        y_test=torch.from_numpy(y_te.astype(np.int64)[:, None]),
+        loss_kind="ce",
+        n_inputs=2,
+        n_outputs=2,
+        output_groups=(2,),
+        defaults=dict(MOONS_DEFAULTS),
+    )

@@ -1,0 +1,208 @@
+"""The named tasks: ``get_task(name, seed=..., data=..., **params)``.
+
+Every task records its generation parameters in ``Task.params`` (``seed``, ``data`` for
+file-backed tasks, and each builder parameter), all JSON-able, so
+``get_task(task.name, **task.params)`` regenerates the same tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ModscopeError
+from . import arithmetic, formulas, images
+from .base import Function, Task
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A named task: how to build it and the parameters it takes (with their defaults).
+
+    ``build(seed=..., [data=...,] **params) -> Task``. ``seeded`` says whether the seed
+    changes the data; ``uses_data`` whether the task reads files from ``data``.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., Task]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seeded: bool = True
+    uses_data: bool = False
+    default_data: str | None = None
+
+    def __call__(self, *, seed: int = 0, data: str | Path | None = None, **params: Any) -> Task:
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            takes = ", ".join(self.params) or "no parameters"
+            raise ModscopeError(
+                f"task {self.name}: unknown parameter(s) {', '.join(unknown)} (takes {takes})"
+            )
+        seed = _coerce("seed", seed, 0, self.name)
+        if seed < 0:
+            raise ModscopeError(f"task {self.name}: seed must be >= 0, got {seed}")
+        values = {k: _coerce(k, params.get(k, d), d, self.name) for k, d in self.params.items()}
+        kwargs: dict[str, Any] = {"seed": seed, **values}
+        recorded: dict[str, Any] = {"seed": seed}
+        if self.uses_data:
+            if data is None:
+                data = self.default_data
+            if data is not None:
+                data = str(Path(data).expanduser().resolve())
+            kwargs["data"] = recorded["data"] = data
+        elif data is not None:
+            raise ModscopeError(f"task {self.name} is generated and takes no data= path")
+        task = self.build(**kwargs)
+        task.name = self.name
+        task.params = {**recorded, **values}
+        return task
+
+
+def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
+    """Convert ``value`` (e.g. a string from the command line) to the type of ``default``."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes")
+            if value in (0, 1):  # also True / False
+                return bool(value)
+            raise ValueError(value)
+        if value is None:
+            return None
+        if isinstance(default, int) or default is None:  # None defaults are optional ints
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+    except (TypeError, ValueError):
+        kind = "boolean" if isinstance(default, bool) else type(default or 0).__name__
+        raise ModscopeError(f"task {task}: {key} must be {kind}, got {value!r}") from None
+    return value
+
+
+def _spec(name: str, description: str, build: Callable[..., Task], **kw: Any) -> TaskSpec:
+    return TaskSpec(name=name, description=description, build=build, **kw)
+
+
+TASKS: dict[str, TaskSpec] = {
+    s.name: s
+    for s in [
+        _spec(
+            "digits",
+            "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
+            images.build_digits,
+            seeded=False,
+        ),
+        _spec(
+            "halves",
+            "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
+            images.build_halves,
+            params={"n_train": 20000, "n_test": 4000},
+        ),
+        _spec(
+            "mnist",
+            "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE",
+            images.build_mnist,
+            params={"limit": None},
+            seeded=False,
+            uses_data=True,
+        ),
+        _spec(
+            "fashion-mnist",
+            f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE",
+            images.build_fashion_mnist,
+            params={"limit": None},
+            seeded=False,
+            uses_data=True,
+            default_data=images.FASHION_MNIST_DIR,
+        ),
+        _spec(
+            "addmul",
+            "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
+            "functions add, mul",
+            arithmetic.build_addmul,
+            params={"n_train": 50000, "n_test": 5000, "heldout": False},
+        ),
+        _spec(
+            "tuple-add",
+            "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
+            arithmetic.build_tuple_add,
+            params={"n_train": 50000, "n_test": 5000},
+        ),
+        _spec(
+            "modadd",
+            "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
+            arithmetic.build_modadd,
+            params={"p": 59, "train_frac": 0.8},
+        ),
+        _spec(
+            "s4",
+            "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
+            arithmetic.build_s4,
+            params={"train_frac": 0.8},
+        ),
+        _spec(
+            "moons",
+            "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
+            formulas.build_moons,
+            params={"n_train": 200, "n_test": 200, "noise": 0.1},
+        ),
+        *(
+            _spec(
+                name,
+                f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
+                partial(formulas.build_formula, name),
+                params={"n_train": 100, "n_test": 100},
+            )
+            for name, (d, _, _, definition) in formulas.FORMULAS.items()
+        ),
+    ]
+}
+
+
+def list_tasks() -> list[str]:
+    """The task names, in registry order."""
+    return list(TASKS)
+
+
+def get_task(name: str, *, seed: int = 0, data: str | Path | None = None, **params: Any) -> Task:
+    """Build task ``name``: deterministic in ``seed`` (and the files under ``data``).
+
+    ``params`` override the task's generation parameters (``TASKS[name].params``); unknown
+    names and parameters raise :class:`ModscopeError`.
+    """
+    spec = TASKS.get(name)
+    if spec is None:
+        raise ModscopeError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return spec(seed=seed, data=data, **params)
+
+
+def class_functions(task: Task) -> dict[str, Function]:
+    """For a single-group classifier: ``not-<c>`` per class ``c`` = the examples whose label
+    is not ``c`` (masks' per-class removal trains one mask per such function)."""
+    if task.loss_kind != "ce" or len(task.output_groups) != 1:
+        raise ModscopeError(
+            f"task {task.name}: per-class functions need a classifier with one output group"
+        )
+    y_tr, y_te = task.y_train[:, 0], task.y_test[:, 0]
+    return {
+        f"not-{c}": Function(
+            f"not-{c}",
+            train_index=torch.nonzero(y_tr != c).squeeze(1),
+            test_index=torch.nonzero(y_te != c).squeeze(1),
+        )
+        for c in range(task.output_groups[0])
+    }
