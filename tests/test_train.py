@@ -1,0 +1,195 @@
+"""The trainer: learning, reproducibility, pruning, BIMT wiring, checkpoints and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modscope.checkpoint import load_checkpoint
+from modscope.errors import ModscopeError
+from modscope.tasks.base import Task
+from modscope.train import (
+    forward,
+    magnitude_mask,
+    make_config,
+    polynomial_sparsity,
+    train,
+)
+
+
+def _blobs(n=240, seed=0) -> Task:
+    """3 Gaussian blobs in 6-D, linearly separable: a net learns it in a few dozen steps."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(3, 6, generator=g) * 3
+    y = torch.arange(n) % 3
+    x = centers[y] + torch.randn(n, 6, generator=g)
+    half = n // 2
+    return Task("blobs", x[:half], y[:half, None], x[half:], y[half:, None], "ce", 6, 3,
+                output_groups=(3,), params={"n": n},
+                defaults={"hidden": [16, 16], "steps": 60, "batch_size": 32, "lr": 1e-2,
+                          "activation": "relu", "bimt_top_k": 4, "bimt_swap_every": 10,
+                          "bimt_lambda": 1e-3, "bimt_y_star": 0.2})
+
+
+def _regression(n=80) -> Task:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 4, generator=g) * 2 - 1
+    y = torch.stack([x[:, 0] * x[:, 2], x[:, 1] + x[:, 3]], 1)
+    return Task("reg", x[:60], y[:60], x[60:], y[60:], "mse", 4, 2, output_groups=(1, 1),
+                defaults={"hidden": [8, 8], "steps": 40, "batch_size": None, "lr": 5e-3,
+                          "activation": "silu"})
+
+
+def _tokens(vocab=7) -> Task:
+    a, b = torch.meshgrid(torch.arange(vocab), torch.arange(vocab), indexing="ij")
+    x = torch.stack([a.flatten(), b.flatten()], 1)
+    y = ((x[:, 0] + x[:, 1]) % vocab)[:, None]
+    return Task("tok", x[:40], y[:40], x[40:], y[40:], "ce", 2, vocab, output_groups=(vocab,),
+                vocab_size=vocab, n_tokens=2,
+                defaults={"hidden": [12, 12], "steps": 30, "batch_size": None, "lr": 1e-2,
+                          "embed_dim": 4, "activation": "silu", "bimt_top_k": 5,
+                          "bimt_swap_every": 5, "bimt_reduction": "mean", "bimt_lambda": 0.01})
+
+
+def test_learns_and_reports_metrics():
+    res = train(_blobs(), progress=False)
+    m = res.metrics
+    assert m["test_accuracy"] >= 0.9 and m["train_accuracy"] >= 0.9
+    assert m["steps"] == 60 and m["sparsity"] == 0.0 and m["seconds"] > 0
+    assert set(m) >= {"test_loss", "train_loss"}
+    ck = res.checkpoint
+    assert ck.architecture.widths == (6, 16, 16, 3)
+    assert ck.task == {"name": "blobs", "params": {"n": 240}}
+    assert ck.train_config["lr"] == 1e-2 and ck.train_config["batch_size"] == 32
+    assert "seconds" not in ck.metrics  # wall time would break byte-identical checkpoints
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+def test_regression_metrics_are_losses():
+    m = train(_regression(), progress=False).metrics
+    assert "test_accuracy" not in m and m["test_loss"] < 1.0
+
+
+def test_same_seed_same_bytes_and_global_rng_untouched(tmp_path):
+    task = _blobs()
+    state = torch.random.get_rng_state()
+    paths = []
+    for i, seed in enumerate((3, 3, 4)):
+        res = train(task, seed=seed, dropout=0.2, steps=20, bimt=True, progress=False)
+        paths.append(res.save(tmp_path / f"c{i}.pt"))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    blobs = [p.read_bytes() for p in paths]
+    assert blobs[0] == blobs[1]
+    assert blobs[0] != blobs[2]
+
+
+def test_epochs_steps_and_full_batch():
+    task = _blobs()  # 120 training examples
+    assert make_config(task, epochs=2, batch_size=32).steps == 8
+    assert make_config(task, epochs=3, batch_size=None).steps == 3
+    assert make_config(task, batch_size=500).batch_size is None
+    assert make_config(task).batch_size == 32
+
+
+def test_l1_makes_weights_smaller():
+    task = _blobs()
+    l1 = lambda r: sum(float(v.abs().sum()) for k, v in r.checkpoint.state_dict.items()  # noqa: E731
+                       if k.endswith("weight"))
+    plain = train(task, steps=80, progress=False)
+    reg = train(task, steps=80, l1=1e-2, progress=False)
+    assert l1(reg) < 0.7 * l1(plain)
+
+
+def test_polynomial_sparsity_schedule():
+    assert polynomial_sparsity(0, 100, 0.9) == pytest.approx(0.5)
+    assert polynomial_sparsity(100, 100, 0.9) == pytest.approx(0.9)
+    assert polynomial_sparsity(50, 100, 0.9) == pytest.approx(0.9 - 0.4 * 0.125)
+    assert polynomial_sparsity(0, 100, 0.3) == pytest.approx(0.3)  # target below 50 %
+
+
+def test_magnitude_mask_is_exact():
+    w = torch.randn(7, 11, generator=torch.Generator().manual_seed(0))
+    m = magnitude_mask(w, 0.6)
+    assert int((~m).sum()) == round(0.6 * 77)
+    assert float(w[m].abs().min()) >= float(w[~m].abs().max())
+
+
+def test_pruning_reaches_exact_sparsity_and_pruned_weights_stay_zero():
+    task = _blobs()
+    res = train(task, steps=30, prune=0.75, prune_steps=25, progress=False)
+    sd = res.checkpoint.state_dict
+    for name in ("layers.0.weight", "layers.1.weight", "layers.2.weight"):
+        w = sd[name]
+        assert int((w == 0).sum()) == round(0.75 * w.numel())
+    assert res.metrics["sparsity"] == pytest.approx(0.75, abs=0.01)
+    assert res.metrics["steps"] == 55
+    assert res.metrics["test_accuracy"] >= 0.85
+    # the mask of the last refresh holds through further optimizer steps
+    more = train(task, steps=30, prune=0.75, prune_steps=40, progress=False)
+    assert more.metrics["sparsity"] == pytest.approx(res.metrics["sparsity"])
+
+
+@pytest.mark.parametrize("make_task", [_blobs, _tokens])
+def test_bimt_checkpoint_round_trip(tmp_path, make_task):
+    task = make_task()
+    res = train(task, bimt={"threshold": 0.0}, progress=False)
+    ck = res.checkpoint
+    perms = ck.bimt["permutations"]
+    assert res.metrics["swaps"] > 0
+    assert any(not torch.equal(p, torch.arange(len(p))) for p in (perms[0], perms[-1]))
+    assert ck.bimt["top_k"] == task.defaults["bimt_top_k"]
+    assert ck.train_config["bimt"]["swap_every"] == task.defaults["bimt_swap_every"]
+    path = res.save(tmp_path / "b.pt")
+    model = load_checkpoint(path).model()
+    with torch.no_grad():
+        out = model(task.x_test)
+    metric = task.metric(out, task.y_test)
+    assert metric == pytest.approx(res.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_plain_checkpoint_round_trip(tmp_path):
+    task = _regression()
+    res = train(task, progress=False)
+    model = load_checkpoint(res.save(tmp_path / "p.pt")).model()
+    with torch.no_grad():
+        assert torch.allclose(model(task.x_test), forward(model, task.x_test))
+        loss = float(task.loss(model(task.x_test), task.y_test))
+    assert loss == pytest.approx(res.metrics["test_loss"], rel=1e-5)
+
+
+def test_bimt_threshold_zeroes_small_parameters():
+    res = train(_blobs(), bimt={"threshold": 0.05}, progress=False)
+    for v in res.checkpoint.state_dict.values():
+        assert bool(((v == 0) | (v.abs() >= 0.05)).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden": "16,x"}, "hidden widths"),
+        ({"hidden": [16, 0]}, "hidden widths"),
+        ({"prune": 1.0}, "prune"),
+        ({"prune": 0.0}, "prune"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 5, "epochs": 1}, "not both"),
+        ({"lr": -1.0}, "lr"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"activation": "swish"}, "activation"),
+        ({"device": "tpu"}, "device"),
+        ({"batch_size": 0}, "batch size"),
+        ({"bimt": {"reduction": "max"}}, "reduction"),
+    ],
+)
+def test_bad_options(kwargs, message):
+    with pytest.raises(ModscopeError, match=message):
+        train(_blobs(), progress=False, **kwargs)
+
+
+def test_cuda_device_works_or_fails_clearly():
+    if torch.cuda.is_available():
+        assert train(_blobs(), device="cuda", steps=5, progress=False).metrics["steps"] == 5
+    else:
+        with pytest.raises(ModscopeError, match="CUDA is not available"):
+            train(_blobs(), device="cuda", progress=False)
