@@ -1,0 +1,372 @@
+"""Normalised spectral clustering and the n-cut (spec §2).
+
+The embedding is the ``k`` eigenvectors of ``L = I - D^-1/2 A D^-1/2`` with the smallest
+eigenvalues, rows scaled by ``D^-1/2``; k-means (or cluster-QR) assigns the labels.
+
+A layered network's graph is bipartite (even layers against odd layers), so
+``D^-1/2 A D^-1/2 = [[0, B], [B^T, 0]]`` with ``B = D_e^-1/2 A_eo D_o^-1/2``: its top
+eigenvectors are ``[u; v] / sqrt 2`` for the top singular triplets ``(u, sigma, v)`` of
+``B`` (eigenvalue ``1 - sigma`` of ``L``). The fast path solves that small singular
+problem instead of a shift-inverted eigenproblem of the whole graph; ``eigen_solver=
+"dense"`` keeps the plain definition for comparison (tests check both agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .errors import ModscopeError
+from .graph import WeightGraph
+from .kmeans import kmeans_restarts
+
+SeedLike = int | np.random.SeedSequence | None
+AssignLabels = Literal["kmeans", "cluster_qr"]
+EigenSolver = Literal["auto", "bipartite", "dense", "arpack"]
+
+# Above this many entries the bipartite block is kept sparse and solved iteratively.
+DENSE_BLOCK_LIMIT = 25_000_000
+
+
+def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    return np.random.SeedSequence(seed)
+
+
+def child_seed(seed: SeedLike, i: int) -> np.random.SeedSequence:
+    """The ``i``-th child of ``seed``, the same however often ``spawn`` was called before."""
+    ss = _seed_sequence(seed)
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i), pool_size=ss.pool_size)
+
+
+# -- n-cut -------------------------------------------------------------------------------
+def _edge_list(graph: WeightGraph | sp.spmatrix):
+    """``(u, v, w, degree, n)``: undirected edges once each, and the weighted degrees."""
+    if isinstance(graph, WeightGraph):
+        u, v, w = graph.edges
+        return u, v, w, graph.degree, graph.n_nodes
+    coo = sp.triu(graph, k=1).tocoo()
+    deg = np.asarray(graph.sum(axis=1)).ravel()
+    return coo.row, coo.col, coo.data, deg, graph.shape[0]
+
+
+def ncut_terms(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> np.ndarray:
+    """``cut(c) / vol(c)`` per cluster id ``0 .. max(labels)`` (0 for empty clusters).
+
+    ``labels`` has one entry per node; nodes labelled -1 (removed, degree 0) are ignored.
+    """
+    return ncut_batch(graph, np.asarray(labels)[None, :])[1][0]
+
+
+def ncut(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> float:
+    """``sum_c cut(c) / vol(c)``: ``cut(c)`` the weight of edges leaving cluster ``c``,
+    ``vol(c)`` its summed degree. Range ``[0, k]``, lower is more modular.
+
+    ``graph`` is a `WeightGraph` or a symmetric sparse adjacency matrix.
+    """
+    return float(ncut_batch(graph, np.asarray(labels)[None, :])[0][0])
+
+
+def ncut_batch(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n-cuts of ``R`` labelings at once.
+
+    ``labels`` ``(R, n_nodes)`` -> ``(ncut (R,), terms (R, k))``; ``terms[r, c] = cut(c)/vol(c)``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    R = labels.shape[0]
+    k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    lab = np.where(labels >= 0, labels, k)  # removed nodes fall in a bin that is dropped
+    base = (np.arange(R) * (k + 1))[:, None]
+    if isinstance(graph, WeightGraph):
+        deg = graph.degree
+        within = _within_layered(graph, lab, k)
+    else:
+        u, v, w, deg, _ = _edge_list(graph)
+        lu, lv = lab[:, u], lab[:, v]
+        same = lu == lv
+        within = np.bincount(
+            (base + lu)[same], weights=np.broadcast_to(w, lu.shape)[same], minlength=R * (k + 1)
+        ).reshape(R, k + 1)[:, :k]
+    flat_deg = np.broadcast_to(deg, lab.shape).ravel()
+    vol = np.bincount((base + lab).ravel(), weights=flat_deg, minlength=R * (k + 1))
+    vol = vol.reshape(R, k + 1)[:, :k]
+    terms = np.zeros((R, k))
+    # vol counts every inside edge from both of its ends
+    np.divide(np.maximum(vol - 2.0 * within, 0.0), vol, out=terms, where=vol > 0)
+    return terms.sum(axis=1), terms
+
+
+def _within_layered(graph: WeightGraph, lab: np.ndarray, k: int) -> np.ndarray:
+    """``(R, k)`` summed |w| of the edges inside each cluster, one GEMM per weight matrix.
+
+    ``|W_l| @ onehot(labels of layer l)`` gives, for every neuron of layer ``l+1`` and every
+    restart, its weight into each cluster; keep the entry of the neuron's own cluster.
+    """
+    R = lab.shape[0]
+    within = np.zeros((R, k + 1))
+    rows = np.arange(R)[None, :]
+    for l, w in enumerate(graph.abs_weights):
+        src = lab[:, graph.offsets[l] : graph.offsets[l + 1]]  # (R, n_l)
+        dst = lab[:, graph.offsets[l + 1] : graph.offsets[l + 2]]  # (R, n_{l+1})
+        onehot = np.zeros((src.shape[1], R, k + 1))
+        onehot[np.arange(src.shape[1])[:, None], rows, src.T] = 1.0
+        to_cluster = (w @ onehot.reshape(src.shape[1], -1)).reshape(-1, R, k + 1)  # (n_{l+1}, R, k+1)
+        own = to_cluster[np.arange(dst.shape[1])[:, None], rows, dst.T]  # (n_{l+1}, R)
+        np.add.at(within, (np.broadcast_to(rows, dst.T.shape), dst.T), own)
+    return within[:, :k]
+
+
+# -- embeddings ------------------------------------------------------------------------------
+def _sign_flip(vectors: np.ndarray) -> np.ndarray:
+    """Make each column's largest-magnitude entry positive (eigenvector signs are arbitrary)."""
+    idx = np.argmax(np.abs(vectors), axis=0)
+    signs = np.sign(vectors[idx, np.arange(vectors.shape[1])])
+    signs[signs == 0] = 1.0
+    return vectors * signs
+
+
+def _bipartite_block(graph: WeightGraph, active: np.ndarray):
+    """``(B, even_nodes, odd_nodes)``: the even x odd biadjacency of the active nodes."""
+    layers = np.arange(graph.n_layers)
+    even, odd = layers[layers % 2 == 0], layers[layers % 2 == 1]
+    pos = np.empty(graph.n_layers, dtype=np.int64)  # each layer's offset inside its side
+    pos[even] = np.concatenate([[0], np.cumsum([graph.layer_widths[l] for l in even])])[:-1]
+    pos[odd] = np.concatenate([[0], np.cumsum([graph.layer_widths[l] for l in odd])])[:-1]
+    n_e = sum(graph.layer_widths[l] for l in even)
+    n_o = sum(graph.layer_widths[l] for l in odd)
+    blocks = []  # (row offset, col offset, block) with rows on the even side
+    for l, w in enumerate(graph.abs_weights):  # w links layer l (cols) to l+1 (rows)
+        if l % 2 == 0:
+            blocks.append((pos[l], pos[l + 1], w.T))
+        else:
+            blocks.append((pos[l + 1], pos[l], w))
+    if n_e * n_o <= DENSE_BLOCK_LIMIT:
+        B = np.zeros((n_e, n_o))
+        for r, c, blk in blocks:
+            B[r : r + blk.shape[0], c : c + blk.shape[1]] = blk
+    else:
+        parts = []
+        for r, c, blk in blocks:
+            m = sp.coo_matrix(blk)
+            parts.append((m.row + r, m.col + c, m.data))
+        rows, cols, vals = (np.concatenate(x) for x in zip(*parts, strict=True))
+        B = sp.csr_matrix((vals, (rows, cols)), shape=(n_e, n_o))
+    off = graph.offsets
+    even_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in even])
+    odd_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in odd])
+    ke, ko = active[even_nodes], active[odd_nodes]
+    B = B[ke][:, ko] if isinstance(B, np.ndarray) else B[ke][:, ko]
+    return B, even_nodes[ke], odd_nodes[ko]
+
+
+def _top_singular(B, k: int, ss: np.random.SeedSequence):
+    """Top-``k`` singular triplets ``(U, s, V)`` of ``B``, ``s`` descending."""
+    n_e, n_o = B.shape
+    if isinstance(B, np.ndarray):
+        # Eigen-decompose the smaller Gram matrix: only its top-k eigenpairs are needed.
+        if n_o <= n_e:
+            s2, V = sla.eigh(B.T @ B, subset_by_index=[n_o - k, n_o - 1])
+            s = np.sqrt(np.clip(s2, 0.0, None))[::-1]
+            V = V[:, ::-1]
+            U = (B @ V) / np.where(s > 0, s, 1.0)
+        else:
+            s2, U = sla.eigh(B @ B.T, subset_by_index=[n_e - k, n_e - 1])
+            s = np.sqrt(np.clip(s2, 0.0, None))[::-1]
+            U = U[:, ::-1]
+            V = (B.T @ U) / np.where(s > 0, s, 1.0)
+        return U, s, V
+    v0 = np.random.default_rng(ss).uniform(-1, 1, min(n_e, n_o))
+    U, s, Vt = spla.svds(B, k=k, v0=v0, solver="arpack")
+    order = np.argsort(-s)
+    return U[:, order], s[order], Vt[order].T
+
+
+def spectral_embedding(
+    graph: WeightGraph, n_components: int, eigen_solver: EigenSolver = "auto", seed: SeedLike = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(embedding, eigenvalues, nodes)`` for the graph's active (degree > 0) nodes.
+
+    ``embedding`` is ``(len(nodes), n_components)``: the eigenvectors of the normalised
+    Laplacian with the smallest ``eigenvalues`` (ascending), rows scaled by ``D^-1/2``,
+    signs fixed deterministically. ``nodes`` are graph node ids in ascending order.
+    """
+    ss = _seed_sequence(seed)
+    active = graph.active
+    nodes = np.flatnonzero(active)
+    k = n_components
+    if k >= nodes.size:
+        raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
+    solver = eigen_solver
+    if solver == "auto":
+        solver = "bipartite"
+    if solver == "bipartite":
+        B, even_nodes, odd_nodes = _bipartite_block(graph, active)
+        if k > min(B.shape):  # the rest of the spectrum is the null space: use the plain path
+            solver = "dense" if nodes.size <= 6000 else "arpack"
+        else:
+            de = np.asarray(B.sum(axis=1)).ravel()
+            do = np.asarray(B.sum(axis=0)).ravel()
+            ie, io = 1.0 / np.sqrt(de), 1.0 / np.sqrt(do)
+            Bn = (
+                (B * ie[:, None] * io[None, :])
+                if isinstance(B, np.ndarray)
+                else (sp.diags(ie) @ B @ sp.diags(io))
+            )
+            U, s, V = _top_singular(Bn, k, ss)
+            vecs = np.empty((graph.n_nodes, k))
+            vecs[even_nodes] = U / np.sqrt(2.0)
+            vecs[odd_nodes] = V / np.sqrt(2.0)
+            vecs = vecs[nodes]
+            eigenvalues = 1.0 - s
+    if solver in ("dense", "arpack"):
+        A = graph.adjacency[nodes][:, nodes]
+        d = np.asarray(A.sum(axis=1)).ravel()
+        inv = sp.diags(1.0 / np.sqrt(d))
+        N = inv @ A @ inv
+        if solver == "dense":
+            mu, vecs = sla.eigh(N.toarray(), subset_by_index=[nodes.size - k, nodes.size - 1])
+        else:
+            v0 = np.random.default_rng(ss).uniform(-1, 1, nodes.size)
+            mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
+        order = np.argsort(-mu)
+        vecs, eigenvalues = vecs[:, order], 1.0 - mu[order]
+    elif solver != "bipartite":
+        raise ModscopeError(f"unknown eigen solver {eigen_solver!r}")
+    deg = graph.degree[nodes]
+    embedding = _sign_flip(vecs) / np.sqrt(deg)[:, None]
+    return embedding, eigenvalues, nodes
+
+
+# -- label assignment ------------------------------------------------------------------------
+def cluster_qr(embedding: np.ndarray) -> np.ndarray:
+    """Labels by column-pivoted QR (Damle, Minden & Ying 2019): deterministic, no restarts."""
+    k = embedding.shape[1]
+    _, _, piv = sla.qr(embedding.T, pivoting=True, mode="economic")
+    ut, _, vt = np.linalg.svd(embedding[piv[:k], :].T)
+    return np.abs(embedding @ (ut @ vt.conj())).argmax(axis=1)
+
+
+@dataclass
+class Partition:
+    """A clustering of a weight graph.
+
+    ``labels``: ``(n_nodes,)`` int cluster per node in graph order, -1 for degree-0 nodes.
+    ``eigenvalues``: the ``k`` smallest normalised-Laplacian eigenvalues used.
+    """
+
+    labels: np.ndarray
+    ncut: float
+    n_clusters: int
+    eigenvalues: np.ndarray
+
+    def sizes(self, graph: WeightGraph) -> np.ndarray:
+        """``(n_layers, n_clusters)`` neurons of each cluster in each layer."""
+        keep = self.labels >= 0
+        out = np.zeros((graph.n_layers, self.n_clusters), dtype=np.int64)
+        np.add.at(out, (graph.node_layer[keep], self.labels[keep]), 1)
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "ncut": float(self.ncut),
+            "n_clusters": int(self.n_clusters),
+            "labels": self.labels.astype(int).tolist(),
+            "eigenvalues": [float(x) for x in self.eigenvalues],
+        }
+
+    def to_frame(self, graph: WeightGraph) -> pd.DataFrame:
+        """One row per node: ``layer``, ``index``, ``cluster``."""
+        return pd.DataFrame({"layer": graph.node_layer, "index": graph.node_index, "cluster": self.labels})
+
+
+class SpectralClusterer:
+    """Normalised spectral clustering with the bipartite fast path.
+
+    ``n_init`` k-means restarts (default as the reference: 25, or 100 above 2000 nodes);
+    ``select="ncut"`` keeps the restart with the lowest n-cut — the quantity reported —
+    while ``select="inertia"`` keeps the lowest k-means inertia as scikit-learn and the
+    reference do. ``assign_labels="cluster_qr"`` needs no restarts.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 12,
+        assign_labels: AssignLabels = "kmeans",
+        n_init: int | None = None,
+        select: Literal["ncut", "inertia"] = "ncut",
+        eigen_solver: EigenSolver = "auto",
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.assign_labels = assign_labels
+        self.n_init = n_init
+        self.select = select
+        self.eigen_solver = eigen_solver
+
+    def partition(self, graph: WeightGraph, seed: SeedLike = None) -> Partition:
+        k = self.n_clusters
+        if not isinstance(k, int | np.integer) or k < 2:
+            raise ModscopeError(f"the number of clusters must be an integer >= 2, got {k}")
+        if k >= graph.n_nodes:
+            raise ModscopeError(
+                f"the number of clusters ({k}) must be below the node count ({graph.n_nodes})"
+            )
+        if self.select not in ("ncut", "inertia"):
+            raise ModscopeError(f"unknown restart selection {self.select!r}; use 'ncut' or 'inertia'")
+        if self.assign_labels not in ("kmeans", "cluster_qr"):
+            raise ModscopeError(f"unknown label assignment {self.assign_labels!r}; use kmeans or cluster_qr")
+        ss_eig, ss_km = child_seed(seed, 0), child_seed(seed, 1)
+        emb, eigenvalues, nodes = spectral_embedding(graph, k, self.eigen_solver, ss_eig)
+        if self.assign_labels == "cluster_qr":
+            candidates = cluster_qr(emb)[None, :]
+            inertia = np.zeros(1)
+        else:
+            n_init = self.n_init or (25 if nodes.size <= 2000 else 100)
+            candidates, inertia = kmeans_restarts(emb, k, n_init, np.random.default_rng(ss_km))
+        labels = np.full((candidates.shape[0], graph.n_nodes), -1, dtype=np.int64)
+        labels[:, nodes] = candidates
+        cuts, _ = ncut_batch(graph, labels)
+        best = int(np.argmin(cuts) if self.select == "ncut" else np.argmin(inertia))
+        return Partition(labels[best], float(cuts[best]), int(k), eigenvalues)
+
+
+class SklearnClusterer:
+    """scikit-learn's ``SpectralClustering(affinity="precomputed")`` on the same graph.
+
+    The plain pipeline, kept as a reference and benchmark baseline.
+    """
+
+    def __init__(self, n_clusters: int = 12, **kwargs) -> None:
+        self.n_clusters = n_clusters
+        self.kwargs = kwargs
+
+    def partition(self, graph: WeightGraph, seed: SeedLike = None) -> Partition:
+        from sklearn.cluster import SpectralClustering
+
+        nodes = np.flatnonzero(graph.active)
+        adjacency = graph.adjacency[nodes][:, nodes]
+        state = int(_seed_sequence(seed).generate_state(1)[0] % (2**31))
+        sc = SpectralClustering(self.n_clusters, affinity="precomputed", random_state=state, **self.kwargs)
+        labels = np.full(graph.n_nodes, -1, dtype=np.int64)
+        labels[nodes] = sc.fit(adjacency).labels_
+        return Partition(labels, ncut(graph, labels), int(self.n_clusters), np.array([]))
+
+
+CLUSTERERS = {"spectral": SpectralClusterer, "sklearn": SklearnClusterer}
+
+
+def cluster(
+    graph: WeightGraph,
+    n_clusters: int = 12,
+    seed: SeedLike = 0,
+    assign_labels: AssignLabels = "kmeans",
+    **kwargs,
+) -> Partition:
+    """Partition ``graph`` into ``n_clusters`` by normalised spectral clustering."""
+    return SpectralClusterer(n_clusters, assign_labels=assign_labels, **kwargs).partition(graph, seed)

@@ -1,0 +1,70 @@
+"""Statistics of an observed n-cut against a null distribution (spec §3)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclass
+class NullComparison:
+    """An observed value ``x`` against null samples ``s_1..s_N`` (lower = more modular).
+
+    ``std`` has ddof 0; ``z = (x - mean) / std`` (NaN when every sample is equal);
+    ``p_value = (#{s_i < x} + 1) / (N + 1)`` — one-sided, "how many null samples are at
+    least as modular", floored at ``1 / (N + 1)``.
+    """
+
+    observed: float
+    samples: np.ndarray
+    mean: float
+    std: float
+    z: float
+    p_value: float
+
+    @property
+    def n(self) -> int:
+        return int(self.samples.size)
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "samples": [float(s) for s in self.samples],
+            "mean": float(self.mean),
+            "std": float(self.std),
+            "z": _finite_or_none(self.z),
+            "p_value": float(self.p_value),
+        }
+
+
+def compare_to_null(observed: float, samples) -> NullComparison:
+    """Mean, std (ddof 0), z and the one-sided p-value of ``observed`` against ``samples``."""
+    s = np.asarray(samples, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("a null distribution needs at least one sample")
+    mean, std = float(s.mean()), float(s.std(ddof=0))
+    diff = observed - mean
+    # With a constant null, z is undefined unless the observation equals it.
+    z = diff / std if std > 0 else (0.0 if diff == 0 else math.nan)
+    p = (np.count_nonzero(s < observed) + 1) / (s.size + 1)
+    return NullComparison(float(observed), s, mean, std, float(z), float(p))
+
+
+def cohens_d(a, b) -> float:
+    """Cohen's d of group ``a`` against group ``b`` with the pooled (ddof 1) standard deviation.
+
+    Negative when ``a`` has the lower mean (e.g. trained nets more modular than controls).
+    """
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size < 2 or b.size < 2:
+        raise ValueError("Cohen's d needs at least two values per group")
+    pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
+    if pooled == 0:
+        return 0.0 if a.mean() == b.mean() else math.nan
+    return float((a.mean() - b.mean()) / math.sqrt(pooled))

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+
+from modscope import load_graph, score
+from modscope.graph import WeightGraph
+from modscope.spectral import SpectralClusterer
+from tests.conftest import planted_weights, random_mlp
+
+PAPER_RANDOM_INIT = 10.295  # spec §3: Glorot MLP 784-256x4-10, k = 12, 10.295 +- 0.032
+
+
+@pytest.fixture(scope="module")
+def random_784():
+    return load_graph(random_mlp([784, 256, 256, 256, 256, 10], seed=0))
+
+
+def test_random_init_mlp_matches_paper_with_reference_selection(random_784):
+    # The reference keeps the k-means restart of lowest inertia (scikit-learn's rule).
+    r = score(
+        random_784, 12, n_shuffles=12, seed=0, jobs=2, clusterer=SpectralClusterer(12, select="inertia")
+    )
+    assert r.ncut == pytest.approx(PAPER_RANDOM_INIT, abs=0.06)
+    assert r.null.mean == pytest.approx(PAPER_RANDOM_INIT, abs=0.06)
+    assert 0.005 < r.null.std < 0.08
+    assert abs(r.null.z) < 3.0  # a random network is not more modular than its shuffles
+
+
+def test_random_init_mlp_default_selection(random_784):
+    r = score(random_784, 12, n_shuffles=12, seed=0, jobs=2)
+    ref = SpectralClusterer(12, select="inertia").partition(random_784, np.random.SeedSequence(0))
+    assert r.ncut <= ref.ncut  # choosing restarts by n-cut never does worse
+    assert 10.0 < r.ncut < PAPER_RANDOM_INIT + 0.06
+    assert abs(r.null.z) < 3.5
+
+
+def test_planted_network_is_far_more_modular_than_shuffles():
+    ws, _ = planted_weights([40, 32, 32, 16], 4, np.random.default_rng(0))
+    r = score(WeightGraph.from_weights(ws), 4, n_shuffles=10, seed=1)
+    assert r.null.z < -10
+    assert r.null.p_value == pytest.approx(1 / 11)
+
+
+def test_result_dict_has_exactly_the_documented_keys():
+    ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
+    r = score(WeightGraph.from_weights(ws), 2, n_shuffles=3, seed=7)
+    d = r.to_dict()
+    assert set(d) == {
+        "ncut",
+        "labels",
+        "n_clusters",
+        "layer_widths",
+        "n_nodes",
+        "n_edges",
+        "shuffle",
+        "seed",
+        "version",
+    }
+    assert set(d["shuffle"]) == {"method", "n", "ncuts", "mean", "std", "z", "p_value"}
+    assert len(d["labels"]) == d["n_nodes"] == 26 and d["layer_widths"] == [12, 8, 6]
+    json.dumps(d, allow_nan=False)
+    assert r.to_frame().shape == (3, 2)
+    assert score(WeightGraph.from_weights(ws), 2, n_shuffles=0).to_dict()["shuffle"] is None
+
+
+def test_same_seed_same_result():
+    ws, _ = planted_weights([20, 16, 8], 2, np.random.default_rng(0), leak=0.5)
+    g = WeightGraph.from_weights(ws)
+    a = score(g, 3, n_shuffles=4, seed=3).to_dict()
+    b = score(g, 3, n_shuffles=4, seed=3).to_dict()
+    assert a == b
