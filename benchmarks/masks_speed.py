@@ -1,0 +1,84 @@
+"""Speed of one mask-training step: K masks together vs K separate steps vs a plain training step.
+
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/masks_speed.py [--widths 42,256,256,256,256,20]
+[--k 3] [--batch 128] [--repeats 30]``. All three run side by side in one process on the same
+model and batch size; the script prints the mean time per step and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from modscope.masks import FrozenNet, _adam, _fn_data, fit_logits, maskable_names
+from modscope.models import MLP
+from modscope.tasks.base import Function, Task
+
+
+def make_task(widths: list[int], k: int, n: int = 4096) -> Task:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, widths[0], generator=g)
+    y = torch.randint(widths[-1], (n, 1), generator=g)
+    fns = {f"f{i}": Function(f"f{i}", train_index=torch.arange(i, n, k)) for i in range(k)}
+    return Task("bench", x, y, x, y, "ce", widths[0], widths[-1], (widths[-1],), functions=fns)
+
+
+def time_it(fn, repeats: int) -> float:
+    """CPU seconds per step (process time: the machine is shared, wall time is noisy), best of 3."""
+    fn(2)  # warm-up: allocator, vmap caches
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        fn(repeats)
+        best = min(best, (time.process_time() - t0) / repeats)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", default="42,256,256,256,256,20")
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args()
+    widths = [int(w) for w in args.widths.split(",")]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    task = make_task(widths, args.k)
+    model = MLP(widths).eval()
+    net = FrozenNet(model, maskable_names(model), "cpu")
+    data = [_fn_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+
+    def plain(steps: int) -> None:
+        m = MLP(widths)
+        opt = _adam(list(m.parameters()), 1e-3)  # same (fused) Adam as the masks
+        g = torch.Generator().manual_seed(1)
+        for _ in range(steps):
+            idx = torch.randint(task.x_train.shape[0], (args.batch,), generator=g)
+            loss = task.loss(m(task.x_train[idx]), task.y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def together(steps: int) -> None:
+        fit_logits(net, task, data, steps=steps, batch_size=args.batch)
+
+    def one(steps: int) -> None:
+        fit_logits(net, task, data[:1], steps=steps, batch_size=args.batch)
+
+    t_plain = time_it(plain, args.repeats)
+    t_one = time_it(one, args.repeats)
+    t_together = time_it(together, args.repeats)
+    k = args.k
+    print(f"model {widths}  ({net.n_weights} masked weights), batch {args.batch}, "
+          f"{torch.get_num_threads()} thread(s), {args.repeats} steps each")
+    print(f"plain training step         {t_plain * 1e3:8.2f} ms")
+    print(f"one mask step (K=1)         {t_one * 1e3:8.2f} ms   {t_one / t_plain:5.2f} x plain")
+    print(f"K={k} separate mask steps     {k * t_one * 1e3:8.2f} ms")
+    print(f"K={k} masks together, 1 step  {t_together * 1e3:8.2f} ms   "
+          f"{t_together / (k * t_one):5.2f} x separate, {t_together / t_one:5.2f} x one mask")
+
+
+if __name__ == "__main__":
+    main()
