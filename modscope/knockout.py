@@ -399,13 +399,17 @@ class LesionEvaluator(Protocol):
 class BatchedEvaluator:
     """All lesions of one call in one stacked forward pass (chunked to bound memory).
 
-    The intact activations of every hidden layer are computed once; a call starts from the
-    first lesioned layer, multiplies the ``(N, width)`` keep-masks into that layer's output
-    (and into any later lesioned layer's) and runs the remaining layers on the
-    ``(N, B, width)`` stack. ``max_elements`` bounds ``N_chunk * B * max width`` (floats).
+    The intact activations of every layer are computed once; a call starts from the first
+    lesioned layer and runs the remaining layers on an ``(N, B, width)`` stack, multiplying
+    the ``(N, width)`` keep-masks into each lesioned layer's output. When every lesion of
+    the call silences the same number ``r`` of neurons in the first lesioned layer (true and
+    random lesions of one sub-module do) and ``r`` is under half the layer, the next layer's
+    pre-activation is the intact one minus the silenced neurons' contribution,
+    ``z - h[:, R] @ W[:, R].T``: a ``(N, B, r) @ (N, r, width)`` batched matmul instead of a
+    full one. ``max_elements`` bounds ``N_chunk * B * max width`` (floats per chunk).
     """
 
-    def __init__(self, model: nn.Module, scorer: Scorer, max_elements: int = 2**25) -> None:
+    def __init__(self, model: nn.Module, scorer: Scorer, max_elements: int = 2**22) -> None:
         self.model = model
         self.scorer = scorer
         self.max_elements = int(max_elements)
@@ -414,11 +418,14 @@ class BatchedEvaluator:
         with _eval_mode(model):
             h = model.embed(scorer.x.to(w.device))
             h = h.to(w.dtype) if h.is_floating_point() else h
-            self._acts: dict[int, torch.Tensor] = {}
-            for k, lin in enumerate(self._lins[:-1]):
-                h = model.act(lin(h))
-                self._acts[k + 1] = h  # (B, width of hidden layer k + 1)
-            self._intact = scorer(self._lins[-1](h)[None])
+            self._acts: dict[int, torch.Tensor] = {}  # layer l: (B, width) output after act
+            self._pre: dict[int, torch.Tensor] = {}  # layer l: (B, width) before act
+            for k, lin in enumerate(self._lins):
+                z = lin(h)
+                self._pre[k + 1] = z
+                if k + 1 < len(self._lins):
+                    h = self._acts[k + 1] = model.act(z)
+            self._intact = scorer(z[None])
 
     def intact(self) -> Scores:
         return self._intact
@@ -428,9 +435,18 @@ class BatchedEvaluator:
             raise ModscopeError("a lesion needs at least one layer")
         first = min(keep)
         n = next(iter(keep.values())).shape[0]
-        lins = self._lins
+        lins, n_lin = self._lins, len(self._lins)
         dtype, device = lins[0].weight.dtype, lins[0].weight.device
         masks = {l: m.to(device=device, dtype=dtype) for l, m in keep.items()}
+        drop = ~keep[first].to(device=device, dtype=torch.bool)
+        counts = drop.sum(1)
+        r = int(counts[0]) if n else 0
+        low_rank = n > 0 and bool((counts == r).all()) and 2 * r < drop.shape[1]
+        if low_rank:
+            # the r silenced neurons of each lesion, (n, r)
+            removed = torch.argsort(drop.to(torch.uint8), dim=1, descending=True, stable=True)
+            removed = removed[:, :r]
+            w_t = lins[first].weight.t()  # (width_first, width_next)
         batch = self._acts[first].shape[0]
         widest = max(m.out_features for m in lins[first - 1 :])
         chunk = max(1, self.max_elements // max(1, batch * widest))
@@ -438,14 +454,18 @@ class BatchedEvaluator:
         with _eval_mode(self.model):
             for start in range(0, n, chunk):
                 sl = slice(start, start + chunk)
-                h = self._acts[first][None] * masks[first][sl, None, :]  # (n, B, width)
-                for k in range(first, len(lins)):
-                    h = lins[k](h)
-                    if k + 1 < len(lins):
-                        h = self.model.act(h)
-                        if k + 1 in masks:
-                            h = h * masks[k + 1][sl, None, :]
-                parts.append(self.scorer(h))
+                if low_rank:
+                    idx = removed[sl]
+                    h_r = self._acts[first][:, idx].transpose(0, 1)  # (n, B, r)
+                    z = self._pre[first + 1][None] - torch.bmm(h_r, w_t[idx])
+                else:
+                    z = lins[first](self._acts[first][None] * masks[first][sl, None, :])
+                for j in range(first + 1, n_lin):  # z: (n, B, width) pre-activation of layer j
+                    h = self.model.act(z)
+                    if j in masks:
+                        h = h * masks[j][sl, None, :]
+                    z = lins[j](h)
+                parts.append(self.scorer(z))
         return Scores.concat(parts)
 
 
@@ -728,7 +748,7 @@ def knockout(
     masks: Mapping[str, Any] | None = None,
     method: Literal["batched", "loop"] = "batched",
     progress: bool = False,
-    max_elements: int = 2**25,
+    max_elements: int = 2**22,
 ) -> KnockoutResult:
     """Lesion every (hidden layer, cluster) sub-module and compare with random lesions.
 
@@ -811,6 +831,65 @@ def knockout(
         min_effect=float(min_effect),
         functions=fn_result,
     )
+
+
+def task_for_checkpoint(ckpt: Any, name: str | None = None, data: str | None = None) -> Task:
+    """The task to test a checkpoint on: ``name`` (default: the one it was trained on).
+
+    The checkpoint's recorded task parameters (seed, sizes) are reused when the names
+    agree, so the test split is the one it was evaluated on; ``data`` overrides the data
+    path of file-backed tasks.
+    """
+    from .tasks import get_task
+
+    recorded = ckpt.task or {}
+    name = name or recorded.get("name")
+    if not name:
+        raise ModscopeError("the checkpoint records no task: pass one with --task")
+    params = dict(recorded.get("params") or {}) if name == recorded.get("name") else {}
+    if data is not None:
+        params["data"] = data
+    task = get_task(name, **params)
+    widths = ckpt.architecture.widths
+    if task.vocab_size is None and (task.n_inputs, task.n_outputs) != (widths[0], widths[-1]):
+        raise ModscopeError(
+            f"task {name} has {task.n_inputs} inputs and {task.n_outputs} outputs, the network "
+            f"{widths[0]} and {widths[-1]}"
+        )
+    return task
+
+
+def knockout_checkpoint(
+    path: str,
+    *,
+    task: str | None = None,
+    data: str | None = None,
+    n_clusters: int = 12,
+    masks: str | None = None,
+    **kwargs: Any,
+) -> KnockoutResult:
+    """Load a modscope checkpoint, cluster its weight graph, and run :func:`knockout`.
+
+    The graph is built from the rebuilt model (hidden neurons in the model's order) and
+    clustered with :func:`modscope.cluster` (``n_clusters``, the same ``seed`` as the
+    lesions). ``masks``: a file from ``modscope masks --save`` for lesions by function.
+    ``kwargs`` go to :func:`knockout`. The file is only read.
+    """
+    from .checkpoint import load_checkpoint
+    from .io import load_graph
+    from .spectral import cluster
+
+    ckpt = load_checkpoint(path)
+    model = ckpt.model()
+    the_task = task_for_checkpoint(ckpt, task, data)
+    graph = load_graph(model)
+    partition = cluster(graph, n_clusters, seed=kwargs.get("seed", 0))
+    mask_dict = None
+    if masks is not None:
+        from .masks import load_masks
+
+        mask_dict = load_masks(masks)
+    return knockout(model, the_task, partition.labels, masks=mask_dict, **kwargs)
 
 
 # -- lesions by function -----------------------------------------------------------------------

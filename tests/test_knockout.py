@@ -406,3 +406,27 @@ def test_bad_input_raises_modscope_error():
         knockout(torch.nn.Linear(3, 3), task, labels)
     with pytest.raises(ModscopeError, match="hidden layer"), lesion(net, {3: [0]}):
         pass
+
+
+# -- the command line --------------------------------------------------------------------------
+def test_cli_knockout_on_a_trained_checkpoint(tmp_path, capsys):
+    from modscope.cli import main
+    from modscope.tasks import get_task
+    from modscope.train import train
+
+    ckpt = tmp_path / "net.pt"
+    train(get_task("formula-independence"), hidden=[8, 8], steps=30, progress=False).save(ckpt)
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    out = tmp_path / "ko.json"
+    argv = ["knockout", str(ckpt), "--clusters", "3", "--random", "20", "--pairs",
+            "--json", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "Fisher" in capsys.readouterr().out
+    d = json.loads(out.read_text())
+    assert d["metric"] == "mse" and d["submodules"] and "pairs" in d
+    assert set(d["intact_per_function"]) == {"y1", "y2"}
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+    assert main(argv[:2] + ["--task", "digits", "--no-progress"]) == 2
+    assert main(argv[:2] + ["--random", "5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("modscope: error:") == 2 and "Traceback" not in err
