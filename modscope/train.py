@@ -432,7 +432,7 @@ def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: 
     ckpt = Checkpoint(
         architecture=arch,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        task={"name": task.name, "params": dict(task.params or {})},
+        task={"name": task.name, "params": _plain(dict(task.params or {}))},
         train_config=cfg.to_dict(),
         seed=cfg.seed,
         metrics=dict(sorted(metrics.items())),
@@ -440,6 +440,19 @@ def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: 
     )
     metrics["seconds"] = seconds
     return TrainResult(checkpoint=ckpt, metrics=dict(sorted(metrics.items())))
+
+
+def _plain(obj: Any) -> Any:
+    """Task parameters as plain data (paths -> str) so ``weights_only`` loading accepts them."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
 
 
 @torch.no_grad()

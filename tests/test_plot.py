@@ -77,3 +77,15 @@ def test_draws_a_plain_model_into_given_axes():
     assert len(_lines(fig)) == 2
     with pytest.raises(ModscopeError):
         plot.network(torch.nn.ReLU())
+
+
+def test_cli_plot_network_with_clusters(tmp_path, capsys):
+    from modscope.checkpoint import save_checkpoint
+    from modscope.cli import main
+
+    ck = save_checkpoint(tmp_path / "c.pt", _checkpoint(True))
+    out = tmp_path / "net.png"
+    assert main(["plot", "network", str(ck), "--out", str(out), "--clusters", "2"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", "network", str(ck), "--out", str(out), "--clusters", "50"]) == 2
+    assert "--clusters" in capsys.readouterr().err

@@ -193,3 +193,38 @@ def test_cuda_device_works_or_fails_clearly():
     else:
         with pytest.raises(ModscopeError, match="CUDA is not available"):
             train(_blobs(), device="cuda", progress=False)
+
+
+def test_cli_train_writes_checkpoint_and_json(tmp_path, capsys):
+    from modscope.cli import main
+
+    out, js = tmp_path / "m.pt", tmp_path / "m.json"
+    rc = main(["train", "--task", "formula-independence", "--steps", "30", "--hidden", "6,5",
+               "--bimt", "--bimt-top-k", "2", "--bimt-swap-every", "10", "--bimt-lambda", "0.01",
+               "--seed", "1", "--out", str(out), "--json", str(js), "--no-progress"])
+    assert rc == 0 and "formula-independence 4-6-5-2 BIMT" in capsys.readouterr().out
+    ck = load_checkpoint(out)
+    assert ck.bimt["top_k"] == 2 and ck.bimt["lam"] == 0.01 and ck.seed == 1
+    data = json.loads(js.read_text())
+    assert data["metrics"]["steps"] == 30 and data["bimt"]["swap_every"] == 10
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--task", "no-such-task"],
+        ["--task", "moons", "--hidden", "4,-1"],
+        ["--task", "moons", "--prune", "1.2"],
+        ["--task", "moons", "--steps", "0"],
+        ["--task", "moons", "--batch-size", "lots"],
+        ["--task", "moons", "--bimt-A", "2"],
+        ["--task", "moons", "--device", "cuda:99"],
+    ],
+)
+def test_cli_train_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
+    from modscope.cli import main
+
+    assert main(["train", *argv, "--out", str(tmp_path / "x.pt"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("modscope: error:") and "\n" not in err
+    assert not (tmp_path / "x.pt").exists()
