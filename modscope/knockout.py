@@ -39,12 +39,17 @@ Conventions used throughout:
 * Pair interaction: ``D_ij - (D_ii + D_jj)`` with ``D_ij`` the damage of the joint lesion
   of sub-modules i and j and ``D_ii`` the damage of the single lesion of i. Positive: the
   pair hurts more than the sum of its parts (they back each other up); negative: less
-  (overlapping roles, or the metric saturating at chance).
+  (serial roles, e.g. the same pathway in two layers, or the metric saturating at chance).
+  A pair's random counterpart is a random set of the same size in each of its layers (for
+  two sub-modules of one layer: one random set of their combined size).
+* Randomness: ``SeedSequence(seed)`` spawns one stream per sub-module and one per pair,
+  so a sub-module's random lesions do not depend on which others are evaluated.
 
 Evaluation is batched: the true lesion and its ``N`` random ones are per-lesion neuron
 masks of shape ``(N + 1, width)`` multiplied into the lesioned layer's output, and the
 rest of the network runs once on the stacked ``(N + 1, batch, width)`` tensor; the layers
-before the first lesioned one run only once for all lesions. :class:`LoopEvaluator` (one
+before the first lesioned one run only once for all lesions, and the layer right after it
+is updated by a low-rank correction (see :class:`BatchedEvaluator`). :class:`LoopEvaluator` (one
 forward per lesion through :func:`lesion`) is the oracle the batched path is tested
 against. The model is never modified by the batched path; :func:`lesion` and
 :func:`remove_weights` modify it in place and always restore it.
