@@ -967,12 +967,16 @@ def function_knockout(
 def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
     """A plain-text table for a terminal: one line per sub-module, then the top pairs."""
     m = result.metric
+    # a few functions (left / right, y1 / y2): show which one each sub-module serves
+    fns = list(result.intact_per_function) if len(result.intact_per_function) <= 6 else []
     lines = [
         f"knockout: {len(result.submodules)} sub-modules, {result.n_random} random lesions each, "
         f"seed {result.seed}",
-        f"intact {m}: {result.intact_accuracy:.4f}",
+        f"intact {m}: {result.intact_accuracy:.4f}"
+        + "".join(f", {f} {result.intact_per_function[f]:.4g}" for f in fns),
         "",
-        f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  category",
+        f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
+        f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
     ]
 
     def fmt_z(z: float | None) -> str:
@@ -981,7 +985,8 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
     for s in result.submodules:
         lines.append(
             f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
-            f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category}"
+            f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category:<15}"
+            + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
         )
     counts = {c: sum(s.category == c for s in result.submodules)
               for c in ("important", "sig-but-small", "prunable", "not-significant")}
