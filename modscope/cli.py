@@ -184,6 +184,58 @@ def _cmd_knockout(args) -> int:
     return 0
 
 
+# -- masks -------------------------------------------------------------------------------------
+def _add_masks(sub) -> None:
+    p = sub.add_parser(
+        "masks",
+        help="learn one weight mask per function (Csordás et al.) and compare them",
+        description="Freeze a checkpoint's network and learn a binary weight mask per function "
+        "of its task (Gumbel-sigmoid, straight-through), all at once; report each mask's size, "
+        "its metric on every function's data, the inverted-mask test and the overlaps (IoU).",
+    )
+    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
+    p.add_argument("--task", help="task (default: the one the checkpoint was trained on)")
+    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--functions", help="comma-separated function names (default: all)")
+    which.add_argument("--classes", action="store_true",
+                       help="one not-<c> mask per class, with the per-class accuracy drop")
+    p.add_argument("--steps", type=_positive_int(1), default=20000,
+                   help="mask training steps (default 20000)")
+    p.add_argument("--batch-size", type=_positive_int(1), default=128,
+                   help="examples per function per step (default 128)")
+    p.add_argument("--beta", type=float, help="sparsity weight (default 1e-4 / batch size)")
+    p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
+    p.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
+    _progress_flag(p)
+    p.set_defaults(run=_cmd_masks)
+
+
+def _cmd_masks(args) -> int:
+    from .masks import format_masks, masks_checkpoint
+
+    functions = None
+    if args.functions is not None:
+        functions = [f.strip() for f in args.functions.split(",") if f.strip()]
+        if not functions:
+            raise ModscopeError("--functions names no function")
+    result = masks_checkpoint(
+        args.checkpoint, task=args.task, data=args.data, functions=functions,
+        classes=args.classes, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
+        control=not args.no_control, seed=args.seed, device=args.device,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        write_json(args.json, result.to_dict())
+    if args.save:
+        result.save(args.save)
+    print(format_masks(result), end="")
+    return 0
+
+
 # -- train -------------------------------------------------------------------------------------
 def _add_train(sub) -> None:
     p = sub.add_parser(
@@ -305,6 +357,34 @@ def _cmd_plot_network(args) -> int:
     return 0
 
 
+# -- demo --------------------------------------------------------------------------------------
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train plain / pruned / BIMT models on embedded tasks and score them",
+        description="Train comparison models on tasks that need no download, score each against "
+        "shuffled copies and write results.json / results.csv (checkpoints cached).",
+    )
+    p.add_argument("--quick", action="store_true", help="fewer training steps and shuffles (minutes)")
+    p.add_argument("--out", default="modscope-report", help="output folder (default ./modscope-report)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shuffles", type=_positive_int(1), help="shuffles per model (20 quick, 50 full)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+    _progress_flag(p)
+    p.set_defaults(run=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    if args.jobs == 0 or args.jobs < -1:
+        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles,
+                      jobs=args.jobs, progress=not args.no_progress)
+    print(f"wrote {result.out_dir / 'results.json'} and {result.out_dir / 'results.csv'}")
+    return 0
+
+
 # -- entry point -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -315,8 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_score(sub)
     _add_knockout(sub)
+    _add_masks(sub)
     _add_train(sub)
     _add_plot(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -575,7 +575,9 @@ def train_masks(
         raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
     if control:
         fns.append(Function(CONTROL))
-    dev = torch.device(device)
+    from .train import resolve_device
+
+    dev = resolve_device(device)
     net = FrozenNet(model, maskable_names(model, mask_bias), dev)
     data = [_fn_data(task, f, dev) for f in fns]
     beta = 1e-4 / batch_size if beta is None else float(beta)
@@ -658,3 +660,83 @@ def evaluate_masks(
         config=dict(config or {}),
         logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
     )
+
+
+# -- checkpoints and text -------------------------------------------------------------------------
+def masks_checkpoint(
+    path: str | os.PathLike,
+    *,
+    task: str | None = None,
+    data: str | None = None,
+    functions: Sequence[str] | None = None,
+    classes: bool = False,
+    **kwargs: Any,
+) -> MaskResult:
+    """Load a modscope checkpoint and run :func:`train_masks` on its task (or ``task``).
+
+    ``functions``: names of the task's functions (default all); ``classes``: one ``not-<c>``
+    mask per class instead, with the per-class accuracy drop. ``kwargs`` go to
+    :func:`train_masks`. The file is only read.
+    """
+    from .checkpoint import load_checkpoint
+    from .knockout import task_for_checkpoint
+    from .tasks import class_functions
+
+    if classes and functions:
+        raise ModscopeError("give either functions or classes, not both")
+    ckpt = load_checkpoint(path)
+    the_task = task_for_checkpoint(ckpt, task, data)
+    fns: Any = functions
+    if classes:
+        fns = class_functions(the_task)
+    return train_masks(ckpt.model(), the_task, fns, class_removal=classes, **kwargs)
+
+
+def format_masks(result: MaskResult) -> str:
+    """A plain-text summary: per mask its size and metric on every function's data, intact and
+    inverted; overlaps overall and per layer."""
+    data = list(result.full_accuracy)
+    w = max(8, *(len(f) for f in result.functions)) + 2
+    col = max(9, *(len(g) + 2 for g in data))
+    lines = [
+        f"masks: {result.config.get('task', '?')}, {result.config.get('steps', '?')} steps, "
+        f"seed {result.config.get('seed', '?')}   (metric on each function's test data)",
+        "",
+        "mask".ljust(w) + "kept".rjust(8) + "shared".rjust(8) + "  | "
+        + "".join(g.rjust(col) for g in data) + "  | inverted: " + "".join(g.rjust(col) for g in data),
+        "full".ljust(w) + " " * 16 + "  | " + "".join(f"{result.full_accuracy[g]:.4f}".rjust(col)
+                                                   for g in data),
+    ]
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for f in result.functions:
+        lines.append(
+            f.ljust(w) + pct(result.kept_fraction[f]).rjust(8) + pct(result.shared[f]).rjust(8)
+            + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
+            + "  |           "
+            + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
+        )
+    if result.iou:
+        lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
+        for key, v in result.iou.items():
+            per_layer = " ".join(
+                "-" if lv["iou"][key] is None else f"{lv['iou'][key]:.3f}"
+                for lv in result.layers.values()
+            )
+            lines.append(
+                key.ljust(2 * w) + ("-" if v is None else f"{v:.3f}").rjust(8)
+                + ("-" if result.iomin[key] is None else f"{result.iomin[key]:.3f}").rjust(8)
+                + "   " + per_layer
+            )
+    if result.class_drop:
+        lines += ["", "per-class accuracy drop (intact - masked) of each not-<c> mask on its class"]
+        for f, row in result.class_drop.items():
+            own = f[4:] if f.startswith("not-") else None
+            others = [v for c, v in row.items() if c != own and v is not None]
+            mean_other = sum(others) / len(others) if others else float("nan")
+            if own is not None and own in row:
+                lines.append(f"{f.ljust(w)} own class {row[own]:+.3f}   others (mean) "
+                             f"{mean_other:+.3f}")
+    return "\n".join(lines) + "\n"

@@ -467,3 +467,37 @@ def test_alignment_bad_input():
         alignment(np.zeros(18, dtype=int), m, functions=["C"], n_null=0)
     with pytest.raises(ModscopeError, match="integer"):
         alignment(np.zeros(18), m, n_null=0)
+
+
+# -- CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_masks_json_save_and_errors(tmp_path, capsys):
+    from modscope.checkpoint import Checkpoint, save_checkpoint
+    from modscope.cli import main
+    from modscope.tasks import get_task
+
+    task = get_task("formula-independence", seed=0)
+    net = random_mlp([task.n_inputs, 12, task.n_outputs], seed=4)
+    ckpt = Checkpoint(net.arch, net.state_dict(),
+                      task={"name": "formula-independence", "params": {}})
+    path = save_checkpoint(tmp_path / "net.pt", ckpt)
+    fn = sorted(task.functions)
+    out_json, out_masks = tmp_path / "m.json", tmp_path / "m.pt"
+    rc = main(["masks", str(path), "--functions", ",".join(fn), "--steps", "3", "--no-progress",
+               "--json", str(out_json), "--save", str(out_masks)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "inverted" in printed and f"{fn[0]}|{fn[1]}" in printed
+    d = json.loads(out_json.read_text())
+    assert d["functions"] == [*fn, CONTROL]
+    assert list(load_masks(out_masks)) == [*fn, CONTROL]
+    for argv, msg in [
+        (["--functions", "nope"], "no function 'nope'"),
+        (["--steps", "0"], "must be >= 1"),
+        (["--functions", ","], "names no function"),
+        (["--classes"], "classifier"),
+        (["--device", "warp"], "device"),
+    ]:
+        assert main(["masks", str(path), "--no-progress", "--steps", "2", *argv]) == 2
+        assert msg in capsys.readouterr().err
