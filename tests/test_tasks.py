@@ -7,9 +7,12 @@ import gzip
 import json
 from itertools import permutations
 
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
 
 from modscope.errors import ModscopeError
 from modscope.tasks import TASKS, Task, class_functions, get_task, list_tasks
@@ -313,6 +316,22 @@ def test_idx_round_trip(tmp_path, dtype, suffix):
     assert (path.read_bytes()[:2] == b"\x1f\x8b") == (suffix == ".gz")
     back = read_idx(path)
     assert back.dtype == arr.dtype and back.shape == arr.shape and (back == arr).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from(["u1", "i1", ">i2", "<i2", "i4", "f4", ">f8"]),
+        shape=hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=5),
+    ),
+    gz=st.booleans(),
+)
+def test_idx_round_trip_property(tmp_path, arr, gz):
+    path = tmp_path / "prop-idx"
+    write_idx(path, arr, compress=gz)
+    back = read_idx(path)
+    assert back.shape == arr.shape and back.dtype.newbyteorder("=") == back.dtype
+    np.testing.assert_array_equal(back, arr)  # NaNs compare equal here
 
 
 def test_idx_header_is_the_standard_one(tmp_path):
