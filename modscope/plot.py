@@ -65,11 +65,11 @@ def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def _project(c: np.ndarray, level: float) -> np.ndarray:
-    """Layer coordinates -> 2-D drawing coordinates; 2-D layers become tilted planes."""
+    """Layer coordinates -> 2-D drawing coordinates; a 2-D layer becomes an oblique plane."""
     if c.shape[1] == 1:
         return np.stack([c[:, 0], np.full(len(c), level)], 1)
-    tilt = c[:, 1] - 0.5
-    return np.stack([c[:, 0] + 0.25 * tilt, level + 0.35 * tilt], 1)
+    depth = c[:, 1] - 0.5  # a grid is a plane seen obliquely: rows recede up and right
+    return np.stack([0.06 + 0.88 * c[:, 0] + 0.12 * depth, level + 0.55 * depth], 1)
 
 
 def _palette(n: int) -> list:
@@ -119,7 +119,7 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
         segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
         rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
         colors = rgba[(w[k, j] < 0).astype(int)]
-        colors[:, 3] = np.clip(0.25 + 0.75 * f, 0, 1)
+        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
         ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
                                          capstyle="round", zorder=1))
 
@@ -143,7 +143,7 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
     ax.set_yticks(range(n_layers), names)
     ax.set_xticks([])
-    ax.set_xlim(-0.05, 1.2 if any(c.shape[1] == 2 for c in coords) else 1.05)
+    ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.5, n_layers - 0.5)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
