@@ -252,6 +252,8 @@ def _add_train(sub) -> None:
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
+    p.add_argument("--weight-decay", type=float,
+                   help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)")
     p.add_argument("--prune", type=float, metavar="SPARSITY",
                    help="magnitude-prune to this sparsity in (0, 1) after training")
     p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
@@ -301,7 +303,7 @@ def _cmd_train(args) -> int:
     task = get_task(args.task, seed=args.task_seed, data=args.data)
     result = train(
         task, hidden=args.hidden, activation=args.activation, dropout=args.dropout, l1=args.l1,
-        l2=args.l2, prune=args.prune, prune_steps=args.prune_steps, steps=args.steps,
+        l2=args.l2, weight_decay=args.weight_decay, prune=args.prune, prune_steps=args.prune_steps, steps=args.steps,
         epochs=args.epochs, batch_size=batch, lr=args.lr, seed=args.seed, device=args.device,
         bimt=given if args.bimt else None, progress=not args.no_progress,
     )

@@ -48,6 +48,7 @@ class TrainConfig:
     dropout: float
     l1: float
     l2: float
+    weight_decay: float
     prune: float | None
     prune_steps: int
     steps: int
@@ -168,7 +169,8 @@ def _embed_dim(task: Task) -> int | None:
 
 
 def make_config(
-    task: Task, *, hidden=None, activation=None, dropout=0.0, l1=0.0, l2=0.0, prune=None,
+    task: Task, *, hidden=None, activation=None, dropout=0.0, l1=0.0, l2=0.0, weight_decay=None,
+    prune=None,
     prune_steps=None, steps=None, epochs=None, batch_size: int | None | EllipsisType = ...,
     lr=None, seed=0, device="cpu", bimt: bool | BIMTConfig | dict | None = None,
 ) -> TrainConfig:
@@ -221,7 +223,11 @@ def make_config(
         bimt = BIMTConfig.from_task(task, **bimt)
     elif bimt is False:
         bimt = None
+    if weight_decay is None:  # BIMT trains with AdamW, weight decay 0 (spec §6)
+        weight_decay = 0.0 if bimt is not None else (task.defaults or {}).get("weight_decay", 0.0)
+    weight_decay = _check_number("weight decay", weight_decay, 0.0)
     return TrainConfig(hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
+                       weight_decay=weight_decay,
                        prune=prune, prune_steps=int(prune_steps), steps=steps, epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=int(seed), device=str(device),
                        bimt=bimt)
@@ -341,7 +347,8 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
 
 # -- the trainer ------------------------------------------------------------------------------
 def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: str | None = None,
-          dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0, prune: float | None = None,
+          dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0,
+          weight_decay: float | None = None, prune: float | None = None,
           prune_steps: int | None = None, steps: int | None = None, epochs: float | None = None,
           batch_size: int | None | EllipsisType = ..., lr: float | None = None, seed: int = 0,
           device: str = "cpu", bimt: bool | BIMTConfig | dict | None = None,
@@ -350,13 +357,16 @@ def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: 
 
     Unset options come from ``task.defaults``; ``batch_size=None`` is full batch,
     ``...`` the task's default. ``l1`` / ``l2`` penalise Linear weights
-    (``l1 * sum|W| + l2 * sum W^2``). ``prune``: target sparsity in (0, 1), reached by
-    ``prune_steps`` (default: ``steps``) steps of magnitude pruning after the main training.
+    (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's decoupled decay of every
+    parameter (default: the task's ``weight_decay`` for plain training, 0 for BIMT).
+    ``prune``: target sparsity in (0, 1), reached by ``prune_steps`` (default: ``steps``)
+    steps of magnitude pruning after the main training.
     ``bimt``: True (the task's BIMT defaults), a :class:`BIMTConfig`, or a dict of overrides;
     BIMT trains with AdamW (weight decay 0), swaps every ``swap_every`` steps of the main
     training (not while pruning), and thresholds small parameters at the end.
     """
     cfg = make_config(task, hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
+                      weight_decay=weight_decay,
                       prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs,
                       batch_size=batch_size, lr=lr, seed=seed, device=device, bimt=bimt)
     dev = resolve_device(cfg.device)
@@ -369,7 +379,8 @@ def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: 
     bimt_state = None
     if cfg.bimt is not None:
         bimt_state = BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    if cfg.bimt is not None or cfg.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

@@ -93,6 +93,16 @@ def test_epochs_steps_and_full_batch():
     assert make_config(task).batch_size == 32
 
 
+def test_weight_decay_defaults_and_effect():
+    task = _blobs()
+    task.defaults["weight_decay"] = 0.5
+    assert make_config(task).weight_decay == 0.5
+    assert make_config(task, bimt=True).weight_decay == 0.0  # BIMT: AdamW, decay 0 (spec)
+    assert make_config(task, bimt=True, weight_decay=0.1).weight_decay == 0.1
+    size = lambda r: sum(float(v.square().sum()) for v in r.checkpoint.state_dict.values())  # noqa: E731
+    assert size(train(task, progress=False)) < size(train(task, weight_decay=0.0, progress=False))
+
+
 def test_l1_makes_weights_smaller():
     task = _blobs()
     l1 = lambda r: sum(float(v.abs().sum()) for k, v in r.checkpoint.state_dict.items()  # noqa: E731
