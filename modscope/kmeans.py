@@ -28,33 +28,45 @@ def _sq_dist(X: np.ndarray, x_sq: np.ndarray | None, centers: np.ndarray) -> np.
 
 
 def _plus_plus(X: np.ndarray, x_sq: np.ndarray, k: int, n_init: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding for ``n_init`` restarts at once: ``(R, k, d)`` centres."""
+    """Greedy k-means++ seeding for ``n_init`` restarts at once: ``(R, k, d)`` centres.
+
+    Each new centre is the best (lowest total potential) of ``2 + log k`` candidates drawn
+    with probability proportional to the squared distance to the nearest chosen centre,
+    as in Arthur & Vassilvitskii's greedy variant (scikit-learn's default).
+    """
     n, d = X.shape
+    trials = 2 + int(np.log(k))
     rows = np.arange(n_init)
     centers = np.empty((n_init, k, d))
     centers[:, 0] = X[rng.integers(n, size=n_init)]
-    closest = _sq_dist(X, x_sq, centers[:, :1])[:, :, 0]
+    closest = _sq_dist(X, x_sq, centers[:, :1])[:, :, 0]  # (R, n)
     for c in range(1, k):
         total = closest.sum(axis=1)
         cum = np.cumsum(closest, axis=1)
-        target = rng.random(n_init) * total
-        pick = np.minimum((cum < target[:, None]).sum(axis=1), n - 1)
-        # All points already sit on centres (duplicates): any point will do.
-        flat = total <= 0
+        target = rng.random((n_init, trials)) * total[:, None]
+        picks = np.minimum(np.sum(cum[:, None, :] < target[:, :, None], axis=2), n - 1)  # (R, t)
+        flat = total <= 0  # every point sits on a centre (duplicates): any point will do
         if flat.any():
-            pick[flat] = rng.integers(n, size=int(flat.sum()))
-        centers[:, c] = X[pick]
-        closest = np.minimum(closest, _sq_dist(X, x_sq, centers[rows, c][:, None])[:, :, 0])
+            picks[flat] = rng.integers(n, size=(int(flat.sum()), trials))
+        cand = X[picks]  # (R, t, d)
+        d_cand = _sq_dist(X, x_sq, cand)  # (R, n, t)
+        pot = np.minimum(closest[:, :, None], d_cand)  # (R, n, t)
+        best = pot.sum(axis=1).argmin(axis=1)  # (R,)
+        centers[:, c] = cand[rows, best]
+        closest = pot[rows, :, best]
     return centers
 
 
 def kmeans_restarts(
-    X: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_iter: int = 300
+    X: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_iter: int = 300, tol: float = 1e-4
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``n_init`` k-means restarts on ``X`` ``(n, d)``.
 
     Returns ``labels`` ``(n_init, n)`` and ``inertia`` ``(n_init,)`` (sum of squared
-    distances to the assigned centre). A restart stops when its labels stop changing.
+    distances to the assigned centre). A restart stops when its labels stop changing or
+    its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
+    shift summed over centres, scikit-learn's criterion); its labels are then those of
+    its final centres.
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n, d = X.shape
@@ -63,12 +75,14 @@ def kmeans_restarts(
     labels = np.full((n_init, n), -1, dtype=np.int64)
     inertia = np.zeros(n_init)
     live = np.arange(n_init)  # restarts still moving
-    for _ in range(max_iter):
+    shift_tol = tol * float(np.mean(np.var(X, axis=0)))
+    settled = np.zeros(n_init, dtype=bool)  # centres stopped moving: one last assignment
+    for _ in range(max_iter + 1):
         d2 = _sq_dist(X, None, centers[live])
         new = d2.argmin(axis=2)
         best = np.maximum(np.take_along_axis(d2, new[:, :, None], axis=2)[:, :, 0] + x_sq, 0.0)
         inertia[live] = best.sum(axis=1)
-        moved = (new != labels[live]).any(axis=1)
+        moved = (new != labels[live]).any(axis=1) & ~settled[live]
         labels[live] = new
         live = live[moved]
         if live.size == 0:
@@ -83,5 +97,7 @@ def kmeans_restarts(
             far = int(dist[r].argmax())
             new_centers[r, c] = X[far]
             dist[r, far] = -1.0
+        shift = ((new_centers - centers[live]) ** 2).sum(axis=(1, 2))
+        settled[live] = shift <= shift_tol
         centers[live] = new_centers
     return labels, inertia
