@@ -114,6 +114,8 @@ def shuffle_graph(graph: WeightGraph, method: str | ShuffleMethod, seed) -> Weig
 
 def _one_shuffle(graph: WeightGraph, method: ShuffleMethod, clusterer, ss: np.random.SeedSequence) -> float:
     # One BLAS / OpenMP thread per unit: the numbers are then bit-identical whatever --jobs is.
+    if hasattr(clusterer, "with_threads"):
+        clusterer = clusterer.with_threads(1)
     with threadpool_limits(1):
         shuffled = shuffle_graph(graph, method, child_seed(ss, 0))
         return clusterer.partition(shuffled, child_seed(ss, 1)).ncut

@@ -10,7 +10,10 @@ point farthest from its centre (as scikit-learn does). Deterministic for a given
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 def _sq_dist(X: np.ndarray, x_sq: np.ndarray | None, centers: np.ndarray) -> np.ndarray:
@@ -57,26 +60,16 @@ def _plus_plus(X: np.ndarray, x_sq: np.ndarray, k: int, n_init: int, rng: np.ran
     return centers
 
 
-def kmeans_restarts(
-    X: np.ndarray, k: int, n_init: int, rng: np.random.Generator, max_iter: int = 300, tol: float = 1e-4
+def _lloyd(
+    X: np.ndarray, x_sq: np.ndarray, centers: np.ndarray, max_iter: int, shift_tol: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``n_init`` k-means restarts on ``X`` ``(n, d)``.
-
-    Returns ``labels`` ``(n_init, n)`` and ``inertia`` ``(n_init,)`` (sum of squared
-    distances to the assigned centre). A restart stops when its labels stop changing or
-    its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
-    shift summed over centres, scikit-learn's criterion); its labels are then those of
-    its final centres.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    n, d = X.shape
-    x_sq = np.einsum("nd,nd->n", X, X)
-    centers = _plus_plus(X, x_sq, k, n_init, rng)
-    labels = np.full((n_init, n), -1, dtype=np.int64)
-    inertia = np.zeros(n_init)
-    live = np.arange(n_init)  # restarts still moving
-    shift_tol = tol * float(np.mean(np.var(X, axis=0)))
-    settled = np.zeros(n_init, dtype=bool)  # centres stopped moving: one last assignment
+    """Lloyd iterations for a batch of restarts from ``centers`` ``(R, k, d)``: ``(labels, inertia)``."""
+    R, k, _ = centers.shape
+    centers = centers.copy()
+    labels = np.full((R, X.shape[0]), -1, dtype=np.int64)
+    inertia = np.zeros(R)
+    live = np.arange(R)  # restarts still moving
+    settled = np.zeros(R, dtype=bool)  # centres stopped moving: one last assignment
     for _ in range(max_iter + 1):
         d2 = _sq_dist(X, None, centers[live])
         new = d2.argmin(axis=2)
@@ -88,7 +81,6 @@ def kmeans_restarts(
         if live.size == 0:
             break
         lab, dist = new[moved], best[moved]
-        R = live.size
         onehot = (lab[:, None, :] == np.arange(k)[None, :, None]).astype(np.float64)  # (R, k, n)
         counts = onehot.sum(axis=2)
         new_centers = np.matmul(onehot, X) / np.maximum(counts, 1.0)[:, :, None]
@@ -101,3 +93,35 @@ def kmeans_restarts(
         settled[live] = shift <= shift_tol
         centers[live] = new_centers
     return labels, inertia
+
+
+def kmeans_restarts(
+    X: np.ndarray,
+    k: int,
+    n_init: int,
+    rng: np.random.Generator,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``n_init`` k-means restarts on ``X`` ``(n, d)``.
+
+    Returns ``labels`` ``(n_init, n)`` and ``inertia`` ``(n_init,)`` (sum of squared
+    distances to the assigned centre). A restart stops when its labels stop changing or
+    its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
+    shift summed over centres, scikit-learn's criterion); its labels are then those of
+    its final centres. ``threads > 1`` runs groups of restarts on threads: every restart's
+    arithmetic is the same whichever group it is in, so the result does not change.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    x_sq = np.einsum("nd,nd->n", X, X)
+    centers = _plus_plus(X, x_sq, k, n_init, rng)
+    shift_tol = tol * float(np.mean(np.var(X, axis=0)))
+    groups = np.array_split(np.arange(n_init), max(1, min(threads, n_init)))
+    if len(groups) == 1:
+        return _lloyd(X, x_sq, centers, max_iter, shift_tol)
+    # numpy releases the GIL inside these array operations, so threads run in parallel;
+    # one BLAS thread each keeps them from oversubscribing the cores.
+    with threadpool_limits(1), ThreadPoolExecutor(len(groups)) as pool:
+        parts = list(pool.map(lambda g: _lloyd(X, x_sq, centers[g], max_iter, shift_tol), groups))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -194,3 +194,12 @@ def test_partition_sizes_and_frame():
     frame = p.to_frame(g)
     assert list(frame.columns) == ["layer", "index", "cluster"] and len(frame) == g.n_nodes
     assert set(itertools.chain(p.to_dict())) >= {"ncut", "labels", "n_clusters"}
+
+
+def test_threaded_restarts_give_identical_partitions():
+    ws, _ = planted_weights([40, 30, 30, 10], 4, np.random.default_rng(9), leak=0.7)
+    g = WeightGraph.from_weights(ws)
+    one = SpectralClusterer(5, threads=1).partition(g, 3)
+    three = SpectralClusterer(5, threads=3).partition(g, 3)
+    np.testing.assert_array_equal(one.labels, three.labels)
+    assert one.ncut == three.ncut
