@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tasks", default="formula-independence")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--steps", type=int, help="override the task's steps")
+    ap.add_argument("--plain-weight-decay", type=float,
+                    help="AdamW weight decay of the plain runs (default: the task's)")
     ap.add_argument("--clusters", type=int, default=2)
     ap.add_argument("--shuffles", type=int, default=50)
     ap.add_argument("--ckpt-dir", help="also save every checkpoint here")
@@ -53,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
         task = get_task(name)
         for seed in (int(s) for s in args.seeds.split(",")):
             for kind in ("plain", "bimt"):
+                wd = args.plain_weight_decay if kind == "plain" else None
                 res = train(task, steps=args.steps, seed=seed, bimt=kind == "bimt",
-                            progress=False)
+                            weight_decay=wd, progress=False)
                 ck = res.checkpoint
                 if args.ckpt_dir:
                     res.save(Path(args.ckpt_dir) / f"{name}_{kind}_{seed}.pt")
