@@ -10,6 +10,10 @@ mask depends on the seed and the function's name only). Writes the JSON to ``--o
         --out experiments/masks_addmul.json
     OMP_NUM_THREADS=1 python experiments/masks_addmul.py --part halves \\
         --out experiments/masks_halves.json
+    OMP_NUM_THREADS=1 python experiments/masks_addmul.py --part halves-bimt \\
+        --out experiments/masks_halves_bimt.json
+
+(the exact commands of the committed results are in their JSON's ``command``).
 """
 
 from __future__ import annotations
@@ -32,18 +36,21 @@ from modscope.tasks import get_task
 from modscope.train import train
 
 PARTS = {
-    # task, functions, hidden widths, network training steps
-    "addmul": ("addmul", ["add", "mul"], [256, 256, 256, 256], 20000),
-    "halves": ("halves", ["left", "right"], [64, 64], 4000),
+    # task, functions, hidden widths, network training steps, BIMT
+    "addmul": ("addmul", ["add", "mul"], [256, 256, 256, 256], 20000, False),
+    "halves": ("halves", ["left", "right"], [64, 64], 4000, False),
+    "halves-bimt": ("halves", ["left", "right"], [64, 64], 4000, True),
 }
 
 
 def network(part: str, hidden: list[int], steps: int, seed: int, cache: Path):
-    task_name = PARTS[part][0]
+    task_name, bimt = PARTS[part][0], PARTS[part][4]
     task = get_task(task_name, seed=seed)
-    path = cache / f"{task_name}_{'x'.join(map(str, hidden))}_{steps}_s{seed}.pt"
+    tag = "_bimt" if bimt else ""
+    path = cache / f"{task_name}_{'x'.join(map(str, hidden))}_{steps}{tag}_s{seed}.pt"
     if not path.exists():
-        res = train(task, hidden=hidden, steps=steps, seed=seed, progress=False)
+        res = train(task, hidden=hidden, steps=steps, seed=seed, bimt=bimt or None,
+                    progress=False)
         res.save(path)
     ckpt = load_checkpoint(path)
     return task, ckpt
@@ -73,10 +80,12 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=None)
     ap.add_argument("--mask-steps", type=int, default=10000)
     ap.add_argument("--record", default="1000,3000", help="earlier step counts to evaluate")
+    ap.add_argument("--beta", type=float, default=None, help="default 1e-4 / batch size")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=".modscope-cache/experiments")
+    ap.add_argument("--save-masks", metavar="PATH", help="also write the final masks (.pt)")
     args = ap.parse_args()
-    task_name, fns, hidden, train_steps = PARTS[args.part]
+    task_name, fns, hidden, train_steps, bimt = PARTS[args.part]
     hidden = [int(h) for h in args.hidden.split(",")] if args.hidden else hidden
     train_steps = args.train_steps or train_steps
     record = [int(s) for s in args.record.split(",") if s]
@@ -88,8 +97,8 @@ def main() -> None:
     t_train = time.perf_counter() - t0
     model = ckpt.model()
     t0 = time.perf_counter()
-    res = train_masks(model, task, fns, steps=args.mask_steps, seed=args.seed, record_at=record,
-                      progress=True)
+    res = train_masks(model, task, fns, steps=args.mask_steps, beta=args.beta, seed=args.seed,
+                      record_at=record, progress=True)
     t_masks = time.perf_counter() - t0
     runs = {**{str(n): r for n, r in res.history.items()}, str(args.mask_steps): res}
     # structure meets function: spectral clusters of the weight graph vs the final masks
@@ -102,8 +111,8 @@ def main() -> None:
     out = {
         "command": "OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(a) for a in sys.argv),
         "task": task_name,
-        "network": {"hidden": hidden, "train_steps": train_steps, "seed": args.seed,
-                    "metrics": ckpt.metrics},
+        "network": {"hidden": hidden, "train_steps": train_steps, "bimt": bimt,
+                    "seed": args.seed, "metrics": ckpt.metrics},
         "mask_config": res.config,
         "seconds": {"train_network_or_load": t_train, "masks": t_masks},
         "torch_threads": torch.get_num_threads(),
@@ -112,6 +121,8 @@ def main() -> None:
         "alignment": aligned,
     }
     write_json(args.out, out)
+    if args.save_masks:
+        res.save(args.save_masks)
     for n, r in runs.items():
         s = summary(r)
         print(f"--- {n} mask steps")

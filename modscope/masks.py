@@ -166,7 +166,10 @@ class _GumbelSigmoidST(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         z, w = ctx.saved_tensors
-        g = torch.ops.aten.sigmoid_backward(grad * w, torch.sigmoid(z))
+        # In place (z becomes s, g is reused): fewer (K, P) allocations per step. A second
+        # backward through the same graph is refused by autograd's version check on z.
+        g = grad * w
+        torch.ops.aten.sigmoid_backward.grad_input(g, z.sigmoid_(), grad_input=g)
         if ctx.tau != 1.0:
             g = g.div_(ctx.tau)
         return g, None, None, None
@@ -207,7 +210,11 @@ def _resolve_functions(
                 fns.append(task.functions[f])
             else:
                 known = ", ".join(task.functions) or "none"
-                raise ModscopeError(f"task {task.name} has no function {f!r} (it has: {known})")
+                hint = "; per-class masks: --classes / class_functions(task)" if str(
+                    f).startswith("not-") else ""
+                raise ModscopeError(
+                    f"task {task.name} has no function {f!r} (it has: {known}){hint}"
+                )
     if not fns:
         raise ModscopeError(f"no functions to mask: task {task.name} defines none and none were given")
     names = [f.name for f in fns]
