@@ -78,6 +78,9 @@ def _add_score(sub) -> None:
         help="k-means on the spectral embedding (default) or cluster-QR",
     )
     p.add_argument(
+        "--n-init", type=_positive_int(1), default=10, help="k-means restarts (default 10; the reference ran 25)"
+    )
+    p.add_argument(
         "--select",
         choices=["ncut", "inertia"],
         default="ncut",
@@ -114,7 +117,9 @@ def _cmd_score(args) -> int:
         seed=args.seed,
         jobs=args.jobs,
         progress=not args.no_progress,
-        clusterer=SpectralClusterer(args.clusters, assign_labels=args.assign_labels, select=args.select),
+        clusterer=SpectralClusterer(
+            args.clusters, assign_labels=args.assign_labels, n_init=args.n_init, select=args.select
+        ),
     )
     if args.json:
         write_json(args.json, result.to_dict())
