@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="AdamW weight decay of the plain runs (default: the task's)")
     ap.add_argument("--clusters", type=int, default=2)
     ap.add_argument("--shuffles", type=int, default=50)
+    ap.add_argument("--shuffle-method", default="layer")
     ap.add_argument("--ckpt-dir", help="also save every checkpoint here")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
@@ -64,16 +65,19 @@ def main(argv: list[str] | None = None) -> None:
                 rec = {"task": name, "seed": seed, "trainer": kind, "metrics": res.metrics,
                        "reach": reach(ck).astype(int).tolist()}
                 if args.shuffles:
-                    sc = score(ck, n_clusters=args.clusters, n_shuffles=args.shuffles, seed=seed)
+                    sc = score(ck, n_clusters=args.clusters, n_shuffles=args.shuffles, seed=seed,
+                               shuffle_method=args.shuffle_method)
                     d = sc.to_dict()
                     rec["score"] = {"ncut": d["ncut"], "clusters": args.clusters,
+                                    "shuffle_method": args.shuffle_method,
                                     **{k: d["shuffle"][k] for k in ("mean", "std", "z",
                                                                     "p_value")}}
                 records.append(rec)
                 m = res.metrics
                 shown = {k: m[k] for k in ("test_accuracy", "test_loss", "sparsity") if k in m}
-                print(name, seed, kind, shown, rec.get("score"), "reach", rec["reach"],
-                      flush=True)
+                small = len(rec["reach"]) * len(rec["reach"][0]) <= 64
+                print(name, seed, kind, shown, rec.get("score"),
+                      f"reach {rec['reach']}" if small else "", flush=True)
     write_json(args.out, {"command": command, "options": vars(args), "results": records})
 
 
