@@ -67,32 +67,31 @@ def _lloyd(
     R, k, _ = centers.shape
     centers = centers.copy()
     labels = np.full((R, X.shape[0]), -1, dtype=np.int64)
-    inertia = np.zeros(R)
     live = np.arange(R)  # restarts still moving
     settled = np.zeros(R, dtype=bool)  # centres stopped moving: one last assignment
     for _ in range(max_iter + 1):
-        d2 = _sq_dist(X, None, centers[live])
-        new = d2.argmin(axis=2)
-        best = np.maximum(np.take_along_axis(d2, new[:, :, None], axis=2)[:, :, 0] + x_sq, 0.0)
-        inertia[live] = best.sum(axis=1)
+        new = _sq_dist(X, None, centers[live]).argmin(axis=2)
         moved = (new != labels[live]).any(axis=1) & ~settled[live]
         labels[live] = new
         live = live[moved]
         if live.size == 0:
             break
-        lab, dist = new[moved], best[moved]
+        lab = new[moved]
         onehot = (lab[:, None, :] == np.arange(k)[None, :, None]).astype(np.float64)  # (R, k, n)
         counts = onehot.sum(axis=2)
         new_centers = np.matmul(onehot, X) / np.maximum(counts, 1.0)[:, :, None]
-        empty_r, empty_c = np.nonzero(counts == 0)
-        for r, c in zip(empty_r, empty_c, strict=True):  # rare: re-seed at the farthest point
-            far = int(dist[r].argmax())
-            new_centers[r, c] = X[far]
-            dist[r, far] = -1.0
+        for r in np.unique(np.nonzero(counts == 0)[0]):  # rare: re-seed empty clusters at far points
+            dist = ((X - centers[live[r]][lab[r]]) ** 2).sum(axis=1)
+            for c in np.flatnonzero(counts[r] == 0):
+                far = int(dist.argmax())
+                new_centers[r, c] = X[far]
+                dist[far] = -1.0
         shift = ((new_centers - centers[live]) ** 2).sum(axis=(1, 2))
         settled[live] = shift <= shift_tol
         centers[live] = new_centers
-    return labels, inertia
+    # a stopped restart's centres are the ones its final labels were assigned with
+    diff = X[None, :, :] - np.take_along_axis(centers, labels[:, :, None], axis=1)
+    return labels, np.einsum("rnd,rnd->r", diff, diff)
 
 
 def kmeans_restarts(

@@ -139,6 +139,12 @@ def _sign_flip(vectors: np.ndarray) -> np.ndarray:
     return vectors * signs
 
 
+def _dense_ok(graph: WeightGraph) -> bool:
+    """Whether the even x odd block is small enough to treat densely."""
+    w = np.asarray(graph.layer_widths)
+    return int(w[::2].sum()) * int(w[1::2].sum()) <= DENSE_BLOCK_LIMIT
+
+
 def _bipartite_block(graph: WeightGraph, active: np.ndarray):
     """``(B, even_nodes, odd_nodes)``: the even x odd biadjacency of the active nodes."""
     layers = np.arange(graph.n_layers)
@@ -197,6 +203,67 @@ def _top_singular(B, k: int, ss: np.random.SeedSequence):
     return U[:, order], s[order], Vt[order].T
 
 
+def _layered_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-``k`` singular triplets of the normalised even x odd block, layer by layer.
+
+    Returns ``(vecs, s)``: ``vecs`` ``(n_nodes, k)`` holds ``u`` on one side's nodes and ``v``
+    on the other's (zero rows for degree-0 nodes), ``s`` descending. The Gram matrix of the
+    smaller side is assembled from the weight matrices themselves: it is block tridiagonal
+    (only layers two apart share neighbours), so the zero blocks of ``B`` cost nothing.
+    ``None`` when the smaller side has fewer than ``k`` active nodes.
+    """
+    widths, off = graph.layer_widths, graph.offsets
+    dinv = np.zeros(graph.n_nodes)
+    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    # N[l]: |W_l| normalised by both ends' degrees, (n_{l+1}, n_l)
+    N = [
+        w * dinv[off[l + 1] : off[l + 2], None] * dinv[None, off[l] : off[l + 1]]
+        for l, w in enumerate(graph.abs_weights)
+    ]
+    layers = np.arange(graph.n_layers)
+    even_size = sum(widths[l] for l in layers[::2])
+    side = layers[1::2] if sum(widths[l] for l in layers[1::2]) <= even_size else layers[::2]
+    pos = {int(l): p for l, p in zip(side, np.cumsum([0] + [widths[l] for l in side]), strict=False)}
+    n_s = sum(widths[l] for l in side)
+    G = np.zeros((n_s, n_s))
+    for t in layers:
+        if int(t) in pos:
+            continue  # t is on the Gram side; only the other side's layers connect side layers
+        lo, hi = (t - 1 if t > 0 else None), (t + 1 if t + 1 < graph.n_layers else None)
+        # blocks from layer t to its neighbours: N[t-1] (n_t, n_{t-1}) and N[t].T (n_t, n_{t+1})
+        if lo is not None:
+            a = slice(pos[lo], pos[lo] + widths[lo])
+            G[a, a] += sla.blas.dsyrk(1.0, N[t - 1], trans=1)
+        if hi is not None:
+            b = slice(pos[hi], pos[hi] + widths[hi])
+            G[b, b] += sla.blas.dsyrk(1.0, N[t], trans=0)
+        if lo is not None and hi is not None:
+            G[a, b] += N[t - 1].T @ N[t].T
+    side_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in side])
+    keep = graph.active[side_nodes]
+    if keep.sum() < k:
+        return None
+    if not keep.all():
+        G = G[np.ix_(keep, keep)]
+    m = G.shape[0]
+    s2, V = sla.eigh(G, lower=False, subset_by_index=[m - k, m - 1])  # syrk filled the upper triangle
+    s = np.sqrt(np.clip(s2[::-1], 0.0, None))
+    V = V[:, ::-1]
+    vecs = np.zeros((graph.n_nodes, k))
+    vecs[side_nodes[keep]] = V
+    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    for t in layers:  # u = B v / sigma on the other side, layer by layer
+        if int(t) in pos:
+            continue
+        u = np.zeros((widths[t], k))
+        if t > 0:
+            u += N[t - 1] @ vecs[off[t - 1] : off[t]]
+        if t + 1 < graph.n_layers:
+            u += N[t].T @ vecs[off[t + 1] : off[t + 2]]
+        vecs[off[t] : off[t + 1]] = u * scale
+    return vecs, s
+
+
 def spectral_embedding(
     graph: WeightGraph, n_components: int, eigen_solver: EigenSolver = "auto", seed: SeedLike = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,7 +282,15 @@ def spectral_embedding(
     solver = eigen_solver
     if solver == "auto":
         solver = "bipartite"
-    if solver == "bipartite":
+    if solver == "bipartite" and _dense_ok(graph):
+        found = _layered_singular(graph, k)
+        if found is None:  # the rest of the spectrum is the null space: use the plain path
+            solver = "dense" if nodes.size <= 6000 else "arpack"
+        else:
+            vecs, s = found
+            vecs = vecs[nodes] / np.sqrt(2.0)
+            eigenvalues = 1.0 - s
+    elif solver == "bipartite":
         B, even_nodes, odd_nodes = _bipartite_block(graph, active)
         if k > min(B.shape):  # the rest of the spectrum is the null space: use the plain path
             solver = "dense" if nodes.size <= 6000 else "arpack"

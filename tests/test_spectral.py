@@ -203,3 +203,25 @@ def test_threaded_restarts_give_identical_partitions():
     three = SpectralClusterer(5, threads=3).partition(g, 3)
     np.testing.assert_array_equal(one.labels, three.labels)
     assert one.ncut == three.ncut
+
+
+def test_kmeans_reseeds_empty_clusters():
+    # 50 copies of one point and three singletons: k = 4 must find all four groups
+    X = np.repeat(np.eye(4), [50, 1, 1, 1], axis=0)
+    labels, inertia = kmeans_restarts(X, 4, 6, np.random.default_rng(0))
+    assert all(len(set(row)) == 4 for row in labels)
+    np.testing.assert_allclose(inertia, 0.0, atol=1e-12)
+
+
+def test_layered_gram_path_handles_isolated_nodes_on_both_sides():
+    rng = np.random.default_rng(4)
+    ws = [rng.random((12, 10)), rng.random((9, 12)), rng.random((7, 9))]
+    ws[0][:, 2] = 0.0  # input 2 isolated (even side)
+    ws[0][5, :] = 0.0
+    ws[1][:, 5] = 0.0  # hidden-1 neuron 5 isolated (odd side)
+    g = WeightGraph.from_weights(ws)
+    fast, ev_fast, nodes = spectral_embedding(g, 4, "bipartite")
+    plain, ev_plain, _ = spectral_embedding(g, 4, "dense")
+    assert 2 not in nodes and 10 + 5 not in nodes
+    np.testing.assert_allclose(ev_fast, ev_plain, atol=1e-10)
+    np.testing.assert_allclose(np.abs(fast), np.abs(plain), atol=1e-8)
