@@ -72,9 +72,7 @@ class Task:
             start += size
         return [b for b in bounds if groups is None or b[0] in groups]
 
-    def loss(
-        self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
-    ) -> torch.Tensor:
+    def loss(self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None) -> torch.Tensor:
         """Mean loss over examples (and over the asked-for output groups)."""
         if self.loss_kind == "mse":
             cols = list(groups) if groups is not None else slice(None)
@@ -93,9 +91,7 @@ class Task:
             ok &= out[:, s].argmax(1) == y[:, g]
         return ok
 
-    def metric(
-        self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
-    ) -> float:
+    def metric(self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None) -> float:
         """Accuracy in [0, 1] for classification, mean squared error for regression."""
         if self.loss_kind == "mse":
             return float(self.loss(out, y, groups))
