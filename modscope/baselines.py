@@ -14,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 from joblib import Parallel, delayed
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ._threads import single_thread
 from .errors import ModscopeError
 from .graph import WeightGraph
 from .spectral import SpectralClusterer, child_seed
@@ -116,7 +116,7 @@ def _one_shuffle(graph: WeightGraph, method: ShuffleMethod, clusterer, ss: np.ra
     # One BLAS / OpenMP thread per unit: the numbers are then bit-identical whatever --jobs is.
     if hasattr(clusterer, "with_threads"):
         clusterer = clusterer.with_threads(1)
-    with threadpool_limits(1):
+    with single_thread():
         shuffled = shuffle_graph(graph, method, child_seed(ss, 0))
         return clusterer.partition(shuffled, child_seed(ss, 1)).ncut
 

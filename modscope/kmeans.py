@@ -13,7 +13,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+
+from ._threads import single_thread
 
 
 def _sq_dist(X: np.ndarray, x_sq: np.ndarray | None, centers: np.ndarray) -> np.ndarray:
@@ -121,6 +122,6 @@ def kmeans_restarts(
         return _lloyd(X, x_sq, centers, max_iter, shift_tol)
     # numpy releases the GIL inside these array operations, so threads run in parallel;
     # one BLAS thread each keeps them from oversubscribing the cores.
-    with threadpool_limits(1), ThreadPoolExecutor(len(groups)) as pool:
+    with single_thread(), ThreadPoolExecutor(len(groups)) as pool:
         parts = list(pool.map(lambda g: _lloyd(X, x_sq, centers[g], max_iter, shift_tol), groups))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

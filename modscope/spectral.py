@@ -13,7 +13,6 @@ problem instead of a shift-inverted eigenproblem of the whole graph; ``eigen_sol
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ import pandas as pd
 import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from threadpoolctl import threadpool_limits
 
+from ._threads import maybe_single_thread
 from .errors import ModscopeError
 from .graph import WeightGraph
 from .kmeans import kmeans_restarts
@@ -377,9 +376,9 @@ class SpectralClusterer:
     or 100 above 2000 nodes, chosen by inertia — ``n_init=25, select="inertia"``);
     ``threads`` run the restarts in parallel without changing the result; by default one
     thread (BLAS included) up to ``SMALL_GRAPH`` active nodes, where threads cost more than
-    they give, and the machine's cores (at most 8) above. ``select="ncut"`` keeps the restart with the lowest n-cut — the quantity reported —
-    while ``select="inertia"`` keeps the lowest k-means inertia as scikit-learn and the
-    reference do. ``assign_labels="cluster_qr"`` needs no restarts.
+    they give, and the machine's cores (at most 8) above. ``select="ncut"`` keeps the
+    restart with the lowest n-cut — the quantity reported — while ``select="inertia"``
+    keeps the lowest k-means inertia as scikit-learn and the reference do. ``assign_labels="cluster_qr"`` needs no restarts.
     """
 
     def __init__(
@@ -418,7 +417,7 @@ class SpectralClusterer:
             raise ModscopeError(f"unknown label assignment {self.assign_labels!r}; use kmeans or cluster_qr")
         ss_eig, ss_km = child_seed(seed, 0), child_seed(seed, 1)
         small = int(graph.active.sum()) <= SMALL_GRAPH and self.threads in (None, 1)
-        with threadpool_limits(1) if small else contextlib.nullcontext():
+        with maybe_single_thread(small):
             return self._partition(graph, k, ss_eig, ss_km)
 
     def _partition(self, graph: WeightGraph, k: int, ss_eig, ss_km) -> Partition:
@@ -429,7 +428,9 @@ class SpectralClusterer:
         else:
             n_init = self.n_init or 10
             threads = self.threads or (1 if nodes.size <= SMALL_GRAPH else min(os.cpu_count() or 1, 8))
-            candidates, inertia = kmeans_restarts(emb, k, n_init, np.random.default_rng(ss_km), threads=threads)
+            candidates, inertia = kmeans_restarts(
+                emb, k, n_init, np.random.default_rng(ss_km), threads=threads
+            )
         labels = np.full((candidates.shape[0], graph.n_nodes), -1, dtype=np.int64)
         labels[:, nodes] = candidates
         cuts, _ = ncut_batch(graph, labels)
