@@ -124,6 +124,8 @@ def _cmd_score(args) -> int:
     if args.json:
         write_json(args.json, result.to_dict())
     print(score_table(result, source=args.checkpoint))
+    for warning in result.warnings:
+        print(f"modscope: warning: {warning}", file=sys.stderr)
     return 0
 
 

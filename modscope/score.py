@@ -30,6 +30,23 @@ class ScoreResult:
         return self.partition.ncut
 
     @property
+    def warnings(self) -> list[str]:
+        """Caveats a reader of the numbers should know (not part of ``to_dict``)."""
+        out = []
+        if self.null is None:
+            return out
+        n_zero = int(np.count_nonzero(self.null.samples <= 1e-12))
+        if n_zero:
+            out.append(
+                f"{n_zero} of {self.null.n} shuffled graphs fell apart into disconnected pieces "
+                f"(n-cut 0): the network is too sparse for '{self.shuffle_method}' shuffles to be a "
+                "fair null; compare with --shuffle-method layer_nonzero or the unthresholded weights"
+            )
+        elif self.null.std == 0:
+            out.append("every shuffle gave the same n-cut: z is undefined")
+        return out
+
+    @property
     def cluster_sizes(self) -> np.ndarray:
         """``(n_layers, n_clusters)`` neurons of each cluster in each layer."""
         return self.partition.sizes(self.graph)

@@ -70,3 +70,17 @@ def test_same_seed_same_result():
     a = score(g, 3, n_shuffles=4, seed=3).to_dict()
     b = score(g, 3, n_shuffles=4, seed=3).to_dict()
     assert a == b
+
+
+def test_sparse_network_warns_about_a_degenerate_null():
+    # two 2-neuron chains: 'layer' shuffles scatter the few weights into disconnected pieces
+    w1 = np.zeros((6, 4))
+    w1[0, 0] = w1[1, 1] = w1[2, 2] = w1[3, 3] = 1.0
+    w2 = np.zeros((2, 6))
+    w2[0, 0] = w2[0, 1] = w2[1, 2] = w2[1, 3] = 1.0
+    w2[0, 2] = 0.01  # a weak bridge: the trained n-cut is just above 0
+    r = score(WeightGraph.from_weights([w1, w2]), 2, n_shuffles=8, seed=0)
+    assert r.null.samples.min() == 0.0
+    assert any("fell apart" in w for w in r.warnings)
+    ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
+    assert score(WeightGraph.from_weights(ws), 2, n_shuffles=3).warnings == []
