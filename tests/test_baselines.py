@@ -70,6 +70,7 @@ def test_unknown_method():
         "layer",
         "layer_nonzero",
         "layer_nonzero_distribution",
+        "layer_degree",
         "layer_all_distribution",
     }
 
