@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU build of torch must go in first: an unpinned `torch` pulls gigabytes of CUDA wheels.
 TORCH  := torch==2.13.0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench data clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/score_vs_sklearn.py
+
+data: $(STAMP)
+	bash data/make_data.sh
 
 clean:
 	rm -rf $(VENV) modscope-report .pytest_cache

@@ -85,12 +85,13 @@ class TrainResult:
         bimt = None
         if ck.bimt is not None:
             bimt = {k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")}
+        # the metrics at the top level (what `train --json` promises), their context beside them
         return {
+            **self.metrics,
             "task": ck.task,
             "architecture": ck.architecture.to_dict(),
             "train_config": ck.train_config,
             "seed": ck.seed,
-            "metrics": self.metrics,
             "bimt": bimt,
         }
 
