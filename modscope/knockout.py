@@ -72,6 +72,8 @@ from scipy import stats
 from torch import nn
 
 from .errors import ModscopeError
+from .masks import CONTROL
+from .tasks import class_functions
 from .tasks.base import Task
 
 Split = Literal["train", "test"]
@@ -941,7 +943,10 @@ def function_knockout(
         raise ModscopeError("no masks given")
     scorer = Scorer(task, split)
     names = scorer.functions or ["all"]
-    unknown = [f for f in masks if f not in task.functions and f != "all"]
+    known = set(task.functions) | {"all", CONTROL}  # `control`: the mask trained on all the data
+    if task.n_classes is not None:
+        known |= set(class_functions(task))  # `not-<c>` masks of a per-class run
+    unknown = [f for f in masks if f not in known]
     if unknown:
         raise ModscopeError(
             f"masks for unknown functions {unknown}; task {task.name} has {list(task.functions)}"

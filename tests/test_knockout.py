@@ -353,6 +353,9 @@ def test_function_knockout_with_saved_mask_format():
     assert res.removed["y2"] == res.intact  # an empty mask removes nothing
     with pytest.raises(ModscopeError, match="unknown functions"):
         function_knockout(net, task, {"nope": masks["y2"]})
+    # what `modscope masks --save` writes also holds the all-data `control` mask
+    res = function_knockout(net, task, {"control": masks["y2"], "y1": masks["y2"]})
+    assert set(res.removed) == {"control", "y1"}
     with pytest.raises(ModscopeError, match="shape"):
         function_knockout(net, task, {"y1": {"layers.0.weight": torch.ones(2, 2, dtype=bool)}})
 
