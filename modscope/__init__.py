@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .alignment import alignment
 from .errors import ModscopeError
 from .graph import WeightGraph
 from .io import load_graph, load_weights
@@ -10,6 +11,7 @@ from .spectral import Partition, SpectralClusterer, cluster, ncut
 
 __all__ = [
     "ModscopeError",
+    "alignment",
     "Partition",
     "ScoreResult",
     "SpectralClusterer",
