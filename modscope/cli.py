@@ -7,6 +7,7 @@ result. Bad input raises `ModscopeError`, printed as one line on stderr with exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -88,6 +89,11 @@ def _add_score(sub) -> None:
     )
     p.add_argument("--layers", help="comma-separated weight tensor names, in forward order")
     p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a .pt/.pth that needs arbitrary pickled objects (RUNS CODE FROM THE FILE; only for files you made)",
+    )
+    p.add_argument(
         "--layout",
         choices=["out_in", "in_out"],
         default="out_in",
@@ -107,7 +113,7 @@ def _cmd_score(args) -> int:
     if args.jobs == 0 or args.jobs < -1:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
-    graph = load_graph(args.checkpoint, layers=layers, layout=args.layout)
+    graph = load_graph(args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle)
     if args.clusters >= graph.n_nodes:
         raise ModscopeError(f"--clusters ({args.clusters}) must be below the node count ({graph.n_nodes})")
     result = score(
@@ -424,6 +430,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        print("modscope: error: out of memory (try a smaller network or fewer --jobs)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("MODSCOPE_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(
+            f"modscope: internal error: {type(exc).__name__}: {first} "
+            "(set MODSCOPE_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,12 @@ Source = str | os.PathLike | nn.Module | Mapping | Checkpoint
 # Learned lookup tables are not Linear layers: leave them out of the chain.
 _EMBEDDING = re.compile(r"(^|[._])(embed|embedding|embeddings|emb|wte|wpe)([._]|$)", re.IGNORECASE)
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+# Checkpoint files above this size are refused before anything is read.
+MAX_FILE_BYTES = 8 * 2**30
+
+
+class UntrustedPickleWarning(UserWarning):
+    """A file is being unpickled without the weights-only safeguard."""
 
 
 def _check_file(path: Path) -> None:
@@ -41,12 +48,24 @@ def _check_file(path: Path) -> None:
         raise ModscopeError(f"{path}: empty file")
 
 
-def safe_torch_load(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors."""
+def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
+
+    ``trust_pickle=True`` lifts the restriction (``weights_only=False``): the file's pickled
+    objects are rebuilt, which runs whatever code they name. Only for files you made.
+    """
     path = Path(path)
     _check_file(path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ModscopeError(f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit")
+    if trust_pickle:
+        warnings.warn(
+            f"{path}: loading with trust_pickle: any code pickled in this file runs now",
+            UntrustedPickleWarning,
+            stacklevel=2,
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise ModscopeError(
@@ -171,7 +190,10 @@ def _unwrap_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
 
 
 def load_weights(
-    source: Source, layers: Sequence[str] | None = None, layout: Layout = "out_in"
+    source: Source,
+    layers: Sequence[str] | None = None,
+    layout: Layout = "out_in",
+    trust_pickle: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
     """``[(name, W)]`` in forward order, each ``W`` an ``(out, in)`` float array."""
     if isinstance(source, Checkpoint):
@@ -198,7 +220,13 @@ def load_weights(
         return ordered_weights(_read_safetensors(path), layers, layout)
     if suffix == ".npz":
         return ordered_weights(_read_npz(path), layers, layout)
-    obj = safe_torch_load(path)
+    obj = safe_torch_load(path, trust_pickle=trust_pickle)
+    # whole pickled models (only loadable with trust_pickle), bare or under a usual key
+    module = obj if isinstance(obj, nn.Module) else None
+    if isinstance(obj, Mapping) and module is None:
+        module = next((obj[k] for k in _STATE_DICT_KEYS if isinstance(obj.get(k), nn.Module)), None)
+    if module is not None:
+        return load_weights(module, layers, layout)
     if is_checkpoint_payload(obj):
         return _checkpoint_weights(from_payload(obj, str(path)), layers, layout)
     return ordered_weights(_unwrap_state_dict(obj, str(path)), layers, layout)
@@ -238,11 +266,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
-def load_graph(source: Source, layers: Sequence[str] | None = None, layout: Layout = "out_in") -> WeightGraph:
+def load_graph(
+    source: Source,
+    layers: Sequence[str] | None = None,
+    layout: Layout = "out_in",
+    trust_pickle: bool = False,
+) -> WeightGraph:
     """Build the `WeightGraph` of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
 
     A modscope checkpoint's input and output nodes come in the task's feature order,
     whatever BIMT swapped.
     """
-    items = load_weights(source, layers, layout)
+    items = load_weights(source, layers, layout, trust_pickle=trust_pickle)
     return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
