@@ -122,14 +122,15 @@ def trained(net: str, variant: str, seed: int, ckpt_dir: Path, tasks: dict) -> t
     return path, json.loads(meta.read_text())
 
 
-def scored(source, key: str, selection: str, args, ckpt_dir: Path) -> dict:
-    """Score (or reuse the cached score of) one network with one restart selection."""
-    path = ckpt_dir / f"{key}.score-{selection}-k{args.clusters}-n{args.shuffles}.json"
+def scored(source, key: str, selection: str, method: str, args, ckpt_dir: Path) -> dict:
+    """Score (or reuse the cached score of) one network with one restart selection and null."""
+    tag = "" if method == "layer" else f"-{method}"
+    path = ckpt_dir / f"{key}.score-{selection}-k{args.clusters}-n{args.shuffles}{tag}.json"
     if path.exists():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     res = score(source, n_clusters=args.clusters, n_shuffles=args.shuffles,
-                shuffle_method="layer", seed=args.score_seed, jobs=args.jobs,
+                shuffle_method=method, seed=args.score_seed, jobs=args.jobs,
                 clusterer=clusterer_for(selection, args.clusters))
     d = res.to_dict()
     sh = d["shuffle"]
@@ -137,13 +138,30 @@ def scored(source, key: str, selection: str, args, ckpt_dir: Path) -> dict:
            "p_value": sh["p_value"], "shuffle_ncuts": sh["ncuts"], "n_nodes": d["n_nodes"],
            "n_edges": d["n_edges"], "seconds": time.perf_counter() - t0}
     write_json(path, out)
-    print(f"scored {key} [{selection}]: ncut {out['ncut']:.4f} vs {out['shuffle_mean']:.4f} "
+    print(f"scored {key} [{selection}, {method}]: ncut {out['ncut']:.4f} vs {out['shuffle_mean']:.4f} "
           f"+- {out['shuffle_std']:.4f}, z {out['z']}, p {out['p_value']:.4f} "
           f"({out['seconds']:.0f} s)", flush=True)
     return out
 
 
+def scored_records(graph: WeightGraph, key: str, base: dict, selections: list[str],
+                   methods: list[str], args, ckpt_dir: Path) -> list[dict]:
+    """One record per (restart selection, shuffle method) of one network."""
+    out = []
+    for sel in selections:
+        for method in methods:
+            rec = {**base, "selection": sel, "shuffle_method": method}
+            rec.update(scored(graph, key, sel, method, args, ckpt_dir))
+            # the paper's numbers are for `layer` shuffles only
+            rec["paper"] = paper_for(base["net"], base["variant"]) if method == "layer" else None
+            out.append(rec)
+    return out
+
+
 def paper_for(net: str, variant: str) -> dict | None:
+    """The paper's numbers for 784-256x4-10 networks (none for the digits nets)."""
+    if net.startswith("digits"):
+        return None
     if net == "random-init":
         return PAPER["random_init"]
     if net == "fashion-mnist" and variant in PAPER_FASHION:
@@ -152,13 +170,15 @@ def paper_for(net: str, variant: str) -> dict | None:
 
 
 def summary(records: list[dict]) -> list[dict]:
-    """Mean over seeds of each quantity, per (network, variant, selection)."""
+    """Mean over seeds of each quantity, per (network, variant, selection, shuffle method)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["net"], r["variant"], r["selection"]), []).append(r)
+        key = (r["net"], r["variant"], r["selection"], r["shuffle_method"])
+        groups.setdefault(key, []).append(r)
     rows = []
-    for (net, variant, sel), rs in groups.items():
-        row = {"net": net, "variant": variant, "selection": sel, "n_nets": len(rs),
+    for (net, variant, sel, method), rs in groups.items():
+        row = {"net": net, "variant": variant, "selection": sel, "shuffle_method": method,
+               "n_nets": len(rs),
                "seeds": [r["seed"] for r in rs]}
         for q in ("ncut", "shuffle_mean", "shuffle_std", "z", "p_value", "test_accuracy",
                   "sparsity"):
@@ -171,6 +191,34 @@ def summary(records: list[dict]) -> list[dict]:
     return rows
 
 
+def _f(x, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def markdown(rows: list[dict]) -> str:
+    """The summary as a markdown table, ours beside the paper's."""
+    lines = ["| network | variant | restarts | null | nets | test acc | sparsity | n-cut | shuffles "
+             "(mean ± std) | z | p | paper n-cut | paper shuffles | paper z |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = r["paper"] or {}
+        paper_sh = _f(p.get("shuffle_mean"), ".3f")
+        if p.get("shuffle_std") is not None:
+            paper_sh += f" ± {p['shuffle_std']:.3f}"
+        if p:
+            paper_sh += f" ({p['dataset']})" if p["dataset"] != "none" else ""
+        acc = None if r["test_accuracy"] is None else 100 * r["test_accuracy"]
+        lines.append(
+            f"| {r['net']} | {r['variant']} | {r['selection']} | {r['shuffle_method']} | "
+            f"{r['n_nets']} | "
+            f"{_f(acc, '.1f')} | {_f(r['sparsity'], '.2f')} | {_f(r['ncut'], '.3f')} | "
+            f"{_f(r['shuffle_mean'], '.3f')} ± {_f(r['shuffle_std'], '.3f')} | "
+            f"{_f(r['z'], '.1f')} | {_f(r['p_value'], '.3f')} | {_f(p.get('ncut'), '.2f')} | "
+            f"{paper_sh} | {_f(p.get('z'), '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", default="fashion-mnist,digits,digits-wide",
@@ -179,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="0", help="training seeds")
     ap.add_argument("--random-init-seeds", default="0", help="Glorot nets to score ('' = none)")
     ap.add_argument("--selections", default="ncut,inertia")
+    ap.add_argument("--shuffle-methods", default="layer",
+                    help="comma list of shuffle nulls (the paper's is layer)")
     ap.add_argument("--clusters", type=int, default=12)
     ap.add_argument("--shuffles", type=int, default=50)
     ap.add_argument("--score-seed", type=int, default=0)
@@ -198,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     selections = [s for s in args.selections.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     random_seeds = [int(s) for s in args.random_init_seeds.split(",") if s]
+    methods = [m for m in args.shuffle_methods.split(",") if m]
 
     tasks: dict = {}
     records = []
@@ -211,26 +262,20 @@ def main(argv: list[str] | None = None) -> None:
         widths = ckpt.architecture.widths
         sd = ckpt.task_ordered_state_dict()
         graph = graph_of([sd[f"layers.{i}.weight"] for i in range(len(widths) - 1)])
-        for sel in selections:
-            rec = {"net": net, "task": NETS[net][0], "widths": list(widths), "variant": variant,
-                   "seed": seed, "selection": sel, "test_accuracy": m.get("test_accuracy"),
-                   "sparsity": m.get("sparsity"), "train_seconds": m.get("seconds"),
-                   "train_config": meta["train_config"]}
-            rec.update(scored(graph, path.stem, sel, args, ckpt_dir))
-            rec["paper"] = paper_for(net, variant)
-            records.append(rec)
+        base = {"net": net, "task": NETS[net][0], "widths": list(widths), "variant": variant,
+                "seed": seed, "test_accuracy": m.get("test_accuracy"),
+                "sparsity": m.get("sparsity"), "train_seconds": m.get("seconds"),
+                "train_config": meta["train_config"]}
+        records += scored_records(graph, path.stem, base, selections, methods, args, ckpt_dir)
     if not args.train_only:
         for seed in random_seeds:
-            model = glorot_mlp(seed)
-            for sel in selections:
-                rec = {"net": "random-init", "task": None, "widths": list(RANDOM_WIDTHS),
-                       "variant": "random_init", "seed": seed, "selection": sel,
-                       "test_accuracy": None, "sparsity": 0.0, "train_seconds": None,
-                       "train_config": {"init": "glorot_uniform", "bias": 0.0}}
-                graph = graph_of([layer.weight for layer in model.layers])
-                rec.update(scored(graph, f"random-init_s{seed}", sel, args, ckpt_dir))
-                rec["paper"] = paper_for("random-init", "random_init")
-                records.append(rec)
+            graph = graph_of([layer.weight for layer in glorot_mlp(seed).layers])
+            base = {"net": "random-init", "task": None, "widths": list(RANDOM_WIDTHS),
+                    "variant": "random_init", "seed": seed, "test_accuracy": None,
+                    "sparsity": 0.0, "train_seconds": None,
+                    "train_config": {"init": "glorot_uniform", "bias": 0.0}}
+            records += scored_records(graph, f"random-init_s{seed}", base, selections, methods,
+                                      args, ckpt_dir)
     if args.out:
         for r in records:  # JSON has no NaN
             for k, val in r.items():
@@ -240,7 +285,6 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.out, {
             "command": command,
             "options": options,
-            "shuffle_method": "layer",
             "selections": {"ncut": "modscope default: 10 k-means restarts, lowest n-cut kept",
                            "inertia": "reference: 25 restarts, lowest k-means inertia kept"},
             "paper_note": "paper numbers are MNIST (mean of 5 nets) except the Fashion-MNIST "
@@ -248,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             "summary": summary(records),
             "records": records,
         })
+        print(markdown(summary(records)))
         print(f"wrote {args.out}", flush=True)
 
 
