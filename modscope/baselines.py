@@ -9,7 +9,7 @@ with the same method and k. Each shuffle ``i`` draws all its randomness from
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +17,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from ._threads import single_thread
+from .cache import UnitCache, fingerprint_arrays
 from .errors import ModscopeError
 from .graph import WeightGraph
 from .spectral import SpectralClusterer, child_seed
@@ -129,26 +130,51 @@ def shuffle_ncuts(
     seed: int = 0,
     jobs: int = 1,
     progress: bool = False,
+    cache: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """n-cuts of ``n`` shuffled copies of ``graph`` ``(n,)``, in shuffle order.
 
     ``clusterer`` defaults to `SpectralClusterer` (k = 12); ``jobs`` worker processes
-    (joblib), ``-1`` for all cores. Results do not depend on ``jobs``.
+    (joblib), ``-1`` for all cores. Results do not depend on ``jobs``. With ``cache`` (a
+    folder) each finished shuffle is stored as it completes and a rerun computes only the
+    missing ones (see `modscope.cache`).
     """
     if not isinstance(n, int | np.integer) or n < 1:
         raise ModscopeError(f"the number of shuffles must be an integer >= 1, got {n}")
     shuffler = get_shuffle(method)
     clusterer = clusterer if clusterer is not None else SpectralClusterer()
     seeds = np.random.SeedSequence(seed).spawn(n)
-    units: Iterator = (delayed(_one_shuffle)(graph, shuffler, clusterer, ss) for ss in seeds)
+    store = None if cache is None else UnitCache(cache, _shuffle_key(graph, shuffler, clusterer, seed))
+    found, todo = store.missing(n) if store is not None else ({}, list(range(n)))
+    out = np.empty(n)
+    for i, value in found.items():
+        out[i] = value
     if jobs == 1:
-        results = (_one_shuffle(graph, shuffler, clusterer, ss) for ss in seeds)
+        results = (_one_shuffle(graph, shuffler, clusterer, seeds[i]) for i in todo)
     else:
+        units = (delayed(_one_shuffle)(graph, shuffler, clusterer, seeds[i]) for i in todo)
         results = Parallel(n_jobs=jobs, return_as="generator")(units)
-    bar = tqdm(
-        results, total=n, desc=f"{shuffler.name} shuffles", unit="shuffle", disable=not progress, leave=False
-    )
-    return np.fromiter(bar, dtype=np.float64, count=n)
+    bar = tqdm(total=n, initial=len(found), desc=f"{shuffler.name} shuffles", unit="shuffle",
+               disable=not progress, leave=False)
+    with bar:
+        for i, value in zip(todo, results, strict=True):
+            out[i] = value
+            if store is not None:
+                store.put(i, float(value))
+            bar.update()
+    return out
+
+
+def _shuffle_key(graph: WeightGraph, shuffler, clusterer, seed) -> dict:
+    """Everything a shuffle's n-cut depends on (thread counts do not change results)."""
+    params = {k: v for k, v in vars(clusterer).items() if k != "threads"}
+    return {
+        "unit": "shuffle_ncut",
+        "graph": fingerprint_arrays(graph.weights),
+        "method": [shuffler.name, vars(shuffler)],
+        "clusterer": [type(clusterer).__name__, params],
+        "seed": seed if isinstance(seed, int) else repr(seed),
+    }
 
 
 def _curveball_trades(pattern: np.ndarray, rng: np.random.Generator) -> None:

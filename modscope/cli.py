@@ -100,6 +100,9 @@ def _add_score(sub) -> None:
         help="weight matrix layout: torch's out x in (default) or Keras/JAX in x out",
     )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument(
+        "--cache", metavar="DIR", help="keep each finished shuffle here; a rerun computes only what is missing"
+    )
     _progress_flag(p)
     p.set_defaults(run=_cmd_score)
 
@@ -123,6 +126,7 @@ def _cmd_score(args) -> int:
         seed=args.seed,
         jobs=args.jobs,
         progress=not args.no_progress,
+        cache=args.cache,
         clusterer=SpectralClusterer(
             args.clusters, assign_labels=args.assign_labels, n_init=args.n_init, select=args.select
         ),
@@ -333,10 +337,19 @@ def _cmd_train(args) -> int:
 
 # -- plot --------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="figures: the network drawing",
-                       description="Draw figures from checkpoints.")
+    p = sub.add_parser("plot", help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
+                       description="Draw one figure from a checkpoint (network) or a result JSON.")
     figures = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=_Parser)
     figures.required = True
+    for name, (kind, text) in _RESULT_FIGURES.items():
+        f = figures.add_parser(name, help=text, description=f"Draw the {text} from a {kind} result "
+                               "JSON (or the demo's results.json with --model).")
+        f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
+        f.add_argument("--model", help="model name, when INPUT is the demo's results.json")
+        f.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
+        f.add_argument("--title", help="figure title")
+        f.add_argument("--dpi", type=_positive_int(10), default=200, help="raster resolution")
+        f.set_defaults(run=_cmd_plot_result)
     n = figures.add_parser(
         "network", help="neurons at their (BIMT) positions, lines by |w|, blue + / red -",
         description="Draw a network: line width |w| / max |w| per layer, blue positive, red "
@@ -345,6 +358,9 @@ def _add_plot(sub) -> None:
     n.add_argument("checkpoint", help="modscope checkpoint (.pt)")
     n.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
     n.add_argument("--clusters", type=_positive_int(2), help="colour neurons by k clusters")
+    n.add_argument("--score", metavar="RESULT.json",
+                   help="colour neurons by the clusters of this score result (--model for a demo's)")
+    n.add_argument("--model", help="model name, when --score is the demo's results.json")
     n.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
     n.add_argument("--title", help="figure title")
     n.add_argument("--dpi", type=_positive_int(10), default=200, help="raster resolution")
@@ -357,6 +373,12 @@ def _cmd_plot_network(args) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     labels = None
+    if args.score:
+        from .report import pick_result
+
+        if args.clusters:
+            raise ModscopeError("give either --clusters or --score, not both")
+        labels = pick_result(args.score, "score", args.model)["labels"]
     if args.clusters:
         from .io import load_graph
         from .spectral import cluster
@@ -372,19 +394,66 @@ def _cmd_plot_network(args) -> int:
     return 0
 
 
+_RESULT_FIGURES = {  # figure -> (result kind, what it shows)
+    "histogram": ("score", "histogram of the shuffled n-cuts with the trained n-cut marked"),
+    "sizes": ("score", "cluster sizes per layer (stacked bars)"),
+    "masks": ("masks", "mask overlap heatmaps (IoU, IoMin; overall and per layer)"),
+    "lesions": ("knockout", "lesion effect bars against random lesions"),
+    "pairs": ("knockout", "double-lesion interaction heatmap"),
+}
+
+
+def _cmd_plot_result(args) -> int:
+    from . import plot
+    from .report import pick_result
+
+    kind = _RESULT_FIGURES[args.figure][0]
+    d = pick_result(args.input, kind, args.model)
+    draw = {"histogram": plot.shuffle_histogram, "sizes": plot.cluster_sizes,
+            "masks": plot.mask_overlap, "lesions": plot.lesion_effects,
+            "pairs": plot.double_lesion}[args.figure]
+    plot.save(draw(d, title=args.title), args.out, dpi=args.dpi)
+    print(f"wrote {args.out}")
+    return 0
+
+
+# -- report ------------------------------------------------------------------------------------
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="build the HTML report from saved result JSON files",
+        description="Build a self-contained index.html (figures embedded) plus results.json / "
+        "results.csv of every number from score, masks, knockout or demo result JSON files.",
+    )
+    p.add_argument("results", nargs="+", metavar="RESULT.json", help="result files (kind found by keys)")
+    p.add_argument("--out", default="modscope-report", help="output folder (default ./modscope-report)")
+    p.add_argument("--title", default="modscope report", help="page title")
+    p.set_defaults(run=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .report import build_report
+
+    page = build_report(args.results, args.out, title=args.title)
+    print(f"wrote {page}")
+    return 0
+
+
 # -- demo --------------------------------------------------------------------------------------
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="train plain / pruned / BIMT models on embedded tasks and score them",
-        description="Train comparison models on tasks that need no download, score each against "
-        "shuffled copies and write results.json / results.csv (checkpoints cached).",
+        help="train plain / pruned / BIMT models on embedded tasks, run every experiment, report",
+        description="Train plain, dropout + pruned and BIMT models on tasks that need no download, "
+        "score each against shuffled copies, learn masks for the halves functions, run knockouts "
+        "and write index.html plus results.json / results.csv (every stage cached).",
     )
     p.add_argument("--quick", action="store_true", help="fewer training steps and shuffles (minutes)")
     p.add_argument("--out", default="modscope-report", help="output folder (default ./modscope-report)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shuffles", type=_positive_int(1), help="shuffles per model (20 quick, 50 full)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+    p.add_argument("--no-fashion", action="store_true", help="leave Fashion-MNIST out even if installed")
     _progress_flag(p)
     p.set_defaults(run=_cmd_demo)
 
@@ -395,8 +464,9 @@ def _cmd_demo(args) -> int:
     if args.jobs == 0 or args.jobs < -1:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
     result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles,
-                      jobs=args.jobs, progress=not args.no_progress)
-    print(f"wrote {result.out_dir / 'results.json'} and {result.out_dir / 'results.csv'}")
+                      jobs=args.jobs, progress=not args.no_progress,
+                      fashion=False if args.no_fashion else None)
+    print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0
 
 
@@ -413,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_masks(sub)
     _add_train(sub)
     _add_plot(sub)
+    _add_report(sub)
     _add_demo(sub)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,12 +98,14 @@ def score(
     assign_labels: AssignLabels = "kmeans",
     progress: bool = False,
     clusterer: SpectralClusterer | None = None,
+    cache: str | os.PathLike | None = None,
 ) -> ScoreResult:
     """Cluster a network and compare its n-cut with ``n_shuffles`` shuffled copies.
 
     ``source`` is a `WeightGraph` or anything `load_graph` reads. ``n_shuffles=0`` skips
     the baseline. The trained network is clustered with ``SeedSequence(seed)``; shuffle
-    ``i`` with ``SeedSequence(seed).spawn(n_shuffles)[i]``.
+    ``i`` with ``SeedSequence(seed).spawn(n_shuffles)[i]``. ``cache``: a folder where each
+    finished shuffle is kept, so an interrupted run resumes (`modscope.cache`).
     """
     graph = source if isinstance(source, WeightGraph) else load_graph(source)
     clusterer = clusterer or SpectralClusterer(n_clusters, assign_labels=assign_labels)
@@ -110,6 +113,6 @@ def score(
     partition = clusterer.partition(graph, np.random.SeedSequence(seed))
     null = None
     if n_shuffles:
-        ncuts = shuffle_ncuts(graph, n_shuffles, method, clusterer, seed, jobs, progress)
+        ncuts = shuffle_ncuts(graph, n_shuffles, method, clusterer, seed, jobs, progress, cache=cache)
         null = compare_to_null(partition.ncut, ncuts)
     return ScoreResult(graph, partition, method.name, null, int(seed))

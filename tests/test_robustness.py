@@ -144,8 +144,10 @@ def test_cli_never_shows_a_traceback_or_hangs(tmp_path, capsys, suffix, cut, fli
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shapes=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=4),
-       dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int32, torch.bool]))
+@given(
+    shapes=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=4),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int32, torch.bool]),
+)
 def test_odd_shapes_and_dtypes_give_clear_errors(tmp_path, capsys, shapes, dtype):
     sd = {f"l{i}.weight": torch.ones(a, b, dtype=dtype) for i, (a, b) in enumerate(shapes)}
     path = tmp_path / "odd.pt"

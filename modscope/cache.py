@@ -1,0 +1,93 @@
+"""A folder of finished work units, so an interrupted run computes only what is missing.
+
+Each unit (one shuffle's n-cut, say) is one small JSON file written atomically. A unit's
+file lives in a folder named by the hash of everything that determines its value — the
+network's weights, the method and its parameters, the seed, modscope's version — so a
+cache made with other settings is never read by mistake. Every file carries a checksum of
+its content: a damaged file is detected, removed and its unit recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._atomic import write_json
+from .errors import ModscopeError
+
+
+def fingerprint_arrays(arrays) -> str:
+    """sha256 of arrays' shapes, dtypes and bytes (order matters)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class UnitCache:
+    """Finished units of one computation, stored under ``root``.
+
+    ``key`` is a JSON-able dict of everything the units' values depend on; units are
+    indexed by integers.
+    """
+
+    def __init__(self, root: str | os.PathLike, key: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.key = {**key, "modscope_version": __version__}
+        self.digest = _digest(self.key)
+        self.dir = self.root / self.digest[:32]
+
+    def _open(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModscopeError(f"cannot use cache folder {self.root}: {exc.strerror}") from None
+        manifest = self.dir / "key.json"
+        if not manifest.exists():  # for people looking into the cache; never trusted for lookups
+            write_json(manifest, self.key)
+
+    def _path(self, i: int) -> Path:
+        return self.dir / f"unit-{i:08d}.json"
+
+    def get(self, i: int) -> Any | None:
+        """The stored value of unit ``i``, or None when missing or damaged (then removed)."""
+        path = self._path(i)
+        try:
+            record = json.loads(path.read_text())
+            value = record["value"]
+            if record["key"] != self.digest or record["check"] != _digest([self.digest, i, value]):
+                raise ValueError("checksum mismatch")
+            return value
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, i: int, value: Any) -> None:
+        self._open()
+        write_json(
+            self._path(i),
+            {"key": self.digest, "unit": i, "value": value, "check": _digest([self.digest, i, value])},
+        )
+
+    def missing(self, n: int) -> tuple[dict[int, Any], list[int]]:
+        """``(found {i: value}, missing [i])`` for units ``0 .. n-1``."""
+        found = {}
+        for i in range(n):
+            v = self.get(i)
+            if v is not None:
+                found[i] = v
+        return found, [i for i in range(n) if i not in found]

@@ -1,0 +1,124 @@
+"""Resumable runs: finished shuffles are kept; a killed run resumes with the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import modscope.baselines as baselines
+from modscope.baselines import shuffle_ncuts
+from modscope.cache import UnitCache
+from modscope.graph import WeightGraph
+from modscope.spectral import SpectralClusterer
+from tests.conftest import planted_weights
+
+
+@pytest.fixture
+def graph():
+    ws, _ = planted_weights([24, 16, 16, 8], 2, np.random.default_rng(0), leak=0.4)
+    return WeightGraph.from_weights(ws)
+
+
+def test_unit_cache_round_trip_and_corruption(tmp_path):
+    c = UnitCache(tmp_path, {"a": 1})
+    assert c.get(0) is None
+    c.put(0, 1.25)
+    c.put(1, 2.5)
+    assert c.get(0) == 1.25 and c.missing(3) == ({0: 1.25, 1: 2.5}, [2])
+    path = c._path(1)
+    record = json.loads(path.read_text())
+    record["value"] = 9.0  # tampered: the checksum no longer matches
+    path.write_text(json.dumps(record))
+    assert c.get(1) is None and not path.exists()
+    c._path(0).write_text("{truncated")
+    assert c.get(0) is None
+    assert UnitCache(tmp_path, {"a": 2}).dir != c.dir  # other settings, other folder
+
+
+def _counting(monkeypatch):
+    calls = []
+    real = baselines._one_shuffle
+
+    def counted(graph, method, clusterer, ss):
+        calls.append(ss.spawn_key)
+        return real(graph, method, clusterer, ss)
+
+    monkeypatch.setattr(baselines, "_one_shuffle", counted)
+    return calls
+
+
+def test_cached_run_equals_uncached_and_reuses_everything(graph, tmp_path, monkeypatch):
+    clusterer = SpectralClusterer(3)
+    plain = shuffle_ncuts(graph, 6, "layer", clusterer, seed=1)
+    calls = _counting(monkeypatch)
+    first = shuffle_ncuts(graph, 6, "layer", clusterer, seed=1, cache=tmp_path)
+    assert len(calls) == 6
+    np.testing.assert_array_equal(first, plain)
+    again = shuffle_ncuts(graph, 8, "layer", clusterer, seed=1, cache=tmp_path)
+    assert len(calls) == 8  # only shuffles 6 and 7 were new
+    np.testing.assert_array_equal(again[:6], plain)
+
+
+def test_other_settings_never_reuse_the_cache(graph, tmp_path, monkeypatch):
+    shuffle_ncuts(graph, 3, "layer", SpectralClusterer(3), seed=1, cache=tmp_path)
+    calls = _counting(monkeypatch)
+    shuffle_ncuts(graph, 3, "layer", SpectralClusterer(3), seed=2, cache=tmp_path)
+    shuffle_ncuts(graph, 3, "layer_nonzero", SpectralClusterer(3), seed=1, cache=tmp_path)
+    shuffle_ncuts(graph, 3, "layer", SpectralClusterer(4), seed=1, cache=tmp_path)
+    other = WeightGraph.from_weights([w * 1.5 for w in graph.weights])
+    shuffle_ncuts(other, 3, "layer", SpectralClusterer(3), seed=1, cache=tmp_path)
+    assert len(calls) == 12
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
+    ws, _ = planted_weights([64, 48, 48, 16], 3, np.random.default_rng(1), leak=0.5)
+    ckpt = tmp_path / "net.pt"
+    torch.save({f"l{i}.weight": torch.tensor(w) for i, w in enumerate(ws)}, ckpt)
+    cache = tmp_path / "cache"
+    base = [
+        sys.executable,
+        "-m",
+        "modscope",
+        "score",
+        str(ckpt),
+        "--clusters",
+        "4",
+        "--shuffles",
+        "60",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [*base, "--cache", str(cache), "--json", str(tmp_path / "killed.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(cache.glob("*/unit-*.json"))) < 5:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    done = {p: p.stat().st_mtime_ns for p in cache.glob("*/unit-*.json")}
+    assert 5 <= len(done) < 60, "the run should have been killed midway"
+    assert not (tmp_path / "killed.json").exists()  # nothing half-written
+    subprocess.run(
+        [*base, "--cache", str(cache), "--json", str(tmp_path / "resumed.json")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [*base, "--json", str(tmp_path / "straight.json")], check=True, capture_output=True, timeout=300
+    )
+    assert (tmp_path / "resumed.json").read_bytes() == (tmp_path / "straight.json").read_bytes()
+    # the units finished before the kill were read back, not recomputed
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
