@@ -31,13 +31,56 @@ from .kmeans import kmeans_restarts
 
 SeedLike = int | np.random.SeedSequence | None
 AssignLabels = Literal["kmeans", "cluster_qr"]
-EigenSolver = Literal["auto", "bipartite", "dense", "arpack"]
+EigenSolver = Literal["auto", "bipartite", "iterative", "dense", "arpack"]
 
 # Up to this many active nodes a clustering runs on one thread: BLAS / thread start-up costs
 # more than the parallel work gains, and much more when the cores are busy.
 SMALL_GRAPH = 5000
-# Above this many entries the bipartite block is kept sparse and solved iteratively.
+# Above this many entries of the even x odd block, "bipartite" never forms a dense Gram matrix.
 DENSE_BLOCK_LIMIT = 25_000_000
+# Above this many nodes on the smaller bipartite side, "auto" finds the top singular vectors by
+# Lanczos on an operator made of the weight matrices: a dense Gram matrix's eigh costs O(m^3)
+# (14 s at m = 4106 on one core) where Lanczos needs a few hundred O(edges) products (3 s).
+ITERATIVE_SIDE = 2000
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (``MemAvailable``, else physical RAM)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_estimate(layer_widths, jobs: int = 1) -> int:
+    """Peak bytes to cluster a network of these widths and run ``jobs`` shuffles at once.
+
+    Counted in float64 words of ``E`` weights (``n_l n_{l+1}`` summed), ``n`` nodes and ``m``
+    nodes on the smaller bipartite side: the graph's weights and |weights| (2E), the loaded
+    source (E); per clustering the normalised weights and a Gram matrix with its eigensolver
+    copy (E + 2 m^2) where the dense path is taken, a few vectors otherwise; per concurrent
+    shuffle a shuffled copy, its |weights| and the permutation's temporary (3E).
+    """
+    w = np.asarray(layer_widths, dtype=np.int64)
+    edges = int((w[:-1] * w[1:]).sum())
+    m = int(min(w[::2].sum(), w[1::2].sum()))
+    cluster = edges + 2 * m * m if m <= ITERATIVE_SIDE else 64 * int(w.sum())
+    return 8 * (3 * edges + cluster + max(jobs, 1) * (3 * edges + cluster))
+
+
+def check_memory(layer_widths, jobs: int = 1) -> None:
+    """Raise `ModscopeError` when `memory_estimate` exceeds the memory available now."""
+    need, have = memory_estimate(layer_widths, jobs), available_memory()
+    if need > have:
+        widths = "-".join(str(int(x)) for x in layer_widths)
+        raise ModscopeError(
+            f"a {widths} network needs about {need / 2**30:.1f} GiB to score with {max(jobs, 1)} "
+            f"concurrent shuffle(s), but only {have / 2**30:.1f} GiB of memory is available"
+        )
 
 
 def _seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
@@ -144,62 +187,123 @@ def _dense_ok(graph: WeightGraph) -> bool:
     return int(w[::2].sum()) * int(w[1::2].sum()) <= DENSE_BLOCK_LIMIT
 
 
-def _bipartite_block(graph: WeightGraph, active: np.ndarray):
-    """``(B, even_nodes, odd_nodes)``: the even x odd biadjacency of the active nodes."""
+def _gram_side(graph: WeightGraph) -> np.ndarray:
+    """Layer ids of the smaller bipartite side (odd layers on a tie), whose Gram matrix is solved."""
     layers = np.arange(graph.n_layers)
-    even, odd = layers[layers % 2 == 0], layers[layers % 2 == 1]
-    pos = np.empty(graph.n_layers, dtype=np.int64)  # each layer's offset inside its side
-    pos[even] = np.concatenate([[0], np.cumsum([graph.layer_widths[l] for l in even])])[:-1]
-    pos[odd] = np.concatenate([[0], np.cumsum([graph.layer_widths[l] for l in odd])])[:-1]
-    n_e = sum(graph.layer_widths[l] for l in even)
-    n_o = sum(graph.layer_widths[l] for l in odd)
-    blocks = []  # (row offset, col offset, block) with rows on the even side
-    for l, w in enumerate(graph.abs_weights):  # w links layer l (cols) to l+1 (rows)
-        if l % 2 == 0:
-            blocks.append((pos[l], pos[l + 1], w.T))
+    widths = graph.layer_widths
+    even_size = sum(widths[l] for l in layers[::2])
+    return layers[1::2] if sum(widths[l] for l in layers[1::2]) <= even_size else layers[::2]
+
+
+def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
+    """``(n, labels)``: connected components of the active nodes; -1 for degree-0 nodes.
+
+    A weight matrix without zeros joins all its neurons, so it contributes a star of
+    ``n_l + n_{l+1}`` edges instead of all ``n_l n_{l+1}``: dense networks cost one scan.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    off, rows, cols = graph.offsets, [], []
+    for l, w in enumerate(graph.abs_weights):
+        if np.all(w > 0):
+            j, i = np.arange(w.shape[1]), np.arange(w.shape[0])
+            rows += [np.full(j.size, off[l + 1]), off[l + 1] + i]
+            cols += [off[l] + j, np.full(i.size, off[l])]
         else:
-            blocks.append((pos[l + 1], pos[l], w))
-    if n_e * n_o <= DENSE_BLOCK_LIMIT:
-        B = np.zeros((n_e, n_o))
-        for r, c, blk in blocks:
-            B[r : r + blk.shape[0], c : c + blk.shape[1]] = blk
+            i, j = np.nonzero(w)
+            rows.append(off[l + 1] + i)
+            cols.append(off[l] + j)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    pattern = sp.csr_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(graph.n_nodes,) * 2)
+    _, lab = connected_components(pattern, directed=False)
+    lab = np.where(graph.active, lab, -1)
+    kept, lab[graph.active] = np.unique(lab[graph.active], return_inverse=True)
+    return int(kept.size), lab
+
+
+def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
+    """Top-``k`` singular triplets of the normalised even x odd block without forming it.
+
+    Returns ``(vecs, s)`` as `_layered_singular` does, or ``None`` when the smaller side has
+    fewer than ``k`` active nodes. Lanczos (ARPACK) runs on ``G = B^T B`` of the smaller side,
+    applied as ``D^-1/2 |W| D^-1 |W|^T D^-1/2`` products with the weight matrices themselves:
+    memory stays at a few vectors, time at O(edges) per product. Each connected component
+    gives singular value 1 with the known vector ``sqrt(degree)`` on the component (Perron);
+    those are put in exactly and projected out, so that Lanczos, which finds a repeated
+    eigenvalue only once, never has to.
+    """
+    widths, off, L = graph.layer_widths, graph.offsets, graph.n_layers
+    dinv = np.zeros(graph.n_nodes)
+    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    side = _gram_side(graph)
+    on_side = np.isin(np.arange(L), side)
+    side_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in side])
+    keep = graph.active[side_nodes]
+    m = int(keep.sum())
+    if m < k:
+        return None
+    W = graph.abs_weights
+    n_comp, comp = components(graph)
+    # Perron vectors of the components on the Gram side, largest component first
+    comp_side = comp[side_nodes[keep]]
+    sizes = np.bincount(comp[comp >= 0], minlength=n_comp)
+    order = np.lexsort((np.arange(n_comp), -sizes))[: min(n_comp, k)]
+    Q = np.zeros((m, order.size))
+    root = np.sqrt(graph.degree[side_nodes[keep]])
+    for c_i, c in enumerate(order):
+        on = comp_side == c
+        Q[on, c_i] = root[on] / np.linalg.norm(root[on])
+
+    def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b)
+        x = x.reshape(m, -1)
+        full = np.zeros((graph.n_nodes, x.shape[1]))
+        full[side_nodes[keep]] = x
+        full *= dinv[:, None]
+        out = np.zeros_like(full)
+        for t in np.flatnonzero(~on_side):
+            u = np.zeros((widths[t], x.shape[1]))
+            if t > 0:
+                u += W[t - 1] @ full[off[t - 1] : off[t]]
+            if t + 1 < L:
+                u += W[t].T @ full[off[t + 1] : off[t + 2]]
+            u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
+            if t > 0:
+                out[off[t - 1] : off[t]] += W[t - 1].T @ u
+            if t + 1 < L:
+                out[off[t + 1] : off[t + 2]] += W[t] @ u
+        out *= dinv[:, None]
+        y = out[side_nodes[keep]]
+        if Q.shape[1]:  # P G P with P = I - Q Q^T: the components' eigenvalue 1 removed
+            y -= Q @ (Q.T @ y)
+        return y
+
+    rest = k - Q.shape[1]
+    if rest > 0:
+        def matvec(x):
+            x = x.reshape(m, -1)
+            if Q.shape[1]:
+                x = x - Q @ (Q.T @ x)
+            return gram(x)
+
+        op = spla.LinearOperator((m, m), matvec=matvec, matmat=matvec, dtype=np.float64)
+        v0 = np.random.default_rng(ss).uniform(-1, 1, m)
+        s2, V = spla.eigsh(op, k=rest, which="LA", v0=v0, ncv=min(m, max(2 * rest + 1, 20)))
+        top = np.argsort(-s2)
+        s2, V = np.concatenate([np.ones(Q.shape[1]), s2[top]]), np.hstack([Q, V[:, top]])
     else:
-        parts = []
-        for r, c, blk in blocks:
-            m = sp.coo_matrix(blk)
-            parts.append((m.row + r, m.col + c, m.data))
-        rows, cols, vals = (np.concatenate(x) for x in zip(*parts, strict=True))
-        B = sp.csr_matrix((vals, (rows, cols)), shape=(n_e, n_o))
-    off = graph.offsets
-    even_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in even])
-    odd_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in odd])
-    ke, ko = active[even_nodes], active[odd_nodes]
-    if not (ke.all() and ko.all()):
-        B = B[ke][:, ko]
-    return B, even_nodes[ke], odd_nodes[ko]
-
-
-def _top_singular(B, k: int, ss: np.random.SeedSequence):
-    """Top-``k`` singular triplets ``(U, s, V)`` of ``B``, ``s`` descending."""
-    n_e, n_o = B.shape
-    if isinstance(B, np.ndarray):
-        # Eigen-decompose the smaller Gram matrix: only its top-k eigenpairs are needed.
-        # syrk fills one triangle of the Gram matrix at half a GEMM's cost; eigh reads that one.
-        if n_o <= n_e:
-            s2, V = sla.eigh(sla.blas.dsyrk(1.0, B, trans=1), lower=False, subset_by_index=[n_o - k, n_o - 1])
-            s = np.sqrt(np.clip(s2, 0.0, None))[::-1]
-            V = V[:, ::-1]
-            U = (B @ V) / np.where(s > 0, s, 1.0)
-        else:
-            s2, U = sla.eigh(sla.blas.dsyrk(1.0, B, trans=0), lower=False, subset_by_index=[n_e - k, n_e - 1])
-            s = np.sqrt(np.clip(s2, 0.0, None))[::-1]
-            U = U[:, ::-1]
-            V = (B.T @ U) / np.where(s > 0, s, 1.0)
-        return U, s, V
-    v0 = np.random.default_rng(ss).uniform(-1, 1, min(n_e, n_o))
-    U, s, Vt = spla.svds(B, k=k, v0=v0, solver="arpack")
-    order = np.argsort(-s)
-    return U[:, order], s[order], Vt[order].T
+        s2, V = np.ones(k), Q[:, :k]
+    s = np.sqrt(np.clip(s2, 0.0, None))
+    vecs = np.zeros((graph.n_nodes, k))
+    vecs[side_nodes[keep]] = V
+    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    for t in np.flatnonzero(~on_side):  # u = B v / sigma on the other side, layer by layer
+        u = np.zeros((widths[t], k))
+        if t > 0:
+            u += W[t - 1] @ (vecs[off[t - 1] : off[t]] * dinv[off[t - 1] : off[t], None])
+        if t + 1 < L:
+            u += W[t].T @ (vecs[off[t + 1] : off[t + 2]] * dinv[off[t + 1] : off[t + 2], None])
+        vecs[off[t] : off[t + 1]] = u * dinv[off[t] : off[t + 1], None] * scale
+    return vecs, s
 
 
 def _layered_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -280,33 +384,17 @@ def spectral_embedding(
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
     solver = eigen_solver
     if solver == "auto":
-        solver = "bipartite"
-    if solver == "bipartite" and _dense_ok(graph):
-        found = _layered_singular(graph, k)
+        side = _gram_side(graph)
+        solver = "bipartite" if sum(graph.layer_widths[l] for l in side) <= ITERATIVE_SIDE else "iterative"
+    if solver == "bipartite" and not _dense_ok(graph):
+        solver = "iterative"  # no dense Gram matrix for a block this large
+    if solver in ("bipartite", "iterative"):
+        found = _layered_singular(graph, k) if solver == "bipartite" else _operator_singular(graph, k, ss)
         if found is None:  # the rest of the spectrum is the null space: use the plain path
             solver = "dense" if nodes.size <= 6000 else "arpack"
         else:
             vecs, s = found
             vecs = vecs[nodes] / np.sqrt(2.0)
-            eigenvalues = 1.0 - s
-    elif solver == "bipartite":
-        B, even_nodes, odd_nodes = _bipartite_block(graph, active)
-        if k > min(B.shape):  # the rest of the spectrum is the null space: use the plain path
-            solver = "dense" if nodes.size <= 6000 else "arpack"
-        else:
-            de = np.asarray(B.sum(axis=1)).ravel()
-            do = np.asarray(B.sum(axis=0)).ravel()
-            ie, io = 1.0 / np.sqrt(de), 1.0 / np.sqrt(do)
-            Bn = (
-                (B * ie[:, None] * io[None, :])
-                if isinstance(B, np.ndarray)
-                else (sp.diags(ie) @ B @ sp.diags(io))
-            )
-            U, s, V = _top_singular(Bn, k, ss)
-            vecs = np.empty((graph.n_nodes, k))
-            vecs[even_nodes] = U / np.sqrt(2.0)
-            vecs[odd_nodes] = V / np.sqrt(2.0)
-            vecs = vecs[nodes]
             eigenvalues = 1.0 - s
     if solver in ("dense", "arpack"):
         A = graph.adjacency[nodes][:, nodes]
@@ -320,7 +408,7 @@ def spectral_embedding(
             mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
         order = np.argsort(-mu)
         vecs, eigenvalues = vecs[:, order], 1.0 - mu[order]
-    elif solver != "bipartite":
+    elif solver not in ("bipartite", "iterative"):
         raise ModscopeError(f"unknown eigen solver {eigen_solver!r}")
     deg = graph.degree[nodes]
     embedding = _sign_flip(vecs) / np.sqrt(deg)[:, None]
