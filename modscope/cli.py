@@ -65,10 +65,11 @@ def _add_score(sub) -> None:
     p.add_argument("--shuffles", type=_positive_int(1), default=50, help="shuffled networks (default 50)")
     p.add_argument(
         "--shuffle-method",
-        choices=sorted(SHUFFLE_METHODS),
-        default="layer",
+        choices=[*sorted(SHUFFLE_METHODS), "units"],
+        default=None,
         metavar="METHOD",
-        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)",
+        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer), or units (permute each unit's "
+        "activations across examples; --graph activations only, its default)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
@@ -103,6 +104,17 @@ def _add_score(sub) -> None:
     p.add_argument(
         "--cache", metavar="DIR", help="keep each finished shuffle here; a rerun computes only what is missing"
     )
+    m = p.add_argument_group("other graphs and measures (modscope.measures, .activations, .cnn)")
+    m.add_argument("--graph", choices=["weights", "activations"], default="weights",
+                   help="edges |w| (default) or squared Spearman correlations of unit activations")
+    m.add_argument("--method", choices=["spectral", "louvain", "local"], default="spectral",
+                   help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut")
+    m.add_argument("--task", help="--graph activations: the task whose test examples run through the "
+                   "network (default: the checkpoint's)")
+    m.add_argument("--data", metavar="PATH", help="--graph activations: data folder for file-backed tasks")
+    m.add_argument("--examples", type=_positive_int(3), help="--graph activations: first N examples only")
+    m.add_argument("--kernel-norm", choices=["1", "l1", "l2", "fro", "max"],
+                   help="CNNs: edge = this norm of |kernel slice| (default 1, the matrix 1-norm)")
     _progress_flag(p)
     p.set_defaults(run=_cmd_score)
 
@@ -113,6 +125,10 @@ def _cmd_score(args) -> int:
     from .score import score
     from .spectral import SpectralClusterer
 
+    other = args.graph != "weights" or args.method != "spectral" or args.shuffle_method == "units"
+    if other or args.kernel_norm:
+        return _cmd_score_measure(args)
+    args.shuffle_method = args.shuffle_method or "layer"
     if args.jobs == 0 or args.jobs < -1:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
@@ -136,6 +152,96 @@ def _cmd_score(args) -> int:
     print(score_table(result, source=args.checkpoint))
     for warning in result.warnings:
         print(f"modscope: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_score_measure(args) -> int:
+    """`score --graph activations`, `--method louvain|local` or `--kernel-norm`."""
+    from .io import load_graph
+    from .measures import MeasureResult, format_measure, score_graph
+    from .report_text import score_table
+    from .spectral import SpectralClusterer
+
+    if args.jobs == 0 or args.jobs < -1:
+        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    if args.cache:
+        raise ModscopeError("--cache works only with the spectral score of the weight graph")
+    null = args.shuffle_method
+    if args.graph == "activations":
+        from .activations import UnitPermutationNull, checkpoint_activation_graph
+
+        if args.kernel_norm or args.layers:
+            raise ModscopeError("--kernel-norm and --layers apply to --graph weights")
+        acts = checkpoint_activation_graph(args.checkpoint, args.task, args.data, max_examples=args.examples)
+        graph = acts.graph
+        null = UnitPermutationNull(acts) if null in (None, "units") else null
+    else:
+        if null == "units":
+            raise ModscopeError("--shuffle-method units permutes activations: it needs --graph activations")
+        if args.task or args.data or args.examples:
+            raise ModscopeError("--task, --data and --examples apply to --graph activations")
+        null = null or "layer"
+        if args.kernel_norm:
+            from .cnn import conv_graph
+
+            graph = conv_graph(args.checkpoint, norm=args.kernel_norm)
+        else:
+            layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
+            graph = load_graph(
+                args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle
+            )
+    if args.clusters >= graph.n_nodes:
+        raise ModscopeError(f"--clusters ({args.clusters}) must be below the node count ({graph.n_nodes})")
+    clusterer = SpectralClusterer(args.clusters, assign_labels=args.assign_labels, n_init=args.n_init,
+                                  select=args.select)
+    result = score_graph(graph, args.method, args.clusters, args.shuffles, null, args.seed, args.jobs,
+                         clusterer, not args.no_progress)
+    if args.json:
+        write_json(args.json, result.to_dict())
+    if isinstance(result, MeasureResult):
+        print(format_measure(result, source=args.checkpoint))
+        return 0
+    print(score_table(result, source=args.checkpoint))
+    for warning in result.warnings:
+        print(f"modscope: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+# -- blocks ------------------------------------------------------------------------------------
+def _add_blocks(sub) -> None:
+    from .baselines import SHUFFLE_METHODS
+
+    p = sub.add_parser(
+        "blocks",
+        help="score every transformer MLP block (3-layer graph d_model-d_ff-d_model) against shuffles",
+        description="Find the MLP blocks of a transformer state dict (GPT-2 mlp.c_fc/mlp.c_proj, "
+        "fc1/fc2, fc_in/fc_out, dense_h_to_4h/dense_4h_to_h), score each block's 3-layer graph "
+        "against its own shuffles and print one row per block.",
+    )
+    p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
+    p.add_argument("--clusters", type=_positive_int(2), default=12, help="number of clusters k (default 12)")
+    p.add_argument("--shuffles", type=_positive_int(1), default=50, help="shuffles per block (default 50)")
+    p.add_argument("--shuffle-method", choices=sorted(SHUFFLE_METHODS), default="layer", metavar="METHOD",
+                   help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)")
+    p.add_argument("--method", choices=["spectral", "louvain", "local"], default="spectral",
+                   help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice, the same per block")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+    p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
+    _progress_flag(p)
+    p.set_defaults(run=_cmd_blocks)
+
+
+def _cmd_blocks(args) -> int:
+    from .transformer import format_blocks, score_blocks
+
+    if args.jobs == 0 or args.jobs < -1:
+        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    scores = score_blocks(args.checkpoint, args.method, args.clusters, args.shuffles, args.shuffle_method,
+                          args.seed, args.jobs, progress=not args.no_progress)
+    if args.json:
+        write_json(args.json, scores.to_dict())
+    print(format_blocks(scores, source=args.checkpoint))
     return 0
 
 
@@ -479,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     _add_score(sub)
+    _add_blocks(sub)
     _add_knockout(sub)
     _add_masks(sub)
     _add_train(sub)

@@ -139,6 +139,11 @@ def ordered_weights(
     """
     if layout not in ("out_in", "in_out"):
         raise ModscopeError(f"unknown weight layout {layout!r}; use 'out_in' (torch) or 'in_out'")
+    if layers is None:
+        from .cnn import channel_weights, holds_conv
+
+        if holds_conv(tensors):  # Conv2d kernels: the channel graph, filters as units (modscope.cnn)
+            return channel_weights(tensors)
     if layers is not None:
         missing = [k for k in layers if k not in tensors]
         if missing:
@@ -200,6 +205,10 @@ def load_weights(
         return _checkpoint_weights(source, layers, layout)
     if isinstance(source, nn.Module):
         if layers is None:
+            if any(isinstance(m, nn.Conv2d) for m in source.modules()):
+                from .cnn import module_channel_weights
+
+                return module_channel_weights(source)
             linears = [(n, m) for n, m in source.named_modules() if isinstance(m, nn.Linear)]
             if not linears:
                 raise ModscopeError("the module has no nn.Linear layers")

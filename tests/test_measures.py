@@ -1,0 +1,171 @@
+import json
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from modscope.cli import main
+from modscope.errors import ModscopeError
+from modscope.graph import WeightGraph
+from modscope.measures import (
+    LayerLocalMeasure,
+    LouvainMeasure,
+    NcutMeasure,
+    compare_directed,
+    get_measure,
+    layer_local,
+    louvain,
+    modularity,
+    score_graph,
+    score_measure,
+)
+from modscope.score import ScoreResult, score
+from modscope.spectral import SpectralClusterer, child_seed
+from tests.conftest import planted_weights
+
+WIDTHS = [16, 12, 12, 6]
+
+
+@pytest.fixture
+def planted():
+    ws, labels = planted_weights(WIDTHS, 3, np.random.default_rng(0))
+    return WeightGraph.from_weights(ws), labels
+
+
+def _nx_modularity(graph, labels, resolution=1.0):
+    g = graph.to_networkx()
+    comms = [set(np.flatnonzero(labels == c).tolist()) for c in range(labels.max() + 1)]
+    return nx.community.modularity(g, [c for c in comms if c], weight="weight", resolution=resolution)
+
+
+@pytest.mark.parametrize("resolution", [1.0, 0.5])
+def test_modularity_matches_networkx(planted, resolution):
+    graph, true = planted
+    rng = np.random.default_rng(3)
+    for labels in (true, rng.integers(0, 4, graph.n_nodes), np.zeros(graph.n_nodes, dtype=int)):
+        assert modularity(graph, labels, resolution) == pytest.approx(_nx_modularity(graph, labels, resolution))
+    # the planted partition is far more modular than a random one; one community gives Q = 0
+    assert modularity(graph, true) > 0.5 > modularity(graph, rng.integers(0, 3, graph.n_nodes)) + 0.3
+    assert modularity(graph, np.zeros(graph.n_nodes, dtype=int)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_modularity_of_sparse_matrix_and_removed_nodes(planted):
+    graph, true = planted
+    ws = list(graph.weights)
+    ws[0] = ws[0].copy()
+    ws[0][:, 0] = 0.0  # input neuron 0 now has degree 0
+    g = WeightGraph.from_weights(ws)
+    labels = true.copy()
+    labels[0] = -1
+    q = modularity(g, labels)
+    assert q == pytest.approx(modularity(sp.csr_matrix(g.adjacency), labels))
+    keep = np.flatnonzero(labels >= 0)
+    sub = g.to_networkx().subgraph(keep.tolist())
+    comms = [set(keep[labels[keep] == c].tolist()) for c in range(3)]
+    assert q == pytest.approx(nx.community.modularity(sub, comms, weight="weight"))
+    with pytest.raises(ModscopeError, match="one label per node"):
+        modularity(g, labels[:-1])
+
+
+def test_louvain_recovers_planted_modules(planted):
+    graph, true = planted
+    comms = louvain(graph, seed=0)
+    assert comms.n_clusters == 3
+    assert adjusted_rand_score(true, comms.labels) == 1.0
+    assert comms.modularity == pytest.approx(modularity(graph, true))
+    assert comms.sizes(graph).sum() == graph.n_nodes
+    again = louvain(graph, seed=0)
+    np.testing.assert_array_equal(comms.labels, again.labels)
+    # labels are numbered by decreasing community size
+    sizes = np.bincount(comms.labels)
+    assert (np.diff(sizes) <= 0).all()
+
+
+def test_louvain_score_against_shuffles(planted):
+    graph, _ = planted
+    result = score_measure(graph, LouvainMeasure(), n_shuffles=8, null="layer", seed=1)
+    assert result.higher_is_modular and result.measure == "modularity"
+    assert result.null.z > 5  # Q far above the shuffles
+    assert result.null.p_value == pytest.approx(1 / 9)
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["shuffle"]["method"] == "layer" and len(d["shuffle"]["values"]) == 8
+    assert d["partition"]["n_clusters"] == 3
+
+
+def test_layer_local_recovers_planted_hidden_layers(planted):
+    graph, true = planted
+    part = layer_local(graph, n_clusters=3, seed=0)
+    assert part.layers == [1, 2]
+    for layer, lab in zip(part.layers, part.labels, strict=True):
+        planted_layer = true[graph.offsets[layer] : graph.offsets[layer + 1]]
+        assert adjusted_rand_score(planted_layer, lab) == 1.0
+    node = part.node_labels(graph)
+    assert (node[: WIDTHS[0]] == -1).all() and (node[-WIDTHS[-1] :] == -1).all()
+    assert (node[WIDTHS[0] : -WIDTHS[-1]] >= 0).all()
+    # each local n-cut is the n-cut of the 3-layer graph's own spectral partition
+    local = WeightGraph((graph.weights[0], graph.weights[1]))
+    assert part.ncuts[0] == SpectralClusterer(3).partition(local, child_seed(0, 1)).ncut
+    assert part.ncut == pytest.approx(part.ncuts.mean())
+    df = part.to_frame()
+    assert list(df["layer"]) == [1, 2] and df[["c0", "c1", "c2"]].sum(axis=1).tolist() == [12, 12]
+    result = score_measure(graph, LayerLocalMeasure(3), n_shuffles=8, seed=0)
+    assert result.null.z < -5 and result.null.p_value == pytest.approx(1 / 9)
+
+
+def test_layer_local_needs_a_hidden_layer():
+    g = WeightGraph.from_weights([np.ones((3, 4))])
+    with pytest.raises(ModscopeError, match="hidden layer"):
+        layer_local(g, 2)
+    g = WeightGraph.from_weights([np.ones((3, 4)), np.ones((2, 3))])
+    with pytest.raises(ModscopeError, match="cannot split"):
+        layer_local(g, 9)
+
+
+def test_ncut_measure_reproduces_score_bit_for_bit(planted):
+    graph, _ = planted
+    a = score(graph, 3, n_shuffles=5, seed=4)
+    b = score_measure(graph, NcutMeasure(SpectralClusterer(3)), n_shuffles=5, seed=4)
+    assert b.value == a.ncut
+    np.testing.assert_array_equal(a.null.samples, b.null.samples)
+    c = score_graph(graph, "spectral", 3, n_shuffles=5, seed=4)
+    assert isinstance(c, ScoreResult) and c.to_dict() == a.to_dict()
+
+
+def test_compare_directed_counts_the_modular_side():
+    high = compare_directed(0.5, [0.1, 0.2, 0.6], higher_is_modular=True)
+    low = compare_directed(0.5, [0.1, 0.2, 0.6], higher_is_modular=False)
+    assert high.p_value == pytest.approx(2 / 4) and low.p_value == pytest.approx(3 / 4)
+    assert high.z == low.z
+
+
+def test_get_measure_rejects_unknown():
+    with pytest.raises(ModscopeError, match="unknown method"):
+        get_measure("infomap")
+
+
+@pytest.fixture
+def planted_ckpt(tmp_path):
+    ws, _ = planted_weights(WIDTHS, 3, np.random.default_rng(0))
+    path = tmp_path / "planted.pt"
+    torch.save({f"fc{i}.weight": torch.tensor(w, dtype=torch.float32) for i, w in enumerate(ws)}, path)
+    return path
+
+
+@pytest.mark.parametrize("method, key", [("louvain", "modularity"), ("local", "local_ncut")])
+def test_cli_score_method(planted_ckpt, tmp_path, capsys, method, key):
+    out = tmp_path / "r.json"
+    rc = main(["score", str(planted_ckpt), "--method", method, "--clusters", "3", "--shuffles", "4",
+               "--json", str(out), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert f"measure   {key}" in text and "z " in text
+    d = json.loads(out.read_text())
+    assert d["measure"] == key and d["shuffle"]["n"] == 4
+
+
+def test_cli_units_null_needs_activations(planted_ckpt, capsys):
+    assert main(["score", str(planted_ckpt), "--shuffle-method", "units", "--no-progress"]) == 2
+    assert "activations" in capsys.readouterr().err
