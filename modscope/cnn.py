@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,13 +199,22 @@ def holds_conv(tensors: Mapping[str, Any]) -> bool:
     )
 
 
-def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float) -> list:
-    """Modules in stored order: conv (4-D weight), BatchNorm (running_var), Linear (2-D weight)."""
-    from .io import _EMBEDDING
-
+def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
+    """Module prefixes (``features.0``) in stored order of their first key."""
     prefixes: dict[str, None] = {}
     for key in tensors:
         prefixes.setdefault(key.rsplit(".", 1)[0] if "." in key else "", None)
+    return list(prefixes)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:
+    """Modules in ``prefixes`` order: conv (4-D weight), BatchNorm (running_var), Linear (2-D weight)."""
+    from .io import _EMBEDDING
+
     stack: list = []
     for p in prefixes:
         dot = f"{p}." if p else ""
@@ -231,10 +241,23 @@ def channel_weights(
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict.
 
-    Modules are taken in stored (registration) order; a prefix with ``running_var`` is a
-    BatchNorm, a 4-D ``weight`` a conv, a 2-D ``weight`` a Linear.
+    A prefix with ``running_var`` is a BatchNorm, a 4-D ``weight`` a conv, a 2-D ``weight`` a
+    Linear. Modules are taken in stored (registration) order, or, if that does not chain (a
+    ``.safetensors`` file stores its keys in its own order), in natural key order
+    (``features.2`` before ``features.10``).
     """
-    return _derive(_stack_from_state_dict(tensors, bn_eps), norm, fold_batchnorm, spatial)
+    stored = _prefixes(tensors)
+    try:
+        return _derive(_stack_from_state_dict(tensors, bn_eps, stored), norm, fold_batchnorm, spatial)
+    except ModscopeError:
+        by_key = sorted(stored, key=_natural_key)
+        if by_key == stored:
+            raise
+        try:
+            return _derive(_stack_from_state_dict(tensors, bn_eps, by_key), norm, fold_batchnorm, spatial)
+        except ModscopeError:
+            pass
+        raise
 
 
 # -- modules -----------------------------------------------------------------------------------
