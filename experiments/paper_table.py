@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--score-seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--train-only", action="store_true", help="train, do not score")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="train nothing: leave out networks whose checkpoint is not cached")
     ap.add_argument("--ckpt-dir", default=".modscope-cache/paper")
     ap.add_argument("--out", help="the JSON to write (default: none, e.g. with --train-only)")
     args = ap.parse_args(argv)
@@ -254,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     jobs = [(n, v, s) for s in seeds for n in nets for v in variants]
     for net, variant, seed in jobs:
+        if args.cached_only and not (ckpt_dir / f"{net}_{variant}_s{seed}.train.json").exists():
+            print(f"left out {net} {variant} seed {seed}: not trained yet", flush=True)
+            continue
         path, meta = trained(net, variant, seed, ckpt_dir, tasks)
         if args.train_only:
             continue
