@@ -162,3 +162,20 @@ def test_bad_cnn_inputs():
         channel_weights({"c.weight": torch.ones(8, 3, 3, 3), "fc.weight": torch.ones(2, 12)})
     with pytest.raises(ModscopeError, match="forward pass"):
         conv_graph(_cnn(), input_shape=(3, 8, 8))
+
+
+def test_cli_scores_a_cnn_file(tmp_path, capsys):
+    from modscope.cli import main
+
+    net, _ = _planted_cnn()
+    path = tmp_path / "cnn.pt"
+    torch.save(net.state_dict(), path)
+    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 0
+    assert "2-8-6-4" in capsys.readouterr().out
+    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--kernel-norm", "fro",
+                 "--no-progress"]) == 0
+    assert "2-8-6-4" in capsys.readouterr().out
+    mlp = tmp_path / "mlp.pt"
+    torch.save({"fc.weight": torch.ones(3, 4), "fc2.weight": torch.ones(2, 3)}, mlp)
+    assert main(["score", str(mlp), "--clusters", "2", "--kernel-norm", "l1", "--no-progress"]) == 2
+    assert "not a CNN" in capsys.readouterr().err
