@@ -1,16 +1,25 @@
-"""The demo: train comparison models on the embedded tasks, score each against its shuffles.
+"""The demo: every experiment of modscope on tasks that need no download, as one report.
 
-``modscope demo`` trains plain, dropout + pruned and BIMT models on tasks that need no
-download (scikit-learn's digits, the BIMT paper's formula tasks), scores every model's
-n-cut against shuffled copies and writes ``results.json`` / ``results.csv`` to the report
-folder. Trained checkpoints are cached under ``<out>/checkpoints`` by a hash of everything
-that determines them, so a rerun only trains what changed.
+``modscope demo`` trains plain, dropout + pruned and BIMT models on embedded tasks
+(scikit-learn's digits, two digits side by side (``halves``), the BIMT paper's formula
+task, and Fashion-MNIST when its files are installed), scores every model's n-cut against
+shuffled copies, learns weight masks for the ``halves`` functions (left / right digit),
+lesions every sub-module against random lesions (and every pair), and writes
+``<out>/index.html`` with every figure plus the numbers as JSON / CSV
+(:func:`modscope.report.build_report`).
+
+Every stage is cached under ``<out>/checkpoints`` and ``<out>/cache`` by a hash of
+everything that determines its result (the task, the training config and the seed for a
+checkpoint; the checkpoint's bytes and the stage's settings for scores, masks and
+knockouts; a figure's input for a figure), so a rerun only computes what changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,32 +29,49 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from ._atomic import write_json, write_text
+from ._atomic import write_json
 from .checkpoint import load_checkpoint
 from .errors import ModscopeError
-from .score import score
+from .tasks.images import FASHION_MNIST_DIR
 
 
 @dataclass(frozen=True)
 class DemoRun:
-    """One model of the demo: a task, how to train it, and how to score it."""
+    """One model of the demo: a task, how to train it, and which experiments to run on it.
+
+    ``masks``: functions to learn weight masks for (then the knockout also removes each
+    mask); ``pairs``: also lesion every pair of sub-modules.
+    """
 
     name: str
     task: str
     train: dict[str, Any]
     clusters: int
     task_params: dict[str, Any] = field(default_factory=dict)
+    masks: tuple[str, ...] = ()
+    pairs: bool = True
 
     def key(self, seed: int) -> str:
+        """Hash of everything that determines the trained checkpoint."""
         blob = json.dumps([self.task, self.task_params, self.train, seed, __version__], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def demo_runs(quick: bool) -> list[DemoRun]:
-    """The demo's models; ``quick`` trains fewer steps (a few minutes on 2 cores in all)."""
-    digits_steps = 1500 if quick else 4000
-    formula_steps = 6000 if quick else 20000
-    return [
+def fashion_available(path: str | os.PathLike = FASHION_MNIST_DIR) -> bool:
+    """Whether the Fashion-MNIST files (Debian ``dataset-fashion-mnist``) are installed."""
+    p = Path(path)
+    return p.is_dir() and any(p.glob("train-images*")) and any(p.glob("t10k-images*"))
+
+
+def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
+    """The demo's models; ``quick`` trains fewer steps (under 3 minutes on 2 cores in all).
+
+    ``fashion``: add a Fashion-MNIST model (default: when its files are installed).
+    """
+    digits_steps = 1000 if quick else 4000
+    formula_steps = 4000 if quick else 20000
+    halves_steps = 1500 if quick else 4000
+    runs = [
         DemoRun("digits-plain", "digits", {"steps": digits_steps}, 12),
         DemoRun(
             "digits-dropout-pruned",
@@ -54,23 +80,83 @@ def demo_runs(quick: bool) -> list[DemoRun]:
             12,
         ),
         DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12),
+        DemoRun("halves-plain", "halves", {"steps": halves_steps}, 4, masks=("left", "right")),
+        DemoRun("halves-bimt", "halves", {"steps": halves_steps, "bimt": True}, 4,
+                masks=("left", "right")),
         DemoRun("independence-plain", "formula-independence", {"steps": formula_steps}, 2),
         DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2),
     ]
+    if fashion if fashion is not None else fashion_available():
+        if quick:  # a small network on a fifth of the training set: seconds, not minutes
+            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist",
+                                {"steps": 600, "hidden": [64, 64]}, 12, {"limit": 12000}, pairs=False))
+        else:  # the paper's 784-256x4-10 network, 20 epochs
+            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", {"epochs": 20}, 12,
+                                pairs=False))
+    return runs
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How much of each experiment the demo runs."""
+
+    shuffles: int
+    mask_steps: int
+    knockout_random: int
+
+    @staticmethod
+    def for_mode(quick: bool, shuffles: int | None = None) -> DemoSettings:
+        return DemoSettings(
+            shuffles=shuffles if shuffles is not None else (20 if quick else 50),
+            mask_steps=1000 if quick else 10000,
+            knockout_random=50 if quick else 100,
+        )
 
 
 @dataclass
 class DemoResult:
-    """One row per model: training metrics and the n-cut against its shuffles."""
+    """One row per model (training metrics, n-cut against shuffles) plus every result."""
 
     rows: list[dict[str, Any]]
     out_dir: Path
+    scores: dict[str, dict] = field(default_factory=dict)
+    masks: dict[str, dict] = field(default_factory=dict)
+    knockouts: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def report(self) -> Path:
+        return self.out_dir / "index.html"
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": __version__, "models": self.rows}
+        """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
+        return {"version": __version__, "models": self.rows, "scores": self.scores,
+                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings}
+
+
+# -- caching ---------------------------------------------------------------------------------------
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
+    blob = json.dumps([kind, ckpt_hash, config, __version__], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cached_json(path: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
+    """``(result, was_cached)``; a damaged cache file is recomputed."""
+    if path.exists():
+        try:
+            return json.loads(path.read_text()), True
+        except (OSError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)
+    d = compute()
+    write_json(path, d)
+    return d, False
 
 
 def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool):
@@ -90,6 +176,7 @@ def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool):
     return result.checkpoint, dict(result.metrics), False, path
 
 
+# -- the demo --------------------------------------------------------------------------------------
 def run_demo(
     out_dir: str | Path = "modscope-report",
     quick: bool = True,
@@ -97,46 +184,131 @@ def run_demo(
     shuffles: int | None = None,
     jobs: int = 1,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
+    fashion: bool | None = None,
+    runs: list[DemoRun] | None = None,
+    settings: DemoSettings | None = None,
 ) -> DemoResult:
-    """Train, score and write the demo's results to ``out_dir``."""
+    """Train, score, mask and knock out the demo's models; write the report to ``out_dir``.
+
+    ``runs`` / ``settings`` replace the demo's models / effort (default: :func:`demo_runs`
+    and :meth:`DemoSettings.for_mode`). Returns the results; ``result.report`` is the page.
+    """
+    from tqdm.auto import tqdm
+
+    from .knockout import knockout, task_for_checkpoint
+    from .masks import load_masks, train_masks
+    from .report import build_report, collect
+    from .score import score
+
     out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
+    ckpt_dir, cache = out / "checkpoints", out / "cache"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    n_shuffles = shuffles if shuffles is not None else (20 if quick else 50)
-    rows = []
-    for run in demo_runs(quick):
-        t0 = time.perf_counter()
-        ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress)
-        res = score(
-            ckpt, n_clusters=run.clusters, n_shuffles=n_shuffles, seed=seed, jobs=jobs, progress=progress
-        )
-        metric = "test_accuracy" if "test_accuracy" in metrics else "test_loss"
-        row = {
-            "model": run.name,
-            "task": run.task,
-            "widths": "-".join(map(str, res.graph.layer_widths)),
-            "metric": metric,
-            "value": float(metrics[metric]),
-            "sparsity": float(metrics.get("sparsity", 0.0)),
-            "clusters": run.clusters,
-            "ncut": res.ncut,
-            "shuffle_mean": res.null.mean,
-            "shuffle_std": res.null.std,
-            "z": res.null.to_dict()["z"],
-            "p_value": res.null.p_value,
-            "shuffles": n_shuffles,
-            "checkpoint": str(path),
-        }
-        rows.append(row)
-        write_json(out / "scores" / f"{run.name}.json", res.to_dict())
-        z = "n/a" if row["z"] is None else f"{row['z']:.2f}"
-        log(
-            f"{run.name:<24} {metric} {row['value']:.4g}  n-cut {res.ncut:.3f} vs "
-            f"{res.null.mean:.3f} +- {res.null.std:.3f}  z {z}  p {res.null.p_value:.3g}"
-            f"{'  (cached model)' if cached else ''}  [{time.perf_counter() - t0:.0f} s]"
-        )
-    result = DemoResult(rows, out)
-    write_json(out / "results.json", result.to_dict())
-    write_text(out / "results.csv", result.to_frame().to_csv(index=False))
+    runs = runs if runs is not None else demo_runs(quick, fashion)
+    st = settings or DemoSettings.for_mode(quick, shuffles)
+    n_stages = sum(3 + bool(r.masks) for r in runs) + 1
+    bar = tqdm(total=n_stages, desc="demo", unit="stage", disable=not progress, file=sys.stderr)
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
+
+    def stage(text: str) -> None:
+        bar.set_description(f"demo: {text}")
+
+    rows: list[dict[str, Any]] = []
+    scores: dict[str, dict] = {}
+    masks: dict[str, dict] = {}
+    knockouts: dict[str, dict] = {}
+    try:
+        for run in runs:
+            t0 = time.perf_counter()
+            stage(f"train {run.name}")
+            ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress)
+            bar.update()
+            h = _file_hash(path)
+            notes = ["model cached"] if cached else []
+
+            stage(f"score {run.name}")
+            s_cfg = {"clusters": run.clusters, "shuffles": st.shuffles, "seed": seed}
+            s, hit = _cached_json(
+                cache / f"score-{run.name}-{_stage_key('score', h, s_cfg)}.json",
+                lambda ckpt=ckpt, run=run: score(ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles,
+                                                 seed=seed, jobs=jobs, progress=progress).to_dict(),
+            )
+            scores[run.name] = s
+            notes += ["score cached"] if hit else []
+            bar.update()
+
+            model, task = ckpt.model(), task_for_checkpoint(ckpt)
+            mask_file = None
+            if run.masks:
+                stage(f"masks {run.name}")
+                m_cfg = {"functions": list(run.masks), "steps": st.mask_steps, "seed": seed}
+                m_key = _stage_key("masks", h, m_cfg)
+                mask_file = cache / f"masks-{run.name}-{m_key}.pt"
+
+                def fit_masks(model=model, task=task, run=run, mask_file=mask_file) -> dict:
+                    res = train_masks(model, task, list(run.masks), steps=st.mask_steps, seed=seed,
+                                      progress=progress)
+                    res.save(mask_file)
+                    return res.to_dict()
+
+                json_file = cache / f"masks-{run.name}-{m_key}.json"
+                if not mask_file.exists():
+                    json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
+                masks[run.name], hit = _cached_json(json_file, fit_masks)
+                notes += ["masks cached"] if hit else []
+                bar.update()
+
+            stage(f"knockout {run.name}")
+            k_cfg = {"labels_from": _stage_key("score", h, s_cfg), "random": st.knockout_random,
+                     "pairs": run.pairs, "seed": seed,
+                     "masks": None if mask_file is None else _file_hash(mask_file)}
+            knockouts[run.name], hit = _cached_json(
+                cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
+                lambda model=model, task=task, s=s, mask_file=mask_file, run=run: knockout(
+                    model, task, s["labels"], n_random=st.knockout_random, pairs=run.pairs,
+                    seed=seed, progress=progress,
+                    masks=None if mask_file is None else load_masks(mask_file),
+                ).to_dict(),
+            )
+            notes += ["knockout cached"] if hit else []
+            bar.update()
+
+            metric = "test_accuracy" if "test_accuracy" in metrics else "test_loss"
+            sh = s["shuffle"] or {}
+            row = {
+                "model": run.name,
+                "task": run.task,
+                "widths": "-".join(map(str, s["layer_widths"])),
+                "metric": metric,
+                "value": float(metrics[metric]),
+                "sparsity": float(metrics.get("sparsity", 0.0)),
+                "clusters": run.clusters,
+                "ncut": s["ncut"],
+                "shuffle_mean": sh.get("mean"),
+                "shuffle_std": sh.get("std"),
+                "z": sh.get("z"),
+                "p_value": sh.get("p_value"),
+                "shuffles": st.shuffles,
+                "checkpoint": str(path.relative_to(out)),
+            }
+            rows.append(row)
+            write_json(out / "scores" / f"{run.name}.json", s)
+            z = "n/a" if row["z"] is None else f"{row['z']:.2f}"
+            say(
+                f"{run.name:<24} {metric} {row['value']:.4g}  n-cut {s['ncut']:.3f} vs "
+                f"{sh.get('mean', float('nan')):.3f} +- {sh.get('std', float('nan')):.3f}  z {z}  "
+                f"p {sh.get('p_value', float('nan')):.3g}"
+                f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
+            )
+
+        stage("report")
+        result = DemoResult(rows, out, scores, masks, knockouts,
+                            {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
+                             "mask_steps": st.mask_steps, "knockout_random": st.knockout_random})
+        data = collect([("demo", result.to_dict())])
+        data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
+        build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")
+        bar.update()
+    finally:
+        bar.close()
     return result
