@@ -128,14 +128,15 @@ def shuffle_ncuts(
     method: str | ShuffleMethod = "layer",
     clusterer=None,
     seed: int = 0,
-    jobs: int = 1,
+    jobs=1,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """n-cuts of ``n`` shuffled copies of ``graph`` ``(n,)``, in shuffle order.
 
     ``clusterer`` defaults to `SpectralClusterer` (k = 12); ``jobs`` worker processes
-    (joblib), ``-1`` for all cores. Results do not depend on ``jobs``. With ``cache`` (a
+    (joblib), ``-1`` for all cores, or an executor from `modscope.distributed` (a Dask
+    cluster, batched eigensolves on a torch device). Results do not depend on ``jobs``. With ``cache`` (a
     folder) each finished shuffle is stored as it completes and a rerun computes only the
     missing ones (see `modscope.cache`).
     """
@@ -149,7 +150,12 @@ def shuffle_ncuts(
     out = np.empty(n)
     for i, value in found.items():
         out[i] = value
-    if jobs == 1:
+    if hasattr(jobs, "map"):  # an executor (modscope.distributed): a Dask cluster, a torch device
+        units = [seeds[i] for i in todo]
+        batched = getattr(jobs, "shuffle_ncuts", None)
+        results = batched(graph, shuffler, clusterer, units) if batched else jobs.map(
+            _one_shuffle, units, graph, shuffler, clusterer)
+    elif jobs == 1:
         results = (_one_shuffle(graph, shuffler, clusterer, seeds[i]) for i in todo)
     else:
         units = (delayed(_one_shuffle)(graph, shuffler, clusterer, seeds[i]) for i in todo)
@@ -226,7 +232,10 @@ class LayerDegreeShuffle:
       of edges crossing planted blocks, already match a 300-round chain; 20 is the default.
     - values: every row (out-neuron) keeps its multiset of non-zero values, assigned in
       random order to its new columns. So each neuron keeps its number of connections and
-      each out-neuron its total incoming |w|; which neurons they connect is random.
+      each out-neuron its total incoming |w|; which neurons they connect is random. An
+      in-neuron's total outgoing |w| is not kept (its values come from other rows), so in a
+      dense net whose neurons' in- and out-strengths go together this null can differ from
+      `layer`.
 
     Unlike `layer`, a sparse network does not fall apart into scattered weights (degree-0
     neurons stay degree 0, every other neuron keeps its degree); unlike `layer_nonzero`,
