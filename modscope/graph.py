@@ -72,7 +72,9 @@ class WeightGraph:
             if not np.isfinite(a).all():
                 raise ModscopeError(f"{name}: weights contain NaN or infinite values")
             if a.size and np.abs(a).max() * max(a.shape) > 1e300:  # a degree would overflow
-                raise ModscopeError(f"{name}: weights too large to sum without overflow (max |w| {np.abs(a).max():.3g})")
+                raise ModscopeError(
+                    f"{name}: weights too large to sum without overflow (max |w| {np.abs(a).max():.3g})"
+                )
             checked.append(a)
         return cls(tuple(checked), names)
 

@@ -57,7 +57,9 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
     path = Path(path)
     _check_file(path)
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit")
+        raise ModscopeError(
+            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
+        )
     if trust_pickle:
         warnings.warn(
             f"{path}: loading with trust_pickle: any code pickled in this file runs now",

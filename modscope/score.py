@@ -53,7 +53,8 @@ class ScoreResult:
         return self.partition.sizes(self.graph)
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``ncut, labels, n_clusters, layer_widths, n_nodes, n_edges, shuffle, seed, version``."""
+        """JSON-ready: ``ncut``, ``labels``, ``n_clusters``, ``layer_widths``, ``n_nodes``,
+        ``n_edges``, ``shuffle``, ``seed``, ``version``."""
         shuffle = None
         if self.null is not None:
             d = self.null.to_dict()

@@ -53,9 +53,22 @@ def test_bimt_example_separates_its_two_functions():
 
 def test_regenerating_an_example_gives_the_same_network(tmp_path):
     out = tmp_path / "digits-plain.pt"
-    cmd = [sys.executable, "-m", "modscope", "train", "--task", "digits", "--seed", "0",
-           "--no-progress", "--out", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "modscope",
+        "train",
+        "--task",
+        "digits",
+        "--seed",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(
+        cmd, check=True, capture_output=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}, timeout=300
+    )
     a, b = load_checkpoint(out).state_dict, load_checkpoint(DATA / "digits-plain.pt").state_dict
     assert a.keys() == b.keys()
     for k in a:  # bit-identical on the same CPU type; a tolerance keeps other CPUs green

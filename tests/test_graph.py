@@ -71,7 +71,10 @@ def test_bad_weights_raise_clear_errors(weights, message):
 )
 def test_adjacency_invariants(widths, seed, density):
     rng = np.random.default_rng(seed)
-    ws = [rng.normal(size=(b, a)) * (rng.random((b, a)) < density) for a, b in zip(widths[:-1], widths[1:], strict=False)]
+    ws = [
+        rng.normal(size=(b, a)) * (rng.random((b, a)) < density)
+        for a, b in zip(widths[:-1], widths[1:], strict=False)
+    ]
     g = WeightGraph.from_weights(ws)
     A = g.adjacency.toarray()
     assert (A >= 0).all()

@@ -36,7 +36,10 @@ def brute_force_ncut(A: np.ndarray, labels: np.ndarray) -> float:
 
 def small_graph(seed=0, widths=(5, 4, 6, 3), density=0.7):
     rng = np.random.default_rng(seed)
-    ws = [rng.normal(size=(b, a)) * (rng.random((b, a)) < density) for a, b in zip(widths[:-1], widths[1:], strict=False)]
+    ws = [
+        rng.normal(size=(b, a)) * (rng.random((b, a)) < density)
+        for a, b in zip(widths[:-1], widths[1:], strict=False)
+    ]
     return WeightGraph.from_weights(ws)
 
 
