@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -313,9 +314,11 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
 
     d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
     fns = list(d["functions"])
-    layer_names = list(d["layers"])
+    # the order of the functions, and natural layer order: a key-sorted JSON draws the same
+    layer_names = sorted(d["layers"], key=lambda n: [int(t) if t.isdigit() else t
+                                                      for t in re.split(r"(\d+)", n)])
     cols = [_short_layer(n, i) for i, n in enumerate(layer_names)]
-    pairs = list(d["iou"])
+    pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
     per_layer = np.array([[np.nan if d["layers"][ln]["iou"].get(p) is None
                            else d["layers"][ln]["iou"][p] for ln in layer_names] for p in pairs])
     kept = np.array([[np.nan if d["layers"][ln]["kept_fraction"].get(f) is None
