@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The CPU build of torch must go in first: an unpinned `torch` pulls gigabytes of CUDA wheels.
 TORCH  := torch==2.13.0
 
-.PHONY: install test demo lint bench data clean
+.PHONY: install test demo lint bench data clean browser
 
 install: $(STAMP)
 
@@ -17,7 +17,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The report test opens index.html in headless Chromium: installed from Debian when missing.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	    || command -v google-chrome >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "make browser: install Chromium; the report test needs it" >&2; exit 1; fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 tests
 
 demo: $(STAMP)
