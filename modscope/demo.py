@@ -237,7 +237,14 @@ def run_demo(
             notes += ["score cached"] if hit else []
             bar.update()
 
-            model, task = ckpt.model(), task_for_checkpoint(ckpt)
+            memo: dict[str, Any] = {}
+
+            def model_task(ckpt=ckpt, memo=memo):
+                """The network and its task, built only when a stage is not cached."""
+                if not memo:
+                    memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
+                return memo["mt"]
+
             mask_file = None
             if run.masks:
                 stage(f"masks {run.name}")
@@ -245,8 +252,8 @@ def run_demo(
                 m_key = _stage_key("masks", h, m_cfg)
                 mask_file = cache / f"masks-{run.name}-{m_key}.pt"
 
-                def fit_masks(model=model, task=task, run=run, mask_file=mask_file) -> dict:
-                    res = train_masks(model, task, list(run.masks), steps=st.mask_steps, seed=seed,
+                def fit_masks(model_task=model_task, run=run, mask_file=mask_file) -> dict:
+                    res = train_masks(*model_task(), list(run.masks), steps=st.mask_steps, seed=seed,
                                       progress=progress)
                     res.save(mask_file)
                     return res.to_dict()
@@ -264,8 +271,8 @@ def run_demo(
                      "masks": None if mask_file is None else _file_hash(mask_file)}
             knockouts[run.name], hit = _cached_json(
                 cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
-                lambda model=model, task=task, s=s, mask_file=mask_file, run=run: knockout(
-                    model, task, s["labels"], n_random=st.knockout_random, pairs=run.pairs,
+                lambda model_task=model_task, s=s, mask_file=mask_file, run=run: knockout(
+                    *model_task(), s["labels"], n_random=st.knockout_random, pairs=run.pairs,
                     seed=seed, progress=progress,
                     masks=None if mask_file is None else load_masks(mask_file),
                 ).to_dict(),

@@ -277,7 +277,7 @@ th,td{border:1px solid #d6d6d6;padding:.25em .6em;text-align:right}
 th{background:#f0f0f0}td.l,th.l{text-align:left}
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1.2em;
 align-items:start}
-.figs.wide{grid-template-columns:repeat(auto-fit,minmax(560px,1fr))}
+.figs.wide{grid-template-columns:1fr}
 figure{margin:.4em 0;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.82em;color:#555}
 .note{color:#555;font-size:.9em}.good{color:#1a7f37;font-weight:600}.bad{color:#b42318}
@@ -308,6 +308,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 
 
 def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
+    """A grid of figures (two or three per row; ``wide``: one per row, for wide figures)."""
     parts = []
     for f in figs:
         if f is None:
@@ -329,7 +330,9 @@ between the k spectral clusters of the weight graph, relative to each cluster's 
 number alone means little; compare it with the <b>shuffles</b>: copies of the same network
 with each weight matrix's entries permuted. <b>z</b> = (n-cut &minus; shuffle mean) / shuffle
 std: clearly negative z means more modular than chance. <b>p</b> = share of shuffles at least
-as modular (floored at 1/(N+1)).</li>
+as modular (floored at 1/(N+1)). Sparse networks (pruned, BIMT) need care: <code>layer</code>
+shuffles scatter their zeros, so compare them with <code>modscope score --shuffle-method
+layer_nonzero</code> too.</li>
 <li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
 <b>Cluster sizes</b> show how each layer's neurons split between clusters; the
 <b>network drawing</b> shows each connection's |w| (line width) and sign (blue +, red &minus;),
