@@ -50,6 +50,29 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])")
+    if device:
+        p.add_argument("--device", choices=["cpu", "cuda"],
+                       help="solve the shuffles' eigenproblems in batches with torch on this device")
+
+
+def _executor(args):
+    """``--jobs N``, ``--scheduler ADDRESS`` or ``--device D`` as what `shuffle_ncuts` takes."""
+    from .distributed import DaskExecutor, TorchBatchExecutor, torch_device
+
+    chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
+    if len(chosen) > 1 or (chosen and args.jobs != 1):
+        raise ModscopeError("--jobs, --scheduler and --device exclude each other")
+    if getattr(args, "scheduler", None):
+        return DaskExecutor(args.scheduler)
+    if getattr(args, "device", None):
+        torch_device(args.device)  # fail now, before any work, when CUDA is absent
+        return TorchBatchExecutor(args.device)
+    return args.jobs
+
+
 # -- score -------------------------------------------------------------------------------------
 def _add_score(sub) -> None:
     from .baselines import SHUFFLE_METHODS
@@ -104,6 +127,7 @@ def _add_score(sub) -> None:
     p.add_argument(
         "--cache", metavar="DIR", help="keep each finished shuffle here; a rerun computes only what is missing"
     )
+    _executor_flags(p)
     m = p.add_argument_group("other graphs and measures (modscope.measures, .activations, .cnn)")
     m.add_argument("--graph", choices=["weights", "activations"], default="weights",
                    help="edges |w| (default) or squared Spearman correlations of unit activations")
@@ -140,13 +164,15 @@ def _cmd_score(args) -> int:
         n_shuffles=args.shuffles,
         shuffle_method=args.shuffle_method,
         seed=args.seed,
-        jobs=args.jobs,
+        jobs=(jobs := _executor(args)),
         progress=not args.no_progress,
         cache=args.cache,
         clusterer=SpectralClusterer(
             args.clusters, assign_labels=args.assign_labels, n_init=args.n_init, select=args.select
         ),
     )
+    if hasattr(jobs, "close"):
+        jobs.close()
     if args.json:
         write_json(args.json, result.to_dict())
     print(score_table(result, source=args.checkpoint))
@@ -576,6 +602,37 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# -- sweep -------------------------------------------------------------------------------------
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="score many checkpoints x settings into one resumable table",
+        description="Score every checkpoint of a config (YAML, JSON or TOML) under every combination "
+        "of its settings (clusters, shuffle_method, shuffles, seed, n_init, select, assign_labels) "
+        "into one CSV / Parquet table, one row per checkpoint x setting. Finished rows are kept as "
+        "they complete; a rerun computes only the missing ones.",
+    )
+    p.add_argument("config", help="sweep config (.yaml, .json or .toml)")
+    p.add_argument("--out", metavar="PATH", help=".csv or .parquet table to write (default: the config's)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for the rows; -1 = all cores")
+    _executor_flags(p, device=False)
+    _progress_flag(p)
+    p.set_defaults(run=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import format_sweep, run_sweep
+
+    jobs = _executor(args)
+    try:
+        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress)
+    finally:
+        if hasattr(jobs, "close"):
+            jobs.close()
+    print(format_sweep(result), end="")
+    return 0
+
+
 # -- entry point -------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -592,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot(sub)
     _add_report(sub)
     _add_demo(sub)
+    _add_sweep(sub)
     return parser
 
 

@@ -410,9 +410,13 @@ def spectral_embedding(
         vecs, eigenvalues = vecs[:, order], 1.0 - mu[order]
     elif solver not in ("bipartite", "iterative"):
         raise ModscopeError(f"unknown eigen solver {eigen_solver!r}")
-    deg = graph.degree[nodes]
-    embedding = _sign_flip(vecs) / np.sqrt(deg)[:, None]
-    return embedding, eigenvalues, nodes
+    return embed_rows(graph, vecs, nodes), eigenvalues, nodes
+
+
+def embed_rows(graph: WeightGraph, vecs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Eigenvectors ``(len(nodes), k)`` of ``D^-1/2 A D^-1/2`` -> the embedding: signs fixed
+    (largest-magnitude entry positive), rows scaled by ``D^-1/2``."""
+    return _sign_flip(vecs) / np.sqrt(graph.degree[nodes])[:, None]
 
 
 # -- label assignment ------------------------------------------------------------------------
@@ -510,6 +514,23 @@ class SpectralClusterer:
 
     def _partition(self, graph: WeightGraph, k: int, ss_eig, ss_km) -> Partition:
         emb, eigenvalues, nodes = spectral_embedding(graph, k, self.eigen_solver, ss_eig)
+        return self._assign(graph, k, emb, eigenvalues, nodes, ss_km)
+
+    def partition_embedded(
+        self, graph: WeightGraph, embedding: np.ndarray, eigenvalues: np.ndarray, nodes: np.ndarray,
+        seed: SeedLike = None,
+    ) -> Partition:
+        """`partition` from an embedding computed elsewhere (e.g. batched on a GPU).
+
+        ``embedding``, ``eigenvalues``, ``nodes`` as `spectral_embedding` returns them; the
+        labels are then exactly those `partition` gives for the same embedding and seed.
+        """
+        k = self.n_clusters
+        small = nodes.size <= SMALL_GRAPH and self.threads in (None, 1)
+        with maybe_single_thread(small):
+            return self._assign(graph, k, embedding, eigenvalues, nodes, child_seed(seed, 1))
+
+    def _assign(self, graph: WeightGraph, k: int, emb, eigenvalues, nodes, ss_km) -> Partition:
         if self.assign_labels == "cluster_qr":
             candidates = cluster_qr(emb)[None, :]
             inertia = np.zeros(1)

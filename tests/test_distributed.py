@@ -1,0 +1,156 @@
+"""Executors: local processes, a real Dask cluster on loopback, batched torch eigensolves."""
+
+import operator
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modscope.baselines import shuffle_ncuts
+from modscope.cli import main
+from modscope.distributed import DaskExecutor, LocalExecutor, TorchBatchExecutor, batched_singular
+from modscope.errors import ModscopeError
+from modscope.graph import WeightGraph
+from modscope.spectral import SpectralClusterer, spectral_embedding
+from tests.conftest import planted_weights, random_mlp
+
+BIN = Path(sys.executable).parent
+
+
+def test_local_executor_orders_and_indexes():
+    items = list(range(7))
+    assert list(LocalExecutor(1).map(operator.add, items, 10)) == [x + 10 for x in items]
+    assert dict(LocalExecutor(1).as_completed(operator.mul, items, 3)) == {i: 3 * i for i in items}
+    with pytest.raises(ModscopeError):
+        list(LocalExecutor(0).map(operator.add, items, 0))
+
+
+# -- batched eigensolves ---------------------------------------------------------------------------
+def _graph(sparsity=0.0, seed=0):
+    ws, _ = planted_weights([30, 24, 20, 16], 3, np.random.default_rng(seed), leak=0.3, sparsity=sparsity)
+    return WeightGraph.from_weights(ws)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.6])
+def test_batched_eigensolve_matches_unbatched(sparsity):
+    from modscope.baselines import shuffle_graph
+
+    g = _graph(sparsity)
+    graphs = [shuffle_graph(g, "layer", s) for s in range(5)]
+    solved = batched_singular(graphs, 4, torch.device("cpu"))
+    for h, found in zip(graphs, solved, strict=True):
+        emb, ev, nodes = found
+        emb1, ev1, nodes1 = spectral_embedding(h, 4, "bipartite")
+        np.testing.assert_array_equal(nodes, nodes1)
+        np.testing.assert_allclose(ev, ev1, atol=1e-12)
+        np.testing.assert_allclose(emb, emb1, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["layer", "layer_nonzero"])
+def test_batched_shuffle_ncuts_identical_to_unbatched(method):
+    g = _graph(0.5, seed=2)  # sparse: `layer` shuffles leave some nodes isolated
+    clusterer = SpectralClusterer(4)
+    plain = shuffle_ncuts(g, 7, method, clusterer, seed=3)
+    batched = shuffle_ncuts(g, 7, method, clusterer, seed=3, jobs=TorchBatchExecutor("cpu", batch_size=3))
+    np.testing.assert_allclose(batched, plain, rtol=1e-12)
+
+
+def test_batched_falls_back_where_it_cannot_batch():
+    # a 3-node-wide middle layer: k = 4 exceeds the smaller side's rank for some shuffles
+    rng = np.random.default_rng(0)
+    sparse = rng.normal(size=(3, 9)) * (rng.random((3, 9)) < 0.5)
+    g = WeightGraph.from_weights([sparse, rng.normal(size=(9, 3))])
+    clusterer = SpectralClusterer(4)
+    plain = shuffle_ncuts(g, 4, "layer", clusterer, seed=0)
+    batched = shuffle_ncuts(g, 4, "layer", clusterer, seed=0, jobs=TorchBatchExecutor("cpu", 4))
+    np.testing.assert_allclose(batched, plain, rtol=1e-12)
+    dense = SpectralClusterer(4, eigen_solver="dense")  # not batchable: the plain units run
+    np.testing.assert_array_equal(
+        shuffle_ncuts(g, 3, "layer", dense, seed=0, jobs=TorchBatchExecutor("cpu")),
+        shuffle_ncuts(g, 3, "layer", dense, seed=0),
+    )
+
+
+def test_cuda_absent_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    g = _graph()
+    with pytest.raises(ModscopeError, match="CUDA is not available"):
+        shuffle_ncuts(g, 2, "layer", SpectralClusterer(3), jobs=TorchBatchExecutor("cuda"))
+    ckpt = tmp_path / "net.pt"
+    torch.save(random_mlp([6, 5, 4]).state_dict(), ckpt)
+    assert main(["score", str(ckpt), "--clusters", "2", "--shuffles", "2", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["score", str(ckpt), "--shuffles", "2", "--device", "cpu", "--jobs", "2"]) == 2
+
+
+# -- a real Dask cluster ---------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("dask")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    procs = []
+    try:
+        procs.append(subprocess.Popen(
+            [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=open(log / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env))
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [BIN / "dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                 "--host", "127.0.0.1", "--memory-limit", "0", "--death-timeout", "60",
+                 "--preload", "modscope.baselines"],
+                stdout=open(log / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+        from distributed import Client
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield address
+    finally:
+        for p in reversed(procs):  # workers first, then the scheduler; throwaway: no grace period
+            p.kill()
+            p.wait(timeout=10)
+
+
+def test_score_on_dask_is_byte_identical_to_local(dask_cluster, tmp_path):
+    ckpt = tmp_path / "net.pt"
+    torch.save(random_mlp([12, 10, 10, 6], seed=1).state_dict(), ckpt)
+    args = ["score", str(ckpt), "--clusters", "3", "--shuffles", "6", "--seed", "5", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "local.json")]) == 0
+    assert main([*args, "--json", str(tmp_path / "dask.json"), "--scheduler", dask_cluster]) == 0
+    assert (tmp_path / "dask.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+
+
+def test_dask_executor_map_and_as_completed(dask_cluster):
+    with DaskExecutor(dask_cluster, timeout=20) as ex:
+        assert list(ex.map(operator.add, range(5), 2)) == [x + 2 for x in range(5)]
+        assert dict(ex.as_completed(operator.mul, list(range(5)), 3)) == {i: 3 * i for i in range(5)}
+        g = _graph()
+        c = SpectralClusterer(3)
+        np.testing.assert_array_equal(shuffle_ncuts(g, 4, "layer", c, seed=1, jobs=ex),
+                                      shuffle_ncuts(g, 4, "layer", c, seed=1))
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    with pytest.raises(ModscopeError, match="cannot reach the Dask scheduler"):
+        DaskExecutor(f"tcp://127.0.0.1:{_free_port()}", timeout=2).client()
