@@ -154,3 +154,20 @@ def test_dask_executor_map_and_as_completed(dask_cluster):
 def test_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(ModscopeError, match="cannot reach the Dask scheduler"):
         DaskExecutor(f"tcp://127.0.0.1:{_free_port()}", timeout=2).client()
+
+
+def test_sweep_on_dask_equals_local(dask_cluster, tmp_path):
+    import json
+
+    from modscope.sweep import run_sweep
+
+    for i in range(2):
+        torch.save(random_mlp([10, 8, 6], seed=i).state_dict(), tmp_path / f"n{i}.pt")
+    config = {"checkpoints": ["n*.pt"], "settings": {"clusters": [2, 3], "shuffles": 3}}
+    (tmp_path / "s.json").write_text(json.dumps(config))
+    local = run_sweep(tmp_path / "s.json", out=tmp_path / "local.csv")
+    with DaskExecutor(dask_cluster, timeout=20) as ex:
+        remote = run_sweep(tmp_path / "s.json", out=tmp_path / "dask.csv", jobs=ex)
+    assert remote.computed == 4
+    cols = [c for c in local.table.columns if c != "seconds"]
+    assert remote.table[cols].equals(local.table[cols])
