@@ -171,3 +171,12 @@ def test_sweep_on_dask_equals_local(dask_cluster, tmp_path):
     assert remote.computed == 4
     cols = [c for c in local.table.columns if c != "seconds"]
     assert remote.table[cols].equals(local.table[cols])
+
+
+def test_cli_device_cpu_gives_the_same_json(tmp_path):
+    ckpt = tmp_path / "net.pt"
+    torch.save(random_mlp([12, 10, 10, 6], seed=2).state_dict(), ckpt)
+    args = ["score", str(ckpt), "--clusters", "3", "--shuffles", "5", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "plain.json")]) == 0
+    assert main([*args, "--json", str(tmp_path / "batched.json"), "--device", "cpu"]) == 0
+    assert (tmp_path / "batched.json").read_bytes() == (tmp_path / "plain.json").read_bytes()
