@@ -24,7 +24,10 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     if s is not None:
         lines += [
             f"shuffles  {s['n']} x {s['method']}: mean {s['mean']:.4f} +- {s['std']:.4f} (std, ddof 0)",
-            f"z         {_fmt(s['z'], '.2f')}",
+            f"z         {_fmt(s['z'], '.2f')}   (floor {_fmt(result.z_floor, '.2f')} = -mean/std)",
+            f"ratio     {d['ncut'] / s['mean']:.4g}   (n-cut / shuffle mean)"
+            if s["mean"] > 0
+            else "ratio     n/a   (every shuffle has n-cut 0)",
             f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
         ]
     sizes = result.cluster_sizes

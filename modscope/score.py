@@ -31,6 +31,13 @@ class ScoreResult:
         return self.partition.ncut
 
     @property
+    def z_floor(self) -> float | None:
+        """The lowest z any network could get against this null: ``-mean / std`` (n-cut >= 0)."""
+        if self.null is None or self.null.std == 0:
+            return None
+        return -self.null.mean / self.null.std
+
+    @property
     def warnings(self) -> list[str]:
         """Caveats a reader of the numbers should know (not part of ``to_dict``)."""
         out = []
@@ -41,10 +48,17 @@ class ScoreResult:
             out.append(
                 f"{n_zero} of {self.null.n} shuffled graphs fell apart into disconnected pieces "
                 f"(n-cut 0): the network is too sparse for '{self.shuffle_method}' shuffles to be a "
-                "fair null; compare with --shuffle-method layer_nonzero or the unthresholded weights"
+                "fair null; use --shuffle-method layer_degree (degree-preserving)"
             )
         elif self.null.std == 0:
             out.append("every shuffle gave the same n-cut: z is undefined")
+        floor = self.z_floor
+        if floor is not None and floor > -10 and self.null.z <= 0.8 * floor:
+            out.append(
+                f"z is capped near its floor ({floor:.2f} = -mean/std, since an n-cut cannot go "
+                f"below 0): the null is too wide for z to say more; n-cut / shuffle mean is "
+                f"{self.partition.ncut / self.null.mean:.3g}"
+            )
         return out
 
     @property

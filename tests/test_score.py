@@ -84,3 +84,18 @@ def test_sparse_network_warns_about_a_degenerate_null():
     assert any("fell apart" in w for w in r.warnings)
     ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
     assert score(WeightGraph.from_weights(ws), 2, n_shuffles=3).warnings == []
+
+
+def test_z_floor_and_capped_warning():
+    # a disconnected two-module sparse net: n-cut 0, so z sits exactly on its floor -mean/std
+    w1 = np.zeros((8, 6))
+    w1[:4, :3] = np.random.default_rng(0).uniform(0.5, 1.0, (4, 3))
+    w1[4:, 3:] = np.random.default_rng(1).uniform(0.5, 1.0, (4, 3))
+    w2 = np.zeros((2, 8))
+    w2[0, :4] = 1.0
+    w2[1, 4:] = 1.0
+    r = score(WeightGraph.from_weights([w1, w2]), 2, n_shuffles=20, shuffle_method="layer_degree", seed=0)
+    assert r.ncut == pytest.approx(0.0, abs=1e-12)
+    assert r.z_floor == pytest.approx(-r.null.mean / r.null.std)
+    assert r.null.z == pytest.approx(r.z_floor)
+    assert any("capped near its floor" in w for w in r.warnings)
