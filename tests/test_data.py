@@ -73,3 +73,12 @@ def test_regenerating_an_example_gives_the_same_network(tmp_path):
     assert a.keys() == b.keys()
     for k in a:  # bit-identical on the same CPU type; a tolerance keeps other CPUs green
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)
+
+
+def test_bimt_example_clusters_split_the_two_functions():
+    from modscope import cluster
+
+    labels = cluster(load_graph(DATA / "independence-bimt.pt"), 2, seed=0).labels
+    x1, x2, x3, x4 = labels[:4]
+    y1, y2 = labels[-2:]
+    assert x1 == x3 == y1 and x2 == x4 == y2 and y1 != y2
