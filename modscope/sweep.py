@@ -241,7 +241,7 @@ def _read_table(path: Path) -> pd.DataFrame | None:
     try:
         if path.suffix == ".parquet":
             table = pd.read_parquet(path)
-        else:  # text columns kept as text (floats were written with 17 digits: exact)
+        else:  # text columns kept as text (floats were written by repr: exact)
             text = {c: str for c in ("checkpoint", "shuffle_method", "select", "assign_labels",
                                      "layer_widths", "checkpoint_sha256", "version", "key")}
             table = pd.read_csv(path, dtype=text)
@@ -252,11 +252,16 @@ def _read_table(path: Path) -> pd.DataFrame | None:
     return table
 
 
+def _shortest(x: float) -> str:
+    """The shortest text that reads back as exactly ``x``."""
+    return repr(float(x))
+
+
 def _write_table(path: Path, table: pd.DataFrame) -> None:
     if path.suffix == ".parquet":
         write_atomic(path, lambda fh: table.to_parquet(fh, index=False))
     else:
-        write_atomic(path, lambda fh: fh.write(table.to_csv(index=False, float_format="%.17g").encode()))
+        write_atomic(path, lambda fh: fh.write(table.to_csv(index=False, float_format=_shortest).encode()))
 
 
 def run_sweep(
