@@ -307,6 +307,7 @@ def _add_knockout(sub) -> None:
         "also remove each function's mask and score every function",
     )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
     _progress_flag(p)
     p.set_defaults(run=_cmd_knockout)
 
@@ -326,6 +327,7 @@ def _cmd_knockout(args) -> int:
         alpha=args.alpha,
         min_effect=args.min_effect,
         progress=not args.no_progress,
+        cache=args.cache,
     )
     if args.json:
         write_json(args.json, result.to_dict())

@@ -58,6 +58,7 @@ against. The model is never modified by the batched path; :func:`lesion` and
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -71,6 +72,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from .cache import UnitCache, fingerprint_arrays
 from .errors import ModscopeError
 from .masks import CONTROL
 from .tasks import class_functions
@@ -741,6 +743,30 @@ def _lesion_stats(
     }
 
 
+def _encode(value: Any) -> Any:
+    """JSON-ready copy of a lesion-stats dict: arrays tagged, non-finite floats as strings."""
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):  # raw bytes: exact, NaN included
+        return {"__array__": value.tobytes().hex(), "dtype": value.dtype.str, "shape": list(value.shape)}
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return {"__float__": repr(float(value))}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "__array__" in value:
+            raw = bytes.fromhex(value["__array__"])
+            return np.frombuffer(raw, dtype=np.dtype(value["dtype"])).reshape(value["shape"]).copy()
+        if "__float__" in value:
+            return float(value["__float__"])
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
 def knockout(
     model: nn.Module,
     task: Task,
@@ -756,6 +782,7 @@ def knockout(
     method: Literal["batched", "loop"] = "batched",
     progress: bool = False,
     max_elements: int = 2**22,
+    cache: str | os.PathLike | None = None,
 ) -> KnockoutResult:
     """Lesion every (hidden layer, cluster) sub-module and compare with random lesions.
 
@@ -765,7 +792,9 @@ def knockout(
     lesions come from ``SeedSequence(seed)``: one child stream per sub-module and per pair,
     so results do not depend on evaluation order. ``masks``: ``{function: mask}`` (see
     :func:`weight_masks`) to also run :func:`function_knockout`. ``method="loop"`` uses
-    the plain one-forward-per-lesion oracle. The model is not changed.
+    the plain one-forward-per-lesion oracle. The model is not changed. ``cache``: a folder
+    where each finished sub-module and pair is kept (`modscope.cache`), so an interrupted
+    run recomputes only what is missing.
     """
     if int(n_random) < 1:
         raise ModscopeError(f"need at least one random lesion, got {n_random}")
@@ -800,20 +829,36 @@ def knockout(
 
     bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
                file=sys.stderr, leave=False)
+    store = None
+    if cache is not None:
+        key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
+            [t.detach().cpu().numpy() for t in model.state_dict().values()]),
+            "task": [task.name, task.params, split], "labels": [h.tolist() for h in hidden],
+            "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect}
+        store = UnitCache(cache, key)
+
+    def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
+        """Stats of one true lesion against its random ones, from the cache when there."""
+        found = store.get(idx) if store is not None else None
+        if found is not None:
+            return _decode(found)
+        keep = _layer_lesions(np.random.default_rng(ss), lesioned, labelled, widths, n_random)
+        st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
+                           sum(x.size for x in lesioned))
+        if store is not None:
+            store.put(idx, _encode(st))
+        return st
+
     try:
         singles: list[SubmoduleResult] = []
-        for s, ss in zip(subs, single_seeds, strict=True):
-            keep = _layer_lesions(np.random.default_rng(ss), [s], labelled, widths, n_random)
-            st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
-                               s.size)
+        for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
+            st = unit(idx, [s], ss)
             singles.append(SubmoduleResult(**st, layer=s.layer, cluster=s.cluster))
             bar.update()
         pair_results: list[PairResult] | None = [] if pairs else None
-        for (i, j), ss in zip(pair_list, pair_seeds, strict=True):
+        for idx, ((i, j), ss) in enumerate(zip(pair_list, pair_seeds, strict=True), start=len(subs)):
             a, b = subs[i], subs[j]
-            keep = _layer_lesions(np.random.default_rng(ss), [a, b], labelled, widths, n_random)
-            st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
-                               a.size + b.size)
+            st = unit(idx, [a, b], ss)
             inter = st["damage"] - (singles[i].damage + singles[j].damage)
             pair_results.append(PairResult(**st, layer_a=a.layer, cluster_a=a.cluster,
                                            layer_b=b.layer, cluster_b=b.cluster,

@@ -122,3 +122,30 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert (tmp_path / "resumed.json").read_bytes() == (tmp_path / "straight.json").read_bytes()
     # the units finished before the kill were read back, not recomputed
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+
+
+def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
+    from modscope.knockout import BatchedEvaluator, knockout
+    from modscope.models import MLP
+    from modscope.tasks.base import Task
+
+    g = torch.Generator().manual_seed(0)
+    net = MLP((6, 8, 8, 3))
+    x = torch.randn(200, 6, generator=g)
+    y = net(x).argmax(1, keepdim=True)  # the net's own labels: intact accuracy 1
+    task = Task("t", x, y, x, y, "ce", 6, 3, (3,))
+    labels = [np.array([0, 0, 1, 1, 2, 2, 0, 1]), np.array([1, 1, 0, 0, 2, 2, 2, 0])]
+    plain = knockout(net, task, labels, n_random=25, pairs=True, seed=4).to_dict()
+    calls = []
+    real = BatchedEvaluator.evaluate
+    monkeypatch.setattr(BatchedEvaluator, "evaluate", lambda self, keep: calls.append(1) or real(self, keep))
+    first = knockout(net, task, labels, n_random=25, pairs=True, seed=4, cache=tmp_path).to_dict()
+    n_units = len(calls)
+    assert n_units == 6 + 15  # six sub-modules and their fifteen pairs
+    unit = next(tmp_path.glob("*/unit-00000002.json"))
+    unit.unlink()  # as if the run had been killed before this unit finished
+    again = knockout(net, task, labels, n_random=25, pairs=True, seed=4, cache=tmp_path).to_dict()
+    assert len(calls) == n_units + 1  # only the missing unit was recomputed
+    assert first == plain and again == plain
+    other = knockout(net, task, labels, n_random=25, pairs=True, seed=5, cache=tmp_path).to_dict()
+    assert len(calls) == 2 * n_units + 1 and other != plain  # another seed never reuses the cache
