@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,23 +97,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory):
+@contextmanager
+def dask_cluster(log):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("dask")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
-    procs = []
+    procs, logs = [], [open(log / name, "w") for name in ("scheduler.log", "worker0.log", "worker1.log")]
     try:
         procs.append(subprocess.Popen(
             [BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=open(log / "scheduler.log", "w"), stderr=subprocess.STDOUT, env=env))
+            stdout=logs[0], stderr=subprocess.STDOUT, env=env))
         for i in range(2):
             procs.append(subprocess.Popen(
                 [BIN / "dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                  "--host", "127.0.0.1", "--memory-limit", "0", "--death-timeout", "60",
                  "--preload", "modscope.baselines"],
-                stdout=open(log / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+                stdout=logs[1 + i], stderr=subprocess.STDOUT, env=env))
         from distributed import Client
 
         deadline = time.monotonic() + 60
@@ -130,47 +130,44 @@ def dask_cluster(tmp_path_factory):
         for p in reversed(procs):  # workers first, then the scheduler; throwaway: no grace period
             p.kill()
             p.wait(timeout=10)
+        for fh in logs:
+            fh.close()
 
 
-def test_score_on_dask_is_byte_identical_to_local(dask_cluster, tmp_path):
-    ckpt = tmp_path / "net.pt"
-    torch.save(random_mlp([12, 10, 10, 6], seed=1).state_dict(), ckpt)
-    args = ["score", str(ckpt), "--clusters", "3", "--shuffles", "6", "--seed", "5", "--no-progress"]
-    assert main([*args, "--json", str(tmp_path / "local.json")]) == 0
-    assert main([*args, "--json", str(tmp_path / "dask.json"), "--scheduler", dask_cluster]) == 0
-    assert (tmp_path / "dask.json").read_bytes() == (tmp_path / "local.json").read_bytes()
-
-
-def test_dask_executor_map_and_as_completed(dask_cluster):
-    with DaskExecutor(dask_cluster, timeout=20) as ex:
-        assert list(ex.map(operator.add, range(5), 2)) == [x + 2 for x in range(5)]
-        assert dict(ex.as_completed(operator.mul, list(range(5)), 3)) == {i: 3 * i for i in range(5)}
-        g = _graph()
-        c = SpectralClusterer(3)
-        np.testing.assert_array_equal(shuffle_ncuts(g, 4, "layer", c, seed=1, jobs=ex),
-                                      shuffle_ncuts(g, 4, "layer", c, seed=1))
-
-
-def test_unreachable_scheduler_is_a_clear_error():
-    with pytest.raises(ModscopeError, match="cannot reach the Dask scheduler"):
-        DaskExecutor(f"tcp://127.0.0.1:{_free_port()}", timeout=2).client()
-
-
-def test_sweep_on_dask_equals_local(dask_cluster, tmp_path):
+def test_real_dask_cluster_gives_the_local_results(tmp_path):
+    """One scheduler and two single-thread workers on loopback, torn down whatever happens."""
     import json
 
     from modscope.sweep import run_sweep
 
+    ckpt = tmp_path / "score.pt"
+    torch.save(random_mlp([12, 10, 10, 6], seed=1).state_dict(), ckpt)
+    args = ["score", str(ckpt), "--clusters", "3", "--shuffles", "6", "--seed", "5", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "local.json")]) == 0
     for i in range(2):
         torch.save(random_mlp([10, 8, 6], seed=i).state_dict(), tmp_path / f"n{i}.pt")
     config = {"checkpoints": ["n*.pt"], "settings": {"clusters": [2, 3], "shuffles": 3}}
     (tmp_path / "s.json").write_text(json.dumps(config))
     local = run_sweep(tmp_path / "s.json", out=tmp_path / "local.csv")
-    with DaskExecutor(dask_cluster, timeout=20) as ex:
-        remote = run_sweep(tmp_path / "s.json", out=tmp_path / "dask.csv", jobs=ex)
+    g, c = _graph(), SpectralClusterer(3)
+    with dask_cluster(tmp_path) as address:
+        # the CLI's score: the JSON byte for byte
+        assert main([*args, "--json", str(tmp_path / "dask.json"), "--scheduler", address]) == 0
+        assert (tmp_path / "dask.json").read_bytes() == (tmp_path / "local.json").read_bytes()
+        with DaskExecutor(address, timeout=20) as ex:
+            assert list(ex.map(operator.add, range(5), 2)) == [x + 2 for x in range(5)]
+            assert dict(ex.as_completed(operator.mul, list(range(5)), 3)) == {i: 3 * i for i in range(5)}
+            np.testing.assert_array_equal(shuffle_ncuts(g, 4, "layer", c, seed=1, jobs=ex),
+                                          shuffle_ncuts(g, 4, "layer", c, seed=1))
+            remote = run_sweep(tmp_path / "s.json", out=tmp_path / "dask.csv", jobs=ex)
     assert remote.computed == 4
-    cols = [c for c in local.table.columns if c != "seconds"]
+    cols = [col for col in local.table.columns if col != "seconds"]
     assert remote.table[cols].equals(local.table[cols])
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    with pytest.raises(ModscopeError, match="cannot reach the Dask scheduler"):
+        DaskExecutor(f"tcp://127.0.0.1:{_free_port()}", timeout=2).client()
 
 
 def test_cli_device_cpu_gives_the_same_json(tmp_path):
