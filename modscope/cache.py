@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._atomic import write_json
+from ._atomic import write_atomic, write_json
 from .errors import ModscopeError
 
 
@@ -82,6 +82,29 @@ class UnitCache:
             self._path(i),
             {"key": self.digest, "unit": i, "value": value, "check": _digest([self.digest, i, value])},
         )
+
+    def get_payload(self, name: str) -> Any | None:
+        """A stored tensor payload (``torch.load(weights_only=True)``), or None if missing/damaged."""
+        import torch
+
+        path = self.dir / f"{name}.pt"
+        try:
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(record, dict) or record.get("key") != self.digest:
+                raise ValueError("not this cache's entry")
+            return record["value"]
+        except FileNotFoundError:
+            return None
+        except Exception:  # truncated, corrupt or foreign: recompute
+            path.unlink(missing_ok=True)
+            return None
+
+    def put_payload(self, name: str, value: Any) -> None:
+        """Store plain containers of tensors / numbers / strings atomically as ``name``."""
+        import torch
+
+        self._open()
+        write_atomic(self.dir / f"{name}.pt", lambda fh: torch.save({"key": self.digest, "value": value}, fh))
 
     def missing(self, n: int) -> tuple[dict[int, Any], list[int]]:
         """``(found {i: value}, missing [i])`` for units ``0 .. n-1``."""

@@ -362,6 +362,7 @@ def _add_masks(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
     _progress_flag(p)
+    p.add_argument("--cache", metavar="DIR", help="keep the finished run here; a rerun reads it back")
     p.set_defaults(run=_cmd_masks)
 
 
@@ -377,7 +378,7 @@ def _cmd_masks(args) -> int:
         args.checkpoint, task=args.task, data=args.data, functions=functions,
         classes=args.classes, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
         control=not args.no_control, seed=args.seed, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, cache=args.cache,
     )
     if args.json:
         write_json(args.json, result.to_dict())

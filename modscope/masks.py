@@ -26,7 +26,7 @@ import contextlib
 import os
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -456,6 +456,14 @@ class MaskResult:
             d["class_drop"] = self.class_drop
         return _clean(d)
 
+    def to_payload(self) -> dict[str, Any]:
+        """Everything but ``logits`` and ``history``, as plain containers and tensors."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("logits", "history")}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> MaskResult:
+        return cls(**payload)
+
     def to_frame(self):
         """One row per (mask, data): metric under the mask, under its inverse, intact; plus the
         mask's kept and shared fractions."""
@@ -677,13 +685,16 @@ def masks_checkpoint(
     data: str | None = None,
     functions: Sequence[str] | None = None,
     classes: bool = False,
+    cache: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> MaskResult:
     """Load a modscope checkpoint and run :func:`train_masks` on its task (or ``task``).
 
     ``functions``: names of the task's functions (default all); ``classes``: one ``not-<c>``
     mask per class instead, with the per-class accuracy drop. ``kwargs`` go to
-    :func:`train_masks`. The file is only read.
+    :func:`train_masks`. The file is only read. ``cache``: a folder where the finished run
+    (all its masks, trained together as one unit) is kept, keyed by the weights, the task and
+    every setting; a rerun with the same inputs reads it instead of training again.
     """
     from .checkpoint import load_checkpoint
     from .knockout import task_for_checkpoint
@@ -696,7 +707,23 @@ def masks_checkpoint(
     fns: Any = functions
     if classes:
         fns = class_functions(the_task)
-    return train_masks(ckpt.model(), the_task, fns, class_removal=classes, **kwargs)
+    store = None
+    if cache is not None:
+        from .cache import UnitCache, fingerprint_arrays
+
+        settings = {k: v for k, v in kwargs.items() if k not in ("progress", "device")}
+        store = UnitCache(cache, {
+            "unit": "masks", "weights": fingerprint_arrays([t.numpy() for t in ckpt.state_dict.values()]),
+            "task": [the_task.name, the_task.params], "functions": functions, "classes": classes,
+            "settings": settings,
+        })
+        found = store.get_payload("result")
+        if found is not None:
+            return MaskResult.from_payload(found)
+    result = train_masks(ckpt.model(), the_task, fns, class_removal=classes, **kwargs)
+    if store is not None:
+        store.put_payload("result", result.to_payload())
+    return result
 
 
 def format_masks(result: MaskResult) -> str:

@@ -149,3 +149,43 @@ def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
     assert first == plain and again == plain
     other = knockout(net, task, labels, n_random=25, pairs=True, seed=5, cache=tmp_path).to_dict()
     assert len(calls) == 2 * n_units + 1 and other != plain  # another seed never reuses the cache
+
+
+def test_masks_cache_reads_back_the_finished_run(tmp_path, monkeypatch):
+    import modscope.masks as masks
+    from modscope.checkpoint import Checkpoint, save_checkpoint
+    from modscope.models import MLP, Architecture
+    from modscope.tasks.base import Function, Task
+
+    arch = Architecture((6, 8, 4))
+    ckpt = tmp_path / "net.pt"
+    save_checkpoint(ckpt, Checkpoint(arch, MLP(arch).state_dict(), task={"name": "toy", "params": {}}))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 6, generator=g), torch.randint(0, 2, (64, 2), generator=g)
+    task = Task(
+        "toy",
+        x,
+        y,
+        x,
+        y,
+        "ce",
+        6,
+        4,
+        (2, 2),
+        functions={"a": Function("a", groups=(0,)), "b": Function("b", groups=(1,))},
+    )
+    monkeypatch.setattr("modscope.knockout.task_for_checkpoint", lambda c, t, d: task)
+    calls = []
+    real = masks.train_masks
+    monkeypatch.setattr(masks, "train_masks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = dict(steps=20, batch_size=16, seed=1, cache=tmp_path / "c")
+    first = masks.masks_checkpoint(ckpt, **kw)
+    second = masks.masks_checkpoint(ckpt, **kw)
+    assert len(calls) == 1 and second.to_dict() == first.to_dict()
+    assert all(torch.equal(second.masks[f][n], t) for f in first.masks for n, t in first.masks[f].items())
+    masks.masks_checkpoint(ckpt, **{**kw, "seed": 2})  # other settings: trained again
+    assert len(calls) == 2
+    for entry in (tmp_path / "c").glob("*/result.pt"):
+        entry.write_bytes(b"truncated")  # damaged entries are detected and recomputed
+    masks.masks_checkpoint(ckpt, **kw)
+    assert len(calls) == 3
