@@ -470,7 +470,8 @@ class SpectralClusterer:
     thread (BLAS included) up to ``SMALL_GRAPH`` active nodes, where threads cost more than
     they give, and the machine's cores (at most 8) above. ``select="ncut"`` keeps the
     restart with the lowest n-cut — the quantity reported — while ``select="inertia"``
-    keeps the lowest k-means inertia as scikit-learn and the reference do. ``assign_labels="cluster_qr"`` needs no restarts.
+    keeps the lowest k-means inertia as scikit-learn and the reference do.
+    ``assign_labels="cluster_qr"`` needs no restarts.
     """
 
     def __init__(
