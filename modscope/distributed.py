@@ -153,9 +153,12 @@ class TorchBatchExecutor:
     as one ``(batch, m, m)`` stack with ``torch.linalg.eigh`` on ``device`` (float64); the
     k-means restarts then run per graph with the same seeds. Eigenvalues agree with the
     unbatched path to rounding and eigenvector signs are fixed the same way, so the labels
-    and n-cuts are the same. A graph the batched solve cannot take (fewer than ``k``
-    non-zero singular values, or a clusterer other than `SpectralClusterer`) falls back to
-    the unbatched unit. Other units (`map`) run in this process.
+    and n-cuts are the same (tested bit for bit on small graphs; where a top singular value
+    repeats, e.g. a shuffled graph in pieces, any basis of its eigenspace is right and the
+    two paths may pick different ones). On a CPU this is slower than the unbatched path (a
+    full ``eigh`` against LAPACK's top-k subset); it is meant for GPUs. A graph the batched
+    solve cannot take (fewer than ``k`` non-zero singular values, or a clusterer other than
+    `SpectralClusterer`) falls back to the unbatched unit. Other units (`map`) run here.
     """
 
     def __init__(self, device: str = "cpu", batch_size: int = 16) -> None:
