@@ -145,6 +145,7 @@ def _add_score(sub) -> None:
 
 def _cmd_score(args) -> int:
     from .io import load_graph
+    from .spectral import check_memory
     from .report_text import score_table
     from .score import score
     from .spectral import SpectralClusterer
@@ -157,6 +158,8 @@ def _cmd_score(args) -> int:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
     graph = load_graph(args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle)
+    if args.scheduler is None:  # local workers each hold a shuffled copy
+        check_memory(graph.layer_widths, jobs=(os.cpu_count() or 1) if args.jobs == -1 else args.jobs)
     if args.clusters >= graph.n_nodes:
         raise ModscopeError(f"--clusters ({args.clusters}) must be below the node count ({graph.n_nodes})")
     result = score(
@@ -589,6 +592,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--shuffles", type=_positive_int(1), help="shuffles per model (20 quick, 50 full)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
     p.add_argument("--no-fashion", action="store_true", help="leave Fashion-MNIST out even if installed")
+    p.add_argument("--threads", type=_positive_int(1), default=1,
+                   help="torch threads (default 1: the demo's networks are small)")
     _progress_flag(p)
     p.set_defaults(run=_cmd_demo)
 
@@ -600,7 +605,7 @@ def _cmd_demo(args) -> int:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
     result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles,
                       jobs=args.jobs, progress=not args.no_progress,
-                      fashion=False if args.no_fashion else None)
+                      fashion=False if args.no_fashion else None, threads=args.threads)
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0
 

@@ -288,5 +288,10 @@ def load_graph(
     A modscope checkpoint's input and output nodes come in the task's feature order,
     whatever BIMT swapped.
     """
+    from .spectral import check_memory
+
     items = load_weights(source, layers, layout, trust_pickle=trust_pickle)
+    if items and all(w.ndim == 2 for _, w in items):
+        # refuse a network that cannot be scored in the memory there is, before the float64 copies
+        check_memory([items[0][1].shape[1], *(w.shape[0] for _, w in items)])
     return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])

@@ -216,3 +216,12 @@ def test_npz_and_safetensors_round_trip_through_score(tmp_path):
     a = score(tmp_path / "n.safetensors", 2, n_shuffles=2).to_dict()
     b = score(tmp_path / "n.npz", 2, n_shuffles=2).to_dict()
     assert a == b
+
+
+def test_network_too_big_for_memory_is_refused_before_building(tmp_path, monkeypatch):
+    import modscope.spectral
+
+    monkeypatch.setattr(modscope.spectral, "available_memory", lambda: 1_000_000)
+    torch.save(random_mlp([300, 200, 10]).state_dict(), tmp_path / "n.pt")
+    with pytest.raises(ModscopeError, match="GiB of memory is available"):
+        load_graph(tmp_path / "n.pt")
