@@ -42,6 +42,13 @@ def files(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def built(files, tmp_path_factory):
+    """One report of the three files, its figures cached: ``(index.html, figure cache)``."""
+    d = tmp_path_factory.mktemp("built")
+    return report.build_report(list(files.values()), d / "rep", cache_dir=d / "cache"), d / "cache"
+
+
 def _images(page: str) -> list[str]:
     return re.findall(r'<img src="([^"]*)"', page)
 
@@ -65,8 +72,8 @@ def test_unreadable_inputs_are_one_line_errors(tmp_path):
         report.load_result(tmp_path / "other.json")
 
 
-def test_report_is_self_contained_with_every_figure_embedded(files, tmp_path):
-    page_path = report.build_report(list(files.values()), tmp_path / "rep")
+def test_report_is_self_contained_with_every_figure_embedded(built):
+    page_path, _ = built
     page = page_path.read_text()
     images = _images(page)
     # score: histogram + sizes (no checkpoint given, no network); masks: 1; knockout: lesions + pairs
@@ -75,13 +82,13 @@ def test_report_is_self_contained_with_every_figure_embedded(files, tmp_path):
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
     assert not re.search(r"<script|<link|@import|url\(|(src|href)=\"https?:", page)
-    assert sorted(p.name for p in (tmp_path / "rep" / "figures").iterdir()) == [
+    assert sorted(p.name for p in (page_path.parent / "figures").iterdir()) == [
         "net-knockout-lesions.png", "net-knockout-pairs.png", "net-masks-masks.png",
         "net-score-histogram.png", "net-score-sizes.png"]
 
 
-def test_every_number_is_in_results_csv_and_json(files, tmp_path):
-    report.build_report(list(files.values()), tmp_path)
+def test_every_number_is_in_results_csv_and_json(files, built):
+    tmp_path = built[0].parent
     combined = json.loads((tmp_path / "results.json").read_text())
     for kind, section in (("score", "scores"), ("masks", "masks"), ("knockout", "knockouts")):
         name = Path(files[kind]).stem
@@ -102,16 +109,15 @@ def test_every_number_is_in_results_csv_and_json(files, tmp_path):
         assert len(list(csv.DictReader(fh))) == len(ko["submodules"])
 
 
-def test_report_from_its_own_results_json_is_the_same_report(files, tmp_path):
-    first = report.build_report(list(files.values()), tmp_path / "a")
-    second = report.build_report([tmp_path / "a" / "results.json"], tmp_path / "b")
-    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
+def test_report_from_its_own_results_json_is_the_same_report(built, tmp_path):
+    first, cache = built
+    second = report.build_report([first.parent / "results.json"], tmp_path / "b", cache_dir=cache)
+    assert (first.parent / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_cached_figures_are_not_drawn_again(files, tmp_path, monkeypatch):
-    cache = tmp_path / "cache"
-    first = report.build_report(list(files.values()), tmp_path / "a", cache_dir=cache).read_bytes()
+def test_cached_figures_are_not_drawn_again(files, built, tmp_path, monkeypatch):
+    first, cache = built[0].read_bytes(), built[1]
     import modscope.plot as plot
 
     def boom(*args, **kwargs):
@@ -124,7 +130,7 @@ def test_cached_figures_are_not_drawn_again(files, tmp_path, monkeypatch):
 
 
 def test_cli_report_and_plot(files, tmp_path, capsys):
-    assert main(["report", *map(str, files.values()), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["report", str(files["score"]), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "index.html").exists()
     for figure, kind in [("histogram", "score"), ("sizes", "score"), ("masks", "masks"),
                          ("lesions", "knockout"), ("pairs", "knockout")]:
@@ -132,7 +138,8 @@ def test_cli_report_and_plot(files, tmp_path, capsys):
         assert main(["plot", figure, str(files[kind]), "--out", str(out), "--dpi", "50"]) == 0
         assert out.read_bytes().startswith(PNG)
     # the demo's combined results.json, one model picked by name
-    combined = tmp_path / "rep" / "results.json"
+    combined = tmp_path / "combined.json"
+    write_json(combined, report.collect(list(files.values())).to_dict())
     assert main(["plot", "lesions", str(combined), "--model", "net-knockout",
                  "--out", str(tmp_path / "x.svg")]) == 0
     assert main(["plot", "network", str(DATA / "independence-bimt.pt"), "--score", str(files["score"]),
