@@ -379,6 +379,11 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
         summary += (f"; {s['n']} {html.escape(str(s['method']))} shuffles: "
                     f"{_fmt(s['mean'])} &plusmn; {_fmt(s['std'])}, z = {_fmt(z, '.2f')}, "
                     f"p = {_fmt(s['p_value'])}: {verdict}.")
+        n_zero = sum(1 for x in s.get("ncuts") or [] if x <= 1e-12)
+        if n_zero:  # the same caveat `modscope score` prints as a warning
+            summary += (f" <span class='bad'>{n_zero} of {s['n']} shuffled graphs fell apart "
+                        "(n-cut 0): the network is too sparse for this null; compare with "
+                        "<code>--shuffle-method layer_nonzero</code>.</span>")
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
     out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
@@ -477,20 +482,26 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
     """The whole page (drawing every figure through ``figs``)."""
     nav = ['<a href="#how">how to read</a>', '<a href="#models">models</a>']
     body = [_HOW_TO_READ]
+    rank = {r.get("model"): i for i, r in enumerate(data.models)}
+
+    def ordered(items: Mapping[str, dict]) -> list[tuple[str, dict]]:
+        """The models' order (JSON files sort their keys), then the rest by name."""
+        return sorted(items.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
     if data.models:
         body.append('<h2 id="models">Models: n-cut against shuffles</h2>' + _models_html(data.models))
     if data.scores:
         body.append('<h2 id="scores">Structure: spectral clusters</h2>')
-        for name, d in data.scores.items():
+        for name, d in ordered(data.scores):
             body.append(_score_html(name, d, figs, data.checkpoints.get(name)))
     if data.masks:
         nav.append('<a href="#masks">masks</a>')
         body.append('<h2 id="masks">Function: weight masks</h2>')
-        body.extend(_masks_html(name, d, figs) for name, d in data.masks.items())
+        body.extend(_masks_html(name, d, figs) for name, d in ordered(data.masks))
     if data.knockouts:
         nav.append('<a href="#knockouts">knockouts</a>')
         body.append('<h2 id="knockouts">Do the modules matter? Knockouts</h2>')
-        body.extend(_knockout_html(name, d, figs) for name, d in data.knockouts.items())
+        body.extend(_knockout_html(name, d, figs) for name, d in ordered(data.knockouts))
     settings = ""
     shown = data.extra.get("settings", data.extra)
     if isinstance(shown, Mapping) and shown:

@@ -166,6 +166,10 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert saved["knockouts"]["ind-bimt"]["functions"]["functions"] == ["y1", "y2"]
     assert (tmp_path / "models.csv").read_text().startswith("model,task,widths")
     assert "cached" not in logs[0]
+    # `modscope report results.json` rebuilds the same page (checkpoints found beside the JSON)
+    again = report.build_report([tmp_path / "results.json"], tmp_path / "again",
+                                title="modscope demo report", cache_dir=tmp_path / "cache" / "figures")
+    assert again.read_bytes() == res.report.read_bytes()
 
     calls: list[str] = []
 
