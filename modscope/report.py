@@ -201,6 +201,14 @@ def _scalar_fields(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _data_order(masks: Mapping[str, Any]) -> list[str]:
+    """The functions whose data the masks were scored on, in the masks' order (a key-sorted
+    JSON file loses the order of ``full_accuracy``)."""
+    scored = list(masks["full_accuracy"])
+    return [f for f in masks["functions"] if f in scored] + [g for g in scored
+                                                             if g not in masks["functions"]]
+
+
 def tables(data: ReportData) -> dict[str, str]:
     """Tidy CSV tables: ``{file name: text}``."""
     out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
@@ -217,7 +225,7 @@ def tables(data: ReportData) -> dict[str, str]:
         {"model": n, "mask": f, "data": g, "accuracy": m["accuracy"][f][g],
          "inverted_accuracy": m["inverted_accuracy"][f][g], "full_accuracy": m["full_accuracy"][g],
          "kept_fraction": m["kept_fraction"][f], "shared": (m.get("shared") or {}).get(f)}
-        for n, m in data.masks.items() for f in m["functions"] for g in m["full_accuracy"]
+        for n, m in data.masks.items() for f in m["functions"] for g in _data_order(m)
     ]
     if masks:
         out["masks.csv"] = _csv(*_dict_rows(masks))
@@ -423,7 +431,7 @@ def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     from . import plot
 
     fns = list(d["functions"])
-    data = list(d["full_accuracy"])
+    data = _data_order(d)
     header = ["mask", "kept", "shared"] + [f"on {g}" for g in data] + [f"inverted, on {g}" for g in data]
     rows = [["intact", None, None] + [d["full_accuracy"][g] for g in data] + [None] * len(data)]
     for f in fns:
@@ -444,7 +452,7 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
 
     cats = ("important", "sig-but-small", "prunable", "not-significant")
     counts = {c: sum(s["category"] == c for s in d["submodules"]) for c in cats}
-    fns = list(d.get("intact_per_function") or {})
+    fns = sorted(d.get("intact_per_function") or {})  # sorted: as a key-sorted JSON gives them
     fns = fns if len(fns) <= 6 else []
     slug = _slug(name)
     out = [
@@ -473,7 +481,9 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
         out.append(f"<p class='note'>Function masks removed ({html.escape(fk['metric'])} of each "
                    "function):</p>")
         frows = [["none"] + [fk["intact"].get(g) for g in fk["functions"]]]
-        frows += [[f] + [row.get(g) for g in fk["functions"]] for f, row in fk["removed"].items()]
+        removed = fk["removed"]
+        names = [f for f in fk["functions"] if f in removed] + sorted(set(removed) - set(fk["functions"]))
+        frows += [[f] + [removed[f].get(g) for g in fk["functions"]] for f in names]
         out.append(_table(["removed"] + list(fk["functions"]), frows))
     return "".join(out)
 
