@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,15 @@ def cluster_sizes(result: Any, ax: Axes | None = None, *, title: str | None = No
     return fig
 
 
+def _heatmap(data: np.ndarray, **kwargs) -> None:
+    """seaborn's heatmap, without its matplotlib deprecation notice (Colormap.set_bad)."""
+    import seaborn as sns
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(data, **kwargs)
+
+
 def _pair_matrix(names: Sequence[str], values: Mapping[str, float | None]) -> np.ndarray:
     """``{"f|g": v}`` -> symmetric ``(K, K)`` matrix, 1 on the diagonal, NaN where undefined."""
     idx = {n: i for i, n in enumerate(names)}
@@ -310,8 +320,6 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     ``result``: a :class:`~modscope.masks.MaskResult` or its ``to_dict()``. Values in [0, 1];
     blank cells are undefined (an empty mask).
     """
-    import seaborn as sns
-
     d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
     fns = list(d["functions"])
     # the order of the functions, and natural layer order: a key-sorted JSON draws the same
@@ -331,19 +339,19 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
         FigureCanvasAgg(fig)
         axs = fig.subplots(2, 2)
         for ax, key, name in ((axs[0, 0], "iou", "IoU"), (axs[0, 1], "iomin", "IoMin")):
-            sns.heatmap(_pair_matrix(fns, d[key]), ax=ax, xticklabels=fns, yticklabels=fns, **kw)
+            _heatmap(_pair_matrix(fns, d[key]), ax=ax, xticklabels=fns, yticklabels=fns, **kw)
             ax.set_title(f"{name}, all weights")
             ax.tick_params(axis="y", rotation=0)
         ax = axs[1, 0]
         if pairs:
-            sns.heatmap(per_layer, ax=ax, xticklabels=cols, yticklabels=pairs, **kw)
+            _heatmap(per_layer, ax=ax, xticklabels=cols, yticklabels=pairs, **kw)
             ax.tick_params(axis="y", rotation=0)
         else:
             ax.text(0.5, 0.5, "one mask: no pairs", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
         ax.set_title("IoU per weight matrix")
         ax = axs[1, 1]
-        sns.heatmap(kept, ax=ax, xticklabels=cols, yticklabels=fns, **kw)
+        _heatmap(kept, ax=ax, xticklabels=cols, yticklabels=fns, **kw)
         ax.tick_params(axis="y", rotation=0)
         ax.set_title("kept fraction per weight matrix")
         fig.colorbar(axs[0, 1].collections[0], ax=axs[:, 1], shrink=0.6, label="fraction")
@@ -420,8 +428,6 @@ def double_lesion(result: Any, ax: Axes | None = None, *, title: str | None = No
 
     ``result``: a knockout result or its dict, run with pairs.
     """
-    import seaborn as sns
-
     d = _result_dict(result, "knockout", ("submodules",))
     pairs = d.get("pairs")
     if not pairs:
@@ -440,7 +446,7 @@ def double_lesion(result: Any, ax: Axes | None = None, *, title: str | None = No
     with matplotlib.rc_context(_STYLE):
         side = float(np.clip(0.2 * n + 2.2, 3.6, 6.5))
         fig, ax = _axes(ax, (side + 1.0, side))
-        sns.heatmap(m, ax=ax, cmap="RdBu_r", center=0.0, vmin=-lim, vmax=lim,
+        _heatmap(m, ax=ax, cmap="RdBu_r", center=0.0, vmin=-lim, vmax=lim,
                     xticklabels=names, yticklabels=names, square=True, annot=n <= 8, fmt=".2g",
                     annot_kws={"fontsize": 7}, cbar_kws={"label": "interaction (damage)"})
         for l in np.flatnonzero(np.diff([s["layer"] for s in subs])):
