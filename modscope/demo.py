@@ -41,7 +41,8 @@ class DemoRun:
     """One model of the demo: a task, how to train it, and which experiments to run on it.
 
     ``masks``: functions to learn weight masks for (then the knockout also removes each
-    mask); ``pairs``: also lesion every pair of sub-modules.
+    mask); ``pairs``: also lesion every pair of sub-modules; ``extra_nulls``: shuffle methods
+    to score against besides ``layer`` (sparse networks: ``layer_nonzero``).
     """
 
     name: str
@@ -51,6 +52,7 @@ class DemoRun:
     task_params: dict[str, Any] = field(default_factory=dict)
     masks: tuple[str, ...] = ()
     pairs: bool = True
+    extra_nulls: tuple[str, ...] = ()
 
     def key(self, seed: int) -> str:
         """Hash of everything that determines the trained checkpoint."""
@@ -62,6 +64,10 @@ def fashion_available(path: str | os.PathLike = FASHION_MNIST_DIR) -> bool:
     """Whether the Fashion-MNIST files (Debian ``dataset-fashion-mnist``) are installed."""
     p = Path(path)
     return p.is_dir() and any(p.glob("train-images*")) and any(p.glob("t10k-images*"))
+
+
+# Sparse (pruned, BIMT) networks: `layer` shuffles scatter their zeros, an easy null; keep the pattern.
+SPARSE_NULLS = ("layer_nonzero",)
 
 
 def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
@@ -79,13 +85,16 @@ def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
             "digits",
             {"steps": digits_steps, "dropout": 0.2, "prune": 0.9, "prune_steps": digits_steps},
             12,
+            extra_nulls=SPARSE_NULLS,
         ),
-        DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12),
+        DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12,
+                extra_nulls=SPARSE_NULLS),
         DemoRun("halves-plain", "halves", {"steps": halves_steps}, 4, masks=("left", "right")),
         DemoRun("halves-bimt", "halves", {"steps": halves_steps, "bimt": True}, 4,
-                masks=("left", "right")),
+                masks=("left", "right"), extra_nulls=SPARSE_NULLS),
         DemoRun("independence-plain", "formula-independence", {"steps": formula_steps}, 2),
-        DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2),
+        DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2,
+                extra_nulls=SPARSE_NULLS),
     ]
     if fashion if fashion is not None else fashion_available():
         if quick:  # a small network on a fifth of the training set: seconds, not minutes
@@ -124,6 +133,7 @@ class DemoResult:
     masks: dict[str, dict] = field(default_factory=dict)
     knockouts: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> method -> score
 
     @property
     def report(self) -> Path:
@@ -135,7 +145,12 @@ class DemoResult:
     def to_dict(self) -> dict[str, Any]:
         """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
         return {"version": __version__, "models": self.rows, "scores": self.scores,
-                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings}
+                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
+                "nulls": self.nulls}
+
+
+def _fmt_z(z: float | None) -> str:
+    return "n/a" if z is None else f"{z:.2f}"
 
 
 # -- caching ---------------------------------------------------------------------------------------
@@ -247,6 +262,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
     scores: dict[str, dict] = {}
     masks: dict[str, dict] = {}
     knockouts: dict[str, dict] = {}
+    nulls: dict[str, dict[str, dict]] = {}
     try:
         for run in runs:
             t0 = time.perf_counter()
@@ -265,6 +281,16 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
             )
             scores[run.name] = s
             notes += ["score cached"] if hit else []
+            for method in run.extra_nulls:
+                n_cfg = {**s_cfg, "method": method}
+                extra, _ = _cached_json(
+                    cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
+                    lambda ckpt=ckpt, run=run, method=method: score(
+                        ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles, shuffle_method=method,
+                        seed=seed, jobs=jobs, progress=progress).to_dict(),
+                )
+                extra.pop("labels")  # the same clustering as the main score's
+                nulls.setdefault(run.name, {})[method] = extra
             bar.update()
 
             memo: dict[str, Any] = {}
@@ -328,20 +354,26 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                 "shuffles": st.shuffles,
                 "checkpoint": str(path.relative_to(out)),
             }
+            for method, extra in nulls.get(run.name, {}).items():
+                row[f"z_{method}"] = (extra["shuffle"] or {}).get("z")
+                row[f"p_{method}"] = (extra["shuffle"] or {}).get("p_value")
             rows.append(row)
             write_json(out / "scores" / f"{run.name}.json", s)
-            z = "n/a" if row["z"] is None else f"{row['z']:.2f}"
+            z = _fmt_z(row["z"])
             say(
                 f"{run.name:<24} {metric} {row['value']:.4g}  n-cut {s['ncut']:.3f} vs "
                 f"{sh.get('mean', float('nan')):.3f} +- {sh.get('std', float('nan')):.3f}  z {z}  "
                 f"p {sh.get('p_value', float('nan')):.3g}"
-                f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
+                + "".join(f"  | {m}: z {_fmt_z(row[f'z_{m}'])} p {row[f'p_{m}']:.3g}"
+                          for m in nulls.get(run.name, {}))
+                + f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
             )
 
         stage("report")
         result = DemoResult(rows, out, scores, masks, knockouts,
                             {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
-                             "mask_steps": st.mask_steps, "knockout_random": st.knockout_random})
+                             "mask_steps": st.mask_steps, "knockout_random": st.knockout_random},
+                            nulls)
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
         build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")

@@ -80,6 +80,7 @@ class ReportData:
     scores: dict[str, dict] = field(default_factory=dict)
     masks: dict[str, dict] = field(default_factory=dict)
     knockouts: dict[str, dict] = field(default_factory=dict)
+    nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> shuffle method -> score
     checkpoints: dict[str, Path] = field(default_factory=dict)  # for the network drawings
     extra: dict[str, Any] = field(default_factory=dict)  # the demo's settings, kept as they are
 
@@ -90,8 +91,9 @@ class ReportData:
             for key, target in (("scores", self.scores), ("masks", self.masks),
                                 ("knockouts", self.knockouts)):
                 target.update(d.get(key) or {})
+            self.nulls.update(d.get("nulls") or {})
             self.extra.update({k: v for k, v in d.items()
-                               if k not in ("models", "scores", "masks", "knockouts", "version")})
+                               if k not in ("models", "scores", "masks", "knockouts", "nulls", "version")})
             for row in d["models"]:
                 ckpt = row.get("checkpoint")
                 if ckpt:
@@ -110,8 +112,11 @@ class ReportData:
             self.models.append(score_row(unique, d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
-                "masks": self.masks, "knockouts": self.knockouts}
+        d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
+             "masks": self.masks, "knockouts": self.knockouts}
+        if self.nulls:  # scores of the same clustering against other shuffle methods
+            d["nulls"] = self.nulls
+        return d
 
 
 def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +175,8 @@ def long_rows(data: ReportData) -> list[tuple[str, str, str, Any]]:
                            ("knockouts", data.knockouts)):
         for name, d in items.items():
             rows.extend((section, name, f, v) for f, v in _flatten(d))
+    for name, per in data.nulls.items():
+        rows.extend(("nulls", name, f, v) for f, v in _flatten(per))
     return rows
 
 
@@ -289,7 +296,7 @@ align-items:start}
 figure{margin:.4em 0;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.82em;color:#555}
 .note{color:#555;font-size:.9em}.good{color:#1a7f37;font-weight:600}.bad{color:#b42318}
-nav a{margin-right:1em}code{background:#f3f3f3;padding:0 .25em}
+.scroll{overflow-x:auto}nav a{margin-right:1em}code{background:#f3f3f3;padding:0 .25em}
 """
 
 
@@ -312,7 +319,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
     body = "".join(
         "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>'
                          for i, v in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
 
 
 def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
@@ -370,28 +378,40 @@ _MODEL_COLUMNS = (
 
 def _models_html(models: Sequence[Mapping[str, Any]]) -> str:
     cols = [(k, h) for k, h in _MODEL_COLUMNS if any(k in r for r in models)]
+    known = {k for k, _ in _MODEL_COLUMNS}
+    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in known},
+                   key=lambda k: (k[2:], k[0] == "p"))
+    cols += [(k, f"{k[0]} ({k[2:]})") for k in other]  # other shuffle methods
     rows = [[r.get(k) for k, _ in cols] for r in models]
     return _table([h for _, h in cols], rows, left=4 if any("task" in r for r in models) else 2)
 
 
-def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | None) -> str:
+def _null_summary(s: Mapping[str, Any]) -> str:
+    verdict = ("<span class='good'>more modular than its shuffles</span>"
+               if s["p_value"] < 0.05 else "not more modular than its shuffles")
+    summary = (f"{s['n']} {html.escape(str(s['method']))} shuffles: "
+               f"{_fmt(s['mean'])} &plusmn; {_fmt(s['std'])}, z = {_fmt(s.get('z'), '.2f')}, "
+               f"p = {_fmt(s['p_value'])}: {verdict}.")
+    n_zero = sum(1 for x in s.get("ncuts") or [] if x <= 1e-12)
+    if n_zero:  # the same caveat `modscope score` prints as a warning
+        summary += (f" <span class='bad'>{n_zero} of {s['n']} shuffled graphs fell apart "
+                    "(n-cut 0): the network is too sparse for this null; compare with "
+                    "<code>--shuffle-method layer_nonzero</code>.</span>")
+    return summary
+
+
+def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | None,
+                nulls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     from . import plot
 
     s = d.get("shuffle") or {}
     summary = (f"n-cut <b>{_fmt(d['ncut'])}</b> with k = {d['n_clusters']} on a "
                f"{'-'.join(map(str, d['layer_widths']))} network ({d.get('n_edges', '?')} edges)")
     if s:
-        z = s.get("z")
-        verdict = ("<span class='good'>more modular than its shuffles</span>"
-                   if s["p_value"] < 0.05 else "not more modular than its shuffles")
-        summary += (f"; {s['n']} {html.escape(str(s['method']))} shuffles: "
-                    f"{_fmt(s['mean'])} &plusmn; {_fmt(s['std'])}, z = {_fmt(z, '.2f')}, "
-                    f"p = {_fmt(s['p_value'])}: {verdict}.")
-        n_zero = sum(1 for x in s.get("ncuts") or [] if x <= 1e-12)
-        if n_zero:  # the same caveat `modscope score` prints as a warning
-            summary += (f" <span class='bad'>{n_zero} of {s['n']} shuffled graphs fell apart "
-                        "(n-cut 0): the network is too sparse for this null; compare with "
-                        "<code>--shuffle-method layer_nonzero</code>.</span>")
+        summary += "; " + _null_summary(s)
+    for other in (nulls or {}).values():
+        if other.get("shuffle"):
+            summary += "<br>Against " + _null_summary(other["shuffle"])
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
     out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
@@ -401,6 +421,11 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
         figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key,
                   lambda: plot.cluster_sizes(d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")),
     ]
+    for i, (method, other) in enumerate((nulls or {}).items()):
+        row.insert(1 + i, figs.draw(f"{slug}-histogram-{_slug(method)}",
+                             f"{name}: n-cut against {method} shuffles", other,
+                             lambda other=other, method=method: plot.shuffle_histogram(
+                                 other, title=f"{name}, {method} shuffles")))
     if ckpt is not None and ckpt.exists():
         digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
         row.append(figs.draw(
@@ -503,7 +528,7 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
     if data.scores:
         body.append('<h2 id="scores">Structure: spectral clusters</h2>')
         for name, d in ordered(data.scores):
-            body.append(_score_html(name, d, figs, data.checkpoints.get(name)))
+            body.append(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name)))
     if data.masks:
         nav.append('<a href="#masks">masks</a>')
         body.append('<h2 id="masks">Function: weight masks</h2>')

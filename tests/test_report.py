@@ -154,17 +154,21 @@ def test_cli_report_and_plot(files, tmp_path, capsys):
 
 def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypatch):
     runs = [DemoRun("ind-bimt", "formula-independence", {"steps": 200, "bimt": True}, 2,
-                    masks=("y1", "y2"))]
+                    masks=("y1", "y2"), extra_nulls=("layer_nonzero",))]
     logs: list[str] = []
     res = run_demo(tmp_path, runs=runs, settings=DemoSettings(3, 10, 20), progress=False,
                    log=logs.append)
     page = res.report.read_text()
-    assert len(_images(page)) == 6  # histogram, sizes, network, masks, lesions, pairs
+    assert len(_images(page)) == 7  # 2 histograms (layer, layer_nonzero), sizes, network, masks,
+    # lesions, pairs
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["model"] for r in saved["models"]] == ["ind-bimt"]
     assert set(saved["scores"]) == set(saved["masks"]) == set(saved["knockouts"]) == {"ind-bimt"}
     assert saved["knockouts"]["ind-bimt"]["functions"]["functions"] == ["y1", "y2"]
     assert (tmp_path / "models.csv").read_text().startswith("model,task,widths")
+    nonzero = saved["nulls"]["ind-bimt"]["layer_nonzero"]["shuffle"]
+    assert nonzero["method"] == "layer_nonzero" and len(nonzero["ncuts"]) == 3
+    assert saved["models"][0]["p_layer_nonzero"] == nonzero["p_value"]
     assert "cached" not in logs[0]
     # `modscope report results.json` rebuilds the same page (checkpoints found beside the JSON)
     again = report.build_report([tmp_path / "results.json"], tmp_path / "again",
@@ -190,4 +194,4 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert "model cached, score cached, masks cached, knockout cached" in logs[1]
     # more shuffles: the score and the knockout that uses its clusters; model and masks are reused
     run_demo(tmp_path, runs=runs, settings=DemoSettings(4, 10, 20), progress=False, log=logs.append)
-    assert calls == ["score", "knockout"]
+    assert calls == ["score", "score", "knockout"]  # both nulls
