@@ -41,7 +41,7 @@ def _plus_plus(X: np.ndarray, x_sq: np.ndarray, k: int, n_init: int, rng: np.ran
     n, d = X.shape
     trials = 2 + int(np.log(k))
     rows = np.arange(n_init)
-    centers = np.empty((n_init, k, d))
+    centers = np.empty((n_init, k, d), dtype=X.dtype)
     centers[:, 0] = X[rng.integers(n, size=n_init)]
     closest = _sq_dist(X, x_sq, centers[:, :1])[:, :, 0]  # (R, n)
     for c in range(1, k):
@@ -78,7 +78,7 @@ def _lloyd(
         if live.size == 0:
             break
         lab = new[moved]
-        onehot = (lab[:, None, :] == np.arange(k)[None, :, None]).astype(np.float64)  # (R, k, n)
+        onehot = (lab[:, None, :] == np.arange(k)[None, :, None]).astype(X.dtype)  # (R, k, n)
         counts = onehot.sum(axis=2)
         new_centers = np.matmul(onehot, X) / np.maximum(counts, 1.0)[:, :, None]
         for r in np.unique(np.nonzero(counts == 0)[0]):  # rare: re-seed empty clusters at far points
@@ -113,15 +113,21 @@ def kmeans_restarts(
     its final centres. ``threads > 1`` runs groups of restarts on threads: every restart's
     arithmetic is the same whichever group it is in, so the result does not change.
     """
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    # k-means is unchanged by rescaling its input: bring X to O(1) (the spectral embedding
+    # scales with 1/sqrt(degree)), then float32 halves the memory traffic of every iteration.
+    X = np.asarray(X, dtype=np.float64)
+    peak = float(np.abs(X).max()) if X.size else 0.0
+    X = np.ascontiguousarray(X / peak if peak > 0 else X, dtype=np.float32)
     x_sq = np.einsum("nd,nd->n", X, X)
     centers = _plus_plus(X, x_sq, k, n_init, rng)
     shift_tol = tol * float(np.mean(np.var(X, axis=0)))
     groups = np.array_split(np.arange(n_init), max(1, min(threads, n_init)))
     if len(groups) == 1:
-        return _lloyd(X, x_sq, centers, max_iter, shift_tol)
-    # numpy releases the GIL inside these array operations, so threads run in parallel;
-    # one BLAS thread each keeps them from oversubscribing the cores.
-    with single_thread(), ThreadPoolExecutor(len(groups)) as pool:
-        parts = list(pool.map(lambda g: _lloyd(X, x_sq, centers[g], max_iter, shift_tol), groups))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        labels, inertia = _lloyd(X, x_sq, centers, max_iter, shift_tol)
+    else:
+        # numpy releases the GIL inside these array operations, so threads run in parallel;
+        # one BLAS thread each keeps them from oversubscribing the cores.
+        with single_thread(), ThreadPoolExecutor(len(groups)) as pool:
+            parts = list(pool.map(lambda g: _lloyd(X, x_sq, centers[g], max_iter, shift_tol), groups))
+        labels, inertia = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return labels, inertia.astype(np.float64) * (peak * peak if peak > 0 else 1.0)  # in X's units
