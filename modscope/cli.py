@@ -51,11 +51,17 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])",
+    )
     if device:
-        p.add_argument("--device", choices=["cpu", "cuda"],
-                       help="solve the shuffles' eigenproblems in batches with torch on this device")
+        p.add_argument(
+            "--device",
+            choices=["cpu", "cuda"],
+            help="solve the shuffles' eigenproblems in batches with torch on this device",
+        )
 
 
 def _executor(args):
@@ -103,7 +109,10 @@ def _add_score(sub) -> None:
         help="k-means on the spectral embedding (default) or cluster-QR",
     )
     p.add_argument(
-        "--n-init", type=_positive_int(1), default=10, help="k-means restarts (default 10; the reference ran 25)"
+        "--n-init",
+        type=_positive_int(1),
+        default=10,
+        help="k-means restarts (default 10; the reference ran 25)",
     )
     p.add_argument(
         "--select",
@@ -115,7 +124,8 @@ def _add_score(sub) -> None:
     p.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="load a .pt/.pth that needs arbitrary pickled objects (RUNS CODE FROM THE FILE; only for files you made)",
+        help="load a .pt/.pth that needs arbitrary pickled objects "
+        "(RUNS CODE FROM THE FILE; only for files you made)",
     )
     p.add_argument(
         "--layout",
@@ -125,30 +135,45 @@ def _add_score(sub) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument(
-        "--cache", metavar="DIR", help="keep each finished shuffle here; a rerun computes only what is missing"
+        "--cache",
+        metavar="DIR",
+        help="keep each finished shuffle here; a rerun computes only what is missing",
     )
     _executor_flags(p)
     m = p.add_argument_group("other graphs and measures (modscope.measures, .activations, .cnn)")
-    m.add_argument("--graph", choices=["weights", "activations"], default="weights",
-                   help="edges |w| (default) or squared Spearman correlations of unit activations")
-    m.add_argument("--method", choices=["spectral", "louvain", "local"], default="spectral",
-                   help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut")
-    m.add_argument("--task", help="--graph activations: the task whose test examples run through the "
-                   "network (default: the checkpoint's)")
+    m.add_argument(
+        "--graph",
+        choices=["weights", "activations"],
+        default="weights",
+        help="edges |w| (default) or squared Spearman correlations of unit activations",
+    )
+    m.add_argument(
+        "--method",
+        choices=["spectral", "louvain", "local"],
+        default="spectral",
+        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+    )
+    m.add_argument(
+        "--task",
+        help="--graph activations: the task whose test examples run through the "
+        "network (default: the checkpoint's)",
+    )
     m.add_argument("--data", metavar="PATH", help="--graph activations: data folder for file-backed tasks")
     m.add_argument("--examples", type=_positive_int(3), help="--graph activations: first N examples only")
-    m.add_argument("--kernel-norm", choices=["1", "l1", "l2", "fro", "max"],
-                   help="CNNs: edge = this norm of |kernel slice| (default 1, the matrix 1-norm)")
+    m.add_argument(
+        "--kernel-norm",
+        choices=["1", "l1", "l2", "fro", "max"],
+        help="CNNs: edge = this norm of |kernel slice| (default 1, the matrix 1-norm)",
+    )
     _progress_flag(p)
     p.set_defaults(run=_cmd_score)
 
 
 def _cmd_score(args) -> int:
     from .io import load_graph
-    from .spectral import check_memory
     from .report_text import score_table
     from .score import score
-    from .spectral import SpectralClusterer
+    from .spectral import SpectralClusterer, check_memory
 
     other = args.graph != "weights" or args.method != "spectral" or args.shuffle_method == "units"
     if other or args.kernel_norm:
@@ -221,10 +246,20 @@ def _cmd_score_measure(args) -> int:
             )
     if args.clusters >= graph.n_nodes:
         raise ModscopeError(f"--clusters ({args.clusters}) must be below the node count ({graph.n_nodes})")
-    clusterer = SpectralClusterer(args.clusters, assign_labels=args.assign_labels, n_init=args.n_init,
-                                  select=args.select)
-    result = score_graph(graph, args.method, args.clusters, args.shuffles, null, args.seed, args.jobs,
-                         clusterer, not args.no_progress)
+    clusterer = SpectralClusterer(
+        args.clusters, assign_labels=args.assign_labels, n_init=args.n_init, select=args.select
+    )
+    result = score_graph(
+        graph,
+        args.method,
+        args.clusters,
+        args.shuffles,
+        null,
+        args.seed,
+        args.jobs,
+        clusterer,
+        not args.no_progress,
+    )
     if args.json:
         write_json(args.json, result.to_dict())
     if isinstance(result, MeasureResult):
@@ -250,10 +285,19 @@ def _add_blocks(sub) -> None:
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
     p.add_argument("--clusters", type=_positive_int(2), default=12, help="number of clusters k (default 12)")
     p.add_argument("--shuffles", type=_positive_int(1), default=50, help="shuffles per block (default 50)")
-    p.add_argument("--shuffle-method", choices=sorted(SHUFFLE_METHODS), default="layer", metavar="METHOD",
-                   help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)")
-    p.add_argument("--method", choices=["spectral", "louvain", "local"], default="spectral",
-                   help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut")
+    p.add_argument(
+        "--shuffle-method",
+        choices=sorted(SHUFFLE_METHODS),
+        default="layer",
+        metavar="METHOD",
+        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["spectral", "louvain", "local"],
+        default="spectral",
+        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice, the same per block")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
@@ -266,8 +310,16 @@ def _cmd_blocks(args) -> int:
 
     if args.jobs == 0 or args.jobs < -1:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
-    scores = score_blocks(args.checkpoint, args.method, args.clusters, args.shuffles, args.shuffle_method,
-                          args.seed, args.jobs, progress=not args.no_progress)
+    scores = score_blocks(
+        args.checkpoint,
+        args.method,
+        args.clusters,
+        args.shuffles,
+        args.shuffle_method,
+        args.seed,
+        args.jobs,
+        progress=not args.no_progress,
+    )
     if args.json:
         write_json(args.json, scores.to_dict())
     print(format_blocks(scores, source=args.checkpoint))
@@ -352,12 +404,18 @@ def _add_masks(sub) -> None:
     p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--functions", help="comma-separated function names (default: all)")
-    which.add_argument("--classes", action="store_true",
-                       help="one not-<c> mask per class, with the per-class accuracy drop")
-    p.add_argument("--steps", type=_positive_int(1), default=20000,
-                   help="mask training steps (default 20000)")
-    p.add_argument("--batch-size", type=_positive_int(1), default=128,
-                   help="examples per function per step (default 128)")
+    which.add_argument(
+        "--classes", action="store_true", help="one not-<c> mask per class, with the per-class accuracy drop"
+    )
+    p.add_argument(
+        "--steps", type=_positive_int(1), default=20000, help="mask training steps (default 20000)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int(1),
+        default=128,
+        help="examples per function per step (default 128)",
+    )
     p.add_argument("--beta", type=float, help="sparsity weight (default 1e-4 / batch size)")
     p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
     p.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
@@ -378,10 +436,19 @@ def _cmd_masks(args) -> int:
         if not functions:
             raise ModscopeError("--functions names no function")
     result = masks_checkpoint(
-        args.checkpoint, task=args.task, data=args.data, functions=functions,
-        classes=args.classes, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
-        control=not args.no_control, seed=args.seed, device=args.device,
-        progress=not args.no_progress, cache=args.cache,
+        args.checkpoint,
+        task=args.task,
+        data=args.data,
+        functions=functions,
+        classes=args.classes,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        beta=args.beta,
+        control=not args.no_control,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.no_progress,
+        cache=args.cache,
     )
     if args.json:
         write_json(args.json, result.to_dict())
@@ -407,10 +474,15 @@ def _add_train(sub) -> None:
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
-    p.add_argument("--weight-decay", type=float,
-                   help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)")
-    p.add_argument("--prune", type=float, metavar="SPARSITY",
-                   help="magnitude-prune to this sparsity in (0, 1) after training")
+    p.add_argument(
+        "--weight-decay", type=float, help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)"
+    )
+    p.add_argument(
+        "--prune",
+        type=float,
+        metavar="SPARSITY",
+        help="magnitude-prune to this sparsity in (0, 1) after training",
+    )
     p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimizer steps (default: the task's)")
@@ -438,9 +510,15 @@ def _cmd_train(args) -> int:
     from .tasks import get_task
     from .train import train
 
-    overrides = {"lam": args.bimt_lambda, "A": args.bimt_A, "y_star": args.bimt_y_star,
-                 "top_k": args.bimt_top_k, "swap_every": args.bimt_swap_every,
-                 "threshold": args.bimt_threshold, "reduction": args.bimt_reduction}
+    overrides = {
+        "lam": args.bimt_lambda,
+        "A": args.bimt_A,
+        "y_star": args.bimt_y_star,
+        "top_k": args.bimt_top_k,
+        "swap_every": args.bimt_swap_every,
+        "threshold": args.bimt_threshold,
+        "reduction": args.bimt_reduction,
+    }
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and not args.bimt:
         raise ModscopeError("--bimt-* options need --bimt")
@@ -457,10 +535,23 @@ def _cmd_train(args) -> int:
                 ) from None
     task = get_task(args.task, seed=args.task_seed, data=args.data)
     result = train(
-        task, hidden=args.hidden, activation=args.activation, dropout=args.dropout, l1=args.l1,
-        l2=args.l2, weight_decay=args.weight_decay, prune=args.prune, prune_steps=args.prune_steps, steps=args.steps,
-        epochs=args.epochs, batch_size=batch, lr=args.lr, seed=args.seed, device=args.device,
-        bimt=given if args.bimt else None, progress=not args.no_progress,
+        task,
+        hidden=args.hidden,
+        activation=args.activation,
+        dropout=args.dropout,
+        l1=args.l1,
+        l2=args.l2,
+        weight_decay=args.weight_decay,
+        prune=args.prune,
+        prune_steps=args.prune_steps,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=batch,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        bimt=given if args.bimt else None,
+        progress=not args.no_progress,
     )
     result.save(args.out)
     if args.json:
@@ -468,20 +559,29 @@ def _cmd_train(args) -> int:
     m = result.metrics
     shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    print(f"{task.name} {widths}{' BIMT' if args.bimt else ''}: {m['steps']} steps in "
-          f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}")
+    print(
+        f"{task.name} {widths}{' BIMT' if args.bimt else ''}: {m['steps']} steps in "
+        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}"
+    )
     return 0
 
 
 # -- plot --------------------------------------------------------------------------------------
 def _add_plot(sub) -> None:
-    p = sub.add_parser("plot", help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
-                       description="Draw one figure from a checkpoint (network) or a result JSON.")
+    p = sub.add_parser(
+        "plot",
+        help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
+        description="Draw one figure from a checkpoint (network) or a result JSON.",
+    )
     figures = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=_Parser)
     figures.required = True
     for name, (kind, text) in _RESULT_FIGURES.items():
-        f = figures.add_parser(name, help=text, description=f"Draw the {text} from a {kind} result "
-                               "JSON (or the demo's results.json with --model).")
+        f = figures.add_parser(
+            name,
+            help=text,
+            description=f"Draw the {text} from a {kind} result "
+            "JSON (or the demo's results.json with --model).",
+        )
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
         f.add_argument("--model", help="model name, when INPUT is the demo's results.json")
         f.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
@@ -489,15 +589,19 @@ def _add_plot(sub) -> None:
         f.add_argument("--dpi", type=_positive_int(10), default=200, help="raster resolution")
         f.set_defaults(run=_cmd_plot_result)
     n = figures.add_parser(
-        "network", help="neurons at their (BIMT) positions, lines by |w|, blue + / red -",
+        "network",
+        help="neurons at their (BIMT) positions, lines by |w|, blue + / red -",
         description="Draw a network: line width |w| / max |w| per layer, blue positive, red "
         "negative; with --clusters, neurons coloured by spectral cluster.",
     )
     n.add_argument("checkpoint", help="modscope checkpoint (.pt)")
     n.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
     n.add_argument("--clusters", type=_positive_int(2), help="colour neurons by k clusters")
-    n.add_argument("--score", metavar="RESULT.json",
-                   help="colour neurons by the clusters of this score result (--model for a demo's)")
+    n.add_argument(
+        "--score",
+        metavar="RESULT.json",
+        help="colour neurons by the clusters of this score result (--model for a demo's)",
+    )
     n.add_argument("--model", help="model name, when --score is the demo's results.json")
     n.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
     n.add_argument("--title", help="figure title")
@@ -547,9 +651,13 @@ def _cmd_plot_result(args) -> int:
 
     kind = _RESULT_FIGURES[args.figure][0]
     d = pick_result(args.input, kind, args.model)
-    draw = {"histogram": plot.shuffle_histogram, "sizes": plot.cluster_sizes,
-            "masks": plot.mask_overlap, "lesions": plot.lesion_effects,
-            "pairs": plot.double_lesion}[args.figure]
+    draw = {
+        "histogram": plot.shuffle_histogram,
+        "sizes": plot.cluster_sizes,
+        "masks": plot.mask_overlap,
+        "lesions": plot.lesion_effects,
+        "pairs": plot.double_lesion,
+    }[args.figure]
     plot.save(draw(d, title=args.title), args.out, dpi=args.dpi)
     print(f"wrote {args.out}")
     return 0
@@ -592,8 +700,12 @@ def _add_demo(sub) -> None:
     p.add_argument("--shuffles", type=_positive_int(1), help="shuffles per model (20 quick, 50 full)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
     p.add_argument("--no-fashion", action="store_true", help="leave Fashion-MNIST out even if installed")
-    p.add_argument("--threads", type=_positive_int(1), default=1,
-                   help="torch threads (default 1: the demo's networks are small)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int(1),
+        default=1,
+        help="torch threads (default 1: the demo's networks are small)",
+    )
     _progress_flag(p)
     p.set_defaults(run=_cmd_demo)
 
@@ -603,9 +715,16 @@ def _cmd_demo(args) -> int:
 
     if args.jobs == 0 or args.jobs < -1:
         raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
-    result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles,
-                      jobs=args.jobs, progress=not args.no_progress,
-                      fashion=False if args.no_fashion else None, threads=args.threads)
+    result = run_demo(
+        args.out,
+        quick=args.quick,
+        seed=args.seed,
+        shuffles=args.shuffles,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        fashion=False if args.no_fashion else None,
+        threads=args.threads,
+    )
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0
 
