@@ -162,6 +162,14 @@ class WeightGraph:
         nx.set_node_attributes(g, dict(enumerate(self.node_index.tolist())), "index")
         return g
 
+    def cluster_sizes(self, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+        """``(n_layers, n_clusters)`` neurons of each cluster in each layer (-1 labels skipped)."""
+        labels = np.asarray(labels)
+        keep = labels >= 0
+        out = np.zeros((self.n_layers, n_clusters), dtype=np.int64)
+        np.add.at(out, (self.node_layer[keep], labels[keep]), 1)
+        return out
+
     def layer_slices(self) -> list[slice]:
         return [slice(int(self.offsets[l]), int(self.offsets[l + 1])) for l in range(self.n_layers)]
 

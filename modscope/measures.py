@@ -89,10 +89,7 @@ class Communities:
 
     def sizes(self, graph: WeightGraph) -> np.ndarray:
         """``(n_layers, n_communities)`` neurons of each community in each layer."""
-        keep = self.labels >= 0
-        out = np.zeros((graph.n_layers, self.n_clusters), dtype=np.int64)
-        np.add.at(out, (graph.node_layer[keep], self.labels[keep]), 1)
-        return out
+        return graph.cluster_sizes(self.labels, self.n_clusters)
 
     def to_dict(self) -> dict:
         return {
@@ -323,18 +320,7 @@ class MeasureResult:
     seed: int
 
     def to_dict(self) -> dict:
-        shuffle = None
-        if self.null is not None:
-            d = self.null.to_dict()
-            shuffle = {
-                "method": self.null_name,
-                "n": d["n"],
-                "values": d["samples"],
-                "mean": d["mean"],
-                "std": d["std"],
-                "z": d["z"],
-                "p_value": d["p_value"],
-            }
+        shuffle = None if self.null is None else self.null.to_shuffle_dict(self.null_name, "values")
         return {
             "measure": self.measure,
             "higher_is_modular": self.higher_is_modular,
@@ -408,8 +394,14 @@ def score_measure(
         samples = null_values(null, measure, n_shuffles, seed, jobs, progress)
         comparison = compare_directed(value, samples, measure.higher_is_modular)
     return MeasureResult(
-        graph, measure.name, measure.higher_is_modular, float(value), partition,
-        null.name if n_shuffles else None, comparison, int(seed),
+        graph,
+        measure.name,
+        measure.higher_is_modular,
+        float(value),
+        partition,
+        null.name if n_shuffles else None,
+        comparison,
+        int(seed),
     )
 
 

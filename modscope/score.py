@@ -69,18 +69,7 @@ class ScoreResult:
     def to_dict(self) -> dict:
         """JSON-ready: ``ncut``, ``labels``, ``n_clusters``, ``layer_widths``, ``n_nodes``,
         ``n_edges``, ``shuffle``, ``seed``, ``version``."""
-        shuffle = None
-        if self.null is not None:
-            d = self.null.to_dict()
-            shuffle = {
-                "method": self.shuffle_method,
-                "n": d["n"],
-                "ncuts": d["samples"],
-                "mean": d["mean"],
-                "std": d["std"],
-                "z": d["z"],
-                "p_value": d["p_value"],
-            }
+        shuffle = None if self.null is None else self.null.to_shuffle_dict(self.shuffle_method, "ncuts")
         return {
             "ncut": float(self.partition.ncut),
             "labels": self.partition.labels.astype(int).tolist(),

@@ -279,6 +279,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
 
     rest = k - Q.shape[1]
     if rest > 0:
+
         def matvec(x):
             x = x.reshape(m, -1)
             if Q.shape[1]:
@@ -443,10 +444,7 @@ class Partition:
 
     def sizes(self, graph: WeightGraph) -> np.ndarray:
         """``(n_layers, n_clusters)`` neurons of each cluster in each layer."""
-        keep = self.labels >= 0
-        out = np.zeros((graph.n_layers, self.n_clusters), dtype=np.int64)
-        np.add.at(out, (graph.node_layer[keep], self.labels[keep]), 1)
-        return out
+        return graph.cluster_sizes(self.labels, self.n_clusters)
 
     def to_dict(self) -> dict:
         return {
@@ -518,7 +516,11 @@ class SpectralClusterer:
         return self._assign(graph, k, emb, eigenvalues, nodes, ss_km)
 
     def partition_embedded(
-        self, graph: WeightGraph, embedding: np.ndarray, eigenvalues: np.ndarray, nodes: np.ndarray,
+        self,
+        graph: WeightGraph,
+        embedding: np.ndarray,
+        eigenvalues: np.ndarray,
+        nodes: np.ndarray,
         seed: SeedLike = None,
     ) -> Partition:
         """`partition` from an embedding computed elsewhere (e.g. batched on a GPU).

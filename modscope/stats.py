@@ -42,6 +42,19 @@ class NullComparison:
             "p_value": float(self.p_value),
         }
 
+    def to_shuffle_dict(self, method: str, samples_key: str = "ncuts") -> dict:
+        """The ``shuffle`` block of a result's JSON: ``method, n, <samples_key>, mean, std, z, p_value``."""
+        d = self.to_dict()
+        return {
+            "method": method,
+            "n": d["n"],
+            samples_key: d["samples"],
+            "mean": d["mean"],
+            "std": d["std"],
+            "z": d["z"],
+            "p_value": d["p_value"],
+        }
+
 
 def compare_to_null(observed: float, samples) -> NullComparison:
     """Mean, std (ddof 0), z and the one-sided p-value of ``observed`` against ``samples``."""
