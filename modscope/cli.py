@@ -50,6 +50,14 @@ def _progress_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _clustering_flags(p: argparse.ArgumentParser, shuffles_help: str, seed_help: str) -> None:
+    """--clusters, --shuffles, --seed, --jobs: shared by every command that scores against shuffles."""
+    p.add_argument("--clusters", type=_positive_int(2), default=12, help="number of clusters k (default 12)")
+    p.add_argument("--shuffles", type=_positive_int(1), default=50, help=shuffles_help)
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+
+
 def _executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument(
         "--scheduler",
@@ -90,8 +98,7 @@ def _add_score(sub) -> None:
         "clustering and compare its n-cut with shuffled copies (z-score, p-value).",
     )
     p.add_argument("checkpoint", help=".pt/.pth state_dict or modscope checkpoint, .safetensors, .npz")
-    p.add_argument("--clusters", type=_positive_int(2), default=12, help="number of clusters k (default 12)")
-    p.add_argument("--shuffles", type=_positive_int(1), default=50, help="shuffled networks (default 50)")
+    _clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
     p.add_argument(
         "--shuffle-method",
         choices=[*sorted(SHUFFLE_METHODS), "units"],
@@ -100,8 +107,6 @@ def _add_score(sub) -> None:
         help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer), or units (permute each unit's "
         "activations across examples; --graph activations only, its default)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
     p.add_argument(
         "--assign-labels",
         choices=["kmeans", "cluster_qr"],
@@ -283,8 +288,7 @@ def _add_blocks(sub) -> None:
         "against its own shuffles and print one row per block.",
     )
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
-    p.add_argument("--clusters", type=_positive_int(2), default=12, help="number of clusters k (default 12)")
-    p.add_argument("--shuffles", type=_positive_int(1), default=50, help="shuffles per block (default 50)")
+    _clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
     p.add_argument(
         "--shuffle-method",
         choices=sorted(SHUFFLE_METHODS),
@@ -298,8 +302,6 @@ def _add_blocks(sub) -> None:
         default="spectral",
         help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice, the same per block")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
     _progress_flag(p)
     p.set_defaults(run=_cmd_blocks)
