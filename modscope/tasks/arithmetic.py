@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ModscopeError
-from .base import Function, Task
+from .base import MINIBATCH_BIMT_DEFAULTS, Function, Task
 
 _EYE10 = np.eye(10, dtype=np.float32)
 
@@ -38,18 +38,12 @@ def _check_sizes(name: str, **sizes: int) -> None:
 ADD, MUL = 0, 1
 
 ADDMUL_DEFAULTS = {
+    **MINIBATCH_BIMT_DEFAULTS,
     "hidden": [800, 800, 800, 800],  # spec §5's reference network
     "steps": 20000,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "activation": "relu",
     # BIMT: not a reference task; the larger-task settings of spec §6.
-    "bimt_lambda": 0.01,
-    "bimt_y_star": 0.5,
-    "bimt_A": 2.0,
     "bimt_top_k": 30,
     "bimt_swap_every": 200,
-    "bimt_reduction": "mean",
 }
 
 

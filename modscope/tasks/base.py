@@ -13,6 +13,18 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+# Training defaults shared by the minibatch classification tasks: Adam at batch 128, ReLU, and
+# BIMT with the larger-task settings of spec §6 (lambda 0.01, y* 0.5, A 2, mean per tensor).
+MINIBATCH_BIMT_DEFAULTS: dict[str, Any] = {
+    "batch_size": 128,
+    "lr": 1e-3,
+    "activation": "relu",
+    "bimt_lambda": 0.01,
+    "bimt_y_star": 0.5,
+    "bimt_A": 2.0,
+    "bimt_reduction": "mean",
+}
+
 
 @dataclass(frozen=True)
 class Function:
