@@ -42,7 +42,7 @@ class DemoRun:
 
     ``masks``: functions to learn weight masks for (then the knockout also removes each
     mask); ``pairs``: also lesion every pair of sub-modules; ``extra_nulls``: shuffle methods
-    to score against besides ``layer`` (sparse networks: ``layer_nonzero``).
+    to score against besides ``layer`` (sparse networks: ``layer_nonzero``, ``layer_degree``).
     """
 
     name: str
@@ -66,8 +66,9 @@ def fashion_available(path: str | os.PathLike = FASHION_MNIST_DIR) -> bool:
     return p.is_dir() and any(p.glob("train-images*")) and any(p.glob("t10k-images*"))
 
 
-# Sparse (pruned, BIMT) networks: `layer` shuffles scatter their zeros, an easy null; keep the pattern.
-SPARSE_NULLS = ("layer_nonzero",)
+# Sparse (pruned, BIMT) networks: `layer` shuffles scatter their zeros, an easy null. Also score
+# them against one that keeps the sparsity pattern and one that keeps every neuron's degree.
+SPARSE_NULLS = ("layer_nonzero", "layer_degree")
 
 
 def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:

@@ -347,8 +347,10 @@ number alone means little; compare it with the <b>shuffles</b>: copies of the sa
 with each weight matrix's entries permuted. <b>z</b> = (n-cut &minus; shuffle mean) / shuffle
 std: clearly negative z means more modular than chance. <b>p</b> = share of shuffles at least
 as modular (floored at 1/(N+1)). Sparse networks (pruned, BIMT) need care: <code>layer</code>
-shuffles scatter their zeros, so compare them with <code>modscope score --shuffle-method
-layer_nonzero</code> too.</li>
+shuffles scatter their zeros, so they are also scored against <code>layer_nonzero</code> (the
+sparsity pattern kept) and <code>layer_degree</code> (every neuron's number of connections
+kept, partners random). On tiny sparse networks z cannot go below &minus;mean/std: compare
+the n-cut with the shuffle mean too.</li>
 <li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
 <b>Cluster sizes</b> show how each layer's neurons split between clusters; the
 <b>network drawing</b> shows each connection's |w| (line width) and sign (blue +, red &minus;),
@@ -396,7 +398,7 @@ def _null_summary(s: Mapping[str, Any]) -> str:
     if n_zero:  # the same caveat `modscope score` prints as a warning
         summary += (f" <span class='bad'>{n_zero} of {s['n']} shuffled graphs fell apart "
                     "(n-cut 0): the network is too sparse for this null; compare with "
-                    "<code>--shuffle-method layer_nonzero</code>.</span>")
+                    "<code>--shuffle-method layer_degree</code>.</span>")
     return summary
 
 
