@@ -27,7 +27,7 @@ browser:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	else echo "make browser: install Chromium; the report test needs it" >&2; exit 1; fi
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q -n 2 tests
 
 demo: $(STAMP)
