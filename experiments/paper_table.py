@@ -9,7 +9,11 @@ and one record per (network, variant, seed, restart selection), with the paper's
 ours, plus the mean over seeds. Example (the README table comes from this):
 
     OMP_NUM_THREADS=1 python experiments/paper_table.py --nets fashion-mnist,digits,digits-wide \\
-        --seeds 0 --random-init-seeds 0,1,2 --out experiments/paper_table_fashion.json
+        --seeds 0,1,2 --random-init-seeds 0,1,2 --shuffle-methods layer,layer_nonzero \\
+        --out experiments/paper_table_fashion.json
+
+(the committed JSON was assembled with the same options plus ``--cached-only`` after the
+networks had been trained and scored by parallel runs; its ``command`` says so).
 
 Networks (``--nets``):
     fashion-mnist  784-256x4-10 on Fashion-MNIST: 20 epochs of Adam at batch 128 (9,375 steps),
