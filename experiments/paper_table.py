@@ -16,8 +16,9 @@ ours, plus the mean over seeds. Example (the README table comes from this):
 networks had been trained and scored by parallel runs; its ``command`` says so).
 
 Networks (``--nets``):
-    fashion-mnist  784-256x4-10 on Fashion-MNIST: 20 epochs of Adam at batch 128 (9,375 steps),
-                   pruning: 20 more epochs with sparsity rising (cubic) from 50 % to 90 %
+    fashion-mnist  784-256x4-10 on Fashion-MNIST: 20 epochs of Adam at batch 128 (9,380 steps,
+                   469 per epoch), then 9,375 pruning steps (20 epochs less 5 steps) with
+                   sparsity rising (cubic) from 50 % to 90 %
     digits         the digits task's default MLP (64-64-64-10), its 3,000 steps, pruning 3,000
     digits-wide    64-256x4-10 on digits, the same steps
 Variants (``--variants``): unpruned, pruned (to 90 %), dropout_pruned (dropout 0.5, then pruned).
