@@ -92,7 +92,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
         "--clusters",
         "4",
         "--shuffles",
-        "60",
+        "300",
         "--seed",
         "3",
         "--no-progress",
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     done = {p: p.stat().st_mtime_ns for p in cache.glob("*/unit-*.json")}
-    assert 5 <= len(done) < 60, "the run should have been killed midway"
+    assert 5 <= len(done) < 300, "the run should have been killed midway"
     assert not (tmp_path / "killed.json").exists()  # nothing half-written
     subprocess.run(
         [*base, "--cache", str(cache), "--json", str(tmp_path / "resumed.json")],
