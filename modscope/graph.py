@@ -162,6 +162,14 @@ class WeightGraph:
         nx.set_node_attributes(g, dict(enumerate(self.node_index.tolist())), "index")
         return g
 
+    def summary(self) -> dict:
+        """``layer_widths``, ``n_nodes``, ``n_edges``: the graph's part of every result's JSON."""
+        return {
+            "layer_widths": list(self.layer_widths),
+            "n_nodes": int(self.n_nodes),
+            "n_edges": int(self.n_edges),
+        }
+
     def cluster_sizes(self, labels: np.ndarray, n_clusters: int) -> np.ndarray:
         """``(n_layers, n_clusters)`` neurons of each cluster in each layer (-1 labels skipped)."""
         labels = np.asarray(labels)

@@ -24,6 +24,20 @@ def planted_weights(widths, n_modules, rng, inside=1.0, leak=0.02, sparsity=0.0)
     return weights, np.concatenate(labels)
 
 
+# issue 2: `score --json` writes exactly these keys
+SCORE_JSON_KEYS = {
+    "ncut",
+    "labels",
+    "n_clusters",
+    "layer_widths",
+    "n_nodes",
+    "n_edges",
+    "shuffle",
+    "seed",
+    "version",
+}
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

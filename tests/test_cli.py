@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modscope.cli import main
-from tests.conftest import planted_weights
+from tests.conftest import SCORE_JSON_KEYS, planted_weights
 
 
 @pytest.fixture
@@ -41,17 +41,7 @@ def test_score_prints_table_and_writes_json(planted_ckpt, tmp_path, capsys):
     for word in ("n-cut", "shuffles", "z ", "p ", "cluster sizes per layer"):
         assert word in text
     d = json.loads(out.read_text())
-    assert set(d) == {
-        "ncut",
-        "labels",
-        "n_clusters",
-        "layer_widths",
-        "n_nodes",
-        "n_edges",
-        "shuffle",
-        "seed",
-        "version",
-    }
+    assert set(d) == SCORE_JSON_KEYS
     assert d["n_clusters"] == 3 and d["shuffle"]["n"] == 4 and d["seed"] == 2
     assert d["shuffle"]["z"] < 0
 

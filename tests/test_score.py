@@ -6,7 +6,7 @@ import pytest
 from modscope import load_graph, score
 from modscope.graph import WeightGraph
 from modscope.spectral import SpectralClusterer
-from tests.conftest import planted_weights, random_mlp
+from tests.conftest import SCORE_JSON_KEYS, planted_weights, random_mlp
 
 PAPER_RANDOM_INIT = 10.295  # spec §3: Glorot MLP 784-256x4-10, k = 12, 10.295 +- 0.032
 
@@ -46,17 +46,7 @@ def test_result_dict_has_exactly_the_documented_keys():
     ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
     r = score(WeightGraph.from_weights(ws), 2, n_shuffles=3, seed=7)
     d = r.to_dict()
-    assert set(d) == {
-        "ncut",
-        "labels",
-        "n_clusters",
-        "layer_widths",
-        "n_nodes",
-        "n_edges",
-        "shuffle",
-        "seed",
-        "version",
-    }
+    assert set(d) == SCORE_JSON_KEYS
     assert set(d["shuffle"]) == {"method", "n", "ncuts", "mean", "std", "z", "p_value"}
     assert len(d["labels"]) == d["n_nodes"] == 26 and d["layer_widths"] == [12, 8, 6]
     json.dumps(d, allow_nan=False)
