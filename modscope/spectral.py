@@ -319,51 +319,59 @@ def _layered_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarra
     widths, off = graph.layer_widths, graph.offsets
     dinv = np.zeros(graph.n_nodes)
     np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
-    # N[l]: |W_l| normalised by both ends' degrees, (n_{l+1}, n_l)
-    N = [
-        w * dinv[off[l + 1] : off[l + 2], None] * dinv[None, off[l] : off[l + 1]]
+    layers = np.arange(graph.n_layers)
+    side = _gram_side(graph)
+    on_side = np.isin(layers, side)
+    # B's entries are d_s^-1/2 |w| d_o^-1/2 (s on the Gram side, o on the other), so
+    # G = B^T B = D_s^-1/2 (sum |W| D_o^-1 |W|^T) D_s^-1/2: the products need each |W| scaled
+    # on its other-side axis only (one pass), and D_s^-1/2 scales the small G afterwards.
+    # M[l]: (n_{l+1}, n_l), the other side's layer on the rows or the columns.
+    M = [
+        w * dinv[off[l + 1] : off[l + 2], None] if on_side[l] else w * dinv[None, off[l] : off[l + 1]]
         for l, w in enumerate(graph.abs_weights)
     ]
-    layers = np.arange(graph.n_layers)
-    even_size = sum(widths[l] for l in layers[::2])
-    side = layers[1::2] if sum(widths[l] for l in layers[1::2]) <= even_size else layers[::2]
     pos = {int(l): p for l, p in zip(side, np.cumsum([0] + [widths[l] for l in side]), strict=False)}
     n_s = sum(widths[l] for l in side)
-    G = np.zeros((n_s, n_s))
-    for t in layers:
-        if int(t) in pos:
-            continue  # t is on the Gram side; only the other side's layers connect side layers
+    # Fortran order throughout: LAPACK's and BLAS's layout, so neither the syrk results nor
+    # eigh's input are copied or added across the grain
+    G = np.zeros((n_s, n_s), order="F")
+    syrk = sla.blas.dsyrk  # fills the upper triangle; given a transposed (Fortran) view, no copy
+    for t in np.flatnonzero(~on_side):  # only the other side's layers connect side layers
         lo, hi = (t - 1 if t > 0 else None), (t + 1 if t + 1 < graph.n_layers else None)
-        # blocks from layer t to its neighbours: N[t-1] (n_t, n_{t-1}) and N[t].T (n_t, n_{t+1})
+        # blocks from layer t to its neighbours: M[t-1] (n_t, n_{t-1}) and M[t].T (n_t, n_{t+1})
         if lo is not None:
             a = slice(pos[lo], pos[lo] + widths[lo])
-            G[a, a] += sla.blas.dsyrk(1.0, N[t - 1], trans=1)
+            G[a, a] += syrk(1.0, M[t - 1].T, trans=0)  # M[t-1]^T M[t-1]
         if hi is not None:
             b = slice(pos[hi], pos[hi] + widths[hi])
-            G[b, b] += sla.blas.dsyrk(1.0, N[t], trans=0)
+            G[b, b] += syrk(1.0, M[t].T, trans=1)  # M[t] M[t]^T
         if lo is not None and hi is not None:
-            G[a, b] += N[t - 1].T @ N[t].T
+            G[a, b] += (M[t] @ M[t - 1]).T  # M[t-1]^T M[t]^T, computed in Fortran order
     side_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in side])
+    d_side = dinv[side_nodes]
+    G *= d_side[:, None]
+    G *= d_side[None, :]
     keep = graph.active[side_nodes]
     if keep.sum() < k:
         return None
     if not keep.all():
         G = G[np.ix_(keep, keep)]
     m = G.shape[0]
-    s2, V = sla.eigh(G, lower=False, subset_by_index=[m - k, m - 1])  # syrk filled the upper triangle
+    s2, V = sla.eigh(G, lower=False, subset_by_index=[m - k, m - 1], overwrite_a=True, check_finite=False)
     s = np.sqrt(np.clip(s2[::-1], 0.0, None))
     V = V[:, ::-1]
     vecs = np.zeros((graph.n_nodes, k))
     vecs[side_nodes[keep]] = V
     scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-    for t in layers:  # u = B v / sigma on the other side, layer by layer
-        if int(t) in pos:
-            continue
+    # u = B v / sigma on the other side, layer by layer: B v = D_o^-1/2 |W| (D_s^-1/2 v), and
+    # M already carries one D_o^-1/2
+    sv = vecs * dinv[:, None]
+    for t in np.flatnonzero(~on_side):
         u = np.zeros((widths[t], k))
         if t > 0:
-            u += N[t - 1] @ vecs[off[t - 1] : off[t]]
+            u += M[t - 1] @ sv[off[t - 1] : off[t]]
         if t + 1 < graph.n_layers:
-            u += N[t].T @ vecs[off[t + 1] : off[t + 2]]
+            u += M[t].T @ sv[off[t + 1] : off[t + 2]]
         vecs[off[t] : off[t + 1]] = u * scale
     return vecs, s
 
