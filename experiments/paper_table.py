@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modscope import __version__
 from modscope._atomic import write_json
 from modscope.checkpoint import load_checkpoint
 from modscope.graph import WeightGraph
@@ -130,7 +131,8 @@ def trained(net: str, variant: str, seed: int, ckpt_dir: Path, tasks: dict) -> t
 def scored(source, key: str, selection: str, method: str, args, ckpt_dir: Path) -> dict:
     """Score (or reuse the cached score of) one network with one restart selection and null."""
     tag = "" if method == "layer" else f"-{method}"
-    path = ckpt_dir / f"{key}.score-{selection}-k{args.clusters}-n{args.shuffles}{tag}.json"
+    # keyed by modscope's version too: a new version may cluster differently
+    path = ckpt_dir / f"{key}.score-{selection}-k{args.clusters}-n{args.shuffles}{tag}-v{__version__}.json"
     if path.exists():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
@@ -141,7 +143,7 @@ def scored(source, key: str, selection: str, method: str, args, ckpt_dir: Path) 
     sh = d["shuffle"]
     out = {"ncut": d["ncut"], "shuffle_mean": sh["mean"], "shuffle_std": sh["std"], "z": sh["z"],
            "p_value": sh["p_value"], "shuffle_ncuts": sh["ncuts"], "n_nodes": d["n_nodes"],
-           "n_edges": d["n_edges"], "seconds": time.perf_counter() - t0}
+           "n_edges": d["n_edges"], "seconds": time.perf_counter() - t0, "version": d["version"]}
     write_json(path, out)
     print(f"scored {key} [{selection}, {method}]: ncut {out['ncut']:.4f} vs {out['shuffle_mean']:.4f} "
           f"+- {out['shuffle_std']:.4f}, z {out['z']}, p {out['p_value']:.4f} "

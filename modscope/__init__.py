@@ -1,6 +1,6 @@
 """modscope: is this trained network modular, how much more than chance, and which parts do which job?"""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .alignment import alignment
 from .errors import ModscopeError
