@@ -133,17 +133,45 @@ class FrozenNet:
     def n_weights(self) -> int:
         return int(self.offsets[-1])
 
-    def _one(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ws = {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes, strict=True)}
-        return functional_call(self.model, {**self.fixed, **ws}, (x,))
+    def split(self, eff: torch.Tensor) -> list[torch.Tensor]:
+        """Per-layer views ``(K, *shape)`` of effective weights ``eff`` ``(K, P)``."""
+        K, spans = eff.shape[0], zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
+        return [eff[:, a:b].view(K, *shape) for a, b, shape in spans]
 
-    def forward(self, eff: torch.Tensor, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+    def _call(self, ws: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
+
+    def forward(
+        self, eff: torch.Tensor | Sequence[torch.Tensor], x: torch.Tensor, shared_input: bool = False
+    ) -> torch.Tensor:
+        """``eff``: ``(K, P)``, or its per-layer ``(K, *shape)`` tensors as `split` gives them."""
+        ws = self.split(eff) if isinstance(eff, torch.Tensor) else list(eff)
         with eval_mode(self.model):
-            if eff.shape[0] == 1:  # one weight set: a plain call, no vmap batching overhead
-                return self._one(eff[0], x if shared_input else x[0])[None]
-            return vmap(self._one, in_dims=(0, None if shared_input else 0))(eff, x)
+            if ws[0].shape[0] == 1:  # one weight set: a plain call, no vmap batching overhead
+                # view, not select: its backward is a view too, not a zero-filled copy
+                return self._call([w.view(w.shape[1:]) for w in ws], x if shared_input else x[0])[None]
+            return vmap(self._call, in_dims=(0, None if shared_input else 0))(ws, x)
 
     __call__ = forward
+
+
+def _hard_mask_weights(z: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = w * 1[z > 0]`` (``sigmoid(z) > 0.5`` iff ``z > 0``), ``(K, P)``."""
+    # gt into a float tensor, then scale: 10x faster on CPU than torch.where / bool * float
+    return torch.gt(z, 0, out=out).mul_(w)
+
+
+def _straight_through_grad(
+    grad: torch.Tensor, z: torch.Tensor, w: torch.Tensor, tau: float, out: torch.Tensor
+) -> torch.Tensor:
+    """d loss / d logits from d loss / d (w * m): ``grad * w * s * (1 - s) / tau``, ``s = sigmoid(z)``.
+
+    Fused by hand into ``out`` (the literal formula keeps five ``(K, P)`` intermediates and
+    costs twice the element-wise passes). ``z`` is overwritten with ``s``.
+    """
+    torch.mul(grad, w, out=out)
+    torch.ops.aten.sigmoid_backward.grad_input(out, z.sigmoid_(), grad_input=out)
+    return out.div_(tau) if tau != 1.0 else out
 
 
 class _GumbelSigmoidST(torch.autograd.Function):
@@ -151,28 +179,21 @@ class _GumbelSigmoidST(torch.autograd.Function):
 
     Takes the pre-computed ``z`` (so the caller can build it in place in its noise buffer) and
     the logits only to route the gradient to them. The forward value is exactly
-    ``w * 1[z > 0]`` (``s > 0.5`` iff ``z > 0``); the gradient is that of ``w * s`` with
-    respect to ``l``: ``grad * w * s * (1 - s) / tau``. Fused by hand: the literal formula
-    keeps five ``(K, P)`` intermediates and costs twice the element-wise passes.
+    ``w * 1[z > 0]``; the gradient is that of ``w * s`` with respect to ``l``.
     """
 
     @staticmethod
     def forward(ctx, logits, z, w, tau):  # noqa: ARG004 - logits only receive the gradient
         ctx.save_for_backward(z, w)
         ctx.tau = tau
-        # gt into a float tensor, then scale: 10x faster on CPU than torch.where / bool * float
-        return torch.gt(z, 0, out=torch.empty_like(z)).mul_(w)
+        return _hard_mask_weights(z, w, torch.empty_like(z))
 
     @staticmethod
     def backward(ctx, grad):
         z, w = ctx.saved_tensors
-        # In place (z becomes s, g is reused): fewer (K, P) allocations per step. A second
-        # backward through the same graph is refused by autograd's version check on z.
-        g = grad * w
-        torch.ops.aten.sigmoid_backward.grad_input(g, z.sigmoid_(), grad_input=g)
-        if ctx.tau != 1.0:
-            g = g.div_(ctx.tau)
-        return g, None, None, None
+        # z becomes s in place: a second backward through the same graph is refused by
+        # autograd's version check on z
+        return _straight_through_grad(grad, z, w, ctx.tau, torch.empty_like(z)), None, None, None
 
 
 def gumbel_sigmoid_weights(
@@ -301,7 +322,7 @@ def fit_logits(
     dev = net.device
     K, P, B = len(fns), net.n_weights, batch_size
     beta = 1e-4 / B if beta is None else beta
-    logits = torch.full((K, P), float(init), device=dev, requires_grad=True)
+    logits = torch.full((K, P), float(init), device=dev)  # updated by hand: not in the graph
     opt = _adam([logits], lr)
     batch_gens = [
         torch.Generator(device=dev).manual_seed(_stream_seed(seed, f.name, 0)) for f in fns
@@ -309,6 +330,15 @@ def fit_logits(
     uniforms = _Uniforms([_stream_seed(seed, f.name, 1) for f in fns], P, dev)
     x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
     idx = torch.empty(K, B, dtype=torch.long, device=dev)
+    # The straight-through step by hand, in buffers kept across steps: the effective weights
+    # are a leaf whose gradient autograd fills, and the logits' gradient is computed from it
+    # into `grad`. The same arithmetic as `_GumbelSigmoidST`, without a fresh (K, P)
+    # allocation (page faults on CPU) for the mask and for the gradient at every step.
+    # The leaves are per-layer views of `eff`, so their gradients arrive layer by layer with no
+    # concatenation or zero-filled scatter back into a (K, P) tensor.
+    eff, grad = torch.empty(K, P, device=dev), torch.empty(K, P, device=dev)
+    leaves = [t.requires_grad_() for t in net.split(eff)]
+    spans = list(zip(net.offsets[:-1], net.offsets[1:], strict=True))
     it = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -323,13 +353,17 @@ def fit_logits(
         z = noise.logit_(eps=1e-7).add_(logits.detach())
         if tau != 1.0:
             z.div_(tau)
-        eff = _GumbelSigmoidST.apply(logits, z, net.w, float(tau))
-        out = net(eff, x_train[idx])  # (K, B, n_out): one batched forward for all K masks
+        with torch.no_grad():
+            _hard_mask_weights(z, net.w, out=eff)
+        out = net(leaves, x_train[idx])  # (K, B, n_out): one batched forward for all K masks
         y = y_train[idx]
         loss = sum(task.loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
-        opt.zero_grad(set_to_none=True)
+        for leaf in leaves:
+            leaf.grad = None
         loss.backward()
-        logits.grad.add_(beta)  # gradient of beta * sum(l), added without building a graph
+        for leaf, (a, b) in zip(leaves, spans, strict=True):
+            _straight_through_grad(leaf.grad.view(K, -1), z[:, a:b], net.w[a:b], float(tau), out=grad[:, a:b])
+        logits.grad = grad.add_(beta)  # plus the gradient of beta * sum(l)
         opt.step()
         if callback is not None:
             callback(step + 1, logits.detach())
