@@ -7,12 +7,15 @@ model and batch size; the script prints the CPU and wall time per step and the r
 K masks are K different weight sets, so the arithmetic of a step grows with K whatever
 the batching (K x the matmuls, K x the noise, K x the Adam state); one batched step saves
 the per-step overheads (Python, dispatch, one small matmul per layer instead of K), which
-dominate small models and GPUs, not the FLOPs of a large model on one CPU thread.
+dominate small models and GPUs, not the FLOPs of a large model on one CPU thread. The last
+line runs the K mask sets split over ``--threads`` CPU threads (``fit_logits(threads=...)``,
+the same logits): wall time only, since CPU time sums the threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -46,7 +49,7 @@ def time_it(fn, repeats: int) -> tuple[float, float]:
     return cpu, wall
 
 
-def bench_model(widths: list[int], k: int, batch: int, repeats: int) -> None:
+def bench_model(widths: list[int], k: int, batch: int, repeats: int, threads: int) -> None:
     task = make_task(widths, k)
     model = MLP(widths).eval()
     net = FrozenNet(model, maskable_names(model), "cpu")
@@ -69,7 +72,11 @@ def bench_model(widths: list[int], k: int, batch: int, repeats: int) -> None:
     def one(steps: int) -> None:
         fit_logits(net, task, data[:1], steps=steps, batch_size=batch)
 
+    def together_threads(steps: int) -> None:
+        fit_logits(net, task, data, steps=steps, batch_size=batch, threads=threads)
+
     t_plain, t_one, t_together = time_it(plain, repeats), time_it(one, repeats), time_it(together, repeats)
+    t_threads = time_it(together_threads, repeats)[1]
     print(f"model {widths}  ({net.n_weights} masked weights), batch {batch}, "
           f"{torch.get_num_threads()} torch thread(s), {repeats} steps x best of 3")
     for i, clock in enumerate(("CPU time", "wall time")):
@@ -80,6 +87,9 @@ def bench_model(widths: list[int], k: int, batch: int, repeats: int) -> None:
         print(f"    K={k} separate mask steps      {k * o * 1e3:8.3f} ms")
         print(f"    K={k} masks together, 1 step   {t * 1e3:8.3f} ms   {t / (k * o):5.2f} x separate, "
               f"{t / p:5.2f} x plain")
+    o = t_one[1]
+    print(f"    K={k} together on {threads} threads   {t_threads * 1e3:8.3f} ms   "
+          f"{t_threads / (k * o):5.2f} x separate (wall)")
 
 
 def main() -> None:
@@ -90,9 +100,11 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads for the split run (default: all cores)")
     args = ap.parse_args()
     for w in args.widths or ["42,256,256,256,256,20", "8,32,32,4"]:
-        bench_model([int(x) for x in w.split(",")], args.k, args.batch, args.repeats)
+        bench_model([int(x) for x in w.split(",")], args.k, args.batch, args.repeats, args.threads)
 
 
 if __name__ == "__main__":

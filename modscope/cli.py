@@ -422,6 +422,12 @@ def _add_masks(sub) -> None:
     p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
     p.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="CPU threads the mask sets are split over (same masks for any value); -1 = all cores",
+    )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
     _progress_flag(p)
@@ -431,6 +437,9 @@ def _add_masks(sub) -> None:
 
 def _cmd_masks(args) -> int:
     from .masks import format_masks, masks_checkpoint
+
+    if args.jobs == 0 or args.jobs < -1:
+        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
 
     functions = None
     if args.functions is not None:
@@ -449,6 +458,7 @@ def _cmd_masks(args) -> int:
         control=not args.no_control,
         seed=args.seed,
         device=args.device,
+        threads=args.jobs,
         progress=not args.no_progress,
         cache=args.cache,
     )

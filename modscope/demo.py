@@ -311,7 +311,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
                 def fit_masks(model_task=model_task, run=run, mask_file=mask_file) -> dict:
                     res = train_masks(*model_task(), list(run.masks), steps=st.mask_steps, seed=seed,
-                                      progress=progress)
+                                      progress=progress, threads=jobs)  # same masks for any jobs
                     res.save(mask_file)
                     return res.to_dict()
 

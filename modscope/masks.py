@@ -23,7 +23,9 @@ trained alone (up to floating-point summation order in the batched matmul).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -141,13 +143,27 @@ class FrozenNet:
     def _call(self, ws: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
 
+    def copy(self) -> FrozenNet:
+        """The same frozen network over its own copy of the model: `functional_call` swaps a
+        module's parameters while it runs, so concurrent threads each need their own."""
+        return FrozenNet(copy.deepcopy(self.model), self.names, self.device)
+
     def forward(
-        self, eff: torch.Tensor | Sequence[torch.Tensor], x: torch.Tensor, shared_input: bool = False
+        self,
+        eff: torch.Tensor | Sequence[torch.Tensor],
+        x: torch.Tensor,
+        shared_input: bool = False,
+        batched: bool = False,
     ) -> torch.Tensor:
-        """``eff``: ``(K, P)``, or its per-layer ``(K, *shape)`` tensors as `split` gives them."""
+        """``eff``: ``(K, P)``, or its per-layer ``(K, *shape)`` tensors as `split` gives them.
+
+        ``K = 1`` runs as a plain call unless ``batched``: the batched (vmap) path rounds a
+        little differently, and a group of one mask set must match it when it is part of a
+        larger run split over threads.
+        """
         ws = self.split(eff) if isinstance(eff, torch.Tensor) else list(eff)
         with eval_mode(self.model):
-            if ws[0].shape[0] == 1:  # one weight set: a plain call, no vmap batching overhead
+            if ws[0].shape[0] == 1 and not batched:  # a plain call, no vmap batching overhead
                 # view, not select: its backward is a view too, not a zero-filled copy
                 return self._call([w.view(w.shape[1:]) for w in ws], x if shared_input else x[0])[None]
             return vmap(self._call, in_dims=(0, None if shared_input else 0))(ws, x)
@@ -313,16 +329,92 @@ def fit_logits(
     seed: int = 0,
     progress: bool = False,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    threads: int = 1,
 ) -> torch.Tensor:
     """Train K = ``len(fns)`` logit sets together; returns the logits, ``(K, P)`` float32.
 
     ``callback(step, logits)`` runs after every step (``step`` counts from 1; ``logits`` is
     the live detached tensor: clone it to keep it).
+
+    ``threads > 1`` (CPU only) splits the K mask sets into that many groups, each trained on
+    its own thread with its own copy of the frozen network and one intra-op thread. The mask
+    sets never interact (own batches, own noise, own Adam state), so every mask's arithmetic
+    is the one of the single-thread run and the logits are identical. On a CPU the matrix work
+    grows with K whatever the batching; threads are how K masks together cost less than K
+    one-mask steps there. torch's process-wide intra-op thread count is 1 while they run.
     """
     dev = net.device
-    K, P, B = len(fns), net.n_weights, batch_size
-    beta = 1e-4 / B if beta is None else beta
+    K, P = len(fns), net.n_weights
+    beta = 1e-4 / batch_size if beta is None else beta
     logits = torch.full((K, P), float(init), device=dev)  # updated by hand: not in the graph
+    n_groups = max(1, min(int(threads), K)) if dev.type == "cpu" else 1
+    fit = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, seed=seed, batched=K > 1)
+    if n_groups == 1:
+        after = None if callback is None else (lambda step: callback(step, logits))
+        _fit_group(net, task, fns, logits, progress=progress, after_step=after, **fit)
+        return logits
+
+    # contiguous groups, so each group's logits are a view of rows of `logits`
+    groups = np.array_split(np.arange(K), n_groups)
+    state = {"step": 0}
+
+    def report() -> None:  # runs once per step, while every group waits at the barrier
+        state["step"] += 1
+        callback(state["step"], logits)
+
+    barrier = threading.Barrier(n_groups, action=report) if callback is not None else None
+    errors: list[BaseException] = []
+
+    def sync(_: int) -> None:
+        barrier.wait()
+
+    def run(i: int, rows: np.ndarray) -> None:
+        try:
+            _fit_group(
+                net.copy(), task, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
+                progress=progress and i == 0, after_step=None if barrier is None else sync, **fit,
+            )
+        except threading.BrokenBarrierError:
+            pass  # another group failed; its error is the one to report
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(e)
+            if barrier is not None:
+                barrier.abort()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        workers = [threading.Thread(target=run, args=(i, rows)) for i, rows in enumerate(groups)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        torch.set_num_threads(before)
+    if errors:
+        raise errors[0]
+    return logits
+
+
+def _fit_group(
+    net: FrozenNet,
+    task: Task,
+    fns: Sequence[_FnData],
+    logits: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    beta: float,
+    tau: float,
+    seed: int,
+    batched: bool,
+    progress: bool,
+    after_step: Callable[[int], None] | None,
+) -> None:
+    """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps."""
+    dev = net.device
+    K, P, B = len(fns), net.n_weights, batch_size
     opt = _adam([logits], lr)
     batch_gens = [
         torch.Generator(device=dev).manual_seed(_stream_seed(seed, f.name, 0)) for f in fns
@@ -350,12 +442,12 @@ def fit_logits(
             pick = torch.randint(f.train_index.numel(), (B,), generator=batch_gens[k], device=dev)
             idx[k] = f.train_index[pick]
         # z = (l + g1 - g2) / tau built in place: Logistic(0, 1) = logit(U(0, 1)) = g1 - g2
-        z = noise.logit_(eps=1e-7).add_(logits.detach())
+        z = noise.logit_(eps=1e-7).add_(logits)
         if tau != 1.0:
             z.div_(tau)
         with torch.no_grad():
             _hard_mask_weights(z, net.w, out=eff)
-        out = net(leaves, x_train[idx])  # (K, B, n_out): one batched forward for all K masks
+        out = net(leaves, x_train[idx], batched=batched)  # (K, B, n_out): one forward for all K
         y = y_train[idx]
         loss = sum(task.loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
         for leaf in leaves:
@@ -365,9 +457,8 @@ def fit_logits(
             _straight_through_grad(leaf.grad.view(K, -1), z[:, a:b], net.w[a:b], float(tau), out=grad[:, a:b])
         logits.grad = grad.add_(beta)  # plus the gradient of beta * sum(l)
         opt.step()
-        if callback is not None:
-            callback(step + 1, logits.detach())
-    return logits.detach()
+        if after_step is not None:
+            after_step(step + 1)
 
 
 # -- measures -----------------------------------------------------------------------------------
@@ -593,6 +684,7 @@ def train_masks(
     progress: bool = False,
     keep_logits: bool = False,
     record_at: Sequence[int] = (),
+    threads: int = 1,
 ) -> MaskResult:
     """Learn one weight mask per function of ``task`` on the frozen ``model``, all K at once.
 
@@ -601,7 +693,9 @@ def train_masks(
     ``1e-4 / batch_size`` (spec §5). ``class_removal`` (classifiers, with ``not-<c>``
     functions) adds the per-class accuracy drop of each mask. ``record_at``: step counts
     below ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to
-    a run with ``steps=n``, since the randomness is the same). ``model`` is never modified.
+    a run with ``steps=n``, since the randomness is the same). ``threads``: CPU threads the
+    mask sets are split over, -1 for all cores (the masks are the same for any value; see
+    :func:`fit_logits`). ``model`` is never modified.
     """
     steps, batch_size = int(steps), int(batch_size)
     if steps < 1:
@@ -617,6 +711,11 @@ def train_masks(
     bad = [n for n in record_at if not 1 <= int(n) < steps]
     if bad:
         raise ModscopeError(f"record_at steps must lie in [1, {steps}), got {bad}")
+    threads = int(threads)
+    if threads == 0 or threads < -1:
+        raise ModscopeError(f"threads must be >= 1 or -1 (all cores), got {threads}")
+    if threads == -1:
+        threads = os.cpu_count() or 1
     if class_removal and task.n_classes is None:
         raise ModscopeError(f"per-class removal needs a single-head classifier; {task.name} is not")
     fns = _resolve_functions(task, functions)
@@ -643,7 +742,7 @@ def train_masks(
 
     logits = fit_logits(
         net, task, data, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau,
-        init=init, seed=seed, progress=progress, callback=record if wanted else None,
+        init=init, seed=seed, progress=progress, callback=record if wanted else None, threads=threads,
     )
     result = evaluate_masks(net, task, data, logits, class_removal, config, keep_logits)
     result.history = {
@@ -745,7 +844,8 @@ def masks_checkpoint(
     if cache is not None:
         from .cache import UnitCache, fingerprint_arrays
 
-        settings = {k: v for k, v in kwargs.items() if k not in ("progress", "device")}
+        # how the run is spread over the machine does not change its result
+        settings = {k: v for k, v in kwargs.items() if k not in ("progress", "device", "threads")}
         store = UnitCache(cache, {
             "unit": "masks", "weights": fingerprint_arrays([t.numpy() for t in ckpt.state_dict.values()]),
             "task": [the_task.name, the_task.params], "functions": functions, "classes": classes,

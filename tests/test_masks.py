@@ -17,6 +17,7 @@ from modscope.errors import ModscopeError
 from modscope.masks import (
     CONTROL,
     FrozenNet,
+    _fn_data,
     _FnData,
     _per_class_accuracy,
     fit_logits,
@@ -287,6 +288,38 @@ def test_planted_masks_find_their_half_together_and_alone():
         assert torch.allclose(alone.logits["A"][n], res.logits["A"][n], atol=1e-4)
 
 
+def test_threads_give_identical_masks_history_and_restore_torch_threads():
+    net = random_mlp([6, 16, 3], seed=1)
+    task = random_task()
+    before = torch.get_num_threads()
+    one = train_masks(net, task, steps=30, seed=2, record_at=[10], keep_logits=True)
+    for threads in (2, 3, -1):
+        many = train_masks(net, task, steps=30, seed=2, record_at=[10], keep_logits=True, threads=threads)
+        assert torch.get_num_threads() == before
+        for n in one.layer_names:
+            for f in one.functions:
+                assert torch.equal(one.logits[f][n], many.logits[f][n])
+                assert torch.equal(one.history[10].masks[f][n], many.history[10].masks[f][n])
+
+
+def test_an_error_in_one_thread_stops_every_group():
+    net = random_mlp([6, 16, 3], seed=1)
+    task = random_task()
+    fz = FrozenNet(net, maskable_names(net))
+    data = [_fn_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+
+    def fail(step, logits):
+        if step == 3:
+            raise ValueError("stop here")
+
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="stop here"):
+        fit_logits(fz, task, data, steps=10, callback=fail, threads=2)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ModscopeError, match="threads"):
+        train_masks(net, task, steps=5, threads=0)
+
+
 def test_same_seed_same_masks_and_history_equals_shorter_run():
     net = random_mlp([6, 16, 3], seed=1)
     task = random_task()
@@ -485,7 +518,7 @@ def test_cli_masks_json_save_and_errors(tmp_path, capsys):
     fn = sorted(task.functions)
     out_json, out_masks = tmp_path / "m.json", tmp_path / "m.pt"
     rc = main(["masks", str(path), "--functions", ",".join(fn), "--steps", "3", "--no-progress",
-               "--json", str(out_json), "--save", str(out_masks)])
+               "--json", str(out_json), "--save", str(out_masks), "--jobs", "2"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "inverted" in printed and f"{fn[0]}|{fn[1]}" in printed
@@ -498,6 +531,7 @@ def test_cli_masks_json_save_and_errors(tmp_path, capsys):
         (["--functions", ","], "names no function"),
         (["--classes"], "classifier"),
         (["--device", "warp"], "device"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
     ]:
         assert main(["masks", str(path), "--no-progress", "--steps", "2", *argv]) == 2
         assert msg in capsys.readouterr().err
