@@ -19,6 +19,7 @@ mask depends on the seed and the function's name only). Writes the JSON to ``--o
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -84,6 +85,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=".modscope-cache/experiments")
     ap.add_argument("--save-masks", metavar="PATH", help="also write the final masks (.pt)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="CPU threads the mask sets are split over (the masks do not depend on it)")
     args = ap.parse_args()
     task_name, fns, hidden, train_steps, bimt = PARTS[args.part]
     hidden = [int(h) for h in args.hidden.split(",")] if args.hidden else hidden
@@ -98,7 +101,7 @@ def main() -> None:
     model = ckpt.model()
     t0 = time.perf_counter()
     res = train_masks(model, task, fns, steps=args.mask_steps, beta=args.beta, seed=args.seed,
-                      record_at=record, progress=True)
+                      record_at=record, progress=True, threads=args.threads)
     t_masks = time.perf_counter() - t0
     runs = {**{str(n): r for n, r in res.history.items()}, str(args.mask_steps): res}
     # structure meets function: spectral clusters of the weight graph vs the final masks
@@ -108,14 +111,16 @@ def main() -> None:
                           seed=args.seed).to_dict()
         for k in (2, 4)
     }
+    omp = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     out = {
-        "command": "OMP_NUM_THREADS=1 python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": omp + "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "task": task_name,
         "network": {"hidden": hidden, "train_steps": train_steps, "bimt": bimt,
                     "seed": args.seed, "metrics": ckpt.metrics},
         "mask_config": res.config,
         "seconds": {"train_network_or_load": t_train, "masks": t_masks},
         "torch_threads": torch.get_num_threads(),
+        "mask_threads": args.threads,
         "summary_by_steps": {n: summary(r) for n, r in runs.items()},
         "result": res.to_dict(),
         "alignment": aligned,
