@@ -58,6 +58,12 @@ def _clustering_flags(p: argparse.ArgumentParser, shuffles_help: str, seed_help:
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
 
 
+def _check_jobs(jobs: int) -> None:
+    """``--jobs``: a count of workers or threads, or -1 for all cores."""
+    if jobs == 0 or jobs < -1:
+        raise ModscopeError(f"--jobs must be >= 1 or -1, got {jobs}")
+
+
 def _executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
     p.add_argument(
         "--scheduler",
@@ -184,8 +190,7 @@ def _cmd_score(args) -> int:
     if other or args.kernel_norm:
         return _cmd_score_measure(args)
     args.shuffle_method = args.shuffle_method or "layer"
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    _check_jobs(args.jobs)
     layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
     graph = load_graph(args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle)
     if args.scheduler is None:  # local workers each hold a shuffled copy
@@ -221,8 +226,7 @@ def _cmd_score_measure(args) -> int:
     from .report_text import score_table
     from .spectral import SpectralClusterer
 
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    _check_jobs(args.jobs)
     if args.cache:
         raise ModscopeError("--cache works only with the spectral score of the weight graph")
     null = args.shuffle_method
@@ -310,8 +314,7 @@ def _add_blocks(sub) -> None:
 def _cmd_blocks(args) -> int:
     from .transformer import format_blocks, score_blocks
 
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    _check_jobs(args.jobs)
     scores = score_blocks(
         args.checkpoint,
         args.method,
@@ -438,8 +441,7 @@ def _add_masks(sub) -> None:
 def _cmd_masks(args) -> int:
     from .masks import format_masks, masks_checkpoint
 
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    _check_jobs(args.jobs)
 
     functions = None
     if args.functions is not None:
@@ -725,8 +727,7 @@ def _add_demo(sub) -> None:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    if args.jobs == 0 or args.jobs < -1:
-        raise ModscopeError(f"--jobs must be >= 1 or -1, got {args.jobs}")
+    _check_jobs(args.jobs)
     result = run_demo(
         args.out,
         quick=args.quick,
