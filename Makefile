@@ -34,7 +34,7 @@ demo: $(STAMP)
 	$(VENV)/bin/modscope demo --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check modscope tests benchmarks experiments
+	$(VENV)/bin/ruff check modscope tests benchmarks experiments notebooks
 
 bench: $(STAMP)
 	$(PY) benchmarks/score_vs_sklearn.py
