@@ -10,10 +10,10 @@ point farthest from its centre (as scikit-learn does). Deterministic for a given
 Layout: distances are ``(R, k, n)`` so every reduction over the few centres runs along a
 middle axis, which numpy vectorises over the ``n`` points. An argmin along a short last
 axis costs a function call per point and was most of the time. The nearest centre comes
-from a plain ``min`` instead: non-negative float64 distances order like their int64 bit
-patterns, so the centre's index is written into the lowest mantissa bits and the minimum
-carries it (ties go to the lower index, as with argmin; the distance keeps 52 - log2 k
-bits).
+from a plain ``min`` instead: non-negative floats order like their integer bit patterns, so
+the centre's index is written into the lowest mantissa bits and the minimum carries it
+(ties go to the lower index, as with argmin). Distances are float32 for ``k <= 64`` (the
+index takes at most 6 of 24 mantissa bits) and float64 above.
 """
 
 from __future__ import annotations
