@@ -76,6 +76,9 @@ def measure(what: str, hidden: int, depth: int, k: int, cap: float, shuffles=0, 
     except subprocess.TimeoutExpired:
         return None
     if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        if what == "sklearn":  # the baseline giving up (e.g. SuperLU's MemoryError) is a result
+            return {"error": last.split(":")[0]}
         raise RuntimeError(f"{what} {hidden}x{depth} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -98,6 +101,12 @@ def main() -> None:
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",") if s]
     print(f"cores {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
           f"k = {args.clusters}, cap {args.cap:.0f} s, one thread per process")
+    def cell(r, key, fmt):
+        return "> cap" if r is None else r["error"] if "error" in r else format(r[key], fmt)
+
+    def ok(r):
+        return r is not None and "error" not in r
+
     rows = []
     for hidden, depth in sizes:
         row = {"network": f"784-{hidden}x{depth}-10"}
@@ -105,25 +114,22 @@ def main() -> None:
             # "base" builds the graph and stops: the memory every side pays before clustering
             r = measure("none" if what == "base" else what, hidden, depth, args.clusters, args.cap)
             row[what] = r
-            if r:
+            if r and "error" not in r:
                 row.update(nodes=r["nodes"], edges=r["edges"])
         rows.append(row)
         shown = [
-            f"{w} > cap" if row[w] is None else f"{w} {row[w]['seconds']:.2f} s {row[w]['peak_mb']:.0f} MB"
+            f"{w} {cell(row[w], 'seconds', '.2f')} s {cell(row[w], 'peak_mb', '.0f')} MB"
             for w in ("base", "modscope", "sklearn")
         ]
         print(f"  {row['network']}: " + ", ".join(shown), flush=True)
-
-    def cell(r, key, fmt):
-        return "> cap" if r is None else format(r[key], fmt)
 
     print("\n| network | nodes | edges | modscope s | scikit-learn s | ratio | modscope peak MB "
           "| scikit-learn peak MB | graph only MB | n-cut modscope | n-cut scikit-learn |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         m, s, b = row["modscope"], row["sklearn"], row["base"]
-        ratio = f"{s['seconds'] / m['seconds']:.1f}x" if m and s else (
-            f"> {args.cap / m['seconds']:.0f}x" if m else "")
+        ratio = f"{s['seconds'] / m['seconds']:.1f}x" if ok(m) and ok(s) else (
+            f"> {args.cap / m['seconds']:.0f}x" if ok(m) and s is None else "–")
         cells = [row["network"], row.get("nodes", ""), f"{row.get('edges', 0):,}", cell(m, "seconds", ".2f"),
                  cell(s, "seconds", ".2f"), ratio, cell(m, "peak_mb", ".0f"), cell(s, "peak_mb", ".0f"),
                  cell(b, "peak_mb", ".0f"), cell(m, "ncut", ".4f"), cell(s, "ncut", ".4f")]
@@ -149,7 +155,7 @@ def main() -> None:
 
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
         for what, style in (("modscope", "o-"), ("sklearn", "s--")):
-            pts = [(r["nodes"], r[what]) for r in rows if r.get(what)]
+            pts = [(r["nodes"], r[what]) for r in rows if ok(r.get(what))]
             a1.plot([p[0] for p in pts], [p[1]["seconds"] for p in pts], style, label=what)
             a2.plot([p[0] for p in pts], [p[1]["peak_mb"] for p in pts], style, label=what)
         pts = [(r["nodes"], r["base"]) for r in rows if r.get("base")]
