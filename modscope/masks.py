@@ -351,7 +351,8 @@ def fit_logits(
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, seed=seed, batched=K > 1)
     if n_groups == 1:
         after = None if callback is None else (lambda step: callback(step, logits))
-        _fit_group(net, task, fns, logits, progress=progress, after_step=after, **fit)
+        _fit_group(net, task, fns, logits, progress=progress, after_step=after, desc=f"masks ({K} together)",
+                   **fit)
         return logits
 
     # contiguous groups, so each group's logits are a view of rows of `logits`
@@ -372,7 +373,8 @@ def fit_logits(
         try:
             _fit_group(
                 net.copy(), task, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
-                progress=progress and i == 0, after_step=None if barrier is None else sync, **fit,
+                progress=progress and i == 0, after_step=None if barrier is None else sync,
+                desc=f"masks ({K} together, {n_groups} threads)", **fit,
             )
         except threading.BrokenBarrierError:
             pass  # another group failed; its error is the one to report
@@ -411,6 +413,7 @@ def _fit_group(
     batched: bool,
     progress: bool,
     after_step: Callable[[int], None] | None,
+    desc: str,
 ) -> None:
     """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps."""
     dev = net.device
@@ -435,7 +438,7 @@ def _fit_group(
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=f"masks ({K} together)", unit="step")
+        it = tqdm(it, desc=desc, unit="step")
     for step in it:
         noise = uniforms.draw()
         for k, f in enumerate(fns):
