@@ -38,6 +38,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/score_vs_sklearn.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/masks_speed.py
 
 data: $(STAMP)
 	bash data/make_data.sh
