@@ -126,6 +126,8 @@ class FrozenNet:
         self.shapes = [tuple(params[n].shape) for n in self.names]
         self.sizes = [int(params[n].numel()) for n in self.names]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        # layer i's weights in the flat (P,) order
+        self.spans = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
         self.device = torch.device(device)
         self.w = torch.cat([params[n].detach().reshape(-1) for n in self.names]).to(self.device)
         fixed = {**params, **dict(model.named_buffers())}
@@ -137,8 +139,8 @@ class FrozenNet:
 
     def split(self, eff: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer views ``(K, *shape)`` of effective weights ``eff`` ``(K, P)``."""
-        K, spans = eff.shape[0], zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)
-        return [eff[:, a:b].view(K, *shape) for a, b, shape in spans]
+        K = eff.shape[0]
+        return [eff[:, sl].view(K, *shape) for sl, shape in zip(self.spans, self.shapes, strict=True)]
 
     def _call(self, ws: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
@@ -433,7 +435,6 @@ def _fit_group(
     # concatenation or zero-filled scatter back into a (K, P) tensor.
     eff, grad = torch.empty(K, P, device=dev), torch.empty(K, P, device=dev)
     leaves = [t.requires_grad_() for t in net.split(eff)]
-    spans = list(zip(net.offsets[:-1], net.offsets[1:], strict=True))
     it = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -456,8 +457,8 @@ def _fit_group(
         for leaf in leaves:
             leaf.grad = None
         loss.backward()
-        for leaf, (a, b) in zip(leaves, spans, strict=True):
-            _straight_through_grad(leaf.grad.view(K, -1), z[:, a:b], net.w[a:b], float(tau), out=grad[:, a:b])
+        for leaf, sl in zip(leaves, net.spans, strict=True):
+            _straight_through_grad(leaf.grad.view(K, -1), z[:, sl], net.w[sl], float(tau), out=grad[:, sl])
         logits.grad = grad.add_(beta)  # plus the gradient of beta * sum(l)
         opt.step()
         if after_step is not None:
@@ -771,8 +772,7 @@ def evaluate_masks(
 
     overall = overlap_measures(keep, fnames, fn_rows)
     layers = {}
-    for li, n in enumerate(net.names):
-        sl = slice(net.offsets[li], net.offsets[li + 1])
+    for n, sl in zip(net.names, net.spans, strict=True):
         layers[n] = overlap_measures(keep[:, sl], fnames, fn_rows)
 
     eff = net.w * keep
@@ -790,10 +790,8 @@ def evaluate_masks(
         }
 
     def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            n: t[net.offsets[i] : net.offsets[i + 1]].reshape(net.shapes[i]).cpu()
-            for i, n in enumerate(net.names)
-        }
+        parts = zip(net.names, net.spans, net.shapes, strict=True)
+        return {n: t[sl].reshape(shape).cpu() for n, sl, shape in parts}
 
     return MaskResult(
         functions=fnames,
