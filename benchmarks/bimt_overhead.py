@@ -1,7 +1,7 @@
 """What BIMT costs: a BIMT training step against a plain one, and the vectorised swap search
 against the reference's brute force (recompute the whole cost per candidate).
 
-Both trainings run through ``modscope.train.train`` on the same task, architecture and seed;
+Both trainings run through ``modscope.training.trainer.train`` on the same task, architecture and seed;
 a BIMT step includes the connection-cost gradient and its share of the swap passes
 (every ``swap_every`` steps). Repeats alternate plain / BIMT and the median is reported.
 
@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from modscope.bimt import BIMT, BIMTConfig
-from modscope.models import Architecture
 from modscope.tasks import get_task
-from modscope.train import init_model, train
+from modscope.training.bimt import BIMT, BIMTConfig
+from modscope.training.models import Architecture
+from modscope.training.trainer import init_model, train
 
 
 def step_times(task_name: str, steps: int, repeats: int) -> tuple[float, float, int]:

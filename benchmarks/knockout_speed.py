@@ -19,10 +19,12 @@ import time
 import numpy as np
 import torch
 
-from modscope.knockout import BatchedEvaluator, LoopEvaluator, Scorer, _layer_lesions, submodules
-from modscope.models import Architecture
+from modscope.lesions import submodules
+from modscope.lesions.evaluate import BatchedEvaluator, LoopEvaluator, Scorer
+from modscope.lesions.knockout import _layer_lesions
 from modscope.tasks.base import Task
-from modscope.train import init_model
+from modscope.training.models import Architecture
+from modscope.training.trainer import init_model
 
 
 def main() -> None:

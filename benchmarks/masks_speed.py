@@ -20,9 +20,12 @@ import time
 
 import torch
 
-from modscope.masks import FrozenNet, _adam, _fn_data, fit_logits, maskable_names
-from modscope.models import MLP
-from modscope.tasks.base import Function, Task
+from modscope.data.functions import Function
+from modscope.masks.data import function_data
+from modscope.masks.fit import _adam, fit_logits
+from modscope.masks.frozen import FrozenNet, maskable_names
+from modscope.tasks.base import Task
+from modscope.training.models import MLP
 
 
 def make_task(widths: list[int], k: int, n: int = 4096) -> Task:
@@ -53,7 +56,7 @@ def bench_model(widths: list[int], k: int, batch: int, repeats: int, threads: in
     task = make_task(widths, k)
     model = MLP(widths).eval()
     net = FrozenNet(model, maskable_names(model), "cpu")
-    data = [_fn_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+    data = [function_data(task, f, torch.device("cpu")) for f in task.functions.values()]
 
     def plain(steps: int) -> None:
         m = MLP(widths)

@@ -27,7 +27,7 @@ import numpy as np
 
 
 def glorot_graph(hidden: int, depth: int, seed: int = 0):
-    from modscope.graph import WeightGraph
+    from modscope.graphs.weight_graph import WeightGraph
 
     widths = [784] + [hidden] * depth + [10]
     rng = np.random.default_rng(seed)
@@ -45,13 +45,13 @@ def child(what: str, hidden: int, depth: int, k: int, shuffles: int, jobs: int) 
     out = {"nodes": graph.n_nodes, "edges": graph.n_edges}
     t = time.perf_counter()
     if what == "modscope":
-        from modscope.spectral import SpectralClusterer
+        from modscope.clustering.spectral import SpectralClusterer
 
         out["ncut"] = SpectralClusterer(k).partition(graph, 0).ncut
     elif what == "sklearn":
         from sklearn.cluster import SpectralClustering
 
-        from modscope.spectral import ncut
+        from modscope.clustering.ncut import ncut
 
         nodes = np.flatnonzero(graph.active)
         adjacency = graph.adjacency[nodes][:, nodes]
@@ -59,9 +59,9 @@ def child(what: str, hidden: int, depth: int, k: int, shuffles: int, jobs: int) 
         labels[nodes] = SpectralClustering(k, affinity="precomputed", random_state=0).fit(adjacency).labels_
         out["ncut"] = ncut(graph, labels)
     elif what == "score":
-        from modscope.score import score
+        from modscope.scoring.engine import score
 
-        res = score(graph, n_clusters=k, n_shuffles=shuffles, shuffle_method="layer", seed=0, jobs=jobs)
+        res = score(graph, n_clusters=k, n_shuffles=shuffles, null="layer", seed=0, jobs=jobs)
         out.update(ncut=res.ncut, z=res.null.z, shuffle_mean=res.null.mean)
     out["seconds"] = time.perf_counter() - t
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

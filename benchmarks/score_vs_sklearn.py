@@ -23,8 +23,12 @@ from sklearn.cluster import SpectralClustering
 from torch import nn
 
 from modscope import load_graph
-from modscope.baselines import shuffle_ncuts
-from modscope.spectral import SpectralClusterer, ncut
+from modscope.clustering.ncut import ncut
+from modscope.clustering.spectral import SpectralClusterer
+from modscope.nulls import WeightShuffleNull
+from modscope.runtime.executors import LocalExecutor
+from modscope.scoring.engine import null_values
+from modscope.scoring.measures import NcutMeasure
 
 
 def glorot_mlp(widths, seed=0) -> nn.Sequential:
@@ -107,8 +111,9 @@ def main() -> None:
     }
     if args.shuffles:
         t = time.perf_counter()
-        shuffle_ncuts(
-            graph, args.shuffles, "layer", ours, seed=0, jobs=args.jobs, progress=sys.stderr.isatty()
+        null_values(
+            graph, WeightShuffleNull("layer"), NcutMeasure(ours), args.shuffles, seed=0,
+            executor=LocalExecutor(args.jobs), progress=sys.stderr.isatty(),
         )
         ts = time.perf_counter() - t
         print(

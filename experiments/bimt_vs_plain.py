@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from modscope._atomic import write_json
-from modscope.checkpoint import Checkpoint
-from modscope.score import score
+from modscope.runtime.atomic import write_json
+from modscope.scoring.engine import score
 from modscope.tasks import get_task
-from modscope.train import train
+from modscope.training.checkpoint import Checkpoint
+from modscope.training.trainer import train
 
 
 def reach(ckpt: Checkpoint) -> np.ndarray:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                        "reach": reach(ck).astype(int).tolist()}
                 if args.shuffles:
                     sc = score(ck, n_clusters=args.clusters, n_shuffles=args.shuffles, seed=seed,
-                               shuffle_method=args.shuffle_method)
+                               null=args.shuffle_method)
                     d = sc.to_dict()
                     rec["score"] = {"ncut": d["ncut"], "clusters": args.clusters,
                                     "shuffle_method": args.shuffle_method,

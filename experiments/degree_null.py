@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from modscope._atomic import write_json
-from modscope.checkpoint import load_checkpoint
-from modscope.io import load_graph
-from modscope.score import score
+from modscope.graphs.load import load_graph
+from modscope.runtime.atomic import write_json
+from modscope.scoring.engine import score
 from modscope.tasks import get_task
-from modscope.train import train
+from modscope.training.checkpoint import load_checkpoint
+from modscope.training.trainer import train
 
 METHODS = ("layer", "layer_nonzero", "layer_degree")
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                        "clusters": args.clusters, "scores": {}}
                 for m in methods:
                     sc = score(graph, n_clusters=args.clusters, n_shuffles=args.shuffles, seed=seed,
-                               shuffle_method=m)
+                               null=m)
                     d = sc.to_dict()
                     rec["ncut"] = d["ncut"]
                     s = d["shuffle"]

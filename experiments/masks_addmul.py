@@ -1,7 +1,7 @@
 """Spec §5 on modscope's own networks: do add and mul (and the two halves of `halves`) get their
 own weights?
 
-Trains the network with :func:`modscope.train.train` (cached under ``--cache``), then learns
+Trains the network with :func:`modscope.training.trainer.train` (cached under ``--cache``), then learns
 one mask per function plus a control mask, all K at once, and records the masks at the
 ``--record`` step counts of the same run (identical to shorter runs: the randomness of each
 mask depends on the seed and the function's name only). Writes the JSON to ``--out``::
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import torch
 
-from modscope._atomic import write_json
-from modscope.alignment import alignment
-from modscope.checkpoint import load_checkpoint
-from modscope.io import load_graph
+from modscope.clustering.spectral import cluster
+from modscope.graphs.load import load_graph
 from modscope.masks import train_masks
-from modscope.spectral import cluster
+from modscope.masks.alignment import alignment
+from modscope.runtime.atomic import write_json
 from modscope.tasks import get_task
-from modscope.train import train
+from modscope.training.checkpoint import load_checkpoint
+from modscope.training.trainer import train
 
 PARTS = {
     # task, functions, hidden widths, network training steps, BIMT

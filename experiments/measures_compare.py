@@ -31,12 +31,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from modscope._atomic import write_json
-from modscope.activations import UnitPermutationNull, activation_graph, checkpoint_activation_graph
-from modscope.io import load_graph
-from modscope.measures import score_graph
-from modscope.models import MLP, linear_layers
+from modscope.graphs.activations import activation_graph
+from modscope.graphs.load import load_graph
+from modscope.graphs.modules import linear_layers
+from modscope.nulls import UnitPermutationNull
+from modscope.runtime.atomic import write_json
+from modscope.scoring import score
 from modscope.tasks import get_task
+from modscope.training.models import MLP
+from modscope.workflows.checkpoints import checkpoint_activation_graph
 
 
 def _random_digits_mlp(seed: int) -> MLP:
@@ -98,8 +101,9 @@ def main(argv: list[str] | None = None) -> None:
             if graph_kind == "weights":
                 graph, the_null = weights, null
             else:
-                graph, the_null = acts.graph, UnitPermutationNull(acts)
-            result = score_graph(graph, method, k, args.shuffles, the_null, args.seed)
+                graph, the_null = acts, UnitPermutationNull()
+            result = score(graph, measure=method, n_clusters=None if method == "louvain" else k,
+                           n_shuffles=args.shuffles, null=the_null, seed=args.seed)
             rec = {"model": path, "k": k, "graph": graph_kind, "method": method, "null": null,
                    **_summary(result), "seconds": time.perf_counter() - t0}
             records.append(rec)

@@ -1,7 +1,7 @@
 """Reproduce the paper's n-cut table (spec §3): unpruned / pruned / dropout + pruned MLPs and a
 randomly initialised (Glorot) one, each scored against 50 `layer` shuffles at k = 12.
 
-Trains with `modscope.train.train` and scores with `modscope.score.score`. Every checkpoint and
+Trains with `modscope.train` and scores with `modscope.score`. Every checkpoint and
 every score is cached under ``--ckpt-dir`` (default ``.modscope-cache/paper``), so a rerun skips
 finished work; several instances can run side by side on disjoint ``--nets`` / ``--variants``
 and a last run over everything assembles the JSON. The JSON holds the exact command, the options
@@ -45,14 +45,14 @@ import torch
 from torch import nn
 
 from modscope import __version__
-from modscope._atomic import write_json
-from modscope.checkpoint import load_checkpoint
-from modscope.graph import WeightGraph
-from modscope.models import MLP, Architecture
-from modscope.score import score
-from modscope.spectral import SpectralClusterer
+from modscope.clustering.spectral import SpectralClusterer
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.runtime.atomic import write_json
+from modscope.scoring.engine import score
 from modscope.tasks import get_task
-from modscope.train import train
+from modscope.training.checkpoint import load_checkpoint
+from modscope.training.models import MLP, Architecture
+from modscope.training.trainer import train
 
 # Spec §3 (Filan et al.): MLP 784-256x4-10, k = 12, 50 `layer` shuffles, mean of 5 nets.
 # MNIST for every variant; Fashion-MNIST only for dropout + pruned (no shuffle std given).
@@ -136,9 +136,8 @@ def scored(source, key: str, selection: str, method: str, args, ckpt_dir: Path) 
     if path.exists():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
-    res = score(source, n_clusters=args.clusters, n_shuffles=args.shuffles,
-                shuffle_method=method, seed=args.score_seed, jobs=args.jobs,
-                clusterer=clusterer_for(selection, args.clusters))
+    res = score(source, measure=clusterer_for(selection, args.clusters), n_shuffles=args.shuffles,
+                null=method, seed=args.score_seed, jobs=args.jobs)
     d = res.to_dict()
     sh = d["shuffle"]
     out = {"ncut": d["ncut"], "shuffle_mean": sh["mean"], "shuffle_std": sh["std"], "z": sh["z"],

@@ -1,4 +1,4 @@
-"""Statistics of an observed n-cut against a null distribution (spec §3)."""
+"""Statistics of an observed value against a null distribution (spec §3)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .runtime.jsonable import finite_or_none
 
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+__all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value"]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class NullComparison:
             "samples": [float(s) for s in self.samples],
             "mean": float(self.mean),
             "std": float(self.std),
-            "z": _finite_or_none(self.z),
+            "z": finite_or_none(self.z),
             "p_value": float(self.p_value),
         }
 
@@ -56,8 +56,12 @@ class NullComparison:
         }
 
 
-def compare_to_null(observed: float, samples) -> NullComparison:
-    """Mean, std (ddof 0), z and the one-sided p-value of ``observed`` against ``samples``."""
+def compare_to_null(observed: float, samples, higher_is_modular: bool = False) -> NullComparison:
+    """Mean, std (ddof 0), z and the one-sided p-value of ``observed`` against ``samples``.
+
+    The p-value counts null samples more modular than ``observed``: below it when lower is more
+    modular (n-cuts), above it when higher is (Newman Q). ``z = (x - mean) / std`` either way.
+    """
     s = np.asarray(samples, dtype=np.float64).ravel()
     if s.size == 0:
         raise ValueError("a null distribution needs at least one sample")
@@ -65,7 +69,8 @@ def compare_to_null(observed: float, samples) -> NullComparison:
     diff = observed - mean
     # With a constant null, z is undefined unless the observation equals it.
     z = diff / std if std > 0 else (0.0 if diff == 0 else math.nan)
-    p = (np.count_nonzero(s < observed) + 1) / (s.size + 1)
+    beyond = s > observed if higher_is_modular else s < observed
+    p = (np.count_nonzero(beyond) + 1) / (s.size + 1)
     return NullComparison(float(observed), s, mean, std, float(z), float(p))
 
 
@@ -81,3 +86,10 @@ def cohens_d(a, b) -> float:
     if pooled == 0:
         return 0.0 if a.mean() == b.mean() else math.nan
     return float((a.mean() - b.mean()) / math.sqrt(pooled))
+
+
+def lesion_p_value(true_damage: float, random_damage, tol: float = 0.0) -> float:
+    """``(#{random damage >= true damage - tol} + 1) / (N + 1)``: small = worse than random."""
+    random_damage = np.asarray(random_damage, dtype=np.float64)
+    count = int(np.count_nonzero(random_damage >= true_damage - tol))
+    return (count + 1) / (random_damage.size + 1)

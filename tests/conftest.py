@@ -38,6 +38,19 @@ SCORE_JSON_KEYS = {
 }
 
 
+def shuffle_ncuts(graph, n, method="layer", clusterer=None, seed=0, jobs=1, cache=None):
+    """n-cuts of ``n`` weight shuffles through the engine's `null_values` (``jobs``: a count or an
+    executor)."""
+    from modscope.nulls import WeightShuffleNull
+    from modscope.runtime.executors import LocalExecutor
+    from modscope.scoring.engine import null_values
+    from modscope.scoring.measures import NcutMeasure
+
+    executor = jobs if hasattr(jobs, "map") else LocalExecutor(jobs)
+    return null_values(graph, WeightShuffleNull(method), NcutMeasure(clusterer), n, seed=seed,
+                       executor=executor, cache=cache)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

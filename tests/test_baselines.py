@@ -3,11 +3,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modscope.baselines import SHUFFLE_METHODS, get_shuffle, shuffle_graph, shuffle_ncuts
+from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.spectral import SpectralClusterer
-from tests.conftest import planted_weights
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.nulls import SHUFFLE_METHODS, get_shuffle, shuffle_graph
+from tests.conftest import planted_weights, shuffle_ncuts
 
 
 def sparse_matrix(seed, shape=(12, 9), density=0.4):

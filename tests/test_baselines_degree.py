@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from modscope import score
-from modscope.baselines import SHUFFLE_METHODS, LayerDegreeShuffle, get_shuffle, shuffle_ncuts
-from modscope.graph import WeightGraph
-from modscope.spectral import SpectralClusterer
+from modscope.clustering.spectral import SpectralClusterer
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.nulls import SHUFFLE_METHODS, LayerDegreeShuffle, get_shuffle
+from tests.conftest import shuffle_ncuts
 
 
 @st.composite
@@ -140,13 +141,13 @@ def test_sparse_modules_stand_out_only_against_the_degree_null():
     ws = planted_sparse_modules([8, 30, 30, 4], [8, 12, 12, 4], 0.6, np.random.default_rng(0))
     g = WeightGraph.from_weights(ws)
     assert g.n_edges / sum(w.size for w in ws) < 0.1  # > 90 % zeros
-    deg = score(g, 2, n_shuffles=20, shuffle_method="layer_degree")
+    deg = score(g, n_clusters=2, n_shuffles=20, null="layer_degree")
     assert deg.ncut < 1e-3
     assert deg.null.z < -8
     assert deg.null.p_value == pytest.approx(1 / 21)
     assert deg.null.samples.min() > 0.2 and not deg.warnings  # the rewired nets stay connected
     # `layer` scatters the few weights: many shuffled nets fall apart (n-cut 0), z is meaningless
-    lay = score(g, 2, n_shuffles=20, shuffle_method="layer")
+    lay = score(g, n_clusters=2, n_shuffles=20, null="layer")
     assert np.count_nonzero(lay.null.samples <= 1e-12) >= 4
     assert lay.warnings and "fell apart" in lay.warnings[0]
     assert lay.null.z > -3

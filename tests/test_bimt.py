@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modscope.bimt import (
+from modscope.errors import ModscopeError
+from modscope.training.bimt import (
     BIMT,
     BIMTConfig,
     ConnectionCost,
@@ -18,9 +19,8 @@ from modscope.bimt import (
     swap_deltas,
     swap_deltas_bruteforce,
 )
-from modscope.errors import ModscopeError
-from modscope.models import Architecture
-from modscope.train import forward, init_model
+from modscope.training.models import Architecture
+from modscope.training.trainer import forward, init_model
 
 
 def _net(widths, seed=0, dtype=torch.float64, vocab=None, **arch):

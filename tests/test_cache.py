@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-import modscope.baselines as baselines
-from modscope.baselines import shuffle_ncuts
-from modscope.cache import UnitCache
-from modscope.graph import WeightGraph
-from modscope.spectral import SpectralClusterer
-from tests.conftest import planted_weights
+import modscope.scoring.engine as engine
+from modscope.clustering.spectral import SpectralClusterer
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.runtime.cache import UnitCache
+from tests.conftest import planted_weights, shuffle_ncuts
 
 
 @pytest.fixture
@@ -45,13 +44,13 @@ def test_unit_cache_round_trip_and_corruption(tmp_path):
 
 def _counting(monkeypatch):
     calls = []
-    real = baselines._one_shuffle
+    real = engine.null_value
 
-    def counted(graph, method, clusterer, ss):
+    def counted(graph, null, measure, ss):
         calls.append(ss.spawn_key)
-        return real(graph, method, clusterer, ss)
+        return real(graph, null, measure, ss)
 
-    monkeypatch.setattr(baselines, "_one_shuffle", counted)
+    monkeypatch.setattr(engine, "null_value", counted)
     return calls
 
 
@@ -125,9 +124,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
 
 
 def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
-    from modscope.knockout import BatchedEvaluator, knockout
-    from modscope.models import MLP
+    from modscope.lesions import knockout
+    from modscope.lesions.evaluate import BatchedEvaluator
     from modscope.tasks.base import Task
+    from modscope.training.models import MLP
 
     g = torch.Generator().manual_seed(0)
     net = MLP((6, 8, 8, 3))
@@ -152,10 +152,11 @@ def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
 
 
 def test_masks_cache_reads_back_the_finished_run(tmp_path, monkeypatch):
-    import modscope.masks as masks
-    from modscope.checkpoint import Checkpoint, save_checkpoint
-    from modscope.models import MLP, Architecture
-    from modscope.tasks.base import Function, Task
+    import modscope.workflows.checkpoints as masks
+    from modscope.data.functions import Function
+    from modscope.tasks.base import Task
+    from modscope.training.checkpoint import Checkpoint, save_checkpoint
+    from modscope.training.models import MLP, Architecture
 
     arch = Architecture((6, 8, 4))
     ckpt = tmp_path / "net.pt"
@@ -174,7 +175,7 @@ def test_masks_cache_reads_back_the_finished_run(tmp_path, monkeypatch):
         (2, 2),
         functions={"a": Function("a", groups=(0,)), "b": Function("b", groups=(1,))},
     )
-    monkeypatch.setattr("modscope.knockout.task_for_checkpoint", lambda c, t, d: task)
+    monkeypatch.setattr("modscope.workflows.checkpoints.task_for_checkpoint", lambda c, t, d: task)
     calls = []
     real = masks.train_masks
     monkeypatch.setattr(masks, "train_masks", lambda *a, **k: calls.append(1) or real(*a, **k))

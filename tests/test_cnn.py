@@ -5,12 +5,12 @@ from safetensors.torch import save_file
 from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
-from modscope.baselines import LayerShuffle
-from modscope.cnn import channel_weights, conv_graph, kernel_norms, module_channel_weights
+from modscope.clustering.spectral import cluster
 from modscope.errors import ModscopeError
-from modscope.io import load_graph
-from modscope.score import score
-from modscope.spectral import cluster
+from modscope.graphs.cnn import channel_weights, conv_graph, kernel_norms, module_channel_weights
+from modscope.graphs.load import load_graph
+from modscope.nulls.shuffles import LayerShuffle
+from modscope.scoring.engine import score
 
 
 def _cnn(in_hw=(8, 8), seed=0) -> nn.Sequential:
@@ -143,7 +143,7 @@ def test_planted_channel_groups_are_found_and_beat_shuffles():
     graph = conv_graph(net, input_shape=(2, 8, 8))
     part = cluster(graph, 2, seed=0)
     assert adjusted_rand_score(planted, part.labels) == 1.0
-    result = score(graph, 2, n_shuffles=10, seed=0)
+    result = score(graph, n_clusters=2, n_shuffles=10, seed=0)
     assert result.null.z < -3 and result.null.p_value == pytest.approx(1 / 11)
 
 

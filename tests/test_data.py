@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from modscope import load_graph
-from modscope.checkpoint import load_checkpoint
 from modscope.tasks import get_task
-from modscope.train import evaluate
+from modscope.training.checkpoint import load_checkpoint
+from modscope.training.trainer import evaluate
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 EXPECTED = {

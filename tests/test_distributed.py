@@ -13,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from modscope.baselines import shuffle_ncuts
 from modscope.cli import main
-from modscope.distributed import DaskExecutor, LocalExecutor, TorchBatchExecutor, batched_singular
+from modscope.clustering.batched import batched_singular
+from modscope.clustering.embedding import spectral_embedding
+from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.spectral import SpectralClusterer, spectral_embedding
-from tests.conftest import planted_weights, random_mlp
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.runtime.executors import DaskExecutor, LocalExecutor
+from modscope.scoring.batched import TorchBatchExecutor
+from tests.conftest import planted_weights, random_mlp, shuffle_ncuts
 
 BIN = Path(sys.executable).parent
 
@@ -40,7 +42,7 @@ def _graph(sparsity=0.0, seed=0):
 
 @pytest.mark.parametrize("sparsity", [0.0, 0.6])
 def test_batched_eigensolve_matches_unbatched(sparsity):
-    from modscope.baselines import shuffle_graph
+    from modscope.nulls import shuffle_graph
 
     g = _graph(sparsity)
     graphs = [shuffle_graph(g, "layer", s) for s in range(5)]
@@ -111,7 +113,7 @@ def dask_cluster(log):
             procs.append(subprocess.Popen(
                 [BIN / "dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                  "--host", "127.0.0.1", "--memory-limit", "0", "--death-timeout", "60",
-                 "--preload", "modscope.baselines"],
+                 "--preload", "modscope.scoring.engine"],
                 stdout=logs[1 + i], stderr=subprocess.STDOUT, env=env))
         from distributed import Client
 
@@ -138,7 +140,7 @@ def test_real_dask_cluster_gives_the_local_results(tmp_path):
     """One scheduler and two single-thread workers on loopback, torn down whatever happens."""
     import json
 
-    from modscope.sweep import run_sweep
+    from modscope.workflows.sweep import run_sweep
 
     ckpt = tmp_path / "score.pt"
     torch.save(random_mlp([12, 10, 10, 6], seed=1).state_dict(), ckpt)

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
+from modscope.graphs.weight_graph import WeightGraph
 
 
 def test_node_order_and_edges_follow_spec():

@@ -8,10 +8,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from modscope import load_graph
-from modscope.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from modscope.errors import ModscopeError
-from modscope.io import load_weights, ordered_weights
-from modscope.models import MLP, Architecture
+from modscope.graphs.chains import ordered_weights
+from modscope.graphs.load import load_weights
+from modscope.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from modscope.training.models import MLP, Architecture
 from tests.conftest import random_mlp
 
 

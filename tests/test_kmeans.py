@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modscope.kmeans import _Points, kmeans_restarts
+from modscope.clustering.kmeans import _Points, kmeans_restarts
 
 
 def brute_nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:

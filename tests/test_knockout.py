@@ -12,23 +12,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from modscope.data.functions import Function
 from modscope.errors import ModscopeError
-from modscope.knockout import (
-    BatchedEvaluator,
-    LoopEvaluator,
-    Scorer,
-    categorize,
-    format_knockout,
+from modscope.lesions import (
     function_knockout,
     hidden_layer_labels,
     knockout,
     lesion,
-    lesion_p_value,
     remove_weights,
     submodules,
 )
-from modscope.models import MLP
-from modscope.tasks.base import Function, Task
+from modscope.lesions.evaluate import BatchedEvaluator, LoopEvaluator, Scorer
+from modscope.lesions.knockout import categorize
+from modscope.report.text import format_knockout
+from modscope.stats import lesion_p_value
+from modscope.tasks.base import Task
+from modscope.training.models import MLP
 
 
 @pytest.fixture(autouse=True)
@@ -314,7 +313,7 @@ def test_lesion_restores_exactly(neurons, activation):
 
 
 def test_checkpoint_on_disk_unchanged(tmp_path):
-    from modscope.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from modscope.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
     net, task, labels = _two_module_net("mse")
     path = save_checkpoint(tmp_path / "net.pt", Checkpoint(net.arch, net.state_dict()))
@@ -415,7 +414,7 @@ def test_bad_input_raises_modscope_error():
 def test_cli_knockout_on_a_trained_checkpoint(tmp_path, capsys):
     from modscope.cli import main
     from modscope.tasks import get_task
-    from modscope.train import train
+    from modscope.training.trainer import train
 
     ckpt = tmp_path / "net.pt"
     train(get_task("formula-independence"), hidden=[8, 8], steps=30, progress=False).save(ckpt)

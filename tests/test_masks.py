@@ -12,24 +12,16 @@ from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix
 from torch import nn
 
-from modscope.alignment import alignment, incident_counts
+from modscope.data.functions import CONTROL
 from modscope.errors import ModscopeError
-from modscope.masks import (
-    CONTROL,
-    FrozenNet,
-    _fn_data,
-    _FnData,
-    _per_class_accuracy,
-    fit_logits,
-    gumbel_sigmoid_weights,
-    load_masks,
-    maskable_names,
-    masked,
-    overlap_measures,
-    train_masks,
-)
-from modscope.models import MLP
+from modscope.lesions import masked
+from modscope.masks import FrozenNet, fit_logits, load_masks, maskable_names, overlap_measures, train_masks
+from modscope.masks.alignment import alignment, incident_counts
+from modscope.masks.data import FunctionData, function_data
+from modscope.masks.gumbel import gumbel_sigmoid_weights
+from modscope.masks.measures import _per_class_accuracy
 from modscope.tasks import Function, Task, class_functions
+from modscope.training.models import MLP
 
 # -- fixtures -------------------------------------------------------------------------------------
 
@@ -199,7 +191,7 @@ def test_straight_through_matches_literal_formula_and_passes_gradient():
 def test_logits_get_nonzero_gradient_in_training():
     net, task = planted()
     fz = FrozenNet(net, maskable_names(net))
-    data = [_FnData("A", torch.arange(1024), task.x_test, task.y_test, (0,))]
+    data = [FunctionData("A", torch.arange(1024), task.x_test, task.y_test, (0,))]
     seen = []
     fit_logits(fz, task, data, steps=1, beta=0.0,
                callback=lambda step, lg: seen.append(lg.clone()))
@@ -306,7 +298,7 @@ def test_an_error_in_one_thread_stops_every_group():
     net = random_mlp([6, 16, 3], seed=1)
     task = random_task()
     fz = FrozenNet(net, maskable_names(net))
-    data = [_fn_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+    data = [function_data(task, f, torch.device("cpu")) for f in task.functions.values()]
 
     def fail(step, logits):
         if step == 3:
@@ -506,9 +498,9 @@ def test_alignment_bad_input():
 
 
 def test_cli_masks_json_save_and_errors(tmp_path, capsys):
-    from modscope.checkpoint import Checkpoint, save_checkpoint
     from modscope.cli import main
     from modscope.tasks import get_task
+    from modscope.training.checkpoint import Checkpoint, save_checkpoint
 
     task = get_task("formula-independence", seed=0)
     net = random_mlp([task.n_inputs, 12, task.n_outputs], seed=4)

@@ -8,22 +8,12 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from modscope.cli import main
+from modscope.clustering import SpectralClusterer, layer_local, louvain, modularity
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.measures import (
-    LayerLocalMeasure,
-    LouvainMeasure,
-    NcutMeasure,
-    compare_directed,
-    get_measure,
-    layer_local,
-    louvain,
-    modularity,
-    score_graph,
-    score_measure,
-)
-from modscope.score import ScoreResult, score
-from modscope.spectral import SpectralClusterer, child_seed
+from modscope.graphs.weight_graph import WeightGraph
+from modscope.runtime.seeds import child_seed
+from modscope.scoring import LayerLocalMeasure, ModularityMeasure, NcutMeasure, get_measure, score
+from modscope.stats import compare_to_null
 from tests.conftest import planted_weights
 
 WIDTHS = [16, 12, 12, 6]
@@ -87,7 +77,7 @@ def test_louvain_recovers_planted_modules(planted):
 
 def test_louvain_score_against_shuffles(planted):
     graph, _ = planted
-    result = score_measure(graph, LouvainMeasure(), n_shuffles=8, null="layer", seed=1)
+    result = score(graph, measure=ModularityMeasure(), n_shuffles=8, null="layer", seed=1)
     assert result.higher_is_modular and result.measure == "modularity"
     assert result.null.z > 5  # Q far above the shuffles
     assert result.null.p_value == pytest.approx(1 / 9)
@@ -112,7 +102,7 @@ def test_layer_local_recovers_planted_hidden_layers(planted):
     assert part.ncut == pytest.approx(part.ncuts.mean())
     df = part.to_frame()
     assert list(df["layer"]) == [1, 2] and df[["c0", "c1", "c2"]].sum(axis=1).tolist() == [12, 12]
-    result = score_measure(graph, LayerLocalMeasure(3), n_shuffles=8, seed=0)
+    result = score(graph, measure=LayerLocalMeasure(3), n_shuffles=8, seed=0)
     assert result.null.z < -5 and result.null.p_value == pytest.approx(1 / 9)
 
 
@@ -125,26 +115,30 @@ def test_layer_local_needs_a_hidden_layer():
         layer_local(g, 9)
 
 
-def test_ncut_measure_reproduces_score_bit_for_bit(planted):
+def test_every_way_to_name_the_ncut_measure_gives_the_same_result(planted):
     graph, _ = planted
-    a = score(graph, 3, n_shuffles=5, seed=4)
-    b = score_measure(graph, NcutMeasure(SpectralClusterer(3)), n_shuffles=5, seed=4)
-    assert b.value == a.ncut
+    a = score(graph, n_clusters=3, n_shuffles=5, seed=4)
+    b = score(graph, measure=NcutMeasure(SpectralClusterer(3)), n_shuffles=5, seed=4)
+    c = score(graph, measure=SpectralClusterer(3), n_shuffles=5, seed=4)
+    d = score(graph, measure="spectral", n_clusters=3, n_shuffles=5, seed=4)
+    assert a.to_dict() == b.to_dict() == c.to_dict() == d.to_dict()
     np.testing.assert_array_equal(a.null.samples, b.null.samples)
-    c = score_graph(graph, "spectral", 3, n_shuffles=5, seed=4)
-    assert isinstance(c, ScoreResult) and c.to_dict() == a.to_dict()
 
 
-def test_compare_directed_counts_the_modular_side():
-    high = compare_directed(0.5, [0.1, 0.2, 0.6], higher_is_modular=True)
-    low = compare_directed(0.5, [0.1, 0.2, 0.6], higher_is_modular=False)
+def test_compare_to_null_counts_the_modular_side():
+    high = compare_to_null(0.5, [0.1, 0.2, 0.6], higher_is_modular=True)
+    low = compare_to_null(0.5, [0.1, 0.2, 0.6], higher_is_modular=False)
     assert high.p_value == pytest.approx(2 / 4) and low.p_value == pytest.approx(3 / 4)
     assert high.z == low.z
 
 
-def test_get_measure_rejects_unknown():
-    with pytest.raises(ModscopeError, match="unknown method"):
+def test_get_measure_rejects_unknown_and_conflicting_settings():
+    with pytest.raises(ModscopeError, match="unknown measure"):
         get_measure("infomap")
+    with pytest.raises(ModscopeError, match="n_clusters goes with a measure's name"):
+        get_measure(SpectralClusterer(3), n_clusters=4)  # no silent winner
+    with pytest.raises(ModscopeError, match="finds the number of communities itself"):
+        get_measure("modularity", n_clusters=4)
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from modscope import plot
-from modscope.bimt import BIMT, BIMTConfig
-from modscope.checkpoint import Checkpoint
 from modscope.errors import ModscopeError
-from modscope.models import MLP, Architecture
+from modscope.report import plot
+from modscope.training.bimt import BIMT, BIMTConfig
+from modscope.training.checkpoint import Checkpoint
+from modscope.training.models import MLP, Architecture
 
 
 def _checkpoint(bimt: bool) -> Checkpoint:
@@ -80,8 +80,8 @@ def test_draws_a_plain_model_into_given_axes():
 
 
 def test_cli_plot_network_with_clusters(tmp_path, capsys):
-    from modscope.checkpoint import save_checkpoint
     from modscope.cli import main
+    from modscope.training.checkpoint import save_checkpoint
 
     ck = save_checkpoint(tmp_path / "c.pt", _checkpoint(True))
     out = tmp_path / "net.png"

@@ -12,12 +12,12 @@ from matplotlib.collections import QuadMesh
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from modscope import plot
-from modscope.checkpoint import load_checkpoint
 from modscope.errors import ModscopeError
-from modscope.knockout import knockout, task_for_checkpoint
+from modscope.lesions import knockout
 from modscope.masks import train_masks
-from modscope.score import score
+from modscope.report import plot
+from modscope.scoring.engine import score
+from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -27,7 +27,7 @@ def results():
     """Real results on the small BIMT formula network (4-20-20-2): seconds in all."""
     ckpt = load_checkpoint(DATA / "independence-bimt.pt")
     model, task = ckpt.model(), task_for_checkpoint(ckpt)
-    s = score(ckpt, n_clusters=2, n_shuffles=6, shuffle_method="layer_nonzero", seed=0)
+    s = score(ckpt, n_clusters=2, n_shuffles=6, null="layer_nonzero", seed=0)
     k = knockout(model, task, s.partition.labels, n_random=20, pairs=True, seed=0)
     m = train_masks(model, task, ["y1", "y2"], steps=30, seed=0)
     return {"score": s, "knockout": k, "masks": m}

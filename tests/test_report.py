@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from modscope import report
-from modscope._atomic import write_json
-from modscope.checkpoint import load_checkpoint
 from modscope.cli import main
-from modscope.demo import DemoRun, DemoSettings, run_demo
 from modscope.errors import ModscopeError
-from modscope.knockout import knockout, task_for_checkpoint
+from modscope.lesions import knockout
 from modscope.masks import train_masks
-from modscope.score import score
+from modscope.report import html as report
+from modscope.runtime.atomic import write_json
+from modscope.scoring.engine import score
+from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
+from modscope.workflows.demo import DemoRun, DemoSettings, run_demo
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -118,7 +118,7 @@ def test_report_from_its_own_results_json_is_the_same_report(built, tmp_path):
 
 def test_cached_figures_are_not_drawn_again(files, built, tmp_path, monkeypatch):
     first, cache = built[0].read_bytes(), built[1]
-    import modscope.plot as plot
+    import modscope.report.plot as plot
 
     def boom(*args, **kwargs):
         raise AssertionError("a cached figure was drawn again")
@@ -186,8 +186,8 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
 
         monkeypatch.setattr(sys.modules[module], name, wrapper)
 
-    for module, name in [("modscope.train", "train"), ("modscope.score", "score"),
-                         ("modscope.masks", "train_masks"), ("modscope.knockout", "knockout")]:
+    for module, name in [("modscope.training.trainer", "train"), ("modscope.scoring.engine", "score"),
+                         ("modscope.masks.fit", "train_masks"), ("modscope.lesions.knockout", "knockout")]:
         counting(module, name)
     run_demo(tmp_path, runs=runs, settings=DemoSettings(3, 10, 20), progress=False, log=logs.append)
     assert calls == []

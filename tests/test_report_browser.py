@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from modscope import report
-from modscope.checkpoint import load_checkpoint
-from modscope.knockout import knockout, task_for_checkpoint
+from modscope.lesions import knockout
 from modscope.masks import train_masks
-from modscope.score import score
+from modscope.report import html as report
+from modscope.scoring.engine import score
+from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

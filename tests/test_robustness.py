@@ -16,10 +16,11 @@ from safetensors.torch import save_file
 
 from modscope import cluster, load_graph, score
 from modscope.cli import main
+from modscope.clustering.ncut import ncut
+from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.io import UntrustedPickleWarning
-from modscope.spectral import SpectralClusterer, ncut
+from modscope.graphs.formats import UntrustedPickleWarning
+from modscope.graphs.weight_graph import WeightGraph
 from tests.conftest import planted_weights, random_mlp
 
 
@@ -159,13 +160,12 @@ def test_odd_shapes_and_dtypes_give_clear_errors(tmp_path, capsys, shapes, dtype
 
 
 def test_internal_errors_are_one_line(monkeypatch, capsys, tmp_path):
-    import sys
-
     def broken(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    # `modscope.score` is also the function's name at package level: patch the module itself
-    monkeypatch.setattr(sys.modules["modscope.score"], "score", broken)
+    import modscope.scoring.engine
+
+    monkeypatch.setattr(modscope.scoring.engine, "score", broken)
     torch.save(random_mlp([4, 3, 2]).state_dict(), tmp_path / "n.pt")
     assert main(["score", str(tmp_path / "n.pt"), "--clusters", "2", "--no-progress"]) == 1
     err = capsys.readouterr().err
@@ -196,9 +196,9 @@ def test_pickled_code_runs_only_with_trust_pickle(tmp_path, capsys):
 
 
 def test_zip_bomb_like_and_oversized_files_are_refused(tmp_path, monkeypatch):
-    import modscope.io
+    import modscope.graphs.formats
 
-    monkeypatch.setattr(modscope.io, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(modscope.graphs.formats, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.pt"
     torch.save(random_mlp([10, 10, 2]).state_dict(), path)
     with pytest.raises(ModscopeError, match="limit"):
@@ -213,15 +213,15 @@ def test_npz_and_safetensors_round_trip_through_score(tmp_path):
             buf = io.BytesIO()
             np.save(buf, v.numpy())
             z.writestr(f"{k}.npy", buf.getvalue())
-    a = score(tmp_path / "n.safetensors", 2, n_shuffles=2).to_dict()
-    b = score(tmp_path / "n.npz", 2, n_shuffles=2).to_dict()
+    a = score(tmp_path / "n.safetensors", n_clusters=2, n_shuffles=2).to_dict()
+    b = score(tmp_path / "n.npz", n_clusters=2, n_shuffles=2).to_dict()
     assert a == b
 
 
 def test_network_too_big_for_memory_is_refused_before_building(tmp_path, monkeypatch):
-    import modscope.spectral
+    import modscope.graphs.weight_graph
 
-    monkeypatch.setattr(modscope.spectral, "available_memory", lambda: 1_000_000)
+    monkeypatch.setattr(modscope.graphs.weight_graph, "available_memory", lambda: 1_000_000)
     torch.save(random_mlp([300, 200, 10]).state_dict(), tmp_path / "n.pt")
     with pytest.raises(ModscopeError, match="GiB of memory is available"):
         load_graph(tmp_path / "n.pt")

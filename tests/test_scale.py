@@ -5,16 +5,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from modscope import spectral
+from modscope.clustering import embedding as spectral
+from modscope.clustering import memory
+from modscope.clustering.embedding import components, spectral_embedding
+from modscope.clustering.memory import check_memory, memory_estimate
+from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.spectral import (
-    SpectralClusterer,
-    check_memory,
-    components,
-    memory_estimate,
-    spectral_embedding,
-)
+from modscope.graphs.weight_graph import WeightGraph
 from tests.conftest import planted_weights
 
 
@@ -104,6 +101,6 @@ def test_memory_check_refuses_too_big_networks(monkeypatch):
         check_memory([784, 200_000, 200_000, 10])
     check_memory([784, 256, 256, 10])  # small: fine
     assert memory_estimate([784, 1024, 1024, 10], jobs=4) > memory_estimate([784, 1024, 1024, 10], jobs=1)
-    monkeypatch.setattr(spectral, "available_memory", lambda: 10_000)
+    monkeypatch.setattr(memory, "available_memory", lambda: 10_000)
     with pytest.raises(ModscopeError, match="available"):
         check_memory([784, 256, 10])

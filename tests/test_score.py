@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from modscope import load_graph, score
-from modscope.graph import WeightGraph
-from modscope.spectral import SpectralClusterer
+from modscope.clustering.spectral import SpectralClusterer
+from modscope.graphs.weight_graph import WeightGraph
 from tests.conftest import SCORE_JSON_KEYS, planted_weights, random_mlp
 
 PAPER_RANDOM_INIT = 10.295  # spec §3: Glorot MLP 784-256x4-10, k = 12, 10.295 +- 0.032
@@ -19,7 +19,7 @@ def random_784():
 def test_random_init_mlp_matches_paper_with_reference_selection(random_784):
     # The reference keeps the k-means restart of lowest inertia (scikit-learn's rule).
     r = score(
-        random_784, 12, n_shuffles=12, seed=0, jobs=2, clusterer=SpectralClusterer(12, select="inertia")
+        random_784, n_shuffles=12, seed=0, jobs=2, measure=SpectralClusterer(12, select="inertia")
     )
     assert r.ncut == pytest.approx(PAPER_RANDOM_INIT, abs=0.06)
     assert r.null.mean == pytest.approx(PAPER_RANDOM_INIT, abs=0.06)
@@ -28,7 +28,7 @@ def test_random_init_mlp_matches_paper_with_reference_selection(random_784):
 
 
 def test_random_init_mlp_default_selection(random_784):
-    r = score(random_784, 12, n_shuffles=12, seed=0, jobs=2)
+    r = score(random_784, n_clusters=12, n_shuffles=12, seed=0, jobs=2)
     ref = SpectralClusterer(12, n_init=10, select="inertia").partition(random_784, np.random.SeedSequence(0))
     assert r.ncut <= ref.ncut  # choosing restarts by n-cut never does worse
     assert 10.0 < r.ncut < PAPER_RANDOM_INIT + 0.06
@@ -37,28 +37,28 @@ def test_random_init_mlp_default_selection(random_784):
 
 def test_planted_network_is_far_more_modular_than_shuffles():
     ws, _ = planted_weights([40, 32, 32, 16], 4, np.random.default_rng(0))
-    r = score(WeightGraph.from_weights(ws), 4, n_shuffles=10, seed=1)
+    r = score(WeightGraph.from_weights(ws), n_clusters=4, n_shuffles=10, seed=1)
     assert r.null.z < -10
     assert r.null.p_value == pytest.approx(1 / 11)
 
 
 def test_result_dict_has_exactly_the_documented_keys():
     ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
-    r = score(WeightGraph.from_weights(ws), 2, n_shuffles=3, seed=7)
+    r = score(WeightGraph.from_weights(ws), n_clusters=2, n_shuffles=3, seed=7)
     d = r.to_dict()
     assert set(d) == SCORE_JSON_KEYS
     assert set(d["shuffle"]) == {"method", "n", "ncuts", "mean", "std", "z", "p_value"}
     assert len(d["labels"]) == d["n_nodes"] == 26 and d["layer_widths"] == [12, 8, 6]
     json.dumps(d, allow_nan=False)
     assert r.to_frame().shape == (3, 2)
-    assert score(WeightGraph.from_weights(ws), 2, n_shuffles=0).to_dict()["shuffle"] is None
+    assert score(WeightGraph.from_weights(ws), n_clusters=2, n_shuffles=0).to_dict()["shuffle"] is None
 
 
 def test_same_seed_same_result():
     ws, _ = planted_weights([20, 16, 8], 2, np.random.default_rng(0), leak=0.5)
     g = WeightGraph.from_weights(ws)
-    a = score(g, 3, n_shuffles=4, seed=3).to_dict()
-    b = score(g, 3, n_shuffles=4, seed=3).to_dict()
+    a = score(g, n_clusters=3, n_shuffles=4, seed=3).to_dict()
+    b = score(g, n_clusters=3, n_shuffles=4, seed=3).to_dict()
     assert a == b
 
 
@@ -69,11 +69,11 @@ def test_sparse_network_warns_about_a_degenerate_null():
     w2 = np.zeros((2, 6))
     w2[0, 0] = w2[0, 1] = w2[1, 2] = w2[1, 3] = 1.0
     w2[0, 2] = 0.01  # a weak bridge: the trained n-cut is just above 0
-    r = score(WeightGraph.from_weights([w1, w2]), 2, n_shuffles=8, seed=0)
+    r = score(WeightGraph.from_weights([w1, w2]), n_clusters=2, n_shuffles=8, seed=0)
     assert r.null.samples.min() == 0.0
     assert any("fell apart" in w for w in r.warnings)
     ws, _ = planted_weights([12, 8, 6], 2, np.random.default_rng(0))
-    assert score(WeightGraph.from_weights(ws), 2, n_shuffles=3).warnings == []
+    assert score(WeightGraph.from_weights(ws), n_clusters=2, n_shuffles=3).warnings == []
 
 
 def test_z_floor_and_capped_warning():
@@ -84,7 +84,7 @@ def test_z_floor_and_capped_warning():
     w2 = np.zeros((2, 8))
     w2[0, :4] = 1.0
     w2[1, 4:] = 1.0
-    r = score(WeightGraph.from_weights([w1, w2]), 2, n_shuffles=20, shuffle_method="layer_degree", seed=0)
+    r = score(WeightGraph.from_weights([w1, w2]), n_clusters=2, n_shuffles=20, null="layer_degree", seed=0)
     assert r.ncut == pytest.approx(0.0, abs=1e-12)
     assert r.z_floor == pytest.approx(-r.null.mean / r.null.std)
     assert r.null.z == pytest.approx(r.z_floor)

@@ -8,17 +8,12 @@ from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from modscope import cluster
+from modscope.clustering.embedding import spectral_embedding
+from modscope.clustering.kmeans import kmeans_restarts
+from modscope.clustering.ncut import ncut, ncut_batch
+from modscope.clustering.spectral import SklearnClusterer, SpectralClusterer, cluster_qr
 from modscope.errors import ModscopeError
-from modscope.graph import WeightGraph
-from modscope.kmeans import kmeans_restarts
-from modscope.spectral import (
-    SklearnClusterer,
-    SpectralClusterer,
-    cluster_qr,
-    ncut,
-    ncut_batch,
-    spectral_embedding,
-)
+from modscope.graphs.weight_graph import WeightGraph
 from tests.conftest import planted_weights
 
 

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from modscope import sweep as sweep_mod
 from modscope.cli import main
+from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.score import score
-from modscope.spectral import SpectralClusterer
-from modscope.sweep import expand_settings, load_config, run_sweep
+from modscope.scoring.engine import score
+from modscope.workflows import sweep as sweep_mod
+from modscope.workflows.sweep import expand_settings, load_config, run_sweep
 from tests.conftest import random_mlp
 
 
@@ -31,7 +31,7 @@ def test_one_row_per_checkpoint_and_setting_matching_score(setup):
     assert list(t["clusters"]) == [2, 3, 2, 3]
     assert [p.rsplit("/", 1)[-1] for p in t["checkpoint"]] == ["net0.pt", "net0.pt", "net1.pt", "net1.pt"]
     row = t.iloc[3]
-    ref = score(str(setup / "net1.pt"), n_shuffles=3, seed=4, clusterer=SpectralClusterer(3, threads=1))
+    ref = score(str(setup / "net1.pt"), n_shuffles=3, seed=4, measure=SpectralClusterer(3, threads=1))
     assert row["ncut"] == ref.ncut
     assert row["shuffle_mean"] == pytest.approx(ref.null.mean, rel=1e-15)
     assert row["p_value"] == ref.null.p_value

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from modscope.checkpoint import load_checkpoint
 from modscope.errors import ModscopeError
 from modscope.tasks.base import Task
-from modscope.train import (
+from modscope.training.checkpoint import load_checkpoint
+from modscope.training.trainer import (
     forward,
     magnitude_mask,
     make_config,

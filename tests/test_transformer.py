@@ -7,8 +7,10 @@ from safetensors.torch import save_file
 
 from modscope.cli import main
 from modscope.errors import ModscopeError
-from modscope.score import score
-from modscope.transformer import format_blocks, mlp_blocks, score_blocks
+from modscope.graphs.transformer import mlp_blocks
+from modscope.report.text import format_blocks
+from modscope.scoring.blocks import score_blocks
+from modscope.scoring.engine import score
 
 D, FF = 8, 16
 
@@ -75,7 +77,7 @@ def test_planted_block_stands_out_and_rows_equal_single_scores():
                                 "null_mean", "null_std", "z", "p_value"]
     assert df.loc[1, "z"] < -3 and df.loc[1, "p_value"] == pytest.approx(1 / 11)
     assert df.loc[1, "value"] < 0.1 < df.loc[0, "value"] and df.loc[1, "value"] < df.loc[2, "value"]
-    alone = score(scores.blocks[1].graph(), 2, n_shuffles=10, seed=0)
+    alone = score(scores.blocks[1].graph(), n_clusters=2, n_shuffles=10, seed=0)
     assert alone.to_dict() == scores.results[1].to_dict()
     d = json.loads(json.dumps(scores.to_dict()))
     assert [b["block"] for b in d["blocks"]] == [f"transformer.h.{i}.mlp" for i in range(3)]
@@ -83,7 +85,7 @@ def test_planted_block_stands_out_and_rows_equal_single_scores():
 
 
 def test_louvain_per_block():
-    scores = score_blocks(_gpt2_state_dict(n_blocks=2, planted=(0,)), method="louvain", n_shuffles=4)
+    scores = score_blocks(_gpt2_state_dict(n_blocks=2, planted=(0,)), measure="louvain", n_shuffles=4)
     df = scores.to_frame()
     assert (df["measure"] == "modularity").all()
     assert df.loc[0, "value"] > 0.4 > df.loc[1, "value"]

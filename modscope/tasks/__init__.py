@@ -5,7 +5,8 @@ generation ``params`` and training ``defaults``). Nothing is downloaded: the dat
 generated, bundled with scikit-learn, or read from files the user points to.
 """
 
-from .base import Function, Task
+from ..data.functions import Function
+from .base import Task
 from .registry import TASKS, TaskSpec, class_functions, get_task, list_tasks
 
 __all__ = ["TASKS", "Function", "Task", "TaskSpec", "class_functions", "get_task", "list_tasks"]

@@ -13,8 +13,9 @@ from itertools import permutations
 import numpy as np
 import torch
 
+from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Function, Task
+from .base import MINIBATCH_BIMT_DEFAULTS, Task
 
 _EYE10 = np.eye(10, dtype=np.float32)
 

@@ -13,6 +13,10 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from ..data.functions import Function
+
+__all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task"]
+
 # Training defaults shared by the minibatch classification tasks: Adam at batch 128, ReLU, and
 # BIMT with the larger-task settings of spec §6 (lambda 0.01, y* 0.5, A 2, mean per tensor).
 MINIBATCH_BIMT_DEFAULTS: dict[str, Any] = {
@@ -24,21 +28,6 @@ MINIBATCH_BIMT_DEFAULTS: dict[str, Any] = {
     "bimt_A": 2.0,
     "bimt_reduction": "mean",
 }
-
-
-@dataclass(frozen=True)
-class Function:
-    """One function of a task.
-
-    ``train_index`` / ``test_index``: LongTensors of example indices (``None`` = all).
-    ``groups``: which output groups the function asks for (``None`` = all); for MSE tasks
-    the groups are single output columns.
-    """
-
-    name: str
-    train_index: torch.Tensor | None = None
-    test_index: torch.Tensor | None = None
-    groups: tuple[int, ...] | None = None
 
 
 @dataclass

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import Function, Task
+from .base import Task
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 

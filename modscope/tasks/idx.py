@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import write_atomic
 from ..errors import ModscopeError
+from ..runtime.atomic import write_atomic
 
 # IDX dtype code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {

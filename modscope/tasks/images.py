@@ -12,8 +12,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Function, Task
+from .base import MINIBATCH_BIMT_DEFAULTS, Task
 from .idx import load_image_data
 
 DIGITS_SPLIT_STATE = 0  # the digits train/test split is fixed, whatever the task seed

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
+from ..data.functions import Function
 from ..errors import ModscopeError
 from . import arithmetic, formulas, images
-from .base import Function, Task
+from .base import Task
 
 
 @dataclass(frozen=True)

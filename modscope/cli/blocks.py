@@ -1,0 +1,61 @@
+"""``modscope blocks``: every MLP block of a transformer against its own shuffles."""
+
+from __future__ import annotations
+
+from ..runtime.atomic import write_json
+from .options import clustering_flags, progress_flag
+
+__all__ = ["add", "run"]
+
+
+def add(sub) -> None:
+    from ..nulls import SHUFFLE_METHODS
+
+    p = sub.add_parser(
+        "blocks",
+        help="score every transformer MLP block (3-layer graph d_model-d_ff-d_model) against shuffles",
+        description="Find the MLP blocks of a transformer state dict (GPT-2 mlp.c_fc/mlp.c_proj, "
+        "fc1/fc2, fc_in/fc_out, dense_h_to_4h/dense_4h_to_h), score each block's 3-layer graph "
+        "against its own shuffles and print one row per block.",
+    )
+    p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
+    clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
+    p.add_argument(
+        "--shuffle-method",
+        choices=sorted(SHUFFLE_METHODS),
+        default="layer",
+        metavar="METHOD",
+        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["spectral", "louvain", "local"],
+        default="spectral",
+        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+    )
+    p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
+    progress_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..report.text import format_blocks
+    from ..runtime.executors import check_jobs
+    from ..scoring.blocks import score_blocks
+
+    check_jobs(args.jobs, "--jobs")
+    measure = {"spectral": "spectral", "louvain": "louvain", "local": "local"}[args.method]
+    scores = score_blocks(
+        args.checkpoint,
+        measure=measure,
+        n_clusters=None if args.method == "louvain" else args.clusters,
+        null=args.shuffle_method,
+        n_shuffles=args.shuffles,
+        seed=args.seed,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        write_json(args.json, scores.to_dict())
+    print(format_blocks(scores, source=args.checkpoint))
+    return 0

@@ -1,0 +1,72 @@
+"""``modscope knockout``: lesion every cluster of a checkpoint against random lesions."""
+
+from __future__ import annotations
+
+from ..runtime.atomic import write_json
+from .options import positive_int, progress_flag
+
+__all__ = ["add", "run"]
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "knockout",
+        help="lesion each cluster's neurons and compare with random same-size lesions",
+        description="Cluster a checkpoint's weight graph, silence each (hidden layer, cluster) "
+        "sub-module in turn and compare the task metric with random same-size lesions in the "
+        "same layer (p-value, z, category; optionally all pairs, and lesions by function mask).",
+    )
+    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
+    p.add_argument("--task", help="task to test on (default: the one the checkpoint was trained on)")
+    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    p.add_argument("--clusters", type=positive_int(2), default=12, help="clusters k (default 12)")
+    p.add_argument(
+        "--random",
+        type=positive_int(1),
+        default=100,
+        metavar="N",
+        help="random lesions per sub-module (default 100)",
+    )
+    p.add_argument("--pairs", action="store_true", help="also lesion every pair of sub-modules")
+    p.add_argument("--seed", type=int, default=0, help="seed of clustering and lesions (default 0)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--min-effect",
+        type=float,
+        default=0.01,
+        help="smallest damage that counts, in metric units (default 0.01 = 1 point)",
+    )
+    p.add_argument(
+        "--masks",
+        metavar="PATH",
+        help="masks file (`modscope masks --save`): "
+        "also remove each function's mask and score every function",
+    )
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
+    progress_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..report.text import format_knockout
+    from ..workflows.checkpoints import knockout_checkpoint
+
+    result = knockout_checkpoint(
+        args.checkpoint,
+        task=args.task,
+        data=args.data,
+        n_clusters=args.clusters,
+        masks=args.masks,
+        n_random=args.random,
+        pairs=args.pairs,
+        seed=args.seed,
+        alpha=args.alpha,
+        min_effect=args.min_effect,
+        progress=not args.no_progress,
+        cache=args.cache,
+    )
+    if args.json:
+        write_json(args.json, result.to_dict())
+    print(format_knockout(result), end="")
+    return 0

@@ -1,0 +1,104 @@
+"""What every command shares: one-line usage errors, number parsing, and the common options."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ModscopeError
+
+__all__ = [
+    "Parser",
+    "clustering_flags",
+    "executor",
+    "executor_flags",
+    "int_list",
+    "positive_int",
+    "progress_flag",
+    "split_names",
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other bad input."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ModscopeError(f"{self.prog}: {message}")
+
+
+def positive_int(minimum: int):
+    """An argparse type: an integer ``>= minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def int_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive integers."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
+    return values
+
+
+def split_names(text: str | None) -> list[str] | None:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def progress_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def clustering_flags(p: argparse.ArgumentParser, shuffles_help: str, seed_help: str) -> None:
+    """--clusters, --shuffles, --seed, --jobs: shared by every command that scores against shuffles."""
+    p.add_argument("--clusters", type=positive_int(2), default=12, help="number of clusters k (default 12)")
+    p.add_argument("--shuffles", type=positive_int(1), default=50, help=shuffles_help)
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+
+
+def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])",
+    )
+    if device:
+        p.add_argument(
+            "--device",
+            choices=["cpu", "cuda"],
+            help="solve the shuffles' eigenproblems in batches with torch on this device",
+        )
+
+
+def executor(args) -> Any:
+    """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``)."""
+    from ..runtime.executors import check_jobs
+
+    check_jobs(args.jobs, "--jobs")
+    chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
+    if len(chosen) > 1 or (chosen and args.jobs != 1):
+        raise ModscopeError("--jobs, --scheduler and --device exclude each other")
+    if getattr(args, "scheduler", None):
+        from ..runtime.executors import DaskExecutor
+
+        return DaskExecutor(args.scheduler)
+    if getattr(args, "device", None):
+        from ..runtime.modules import resolve_device
+        from ..scoring.batched import TorchBatchExecutor
+
+        resolve_device(args.device)  # fail now, before any work, when CUDA is absent
+        return TorchBatchExecutor(args.device)
+    return None

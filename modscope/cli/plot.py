@@ -1,0 +1,103 @@
+"""``modscope plot``: one figure from a result JSON or a checkpoint."""
+
+from __future__ import annotations
+
+from ..errors import ModscopeError
+from .options import Parser, positive_int
+
+__all__ = ["RESULT_FIGURES", "add", "run_network", "run_result"]
+
+RESULT_FIGURES = {  # figure -> (result kind, what it shows)
+    "histogram": ("score", "histogram of the shuffled n-cuts with the trained n-cut marked"),
+    "sizes": ("score", "cluster sizes per layer (stacked bars)"),
+    "masks": ("masks", "mask overlap heatmaps (IoU, IoMin; overall and per layer)"),
+    "lesions": ("knockout", "lesion effect bars against random lesions"),
+    "pairs": ("knockout", "double-lesion interaction heatmap"),
+}
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
+        description="Draw one figure from a checkpoint (network) or a result JSON.",
+    )
+    figures = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
+    figures.required = True
+    for name, (kind, text) in RESULT_FIGURES.items():
+        f = figures.add_parser(
+            name,
+            help=text,
+            description=f"Draw the {text} from a {kind} result "
+            "JSON (or the demo's results.json with --model).",
+        )
+        f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
+        f.add_argument("--model", help="model name, when INPUT is the demo's results.json")
+        f.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
+        f.add_argument("--title", help="figure title")
+        f.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
+        f.set_defaults(run=run_result)
+    n = figures.add_parser(
+        "network",
+        help="neurons at their (BIMT) positions, lines by |w|, blue + / red -",
+        description="Draw a network: line width |w| / max |w| per layer, blue positive, red "
+        "negative; with --clusters, neurons coloured by spectral cluster.",
+    )
+    n.add_argument("checkpoint", help="modscope checkpoint (.pt)")
+    n.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
+    n.add_argument("--clusters", type=positive_int(2), help="colour neurons by k clusters")
+    n.add_argument(
+        "--score",
+        metavar="RESULT.json",
+        help="colour neurons by the clusters of this score result (--model for a demo's)",
+    )
+    n.add_argument("--model", help="model name, when --score is the demo's results.json")
+    n.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
+    n.add_argument("--title", help="figure title")
+    n.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
+    n.set_defaults(run=run_network)
+
+
+def run_network(args) -> int:
+    from ..report.plot import network, save
+    from ..training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    labels = None
+    if args.score:
+        from ..report.html import pick_result
+
+        if args.clusters:
+            raise ModscopeError("give either --clusters or --score, not both")
+        labels = pick_result(args.score, "score", args.model)["labels"]
+    if args.clusters:
+        from ..clustering.spectral import cluster
+        from ..graphs.load import load_graph
+
+        graph = load_graph(ckpt)
+        if args.clusters >= graph.n_nodes:
+            raise ModscopeError(
+                f"--clusters ({args.clusters}) must be below the node count ({graph.n_nodes})"
+            )
+        labels = cluster(graph, args.clusters, seed=args.seed).labels
+    save(network(ckpt, labels, title=args.title), args.out, dpi=args.dpi)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_result(args) -> int:
+    from ..report import plot
+    from ..report.html import pick_result
+
+    kind = RESULT_FIGURES[args.figure][0]
+    d = pick_result(args.input, kind, args.model)
+    draw = {
+        "histogram": plot.shuffle_histogram,
+        "sizes": plot.cluster_sizes,
+        "masks": plot.mask_overlap,
+        "lesions": plot.lesion_effects,
+        "pairs": plot.double_lesion,
+    }[args.figure]
+    plot.save(draw(d, title=args.title), args.out, dpi=args.dpi)
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,162 @@
+"""``modscope score``: one network's modularity against a null (`modscope.score`)."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import ModscopeError
+from ..runtime.atomic import write_json
+from .options import clustering_flags, executor, executor_flags, positive_int, progress_flag, split_names
+
+__all__ = ["add", "run"]
+
+
+def add(sub) -> None:
+    from ..nulls import SHUFFLE_METHODS
+
+    p = sub.add_parser(
+        "score",
+        help="n-cut of a checkpoint's weight graph against shuffled-weight baselines",
+        description="Cluster a network's weight graph (|w| on edges) by normalised spectral "
+        "clustering and compare its n-cut with shuffled copies (z-score, p-value).",
+    )
+    p.add_argument("checkpoint", help=".pt/.pth state_dict or modscope checkpoint, .safetensors, .npz")
+    clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
+    p.add_argument(
+        "--shuffle-method",
+        choices=[*sorted(SHUFFLE_METHODS), "units"],
+        default=None,
+        metavar="METHOD",
+        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer), or units (permute each unit's "
+        "activations across examples; --graph activations only, its default)",
+    )
+    p.add_argument(
+        "--assign-labels",
+        choices=["kmeans", "cluster_qr"],
+        default="kmeans",
+        help="k-means on the spectral embedding (default) or cluster-QR",
+    )
+    p.add_argument(
+        "--n-init",
+        type=positive_int(1),
+        default=10,
+        help="k-means restarts (default 10; the reference ran 25)",
+    )
+    p.add_argument(
+        "--select",
+        choices=["ncut", "inertia"],
+        default="ncut",
+        help="keep the k-means restart of lowest n-cut (default) or lowest inertia (the reference)",
+    )
+    p.add_argument("--layers", help="comma-separated weight tensor names, in forward order")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a .pt/.pth that needs arbitrary pickled objects "
+        "(RUNS CODE FROM THE FILE; only for files you made)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["out_in", "in_out"],
+        default="out_in",
+        help="weight matrix layout: torch's out x in (default) or Keras/JAX in x out",
+    )
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep each finished shuffle here; a rerun computes only what is missing",
+    )
+    executor_flags(p)
+    m = p.add_argument_group("other graphs and measures (modscope.scoring.measures, modscope.graphs)")
+    m.add_argument(
+        "--graph",
+        choices=["weights", "activations"],
+        default="weights",
+        help="edges |w| (default) or squared Spearman correlations of unit activations",
+    )
+    m.add_argument(
+        "--method",
+        choices=["spectral", "louvain", "local"],
+        default="spectral",
+        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+    )
+    m.add_argument(
+        "--task",
+        help="--graph activations: the task whose test examples run through the "
+        "network (default: the checkpoint's)",
+    )
+    m.add_argument("--data", metavar="PATH", help="--graph activations: data folder for file-backed tasks")
+    m.add_argument("--examples", type=positive_int(3), help="--graph activations: first N examples only")
+    m.add_argument(
+        "--kernel-norm",
+        choices=["1", "l1", "l2", "fro", "max"],
+        help="CNNs: edge = this norm of |kernel slice| (default 1, the matrix 1-norm)",
+    )
+    progress_flag(p)
+    p.set_defaults(run=run)
+
+
+def _graph(args):
+    """The graph to score: the weight graph (CNNs with a chosen kernel norm), or the activation graph."""
+    if args.graph == "activations":
+        if args.kernel_norm or args.layers:
+            raise ModscopeError("--kernel-norm and --layers apply to --graph weights")
+        from ..workflows.checkpoints import checkpoint_activation_graph
+
+        return checkpoint_activation_graph(args.checkpoint, args.task, args.data, max_examples=args.examples)
+    if args.shuffle_method == "units":
+        raise ModscopeError("--shuffle-method units permutes activations: it needs --graph activations")
+    if args.task or args.data or args.examples:
+        raise ModscopeError("--task, --data and --examples apply to --graph activations")
+    if args.kernel_norm:
+        from ..graphs.cnn import conv_graph
+
+        return conv_graph(args.checkpoint, norm=args.kernel_norm)
+    from ..graphs.load import load_graph
+
+    return load_graph(
+        args.checkpoint, layers=split_names(args.layers), layout=args.layout, trust_pickle=args.trust_pickle
+    )
+
+
+def _measure(args):
+    from ..clustering.spectral import SpectralClusterer
+    from ..scoring.measures import LayerLocalMeasure, ModularityMeasure, NcutMeasure
+
+    clusterer = SpectralClusterer(
+        args.clusters, assign_labels=args.assign_labels, n_init=args.n_init, select=args.select
+    )
+    if args.method == "louvain":
+        return ModularityMeasure()
+    if args.method == "local":
+        return LayerLocalMeasure(args.clusters, clusterer)
+    return NcutMeasure(clusterer)
+
+
+def run(args) -> int:
+    from ..report.text import format_score
+    from ..scoring.engine import score
+
+    pool = executor(args)
+    try:
+        result = score(
+            _graph(args),
+            measure=_measure(args),
+            null=args.shuffle_method,
+            n_shuffles=args.shuffles,
+            seed=args.seed,
+            jobs=args.jobs if pool is None else 1,
+            executor=pool,
+            cache=args.cache,
+            progress=not args.no_progress,
+        )
+    finally:
+        if hasattr(pool, "close"):
+            pool.close()
+    if args.json:
+        write_json(args.json, result.to_dict())
+    print(format_score(result, source=args.checkpoint))
+    for warning in result.warnings:
+        print(f"modscope: warning: {warning}", file=sys.stderr)
+    return 0

@@ -1,0 +1,116 @@
+"""``modscope train``: train a plain, regularised, pruned or BIMT MLP on a task."""
+
+from __future__ import annotations
+
+from ..errors import ModscopeError
+from ..runtime.atomic import write_json
+from .options import progress_flag
+
+__all__ = ["add", "run"]
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an MLP on a task (plain, regularised, pruned, or with BIMT)",
+        description="Train an MLP on a named task with Adam and write a modscope checkpoint. "
+        "Unset options take the task's defaults.",
+    )
+    p.add_argument("--task", required=True, help="task name (see the task list in the README)")
+    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
+    p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")
+    p.add_argument("--activation", help="relu, silu, tanh, gelu or sigmoid (default: the task's)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
+    p.add_argument(
+        "--weight-decay", type=float, help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)"
+    )
+    p.add_argument(
+        "--prune",
+        type=float,
+        metavar="SPARSITY",
+        help="magnitude-prune to this sparsity in (0, 1) after training",
+    )
+    p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer steps (default: the task's)")
+    length.add_argument("--epochs", type=float, help="passes over the training set")
+    p.add_argument("--batch-size", help="minibatch size or 'full' (default: the task's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, batches, dropout (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    g = p.add_argument_group("BIMT (brain-inspired modular training); defaults from the task")
+    g.add_argument("--bimt", action="store_true", help="train with BIMT")
+    g.add_argument("--bimt-lambda", type=float, help="connection-cost weight lambda_0")
+    g.add_argument("--bimt-A", type=float, help="distance weight factor A (0 = plain L1)")
+    g.add_argument("--bimt-y-star", type=float, help="distance between layers y*")
+    g.add_argument("--bimt-top-k", type=int, help="neurons moved per layer per swap pass")
+    g.add_argument("--bimt-swap-every", type=int, help="steps between swap passes (0 = never)")
+    g.add_argument("--bimt-threshold", type=float, help="zero |parameters| below this at the end")
+    g.add_argument("--bimt-reduction", choices=["sum", "mean"], help="per-tensor cost reduction")
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
+    p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
+    progress_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..tasks import get_task
+    from ..training.trainer import train
+
+    overrides = {
+        "lam": args.bimt_lambda,
+        "A": args.bimt_A,
+        "y_star": args.bimt_y_star,
+        "top_k": args.bimt_top_k,
+        "swap_every": args.bimt_swap_every,
+        "threshold": args.bimt_threshold,
+        "reduction": args.bimt_reduction,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given and not args.bimt:
+        raise ModscopeError("--bimt-* options need --bimt")
+    batch = ...
+    if args.batch_size is not None:
+        if args.batch_size.strip().lower() == "full":
+            batch = None
+        else:
+            try:
+                batch = int(args.batch_size)
+            except ValueError:
+                raise ModscopeError(
+                    f"--batch-size must be a positive integer or 'full', got {args.batch_size!r}"
+                ) from None
+    task = get_task(args.task, seed=args.task_seed, data=args.data)
+    result = train(
+        task,
+        hidden=args.hidden,
+        activation=args.activation,
+        dropout=args.dropout,
+        l1=args.l1,
+        l2=args.l2,
+        weight_decay=args.weight_decay,
+        prune=args.prune,
+        prune_steps=args.prune_steps,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=batch,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        bimt=given if args.bimt else None,
+        progress=not args.no_progress,
+    )
+    result.save(args.out)
+    if args.json:
+        write_json(args.json, result.to_dict())
+    m = result.metrics
+    shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
+    widths = "-".join(map(str, result.checkpoint.architecture.widths))
+    print(
+        f"{task.name} {widths}{' BIMT' if args.bimt else ''}: {m['steps']} steps in "
+        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}"
+    )
+    return 0

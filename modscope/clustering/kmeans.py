@@ -1,0 +1,182 @@
+"""k-means with all restarts run together: ``(restarts, k, n)`` arrays instead of a Python loop.
+
+Spectral clustering embeds a graph in a few dimensions and runs k-means many times
+(25 restarts in the reference). Each restart is tiny, so the per-call overhead of a
+library k-means dominates; here every Lloyd iteration of every restart is one batched
+matrix product. k-means++ seeding, Lloyd iterations, empty clusters re-seeded at the
+point farthest from its centre (as scikit-learn does). Deterministic for a given
+``numpy.random.Generator``.
+
+Layout: distances are ``(R, k, n)`` so every reduction over the few centres runs along a
+middle axis, which numpy vectorises over the ``n`` points. An argmin along a short last
+axis costs a function call per point and was most of the time. The nearest centre comes
+from a plain ``min`` instead: non-negative floats order like their integer bit patterns, so
+the centre's index is written into the lowest mantissa bits and the minimum carries it
+(ties go to the lower index, as with argmin). Distances are float32 for ``k <= 64`` (the
+index takes at most 6 of 24 mantissa bits) and float64 above.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..runtime.threads import single_thread
+
+__all__ = ["kmeans_restarts"]
+
+
+class _Points:
+    """The points ``X`` ``(n, d)`` once, in the forms every distance computation needs.
+
+    Distances are float32 (int32 packing) for ``k <= 64``: the index then takes at most 6 of
+    the 24 mantissa bits, finer than float32's own rounding of ``|x|^2 - 2 x.c + |c|^2``.
+    Larger ``k`` packs float64 into int64.
+    """
+
+    def __init__(self, X: np.ndarray, k: int) -> None:
+        self.bits = max(1, int(k - 1).bit_length())
+        self.dtype, self.itype = (np.float32, np.int32) if self.bits <= 6 else (np.float64, np.int64)
+        self.low = self.itype((1 << self.bits) - 1)
+        self.X = X.astype(self.dtype)
+        sq = np.einsum("nd,nd->n", X, X)
+        # [X^T; 1; |x|^2] (d + 2, n): one matrix product then gives |x - c|^2 in full
+        self.aug = np.ascontiguousarray(np.vstack([X.T, np.ones(X.shape[0]), sq]), dtype=self.dtype)
+        self._index: np.ndarray | None = None
+
+    def sq_dist(self, centers: np.ndarray, clamp: bool = True) -> np.ndarray:
+        """``(R, c, n)`` squared distances from ``centers`` ``(R, c, d)`` to every point.
+
+        Rounding can leave values a few ulps below zero for points on a centre; ``clamp``
+        sets them to 0 (``nearest`` needs no clamp: a negative float's bits are a negative
+        integer, below every positive distance, and such ties are within rounding anyway).
+        """
+        norms = np.einsum("rcd,rcd->rc", centers, centers)[:, :, None]
+        caug = np.concatenate([-2.0 * centers, norms, np.ones_like(norms)], axis=2).astype(self.dtype)
+        d2 = np.matmul(caug, self.aug)
+        return np.maximum(d2, 0.0, out=d2) if clamp else d2
+
+    def nearest(self, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(packed, best, labels)`` for ``centers`` ``(R, k, d)``: ``packed`` ``(R, k, n)`` the
+        distances as integers with the centre index in the low bits, ``best`` ``(R, n)`` their
+        minimum over the centres, ``labels`` ``(R, n)`` the nearest centre."""
+        R, k, _ = centers.shape
+        packed = self.sq_dist(centers, clamp=False).view(self.itype)
+        packed &= ~self.low
+        if self._index is None or self._index.shape[0] < R:
+            index = np.arange(k, dtype=self.itype)[None, :, None]
+            self._index = np.broadcast_to(index, (R, k, self.X.shape[0])).copy()
+        packed |= self._index[:R]  # a full array: broadcasting a (1, k, 1) operand is slower
+        best = packed.min(axis=1)
+        return packed, best, best & self.low
+
+    def distance(self, packed: np.ndarray) -> np.ndarray:
+        """The squared distance a packed value carries (its low bits cleared)."""
+        return (packed & ~self.low).view(self.dtype)
+
+
+def _plus_plus(P: _Points, k: int, n_init: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding for ``n_init`` restarts at once: ``(R, k, d)`` centres.
+
+    Each new centre is the best (lowest total potential) of ``2 + log k`` candidates drawn
+    with probability proportional to the squared distance to the nearest chosen centre,
+    as in Arthur & Vassilvitskii's greedy variant (scikit-learn's default).
+    """
+    X = P.X
+    n, d = X.shape
+    trials = 2 + int(np.log(k))
+    rows = np.arange(n_init)
+    centers = np.empty((n_init, k, d))
+    centers[:, 0] = X[rng.integers(n, size=n_init)]
+    closest = P.sq_dist(centers[:, :1])[:, 0]  # (R, n)
+    for c in range(1, k):
+        total = closest.sum(axis=1)
+        cum = np.cumsum(closest, axis=1)
+        target = rng.random((n_init, trials)) * total[:, None]
+        picks = np.minimum(np.sum(cum[:, None, :] < target[:, :, None], axis=2), n - 1)  # (R, t)
+        flat = total <= 0  # every point sits on a centre (duplicates): any point will do
+        if flat.any():
+            picks[flat] = rng.integers(n, size=(int(flat.sum()), trials))
+        cand = X[picks]  # (R, t, d)
+        pot = np.minimum(P.sq_dist(cand), closest[:, None, :])  # (R, t, n)
+        best = pot.sum(axis=2).argmin(axis=1)  # (R,)
+        centers[:, c] = cand[rows, best]
+        closest = pot[rows, best]
+    return centers
+
+
+def _lloyd(P: _Points, centers: np.ndarray, max_iter: int, shift_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd iterations for a batch of restarts from ``centers`` ``(R, k, d)``: ``(labels, inertia)``."""
+    X = P.X
+    R, k, _ = centers.shape
+    centers = centers.copy()
+    labels = np.full((R, X.shape[0]), -1, dtype=np.int64)
+    live = np.arange(R)  # restarts still moving
+    settled = np.zeros(R, dtype=bool)  # centres stopped moving: one last assignment
+    for _ in range(max_iter + 1):
+        packed, best, new = P.nearest(centers[live])
+        moved = (new != labels[live]).any(axis=1) & ~settled[live]
+        labels[live] = new
+        live = live[moved]
+        if live.size == 0:
+            break
+        if not moved.all():
+            packed, best, lab = packed[moved], best[moved], new[moved]
+        else:
+            lab = new
+        # cluster sums as one (R, k, n) x (n, d) product with a 0/1 matrix
+        onehot = np.equal(packed, best[:, None, :], out=np.empty(packed.shape, P.dtype), casting="unsafe")
+        counts = np.bincount((lab + k * np.arange(len(live))[:, None]).ravel(), minlength=len(live) * k)
+        counts = counts.reshape(len(live), k)
+        new_centers = np.matmul(onehot, X) / np.maximum(counts, 1)[:, :, None]
+        for r in np.unique(np.nonzero(counts == 0)[0]):  # rare: re-seed empty clusters at far points
+            dist = P.distance(best[r]).astype(np.float64)  # distance to the own centre
+            for c in np.flatnonzero(counts[r] == 0):
+                far = int(dist.argmax())
+                new_centers[r, c] = X[far]
+                dist[far] = -1.0
+        shift = ((new_centers - centers[live]) ** 2).sum(axis=(1, 2))
+        settled[live] = shift <= shift_tol
+        centers[live] = new_centers
+    # a stopped restart's centres are the ones its final labels were assigned with
+    diff = X[None, :, :] - np.take_along_axis(centers, labels[:, :, None], axis=1)
+    return labels, np.einsum("rnd,rnd->r", diff, diff)
+
+
+def kmeans_restarts(
+    X: np.ndarray,
+    k: int,
+    n_init: int,
+    rng: np.random.Generator,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``n_init`` k-means restarts on ``X`` ``(n, d)``.
+
+    Returns ``labels`` ``(n_init, n)`` and ``inertia`` ``(n_init,)`` (sum of squared
+    distances to the assigned centre). A restart stops when its labels stop changing or
+    its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
+    shift summed over centres, scikit-learn's criterion); its labels are then those of
+    its final centres. ``threads > 1`` runs groups of restarts on threads: every restart's
+    arithmetic is the same whichever group it is in, so the result does not change.
+    """
+    # k-means is unchanged by rescaling its input: bring X to O(1) (the spectral embedding
+    # scales with 1/sqrt(degree)) so the squared distances stay far from under- and overflow.
+    X = np.asarray(X, dtype=np.float64)
+    peak = float(np.abs(X).max()) if X.size else 0.0
+    X = np.ascontiguousarray(X / peak if peak > 0 else X)
+    P = _Points(X, k)
+    centers = _plus_plus(P, k, n_init, rng)
+    shift_tol = tol * float(np.mean(np.var(X, axis=0)))
+    groups = np.array_split(np.arange(n_init), max(1, min(threads, n_init)))
+    if len(groups) == 1:
+        labels, inertia = _lloyd(P, centers, max_iter, shift_tol)
+    else:
+        # numpy releases the GIL inside these array operations, so threads run in parallel;
+        # one BLAS thread each keeps them from oversubscribing the cores.
+        with single_thread(), ThreadPoolExecutor(len(groups)) as pool:
+            parts = list(pool.map(lambda g: _lloyd(P, centers[g], max_iter, shift_tol), groups))
+        labels, inertia = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return labels, inertia * (peak * peak if peak > 0 else 1.0)  # in X's units

@@ -1,0 +1,357 @@
+"""CNNs as channel graphs: filters as units (spec §1).
+
+A plain (sequential) Conv2d stack becomes a `WeightGraph` with one node per channel: the
+input image's channels, every conv layer's output channels, then every Linear layer's units.
+The matrices of that graph are derived from the kernels:
+
+- **conv**: kernel ``K`` ``(out_ch, in_ch, kh, kw)`` gives the ``(out_ch, in_ch)`` matrix
+  ``N[b, a] = norm(|K[b, a, :, :]|)``. ``norm="1"`` (default, as the reference) is numpy's
+  matrix 1-norm of the ``kh x kw`` slice, the largest absolute column sum
+  (``np.linalg.norm(K[b, a], 1)``); ``"l1"`` sums all ``|K[b, a]|``, ``"l2"`` / ``"fro"`` is the
+  Frobenius norm, ``"max"`` the largest ``|K[b, a, i, j]|``. Grouped / depthwise convs give a
+  block-diagonal matrix (no edge between channels of different groups).
+- **BatchNorm folded in**: a BatchNorm after a conv (or Linear) multiplies output channel
+  ``b`` by ``gamma_b / sqrt(var_b + eps)``; every norm is absolutely homogeneous, so the
+  folded edge weight is ``N[b, a] * |gamma_b| / sqrt(var_b + eps)`` (the BN shift and the
+  biases are not edges). State dicts do not store ``eps``: ``bn_eps`` (default 1e-5,
+  torch's default) is used.
+- **conv -> linear**: a Linear after Flatten has ``in_features = C * H * W`` (torch's
+  channel-major flatten order). The edge channel ``c`` -> unit ``u`` is the same norm of
+  ``|W[u, c*H*W:(c+1)*H*W]|`` seen as an ``H x W`` map (``H, W`` from ``spatial``, from a
+  forward pass with ``input_shape`` for modules, or a square map when ``H*W`` is a square).
+  After global pooling (``in_features == C``) it is ``|W[u, c]|``.
+- **linear -> linear**: ``|W|`` as for an MLP (every norm of a 1 x 1 slice is ``|w|``).
+
+Shuffles: the `layer` shuffle of a derived matrix permutes its entries, i.e. it permutes
+whole kernels (and so their norms) across (out, in) positions, the reference's CNN shuffle:
+``norm(permuted kernels) == permuted norms`` exactly (tested). `layer_nonzero` keeps the
+pattern of zero kernels (pruned filters, grouped convs).
+
+Residual / branching networks (ResNets) do not form a chain and are refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import ModscopeError
+from . import formats
+from .arrays import as_float64
+from .names import EMBEDDING, natural_key
+from .weight_graph import WeightGraph
+
+__all__ = [
+    "KERNEL_NORMS",
+    "KernelNorm",
+    "channel_weights",
+    "conv_graph",
+    "holds_conv",
+    "kernel_norms",
+    "module_channel_weights",
+]
+
+KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
+KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
+
+
+def kernel_norms(kernel: np.ndarray, norm: KernelNorm = "1") -> np.ndarray:
+    """``(out, in)`` norms of the ``(kh, kw)`` slices of ``kernel`` ``(out, in, kh, kw)``.
+
+    ``"1"``: matrix 1-norm (max over columns of the column's absolute sum, numpy's
+    ``ord=1``); ``"l1"``: sum of ``|K|``; ``"l2"``/``"fro"``: Frobenius; ``"max"``: max ``|K|``.
+    """
+    k = np.abs(np.asarray(kernel, dtype=np.float64))
+    if k.ndim != 4:
+        raise ModscopeError(f"a conv kernel must be 4-D (out, in, kh, kw), got shape {k.shape}")
+    if norm == "1":
+        return k.sum(axis=2).max(axis=2)
+    if norm == "l1":
+        return k.sum(axis=(2, 3))
+    if norm in ("l2", "fro"):
+        return np.sqrt((k * k).sum(axis=(2, 3)))
+    if norm == "max":
+        return k.max(axis=(2, 3))
+    raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+
+
+# -- the layer stack -------------------------------------------------------------------------
+@dataclass
+class _Conv:
+    name: str
+    kernel: np.ndarray  # (out, in / groups, kh, kw)
+    groups: int | None  # None: infer from the channels that come in
+
+
+@dataclass
+class _Linear:
+    name: str
+    weight: np.ndarray  # (out, in)
+    spatial: tuple[int, int] | None = None  # (H, W) of the flattened map, when known
+
+
+@dataclass
+class _BatchNorm:
+    name: str
+    gamma: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+def _square(n: int) -> tuple[int, int] | None:
+    s = math.isqrt(n)
+    return (s, s) if s * s == n else None
+
+
+def _block_diagonal(norms: np.ndarray, groups: int) -> np.ndarray:
+    """``(out, in_per_group)`` norms of a grouped conv -> ``(out, in_per_group * groups)``."""
+    if groups == 1:
+        return norms
+    out, ipg = norms.shape
+    full = np.zeros((out, ipg * groups))
+    group = np.arange(out) // (out // groups)  # torch: output channels split evenly by group
+    full[np.arange(out)[:, None], group[:, None] * ipg + np.arange(ipg)[None, :]] = norms
+    return full
+
+
+def _derive(
+    stack: Sequence[_Conv | _Linear | _BatchNorm],
+    norm: KernelNorm,
+    fold_batchnorm: bool,
+    spatial: tuple[int, int] | None,
+) -> list[tuple[str, np.ndarray]]:
+    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a forward-ordered stack."""
+    if norm not in KERNEL_NORMS:
+        raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+    if not any(isinstance(s, _Conv) for s in stack):
+        raise ModscopeError("no Conv2d kernels (4-D weights) found: not a CNN")
+    out: list[tuple[str, np.ndarray]] = []
+    channels: int | None = None  # width of the last node layer
+    after_conv = False  # the last layer was a conv: a Linear next sees a flattened map
+    for item in stack:
+        if isinstance(item, _BatchNorm):
+            if not fold_batchnorm:
+                continue
+            if not out or out[-1][1].shape[0] != item.gamma.size:
+                raise ModscopeError(
+                    f"{item.name}: a BatchNorm of {item.gamma.size} channels must follow a conv or "
+                    "Linear layer with as many outputs to be folded in (fold_batchnorm=False ignores it)"
+                )
+            scale = np.abs(item.gamma) / np.sqrt(item.var + item.eps)
+            out[-1] = (out[-1][0], out[-1][1] * scale[:, None])
+            continue
+        if isinstance(item, _Conv):
+            k = item.kernel
+            ipg = k.shape[1]
+            groups = item.groups
+            if groups is None:
+                groups = 1 if channels is None or channels == ipg else channels // ipg
+            if channels is not None and ipg * groups != channels:
+                raise ModscopeError(
+                    f"{item.name}: kernel {tuple(k.shape)} takes {ipg * groups} channels but the "
+                    f"layer before gives {channels} (residual or branching networks are not supported)"
+                )
+            if k.shape[0] % groups:
+                raise ModscopeError(
+                    f"{item.name}: {k.shape[0]} output channels do not split into {groups} groups"
+                )
+            out.append((item.name, _block_diagonal(kernel_norms(k, norm), groups)))
+            channels, after_conv = k.shape[0], True
+            continue
+        w = item.weight
+        n_out, n_in = w.shape
+        if channels is None or not after_conv or n_in == channels:
+            if channels is not None and n_in != channels:
+                raise ModscopeError(
+                    f"{item.name}: Linear takes {n_in} inputs but the layer before gives {channels}"
+                )
+            out.append((item.name, np.abs(w)))
+        else:
+            if n_in % channels:
+                raise ModscopeError(
+                    f"{item.name}: Linear takes {n_in} inputs, not a multiple of the {channels} "
+                    "channels before it"
+                )
+            hw = n_in // channels
+            shape = item.spatial or spatial or _square(hw)
+            if shape is None or shape[0] * shape[1] != hw:
+                raise ModscopeError(
+                    f"{item.name}: cannot tell the {hw}-pixel map's height and width: pass spatial=(H, W)"
+                )
+            blocks = w.reshape(n_out, channels, shape[0], shape[1])  # torch flattens channel-major
+            out.append((item.name, kernel_norms(blocks, norm)))
+        channels, after_conv = n_out, False
+    return out
+
+
+# -- state dicts -------------------------------------------------------------------------------
+def holds_conv(tensors: Mapping[str, Any]) -> bool:
+    """Whether a state dict has a 4-D ``*weight`` tensor (a Conv2d kernel)."""
+    return any(
+        k.endswith("weight") and getattr(v, "ndim", np.ndim(v)) == 4 for k, v in tensors.items()
+    )
+
+
+def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
+    """Module prefixes (``features.0``) in stored order of their first key."""
+    prefixes: dict[str, None] = {}
+    for key in tensors:
+        prefixes.setdefault(key.rsplit(".", 1)[0] if "." in key else "", None)
+    return list(prefixes)
+
+
+def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:
+    """Modules in ``prefixes`` order: conv (4-D weight), BatchNorm (running_var), Linear (2-D weight)."""
+    stack: list = []
+    for p in prefixes:
+        dot = f"{p}." if p else ""
+        weight = tensors.get(f"{dot}weight")
+        if f"{dot}running_var" in tensors:
+            var = as_float64(f"{dot}running_var", tensors[f"{dot}running_var"])
+            gamma = as_float64(f"{dot}weight", weight) if weight is not None else np.ones_like(var)
+            stack.append(_BatchNorm(p, gamma, var, bn_eps))
+        elif weight is None or EMBEDDING.search(f"{dot}weight"):
+            continue
+        elif weight.ndim == 4:
+            stack.append(_Conv(f"{dot}weight", as_float64(f"{dot}weight", weight), None))
+        elif weight.ndim == 2:
+            stack.append(_Linear(f"{dot}weight", as_float64(f"{dot}weight", weight)))
+    return stack
+
+
+def channel_weights(
+    tensors: Mapping[str, Any],
+    norm: KernelNorm = "1",
+    fold_batchnorm: bool = True,
+    spatial: tuple[int, int] | None = None,
+    bn_eps: float = 1e-5,
+) -> list[tuple[str, np.ndarray]]:
+    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict.
+
+    A prefix with ``running_var`` is a BatchNorm, a 4-D ``weight`` a conv, a 2-D ``weight`` a
+    Linear. Modules are taken in stored (registration) order, or, if that does not chain (a
+    ``.safetensors`` file stores its keys in its own order), in natural key order
+    (``features.2`` before ``features.10``).
+    """
+    stored = _prefixes(tensors)
+    try:
+        return _derive(_stack_from_state_dict(tensors, bn_eps, stored), norm, fold_batchnorm, spatial)
+    except ModscopeError:
+        by_key = sorted(stored, key=natural_key)
+        if by_key == stored:
+            raise
+        try:
+            return _derive(_stack_from_state_dict(tensors, bn_eps, by_key), norm, fold_batchnorm, spatial)
+        except ModscopeError:
+            pass
+        raise
+
+
+# -- modules -----------------------------------------------------------------------------------
+def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[int, int]]:
+    """``{linear: (H, W)}`` of the last 4-D activation before each Linear, from one forward pass."""
+    import torch
+    from torch import nn
+
+    last: list[tuple[int, int] | None] = [None]
+    found: dict[nn.Module, tuple[int, int]] = {}
+    handles = []
+
+    def record(_m, _inp, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            last[0] = (int(output.shape[2]), int(output.shape[3]))
+
+    def before_linear(m, _inp):
+        if last[0] is not None and m not in found:
+            found[m] = last[0]
+
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            handles.append(m.register_forward_pre_hook(before_linear))
+        elif not list(m.children()):
+            handles.append(m.register_forward_hook(record))
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        dtype = param.dtype if param is not None else torch.float32
+        with torch.no_grad():
+            model(torch.zeros((1, *input_shape), dtype=dtype))
+    except Exception as exc:  # the user's module: report its failure in one line
+        raise ModscopeError(f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}") from None
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return found
+
+
+def _stack_from_module(model: Any, input_shape: Sequence[int] | None) -> list:
+    from torch import nn
+
+    shapes = _flatten_shapes(model, input_shape) if input_shape is not None else {}
+    stack: list = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            stack.append(_Conv(f"{name}.weight", as_float64(name, m.weight), int(m.groups)))
+        elif isinstance(m, nn.Linear):
+            stack.append(_Linear(f"{name}.weight", as_float64(name, m.weight), shapes.get(m)))
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            if m.running_var is None:
+                raise ModscopeError(f"{name}: BatchNorm without running statistics cannot be folded in")
+            var = as_float64(name, m.running_var)
+            gamma = as_float64(name, m.weight) if m.weight is not None else np.ones_like(var)
+            stack.append(_BatchNorm(name, gamma, var, float(m.eps)))
+    return stack
+
+
+def module_channel_weights(
+    model: Any,
+    norm: KernelNorm = "1",
+    fold_batchnorm: bool = True,
+    input_shape: Sequence[int] | None = None,
+    spatial: tuple[int, int] | None = None,
+) -> list[tuple[str, np.ndarray]]:
+    """The channel-graph matrices of an ``nn.Module`` (Conv2d / BatchNorm / Linear, in
+    registration order). ``input_shape`` ``(C, H, W)`` runs one forward pass to find the
+    spatial size of the map a Linear flattens; BatchNorm ``eps`` comes from the module."""
+    return _derive(_stack_from_module(model, input_shape), norm, fold_batchnorm, spatial)
+
+
+def conv_graph(
+    source: str | os.PathLike | Mapping | Any,
+    norm: KernelNorm = "1",
+    fold_batchnorm: bool = True,
+    input_shape: Sequence[int] | None = None,
+    spatial: tuple[int, int] | None = None,
+    bn_eps: float = 1e-5,
+) -> WeightGraph:
+    """The channel `WeightGraph` of a CNN: an ``nn.Module``, a state dict, or a file
+    (``.pt``/``.pth``/``.bin`` read with ``weights_only=True``, ``.safetensors``, ``.npz``).
+
+    Nodes: input channels, each conv's output channels, each Linear's units, in forward order.
+    """
+    if hasattr(source, "named_modules"):  # an nn.Module
+        items = module_channel_weights(source, norm, fold_batchnorm, input_shape, spatial)
+    else:
+        if isinstance(source, Mapping):
+            tensors = formats.unwrap_state_dict(source, "state dict")
+        elif isinstance(source, str | os.PathLike):
+            path = Path(source)
+            suffix = path.suffix.lower()
+            if suffix == ".safetensors":
+                tensors = formats.read_safetensors(path)
+            elif suffix == ".npz":
+                tensors = formats.read_npz(path)
+            else:
+                tensors = formats.unwrap_state_dict(formats.safe_torch_load(path), str(path))
+        else:
+            raise ModscopeError(f"cannot load a CNN from a {type(source).__name__}")
+        items = channel_weights(tensors, norm, fold_batchnorm, spatial, bn_eps)
+    return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])

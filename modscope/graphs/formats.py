@@ -1,0 +1,204 @@
+"""Safe readers for the files weights come in, and the layout of modscope's own checkpoints.
+
+Every reader returns plain tensors or arrays and never runs code from the file: pickled
+files are read with ``torch.load(weights_only=True)``, ``.npz`` with ``allow_pickle=False``,
+and ``.safetensors`` hold no code by design. Errors are one line (`ModscopeError`).
+
+modscope checkpoint payload (a plain dict, what ``torch.load(weights_only=True)`` gives back)::
+
+    {"format": "modscope.checkpoint", "format_version": 1, "modscope_version": "0.3.0",
+     "architecture": {"widths": [...], ...},
+     "state_dict": {name: tensor},          # in neuron *position* order (see "bimt")
+     "task": {"name": str, "params": {...}},
+     "train_config": {...}, "seed": int, "metrics": {...},
+     "bimt": None | {"permutations": [LongTensor per layer],   # perm[l][p] = original index
+                     "coordinates": [FloatTensor (n_l, d) per layer], ...}}
+
+BIMT moves neurons around; ``permutations[l][p]`` is the original (task) index of the neuron
+now at position ``p`` of layer ``l``. `task_ordered_state_dict` puts the input columns and
+output rows back in the task's order; hidden neurons stay at their positions (a permutation
+of hidden units never changes the function). `modscope.training.checkpoint.Checkpoint` is
+the object built on this layout.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import warnings
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModscopeError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "MAX_FILE_BYTES",
+    "STATE_DICT_KEYS",
+    "UntrustedPickleWarning",
+    "check_checkpoint_version",
+    "check_file",
+    "first_line",
+    "is_checkpoint_payload",
+    "read_npz",
+    "read_safetensors",
+    "safe_torch_load",
+    "task_ordered_state_dict",
+    "unwrap_state_dict",
+]
+
+CHECKPOINT_FORMAT = "modscope.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+# Where a state dict sits inside the checkpoints of common training loops.
+STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+# Checkpoint files above this size are refused before anything is read.
+MAX_FILE_BYTES = 8 * 2**30
+
+
+class UntrustedPickleWarning(UserWarning):
+    """A file is being unpickled without the weights-only safeguard."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name), at most 200 characters."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def check_file(path: Path) -> None:
+    """A one-line error unless ``path`` is an existing, non-empty regular file."""
+    if not path.exists():
+        raise ModscopeError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModscopeError(f"{path}: is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise ModscopeError(f"{path}: empty file")
+
+
+def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
+
+    ``trust_pickle=True`` lifts the restriction (``weights_only=False``): the file's pickled
+    objects are rebuilt, which runs whatever code they name. Only for files you made.
+    """
+    import torch
+
+    path = Path(path)
+    check_file(path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ModscopeError(
+            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
+        )
+    if trust_pickle:
+        warnings.warn(
+            f"{path}: loading with trust_pickle: any code pickled in this file runs now",
+            UntrustedPickleWarning,
+            stacklevel=2,
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise ModscopeError(
+                f"{path}: refused: loading it would run pickled code "
+                "(only tensors and plain containers are accepted)"
+            ) from None
+        raise ModscopeError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
+    except Exception as exc:  # torch's unpickler raises many types on corrupt bytes
+        raise ModscopeError(
+            f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
+        ) from None
+
+
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """Every tensor of a ``.safetensors`` file, by name."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    check_file(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, by name; pickled object arrays are refused."""
+    check_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
+        raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise ModscopeError(
+            f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})"
+        ) from None
+
+
+def _is_array(v: Any) -> bool:
+    """A numpy array or a torch tensor (torch is only consulted when something imported it:
+    without it no tensor can exist)."""
+    if isinstance(v, np.ndarray):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(v, torch.Tensor)
+
+
+def unwrap_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
+    """The ``{name: tensor}`` mapping of a loaded file: itself, or under a usual key
+    (`STATE_DICT_KEYS`), or its tensor entries."""
+    if isinstance(obj, Mapping):
+        if obj and all(_is_array(v) for v in obj.values()):
+            return obj
+        for key in STATE_DICT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner and all(_is_array(v) for v in inner.values()):
+                return inner
+        tensors = {k: v for k, v in obj.items() if _is_array(v)}
+        if tensors:
+            return tensors
+    raise ModscopeError(f"{source}: no state_dict of weight tensors found")
+
+
+# -- modscope checkpoints ------------------------------------------------------------------------
+def is_checkpoint_payload(obj: Any) -> bool:
+    """Whether a loaded object is a modscope checkpoint payload."""
+    return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
+
+
+def check_checkpoint_version(obj: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """A one-line error unless ``obj`` is a payload of the format version this modscope reads."""
+    version = obj.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise ModscopeError(
+            f"{source}: modscope checkpoint format version {version!r} is not supported "
+            f"(this modscope reads version {CHECKPOINT_FORMAT_VERSION})"
+        )
+
+
+def task_ordered_state_dict(
+    state_dict: Mapping[str, Any], permutations: Sequence[Any] | None, n_linear: int
+) -> dict[str, Any]:
+    """A copy of a modscope MLP's state dict with the input columns of ``layers.0`` and the
+    output rows of the last layer put back in task order (``permutations`` as in the payload)."""
+    import torch
+
+    sd = {k: v.clone() for k, v in state_dict.items()}
+    if not permutations:
+        return sd
+    inv_in = torch.argsort(permutations[0])  # position of each original input
+    inv_out = torch.argsort(permutations[-1])
+    sd["layers.0.weight"] = sd["layers.0.weight"][:, inv_in]
+    last = f"layers.{n_linear - 1}"
+    sd[f"{last}.weight"] = sd[f"{last}.weight"][inv_out]
+    sd[f"{last}.bias"] = sd[f"{last}.bias"][inv_out]
+    return sd

@@ -1,0 +1,24 @@
+"""Knockout (lesion) experiments (spec §4): silence the neurons of each cluster, compare with random
+same-size lesions, and remove functions' weight masks; every change to the model is undone."""
+
+from .functions import FunctionKnockoutResult, function_knockout
+from .hooks import lesion, masked, remove_weights, weight_masks
+from .knockout import knockout
+from .results import KnockoutResult, PairResult, SubmoduleResult
+from .submodules import Submodule, hidden_layer_labels, submodules
+
+__all__ = [
+    "FunctionKnockoutResult",
+    "KnockoutResult",
+    "PairResult",
+    "Submodule",
+    "SubmoduleResult",
+    "function_knockout",
+    "hidden_layer_labels",
+    "knockout",
+    "lesion",
+    "masked",
+    "remove_weights",
+    "submodules",
+    "weight_masks",
+]

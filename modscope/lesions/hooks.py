@@ -1,0 +1,155 @@
+"""Changes to a model that always undo themselves: context managers that silence neurons or remove
+weights in place and restore the exact original values on exit, also when the body raises."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModscopeError
+from .network import act_at_zero, mlp_layers
+
+__all__ = ["lesion", "masked", "remove_weights", "weight_masks"]
+
+
+@contextmanager
+def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
+    """Silence hidden neurons inside the ``with`` block; the exact weights come back on exit.
+
+    ``neurons``: ``{graph layer l (1 .. L-1): neuron indices in that layer}``. Zeroes the
+    neurons' incoming weights (rows of ``layers[l-1].weight``) and biases, so their
+    pre-activation is 0 and their output ``act(0)``: 0 for ReLU, SiLU, GELU and tanh. For
+    activations with ``act(0) != 0`` (sigmoid: 0.5) the outgoing weights (columns of
+    ``layers[l].weight``) are zeroed too, so in every case a lesioned neuron contributes
+    nothing downstream ("outputs zero"). Restores on normal exit and on error.
+    """
+    lins = mlp_layers(model)
+    n_hidden = len(lins) - 1
+    index: dict[int, torch.Tensor] = {}
+    for layer, ids in neurons.items():
+        if not 1 <= int(layer) <= n_hidden:
+            raise ModscopeError(f"layer {layer} is not a hidden layer (1 .. {n_hidden})")
+        arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        width = lins[int(layer) - 1].out_features
+        if arr.size and (arr.min() < 0 or arr.max() >= width):
+            raise ModscopeError(f"neuron index out of range for layer {layer} of width {width}")
+        index[int(layer)] = torch.from_numpy(arr).to(lins[0].weight.device)
+    zero_outgoing = act_at_zero(model) != 0.0
+    touched: dict[int, torch.Tensor] = {}
+    for layer in index:
+        params = [lins[layer - 1].weight, lins[layer - 1].bias]
+        if zero_outgoing:
+            params.append(lins[layer].weight)
+        for p in params:
+            if p is not None:
+                touched[id(p)] = p
+    saved = [(p, p.detach().clone()) for p in touched.values()]
+    try:
+        with torch.no_grad():
+            for layer, idx in index.items():
+                lin = lins[layer - 1]
+                lin.weight[idx] = 0
+                if lin.bias is not None:
+                    lin.bias[idx] = 0
+                if zero_outgoing:
+                    lins[layer].weight[:, idx] = 0
+        yield model
+    finally:
+        with torch.no_grad():
+            for p, original in saved:
+                p.copy_(original)
+
+
+def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
+    """Normalise one function's mask to ``{parameter name: bool tensor of its shape}``.
+
+    Accepts a sequence of bool tensors, one per ``nn.Linear`` weight in forward order
+    (``None`` entries skipped), or a mapping from parameter names (``"layers.0.weight"``)
+    or Linear indices to bool tensors. ``True`` marks a weight of the subnetwork.
+    """
+    params = dict(model.named_parameters())
+    lins = mlp_layers(model)
+    names = {id(p): n for n, p in params.items()}
+    out: dict[str, torch.Tensor] = {}
+    if isinstance(masks, Mapping):
+        items = list(masks.items())
+    elif isinstance(masks, Sequence) and not isinstance(masks, str | bytes):
+        if len(masks) != len(lins):
+            raise ModscopeError(
+                f"got {len(masks)} masks for a model with {len(lins)} Linear layers"
+            )
+        items = list(enumerate(masks))
+    else:
+        raise ModscopeError(
+            f"a mask must be a list of tensors or a dict, got {type(masks).__name__}"
+        )
+    for key, m in items:
+        if m is None:
+            continue
+        if isinstance(key, int):
+            if not 0 <= key < len(lins):
+                raise ModscopeError(f"mask for Linear layer {key}, the model has {len(lins)}")
+            name = names[id(lins[key].weight)]
+        else:
+            name = str(key)
+        if name not in params:
+            raise ModscopeError(f"mask for unknown parameter {name!r}")
+        t = torch.as_tensor(m)
+        if t.dtype != torch.bool:
+            raise ModscopeError(f"mask for {name} must be boolean, got {t.dtype}")
+        if tuple(t.shape) != tuple(params[name].shape):
+            raise ModscopeError(
+                f"mask for {name} has shape {tuple(t.shape)}, "
+                f"the weight {tuple(params[name].shape)}"
+            )
+        out[name] = t
+    return out
+
+
+@contextmanager
+def remove_weights(model: nn.Module, masks: Any) -> Iterator[nn.Module]:
+    """Zero exactly the weights a function's mask marks (``True``), keep the rest (spec §5).
+
+    ``masks``: anything :func:`weight_masks` accepts (e.g. one entry of
+    :func:`modscope.masks.load_masks`). The original values come back on exit, also on error.
+    """
+    with masked(model, weight_masks(model, masks), invert=True) as m:
+        yield m
+
+
+@contextmanager
+def masked(
+    model: nn.Module, mask: Mapping[str, torch.Tensor], invert: bool = False
+) -> Iterator[nn.Module]:
+    """Multiply the named parameters by a hard mask in place (``invert``: by its complement) and
+    restore the exact original values on exit, also when the body raises.
+
+    ``mask``: ``{parameter name: bool tensor of the parameter's shape}``, e.g. one entry of
+    :func:`load_masks`. Use it to run your own code on a masked model; modscope's own
+    evaluations never touch the model (they go through ``functional_call``).
+    """
+    params = dict(model.named_parameters())
+    unknown = [n for n in mask if n not in params]
+    if unknown:
+        raise ModscopeError(f"mask names parameters the model does not have: {', '.join(unknown)}")
+    for n, m in mask.items():
+        if tuple(m.shape) != tuple(params[n].shape):
+            raise ModscopeError(
+                f"mask for {n} has shape {tuple(m.shape)}, the parameter {tuple(params[n].shape)}"
+            )
+    saved = {n: params[n].detach().clone() for n in mask}
+    try:
+        with torch.no_grad():
+            for n, m in mask.items():
+                keep = m.to(device=params[n].device, dtype=torch.bool)
+                params[n].mul_((~keep if invert else keep).to(params[n].dtype))
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, orig in saved.items():
+                params[n].copy_(orig)

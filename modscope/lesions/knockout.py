@@ -1,0 +1,296 @@
+"""Knockout (lesion) experiments: do the modules found matter for what the network does? (spec §4)
+
+A *sub-module* is the set of neurons of one hidden layer that carry one cluster label. A
+*lesion* silences neurons: they output zero. Each true lesion is compared with ``N`` random
+lesions of the same size in the same layer (the layer's labels permuted), which answers
+"does removing *this* group hurt more than removing any group of its size?".
+
+Conventions used throughout:
+
+* Layers are numbered as in the weight graph (spec §1): 0 is the input layer, ``1 .. L-1``
+  the hidden layers, ``L`` the output layer. Hidden layer ``l`` is the output of
+  ``model.layers[l - 1]`` after the activation. Only hidden neurons are lesioned.
+* Neurons labelled ``-1`` (degree-0 nodes removed before clustering) belong to no
+  sub-module, and the random lesions are drawn among the layer's *labelled* neurons only
+  (a dead neuron cannot be in a true module, so it may not dilute a random one either).
+* The task metric is accuracy for classification and mean squared error for regression.
+  ``delta = metric(lesioned) - metric(intact)``. The *damage* of a lesion is the accuracy
+  drop ``intact - lesioned`` for classification and the MSE rise ``lesioned - intact`` for
+  regression, so larger damage is always worse.
+* p-value (left-tailed: "is the true lesion worse than random ones?"), with the ``+1``
+  convention of spec §3: ``p = (#{random damage >= true damage} + 1) / (N + 1)``. Ties count
+  against significance, so a lesion that changes nothing while random lesions change
+  nothing either gets ``p = 1``. The floor is ``1 / (N + 1)``.
+* ``z = (metric(true) - mean(metric(random))) / std(metric(random))`` with ``ddof = 0``;
+  for accuracy a negative z means worse than random, for MSE a positive one. ``None``
+  when the random lesions all score the same.
+* Categories, with ``min_effect`` in metric units (default 0.01 = one accuracy point;
+  for MSE tasks pass a threshold in MSE units):
+
+  - ``important``: ``p < alpha`` and ``damage >= min_effect``;
+  - ``sig-but-small``: ``p < alpha`` and ``damage < min_effect``;
+  - ``prunable``: ``p == 1`` (every random lesion did at least as much damage) and
+    ``damage < min_effect``;
+  - ``not-significant``: everything else.
+
+* Fisher's method combines the sub-modules' p-values (``scipy.stats.combine_pvalues``).
+  The p-values share one network, so they are not independent: read ``fisher_p`` as a
+  summary, not an exact test.
+* Pair interaction: ``D_ij - (D_ii + D_jj)`` with ``D_ij`` the damage of the joint lesion
+  of sub-modules i and j and ``D_ii`` the damage of the single lesion of i. Positive: the
+  pair hurts more than the sum of its parts (they back each other up); negative: less
+  (serial roles, e.g. the same pathway in two layers, or the metric saturating at chance).
+  A pair's random counterpart is a random set of the same size in each of its layers (for
+  two sub-modules of one layer: one random set of their combined size).
+* Randomness: ``SeedSequence(seed)`` spawns one stream per sub-module and one per pair,
+  so a sub-module's random lesions do not depend on which others are evaluated.
+
+Evaluation is batched: the true lesion and its ``N`` random ones are per-lesion neuron
+masks of shape ``(N + 1, width)`` multiplied into the lesioned layer's output, and the
+rest of the network runs once on the stacked ``(N + 1, batch, width)`` tensor; the layers
+before the first lesioned one run only once for all lesions, and the layer right after it
+is updated by a low-rank correction (see :class:`BatchedEvaluator`). :class:`LoopEvaluator` (one
+forward per lesion through :func:`lesion`) is the oracle the batched path is tested
+against. The model is never modified by the batched path; :func:`lesion` and
+:func:`remove_weights` modify it in place and always restore it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from ..errors import ModscopeError
+from ..runtime.cache import UnitCache
+from ..runtime.hashing import fingerprint_arrays
+from ..runtime.jsonable import decode_exact, encode_exact
+from ..stats import lesion_p_value
+from ..tasks.base import Task
+from .evaluate import BatchedEvaluator, LesionEvaluator, LoopEvaluator, Scorer, Scores, Split
+from .functions import function_knockout
+from .network import layer_widths
+from .results import Category, KnockoutResult, PairResult, SubmoduleResult
+from .submodules import Submodule, hidden_layer_labels, submodules
+
+__all__ = ["categorize", "knockout"]
+
+
+def _damage(metric: np.ndarray | float, intact: float, kind: str) -> np.ndarray:
+    m = np.asarray(metric, dtype=np.float64)
+    return m - intact if kind == "mse" else intact - m
+
+
+def categorize(p_value: float, damage: float, alpha: float, min_effect: float) -> Category:
+    """The taxonomy of the module docstring (``p == 1``: every random lesion tied or beat it)."""
+    if p_value < alpha:
+        return "important" if damage >= min_effect else "sig-but-small"
+    if p_value >= 1.0 and damage < min_effect:
+        return "prunable"
+    return "not-significant"
+
+
+def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
+    sd = float(np.std(random_metric))
+    if sd == 0.0 or not np.isfinite(sd):
+        return None
+    return (true_metric - float(np.mean(random_metric))) / sd
+
+
+
+
+def _keep_from_removed(removed: np.ndarray, width: int) -> torch.Tensor:
+    """``(n, k)`` neuron indices to silence -> ``(n, width)`` bool keep-mask."""
+    keep = np.ones((removed.shape[0], width), dtype=bool)
+    keep[np.arange(removed.shape[0])[:, None], removed] = False
+    return torch.from_numpy(keep)
+
+
+def _random_removed(
+    rng: np.random.Generator, labelled: np.ndarray, size: int, n: int
+) -> np.ndarray:
+    """``(n, size)``: ``n`` uniformly random ``size``-subsets of the labelled neurons.
+
+    The same distribution as "permute the layer's labels and take one cluster's neurons",
+    vectorised: one row of random keys per draw, argsorted.
+    """
+    order = np.argsort(rng.random((n, labelled.size)), axis=1)[:, :size]
+    return labelled[order]
+
+
+def _layer_lesions(
+    rng: np.random.Generator,
+    parts: Sequence[Submodule],
+    labelled: Mapping[int, np.ndarray],
+    widths: Sequence[int],
+    n_random: int,
+) -> dict[int, torch.Tensor]:
+    """Keep-masks ``{layer: (n_random + 1, width)}``: row 0 the true (joint) lesion, then N random.
+
+    Sub-modules in the same layer are silenced together; their random counterpart is one
+    random set of the combined size (disjoint random sets of the parts' sizes, pooled).
+    """
+    by_layer: dict[int, list[int]] = {}
+    for s in parts:
+        by_layer.setdefault(s.layer, []).extend(s.neurons)
+    keep = {}
+    for layer in sorted(by_layer):
+        true = np.asarray(sorted(set(by_layer[layer])), dtype=np.int64)
+        rand = _random_removed(rng, labelled[layer], true.size, n_random)
+        removed = np.concatenate([true[None], rand])
+        keep[layer] = _keep_from_removed(removed, widths[layer])
+    return keep
+
+
+def _lesion_stats(
+    scores: Scores, intact: Scores, kind: str, functions: Sequence[str], alpha: float,
+    min_effect: float, size: int,
+) -> dict[str, Any]:
+    """Row 0 of ``scores`` is the true lesion, rows 1.. the random ones."""
+    base = float(intact.metric[0])
+    true_metric, rand_metric = float(scores.metric[0]), scores.metric[1:]
+    damage = float(_damage(true_metric, base, kind))
+    rand_damage = _damage(rand_metric, base, kind)
+    # ties in float arithmetic: accuracies are exact ratios, MSEs need a little slack
+    tol = 0.0 if kind == "ce" else 1e-9 * max(abs(base), float(np.max(np.abs(rand_metric))), 1e-12)
+    p = lesion_p_value(damage, rand_damage, tol)
+    return {
+        "size": size,
+        "accuracy": true_metric,
+        "per_class": None if scores.per_class is None else scores.per_class[0],
+        "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(functions)},
+        "delta": true_metric - base,
+        "damage": damage,
+        "p_value": p,
+        "z": _z(true_metric, rand_metric),
+        "category": categorize(p, damage, alpha, min_effect),
+        "random_mean": float(np.mean(rand_metric)),
+        "random_std": float(np.std(rand_metric)),
+        "random_metric": rand_metric.copy(),
+    }
+
+
+def knockout(
+    model: nn.Module,
+    task: Task,
+    labels: Any,
+    *,
+    n_random: int = 100,
+    pairs: bool = False,
+    seed: int = 0,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    split: Split = "test",
+    masks: Mapping[str, Any] | None = None,
+    method: Literal["batched", "loop"] = "batched",
+    progress: bool = False,
+    max_elements: int = 2**22,
+    cache: str | os.PathLike | None = None,
+) -> KnockoutResult:
+    """Lesion every (hidden layer, cluster) sub-module and compare with random lesions.
+
+    ``labels``: cluster labels, see :func:`hidden_layer_labels` (``-1`` = no sub-module).
+    ``n_random``: random same-size lesions per true lesion (needs ``1 / (n_random + 1) <
+    alpha``). ``pairs``: also every pair of sub-modules, jointly. ``seed``: the random
+    lesions come from ``SeedSequence(seed)``: one child stream per sub-module and per pair,
+    so results do not depend on evaluation order. ``masks``: ``{function: mask}`` (see
+    :func:`weight_masks`) to also run :func:`function_knockout`. ``method="loop"`` uses
+    the plain one-forward-per-lesion oracle. The model is not changed. ``cache``: a folder
+    where each finished sub-module and pair is kept (`modscope.cache`), so an interrupted
+    run recomputes only what is missing.
+    """
+    if int(n_random) < 1:
+        raise ModscopeError(f"need at least one random lesion, got {n_random}")
+    if not 0.0 < alpha <= 1.0:
+        raise ModscopeError(f"alpha must be in (0, 1], got {alpha}")
+    if 1.0 / (n_random + 1) >= alpha:
+        raise ModscopeError(
+            f"with {n_random} random lesions the smallest p-value is 1/{n_random + 1}, not below "
+            f"alpha = {alpha}; use at least {math.floor(1 / alpha)} random lesions"
+        )
+    if method not in ("batched", "loop"):
+        raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
+    widths = layer_widths(model)
+    hidden = hidden_layer_labels(labels, widths)
+    subs = submodules(hidden, widths)
+    if not subs:
+        raise ModscopeError("no sub-modules: every hidden neuron is unlabelled (-1)")
+    labelled = {i + 1: np.flatnonzero(lab >= 0) for i, lab in enumerate(hidden)}
+    scorer = Scorer(task, split)
+    kind, fnames = scorer.kind, scorer.functions
+    evaluator: LesionEvaluator = (
+        BatchedEvaluator(model, scorer, max_elements) if method == "batched"
+        else LoopEvaluator(model, scorer)
+    )
+    intact = evaluator.intact()
+
+    pair_list = list(combinations(range(len(subs)), 2)) if pairs else []
+    single_ss, pair_ss = np.random.SeedSequence(seed).spawn(2)
+    single_seeds = single_ss.spawn(len(subs))
+    pair_seeds = pair_ss.spawn(len(pair_list))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
+               file=sys.stderr, leave=False)
+    store = None
+    if cache is not None:
+        key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
+            [t.detach().cpu().numpy() for t in model.state_dict().values()]),
+            "task": [task.name, task.params, split], "labels": [h.tolist() for h in hidden],
+            "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect}
+        store = UnitCache(cache, key)
+
+    def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
+        """Stats of one true lesion against its random ones, from the cache when there."""
+        found = store.get(idx) if store is not None else None
+        if found is not None:
+            return decode_exact(found)
+        keep = _layer_lesions(np.random.default_rng(ss), lesioned, labelled, widths, n_random)
+        st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
+                           sum(x.size for x in lesioned))
+        if store is not None:
+            store.put(idx, encode_exact(st))
+        return st
+
+    try:
+        singles: list[SubmoduleResult] = []
+        for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
+            st = unit(idx, [s], ss)
+            singles.append(SubmoduleResult(**st, layer=s.layer, cluster=s.cluster))
+            bar.update()
+        pair_results: list[PairResult] | None = [] if pairs else None
+        for idx, ((i, j), ss) in enumerate(zip(pair_list, pair_seeds, strict=True), start=len(subs)):
+            a, b = subs[i], subs[j]
+            st = unit(idx, [a, b], ss)
+            inter = st["damage"] - (singles[i].damage + singles[j].damage)
+            pair_results.append(PairResult(**st, layer_a=a.layer, cluster_a=a.cluster,
+                                           layer_b=b.layer, cluster_b=b.cluster,
+                                           interaction=inter))
+            bar.update()
+    finally:
+        bar.close()
+
+    fisher = float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue)
+    fn_result = function_knockout(model, task, masks, split=split) if masks else None
+    return KnockoutResult(
+        metric=task.metric_name,
+        intact_accuracy=float(intact.metric[0]),
+        intact_per_class=None if intact.per_class is None else intact.per_class[0],
+        intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(fnames)},
+        submodules=singles,
+        fisher_p=fisher,
+        pairs=pair_results,
+        n_random=int(n_random),
+        seed=int(seed),
+        alpha=float(alpha),
+        min_effect=float(min_effect),
+        functions=fn_result,
+    )

@@ -1,0 +1,21 @@
+"""Functional modularity (Csordás et al. 2021, spec §5): learned binary weight masks that find the
+subnetwork each function needs, what their overlaps say, and how they line up with clusters."""
+
+from .alignment import Alignment, alignment
+from .fit import fit_logits, train_masks
+from .frozen import FrozenNet, maskable_names
+from .measures import evaluate_masks, overlap_measures
+from .result import MaskResult, load_masks
+
+__all__ = [
+    "Alignment",
+    "FrozenNet",
+    "MaskResult",
+    "alignment",
+    "evaluate_masks",
+    "fit_logits",
+    "load_masks",
+    "maskable_names",
+    "overlap_measures",
+    "train_masks",
+]

@@ -1,0 +1,149 @@
+"""What learned masks say (spec §5): kept fractions, overlaps (IoU, IoMin, shared fraction) overall
+and per layer, each mask's metric on every function's data, the inverted-mask test, and the
+per-class accuracy drop of class-removal masks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.functions import CONTROL
+from ..tasks.base import Task
+from .data import FunctionData
+from .frozen import FrozenNet
+from .result import MaskResult
+
+__all__ = ["evaluate_masks", "overlap_measures"]
+
+_EVAL_CHUNK = 8192  # examples per evaluation forward: bounds memory on big test sets
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a / b) if b > 0 else None
+
+
+def overlap_measures(
+    masks: torch.Tensor, names: Sequence[str], function_rows: Sequence[int] | None = None
+) -> dict[str, dict]:
+    """Kept fraction, IoU, IoMin and shared fraction of bool masks ``(K, P)``.
+
+    ``iou`` / ``iomin`` have keys ``"f|g"`` for every pair f before g in ``names``. ``shared``
+    of mask i is ``|M_i ∧ ∪_j M_j| / |M_i|`` over the rows ``j != i`` in ``function_rows``
+    (default all; modscope leaves the control mask out of the union). Undefined ratios
+    (empty denominators) are ``None``.
+    """
+    m = masks.to(torch.float64)
+    K, P = m.shape
+    rows = list(range(K)) if function_rows is None else list(function_rows)
+    size = m.sum(1)
+    inter = m @ m.T
+    out: dict[str, dict] = {"kept_fraction": {}, "iou": {}, "iomin": {}, "shared": {}}
+    for i in range(K):
+        out["kept_fraction"][names[i]] = float(size[i] / P) if P else None
+        for j in range(i + 1, K):
+            key = f"{names[i]}|{names[j]}"
+            union = size[i] + size[j] - inter[i, j]
+            out["iou"][key] = _ratio(float(inter[i, j]), float(union))
+            out["iomin"][key] = _ratio(float(inter[i, j]), float(min(size[i], size[j])))
+        others = [j for j in rows if j != i]
+        if others:
+            any_other = masks[others].any(0)
+            out["shared"][names[i]] = _ratio(float((masks[i] & any_other).sum()), float(size[i]))
+        else:
+            out["shared"][names[i]] = None
+    return out
+
+
+def _metric_matrix(net: FrozenNet, task: Task, eff: torch.Tensor, data: Sequence[FunctionData]):
+    """``out[k][g]``: task metric of the network with effective weights ``eff[k]`` on data g."""
+    res = []
+    with torch.no_grad():
+        for d in data:
+            outs = [
+                net(eff, d.test_x[s : s + _EVAL_CHUNK], shared_input=True)
+                for s in range(0, d.test_x.shape[0], _EVAL_CHUNK)
+            ]
+            o = torch.cat(outs, 1)
+            res.append([task.metric(o[k], d.test_y, d.groups) for k in range(eff.shape[0])])
+    return [list(r) for r in zip(*res, strict=True)]
+
+
+def _per_class_accuracy(net: FrozenNet, task: Task, eff: torch.Tensor) -> np.ndarray:
+    """``(K, n_classes)`` per-class accuracy (confusion-matrix diagonal / row sums) on the test set."""
+    x, y = task.x_test.to(net.device), task.y_test[:, 0].to(net.device)
+    C = task.n_classes
+    with torch.no_grad():
+        pred = torch.cat(
+            [
+                net(eff, x[s : s + _EVAL_CHUNK], shared_input=True).argmax(-1)
+                for s in range(0, x.shape[0], _EVAL_CHUNK)
+            ],
+            1,
+        )
+    conf = torch.zeros(eff.shape[0], C, C, dtype=torch.float64, device=net.device)
+    for k in range(eff.shape[0]):
+        conf[k].view(-1).index_add_(
+            0, y * C + pred[k], torch.ones(y.numel(), dtype=torch.float64, device=net.device)
+        )
+    rows = conf.sum(2)
+    acc = torch.diagonal(conf, dim1=1, dim2=2) / rows.clamp(min=1)
+    acc[rows == 0] = float("nan")
+    return acc.cpu().numpy()
+
+
+def evaluate_masks(
+    net: FrozenNet,
+    task: Task,
+    data: Sequence[FunctionData],
+    logits: torch.Tensor,
+    class_removal: bool = False,
+    config: dict[str, Any] | None = None,
+    keep_logits: bool = False,
+) -> MaskResult:
+    """All measures of the hard masks ``logits > 0`` (logits ``(K, P)``, one row per ``data``)."""
+    keep = logits > 0
+    fnames = [d.name for d in data]
+    fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
+
+    overall = overlap_measures(keep, fnames, fn_rows)
+    layers = {}
+    for n, sl in zip(net.names, net.spans, strict=True):
+        layers[n] = overlap_measures(keep[:, sl], fnames, fn_rows)
+
+    eff = net.w * keep
+    acc = _metric_matrix(net, task, eff, data)
+    inv_acc = _metric_matrix(net, task, net.w * ~keep, data)
+    full = _metric_matrix(net, task, net.w[None], data)[0]
+
+    class_drop = None
+    if class_removal:
+        full_pc = _per_class_accuracy(net, task, net.w[None])[0]
+        masked_pc = _per_class_accuracy(net, task, eff)
+        class_drop = {
+            f: {str(c): float(full_pc[c] - masked_pc[k, c]) for c in range(task.n_classes)}
+            for k, f in enumerate(fnames)
+        }
+
+    def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = zip(net.names, net.spans, net.shapes, strict=True)
+        return {n: t[sl].reshape(shape).cpu() for n, sl, shape in parts}
+
+    return MaskResult(
+        functions=fnames,
+        layer_names=list(net.names),
+        masks={f: split(keep[k]) for k, f in enumerate(fnames)},
+        kept_fraction=overall["kept_fraction"],
+        iou=overall["iou"],
+        iomin=overall["iomin"],
+        shared=overall["shared"],
+        accuracy={f: dict(zip(fnames, acc[k], strict=True)) for k, f in enumerate(fnames)},
+        inverted_accuracy={f: dict(zip(fnames, inv_acc[k], strict=True)) for k, f in enumerate(fnames)},
+        full_accuracy=dict(zip(fnames, full, strict=True)),
+        layers=layers,
+        class_drop=class_drop,
+        config=dict(config or {}),
+        logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
+    )

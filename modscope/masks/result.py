@@ -1,0 +1,132 @@
+"""The masks of several functions of one network, what they say, and their file format."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from ..errors import ModscopeError
+from ..runtime.atomic import write_atomic
+from ..runtime.jsonable import to_jsonable
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MaskResult", "load_masks"]
+
+FORMAT = "modscope.masks"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class MaskResult:
+    """Masks of several functions of one network and what they say.
+
+    ``masks[f]`` maps each masked parameter name to a bool tensor of its shape. ``accuracy[f][g]``
+    is the task metric (accuracy, or MSE for regression tasks) of the network under mask f on the
+    test data of g; ``inverted_accuracy[f][g]`` the same with exactly the weights of mask f
+    removed and all others kept; ``full_accuracy[g]`` the intact network on g. The ``control``
+    mask, when trained, learns the whole task; it is left out of the ``shared`` unions.
+    ``class_drop[f][c]`` (per-class runs only): per-class accuracy of the intact network minus
+    that under mask f, from the confusion matrices on the whole test set.
+    """
+
+    functions: list[str]
+    layer_names: list[str]
+    masks: dict[str, dict[str, torch.Tensor]]
+    kept_fraction: dict[str, float | None]
+    iou: dict[str, float | None]
+    iomin: dict[str, float | None]
+    shared: dict[str, float | None]
+    accuracy: dict[str, dict[str, float]]
+    inverted_accuracy: dict[str, dict[str, float]]
+    full_accuracy: dict[str, float]
+    layers: dict[str, dict[str, dict]]
+    class_drop: dict[str, dict[str, float | None]] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    logits: dict[str, dict[str, torch.Tensor]] | None = None
+    history: dict[int, MaskResult] = field(default_factory=dict)  # steps -> result (record_at)
+
+    def to_dict(self) -> dict:
+        d = {
+            "functions": list(self.functions),
+            "kept_fraction": self.kept_fraction,
+            "iou": self.iou,
+            "iomin": self.iomin,
+            "shared": self.shared,
+            "accuracy": self.accuracy,
+            "inverted_accuracy": self.inverted_accuracy,
+            "full_accuracy": self.full_accuracy,
+            "layers": self.layers,
+        }
+        if self.class_drop is not None:
+            d["class_drop"] = self.class_drop
+        return to_jsonable(d)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything but ``logits`` and ``history``, as plain containers and tensors."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("logits", "history")}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> MaskResult:
+        return cls(**payload)
+
+    def to_frame(self):
+        """One row per (mask, data): metric under the mask, under its inverse, intact; plus the
+        mask's kept and shared fractions."""
+        import pandas as pd
+
+        rows = [
+            {
+                "mask": f,
+                "data": g,
+                "accuracy": self.accuracy[f][g],
+                "inverted_accuracy": self.inverted_accuracy[f][g],
+                "full_accuracy": self.full_accuracy[g],
+                "kept_fraction": self.kept_fraction[f],
+                "shared": self.shared[f],
+            }
+            for f in self.functions
+            for g in self.full_accuracy
+        ]
+        return pd.DataFrame(rows)
+
+    def layer_frame(self):
+        """One row per (layer, mask): kept and shared fraction in that layer."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"layer": layer, "mask": f, "kept_fraction": v["kept_fraction"][f],
+                 "shared": v["shared"][f]}
+                for layer, v in self.layers.items()
+                for f in self.functions
+            ]
+        )
+
+    def save(self, path: str | os.PathLike) -> os.PathLike:
+        """Write the hard masks (and the config) to a file ``torch.load(weights_only=True)`` reads."""
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "functions": list(self.functions),
+            "layers": list(self.layer_names),
+            "masks": {f: {n: t.cpu().contiguous() for n, t in m.items()} for f, m in self.masks.items()},
+            "config": to_jsonable(self.config),
+        }
+        return write_atomic(path, lambda fh: torch.save(payload, fh))
+
+
+def load_masks(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """Read a file written by :meth:`MaskResult.save`: ``{function: {parameter name: bool tensor}}``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModscopeError(f"{path}: no such file") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is bad input
+        raise ModscopeError(f"{path}: not a readable torch file ({type(exc).__name__})") from None
+    if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+        raise ModscopeError(f"{path}: not a modscope masks file")
+    if obj.get("format_version") != FORMAT_VERSION:
+        raise ModscopeError(f"{path}: masks format version {obj.get('format_version')!r} unsupported")
+    return {f: dict(obj["masks"][f]) for f in obj["functions"]}

@@ -1,0 +1,596 @@
+"""The HTML report: every figure and number of saved results in one self-contained page.
+
+:func:`build_report` takes results — ``score``, ``masks`` and ``knockout`` JSON files (or
+their ``to_dict()`` dicts) and the demo's combined ``results.json`` — and writes to a folder:
+
+- ``index.html``: one file, figures embedded as base64 PNG, inline CSS, no script, no
+  external font or style sheet, so it opens anywhere (also offline, also as an attachment);
+- ``results.json``: everything combined, in the demo's layout (``models``, ``scores``,
+  ``masks``, ``knockouts``);
+- ``results.csv``: every number of ``results.json`` in long form (``section, name, field,
+  value``), plus tidy tables ``models.csv``, ``submodules.csv``, ``pairs.csv``, ``masks.csv``;
+- ``figures/*.png``: each figure at print resolution.
+
+A JSON file's kind is recognised by its keys (:func:`result_kind`).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import ModscopeError
+from ..runtime.atomic import write_atomic, write_json, write_text
+from ..runtime.hashing import file_sha256, json_digest
+
+KINDS = ("score", "masks", "knockout", "demo")
+_SIGNATURES = {  # the keys by which a JSON file's kind is recognised
+    "score": ("ncut", "labels", "layer_widths"),
+    "masks": ("functions", "iou", "kept_fraction"),
+    "knockout": ("submodules", "intact_accuracy"),
+}
+DPI = 130  # one PNG per figure, embedded and in figures/: sharp on screen, fine for a draft
+
+
+def result_kind(d: Any) -> str:
+    """``"score"``, ``"masks"``, ``"knockout"`` or ``"demo"``, from the keys of a result dict."""
+    if isinstance(d, Mapping):
+        if isinstance(d.get("models"), list):
+            return "demo"
+        for kind, keys in _SIGNATURES.items():
+            if all(k in d for k in keys):
+                return kind
+    raise ModscopeError(
+        "not a modscope result: expected the JSON of `score`, `masks`, `knockout` or `demo`"
+    )
+
+
+def load_result(path: str | os.PathLike) -> tuple[str, dict]:
+    """Read a result JSON file: ``(kind, dict)``."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModscopeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModscopeError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModscopeError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    try:
+        return result_kind(d), d
+    except ModscopeError as exc:
+        raise ModscopeError(f"{path}: {exc}") from None
+
+
+# -- collecting results ----------------------------------------------------------------------------
+@dataclass
+class ReportData:
+    """Results by model name; the demo's ``results.json`` layout (:meth:`to_dict`)."""
+
+    models: list[dict[str, Any]] = field(default_factory=list)
+    scores: dict[str, dict] = field(default_factory=dict)
+    masks: dict[str, dict] = field(default_factory=dict)
+    knockouts: dict[str, dict] = field(default_factory=dict)
+    nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> shuffle method -> score
+    checkpoints: dict[str, Path] = field(default_factory=dict)  # for the network drawings
+    extra: dict[str, Any] = field(default_factory=dict)  # the demo's settings, kept as they are
+
+    def add(self, kind: str, d: Mapping[str, Any], name: str, base: Path | None = None) -> None:
+        """Add one result; ``base``: the folder that relative checkpoint paths are relative to."""
+        if kind == "demo":
+            self.models.extend(dict(r) for r in d["models"])
+            for key, target in (("scores", self.scores), ("masks", self.masks),
+                                ("knockouts", self.knockouts)):
+                target.update(d.get(key) or {})
+            self.nulls.update(d.get("nulls") or {})
+            self.extra.update({k: v for k, v in d.items()
+                               if k not in ("models", "scores", "masks", "knockouts", "nulls", "version")})
+            for row in d["models"]:
+                ckpt = row.get("checkpoint")
+                if ckpt:
+                    p = Path(ckpt)
+                    if not p.is_absolute() and base is not None:
+                        p = base / p
+                    self.checkpoints[row["model"]] = p
+            return
+        target = {"score": self.scores, "masks": self.masks, "knockout": self.knockouts}[kind]
+        unique = name
+        i = 2
+        while unique in target:  # two files of one kind with one name: keep both
+            unique, i = f"{name}-{i}", i + 1
+        target[unique] = dict(d)
+        if kind == "score" and not any(r.get("model") == unique for r in self.models):
+            self.models.append(score_row(unique, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
+             "masks": self.masks, "knockouts": self.knockouts}
+        if self.nulls:  # scores of the same clustering against other shuffle methods
+            d["nulls"] = self.nulls
+        return d
+
+
+def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary-table row of a score result."""
+    s = d.get("shuffle") or {}
+    return {
+        "model": name,
+        "widths": "-".join(map(str, d["layer_widths"])),
+        "clusters": d.get("n_clusters"),
+        "ncut": d["ncut"],
+        "shuffle_method": s.get("method"),
+        "shuffles": s.get("n"),
+        "shuffle_mean": s.get("mean"),
+        "shuffle_std": s.get("std"),
+        "z": s.get("z"),
+        "p_value": s.get("p_value"),
+    }
+
+
+def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]) -> ReportData:
+    """Results from JSON paths (named by file stem) or ``(name, dict)`` pairs."""
+    data = ReportData()
+    if not results:
+        raise ModscopeError("no results to report")
+    for item in results:
+        if isinstance(item, tuple):
+            name, d = item
+            data.add(result_kind(d), d, name)
+        else:
+            kind, d = load_result(item)
+            path = Path(item)
+            data.add(kind, d, path.stem, base=path.parent)
+    return data
+
+
+# -- numbers as tables -----------------------------------------------------------------------------
+def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted.path, number)`` for every number (bools and strings left out) in nested JSON."""
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _flatten(v, f"{prefix}.{i}" if prefix else str(i))
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield prefix, obj
+
+
+def long_rows(data: ReportData) -> list[tuple[str, str, str, Any]]:
+    """Every number: ``(section, name, field, value)``."""
+    rows = []
+    for row in data.models:
+        for f, v in _flatten({k: v for k, v in row.items() if k != "model"}):
+            rows.append(("models", str(row.get("model")), f, v))
+    for section, items in (("scores", data.scores), ("masks", data.masks),
+                           ("knockouts", data.knockouts)):
+        for name, d in items.items():
+            rows.extend((section, name, f, v) for f, v in _flatten(d))
+    for name, per in data.nulls.items():
+        rows.extend(("nulls", name, f, v) for f, v in _flatten(per))
+    return rows
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(["" if v is None else v for v in r] for r in rows)
+    return buf.getvalue()
+
+
+def _dict_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    header: list[str] = []
+    for r in rows:
+        header.extend(k for k in r if k not in header)
+    return header, [[r.get(k) for k in header] for r in rows]
+
+
+def _scalar_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+    """Flattened per-function / per-class values as columns; other nested values left out."""
+    out = {}
+    for k, v in d.items():
+        if k == "per_function" and isinstance(v, Mapping):
+            out.update({f"fn_{f}": x for f, x in v.items()})
+        elif k == "per_class" and isinstance(v, list):
+            out.update({f"class_{c}": x for c, x in enumerate(v)})
+        elif not isinstance(v, Mapping | list):
+            out[k] = v
+    return out
+
+
+def _data_order(masks: Mapping[str, Any]) -> list[str]:
+    """The functions whose data the masks were scored on, in the masks' order (a key-sorted
+    JSON file loses the order of ``full_accuracy``)."""
+    scored = list(masks["full_accuracy"])
+    return [f for f in masks["functions"] if f in scored] + [g for g in scored
+                                                             if g not in masks["functions"]]
+
+
+def tables(data: ReportData) -> dict[str, str]:
+    """Tidy CSV tables: ``{file name: text}``."""
+    out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
+    if data.models:
+        out["models.csv"] = _csv(*_dict_rows(data.models))
+    subs = [{"model": n, **_scalar_fields(s)} for n, k in data.knockouts.items() for s in k["submodules"]]
+    if subs:
+        out["submodules.csv"] = _csv(*_dict_rows(subs))
+    pairs = [{"model": n, **_scalar_fields(p)} for n, k in data.knockouts.items()
+             for p in k.get("pairs") or []]
+    if pairs:
+        out["pairs.csv"] = _csv(*_dict_rows(pairs))
+    masks = [
+        {"model": n, "mask": f, "data": g, "accuracy": m["accuracy"][f][g],
+         "inverted_accuracy": m["inverted_accuracy"][f][g], "full_accuracy": m["full_accuracy"][g],
+         "kept_fraction": m["kept_fraction"][f], "shared": (m.get("shared") or {}).get(f)}
+        for n, m in data.masks.items() for f in m["functions"] for g in _data_order(m)
+    ]
+    if masks:
+        out["masks.csv"] = _csv(*_dict_rows(masks))
+    return out
+
+
+# -- figures ---------------------------------------------------------------------------------------
+@dataclass
+class _Figure:
+    slug: str
+    caption: str
+    png: bytes
+
+
+class _Figures:
+    """Draws figures once: a figure's PNGs are cached under ``cache_dir`` by a hash of its input."""
+
+    def __init__(self, out_dir: Path, cache_dir: Path | None) -> None:
+        self.out_dir = out_dir
+        self.cache_dir = cache_dir
+        self.made: list[str] = []
+
+    def draw(self, slug: str, caption: str, key: Any, make: Callable[[], Any]) -> _Figure | None:
+        digest = json_digest([slug, key, __version__])[:20]
+        cached = self.cache_dir / f"{slug}-{digest}.png" if self.cache_dir else None
+        if cached and cached.exists():
+            png = cached.read_bytes()
+        else:
+            try:
+                fig = make()
+            except ModscopeError:
+                return None  # nothing to draw (e.g. no shuffles, no pairs)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=DPI)
+            png = buf.getvalue()
+            if cached:
+                write_atomic(cached, lambda fh: fh.write(png))
+        write_atomic(self.out_dir / "figures" / f"{slug}.png", lambda fh: fh.write(png))
+        self.made.append(slug)
+        return _Figure(slug, caption, png)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-") or "figure"
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;margin:0;
+background:#fafafa;line-height:1.45}
+main{max-width:1440px;margin:0 auto;padding:1.5em 2em 4em;background:#fff}
+h1{font-size:1.7em;margin:.2em 0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+h3{margin-top:1.6em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
+th,td{border:1px solid #d6d6d6;padding:.25em .6em;text-align:right}
+th{background:#f0f0f0}td.l,th.l{text-align:left}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1.2em;
+align-items:start}
+.figs.wide{grid-template-columns:1fr}
+figure{margin:.4em 0;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.82em;color:#555}
+.note{color:#555;font-size:.9em}.good{color:#1a7f37;font-weight:600}.bad{color:#b42318}
+.scroll{overflow-x:auto}nav a{margin-right:1em}code{background:#f3f3f3;padding:0 .25em}
+"""
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return format(v, spec)
+    return html.escape(str(v))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    """An HTML table; the first ``left`` columns are left-aligned text."""
+    th = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
+                 for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>'
+                         for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return (f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody>'
+            "</table></div>")
+
+
+def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
+    """A grid of figures (two or three per row; ``wide``: one per row, for wide figures)."""
+    parts = []
+    for f in figs:
+        if f is None:
+            continue
+        b64 = base64.b64encode(f.png).decode()
+        parts.append(
+            f'<figure id="fig-{f.slug}"><img src="data:image/png;base64,{b64}" '
+            f'alt="{html.escape(f.caption)}"><figcaption>{html.escape(f.caption)} '
+            f'(<code>figures/{f.slug}.png</code>)</figcaption></figure>')
+    cls = "figs wide" if wide else "figs"
+    return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
+
+
+_HOW_TO_READ = """
+<h2 id="how">How to read this report</h2>
+<ul>
+<li><b>n-cut</b> (range 0 to k, <b>lower = more modular</b>): how much edge weight crosses
+between the k spectral clusters of the weight graph, relative to each cluster's volume. A
+number alone means little; compare it with the <b>shuffles</b>: copies of the same network
+with each weight matrix's entries permuted. <b>z</b> = (n-cut &minus; shuffle mean) / shuffle
+std: clearly negative z means more modular than chance. <b>p</b> = share of shuffles at least
+as modular (floored at 1/(N+1)). Sparse networks (pruned, BIMT) need care: <code>layer</code>
+shuffles scatter their zeros, so they are also scored against <code>layer_nonzero</code> (the
+sparsity pattern kept) and <code>layer_degree</code> (every neuron's number of connections
+kept, partners random). On tiny sparse networks z cannot go below &minus;mean/std: compare
+the n-cut with the shuffle mean too.</li>
+<li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
+<b>Cluster sizes</b> show how each layer's neurons split between clusters; the
+<b>network drawing</b> shows each connection's |w| (line width) and sign (blue +, red &minus;),
+neurons coloured by cluster.</li>
+<li><b>Masks</b> (Csord&aacute;s et al.): for each function (e.g. the left and right digit) the
+smallest set of weights that still computes it. <b>IoU</b> near 0: the functions use separate
+weights; near 1: shared. A mask should score well on its own function and near chance on the
+other; the <b>inverted</b> mask (exactly the mask's weights removed) should destroy it.</li>
+<li><b>Knockouts</b>: each <i>sub-module</i> (the neurons of one hidden layer in one cluster)
+is silenced, and the change of the test metric (bar) is compared with random lesions of the
+same size in the same layer (black: mean &plusmn; std). <b>*</b> marks p &lt; alpha:
+the cluster matters more than random neurons. <b>Double lesions</b> show the interaction
+D(i and j) &minus; (D(i) + D(j)) of the damage D: red = together worse than apart.</li>
+<li>Every number is also in <code>results.csv</code> (long form) and <code>results.json</code>;
+tidy tables in <code>models.csv</code>, <code>submodules.csv</code>, <code>pairs.csv</code>,
+<code>masks.csv</code>; figures in <code>figures/</code>.</li>
+</ul>
+"""
+
+_MODEL_COLUMNS = (
+    ("model", "model"), ("task", "task"), ("widths", "widths"), ("metric", "metric"),
+    ("value", "test value"), ("sparsity", "sparsity"), ("clusters", "k"), ("ncut", "n-cut"),
+    ("shuffle_mean", "shuffle mean"), ("shuffle_std", "shuffle std"), ("z", "z"),
+    ("p_value", "p"), ("shuffles", "N"),
+)
+
+
+def _models_html(models: Sequence[Mapping[str, Any]]) -> str:
+    cols = [(k, h) for k, h in _MODEL_COLUMNS if any(k in r for r in models)]
+    known = {k for k, _ in _MODEL_COLUMNS}
+    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in known},
+                   key=lambda k: (k[2:], k[0] == "p"))
+    cols += [(k, f"{k[0]} ({k[2:]})") for k in other]  # other shuffle methods
+    rows = [[r.get(k) for k, _ in cols] for r in models]
+    return _table([h for _, h in cols], rows, left=4 if any("task" in r for r in models) else 2)
+
+
+def _null_summary(s: Mapping[str, Any]) -> str:
+    verdict = ("<span class='good'>more modular than its shuffles</span>"
+               if s["p_value"] < 0.05 else "not more modular than its shuffles")
+    summary = (f"{s['n']} {html.escape(str(s['method']))} shuffles: "
+               f"{_fmt(s['mean'])} &plusmn; {_fmt(s['std'])}, z = {_fmt(s.get('z'), '.2f')}, "
+               f"p = {_fmt(s['p_value'])}: {verdict}.")
+    n_zero = sum(1 for x in s.get("ncuts") or [] if x <= 1e-12)
+    if n_zero:  # the same caveat `modscope score` prints as a warning
+        summary += (f" <span class='bad'>{n_zero} of {s['n']} shuffled graphs fell apart "
+                    "(n-cut 0): the network is too sparse for this null; compare with "
+                    "<code>--shuffle-method layer_degree</code>.</span>")
+    return summary
+
+
+def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | None,
+                nulls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    from . import plot
+
+    s = d.get("shuffle") or {}
+    summary = (f"n-cut <b>{_fmt(d['ncut'])}</b> with k = {d['n_clusters']} on a "
+               f"{'-'.join(map(str, d['layer_widths']))} network ({d.get('n_edges', '?')} edges)")
+    if s:
+        summary += "; " + _null_summary(s)
+    for other in (nulls or {}).values():
+        if other.get("shuffle"):
+            summary += "<br>Against " + _null_summary(other["shuffle"])
+    key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
+    slug = _slug(name)
+    out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
+    row = [
+        figs.draw(f"{slug}-histogram", f"{name}: n-cut against shuffled networks", key,
+                  lambda: plot.shuffle_histogram(d, title=name)),
+        figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key,
+                  lambda: plot.cluster_sizes(d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")),
+    ]
+    for i, (method, other) in enumerate((nulls or {}).items()):
+        row.insert(1 + i, figs.draw(f"{slug}-histogram-{_slug(method)}",
+                             f"{name}: n-cut against {method} shuffles", other,
+                             lambda other=other, method=method: plot.shuffle_histogram(
+                                 other, title=f"{name}, {method} shuffles")))
+    if ckpt is not None and ckpt.exists():
+        digest = file_sha256(ckpt)
+        row.append(figs.draw(
+            f"{slug}-network", f"{name}: the network, neurons coloured by cluster", [key, digest],
+            lambda: _network(ckpt, d, name)))
+    out.append(_figures_html(row))
+    return "".join(out)
+
+
+def _network(ckpt: Path, d: Mapping[str, Any], name: str):
+    """The network drawing at the size of the other figures of a row."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from . import plot
+
+    n_layers = len(d["layer_widths"])
+    with matplotlib.rc_context(plot._STYLE):
+        fig = Figure(figsize=(5.0, min(3.6, 0.75 * n_layers + 0.8)), layout="constrained")
+        FigureCanvasAgg(fig)
+        plot.network(ckpt, d["labels"], ax=fig.add_subplot(), max_width=1.6,
+                     title=f"{name} (k = {d['n_clusters']})")
+    return fig
+
+
+def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
+    from . import plot
+
+    fns = list(d["functions"])
+    data = _data_order(d)
+    header = ["mask", "kept", "shared"] + [f"on {g}" for g in data] + [f"inverted, on {g}" for g in data]
+    rows = [["intact", None, None] + [d["full_accuracy"][g] for g in data] + [None] * len(data)]
+    for f in fns:
+        rows.append([f, d["kept_fraction"].get(f), (d.get("shared") or {}).get(f)]
+                    + [d["accuracy"][f][g] for g in data]
+                    + [d["inverted_accuracy"][f][g] for g in data])
+    slug = _slug(name)
+    fig = figs.draw(f"{slug}-masks", f"{name}: mask overlaps (IoU, IoMin), overall and per weight "
+                    "matrix, and each mask's kept fraction", d, lambda: plot.mask_overlap(d, title=name))
+    return (f'<h3 id="masks-{slug}">{html.escape(name)}</h3>'
+            "<p class='note'>Metric of the network under each mask on each function's test data; "
+            "'inverted': with exactly the mask's weights removed.</p>"
+            + _table(header, rows) + _figures_html([fig]))
+
+
+def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
+    from . import plot
+
+    cats = ("important", "sig-but-small", "prunable", "not-significant")
+    counts = {c: sum(s["category"] == c for s in d["submodules"]) for c in cats}
+    fns = sorted(d.get("intact_per_function") or {})  # sorted: as a key-sorted JSON gives them
+    fns = fns if len(fns) <= 6 else []
+    slug = _slug(name)
+    out = [
+        f'<h3 id="knockout-{slug}">{html.escape(name)}</h3>',
+        f"<p>intact {html.escape(d['metric'])} <b>{_fmt(d['intact_accuracy'])}</b>"
+        + "".join(f", {html.escape(f)} {_fmt(d['intact_per_function'][f])}" for f in fns)
+        + f"; {len(d['submodules'])} sub-modules, {d.get('n_random', '?')} random lesions each; "
+        + ", ".join(f"{c} {n}" for c, n in counts.items())
+        + f"; Fisher combined p {_fmt(d.get('fisher_p'), '.3g')}.</p>",
+    ]
+    header = ["layer", "cluster", "size", d["metric"], "delta", "random mean", "p", "z",
+              "category"] + fns
+    rows = [[s["layer"], s["cluster"], s["size"], s["accuracy"], s["delta"], s["random_mean"],
+             s["p_value"], s["z"], s["category"]] + [s["per_function"].get(f) for f in fns]
+            for s in d["submodules"]]
+    key = {k: d[k] for k in ("submodules", "pairs", "intact_accuracy", "metric") if k in d}
+    fig_l = figs.draw(f"{slug}-lesions", f"{name}: single lesions against random lesions", key,
+                      lambda: plot.lesion_effects(d))
+    fig_p = figs.draw(f"{slug}-pairs", f"{name}: interaction of double lesions", key,
+                      lambda: plot.double_lesion(d)) if d.get("pairs") else None
+    out.append(_figures_html([fig_l, fig_p], wide=True))
+    out.append("<details><summary>all sub-modules</summary>" + _table(header, rows, left=0)
+               + "</details>")
+    fk = d.get("functions")
+    if fk:
+        out.append(f"<p class='note'>Function masks removed ({html.escape(fk['metric'])} of each "
+                   "function):</p>")
+        frows = [["none"] + [fk["intact"].get(g) for g in fk["functions"]]]
+        removed = fk["removed"]
+        names = [f for f in fk["functions"] if f in removed] + sorted(set(removed) - set(fk["functions"]))
+        frows += [[f] + [removed[f].get(g) for g in fk["functions"]] for f in names]
+        out.append(_table(["removed"] + list(fk["functions"]), frows))
+    return "".join(out)
+
+
+def render_html(data: ReportData, figs: _Figures, title: str = "modscope report") -> str:
+    """The whole page (drawing every figure through ``figs``)."""
+    nav = ['<a href="#how">how to read</a>', '<a href="#models">models</a>']
+    body = [_HOW_TO_READ]
+    rank = {r.get("model"): i for i, r in enumerate(data.models)}
+
+    def ordered(items: Mapping[str, dict]) -> list[tuple[str, dict]]:
+        """The models' order (JSON files sort their keys), then the rest by name."""
+        return sorted(items.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+    if data.models:
+        body.append('<h2 id="models">Models: n-cut against shuffles</h2>' + _models_html(data.models))
+    if data.scores:
+        body.append('<h2 id="scores">Structure: spectral clusters</h2>')
+        for name, d in ordered(data.scores):
+            body.append(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name)))
+    if data.masks:
+        nav.append('<a href="#masks">masks</a>')
+        body.append('<h2 id="masks">Function: weight masks</h2>')
+        body.extend(_masks_html(name, d, figs) for name, d in ordered(data.masks))
+    if data.knockouts:
+        nav.append('<a href="#knockouts">knockouts</a>')
+        body.append('<h2 id="knockouts">Do the modules matter? Knockouts</h2>')
+        body.extend(_knockout_html(name, d, figs) for name, d in ordered(data.knockouts))
+    settings = ""
+    shown = data.extra.get("settings", data.extra)
+    if isinstance(shown, Mapping) and shown:
+        settings = ("<p class='note'>settings: " + ", ".join(
+            f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + "</p>")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<h1>{html.escape(title)}</h1><p class='note'>modscope {__version__}. "
+        "Is this trained network modular, how much more than chance, and which parts do which "
+        f"job?</p>{settings}<nav>{' '.join(nav)}</nav>{''.join(body)}</main></body></html>\n"
+    )
+
+
+def build_report(
+    results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]] | ReportData,
+    out_dir: str | os.PathLike = "modscope-report",
+    *,
+    title: str = "modscope report",
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``index.html``, ``results.json``, the CSV tables and ``figures/`` to ``out_dir``.
+
+    ``results``: result JSON paths, ``(name, dict)`` pairs, or a :class:`ReportData`.
+    ``cache_dir``: keep drawn figures there (keyed by their input) so a rebuild only draws
+    what changed. Returns the path of ``index.html``.
+    """
+    data = results if isinstance(results, ReportData) else collect(results)
+    out = Path(out_dir)
+    figs = _Figures(out, Path(cache_dir) if cache_dir is not None else None)
+    page = render_html(data, figs, title)
+    write_json(out / "results.json", data.to_dict())
+    for fname, text in tables(data).items():
+        write_text(out / fname, text)
+    return write_text(out / "index.html", page)
+
+
+def pick_result(path: str | os.PathLike, kind: str, model: str | None = None) -> dict:
+    """The ``kind`` result in a JSON file: the file itself, or one model's entry of a demo's
+    ``results.json`` (``model``: its name; may be left out when only one model has one)."""
+    found, d = load_result(path)
+    if found == kind:
+        return d
+    if found != "demo":
+        raise ModscopeError(f"{path}: a {found} result, this figure needs a {kind} result")
+    section = {"score": "scores", "masks": "masks", "knockout": "knockouts"}[kind]
+    items = d.get(section) or {}
+    if model is None:
+        if len(items) != 1:
+            names = ", ".join(items) or "none"
+            raise ModscopeError(f"{path}: a demo result; pick a model with --model ({names})")
+        return next(iter(items.values()))
+    if model not in items:
+        raise ModscopeError(f"{path}: no {kind} result for model {model!r} ({', '.join(items) or 'none'})")
+    return items[model]

@@ -1,0 +1,456 @@
+"""Figures for papers. Each function draws into a ``matplotlib.figure.Figure`` on an Agg canvas
+(no pyplot, no global backend switch, no display needed); :func:`save` writes it atomically.
+
+``network``: the BIMT picture (spec §6). Neurons at their positions, each connection a line
+of width proportional to ``|w| / max |w|`` of its layer, blue for positive weights and red
+for negative ones; neurons optionally coloured by cluster.
+
+The result figures take a result object (``ScoreResult``, ``MaskResult``, ``KnockoutResult``)
+or the dict its ``to_dict()`` gives, so saved JSON can be drawn again:
+
+- ``shuffle_histogram``: the shuffled n-cuts with the trained network's marked, z and p;
+- ``cluster_sizes``: each layer's neurons split by cluster (stacked bars);
+- ``mask_overlap``: IoU / IoMin of the function masks, overall and per layer;
+- ``lesion_effects``: the metric change of each sub-module's lesion against random lesions;
+- ``double_lesion``: the interaction of every pair of lesions.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from torch import nn
+
+from ..errors import ModscopeError
+from ..graphs.modules import linear_layers
+from ..runtime.atomic import write_atomic
+from ..training.bimt import layout
+from ..training.checkpoint import Checkpoint, load_checkpoint
+
+POSITIVE = "#1f5fbf"  # blue
+NEGATIVE = "#d62728"  # red
+UNCLUSTERED = "#9a9a9a"
+_MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest are invisible
+
+
+def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Weights ``(n_{l+1}, n_l)`` per layer and node coordinates ``(n_l, d)`` per layer, both in
+    graph order (inputs / outputs in task order, hidden neurons in position order)."""
+    if isinstance(source, str | os.PathLike):
+        source = load_checkpoint(source)
+    if isinstance(source, Checkpoint):
+        sd = source.task_ordered_state_dict()
+        n = len(source.architecture.widths) - 1
+        weights = [sd[f"layers.{i}.weight"].double().numpy() for i in range(n)]
+        widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+        bimt = source.bimt or {}
+        coords = bimt.get("coordinates")
+        if coords is None:
+            return weights, [c.numpy() for c in layout(widths)]
+        coords = [torch.as_tensor(c).double() for c in coords]
+        perms = bimt.get("permutations")
+        if perms:  # position of each task-ordered input / output
+            coords[0] = coords[0][torch.argsort(torch.as_tensor(perms[0]))]
+            coords[-1] = coords[-1][torch.argsort(torch.as_tensor(perms[-1]))]
+        return weights, [c.numpy() for c in coords]
+    if isinstance(source, nn.Module):
+        layers = linear_layers(source)
+        if not layers:
+            raise ModscopeError("the model has no nn.Linear layers to draw")
+        weights = [layer.weight.detach().cpu().double().numpy() for layer in layers]
+        widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+        return weights, [c.numpy() for c in layout(widths)]
+    raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint or a model")
+
+
+def _project(c: np.ndarray, level: float) -> np.ndarray:
+    """Layer coordinates -> 2-D drawing coordinates; a 2-D layer becomes an oblique plane."""
+    if c.shape[1] == 1:
+        return np.stack([c[:, 0], np.full(len(c), level)], 1)
+    depth = c[:, 1] - 0.5  # a grid is a plane seen obliquely: rows recede up and right
+    return np.stack([0.06 + 0.88 * c[:, 0] + 0.12 * depth, level + 0.55 * depth], 1)
+
+
+def _palette(n: int) -> list:
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def network(source: Checkpoint | nn.Module | str | os.PathLike,
+            labels: Sequence[int] | np.ndarray | None = None, ax: Axes | None = None, *,
+            max_width: float = 2.5, title: str | None = None) -> Figure:
+    """Draw a layered network: neurons at their (BIMT) positions, connections as lines.
+
+    ``source``: a :class:`Checkpoint` (BIMT coordinates and permutations honoured), its path,
+    or a model (plain line layout: ``x_j = (2j + 1) / (2n)``, one row per layer).
+    ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
+    outputs in task order, as :func:`modscope.load_graph` orders them), -1 = none.
+    Line width is ``max_width * |w| / max |w|`` points within each layer; lines below
+    0.5 % of the layer's widest are left out. Returns the figure (``ax.figure`` if given).
+    """
+    weights, coords = _geometry(source)
+    n_nodes = sum(len(c) for c in coords)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n_nodes,):
+            raise ModscopeError(
+                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
+            )
+    n_layers = len(coords)
+    if ax is None:
+        fig = Figure(figsize=(7.0, max(2.5, 1.3 * n_layers)), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    pos = [_project(c, float(l)) for l, c in enumerate(coords)]
+
+    for l, w in enumerate(weights):
+        a = np.abs(w)
+        top = a.max() if a.size else 0.0
+        if top == 0:
+            continue
+        frac = a / top
+        k, j = np.nonzero(frac >= _MIN_FRACTION)
+        f = frac[k, j]
+        order = np.argsort(f)  # strong lines on top
+        k, j, f = k[order], j[order], f[order]
+        segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
+        rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
+        colors = rgba[(w[k, j] < 0).astype(int)]
+        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
+        ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
+                                         capstyle="round", zorder=1))
+
+    size = float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40))
+    xy = np.concatenate(pos)
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, c="black", zorder=2, linewidths=0)
+    else:
+        clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0)
+        colors = dict(zip(clusters, _palette(len(clusters)), strict=True))
+        none = labels < 0
+        if none.any():
+            ax.scatter(xy[none, 0], xy[none, 1], s=size, c=UNCLUSTERED, zorder=2,
+                       linewidths=0, label="no edges")
+        for c in clusters:
+            sel = labels == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=colors[c], zorder=3,
+                       edgecolors="black", linewidths=0.3, label=f"cluster {c}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+    names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
+    ax.set_yticks(range(n_layers), names)
+    ax.set_xticks([])
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.5, n_layers - 0.5)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def save(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
+    """Write ``fig`` atomically; the format follows the suffix (png, pdf, svg, ...)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise ModscopeError(f"{path}: unsupported figure format {fmt!r} (use png, pdf or svg)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi)
+    return write_atomic(path, lambda fh: fh.write(buf.getvalue()))
+
+
+# -- result figures ------------------------------------------------------------------------------
+# Sizes for a paper column: fonts stay >= 8 pt when a figure is printed at its own size.
+_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+}
+CATEGORY_COLORS = {
+    "important": "#c0392b",
+    "sig-but-small": "#e39b2d",
+    "prunable": "#4f9a5b",
+    "not-significant": "#a5a5a5",
+}
+
+
+def _result_dict(result: Any, kind: str, required: Sequence[str]) -> dict:
+    """``result.to_dict()`` or the dict itself, checked for the keys a figure needs."""
+    d = result.to_dict() if hasattr(result, "to_dict") else result
+    if not isinstance(d, Mapping):
+        raise ModscopeError(f"expected a {kind} result or its JSON dict, got {type(result).__name__}")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ModscopeError(f"not a {kind} result: missing {', '.join(missing)}")
+    return dict(d)
+
+
+def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _layer_names(n_layers: int) -> list[str]:
+    return ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
+
+
+def shuffle_histogram(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
+    """Histogram of the shuffled networks' n-cuts with the trained network's n-cut as a red line.
+
+    ``result``: a :class:`~modscope.score.ScoreResult` or its ``to_dict()`` (with shuffles).
+    The title gives the n-cut, the shuffles' mean ± std (ddof 0), z and the one-sided p.
+    """
+    d = _result_dict(result, "score", ("ncut", "shuffle"))
+    s = d["shuffle"]
+    if not s or not s.get("ncuts"):
+        raise ModscopeError("the score result has no shuffles (n_shuffles = 0): no histogram to draw")
+    ncuts = np.asarray(s["ncuts"], dtype=np.float64)
+    x = float(d["ncut"])
+    with matplotlib.rc_context(_STYLE):
+        fig, ax = _axes(ax, (4.6, 3.0))
+        lo, hi = min(ncuts.min(), x), max(ncuts.max(), x)
+        pad = 0.05 * (hi - lo) if hi > lo else 0.01 * max(1.0, abs(hi))
+        bins = np.linspace(lo - pad, hi + pad, int(np.clip(2 * np.sqrt(ncuts.size), 8, 40)) + 1)
+        ax.hist(ncuts, bins=bins, color="#9ecae1", edgecolor="white",
+                label=f"{ncuts.size} shuffles ({s.get('method', '?')})")
+        ax.axvline(x, color=NEGATIVE, lw=2, label="trained network")
+        ax.set_xlabel("n-cut (lower = more modular)")
+        ax.set_ylabel("shuffled networks")
+        z = "n/a" if s.get("z") is None else f"{s['z']:.2f}"
+        head = f"{title}\n" if title else ""
+        ax.set_title(f"{head}n-cut {x:.3f} vs {s['mean']:.3f} ± {s['std']:.3f}:  "
+                     f"z = {z}, p = {s['p_value']:.3g}")
+        ax.legend(frameon=False)
+    return fig
+
+
+def cluster_sizes(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
+    """Each layer's neurons split by cluster, as stacked bars of the share of the layer.
+
+    ``result``: a score result or its dict (``labels`` per graph node, ``layer_widths``,
+    ``n_clusters``). Grey: neurons without edges (label -1). Tick labels give the widths.
+    """
+    d = _result_dict(result, "score", ("labels", "layer_widths", "n_clusters"))
+    labels = np.asarray(d["labels"], dtype=np.int64)
+    widths = [int(w) for w in d["layer_widths"]]
+    k = int(d["n_clusters"])
+    if labels.size != sum(widths):
+        raise ModscopeError(f"{labels.size} labels for layers of {sum(widths)} neurons in all")
+    if labels.size and labels.max() >= k:
+        raise ModscopeError(f"label {labels.max()} is not below n_clusters = {k}")
+    layer = np.repeat(np.arange(len(widths)), widths)
+    counts = np.zeros((len(widths), k + 1))  # last column: neurons without edges
+    np.add.at(counts, (layer, np.where(labels < 0, k, labels)), 1)
+    share = counts / np.maximum(np.asarray(widths, dtype=np.float64)[:, None], 1)
+    with matplotlib.rc_context(_STYLE):
+        fig, ax = _axes(ax, (max(3.6, 0.75 * len(widths) + 2.2), 3.0))
+        xs = np.arange(len(widths))
+        bottom = np.zeros(len(widths))
+        for c, color in enumerate(_palette(k)):
+            ax.bar(xs, share[:, c], bottom=bottom, color=color, width=0.75, label=f"{c}",
+                   edgecolor="white", linewidth=0.3)
+            bottom += share[:, c]
+        if counts[:, k].any():
+            ax.bar(xs, share[:, k], bottom=bottom, color=UNCLUSTERED, width=0.75, label="no edges")
+        names = _layer_names(len(widths))
+        ax.set_xticks(xs, [f"{n}\n({w})" for n, w in zip(names, widths, strict=True)])
+        ax.set_ylabel("share of the layer's neurons")
+        ax.set_ylim(0, 1)
+        ax.legend(title="cluster", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                  ncol=1 if k <= 12 else 2)
+        ax.set_title(title or f"cluster sizes per layer (k = {k})")
+    return fig
+
+
+def _heatmap(data: np.ndarray, **kwargs) -> None:
+    """seaborn's heatmap, without its matplotlib deprecation notice (Colormap.set_bad)."""
+    import seaborn as sns
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        sns.heatmap(data, **kwargs)
+
+
+def _pair_matrix(names: Sequence[str], values: Mapping[str, float | None]) -> np.ndarray:
+    """``{"f|g": v}`` -> symmetric ``(K, K)`` matrix, 1 on the diagonal, NaN where undefined."""
+    idx = {n: i for i, n in enumerate(names)}
+    m = np.full((len(names), len(names)), np.nan)
+    np.fill_diagonal(m, 1.0)
+    for key, v in values.items():
+        f, g = key.split("|", 1)
+        if f in idx and g in idx and v is not None:
+            m[idx[f], idx[g]] = m[idx[g], idx[f]] = float(v)
+    return m
+
+
+def _short_layer(name: str, i: int) -> str:
+    """``layers.0.weight`` -> ``W1`` (the weights into hidden layer 1)."""
+    return f"W{i + 1}" if name.endswith("weight") else name
+
+
+def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
+    """Four heatmaps of function masks: IoU and IoMin of every pair (all weights), IoU of each
+    pair per weight matrix, and each mask's kept fraction per weight matrix.
+
+    ``result``: a :class:`~modscope.masks.MaskResult` or its ``to_dict()``. Values in [0, 1];
+    blank cells are undefined (an empty mask).
+    """
+    d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
+    fns = list(d["functions"])
+    # the order of the functions, and natural layer order: a key-sorted JSON draws the same
+    layer_names = sorted(d["layers"], key=lambda n: [int(t) if t.isdigit() else t
+                                                      for t in re.split(r"(\d+)", n)])
+    cols = [_short_layer(n, i) for i, n in enumerate(layer_names)]
+    pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
+    per_layer = np.array([[np.nan if d["layers"][ln]["iou"].get(p) is None
+                           else d["layers"][ln]["iou"][p] for ln in layer_names] for p in pairs])
+    kept = np.array([[np.nan if d["layers"][ln]["kept_fraction"].get(f) is None
+                      else d["layers"][ln]["kept_fraction"][f] for ln in layer_names] for f in fns])
+    kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
+              cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
+    with matplotlib.rc_context(_STYLE):
+        k = len(fns)
+        fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(k, len(pairs), 2)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axs = fig.subplots(2, 2)
+        for ax, key, name in ((axs[0, 0], "iou", "IoU"), (axs[0, 1], "iomin", "IoMin")):
+            _heatmap(_pair_matrix(fns, d[key]), ax=ax, xticklabels=fns, yticklabels=fns, **kw)
+            ax.set_title(f"{name}, all weights")
+            ax.tick_params(axis="y", rotation=0)
+        ax = axs[1, 0]
+        if pairs:
+            _heatmap(per_layer, ax=ax, xticklabels=cols, yticklabels=pairs, **kw)
+            ax.tick_params(axis="y", rotation=0)
+        else:
+            ax.text(0.5, 0.5, "one mask: no pairs", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        ax.set_title("IoU per weight matrix")
+        ax = axs[1, 1]
+        _heatmap(kept, ax=ax, xticklabels=cols, yticklabels=fns, **kw)
+        ax.tick_params(axis="y", rotation=0)
+        ax.set_title("kept fraction per weight matrix")
+        fig.colorbar(axs[0, 1].collections[0], ax=axs[:, 1], shrink=0.6, label="fraction")
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _submodule_names(subs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [f"L{s['layer']}:c{s['cluster']}" for s in subs]
+
+
+def _layer_separators(ax: Axes, layers: Sequence[int]) -> None:
+    """Dotted lines between the bars of sub-modules of different hidden layers."""
+    for i in np.flatnonzero(np.diff(np.asarray(layers))):
+        ax.axvline(i + 0.5, color="#555555", lw=0.6, ls=":")
+
+
+def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
+    """One bar per sub-module: the metric change when it is lesioned (lesioned - intact), coloured
+    by category; black: mean ± std of the same-size random lesions; ``*``: p < alpha.
+
+    ``result``: a :class:`~modscope.knockout.KnockoutResult` or its ``to_dict()``. MSE changes
+    spanning orders of magnitude are drawn on a symmetric log axis.
+    """
+    d = _result_dict(result, "knockout", ("submodules", "intact_accuracy", "metric"))
+    subs = d["submodules"]
+    if not subs:
+        raise ModscopeError("the knockout result has no sub-modules to draw")
+    intact = float(d["intact_accuracy"])
+    alpha = float(d.get("alpha", 0.05))
+    metric = d["metric"]
+    delta = np.array([np.nan if s["delta"] is None else s["delta"] for s in subs], dtype=np.float64)
+    rand = np.array([np.nan if s["random_mean"] is None else s["random_mean"] - intact
+                     for s in subs], dtype=np.float64)
+    rstd = np.array([0.0 if s["random_std"] is None else s["random_std"] for s in subs])
+    n = len(subs)
+    with matplotlib.rc_context(_STYLE):
+        fig, ax = _axes(ax, (float(np.clip(0.24 * n + 3.2, 6.0, 14.0)), 3.4))
+        xs = np.arange(n)
+        colors = [CATEGORY_COLORS.get(s["category"], UNCLUSTERED) for s in subs]
+        ax.bar(xs, np.nan_to_num(delta), color=colors, width=0.8)
+        ax.errorbar(xs, rand, yerr=rstd, fmt="_", color="black", ms=7, lw=1, capsize=0,
+                    label="random lesions (mean ± std)")
+        top = np.nanmax(np.abs(np.concatenate([delta, rand + rstd, rand - rstd, [1e-12]])))
+        for x, s, v in zip(xs, subs, delta, strict=True):
+            if s["p_value"] < alpha and np.isfinite(v):
+                ax.annotate("*", (x, v), xytext=(0, 1 if v >= 0 else -9), textcoords="offset points",
+                            ha="center", fontsize=10, fontweight="bold")
+        ax.axhline(0, color="black", lw=0.6)
+        if metric != "accuracy" and top > 0:
+            finite = np.abs(delta[np.isfinite(delta) & (delta != 0)])
+            if finite.size and finite.max() / finite.min() > 100:
+                ax.set_yscale("symlog", linthresh=max(top * 1e-3, 1e-12))
+        _layer_separators(ax, [s["layer"] for s in subs])
+        ax.set_xticks(xs, _submodule_names(subs), rotation=90 if n > 6 else 0)
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylabel(f"Δ {metric} (lesioned − intact)")
+        ax.set_xlabel("sub-module (hidden layer : cluster)")
+        from matplotlib.patches import Patch
+
+        present = [c for c in CATEGORY_COLORS if any(s["category"] == c for s in subs)]
+        handles = [Patch(color=CATEGORY_COLORS[c], label=c) for c in present]
+        handles += ax.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.set_title(title or f"single lesions (intact {metric} {intact:.4g})\n"
+                     f"{d.get('n_random', '?')} random lesions each, * p < {alpha:g}")
+    return fig
+
+
+def double_lesion(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
+    """Heatmap of the pair interactions ``D_ij - (D_i + D_j)`` (D = damage, the metric's loss):
+    red above 0 (together worse than apart), blue below. Diagonal blank.
+
+    ``result``: a knockout result or its dict, run with pairs.
+    """
+    d = _result_dict(result, "knockout", ("submodules",))
+    pairs = d.get("pairs")
+    if not pairs:
+        raise ModscopeError("the knockout result has no pairs: run knockout with pairs=True (--pairs)")
+    subs = d["submodules"]
+    idx = {(s["layer"], s["cluster"]): i for i, s in enumerate(subs)}
+    n = len(subs)
+    m = np.full((n, n), np.nan)
+    for p in pairs:
+        i, j = idx[(p["layer_a"], p["cluster_a"])], idx[(p["layer_b"], p["cluster_b"])]
+        if p["interaction"] is not None:
+            m[i, j] = m[j, i] = p["interaction"]
+    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 0.0
+    lim = lim or 1.0
+    names = _submodule_names(subs)
+    with matplotlib.rc_context(_STYLE):
+        side = float(np.clip(0.2 * n + 2.2, 3.6, 6.5))
+        fig, ax = _axes(ax, (side + 1.0, side))
+        _heatmap(m, ax=ax, cmap="RdBu_r", center=0.0, vmin=-lim, vmax=lim,
+                    xticklabels=names, yticklabels=names, square=True, annot=n <= 8, fmt=".2g",
+                    annot_kws={"fontsize": 7}, cbar_kws={"label": "interaction (damage)"})
+        for l in np.flatnonzero(np.diff([s["layer"] for s in subs])):
+            ax.axvline(l + 1, color="#333333", lw=0.8)
+            ax.axhline(l + 1, color="#333333", lw=0.8)
+        ax.set_title(title or "double lesions: D(i and j) − (D(i) + D(j))")
+    return fig

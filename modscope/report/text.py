@@ -1,0 +1,228 @@
+"""Plain-text tables for the terminal: one function per kind of result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._version import __version__
+
+if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor the other layers
+    from ..lesions.results import KnockoutResult
+    from ..masks.result import MaskResult
+    from ..scoring.blocks import BlockScores
+    from ..scoring.result import ScoreResult
+
+__all__ = [
+    "format_blocks",
+    "format_knockout",
+    "format_masks",
+    "format_measure",
+    "format_score",
+    "format_sweep",
+    "score_table",
+]
+
+
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def score_table(result: ScoreResult, source: str = "") -> str:
+    """The `modscope score` summary: n-cut, baseline, z, p and cluster sizes per layer."""
+    d = result.to_dict()
+    widths = "-".join(map(str, d["layer_widths"]))
+    removed = int((result.partition.labels < 0).sum())
+    lines = [
+        f"modscope {d['version']}  {source}".rstrip(),
+        f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges, {removed} isolated nodes removed)",
+        f"clusters  k = {d['n_clusters']}, seed {d['seed']}",
+        f"n-cut     {d['ncut']:.4f}   (range 0..{d['n_clusters']}, lower = more modular)",
+    ]
+    s = d["shuffle"]
+    if s is not None:
+        lines += [
+            f"shuffles  {s['n']} x {s['method']}: mean {s['mean']:.4f} +- {s['std']:.4f} (std, ddof 0)",
+            f"z         {_fmt(s['z'], '.2f')}   (floor {_fmt(result.z_floor, '.2f')} = -mean/std)",
+            f"ratio     {d['ncut'] / s['mean']:.4g}   (n-cut / shuffle mean)"
+            if s["mean"] > 0
+            else "ratio     n/a   (every shuffle has n-cut 0)",
+            f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
+        ]
+    sizes = result.cluster_sizes
+    k = sizes.shape[1]
+    col = max(4, len(str(sizes.max())) + 1)
+    header = "layer  width |" + "".join(f"{c:>{col}}" for c in range(k))
+    lines += ["", "cluster sizes per layer", header, "-" * len(header)]
+    for l, row in enumerate(sizes):
+        lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
+    return "\n".join(lines)
+
+
+def format_measure(result: ScoreResult, source: str = "") -> str:
+    """The terminal summary of a `MeasureResult`."""
+    d = result.to_dict()
+    widths = "-".join(map(str, d["layer_widths"]))
+    better = "higher" if result.higher_is_modular else "lower"
+    lines = [
+        f"modscope {d['version']}  {source}".rstrip(),
+        f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges)",
+        f"measure   {result.measure} = {result.value:.4f}   ({better} = more modular)",
+    ]
+    part = result.partition
+    if result.measure == "modularity":
+        lines.append(f"louvain   {part.n_clusters} communities, n-cut {part.ncut:.4f}")
+    elif result.measure == "local_ncut":
+        per = ", ".join(f"layer {l}: {c:.4f}" for l, c in zip(part.layers, part.ncuts, strict=True))
+        lines.append(f"local     k = {part.n_clusters} per layer; n-cut {per}")
+    s = d["shuffle"]
+    if s is not None:
+        z = "n/a" if s["z"] is None else f"{s['z']:.2f}"
+        lines += [
+            f"null      {s['n']} x {s['method']}: mean {s['mean']:.4f} +- {s['std']:.4f} (std, ddof 0)",
+            f"z         {z}   ({'positive' if result.higher_is_modular else 'negative'} = more modular)",
+            f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
+        ]
+    return "\n".join(lines)
+
+
+def format_score(result: ScoreResult, source: str = "") -> str:
+    """`score_table` for the n-cut, `format_measure` for the other measures."""
+    return score_table(result, source) if result.measure == "ncut" else format_measure(result, source)
+
+
+def format_blocks(scores: BlockScores, source: str = "") -> str:
+    """The per-block table for the terminal."""
+    df = scores.to_frame()
+    measure = df["measure"].iloc[0] if len(df) else "ncut"
+    lines = [
+        f"modscope {__version__}  {source}".rstrip(),
+        f"{len(df)} MLP blocks, method {scores.method} ({measure}; "
+        f"{'higher' if measure == 'modularity' else 'lower'} = more modular)",
+        "",
+    ]
+    width = max([5, *(len(b) for b in df["block"])])
+    header = f"{'block':<{width}}  d_model   d_ff  {measure:>10}  null mean +- std     z       p"
+    lines += [header, "-" * len(header)]
+    for _, r in df.iterrows():
+        has_null = not np.isnan(r["null_mean"])
+        null = f"{r['null_mean']:.4f} +- {r['null_std']:.4f}" if has_null else "n/a".ljust(18)
+        z = "n/a" if np.isnan(r["z"]) else f"{r['z']:.2f}"
+        p = "n/a" if np.isnan(r["p_value"]) else f"{r['p_value']:.4g}"
+        lines.append(
+            f"{r['block']:<{width}}  {r['d_model']:>7} {r['d_ff']:>6}  {r['value']:>10.4f}  "
+            f"{null}  {z:>6}  {p:>6}"
+        )
+    return "\n".join(lines)
+
+
+def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
+    """A plain-text table for a terminal: one line per sub-module, then the top pairs."""
+    m = result.metric
+    # a few functions (left / right, y1 / y2): show which one each sub-module serves
+    fns = list(result.intact_per_function) if len(result.intact_per_function) <= 6 else []
+    lines = [
+        f"knockout: {len(result.submodules)} sub-modules, {result.n_random} random lesions each, "
+        f"seed {result.seed}",
+        f"intact {m}: {result.intact_accuracy:.4f}"
+        + "".join(f", {f} {result.intact_per_function[f]:.4g}" for f in fns),
+        "",
+        f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
+        f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
+    ]
+
+    def fmt_z(z: float | None) -> str:
+        return f"{z:7.2f}" if z is not None else f"{'-':>7}"
+
+    for s in result.submodules:
+        lines.append(
+            f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
+            f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category:<15}"
+            + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
+        )
+    counts = {c: sum(s.category == c for s in result.submodules)
+              for c in ("important", "sig-but-small", "prunable", "not-significant")}
+    lines += [
+        "",
+        "categories: " + ", ".join(f"{c} {n}" for c, n in counts.items()),
+        f"Fisher combined p over sub-modules: {result.fisher_p:.3g}"
+        + f"  (alpha {result.alpha}, min effect {result.min_effect})",
+    ]
+    if result.pairs:
+        top = sorted(result.pairs, key=lambda p: -abs(p.interaction))[:max_pairs]
+        lines += ["", f"pairs (top {len(top)} of {len(result.pairs)} by |interaction|):",
+                  f"{'a':>7} {'b':>7} {m:>9} {'delta':>9} {'p':>7} {'interact':>9}  category"]
+        for p in top:
+            lines.append(
+                f"{p.layer_a:>3}:{p.cluster_a:<3} {p.layer_b:>3}:{p.cluster_b:<3} "
+                f"{p.accuracy:>9.4f} {p.delta:>+9.4f} {p.p_value:>7.4f} {p.interaction:>+9.4f}  "
+                f"{p.category}"
+            )
+    if result.functions is not None:
+        fk = result.functions
+        lines += ["", f"function masks removed ({fk.metric} of each function):",
+                  f"{'removed':>12} " + " ".join(f"{g:>12}" for g in fk.functions)]
+        for name, row in [("none", fk.intact), *fk.removed.items()]:
+            lines.append(f"{name:>12} " + " ".join(f"{row[g]:>12.4f}" for g in fk.functions))
+    return "\n".join(lines) + "\n"
+
+
+def format_masks(result: MaskResult) -> str:
+    """A plain-text summary: per mask its size and metric on every function's data, intact and
+    inverted; overlaps overall and per layer."""
+    data = list(result.full_accuracy)
+    w = max(8, *(len(f) for f in result.functions)) + 2
+    col = max(9, *(len(g) + 2 for g in data))
+    lines = [
+        f"masks: {result.config.get('task', '?')}, {result.config.get('steps', '?')} steps, "
+        f"seed {result.config.get('seed', '?')}   (metric on each function's test data)",
+        "",
+        "mask".ljust(w) + "kept".rjust(8) + "shared".rjust(8) + "  | "
+        + "".join(g.rjust(col) for g in data) + "  | inverted: " + "".join(g.rjust(col) for g in data),
+        "full".ljust(w) + " " * 16 + "  | " + "".join(f"{result.full_accuracy[g]:.4f}".rjust(col)
+                                                   for g in data),
+    ]
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    for f in result.functions:
+        lines.append(
+            f.ljust(w) + pct(result.kept_fraction[f]).rjust(8) + pct(result.shared[f]).rjust(8)
+            + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
+            + "  |           "
+            + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
+        )
+    if result.iou:
+        lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
+        for key, v in result.iou.items():
+            per_layer = " ".join(
+                "-" if lv["iou"][key] is None else f"{lv['iou'][key]:.3f}"
+                for lv in result.layers.values()
+            )
+            lines.append(
+                key.ljust(2 * w) + ("-" if v is None else f"{v:.3f}").rjust(8)
+                + ("-" if result.iomin[key] is None else f"{result.iomin[key]:.3f}").rjust(8)
+                + "   " + per_layer
+            )
+    if result.class_drop:
+        lines += ["", "per-class accuracy drop (intact - masked) of each not-<c> mask on its class"]
+        for f, row in result.class_drop.items():
+            own = f[4:] if f.startswith("not-") else None
+            others = [v for c, v in row.items() if c != own and v is not None]
+            mean_other = sum(others) / len(others) if others else float("nan")
+            if own is not None and own in row:
+                lines.append(f"{f.ljust(w)} own class {row[own]:+.3f}   others (mean) "
+                             f"{mean_other:+.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def format_sweep(result: Any) -> str:
+    """A short text summary: counts and the main columns."""
+    t = result.table
+    head = f"sweep: {len(t)} rows ({result.computed} computed, {result.reused} reused) -> {result.path}"
+    shown = t[["checkpoint", "clusters", "shuffle_method", "shuffles", "seed", "ncut", "z", "p_value"]].copy()
+    shown["checkpoint"] = shown["checkpoint"].map(lambda p: Path(p).name)
+    return head + "\n" + shown.to_string(index=False, float_format=lambda x: f"{x:.4g}") + "\n"

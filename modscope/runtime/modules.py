@@ -1,0 +1,68 @@
+"""Context managers and checks for torch modules and devices; torch is imported only when used."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import ModscopeError
+
+__all__ = ["eval_mode", "resolve_device", "torch_threads"]
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any, no_grad: bool = False) -> Iterator[Any]:
+    """Every submodule in eval mode inside (and, with ``no_grad``, autograd off); each module's
+    own ``training`` flag is given back on exit, also on error."""
+    import torch
+
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad() if no_grad else contextlib.nullcontext():
+            yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def resolve_device(device: Any) -> Any:
+    """A usable ``torch.device``, or a one-line error (e.g. ``cuda`` on a machine without CUDA)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ModscopeError(f"unknown device {device!r} (try 'cpu' or 'cuda')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no GPU found"
+            raise ModscopeError(
+                f"device {device!r} requested but CUDA is not available here (torch "
+                f"{torch.__version__}, {build})"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModscopeError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ModscopeError(f"device {device!r} requested but MPS is not available here")
+    elif dev.type != "cpu":
+        raise ModscopeError(f"unsupported device {device!r} (use 'cpu' or 'cuda')")
+    return dev
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside (``None``: unchanged), restored after."""
+    import torch
+
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -1,0 +1,504 @@
+"""BIMT, brain-inspired modular training (spec §6; Liu, Gan & Tegmark 2023).
+
+Neurons get fixed *positions* in space; a connection costs ``|w| * (A * distance + y*)``;
+the loss adds ``lambda * cost``; every ``S`` steps the most connected neurons of each
+layer move to the position where the connection cost drops most. Modules appear because
+long connections are expensive and neurons that talk to each other end up close.
+
+Conventions (shared with :mod:`modscope.checkpoint`):
+
+* The model's tensors are always in *position* order. ``perms[l][p]`` is the original
+  (task) index of the neuron at position ``p`` of layer ``l``. Layer 0 is the input
+  (for token tasks: the concatenated embedding vector), layer ``L`` the output.
+* :meth:`BIMT.to_positions` / :meth:`BIMT.to_task` map inputs and outputs between task
+  order and position order, so swapping input or output neurons never changes the
+  function the trainer sees.
+
+The swap search is vectorised: only the moved neurons' incident weights change cost, so
+``C[j, p]`` = cost of neuron ``j``'s incident weights were it at position ``p`` is one
+``|W| @ D`` product per layer and the cost change of swapping ``j`` with every ``k`` is
+``C[j, k] + C[k, j] - C[j, j] - C[k, k]``. :func:`swap_deltas_bruteforce` recomputes the
+whole cost per candidate, as the reference does; it is the test oracle and the
+benchmark baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..errors import ModscopeError
+from .models import MLP
+
+__all__ = [
+    "BIMT",
+    "BIMTConfig",
+    "ConnectionCost",
+    "SwapStats",
+    "distances",
+    "layout",
+    "permute_layer",
+    "swap_deltas",
+    "swap_deltas_bruteforce",
+]
+
+Reduction = Literal["sum", "mean"]
+Schedule = Literal["reference", "constant"]
+
+_DEFAULTS = {  # used when the task names no BIMT default (values of the formula tasks)
+    "lam": 1e-3,
+    "A": 1.0,
+    "y_star": 0.1,
+    "top_k": 5,
+    "swap_every": 200,
+    "reduction": "sum",
+    "schedule": "reference",
+    "bias_from": 0.0,
+    "threshold": 0.01,
+    "output_layout": "line",
+}
+# task.defaults key -> BIMTConfig field
+_TASK_KEYS = {
+    "bimt_lambda": "lam",
+    "bimt_A": "A",
+    "bimt_y_star": "y_star",
+    "bimt_top_k": "top_k",
+    "bimt_swap_every": "swap_every",
+    "bimt_reduction": "reduction",
+    "bimt_schedule": "schedule",
+    "bimt_bias_from": "bias_from",
+    "bimt_threshold": "threshold",
+    "bimt_output_layout": "output_layout",
+}
+
+
+@dataclass(frozen=True)
+class BIMTConfig:
+    """BIMT's options.
+
+    lam: lambda_0, the connection-cost weight. A: weight factor of the distance term
+    (0 = plain L1). y_star: distance between consecutive layers. top_k / swap_every:
+    neurons moved per layer, every that many steps (0 = never swap). reduction: 'sum' or
+    'mean' of each tensor's cost. schedule: 'reference' (lambda_0 for the first quarter,
+    10 x lambda_0 until three quarters, then lambda_0) or 'constant'. bias_from: fraction of
+    training after which biases are penalised (0.75 = last quarter only, the formula
+    tasks). threshold: after training, |parameter| < threshold -> 0 (0 = keep all).
+    output_layout: 'line' or 'ring'.
+    """
+
+    lam: float = _DEFAULTS["lam"]
+    A: float = _DEFAULTS["A"]
+    y_star: float = _DEFAULTS["y_star"]
+    top_k: int = _DEFAULTS["top_k"]
+    swap_every: int = _DEFAULTS["swap_every"]
+    reduction: Reduction = _DEFAULTS["reduction"]
+    schedule: Schedule = _DEFAULTS["schedule"]
+    bias_from: float = _DEFAULTS["bias_from"]
+    threshold: float = _DEFAULTS["threshold"]
+    output_layout: Literal["line", "ring"] = _DEFAULTS["output_layout"]
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise ModscopeError(f"BIMT lambda must be a finite number >= 0, got {self.lam}")
+        if not (math.isfinite(self.A) and self.A >= 0):
+            raise ModscopeError(f"BIMT A must be a finite number >= 0, got {self.A}")
+        if not (math.isfinite(self.y_star) and self.y_star >= 0):
+            raise ModscopeError(f"BIMT y* must be a finite number >= 0, got {self.y_star}")
+        if int(self.top_k) != self.top_k or self.top_k < 0:
+            raise ModscopeError(f"BIMT top-k must be an integer >= 0, got {self.top_k}")
+        if int(self.swap_every) != self.swap_every or self.swap_every < 0:
+            raise ModscopeError(f"BIMT swap-every must be an integer >= 0, got {self.swap_every}")
+        if self.reduction not in ("sum", "mean"):
+            raise ModscopeError(f"BIMT reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.schedule not in ("reference", "constant"):
+            raise ModscopeError(
+                f"BIMT schedule must be 'reference' or 'constant', got {self.schedule!r}"
+            )
+        if not 0.0 <= self.bias_from <= 1.0:
+            raise ModscopeError(f"BIMT bias_from must be in [0, 1], got {self.bias_from}")
+        if not (math.isfinite(self.threshold) and self.threshold >= 0):
+            raise ModscopeError(f"BIMT threshold must be a number >= 0, got {self.threshold}")
+        if self.output_layout not in ("line", "ring"):
+            raise ModscopeError(
+                f"BIMT output layout must be 'line' or 'ring', got {self.output_layout!r}"
+            )
+        object.__setattr__(self, "top_k", int(self.top_k))
+        object.__setattr__(self, "swap_every", int(self.swap_every))
+
+    @classmethod
+    def from_task(cls, task: Any = None, **overrides: Any) -> BIMTConfig:
+        """The task's BIMT defaults (``task.defaults['bimt_*']``), then non-None ``overrides``."""
+        values = dict(_DEFAULTS)
+        defaults = getattr(task, "defaults", None) or {}
+        for key, name in _TASK_KEYS.items():
+            if defaults.get(key) is not None:
+                values[name] = defaults[key]
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise ModscopeError(f"unknown BIMT option(s): {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lambda_at(self, step: int, total: int) -> float:
+        """lambda at 0-based ``step`` of ``total`` steps."""
+        if self.schedule == "reference" and total // 4 <= step < 3 * total // 4:
+            return 10.0 * self.lam
+        return self.lam
+
+    def bias_on(self, step: int, total: int) -> bool:
+        return step >= self.bias_from * total
+
+
+# -- geometry ---------------------------------------------------------------------------------
+def _line(n: int) -> torch.Tensor:
+    """``(n, 1)``: x_j = (2j + 1) / (2n)."""
+    return ((2 * torch.arange(n, dtype=torch.float64) + 1) / (2 * n))[:, None]
+
+
+def _grid(rows: int, cols: int, n: int) -> torch.Tensor:
+    """``(n, 2)`` (x, y) of the first ``n`` cells of a rows x cols grid over [0, 1]^2, row-major."""
+    idx = torch.arange(n)
+    x = (2 * (idx % cols) + 1).double() / (2 * cols)
+    y = (2 * (idx // cols) + 1).double() / (2 * rows)
+    return torch.stack([x, y], 1)
+
+
+def _ring(n: int) -> torch.Tensor:
+    angle = 2 * math.pi * torch.arange(n, dtype=torch.float64) / n
+    return torch.stack([0.5 + 0.4 * torch.cos(angle), 0.5 + 0.4 * torch.sin(angle)], 1)
+
+
+def layout(
+    widths: Sequence[int],
+    input_shape: Sequence[int] | None = None,
+    output_layout: str = "line",
+) -> list[torch.Tensor]:
+    """Neuron coordinates per layer: a list of ``(n_l, d)`` float64 tensors, d = 1 or 2.
+
+    Layers are lines ``x_j = (2j + 1) / (2n)``. With a 2-D ``input_shape`` (images) whose
+    size is the input width, the input sits on its pixel grid and hidden layers on
+    square-ish grids, all in [0, 1]^2 (line layers then sit at y = 1/2); a ring output also
+    makes the layout 2-D.
+    """
+    widths = [int(w) for w in widths]
+    image = input_shape is not None and len(input_shape) == 2
+    image = image and int(input_shape[0]) * int(input_shape[1]) == widths[0]
+    two_d = image or output_layout == "ring"
+    coords = []
+    for l, n in enumerate(widths):
+        last = l == len(widths) - 1
+        if last and output_layout == "ring":
+            c = _ring(n)
+        elif l == 0 and image:
+            c = _grid(int(input_shape[0]), int(input_shape[1]), n)
+        elif image and not last:
+            cols = math.ceil(math.sqrt(n))
+            c = _grid(math.ceil(n / cols), cols, n)
+        else:
+            c = _line(n)
+            if two_d:
+                c = torch.cat([c, torch.full_like(c, 0.5)], 1)
+        coords.append(c)
+    return coords
+
+
+def distances(coords: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """L1 distances between consecutive layers: ``D[i]`` is ``(n_{i+1}, n_i)`` like ``W_i``."""
+    return [(coords[i + 1][:, None, :] - coords[i][None, :, :]).abs().sum(-1)
+            for i in range(len(coords) - 1)]
+
+
+# -- connection cost --------------------------------------------------------------------------
+class ConnectionCost:
+    """``cc = sum_l red(|W_l| * (A * D_l + y*)) + y* sum_l red(|b_l|) + y* red(|E|)``.
+
+    ``red`` is the per-tensor reduction: 'sum', or 'mean' (each tensor's cost divided by its
+    size, the reference's choice for the larger tasks). Distances are fixed per *position*.
+    """
+
+    def __init__(self, coords: Sequence[torch.Tensor], A: float, y_star: float,
+                 reduction: Reduction = "sum") -> None:
+        self.A = float(A)
+        self.y_star = float(y_star)
+        self.reduction = reduction
+        self.dist = distances(coords)
+        self.coef = [self.A * d + self.y_star for d in self.dist]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> ConnectionCost:
+        self.dist = [d.to(device, dtype) for d in self.dist]
+        self.coef = [c.to(device, dtype) for c in self.coef]
+        return self
+
+    def scale(self, t: torch.Tensor) -> float:
+        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+
+    def __call__(self, model: MLP, bias: bool = True) -> torch.Tensor:
+        """The cost (a scalar tensor, differentiable in the model's parameters)."""
+        total = None
+        for layer, coef in zip(model.layers, self.coef, strict=True):
+            w = layer.weight
+            term = (w.abs() * coef.to(w.dtype)).sum() * self.scale(w)
+            if bias and layer.bias is not None:
+                term = term + self.y_star * layer.bias.abs().sum() * self.scale(layer.bias)
+            total = term if total is None else total + term
+        if model.embedding is not None:
+            e = model.embedding.weight
+            total = total + self.y_star * e.abs().sum() * self.scale(e)
+        return total
+
+    @torch.no_grad()
+    def placement_matrix(self, model: MLP, l: int) -> torch.Tensor:
+        """``(n_l, n_l)``: ``C[j, p]`` = position-dependent cost of the neuron now at position
+        ``j`` of layer ``l`` were it at position ``p`` (its neighbours staying put).
+
+        The y* and bias parts of the cost do not depend on positions and are left out.
+        """
+        layers = model.layers
+        n = model.widths[l]
+        w0 = layers[0].weight
+        C = torch.zeros(n, n, dtype=w0.dtype, device=w0.device)
+        if l >= 1:  # incoming: W (n_l, n_{l-1}), D (n_l, n_{l-1}); C[j, p] = sum_i |W[j,i]| D[p,i]
+            w = layers[l - 1].weight
+            C += (self.A * self.scale(w)) * (w.abs() @ self.dist[l - 1].to(w.dtype).T)
+        if l < len(layers):  # outgoing: W (n_{l+1}, n_l); C[j, p] = sum_m |W[m,j]| D[m,p]
+            w = layers[l].weight
+            C += (self.A * self.scale(w)) * (w.abs().T @ self.dist[l].to(w.dtype))
+        return C
+
+
+def swap_deltas(cost: ConnectionCost, model: MLP, l: int, j: int) -> torch.Tensor:
+    """``(n_l,)``: the change of ``cost`` when neuron ``j`` of layer ``l`` swaps with each
+    neuron ``k`` (``delta[j] == 0``), all from one |W| x distance product."""
+    return _deltas(cost.placement_matrix(model, l), j)
+
+
+def _deltas(C: torch.Tensor, j: int) -> torch.Tensor:
+    diag = C.diagonal()
+    d = C[j] + C[:, j] - C[j, j] - diag
+    d[j] = 0.0
+    return d
+
+
+@torch.no_grad()
+def swap_deltas_bruteforce(cost: ConnectionCost, model: MLP, l: int, j: int,
+                           bias: bool = True) -> torch.Tensor:
+    """The oracle: swap, recompute the whole cost, swap back, for every candidate ``k``."""
+    n = model.widths[l]
+    base = cost(model, bias)
+    out = torch.zeros(n, dtype=base.dtype, device=base.device)
+    for k in range(n):
+        if k == j:
+            continue
+        order = torch.arange(n, device=base.device)
+        order[j], order[k] = k, j
+        permute_layer(model, l, order)
+        out[k] = cost(model, bias) - base
+        permute_layer(model, l, order)  # a transposition is its own inverse
+    return out
+
+
+# -- moving neurons ---------------------------------------------------------------------------
+def _layer_tensors(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
+    """(parameter, dim) pairs indexed by the neurons of layer ``l``."""
+    layers = model.layers
+    out: list[tuple[nn.Parameter, int]] = []
+    if l >= 1:
+        out.append((layers[l - 1].weight, 0))
+        if layers[l - 1].bias is not None:
+            out.append((layers[l - 1].bias, 0))
+    if l < len(layers):
+        out.append((layers[l].weight, 1))
+    return out
+
+
+@torch.no_grad()
+def permute_layer(model: MLP, l: int, order: torch.Tensor,
+                  optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Put the neuron now at position ``order[p]`` of layer ``l`` at position ``p``.
+
+    Permutes the neuron's incoming rows, bias and outgoing columns, and every optimizer
+    state tensor of the same shape (Adam's ``exp_avg``, ``exp_avg_sq``) the same way, so
+    the optimizer's memory moves with the weights.
+    """
+    for p, dim in _layer_tensors(model, l):
+        idx = order.to(p.device)
+        p.copy_(p.index_select(dim, idx))
+        if optimizer is not None and p in optimizer.state:
+            for v in optimizer.state[p].values():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    v.copy_(v.index_select(dim, idx))
+
+
+def _add_grad(p: torch.Tensor, g: torch.Tensor, alpha: float) -> None:
+    if p.grad is None:
+        p.grad = g.mul_(alpha)
+    else:
+        p.grad.add_(g, alpha=alpha)
+
+
+@dataclass
+class SwapStats:
+    swaps: int = 0
+    cost_change: float = 0.0
+
+
+class BIMT:
+    """BIMT's state for one model: geometry, cost, permutations and the swap search.
+
+    ``widths``: the model's layer widths; ``input_shape``: e.g. ``(8, 8)`` for images.
+    """
+
+    def __init__(self, config: BIMTConfig, widths: Sequence[int],
+                 input_shape: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.config = config
+        self.widths = tuple(int(w) for w in widths)
+        self.coords = layout(self.widths, input_shape, config.output_layout)
+        self.cost = ConnectionCost(self.coords, config.A, config.y_star, config.reduction)
+        self.cost.to(device, dtype)
+        self.perms = [torch.arange(n, device=device) for n in self.widths]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._in_index = self.perms[0]
+        self._out_index = torch.argsort(self.perms[-1])
+
+    # -- the function in task order ----------------------------------------------------------
+    def to_positions(self, h: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_0)`` first-layer inputs in task order -> position order."""
+        return h.index_select(1, self._in_index)
+
+    def to_task(self, out: torch.Tensor) -> torch.Tensor:
+        """``(batch, n_L)`` outputs in position order -> task order."""
+        return out.index_select(1, self._out_index)
+
+    # -- loss ---------------------------------------------------------------------------------
+    def penalty(self, model: MLP, step: int, total: int) -> torch.Tensor:
+        """``lambda(step) * cc`` at 0-based ``step`` of ``total``."""
+        c = self.config
+        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
+
+    @torch.no_grad()
+    def add_penalty_grad(self, model: MLP, step: int, total: int) -> None:
+        """Add the gradient of :meth:`penalty` to the parameters' ``.grad`` (after backward).
+
+        The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
+        kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
+        to a plain one.
+        """
+        c = self.config
+        lam = c.lambda_at(step, total)
+        cost = self.cost
+        for layer, coef in zip(model.layers, cost.coef, strict=True):
+            w = layer.weight
+            _add_grad(w, w.sign().mul_(coef), lam * cost.scale(w))
+            if c.bias_on(step, total) and layer.bias is not None:
+                _add_grad(layer.bias, layer.bias.sign(), lam * cost.y_star * cost.scale(layer.bias))
+        if model.embedding is not None:
+            e = model.embedding.weight
+            _add_grad(e, e.sign(), lam * cost.y_star * cost.scale(e))
+
+    # -- swaps --------------------------------------------------------------------------------
+    def scores(self, model: MLP, l: int) -> torch.Tensor:
+        """``(n_l,)``: sum |incoming weights| + sum |outgoing weights| of each neuron."""
+        layers = model.layers
+        with torch.no_grad():
+            s = torch.zeros(self.widths[l], device=layers[0].weight.device,
+                            dtype=layers[0].weight.dtype)
+            if l >= 1:
+                s += layers[l - 1].weight.abs().sum(1)
+            if l < len(layers):
+                s += layers[l].weight.abs().sum(0)
+        return s
+
+    @torch.no_grad()
+    def swap_layer(self, model: MLP, l: int, optimizer: torch.optim.Optimizer | None = None,
+                   method: Literal["vectorised", "bruteforce"] = "vectorised") -> SwapStats:
+        """Move each of layer ``l``'s top-k neurons to the position that lowers cc most.
+
+        Neurons are followed by identity: a top neuron already moved by an earlier swap
+        is looked up where it now is. The cost never rises (staying put is a candidate).
+        """
+        n = self.widths[l]
+        k = min(self.config.top_k, n)
+        stats = SwapStats()
+        if k == 0 or n < 2:
+            return stats
+        top = torch.argsort(self.scores(model, l), descending=True, stable=True)[:k].tolist()
+        brute = method == "bruteforce"
+        C = None if brute else self.cost.placement_matrix(model, l)
+        order = list(range(n))  # position -> neuron (pre-pass index)
+        where = list(range(n))  # neuron -> position
+        for t in top:
+            j = where[t]
+            if brute:
+                d = swap_deltas_bruteforce(self.cost, model, l, j)
+            else:
+                d = _deltas(C, j)
+            best = int(torch.argmin(d))
+            if d[best] >= 0:
+                continue
+            if brute:  # the reference's way: move the weights now, recompute everything next
+                swap = torch.arange(n, device=d.device)
+                swap[j], swap[best] = best, j
+                self.permute(model, l, swap, optimizer)
+            else:  # the neurons' rows of C move with them; the positions (columns) stay
+                C[[j, best]] = C[[best, j]]
+            order[j], order[best] = order[best], order[j]
+            where[order[j]], where[order[best]] = j, best
+            stats.swaps += 1
+            stats.cost_change += float(d[best])
+        if stats.swaps and not brute:
+            self.permute(model, l, torch.tensor(order, device=C.device), optimizer)
+        return stats
+
+    def permute(self, model: MLP, l: int, order: torch.Tensor,
+                optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Move layer ``l``'s neurons (see :func:`permute_layer`) and track them in ``perms``."""
+        permute_layer(model, l, order, optimizer)
+        self.perms[l] = self.perms[l].index_select(0, order.to(self.perms[l].device))
+        if l in (0, len(self.widths) - 1):
+            self._refresh()
+
+    def swap_pass(self, model: MLP, optimizer: torch.optim.Optimizer | None = None,
+                  method: Literal["vectorised", "bruteforce"] = "vectorised") -> SwapStats:
+        """One relocation round over every layer, input to output."""
+        total = SwapStats()
+        for l in range(len(self.widths)):
+            s = self.swap_layer(model, l, optimizer, method)
+            total.swaps += s.swaps
+            total.cost_change += s.cost_change
+        return total
+
+    # -- the end ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def threshold(self, model: MLP) -> int:
+        """Zero every Linear weight and bias with ``|value| < threshold``; returns how many."""
+        thr = self.config.threshold
+        zeroed = 0
+        if thr <= 0:
+            return 0
+        for layer in model.layers:
+            for p in (layer.weight, layer.bias):
+                if p is None:
+                    continue
+                small = p.abs() < thr
+                zeroed += int((small & (p != 0)).sum())
+                p.masked_fill_(small, 0.0)
+        return zeroed
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint's ``bimt`` entry: permutations, coordinates and the options."""
+        return {
+            "permutations": [p.detach().cpu().clone() for p in self.perms],
+            "coordinates": [c.detach().cpu().float().clone() for c in self.coords],
+            **self.config.to_dict(),
+        }

@@ -1,0 +1,450 @@
+"""The trainer: Adam on a task's MLP, with L1/L2, dropout, magnitude pruning and BIMT.
+
+Everything random (weight init, minibatch order, dropout masks) comes from generators
+seeded from ``seed``; the global RNG is never touched, and the same seed on the same
+machine gives a byte-identical checkpoint.
+
+Magnitude pruning (spec §3, as the reference's TF model-optimization setup): after the
+main training, ``prune_steps`` more steps in which each Linear weight matrix keeps a
+mask of its largest-magnitude entries; the mask's sparsity rises as TF's
+``PolynomialDecay`` (power 3) from 50 % to the target, refreshed every ``frequency``
+steps and on the last step, and pruned weights are re-zeroed after every optimizer step,
+so the final sparsity of every layer is exactly the target.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import EllipsisType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ModscopeError
+from ..runtime.modules import resolve_device
+from ..runtime.seeds import torch_seeds
+from ..tasks.base import Task
+from .bimt import BIMT, BIMTConfig
+from .checkpoint import Checkpoint, save_checkpoint
+from .models import ACTIVATIONS, MLP, Architecture
+from .pruning import magnitude_mask, polynomial_sparsity
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "architecture_for",
+    "evaluate",
+    "forward",
+    "init_model",
+    "make_config",
+    "parse_widths",
+    "save",
+    "train",
+    "weight_sparsity",
+]
+
+_FALLBACK = {"hidden": (64, 64), "steps": 1000, "batch_size": 128, "lr": 1e-3,
+             "activation": "relu"}
+_EVAL_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training option, resolved from task defaults. ``batch_size`` None = full batch."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    dropout: float
+    l1: float
+    l2: float
+    weight_decay: float
+    prune: float | None
+    prune_steps: int
+    steps: int
+    epochs: float | None
+    batch_size: int | None
+    lr: float
+    seed: int
+    device: str
+    bimt: BIMTConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["bimt"] = None if self.bimt is None else self.bimt.to_dict()
+        return d
+
+
+@dataclass
+class TrainResult:
+    """A trained network: its checkpoint and its metrics.
+
+    ``metrics``: ``test_accuracy`` / ``train_accuracy`` (classification) and
+    ``test_loss`` / ``train_loss`` (the task loss; MSE for regression), ``steps``,
+    ``sparsity`` (fraction of zero Linear weights), ``seconds`` (wall time; kept out of
+    the checkpoint so that it is reproducible byte for byte), and for BIMT ``swaps`` and
+    ``connection_cost``.
+    """
+
+    checkpoint: Checkpoint
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        ck = self.checkpoint
+        bimt = None
+        if ck.bimt is not None:
+            bimt = {k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")}
+        # the metrics at the top level (what `train --json` promises), their context beside them
+        return {
+            **self.metrics,
+            "task": ck.task,
+            "architecture": ck.architecture.to_dict(),
+            "train_config": ck.train_config,
+            "seed": ck.seed,
+            "bimt": bimt,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.checkpoint)
+
+
+# -- option checking --------------------------------------------------------------------------
+def parse_widths(hidden: str | int | Sequence[int]) -> tuple[int, ...]:
+    """``"256,256"`` / ``256`` / ``[256, 256]`` -> ``(256, 256)``; positive integers only."""
+    if isinstance(hidden, str):
+        parts = [p.strip() for p in hidden.split(",") if p.strip()]
+        try:
+            widths = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ModscopeError(
+                f"hidden widths must be comma-separated positive integers, got {hidden!r}"
+            ) from None
+    elif isinstance(hidden, int | np.integer):
+        widths = (int(hidden),)
+    else:
+        widths = tuple(hidden)
+        if not all(isinstance(w, int | np.integer) for w in widths):
+            raise ModscopeError(f"hidden widths must be positive integers, got {list(widths)}")
+        widths = tuple(int(w) for w in widths)
+    if not widths or min(widths) < 1:
+        raise ModscopeError(f"hidden widths must be positive integers, got {hidden!r}")
+    return widths
+
+
+def _check_number(name: str, value: float, low: float, *, strict: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ModscopeError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise ModscopeError(f"{name} must be {'>' if strict else '>='} {low}, got {value}")
+    return value
+
+
+def _default(task: Task, key: str) -> Any:
+    value = (task.defaults or {}).get(key)
+    return _FALLBACK[key] if value is None else value
+
+
+def _embed_dim(task: Task) -> int | None:
+    if task.vocab_size is None:
+        return None
+    if (task.defaults or {}).get("embed_dim"):
+        return int(task.defaults["embed_dim"])
+    n_tok = task.n_tokens or 1
+    if task.n_inputs > n_tok and task.n_inputs % n_tok == 0:
+        return task.n_inputs // n_tok
+    return 32
+
+
+def make_config(
+    task: Task, *, hidden=None, activation=None, dropout=0.0, l1=0.0, l2=0.0, weight_decay=None,
+    prune=None,
+    prune_steps=None, steps=None, epochs=None, batch_size: int | None | EllipsisType = ...,
+    lr=None, seed=0, device="cpu", bimt: bool | BIMTConfig | dict | None = None,
+) -> TrainConfig:
+    """Check every option and fill the unset ones from ``task.defaults``."""
+    hidden = parse_widths(_default(task, "hidden") if hidden is None else hidden)
+    activation = activation or _default(task, "activation")
+    if activation not in ACTIVATIONS:
+        raise ModscopeError(
+            f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}"
+        )
+    dropout = _check_number("dropout", dropout, 0.0)
+    if dropout >= 1.0:
+        raise ModscopeError(f"dropout must be in [0, 1), got {dropout}")
+    l1 = _check_number("l1", l1, 0.0)
+    l2 = _check_number("l2", l2, 0.0)
+    if prune is not None:
+        prune = _check_number("prune", prune, 0.0, strict=True)
+        if prune >= 1.0:
+            raise ModscopeError(f"prune (target sparsity) must be in (0, 1), got {prune}")
+    n_train = int(task.x_train.shape[0])
+    if n_train < 1:
+        raise ModscopeError(f"task {task.name} has no training examples")
+    if batch_size is ...:
+        batch_size = (task.defaults or {}).get("batch_size", _FALLBACK["batch_size"])
+    if batch_size is not None:
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ModscopeError(f"batch size must be a positive integer, got {batch_size}")
+        batch_size = None if int(batch_size) >= n_train else int(batch_size)
+    if steps is not None and epochs is not None:
+        raise ModscopeError("give steps or epochs, not both")
+    if epochs is not None:
+        epochs = _check_number("epochs", epochs, 0.0, strict=True)
+        per_epoch = 1 if batch_size is None else math.ceil(n_train / batch_size)
+        steps = max(1, round(epochs * per_epoch))
+    steps = _default(task, "steps") if steps is None else steps
+    if int(steps) != steps or steps < 1:
+        raise ModscopeError(f"steps must be an integer >= 1, got {steps}")
+    steps = int(steps)
+    if prune_steps is None:
+        prune_steps = steps if prune is not None else 0
+    if int(prune_steps) != prune_steps or prune_steps < (1 if prune is not None else 0):
+        raise ModscopeError(f"prune steps must be an integer >= 1, got {prune_steps}")
+    lr = _check_number("lr", _default(task, "lr") if lr is None else lr, 0.0, strict=True)
+    if int(seed) != seed or seed < 0:
+        raise ModscopeError(f"seed must be an integer >= 0, got {seed}")
+    resolve_device(device)
+    if bimt is True:
+        bimt = BIMTConfig.from_task(task)
+    elif isinstance(bimt, dict):
+        bimt = BIMTConfig.from_task(task, **bimt)
+    elif bimt is False:
+        bimt = None
+    if weight_decay is None:  # BIMT trains with AdamW, weight decay 0 (spec §6)
+        weight_decay = 0.0 if bimt is not None else (task.defaults or {}).get("weight_decay", 0.0)
+    weight_decay = _check_number("weight decay", weight_decay, 0.0)
+    return TrainConfig(hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
+                       weight_decay=weight_decay,
+                       prune=prune, prune_steps=int(prune_steps), steps=steps, epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=int(seed), device=str(device),
+                       bimt=bimt)
+
+
+# -- building blocks --------------------------------------------------------------------------
+def architecture_for(task: Task, hidden: Sequence[int], activation: str = "relu",
+                     dropout: float = 0.0) -> Architecture:
+    """The MLP for ``task``: ``n_inputs -> hidden... -> n_outputs`` (embedding for token tasks)."""
+    embed_dim = _embed_dim(task)
+    n_in = task.n_inputs if embed_dim is None else (task.n_tokens or 1) * embed_dim
+    return Architecture(
+        widths=(n_in, *hidden, task.n_outputs), activation=activation, dropout=dropout,
+        vocab_size=task.vocab_size, embed_dim=embed_dim,
+        n_tokens=(task.n_tokens or 1) if embed_dim is not None else None,
+    )
+
+
+def init_model(arch: Architecture, generator: torch.Generator) -> MLP:
+    """torch's default initialisation (U(+-1/sqrt(fan_in)) weights and biases, N(0, 1)
+    embeddings), drawn from ``generator`` instead of the global RNG."""
+    with torch.device("meta"):
+        net = MLP(arch)
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():
+        for layer in net.layers:
+            bound = 1.0 / math.sqrt(layer.in_features)
+            nn.init.uniform_(layer.weight, -bound, bound, generator=generator)
+            nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+        if net.embedding is not None:
+            nn.init.normal_(net.embedding.weight, generator=generator)
+    return net
+
+
+def forward(model: MLP, x: torch.Tensor, bimt: BIMT | None = None,
+            dropout_generator: torch.Generator | None = None) -> torch.Tensor:
+    """The model on task-ordered inputs, returning task-ordered outputs ``(batch, n_out)``.
+
+    With ``bimt`` the input features / outputs are permuted by its current positions; with
+    ``dropout_generator`` dropout masks are drawn from it (training), else none (eval).
+    """
+    h = model.embed(x)
+    if bimt is not None:
+        h = bimt.to_positions(h)
+    p = model.arch.dropout
+    last = len(model.layers) - 1
+    for i, layer in enumerate(model.layers):
+        h = layer(h)
+        if i < last:
+            h = model.act(h)
+            if p > 0 and dropout_generator is not None:
+                keep = torch.rand(h.shape, generator=dropout_generator, device=h.device) >= p
+                h = h * keep / (1.0 - p)
+    if bimt is not None:
+        h = bimt.to_task(h)
+    return h
+
+
+def _batches(n: int, batch_size: int | None,
+             generator: torch.Generator) -> Iterator[torch.Tensor | None]:
+    """Index tensors of successive minibatches, a fresh permutation per epoch (None = all)."""
+    while True:
+        if batch_size is None:
+            yield None
+            continue
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+
+
+def weight_sparsity(model: MLP) -> float:
+    """Fraction of exactly-zero entries over all Linear weight matrices."""
+    zeros = sum(int((layer.weight == 0).sum()) for layer in model.layers)
+    return zeros / sum(layer.weight.numel() for layer in model.layers)
+
+
+@torch.no_grad()
+def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Train / test loss (and accuracy for classification) of ``model`` in eval mode."""
+    model.eval()
+    out: dict[str, float] = {}
+    for split, x, y in (("train", task.x_train, task.y_train), ("test", task.x_test, task.y_test)):
+        if x.shape[0] == 0:
+            continue
+        preds = torch.cat([forward(model, x[i:i + _EVAL_CHUNK].to(device), bimt).cpu()
+                           for i in range(0, x.shape[0], _EVAL_CHUNK)])
+        out[f"{split}_loss"] = float(task.loss(preds, y))
+        if task.loss_kind == "ce":
+            out[f"{split}_accuracy"] = float(task.correct(preds, y).float().mean())
+    return out
+
+
+# -- the trainer ------------------------------------------------------------------------------
+def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: str | None = None,
+          dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0,
+          weight_decay: float | None = None, prune: float | None = None,
+          prune_steps: int | None = None, steps: int | None = None, epochs: float | None = None,
+          batch_size: int | None | EllipsisType = ..., lr: float | None = None, seed: int = 0,
+          device: str = "cpu", bimt: bool | BIMTConfig | dict | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train an MLP on ``task`` and return its checkpoint and metrics.
+
+    Unset options come from ``task.defaults``; ``batch_size=None`` is full batch,
+    ``...`` the task's default. ``l1`` / ``l2`` penalise Linear weights
+    (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's decoupled decay of every
+    parameter (default: the task's ``weight_decay`` for plain training, 0 for BIMT).
+    ``prune``: target sparsity in (0, 1), reached by ``prune_steps`` (default: ``steps``)
+    steps of magnitude pruning after the main training.
+    ``bimt``: True (the task's BIMT defaults), a :class:`BIMTConfig`, or a dict of overrides;
+    BIMT trains with AdamW (weight decay 0), swaps every ``swap_every`` steps of the main
+    training (not while pruning), and thresholds small parameters at the end.
+    """
+    cfg = make_config(task, hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
+                      weight_decay=weight_decay,
+                      prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs,
+                      batch_size=batch_size, lr=lr, seed=seed, device=device, bimt=bimt)
+    dev = resolve_device(cfg.device)
+    init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
+    arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
+    model = init_model(arch, torch.Generator().manual_seed(init_seed)).to(dev)
+    batch_gen = torch.Generator().manual_seed(batch_seed)
+    drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
+
+    bimt_state = None
+    if cfg.bimt is not None:
+        bimt_state = BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
+    if cfg.bimt is not None or cfg.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
+    batches = _batches(x_train.shape[0], cfg.batch_size, batch_gen)
+    weights = [layer.weight for layer in model.layers]
+    masks: list[torch.Tensor] | None = None
+    total = cfg.steps + cfg.prune_steps
+    prune_freq = max(1, min(100, cfg.prune_steps // 10))
+    swaps = 0
+
+    start = time.perf_counter()
+    model.train()
+    bar = tqdm(total=total, disable=not progress, file=sys.stderr, mininterval=0.5,
+               desc=f"train {task.name}" + (" (BIMT)" if bimt_state else ""))
+    for step in range(total):
+        pruning = step >= cfg.steps
+        if pruning:  # magnitude masks, refreshed on the TF schedule and on the last step
+            t = step - cfg.steps
+            if t % prune_freq == 0 or t == cfg.prune_steps - 1:
+                s = polynomial_sparsity(t, cfg.prune_steps - 1, cfg.prune)
+                masks = [magnitude_mask(w, s) for w in weights]
+                _apply_masks(weights, masks)
+        idx = next(batches)
+        xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
+        out = forward(model, xb, bimt_state, drop_gen)
+        loss = task.loss(out, yb)
+        objective = loss
+        if cfg.l1:
+            objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
+        if cfg.l2:
+            objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        if bimt_state is not None:  # lambda * cc, its gradient added directly (cheaper)
+            bimt_state.add_penalty_grad(model, min(step, cfg.steps - 1), cfg.steps)
+        opt.step()
+        if masks is not None:
+            _apply_masks(weights, masks)
+        if (bimt_state is not None and not pruning and cfg.bimt.swap_every
+                and (step + 1) % cfg.bimt.swap_every == 0):
+            swaps += bimt_state.swap_pass(model, opt).swaps
+        bar.update(1)
+        if progress and step % 200 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+    bar.close()
+
+    metrics: dict[str, Any] = {}
+    if bimt_state is not None:
+        bimt_state.threshold(model)
+        with torch.no_grad():
+            metrics["connection_cost"] = float(bimt_state.cost(model))
+        metrics["swaps"] = swaps
+    seconds = time.perf_counter() - start
+    model.eval()
+    metrics.update(evaluate(task, model, bimt_state, dev))
+    metrics["steps"] = total
+    metrics["sparsity"] = weight_sparsity(model)
+
+    ckpt = Checkpoint(
+        architecture=arch,
+        state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        task={"name": task.name, "params": _plain(dict(task.params or {}))},
+        train_config=cfg.to_dict(),
+        seed=cfg.seed,
+        metrics=dict(sorted(metrics.items())),
+        bimt=None if bimt_state is None else bimt_state.state(),
+    )
+    metrics["seconds"] = seconds
+    return TrainResult(checkpoint=ckpt, metrics=dict(sorted(metrics.items())))
+
+
+def _plain(obj: Any) -> Any:
+    """Task parameters as plain data (paths -> str) so ``weights_only`` loading accepts them."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+@torch.no_grad()
+def _apply_masks(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> None:
+    for w, m in zip(weights, masks, strict=True):
+        w.mul_(m)
+
+
+def save(result: TrainResult, path: str | Path) -> Path:
+    """Write ``result``'s checkpoint to ``path`` (atomically)."""
+    return result.save(path)

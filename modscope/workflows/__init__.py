@@ -1,0 +1,2 @@
+"""End-to-end runs from files to results, one per command: an analysis of a checkpoint file, the
+demo, and sweeps over many checkpoints and settings."""

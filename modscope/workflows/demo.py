@@ -1,0 +1,370 @@
+"""The demo: every experiment of modscope on tasks that need no download, as one report.
+
+``modscope demo`` trains plain, dropout + pruned and BIMT models on embedded tasks
+(scikit-learn's digits, two digits side by side (``halves``), the BIMT paper's formula
+task, and Fashion-MNIST when its files are installed), scores every model's n-cut against
+shuffled copies, learns weight masks for the ``halves`` functions (left / right digit),
+lesions every sub-module against random lesions (and every pair), and writes
+``<out>/index.html`` with every figure plus the numbers as JSON / CSV
+(:func:`modscope.report.build_report`).
+
+Every stage is cached under ``<out>/checkpoints`` and ``<out>/cache`` by a hash of
+everything that determines its result (the task, the training config and the seed for a
+checkpoint; the checkpoint's bytes and the stage's settings for scores, masks and
+knockouts; a figure's input for a figure), so a rerun only computes what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._version import __version__
+from ..errors import ModscopeError
+from ..runtime.atomic import write_json
+from ..runtime.hashing import file_sha256, json_digest
+from ..runtime.modules import torch_threads
+from ..tasks.images import FASHION_MNIST_DIR
+from ..training.checkpoint import load_checkpoint
+
+__all__ = [
+    "SPARSE_NULLS",
+    "DemoResult",
+    "DemoRun",
+    "DemoSettings",
+    "demo_runs",
+    "fashion_available",
+    "run_demo",
+]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One model of the demo: a task, how to train it, and which experiments to run on it.
+
+    ``masks``: functions to learn weight masks for (then the knockout also removes each
+    mask); ``pairs``: also lesion every pair of sub-modules; ``extra_nulls``: shuffle methods
+    to score against besides ``layer`` (sparse networks: ``layer_nonzero``, ``layer_degree``).
+    """
+
+    name: str
+    task: str
+    train: dict[str, Any]
+    clusters: int
+    task_params: dict[str, Any] = field(default_factory=dict)
+    masks: tuple[str, ...] = ()
+    pairs: bool = True
+    extra_nulls: tuple[str, ...] = ()
+
+    def key(self, seed: int) -> str:
+        """Hash of everything that determines the trained checkpoint."""
+        return json_digest([self.task, self.task_params, self.train, seed, __version__])[:16]
+
+
+def fashion_available(path: str | os.PathLike = FASHION_MNIST_DIR) -> bool:
+    """Whether the Fashion-MNIST files (Debian ``dataset-fashion-mnist``) are installed."""
+    p = Path(path)
+    return p.is_dir() and any(p.glob("train-images*")) and any(p.glob("t10k-images*"))
+
+
+# Sparse (pruned, BIMT) networks: `layer` shuffles scatter their zeros, an easy null. Also score
+# them against one that keeps the sparsity pattern and one that keeps every neuron's degree.
+SPARSE_NULLS = ("layer_nonzero", "layer_degree")
+
+
+def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
+    """The demo's models; ``quick`` trains fewer steps (under 3 minutes on 2 cores in all).
+
+    ``fashion``: add a Fashion-MNIST model (default: when its files are installed).
+    """
+    digits_steps = 1000 if quick else 4000
+    formula_steps = 4000 if quick else 20000
+    halves_steps = 1500 if quick else 4000
+    runs = [
+        DemoRun("digits-plain", "digits", {"steps": digits_steps}, 12),
+        DemoRun(
+            "digits-dropout-pruned",
+            "digits",
+            {"steps": digits_steps, "dropout": 0.2, "prune": 0.9, "prune_steps": digits_steps},
+            12,
+            extra_nulls=SPARSE_NULLS,
+        ),
+        DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12,
+                extra_nulls=SPARSE_NULLS),
+        DemoRun("halves-plain", "halves", {"steps": halves_steps}, 4, masks=("left", "right")),
+        DemoRun("halves-bimt", "halves", {"steps": halves_steps, "bimt": True}, 4,
+                masks=("left", "right"), extra_nulls=SPARSE_NULLS),
+        DemoRun("independence-plain", "formula-independence", {"steps": formula_steps}, 2),
+        DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2,
+                extra_nulls=SPARSE_NULLS),
+    ]
+    if fashion if fashion is not None else fashion_available():
+        if quick:  # a small network on a fifth of the training set: seconds, not minutes
+            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist",
+                                {"steps": 600, "hidden": [64, 64]}, 12, {"limit": 12000}, pairs=False))
+        else:  # the paper's 784-256x4-10 network, 20 epochs
+            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", {"epochs": 20}, 12,
+                                pairs=False))
+    return runs
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How much of each experiment the demo runs."""
+
+    shuffles: int
+    mask_steps: int
+    knockout_random: int
+
+    @staticmethod
+    def for_mode(quick: bool, shuffles: int | None = None) -> DemoSettings:
+        return DemoSettings(
+            shuffles=shuffles if shuffles is not None else (20 if quick else 50),
+            mask_steps=1000 if quick else 10000,
+            knockout_random=50 if quick else 100,
+        )
+
+
+@dataclass
+class DemoResult:
+    """One row per model (training metrics, n-cut against shuffles) plus every result."""
+
+    rows: list[dict[str, Any]]
+    out_dir: Path
+    scores: dict[str, dict] = field(default_factory=dict)
+    masks: dict[str, dict] = field(default_factory=dict)
+    knockouts: dict[str, dict] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> method -> score
+
+    @property
+    def report(self) -> Path:
+        return self.out_dir / "index.html"
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
+        return {"version": __version__, "models": self.rows, "scores": self.scores,
+                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
+                "nulls": self.nulls}
+
+
+def _fmt_z(z: float | None) -> str:
+    return "n/a" if z is None else f"{z:.2f}"
+
+
+# -- caching ---------------------------------------------------------------------------------------
+def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
+    return json_digest([kind, ckpt_hash, config, __version__])[:16]
+
+
+def _cached_json(path: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
+    """``(result, was_cached)``; a damaged cache file is recomputed."""
+    if path.exists():
+        try:
+            return json.loads(path.read_text()), True
+        except (OSError, json.JSONDecodeError):
+            path.unlink(missing_ok=True)
+    d = compute()
+    write_json(path, d)
+    return d, False
+
+
+def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool):
+    from ..tasks import get_task
+    from ..training.trainer import train
+
+    path = ckpt_dir / f"{run.name}-{run.key(seed)}.pt"
+    if path.exists():
+        try:
+            ckpt = load_checkpoint(path)
+            return ckpt, dict(ckpt.metrics), True, path
+        except ModscopeError:
+            path.unlink()  # a damaged cache entry is retrained
+    task = get_task(run.task, seed=seed, **run.task_params)
+    result = train(task, seed=seed, progress=progress, **run.train)
+    result.save(path)
+    return result.checkpoint, dict(result.metrics), False, path
+
+
+# -- the demo --------------------------------------------------------------------------------------
+def run_demo(
+    out_dir: str | Path = "modscope-report",
+    quick: bool = True,
+    seed: int = 0,
+    shuffles: int | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    fashion: bool | None = None,
+    runs: list[DemoRun] | None = None,
+    settings: DemoSettings | None = None,
+    threads: int | None = 1,
+) -> DemoResult:
+    """Train, score, mask and knock out the demo's models; write the report to ``out_dir``.
+
+    ``runs`` / ``settings`` replace the demo's models / effort (default: :func:`demo_runs`
+    and :meth:`DemoSettings.for_mode`). ``threads``: torch threads while it runs (``None``:
+    leave torch's setting). Returns the results; ``result.report`` is the page.
+    """
+    if threads is not None and int(threads) < 1:
+        raise ModscopeError(f"threads must be at least 1, got {threads}")
+    with torch_threads(threads):
+        return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings)
+
+
+def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings) -> DemoResult:
+    from tqdm.auto import tqdm
+
+    from ..lesions.knockout import knockout
+    from ..masks.fit import train_masks
+    from ..masks.result import load_masks
+    from ..report.html import build_report, collect
+    from ..scoring.engine import score
+    from ..training.checkpoint import task_for_checkpoint
+
+    out = Path(out_dir)
+    ckpt_dir, cache = out / "checkpoints", out / "cache"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    runs = runs if runs is not None else demo_runs(quick, fashion)
+    st = settings or DemoSettings.for_mode(quick, shuffles)
+    n_stages = sum(3 + bool(r.masks) for r in runs) + 1
+    bar = tqdm(total=n_stages, desc="demo", unit="stage", disable=not progress, file=sys.stderr)
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
+
+    def stage(text: str) -> None:
+        bar.set_description(f"demo: {text}")
+
+    rows: list[dict[str, Any]] = []
+    scores: dict[str, dict] = {}
+    masks: dict[str, dict] = {}
+    knockouts: dict[str, dict] = {}
+    nulls: dict[str, dict[str, dict]] = {}
+    try:
+        for run in runs:
+            t0 = time.perf_counter()
+            stage(f"train {run.name}")
+            ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress)
+            bar.update()
+            h = file_sha256(path)
+            notes = ["model cached"] if cached else []
+
+            stage(f"score {run.name}")
+            s_cfg = {"clusters": run.clusters, "shuffles": st.shuffles, "seed": seed}
+            s, hit = _cached_json(
+                cache / f"score-{run.name}-{_stage_key('score', h, s_cfg)}.json",
+                lambda ckpt=ckpt, run=run: score(ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles,
+                                                 seed=seed, jobs=jobs, progress=progress).to_dict(),
+            )
+            scores[run.name] = s
+            notes += ["score cached"] if hit else []
+            for method in run.extra_nulls:
+                n_cfg = {**s_cfg, "method": method}
+                extra, _ = _cached_json(
+                    cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
+                    lambda ckpt=ckpt, run=run, method=method: score(
+                        ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles, null=method,
+                        seed=seed, jobs=jobs, progress=progress).to_dict(),
+                )
+                extra.pop("labels")  # the same clustering as the main score's
+                nulls.setdefault(run.name, {})[method] = extra
+            bar.update()
+
+            memo: dict[str, Any] = {}
+
+            def model_task(ckpt=ckpt, memo=memo):
+                """The network and its task, built only when a stage is not cached."""
+                if not memo:
+                    memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
+                return memo["mt"]
+
+            mask_file = None
+            if run.masks:
+                stage(f"masks {run.name}")
+                m_cfg = {"functions": list(run.masks), "steps": st.mask_steps, "seed": seed}
+                m_key = _stage_key("masks", h, m_cfg)
+                mask_file = cache / f"masks-{run.name}-{m_key}.pt"
+
+                def fit_masks(model_task=model_task, run=run, mask_file=mask_file) -> dict:
+                    res = train_masks(*model_task(), list(run.masks), steps=st.mask_steps, seed=seed,
+                                      progress=progress, threads=jobs)  # same masks for any jobs
+                    res.save(mask_file)
+                    return res.to_dict()
+
+                json_file = cache / f"masks-{run.name}-{m_key}.json"
+                if not mask_file.exists():
+                    json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
+                masks[run.name], hit = _cached_json(json_file, fit_masks)
+                notes += ["masks cached"] if hit else []
+                bar.update()
+
+            stage(f"knockout {run.name}")
+            k_cfg = {"labels_from": _stage_key("score", h, s_cfg), "random": st.knockout_random,
+                     "pairs": run.pairs, "seed": seed,
+                     "masks": None if mask_file is None else file_sha256(mask_file)}
+            knockouts[run.name], hit = _cached_json(
+                cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
+                lambda model_task=model_task, s=s, mask_file=mask_file, run=run: knockout(
+                    *model_task(), s["labels"], n_random=st.knockout_random, pairs=run.pairs,
+                    seed=seed, progress=progress,
+                    masks=None if mask_file is None else load_masks(mask_file),
+                ).to_dict(),
+            )
+            notes += ["knockout cached"] if hit else []
+            bar.update()
+
+            metric = "test_accuracy" if "test_accuracy" in metrics else "test_loss"
+            sh = s["shuffle"] or {}
+            row = {
+                "model": run.name,
+                "task": run.task,
+                "widths": "-".join(map(str, s["layer_widths"])),
+                "metric": metric,
+                "value": float(metrics[metric]),
+                "sparsity": float(metrics.get("sparsity", 0.0)),
+                "clusters": run.clusters,
+                "ncut": s["ncut"],
+                "shuffle_mean": sh.get("mean"),
+                "shuffle_std": sh.get("std"),
+                "z": sh.get("z"),
+                "p_value": sh.get("p_value"),
+                "shuffles": st.shuffles,
+                "checkpoint": str(path.relative_to(out)),
+            }
+            for method, extra in nulls.get(run.name, {}).items():
+                row[f"z_{method}"] = (extra["shuffle"] or {}).get("z")
+                row[f"p_{method}"] = (extra["shuffle"] or {}).get("p_value")
+            rows.append(row)
+            write_json(out / "scores" / f"{run.name}.json", s)
+            z = _fmt_z(row["z"])
+            say(
+                f"{run.name:<24} {metric} {row['value']:.4g}  n-cut {s['ncut']:.3f} vs "
+                f"{sh.get('mean', float('nan')):.3f} +- {sh.get('std', float('nan')):.3f}  z {z}  "
+                f"p {sh.get('p_value', float('nan')):.3g}"
+                + "".join(f"  | {m}: z {_fmt_z(row[f'z_{m}'])} p {row[f'p_{m}']:.3g}"
+                          for m in nulls.get(run.name, {}))
+                + f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
+            )
+
+        stage("report")
+        result = DemoResult(rows, out, scores, masks, knockouts,
+                            {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
+                             "mask_steps": st.mask_steps, "knockout_random": st.knockout_random},
+                            nulls)
+        data = collect([("demo", result.to_dict())])
+        data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
+        build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")
+        bar.update()
+    finally:
+        bar.close()
+    return result

@@ -1,0 +1,332 @@
+"""Sweeps: many checkpoints x settings -> one tidy table, resumable and distributable.
+
+A config (YAML when PyYAML is installed, JSON, or TOML) names the checkpoints and the
+settings; every checkpoint is scored under every combination of the listed values::
+
+    checkpoints: [runs/plain-*.pt, runs/bimt.pt]   # paths or glob patterns, relative to the config
+    settings:                                       # a mapping: every combination of its values;
+      clusters: [4, 12]                             # a list of mappings: the union of their grids
+      shuffle_method: [layer, layer_nonzero]
+      shuffles: 50
+      seed: [0, 1]
+    out: sweep.csv                                  # optional (CLI --out wins); .parquet needs pyarrow
+
+Settings and their defaults: ``clusters`` 12, ``shuffle_method`` layer, ``shuffles`` 50,
+``seed`` 0, ``n_init`` 10, ``select`` ncut, ``assign_labels`` kmeans. The table has one row
+per checkpoint x setting. Each finished row is written to the output at once (atomically);
+a rerun reads the output back and computes only the rows whose key — a hash of the
+checkpoint's bytes, every setting and the modscope version — is not there, so a row made
+with other settings or from a changed file is never reused. Rows run as units on any
+executor (`modscope.distributed`), each on one thread, so the numbers do not depend on
+where they ran; on a Dask cluster the workers must see the checkpoint paths.
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .._version import __version__
+from ..errors import ModscopeError
+from ..runtime.atomic import write_atomic
+from ..runtime.hashing import file_sha256, json_digest
+
+__all__ = ["SweepResult", "SweepUnit", "expand_settings", "load_config", "run_sweep", "run_unit"]
+
+DEFAULTS: dict[str, Any] = {
+    "clusters": 12,
+    "shuffle_method": "layer",
+    "shuffles": 50,
+    "seed": 0,
+    "n_init": 10,
+    "select": "ncut",
+    "assign_labels": "kmeans",
+}
+SETTING_COLUMNS = list(DEFAULTS)
+RESULT_COLUMNS = ["ncut", "shuffle_mean", "shuffle_std", "z", "p_value", "n_nodes", "n_edges",
+                  "layer_widths", "seconds", "checkpoint_sha256", "version", "key"]
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a sweep config: ``.yaml``/``.yml`` (needs PyYAML), ``.json`` or ``.toml``."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ModscopeError(f"cannot read the sweep config {path}: {exc.strerror}") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
+            config = yaml.safe_load(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            config = tomllib.loads(text.decode())
+        elif suffix == ".json":
+            config = json.loads(text)
+        else:
+            raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
+    except ModscopeError:
+        raise
+    except Exception as exc:  # the parsers' own error types differ; all mean a malformed file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModscopeError(f"sweep config {path.name} does not parse: {first}") from None
+    if not isinstance(config, dict):
+        raise ModscopeError(f"sweep config {path.name}: expected a mapping at the top level")
+    return config
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _check_setting(s: dict) -> dict:
+    from ..nulls import SHUFFLE_METHODS
+
+    def integer(name, lo):
+        v = s[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ModscopeError(f"sweep setting {name} must be an integer >= {lo}, got {v!r}")
+
+    integer("clusters", 2)
+    integer("shuffles", 0)
+    integer("n_init", 1)
+    if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
+        raise ModscopeError(f"sweep setting seed must be an integer, got {s['seed']!r}")
+    if s["shuffle_method"] not in SHUFFLE_METHODS:
+        raise ModscopeError(
+            f"sweep setting shuffle_method {s['shuffle_method']!r} is not one of {', '.join(SHUFFLE_METHODS)}"
+        )
+    if s["select"] not in ("ncut", "inertia"):
+        raise ModscopeError(f"sweep setting select must be ncut or inertia, got {s['select']!r}")
+    if s["assign_labels"] not in ("kmeans", "cluster_qr"):
+        raise ModscopeError(
+            f"sweep setting assign_labels must be kmeans or cluster_qr, got {s['assign_labels']!r}"
+        )
+    return s
+
+
+def expand_settings(settings) -> list[dict]:
+    """Every combination of the listed values, defaults filled in, duplicates dropped, in order."""
+    grids = _as_list(settings if settings is not None else {})
+    out, seen = [], set()
+    for grid in grids:
+        if not isinstance(grid, dict):
+            raise ModscopeError(f"sweep settings: expected a mapping of setting -> values, got {grid!r}")
+        unknown = sorted(set(grid) - set(DEFAULTS))
+        if unknown:
+            raise ModscopeError(
+                f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
+            )
+        names = list(DEFAULTS)
+        values = [_as_list(grid.get(n, DEFAULTS[n])) for n in names]
+        for combo in itertools.product(*values):
+            s = _check_setting(dict(zip(names, combo, strict=True)))
+            frozen = json.dumps(s, sort_keys=True)
+            if frozen not in seen:
+                seen.add(frozen)
+                out.append(s)
+    return out
+
+
+def expand_checkpoints(patterns, base: Path) -> list[Path]:
+    """Paths and glob patterns (relative to ``base``) -> existing files, in the listed order."""
+    out: list[Path] = []
+    for pattern in _as_list(patterns or []):
+        full = base / os.path.expanduser(str(pattern))
+        hits = sorted(glob.glob(str(full))) if glob.has_magic(str(full)) else [str(full)]
+        hits = [h for h in hits if Path(h).is_file()]
+        if not hits:
+            raise ModscopeError(f"sweep checkpoint {pattern!r} matches no file")
+        out += [Path(h) for h in hits if Path(h) not in out]
+    if not out:
+        raise ModscopeError("the sweep config lists no checkpoints")
+    return out
+
+
+@dataclass(frozen=True)
+class SweepUnit:
+    """One row to compute: a checkpoint under one setting."""
+
+    checkpoint: str
+    sha256: str
+    setting: dict
+
+    @property
+    def key(self) -> str:
+        ident = {"sha256": self.sha256, "setting": self.setting, "version": __version__}
+        return json_digest(ident)[:24]
+
+
+def run_unit(unit: SweepUnit) -> dict:
+    """Score one checkpoint under one setting, on one thread; the table row as a dict."""
+    from ..clustering.memory import check_memory
+    from ..clustering.spectral import SpectralClusterer
+    from ..graphs.load import load_weights
+    from ..graphs.weight_graph import WeightGraph
+    from ..runtime.threads import single_thread
+    from ..scoring.engine import score
+
+    s = unit.setting
+    start = time.perf_counter()
+    items = load_weights(unit.checkpoint)
+    widths = [items[0][1].shape[1]] + [w.shape[0] for _, w in items]
+    check_memory(widths)  # before the float64 graph is built
+    graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
+    if s["clusters"] >= graph.n_nodes:
+        raise ModscopeError(f"{unit.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
+    clusterer = SpectralClusterer(
+        s["clusters"], assign_labels=s["assign_labels"], n_init=s["n_init"], select=s["select"], threads=1
+    )
+    with single_thread():
+        result = score(
+            graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"], seed=s["seed"]
+        )
+    null = result.null.to_dict() if result.null is not None else {}
+    return {
+        "checkpoint": unit.checkpoint,
+        **s,
+        "ncut": result.ncut,
+        "shuffle_mean": null.get("mean"),
+        "shuffle_std": null.get("std"),
+        "z": null.get("z"),
+        "p_value": null.get("p_value"),
+        "n_nodes": graph.n_nodes,
+        "n_edges": graph.n_edges,
+        "layer_widths": "-".join(map(str, graph.layer_widths)),
+        "seconds": round(time.perf_counter() - start, 3),
+        "checkpoint_sha256": unit.sha256,
+        "version": __version__,
+        "key": unit.key,
+    }
+
+
+@dataclass
+class SweepResult:
+    """The sweep table (one row per checkpoint x setting, config order) and what was reused."""
+
+    table: pd.DataFrame
+    computed: int
+    reused: int
+    path: Path
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table
+
+    def to_dict(self) -> dict:
+        rows = self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records")
+        return {"rows": rows, "computed": self.computed, "reused": self.reused, "path": str(self.path)}
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        if path.suffix == ".parquet":
+            table = pd.read_parquet(path)
+        else:  # text columns kept as text (floats were written by repr: exact)
+            text = {c: str for c in ("checkpoint", "shuffle_method", "select", "assign_labels",
+                                     "layer_widths", "checkpoint_sha256", "version", "key")}
+            table = pd.read_csv(path, dtype=text)
+    except Exception as exc:  # a damaged table: refuse rather than silently recompute or overwrite
+        raise ModscopeError(f"cannot read the existing sweep table {path}: {exc}") from None
+    if "key" not in table.columns:
+        raise ModscopeError(f"{path} exists but is not a modscope sweep table (no key column)")
+    return table
+
+
+def _shortest(x: float) -> str:
+    """The shortest text that reads back as exactly ``x``."""
+    return repr(float(x))
+
+
+def _write_table(path: Path, table: pd.DataFrame) -> None:
+    if path.suffix == ".parquet":
+        write_atomic(path, lambda fh: table.to_parquet(fh, index=False))
+    else:
+        write_atomic(path, lambda fh: fh.write(table.to_csv(index=False, float_format=_shortest).encode()))
+
+
+def run_sweep(
+    config: str | os.PathLike | dict,
+    out: str | os.PathLike | None = None,
+    jobs=1,
+    progress: bool = False,
+) -> SweepResult:
+    """Score every checkpoint x setting of ``config`` into one table at ``out``.
+
+    ``config`` is a config file or an already-parsed mapping (paths then relative to the
+    working directory). ``out`` (``.csv``, or ``.parquet`` with pyarrow) defaults to the
+    config's ``out``. ``jobs``: worker processes, or an executor from `modscope.distributed`
+    (e.g. ``DaskExecutor("tcp://host:8786")``). Finished rows are persisted as they arrive;
+    rows already in ``out`` with the same key are reused.
+    """
+    from ..runtime.executors import LocalExecutor
+
+    if isinstance(config, dict):
+        base = Path.cwd()
+    else:
+        base = Path(config).resolve().parent
+        config = load_config(config)
+    unknown = sorted(set(config) - {"checkpoints", "settings", "out"})
+    if unknown:
+        raise ModscopeError(
+            f"unknown sweep config key(s) {', '.join(unknown)}; use checkpoints, settings, out"
+        )
+    if out is None:  # the config's own entry is relative to the config file
+        if config.get("out") is None:
+            raise ModscopeError("no output table: give --out or an 'out' entry in the config")
+        out = base / str(config["out"])
+    out = Path(out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ModscopeError(f"the sweep table must be .csv or .parquet, got {out.name}")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ModscopeError("a .parquet table needs pyarrow (pip install pyarrow); or use .csv") from None
+    settings = expand_settings(config.get("settings"))
+    paths = expand_checkpoints(config.get("checkpoints"), base)
+    hashes = {p: file_sha256(p) for p in paths}
+    units = [SweepUnit(str(p), hashes[p], s) for p in paths for s in settings]
+
+    done: dict[str, dict] = {}
+    previous = _read_table(out)
+    wanted = {u.key for u in units}
+    if previous is not None:
+        for row in previous.to_dict(orient="records"):
+            if row["key"] in wanted:
+                done[row["key"]] = row
+    reused = len(done)
+    todo = [u for u in units if u.key not in done]
+    columns = ["checkpoint", *SETTING_COLUMNS, *RESULT_COLUMNS]
+
+    def table() -> pd.DataFrame:
+        rows = [done[u.key] for u in units if u.key in done]
+        return pd.DataFrame(rows, columns=columns)
+
+    executor = LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
+    bar = tqdm(total=len(units), initial=reused, desc="sweep", unit="row", disable=not progress, leave=False)
+    with bar:
+        if todo:
+            for i, row in executor.as_completed(run_unit, todo):
+                done[todo[i].key] = row
+                _write_table(out, table())
+                bar.update()
+    final = table()
+    if not todo:
+        _write_table(out, final)  # also drops rows of settings no longer in the config
+    return SweepResult(final, len(todo), reused, out)
