@@ -4,6 +4,10 @@ The CLI turns a :class:`ModscopeError` into a single line on stderr and exit cod
 anything else is a bug and keeps its traceback.
 """
 
+__all__ = [
+    "ModscopeError",
+]
+
 
 class ModscopeError(ValueError):
     """Bad input: a file, a shape, an option. The message is one line, fit for a user."""

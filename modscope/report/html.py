@@ -32,6 +32,21 @@ from ..errors import ModscopeError
 from ..runtime.atomic import write_atomic, write_json, write_text
 from ..runtime.hashing import file_sha256, json_digest
 
+__all__ = [
+    "DPI",
+    "KINDS",
+    "build_report",
+    "collect",
+    "load_result",
+    "long_rows",
+    "pick_result",
+    "render_html",
+    "ReportData",
+    "result_kind",
+    "score_row",
+    "tables",
+]
+
 KINDS = ("score", "masks", "knockout", "demo")
 _SIGNATURES = {  # the keys by which a JSON file's kind is recognised
     "score": ("ncut", "labels", "layer_widths"),

@@ -16,6 +16,13 @@ from ..data.functions import Function
 from ..errors import ModscopeError
 from .base import Task
 
+__all__ = [
+    "FORMULAS",
+    "MOONS_DEFAULTS",
+    "build_formula",
+    "build_moons",
+]
+
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 
 

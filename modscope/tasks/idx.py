@@ -17,6 +17,16 @@ import numpy as np
 from ..errors import ModscopeError
 from ..runtime.atomic import write_atomic
 
+__all__ = [
+    "GZIP_MAGIC",
+    "IDX_DTYPES",
+    "ZIP_MAGIC",
+    "ImageData",
+    "load_image_data",
+    "read_idx",
+    "write_idx",
+]
+
 # IDX dtype code -> big-endian numpy dtype.
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),

@@ -1,0 +1,69 @@
+"""The shape of the package: what import-linter (``make lint``) cannot see.
+
+- every module says what it exports (``__all__``), so "public" is written down;
+- no module imports a private name (``_x``) from another package;
+- the package root imports nothing but its version and its error type at import time.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "modscope"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_of(path: Path) -> str:
+    return _module_name(path.parent / "__init__.py")
+
+
+def _resolve(path: Path, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = _module_name(path) if path.name == "__init__.py" else _package_of(path)
+    parts = base.split(".")
+    parts = parts[: len(parts) - (node.level - 1)]
+    return ".".join([*parts, *([node.module] if node.module else [])])
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_every_module_declares_all(path):
+    tree = ast.parse(path.read_text())
+    names = {t.id for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+             if isinstance(t, ast.Name)}
+    if path.name == "_version.py":
+        return
+    assert "__all__" in names, f"{path.relative_to(PACKAGE)} has no __all__"
+
+
+def test_no_private_names_cross_packages():
+    crossings = []
+    for path in MODULES:
+        package = _package_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            source = _resolve(path, node)
+            source_package = source if (PACKAGE.parent / source.replace(".", "/")).is_dir() else source.rpartition(".")[0]
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and source_package != package:
+                    crossings.append(f"{_module_name(path)} imports {alias.name} from {source}")
+    assert crossings == []
+
+
+def test_import_modscope_loads_no_subpackage():
+    code = "import sys, modscope; print(sorted(m for m in sys.modules if m.startswith('modscope')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['modscope', 'modscope._version', 'modscope.errors']"
