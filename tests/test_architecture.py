@@ -55,7 +55,8 @@ def test_no_private_names_cross_packages():
             if not isinstance(node, ast.ImportFrom):
                 continue
             source = _resolve(path, node)
-            source_package = source if (PACKAGE.parent / source.replace(".", "/")).is_dir() else source.rpartition(".")[0]
+            is_package = (PACKAGE.parent / source.replace(".", "/")).is_dir()
+            source_package = source if is_package else source.rpartition(".")[0]
             for alias in node.names:
                 private = alias.name.startswith("_") and not alias.name.startswith("__")
                 if private and source_package != package:

@@ -16,9 +16,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..data import metrics
 from ..errors import ModscopeError
 from ..runtime.modules import eval_mode
 from ..tasks.base import Task
@@ -82,35 +82,20 @@ class Scorer:
                 if idx.numel() and (idx.min() < 0 or idx.max() >= n):
                     raise ModscopeError(f"function {name}: example index out of range")
             self._fn.append((idx, None if fn.groups is None else list(fn.groups)))
-        self._onehot = None
-        if task.n_classes is not None:
-            self._onehot = F.one_hot(self.y[:, 0].long(), task.n_classes).double()  # (B, C)
-            self._class_counts = self._onehot.sum(0).numpy()
-
-    def _group_correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``(N, B, n_groups)`` bool: is each output group right."""
-        parts, start = [], 0
-        for g, size in enumerate(self.task.output_groups):
-            parts.append(out[..., start : start + size].argmax(-1) == y[:, g])
-            start += size
-        return torch.stack(parts, -1)
 
     def __call__(self, out: torch.Tensor) -> Scores:
-        y = self.y.to(out.device)
+        # the definitions of modscope.data.metrics, computed once and reduced per function
+        per_class = None
         if self.kind == "mse":
-            err = (out.double() - y.double()) ** 2  # (N, B, n_out)
+            err = metrics.squared_error(out, self.y)  # (N, B, n_out)
             metric = err.mean((1, 2))
             per_fn = [_select(err, idx, cols).mean((1, 2)) for idx, cols in self._fn]
-            per_class = None
         else:
-            ok = self._group_correct(out, y)
+            ok = metrics.group_correct(out, self.y, self.task.output_groups)  # (N, B, n_groups)
             metric = ok.all(-1).double().mean(1)
             per_fn = [_select(ok, idx, cols).all(-1).double().mean(1) for idx, cols in self._fn]
-            per_class = None
-            if self._onehot is not None:
-                hits = ok.all(-1).double() @ self._onehot.to(out.device)  # (N, C)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    per_class = hits.cpu().numpy() / self._class_counts
+            if self.task.n_classes is not None:
+                per_class = metrics.per_class_accuracy(out, self.y, self.task.n_classes).cpu().numpy()
         n = out.shape[0]
         per_function = torch.stack(per_fn, 1).cpu().numpy() if per_fn else np.zeros((n, 0))
         return Scores(metric.cpu().numpy(), per_class, per_function)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import metrics
 from ..data.functions import CONTROL
 from ..tasks.base import Task
 from .data import FunctionData
@@ -57,41 +58,28 @@ def overlap_measures(
     return out
 
 
+def _outputs(net: FrozenNet, eff: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(K, B, n_out)``: the network under each of the K effective weight sets, in chunks."""
+    with torch.no_grad():
+        parts = [
+            net(eff, x[s : s + _EVAL_CHUNK], shared_input=True) for s in range(0, x.shape[0], _EVAL_CHUNK)
+        ]
+    return torch.cat(parts, 1)
+
+
 def _metric_matrix(net: FrozenNet, task: Task, eff: torch.Tensor, data: Sequence[FunctionData]):
     """``out[k][g]``: task metric of the network with effective weights ``eff[k]`` on data g."""
-    res = []
-    with torch.no_grad():
-        for d in data:
-            outs = [
-                net(eff, d.test_x[s : s + _EVAL_CHUNK], shared_input=True)
-                for s in range(0, d.test_x.shape[0], _EVAL_CHUNK)
-            ]
-            o = torch.cat(outs, 1)
-            res.append([task.metric(o[k], d.test_y, d.groups) for k in range(eff.shape[0])])
-    return [list(r) for r in zip(*res, strict=True)]
+    res = [
+        metrics.metric(_outputs(net, eff, d.test_x), d.test_y, task.loss_kind, task.output_groups, d.groups)
+        for d in data
+    ]
+    return torch.stack(res, 1).tolist()
 
 
 def _per_class_accuracy(net: FrozenNet, task: Task, eff: torch.Tensor) -> np.ndarray:
-    """``(K, n_classes)`` per-class accuracy (confusion-matrix diagonal / row sums) on the test set."""
-    x, y = task.x_test.to(net.device), task.y_test[:, 0].to(net.device)
-    C = task.n_classes
-    with torch.no_grad():
-        pred = torch.cat(
-            [
-                net(eff, x[s : s + _EVAL_CHUNK], shared_input=True).argmax(-1)
-                for s in range(0, x.shape[0], _EVAL_CHUNK)
-            ],
-            1,
-        )
-    conf = torch.zeros(eff.shape[0], C, C, dtype=torch.float64, device=net.device)
-    for k in range(eff.shape[0]):
-        conf[k].view(-1).index_add_(
-            0, y * C + pred[k], torch.ones(y.numel(), dtype=torch.float64, device=net.device)
-        )
-    rows = conf.sum(2)
-    acc = torch.diagonal(conf, dim1=1, dim2=2) / rows.clamp(min=1)
-    acc[rows == 0] = float("nan")
-    return acc.cpu().numpy()
+    """``(K, n_classes)`` per-class accuracy on the test set (NaN for absent classes)."""
+    out = _outputs(net, eff, task.x_test.to(net.device))
+    return metrics.per_class_accuracy(out, task.y_test, task.n_classes).cpu().numpy()
 
 
 def evaluate_masks(

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
+from ..data import metrics
 from ..data.functions import Function
 
 __all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task"]
@@ -65,21 +65,10 @@ class Task:
             return self.output_groups[0]
         return None
 
-    # -- scoring -----------------------------------------------------------------------------
-    def _group_slices(self, groups: tuple[int, ...] | None) -> list[tuple[int, slice]]:
-        bounds, start = [], 0
-        for g, size in enumerate(self.output_groups):
-            bounds.append((g, slice(start, start + size)))
-            start += size
-        return [b for b in bounds if groups is None or b[0] in groups]
-
+    # -- scoring: the definitions live in modscope.data.metrics ------------------------------
     def loss(self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None) -> torch.Tensor:
         """Mean loss over examples (and over the asked-for output groups)."""
-        if self.loss_kind == "mse":
-            cols = list(groups) if groups is not None else slice(None)
-            return F.mse_loss(out[:, cols], y[:, cols])
-        parts = [F.cross_entropy(out[:, s], y[:, g]) for g, s in self._group_slices(groups)]
-        return torch.stack(parts).mean()
+        return metrics.loss(out, y, self.loss_kind, self.output_groups, groups)
 
     def correct(
         self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None
@@ -87,20 +76,15 @@ class Task:
         """``(N,)`` bool: every asked-for output group right (classification tasks only)."""
         if self.loss_kind != "ce":
             raise TypeError(f"task {self.name} is a regression task: no accuracy")
-        ok = torch.ones(out.shape[0], dtype=torch.bool, device=out.device)
-        for g, s in self._group_slices(groups):
-            ok &= out[:, s].argmax(1) == y[:, g]
-        return ok
+        return metrics.correct(out, y, self.output_groups, groups)
 
     def metric(self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None) -> float:
-        """Accuracy in [0, 1] for classification, mean squared error for regression."""
-        if self.loss_kind == "mse":
-            return float(self.loss(out, y, groups))
-        return float(self.correct(out, y, groups).float().mean())
+        """Accuracy in [0, 1] for classification, mean squared error for regression (float64)."""
+        return float(metrics.metric(out, y, self.loss_kind, self.output_groups, groups))
 
     @property
     def metric_name(self) -> str:
-        return "accuracy" if self.loss_kind == "ce" else "mse"
+        return metrics.metric_name(self.loss_kind)
 
     # -- functions ---------------------------------------------------------------------------
     def function_data(self, name: str, split: Literal["train", "test"] = "test"):

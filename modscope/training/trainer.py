@@ -314,7 +314,7 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
                            for i in range(0, x.shape[0], _EVAL_CHUNK)])
         out[f"{split}_loss"] = float(task.loss(preds, y))
         if task.loss_kind == "ce":
-            out[f"{split}_accuracy"] = float(task.correct(preds, y).float().mean())
+            out[f"{split}_accuracy"] = task.metric(preds, y)
     return out
 
 
