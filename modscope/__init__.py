@@ -22,6 +22,9 @@ _API = {
     "ScoreResult": "modscope.scoring.result",
     "SpectralClusterer": "modscope.clustering.spectral",
     "WeightGraph": "modscope.graphs.weight_graph",
+    "KnockoutConfig": "modscope.lesions.knockout",
+    "MaskConfig": "modscope.masks.fit",
+    "TrainConfig": "modscope.training.trainer",
     "activation_graph": "modscope.graphs.activations",
     "alignment": "modscope.masks.alignment",
     "cluster": "modscope.clustering.spectral",
@@ -39,10 +42,13 @@ _API = {
 
 __all__ = [
     "ActivationGraph",
+    "KnockoutConfig",
+    "MaskConfig",
     "ModscopeError",
     "Partition",
     "ScoreResult",
     "SpectralClusterer",
+    "TrainConfig",
     "WeightGraph",
     "__version__",
     "activation_graph",
@@ -66,15 +72,15 @@ if TYPE_CHECKING:
     from .graphs.activations import ActivationGraph, activation_graph
     from .graphs.load import load_graph, load_weights
     from .graphs.weight_graph import WeightGraph
-    from .lesions.knockout import knockout
+    from .lesions.knockout import KnockoutConfig, knockout
     from .masks.alignment import alignment
-    from .masks.fit import train_masks
+    from .masks.fit import MaskConfig, train_masks
     from .scoring.blocks import score_blocks
     from .scoring.engine import score
     from .scoring.result import ScoreResult
     from .tasks.registry import get_task
     from .training.checkpoint import load_checkpoint
-    from .training.trainer import train
+    from .training.trainer import TrainConfig, train
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import positive_int, progress_flag
+from .options import checkpoint_flags, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -16,9 +16,7 @@ def add(sub) -> None:
         "sub-module in turn and compare the task metric with random same-size lesions in the "
         "same layer (p-value, z, category; optionally all pairs, and lesions by function mask).",
     )
-    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
-    p.add_argument("--task", help="task to test on (default: the one the checkpoint was trained on)")
-    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    checkpoint_flags(p)
     p.add_argument("--clusters", type=positive_int(2), default=12, help="clusters k (default 12)")
     p.add_argument(
         "--random",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import positive_int, progress_flag
+from .options import checkpoint_flags, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -17,9 +17,7 @@ def add(sub) -> None:
         "of its task (Gumbel-sigmoid, straight-through), all at once; report each mask's size, "
         "its metric on every function's data, the inverted-mask test and the overlaps (IoU).",
     )
-    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
-    p.add_argument("--task", help="task (default: the one the checkpoint was trained on)")
-    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    checkpoint_flags(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--functions", help="comma-separated function names (default: all)")
     which.add_argument(

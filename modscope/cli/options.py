@@ -9,6 +9,7 @@ from ..errors import ModscopeError
 
 __all__ = [
     "Parser",
+    "checkpoint_flags",
     "clustering_flags",
     "executor",
     "executor_flags",
@@ -55,6 +56,13 @@ def int_list(text: str) -> list[int]:
 def split_names(text: str | None) -> list[str] | None:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
     return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    """The network to analyse and the data it is tested on: a modscope checkpoint and its task."""
+    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
+    p.add_argument("--task", help="task to test on (default: the one the checkpoint was trained on)")
+    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
 
 
 def progress_flag(p: argparse.ArgumentParser) -> None:

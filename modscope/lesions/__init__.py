@@ -3,12 +3,13 @@ same-size lesions, and remove functions' weight masks; every change to the model
 
 from .functions import FunctionKnockoutResult, function_knockout
 from .hooks import lesion, masked, remove_weights, weight_masks
-from .knockout import knockout
+from .knockout import KnockoutConfig, knockout
 from .results import KnockoutResult, PairResult, SubmoduleResult
 from .submodules import Submodule, hidden_layer_labels, submodules
 
 __all__ = [
     "FunctionKnockoutResult",
+    "KnockoutConfig",
     "KnockoutResult",
     "PairResult",
     "Submodule",

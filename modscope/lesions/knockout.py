@@ -61,6 +61,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
 
@@ -73,6 +74,7 @@ from ..errors import ModscopeError
 from ..runtime.cache import UnitCache
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.jsonable import decode_exact, encode_exact
+from ..runtime.options import settle
 from ..stats import lesion_p_value
 from ..tasks.base import Task
 from .evaluate import BatchedEvaluator, LesionEvaluator, LoopEvaluator, Scorer, Scores, Split
@@ -81,7 +83,7 @@ from .network import layer_widths
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
 from .submodules import Submodule, hidden_layer_labels, submodules
 
-__all__ = ["categorize", "knockout"]
+__all__ = ["KnockoutConfig", "categorize", "knockout"]
 
 
 def _damage(metric: np.ndarray | float, intact: float, kind: str) -> np.ndarray:
@@ -178,44 +180,66 @@ def _lesion_stats(
     }
 
 
+@dataclass(frozen=True)
+class KnockoutConfig:
+    """What a knockout run does (spec §4), keyword-only.
+
+    ``n_random``: random same-size lesions per true lesion (needs ``1 / (n_random + 1) <
+    alpha``). ``pairs``: also every pair of sub-modules, jointly. ``seed``: the random lesions
+    come from ``SeedSequence(seed)``, one child stream per sub-module and per pair, so results do
+    not depend on evaluation order. ``alpha`` / ``min_effect``: the categories' significance level
+    and smallest damage that counts (metric units). ``split``: the data lesions are scored on.
+    """
+
+    n_random: int = 100
+    pairs: bool = False
+    seed: int = 0
+    alpha: float = 0.05
+    min_effect: float = 0.01
+    split: Split = "test"
+
+    def __post_init__(self) -> None:
+        if int(self.n_random) != self.n_random or self.n_random < 1:
+            raise ModscopeError(f"need at least one random lesion, got {self.n_random}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ModscopeError(f"alpha must be in (0, 1], got {self.alpha}")
+        if 1.0 / (self.n_random + 1) >= self.alpha:
+            raise ModscopeError(
+                f"with {self.n_random} random lesions the smallest p-value is 1/{self.n_random + 1}, "
+                f"not below alpha = {self.alpha}; use at least {math.floor(1 / self.alpha)} random lesions"
+            )
+        if self.split not in ("train", "test"):
+            raise ModscopeError(f"split must be 'train' or 'test', got {self.split!r}")
+        object.__setattr__(self, "n_random", int(self.n_random))
+
+
 def knockout(
     model: nn.Module,
     task: Task,
     labels: Any,
+    config: KnockoutConfig | None = None,
     *,
-    n_random: int = 100,
-    pairs: bool = False,
-    seed: int = 0,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
-    split: Split = "test",
     masks: Mapping[str, Any] | None = None,
     method: Literal["batched", "loop"] = "batched",
-    progress: bool = False,
     max_elements: int = 2**22,
+    progress: bool = False,
     cache: str | os.PathLike | None = None,
+    **options: Any,
 ) -> KnockoutResult:
     """Lesion every (hidden layer, cluster) sub-module and compare with random lesions.
 
     ``labels``: cluster labels, see :func:`hidden_layer_labels` (``-1`` = no sub-module).
-    ``n_random``: random same-size lesions per true lesion (needs ``1 / (n_random + 1) <
-    alpha``). ``pairs``: also every pair of sub-modules, jointly. ``seed``: the random
-    lesions come from ``SeedSequence(seed)``: one child stream per sub-module and per pair,
-    so results do not depend on evaluation order. ``masks``: ``{function: mask}`` (see
-    :func:`weight_masks`) to also run :func:`function_knockout`. ``method="loop"`` uses
-    the plain one-forward-per-lesion oracle. The model is not changed. ``cache``: a folder
-    where each finished sub-module and pair is kept (`modscope.cache`), so an interrupted
-    run recomputes only what is missing.
+    ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
+    ``{function: mask}`` (see :func:`weight_masks`) to also run :func:`function_knockout`.
+    ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
+    batched path's memory (floats per chunk). Neither changes a result. The model is not changed.
+    ``cache``: a folder where each finished sub-module and pair is kept, so an interrupted run
+    recomputes only what is missing.
     """
-    if int(n_random) < 1:
-        raise ModscopeError(f"need at least one random lesion, got {n_random}")
-    if not 0.0 < alpha <= 1.0:
-        raise ModscopeError(f"alpha must be in (0, 1], got {alpha}")
-    if 1.0 / (n_random + 1) >= alpha:
-        raise ModscopeError(
-            f"with {n_random} random lesions the smallest p-value is 1/{n_random + 1}, not below "
-            f"alpha = {alpha}; use at least {math.floor(1 / alpha)} random lesions"
-        )
+    cfg = settle(KnockoutConfig, config, options)
+    n_random, pairs, seed, alpha, min_effect, split = (
+        cfg.n_random, cfg.pairs, cfg.seed, cfg.alpha, cfg.min_effect, cfg.split
+    )
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
     widths = layer_widths(model)

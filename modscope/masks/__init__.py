@@ -2,7 +2,7 @@
 subnetwork each function needs, what their overlaps say, and how they line up with clusters."""
 
 from .alignment import Alignment, alignment
-from .fit import fit_logits, train_masks
+from .fit import MaskConfig, fit_logits, train_masks
 from .frozen import FrozenNet, maskable_names
 from .measures import evaluate_masks, overlap_measures
 from .result import MaskResult, load_masks
@@ -10,6 +10,7 @@ from .result import MaskResult, load_masks
 __all__ = [
     "Alignment",
     "FrozenNet",
+    "MaskConfig",
     "MaskResult",
     "alignment",
     "evaluate_masks",

@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from torch import nn
 from ..data.functions import CONTROL, Function
 from ..errors import ModscopeError
 from ..runtime.modules import resolve_device
+from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
 from ..tasks.base import Task
 from .data import FunctionData, function_data, resolve_functions
@@ -41,7 +44,7 @@ from .gumbel import hard_mask_weights, straight_through_grad
 from .measures import evaluate_masks
 from .result import MaskResult
 
-__all__ = ["fit_logits", "train_masks"]
+__all__ = ["MaskConfig", "fit_logits", "train_masks"]
 
 
 class _Uniforms:
@@ -228,49 +231,73 @@ def _fit_group(
             after_step(step + 1)
 
 
+@dataclass(frozen=True)
+class MaskConfig:
+    """How masks are learned (spec §5), keyword-only.
+
+    ``steps`` of Adam at ``lr`` on the logits, ``batch_size`` examples per function per step;
+    ``beta`` the sparsity weight (default ``1e-4 / batch_size``), ``tau`` the Gumbel-sigmoid
+    temperature, ``init`` the logits' starting value; ``mask_bias`` masks biases too;
+    ``control`` adds a mask trained on all of the task's data; ``class_removal`` (one-group
+    classifiers, with ``not-<c>`` functions) adds each mask's per-class accuracy drop; ``seed``
+    seeds every mask's batches and noise (by the function's name).
+    """
+
+    steps: int = 20_000
+    batch_size: int = 128
+    lr: float = 1e-2
+    beta: float | None = None
+    tau: float = 1.0
+    init: float = 2.0
+    mask_bias: bool = False
+    control: bool = True
+    class_removal: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ModscopeError(f"steps must be at least 1, got {self.steps}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ModscopeError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.tau > 0:
+            raise ModscopeError(f"tau must be positive, got {self.tau}")
+        if self.beta is not None and not self.beta >= 0:
+            raise ModscopeError(f"beta must be non-negative, got {self.beta}")
+        if not self.lr > 0:
+            raise ModscopeError(f"learning rate must be positive, got {self.lr}")
+        object.__setattr__(self, "steps", int(self.steps))
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+
+    @property
+    def sparsity_weight(self) -> float:
+        """``beta``, or its default ``1e-4 / batch_size`` (the reference's)."""
+        return 1e-4 / self.batch_size if self.beta is None else float(self.beta)
+
+
 def train_masks(
     model: nn.Module,
     task: Task,
     functions: Sequence[str | Function] | Mapping[str, Function] | None = None,
+    config: MaskConfig | None = None,
     *,
-    steps: int = 20_000,
-    batch_size: int = 128,
-    lr: float = 1e-2,
-    beta: float | None = None,
-    tau: float = 1.0,
-    init: float = 2.0,
-    mask_bias: bool = False,
-    control: bool = True,
-    class_removal: bool = False,
-    seed: int = 0,
     device: str | torch.device = "cpu",
+    threads: int = 1,
     progress: bool = False,
     keep_logits: bool = False,
     record_at: Sequence[int] = (),
-    threads: int = 1,
+    **options: Any,
 ) -> MaskResult:
     """Learn one weight mask per function of ``task`` on the frozen ``model``, all K at once.
 
     ``functions``: names in ``task.functions`` or :class:`Function` objects (default: all of
-    the task's). ``control`` adds a mask trained on all of the task's data. ``beta`` defaults to
-    ``1e-4 / batch_size`` (spec §5). ``class_removal`` (classifiers, with ``not-<c>``
-    functions) adds the per-class accuracy drop of each mask. ``record_at``: step counts
-    below ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to
-    a run with ``steps=n``, since the randomness is the same). ``threads``: CPU threads the
-    mask sets are split over, -1 for all cores (the masks are the same for any value; see
-    :func:`fit_logits`). ``model`` is never modified.
+    the task's). ``config``: a `MaskConfig`, or its fields as keyword ``options``, not both.
+    ``record_at``: step counts below ``steps`` at which to evaluate the masks too
+    (``result.history[n]``; identical to a run with ``steps=n``, since the randomness is the
+    same). ``threads``: CPU threads the mask sets are split over, -1 for all cores (the masks are
+    the same for any value; see :func:`fit_logits`). ``model`` is never modified.
     """
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 1:
-        raise ModscopeError(f"steps must be at least 1, got {steps}")
-    if batch_size < 1:
-        raise ModscopeError(f"batch size must be at least 1, got {batch_size}")
-    if not tau > 0:
-        raise ModscopeError(f"tau must be positive, got {tau}")
-    if beta is not None and not beta >= 0:
-        raise ModscopeError(f"beta must be non-negative, got {beta}")
-    if not lr > 0:
-        raise ModscopeError(f"learning rate must be positive, got {lr}")
+    cfg = settle(MaskConfig, config, options)
+    steps, batch_size, seed, tau, lr, init = cfg.steps, cfg.batch_size, cfg.seed, cfg.tau, cfg.lr, cfg.init
     bad = [n for n in record_at if not 1 <= int(n) < steps]
     if bad:
         raise ModscopeError(f"record_at steps must lie in [1, {steps}), got {bad}")
@@ -279,20 +306,20 @@ def train_masks(
         raise ModscopeError(f"threads must be >= 1 or -1 (all cores), got {threads}")
     if threads == -1:
         threads = os.cpu_count() or 1
-    if class_removal and task.n_classes is None:
+    if cfg.class_removal and task.n_classes is None:
         raise ModscopeError(f"per-class removal needs a single-head classifier; {task.name} is not")
     fns = resolve_functions(task, functions)
-    if control and any(f.name == CONTROL for f in fns):
+    if cfg.control and any(f.name == CONTROL for f in fns):
         raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
-    if control:
+    if cfg.control:
         fns.append(Function(CONTROL))
     dev = resolve_device(device)
-    net = FrozenNet(model, maskable_names(model, mask_bias), dev)
+    net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev)
     data = [function_data(task, f, dev) for f in fns]
-    beta = 1e-4 / batch_size if beta is None else float(beta)
-    config = dict(
+    beta = cfg.sparsity_weight
+    recorded = dict(  # what the result says it was made with
         steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
-        mask_bias=mask_bias, seed=int(seed), task=task.name, functions=[f.name for f in fns],
+        mask_bias=cfg.mask_bias, seed=int(seed), task=task.name, functions=[f.name for f in fns],
     )
     snapshots: dict[int, torch.Tensor] = {}
     wanted = {int(n) for n in record_at}
@@ -305,9 +332,9 @@ def train_masks(
         net, task, data, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau,
         init=init, seed=seed, progress=progress, callback=record if wanted else None, threads=threads,
     )
-    result = evaluate_masks(net, task, data, logits, class_removal, config, keep_logits)
+    result = evaluate_masks(net, task, data, logits, cfg.class_removal, recorded, keep_logits)
     result.history = {
-        n: evaluate_masks(net, task, data, snapshots[n], class_removal, {**config, "steps": n})
+        n: evaluate_masks(net, task, data, snapshots[n], cfg.class_removal, {**recorded, "steps": n})
         for n in sorted(snapshots)
     }
     return result

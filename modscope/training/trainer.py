@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ModscopeError
 from ..runtime.modules import resolve_device
+from ..runtime.options import settle
 from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
 from .bimt import BIMT, BIMTConfig
@@ -58,28 +59,42 @@ _EVAL_CHUNK = 8192
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every training option, resolved from task defaults. ``batch_size`` None = full batch."""
+    """How to train: every option of `train`, keyword-only (``TrainConfig(hidden=(64, 64), ...)``).
 
-    hidden: tuple[int, ...]
-    activation: str
-    dropout: float
-    l1: float
-    l2: float
-    weight_decay: float
-    prune: float | None
-    prune_steps: int
-    steps: int
-    epochs: float | None
-    batch_size: int | None
-    lr: float
-    seed: int
-    device: str
-    bimt: BIMTConfig | None = None
+    Unset options (``None``) come from the task's defaults when the config is resolved
+    (:meth:`resolve`); ``batch_size=None`` is full batch and ``...`` the task's default. ``l1`` /
+    ``l2`` penalise Linear weights (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's
+    decoupled decay of every parameter (default: the task's for plain training, 0 for BIMT).
+    ``prune``: target sparsity in (0, 1), reached in ``prune_steps`` (default: ``steps``) steps of
+    magnitude pruning after the main training. ``bimt``: True (the task's BIMT defaults), a
+    `BIMTConfig`, or a dict of overrides. ``seed`` seeds the initialisation, the batch order and
+    the dropout masks.
+    """
+
+    hidden: tuple[int, ...] | str | int | None = None
+    activation: str | None = None
+    dropout: float = 0.0
+    l1: float = 0.0
+    l2: float = 0.0
+    weight_decay: float | None = None
+    prune: float | None = None
+    prune_steps: int | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int | None | EllipsisType = ...
+    lr: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    bimt: BIMTConfig | dict | bool | None = None
+
+    def resolve(self, task: Task) -> TrainConfig:
+        """Every option checked and filled in from ``task.defaults`` (one-line errors)."""
+        return make_config(task, **{f.name: getattr(self, f.name) for f in fields(self)})
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        d["bimt"] = None if self.bimt is None else self.bimt.to_dict()
+        d["hidden"] = list(self.hidden) if isinstance(self.hidden, tuple) else self.hidden
+        d["bimt"] = self.bimt.to_dict() if isinstance(self.bimt, BIMTConfig) else self.bimt
         return d
 
 
@@ -171,7 +186,7 @@ def make_config(
     prune_steps=None, steps=None, epochs=None, batch_size: int | None | EllipsisType = ...,
     lr=None, seed=0, device="cpu", bimt: bool | BIMTConfig | dict | None = None,
 ) -> TrainConfig:
-    """Check every option and fill the unset ones from ``task.defaults``."""
+    """Check every option and fill the unset ones from ``task.defaults``: a resolved `TrainConfig`."""
     hidden = parse_widths(_default(task, "hidden") if hidden is None else hidden)
     activation = activation or _default(task, "activation")
     if activation not in ACTIVATIONS:
@@ -196,12 +211,13 @@ def make_config(
         if int(batch_size) != batch_size or batch_size < 1:
             raise ModscopeError(f"batch size must be a positive integer, got {batch_size}")
         batch_size = None if int(batch_size) >= n_train else int(batch_size)
-    if steps is not None and epochs is not None:
-        raise ModscopeError("give steps or epochs, not both")
     if epochs is not None:
         epochs = _check_number("epochs", epochs, 0.0, strict=True)
         per_epoch = 1 if batch_size is None else math.ceil(n_train / batch_size)
-        steps = max(1, round(epochs * per_epoch))
+        from_epochs = max(1, round(epochs * per_epoch))
+        if steps is not None and steps != from_epochs:  # a resolved config has both, consistent
+            raise ModscopeError("give steps or epochs, not both")
+        steps = from_epochs
     steps = _default(task, "steps") if steps is None else steps
     if int(steps) != steps or steps < 1:
         raise ModscopeError(f"steps must be an integer >= 1, got {steps}")
@@ -319,29 +335,17 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
 
 
 # -- the trainer ------------------------------------------------------------------------------
-def train(task: Task, *, hidden: str | Sequence[int] | None = None, activation: str | None = None,
-          dropout: float = 0.0, l1: float = 0.0, l2: float = 0.0,
-          weight_decay: float | None = None, prune: float | None = None,
-          prune_steps: int | None = None, steps: int | None = None, epochs: float | None = None,
-          batch_size: int | None | EllipsisType = ..., lr: float | None = None, seed: int = 0,
-          device: str = "cpu", bimt: bool | BIMTConfig | dict | None = None,
-          progress: bool = True) -> TrainResult:
+def train(
+    task: Task, config: TrainConfig | None = None, *, progress: bool = True, **options: Any
+) -> TrainResult:
     """Train an MLP on ``task`` and return its checkpoint and metrics.
 
-    Unset options come from ``task.defaults``; ``batch_size=None`` is full batch,
-    ``...`` the task's default. ``l1`` / ``l2`` penalise Linear weights
-    (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's decoupled decay of every
-    parameter (default: the task's ``weight_decay`` for plain training, 0 for BIMT).
-    ``prune``: target sparsity in (0, 1), reached by ``prune_steps`` (default: ``steps``)
-    steps of magnitude pruning after the main training.
-    ``bimt``: True (the task's BIMT defaults), a :class:`BIMTConfig`, or a dict of overrides;
-    BIMT trains with AdamW (weight decay 0), swaps every ``swap_every`` steps of the main
-    training (not while pruning), and thresholds small parameters at the end.
+    ``config``: a `TrainConfig`, or its fields as keyword ``options`` (``train(task, steps=1000,
+    hidden=(64, 64))``), not both; unset options come from ``task.defaults``. BIMT trains with
+    AdamW (weight decay 0), swaps every ``swap_every`` steps of the main training (not while
+    pruning), and thresholds small parameters at the end.
     """
-    cfg = make_config(task, hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
-                      weight_decay=weight_decay,
-                      prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs,
-                      batch_size=batch_size, lr=lr, seed=seed, device=device, bimt=bimt)
+    cfg = settle(TrainConfig, config, options).resolve(task)
     dev = resolve_device(cfg.device)
     init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
     arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
