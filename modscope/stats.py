@@ -9,16 +9,33 @@ import numpy as np
 
 from .runtime.jsonable import finite_or_none
 
-__all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value"]
+__all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value", "p_value"]
+
+
+def p_value(observed: float, samples, larger_is_extreme: bool, tol: float = 0.0) -> float:
+    """The one-sided p-value of every test in modscope (spec §3):
+    ``(#{null draws at least as extreme as the observation} + 1) / (N + 1)``.
+
+    "Extreme" is the direction of the effect tested: larger (a lesion's damage, Newman's Q, an
+    alignment's AMI) or smaller (an n-cut). A draw *equal* to the observation counts against it,
+    so a network no more modular than any of its shuffles gets ``p = 1``, and the floor is
+    ``1 / (N + 1)``. ``tol`` widens "equal" for quantities computed in floating point by
+    different summation orders (MSEs of lesioned networks).
+    """
+    s = np.asarray(samples, dtype=np.float64).ravel()
+    if s.size == 0:
+        raise ValueError("a null distribution needs at least one sample")
+    hits = s >= observed - tol if larger_is_extreme else s <= observed + tol
+    return float((np.count_nonzero(hits) + 1) / (s.size + 1))
 
 
 @dataclass
 class NullComparison:
     """An observed value ``x`` against null samples ``s_1..s_N`` (lower = more modular).
 
-    ``std`` has ddof 0; ``z = (x - mean) / std`` (NaN when every sample is equal);
-    ``p_value = (#{s_i < x} + 1) / (N + 1)`` — one-sided, "how many null samples are at
-    least as modular", floored at ``1 / (N + 1)``.
+    ``std`` has ddof 0; ``z = (x - mean) / std`` (NaN when every sample is equal and differs
+    from ``x``, 0 when all equal ``x``); ``p_value = (#{s_i <= x} + 1) / (N + 1)`` — one-sided,
+    "how many null samples are at least as modular" (`p_value`), floored at ``1 / (N + 1)``.
     """
 
     observed: float
@@ -59,8 +76,9 @@ class NullComparison:
 def compare_to_null(observed: float, samples, higher_is_modular: bool = False) -> NullComparison:
     """Mean, std (ddof 0), z and the one-sided p-value of ``observed`` against ``samples``.
 
-    The p-value counts null samples more modular than ``observed``: below it when lower is more
-    modular (n-cuts), above it when higher is (Newman Q). ``z = (x - mean) / std`` either way.
+    The p-value counts null samples at least as modular as ``observed`` (`p_value`): at or below
+    it when lower is more modular (n-cuts), at or above it when higher is (Newman Q).
+    ``z = (x - mean) / std`` either way.
     """
     s = np.asarray(samples, dtype=np.float64).ravel()
     if s.size == 0:
@@ -69,9 +87,8 @@ def compare_to_null(observed: float, samples, higher_is_modular: bool = False) -
     diff = observed - mean
     # With a constant null, z is undefined unless the observation equals it.
     z = diff / std if std > 0 else (0.0 if diff == 0 else math.nan)
-    beyond = s > observed if higher_is_modular else s < observed
-    p = (np.count_nonzero(beyond) + 1) / (s.size + 1)
-    return NullComparison(float(observed), s, mean, std, float(z), float(p))
+    p = p_value(observed, s, larger_is_extreme=higher_is_modular)
+    return NullComparison(float(observed), s, mean, std, float(z), p)
 
 
 def cohens_d(a, b) -> float:
@@ -89,7 +106,6 @@ def cohens_d(a, b) -> float:
 
 
 def lesion_p_value(true_damage: float, random_damage, tol: float = 0.0) -> float:
-    """``(#{random damage >= true damage - tol} + 1) / (N + 1)``: small = worse than random."""
-    random_damage = np.asarray(random_damage, dtype=np.float64)
-    count = int(np.count_nonzero(random_damage >= true_damage - tol))
-    return (count + 1) / (random_damage.size + 1)
+    """`p_value` of a lesion's damage: ``(#{random damage >= true damage - tol} + 1) / (N + 1)``;
+    small = the true lesion hurts more than random ones."""
+    return p_value(true_damage, random_damage, larger_is_extreme=True, tol=tol)

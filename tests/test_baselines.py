@@ -54,6 +54,31 @@ def test_all_distribution_scatters_pattern_keeps_count():
     assert not np.array_equal(out != 0, w != 0)
 
 
+def _kde_noise_check(shuffler) -> None:
+    """A layer of weights on two atoms (+-0.5): each redraw is an atom plus N(0, 0.01^2) noise
+    (spec §3's bandwidth), so the distance to the nearest atom has std 0.01 and mean 0."""
+    rng = np.random.default_rng(3)
+    w = rng.choice([-0.5, 0.5], size=(200, 200))
+    out = shuffler.shuffle(w, np.random.default_rng(4))
+    noise = out - np.where(out > 0, 0.5, -0.5)
+    assert abs(noise.mean()) < 2e-4
+    assert noise.std() == pytest.approx(0.01, rel=0.03)
+    assert np.mean(out > 0) == pytest.approx(0.5, abs=0.01)  # atoms drawn in proportion
+
+
+def test_kde_bandwidth_is_the_specs():
+    _kde_noise_check(get_shuffle("layer_nonzero_distribution"))
+    _kde_noise_check(get_shuffle("layer_all_distribution"))
+
+
+@pytest.mark.parametrize("bandwidth", [0.0, 0.03, 0.05])
+def test_kde_check_catches_a_wrong_bandwidth(bandwidth):
+    from modscope.nulls.shuffles import LayerNonzeroDistribution
+
+    with pytest.raises(AssertionError):
+        _kde_noise_check(LayerNonzeroDistribution(bandwidth))
+
+
 def test_kde_redraw_matches_distribution_moments():
     rng = np.random.default_rng(0)
     w = rng.normal(0.0, 0.5, (200, 200))

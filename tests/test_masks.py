@@ -15,7 +15,15 @@ from torch import nn
 from modscope.data.functions import CONTROL
 from modscope.errors import ModscopeError
 from modscope.lesions import masked
-from modscope.masks import FrozenNet, fit_logits, load_masks, maskable_names, overlap_measures, train_masks
+from modscope.masks import (
+    FrozenNet,
+    MaskConfig,
+    fit_logits,
+    load_masks,
+    maskable_names,
+    overlap_measures,
+    train_masks,
+)
 from modscope.masks.alignment import alignment, incident_counts
 from modscope.masks.data import FunctionData, function_data
 from modscope.masks.gumbel import gumbel_sigmoid_weights
@@ -199,6 +207,34 @@ def test_logits_get_nonzero_gradient_in_training():
     w1, w2 = moved[:64].view(8, 8), moved[64:].view(4, 8)
     assert w1[:4, :4].sum() + w2[:2, :4].sum() >= 5  # A's half gets gradient through the STE
     assert not w1[4:].any() and not w2[2:].any()  # B's half cannot affect A's loss: exactly 0
+
+
+def test_sparsity_term_adds_beta_to_every_logits_gradient(monkeypatch):
+    """The loss is task loss + beta * sum(l) (spec §5): its gradient in each logit is the task's
+    plus exactly beta, whatever the batch and noise (the same here: same seed)."""
+    import modscope.masks.fit as fit
+
+    net, task = planted()
+    fz = FrozenNet(net, maskable_names(net))
+    data = [FunctionData("A", torch.arange(1024), task.x_test, task.y_test, (0,))]
+    grads = {}
+
+    class Recorder:  # stands in for Adam: keeps the gradient it is handed
+        def __init__(self, params, lr):
+            self.params = params
+
+        def step(self):
+            grads.setdefault(self.beta, self.params[0].grad.clone())
+
+    for beta in (0.0, 1e-3, 0.25):
+        Recorder.beta = beta
+        monkeypatch.setattr(fit, "_adam", Recorder)
+        fit_logits(fz, task, data, steps=1, beta=beta, seed=3)
+    for beta in (1e-3, 0.25):
+        torch.testing.assert_close(grads[beta] - grads[0.0], torch.full_like(grads[0.0], beta),
+                                   rtol=0, atol=1e-6)
+    # the default is the reference's 1e-4 / batch size
+    assert MaskConfig(batch_size=32).sparsity_weight == pytest.approx(1e-4 / 32)
 
 
 # -- measures -----------------------------------------------------------------------------------

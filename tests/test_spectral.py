@@ -144,7 +144,7 @@ def test_ncut_selection_never_worse_than_inertia_selection():
 def test_at_least_as_good_as_sklearn():
     ws, _ = planted_weights([60, 40, 40, 10], 5, np.random.default_rng(2), leak=0.5)
     g = WeightGraph.from_weights(ws)
-    ours = SpectralClusterer(5).partition(g, 0)
+    ours = SpectralClusterer(5, select="ncut").partition(g, 0)
     theirs = SklearnClusterer(5).partition(g, 0)
     assert ours.ncut <= theirs.ncut + 1e-9
 
@@ -223,3 +223,17 @@ def test_layered_gram_path_handles_isolated_nodes_on_both_sides():
     assert 2 not in nodes and 10 + 5 not in nodes
     np.testing.assert_allclose(ev_fast, ev_plain, atol=1e-10)
     np.testing.assert_allclose(np.abs(fast), np.abs(plain), atol=1e-8)
+
+
+def test_reference_restarts_25_or_100_above_2000_active_nodes():
+    small = SpectralClusterer(3).settings(2000)
+    large = SpectralClusterer(3).settings(2001)
+    assert small == {"assign_labels": "kmeans", "restarts": 25, "select": "inertia"}
+    assert large["restarts"] == 100
+    assert SpectralClusterer(3, restarts=7, select="ncut").settings(5000) == {
+        "assign_labels": "kmeans", "restarts": 7, "select": "ncut"}
+    assert SpectralClusterer(3, assign_labels="cluster_qr").settings(10)["restarts"] is None
+    g = WeightGraph.from_weights([np.abs(np.random.default_rng(0).normal(size=(40, 30))) + 0.1])
+    assert SpectralClusterer(3).partition(g, 0).clustering["restarts"] == 25
+    with pytest.raises(ModscopeError, match="restarts"):
+        SpectralClusterer(3, restarts=0).partition(g, 0)

@@ -12,7 +12,7 @@ def add(sub) -> None:
         "sweep",
         help="score many checkpoints x settings into one resumable table",
         description="Score every checkpoint of a config (YAML, JSON or TOML) under every combination "
-        "of its settings (clusters, shuffle_method, shuffles, seed, n_init, select, assign_labels) "
+        "of its settings (clusters, shuffle_method, shuffles, seed, restarts, select, assign_labels) "
         "into one CSV / Parquet table, one row per checkpoint x setting. Finished rows are kept as "
         "they complete; a rerun computes only the missing ones.",
     )

@@ -4,7 +4,7 @@ the method picks the number of communities itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,6 +58,7 @@ class Communities:
     labels: np.ndarray
     modularity: float
     ncut: float
+    clustering: dict = field(default_factory=dict)
 
     @property
     def n_clusters(self) -> int:
@@ -99,4 +100,5 @@ def louvain(
     labels = np.full(graph.n_nodes, -1, dtype=np.int64)
     for i, c in enumerate(comms):
         labels[nodes[np.asarray(c, dtype=np.int64)]] = i
-    return Communities(labels, modularity(graph, labels, resolution), ncut(graph, labels))
+    record = {"method": "louvain", "resolution": float(resolution), "threshold": float(threshold)}
+    return Communities(labels, modularity(graph, labels, resolution), ncut(graph, labels), record)

@@ -5,7 +5,7 @@ those 3-layer partitions, lower is more modular."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,13 +24,15 @@ class LocalPartition:
     ``layers``: the hidden layer indices (1 .. n_layers - 2). ``labels[i]``: ``(width,)``
     cluster of each neuron of ``layers[i]`` (-1: no edge in its 3-layer graph); cluster ids
     are local to their layer. ``ncuts[i]``: n-cut of the whole 3-layer partition (range
-    ``[0, k]``, lower is more modular).
+    ``[0, k]``, lower is more modular). ``clustering``: how the labels were assigned
+    (``restarts`` per hidden layer: each 3-layer graph has its own node count).
     """
 
     layers: list[int]
     labels: list[np.ndarray]
     ncuts: np.ndarray
     n_clusters: int
+    clustering: dict = field(default_factory=dict)
 
     @property
     def ncut(self) -> float:
@@ -78,7 +80,7 @@ def layer_local(
         raise ModscopeError("layer-local clustering needs at least one hidden layer")
     clusterer = clusterer or SpectralClusterer(n_clusters)
     k = clusterer.n_clusters
-    layers, labels, cuts = [], [], []
+    layers, labels, cuts, settings = [], [], [], []
     for l in range(1, graph.n_layers - 1):
         local = WeightGraph((graph.weights[l - 1], graph.weights[l]), graph.names[l - 1 : l + 1])
         n_active = int(local.active.sum())
@@ -91,4 +93,6 @@ def layer_local(
         layers.append(l)
         labels.append(part.labels[off[1] : off[2]].copy())
         cuts.append(part.ncut)
-    return LocalPartition(layers, labels, np.asarray(cuts), int(k))
+        settings.append(part.clustering)
+    record = {**settings[0], "restarts": [st.get("restarts") for st in settings]} if settings else {}
+    return LocalPartition(layers, labels, np.asarray(cuts), int(k), record)

@@ -42,6 +42,8 @@ def ncut_batch(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> tuple[np
     """n-cuts of ``R`` labelings at once.
 
     ``labels`` ``(R, n_nodes)`` -> ``(ncut (R,), terms (R, k))``; ``terms[r, c] = cut(c)/vol(c)``.
+    The cut is summed from the crossing edges themselves (not ``vol - 2 within``, which cancels),
+    so a partition that no edge crosses has n-cut exactly 0 and such partitions tie exactly.
     """
     labels = np.asarray(labels, dtype=np.int64)
     R = labels.shape[0]
@@ -50,38 +52,41 @@ def ncut_batch(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> tuple[np
     base = (np.arange(R) * (k + 1))[:, None]
     if isinstance(graph, WeightGraph):
         deg = graph.degree
-        within = _within_layered(graph, lab, k)
+        cut = _cut_layered(graph, lab, k)
     else:
         u, v, w, deg, _ = _edge_list(graph)
         lu, lv = lab[:, u], lab[:, v]
-        same = lu == lv
-        within = np.bincount(
-            (base + lu)[same], weights=np.broadcast_to(w, lu.shape)[same], minlength=R * (k + 1)
-        ).reshape(R, k + 1)[:, :k]
+        cross = lu != lv
+        ww = np.broadcast_to(w, lu.shape)[cross]
+        size = R * (k + 1)
+        cut = np.bincount((base + lu)[cross], weights=ww, minlength=size)
+        cut += np.bincount((base + lv)[cross], weights=ww, minlength=size)
+        cut = cut.reshape(R, k + 1)[:, :k]
     flat_deg = np.broadcast_to(deg, lab.shape).ravel()
     vol = np.bincount((base + lab).ravel(), weights=flat_deg, minlength=R * (k + 1))
     vol = vol.reshape(R, k + 1)[:, :k]
     terms = np.zeros((R, k))
-    # vol counts every inside edge from both of its ends
-    np.divide(np.maximum(vol - 2.0 * within, 0.0), vol, out=terms, where=vol > 0)
+    np.divide(cut, vol, out=terms, where=vol > 0)
     return terms.sum(axis=1), terms
 
 
-def _within_layered(graph: WeightGraph, lab: np.ndarray, k: int) -> np.ndarray:
-    """``(R, k)`` summed |w| of the edges inside each cluster, one GEMM per weight matrix.
+def _cut_layered(graph: WeightGraph, lab: np.ndarray, k: int) -> np.ndarray:
+    """``(R, k)`` summed |w| of the edges leaving each cluster, one GEMM per weight matrix.
 
     ``|W_l| @ onehot(labels of layer l)`` gives, for every neuron of layer ``l+1`` and every
-    restart, its weight into each cluster; keep the entry of the neuron's own cluster.
+    restart, its weight into each cluster; the entries of the other clusters are crossing edges,
+    counted for the neuron's own cluster and for the cluster on the other end.
     """
     R = lab.shape[0]
-    within = np.zeros((R, k + 1))
+    cut = np.zeros((R, k + 1))
     rows = np.arange(R)[None, :]
     for l, w in enumerate(graph.abs_weights):
         src = lab[:, graph.offsets[l] : graph.offsets[l + 1]]  # (R, n_l)
         dst = lab[:, graph.offsets[l + 1] : graph.offsets[l + 2]]  # (R, n_{l+1})
         onehot = np.zeros((src.shape[1], R, k + 1))
         onehot[np.arange(src.shape[1])[:, None], rows, src.T] = 1.0
-        to_cluster = (w @ onehot.reshape(src.shape[1], -1)).reshape(-1, R, k + 1)  # (n_{l+1}, R, k+1)
-        own = to_cluster[np.arange(dst.shape[1])[:, None], rows, dst.T]  # (n_{l+1}, R)
-        np.add.at(within, (np.broadcast_to(rows, dst.T.shape), dst.T), own)
-    return within[:, :k]
+        cross = (w @ onehot.reshape(src.shape[1], -1)).reshape(-1, R, k + 1)  # (n_{l+1}, R, k+1)
+        cross[np.arange(dst.shape[1])[:, None], rows, dst.T] = 0.0  # the neuron's own cluster
+        np.add.at(cut, (np.broadcast_to(rows, dst.T.shape), dst.T), cross.sum(axis=2))
+        cut += cross.sum(axis=0)
+    return cut[:, :k]

@@ -103,6 +103,7 @@ class KnockoutResult:
     alpha: float
     min_effect: float
     functions: FunctionKnockoutResult | None = None
+    clustering: dict | None = None  # how the labels were made, when modscope clustered
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -121,6 +122,8 @@ class KnockoutResult:
             d["pairs"] = [p.to_dict() for p in self.pairs]
         if self.functions is not None:
             d["functions"] = self.functions.to_dict()
+        if self.clustering is not None:
+            d["clustering"] = dict(self.clustering)
         return d
 
     def to_frame(self):

@@ -19,7 +19,8 @@ order; neurons no mask touches have none and are left out). Measures:
 - ``ami``: adjusted mutual information (scikit-learn) between the neurons' cluster labels and
   their dominant functions;
 - a null: cluster labels permuted within each layer (same cluster sizes per layer), ``n_null``
-  seeded draws; one-sided ``p_value = (1 + #{null >= ami}) / (1 + n_null)`` and ``z``.
+  seeded draws; one-sided ``p_value = (#{null >= ami} + 1) / (n_null + 1)`` (`modscope.stats.p_value`)
+  and ``z``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 
 from ..data.functions import CONTROL
 from ..errors import ModscopeError
+from ..stats import p_value
 from .result import MaskResult
 
 __all__ = ["Alignment", "alignment", "incident_counts"]
@@ -193,7 +195,7 @@ def alignment(
         null_mean = float(null.mean())
         null_std = float(null.std(ddof=1)) if n_null > 1 else None
         z = (ami - null_mean) / null_std if null_std else None
-        p = float((1 + np.sum(null >= ami - 1e-12)) / (1 + n_null))
+        p = p_value(ami, null, larger_is_extreme=True, tol=1e-12)
     return Alignment(
         functions=list(functions),
         clusters=clusters,

@@ -22,12 +22,29 @@ __all__ = [
     "format_measure",
     "format_score",
     "format_sweep",
+    "clustering_text",
     "score_table",
 ]
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:
     return "n/a" if x is None else format(x, spec)
+
+
+def clustering_text(c: dict) -> str:
+    """How a partition was made, in words: ``k-means, 25 restarts, lowest inertia kept (the
+    reference's procedure)``."""
+    if c.get("assign_labels") == "cluster_qr":
+        return "labels by cluster-QR (deterministic)"
+    if c.get("method"):
+        return f"{c['method']} communities"
+    if not c:
+        return "clustering settings not recorded"
+    restarts = c.get("restarts")
+    restarts = "/".join(map(str, restarts)) if isinstance(restarts, list) else restarts
+    reference = c.get("select") == "inertia"
+    kept = "lowest inertia kept (the reference's procedure)" if reference else "lowest n-cut kept"
+    return f"k-means, {restarts} restarts, {kept}"
 
 
 def score_table(result: ScoreResult, source: str = "") -> str:
@@ -38,7 +55,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     lines = [
         f"modscope {d['version']}  {source}".rstrip(),
         f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges, {removed} isolated nodes removed)",
-        f"clusters  k = {d['n_clusters']}, seed {d['seed']}",
+        f"clusters  k = {d['n_clusters']}, seed {d['seed']}; {clustering_text(d.get('clustering') or {})}",
         f"n-cut     {d['ncut']:.4f}   (range 0..{d['n_clusters']}, lower = more modular)",
     ]
     s = d["shuffle"]
@@ -77,6 +94,7 @@ def format_measure(result: ScoreResult, source: str = "") -> str:
     elif result.measure == "local_ncut":
         per = ", ".join(f"layer {l}: {c:.4f}" for l, c in zip(part.layers, part.ncuts, strict=True))
         lines.append(f"local     k = {part.n_clusters} per layer; n-cut {per}")
+        lines.append(f"clusters  {clustering_text(d.get('clustering') or {})}")
     s = d["shuffle"]
     if s is not None:
         z = "n/a" if s["z"] is None else f"{s['z']:.2f}"
@@ -126,6 +144,11 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
     lines = [
         f"knockout: {len(result.submodules)} sub-modules, {result.n_random} random lesions each, "
         f"seed {result.seed}",
+        *(
+            [f"clusters: k = {result.clustering['n_clusters']}, {clustering_text(result.clustering)}"]
+            if result.clustering
+            else []
+        ),
         f"intact {m}: {result.intact_accuracy:.4f}"
         + "".join(f", {f} {result.intact_per_function[f]:.4g}" for f in fns),
         "",

@@ -84,10 +84,11 @@ class ScoreResult:
 
     def to_dict(self) -> dict:
         """JSON-ready. The n-cut measure: ``ncut``, ``labels``, ``n_clusters``, the graph summary
-        (``layer_widths``, ``n_nodes``, ``n_edges``), ``shuffle`` {``method, n, ncuts, mean, std,
+        (``layer_widths``, ``n_nodes``, ``n_edges``), ``clustering`` (how the partition was made:
+        ``assign_labels``, ``restarts``, ``select``), ``shuffle`` {``method, n, ncuts, mean, std,
         z, p_value``}, ``seed``, ``version``. Other measures: ``measure``, ``higher_is_modular``,
-        ``value``, ``partition``, the graph summary, ``shuffle`` (samples under ``values``),
-        ``seed``, ``version``."""
+        ``value``, ``partition``, the graph summary, ``clustering``, ``shuffle`` (samples under
+        ``values``), ``seed``, ``version``."""
         is_ncut = self.measure == "ncut"
         shuffle = None
         if self.null is not None:
@@ -108,6 +109,7 @@ class ScoreResult:
         return {
             **head,
             **self.graph.summary(),
+            "clustering": dict(getattr(self.partition, "clustering", {})),
             "shuffle": shuffle,
             "seed": int(self.seed),
             "version": __version__,

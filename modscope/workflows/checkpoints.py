@@ -65,7 +65,10 @@ def knockout_checkpoint(
     mask_dict = None
     if masks is not None:
         mask_dict = load_masks(masks)
-    return knockout(model, the_task, partition.labels, masks=mask_dict, **kwargs)
+    result = knockout(model, the_task, partition.labels, masks=mask_dict, **kwargs)
+    seed = int(kwargs.get("seed", 0))
+    result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
+    return result
 
 
 def masks_checkpoint(

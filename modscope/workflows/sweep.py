@@ -12,7 +12,8 @@ settings; every checkpoint is scored under every combination of the listed value
     out: sweep.csv                                  # optional (CLI --out wins); .parquet needs pyarrow
 
 Settings and their defaults: ``clusters`` 12, ``shuffle_method`` layer, ``shuffles`` 50,
-``seed`` 0, ``n_init`` 10, ``select`` ncut, ``assign_labels`` kmeans. The table has one row
+``seed`` 0, ``restarts`` auto (the reference's 25, or 100 above 2000 nodes), ``select`` inertia
+(the reference's), ``assign_labels`` kmeans. The table has one row
 per checkpoint x setting. Each finished row is written to the output at once (atomically);
 a rerun reads the output back and computes only the rows whose key — a hash of the
 checkpoint's bytes, every setting and the modscope version — is not there, so a row made
@@ -47,13 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "shuffle_method": "layer",
     "shuffles": 50,
     "seed": 0,
-    "n_init": 10,
-    "select": "ncut",
+    "restarts": "auto",
+    "select": "inertia",
     "assign_labels": "kmeans",
 }
 SETTING_COLUMNS = list(DEFAULTS)
-RESULT_COLUMNS = ["ncut", "shuffle_mean", "shuffle_std", "z", "p_value", "n_nodes", "n_edges",
-                  "layer_widths", "seconds", "checkpoint_sha256", "version", "key"]
+RESULT_COLUMNS = ["ncut", "restarts_used", "shuffle_mean", "shuffle_std", "z", "p_value", "n_nodes",
+                  "n_edges", "layer_widths", "seconds", "checkpoint_sha256", "version", "key"]
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -103,7 +104,8 @@ def _check_setting(s: dict) -> dict:
 
     integer("clusters", 2)
     integer("shuffles", 0)
-    integer("n_init", 1)
+    if s["restarts"] != "auto":
+        integer("restarts", 1)
     if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
         raise ModscopeError(f"sweep setting seed must be an integer, got {s['seed']!r}")
     if s["shuffle_method"] not in SHUFFLE_METHODS:
@@ -126,6 +128,8 @@ def expand_settings(settings) -> list[dict]:
     for grid in grids:
         if not isinstance(grid, dict):
             raise ModscopeError(f"sweep settings: expected a mapping of setting -> values, got {grid!r}")
+        if "n_init" in grid and "restarts" not in grid:  # the 0.2 name of the setting
+            grid = {("restarts" if k == "n_init" else k): v for k, v in grid.items()}
         unknown = sorted(set(grid) - set(DEFAULTS))
         if unknown:
             raise ModscopeError(
@@ -189,7 +193,11 @@ def run_unit(unit: SweepUnit) -> dict:
     if s["clusters"] >= graph.n_nodes:
         raise ModscopeError(f"{unit.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
     clusterer = SpectralClusterer(
-        s["clusters"], assign_labels=s["assign_labels"], n_init=s["n_init"], select=s["select"], threads=1
+        s["clusters"],
+        assign_labels=s["assign_labels"],
+        restarts=None if s["restarts"] == "auto" else s["restarts"],
+        select=s["select"],
+        threads=1,
     )
     with single_thread():
         result = score(
@@ -200,6 +208,7 @@ def run_unit(unit: SweepUnit) -> dict:
         "checkpoint": unit.checkpoint,
         **s,
         "ncut": result.ncut,
+        "restarts_used": result.partition.clustering.get("restarts"),
         "shuffle_mean": null.get("mean"),
         "shuffle_std": null.get("std"),
         "z": null.get("z"),
