@@ -8,15 +8,11 @@ import pytest
 import torch
 
 from modscope.errors import ModscopeError
+from modscope.tasks import get_task
 from modscope.tasks.base import Task
 from modscope.training.checkpoint import load_checkpoint
-from modscope.training.trainer import (
-    forward,
-    magnitude_mask,
-    make_config,
-    polynomial_sparsity,
-    train,
-)
+from modscope.training.pruning import magnitude_mask, polynomial_sparsity
+from modscope.training.trainer import forward, make_config, train
 
 
 def _blobs(n=240, seed=0) -> Task:
@@ -239,3 +235,86 @@ def test_cli_train_bad_input_is_one_line_exit_2(tmp_path, capsys, argv):
     err = capsys.readouterr().err.strip()
     assert err.startswith("modscope: error:") and "\n" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+# -- the reference recipe (issue 14: Filan et al.'s Keras training) -----------------------------
+def test_recipe_fills_only_unset_options():
+    from modscope.training.trainer import TrainConfig
+
+    task = get_task("digits")
+    cfg = TrainConfig(recipe="filan2021", prune=0.9).resolve(task)
+    per_epoch = -(-task.x_train.shape[0] // 128)
+    assert (cfg.init, cfg.lr, cfg.batch_size, cfg.prune_every, cfg.prune_fresh_optimizer) == (
+        "glorot", 1e-3, 128, 10, True)
+    assert cfg.steps == 20 * per_epoch and cfg.prune_steps == 20 * per_epoch and cfg.epochs == 20
+    explicit = TrainConfig(
+        recipe="filan2021", steps=7, lr=0.01, init="torch", prune=0.5, prune_steps=3
+    ).resolve(task)
+    assert (explicit.steps, explicit.lr, explicit.init, explicit.prune_steps) == (7, 0.01, "torch", 3)
+    plain = TrainConfig().resolve(task)  # no recipe: the defaults are unchanged
+    assert (plain.init, plain.prune_fresh_optimizer, plain.recipe) == ("torch", False, None)
+    with pytest.raises(ModscopeError, match="unknown recipe"):
+        TrainConfig(recipe="keras").resolve(task)
+
+
+def test_glorot_init_is_keras_glorot_uniform_with_zero_biases():
+    from modscope.training.models import Architecture
+    from modscope.training.trainer import init_model
+
+    net = init_model(Architecture((300, 200, 10)), torch.Generator().manual_seed(0), "glorot")
+    w = net.layers[0].weight.detach()
+    bound = (6 / (300 + 200)) ** 0.5
+    assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.98 * bound
+    assert float(w.var()) == pytest.approx(bound**2 / 3, rel=0.02)  # U(-b, b): variance b^2 / 3
+    assert all(float(layer.bias.detach().abs().max()) == 0.0 for layer in net.layers)
+
+
+def test_prune_every_and_fresh_optimizer_change_the_pruning_only():
+    task = get_task("digits")
+    common = dict(steps=20, hidden=(16,), prune=0.8, prune_steps=30, seed=3, progress=False)
+    every10 = train(task, prune_every=10, **common).checkpoint.state_dict
+    every30 = train(task, prune_every=30, **common).checkpoint.state_dict
+    fresh = train(task, prune_every=10, prune_fresh_optimizer=True, **common).checkpoint.state_dict
+    w = "layers.0.weight"
+    assert not torch.equal(every10[w], every30[w]) and not torch.equal(every10[w], fresh[w])
+    for sd in (every10, every30, fresh):  # every layer ends exactly at the target
+        assert float((sd[w] == 0).float().mean()) == pytest.approx(0.8, abs=1 / sd[w].numel())
+
+
+def test_onehot_mse_loss_and_bimt_training_defaults(tmp_path):
+    import numpy as np
+
+    from modscope.data.metrics import onehot_mse
+    from modscope.training.trainer import TrainConfig
+
+    out = torch.randn(5, 3)
+    y = torch.tensor([[0], [2], [1], [1], [0]])
+    assert float(onehot_mse(out, y, 3)) == pytest.approx(float(((out - torch.eye(3)[y[:, 0]]) ** 2).mean()))
+    rng = np.random.default_rng(0)  # a tiny MNIST-format file: the mnist task reads any such data
+    np.savez(tmp_path / "m.npz", x_train=rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 64), x_test=rng.integers(0, 256, (16, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 16))
+    task = get_task("mnist", data=tmp_path / "m.npz")
+    plain = TrainConfig().resolve(task)
+    bimt = TrainConfig(bimt=True).resolve(task)
+    assert plain.hidden == (256, 256, 256, 256) and plain.loss == "task"
+    assert (bimt.hidden, bimt.steps, bimt.loss, bimt.lr) == ((100, 100), 40000, "mse_onehot", 1e-3)
+    assert bimt.bimt.lambdas == (0.01, 0.1, 1.0) and bimt.bimt.output_layout == "ring"
+    phases = [bimt.bimt.lambda_at(s, 400) for s in (0, 99, 100, 299, 300, 399)]
+    assert phases == [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]
+    r = train(task, steps=4, bimt=True, hidden=(9, 9), progress=False)
+    assert r.checkpoint.train_config["loss"] == "mse_onehot"
+
+
+def test_cli_train_recipe(tmp_path):
+    import json
+
+    from modscope.cli import main
+
+    out = tmp_path / "m.pt"
+    assert main(["train", "--task", "digits", "--recipe", "filan2021", "--steps", "3", "--hidden", "8",
+                 "--out", str(out), "--json", str(tmp_path / "m.json"), "--no-progress"]) == 0
+    cfg = json.loads((tmp_path / "m.json").read_text())["train_config"]
+    assert cfg["recipe"] == "filan2021" and cfg["init"] == "glorot" and cfg["steps"] == 3
+    assert main(["train", "--task", "formula-independence", "--bimt", "--bimt-lambdas", "1,2",
+                 "--out", str(out)]) == 2

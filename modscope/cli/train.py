@@ -34,6 +34,29 @@ def add(sub) -> None:
         help="magnitude-prune to this sparsity in (0, 1) after training",
     )
     p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
+    p.add_argument("--prune-epochs", type=float, help="pruning fine-tune length in epochs (instead of steps)")
+    p.add_argument(
+        "--prune-every", type=int, help="steps between magnitude-mask updates (default: a tenth, <= 100)"
+    )
+    p.add_argument(
+        "--prune-fresh-optimizer",
+        action="store_true",
+        default=None,
+        help="a new Adam for the pruning phase (the reference recompiles its model)",
+    )
+    p.add_argument(
+        "--init",
+        choices=["torch", "glorot"],
+        help="weight initialisation: torch's default (default) or Glorot-uniform with zero biases (Keras)",
+    )
+    p.add_argument("--loss", choices=["task", "mse_onehot"], help="training loss (default: the task's)")
+    p.add_argument(
+        "--recipe",
+        choices=["filan2021"],
+        help="a preset for the options left unset: filan2021 = the reference's Keras training "
+        "(Glorot init, Adam 1e-3, batch 128, 20 epochs; pruning: fresh Adam, 20 epochs, masks every "
+        "10 steps)",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimizer steps (default: the task's)")
     length.add_argument("--epochs", type=float, help="passes over the training set")
@@ -50,10 +73,27 @@ def add(sub) -> None:
     g.add_argument("--bimt-swap-every", type=int, help="steps between swap passes (0 = never)")
     g.add_argument("--bimt-threshold", type=float, help="zero |parameters| below this at the end")
     g.add_argument("--bimt-reduction", choices=["sum", "mean"], help="per-tensor cost reduction")
+    g.add_argument(
+        "--bimt-lambdas",
+        metavar="L1,L2,L3",
+        help="three lambdas for the three phases of training (quarters: 1/4, 1/2, 1/4), e.g. 0.01,0.1,1",
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
     p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
     progress_flag(p)
     p.set_defaults(run=run)
+
+
+def _lambdas(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}")
+    return values
 
 
 def run(args) -> int:
@@ -68,6 +108,7 @@ def run(args) -> int:
         "swap_every": args.bimt_swap_every,
         "threshold": args.bimt_threshold,
         "reduction": args.bimt_reduction,
+        "lambdas": _lambdas(args.bimt_lambdas),
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and not args.bimt:
@@ -101,6 +142,12 @@ def run(args) -> int:
         seed=args.seed,
         device=args.device,
         bimt=given if args.bimt else None,
+        init=args.init,
+        prune_every=args.prune_every,
+        prune_epochs=args.prune_epochs,
+        prune_fresh_optimizer=args.prune_fresh_optimizer,
+        loss=args.loss,
+        recipe=args.recipe,
         progress=not args.no_progress,
     )
     result.save(args.out)

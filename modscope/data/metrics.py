@@ -24,6 +24,7 @@ __all__ = [
     "loss",
     "metric",
     "metric_name",
+    "onehot_mse",
     "per_class_accuracy",
     "squared_error",
 ]
@@ -55,6 +56,14 @@ def loss(
         return F.mse_loss(out[:, cols], y[:, cols])
     parts = [F.cross_entropy(out[:, s], y[:, g]) for g, s in group_slices(output_groups, groups)]
     return torch.stack(parts).mean()
+
+
+def onehot_mse(out: Any, y: Any, n_classes: int) -> Any:
+    """Mean squared error of the logits ``(B, n_classes)`` to one-hot targets (a scalar tensor):
+    BIMT's loss on MNIST (spec §6)."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(out, F.one_hot(y[:, 0].long(), n_classes).to(out.dtype))
 
 
 def group_correct(out: Any, y: Any, output_groups: Sequence[int]) -> Any:

@@ -61,6 +61,8 @@ _DEFAULTS = {  # used when the task names no BIMT default (values of the formula
     "bias_from": 0.0,
     "threshold": 0.01,
     "output_layout": "line",
+    "lambdas": None,
+    "lambda_phases": (0.25, 0.75),
 }
 # task.defaults key -> BIMTConfig field
 _TASK_KEYS = {
@@ -74,6 +76,7 @@ _TASK_KEYS = {
     "bimt_bias_from": "bias_from",
     "bimt_threshold": "threshold",
     "bimt_output_layout": "output_layout",
+    "bimt_lambdas": "lambdas",
 }
 
 
@@ -88,7 +91,9 @@ class BIMTConfig:
     10 x lambda_0 until three quarters, then lambda_0) or 'constant'. bias_from: fraction of
     training after which biases are penalised (0.75 = last quarter only, the formula
     tasks). threshold: after training, |parameter| < threshold -> 0 (0 = keep all).
-    output_layout: 'line' or 'ring'.
+    output_layout: 'line' or 'ring'. lambdas: three lambdas, one per phase of training (e.g.
+    0.01 -> 0.1 -> 1, BIMT's MNIST schedule); when given they replace lam and schedule. The
+    phases end at the fractions lambda_phases of training (default the quarters: 1/4, 3/4).
     """
 
     lam: float = _DEFAULTS["lam"]
@@ -101,6 +106,8 @@ class BIMTConfig:
     bias_from: float = _DEFAULTS["bias_from"]
     threshold: float = _DEFAULTS["threshold"]
     output_layout: Literal["line", "ring"] = _DEFAULTS["output_layout"]
+    lambdas: tuple[float, float, float] | None = _DEFAULTS["lambdas"]
+    lambda_phases: tuple[float, float] = _DEFAULTS["lambda_phases"]
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lam) and self.lam >= 0):
@@ -127,6 +134,15 @@ class BIMTConfig:
             raise ModscopeError(
                 f"BIMT output layout must be 'line' or 'ring', got {self.output_layout!r}"
             )
+        if self.lambdas is not None:
+            lams = tuple(float(x) for x in self.lambdas)
+            if len(lams) != 3 or not all(math.isfinite(x) and x >= 0 for x in lams):
+                raise ModscopeError(f"BIMT lambdas must be three numbers >= 0, got {self.lambdas}")
+            object.__setattr__(self, "lambdas", lams)
+        a, b = (float(x) for x in self.lambda_phases)
+        if not 0.0 <= a <= b <= 1.0:
+            raise ModscopeError(f"BIMT lambda phases must satisfy 0 <= a <= b <= 1, got {self.lambda_phases}")
+        object.__setattr__(self, "lambda_phases", (a, b))
         object.__setattr__(self, "top_k", int(self.top_k))
         object.__setattr__(self, "swap_every", int(self.swap_every))
 
@@ -145,10 +161,16 @@ class BIMTConfig:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["lambdas"] = None if self.lambdas is None else list(self.lambdas)
+        d["lambda_phases"] = list(self.lambda_phases)
+        return d
 
     def lambda_at(self, step: int, total: int) -> float:
         """lambda at 0-based ``step`` of ``total`` steps."""
+        if self.lambdas is not None:
+            a, b = self.lambda_phases
+            return self.lambdas[0 if step < a * total else 1 if step < b * total else 2]
         if self.schedule == "reference" and total // 4 <= step < 3 * total // 4:
             return 10.0 * self.lam
         return self.lam

@@ -19,15 +19,17 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.metrics import onehot_mse
 from ..errors import ModscopeError
 from ..runtime.modules import resolve_device
 from ..runtime.options import settle
@@ -39,6 +41,7 @@ from .models import ACTIVATIONS, MLP, Architecture
 from .pruning import magnitude_mask, polynomial_sparsity
 
 __all__ = [
+    "RECIPES",
     "TrainConfig",
     "TrainResult",
     "architecture_for",
@@ -51,6 +54,25 @@ __all__ = [
     "train",
     "weight_sparsity",
 ]
+
+Init = Literal["torch", "glorot"]
+Loss = Literal["task", "mse_onehot"]
+
+# Named presets: the options a recipe fills when they are left unset (explicit options win).
+RECIPES: dict[str, dict[str, Any]] = {
+    # Filan et al. 2021's Keras training (spec §3): Glorot-uniform weights and zero biases, Adam 1e-3
+    # at batch 128 for 20 epochs; pruning: a fresh Adam and 20 more epochs while PolynomialDecay
+    # raises the sparsity, the masks updated every 10 steps.
+    "filan2021": {
+        "init": "glorot",
+        "lr": 1e-3,
+        "batch_size": 128,
+        "epochs": 20,
+        "prune_epochs": 20,
+        "prune_every": 10,
+        "prune_fresh_optimizer": True,
+    },
+}
 
 _FALLBACK = {"hidden": (64, 64), "steps": 1000, "batch_size": 128, "lr": 1e-3,
              "activation": "relu"}
@@ -66,9 +88,15 @@ class TrainConfig:
     ``l2`` penalise Linear weights (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's
     decoupled decay of every parameter (default: the task's for plain training, 0 for BIMT).
     ``prune``: target sparsity in (0, 1), reached in ``prune_steps`` (default: ``steps``) steps of
-    magnitude pruning after the main training. ``bimt``: True (the task's BIMT defaults), a
-    `BIMTConfig`, or a dict of overrides. ``seed`` seeds the initialisation, the batch order and
-    the dropout masks.
+    magnitude pruning after the main training (or ``prune_epochs`` epochs), the masks refreshed
+    every ``prune_every`` steps (default: a tenth of the pruning, at most 100 steps), with a new
+    Adam for the pruning phase when ``prune_fresh_optimizer``. ``bimt``: True (the task's BIMT
+    defaults), a `BIMTConfig`, or a dict of overrides. ``init``: ``"torch"`` (torch's default,
+    U(+-1/sqrt(fan_in)) weights and biases) or ``"glorot"`` (Glorot-uniform weights and zero
+    biases, Keras's default). ``loss``: ``"task"`` (the task's) or ``"mse_onehot"`` (MSE of the
+    logits to one-hot targets, BIMT's MNIST setting). ``recipe``: a named preset that fills the
+    options left unset (`RECIPES`; ``"filan2021"`` is the reference training of Filan et al.).
+    ``seed`` seeds the initialisation, the batch order and the dropout masks.
     """
 
     hidden: tuple[int, ...] | str | int | None = None
@@ -86,6 +114,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     bimt: BIMTConfig | dict | bool | None = None
+    init: Init | None = None
+    prune_every: int | None = None
+    prune_epochs: float | None = None
+    prune_fresh_optimizer: bool | None = None
+    loss: Loss | None = None
+    recipe: str | None = None
 
     def resolve(self, task: Task) -> TrainConfig:
         """Every option checked and filled in from ``task.defaults`` (one-line errors)."""
@@ -164,11 +198,6 @@ def _check_number(name: str, value: float, low: float, *, strict: bool = False) 
     return value
 
 
-def _default(task: Task, key: str) -> Any:
-    value = (task.defaults or {}).get(key)
-    return _FALLBACK[key] if value is None else value
-
-
 def _embed_dim(task: Task) -> int | None:
     if task.vocab_size is None:
         return None
@@ -180,24 +209,46 @@ def _embed_dim(task: Task) -> int | None:
     return 32
 
 
-def make_config(
-    task: Task, *, hidden=None, activation=None, dropout=0.0, l1=0.0, l2=0.0, weight_decay=None,
-    prune=None,
-    prune_steps=None, steps=None, epochs=None, batch_size: int | None | EllipsisType = ...,
-    lr=None, seed=0, device="cpu", bimt: bool | BIMTConfig | dict | None = None,
-) -> TrainConfig:
-    """Check every option and fill the unset ones from ``task.defaults``: a resolved `TrainConfig`."""
-    hidden = parse_widths(_default(task, "hidden") if hidden is None else hidden)
-    activation = activation or _default(task, "activation")
+def _count(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
+    return int(value)
+
+
+def make_config(task: Task, **options: Any) -> TrainConfig:
+    """Check every option and fill the unset ones from the recipe, then from ``task.defaults``
+    (under BIMT the task's ``bimt_*`` training defaults first): a resolved `TrainConfig`."""
+    o = TrainConfig(**options).__dict__.copy()
+    recipe = o["recipe"]
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ModscopeError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+        for key, value in RECIPES[recipe].items():
+            unset = o[key] is ... if key == "batch_size" else o[key] is None
+            if key == "epochs" and o["steps"] is not None:
+                unset = False  # steps given: the recipe's epochs do not apply
+            if key == "prune_epochs" and (o["prune"] is None or o["prune_steps"] is not None):
+                unset = False
+            if unset:
+                o[key] = value
+    bimt = o["bimt"]
+    defaults = dict(task.defaults or {})
+    if bimt not in (None, False):  # BIMT's own training defaults (e.g. MNIST: 784-100-100-10)
+        defaults.update({k[5:]: v for k, v in defaults.items() if k.startswith("bimt_")})
+
+    def default(key: str) -> Any:
+        return defaults[key] if defaults.get(key) is not None else _FALLBACK[key]
+
+    hidden = parse_widths(default("hidden") if o["hidden"] is None else o["hidden"])
+    activation = o["activation"] or default("activation")
     if activation not in ACTIVATIONS:
-        raise ModscopeError(
-            f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}"
-        )
-    dropout = _check_number("dropout", dropout, 0.0)
+        raise ModscopeError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
+    dropout = _check_number("dropout", o["dropout"], 0.0)
     if dropout >= 1.0:
         raise ModscopeError(f"dropout must be in [0, 1), got {dropout}")
-    l1 = _check_number("l1", l1, 0.0)
-    l2 = _check_number("l2", l2, 0.0)
+    l1 = _check_number("l1", o["l1"], 0.0)
+    l2 = _check_number("l2", o["l2"], 0.0)
+    prune = o["prune"]
     if prune is not None:
         prune = _check_number("prune", prune, 0.0, strict=True)
         if prune >= 1.0:
@@ -205,45 +256,61 @@ def make_config(
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
+    batch_size = o["batch_size"]
     if batch_size is ...:
-        batch_size = (task.defaults or {}).get("batch_size", _FALLBACK["batch_size"])
+        batch_size = defaults.get("batch_size", _FALLBACK["batch_size"])
     if batch_size is not None:
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ModscopeError(f"batch size must be a positive integer, got {batch_size}")
-        batch_size = None if int(batch_size) >= n_train else int(batch_size)
-    if epochs is not None:
-        epochs = _check_number("epochs", epochs, 0.0, strict=True)
-        per_epoch = 1 if batch_size is None else math.ceil(n_train / batch_size)
-        from_epochs = max(1, round(epochs * per_epoch))
-        if steps is not None and steps != from_epochs:  # a resolved config has both, consistent
-            raise ModscopeError("give steps or epochs, not both")
-        steps = from_epochs
-    steps = _default(task, "steps") if steps is None else steps
-    if int(steps) != steps or steps < 1:
-        raise ModscopeError(f"steps must be an integer >= 1, got {steps}")
-    steps = int(steps)
+        batch_size = _count("batch size", batch_size, 1)
+        batch_size = None if batch_size >= n_train else batch_size
+    per_epoch = 1 if batch_size is None else math.ceil(n_train / batch_size)
+
+    def from_epochs(name: str, epochs: Any, steps: Any) -> tuple[float | None, Any]:
+        if epochs is None:
+            return None, steps
+        epochs = _check_number(name, epochs, 0.0, strict=True)
+        derived = max(1, round(epochs * per_epoch))
+        if steps is not None and steps != derived:  # a resolved config has both, consistent
+            raise ModscopeError(f"give steps or {name}, not both")
+        return epochs, derived
+
+    epochs, steps = from_epochs("epochs", o["epochs"], o["steps"])
+    steps = _count("steps", default("steps") if steps is None else steps, 1)
+    prune_epochs, prune_steps = from_epochs("prune epochs", o["prune_epochs"], o["prune_steps"])
     if prune_steps is None:
         prune_steps = steps if prune is not None else 0
-    if int(prune_steps) != prune_steps or prune_steps < (1 if prune is not None else 0):
-        raise ModscopeError(f"prune steps must be an integer >= 1, got {prune_steps}")
-    lr = _check_number("lr", _default(task, "lr") if lr is None else lr, 0.0, strict=True)
-    if int(seed) != seed or seed < 0:
-        raise ModscopeError(f"seed must be an integer >= 0, got {seed}")
-    resolve_device(device)
+    prune_steps = _count("prune steps", prune_steps, 1 if prune is not None else 0)
+    prune_every = o["prune_every"]
+    if prune_every is None:
+        prune_every = max(1, min(100, prune_steps // 10))
+    prune_every = _count("prune every", prune_every, 1)
+    lr = _check_number("lr", default("lr") if o["lr"] is None else o["lr"], 0.0, strict=True)
+    seed = _count("seed", o["seed"], 0)
+    resolve_device(o["device"])
     if bimt is True:
         bimt = BIMTConfig.from_task(task)
     elif isinstance(bimt, dict):
         bimt = BIMTConfig.from_task(task, **bimt)
     elif bimt is False:
         bimt = None
+    weight_decay = o["weight_decay"]
     if weight_decay is None:  # BIMT trains with AdamW, weight decay 0 (spec §6)
         weight_decay = 0.0 if bimt is not None else (task.defaults or {}).get("weight_decay", 0.0)
     weight_decay = _check_number("weight decay", weight_decay, 0.0)
-    return TrainConfig(hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2,
-                       weight_decay=weight_decay,
-                       prune=prune, prune_steps=int(prune_steps), steps=steps, epochs=epochs,
-                       batch_size=batch_size, lr=lr, seed=int(seed), device=str(device),
-                       bimt=bimt)
+    init = o["init"] or "torch"
+    if init not in ("torch", "glorot"):
+        raise ModscopeError(f"unknown init {init!r}; use 'torch' or 'glorot'")
+    loss = o["loss"] or defaults.get("loss") or "task"
+    if loss not in ("task", "mse_onehot"):
+        raise ModscopeError(f"unknown loss {loss!r}; use 'task' or 'mse_onehot'")
+    if loss == "mse_onehot" and task.n_classes is None:
+        raise ModscopeError(f"loss mse_onehot needs a one-group classifier; {task.name} is not")
+    return TrainConfig(
+        hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2, weight_decay=weight_decay,
+        prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed, device=str(o["device"]), bimt=bimt, init=init, prune_every=prune_every,
+        prune_epochs=prune_epochs, prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), loss=loss,
+        recipe=recipe,
+    )
 
 
 # -- building blocks --------------------------------------------------------------------------
@@ -259,14 +326,19 @@ def architecture_for(task: Task, hidden: Sequence[int], activation: str = "relu"
     )
 
 
-def init_model(arch: Architecture, generator: torch.Generator) -> MLP:
-    """torch's default initialisation (U(+-1/sqrt(fan_in)) weights and biases, N(0, 1)
-    embeddings), drawn from ``generator`` instead of the global RNG."""
+def init_model(arch: Architecture, generator: torch.Generator, init: Init = "torch") -> MLP:
+    """A fresh MLP, every number drawn from ``generator`` (never the global RNG). ``init``:
+    torch's default (U(+-1/sqrt(fan_in)) weights and biases) or Glorot-uniform weights with zero
+    biases (Keras's default, the reference's); embeddings N(0, 1) either way."""
     with torch.device("meta"):
         net = MLP(arch)
     net = net.to_empty(device="cpu")
     with torch.no_grad():
         for layer in net.layers:
+            if init == "glorot":
+                nn.init.xavier_uniform_(layer.weight, generator=generator)
+                nn.init.zeros_(layer.bias)
+                continue
             bound = 1.0 / math.sqrt(layer.in_features)
             nn.init.uniform_(layer.weight, -bound, bound, generator=generator)
             nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
@@ -349,24 +421,26 @@ def train(
     dev = resolve_device(cfg.device)
     init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
     arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
-    model = init_model(arch, torch.Generator().manual_seed(init_seed)).to(dev)
+    model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
     batch_gen = torch.Generator().manual_seed(batch_seed)
     drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
 
     bimt_state = None
     if cfg.bimt is not None:
         bimt_state = BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
-    if cfg.bimt is not None or cfg.weight_decay:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    def optimizer() -> torch.optim.Optimizer:
+        if cfg.bimt is not None or cfg.weight_decay:
+            return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    opt = optimizer()
+    task_loss = task.loss if cfg.loss == "task" else partial(onehot_mse, n_classes=task.n_classes)
 
     x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
     batches = _batches(x_train.shape[0], cfg.batch_size, batch_gen)
     weights = [layer.weight for layer in model.layers]
     masks: list[torch.Tensor] | None = None
     total = cfg.steps + cfg.prune_steps
-    prune_freq = max(1, min(100, cfg.prune_steps // 10))
     swaps = 0
 
     start = time.perf_counter()
@@ -377,14 +451,16 @@ def train(
         pruning = step >= cfg.steps
         if pruning:  # magnitude masks, refreshed on the TF schedule and on the last step
             t = step - cfg.steps
-            if t % prune_freq == 0 or t == cfg.prune_steps - 1:
+            if t == 0 and cfg.prune_fresh_optimizer:  # the reference recompiles: a new Adam
+                opt = optimizer()
+            if t % cfg.prune_every == 0 or t == cfg.prune_steps - 1:
                 s = polynomial_sparsity(t, cfg.prune_steps - 1, cfg.prune)
                 masks = [magnitude_mask(w, s) for w in weights]
                 _apply_masks(weights, masks)
         idx = next(batches)
         xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
         out = forward(model, xb, bimt_state, drop_gen)
-        loss = task.loss(out, yb)
+        loss = task_loss(out, yb)
         objective = loss
         if cfg.l1:
             objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
