@@ -19,7 +19,7 @@ from modscope.training.bimt import (
     swap_deltas,
     swap_deltas_bruteforce,
 )
-from modscope.training.models import Architecture
+from modscope.training.models import MLP, Architecture
 from modscope.training.trainer import forward, init_model
 
 
@@ -261,3 +261,20 @@ def test_config_validation_and_task_defaults():
             BIMTConfig(**bad)
     with pytest.raises(ModscopeError, match="unknown BIMT option"):
         BIMTConfig.from_task(T(), lamda=1.0)
+
+
+@pytest.mark.parametrize("l", [0, 1, 2, 3])
+def test_placement_rows_columns_and_diagonal_are_the_matrix(l):
+    from modscope.training.bimt import Placement
+
+    torch.manual_seed(0)
+    model = MLP((12, 9, 7, 5))
+    cost = ConnectionCost(layout(model.widths), A=2.0, y_star=0.5, reduction="mean").to("cpu")
+    C = cost.placement_matrix(model, l)
+    P = Placement(cost, model, l)
+    n = model.widths[l]
+    some = torch.tensor([n - 1, 0, n // 2])
+    torch.testing.assert_close(P.rows(some), C[some])
+    torch.testing.assert_close(P.diagonal(), C.diagonal())
+    for p in range(n):
+        torch.testing.assert_close(P.column(p), C[:, p])

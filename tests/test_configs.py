@@ -32,6 +32,7 @@ def test_a_resolved_config_resolves_to_itself():
         (lambda t: modscope.train(t, stepz=2), "unknown option"),
         (lambda t: modscope.train(t, MaskConfig()), "expected a TrainConfig"),
         (lambda t: modscope.train(t, steps=2, epochs=1), "steps or epochs"),
+        (lambda t: modscope.train(t, steps=2, prune_epochs=1), "target sparsity"),
     ],
 )
 def test_conflicting_or_unknown_training_settings_are_one_line_errors(call, message):

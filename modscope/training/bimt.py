@@ -39,6 +39,7 @@ __all__ = [
     "BIMT",
     "BIMTConfig",
     "ConnectionCost",
+    "Placement",
     "SwapStats",
     "distances",
     "layout",
@@ -296,15 +297,48 @@ class ConnectionCost:
         return C
 
 
+class Placement:
+    """The placement costs of one layer's neurons without the ``(n_l, n_l)`` matrix.
+
+    ``C[j, p] = sum_t f_t (A_t @ D_t^T)[j, p]``: for the incoming weights ``A = |W_in|`` (n_l, fan)
+    and ``D`` the distances (n_l positions, fan); for the outgoing ones ``A = |W_out|^T`` and
+    ``D = D_out^T``. A swap pass needs only the top-k neurons' rows, one column per top neuron
+    and the diagonal: O(k n fan) per layer instead of O(n^2 fan).
+    """
+
+    @torch.no_grad()
+    def __init__(self, cost: ConnectionCost, model: MLP, l: int) -> None:
+        layers = model.layers
+        self.terms: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+        if l >= 1:
+            w = layers[l - 1].weight
+            self.terms.append((cost.A * cost.scale(w), w.abs(), cost.dist[l - 1].to(w.dtype)))
+        if l < len(layers):
+            w = layers[l].weight
+            self.terms.append((cost.A * cost.scale(w), w.abs().T, cost.dist[l].to(w.dtype).T))
+
+    @torch.no_grad()
+    def rows(self, neurons: torch.Tensor) -> torch.Tensor:
+        """``(len(neurons), n_l)``: the cost of each given neuron at every position."""
+        return sum(f * (a[neurons] @ d.T) for f, a, d in self.terms)
+
+    @torch.no_grad()
+    def column(self, position: int) -> torch.Tensor:
+        """``(n_l,)``: the cost of every neuron were it at ``position``."""
+        return sum(f * (a @ d[position]) for f, a, d in self.terms)
+
+    @torch.no_grad()
+    def diagonal(self) -> torch.Tensor:
+        """``(n_l,)``: the cost of every neuron at its own position."""
+        return sum(f * (a * d).sum(1) for f, a, d in self.terms)
+
+
 def swap_deltas(cost: ConnectionCost, model: MLP, l: int, j: int) -> torch.Tensor:
     """``(n_l,)``: the change of ``cost`` when neuron ``j`` of layer ``l`` swaps with each
-    neuron ``k`` (``delta[j] == 0``), all from one |W| x distance product."""
-    return _deltas(cost.placement_matrix(model, l), j)
-
-
-def _deltas(C: torch.Tensor, j: int) -> torch.Tensor:
-    diag = C.diagonal()
-    d = C[j] + C[:, j] - C[j, j] - diag
+    neuron ``k`` (``delta[j] == 0``): ``C[j, k] + C[k, j] - C[j, j] - C[k, k]``."""
+    P = Placement(cost, model, l)
+    diag = P.diagonal()
+    d = P.rows(torch.tensor([j]))[0] + P.column(j) - diag[j] - diag
     d[j] = 0.0
     return d
 
@@ -456,15 +490,23 @@ class BIMT:
             return stats
         top = torch.argsort(self.scores(model, l), descending=True, stable=True)[:k].tolist()
         brute = method == "bruteforce"
-        C = None if brute else self.cost.placement_matrix(model, l)
+        if not brute:
+            # neuron m (pre-pass index) at position p costs C[m, p]: the top neurons' rows, each
+            # position's column when a top neuron stands there, and every neuron's current cost
+            P = Placement(self.cost, model, l)
+            rows = P.rows(torch.tensor(top, device=model.layers[0].weight.device))
+            current = P.diagonal()
         order = list(range(n))  # position -> neuron (pre-pass index)
         where = list(range(n))  # neuron -> position
-        for t in top:
+        for i, t in enumerate(top):
             j = where[t]
             if brute:
                 d = swap_deltas_bruteforce(self.cost, model, l, j)
-            else:
-                d = _deltas(C, j)
+            else:  # delta(q) = C[t, q] + C[order[q], j] - C[t, j] - C[order[q], q]
+                at = torch.tensor(order, device=rows.device)
+                column = P.column(j)
+                d = rows[i] + column[at] - current[t] - current[at]
+                d[j] = 0.0
             best = int(torch.argmin(d))
             if d[best] >= 0:
                 continue
@@ -472,14 +514,15 @@ class BIMT:
                 swap = torch.arange(n, device=d.device)
                 swap[j], swap[best] = best, j
                 self.permute(model, l, swap, optimizer)
-            else:  # the neurons' rows of C move with them; the positions (columns) stay
-                C[[j, best]] = C[[best, j]]
+            else:
+                other = order[best]
+                current[t], current[other] = rows[i, best], column[other]
             order[j], order[best] = order[best], order[j]
             where[order[j]], where[order[best]] = j, best
             stats.swaps += 1
             stats.cost_change += float(d[best])
         if stats.swaps and not brute:
-            self.permute(model, l, torch.tensor(order, device=C.device), optimizer)
+            self.permute(model, l, torch.tensor(order, device=rows.device), optimizer)
         return stats
 
     def permute(self, model: MLP, l: int, order: torch.Tensor,

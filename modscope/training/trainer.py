@@ -276,6 +276,8 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
     epochs, steps = from_epochs("epochs", o["epochs"], o["steps"])
     steps = _count("steps", default("steps") if steps is None else steps, 1)
     prune_epochs, prune_steps = from_epochs("prune epochs", o["prune_epochs"], o["prune_steps"])
+    if prune is None and prune_steps:
+        raise ModscopeError("pruning steps or epochs need a target sparsity (prune)")
     if prune_steps is None:
         prune_steps = steps if prune is not None else 0
     prune_steps = _count("prune steps", prune_steps, 1 if prune is not None else 0)
