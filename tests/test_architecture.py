@@ -68,3 +68,40 @@ def test_import_modscope_loads_no_subpackage():
     code = "import sys, modscope; print(sorted(m for m in sys.modules if m.startswith('modscope')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['modscope', 'modscope._version', 'modscope.errors']"
+
+
+HEAVY = ("torch", "sklearn", "networkx", "matplotlib", "pandas")
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(eval(out.strip().splitlines()[-1]))
+
+
+def test_import_and_help_load_no_heavy_library():
+    assert _loaded_after("import modscope") == set()
+    for args in (["--help"], ["score", "--help"], ["train", "--help"], ["masks", "--help"]):
+        code = f"from modscope.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass"
+        assert _loaded_after(code) == set(), args
+
+
+def test_scoring_safetensors_and_npz_needs_no_torch(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    ws = {"a.weight": rng.normal(size=(6, 8)).astype(np.float32), "b.weight": rng.normal(size=(3, 6))}
+    save_file(ws, str(tmp_path / "n.safetensors"))
+    np.savez(tmp_path / "n.npz", **ws)
+    for name in ("n.safetensors", "n.npz"):
+        code = (f"from modscope.cli import main\nassert main(['score', {str(tmp_path / name)!r}, "
+                "'--clusters', '2', '--shuffles', '2', '--no-progress']) == 0")
+        assert "torch" not in _loaded_after(code), name
+
+
+def test_cli_shuffle_names_are_the_registry():
+    from modscope.cli.options import SHUFFLE_NAMES
+    from modscope.nulls import SHUFFLE_METHODS
+
+    assert set(SHUFFLE_NAMES) == set(SHUFFLE_METHODS)

@@ -123,6 +123,7 @@ CASES: dict[str, list[str]] = {
         "inertia",
     ],
     "score_louvain": ["score", "{data}/independence-plain.pt", "--method", "louvain", "--shuffles", "3"],
+    "score_leiden": ["score", "{data}/digits-plain.pt", "--method", "leiden", "--shuffles", "3"],
     "score_local": [
         "score",
         "{data}/halves-plain.pt",

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from modscope.cli import main
-from modscope.clustering import SpectralClusterer, layer_local, louvain, modularity
+from modscope.clustering import SpectralClusterer, layer_local, leiden, louvain, modularity
 from modscope.errors import ModscopeError
 from modscope.graphs.weight_graph import WeightGraph
 from modscope.runtime.seeds import child_seed
@@ -61,18 +61,52 @@ def test_modularity_of_sparse_matrix_and_removed_nodes(planted):
         modularity(g, labels[:-1])
 
 
-def test_louvain_recovers_planted_modules(planted):
+@pytest.mark.parametrize("find", [leiden, louvain])
+def test_communities_recover_planted_modules(planted, find):
     graph, true = planted
-    comms = louvain(graph, seed=0)
+    comms = find(graph, seed=0)
     assert comms.n_clusters == 3
     assert adjusted_rand_score(true, comms.labels) == 1.0
     assert comms.modularity == pytest.approx(modularity(graph, true))
     assert comms.sizes(graph).sum() == graph.n_nodes
-    again = louvain(graph, seed=0)
+    again = find(graph, seed=0)
     np.testing.assert_array_equal(comms.labels, again.labels)
     # labels are numbered by decreasing community size
     sizes = np.bincount(comms.labels)
     assert (np.diff(sizes) <= 0).all()
+
+
+def _sbm(sizes, p_in, p_out, seed):
+    """A weighted stochastic block model as a two-layer graph: both layers split into the same
+    blocks, an edge with probability p_in inside a block and p_out across, |w| ~ U(0.5, 1.5)."""
+    rng = np.random.default_rng(seed)
+    block = np.repeat(np.arange(len(sizes)), sizes)
+    prob = np.where(block[:, None] == block[None, :], p_in, p_out)
+    w = (rng.random(prob.shape) < prob) * rng.uniform(0.5, 1.5, prob.shape)
+    return WeightGraph.from_weights([w]), np.concatenate([block, block])
+
+
+@pytest.mark.parametrize("method", ["leiden", "louvain"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_community_q_is_networkx_q_and_sbm_blocks_are_found(method, seed):
+    graph, blocks = _sbm([30, 30, 40], 0.4, 0.02, seed)
+    comms = (leiden if method == "leiden" else louvain)(graph, seed=seed)
+    assert adjusted_rand_score(blocks, comms.labels) > 0.9
+    g = graph.to_networkx()
+    parts = [set(np.flatnonzero(comms.labels == c).tolist()) for c in range(comms.n_clusters)]
+    assert comms.modularity == pytest.approx(nx.community.modularity(g, parts, weight="weight"), abs=1e-12)
+    # never worse than networkx's own Louvain on the same graph
+    ref = nx.community.louvain_communities(g, weight="weight", seed=seed)
+    assert comms.modularity >= nx.community.modularity(g, ref, weight="weight") - 1e-3
+    assert comms.clustering["method"] == method
+
+
+def test_community_detection_without_igraph_is_a_clear_error(monkeypatch, planted):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "igraph", None)  # `import igraph` now raises ImportError
+    with pytest.raises(ModscopeError, match=r"modscope\[community\]"):
+        leiden(planted[0])
 
 
 def test_louvain_score_against_shuffles(planted):
@@ -135,6 +169,12 @@ def test_compare_to_null_counts_the_modular_side():
 def test_get_measure_rejects_unknown_and_conflicting_settings():
     with pytest.raises(ModscopeError, match="unknown measure"):
         get_measure("infomap")
+    # every name builds the measure it says
+    assert isinstance(get_measure("modularity"), ModularityMeasure)
+    assert get_measure("modularity").method == "leiden"
+    assert get_measure("louvain").method == "louvain" and get_measure("leiden").name == "modularity"
+    assert isinstance(get_measure("local", 3), LayerLocalMeasure) and get_measure("local", 3).n_clusters == 3
+    assert isinstance(get_measure("spectral", 3), NcutMeasure)
     with pytest.raises(ModscopeError, match="n_clusters goes with a measure's name"):
         get_measure(SpectralClusterer(3), n_clusters=4)  # no silent winner
     with pytest.raises(ModscopeError, match="finds the number of communities itself"):
@@ -149,7 +189,9 @@ def planted_ckpt(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("method, key", [("louvain", "modularity"), ("local", "local_ncut")])
+@pytest.mark.parametrize(
+    "method, key", [("leiden", "modularity"), ("louvain", "modularity"), ("local", "local_ncut")]
+)
 def test_cli_score_method(planted_ckpt, tmp_path, capsys, method, key):
     out = tmp_path / "r.json"
     rc = main(["score", str(planted_ckpt), "--method", method, "--clusters", "3", "--shuffles", "4",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import clustering_flags, progress_flag
+from .options import SHUFFLE_NAMES, clustering_flags, progress_flag
 
 __all__ = ["add", "run"]
 
 
 def add(sub) -> None:
-    from ..nulls import SHUFFLE_METHODS
 
     p = sub.add_parser(
         "blocks",
@@ -22,16 +21,16 @@ def add(sub) -> None:
     clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
     p.add_argument(
         "--shuffle-method",
-        choices=sorted(SHUFFLE_METHODS),
+        choices=sorted(SHUFFLE_NAMES),
         default="layer",
         metavar="METHOD",
-        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer)",
+        help=f"one of {', '.join(SHUFFLE_NAMES)} (default layer)",
     )
     p.add_argument(
         "--method",
-        choices=["spectral", "louvain", "local"],
+        choices=["spectral", "leiden", "louvain", "local"],
         default="spectral",
-        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities, layer-local n-cut",
     )
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
     progress_flag(p)
@@ -44,11 +43,11 @@ def run(args) -> int:
     from ..scoring.blocks import score_blocks
 
     check_jobs(args.jobs, "--jobs")
-    measure = {"spectral": "spectral", "louvain": "louvain", "local": "local"}[args.method]
+    measure = args.method
     scores = score_blocks(
         args.checkpoint,
         measure=measure,
-        n_clusters=None if args.method == "louvain" else args.clusters,
+        n_clusters=None if args.method in ("leiden", "louvain") else args.clusters,
         null=args.shuffle_method,
         n_shuffles=args.shuffles,
         seed=args.seed,

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ModscopeError
 
 __all__ = [
+    "SHUFFLE_NAMES",
     "Parser",
     "checkpoint_flags",
     "clustering_flags",
@@ -18,6 +19,17 @@ __all__ = [
     "progress_flag",
     "split_names",
 ]
+
+
+# The weight-shuffle nulls by name, without importing them (numpy, scipy): `modscope --help` must
+# answer at once. A test keeps this equal to `modscope.nulls.SHUFFLE_METHODS`.
+SHUFFLE_NAMES = (
+    "layer",
+    "layer_nonzero",
+    "layer_nonzero_distribution",
+    "layer_all_distribution",
+    "layer_degree",
+)
 
 
 class Parser(argparse.ArgumentParser):

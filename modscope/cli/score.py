@@ -6,13 +6,20 @@ import sys
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import clustering_flags, executor, executor_flags, positive_int, progress_flag, split_names
+from .options import (
+    SHUFFLE_NAMES,
+    clustering_flags,
+    executor,
+    executor_flags,
+    positive_int,
+    progress_flag,
+    split_names,
+)
 
 __all__ = ["add", "run"]
 
 
 def add(sub) -> None:
-    from ..nulls import SHUFFLE_METHODS
 
     p = sub.add_parser(
         "score",
@@ -24,10 +31,10 @@ def add(sub) -> None:
     clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
     p.add_argument(
         "--shuffle-method",
-        choices=[*sorted(SHUFFLE_METHODS), "units"],
+        choices=[*sorted(SHUFFLE_NAMES), "units"],
         default=None,
         metavar="METHOD",
-        help=f"one of {', '.join(SHUFFLE_METHODS)} (default layer), or units (permute each unit's "
+        help=f"one of {', '.join(SHUFFLE_NAMES)} (default layer), or units (permute each unit's "
         "activations across examples; --graph activations only, its default)",
     )
     p.add_argument(
@@ -81,9 +88,10 @@ def add(sub) -> None:
     )
     m.add_argument(
         "--method",
-        choices=["spectral", "louvain", "local"],
+        choices=["spectral", "leiden", "louvain", "local"],
         default="spectral",
-        help="spectral n-cut (default), Newman Q of Louvain communities, layer-local n-cut",
+        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
+        "layer-local n-cut",
     )
     m.add_argument(
         "--task",
@@ -131,8 +139,8 @@ def _measure(args):
     clusterer = SpectralClusterer(
         args.clusters, assign_labels=args.assign_labels, restarts=args.restarts, select=args.select
     )
-    if args.method == "louvain":
-        return ModularityMeasure()
+    if args.method in ("leiden", "louvain"):
+        return ModularityMeasure(args.method)
     if args.method == "local":
         return LayerLocalMeasure(args.clusters, clusterer)
     return NcutMeasure(clusterer)

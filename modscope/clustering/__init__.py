@@ -1,7 +1,7 @@
 """Partitions of a graph: normalised spectral clustering with k-means restarts (spec §2), the
 n-cut, modularity communities (Louvain) and layer-local clustering."""
 
-from .community import Communities, louvain, modularity
+from .community import Communities, leiden, louvain, modularity
 from .local import LocalPartition, layer_local
 from .ncut import ncut, ncut_batch
 from .spectral import Partition, SklearnClusterer, SpectralClusterer, cluster
@@ -14,6 +14,7 @@ __all__ = [
     "SpectralClusterer",
     "cluster",
     "layer_local",
+    "leiden",
     "louvain",
     "modularity",
     "ncut",

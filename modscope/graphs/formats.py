@@ -117,13 +117,21 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
 
 
 def read_safetensors(path: Path) -> dict[str, Any]:
-    """Every tensor of a ``.safetensors`` file, by name."""
+    """Every tensor of a ``.safetensors`` file, by name: numpy arrays (no torch needed), or torch
+    tensors when the file holds a dtype numpy lacks (bfloat16)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.numpy import load_file
 
     check_file(path)
     try:
         return load_file(str(path))
+    except TypeError:  # bfloat16 and friends: numpy has no such dtype, torch reads them
+        from safetensors.torch import load_file as load_torch
+
+        try:
+            return load_torch(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 

@@ -90,7 +90,8 @@ def format_measure(result: ScoreResult, source: str = "") -> str:
     ]
     part = result.partition
     if result.measure == "modularity":
-        lines.append(f"louvain   {part.n_clusters} communities, n-cut {part.ncut:.4f}")
+        method = (d.get("clustering") or {}).get("method", "communities")
+        lines.append(f"{method:<9} {part.n_clusters} communities, n-cut {part.ncut:.4f}")
     elif result.measure == "local_ncut":
         per = ", ".join(f"layer {l}: {c:.4f}" for l, c in zip(part.layers, part.ncuts, strict=True))
         lines.append(f"local     k = {part.n_clusters} per layer; n-cut {per}")

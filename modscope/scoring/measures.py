@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..clustering.community import Communities, louvain
+from ..clustering.community import Communities, leiden, louvain
 from ..clustering.local import LocalPartition, layer_local
 from ..clustering.spectral import Partition, SpectralClusterer
 from ..errors import ModscopeError
@@ -77,20 +77,25 @@ class NcutMeasure:
 
 
 class ModularityMeasure:
-    """Newman's Q of the Louvain communities; higher is more modular."""
+    """Newman's Q of the communities ``method`` finds (``"leiden"``, the default, or
+    ``"louvain"``); higher is more modular."""
 
     name = "modularity"
     higher_is_modular = True
 
-    def __init__(self, resolution: float = 1.0) -> None:
+    def __init__(self, method: str = "leiden", resolution: float = 1.0) -> None:
+        self.method = method
         self.resolution = resolution
 
     def evaluate(self, graph: WeightGraph, seed: SeedLike) -> tuple[float, Communities]:
-        comms = louvain(graph, seed, self.resolution)
+        if self.method not in ("leiden", "louvain"):
+            raise ModscopeError(f"unknown community method {self.method!r}; use 'leiden' or 'louvain'")
+        find = leiden if self.method == "leiden" else louvain
+        comms = find(graph, seed, self.resolution)
         return comms.modularity, comms
 
     def params(self) -> dict[str, Any]:
-        return {"resolution": self.resolution}
+        return {"method": self.method, "resolution": self.resolution}
 
     def single_threaded(self) -> ModularityMeasure:
         return self
@@ -123,16 +128,17 @@ class LayerLocalMeasure:
 MEASURES = {
     "spectral": "ncut",
     "ncut": "ncut",
-    "louvain": "modularity",
-    "modularity": "modularity",
+    "leiden": "leiden",
+    "louvain": "louvain",
+    "modularity": "leiden",
     "local": "local_ncut",
     "local_ncut": "local_ncut",
 }
 
 
 def get_measure(measure: Any = "ncut", n_clusters: int | None = None) -> Measure:
-    """A measure from a name (``ncut``/``spectral``, ``modularity``/``louvain``,
-    ``local``/``local_ncut``), a clusterer (wrapped as an `NcutMeasure`) or a `Measure`.
+    """A measure from a name (``ncut``/``spectral``; ``modularity``/``leiden`` or ``louvain``, Newman's
+    Q; ``local``/``local_ncut``), a clusterer (wrapped as an `NcutMeasure`) or a `Measure`.
 
     ``n_clusters`` (default 12) only goes with a name of a measure that takes a number of
     clusters: a measure object already has its own, and Louvain finds the number itself.
@@ -141,14 +147,16 @@ def get_measure(measure: Any = "ncut", n_clusters: int | None = None) -> Measure
         kind = MEASURES.get(measure)
         if kind is None:
             raise ModscopeError(f"unknown measure {measure!r}; choose from {', '.join(MEASURES)}")
-        if kind == "modularity":
+        if kind in ("leiden", "louvain"):
             if n_clusters is not None:
                 raise ModscopeError(
-                    "modularity (Louvain) finds the number of communities itself: no n_clusters"
+                    f"modularity ({kind}) finds the number of communities itself: no n_clusters"
                 )
-            return ModularityMeasure()
+            return ModularityMeasure(kind)
         k = 12 if n_clusters is None else n_clusters
-        return NcutMeasure(SpectralClusterer(k)) if kind == "ncut" else LayerLocalMeasure(k)
+        if kind == "ncut":
+            return NcutMeasure(SpectralClusterer(k))
+        return LayerLocalMeasure(k)
     if n_clusters is not None:
         raise ModscopeError(
             "n_clusters goes with a measure's name; a measure or clusterer object has its own"
