@@ -34,7 +34,7 @@ from torch import nn
 
 from ..data.functions import CONTROL, Function
 from ..errors import ModscopeError
-from ..runtime.modules import resolve_device
+from ..runtime.modules import resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
 from ..tasks.base import Task
@@ -119,8 +119,10 @@ def fit_logits(
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, seed=seed, batched=K > 1)
     if n_groups == 1:
         after = None if callback is None else (lambda step: callback(step, logits))
-        _fit_group(net, task, fns, logits, progress=progress, after_step=after, desc=f"masks ({K} together)",
-                   **fit)
+        # a tiny network's K masks on one thread: torch's threads only cost there
+        with torch_threads(threads_for(K * P * batch_size) if dev.type == "cpu" else None):
+            _fit_group(net, task, fns, logits, progress=progress, after_step=after,
+                       desc=f"masks ({K} together)", **fit)
         return logits
 
     # contiguous groups, so each group's logits are a view of rows of `logits`

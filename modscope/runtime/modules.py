@@ -8,7 +8,12 @@ from typing import Any
 
 from ..errors import ModscopeError
 
-__all__ = ["eval_mode", "resolve_device", "torch_threads"]
+__all__ = ["SMALL_WORK", "eval_mode", "resolve_device", "threads_for", "torch_threads"]
+
+# Multiply-adds per step below which torch's intra-op threads cost more than they give: a tiny
+# network's matrices are split into pieces smaller than a thread's start-up (measured in
+# benchmarks/train_threads.py).
+SMALL_WORK = 20_000_000
 
 
 @contextlib.contextmanager
@@ -66,3 +71,13 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def threads_for(work: int, threads: int | None = None) -> int | None:
+    """torch threads for a step of ``work`` multiply-adds: ``threads`` when given, else 1 below
+    `SMALL_WORK` and ``None`` (torch's own setting) above."""
+    if threads is not None:
+        if int(threads) != threads or threads < 1:
+            raise ModscopeError(f"threads must be an integer >= 1, got {threads}")
+        return int(threads)
+    return 1 if work < SMALL_WORK else None

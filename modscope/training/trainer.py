@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..data.metrics import onehot_mse
 from ..errors import ModscopeError
-from ..runtime.modules import resolve_device
+from ..runtime.modules import resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
@@ -410,16 +410,31 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
 
 # -- the trainer ------------------------------------------------------------------------------
 def train(
-    task: Task, config: TrainConfig | None = None, *, progress: bool = True, **options: Any
+    task: Task,
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    threads: int | None = None,
+    **options: Any,
 ) -> TrainResult:
     """Train an MLP on ``task`` and return its checkpoint and metrics.
 
     ``config``: a `TrainConfig`, or its fields as keyword ``options`` (``train(task, steps=1000,
     hidden=(64, 64))``), not both; unset options come from ``task.defaults``. BIMT trains with
     AdamW (weight decay 0), swaps every ``swap_every`` steps of the main training (not while
-    pruning), and thresholds small parameters at the end.
+    pruning), and thresholds small parameters at the end. ``threads``: torch threads while
+    training (default: one for small networks, where more only cost, else torch's setting); the
+    same seed and thread count give a byte-identical checkpoint.
     """
     cfg = settle(TrainConfig, config, options).resolve(task)
+    widths = architecture_for(task, cfg.hidden).widths
+    work = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    work *= cfg.batch_size or task.x_train.shape[0]
+    with torch_threads(threads_for(work, threads)):
+        return _train(task, cfg, progress)
+
+
+def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     dev = resolve_device(cfg.device)
     init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
     arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
