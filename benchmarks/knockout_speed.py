@@ -1,30 +1,52 @@
-"""Batched random lesions vs a loop of forwards (modscope.knockout).
+"""Batched random lesions vs a loop of forwards: the two evaluators of ``modscope.knockout``.
 
-For one sub-module per hidden layer, the true lesion and ``N`` random same-size lesions
-(``N + 1`` lesions) are scored twice in one process: by :class:`BatchedEvaluator` (one
-stacked forward from the lesioned layer on) and by :class:`LoopEvaluator` (one full forward
-per lesion, weights zeroed and restored). Prints both times, the ratio, and the largest
-difference between the two paths' accuracies.
+For one sub-module per hidden layer (cluster 0 of contiguous blocks of ``width // --clusters``
+neurons), the true lesion and ``N`` random same-size lesions of the layer (``N + 1`` lesions,
+keep-masks drawn from ``numpy.random.default_rng(SeedSequence([seed, layer]))``) are scored
+twice in one process, interleaved: by ``BatchedEvaluator`` (what ``modscope.knockout`` runs: one
+stacked forward from the lesioned layer on) and by ``LoopEvaluator`` (one full forward per lesion,
+weights zeroed and restored, the plain way). Every repeat's time is kept, per layer and in total;
+the medians, the ratio loop / batched and the largest difference between the two paths'
+metrics are reported. Network: a random-init (torch default) MLP, random inputs and labels.
 
-    OMP_NUM_THREADS=1 python benchmarks/knockout_speed.py            # 784-256x4-10, 10k, N=100
-    python benchmarks/knockout_speed.py --examples 2000 --random 20   # quick
+Writes ``benchmarks/results/knockout_speed.json`` (784-256x4-10, 10k examples, N = 100):
+
+    .venv/bin/python benchmarks/knockout_speed.py --repeats 3
+
+Quick check: ``.venv/bin/python benchmarks/knockout_speed.py --quick --out /tmp/knockout_speed.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import numpy as np
 import torch
+from _common import add_output_flags, timing, write
 
 from modscope.lesions import submodules
 from modscope.lesions.evaluate import BatchedEvaluator, LoopEvaluator, Scorer
-from modscope.lesions.knockout import _layer_lesions
 from modscope.tasks.base import Task
 from modscope.training.models import Architecture
 from modscope.training.trainer import init_model
+
+
+def keep_masks(rng: np.random.Generator, neurons: np.ndarray, width: int, n_random: int) -> torch.Tensor:
+    """``(n_random + 1, width)`` bool keep-masks: row 0 silences ``neurons``, each other row a
+    uniformly random set of the same size among the layer's neurons."""
+    random = np.argsort(rng.random((n_random, width)), axis=1)[:, : neurons.size]
+    removed = np.concatenate([neurons[None], random])
+    keep = np.ones((removed.shape[0], width), dtype=bool)
+    keep[np.arange(removed.shape[0])[:, None], removed] = False
+    return torch.from_numpy(keep)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -33,9 +55,15 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=10_000)
     ap.add_argument("--random", type=int, default=100, help="random lesions per sub-module (N)")
     ap.add_argument("--clusters", type=int, default=12, help="sub-module size = width // clusters")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="a check that the script runs: 2000 examples, "
+                    "N = 20, 1 repeat")
+    add_output_flags(ap, "knockout_speed")
     args = ap.parse_args()
+    if args.quick:
+        args.examples, args.random, args.repeats = 2000, 20, 1
 
     widths = tuple(int(w) for w in args.widths.split(","))
     device = torch.device(args.device)
@@ -51,34 +79,55 @@ def main() -> None:
     hidden = [np.minimum(np.arange(w) // max(1, w // args.clusters), args.clusters - 1)
               for w in widths[1:-1]]
     subs = {s.layer: s for s in submodules(hidden, widths) if s.cluster == 0}
-    labelled = {i + 1: np.arange(w) for i, w in enumerate(widths[1:-1])}
+    keeps = {
+        layer: keep_masks(np.random.default_rng(np.random.SeedSequence([args.seed, layer])),
+                          np.asarray(sub.neurons), widths[layer], args.random)
+        for layer, sub in subs.items()
+    }
 
     print(f"knockout speed: MLP {'-'.join(map(str, widths))}, {args.examples} examples, "
           f"N = {args.random} random lesions (+1 true) per sub-module, device {device}, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.machine()}")
     t0 = time.perf_counter()
     batched = BatchedEvaluator(model, scorer)
+    setup = time.perf_counter() - t0
     loop = LoopEvaluator(model, scorer)
-    print(f"intact activations (once per knockout run): {time.perf_counter() - t0:.2f} s")
+    print(f"intact activations (once per knockout run): {setup:.2f} s")
+    tb = {layer: [] for layer in subs}
+    tl = {layer: [] for layer in subs}
+    diffs = {}
+    for _ in range(args.repeats):
+        for layer in sorted(subs):
+            keep = {layer: keeps[layer]}
+            t0 = time.perf_counter()
+            sb = batched.evaluate(keep)
+            sync(device)
+            tb[layer].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            sl = loop.evaluate(keep)
+            sync(device)
+            tl[layer].append(time.perf_counter() - t0)
+            diffs[layer] = float(np.max(np.abs(sb.metric - sl.metric)))
     print(f"{'layer':>5} {'size':>5} {'batched s':>10} {'loop s':>10} {'ratio':>7} {'max |diff|':>11}")
-    tot_b = tot_l = 0.0
-    for layer, sub in sorted(subs.items()):
-        rng = np.random.default_rng(np.random.SeedSequence([args.seed, layer]))
-        keep = _layer_lesions(rng, [sub], labelled, widths, args.random)
-        t0 = time.perf_counter()
-        sb = batched.evaluate(keep)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        tb = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sl = loop.evaluate(keep)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        tl = time.perf_counter() - t0
-        tot_b, tot_l = tot_b + tb, tot_l + tl
-        diff = float(np.max(np.abs(sb.metric - sl.metric)))
-        print(f"{layer:>5} {sub.size:>5} {tb:>10.3f} {tl:>10.3f} {tl / tb:>6.1f}x {diff:>11.2g}")
-    print(f"{'all':>5} {'':>5} {tot_b:>10.3f} {tot_l:>10.3f} {tot_l / tot_b:>6.1f}x")
+    layers = {}
+    for layer in sorted(subs):
+        b, l = statistics.median(tb[layer]), statistics.median(tl[layer])
+        layers[str(layer)] = {"size": subs[layer].size, "batched_seconds": timing(tb[layer]),
+                              "loop_seconds": timing(tl[layer]), "ratio_loop_over_batched": l / b,
+                              "max_abs_metric_difference": diffs[layer]}
+        print(f"{layer:>5} {subs[layer].size:>5} {b:>10.3f} {l:>10.3f} {l / b:>6.1f}x {diffs[layer]:>11.2g}")
+    tot_b = [sum(tb[layer][r] for layer in subs) for r in range(args.repeats)]
+    tot_l = [sum(tl[layer][r] for layer in subs) for r in range(args.repeats)]
+    total = statistics.median(tot_l) / statistics.median(tot_b)
+    mb, ml = statistics.median(tot_b), statistics.median(tot_l)
+    print(f"{'all':>5} {'':>5} {mb:>10.3f} {ml:>10.3f} {total:>6.1f}x")
+    write(args, {
+        "widths": list(widths), "device": str(device), "torch_threads": torch.get_num_threads(),
+        "intact_activations_seconds": setup, "layers": layers,
+        "total": {"batched_seconds": timing(tot_b), "loop_seconds": timing(tot_l),
+                  "ratio_loop_over_batched": total,
+                  "max_abs_metric_difference": max(diffs.values())},
+    })
 
 
 if __name__ == "__main__":

@@ -1,16 +1,24 @@
-"""Nodes vs seconds and peak memory: modscope's clustering against scikit-learn's, one core.
+"""Nodes vs seconds and peak memory: modscope's clustering against scikit-learn's, one core, each
+measurement a fresh process.
 
-    .venv/bin/python benchmarks/scaling.py [--sizes 256x4,512x4,1024x4,1024x8,4096x4] [--cap 120]
-        [--score 1024x8] [--shuffles 50] [--jobs 2] [--png scaling.png] [--json scaling.json]
+Each network is a Glorot-uniform MLP 784-H x L-10 (``numpy.random.default_rng(0)``, float32 weights,
+the benchmarks' common network at 256x4). Every measurement runs in its own subprocess with
+``OMP_NUM_THREADS=1``: the time of one k = 12 clustering (graph already built, first call
+included) and the process's peak resident memory (``ru_maxrss``), next to the peak of a process that
+only builds the graph (the baseline both sides pay). modscope runs its default ``SpectralClusterer``
+(the reference's procedure: 25 k-means restarts, 100 above 2000 non-isolated nodes, lowest inertia);
+scikit-learn runs ``SpectralClustering(affinity="precomputed")`` with its defaults (ARPACK
+shift-invert, 10 k-means restarts) and is killed after ``--cap`` seconds. Each side runs
+``--repeats`` fresh processes per size (every run kept, the median reported). ``--score`` also
+times a whole ``modscope.score`` (k = 12, ``--shuffles`` layer shuffles, ``--jobs`` workers) on that
+size, once. Prints a markdown table and writes a PNG beside the receipt.
 
-Each network is a Glorot-initialised MLP 784-H x L-10 (numpy, seeded). Every measurement runs in
-its own subprocess with ``OMP_NUM_THREADS=1``: the time of one k = 12 clustering (graph already
-built) and the process's peak resident memory (``ru_maxrss``), next to the peak of a process that
-only builds the graph (the baseline both sides pay). scikit-learn runs
-``SpectralClustering(affinity="precomputed")`` with its defaults (ARPACK shift-invert, 10 k-means
-restarts) and is killed after ``--cap`` seconds. ``--score`` also times a whole
-``modscope.score`` (k = 12, ``--shuffles`` layer shuffles, ``--jobs`` workers) on that size.
-Prints a markdown table and writes a PNG.
+Writes ``benchmarks/results/scaling.json`` and ``benchmarks/scaling.png``:
+
+    .venv/bin/python benchmarks/scaling.py --repeats 3
+
+Quick check:
+``.venv/bin/python benchmarks/scaling.py --quick --out /tmp/scaling.json --png /tmp/scaling.png``.
 """
 
 from __future__ import annotations
@@ -24,23 +32,14 @@ import sys
 import time
 
 import numpy as np
-
-
-def glorot_graph(hidden: int, depth: int, seed: int = 0):
-    from modscope.graphs.weight_graph import WeightGraph
-
-    widths = [784] + [hidden] * depth + [10]
-    rng = np.random.default_rng(seed)
-    ws = [
-        rng.uniform(-1.0, 1.0, (b, a)) * np.sqrt(6.0 / (a + b))
-        for a, b in zip(widths[:-1], widths[1:], strict=True)
-    ]
-    return WeightGraph.from_weights(ws)
+from _common import add_output_flags, timing, write
 
 
 def child(what: str, hidden: int, depth: int, k: int, shuffles: int, jobs: int) -> None:
     """One measurement in this process; prints one JSON line."""
-    graph = glorot_graph(hidden, depth)
+    from _common import glorot_graph
+
+    graph = glorot_graph([784] + [hidden] * depth + [10], 0)
     graph.degree  # noqa: B018 (built before the clock starts, as a loaded graph would be)
     out = {"nodes": graph.n_nodes, "edges": graph.n_edges}
     t = time.perf_counter()
@@ -83,24 +82,46 @@ def measure(what: str, hidden: int, depth: int, k: int, cap: float, shuffles=0, 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def repeated(what: str, hidden: int, depth: int, k: int, cap: float, repeats: int) -> dict | None:
+    """``repeats`` fresh-process measurements: the median seconds, the largest peak, every run;
+    ``None`` when one passed the cap, the error when the baseline gave up."""
+    runs = []
+    for _ in range(repeats):
+        r = measure(what, hidden, depth, k, cap)
+        if r is None or "error" in r:
+            return r
+        runs.append(r)
+    out = dict(runs[0])
+    out["seconds"] = timing([r["seconds"] for r in runs])["median"]
+    out["peak_mb"] = max(r["peak_mb"] for r in runs)
+    out["runs"] = [{"seconds": r["seconds"], "peak_mb": r["peak_mb"]} for r in runs]
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         what, *nums = sys.argv[2:]
         child(what, *map(int, nums))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="256x4,512x4,1024x4,1024x8,4096x4", help="HIDDENxDEPTH list")
     ap.add_argument("--clusters", type=int, default=12)
+    ap.add_argument("--repeats", type=int, default=3, help="fresh processes per size and side")
     ap.add_argument("--cap", type=float, default=120.0, help="seconds before a run is abandoned")
     ap.add_argument("--score", default="1024x8", help="size of the whole-score timing ('' skips)")
     ap.add_argument("--shuffles", type=int, default=50)
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--png", default="benchmarks/scaling.png")
-    ap.add_argument("--json")
+    ap.add_argument("--png", default="benchmarks/scaling.png", help="the figure ('' skips)")
+    ap.add_argument("--quick", action="store_true", help="a check that the script runs: 256x2 and 256x4, "
+                    "1 repeat, a 256x4 score with 4 shuffles")
+    add_output_flags(ap, "scaling")
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.repeats, args.score, args.shuffles = "256x2,256x4", 1, "256x4", 4
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes.split(",") if s]
     print(f"cores {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
-          f"k = {args.clusters}, cap {args.cap:.0f} s, one thread per process")
+          f"k = {args.clusters}, cap {args.cap:.0f} s, one thread per process, {args.repeats} repeat(s)")
+
     def cell(r, key, fmt):
         return "> cap" if r is None else r["error"] if "error" in r else format(r[key], fmt)
 
@@ -112,10 +133,13 @@ def main() -> None:
         row = {"network": f"784-{hidden}x{depth}-10"}
         for what in ("base", "modscope", "sklearn"):
             # "base" builds the graph and stops: the memory every side pays before clustering
-            r = measure("none" if what == "base" else what, hidden, depth, args.clusters, args.cap)
+            r = repeated("none" if what == "base" else what, hidden, depth, args.clusters, args.cap,
+                         1 if what == "base" else args.repeats)
             row[what] = r
             if r and "error" not in r:
                 row.update(nodes=r["nodes"], edges=r["edges"])
+        if ok(row["modscope"]) and ok(row["sklearn"]):
+            row["ratio"] = row["sklearn"]["seconds"] / row["modscope"]["seconds"]
         rows.append(row)
         shown = [
             f"{w} {cell(row[w], 'seconds', '.2f')} s {cell(row[w], 'peak_mb', '.0f')} MB"
@@ -128,25 +152,24 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         m, s, b = row["modscope"], row["sklearn"], row["base"]
-        ratio = f"{s['seconds'] / m['seconds']:.1f}x" if ok(m) and ok(s) else (
+        ratio = f"{row['ratio']:.1f}x" if "ratio" in row else (
             f"> {args.cap / m['seconds']:.0f}x" if ok(m) and s is None else "–")
         cells = [row["network"], row.get("nodes", ""), f"{row.get('edges', 0):,}", cell(m, "seconds", ".2f"),
                  cell(s, "seconds", ".2f"), ratio, cell(m, "peak_mb", ".0f"), cell(s, "peak_mb", ".0f"),
                  cell(b, "peak_mb", ".0f"), cell(m, "ncut", ".4f"), cell(s, "ncut", ".4f")]
         print("| " + " | ".join(map(str, cells)) + " |")
 
-    result = {"rows": rows, "clusters": args.clusters, "cap": args.cap, "load": os.getloadavg()}
+    result = {"rows": rows, "clusters": args.clusters, "cap": args.cap}
     if args.score:
         hidden, depth = map(int, args.score.split("x"))
         r = measure("score", hidden, depth, args.clusters, 3600, args.shuffles, args.jobs)
-        result["score"] = r
+        result["score"] = {"network": f"784-{hidden}x{depth}-10", "shuffles": args.shuffles,
+                           "jobs": args.jobs, **r}
         print(f"\nwhole score 784-{hidden}x{depth}-10, k = {args.clusters}, {args.shuffles} layer shuffles, "
               f"jobs {args.jobs}: {r['seconds']:.1f} s (peak {r['peak_mb']:.0f} MB in the parent), "
               f"n-cut {r['ncut']:.4f} vs shuffles {r['shuffle_mean']:.4f}, z {r['z']:.2f}")
+    result["load_after"] = list(os.getloadavg())
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
     if args.png:
         import matplotlib
 
@@ -158,7 +181,7 @@ def main() -> None:
             pts = [(r["nodes"], r[what]) for r in rows if ok(r.get(what))]
             a1.plot([p[0] for p in pts], [p[1]["seconds"] for p in pts], style, label=what)
             a2.plot([p[0] for p in pts], [p[1]["peak_mb"] for p in pts], style, label=what)
-        pts = [(r["nodes"], r["base"]) for r in rows if r.get("base")]
+        pts = [(r["nodes"], r["base"]) for r in rows if ok(r.get("base"))]
         a2.plot([p[0] for p in pts], [p[1]["peak_mb"] for p in pts], ":", color="grey", label="graph only")
         a1.axhline(args.cap, color="grey", lw=0.8, ls=":")
         a1.set(xscale="log", yscale="log", xlabel="nodes", ylabel="seconds per clustering (k = 12, 1 thread)")
@@ -168,7 +191,9 @@ def main() -> None:
             a.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(args.png, dpi=120)
+        result["png"] = args.png
         print(f"wrote {args.png}")
+    write(args, result)
 
 
 if __name__ == "__main__":

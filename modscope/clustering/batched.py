@@ -24,6 +24,8 @@ def batched_singular(graphs: Sequence, k: int, device) -> list:
     import torch
 
     g0 = graphs[0]
+    if not g0.is_chain:  # the batched Gram assembly is written for layered graphs
+        return [None] * len(graphs)
     widths, off, L = g0.layer_widths, g0.offsets, g0.n_layers
     side = [int(l) for l in gram_side(g0)]
     pos = dict(zip(side, np.cumsum([0] + [widths[l] for l in side]).tolist(), strict=False))

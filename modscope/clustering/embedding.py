@@ -25,7 +25,6 @@ from ..graphs.weight_graph import WeightGraph
 from ..runtime.seeds import SeedLike, as_seed_sequence
 
 __all__ = [
-    "DENSE_BLOCK_LIMIT",
     "ITERATIVE_SIDE",
     "EigenSolver",
     "components",
@@ -36,8 +35,6 @@ __all__ = [
 
 EigenSolver = Literal["auto", "bipartite", "iterative", "dense", "arpack"]
 
-# Above this many entries of the even x odd block, "bipartite" never forms a dense Gram matrix.
-DENSE_BLOCK_LIMIT = 25_000_000
 # Above this many nodes on the smaller bipartite side, "auto" finds the top singular vectors by
 # Lanczos on an operator made of the weight matrices: a dense Gram matrix's eigh costs O(m^3)
 # (14 s at m = 4106 on one core) where Lanczos needs a few hundred O(edges) products (3 s).
@@ -52,38 +49,72 @@ def _sign_flip(vectors: np.ndarray) -> np.ndarray:
     return vectors * signs
 
 
-def _dense_ok(graph: WeightGraph) -> bool:
-    """Whether the even x odd block is small enough to treat densely."""
-    w = np.asarray(graph.layer_widths)
-    return int(w[::2].sum()) * int(w[1::2].sum()) <= DENSE_BLOCK_LIMIT
+def _dinv(graph: WeightGraph) -> np.ndarray:
+    """``(n_nodes,)`` ``1 / sqrt(degree)``, 0 for degree-0 nodes."""
+    dinv = np.zeros(graph.n_nodes)
+    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    return dinv
 
 
-def gram_side(graph: WeightGraph) -> np.ndarray:
-    """Layer ids of the smaller bipartite side (odd layers on a tie), whose Gram matrix is solved."""
-    layers = np.arange(graph.n_layers)
-    widths = graph.layer_widths
-    even_size = sum(widths[l] for l in layers[::2])
-    return layers[1::2] if sum(widths[l] for l in layers[1::2]) <= even_size else layers[::2]
+def gram_side(graph: WeightGraph) -> np.ndarray | None:
+    """Group ids of the smaller side of a bipartite graph (colour 1 on a tie: a chain's odd
+    layers), whose Gram matrix is solved; ``None`` when the graph is not bipartite."""
+    colours = graph.colours
+    if colours is None:
+        return None
+    sizes = np.asarray(graph.sizes)
+    groups = np.arange(graph.n_layers)
+    one = groups[colours == 1]
+    zero = groups[colours == 0]
+    return one if sizes[one].sum() <= sizes[zero].sum() else zero
+
+
+def _side_nodes(graph: WeightGraph, side: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.arange(graph.offsets[g], graph.offsets[g + 1]) for g in side])
+
+
+def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
+    """``[(side group, t_is_dst, M)]`` for other-side group ``t``: each incident block's |W| in
+    its stored ``(n_dst, n_src)`` orientation, scaled by ``dinv`` on ``t``'s axis when given."""
+    out = []
+    nodes = graph.group_nodes(t)
+    for b, t_is_dst in graph.incident(t):
+        src, dst = graph.links[b]
+        w = graph.abs_weights[b]
+        if dinv is not None:
+            w = w * dinv[nodes, None] if t_is_dst else w * dinv[None, nodes]
+        out.append((src if t_is_dst else dst, t_is_dst, w))
+    return out
+
+
+def _toward(M: np.ndarray, t_is_dst: bool, x: np.ndarray) -> np.ndarray:
+    """``R @ x`` with ``R`` the block oriented with ``t``'s units on the rows."""
+    return M @ x if t_is_dst else M.T @ x
+
+
+def _away(M: np.ndarray, t_is_dst: bool, u: np.ndarray) -> np.ndarray:
+    """``R^T @ u``: back from ``t``'s units to the side group's."""
+    return M.T @ u if t_is_dst else M @ u
 
 
 def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
     """``(n, labels)``: connected components of the active nodes; -1 for degree-0 nodes.
 
-    A weight matrix without zeros joins all its neurons, so it contributes a star of
-    ``n_l + n_{l+1}`` edges instead of all ``n_l n_{l+1}``: dense networks cost one scan.
+    A weight matrix without zeros joins all its units, so it contributes a star of
+    ``n_src + n_dst`` edges instead of all ``n_src n_dst``: dense networks cost one scan.
     """
     from scipy.sparse.csgraph import connected_components
 
     off, rows, cols = graph.offsets, [], []
-    for l, w in enumerate(graph.abs_weights):
+    for (s, d), w in zip(graph.links, graph.abs_weights, strict=True):
         if np.all(w > 0):
             j, i = np.arange(w.shape[1]), np.arange(w.shape[0])
-            rows += [np.full(j.size, off[l + 1]), off[l + 1] + i]
-            cols += [off[l] + j, np.full(i.size, off[l])]
+            rows += [np.full(j.size, off[d]), off[d] + i]
+            cols += [off[s] + j, np.full(i.size, off[s])]
         else:
             i, j = np.nonzero(w)
-            rows.append(off[l + 1] + i)
-            cols.append(off[l] + j)
+            rows.append(off[d] + i)
+            cols.append(off[s] + j)
     r, c = np.concatenate(rows), np.concatenate(cols)
     pattern = sp.csr_matrix((np.ones(r.size, dtype=np.int8), (r, c)), shape=(graph.n_nodes,) * 2)
     _, lab = connected_components(pattern, directed=False)
@@ -93,9 +124,9 @@ def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
 
 
 def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
-    """Top-``k`` singular triplets of the normalised even x odd block without forming it.
+    """Top-``k`` singular triplets of the normalised bipartite block without forming it.
 
-    Returns ``(vecs, s)`` as `_layered_singular` does, or ``None`` when the smaller side has
+    Returns ``(vecs, s)`` as `_gram_singular` does, or ``None`` when the smaller side has
     fewer than ``k`` active nodes. Lanczos (ARPACK) runs on ``G = B^T B`` of the smaller side,
     applied as ``D^-1/2 |W| D^-1 |W|^T D^-1/2`` products with the weight matrices themselves:
     memory stays at a few vectors, time at O(edges) per product. Each connected component
@@ -103,17 +134,15 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     those are put in exactly and projected out, so that Lanczos, which finds a repeated
     eigenvalue only once, never has to.
     """
-    widths, off, L = graph.layer_widths, graph.offsets, graph.n_layers
-    dinv = np.zeros(graph.n_nodes)
-    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    off = graph.offsets
+    dinv = _dinv(graph)
     side = gram_side(graph)
-    on_side = np.isin(np.arange(L), side)
-    side_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in side])
+    other = np.setdiff1d(np.arange(graph.n_layers), side)
+    side_nodes = _side_nodes(graph, side)
     keep = graph.active[side_nodes]
     m = int(keep.sum())
     if m < k:
         return None
-    W = graph.abs_weights
     n_comp, comp = components(graph)
     # Perron vectors of the components on the Gram side, largest component first
     comp_side = comp[side_nodes[keep]]
@@ -124,6 +153,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     for c_i, c in enumerate(order):
         on = comp_side == c
         Q[on, c_i] = root[on] / np.linalg.norm(root[on])
+    incident = {int(t): _blocks_at(graph, int(t), None) for t in other}
 
     def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b)
         x = x.reshape(m, -1)
@@ -131,17 +161,13 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         full[side_nodes[keep]] = x
         full *= dinv[:, None]
         out = np.zeros_like(full)
-        for t in np.flatnonzero(~on_side):
-            u = np.zeros((widths[t], x.shape[1]))
-            if t > 0:
-                u += W[t - 1] @ full[off[t - 1] : off[t]]
-            if t + 1 < L:
-                u += W[t].T @ full[off[t + 1] : off[t + 2]]
+        for t, blocks in incident.items():
+            u = np.zeros((graph.sizes[t], x.shape[1]))
+            for s, t_is_dst, M in blocks:
+                u += _toward(M, t_is_dst, full[off[s] : off[s + 1]])
             u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
-            if t > 0:
-                out[off[t - 1] : off[t]] += W[t - 1].T @ u
-            if t + 1 < L:
-                out[off[t + 1] : off[t + 2]] += W[t] @ u
+            for s, t_is_dst, M in blocks:
+                out[off[s] : off[s + 1]] += _away(M, t_is_dst, u)
         out *= dinv[:, None]
         y = out[side_nodes[keep]]
         if Q.shape[1]:  # P G P with P = I - Q Q^T: the components' eigenvalue 1 removed
@@ -168,57 +194,66 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     vecs = np.zeros((graph.n_nodes, k))
     vecs[side_nodes[keep]] = V
     scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-    for t in np.flatnonzero(~on_side):  # u = B v / sigma on the other side, layer by layer
-        u = np.zeros((widths[t], k))
-        if t > 0:
-            u += W[t - 1] @ (vecs[off[t - 1] : off[t]] * dinv[off[t - 1] : off[t], None])
-        if t + 1 < L:
-            u += W[t].T @ (vecs[off[t + 1] : off[t + 2]] * dinv[off[t + 1] : off[t + 2], None])
+    for t, blocks in incident.items():  # u = B v / sigma on the other side, group by group
+        u = np.zeros((graph.sizes[t], k))
+        for s_g, t_is_dst, M in blocks:
+            u += _toward(M, t_is_dst, vecs[off[s_g] : off[s_g + 1]] * dinv[off[s_g] : off[s_g + 1], None])
         vecs[off[t] : off[t + 1]] = u * dinv[off[t] : off[t + 1], None] * scale
     return vecs, s
 
 
-def _layered_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Top-``k`` singular triplets of the normalised even x odd block, layer by layer.
+def _cross(Mi: np.ndarray, di: bool, Mj: np.ndarray, dj: bool) -> np.ndarray:
+    """``R_i^T R_j`` of two blocks at the same other-side group (``d``: that group is the block's
+    destination), written so that a chain computes ``(M[t] @ M[t-1]).T`` exactly as before."""
+    if di and not dj:
+        return (Mj @ Mi).T
+    if di and dj:
+        return Mi.T @ Mj
+    if not di and not dj:
+        return Mi @ Mj.T
+    return Mi @ Mj
+
+
+def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-``k`` singular triplets of the normalised bipartite block, from the Gram matrix.
 
     Returns ``(vecs, s)``: ``vecs`` ``(n_nodes, k)`` holds ``u`` on one side's nodes and ``v``
     on the other's (zero rows for degree-0 nodes), ``s`` descending. The Gram matrix of the
-    smaller side is assembled from the weight matrices themselves: it is block tridiagonal
-    (only layers two apart share neighbours), so the zero blocks of ``B`` cost nothing.
+    smaller side is assembled group by group of the other side, from the blocks that meet there
+    (for a chain it is block tridiagonal: only layers two apart share neighbours), so the zero
+    blocks of ``B`` cost nothing and at most one group's scaled blocks are held at a time.
     ``None`` when the smaller side has fewer than ``k`` active nodes.
     """
-    widths, off = graph.layer_widths, graph.offsets
-    dinv = np.zeros(graph.n_nodes)
-    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
-    layers = np.arange(graph.n_layers)
+    sizes, off = graph.sizes, graph.offsets
+    dinv = _dinv(graph)
     side = gram_side(graph)
-    on_side = np.isin(layers, side)
+    other = np.setdiff1d(np.arange(graph.n_layers), side)
     # B's entries are d_s^-1/2 |w| d_o^-1/2 (s on the Gram side, o on the other), so
     # G = B^T B = D_s^-1/2 (sum |W| D_o^-1 |W|^T) D_s^-1/2: the products need each |W| scaled
     # on its other-side axis only (one pass), and D_s^-1/2 scales the small G afterwards.
-    # M[l]: (n_{l+1}, n_l), the other side's layer on the rows or the columns.
-    M = [
-        w * dinv[off[l + 1] : off[l + 2], None] if on_side[l] else w * dinv[None, off[l] : off[l + 1]]
-        for l, w in enumerate(graph.abs_weights)
-    ]
-    pos = {int(l): p for l, p in zip(side, np.cumsum([0] + [widths[l] for l in side]), strict=False)}
-    n_s = sum(widths[l] for l in side)
+    pos = {int(g): p for g, p in zip(side, np.cumsum([0] + [sizes[g] for g in side]), strict=False)}
+    n_s = sum(sizes[g] for g in side)
     # Fortran order throughout: LAPACK's and BLAS's layout, so neither the syrk results nor
     # eigh's input are copied or added across the grain
     G = np.zeros((n_s, n_s), order="F")
     syrk = sla.blas.dsyrk  # fills the upper triangle; given a transposed (Fortran) view, no copy
-    for t in np.flatnonzero(~on_side):  # only the other side's layers connect side layers
-        lo, hi = (t - 1 if t > 0 else None), (t + 1 if t + 1 < graph.n_layers else None)
-        # blocks from layer t to its neighbours: M[t-1] (n_t, n_{t-1}) and M[t].T (n_t, n_{t+1})
-        if lo is not None:
-            a = slice(pos[lo], pos[lo] + widths[lo])
-            G[a, a] += syrk(1.0, M[t - 1].T, trans=0)  # M[t-1]^T M[t-1]
-        if hi is not None:
-            b = slice(pos[hi], pos[hi] + widths[hi])
-            G[b, b] += syrk(1.0, M[t].T, trans=1)  # M[t] M[t]^T
-        if lo is not None and hi is not None:
-            G[a, b] += (M[t] @ M[t - 1]).T  # M[t-1]^T M[t]^T, computed in Fortran order
-    side_nodes = np.concatenate([np.arange(off[l], off[l + 1]) for l in side])
+    for t in other:
+        blocks = _blocks_at(graph, int(t), dinv)
+        at = [slice(pos[s], pos[s] + sizes[s]) for s, _, _ in blocks]
+        for (_, t_is_dst, M), a in zip(blocks, at, strict=True):  # R^T R, R the block t-rows-first
+            G[a, a] += syrk(1.0, M.T, trans=0 if t_is_dst else 1)
+        for i in range(len(blocks)):
+            for j in range(i + 1, len(blocks)):
+                (si, di, Mi), (sj, dj, Mj) = blocks[i], blocks[j]
+                P = _cross(Mi, di, Mj, dj)  # R_i^T R_j, into the upper triangle
+                if pos[si] < pos[sj]:
+                    G[at[i], at[j]] += P
+                elif pos[si] > pos[sj]:
+                    G[at[j], at[i]] += P.T
+                else:  # two blocks join the same pair of groups: their weights add up
+                    G[at[i], at[i]] += P + P.T
+        del blocks
+    side_nodes = _side_nodes(graph, side)
     d_side = dinv[side_nodes]
     G *= d_side[:, None]
     G *= d_side[None, :]
@@ -234,15 +269,13 @@ def _layered_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarra
     vecs = np.zeros((graph.n_nodes, k))
     vecs[side_nodes[keep]] = V
     scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
-    # u = B v / sigma on the other side, layer by layer: B v = D_o^-1/2 |W| (D_s^-1/2 v), and
-    # M already carries one D_o^-1/2
+    # u = B v / sigma on the other side, group by group: B v = D_o^-1/2 |W| (D_s^-1/2 v), and
+    # the scaled blocks already carry one D_o^-1/2
     sv = vecs * dinv[:, None]
-    for t in np.flatnonzero(~on_side):
-        u = np.zeros((widths[t], k))
-        if t > 0:
-            u += M[t - 1] @ sv[off[t - 1] : off[t]]
-        if t + 1 < graph.n_layers:
-            u += M[t].T @ sv[off[t + 1] : off[t + 2]]
+    for t in other:
+        u = np.zeros((sizes[t], k))
+        for g, t_is_dst, M in _blocks_at(graph, int(t), dinv):
+            u += _toward(M, t_is_dst, sv[off[g] : off[g + 1]])
         vecs[off[t] : off[t + 1]] = u * scale
     return vecs, s
 
@@ -263,13 +296,16 @@ def spectral_embedding(
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
     solver = eigen_solver
+    side = gram_side(graph)
     if solver == "auto":
-        side = gram_side(graph)
-        solver = "bipartite" if sum(graph.layer_widths[l] for l in side) <= ITERATIVE_SIDE else "iterative"
-    if solver == "bipartite" and not _dense_ok(graph):
-        solver = "iterative"  # no dense Gram matrix for a block this large
+        if side is None:  # not bipartite (recurrent blocks, stream-to-stream edges): the plain path
+            solver = "dense" if nodes.size <= 6000 else "arpack"
+        else:
+            solver = "bipartite" if sum(graph.sizes[g] for g in side) <= ITERATIVE_SIDE else "iterative"
+    if solver in ("bipartite", "iterative") and side is None:
+        raise ModscopeError(f"eigen solver {solver!r} needs a bipartite graph; this one is not (use 'dense')")
     if solver in ("bipartite", "iterative"):
-        found = _layered_singular(graph, k) if solver == "bipartite" else _operator_singular(graph, k, ss)
+        found = _gram_singular(graph, k) if solver == "bipartite" else _operator_singular(graph, k, ss)
         if found is None:  # the rest of the spectrum is the null space: use the plain path
             solver = "dense" if nodes.size <= 6000 else "arpack"
         else:

@@ -76,6 +76,8 @@ def layer_local(
     Hidden layer ``l`` (1-based, in graph layer numbering) is clustered with
     ``child_seed(seed, l)``. A network with no hidden layer has nothing to cluster.
     """
+    if not graph.is_chain:
+        raise ModscopeError("layer-local clustering needs a layered network (a chain of weight matrices)")
     if graph.n_layers < 3:
         raise ModscopeError("layer-local clustering needs at least one hidden layer")
     clusterer = clusterer or SpectralClusterer(n_clusters)

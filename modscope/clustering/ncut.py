@@ -71,22 +71,22 @@ def ncut_batch(graph: WeightGraph | sp.spmatrix, labels: np.ndarray) -> tuple[np
 
 
 def _cut_layered(graph: WeightGraph, lab: np.ndarray, k: int) -> np.ndarray:
-    """``(R, k)`` summed |w| of the edges leaving each cluster, one GEMM per weight matrix.
+    """``(R, k)`` summed |w| of the edges leaving each cluster, one GEMM per block.
 
-    ``|W_l| @ onehot(labels of layer l)`` gives, for every neuron of layer ``l+1`` and every
+    ``|W_b| @ onehot(labels of the source group)`` gives, for every destination unit and every
     restart, its weight into each cluster; the entries of the other clusters are crossing edges,
-    counted for the neuron's own cluster and for the cluster on the other end.
+    counted for the unit's own cluster and for the cluster on the other end.
     """
     R = lab.shape[0]
     cut = np.zeros((R, k + 1))
     rows = np.arange(R)[None, :]
-    for l, w in enumerate(graph.abs_weights):
-        src = lab[:, graph.offsets[l] : graph.offsets[l + 1]]  # (R, n_l)
-        dst = lab[:, graph.offsets[l + 1] : graph.offsets[l + 2]]  # (R, n_{l+1})
+    for (s, d), w in zip(graph.links, graph.abs_weights, strict=True):
+        src = lab[:, graph.offsets[s] : graph.offsets[s + 1]]  # (R, n_src)
+        dst = lab[:, graph.offsets[d] : graph.offsets[d + 1]]  # (R, n_dst)
         onehot = np.zeros((src.shape[1], R, k + 1))
         onehot[np.arange(src.shape[1])[:, None], rows, src.T] = 1.0
-        cross = (w @ onehot.reshape(src.shape[1], -1)).reshape(-1, R, k + 1)  # (n_{l+1}, R, k+1)
-        cross[np.arange(dst.shape[1])[:, None], rows, dst.T] = 0.0  # the neuron's own cluster
+        cross = (w @ onehot.reshape(src.shape[1], -1)).reshape(-1, R, k + 1)  # (n_dst, R, k+1)
+        cross[np.arange(dst.shape[1])[:, None], rows, dst.T] = 0.0  # the unit's own cluster
         np.add.at(cut, (np.broadcast_to(rows, dst.T.shape), dst.T), cross.sum(axis=2))
         cut += cross.sum(axis=0)
     return cut[:, :k]

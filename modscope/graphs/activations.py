@@ -127,7 +127,7 @@ class ActivationGraph(WeightGraph):
     def from_ranks(cls, ranks: Sequence[np.ndarray]) -> ActivationGraph:
         names = [f"rho2[{i}]" for i in range(len(ranks) - 1)]
         g = correlation_graph(ranks, names)
-        return cls(g.weights, g.names, tuple(ranks))
+        return cls(g.weights, g.names, ranks=tuple(ranks))
 
     @property
     def n_examples(self) -> int:

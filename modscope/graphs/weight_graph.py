@@ -1,9 +1,18 @@
-"""Weights -> graph (spec §1): one node per neuron, |w| on the edges.
+"""Weights -> graph (spec §1, §1b): one node per unit, |w| on the edges.
 
-Nodes come in graph order: the input layer, the hidden layers, the output layer, each
-in index order, so an MLP 784-256x4-10 has 1818 nodes. The edge between neuron ``j`` of
-layer ``l-1`` and neuron ``k`` of layer ``l`` weighs ``|W_l[k, j]|`` (torch's out x in
-layout). Biases are not edges; zero weights are no edges.
+A graph is a sequence of **groups** of units (a layer's neurons, a conv's channels, a residual
+stream, an attention block's value dimensions, a recurrent layer's hidden units) and **blocks** of
+edges, one per weight matrix: block ``b`` joins group ``links[b][0]`` (its source, ``n_src``
+units) to group ``links[b][1]`` (its destination, ``n_dst``), with the signed ``(n_dst, n_src)``
+matrix ``weights[b]``; the edge between source unit ``j`` and destination unit ``k`` weighs
+``|weights[b][k, j]|``. Several blocks may join the same two groups (their weights add up in the
+adjacency); a block may join a group to itself (recurrent weights), its diagonal (self-loops) is
+dropped. Biases are not edges; zero weights are no edges.
+
+Nodes come in group order, each group in index order. The layered MLP of spec §1 is the special
+case of a **chain**: group ``l`` is layer ``l`` and block ``l`` joins layers ``l`` and ``l + 1``, so
+a 784-256x4-10 MLP has 1818 nodes in the order input, hidden, output; ``WeightGraph(weights)``
+builds a chain from its matrices.
 """
 
 from __future__ import annotations
@@ -25,53 +34,90 @@ __all__ = ["MAX_WEIGHT_ENTRIES", "WeightGraph", "check_build_memory"]
 MAX_WEIGHT_ENTRIES = 400_000_000
 
 
-def check_build_memory(layer_widths: Sequence[int]) -> None:
+def check_build_memory(layer_widths: Sequence[int] | None = None, n_weights: int | None = None) -> None:
     """Refuse, in one line, a network whose graph would not fit in the memory available now.
 
     Building the graph holds the loaded source, the float64 weights and their absolute values:
-    three float64 words per weight.
+    three float64 words per weight. Give a chain's ``layer_widths`` or the ``n_weights`` count.
     """
-    w = np.asarray(layer_widths, dtype=np.int64)
-    need, have = 8 * 3 * int((w[:-1] * w[1:]).sum()), available_memory()
+    if n_weights is None:
+        w = np.asarray(layer_widths, dtype=np.int64)
+        n_weights = int((w[:-1] * w[1:]).sum())
+    need, have = 8 * 3 * int(n_weights), available_memory()
     if need > have:
-        widths = "-".join(str(int(x)) for x in layer_widths)
+        what = (
+            "-".join(str(int(x)) for x in layer_widths)
+            if layer_widths is not None
+            else f"{n_weights:,}-weight"
+        )
         raise ModscopeError(
-            f"a {widths} network needs about {need / 2**30:.1f} GiB to build its graph, but only "
+            f"a {what} network needs about {need / 2**30:.1f} GiB to build its graph, but only "
             f"{have / 2**30:.1f} GiB of memory is available"
         )
 
 
 @dataclass(frozen=True, eq=False)
 class WeightGraph:
-    """A layered network as a weighted undirected graph.
+    """A network as a weighted undirected graph of unit groups joined by blocks of weights.
 
-    ``weights[l]`` is the signed ``(n_{l+1}, n_l)`` matrix between layers ``l`` and ``l+1``
-    (float64); every modularity routine uses ``abs_weights``. ``names`` are the source
-    tensors' names, for messages and reports.
+    ``weights[b]``: the signed ``(n_dst, n_src)`` float64 matrix of block ``b``; every modularity
+    routine uses ``abs_weights``. ``names[b]``: the source tensor's name. ``links[b]``:
+    ``(src group, dst group)`` (default: a chain, block ``b`` from group ``b`` to ``b + 1``).
+    ``sizes[g]``: the units of group ``g`` (default: read off a chain's matrices);
+    ``group_names[g]`` its name.
     """
 
     weights: tuple[np.ndarray, ...]
     names: tuple[str, ...] = field(default=())
+    links: tuple[tuple[int, int], ...] = field(default=())
+    sizes: tuple[int, ...] = field(default=())
+    group_names: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.weights:
             raise ModscopeError("a weight graph needs at least one weight matrix")
-        for i, (a, b) in enumerate(zip(self.weights[:-1], self.weights[1:], strict=False)):
-            if b.shape[1] != a.shape[0]:
+        if not self.links:
+            for i, (a, b) in enumerate(zip(self.weights[:-1], self.weights[1:], strict=False)):
+                if b.shape[1] != a.shape[0]:
+                    raise ModscopeError(
+                        f"weight shapes do not chain: {self._name(i)} is {a.shape[0]}x{a.shape[1]} "
+                        f"(out x in) but {self._name(i + 1)} takes {b.shape[1]} inputs"
+                    )
+            object.__setattr__(self, "links", tuple((i, i + 1) for i in range(len(self.weights))))
+            object.__setattr__(
+                self, "sizes", (int(self.weights[0].shape[1]), *(int(w.shape[0]) for w in self.weights))
+            )
+        if len(self.links) != len(self.weights):
+            raise ModscopeError(f"{len(self.weights)} weight matrices but {len(self.links)} links")
+        for b, ((src, dst), w) in enumerate(zip(self.links, self.weights, strict=True)):
+            if not (0 <= src < len(self.sizes) and 0 <= dst < len(self.sizes)):
+                raise ModscopeError(f"{self._name(b)}: links groups {src} -> {dst} of {len(self.sizes)}")
+            if w.shape != (self.sizes[dst], self.sizes[src]):
                 raise ModscopeError(
-                    f"weight shapes do not chain: {self._name(i)} is {a.shape[0]}x{a.shape[1]} "
-                    f"(out x in) but {self._name(i + 1)} takes {b.shape[1]} inputs"
+                    f"{self._name(b)}: shape {w.shape} but it joins groups of {self.sizes[src]} and "
+                    f"{self.sizes[dst]} units ({self.sizes[dst]} x {self.sizes[src]} expected)"
                 )
         if not self.names:
             object.__setattr__(self, "names", tuple(f"layer{i}" for i in range(len(self.weights))))
+        if not self.group_names:
+            object.__setattr__(self, "group_names", tuple(f"group{g}" for g in range(len(self.sizes))))
 
     def _name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"weight {i}"
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def from_weights(cls, weights: Sequence[np.ndarray], names: Sequence[str] | None = None) -> WeightGraph:
-        """Validate and copy ``weights`` (out x in each) into a graph."""
+    def from_weights(
+        cls,
+        weights: Sequence[np.ndarray],
+        names: Sequence[str] | None = None,
+        *,
+        links: Sequence[tuple[int, int]] | None = None,
+        sizes: Sequence[int] | None = None,
+        group_names: Sequence[str] | None = None,
+    ) -> WeightGraph:
+        """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
+        ``sizes`` joined as ``links`` says. Blocks within one group lose their diagonal."""
         names = tuple(names) if names is not None else tuple(f"layer{i}" for i in range(len(weights)))
         total = sum(int(np.prod(np.shape(w))) for w in weights)
         if total > MAX_WEIGHT_ENTRIES:
@@ -96,26 +142,55 @@ class WeightGraph:
                     f"{name}: weights too large to sum without overflow (max |w| {np.abs(a).max():.3g})"
                 )
             checked.append(a)
-        return cls(tuple(checked), names)
+        if links is None:
+            return cls(tuple(checked), names)
+        links = tuple((int(s), int(d)) for s, d in links)
+        for b, (s, d) in enumerate(links):
+            if s == d:  # self-loops are dropped (spec §1b): recurrent weights join distinct units only
+                checked[b] = checked[b].copy()
+                np.fill_diagonal(checked[b], 0.0)
+        sizes = tuple(int(x) for x in sizes) if sizes is not None else ()
+        group_names = tuple(group_names) if group_names is not None else ()
+        return cls(tuple(checked), names, links, sizes, group_names)
 
     def with_weights(self, weights: Sequence[np.ndarray]) -> WeightGraph:
-        """The same architecture with other weights (e.g. a shuffle); no re-validation."""
-        return WeightGraph(tuple(weights), self.names)
+        """The same architecture with other weights (e.g. a shuffle); no re-validation beyond
+        dropping the self-loops of blocks within one group."""
+        weights = list(weights)
+        for b in self.self_blocks:
+            weights[b] = weights[b].copy()
+            np.fill_diagonal(weights[b], 0.0)
+        if self.is_chain:
+            return WeightGraph(tuple(weights), self.names)
+        return WeightGraph(tuple(weights), self.names, self.links, self.sizes, self.group_names)
 
     # -- layout ----------------------------------------------------------------------------
     @cached_property
+    def is_chain(self) -> bool:
+        """Whether the graph is layered: block ``l`` joins group ``l`` to group ``l + 1``."""
+        return len(self.sizes) == len(self.weights) + 1 and all(
+            link == (i, i + 1) for i, link in enumerate(self.links)
+        )
+
+    @cached_property
+    def self_blocks(self) -> tuple[int, ...]:
+        """Blocks that join a group to itself (recurrent weights)."""
+        return tuple(b for b, (s, d) in enumerate(self.links) if s == d)
+
+    @property
     def layer_widths(self) -> tuple[int, ...]:
-        return (self.weights[0].shape[1], *(w.shape[0] for w in self.weights))
+        """Units per group (for a chain: per layer, input to output)."""
+        return self.sizes
 
     @property
     def n_layers(self) -> int:
-        """Number of neuron layers, input and output included."""
-        return len(self.layer_widths)
+        """Number of groups (for a chain: layers, input and output included)."""
+        return len(self.sizes)
 
     @cached_property
     def offsets(self) -> np.ndarray:
-        """``offsets[l]`` is the graph index of layer ``l``'s first neuron; ``offsets[-1] == n_nodes``."""
-        return np.concatenate([[0], np.cumsum(self.layer_widths)])
+        """``offsets[g]`` is the node index of group ``g``'s first unit; ``offsets[-1] == n_nodes``."""
+        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
 
     @property
     def n_nodes(self) -> int:
@@ -123,13 +198,55 @@ class WeightGraph:
 
     @cached_property
     def node_layer(self) -> np.ndarray:
-        """``(n_nodes,)`` layer of each node."""
-        return np.repeat(np.arange(self.n_layers), self.layer_widths)
+        """``(n_nodes,)`` group of each node."""
+        return np.repeat(np.arange(self.n_layers), self.sizes)
 
     @cached_property
     def node_index(self) -> np.ndarray:
-        """``(n_nodes,)`` index of each node within its layer."""
-        return np.concatenate([np.arange(w) for w in self.layer_widths])
+        """``(n_nodes,)`` index of each node within its group."""
+        return np.concatenate([np.arange(w) for w in self.sizes])
+
+    def group_nodes(self, g: int) -> slice:
+        """The node indices of group ``g``."""
+        return slice(int(self.offsets[g]), int(self.offsets[g + 1]))
+
+    def incident(self, g: int) -> list[tuple[int, bool]]:
+        """``[(block, g_is_dst)]``: the blocks with an end in group ``g``, and which end."""
+        out = []
+        for b, (s, d) in enumerate(self.links):
+            if d == g:
+                out.append((b, True))
+            if s == g and d != g:
+                out.append((b, False))
+        return out
+
+    @cached_property
+    def colours(self) -> np.ndarray | None:
+        """A 2-colouring of the groups (``(n_groups,)`` of 0 / 1) in which every block joins two
+        colours, or ``None`` when none exists (a block within a group, an odd cycle). The graph of
+        units is then bipartite: colour-0 units against colour-1 units (spec §1b: detected, never
+        assumed). Each connected set of groups starts at its lowest group with colour 0."""
+        colour = np.full(self.n_layers, -1, dtype=np.int64)
+        neighbours: list[list[int]] = [[] for _ in range(self.n_layers)]
+        for s, d in self.links:
+            if s == d:
+                return None
+            neighbours[s].append(d)
+            neighbours[d].append(s)
+        for start in range(self.n_layers):
+            if colour[start] >= 0:
+                continue
+            colour[start] = 0
+            stack = [start]
+            while stack:
+                g = stack.pop()
+                for h in neighbours[g]:
+                    if colour[h] < 0:
+                        colour[h] = 1 - colour[g]
+                        stack.append(h)
+                    elif colour[h] == colour[g]:
+                        return None
+        return colour
 
     # -- edges -----------------------------------------------------------------------------
     @cached_property
@@ -144,9 +261,9 @@ class WeightGraph:
     def degree(self) -> np.ndarray:
         """``(n_nodes,)`` weighted degree: the sum of |w| over each node's edges."""
         deg = np.zeros(self.n_nodes)
-        for l, w in enumerate(self.abs_weights):
-            deg[self.offsets[l] : self.offsets[l + 1]] += w.sum(axis=0)
-            deg[self.offsets[l + 1] : self.offsets[l + 2]] += w.sum(axis=1)
+        for (s, d), w in zip(self.links, self.abs_weights, strict=True):
+            deg[self.group_nodes(s)] += w.sum(axis=0)
+            deg[self.group_nodes(d)] += w.sum(axis=1)
         return deg
 
     @cached_property
@@ -156,12 +273,13 @@ class WeightGraph:
 
     @cached_property
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(u, v, w)``: each undirected edge once, ``u`` in the earlier layer, ``w = |W| > 0``."""
+        """``(u, v, w)``: every edge of every block once, ``u`` at the block's source, ``w = |W| > 0``
+        (two blocks joining the same units give two entries: their weights add up)."""
         us, vs, ws = [], [], []
-        for l, w in enumerate(self.abs_weights):
+        for (s, d), w in zip(self.links, self.abs_weights, strict=True):
             k, j = np.nonzero(w)
-            us.append(self.offsets[l] + j)
-            vs.append(self.offsets[l + 1] + k)
+            us.append(self.offsets[s] + j)
+            vs.append(self.offsets[d] + k)
             ws.append(w[k, j])
         return np.concatenate(us), np.concatenate(vs), np.concatenate(ws)
 
@@ -174,7 +292,8 @@ class WeightGraph:
         return a.tocsr()
 
     def to_networkx(self):
-        """A ``networkx.Graph`` with node attributes ``layer`` and ``index`` and edge ``weight``."""
+        """A ``networkx.Graph`` with node attributes ``layer`` (the group) and ``index`` and edge
+        ``weight`` (summed over blocks)."""
         import networkx as nx
 
         g = nx.from_scipy_sparse_array(self.adjacency, edge_attribute="weight")
@@ -183,15 +302,25 @@ class WeightGraph:
         return g
 
     def summary(self) -> dict:
-        """``layer_widths``, ``n_nodes``, ``n_edges``: the graph's part of every result's JSON."""
-        return {
+        """``layer_widths``, ``n_nodes``, ``n_edges``: the graph's part of every result's JSON; a
+        graph that is not a chain adds its ``groups`` and ``blocks``."""
+        out = {
             "layer_widths": list(self.layer_widths),
             "n_nodes": int(self.n_nodes),
             "n_edges": int(self.n_edges),
         }
+        if not self.is_chain:
+            out["groups"] = [
+                {"name": n, "units": int(s)} for n, s in zip(self.group_names, self.sizes, strict=True)
+            ]
+            out["blocks"] = [
+                {"name": n, "from": int(s), "to": int(d)}
+                for n, (s, d) in zip(self.names, self.links, strict=True)
+            ]
+        return out
 
     def cluster_sizes(self, labels: np.ndarray, n_clusters: int) -> np.ndarray:
-        """``(n_layers, n_clusters)`` neurons of each cluster in each layer (-1 labels skipped)."""
+        """``(n_groups, n_clusters)`` units of each cluster in each group (-1 labels skipped)."""
         labels = np.asarray(labels)
         keep = labels >= 0
         out = np.zeros((self.n_layers, n_clusters), dtype=np.int64)
@@ -199,12 +328,20 @@ class WeightGraph:
         return out
 
     def fingerprint(self) -> str:
-        """sha256 of the weights: what a cached result computed on this graph depends on."""
-        return fingerprint_arrays(self.weights)
+        """sha256 of the weights and the structure: what a cached result on this graph depends on."""
+        if self.is_chain:
+            return fingerprint_arrays(self.weights)
+        structure = np.asarray([*self.sizes, -1, *np.ravel(self.links)], dtype=np.int64)
+        return fingerprint_arrays([structure, *self.weights])
 
     def layer_slices(self) -> list[slice]:
-        return [slice(int(self.offsets[l]), int(self.offsets[l + 1])) for l in range(self.n_layers)]
+        return [self.group_nodes(g) for g in range(self.n_layers)]
 
     def __repr__(self) -> str:
-        widths = "-".join(map(str, self.layer_widths))
-        return f"WeightGraph({widths}, nodes={self.n_nodes}, edges={self.n_edges})"
+        if self.is_chain:
+            widths = "-".join(map(str, self.layer_widths))
+            return f"WeightGraph({widths}, nodes={self.n_nodes}, edges={self.n_edges})"
+        return (
+            f"WeightGraph({len(self.sizes)} groups, {len(self.weights)} blocks, nodes={self.n_nodes}, "
+            f"edges={self.n_edges})"
+        )

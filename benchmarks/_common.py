@@ -1,0 +1,120 @@
+"""What the benchmarks share: the seeded Glorot network, repeat statistics and the receipt.
+
+Not a benchmark itself. Every script runs as ``python benchmarks/<name>.py`` (this folder is then
+on ``sys.path``) and writes its JSON to ``benchmarks/results/<name>.json`` by default, through
+`modscope.runtime.receipts.write_receipt` (command, settings, version, date, machine note).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The benchmark network of the README: a Glorot-uniform 784-256x4-10 MLP (1818 nodes, 399,872 edges).
+GLOROT_WIDTHS = (784, 256, 256, 256, 256, 10)
+
+
+def default_out(name: str) -> str:
+    """``benchmarks/results/<name>.json``."""
+    return str(RESULTS / f"{name}.json")
+
+
+def add_output_flags(ap: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` (default ``benchmarks/results/<name>.json``) and ``--note`` (the receipt's note)."""
+    ap.add_argument("--out", default=default_out(name), help="receipt JSON (default: %(default)s)")
+    ap.add_argument("--note", default="", help="free text for the receipt, e.g. 'machine busy'")
+
+
+def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
+    """``"784,256x4,10"`` or ``"784,256,256,10"`` -> the layer widths (``WxN``: N layers of W)."""
+    if not isinstance(text, str):
+        return tuple(int(w) for w in text)
+    widths: list[int] = []
+    for part in re.split(r"[,\-]", text):
+        part = part.strip()
+        if not part:
+            continue
+        if "x" in part:
+            w, n = part.split("x")
+            widths += [int(w)] * int(n)
+        else:
+            widths.append(int(part))
+    return tuple(widths)
+
+
+def widths_name(widths: Sequence[int]) -> str:
+    """``(784, 256, 256, 10)`` -> ``"784-256x2-10"``."""
+    parts: list[str] = []
+    i = 0
+    while i < len(widths):
+        j = i
+        while j + 1 < len(widths) and widths[j + 1] == widths[i]:
+            j += 1
+        n = j - i + 1
+        parts.append(f"{widths[i]}x{n}" if n > 1 else str(widths[i]))
+        i = j + 1
+    return "-".join(parts)
+
+
+def glorot_weights(widths: Sequence[int] = GLOROT_WIDTHS, seed: int = 0) -> list[np.ndarray]:
+    """Glorot-uniform weight matrices (out x in, float32, as a checkpoint holds them), drawn from
+    ``numpy.random.default_rng(seed)``: ``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        limit = np.sqrt(6.0 / (a + b))
+        out.append(rng.uniform(-limit, limit, (b, a)).astype(np.float32))
+    return out
+
+
+def glorot_graph(widths: Sequence[int] = GLOROT_WIDTHS, seed: int = 0):
+    """The `WeightGraph` of `glorot_weights` (the graph `load_graph` reads from its safetensors)."""
+    from modscope import WeightGraph
+
+    names = [f"layers.{i}.weight" for i in range(len(widths) - 1)]
+    return WeightGraph.from_weights(glorot_weights(widths, seed), names)
+
+
+def save_glorot_safetensors(path: str | Path, widths: Sequence[int] = GLOROT_WIDTHS, seed: int = 0) -> Path:
+    """`glorot_weights` with zero biases as a ``.safetensors`` state dict (``layers.i.weight`` /
+    ``layers.i.bias``), the file a user would hand to ``modscope score``."""
+    from safetensors.numpy import save_file
+
+    tensors = {}
+    for i, w in enumerate(glorot_weights(widths, seed)):
+        tensors[f"layers.{i}.weight"] = np.ascontiguousarray(w)
+        tensors[f"layers.{i}.bias"] = np.zeros(w.shape[0], dtype=np.float32)
+    save_file(tensors, str(path))
+    return Path(path)
+
+
+def timing(runs: Sequence[float]) -> dict[str, Any]:
+    """``{"median", "min", "max", "runs"}`` of seconds (every repeat kept)."""
+    runs = [float(r) for r in runs]
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
+
+
+def ratio(slow: Sequence[float] | float, fast: Sequence[float] | float) -> float:
+    """``median(slow) / median(fast)``."""
+    s = statistics.median(slow) if isinstance(slow, Sequence) else float(slow)
+    f = statistics.median(fast) if isinstance(fast, Sequence) else float(fast)
+    return s / f if f > 0 else float("inf")
+
+
+def write(args: argparse.Namespace, results: Any, settings: dict[str, Any] | None = None) -> Path:
+    """The receipt of this run at ``args.out``; ``settings`` default to every flag."""
+    from modscope.runtime.receipts import write_receipt
+
+    if settings is None:
+        settings = {k: v for k, v in vars(args).items() if k not in ("out", "note")}
+    path = write_receipt(args.out, results, settings=settings, note=args.note)
+    print(f"wrote {path}")
+    return path
