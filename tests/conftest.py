@@ -27,6 +27,7 @@ def planted_weights(widths, n_modules, rng, inside=1.0, leak=0.02, sparsity=0.0)
 # issue 2: `score --json` writes exactly these keys
 SCORE_JSON_KEYS = {
     "clustering",
+    "reading",
     "ncut",
     "labels",
     "n_clusters",

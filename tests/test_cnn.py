@@ -95,25 +95,27 @@ def test_state_dict_file_and_module_routes_agree(tmp_path):
     torch.save(sd, tmp_path / "cnn.pt")
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "cnn.safetensors")
     for source in (sd, tmp_path / "cnn.pt", tmp_path / "cnn.safetensors"):
-        g = conv_graph(source)
+        g = conv_graph(source, flatten="channel_major")
         for a, b in zip(g.weights, from_module.weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6)
     # load_graph (and so `modscope score`) reads CNNs as channel graphs too
-    for source in (net, tmp_path / "cnn.pt"):
-        g = load_graph(source)
+    for g in (load_graph(net), load_graph(tmp_path / "cnn.pt", flatten="channel_major")):
         assert g.layer_widths == (2, 8, 6, 4)
         np.testing.assert_allclose(g.weights[0], from_module.weights[0], rtol=1e-6)
+    # a state dict does not say its flatten order (spec §1b): refused without it, never guessed
+    with pytest.raises(ModscopeError, match="flatten='channel_major'"):
+        load_graph(tmp_path / "cnn.pt")
 
 
 def test_non_square_map_needs_its_shape():
     net = _cnn(in_hw=(8, 12))  # the Linear flattens a 4 x 6 map
     with pytest.raises(ModscopeError, match="spatial"):
-        conv_graph(net.state_dict())
+        conv_graph(net.state_dict(), flatten="channel_major")
     by_pass = conv_graph(net, input_shape=(2, 8, 12))
-    given = conv_graph(net.state_dict(), spatial=(4, 6))
+    given = conv_graph(net.state_dict(), spatial=(4, 6), flatten="channel_major")
     np.testing.assert_allclose(given.weights[2], by_pass.weights[2], rtol=1e-6)
     # an l1 norm does not care about the map's shape
-    l1 = conv_graph(net.state_dict(), norm="l1", spatial=(6, 4)).weights[2]
+    l1 = conv_graph(net.state_dict(), norm="l1", spatial=(6, 4), flatten="channel_major").weights[2]
     w = np.abs(net[7].weight.detach().double().numpy()).reshape(4, 6, 24).sum(axis=2)
     np.testing.assert_allclose(l1, w, rtol=1e-6)
 
@@ -170,10 +172,14 @@ def test_cli_scores_a_cnn_file(tmp_path, capsys):
     net, _ = _planted_cnn()
     path = tmp_path / "cnn.pt"
     torch.save(net.state_dict(), path)
-    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 0
-    assert "2-8-6-4" in capsys.readouterr().out
+    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 2
+    assert "--flatten" not in capsys.readouterr().err.splitlines()[0][:8]  # one line, no traceback
+    flat = ["--flatten", "channel-major"]
+    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress", *flat]) == 0
+    out = capsys.readouterr().out
+    assert "2-8-6-4" in out and "channel-major flatten" in out
     assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--kernel-norm", "fro",
-                 "--no-progress"]) == 0
+                 "--no-progress", *flat]) == 0
     assert "2-8-6-4" in capsys.readouterr().out
     mlp = tmp_path / "mlp.pt"
     torch.save({"fc.weight": torch.ones(3, 4), "fc2.weight": torch.ones(2, 3)}, mlp)

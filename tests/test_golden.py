@@ -146,8 +146,13 @@ CASES: dict[str, list[str]] = {
         "--examples",
         "150",
     ],
-    "score_cnn": ["score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3"],
-    "score_cnn_l2": ["score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3", "--kernel-norm", "l2"],
+    "score_cnn": [
+        "score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3", "--flatten", "channel-major",
+    ],
+    "score_cnn_l2": [
+        "score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3", "--kernel-norm", "l2",
+        "--flatten", "channel-major",
+    ],
     "blocks_gpt2": ["blocks", "{tmp}/gpt2.safetensors", "--clusters", "3", "--shuffles", "3"],
     "knockout_halves": ["knockout", "{data}/halves-plain.pt", "--clusters", "4", "--random", "20", "--pairs"],
     "knockout_bimt": ["knockout", "{data}/independence-bimt.pt", "--clusters", "2", "--random", "20"],

@@ -15,6 +15,8 @@ __all__ = [
     "executor",
     "executor_flags",
     "int_list",
+    "load_source_graph",
+    "model_flags",
     "positive_int",
     "progress_flag",
     "split_names",
@@ -122,3 +124,78 @@ def executor(args) -> Any:
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
         return TorchBatchExecutor(args.device)
     return None
+
+
+def model_flags(p: argparse.ArgumentParser) -> None:
+    """How the network is read: the user's module (--model), its example input, the flatten order,
+    the weight layout and the kernel norm (`modscope.load_graph`)."""
+    g = p.add_argument_group("reading the network (modscope.load_graph)")
+    g.add_argument(
+        "--model",
+        metavar="PKG.MODULE:FACTORY",
+        help="build the module with this factory (your code; run from your project folder), load the "
+        "weights file into it and trace it: residual, recurrent and attention networks",
+    )
+    g.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="--model: the example input's shape, batch first, e.g. 1,3,32,32 (default: the factory's)",
+    )
+    g.add_argument(
+        "--input-dtype",
+        default="float32",
+        choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
+        help="--model: the example input's dtype (long for token ids; default float32)",
+    )
+    g.add_argument(
+        "--flatten",
+        choices=["channel-major", "channel-last"],
+        help="a CNN state dict whose head flattens a map: torch's x.flatten(1) order, or channels "
+        "last (a permute before the flatten, Keras)",
+    )
+    g.add_argument(
+        "--layout",
+        choices=["auto", "out_in", "in_out"],
+        default="auto",
+        help="weight matrix layout: torch's out x in, Keras/JAX in x out, or auto (default: "
+        "out x in, or in x out when only that chains; the output says which)",
+    )
+    g.add_argument(
+        "--kernel-norm",
+        choices=["1", "l1", "l2", "fro", "max"],
+        help="edge = this norm of |kernel slice| (conv kernels, gate rows, flattened maps; default 1, "
+        "the matrix 1-norm)",
+    )
+    g.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a .pt/.pth that needs arbitrary pickled objects "
+        "(RUNS CODE FROM THE FILE; only for files you made)",
+    )
+
+
+def load_source_graph(args, layers: list[str] | None = None) -> Any:
+    """The graph of ``args.checkpoint`` as `model_flags` say to read it."""
+    from ..graphs.load import load_graph
+
+    norm = args.kernel_norm or "1"
+    flatten = None if args.flatten is None else args.flatten.replace("-", "_")
+    if args.model is None:
+        if args.input_shape is not None:
+            raise ModscopeError("--input-shape goes with --model")
+        return load_graph(
+            args.checkpoint,
+            layers=layers,
+            layout=args.layout,
+            trust_pickle=args.trust_pickle,
+            kernel_norm=norm,
+            flatten=flatten,
+        )
+    from ..graphs.user_model import build_model, example_tensor
+
+    module, example = build_model(args.model, args.checkpoint)
+    if args.input_shape is not None:
+        example = example_tensor(args.input_shape, args.input_dtype)
+    if example is None:
+        raise ModscopeError(f"{args.model}: pass --input-shape (the factory gives no example input)")
+    return load_graph(module, example_input=example, kernel_norm=norm)

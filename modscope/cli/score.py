@@ -11,6 +11,8 @@ from .options import (
     clustering_flags,
     executor,
     executor_flags,
+    load_source_graph,
+    model_flags,
     positive_int,
     progress_flag,
     split_names,
@@ -27,7 +29,11 @@ def add(sub) -> None:
         description="Cluster a network's weight graph (|w| on edges) by normalised spectral "
         "clustering and compare its n-cut with shuffled copies (z-score, p-value).",
     )
-    p.add_argument("checkpoint", help=".pt/.pth state_dict or modscope checkpoint, .safetensors, .npz")
+    p.add_argument(
+        "checkpoint",
+        help="the network: a state dict (.pt/.pth/.bin, .safetensors, .npz), a modscope checkpoint, "
+        "a .pt2 torch.export archive, or with --model the weights file of your module",
+    )
     clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
     p.add_argument(
         "--shuffle-method",
@@ -60,18 +66,7 @@ def add(sub) -> None:
         "lowest n-cut (sharper partitions for the network and its shuffles alike)",
     )
     p.add_argument("--layers", help="comma-separated weight tensor names, in forward order")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a .pt/.pth that needs arbitrary pickled objects "
-        "(RUNS CODE FROM THE FILE; only for files you made)",
-    )
-    p.add_argument(
-        "--layout",
-        choices=["out_in", "in_out"],
-        default="out_in",
-        help="weight matrix layout: torch's out x in (default) or Keras/JAX in x out",
-    )
+    model_flags(p)
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument(
         "--cache",
@@ -100,11 +95,6 @@ def add(sub) -> None:
     )
     m.add_argument("--data", metavar="PATH", help="--graph activations: data folder for file-backed tasks")
     m.add_argument("--examples", type=positive_int(3), help="--graph activations: first N examples only")
-    m.add_argument(
-        "--kernel-norm",
-        choices=["1", "l1", "l2", "fro", "max"],
-        help="CNNs: edge = this norm of |kernel slice| (default 1, the matrix 1-norm)",
-    )
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -112,8 +102,8 @@ def add(sub) -> None:
 def _graph(args):
     """The graph to score: the weight graph (CNNs with a chosen kernel norm), or the activation graph."""
     if args.graph == "activations":
-        if args.kernel_norm or args.layers:
-            raise ModscopeError("--kernel-norm and --layers apply to --graph weights")
+        if args.kernel_norm or args.layers or args.model:
+            raise ModscopeError("--kernel-norm, --layers and --model apply to --graph weights")
         from ..workflows.checkpoints import checkpoint_activation_graph
 
         return checkpoint_activation_graph(args.checkpoint, args.task, args.data, max_examples=args.examples)
@@ -121,15 +111,12 @@ def _graph(args):
         raise ModscopeError("--shuffle-method units permutes activations: it needs --graph activations")
     if args.task or args.data or args.examples:
         raise ModscopeError("--task, --data and --examples apply to --graph activations")
-    if args.kernel_norm:
-        from ..graphs.cnn import conv_graph
-
-        return conv_graph(args.checkpoint, norm=args.kernel_norm)
-    from ..graphs.load import load_graph
-
-    return load_graph(
-        args.checkpoint, layers=split_names(args.layers), layout=args.layout, trust_pickle=args.trust_pickle
-    )
+    graph = load_source_graph(args, split_names(args.layers))
+    if args.kernel_norm and graph.reading.startswith("a plain stack of Linear"):
+        raise ModscopeError(
+            f"--kernel-norm applies to kernels, and {args.checkpoint} is not a CNN ({graph.reading})"
+        )
+    return graph
 
 
 def _measure(args):

@@ -11,7 +11,7 @@ from ..errors import ModscopeError
 from .arrays import as_float64
 from .names import EMBEDDING, natural_key
 
-__all__ = ["Layout", "chain_by_shape", "chains", "ordered_weights"]
+__all__ = ["Layout", "chains", "ordered_weights"]
 
 Layout = Literal["out_in", "in_out"]
 
@@ -19,27 +19,6 @@ Layout = Literal["out_in", "in_out"]
 def chains(items: Sequence[tuple[str, np.ndarray]]) -> bool:
     """Whether each matrix (out x in) feeds the next one."""
     return all(b.shape[1] == a.shape[0] for (_, a), (_, b) in zip(items[:-1], items[1:], strict=False))
-
-
-def chain_by_shape(items: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]] | None:
-    """Order matrices so that each one's out-dim feeds the next one's in-dim.
-
-    Ties (equal shapes) keep the given order. ``None`` when no chain uses every matrix.
-    """
-    outs = [w.shape[0] for _, w in items]
-    starts = [i for i, (_, w) in enumerate(items) if w.shape[1] not in outs] or [0]
-    for start in starts:
-        order, used = [start], {start}
-        while len(order) < len(items):
-            want = items[order[-1]][1].shape[0]
-            nxt = next((i for i in range(len(items)) if i not in used and items[i][1].shape[1] == want), None)
-            if nxt is None:
-                break
-            order.append(nxt)
-            used.add(nxt)
-        if len(order) == len(items):
-            return [items[i] for i in order]
-    return None
 
 
 def ordered_weights(
@@ -50,9 +29,10 @@ def ordered_weights(
     """Pick the Linear weight matrices of a state dict and put them in forward order.
 
     ``layers`` names the weight tensors explicitly; otherwise every 2-D ``*weight`` tensor
-    (embeddings excluded) is used, in stored order, then natural-sorted key order, then
-    any order in which the shapes chain. ``layout="in_out"`` reads Keras/JAX-style
-    ``in x out`` kernels. Raises `ModscopeError` if the shapes do not chain.
+    (embeddings excluded) is used, in stored order, or else in natural-sorted key order
+    (``.safetensors`` files store keys sorted). Never in an order found by matching shapes: that
+    chains matrices that do not follow each other (a transformer's). ``layout="in_out"`` reads
+    Keras/JAX-style ``in x out`` kernels. Raises `ModscopeError` if the shapes do not chain.
     """
     if layout not in ("out_in", "in_out"):
         raise ModscopeError(f"unknown weight layout {layout!r}; use 'out_in' (torch) or 'in_out'")
@@ -80,9 +60,8 @@ def ordered_weights(
     by_key = sorted(items, key=lambda kv: natural_key(kv[0]))
     if chains(by_key):
         return by_key
-    chained = chain_by_shape(items)
-    if chained is not None:
-        return chained
     shapes = ", ".join(f"{k} {a.shape[0]}x{a.shape[1]}" for k, a in items[:8])
-    hint = "" if layout == "in_out" else "; for in x out (Keras/JAX) kernels use layout 'in_out'"
-    raise ModscopeError(f"weight shapes (out x in) do not chain in any order: {shapes}{hint}")
+    raise ModscopeError(
+        f"weight shapes ({layout.replace('_', ' x ')}) do not chain in stored or key order: {shapes}; "
+        "a network that is not a plain stack needs its module (example_input=...) or a .pt2 archive"
+    )

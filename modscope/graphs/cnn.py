@@ -15,11 +15,15 @@ The matrices of that graph are derived from the kernels:
   folded edge weight is ``N[b, a] * |gamma_b| / sqrt(var_b + eps)`` (the BN shift and the
   biases are not edges). State dicts do not store ``eps``: ``bn_eps`` (default 1e-5,
   torch's default) is used.
-- **conv -> linear**: a Linear after Flatten has ``in_features = C * H * W`` (torch's
-  channel-major flatten order). The edge channel ``c`` -> unit ``u`` is the same norm of
-  ``|W[u, c*H*W:(c+1)*H*W]|`` seen as an ``H x W`` map (``H, W`` from ``spatial``, from a
-  forward pass with ``input_shape`` for modules, or a square map when ``H*W`` is a square).
-  After global pooling (``in_features == C``) it is ``|W[u, c]|``.
+- **conv -> linear**: a Linear after a flatten has ``in_features = C * H * W``. The edge channel
+  ``c`` -> unit ``u`` is the same norm over the columns that hold channel ``c``, seen as an
+  ``H x W`` map (``H, W`` from ``spatial``, from a forward pass with ``input_shape`` for
+  modules, or a square map when ``H*W`` is a square). Which columns those are depends on the
+  model's code (spec §1b): ``flatten="channel_major"`` (torch's ``x.flatten(1)``: columns
+  ``c*H*W ... (c+1)*H*W - 1``) or ``"channel_last"`` (a permute to ``(H, W, C)`` first, Keras:
+  columns ``c, c + C, c + 2C, ...``). A state dict does not say which: without ``flatten`` such
+  a head is refused. A module built of ``nn.Flatten`` is channel-major. After global pooling
+  (``in_features == C``) there is no order to know: the edge is ``|W[u, c]|``.
 - **linear -> linear**: ``|W|`` as for an MLP (every norm of a 1 x 1 slice is ``|w|``).
 
 Shuffles: the `layer` shuffle of a derived matrix permutes its entries, i.e. it permutes
@@ -27,7 +31,8 @@ whole kernels (and so their norms) across (out, in) positions, the reference's C
 ``norm(permuted kernels) == permuted norms`` exactly (tested). `layer_nonzero` keeps the
 pattern of zero kernels (pruned filters, grouped convs).
 
-Residual / branching networks (ResNets) do not form a chain and are refused.
+Residual / branching networks (ResNets) do not form a chain and are refused; trace them
+(`modscope.graphs.tracing`) or read them as a known family.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ from .names import EMBEDDING, natural_key
 from .weight_graph import WeightGraph
 
 __all__ = [
+    "FLATTEN_ORDERS",
     "KERNEL_NORMS",
+    "FlattenOrder",
     "KernelNorm",
     "channel_weights",
     "conv_graph",
@@ -59,6 +66,8 @@ __all__ = [
 
 KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
 KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
+FlattenOrder = Literal["channel_major", "channel_last"]
+FLATTEN_ORDERS = ("channel_major", "channel_last")
 
 
 def kernel_norms(kernel: np.ndarray, norm: KernelNorm = "1") -> np.ndarray:
@@ -125,11 +134,16 @@ def _derive(
     norm: KernelNorm,
     fold_batchnorm: bool,
     spatial: tuple[int, int] | None,
+    flatten: FlattenOrder | None = None,
+    need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
-    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a forward-ordered stack."""
+    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a forward-ordered stack
+    (``need_conv=False``: a Linear stack with BatchNorm layers is accepted too)."""
+    if flatten is not None and flatten not in FLATTEN_ORDERS:
+        raise ModscopeError(f"unknown flatten order {flatten!r}; choose from {', '.join(FLATTEN_ORDERS)}")
     if norm not in KERNEL_NORMS:
         raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
-    if not any(isinstance(s, _Conv) for s in stack):
+    if need_conv and not any(isinstance(s, _Conv) for s in stack):
         raise ModscopeError("no Conv2d kernels (4-D weights) found: not a CNN")
     out: list[tuple[str, np.ndarray]] = []
     channels: int | None = None  # width of the last node layer
@@ -179,12 +193,21 @@ def _derive(
                     "channels before it"
                 )
             hw = n_in // channels
+            if flatten is None and hw > 1:
+                raise ModscopeError(
+                    f"{item.name}: the Linear reads a flattened {channels}-channel map of {hw} positions, "
+                    "and a state dict does not say in which order: pass flatten='channel_major' "
+                    "(x.flatten(1)) or 'channel_last' (a permute first, as Keras), or the module"
+                )
             shape = item.spatial or spatial or _square(hw)
             if shape is None or shape[0] * shape[1] != hw:
                 raise ModscopeError(
                     f"{item.name}: cannot tell the {hw}-pixel map's height and width: pass spatial=(H, W)"
                 )
-            blocks = w.reshape(n_out, channels, shape[0], shape[1])  # torch flattens channel-major
+            if flatten == "channel_last":  # columns (h, w, c)
+                blocks = w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)
+            else:  # columns (c, h, w)
+                blocks = w.reshape(n_out, channels, shape[0], shape[1])
             out.append((item.name, kernel_norms(blocks, norm)))
         channels, after_conv = n_out, False
     return out
@@ -193,9 +216,7 @@ def _derive(
 # -- state dicts -------------------------------------------------------------------------------
 def holds_conv(tensors: Mapping[str, Any]) -> bool:
     """Whether a state dict has a 4-D ``*weight`` tensor (a Conv2d kernel)."""
-    return any(
-        k.endswith("weight") and getattr(v, "ndim", np.ndim(v)) == 4 for k, v in tensors.items()
-    )
+    return any(k.endswith("weight") and getattr(v, "ndim", np.ndim(v)) == 4 for k, v in tensors.items())
 
 
 def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
@@ -231,8 +252,11 @@ def channel_weights(
     fold_batchnorm: bool = True,
     spatial: tuple[int, int] | None = None,
     bn_eps: float = 1e-5,
+    flatten: FlattenOrder | None = None,
+    need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
-    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict.
+    """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict (or, with
+    ``need_conv=False``, of a Linear stack with BatchNorm layers to fold in).
 
     A prefix with ``running_var`` is a BatchNorm, a 4-D ``weight`` a conv, a 2-D ``weight`` a
     Linear. Modules are taken in stored (registration) order, or, if that does not chain (a
@@ -241,13 +265,21 @@ def channel_weights(
     """
     stored = _prefixes(tensors)
     try:
-        return _derive(_stack_from_state_dict(tensors, bn_eps, stored), norm, fold_batchnorm, spatial)
+        stack = _stack_from_state_dict(tensors, bn_eps, stored)
+        return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
     except ModscopeError:
         by_key = sorted(stored, key=natural_key)
         if by_key == stored:
             raise
         try:
-            return _derive(_stack_from_state_dict(tensors, bn_eps, by_key), norm, fold_batchnorm, spatial)
+            return _derive(
+                _stack_from_state_dict(tensors, bn_eps, by_key),
+                norm,
+                fold_batchnorm,
+                spatial,
+                flatten,
+                need_conv,
+            )
         except ModscopeError:
             pass
         raise
@@ -318,10 +350,19 @@ def module_channel_weights(
     input_shape: Sequence[int] | None = None,
     spatial: tuple[int, int] | None = None,
 ) -> list[tuple[str, np.ndarray]]:
-    """The channel-graph matrices of an ``nn.Module`` (Conv2d / BatchNorm / Linear, in
-    registration order). ``input_shape`` ``(C, H, W)`` runs one forward pass to find the
-    spatial size of the map a Linear flattens; BatchNorm ``eps`` comes from the module."""
-    return _derive(_stack_from_module(model, input_shape), norm, fold_batchnorm, spatial)
+    """The channel-graph matrices of an ``nn.Sequential`` CNN (Conv2d / BatchNorm / Linear, in
+    order; its ``nn.Flatten`` is channel-major). ``input_shape`` ``(C, H, W)`` runs one forward
+    pass to find the spatial size of the map a Linear flattens; BatchNorm ``eps`` comes from the
+    module. A module with a forward of its own is refused: its order is in its code, so trace it
+    (``load_graph(module, example_input=...)``)."""
+    from torch import nn
+
+    if not isinstance(model, nn.Sequential):
+        raise ModscopeError(
+            f"{type(model).__name__} defines its own forward, so its layers' order is in its code: "
+            "pass example_input=... to load_graph to trace it"
+        )
+    return _derive(_stack_from_module(model, input_shape), norm, fold_batchnorm, spatial, "channel_major")
 
 
 def conv_graph(
@@ -331,8 +372,9 @@ def conv_graph(
     input_shape: Sequence[int] | None = None,
     spatial: tuple[int, int] | None = None,
     bn_eps: float = 1e-5,
+    flatten: FlattenOrder | None = None,
 ) -> WeightGraph:
-    """The channel `WeightGraph` of a CNN: an ``nn.Module``, a state dict, or a file
+    """The channel `WeightGraph` of a CNN: an ``nn.Sequential``, a state dict, or a file
     (``.pt``/``.pth``/``.bin`` read with ``weights_only=True``, ``.safetensors``, ``.npz``).
 
     Nodes: input channels, each conv's output channels, each Linear's units, in forward order.
@@ -353,5 +395,5 @@ def conv_graph(
                 tensors = formats.unwrap_state_dict(formats.safe_torch_load(path), str(path))
         else:
             raise ModscopeError(f"cannot load a CNN from a {type(source).__name__}")
-        items = channel_weights(tensors, norm, fold_batchnorm, spatial, bn_eps)
+        items = channel_weights(tensors, norm, fold_batchnorm, spatial, bn_eps, flatten)
     return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])

@@ -1,34 +1,83 @@
-"""Any source a user points at -> the weight matrices in forward order -> a `WeightGraph`.
+"""Any source a user points at -> its unit graph (spec §1, §1b), or a one-line refusal.
 
-Accepted sources: modscope checkpoints (a path, a payload dict or a `Checkpoint`), plain torch
-state dicts of Linear or conv stacks (``.pt``/``.pth``/``.bin``/``.ckpt``), ``.safetensors``,
-``.npz``, an ``nn.Module`` or a state-dict ``dict`` in memory. Files are read by the safe readers
-of `modscope.graphs.formats`: a file that would need code to run is refused.
+How a source is read, in order (the graph's ``reading`` says which way was taken):
+
+- a `WeightGraph`: itself;
+- a modscope checkpoint (a path, a payload dict or a `Checkpoint`): its MLP, inputs and outputs in
+  the task's order;
+- an ``nn.Module``: traced with ``torch.export`` on ``example_input`` (`modscope.graphs.tracing`);
+  without one, only modscope's own MLP and an ``nn.Sequential`` of Linear layers and weightless
+  layers (or a plain conv stack) are read, because their order is their dataflow; any other module
+  has its order in its forward, and is refused;
+- a state dict (in memory, ``.pt``/``.pth``/``.bin``/``.ckpt``, ``.safetensors``, ``.npz``): a
+  plain stack of Linear layers (stored, then natural key order; the ``in x out`` layout of Keras and
+  JAX detected when only it chains) or a plain conv stack. Key names that say the network is not
+  a plain stack (attention, recurrent, residual shortcuts) are refused, never chained;
+- ``.pt2`` (``torch.export`` archives) and TorchScript archives are read without running their code.
+
+Files are read by the safe readers of `modscope.graphs.formats`: a file that would need code to
+run is refused unless ``trust_pickle``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
 from ..errors import ModscopeError
 from . import formats
 from .arrays import as_float64
-from .chains import Layout, ordered_weights
-from .cnn import channel_weights, holds_conv, module_channel_weights
+from .chains import chains, ordered_weights
+from .cnn import FlattenOrder, channel_weights, holds_conv, module_channel_weights
 from .modules import named_linear_layers
+from .names import EMBEDDING
 from .weight_graph import WeightGraph, check_build_memory
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["Source", "load_graph", "load_weights"]
+__all__ = ["LayoutOption", "Source", "load_graph", "load_weights", "not_a_plain_stack"]
 
 Source = Union[str, os.PathLike, Mapping[str, Any], "nn.Module", Any]  # Any: a Checkpoint (to_payload())
+LayoutOption = Literal["auto", "out_in", "in_out"]
+
+# Key names that say a state dict is not a plain stack: (pattern, what it is, what to pass instead).
+_NOT_A_STACK = (
+    (
+        re.compile(
+            r"(^|\.)(query|key|value|q_proj|k_proj|v_proj|o_proj|out_proj|in_proj_weight|qkv|c_attn|"
+            r"query_key_value|attn|attention|self_attn|selfattention|encdecattention)(\.|$)",
+            re.IGNORECASE,
+        ),
+        "attention weights",
+    ),
+    (re.compile(r"(^|\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$|recurrent_kernel"), "recurrent weights"),
+    (
+        re.compile(r"(^|\.)(downsample|shortcut|skip|residual)(\.|_|$)", re.IGNORECASE),
+        "a residual shortcut",
+    ),
+)
+_WAY_OUT = (
+    "pass the module with an example input (load_graph(module, example_input=...); on the command "
+    "line --model package.module:factory), or a .pt2 torch.export archive"
+)
+
+
+def not_a_plain_stack(names: Sequence[str]) -> str | None:
+    """Why tensors named ``names`` cannot be read as a plain stack of layers (None: they can)."""
+    for pattern, what in _NOT_A_STACK:
+        hit = next((n for n in names if pattern.search(n)), None)
+        if hit is not None:
+            return (
+                f"{hit}: {what}, and a state dict does not say how the forward joins them; "
+                f"modscope never chains such matrices: {_WAY_OUT}"
+            )
+    return None
 
 
 def _is_module(obj: Any) -> bool:
@@ -38,13 +87,73 @@ def _is_module(obj: Any) -> bool:
     return torch is not None and isinstance(obj, torch.nn.Module)
 
 
-def _tensor_weights(tensors: Mapping[str, Any], layers, layout: Layout) -> list[tuple[str, np.ndarray]]:
-    if layers is None and holds_conv(tensors):  # conv kernels: the channel graph, filters as units
-        return channel_weights(tensors)
-    return ordered_weights(tensors, layers, layout)
+# -- state dicts -------------------------------------------------------------------------------------
+def _weight_names(tensors: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in tensors.items() if getattr(v, "ndim", np.ndim(v)) >= 2 and not EMBEDDING.search(k)]
 
 
-def _payload_weights(payload: Mapping[str, Any], layers, layout: Layout, source: str):
+def _linear_chain(
+    tensors: Mapping[str, Any], layers: Sequence[str] | None, layout: LayoutOption
+) -> tuple[list[tuple[str, np.ndarray]], str]:
+    """A plain stack of Linear layers in forward order, and how it was read."""
+    if layout != "auto":
+        items = ordered_weights(tensors, layers, layout)
+        return items, f"a plain stack of {len(items)} Linear layers ({layout.replace('_', ' x ')} weights)"
+    try:
+        return ordered_weights(tensors, layers, "out_in"), (
+            "a plain stack of Linear layers (out x in weights, as torch stores them)"
+        )
+    except ModscopeError as torch_layout:
+        try:
+            items = ordered_weights(tensors, layers, "in_out")
+        except ModscopeError:
+            raise ModscopeError(f"{torch_layout} (nor in x out, as Keras / JAX store them)") from None
+        return items, (
+            f"a plain stack of {len(items)} Linear layers with in x out weights (Keras / JAX): "
+            "only that layout chains"
+        )
+
+
+def _state_graph(
+    tensors: Mapping[str, Any],
+    layers: Sequence[str] | None,
+    layout: LayoutOption,
+    kernel_norm: str,
+    flatten: FlattenOrder | None,
+    source: str,
+) -> WeightGraph:
+    """The graph of a state dict: a plain stack of Linear or conv layers, or a refusal."""
+    if layers is None:
+        why = not_a_plain_stack(_weight_names(tensors))
+        if why is not None:
+            raise ModscopeError(f"{source}: {why}")
+    if layers is None and holds_conv(tensors):
+        if any(getattr(v, "ndim", np.ndim(v)) in (3, 5) for k, v in tensors.items() if k.endswith("weight")):
+            raise ModscopeError(f"{source}: Conv1d / Conv3d kernels: {_WAY_OUT}")
+        items = channel_weights(tensors, norm=kernel_norm, flatten=flatten)
+        reading = "a plain conv stack in stored order, channels as units"
+        if flatten is not None:
+            reading += f", {flatten.replace('_', '-')} flatten"
+        return _graph(items, reading)
+    if layers is None and any(getattr(v, "ndim", np.ndim(v)) in (3, 5) for v in tensors.values()):
+        raise ModscopeError(f"{source}: 3-D kernels (Conv1d) are not a plain Linear stack: {_WAY_OUT}")
+    if layers is None and layout != "in_out" and any(k.endswith("running_var") for k in tensors):
+        items = channel_weights(tensors, norm=kernel_norm, need_conv=False)
+        return _graph(items, "a plain stack of Linear layers in stored order, BatchNorm folded in")
+    items, reading = _linear_chain(tensors, layers, layout)
+    if layers is not None:
+        reading = f"the {len(items)} named layers, in the order given"
+    return _graph(items, reading)
+
+
+def _graph(items: list[tuple[str, np.ndarray]], reading: str) -> WeightGraph:
+    if items and all(w.ndim == 2 for _, w in items) and chains(items):
+        # refuse a network too large for this machine before the float64 copies are made
+        check_build_memory([items[0][1].shape[1], *(w.shape[0] for _, w in items)])
+    return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items], reading=reading)
+
+
+def _payload_graph(payload: Mapping[str, Any], layers, source: str) -> WeightGraph:
     """A modscope checkpoint's Linear weights, inputs and outputs in the task's order."""
     formats.check_checkpoint_version(payload, source)
     try:
@@ -56,75 +165,133 @@ def _payload_weights(payload: Mapping[str, Any], layers, layout: Layout, source:
     sd = formats.task_ordered_state_dict(state, perms, n_linear)
     if layers is None:
         layers = [f"layers.{i}.weight" for i in range(n_linear)]
-    return ordered_weights(sd, layers, layout)
+    return _graph(ordered_weights(sd, layers, "out_in"), "a modscope checkpoint (MLP)")
 
 
-def _module_weights(module: Any, layers, layout: Layout) -> list[tuple[str, np.ndarray]]:
+# -- modules -----------------------------------------------------------------------------------------
+def _plain_sequential(module: Any) -> bool:
+    """An ``nn.Sequential`` (nested ones allowed) of Linear layers and layers without weights."""
     from torch import nn
 
+    if not isinstance(module, nn.Sequential):
+        return False
+    for m in module.modules():
+        if isinstance(m, nn.Sequential | nn.Linear):
+            continue
+        if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+            return False
+        if list(m.children()):
+            return False
+    return True
+
+
+def _module_graph(module: Any, layers, example_input: Any, kernel_norm: str) -> WeightGraph:
+    from torch import nn
+
+    from .tracing import trace_graph
+
+    if example_input is not None:
+        graph = trace_graph(module, example_input, kernel_norm=kernel_norm)
+        return graph.read_as(
+            f"traced with torch.export: {len(graph.sizes)} unit groups, {len(graph.weights)} blocks"
+        )
     if layers is not None:
-        return ordered_weights(module.state_dict(), layers, layout)
-    if any(isinstance(m, nn.Conv2d) for m in module.modules()):
-        return module_channel_weights(module)
-    linears = named_linear_layers(module)
-    if not linears:
-        raise ModscopeError("the module has no nn.Linear layers")
-    items = [(f"{n}.weight", as_float64(n, m.weight)) for n, m in linears]
-    if not all(b.shape[1] == a.shape[0] for (_, a), (_, b) in zip(items[:-1], items[1:], strict=False)):
-        raise ModscopeError("the module's Linear layers do not chain in registration order")
-    return items
+        return _graph(
+            ordered_weights(module.state_dict(), layers, "out_in"), "the named layers, in the order given"
+        )
+    if type(module).__name__ == "MLP" and type(module).__module__.startswith("modscope."):
+        linears = named_linear_layers(module)  # modscope's own MLP: its forward is the chain
+        items = [(f"{n}.weight", as_float64(n, m.weight)) for n, m in linears]
+        return _graph(items, "a modscope MLP")
+    if _plain_sequential(module):
+        items = [(f"{n}.weight", as_float64(n, m.weight)) for n, m in named_linear_layers(module)]
+        if not items:
+            raise ModscopeError("the module has no layer with weights")
+        if not chains(items):
+            raise ModscopeError("the Sequential's Linear layers do not chain")
+        return _graph(items, "an nn.Sequential of Linear layers")
+    if isinstance(module, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in module.modules()):
+        items = module_channel_weights(module, norm=kernel_norm)
+        return _graph(items, "an nn.Sequential conv stack, channels as units")
+    raise ModscopeError(
+        f"{type(module).__name__}: its layers' order is in its forward: pass example_input=... "
+        "(a tensor of the shape the forward takes, batch 1) to trace it"
+    )
 
 
-def load_weights(
-    source: Source,
-    layers: Sequence[str] | None = None,
-    layout: Layout = "out_in",
-    trust_pickle: bool = False,
-) -> list[tuple[str, np.ndarray]]:
-    """``[(name, W)]`` in forward order, each ``W`` an ``(out, in)`` float array."""
-    if callable(getattr(source, "to_payload", None)):  # a Checkpoint object
-        source = source.to_payload()
-    if _is_module(source):
-        return _module_weights(source, layers, layout)
-    if isinstance(source, Mapping):
-        if formats.is_checkpoint_payload(source):
-            return _payload_weights(source, layers, layout, "checkpoint")
-        return _tensor_weights(formats.unwrap_state_dict(source, "state dict"), layers, layout)
-    if not isinstance(source, str | os.PathLike):
-        raise ModscopeError(f"cannot load weights from a {type(source).__name__}")
-    path = Path(source)
+# -- files -------------------------------------------------------------------------------------------
+def _file_graph(path: Path, layers, layout, trust_pickle, kernel_norm, flatten) -> WeightGraph:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return _tensor_weights(formats.read_safetensors(path), layers, layout)
+        return _state_graph(formats.read_safetensors(path), layers, layout, kernel_norm, flatten, str(path))
     if suffix == ".npz":
-        return _tensor_weights(formats.read_npz(path), layers, layout)
+        return _state_graph(formats.read_npz(path), layers, layout, kernel_norm, flatten, str(path))
     obj = formats.safe_torch_load(path, trust_pickle=trust_pickle)
     # whole pickled models (only loadable with trust_pickle), bare or under a usual key
     module = obj if _is_module(obj) else None
     if isinstance(obj, Mapping) and module is None:
         module = next((obj[k] for k in formats.STATE_DICT_KEYS if _is_module(obj.get(k))), None)
     if module is not None:
-        return load_weights(module, layers, layout)
+        return _module_graph(module, layers, None, kernel_norm)
     if formats.is_checkpoint_payload(obj):
-        return _payload_weights(obj, layers, layout, str(path))
-    return _tensor_weights(formats.unwrap_state_dict(obj, str(path)), layers, layout)
+        return _payload_graph(obj, layers, str(path))
+    tensors = formats.unwrap_state_dict(obj, str(path))
+    return _state_graph(tensors, layers, layout, kernel_norm, flatten, str(path))
 
 
 def load_graph(
     source: Source,
     layers: Sequence[str] | None = None,
-    layout: Layout = "out_in",
+    layout: LayoutOption = "auto",
     trust_pickle: bool = False,
+    *,
+    example_input: Any = None,
+    kernel_norm: str = "1",
+    flatten: FlattenOrder | None = None,
 ) -> WeightGraph:
-    """Build the `WeightGraph` of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
+    """The unit graph (spec §1, §1b) of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
 
-    A modscope checkpoint's input and output nodes come in the task's feature order,
-    whatever BIMT swapped.
+    ``example_input``: for a module, a tensor (or tuple of the forward's arguments) to trace it
+    with ``torch.export``. ``layers``: the weight tensors of a plain stack, in forward order.
+    ``layout``: ``"auto"`` (torch's ``out x in``, or ``in x out`` when only that chains),
+    ``"out_in"`` or ``"in_out"``. ``kernel_norm``: the norm of a kernel / gate-row / map slice.
+    ``flatten``: a state-dict CNN's flatten order (``"channel_major"`` or ``"channel_last"``),
+    needed when its head reads a map of several positions. A modscope checkpoint's input and
+    output nodes come in the task's feature order, whatever BIMT swapped. The graph's
+    ``reading`` says how the source was read.
     """
     if isinstance(source, WeightGraph):
         return source
-    items = load_weights(source, layers, layout, trust_pickle=trust_pickle)
-    if items and all(w.ndim == 2 for _, w in items):
-        # refuse a network too large for this machine before the float64 copies are made
-        check_build_memory([items[0][1].shape[1], *(w.shape[0] for _, w in items)])
-    return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
+    if layout not in ("auto", "out_in", "in_out"):
+        raise ModscopeError(f"unknown weight layout {layout!r}; use 'auto', 'out_in' (torch) or 'in_out'")
+    if callable(getattr(source, "to_payload", None)):  # a Checkpoint object
+        source = source.to_payload()
+    if _is_module(source):
+        return _module_graph(source, layers, example_input, kernel_norm)
+    if example_input is not None:
+        raise ModscopeError("example_input traces a module; the source is not an nn.Module")
+    if isinstance(source, Mapping):
+        if formats.is_checkpoint_payload(source):
+            return _payload_graph(source, layers, "checkpoint")
+        tensors = formats.unwrap_state_dict(source, "state dict")
+        return _state_graph(tensors, layers, layout, kernel_norm, flatten, "state dict")
+    if not isinstance(source, str | os.PathLike):
+        raise ModscopeError(f"cannot load weights from a {type(source).__name__}")
+    return _file_graph(Path(source), layers, layout, trust_pickle, kernel_norm, flatten)
+
+
+def load_weights(
+    source: Source,
+    layers: Sequence[str] | None = None,
+    layout: LayoutOption = "auto",
+    trust_pickle: bool = False,
+) -> list[tuple[str, np.ndarray]]:
+    """``[(name, W)]`` of a plain stack in forward order, each ``W`` an ``(out, in)`` float array.
+
+    Graphs that are not a chain (traced residual networks, transformers) have no such list:
+    use `load_graph`.
+    """
+    graph = load_graph(source, layers, layout, trust_pickle)
+    if not graph.is_chain:
+        raise ModscopeError("the network is not a plain stack of layers: use load_graph for its unit graph")
+    return list(zip(graph.names, graph.weights, strict=True))

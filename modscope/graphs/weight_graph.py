@@ -18,7 +18,7 @@ builds a chain from its matrices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -64,7 +64,8 @@ class WeightGraph:
     routine uses ``abs_weights``. ``names[b]``: the source tensor's name. ``links[b]``:
     ``(src group, dst group)`` (default: a chain, block ``b`` from group ``b`` to ``b + 1``).
     ``sizes[g]``: the units of group ``g`` (default: read off a chain's matrices);
-    ``group_names[g]`` its name.
+    ``group_names[g]`` its name. ``reading``: how modscope read the network (traced, a known
+    family, a plain stack in stored order, a detected layout), said with every result.
     """
 
     weights: tuple[np.ndarray, ...]
@@ -72,6 +73,7 @@ class WeightGraph:
     links: tuple[tuple[int, int], ...] = field(default=())
     sizes: tuple[int, ...] = field(default=())
     group_names: tuple[str, ...] = field(default=())
+    reading: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -115,6 +117,7 @@ class WeightGraph:
         links: Sequence[tuple[int, int]] | None = None,
         sizes: Sequence[int] | None = None,
         group_names: Sequence[str] | None = None,
+        reading: str = "",
     ) -> WeightGraph:
         """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
         ``sizes`` joined as ``links`` says. Blocks within one group lose their diagonal."""
@@ -143,7 +146,7 @@ class WeightGraph:
                 )
             checked.append(a)
         if links is None:
-            return cls(tuple(checked), names)
+            return cls(tuple(checked), names, reading=reading)
         links = tuple((int(s), int(d)) for s, d in links)
         for b, (s, d) in enumerate(links):
             if s == d:  # self-loops are dropped (spec §1b): recurrent weights join distinct units only
@@ -151,7 +154,11 @@ class WeightGraph:
                 np.fill_diagonal(checked[b], 0.0)
         sizes = tuple(int(x) for x in sizes) if sizes is not None else ()
         group_names = tuple(group_names) if group_names is not None else ()
-        return cls(tuple(checked), names, links, sizes, group_names)
+        return cls(tuple(checked), names, links, sizes, group_names, reading)
+
+    def read_as(self, reading: str) -> WeightGraph:
+        """The same graph, saying how it was read."""
+        return replace(self, reading=reading)
 
     def with_weights(self, weights: Sequence[np.ndarray]) -> WeightGraph:
         """The same architecture with other weights (e.g. a shuffle); no re-validation beyond
@@ -161,8 +168,8 @@ class WeightGraph:
             weights[b] = weights[b].copy()
             np.fill_diagonal(weights[b], 0.0)
         if self.is_chain:
-            return WeightGraph(tuple(weights), self.names)
-        return WeightGraph(tuple(weights), self.names, self.links, self.sizes, self.group_names)
+            return WeightGraph(tuple(weights), self.names, reading=self.reading)
+        return WeightGraph(tuple(weights), self.names, self.links, self.sizes, self.group_names, self.reading)
 
     # -- layout ----------------------------------------------------------------------------
     @cached_property
@@ -302,13 +309,15 @@ class WeightGraph:
         return g
 
     def summary(self) -> dict:
-        """``layer_widths``, ``n_nodes``, ``n_edges``: the graph's part of every result's JSON; a
-        graph that is not a chain adds its ``groups`` and ``blocks``."""
+        """``layer_widths``, ``n_nodes``, ``n_edges`` and ``reading`` (how the network was read):
+        the graph's part of every result's JSON; a graph that is not a chain adds its ``groups``
+        and ``blocks``."""
         out = {
             "layer_widths": list(self.layer_widths),
             "n_nodes": int(self.n_nodes),
             "n_edges": int(self.n_edges),
         }
+        out["reading"] = self.reading or "a WeightGraph given directly"
         if not self.is_chain:
             out["groups"] = [
                 {"name": n, "units": int(s)} for n, s in zip(self.group_names, self.sizes, strict=True)

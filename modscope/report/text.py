@@ -55,6 +55,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     lines = [
         f"modscope {d['version']}  {source}".rstrip(),
         f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges, {removed} isolated nodes removed)",
+        *([f"read as   {d['reading']}"] if d.get("reading") else []),
         f"clusters  k = {d['n_clusters']}, seed {d['seed']}; {clustering_text(d.get('clustering') or {})}",
         f"n-cut     {d['ncut']:.4f}   (range 0..{d['n_clusters']}, lower = more modular)",
     ]
@@ -71,10 +72,19 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     sizes = result.cluster_sizes
     k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
-    header = "layer  width |" + "".join(f"{c:>{col}}" for c in range(k))
-    lines += ["", "cluster sizes per layer", header, "-" * len(header)]
-    for l, row in enumerate(sizes):
-        lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
+    if result.graph.is_chain:
+        header = "layer  width |" + "".join(f"{c:>{col}}" for c in range(k))
+        lines += ["", "cluster sizes per layer", header, "-" * len(header)]
+        for l, row in enumerate(sizes):
+            lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
+        return "\n".join(lines)
+    names = [g["name"] for g in d["groups"]]
+    name_w = min(40, max(5, *(len(n) for n in names)))
+    header = f"{'group':<{name_w}}  units |" + "".join(f"{c:>{col}}" for c in range(k))
+    lines += ["", "cluster sizes per unit group", header, "-" * len(header)]
+    for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
+        label = name if len(name) <= name_w else "..." + name[-(name_w - 3) :]
+        lines.append(f"{label:<{name_w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
     return "\n".join(lines)
 
 
@@ -86,6 +96,7 @@ def format_measure(result: ScoreResult, source: str = "") -> str:
     lines = [
         f"modscope {d['version']}  {source}".rstrip(),
         f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges)",
+        *([f"read as   {d['reading']}"] if d.get("reading") else []),
         f"measure   {result.measure} = {result.value:.4f}   ({better} = more modular)",
     ]
     part = result.partition

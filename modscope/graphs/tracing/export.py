@@ -1,0 +1,91 @@
+"""``nn.Module`` + example input -> ``torch.export`` program -> unit graph."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from ...errors import ModscopeError
+from ..cnn import KERNEL_NORMS
+from ..weight_graph import WeightGraph
+from .interpreter import Interpreter
+
+__all__ = ["export_module", "trace_graph", "trace_program"]
+
+
+def _check_norm(kernel_norm: str) -> None:
+    if kernel_norm not in KERNEL_NORMS:
+        raise ModscopeError(f"unknown kernel norm {kernel_norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+
+
+def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:
+    """``torch.export.export`` of ``module`` in eval mode (its modes restored), refusing in one
+    line what cannot be exported. Never decomposed: a Linear, a conv, an LSTM stay one op."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise ModscopeError(f"tracing needs an nn.Module, got {type(module).__name__}")
+    if example_input is None:
+        raise ModscopeError(
+            f"tracing {type(module).__name__} needs an example input (a tensor of the shape its "
+            "forward takes, batch 1): pass example_input=..."
+        )
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
+            return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
+    except Exception as exc:  # the user's module: its export failure in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModscopeError(
+            f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: {first}); "
+            "a forward with data-dependent control flow or an input of the wrong shape cannot be "
+            "traced: fix the example input, or pass a state dict of a known family"
+        ) from None
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def trace_program(
+    program: Any,
+    *,
+    kernel_norm: str = "1",
+    keep_dead_ends: bool = False,
+    input_axes: dict[str, int] | None = None,
+) -> WeightGraph:
+    """The unit graph (spec §1b) of an ``ExportedProgram`` (from ``torch.export``, or read from a
+    ``.pt2`` archive). See `trace_graph` for the options."""
+    _check_norm(kernel_norm)
+    return Interpreter(program, kernel_norm, keep_dead_ends, input_axes).run()
+
+
+def trace_graph(
+    module: Any,
+    example_input: Any,
+    *,
+    kwargs: dict | None = None,
+    kernel_norm: str = "1",
+    keep_dead_ends: bool = False,
+    input_axes: dict[str, int] | None = None,
+) -> WeightGraph:
+    """The unit graph of ``module`` on ``example_input`` (a tensor or a tuple of the forward's
+    positional arguments; ``kwargs`` its keyword arguments), by spec §1b.
+
+    The module runs once in eval mode under ``torch.export``; a small example input (batch 1,
+    a few tokens or pixels) is enough, but a Linear after a flatten needs the real map size.
+    ``kernel_norm``: the norm of a kernel, gate-row or flattened-map slice (default ``"1"``,
+    numpy's matrix 1-norm: for a vector the sum of |.|). ``keep_dead_ends``: keep units that
+    reach no output (queries and keys). ``input_axes``: the feature axis of an input by its
+    argument name when the default is wrong (channels of 4-D / 5-D inputs, the last axis of 2-D
+    inputs, of 3-D inputs the channels if a Conv1d reads them first, else the last axis).
+    """
+    _check_norm(kernel_norm)
+    return trace_program(
+        export_module(module, example_input, kwargs),
+        kernel_norm=kernel_norm,
+        keep_dead_ends=keep_dead_ends,
+        input_axes=input_axes,
+    )

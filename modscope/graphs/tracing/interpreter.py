@@ -1,0 +1,309 @@
+"""The walk over an exported program: one `UnitTensor` per node, one handler per aten op.
+
+Ops are dispatched by their aten name to ``op_<name>`` handlers (the mixins of this package);
+ops that keep every element's unit are listed in `IDENTITY`, ops that make constants in
+`CONSTANTS`. Anything else is refused in one line naming the op and its module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import ModscopeError
+from ..weight_graph import WeightGraph
+from .layers import LayerOps
+from .merges import MergeOps
+from .normalisation import NormOps
+from .recurrent import RecurrentOps
+from .reductions import ReductionOps
+from .slices import slice_norms
+from .units import GraphBuilder, UnitTensor
+from .views import ViewOps
+
+__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]
+
+
+IDENTITY = frozenset(
+    """
+    relu relu_ relu6 gelu gelu_ silu silu_ sigmoid sigmoid_ tanh tanh_ hardswish hardswish_ hardsigmoid
+    hardsigmoid_ leaky_relu leaky_relu_ elu elu_ selu celu softplus mish hardtanh hardtanh_ clamp clamp_
+    clip abs neg exp log sqrt rsqrt pow reciprocal sin cos erf softmax _softmax log_softmax _log_softmax
+    dropout dropout_ feature_dropout alpha_dropout glu_ contiguous clone alias detach _to_copy to
+    type_as lift_fresh_copy square sign logit nan_to_num floor ceil round trunc fill_ masked_fill
+    masked_fill_ prelu _prelu_kernel threshold
+    """.split()
+)  # activations, dropout, copies: each element keeps its unit
+CONSTANTS = frozenset(
+    """
+    zeros ones full empty zeros_like ones_like full_like empty_like arange scalar_tensor rand randn
+    tensor new_zeros new_ones triu tril
+    """.split()
+)  # new tensors that hold no unit
+SKIP = frozenset(
+    """
+    sym_size sym_numel sym_stride _assert_tensor_metadata _assert_async sym_constrain_range_for_size
+    sym_constrain_range _assert_scalar item
+    """.split()
+)  # shape queries and runtime checks: no tensor
+
+
+def op_name(target: Any) -> str:
+    """``aten.linear.default`` -> ``linear``; ``operator.getitem`` -> ``getitem``."""
+    name = getattr(target, "__name__", str(target))
+    text = str(target)
+    if text.startswith("aten."):
+        return text.split(".")[1]
+    return name
+
+
+class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentOps):
+    """Walks an exported program's nodes once, keeping a `UnitTensor` per tensor."""
+
+    def __init__(self, ep: Any, norm: str, keep_dead_ends: bool, input_axes: dict[str, int] | None) -> None:
+        import torch
+
+        self.torch = torch
+        self.ep = ep
+        self.norm = norm
+        self.keep_dead_ends = keep_dead_ends
+        self.input_axes = input_axes or {}
+        self.builder = GraphBuilder()
+        self.env: dict[str, Any] = {}
+        self.tensors: dict[str, Any] = {}  # parameter / buffer / constant tensors by name (torch)
+        self.arrays: dict[str, np.ndarray] = {}  # their float64 copies, made when a layer reads one
+        self.param_of: dict[str, str] = {}  # placeholder -> parameter fully qualified name
+        sig = ep.graph_signature
+        state = {**ep.state_dict, **getattr(ep, "constants", {})}
+        for spec in sig.input_specs:
+            target = getattr(spec, "target", None)
+            if target is not None and isinstance(state.get(target), torch.Tensor):
+                self.param_of[spec.arg.name] = target
+                self.tensors[target] = state[target]
+        self.user_inputs = [
+            spec.arg.name for spec in sig.input_specs if str(spec.kind).endswith("USER_INPUT")
+        ]
+        self.output_units: list[np.ndarray] = []
+
+    def where(self, node) -> str:
+        stack = node.meta.get("nn_module_stack") or {}
+        if stack:
+            fqn, cls = list(stack.values())[-1]
+            return f"{fqn or 'the model'} ({str(cls).rsplit('.', 1)[-1]})"
+        return "the model"
+
+    def refuse(self, node, why: str) -> ModscopeError:
+        return ModscopeError(f"cannot trace {self.where(node)}: {why}")
+
+    def shape(self, node) -> tuple[int, ...]:
+        """The shape of the node's (first) output tensor."""
+        val = node.meta.get("val")
+        if isinstance(val, list | tuple) and val:
+            val = val[0]
+        if val is None or not hasattr(val, "shape"):
+            raise self.refuse(node, f"no shape known for {node.target}")
+        return tuple(int(s) for s in val.shape)
+
+    def blank(self, shape: Sequence[int]) -> UnitTensor:
+        return UnitTensor(np.full(shape, -1, dtype=np.int64), np.zeros(shape, dtype=np.int64))
+
+    def value(self, arg: Any) -> Any:
+        if hasattr(arg, "op") and hasattr(arg, "name"):  # an fx node
+            return self.env[arg.name]
+        if isinstance(arg, list | tuple):
+            return type(arg)(self.value(a) for a in arg)
+        return arg
+
+    def param_value(self, v: UnitTensor) -> np.ndarray | None:
+        """The numbers of a parameter-derived tensor, in its current layout (float64)."""
+        if v.param is None:
+            return None
+        name, index = v.param
+        if name not in self.arrays:
+            t = self.tensors[name].detach().cpu()
+            self.arrays[name] = t.double().numpy() if t.is_floating_point() else t.numpy()
+        whole = self.arrays[name]
+        return whole if index is None else whole.reshape(-1)[index]
+
+    def features(
+        self, node, v: UnitTensor, axis: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Along ``axis``: each index's unit, its position and gain, and its frame size.
+
+        Every index must hold the same unit at every position of the other axes (positions with
+        no unit are ignored): otherwise the op mixes units differently per position.
+        """
+        units = np.moveaxis(v.units, axis, -1).reshape(-1, v.units.shape[axis])
+        pos = np.moveaxis(v.pos, axis, -1).reshape(units.shape)
+        scale = None if v.scale is None else np.moveaxis(v.scale, axis, -1).reshape(units.shape)
+        has = units >= 0
+        first = np.where(has.any(axis=0), has.argmax(axis=0), 0)
+        cols = np.arange(units.shape[1])
+        u = np.where(has.any(axis=0), units[first, cols], -1)
+        if np.any(has & (units != u[None, :])):
+            raise self.refuse(
+                node,
+                "its input features are not the same units at every position "
+                "(a layer that mixes positions differently); trace a module that keeps "
+                "features on one axis",
+            )
+        p = pos[first, cols]
+        s = np.ones(units.shape[1]) if scale is None else scale[first, cols]
+        return u, p, s, np.asarray(v.frame or (1,))
+
+    def weighted(
+        self,
+        node,
+        name: str,
+        x: UnitTensor,
+        axis: int,
+        w: np.ndarray,
+        out_size: int,
+        block_name: str | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """A new group of ``out_size`` units reading ``x`` along ``axis`` through ``w``
+        ``(out_size, n_features[, *kernel])``; returns the new units and the block index."""
+        units, pos, scale, frame = self.features(node, x, axis)
+        dst = self.builder.new_group(name, out_size)
+        read = units >= 0
+        if not read.any():
+            raise self.refuse(node, "it reads no unit (its input is a constant or an attention score)")
+        units, pos, scale = units[read], pos[read], scale[read]
+        w = w[:, read] * np.abs(scale).reshape((1, -1) + (1,) * (w.ndim - 2))
+        src, inverse = np.unique(units, return_inverse=True)
+        if src.size == units.size and w.ndim == 2:  # every unit read once: the (signed) weights
+            weight = w[:, np.argsort(units, kind="stable")]
+        elif w.ndim == 2:  # several features per unit: each unit's slice arranged in its frame
+            n_pos = int(np.prod(frame))
+            slot = inverse * n_pos + pos % n_pos
+            _, first, counts = np.unique(slot, return_index=True, return_counts=True)
+            if counts.max() == 1:
+                cube = np.zeros((out_size, src.size, n_pos))
+                cube[:, inverse, pos % n_pos] = np.abs(w)
+                weight = slice_norms(cube.reshape(out_size, src.size, *frame), self.norm)
+            elif n_pos == 1:  # one unit read through several features (shared key/value heads)
+                rank = np.zeros(slot.size, dtype=np.int64)
+                order = np.argsort(slot, kind="stable")
+                starts = np.repeat(np.cumsum(counts) - counts, counts)
+                rank[order] = np.arange(slot.size) - starts
+                cube = np.zeros((out_size, src.size, int(counts.max())))
+                cube[:, inverse, rank] = np.abs(w)
+                weight = slice_norms(cube, self.norm)
+            else:
+                raise self.refuse(node, "it reads the same position of a unit's map more than once")
+        else:  # kernels: (out, features, *kernel)
+            if src.size != units.size:
+                raise self.refuse(node, "a convolution reads a unit through several input channels")
+            weight = slice_norms(w[:, np.argsort(units, kind="stable")], self.norm)
+        block = self.builder.add_block(block_name or name, src, dst, weight)
+        return dst, block
+
+    def run(self) -> WeightGraph:
+        graph = self.ep.graph
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                self.placeholder(node)
+            elif node.op == "call_function":
+                self.call(node)
+            elif node.op == "output":
+                for out in self.flatten_outputs(self.value(node.args[0])):
+                    if isinstance(out, UnitTensor):
+                        self.output_units.append(out.units)
+            elif node.op == "get_attr":
+                raise self.refuse(node, f"it reads an attribute {node.target!r} the export could not lift")
+        return self.builder.finish(self.output_units, self.keep_dead_ends, self.norm)
+
+    def flatten_outputs(self, x: Any) -> list:
+        if isinstance(x, list | tuple):
+            return [y for item in x for y in self.flatten_outputs(item)]
+        return [x]
+
+    def placeholder(self, node) -> None:
+        name = node.name
+        if name in self.param_of:
+            target = self.param_of[name]
+            shape = tuple(self.tensors[target].shape)  # no copies: an embedding table may be huge
+            units = np.broadcast_to(np.int64(-1), shape)
+            self.env[name] = UnitTensor(units, np.broadcast_to(np.int64(0), shape), param=(target, None))
+            return
+        val = node.meta.get("val")
+        if val is None or not hasattr(val, "shape"):
+            self.env[name] = None
+            return
+        shape = tuple(int(s) for s in val.shape)
+        if not val.is_floating_point():  # token ids: the embedding starts the stream
+            self.env[name] = self.blank(shape)
+            return
+        axis = self.input_axes.get(name, 1 if len(shape) in (4, 5) else (1 if len(shape) == 2 else -1))
+        if len(shape) == 3 and name not in self.input_axes:
+            axis = self.first_reader_axis(node)
+        axis %= len(shape)
+        units = self.builder.new_group(f"input:{name}", shape[axis])
+        self.env[name] = self.spread(units, shape, axis)
+
+    def first_reader_axis(self, node) -> int:
+        """A 3-D input is (batch, channels, length) for a Conv1d, (batch, time, features) otherwise."""
+        seen, todo = set(), [node]
+        while todo:
+            n = todo.pop(0)
+            for user in n.users:
+                if user.name in seen:
+                    continue
+                seen.add(user.name)
+                op = op_name(user.target)
+                if op in ("conv1d", "convolution", "_convolution", "conv_transpose1d"):
+                    return 1
+                if op in ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm"):
+                    return -1
+                todo.append(user)
+        return -1
+
+    def spread(
+        self, units: np.ndarray, shape: tuple[int, ...], axis: int, producer: int | None = None
+    ) -> UnitTensor:
+        """A tensor of ``shape`` whose index along ``axis`` is unit ``units[i]`` everywhere; the
+        other non-batch axes are its spatial frame."""
+        view = [1] * len(shape)
+        view[axis] = len(units)
+        u = np.broadcast_to(units.reshape(view), shape).copy()
+        frame = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
+        spatial = [s if i not in (0, axis) else 1 for i, s in enumerate(shape)]
+        pos = np.broadcast_to(np.arange(int(np.prod(spatial))).reshape(spatial), shape).copy()
+        return UnitTensor(u, pos, frame, producer=producer)
+
+    def call(self, node) -> None:
+        op = op_name(node.target)
+        args = [self.value(a) for a in node.args]
+        kwargs = {k: self.value(a) for k, a in node.kwargs.items()}
+        method = getattr(self, f"op_{op}", None)
+        if op in SKIP:
+            self.env[node.name] = None
+        elif method is not None:
+            self.env[node.name] = method(node, *args, **kwargs)
+        elif op in CONSTANTS:
+            self.env[node.name] = self.blank(self.shape(node))
+        elif op in IDENTITY:
+            self.env[node.name] = self.elementwise(node, args)
+        else:
+            raise self.refuse(
+                node,
+                f"modscope cannot follow the op {node.target}; pass a state dict of "
+                "a known family, or a module made of supported layers",
+            )
+
+    def elementwise(self, node, args: list) -> UnitTensor:
+        """An op that keeps every element's unit: the first tensor argument's, broadcast."""
+        shape = self.shape(node)
+        tensors = [a for a in args if isinstance(a, UnitTensor)]
+        if not tensors:
+            return self.blank(shape)
+        withunits = [a for a in tensors if (a.units >= 0).any()] or tensors
+        x = withunits[0]
+        if x.units.shape != shape:
+            x = x.map(lambda a: np.broadcast_to(a, shape).copy())
+        out = UnitTensor(x.units, x.pos, x.frame, x.scale, None, x.producer)
+        if x.param is not None and len(tensors) == 1:
+            out.param = x.param
+        return out

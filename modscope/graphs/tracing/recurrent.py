@@ -1,0 +1,117 @@
+"""Recurrent layers: LSTM / GRU / RNN (one op per stack) and their cells; each unit's stacked gate
+rows are one slice, hidden-to-hidden weights a block inside the unit set."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .slices import slice_norms
+from .units import UnitTensor, module_of
+
+__all__ = ["RecurrentOps"]
+
+
+class RecurrentOps:
+    """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
+
+    def gate_rows(self, w: np.ndarray, gates: int) -> np.ndarray:
+        """``(gates * h, n)`` -> ``(h, n)``: the norm of each unit's slice of stacked gate rows
+        (i, f, g, o / r, z, n), as for a kernel (the default 1-norm sums |.| over the gates)."""
+        h = w.shape[0] // gates
+        return slice_norms(w.reshape(gates, h, w.shape[1]).transpose(1, 2, 0), self.norm)
+
+    def rnn(self, node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name):
+        per = 4 if has_biases else 2
+        dirs = 2 if bidirectional else 1
+        shape = self.shape(node)
+        feature = x
+        outputs, finals = None, []
+        for layer in range(num_layers):
+            groups = []
+            for d in range(dirs):
+                w_ih, w_hh = params[(layer * dirs + d) * per : (layer * dirs + d) * per + 2]
+                h = self.param_value(w_hh).shape[1]
+                suffix = f"l{layer}" + ("_reverse" if d else "")
+                ih = self.gate_rows(self.param_value(w_ih), gates)
+                units, _ = self.weighted(node, f"{name}.hidden_{suffix}", feature, -1, ih, h, w_ih.param[0])
+                self.builder.add_block(
+                    w_hh.param[0], units, units, self.gate_rows(self.param_value(w_hh), gates)
+                )
+                groups.append(units)
+                finals.append(units)
+            layer_units = np.concatenate(groups)
+            seq = shape if layer == num_layers - 1 else (*shape[:-1], layer_units.size)
+            feature = self.spread(layer_units, tuple(seq), len(seq) - 1)
+            outputs = feature
+        h_shape = (len(finals), *([shape[0]] if batch_first else [shape[1]]), finals[0].size)
+        state = self.stack_states(finals, h_shape)
+        return outputs, state
+
+    def stack_states(self, finals: list[np.ndarray], shape: tuple[int, ...]) -> UnitTensor:
+        units = np.stack([np.broadcast_to(u, shape[1:]) for u in finals])
+        return UnitTensor(units.copy(), np.zeros(shape, dtype=np.int64), ())
+
+    def op_lstm(
+        self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
+    ):
+        out, state = self.rnn(
+            node, x, params, has_biases, num_layers, bidirectional, batch_first, 4, self.rnn_name(params)
+        )
+        return [out, state, state]
+
+    def op_gru(self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+        out, state = self.rnn(
+            node, x, params, has_biases, num_layers, bidirectional, batch_first, 3, self.rnn_name(params)
+        )
+        return [out, state]
+
+    def op_rnn_tanh(
+        self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
+    ):
+        out, state = self.rnn(
+            node, x, params, has_biases, num_layers, bidirectional, batch_first, 1, self.rnn_name(params)
+        )
+        return [out, state]
+
+    op_rnn_relu = op_rnn_tanh
+
+    def rnn_name(self, params) -> str:
+        name = params[0].param[0]
+        return name.rsplit(".", 1)[0] if "." in name else "rnn"
+
+    def cell(self, node, x, h, w_ih, w_hh, gates) -> UnitTensor:
+        shape = self.shape(node)
+        name = module_of(w_ih.param[0])
+        w_hh_v = self.param_value(w_hh)
+        if isinstance(h, UnitTensor) and (h.units >= 0).any():  # the state carries the cell's units on
+            units, _, _, _ = self.features(node, h, -1)
+            src, dst, w = self.cell_input(node, x, units, w_ih, gates)
+            key = (w_ih.param[0], tuple(src.tolist()), int(units[0]))
+            if key not in self.builder.block_keys:  # one block for every step of a loop
+                self.builder.block_keys[key] = self.builder.add_block(w_ih.param[0], src, dst, w)
+            block = self.builder.block_keys[key]
+        else:
+            ih = self.gate_rows(self.param_value(w_ih), gates)
+            units, block = self.weighted(node, name, x, -1, ih, w_hh_v.shape[1], w_ih.param[0])
+            src = self.builder.blocks[block].src
+            self.builder.block_keys[(w_ih.param[0], tuple(src.tolist()), int(units[0]))] = block
+        key = (w_hh.param[0], int(units[0]))
+        if key not in self.builder.block_keys:  # the same recurrent weights on the same units: once
+            self.builder.block_keys[key] = self.builder.add_block(
+                w_hh.param[0], units, units, self.gate_rows(w_hh_v, gates)
+            )
+        return self.spread(units, shape, len(shape) - 1, block)
+
+    def cell_input(self, node, x, units, w_ih, gates):
+        src, _, scale, _ = self.features(node, x, -1)
+        read = src >= 0
+        w = self.gate_rows(self.param_value(w_ih), gates)[:, read] * np.abs(scale[read])[None, :]
+        order = np.argsort(src[read], kind="stable")
+        return np.sort(src[read]), units, w[:, order]
+
+    def op_lstm_cell(self, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        out = self.cell(node, x, hx[0] if isinstance(hx, list | tuple) else hx, w_ih, w_hh, 4)
+        return [out, out]
+
+    def op_gru_cell(self, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+        return self.cell(node, x, hx, w_ih, w_hh, 3)

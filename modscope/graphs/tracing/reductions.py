@@ -1,0 +1,69 @@
+"""Reductions and pooling: a unit survives a reduction over axes along which it is constant
+(global pooling), and is lost over features (a LayerNorm's statistics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .units import UnitTensor
+
+__all__ = ["ReductionOps"]
+
+
+class ReductionOps:
+    """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
+
+    def reduce(self, node, x: UnitTensor, dims: Any, keepdim: bool) -> UnitTensor:
+        shape = self.shape(node)
+        if dims is None or dims == []:
+            return self.blank(shape)
+        dims = [dims] if isinstance(dims, int) else list(dims)
+        dims = sorted(d % x.units.ndim for d in dims)
+        u = x.units
+        moved = np.moveaxis(u, dims, list(range(u.ndim - len(dims), u.ndim)))
+        flat = moved.reshape(*moved.shape[: u.ndim - len(dims)], -1)
+        first = flat[..., :1]
+        constant = np.all((flat == first) | (flat < 0), axis=-1)
+        units = np.where(constant, np.where(first[..., 0] >= 0, first[..., 0], flat.max(axis=-1)), -1)
+        units = units.reshape(shape)
+        return UnitTensor(units, np.zeros(shape, dtype=np.int64), (), None, None, x.producer)
+
+    def op_mean(self, node, x, dims=None, keepdim=False, *a, **k):
+        return self.reduce(node, x, dims, keepdim)
+
+    op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = op_mean
+
+    def op_max(self, node, x, dim=None, keepdim=False, *a):
+        out = self.reduce(node, x, dim, keepdim)
+        return [out, self.blank(out.units.shape)] if isinstance(dim, int) else out
+
+    op_min = op_max
+
+    def pool(self, node, x: UnitTensor) -> UnitTensor:
+        """Pooling and resizing: each channel stays its unit (and keeps its gain)."""
+        shape = self.shape(node)
+        units, _, scale, _ = self.features(node, x, 1)
+        out = self.spread(units, shape, 1, x.producer)
+        if x.scale is not None:
+            view = [1] * len(shape)
+            view[1] = scale.size
+            out.scale = np.broadcast_to(scale.reshape(view), shape).copy()
+        return out
+
+    def op_max_pool2d(self, node, x, *a, **k):
+        return self.pool(node, x)
+
+    op_max_pool1d = op_max_pool3d = op_avg_pool1d = op_avg_pool2d = op_avg_pool3d = op_max_pool2d
+    op_adaptive_avg_pool1d = op_adaptive_avg_pool2d = op_adaptive_avg_pool3d = op_max_pool2d
+    op_adaptive_max_pool1d = op_adaptive_max_pool2d = op_upsample_nearest2d = op_upsample_bilinear2d = (
+        op_max_pool2d
+    )
+    op__adaptive_avg_pool2d = op_max_pool2d
+
+    def op_max_pool2d_with_indices(self, node, x, *a, **k):
+        out = self.pool(node, x)
+        return [out, self.blank(out.units.shape)]
+
+    op_max_pool1d_with_indices = op_max_pool3d_with_indices = op_max_pool2d_with_indices

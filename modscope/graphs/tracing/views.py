@@ -1,0 +1,148 @@
+"""Views: reshape, permute, slice, cat, split, index: the same operation on the unit arrays, so a
+layer reads each feature from where the model's code put it (channel-major or channel-last)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .units import UnitTensor
+
+__all__ = ["ViewOps"]
+
+
+class ViewOps:
+    """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
+
+    def reshape_to(self, node, x: UnitTensor) -> UnitTensor:
+        shape = self.shape(node)
+        return x.map(lambda a: a.reshape(shape))
+
+    op_view = op_reshape = op__unsafe_view = op_flatten = op_unflatten = op_view_as = (
+        lambda self, node, x, *a, **k: self.reshape_to(node, x)
+    )
+
+    def op_permute(self, node, x, dims, *a):
+        return x.map(lambda arr: np.transpose(arr, dims))
+
+    def op_transpose(self, node, x, d0, d1, *a):
+        return x.map(lambda arr: np.swapaxes(arr, d0, d1))
+
+    def op_t(self, node, x, *a):
+        return x.map(lambda arr: arr.T)
+
+    op_numpy_T = op_t
+
+    def op_movedim(self, node, x, src, dst, *a):
+        return x.map(lambda arr: np.moveaxis(arr, src, dst))
+
+    def op_unsqueeze(self, node, x, dim, *a):
+        return self.reshape_to(node, x)
+
+    op_squeeze = op_unsqueeze
+
+    def op_expand(self, node, x, *a, **k):
+        shape = self.shape(node)
+        return x.map(
+            lambda arr: np.broadcast_to(arr.reshape((1,) * (len(shape) - arr.ndim) + arr.shape), shape).copy()
+        )
+
+    op_expand_as = op_expand
+
+    def op_repeat(self, node, x, repeats, *a):
+        return x.map(lambda arr: np.tile(arr.reshape((1,) * (len(repeats) - arr.ndim) + arr.shape), repeats))
+
+    def op_repeat_interleave(self, node, x, repeats, dim=None, *a, **k):
+        if not isinstance(repeats, int):
+            raise self.refuse(node, "repeat_interleave with tensor repeats")
+        return x.map(lambda arr: np.repeat(arr, repeats, axis=dim))
+
+    def op_select(self, node, x, dim, index, *a):
+        return x.map(lambda arr: np.take(arr, index, axis=dim))
+
+    def op_slice(self, node, x, dim=0, start=None, end=None, step=1, *a):
+        def cut(arr):
+            idx = [slice(None)] * arr.ndim
+            idx[dim] = slice(start, end, step)
+            return arr[tuple(idx)]
+
+        return x.map(cut)
+
+    def op_narrow(self, node, x, dim, start, length, *a):
+        return self.op_slice(node, x, dim, start, start + length)
+
+    def op_flip(self, node, x, dims, *a):
+        return x.map(lambda arr: np.flip(arr, dims).copy())
+
+    def op_roll(self, node, x, shifts, dims=(), *a):
+        return x.map(lambda arr: np.roll(arr, shifts, dims or None))
+
+    def split(self, node, x, sizes, dim):
+        bounds = np.cumsum([0, *sizes])
+        out = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            out.append(self.op_slice(node, x, dim, int(lo), int(hi)))
+        return out
+
+    def op_split_with_sizes(self, node, x, sizes, dim=0, *a):
+        return self.split(node, x, sizes, dim)
+
+    def op_split(self, node, x, size, dim=0, *a):
+        n = x.units.shape[dim]
+        sizes = [size] * (n // size) + ([n % size] if n % size else []) if isinstance(size, int) else size
+        return self.split(node, x, sizes, dim)
+
+    def op_chunk(self, node, x, chunks, dim=0, *a):
+        n = x.units.shape[dim]
+        size = math.ceil(n / chunks)
+        return self.op_split(node, x, size, dim)
+
+    def op_unbind(self, node, x, dim=0, *a):
+        return [self.op_select(node, x, dim, i) for i in range(x.units.shape[dim])]
+
+    def op_cat(self, node, tensors, dim=0, *a):
+        tensors = [t for t in tensors if t is not None]
+        frame = next((t.frame for t in tensors if (t.units >= 0).any()), ())
+        scale = None
+        if any(t.scale is not None for t in tensors):
+            scale = np.concatenate(
+                [t.scale if t.scale is not None else np.ones(t.units.shape) for t in tensors], dim
+            )
+        return UnitTensor(
+            np.concatenate([t.units for t in tensors], dim),
+            np.concatenate([t.pos for t in tensors], dim),
+            frame,
+            scale,
+        )
+
+    def op_stack(self, node, tensors, dim=0, *a):
+        return self.op_cat(node, [t.map(lambda arr: np.expand_dims(arr, dim)) for t in tensors], dim)
+
+    def op_getitem(self, node, x, i):
+        return x[i] if isinstance(x, list | tuple) else None
+
+    def op_index(self, node, x, indices, *a):
+        """``x[..., idx, ...]`` with index tensors (picking tokens, the last time step): allowed
+        along axes where every element holds the same unit, so the values of the indices (unknown
+        while tracing) cannot change which unit an element is."""
+        shape = self.shape(node)
+        dims = [d for d, i in enumerate(indices) if i is not None]
+        u = x.units
+        for d in dims:
+            first = np.take(u, [0], axis=d)
+            if np.any((u != first) & (u >= 0) & (first >= 0)):
+                raise self.refuse(
+                    node, "it indexes along an axis of features, with indices known only at run time"
+                )
+        first = tuple(0 if d in dims else slice(None) for d in range(u.ndim))
+        extra = len(shape) - (u.ndim - len(dims))
+        adjacent = dims == list(range(dims[0], dims[0] + len(dims))) if dims else True
+        at = dims[0] if adjacent and dims else 0  # where numpy and torch put the index's axes
+
+        def pick(arr: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(np.expand_dims(arr[first], tuple(range(at, at + extra))), shape).copy()
+
+        return UnitTensor(pick(u), pick(x.pos), x.frame, None if x.scale is None else pick(x.scale))
+
+    op__unsafe_index = op_index
