@@ -14,11 +14,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
+from modscope.data.idx import load_image_data, read_idx, write_idx
 from modscope.errors import ModscopeError
 from modscope.tasks import TASKS, Task, class_functions, get_task, list_tasks
 from modscope.tasks import registry as registry_mod
 from modscope.tasks.arithmetic import s4_elements, s4_table
-from modscope.tasks.idx import load_image_data, read_idx, write_idx
 
 # small sizes so every generated task builds in milliseconds
 SMALL = {

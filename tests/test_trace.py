@@ -266,3 +266,47 @@ def test_what_cannot_be_traced_is_refused_in_one_line():
     g = load_graph(_Residual(), example_input=torch.zeros(1, 4))
     assert g.reading.startswith("traced with torch.export")
     assert g.sizes == (4, 4)  # the input and both adds: one stream; a's units
+
+
+class _Mono(nn.Module):
+    """A waveform ``(batch, samples)`` made a one-channel map, reflect-padded, into a Conv1d (Silero
+    VAD's front); and ``x[:, None, :, None]`` zero-padded into a (k x 1) Conv2d (CREPE's)."""
+
+    def __init__(self, two_d: bool = False) -> None:
+        super().__init__()
+        self.two_d = two_d
+        self.conv = nn.Conv2d(1, 3, (4, 1), (2, 1)) if two_d else nn.Conv1d(1, 3, 4, stride=2)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        if self.two_d:
+            y = self.conv(nn.functional.pad(x[:, None, :, None], (0, 0, 1, 2))).mean((2, 3))
+        else:
+            y = self.conv(nn.functional.pad(x, (0, 3), mode="reflect").unsqueeze(1)).mean(-1)
+        return self.fc(y)
+
+
+class _PadFlatten(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 1)
+        self.fc = nn.Linear(3 * 4 * 5, 2)
+
+    def forward(self, x):
+        return self.fc(nn.functional.pad(self.conv(x), (1, 1, 1, 1)).flatten(1))
+
+
+def test_a_mono_signal_is_one_input_unit_and_pads_keep_units():
+    """Regression (real weights: Silero VAD, CREPE): a ``(batch, samples)`` input read by a conv of
+    one input channel is one unit (it was refused: its samples were taken as features), and
+    ``F.pad`` (``aten.pad``, refused before) keeps each element's unit, the new ones holding none."""
+    for two_d in (False, True):
+        net = _Mono(two_d)
+        g = trace_graph(net, torch.zeros(1, 16))
+        assert g.sizes == (1, 3, 2) and g.group_names[0] == "input:x"
+        k = np.abs(np64(net.conv.weight)).reshape(3, 4)
+        np.testing.assert_allclose(block(g, "conv.weight"), k.sum(axis=1)[:, None], rtol=1e-12)
+    net = _PadFlatten()
+    g = trace_graph(net, torch.zeros(1, 2, 2, 3))
+    w = np.abs(np64(net.fc.weight)).reshape(2, 3, 4, 5)[:, :, 1:3, 1:4]  # the padded map's inner 2 x 3
+    np.testing.assert_allclose(block(g, "fc.weight"), w.sum(axis=2).max(axis=2), rtol=1e-12)

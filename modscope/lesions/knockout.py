@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, Literal
@@ -74,6 +74,7 @@ from ..errors import ModscopeError
 from ..runtime.cache import UnitCache
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.jsonable import decode_exact, encode_exact
+from ..runtime.modules import eval_mode
 from ..runtime.options import settle
 from ..stats import lesion_p_value
 from ..tasks.base import Task
@@ -81,7 +82,9 @@ from .evaluate import BatchedEvaluator, LesionEvaluator, LoopEvaluator, Scorer, 
 from .functions import function_knockout
 from .network import layer_widths
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
+from .streamed import UnitEvaluator
 from .submodules import Submodule, hidden_layer_labels, submodules
+from .units import Ablation, UnitLesioner, unit_means
 
 __all__ = ["KnockoutConfig", "categorize", "knockout"]
 
@@ -215,7 +218,7 @@ class KnockoutConfig:
 
 def knockout(
     model: nn.Module,
-    task: Task,
+    task: Any,
     labels: Any,
     config: KnockoutConfig | None = None,
     *,
@@ -224,17 +227,32 @@ def knockout(
     max_elements: int = 2**22,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
+    example_input: Any = None,
+    ablation: Ablation = "zero",
+    output: int | Callable[[Any], Any] | None = None,
+    batch_size: int = 256,
     **options: Any,
 ) -> KnockoutResult:
-    """Lesion every (hidden layer, cluster) sub-module and compare with random lesions.
+    """Lesion every (unit group, cluster) sub-module and compare with random same-size lesions.
 
-    ``labels``: cluster labels, see :func:`hidden_layer_labels` (``-1`` = no sub-module).
+    Two kinds of network. A modscope MLP with a built-in `Task` (``example_input`` unset): the
+    hidden layers' neurons, ``labels`` as :func:`hidden_layer_labels` takes them. **Any
+    ``nn.Module``** with ``example_input``: it is traced (`modscope.graphs.tracing`), ``labels``
+    hold one cluster label per node of its unit graph (the graph `modscope.score` clusters for the
+    same module and input, e.g. its ``partition``), and every group of units that a layer writes
+    and another reads (hidden neurons, conv channels, residual streams, attention value
+    dimensions, recurrent hidden units) is lesioned per cluster where its units are read
+    (`modscope.lesions.units`): ``ablation="zero"`` or ``"mean"`` (each unit's mean over the data,
+    as each reader sees it). ``task``: a `Task`, a `modscope.data.Data` or anything
+    `modscope.data.load_data` reads (the data stream in batches of ``batch_size``); ``output``:
+    which head to score when the model returns several.
+
     ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
-    ``{function: mask}`` (see :func:`weight_masks`) to also run :func:`function_knockout`.
-    ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
-    batched path's memory (floats per chunk). Neither changes a result. The model is not changed.
-    ``cache``: a folder where each finished sub-module and pair is kept, so an interrupted run
-    recomputes only what is missing.
+    ``{function: mask}`` (see :func:`weight_masks`) to also run :func:`function_knockout` (modscope
+    MLPs). ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
+    batched path's memory. Neither changes a result. The model is not changed. ``cache``: a folder
+    where each finished sub-module and pair is kept, so an interrupted run recomputes only what is
+    missing.
     """
     cfg = settle(KnockoutConfig, config, options)
     n_random, pairs, seed, alpha, min_effect, split = (
@@ -242,18 +260,34 @@ def knockout(
     )
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
-    widths = layer_widths(model)
-    hidden = hidden_layer_labels(labels, widths)
-    subs = submodules(hidden, widths)
+    group_names = None
+    if example_input is None and isinstance(task, Task):
+        widths = layer_widths(model)
+        hidden = hidden_layer_labels(labels, widths)
+        subs = submodules(hidden, widths)
+        labelled = {i + 1: np.flatnonzero(lab >= 0) for i, lab in enumerate(hidden)}
+        scorer = Scorer(task, split)
+        kind, fnames = scorer.kind, scorer.functions
+        evaluator: LesionEvaluator = (
+            BatchedEvaluator(model, scorer, max_elements) if method == "batched"
+            else LoopEvaluator(model, scorer)
+        )
+        metric_name, data_key = task.metric_name, [task.name, task.params, split]
+    else:
+        if masks:
+            raise ModscopeError(
+                "function masks in a knockout run need a modscope MLP; use masks.function_knockout"
+            )
+        evaluator, subs, labelled, widths, hidden, data = _unit_setup(
+            model, task, labels, example_input, ablation, output, batch_size, split,
+            max_elements if method == "batched" else 1,
+        )
+        kind = "mse" if data.kind == "regression" else "ce"
+        fnames = [f.name for f in evaluator.functions]
+        metric_name, data_key = data.metric_name, [data.name, split, ablation]
+        group_names = list(evaluator.traced.graph.group_names)
     if not subs:
-        raise ModscopeError("no sub-modules: every hidden neuron is unlabelled (-1)")
-    labelled = {i + 1: np.flatnonzero(lab >= 0) for i, lab in enumerate(hidden)}
-    scorer = Scorer(task, split)
-    kind, fnames = scorer.kind, scorer.functions
-    evaluator: LesionEvaluator = (
-        BatchedEvaluator(model, scorer, max_elements) if method == "batched"
-        else LoopEvaluator(model, scorer)
-    )
+        raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     intact = evaluator.intact()
 
     pair_list = list(combinations(range(len(subs)), 2)) if pairs else []
@@ -268,7 +302,7 @@ def knockout(
     if cache is not None:
         key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
             [t.detach().cpu().numpy() for t in model.state_dict().values()]),
-            "task": [task.name, task.params, split], "labels": [h.tolist() for h in hidden],
+            "task": data_key, "labels": [h.tolist() for h in hidden],
             "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect}
         store = UnitCache(cache, key)
 
@@ -305,7 +339,7 @@ def knockout(
     fisher = float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue)
     fn_result = function_knockout(model, task, masks, split=split) if masks else None
     return KnockoutResult(
-        metric=task.metric_name,
+        metric=metric_name,
         intact_accuracy=float(intact.metric[0]),
         intact_per_class=None if intact.per_class is None else intact.per_class[0],
         intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(fnames)},
@@ -317,4 +351,55 @@ def knockout(
         alpha=float(alpha),
         min_effect=float(min_effect),
         functions=fn_result,
+        group_names=group_names,
     )
+
+
+def _unit_setup(model, data_source, labels, example_input, ablation, output, batch_size, split, max_elements):
+    """The evaluator and sub-modules of a traced network (see `knockout`)."""
+    from ..data.dataset import load_data
+    from ..graphs.tracing import trace_network
+
+    if example_input is None:
+        raise ModscopeError(
+            f"{type(model).__name__}: a network modscope did not build is traced: pass example_input=..."
+        )
+    data = load_data(data_source)
+    traced = trace_network(model, example_input)
+    graph = traced.graph
+    flat = np.asarray(getattr(labels, "labels", labels))
+    if flat.ndim != 1 or flat.shape[0] != graph.n_nodes:
+        raise ModscopeError(
+            f"expected one cluster label per node of the traced unit graph ({graph.n_nodes}), "
+            f"got shape {flat.shape}"
+        )
+    if flat.size and not np.issubdtype(flat.dtype, np.integer):
+        raise ModscopeError("cluster labels must be integers")
+    flat = flat.astype(np.int64)
+    read = np.zeros(graph.n_nodes, dtype=bool)
+    for site in traced.sites:
+        read[site.nodes[site.nodes >= 0]] = True
+    written = {d for _, d in graph.links}
+    subs, labelled, hidden = [], {}, []
+    for g in range(len(graph.sizes)):
+        lab = flat[graph.offsets[g] : graph.offsets[g + 1]]
+        hidden.append(lab)
+        if g not in written or not read[graph.offsets[g] : graph.offsets[g + 1]].any():
+            continue  # the network's inputs and outputs are not lesioned
+        labelled[g] = np.flatnonzero(lab >= 0)
+        for c in np.unique(lab[lab >= 0]):
+            subs.append(Submodule(g, int(c), tuple(np.flatnonzero(lab == c).tolist())))
+    means = None
+    if ablation == "mean":
+        batches = (x for _, x, _ in data.split(split).batches(batch_size))
+        param = next(model.parameters(), None)
+        dtype = param.dtype if param is not None else torch.float32
+        with eval_mode(model, no_grad=True):
+            means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches))
+    lesioner = UnitLesioner(model, traced, ablation, means)
+    functions = list(data.functions.values())
+    evaluator = UnitEvaluator(
+        model, traced, data, split=split, functions=functions, lesioner=lesioner, batch_size=batch_size,
+        max_elements=max(1, max_elements) * 4, output=output,
+    )
+    return evaluator, subs, labelled, graph.sizes, hidden, data

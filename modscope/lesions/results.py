@@ -104,6 +104,7 @@ class KnockoutResult:
     min_effect: float
     functions: FunctionKnockoutResult | None = None
     clustering: dict | None = None  # how the labels were made, when modscope clustered
+    group_names: list[str] | None = None  # a traced network's unit groups ("layer" indexes them)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -124,11 +125,17 @@ class KnockoutResult:
             d["functions"] = self.functions.to_dict()
         if self.clustering is not None:
             d["clustering"] = dict(self.clustering)
+        if self.group_names is not None:
+            d["groups"] = list(self.group_names)
         return d
 
     def to_frame(self):
-        """One row per sub-module (per-class / per-function columns flattened)."""
-        return _frame([s.to_dict() for s in self.submodules])
+        """One row per sub-module (per-class / per-function columns flattened; a traced network's
+        rows name their unit ``group``)."""
+        frame = _frame([s.to_dict() for s in self.submodules])
+        if self.group_names is not None and len(frame):
+            frame.insert(1, "group", [self.group_names[g] for g in frame["layer"]])
+        return frame
 
     def pairs_frame(self):
         """One row per pair of sub-modules (empty when pairs were not run)."""

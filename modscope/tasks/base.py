@@ -13,7 +13,9 @@ from typing import Any, Literal
 import torch
 
 from ..data import metrics
+from ..data.dataset import Data
 from ..data.functions import Function
+from ..data.splits import ArraySplit
 
 __all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task"]
 
@@ -95,3 +97,17 @@ class Task:
         if idx is not None:
             x, y = x[idx], y[idx]
         return x, y, fn.groups
+
+    # -- the data interface ------------------------------------------------------------------
+    def to_data(self) -> Data:
+        """This task as `modscope.data.Data` (its tensors as splits, its functions, its scoring)."""
+        regression = self.loss_kind == "mse"
+        return Data(
+            test=ArraySplit(self.x_test, self.y_test, regression),
+            train=ArraySplit(self.x_train, self.y_train, regression),
+            kind="regression" if regression else "classification",
+            output_groups=tuple(self.output_groups),
+            n_classes=self.n_classes,
+            functions=dict(self.functions),
+            name=self.name,
+        )

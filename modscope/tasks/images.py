@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..data.functions import Function
+from ..data.idx import load_image_data
 from ..errors import ModscopeError
 from .base import MINIBATCH_BIMT_DEFAULTS, Task
-from .idx import load_image_data
 
 __all__ = [
     "DIGITS_DEFAULTS",

@@ -25,7 +25,16 @@ per-element gain (LayerNorm / RMSNorm weights, parameter scalings) not yet folde
 Anything the interpreter cannot follow is refused with one line naming the op and its module.
 """
 
-from .export import export_module, trace_graph, trace_program
+from .export import TracedNetwork, export_module, trace_graph, trace_network, trace_program
+from .sites import Site
 from .slices import slice_norms
 
-__all__ = ["export_module", "slice_norms", "trace_graph", "trace_program"]
+__all__ = [
+    "Site",
+    "TracedNetwork",
+    "export_module",
+    "slice_norms",
+    "trace_graph",
+    "trace_network",
+    "trace_program",
+]

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ModscopeError
 from ..cnn import KERNEL_NORMS
 from ..weight_graph import WeightGraph
 from .interpreter import Interpreter
+from .sites import Site, locate_sites
 
-__all__ = ["export_module", "trace_graph", "trace_program"]
+__all__ = ["TracedNetwork", "export_module", "trace_graph", "trace_network", "trace_program"]
+
+
+@dataclass(frozen=True, eq=False)
+class TracedNetwork:
+    """A traced module's unit graph and the `Site` of every read of its units (for lesions)."""
+
+    graph: WeightGraph
+    sites: tuple[Site, ...]
 
 
 def _check_norm(kernel_norm: str) -> None:
@@ -60,6 +70,25 @@ def trace_program(
     ``.pt2`` archive). See `trace_graph` for the options."""
     _check_norm(kernel_norm)
     return Interpreter(program, kernel_norm, keep_dead_ends, input_axes).run()
+
+
+def trace_network(
+    module: Any,
+    example_input: Any,
+    *,
+    kwargs: dict | None = None,
+    kernel_norm: str = "1",
+    keep_dead_ends: bool = False,
+    input_axes: dict[str, int] | None = None,
+) -> TracedNetwork:
+    """`trace_graph`, and where each unit is read (`TracedNetwork.sites`)."""
+    _check_norm(kernel_norm)
+    interp = Interpreter(
+        export_module(module, example_input, kwargs), kernel_norm, keep_dead_ends, input_axes
+    )
+    interp.module = module
+    graph = interp.run()
+    return TracedNetwork(graph, tuple(locate_sites(interp)))
 
 
 def trace_graph(

@@ -86,6 +86,9 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             spec.arg.name for spec in sig.input_specs if str(spec.kind).endswith("USER_INPUT")
         ]
         self.output_units: list[np.ndarray] = []
+        # (op node, source node or None, axis, unit per feature, parameter, its feature axis):
+        # where units are read, for lesions (`modscope.graphs.tracing.sites`)
+        self.reads: list[tuple[Any, Any, int, np.ndarray, str, int | None]] = []
 
     def where(self, node) -> str:
         stack = node.meta.get("nn_module_stack") or {}
@@ -162,10 +165,15 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         w: np.ndarray,
         out_size: int,
         block_name: str | None = None,
+        param_axis: int | None = 1,
     ) -> tuple[np.ndarray, int]:
         """A new group of ``out_size`` units reading ``x`` along ``axis`` through ``w``
-        ``(out_size, n_features[, *kernel])``; returns the new units and the block index."""
+        ``(out_size, n_features[, *kernel])``; returns the new units and the block index.
+        ``param_axis``: the axis of the parameter ``block_name`` whose index is the feature index
+        (1 for a Linear or conv weight, 0 for ``x @ W``; None when it is not one to one)."""
         units, pos, scale, frame = self.features(node, x, axis)
+        source = next((a for a in node.all_input_nodes if self.env.get(a.name) is x), None)
+        self.reads.append((node, source, axis, units.copy(), block_name or name, param_axis))
         dst = self.builder.new_group(name, out_size)
         read = units >= 0
         if not read.any():
@@ -236,6 +244,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if not val.is_floating_point():  # token ids: the embedding starts the stream
             self.env[name] = self.blank(shape)
             return
+        if len(shape) == 2 and name not in self.input_axes and self.one_channel_signal(node):
+            # (batch, samples) made into a one-channel map for a conv (a mono waveform): one unit
+            unit = self.builder.new_group(f"input:{name}", 1)[0]
+            pos = np.broadcast_to(np.arange(shape[1]), shape).copy()
+            self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, (shape[1],))
+            return
         axis = self.input_axes.get(name, 1 if len(shape) in (4, 5) else (1 if len(shape) == 2 else -1))
         if len(shape) == 3 and name not in self.input_axes:
             axis = self.first_reader_axis(node)
@@ -259,6 +273,34 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
                     return -1
                 todo.append(user)
         return -1
+
+    _CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution")
+    _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
+
+    def first_reader(self, node):
+        """The first op with weights (a conv, a dense or recurrent op) that reads ``node``'s values,
+        breadth first through the ops between them; None if none does."""
+        seen, todo = set(), [node]
+        while todo:
+            n = todo.pop(0)
+            for user in n.users:
+                if user.name in seen:
+                    continue
+                seen.add(user.name)
+                if op_name(user.target) in self._CONVS + self._DENSE:
+                    return user
+                todo.append(user)
+        return None
+
+    def one_channel_signal(self, node) -> bool:
+        """A 2-D input whose first reader is a conv of one input channel: a signal (batch, samples)
+        viewed as a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
+        reader = self.first_reader(node)
+        if reader is None or op_name(reader.target) not in self._CONVS:
+            return False
+        val = reader.args[0].meta.get("val")
+        return val is not None and val.ndim >= 3 and int(val.shape[1]) == 1
 
     def spread(
         self, units: np.ndarray, shape: tuple[int, ...], axis: int, producer: int | None = None

@@ -13,10 +13,12 @@ __all__ = ["LayerOps"]
 class LayerOps:
     """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
 
-    def linear(self, node, x: UnitTensor, w: np.ndarray, param: str) -> UnitTensor:
+    def linear(
+        self, node, x: UnitTensor, w: np.ndarray, param: str, param_axis: int | None = 1
+    ) -> UnitTensor:
         if x.units.ndim == 0:
             raise self.refuse(node, "a scalar input")
-        units, block = self.weighted(node, module_of(param), x, -1, w, w.shape[0], param)
+        units, block = self.weighted(node, module_of(param), x, -1, w, w.shape[0], param, param_axis)
         return self.spread(units, self.shape(node), len(self.shape(node)) - 1, block)
 
     def param_name(self, v: UnitTensor) -> str:
@@ -35,7 +37,8 @@ class LayerOps:
         xu = isinstance(x, UnitTensor) and bool((x.units >= 0).any())
         wu = isinstance(w, UnitTensor) and bool((w.units >= 0).any())
         if xu and not wu and isinstance(w, UnitTensor) and w.param is not None:  # x @ W: a layer, W (in, out)
-            return self.linear(node, x, self.param_value(w).T, w.param[0])
+            axis = 0 if w.param[1] is None and w.units.ndim == 2 else None  # W (in, out) as stored
+            return self.linear(node, x, self.param_value(w).T, w.param[0], axis)
         if wu:  # weights (attention, a constant mixing of positions) times values
             return self.attention_product(node, x, w)
         if not xu and not wu:  # constants and parameters among themselves (rotary tables): no units
@@ -83,7 +86,9 @@ class LayerOps:
         per = out // groups
         for g in range(groups):  # a grouped conv: no edge between channels of different groups
             full[g * per : (g + 1) * per, g * ipg : (g + 1) * ipg] = k[g * per : (g + 1) * per]
-        units, block = self.weighted(node, module_of(weight.param[0]), x, 1, full, out, weight.param[0])
+        # the kernel's input-channel axis indexes the features only without groups
+        axis = None if groups != 1 or weight.param[1] is not None else (0 if transposed else 1)
+        units, block = self.weighted(node, module_of(weight.param[0]), x, 1, full, out, weight.param[0], axis)
         return self.spread(units, self.shape(node), 1, block)
 
     def op_conv2d(self, node, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *a):

@@ -37,6 +37,7 @@ class RecurrentOps:
                 self.builder.add_block(
                     w_hh.param[0], units, units, self.gate_rows(self.param_value(w_hh), gates)
                 )
+                self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))  # inside the module
                 groups.append(units)
                 finals.append(units)
             layer_units = np.concatenate(groups)
@@ -100,6 +101,7 @@ class RecurrentOps:
             self.builder.block_keys[key] = self.builder.add_block(
                 w_hh.param[0], units, units, self.gate_rows(w_hh_v, gates)
             )
+            self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))
         return self.spread(units, shape, len(shape) - 1, block)
 
     def cell_input(self, node, x, units, w_ih, gates):

@@ -64,6 +64,7 @@ class GraphBuilder:
     blocks: list[Block] = field(default_factory=list)
     block_keys: dict[tuple, int] = field(default_factory=dict)
     stacks: list[int] = field(default_factory=list)  # union-find of blocks stacked as gate rows
+    node_of: np.ndarray | None = None  # after `finish`: each unit's graph node (-1: dropped)
 
     def new_group(self, name: str, size: int) -> np.ndarray:
         start = len(self.parent)
@@ -85,8 +86,9 @@ class GraphBuilder:
         both = (a >= 0) & (b >= 0) & (a != b)
         if not both.any():
             return
-        pairs = np.unique(np.stack([a[both], b[both]], axis=1), axis=0)
-        for x, y in pairs.tolist():
+        n = len(self.parent)
+        keys = np.unique(a[both] * n + b[both])  # one 1-D sort: much faster than unique rows
+        for x, y in zip((keys // n).tolist(), (keys % n).tolist(), strict=True):
             rx, ry = self.find(x), self.find(y)
             if rx != ry:  # the earlier unit (lower id) stays the representative
                 self.parent[max(rx, ry)] = min(rx, ry)
@@ -204,6 +206,10 @@ class GraphBuilder:
         for key in order:
             w = parts[key]
             weights.append(w[0] if len(w) == 1 else slice_norms(np.moveaxis(w, 0, -1), norm))
+        # every traced unit's node in the graph (-1: dropped), for lesions at the units' readers
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        fg = final_group[root]
+        self.node_of = np.where(fg >= 0, offsets[np.maximum(fg, 0)] + index[root], -1)
         return WeightGraph.from_weights(
             weights,
             ["+".join(part_names[k]) for k in order],

@@ -72,6 +72,47 @@ class ViewOps:
     def op_narrow(self, node, x, dim, start, length, *a):
         return self.op_slice(node, x, dim, start, start + length)
 
+    def op_pad(self, node, x, pad, mode="constant", value=None, *a):
+        """``F.pad``: new elements of a constant pad hold no unit; a reflect / replicate / circular
+        pad copies the units (and positions) of the elements it repeats. Negative pads crop."""
+        modes = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+        if mode not in modes:
+            raise self.refuse(node, f"a pad of mode {mode!r}")
+        ndim = x.units.ndim
+        widths = [(0, 0)] * ndim
+        for i in range(len(pad) // 2):
+            widths[ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+        crop = tuple(slice(max(-lo, 0), x.units.shape[d] - max(-hi, 0)) for d, (lo, hi) in enumerate(widths))
+        grow = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+
+        def padded(arr: np.ndarray, fill) -> np.ndarray:
+            arr = arr[crop]
+            if modes[mode] == "constant":
+                return np.pad(arr, grow, mode="constant", constant_values=fill)
+            return np.pad(arr, grow, mode=modes[mode])
+
+        return UnitTensor(
+            padded(x.units, -1),
+            padded(x.pos, 0),
+            x.frame,
+            None if x.scale is None else padded(x.scale, 1.0),
+            None,
+            x.producer,
+        )
+
+    def op_constant_pad_nd(self, node, x, pad, value=0, *a):
+        return self.op_pad(node, x, pad, "constant")
+
+    def op_reflection_pad1d(self, node, x, padding, *a):
+        return self.op_pad(node, x, padding, "reflect")
+
+    op_reflection_pad2d = op_reflection_pad3d = op_reflection_pad1d
+
+    def op_replication_pad1d(self, node, x, padding, *a):
+        return self.op_pad(node, x, padding, "replicate")
+
+    op_replication_pad2d = op_replication_pad3d = op_replication_pad1d
+
     def op_flip(self, node, x, dims, *a):
         return x.map(lambda arr: np.flip(arr, dims).copy())
 

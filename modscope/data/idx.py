@@ -22,7 +22,9 @@ __all__ = [
     "IDX_DTYPES",
     "ZIP_MAGIC",
     "ImageData",
+    "find_idx",
     "load_image_data",
+    "map_idx",
     "read_idx",
     "write_idx",
 ]
@@ -79,15 +81,34 @@ def read_idx(path: str | Path) -> np.ndarray:
     need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     have = len(raw) - header
     if have < need:
-        raise ModscopeError(
-            f"{path}: truncated IDX data: shape {dims} needs {need} bytes, file has {have}"
-        )
+        raise ModscopeError(f"{path}: truncated IDX data: shape {dims} needs {need} bytes, file has {have}")
     if have > need:
-        raise ModscopeError(
-            f"{path}: {have - need} bytes after the IDX data of shape {dims} (corrupt file?)"
-        )
+        raise ModscopeError(f"{path}: {have - need} bytes after the IDX data of shape {dims} (corrupt file?)")
     arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))
+
+
+def map_idx(path: str | Path) -> np.ndarray:
+    """An IDX file as an array read from disk only where indexed: a read-only ``np.memmap`` for a
+    plain file (a gzipped one cannot be mapped and is read whole by `read_idx`)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if head[:2] == GZIP_MAGIC:
+                return read_idx(path)
+            if len(head) < 4 or head[0] or head[1] or head[2] not in IDX_DTYPES or head[3] == 0:
+                return read_idx(path)  # its one-line error says what is wrong
+            ndim = head[3]
+            dims = tuple(int(d) for d in np.frombuffer(fh.read(4 * ndim), dtype=">u4"))
+    except FileNotFoundError:
+        raise ModscopeError(f"{path}: no such file") from None
+    dtype = IDX_DTYPES[head[2]]
+    header = 4 + 4 * ndim
+    size = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(dims) != ndim or path.stat().st_size != size:
+        return read_idx(path)
+    return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=dims)
 
 
 def write_idx(path: str | Path, arr: np.ndarray, *, compress: bool | None = None) -> None:
@@ -132,7 +153,8 @@ _IDX_STEMS = {
 }
 
 
-def _find_idx(directory: Path, key: str) -> Path:
+def find_idx(directory: Path, key: str) -> Path:
+    """The IDX file (optionally ``.gz``) of ``key`` (``x_train``, ``y_test``, ...) in ``directory``."""
     for stem in _IDX_STEMS[key]:
         for name in (stem, stem + ".gz"):
             if (directory / name).is_file():
@@ -191,7 +213,7 @@ def load_image_data(data: str | Path, *, n_classes: int = 10) -> ImageData:
     """
     path = Path(data).expanduser()
     if path.is_dir():
-        arrays = {k: read_idx(_find_idx(path, k)) for k in _IDX_STEMS}
+        arrays = {k: read_idx(find_idx(path, k)) for k in _IDX_STEMS}
     elif path.is_file():
         arrays = _read_npz(path)
     else:
@@ -211,14 +233,11 @@ def load_image_data(data: str | Path, *, n_classes: int = 10) -> ImageData:
         if not np.issubdtype(y.dtype, np.integer):
             raise ModscopeError(f"{where}: labels must be integers, got {y.dtype}")
         if y.min() < 0 or y.max() >= n_classes:
-            raise ModscopeError(
-                f"{where}: labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}"
-            )
+            raise ModscopeError(f"{where}: labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
         out[f"x_{split}"] = _scale_images(x, where)
         out[f"y_{split}"] = y.astype(np.int64)
     if out["x_train"].shape[1:] != out["x_test"].shape[1:]:
         raise ModscopeError(
-            f"{path}: train images are {out['x_train'].shape[1:]} "
-            f"but test images {out['x_test'].shape[1:]}"
+            f"{path}: train images are {out['x_train'].shape[1:]} but test images {out['x_test'].shape[1:]}"
         )
     return ImageData(**out)
