@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import checkpoint_flags, positive_int, progress_flag
+from .options import checkpoint_flags, function_flags, module_flags, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -40,22 +41,25 @@ def add(sub) -> None:
         help="masks file (`modscope masks --save`): "
         "also remove each function's mask and score every function",
     )
+    p.add_argument(
+        "--ablation",
+        choices=["zero", "mean"],
+        default="zero",
+        help="--model: silence units (zero, default) or hold them at their mean over the data",
+    )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
+    module_flags(p.add_argument_group("your own network (its weights file as the checkpoint)"))
+    function_flags(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..report.text import format_knockout
-    from ..workflows.checkpoints import knockout_checkpoint
 
-    result = knockout_checkpoint(
-        args.checkpoint,
-        task=args.task,
-        data=args.data,
+    common = dict(
         n_clusters=args.clusters,
-        masks=args.masks,
         n_random=args.random,
         pairs=args.pairs,
         seed=args.seed,
@@ -64,6 +68,31 @@ def run(args) -> int:
         progress=not args.no_progress,
         cache=args.cache,
     )
+    if args.model is not None:
+        from ..workflows.user_models import knockout_model
+
+        if args.data is None or args.task is not None or args.masks is not None:
+            raise ModscopeError("--model needs --data (your data file) and takes no --task or --masks")
+        result = knockout_model(
+            args.checkpoint,
+            model=args.model,
+            data=args.data,
+            input_shape=args.input_shape,
+            input_dtype=args.input_dtype,
+            functions=args.function,
+            output=args.output,
+            batch_size=args.batch_size,
+            ablation=args.ablation,
+            **common,
+        )
+    else:
+        from ..workflows.checkpoints import knockout_checkpoint
+
+        if args.function or args.output is not None or args.ablation != "zero" or args.input_shape:
+            raise ModscopeError("--function, --output, --ablation and --input-shape go with --model")
+        result = knockout_checkpoint(
+            args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
+        )
     if args.json:
         write_json(args.json, result.to_dict())
     print(format_knockout(result), end="")

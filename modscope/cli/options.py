@@ -15,8 +15,10 @@ __all__ = [
     "executor",
     "executor_flags",
     "int_list",
+    "function_flags",
     "load_source_graph",
     "model_flags",
+    "module_flags",
     "positive_int",
     "progress_flag",
     "split_names",
@@ -126,10 +128,9 @@ def executor(args) -> Any:
     return None
 
 
-def model_flags(p: argparse.ArgumentParser) -> None:
-    """How the network is read: the user's module (--model), its example input, the flatten order,
-    the weight layout and the kernel norm (`modscope.load_graph`)."""
-    g = p.add_argument_group("reading the network (modscope.load_graph)")
+def module_flags(g: Any) -> None:
+    """--model, --input-shape, --input-dtype: the user's module by its code, traced on an example
+    input (`modscope.graphs.user_model`)."""
     g.add_argument(
         "--model",
         metavar="PKG.MODULE:FACTORY",
@@ -147,6 +148,32 @@ def model_flags(p: argparse.ArgumentParser) -> None:
         choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
         help="--model: the example input's dtype (long for token ids; default float32)",
     )
+
+
+def function_flags(p: argparse.ArgumentParser) -> None:
+    """--function (repeatable), --output, --batch-size: the user's functions and data batches."""
+    g = p.add_argument_group("your data (--model with --data FILE)")
+    g.add_argument(
+        "--function",
+        action="append",
+        metavar="NAME=CLASSES",
+        help="a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
+        "(rest=not:3) or output groups (digit0=outputs:0); repeatable",
+    )
+    g.add_argument("--output", type=int, metavar="INDEX", help="which of the model's outputs to score")
+    g.add_argument(
+        "--batch-size",
+        type=positive_int(1),
+        default=256,
+        help="examples per batch read from --data (default 256)",
+    )
+
+
+def model_flags(p: argparse.ArgumentParser) -> None:
+    """How the network is read: the user's module (--model), its example input, the flatten order,
+    the weight layout and the kernel norm (`modscope.load_graph`)."""
+    g = p.add_argument_group("reading the network (modscope.load_graph)")
+    module_flags(g)
     g.add_argument(
         "--flatten",
         choices=["channel-major", "channel-last"],

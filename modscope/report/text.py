@@ -177,6 +177,9 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
             f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category:<15}"
             + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
         )
+    if result.group_names is not None:  # a traced network: say which unit group each number is
+        used = sorted({s.layer for s in result.submodules})
+        lines += ["", "unit groups: " + ", ".join(f"{g} = {result.group_names[g]}" for g in used)]
     counts = {c: sum(s.category == c for s in result.submodules)
               for c in ("important", "sig-but-small", "prunable", "not-significant")}
     lines += [

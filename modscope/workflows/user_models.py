@@ -1,0 +1,68 @@
+"""From files to results for networks modscope did not build: the user's module (named by its
+code, ``package.module:factory``, weights from a file), the user's data file and functions, then
+the analysis (`modscope.knockout` on the traced unit graph). Nothing in a file runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from ..clustering.spectral import cluster
+from ..data.dataset import Data, load_data
+from ..data.functions import parse_function
+from ..errors import ModscopeError
+from ..graphs.load import load_graph
+from ..graphs.user_model import build_model, example_tensor
+from ..lesions.knockout import knockout
+from ..lesions.results import KnockoutResult
+
+__all__ = ["knockout_model", "user_data", "user_module"]
+
+
+def user_module(
+    spec: str, weights: str | os.PathLike | None, input_shape: str | None = None, input_dtype: str = "float32"
+) -> tuple[Any, Any]:
+    """``(module, example input)`` from a factory and a weights file (`build_model`); the
+    ``input_shape`` / ``input_dtype`` example wins over the factory's."""
+    module, example = build_model(spec, weights)
+    if input_shape is not None:
+        example = example_tensor(input_shape, input_dtype)
+    if example is None:
+        raise ModscopeError(f"{spec}: pass --input-shape (the factory gives no example input)")
+    return module, example
+
+
+def user_data(source: Any, functions: Sequence[str] | None = None, **options: Any) -> Data:
+    """`load_data` of ``source`` with the functions ``name=classes`` specs add (`parse_function`)."""
+    data = load_data(source, **options)
+    for spec in functions or ():
+        fn = parse_function(spec, data)
+        if fn.name in data.functions:
+            raise ModscopeError(f"two functions are called {fn.name!r}")
+        data.functions[fn.name] = fn
+    return data
+
+
+def knockout_model(
+    weights: str | os.PathLike,
+    *,
+    model: str,
+    data: Any,
+    input_shape: str | None = None,
+    input_dtype: str = "float32",
+    n_clusters: int = 12,
+    functions: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> KnockoutResult:
+    """Build the user's module, read their data, cluster the module's unit graph (the graph
+    ``modscope score --model`` scores) and lesion every cluster of every unit group
+    (`modscope.knockout`; ``kwargs`` go there, e.g. ``n_random``, ``ablation``, ``output``)."""
+    module, example = user_module(model, weights, input_shape, input_dtype)
+    the_data = user_data(data, functions)
+    graph = load_graph(module, example_input=example)
+    seed = int(kwargs.get("seed", 0))
+    partition = cluster(graph, n_clusters, seed=seed)
+    result = knockout(module, the_data, partition, example_input=example, **kwargs)
+    result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
+    return result
