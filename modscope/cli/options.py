@@ -181,6 +181,19 @@ def model_flags(p: argparse.ArgumentParser) -> None:
         "last (a permute before the flatten, Keras)",
     )
     g.add_argument(
+        "--map-shape",
+        metavar="H,W",
+        help="a CNN state dict whose head flattens a map: the map's height and width (the 1-norm of "
+        "a map depends on them; a state dict does not hold them)",
+    )
+    g.add_argument(
+        "--bn-eps",
+        type=float,
+        metavar="EPS",
+        help="a state dict's BatchNorm eps (not stored in it; default 1e-5, torch's, and the output "
+        "says it was assumed)",
+    )
+    g.add_argument(
         "--layout",
         choices=["auto", "out_in", "in_out"],
         default="auto",
@@ -217,6 +230,8 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
             trust_pickle=args.trust_pickle,
             kernel_norm=norm,
             flatten=flatten,
+            map_shape=_map_shape(args.map_shape),
+            bn_eps=args.bn_eps,
         )
     from ..graphs.user_model import build_model, example_tensor
 
@@ -226,3 +241,13 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
     if example is None:
         raise ModscopeError(f"{args.model}: pass --input-shape (the factory gives no example input)")
     return load_graph(module, example_input=example, kernel_norm=norm)
+
+
+def _map_shape(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(t) for t in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ModscopeError(f"--map-shape is H,W (e.g. 4,4), got {text!r}") from None
+    return h, w

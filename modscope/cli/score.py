@@ -32,7 +32,9 @@ def add(sub) -> None:
     p.add_argument(
         "checkpoint",
         help="the network: a state dict (.pt/.pth/.bin, .safetensors, .npz), a modscope checkpoint, "
-        "a .pt2 torch.export archive, or with --model the weights file of your module",
+        "a .pt2 torch.export archive, a TorchScript archive (weights only), an .onnx model, a Keras "
+        ".h5/.keras model (traced; no code in these files is run), or with --model the weights file "
+        "of your module",
     )
     clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
     p.add_argument(

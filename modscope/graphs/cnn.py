@@ -17,8 +17,8 @@ The matrices of that graph are derived from the kernels:
   torch's default) is used.
 - **conv -> linear**: a Linear after a flatten has ``in_features = C * H * W``. The edge channel
   ``c`` -> unit ``u`` is the same norm over the columns that hold channel ``c``, seen as an
-  ``H x W`` map (``H, W`` from ``spatial``, from a forward pass with ``input_shape`` for
-  modules, or a square map when ``H*W`` is a square). Which columns those are depends on the
+  ``H x W`` map (``H, W`` from ``spatial`` or from a forward pass with ``input_shape`` for
+  modules; never guessed from the count: only the 1-norm needs them). Which columns those are depends on the
   model's code (spec §1b): ``flatten="channel_major"`` (torch's ``x.flatten(1)``: columns
   ``c*H*W ... (c+1)*H*W - 1``) or ``"channel_last"`` (a permute to ``(H, W, C)`` first, Keras:
   columns ``c, c + C, c + 2C, ...``). A state dict does not say which: without ``flatten`` such
@@ -37,7 +37,6 @@ Residual / branching networks (ResNets) do not form a chain and are refused; tra
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -113,11 +112,6 @@ class _BatchNorm:
     eps: float
 
 
-def _square(n: int) -> tuple[int, int] | None:
-    s = math.isqrt(n)
-    return (s, s) if s * s == n else None
-
-
 def _block_diagonal(norms: np.ndarray, groups: int) -> np.ndarray:
     """``(out, in_per_group)`` norms of a grouped conv -> ``(out, in_per_group * groups)``."""
     if groups == 1:
@@ -165,7 +159,8 @@ def _derive(
             ipg = k.shape[1]
             groups = item.groups
             if groups is None:
-                groups = 1 if channels is None or channels == ipg else channels // ipg
+                # channels a multiple of the kernel's inputs: a grouped conv; else a mismatch below
+                groups = channels // ipg if channels is not None and channels % ipg == 0 else 1
             if channels is not None and ipg * groups != channels:
                 raise ModscopeError(
                     f"{item.name}: kernel {tuple(k.shape)} takes {ipg * groups} channels but the "
@@ -199,10 +194,19 @@ def _derive(
                     "and a state dict does not say in which order: pass flatten='channel_major' "
                     "(x.flatten(1)) or 'channel_last' (a permute first, as Keras), or the module"
                 )
-            shape = item.spatial or spatial or _square(hw)
-            if shape is None or shape[0] * shape[1] != hw:
+            shape = item.spatial or spatial
+            if shape is None and norm != "1":
+                shape = (hw, 1)  # sums, Frobenius and max norms do not depend on the map's shape
+            if shape is None:
                 raise ModscopeError(
-                    f"{item.name}: cannot tell the {hw}-pixel map's height and width: pass spatial=(H, W)"
+                    f"{item.name}: the 1-norm of a channel's flattened map depends on its height and "
+                    f"width ({hw} positions), which the weights do not hold: pass spatial=(H, W) "
+                    "(--map-shape H,W), the module with an example input, or a norm that does not "
+                    "(l1, l2, max)"
+                )
+            if shape[0] * shape[1] != hw:
+                raise ModscopeError(
+                    f"{item.name}: a {shape[0]} x {shape[1]} map is not the {hw} positions it reads"
                 )
             if flatten == "channel_last":  # columns (h, w, c)
                 blocks = w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sys
 import warnings
 import zipfile
@@ -105,11 +106,26 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            # torch names the first global it refused: "Unsupported global: GLOBAL a.b.C was not ..."
+            found = re.search(r"GLOBAL ([\w.]+) (?:was not an allowed global|whose module)", str(exc))
+            what = found.group(1) if found else "a Python object"
+            module = what.startswith(("torch.nn.", "__main__.")) or ".modules." in what
             raise ModscopeError(
-                f"{path}: refused: loading it would run pickled code "
-                "(only tensors and plain containers are accepted)"
+                f"{path}: refused: it pickles {what}"
+                + (" (a whole module, not a state dict)" if module else "")
+                + "; loading it would run pickled code from the file. --trust-pickle (trust_pickle=True) "
+                "loads it and runs the file's code: only for a file you made; or save its state_dict "
+                "or a .pt2 torch.export archive"
             ) from None
         raise ModscopeError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
+    except RuntimeError as exc:
+        if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
+            raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
+        if "data.pkl" in str(exc) and zipfile.is_zipfile(path):
+            raise ModscopeError(f"{path}: not a torch.save file (a .pt2 archive? use load_graph)") from None
+        raise ModscopeError(
+            f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
+        ) from None
     except Exception as exc:  # torch's unpickler raises many types on corrupt bytes
         raise ModscopeError(
             f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"

@@ -9,9 +9,12 @@ How a source is read, in order (the graph's ``reading`` says which way was taken
   without one, only modscope's own MLP and an ``nn.Sequential`` of Linear layers and weightless
   layers (or a plain conv stack) are read, because their order is their dataflow; any other module
   has its order in its forward, and is refused;
-- a state dict (in memory, ``.pt``/``.pth``/``.bin``/``.ckpt``, ``.safetensors``, ``.npz``): a
-  plain stack of Linear layers (stored, then natural key order; the ``in x out`` layout of Keras and
-  JAX detected when only it chains) or a plain conv stack. Key names that say the network is not
+- a state dict (in memory, ``.pt``/``.pth``/``.bin``/``.ckpt``, ``.safetensors``, ``.npz``): a known
+  family recognised by its key names (`modscope.graphs.families`: torchvision CNNs, BERT, GPT-2,
+  LLaMA, T5, ViT, ...; a ``config.json`` beside the file supplies what no shape holds), traced from
+  modscope's reference module as tracing the real model would; else a plain stack of Linear layers
+  (stored, then natural key order; the ``in x out`` layout of Keras and JAX detected when only it
+  chains) or a plain conv stack. Key names that say the network is not
   a plain stack (attention, recurrent, residual shortcuts) are refused, never chained;
 - ``.pt2`` (``torch.export`` archives) and TorchScript archives are read without running their code.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -34,6 +38,7 @@ from . import formats
 from .arrays import as_float64
 from .chains import chains, ordered_weights
 from .cnn import FlattenOrder, channel_weights, holds_conv, module_channel_weights
+from .families import family_graph, match_family, read_config
 from .modules import named_linear_layers
 from .names import EMBEDDING
 from .weight_graph import WeightGraph, check_build_memory
@@ -114,32 +119,69 @@ def _linear_chain(
         )
 
 
+def _known_family_graph(tensors: Mapping[str, Any], kernel_norm: str, source: str) -> WeightGraph | None:
+    """A state dict of a known family (`modscope.graphs.families`: torchvision CNNs, BERT, GPT-2,
+    LLaMA, T5, ViT, ...) as tracing the real model gives it; None when the key names are no
+    family's. A file's ``config.json`` beside it supplies what no shape holds (heads)."""
+    if match_family(tensors) is None:
+        return None
+    path = Path(source)
+    config = read_config(path.parent) if path.is_file() else None
+    try:
+        return family_graph(tensors, kernel_norm=kernel_norm, config=config).graph
+    except ModscopeError as exc:
+        raise ModscopeError(f"{source}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How `load_graph` was asked to read a network (its keyword options)."""
+
+    layout: LayoutOption = "auto"
+    kernel_norm: str = "1"
+    flatten: FlattenOrder | None = None
+    map_shape: tuple[int, int] | None = None
+    bn_eps: float | None = None
+
+
 def _state_graph(
-    tensors: Mapping[str, Any],
-    layers: Sequence[str] | None,
-    layout: LayoutOption,
-    kernel_norm: str,
-    flatten: FlattenOrder | None,
-    source: str,
+    tensors: Mapping[str, Any], layers: Sequence[str] | None, how: _Reading, source: str
 ) -> WeightGraph:
-    """The graph of a state dict: a plain stack of Linear or conv layers, or a refusal."""
+    """The graph of a state dict: a known family traced from its reference module, a plain stack
+    of Linear or conv layers, or a refusal."""
+    layout, kernel_norm, flatten = how.layout, how.kernel_norm, how.flatten
     if layers is None:
+        known = _known_family_graph(tensors, kernel_norm, source)
+        if known is not None:
+            return known
         why = not_a_plain_stack(_weight_names(tensors))
         if why is not None:
             raise ModscopeError(f"{source}: {why}")
     if layers is None and holds_conv(tensors):
         if any(getattr(v, "ndim", np.ndim(v)) in (3, 5) for k, v in tensors.items() if k.endswith("weight")):
             raise ModscopeError(f"{source}: Conv1d / Conv3d kernels: {_WAY_OUT}")
-        items = channel_weights(tensors, norm=kernel_norm, flatten=flatten)
+        eps = 1e-5 if how.bn_eps is None else how.bn_eps
+        items = channel_weights(tensors, norm=kernel_norm, flatten=flatten, spatial=how.map_shape, bn_eps=eps)
         reading = "a plain conv stack in stored order, channels as units"
         if flatten is not None:
             reading += f", {flatten.replace('_', '-')} flatten"
+        if how.map_shape is not None:
+            reading += f" of {how.map_shape[0]} x {how.map_shape[1]} maps"
+        if any(k.endswith("running_var") for k in tensors):  # the file cannot say: state it
+            reading += (
+                f", BatchNorm eps {eps:g}{'' if how.bn_eps is not None else ' (torch default, assumed)'}"
+            )
         return _graph(items, reading)
     if layers is None and any(getattr(v, "ndim", np.ndim(v)) in (3, 5) for v in tensors.values()):
         raise ModscopeError(f"{source}: 3-D kernels (Conv1d) are not a plain Linear stack: {_WAY_OUT}")
     if layers is None and layout != "in_out" and any(k.endswith("running_var") for k in tensors):
-        items = channel_weights(tensors, norm=kernel_norm, need_conv=False)
-        return _graph(items, "a plain stack of Linear layers in stored order, BatchNorm folded in")
+        eps = 1e-5 if how.bn_eps is None else how.bn_eps
+        items = channel_weights(tensors, norm=kernel_norm, need_conv=False, bn_eps=eps)
+        assumed = "" if how.bn_eps is not None else " (torch default, assumed)"
+        return _graph(
+            items,
+            f"a plain stack of Linear layers in stored order, BatchNorm folded in (eps {eps:g}{assumed})",
+        )
     items, reading = _linear_chain(tensors, layers, layout)
     if layers is not None:
         reading = f"the {len(items)} named layers, in the order given"
@@ -211,7 +253,15 @@ def _module_graph(module: Any, layers, example_input: Any, kernel_norm: str) -> 
             raise ModscopeError("the Sequential's Linear layers do not chain")
         return _graph(items, "an nn.Sequential of Linear layers")
     if isinstance(module, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in module.modules()):
-        items = module_channel_weights(module, norm=kernel_norm)
+        try:
+            items = module_channel_weights(module, norm=kernel_norm)
+        except ModscopeError as exc:
+            if "height and width" not in str(exc):
+                raise
+            raise ModscopeError(
+                f"{type(module).__name__}: its head flattens a map whose height and width only a forward "
+                "pass shows: pass example_input=... (a tensor of the shape the forward takes, batch 1)"
+            ) from None
         return _graph(items, "an nn.Sequential conv stack, channels as units")
     raise ModscopeError(
         f"{type(module).__name__}: its layers' order is in its forward: pass example_input=... "
@@ -220,23 +270,45 @@ def _module_graph(module: Any, layers, example_input: Any, kernel_norm: str) -> 
 
 
 # -- files -------------------------------------------------------------------------------------------
-def _file_graph(path: Path, layers, layout, trust_pickle, kernel_norm, flatten) -> WeightGraph:
+def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> WeightGraph:
+    from .archives import archive_kind, read_pt2, read_torchscript
+
     suffix = path.suffix.lower()
+    other = (".safetensors", ".npz", ".onnx", ".h5", ".hdf5", ".keras")  # formats that are no torch zip
+    kind = archive_kind(path) if suffix not in other else None
+    if layers is not None and (suffix in (".onnx", ".h5", ".hdf5", ".keras", ".pt2") or kind == "pt2"):
+        raise ModscopeError(f"{path}: layers name the tensors of a state dict; this file is traced whole")
+    if suffix == ".onnx":
+        from .onnx_model import onnx_graph
+
+        return onnx_graph(path, kernel_norm=how.kernel_norm)
+    if suffix in (".h5", ".hdf5", ".keras"):
+        from .keras_h5 import keras_graph
+
+        return keras_graph(path, kernel_norm=how.kernel_norm)
+    if kind == "pt2" or suffix == ".pt2":  # torch.export archives: the program, traced, no code run
+        from .tracing import trace_program
+
+        graph = trace_program(read_pt2(path), kernel_norm=how.kernel_norm)
+        return graph.read_as("a torch.export archive (.pt2), traced")
+    if kind == "torchscript":  # weights only: the archive's code is never run
+        graph = _state_graph(read_torchscript(path), layers, how, str(path))
+        return graph.read_as(f"a TorchScript archive (weights read, its code not run): {graph.reading}")
     if suffix == ".safetensors":
-        return _state_graph(formats.read_safetensors(path), layers, layout, kernel_norm, flatten, str(path))
+        return _state_graph(formats.read_safetensors(path), layers, how, str(path))
     if suffix == ".npz":
-        return _state_graph(formats.read_npz(path), layers, layout, kernel_norm, flatten, str(path))
+        return _state_graph(formats.read_npz(path), layers, how, str(path))
     obj = formats.safe_torch_load(path, trust_pickle=trust_pickle)
     # whole pickled models (only loadable with trust_pickle), bare or under a usual key
     module = obj if _is_module(obj) else None
     if isinstance(obj, Mapping) and module is None:
         module = next((obj[k] for k in formats.STATE_DICT_KEYS if _is_module(obj.get(k))), None)
     if module is not None:
-        return _module_graph(module, layers, None, kernel_norm)
+        return _module_graph(module, layers, None, how.kernel_norm)
     if formats.is_checkpoint_payload(obj):
         return _payload_graph(obj, layers, str(path))
     tensors = formats.unwrap_state_dict(obj, str(path))
-    return _state_graph(tensors, layers, layout, kernel_norm, flatten, str(path))
+    return _state_graph(tensors, layers, how, str(path))
 
 
 def load_graph(
@@ -248,6 +320,8 @@ def load_graph(
     example_input: Any = None,
     kernel_norm: str = "1",
     flatten: FlattenOrder | None = None,
+    map_shape: tuple[int, int] | None = None,
+    bn_eps: float | None = None,
 ) -> WeightGraph:
     """The unit graph (spec §1, §1b) of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
 
@@ -256,7 +330,10 @@ def load_graph(
     ``layout``: ``"auto"`` (torch's ``out x in``, or ``in x out`` when only that chains),
     ``"out_in"`` or ``"in_out"``. ``kernel_norm``: the norm of a kernel / gate-row / map slice.
     ``flatten``: a state-dict CNN's flatten order (``"channel_major"`` or ``"channel_last"``),
-    needed when its head reads a map of several positions. A modscope checkpoint's input and
+    needed when its head reads a map of several positions; ``map_shape``: that map's ``(H, W)``
+    (the 1-norm of a map depends on it; a state dict does not hold it); ``bn_eps``: a state
+    dict's BatchNorm eps (not stored in it; default torch's 1e-5, and the reading says it was
+    assumed). A modscope checkpoint's input and
     output nodes come in the task's feature order, whatever BIMT swapped. The graph's
     ``reading`` says how the source was read.
     """
@@ -264,6 +341,9 @@ def load_graph(
         return source
     if layout not in ("auto", "out_in", "in_out"):
         raise ModscopeError(f"unknown weight layout {layout!r}; use 'auto', 'out_in' (torch) or 'in_out'")
+    if map_shape is not None and (len(map_shape) != 2 or min(map_shape) < 1):
+        raise ModscopeError(f"a map shape is (H, W) with positive sizes, got {map_shape}")
+    how = _Reading(layout, kernel_norm, flatten, None if map_shape is None else tuple(map_shape), bn_eps)
     if callable(getattr(source, "to_payload", None)):  # a Checkpoint object
         source = source.to_payload()
     if _is_module(source):
@@ -274,10 +354,10 @@ def load_graph(
         if formats.is_checkpoint_payload(source):
             return _payload_graph(source, layers, "checkpoint")
         tensors = formats.unwrap_state_dict(source, "state dict")
-        return _state_graph(tensors, layers, layout, kernel_norm, flatten, "state dict")
+        return _state_graph(tensors, layers, how, "state dict")
     if not isinstance(source, str | os.PathLike):
         raise ModscopeError(f"cannot load weights from a {type(source).__name__}")
-    return _file_graph(Path(source), layers, layout, trust_pickle, kernel_norm, flatten)
+    return _file_graph(Path(source), layers, trust_pickle, how)
 
 
 def load_weights(

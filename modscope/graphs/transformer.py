@@ -14,6 +14,13 @@ matrices in torch's out x in layout: ``W_in`` ``(d_ff, d_model)`` and ``W_out``
 GPT-2's ``attn.c_proj`` is an attention projection, not an MLP: only ``mlp.c_proj`` pairs
 with ``mlp.c_fc``. Files are read safely: ``.safetensors``, or ``.bin``/``.pt`` with
 ``torch.load(weights_only=True)``.
+
+A checkpoint of a known family (`modscope.graphs.families`: BERT / RoBERTa, GPT-2, GPT-NeoX, OPT,
+LLaMA / Mistral, T5, ViT) has its blocks cut from the family's traced graph instead, so they are
+the whole graph's own: ``W_in`` from the stream to the MLP's hidden group with the LayerNorm /
+RMSNorm gain folded into its columns and a gated pair (SwiGLU ``gate_proj`` and ``up_proj``, T5's
+``wi_0`` and ``wi_1``) combined as in the whole graph, ``W_out`` back to the stream; blocks are
+named by layer (``bert.encoder.layer.3``, ``model.layers.3.mlp``) in layer order.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ import numpy as np
 from ..errors import ModscopeError
 from . import formats
 from .arrays import as_float64
+from .families import FamilyGraph, family_graph, match_family, read_config
 from .names import natural_key
 from .weight_graph import WeightGraph
 
-__all__ = ["PAIRS", "MLPBlock", "mlp_blocks"]
+__all__ = ["PAIRS", "MLPBlock", "family_blocks", "mlp_blocks"]
 
 # (in suffix, out suffix, stored layout)
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -86,13 +94,40 @@ def _matrix(name: str, value: Any) -> np.ndarray:
     return a
 
 
+def family_blocks(known: FamilyGraph) -> list[MLPBlock]:
+    """The MLP blocks of a known family's graph, in layer order: per MLP hidden group, ``W_in``
+    the stream -> hidden block and ``W_out`` the hidden -> stream block of the whole graph
+    (several blocks into one group, as a gated pair the tracer could not stack, add as ``|W|``)."""
+    g = known.graph
+    if not known.mlp_groups:
+        raise ModscopeError(f"a {known.title} has no transformer MLP blocks")
+    blocks = []
+    for group, name in zip(known.mlp_groups, known.mlp_names, strict=True):
+        into = [b for b, (_, dst) in enumerate(g.links) if dst == group]
+        out = [b for b, (src, _) in enumerate(g.links) if src == group]
+        streams = {g.links[b][0] for b in into} | {g.links[b][1] for b in out}
+        if not into or not out or len(streams) != 1:
+            raise ModscopeError(f"{name}: its hidden group does not read from and write to one stream")
+
+        def joined(bs: list[int]) -> np.ndarray:
+            return g.weights[bs[0]] if len(bs) == 1 else sum(np.abs(g.weights[b]) for b in bs)
+
+        blocks.append(MLPBlock(name, joined(into), joined(out)))
+    return blocks
+
+
 def mlp_blocks(source: str | os.PathLike | Mapping | Any) -> list[MLPBlock]:
     """Every MLP block of a transformer checkpoint, in natural key order (``h.2`` before ``h.10``).
 
-    Block names are the key prefixes (``h.0.mlp``, ``model.decoder.layers.3``). Raises
-    `ModscopeError` when no known pair is found or a pair's shapes do not chain.
+    Block names are the key prefixes (``h.0.mlp``, ``model.decoder.layers.3``). A checkpoint of a
+    known family (with a ``config.json`` beside the file where it needs one) gives the blocks of
+    its traced graph (`family_blocks`). Raises `ModscopeError` when no known pair is found or a
+    pair's shapes do not chain.
     """
     tensors = _read(source)
+    if match_family(tensors) is not None:
+        near = Path(source).parent if isinstance(source, str | os.PathLike) else None
+        return family_blocks(family_graph(tensors, config=read_config(near)))
     blocks = []
     for key in tensors:
         for in_suffix, out_suffix, layout in PAIRS:

@@ -39,7 +39,7 @@ IDENTITY = frozenset(
 CONSTANTS = frozenset(
     """
     zeros ones full empty zeros_like ones_like full_like empty_like arange scalar_tensor rand randn
-    tensor new_zeros new_ones triu tril
+    tensor new_zeros new_ones triu tril argmax argmin eq ne lt le gt ge
     """.split()
 )  # new tensors that hold no unit
 SKIP = frozenset(
@@ -109,6 +109,15 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             raise self.refuse(node, f"no shape known for {node.target}")
         return tuple(int(s) for s in val.shape)
 
+    def blank_like(self, node) -> Any:
+        """Unit-free tensors of the node's output(s) (a list for an op with several)."""
+        val = node.meta.get("val")
+        if isinstance(val, list | tuple):
+            return [self.blank(tuple(int(d) for d in v.shape)) if hasattr(v, "shape") else None for v in val]
+        if val is None or not hasattr(val, "shape"):
+            return None
+        return self.blank(tuple(int(d) for d in val.shape))
+
     def blank(self, shape: Sequence[int]) -> UnitTensor:
         return UnitTensor(np.full(shape, -1, dtype=np.int64), np.zeros(shape, dtype=np.int64))
 
@@ -138,7 +147,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         Every index must hold the same unit at every position of the other axes (positions with
         no unit are ignored): otherwise the op mixes units differently per position.
         """
-        units = np.moveaxis(v.units, axis, -1).reshape(-1, v.units.shape[axis])
+        units = self.builder.roots(np.moveaxis(v.units, axis, -1).reshape(-1, v.units.shape[axis]))
         pos = np.moveaxis(v.pos, axis, -1).reshape(units.shape)
         scale = None if v.scale is None else np.moveaxis(v.scale, axis, -1).reshape(units.shape)
         has = units >= 0
@@ -328,6 +337,11 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             self.env[node.name] = self.blank(self.shape(node))
         elif op in IDENTITY:
             self.env[node.name] = self.elementwise(node, args)
+        elif not any(
+            isinstance(v, UnitTensor) and (v.param is not None or (v.units >= 0).any())
+            for v in self.flatten_outputs([args, list(kwargs.values())])
+        ):  # an op on tensors that carry no unit and no weight (masks, positions): none in its output
+            self.env[node.name] = self.blank_like(node)
         else:
             raise self.refuse(
                 node,

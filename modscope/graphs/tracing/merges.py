@@ -27,7 +27,11 @@ class MergeOps:
         units = np.where(a.units >= 0, a.units, b.units)
         pos = np.where(a.units >= 0, a.pos, b.pos)
         frame = a.frame if (a.units >= 0).any() else b.frame
-        return UnitTensor(units, pos, frame)
+        # a function of one layer's output with itself (a GELU written out: x * (1 + tanh(x))) is
+        # still that layer's output: keep its producer, so a gate times it stacks with its rows
+        same = a.producer == b.producer or not (b.units >= 0).any() or not (a.units >= 0).any()
+        producer = (a.producer if a.producer is not None else b.producer) if same else None
+        return UnitTensor(units, pos, frame, producer=producer)
 
     def op_add(self, node, a, b, *args, **kwargs):
         if (

@@ -36,6 +36,8 @@ class ReductionOps:
     op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = op_mean
 
     def op_max(self, node, x, dim=None, keepdim=False, *a):
+        if isinstance(dim, UnitTensor):  # max(a, b) of two tensors (aten.max.other): elementwise
+            return self.op_maximum(node, x, dim)
         out = self.reduce(node, x, dim, keepdim)
         return [out, self.blank(out.units.shape)] if isinstance(dim, int) else out
 

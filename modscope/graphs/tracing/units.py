@@ -81,6 +81,17 @@ class GraphBuilder:
             self.parent[u], u = root, self.parent[u]
         return root
 
+    def roots(self, units: np.ndarray) -> np.ndarray:
+        """The representative of every unit id in ``units`` (``-1`` stays ``-1``), vectorised."""
+        parent = np.asarray(self.parent, dtype=np.int64)
+        out = np.where(units >= 0, units, 0)
+        while True:
+            up = parent[out]
+            if np.array_equal(up, out):
+                break
+            out = up
+        return np.where(units >= 0, out, -1)
+
     def union(self, a: np.ndarray, b: np.ndarray) -> None:
         """Make the units of ``a`` and ``b`` (same shape) one unit, element by element."""
         both = (a >= 0) & (b >= 0) & (a != b)
@@ -172,6 +183,11 @@ class GraphBuilder:
                 names[g] = f"{names[g]}+{others[0]}"
             elif others:
                 names[g] = f"{names[g]}+{len(others)} merged"
+        seen: dict[str, int] = {}
+        for g, name in enumerate(names):  # a module run several times (shared layers): one group a run
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] > 1:
+                names[g] = f"{name} (run {seen[name]})"
         parts: dict[tuple[int, int, int], np.ndarray] = {}  # (stack, src group, dst group) -> weights
         part_names: dict[tuple[int, int, int], list[str]] = {}
         order: list[tuple[int, int, int]] = []

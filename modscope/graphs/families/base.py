@@ -1,0 +1,177 @@
+"""What every known family is: key names that say it, sizes read off shapes, a reference module.
+
+A `Family` reads a state dict *without its code*. It says whether the key names are its layout
+(`Family.matches`), infers the sizes it needs from the tensors' shapes (`Family.config`, with
+the few numbers no shape holds taken from the model's ``config.json``), builds a modscope-owned
+**reference module** whose parameter names equal the checkpoint's keys (`Family.module`) and
+gives it a small example input (`Family.example_input`). Tracing that module (spec §1b) gives
+the graph tracing the real model would give: the reference computes what the real architecture
+computes between its weights, and nothing that carries no unit (masks, rotary tables, relative
+position biases) changes the graph.
+
+No torch here: a family is recognised from key names and shapes alone; torch is imported when a
+reference module is built.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...errors import ModscopeError
+from ..weight_graph import WeightGraph
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "WAY_OUT",
+    "Family",
+    "FamilyGraph",
+    "count_indices",
+    "example_tokens",
+    "first_prefix",
+    "given_int",
+    "has_all",
+    "shape_of",
+]
+
+WAY_OUT = (
+    "pass the module with an example input (load_graph(module, example_input=...); on the command "
+    "line --model package.module:factory), or a .pt2 torch.export archive"
+)
+
+
+@dataclass(frozen=True)
+class FamilyGraph:
+    """A recognised checkpoint's unit graph and what it was read as.
+
+    ``graph``: the traced reference module's `WeightGraph` (its ``reading`` names the family and
+    sizes). ``family``: the family's ``name`` (``"bert"``, ``"llama"``, ...). ``config``: the sizes
+    inferred (and numbers taken from ``config.json``). ``mlp_groups``: for transformers, the group
+    index of every MLP hidden layer (``d_ff`` units), in layer order; ``mlp_names`` the name of
+    each one's block (``"bert.encoder.layer.3"``, ``"model.layers.3.mlp"``).
+    """
+
+    graph: WeightGraph
+    family: str
+    config: dict[str, Any]
+    mlp_groups: tuple[int, ...] = ()
+    mlp_names: tuple[str, ...] = ()
+    title: str = field(default="")
+
+
+def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    """The shape of ``tensors[key]`` (a numpy array or a torch tensor); a missing key is refused."""
+    try:
+        value = tensors[key]
+    except KeyError:
+        raise ModscopeError(
+            f"{key}: missing, though the other keys are laid out as a family that has it: {WAY_OUT}"
+        ) from None
+    return tuple(int(s) for s in getattr(value, "shape", np.shape(value)))
+
+
+def has_all(keys: Collection[str], prefix: str, suffixes: Collection[str]) -> bool:
+    """Whether every ``prefix + suffix`` is a key."""
+    return all(prefix + s in keys for s in suffixes)
+
+
+def first_prefix(keys: Collection[str], prefixes: Collection[str], suffixes: Collection[str]) -> str | None:
+    """The first of ``prefixes`` under which every one of ``suffixes`` is a key (None: none)."""
+    return next((p for p in prefixes if has_all(keys, p, suffixes)), None)
+
+
+def count_indices(keys: Collection[str], pattern: str) -> int:
+    """How many consecutive indices ``0, 1, ...`` ``pattern`` (a regex with one ``(\\d+)`` group,
+    matched at the start of a key) finds; a gap (``layer.0``, ``layer.2``) is refused."""
+    regex = re.compile(pattern)
+    found = {int(m.group(1)) for k in keys if (m := regex.match(k))}
+    if not found:
+        return 0
+    n = max(found) + 1
+    missing = sorted(set(range(n)) - found)
+    if missing:
+        where = pattern.replace("(\\d+)", str(missing[0])).replace("\\.", ".").strip("^.")
+        raise ModscopeError(f"{where}: missing, though layers up to {n - 1} are present: {WAY_OUT}")
+    return n
+
+
+def example_tokens(vocab: int, positions: int | None = None, offset: int = 0) -> Any:
+    """``(1, n)`` token ids below ``vocab``: four, or fewer when the position table is shorter."""
+    import torch
+
+    n = 4 if positions is None else max(1, min(4, positions - offset))
+    return (torch.arange(n) % vocab).unsqueeze(0)
+
+
+def given_int(given: Mapping[str, Any], *names: str) -> int | None:
+    """The first of ``names`` in ``given`` (the model's config.json or ``config=``) as an int."""
+    for name in names:
+        value = given.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise ModscopeError(f"config {name}={value!r}: expected an integer")
+        return int(value)
+    return None
+
+
+class Family:
+    """One architecture family read from its key names (a subclass per family).
+
+    Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
+    ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
+    family; empty: ``config.json`` is not consulted for the type), and implement the methods.
+    """
+
+    name: str = ""
+    title: str = ""
+    model_types: tuple[str, ...] = ()
+    # keys that hold no parameter of the architecture (causal masks, rotary tables), dropped
+    buffers: re.Pattern | None = None
+
+    def matches(self, keys: Collection[str]) -> bool:
+        """Whether the key names are this family's layout (names only, never shapes)."""
+        raise NotImplementedError
+
+    def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        """The sizes the reference module needs, read off the shapes of ``tensors`` (and from
+        ``given``, the model's ``config.json`` or ``config=``, the numbers no shape holds)."""
+        raise NotImplementedError
+
+    def module(self, config: Mapping[str, Any]) -> nn.Module:
+        """The reference module; its ``state_dict()`` names equal the checkpoint's keys."""
+        raise NotImplementedError
+
+    def example_input(self, config: Mapping[str, Any]) -> Any:
+        """A small input (batch 1) every layer accepts: a tensor or a tuple of the forward's
+        positional arguments."""
+        raise NotImplementedError
+
+    def label(self, config: Mapping[str, Any]) -> str:
+        """The family's name as the reading says it (default ``title``)."""
+        return self.title
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        """The sizes in words, e.g. ``"6 layers, d 768, d_ff 3072, 12 heads"``."""
+        raise NotImplementedError
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        """``{key: other names it is saved under}``: a tensor found under another name is read
+        as ``key`` (tied copies, names of other library versions); copies beside ``key`` are
+        dropped. Applied before `config`."""
+        return {}
+
+    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
+        """``{parameter: the parameter it is tied to}`` for tied weights not saved on disk."""
+        return {}
+
+    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """For transformers, ``(block name, module of the MLP's input layer)`` per MLP, in layer
+        order (the input layer's module names the MLP's hidden group in the graph)."""
+        return []

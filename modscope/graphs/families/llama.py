@@ -1,0 +1,143 @@
+"""LLaMA / Mistral checkpoints (Hugging Face layout, bare ``LlamaModel`` keys or under ``model.``).
+
+Recognised by ``embed_tokens``, layer 0's ``self_attn.{q,k,v,o}_proj``, ``mlp.{gate,up,down}_proj``,
+``input_layernorm``, ``post_attention_layernorm`` and the final ``norm``. Sizes come from shapes.
+With grouped-query attention (``k_proj`` with fewer rows than ``q_proj``) which value head each
+query head reads depends on the head size, which no shape holds: it comes from ``config.json``
+(``head_dim``, else ``hidden_size / num_attention_heads``) or ``config=``, and a checkpoint without
+it is refused. Without grouped queries the heads do not change the graph and are never asked for.
+A missing ``lm_head`` is a tied head (Llama 3.2) only when ``config.json`` says the model is a
+LLaMA, Mistral or Qwen2 (other families reuse these key names with other norms).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from ...errors import ModscopeError
+from .base import WAY_OUT, Family, count_indices, example_tokens, first_prefix, given_int, shape_of
+
+__all__ = ["Llama"]
+
+_SIGNATURE = (
+    "embed_tokens.weight",
+    "layers.0.self_attn.q_proj.weight",
+    "layers.0.self_attn.k_proj.weight",
+    "layers.0.self_attn.v_proj.weight",
+    "layers.0.self_attn.o_proj.weight",
+    "layers.0.mlp.gate_proj.weight",
+    "layers.0.mlp.up_proj.weight",
+    "layers.0.mlp.down_proj.weight",
+    "layers.0.input_layernorm.weight",
+    "layers.0.post_attention_layernorm.weight",
+    "norm.weight",
+)
+
+
+class Llama(Family):
+    name = "llama"
+    title = "LLaMA"
+    model_types = ("llama", "mistral", "qwen2")
+    buffers = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+
+    def matches(self, keys: Collection[str]) -> bool:
+        return first_prefix(keys, ("model.", ""), _SIGNATURE) is not None
+
+    def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+        keys = tensors.keys()
+        p = first_prefix(keys, ("model.", ""), _SIGNATURE) or ""
+        vocab, d = shape_of(tensors, p + "embed_tokens.weight")
+        a = p + "layers.0.self_attn."
+        q_rows, k_rows = shape_of(tensors, a + "q_proj.weight")[0], shape_of(tensors, a + "k_proj.weight")[0]
+        heads, kv_heads, head_dim = _heads(given, d, q_rows, k_rows, a)
+        c: dict[str, Any] = {
+            "prefix": p,
+            "model_type": given.get("model_type"),
+            "layers": count_indices(keys, rf"^{re.escape(p)}layers\.(\d+)\."),
+            "d_model": d,
+            "d_ff": shape_of(tensors, p + "layers.0.mlp.gate_proj.weight")[0],
+            "vocab": vocab,
+            "heads": heads,
+            "kv_heads": kv_heads,
+            "head_dim": head_dim,
+            "heads_known": given_int(given, "num_attention_heads") is not None or q_rows != k_rows,
+            "qkv_bias": a + "q_proj.bias" in keys,
+            "o_bias": a + "o_proj.bias" in keys,
+            "mlp_bias": p + "layers.0.mlp.gate_proj.bias" in keys,
+            "classes": None,
+        }
+        if not p:
+            c["head"] = "base"
+        elif "score.weight" in keys:
+            c["head"], c["classes"] = "score", shape_of(tensors, "score.weight")[0]
+        elif "lm_head.weight" in keys:
+            c["head"] = "lm"
+        elif given.get("model_type") in self.model_types and given.get("tie_word_embeddings") is not False:
+            c["head"] = "tied_lm"
+        else:
+            raise ModscopeError(
+                "lm_head.weight: missing: a tied LM head (as Llama 3.2's) or another family with LLaMA's "
+                "key names (Gemma's norms scale by 1 + w): put the model's config.json beside the weights, "
+                f"or pass config={{'model_type': 'llama'}} if it is a tied LLaMA; else {WAY_OUT}"
+            )
+        return c
+
+    def module(self, config: Mapping[str, Any]):
+        from .reference.llama import LlamaModel, LlamaReference
+
+        return LlamaReference(config) if config["prefix"] else LlamaModel(config)
+
+    def example_input(self, config: Mapping[str, Any]):
+        return example_tokens(config["vocab"])
+
+    def label(self, config: Mapping[str, Any]) -> str:
+        return {"mistral": "Mistral", "qwen2": "Qwen2 (LLaMA layout)"}.get(config["model_type"], self.title)
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        text = f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+        if config["kv_heads"] != config["heads"]:
+            kv = f"{config['kv_heads']} key/value head{'s' if config['kv_heads'] > 1 else ''}"
+            text += f", {config['heads']} heads, {kv} of {config['head_dim']}"
+        elif config["heads_known"]:
+            text += f", {config['heads']} heads"
+        head = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
+        return f"{text}, {head[config['head']]}"
+
+    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
+        return {"lm_head.weight": "model.embed_tokens.weight"} if config["head"] == "tied_lm" else {}
+
+    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        p = config["prefix"]
+        return [(f"{p}layers.{i}.mlp", f"{p}layers.{i}.mlp.gate_proj") for i in range(config["layers"])]
+
+
+def _heads(given: Mapping[str, Any], d: int, q_rows: int, k_rows: int, where: str) -> tuple[int, int, int]:
+    """(heads, key/value heads, head size): from config.json where they change the graph."""
+    n_heads = given_int(given, "num_attention_heads")
+    head_dim = given_int(given, "head_dim")
+    if head_dim is None and n_heads:
+        head_dim = d // n_heads
+    if q_rows == k_rows and head_dim is None:
+        return 1, 1, q_rows  # no grouped queries: every split gives the same graph
+    if head_dim is None:
+        raise ModscopeError(
+            f"{where}k_proj.weight: {k_rows} rows against q_proj's {q_rows} (grouped-query attention), and "
+            "which value head each query head reads depends on the head size, which the weights do not "
+            "hold: put the model's config.json beside the weights, or pass config={'head_dim': ...} "
+            "(or {'num_attention_heads': ...})"
+        )
+    if head_dim <= 0 or q_rows % head_dim or k_rows % head_dim or (q_rows // head_dim) % (k_rows // head_dim):
+        raise ModscopeError(
+            f"{where}q_proj.weight: {q_rows} query and {k_rows} key rows do not split into heads of "
+            f"{head_dim} with whole query heads per key/value head (config head_dim / num_attention_heads)"
+        )
+    heads, kv_heads = q_rows // head_dim, k_rows // head_dim
+    for name, want in (("num_attention_heads", heads), ("num_key_value_heads", kv_heads)):
+        said = given_int(given, name)
+        if said is not None and said != want:
+            raise ModscopeError(
+                f"config {name}={said}, but {where}q_proj / k_proj hold {want} heads of {head_dim}"
+            )
+    return heads, kv_heads, head_dim

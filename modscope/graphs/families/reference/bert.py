@@ -1,0 +1,219 @@
+"""BERT and RoBERTa (Hugging Face layout): post-LayerNorm encoder layers and their heads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import attend, linear
+
+__all__ = ["BertModel", "BertReference"]
+
+
+class Embeddings(nn.Module):
+    """Word + token type + position embeddings, then a LayerNorm: the stream's input units."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.word_embeddings = nn.Embedding(c["vocab"], d)
+        self.position_embeddings = nn.Embedding(c["positions"], d)
+        self.token_type_embeddings = nn.Embedding(c["token_types"], d)
+        self.LayerNorm = nn.LayerNorm(d)
+        self.offset = c["position_offset"]  # RoBERTa's positions start after its padding index
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.word_embeddings(ids) + self.token_type_embeddings(torch.zeros_like(ids))
+        positions = torch.arange(self.offset, self.offset + ids.shape[1]).unsqueeze(0)
+        return self.LayerNorm(x + self.position_embeddings(positions))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
+
+
+class DenseNorm(nn.Module):
+    """``LayerNorm(dense(h) + residual)``: a post-LN sublayer's output."""
+
+    def __init__(self, d_in: int, d: int) -> None:
+        super().__init__()
+        self.dense = linear(d_in, d)
+        self.LayerNorm = nn.LayerNorm(d)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(h) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.self = SelfAttention(d)
+        self.output = DenseNorm(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x), x)
+
+
+class Dense(nn.Module):
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.dense = linear(d_in, d_out)
+
+
+class Layer(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.attention = Attention(d)
+        self.intermediate = Dense(d, d_ff)
+        self.output = DenseNorm(d_ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attention(x)
+        return self.output(F.gelu(self.intermediate.dense(a)), a)
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x)
+        return x
+
+
+class Pooler(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.embeddings = Embeddings(c)
+        self.encoder = Encoder(c)
+        self.pooler = Pooler(c["d_model"]) if c["pooler"] else None
+
+    def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The stream after the last layer and the pooled first token (None: no pooler)."""
+        x = self.encoder(self.embeddings(ids))
+        return x, (None if self.pooler is None else self.pooler(x))
+
+    def forward(self, ids: torch.Tensor) -> Any:
+        x, pooled = self.encode(ids)
+        return x if pooled is None else (x, pooled)
+
+
+class Transform(nn.Module):
+    """The masked-LM head's ``dense -> gelu -> LayerNorm`` (``norm`` its LayerNorm's name)."""
+
+    def __init__(self, d: int, norm: str) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+        self.norm_name = norm
+        self.add_module(norm, nn.LayerNorm(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.norm_name)(F.gelu(self.dense(x)))
+
+
+class BertPredictions(nn.Module):
+    """BERT's ``cls.predictions``: transform, then a decoder to the vocabulary with one bias."""
+
+    def __init__(self, d: int, vocab: int) -> None:
+        super().__init__()
+        self.transform = Transform(d, "LayerNorm")
+        self.decoder = linear(d, vocab, bias=False)
+        self.bias = nn.Parameter(torch.empty(vocab))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(x)) + self.bias
+
+
+class BertHeads(nn.Module):
+    """BERT's ``cls``: masked-LM predictions and / or the next-sentence classifier."""
+
+    def __init__(self, d: int, vocab: int, predictions: bool, next_sentence: bool) -> None:
+        super().__init__()
+        self.predictions = BertPredictions(d, vocab) if predictions else None
+        self.seq_relationship = linear(d, 2) if next_sentence else None
+
+
+class RobertaLMHead(nn.Module):
+    def __init__(self, d: int, vocab: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+        self.layer_norm = nn.LayerNorm(d)
+        self.decoder = linear(d, vocab, bias=False)
+        self.bias = nn.Parameter(torch.empty(vocab))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(x)))) + self.bias
+
+
+class RobertaClassifier(nn.Module):
+    """RoBERTa's sequence classifier: ``dense -> tanh -> out_proj`` on the first token."""
+
+    def __init__(self, d: int, classes: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+        self.out_proj = linear(d, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(torch.tanh(self.dense(x[:, 0])))
+
+
+class BertReference(nn.Module):
+    """The encoder under ``config["prefix"]`` (``bert.`` or ``roberta.``) and the heads the keys
+    name; its outputs are the real model's: the heads' logits. (Without a prefix the checkpoint
+    is the bare encoder: `BertModel`.)"""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.base_name = c["prefix"].rstrip(".")
+        self.add_module(self.base_name, BertModel(c))
+        self.head = c["head"]
+        d, vocab = c["d_model"], c["vocab"]
+        if self.head in ("bert_mlm", "bert_pretraining"):
+            self.cls = BertHeads(d, vocab, True, self.head == "bert_pretraining")
+        elif self.head == "roberta_mlm":
+            self.lm_head = RobertaLMHead(d, vocab)
+        elif self.head == "roberta_classifier":
+            self.classifier = RobertaClassifier(d, c["classes"])
+        elif self.head in ("sequence", "token"):
+            self.classifier = linear(d, c["classes"])
+        elif self.head == "qa":
+            self.qa_outputs = linear(d, 2)
+
+    def forward(self, ids: torch.Tensor) -> Any:
+        x, pooled = getattr(self, self.base_name).encode(ids)
+        if self.head == "bert_mlm":
+            return self.cls.predictions(x)
+        if self.head == "bert_pretraining":
+            return self.cls.predictions(x), self.cls.seq_relationship(pooled)
+        if self.head == "roberta_mlm":
+            return self.lm_head(x)
+        if self.head == "roberta_classifier":
+            return self.classifier(x)
+        if self.head == "sequence":
+            return self.classifier(pooled)
+        if self.head == "token":
+            return self.classifier(x)
+        if self.head == "qa":
+            start, end = self.qa_outputs(x).split(1, dim=-1)
+            return start.squeeze(-1), end.squeeze(-1)
+        return x if pooled is None else (x, pooled)  # a prefix without a head: the encoder's outputs

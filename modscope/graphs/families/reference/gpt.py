@@ -1,0 +1,242 @@
+"""Decoder-only language models: GPT-2 (Conv1D, fused q | k | v columns), GPT-NeoX / Pythia (q, k,
+v interleaved per head, parallel residual), OPT (pre- or post-LN, learned positions offset by 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import Conv1D, attend, linear
+
+__all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTReference"]
+
+
+# -- GPT-2 -------------------------------------------------------------------------------------------
+class GPT2Attention(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.c_attn, self.c_proj = Conv1D(d, 3 * d), Conv1D(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
+        return self.c_proj(attend(q, k, v, 1, 1, causal=True))
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.c_fc, self.c_proj = Conv1D(d, d_ff), Conv1D(d_ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class GPT2Block(nn.Module):
+    """Pre-LN: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(d), GPT2Attention(d)
+        self.ln_2, self.mlp = nn.LayerNorm(d), GPT2MLP(d, d_ff)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT2Model(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.wte, self.wpe = nn.Embedding(c["vocab"], d), nn.Embedding(c["positions"], d)
+        self.h = nn.ModuleList(GPT2Block(d, c["d_ff"]) for _ in range(c["layers"]))
+        self.ln_f = nn.LayerNorm(d)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]).unsqueeze(0))
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class GPT2Reference(nn.Module):
+    """``transformer`` and its head: ``lm_head`` (tied to ``wte`` when not saved) or ``score``."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.transformer = GPT2Model(c)
+        if c["head"] == "score":
+            self.score = linear(c["d_model"], c["classes"], bias=False)
+        else:
+            self.lm_head = linear(c["d_model"], c["vocab"], bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.transformer(ids)
+        return self.score(x) if hasattr(self, "score") else self.lm_head(x)
+
+
+# -- GPT-NeoX ----------------------------------------------------------------------------------------
+class NeoXAttention(nn.Module):
+    """Fused ``query_key_value`` rows: for head ``i``, ``[i*3hd, i*3hd+hd)`` queries, the next
+    ``hd`` keys, the next ``hd`` values."""
+
+    def __init__(self, d: int, heads: int, bias: bool) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query_key_value, self.dense = linear(d, 3 * d, bias), linear(d, d, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        qkv = self.query_key_value(x).view(b, t, self.heads, 3 * (d // self.heads))
+        q, k, v = (z.reshape(b, t, d) for z in qkv.chunk(3, dim=-1))
+        return self.dense(attend(q, k, v, self.heads, self.heads, causal=True))
+
+
+class NeoXMLP(nn.Module):
+    def __init__(self, d: int, d_ff: int, bias: bool) -> None:
+        super().__init__()
+        self.dense_h_to_4h, self.dense_4h_to_h = linear(d, d_ff, bias), linear(d_ff, d, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x)))
+
+
+class NeoXLayer(nn.Module):
+    """Parallel: ``x + attn(ln1(x)) + mlp(ln2(x))``; sequential: ``a = x + attn(ln1(x))``,
+    ``a + mlp(ln2(a))``."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.parallel = c["parallel_residual"]
+        self.input_layernorm, self.post_attention_layernorm = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attention = NeoXAttention(d, c["heads"], c["attention_bias"])
+        self.mlp = NeoXMLP(d, c["d_ff"], c["mlp_bias"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attention(self.input_layernorm(x))
+        if self.parallel:
+            return self.mlp(self.post_attention_layernorm(x)) + a + x
+        a = a + x
+        return self.mlp(self.post_attention_layernorm(a)) + a
+
+
+class NeoXModel(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.embed_in = nn.Embedding(c["vocab"], c["d_model"])
+        self.layers = nn.ModuleList(NeoXLayer(c) for _ in range(c["layers"]))
+        self.final_layer_norm = nn.LayerNorm(c["d_model"])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_in(ids)
+        for layer in self.layers:
+            x = layer(x)
+        return self.final_layer_norm(x)
+
+
+class NeoXReference(nn.Module):
+    """``gpt_neox`` and its head: ``embed_out`` (the on-disk name of the LM head) or ``score``."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.gpt_neox = NeoXModel(c)
+        if c["head"] == "score":
+            self.score = linear(c["d_model"], c["classes"], bias=False)
+        else:
+            self.embed_out = linear(c["d_model"], c["vocab"], bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.gpt_neox(ids)
+        return self.score(x) if hasattr(self, "score") else self.embed_out(x)
+
+
+# -- OPT ---------------------------------------------------------------------------------------------
+class OPTAttention(nn.Module):
+    def __init__(self, d: int, bias: bool) -> None:
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = linear(d, d, bias), linear(d, d, bias), linear(d, d, bias)
+        self.out_proj = linear(d, d, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), 1, 1, causal=True))
+
+
+class OPTLayer(nn.Module):
+    """Pre-LN (``x + attn(ln(x))``) or, as OPT-350m, post-LN (``ln(x + attn(x))``)."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d, bias = c["d_model"], c["bias"]
+        self.pre = c["pre_ln"]
+        self.self_attn, self.self_attn_layer_norm = OPTAttention(d, bias), nn.LayerNorm(d)
+        self.fc1, self.fc2 = linear(d, c["d_ff"], bias), linear(c["d_ff"], d, bias)
+        self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.self_attn(self.self_attn_layer_norm(x) if self.pre else x) + x
+        if not self.pre:
+            h = self.self_attn_layer_norm(h)
+        y = self.fc2(F.relu(self.fc1(self.final_layer_norm(h) if self.pre else h))) + h
+        return y if self.pre else self.final_layer_norm(y)
+
+
+class OPTDecoder(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d, word = c["d_model"], c["word_dim"]
+        self.embed_tokens = nn.Embedding(c["vocab"], word)
+        self.embed_positions = nn.Embedding(c["positions"], d)
+        if c["project"]:
+            self.project_in, self.project_out = linear(word, d, False), linear(d, word, False)
+        self.layers = nn.ModuleList(OPTLayer(c) for _ in range(c["layers"]))
+        if c["final_norm"]:
+            self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(ids)
+        positions = self.embed_positions(torch.arange(2, 2 + ids.shape[1]).unsqueeze(0))  # offset 2
+        if hasattr(self, "project_in"):
+            x = self.project_in(x)
+        x = x + positions
+        for layer in self.layers:
+            x = layer(x)
+        if hasattr(self, "final_layer_norm"):
+            x = self.final_layer_norm(x)
+        return self.project_out(x) if hasattr(self, "project_out") else x
+
+
+class OPTBase(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.decoder = OPTDecoder(c)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.decoder(ids)
+
+
+class OPTReference(nn.Module):
+    """``model.decoder`` with ``lm_head`` (tied to the token embeddings when not saved) or
+    ``score``; without the ``model.`` prefix the bare ``decoder`` (OPTModel)."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.head = c["head"]
+        if self.head == "base":
+            self.decoder = OPTDecoder(c)
+            return
+        self.model = OPTBase(c)
+        if self.head == "score":
+            self.score = linear(c["word_dim"], c["classes"], bias=False)
+        else:
+            self.lm_head = linear(c["word_dim"], c["vocab"], bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.head == "base":
+            return self.decoder(ids)
+        x = self.model(ids)
+        return self.score(x) if self.head == "score" else self.lm_head(x)

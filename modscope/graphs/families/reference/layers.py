@@ -1,0 +1,61 @@
+"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Conv1D", "RMSNorm", "attend", "linear"]
+
+
+def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
+    """An ``nn.Linear`` with weight ``(d_out, d_in)``."""
+    return nn.Linear(d_in, d_out, bias=bias)
+
+
+class Conv1D(nn.Module):
+    """GPT-2's layer: weight ``(in, out)`` (transposed against ``nn.Linear``), ``y = x @ W + b``
+    by ``addmm`` on the flattened tokens."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return out.view(*x.shape[:-1], self.weight.shape[1])
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a gain and no bias (LLaMA, T5): ``w * x / rms(x)``."""
+
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(variance + self.eps))
+
+
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, kv_heads: int, causal: bool
+) -> torch.Tensor:
+    """Multi-head attention of ``(b, t, heads * hd)`` queries on ``(b, s, kv_heads * hd)`` keys and
+    values -> ``(b, t, heads * hd)``. Query head ``i`` reads key/value head ``i // (heads /
+    kv_heads)`` (grouped-query attention, each key/value head repeated for its queries)."""
+    b, t, _ = q.shape
+    s = k.shape[1]
+    hd = v.shape[-1] // kv_heads
+    q = q.view(b, t, heads, -1).transpose(1, 2)
+    k = k.view(b, s, kv_heads, -1).transpose(1, 2)
+    v = v.view(b, s, kv_heads, hd).transpose(1, 2)
+    if kv_heads != heads:
+        rep = heads // kv_heads
+        k = k[:, :, None].expand(b, kv_heads, rep, s, k.shape[-1]).reshape(b, heads, s, k.shape[-1])
+        v = v[:, :, None].expand(b, kv_heads, rep, s, hd).reshape(b, heads, s, hd)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    return out.transpose(1, 2).reshape(b, t, heads * hd)

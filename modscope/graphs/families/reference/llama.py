@@ -1,0 +1,85 @@
+"""LLaMA / Mistral (Hugging Face layout): pre-RMSNorm, grouped-query attention, SwiGLU MLP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import RMSNorm, attend, linear
+
+__all__ = ["LlamaModel", "LlamaReference"]
+
+
+class LlamaAttention(nn.Module):
+    """``q_proj`` ``(heads * hd, d)``, ``k_proj`` / ``v_proj`` ``(kv_heads * hd, d)``, ``o_proj``."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d, hd = c["d_model"], c["head_dim"]
+        self.heads, self.kv_heads = c["heads"], c["kv_heads"]
+        self.q_proj = linear(d, self.heads * hd, c["qkv_bias"])
+        self.k_proj = linear(d, self.kv_heads * hd, c["qkv_bias"])
+        self.v_proj = linear(d, self.kv_heads * hd, c["qkv_bias"])
+        self.o_proj = linear(self.heads * hd, d, c["o_bias"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads, self.kv_heads, causal=True)
+        return self.o_proj(out)
+
+
+class LlamaMLP(nn.Module):
+    """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
+
+    def __init__(self, d: int, d_ff: int, bias: bool) -> None:
+        super().__init__()
+        self.gate_proj, self.up_proj = linear(d, d_ff, bias), linear(d, d_ff, bias)
+        self.down_proj = linear(d_ff, d, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.input_layernorm, self.self_attn = RMSNorm(d), LlamaAttention(c)
+        self.post_attention_layernorm, self.mlp = RMSNorm(d), LlamaMLP(d, c["d_ff"], c["mlp_bias"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x))
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab"], c["d_model"])
+        self.layers = nn.ModuleList(LlamaLayer(c) for _ in range(c["layers"]))
+        self.norm = RMSNorm(c["d_model"])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(ids)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+class LlamaReference(nn.Module):
+    """``model`` and its head: ``lm_head`` (tied to ``embed_tokens`` when not saved) or ``score``."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.model = LlamaModel(c)
+        if c["head"] == "score":
+            self.score = linear(c["d_model"], c["classes"], bias=False)
+        else:
+            self.lm_head = linear(c["d_model"], c["vocab"], bias=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.model(ids)
+        return self.score(x) if hasattr(self, "score") else self.lm_head(x)

@@ -1,0 +1,196 @@
+"""Vision transformers: Hugging Face ViT (classic on-disk names) and timm's ``VisionTransformer``.
+Both: patches by a strided conv, a class token in front, learned positions added, pre-LN layers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import attend, linear
+
+__all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
+
+
+def patches(
+    proj: nn.Conv2d, cls_token: torch.Tensor, positions: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
+    """``(b, c, h, w)`` -> ``(b, 1 + patches, d)``: the class token, then each patch, plus positions."""
+    x = proj(x).flatten(2).transpose(1, 2)
+    return torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1) + positions
+
+
+# -- Hugging Face ------------------------------------------------------------------------------------
+class PatchEmbeddings(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.projection = nn.Conv2d(c["channels"], c["d_model"], c["patch"], stride=c["patch"])
+
+
+class Embeddings(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.cls_token = nn.Parameter(torch.empty(1, 1, d))
+        self.position_embeddings = nn.Parameter(torch.empty(1, c["tokens"], d))
+        self.patch_embeddings = PatchEmbeddings(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return patches(self.patch_embeddings.projection, self.cls_token, self.position_embeddings, x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
+
+
+class Dense(nn.Module):
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.dense = linear(d_in, d_out)
+
+
+class Attention(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.attention = SelfAttention(d)
+        self.output = Dense(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output.dense(self.attention(x))
+
+
+class Layer(nn.Module):
+    """Pre-LN: ``x + attn(layernorm_before(x))``, then
+    ``x + output(gelu(intermediate(layernorm_after(x))))``."""
+
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.layernorm_before, self.attention = nn.LayerNorm(d), Attention(d)
+        self.layernorm_after = nn.LayerNorm(d)
+        self.intermediate, self.output = Dense(d, d_ff), Dense(d_ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attention(self.layernorm_before(x)) + x
+        return self.output.dense(F.gelu(self.intermediate.dense(self.layernorm_after(x)))) + x
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
+
+
+class Pooler(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+
+
+class HFViTModel(nn.Module):
+    """``embeddings``, ``encoder.layer``, ``layernorm`` (and ``pooler``): outputs the stream (and the
+    pooled class token)."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.embeddings, self.encoder = Embeddings(c), Encoder(c)
+        self.layernorm = nn.LayerNorm(c["d_model"])
+        if c["pooler"]:
+            self.pooler = Pooler(c["d_model"])
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(pixels)
+        for layer in self.encoder.layer:
+            x = layer(x)
+        return self.layernorm(x)
+
+    def forward(self, pixels: torch.Tensor) -> Any:
+        x = self.encode(pixels)
+        return (x, torch.tanh(self.pooler.dense(x[:, 0]))) if hasattr(self, "pooler") else x
+
+
+class HFViTReference(nn.Module):
+    """``vit`` and the ``classifier`` on the class token."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.vit = HFViTModel(c)
+        self.classifier = linear(c["d_model"], c["classes"])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.vit.encode(pixels)[:, 0])
+
+
+# -- timm --------------------------------------------------------------------------------------------
+class PatchEmbed(nn.Module):
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(c["channels"], c["d_model"], c["patch"], stride=c["patch"])
+
+
+class TimmAttention(nn.Module):
+    """Fused ``qkv`` ``(3d, d)``: rows queries | keys | values (each all heads), not interleaved."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.qkv, self.proj = linear(d, 3 * d), linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
+        return self.proj(attend(q, k, v, 1, 1, causal=False))
+
+
+class Mlp(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = linear(d, d_ff), linear(d_ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, d: int, d_ff: int) -> None:
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(d), TimmAttention(d)
+        self.norm2, self.mlp = nn.LayerNorm(d), Mlp(d, d_ff)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the sublayer first: the class token's row has no unit before the first add, and the
+        # tracer reads a row's unit from the first operand that has one
+        x = self.attn(self.norm1(x)) + x
+        return self.mlp(self.norm2(x)) + x
+
+
+class TimmViTReference(nn.Module):
+    """``cls_token``, ``pos_embed``, ``patch_embed.proj``, ``blocks``; class-token pooling after
+    ``norm``, or mean pooling of the patches then ``fc_norm``; ``head`` when it has classes."""
+
+    def __init__(self, c: Mapping[str, Any]) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.cls_token = nn.Parameter(torch.empty(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.empty(1, c["tokens"], d))
+        self.patch_embed = PatchEmbed(c)
+        self.blocks = nn.ModuleList(TimmBlock(d, c["d_ff"]) for _ in range(c["layers"]))
+        self.pool = c["pool"]
+        if self.pool == "token":
+            self.norm = nn.LayerNorm(d)
+        else:
+            self.fc_norm = nn.LayerNorm(d)
+        if c["classes"]:
+            self.head = linear(d, c["classes"])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = patches(self.patch_embed.proj, self.cls_token, self.pos_embed, pixels)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)[:, 0] if self.pool == "token" else self.fc_norm(x[:, 1:].mean(dim=1))
+        return self.head(x) if hasattr(self, "head") else x

@@ -1,0 +1,430 @@
+"""Keras files -> the unit graph (spec §1b): a full model is rebuilt as a torch module from its
+config and traced; a weights-only file is read as a plain stack of Dense layers.
+
+Read with ``h5py``; no code of the file runs, and links to other files, external raw storage and
+virtual datasets are refused:
+
+- a legacy full-model ``.h5`` / ``.hdf5`` (root attribute ``model_config``; Keras 2 and 3) or a
+  Keras 3 ``.keras`` zip (``config.json`` + ``model.weights.h5``): a Sequential or Functional model
+  whose layers `modscope.graphs.keras_layers` rebuilds in torch (channels-last tensors, so a
+  Flatten is channels-last as in Keras; weights converted to torch's layouts), traced;
+- a weights-only file (``save_weights``: layer groups at the root, ``model_weights/`` without a
+  config, or Keras 3's ``layers/<name>/vars``): a plain stack of Dense kernels ``(in, out)`` in the
+  stored layer order; anything else in it (convolutions, recurrent or normalisation layers) is
+  refused, since its dataflow is in the config the file does not hold.
+
+Weights are found by each layer's ``weight_names`` (Keras 2 names end in ``:0``, Keras 3's not),
+or in Keras 3's layout by the ``name`` attribute of each ``vars`` group, in variable order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModscopeError
+from .formats import MAX_FILE_BYTES, check_file, first_line
+from .keras_layers import KerasLayer, LayerBuilder
+from .weight_graph import WeightGraph, check_build_memory
+
+__all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
+
+_INSTALL = "reading Keras files needs h5py: pip install modscope[keras]"
+_NATURAL = re.compile(r"(\d+)")
+
+
+@dataclass
+class KerasFile:
+    """What a Keras file holds: the model config (None for weights only), each layer's weights
+    in stored order with their names, and the layers in stored order."""
+
+    config: dict | None
+    weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    names: dict[str, list[str]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    kind: str = "HDF5"
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise ModscopeError(_INSTALL) from None
+    return h5py
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8") if isinstance(v, bytes) else str(v)
+
+
+def _strings(v: Any) -> list[str]:
+    if v is None:
+        return []
+    return [_text(s) for s in np.asarray(v).reshape(-1)]
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def _item(group: Any, name: str, where: str) -> Any:
+    """``group[name]`` through hard / soft links inside the file only."""
+    h5py = _h5py()
+    node = group
+    for part in [p for p in name.split("/") if p]:
+        link = node.get(part, getlink=True)
+        if link is None:
+            raise ModscopeError(f"{where}: weight {name!r} is missing")
+        if isinstance(link, h5py.ExternalLink):
+            raise ModscopeError(f"{where}: {name!r} links to another file: refused")
+        node = node[part]
+    return node
+
+
+def _dataset(group: Any, name: str, where: str) -> np.ndarray:
+    h5py = _h5py()
+    ds = _item(group, name, where)
+    if not isinstance(ds, h5py.Dataset):
+        raise ModscopeError(f"{where}: {name!r} is not an array")
+    if ds.external or ds.is_virtual:
+        raise ModscopeError(f"{where}: {name!r} keeps its data in other files: refused")
+    if ds.size * ds.dtype.itemsize > MAX_FILE_BYTES:
+        raise ModscopeError(f"{where}: {name!r} is above the {MAX_FILE_BYTES:,}-byte limit")
+    return np.asarray(ds[()])
+
+
+def _legacy_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
+    """Layer weights of the legacy layout: ``layer_names`` and each layer's ``weight_names``."""
+    order = _strings(root.attrs.get("layer_names"))
+    weights, names = {}, {}
+    for layer in order:
+        group = _item(root, layer, where)
+        wn = _strings(group.attrs.get("weight_names"))
+        weights[layer] = [_dataset(group, n, where) for n in wn]
+        names[layer] = wn
+    return weights, names, order
+
+
+def _natural(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in _NATURAL.split(name)]
+
+
+def _v3_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
+    """Keras 3's ``layers/<name>/vars/<i>`` layout (the user's layer name is the ``vars`` group's
+    ``name`` attribute; a recurrent layer keeps its weights in ``cell/vars``)."""
+    h5py = _h5py()
+    layers = _item(root, "layers", where)
+    weights, names, order = {}, {}, []
+    for key in sorted(layers.keys(), key=_natural):
+        group = _item(layers, key, where)
+        if not isinstance(group, h5py.Group):
+            continue
+        name = _text(group["vars"].attrs.get("name", key)) if "vars" in group else key
+        arrays, labels = [], []
+        todo = [("", group)]
+        while todo:  # the layer's own vars, then nested objects' (cells, wrapped layers)
+            prefix, g = todo.pop(0)
+            if "vars" in g:
+                vars_ = _item(g, "vars", where)
+                for i in sorted(vars_.keys(), key=_natural):
+                    arrays.append(_dataset(vars_, i, where))
+                    labels.append(f"{prefix}vars/{i}")
+            for sub in sorted(k for k in g.keys() if k != "vars"):
+                child = _item(g, sub, where)
+                if isinstance(child, h5py.Group):
+                    todo.append((f"{prefix}{sub}/", child))
+        weights[name], names[name] = arrays, labels
+        order.append(name)
+    return weights, names, order
+
+
+def _read_h5(source: Any, where: str, config: dict | None, kind: str) -> KerasFile:
+    h5py = _h5py()
+    try:
+        with h5py.File(source, "r") as f:
+            if config is None and "model_config" in f.attrs:
+                config = _json(f.attrs["model_config"], where)
+            if "layer_names" in f.attrs:
+                weights, names, order = _legacy_weights(f, where)
+            elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
+                weights, names, order = _legacy_weights(_item(f, "model_weights", where), where)
+            elif "layers" in f:
+                weights, names, order = _v3_weights(f, where)
+            else:
+                raise ModscopeError(
+                    f"{where}: no Keras weights found (no layer_names, model_weights or layers)"
+                )
+    except ModscopeError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ModscopeError(
+            f"{where}: not a readable Keras HDF5 file, truncated or corrupt ({first_line(exc)})"
+        ) from None
+    return KerasFile(config, weights, names, order, kind)
+
+
+def _json(raw: Any, where: str) -> dict:
+    try:
+        out = json.loads(_text(raw))
+    except (ValueError, RecursionError) as exc:
+        raise ModscopeError(f"{where}: the model config is not valid JSON ({first_line(exc)})") from None
+    if not isinstance(out, dict):
+        raise ModscopeError(f"{where}: the model config is not a Keras model config")
+    return out
+
+
+def read_keras(path: str | Path) -> KerasFile:
+    """The config and weights of a Keras ``.h5`` / ``.hdf5`` (full model or weights only) or
+    ``.keras`` file, with one-line errors."""
+    path = Path(path)
+    check_file(path)
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ModscopeError(
+            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
+        )
+    _h5py()
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        raise ModscopeError(f"{path}: not a readable .keras archive, truncated or corrupt (not a zip file)")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+                if "config.json" not in names or "model.weights.h5" not in names:
+                    raise ModscopeError(
+                        f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)"
+                    )
+                for n in ("config.json", "model.weights.h5"):
+                    if z.getinfo(n).file_size > MAX_FILE_BYTES:
+                        raise ModscopeError(f"{path}: {n} is above the {MAX_FILE_BYTES:,}-byte limit")
+                config = _json(z.read("config.json"), str(path))
+                data = z.read("model.weights.h5")
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+            raise ModscopeError(
+                f"{path}: not a readable .keras archive, truncated or corrupt ({first_line(exc)})"
+            ) from None
+        return _read_h5(io.BytesIO(data), str(path), config, ".keras")
+    return _read_h5(str(path), str(path), None, "HDF5")
+
+
+# -- weights only ------------------------------------------------------------------------------------
+def _weights_only_graph(kf: KerasFile, where: str) -> WeightGraph:
+    """A weights-only file: Dense kernels ``(in, out)`` chained in stored order."""
+    items = []
+    for layer in kf.order:
+        arrays = kf.weights.get(layer, [])
+        if not arrays:
+            continue
+        kernel, rest = arrays[0], arrays[1:]
+        if kernel.ndim != 2 or len(rest) > 1 or any(r.ndim != 1 for r in rest):
+            what = "convolution kernels" if kernel.ndim > 2 else "weights other than a Dense kernel and bias"
+            raise ModscopeError(
+                f"{where}: layer {layer} has {what}, and a weights-only Keras file does not say how "
+                "the model joins its layers: save the full model (model.save('model.h5') or "
+                "'model.keras') and pass that"
+            )
+        if not np.issubdtype(kernel.dtype, np.floating):
+            raise ModscopeError(f"{where}: layer {layer} has a kernel of type {kernel.dtype}")
+        items.append((f"{layer}.weight", kernel.astype(np.float64).T))  # torch's (out, in)
+    if not items:
+        raise ModscopeError(f"{where}: no Dense kernels found")
+    for (a, wa), (b, wb) in zip(items, items[1:], strict=False):
+        if wa.shape[0] != wb.shape[1]:
+            raise ModscopeError(
+                f"{where}: Dense kernels {a} {wa.shape[::-1]} and {b} {wb.shape[::-1]} (in x out) do not "
+                "chain in stored order: save the full model"
+            )
+    check_build_memory([items[0][1].shape[1], *(w.shape[0] for _, w in items)])
+    return WeightGraph.from_weights(
+        [w for _, w in items],
+        [n for n, _ in items],
+        reading=f"a weights-only Keras file: a plain stack of {len(items)} Dense layers in stored order "
+        "(in x out kernels)",
+    )
+
+
+# -- the model config --------------------------------------------------------------------------------
+def _history(obj: Any, out: list) -> None:
+    """The ``keras_history`` references in a Keras 3 call's arguments, in order."""
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            layer, node, index = obj["config"]["keras_history"]
+            out.append((str(layer), int(node), int(index)))
+        else:
+            for v in obj.values():
+                _history(v, out)
+    elif isinstance(obj, list):
+        for v in obj:
+            _history(v, out)
+
+
+def _calls(inbound: Any) -> list[list[tuple[str, int, int]]]:
+    calls = []
+    for node in inbound or []:
+        refs: list = []
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            _history(node.get("args", []), refs)
+        else:  # Keras 2: [[layer, call, index, kwargs], ...]
+            refs = [(str(r[0]), int(r[1]), int(r[2])) for r in node]
+        calls.append(refs)
+    return calls
+
+
+def _refs(v: Any) -> list[tuple[str, int, int]]:
+    if v and isinstance(v[0], str):
+        v = [v]
+    return [(str(r[0]), int(r[1]), int(r[2])) for r in v or []]
+
+
+def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
+    """Layers, the model's input and output references, and whether it is Sequential."""
+    cls = config.get("class_name")
+    body = config.get("config")
+    if cls == "Sequential":
+        raw = body if isinstance(body, list) else (body or {}).get("layers", [])
+        layers = [
+            KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
+            for i, r in enumerate(raw)
+        ]
+        return layers, [], [], True
+    if cls in ("Functional", "Model") and isinstance(body, dict):
+        layers = [
+            KerasLayer(
+                r["class_name"],
+                r.get("name", r["config"].get("name")),
+                r["config"],
+                _calls(r.get("inbound_nodes")),
+            )
+            for r in body.get("layers", [])
+        ]
+        return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
+    raise ModscopeError(
+        f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
+    )
+
+
+def _batch_shape(cfg: dict) -> list | None:
+    return cfg.get("batch_shape") or cfg.get("batch_input_shape")
+
+
+_SKIP = {"InputLayer"}
+
+
+@dataclass
+class _Plan:
+    layers: list[KerasLayer]
+    fns: dict[str, Callable]
+    inputs: list[tuple[str, int, int]]
+    outputs: list[tuple[str, int, int]]
+    sequential: bool
+
+
+def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source: str = "model") -> tuple:
+    """``(module, example_input, input_axes)``: a torch module running the Keras model of ``kf``,
+    a zero example input of its declared shape (batch 1; ``input_shape`` replaces the first input's
+    shape without the batch axis), and each input's feature axis for `trace_graph`."""
+    import torch
+
+    if kf.config is None:
+        raise ModscopeError(f"{source}: the file holds weights only, no model config")
+    layers, inputs, outputs, sequential = _model_layers(kf.config, source)
+
+    class KerasModule(torch.nn.Module):
+        def forward(self, x: Any, *more: Any) -> Any:
+            return run_plan(plan, [x, *more])
+
+    module = KerasModule()
+    fns = {}
+    for layer in layers:
+        if layer.cls in _SKIP and not sequential:
+            continue
+        if layer.cls in ("Sequential", "Functional", "Model"):
+            raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
+        build = LayerBuilder(
+            module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
+        )
+        maker = getattr(build, layer.cls, None)
+        if maker is None or layer.cls.startswith("_"):
+            raise ModscopeError(
+                f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
+            )
+        fns[layer.name] = maker()
+    plan = _Plan(layers, fns, inputs, outputs, sequential)
+    # the example input: declared shapes, symbolic sizes 1
+    shapes, dtypes = [], []
+    if sequential:
+        first = layers[0].config if layers else {}
+        shape = _batch_shape(first) or (kf.config.get("config") or {}).get("build_input_shape")
+        if shape is None and layers and layers[0].cls == "Dense":
+            w = kf.weights.get(layers[0].name)
+            shape = [None, w[0].shape[0]] if w else None
+        shapes.append(shape)
+        dtypes.append(first.get("dtype") if layers and layers[0].cls == "InputLayer" else None)
+        if layers and layers[0].cls == "Embedding":
+            dtypes[-1] = "int64"
+    else:
+        by_name = {layer.name: layer for layer in layers}
+        for name, _, _ in inputs:
+            cfg = by_name[name].config if name in by_name else {}
+            shapes.append(_batch_shape(cfg))
+            dtypes.append(cfg.get("dtype"))
+    example = []
+    for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
+        if k == 0 and input_shape is not None:
+            shape = [None, *input_shape]
+        if shape is None:
+            raise ModscopeError(f"{source}: the model does not declare its input shape: pass input_shape")
+        dims = [1 if s is None else int(s) for s in shape]
+        dt = torch.int64 if isinstance(dtype, str) and "int" in dtype else torch.float32
+        example.append(torch.zeros(dims, dtype=dt))
+    axes = {"x" if k == 0 else f"more_{k - 1}": -1 for k in range(len(example))}  # features last
+    try:
+        with torch.no_grad():
+            module.eval()(*example)
+    except ModscopeError:
+        raise
+    except Exception as exc:  # a config this reader does not follow, or an input of the wrong shape
+        raise ModscopeError(
+            f"{source}: cannot run the Keras model as torch ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
+    return module, tuple(example), axes
+
+
+def run_plan(plan: _Plan, inputs: list) -> Any:
+    """Run the layers of ``plan`` on the model inputs (Keras layout)."""
+    if plan.sequential:
+        x = inputs[0]
+        for layer in plan.layers:
+            x = plan.fns[layer.name]([x])[0]
+        return x
+    values: dict[tuple[str, int, int], Any] = {ref: t for ref, t in zip(plan.inputs, inputs, strict=True)}
+    for layer in plan.layers:
+        if layer.name not in plan.fns:
+            continue
+        for call, refs in enumerate(layer.calls):
+            args = [values[r] for r in refs]
+            for index, out in enumerate(plan.fns[layer.name](args)):
+                values[(layer.name, call, index)] = out
+    outs = tuple(values[r] for r in plan.outputs)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def keras_graph(
+    path: str | Path, *, kernel_norm: str = "1", input_shape: Sequence[int] | None = None
+) -> WeightGraph:
+    """The unit graph of a Keras ``.h5`` / ``.hdf5`` / ``.keras`` file: a full model traced from a
+    torch module rebuilt from its config, or a weights-only file's plain stack of Dense layers.
+    ``input_shape``: the first input's shape without the batch axis, when the config lacks it."""
+    from .tracing import trace_graph
+
+    kf = read_keras(path)
+    if kf.config is None:
+        return _weights_only_graph(kf, str(path))
+    module, example, axes = keras_module(kf, input_shape, str(path))
+    graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
+    what = "a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model"
+    return graph.read_as(f"{what}, traced")

@@ -1,0 +1,512 @@
+"""Keras layers as torch: one builder method per Keras layer class, each registering the layer's
+weights (converted to torch's layouts) on the module and returning the function it computes.
+
+Tensors keep Keras's channels-last layout; convolutions and pooling permute around torch's
+channels-first ops, so a Flatten is channels-last, as Keras computes it. Conversions: Dense
+``(in, out)`` -> ``(out, in)``; Conv ``(k..., in, out)`` -> ``(out, in, k...)``; DepthwiseConv2D
+``(kh, kw, in, m)`` -> ``(in * m, 1, kh, kw)`` with ``groups=in``; LSTM gate columns i, f, c, o
+-> torch's rows i, f, g, o (the same order); GRU z, r, h -> r, z, n, ``reset_after`` biases
+``(2, 3u)`` -> ``bias_ih`` / ``bias_hh``; BatchNormalization gamma, beta, moving mean and variance.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModscopeError
+from .padding import pad_by_concat, same_pads
+
+__all__ = ["KerasLayer", "LayerBuilder", "activation"]
+
+
+@dataclass
+class KerasLayer:
+    """One layer of a Keras model config."""
+
+    cls: str
+    name: str
+    config: dict
+    calls: list[list[tuple[str, int, int]]]  # per call: the (layer, call, output) tensors it reads
+
+
+# -- layers as torch ---------------------------------------------------------------------------------
+def activation(name: Any, where: str) -> Callable:
+    """The torch function of a Keras activation (its name or serialised form)."""
+    import torch
+
+    F = torch.nn.functional
+    if isinstance(name, dict):  # a serialised activation function
+        name = name.get("config", {}).get("name") or name.get("class_name")
+    name = str(name or "linear").lower()
+    table = {
+        "linear": lambda x: x,
+        "relu": torch.relu,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "softmax": lambda x: F.softmax(x, -1),
+        "log_softmax": lambda x: F.log_softmax(x, -1),
+        "elu": F.elu,
+        "selu": F.selu,
+        "gelu": F.gelu,
+        "swish": F.silu,
+        "silu": F.silu,
+        "softplus": F.softplus,
+        "softsign": F.softsign,
+        "relu6": F.relu6,
+        "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+        "hard_sigmoid": F.hardsigmoid,
+        "hard_silu": F.hardswish,
+        "hard_swish": F.hardswish,
+        "exponential": torch.exp,
+        "mish": F.mish,
+    }
+    if name not in table:
+        raise ModscopeError(f"{where}: Keras activation {name!r} is not read")
+    return table[name]
+
+
+def _get(getter: Callable[[], Any] | None) -> Any:
+    return None if getter is None else getter()
+
+
+def _channels_first(x: Any) -> Any:
+    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+
+
+def _channels_last(x: Any) -> Any:
+    return x.permute(0, *range(2, x.ndim), 1)
+
+
+def _tuple(v: Any, n: int) -> list[int]:
+    return [int(a) for a in v] if isinstance(v, list | tuple) else [int(v)] * n
+
+
+class LayerBuilder:
+    """Turns one Keras layer into a function of torch tensors, registering its weights."""
+
+    def __init__(
+        self, module: Any, layer: KerasLayer, weights: list[np.ndarray], names: list[str], where: str
+    ):
+        import torch
+
+        self.torch, self.module, self.layer, self.where = torch, module, layer, where
+        self.cfg = layer.config
+        self.weights, self.names = weights, names
+        self.prefix = re.sub(r"\W", "_", layer.name) or "layer"
+
+    def refuse(self, why: str) -> ModscopeError:
+        return ModscopeError(f"{self.where}: Keras {self.layer.cls} layer {self.layer.name}: {why}")
+
+    def role(self, role: str, index: int) -> np.ndarray:
+        return self.pick(self.names, self.weights, role, index)
+
+    def pick(self, names: list[str], weights: list[np.ndarray], role: str, index: int) -> np.ndarray:
+        """The weight called ``role`` (by its name; the ``index``-th if no name says)."""
+        tagged = [i for i, n in enumerate(names) if re.sub(r":\d+$", "", n).split("/")[-1] == role]
+        i = tagged[0] if tagged else index
+        if i >= len(weights):
+            raise self.refuse(f"its {role} is missing from the file")
+        return np.asarray(weights[i], dtype=np.float32)
+
+    def param(self, name: str, array: np.ndarray) -> Callable[[], Any]:
+        """Register ``array`` as ``<layer>.<name>`` (dots make submodules); returns its getter (the
+        forward must read parameters off the module: torch.export swaps them for its own)."""
+        torch = self.torch
+        holder = self.module
+        parts = [self.prefix, *name.split(".")]
+        for p in parts[:-1]:
+            if p not in holder._modules:
+                holder.add_module(p, torch.nn.Module())
+            holder = holder._modules[p]
+        holder.register_parameter(
+            parts[-1], torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)), requires_grad=False)
+        )
+        return lambda: holder._parameters[parts[-1]]
+
+    def submodule(self, module: Any) -> Any:
+        self.module.add_module(self.prefix, module)
+        return module
+
+    def data_format_last(self) -> bool:
+        fmt = self.cfg.get("data_format") or "channels_last"
+        return fmt == "channels_last"
+
+    # each returns f(inputs: list[Tensor]) -> list[Tensor]
+    def Dense(self) -> Callable:
+        F = self.torch.nn.functional
+        w = self.param("weight", self.role("kernel", 0).T)
+        b = self.param("bias", self.role("bias", 1)) if self.cfg.get("use_bias", True) else None
+        act = activation(self.cfg.get("activation"), self.where)
+        return lambda xs: [act(F.linear(xs[0], w(), _get(b)))]
+
+    def _conv(self, n: int, depthwise: bool = False, separable: bool = False) -> Callable:
+        torch = self.torch
+        F = torch.nn.functional
+        fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+        kernel_size = _tuple(self.cfg.get("kernel_size"), n)
+        strides = _tuple(self.cfg.get("strides", 1), n)
+        dilation = _tuple(self.cfg.get("dilation_rate", 1), n)
+        padding = self.cfg.get("padding", "valid")
+        last = self.data_format_last()
+        to_torch = (2, 1, 0) if n == 1 else (3, 2, 0, 1)  # (k..., in, out) -> (out, in, k...)
+        if depthwise or separable:
+            dk = (
+                self.role("depthwise_kernel", 0)
+                if any("depthwise" in s for s in self.names)
+                else self.role("kernel", 0)
+            )
+            k = dk.reshape(
+                *dk.shape[:-2], dk.shape[-2] * dk.shape[-1]
+            )  # channel c, multiplier m -> c * m + m
+            dw = self.param(
+                "depthwise.weight" if separable else "weight", np.expand_dims(k.transpose(n, *range(n)), 1)
+            )
+            groups = dk.shape[-2]
+        else:
+            dw = self.param("weight", self.role("kernel", 0).transpose(to_torch))
+            groups = int(self.cfg.get("groups", 1))
+        pw = None
+        if separable:
+            pw = self.param("pointwise.weight", self.role("pointwise_kernel", 1).transpose(to_torch))
+        bias = None
+        if self.cfg.get("use_bias", True):
+            bias = self.param("bias", self.role("bias", 2 if separable else 1))
+        act = activation(self.cfg.get("activation"), self.where)
+
+        def run(xs: list) -> list:
+            x = _channels_first(xs[0]) if last else xs[0]
+            if padding == "same":
+                pads = [
+                    same_pads(s, k, st, d)
+                    for s, k, st, d in zip(x.shape[2:], kernel_size, strides, dilation, strict=True)
+                ]
+            elif padding == "causal":
+                pads = [((kernel_size[0] - 1) * dilation[0], 0)]
+            else:
+                pads = [(0, 0)] * n
+            x, even = pad_by_concat(x, pads, 0.0)
+            if pw is None:
+                y = fn(x, dw(), _get(bias), strides, even, dilation, groups)
+            else:
+                y = fn(fn(x, dw(), None, strides, even, dilation, groups), pw(), _get(bias))
+            y = act(y)
+            return [_channels_last(y) if last else y]
+
+        return run
+
+    def Conv1D(self) -> Callable:
+        return self._conv(1)
+
+    def Conv2D(self) -> Callable:
+        return self._conv(2)
+
+    def DepthwiseConv2D(self) -> Callable:
+        return self._conv(2, depthwise=True)
+
+    def SeparableConv2D(self) -> Callable:
+        return self._conv(2, separable=True)
+
+    def BatchNormalization(self) -> Callable:
+        F = self.torch.nn.functional
+        axis = self.cfg.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) else int(axis)
+        i = 0
+        gamma = beta = None
+        if self.cfg.get("scale", True):
+            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
+        if self.cfg.get("center", True):
+            beta, i = self.param("bias", self.role("beta", i)), i + 1
+        mean = self.param("running_mean", self.role("moving_mean", i))
+        var = self.param("running_var", self.role("moving_variance", i + 1))
+        eps = float(self.cfg.get("epsilon", 1e-3))
+
+        def run(xs: list) -> list:
+            x = xs[0]
+            a = axis % x.ndim
+            if a != 1:
+                x = x.movedim(a, 1)
+            y = F.batch_norm(x, mean(), var(), _get(gamma), _get(beta), False, 0.0, eps)
+            return [y.movedim(1, a) if a != 1 else y]
+
+        return run
+
+    def LayerNormalization(self) -> Callable:
+        F = self.torch.nn.functional
+        axis = self.cfg.get("axis", -1)
+        axes = [int(a) for a in axis] if isinstance(axis, list) else [int(axis)]
+        if len(axes) != 1:
+            raise self.refuse("normalisation over several axes")
+        i = 0
+        gamma = beta = None
+        if self.cfg.get("scale", True):
+            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
+        if self.cfg.get("center", True):
+            beta = self.param("bias", self.role("beta", i))
+        eps = float(self.cfg.get("epsilon", 1e-3))
+
+        def run(xs: list) -> list:
+            x = xs[0]
+            if axes[0] % x.ndim != x.ndim - 1:
+                raise self.refuse("normalisation over an axis other than the last")
+            return [F.layer_norm(x, [x.shape[-1]], _get(gamma), _get(beta), eps)]
+
+        return run
+
+    def Activation(self) -> Callable:
+        act = activation(self.cfg.get("activation"), self.where)
+        return lambda xs: [act(xs[0])]
+
+    def ReLU(self) -> Callable:
+        return lambda xs: [self.torch.relu(xs[0])]
+
+    def LeakyReLU(self) -> Callable:
+        slope = float(self.cfg.get("negative_slope", self.cfg.get("alpha", 0.3)))
+        return lambda xs: [self.torch.nn.functional.leaky_relu(xs[0], slope)]
+
+    def ELU(self) -> Callable:
+        return lambda xs: [self.torch.nn.functional.elu(xs[0], float(self.cfg.get("alpha", 1.0)))]
+
+    def Softmax(self) -> Callable:
+        axis = self.cfg.get("axis", -1)
+        return lambda xs: [self.torch.softmax(xs[0], int(axis if isinstance(axis, int) else axis[0]))]
+
+    def identity(self) -> Callable:
+        return lambda xs: [xs[0]]
+
+    Dropout = SpatialDropout1D = SpatialDropout2D = GaussianNoise = GaussianDropout = AlphaDropout = identity
+    ActivityRegularization = InputLayer = identity
+
+    def Flatten(self) -> Callable:
+        last = self.data_format_last()
+
+        def run(xs: list) -> list:
+            x = xs[0]
+            if not last and x.ndim > 2:  # Keras puts channels last before flattening
+                x = _channels_last(x)
+            return [x.reshape(x.shape[0], -1)]
+
+        return run
+
+    def Reshape(self) -> Callable:
+        shape = [int(s) for s in self.cfg["target_shape"]]
+        return lambda xs: [xs[0].reshape(xs[0].shape[0], *shape)]
+
+    def Permute(self) -> Callable:
+        dims = [int(d) for d in self.cfg["dims"]]
+        return lambda xs: [xs[0].permute(0, *dims)]
+
+    def _pool(self, n: int, kind: str) -> Callable:
+        torch = self.torch
+        F = torch.nn.functional
+        size = _tuple(self.cfg.get("pool_size", 2), n)
+        strides = _tuple(self.cfg.get("strides") or size, n)
+        padding = self.cfg.get("padding", "valid")
+        last = self.data_format_last()
+        fn = {
+            ("max", 1): F.max_pool1d,
+            ("max", 2): F.max_pool2d,
+            ("avg", 1): F.avg_pool1d,
+            ("avg", 2): F.avg_pool2d,
+        }[(kind, n)]
+
+        def run(xs: list) -> list:
+            x = _channels_first(xs[0]) if last else xs[0]
+            pads = [
+                same_pads(s, k, st) if padding == "same" else (0, 0)
+                for s, k, st in zip(x.shape[2:], size, strides, strict=True)
+            ]
+            x, even = pad_by_concat(x, pads, -float("inf") if kind == "max" else 0.0)
+            y = fn(x, size, strides, even) if kind == "max" else fn(x, size, strides, even, False, False)
+            return [_channels_last(y) if last else y]
+
+        return run
+
+    def MaxPooling1D(self) -> Callable:
+        return self._pool(1, "max")
+
+    def MaxPooling2D(self) -> Callable:
+        return self._pool(2, "max")
+
+    def AveragePooling1D(self) -> Callable:
+        return self._pool(1, "avg")
+
+    def AveragePooling2D(self) -> Callable:
+        return self._pool(2, "avg")
+
+    MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = (
+        MaxPooling1D,
+        MaxPooling2D,
+        AveragePooling1D,
+        AveragePooling2D,
+    )
+
+    def _global(self, kind: str) -> Callable:
+        last = self.data_format_last()
+        keep = bool(self.cfg.get("keepdims", False))
+
+        def run(xs: list) -> list:
+            x = xs[0]
+            dims = list(range(1, x.ndim - 1)) if last else list(range(2, x.ndim))
+            return [x.mean(dims, keepdim=keep) if kind == "avg" else x.amax(dims, keepdim=keep)]
+
+        return run
+
+    def GlobalAveragePooling1D(self) -> Callable:
+        return self._global("avg")
+
+    GlobalAveragePooling2D = GlobalAvgPool1D = GlobalAvgPool2D = GlobalAveragePooling1D
+
+    def GlobalMaxPooling1D(self) -> Callable:
+        return self._global("max")
+
+    GlobalMaxPooling2D = GlobalMaxPool1D = GlobalMaxPool2D = GlobalMaxPooling1D
+
+    def _zero_pad(self, n: int) -> Callable:
+        raw = self.cfg.get("padding", 1)
+        if isinstance(raw, int):
+            pads = [(raw, raw)] * n
+        else:
+            pads = [(int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in raw]
+            if n == 1 and len(raw) == 2 and all(isinstance(p, int) for p in raw):
+                pads = [(int(raw[0]), int(raw[1]))]
+        last = self.data_format_last()
+
+        def run(xs: list) -> list:
+            y, _ = pad_by_concat(xs[0], pads, 0.0, first_axis=1 if last else 2)
+            return [y]
+
+        return run
+
+    def ZeroPadding1D(self) -> Callable:
+        return self._zero_pad(1)
+
+    def ZeroPadding2D(self) -> Callable:
+        return self._zero_pad(2)
+
+    def _merge(self, fn: Callable) -> Callable:
+        def run(xs: list) -> list:
+            out = xs[0]
+            for x in xs[1:]:
+                out = fn(out, x)
+            return [out]
+
+        return run
+
+    def Add(self) -> Callable:
+        return self._merge(lambda a, b: a + b)
+
+    def Subtract(self) -> Callable:
+        return self._merge(lambda a, b: a - b)
+
+    def Multiply(self) -> Callable:
+        return self._merge(lambda a, b: a * b)
+
+    def Maximum(self) -> Callable:
+        return self._merge(lambda a, b: self.torch.maximum(a, b))
+
+    def Average(self) -> Callable:
+        add = self._merge(lambda a, b: a + b)
+        return lambda xs: [add(xs)[0] / len(xs)]
+
+    def Concatenate(self) -> Callable:
+        axis = int(self.cfg.get("axis", -1))
+        return lambda xs: [self.torch.cat(list(xs), axis)]
+
+    def Embedding(self) -> Callable:
+        w = self.param("weight", self.role("embeddings", 0))
+        return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
+
+    def _recurrent(
+        self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray], reverse: bool
+    ) -> Any:
+        """Weights of a Keras LSTM / GRU / SimpleRNN in torch's layout: (w_ih, w_hh, b_ih, b_hh)."""
+        kernel = self.pick(names, weights, "kernel", 0)
+        recurrent = self.pick(names, weights, "recurrent_kernel", 1)
+        units = recurrent.shape[0]
+        gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+        order = [1, 0, 2] if kind == "GRU" else list(range(gates))  # Keras GRU z, r, h -> torch r, z, n
+
+        def rows(w: np.ndarray) -> np.ndarray:  # (n, gates * u) columns -> torch's (gates * u, n) rows
+            blocks = np.split(w.T if w.ndim == 2 else w, gates, axis=0)
+            return np.concatenate([blocks[k] for k in order], axis=0)
+
+        zero = np.zeros(gates * units, dtype=np.float32)
+        b_ih = b_hh = zero
+        if cfg.get("use_bias", True):
+            bias = self.pick(names, weights, "bias", 2)
+            if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
+                b_ih, b_hh = rows(bias[0]), rows(bias[1])
+            else:
+                b_ih = rows(bias)
+        return rows(kernel), rows(recurrent), b_ih, b_hh, units
+
+    def _rnn_module(self, kind: str, parts: list, bidirectional: bool) -> Any:
+        torch = self.torch
+        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "SimpleRNN": torch.nn.RNN}[kind]
+        w_ih, _, _, _, units = parts[0]
+        module = cls(w_ih.shape[1], units, batch_first=True, bidirectional=bidirectional)
+        with torch.no_grad():
+            for d, (wi, wh, bi, bh, _) in enumerate(parts):
+                sfx = "_l0" + ("_reverse" if d else "")
+                for name, value in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
+                    getattr(module, name + sfx).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+        return self.submodule(module.eval())
+
+    def _rnn(self, kind: str) -> Callable:
+        cfg = self.cfg
+        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights, False)], False)
+        return self._rnn_run(module, cfg, kind, bool(cfg.get("go_backwards", False)), None)
+
+    def _rnn_run(self, module: Any, cfg: dict, kind: str, backwards: bool, merge: str | None) -> Callable:
+        seqs = bool(cfg.get("return_sequences", False))
+        states = bool(cfg.get("return_state", False))
+
+        def run(xs: list) -> list:
+            x = xs[0].flip(1) if backwards else xs[0]
+            y, h = module(x)
+            finals = list(h) if kind == "LSTM" else [h]
+            out = y if seqs else (y[:, -1] if merge is None else self._last_both(y))
+            if merge is not None and merge != "concat":
+                half = out.shape[-1] // 2
+                a, b = out[..., :half], out[..., half:]
+                out = {"sum": a + b, "mul": a * b, "ave": (a + b) / 2}[merge]
+            return [out, *[f[-1] for f in finals]] if states else [out]
+
+        return run
+
+    def _last_both(self, y: Any) -> Any:
+        """A bidirectional layer's last output: forward's last step, backward's first (as Keras)."""
+        half = y.shape[-1] // 2
+        return self.torch.cat([y[:, -1, :half], y[:, 0, half:]], -1)
+
+    def LSTM(self) -> Callable:
+        return self._rnn("LSTM")
+
+    def GRU(self) -> Callable:
+        return self._rnn("GRU")
+
+    def SimpleRNN(self) -> Callable:
+        return self._rnn("SimpleRNN")
+
+    def Bidirectional(self) -> Callable:
+        inner = self.cfg.get("layer", {})
+        kind = inner.get("class_name")
+        if kind not in ("LSTM", "GRU", "SimpleRNN"):
+            raise self.refuse(f"a Bidirectional {kind} is not read")
+        icfg = inner.get("config", {})
+        if icfg.get("return_state"):
+            raise self.refuse("the states of a Bidirectional layer are not read")
+        n = len(self.weights) // 2
+        fwd = [i for i, s in enumerate(self.names) if "forward" in s] or list(range(n))
+        bwd = [i for i, s in enumerate(self.names) if "backward" in s] or list(range(n, 2 * n))
+        parts = [
+            self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx], False)
+            for idx in (fwd, bwd)
+        ]
+        module = self._rnn_module(kind, parts, True)
+        return self._rnn_run(module, icfg, kind, False, self.cfg.get("merge_mode", "concat") or "concat")

@@ -1,0 +1,759 @@
+"""The ops of an ONNX graph as torch ops: one handler per ONNX op type (`OPS`), each given a `Call`
+(the node's inputs, attributes, and the weights the running module keeps for it).
+
+Inputs that do not depend on the model's input are constants: shapes, axes and indices are read
+as numbers, weights become parameters of the module (named by `module_path`), so the traced
+program reads ``linear``, ``conv``, ``lstm`` ops on parameters as the torch original would.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModscopeError
+from .padding import pad_by_concat, same_pads
+
+__all__ = ["NP_TYPES", "OPS", "Call", "module_path", "sanitise"]
+
+_SCOPE = re.compile(r"'((?:[^'\\]|\\.)*)'")
+# ONNX TensorProto data types -> numpy
+NP_TYPES = {
+    1: "f4",
+    2: "u1",
+    3: "i1",
+    5: "i2",
+    6: "i4",
+    7: "i8",
+    9: "?",
+    10: "f2",
+    11: "f8",
+    12: "u4",
+    13: "u8",
+}
+_BIG = 2**62  # Slice ends beyond this mean "to the end"
+
+
+def sanitise(name: str) -> str:
+    """A dotted name whose parts are Python identifiers' characters (others become ``_``)."""
+    parts = [re.sub(r"\W", "_", p) or "_" for p in name.split(".")]
+    return ".".join(parts)
+
+
+def module_path(node: Any) -> str:
+    """The torch module that made ``node``, as the exporter recorded it ('' if unknown)."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    scopes = meta.get("pkg.torch.onnx.name_scopes")
+    if scopes:
+        names = [m.group(1) for m in _SCOPE.finditer(scopes[:10_000])]
+        return sanitise(names[-2]) if len(names) >= 3 and names[-2] else ""
+    if "/" in node.name:  # the legacy exporter: /layer1/layer1.0/conv1/Conv
+        path = ""
+        for part in [p for p in node.name.split("/") if p][:-1]:
+            path = part if path and part.startswith(path + ".") else (f"{path}.{part}" if path else part)
+        return sanitise(path)
+    return ""
+
+
+# -- one node call -----------------------------------------------------------------------------------
+class Call:
+    """One node being run: its inputs as the op needs them, attributes, and the module's weights."""
+
+    def __init__(self, runner: Any, index: int, node: Any, env: dict, dynamic: bool) -> None:
+        import torch
+
+        self.torch = torch
+        self.runner, self.index, self.node, self.env, self.dynamic = runner, index, node, env, dynamic
+        self.op = node.op_type
+        self.inputs = list(node.input)
+        self.n_out = len(node.output)
+
+    # attributes
+    @functools.cached_property
+    def attrs(self) -> dict[str, Any]:
+        from onnx import helper
+
+        out = {}
+        for a in self.node.attribute:
+            v = helper.get_attribute_value(a)
+            out[a.name] = v.decode() if isinstance(v, bytes) else v
+        return out
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.attrs.get(name, default)
+
+    def refuse(self, why: str) -> ModscopeError:
+        return ModscopeError(
+            f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}: {why}"
+        )
+
+    # inputs
+    def has(self, i: int) -> bool:
+        return i < len(self.inputs) and self.inputs[i] != ""
+
+    def is_static(self, i: int) -> bool:
+        return self.inputs[i] in self.runner.static
+
+    def raw(self, i: int) -> Any:
+        name = self.inputs[i]
+        if name in self.runner.static:
+            return self.torch.from_numpy(self.runner.static[name])
+        if name not in self.env:
+            raise self.refuse(f"its input {name!r} is not computed before it")
+        return self.env[name]
+
+    def array(self, i: int) -> np.ndarray:
+        """A constant input's values (shapes, axes, indices, weights)."""
+        if not self.is_static(i):
+            raise self.refuse(f"input {i} must be a constant (here it is computed from the model's input)")
+        return self.runner.static[self.inputs[i]]
+
+    def ints(self, i: int) -> list[int]:
+        return [int(v) for v in self.array(i).reshape(-1)]
+
+    def t(self, i: int) -> Any:
+        """The input as an operand: the computed tensor, or for a constant read by a node that
+        depends on the input a Python number (one element) or a parameter / buffer."""
+        if not self.dynamic or not self.is_static(i):
+            return self.raw(i)
+        value = self.runner.static[self.inputs[i]]
+        if value.size == 1 and value.ndim <= 1:
+            return value.item()
+        return self.runner.constant(self.inputs[i], self, role="const")
+
+    def tensor(self, i: int) -> Any:
+        """The input as a tensor (a constant read by an input-dependent node: a parameter / buffer)."""
+        if not self.dynamic or not self.is_static(i):
+            return self.raw(i)
+        return self.runner.constant(self.inputs[i], self, role="const")
+
+    def weight(self, i: int, role: str, key: str = "", convert: Callable | None = None) -> Any:
+        """A constant input as a parameter named after its torch module (``convert``ed first)."""
+        if not self.is_static(i):
+            raise self.refuse(
+                f"its {role} is computed at run time, not stored: modscope reads stored weights"
+            )
+        if not self.dynamic:
+            value = self.runner.static[self.inputs[i]]
+            return self.torch.from_numpy(np.ascontiguousarray(value if convert is None else convert(value)))
+        return self.runner.constant(self.inputs[i], self, role=role, key=key, convert=convert)
+
+
+# -- the module --------------------------------------------------------------------------------------
+def _unary(fn: Callable) -> Callable:
+    return lambda c: fn(c.torch, c.t(0), c)
+
+
+def _dtype(code: int) -> Any:
+    import torch
+
+    if code == 16:
+        return torch.bfloat16
+    if code not in NP_TYPES:
+        raise ModscopeError(f"ONNX data type {code} is not supported")
+    return torch.from_numpy(np.zeros(0, dtype=NP_TYPES[code])).dtype
+
+
+def _binary(fn: Callable) -> Callable:
+    def run(c: Call) -> Any:
+        a, b = c.t(0), c.t(1)
+        if not hasattr(a, "shape") and not hasattr(b, "shape"):  # two constant numbers
+            a = c.torch.as_tensor(a)
+        return fn(a, b)
+
+    return run
+
+
+def _div(a: Any, b: Any) -> Any:
+    """ONNX Div: integer division truncates (shape arithmetic), else a true division."""
+    import torch
+
+    def integral(v: Any) -> bool:
+        return not v.is_floating_point() if hasattr(v, "is_floating_point") else isinstance(v, int)
+
+    if hasattr(a, "dtype") and integral(a) and integral(b):
+        return torch.div(a, b, rounding_mode="trunc")
+    return a / b
+
+
+def _variadic(fn: Callable) -> Callable:
+    def run(c: Call) -> Any:
+        out = c.t(0)
+        for i in range(1, len(c.inputs)):
+            out = fn(out, c.t(i))
+        return out
+
+    return run
+
+
+def _softmax(kind: str) -> Callable:
+    def run(c: Call) -> Any:
+        F = c.torch.nn.functional
+        x = c.t(0)
+        fn = F.softmax if kind == "softmax" else F.log_softmax
+        if c.runner.opset >= 13:
+            return fn(x, dim=c.attr("axis", -1))
+        axis = c.attr("axis", 1) % x.ndim  # before opset 13: over the flattened trailing axes
+        if axis == x.ndim - 1:
+            return fn(x, dim=-1)
+        shape = list(x.shape)
+        flat = x.reshape(int(np.prod(shape[:axis])), -1)
+        return fn(flat, dim=-1).reshape(shape)
+
+    return run
+
+
+def _gemm(c: Call) -> Any:
+    F = c.torch.nn.functional
+    alpha, beta = float(c.attr("alpha", 1.0)), float(c.attr("beta", 1.0))
+    a = c.t(0)
+    if c.attr("transA", 0):
+        a = a.transpose(0, 1)
+    if c.dynamic and c.is_static(1):
+        trans_b = bool(c.attr("transB", 0))
+
+        def as_weight(b: np.ndarray) -> np.ndarray:  # torch's (out, in), alpha folded in
+            b = b if trans_b else b.T
+            return b * alpha if alpha != 1 else b
+
+        w = c.weight(1, "weight", f"gemm{int(trans_b)}{alpha}", as_weight)
+        if c.has(2) and c.is_static(2) and c.array(2).size == w.shape[0]:
+            bias = c.weight(
+                2, "bias", f"beta{beta}", lambda v: v.reshape(-1) * beta if beta != 1 else v.reshape(-1)
+            )
+            return F.linear(a, w, bias)
+        y = F.linear(a, w)
+    else:
+        b = c.t(1)
+        if c.attr("transB", 0):
+            b = b.transpose(0, 1)
+        y = c.torch.matmul(a, b) * alpha if alpha != 1 else c.torch.matmul(a, b)
+    if c.has(2):
+        cc = c.t(2)
+        y = y + (cc * beta if beta != 1 else cc)
+    return y
+
+
+def _matmul(c: Call) -> Any:
+    if c.dynamic and c.is_static(1) and c.array(1).ndim == 2 and not c.is_static(0):
+        w = c.weight(1, "weight", "T", lambda b: b.T)  # x @ W, W (in, out): a Linear of weight W^T
+        return c.torch.nn.functional.linear(c.t(0), w)
+    return c.torch.matmul(c.tensor(0), c.tensor(1))
+
+
+def _spatial_pads(
+    c: Call, x: Any, kernel: list[int], strides: list[int], dilations: list[int]
+) -> list[tuple]:
+    """Per spatial axis (begin, end) padding, from ``pads`` or ``auto_pad``."""
+    n = len(kernel)
+    auto = c.attr("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        sizes = x.shape[2:]
+        return [
+            same_pads(n, k, s, d, auto == "SAME_UPPER")
+            for n, k, s, d in zip(sizes, kernel, strides, dilations, strict=True)
+        ]
+    if auto == "VALID":
+        return [(0, 0)] * n
+    pads = list(c.attr("pads", [0] * (2 * n)))
+    return [(pads[i], pads[i + n]) for i in range(n)]
+
+
+def _conv(c: Call) -> Any:
+    torch = c.torch
+    F = torch.nn.functional
+    x = c.t(0)
+    w = c.weight(1, "weight")
+    n = w.ndim - 2
+    if n not in (1, 2, 3):
+        raise c.refuse(f"a {n}-D convolution")
+    kernel = list(c.attr("kernel_shape", w.shape[2:]))
+    strides = list(c.attr("strides", [1] * n))
+    dilations = list(c.attr("dilations", [1] * n))
+    x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), 0.0)
+    bias = c.weight(2, "bias") if c.has(2) else None
+    fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+    return fn(x, w, bias, strides, pad, dilations, int(c.attr("group", 1)))
+
+
+def _conv_transpose(c: Call) -> Any:
+    F = c.torch.nn.functional
+    x = c.t(0)
+    w = c.weight(1, "weight")
+    n = w.ndim - 2
+    if n not in (1, 2, 3) or c.attr("output_shape") is not None or c.attr("auto_pad", "NOTSET") != "NOTSET":
+        raise c.refuse("only 1-D to 3-D transposed convolutions with explicit pads are read")
+    pads = list(c.attr("pads", [0] * (2 * n)))
+    if pads[:n] != pads[n:]:
+        raise c.refuse("uneven padding of a transposed convolution")
+    bias = c.weight(2, "bias") if c.has(2) else None
+    fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
+    return fn(
+        x,
+        w,
+        bias,
+        list(c.attr("strides", [1] * n)),
+        pads[:n],
+        list(c.attr("output_padding", [0] * n)),
+        int(c.attr("group", 1)),
+        list(c.attr("dilations", [1] * n)),
+    )
+
+
+def _pool(kind: str) -> Callable:
+    def run(c: Call) -> Any:
+        torch = c.torch
+        F = torch.nn.functional
+        x = c.t(0)
+        n = x.ndim - 2
+        if n not in (1, 2, 3):
+            raise c.refuse(f"{n}-D pooling")
+        if c.n_out > 1 and c.node.output[1]:
+            raise c.refuse("pooling indices are not read")
+        kernel = list(c.attr("kernel_shape"))
+        strides = list(c.attr("strides", [1] * n))
+        dilations = list(c.attr("dilations", [1] * n))
+        fill = -float("inf") if kind == "max" else 0.0
+        x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), fill)
+        ceil = bool(c.attr("ceil_mode", 0))
+        if kind == "max":
+            fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
+            return fn(x, kernel, strides, pad, dilations, ceil)
+        if any(d != 1 for d in dilations):
+            raise c.refuse("dilated average pooling")
+        fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
+        return fn(x, kernel, strides, pad, ceil, bool(c.attr("count_include_pad", 0)))
+
+    return run
+
+
+def _global_pool(kind: str) -> Callable:
+    def run(c: Call) -> Any:
+        F = c.torch.nn.functional
+        x = c.t(0)
+        n = x.ndim - 2
+        if n not in (1, 2, 3):
+            raise c.refuse(f"{n}-D global pooling")
+        if kind == "avg":
+            return (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[n - 1](x, 1)
+        return (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[n - 1](x, 1)
+
+    return run
+
+
+def _axes(c: Call, slot: int, attr_until: int) -> list[int] | None:
+    """Axes given as an attribute (before opset ``attr_until``) or as input ``slot``."""
+    if c.runner.opset < attr_until:
+        axes = c.attr("axes")
+        return None if axes is None else list(axes)
+    return c.ints(slot) if c.has(slot) else None
+
+
+def _reduce(kind: str, attr_until: int) -> Callable:
+    def run(c: Call) -> Any:
+        x = c.t(0)
+        axes = _axes(c, 1, attr_until)
+        keep = bool(c.attr("keepdims", 1))
+        if not axes:
+            if c.attr("noop_with_empty_axes", 0):
+                return x
+            axes = list(range(x.ndim))
+        dims = [a % x.ndim for a in axes]
+        if kind == "mean":
+            return x.mean(dim=dims, keepdim=keep)
+        if kind == "sum":
+            return x.sum(dim=dims, keepdim=keep)
+        if kind == "max":
+            return x.amax(dim=dims, keepdim=keep)
+        if kind == "min":
+            return x.amin(dim=dims, keepdim=keep)
+        return x.prod(dim=dims[0], keepdim=keep) if len(dims) == 1 else x.reshape(-1).prod()
+
+    return run
+
+
+def _batch_norm(c: Call) -> Any:
+    if c.attr("training_mode", 0):
+        raise c.refuse("a BatchNormalization in training mode")
+    return c.torch.nn.functional.batch_norm(
+        c.t(0),
+        c.weight(3, "running_mean"),
+        c.weight(4, "running_var"),
+        c.weight(1, "weight"),
+        c.weight(2, "bias"),
+        False,
+        0.0,
+        float(c.attr("epsilon", 1e-5)),
+    )
+
+
+def _layer_norm(c: Call) -> Any:
+    x = c.t(0)
+    axis = int(c.attr("axis", -1)) % x.ndim
+    weight = c.weight(1, "weight")
+    bias = c.weight(2, "bias") if c.has(2) else None
+    if c.n_out > 1 and any(c.node.output[1:]):
+        raise c.refuse("the mean / inverse deviation outputs are not read")
+    return c.torch.nn.functional.layer_norm(
+        x, list(x.shape[axis:]), weight, bias, float(c.attr("epsilon", 1e-5))
+    )
+
+
+def _prelu(c: Call) -> Any:
+    x = c.t(0)
+    slope = c.weight(1, "weight", "flat", lambda s: s.reshape(-1))
+    if slope.numel() in (1, x.shape[1] if x.ndim > 1 else 1):
+        return c.torch.nn.functional.prelu(x, slope)
+    raise c.refuse("a PRelu slope that is neither one number nor one per channel")
+
+
+def _reshape(c: Call) -> Any:
+    x = c.t(0)
+    shape = c.ints(1)
+    if not c.attr("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return x.reshape(shape)
+
+
+def _flatten(c: Call) -> Any:
+    x = c.t(0)
+    axis = int(c.attr("axis", 1)) % (x.ndim + 1) if x.ndim else 0
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
+def _transpose(c: Call) -> Any:
+    x = c.t(0)
+    perm = c.attr("perm")
+    return x.permute(list(perm) if perm is not None else list(range(x.ndim))[::-1])
+
+
+def _squeeze(c: Call) -> Any:
+    x = c.t(0)
+    axes = _axes(c, 1, 13)
+    axes = [i for i, s in enumerate(x.shape) if s == 1] if axes is None else [a % x.ndim for a in axes]
+    return x.reshape([s for i, s in enumerate(x.shape) if i not in axes])
+
+
+def _unsqueeze(c: Call) -> Any:
+    x = c.t(0)
+    axes = _axes(c, 1, 13) or []
+    rank = x.ndim + len(axes)
+    axes = sorted(a % rank for a in axes)
+    shape = list(x.shape)
+    for a in axes:
+        shape.insert(a, 1)
+    return x.reshape(shape)
+
+
+def _concat(c: Call) -> Any:
+    parts = [c.tensor(i) for i in range(len(c.inputs)) if c.has(i)]
+    parts = [p for p in parts if p.numel() > 0 or p.ndim > 1]
+    return c.torch.cat(parts, int(c.attr("axis")))
+
+
+def _split(c: Call) -> Any:
+    x = c.t(0)
+    axis = int(c.attr("axis", 0)) % x.ndim
+    if c.runner.opset >= 13 and c.has(1):
+        sizes = c.ints(1)
+    elif c.attr("split") is not None:
+        sizes = list(c.attr("split"))
+    else:
+        parts = int(c.attr("num_outputs", c.n_out))
+        size = -(-x.shape[axis] // parts)
+        sizes = [min(size, x.shape[axis] - k * size) for k in range(parts)]
+    return list(c.torch.split(x, sizes, axis))
+
+
+def _slice(c: Call) -> Any:
+    x = c.t(0)
+    if c.runner.opset < 10:
+        starts, ends = list(c.attr("starts")), list(c.attr("ends"))
+        axes = list(c.attr("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = c.ints(1), c.ints(2)
+        axes = c.ints(3) if c.has(3) else list(range(len(starts)))
+        steps = c.ints(4) if c.has(4) else [1] * len(starts)
+    index: list[Any] = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+        size = x.shape[axis]
+        if step <= 0:
+            raise c.refuse("a Slice with a negative step")
+        start = max(0, min(size, start + size if start < 0 else start))
+        end = max(0, min(size, end + size if end < 0 else end)) if abs(end) < _BIG else size * (end > 0)
+        index[axis % x.ndim] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+def _gather(c: Call) -> Any:
+    torch = c.torch
+    axis = int(c.attr("axis", 0))
+    if not c.dynamic:  # shape arithmetic
+        data, idx = c.array(0), c.array(1)
+        return torch.as_tensor(np.take(data, idx, axis=axis % max(data.ndim, 1)))
+    if c.is_static(0) and not c.is_static(1):  # a table looked up by the input: an embedding
+        if axis % c.array(0).ndim != 0 or c.array(0).ndim != 2:
+            raise c.refuse("a lookup into a constant along an axis other than its first")
+        return torch.nn.functional.embedding(c.t(1), c.weight(0, "weight"))
+    if not c.is_static(1):
+        raise c.refuse("indices known only at run time along a computed tensor")
+    x = c.t(0)
+    axis %= x.ndim
+    idx = c.array(1).astype(np.int64)
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    if idx.ndim == 0:
+        return x.select(axis, int(idx))
+    flat = idx.reshape(-1)
+    if flat.size and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size)):
+        out = x.narrow(axis, int(flat[0]), int(flat.size))
+    else:
+        out = torch.stack([x.select(axis, int(i)) for i in flat], axis)
+    shape = list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :])
+    return out.reshape(shape)
+
+
+def _expand(c: Call) -> Any:
+    x = c.t(0)
+    shape = c.ints(1)
+    return x.expand(list(np.broadcast_shapes(tuple(x.shape), tuple(shape))))
+
+
+def _tile(c: Call) -> Any:
+    return c.t(0).repeat(c.ints(1))
+
+
+def _constant(c: Call) -> Any:
+    torch = c.torch
+    from onnx import numpy_helper
+
+    for key in ("value_float", "value_int"):
+        if key in c.attrs:
+            return torch.as_tensor(c.attrs[key])
+    for key in ("value_floats", "value_ints"):
+        if key in c.attrs:
+            return torch.as_tensor(list(c.attrs[key]))
+    if "value" in c.attrs:
+        return torch.from_numpy(np.array(numpy_helper.to_array(c.attrs["value"])))
+    raise c.refuse("a Constant that is not a number or a tensor")
+
+
+def _constant_of_shape(c: Call) -> Any:
+    from onnx import numpy_helper
+
+    value = np.zeros(1, dtype=np.float32)
+    if "value" in c.attrs:
+        value = np.array(numpy_helper.to_array(c.attrs["value"])).reshape(-1)
+    return c.torch.from_numpy(np.full(c.ints(0), value[0], dtype=value.dtype))
+
+
+def _shape(c: Call) -> Any:
+    shape = list(c.raw(0).shape)
+    start, end = c.attr("start", 0), c.attr("end", len(shape))
+    return c.torch.as_tensor(shape[start:end], dtype=c.torch.int64)
+
+
+def _cast(c: Call) -> Any:
+    return c.tensor(0).to(_dtype(int(c.attr("to"))))
+
+
+def _dropout(c: Call) -> Any:
+    x = c.t(0)
+    return [x, c.torch.ones(x.shape, dtype=c.torch.bool)] if c.n_out > 1 else x
+
+
+def _clip(c: Call) -> Any:
+    if c.runner.opset < 11:
+        lo, hi = c.attr("min"), c.attr("max")
+    else:
+        lo = float(c.array(1).reshape(-1)[0]) if c.has(1) else None
+        hi = float(c.array(2).reshape(-1)[0]) if c.has(2) else None
+    return c.torch.clamp(c.t(0), lo, hi)
+
+
+def _where(c: Call) -> Any:
+    return c.torch.where(c.tensor(0), c.t(1), c.t(2))
+
+
+def _range(c: Call) -> Any:
+    return c.torch.arange(c.array(0).item(), c.array(1).item(), c.array(2).item())
+
+
+# -- recurrent layers ----------------------------------------------------------------------------------
+# ONNX gate blocks -> torch's: LSTM i, o, f, c -> i, f, g, o; GRU z, r, h -> r, z, n
+_GATES = {"LSTM": (4, [0, 2, 3, 1]), "GRU": (3, [1, 0, 2]), "RNN": (1, [0])}
+
+
+def _recurrent(c: Call) -> Any:
+    torch = c.torch
+    op = c.op
+    gates, order = _GATES[op]
+    hidden = int(c.attr("hidden_size"))
+    direction = c.attr("direction", "forward")
+    dirs = 2 if direction == "bidirectional" else 1
+    if c.attr("clip") is not None or c.attr("input_forget", 0):
+        raise c.refuse("clipped cells or coupled input-forget gates are not read")
+    default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[op]
+    acts = list(c.attr("activations", [])) or default * dirs
+    if [a.decode() if isinstance(a, bytes) else a for a in acts] not in (default * dirs, default):
+        raise c.refuse(f"activations {acts} (torch's {op} uses {default})")
+    if op == "LSTM" and c.has(7):
+        raise c.refuse("peephole connections")
+    x = c.t(0)
+    if c.attr("layout", 0):
+        x = x.transpose(0, 1)  # (batch, seq, in) -> (seq, batch, in)
+    seq = x.shape[0]
+    if c.has(4) and not (c.is_static(4) and np.all(c.array(4) == seq)):
+        raise c.refuse("sequence lengths other than the full sequence")
+    if not (c.is_static(1) and c.is_static(2)):
+        raise c.refuse("recurrent weights computed at run time")
+
+    def reorder(w: np.ndarray) -> np.ndarray:  # (gates * h, ...) in ONNX's gate order -> torch's
+        blocks = np.split(w, gates, axis=0)
+        return np.concatenate([blocks[k] for k in order], axis=0)
+
+    def make() -> Any:
+        W, R = c.array(1), c.array(2)
+        B = c.array(3) if c.has(3) else np.zeros((dirs, 2 * gates * hidden), dtype=W.dtype)
+        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[op]
+        module = cls(W.shape[2], hidden, batch_first=False, bidirectional=dirs == 2)
+        with torch.no_grad():
+            for d in range(dirs):
+                sfx = "_l0" + ("_reverse" if d else "")
+                getattr(module, f"weight_ih{sfx}").copy_(torch.from_numpy(reorder(W[d])))
+                getattr(module, f"weight_hh{sfx}").copy_(torch.from_numpy(reorder(R[d])))
+                getattr(module, f"bias_ih{sfx}").copy_(torch.from_numpy(reorder(B[d, : gates * hidden])))
+                getattr(module, f"bias_hh{sfx}").copy_(torch.from_numpy(reorder(B[d, gates * hidden :])))
+        return module.eval()
+
+    if c.dynamic:
+        module = c.runner.submodule(c.index, module_path(c.node) or op.lower(), make)
+    else:
+        raise c.refuse("a recurrent layer that does not read the model's input")
+    states = []
+    for slot in [5, 6] if op == "LSTM" else [5]:
+        if not c.has(slot) or (c.is_static(slot) and not np.any(c.array(slot))):
+            states.append(None)
+        else:
+            h = c.tensor(slot)
+            states.append(h.transpose(0, 1) if c.attr("layout", 0) else h)
+    if direction == "reverse":
+        x = x.flip(0)
+    if op == "LSTM":
+        hx = (
+            None
+            if states[0] is None and states[1] is None
+            else tuple(
+                s if s is not None else torch.zeros(dirs, x.shape[1], hidden, dtype=x.dtype) for s in states
+            )
+        )
+        y, (h, cell) = module(x, hx)
+        finals = [h, cell]
+    else:
+        y, h = module(x, states[0])
+        finals = [h]
+    if direction == "reverse":
+        y = y.flip(0)
+    y = y.reshape(seq, x.shape[1], dirs, hidden).permute(0, 2, 1, 3)  # ONNX: (seq, dirs, batch, h)
+    if c.attr("layout", 0):
+        y = y.permute(2, 0, 1, 3)
+        finals = [f.transpose(0, 1) for f in finals]
+    return [y, *finals][: c.n_out]
+
+
+_UNARY = {
+    "Relu": lambda t, x, c: t.relu(x),
+    "Sigmoid": lambda t, x, c: t.sigmoid(x),
+    "Tanh": lambda t, x, c: t.tanh(x),
+    "LeakyRelu": lambda t, x, c: t.nn.functional.leaky_relu(x, float(c.attr("alpha", 0.01))),
+    "Elu": lambda t, x, c: t.nn.functional.elu(x, float(c.attr("alpha", 1.0))),
+    "Selu": lambda t, x, c: (
+        float(c.attr("gamma", 1.0507009873554805))
+        * t.nn.functional.elu(x, float(c.attr("alpha", 1.6732632423543772)))
+    ),
+    "Gelu": lambda t, x, c: t.nn.functional.gelu(x, approximate=c.attr("approximate", "none")),
+    "HardSigmoid": lambda t, x, c: t.clamp(
+        x * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
+    ),
+    "HardSwish": lambda t, x, c: t.nn.functional.hardswish(x),
+    "Softplus": lambda t, x, c: t.nn.functional.softplus(x),
+    "Softsign": lambda t, x, c: t.nn.functional.softsign(x),
+    "Mish": lambda t, x, c: t.nn.functional.mish(x),
+    "Erf": lambda t, x, c: t.erf(x),
+    "Sqrt": lambda t, x, c: t.sqrt(x),
+    "Exp": lambda t, x, c: t.exp(x),
+    "Log": lambda t, x, c: t.log(x),
+    "Neg": lambda t, x, c: t.neg(x),
+    "Abs": lambda t, x, c: t.abs(x),
+    "Reciprocal": lambda t, x, c: t.reciprocal(x),
+    "Floor": lambda t, x, c: t.floor(x),
+    "Ceil": lambda t, x, c: t.ceil(x),
+    "Sign": lambda t, x, c: t.sign(x),
+    "Not": lambda t, x, c: t.logical_not(x),
+    "Identity": lambda t, x, c: x,
+}
+
+OPS: dict[str, Callable] = {name: _unary(fn) for name, fn in _UNARY.items()}
+OPS.update(
+    {
+        "Add": _binary(lambda a, b: a + b),
+        "Sub": _binary(lambda a, b: a - b),
+        "Mul": _binary(lambda a, b: a * b),
+        "Div": _binary(_div),
+        "Pow": _binary(lambda a, b: a**b),
+        "Equal": _binary(lambda a, b: a == b),
+        "Less": _binary(lambda a, b: a < b),
+        "Greater": _binary(lambda a, b: a > b),
+        "And": _binary(lambda a, b: a & b),
+        "Or": _binary(lambda a, b: a | b),
+        "Max": _variadic(lambda a, b: a.maximum(b) if hasattr(a, "maximum") else b.maximum(a)),
+        "Min": _variadic(lambda a, b: a.minimum(b) if hasattr(a, "minimum") else b.minimum(a)),
+        "Sum": _variadic(lambda a, b: a + b),
+        "Softmax": _softmax("softmax"),
+        "LogSoftmax": _softmax("log_softmax"),
+        "PRelu": _prelu,
+        "Clip": _clip,
+        "Gemm": _gemm,
+        "MatMul": _matmul,
+        "Conv": _conv,
+        "ConvTranspose": _conv_transpose,
+        "BatchNormalization": _batch_norm,
+        "LayerNormalization": _layer_norm,
+        "MaxPool": _pool("max"),
+        "AveragePool": _pool("avg"),
+        "GlobalAveragePool": _global_pool("avg"),
+        "GlobalMaxPool": _global_pool("max"),
+        "ReduceMean": _reduce("mean", 18),
+        "ReduceSum": _reduce("sum", 13),
+        "ReduceMax": _reduce("max", 18),
+        "ReduceMin": _reduce("min", 18),
+        "ReduceProd": _reduce("prod", 18),
+        "Reshape": _reshape,
+        "Flatten": _flatten,
+        "Transpose": _transpose,
+        "Squeeze": _squeeze,
+        "Unsqueeze": _unsqueeze,
+        "Concat": _concat,
+        "Split": _split,
+        "Slice": _slice,
+        "Gather": _gather,
+        "Expand": _expand,
+        "Tile": _tile,
+        "Constant": _constant,
+        "ConstantOfShape": _constant_of_shape,
+        "Shape": _shape,
+        "Size": lambda c: c.torch.as_tensor(c.raw(0).numel(), dtype=c.torch.int64),
+        "Cast": _cast,
+        "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
+        "Dropout": _dropout,
+        "Where": _where,
+        "Range": _range,
+        "LSTM": _recurrent,
+        "GRU": _recurrent,
+        "RNN": _recurrent,
+    }
+)
