@@ -21,6 +21,17 @@ order; neurons no mask touches have none and are left out). Measures:
 - a null: cluster labels permuted within each layer (same cluster sizes per layer), ``n_null``
   seeded draws; one-sided ``p_value = (#{null >= ami} + 1) / (n_null + 1)`` (`modscope.stats.p_value`)
   and ``z``.
+
+Any traced network (``graph=``): ``labels`` are one per node of its unit graph (the graph
+`modscope.score` clusters, e.g. a ``Partition`` of ``load_graph(model, example_input=x)``), and a
+unit's incident kept weights are the kept entries of the parameters that write into it and read
+from it: ``graph`` is a `modscope.masks.units.UnitMap` (``unit_map(model, x)``, or
+``result.units`` of masks trained with an example input; exact, from the trace), or the traced
+`WeightGraph` itself (its blocks' parameter names and links, read in torch's ``(out, in)``
+layout; see `modscope.masks.units.unit_map_from_graph`). Conv kernels count each kept kernel
+entry; an LSTM's stacked gate rows count for their hidden unit. The null permutes labels within
+each unit group; ``hidden_only`` keeps the units of groups that some layer writes and another
+reads (not the network's inputs and outputs).
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ class Alignment:
     n_neurons: int
     hidden_only: bool
     seed: int
+    groups: list[str] | None = None  # graph mode: the unit groups whose units were compared
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +85,7 @@ class Alignment:
             "n_neurons": self.n_neurons,
             "hidden_only": self.hidden_only,
             "seed": self.seed,
+            **({"groups": list(self.groups)} if self.groups is not None else {}),
         }
 
     def to_frame(self):
@@ -136,11 +149,14 @@ def alignment(
     hidden_only: bool = True,
     n_null: int = 1000,
     seed: int = 0,
+    graph: Any = None,
 ) -> Alignment:
     """Relate a clustering of the weight graph to function masks (see the module docstring).
 
     ``functions``: which masks (default: all but ``control``). ``hidden_only``: use hidden
-    neurons only (input and output neurons are usually needed by every function).
+    neurons only (input and output neurons are usually needed by every function). ``graph``:
+    a traced network's `UnitMap` or `WeightGraph` (default: the ``result.units`` of a
+    `MaskResult` trained with an example input, else a plain feed-forward stack).
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
@@ -159,15 +175,26 @@ def alignment(
         raise ModscopeError("need at least one function")
     if n_null < 0:
         raise ModscopeError(f"n_null must be >= 0, got {n_null}")
-    counts, widths = incident_counts([_layer_masks(mask_map[f]) for f in functions])
-    if labels.shape[0] != counts.shape[1]:
-        raise ModscopeError(
-            f"{labels.shape[0]} labels for a graph of {counts.shape[1]} nodes (widths {widths})"
-        )
-    layer = np.repeat(np.arange(len(widths)), widths)
+    if graph is None and isinstance(masks, MaskResult) and masks.units is not None:
+        graph = masks.units
+    group_names = None
+    if graph is None:
+        counts, widths = incident_counts([_layer_masks(mask_map[f]) for f in functions])
+        if labels.shape[0] != counts.shape[1]:
+            raise ModscopeError(
+                f"{labels.shape[0]} labels for a graph of {counts.shape[1]} nodes (widths {widths})"
+            )
+        layer = np.repeat(np.arange(len(widths)), widths)
+        hidden = (layer > 0) & (layer < len(widths) - 1)
+    else:
+        counts, layer, hidden, group_names = _graph_counts(graph, [mask_map[f] for f in functions])
+        if labels.shape[0] != counts.shape[1]:
+            raise ModscopeError(
+                f"{labels.shape[0]} labels for a unit graph of {counts.shape[1]} nodes: one label per node"
+            )
     sel = (labels >= 0) & (counts.sum(0) > 0)
     if hidden_only:
-        sel &= (layer > 0) & (layer < len(widths) - 1)
+        sel &= hidden
     idx = np.flatnonzero(sel)
     if idx.size == 0:
         raise ModscopeError("no neuron is both clustered and touched by a mask")
@@ -187,7 +214,7 @@ def alignment(
     null_mean = null_std = z = p = None
     if n_null > 0:
         rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
-        # Sorting random keys offset by 2 * layer permutes positions within each layer only.
+        # Sorting random keys offset by 2 * layer permutes positions within each layer (unit group) only.
         order = np.argsort(lay, kind="stable")
         lab_s, dom_s, lay_s = lab[order], dom[order], lay[order]
         perms = np.argsort(lay_s[None, :] * 2.0 + rng.random((n_null, idx.size)), axis=1)
@@ -210,4 +237,30 @@ def alignment(
         n_neurons=int(idx.size),
         hidden_only=hidden_only,
         seed=int(seed),
+        groups=None if group_names is None else [group_names[g] for g in np.unique(lay)],
     )
+
+
+def _graph_counts(graph: Any, masks: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``(F, n_nodes)`` kept incident weights per function and unit of a traced network, each
+    node's unit group, which nodes are hidden (their group written by one layer and read by
+    another), and the groups' names."""
+    from .units import UnitMap, unit_map_from_graph
+
+    for m in masks:
+        if not isinstance(m, Mapping):
+            raise ModscopeError(
+                "on a unit graph, each function's masks must be a {parameter name: mask} dict"
+            )
+    if not isinstance(graph, UnitMap):
+        if not hasattr(graph, "links"):
+            raise ModscopeError(f"graph must be a UnitMap or a WeightGraph, got {type(graph).__name__}")
+        shapes = {n: tuple(np.shape(t)) for n, t in masks[0].items() if len(np.shape(t)) >= 2}
+        graph = unit_map_from_graph(graph, shapes)
+    counts = np.stack([graph.node_counts(m) for m in masks])
+    g = graph.graph
+    layer = graph.group_of()
+    written = {d for _, d in g.links}
+    read = {src for src, _ in g.links}
+    hidden_groups = np.array([i in written and i in read for i in range(len(g.sizes))])
+    return counts, layer, hidden_groups[layer], list(g.group_names)

@@ -1,8 +1,12 @@
 """Differentiable weight masks: which weights does each function need? (Csordás et al. 2021, spec §5)
 
-For a frozen trained network every maskable weight (of ``nn.Linear`` / ``nn.Conv2d`` layers;
-biases optionally) gets a logit ``l`` (initially 2). Every forward pass samples a hard mask
-by Gumbel-sigmoid with a straight-through estimator::
+For a frozen trained network every maskable weight gets a logit ``l`` (initially 2): the
+weights of Linear and convolution layers (1-, 2-, 3-D, transposed), recurrent layers (``nn.LSTM``
+/ ``GRU`` / ``RNN`` ``weight_ih_*`` / ``weight_hh_*`` and their cells), attention projections
+(``nn.MultiheadAttention``'s ``in_proj_weight`` and ``out_proj``) and custom layers' own 2-D+
+``weight`` (GPT-2's ``Conv1D``); not embeddings or normalisation gains; biases optionally
+(`modscope.masks.frozen.maskable_names`). Every forward pass samples a hard mask by
+Gumbel-sigmoid with a straight-through estimator::
 
     s = sigmoid((l + g1 - g2) / tau),   m = 1[s > 0.5] + s - stopgrad(s),   w_eff = w * m
 
@@ -12,8 +16,18 @@ so one uniform ``u`` per weight gives it as ``logit(u)``.
 
 Several functions are trained at once: K logit sets, one batch per function per step, and
 ONE batched forward through the shared frozen network with K effective weight sets
-(``torch.func.vmap`` over ``torch.func.functional_call``). The user's model is never
-modified: every effective weight lives in tensors passed to ``functional_call``.
+(``torch.func.vmap`` over ``torch.func.functional_call``). ``vmap`` cannot batch the fused
+recurrent ops (``aten::lstm``, ``gru``, ``lstm_cell``: no batching rule), so a network with
+recurrent layers runs its K weight sets in a loop inside the step instead: the same
+``functional_call`` per mask, each with the forward and backward of a single-mask run. So do
+convolutions on the CPU, where ``vmap``'s grouped convolution is slower than K plain ones
+(``forward=`` chooses). The user's model is never modified: every effective weight lives in
+tensors passed to ``functional_call``.
+
+The data: a built-in `Task` is held in memory; the user's data (`modscope.data.Data`, or anything
+`modscope.data.load_data` reads: arrays, memory-mapped ``.npz`` / ``.pt`` / IDX files, datasets)
+is streamed: each step reads only the rows it drew (``split.rows``), and the masks are scored
+batch by batch (`modscope.masks.measures.evaluate_streamed`), never the whole test set at once.
 
 Each mask's randomness (its batches and its Gumbel noise) comes from ``seed`` and the
 function's *name* only, so a mask trained together with others equals the same mask
@@ -38,10 +52,17 @@ from ..runtime.modules import resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
 from ..tasks.base import Task
-from .data import FunctionData, function_data, resolve_functions
-from .frozen import FrozenNet, maskable_names
+from .data import (
+    FunctionData,
+    StreamedData,
+    function_data,
+    resolve_data_functions,
+    resolve_functions,
+    streamed_function,
+)
+from .frozen import FrozenNet, maskable_names, no_fastpath
 from .gumbel import hard_mask_weights, straight_through_grad
-from .measures import evaluate_masks
+from .measures import evaluate_masks, evaluate_streamed, group_measures
 from .result import MaskResult
 
 __all__ = ["MaskConfig", "fit_logits", "train_masks"]
@@ -85,7 +106,7 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
 
 def fit_logits(
     net: FrozenNet,
-    task: Task,
+    task: Task | StreamedData,
     fns: Sequence[FunctionData],
     *,
     steps: int,
@@ -111,6 +132,29 @@ def fit_logits(
     grows with K whatever the batching; threads are how K masks together cost less than K
     one-mask steps there. torch's process-wide intra-op thread count is 1 while they run.
     """
+    with no_fastpath():  # once around every thread's steps: the flag is process-wide
+        return _fit_logits(
+            net, task, fns, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
+            seed=seed, progress=progress, callback=callback, threads=threads,
+        )
+
+
+def _fit_logits(
+    net: FrozenNet,
+    task: Task | StreamedData,
+    fns: Sequence[FunctionData],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    beta: float | None,
+    tau: float,
+    init: float,
+    seed: int,
+    progress: bool,
+    callback: Callable[[int, torch.Tensor], None] | None,
+    threads: int,
+) -> torch.Tensor:
     dev = net.device
     K, P = len(fns), net.n_weights
     beta = 1e-4 / batch_size if beta is None else beta
@@ -168,9 +212,21 @@ def fit_logits(
     return logits
 
 
+def _training_source(
+    task: Task | StreamedData, dev: torch.device
+) -> tuple[Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], Callable[..., torch.Tensor]]:
+    """``(read, loss)``: ``read(index (K, B))`` gives the batch ``(x, y)`` of those training rows,
+    ``loss(out, y, groups)`` the task loss. A built-in task's tensors are on ``dev`` once, whole;
+    the user's data is read row by row as drawn (`StreamedData`)."""
+    if isinstance(task, Task):
+        x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
+        return (lambda idx: (x_train[idx], y_train[idx])), task.loss
+    return (lambda idx: task.batch(idx, dev)), task.loss
+
+
 def _fit_group(
     net: FrozenNet,
-    task: Task,
+    task: Task | StreamedData,
     fns: Sequence[FunctionData],
     logits: torch.Tensor,
     *,
@@ -193,7 +249,7 @@ def _fit_group(
         torch.Generator(device=dev).manual_seed(stream_seed(seed, f.name, 0)) for f in fns
     ]
     uniforms = _Uniforms([stream_seed(seed, f.name, 1) for f in fns], P, dev)
-    x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
+    read, task_loss = _training_source(task, dev)
     idx = torch.empty(K, B, dtype=torch.long, device=dev)
     # The straight-through step by hand, in buffers kept across steps: the effective weights
     # are a leaf whose gradient autograd fills, and the logits' gradient is computed from it
@@ -219,9 +275,9 @@ def _fit_group(
             z.div_(tau)
         with torch.no_grad():
             hard_mask_weights(z, net.w, out=eff)
-        out = net(leaves, x_train[idx], batched=batched)  # (K, B, n_out): one forward for all K
-        y = y_train[idx]
-        loss = sum(task.loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
+        x, y = read(idx)
+        out = net(leaves, x, batched=batched)  # (K, B, n_out): one forward for all K (or a loop)
+        loss = sum(task_loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
         for leaf in leaves:
             leaf.grad = None
         loss.backward()
@@ -278,8 +334,8 @@ class MaskConfig:
 
 def train_masks(
     model: nn.Module,
-    task: Task,
-    functions: Sequence[str | Function] | Mapping[str, Function] | None = None,
+    task: Any,
+    functions: Sequence[str | Function] | Mapping[str, Any] | None = None,
     config: MaskConfig | None = None,
     *,
     device: str | torch.device = "cpu",
@@ -287,19 +343,46 @@ def train_masks(
     progress: bool = False,
     keep_logits: bool = False,
     record_at: Sequence[int] = (),
+    example_input: Any = None,
+    output: int | Callable[[Any], Any] | None = None,
+    eval_batch_size: int = 512,
+    forward: str = "auto",
     **options: Any,
 ) -> MaskResult:
-    """Learn one weight mask per function of ``task`` on the frozen ``model``, all K at once.
+    """Learn one weight mask per function on the frozen ``model``, all K at once.
 
-    ``functions``: names in ``task.functions`` or :class:`Function` objects (default: all of
-    the task's). ``config``: a `MaskConfig`, or its fields as keyword ``options``, not both.
-    ``record_at``: step counts below ``steps`` at which to evaluate the masks too
-    (``result.history[n]``; identical to a run with ``steps=n``, since the randomness is the
-    same). ``threads``: CPU threads the mask sets are split over, -1 for all cores (the masks are
-    the same for any value; see :func:`fit_logits`). ``model`` is never modified.
+    ``task``: a built-in `Task` (held in memory, as modscope's own runs), or the user's data:
+    a `modscope.data.Data` or anything `modscope.data.load_data` reads (``(x, y)`` arrays,
+    ``.npz`` / ``.pt`` files, IDX folders, a ``Dataset`` or ``DataLoader``), streamed in batches.
+    Masks train on the train split (the test split when the data has none; the result's
+    ``config["trained_on"]`` says which) and are scored on the test split. Each step reads the
+    rows it drew (``split.rows``): arrays, memory maps and indexable datasets read just those; a
+    ``DataLoader`` can only be read in its own order, so each step costs a pass over it (pass its
+    dataset instead).
+
+    ``functions``: for a task, names in ``task.functions`` or :class:`Function` objects (default:
+    all of the task's); for user data also ``name=classes`` specs, and a mapping of names to
+    `Function` objects or predicates ``predicate(x, y) -> (B,) bool``
+    (:func:`~modscope.masks.data.resolve_data_functions`; default: ``data.functions``). One mask
+    per class: ``class_functions(task_or_data)`` with ``class_removal=True``. ``config``: a
+    `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step counts below
+    ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
+    ``steps=n``, since the randomness is the same). ``threads``: CPU threads the mask sets are
+    split over, -1 for all cores (the masks are the same for any value; see :func:`fit_logits`).
+
+    ``example_input``: a batch-1 input of the model; with it the model is traced
+    (`modscope.masks.units.unit_map`) and the result gains per-unit-group tables
+    (``result.groups``: kept fraction and overlaps of the weights writing into or reading from
+    each unit group of the traced graph) and ``result.units`` for :func:`~modscope.masks.alignment`.
+    ``output``: which output to score when the model returns several (an index or a function
+    of the forward's result). ``eval_batch_size``: examples per evaluation batch (user data).
+    ``forward``: how the K masks share a step: ``"batched"`` (one ``vmap`` forward), ``"loop"``
+    (one forward per mask), or ``"auto"`` (the loop for recurrent layers, which ``vmap`` cannot
+    batch, and for convolutions on the CPU, where it is faster; `modscope.masks.frozen.loops`).
+    ``model`` is never modified.
     """
     cfg = settle(MaskConfig, config, options)
-    steps, batch_size, seed, tau, lr, init = cfg.steps, cfg.batch_size, cfg.seed, cfg.tau, cfg.lr, cfg.init
+    steps = cfg.steps
     bad = [n for n in record_at if not 1 <= int(n) < steps]
     if bad:
         raise ModscopeError(f"record_at steps must lie in [1, {steps}), got {bad}")
@@ -308,21 +391,53 @@ def train_masks(
         raise ModscopeError(f"threads must be >= 1 or -1 (all cores), got {threads}")
     if threads == -1:
         threads = os.cpu_count() or 1
-    if cfg.class_removal and task.n_classes is None:
-        raise ModscopeError(f"per-class removal needs a single-head classifier; {task.name} is not")
-    fns = resolve_functions(task, functions)
-    if cfg.control and any(f.name == CONTROL for f in fns):
-        raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
-    if cfg.control:
-        fns.append(Function(CONTROL))
+    if int(eval_batch_size) < 1:
+        raise ModscopeError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
+    if forward not in ("auto", "batched", "loop"):
+        raise ModscopeError(f"forward must be 'auto', 'batched' or 'loop', got {forward!r}")
+    loop = None if forward == "auto" else forward == "loop"
     dev = resolve_device(device)
-    net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev)
-    data = [function_data(task, f, dev) for f in fns]
+    names = maskable_names(model, cfg.mask_bias)
+    if isinstance(task, Task):
+        if cfg.class_removal and task.n_classes is None:
+            raise ModscopeError(f"per-class removal needs a single-head classifier; {task.name} is not")
+        fns = resolve_functions(task, functions)
+        _add_control(fns, cfg.control)
+        net = FrozenNet(model, names, dev, output, loop)
+        data = [function_data(task, f, dev) for f in fns]
+        source: Task | StreamedData = task
+
+        def evaluate(logits: torch.Tensor, recorded: dict, keep: bool = False) -> MaskResult:
+            return evaluate_masks(net, task, data, logits, cfg.class_removal, recorded, keep)
+
+    else:
+        from ..data.dataset import load_data
+
+        the_data = load_data(task)
+        fns = resolve_data_functions(the_data, functions)
+        _add_control(fns, cfg.control)
+        net = FrozenNet(model, names, dev, output, loop)
+        source = _stream(net, the_data, fns, cfg.class_removal)
+        data = [streamed_function(source, f, dev) for f in fns]
+
+        def evaluate(logits: torch.Tensor, recorded: dict, keep: bool = False) -> MaskResult:
+            return evaluate_streamed(
+                net, source, fns, logits, cfg.class_removal, recorded, keep, int(eval_batch_size)
+            )
+
+    units = None
+    if example_input is not None:  # trace before training: a model the tracer refuses fails fast
+        from .units import unit_map
+
+        units = unit_map(model, example_input)
     beta = cfg.sparsity_weight
-    recorded = dict(  # what the result says it was made with
-        steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
-        mask_bias=cfg.mask_bias, seed=int(seed), task=task.name, functions=[f.name for f in fns],
+    recorded: dict[str, Any] = dict(  # what the result says it was made with
+        steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau, init=cfg.init,
+        mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name, functions=[f.name for f in fns],
     )
+    if isinstance(source, StreamedData):
+        recorded.update(metric=source.data.metric_name, trained_on=source.split,
+                        forward="loop" if net.loop else "batched")
     snapshots: dict[int, torch.Tensor] = {}
     wanted = {int(n) for n in record_at}
 
@@ -331,12 +446,92 @@ def train_masks(
             snapshots[step] = logits.clone()
 
     logits = fit_logits(
-        net, task, data, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau,
-        init=init, seed=seed, progress=progress, callback=record if wanted else None, threads=threads,
+        net, source, data, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau,
+        init=cfg.init, seed=cfg.seed, progress=progress, callback=record if wanted else None, threads=threads,
     )
-    result = evaluate_masks(net, task, data, logits, cfg.class_removal, recorded, keep_logits)
-    result.history = {
-        n: evaluate_masks(net, task, data, snapshots[n], cfg.class_removal, {**recorded, "steps": n})
-        for n in sorted(snapshots)
-    }
+    result = evaluate(logits, recorded, keep_logits)
+    result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
+    if units is not None:
+        for r in (result, *result.history.values()):
+            r.groups = group_measures(units, r)
+            r.units = units
     return result
+
+
+def _add_control(fns: list[Function], control: bool) -> None:
+    if control and any(f.name == CONTROL for f in fns):
+        raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
+    if control:
+        fns.append(Function(CONTROL))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
+
+
+def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: bool) -> StreamedData:
+    """The data as mask training streams it, checked against the model on a first batch: the
+    model must take the inputs and give ``(batch, outputs)``; the labels must fit the outputs."""
+    test = data.split("test")
+    if len(test) == 0:
+        raise ModscopeError(f"{data.name} has no test examples")
+    split = "train" if data.train is not None and len(data.train) > 0 else "test"
+    param = net.w
+    stream = StreamedData(data, split, (), param.dtype if param.is_floating_point() else torch.float32)
+    x, y = test.rows(np.arange(min(2, len(test))))
+    try:
+        with torch.no_grad():
+            out = net(net.w[None], stream.inputs(x, net.device), shared_input=True)[0]
+    except ModscopeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
+        raise ModscopeError(
+            f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
+            f"({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
+    if out.ndim != 2:
+        raise ModscopeError(
+            f"the model's output must be (batch, outputs), got shape {tuple(out.shape)}; "
+            "pick one with output="
+        )
+    n_out = int(out.shape[1])
+    groups = data.groups(n_out)
+    if data.metric is None and data.loss is None:
+        _check_labels(data, groups, n_out)
+    for f in fns:
+        limit = len(groups) if data.kind == "classification" else n_out
+        if f.groups is not None and not all(0 <= g < limit for g in f.groups):
+            raise ModscopeError(
+                f"function {f.name}: output groups must lie in 0..{limit - 1}, got {list(f.groups)}"
+            )
+    if class_removal and (data.n_classes is None or len(groups) != 1):
+        raise ModscopeError(f"per-class removal needs a single-head classifier; {data.name} is not")
+    return StreamedData(data, split, groups, stream.dtype)
+
+
+def _check_labels(data: Any, groups: tuple[int, ...], n_out: int) -> None:
+    """The labels of every split fit the outputs: one column per output group, each class below
+    its group's size (classification), or one column per output (regression)."""
+    for which in ("test", "train"):
+        s = data.test if which == "test" else data.train
+        if s is None or len(s) == 0:
+            continue
+        y = s.labels()
+        if data.kind == "regression":
+            if y.shape[1] != n_out:
+                raise ModscopeError(
+                    f"{which} targets have {y.shape[1]} columns but the model has {n_out} outputs"
+                )
+            continue
+        if y.shape[1] != len(groups):
+            raise ModscopeError(
+                f"{which} labels have {y.shape[1]} columns but the model's outputs form {len(groups)} "
+                f"group(s) {list(groups)}: pass output_groups to load_data"
+            )
+        top = y.max(0).values
+        for g, size in enumerate(groups):
+            if int(top[g]) >= size:
+                where = f" of output group {g}" if len(groups) > 1 else ""
+                raise ModscopeError(
+                    f"{which} labels go up to class {int(top[g])} but the model has {size} outputs{where}"
+                )

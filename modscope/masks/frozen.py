@@ -1,15 +1,26 @@
 """The frozen network as a pure function of K sets of effective weights (``torch.func``).
 
-The maskable weights (of ``nn.Linear`` / ``nn.Conv2d`` layers; biases optionally) are flattened
+The maskable weights (see `maskable_names`: the weights of Linear, convolution, recurrent and
+attention layers and of custom layers such as GPT-2's ``Conv1D``; biases optionally) are flattened
 into one vector; `FrozenNet` runs the user's module on K weight vectors at once
 (``torch.func.vmap`` over ``torch.func.functional_call``), so the module itself is never
 modified and no gradient or state reaches it.
+
+``vmap`` has no batching rule for the fused recurrent ops (``aten::lstm``, ``aten::gru``,
+``aten::lstm_cell``, ...), so a module with recurrent layers runs its K weight sets one after the
+other (`FrozenNet.loop`): the same ``functional_call`` per weight set, each the arithmetic of a
+single-mask run. Convolutions on the CPU run that way too: ``vmap`` turns K kernels into one
+grouped convolution, which the CPU kernels run about 1.7x slower than K plain ones
+(benchmarks/masks_any.py: K = 4 on a 1M-weight CNN took 1.67x four one-mask steps batched, 0.94x
+in a loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,24 +30,109 @@ from torch.func import functional_call, vmap
 from ..errors import ModscopeError
 from ..runtime.modules import eval_mode
 
-__all__ = ["MASKABLE", "FrozenNet", "maskable_names"]
+__all__ = [
+    "CONVOLUTIONS",
+    "MASKABLE",
+    "NOT_LAYERS",
+    "RECURRENT",
+    "FrozenNet",
+    "loops",
+    "maskable_names",
+    "no_fastpath",
+    "recurrent",
+]
 
-MASKABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+CONVOLUTIONS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+)
+# layers whose ``weight`` (and ``bias``) are masked
+MASKABLE: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, *CONVOLUTIONS)
+# layers whose ``weight_*`` (and ``bias_*``) parameters are masked: LSTM / GRU / RNN and their cells
+RECURRENT: tuple[type[nn.Module], ...] = (nn.RNNBase, nn.RNNCellBase)
+# modules whose 2-D+ ``weight`` is a table or a gain, not a layer's weights: never masked
+NOT_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Embedding, nn.EmbeddingBag, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.PReLU, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def _own(mod: nn.Module, mask_bias: bool) -> list[str]:
+    """The maskable parameters of ``mod`` itself (not of its children), in registration order."""
+    own = dict(mod.named_parameters(recurse=False))
+    if isinstance(mod, MASKABLE):
+        keep = ["weight"] + (["bias"] if mask_bias else [])
+    elif isinstance(mod, RECURRENT):  # weight_ih_l0, weight_hh_l0, weight_hr_l0, ..._reverse; cells' too
+        return [n for n in own if n.startswith("weight_") or (mask_bias and n.startswith("bias_"))]
+    elif isinstance(mod, nn.MultiheadAttention):  # out_proj is a Linear child
+        keep = [*_ATTENTION_WEIGHTS, *(["in_proj_bias"] if mask_bias else [])]
+    elif isinstance(mod, NOT_LAYERS):
+        return []
+    else:  # a custom layer (GPT-2's Conv1D): a 2-D+ parameter called weight
+        w = own.get("weight")
+        if w is None or w.ndim < 2:
+            return []
+        keep = ["weight"] + (["bias"] if mask_bias else [])
+    return [n for n in own if n in keep and own[n] is not None]
 
 
 def maskable_names(model: nn.Module, mask_bias: bool = False) -> list[str]:
-    """Parameter names of the weights (and, with ``mask_bias``, biases) of Linear / Conv2d layers,
-    in registration order (the forward order for :class:`~modscope.models.MLP`)."""
+    """Parameter names of the weights that masks act on, in module registration order (the
+    forward order of a modscope MLP); with ``mask_bias`` each layer's biases follow its weights.
+
+    Masked: the ``weight`` of ``nn.Linear``, ``nn.Bilinear`` and every convolution (1-, 2-, 3-D
+    and transposed); ``weight_ih_*`` / ``weight_hh_*`` (and ``weight_hr_*``) of ``nn.LSTM`` /
+    ``GRU`` / ``RNN`` and their cells; ``nn.MultiheadAttention``'s ``in_proj_weight`` (or its
+    separate q / k / v weights) and ``out_proj``; any other module's own 2-D+ parameter called
+    ``weight`` (a custom layer, e.g. GPT-2's ``Conv1D``). Not masked: embeddings and
+    normalisation gains. A parameter shared by several modules (tied weights) is masked under its
+    first name only, and not at all when that module is not a layer (an embedding).
+    """
+    known = {n for n, _ in model.named_parameters()}  # a tied parameter: only its first name
     names = []
     for mname, mod in model.named_modules():
-        if isinstance(mod, MASKABLE):
-            prefix = f"{mname}." if mname else ""
-            names.append(prefix + "weight")
-            if mask_bias and getattr(mod, "bias", None) is not None:
-                names.append(prefix + "bias")
+        prefix = f"{mname}." if mname else ""
+        names += [prefix + n for n in _own(mod, mask_bias) if prefix + n in known]
     if not names:
-        raise ModscopeError("the model has no nn.Linear or nn.Conv2d layer to mask")
+        raise ModscopeError(
+            f"{type(model).__name__} has no layer weights to mask (Linear, convolution, recurrent, "
+            "attention, or a module's own 2-D weight)"
+        )
     return names
+
+
+def recurrent(model: nn.Module) -> bool:
+    """Whether ``model`` holds a recurrent layer (`RECURRENT`), whose fused op ``vmap`` cannot batch."""
+    return any(isinstance(m, RECURRENT) for m in model.modules())
+
+
+def loops(model: nn.Module, device: str | torch.device = "cpu") -> bool:
+    """Whether K weight sets run one by one (see the module docstring): a recurrent layer anywhere,
+    or a convolution on the CPU."""
+    conv = torch.device(device).type == "cpu" and any(isinstance(m, CONVOLUTIONS) for m in model.modules())
+    return conv or recurrent(model)
+
+
+@contextlib.contextmanager
+def no_fastpath() -> Iterator[None]:
+    """torch's fused attention fast path off inside (``torch.backends.mha``), restored after.
+
+    ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` switch to fused kernels in eval
+    mode when no parameter *appears* to need a gradient; under ``vmap`` the effective weights do
+    not appear to, and the fused encoder op has no derivative. Masks must run the plain path.
+    Set once around a whole run (the flag is process-wide; threads share it).
+    """
+    mha = getattr(torch.backends, "mha", None)
+    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
+        yield
+        return
+    before = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        mha.set_fastpath_enabled(before)
 
 
 class FrozenNet:
@@ -46,13 +142,30 @@ class FrozenNet:
     ``forward(eff, x)`` takes ``eff`` of shape ``(K, P)`` and ``x`` of shape ``(K, B, ...)``
     (or ``(B, ...)`` shared by all K with ``shared_input=True``) and returns ``(K, B, out)``.
     Everything else (biases, embeddings, buffers) is passed detached, so no gradient or
-    state ever reaches ``model``.
+    state ever reaches ``model``. ``output``: which of several outputs to use (an index, or a
+    function of the forward's result; `modscope.lesions.streamed.model_output`). ``loop``: run
+    the K weight sets one by one (default `loops`: recurrent layers, or convolutions on the CPU);
+    ``False`` on a recurrent model is refused (``vmap`` cannot batch it).
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str], device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        names: Sequence[str],
+        device: str | torch.device = "cpu",
+        output: int | Callable[[Any], Any] | None = None,
+        loop: bool | None = None,
+    ):
         params = dict(model.named_parameters())
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise ModscopeError(f"{type(model).__name__} has no parameter {missing[0]!r} to mask")
         self.model = model
         self.names = list(names)
+        self.output = output
+        if loop is False and recurrent(model):
+            raise ModscopeError("a recurrent layer's K masks cannot be batched by vmap: use the loop")
+        self.loop = loops(model, device) if loop is None else bool(loop)
         self.shapes = [tuple(params[n].shape) for n in self.names]
         self.sizes = [int(params[n].numel()) for n in self.names]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
@@ -73,12 +186,17 @@ class FrozenNet:
         return [eff[:, sl].view(K, *shape) for sl, shape in zip(self.spans, self.shapes, strict=True)]
 
     def _call(self, ws: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
+        out = functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
+        if self.output is not None or not isinstance(out, torch.Tensor):
+            from ..lesions.streamed import model_output
+
+            out = model_output(out, self.output)
+        return out
 
     def copy(self) -> FrozenNet:
         """The same frozen network over its own copy of the model: `functional_call` swaps a
         module's parameters while it runs, so concurrent threads each need their own."""
-        return FrozenNet(copy.deepcopy(self.model), self.names, self.device)
+        return FrozenNet(copy.deepcopy(self.model), self.names, self.device, self.output, self.loop)
 
     def forward(
         self,
@@ -91,10 +209,15 @@ class FrozenNet:
 
         ``K = 1`` runs as a plain call unless ``batched``: the batched (vmap) path rounds a
         little differently, and a group of one mask set must match it when it is part of a
-        larger run split over threads.
+        larger run split over threads. With `loop`, every weight set is a plain call.
         """
         ws = self.split(eff) if isinstance(eff, torch.Tensor) else list(eff)
-        with eval_mode(self.model):
+        with eval_mode(self.model), no_fastpath():
+            if self.loop:  # one plain call per weight set: vmap cannot batch recurrent ops
+                outs = [
+                    self._call([w[k] for w in ws], x if shared_input else x[k]) for k in range(ws[0].shape[0])
+                ]
+                return torch.stack(outs)
             if ws[0].shape[0] == 1 and not batched:  # a plain call, no vmap batching overhead
                 # view, not select: its backward is a view too, not a zero-filled copy
                 return self._call([w.view(w.shape[1:]) for w in ws], x if shared_input else x[0])[None]

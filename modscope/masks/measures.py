@@ -1,6 +1,11 @@
-"""What learned masks say (spec §5): kept fractions, overlaps (IoU, IoMin, shared fraction) overall
-and per layer, each mask's metric on every function's data, the inverted-mask test, and the
-per-class accuracy drop of class-removal masks."""
+"""What learned masks say (spec §5): kept fractions, overlaps (IoU, IoMin, shared fraction) overall,
+per layer and per unit group, each mask's metric on every function's data, the inverted-mask test,
+and the per-class accuracy drop of class-removal masks.
+
+A built-in task's test set is in memory (`evaluate_masks`); the user's data is scored batch by
+batch (`evaluate_streamed`): every batch goes through the K masked networks, the K inverted ones
+and the intact one, and a `modscope.data.accumulate.Accumulator` sums the metric per network,
+per function and per class, so only a batch (times the networks it runs through) is in memory."""
 
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import numpy as np
 import torch
 
 from ..data import metrics
-from ..data.functions import CONTROL
+from ..data.accumulate import Accumulator
+from ..data.functions import CONTROL, Function
 from ..tasks.base import Task
-from .data import FunctionData
+from .data import FunctionData, StreamedData
 from .frozen import FrozenNet
 from .result import MaskResult
 
-__all__ = ["evaluate_masks", "overlap_measures"]
+__all__ = ["evaluate_masks", "evaluate_streamed", "group_measures", "overlap_measures", "streamed_scores"]
 
 _EVAL_CHUNK = 8192  # examples per evaluation forward: bounds memory on big test sets
 
@@ -94,13 +100,6 @@ def evaluate_masks(
     """All measures of the hard masks ``logits > 0`` (logits ``(K, P)``, one row per ``data``)."""
     keep = logits > 0
     fnames = [d.name for d in data]
-    fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
-
-    overall = overlap_measures(keep, fnames, fn_rows)
-    layers = {}
-    for n, sl in zip(net.names, net.spans, strict=True):
-        layers[n] = overlap_measures(keep[:, sl], fnames, fn_rows)
-
     eff = net.w * keep
     acc = _metric_matrix(net, task, eff, data)
     inv_acc = _metric_matrix(net, task, net.w * ~keep, data)
@@ -114,13 +113,35 @@ def evaluate_masks(
             f: {str(c): float(full_pc[c] - masked_pc[k, c]) for c in range(task.n_classes)}
             for k, f in enumerate(fnames)
         }
+    return _result(net, fnames, logits, acc, inv_acc, full, class_drop, config, keep_logits)
+
+
+def _result(
+    net: FrozenNet,
+    fnames: Sequence[str],
+    logits: torch.Tensor,
+    acc: Sequence[Sequence[float]],
+    inv_acc: Sequence[Sequence[float]],
+    full: Sequence[float],
+    class_drop: dict | None,
+    config: dict[str, Any] | None,
+    keep_logits: bool,
+) -> MaskResult:
+    """The `MaskResult` of the hard masks ``logits > 0`` and their metrics (rows: masks, columns:
+    functions' data)."""
+    keep = logits > 0
+    fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
+    overall = overlap_measures(keep, fnames, fn_rows)
+    layers = {}
+    for n, sl in zip(net.names, net.spans, strict=True):
+        layers[n] = overlap_measures(keep[:, sl], fnames, fn_rows)
 
     def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = zip(net.names, net.spans, net.shapes, strict=True)
         return {n: t[sl].reshape(shape).cpu() for n, sl, shape in parts}
 
     return MaskResult(
-        functions=fnames,
+        functions=list(fnames),
         layer_names=list(net.names),
         masks={f: split(keep[k]) for k, f in enumerate(fnames)},
         kept_fraction=overall["kept_fraction"],
@@ -135,3 +156,84 @@ def evaluate_masks(
         config=dict(config or {}),
         logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
     )
+
+
+def streamed_scores(
+    net: FrozenNet,
+    stream: StreamedData,
+    weights: torch.Tensor,
+    functions: Sequence[Function],
+    batch_size: int = 512,
+    max_elements: int = 2**22,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The metric of the networks with effective weights ``weights`` ``(N, P)`` on the test split of
+    ``stream``'s data, read batch by batch: ``(metric (N,), per_class (N, C) or None, per_function
+    (N, F))`` (`Accumulator`). ``max_elements`` bounds the input elements of one forward (the
+    networks of a forward each see the batch), so memory holds a batch, not the data."""
+    data = stream.data
+    split = data.split("test")
+    n = weights.shape[0]
+    acc = None
+    with torch.no_grad():
+        for idx, x, y in split.batches(batch_size):
+            x = stream.inputs(x, net.device)
+            chunk = max(1, min(n, max_elements // max(1, x.numel())))
+            for start in range(0, n, chunk):
+                rows = slice(start, min(n, start + chunk))
+                out = net(weights[rows], x, shared_input=True)  # (rows, B, n_out)
+                if acc is None:
+                    acc = Accumulator(data, out.shape[-1], n, functions, "test")
+                acc.add(idx, out, y, rows)
+    return acc.result()
+
+
+def evaluate_streamed(
+    net: FrozenNet,
+    stream: StreamedData,
+    functions: Sequence[Function],
+    logits: torch.Tensor,
+    class_removal: bool = False,
+    config: dict[str, Any] | None = None,
+    keep_logits: bool = False,
+    batch_size: int = 512,
+) -> MaskResult:
+    """`evaluate_masks` on the user's data, streamed: the K masked networks, the K inverted ones and
+    the intact one (``2K + 1`` weight sets) score every test batch once (`streamed_scores`); each
+    mask's metric on function g is the mean over g's test examples and output groups, as for a
+    task. ``class_drop`` (one-group classifiers): per-class accuracy of the intact network minus
+    that under each mask, from the whole test split."""
+    keep = logits > 0
+    K = keep.shape[0]
+    fnames = [f.name for f in functions]
+    weights = torch.cat([net.w * keep, net.w * ~keep, net.w[None]])
+    _, per_class, per_fn = streamed_scores(net, stream, weights, functions, batch_size)
+    acc = per_fn[:K].tolist()
+    inv_acc = per_fn[K : 2 * K].tolist()
+    full = per_fn[2 * K].tolist()
+    class_drop = None
+    if class_removal and per_class is not None:
+        class_drop = {
+            f: {str(c): float(per_class[2 * K, c] - per_class[k, c]) for c in range(per_class.shape[1])}
+            for k, f in enumerate(fnames)
+        }
+    return _result(net, fnames, logits, acc, inv_acc, full, class_drop, config, keep_logits)
+
+
+def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
+    """Per unit group of a traced network (``units``: a `modscope.masks.units.UnitMap`): which
+    masked parameters write into it and read from it, how many of their weights touch it, and the
+    kept fraction, IoU, IoMin and shared fraction of the masks over those weights."""
+    names = list(result.layer_names)
+    fn_rows = [i for i, n in enumerate(result.functions) if n != CONTROL]
+    keep = torch.stack(
+        [torch.cat([result.masks[f][n].reshape(-1) for n in names]) for f in result.functions]
+    )
+    out: dict[str, dict[str, Any]] = {}
+    sizes = [int(result.masks[result.functions[0]][n].numel()) for n in names]
+    for g, (gname, writes, reads, sel) in enumerate(units.group_entries(names, sizes)):
+        if not sel.any():
+            continue
+        entry = {"group": g, "writes": writes, "reads": reads, "weights": int(sel.sum())}
+        entry.update(overlap_measures(keep[:, torch.from_numpy(sel)], result.functions, fn_rows))
+        out[gname if gname not in out else f"{gname}#{g}"] = entry
+    return out

@@ -29,6 +29,12 @@ class MaskResult:
     mask, when trained, learns the whole task; it is left out of the ``shared`` unions.
     ``class_drop[f][c]`` (per-class runs only): per-class accuracy of the intact network minus
     that under mask f, from the confusion matrices on the whole test set.
+
+    ``groups`` (runs given an example input): per unit group of the traced graph, the masked
+    parameters that write into it and read from it (``writes`` / ``reads``), the number of their
+    weights touching it, and the masks' kept fraction, IoU, IoMin and shared fraction over those
+    weights. ``units``: the `modscope.masks.units.UnitMap` they came from (for `alignment`; not
+    saved). ``config["metric"]`` names the metric of runs on the user's data.
     """
 
     functions: list[str]
@@ -46,6 +52,8 @@ class MaskResult:
     config: dict[str, Any] = field(default_factory=dict)
     logits: dict[str, dict[str, torch.Tensor]] | None = None
     history: dict[int, MaskResult] = field(default_factory=dict)  # steps -> result (record_at)
+    groups: dict[str, dict[str, Any]] | None = None
+    units: Any = None
 
     def to_dict(self) -> dict:
         d = {
@@ -61,11 +69,16 @@ class MaskResult:
         }
         if self.class_drop is not None:
             d["class_drop"] = self.class_drop
+        if "metric" in self.config:
+            d["metric"] = self.config["metric"]
+        if self.groups is not None:
+            d["groups"] = self.groups
         return to_jsonable(d)
 
     def to_payload(self) -> dict[str, Any]:
-        """Everything but ``logits`` and ``history``, as plain containers and tensors."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("logits", "history")}
+        """Everything but ``logits``, ``history`` and ``units``, as plain containers and tensors."""
+        left_out = ("logits", "history", "units")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in left_out}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> MaskResult:
@@ -100,6 +113,20 @@ class MaskResult:
                 {"layer": layer, "mask": f, "kept_fraction": v["kept_fraction"][f],
                  "shared": v["shared"][f]}
                 for layer, v in self.layers.items()
+                for f in self.functions
+            ]
+        )
+
+    def group_frame(self):
+        """One row per (unit group, mask): the weights touching the group, the mask's kept and
+        shared fraction of them (runs given an example input; empty otherwise)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {"group": g, "mask": f, "weights": v["weights"], "kept_fraction": v["kept_fraction"][f],
+                 "shared": v["shared"][f], "writes": ", ".join(v["writes"]), "reads": ", ".join(v["reads"])}
+                for g, v in (self.groups or {}).items()
                 for f in self.functions
             ]
         )

@@ -1,6 +1,7 @@
 """From files to results for networks modscope did not build: the user's module (named by its
 code, ``package.module:factory``, weights from a file), the user's data file and functions, then
-the analysis (`modscope.knockout` on the traced unit graph). Nothing in a file runs."""
+the analysis (`modscope.knockout` on the traced unit graph, `modscope.train_masks` on the module).
+Nothing in a file runs."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from typing import Any
 
 from ..clustering.spectral import cluster
 from ..data.dataset import Data, load_data
-from ..data.functions import parse_function
+from ..data.functions import class_functions, parse_function
 from ..errors import ModscopeError
 from ..graphs.load import load_graph
 from ..graphs.user_model import build_model, example_tensor
 from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
+from ..masks.fit import train_masks
+from ..masks.result import MaskResult
 
-__all__ = ["knockout_model", "user_data", "user_module"]
+__all__ = ["knockout_model", "masks_model", "user_data", "user_module"]
 
 
 def user_module(
@@ -66,3 +69,31 @@ def knockout_model(
     result = knockout(module, the_data, partition, example_input=example, **kwargs)
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     return result
+
+
+def masks_model(
+    weights: str | os.PathLike,
+    *,
+    model: str,
+    data: Any,
+    input_shape: str | None = None,
+    input_dtype: str = "float32",
+    functions: Sequence[str] | None = None,
+    classes: bool = False,
+    **kwargs: Any,
+) -> MaskResult:
+    """Build the user's module, read their data and learn one weight mask per function
+    (`modscope.train_masks` on the frozen module, the data streamed in batches): ``functions``
+    ``name=classes`` specs (`parse_function`), or ``classes`` for one ``not-<c>`` mask per class
+    with the per-class accuracy drop. The module is traced on its example input, so the result
+    has per-unit-group tables. ``kwargs`` go to `train_masks` (``steps``, ``output``, ...)."""
+    if classes and functions:
+        raise ModscopeError("give either --function or --classes, not both")
+    module, example = user_module(model, weights, input_shape, input_dtype)
+    the_data = user_data(data, functions)
+    fns: Any = None
+    if classes:
+        fns = class_functions(the_data)
+    elif not the_data.functions:
+        raise ModscopeError("name the functions to mask: --function NAME=CLASSES (repeatable) or --classes")
+    return train_masks(module, the_data, fns, class_removal=classes, example_input=example, **kwargs)
