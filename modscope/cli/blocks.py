@@ -13,9 +13,10 @@ def add(sub) -> None:
     p = sub.add_parser(
         "blocks",
         help="score every transformer MLP block (3-layer graph d_model-d_ff-d_model) against shuffles",
-        description="Find the MLP blocks of a transformer state dict (GPT-2 mlp.c_fc/mlp.c_proj, "
-        "fc1/fc2, fc_in/fc_out, dense_h_to_4h/dense_4h_to_h), score each block's 3-layer graph "
-        "against its own shuffles and print one row per block.",
+        description="Find the MLP blocks of a transformer state dict (every known family: BERT, GPT-2, "
+        "GPT-NeoX, OPT, LLaMA, T5, ViT; and GPT-2 / fc1-fc2 / fc_in-fc_out / dense_h_to_4h key pairs), "
+        "score each block's 3-layer graph against its own shuffles and print one row per block; "
+        "--whole adds the whole network's merged-stream graph.",
     )
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
     clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
@@ -31,6 +32,12 @@ def add(sub) -> None:
         choices=["spectral", "leiden", "louvain", "local"],
         default="spectral",
         help="spectral n-cut (default), Newman Q of Leiden or Louvain communities, layer-local n-cut",
+    )
+    p.add_argument(
+        "--whole",
+        action="store_true",
+        help="also score the whole network's unit graph (a known family's merged residual stream, "
+        "attention value units and MLP units) with the same measure and null",
     )
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
     progress_flag(p)
@@ -53,6 +60,7 @@ def run(args) -> int:
         seed=args.seed,
         jobs=args.jobs,
         progress=not args.no_progress,
+        whole=args.whole,
     )
     if args.json:
         write_json(args.json, scores.to_dict())

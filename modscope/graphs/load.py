@@ -292,7 +292,12 @@ def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> Weight
         graph = trace_program(read_pt2(path), kernel_norm=how.kernel_norm)
         return graph.read_as("a torch.export archive (.pt2), traced")
     if kind == "torchscript":  # weights only: the archive's code is never run
-        graph = _state_graph(read_torchscript(path), layers, how, str(path))
+        try:
+            graph = _state_graph(read_torchscript(path), layers, how, str(path))
+        except ModscopeError as exc:
+            raise ModscopeError(
+                f"a TorchScript archive, read for its weights only (its code is not run): {exc}"
+            ) from None
         return graph.read_as(f"a TorchScript archive (weights read, its code not run): {graph.reading}")
     if suffix == ".safetensors":
         return _state_graph(formats.read_safetensors(path), layers, how, str(path))

@@ -145,6 +145,8 @@ def format_blocks(scores: BlockScores, source: str = "") -> str:
             f"{r['block']:<{width}}  {r['d_model']:>7} {r['d_ff']:>6}  {r['value']:>10.4f}  "
             f"{null}  {z:>6}  {p:>6}"
         )
+    if scores.whole is not None:  # the whole network's unit graph: its own table
+        lines += ["", "whole network (its unit graph, spec §1b):", format_score(scores.whole)]
     return "\n".join(lines)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..errors import ModscopeError
+from ..graphs.load import load_graph
 from ..graphs.transformer import MLPBlock, mlp_blocks
 from ..runtime.executors import Executor
 from .engine import score
@@ -25,6 +27,7 @@ class BlockScores:
     blocks: list[MLPBlock]
     results: list[ScoreResult]
     method: str
+    whole: ScoreResult | None = None  # the whole merged-stream graph (spec §1b), when asked for
 
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
@@ -58,6 +61,7 @@ class BlockScores:
                 for b, r in zip(self.blocks, self.results, strict=True)
             ],
             "version": __version__,
+            **({"whole": self.whole.to_dict()} if self.whole is not None else {}),
         }
 
 
@@ -72,10 +76,13 @@ def score_blocks(
     jobs: int = 1,
     executor: Executor | None = None,
     progress: bool = False,
+    whole: bool = False,
 ) -> BlockScores:
     """`modscope.score` on every MLP block's 3-layer graph (``source``: a transformer checkpoint,
     state dict or module, or a list of `MLPBlock`). Every block uses the same ``seed``, so block
-    ``i``'s row equals scoring that block's graph alone."""
+    ``i``'s row equals scoring that block's graph alone. ``whole``: also score the whole network's
+    unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
+    attention value units and MLP units of spec §1b) with the same measure, null and seed."""
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks = list(source) if given else mlp_blocks(source)
     results = [
@@ -93,4 +100,19 @@ def score_blocks(
         for block in blocks
     ]
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
-    return BlockScores(blocks, results, name)
+    whole_result = None
+    if whole:
+        if given:
+            raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
+        whole_result = score(
+            load_graph(source),
+            measure=measure,
+            n_clusters=n_clusters,
+            null=null,
+            n_shuffles=n_shuffles,
+            seed=seed,
+            jobs=jobs,
+            executor=executor,
+            progress=progress,
+        )
+    return BlockScores(blocks, results, name, whole_result)
