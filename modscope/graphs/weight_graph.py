@@ -118,9 +118,12 @@ class WeightGraph:
         sizes: Sequence[int] | None = None,
         group_names: Sequence[str] | None = None,
         reading: str = "",
+        copy: bool = True,
     ) -> WeightGraph:
         """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
-        ``sizes`` joined as ``links`` says. Blocks within one group lose their diagonal."""
+        ``sizes`` joined as ``links`` says. Blocks within one group lose their diagonal.
+        ``copy=False`` keeps float64 arrays as they are (the caller hands them over: the tracer's
+        blocks), which saves a copy of every weight on big networks."""
         names = tuple(names) if names is not None else tuple(f"layer{i}" for i in range(len(weights)))
         total = sum(int(np.prod(np.shape(w))) for w in weights)
         if total > MAX_WEIGHT_ENTRIES:
@@ -137,13 +140,12 @@ class WeightGraph:
                 raise ModscopeError(f"{name}: zero-width layer (shape {a.shape})")
             if not (np.issubdtype(a.dtype, np.floating)):
                 raise ModscopeError(f"{name}: weights must be floating point, got dtype {a.dtype}")
-            a = a.astype(np.float64)
+            a = a.astype(np.float64) if copy or a.dtype != np.float64 else a
             if not np.isfinite(a).all():
                 raise ModscopeError(f"{name}: weights contain NaN or infinite values")
-            if a.size and np.abs(a).max() * max(a.shape) > 1e300:  # a degree would overflow
-                raise ModscopeError(
-                    f"{name}: weights too large to sum without overflow (max |w| {np.abs(a).max():.3g})"
-                )
+            peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| copy
+            if peak * max(a.shape) > 1e300:  # a degree would overflow
+                raise ModscopeError(f"{name}: weights too large to sum without overflow (max |w| {peak:.3g})")
             checked.append(a)
         if links is None:
             return cls(tuple(checked), names, reading=reading)

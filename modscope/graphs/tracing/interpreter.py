@@ -187,11 +187,14 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         read = units >= 0
         if not read.any():
             raise self.refuse(node, "it reads no unit (its input is a constant or an attention score)")
-        units, pos, scale = units[read], pos[read], scale[read]
-        w = w[:, read] * np.abs(scale).reshape((1, -1) + (1,) * (w.ndim - 2))
+        if not read.all():
+            units, pos, scale, w = units[read], pos[read], scale[read], w[:, read]
+        if not np.all(scale == 1.0):  # a gain to fold in (LayerNorm); else no copy of a big matrix
+            w = w * np.abs(scale).reshape((1, -1) + (1,) * (w.ndim - 2))
         src, inverse = np.unique(units, return_inverse=True)
         if src.size == units.size and w.ndim == 2:  # every unit read once: the (signed) weights
-            weight = w[:, np.argsort(units, kind="stable")]
+            order = np.argsort(units, kind="stable")
+            weight = w if np.array_equal(order, np.arange(order.size)) else w[:, order]
         elif w.ndim == 2:  # several features per unit: each unit's slice arranged in its frame
             n_pos = int(np.prod(frame))
             slot = inverse * n_pos + pos % n_pos

@@ -202,13 +202,18 @@ class GraphBuilder:
                 cols = np.flatnonzero(ks & (gsrc == gs))
                 for gd in np.unique(gdst[kd]):
                     rows = np.flatnonzero(kd & (gdst == gd))
-                    w = np.zeros((sizes[gd], sizes[gs]))
                     r, c = index[dst[rows]], index[src[cols]]
-                    sub = blk.weight[np.ix_(rows, cols)]
-                    if np.unique(r).size == r.size and np.unique(c).size == c.size:
-                        w[np.ix_(r, c)] = sub
-                    else:  # several units of the block are one unit now: their weights add up
-                        np.add.at(w, (r[:, None], c[None, :]), np.abs(sub))
+                    whole = (rows.size, cols.size) == blk.weight.shape == (sizes[gd], sizes[gs])
+                    in_order = np.array_equal(r, np.arange(r.size)) and np.array_equal(c, np.arange(c.size))
+                    if whole and in_order:
+                        w = blk.weight  # the block fills its groups in order: no copy
+                    else:
+                        w = np.zeros((sizes[gd], sizes[gs]))
+                        sub = blk.weight[np.ix_(rows, cols)]
+                        if np.unique(r).size == r.size and np.unique(c).size == c.size:
+                            w[np.ix_(r, c)] = sub
+                        else:  # several units of the block are one unit now: their weights add up
+                            np.add.at(w, (r[:, None], c[None, :]), np.abs(sub))
                     key = (stack, int(gs), int(gd))
                     if key not in parts:
                         parts[key], part_names[key] = w[None], [blk.name]
@@ -232,4 +237,5 @@ class GraphBuilder:
             links=[(k[1], k[2]) for k in order],
             sizes=sizes,
             group_names=names,
+            copy=False,
         )
