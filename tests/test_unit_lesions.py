@@ -159,3 +159,45 @@ def test_knockout_on_a_traced_network_streams_the_users_data():
         knockout(model, (x, y), part, n_random=20)
     with pytest.raises(ModscopeError, match="one cluster label per node"):
         knockout(model, (x, y), part.labels[:-1], **kw)
+
+
+class _Drifting(nn.Module):
+    """Changes its own weights in forward (a running update written by hand)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 5)
+        self.b = nn.Linear(5, 3)
+
+    def forward(self, x):
+        if x.shape[0] > 1:  # not on the batch-1 example it is traced with
+            with torch.no_grad():
+                self.b.weight.mul_(1.0)  # an in-place write, as a buggy running update would do
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_bad_user_input_is_refused_in_one_line_and_the_model_untouched():
+    model = ResidualMLP().eval()
+    example = torch.zeros(1, 4)
+    part = modscope.cluster(modscope.load_graph(model, example_input=example), 2, seed=0)
+    before = _state(model)
+    cases = [
+        ((torch.randn(10, 7), torch.randint(0, 3, (10,))), "rejects the data"),  # wrong feature count
+        ((torch.randn(10, 4), torch.full((10,), 5)), "up to class 5"),  # labels beyond the outputs
+    ]
+    for data, words in cases:
+        with pytest.raises(ModscopeError, match=words) as info:
+            knockout(model, data, part, example_input=example, n_random=20)
+        assert "\n" not in str(info.value)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+    drifting = _Drifting()
+    part = modscope.cluster(modscope.load_graph(drifting, example_input=example), 2, seed=0)
+    with pytest.raises(ModscopeError, match="changes its own weights"):
+        knockout(
+            drifting,
+            (torch.randn(10, 4), torch.randint(0, 3, (10,))),
+            part,
+            example_input=example,
+            n_random=20,
+        )

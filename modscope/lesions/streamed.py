@@ -87,7 +87,17 @@ class UnitEvaluator:
         return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return model_output(self.model(x), self.output)
+        try:
+            out = self.model(x)
+        except ModscopeError:
+            raise
+        except Exception as exc:  # the user's model on the user's data: its complaint in one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModscopeError(
+                f"the model rejects the data ({type(exc).__name__}: {first}); inputs of shape "
+                f"{tuple(x.shape)[1:]} per example"
+            ) from None
+        return model_output(out, self.output)
 
     def _accumulator(self, n: int, n_outputs: int) -> Accumulator:
         return Accumulator(self.data, n_outputs, n, self.functions, self.split_name)
@@ -99,11 +109,17 @@ class UnitEvaluator:
     def intact(self) -> Scores:
         if self._intact is None:
             acc = None
+            versions = [p._version for p in self.model.parameters()]  # noqa: SLF001 (torch's counter)
             with eval_mode(self.model, no_grad=True):
                 for idx, x, y in self.split.batches(self.batch_size):
                     out = self._forward(self._input(x))
                     acc = acc or self._accumulator(1, out.shape[-1])
                     acc.add(idx, out[None], y)
+            if versions != [p._version for p in self.model.parameters()]:  # noqa: SLF001
+                raise ModscopeError(
+                    "the model changes its own weights in forward: lesions and their baselines would "
+                    "not see the same network"
+                )
             self._intact = self._scores(acc)
         return self._intact
 
