@@ -147,8 +147,10 @@ class UnitEvaluator:
         with eval_mode(self.model, no_grad=True):
             for idx, x, y in self.split.batches(self.batch_size):
                 x = self._input(x)
+                # lesions per forward: their copies of the batch hold at most max_elements input
+                # elements and 4 batches (a layer's activations outweigh its input many times)
                 per = max(1, x.numel())
-                chunk = 1 if loop else max(1, min(n, self.max_elements // per))
+                chunk = 1 if loop else max(1, min(n, self.max_elements // per, 4))
                 for start in range(0, n, chunk):
                     rows = slice(start, min(n, start + chunk))
                     if loop:
