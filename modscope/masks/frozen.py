@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -166,6 +167,7 @@ class FrozenNet:
         if loop is False and recurrent(model):
             raise ModscopeError("a recurrent layer's K masks cannot be batched by vmap: use the loop")
         self.loop = loops(model, device) if loop is None else bool(loop)
+        self._probed = loop is not None  # auto: the first batched call checks vmap's coverage
         self.shapes = [tuple(params[n].shape) for n in self.names]
         self.sizes = [int(params[n].numel()) for n in self.names]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
@@ -221,6 +223,17 @@ class FrozenNet:
             if ws[0].shape[0] == 1 and not batched:  # a plain call, no vmap batching overhead
                 # view, not select: its backward is a view too, not a zero-filled copy
                 return self._call([w.view(w.shape[1:]) for w in ws], x if shared_input else x[0])[None]
-            return vmap(self._call, in_dims=(0, None if shared_input else 0))(ws, x)
+            if self._probed:
+                return vmap(self._call, in_dims=(0, None if shared_input else 0))(ws, x)
+            # the first batched call: an op vmap has no rule for (scaled_dot_product_attention on the
+            # CPU) runs through torch's slow per-sample fallback; then every call loops instead
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = vmap(self._call, in_dims=(0, None if shared_input else 0))(ws, x)
+            self._probed = True
+            if any("batching rule" in str(w.message) for w in caught):
+                self.loop = True
+                return self.forward(eff, x, shared_input, batched)
+            return out
 
     __call__ = forward

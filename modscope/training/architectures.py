@@ -1,0 +1,126 @@
+"""Two real architectures modscope can train on its own tasks, for worked examples of scoring,
+masks and knockouts on networks that are not MLPs (any ``nn.Module`` works the same way).
+
+- `ResidualCNN`: image classifier, a stem conv then residual blocks (two 3x3 convs with
+  BatchNorm and a skip, a 1x1 projection where the width or stride changes), global average
+  pooling and a Linear head. Input ``(B, H * W)`` flat pixels or ``(B, C, H, W)``.
+- `DigitTransformer`: a pre-LayerNorm transformer encoder over the digit tokens of the one-hot
+  arithmetic tasks (`addmul`, `tuple-add`): each 10-way one-hot digit block is a token (looked up
+  in an embedding table, plus a learned position), a trailing flag block (addmul's operation) one
+  more token; the mean of the final stream gives ``groups x 10`` logits. Input ``(B, 10 * digits
+  + flag)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["DigitTransformer", "ResidualCNN"]
+
+
+class _Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class ResidualCNN(nn.Module):
+    """``widths[i]`` channels in stage ``i`` (``blocks`` residual blocks each; stages after the first
+    halve the map), ``classes`` outputs. ``image``: ``(C, H, W)`` of the input."""
+
+    def __init__(
+        self,
+        image: tuple[int, int, int] = (1, 28, 28),
+        widths: Sequence[int] = (16, 32),
+        blocks: int = 1,
+        classes: int = 10,
+    ) -> None:
+        super().__init__()
+        self.image = tuple(image)
+        self.stem = nn.Conv2d(image[0], widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        stages, c = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(blocks):
+                stages.append(_Block(c, w, 2 if i > 0 and j == 0 else 1))
+                c = w
+        self.blocks = nn.Sequential(*stages)
+        self.head = nn.Linear(c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], *self.image)
+        x = self.blocks(torch.relu(self.bn(self.stem(x))))
+        return self.head(x.mean((2, 3)))
+
+
+class _EncoderLayer(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, ff)
+        self.fc2 = nn.Linear(ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = nn.functional.scaled_dot_product_attention(q, k, v)
+        x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm2(x))))
+
+
+class DigitTransformer(nn.Module):
+    """``digits`` one-hot digit tokens (+ a ``flag``-wide one-hot token when ``flag > 0``), ``layers``
+    pre-LN encoder layers of width ``d`` with ``heads`` heads and ``ff`` MLP units, ``groups``
+    output groups of 10 logits. Tokens are looked up in one embedding table (digits 0-9, then the
+    flag's values), so the residual stream starts at the embedding (spec §1b)."""
+
+    def __init__(
+        self,
+        digits: int = 4,
+        flag: int = 2,
+        groups: int = 2,
+        d: int = 32,
+        heads: int = 4,
+        layers: int = 2,
+        ff: int = 64,
+    ) -> None:
+        super().__init__()
+        self.digits, self.flag = digits, flag
+        self.embed = nn.Embedding(10 + flag, d)
+        self.position = nn.Parameter(torch.zeros(digits + (1 if flag else 0), d))
+        self.layers = nn.ModuleList(_EncoderLayer(d, heads, ff) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 10 * groups)
+        nn.init.normal_(self.position, std=0.02)
+
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 10 * digits + flag)`` one-hot blocks -> ``(B, tokens)`` ids."""
+        ids = x[:, : 10 * self.digits].reshape(x.shape[0], self.digits, 10).argmax(-1)
+        if self.flag:
+            ids = torch.cat([ids, 10 + x[:, 10 * self.digits :].argmax(-1, keepdim=True)], dim=1)
+        return ids
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(self.tokens(x)) + self.position
+        for layer in self.layers:
+            h = layer(h)
+        return self.head(self.norm(h).mean(1))
