@@ -335,7 +335,7 @@ VARIANTS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
 
 def saved(name: str, model: torch.nn.Module, folder: Path) -> tuple[dict[str, Any], dict | None]:
     """The tensors as a user gets them, and the config.json beside them (Hugging Face only)."""
-    from modscope.graphs.formats import read_safetensors
+    from modscope.graphs.files.formats import read_safetensors
 
     if name.endswith("bfloat16"):
         model = model.to(torch.bfloat16)

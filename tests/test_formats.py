@@ -20,7 +20,7 @@ from torch import nn
 from modscope import load_graph
 from modscope.cli import main
 from modscope.errors import ModscopeError
-from modscope.graphs.archives import archive_kind, read_pt2, read_torchscript
+from modscope.graphs.files.archives import archive_kind, read_pt2, read_torchscript
 
 DATA = Path(__file__).parent / "data" / "formats"
 
@@ -290,7 +290,7 @@ def test_missing_optional_package_says_what_to_install(monkeypatch, package, ext
 # -- Keras ------------------------------------------------------------------------------------------
 def test_keras_module_reproduces_keras_output():
     pytest.importorskip("h5py")
-    from modscope.graphs.keras_h5 import keras_module, read_keras
+    from modscope.graphs.files.keras_h5 import keras_module, read_keras
 
     module, _, _ = keras_module(read_keras(DATA / "keras_zoo.h5"))
     with np.load(DATA / "keras_zoo.io.npz") as io:

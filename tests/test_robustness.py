@@ -19,7 +19,7 @@ from modscope.cli import main
 from modscope.clustering.ncut import ncut
 from modscope.clustering.spectral import SpectralClusterer
 from modscope.errors import ModscopeError
-from modscope.graphs.formats import UntrustedPickleWarning
+from modscope.graphs.files.formats import UntrustedPickleWarning
 from modscope.graphs.weight_graph import WeightGraph
 from tests.conftest import planted_weights, random_mlp
 
@@ -196,9 +196,9 @@ def test_pickled_code_runs_only_with_trust_pickle(tmp_path, capsys):
 
 
 def test_zip_bomb_like_and_oversized_files_are_refused(tmp_path, monkeypatch):
-    import modscope.graphs.formats
+    import modscope.graphs.files.formats
 
-    monkeypatch.setattr(modscope.graphs.formats, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(modscope.graphs.files.formats, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.pt"
     torch.save(random_mlp([10, 10, 2]).state_dict(), path)
     with pytest.raises(ModscopeError, match="limit"):

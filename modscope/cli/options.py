@@ -130,7 +130,7 @@ def executor(args) -> Any:
 
 def module_flags(g: Any) -> None:
     """--model, --input-shape, --input-dtype: the user's module by its code, traced on an example
-    input (`modscope.graphs.user_model`)."""
+    input (`modscope.graphs.files.user_model`)."""
     g.add_argument(
         "--model",
         metavar="PKG.MODULE:FACTORY",
@@ -233,7 +233,7 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
             map_shape=_map_shape(args.map_shape),
             bn_eps=args.bn_eps,
         )
-    from ..graphs.user_model import build_model, example_tensor
+    from ..graphs.files.user_model import build_model, example_tensor
 
     module, example = build_model(args.model, args.checkpoint)
     if args.input_shape is not None:

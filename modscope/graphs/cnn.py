@@ -46,9 +46,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError
-from . import formats
 from .arrays import as_float64
+from .files import formats
 from .names import EMBEDDING, natural_key
+from .norms import KERNEL_NORMS, KernelNorm, kernel_norms
 from .weight_graph import WeightGraph
 
 __all__ = [
@@ -63,30 +64,8 @@ __all__ = [
     "module_channel_weights",
 ]
 
-KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
-KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
 FlattenOrder = Literal["channel_major", "channel_last"]
 FLATTEN_ORDERS = ("channel_major", "channel_last")
-
-
-def kernel_norms(kernel: np.ndarray, norm: KernelNorm = "1") -> np.ndarray:
-    """``(out, in)`` norms of the ``(kh, kw)`` slices of ``kernel`` ``(out, in, kh, kw)``.
-
-    ``"1"``: matrix 1-norm (max over columns of the column's absolute sum, numpy's
-    ``ord=1``); ``"l1"``: sum of ``|K|``; ``"l2"``/``"fro"``: Frobenius; ``"max"``: max ``|K|``.
-    """
-    k = np.abs(np.asarray(kernel, dtype=np.float64))
-    if k.ndim != 4:
-        raise ModscopeError(f"a conv kernel must be 4-D (out, in, kh, kw), got shape {k.shape}")
-    if norm == "1":
-        return k.sum(axis=2).max(axis=2)
-    if norm == "l1":
-        return k.sum(axis=(2, 3))
-    if norm in ("l2", "fro"):
-        return np.sqrt((k * k).sum(axis=(2, 3)))
-    if norm == "max":
-        return k.max(axis=(2, 3))
-    raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
 # -- the layer stack -------------------------------------------------------------------------

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 import numpy as np
 
 from ..errors import ModscopeError
-from . import formats
 from .arrays import as_float64
 from .chains import chains, ordered_weights
 from .cnn import FlattenOrder, channel_weights, holds_conv, module_channel_weights
 from .families import family_graph, match_family, read_config
+from .files import formats
 from .modules import named_linear_layers
 from .names import EMBEDDING
 from .weight_graph import WeightGraph, check_build_memory
@@ -271,7 +271,7 @@ def _module_graph(module: Any, layers, example_input: Any, kernel_norm: str) -> 
 
 # -- files -------------------------------------------------------------------------------------------
 def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> WeightGraph:
-    from .archives import archive_kind, read_pt2, read_torchscript
+    from .files.archives import archive_kind, read_pt2, read_torchscript
 
     suffix = path.suffix.lower()
     other = (".safetensors", ".npz", ".onnx", ".h5", ".hdf5", ".keras")  # formats that are no torch zip
@@ -279,11 +279,11 @@ def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> Weight
     if layers is not None and (suffix in (".onnx", ".h5", ".hdf5", ".keras", ".pt2") or kind == "pt2"):
         raise ModscopeError(f"{path}: layers name the tensors of a state dict; this file is traced whole")
     if suffix == ".onnx":
-        from .onnx_model import onnx_graph
+        from .files.onnx_model import onnx_graph
 
         return onnx_graph(path, kernel_norm=how.kernel_norm)
     if suffix in (".h5", ".hdf5", ".keras"):
-        from .keras_h5 import keras_graph
+        from .files.keras_h5 import keras_graph
 
         return keras_graph(path, kernel_norm=how.kernel_norm)
     if kind == "pt2" or suffix == ".pt2":  # torch.export archives: the program, traced, no code run

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModscopeError
-from . import formats
 from .arrays import as_float64
 from .families import FamilyGraph, family_graph, match_family, read_config
+from .files import formats
 from .names import natural_key
 from .weight_graph import WeightGraph
 

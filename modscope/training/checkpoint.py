@@ -1,7 +1,7 @@
 """modscope's own checkpoints: one file that ``torch.load(weights_only=True)`` reads, holding a
 trained MLP, its task and how it was trained.
 
-The file layout is documented (and read for graphs) in `modscope.graphs.formats`. A
+The file layout is documented (and read for graphs) in `modscope.graphs.files.formats`. A
 `Checkpoint` rebuilds the network (:meth:`Checkpoint.model`: inputs and outputs in the task's
 order, whatever BIMT swapped) and its task (`task_for_checkpoint`).
 """
@@ -17,7 +17,7 @@ import torch
 
 from .._version import __version__
 from ..errors import ModscopeError
-from ..graphs import formats
+from ..graphs.files import formats
 from ..runtime.atomic import write_atomic
 from ..tasks import Task, get_task
 from .models import MLP, Architecture

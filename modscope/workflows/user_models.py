@@ -13,8 +13,8 @@ from ..clustering.spectral import cluster
 from ..data.dataset import Data, load_data
 from ..data.functions import class_functions, parse_function
 from ..errors import ModscopeError
+from ..graphs.files.user_model import build_model, example_tensor
 from ..graphs.load import load_graph
-from ..graphs.user_model import build_model, example_tensor
 from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
 from ..masks.fit import train_masks

@@ -25,9 +25,9 @@ per-element gain (LayerNorm / RMSNorm weights, parameter scalings) not yet folde
 Anything the interpreter cannot follow is refused with one line naming the op and its module.
 """
 
+from ..norms import slice_norms
 from .export import TracedNetwork, export_module, trace_graph, trace_network, trace_program
 from .sites import Site
-from .slices import slice_norms
 
 __all__ = [
     "Site",

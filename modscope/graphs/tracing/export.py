@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ModscopeError
-from ..cnn import KERNEL_NORMS
+from ..norms import KERNEL_NORMS
 from ..weight_graph import WeightGraph
 from .interpreter import Interpreter
 from .sites import Site, locate_sites

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 from .layers import LayerOps
 from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .slices import slice_norms
 from .units import GraphBuilder, UnitTensor
 from .views import ViewOps
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .slices import slice_norms
+from ..norms import slice_norms
 from .units import UnitTensor, module_of
 
 __all__ = ["RecurrentOps"]

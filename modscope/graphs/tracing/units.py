@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import ModscopeError
+from ..norms import slice_norms
 from ..weight_graph import WeightGraph
-from .slices import slice_norms
 
 __all__ = ["Block", "GraphBuilder", "UnitTensor", "module_of"]
 

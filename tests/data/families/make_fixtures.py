@@ -87,7 +87,7 @@ def main() -> None:
             **arrays,
         )
         # the fixture must read back as the real graph (here, with the real libraries at hand)
-        from modscope.graphs.formats import read_safetensors
+        from modscope.graphs.files.formats import read_safetensors
 
         known = family_graph(read_safetensors(out / "model.safetensors"), config=read_config(out))
         assert known.family == family and known.graph.sizes == real.sizes, name

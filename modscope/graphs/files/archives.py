@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
 from .formats import MAX_FILE_BYTES, check_file, first_line
 
 __all__ = ["archive_kind", "read_pt2", "read_torchscript"]

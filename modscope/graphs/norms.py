@@ -1,13 +1,18 @@
-"""The norm of the several weights that join two units (a kernel, a flattened map, gate rows)."""
+"""The norm of the several weights that join two units (spec §1, §1b): a conv kernel's slice, a
+flattened channel's map, stacked gate rows. One definition for every reader of networks."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-from ...errors import ModscopeError
-from ..cnn import KERNEL_NORMS
+from ..errors import ModscopeError
 
-__all__ = ["slice_norms"]
+__all__ = ["KERNEL_NORMS", "KernelNorm", "kernel_norms", "slice_norms"]
+
+KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
+KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
 
 
 def slice_norms(slices: np.ndarray, norm: str = "1") -> np.ndarray:
@@ -31,3 +36,12 @@ def slice_norms(slices: np.ndarray, norm: str = "1") -> np.ndarray:
     if norm == "max":
         return k.max(axis=spatial)
     raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+
+
+def kernel_norms(kernel: np.ndarray, norm: KernelNorm = "1") -> np.ndarray:
+    """``(out, in)`` norms of the ``(kh, kw)`` slices of a 2-D conv ``kernel`` ``(out, in, kh, kw)``:
+    `slice_norms` (``"1"``: numpy's matrix 1-norm, the largest column sum of ``|K|``)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 4:
+        raise ModscopeError(f"a conv kernel must be 4-D (out, in, kh, kw), got shape {k.shape}")
+    return slice_norms(k, norm)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
 
 __all__ = [
     "CHECKPOINT_FORMAT",

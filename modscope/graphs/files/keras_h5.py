@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
+from ..weight_graph import WeightGraph, check_build_memory
 from .formats import MAX_FILE_BYTES, check_file, first_line
 from .keras_layers import KerasLayer, LayerBuilder
-from .weight_graph import WeightGraph, check_build_memory
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
 
@@ -419,7 +419,7 @@ def keras_graph(
     """The unit graph of a Keras ``.h5`` / ``.hdf5`` / ``.keras`` file: a full model traced from a
     torch module rebuilt from its config, or a weights-only file's plain stack of Dense layers.
     ``input_shape``: the first input's shape without the batch axis, when the config lacks it."""
-    from .tracing import trace_graph
+    from ..tracing import trace_graph
 
     kf = read_keras(path)
     if kf.config is None:

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
+from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line
 from .onnx_ops import NP_TYPES, OPS, Call, module_path, sanitise
-from .weight_graph import WeightGraph
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
 
@@ -334,7 +334,7 @@ def onnx_graph(
     ``input_shape``: the first input's shape when its declared one does not fit (batch 1; the
     graph's symbolic sizes become 1 otherwise). ``kernel_norm`` as for `trace_graph`.
     """
-    from .tracing import trace_graph
+    from ..tracing import trace_graph
 
     model = read_onnx(path)
     module, example = onnx_module(model, input_shape, str(path))

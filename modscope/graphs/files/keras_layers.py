@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
 from .padding import pad_by_concat, same_pads
 
 __all__ = ["KerasLayer", "LayerBuilder", "activation"]

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModscopeError
+from ...errors import ModscopeError
 from . import formats
 
 __all__ = ["build_model", "example_tensor", "load_weights_into"]
