@@ -117,11 +117,12 @@ def compare(args: argparse.Namespace, cmd_m: list[str], cmd_p: list[str], out_m:
         "ratio_plain_over_modscope": ratio(t_p, t_m),
     }
     out["meets_target"] = out["ratio_plain_over_modscope"] >= TARGET
+    mz = m["shuffle"]["z"] if m["shuffle"]["z"] is not None else float("nan")
     pz = p["z"] if p["z"] is not None else float("nan")
     print(f"  median: modscope {timing(t_m)['median']:.2f} s, "
           f"plain scikit-learn {timing(t_p)['median']:.2f} s, "
           f"ratio {out['ratio_plain_over_modscope']:.1f}x (target >= {TARGET:.0f}x)")
-    print(f"  n-cut: modscope {m['ncut']:.4f} (z {m['shuffle']['z']:.2f}), "
+    print(f"  n-cut: modscope {m['ncut']:.4f} (z {mz:.2f}), "
           f"plain {p['ncut']:.4f} (z {pz:.2f})")
     return out
 

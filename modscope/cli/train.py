@@ -1,4 +1,4 @@
-"""``modscope train``: train a plain, regularised, pruned or BIMT MLP on a task."""
+"""``modscope train``: train a plain, regularised, pruned, BIMT or clusterability-trained MLP on a task."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["add", "run"]
 def add(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train an MLP on a task (plain, regularised, pruned, or with BIMT)",
+        help="train an MLP on a task (plain, regularised, pruned, with BIMT or for clusterability)",
         description="Train an MLP on a named task with Adam and write a modscope checkpoint. "
         "Unset options take the task's defaults.",
     )
@@ -78,6 +78,30 @@ def add(sub) -> None:
         metavar="L1,L2,L3",
         help="three lambdas for the three phases of training (quarters: 1/4, 1/2, 1/4), e.g. 0.01,0.1,1",
     )
+    c = p.add_argument_group(
+        "training for clusterability (spec §7; not with --bimt)",
+        "spectral (Filan et al. 2021): loss = task loss + LAMBDA * (mu_2 + ... + mu_{K+1}), the K "
+        "smallest non-trivial eigenvalues of the normalised Laplacian of the |W| graph (0 for K+1 "
+        "disconnected parts); golechha (Golechha et al. 2024-25): loss = task loss + LAMBDA * (1 - "
+        "the share of sum W^2 inside C contiguous diagonal blocks)",
+    )
+    c.add_argument("--cluster-reg", type=float, metavar="LAMBDA",
+                   help="train for clusterability with this penalty weight (>= 0)")
+    c.add_argument("--cluster-loss", choices=["spectral", "golechha"],
+                   help="which penalty (default spectral)")
+    c.add_argument("--cluster-eigs", type=int, metavar="K",
+                   help="spectral: number of eigenvalues after the trivial first, K = clusters - 1 "
+                   "(default 3, i.e. 4 clusters; 11 for 12)")
+    c.add_argument("--cluster-reg-every", type=int, metavar="N",
+                   help="spectral: solve the eigenproblem every N steps (default 1 = exact every "
+                   "step); in between the eigenvectors are reused, tracked by one subspace step")
+    c.add_argument("--cluster-reg-normalize", action="store_true", default=None,
+                   help="spectral: before every step rescale each hidden ReLU unit to incoming weights "
+                   "+ bias of norm sqrt(2), outgoing weights inversely (the reference's; same function)")
+    c.add_argument("--cluster-reg-clusters", type=int, metavar="C",
+                   help="golechha: contiguous blocks of units per layer (default 4)")
+    c.add_argument("--cluster-reg-layers", choices=["hidden", "all"],
+                   help="golechha: penalise the hidden-to-hidden matrices (default) or every layer")
     p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
     p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
     progress_flag(p)
@@ -94,6 +118,28 @@ def _lambdas(text: str | None) -> tuple[float, ...] | None:
     if len(values) != 3:
         raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}")
     return values
+
+
+def _cluster_reg(args) -> dict | None:
+    """The ``cluster_reg`` option from the ``--cluster-*`` flags (one-line errors)."""
+    spectral = {"eigs": args.cluster_eigs, "every": args.cluster_reg_every,
+                "normalize": args.cluster_reg_normalize}
+    golechha = {"clusters": args.cluster_reg_clusters, "layers": args.cluster_reg_layers}
+    flags = {**spectral, **golechha, "loss": args.cluster_loss}
+    if args.cluster_reg is None:
+        if any(v is not None for v in flags.values()):
+            raise ModscopeError("--cluster-* options need --cluster-reg LAMBDA")
+        return None
+    if args.bimt:
+        raise ModscopeError("--cluster-reg and --bimt are two training strategies; use one of them")
+    loss = args.cluster_loss or "spectral"
+    own, other = (spectral, golechha) if loss == "spectral" else (golechha, spectral)
+    flag = {"eigs": "--cluster-eigs", "every": "--cluster-reg-every", "normalize": "--cluster-reg-normalize",
+            "clusters": "--cluster-reg-clusters", "layers": "--cluster-reg-layers"}
+    wrong = [flag[k] for k, v in other.items() if v is not None]
+    if wrong:
+        raise ModscopeError(f"--cluster-loss {loss} does not take {', '.join(wrong)}")
+    return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in own.items() if v is not None}}
 
 
 def run(args) -> int:
@@ -113,6 +159,7 @@ def run(args) -> int:
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and not args.bimt:
         raise ModscopeError("--bimt-* options need --bimt")
+    cluster_reg = _cluster_reg(args)
     batch = ...
     if args.batch_size is not None:
         if args.batch_size.strip().lower() == "full":
@@ -148,6 +195,7 @@ def run(args) -> int:
         prune_fresh_optimizer=args.prune_fresh_optimizer,
         loss=args.loss,
         recipe=args.recipe,
+        cluster_reg=cluster_reg,
         progress=not args.no_progress,
     )
     result.save(args.out)
@@ -156,8 +204,12 @@ def run(args) -> int:
     m = result.metrics
     shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
+    mode = " BIMT" if args.bimt else ""
+    if cluster_reg is not None:
+        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
+        shown += [f"{k} {m[k]:.4g}" for k in ("cluster_penalty", "clusterability") if k in m]
     print(
-        f"{task.name} {widths}{' BIMT' if args.bimt else ''}: {m['steps']} steps in "
+        f"{task.name} {widths}{mode}: {m['steps']} steps in "
         f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}"
     )
     return 0

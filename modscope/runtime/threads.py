@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["maybe_single_thread", "single_thread"]
+__all__ = ["blas_threads", "maybe_single_thread", "single_thread"]
 
 
 @lru_cache(maxsize=1)
@@ -26,6 +26,12 @@ def _controller() -> ThreadpoolController:
 def single_thread():
     """Context manager: BLAS and OpenMP pools limited to one thread inside."""
     return _controller().limit(limits=1)
+
+
+def blas_threads(n: int):
+    """Context manager: BLAS and OpenMP pools limited to ``n`` threads inside (e.g. torch's own
+    count, so that a scipy call inside a one-thread training loop stays on one thread)."""
+    return _controller().limit(limits=max(1, int(n)))
 
 
 def maybe_single_thread(flag: bool):

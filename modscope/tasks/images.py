@@ -163,7 +163,16 @@ HINTS = {
 }
 
 
-def _build_mnist_like(name: str, data: str | None, limit: int | None) -> Task:
+def _downsample(x: np.ndarray, shape: tuple[int, ...], factor: int, name: str) -> np.ndarray:
+    """``(N, h // f, w // f)``: the mean of each ``f x f`` block of pixels (area resizing)."""
+    if len(shape) != 2 or shape[0] % factor or shape[1] % factor:
+        raise ModscopeError(f"{name}: cannot downsample {'x'.join(map(str, shape))} images by {factor}")
+    h, w = shape
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), h // factor, factor, w // factor, factor)
+    return x.mean(axis=(2, 4))
+
+
+def _build_mnist_like(name: str, data: str | None, limit: int | None, downsample: int | None = None) -> Task:
     if data is None:
         raise ModscopeError(
             f"task {name} needs data=PATH: a directory of MNIST IDX files "
@@ -171,6 +180,8 @@ def _build_mnist_like(name: str, data: str | None, limit: int | None) -> Task:
         )
     if limit is not None and limit < 1:
         raise ModscopeError(f"{name}: limit must be >= 1, got {limit}")
+    if downsample is not None and downsample < 1:
+        raise ModscopeError(f"{name}: downsample must be >= 1, got {downsample}")
     if not os.path.exists(data):
         hint = HINTS.get(name, "")
         raise ModscopeError(f"{name}: no data at {data}{hint}")
@@ -183,16 +194,25 @@ def _build_mnist_like(name: str, data: str | None, limit: int | None) -> Task:
     else:
         side = int(round(np.sqrt(x_tr.shape[1])))
         shape = (side, side) if side * side == x_tr.shape[1] else (x_tr.shape[1],)
-    return _classifier(name, x_tr, y_tr, d.x_test, d.y_test, 10, shape, MNIST_DEFAULTS)
+    x_te = d.x_test
+    if downsample is not None and downsample > 1:  # e.g. 4: 28x28 -> 7x7 (Filan et al.'s small MNIST)
+        x_tr, x_te = (_downsample(x, shape, downsample, name) for x in (x_tr, x_te))
+        shape = x_tr.shape[1:]
+    return _classifier(name, x_tr, y_tr, x_te, d.y_test, 10, shape, MNIST_DEFAULTS)
 
 
-def build_mnist(seed: int, data: str | None, limit: int | None) -> Task:
-    """MNIST read from ``data`` (IDX directory or .npz). ``seed`` is unused (fixed split)."""
+def build_mnist(seed: int, data: str | None, limit: int | None, downsample: int | None = None) -> Task:
+    """MNIST read from ``data`` (IDX directory or .npz). ``seed`` is unused (fixed split).
+    ``downsample``: average ``f x f`` pixel blocks (4: 7x7 images, as Filan et al.'s small MNIST,
+    which resized with anti-aliasing instead)."""
     del seed
-    return _build_mnist_like("mnist", data, limit)
+    return _build_mnist_like("mnist", data, limit, downsample)
 
 
-def build_fashion_mnist(seed: int, data: str | None, limit: int | None) -> Task:
-    """Fashion-MNIST read from ``data`` (default: the Debian package's directory)."""
+def build_fashion_mnist(
+    seed: int, data: str | None, limit: int | None, downsample: int | None = None
+) -> Task:
+    """Fashion-MNIST read from ``data`` (default: the Debian package's directory); ``downsample`` as
+    for MNIST."""
     del seed
-    return _build_mnist_like("fashion-mnist", data, limit)
+    return _build_mnist_like("fashion-mnist", data, limit, downsample)

@@ -34,10 +34,12 @@ from torch import nn
 
 from ..errors import ModscopeError
 from .models import MLP
+from .strategy import Regulariser
 
 __all__ = [
     "BIMT",
     "BIMTConfig",
+    "BIMTStrategy",
     "ConnectionCost",
     "Placement",
     "SwapStats",
@@ -567,3 +569,39 @@ class BIMT:
             "coordinates": [c.detach().cpu().float().clone() for c in self.coords],
             **self.config.to_dict(),
         }
+
+
+class BIMTStrategy(Regulariser):
+    """BIMT as a training strategy (:class:`~.strategy.Regulariser`): the connection cost's gradient
+    added after ``backward`` (lambda on its schedule over the main ``steps``, held at its last value
+    while pruning), a swap pass every ``swap_every`` steps of the main training, and the threshold at
+    the end. ``bimt`` is the run's `BIMT` state (positions and permutations), which the trainer
+    also uses to map inputs and outputs."""
+
+    name = "bimt"
+
+    def __init__(self, bimt: BIMT) -> None:
+        self.bimt = bimt
+        self.steps = 0
+        self.swaps = 0
+
+    def params(self) -> dict[str, Any]:
+        return self.bimt.config.to_dict()
+
+    def start(self, model: MLP, steps: int) -> None:
+        self.steps = int(steps)
+        self.swaps = 0
+
+    def add_grad(self, model: MLP, step: int) -> None:
+        self.bimt.add_penalty_grad(model, min(step, self.steps - 1), self.steps)
+
+    def after_step(self, model: MLP, step: int, optimizer: torch.optim.Optimizer) -> None:
+        every = self.bimt.config.swap_every
+        if step < self.steps and every and (step + 1) % every == 0:
+            self.swaps += self.bimt.swap_pass(model, optimizer).swaps
+
+    def finish(self, model: MLP) -> dict[str, Any]:
+        self.bimt.threshold(model)
+        with torch.no_grad():
+            cost = float(self.bimt.cost(model))
+        return {"connection_cost": cost, "swaps": self.swaps}

@@ -1,4 +1,5 @@
-"""The trainer: Adam on a task's MLP, with L1/L2, dropout, magnitude pruning and BIMT.
+"""The trainer: Adam on a task's MLP, with L1/L2, dropout, magnitude pruning, BIMT and the
+clusterability regularisers (spec §7).
 
 Everything random (weight init, minibatch order, dropout masks) comes from generators
 seeded from ``seed``; the global RNG is never touched, and the same seed on the same
@@ -10,10 +11,16 @@ mask of its largest-magnitude entries; the mask's sparsity rises as TF's
 ``PolynomialDecay`` (power 3) from 50 % to the target, refreshed every ``frequency``
 steps and on the last step, and pruned weights are re-zeroed after every optimizer step,
 so the final sparsity of every layer is exactly the target.
+
+BIMT and the clusterability losses are training strategies (:class:`.strategy.Regulariser`):
+the loop calls their hooks around every step (penalty, gradient, swaps) and records their
+parameters in the checkpoint's ``train_config``. The regularisers stay on while pruning (as the
+reference's), BIMT's swaps do not.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -35,10 +42,12 @@ from ..runtime.modules import resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
-from .bimt import BIMT, BIMTConfig
+from .bimt import BIMT, BIMTConfig, BIMTStrategy
 from .checkpoint import Checkpoint, save_checkpoint
+from .clusterability import cluster_regulariser
 from .models import ACTIVATIONS, MLP, Architecture
 from .pruning import magnitude_mask, polynomial_sparsity
+from .strategy import Regulariser
 
 __all__ = [
     "RECIPES",
@@ -96,6 +105,11 @@ class TrainConfig:
     biases, Keras's default). ``loss``: ``"task"`` (the task's) or ``"mse_onehot"`` (MSE of the
     logits to one-hot targets, BIMT's MNIST setting). ``recipe``: a named preset that fills the
     options left unset (`RECIPES`; ``"filan2021"`` is the reference training of Filan et al.).
+    ``cluster_reg``: train for clusterability, a strategy object
+    (`~modscope.training.clusterability.SpectralClusterability` for ``lam * sum_{i=2}^{K+1} mu_i``
+    of the weight graph's Laplacian, or `~modscope.training.clusterability.BlockClusterability` for
+    Golechha et al.'s block loss) or a dict ``{"loss": "spectral" | "golechha", **its parameters}``;
+    not together with ``bimt``; recorded in ``train_config`` only when set.
     ``seed`` seeds the initialisation, the batch order and the dropout masks.
     """
 
@@ -120,6 +134,7 @@ class TrainConfig:
     prune_fresh_optimizer: bool | None = None
     loss: Loss | None = None
     recipe: str | None = None
+    cluster_reg: Regulariser | dict | None = None
 
     def resolve(self, task: Task) -> TrainConfig:
         """Every option checked and filled in from ``task.defaults`` (one-line errors)."""
@@ -129,6 +144,10 @@ class TrainConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden) if isinstance(self.hidden, tuple) else self.hidden
         d["bimt"] = self.bimt.to_dict() if isinstance(self.bimt, BIMTConfig) else self.bimt
+        if self.cluster_reg is None:  # unset: train_config stays as it was before the option existed
+            del d["cluster_reg"]
+        elif isinstance(self.cluster_reg, Regulariser):
+            d["cluster_reg"] = self.cluster_reg.to_dict()
         return d
 
 
@@ -306,12 +325,17 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
         raise ModscopeError(f"unknown loss {loss!r}; use 'task' or 'mse_onehot'")
     if loss == "mse_onehot" and task.n_classes is None:
         raise ModscopeError(f"loss mse_onehot needs a one-group classifier; {task.name} is not")
+    cluster = cluster_regulariser(o["cluster_reg"])
+    if cluster is not None:
+        if bimt is not None:
+            raise ModscopeError("cluster_reg and bimt are two training strategies; use one of them")
+        cluster.check(architecture_for(task, hidden).widths, activation)
     return TrainConfig(
         hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2, weight_decay=weight_decay,
         prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
         seed=seed, device=str(o["device"]), bimt=bimt, init=init, prune_every=prune_every,
         prune_epochs=prune_epochs, prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), loss=loss,
-        recipe=recipe,
+        recipe=recipe, cluster_reg=cluster,
     )
 
 
@@ -443,8 +467,12 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
 
     bimt_state = None
+    strategies: list[Regulariser] = []
     if cfg.bimt is not None:
         bimt_state = BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
+        strategies.append(BIMTStrategy(bimt_state))
+    if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
+        strategies.append(copy.copy(cfg.cluster_reg))
     def optimizer() -> torch.optim.Optimizer:
         if cfg.bimt is not None or cfg.weight_decay:
             return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -458,12 +486,14 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     weights = [layer.weight for layer in model.layers]
     masks: list[torch.Tensor] | None = None
     total = cfg.steps + cfg.prune_steps
-    swaps = 0
 
     start = time.perf_counter()
     model.train()
+    for strategy in strategies:
+        strategy.start(model, cfg.steps)
+    names = ", ".join("BIMT" if s.name == "bimt" else s.name for s in strategies)
     bar = tqdm(total=total, disable=not progress, file=sys.stderr, mininterval=0.5,
-               desc=f"train {task.name}" + (" (BIMT)" if bimt_state else ""))
+               desc=f"train {task.name}" + (f" ({names})" if names else ""))
     for step in range(total):
         pruning = step >= cfg.steps
         if pruning:  # magnitude masks, refreshed on the TF schedule and on the last step
@@ -474,6 +504,8 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
                 s = polynomial_sparsity(t, cfg.prune_steps - 1, cfg.prune)
                 masks = [magnitude_mask(w, s) for w in weights]
                 _apply_masks(weights, masks)
+        for strategy in strategies:
+            strategy.before_step(model, step)
         idx = next(batches)
         xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
         out = forward(model, xb, bimt_state, drop_gen)
@@ -483,27 +515,27 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
             objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
         if cfg.l2:
             objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
+        for strategy in strategies:
+            term = strategy.penalty(model, step)
+            if term is not None:
+                objective = objective + term
         opt.zero_grad(set_to_none=True)
         objective.backward()
-        if bimt_state is not None:  # lambda * cc, its gradient added directly (cheaper)
-            bimt_state.add_penalty_grad(model, min(step, cfg.steps - 1), cfg.steps)
+        for strategy in strategies:  # e.g. BIMT's lambda * cc: its gradient added directly (cheaper)
+            strategy.add_grad(model, step)
         opt.step()
         if masks is not None:
             _apply_masks(weights, masks)
-        if (bimt_state is not None and not pruning and cfg.bimt.swap_every
-                and (step + 1) % cfg.bimt.swap_every == 0):
-            swaps += bimt_state.swap_pass(model, opt).swaps
+        for strategy in strategies:  # BIMT's swap passes (main training only)
+            strategy.after_step(model, step, opt)
         bar.update(1)
         if progress and step % 200 == 0:
-            bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
     bar.close()
 
     metrics: dict[str, Any] = {}
-    if bimt_state is not None:
-        bimt_state.threshold(model)
-        with torch.no_grad():
-            metrics["connection_cost"] = float(bimt_state.cost(model))
-        metrics["swaps"] = swaps
+    for strategy in strategies:  # BIMT: threshold, connection cost, swaps
+        metrics.update(strategy.finish(model))
     seconds = time.perf_counter() - start
     model.eval()
     metrics.update(evaluate(task, model, bimt_state, dev))
