@@ -18,6 +18,7 @@ from .errors import ModscopeError
 # public name -> the module that defines it
 _API = {
     "ActivationGraph": "modscope.graphs.activations",
+    "Data": "modscope.data.dataset",
     "Partition": "modscope.clustering.spectral",
     "ScoreResult": "modscope.scoring.result",
     "SpectralClusterer": "modscope.clustering.spectral",
@@ -28,9 +29,11 @@ _API = {
     "activation_graph": "modscope.graphs.activations",
     "alignment": "modscope.masks.alignment",
     "cluster": "modscope.clustering.spectral",
+    "fit_model": "modscope.training.fit",
     "get_task": "modscope.tasks.registry",
     "knockout": "modscope.lesions.knockout",
     "load_checkpoint": "modscope.training.checkpoint",
+    "load_data": "modscope.data.dataset",
     "load_graph": "modscope.graphs.load",
     "load_weights": "modscope.graphs.load",
     "ncut": "modscope.clustering.ncut",
@@ -42,6 +45,7 @@ _API = {
 
 __all__ = [
     "ActivationGraph",
+    "Data",
     "KnockoutConfig",
     "MaskConfig",
     "ModscopeError",
@@ -54,9 +58,11 @@ __all__ = [
     "activation_graph",
     "alignment",
     "cluster",
+    "fit_model",
     "get_task",
     "knockout",
     "load_checkpoint",
+    "load_data",
     "load_graph",
     "load_weights",
     "ncut",
@@ -69,6 +75,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .clustering.ncut import ncut
     from .clustering.spectral import Partition, SpectralClusterer, cluster
+    from .data.dataset import Data, load_data
     from .graphs.activations import ActivationGraph, activation_graph
     from .graphs.load import load_graph, load_weights
     from .graphs.weight_graph import WeightGraph
@@ -80,6 +87,7 @@ if TYPE_CHECKING:
     from .scoring.result import ScoreResult
     from .tasks.registry import get_task
     from .training.checkpoint import load_checkpoint
+    from .training.fit import fit_model
     from .training.trainer import TrainConfig, train
 
 

@@ -12,7 +12,7 @@ __all__ = ["SMALL_WORK", "eval_mode", "resolve_device", "threads_for", "torch_th
 
 # Multiply-adds per step below which torch's intra-op threads cost more than they give: a tiny
 # network's matrices are split into pieces smaller than a thread's start-up (measured in
-# benchmarks/train_threads.py).
+# benchmarks/training_steps.py).
 SMALL_WORK = 20_000_000
 
 
