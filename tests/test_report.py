@@ -195,3 +195,23 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     # more shuffles: the score and the knockout that uses its clusters; model and masks are reused
     run_demo(tmp_path, runs=runs, settings=DemoSettings(4, 10, 20), progress=False, log=logs.append)
     assert calls == ["score", "score", "knockout"]  # both nulls
+
+
+def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):
+    """`make demo`'s report includes the worked example (here the transformer on addmul, quick):
+    its score, knockout and masks, from the traced network; a rerun reads it from the cache."""
+    logs: list[str] = []
+    res = run_demo(tmp_path, runs=[], worked=("transformer",), settings=DemoSettings(3, 10, 20),
+                   progress=False, log=logs.append)
+    page = res.report.read_text()
+    assert 'id="worked"' in page and "DigitTransformer" in page
+    saved = json.loads((tmp_path / "results.json").read_text())
+    w = saved["worked"]["transformer"]
+    assert w["model"] == "DigitTransformer" and w["quick"] is True
+    assert w["masks"]["functions"][:2] == ["add", "mul"]  # then the control mask
+    assert len(w["score"]["labels"]) == w["graph"]["nodes"]
+    assert "worked-transformer" in page  # the knockout and masks sections of the worked example
+    assert "cached" not in logs[0]
+    run_demo(tmp_path, runs=[], worked=("transformer",), settings=DemoSettings(3, 10, 20),
+             progress=False, log=logs.append)
+    assert "(cached)" in logs[1]

@@ -98,6 +98,7 @@ class ReportData:
     nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> shuffle method -> score
     checkpoints: dict[str, Path] = field(default_factory=dict)  # for the network drawings
     extra: dict[str, Any] = field(default_factory=dict)  # the demo's settings, kept as they are
+    worked: dict[str, dict] = field(default_factory=dict)  # the demo's worked examples on real architectures
 
     def add(self, kind: str, d: Mapping[str, Any], name: str, base: Path | None = None) -> None:
         """Add one result; ``base``: the folder that relative checkpoint paths are relative to."""
@@ -107,8 +108,9 @@ class ReportData:
                                 ("knockouts", self.knockouts)):
                 target.update(d.get(key) or {})
             self.nulls.update(d.get("nulls") or {})
-            self.extra.update({k: v for k, v in d.items()
-                               if k not in ("models", "scores", "masks", "knockouts", "nulls", "version")})
+            self.worked.update(d.get("worked") or {})
+            self.extra.update({k: v for k, v in d.items() if k not in
+                               ("models", "scores", "masks", "knockouts", "nulls", "worked", "version")})
             for row in d["models"]:
                 ckpt = row.get("checkpoint")
                 if ckpt:
@@ -131,6 +133,8 @@ class ReportData:
              "masks": self.masks, "knockouts": self.knockouts}
         if self.nulls:  # scores of the same clustering against other shuffle methods
             d["nulls"] = self.nulls
+        if self.worked:
+            d["worked"] = self.worked
         return d
 
 
@@ -529,6 +533,23 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     return "".join(out)
 
 
+def _worked_html(name: str, w: Mapping[str, Any], figs: _Figures) -> str:
+    """One worked example: the model and its training, the unit graph, the score, then the
+    knockout and masks sections as for any model."""
+    sh = w["score"].get("shuffle") or {}
+    g, t = w["graph"], w["training"]
+    header = ["model", "parameters", t["metric_name"], "units", "edges", "clusters", "n-cut",
+              "shuffles (mean ± std)", "z", "p"]
+    row = [w["model"], w["parameters"], t["metric"], g["nodes"], g["edges"], w["score"].get("n_clusters"),
+           w["score"]["ncut"], f"{_fmt(sh.get('mean'))} ± {_fmt(sh.get('std'))}", sh.get("z"),
+           sh.get("p_value")]
+    label = f"worked-{name}"
+    reading = html.escape(str(g.get("reading", "")))
+    return (f'<h3 id="worked-{_slug(name)}">{html.escape(name)}</h3>' + _table(header, [row])
+            + f"<details><summary>how the network was read</summary><pre>{reading}</pre></details>"
+            + _knockout_html(label, w["knockout"], figs) + _masks_html(label, w["masks"], figs))
+
+
 def render_html(data: ReportData, figs: _Figures, title: str = "modscope report") -> str:
     """The whole page (drawing every figure through ``figs``)."""
     nav = ['<a href="#how">how to read</a>', '<a href="#models">models</a>']
@@ -553,6 +574,14 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
         nav.append('<a href="#knockouts">knockouts</a>')
         body.append('<h2 id="knockouts">Do the modules matter? Knockouts</h2>')
         body.extend(_knockout_html(name, d, figs) for name, d in ordered(data.knockouts))
+    if data.worked:
+        nav.append('<a href="#worked">real architectures</a>')
+        body.append('<h2 id="worked">Real architectures: the worked example</h2>'
+                    "<p class='note'>Any <code>nn.Module</code>: traced into its unit graph (spec §1b), "
+                    "scored against shuffles, its clusters knocked out where the model reads their units, "
+                    "a weight mask learned per function. The committed full run: "
+                    "<code>experiments/worked_example.json</code>.</p>")
+        body.extend(_worked_html(name, d, figs) for name, d in sorted(data.worked.items()))
     settings = ""
     shown = data.extra.get("settings", data.extra)
     if isinstance(shown, Mapping) and shown:

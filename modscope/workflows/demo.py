@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,7 @@ class DemoResult:
     knockouts: dict[str, dict] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> method -> score
+    worked: dict[str, dict] = field(default_factory=dict)  # "cnn" / "transformer" -> worked_example()
 
     @property
     def report(self) -> Path:
@@ -164,7 +165,7 @@ class DemoResult:
         """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
         return {"version": __version__, "models": self.rows, "scores": self.scores,
                 "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
-                "nulls": self.nulls}
+                "nulls": self.nulls, "worked": self.worked}
 
 
 def _fmt_z(z: float | None) -> str:
@@ -218,20 +219,29 @@ def run_demo(
     runs: list[DemoRun] | None = None,
     settings: DemoSettings | None = None,
     threads: int | None = 1,
+    worked: Sequence[str] | None = None,
 ) -> DemoResult:
     """Train, score, mask and knock out the demo's models; write the report to ``out_dir``.
 
     ``runs`` / ``settings`` replace the demo's models / effort (default: :func:`demo_runs`
     and :meth:`DemoSettings.for_mode`). ``threads``: torch threads while it runs (``None``:
-    leave torch's setting). Returns the results; ``result.report`` is the page.
+    leave torch's setting). ``worked``: the worked examples on real architectures to run
+    (`modscope.workflows.worked_example`: ``"transformer"`` on addmul, ``"cnn"`` on Fashion-MNIST;
+    default: both when the demo's own models run, the CNN only when Fashion-MNIST is installed;
+    none when ``runs`` is given). Returns the results; ``result.report`` is the page.
     """
     if threads is not None and int(threads) < 1:
         raise ModscopeError(f"threads must be at least 1, got {threads}")
     with torch_threads(threads):
-        return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings)
+        if worked is None:
+            has_fashion = fashion if fashion is not None else fashion_available()
+            worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
+        return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
+                         tuple(worked))
 
 
-def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings) -> DemoResult:
+def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
+              worked) -> DemoResult:
     from tqdm.auto import tqdm
 
     from ..lesions.knockout import knockout
@@ -240,13 +250,14 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
     from ..report.html import build_report, collect
     from ..scoring.engine import score
     from ..training.checkpoint import task_for_checkpoint
+    from .worked_example import worked_example
 
     out = Path(out_dir)
     ckpt_dir, cache = out / "checkpoints", out / "cache"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else demo_runs(quick, fashion)
     st = settings or DemoSettings.for_mode(quick, shuffles)
-    n_stages = sum(3 + bool(r.masks) for r in runs) + 1
+    n_stages = sum(3 + bool(r.masks) for r in runs) + len(worked) + 1
     bar = tqdm(total=n_stages, desc="demo", unit="stage", disable=not progress, file=sys.stderr)
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
 
@@ -364,11 +375,30 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                 + f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
             )
 
+        examples: dict[str, dict] = {}
+        for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
+            t0 = time.perf_counter()
+            stage(f"worked example: {which}")
+            w_cfg = {"which": which, "quick": bool(quick), "seed": seed, "version": __version__}
+            examples[which], hit = _cached_json(
+                cache / f"worked-{which}-{_stage_key('worked', which, w_cfg)}.json",
+                lambda which=which: worked_example(which, quick=quick, seed=seed),
+            )
+            w = examples[which]
+            sh = w["score"].get("shuffle") or {}
+            say(
+                f"worked-{which:<17} {w['training']['metric_name']} {w['training']['metric']:.4g}  "
+                f"n-cut {w['score']['ncut']:.3f} vs {sh.get('mean', float('nan')):.3f}  "
+                f"z {_fmt_z(sh.get('z'))}  ({w['model']}, {w['graph']['nodes']} units)"
+                f"{'  (cached)' if hit else ''}  [{time.perf_counter() - t0:.0f} s]"
+            )
+            bar.update()
+
         stage("report")
         result = DemoResult(rows, out, scores, masks, knockouts,
                             {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
                              "mask_steps": st.mask_steps, "knockout_random": st.knockout_random},
-                            nulls)
+                            nulls, examples)
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
         build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")
