@@ -2,7 +2,7 @@
 outputs through the (thresholded) weight graph, and n-cut z-scores against shuffles.
 
 Writes one JSON file holding the exact command, the options and one record per
-(task, seed, trainer). Example (the numbers in the README come from this):
+(task, seed, trainer). Example (the tables in the docs are rendered from its JSON):
 
     OMP_NUM_THREADS=1 python experiments/bimt_vs_plain.py \\
         --tasks formula-independence --seeds 0,1,2 --clusters 2 --shuffles 50 \\

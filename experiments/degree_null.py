@@ -6,7 +6,7 @@ For each (task, seed, trainer) the trained net's n-cut at ``k`` clusters is comp
 graphs fell apart (n-cut 0), the n-cut over the shuffle mean, and z's floor ``-mean / std``
 (an n-cut is >= 0, so no network can score below it). A summary gives each method's mean
 z and mean n-cut / shuffle mean per trainer, and the z gap between the trainers. Writes one
-JSON file holding the exact command. Example (the numbers in the README come from this):
+JSON file holding the exact command. Example (the tables in the docs are rendered from its JSON):
 
     OMP_NUM_THREADS=1 python experiments/degree_null.py --tasks formula-independence \\
         --seeds 0,1,2 --clusters 2 --shuffles 50 --out experiments/degree_null_independence.json

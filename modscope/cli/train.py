@@ -16,7 +16,7 @@ def add(sub) -> None:
         description="Train an MLP on a named task with Adam and write a modscope checkpoint. "
         "Unset options take the task's defaults.",
     )
-    p.add_argument("--task", required=True, help="task name (see the task list in the README)")
+    p.add_argument("--task", required=True, help="task name (listed in docs/guide/data.md)")
     p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
     p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
     p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")

@@ -20,15 +20,15 @@ Nulls (``modscope.score(activation_graph, null=...)``, CLI ``--shuffle-method``)
   distribution (ties, dead and constant units included) and the graph keeps its size and
   its noise floor (``rho^2`` of independent units is about ``1/N``), but every dependence
   between units is gone. It asks whether the correlation structure splits into clusters
-  better than a structureless one. Measured on random (Glorot) dense MLPs 4-8-8-2 and
-  4-16-16-2, k = 2 and 3, 20 samples: z between -0.8 and +1.3; on the same MLP with two
-  disconnected halves fed by independent inputs: z -7.5 (k = 2) and -4.5 (k = 3).
+  better than a structureless one: random dense MLPs come out near z = 0 and an MLP of two
+  disconnected halves fed by independent inputs clearly negative (``tests/test_activations.py``
+  checks both).
 - the spec §3 weight-shuffle methods applied to the correlation matrices (``layer``, ...):
   the same ``rho^2`` values rearranged at random among the unit pairs of two layers. This
   is *not* a good null for correlations: a dense network's ``rho^2`` matrix has row and
   column structure (units that correlate with many others) that any shuffle destroys, so
-  non-modular networks come out "modular": z -1.0 to -3.2 on the same dense MLPs (-5.7 and
-  -4.3 on the two halves). Offered for comparison with the weight graph.
+  non-modular networks come out "modular" (negative z on random dense MLPs). Offered for
+  comparison with the weight graph.
 """
 
 from __future__ import annotations

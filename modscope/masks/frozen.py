@@ -10,9 +10,8 @@ modified and no gradient or state reaches it.
 ``aten::lstm_cell``, ...), so a module with recurrent layers runs its K weight sets one after the
 other (`FrozenNet.loop`): the same ``functional_call`` per weight set, each the arithmetic of a
 single-mask run. Convolutions on the CPU run that way too: ``vmap`` turns K kernels into one
-grouped convolution, which the CPU kernels run about 1.7x slower than K plain ones
-(benchmarks/masks_any.py: K = 4 on a 1M-weight CNN took 1.67x four one-mask steps batched, 0.94x
-in a loop).
+grouped convolution, which the CPU kernels run slower than K plain ones (measured by
+``benchmarks/masks_any.py``; its receipt is ``benchmarks/results/masks_any.json``).
 """
 
 from __future__ import annotations
