@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -126,13 +127,19 @@ def run_child(what: str, path: Path, args) -> dict:
         str(args.jobs),
     ]
     t = time.perf_counter()
+    # its own process group: a child killed at the cap takes its worker processes with it (they
+    # would otherwise run on, orphaned, and load the machine under every later measurement)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cap, check=False)
+        stdout, stderr = proc.communicate(timeout=args.cap)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"finished": False, "killed_after_s": args.cap}
-    if done.returncode != 0:
-        return {"finished": False, "error": done.stderr.strip().splitlines()[-1:] or ["?"]}
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        return {"finished": False, "error": stderr.strip().splitlines()[-1:] or ["?"]}
+    out = json.loads(stdout.strip().splitlines()[-1])
     out.update(finished=True, process_s=time.perf_counter() - t)
     return out
 
