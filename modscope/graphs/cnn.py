@@ -40,7 +40,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -368,14 +367,7 @@ def conv_graph(
         if isinstance(source, Mapping):
             tensors = formats.unwrap_state_dict(source, "state dict")
         elif isinstance(source, str | os.PathLike):
-            path = Path(source)
-            suffix = path.suffix.lower()
-            if suffix == ".safetensors":
-                tensors = formats.read_safetensors(path)
-            elif suffix == ".npz":
-                tensors = formats.read_npz(path)
-            else:
-                tensors = formats.unwrap_state_dict(formats.safe_torch_load(path), str(path))
+            tensors = formats.read_state_dict(source)
         else:
             raise ModscopeError(f"cannot load a CNN from a {type(source).__name__}")
         items = channel_weights(tensors, norm, fold_batchnorm, spatial, bn_eps, flatten)

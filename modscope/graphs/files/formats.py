@@ -49,6 +49,7 @@ __all__ = [
     "is_checkpoint_payload",
     "read_npz",
     "read_safetensors",
+    "read_state_dict",
     "safe_torch_load",
     "task_ordered_state_dict",
     "unwrap_state_dict",
@@ -191,6 +192,18 @@ def unwrap_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
         if tensors:
             return tensors
     raise ModscopeError(f"{source}: no state_dict of weight tensors found")
+
+
+def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
+    """The ``{name: tensor}`` mapping of a weights file, by suffix: ``.safetensors`` and ``.npz``
+    read without torch's pickle, anything else through `safe_torch_load` (no code run)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return read_safetensors(path)
+    if suffix == ".npz":
+        return read_npz(path)
+    return unwrap_state_dict(safe_torch_load(path), str(path))
 
 
 # -- modscope checkpoints ------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ...errors import ModscopeError
@@ -71,14 +70,7 @@ def load_weights_into(model: Any, weights: str | os.PathLike | Mapping[str, Any]
     if isinstance(weights, Mapping):
         state = formats.unwrap_state_dict(weights, "weights")
     else:
-        path = Path(weights)
-        suffix = path.suffix.lower()
-        if suffix == ".safetensors":
-            state = formats.read_safetensors(path)
-        elif suffix == ".npz":
-            state = formats.read_npz(path)
-        else:
-            state = formats.unwrap_state_dict(formats.safe_torch_load(path), str(path))
+        state = formats.read_state_dict(weights)
     import numpy as np
     import torch
 
