@@ -76,12 +76,12 @@ class ExampleSettings:
     def for_mode(which: str, quick: bool) -> ExampleSettings:
         if which == "cnn":
             if quick:
-                return ExampleSettings(200, 64, 3e-3, 4, 5, 20, 300, 150, 6000)
+                return ExampleSettings(200, 64, 3e-3, 4, 5, 20, 200, 60, 6000)
             # sized for a 2-core CPU: one lesion pass over 2000 images costs ~2 s here, so 100
             # random lesions per sub-module on 2000 images would take hours; 20 on 500 take minutes
             return ExampleSettings(3000, 128, 1e-3, 8, 50, 20, 500, 600, None)
         if quick:
-            return ExampleSettings(600, 128, 3e-3, 4, 5, 20, 300, 150, 6000)
+            return ExampleSettings(1500, 128, 3e-3, 4, 5, 20, 300, 150, 6000)
         return ExampleSettings(8000, 128, 1e-3, 8, 50, 100, 2000, 2000, None)
 
 
