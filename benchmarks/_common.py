@@ -118,3 +118,68 @@ def write(args: argparse.Namespace, results: Any, settings: dict[str, Any] | Non
     path = write_receipt(args.out, results, settings=settings, note=args.note)
     print(f"wrote {path}")
     return path
+
+
+def resnet18(classes: int = 1000, imagenet: bool = True):
+    """ResNet-18's shape (BasicBlock x [2, 2, 2, 2], widths 64-512), written here (torchvision is not
+    a dependency), torch's default initialisation under ``torch.manual_seed(0)``. ``imagenet``: the
+    7x7 stride-2 stem and max-pool for 224 x 224 inputs; else a 3x3 stride-1 stem for 32 x 32."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.downsample = None
+            if stride != 1 or c_in != c_out:
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+                )
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+    class ResNet18(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            kernel, stride, pad = (7, 2, 3) if imagenet else (3, 1, 1)
+            self.conv1 = nn.Conv2d(3, 64, kernel, stride, pad, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            blocks, c = [], 64
+            for i, w in enumerate((64, 128, 256, 512)):
+                blocks += [Block(c, w, 1 if i == 0 else 2), Block(w, w, 1)]
+                c = w
+            self.layers = nn.Sequential(*blocks)
+            self.fc = nn.Linear(512, classes)
+
+        def forward(self, x):
+            x = torch.relu(self.bn1(self.conv1(x)))
+            if imagenet:
+                x = nn.functional.max_pool2d(x, 3, 2, 1)
+                return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(x), 1), 1))
+            return self.fc(self.layers(x).mean((2, 3)))
+
+    torch.manual_seed(0)
+    return ResNet18()
+
+
+def plain_steps(model, task, batch: int, steps: int) -> None:
+    """``steps`` plain training steps of ``model`` on ``task`` (Adam 1e-3, minibatches of ``batch``
+    drawn by a seeded generator): the baseline a mask step is timed against."""
+    import torch
+
+    from modscope.masks.fit import fused_adam
+
+    opt = fused_adam(list(model.parameters()), 1e-3)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        idx = torch.randint(task.x_train.shape[0], (batch,), generator=g)
+        loss = task.loss(model(task.x_train[idx]), task.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()

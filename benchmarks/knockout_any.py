@@ -36,47 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import add_output_flags, write
-
-
-def resnet18(classes: int = 10):
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out)
-            self.downsample = None
-            if stride != 1 or c_in != c_out:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-                )
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-            return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-    class ResNet18(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            blocks, c = [], 64
-            for i, w in enumerate((64, 128, 256, 512)):
-                blocks += [Block(c, w, 1 if i == 0 else 2), Block(w, w, 1)]
-                c = w
-            self.layers = nn.Sequential(*blocks)
-            self.fc = nn.Linear(512, classes)
-
-        def forward(self, x):
-            return self.fc(self.layers(torch.relu(self.bn1(self.conv1(x)))).mean((2, 3)))
-
-    torch.manual_seed(0)
-    return ResNet18().eval()
+from _common import add_output_flags, resnet18, write
 
 
 def cost(args) -> dict:
@@ -88,7 +48,7 @@ def cost(args) -> dict:
     from modscope.lesions.streamed import UnitEvaluator
     from modscope.lesions.units import UnitLesioner
 
-    model = resnet18()
+    model = resnet18(classes=10, imagenet=False).eval()
     example = torch.zeros(1, 3, 32, 32)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.examples, 3, 32, 32)).astype(np.float32)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import add_output_flags, ratio, timing, write
+from _common import add_output_flags, plain_steps, ratio, timing, write
 from torch import nn
 
 from modscope.data.functions import Function
@@ -80,13 +80,6 @@ class LSTMNet(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
-def adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
-
-
 def make_task(shape: tuple[int, ...], k: int, n: int = 1024) -> Task:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, *shape, generator=g)
@@ -122,14 +115,7 @@ def bench_steps(name: str, model: nn.Module, shape: tuple[int, ...], k: int, bat
     def plain(steps: int) -> None:
         m = type(model)()
         m.load_state_dict(model.state_dict())
-        opt = adam(list(m.parameters()), 1e-3)
-        g = torch.Generator().manual_seed(1)
-        for _ in range(steps):
-            idx = torch.randint(task.x_train.shape[0], (batch,), generator=g)
-            loss = task.loss(m(task.x_train[idx]), task.y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        plain_steps(m, task, batch, steps)
 
     def one(steps: int) -> None:
         fit_logits(net, task, data[:1], steps=steps, batch_size=batch)

@@ -35,7 +35,7 @@ import os
 import time
 
 import torch
-from _common import add_output_flags, timing, widths_name, write
+from _common import add_output_flags, plain_steps, timing, widths_name, write
 
 from modscope.data.functions import Function
 from modscope.masks.data import function_data
@@ -52,14 +52,6 @@ def make_task(widths: list[int], k: int, n: int = 4096) -> Task:
     y = torch.randint(widths[-1], (n, 1), generator=g)
     fns = {f"f{i}": Function(f"f{i}", train_index=torch.arange(i, n, k)) for i in range(k)}
     return Task("bench", x, y, x, y, "ce", widths[0], widths[-1], (widths[-1],), functions=fns)
-
-
-def adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """Adam, fused where this torch build has it: the optimizer the mask trainer uses."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 def time_it(fn, repeats: int, rounds: int) -> dict:
@@ -85,15 +77,7 @@ def bench_model(widths: list[int], k: int, batch: int, repeats: int, rounds: int
     data = [function_data(task, f, torch.device("cpu")) for f in task.functions.values()]
 
     def plain(steps: int) -> None:
-        m = MLP(widths)
-        opt = adam(list(m.parameters()), 1e-3)
-        g = torch.Generator().manual_seed(1)
-        for _ in range(steps):
-            idx = torch.randint(task.x_train.shape[0], (batch,), generator=g)
-            loss = task.loss(m(task.x_train[idx]), task.y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        plain_steps(MLP(widths), task, batch, steps)
 
     def one(steps: int) -> None:
         fit_logits(net, task, data[:1], steps=steps, batch_size=batch)

@@ -22,48 +22,7 @@ import subprocess
 import sys
 import time
 
-from _common import add_output_flags, timing, write
-
-
-def resnet18():
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(c_out)
-            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(c_out)
-            self.downsample = None
-            if stride != 1 or c_in != c_out:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
-                )
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
-            return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-    class ResNet18(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            blocks, c = [], 64
-            for i, w in enumerate((64, 128, 256, 512)):
-                blocks += [Block(c, w, 1 if i == 0 else 2), Block(w, w, 1)]
-                c = w
-            self.layers = nn.Sequential(*blocks)
-            self.fc = nn.Linear(512, 1000)
-
-        def forward(self, x):
-            x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(x), 1), 1))
-
-    torch.manual_seed(0)
-    return ResNet18()
+from _common import add_output_flags, resnet18, timing, write
 
 
 def child() -> None:

@@ -228,7 +228,7 @@ def test_sparsity_term_adds_beta_to_every_logits_gradient(monkeypatch):
 
     for beta in (0.0, 1e-3, 0.25):
         Recorder.beta = beta
-        monkeypatch.setattr(fit, "_adam", Recorder)
+        monkeypatch.setattr(fit, "fused_adam", Recorder)
         fit_logits(fz, task, data, steps=1, beta=beta, seed=3)
     for beta in (1e-3, 0.25):
         torch.testing.assert_close(grads[beta] - grads[0.0], torch.full_like(grads[0.0], beta),

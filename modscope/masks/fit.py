@@ -65,7 +65,7 @@ from .gumbel import hard_mask_weights, straight_through_grad
 from .measures import evaluate_masks, evaluate_streamed, group_measures
 from .result import MaskResult
 
-__all__ = ["MaskConfig", "fit_logits", "train_masks"]
+__all__ = ["MaskConfig", "fit_logits", "fused_adam", "train_masks"]
 
 
 class _Uniforms:
@@ -95,7 +95,7 @@ class _Uniforms:
         return self.buf
 
 
-def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def fused_adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
     """Adam, fused where this torch build has it (one pass over the (K, P) logits, ~9x faster on
     CPU than the per-op version); the update rule is the same."""
     try:
@@ -244,7 +244,7 @@ def _fit_group(
     """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps."""
     dev = net.device
     K, P, B = len(fns), net.n_weights, batch_size
-    opt = _adam([logits], lr)
+    opt = fused_adam([logits], lr)
     batch_gens = [
         torch.Generator(device=dev).manual_seed(stream_seed(seed, f.name, 0)) for f in fns
     ]
