@@ -127,6 +127,9 @@ class Family:
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
     family; empty: ``config.json`` is not consulted for the type), and implement the methods.
+    A family recognised by characteristic keys sets ``signature`` (the keys, without prefix) and
+    ``prefixes`` (the wrappers they may sit under, ``""`` for bare) and inherits `matches` and
+    `prefix`; others override `matches`.
     """
 
     name: str = ""
@@ -134,10 +137,18 @@ class Family:
     model_types: tuple[str, ...] = ()
     # keys that hold no parameter of the architecture (causal masks, rotary tables), dropped
     buffers: re.Pattern | None = None
+    signature: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ("",)
 
     def matches(self, keys: Collection[str]) -> bool:
         """Whether the key names are this family's layout (names only, never shapes)."""
-        raise NotImplementedError
+        if not self.signature:
+            raise NotImplementedError
+        return first_prefix(keys, self.prefixes, self.signature) is not None
+
+    def prefix(self, keys: Collection[str]) -> str:
+        """The wrapper the ``signature`` keys sit under (``""``: bare)."""
+        return first_prefix(keys, self.prefixes, self.signature) or ""
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         """The sizes the reference module needs, read off the shapes of ``tensors`` (and from

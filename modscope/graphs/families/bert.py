@@ -14,11 +14,11 @@ the graph (the value units are ``d_model`` either way) and is never asked for.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, first_prefix, given_int, shape_of
+from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
 
 __all__ = ["Bert"]
 
@@ -49,15 +49,14 @@ _HEADS = {
 class Bert(Family):
     name = "bert"
     title = "Hugging Face BERT"
+    signature = _SIGNATURE
+    prefixes = _PREFIXES
     model_types = ("bert", *_ROBERTA)
     buffers = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
 
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, _PREFIXES, _SIGNATURE) is not None
-
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, _PREFIXES, _SIGNATURE) or ""
+        p = self.prefix(keys)
         vocab, d = shape_of(tensors, p + "embeddings.word_embeddings.weight")
         roberta = p == "roberta." or given.get("model_type") in _ROBERTA
         c: dict[str, Any] = {

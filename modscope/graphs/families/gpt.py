@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, first_prefix, given_int, shape_of
+from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
 
 __all__ = ["GPT2", "GPTNeoX", "OPT"]
 
@@ -36,7 +36,7 @@ class GPT2(Family):
     title = "GPT-2"
     model_types = ("gpt2",)
     buffers = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")
-    _signature = (
+    signature = (
         "wte.weight",
         "wpe.weight",
         "h.0.ln_1.weight",
@@ -47,13 +47,11 @@ class GPT2(Family):
         "h.0.mlp.c_proj.weight",
         "ln_f.weight",
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, ("transformer.", ""), self._signature) is not None
+    prefixes = ("transformer.", "")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, ("transformer.", ""), self._signature) or ""
+        p = self.prefix(keys)
         vocab, d = shape_of(tensors, p + "wte.weight")
         c: dict[str, Any] = {
             "prefix": p,
@@ -101,7 +99,7 @@ class GPTNeoX(Family):
     title = "GPT-NeoX"
     model_types = ("gpt_neox",)
     buffers = re.compile(r"(^|\.)attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
-    _signature = (
+    signature = (
         "embed_in.weight",
         "layers.0.input_layernorm.weight",
         "layers.0.post_attention_layernorm.weight",
@@ -111,13 +109,11 @@ class GPTNeoX(Family):
         "layers.0.mlp.dense_4h_to_h.weight",
         "final_layer_norm.weight",
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, ("gpt_neox.", ""), self._signature) is not None
+    prefixes = ("gpt_neox.", "")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, ("gpt_neox.", ""), self._signature) or ""
+        p = self.prefix(keys)
         vocab, d = shape_of(tensors, p + "embed_in.weight")
         qkv = p + "layers.0.attention.query_key_value.weight"
         heads = given_int(given, "num_attention_heads")
@@ -186,7 +182,7 @@ class OPT(Family):
     name = "opt"
     title = "OPT"
     model_types = ("opt",)
-    _signature = (
+    signature = (
         "embed_tokens.weight",
         "embed_positions.weight",
         "layers.0.self_attn.v_proj.weight",
@@ -196,14 +192,11 @@ class OPT(Family):
         "layers.0.fc2.weight",
         "layers.0.final_layer_norm.weight",
     )
-    _prefixes = ("model.decoder.", "decoder.")
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, self._prefixes, self._signature) is not None
+    prefixes = ("model.decoder.", "decoder.")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, self._prefixes, self._signature) or ""
+        p = self.prefix(keys)
         vocab, word = shape_of(tensors, p + "embed_tokens.weight")
         d = shape_of(tensors, p + "layers.0.self_attn.v_proj.weight")[0]
         final_norm = p + "final_layer_norm.weight" in keys

@@ -13,11 +13,11 @@ LLaMA, Mistral or Qwen2 (other families reuse these key names with other norms).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, first_prefix, given_int, shape_of
+from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
 
 __all__ = ["Llama"]
 
@@ -39,15 +39,14 @@ _SIGNATURE = (
 class Llama(Family):
     name = "llama"
     title = "LLaMA"
+    signature = _SIGNATURE
+    prefixes = ("model.", "")
     model_types = ("llama", "mistral", "qwen2")
     buffers = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, ("model.", ""), _SIGNATURE) is not None
-
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, ("model.", ""), _SIGNATURE) or ""
+        p = self.prefix(keys)
         vocab, d = shape_of(tensors, p + "embed_tokens.weight")
         a = p + "layers.0.self_attn."
         q_rows, k_rows = shape_of(tensors, a + "q_proj.weight")[0], shape_of(tensors, a + "k_proj.weight")[0]

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import Family, count_indices, first_prefix, given_int, has_all, shape_of
+from .base import Family, count_indices, given_int, has_all, shape_of
 
 __all__ = ["HFViT", "TimmViT"]
 
@@ -53,7 +53,7 @@ class HFViT(Family):
     name = "vit"
     title = "Hugging Face ViT"
     model_types = ("vit",)
-    _signature = (
+    signature = (
         "embeddings.cls_token",
         "embeddings.position_embeddings",
         "embeddings.patch_embeddings.projection.weight",
@@ -65,13 +65,11 @@ class HFViT(Family):
         "encoder.layer.0.output.dense.weight",
         "layernorm.weight",
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return first_prefix(keys, ("vit.", ""), self._signature) is not None
+    prefixes = ("vit.", "")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
-        p = first_prefix(keys, ("vit.", ""), self._signature) or ""
+        p = self.prefix(keys)
         c = _grid(
             tensors, p + "embeddings.position_embeddings", p + "embeddings.patch_embeddings.projection.weight"
         )
