@@ -276,9 +276,24 @@ class WeightGraph:
         return deg
 
     @cached_property
+    def negligible_degree(self) -> float:
+        """The degree at or below which a unit counts as isolated: float32's resolution of the
+        graph's total weight, ``eps32 * sum|w|``. A unit that light changes no cut or volume of the
+        graph in the precision weights are stored in (dead channels of ~1e-35 after training), but
+        spectral clustering would give it a cluster of its own; the same rule holds for the network
+        and every null sample."""
+        return float(np.finfo(np.float32).eps * self.degree.sum() / 2)
+
+    @cached_property
     def active(self) -> np.ndarray:
-        """``(n_nodes,)`` bool: nodes with at least one edge (degree-0 nodes are not clustered)."""
-        return self.degree > 0
+        """``(n_nodes,)`` bool: nodes whose degree is above `negligible_degree` (0 when the graph
+        has no weight); the others are isolated and not clustered."""
+        return self.degree > self.negligible_degree
+
+    @cached_property
+    def n_negligible(self) -> int:
+        """Units with edges, all of them so light that the units count as isolated."""
+        return int(np.count_nonzero((self.degree > 0) & ~self.active))
 
     @cached_property
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -320,6 +335,12 @@ class WeightGraph:
             "n_edges": int(self.n_edges),
         }
         out["reading"] = self.reading or "a WeightGraph given directly"
+        if self.n_negligible:  # said only when it happens: the readings of other graphs stay as they were
+            out["reading"] += (
+                f"; {self.n_negligible} units whose edges are all below float32's resolution of the "
+                f"total weight (degree <= {self.negligible_degree:.3g}) count as isolated"
+            )
+            out["n_negligible"] = self.n_negligible
         if not self.is_chain:
             out["groups"] = [
                 {"name": n, "units": int(s)} for n, s in zip(self.group_names, self.sizes, strict=True)

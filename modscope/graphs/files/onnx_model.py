@@ -23,6 +23,7 @@ How the graph is run:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Sequence
@@ -34,7 +35,7 @@ import numpy as np
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line
-from .onnx_ops import NP_TYPES, OPS, Call, module_path, sanitise
+from .onnx_ops import NP_TYPES, OPS, Call, module_path, node_label, sanitise
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
 
@@ -149,6 +150,17 @@ def _plain(value: Any) -> np.ndarray:
         return value.numpy().copy()
     array = np.array(value)
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
+
+
+def _annotate(meta: dict) -> Any:
+    """``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch
+    without it."""
+    import contextlib
+
+    from torch.fx import traceback
+
+    annotate = getattr(traceback, "annotate", None)
+    return annotate(meta) if annotate is not None else contextlib.nullcontext()
 
 
 @functools.cache
@@ -273,9 +285,9 @@ def _module_class() -> type:
                 data = torch.from_numpy(np.ascontiguousarray(array))
                 if value in self.initializers and _TORCH_NAME.match(value) and not _GENERATED.search(value):
                     name = value
-                else:
-                    path = module_path(call.node)
-                    name = f"{path}.{role}" if path else sanitise(value).replace(".", "_")
+                else:  # the torch module the exporter recorded, else the node's name or op and index
+                    path = module_path(call.node) or node_label(call.node, call.index)
+                    name = f"{path}.{role}"
                 if data.is_floating_point():
                     self.named[(value, key)] = self.place(
                         name, lambda: torch.nn.Parameter(data.clone(), requires_grad=False)
@@ -293,7 +305,9 @@ def _module_class() -> type:
             env = dict(zip(self.input_names, inputs, strict=True))
             for i in self.live:
                 node = self.nodes[i]
-                outs = self.run_node(i, node, env, True)
+                # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
+                with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
+                    outs = self.run_node(i, node, env, True)
                 for name, value in zip(node.output, outs, strict=False):
                     if name:
                         env[name] = value
@@ -338,4 +352,10 @@ def onnx_graph(
 
     model = read_onnx(path)
     module, example = onnx_module(model, input_shape, str(path))
-    return trace_graph(module, example, kernel_norm=kernel_norm).read_as(READING)
+    graph = trace_graph(module, example, kernel_norm=kernel_norm)
+    # the module's forward takes *inputs: name the input groups as the file does
+    names = tuple(
+        re.sub(r"input:inputs_(\d+)", lambda m: f"input:{module.input_names[int(m.group(1))]}", n)
+        for n in graph.group_names
+    )
+    return dataclasses.replace(graph, group_names=names).read_as(READING)

@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import ModscopeError
 from .padding import pad_by_concat, same_pads
 
-__all__ = ["NP_TYPES", "OPS", "Call", "module_path", "sanitise"]
+__all__ = ["NP_TYPES", "OPS", "Call", "module_path", "node_label", "sanitise"]
 
 _SCOPE = re.compile(r"'((?:[^'\\]|\\.)*)'")
 # ONNX TensorProto data types -> numpy
@@ -57,6 +57,15 @@ def module_path(node: Any) -> str:
             path = part if path and part.startswith(path + ".") else (f"{path}.{part}" if path else part)
         return sanitise(path)
     return ""
+
+
+def node_label(node: Any, index: int) -> str:
+    """A readable name for a node no torch module is recorded for: its own name (``Conv_12``), or
+    its op and index (``conv_12``), never an initializer's number."""
+    name = sanitise(node.name.strip("/")).replace(".", "_") if node.name else ""
+    if name and not re.fullmatch(r"[_\d]*", name):
+        return name
+    return f"{node.op_type.lower()}_{index}"
 
 
 # -- one node call -----------------------------------------------------------------------------------
@@ -561,6 +570,38 @@ def _cast(c: Call) -> Any:
     return c.tensor(0).to(_dtype(int(c.attr("to"))))
 
 
+def _resize(c: Call) -> Any:
+    """``Resize`` / ``Upsample`` (YOLO necks): each channel stays its unit; the output's spatial size
+    from ``sizes`` or ``scales`` (the ONNX rule: floor(size * scale))."""
+    F = c.torch.nn.functional
+    x = c.t(0)
+    n = x.ndim - 2
+    if n not in (1, 2, 3):
+        raise c.refuse(f"resizing a {x.ndim}-D tensor")
+    scales_at = 1 if c.op == "Upsample" or c.runner.opset < 11 else 2
+    if c.has(3) and c.array(3).size:
+        size = c.ints(3)[-n:]
+    elif c.has(scales_at) and c.array(scales_at).size:
+        scales = [float(v) for v in c.array(scales_at).reshape(-1)]
+        if scales[:2] != [1.0, 1.0]:
+            raise c.refuse("it resizes the batch or channel axis")
+        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
+    elif c.attr("scales") is not None:  # Upsample of opset 7-8
+        scales = [float(v) for v in c.attr("scales")]
+        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
+    else:
+        raise c.refuse("neither sizes nor scales are given")
+    mode = c.attr("mode", "nearest")
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    if mode in ("linear", "bilinear"):
+        linear = ("linear", "bilinear", "trilinear")[n - 1]
+        return F.interpolate(x, size=size, mode=linear, align_corners=False)
+    if mode == "cubic" and n == 2:
+        return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
+
+
 def _dropout(c: Call) -> Any:
     x = c.t(0)
     return [x, c.torch.ones(x.shape, dtype=c.torch.bool)] if c.n_out > 1 else x
@@ -750,6 +791,8 @@ OPS.update(
         "Cast": _cast,
         "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
         "Dropout": _dropout,
+        "Resize": _resize,
+        "Upsample": _resize,
         "Where": _where,
         "Range": _range,
         "LSTM": _recurrent,

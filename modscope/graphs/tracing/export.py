@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -44,7 +45,11 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # node annotations (the ONNX node each op runs for) reach the program only when kept
+        from torch.fx import traceback as fx_traceback
+
+        keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
+        with torch.no_grad(), warnings.catch_warnings(), keep_meta():
             warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
             return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
     except Exception as exc:  # the user's module: its export failure in one line

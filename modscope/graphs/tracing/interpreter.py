@@ -30,6 +30,7 @@ IDENTITY = frozenset(
     """
     relu relu_ relu6 gelu gelu_ silu silu_ sigmoid sigmoid_ tanh tanh_ hardswish hardswish_ hardsigmoid
     hardsigmoid_ leaky_relu leaky_relu_ elu elu_ selu celu softplus mish hardtanh hardtanh_ clamp clamp_
+    clamp_min clamp_min_ clamp_max clamp_max_
     clip abs neg exp log sqrt rsqrt pow reciprocal sin cos erf softmax _softmax log_softmax _log_softmax
     dropout dropout_ feature_dropout alpha_dropout glu_ contiguous clone alias detach _to_copy to
     type_as lift_fresh_copy square sign logit nan_to_num floor ceil round trunc fill_ masked_fill
@@ -91,6 +92,9 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         self.reads: list[tuple[Any, Any, int, np.ndarray, str, int | None]] = []
 
     def where(self, node) -> str:
+        onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
+        if onnx_node:  # a module running an ONNX graph: the file's node and op
+            return str(onnx_node)
         stack = node.meta.get("nn_module_stack") or {}
         if stack:
             fqn, cls = list(stack.values())[-1]
@@ -213,10 +217,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
                 weight = slice_norms(cube, self.norm)
             else:
                 raise self.refuse(node, "it reads the same position of a unit's map more than once")
-        else:  # kernels: (out, features, *kernel)
-            if src.size != units.size:
-                raise self.refuse(node, "a convolution reads a unit through several input channels")
+        elif src.size == units.size:  # kernels: (out, features, *kernel)
             weight = slice_norms(w[:, np.argsort(units, kind="stable")], self.norm)
+        else:  # a unit read through several input channels (C2f / SPPF: a map with pooled copies of
+            # itself): its edge sums the kernel norms of every channel slice that reads it
+            weight = np.zeros((out_size, src.size))
+            np.add.at(weight.T, inverse, slice_norms(w, self.norm).T)
         block = self.builder.add_block(block_name or name, src, dst, weight)
         return dst, block
 

@@ -35,6 +35,15 @@ class ReductionOps:
 
     op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = op_mean
 
+    def op_linalg_vector_norm(self, node, x, ord=2, dim=None, keepdim=False, *a, **k):
+        """A norm over the feature axis (``F.normalize``, ``torch.norm``): like a LayerNorm's
+        statistics, it carries no unit, and ``x / norm`` keeps ``x``'s units (speaker and sentence
+        embedders end with it)."""
+        return self.reduce(node, x, dim, keepdim)
+
+    def op_norm(self, node, x, p=None, dim=None, keepdim=False, *a, **k):
+        return self.reduce(node, x, dim, keepdim)
+
     def op_max(self, node, x, dim=None, keepdim=False, *a):
         if isinstance(dim, UnitTensor):  # max(a, b) of two tensors (aten.max.other): elementwise
             return self.op_maximum(node, x, dim)
@@ -62,7 +71,9 @@ class ReductionOps:
     op_adaptive_max_pool1d = op_adaptive_max_pool2d = op_upsample_nearest2d = op_upsample_bilinear2d = (
         op_max_pool2d
     )
-    op__adaptive_avg_pool2d = op_max_pool2d
+    op__adaptive_avg_pool2d = op_upsample_nearest1d = op_upsample_nearest3d = op_max_pool2d
+    op_upsample_linear1d = op_upsample_trilinear3d = op_upsample_bicubic2d = op_max_pool2d
+    op__upsample_nearest_exact1d = op__upsample_nearest_exact2d = op__upsample_nearest_exact3d = op_max_pool2d
 
     def op_max_pool2d_with_indices(self, node, x, *a, **k):
         out = self.pool(node, x)

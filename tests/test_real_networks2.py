@@ -1,0 +1,178 @@
+"""Issue 24: real networks, second round. Each test is a small network of the pattern a published
+model showed (two silent misreads, refusals of common architectures, messages and loading)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from modscope import load_graph, score  # noqa: E402
+from modscope.errors import ModscopeError  # noqa: E402
+from modscope.graphs.weight_graph import WeightGraph  # noqa: E402
+
+
+def _planted_chain(dead: float) -> WeightGraph:
+    """Two 4-unit modules through 3 layers, plus two hidden units whose weights are ``dead``."""
+    rng = np.random.default_rng(0)
+    blocks = []
+    for n_out, n_in in ((10, 8), (8, 10)):
+        w = np.zeros((n_out, n_in))
+        half_o, half_i = 4, 4
+        w[:half_o, :half_i] = rng.uniform(0.5, 1.0, (half_o, half_i))
+        w[half_o : 2 * half_o, half_i : 2 * half_i] = rng.uniform(0.5, 1.0, (half_o, half_i))
+        blocks.append(w)
+    blocks[0][8:, :] = dead  # two dead hidden units (a trained net's dead channels)
+    blocks[1][:, 8:] = dead
+    return WeightGraph(blocks)
+
+
+# -- 2. near-zero units are isolated -------------------------------------------------------------
+def test_near_zero_units_count_as_isolated_in_network_and_nulls():
+    g = _planted_chain(1e-35)
+    assert g.n_negligible == 2 and not g.active[8 + 8 : 8 + 10].any()
+    assert g.active.sum() == g.n_nodes - 2
+    assert "2 units whose edges are all below float32's resolution" in g.summary()["reading"]
+    clean = _planted_chain(0.0)
+    r, r0 = score(g, n_clusters=2, n_shuffles=3, seed=1), score(clean, n_clusters=2, n_shuffles=3, seed=1)
+    assert r.ncut == pytest.approx(r0.ncut, abs=1e-9) and r.ncut < 0.01  # no singleton clusters
+    assert (r.partition.labels < 0).sum() == 2
+    # a null sample follows the same rule: its light units are isolated too
+    from modscope.nulls import get_null
+
+    sample = get_null("layer").sample(g, 0)
+    assert sample.negligible_degree == pytest.approx(g.negligible_degree)
+    assert not sample.active[sample.degree <= sample.negligible_degree].any()
+    # a light but real unit (1e-3 of the others) stays
+    assert _planted_chain(1e-3).n_negligible == 0
+
+
+# -- 4. L2 normalisation keeps units -------------------------------------------------------------
+class _Embedder(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.a, self.b, self.how = nn.Linear(5, 6), nn.Linear(6, 4), how
+
+    def forward(self, x):
+        h = self.b(torch.relu(self.a(x)))
+        if self.how == "normalize":
+            return nn.functional.normalize(h, dim=-1)
+        if self.how == "norm":
+            return h / torch.norm(h, dim=1, keepdim=True)
+        if self.how == "vector_norm":
+            return h / torch.linalg.vector_norm(h, dim=-1, keepdim=True)
+        return h / h.pow(2).sum(1, keepdim=True).sqrt()
+
+
+@pytest.mark.parametrize("how", ["normalize", "norm", "vector_norm"])
+def test_l2_normalisation_reads_like_the_written_out_norm(how):
+    g = load_graph(_Embedder(how), example_input=torch.zeros(1, 5))
+    ref = load_graph(_Embedder("manual"), example_input=torch.zeros(1, 5))
+    assert g.sizes == ref.sizes == (5, 6, 4)
+    assert g.group_names == ("input:x", "a", "b")
+
+
+# -- 3. upsampling and multi-channel reads (YOLO necks) ------------------------------------------
+class _SPPF(nn.Module):
+    """cv2 reads cv1's channels three times: the map and two pooled copies (SPPF / C2f)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cv1, self.cv2 = nn.Conv2d(3, 4, 1), nn.Conv2d(12, 5, 3, padding=1)
+        self.m, self.up = nn.MaxPool2d(5, 1, 2), nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = self.cv1(x)
+        y1 = self.m(x)
+        return self.up(self.cv2(torch.cat([x, y1, self.m(y1)], 1)))
+
+
+def _sppf_expected(m: _SPPF) -> np.ndarray:
+    k = m.cv2.weight.detach().double().abs().numpy()
+    per = np.abs(k).sum(axis=2).max(axis=-1)  # numpy's matrix 1-norm of each 3x3 slice
+    return per[:, :4] + per[:, 4:8] + per[:, 8:]
+
+
+def test_conv_reading_a_unit_through_several_channels_sums_the_slices():
+    torch.manual_seed(0)
+    m = _SPPF()
+    g = load_graph(m, example_input=torch.zeros(1, 3, 8, 8))
+    assert g.sizes == (3, 4, 5) and g.group_names == ("input:x", "cv1", "cv2")
+    np.testing.assert_allclose(g.weights[1], _sppf_expected(m), rtol=1e-6)
+
+
+def _export_onnx(m, example, path, **kw):
+    pytest.importorskip("onnx")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (example,), str(path), dynamo=False, input_names=["x"], **kw)
+    return path
+
+
+def test_onnx_resize_and_multi_channel_reads(tmp_path):
+    torch.manual_seed(0)
+    m = _SPPF()
+    path = _export_onnx(m, torch.zeros(1, 3, 8, 8), tmp_path / "sppf.onnx")
+    g = load_graph(path)
+    assert g.sizes == (3, 4, 5)
+    np.testing.assert_allclose(g.weights[1], _sppf_expected(m), rtol=1e-5)
+
+
+def _renamed_onnx(tmp_path):
+    """An ONNX file whose initializers are numbers and whose nodes have no names (exporters do so)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "391")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 2)).astype(np.float32), "135")
+    nodes = [
+        helper.make_node("Conv", ["x", "391"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("MatMul", ["f", "135"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w1, w2],
+    )
+    path = tmp_path / "numbers.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+# -- 10. ONNX groups named by node, not by initializer number -------------------------------------
+def test_onnx_groups_are_named_by_op_and_index(tmp_path):
+    g = load_graph(_renamed_onnx(tmp_path))
+    assert g.group_names == ("input:x", "conv_0", "matmul_4")
+    assert not any(name.strip("+").isdigit() for name in g.group_names)
+
+
+def test_onnx_refusal_names_the_node_and_op(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 8, 1, 1), np.float32), "391")
+    nodes = [  # H moved onto the channel axis: a conv would mix positions differently
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1, 3], name="swap"),
+        helper.make_node("Conv", ["t", "391"], ["y"], name="head_conv"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w],
+    )
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModscopeError, match=r"cannot trace ONNX Conv node head_conv: its input features"):
+        load_graph(path)
