@@ -176,3 +176,80 @@ def test_onnx_refusal_names_the_node_and_op(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ModscopeError, match=r"cannot trace ONNX Conv node head_conv: its input features"):
         load_graph(path)
+
+
+# -- 1. a recurrent layer's initial state is an input of its units --------------------------------
+class _Seq2Seq(nn.Module):
+    """A GRU / LSTM encoder whose last state starts the decoder."""
+
+    def __init__(self, kind: str = "gru") -> None:
+        super().__init__()
+        rnn = nn.GRU if kind == "gru" else nn.LSTM
+        self.emb, self.enc = nn.Embedding(10, 4), rnn(4, 5, batch_first=True)
+        self.dec, self.out = rnn(3, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, src, tgt):
+        _, h = self.enc(self.emb(src))
+        y, _ = self.dec(tgt, h)
+        return self.out(y)
+
+
+class _ContextInit(nn.Module):
+    """A Linear of a context vector initialises h0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.init, self.gru, self.out = nn.Linear(6, 5), nn.GRU(3, 5, batch_first=True), nn.Linear(5, 2)
+
+    def forward(self, x, ctx):
+        y, _ = self.gru(x, torch.tanh(self.init(ctx)).unsqueeze(0))
+        return self.out(y)
+
+
+_SEQ = (torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, 3))
+
+
+def _gate_norms(w: torch.Tensor, gates: int) -> np.ndarray:
+    a = w.detach().double().abs().numpy()
+    return a.reshape(gates, a.shape[0] // gates, a.shape[1]).sum(axis=0)
+
+
+@pytest.mark.parametrize(("kind", "gates"), [("gru", 3), ("lstm", 4)])
+def test_encoder_state_into_decoder_is_read(kind, gates):
+    torch.manual_seed(0)
+    m = _Seq2Seq(kind)
+    g = load_graph(m, example_input=_SEQ)
+    assert g.group_names == ("input:tgt", "input:emb", "enc.hidden_l0", "dec.hidden_l0", "out")
+    assert g.sizes == (3, 4, 5, 5, 2)  # the encoder's embedding and GRU are no longer dropped
+    link = g.links.index((2, 3))  # encoder hidden -> decoder hidden, once (an LSTM's c0 adds none)
+    assert g.links.count((2, 3)) == 1
+    np.testing.assert_allclose(g.weights[link], _gate_norms(m.dec.weight_hh_l0, gates), rtol=1e-6)
+
+
+def test_h0_computed_by_a_linear_is_read():
+    torch.manual_seed(0)
+    m = _ContextInit()
+    g = load_graph(m, example_input=(torch.zeros(1, 3, 3), torch.zeros(1, 6)))
+    assert g.group_names == ("input:x", "input:ctx", "init", "gru.hidden_l0", "out")
+    np.testing.assert_allclose(
+        g.weights[g.links.index((2, 3))], _gate_norms(m.gru.weight_hh_l0, 3), rtol=1e-6
+    )
+
+
+def test_masks_unit_table_and_lesions_see_the_encoder():
+    from modscope.graphs.tracing import trace_network
+    from modscope.lesions.units import UnitLesioner
+    from modscope.masks.units import unit_map
+
+    m = _Seq2Seq("gru")
+    um = unit_map(m, _SEQ)
+    names = dict.fromkeys(n for n, _, _, _ in um.group_entries(["enc.weight_ih_l0"], [15 * 4]))
+    assert "enc.hidden_l0" in names and "enc.weight_hh_l0" not in um.unmapped
+    counts = um.node_counts({n: torch.ones_like(p, dtype=torch.bool) for n, p in m.named_parameters()})
+    enc = slice(7, 12)  # the encoder's hidden units count their weights, h0 reads among them
+    assert (counts[enc] > 0).all()
+    traced = trace_network(m, _SEQ)
+    lesion = np.zeros(traced.graph.n_nodes, dtype=bool)
+    lesion[enc] = True
+    with pytest.raises(ModscopeError, match=r"initial state \(hx\)"):
+        UnitLesioner(m, traced).sites_of(lesion)

@@ -90,6 +90,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         # (op node, source node or None, axis, unit per feature, parameter, its feature axis):
         # where units are read, for lesions (`modscope.graphs.tracing.sites`)
         self.reads: list[tuple[Any, Any, int, np.ndarray, str, int | None]] = []
+        self.state_reads: set[int] = set()  # indices of reads of a recurrent layer's initial state
 
     def where(self, node) -> str:
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")

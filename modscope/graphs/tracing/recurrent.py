@@ -20,7 +20,32 @@ class RecurrentOps:
         h = w.shape[0] // gates
         return slice_norms(w.reshape(gates, h, w.shape[1]).transpose(1, 2, 0), self.norm)
 
-    def rnn(self, node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name):
+    def initial_state(self, node, states, slot: int, units: np.ndarray, w_hh, gates: int) -> None:
+        """Edges from the units that computed the initial state (``h0``, ``c0``: an encoder's last
+        state, a Linear of a context vector) into layer-direction ``slot``'s hidden ``units``, by the
+        recurrent weights' slice norms, as the hidden-to-hidden edges of the first step. An LSTM's
+        ``c0`` made by the same units as its ``h0`` (an encoder's final state) adds no second block."""
+        seen: list[np.ndarray] = []
+        for state in states:
+            if not isinstance(state, UnitTensor) or state.units.ndim != 3 or not (state.units >= 0).any():
+                continue
+            v = state.map(lambda a, slot=slot: a[slot])
+            src, _, scale, _ = self.features(node, v, -1)
+            read = src >= 0
+            if not read.any() or any(np.array_equal(src, other) for other in seen):
+                continue
+            seen.append(src)
+            w = self.gate_rows(self.param_value(w_hh), gates)[:, read] * np.abs(scale[read])[None, :]
+            uniq, inverse = np.unique(src[read], return_inverse=True)
+            weight = np.zeros((units.size, uniq.size))
+            np.add.at(weight.T, inverse, w.T)
+            self.builder.add_block(w_hh.param[0], uniq, units, weight)
+            # w_hh's columns read the state's features (masks count them); no hook reaches a state
+            # slot inside the module, so lesions of these units there are refused (`sites`)
+            self.state_reads.add(len(self.reads))
+            self.reads.append((node, None, -1, src.copy(), w_hh.param[0], 1))
+
+    def rnn(self, node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name, hx=()):
         per = 4 if has_biases else 2
         dirs = 2 if bidirectional else 1
         shape = self.shape(node)
@@ -38,6 +63,7 @@ class RecurrentOps:
                     w_hh.param[0], units, units, self.gate_rows(self.param_value(w_hh), gates)
                 )
                 self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))  # inside the module
+                self.initial_state(node, hx, layer * dirs + d, units, w_hh, gates)
                 groups.append(units)
                 finals.append(units)
             layer_units = np.concatenate(groups)
@@ -56,13 +82,31 @@ class RecurrentOps:
         self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
     ):
         out, state = self.rnn(
-            node, x, params, has_biases, num_layers, bidirectional, batch_first, 4, self.rnn_name(params)
+            node,
+            x,
+            params,
+            has_biases,
+            num_layers,
+            bidirectional,
+            batch_first,
+            4,
+            self.rnn_name(params),
+            list(hx or ()),
         )
         return [out, state, state]
 
     def op_gru(self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
         out, state = self.rnn(
-            node, x, params, has_biases, num_layers, bidirectional, batch_first, 3, self.rnn_name(params)
+            node,
+            x,
+            params,
+            has_biases,
+            num_layers,
+            bidirectional,
+            batch_first,
+            3,
+            self.rnn_name(params),
+            [hx],
         )
         return [out, state]
 
@@ -70,7 +114,16 @@ class RecurrentOps:
         self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
     ):
         out, state = self.rnn(
-            node, x, params, has_biases, num_layers, bidirectional, batch_first, 1, self.rnn_name(params)
+            node,
+            x,
+            params,
+            has_biases,
+            num_layers,
+            bidirectional,
+            batch_first,
+            1,
+            self.rnn_name(params),
+            [hx],
         )
         return [out, state]
 

@@ -75,7 +75,18 @@ def _op(node: Any) -> str:
 def locate_sites(interp: Any) -> list[Site]:
     """Every read of the finished trace (``interp``: a run `Interpreter`) as a `Site`."""
     node_of = interp.builder.node_of
-    return [_site(interp, node_of, *read) for read in interp.reads]
+    sites = []
+    for i, read in enumerate(interp.reads):
+        if i in getattr(interp, "state_reads", ()):  # h0 / c0 of a recurrent layer
+            node, units = read[0], read[3]
+            path, cls = _innermost(node) or ("", "")
+            module_type = cls.rsplit(".", 1)[-1]
+            nodes = np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
+            why = f"{path} ({module_type}) reads the units as its initial state (hx), inside its forward"
+            sites.append(Site(path, "input", nodes, module_type=module_type, unhookable=why))
+        else:
+            sites.append(_site(interp, node_of, *read))
+    return sites
 
 
 def _site(interp: Any, node_of: np.ndarray, node, source, axis, units, param, param_axis) -> Site:
