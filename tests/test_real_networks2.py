@@ -253,3 +253,60 @@ def test_masks_unit_table_and_lesions_see_the_encoder():
     lesion[enc] = True
     with pytest.raises(ModscopeError, match=r"initial state \(hx\)"):
         UnitLesioner(m, traced).sites_of(lesion)
+
+
+# -- 6. ONNX inputs with symbolic sizes -----------------------------------------------------------
+class _Pooled(nn.Module):
+    """A conv, a 4x4 max pool and a head that flattens the pooled map: needs H, W >= 8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 2 * 2, 2)
+
+    def forward(self, x):
+        return self.fc(nn.functional.max_pool2d(torch.relu(self.c(x)), 4).flatten(1))
+
+
+def test_onnx_symbolic_sizes_are_named_and_input_shape_sets_them(tmp_path):
+    path = _export_onnx(
+        _Pooled(),
+        torch.zeros(1, 3, 8, 8),
+        tmp_path / "dyn.onnx",
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
+    )
+    with pytest.raises(ModscopeError) as info:
+        load_graph(path)
+    text = str(info.value)
+    assert "x[2] (h), x[3] (w)" in text and "--input-shape" in text and "\n" not in text
+    g = load_graph(path, input_shape=(1, 3, 8, 8))
+    assert g.sizes == (3, 4, 2) and "(1, 3, 8, 8)" in g.reading
+    with pytest.raises(ModscopeError, match="an input shape goes with a module"):
+        load_graph({"w": torch.zeros(2, 2)}, input_shape=(1, 2))
+
+
+def test_onnx_symbolic_sizes_that_trace_are_said_in_the_reading(tmp_path):
+    m = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
+    path = _export_onnx(
+        m, torch.zeros(1, 3, 8, 8), tmp_path / "gap.onnx", dynamic_axes={"x": {2: "h", 3: "w"}}
+    )
+    g = load_graph(path)
+    assert "symbolic input sizes x[2] (h), x[3] (w) set to 1" in g.reading
+
+
+def test_cli_input_shape_for_an_onnx_file(tmp_path, capsys):
+    from modscope.cli import main
+
+    path = _export_onnx(
+        _Pooled(),
+        torch.zeros(1, 3, 8, 8),
+        tmp_path / "dyn.onnx",
+        dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
+    )
+    rc = main(["score", str(path), "--input-shape", "1,3,8,8", "--clusters", "2", "--shuffles", "2"])
+    assert rc == 0 and "(1, 3, 8, 8)" in capsys.readouterr().out
+    weights = tmp_path / "w.pt"
+    torch.save({"w": torch.zeros(2, 2)}, weights)
+    assert main(["score", str(weights), "--input-shape", "1,2"]) == 2
+    assert "--input-shape goes with --model, an .onnx or a Keras file" in capsys.readouterr().err

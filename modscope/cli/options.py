@@ -140,7 +140,9 @@ def module_flags(g: Any) -> None:
     g.add_argument(
         "--input-shape",
         metavar="SHAPE",
-        help="--model: the example input's shape, batch first, e.g. 1,3,32,32 (default: the factory's)",
+        help="the example input's shape, batch first, e.g. 1,3,32,32: for --model (default: the "
+        "factory's, else the first example of --data), and for .onnx / Keras files whose input sizes "
+        "are left open",
     )
     g.add_argument(
         "--input-dtype",
@@ -221,8 +223,16 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
     norm = args.kernel_norm or "1"
     flatten = None if args.flatten is None else args.flatten.replace("-", "_")
     if args.model is None:
+        shape = None
         if args.input_shape is not None:
-            raise ModscopeError("--input-shape goes with --model")
+            if not str(args.checkpoint).lower().endswith((".onnx", ".h5", ".hdf5", ".keras")):
+                raise ModscopeError(
+                    "--input-shape goes with --model, an .onnx or a Keras file (a weights file is read "
+                    "without running it)"
+                )
+            from ..graphs.files.user_model import parse_shape
+
+            shape = parse_shape(args.input_shape)
         return load_graph(
             args.checkpoint,
             layers=layers,
@@ -232,6 +242,7 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
             flatten=flatten,
             map_shape=_map_shape(args.map_shape),
             bn_eps=args.bn_eps,
+            input_shape=shape,
         )
     from ..graphs.files.user_model import build_model, example_tensor
 

@@ -142,6 +142,7 @@ class _Reading:
     flatten: FlattenOrder | None = None
     map_shape: tuple[int, int] | None = None
     bn_eps: float | None = None
+    input_shape: tuple[int, ...] | None = None
 
 
 def _state_graph(
@@ -281,11 +282,17 @@ def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> Weight
     if suffix == ".onnx":
         from .files.onnx_model import onnx_graph
 
-        return onnx_graph(path, kernel_norm=how.kernel_norm)
+        return onnx_graph(path, kernel_norm=how.kernel_norm, input_shape=how.input_shape)
     if suffix in (".h5", ".hdf5", ".keras"):
         from .files.keras_h5 import keras_graph
 
-        return keras_graph(path, kernel_norm=how.kernel_norm)
+        shape = None if how.input_shape is None else how.input_shape[1:]  # Keras: without the batch
+        return keras_graph(path, kernel_norm=how.kernel_norm, input_shape=shape)
+    if how.input_shape is not None:
+        raise ModscopeError(
+            f"{path}: an input shape goes with a module, an .onnx or a Keras file; this file's weights "
+            "are read without running it"
+        )
     if kind == "pt2" or suffix == ".pt2":  # torch.export archives: the program, traced, no code run
         from .tracing import trace_program
 
@@ -327,6 +334,7 @@ def load_graph(
     flatten: FlattenOrder | None = None,
     map_shape: tuple[int, int] | None = None,
     bn_eps: float | None = None,
+    input_shape: Sequence[int] | None = None,
 ) -> WeightGraph:
     """The unit graph (spec §1, §1b) of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
 
@@ -338,7 +346,9 @@ def load_graph(
     needed when its head reads a map of several positions; ``map_shape``: that map's ``(H, W)``
     (the 1-norm of a map depends on it; a state dict does not hold it); ``bn_eps``: a state
     dict's BatchNorm eps (not stored in it; default torch's 1e-5, and the reading says it was
-    assumed). A modscope checkpoint's input and
+    assumed). ``input_shape``: batch first, the shape of the input an ``.onnx`` or Keras file (or
+    a module, instead of ``example_input``) is traced on, where the file leaves sizes open (an
+    image's height and width) or declares none. A modscope checkpoint's input and
     output nodes come in the task's feature order, whatever BIMT swapped. The graph's
     ``reading`` says how the source was read.
     """
@@ -348,14 +358,30 @@ def load_graph(
         raise ModscopeError(f"unknown weight layout {layout!r}; use 'auto', 'out_in' (torch) or 'in_out'")
     if map_shape is not None and (len(map_shape) != 2 or min(map_shape) < 1):
         raise ModscopeError(f"a map shape is (H, W) with positive sizes, got {map_shape}")
-    how = _Reading(layout, kernel_norm, flatten, None if map_shape is None else tuple(map_shape), bn_eps)
+    if input_shape is not None:
+        input_shape = tuple(int(d) for d in input_shape)
+        if len(input_shape) < 2 or min(input_shape) < 1:
+            raise ModscopeError(
+                f"an input shape is batch first with positive sizes (1,3,32,32), got {input_shape}"
+            )
+    how = _Reading(
+        layout, kernel_norm, flatten, None if map_shape is None else tuple(map_shape), bn_eps, input_shape
+    )
     if callable(getattr(source, "to_payload", None)):  # a Checkpoint object
         source = source.to_payload()
     if _is_module(source):
+        if example_input is None and input_shape is not None:
+            from .files.user_model import example_tensor
+
+            example_input = example_tensor(input_shape)
         return _module_graph(source, layers, example_input, kernel_norm)
     if example_input is not None:
         raise ModscopeError("example_input traces a module; the source is not an nn.Module")
     if isinstance(source, Mapping):
+        if input_shape is not None:
+            raise ModscopeError(
+                "an input shape goes with a module, an .onnx or a Keras file, not a state dict"
+            )
         if formats.is_checkpoint_payload(source):
             return _payload_graph(source, layers, "checkpoint")
         tensors = formats.unwrap_state_dict(source, "state dict")

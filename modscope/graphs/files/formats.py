@@ -51,6 +51,7 @@ __all__ = [
     "read_safetensors",
     "read_state_dict",
     "safe_torch_load",
+    "symbolic_note",
     "task_ordered_state_dict",
     "unwrap_state_dict",
 ]
@@ -131,6 +132,18 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         raise ModscopeError(
             f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
         ) from None
+
+
+def symbolic_note(symbolic: Sequence[str], example: Sequence[Any]) -> str:
+    """What a refusal adds when the file left input sizes open (they were set to 1)."""
+    if not symbolic:
+        return ""
+    shape = ",".join(str(int(d)) for d in example[0].shape) if example else ""
+    return (
+        f"; the input sizes {', '.join(symbolic)} are left open in the file and were set to 1 (it ran on "
+        f"{shape}): pass the shape the model was made for, batch first, with --input-shape "
+        "(load_graph(path, input_shape=...))"
+    )
 
 
 def read_safetensors(path: Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph, check_build_memory
-from .formats import MAX_FILE_BYTES, check_file, first_line
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
@@ -372,12 +372,16 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
             cfg = by_name[name].config if name in by_name else {}
             shapes.append(_batch_shape(cfg))
             dtypes.append(cfg.get("dtype"))
-    example = []
+    example, symbolic = [], []
     for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
         if k == 0 and input_shape is not None:
             shape = [None, *input_shape]
         if shape is None:
-            raise ModscopeError(f"{source}: the model does not declare its input shape: pass input_shape")
+            raise ModscopeError(
+                f"{source}: the model does not declare its input shape: pass --input-shape (batch first, "
+                "channels last: 1,H,W,C) or load_graph(path, input_shape=...)"
+            )
+        symbolic += [f"input {k} axis {j}" for j, d in enumerate(shape) if j > 0 and d is None]
         dims = [1 if s is None else int(s) for s in shape]
         dt = torch.int64 if isinstance(dtype, str) and "int" in dtype else torch.float32
         example.append(torch.zeros(dims, dtype=dt))
@@ -390,7 +394,9 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
     except Exception as exc:  # a config this reader does not follow, or an input of the wrong shape
         raise ModscopeError(
             f"{source}: cannot run the Keras model as torch ({type(exc).__name__}: {first_line(exc)})"
+            + symbolic_note(symbolic, example)
         ) from None
+    module.symbolic = symbolic
     return module, tuple(example), axes
 
 
@@ -425,6 +431,12 @@ def keras_graph(
     if kf.config is None:
         return _weights_only_graph(kf, str(path))
     module, example, axes = keras_module(kf, input_shape, str(path))
-    graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
+    try:
+        graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
+    except ModscopeError as exc:
+        raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
     what = "a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model"
-    return graph.read_as(f"{what}, traced")
+    reading = f"{what}, traced"
+    if module.symbolic:
+        reading += f"; open input sizes ({', '.join(module.symbolic)}) set to 1 (--input-shape sets them)"
+    return graph.read_as(reading)

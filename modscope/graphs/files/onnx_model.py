@@ -34,7 +34,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, first_line
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
 from .onnx_ops import NP_TYPES, OPS, Call, module_path, node_label, sanitise
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
@@ -327,7 +327,7 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
     inputs = [i for i in model.graph.input if i.name not in init]
     if not inputs:
         raise ModscopeError(f"{source}: the graph has no input")
-    example, names = [], []
+    example, names, symbolic = [], [], []
     for k, inp in enumerate(inputs):
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type") or tt.elem_type not in NP_TYPES:
@@ -335,9 +335,20 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
         shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
         if k == 0 and input_shape is not None:
             shape = [int(s) for s in input_shape]
+        else:  # sizes other than the batch's that the file leaves open: set to 1, and said
+            symbolic += [
+                f"{inp.name}[{j}]" + (f" ({d.dim_param})" if d.dim_param else "")
+                for j, d in enumerate(tt.shape.dim)
+                if j > 0 and not (d.HasField("dim_value") and d.dim_value > 0)
+            ]
         example.append(torch.from_numpy(np.zeros(shape, dtype=NP_TYPES[tt.elem_type])))
         names.append(inp.name)
-    return _module_class()(model, tuple(example), names, source), tuple(example)
+    try:
+        module = _module_class()(model, tuple(example), names, source)
+    except ModscopeError as exc:
+        raise ModscopeError(f"{exc}{symbolic_note(symbolic, example)}") from None
+    module.symbolic = symbolic
+    return module, tuple(example)
 
 
 def onnx_graph(
@@ -352,10 +363,18 @@ def onnx_graph(
 
     model = read_onnx(path)
     module, example = onnx_module(model, input_shape, str(path))
-    graph = trace_graph(module, example, kernel_norm=kernel_norm)
+    try:
+        graph = trace_graph(module, example, kernel_norm=kernel_norm)
+    except ModscopeError as exc:
+        raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
     # the module's forward takes *inputs: name the input groups as the file does
     names = tuple(
         re.sub(r"input:inputs_(\d+)", lambda m: f"input:{module.input_names[int(m.group(1))]}", n)
         for n in graph.group_names
     )
-    return dataclasses.replace(graph, group_names=names).read_as(READING)
+    reading = READING
+    if input_shape is not None:
+        reading += f" on an input of shape {tuple(int(d) for d in input_shape)}"
+    if module.symbolic:
+        reading += f"; symbolic input sizes {', '.join(module.symbolic)} set to 1 (--input-shape sets them)"
+    return dataclasses.replace(graph, group_names=names).read_as(reading)

@@ -18,16 +18,13 @@ from typing import Any
 from ...errors import ModscopeError
 from . import formats
 
-__all__ = ["build_model", "example_tensor", "load_weights_into"]
+__all__ = ["build_model", "example_tensor", "load_weights_into", "parse_shape"]
 
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "long", "int32", "bool")
 
 
-def example_tensor(shape: str | tuple[int, ...], dtype: str = "float32") -> Any:
-    """A zero tensor of ``shape`` (``"1,3,32,32"`` or a tuple) and ``dtype`` (``long`` for token
-    ids): the example input a module is traced with."""
-    import torch
-
+def parse_shape(shape: str | tuple[int, ...]) -> tuple[int, ...]:
+    """``"1,3,32,32"`` (or a tuple) -> ``(1, 3, 32, 32)``, positive sizes, or a one-line refusal."""
     if isinstance(shape, str):
         try:
             dims = tuple(int(t) for t in shape.replace("x", ",").split(",") if t.strip())
@@ -39,6 +36,15 @@ def example_tensor(shape: str | tuple[int, ...], dtype: str = "float32") -> Any:
         dims = tuple(int(t) for t in shape)
     if not dims or min(dims) < 1:
         raise ModscopeError(f"an input shape needs positive sizes, got {shape!r}")
+    return dims
+
+
+def example_tensor(shape: str | tuple[int, ...], dtype: str = "float32") -> Any:
+    """A zero tensor of ``shape`` (``"1,3,32,32"`` or a tuple) and ``dtype`` (``long`` for token
+    ids): the example input a module is traced with."""
+    import torch
+
+    dims = parse_shape(shape)
     if dtype not in _DTYPES:
         raise ModscopeError(f"unknown input dtype {dtype!r}; choose from {', '.join(_DTYPES)}")
     return torch.zeros(dims, dtype=getattr(torch, dtype))
