@@ -310,3 +310,181 @@ def test_cli_input_shape_for_an_onnx_file(tmp_path, capsys):
     torch.save({"w": torch.zeros(2, 2)}, weights)
     assert main(["score", str(weights), "--input-shape", "1,2"]) == 2
     assert "--input-shape goes with --model, an .onnx or a Keras file" in capsys.readouterr().err
+
+
+# -- 5. Hugging Face models: gathers on constant buffers, extra buffer keys -----------------------
+class _BertEmbeddings(nn.Module):
+    """BERT's embeddings as transformers writes them: token types gathered from a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.word, self.token_type, self.position = (
+            nn.Embedding(20, 8),
+            nn.Embedding(2, 8),
+            nn.Embedding(16, 8),
+        )
+        self.register_buffer("token_type_ids", torch.zeros(1, 16, dtype=torch.long), persistent=False)
+        self.register_buffer("position_ids", torch.arange(16).expand(1, -1), persistent=False)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        pos = self.position_ids[:, : ids.shape[1]]
+        tt = torch.gather(self.token_type_ids.expand(ids.shape[0], -1), 1, pos)
+        return self.fc(self.word(ids) + self.token_type(tt) + self.position(pos))
+
+
+def test_gather_on_a_constant_buffer_carries_no_units():
+    g = load_graph(_BertEmbeddings(), example_input=torch.zeros(1, 5, dtype=torch.long))
+    assert g.sizes == (8, 3)  # the three embeddings are one stream; the buffers add nothing
+
+
+def test_gather_along_features_is_refused_in_one_line():
+    class Picks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(torch.gather(h, 1, torch.zeros_like(h, dtype=torch.long)))
+
+    with pytest.raises(ModscopeError, match="gathers along an axis of features"):
+        load_graph(Picks(), example_input=torch.zeros(1, 4))
+
+
+def test_extra_buffer_keys_are_ignored_and_said():
+    from modscope.graphs.files.user_model import load_weights_into
+
+    m = _BertEmbeddings()
+    state = {**m.state_dict(), "position_ids": torch.arange(16)[None]}  # an older checkpoint's buffer
+    assert load_weights_into(_BertEmbeddings(), state) == ["buffer keys ignored: position_ids"]
+    state["head.weight"] = torch.zeros(2, 2)
+    with pytest.raises(ModscopeError, match=r"has no 1 keys of the file \(head.weight\).*--non-strict"):
+        load_weights_into(_BertEmbeddings(), state)
+    notes = load_weights_into(_BertEmbeddings(), state, non_strict=True)
+    assert "--non-strict: keys of the file the model lacks, dropped: head.weight" in notes
+    del state["fc.weight"]
+    with pytest.raises(ModscopeError, match=r"the file lacks 1 parameters \(fc.weight\)"):
+        load_weights_into(_BertEmbeddings(), state)
+
+
+def test_hugging_face_bert_through_its_own_class():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=30,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=12,
+        max_position_embeddings=16,
+    )
+    torch.manual_seed(0)
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+    state = {**model.state_dict(), "embeddings.position_ids": torch.arange(16)[None]}
+    from modscope.graphs.files.user_model import load_weights_into
+
+    load_weights_into(transformers.BertModel(config, add_pooling_layer=False), state)
+    g = load_graph(model, example_input=torch.zeros(1, 5, dtype=torch.long))
+    assert 12 in g.sizes and 8 in g.sizes
+
+
+# -- 8. weights under other keys; names that are not a plain stack --------------------------------
+@pytest.mark.parametrize("key", ["model_state", "state", "net", "weights", "ema"])
+def test_state_dict_under_a_common_key(tmp_path, key):
+    sd = {"0.weight": torch.ones(3, 4), "2.weight": torch.ones(2, 3)}
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, key: {**sd, "_meta": 1} if key == "ema" else sd}, path)
+    assert load_graph(path).layer_widths == (4, 3, 2)
+
+
+def test_no_state_dict_lists_the_keys_seen(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "opt": {"lr": 0.1}, "trainer": {"step": 2}}, path)
+    with pytest.raises(ModscopeError, match="keys seen: epoch, opt, trainer"):
+        load_graph(path)
+
+
+@pytest.mark.parametrize(
+    "names", [("enc_w_ih", "enc_w_hh"), ("gru.W_ih", "gru.W_hh"), ("lstm1.weight", "fc.weight")]
+)
+def test_recurrent_names_outside_torchs_convention_are_never_chained(names):
+    sd = {names[0]: np.ones((12, 4)), names[1]: np.ones((4, 12))}  # shapes that would chain
+    with pytest.raises(ModscopeError, match="recurrent weights"):
+        load_graph(sd)
+
+
+# -- 7. every command reads a network the same way, or says what it needs ------------------------
+def test_garbage_and_renamed_files_are_not_called_pickles(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(range(256)) * 2)
+    with pytest.raises(ModscopeError) as info:
+        load_graph(garbage)
+    assert "pickle" not in str(info.value) and "not a torch checkpoint" in str(info.value)
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(_renamed_onnx(tmp_path).read_bytes())
+    with pytest.raises(ModscopeError, match="an ONNX model under another suffix: name it .onnx"):
+        load_graph(renamed)
+
+
+@pytest.mark.parametrize("command", ["knockout", "masks"])
+def test_knockout_and_masks_say_what_they_need(tmp_path, capsys, command):
+    from modscope.cli import main
+
+    onnx_file = _renamed_onnx(tmp_path)
+    sd = tmp_path / "mlp.pt"
+    torch.save(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).state_dict(), sd)
+    for path, words in ((onnx_file, "a model file"), (sd, "a state dict of 4 tensors")):
+        assert main([command, str(path), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "--model package.module:factory" in err and "pickle" not in err
+        assert err.count("\n") == 1
+
+
+def test_plot_network_draws_a_plain_state_dict(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from modscope.cli import main
+
+    sd = tmp_path / "mlp.pt"
+    torch.save(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).state_dict(), sd)
+    out = tmp_path / "net.png"
+    assert main(["plot", "network", str(sd), "--out", str(out), "--clusters", "2"]) == 0
+    assert out.stat().st_size > 0
+    # --model in plot names a demo model (now --demo-model); code is never read there
+    res = tmp_path / "r.json"
+    res.write_text("{}")
+    assert main(["plot", "histogram", str(res), "--model", "pkg.mod:make", "--out", str(out)]) == 2
+    assert "--demo-model" in capsys.readouterr().err
+
+
+# -- 9. blocks says how it read; a whole unit group is not "not significant" ---------------------
+def test_blocks_reading(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from modscope.cli import main
+
+    rng = np.random.default_rng(0)
+    tensors = {f"h.{i}.mlp.c_fc.weight": rng.normal(size=(8, 16)).astype(np.float32) for i in range(2)} | {
+        f"h.{i}.mlp.c_proj.weight": rng.normal(size=(16, 8)).astype(np.float32) for i in range(2)
+    }
+    path = tmp_path / "gpt.safetensors"
+    save_file(tensors, str(path))
+    out = tmp_path / "b.json"
+    assert (
+        main(["blocks", str(path), "--clusters", "2", "--shuffles", "2", "--json", str(out), "--no-progress"])
+        == 0
+    )
+    assert "read as   2 MLP blocks by their key pairs" in capsys.readouterr().out
+    import json
+
+    assert json.loads(out.read_text())["reading"].startswith("2 MLP blocks")
+
+
+def test_knockout_of_a_whole_unit_group_says_so():
+    from modscope.lesions.knockout import _whole_groups
+    from modscope.lesions.submodules import Submodule
+
+    labelled = {1: np.arange(4), 2: np.arange(6)}
+    whole = Submodule(layer=1, cluster=0, neurons=(0, 1, 2, 3))
+    part = Submodule(layer=2, cluster=0, neurons=(0, 1))
+    assert _whole_groups([whole], labelled) and not _whole_groups([part], labelled)
+    assert not _whole_groups([whole, part], labelled)

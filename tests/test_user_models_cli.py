@@ -112,7 +112,10 @@ def test_score_and_knockout_a_users_module_on_their_data(project, capsys):
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["knockout", "w.pt", "--model", "usernet:make", "--data", "d.npz"], "--input-shape"),
+        (
+            ["knockout", "w.pt", "--model", "usernet:make", "--data", "d.npz", "--input-shape", "1,5,8,8"],
+            "cannot trace",
+        ),
         (["knockout", "w.pt", "--model", "usernet:nothing", "--data", "d.npz"], "has no 'nothing'"),
         (["knockout", "w.pt", "--model", "nosuchmodule:make", "--data", "d.npz"], "cannot import"),
         (["knockout", "w.pt", "--model", "usernet:make_with_input"], "--data"),

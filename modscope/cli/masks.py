@@ -113,6 +113,7 @@ def run(args) -> int:
             data=args.data,
             input_shape=args.input_shape,
             input_dtype=args.input_dtype,
+            non_strict=args.non_strict,
             functions=args.function,
             classes=args.classes,
             output=args.output,

@@ -145,6 +145,12 @@ def module_flags(g: Any) -> None:
         "are left open",
     )
     g.add_argument(
+        "--non-strict",
+        action="store_true",
+        help="--model: load a weights file whose keys differ from the model's (the model keeps its own "
+        "values for parameters the file lacks; extra keys are dropped; the output lists both)",
+    )
+    g.add_argument(
         "--input-dtype",
         default="float32",
         choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
@@ -244,14 +250,23 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
             bn_eps=args.bn_eps,
             input_shape=shape,
         )
-    from ..graphs.files.user_model import build_model, example_tensor
+    from ..graphs.files.user_model import build_model, example_tensor, guess_example
 
-    module, example = build_model(args.model, args.checkpoint)
+    notes: list[str] = []
+    module, example = build_model(args.model, args.checkpoint, non_strict=args.non_strict, notes=notes)
+    guessed = None
     if args.input_shape is not None:
         example = example_tensor(args.input_shape, args.input_dtype)
-    if example is None:
-        raise ModscopeError(f"{args.model}: pass --input-shape (the factory gives no example input)")
-    return load_graph(module, example_input=example, kernel_norm=norm)
+    elif example is None:
+        example, guessed = guess_example(module)
+        notes.insert(0, guessed)
+    try:
+        graph = load_graph(module, example_input=example, kernel_norm=norm)
+    except ModscopeError as exc:
+        if guessed is None:
+            raise
+        raise ModscopeError(f"{exc} ({guessed}): pass --input-shape") from None
+    return graph.read_as("; ".join([graph.reading, *notes])) if notes else graph
 
 
 def _map_shape(text: str | None) -> tuple[int, int] | None:

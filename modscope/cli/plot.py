@@ -32,7 +32,7 @@ def add(sub) -> None:
             "JSON (or the demo's results.json with --model).",
         )
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
-        f.add_argument("--model", help="model name, when INPUT is the demo's results.json")
+        _demo_model_flag(f, "model name, when INPUT is the demo's results.json")
         f.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
         f.add_argument("--title", help="figure title")
         f.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
@@ -43,7 +43,11 @@ def add(sub) -> None:
         description="Draw a network: line width |w| / max |w| per layer, blue positive, red "
         "negative; with --clusters, neurons coloured by spectral cluster.",
     )
-    n.add_argument("checkpoint", help="modscope checkpoint (.pt)")
+    n.add_argument(
+        "checkpoint",
+        help="a modscope checkpoint (.pt, BIMT positions kept) or any weights file `score` reads as a "
+        "plain stack of layers (a state dict, .safetensors, .npz)",
+    )
     n.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
     n.add_argument("--clusters", type=positive_int(2), help="colour neurons by k clusters")
     n.add_argument(
@@ -51,18 +55,49 @@ def add(sub) -> None:
         metavar="RESULT.json",
         help="colour neurons by the clusters of this score result (--model for a demo's)",
     )
-    n.add_argument("--model", help="model name, when --score is the demo's results.json")
+    _demo_model_flag(n, "model name, when --score is the demo's results.json")
     n.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
     n.add_argument("--title", help="figure title")
     n.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
     n.set_defaults(run=run_network)
 
 
-def run_network(args) -> int:
-    from ..report.plot import network, save
+def _demo_model_flag(p, text: str) -> None:
+    """--demo-model NAME; --model, its old spelling, still works (plot never reads code, so a
+    ``package.module:factory`` there is refused rather than read as a name)."""
+    p.add_argument("--demo-model", "--model", dest="model", metavar="NAME", type=_demo_name, help=text)
+
+
+def _demo_name(text: str) -> str:
+    if ":" in text:
+        raise ModscopeError(
+            f"plot's --demo-model (formerly --model) names a model of the demo's results.json, got {text!r}; "
+            "plot runs no code: draw a weights file with `modscope plot network FILE`"
+        )
+    return text
+
+
+def _network_source(path: str):
+    """A modscope checkpoint (its BIMT positions drawn), or any file `score` reads, as its graph:
+    every command reads a network the same way."""
+    from pathlib import Path
+
+    from ..graphs.files import formats
+    from ..graphs.load import load_graph
     from ..training.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint)
+    other = (".safetensors", ".npz", ".onnx", ".h5", ".hdf5", ".keras", ".pt2")
+    if Path(path).suffix.lower() not in other:
+        if formats.is_checkpoint_payload(formats.safe_torch_load(path)):
+            return load_checkpoint(path)
+    return load_graph(path)
+
+
+def run_network(args) -> int:
+    from ..report.plot import network, save
+
+    ckpt = _network_source(args.checkpoint)
+
     labels = None
     if args.score:
         from ..report.html import pick_result

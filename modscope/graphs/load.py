@@ -61,7 +61,14 @@ _NOT_A_STACK = (
         ),
         "attention weights",
     ),
-    (re.compile(r"(^|\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$|recurrent_kernel"), "recurrent weights"),
+    (  # torch's names, and others' (enc_w_ih, gru.W_hh, lstm_kernel): never chained by shape
+        re.compile(
+            r"(^|\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$|recurrent_kernel|(^|[._])[wb]_?(ih|hh)(_|\.|$)|"
+            r"(^|[._])(lstm|gru|rnn|bilstm|bigru)\d*([._]|$)",
+            re.IGNORECASE,
+        ),
+        "recurrent weights",
+    ),
     (
         re.compile(r"(^|\.)(downsample|shortcut|skip|residual)(\.|_|$)", re.IGNORECASE),
         "a residual shortcut",

@@ -40,7 +40,7 @@ from .files import formats
 from .names import natural_key
 from .weight_graph import WeightGraph
 
-__all__ = ["PAIRS", "MLPBlock", "family_blocks", "mlp_blocks"]
+__all__ = ["PAIRS", "MLPBlock", "family_blocks", "mlp_blocks", "read_mlp_blocks"]
 
 # (in suffix, out suffix, stored layout)
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -117,7 +117,13 @@ def family_blocks(known: FamilyGraph) -> list[MLPBlock]:
 
 
 def mlp_blocks(source: str | os.PathLike | Mapping | Any) -> list[MLPBlock]:
-    """Every MLP block of a transformer checkpoint, in natural key order (``h.2`` before ``h.10``).
+    """`read_mlp_blocks` without the reading."""
+    return read_mlp_blocks(source)[0]
+
+
+def read_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> tuple[list[MLPBlock], str]:
+    """``(blocks, reading)``: every MLP block of a transformer checkpoint, in natural key order
+    (``h.2`` before ``h.10``), and how they were read.
 
     Block names are the key prefixes (``h.0.mlp``, ``model.decoder.layers.3``). A checkpoint of a
     known family (with a ``config.json`` beside the file where it needs one) gives the blocks of
@@ -127,8 +133,11 @@ def mlp_blocks(source: str | os.PathLike | Mapping | Any) -> list[MLPBlock]:
     tensors = _read(source)
     if match_family(tensors) is not None:
         near = Path(source).parent if isinstance(source, str | os.PathLike) else None
-        return family_blocks(family_graph(tensors, config=read_config(near)))
+        fg = family_graph(tensors, config=read_config(near))
+        blocks = family_blocks(fg)
+        return blocks, f"{len(blocks)} MLP blocks of {fg.graph.reading}"
     blocks = []
+    pairs: list[str] = []
     for key in tensors:
         for in_suffix, out_suffix, layout in PAIRS:
             if key != in_suffix and not key.endswith("." + in_suffix):
@@ -147,7 +156,10 @@ def mlp_blocks(source: str | os.PathLike | Mapping | Any) -> list[MLPBlock]:
                 )
             name = (prefix + in_suffix.rsplit(".", 2)[0]) if in_suffix.startswith("mlp.") else prefix
             blocks.append(MLPBlock(name.rstrip(".") or "mlp", w_in, w_out))
+            pairs.append(f"{in_suffix}/{out_suffix}")
     if not blocks:
         known = ", ".join(f"{a}/{b}" for a, b, _ in PAIRS)
         raise ModscopeError(f"no transformer MLP blocks found (looked for {known})")
-    return sorted(blocks, key=lambda b: natural_key(b.name))
+    how = ", ".join(dict.fromkeys(pairs))
+    reading = f"{len(blocks)} MLP blocks by their key pairs ({how}), no known family"
+    return sorted(blocks, key=lambda b: natural_key(b.name)), reading

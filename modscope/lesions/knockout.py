@@ -103,6 +103,15 @@ def categorize(p_value: float, damage: float, alpha: float, min_effect: float) -
     return "not-significant"
 
 
+def _whole_groups(parts: Sequence[Submodule], labelled: Mapping[int, np.ndarray]) -> bool:
+    """Whether the lesion silences every labelled unit of each layer it touches: then each random
+    lesion of its size is the same set, and "p = 1" would say nothing about the units."""
+    by_layer: dict[int, set[int]] = {}
+    for s in parts:
+        by_layer.setdefault(s.layer, set()).update(int(n) for n in s.neurons)
+    return all(len(units) == labelled[layer].size for layer, units in by_layer.items())
+
+
 def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
     sd = float(np.std(random_metric))
     if sd == 0.0 or not np.isfinite(sd):
@@ -310,10 +319,15 @@ def knockout(
         """Stats of one true lesion against its random ones, from the cache when there."""
         found = store.get(idx) if store is not None else None
         if found is not None:
-            return decode_exact(found)
+            st = decode_exact(found)
+            if _whole_groups(lesioned, labelled):  # a cache of an earlier version: said the same way
+                st["category"] = "whole-group"
+            return st
         keep = _layer_lesions(np.random.default_rng(ss), lesioned, labelled, widths, n_random)
         st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
                            sum(x.size for x in lesioned))
+        if _whole_groups(lesioned, labelled):
+            st["category"] = "whole-group"
         if store is not None:
             store.put(idx, encode_exact(st))
         return st

@@ -13,7 +13,9 @@ from .functions import FunctionKnockoutResult
 
 __all__ = ["Category", "KnockoutResult", "LesionResult", "PairResult", "SubmoduleResult"]
 
-Category = Literal["important", "sig-but-small", "prunable", "not-significant"]
+# "whole-group": the lesion is every labelled unit of its group(s), so every random lesion of its size
+# is the same set and no p-value can tell it from them
+Category = Literal["important", "sig-but-small", "prunable", "not-significant", "whole-group"]
 
 
 def _num_list(a: np.ndarray | None) -> list[float | None] | None:

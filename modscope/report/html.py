@@ -496,6 +496,8 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     from . import plot
 
     cats = ("important", "sig-but-small", "prunable", "not-significant")
+    if any(s["category"] == "whole-group" for s in d["submodules"]):
+        cats += ("whole-group",)
     counts = {c: sum(s["category"] == c for s in d["submodules"]) for c in cats}
     fns = sorted(d.get("intact_per_function") or {})  # sorted: as a key-sorted JSON gives them
     fns = fns if len(fns) <= 6 else []

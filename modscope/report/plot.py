@@ -36,6 +36,7 @@ from torch import nn
 
 from ..errors import ModscopeError
 from ..graphs.modules import linear_layers
+from ..graphs.weight_graph import WeightGraph
 from ..runtime.atomic import write_atomic
 from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
@@ -80,6 +81,12 @@ def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
             coords[0] = coords[0][torch.argsort(torch.as_tensor(perms[0]))]
             coords[-1] = coords[-1][torch.argsort(torch.as_tensor(perms[-1]))]
         return weights, [c.numpy() for c in coords]
+    if isinstance(source, WeightGraph):  # any chain: a plain stack read from a weights file
+        if not source.is_chain:
+            raise ModscopeError(
+                f"plot network draws a plain stack of layers; this network was read as {source.reading}"
+            )
+        return list(source.weights), [c.numpy() for c in layout(list(source.layer_widths))]
     if isinstance(source, nn.Module):
         layers = linear_layers(source)
         if not layers:
@@ -87,7 +94,7 @@ def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
         weights = [layer.weight.detach().cpu().double().numpy() for layer in layers]
         widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
         return weights, [c.numpy() for c in layout(widths)]
-    raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint or a model")
+    raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint, a model or a WeightGraph")
 
 
 def _project(c: np.ndarray, level: float) -> np.ndarray:
@@ -207,6 +214,7 @@ CATEGORY_COLORS = {
     "sig-but-small": "#e39b2d",
     "prunable": "#4f9a5b",
     "not-significant": "#a5a5a5",
+    "whole-group": "#5b7fa6",
 }
 
 

@@ -131,6 +131,7 @@ def format_blocks(scores: BlockScores, source: str = "") -> str:
         f"modscope {__version__}  {source}".rstrip(),
         f"{len(df)} MLP blocks, method {scores.method} ({measure}; "
         f"{'higher' if measure == 'modularity' else 'lower'} = more modular)",
+        *([f"read as   {scores.reading}"] if scores.reading else []),
         "",
     ]
     width = max([5, *(len(b) for b in df["block"])])
@@ -182,8 +183,18 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
     if result.group_names is not None:  # a traced network: say which unit group each number is
         used = sorted({s.layer for s in result.submodules})
         lines += ["", "unit groups: " + ", ".join(f"{g} = {result.group_names[g]}" for g in used)]
-    counts = {c: sum(s.category == c for s in result.submodules)
-              for c in ("important", "sig-but-small", "prunable", "not-significant")}
+    cats = ("important", "sig-but-small", "prunable", "not-significant")
+    whole = [s for s in result.submodules if s.category == "whole-group"]
+    cats += ("whole-group",) if whole else ()
+    counts = {c: sum(s.category == c for s in result.submodules) for c in cats}
+    if whole:
+        lines += [
+            "",
+            "whole-group: "
+            + ", ".join(f"layer {s.layer} cluster {s.cluster} ({s.size} units)" for s in whole)
+            + " is all of its unit group: every random lesion of that size is the same units, so no "
+            "p-value can compare them; its delta is the effect of silencing the whole group",
+        ]
     lines += [
         "",
         "categories: " + ", ".join(f"{c} {n}" for c, n in counts.items()),

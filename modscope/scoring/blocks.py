@@ -12,7 +12,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ModscopeError
 from ..graphs.load import load_graph
-from ..graphs.transformer import MLPBlock, mlp_blocks
+from ..graphs.transformer import MLPBlock, read_mlp_blocks
 from ..runtime.executors import Executor
 from .engine import score
 from .result import ScoreResult
@@ -28,6 +28,7 @@ class BlockScores:
     results: list[ScoreResult]
     method: str
     whole: ScoreResult | None = None  # the whole merged-stream graph (spec §1b), when asked for
+    reading: str = ""  # how the blocks were read (a known family traced, key pairs)
 
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
@@ -61,6 +62,7 @@ class BlockScores:
                 for b, r in zip(self.blocks, self.results, strict=True)
             ],
             "version": __version__,
+            **({"reading": self.reading} if self.reading else {}),
             **({"whole": self.whole.to_dict()} if self.whole is not None else {}),
         }
 
@@ -84,7 +86,7 @@ def score_blocks(
     unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
     attention value units and MLP units of spec §1b) with the same measure, null and seed."""
     given = isinstance(source, Sequence) and not isinstance(source, str)
-    blocks = list(source) if given else mlp_blocks(source)
+    blocks, reading = (list(source), "the MLP blocks given") if given else read_mlp_blocks(source)
     results = [
         score(
             block.graph(),
@@ -115,4 +117,4 @@ def score_blocks(
             executor=executor,
             progress=progress,
         )
-    return BlockScores(blocks, results, name, whole_result)
+    return BlockScores(blocks, results, name, whole_result, reading)

@@ -100,11 +100,29 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a modscope checkpoint safely (``weights_only=True``); errors are one line."""
-    obj = formats.safe_torch_load(path)
-    if not formats.is_checkpoint_payload(obj):
+    suffix = Path(path).suffix.lower()
+    run_it = (
+        "this command runs the network: pass its code with --model package.module:factory and your "
+        "data with --data FILE (score and plot network read the weights as they are)"
+    )
+    if suffix in (".safetensors", ".npz"):
+        raise ModscopeError(f"{path}: weights without a forward, not a modscope checkpoint: {run_it}")
+    if suffix in (".onnx", ".h5", ".hdf5", ".keras", ".pt2"):
         raise ModscopeError(
-            f"{path}: not a modscope checkpoint (no 'format': '{formats.CHECKPOINT_FORMAT}' entry)"
+            f"{path}: not a modscope checkpoint but a model file, which score, blocks and plot read for its "
+            "graph; knockout and masks run the network on your data: pass its code with --model "
+            "package.module:factory, its weights (a state dict) and --data FILE"
         )
+    obj = formats.safe_torch_load(path, trust_option=False)
+    if not formats.is_checkpoint_payload(obj):
+        what = "a modscope checkpoint"
+        if isinstance(obj, dict):
+            try:
+                n = len(formats.unwrap_state_dict(obj, str(path)))
+                what = f"a modscope checkpoint but a state dict of {n} tensors"
+            except ModscopeError:
+                pass
+        raise ModscopeError(f"{path}: not {what}: {run_it}")
     return from_payload(obj, str(path))
 
 

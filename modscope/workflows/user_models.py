@@ -6,6 +6,7 @@ Nothing in a file runs."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..clustering.spectral import cluster
 from ..data.dataset import Data, load_data
 from ..data.functions import class_functions, parse_function
 from ..errors import ModscopeError
-from ..graphs.files.user_model import build_model, example_tensor
+from ..graphs.files.user_model import build_model, example_tensor, guess_example
 from ..graphs.load import load_graph
 from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
@@ -24,15 +25,32 @@ __all__ = ["knockout_model", "masks_model", "user_data", "user_module"]
 
 
 def user_module(
-    spec: str, weights: str | os.PathLike | None, input_shape: str | None = None, input_dtype: str = "float32"
+    spec: str,
+    weights: str | os.PathLike | None,
+    input_shape: str | None = None,
+    input_dtype: str = "float32",
+    *,
+    data: Data | None = None,
+    non_strict: bool = False,
 ) -> tuple[Any, Any]:
-    """``(module, example input)`` from a factory and a weights file (`build_model`); the
-    ``input_shape`` / ``input_dtype`` example wins over the factory's."""
-    module, example = build_model(spec, weights)
+    """``(module, example input)`` from a factory and a weights file (`build_model`). The example:
+    ``input_shape`` / ``input_dtype``, else the factory's, else the first example of ``data``,
+    else one guessed from the first layer (`guess_example`). What the weights' loading ignored is
+    said as a warning."""
+    notes: list[str] = []
+    module, example = build_model(spec, weights, non_strict=non_strict, notes=notes)
+    for note in notes:
+        warnings.warn(f"{weights}: {note}", stacklevel=2)
     if input_shape is not None:
         example = example_tensor(input_shape, input_dtype)
-    if example is None:
-        raise ModscopeError(f"{spec}: pass --input-shape (the factory gives no example input)")
+    elif example is None and data is not None:
+        import numpy as np
+        import torch
+
+        x = data.test.rows(np.arange(1))[0]
+        example = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    elif example is None:
+        example, _ = guess_example(module)
     return module, example
 
 
@@ -61,8 +79,10 @@ def knockout_model(
     """Build the user's module, read their data, cluster the module's unit graph (the graph
     ``modscope score --model`` scores) and lesion every cluster of every unit group
     (`modscope.knockout`; ``kwargs`` go there, e.g. ``n_random``, ``ablation``, ``output``)."""
-    module, example = user_module(model, weights, input_shape, input_dtype)
     the_data = user_data(data, functions)
+    module, example = user_module(
+        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
+    )
     graph = load_graph(module, example_input=example)
     seed = int(kwargs.get("seed", 0))
     partition = cluster(graph, n_clusters, seed=seed)
@@ -89,8 +109,10 @@ def masks_model(
     has per-unit-group tables. ``kwargs`` go to `train_masks` (``steps``, ``output``, ...)."""
     if classes and functions:
         raise ModscopeError("give either --function or --classes, not both")
-    module, example = user_module(model, weights, input_shape, input_dtype)
     the_data = user_data(data, functions)
+    module, example = user_module(
+        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
+    )
     fns: Any = None
     if classes:
         fns = class_functions(the_data)

@@ -59,7 +59,21 @@ __all__ = [
 CHECKPOINT_FORMAT = "modscope.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 # Where a state dict sits inside the checkpoints of common training loops.
-STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+STATE_DICT_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model_state",
+    "model",
+    "state",
+    "net",
+    "network",
+    "weights",
+    "params",
+    "module",
+    "ema",
+    "model_ema",
+    "ema_state_dict",
+)  # the training weights first; an EMA copy only when the file holds no other
 # Checkpoint files above this size are refused before anything is read.
 MAX_FILE_BYTES = 8 * 2**30
 
@@ -84,11 +98,12 @@ def check_file(path: Path) -> None:
         raise ModscopeError(f"{path}: empty file")
 
 
-def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
+def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_option: bool = True) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
 
     ``trust_pickle=True`` lifts the restriction (``weights_only=False``): the file's pickled
     objects are rebuilt, which runs whatever code they name. Only for files you made.
+    ``trust_option``: whether the caller offers ``--trust-pickle`` (a refusal names it only then).
     """
     import torch
 
@@ -107,19 +122,24 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             # torch names the first global it refused: "Unsupported global: GLOBAL a.b.C was not ..."
             found = re.search(r"GLOBAL ([\w.]+) (?:was not an allowed global|whose module)", str(exc))
             what = found.group(1) if found else "a Python object"
             module = what.startswith(("torch.nn.", "__main__.")) or ".modules." in what
+            way = (
+                "--trust-pickle (trust_pickle=True) loads it and runs the file's code: only for a file "
+                "you made; or save its state_dict or a .pt2 torch.export archive"
+                if trust_option
+                else "save its state_dict (torch.save(model.state_dict(), path)) and pass its code with "
+                "--model package.module:factory"
+            )
             raise ModscopeError(
                 f"{path}: refused: it pickles {what}"
                 + (" (a whole module, not a state dict)" if module else "")
-                + "; loading it would run pickled code from the file. --trust-pickle (trust_pickle=True) "
-                "loads it and runs the file's code: only for a file you made; or save its state_dict "
-                "or a .pt2 torch.export archive"
+                + f"; loading it would run pickled code from the file. {way}"
             ) from None
-        raise ModscopeError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
+        raise ModscopeError(f"{path}: {_not_torch(path)}") from None
     except RuntimeError as exc:
         if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
             raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
@@ -128,10 +148,39 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         raise ModscopeError(
             f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
         ) from None
-    except Exception as exc:  # torch's unpickler raises many types on corrupt bytes
-        raise ModscopeError(
-            f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
-        ) from None
+    except Exception:  # torch's unpickler raises many types on corrupt bytes
+        raise ModscopeError(f"{path}: {_not_torch(path)}") from None
+
+
+_READ = ".pt/.pth/.bin/.ckpt (torch.save), .safetensors, .npz, .onnx, .h5/.keras or .pt2"
+
+
+def _not_torch(path: Path) -> str:
+    """Why a file torch cannot read is not a torch checkpoint: another format under a torch suffix
+    (named, with the suffix to give it), or bytes no reader knows."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "an HDF5 file (a Keras model?) under another suffix: name it .h5 or .keras"
+    if path.suffix.lower() != ".onnx" and _looks_onnx(path):
+        return "an ONNX model under another suffix: name it .onnx"
+    if head[:1] == b"{":
+        return "a text / JSON file, not weights"
+    return f"not a torch checkpoint (truncated, corrupt or another format); modscope reads {_READ}"
+
+
+def _looks_onnx(path: Path) -> bool:
+    try:
+        import onnx
+    except ImportError:
+        return False
+    if path.stat().st_size > 2**28:
+        return False
+    try:
+        model = onnx.load_model_from_string(path.read_bytes())
+    except Exception:  # protobuf accepts or rejects bytes in many ways
+        return False
+    return bool(model.graph.node) and bool(model.graph.output)
 
 
 def symbolic_note(symbolic: Sequence[str], example: Sequence[Any]) -> str:
@@ -197,14 +246,22 @@ def unwrap_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
         if obj and all(_is_array(v) for v in obj.values()):
             return obj
-        for key in STATE_DICT_KEYS:
+        for key in STATE_DICT_KEYS:  # under a usual key (its non-tensor entries, such as metadata, left)
             inner = obj.get(key)
-            if isinstance(inner, Mapping) and inner and all(_is_array(v) for v in inner.values()):
-                return inner
+            if isinstance(inner, Mapping) and inner and any(_is_array(v) for v in inner.values()):
+                return {k: v for k, v in inner.items() if _is_array(v)}
         tensors = {k: v for k, v in obj.items() if _is_array(v)}
         if tensors:
             return tensors
-    raise ModscopeError(f"{source}: no state_dict of weight tensors found")
+        keys = [str(k) for k in obj][:12]
+        raise ModscopeError(
+            f"{source}: no state_dict of weight tensors found under the usual keys "
+            f"({', '.join(STATE_DICT_KEYS[:6])}, ...); keys seen: {', '.join(keys)}"
+            + (f" ({len(obj)} in all)" if len(obj) > 12 else "")
+            + "; save the model's state_dict itself (torch.save(model.state_dict(), path))"
+        )
+    what = type(obj).__name__
+    raise ModscopeError(f"{source}: no state_dict of weight tensors found (the file holds a {what})")
 
 
 def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:

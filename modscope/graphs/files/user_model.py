@@ -12,13 +12,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import ModscopeError
 from . import formats
 
-__all__ = ["build_model", "example_tensor", "load_weights_into", "parse_shape"]
+__all__ = ["build_model", "example_tensor", "guess_example", "load_weights_into", "parse_shape"]
 
 _DTYPES = ("float32", "float64", "float16", "bfloat16", "long", "int32", "bool")
 
@@ -71,8 +71,21 @@ def _factory(spec: str) -> Any:
     return factory
 
 
-def load_weights_into(model: Any, weights: str | os.PathLike | Mapping[str, Any]) -> None:
-    """Load a state dict (a file read safely, or a mapping) into ``model``, every key matched."""
+def _listed(keys: Sequence[str], n: int = 6) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def load_weights_into(
+    model: Any, weights: str | os.PathLike | Mapping[str, Any], *, non_strict: bool = False
+) -> list[str]:
+    """Load a state dict (a file read safely, or a mapping) into ``model``; returns what was
+    ignored, in words (``[]`` when every key matched).
+
+    Keys of buffers (a checkpoint's ``embeddings.position_ids`` that the model makes itself, a
+    buffer the file lacks) and integer tensors are ignored and said. Missing or unexpected
+    parameters are refused with their names, unless ``non_strict``: then the model keeps its own
+    values for missing ones and extra ones are dropped, and both are said."""
     if isinstance(weights, Mapping):
         state = formats.unwrap_state_dict(weights, "weights")
     else:
@@ -81,23 +94,88 @@ def load_weights_into(model: Any, weights: str | os.PathLike | Mapping[str, Any]
     import torch
 
     state = {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+    buffers = {name for name, _ in model.named_buffers()}
+    persistent = set(model.state_dict())
+    for name, module in model.named_modules():  # non-persistent buffers are not in state_dict()
+        for b in getattr(module, "_non_persistent_buffers_set", ()):
+            buffers.add(f"{name}.{b}" if name else b)
+    extra = [k for k in state if k not in persistent]
+    harmless = [k for k in extra if k in buffers or not torch.is_floating_point(state[k])]
+    state = {k: v for k, v in state.items() if k not in harmless}
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches: the file is not this model's
         raise ModscopeError(f"the weights do not fit the model ({formats.first_line(exc)})") from None
-    if result.missing_keys or result.unexpected_keys:
-        missing = ", ".join(result.missing_keys[:4])
-        extra = ", ".join(result.unexpected_keys[:4])
+    missing_buffers = [k for k in result.missing_keys if k in buffers]
+    missing = [k for k in result.missing_keys if k not in buffers]
+    unexpected = list(result.unexpected_keys)
+    if (missing or unexpected) and not non_strict:
+        lacks = f"the file lacks {len(missing)} parameters ({_listed(missing)})" if missing else ""
+        extra_text = f"the model has no {len(unexpected)} keys of the file ({_listed(unexpected)})"
         raise ModscopeError(
             "the weights do not fit the model: "
-            + (f"missing {missing}" if missing else "")
-            + ("; " if missing and extra else "")
-            + (f"unexpected {extra}" if extra else "")
+            + "; ".join(t for t in (lacks, extra_text if unexpected else "") if t)
+            + "; --non-strict (non_strict=True) loads the rest, the model keeping its own values"
         )
+    notes = []
+    if harmless or missing_buffers:
+        notes.append(f"buffer keys ignored: {_listed(harmless + missing_buffers)}")
+    if missing:
+        notes.append(f"--non-strict: parameters the file lacks, kept as made: {_listed(missing)}")
+    if unexpected:
+        notes.append(f"--non-strict: keys of the file the model lacks, dropped: {_listed(unexpected)}")
+    return notes
 
 
-def build_model(spec: str, weights: str | os.PathLike | Mapping[str, Any] | None = None) -> tuple[Any, Any]:
-    """``(module, example_input or None)`` from ``package.module:factory`` and a weights file."""
+_GUESSED_LENGTH = 8  # tokens / time steps of a guessed sequence input: any length gives the same graph
+_GUESSED_SIDE = 32  # a guessed conv input's spatial size, checked by the trace
+
+
+def guess_example(module: Any) -> tuple[Any, str]:
+    """``(example input, how it was chosen)`` from the module's first layer with weights (in the
+    order its code registers them): a Linear's input features, an Embedding's token ids, a
+    recurrent layer's input size (a sequence of 8 steps), a conv's channels (a 32-wide map: the
+    trace checks it runs; where a head needs another size, pass the shape). Refused for anything else."""
+    import torch
+    from torch import nn
+
+    first = next((m for m in module.modules() if any(True for _ in m.parameters(recurse=False))), None)
+    kind = type(first).__name__
+    if isinstance(first, nn.Linear):
+        shape, dtype = (1, first.in_features), torch.float32
+        how = f"{first.in_features} features, from the first layer ({kind})"
+    elif isinstance(first, nn.Embedding):
+        shape, dtype = (1, _GUESSED_LENGTH), torch.long
+        how = f"{_GUESSED_LENGTH} token ids, from the first layer ({kind})"
+    elif isinstance(first, nn.RNNBase):
+        steps = (1, _GUESSED_LENGTH) if first.batch_first else (_GUESSED_LENGTH, 1)
+        shape, dtype = (*steps, first.input_size), torch.float32
+        how = f"{_GUESSED_LENGTH} steps of {first.input_size} features, from the first layer ({kind})"
+    elif isinstance(first, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        n = first.weight.ndim - 2
+        shape, dtype = (1, first.in_channels, *[_GUESSED_SIDE] * n), torch.float32
+        how = (
+            f"{first.in_channels} channels from the first layer ({kind}), spatial size {_GUESSED_SIDE} "
+            "assumed (the graph does not depend on it unless a head flattens the map)"
+        )
+    else:
+        raise ModscopeError(
+            f"pass --input-shape (or --data): the first layer with weights is a {kind}, whose input "
+            "shape cannot be known"
+        )
+    how = "example input " + ",".join(map(str, shape)) + f": {how}"
+    return torch.zeros(shape, dtype=dtype), how
+
+
+def build_model(
+    spec: str,
+    weights: str | os.PathLike | Mapping[str, Any] | None = None,
+    *,
+    non_strict: bool = False,
+    notes: list[str] | None = None,
+) -> tuple[Any, Any]:
+    """``(module, example_input or None)`` from ``package.module:factory`` and a weights file
+    (`load_weights_into`; what it ignored is appended to ``notes``)."""
     import torch
 
     factory = _factory(spec)
@@ -113,5 +191,7 @@ def build_model(spec: str, weights: str | os.PathLike | Mapping[str, Any] | None
     if example is None:
         example = getattr(made, "example_input", None)
     if weights is not None:
-        load_weights_into(made, weights)
+        said = load_weights_into(made, weights, non_strict=non_strict)
+        if notes is not None:
+            notes.extend(said)
     return made, example

@@ -187,3 +187,23 @@ class ViewOps:
         return UnitTensor(pick(u), pick(x.pos), x.frame, None if x.scale is None else pick(x.scale))
 
     op__unsafe_index = op_index
+
+    def op_gather(self, node, x, dim, index, *a, **k):
+        """``torch.gather``: from a tensor with no units (a constant buffer such as BERT's token-type
+        ids, positions) it makes none; from an activation, only along an axis where every element
+        is the same unit (the picked element's unit does not depend on the index values)."""
+        shape = self.shape(node)
+        if not isinstance(x, UnitTensor) or not (x.units >= 0).any():
+            return self.blank(shape)
+        u = x.units
+        first = np.take(u, [0], axis=dim)
+        if np.any((u != first) & (u >= 0) & (first >= 0)) or u.ndim != len(shape):
+            raise self.refuse(
+                node, "it gathers along an axis of features, with indices known only at run time"
+            )
+        picked = np.broadcast_to(np.take(u, [0], axis=dim), shape)
+        return UnitTensor(picked.copy(), np.zeros(shape, dtype=np.int64), x.frame)
+
+    def op_index_select(self, node, x, dim, index, *a, **k):
+        """``index_select`` of a constant (a position table): no units; of an activation as `op_gather`."""
+        return self.op_gather(node, x, dim, index)
