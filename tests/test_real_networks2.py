@@ -488,3 +488,104 @@ def test_knockout_of_a_whole_unit_group_says_so():
     part = Submodule(layer=2, cluster=0, neurons=(0, 1))
     assert _whole_groups([whole], labelled) and not _whole_groups([part], labelled)
     assert not _whole_groups([whole, part], labelled)
+
+
+# -- issue 25 (a): --model without --input-shape ---------------------------------------------------
+def test_guess_example_from_the_first_layer():
+    from modscope.graphs.files.user_model import guess_example
+
+    x, how = guess_example(nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2)))
+    assert tuple(x.shape) == (1, 5) and "Linear" in how
+    x, how = guess_example(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()))
+    assert tuple(x.shape) == (1, 3, 32, 32) and "spatial size 32 assumed" in how
+    x, _ = guess_example(nn.GRU(4, 5, batch_first=True))
+    assert tuple(x.shape) == (1, 8, 4)
+    with pytest.raises(ModscopeError, match="pass --input-shape"):
+        guess_example(nn.Sequential(nn.LayerNorm(4)))
+
+
+USERNET = """
+import torch
+from torch import nn
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
+
+
+def cnn():  # its head flattens an 8x8 map: the spatial size matters
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+"""
+
+
+@pytest.fixture
+def usernet(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "i24net.py").write_text(USERNET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import i24net
+
+    torch.save(i24net.mlp().state_dict(), tmp_path / "mlp.pt")
+    torch.save(i24net.cnn().state_dict(), tmp_path / "cnn.pt")
+    yield tmp_path
+    sys.modules.pop("i24net", None)
+
+
+def test_score_model_without_input_shape(usernet, capsys):
+    from modscope.cli import main
+
+    assert main(["score", "mlp.pt", "--model", "i24net:mlp", "--clusters", "2", "--shuffles", "2"]) == 0
+    assert "example input 1,5: 5 features, from the first layer (Linear)" in capsys.readouterr().out
+    assert main(["score", "cnn.pt", "--model", "i24net:cnn", "--clusters", "2", "--shuffles", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "spatial size 32 assumed" in err and "pass --input-shape" in err and err.count("\n") == 1
+
+
+def test_knockout_model_takes_the_shape_from_data(usernet, capsys):
+    from modscope.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(
+        usernet / "d.npz",
+        x_test=rng.normal(size=(30, 3, 8, 8)).astype(np.float32),
+        y_test=rng.integers(0, 2, 30),
+    )
+    argv = [
+        "knockout",
+        "cnn.pt",
+        "--model",
+        "i24net:cnn",
+        "--data",
+        "d.npz",
+        "--clusters",
+        "2",
+        "--random",
+        "20",
+    ]
+    assert main([*argv, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    # issue 25 (c): unit groups by module path, kind and size, not bare Sequential numbers
+    assert "0 (Conv2d, 4 units)" in out
+
+
+# -- issue 25 (d): a Conv1d reading a (B, T, C) input after a transpose ---------------------------
+class _TimeConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv1d(6, 4, 3, padding=1), nn.Linear(4, 2)
+
+    def forward(self, x):  # x: (batch, time, features)
+        return self.fc(self.conv(x.transpose(1, 2)).mean(-1))
+
+
+def test_conv1d_after_a_transpose_reads_the_features():
+    g = load_graph(_TimeConv(), example_input=torch.zeros(1, 10, 6))
+    assert g.sizes == (6, 4, 2) and g.group_names == ("input:x", "conv", "fc")
+    # the axis can also be given; a wrong one is refused, not misread
+    assert load_graph(_TimeConv(), example_input=torch.zeros(1, 10, 6), input_axis=-1).sizes == (6, 4, 2)
+    with pytest.raises(ModscopeError):
+        load_graph(_TimeConv(), example_input=torch.zeros(1, 10, 6), input_axis=1)
+    with pytest.raises(ModscopeError, match="input_axis goes with a module"):
+        load_graph({"w": np.ones((2, 2))}, input_axis=1)

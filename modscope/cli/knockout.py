@@ -68,6 +68,8 @@ def run(args) -> int:
         progress=not args.no_progress,
         cache=args.cache,
     )
+    if args.input_axis is not None:  # the lesions' trace takes the tracer's guess (it follows transposes)
+        raise ModscopeError("--input-axis goes with score --model; knockout traces with modscope's guess")
     if args.model is not None:
         from ..workflows.user_models import knockout_model
 

@@ -99,6 +99,8 @@ def run(args) -> int:
         threads=args.jobs,
         progress=not args.no_progress,
     )
+    if args.input_axis is not None:  # the masks' trace takes the tracer's guess (it follows transposes)
+        raise ModscopeError("--input-axis goes with score --model; masks traces with modscope's guess")
     if args.model is not None:
         from ..workflows.user_models import masks_model
 

@@ -145,6 +145,13 @@ def module_flags(g: Any) -> None:
         "are left open",
     )
     g.add_argument(
+        "--input-axis",
+        type=int,
+        metavar="AXIS",
+        help="--model: the example input's feature axis (e.g. -1 for (batch, time, features)), when "
+        "modscope's guess (channels of a map; the axis a 3-D input's first layer reads) is wrong",
+    )
+    g.add_argument(
         "--non-strict",
         action="store_true",
         help="--model: load a weights file whose keys differ from the model's (the model keeps its own "
@@ -229,6 +236,8 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
     norm = args.kernel_norm or "1"
     flatten = None if args.flatten is None else args.flatten.replace("-", "_")
     if args.model is None:
+        if args.input_axis is not None:
+            raise ModscopeError("--input-axis goes with --model")
         shape = None
         if args.input_shape is not None:
             if not str(args.checkpoint).lower().endswith((".onnx", ".h5", ".hdf5", ".keras")):
@@ -261,7 +270,7 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
         example, guessed = guess_example(module)
         notes.insert(0, guessed)
     try:
-        graph = load_graph(module, example_input=example, kernel_norm=norm)
+        graph = load_graph(module, example_input=example, kernel_norm=norm, input_axis=args.input_axis)
     except ModscopeError as exc:
         if guessed is None:
             raise

@@ -235,15 +235,18 @@ def _plain_sequential(module: Any) -> bool:
     return True
 
 
-def _module_graph(module: Any, layers, example_input: Any, kernel_norm: str) -> WeightGraph:
+def _module_graph(
+    module: Any, layers, example_input: Any, kernel_norm: str, input_axis: int | None = None
+) -> WeightGraph:
     from torch import nn
 
     from .tracing import trace_graph
 
     if example_input is not None:
-        graph = trace_graph(module, example_input, kernel_norm=kernel_norm)
+        graph = trace_graph(module, example_input, kernel_norm=kernel_norm, input_axis=input_axis)
+        axis = "" if input_axis is None else f", the input's features on axis {input_axis}"
         return graph.read_as(
-            f"traced with torch.export: {len(graph.sizes)} unit groups, {len(graph.weights)} blocks"
+            f"traced with torch.export: {len(graph.sizes)} unit groups, {len(graph.weights)} blocks{axis}"
         )
     if layers is not None:
         return _graph(
@@ -342,6 +345,7 @@ def load_graph(
     map_shape: tuple[int, int] | None = None,
     bn_eps: float | None = None,
     input_shape: Sequence[int] | None = None,
+    input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph (spec §1, §1b) of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
 
@@ -355,7 +359,9 @@ def load_graph(
     dict's BatchNorm eps (not stored in it; default torch's 1e-5, and the reading says it was
     assumed). ``input_shape``: batch first, the shape of the input an ``.onnx`` or Keras file (or
     a module, instead of ``example_input``) is traced on, where the file leaves sizes open (an
-    image's height and width) or declares none. A modscope checkpoint's input and
+    image's height and width) or declares none. ``input_axis``: a traced module's first input's
+    feature axis, when the tracer's guess (channels of a map, the axis a 3-D input's first reader
+    reads, else the last) is wrong. A modscope checkpoint's input and
     output nodes come in the task's feature order, whatever BIMT swapped. The graph's
     ``reading`` says how the source was read.
     """
@@ -381,7 +387,9 @@ def load_graph(
             from .files.user_model import example_tensor
 
             example_input = example_tensor(input_shape)
-        return _module_graph(source, layers, example_input, kernel_norm)
+        return _module_graph(source, layers, example_input, kernel_norm, input_axis)
+    if input_axis is not None:
+        raise ModscopeError("input_axis goes with a module traced on an example input")
     if example_input is not None:
         raise ModscopeError("example_input traces a module; the source is not an nn.Module")
     if isinstance(source, Mapping):

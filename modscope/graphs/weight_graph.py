@@ -74,6 +74,7 @@ class WeightGraph:
     sizes: tuple[int, ...] = field(default=())
     group_names: tuple[str, ...] = field(default=())
     reading: str = field(default="", compare=False)
+    group_kinds: tuple[str, ...] = field(default=(), compare=False)  # a traced group's layer (Linear)
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -103,6 +104,12 @@ class WeightGraph:
             object.__setattr__(self, "names", tuple(f"layer{i}" for i in range(len(self.weights))))
         if not self.group_names:
             object.__setattr__(self, "group_names", tuple(f"group{g}" for g in range(len(self.sizes))))
+
+    def group_label(self, g: int) -> str:
+        """Group ``g`` for a reader: its name, layer kind and size (``"0 (Linear, 32 units)"``)."""
+        kind = self.group_kinds[g] if g < len(self.group_kinds) else ""
+        kind = "" if kind == "input" else kind
+        return f"{self.group_names[g]} ({kind + ', ' if kind else ''}{self.sizes[g]} units)"
 
     def _name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"weight {i}"

@@ -269,7 +269,7 @@ def knockout(
     )
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
-    group_names = None
+    group_names = group_labels = None
     if example_input is None and isinstance(task, Task):
         widths = layer_widths(model)
         hidden = hidden_layer_labels(labels, widths)
@@ -295,6 +295,7 @@ def knockout(
         fnames = [f.name for f in evaluator.functions]
         metric_name, data_key = data.metric_name, [data.name, split, ablation]
         group_names = list(evaluator.traced.graph.group_names)
+        group_labels = [evaluator.traced.graph.group_label(g) for g in range(len(group_names))]
     if not subs:
         raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     intact = evaluator.intact()
@@ -366,6 +367,7 @@ def knockout(
         min_effect=float(min_effect),
         functions=fn_result,
         group_names=group_names,
+        group_labels=group_labels,
     )
 
 

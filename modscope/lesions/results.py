@@ -107,6 +107,8 @@ class KnockoutResult:
     functions: FunctionKnockoutResult | None = None
     clustering: dict | None = None  # how the labels were made, when modscope clustered
     group_names: list[str] | None = None  # a traced network's unit groups ("layer" indexes them)
+    # the same for a reader: name, layer kind and size ("0 (Linear, 32 units)"); not in JSON
+    group_labels: list[str] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

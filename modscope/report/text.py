@@ -182,7 +182,8 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         )
     if result.group_names is not None:  # a traced network: say which unit group each number is
         used = sorted({s.layer for s in result.submodules})
-        lines += ["", "unit groups: " + ", ".join(f"{g} = {result.group_names[g]}" for g in used)]
+        labels = result.group_labels or result.group_names
+        lines += ["", "unit groups: " + ", ".join(f"{g} = {labels[g]}" for g in used)]
     cats = ("important", "sig-but-small", "prunable", "not-significant")
     whole = [s for s in result.submodules if s.category == "whole-group"]
     cats += ("whole-group",) if whole else ()

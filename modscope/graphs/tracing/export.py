@@ -70,11 +70,12 @@ def trace_program(
     kernel_norm: str = "1",
     keep_dead_ends: bool = False,
     input_axes: dict[str, int] | None = None,
+    input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph (spec §1b) of an ``ExportedProgram`` (from ``torch.export``, or read from a
     ``.pt2`` archive). See `trace_graph` for the options."""
     _check_norm(kernel_norm)
-    return Interpreter(program, kernel_norm, keep_dead_ends, input_axes).run()
+    return Interpreter(program, kernel_norm, keep_dead_ends, input_axes, input_axis).run()
 
 
 def trace_network(
@@ -85,11 +86,12 @@ def trace_network(
     kernel_norm: str = "1",
     keep_dead_ends: bool = False,
     input_axes: dict[str, int] | None = None,
+    input_axis: int | None = None,
 ) -> TracedNetwork:
     """`trace_graph`, and where each unit is read (`TracedNetwork.sites`)."""
     _check_norm(kernel_norm)
     interp = Interpreter(
-        export_module(module, example_input, kwargs), kernel_norm, keep_dead_ends, input_axes
+        export_module(module, example_input, kwargs), kernel_norm, keep_dead_ends, input_axes, input_axis
     )
     interp.module = module
     graph = interp.run()
@@ -104,6 +106,7 @@ def trace_graph(
     kernel_norm: str = "1",
     keep_dead_ends: bool = False,
     input_axes: dict[str, int] | None = None,
+    input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph of ``module`` on ``example_input`` (a tensor or a tuple of the forward's
     positional arguments; ``kwargs`` its keyword arguments), by spec §1b.
@@ -114,7 +117,9 @@ def trace_graph(
     numpy's matrix 1-norm: for a vector the sum of |.|). ``keep_dead_ends``: keep units that
     reach no output (queries and keys). ``input_axes``: the feature axis of an input by its
     argument name when the default is wrong (channels of 4-D / 5-D inputs, the last axis of 2-D
-    inputs, of 3-D inputs the channels if a Conv1d reads them first, else the last axis).
+    inputs, of 3-D inputs the axis their first reader with weights reads, followed back through
+    transposes and permutes, else the last axis). ``input_axis``: the first input's feature axis
+    (``--input-axis``), when that guess is wrong.
     """
     _check_norm(kernel_norm)
     return trace_program(
@@ -122,4 +127,5 @@ def trace_graph(
         kernel_norm=kernel_norm,
         keep_dead_ends=keep_dead_ends,
         input_axes=input_axes,
+        input_axis=input_axis,
     )

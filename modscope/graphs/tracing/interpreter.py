@@ -63,14 +63,21 @@ def op_name(target: Any) -> str:
 class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentOps):
     """Walks an exported program's nodes once, keeping a `UnitTensor` per tensor."""
 
-    def __init__(self, ep: Any, norm: str, keep_dead_ends: bool, input_axes: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        ep: Any,
+        norm: str,
+        keep_dead_ends: bool,
+        input_axes: dict[str, int] | None,
+        input_axis: int | None = None,
+    ) -> None:
         import torch
 
         self.torch = torch
         self.ep = ep
         self.norm = norm
         self.keep_dead_ends = keep_dead_ends
-        self.input_axes = input_axes or {}
+        self.input_axes = dict(input_axes or {})
         self.builder = GraphBuilder()
         self.env: dict[str, Any] = {}
         self.tensors: dict[str, Any] = {}  # parameter / buffer / constant tensors by name (torch)
@@ -86,6 +93,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         self.user_inputs = [
             spec.arg.name for spec in sig.input_specs if str(spec.kind).endswith("USER_INPUT")
         ]
+        if input_axis is not None and self.user_inputs:  # the first input's feature axis, as given
+            self.input_axes.setdefault(self.user_inputs[0], int(input_axis))
         self.output_units: list[np.ndarray] = []
         # (op node, source node or None, axis, unit per feature, parameter, its feature axis):
         # where units are read, for lesions (`modscope.graphs.tracing.sites`)
@@ -101,6 +110,14 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             fqn, cls = list(stack.values())[-1]
             return f"{fqn or 'the model'} ({str(cls).rsplit('.', 1)[-1]})"
         return "the model"
+
+    def kind(self, node) -> str:
+        """The class of the module running ``node`` (``Linear``), or the ONNX op; '' if unknown."""
+        onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
+        if onnx_node:
+            return str(onnx_node).split()[1]  # "ONNX Conv node 3" -> "Conv"
+        stack = node.meta.get("nn_module_stack") or {}
+        return str(list(stack.values())[-1][1]).rsplit(".", 1)[-1] if stack else ""
 
     def refuse(self, node, why: str) -> ModscopeError:
         return ModscopeError(f"cannot trace {self.where(node)}: {why}")
@@ -189,6 +206,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         source = next((a for a in node.all_input_nodes if self.env.get(a.name) is x), None)
         self.reads.append((node, source, axis, units.copy(), block_name or name, param_axis))
         dst = self.builder.new_group(name, out_size)
+        self.builder.kinds[len(self.builder.groups) - 1] = self.kind(node)
         read = units >= 0
         if not read.any():
             raise self.refuse(node, "it reads no unit (its input is a constant or an attention score)")
@@ -266,6 +284,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if len(shape) == 2 and name not in self.input_axes and self.one_channel_signal(node):
             # (batch, samples) made into a one-channel map for a conv (a mono waveform): one unit
             unit = self.builder.new_group(f"input:{name}", 1)[0]
+            self.builder.kinds[len(self.builder.groups) - 1] = "input"
             pos = np.broadcast_to(np.arange(shape[1]), shape).copy()
             self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, (shape[1],))
             return
@@ -274,24 +293,48 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             axis = self.first_reader_axis(node)
         axis %= len(shape)
         units = self.builder.new_group(f"input:{name}", shape[axis])
+        self.builder.kinds[len(self.builder.groups) - 1] = "input"
         self.env[name] = self.spread(units, shape, axis)
 
     def first_reader_axis(self, node) -> int:
-        """A 3-D input is (batch, channels, length) for a Conv1d, (batch, time, features) otherwise."""
-        seen, todo = set(), [node]
+        """A 3-D input's feature axis: the axis its first reader with weights reads, followed back
+        through the transposes and permutes on the way (``x.transpose(1, 2)`` before a Conv1d of a
+        ``(batch, time, features)`` input): channels for a conv, the last axis for a dense or
+        recurrent layer. Without such a path, (batch, channels, length) for a Conv1d, else the last."""
+        ndim = len(node.meta["val"].shape)
+        seen, todo = {node.name}, [(node, list(range(ndim)))]  # axes of the input each axis holds
         while todo:
-            n = todo.pop(0)
+            n, axes = todo.pop(0)
             for user in n.users:
                 if user.name in seen:
                     continue
                 seen.add(user.name)
                 op = op_name(user.target)
                 if op in ("conv1d", "convolution", "_convolution", "conv_transpose1d"):
-                    return 1
+                    return axes[1] if axes is not None else 1
                 if op in ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm"):
-                    return -1
-                todo.append(user)
+                    return axes[-1] if axes is not None else -1
+                todo.append((user, self.follow_axes(user, axes)))
         return -1
+
+    @staticmethod
+    def follow_axes(node, axes: list[int] | None) -> list[int] | None:
+        """``axes`` (which input axis each axis of the op's input holds) after ``node``: moved by a
+        transpose / permute, kept by ops of the same rank, lost (None) otherwise."""
+        if axes is None:
+            return None
+        op, args = op_name(node.target), node.args
+        val = node.meta.get("val")
+        if op == "transpose" and len(args) >= 3:
+            out = list(axes)
+            d0, d1 = int(args[1]) % len(out), int(args[2]) % len(out)
+            out[d0], out[d1] = out[d1], out[d0]
+            return out
+        if op == "permute" and len(args) >= 2:
+            return [axes[int(d) % len(axes)] for d in args[1]]
+        if val is not None and hasattr(val, "shape") and len(val.shape) == len(axes):
+            return axes
+        return None
 
     _CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution")
     _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")

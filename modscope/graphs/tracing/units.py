@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -65,6 +65,7 @@ class GraphBuilder:
     block_keys: dict[tuple, int] = field(default_factory=dict)
     stacks: list[int] = field(default_factory=list)  # union-find of blocks stacked as gate rows
     node_of: np.ndarray | None = None  # after `finish`: each unit's graph node (-1: dropped)
+    kinds: dict[int, str] = field(default_factory=dict)  # group -> the layer that made it (Linear)
 
     def new_group(self, name: str, size: int) -> np.ndarray:
         start = len(self.parent)
@@ -156,8 +157,9 @@ class GraphBuilder:
         index = np.full(n, -1, dtype=np.int64)
         sizes: list[int] = []
         names: list[str] = []
+        kinds: list[str] = []
         start = 0
-        for name, size in b.groups:
+        for names_all, (name, size) in enumerate(b.groups):
             reps = root[start : start + size]
             start += size
             reps = reps[keep[reps] & (final_group[reps] < 0)]
@@ -169,6 +171,7 @@ class GraphBuilder:
             index[reps] = np.arange(reps.size)
             sizes.append(int(reps.size))
             names.append(name)
+            kinds.append(b.kinds.get(names_all, ""))
         # a group that absorbed units of others (a residual stream, gate and up) says so
         absorbed: dict[int, list[str]] = {}
         start = 0
@@ -231,7 +234,7 @@ class GraphBuilder:
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         fg = final_group[root]
         self.node_of = np.where(fg >= 0, offsets[np.maximum(fg, 0)] + index[root], -1)
-        return WeightGraph.from_weights(
+        graph = WeightGraph.from_weights(
             weights,
             ["+".join(part_names[k]) for k in order],
             links=[(k[1], k[2]) for k in order],
@@ -239,3 +242,4 @@ class GraphBuilder:
             group_names=names,
             copy=False,
         )
+        return replace(graph, group_kinds=tuple(kinds))
