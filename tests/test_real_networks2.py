@@ -589,3 +589,11 @@ def test_conv1d_after_a_transpose_reads_the_features():
         load_graph(_TimeConv(), example_input=torch.zeros(1, 10, 6), input_axis=1)
     with pytest.raises(ModscopeError, match="input_axis goes with a module"):
         load_graph({"w": np.ones((2, 2))}, input_axis=1)
+
+
+def test_blocks_on_a_model_file_says_what_it_reads(tmp_path, capsys):
+    from modscope.cli import main
+
+    assert main(["blocks", str(_renamed_onnx(tmp_path)), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "blocks reads a transformer's state dict" in err and "pickle" not in err

@@ -160,7 +160,7 @@ def _not_torch(path: Path) -> str:
     (named, with the suffix to give it), or bytes no reader knows."""
     with open(path, "rb") as fh:
         head = fh.read(16)
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+    if head.startswith(b"\x89HDF\r\n\x1a\n") and path.suffix.lower() not in (".h5", ".hdf5", ".keras"):
         return "an HDF5 file (a Keras model?) under another suffix: name it .h5 or .keras"
     if path.suffix.lower() != ".onnx" and _looks_onnx(path):
         return "an ONNX model under another suffix: name it .onnx"
