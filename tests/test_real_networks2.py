@@ -251,8 +251,40 @@ def test_masks_unit_table_and_lesions_see_the_encoder():
     traced = trace_network(m, _SEQ)
     lesion = np.zeros(traced.graph.n_nodes, dtype=bool)
     lesion[enc] = True
-    with pytest.raises(ModscopeError, match=r"initial state \(hx\)"):
-        UnitLesioner(m, traced).sites_of(lesion)
+    src, tgt = torch.randint(0, 10, (2, 4)), torch.randn(2, 3, 3)
+    with torch.no_grad(), UnitLesioner(m, traced).one_lesion(lesion):
+        got = m(src, tgt)
+    with torch.no_grad():  # the oracle: the decoder started from a zero state
+        want = m.out(m.dec(tgt, torch.zeros(1, 2, 5))[0])
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ModscopeError, match="use zero ablation"):
+        UnitLesioner(m, traced, ablation="mean", means=[None] * len(traced.sites)).sites_of(lesion)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_lesion_of_the_state_units_batched(kind):
+    from modscope.graphs.tracing import trace_network
+    from modscope.lesions.units import UnitLesioner
+
+    torch.manual_seed(0)
+    m = _Seq2Seq(kind).eval()
+    traced = trace_network(m, _SEQ)
+    lesion = np.zeros((2, traced.graph.n_nodes), dtype=bool)
+    lesion[1, 7:12] = True  # copy 0 intact, copy 1 without the encoder's hidden units
+    src, tgt = torch.randint(0, 10, (2, 4)), torch.randn(2, 3, 3)
+    site = next(s for s in traced.sites if s.arg == 1)
+    assert site.module == "dec" and site.unhookable is None
+    zero = torch.zeros(1, 2, 5)
+    with torch.no_grad():
+        # only the decoder's state site (the encoder's own w_hh read is a parameter site): hook it
+        lesioner = UnitLesioner(m, traced)
+        with lesioner._input_hook(
+            site, traced.sites.index(site), lesion[:, site.nodes.clip(0)] & (site.nodes >= 0)
+        ):
+            got = m(src.repeat(2, 1), tgt.repeat(2, 1, 1))
+        want = m.out(m.dec(tgt, (zero, zero) if kind == "lstm" else zero)[0])
+    torch.testing.assert_close(got[:2], m(src, tgt))
+    torch.testing.assert_close(got[2:], want)
 
 
 # -- 6. ONNX inputs with symbolic sizes -----------------------------------------------------------

@@ -59,6 +59,11 @@ class UnitLesioner:
             if hit.any() and nodes[s.nodes[hit]].any():
                 if s.unhookable is not None:
                     raise ModscopeError(f"cannot lesion units read there: {s.unhookable}")
+                if s.kind == "input" and s.arg == 1 and self.ablation == "mean":
+                    raise ModscopeError(
+                        f"mean ablation of units read as {s.module} ({s.module_type})'s initial state "
+                        "is not supported: use zero ablation"
+                    )
                 if s.kind == "parameter" and self.ablation == "mean":
                     raise ModscopeError(
                         "mean ablation needs every read of the units to be a module's input; "
@@ -120,6 +125,8 @@ class UnitLesioner:
         mean = None if self.means is None else self.means[index]
 
         def change(x: torch.Tensor) -> torch.Tensor:
+            if isinstance(x, tuple | list):  # an LSTM's (h0, c0): the units are silenced in both
+                return type(x)(change(t) for t in x)
             axis = site.axis % x.ndim
             ba = site.batch_axis % x.ndim
             if x.shape[axis] != drop.shape[1]:
@@ -144,6 +151,8 @@ class UnitLesioner:
             if site.arg is not None:
                 if len(args) > site.arg:
                     args[site.arg] = change(args[site.arg])
+                elif site.arg == 1 and kwargs.get("hx") is not None:  # a recurrent layer's state
+                    kwargs["hx"] = change(kwargs["hx"])
                 else:  # passed by keyword: the first tensor keyword argument
                     key = next(k for k, v in kwargs.items() if isinstance(v, torch.Tensor))
                     kwargs[key] = change(kwargs[key])
@@ -201,7 +210,7 @@ def unit_means(
         return hook
 
     for i, site in enumerate(traced.sites):
-        if site.kind == "input" and site.unhookable is None:
+        if site.kind == "input" and site.unhookable is None and site.arg != 1:  # not a state (hx)
             handles.append(
                 _sub(model, site.module).register_forward_pre_hook(make(i, site), with_kwargs=True)
             )

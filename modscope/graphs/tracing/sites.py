@@ -78,12 +78,7 @@ def locate_sites(interp: Any) -> list[Site]:
     sites = []
     for i, read in enumerate(interp.reads):
         if i in getattr(interp, "state_reads", ()):  # h0 / c0 of a recurrent layer
-            node, units = read[0], read[3]
-            path, cls = _innermost(node) or ("", "")
-            module_type = cls.rsplit(".", 1)[-1]
-            nodes = np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
-            why = f"{path} ({module_type}) reads the units as its initial state (hx), inside its forward"
-            sites.append(Site(path, "input", nodes, module_type=module_type, unhookable=why))
+            sites.append(_state_site(read[0], read[3], node_of))
         else:
             sites.append(_site(interp, node_of, *read))
     return sites
@@ -135,6 +130,22 @@ def _site(interp: Any, node_of: np.ndarray, node, source, axis, units, param, pa
         batch_axis=batch_axis,
         module_type=module_type,
     )
+
+
+def _state_site(node: Any, units: np.ndarray, node_of: np.ndarray) -> Site:
+    """A recurrent layer's initial state as a site: its ``hx`` argument (``(h0, c0)`` of an LSTM,
+    both changed), ``(slots, batch, hidden)``, when it has one slot (one layer, one direction);
+    with several, each slot holds other units and no per-feature mask fits them all."""
+    path, cls = _innermost(node) or ("", "")
+    module_type = cls.rsplit(".", 1)[-1]
+    nodes = np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
+    hx = node.args[1] if len(node.args) > 1 else None
+    first = hx[0] if isinstance(hx, list | tuple) and hx else hx
+    val = getattr(first, "meta", {}).get("val")
+    if val is None or len(val.shape) != 3 or int(val.shape[0]) != 1:
+        why = f"{path} ({module_type}) reads the units as a slot of its initial state (hx) of several layers"
+        return Site(path, "input", nodes, module_type=module_type, unhookable=why)
+    return Site(path, "input", nodes, arg=1, axis=-1, batch_axis=1, module_type=module_type)
 
 
 def _keeps_last_axis(node: Any) -> bool:
