@@ -34,7 +34,8 @@ def test_near_zero_units_count_as_isolated_in_network_and_nulls():
     g = _planted_chain(1e-35)
     assert g.n_negligible == 2 and not g.active[8 + 8 : 8 + 10].any()
     assert g.active.sum() == g.n_nodes - 2
-    assert "2 units whose edges are all below float32's resolution" in g.summary()["reading"]
+    assert "2 numerically dead units" in g.summary()["reading"]
+    assert g.negligible_degree == pytest.approx(4 * np.finfo(float).eps * g.n_edges * g.degree.sum() / 2)
     clean = _planted_chain(0.0)
     r, r0 = score(g, n_clusters=2, n_shuffles=3, seed=1), score(clean, n_clusters=2, n_shuffles=3, seed=1)
     assert r.ncut == pytest.approx(r0.ncut, abs=1e-9) and r.ncut < 0.01  # no singleton clusters
@@ -45,8 +46,8 @@ def test_near_zero_units_count_as_isolated_in_network_and_nulls():
     sample = get_null("layer").sample(g, 0)
     assert sample.negligible_degree == pytest.approx(g.negligible_degree)
     assert not sample.active[sample.degree <= sample.negligible_degree].any()
-    # a light but real unit (1e-3 of the others) stays
-    assert _planted_chain(1e-3).n_negligible == 0
+    # a light but real unit (1e-9 of the others) stays
+    assert _planted_chain(1e-9).n_negligible == 0
 
 
 # -- 4. L2 normalisation keeps units -------------------------------------------------------------

@@ -28,8 +28,11 @@ from ..errors import ModscopeError
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.memory import available_memory
 
-__all__ = ["MAX_WEIGHT_ENTRIES", "WeightGraph", "check_build_memory"]
+__all__ = ["MAX_WEIGHT_ENTRIES", "NEGLIGIBLE_ULPS", "WeightGraph", "check_build_memory"]
 
+# A unit whose degree is below this many float64 epsilons times the edges and the total weight is
+# numerically dead (spec §1b: "a small multiple of float64 machine epsilon times the number of edges").
+NEGLIGIBLE_ULPS = 4
 # A graph whose weights hold more entries than this is refused before anything is allocated.
 MAX_WEIGHT_ENTRIES = 400_000_000
 
@@ -284,18 +287,18 @@ class WeightGraph:
 
     @cached_property
     def negligible_degree(self) -> float:
-        """The degree at or below which a unit counts as isolated: float32's resolution of the
-        graph's total weight, ``eps32 * sum|w|``. A unit that light changes no cut or volume of the
-        graph in the precision weights are stored in (dead channels of ~1e-35 after training), but
-        spectral clustering would give it a cluster of its own; the same rule holds for the network
-        and every null sample."""
-        return float(np.finfo(np.float32).eps * self.degree.sum() / 2)
+        """The degree below which a unit is numerically dead (spec §1b): ``4 * eps64 * n_edges *
+        sum|w|``, the rounding bound of a float64 sum of the graph's edges. A unit that light is
+        indistinguishable from zero in every degree, volume and cut (dead channels of ~1e-35 after
+        training), but spectral clustering would give it a cluster of its own; the same rule holds
+        for the network and every null sample."""
+        return float(NEGLIGIBLE_ULPS * np.finfo(np.float64).eps * self.n_edges * self.degree.sum() / 2)
 
     @cached_property
     def active(self) -> np.ndarray:
-        """``(n_nodes,)`` bool: nodes whose degree is above `negligible_degree` (0 when the graph
-        has no weight); the others are isolated and not clustered."""
-        return self.degree > self.negligible_degree
+        """``(n_nodes,)`` bool: nodes with edges whose degree is not below `negligible_degree`; the
+        others are isolated and not clustered."""
+        return (self.degree > 0) & (self.degree >= self.negligible_degree)
 
     @cached_property
     def n_negligible(self) -> int:
@@ -344,8 +347,8 @@ class WeightGraph:
         out["reading"] = self.reading or "a WeightGraph given directly"
         if self.n_negligible:  # said only when it happens: the readings of other graphs stay as they were
             out["reading"] += (
-                f"; {self.n_negligible} units whose edges are all below float32's resolution of the "
-                f"total weight (degree <= {self.negligible_degree:.3g}) count as isolated"
+                f"; {self.n_negligible} numerically dead units (degree below 4 eps n_edges sum|w| = "
+                f"{self.negligible_degree:.3g}) removed as isolated"
             )
             out["n_negligible"] = self.n_negligible
         if not self.is_chain:
