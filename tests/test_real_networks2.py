@@ -418,7 +418,9 @@ def test_hugging_face_bert_through_its_own_class():
 
     load_weights_into(transformers.BertModel(config, add_pooling_layer=False), state)
     g = load_graph(model, example_input=torch.zeros(1, 5, dtype=torch.long))
-    assert 12 in g.sizes and 8 in g.sizes
+    # the stream (word + token type + position embeddings, merged), the value units, the MLP units
+    assert g.sizes == (8, 8, 12)
+    assert g.group_names[1:] == ("encoder.layer.0.attention.self.value", "encoder.layer.0.intermediate.dense")
 
 
 # -- 8. weights under other keys; names that are not a plain stack --------------------------------

@@ -32,7 +32,7 @@ IDENTITY = frozenset(
     hardsigmoid_ leaky_relu leaky_relu_ elu elu_ selu celu softplus mish hardtanh hardtanh_ clamp clamp_
     clamp_min clamp_min_ clamp_max clamp_max_
     clip abs neg exp log sqrt rsqrt pow reciprocal sin cos erf softmax _softmax log_softmax _log_softmax
-    dropout dropout_ feature_dropout alpha_dropout glu_ contiguous clone alias detach _to_copy to
+    dropout dropout_ feature_dropout alpha_dropout glu_ contiguous clone alias detach detach_ _to_copy to
     type_as lift_fresh_copy square sign logit nan_to_num floor ceil round trunc fill_ masked_fill
     masked_fill_ prelu _prelu_kernel threshold
     """.split()
