@@ -632,3 +632,14 @@ def test_blocks_on_a_model_file_says_what_it_reads(tmp_path, capsys):
     assert main(["blocks", str(_renamed_onnx(tmp_path)), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "blocks reads a transformer's state dict" in err and "pickle" not in err
+
+
+def test_keras_input_shape_is_batch_first_like_everywhere_else():
+    pytest.importorskip("h5py")
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "formats" / "keras_cnn.h5"
+    g = load_graph(path, input_shape=(1, 6, 6, 2))
+    assert g.sizes == load_graph(path).sizes == (2, 4, 3) and "(1, 6, 6, 2)" in g.reading
+    with pytest.raises(ModscopeError, match="cannot run the Keras model"):
+        load_graph(path, input_shape=(1, 8, 8, 5))

@@ -437,6 +437,8 @@ def keras_graph(
         raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
     what = "a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model"
     reading = f"{what}, traced"
+    if input_shape is not None:
+        reading += f" on an input of shape {(1, *(int(d) for d in input_shape))}"
     if module.symbolic:
         reading += f"; open input sizes ({', '.join(module.symbolic)}) set to 1 (--input-shape sets them)"
     return graph.read_as(reading)
