@@ -603,6 +603,9 @@ def test_knockout_model_takes_the_shape_from_data(usernet, capsys):
     out = capsys.readouterr().out
     # issue 25 (c): unit groups by module path, kind and size, not bare Sequential numbers
     assert "0 (Conv2d, 4 units)" in out
+    masks = ["masks", "cnn.pt", "--model", "i24net:cnn", "--data", "d.npz", "--function", "a=0"]
+    assert main([*masks, "--steps", "3", "--batch-size", "10", "--no-progress"]) == 0
+    assert "0 (Conv2d, 4 units)" in capsys.readouterr().out
 
 
 # -- issue 25 (d): a Conv1d reading a (B, T, C) input after a transpose ---------------------------

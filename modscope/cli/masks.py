@@ -72,7 +72,8 @@ def _groups_table(result) -> str:
     """Per unit group of the traced module: the weights touching it and each mask's kept share."""
     if not result.groups:
         return ""
-    width = max(10, *(len(g) for g in result.groups)) + 2
+    labels = {name: v.get("label", name) for name, v in result.groups.items()}  # "0 (Linear, 32 units)"
+    width = max(10, *(len(g) for g in labels.values())) + 2
     head = "unit group".ljust(width) + "weights".rjust(9) + "".join(f.rjust(12) for f in result.functions)
     lines = ["", "kept fraction of the weights writing into or reading from each unit group", head]
     for name, v in result.groups.items():
@@ -80,7 +81,7 @@ def _groups_table(result) -> str:
             ("-" if v["kept_fraction"][f] is None else f"{100 * v['kept_fraction'][f]:.1f}%").rjust(12)
             for f in result.functions
         )
-        lines.append(name.ljust(width) + str(v["weights"]).rjust(9) + kept)
+        lines.append(labels[name].ljust(width) + str(v["weights"]).rjust(9) + kept)
     return "\n".join(lines) + "\n"
 
 

@@ -233,7 +233,8 @@ def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
     for g, (gname, writes, reads, sel) in enumerate(units.group_entries(names, sizes)):
         if not sel.any():
             continue
-        entry = {"group": g, "writes": writes, "reads": reads, "weights": int(sel.sum())}
+        entry = {"group": g, "label": units.graph.group_label(g), "writes": writes, "reads": reads}
+        entry["weights"] = int(sel.sum())
         entry.update(overlap_measures(keep[:, torch.from_numpy(sel)], result.functions, fn_rows))
         out[gname if gname not in out else f"{gname}#{g}"] = entry
     return out
