@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ModscopeError
-from .options import Parser, positive_int
+from .options import Parser, check_outputs, positive_int
 
 __all__ = ["RESULT_FIGURES", "add", "run_network", "run_result"]
 
@@ -62,6 +62,7 @@ def run_network(args) -> int:
     from ..report.plot import network, save
     from ..training.checkpoint import load_checkpoint
 
+    check_outputs({"--out": args.out}, no_stdout=("--out",))
     ckpt = load_checkpoint(args.checkpoint)
     labels = None
     if args.score:
@@ -89,6 +90,7 @@ def run_result(args) -> int:
     from ..report import plot
     from ..report.html import pick_result
 
+    check_outputs({"--out": args.out}, no_stdout=("--out",))
     kind = RESULT_FIGURES[args.figure][0]
     d = pick_result(args.input, kind, args.model)
     draw = {

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError
+from ..runtime.limits import Budget, check_npz, check_zip
 from .functions import Function
 from .idx import find_idx, map_idx
 from .splits import ArraySplit, DatasetSplit, LoaderSplit, Split
@@ -135,6 +136,7 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    check_npz(path, Budget(str(path)))
     try:
         with zipfile.ZipFile(path) as zf:
             keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
@@ -146,6 +148,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 def _read_pt(path: Path) -> dict[str, Any]:
     import torch
 
+    check_zip(path, Budget(str(path)), mapped=True)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types on foreign or corrupt files

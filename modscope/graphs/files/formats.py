@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget, check_npz, check_zip
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -45,6 +46,7 @@ __all__ = [
     "UntrustedPickleWarning",
     "check_checkpoint_version",
     "check_file",
+    "check_tensor_sizes",
     "first_line",
     "is_checkpoint_payload",
     "read_npz",
@@ -83,6 +85,33 @@ def check_file(path: Path) -> None:
         raise ModscopeError(f"{path}: empty file")
 
 
+def check_tensor_sizes(tensors: Any, budget: Budget, limit: int = 1_000_000) -> None:
+    """Add the bytes each tensor of a loaded object *declares* (numel x element size) to
+    ``budget``: a stride-0 (expanded) tensor over a tiny storage declares far more than the file
+    holds, and every later copy would allocate it. Walks dicts, lists and tuples (at most
+    ``limit`` containers and tensors)."""
+    torch = sys.modules.get("torch")
+    tensor_type = torch.Tensor if torch is not None else np.ndarray
+    todo: list[tuple[str, Any]] = [("", tensors)]
+    for _ in range(limit):
+        if not todo:
+            return
+        name, obj = todo.pop()
+        where = name or "(root)"
+        if isinstance(obj, tensor_type) and torch is not None:
+            budget.shape(obj.shape, obj.element_size(), f"tensor {where} of shape {tuple(obj.shape)}")
+        elif isinstance(obj, np.ndarray):
+            budget.shape(obj.shape, obj.itemsize, f"array {where} of shape {obj.shape}")
+        elif isinstance(obj, Mapping):
+            todo.extend((f"{name}.{k}" if name else str(k), v) for k, v in obj.items() if _walk(v))
+        elif isinstance(obj, list | tuple):
+            todo.extend((f"{name}[{i}]", v) for i, v in enumerate(obj) if _walk(v))
+
+
+def _walk(v: Any) -> bool:
+    return isinstance(v, Mapping | list | tuple | np.ndarray) or _is_array(v)
+
+
 def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
 
@@ -97,6 +126,8 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         raise ModscopeError(
             f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
         )
+    budget = Budget(str(path))
+    check_zip(path, budget)
     if trust_pickle:
         warnings.warn(
             f"{path}: loading with trust_pickle: any code pickled in this file runs now",
@@ -104,7 +135,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
             stacklevel=2,
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             # torch names the first global it refused: "Unsupported global: GLOBAL a.b.C was not ..."
@@ -131,6 +162,8 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         raise ModscopeError(
             f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
         ) from None
+    check_tensor_sizes(obj, Budget(str(path)))
+    return obj
 
 
 def read_safetensors(path: Path) -> dict[str, Any]:
@@ -156,6 +189,7 @@ def read_safetensors(path: Path) -> dict[str, Any]:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, by name; pickled object arrays are refused."""
     check_file(path)
+    check_npz(path, Budget(str(path)))
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line
 from .onnx_ops import NP_TYPES, OPS, Call, module_path, sanitise
@@ -314,14 +315,19 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
     if not inputs:
         raise ModscopeError(f"{source}: the graph has no input")
     example, names = [], []
+    budget = Budget(source)
     for k, inp in enumerate(inputs):
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type") or tt.elem_type not in NP_TYPES:
             raise ModscopeError(f"{source}: graph input {inp.name} is not a tensor of a supported type")
         shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
+        if len(shape) >= 2:
+            shape[0] = 1  # batch 1 whatever the file declares (one example is enough to trace)
         if k == 0 and input_shape is not None:
             shape = [int(s) for s in input_shape]
-        example.append(torch.from_numpy(np.zeros(shape, dtype=NP_TYPES[tt.elem_type])))
+        dtype = np.dtype(NP_TYPES[tt.elem_type])
+        budget.shape(shape, dtype.itemsize, f"graph input {inp.name[:60]} of shape {tuple(shape)}")
+        example.append(torch.from_numpy(np.zeros(shape, dtype=dtype)))
         names.append(inp.name)
     return _module_class()(model, tuple(example), names, source), tuple(example)
 

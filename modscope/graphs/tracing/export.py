@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,22 @@ def _check_norm(kernel_norm: str) -> None:
         raise ModscopeError(f"unknown kernel norm {kernel_norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """torch.export logs its own failures (20-odd lines, a traceback among them) before raising;
+    modscope says it in one line, so the logs are kept back unless ``MODSCOPE_VERBOSE`` is set
+    (``modscope --verbose``)."""
+    if os.environ.get("MODSCOPE_VERBOSE"):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:
     """``torch.export.export`` of ``module`` in eval mode (its modes restored), refusing in one
     line what cannot be exported. Never decomposed: a Linear, a conv, an LSTM stay one op."""
@@ -44,7 +64,7 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_logs():
             warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
             return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
     except Exception as exc:  # the user's module: its export failure in one line

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 from .layers import LayerOps
@@ -108,6 +109,20 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if val is None or not hasattr(val, "shape"):
             raise self.refuse(node, f"no shape known for {node.target}")
         return tuple(int(s) for s in val.shape)
+
+    @staticmethod
+    def shapes(node) -> list[tuple[int, ...]]:
+        """The shapes of a node's output tensors, as its metadata declares them."""
+        val = node.meta.get("val")
+        vals = val if isinstance(val, list | tuple) else [val]
+        out = []
+        for v in vals:
+            if hasattr(v, "shape"):
+                try:
+                    out.append(tuple(int(d) for d in v.shape))
+                except (TypeError, ValueError, RuntimeError):  # an unbacked symbolic size
+                    continue
+        return out
 
     def blank_like(self, node) -> Any:
         """Unit-free tensors of the node's output(s) (a list for an op with several)."""
@@ -222,7 +237,13 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
 
     def run(self) -> WeightGraph:
         graph = self.ep.graph
+        budget = Budget("the traced program")
         for node in graph.nodes:
+            if node.op in ("placeholder", "call_function") and node.name not in self.param_of:
+                # every tensor is followed as units and positions (two int64 per element): what a
+                # file's declared shapes cost is checked before it is allocated
+                for shape in self.shapes(node):
+                    budget.shape(shape, 16, f"{node.name}'s output of shape {tuple(shape)}")
             if node.op == "placeholder":
                 self.placeholder(node)
             elif node.op == "call_function":
