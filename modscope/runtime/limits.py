@@ -15,6 +15,7 @@ import math
 import operator
 import os
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ from ..errors import ModscopeError
 __all__ = [
     "DEFAULT_FRACTION",
     "ENV_VAR",
+    "ZIP_ERRORS",
     "Budget",
     "check_npz",
     "check_zip",
@@ -39,6 +41,12 @@ __all__ = [
 # Share of the machine's physical memory one run may declare by default.
 DEFAULT_FRACTION = 0.5
 ENV_VAR = "MODSCOPE_MAX_MEMORY"
+# what zipfile raises on a corrupt or crafted archive (NotImplementedError: an unknown version or
+# compression; RuntimeError: encryption; struct.error: short records)
+ZIP_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+    RuntimeError, zlib.error, struct.error, KeyError, IndexError, UnicodeDecodeError,
+)
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
@@ -132,7 +140,7 @@ class Budget:
         if nbytes < 0:
             raise ModscopeError(f"{self.source}: {entry} declares a negative size ({nbytes})")
         if self.used + nbytes > self.limit:
-            total = "" if not self.used else f" ({format_size(self.used + nbytes)} in all)"
+            total = "" if self.used < 2**20 else f" ({format_size(self.used + nbytes)} in all)"
             raise ModscopeError(
                 f"{self.source}: {entry} declares {format_size(nbytes)}{total}, above the memory budget "
                 f"of {format_size(self.limit)} (--max-memory or {ENV_VAR} raises it)"
@@ -153,7 +161,7 @@ def check_zip(path: str | os.PathLike, budget: Budget, mapped: bool = False) -> 
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except ZIP_ERRORS:
         return
     for info in infos:
         if not (mapped and info.compress_type == zipfile.ZIP_STORED):
@@ -169,14 +177,20 @@ def check_npz(path: str | os.PathLike, budget: Budget) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
+                # what numpy reads of a member: its decompressed length, or what its header declares
+                budget.take(info.file_size, f"entry {info.filename[:80]} (decompressed)")
                 if not info.filename.endswith(".npy"):
                     continue
                 with z.open(info) as fh:
                     version = fmt.read_magic(fh)
                     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
                     shape, _, dtype = read(fh, max_header_size=10_000)
-                budget.shape(shape, dtype.itemsize, f"array {info.filename[:-4][:80]} of shape {shape}")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error):
+                name = info.filename[:-4][:80]
+                declared = declared_bytes(shape, dtype.itemsize, f"{budget.source}: {name}")
+                budget.take(max(0, declared - info.file_size), f"array {name} of shape {shape}")
+    except ModscopeError:  # a ValueError too: not to be mistaken for an unreadable header
+        raise
+    except ZIP_ERRORS:
         return
 
 

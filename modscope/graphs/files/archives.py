@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ...errors import ModscopeError
-from ...runtime.limits import Budget
+from ...runtime.limits import ZIP_ERRORS, Budget
 from .formats import MAX_FILE_BYTES, check_file, first_line
 
 __all__ = ["archive_kind", "read_pt2", "read_torchscript"]
@@ -112,7 +112,7 @@ def _open_zip(path: Path, what: str) -> zipfile.ZipFile:
         )
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModscopeError(
             f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
         ) from None
@@ -136,7 +136,7 @@ def archive_kind(path: str | Path) -> ArchiveKind | None:
                 return "pt2"
             if f"{root}/constants.pkl" in names:
                 return "torchscript"
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError):
+    except ZIP_ERRORS:
         return None
     return None
 
@@ -163,7 +163,7 @@ class _Entries:
         self.budget.take(self.z.getinfo(full).file_size, f"entry {name} (decompressed)")
         try:
             return self.z.read(full)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        except ZIP_ERRORS as exc:
             raise ModscopeError(
                 f"{self.path}: not a readable {self.what}, truncated or corrupt ({first_line(exc)})"
             ) from None

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from ...runtime.limits import Budget, check_npz, check_zip
+from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -192,15 +192,23 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     check_npz(path, Budget(str(path)))
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
+    except ModscopeError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
         raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModscopeError(
             f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})"
         ) from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back the raw bytes of a member without .npy magic
+            raise ModscopeError(f"{path}: member {k} is not a .npy array (truncated or corrupt)")
+        if v.dtype.kind not in "biuf":
+            raise ModscopeError(f"{path}: array {k} holds {v.dtype} values, not real numbers")
+    return arrays
 
 
 def _is_array(v: Any) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from ...runtime.limits import Budget
+from ...runtime.limits import ZIP_ERRORS, Budget
 from ..weight_graph import WeightGraph, check_build_memory
 from .formats import MAX_FILE_BYTES, check_file, first_line
 from .keras_layers import KerasLayer, LayerBuilder
@@ -210,7 +210,9 @@ def read_keras(path: str | Path) -> KerasFile:
                     budget.take(z.getinfo(n).file_size, f"entry {n} (decompressed)")
                 config = _json(z.read("config.json"), str(path))
                 data = z.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        except ModscopeError:
+            raise
+        except ZIP_ERRORS as exc:
             raise ModscopeError(
                 f"{path}: not a readable .keras archive, truncated or corrupt ({first_line(exc)})"
             ) from None
