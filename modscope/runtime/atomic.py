@@ -53,6 +53,11 @@ def _resolve(path: str | os.PathLike) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
+def _mode(target: Path) -> int:
+    """``st_mode`` of ``target`` (a function of its own so tests can stand in device nodes)."""
+    return os.stat(target).st_mode
+
+
 def output_kind(path: str | os.PathLike, what: str = "output") -> tuple[OutputKind, Path]:
     """How ``path`` is written: ``("stdout", -)``, ``("file", target)`` (atomic rename) or
     ``("stream", target)`` (a character device or FIFO, written in place); one-line refusal of
@@ -61,7 +66,7 @@ def output_kind(path: str | os.PathLike, what: str = "output") -> tuple[OutputKi
         return "stdout", Path(STDOUT)
     target = _resolve(path)
     try:
-        mode = os.stat(target).st_mode
+        mode = _mode(target)
     except FileNotFoundError:
         return "file", target
     except OSError as exc:

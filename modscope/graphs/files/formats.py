@@ -55,6 +55,7 @@ __all__ = [
     "safe_torch_load",
     "task_ordered_state_dict",
     "unwrap_state_dict",
+    "widen_float8",
 ]
 
 CHECKPOINT_FORMAT = "modscope.checkpoint"
@@ -175,7 +176,7 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     check_file(path)
     try:
         return load_file(str(path))
-    except TypeError:  # bfloat16 and friends: numpy has no such dtype, torch reads them
+    except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
         from safetensors.torch import load_file as load_torch
 
         try:
@@ -242,10 +243,20 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return read_safetensors(path)
+        return widen_float8(read_safetensors(path))
     if suffix == ".npz":
         return read_npz(path)
-    return unwrap_state_dict(safe_torch_load(path), str(path))
+    return widen_float8(unwrap_state_dict(safe_torch_load(path), str(path)))
+
+
+def widen_float8(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
+    """8-bit (and narrower) float tensors as float32: numpy has no such dtype, and a weight's
+    magnitude is all the graph needs (exact: every float8 value is a float32 value)."""
+    narrow = [k for k, v in tensors.items() if "float8" in str(getattr(v, "dtype", "")) or
+              "float4" in str(getattr(v, "dtype", ""))]
+    if not narrow:
+        return tensors
+    return {k: (v.float() if k in narrow else v) for k, v in tensors.items()}
 
 
 # -- modscope checkpoints ------------------------------------------------------------------------

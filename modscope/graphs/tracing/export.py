@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,22 @@ def _quiet_logs() -> Iterator[None]:
         return
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
-    try:
-        yield
+    try:  # torch also prints a failed export's partial graph straight to sys.stderr
+        with redirect_stderr(io.StringIO()):
+            yield
     finally:
         logging.disable(previous)
+
+
+def _describe(args: tuple) -> str:
+    """``shape (1, 8) int64`` for each tensor argument."""
+    parts = [
+        f"shape {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}"
+        if hasattr(a, "shape")
+        else type(a).__name__
+        for a in args
+    ]
+    return ", ".join(parts) or "no arguments"
 
 
 def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:
@@ -63,6 +76,18 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
     args = example_input if isinstance(example_input, tuple) else (example_input,)
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
+    try:
+        with torch.no_grad():
+            module(*args, **(kwargs or {}))  # an input the module cannot take fails here, plainly
+    except Exception as exc:  # the user's module: one line
+        for m, mode in modes:
+            m.training = mode
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModscopeError(
+            f"{type(module).__name__} does not run on the example input of {_describe(args)} "
+            f"({type(exc).__name__}: {first}); pass an input of the shape and dtype its forward "
+            "takes (--input-shape, --input-dtype)"
+        ) from None
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_logs():
             warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
