@@ -238,10 +238,13 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     def run(self) -> WeightGraph:
         graph = self.ep.graph
         budget = Budget("the traced program")
+        static = set(self.param_of)  # parameters and what is computed from them alone (views)
         for node in graph.nodes:
-            if node.op in ("placeholder", "call_function") and node.name not in self.param_of:
-                # every tensor is followed as units and positions (two int64 per element): what a
-                # file's declared shapes cost is checked before it is allocated
+            if node.op == "call_function" and all(n.name in static for n in node.all_input_nodes):
+                static.add(node.name)  # a view or cast of weights: not copied per unit
+            elif node.op in ("placeholder", "call_function") and node.name not in static:
+                # every activation is followed as units and positions (two int64 per element):
+                # what a file's declared shapes cost is checked before it is allocated
                 for shape in self.shapes(node):
                     budget.shape(shape, 16, f"{node.name}'s output of shape {tuple(shape)}")
             if node.op == "placeholder":
