@@ -39,7 +39,7 @@ def _as_device(monkeypatch, path, kind=stat.S_IFCHR):
     target = os.path.realpath(path)
 
     def fake(p):
-        return kind | 0o666 if str(p) == target else real(p)
+        return kind | 0o666 if os.path.realpath(p) == target else real(p)
 
     monkeypatch.setattr(atomic, "_mode", fake)
 
@@ -96,6 +96,17 @@ def test_other_special_files_are_refused_in_one_line(tmp_path, monkeypatch, kind
         write_json(special, {})
     assert "\n" not in str(info.value)
     assert special.read_text() == "keep"
+
+
+def test_dev_stdout_through_a_pipe_is_written_not_replaced(tmp_path):
+    """/dev/stdout -> /proc/self/fd/1 -> "pipe:[...]": a path that cannot be resolved, written by
+    its name (run in a child whose stdout is a pipe; /dev is only read)."""
+    import subprocess
+
+    code = "from modscope.runtime.atomic import write_text; write_text('/dev/stdout', 'piped')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "piped"
 
 
 def test_dash_is_standard_output(capsys):

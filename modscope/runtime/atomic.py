@@ -64,17 +64,17 @@ def output_kind(path: str | os.PathLike, what: str = "output") -> tuple[OutputKi
     directories and other special files."""
     if os.fspath(path) == STDOUT:
         return "stdout", Path(STDOUT)
-    target = _resolve(path)
     try:
-        mode = _mode(target)
-    except FileNotFoundError:
-        return "file", target
+        mode = _mode(Path(path))  # through symlinks
+    except FileNotFoundError:  # a new name, or a dangling link: the file it names is made
+        return "file", _resolve(path)
     except OSError as exc:
         raise ModscopeError(f"{what} {path}: cannot be written ({exc.strerror or exc})") from None
     if stat.S_ISREG(mode):
-        return "file", target
+        return "file", _resolve(path)
     if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-        return "stream", target
+        # opened by the name given: /dev/stdout -> /proc/self/fd/1 -> "pipe:[…]" has no path
+        return "stream", Path(path)
     if stat.S_ISDIR(mode):
         raise ModscopeError(f"{what} {path}: is a directory; name a file to write")
     raise ModscopeError(
