@@ -110,6 +110,8 @@ def _kind_of(a: Any) -> tuple[str, int]:
 def check_examples(a: Any, what: str, chunk_bytes: int = 2**26) -> None:
     """One-line refusal of examples modscope would read wrongly: not an array (strings, objects),
     0-d, complex, or floating point with NaN or infinity (checked in chunks, never copied whole)."""
+    if not isinstance(a, np.ndarray) and not hasattr(a, "dtype"):
+        return  # a sequence the caller made (not a file's array): read as before
     kind, ndim = _kind_of(a)
     if kind not in ("b", "i", "u", "f"):
         dtype = getattr(a, "dtype", type(a).__name__)

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import ModscopeError
-from ..runtime.atomic import write_atomic
+from ..runtime.atomic import check_output, write_atomic
 from ..runtime.hashing import file_sha256, json_digest
 
 __all__ = ["SweepResult", "SweepUnit", "expand_settings", "load_config", "run_sweep", "run_unit"]
@@ -316,6 +316,7 @@ def run_sweep(
             raise ModscopeError("no output table: give --out or an 'out' entry in the config")
         out = base / str(config["out"])
     out = Path(out)
+    check_output(out, "the sweep table", stdout=False)  # before any row is computed
     if out.suffix not in (".csv", ".parquet"):
         raise ModscopeError(f"the sweep table must be .csv or .parquet, got {out.name}")
     if out.suffix == ".parquet":

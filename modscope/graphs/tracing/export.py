@@ -84,9 +84,9 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
             m.training = mode
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModscopeError(
-            f"{type(module).__name__} does not run on the example input of {_describe(args)} "
-            f"({type(exc).__name__}: {first}); pass an input of the shape and dtype its forward "
-            "takes (--input-shape, --input-dtype)"
+            f"cannot trace {type(module).__name__}: it does not run on the example input of "
+            f"{_describe(args)} ({type(exc).__name__}: {first}); pass an input of the shape and "
+            "dtype its forward takes (--input-shape, --input-dtype)"
         ) from None
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet_logs():

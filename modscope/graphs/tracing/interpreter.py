@@ -245,8 +245,10 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             elif node.op in ("placeholder", "call_function") and node.name not in static:
                 # every activation is followed as units and positions (two int64 per element):
                 # what a file's declared shapes cost is checked before it is allocated
+                # an input also names a unit per feature (measured: ~170 bytes per element in all)
+                cost = 192 if node.op == "placeholder" else 16
                 for shape in self.shapes(node):
-                    budget.shape(shape, 16, f"{node.name}'s output of shape {tuple(shape)}")
+                    budget.shape(shape, cost, f"{node.name}'s output of shape {tuple(shape)}")
             if node.op == "placeholder":
                 self.placeholder(node)
             elif node.op == "call_function":
