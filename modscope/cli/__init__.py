@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .._version import __version__
 from ..errors import ModscopeError
@@ -20,11 +21,37 @@ from .options import Parser
 __all__ = ["build_parser", "main"]
 
 
+_MAX_MEMORY = (
+    "memory budget for what input files declare (sizes, strides, decompressed lengths), e.g. 8G "
+    "(default: half of this machine's memory)"
+)
+
+
+_VERBOSE = "show torch's own logs (tracing failures), kept back by default"
+
+
+@contextmanager
+def _verbose(on: bool) -> Iterator[None]:
+    """``--verbose``: let torch's logs through (``MODSCOPE_VERBOSE``), restored afterwards."""
+    old = os.environ.get("MODSCOPE_VERBOSE")
+    if on:
+        os.environ["MODSCOPE_VERBOSE"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MODSCOPE_VERBOSE", None)
+        else:
+            os.environ["MODSCOPE_VERBOSE"] = old
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="modscope", description="Is this trained network modular, and how much more than chance?"
     )
     parser.add_argument("--version", action="version", version=f"modscope {__version__}")
+    parser.add_argument("--max-memory", metavar="SIZE", default=None, help=_MAX_MEMORY)
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     score.add(sub)
@@ -36,13 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add(sub)
     demo.add(sub)
     sweep.add(sub)
+    for command in sub.choices.values():  # also after the command: modscope score ... --max-memory 8G
+        command.add_argument("--max-memory", metavar="SIZE", default=argparse.SUPPRESS, help=_MAX_MEMORY)
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return int(args.run(args) or 0)
+        from ..runtime.limits import memory_limit
+
+        with memory_limit(args.max_memory), _verbose(args.verbose):
+            return int(args.run(args) or 0)
     except ModscopeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "invalid input"
         print(f"modscope: error: {message}", file=sys.stderr)

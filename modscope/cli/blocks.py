@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import SHUFFLE_NAMES, clustering_flags, progress_flag
+from .options import SHUFFLE_NAMES, check_outputs, clustering_flags, echo, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -50,6 +50,7 @@ def run(args) -> int:
     from ..scoring.blocks import score_blocks
 
     check_jobs(args.jobs, "--jobs")
+    check_outputs({"--json": args.json})
     measure = args.method
     scores = score_blocks(
         args.checkpoint,
@@ -64,5 +65,5 @@ def run(args) -> int:
     )
     if args.json:
         write_json(args.json, scores.to_dict())
-    print(format_blocks(scores, source=args.checkpoint))
+    echo(format_blocks(scores, source=args.checkpoint), args.json)
     return 0

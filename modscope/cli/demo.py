@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import positive_int, progress_flag
+from .options import check_outputs, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -36,6 +36,7 @@ def run(args) -> int:
     from ..workflows.demo import run_demo
 
     check_jobs(args.jobs, "--jobs")
+    check_outputs(folders={"--out": args.out})
     result = run_demo(
         args.out,
         quick=args.quick,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import checkpoint_flags, function_flags, module_flags, positive_int, progress_flag
+from .options import (
+    check_outputs,
+    checkpoint_flags,
+    echo,
+    function_flags,
+    module_flags,
+    positive_int,
+    progress_flag,
+)
 
 __all__ = ["add", "run"]
 
@@ -58,6 +66,7 @@ def add(sub) -> None:
 def run(args) -> int:
     from ..report.text import format_knockout
 
+    check_outputs({"--json": args.json}, {"--cache": args.cache})
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
@@ -98,5 +107,5 @@ def run(args) -> int:
         )
     if args.json:
         write_json(args.json, result.to_dict())
-    print(format_knockout(result), end="")
+    echo(format_knockout(result), args.json, end="")
     return 0

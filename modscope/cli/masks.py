@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import checkpoint_flags, module_flags, positive_int, progress_flag
+from .options import check_outputs, checkpoint_flags, echo, module_flags, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -90,6 +90,7 @@ def run(args) -> int:
     from ..runtime.executors import check_jobs
 
     check_jobs(args.jobs, "--jobs")
+    check_outputs({"--json": args.json, "--save": args.save}, {"--cache": args.cache}, no_stdout=("--save",))
     common = dict(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -146,5 +147,5 @@ def run(args) -> int:
         write_json(args.json, result.to_dict())
     if args.save:
         result.save(args.save)
-    print(format_masks(result) + _groups_table(result), end="")
+    echo(format_masks(result) + _groups_table(result), args.json, end="")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..errors import ModscopeError
@@ -11,6 +12,8 @@ __all__ = [
     "SHUFFLE_NAMES",
     "Parser",
     "checkpoint_flags",
+    "check_outputs",
+    "echo",
     "clustering_flags",
     "executor",
     "executor_flags",
@@ -41,6 +44,28 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise ModscopeError(f"{self.prog}: {message}")
+
+
+def check_outputs(
+    files: dict[str, str | None] | None = None,
+    folders: dict[str, str | None] | None = None,
+    no_stdout: tuple[str, ...] = (),
+) -> None:
+    """Before any work: every output path can be written (``{flag: path}``; files, folders), none
+    named twice, and ``-`` (standard output) only where the flag allows it. One-line errors."""
+    from ..runtime.atomic import check_distinct, check_output
+
+    files, folders = files or {}, folders or {}
+    for flag, path in files.items():
+        check_output(path, flag, stdout=flag not in no_stdout)
+    for flag, path in folders.items():
+        check_output(path, flag, directory=True)
+    check_distinct({**files, **folders})
+
+
+def echo(text: str, json_path: str | None, end: str = "\n") -> None:
+    """Print the human-readable result; on stderr when ``--json -`` takes standard output."""
+    print(text, end=end, file=sys.stderr if json_path == "-" else sys.stdout)
 
 
 def positive_int(minimum: int):

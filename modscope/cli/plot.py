@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ModscopeError
-from .options import Parser, positive_int
+from .options import Parser, check_outputs, positive_int
 
 __all__ = ["RESULT_FIGURES", "add", "run_network", "run_result"]
 
@@ -96,6 +96,7 @@ def _network_source(path: str):
 def run_network(args) -> int:
     from ..report.plot import network, save
 
+    check_outputs({"--out": args.out}, no_stdout=("--out",))
     ckpt = _network_source(args.checkpoint)
 
     labels = None
@@ -124,6 +125,7 @@ def run_result(args) -> int:
     from ..report import plot
     from ..report.html import pick_result
 
+    check_outputs({"--out": args.out}, no_stdout=("--out",))
     kind = RESULT_FIGURES[args.figure][0]
     d = pick_result(args.input, kind, args.model)
     draw = {

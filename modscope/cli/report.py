@@ -20,7 +20,9 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from ..report.html import build_report
+    from .options import check_outputs
 
+    check_outputs(folders={"--out": args.out})
     page = build_report(args.results, args.out, title=args.title)
     print(f"wrote {page}")
     return 0

@@ -8,7 +8,9 @@ from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from .options import (
     SHUFFLE_NAMES,
+    check_outputs,
     clustering_flags,
+    echo,
     executor,
     executor_flags,
     load_source_graph,
@@ -139,6 +141,7 @@ def run(args) -> int:
     from ..report.text import format_score
     from ..scoring.engine import score
 
+    check_outputs({"--json": args.json}, {"--cache": args.cache})
     pool = executor(args)
     try:
         result = score(
@@ -157,7 +160,7 @@ def run(args) -> int:
             pool.close()
     if args.json:
         write_json(args.json, result.to_dict())
-    print(format_score(result, source=args.checkpoint))
+    echo(format_score(result, source=args.checkpoint), args.json)
     for warning in result.warnings:
         print(f"modscope: warning: {warning}", file=sys.stderr)
     return 0

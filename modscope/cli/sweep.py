@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import executor, executor_flags, progress_flag
+from .options import check_outputs, executor, executor_flags, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -28,6 +28,7 @@ def run(args) -> int:
     from ..report.text import format_sweep
     from ..workflows.sweep import run_sweep
 
+    check_outputs({"--out": args.out}, no_stdout=("--out",))
     pool = executor(args)
     try:
         result = run_sweep(

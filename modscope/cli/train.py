@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import progress_flag
+from .options import check_outputs, echo, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -160,6 +160,7 @@ def run(args) -> int:
     if given and not args.bimt:
         raise ModscopeError("--bimt-* options need --bimt")
     cluster_reg = _cluster_reg(args)
+    check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = ...
     if args.batch_size is not None:
         if args.batch_size.strip().lower() == "full":
@@ -208,8 +209,9 @@ def run(args) -> int:
     if cluster_reg is not None:
         mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
         shown += [f"{k} {m[k]:.4g}" for k in ("cluster_penalty", "clusterability") if k in m]
-    print(
+    echo(
         f"{task.name} {widths}{mode}: {m['steps']} steps in "
-        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}"
+        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}",
+        args.json,
     )
     return 0

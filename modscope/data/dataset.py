@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError
+from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 from .functions import Function
 from .idx import find_idx, map_idx
 from .splits import ArraySplit, DatasetSplit, LoaderSplit, Split
@@ -135,17 +136,21 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    check_npz(path, Budget(str(path)))
     try:
         with zipfile.ZipFile(path) as zf:
             keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
             return {k: _npz_member(path, zf, k) for k in keys}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except ModscopeError:
+        raise
+    except ZIP_ERRORS as exc:
         raise ModscopeError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0][:120]})") from None
 
 
 def _read_pt(path: Path) -> dict[str, Any]:
     import torch
 
+    check_zip(path, Budget(str(path)), mapped=True)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types on foreign or corrupt files
@@ -154,6 +159,12 @@ def _read_pt(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(obj, Mapping):
         raise ModscopeError(f"{path}: a .pt data file must hold a dict of tensors (x_test, y_test, ...)")
+    budget = Budget(str(path))
+    for key, t in obj.items():
+        # memory-mapped tensors cost nothing until read; an expanded (stride-0) one declares more
+        # than its storage holds, and every batch copies it
+        if isinstance(t, torch.Tensor) and t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            budget.shape(t.shape, t.element_size(), f"expanded tensor {key} of shape {tuple(t.shape)}")
     return dict(obj)
 
 
@@ -167,7 +178,10 @@ def _arrays_to_splits(
         if xk in arrays or yk in arrays:
             if arrays.get(xk) is None or arrays.get(yk) is None:
                 raise ModscopeError(f"{where}: {xk} and {yk} go together")
-            splits[xk[2:]] = ArraySplit(arrays[xk], arrays[yk], regression, scale_uint8=scale)
+            try:
+                splits[xk[2:]] = ArraySplit(arrays[xk], arrays[yk], regression, scale_uint8=scale)
+            except ModscopeError as exc:
+                raise ModscopeError(f"{where}: {xk} / {yk}: {exc}") from None
     if "test" not in splits:
         raise ModscopeError(
             f"{where}: no x_test / y_test (nor x / y) arrays; it has {', '.join(arrays) or 'none'}"

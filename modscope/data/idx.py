@@ -8,6 +8,7 @@ anything: the files must already be on disk.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_atomic
+from ..runtime.limits import Budget, check_npz, gunzip
 
 __all__ = [
     "GZIP_MAGIC",
@@ -51,11 +53,8 @@ def _read_bytes(path: Path) -> bytes:
         raise ModscopeError(f"{path}: no such file") from None
     except OSError as e:
         raise ModscopeError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] == GZIP_MAGIC:
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ModscopeError(f"{path}: corrupt gzip data ({e})") from None
+    if raw[:2] == GZIP_MAGIC:  # bounded: a small .gz can declare gigabytes
+        return gunzip(raw, Budget(str(path)), "the gzip data")
     return raw
 
 
@@ -78,7 +77,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ModscopeError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = IDX_DTYPES[code]
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # exact: a product of 32-bit sizes can pass int64
     have = len(raw) - header
     if have < need:
         raise ModscopeError(f"{path}: truncated IDX data: shape {dims} needs {need} bytes, file has {have}")
@@ -105,7 +104,7 @@ def map_idx(path: str | Path) -> np.ndarray:
         raise ModscopeError(f"{path}: no such file") from None
     dtype = IDX_DTYPES[head[2]]
     header = 4 + 4 * ndim
-    size = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    size = header + math.prod(dims) * dtype.itemsize
     if len(dims) != ndim or path.stat().st_size != size:
         return read_idx(path)
     return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=dims)
@@ -170,6 +169,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise ModscopeError(
                     f"{path}: not a readable .npz file (expected a zip archive of .npy arrays)"
                 )
+        check_npz(path, Budget(str(path)))
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in _IDX_STEMS if k not in z.files]
             if missing:

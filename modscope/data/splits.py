@@ -17,6 +17,7 @@ as int64 ``(B, n_groups)`` for classification (a 1-D label vector becomes one co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..errors import ModscopeError
 
-__all__ = ["ArraySplit", "DatasetSplit", "LoaderSplit", "Split", "as_batch"]
+__all__ = ["ArraySplit", "DatasetSplit", "LoaderSplit", "Split", "as_batch", "check_examples"]
 
 
 def _native(a: Any) -> Any:
@@ -92,11 +93,52 @@ def _chunks(n: int, batch_size: int, index: np.ndarray | None) -> Iterator[np.nd
         yield idx[start : start + batch_size]
 
 
+def _kind_of(a: Any) -> tuple[str, int]:
+    """(numpy dtype kind, ndim) of an array or tensor; ``("O", 0)`` for anything else."""
+    if isinstance(a, np.ndarray):
+        return a.dtype.kind, a.ndim
+    dtype, ndim = getattr(a, "dtype", None), getattr(a, "ndim", None)
+    if dtype is None or ndim is None:
+        return "O", 0
+    name = str(dtype)
+    kind = "c" if "complex" in name else "f" if ("float" in name) else "b" if "bool" in name else "i"
+    if "uint" in name:
+        kind = "u"
+    return kind, int(ndim)
+
+
+def check_examples(a: Any, what: str, chunk_bytes: int = 2**26) -> None:
+    """One-line refusal of examples modscope would read wrongly: not an array (strings, objects),
+    0-d, complex, or floating point with NaN or infinity (checked in chunks, never copied whole)."""
+    if not isinstance(a, np.ndarray) and not hasattr(a, "dtype"):
+        return  # a sequence the caller made (not a file's array): read as before
+    kind, ndim = _kind_of(a)
+    if kind not in ("b", "i", "u", "f"):
+        dtype = getattr(a, "dtype", type(a).__name__)
+        why = "complex numbers" if kind == "c" else "not numbers"
+        raise ModscopeError(f"the {what} are {dtype} ({why}); pass integers, floats or booleans")
+    if ndim == 0:
+        raise ModscopeError(f"the {what} are a 0-d array (one number); pass one row per example")
+    if kind != "f":
+        return
+    itemsize = a.element_size() if hasattr(a, "element_size") else a.itemsize
+    step = max(1, chunk_bytes // max(1, itemsize * math.prod(a.shape[1:])))
+    for start in range(0, len(a), step):
+        part = a[start : start + step]
+        finite = part.isfinite().all() if hasattr(part, "isfinite") else np.isfinite(part).all()
+        if not bool(finite):
+            raise ModscopeError(
+                f"the {what} hold NaN or infinite values (from example {start} on); clean them first"
+            )
+
+
 class ArraySplit:
     """Examples held as arrays or tensors ``x`` ``(N, ...)`` and ``y`` ``(N, ...)`` (numpy arrays,
     memory maps or torch tensors); nothing is copied until a batch is asked for."""
 
     def __init__(self, x: Any, y: Any, regression: bool = False, scale_uint8: bool = False) -> None:
+        check_examples(x, "inputs")
+        check_examples(y, "labels")
         if len(x) != len(y):
             raise ModscopeError(f"{len(x)} inputs but {len(y)} labels")
         self.x, self.y, self.regression, self.scale_uint8 = x, y, bool(regression), bool(scale_uint8)

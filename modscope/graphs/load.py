@@ -306,7 +306,17 @@ def _file_graph(path: Path, layers, trust_pickle: bool, how: _Reading) -> Weight
     if kind == "pt2" or suffix == ".pt2":  # torch.export archives: the program, traced, no code run
         from .tracing import trace_program
 
-        graph = trace_program(read_pt2(path), kernel_norm=how.kernel_norm)
+        program = read_pt2(path)
+        try:
+            graph = trace_program(program, kernel_norm=how.kernel_norm)
+        except ModscopeError:
+            raise
+        except (IndexError, KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
+            # the archive's shapes are the file's word: sizes that disagree with its weights
+            raise ModscopeError(
+                f"{path}: the program's shapes do not agree with its weights ({type(exc).__name__}: "
+                f"{str(exc).strip()[:160]})"
+            ) from None
         return graph.read_as("a torch.export archive (.pt2), traced")
     if kind == "torchscript":  # weights only: the archive's code is never run
         try:

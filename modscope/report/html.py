@@ -273,6 +273,7 @@ class _Figures:
         self.out_dir = out_dir
         self.cache_dir = cache_dir
         self.made: list[str] = []
+        self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
 
     def draw(self, slug: str, caption: str, key: Any, make: Callable[[], Any]) -> _Figure | None:
         digest = json_digest([slug, key, __version__])[:20]
@@ -289,9 +290,14 @@ class _Figures:
             png = buf.getvalue()
             if cached:
                 write_atomic(cached, lambda fh: fh.write(png))
-        write_atomic(self.out_dir / "figures" / f"{slug}.png", lambda fh: fh.write(png))
+        self.pending[slug] = png
         self.made.append(slug)
         return _Figure(slug, caption, png)
+
+
+    def write(self) -> None:
+        for slug, png in self.pending.items():
+            write_atomic(self.out_dir / "figures" / f"{slug}.png", lambda fh, png=png: fh.write(png))
 
 
 def _slug(text: str) -> str:
@@ -612,12 +618,24 @@ def build_report(
     ``cache_dir``: keep drawn figures there (keyed by their input) so a rebuild only draws
     what changed. Returns the path of ``index.html``.
     """
-    data = results if isinstance(results, ReportData) else collect(results)
     out = Path(out_dir)
     figs = _Figures(out, Path(cache_dir) if cache_dir is not None else None)
-    page = render_html(data, figs, title)
-    write_json(out / "results.json", data.to_dict())
-    for fname, text in tables(data).items():
+    try:  # everything is made before anything is written: a malformed result leaves no half report
+        data = results if isinstance(results, ReportData) else collect(results)
+        page = render_html(data, figs, title)
+        table_texts = tables(data)
+        numbers = data.to_dict()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if isinstance(exc, ModscopeError):
+            raise
+        what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+        what = (what.splitlines() or [""])[0][:200]
+        raise ModscopeError(
+            f"a result file is malformed ({type(exc).__name__}: {what}); nothing written"
+        ) from None
+    figs.write()
+    write_json(out / "results.json", numbers)
+    for fname, text in table_texts.items():
         write_text(out / fname, text)
     return write_text(out / "index.html", page)
 

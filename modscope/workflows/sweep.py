@@ -17,9 +17,11 @@ Settings and their defaults: ``clusters`` 12, ``shuffle_method`` layer, ``shuffl
 per checkpoint x setting. Each finished row is written to the output at once (atomically);
 a rerun reads the output back and computes only the rows whose key — a hash of the
 checkpoint's bytes, every setting and the modscope version — is not there, so a row made
-with other settings or from a changed file is never reused. Rows run as units on any
-executor (`modscope.distributed`), each on one thread, so the numbers do not depend on
-where they ran; on a Dask cluster the workers must see the checkpoint paths.
+with other settings or from a changed file is never reused. A rerun gives the same bytes: floats
+are written by ``repr`` and read back exactly, checkpoint paths are stored relative to the
+table's folder, and only the ``seconds`` column (wall time) differs between two fresh runs.
+Rows run as units on any executor (`modscope.distributed`), each on one thread, so the numbers
+do not depend on where they ran; on a Dask cluster the workers must see the checkpoint paths.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..errors import ModscopeError
-from ..runtime.atomic import write_atomic
+from ..runtime.atomic import check_output, write_atomic
 from ..runtime.hashing import file_sha256, json_digest
 
 __all__ = ["SweepResult", "SweepUnit", "expand_settings", "load_config", "run_sweep", "run_unit"]
@@ -249,12 +251,26 @@ def _read_table(path: Path) -> pd.DataFrame | None:
         else:  # text columns kept as text (floats were written by repr: exact)
             text = {c: str for c in ("checkpoint", "shuffle_method", "select", "assign_labels",
                                      "layer_widths", "checkpoint_sha256", "version", "key")}
-            table = pd.read_csv(path, dtype=text)
+            # pandas 2's default float parser misreads about a fifth of 17-digit floats
+            # (0.05397479751296283 -> 0.0539747975129628; pandas 3's is exact), and a rerun must
+            # give the same bytes
+            exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+            table = pd.read_csv(path, dtype=text, **exact)
     except Exception as exc:  # a damaged table: refuse rather than silently recompute or overwrite
         raise ModscopeError(f"cannot read the existing sweep table {path}: {exc}") from None
     if "key" not in table.columns:
         raise ModscopeError(f"{path} exists but is not a modscope sweep table (no key column)")
     return table
+
+
+def _relative(checkpoint: str, table: Path) -> str:
+    """``checkpoint`` relative to the folder of the sweep table (POSIX separators); absolute when
+    no relative path exists (another drive)."""
+    try:
+        rel = os.path.relpath(Path(checkpoint).resolve(), Path(table).resolve().parent)
+    except ValueError:
+        return str(Path(checkpoint).resolve())
+    return Path(rel).as_posix()
 
 
 def _shortest(x: float) -> str:
@@ -300,6 +316,7 @@ def run_sweep(
             raise ModscopeError("no output table: give --out or an 'out' entry in the config")
         out = base / str(config["out"])
     out = Path(out)
+    check_output(out, "the sweep table", stdout=False)  # before any row is computed
     if out.suffix not in (".csv", ".parquet"):
         raise ModscopeError(f"the sweep table must be .csv or .parquet, got {out.name}")
     if out.suffix == ".parquet":
@@ -319,6 +336,9 @@ def run_sweep(
         for row in previous.to_dict(orient="records"):
             if row["key"] in wanted:
                 done[row["key"]] = row
+    for u in units:  # paths relative to the table's folder: the same bytes from any working folder
+        if u.key in done:
+            done[u.key]["checkpoint"] = _relative(u.checkpoint, out)
     reused = len(done)
     todo = [u for u in units if u.key not in done]
     columns = ["checkpoint", *SETTING_COLUMNS, *RESULT_COLUMNS]
@@ -332,7 +352,7 @@ def run_sweep(
     with bar:
         if todo:
             for i, row in executor.as_completed(run_unit, todo):
-                done[todo[i].key] = row
+                done[todo[i].key] = {**row, "checkpoint": _relative(todo[i].checkpoint, out)}
                 _write_table(out, table())
                 bar.update()
     final = table()

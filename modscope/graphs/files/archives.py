@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import ZIP_ERRORS, Budget
 from .formats import MAX_FILE_BYTES, check_file, first_line
 
 __all__ = ["archive_kind", "read_pt2", "read_torchscript"]
@@ -84,8 +85,10 @@ _EXPR_NAMES = frozenset(
     even odd rational precision
     """.split()
 )
-_QUOTED = re.compile(r"[a-z]+\d+|[-+]?\d+(\.\d*)?(e[-+]?\d+)?")  # a symbol's name or a number
-_SYMBOL = re.compile(r"^[a-z]+\d+$")
+# a symbol's name or a number; symbol indices have at most 5 digits (torch loops up to the index:
+# `u999999999999999` would hang it)
+_QUOTED = re.compile(r"[a-z]+\d{1,5}|[-+]?\d{1,30}(\.\d*)?(e[-+]?\d+)?")
+_SYMBOL = re.compile(r"^[a-z]+\d{1,5}$")
 # the names of values, nodes and arguments (torch writes Python identifiers; FX turns them into code)
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
 _VALUE_TABLES = (
@@ -109,7 +112,7 @@ def _open_zip(path: Path, what: str) -> zipfile.ZipFile:
         )
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModscopeError(
             f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
         ) from None
@@ -133,7 +136,7 @@ def archive_kind(path: str | Path) -> ArchiveKind | None:
                 return "pt2"
             if f"{root}/constants.pkl" in names:
                 return "torchscript"
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError):
+    except ZIP_ERRORS:
         return None
     return None
 
@@ -144,6 +147,9 @@ class _Entries:
     def __init__(self, path: Path, z: zipfile.ZipFile, root: str, what: str) -> None:
         self.path, self.z, self.root, self.what = path, z, root, what
         self.names = set(z.namelist())
+        # one budget for the archive: every entry's decompressed length and every tensor copied
+        # out of a storage (zip bombs, stride-0 tensors) are added before they are allocated
+        self.budget = Budget(str(path))
 
     def has(self, name: str) -> bool:
         return f"{self.root}/{name}" in self.names
@@ -154,9 +160,10 @@ class _Entries:
             raise ModscopeError(f"{self.path}: not a readable {self.what}: it has no {name}")
         if self.z.getinfo(full).file_size > MAX_FILE_BYTES:
             raise ModscopeError(f"{self.path}: {name} is above the {MAX_FILE_BYTES:,}-byte limit")
+        self.budget.take(self.z.getinfo(full).file_size, f"entry {name} (decompressed)")
         try:
             return self.z.read(full)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        except ZIP_ERRORS as exc:
             raise ModscopeError(
                 f"{self.path}: not a readable {self.what}, truncated or corrupt ({first_line(exc)})"
             ) from None
@@ -168,9 +175,12 @@ class _Entries:
             raise ModscopeError(f"{self.path}: {name} is not valid JSON ({first_line(exc)})") from None
 
 
-def _strided(buf: np.ndarray, sizes: list[int], strides: list[int], offset: int, where: str) -> np.ndarray:
+def _strided(
+    buf: np.ndarray, sizes: list[int], strides: list[int], offset: int, where: str, budget: Budget
+) -> np.ndarray:
     """``buf`` (a flat storage) viewed with torch's sizes / strides / offset (in elements), copied;
-    refused unless every element it views lies inside the storage."""
+    refused unless every element it views lies inside the storage and the copy fits ``budget``
+    (a stride-0 tensor of a small storage can declare terabytes)."""
     if len(sizes) != len(strides) or any(
         not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in (*sizes, *strides, offset)
     ):
@@ -181,6 +191,7 @@ def _strided(buf: np.ndarray, sizes: list[int], strides: list[int], offset: int,
             raise ModscopeError(f"{where}: its sizes and strides reach past the end of its storage")
     elif offset > buf.size:
         raise ModscopeError(f"{where}: its offset lies past the end of its storage")
+    budget.shape(sizes, buf.itemsize, f"{where.removeprefix(budget.source + ': ')} of shape {tuple(sizes)}")
     view = np.lib.stride_tricks.as_strided(
         buf[offset:] if 0 not in sizes else buf[:0],
         shape=tuple(sizes),
@@ -227,7 +238,12 @@ def _pt2_tensor(entries: _Entries, folder: str, fqn: str, meta: Any, cache: dict
     start = tm.get("storage_offset", {})
     offset = start.get("as_int") if isinstance(start, dict) else None
     arr = _strided(
-        cache[key], _sym_ints(tm.get("sizes"), where), _sym_ints(tm.get("strides"), where), offset, where
+        cache[key],
+        _sym_ints(tm.get("sizes"), where),
+        _sym_ints(tm.get("strides"), where),
+        offset,
+        where,
+        entries.budget,
     )
     t = torch.from_numpy(arr)
     if code == _BFLOAT16:
@@ -306,6 +322,22 @@ def _vet(obj: Any, where: str) -> None:
             stack.extend(item.values())
 
 
+def _check_ranges(program: dict, where: str) -> None:
+    """``range_constraints``: ``{symbol: {"min_val": int | None, "max_val": int | None}}`` with
+    symbol names torch makes (``s0``, ``u12``); anything else refused before torch reads it."""
+    ranges = program.get("range_constraints", {})
+    if not isinstance(ranges, dict) or len(ranges) > 10_000:
+        raise ModscopeError(f"{where}: malformed range_constraints")
+    for name, bounds in ranges.items():
+        if not _SYMBOL.match(str(name)):
+            raise ModscopeError(f"{where}: refused range_constraints symbol {str(name)[:40]!r}")
+        if not isinstance(bounds, dict) or not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63)
+            for v in bounds.values()
+        ):
+            raise ModscopeError(f"{where}: malformed range_constraints entry for {name}")
+
+
 def read_pt2(path: str | Path) -> Any:
     """The ``torch.export.ExportedProgram`` of a ``.pt2`` archive, read without running its code.
 
@@ -345,6 +377,7 @@ def read_pt2(path: str | Path) -> Any:
         program = entries.json(f"models/{name}.json")
         if not isinstance(program, dict) or not isinstance(program.get("graph_module"), dict):
             raise ModscopeError(f"{path}: models/{name}.json is not an exported program")
+        _check_ranges(program, str(path))
         _vet(program, str(path))
         program["guards_code"] = []  # torch would exec these when the program becomes a module
         state = _payload(entries, "data/weights/", f"data/weights/{name}_weights_config.json", False)
@@ -409,20 +442,32 @@ class _ScriptUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise pickle.UnpicklingError("unknown persistent id")
         _, kind, key, _, numel = pid
-        if kind not in _TS_DTYPES or not isinstance(key, str) or not re.fullmatch(r"\w+", key):
-            raise pickle.UnpicklingError(f"unsupported storage {kind!r}")
+        if kind not in _TS_DTYPES:
+            raise pickle.UnpicklingError(f"unsupported storage type {kind!r}")
+        if not isinstance(key, str) or not re.fullmatch(r"\w+", key):
+            raise pickle.UnpicklingError(
+                f"refused storage key {str(key)[:60]!r} (a path outside the archive's data/ folder?)"
+            )
         if key not in self.storages:
             dtype = np.dtype(_TS_DTYPES[kind])
             raw = self.entries.read(f"data/{key}")
             if not isinstance(numel, int) or numel < 0 or numel * dtype.itemsize > len(raw):
                 raise pickle.UnpicklingError(f"storage {key} is shorter than it says (truncated?)")
-            self.storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
+            array = np.frombuffer(raw, dtype=dtype, count=numel)
+            if kind == "BFloat16Storage":  # numpy has no bfloat16: its 16 bits are float32's top half
+                self.entries.budget.take(4 * numel, f"storage {key} widened to float32")
+                array = (array.astype(np.uint32) << 16).view(np.float32)
+            self.storages[key] = array
         return self.storages[key]
 
     def rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> np.ndarray:
         if not isinstance(storage, np.ndarray):
             raise pickle.UnpicklingError("a tensor without storage")
-        return _strided(storage, list(size), list(stride), offset, "a tensor")
+        try:
+            size, stride = list(size), list(stride)
+        except TypeError:
+            raise pickle.UnpicklingError("a tensor with malformed sizes or strides") from None
+        return _strided(storage, size, stride, offset, "a tensor", self.entries.budget)
 
 
 def _named_tensors(obj: Any) -> dict[str, np.ndarray]:

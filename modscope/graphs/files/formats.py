@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -45,6 +46,7 @@ __all__ = [
     "UntrustedPickleWarning",
     "check_checkpoint_version",
     "check_file",
+    "check_tensor_sizes",
     "first_line",
     "is_checkpoint_payload",
     "read_npz",
@@ -54,6 +56,7 @@ __all__ = [
     "symbolic_note",
     "task_ordered_state_dict",
     "unwrap_state_dict",
+    "widen_float8",
 ]
 
 CHECKPOINT_FORMAT = "modscope.checkpoint"
@@ -98,6 +101,33 @@ def check_file(path: Path) -> None:
         raise ModscopeError(f"{path}: empty file")
 
 
+def check_tensor_sizes(tensors: Any, budget: Budget, limit: int = 1_000_000) -> None:
+    """Add the bytes each tensor of a loaded object *declares* (numel x element size) to
+    ``budget``: a stride-0 (expanded) tensor over a tiny storage declares far more than the file
+    holds, and every later copy would allocate it. Walks dicts, lists and tuples (at most
+    ``limit`` containers and tensors)."""
+    torch = sys.modules.get("torch")
+    tensor_type = torch.Tensor if torch is not None else np.ndarray
+    todo: list[tuple[str, Any]] = [("", tensors)]
+    for _ in range(limit):
+        if not todo:
+            return
+        name, obj = todo.pop()
+        where = name or "(root)"
+        if isinstance(obj, tensor_type) and torch is not None:
+            budget.shape(obj.shape, obj.element_size(), f"tensor {where} of shape {tuple(obj.shape)}")
+        elif isinstance(obj, np.ndarray):
+            budget.shape(obj.shape, obj.itemsize, f"array {where} of shape {obj.shape}")
+        elif isinstance(obj, Mapping):
+            todo.extend((f"{name}.{k}" if name else str(k), v) for k, v in obj.items() if _walk(v))
+        elif isinstance(obj, list | tuple):
+            todo.extend((f"{name}[{i}]", v) for i, v in enumerate(obj) if _walk(v))
+
+
+def _walk(v: Any) -> bool:
+    return isinstance(v, Mapping | list | tuple | np.ndarray) or _is_array(v)
+
+
 def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_option: bool = True) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors.
 
@@ -113,6 +143,8 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
         raise ModscopeError(
             f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
         )
+    budget = Budget(str(path))
+    check_zip(path, budget)
     if trust_pickle:
         warnings.warn(
             f"{path}: loading with trust_pickle: any code pickled in this file runs now",
@@ -120,7 +152,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
             stacklevel=2,
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             # torch names the first global it refused: "Unsupported global: GLOBAL a.b.C was not ..."
@@ -150,6 +182,8 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
         ) from None
     except Exception:  # torch's unpickler raises many types on corrupt bytes
         raise ModscopeError(f"{path}: {_not_torch(path)}") from None
+    check_tensor_sizes(obj, Budget(str(path)))
+    return obj
 
 
 _READ = ".pt/.pth/.bin/.ckpt (torch.save), .safetensors, .npz, .onnx, .h5/.keras or .pt2"
@@ -204,7 +238,7 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     check_file(path)
     try:
         return load_file(str(path))
-    except TypeError:  # bfloat16 and friends: numpy has no such dtype, torch reads them
+    except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
         from safetensors.torch import load_file as load_torch
 
         try:
@@ -218,17 +252,26 @@ def read_safetensors(path: Path) -> dict[str, Any]:
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, by name; pickled object arrays are refused."""
     check_file(path)
+    check_npz(path, Budget(str(path)))
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
+    except ModscopeError:
+        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
         raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except ZIP_ERRORS as exc:
         raise ModscopeError(
             f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})"
         ) from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back the raw bytes of a member without .npy magic
+            raise ModscopeError(f"{path}: member {k} is not a .npy array (truncated or corrupt)")
+        if v.dtype.kind not in "biuf":
+            raise ModscopeError(f"{path}: array {k} holds {v.dtype} values, not real numbers")
+    return arrays
 
 
 def _is_array(v: Any) -> bool:
@@ -270,10 +313,20 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return read_safetensors(path)
+        return widen_float8(read_safetensors(path))
     if suffix == ".npz":
         return read_npz(path)
-    return unwrap_state_dict(safe_torch_load(path), str(path))
+    return widen_float8(unwrap_state_dict(safe_torch_load(path), str(path)))
+
+
+def widen_float8(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
+    """8-bit (and narrower) float tensors as float32: numpy has no such dtype, and a weight's
+    magnitude is all the graph needs (exact: every float8 value is a float32 value)."""
+    narrow = [k for k, v in tensors.items() if "float8" in str(getattr(v, "dtype", "")) or
+              "float4" in str(getattr(v, "dtype", ""))]
+    if not narrow:
+        return tensors
+    return {k: (v.float() if k in narrow else v) for k, v in tensors.items()}
 
 
 # -- modscope checkpoints ------------------------------------------------------------------------

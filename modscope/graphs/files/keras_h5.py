@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import ZIP_ERRORS, Budget
 from ..weight_graph import WeightGraph, check_build_memory
 from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
 from .keras_layers import KerasLayer, LayerBuilder
@@ -86,7 +87,7 @@ def _item(group: Any, name: str, where: str) -> Any:
     return node
 
 
-def _dataset(group: Any, name: str, where: str) -> np.ndarray:
+def _dataset(group: Any, name: str, where: str, budget: Budget | None = None) -> np.ndarray:
     h5py = _h5py()
     ds = _item(group, name, where)
     if not isinstance(ds, h5py.Dataset):
@@ -95,17 +96,21 @@ def _dataset(group: Any, name: str, where: str) -> np.ndarray:
         raise ModscopeError(f"{where}: {name!r} keeps its data in other files: refused")
     if ds.size * ds.dtype.itemsize > MAX_FILE_BYTES:
         raise ModscopeError(f"{where}: {name!r} is above the {MAX_FILE_BYTES:,}-byte limit")
+    # declared shape x dtype, before reading: chunks of fill values or a gzip filter can make a
+    # small file declare gigabytes
+    budget = budget or Budget(where)
+    budget.shape(ds.shape or (), ds.dtype.itemsize, f"dataset {name!r} of shape {ds.shape}")
     return np.asarray(ds[()])
 
 
-def _legacy_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
+def _legacy_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list[str]]:
     """Layer weights of the legacy layout: ``layer_names`` and each layer's ``weight_names``."""
     order = _strings(root.attrs.get("layer_names"))
     weights, names = {}, {}
     for layer in order:
         group = _item(root, layer, where)
         wn = _strings(group.attrs.get("weight_names"))
-        weights[layer] = [_dataset(group, n, where) for n in wn]
+        weights[layer] = [_dataset(group, n, where, budget) for n in wn]
         names[layer] = wn
     return weights, names, order
 
@@ -114,7 +119,7 @@ def _natural(name: str) -> list:
     return [int(p) if p.isdigit() else p for p in _NATURAL.split(name)]
 
 
-def _v3_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
+def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list[str]]:
     """Keras 3's ``layers/<name>/vars/<i>`` layout (the user's layer name is the ``vars`` group's
     ``name`` attribute; a recurrent layer keeps its weights in ``cell/vars``)."""
     h5py = _h5py()
@@ -132,7 +137,7 @@ def _v3_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
             if "vars" in g:
                 vars_ = _item(g, "vars", where)
                 for i in sorted(vars_.keys(), key=_natural):
-                    arrays.append(_dataset(vars_, i, where))
+                    arrays.append(_dataset(vars_, i, where, budget))
                     labels.append(f"{prefix}vars/{i}")
             for sub in sorted(k for k in g.keys() if k != "vars"):
                 child = _item(g, sub, where)
@@ -143,18 +148,18 @@ def _v3_weights(root: Any, where: str) -> tuple[dict, dict, list[str]]:
     return weights, names, order
 
 
-def _read_h5(source: Any, where: str, config: dict | None, kind: str) -> KerasFile:
+def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Budget) -> KerasFile:
     h5py = _h5py()
     try:
         with h5py.File(source, "r") as f:
             if config is None and "model_config" in f.attrs:
                 config = _json(f.attrs["model_config"], where)
             if "layer_names" in f.attrs:
-                weights, names, order = _legacy_weights(f, where)
+                weights, names, order = _legacy_weights(f, where, budget)
             elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
-                weights, names, order = _legacy_weights(_item(f, "model_weights", where), where)
+                weights, names, order = _legacy_weights(_item(f, "model_weights", where), where, budget)
             elif "layers" in f:
-                weights, names, order = _v3_weights(f, where)
+                weights, names, order = _v3_weights(f, where, budget)
             else:
                 raise ModscopeError(
                     f"{where}: no Keras weights found (no layer_names, model_weights or layers)"
@@ -188,6 +193,7 @@ def read_keras(path: str | Path) -> KerasFile:
             f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
         )
     _h5py()
+    budget = Budget(str(path))
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModscopeError(f"{path}: not a readable .keras archive, truncated or corrupt (not a zip file)")
     if zipfile.is_zipfile(path):
@@ -201,14 +207,17 @@ def read_keras(path: str | Path) -> KerasFile:
                 for n in ("config.json", "model.weights.h5"):
                     if z.getinfo(n).file_size > MAX_FILE_BYTES:
                         raise ModscopeError(f"{path}: {n} is above the {MAX_FILE_BYTES:,}-byte limit")
+                    budget.take(z.getinfo(n).file_size, f"entry {n} (decompressed)")
                 config = _json(z.read("config.json"), str(path))
                 data = z.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+        except ModscopeError:
+            raise
+        except ZIP_ERRORS as exc:
             raise ModscopeError(
                 f"{path}: not a readable .keras archive, truncated or corrupt ({first_line(exc)})"
             ) from None
-        return _read_h5(io.BytesIO(data), str(path), config, ".keras")
-    return _read_h5(str(path), str(path), None, "HDF5")
+        return _read_h5(io.BytesIO(data), str(path), config, ".keras", budget)
+    return _read_h5(str(path), str(path), None, "HDF5", budget)
 
 
 # -- weights only ------------------------------------------------------------------------------------
@@ -281,17 +290,38 @@ def _refs(v: Any) -> list[tuple[str, int, int]]:
 
 
 def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
-    """Layers, the model's input and output references, and whether it is Sequential."""
+    """Layers, the model's input and output references, and whether it is Sequential; a malformed
+    config (a missing class_name, a config that is not an object, layers not a list, inbound
+    nodes that are not references) is refused in one line."""
+    try:
+        layers, inputs, outputs, sequential = _parse_layers(config, where)
+    except ModscopeError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+        what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
+        raise ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})") from None
+    for layer in layers:
+        ok = isinstance(layer.cls, str) and isinstance(layer.name, str) and isinstance(layer.config, dict)
+        if not ok:
+            raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
+    return layers, inputs, outputs, sequential
+
+
+def _parse_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
     cls = config.get("class_name")
     body = config.get("config")
     if cls == "Sequential":
         raw = body if isinstance(body, list) else (body or {}).get("layers", [])
+        if not isinstance(raw, list):
+            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
         layers = [
             KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
             for i, r in enumerate(raw)
         ]
         return layers, [], [], True
     if cls in ("Functional", "Model") and isinstance(body, dict):
+        if not isinstance(body.get("layers", []), list):
+            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
         layers = [
             KerasLayer(
                 r["class_name"],
@@ -312,6 +342,7 @@ def _batch_shape(cfg: dict) -> list | None:
 
 
 _SKIP = {"InputLayer"}
+_LAYER_METHODS = frozenset(n for n in vars(LayerBuilder) if n[:1].isupper())
 
 
 @dataclass
@@ -347,12 +378,22 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
         build = LayerBuilder(
             module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
         )
-        maker = getattr(build, layer.cls, None)
-        if maker is None or layer.cls.startswith("_"):
+        # only the builder's layer methods (Keras class names are capitalised): a class_name such
+        # as "cfg" or "weights" must not reach the builder's own attributes
+        maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
+        if maker is None:
             raise ModscopeError(
                 f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
             )
-        fns[layer.name] = maker()
+        try:
+            fns[layer.name] = maker()
+        except ModscopeError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise ModscopeError(
+                f"{source}: Keras layer {layer.cls} ({layer.name}): malformed config "
+                f"({type(exc).__name__}: {first_line(exc)})"
+            ) from None
     plan = _Plan(layers, fns, inputs, outputs, sequential)
     # the example input: declared shapes, symbolic sizes 1
     shapes, dtypes = [], []
@@ -382,7 +423,7 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
                 "channels last: 1,H,W,C) or load_graph(path, input_shape=...)"
             )
         symbolic += [f"input {k} axis {j}" for j, d in enumerate(shape) if j > 0 and d is None]
-        dims = [1 if s is None else int(s) for s in shape]
+        dims = _example_dims(shape, source)
         dt = torch.int64 if isinstance(dtype, str) and "int" in dtype else torch.float32
         example.append(torch.zeros(dims, dtype=dt))
     axes = {"x" if k == 0 else f"more_{k - 1}": -1 for k in range(len(example))}  # features last
@@ -398,6 +439,23 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
         ) from None
     module.symbolic = symbolic
     return module, tuple(example), axes
+
+
+def _example_dims(shape: Any, source: str) -> list[int]:
+    """A declared batch shape as the example's dims: batch 1 whatever the file says, symbolic
+    sizes 1, every other size a positive integer, the whole within the memory budget."""
+    if not isinstance(shape, list | tuple) or not shape:
+        raise ModscopeError(f"{source}: malformed input shape {str(shape)[:60]!r}")
+    dims = [1]
+    for s in shape[1:]:
+        if s is None:
+            dims.append(1)
+        elif isinstance(s, int) and not isinstance(s, bool) and s > 0:
+            dims.append(s)
+        else:
+            raise ModscopeError(f"{source}: the input shape {str(shape)[:60]} has a size {s!r}, not positive")
+    Budget(source).shape(dims, 8, f"the example input of shape {tuple(dims)}")
+    return dims
 
 
 def run_plan(plan: _Plan, inputs: list) -> Any:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
 from .onnx_ops import NP_TYPES, OPS, Call, module_path, node_label, sanitise
@@ -328,11 +329,14 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
     if not inputs:
         raise ModscopeError(f"{source}: the graph has no input")
     example, names, symbolic = [], [], []
+    budget = Budget(source)
     for k, inp in enumerate(inputs):
         tt = inp.type.tensor_type
         if not inp.type.HasField("tensor_type") or tt.elem_type not in NP_TYPES:
             raise ModscopeError(f"{source}: graph input {inp.name} is not a tensor of a supported type")
         shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
+        if len(shape) >= 2:
+            shape[0] = 1  # batch 1 whatever the file declares (one example is enough to trace)
         if k == 0 and input_shape is not None:
             shape = [int(s) for s in input_shape]
         else:  # sizes other than the batch's that the file leaves open: set to 1, and said
@@ -341,7 +345,9 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
                 for j, d in enumerate(tt.shape.dim)
                 if j > 0 and not (d.HasField("dim_value") and d.dim_value > 0)
             ]
-        example.append(torch.from_numpy(np.zeros(shape, dtype=NP_TYPES[tt.elem_type])))
+        dtype = np.dtype(NP_TYPES[tt.elem_type])
+        budget.shape(shape, dtype.itemsize, f"graph input {inp.name[:60]} of shape {tuple(shape)}")
+        example.append(torch.from_numpy(np.zeros(shape, dtype=dtype)))
         names.append(inp.name)
     try:
         module = _module_class()(model, tuple(example), names, source)

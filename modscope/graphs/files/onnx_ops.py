@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from .padding import pad_by_concat, same_pads
 
 __all__ = ["NP_TYPES", "OPS", "Call", "module_path", "node_label", "sanitise"]
@@ -526,14 +527,25 @@ def _gather(c: Call) -> Any:
     return out.reshape(shape)
 
 
+def _fits(c: Call, shape: Any, itemsize: int = 8) -> list[int]:
+    """A shape an op makes from the file's numbers, checked against the memory budget first."""
+    dims = [int(d) for d in shape]
+    where = f"node {c.node.name or c.index} ({c.op}) of shape {tuple(dims)}"
+    Budget(c.runner.source).shape(dims, itemsize, where)
+    return dims
+
+
 def _expand(c: Call) -> Any:
     x = c.t(0)
     shape = c.ints(1)
-    return x.expand(list(np.broadcast_shapes(tuple(x.shape), tuple(shape))))
+    return x.expand(_fits(c, np.broadcast_shapes(tuple(x.shape), tuple(shape)), x.element_size()))
 
 
 def _tile(c: Call) -> Any:
-    return c.t(0).repeat(c.ints(1))
+    x, reps = c.t(0), c.ints(1)
+    if len(reps) == x.ndim:
+        _fits(c, [n * r for n, r in zip(x.shape, reps, strict=True)], x.element_size())
+    return x.repeat(reps)
 
 
 def _constant(c: Call) -> Any:
@@ -557,7 +569,7 @@ def _constant_of_shape(c: Call) -> Any:
     value = np.zeros(1, dtype=np.float32)
     if "value" in c.attrs:
         value = np.array(numpy_helper.to_array(c.attrs["value"])).reshape(-1)
-    return c.torch.from_numpy(np.full(c.ints(0), value[0], dtype=value.dtype))
+    return c.torch.from_numpy(np.full(_fits(c, c.ints(0), value.dtype.itemsize), value[0], dtype=value.dtype))
 
 
 def _shape(c: Call) -> Any:
@@ -621,7 +633,11 @@ def _where(c: Call) -> Any:
 
 
 def _range(c: Call) -> Any:
-    return c.torch.arange(c.array(0).item(), c.array(1).item(), c.array(2).item())
+    start, limit, delta = (c.array(k).item() for k in range(3))
+    if delta == 0:
+        raise c.refuse("a Range with step 0")
+    _fits(c, [max(0, int(np.ceil((limit - start) / delta)))])
+    return c.torch.arange(start, limit, delta)
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------

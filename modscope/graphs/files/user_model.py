@@ -10,12 +10,14 @@ input is given by shape (``1,3,32,32``) and dtype.
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from . import formats
 
 __all__ = ["build_model", "example_tensor", "guess_example", "load_weights_into", "parse_shape"]
@@ -33,7 +35,10 @@ def parse_shape(shape: str | tuple[int, ...]) -> tuple[int, ...]:
                 f"an input shape is comma-separated integers (1,3,32,32), got {shape!r}"
             ) from None
     else:
-        dims = tuple(int(t) for t in shape)
+        try:
+            dims = tuple(operator.index(t) for t in shape)
+        except TypeError:
+            raise ModscopeError(f"an input shape is a tuple of integers, got {shape!r}") from None
     if not dims or min(dims) < 1:
         raise ModscopeError(f"an input shape needs positive sizes, got {shape!r}")
     return dims
@@ -47,6 +52,8 @@ def example_tensor(shape: str | tuple[int, ...], dtype: str = "float32") -> Any:
     dims = parse_shape(shape)
     if dtype not in _DTYPES:
         raise ModscopeError(f"unknown input dtype {dtype!r}; choose from {', '.join(_DTYPES)}")
+    item = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    Budget("--input-shape").shape(dims, item, f"an example input of shape {','.join(map(str, dims))}")
     return torch.zeros(dims, dtype=getattr(torch, dtype))
 
 
@@ -59,7 +66,7 @@ def _factory(spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's code: its import failure in one line
+    except (Exception, SystemExit) as exc:  # the user's code: its import failure in one line
         raise ModscopeError(
             f"cannot import {module_name!r} ({type(exc).__name__}: {formats.first_line(exc)})"
         ) from None
@@ -181,6 +188,8 @@ def build_model(
     factory = _factory(spec)
     try:
         made = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    except SystemExit as exc:  # the user's code ended the run: say so, do not end silently
+        raise ModscopeError(f"{spec}() called sys.exit({exc.code!r}) instead of returning a module") from None
     except Exception as exc:  # the user's code
         raise ModscopeError(f"{spec}() failed ({type(exc).__name__}: {formats.first_line(exc)})") from None
     example = None

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +34,34 @@ def _check_norm(kernel_norm: str) -> None:
         raise ModscopeError(f"unknown kernel norm {kernel_norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """torch.export logs its own failures (20-odd lines, a traceback among them) before raising;
+    modscope says it in one line, so the logs are kept back unless ``MODSCOPE_VERBOSE`` is set
+    (``modscope --verbose``)."""
+    if os.environ.get("MODSCOPE_VERBOSE"):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:  # torch also prints a failed export's partial graph straight to sys.stderr
+        with redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _describe(args: tuple) -> str:
+    """``shape (1, 8) int64`` for each tensor argument."""
+    parts = [
+        f"shape {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}"
+        if hasattr(a, "shape")
+        else type(a).__name__
+        for a in args
+    ]
+    return ", ".join(parts) or "no arguments"
+
+
 def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:
     """``torch.export.export`` of ``module`` in eval mode (its modes restored), refusing in one
     line what cannot be exported. Never decomposed: a Linear, a conv, an LSTM stay one op."""
@@ -45,11 +78,23 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
+        with torch.no_grad():
+            module(*args, **(kwargs or {}))  # an input the module cannot take fails here, plainly
+    except Exception as exc:  # the user's module: one line
+        for m, mode in modes:
+            m.training = mode
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModscopeError(
+            f"cannot trace {type(module).__name__}: it does not run on the example input of "
+            f"{_describe(args)} ({type(exc).__name__}: {first}); pass an input of the shape and "
+            "dtype its forward takes (--input-shape, --input-dtype)"
+        ) from None
+    try:
         # node annotations (the ONNX node each op runs for) reach the program only when kept
         from torch.fx import traceback as fx_traceback
 
         keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
-        with torch.no_grad(), warnings.catch_warnings(), keep_meta():
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_logs(), keep_meta():
             warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
             return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
     except Exception as exc:  # the user's module: its export failure in one line

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
+from ...runtime.limits import Budget
 from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 from .layers import LayerOps
@@ -131,6 +132,20 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             raise self.refuse(node, f"no shape known for {node.target}")
         return tuple(int(s) for s in val.shape)
 
+    @staticmethod
+    def shapes(node) -> list[tuple[int, ...]]:
+        """The shapes of a node's output tensors, as its metadata declares them."""
+        val = node.meta.get("val")
+        vals = val if isinstance(val, list | tuple) else [val]
+        out = []
+        for v in vals:
+            if hasattr(v, "shape"):
+                try:
+                    out.append(tuple(int(d) for d in v.shape))
+                except (TypeError, ValueError, RuntimeError):  # an unbacked symbolic size
+                    continue
+        return out
+
     def blank_like(self, node) -> Any:
         """Unit-free tensors of the node's output(s) (a list for an op with several)."""
         val = node.meta.get("val")
@@ -247,7 +262,18 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
 
     def run(self) -> WeightGraph:
         graph = self.ep.graph
+        budget = Budget("the traced program")
+        static = set(self.param_of)  # parameters and what is computed from them alone (views)
         for node in graph.nodes:
+            if node.op == "call_function" and all(n.name in static for n in node.all_input_nodes):
+                static.add(node.name)  # a view or cast of weights: not copied per unit
+            elif node.op in ("placeholder", "call_function") and node.name not in static:
+                # every activation is followed as units and positions (two int64 per element):
+                # what a file's declared shapes cost is checked before it is allocated
+                # an input also names a unit per feature (measured: ~170 bytes per element in all)
+                cost = 192 if node.op == "placeholder" else 16
+                for shape in self.shapes(node):
+                    budget.shape(shape, cost, f"{node.name}'s output of shape {tuple(shape)}")
             if node.op == "placeholder":
                 self.placeholder(node)
             elif node.op == "call_function":
