@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import SHUFFLE_NAMES, clustering_flags, progress_flag
+from .options import SHUFFLE_NAMES, clustering_flags, device_flag, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -40,6 +40,7 @@ def add(sub) -> None:
         "attention value units and MLP units) with the same measure and null",
     )
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
+    device_flag(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -50,6 +51,13 @@ def run(args) -> int:
     from ..scoring.blocks import score_blocks
 
     check_jobs(args.jobs, "--jobs")
+    if args.device:
+        from ..errors import ModscopeError
+        from ..runtime.modules import resolve_device
+
+        if args.jobs != 1:
+            raise ModscopeError("--jobs and --device exclude each other")
+        resolve_device(args.device)  # fail now, before any work, when CUDA is absent
     measure = args.method
     scores = score_blocks(
         args.checkpoint,
@@ -61,6 +69,7 @@ def run(args) -> int:
         jobs=args.jobs,
         progress=not args.no_progress,
         whole=args.whole,
+        device=args.device,
     )
     if args.json:
         write_json(args.json, scores.to_dict())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import executor, executor_flags, progress_flag
+from .options import device_flag, executor, executor_flags, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -20,6 +20,7 @@ def add(sub) -> None:
     p.add_argument("--out", metavar="PATH", help=".csv or .parquet table to write (default: the config's)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the rows; -1 = all cores")
     executor_flags(p, device=False)
+    device_flag(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -28,13 +29,19 @@ def run(args) -> int:
     from ..report.text import format_sweep
     from ..workflows.sweep import run_sweep
 
+    device, args.device = args.device, None  # each row's own device, not an executor of rows
     pool = executor(args)
+    if device and (pool is not None or args.jobs != 1):
+        from ..errors import ModscopeError
+
+        raise ModscopeError("--jobs, --scheduler and --device exclude each other")
     try:
         result = run_sweep(
             args.config,
             out=args.out,
             jobs=pool if pool is not None else args.jobs,
             progress=not args.no_progress,
+            device=device,
         )
     finally:
         if hasattr(pool, "close"):

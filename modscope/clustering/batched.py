@@ -1,27 +1,47 @@
-"""Spectral embeddings of many same-architecture graphs from one batched eigensolve on a torch
-device (a GPU: one ``torch.linalg.eigh`` over a stack of Gram matrices)."""
+"""Spectral embeddings on a torch device (a GPU): many same-architecture graphs from one batched
+eigensolve over a stack of Gram matrices (``torch.linalg.eigh``, or Chebyshev-filtered subspace
+iteration for large sides), and any one graph's embedding from its sparse normalised adjacency."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
+from ..errors import ModscopeError
 from .embedding import embed_rows, gram_side
+from .subspace import topk_eigh
 
-__all__ = ["batched_singular"]
+__all__ = ["EXACT_SIDE", "DeviceSolver", "batched_singular", "device_embedding"]
+
+DeviceSolver = Literal["auto", "eigh", "subspace"]
+
+# Up to this many nodes on the Gram side "auto" solves the stack with a full ``eigh``; above it by
+# subspace iteration, whose block products run at full speed where a large ``eigh`` does not.
+EXACT_SIDE = 1024
 
 
-def batched_singular(graphs: Sequence, k: int, device) -> list:
+def _check_solver(solver: str) -> None:
+    if solver not in ("auto", "eigh", "subspace"):
+        raise ModscopeError(f"unknown device eigensolver {solver!r}; use 'auto', 'eigh' or 'subspace'")
+
+
+def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "auto", seed: int = 0) -> list:
     """Spectral embeddings of same-architecture graphs from one batched Gram eigensolve.
 
     Returns, per graph, ``(embedding, eigenvalues, nodes)`` as `spectral_embedding` gives, or
     ``None`` where the top ``k`` singular values are not all positive (the unbatched path
     then decides). The smaller bipartite side's Gram matrix ``N^T N`` is block tridiagonal in
     the normalised weights ``N_l = D^-1/2 |W_l| D^-1/2``; degree-0 nodes are zero rows, which
-    add only zero eigenvalues.
+    add only zero eigenvalues. ``solver``: a full ``eigh`` of the stack, subspace iteration
+    (`modscope.clustering.subspace`, seeded by ``seed``), or ``"auto"``: ``eigh`` up to
+    `EXACT_SIDE` nodes on the Gram side.
     """
     import torch
+
+    _check_solver(solver)
 
     g0 = graphs[0]
     if not g0.is_chain:  # the batched Gram assembly is written for layered graphs
@@ -56,8 +76,12 @@ def batched_singular(graphs: Sequence, k: int, device) -> list:
             cross = N[t - 1].mT @ N[t].mT
             G[:, a, b] += cross
             G[:, b, a] += cross.mT
-    s2, V = torch.linalg.eigh(G)
-    s2, V = s2[:, -k:].flip(-1), V[:, :, -k:].flip(-1)
+    if solver == "subspace" or (solver == "auto" and m > EXACT_SIDE):
+        s2, V = topk_eigh(lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed)
+    else:
+        s2, V = torch.linalg.eigh(G)
+        s2, V = s2[:, -k:].flip(-1), V[:, :, -k:].flip(-1)
+    G = None  # the stack is freed before the other side's vectors are built
     s = torch.sqrt(torch.clamp(s2, min=0.0))
     vecs = torch.zeros((len(graphs), g0.n_nodes, k), dtype=torch.float64, device=device)
     side_idx = torch.as_tensor(np.concatenate([np.arange(off[l], off[l + 1]) for l in side]), device=device)
@@ -81,3 +105,35 @@ def batched_singular(graphs: Sequence, k: int, device) -> list:
         v = vecs_np[i][nodes[i]] / np.sqrt(2.0)
         out.append((embed_rows(g, v, nodes[i]), 1.0 - s_np[i], nodes[i]))
     return out
+
+
+def device_embedding(graph, k: int, device, seed: int = 0):
+    """``(embedding, eigenvalues, nodes)`` of any graph (bipartite or not) as `spectral_embedding`
+    gives, from subspace iteration on its sparse normalised adjacency ``D^-1/2 A D^-1/2`` on
+    ``device``: only sparse-times-block products, for graphs too large for a dense ``eigh``
+    (e.g. a whole transformer's merged-stream graph)."""
+    import torch
+
+    nodes = np.flatnonzero(graph.active)
+    if k >= nodes.size:
+        raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
+    A = graph.adjacency[nodes][:, nodes].tocsr()
+    inv = 1.0 / np.sqrt(np.asarray(A.sum(axis=1)).ravel())
+    A = (A.multiply(inv[:, None]).multiply(inv[None, :])).tocsr()
+    A.sort_indices()
+    with warnings.catch_warnings():  # torch calls its sparse CSR support beta; products are stable
+        warnings.simplefilter("ignore", UserWarning)
+        N = torch.sparse_csr_tensor(
+            torch.as_tensor(A.indptr.astype(np.int64)),
+            torch.as_tensor(A.indices.astype(np.int64)),
+            torch.as_tensor(A.data, dtype=torch.float64),
+            A.shape,
+            check_invariants=False,
+        ).to(device)
+    del A
+
+    def apply(X):
+        return (N @ X[0])[None]
+
+    mu, vecs = topk_eigh(apply, (1, nodes.size), k, lo=-1.0, hi=1.0, device=device, seed=seed)
+    return embed_rows(graph, vecs[0].cpu().numpy(), nodes), 1.0 - mu[0].cpu().numpy(), nodes

@@ -77,12 +77,15 @@ def score_blocks(
     executor: Executor | None = None,
     progress: bool = False,
     whole: bool = False,
+    device: str | None = None,
 ) -> BlockScores:
     """`modscope.score` on every MLP block's 3-layer graph (``source``: a transformer checkpoint,
     state dict or module, or a list of `MLPBlock`). Every block uses the same ``seed``, so block
     ``i``'s row equals scoring that block's graph alone. ``whole``: also score the whole network's
     unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
-    attention value units and MLP units of spec §1b) with the same measure, null and seed."""
+    attention value units and MLP units of spec §1b) with the same measure, null and seed.
+    ``device``: every block's spectral path (and the whole graph's) batched on this torch device
+    (`modscope.score`'s ``device``)."""
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks = list(source) if given else mlp_blocks(source)
     results = [
@@ -96,6 +99,7 @@ def score_blocks(
             jobs=jobs,
             executor=executor,
             progress=progress,
+            device=device,
         )
         for block in blocks
     ]
@@ -114,5 +118,6 @@ def score_blocks(
             jobs=jobs,
             executor=executor,
             progress=progress,
+            device=device,
         )
     return BlockScores(blocks, results, name, whole_result)
