@@ -4,7 +4,6 @@ iteration for large sides), and any one graph's embedding from its sparse normal
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -109,31 +108,36 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
 
 def device_embedding(graph, k: int, device, seed: int = 0):
     """``(embedding, eigenvalues, nodes)`` of any graph (bipartite or not) as `spectral_embedding`
-    gives, from subspace iteration on its sparse normalised adjacency ``D^-1/2 A D^-1/2`` on
-    ``device``: only sparse-times-block products, for graphs too large for a dense ``eigh``
-    (e.g. a whole transformer's merged-stream graph)."""
+    gives, by subspace iteration on ``D^-1/2 A D^-1/2`` applied block by block on ``device``: each
+    weight matrix ``|W|`` once, scaled by the degrees on both sides, times a block of vectors in
+    both directions (``A = sum_b P_dst^T |W_b| P_src + its transpose``), so nothing the size of
+    the adjacency is built (a whole transformer's merged-stream graph: 70.8M edges in 0.6 GB)."""
     import torch
 
     nodes = np.flatnonzero(graph.active)
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
-    A = graph.adjacency[nodes][:, nodes].tocsr()
-    inv = 1.0 / np.sqrt(np.asarray(A.sum(axis=1)).ravel())
-    A = (A.multiply(inv[:, None]).multiply(inv[None, :])).tocsr()
-    A.sort_indices()
-    with warnings.catch_warnings():  # torch calls its sparse CSR support beta; products are stable
-        warnings.simplefilter("ignore", UserWarning)
-        N = torch.sparse_csr_tensor(
-            torch.as_tensor(A.indptr.astype(np.int64)),
-            torch.as_tensor(A.indices.astype(np.int64)),
-            torch.as_tensor(A.data, dtype=torch.float64),
-            A.shape,
-            check_invariants=False,
-        ).to(device)
-    del A
+    off = graph.offsets
+    dinv = np.zeros(graph.n_nodes)
+    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    blocks = []
+    for (src, dst), w in zip(graph.links, graph.abs_weights, strict=True):
+        a, b = slice(off[src], off[src + 1]), slice(off[dst], off[dst + 1])
+        # out of place: on the CPU as_tensor shares the graph's own |W|
+        scaled = torch.as_tensor(w, device=device, dtype=torch.float64) * torch.as_tensor(
+            dinv[b], device=device
+        )[:, None]
+        scaled = scaled * torch.as_tensor(dinv[a], device=device)[None, :]
+        blocks.append((a, b, scaled))
 
-    def apply(X):
-        return (N @ X[0])[None]
+    def apply(X):  # (1, n_nodes, p)
+        Y = torch.zeros_like(X)
+        for a, b, M in blocks:
+            Y[:, b] += M @ X[:, a]
+            Y[:, a] += M.mT @ X[:, b]
+        return Y
 
-    mu, vecs = topk_eigh(apply, (1, nodes.size), k, lo=-1.0, hi=1.0, device=device, seed=seed)
-    return embed_rows(graph, vecs[0].cpu().numpy(), nodes), 1.0 - mu[0].cpu().numpy(), nodes
+    # degree-0 nodes are zero rows: eigenvalue 0, inside the damped part of [-1, 1]
+    mu, vecs = topk_eigh(apply, (1, graph.n_nodes), k, lo=-1.0, hi=1.0, device=device, seed=seed)
+    vecs = vecs[0].cpu().numpy()[nodes]
+    return embed_rows(graph, vecs, nodes), 1.0 - mu[0].cpu().numpy(), nodes
