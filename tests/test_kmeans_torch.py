@@ -173,3 +173,34 @@ def test_cli_device_flags(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "CUDA is not available" in err[0]
     assert not written.exists()
+
+
+def test_streamed_blocks_equal_the_blocks_and_resume_from_the_cache(tmp_path, capsys):
+    # a LLaMA-layout file read one block at a time (memory-mapped): the blocks of the family's
+    # graph, the rows of score_blocks; a rerun reads every finished row back and computes nothing
+    from pathlib import Path
+
+    from modscope import score_blocks
+    from modscope.graphs.transformer import count_mlp_blocks, iter_mlp_blocks, mlp_blocks
+    from modscope.scoring.blocks import stream_block_scores
+
+    llama = Path(__file__).parent / "data" / "families" / "llama" / "model.safetensors"
+    whole = mlp_blocks(llama)
+    streamed = list(iter_mlp_blocks(llama))
+    assert count_mlp_blocks(llama) == len(whole) == len(streamed)
+    for a, b in zip(whole, streamed, strict=True):
+        assert a.name == b.name
+        np.testing.assert_allclose(b.w_in, a.w_in, rtol=1e-12)
+        np.testing.assert_allclose(np.abs(b.w_out), np.abs(a.w_out), rtol=1e-12)
+    plain = score_blocks(llama, n_clusters=2, n_shuffles=3, seed=1).to_frame()
+    first = stream_block_scores(llama, n_clusters=2, n_shuffles=3, seed=1, device="cpu", cache=tmp_path)
+    assert (first.computed, first.reused) == (len(whole), 0)
+    np.testing.assert_allclose(first.to_frame()["value"], plain["value"], atol=1e-9)
+    np.testing.assert_allclose(first.to_frame()["z"], plain["z"], atol=1e-6)
+    again = stream_block_scores(llama, n_clusters=2, n_shuffles=3, seed=1, cache=tmp_path)
+    assert (again.computed, again.reused) == (0, len(whole))
+    assert again.to_frame()["value"].tolist() == first.to_frame()["value"].tolist()
+    out = tmp_path / "rows.json"
+    args = ["blocks", str(llama), "--clusters", "2", "--shuffles", "3", "--seed", "1", "--no-progress"]
+    assert main([*args, "--cache", str(tmp_path), "--json", str(out)]) == 0
+    assert "model.layers.1.mlp" in capsys.readouterr().out and out.is_file()

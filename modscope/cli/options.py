@@ -141,7 +141,7 @@ def executor(args) -> Any:
         from ..scoring.batched import TorchBatchExecutor
 
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
-        return TorchBatchExecutor(args.device, batch_size=getattr(args, "batch_size", None) or 16)
+        return TorchBatchExecutor(args.device)
     return None
 
 

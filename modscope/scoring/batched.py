@@ -37,16 +37,24 @@ from ..runtime.threads import single_thread
 from .measures import Measure, NcutMeasure
 from .sample import null_value
 
-__all__ = ["TorchBatchExecutor"]
+__all__ = ["HOST_BATCH", "TorchBatchExecutor"]
+
+# Host memory a batch of shuffled graphs may take (bytes); the batch drawn ahead takes as much again.
+HOST_BATCH = 5 * 2**30
 
 
 class TorchBatchExecutor:
     """The spectral path on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``batch_size`` null
-    graphs at a time; ``threads`` host threads draw the shuffles (default: every core);
+    graphs at a time (default: 16, fewer where 16 shuffled graphs would not fit in `HOST_BATCH`
+    bytes of host memory); ``threads`` host threads draw the shuffles (default: every core);
     ``solver`` the device eigensolver (`modscope.clustering.batched.batched_singular`)."""
 
     def __init__(
-        self, device: str = "cpu", batch_size: int = 16, threads: int | None = None, solver: str = "auto"
+        self,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        threads: int | None = None,
+        solver: str = "auto",
     ) -> None:
         self.device = device
         self.batch_size = batch_size
@@ -70,7 +78,17 @@ class TorchBatchExecutor:
             return clusterer
         return None
 
+    def _batch(self, graph: WeightGraph) -> int:
+        """Null graphs per batch: ``batch_size``, or by default 16, fewer for graphs so large that
+        a batch (their weights, |W| and the stack sent to the device: 24 bytes an edge) and the
+        one drawn ahead would pass `HOST_BATCH` bytes (a LLaMA-7B MLP block: 2 at a time)."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return int(min(16, max(1, HOST_BATCH // (24 * max(graph.n_edges, 1)))))
+
     def _check(self) -> Any:
+        if self.batch_size is None:
+            return resolve_device(self.device)
         if (
             isinstance(self.batch_size, bool)
             or not isinstance(self.batch_size, int | np.integer)
@@ -148,14 +166,15 @@ class TorchBatchExecutor:
             yield from self.map(null_value, seeds, graph, null, measure)
             return
         threads = self.threads or os.cpu_count() or 1
-        workers = max(1, min(threads, self.batch_size))
+        size = self._batch(graph)
+        workers = max(1, min(threads, size))
         with single_thread(), ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as ahead:
             draw = None
-            for start in range(0, len(seeds), self.batch_size):
-                chunk = seeds[start : start + self.batch_size]
+            for start in range(0, len(seeds), size):
+                chunk = seeds[start : start + size]
                 # the next batch's shuffles are drawn on host threads while this one is solved
                 graphs = draw.result() if draw is not None else _draw(pool, graph, null, chunk)
-                after = seeds[start + self.batch_size : start + 2 * self.batch_size]
+                after = seeds[start + size : start + 2 * size]
                 draw = ahead.submit(_draw, pool, graph, null, after) if after else None
                 solved = _with_oom_message(
                     lambda graphs=graphs: batched_singular(graphs, clusterer.n_clusters, device, self.solver),
