@@ -204,3 +204,19 @@ def test_streamed_blocks_equal_the_blocks_and_resume_from_the_cache(tmp_path, ca
     args = ["blocks", str(llama), "--clusters", "2", "--shuffles", "3", "--seed", "1", "--no-progress"]
     assert main([*args, "--cache", str(tmp_path), "--json", str(out)]) == 0
     assert "model.layers.1.mlp" in capsys.readouterr().out and out.is_file()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_activation_graph_and_its_unit_null_on_the_device(device):
+    # an activation graph's own clustering and its unit-permutation null run the same batched way
+    from modscope.graphs.activations import ActivationGraph, standardised_ranks
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(80, 3))
+    acts = [z @ rng.normal(size=(3, w)) + 0.3 * rng.normal(size=(80, w)) for w in (12, 10, 8)]
+    g = ActivationGraph.from_ranks([standardised_ranks(a) for a in acts])
+    plain = score(g, n_clusters=3, n_shuffles=4, seed=0)
+    batched = score(g, n_clusters=3, n_shuffles=4, seed=0, executor=TorchBatchExecutor(device, 2, threads=2))
+    assert plain.null_name == batched.null_name == "units"
+    np.testing.assert_array_equal(batched.partition.labels, plain.partition.labels)
+    np.testing.assert_allclose(batched.null.samples, plain.null.samples, rtol=1e-9, atol=1e-9)

@@ -1,8 +1,9 @@
 """The spectral path of a score on a torch device (a GPU), whole and in batches.
 
 `TorchBatchExecutor` is an executor for the scoring engine. For the n-cut of a spectral clusterer
-against weight shuffles it draws ``batch_size`` shuffled graphs at a time (on host threads, from
-the same seeds and generators as the plain path, so the samples are the same graphs), solves their
+against a null (weight shuffles, unit permutations, ...) it draws ``batch_size`` null graphs at a
+time (on host threads, from the same seeds and generators as the plain path, so the samples are
+the same graphs), solves their
 Gram eigenproblems as one stack on ``device`` (`modscope.clustering.batched`), and runs every
 k-means restart of every graph of the batch at once as tensor ops
 (`modscope.clustering.kmeans_torch`), with the random numbers the plain path draws. The network's
@@ -29,7 +30,7 @@ from ..clustering.kmeans_torch import kmeans_restarts_torch
 from ..clustering.spectral import SpectralClusterer
 from ..errors import ModscopeError
 from ..graphs.weight_graph import WeightGraph
-from ..nulls import Null, WeightShuffleNull
+from ..nulls import Null
 from ..runtime.executors import LocalExecutor
 from ..runtime.modules import resolve_device
 from ..runtime.seeds import child_seed, int_seed
@@ -97,7 +98,9 @@ class TorchBatchExecutor:
             raise ModscopeError(f"the batch size must be an integer >= 1, got {self.batch_size!r}")
         return resolve_device(self.device)
 
-    def _partitions(self, clusterer: SpectralClusterer, graphs: list, found: list, seeds: list) -> list:
+    def _partitions(
+        self, clusterer: SpectralClusterer, graphs: list, found: list, seeds: list, pool=None
+    ) -> list:
         """Partitions of ``graphs`` from their embeddings ``found``: every k-means restart of every
         graph as one batch per embedding shape, each graph's generator from its seed in ``seeds``."""
         device = resolve_device(self.device)
@@ -123,9 +126,14 @@ class TorchBatchExecutor:
                 ),
                 f"{len(group)} graphs x {restarts} restarts x {k} clusters x {n} nodes",
             )
-            for j, i in enumerate(group):
-                _, ev, nodes = found[i]
-                out[i] = clusterer.choose(graphs[i], labels[j], inertia[j], ev, nodes)
+            def choose(j, group=group, labels=labels, inertia=inertia):
+                _, ev, nodes = found[group[j]]
+                return clusterer.choose(graphs[group[j]], labels[j], inertia[j], ev, nodes)
+
+            # each kept restart's n-cut on the host, on the pool's threads where there is one
+            chosen = (pool.map if pool is not None else map)(choose, range(len(group)))
+            for i, part in zip(group, chosen, strict=True):
+                out[i] = part
         return out
 
     def evaluate(
@@ -162,7 +170,7 @@ class TorchBatchExecutor:
         """The measure on the samples seeded by ``seeds``, in order (see `null_values`)."""
         device = self._check()
         clusterer = self._clusterer(measure)
-        if clusterer is None or not isinstance(null, WeightShuffleNull):
+        if clusterer is None:
             yield from self.map(null_value, seeds, graph, null, measure)
             return
         threads = self.threads or os.cpu_count() or 1
@@ -186,6 +194,7 @@ class TorchBatchExecutor:
                     [graphs[i] for i in ok],
                     [solved[i] for i in ok],
                     [child_seed(child_seed(chunk[i], 1), 1) for i in ok],
+                    pool,
                 )
                 values = dict(zip(ok, (p.ncut for p in parts), strict=True))
                 for i, ss in enumerate(chunk):
@@ -195,8 +204,12 @@ class TorchBatchExecutor:
 def _draw(pool: ThreadPoolExecutor, graph: WeightGraph, null: Null, seeds: Sequence) -> list[WeightGraph]:
     """The null graphs of ``seeds`` drawn on the pool's threads (numpy's shuffles release the GIL),
     each from its own generator: the plain path's graphs exactly."""
-    futures = [pool.submit(null.sample, graph, child_seed(ss, 0)) for ss in seeds]
-    return [f.result() for f in futures]
+    def one(ss):
+        g = null.sample(graph, child_seed(ss, 0))
+        g.abs_weights, g.degree, g.active  # noqa: B018  (cached here, on this thread, not later)
+        return g
+
+    return [f.result() for f in [pool.submit(one, ss) for ss in seeds]]
 
 
 def _with_oom_message(fn: Callable, what: str):
