@@ -131,6 +131,7 @@ def part_layer(args, budget: float) -> dict:
     import modscope
     from modscope.scoring.batched import TorchBatchExecutor
 
+    start = time.perf_counter()
     widths = _shape(args.quick)["mlp"]
     graph = glorot_graph(widths, 0)
     n = args.shuffles
@@ -142,12 +143,26 @@ def part_layer(args, budget: float) -> dict:
     dev = modscope.score(graph, n_clusters=12, n_shuffles=n, seed=0, executor=ex)
     _sync(args.device)
     dev_s = time.perf_counter() - t
+    from modscope.clustering.batched import EXACT_SIDE_GPU
+
     out = {"network": widths_name(widths), "shuffles": n, "k": 12, "batch": args.batch,
-           "device_s": dev_s, "device_measured": True}
+           "device_s": dev_s, "device_measured": True, "device_solver": "auto",
+           "exact_side_gpu": EXACT_SIDE_GPU}
     modscope.score(graph, n_clusters=12, n_shuffles=jobs, seed=1, jobs=jobs)  # warm-up: the workers
     t = time.perf_counter()
     cpu = modscope.score(graph, n_clusters=12, n_shuffles=n, seed=0, jobs=jobs)
     cpu_s = time.perf_counter() - t
+    # the other device eigensolver on the same samples (auto picks subspace iteration above
+    # EXACT_SIDE_GPU nodes on the Gram side): which is faster there, and do the samples agree
+    if time.perf_counter() - start < budget / 2:
+        other = "eigh" if ex.solver == "auto" else "auto"
+        ex2 = TorchBatchExecutor(args.device, batch_size=args.batch, solver=other)
+        t = time.perf_counter()
+        dev2 = modscope.score(graph, n_clusters=12, n_shuffles=n, seed=0, executor=ex2)
+        _sync(args.device)
+        gap = float(np.abs(dev2.null.samples - dev.null.samples).max())
+        out[f"device_{other}_s"] = time.perf_counter() - t
+        out[f"device_{other}_samples_max_abs_diff"] = gap
     diff = np.abs(dev.null.samples - cpu.null.samples)
     out.update(cpu_jobs=jobs, cpu_s=cpu_s, cpu_measured=True, ratio=cpu_s / dev_s,
                own_labels_equal=bool((dev.partition.labels == cpu.partition.labels).all()),

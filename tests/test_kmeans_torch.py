@@ -79,11 +79,15 @@ def test_subspace_iteration_finds_the_top_eigenpairs(device):
     G = np.einsum("bij,bik->bjk", A, A)
     G /= np.linalg.eigvalsh(G)[:, -1][:, None, None]
     Gt = torch.as_tensor(G, device=device)
-    values, vectors = topk_eigh(lambda X: Gt @ X, (2, 200), 6, lo=0.0, hi=1.0, device=device)
+    values, vectors, converged = topk_eigh(lambda X: Gt @ X, (2, 200), 6, lo=0.0, hi=1.0, device=device)
+    assert converged.all()
     w, W = np.linalg.eigh(G)
     np.testing.assert_allclose(values.cpu().numpy(), w[:, ::-1][:, :6], atol=1e-10)
     overlap = np.abs(np.einsum("bnk,bnk->bk", vectors.cpu().numpy(), W[:, :, ::-1][:, :, :6]))
     np.testing.assert_allclose(overlap, 1.0, atol=1e-8)
+    # out of rounds: marked unconverged, never handed on as if it were an answer
+    *_, short = topk_eigh(lambda X: Gt @ X, (2, 200), 6, lo=0.0, hi=1.0, device=device, max_rounds=1)
+    assert not short.any()
 
 
 def _planted(widths=(24, 30, 30, 12), modules=3, seed=0):

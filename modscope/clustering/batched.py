@@ -13,13 +13,21 @@ from ..errors import ModscopeError
 from .embedding import embed_rows, gram_side
 from .subspace import topk_eigh
 
-__all__ = ["EXACT_SIDE", "DeviceSolver", "batched_singular", "device_embedding"]
+__all__ = ["EXACT_SIDE", "EXACT_SIDE_GPU", "DeviceSolver", "batched_singular", "device_embedding"]
 
 DeviceSolver = Literal["auto", "eigh", "subspace"]
 
 # Up to this many nodes on the Gram side "auto" solves the stack with a full ``eigh``; above it by
-# subspace iteration, whose block products run at full speed where a large ``eigh`` does not.
+# subspace iteration, whose block products run at full speed where a large ``eigh`` does not. On a
+# GPU a stack of ``eigh`` runs one matrix after another, so subspace iteration takes over sooner.
 EXACT_SIDE = 1024
+EXACT_SIDE_GPU = 256
+
+
+def _exact_side(device) -> int:
+    import torch
+
+    return EXACT_SIDE if torch.device(device).type == "cpu" else EXACT_SIDE_GPU
 
 
 def _check_solver(solver: str) -> None:
@@ -36,7 +44,8 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
     the normalised weights ``N_l = D^-1/2 |W_l| D^-1/2``; degree-0 nodes are zero rows, which
     add only zero eigenvalues. ``solver``: a full ``eigh`` of the stack, subspace iteration
     (`modscope.clustering.subspace`, seeded by ``seed``), or ``"auto"``: ``eigh`` up to
-    `EXACT_SIDE` nodes on the Gram side.
+    `EXACT_SIDE` nodes on the Gram side (`EXACT_SIDE_GPU` on a GPU); graphs whose iteration does
+    not converge are ``None``.
     """
     import torch
 
@@ -75,8 +84,11 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
             cross = N[t - 1].mT @ N[t].mT
             G[:, a, b] += cross
             G[:, b, a] += cross.mT
-    if solver == "subspace" or (solver == "auto" and m > EXACT_SIDE):
-        s2, V = topk_eigh(lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed)
+    converged = np.ones(len(graphs), dtype=bool)
+    if solver == "subspace" or (solver == "auto" and m > _exact_side(device)):
+        s2, V, converged = topk_eigh(
+            lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed
+        )
     else:
         s2, V = torch.linalg.eigh(G)
         s2, V = s2[:, -k:].flip(-1), V[:, :, -k:].flip(-1)
@@ -98,7 +110,7 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
     vecs_np, s_np, s2_np = vecs.cpu().numpy(), s.cpu().numpy(), s2.cpu().numpy()
     out = []
     for i, g in enumerate(graphs):
-        if s2_np[i, -1] <= 1e-12 * max(s2_np[i, 0], 1.0) or k >= nodes[i].size:
+        if not converged[i] or s2_np[i, -1] <= 1e-12 * max(s2_np[i, 0], 1.0) or k >= nodes[i].size:
             out.append(None)
             continue
         v = vecs_np[i][nodes[i]] / np.sqrt(2.0)
@@ -108,10 +120,11 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
 
 def device_embedding(graph, k: int, device, seed: int = 0):
     """``(embedding, eigenvalues, nodes)`` of any graph (bipartite or not) as `spectral_embedding`
-    gives, by subspace iteration on ``D^-1/2 A D^-1/2`` applied block by block on ``device``: each
-    weight matrix ``|W|`` once, scaled by the degrees on both sides, times a block of vectors in
-    both directions (``A = sum_b P_dst^T |W_b| P_src + its transpose``), so nothing the size of
-    the adjacency is built (a whole transformer's merged-stream graph: 70.8M edges in 0.6 GB)."""
+    gives, or ``None`` if the iteration does not converge: subspace iteration on ``D^-1/2 A D^-1/2``
+    applied block by block on ``device``: each weight matrix ``|W|`` once, scaled by the degrees on
+    both sides, times a block of vectors in both directions (``A = sum_b P_dst^T |W_b| P_src`` plus
+    its transpose), so nothing the size of the adjacency is built (a whole transformer's
+    merged-stream graph: 70.8M edges in 0.6 GB)."""
     import torch
 
     nodes = np.flatnonzero(graph.active)
@@ -138,6 +151,8 @@ def device_embedding(graph, k: int, device, seed: int = 0):
         return Y
 
     # degree-0 nodes are zero rows: eigenvalue 0, inside the damped part of [-1, 1]
-    mu, vecs = topk_eigh(apply, (1, graph.n_nodes), k, lo=-1.0, hi=1.0, device=device, seed=seed)
+    mu, vecs, converged = topk_eigh(apply, (1, graph.n_nodes), k, lo=-1.0, hi=1.0, device=device, seed=seed)
+    if not converged[0]:  # never a half-converged embedding: the caller solves it the plain way
+        return None
     vecs = vecs[0].cpu().numpy()[nodes]
     return embed_rows(graph, vecs, nodes), 1.0 - mu[0].cpu().numpy(), nodes

@@ -16,6 +16,7 @@ its result is exactly the numpy path's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -76,6 +77,26 @@ class _Batch:
 
     def distance(self, packed):
         return (packed & ~self.low).view(self.dtype)
+
+
+@contextlib.contextmanager
+def _ieee_float32():
+    """float32 products in full precision inside (no TF32 on a GPU that has it), restored after:
+    the distances must round as the numpy path's do, not to TF32's 10 mantissa bits."""
+    import torch
+
+    try:
+        old = bool(torch.backends.cuda.matmul.allow_tf32)
+    except RuntimeError:  # a mixed setting of torch's newer precision switches: leave them alone
+        old = False
+    if not old:  # the default: nothing to change
+        yield
+        return
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def _gather_points(X, idx):
@@ -192,15 +213,16 @@ def kmeans_restarts_torch(
     X = X / np.where(peak > 0, peak, 1.0)[:, None, None]
     shift_tol = tol * np.var(X, axis=1).mean(axis=1)
     dev = torch.device(device)
-    Xt = torch.as_tensor(X, device=dev)
-    P = _Batch(Xt, k)
-    centers, flat = _plus_plus(
-        P,
-        k,
-        torch.as_tensor(first, device=dev),
-        torch.as_tensor(uniforms, device=dev),
-    )
-    labels, inertia = _lloyd(P, centers, max_iter, torch.as_tensor(shift_tol, device=dev))
+    with _ieee_float32():
+        Xt = torch.as_tensor(X, device=dev)
+        P = _Batch(Xt, k)
+        centers, flat = _plus_plus(
+            P,
+            k,
+            torch.as_tensor(first, device=dev),
+            torch.as_tensor(uniforms, device=dev),
+        )
+        labels, inertia = _lloyd(P, centers, max_iter, torch.as_tensor(shift_tol, device=dev))
     labels, inertia = labels.cpu().numpy(), inertia.cpu().numpy()
     inertia = inertia * np.where(peak > 0, peak * peak, 1.0)[:, None]
     for g in np.flatnonzero(flat.cpu().numpy()):  # data-dependent draws: the numpy path, exactly

@@ -48,9 +48,11 @@ def topk_eigh(
 
     ``apply(X)``: the operators times a block ``X`` ``(B, n, p)`` -> ``(B, n, p)``, float64 on
     ``device``; ``shape`` ``(B, n)``; every eigenvalue lies in ``[lo, hi]``. Returns
-    ``(values (B, k) descending, vectors (B, n, k))``: torch tensors, converged to residual
-    ``||A v - lambda v|| <= tol * max(|lo|, |hi|)``, or after ``max_rounds`` rounds. The start block
-    comes from ``numpy.random.default_rng(seed)``, so a run is reproducible.
+    ``(values (B, k) descending, vectors (B, n, k), converged (B,) numpy bool)``: ``converged[b]``
+    when every residual ``||A v - lambda v|| <= tol * max(|lo|, |hi|)``; an operator still short of
+    it after ``max_rounds`` rounds is marked ``False`` (its caller then solves it another way,
+    never uses it as it is). The start block comes from ``numpy.random.default_rng(seed)``, so a
+    run is reproducible.
     """
     import torch
 
@@ -92,4 +94,5 @@ def topk_eigh(
             cur = cur - locked @ (locked.mT @ cur)
         Q, _ = torch.linalg.qr(torch.cat([locked, cur], dim=2))
         theta, Q, resid = _ritz(apply, Q)
-    return theta[:, :k], Q[:, :, :k]
+    converged = (resid[:, :k] <= tol * scale).all(dim=1).cpu().numpy()
+    return theta[:, :k], Q[:, :, :k], converged

@@ -161,6 +161,8 @@ class TorchBatchExecutor:
                     lambda: device_embedding(graph, k, device, int_seed(child_seed(seed, 0))),
                     f"a graph of {graph.n_nodes} nodes and {graph.n_edges} edges",
                 )
+            if found is None:  # no convergence on the device: the plain path decides
+                return measure.evaluate(graph, seed)
             part = self._partitions(clusterer, [graph], [found], [child_seed(seed, 1)])[0]
         return part.ncut, part
 
