@@ -224,3 +224,51 @@ def test_activation_graph_and_its_unit_null_on_the_device(device):
     assert plain.null_name == batched.null_name == "units"
     np.testing.assert_array_equal(batched.partition.labels, plain.partition.labels)
     np.testing.assert_allclose(batched.null.samples, plain.null.samples, rtol=1e-9, atol=1e-9)
+
+
+def test_sweep_rows_on_the_device_equal_the_plain_rows(tmp_path, capsys):
+    import json
+
+    from modscope.workflows.sweep import run_sweep
+    from tests.conftest import random_mlp
+
+    for i, widths in enumerate([[10, 8, 8, 4], [9, 7, 6]]):
+        torch.save(random_mlp(widths, seed=i).state_dict(), tmp_path / f"net{i}.pt")
+    config = {"checkpoints": ["net*.pt"], "settings": {"clusters": [2, 3], "shuffles": 3, "seed": 4}}
+    (tmp_path / "sweep.json").write_text(json.dumps(config))
+    plain = run_sweep(tmp_path / "sweep.json", out=tmp_path / "plain.csv").table
+    dev = run_sweep(tmp_path / "sweep.json", out=tmp_path / "dev.csv", device="cpu").table
+    np.testing.assert_allclose(dev["ncut"], plain["ncut"], atol=1e-9)
+    np.testing.assert_allclose(dev["shuffle_mean"], plain["shuffle_mean"], atol=1e-9)
+    with pytest.raises(ModscopeError, match="not both"):
+        run_sweep(tmp_path / "sweep.json", out=tmp_path / "x.csv", device="cpu", jobs=2)
+    args = ["sweep", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "cli.csv"), "--no-progress"]
+    assert main([*args, "--device", "cpu"]) == 0
+    assert main([*args, "--device", "cpu", "--jobs", "2"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_out_of_device_memory_is_one_line_saying_what_to_lower(monkeypatch):
+    import modscope.scoring.batched as batched
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(batched, "kmeans_restarts_torch", too_big)
+    with pytest.raises(ModscopeError, match="ran out of memory for .*restarts.*lower") as exc:
+        score(_planted(), n_clusters=3, n_shuffles=2, device="cpu")
+    assert "\n" not in str(exc.value)
+
+
+def test_a_whole_transformer_graph_on_the_device():
+    # GPT-2's merged-stream graph (not a chain): subspace iteration applied block by block
+    from pathlib import Path
+
+    from modscope import load_graph
+
+    g = load_graph(Path(__file__).parent / "data" / "families" / "gpt2" / "model.safetensors")
+    assert not g.is_chain
+    plain = score(g, n_clusters=4, n_shuffles=0, seed=3)
+    dev = score(g, n_clusters=4, n_shuffles=0, seed=3, device="cpu")
+    assert dev.value == pytest.approx(plain.value, abs=1e-9)
+    np.testing.assert_array_equal(dev.partition.labels, plain.partition.labels)
