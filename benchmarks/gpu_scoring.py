@@ -175,8 +175,10 @@ def _gpt2(tmp: Path, quick: bool) -> Path:
     from transformer_graphs import make_gpt2
 
     path = tmp / "gpt2.safetensors"
-    if not path.exists():
-        make_gpt2(path, seed=0, **_shape(quick)["gpt2"])
+    if not path.exists():  # written under another name, then renamed: never read half-written
+        part = tmp / f"gpt2.{os.getpid()}.safetensors"
+        make_gpt2(part, seed=0, **_shape(quick)["gpt2"])
+        part.replace(path)
     return path
 
 
