@@ -19,6 +19,7 @@ measure or null, a graph with fewer than ``k`` non-zero singular values) runs th
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -48,7 +49,9 @@ class TorchBatchExecutor:
     """The spectral path on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``batch_size`` null
     graphs at a time (default: 16, fewer where 16 shuffled graphs would not fit in `HOST_BATCH`
     bytes of host memory); ``threads`` host threads draw the shuffles (default: every core);
-    ``solver`` the device eigensolver (`modscope.clustering.batched.batched_singular`)."""
+    ``solver`` the device eigensolver (`modscope.clustering.batched.batched_singular`). After a run,
+    ``timings_`` holds the seconds spent waiting for shuffles, in eigensolves, in k-means and n-cuts
+    and in samples that ran the plain way (``n_fallbacks`` of them), summed over its runs."""
 
     def __init__(
         self,
@@ -178,18 +181,25 @@ class TorchBatchExecutor:
         threads = self.threads or os.cpu_count() or 1
         size = self._batch(graph)
         workers = max(1, min(threads, size))
+        # where the time went (seconds, summed over calls), and how many samples ran the plain way
+        spent = self.timings_ = getattr(self, "timings_", None) or dict.fromkeys(
+            ("waiting_for_shuffles", "eigensolves", "kmeans_and_ncut", "plain_fallbacks", "n_fallbacks"), 0.0
+        )
         with single_thread(), ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as ahead:
             draw = None
             for start in range(0, len(seeds), size):
                 chunk = seeds[start : start + size]
                 # the next batch's shuffles are drawn on host threads while this one is solved
+                t = time.perf_counter()
                 graphs = draw.result() if draw is not None else _draw(pool, graph, null, chunk)
                 after = seeds[start + size : start + 2 * size]
                 draw = ahead.submit(_draw, pool, graph, null, after) if after else None
+                t = _add(spent, "waiting_for_shuffles", t)
                 solved = _with_oom_message(
                     lambda graphs=graphs: batched_singular(graphs, clusterer.n_clusters, device, self.solver),
                     f"{len(graphs)} graphs of {graph.n_nodes} nodes at once (lower the batch size)",
                 )
+                t = _add(spent, "eigensolves", t)
                 ok = [i for i, f in enumerate(solved) if f is not None]
                 parts = self._partitions(
                     clusterer,
@@ -199,8 +209,23 @@ class TorchBatchExecutor:
                     pool,
                 )
                 values = dict(zip(ok, (p.ncut for p in parts), strict=True))
+                _add(spent, "kmeans_and_ncut", t)
                 for i, ss in enumerate(chunk):
-                    yield values[i] if i in values else null_value(graph, null, measure, ss)
+                    if i in values:
+                        yield values[i]
+                        continue
+                    t = time.perf_counter()
+                    value = null_value(graph, null, measure, ss)
+                    _add(spent, "plain_fallbacks", t)
+                    spent["n_fallbacks"] += 1
+                    yield value
+
+
+def _add(spent: dict, key: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``spent[key]``; the time now."""
+    now = time.perf_counter()
+    spent[key] += now - since
+    return now
 
 
 def _draw(pool: ThreadPoolExecutor, graph: WeightGraph, null: Null, seeds: Sequence) -> list[WeightGraph]:
