@@ -44,7 +44,7 @@ if ! "$PY" -c "import tqdm" 2>/dev/null; then
   cat > "$shim/tqdm/__init__.py" <<'EOF'
 class tqdm:  # a silent stand-in: modscope only creates, updates and closes its bars
     def __init__(self, iterable=None, *args, **kwargs):
-        self.iterable, self.n = iterable, kwargs.get("initial", 0)
+        self.iterable, self.n, self.total = iterable, kwargs.get("initial", 0), kwargs.get("total", 0)
     def __iter__(self):
         return iter(self.iterable)
     def __enter__(self):

@@ -216,7 +216,9 @@ def stream_block_scores(
             if done is not None and done.is_file():
                 rows.append(json.loads(done.read_text())["row"])
                 reused += 1
-                bar.update()
+                # off the bar's count: its rate and time left come from blocks computed now only
+                bar.total -= 1
+                bar.set_description(f"blocks ({reused} from the cache)")
                 continue
             start = time.perf_counter()
             graph = block.graph()
