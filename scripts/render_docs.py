@@ -1964,6 +1964,66 @@ def bench_scaling(rs: Sequence[Receipt]) -> str:
     return "\n".join(out)
 
 
+def bench_gpu_scoring(rs: Sequence[Receipt]) -> str:
+    """The spectral path on a GPU against the same machine's cores: one row per part."""
+    res = rs[0].results
+    m = res.get("machine", {})
+    t = res.get("targets", {})
+    head = (
+        f"Device: {m.get('gpu') or m.get('device', '?')} (driver {m.get('driver') or 'not recorded'}), "
+        f"torch {m.get('torch', '?')} (CUDA {m.get('cuda_build') or 'none'}), {m.get('cpu_cores', '?')} CPU "
+        "cores beside it"
+        + (" — a `--quick` run (small shapes): not the targets' sizes." if res.get("quick") else ".")
+    )
+
+    def state(part: dict) -> str:
+        if not part:
+            return "not run"
+        if not part.get("finished", True):
+            if part.get("killed_after_s"):
+                return "killed at its cap"
+            return "failed: " + " ".join(part.get("error", []))
+        return ""
+
+    rows = []
+    a = res.get("layer", {})
+    rows.append([
+        f"`layer` shuffles of {a.get('network', '?')}, k {a.get('k', '?')}: {a.get('shuffles', '?')}",
+        sec(a.get("device_s"), 2), f"{sec(a.get('cpu_s'), 2)} (`jobs={a.get('cpu_jobs', '?')}`)",
+        times(a.get("ratio")), f"≥ {num(t.get('layer_ratio'), 0)}×; " + (state(a) or (
+            f"samples equal to 1e-9: {a.get('samples_equal_1e9')} of {a.get('shuffles')}")),
+    ])
+    b = res.get("blocks", {})
+    rows.append([
+        f"`score_blocks`, {b.get('blocks', '?')} blocks {b.get('d_model', '?')}-{b.get('d_ff', '?')}-"
+        f"{b.get('d_model', '?')} × {b.get('shuffles', '?')} shuffles",
+        sec(b.get("device_s"), 1) + ("" if b.get("device_s_is") == "measured" else " (extrapolated)"),
+        sec(b.get("cpu_s"), 1) + (" (extrapolated)" if b.get("cpu_s") is not None else ""),
+        times(b.get("ratio")),
+        f"≤ {num(t.get('blocks_s'), 0)} s; " + (state(b) or str(b.get("device_s_is", ""))),
+    ])
+    c, cc = res.get("whole", {}), res.get("whole_cpu", {})
+    ratio = cc["cpu_s"] / c["device_s"] if c.get("device_s") and cc.get("cpu_s") else None
+    rows.append([
+        f"whole merged-stream graph ({c.get('nodes', '?')} units), one k 12 reference clustering",
+        sec(c.get("device_s"), 2), sec(cc.get("cpu_s"), 1), times(ratio),
+        f"≤ {num(t.get('whole_s'), 0)} s; " + (state(c) or state(cc) or (
+            f"n-cut {num(c.get('ncut'), 4)} vs {num(cc.get('ncut'), 4)}; labels "
+            + ("equal" if c.get("labels_sha") == cc.get("labels_sha") else "differ"))),
+    ])
+    d = res.get("llama", {})
+    shape = d.get("shape", {})
+    rows.append([
+        f"LLaMA-shaped, {shape.get('layers', '?')} blocks d {shape.get('d', '?')}, SwiGLU d_ff "
+        f"{shape.get('f', '?')} × {d.get('shuffles', '?')} shuffles, streamed",
+        sec(d.get("seconds"), 1) + ("" if d.get("seconds_is") == "measured" else " (extrapolated)"),
+        "–", "–",
+        f"≤ {num(t.get('llama_s'), 0)} s, host ≤ {num(t.get('llama_host_gib'), 0)} GiB: "
+        + (state(d) or f"host peak {num(d.get('host_peak_gib'), 1)} GiB; {d.get('seconds_is', '')}"),
+    ])
+    return head + "\n\n" + table(["work", "device", "CPU (all cores there)", "ratio", "target; note"], rows)
+
+
 # -- the fragments ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Fragment:
@@ -2127,6 +2187,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
     _bench("knockout_any", bench_knockout_any, ".venv/bin/python benchmarks/knockout_any.py"),
     _bench("masks_any", bench_masks_any, ".venv/bin/python benchmarks/masks_any.py"),
     _bench("scaling", bench_scaling, ".venv/bin/python benchmarks/scaling.py --repeats 3"),
+    _bench("gpu_scoring", bench_gpu_scoring, "OUT=DIR bash benchmarks/device/run.sh (on a GPU machine)"),
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import SHUFFLE_NAMES, check_outputs, clustering_flags, echo, progress_flag
+from .options import SHUFFLE_NAMES, check_outputs, clustering_flags, device_flag, echo, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -40,6 +40,14 @@ def add(sub) -> None:
         "attention value units and MLP units) with the same measure and null",
     )
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="stream: read one block at a time from the (memory-mapped) file, score it and drop it; "
+        "keep each finished block and shuffle here, so a rerun computes only what is missing "
+        "(for networks too large to hold, e.g. 7B parameters)",
+    )
+    device_flag(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -51,17 +59,48 @@ def run(args) -> int:
 
     check_jobs(args.jobs, "--jobs")
     check_outputs({"--json": args.json})
+    if args.device:
+        from ..errors import ModscopeError
+        from ..runtime.modules import resolve_device
+
+        if args.jobs != 1:
+            raise ModscopeError("--jobs and --device exclude each other")
+        resolve_device(args.device)  # fail now, before any work, when CUDA is absent
     measure = args.method
+    n_clusters = None if args.method in ("leiden", "louvain") else args.clusters
+    if args.cache:
+        from ..errors import ModscopeError
+        from ..scoring.blocks import stream_block_scores
+
+        if args.whole:
+            raise ModscopeError("--whole holds the whole network; it does not go with --cache (streamed)")
+        scores = stream_block_scores(
+            args.checkpoint,
+            measure=measure,
+            n_clusters=n_clusters,
+            null=args.shuffle_method,
+            n_shuffles=args.shuffles,
+            seed=args.seed,
+            jobs=args.jobs,
+            device=args.device,
+            cache=args.cache,
+            progress=not args.no_progress,
+        )
+        if args.json:
+            write_json(args.json, scores.to_dict())
+        print(format_blocks(scores, source=args.checkpoint))
+        return 0
     scores = score_blocks(
         args.checkpoint,
         measure=measure,
-        n_clusters=None if args.method in ("leiden", "louvain") else args.clusters,
+        n_clusters=n_clusters,
         null=args.shuffle_method,
         n_shuffles=args.shuffles,
         seed=args.seed,
         jobs=args.jobs,
         progress=not args.no_progress,
         whole=args.whole,
+        device=args.device,
     )
     if args.json:
         write_json(args.json, scores.to_dict())

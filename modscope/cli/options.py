@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any
 
@@ -16,6 +17,8 @@ __all__ = [
     "echo",
     "clustering_flags",
     "executor",
+    "device_flag",
+    "device_name",
     "executor_flags",
     "int_list",
     "function_flags",
@@ -125,11 +128,25 @@ def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
         help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])",
     )
     if device:
-        p.add_argument(
-            "--device",
-            choices=["cpu", "cuda"],
-            help="solve the shuffles' eigenproblems in batches with torch on this device",
-        )
+        device_flag(p)
+
+
+def device_name(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine later, in one line)."""
+    if re.fullmatch(r"cpu|cuda(:\d+)?", text) is None:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} (use cpu, cuda or cuda:N)")
+    return text
+
+
+def device_flag(p: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda[:N]``: the spectral path (clustering and null) as torch tensor ops there."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        metavar="DEVICE",
+        help="run the spectral path (the network's clustering and its shuffles: eigenproblems and "
+        "k-means restarts, in batches) with torch on this device: cpu, cuda or cuda:N",
+    )
 
 
 def executor(args) -> Any:

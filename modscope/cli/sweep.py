@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import check_outputs, executor, executor_flags, progress_flag
+from .options import check_outputs, device_flag, executor, executor_flags, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -20,6 +20,7 @@ def add(sub) -> None:
     p.add_argument("--out", metavar="PATH", help=".csv or .parquet table to write (default: the config's)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the rows; -1 = all cores")
     executor_flags(p, device=False)
+    device_flag(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -29,13 +30,19 @@ def run(args) -> int:
     from ..workflows.sweep import run_sweep
 
     check_outputs({"--out": args.out}, no_stdout=("--out",))
+    device, args.device = args.device, None  # each row's own device, not an executor of rows
     pool = executor(args)
+    if device and (pool is not None or args.jobs != 1):
+        from ..errors import ModscopeError
+
+        raise ModscopeError("--jobs, --scheduler and --device exclude each other")
     try:
         result = run_sweep(
             args.config,
             out=args.out,
             jobs=pool if pool is not None else args.jobs,
             progress=not args.no_progress,
+            device=device,
         )
     finally:
         if hasattr(pool, "close"):

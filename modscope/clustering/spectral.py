@@ -183,11 +183,29 @@ class SpectralClusterer:
             candidates, inertia = kmeans_restarts(
                 emb, k, settings["restarts"], np.random.default_rng(ss_km), threads=threads
             )
+        return self.choose(graph, candidates, inertia, eigenvalues, nodes)
+
+    def choose(
+        self,
+        graph: WeightGraph,
+        candidates: np.ndarray,
+        inertia: np.ndarray,
+        eigenvalues: np.ndarray,
+        nodes: np.ndarray,
+    ) -> Partition:
+        """The `Partition` of the restart kept among ``candidates`` ``(restarts, len(nodes))`` with
+        their k-means ``inertia`` ``(restarts,)``: lowest inertia, or lowest n-cut with
+        ``select="ncut"`` (only then are all restarts' n-cuts computed)."""
         labels = np.full((candidates.shape[0], graph.n_nodes), -1, dtype=np.int64)
         labels[:, nodes] = candidates
-        cuts, _ = ncut_batch(graph, labels)
-        best = int(np.argmin(cuts) if self.select == "ncut" else np.argmin(inertia))
-        return Partition(labels[best], float(cuts[best]), int(k), eigenvalues, settings)
+        if self.select == "ncut":
+            cuts, _ = ncut_batch(graph, labels)
+            best = int(np.argmin(cuts))
+            cut = float(cuts[best])
+        else:  # the reference: lowest inertia; the n-cut of that restart alone
+            best = int(np.argmin(inertia))
+            cut = float(ncut_batch(graph, labels[best : best + 1])[0][0])
+        return Partition(labels[best], cut, int(self.n_clusters), eigenvalues, self.settings(nodes.size))
 
 
 class SklearnClusterer:

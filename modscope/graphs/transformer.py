@@ -26,7 +26,8 @@ named by layer (``bert.encoder.layer.3``, ``model.layers.3.mlp``) in layer order
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,16 @@ from .files import formats
 from .names import natural_key
 from .weight_graph import WeightGraph
 
-__all__ = ["PAIRS", "MLPBlock", "family_blocks", "mlp_blocks", "read_mlp_blocks"]
+__all__ = [
+    "GATED_MLP",
+    "PAIRS",
+    "MLPBlock",
+    "count_mlp_blocks",
+    "family_blocks",
+    "iter_mlp_blocks",
+    "mlp_blocks",
+    "read_mlp_blocks",
+]
 
 # (in suffix, out suffix, stored layout)
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -168,3 +178,62 @@ def read_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> tuple[list[MLP
     how = ", ".join(dict.fromkeys(pairs))
     reading = f"{len(blocks)} MLP blocks by their key pairs ({how}), no known family"
     return sorted(blocks, key=lambda b: natural_key(b.name)), reading
+
+
+# a gated (SwiGLU) MLP of the LLaMA / Mistral layout, any prefix: its norm gain goes on the columns
+GATED_MLP = re.compile(r"(?P<prefix>(?:.*\.)?layers\.(?P<i>\d+)\.)mlp\.gate_proj\.weight")
+
+
+def count_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> int:
+    """How many blocks `iter_mlp_blocks` yields, from a ``.safetensors`` file's key names alone
+    where it is of the gated layout (no tensor read); else by reading the blocks."""
+    path = Path(source) if isinstance(source, str | os.PathLike) else None
+    if path is not None and path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        formats.check_file(path)
+        with safe_open(str(path), framework="numpy") as f:
+            n = sum(1 for k in f.keys() if GATED_MLP.fullmatch(k))
+        if n:
+            return n
+    return len(mlp_blocks(source))
+
+
+def iter_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> Iterator[MLPBlock]:
+    """`mlp_blocks`, one block at a time: a ``.safetensors`` file of the LLaMA / Mistral layout
+    (``layers.N.mlp.gate_proj/up_proj/down_proj``, ``layers.N.post_attention_layernorm``) or of a
+    `PAIRS` layout is memory-mapped and each block's tensors are read only when it comes up, so a
+    7B-parameter file needs one block in memory, never the whole network. The blocks are those
+    `mlp_blocks` gives (a gated pair as ``(|gate| + |up|)`` with the RMSNorm gain ``|g|`` on the
+    columns, as in the family's whole graph). Any other source: `mlp_blocks`' list, block by block.
+    """
+    path = Path(source) if isinstance(source, str | os.PathLike) else None
+    if path is None or path.suffix.lower() != ".safetensors":
+        yield from mlp_blocks(source)
+        return
+    from safetensors import safe_open
+
+    formats.check_file(path)
+    with safe_open(str(path), framework="numpy") as f:
+        keys = set(f.keys())
+        gated = sorted((m for k in keys if (m := GATED_MLP.fullmatch(k))), key=lambda m: int(m["i"]))
+        if gated:
+            for m in gated:
+                p = m["prefix"]
+                need = [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
+                        p + "post_attention_layernorm.weight"]
+                missing = [k for k in need if k not in keys]
+                if missing:
+                    raise ModscopeError(f"{p}mlp: a gated MLP without {missing[0]!r}")
+                gate, up, down, gain = (_matrix(k, f.get_tensor(k)) if i < 3 else f.get_tensor(k)
+                                        for i, k in enumerate(need))
+                w_in = np.abs(gate)
+                del gate
+                w_in += np.abs(up)
+                del up
+                w_in *= np.abs(np.asarray(gain, dtype=np.float64))[None, :]
+                if down.shape != (w_in.shape[1], w_in.shape[0]):
+                    raise ModscopeError(f"{p}mlp: down_proj is {down.shape}, not d_model x d_ff")
+                yield MLPBlock(p + "mlp", w_in, down)
+            return
+    yield from mlp_blocks(source)  # other layouts: read whole, then block by block

@@ -12,7 +12,7 @@ from .._version import __version__
 if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor the other layers
     from ..lesions.results import KnockoutResult
     from ..masks.result import MaskResult
-    from ..scoring.blocks import BlockScores
+    from ..scoring.blocks import BlockRows, BlockScores
     from ..scoring.result import ScoreResult
 
 __all__ = [
@@ -123,8 +123,8 @@ def format_score(result: ScoreResult, source: str = "") -> str:
     return score_table(result, source) if result.measure == "ncut" else format_measure(result, source)
 
 
-def format_blocks(scores: BlockScores, source: str = "") -> str:
-    """The per-block table for the terminal."""
+def format_blocks(scores: BlockScores | BlockRows, source: str = "") -> str:
+    """The per-block table for the terminal (of `score_blocks` or of a streamed run)."""
     df = scores.to_frame()
     measure = df["measure"].iloc[0] if len(df) else "ncut"
     lines = [

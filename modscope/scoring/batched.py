@@ -1,45 +1,69 @@
-"""Null samples whose eigenproblems are solved in batches on a torch device (a GPU).
+"""The spectral path of a score on a torch device (a GPU), whole and in batches.
 
-`TorchBatchExecutor` is an executor for the scoring engine: for the n-cut of a spectral
-clusterer against weight shuffles it builds ``batch_size`` shuffled graphs on the CPU exactly as
-the plain path does, solves their Gram eigenproblems as one stack with ``torch.linalg.eigh`` on
-``device`` (`modscope.clustering.batched`), then runs the k-means restarts per graph with the
-same seeds. Eigenvalues agree with the plain path to rounding and eigenvector signs are fixed the
-same way, so labels and n-cuts are the same (tested bit for bit on small graphs; where a top
-singular value repeats, e.g. a shuffled graph in pieces, any basis of its eigenspace is right and
-the two paths may pick different ones). On a CPU it is slower than the plain path (a full
-``eigh`` against LAPACK's top-k subset): it is meant for GPUs. Anything it cannot batch (another
+`TorchBatchExecutor` is an executor for the scoring engine. For the n-cut of a spectral clusterer
+against a null (weight shuffles, unit permutations, ...) it draws ``batch_size`` null graphs at a
+time (on host threads, from the same seeds and generators as the plain path, so the samples are
+the same graphs), solves their
+Gram eigenproblems as one stack on ``device`` (`modscope.clustering.batched`), and runs every
+k-means restart of every graph of the batch at once as tensor ops
+(`modscope.clustering.kmeans_torch`), with the random numbers the plain path draws. The network's
+own clustering (`evaluate`) runs the same way; a graph that is not a layered chain (a whole
+transformer's merged stream) is embedded by subspace iteration on its sparse normalised
+adjacency on the device. Eigenvalues agree with the plain path to rounding and eigenvector signs
+are fixed the same way, so labels and n-cuts are the same (tested on the CPU through the same
+code; where a top singular value repeats, e.g. a shuffled graph in pieces, any basis of its
+eigenspace is right and the two paths may pick different ones). Anything it cannot batch (another
 measure or null, a graph with fewer than ``k`` non-zero singular values) runs the plain way.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from ..clustering.batched import batched_singular
+from ..clustering.batched import batched_singular, device_embedding
+from ..clustering.kmeans_torch import kmeans_restarts_torch
 from ..clustering.spectral import SpectralClusterer
 from ..errors import ModscopeError
 from ..graphs.weight_graph import WeightGraph
-from ..nulls import Null, WeightShuffleNull
+from ..nulls import Null
 from ..runtime.executors import LocalExecutor
 from ..runtime.modules import resolve_device
-from ..runtime.seeds import child_seed
+from ..runtime.seeds import child_seed, int_seed
 from ..runtime.threads import single_thread
-from .engine import null_value
 from .measures import Measure, NcutMeasure
+from .sample import null_value
 
-__all__ = ["TorchBatchExecutor"]
+__all__ = ["HOST_BATCH", "TorchBatchExecutor"]
+
+# Host memory a batch of shuffled graphs may take (bytes); the batch drawn ahead takes as much again.
+HOST_BATCH = 5 * 2**30
 
 
 class TorchBatchExecutor:
-    """Batched eigensolves of null samples on ``device``, ``batch_size`` graphs at a time."""
+    """The spectral path on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``batch_size`` null
+    graphs at a time (default: 16, fewer where 16 shuffled graphs would not fit in `HOST_BATCH`
+    bytes of host memory); ``threads`` host threads draw the shuffles (default: every core);
+    ``solver`` the device eigensolver (`modscope.clustering.batched.batched_singular`). After a run,
+    ``timings_`` holds the seconds spent waiting for shuffles, in eigensolves, in k-means and n-cuts
+    and in samples that ran the plain way (``n_fallbacks`` of them), summed over its runs."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        threads: int | None = None,
+        solver: str = "auto",
+    ) -> None:
         self.device = device
         self.batch_size = batch_size
+        self.threads = threads
+        self.solver = solver
 
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
         return LocalExecutor(1).map(fn, items, *shared)
@@ -47,35 +71,181 @@ class TorchBatchExecutor:
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
         return LocalExecutor(1).as_completed(fn, items, *shared)
 
-    def null_values(
-        self, graph: WeightGraph, null: Null, measure: Measure, seeds: Sequence[np.random.SeedSequence]
-    ) -> Iterator[float]:
-        """The measure on the samples seeded by ``seeds``, in order (see `null_values`)."""
+    def _clusterer(self, measure: Measure) -> SpectralClusterer | None:
+        """The spectral clusterer this executor runs on the device, or ``None`` (the plain path)."""
+        clusterer = measure.clusterer if isinstance(measure, NcutMeasure) else None
+        if isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in (
+            "auto",
+            "bipartite",
+            "iterative",
+        ):
+            return clusterer
+        return None
+
+    def _batch(self, graph: WeightGraph) -> int:
+        """Null graphs per batch: ``batch_size``, or by default 16, fewer for graphs so large that
+        a batch (their weights, |W| and the stack sent to the device: 24 bytes an edge) and the
+        one drawn ahead would pass `HOST_BATCH` bytes (a LLaMA-7B MLP block: 2 at a time)."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        return int(min(16, max(1, HOST_BATCH // (24 * max(graph.n_edges, 1)))))
+
+    def _check(self) -> Any:
+        if self.batch_size is None:
+            return resolve_device(self.device)
         if (
             isinstance(self.batch_size, bool)
             or not isinstance(self.batch_size, int | np.integer)
             or self.batch_size < 1
         ):
             raise ModscopeError(f"the batch size must be an integer >= 1, got {self.batch_size!r}")
+        return resolve_device(self.device)
+
+    def _partitions(
+        self, clusterer: SpectralClusterer, graphs: list, found: list, seeds: list, pool=None
+    ) -> list:
+        """Partitions of ``graphs`` from their embeddings ``found``: every k-means restart of every
+        graph as one batch per embedding shape, each graph's generator from its seed in ``seeds``."""
         device = resolve_device(self.device)
-        clusterer = measure.clusterer if isinstance(measure, NcutMeasure) else None
-        batchable = (
-            isinstance(null, WeightShuffleNull)
-            and isinstance(clusterer, SpectralClusterer)
-            and clusterer.eigen_solver in ("auto", "bipartite", "iterative")
-        )
-        if not batchable:
+        out: list = [None] * len(graphs)
+        k = clusterer.n_clusters
+        if clusterer.assign_labels == "cluster_qr":
+            one = clusterer.with_threads(1)
+            for i, (g, (emb, ev, nodes), ss) in enumerate(zip(graphs, found, seeds, strict=True)):
+                out[i] = one.partition_embedded(g, emb, ev, nodes, None if ss is None else ss)
+            return out
+        shapes: dict[tuple, list[int]] = {}
+        for i, (emb, _, _) in enumerate(found):
+            shapes.setdefault(emb.shape, []).append(i)
+        for (n, _), group in shapes.items():
+            restarts = clusterer.settings(n)["restarts"]
+            labels, inertia = _with_oom_message(
+                lambda group=group, restarts=restarts: kmeans_restarts_torch(
+                    [found[i][0] for i in group],
+                    k,
+                    restarts,
+                    [np.random.default_rng(seeds[i]) for i in group],
+                    device=device,
+                ),
+                f"{len(group)} graphs x {restarts} restarts x {k} clusters x {n} nodes",
+            )
+            def choose(j, group=group, labels=labels, inertia=inertia):
+                _, ev, nodes = found[group[j]]
+                return clusterer.choose(graphs[group[j]], labels[j], inertia[j], ev, nodes)
+
+            # each kept restart's n-cut on the host, on the pool's threads where there is one
+            chosen = (pool.map if pool is not None else map)(choose, range(len(group)))
+            for i, part in zip(group, chosen, strict=True):
+                out[i] = part
+        return out
+
+    def evaluate(
+        self, graph: WeightGraph, measure: Measure, seed: np.random.SeedSequence
+    ) -> tuple[float, Any]:
+        """The measure on the network itself (seeded as `score` seeds it), its spectral clustering
+        on the device: the embedding (batched Gram solve, or subspace iteration for a graph that
+        is not a chain) and the k-means restarts."""
+        device = self._check()
+        clusterer = self._clusterer(measure)
+        if clusterer is None:
+            return measure.evaluate(graph, seed)
+        k = clusterer.n_clusters
+        if not isinstance(k, int | np.integer) or k < 2 or k >= graph.n_nodes:
+            return measure.evaluate(graph, seed)  # its own one-line refusal
+        with single_thread():
+            found = None
+            if graph.is_chain:
+                found = _with_oom_message(
+                    lambda: batched_singular([graph], k, device, self.solver)[0],
+                    f"a graph of {graph.n_nodes} nodes",
+                )
+            if found is None:
+                found = _with_oom_message(
+                    lambda: device_embedding(graph, k, device, int_seed(child_seed(seed, 0))),
+                    f"a graph of {graph.n_nodes} nodes and {graph.n_edges} edges",
+                )
+            if found is None:  # no convergence on the device: the plain path decides
+                return measure.evaluate(graph, seed)
+            part = self._partitions(clusterer, [graph], [found], [child_seed(seed, 1)])[0]
+        return part.ncut, part
+
+    def null_values(
+        self, graph: WeightGraph, null: Null, measure: Measure, seeds: Sequence[np.random.SeedSequence]
+    ) -> Iterator[float]:
+        """The measure on the samples seeded by ``seeds``, in order (see `null_values`)."""
+        device = self._check()
+        clusterer = self._clusterer(measure)
+        if clusterer is None:
             yield from self.map(null_value, seeds, graph, null, measure)
             return
-        one = clusterer.with_threads(1)
-        for start in range(0, len(seeds), self.batch_size):
-            chunk = seeds[start : start + self.batch_size]
-            with single_thread():
-                graphs = [null.sample(graph, child_seed(ss, 0)) for ss in chunk]
-                solved = batched_singular(graphs, clusterer.n_clusters, device)
-                for ss, g, found in zip(chunk, graphs, solved, strict=True):
-                    if found is None:
-                        yield null_value(graph, null, measure, ss)
+        threads = self.threads or os.cpu_count() or 1
+        size = self._batch(graph)
+        workers = max(1, min(threads, size))
+        # where the time went (seconds, summed over calls), and how many samples ran the plain way
+        spent = self.timings_ = getattr(self, "timings_", None) or dict.fromkeys(
+            ("waiting_for_shuffles", "eigensolves", "kmeans_and_ncut", "plain_fallbacks", "n_fallbacks"), 0.0
+        )
+        with single_thread(), ThreadPoolExecutor(workers) as pool, ThreadPoolExecutor(1) as ahead:
+            draw = None
+            for start in range(0, len(seeds), size):
+                chunk = seeds[start : start + size]
+                # the next batch's shuffles are drawn on host threads while this one is solved
+                t = time.perf_counter()
+                graphs = draw.result() if draw is not None else _draw(pool, graph, null, chunk)
+                after = seeds[start + size : start + 2 * size]
+                draw = ahead.submit(_draw, pool, graph, null, after) if after else None
+                t = _add(spent, "waiting_for_shuffles", t)
+                solved = _with_oom_message(
+                    lambda graphs=graphs: batched_singular(graphs, clusterer.n_clusters, device, self.solver),
+                    f"{len(graphs)} graphs of {graph.n_nodes} nodes at once (lower the batch size)",
+                )
+                t = _add(spent, "eigensolves", t)
+                ok = [i for i, f in enumerate(solved) if f is not None]
+                parts = self._partitions(
+                    clusterer,
+                    [graphs[i] for i in ok],
+                    [solved[i] for i in ok],
+                    [child_seed(child_seed(chunk[i], 1), 1) for i in ok],
+                    pool,
+                )
+                values = dict(zip(ok, (p.ncut for p in parts), strict=True))
+                _add(spent, "kmeans_and_ncut", t)
+                for i, ss in enumerate(chunk):
+                    if i in values:
+                        yield values[i]
                         continue
-                    emb, eigenvalues, nodes = found
-                    yield one.partition_embedded(g, emb, eigenvalues, nodes, child_seed(ss, 1)).ncut
+                    t = time.perf_counter()
+                    value = null_value(graph, null, measure, ss)
+                    _add(spent, "plain_fallbacks", t)
+                    spent["n_fallbacks"] += 1
+                    yield value
+
+
+def _add(spent: dict, key: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``spent[key]``; the time now."""
+    now = time.perf_counter()
+    spent[key] += now - since
+    return now
+
+
+def _draw(pool: ThreadPoolExecutor, graph: WeightGraph, null: Null, seeds: Sequence) -> list[WeightGraph]:
+    """The null graphs of ``seeds`` drawn on the pool's threads (numpy's shuffles release the GIL),
+    each from its own generator: the plain path's graphs exactly."""
+    def one(ss):
+        g = null.sample(graph, child_seed(ss, 0))
+        g.abs_weights, g.degree, g.active  # noqa: B018  (cached here, on this thread, not later)
+        return g
+
+    return [f.result() for f in [pool.submit(one, ss) for ss in seeds]]
+
+
+def _with_oom_message(fn: Callable, what: str):
+    """``fn()``, with a device out-of-memory error turned into one line saying what needed it."""
+    import torch
+
+    try:
+        return fn()
+    except torch.OutOfMemoryError:
+        raise ModscopeError(
+            f"the device ran out of memory for {what}; lower --batch-size or --clusters, or use --device cpu"
+        ) from None

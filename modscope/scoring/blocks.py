@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,12 @@ import numpy as np
 from .._version import __version__
 from ..errors import ModscopeError
 from ..graphs.load import load_graph
-from ..graphs.transformer import MLPBlock, read_mlp_blocks
+from ..graphs.transformer import MLPBlock, count_mlp_blocks, iter_mlp_blocks, read_mlp_blocks
 from ..runtime.executors import Executor
 from .engine import score
 from .result import ScoreResult
 
-__all__ = ["BlockScores", "score_blocks"]
+__all__ = ["BlockRows", "BlockScores", "score_blocks", "stream_block_scores"]
 
 
 @dataclass
@@ -79,12 +80,15 @@ def score_blocks(
     executor: Executor | None = None,
     progress: bool = False,
     whole: bool = False,
+    device: str | None = None,
 ) -> BlockScores:
     """`modscope.score` on every MLP block's 3-layer graph (``source``: a transformer checkpoint,
     state dict or module, or a list of `MLPBlock`). Every block uses the same ``seed``, so block
     ``i``'s row equals scoring that block's graph alone. ``whole``: also score the whole network's
     unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
-    attention value units and MLP units of spec §1b) with the same measure, null and seed."""
+    attention value units and MLP units of spec §1b) with the same measure, null and seed.
+    ``device``: every block's spectral path (and the whole graph's) batched on this torch device
+    (`modscope.score`'s ``device``)."""
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks, reading = (list(source), "the MLP blocks given") if given else read_mlp_blocks(source)
     results = [
@@ -98,6 +102,7 @@ def score_blocks(
             jobs=jobs,
             executor=executor,
             progress=progress,
+            device=device,
         )
         for block in blocks
     ]
@@ -116,5 +121,131 @@ def score_blocks(
             jobs=jobs,
             executor=executor,
             progress=progress,
+            device=device,
         )
     return BlockScores(blocks, results, name, whole_result, reading)
+
+
+@dataclass
+class BlockRows:
+    """Every block's row of a streamed run (`stream_block_scores`): the columns of
+    `BlockScores.to_frame` and ``seconds`` (0 for a row read back from the cache)."""
+
+    rows: list[dict]
+    method: str
+    computed: int
+    reused: int
+    whole: None = None  # a streamed run never holds the whole network
+    reading: str = ""  # how the blocks were read
+
+    def to_frame(self):
+        import pandas as pd
+
+        nums = ("value", "null_mean", "null_std", "z", "p_value")
+        return pd.DataFrame(self.rows).astype({c: float for c in nums if self.rows})
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "blocks": self.rows, "computed": self.computed,
+                "reused": self.reused, "version": __version__,
+                **({"reading": self.reading} if self.reading else {})}
+
+
+def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: float) -> dict:
+    s = r.null
+    return {
+        "block": block_name,
+        "d_model": d_model,
+        "d_ff": d_ff,
+        "n_edges": int(r.graph.n_edges),
+        "measure": r.measure,
+        "value": float(r.value),
+        "null_mean": None if s is None else float(s.mean),
+        "null_std": None if s is None else float(s.std),
+        "z": None if s is None or not np.isfinite(s.z) else float(s.z),
+        "p_value": None if s is None else float(s.p_value),
+        "seconds": round(seconds, 3),
+    }
+
+
+def stream_block_scores(
+    source: str | os.PathLike,
+    *,
+    measure: Any = "ncut",
+    n_clusters: int | None = None,
+    null: Any = "layer",
+    n_shuffles: int = 20,
+    seed: int = 0,
+    jobs: int = 1,
+    device: str | None = None,
+    cache: str | os.PathLike | None = None,
+    progress: bool = False,
+    limit: int | None = None,
+) -> BlockRows:
+    """`score_blocks` for networks too large to hold: blocks read one at a time from a
+    memory-mapped file (`iter_mlp_blocks`), each scored and dropped, so memory holds one block
+    and its shuffles in flight. ``cache``: a folder where each block's finished shuffles and its
+    finished row are kept; a rerun (after a stop, or on another device) computes only what is
+    missing. ``progress``: a bar over the blocks whose time left is measured on the blocks done
+    in this run. ``limit``: the first ``limit`` blocks only. Rows equal `score_blocks`' up to the
+    float tolerances of ``device`` (the same seed for every block)."""
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from ..runtime.atomic import write_json
+    from ..runtime.hashing import json_digest
+
+    path = Path(source)
+    if not path.is_file():
+        raise ModscopeError(f"{path}: no such file")
+    stat = path.stat()
+    total = count_mlp_blocks(path)
+    if limit is not None:
+        total = min(total, int(limit))
+    name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
+    settings = {"file": [path.name, stat.st_size, stat.st_mtime_ns], "measure": str(name),
+                "n_clusters": n_clusters, "null": str(null), "n_shuffles": n_shuffles, "seed": seed,
+                "version": __version__}
+    root = Path(cache) if cache is not None else None
+    rows: list[dict] = []
+    computed = reused = 0
+    bar = tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False)
+    with bar:
+        for i, block in enumerate(iter_mlp_blocks(path)):
+            if i >= total:
+                break
+            key = json_digest({**settings, "block": block.name})[:24]
+            done = root / "rows" / f"{key}.json" if root is not None else None
+            if done is not None and done.is_file():
+                rows.append(json.loads(done.read_text())["row"])
+                reused += 1
+                # off the bar's count: its rate and time left come from blocks computed now only
+                bar.total -= 1
+                bar.set_description(f"blocks ({reused} from the cache)")
+                continue
+            start = time.perf_counter()
+            graph = block.graph()
+            d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
+            del block
+            r = score(
+                graph,
+                measure=measure,
+                n_clusters=n_clusters,
+                null=null,
+                n_shuffles=n_shuffles,
+                seed=seed,
+                jobs=jobs,
+                device=device,
+                cache=None if root is None else root / "samples" / key,
+                progress=progress,
+            )
+            row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
+            del graph, r
+            if done is not None:
+                write_json(done, {"settings": settings, "row": row})
+            rows.append(row)
+            computed += 1
+            bar.update()
+    reading = f"{total} MLP blocks read one at a time from the memory-mapped file"
+    return BlockRows(rows, str(name), computed, reused, reading=reading)

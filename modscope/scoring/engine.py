@@ -23,20 +23,12 @@ from ..graphs.weight_graph import WeightGraph
 from ..nulls import Null, get_null
 from ..runtime.cache import UnitCache
 from ..runtime.executors import Executor, LocalExecutor
-from ..runtime.seeds import child_seed
-from ..runtime.threads import single_thread
 from ..stats import compare_to_null
 from .measures import Measure, get_measure
 from .result import ScoreResult
+from .sample import null_value
 
 __all__ = ["null_value", "null_values", "score"]
-
-
-def null_value(graph: WeightGraph, null: Null, measure: Measure, ss: np.random.SeedSequence) -> float:
-    """The measure on one null sample, on one thread: the same bits whatever runs it."""
-    measure = measure.single_threaded()
-    with single_thread():
-        return float(measure.evaluate(null.sample(graph, child_seed(ss, 0)), child_seed(ss, 1))[0])
 
 
 def _cache_key(graph: WeightGraph, null: Null, measure: Measure, seed: int) -> dict[str, Any]:
@@ -114,6 +106,7 @@ def score(
     executor: Executor | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = False,
+    device: str | None = None,
 ) -> ScoreResult:
     """Score a network's modularity against a null (spec §2–§3).
 
@@ -125,6 +118,9 @@ def score(
     null. ``jobs``: worker processes (-1 for all cores), or ``executor``: a
     `modscope.runtime.executors` executor (a Dask cluster) or a `TorchBatchExecutor`; results do
     not depend on either. ``cache``: a folder where finished samples are kept for a resume.
+    ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: the spectral path (the network's own
+    clustering and its null) as batched torch tensor ops there (`TorchBatchExecutor`); samples
+    are the same as without it, up to the float tolerances the tests state.
     """
     graph = source if isinstance(source, WeightGraph) else load_graph(source)
     the_measure = get_measure(measure, n_clusters)
@@ -134,9 +130,19 @@ def score(
     the_null.check(graph)
     if executor is not None and jobs != 1:
         raise ModscopeError("give jobs or an executor, not both")
+    if device is not None:
+        if executor is not None or jobs != 1:
+            raise ModscopeError("give a device, jobs or an executor, not two of them")
+        from .batched import TorchBatchExecutor
+
+        executor = TorchBatchExecutor(device)
     if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
         raise ModscopeError(f"the number of shuffles must be an integer >= 0, got {n_shuffles!r}")
-    value, partition = the_measure.evaluate(graph, np.random.SeedSequence(seed))
+    own = getattr(executor, "evaluate", None)  # an executor that clusters the network itself
+    if own is not None:
+        value, partition = own(graph, the_measure, np.random.SeedSequence(seed))
+    else:
+        value, partition = the_measure.evaluate(graph, np.random.SeedSequence(seed))
     comparison = None
     if n_shuffles:
         samples = null_values(

@@ -177,8 +177,9 @@ class SweepUnit:
         return json_digest(ident)[:24]
 
 
-def run_unit(unit: SweepUnit) -> dict:
-    """Score one checkpoint under one setting, on one thread; the table row as a dict."""
+def run_unit(unit: SweepUnit, device: str | None = None) -> dict:
+    """Score one checkpoint under one setting, on one thread (its spectral path on ``device`` when
+    given); the table row as a dict."""
     from ..clustering.memory import check_memory
     from ..clustering.spectral import SpectralClusterer
     from ..graphs.load import load_weights
@@ -203,7 +204,12 @@ def run_unit(unit: SweepUnit) -> dict:
     )
     with single_thread():
         result = score(
-            graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"], seed=s["seed"]
+            graph,
+            measure=clusterer,
+            null=s["shuffle_method"],
+            n_shuffles=s["shuffles"],
+            seed=s["seed"],
+            device=device,
         )
     null = result.null.to_dict() if result.null is not None else {}
     return {
@@ -223,6 +229,17 @@ def run_unit(unit: SweepUnit) -> dict:
         "version": __version__,
         "key": unit.key,
     }
+
+
+class _DeviceRows:
+    """Rows one after another here, each row's spectral path on a torch device."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def as_completed(self, fn, items):
+        for i, item in enumerate(items):
+            yield i, fn(item, device=self.device)
 
 
 @dataclass
@@ -290,6 +307,7 @@ def run_sweep(
     out: str | os.PathLike | None = None,
     jobs=1,
     progress: bool = False,
+    device: str | None = None,
 ) -> SweepResult:
     """Score every checkpoint x setting of ``config`` into one table at ``out``.
 
@@ -297,7 +315,8 @@ def run_sweep(
     working directory). ``out`` (``.csv``, or ``.parquet`` with pyarrow) defaults to the
     config's ``out``. ``jobs``: worker processes, or an executor from `modscope.distributed`
     (e.g. ``DaskExecutor("tcp://host:8786")``). Finished rows are persisted as they arrive;
-    rows already in ``out`` with the same key are reused.
+    rows already in ``out`` with the same key are reused. ``device``: each row's spectral path on
+    this torch device (`modscope.score`'s ``device``), rows one after another in this process.
     """
     from ..runtime.executors import LocalExecutor
 
@@ -347,7 +366,15 @@ def run_sweep(
         rows = [done[u.key] for u in units if u.key in done]
         return pd.DataFrame(rows, columns=columns)
 
-    executor = LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
+    if device is not None:
+        if jobs != 1:
+            raise ModscopeError("give a device or jobs, not both")
+        from ..runtime.modules import resolve_device
+
+        resolve_device(device)  # one line before any work when the device is absent
+        executor = _DeviceRows(device)
+    else:
+        executor = LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
     bar = tqdm(total=len(units), initial=reused, desc="sweep", unit="row", disable=not progress, leave=False)
     with bar:
         if todo:
