@@ -109,8 +109,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ModscopeError(f"{path}: weights without a forward, not a modscope checkpoint: {run_it}")
     if suffix in (".onnx", ".h5", ".hdf5", ".keras", ".pt2"):
         raise ModscopeError(
-            f"{path}: not a modscope checkpoint but a model file, which score, blocks and plot read for its "
-            "graph; knockout and masks run the network on your data: pass its code with --model "
+            f"{path}: not a modscope checkpoint but a model file, which score reads for its graph; "
+            "knockout and masks run the network on your data: pass its code with --model "
             "package.module:factory, its weights (a state dict) and --data FILE"
         )
     obj = formats.safe_torch_load(path, trust_option=False)
