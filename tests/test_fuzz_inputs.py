@@ -318,6 +318,8 @@ def pt2_cases(c: Cases, rng: random.Random) -> None:
         if [s.get("as_int") for s in value["sizes"]] == [1, 3]:
             value["sizes"] = [{"as_int": 1}, {"as_int": 200_000_000}]
     c.score("input-width-2e8", with_json(model_name, wide), ".pt2")
+    five = json.loads(json.dumps(wide).replace("200000000", "5"))  # shapes that disagree with the weights
+    c.score("input-width-5", with_json(model_name, five), ".pt2")
     fqn = next(iter(config["config"]))
     for sizes, strides in [([10**8, 3], [0, 0]), ([10**12, 10**12], [1, 1]), ([-4, 3], [3, 1])]:
         cfg = copy.deepcopy(config)
