@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from .options import (
@@ -157,7 +155,5 @@ def run(args) -> int:
             pool.close()
     if args.json:
         write_json(args.json, result.to_dict())
-    print(format_score(result, source=args.checkpoint))
-    for warning in result.warnings:
-        print(f"modscope: warning: {warning}", file=sys.stderr)
+    print(format_score(result, source=args.checkpoint))  # its caveats end the table
     return 0

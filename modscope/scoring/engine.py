@@ -26,6 +26,7 @@ from ..runtime.executors import Executor, LocalExecutor
 from ..runtime.seeds import child_seed
 from ..runtime.threads import single_thread
 from ..stats import compare_to_null
+from ..stats.flags import companion_null, is_sparse, zero_fraction
 from .measures import Measure, get_measure
 from .result import ScoreResult
 
@@ -114,6 +115,7 @@ def score(
     executor: Executor | None = None,
     cache: str | os.PathLike | None = None,
     progress: bool = False,
+    compare_nulls: bool | None = None,
 ) -> ScoreResult:
     """Score a network's modularity against a null (spec §2–§3).
 
@@ -125,6 +127,10 @@ def score(
     null. ``jobs``: worker processes (-1 for all cores), or ``executor``: a
     `modscope.runtime.executors` executor (a Dask cluster) or a `TorchBatchExecutor`; results do
     not depend on either. ``cache``: a folder where finished samples are kept for a resume.
+    ``compare_nulls``: also score against the other kind of weight null (``layer_nonzero``
+    beside ``layer``, ``layer`` beside a null that keeps the sparsity pattern), with the same
+    samples count and seed, into ``result.other_nulls``; default: for sparse networks (at least
+    half of the weights zero, `modscope.stats.flags`), whose two nulls ask different questions.
     """
     graph = source if isinstance(source, WeightGraph) else load_graph(source)
     the_measure = get_measure(measure, n_clusters)
@@ -150,6 +156,18 @@ def score(
             cache=cache,
         )
         comparison = compare_to_null(value, samples, the_measure.higher_is_modular)
+    others = {}
+    other = companion_null(the_null.name) if isinstance(null, str) else None
+    if compare_nulls is None:
+        weights_null = other is not None and not isinstance(graph, ActivationGraph)
+        compare_nulls = weights_null and is_sparse(zero_fraction(graph.weights))
+    if compare_nulls and comparison is not None and other is not None:
+        samples = null_values(
+            graph, get_null(other), the_measure, int(n_shuffles), seed=seed,
+            executor=executor if executor is not None else LocalExecutor(jobs), progress=progress,
+            cache=cache,
+        )
+        others[other] = compare_to_null(value, samples, the_measure.higher_is_modular)
     return ScoreResult(
         graph=graph,
         measure=the_measure.name,
@@ -159,4 +177,5 @@ def score(
         null_name=the_null.name if n_shuffles else None,
         null=comparison,
         seed=int(seed),
+        other_nulls=others,
     )
