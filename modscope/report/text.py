@@ -297,7 +297,7 @@ def format_masks(result: MaskResult) -> str:
             if own is not None and own in row:
                 lines.append(f"{f.ljust(w)} own class {row[own]:+.3f}   others (mean) "
                              f"{mean_other:+.3f}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + flags_text(result.flags)) + "\n"
 
 
 def format_sweep(result: Any) -> str:

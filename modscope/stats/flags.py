@@ -241,18 +241,23 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
 
 
 # -- masks ----------------------------------------------------------------------------------------
-def mask_flags(kept_fraction: Mapping[str, float | None], steps: int | None = None) -> list[Flag]:
+def mask_flags(kept_fraction: Mapping[str, float | None], steps: int | None = None,
+               functions: Sequence[str] | None = None) -> list[Flag]:
     """A ``masks_not_converged`` flag naming every mask that keeps at least `MASK_DENSE` of its
-    weights (an untrained mask keeps them all); ``steps``: the steps it trained, when known."""
-    dense = {f: v for f, v in kept_fraction.items() if v is not None and v >= MASK_DENSE}
+    weights (an untrained mask keeps them all); ``steps``: the steps it trained, when known;
+    ``functions``: the masks' order (default: ``kept_fraction``'s)."""
+    order = [f for f in (functions or kept_fraction) if f in kept_fraction]
+    dense = {f: kept_fraction[f] for f in order
+             if kept_fraction[f] is not None and kept_fraction[f] >= MASK_DENSE}
     if not dense:
         return []
-    which = ", ".join(f"{f} keeps {100 * v:.1f} %" for f, v in dense.items())
+    which = ", ".join(f"{f} {100 * v:.1f} %" for f, v in dense.items())
     ran = f" after {steps} steps" if steps else ""
     return [Flag(
         "masks_not_converged",
-        f"masks not converged: {which} of its weights{ran}, still near the 100 % every mask starts "
-        "from, so the masks and their overlaps (IoU near 1) say nothing yet; raise --steps",
+        f"masks not converged{ran}: {len(dense)} of {len(order)} masks still keep at least "
+        f"{100 * MASK_DENSE:.0f} % of their weights ({which}), near the 100 % every mask starts "
+        "from, so they and their overlaps (IoU near 1) say nothing yet; raise --steps",
     )]
 
 
