@@ -63,12 +63,13 @@ def test_partition_flags_giant_clusters_and_slivers():
     giant = np.array([0] * 90 + [1, 2, 3, 3, 4, 5, 6, 7, 7, 7])
     (f,) = flags.partition_flags(giant, 8)
     assert f.code == "degenerate_partition"
-    assert "cluster 0 holds 90 of the 100 units (90 %)" in f.message
-    assert "6 of the 8 clusters hold only 1 or 2 units" in f.message and "--clusters" in f.message
+    assert "cluster 0 holds 90 % of the units (90)" in f.message
+    assert "clusters 1, 2, 3, 4, 5 and 6 hold only 1 or 2 units each" in f.message
+    assert "(k = 8, 100 units)" in f.message and "--clusters" in f.message
     # k = 2: a 70 / 30 split is a partition, not a degenerate one; -1 (isolated) units are left out
     assert flags.partition_flags(np.array([0] * 70 + [1] * 30 + [-1] * 50), 2) == []
     # an empty cluster is degenerate too; a tiny graph (clusters of 2 on average) is not flagged
-    assert "1 are empty" in flags.partition_flags(np.repeat([0, 1, 2], 10), 4)[0].message
+    assert "cluster 3 is empty" in flags.partition_flags(np.repeat([0, 1, 2], 10), 4)[0].message
     assert flags.partition_flags(np.array([0, 0, 1, 2, 3, 3]), 4) == []
 
 
@@ -138,7 +139,7 @@ def test_a_degenerate_partition_is_flagged_in_the_result_and_the_table():
     assert sorted(r.cluster_sizes.sum(0)) == [2, 2, 2, 84] and r.null.z < -10
     assert [f.code for f in r.flags] == ["degenerate_partition"]
     text = " ".join(format_score(r).split())  # the warnings wrap at 100 columns
-    assert "degenerate partition" in text and "hold only 1 or 2 units" in text
+    assert "degenerate partition" in text and "hold only 2 units each" in text
     assert "all 90 |" in text  # the cluster totals under the per-layer table
 
 

@@ -377,8 +377,10 @@ kept, partners random). On tiny sparse networks z cannot go below &minus;mean/st
 the n-cut with the shuffle mean too.</li>
 <li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
 <b>Cluster sizes</b> show how each layer's neurons split between clusters; the
-<b>network drawing</b> shows each connection's |w| (line width) and sign (blue +, red &minus;),
-neurons coloured by cluster.</li>
+<b>network drawing</b> seats each layer's neurons by cluster and draws each connection with
+width |w| (a dense network: only each layer's strongest 10 %), curved through the centres of
+its clusters so connections between two clusters form one bundle: coloured by cluster inside
+one, grey between two.</li>
 <li><b>Masks</b> (Csord&aacute;s et al.): for each function (e.g. the left and right digit) the
 smallest set of weights that still computes it. <b>IoU</b> near 0: the functions use separate
 weights; near 1: shared. A mask should score well on its own function and near chance on the
@@ -596,14 +598,13 @@ def worked_ran(w: Mapping[str, Any]) -> str:
     return "This example's own settings" + quick + ": " + "; ".join(parts) + "."
 
 
-def _summary_html(data: ReportData, sparsity: Mapping[str, float]) -> str:
+def _summary_html(data: ReportData, sparsity: Mapping[str, float],
+                  ordered: Callable[[Mapping[str, dict]], list[tuple[str, dict]]]) -> str:
     """What was found, in sentences (`modscope.report.summary`): the models against each null and
     their caveats, the clusters that matter, the functions that share weights; then the notes."""
     from .summary import knockout_sentences, mask_sentences, score_sentences
 
-    scores = {n: d for n, d in data.scores.items()}
-    knockouts = dict(data.knockouts)
-    masks = dict(data.masks)
+    scores, knockouts, masks = (dict(ordered(items)) for items in (data.scores, data.knockouts, data.masks))
     for name, w in sorted(data.worked.items()):  # the worked examples read like any model
         scores[f"worked-{name}"] = w["score"]
         knockouts[f"worked-{name}"] = w["knockout"]
@@ -678,7 +679,7 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
         own = "; the worked examples ran their own, said in their section" if data.worked else ""
         settings = (f"<p class='note'>settings of {whose}: " + ", ".join(
             f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + f"{own}.</p>")
-    body.insert(0, _summary_html(data, sparsity))
+    body.insert(0, _summary_html(data, sparsity, ordered))
     nav.insert(0, '<a href="#summary">summary</a>')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -75,10 +75,11 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     if sparse.get("warning"):
         out.append(flags.Flag("sparse_nulls_disagree", sparse["warning"]))
     elif len(blocks) > 1 and "ncut" in d:
-        # the first pair of a null that scatters the zeros and one that keeps them
+        # a null that scatters the zeros against one that keeps them (layer_nonzero first)
         kinds = {m: flags.companion_null(m) for m in blocks}
         scatter = next((m for m, c in kinds.items() if c == "layer_nonzero"), None)
-        keep = next((m for m, c in kinds.items() if c == "layer"), None)
+        keeps = [m for m, c in kinds.items() if c == "layer"]
+        keep = "layer_nonzero" if "layer_nonzero" in keeps else next(iter(keeps), None)
         if scatter and keep:
             flag = flags.null_disagreement(d["ncut"], fraction, {scatter: blocks[scatter],
                                                                  keep: blocks[keep]})

@@ -177,6 +177,7 @@ def null_disagreement(
         for n, s, v in ((a, sa, va), (b, sb, vb))
     )
     share = "" if fraction is None else f" ({100 * fraction:.0f} % zero weights)"
+    kind = "sparse network" if fraction is None or is_sparse(fraction) else "network"
     scatter, keep = (a, b) if not _KEEPS_PATTERN.get(a, False) else (b, a)
     v_scatter, v_keep = (va, vb) if scatter == a else (vb, va)
     if v_scatter == "more":
@@ -184,15 +185,15 @@ def null_disagreement(
                    f"where its surviving weights sit; cite it as modular against `{scatter}` only")
     elif v_keep == "more":
         reading = (f"given which connections exist, its weights are placed modularly (`{keep}`); "
-                   f"`{scatter}` shuffles of so sparse a network are random sparse graphs that are "
-                   "themselves easy to cut, so they are no fair yardstick for its n-cut")
+                   f"`{scatter}` shuffles scatter its zeros and strong weights into random sparse "
+                   "graphs that are themselves easy to cut, so they are no fair yardstick for its n-cut")
     else:
         reading = (f"against `{keep}` it is {_SAID[v_keep].replace(' than', '')} while against "
                    f"`{scatter}` it is {_SAID[v_scatter].replace(' than', '')}: the two nulls ask "
                    "different questions")
     return Flag(
         "sparse_nulls_disagree",
-        f"the nulls disagree on this sparse network{share}: it is "
+        f"the nulls disagree on this {kind}{share}: it is "
         f"{said}. `{scatter}` scatters the zeros, `{keep}` keeps the sparsity pattern; read "
         f"together: {reading}",
     )
@@ -219,25 +220,34 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
     parts = []
     big = int(sizes.argmax())
     if k >= 3 and sizes[big] > GIANT_SHARE * n:
-        parts.append(f"cluster {big} holds {sizes[big]} of the {n} units ({100 * sizes[big] / n:.0f} %)")
+        parts.append(f"cluster {big} holds {100 * sizes[big] / n:.0f} % of the units ({sizes[big]})")
     small = np.flatnonzero(sizes <= SLIVER_UNITS)
     if small.size and n / k >= SLIVER_MIN_MEAN:
-        empty = int(np.count_nonzero(sizes[small] == 0))
-        slivers = small.size - empty
-        said = []
+        slivers = [int(c) for c in small if sizes[c] > 0]
+        empty = [int(c) for c in small if sizes[c] == 0]
         if slivers:
-            said.append(f"{slivers} of the {k} clusters hold only 1 or 2 units")
+            units = " or ".join(sorted({str(sizes[c]) for c in slivers}))
+            units += " unit" if units == "1" else " units"
+            parts.append(f"{_clusters(slivers)} {'holds' if len(slivers) == 1 else 'hold'} only {units}"
+                         + ("" if len(slivers) == 1 else " each"))
         if empty:
-            said.append(f"{empty} are empty")
-        parts.append(" and ".join(said))
+            parts.append(f"{_clusters(empty)} {'is' if len(empty) == 1 else 'are'} empty")
     if not parts:
         return []
     return [Flag(
         "degenerate_partition",
-        f"degenerate partition: {'; '.join(parts)}. A low n-cut here comes from cutting off a few "
-        "weakly connected units, not from modules of the network: read z with the cluster sizes, "
-        "and try fewer clusters (--clusters)",
+        f"degenerate partition: {'; '.join(parts)} (k = {k}, {n} units). A spectral n-cut is "
+        "lowest when it cuts off a few weakly connected units, so a low n-cut and a strong z may "
+        "come from those rather than from modules: read z with the cluster sizes, and try fewer "
+        "clusters (--clusters)",
     )]
+
+
+def _clusters(ids: Sequence[int]) -> str:
+    """``cluster 3`` / ``clusters 3, 5 and 9``."""
+    if len(ids) == 1:
+        return f"cluster {ids[0]}"
+    return "clusters " + ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}"
 
 
 # -- masks ----------------------------------------------------------------------------------------
