@@ -201,7 +201,8 @@ def run_unit(unit: SweepUnit) -> dict:
     )
     with single_thread():
         result = score(
-            graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"], seed=s["seed"]
+            graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"], seed=s["seed"],
+            compare_nulls=False,  # a sweep lists the nulls it scores, one row each
         )
     null = result.null.to_dict() if result.null is not None else {}
     return {
