@@ -245,9 +245,39 @@ def test_help_says_what_knockout_masks_and_demo_take(capsys):
     assert "--seed SEED seed of every model's training" in out
 
 
-def test_the_demo_says_when_it_leaves_fashion_mnist_out():
-    from modscope.workflows.demo import left_out_note
+def test_the_demo_says_when_it_leaves_fashion_mnist_out(tmp_path, monkeypatch):
+    import json
 
-    note = left_out_note(asked=False)
+    from modscope.workflows import demo
+
+    note = demo.left_out_note(asked=False)
     assert "not installed" in note and "fashion-mnist-plain" in note and "CNN worked example" in note
-    assert "--no-fashion" in left_out_note(asked=True)
+    assert "--no-fashion" in demo.left_out_note(asked=True)
+    # the demo's own models (none here, to stay fast) on a machine without the data package
+    monkeypatch.setattr(demo, "fashion_available", lambda *a: False)
+    monkeypatch.setattr(demo, "demo_runs", lambda quick, fashion=None: [])
+    logs: list[str] = []
+    res = demo.run_demo(tmp_path, worked=(), progress=False, log=logs.append)
+    assert logs[0] == f"note: {note}"
+    assert json.loads((tmp_path / "results.json").read_text())["notes"] == [note]
+    assert "Fashion-MNIST is not installed" in res.report.read_text()
+    assert demo.run_demo(tmp_path / "b", worked=(), fashion=False, progress=False).notes == [
+        demo.left_out_note(asked=True)]
+
+
+def test_the_demo_reuses_a_sparse_networks_second_null(tmp_path, monkeypatch):
+    from modscope.scoring import engine
+    from modscope.workflows import demo
+
+    calls = []
+    real = engine.score
+    monkeypatch.setattr(engine, "score", lambda *a, **k: calls.append(k.get("null")) or real(*a, **k))
+    run = demo.DemoRun("pruned", "digits", {"steps": 30, "prune": 0.9, "prune_steps": 30, "hidden": [8, 8]},
+                       2, extra_nulls=("layer_nonzero", "layer_degree"), pairs=False)
+    res = demo.run_demo(tmp_path, runs=[run], settings=demo.DemoSettings(3, 10, 20), progress=False,
+                        log=lambda _: None)
+    assert calls == [None, "layer_degree"]  # layer_nonzero came with the first score
+    s, nonzero = res.scores["pruned"], res.nulls["pruned"]["layer_nonzero"]
+    assert s["sparse"]["other"] == nonzero["shuffle"] and nonzero["ncut"] == s["ncut"]
+    assert "sparse" not in res.nulls["pruned"]["layer_degree"]  # scored against one null only
+    assert res.rows[0]["z_layer_nonzero"] == s["sparse"]["other"]["z"]

@@ -195,8 +195,7 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert "model cached, score cached, masks cached, knockout cached" in logs[1]
     # more shuffles: the score and the knockout that uses its clusters; model and masks are reused
     run_demo(tmp_path, runs=runs, settings=DemoSettings(4, 10, 20), progress=False, log=logs.append)
-    # one score: the BIMT net is sparse, so its score also ran layer_nonzero, the extra null
-    assert calls == ["score", "knockout"]
+    assert calls == ["score", "score", "knockout"]  # both nulls (this BIMT net is 30 % zeros: not sparse)
 
 
 def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):

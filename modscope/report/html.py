@@ -158,7 +158,16 @@ def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
         "shuffle_std": s.get("std"),
         "z": s.get("z"),
         "p_value": s.get("p_value"),
+        **_other_null_columns(d),
     }
+
+
+def _other_null_columns(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``z_<null>``, ``p_<null>`` of a sparse network's second null (`modscope.stats.flags`)."""
+    other = (d.get("sparse") or {}).get("other")
+    if not other:
+        return {}
+    return {f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")}
 
 
 def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]) -> ReportData:
