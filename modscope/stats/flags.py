@@ -220,7 +220,7 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
     parts = []
     big = int(sizes.argmax())
     if k >= 3 and sizes[big] > GIANT_SHARE * n:
-        parts.append(f"cluster {big} holds {100 * sizes[big] / n:.0f} % of the units ({sizes[big]})")
+        parts.append(f"cluster {big} holds {sizes[big]} of the {n} units ({100 * sizes[big] / n:.0f} %)")
     small = np.flatnonzero(sizes <= SLIVER_UNITS)
     if small.size and n / k >= SLIVER_MIN_MEAN:
         slivers = [int(c) for c in small if sizes[c] > 0]
@@ -236,7 +236,7 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
         return []
     return [Flag(
         "degenerate_partition",
-        f"degenerate partition: {'; '.join(parts)} (k = {k}, {n} units). A spectral n-cut is "
+        f"degenerate partition (k = {k}): {'; '.join(parts)}. A spectral n-cut is "
         "lowest when it cuts off a few weakly connected units, so a low n-cut and a strong z may "
         "come from those rather than from modules: read z with the cluster sizes, and try fewer "
         "clusters (--clusters)",
