@@ -73,7 +73,7 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
 
     pct = 100 * sparse["zero_fraction"]
     lines = ["", f"sparse    {pct:.1f} % of the weights are zero (>= {100 * sparse['threshold']:.0f} %): "
-             "scored against a null that scatters the zeros and one that keeps them"]
+             "scored against a null that", "          scatters the zeros and one that keeps them"]
     blocks = {b["method"]: b for b in (shuffle, sparse["other"]) if b}
     for name, tests in sparse["tests"].items():
         b = blocks.get(name)
