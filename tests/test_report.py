@@ -76,15 +76,16 @@ def test_report_is_self_contained_with_every_figure_embedded(built):
     page_path, _ = built
     page = page_path.read_text()
     images = _images(page)
-    # score: histogram + sizes (no checkpoint given, no network); masks: 1; knockout: lesions + pairs
-    assert len(images) == 5
+    # score: histograms of both nulls (the BIMT net is sparse: layer and layer_nonzero) + sizes (no
+    # checkpoint given, no network); masks: 1; knockout: lesions + pairs
+    assert len(images) == 6
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
     assert not re.search(r"<script|<link|@import|url\(|(src|href)=\"https?:", page)
     assert sorted(p.name for p in (page_path.parent / "figures").iterdir()) == [
         "net-knockout-lesions.png", "net-knockout-pairs.png", "net-masks-masks.png",
-        "net-score-histogram.png", "net-score-sizes.png"]
+        "net-score-histogram-layer_nonzero.png", "net-score-histogram.png", "net-score-sizes.png"]
 
 
 def test_every_number_is_in_results_csv_and_json(files, built):
@@ -194,7 +195,7 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert "model cached, score cached, masks cached, knockout cached" in logs[1]
     # more shuffles: the score and the knockout that uses its clusters; model and masks are reused
     run_demo(tmp_path, runs=runs, settings=DemoSettings(4, 10, 20), progress=False, log=logs.append)
-    assert calls == ["score", "score", "knockout"]  # both nulls
+    assert calls == ["score", "score", "knockout"]  # both nulls (this BIMT net is 30 % zeros: not sparse)
 
 
 def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):

@@ -17,10 +17,20 @@ def add(sub) -> None:
     )
     p.add_argument("--quick", action="store_true", help="fewer training steps and shuffles (minutes)")
     p.add_argument("--out", default="modscope-report", help="output folder (default ./modscope-report)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of every model's training, shuffles, masks and lesions (default 0); the same seed "
+        "gives the same report and reuses its cache",
+    )
     p.add_argument("--shuffles", type=positive_int(1), help="shuffles per model (20 quick, 50 full)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
-    p.add_argument("--no-fashion", action="store_true", help="leave Fashion-MNIST out even if installed")
+    p.add_argument(
+        "--no-fashion",
+        action="store_true",
+        help="leave Fashion-MNIST (its model and the CNN worked example) out even if installed",
+    )
     p.add_argument(
         "--threads",
         type=positive_int(1),

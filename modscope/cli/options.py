@@ -104,9 +104,19 @@ def split_names(text: str | None) -> list[str] | None:
 
 def checkpoint_flags(p: argparse.ArgumentParser) -> None:
     """The network to analyse and the data it is tested on: a modscope checkpoint and its task."""
-    p.add_argument("checkpoint", help="modscope checkpoint (.pt) from `modscope train`")
+    p.add_argument(
+        "checkpoint",
+        help="the network: a modscope checkpoint (.pt written by `modscope train`; tested on its task), "
+        "or with --model PKG.MODULE:FACTORY the weights file of your module (a state dict: "
+        ".pt/.pth/.bin, .safetensors, .npz), tested on --data FILE",
+    )
     p.add_argument("--task", help="task to test on (default: the one the checkpoint was trained on)")
-    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="a modscope checkpoint: the data folder of a file-backed task; --model: your data file "
+        "(.npz, .pt, an IDX folder)",
+    )
 
 
 def progress_flag(p: argparse.ArgumentParser) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from .options import (
@@ -160,7 +158,5 @@ def run(args) -> int:
             pool.close()
     if args.json:
         write_json(args.json, result.to_dict())
-    echo(format_score(result, source=args.checkpoint), args.json)
-    for warning in result.warnings:
-        print(f"modscope: warning: {warning}", file=sys.stderr)
+    echo(format_score(result, source=args.checkpoint), args.json)  # its caveats end the table
     return 0

@@ -11,6 +11,7 @@ import torch
 from ..errors import ModscopeError
 from ..runtime.atomic import write_atomic
 from ..runtime.jsonable import to_jsonable
+from ..stats.flags import Flag, mask_flags
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MaskResult", "load_masks"]
 
@@ -54,6 +55,17 @@ class MaskResult:
     history: dict[int, MaskResult] = field(default_factory=dict)  # steps -> result (record_at)
     groups: dict[str, dict[str, Any]] | None = None
     units: Any = None
+
+    @property
+    def flags(self) -> list[Flag]:
+        """Caveats (`modscope.stats.flags`): masks still near the 100 % of the weights every mask
+        starts from are flagged ``masks_not_converged`` (not part of ``to_dict``)."""
+        return mask_flags(self.kept_fraction, self.config.get("steps"), self.functions)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The `flags` as sentences."""
+        return [f.message for f in self.flags]
 
     def to_dict(self) -> dict:
         d = {

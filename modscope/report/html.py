@@ -35,6 +35,8 @@ from ..runtime.hashing import file_sha256, json_digest
 __all__ = [
     "DPI",
     "KINDS",
+    "NETWORK_DENSE_EDGES",
+    "NETWORK_QUANTILE",
     "build_report",
     "collect",
     "load_result",
@@ -54,6 +56,10 @@ _SIGNATURES = {  # the keys by which a JSON file's kind is recognised
     "knockout": ("submodules", "intact_accuracy"),
 }
 DPI = 130  # one PNG per figure, embedded and in figures/: sharp on screen, fine for a draft
+# Network drawings of networks with more edges than this show only each layer's connections at or
+# above this quantile of |w|: a 64-64-64-10 MLP has 9000 lines, which hide every structure.
+NETWORK_DENSE_EDGES = 1000
+NETWORK_QUANTILE = 0.9
 
 
 def result_kind(d: Any) -> str:
@@ -152,7 +158,16 @@ def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
         "shuffle_std": s.get("std"),
         "z": s.get("z"),
         "p_value": s.get("p_value"),
+        **_other_null_columns(d),
     }
+
+
+def _other_null_columns(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``z_<null>``, ``p_<null>`` of a sparse network's second null (`modscope.stats.flags`)."""
+    other = (d.get("sparse") or {}).get("other")
+    if not other:
+        return {}
+    return {f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")}
 
 
 def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]) -> ReportData:
@@ -377,8 +392,10 @@ kept, partners random). On tiny sparse networks z cannot go below &minus;mean/st
 the n-cut with the shuffle mean too.</li>
 <li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
 <b>Cluster sizes</b> show how each layer's neurons split between clusters; the
-<b>network drawing</b> shows each connection's |w| (line width) and sign (blue +, red &minus;),
-neurons coloured by cluster.</li>
+<b>network drawing</b> seats each layer's neurons by cluster and draws each connection with
+width |w| (a dense network: only each layer's strongest 10 %), curved through the centres of
+its clusters so connections between two clusters form one bundle: coloured by cluster inside
+one, grey between two.</li>
 <li><b>Masks</b> (Csord&aacute;s et al.): for each function (e.g. the left and right digit) the
 smallest set of weights that still computes it. <b>IoU</b> near 0: the functions use separate
 weights; near 1: shared. A mask should score well on its own function and near chance on the
@@ -427,17 +444,26 @@ def _null_summary(s: Mapping[str, Any]) -> str:
 
 
 def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | None,
-                nulls: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+                nulls: Mapping[str, Mapping[str, Any]] | None = None,
+                zero_fraction: float | None = None) -> str:
     from . import plot
+    from .summary import score_flags
 
     s = d.get("shuffle") or {}
+    nulls = dict(nulls or {})
+    companion = (d.get("sparse") or {}).get("other")
+    if companion and companion["method"] not in nulls:  # a sparse network's second null
+        nulls[companion["method"]] = {"ncut": d["ncut"], "shuffle": companion}
     summary = (f"n-cut <b>{_fmt(d['ncut'])}</b> with k = {d['n_clusters']} on a "
                f"{'-'.join(map(str, d['layer_widths']))} network ({d.get('n_edges', '?')} edges)")
     if s:
         summary += "; " + _null_summary(s)
-    for other in (nulls or {}).values():
+    for other in nulls.values():
         if other.get("shuffle"):
             summary += "<br>Against " + _null_summary(other["shuffle"])
+    caveats = score_flags(d, nulls, zero_fraction)
+    if caveats:
+        summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>" for f in caveats)
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
     out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
@@ -447,21 +473,25 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
         figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key,
                   lambda: plot.cluster_sizes(d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")),
     ]
-    for i, (method, other) in enumerate((nulls or {}).items()):
+    for i, (method, other) in enumerate(nulls.items()):
         row.insert(1 + i, figs.draw(f"{slug}-histogram-{_slug(method)}",
                              f"{name}: n-cut against {method} shuffles", other,
                              lambda other=other, method=method: plot.shuffle_histogram(
                                  other, title=f"{name}, {method} shuffles")))
     if ckpt is not None and ckpt.exists():
         digest = file_sha256(ckpt)
+        quantile = NETWORK_QUANTILE if d.get("n_edges", 0) > NETWORK_DENSE_EDGES else None
+        shown = ("the strongest " + f"{100 * (1 - quantile):.0f} % of each layer's connections"
+                 if quantile is not None else "every connection")
         row.append(figs.draw(
-            f"{slug}-network", f"{name}: the network, neurons coloured by cluster", [key, digest],
-            lambda: _network(ckpt, d, name)))
+            f"{slug}-network", f"{name}: the network, neurons seated and coloured by cluster, {shown}, "
+            "bundled by cluster (a connection inside a cluster in its colour, between clusters grey)",
+            [key, digest, "bundled", quantile], lambda: _network(ckpt, d, name, quantile)))
     out.append(_figures_html(row))
     return "".join(out)
 
 
-def _network(ckpt: Path, d: Mapping[str, Any], name: str):
+def _network(ckpt: Path, d: Mapping[str, Any], name: str, quantile: float | None = None):
     """The network drawing at the size of the other figures of a row."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -474,11 +504,12 @@ def _network(ckpt: Path, d: Mapping[str, Any], name: str):
         fig = Figure(figsize=(5.0, min(3.6, 0.75 * n_layers + 0.8)), layout="constrained")
         FigureCanvasAgg(fig)
         plot.network(ckpt, d["labels"], ax=fig.add_subplot(), max_width=1.6,
-                     title=f"{name} (k = {d['n_clusters']})")
+                     title=f"{name} (k = {d['n_clusters']})", quantile=quantile, bundle=True)
     return fig
 
 
-def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
+def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures, steps: int | None = None) -> str:
+    from ..stats.flags import mask_flags
     from . import plot
 
     fns = list(d["functions"])
@@ -492,9 +523,12 @@ def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     slug = _slug(name)
     fig = figs.draw(f"{slug}-masks", f"{name}: mask overlaps (IoU, IoMin), overall and per weight "
                     "matrix, and each mask's kept fraction", d, lambda: plot.mask_overlap(d, title=name))
-    return (f'<h3 id="masks-{slug}">{html.escape(name)}</h3>'
-            "<p class='note'>Metric of the network under each mask on each function's test data; "
-            "'inverted': with exactly the mask's weights removed.</p>"
+    caveats = "".join(f"<p class='bad'>&#9888; {html.escape(f.message)}</p>"
+                      for f in mask_flags(d.get("kept_fraction") or {}, steps, d.get("functions")))
+    ran = f"{steps} steps; " if steps else ""
+    return (f'<h3 id="masks-{slug}">{html.escape(name)}</h3>' + caveats
+            + f"<p class='note'>{ran}metric of the network under each mask on each function's test "
+            "data; 'inverted': with exactly the mask's weights removed.</p>"
             + _table(header, rows) + _figures_html([fig]))
 
 
@@ -553,9 +587,71 @@ def _worked_html(name: str, w: Mapping[str, Any], figs: _Figures) -> str:
            sh.get("p_value")]
     label = f"worked-{name}"
     reading = html.escape(str(g.get("reading", "")))
-    return (f'<h3 id="worked-{_slug(name)}">{html.escape(name)}</h3>' + _table(header, [row])
+    return (f'<h3 id="worked-{_slug(name)}">{html.escape(name)}</h3>'
+            + f"<p class='note'>{html.escape(worked_ran(w))}</p>" + _table(header, [row])
             + f"<details><summary>how the network was read</summary><pre>{reading}</pre></details>"
-            + _knockout_html(label, w["knockout"], figs) + _masks_html(label, w["masks"], figs))
+            + _knockout_html(label, w["knockout"], figs)
+            + _masks_html(label, w["masks"], figs, (w.get("settings") or {}).get("mask_steps")))
+
+
+def worked_ran(w: Mapping[str, Any]) -> str:
+    """What a worked example's sections ran, in one paragraph: its settings are its own, not the
+    demo's (fewer shuffles, lesions and mask steps; the knockout on the first test examples)."""
+    st, t = w.get("settings") or {}, w.get("training") or {}
+    sh = (w.get("score") or {}).get("shuffle") or {}
+    ko = w.get("knockout") or {}
+    metric = t.get("metric_name", "metric")
+    parts = [
+        f"Trained {t.get('steps', st.get('steps', '?'))} steps: {metric} {_fmt(t.get('metric'))} on "
+        "the test set (the table)",
+        f"scored with k = {w['score'].get('n_clusters', st.get('n_clusters', '?'))} against "
+        f"{sh.get('n', st.get('n_shuffles', '?'))} {sh.get('method', 'layer')} shuffles",
+        f"knockout: {ko.get('n_random', st.get('n_random', '?'))} random lesions per sub-module on the "
+        f"first {st.get('knockout_examples', '?')} test examples (intact {ko.get('metric', metric)} "
+        f"{_fmt(ko.get('intact_accuracy'))} there)",
+        f"masks: {st.get('mask_steps', '?')} steps",
+    ]
+    quick = " (quick settings)" if w.get("quick") else ""
+    return "This example's own settings" + quick + ": " + "; ".join(parts) + "."
+
+
+def _summary_html(data: ReportData, sparsity: Mapping[str, float],
+                  ordered: Callable[[Mapping[str, dict]], list[tuple[str, dict]]]) -> str:
+    """What was found, in sentences (`modscope.report.summary`): the models against each null and
+    their caveats, the clusters that matter, the functions that share weights; then the notes."""
+    from .summary import knockout_sentences, mask_sentences, score_sentences
+
+    scores, knockouts, masks = (dict(ordered(items)) for items in (data.scores, data.knockouts, data.masks))
+    for name, w in sorted(data.worked.items()):  # the worked examples read like any model
+        scores[f"worked-{name}"] = w["score"]
+        knockouts[f"worked-{name}"] = w["knockout"]
+        masks[f"worked-{name}"] = w["masks"]
+    parts = [
+        ("Modularity", score_sentences(scores, data.nulls, sparsity)),
+        ("Do the clusters matter?", knockout_sentences(knockouts)),
+        ("Which functions share weights?", mask_sentences(masks)),
+        ("Left out", [str(n) for n in data.extra.get("notes") or []]),
+    ]
+
+    def para(text: str) -> str:
+        cls = " class='bad'" if any(w in text for w in _CAVEAT_WORDS) else ""
+        escaped = html.escape(text)
+        # `name` -> <code>name</code>, as the sentences quote nulls and options
+        pieces = escaped.split("`")
+        escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+        return f"<li{cls}>{escaped}</li>"
+
+    out = ['<h2 id="summary">What was found</h2>']
+    for head, sentences in parts:
+        if sentences:
+            out.append(f"<h4>{html.escape(head)}</h4><ul>" + "".join(para(t) for t in sentences) + "</ul>")
+    if len(out) == 1:
+        out.append("<p class='note'>No result to summarise.</p>")
+    return "".join(out)
+
+
+_CAVEAT_WORDS = ("disagree", "degenerate partition", "not converged", "identity shortcuts", "not installed",
+                 "left out (--no-fashion)")
 
 
 def render_html(data: ReportData, figs: _Figures, title: str = "modscope report") -> str:
@@ -568,16 +664,19 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
         """The models' order (JSON files sort their keys), then the rest by name."""
         return sorted(items.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
+    sparsity = {r["model"]: r["sparsity"] for r in data.models if r.get("sparsity") is not None}
+    mask_steps = (data.extra.get("settings") or {}).get("mask_steps")
     if data.models:
         body.append('<h2 id="models">Models: n-cut against shuffles</h2>' + _models_html(data.models))
     if data.scores:
         body.append('<h2 id="scores">Structure: spectral clusters</h2>')
         for name, d in ordered(data.scores):
-            body.append(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name)))
+            body.append(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name),
+                                    sparsity.get(name)))
     if data.masks:
         nav.append('<a href="#masks">masks</a>')
         body.append('<h2 id="masks">Function: weight masks</h2>')
-        body.extend(_masks_html(name, d, figs) for name, d in ordered(data.masks))
+        body.extend(_masks_html(name, d, figs, mask_steps) for name, d in ordered(data.masks))
     if data.knockouts:
         nav.append('<a href="#knockouts">knockouts</a>')
         body.append('<h2 id="knockouts">Do the modules matter? Knockouts</h2>')
@@ -591,10 +690,14 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
                     "<code>experiments/worked_example.json</code>.</p>")
         body.extend(_worked_html(name, d, figs) for name, d in sorted(data.worked.items()))
     settings = ""
-    shown = data.extra.get("settings", data.extra)
-    if isinstance(shown, Mapping) and shown:
-        settings = ("<p class='note'>settings: " + ", ".join(
-            f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + "</p>")
+    shown = {k: v for k, v in data.extra.get("settings", data.extra).items() if k != "notes"}
+    if shown:
+        whose = "the demo's models" if data.worked else "these results"
+        own = "; the worked examples ran their own, said in their section" if data.worked else ""
+        settings = (f"<p class='note'>settings of {whose}: " + ", ".join(
+            f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + f"{own}.</p>")
+    body.insert(0, _summary_html(data, sparsity, ordered))
+    nav.insert(0, '<a href="#summary">summary</a>')
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

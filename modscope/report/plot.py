@@ -64,6 +64,12 @@ _MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest 
 def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Weights ``(n_{l+1}, n_l)`` per layer and node coordinates ``(n_l, d)`` per layer, both in
     graph order (inputs / outputs in task order, hidden neurons in position order)."""
+    weights, coords, _ = _placed(source)
+    return weights, coords
+
+
+def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
+    """`_geometry` and whether the coordinates were learned (BIMT) rather than laid out."""
     if isinstance(source, str | os.PathLike):
         source = load_checkpoint(source)
     if isinstance(source, Checkpoint):
@@ -74,26 +80,26 @@ def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
         bimt = source.bimt or {}
         coords = bimt.get("coordinates")
         if coords is None:
-            return weights, [c.numpy() for c in layout(widths)]
+            return weights, [c.numpy() for c in layout(widths)], False
         coords = [torch.as_tensor(c).double() for c in coords]
         perms = bimt.get("permutations")
         if perms:  # position of each task-ordered input / output
             coords[0] = coords[0][torch.argsort(torch.as_tensor(perms[0]))]
             coords[-1] = coords[-1][torch.argsort(torch.as_tensor(perms[-1]))]
-        return weights, [c.numpy() for c in coords]
+        return weights, [c.numpy() for c in coords], True
     if isinstance(source, WeightGraph):  # any chain: a plain stack read from a weights file
         if not source.is_chain:
             raise ModscopeError(
                 f"plot network draws a plain stack of layers; this network was read as {source.reading}"
             )
-        return list(source.weights), [c.numpy() for c in layout(list(source.layer_widths))]
+        return list(source.weights), [c.numpy() for c in layout(list(source.layer_widths))], False
     if isinstance(source, nn.Module):
         layers = linear_layers(source)
         if not layers:
             raise ModscopeError("the model has no nn.Linear layers to draw")
         weights = [layer.weight.detach().cpu().double().numpy() for layer in layers]
         widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-        return weights, [c.numpy() for c in layout(widths)]
+        return weights, [c.numpy() for c in layout(widths)], False
     raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint, a model or a WeightGraph")
 
 
@@ -110,9 +116,49 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _by_cluster(coords: list[np.ndarray], labels: np.ndarray) -> list[np.ndarray]:
+    """Line layouts with each layer's neurons re-seated in cluster order (then index order), so
+    a cluster's neurons sit side by side; grids and learned positions are kept."""
+    out, start = [], 0
+    for c in coords:
+        lab = labels[start:start + len(c)]
+        start += len(c)
+        if c.shape[1] != 1:
+            out.append(c)
+            continue
+        order = np.lexsort((np.arange(len(c)), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
+        seated = np.empty_like(c)
+        seated[order] = np.sort(c, axis=0)
+        out.append(seated)
+    return out
+
+
+def _bundled(a: np.ndarray, b: np.ndarray, ca: np.ndarray, cb: np.ndarray, pull: float = 0.85,
+             n: int = 12) -> np.ndarray:
+    """``(E, n, 2)`` cubic Bezier curves from points ``a`` to ``b`` (each ``(E, 2)``) whose
+    control points are pulled towards ``ca`` / ``cb`` (the centres of the end points' clusters in
+    their layers): edges between the same two clusters gather into one bundle."""
+    dy = (b[:, 1:] - a[:, 1:]) * 0.4
+    p1 = np.concatenate([a[:, :1] + pull * (ca[:, :1] - a[:, :1]), a[:, 1:] + dy], 1)
+    p2 = np.concatenate([b[:, :1] + pull * (cb[:, :1] - b[:, :1]), b[:, 1:] - dy], 1)
+    t = np.linspace(0.0, 1.0, n)[None, :, None]
+    return ((1 - t) ** 3 * a[:, None] + 3 * (1 - t) ** 2 * t * p1[:, None]
+            + 3 * (1 - t) * t**2 * p2[:, None] + t**3 * b[:, None])
+
+
+def _centres(xy: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Each node's cluster centre within its layer (its own position when unclustered)."""
+    out = xy.copy()
+    for c in np.unique(lab[lab >= 0]):
+        sel = lab == c
+        out[sel] = xy[sel].mean(0)
+    return out
+
+
 def network(source: Checkpoint | nn.Module | str | os.PathLike,
             labels: Sequence[int] | np.ndarray | None = None, ax: Axes | None = None, *,
-            max_width: float = 2.5, title: str | None = None) -> Figure:
+            max_width: float = 2.5, title: str | None = None, quantile: float | None = None,
+            bundle: bool = False) -> Figure:
     """Draw a layered network: neurons at their (BIMT) positions, connections as lines.
 
     ``source``: a :class:`Checkpoint` (BIMT coordinates and permutations honoured), its path,
@@ -120,9 +166,15 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
     outputs in task order, as :func:`modscope.load_graph` orders them), -1 = none.
     Line width is ``max_width * |w| / max |w|`` points within each layer; lines below
-    0.5 % of the layer's widest are left out. Returns the figure (``ax.figure`` if given).
+    0.5 % of the layer's widest are left out. ``quantile`` (0..1): draw only the connections
+    whose ``|w|`` is at least this quantile of the layer's non-zero ``|w|`` (0.9: the strongest
+    10 %), so a dense network's structure shows. ``bundle`` (with ``labels``): seat each line
+    layer's neurons in cluster order (learned BIMT positions are kept), curve each connection
+    through the centres of its end points' clusters so edges between two clusters form one
+    bundle, and colour a connection by its cluster when both ends share one (grey between
+    clusters) instead of by sign. Returns the figure (``ax.figure`` if given).
     """
-    weights, coords = _geometry(source)
+    weights, coords, learned = _placed(source)
     n_nodes = sum(len(c) for c in coords)
     if labels is not None:
         labels = np.asarray(labels)
@@ -130,6 +182,9 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
             raise ModscopeError(
                 f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
             )
+    if quantile is not None and not 0.0 <= quantile < 1.0:
+        raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
+    bundle = bundle and labels is not None
     n_layers = len(coords)
     if ax is None:
         fig = Figure(figsize=(7.0, max(2.5, 1.3 * n_layers)), layout="constrained")
@@ -137,7 +192,14 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    if bundle and not learned:
+        coords = _by_cluster(coords, labels)
     pos = [_project(c, float(l)) for l, c in enumerate(coords)]
+    starts = np.cumsum([0] + [len(c) for c in coords])
+    layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
+    clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0) if labels is not None else []
+    palette = dict(zip(clusters, _palette(len(clusters)), strict=True))
+    rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
 
     for l, w in enumerate(weights):
         a = np.abs(w)
@@ -145,14 +207,27 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
         if top == 0:
             continue
         frac = a / top
-        k, j = np.nonzero(frac >= _MIN_FRACTION)
+        keep = frac >= _MIN_FRACTION
+        if quantile is not None:
+            keep &= a >= np.quantile(a[a > 0], quantile)
+        k, j = np.nonzero(keep)
         f = frac[k, j]
         order = np.argsort(f)  # strong lines on top
         k, j, f = k[order], j[order], f[order]
-        segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
-        rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
-        colors = rgba[(w[k, j] < 0).astype(int)]
-        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
+        if bundle:
+            la, lb = layer_labels[l][j], layer_labels[l + 1][k]
+            segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
+                            _centres(pos[l + 1], layer_labels[l + 1])[k])
+            same = (la == lb) & (la >= 0)
+            table = np.array([matplotlib.colors.to_rgba(palette.get(c, UNCLUSTERED))
+                              for c in range(max(clusters, default=0) + 1)])
+            colors = np.tile(matplotlib.colors.to_rgba(UNCLUSTERED), (len(f), 1))
+            colors[same] = table[la[same]]
+            colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
+        else:
+            segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
+            colors = rgba[(w[k, j] < 0).astype(int)]
+            colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
         ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
                                          capstyle="round", zorder=1))
 
@@ -161,17 +236,16 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=size, c="black", zorder=2, linewidths=0)
     else:
-        clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0)
-        colors = dict(zip(clusters, _palette(len(clusters)), strict=True))
         none = labels < 0
         if none.any():
             ax.scatter(xy[none, 0], xy[none, 1], s=size, c=UNCLUSTERED, zorder=2,
                        linewidths=0, label="no edges")
         for c in clusters:
             sel = labels == c
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=colors[c], zorder=3,
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=palette[c], zorder=3,
                        edgecolors="black", linewidths=0.3, label=f"cluster {c}")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+                  ncols=2 if len(clusters) > 8 else 1)
 
     names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
     ax.set_yticks(range(n_layers), names)

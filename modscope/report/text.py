@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ __all__ = [
     "format_score",
     "format_sweep",
     "clustering_text",
+    "flags_text",
+    "sparse_text",
     "score_table",
 ]
 
@@ -47,6 +50,39 @@ def clustering_text(c: dict) -> str:
     return f"k-means, {restarts} restarts, {kept}"
 
 
+def flags_text(flags: Sequence[Any]) -> list[str]:
+    """The ``warnings`` lines that end a table: one ``! message`` line per flag
+    (`modscope.stats.flags`); none without flags."""
+    import textwrap
+
+    lines = ["", "warnings"] if flags else []
+    for f in flags:
+        lines += textwrap.wrap(str(f), 100, initial_indent="! ", subsequent_indent="  ")
+    return lines
+
+
+_VERDICTS = {"more": "more modular", "less": "less modular", "neither": "not more modular"}
+
+
+def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
+    """A sparse network's two nulls (``sparse`` and ``shuffle``: the blocks of a score's JSON):
+    its zero fraction, each null's z, p, verdict and what it tests."""
+    if not sparse:
+        return []
+    import textwrap
+
+    pct = 100 * sparse["zero_fraction"]
+    lines = ["", f"sparse    {pct:.1f} % of the weights are zero (>= {100 * sparse['threshold']:.0f} %): "
+             "scored against a null that", "          scatters the zeros and one that keeps them"]
+    blocks = {b["method"]: b for b in (shuffle, sparse["other"]) if b}
+    for name, tests in sparse["tests"].items():
+        b = blocks.get(name)
+        z = "" if b is None else f"z {_fmt(b['z'], '+.2f'):>6}, p {b['p_value']:<7.4g} "
+        lines.append(f"  {name:<14} {z}{_VERDICTS.get(sparse['verdicts'][name], '?')}")
+        lines += textwrap.wrap(tests, 96, initial_indent=" " * 17, subsequent_indent=" " * 17)
+    return lines
+
+
 def score_table(result: ScoreResult, source: str = "") -> str:
     """The `modscope score` summary: n-cut, baseline, z, p and cluster sizes per layer."""
     d = result.to_dict()
@@ -69,6 +105,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
             else "ratio     n/a   (every shuffle has n-cut 0)",
             f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
         ]
+    lines += sparse_text(d.get("sparse"), s)
     sizes = result.cluster_sizes
     k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
@@ -77,7 +114,9 @@ def score_table(result: ScoreResult, source: str = "") -> str:
         lines += ["", "cluster sizes per layer", header, "-" * len(header)]
         for l, row in enumerate(sizes):
             lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
-        return "\n".join(lines)
+        totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))  # a giant cluster or slivers show here
+        lines.append(f"{'all':>5}  {sum(d['layer_widths']):>5} |" + totals)
+        return "\n".join(lines + flags_text(result.flags))
     names = [g["name"] for g in d["groups"]]
     name_w = min(40, max(5, *(len(n) for n in names)))
     header = f"{'group':<{name_w}}  units |" + "".join(f"{c:>{col}}" for c in range(k))
@@ -85,7 +124,9 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
         label = name if len(name) <= name_w else "..." + name[-(name_w - 3) :]
         lines.append(f"{label:<{name_w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
-    return "\n".join(lines)
+    totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))
+    lines.append(f"{'all':<{name_w}}  {sum(d['layer_widths']):>5} |" + totals)
+    return "\n".join(lines + flags_text(result.flags))
 
 
 def format_measure(result: ScoreResult, source: str = "") -> str:
@@ -115,7 +156,7 @@ def format_measure(result: ScoreResult, source: str = "") -> str:
             f"z         {z}   ({'positive' if result.higher_is_modular else 'negative'} = more modular)",
             f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
         ]
-    return "\n".join(lines)
+    return "\n".join(lines + sparse_text(d.get("sparse"), s) + flags_text(result.flags))
 
 
 def format_score(result: ScoreResult, source: str = "") -> str:
@@ -268,7 +309,7 @@ def format_masks(result: MaskResult) -> str:
             if own is not None and own in row:
                 lines.append(f"{f.ljust(w)} own class {row[own]:+.3f}   others (mean) "
                              f"{mean_other:+.3f}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + flags_text(result.flags)) + "\n"
 
 
 def format_sweep(result: Any) -> str:

@@ -24,6 +24,7 @@ from ..nulls import Null, get_null
 from ..runtime.cache import UnitCache
 from ..runtime.executors import Executor, LocalExecutor
 from ..stats import compare_to_null
+from ..stats.flags import companion_null, is_sparse, zero_fraction
 from .measures import Measure, get_measure
 from .result import ScoreResult
 from .sample import null_value
@@ -107,6 +108,7 @@ def score(
     cache: str | os.PathLike | None = None,
     progress: bool = False,
     device: str | None = None,
+    compare_nulls: bool | None = None,
 ) -> ScoreResult:
     """Score a network's modularity against a null (spec §2–§3).
 
@@ -121,6 +123,10 @@ def score(
     ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: the spectral path (the network's own
     clustering and its null) as batched torch tensor ops there (`TorchBatchExecutor`); samples
     are the same as without it, up to the float tolerances the tests state.
+    ``compare_nulls``: also score against the other kind of weight null (``layer_nonzero``
+    beside ``layer``, ``layer`` beside a null that keeps the sparsity pattern), with the same
+    samples count and seed, into ``result.other_nulls``; default: for sparse networks (at least
+    half of the weights zero, `modscope.stats.flags`), whose two nulls ask different questions.
     """
     graph = source if isinstance(source, WeightGraph) else load_graph(source)
     the_measure = get_measure(measure, n_clusters)
@@ -156,6 +162,18 @@ def score(
             cache=cache,
         )
         comparison = compare_to_null(value, samples, the_measure.higher_is_modular)
+    others = {}
+    other = companion_null(the_null.name) if isinstance(null, str) else None
+    if compare_nulls is None:
+        weights_null = other is not None and not isinstance(graph, ActivationGraph)
+        compare_nulls = weights_null and is_sparse(zero_fraction(graph.weights))
+    if compare_nulls and comparison is not None and other is not None:
+        samples = null_values(
+            graph, get_null(other), the_measure, int(n_shuffles), seed=seed,
+            executor=executor if executor is not None else LocalExecutor(jobs), progress=progress,
+            cache=cache,
+        )
+        others[other] = compare_to_null(value, samples, the_measure.higher_is_modular)
     return ScoreResult(
         graph=graph,
         measure=the_measure.name,
@@ -165,4 +183,5 @@ def score(
         null_name=the_null.name if n_shuffles else None,
         null=comparison,
         seed=int(seed),
+        other_nulls=others,
     )

@@ -44,6 +44,7 @@ __all__ = [
     "DemoSettings",
     "demo_runs",
     "fashion_available",
+    "left_out_note",
     "run_demo",
 ]
 
@@ -153,6 +154,7 @@ class DemoResult:
     settings: dict[str, Any] = field(default_factory=dict)
     nulls: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> method -> score
     worked: dict[str, dict] = field(default_factory=dict)  # "cnn" / "transformer" -> worked_example()
+    notes: list[str] = field(default_factory=list)  # what the demo left out, and why
 
     @property
     def report(self) -> Path:
@@ -165,7 +167,7 @@ class DemoResult:
         """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
         return {"version": __version__, "models": self.rows, "scores": self.scores,
                 "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
-                "nulls": self.nulls, "worked": self.worked}
+                "nulls": self.nulls, "worked": self.worked, "notes": self.notes}
 
 
 def _fmt_z(z: float | None) -> str:
@@ -233,15 +235,26 @@ def run_demo(
     if threads is not None and int(threads) < 1:
         raise ModscopeError(f"threads must be at least 1, got {threads}")
     with torch_threads(threads):
+        has_fashion = fashion if fashion is not None else fashion_available()
         if worked is None:
-            has_fashion = fashion if fashion is not None else fashion_available()
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
+        notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
         return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-                         tuple(worked))
+                         tuple(worked), notes)
+
+
+def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
+    """The sentence saying the demo leaves Fashion-MNIST out: ``asked`` (``--no-fashion``) or
+    because its files are not installed; ``cnn_runs``: the CNN worked example runs anyway."""
+    what = "the fashion-mnist-plain model" + ("" if cnn_runs else " and the residual CNN worked example")
+    if asked:
+        return f"Fashion-MNIST left out (--no-fashion): {what} not run."
+    return (f"Fashion-MNIST is not installed ({FASHION_MNIST_DIR}: install the Debian package "
+            f"dataset-fashion-mnist): {what} left out.")
 
 
 def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-              worked) -> DemoResult:
+              worked, notes) -> DemoResult:
     from tqdm.auto import tqdm
 
     from ..lesions.knockout import knockout
@@ -264,6 +277,8 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
     def stage(text: str) -> None:
         bar.set_description(f"demo: {text}")
 
+    for note in notes:
+        say(f"note: {note}")
     rows: list[dict[str, Any]] = []
     scores: dict[str, dict] = {}
     masks: dict[str, dict] = {}
@@ -287,13 +302,18 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
             )
             scores[run.name] = s
             notes += ["score cached"] if hit else []
+            companion = (s.get("sparse") or {}).get("other") or {}
             for method in run.extra_nulls:
+                if companion.get("method") == method:  # the score ran it already (a sparse network)
+                    nulls.setdefault(run.name, {})[method] = {
+                        **{k: v for k, v in s.items() if k not in ("labels", "sparse")}, "shuffle": companion}
+                    continue
                 n_cfg = {**s_cfg, "method": method}
                 extra, _ = _cached_json(
                     cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
                     lambda ckpt=ckpt, run=run, method=method: score(
                         ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles, null=method,
-                        seed=seed, jobs=jobs, progress=progress).to_dict(),
+                        seed=seed, jobs=jobs, progress=progress, compare_nulls=False).to_dict(),
                 )
                 extra.pop("labels")  # the same clustering as the main score's
                 nulls.setdefault(run.name, {})[method] = extra
@@ -398,7 +418,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
         result = DemoResult(rows, out, scores, masks, knockouts,
                             {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
                              "mask_steps": st.mask_steps, "knockout_random": st.knockout_random},
-                            nulls, examples)
+                            nulls, examples, list(notes))
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
         build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")

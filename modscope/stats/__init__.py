@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .runtime.jsonable import finite_or_none
+from ..runtime.jsonable import finite_or_none
 
 __all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value", "p_value"]
 
