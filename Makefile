@@ -1,5 +1,8 @@
-# modscope — `make test` and `make demo` work on a fresh machine with only Python 3.11+.
+# modscope — `make test` and `make demo` work on a fresh machine with only Python 3.11+ (3.11.0 or
+# newer: `make lock-check` proves every pin below has a wheel for it).
 PYTHON ?= python3
+# The oldest Python the README states; `make lock-check` resolves the lock for it.
+MIN_PYTHON := 3.11.0
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
@@ -8,7 +11,7 @@ TORCH  := torch==2.13.0
 # Every other library at the exact version CI passed with (`make lock` rewrites it from .venv).
 LOCK   := constraints.txt
 
-.PHONY: install test demo lint bench data clean browser docs lock
+.PHONY: install test demo lint bench data clean browser docs lock lock-check
 
 install: $(STAMP)
 
@@ -31,6 +34,21 @@ lock:
 	     | LC_ALL=C sort -f; } > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)
 	@echo "wrote $(LOCK): $$(grep -c '==' $(LOCK)) pinned packages"
+
+# Resolves the lock (torch, constraints.txt and every extra) for MIN_PYTHON on x86-64 Linux, without
+# installing anything: fails when a pin needs a newer Python than the README states (e.g. a
+# `Requires-Python >=3.11.5` wheel against Debian 12's 3.11.2). Needs PyPI, ~1 minute; .ci/run runs it.
+LOCK_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	--platform manylinux2014_x86_64 --platform linux_x86_64
+lock-check:
+	@PIP="$$(test -x $(PY) && echo $(PY) || echo $(PYTHON)) -m pip"; \
+	TARGET=$$(mktemp -d); trap 'rm -rf "$$TARGET"' EXIT; \
+	if $$PIP install --dry-run --ignore-installed --only-binary=:all: --implementation cp \
+	  --python-version $(MIN_PYTHON) $(LOCK_PLATFORMS) --target "$$TARGET/site" \
+	  -c $(LOCK) $(TORCH) '.[dev,distributed,community,onnx,keras,docs]' > "$$TARGET/log" 2>&1; \
+	then echo "lock-check: $(TORCH) and $(LOCK) resolve for Python $(MIN_PYTHON)"; \
+	else grep -E '^ERROR' "$$TARGET/log" >&2; \
+	  echo "lock-check: $(LOCK) does not resolve for Python $(MIN_PYTHON) (see above)" >&2; exit 1; fi
 
 # The documentation site (mkdocs.yml): --strict fails on any warning (a broken link or anchor, a
 # missing snippet under docs/generated/, an unresolved API reference). Output in site/.
