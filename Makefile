@@ -51,9 +51,11 @@ lock-check:
 	  echo "lock-check: $(LOCK) does not resolve for Python $(MIN_PYTHON) (see above)" >&2; exit 1; fi
 
 # The documentation site (mkdocs.yml): --strict fails on any warning (a broken link or anchor, a
-# missing snippet under docs/generated/, an unresolved API reference). Output in site/.
+# missing snippet under docs/generated/, an unresolved API reference). Output in site/. Not --quiet:
+# mkdocs-autorefs checks cross-references only while warnings are logged, so --quiet would let an
+# unresolved [title][identifier] through as literal text.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The report test opens index.html in headless Chromium: installed from Debian when missing.
 browser:

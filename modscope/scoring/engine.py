@@ -115,7 +115,7 @@ def score(
     cache: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> ScoreResult:
-    """Score a network's modularity against a null (spec §2–§3).
+    """Score a network's modularity against a null ([spec §2][spec-2]–[§3][spec-3]).
 
     ``source``: a `WeightGraph` (an `ActivationGraph` too) or anything `load_graph` reads.
     ``measure``: ``"ncut"`` (default), ``"modularity"``, ``"local"``, a clusterer, or a `Measure`;
