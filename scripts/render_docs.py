@@ -1134,6 +1134,24 @@ def score_example(rs: Sequence[Receipt]) -> str:
     return "\n".join(["```console", f"$ {res['command_line']}", res["stdout"].rstrip("\n"), "```"])
 
 
+# The user guide's commands (experiments/guide_commands.py), one fragment each: cmd_<name>.md
+GUIDE_COMMANDS = (
+    "score", "score_nonzero", "knockout", "masks", "train", "train_bimt", "plot_network",
+    "plot_histogram", "plot_lesions", "plot_masks", "report", "model_score", "model_knockout",
+    "model_masks", "blocks",
+)
+
+
+def guide_command(name: str) -> Callable[[Sequence[Receipt]], str]:
+    """The renderer of one guide command: the line as typed, then what it printed."""
+
+    def render(rs: Sequence[Receipt]) -> str:
+        c = rs[0].results["commands"][name]
+        return "\n".join(["```console", f"$ {c['command_line']}", c["stdout"].rstrip("\n"), "```"])
+
+    return render
+
+
 # -- benchmarks ------------------------------------------------------------------------------------
 def bench_startup(rs: Sequence[Receipt]) -> str:
     cmds = rs[0].results["commands"]
@@ -2094,6 +2112,11 @@ FRAGMENTS: tuple[Fragment, ...] = (
         (f"{E}score_example.json",),
         score_example,
         ".venv/bin/python experiments/score_example.py",
+    ),
+    *(
+        Fragment(f"cmd_{name}", (f"{E}guide_commands.json",), guide_command(name),
+                 ".venv/bin/python experiments/guide_commands.py")
+        for name in GUIDE_COMMANDS
     ),
     _bench("startup", bench_startup, ".venv/bin/python benchmarks/startup.py --repeats 15"),
     _bench("cli_vs_script", bench_cli_vs_script, ".venv/bin/python benchmarks/cli_vs_script.py --repeats 3"),
