@@ -8,7 +8,10 @@ own model and data, on files this script writes into a scratch folder the comman
 - ``mypackage/models.py`` with ``make_net()``, a small CNN for 8×8 greyscale images;
 - ``weights.safetensors``, that CNN trained for 300 steps on scikit-learn's digits;
 - ``digits.npz``, scikit-learn's digits as ``x_train, y_train, x_test, y_test`` (1×8×8 images);
-- ``gpt2.safetensors``, a two-block GPT-2-layout state dict of random weights.
+- ``gpt2.safetensors``, a two-block GPT-2-layout state dict of random weights;
+
+and, for ``--scheduler``, a Dask scheduler with two single-thread workers on 127.0.0.1 (the
+``distributed`` extra). ``--only a,b`` reruns those commands and keeps the receipt's others.
 
 Small settings (few shuffles, steps and lesions) keep the whole run near a minute on one core; the
 guide pages say which settings a real analysis needs. Paths of the scratch folder never reach the
@@ -20,9 +23,12 @@ receipt (outputs are shown relative to it)::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,6 +70,9 @@ COMMANDS: dict[str, tuple[list[str], str | None]] = {
     "model_masks": (["masks", "weights.safetensors", *MODEL, "--data", "digits.npz", *DIGIT_FUNCTIONS,
                      "--steps", "200", "--seed", "0"], None),
     "blocks": (["blocks", "gpt2.safetensors", "--clusters", "3", "--shuffles", "10", "--seed", "0"], None),
+    # the score above on a Dask cluster of two single-thread workers on loopback ({scheduler})
+    "dask_score": (["score", "{data}/digits-pruned.pt", "--clusters", "12", "--shuffles", "20", "--seed", "0",
+                    "--scheduler", "{scheduler}"], None),
 }
 
 MODELS_PY = '''"""A small CNN for 8x8 greyscale images (the guide's example of your own module)."""
@@ -123,19 +132,66 @@ def prepare(folder: Path) -> None:
     save_file(sd, str(folder / "gpt2.safetensors"))
 
 
+@contextlib.contextmanager
+def dask_cluster(folder: Path, env: dict[str, str]):
+    """A scheduler and two single-thread workers on loopback; yields the scheduler's address."""
+    from distributed import Client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = Path(sys.executable).parent / "dask"
+    env = dict(env, PYTHONPATH=str(ROOT))
+    log = open(folder / "dask.log", "w")  # noqa: SIM115 (closed below, after the processes)
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=log, stderr=subprocess.STDOUT, env=env)]
+    procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                "--host", "127.0.0.1", "--memory-limit", "0", "--death-timeout", "60"],
+                               stdout=log, stderr=subprocess.STDOUT, env=env) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(address, timeout=5) as client:
+                    client.wait_for_workers(2, timeout=60)
+                break
+            except (OSError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated command names; the receipt keeps the others")
     ap.add_argument("--out", default="experiments/guide_commands.json")
     args = ap.parse_args(argv)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    names = args.only.split(",") if args.only else list(COMMANDS)
+    unknown = sorted(set(names) - set(COMMANDS))
+    if unknown:
+        sys.exit(f"guide_commands: unknown command(s) {', '.join(unknown)}; known: {', '.join(COMMANDS)}")
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="modscope-guide-") as scratch:
+    if args.only and (ROOT / args.out).is_file():
+        results = json.loads((ROOT / args.out).read_text())["results"]["commands"]
+    with tempfile.TemporaryDirectory(prefix="modscope-guide-") as scratch, contextlib.ExitStack() as stack:
         folder = Path(scratch)
         prepare(folder)
         os.symlink(DATA, folder / "data")  # the commands say data/..., as from the repository root
         ASSETS.mkdir(parents=True, exist_ok=True)
-        for name, (cmd, figure) in COMMANDS.items():
-            shown = [a.replace("{data}", "data") for a in cmd]
+        scheduler = None
+        for name in names:
+            cmd, figure = COMMANDS[name]
+            if "{scheduler}" in cmd and scheduler is None:
+                scheduler = stack.enter_context(dask_cluster(folder, env))
+            shown = [a.replace("{data}", "data").replace("{scheduler}", str(scheduler)) for a in cmd]
             start = time.perf_counter()
             quiet = [] if cmd[0] in ("plot", "report") else ["--no-progress"]  # stderr bars, not shown
             proc = subprocess.run([*modscope_argv(), *shown, *quiet], cwd=folder, env=env,
@@ -156,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     settings = {"OMP_NUM_THREADS": "1", "scratch_files": ["mypackage/models.py", "weights.safetensors",
                                                           "digits.npz", "gpt2.safetensors"]}
-    path = write_receipt(ROOT / args.out, {"commands": results}, settings=settings)
+    results = {name: results[name] for name in COMMANDS if name in results}  # the table's order
+    note = f"commands {', '.join(names)} rerun by --only; the others kept" if args.only else ""
+    path = write_receipt(ROOT / args.out, {"commands": results}, settings=settings, note=note,
+                         command=f"python experiments/guide_commands.py --out {args.out}")
     print(f"wrote {path}", file=sys.stderr)
 
 

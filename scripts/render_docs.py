@@ -1138,7 +1138,7 @@ def score_example(rs: Sequence[Receipt]) -> str:
 GUIDE_COMMANDS = (
     "score", "score_nonzero", "knockout", "masks", "train", "train_bimt", "plot_network",
     "plot_histogram", "plot_lesions", "plot_masks", "report", "model_score", "model_knockout",
-    "model_masks", "blocks",
+    "model_masks", "blocks", "dask_score",
 )
 
 
