@@ -99,3 +99,21 @@ def test_the_docs_build_checks_cross_references():
     assert re.search(r"^  - autorefs$", mkdocs, re.M), "the autorefs plugin registers page anchors"
     docs_rule = re.search(r"^docs:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert "--strict" in docs_rule and "--quiet" not in docs_rule and "-q " not in docs_rule
+
+
+def test_setup_is_stated_the_same_everywhere():
+    """One minimum Python (README, getting started, pyproject, the Makefile's lock check, CI), one
+    way to run the CLI (activate .venv, then `modscope`), no placeholder clone address."""
+    makefile = (ROOT / "Makefile").read_text()
+    minimum = re.search(r"^MIN_PYTHON := (3\.\d+)\.0$", makefile, re.M).group(1)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'requires-python = ">={minimum}"' in pyproject
+    assert "make lock-check" in (ROOT / ".ci" / "run").read_text()
+    for path in (ROOT / "README.md", ROOT / "docs" / "getting-started.md"):
+        text = path.read_text()
+        assert f"Python {minimum} or newer" in text, path.name
+        assert "source .venv/bin/activate" in text, path.name
+        assert "<repository>" not in text, path.name
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        blocks = re.findall(r"```(?:bash|console)\n(.*?)```", path.read_text(), re.S)
+        assert not any(".venv/bin/modscope" in b for b in blocks), f"{path.name}: write `modscope`"
