@@ -38,11 +38,13 @@ lock:
 # Resolves the lock (torch, constraints.txt and every extra) for MIN_PYTHON on x86-64 Linux, without
 # installing anything: fails when a pin needs a newer Python than the README states (e.g. a
 # `Requires-Python >=3.11.5` wheel against Debian 12's 3.11.2). Needs PyPI, ~1 minute; .ci/run runs it.
+# Uses .venv's pip, or (before `make install`) that of a throwaway venv of $(PYTHON).
 LOCK_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 	--platform manylinux2014_x86_64 --platform linux_x86_64
 lock-check:
-	@PIP="$$(test -x $(PY) && echo $(PY) || echo $(PYTHON)) -m pip"; \
-	TARGET=$$(mktemp -d); trap 'rm -rf "$$TARGET"' EXIT; \
+	@TARGET=$$(mktemp -d); trap 'rm -rf "$$TARGET"' EXIT; \
+	if test -x $(PY); then PIP="$(PY) -m pip"; \
+	else $(PYTHON) -m venv "$$TARGET/venv" && PIP="$$TARGET/venv/bin/python -m pip" || exit 1; fi; \
 	if $$PIP install --dry-run --ignore-installed --only-binary=:all: --implementation cp \
 	  --python-version $(MIN_PYTHON) $(LOCK_PLATFORMS) --target "$$TARGET/site" \
 	  -c $(LOCK) $(TORCH) '.[dev,distributed,community,onnx,keras,docs]' > "$$TARGET/log" 2>&1; \
