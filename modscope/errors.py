@@ -1,6 +1,6 @@
 """The one exception type modscope raises for bad input.
 
-The CLI turns a :class:`ModscopeError` into a single line on stderr and exit code 2;
+The CLI turns a [`ModscopeError`][modscope.errors.ModscopeError] into a single line on stderr and exit code 2;
 anything else is a bug and keeps its traceback.
 """
 

@@ -1,11 +1,83 @@
-"""Shared fixtures: planted-module networks and random MLPs, all seeded."""
+"""Shared fixtures: planted-module networks and random MLPs, all seeded; and the markers of tests
+that need an optional extra.
+
+A test that needs an optional extra carries its marker (``@pytest.mark.igraph``, ...; the list is
+``EXTRAS``). Where the extra is missing the test is skipped, saying what to install, so that
+``pytest`` passes in a venv without the extras. ``MODSCOPE_STRICT_EXTRAS=1`` (set by ``make test``
+and so by CI) turns each such skip into a failure: CI runs every test and never passes by skipping.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+# marker -> (what it needs, how to get it). A need is an importable top-level module, or
+# "browser:" for a headless Chromium / Chrome on PATH.
+EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
+    "igraph": (("igraph",), "pip install 'modscope[community]'"),
+    "dask": (("dask", "distributed"), "pip install 'modscope[distributed]'"),
+    "notebooks": (("nbformat", "nbclient", "ipykernel"), "pip install 'modscope[dev]'"),
+    "onnx": (("onnx",), "pip install 'modscope[onnx]'"),
+    "h5py": (("h5py",), "pip install 'modscope[keras]'"),
+    "yaml": (("yaml",), "pip install pyyaml"),
+    "mkdocs": (("mkdocs", "mkdocstrings", "mkdocs_jupyter", "yaml"), "pip install 'modscope[docs]'"),
+    "chromium": (("browser:",), "make browser (or apt-get install chromium)"),
+}
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+STRICT_ENV = "MODSCOPE_STRICT_EXTRAS"
+
+
+def browser() -> str | None:
+    """The first headless-capable browser on PATH, or None."""
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+def importable(module: str) -> bool:
+    if module in sys.modules:  # a test may block a module with sys.modules[name] = None
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None  # found, not imported
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_extra(marker: str) -> str | None:
+    """Why a test marked ``marker`` cannot run here (one line), or None when it can."""
+    needs, how = EXTRAS[marker]
+    absent = [n for n in needs if not (browser() if n == "browser:" else importable(n))]
+    if not absent:
+        return None
+    names = ", ".join("a headless browser" if n == "browser:" else n for n in absent)
+    return f"needs the optional {marker!r} extra ({names} missing): {how}"
+
+
+def pytest_configure(config):
+    for marker, (_, how) in EXTRAS.items():
+        config.addinivalue_line("markers", f"{marker}: needs an optional extra ({how}); skipped without it")
+
+
+def require_extra(marker: str) -> None:
+    """Skip the running test when the extra ``marker`` is missing; fail instead when strict."""
+    reason = missing_extra(marker)
+    if reason is None:
+        return
+    if os.environ.get(STRICT_ENV) == "1":
+        pytest.fail(f"{reason} ({STRICT_ENV}=1: a missing extra fails)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item):
+    for marker in EXTRAS:
+        if item.get_closest_marker(marker) is not None:
+            require_extra(marker)
 
 
 def planted_weights(widths, n_modules, rng, inside=1.0, leak=0.02, sparsity=0.0):

@@ -60,8 +60,10 @@ def test_unit_activations_are_each_layers_input_and_the_output():
     with torch.no_grad():
         h1 = torch.relu(net[0](x))
         np.testing.assert_allclose(acts[0], x.numpy())
-        np.testing.assert_allclose(acts[1], h1.numpy(), rtol=1e-6)
-        np.testing.assert_allclose(acts[3], net(x).numpy(), rtol=1e-6)
+        # batches of 7 against one batch of 20: float32 matmuls whose kernels (and so their sums'
+        # order) depend on the BLAS and the batch size; 1e-6 held on one BLAS only
+        np.testing.assert_allclose(acts[1], h1.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(acts[3], net(x).numpy(), rtol=1e-4, atol=1e-6)
     assert net.training  # mode restored
 
 
@@ -109,6 +111,7 @@ def test_unit_permutation_null_keeps_each_units_ranks():
     assert not np.allclose(a.weights[0], ag.weights[0])
 
 
+@pytest.mark.igraph  # its last run is Louvain on the activation graph
 def test_checkpoint_graph_and_cli(tmp_path, capsys):
     ag = checkpoint_activation_graph("data/independence-bimt.pt", max_examples=50)
     assert ag.layer_widths == (4, 20, 20, 2) and ag.n_examples == 50

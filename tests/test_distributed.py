@@ -136,6 +136,8 @@ def dask_cluster(log):
             fh.close()
 
 
+@pytest.mark.slow
+@pytest.mark.dask
 def test_real_dask_cluster_gives_the_local_results(tmp_path):
     """One scheduler and two single-thread workers on loopback, torn down whatever happens."""
     import json
@@ -167,6 +169,7 @@ def test_real_dask_cluster_gives_the_local_results(tmp_path):
     assert remote.table[cols].equals(local.table[cols])
 
 
+@pytest.mark.dask
 def test_unreachable_scheduler_is_a_clear_error():
     with pytest.raises(ModscopeError, match="cannot reach the Dask scheduler"):
         DaskExecutor(f"tcp://127.0.0.1:{_free_port()}", timeout=2).client()

@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import require_extra
 
 import modscope
 
@@ -34,7 +35,9 @@ def _nav_paths(nav) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mkdocs_config() -> dict:
-    yaml = pytest.importorskip("yaml")
+    require_extra("yaml")
+    import yaml
+
     return yaml.safe_load((ROOT / "mkdocs.yml").read_text())
 
 

@@ -46,6 +46,12 @@ CASES = {
 }
 
 
+def _param(*values):
+    """A parametrize case marked with the extra its last value names (skipped without it)."""
+    needs = values[-1]
+    return pytest.param(*values, marks=getattr(pytest.mark, needs) if needs else (), id=values[0])
+
+
 def _expected(name: str) -> dict:
     with np.load(DATA / f"{name}.expected.npz", allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
@@ -66,11 +72,9 @@ def _one_line(exc_info) -> str:
     return text
 
 
-@pytest.mark.parametrize("fixture", list(CASES))
-def test_fixture_gives_the_graph_of_its_torch_original(fixture):
-    expected, reading, needs = CASES[fixture]
-    if needs:
-        pytest.importorskip(needs)
+@pytest.mark.parametrize("fixture, needs", [_param(f, needs) for f, (_, _, needs) in CASES.items()])
+def test_fixture_gives_the_graph_of_its_torch_original(fixture, needs):
+    expected, reading, _ = CASES[fixture]
     graph = load_graph(DATA / fixture)
     _assert_graph(graph, expected)
     assert reading in graph.reading
@@ -243,9 +247,10 @@ def test_whole_pickled_module_names_trust_pickle(tmp_path):
 
 
 # -- ONNX -------------------------------------------------------------------------------------------
+@pytest.mark.onnx
 @pytest.mark.parametrize("location", ["../mlp_external.onnx.data", "/etc/passwd", "link.data"])
 def test_onnx_external_data_outside_the_folder_is_refused(tmp_path, location):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     model = onnx.load(str(DATA / "mlp_external.onnx"), load_external_data=False)
     for t in model.graph.initializer:
         for entry in t.external_data:
@@ -261,8 +266,9 @@ def test_onnx_external_data_outside_the_folder_is_refused(tmp_path, location):
     _one_line(info)
 
 
+@pytest.mark.onnx
 def test_onnx_unknown_op_is_named(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node("Hardmax", ["x"], ["y"])
@@ -288,8 +294,8 @@ def test_missing_optional_package_says_what_to_install(monkeypatch, package, ext
 
 
 # -- Keras ------------------------------------------------------------------------------------------
+@pytest.mark.h5py
 def test_keras_module_reproduces_keras_output():
-    pytest.importorskip("h5py")
     from modscope.graphs.files.keras_h5 import keras_module, read_keras
 
     module, _, _ = keras_module(read_keras(DATA / "keras_zoo.h5"))
@@ -300,8 +306,9 @@ def test_keras_module_reproduces_keras_output():
     np.testing.assert_allclose(out, y, atol=1e-5)
 
 
+@pytest.mark.h5py
 def test_keras_dense_stack_is_the_chain_of_its_transposed_kernels():
-    h5py = pytest.importorskip("h5py")
+    import h5py
     kernels = {}
     with h5py.File(DATA / "keras_mlp.h5") as f:
         for n in ("d1", "d2", "d3"):
@@ -315,8 +322,8 @@ def test_keras_dense_stack_is_the_chain_of_its_transposed_kernels():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.h5py
 def test_keras_weights_only_cnn_is_refused_with_the_way_out():
-    pytest.importorskip("h5py")
     with pytest.raises(ModscopeError, match="save the full model") as info:
         load_graph(DATA / "keras_cnn_weights.h5")
     _one_line(info)
@@ -334,16 +341,14 @@ def test_keras_style_npz_is_read_in_x_out(tmp_path):
 @pytest.mark.parametrize(
     "fixture, needs",
     [
-        ("rescnn.pt2", None),
-        ("mlp_script.pt", None),
-        ("rescnn_legacy.onnx", "onnx"),
-        ("keras_mlp.h5", "h5py"),
-        ("keras_mlp.keras", "h5py"),
+        _param("rescnn.pt2", None),
+        _param("mlp_script.pt", None),
+        _param("rescnn_legacy.onnx", "onnx"),
+        _param("keras_mlp.h5", "h5py"),
+        _param("keras_mlp.keras", "h5py"),
     ],
 )
 def test_truncated_files_give_one_line(tmp_path, fixture, needs):
-    if needs:
-        pytest.importorskip(needs)
     data = (DATA / fixture).read_bytes()
     path = tmp_path / fixture
     path.write_bytes(data[: len(data) // 2])
@@ -354,11 +359,10 @@ def test_truncated_files_give_one_line(tmp_path, fixture, needs):
 
 @pytest.mark.parametrize(
     "fixture, needs",
-    [("lstm.pt2", None), ("mlp_script.pt", None), ("rescnn_legacy.onnx", "onnx"), ("keras_mlp.h5", "h5py")],
+    [_param("lstm.pt2", None), _param("mlp_script.pt", None), _param("rescnn_legacy.onnx", "onnx"),
+     _param("keras_mlp.h5", "h5py")],
 )
 def test_cli_scores_each_format(fixture, needs, capsys):
-    if needs:
-        pytest.importorskip(needs)
     args = ["score", str(DATA / fixture), "--clusters", "2", "--shuffles", "3", "--no-progress"]
     assert main(args) == 0
     assert "n-cut" in capsys.readouterr().out.lower()

@@ -4,18 +4,20 @@ A refactoring must leave these unchanged. The files under ``tests/golden/`` were
 this test with ``MODSCOPE_UPDATE_GOLDENS=1``; a change of defaults that is meant to change
 them rewrites them in the same commit (say so in the message).
 
-On the machine that wrote them (same CPU model, same numpy / torch) the outputs must be
-byte-identical; elsewhere BLAS kernels may round differently, so floats are compared to a
-relative 1e-6 and everything else exactly.
+The test passes on any machine: BLAS kernels (OpenBLAS, MKL, another CPU's code path) round
+differently, so no float is compared byte for byte. Floats in the JSON are compared to a relative
+``JSON_RTOL`` (1e-6; the worst seen across machines is the 8th digit of a loss), everything else
+(labels, counts, keys, strings) exactly. A trained checkpoint's weights are kept as arrays in
+``tests/golden/<case>.state.npz`` and compared tensor by tensor to ``STATE_RTOL`` / ``STATE_ATOL``:
+a few hundred optimiser steps amplify the last-bit differences of a matmul, so the weights get a
+looser bound than the printed metrics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("MODSCOPE_UPDATE_GOLDENS") == "1"
-
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "numpy": np.__version__, "torch": torch.__version__.split("+")[0]}
+# Floats of a --json output: relative, plus an absolute floor for values that are ~0.
+JSON_RTOL, JSON_ATOL = 1e-6, 1e-9
+# A trained checkpoint's weights after up to 400 Adam steps on another BLAS (see the docstring).
+STATE_RTOL, STATE_ATOL = 1e-4, 1e-6
 
 
 def _tiny_cnn(path: Path) -> None:
@@ -76,13 +72,19 @@ def _tiny_gpt2(path: Path) -> None:
     save_file(sd, str(path))
 
 
-def _state_hash(path: Path) -> str:
+def _state(path: Path) -> dict[str, np.ndarray]:
+    """A modscope checkpoint's state dict as numpy arrays (the golden form of its weights)."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    h = hashlib.sha256()
-    for k, v in sorted(obj["state_dict"].items()):
-        h.update(k.encode())
-        h.update(v.contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return {k: v.detach().cpu().numpy() for k, v in sorted(obj["state_dict"].items())}
+
+
+def _close_state(got: dict[str, np.ndarray], want: dict[str, np.ndarray], name: str) -> None:
+    assert sorted(got) == sorted(want), f"{name}: state keys {sorted(got)} != {sorted(want)}"
+    for k in want:
+        assert got[k].shape == want[k].shape and got[k].dtype == want[k].dtype, (
+            f"{name}.{k}: {got[k].dtype}{got[k].shape} != {want[k].dtype}{want[k].shape}")
+        np.testing.assert_allclose(got[k], want[k], rtol=STATE_RTOL, atol=STATE_ATOL,
+                                   err_msg=f"{name}: state tensor {k}")
 
 
 # name -> argv (``{tmp}`` is the test's folder, ``{data}`` the example checkpoints')
@@ -240,7 +242,7 @@ def _close(a, b, path="$") -> None:
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
-        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"{path}: {a} != {b}"
+        assert math.isclose(a, b, rel_tol=JSON_RTOL, abs_tol=JSON_ATOL), f"{path}: {a} != {b}"
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
@@ -253,7 +255,11 @@ def workdir(tmp_path_factory):
     return tmp
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# Leiden / Louvain need igraph (the `community` extra): skipped without it, unless strict.
+PARAMS = [pytest.param(n, marks=pytest.mark.igraph) if "louvain" in n or "leiden" in n else n for n in CASES]
+
+
+@pytest.mark.parametrize("name", PARAMS)
 def test_golden_output(name, workdir, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     argv = [a.format(tmp=workdir, data=DATA) for a in CASES[name]]
@@ -265,22 +271,30 @@ def test_golden_output(name, workdir, monkeypatch, capsys):
     assert main([*argv, "--json", str(out), "--no-progress"]) == 0
     capsys.readouterr()
     got = _normalise(json.loads(out.read_text()))
-    if name.startswith("train_"):
-        got["state_sha256"] = _state_hash(workdir / f"{name}.pt")
-    text = json.dumps(got, indent=1, sort_keys=True) + "\n"
     golden = GOLDEN / f"{name}.json"
-    meta = GOLDEN / "machine.json"
+    state_file = GOLDEN / f"{name}.state.npz"
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(text)
-        meta.write_text(json.dumps(_machine(), indent=1, sort_keys=True) + "\n")
+        golden.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        if name.startswith("train_"):
+            np.savez_compressed(state_file, **_state(workdir / f"{name}.pt"))
         return
-    expected = golden.read_text()
-    if json.loads(meta.read_text()) == _machine():
-        assert text == expected, f"{name}: output differs from {golden}"
-    else:
-        want = json.loads(expected)
-        if name.startswith("train_"):  # state bytes can differ across CPUs; the metrics are checked
-            got.pop("state_sha256")
-            want.pop("state_sha256")
-        _close(got, want)
+    _close(got, json.loads(golden.read_text()))
+    if name.startswith("train_"):
+        with np.load(state_file) as want:
+            _close_state(_state(workdir / f"{name}.pt"), dict(want), name)
+
+
+def test_comparisons_tolerate_rounding_and_catch_changes():
+    """The tolerances accept another BLAS's last bits and still fail on a real change."""
+    _close({"z": 1.0 + 1e-8, "labels": [0, 1]}, {"z": 1.0, "labels": [0, 1]})
+    with pytest.raises(AssertionError, match="z"):
+        _close({"z": 1.0 + 1e-4}, {"z": 1.0})
+    with pytest.raises(AssertionError, match="labels"):
+        _close({"labels": [1, 0]}, {"labels": [0, 1]})
+    with np.load(GOLDEN / "train_digits.state.npz") as f:
+        want = dict(f)
+    k = next(iter(want))
+    _close_state({**want, k: want[k] * (1 + 1e-6)}, want, "train_digits")
+    with pytest.raises(AssertionError, match=k):
+        _close_state({**want, k: want[k] * 1.01}, want, "train_digits")

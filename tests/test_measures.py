@@ -61,6 +61,7 @@ def test_modularity_of_sparse_matrix_and_removed_nodes(planted):
         modularity(g, labels[:-1])
 
 
+@pytest.mark.igraph
 @pytest.mark.parametrize("find", [leiden, louvain])
 def test_communities_recover_planted_modules(planted, find):
     graph, true = planted
@@ -86,6 +87,7 @@ def _sbm(sizes, p_in, p_out, seed):
     return WeightGraph.from_weights([w]), np.concatenate([block, block])
 
 
+@pytest.mark.igraph
 @pytest.mark.parametrize("method", ["leiden", "louvain"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_community_q_is_networkx_q_and_sbm_blocks_are_found(method, seed):
@@ -109,6 +111,7 @@ def test_community_detection_without_igraph_is_a_clear_error(monkeypatch, plante
         leiden(planted[0])
 
 
+@pytest.mark.igraph
 def test_louvain_score_against_shuffles(planted):
     graph, _ = planted
     result = score(graph, measure=ModularityMeasure(), n_shuffles=8, null="layer", seed=1)
@@ -190,7 +193,9 @@ def planted_ckpt(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "method, key", [("leiden", "modularity"), ("louvain", "modularity"), ("local", "local_ncut")]
+    "method, key",
+    [pytest.param("leiden", "modularity", marks=pytest.mark.igraph),
+     pytest.param("louvain", "modularity", marks=pytest.mark.igraph), ("local", "local_ncut")],
 )
 def test_cli_score_method(planted_ckpt, tmp_path, capsys, method, key):
     out = tmp_path / "r.json"

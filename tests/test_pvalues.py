@@ -98,6 +98,7 @@ def test_ncut_partially_tied_null():
     assert r.null.p_value == pytest.approx((ties + 1) / 41)
 
 
+@pytest.mark.igraph  # Newman's Q by Leiden
 def test_modularity_ties_count_against_it():
     r = score(two_blocks(), measure="modularity", null=SameGraphNull(), n_shuffles=4, seed=0)
     assert np.all(r.null.samples == r.value) and r.null.p_value == 1.0

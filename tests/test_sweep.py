@@ -81,6 +81,7 @@ def test_interrupted_sweep_keeps_finished_rows(setup, monkeypatch):
     pd.testing.assert_frame_equal(res.table[cols], fresh.table[cols])
 
 
+@pytest.mark.yaml  # a YAML config needs PyYAML (it comes with the docs and distributed extras)
 def test_config_formats_agree(tmp_path):
     (tmp_path / "a.json").write_text('{"checkpoints": ["x.pt"], "settings": {"clusters": [2, 4]}}')
     (tmp_path / "a.toml").write_text('checkpoints = ["x.pt"]\n[settings]\nclusters = [2, 4]\n')

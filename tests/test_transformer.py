@@ -84,6 +84,7 @@ def test_planted_block_stands_out_and_rows_equal_single_scores():
     assert "transformer.h.1.mlp" in format_blocks(scores)
 
 
+@pytest.mark.igraph
 def test_louvain_per_block():
     scores = score_blocks(_gpt2_state_dict(n_blocks=2, planted=(0,)), measure="louvain", n_shuffles=4)
     df = scores.to_frame()

@@ -40,6 +40,7 @@ def test_architectures_trace_to_their_unit_graphs():
     assert g.weights[g.names.index("layers.0.qkv.weight")].shape == (8, 8)  # value rows only (of 24)
 
 
+@pytest.mark.slow
 def test_the_transformer_example_runs_end_to_end(monkeypatch):
     tiny = we.ExampleSettings(40, 64, 3e-3, 2, 2, 20, 60, 3, 600)
     monkeypatch.setattr(we.ExampleSettings, "for_mode", staticmethod(lambda which, quick: tiny))

@@ -1,11 +1,12 @@
 """MkDocs hook: the notebooks in ``notebooks/`` become the pages ``tutorials/<name>.ipynb``.
 
-The notebooks stay where the tests run them (``notebooks/``, committed without outputs); this hook
+The notebooks stay where the tests run them (``notebooks/``, committed with the outputs that
+``scripts/execute_notebooks.py`` writes and ``tests/test_notebooks.py`` checks are current); this hook
 adds each one to the site's files under ``tutorials/`` before mkdocs-jupyter turns ``.ipynb`` files
-into pages, which it renders without executing them. Nothing is copied or linked in the work tree,
-so a fresh clone builds the same site on any system, and ``mkdocs serve`` rebuilds when a notebook
-changes (``watch: [notebooks]`` in mkdocs.yml). A notebook that the nav's "Tutorials" section does
-not list yet is appended to it, titled by its first heading, so a new notebook never breaks the
+into pages, which it renders with those outputs, without executing them. Nothing is copied or
+linked in the work tree, so a fresh clone builds the same site on any system, and ``mkdocs serve`` rebuilds
+when a notebook changes (``watch: [notebooks]`` in mkdocs.yml). A notebook that the nav's "Tutorials" section
+does not list yet is appended to it, titled by its first heading, so a new notebook never breaks the
 build.
 """
 

@@ -1,4 +1,4 @@
-"""Partitions of a graph: normalised spectral clustering with k-means restarts (spec §2), the
+"""Partitions of a graph: normalised spectral clustering with k-means restarts ([spec §2][spec-2]), the
 n-cut, modularity communities (Louvain) and layer-local clustering."""
 
 from .community import Communities, leiden, louvain, modularity

@@ -1,4 +1,4 @@
-"""The spectral embedding (spec §2): eigenvectors of the normalised Laplacian with the smallest
+"""The spectral embedding ([spec §2][spec-2]): eigenvectors of the normalised Laplacian with the smallest
 eigenvalues, rows scaled by ``D^-1/2``.
 
 A layered network's graph is bipartite (even layers against odd layers), so

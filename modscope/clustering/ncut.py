@@ -1,4 +1,4 @@
-"""The n-cut of a partition (spec §2): ``sum_c cut(c) / vol(c)``, range ``[0, k]``, lower is
+"""The n-cut of a partition ([spec §2][spec-2]): ``sum_c cut(c) / vol(c)``, range ``[0, k]``, lower is
 more modular; vectorised over many labelings at once (all k-means restarts in one pass)."""
 
 from __future__ import annotations

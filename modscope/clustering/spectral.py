@@ -1,4 +1,4 @@
-"""Normalised spectral clustering (spec §2): the embedding of `modscope.clustering.embedding`,
+"""Normalised spectral clustering ([spec §2][spec-2]): the embedding of `modscope.clustering.embedding`,
 then k-means restarts (or cluster-QR) assign the labels; the restart kept is chosen by
 k-means inertia (the reference) or by n-cut."""
 
@@ -91,7 +91,7 @@ def reference_restarts(n_active: int) -> int:
 class SpectralClusterer:
     """Normalised spectral clustering with the bipartite fast path.
 
-    The default is the reference's procedure (spec §2), so that z-scores can be set beside
+    The default is the reference's procedure ([spec §2][spec-2]), so that z-scores can be set beside
     published ones: k-means with ``restarts`` restarts (default: 25, or 100 above 2000
     non-isolated nodes) and the restart of lowest k-means inertia kept (``select="inertia"``,
     as scikit-learn and the reference do). ``select="ncut"`` keeps the restart of lowest n-cut

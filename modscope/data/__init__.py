@@ -1,5 +1,5 @@
 """The data a network is tested on, and the *functions* it carries: subsets of examples and/or
-output groups (spec §5) that masks and knockouts ask about one by one.
+output groups ([spec §5][spec-5]) that masks and knockouts ask about one by one.
 
 `load_data` reads the user's data (arrays, ``.npz`` / ``.pt`` files, IDX folders, a ``Dataset`` or
 ``DataLoader``) into `Data`: splits read in batches, never whole (`modscope.data.splits`).

@@ -1,4 +1,4 @@
-"""A *function* of a network: a piece of its job, defined by data (spec §5).
+"""A *function* of a network: a piece of its job, defined by data ([spec §5][spec-5]).
 
 A function is a subset of the examples and/or a subset of the output groups. Masks learn one
 subnetwork per function; knockouts score every function separately. Researchers name their

@@ -113,7 +113,8 @@ def map_idx(path: str | Path) -> np.ndarray:
 def write_idx(path: str | Path, arr: np.ndarray, *, compress: bool | None = None) -> None:
     """Write ``arr`` as an IDX file (gzipped when ``compress`` or the name ends in ``.gz``).
 
-    The inverse of :func:`read_idx`; handy for exporting a subset or writing test fixtures.
+    The inverse of [`read_idx()`][modscope.data.idx.read_idx]; handy for exporting a subset or writing test
+    fixtures.
     """
     path = Path(path)
     arr = np.asarray(arr)

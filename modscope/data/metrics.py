@@ -60,7 +60,7 @@ def loss(
 
 def onehot_mse(out: Any, y: Any, n_classes: int) -> Any:
     """Mean squared error of the logits ``(B, n_classes)`` to one-hot targets (a scalar tensor):
-    BIMT's loss on MNIST (spec §6)."""
+    BIMT's loss on MNIST ([spec §6][spec-6])."""
     import torch.nn.functional as F
 
     return F.mse_loss(out, F.one_hot(y[:, 0].long(), n_classes).to(out.dtype))

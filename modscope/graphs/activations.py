@@ -23,7 +23,7 @@ Nulls (``modscope.score(activation_graph, null=...)``, CLI ``--shuffle-method``)
   better than a structureless one: random dense MLPs come out near z = 0 and an MLP of two
   disconnected halves fed by independent inputs clearly negative (``tests/test_activations.py``
   checks both).
-- the spec §3 weight-shuffle methods applied to the correlation matrices (``layer``, ...):
+- the [spec §3][spec-3] weight-shuffle methods applied to the correlation matrices (``layer``, ...):
   the same ``rho^2`` values rearranged at random among the unit pairs of two layers. This
   is *not* a good null for correlations: a dense network's ``rho^2`` matrix has row and
   column structure (units that correlate with many others) that any shuffle destroys, so

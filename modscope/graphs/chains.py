@@ -1,4 +1,4 @@
-"""A state dict of Linear weights -> the matrices in forward order (a plain chain, spec §1)."""
+"""A state dict of Linear weights -> the matrices in forward order (a plain chain, [spec §1][spec-1])."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CNNs as channel graphs: filters as units (spec §1).
+"""CNNs as channel graphs: filters as units ([spec §1][spec-1]).
 
 A plain (sequential) Conv2d stack becomes a `WeightGraph` with one node per channel: the
 input image's channels, every conv layer's output channels, then every Linear layer's units.
@@ -19,7 +19,7 @@ The matrices of that graph are derived from the kernels:
   ``c`` -> unit ``u`` is the same norm over the columns that hold channel ``c``, seen as an
   ``H x W`` map (``H, W`` from ``spatial`` or from a forward pass with ``input_shape`` for
   modules; never guessed from the count: only the 1-norm needs them). Which columns those are depends on the
-  model's code (spec §1b): ``flatten="channel_major"`` (torch's ``x.flatten(1)``: columns
+  model's code ([spec §1b][spec-1b]): ``flatten="channel_major"`` (torch's ``x.flatten(1)``: columns
   ``c*H*W ... (c+1)*H*W - 1``) or ``"channel_last"`` (a permute to ``(H, W, C)`` first, Keras:
   columns ``c, c + C, c + 2C, ...``). A state dict does not say which: without ``flatten`` such
   a head is refused. A module built of ``nn.Flatten`` is channel-major. After global pooling

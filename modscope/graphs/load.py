@@ -1,4 +1,4 @@
-"""Any source a user points at -> its unit graph (spec §1, §1b), or a one-line refusal.
+"""Any source a user points at -> its unit graph ([spec §1][spec-1], [§1b][spec-1b]), or a one-line refusal.
 
 How a source is read, in order (the graph's ``reading`` says which way was taken):
 
@@ -18,7 +18,7 @@ How a source is read, in order (the graph's ``reading`` says which way was taken
   a plain stack (attention, recurrent, residual shortcuts) are refused, never chained;
 - ``.pt2`` (``torch.export`` archives) and TorchScript archives are read without running their code.
 
-Files are read by the safe readers of `modscope.graphs.formats`: a file that would need code to
+Files are read by the safe readers of `modscope.graphs.files.formats`: a file that would need code to
 run is refused unless ``trust_pickle``.
 """
 
@@ -357,7 +357,8 @@ def load_graph(
     input_shape: Sequence[int] | None = None,
     input_axis: int | None = None,
 ) -> WeightGraph:
-    """The unit graph (spec §1, §1b) of a checkpoint path, state dict, `Checkpoint` or ``nn.Module``.
+    """The unit graph ([spec §1][spec-1], [§1b][spec-1b]) of a checkpoint path, state dict, `Checkpoint` or
+    ``nn.Module``.
 
     ``example_input``: for a module, a tensor (or tuple of the forward's arguments) to trace it
     with ``torch.export``. ``layers``: the weight tensors of a plain stack, in forward order.

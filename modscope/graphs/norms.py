@@ -1,5 +1,5 @@
-"""The norm of the several weights that join two units (spec §1, §1b): a conv kernel's slice, a
-flattened channel's map, stacked gate rows. One definition for every reader of networks."""
+"""The norm of the several weights that join two units ([spec §1][spec-1], [§1b][spec-1b]): a conv kernel's
+slice, a flattened channel's map, stacked gate rows. One definition for every reader of networks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Transformer MLP blocks: one 3-layer graph per block, every block scored (spec §1).
+"""Transformer MLP blocks: one 3-layer graph per block, every block scored ([spec §1][spec-1]).
 
 Each block's feed-forward pair ``d_model -> d_ff -> d_model`` is a `WeightGraph` of two
 matrices in torch's out x in layout: ``W_in`` ``(d_ff, d_model)`` and ``W_out``

@@ -1,4 +1,4 @@
-"""Weights -> graph (spec §1, §1b): one node per unit, |w| on the edges.
+"""Weights -> graph ([spec §1][spec-1], [§1b][spec-1b]): one node per unit, |w| on the edges.
 
 A graph is a sequence of **groups** of units (a layer's neurons, a conv's channels, a residual
 stream, an attention block's value dimensions, a recurrent layer's hidden units) and **blocks** of
@@ -9,7 +9,7 @@ matrix ``weights[b]``; the edge between source unit ``j`` and destination unit `
 adjacency); a block may join a group to itself (recurrent weights), its diagonal (self-loops) is
 dropped. Biases are not edges; zero weights are no edges.
 
-Nodes come in group order, each group in index order. The layered MLP of spec §1 is the special
+Nodes come in group order, each group in index order. The layered MLP of [spec §1][spec-1] is the special
 case of a **chain**: group ``l`` is layer ``l`` and block ``l`` joins layers ``l`` and ``l + 1``, so
 a 784-256x4-10 MLP has 1818 nodes in the order input, hidden, output; ``WeightGraph(weights)``
 builds a chain from its matrices.
@@ -243,7 +243,7 @@ class WeightGraph:
     def colours(self) -> np.ndarray | None:
         """A 2-colouring of the groups (``(n_groups,)`` of 0 / 1) in which every block joins two
         colours, or ``None`` when none exists (a block within a group, an odd cycle). The graph of
-        units is then bipartite: colour-0 units against colour-1 units (spec §1b: detected, never
+        units is then bipartite: colour-0 units against colour-1 units ([spec §1b][spec-1b]: detected, never
         assumed). Each connected set of groups starts at its lowest group with colour 0."""
         colour = np.full(self.n_layers, -1, dtype=np.int64)
         neighbours: list[list[int]] = [[] for _ in range(self.n_layers)]

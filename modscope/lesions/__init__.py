@@ -1,4 +1,4 @@
-"""Knockout (lesion) experiments (spec §4): silence the neurons of each cluster, compare with random
+"""Knockout (lesion) experiments ([spec §4][spec-4]): silence the neurons of each cluster, compare with random
 same-size lesions, and remove functions' weight masks; every change to the model is undone."""
 
 from .functions import FunctionKnockoutResult, function_knockout

@@ -55,8 +55,8 @@ class Scores:
 class Scorer:
     """Scores stacked network outputs ``(N, B, n_out)`` on one split of a task, vectorised.
 
-    Metric as :meth:`Task.metric`: accuracy (every output group right) for classification,
-    MSE over all examples and outputs for regression; per function on the function's
+    Metric as [`Task.metric()`][modscope.tasks.base.Task.metric]: accuracy (every output group right) for
+    classification, MSE over all examples and outputs for regression; per function on the function's
     examples and output groups.
     """
 
@@ -193,7 +193,8 @@ class BatchedEvaluator:
 
 
 class LoopEvaluator:
-    """One full forward per lesion, the weights zeroed by :func:`lesion`: the plain oracle."""
+    """One full forward per lesion, the weights zeroed by [`lesion()`][modscope.lesions.hooks.lesion]: the
+    plain oracle."""
 
     def __init__(self, model: nn.Module, scorer: Scorer) -> None:
         self.model = model

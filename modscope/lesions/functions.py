@@ -1,5 +1,5 @@
 """Lesions by function: remove each function's weight mask in turn and score every function
-(spec §5's inverted mask test, run on the trained network)."""
+([spec §5][spec-5]'s inverted mask test, run on the trained network)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ __all__ = ["FunctionKnockoutResult", "function_knockout"]
 
 @dataclass
 class FunctionKnockoutResult:
-    """Every function's metric with each function's mask removed (spec §5's inverted mask test).
+    """Every function's metric with each function's mask removed ([spec §5][spec-5]'s inverted mask test).
 
     ``removed[f][g]``: metric of function ``g`` with the weights of ``M_f`` zeroed.
     ``mask_sizes[f]``: how many weights ``M_f`` marks.
@@ -54,10 +54,12 @@ class FunctionKnockoutResult:
 def function_knockout(
     model: nn.Module, task: Task, masks: Mapping[str, Any], *, split: Split = "test"
 ) -> FunctionKnockoutResult:
-    """Remove each function's mask in turn (:func:`remove_weights`) and score every function.
+    """Remove each function's mask in turn ([`remove_weights()`][modscope.lesions.hooks.remove_weights]) and
+    score every function.
 
-    ``masks``: ``{function name: mask}``, a mask in any form :func:`weight_masks` accepts.
-    Functions without a mask are still scored. The model is restored after each removal.
+    ``masks``: ``{function name: mask}``, a mask in any form
+    [`weight_masks()`][modscope.lesions.hooks.weight_masks] accepts. Functions without a mask are still
+    scored. The model is restored after each removal.
     """
     if not masks:
         raise ModscopeError("no masks given")

@@ -113,10 +113,11 @@ def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
 
 @contextmanager
 def remove_weights(model: nn.Module, masks: Any) -> Iterator[nn.Module]:
-    """Zero exactly the weights a function's mask marks (``True``), keep the rest (spec §5).
+    """Zero exactly the weights a function's mask marks (``True``), keep the rest ([spec §5][spec-5]).
 
-    ``masks``: anything :func:`weight_masks` accepts (e.g. one entry of
-    :func:`modscope.masks.load_masks`). The original values come back on exit, also on error.
+    ``masks``: anything [`weight_masks()`][modscope.lesions.hooks.weight_masks] accepts (e.g. one entry of
+    [`modscope.masks.load_masks()`][modscope.masks.result.load_masks]). The original values come back on exit,
+    also on error.
     """
     with masked(model, weight_masks(model, masks), invert=True) as m:
         yield m
@@ -130,8 +131,8 @@ def masked(
     restore the exact original values on exit, also when the body raises.
 
     ``mask``: ``{parameter name: bool tensor of the parameter's shape}``, e.g. one entry of
-    :func:`load_masks`. Use it to run your own code on a masked model; modscope's own
-    evaluations never touch the model (they go through ``functional_call``).
+    [`load_masks()`][modscope.masks.result.load_masks]. Use it to run your own code on a masked model;
+    modscope's own evaluations never touch the model (they go through ``functional_call``).
     """
     params = dict(model.named_parameters())
     unknown = [n for n in mask if n not in params]

@@ -1,4 +1,4 @@
-"""Knockout (lesion) experiments: do the modules found matter for what the network does? (spec §4)
+"""Knockout (lesion) experiments: do the modules found matter for what the network does? ([spec §4][spec-4])
 
 A *sub-module* is the set of neurons of one hidden layer that carry one cluster label. A
 *lesion* silences neurons: they output zero. Each true lesion is compared with ``N`` random
@@ -7,7 +7,7 @@ lesions of the same size in the same layer (the layer's labels permuted), which 
 
 Conventions used throughout:
 
-* Layers are numbered as in the weight graph (spec §1): 0 is the input layer, ``1 .. L-1``
+* Layers are numbered as in the weight graph ([spec §1][spec-1]): 0 is the input layer, ``1 .. L-1``
   the hidden layers, ``L`` the output layer. Hidden layer ``l`` is the output of
   ``model.layers[l - 1]`` after the activation. Only hidden neurons are lesioned.
 * Neurons labelled ``-1`` (degree-0 nodes removed before clustering) belong to no
@@ -18,7 +18,7 @@ Conventions used throughout:
   drop ``intact - lesioned`` for classification and the MSE rise ``lesioned - intact`` for
   regression, so larger damage is always worse.
 * p-value (left-tailed: "is the true lesion worse than random ones?"), with the ``+1``
-  convention of spec §3: ``p = (#{random damage >= true damage} + 1) / (N + 1)``. Ties count
+  convention of [spec §3][spec-3]: ``p = (#{random damage >= true damage} + 1) / (N + 1)``. Ties count
   against significance, so a lesion that changes nothing while random lesions change
   nothing either gets ``p = 1``. The floor is ``1 / (N + 1)``.
 * ``z = (metric(true) - mean(metric(random))) / std(metric(random))`` with ``ddof = 0``;
@@ -49,10 +49,11 @@ Evaluation is batched: the true lesion and its ``N`` random ones are per-lesion 
 masks of shape ``(N + 1, width)`` multiplied into the lesioned layer's output, and the
 rest of the network runs once on the stacked ``(N + 1, batch, width)`` tensor; the layers
 before the first lesioned one run only once for all lesions, and the layer right after it
-is updated by a low-rank correction (see :class:`BatchedEvaluator`). :class:`LoopEvaluator` (one
-forward per lesion through :func:`lesion`) is the oracle the batched path is tested
-against. The model is never modified by the batched path; :func:`lesion` and
-:func:`remove_weights` modify it in place and always restore it.
+is updated by a low-rank correction (see [`BatchedEvaluator`][modscope.lesions.evaluate.BatchedEvaluator]).
+[`LoopEvaluator`][modscope.lesions.evaluate.LoopEvaluator] (one forward per lesion through
+[`lesion()`][modscope.lesions.hooks.lesion]) is the oracle the batched path is tested against. The model is
+never modified by the batched path; [`lesion()`][modscope.lesions.hooks.lesion] and
+[`remove_weights()`][modscope.lesions.hooks.remove_weights] modify it in place and always restore it.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def _lesion_stats(
 
 @dataclass(frozen=True)
 class KnockoutConfig:
-    """What a knockout run does (spec §4), keyword-only.
+    """What a knockout run does ([spec §4][spec-4]), keyword-only.
 
     ``n_random``: random same-size lesions per true lesion (needs ``1 / (n_random + 1) <
     alpha``). ``pairs``: also every pair of sub-modules, jointly. ``seed``: the random lesions
@@ -245,23 +246,23 @@ def knockout(
     """Lesion every (unit group, cluster) sub-module and compare with random same-size lesions.
 
     Two kinds of network. A modscope MLP with a built-in `Task` (``example_input`` unset): the
-    hidden layers' neurons, ``labels`` as :func:`hidden_layer_labels` takes them. **Any
-    ``nn.Module``** with ``example_input``: it is traced (`modscope.graphs.tracing`), ``labels``
-    hold one cluster label per node of its unit graph (the graph `modscope.score` clusters for the
-    same module and input, e.g. its ``partition``), and every group of units that a layer writes
-    and another reads (hidden neurons, conv channels, residual streams, attention value
-    dimensions, recurrent hidden units) is lesioned per cluster where its units are read
-    (`modscope.lesions.units`): ``ablation="zero"`` or ``"mean"`` (each unit's mean over the data,
-    as each reader sees it). ``task``: a `Task`, a `modscope.data.Data` or anything
+    hidden layers' neurons, ``labels`` as
+    [`hidden_layer_labels()`][modscope.lesions.submodules.hidden_layer_labels] takes them. **Any
+    ``nn.Module``** with ``example_input``: it is traced (`modscope.graphs.tracing`), ``labels`` hold one
+    cluster label per node of its unit graph (the graph `modscope.score` clusters for the same module and
+    input, e.g. its ``partition``), and every group of units that a layer writes and another reads (hidden
+    neurons, conv channels, residual streams, attention value dimensions, recurrent hidden units) is lesioned
+    per cluster where its units are read (`modscope.lesions.units`): ``ablation="zero"`` or ``"mean"`` (each
+    unit's mean over the data, as each reader sees it). ``task``: a `Task`, a `modscope.data.Data` or anything
     `modscope.data.load_data` reads (the data stream in batches of ``batch_size``); ``output``:
     which head to score when the model returns several.
 
     ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
-    ``{function: mask}`` (see :func:`weight_masks`) to also run :func:`function_knockout` (modscope
-    MLPs). ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
-    batched path's memory. Neither changes a result. The model is not changed. ``cache``: a folder
-    where each finished sub-module and pair is kept, so an interrupted run recomputes only what is
-    missing.
+    ``{function: mask}`` (see [`weight_masks()`][modscope.lesions.hooks.weight_masks]) to also run
+    [`function_knockout()`][modscope.lesions.functions.function_knockout] (modscope MLPs). ``method="loop"``
+    uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the batched path's memory. Neither
+    changes a result. The model is not changed. ``cache``: a folder where each finished sub-module and pair is
+    kept, so an interrupted run recomputes only what is missing.
     """
     cfg = settle(KnockoutConfig, config, options)
     n_random, pairs, seed, alpha, min_effect, split = (

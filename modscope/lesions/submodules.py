@@ -1,4 +1,4 @@
-"""Sub-modules: the neurons of one hidden layer that carry one cluster label (spec §4)."""
+"""Sub-modules: the neurons of one hidden layer that carry one cluster label ([spec §4][spec-4])."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def hidden_layer_labels(labels: Any, widths: Sequence[int]) -> list[np.ndarray]:
     ``labels`` is either one label per graph node in graph order (input, hidden, output
     layers, each in index order; length ``sum(widths)``), or a list of per-layer arrays
     (one per hidden layer, or one per layer including input and output), or an object with
-    a ``labels`` attribute (a :class:`~modscope.spectral.Partition`). ``-1`` = unlabelled.
+    a ``labels`` attribute (a [`Partition`][modscope.clustering.spectral.Partition]). ``-1`` = unlabelled.
     """
     labels = getattr(labels, "labels", labels)
     widths = [int(w) for w in widths]

@@ -1,4 +1,4 @@
-"""Lesions of any unit set of a traced network (spec §4 on the unit graphs of §1b).
+"""Lesions of any unit set of a traced network ([spec §4][spec-4] on the unit graphs of [§1b][spec-1b]).
 
 A unit is silenced where layers with weights read it (`modscope.graphs.tracing.Site`): at a
 module's input by a forward pre-hook (the value set to 0, or to its mean over the data as that

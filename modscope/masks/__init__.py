@@ -1,4 +1,4 @@
-"""Functional modularity (Csordás et al. 2021, spec §5): learned binary weight masks that find the
+"""Functional modularity (Csordás et al. 2021, [spec §5][spec-5]): learned binary weight masks that find the
 subnetwork each function needs, what their overlaps say, and how they line up with clusters.
 Masks act on any architecture (Linear, convolution, recurrent and attention layers) and train on a
 built-in task or on the user's data, streamed in batches."""

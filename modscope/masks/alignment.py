@@ -3,11 +3,12 @@
 Inputs are plain arrays so that any clustering can be compared with any set of masks:
 
 - ``labels``: one cluster label per weight-graph node in graph order (input layer, hidden
-  layers, output layer, each in index order; spec §1), ``-1`` for removed (degree-0) nodes.
-  A :class:`~modscope.spectral.Partition` (anything with ``.labels``) works too.
+  layers, output layer, each in index order; [spec §1][spec-1]), ``-1`` for removed (degree-0) nodes.
+  A [`Partition`][modscope.clustering.spectral.Partition] (anything with ``.labels``) works too.
 - ``masks``: ``{function: per-layer bool masks}``, the layers in forward order with torch's
   ``(out, in[, kh, kw])`` shape, as a ``{parameter name: tensor}`` dict (e.g. one entry of
-  :func:`modscope.masks.load_masks`) or a list; or a :class:`~modscope.masks.MaskResult`.
+  [`modscope.masks.load_masks()`][modscope.masks.result.load_masks]) or a list; or a
+  [`MaskResult`][modscope.masks.result.MaskResult].
 
 For every neuron and function, the *incident kept weights* are the weights into and out of
 the neuron that the function's mask keeps (conv kernels count each kept kernel entry). A

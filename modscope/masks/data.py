@@ -140,7 +140,7 @@ class StreamedData:
     ``"test"`` when the data has no train split) of ``data``, cast to the model's floating ``dtype``;
     ``groups`` the output groups of the model's outputs (`Data.groups`).
 
-    The loss (spec §5, on the user's data): the data's own ``loss(out, y)`` when given (a scalar,
+    The loss ([spec §5][spec-5], on the user's data): the data's own ``loss(out, y)`` when given (a scalar,
     or per-example values averaged), else mean cross-entropy over the asked-for output groups
     (classification) or mean squared error over the asked-for columns (regression).
     """

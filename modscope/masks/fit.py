@@ -1,4 +1,5 @@
-"""Differentiable weight masks: which weights does each function need? (Csordás et al. 2021, spec §5)
+"""Differentiable weight masks: which weights does each function need? (Csordás et al. 2021,
+[spec §5][spec-5])
 
 For a frozen trained network every maskable weight gets a logit ``l`` (initially 2): the
 weights of Linear and convolution layers (1-, 2-, 3-D, transposed), recurrent layers (``nn.LSTM``
@@ -291,7 +292,7 @@ def _fit_group(
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """How masks are learned (spec §5), keyword-only.
+    """How masks are learned ([spec §5][spec-5]), keyword-only.
 
     ``steps`` of Adam at ``lr`` on the logits, ``batch_size`` examples per function per step;
     ``beta`` the sparsity weight (default ``1e-4 / batch_size``), ``tau`` the Gumbel-sigmoid
@@ -360,25 +361,26 @@ def train_masks(
     ``DataLoader`` can only be read in its own order, so each step costs a pass over it (pass its
     dataset instead).
 
-    ``functions``: for a task, names in ``task.functions`` or :class:`Function` objects (default:
-    all of the task's); for user data also ``name=classes`` specs, and a mapping of names to
+    ``functions``: for a task, names in ``task.functions`` or [`Function`][modscope.data.functions.Function]
+    objects (default: all of the task's); for user data also ``name=classes`` specs, and a mapping of names to
     `Function` objects or predicates ``predicate(x, y) -> (B,) bool``
-    (:func:`~modscope.masks.data.resolve_data_functions`; default: ``data.functions``). One mask
-    per class: ``class_functions(task_or_data)`` with ``class_removal=True``. ``config``: a
+    (`modscope.masks.data.resolve_data_functions`; default: ``data.functions``).
+    One mask per class: ``class_functions(task_or_data)`` with ``class_removal=True``. ``config``: a
     `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step counts below
     ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
     ``steps=n``, since the randomness is the same). ``threads``: CPU threads the mask sets are
-    split over, -1 for all cores (the masks are the same for any value; see :func:`fit_logits`).
+    split over, -1 for all cores (the masks are the same for any value; see
+    [`fit_logits()`][modscope.masks.fit.fit_logits]).
 
     ``example_input``: a batch-1 input of the model; with it the model is traced
     (`modscope.masks.units.unit_map`) and the result gains per-unit-group tables
     (``result.groups``: kept fraction and overlaps of the weights writing into or reading from
-    each unit group of the traced graph) and ``result.units`` for :func:`~modscope.masks.alignment`.
-    ``output``: which output to score when the model returns several (an index or a function
-    of the forward's result). ``eval_batch_size``: examples per evaluation batch (user data).
-    ``forward``: how the K masks share a step: ``"batched"`` (one ``vmap`` forward), ``"loop"``
-    (one forward per mask), or ``"auto"`` (the loop for recurrent layers, which ``vmap`` cannot
-    batch, and for convolutions on the CPU, where it is faster; `modscope.masks.frozen.loops`).
+    each unit group of the traced graph) and ``result.units`` for
+    [`alignment()`][modscope.masks.alignment.alignment]. ``output``: which output to score when the model
+    returns several (an index or a function of the forward's result). ``eval_batch_size``: examples per
+    evaluation batch (user data). ``forward``: how the K masks share a step: ``"batched"`` (one ``vmap``
+    forward), ``"loop"`` (one forward per mask), or ``"auto"`` (the loop for recurrent layers, which ``vmap``
+    cannot batch, and for convolutions on the CPU, where it is faster; `modscope.masks.frozen.loops`).
     ``model`` is never modified.
     """
     cfg = settle(MaskConfig, config, options)

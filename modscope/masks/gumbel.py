@@ -1,4 +1,4 @@
-"""The Gumbel-sigmoid straight-through estimator of a hard weight mask (spec §5)::
+"""The Gumbel-sigmoid straight-through estimator of a hard weight mask ([spec §5][spec-5])::
 
     s = sigmoid((l + g1 - g2) / tau),   m = 1[s > 0.5] + s - stopgrad(s),   w_eff = w * m
 

@@ -1,4 +1,4 @@
-"""What learned masks say (spec §5): kept fractions, overlaps (IoU, IoMin, shared fraction) overall,
+"""What learned masks say ([spec §5][spec-5]): kept fractions, overlaps (IoU, IoMin, shared fraction) overall,
 per layer and per unit group, each mask's metric on every function's data, the inverted-mask test,
 and the per-class accuracy drop of class-removal masks.
 

@@ -157,7 +157,8 @@ class MaskResult:
 
 
 def load_masks(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
-    """Read a file written by :meth:`MaskResult.save`: ``{function: {parameter name: bool tensor}}``."""
+    """Read a file written by [`MaskResult.save()`][modscope.masks.result.MaskResult.save]: ``{function:
+    {parameter name: bool tensor}}``."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -1,5 +1,5 @@
 """Which units each masked weight joins: for every entry of a layer's parameter, the unit of the
-traced unit graph (spec §1b) it writes into and the unit it reads from.
+traced unit graph ([spec §1b][spec-1b]) it writes into and the unit it reads from.
 
 `unit_map` traces the module (`modscope.graphs.tracing`, ``torch.export``) and follows every use
 of a parameter by a layer: the unit each of the parameter's rows writes (a Linear's neuron, a conv's

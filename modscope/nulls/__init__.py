@@ -1,4 +1,4 @@
-"""Random baselines (spec §3): nulls that draw graphs to compare a network with. Weight shuffles
+"""Random baselines ([spec §3][spec-3]): nulls that draw graphs to compare a network with. Weight shuffles
 (`layer`, `layer_nonzero`, the KDE redraws, the degree-preserving `layer_degree`) and, for
 activation graphs, unit permutations (`units`)."""
 

@@ -1,4 +1,4 @@
-"""Shuffled-weight random baselines (spec §3).
+"""Shuffled-weight random baselines ([spec §3][spec-3]).
 
 A shuffle method maps one weight matrix to a shuffled one; every matrix of the network is
 shuffled separately, then the graph is rebuilt (degree-0 nodes removed again) and measured the
@@ -127,7 +127,7 @@ def shuffle_graph(graph: WeightGraph, method: str | ShuffleMethod, seed) -> Weig
 
 
 class WeightShuffleNull:
-    """Every weight matrix of the scored graph shuffled by a spec §3 method (default ``layer``).
+    """Every weight matrix of the scored graph shuffled by a [spec §3][spec-3] method (default ``layer``).
 
     ``method``: a name from `SHUFFLE_METHODS` or an object with ``name`` and
     ``shuffle(weight, rng)``.

@@ -1,7 +1,7 @@
 """The HTML report: every figure and number of saved results in one self-contained page.
 
-:func:`build_report` takes results — ``score``, ``masks`` and ``knockout`` JSON files (or
-their ``to_dict()`` dicts) and the demo's combined ``results.json`` — and writes to a folder:
+[`build_report()`][modscope.report.html.build_report] takes results — ``score``, ``masks`` and ``knockout``
+JSON files (or their ``to_dict()`` dicts) and the demo's combined ``results.json`` — and writes to a folder:
 
 - ``index.html``: one file, figures embedded as base64 PNG, inline CSS, no script, no
   external font or style sheet, so it opens anywhere (also offline, also as an attachment);
@@ -11,7 +11,7 @@ their ``to_dict()`` dicts) and the demo's combined ``results.json`` — and writ
   value``), plus tidy tables ``models.csv``, ``submodules.csv``, ``pairs.csv``, ``masks.csv``;
 - ``figures/*.png``: each figure at print resolution.
 
-A JSON file's kind is recognised by its keys (:func:`result_kind`).
+A JSON file's kind is recognised by its keys ([`result_kind()`][modscope.report.html.result_kind]).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def load_result(path: str | os.PathLike) -> tuple[str, dict]:
 # -- collecting results ----------------------------------------------------------------------------
 @dataclass
 class ReportData:
-    """Results by model name; the demo's ``results.json`` layout (:meth:`to_dict`)."""
+    """Results by model name; the demo's ``results.json`` layout
+    (``to_dict()``)."""
 
     models: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, dict] = field(default_factory=dict)
@@ -717,9 +718,9 @@ def build_report(
 ) -> Path:
     """Write ``index.html``, ``results.json``, the CSV tables and ``figures/`` to ``out_dir``.
 
-    ``results``: result JSON paths, ``(name, dict)`` pairs, or a :class:`ReportData`.
-    ``cache_dir``: keep drawn figures there (keyed by their input) so a rebuild only draws
-    what changed. Returns the path of ``index.html``.
+    ``results``: result JSON paths, ``(name, dict)`` pairs, or a
+    [`ReportData`][modscope.report.html.ReportData]. ``cache_dir``: keep drawn figures there (keyed by their
+    input) so a rebuild only draws what changed. Returns the path of ``index.html``.
     """
     out = Path(out_dir)
     figs = _Figures(out, Path(cache_dir) if cache_dir is not None else None)

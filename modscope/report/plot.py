@@ -1,7 +1,8 @@
 """Figures for papers. Each function draws into a ``matplotlib.figure.Figure`` on an Agg canvas
-(no pyplot, no global backend switch, no display needed); :func:`save` writes it atomically.
+(no pyplot, no global backend switch, no display needed); [`save()`][modscope.report.plot.save] writes it
+atomically.
 
-``network``: the BIMT picture (spec §6). Neurons at their positions, each connection a line
+``network``: the BIMT picture ([spec §6][spec-6]). Neurons at their positions, each connection a line
 of width proportional to ``|w| / max |w|`` of its layer, blue for positive weights and red
 for negative ones; neurons optionally coloured by cluster.
 
@@ -161,10 +162,10 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
             bundle: bool = False) -> Figure:
     """Draw a layered network: neurons at their (BIMT) positions, connections as lines.
 
-    ``source``: a :class:`Checkpoint` (BIMT coordinates and permutations honoured), its path,
-    or a model (plain line layout: ``x_j = (2j + 1) / (2n)``, one row per layer).
+    ``source``: a [`Checkpoint`][modscope.training.checkpoint.Checkpoint] (BIMT coordinates and permutations
+    honoured), its path, or a model (plain line layout: ``x_j = (2j + 1) / (2n)``, one row per layer).
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
-    outputs in task order, as :func:`modscope.load_graph` orders them), -1 = none.
+    outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them), -1 = none.
     Line width is ``max_width * |w| / max |w|`` points within each layer; lines below
     0.5 % of the layer's widest are left out. ``quantile`` (0..1): draw only the connections
     whose ``|w|`` is at least this quantile of the layer's non-zero ``|w|`` (0.9: the strongest
@@ -318,7 +319,7 @@ def _layer_names(n_layers: int) -> list[str]:
 def shuffle_histogram(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
     """Histogram of the shuffled networks' n-cuts with the trained network's n-cut as a red line.
 
-    ``result``: a :class:`~modscope.score.ScoreResult` or its ``to_dict()`` (with shuffles).
+    ``result``: a [`ScoreResult`][modscope.scoring.result.ScoreResult] or its ``to_dict()`` (with shuffles).
     The title gives the n-cut, the shuffles' mean ± std (ddof 0), z and the one-sided p.
     """
     d = _result_dict(result, "score", ("ncut", "shuffle"))
@@ -413,7 +414,7 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     """Four heatmaps of function masks: IoU and IoMin of every pair (all weights), IoU of each
     pair per weight matrix, and each mask's kept fraction per weight matrix.
 
-    ``result``: a :class:`~modscope.masks.MaskResult` or its ``to_dict()``. Values in [0, 1];
+    ``result``: a [`MaskResult`][modscope.masks.result.MaskResult] or its ``to_dict()``. Values in [0, 1];
     blank cells are undefined (an empty mask).
     """
     d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
@@ -470,8 +471,8 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
     """One bar per sub-module: the metric change when it is lesioned (lesioned - intact), coloured
     by category; black: mean ± std of the same-size random lesions; ``*``: p < alpha.
 
-    ``result``: a :class:`~modscope.knockout.KnockoutResult` or its ``to_dict()``. MSE changes
-    spanning orders of magnitude are drawn on a symmetric log axis.
+    ``result``: a [`KnockoutResult`][modscope.lesions.results.KnockoutResult] or its ``to_dict()``. MSE
+    changes spanning orders of magnitude are drawn on a symmetric log axis.
     """
     d = _result_dict(result, "knockout", ("submodules", "intact_accuracy", "metric"))
     subs = d["submodules"]

@@ -1,4 +1,4 @@
-"""Every MLP block of a transformer scored on its own 3-layer graph (spec §1), one row per block."""
+"""Every MLP block of a transformer scored on its own 3-layer graph ([spec §1][spec-1]), one row per block."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def score_blocks(
     state dict or module, or a list of `MLPBlock`). Every block uses the same ``seed``, so block
     ``i``'s row equals scoring that block's graph alone. ``whole``: also score the whole network's
     unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
-    attention value units and MLP units of spec §1b) with the same measure, null and seed.
+    attention value units and MLP units of [spec §1b][spec-1b]) with the same measure, null and seed.
     ``device``: every block's spectral path (and the whole graph's) batched on this torch device
     (`modscope.score`'s ``device``)."""
     given = isinstance(source, Sequence) and not isinstance(source, str)

@@ -110,7 +110,7 @@ def score(
     device: str | None = None,
     compare_nulls: bool | None = None,
 ) -> ScoreResult:
-    """Score a network's modularity against a null (spec §2–§3).
+    """Score a network's modularity against a null ([spec §2][spec-2]–[§3][spec-3]).
 
     ``source``: a `WeightGraph` (an `ActivationGraph` too) or anything `load_graph` reads.
     ``measure``: ``"ncut"`` (default), ``"modularity"``, ``"local"``, a clusterer, or a `Measure`;

@@ -4,7 +4,7 @@ A measure is a small strategy object: ``evaluate(graph, seed) -> (value, partiti
 ``name``, a direction (``higher_is_modular``), ``params()`` (what its values depend on, for cache
 keys) and ``single_threaded()`` (the same measure on one thread, for parallel null samples).
 
-- `NcutMeasure`: the n-cut of a spectral partition (spec §2); lower is more modular.
+- `NcutMeasure`: the n-cut of a spectral partition ([spec §2][spec-2]); lower is more modular.
 - `ModularityMeasure`: Newman's Q of Louvain communities; higher is more modular.
 - `LayerLocalMeasure`: the mean n-cut of layer-local partitions (Hod et al.); lower is more modular.
 """
@@ -49,7 +49,7 @@ def _clusterer_params(clusterer: Any) -> list:
 
 
 class NcutMeasure:
-    """The n-cut of a spectral partition (spec §2); lower is more modular.
+    """The n-cut of a spectral partition ([spec §2][spec-2]); lower is more modular.
 
     ``clusterer``: a `SpectralClusterer` (default: k = 12) or any object with
     ``partition(graph, seed)`` and ``with_threads(n)``.

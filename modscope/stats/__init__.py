@@ -1,4 +1,4 @@
-"""Statistics of an observed value against a null distribution (spec §3)."""
+"""Statistics of an observed value against a null distribution ([spec §3][spec-3])."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value", "p
 
 
 def p_value(observed: float, samples, larger_is_extreme: bool, tol: float = 0.0) -> float:
-    """The one-sided p-value of every test in modscope (spec §3):
+    """The one-sided p-value of every test in modscope ([spec §3][spec-3]):
     ``(#{null draws at least as extreme as the observation} + 1) / (N + 1)``.
 
     "Extreme" is the direction of the effect tested: larger (a lesion's damage, Newman's Q, an

@@ -1,6 +1,6 @@
 """Named tasks to train and analyse networks on: ``get_task(name, seed=..., data=..., **params)``.
 
-Each task is a :class:`Task` (tensors, loss, metric, output groups, named functions, its
+Each task is a [`Task`][modscope.tasks.base.Task] (tensors, loss, metric, output groups, named functions, its
 generation ``params`` and training ``defaults``). Nothing is downloaded: the data is
 generated, bundled with scikit-learn, or read from files the user points to.
 """

@@ -85,7 +85,7 @@ def _encode_addmul(a, b, op):
 
 
 def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
-    """Two-digit addition or multiplication mod 100 (spec §5).
+    """Two-digit addition or multiplication mod 100 ([spec §5][spec-5]).
 
     Input ``(N, 42)``: ``[a units | a tens | b units | b tens]`` (4 one-hot blocks of 10),
     then the op as 2 one-hot values (column 40 = add, 41 = mul). Output: 2 groups of 10
@@ -142,7 +142,7 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
 
 
 def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
-    """Two independent additions mod 100 by one network (spec §5's tuple arithmetic).
+    """Two independent additions mod 100 by one network ([spec §5][spec-5]'s tuple arithmetic).
 
     Input ``(N, 80)``: ``[a1 | b1 | a2 | b2]``, each a two-digit one-hot block of 20
     (units first). Output: 4 groups of 10 logits: ``(a1 + b1) % 100`` units, tens, then
@@ -275,5 +275,6 @@ S4_DEFAULTS = {
 
 def build_s4(seed: int, train_frac: float) -> Task:
     """Products in S4: tokens ``(i, j)`` = ``(p1, p2)``, label = index of ``p2 ∘ p1``
-    (``p1`` applied first; see :func:`s4_table`), 576 pairs, a seeded 80/20 split."""
+    (``p1`` applied first; see [`s4_table()`][modscope.tasks.arithmetic.s4_table]), 576 pairs, a seeded 80/20
+    split."""
     return _token_task("s4", s4_table(), seed, train_frac, S4_DEFAULTS)

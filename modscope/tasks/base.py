@@ -1,6 +1,6 @@
 """The shape every task has: tensors, a loss, a metric, and named functions.
 
-A *function* is a piece of the task the network must do, defined by data (spec §5): a
+A *function* is a piece of the task the network must do, defined by data ([spec §5][spec-5]): a
 subset of the examples and/or a subset of the output groups. Masks learn one
 subnetwork per function; knockouts measure each function's accuracy.
 """

@@ -1,4 +1,4 @@
-"""BIMT's small reference tasks (spec §6): three symbolic formulas and two moons.
+"""BIMT's small reference tasks ([spec §6][spec-6]): three symbolic formulas and two moons.
 
 Formulas: ``x ~ U[-1, 1]^d``, MSE on the outputs; each output column is a function
 ``y1, y2, ...`` (output group ``i`` = column ``i``). The biases of the formula tasks are

@@ -191,7 +191,7 @@ def get_task(name: str, *, seed: int = 0, data: str | Path | None = None, **para
     """Build task ``name``: deterministic in ``seed`` (and the files under ``data``).
 
     ``params`` override the task's generation parameters (``TASKS[name].params``); unknown
-    names and parameters raise :class:`ModscopeError`.
+    names and parameters raise [`ModscopeError`][modscope.errors.ModscopeError].
     """
     spec = TASKS.get(name)
     if spec is None:

@@ -1,5 +1,6 @@
 """Training comparison models: the MLPs modscope trains, its checkpoint files, the trainer (plain,
-dropout, L1/L2, magnitude pruning), BIMT (spec §6) and training for clusterability (spec §7)."""
+dropout, L1/L2, magnitude pruning), BIMT ([spec §6][spec-6]) and training for clusterability
+([spec §7][spec-7])."""
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, task_for_checkpoint
 from .clusterability import BlockClusterability, SpectralClusterability, spectral_penalty

@@ -91,7 +91,7 @@ class DigitTransformer(nn.Module):
     """``digits`` one-hot digit tokens (+ a ``flag``-wide one-hot token when ``flag > 0``), ``layers``
     pre-LN encoder layers of width ``d`` with ``heads`` heads and ``ff`` MLP units, ``groups``
     output groups of 10 logits. Tokens are looked up in one embedding table (digits 0-9, then the
-    flag's values), so the residual stream starts at the embedding (spec §1b)."""
+    flag's values), so the residual stream starts at the embedding ([spec §1b][spec-1b])."""
 
     def __init__(
         self,

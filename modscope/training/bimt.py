@@ -1,25 +1,25 @@
-"""BIMT, brain-inspired modular training (spec §6; Liu, Gan & Tegmark 2023).
+"""BIMT, brain-inspired modular training ([spec §6][spec-6]; Liu, Gan & Tegmark 2023).
 
 Neurons get fixed *positions* in space; a connection costs ``|w| * (A * distance + y*)``;
 the loss adds ``lambda * cost``; every ``S`` steps the most connected neurons of each
 layer move to the position where the connection cost drops most. Modules appear because
 long connections are expensive and neurons that talk to each other end up close.
 
-Conventions (shared with :mod:`modscope.checkpoint`):
+Conventions (shared with [`modscope.training.checkpoint`][modscope.training.checkpoint]):
 
 * The model's tensors are always in *position* order. ``perms[l][p]`` is the original
   (task) index of the neuron at position ``p`` of layer ``l``. Layer 0 is the input
   (for token tasks: the concatenated embedding vector), layer ``L`` the output.
-* :meth:`BIMT.to_positions` / :meth:`BIMT.to_task` map inputs and outputs between task
-  order and position order, so swapping input or output neurons never changes the
-  function the trainer sees.
+* [`BIMT.to_positions()`][modscope.training.bimt.BIMT.to_positions] /
+  [`BIMT.to_task()`][modscope.training.bimt.BIMT.to_task] map inputs and outputs between task order and
+  position order, so swapping input or output neurons never changes the function the trainer sees.
 
 The swap search is vectorised: only the moved neurons' incident weights change cost, so
 ``C[j, p]`` = cost of neuron ``j``'s incident weights were it at position ``p`` is one
 ``|W| @ D`` product per layer and the cost change of swapping ``j`` with every ``k`` is
-``C[j, k] + C[k, j] - C[j, j] - C[k, k]``. :func:`swap_deltas_bruteforce` recomputes the
-whole cost per candidate, as the reference does; it is the test oracle and the
-benchmark baseline.
+``C[j, k] + C[k, j] - C[j, j] - C[k, k]``.
+[`swap_deltas_bruteforce()`][modscope.training.bimt.swap_deltas_bruteforce] recomputes the whole cost per
+candidate, as the reference does; it is the test oracle and the benchmark baseline.
 """
 
 from __future__ import annotations
@@ -446,7 +446,8 @@ class BIMT:
 
     @torch.no_grad()
     def add_penalty_grad(self, model: MLP, step: int, total: int) -> None:
-        """Add the gradient of :meth:`penalty` to the parameters' ``.grad`` (after backward).
+        """Add the gradient of [`penalty()`][modscope.training.bimt.BIMT.penalty] to the parameters' ``.grad``
+        (after backward).
 
         The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
         kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
@@ -529,7 +530,8 @@ class BIMT:
 
     def permute(self, model: MLP, l: int, order: torch.Tensor,
                 optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Move layer ``l``'s neurons (see :func:`permute_layer`) and track them in ``perms``."""
+        """Move layer ``l``'s neurons (see [`permute_layer()`][modscope.training.bimt.permute_layer]) and
+        track them in ``perms``."""
         permute_layer(model, l, order, optimizer)
         self.perms[l] = self.perms[l].index_select(0, order.to(self.perms[l].device))
         if l in (0, len(self.widths) - 1):
@@ -572,9 +574,9 @@ class BIMT:
 
 
 class BIMTStrategy(Regulariser):
-    """BIMT as a training strategy (:class:`~.strategy.Regulariser`): the connection cost's gradient
-    added after ``backward`` (lambda on its schedule over the main ``steps``, held at its last value
-    while pruning), a swap pass every ``swap_every`` steps of the main training, and the threshold at
+    """BIMT as a training strategy ([`Regulariser`][modscope.training.strategy.Regulariser]): the connection
+    cost's gradient added after ``backward`` (lambda on its schedule over the main ``steps``, held at its last
+    value while pruning), a swap pass every ``swap_every`` steps of the main training, and the threshold at
     the end. ``bimt`` is the run's `BIMT` state (positions and permutations), which the trainer
     also uses to map inputs and outputs."""
 

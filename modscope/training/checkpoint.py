@@ -2,8 +2,8 @@
 trained MLP, its task and how it was trained.
 
 The file layout is documented (and read for graphs) in `modscope.graphs.files.formats`. A
-`Checkpoint` rebuilds the network (:meth:`Checkpoint.model`: inputs and outputs in the task's
-order, whatever BIMT swapped) and its task (`task_for_checkpoint`).
+`Checkpoint` rebuilds the network ([`Checkpoint.model()`][modscope.training.checkpoint.Checkpoint.model]:
+inputs and outputs in the task's order, whatever BIMT swapped) and its task (`task_for_checkpoint`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Training for clusterability (spec §7): the spectral regulariser and the block clusterability loss.
+"""Training for clusterability ([spec §7][spec-7]): the spectral regulariser and the block clusterability
+loss.
 
 **Spectral** (Filan et al. 2021, "Clusterability in Neural Networks", arXiv:2103.03386; reference
 code ``src/cluster_gradient.py`` of dfilan/clusterability_in_neural_networks). The penalty is
 ``lam * sum_{i=2}^{K+1} mu_i``, with ``mu_1 <= mu_2 <= ...`` the eigenvalues of the symmetric
-normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` of the MLP's unit graph (spec §1: one node per
+normalised Laplacian ``L = I - D^-1/2 A D^-1/2`` of the MLP's unit graph ([spec §1][spec-1]: one node per
 unit, input and output units included, ``A = |W|`` between consecutive layers, biases not edges,
 degree-0 nodes removed, exactly as `modscope.clustering` scores it). K eigenvalues near 0 mean K + 1
 nearly disconnected clusters, so ``K = k - 1`` for ``k`` clusters (K = 3 for 4, K = 11 for 12).

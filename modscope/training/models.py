@@ -1,7 +1,7 @@
 """The networks modscope trains and analyses: a plain MLP, optionally fed by learned embeddings.
 
 Every model is a stack of ``nn.Linear`` layers (torch's out x in weight layout), which is
-exactly what :mod:`modscope.graph` turns into a weight graph.
+exactly what [`modscope.graphs`][modscope.graphs] turns into a weight graph.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Magnitude pruning on the schedule of the reference (spec §3): TF model-optimization's
+"""Magnitude pruning on the schedule of the reference ([spec §3][spec-3]): TF model-optimization's
 ``PolynomialDecay`` raises each layer's sparsity, and each update keeps the largest weights."""
 
 from __future__ import annotations

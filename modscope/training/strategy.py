@@ -1,7 +1,8 @@
 """The interface of a training strategy: what it adds to the objective and what it does around a step.
 
-BIMT (:mod:`.bimt`), the spectral clusterability regulariser and the block clusterability loss
-(:mod:`.clusterability`) plug into the trainer through it. The trainer calls, for every step::
+BIMT ([`bimt`][modscope.training.bimt]), the spectral clusterability regulariser and the block clusterability
+loss ([`clusterability`][modscope.training.clusterability]) plug into the trainer through it. The trainer
+calls, for every step::
 
     before_step(model, step)            # e.g. a function-preserving rescaling of the weights
     loss = task loss + penalty(model, step)       (None: nothing added this step)

@@ -1,21 +1,21 @@
 """The trainer: Adam on a task's MLP, with L1/L2, dropout, magnitude pruning, BIMT and the
-clusterability regularisers (spec §7).
+clusterability regularisers ([spec §7][spec-7]).
 
 Everything random (weight init, minibatch order, dropout masks) comes from generators
 seeded from ``seed``; the global RNG is never touched, and the same seed on the same
 machine gives a byte-identical checkpoint.
 
-Magnitude pruning (spec §3, as the reference's TF model-optimization setup): after the
+Magnitude pruning ([spec §3][spec-3], as the reference's TF model-optimization setup): after the
 main training, ``prune_steps`` more steps in which each Linear weight matrix keeps a
 mask of its largest-magnitude entries; the mask's sparsity rises as TF's
 ``PolynomialDecay`` (power 3) from 50 % to the target, refreshed every ``frequency``
 steps and on the last step, and pruned weights are re-zeroed after every optimizer step,
 so the final sparsity of every layer is exactly the target.
 
-BIMT and the clusterability losses are training strategies (:class:`.strategy.Regulariser`):
-the loop calls their hooks around every step (penalty, gradient, swaps) and records their
-parameters in the checkpoint's ``train_config``. The regularisers stay on while pruning (as the
-reference's), BIMT's swaps do not.
+BIMT and the clusterability losses are training strategies
+([`strategy.Regulariser`][modscope.training.strategy.Regulariser]): the loop calls their hooks around every
+step (penalty, gradient, swaps) and records their parameters in the checkpoint's ``train_config``. The
+regularisers stay on while pruning (as the reference's), BIMT's swaps do not.
 """
 
 from __future__ import annotations
@@ -93,10 +93,10 @@ class TrainConfig:
     """How to train: every option of `train`, keyword-only (``TrainConfig(hidden=(64, 64), ...)``).
 
     Unset options (``None``) come from the task's defaults when the config is resolved
-    (:meth:`resolve`); ``batch_size=None`` is full batch and ``...`` the task's default. ``l1`` /
-    ``l2`` penalise Linear weights (``l1 * sum|W| + l2 * sum W^2``); ``weight_decay`` is AdamW's
-    decoupled decay of every parameter (default: the task's for plain training, 0 for BIMT).
-    ``prune``: target sparsity in (0, 1), reached in ``prune_steps`` (default: ``steps``) steps of
+    ([`resolve()`][modscope.training.trainer.TrainConfig.resolve]); ``batch_size=None`` is full batch and
+    ``...`` the task's default. ``l1`` / ``l2`` penalise Linear weights (``l1 * sum|W| + l2 * sum W^2``);
+    ``weight_decay`` is AdamW's decoupled decay of every parameter (default: the task's for plain training, 0
+    for BIMT). ``prune``: target sparsity in (0, 1), reached in ``prune_steps`` (default: ``steps``) steps of
     magnitude pruning after the main training (or ``prune_epochs`` epochs), the masks refreshed
     every ``prune_every`` steps (default: a tenth of the pruning, at most 100 steps), with a new
     Adam for the pruning phase when ``prune_fresh_optimizer``. ``bimt``: True (the task's BIMT

@@ -50,12 +50,13 @@ def knockout_checkpoint(
     masks: str | None = None,
     **kwargs: Any,
 ) -> KnockoutResult:
-    """Load a modscope checkpoint, cluster its weight graph, and run :func:`knockout`.
+    """Load a modscope checkpoint, cluster its weight graph, and run
+    [`knockout()`][modscope.lesions.knockout.knockout].
 
     The graph is built from the rebuilt model (hidden neurons in the model's order) and
-    clustered with :func:`modscope.cluster` (``n_clusters``, the same ``seed`` as the
-    lesions). ``masks``: a file from ``modscope masks --save`` for lesions by function.
-    ``kwargs`` go to :func:`knockout`. The file is only read.
+    clustered with [`modscope.cluster()`][modscope.clustering.spectral.cluster] (``n_clusters``, the same
+    ``seed`` as the lesions). ``masks``: a file from ``modscope masks --save`` for lesions by function.
+    ``kwargs`` go to [`knockout()`][modscope.lesions.knockout.knockout]. The file is only read.
     """
     ckpt = load_checkpoint(path)
     model = ckpt.model()
@@ -81,12 +82,13 @@ def masks_checkpoint(
     cache: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> MaskResult:
-    """Load a modscope checkpoint and run :func:`train_masks` on its task (or ``task``).
+    """Load a modscope checkpoint and run [`train_masks()`][modscope.masks.fit.train_masks] on its task (or
+    ``task``).
 
     ``functions``: names of the task's functions (default all); ``classes``: one ``not-<c>``
     mask per class instead, with the per-class accuracy drop. ``kwargs`` go to
-    :func:`train_masks`. The file is only read. ``cache``: a folder where the finished run
-    (all its masks, trained together as one unit) is kept, keyed by the weights, the task and
+    [`train_masks()`][modscope.masks.fit.train_masks]. The file is only read. ``cache``: a folder where the
+    finished run (all its masks, trained together as one unit) is kept, keyed by the weights, the task and
     every setting; a rerun with the same inputs reads it instead of training again.
     """
     if classes and functions:

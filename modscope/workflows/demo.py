@@ -1,13 +1,13 @@
 """The demo: every experiment of modscope on tasks that need no download, as one report.
 
 ``modscope demo`` trains plain, dropout + pruned, BIMT and clusterability-regularised models
-(the spectral penalty of spec §7) on embedded tasks
+(the spectral penalty of [spec §7][spec-7]) on embedded tasks
 (scikit-learn's digits, two digits side by side (``halves``), the BIMT paper's formula
 task, and Fashion-MNIST when its files are installed), scores every model's n-cut against
 shuffled copies, learns weight masks for the ``halves`` functions (left / right digit),
 lesions every sub-module against random lesions (and every pair), and writes
 ``<out>/index.html`` with every figure plus the numbers as JSON / CSV
-(:func:`modscope.report.build_report`).
+([`build_report()`][modscope.report.html.build_report]).
 
 Every stage is cached under ``<out>/checkpoints`` and ``<out>/cache`` by a hash of
 everything that determines its result (the task, the training config and the seed for a
@@ -164,7 +164,7 @@ class DemoResult:
         return pd.DataFrame(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """The layout :func:`modscope.report.build_report` reads back (``models`` first)."""
+        """The layout [`build_report()`][modscope.report.html.build_report] reads back (``models`` first)."""
         return {"version": __version__, "models": self.rows, "scores": self.scores,
                 "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
                 "nulls": self.nulls, "worked": self.worked, "notes": self.notes}
@@ -225,12 +225,13 @@ def run_demo(
 ) -> DemoResult:
     """Train, score, mask and knock out the demo's models; write the report to ``out_dir``.
 
-    ``runs`` / ``settings`` replace the demo's models / effort (default: :func:`demo_runs`
-    and :meth:`DemoSettings.for_mode`). ``threads``: torch threads while it runs (``None``:
-    leave torch's setting). ``worked``: the worked examples on real architectures to run
-    (`modscope.workflows.worked_example`: ``"transformer"`` on addmul, ``"cnn"`` on Fashion-MNIST;
-    default: both when the demo's own models run, the CNN only when Fashion-MNIST is installed;
-    none when ``runs`` is given). Returns the results; ``result.report`` is the page.
+    ``runs`` / ``settings`` replace the demo's models / effort (default:
+    [`demo_runs()`][modscope.workflows.demo.demo_runs] and
+    [`DemoSettings.for_mode()`][modscope.workflows.demo.DemoSettings.for_mode]). ``threads``: torch threads
+    while it runs (``None``: leave torch's setting). ``worked``: the worked examples on real architectures to
+    run (`modscope.workflows.worked_example`: ``"transformer"`` on addmul, ``"cnn"`` on Fashion-MNIST;
+    default: both when the demo's own models run, the CNN only when Fashion-MNIST is installed; none when
+    ``runs`` is given). Returns the results; ``result.report`` is the page.
     """
     if threads is not None and int(threads) < 1:
         raise ModscopeError(f"threads must be at least 1, got {threads}")

@@ -1,5 +1,5 @@
 """The worked example on real architectures (issue 17): a residual CNN on Fashion-MNIST and a small
-transformer on two-digit arithmetic, each trained by modscope (`modscope.training.fit_model`),
+transformer on two-digit arithmetic, each trained by modscope (`modscope.training.fit.fit_model`),
 then scored (its unit graph against shuffles), lesioned cluster by cluster (`modscope.knockout`
 on the traced network) and masked function by function (`modscope.train_masks`).
 

@@ -1,4 +1,5 @@
-"""Known families read from a state dict's key names alone (spec §1b), as tracing the real model would.
+"""Known families read from a state dict's key names alone ([spec §1b][spec-1b]), as tracing the real model
+would.
 
 A checkpoint handed over without its code is recognised by its key names (`match_family`); its
 sizes are read off the tensors' shapes, the few numbers no shape holds come from the

@@ -4,7 +4,7 @@ A `Family` reads a state dict *without its code*. It says whether the key names 
 (`Family.matches`), infers the sizes it needs from the tensors' shapes (`Family.config`, with
 the few numbers no shape holds taken from the model's ``config.json``), builds a modscope-owned
 **reference module** whose parameter names equal the checkpoint's keys (`Family.module`) and
-gives it a small example input (`Family.example_input`). Tracing that module (spec §1b) gives
+gives it a small example input (`Family.example_input`). Tracing that module ([spec §1b][spec-1b]) gives
 the graph tracing the real model would give: the reference computes what the real architecture
 computes between its weights, and nothing that carries no unit (masks, rotary tables, relative
 position biases) changes the graph.

@@ -98,7 +98,8 @@ def _mlp_groups(
 def family_graph(
     tensors: Mapping[str, Any], *, kernel_norm: str = "1", config: Mapping[str, Any] | None = None
 ) -> FamilyGraph:
-    """The unit graph (spec §1b) of a state dict of a known family, as tracing the real model gives.
+    """The unit graph ([spec §1b][spec-1b]) of a state dict of a known family, as tracing the real model
+    gives.
 
     ``tensors``: ``{key: array or tensor}`` with the checkpoint's own key names (a
     ``module.`` prefix of ``DataParallel`` is stripped). ``config``: the model's ``config.json``

@@ -1,4 +1,4 @@
-"""Keras files -> the unit graph (spec §1b): a full model is rebuilt as a torch module from its
+"""Keras files -> the unit graph ([spec §1b][spec-1b]): a full model is rebuilt as a torch module from its
 config and traced; a weights-only file is read as a plain stack of Dense layers.
 
 Read with ``h5py``; no code of the file runs, and links to other files, external raw storage and
@@ -6,7 +6,7 @@ virtual datasets are refused:
 
 - a legacy full-model ``.h5`` / ``.hdf5`` (root attribute ``model_config``; Keras 2 and 3) or a
   Keras 3 ``.keras`` zip (``config.json`` + ``model.weights.h5``): a Sequential or Functional model
-  whose layers `modscope.graphs.keras_layers` rebuilds in torch (channels-last tensors, so a
+  whose layers `modscope.graphs.files.keras_layers` rebuilds in torch (channels-last tensors, so a
   Flatten is channels-last as in Keras; weights converted to torch's layouts), traced;
 - a weights-only file (``save_weights``: layer groups at the root, ``model_weights/`` without a
   config, or Keras 3's ``layers/<name>/vars``): a plain stack of Dense kernels ``(in, out)`` in the

@@ -1,4 +1,4 @@
-"""An ONNX model -> a torch module that runs its graph -> the unit graph (spec §1b), by tracing.
+"""An ONNX model -> a torch module that runs its graph -> the unit graph ([spec §1b][spec-1b]), by tracing.
 
 The model is read with ``onnx.load(load_external_data=False)``; every external-data file it names
 must be a plain file name in the model's own folder (no ``..``, no absolute path, no symlink), and
@@ -169,7 +169,8 @@ def _module_class() -> type:
     import torch
 
     class OnnxModule(torch.nn.Module):
-        """Runs an ONNX graph with torch ops (see the module docstring of `modscope.graphs.onnx_model`)."""
+        """Runs an ONNX graph with torch ops (see the module docstring of
+        `modscope.graphs.files.onnx_model`)."""
 
         def __init__(self, model: Any, example: tuple, input_names: list[str], source: str) -> None:
             super().__init__()

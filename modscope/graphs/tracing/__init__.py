@@ -1,4 +1,4 @@
-"""Any ``nn.Module`` -> its unit graph, by following the real dataflow (spec §1b).
+"""Any ``nn.Module`` -> its unit graph, by following the real dataflow ([spec §1b][spec-1b]).
 
 The module is exported with ``torch.export`` (its ATen graph, never decomposed: ``linear``, ``conv``,
 ``lstm``, ``layer_norm`` stay single ops) and interpreted node by node. Every tensor carries an

@@ -117,7 +117,7 @@ def trace_program(
     input_axes: dict[str, int] | None = None,
     input_axis: int | None = None,
 ) -> WeightGraph:
-    """The unit graph (spec §1b) of an ``ExportedProgram`` (from ``torch.export``, or read from a
+    """The unit graph ([spec §1b][spec-1b]) of an ``ExportedProgram`` (from ``torch.export``, or read from a
     ``.pt2`` archive). See `trace_graph` for the options."""
     _check_norm(kernel_norm)
     return Interpreter(program, kernel_norm, keep_dead_ends, input_axes, input_axis).run()
@@ -154,7 +154,7 @@ def trace_graph(
     input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph of ``module`` on ``example_input`` (a tensor or a tuple of the forward's
-    positional arguments; ``kwargs`` its keyword arguments), by spec §1b.
+    positional arguments; ``kwargs`` its keyword arguments), by [spec §1b][spec-1b].
 
     The module runs once in eval mode under ``torch.export``; a small example input (batch 1,
     a few tokens or pixels) is enough, but a Linear after a flatten needs the real map size.

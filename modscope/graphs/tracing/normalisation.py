@@ -1,5 +1,5 @@
 """Normalisation layers: BatchNorm folds into the rows of the layer before it, LayerNorm / RMSNorm /
-GroupNorm gains into the columns of the layers that read them (spec §1b)."""
+GroupNorm gains into the columns of the layers that read them ([spec §1b][spec-1b])."""
 
 from __future__ import annotations
 

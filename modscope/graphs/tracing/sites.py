@@ -1,4 +1,5 @@
-"""Where each unit is read: the places a lesion silences it (spec §4 on any network, §1b units).
+"""Where each unit is read: the places a lesion silences it ([spec §4][spec-4] on any network, [§1b][spec-1b]
+units).
 
 A unit is lesioned by replacing its value wherever a layer with weights reads it (zero, or its
 mean over the data): it then contributes nothing (or a constant) downstream, which is what
