@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import positive_int, progress_flag
+from .options import device_flag, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -27,6 +27,7 @@ def add(sub) -> None:
         default=1,
         help="torch threads (default 1: the demo's networks are small)",
     )
+    device_flag(p, "training, masks and knockouts run")
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -45,6 +46,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         fashion=False if args.no_fashion else None,
         threads=args.threads,
+        device=args.device,
     )
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0

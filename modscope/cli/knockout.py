@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import checkpoint_flags, function_flags, module_flags, positive_int, progress_flag
+from .options import (
+    checkpoint_flags,
+    device_flag,
+    function_flags,
+    module_flags,
+    positive_int,
+    progress_flag,
+)
 
 __all__ = ["add", "run"]
 
@@ -49,6 +56,7 @@ def add(sub) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
+    device_flag(p, "the lesions run")
     module_flags(p.add_argument_group("your own network (its weights file as the checkpoint)"))
     function_flags(p)
     progress_flag(p)
@@ -57,7 +65,9 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from ..report.text import format_knockout
+    from ..runtime.modules import resolve_device
 
+    resolve_device(args.device)  # a missing GPU fails before any work
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
@@ -67,6 +77,7 @@ def run(args) -> int:
         min_effect=args.min_effect,
         progress=not args.no_progress,
         cache=args.cache,
+        device=args.device,
     )
     if args.model is not None:
         from ..workflows.user_models import knockout_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from ..errors import ModscopeError
@@ -12,6 +13,7 @@ __all__ = [
     "Parser",
     "checkpoint_flags",
     "clustering_flags",
+    "device_flag",
     "executor",
     "executor_flags",
     "int_list",
@@ -105,6 +107,26 @@ def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
             choices=["cpu", "cuda"],
             help="solve the shuffles' eigenproblems in batches with torch on this device",
         )
+
+
+def device_name(text: str) -> str:
+    """An argparse type: ``cpu``, ``cuda`` or ``cuda:N`` (``mps`` too), checked without torch; whether
+    the device is there is asked when the command runs (`modscope.runtime.modules.resolve_device`)."""
+    name = text.strip().lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r} (use cpu, cuda or cuda:N)")
+    return name
+
+
+def device_flag(p: Any, what: str = "the model runs") -> None:
+    """--device cpu|cuda[:N]: where the heavy work runs (default: the CPU)."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="cpu",
+        metavar="cpu|cuda[:N]",
+        help=f"where {what} (default cpu); the data follows the model there",
+    )
 
 
 def executor(args) -> Any:
