@@ -106,6 +106,7 @@ class UnitEvaluator:
         self._intact: Scores | None = None
         self.reuse, self.precision = bool(reuse), precision
         self._prefix: PrefixReuse | None = None
+        self._why: str | None = None  # why the probe could not run, once it failed
         self.note: str | None = None
         self.reused = self.full = 0
 
@@ -121,23 +122,32 @@ class UnitEvaluator:
 
     def _plan(self, x: torch.Tensor, touched: Sequence[int]) -> list:
         """The prefix calls to replay for lesions of the ``touched`` sites (empty: the whole forward)."""
-        if not self.reuse:
-            return []
+        why = self._why
         if self.lesioner.batch_axis != 0:
-            self.note = "the model's input is not batch-first: every lesion runs the whole forward"
-            return []
-        if self._prefix is None:
+            why = "the model's input is not batch-first"
+        elif self._prefix is None and why is None:
             sites = [_reader(self.model, s.module) for s in self.traced.sites]
-            with self._autocast():
-                self._prefix = PrefixReuse(self.model, x[: min(2, x.shape[0])], sites)
-            if self._prefix.note:
-                self.note = f"{self._prefix.note}: every lesion runs the whole forward"
+            try:
+                with self._autocast():
+                    self._prefix = PrefixReuse(self.model, x[: min(2, x.shape[0])], sites)
+            except torch.OutOfMemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - no replay then, never a wrong one
+                why = self._why = f"the model fails on a probe of two examples ({type(exc).__name__})"
+            else:
+                why = self._prefix.note
+        if why and self.reuse:
+            self.note = f"{why}: every lesion runs the whole forward"
+        if self._prefix is None or not self.reuse:
+            return []  # the probe runs either way: its widest layer sizes the lesions per GPU forward
         return self._prefix.plan(touched)
 
     def _copies(self, x: torch.Tensor, n: int, loop: bool) -> int:
         """Lesions per forward: their copies of the batch hold at most ``max_elements`` input
         elements and, on the CPU, 4 batches (a layer's activations outweigh its input many times);
-        on a GPU as many as a quarter of its free memory holds at the widest layer (at most 64)."""
+        on a GPU as many as half its free memory holds at the widest layer, counting 6 live float32
+        activations of that width per copy, and at most 2**30 elements per activation (kernels
+        index with 32-bit integers below 2**31) and 64 copies."""
         if loop:
             return 1
         per = max(1, x.numel())
@@ -145,7 +155,8 @@ class UnitEvaluator:
         if x.device.type == "cuda":
             widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
             free = torch.cuda.mem_get_info(x.device)[0]
-            cap = int(min(64, max(1, free // (4 * 8 * x.shape[0] * widest))))
+            per_copy = x.shape[0] * widest
+            cap = int(min(64, 2**30 // per_copy, free // (2 * 6 * 4 * per_copy)))
             return max(1, min(n, cap))
         return max(1, min(n, self.max_elements // per, cap))
 
