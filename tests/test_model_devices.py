@@ -138,16 +138,21 @@ def test_the_plan_replays_only_outermost_calls_finished_before_the_first_reader(
     assert not any(c.module is model for c in plan)
 
 
-def test_a_model_that_switches_modules_by_batch_size_runs_whole_and_says_why():
+def test_a_model_that_switches_modules_by_batch_size_runs_whole_and_says_why(capsys):
     model = BatchSwitch().eval()
     example = torch.zeros(1, 4)
     data = _regression(model, example, n=12)
     traced = trace_network(model, example)
     les = _lesions(traced.graph, 1)
     ev = UnitEvaluator(model, traced, data, batch_size=6)
-    ev.evaluate_nodes(les)
+    whole = UnitEvaluator(model, traced, data, batch_size=6, reuse=False)
+    np.testing.assert_allclose(ev.evaluate_nodes(les).metric, whole.evaluate_nodes(les).metric, rtol=1e-6)
     assert ev.reused == 0 and ev.full > 0
-    assert "different modules at different batch sizes" in ev.note
+    assert "different modules at different batch sizes" in ev.note and whole.note is None
+    labels = np.arange(traced.graph.n_nodes) % 2
+    knockout(model, data, labels, example_input=example, n_random=20, batch_size=6, progress=True)
+    err = capsys.readouterr().err
+    assert "knockout: the model calls different modules at different batch sizes" in err
 
 
 def test_bf16_autocast_is_opt_in_and_keeps_a_clear_metric():
@@ -239,11 +244,33 @@ def test_checkpoints_trained_on_a_device_load_on_the_cpu(device, tmp_path):
     assert model_device(ckpt.model()).type == "cpu"
 
 
-def test_masks_follow_the_model_unless_told():
+@pytest.mark.parametrize("device", DEVICES)
+def test_masks_learn_on_a_device_and_leave_the_model_alone(device):
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
-    data = (torch.randn(30, 4), torch.randint(0, 2, (30,)))
-    res = train_masks(model, data, ["a=0", "b=1"], steps=2, batch_size=4, progress=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = _split(torch.randn(30, 4), torch.randint(0, 2, (30,)))
+    res = train_masks(model, data, ["a=0", "b=1"], steps=3, batch_size=4, device=device)
     assert set(res.functions) >= {"a", "b"}
+    assert all(m.shape == model.state_dict()[n].shape for f in ("a", "b") for n, m in res.masks[f].items())
+    assert model_device(model).type == "cpu"
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # default: where the model is (the same run as device="cpu" here, to the bit)
+    same = train_masks(model, data, ["a=0", "b=1"], steps=3, batch_size=4)
+    if device == "cpu":
+        assert all(torch.equal(res.masks["a"][n], same.masks["a"][n]) for n in res.masks["a"])
+
+
+def test_the_device_flag_is_checked_without_torch_and_demo_keys_keep_the_cpus():
+    import argparse
+
+    from modscope.cli.options import device_name
+    from modscope.workflows.demo import DemoRun
+
+    assert device_name("CUDA:1") == "cuda:1" and device_name("cpu") == "cpu"
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown device 'gpu'"):
+        device_name("gpu")
+    run = DemoRun("d", "digits", {"steps": 3}, 2)
+    assert run.key(0) == run.key(0, "cpu") != run.key(0, "cuda")
 
 
 def test_on_device_gives_every_tensor_back_also_on_error():
