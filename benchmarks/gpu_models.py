@@ -216,9 +216,9 @@ def in_turns(subs: list) -> list[int]:
 
 
 def evaluator(model, traced, data, dev, **kw) -> UnitEvaluator:
-    # what knockout builds: batches of 256, max_elements 2**22 * 4 input elements per forward
+    # what knockout builds by default: batches of 256, lesions per forward as the device allows
     return UnitEvaluator(model.to(dev), traced, data, batch_size=kw.pop("batch_size", 256),
-                         max_elements=2**24, **kw)
+                         max_elements=None, **kw)
 
 
 def timed_sample(model, traced, data, dev, subs, lesions, cap: float, only=None, **kw) -> dict[int, float]:

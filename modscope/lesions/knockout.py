@@ -230,7 +230,7 @@ def knockout(
     *,
     masks: Mapping[str, Any] | None = None,
     method: Literal["batched", "loop"] = "batched",
-    max_elements: int = 2**22,
+    max_elements: int | None = None,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
     example_input: Any = None,
@@ -257,9 +257,9 @@ def knockout(
     ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
     ``{function: mask}`` (see :func:`weight_masks`) to also run :func:`function_knockout` (modscope
     MLPs). ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
-    batched path's memory. Neither changes a result. The model is not changed. ``cache``: a folder
-    where each finished sub-module and pair is kept, so an interrupted run recomputes only what is
-    missing.
+    batched path's memory (default: 2**22 on the CPU; on a GPU its free memory decides). Neither
+    changes a result. The model is not changed. ``cache``: a folder where each finished sub-module
+    and pair is kept, so an interrupted run recomputes only what is missing.
 
     Traced networks at scale: the intact part of each batch's forward, up to the first module that
     reads a lesioned unit, runs once and is replayed for every lesion of that call
@@ -313,7 +313,8 @@ def _knockout(
         scorer = Scorer(task, split)
         kind, fnames = scorer.kind, scorer.functions
         evaluator: LesionEvaluator = (
-            BatchedEvaluator(model, scorer, max_elements) if method == "batched"
+            BatchedEvaluator(model, scorer, 2**22 if max_elements is None else max_elements)
+            if method == "batched"
             else LoopEvaluator(model, scorer)
         )
         metric_name, data_key = task.metric_name, [task.name, task.params, split]
@@ -446,6 +447,7 @@ def _unit_setup(
     functions = list(data.functions.values())
     evaluator = UnitEvaluator(
         model, traced, data, split=split, functions=functions, lesioner=lesioner, batch_size=batch_size,
-        max_elements=max(1, max_elements) * 4, output=output, precision=precision,
+        max_elements=None if max_elements is None else max(1, max_elements) * 4, output=output,
+        precision=precision,
     )
     return evaluator, subs, labelled, graph.sizes, hidden, data

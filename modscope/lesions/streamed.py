@@ -61,7 +61,8 @@ class UnitEvaluator:
     ``split`` of ``data`` (a `modscope.data.Data`) with ``functions``.
 
     ``batch_size``: examples per batch; ``max_elements``: the most input elements one forward
-    holds (lesions' copies x batch), which bounds memory. ``output``: which head to score.
+    holds (lesions' copies x batch), which bounds memory (``None``: 2**24 on the CPU, and on a GPU
+    what its free memory holds). ``output``: which head to score.
 
     ``reuse``: the intact part of each batch's forward (every module call that finishes before the
     first reader of a lesioned unit) is computed once per call and batch and replayed for every
@@ -83,7 +84,7 @@ class UnitEvaluator:
         functions: Sequence[Function] = (),
         lesioner: UnitLesioner | None = None,
         batch_size: int = 256,
-        max_elements: int = 2**24,
+        max_elements: int | None = 2**24,
         output: int | Callable[[Any], Any] | None = None,
         reuse: bool = True,
         precision: str = "fp32",
@@ -98,7 +99,7 @@ class UnitEvaluator:
         self.functions = list(functions)
         self.lesioner = lesioner or UnitLesioner(model, traced)
         self.batch_size = int(batch_size)
-        self.max_elements = int(max_elements)
+        self.max_elements = None if max_elements is None else int(max_elements)
         self.output = output
         param = next(model.parameters(), None)
         self.dtype = param.dtype if param is not None else torch.float32
@@ -151,14 +152,16 @@ class UnitEvaluator:
         if loop:
             return 1
         per = max(1, x.numel())
-        cap = 4
         if x.device.type == "cuda":
             widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
             free = torch.cuda.mem_get_info(x.device)[0]
             per_copy = x.shape[0] * widest
             cap = int(min(64, 2**30 // per_copy, free // (2 * 6 * 4 * per_copy)))
+            if self.max_elements is not None:
+                cap = min(cap, self.max_elements // per)
             return max(1, min(n, cap))
-        return max(1, min(n, self.max_elements // per, cap))
+        limit = 2**24 if self.max_elements is None else self.max_elements
+        return max(1, min(n, limit // per, 4))
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
