@@ -1829,6 +1829,68 @@ def bench_knockout_any(rs: Sequence[Receipt]) -> str:
     return "\n".join(out)
 
 
+def bench_gpu_models(rs: Sequence[Receipt]) -> str:
+    res = rs[0].results
+    d = res.get("device", {})
+    gpu = d.get("device", "?")
+    name = d.get("name") or gpu
+    out = [
+        f"Device: {name} ({gpu}; driver {d.get('driver') or DASH}, torch {d.get('torch', DASH)}, "
+        f"CUDA {d.get('torch_cuda') or DASH}); the CPU with {d.get('cpu_threads', DASH)} torch threads."
+        + (" A `--quick` check, not a measurement." if res.get("quick") else ""),
+        "",
+    ]
+    rows = []
+    st = res.get("steps") or {}
+    steps = (("train_step", "training step (fit_model)"), ("mask_step", "mask step (2 functions)"))
+    for what, label in steps:
+        x = st.get(what)
+        if not x:
+            continue
+        cpu = (x.get("cpu") or {}).get("seconds_per_step")
+        on = [v for k, v in x.items() if k not in ("cpu", "gpu_over_cpu")]
+        dev = on[0].get("seconds_per_step") if on else None
+        rows.append([f"{label}, {st.get('model', DASH)}, batch {st.get('batch', DASH)}", "measured",
+                     sec(cpu, 4), sec(dev, 4), times(x.get("gpu_over_cpu"))])
+    k = res.get("knockout_cnn") or {}
+    if "device_whole_knockout_s" in k:
+        rows.append([
+            f"knockout of that CNN ({k['units']} units, k {k['clusters']}, {k['n_random']} random lesions, "
+            f"{k['images']:,} images): the {len(k['measured_submodules'])} sub-modules measured on both",
+            "measured", sec(k["measured_cpu_s"], 2), sec(k["measured_device_s"], 2),
+            times(k["measured_cpu_over_device"]),
+        ])
+        rows.append([
+            f"the whole knockout ({k['submodules']} sub-modules)",
+            "CPU extrapolated, device measured", sec(k["cpu_whole_knockout_extrapolated_s"], 1),
+            sec(k["device_whole_knockout_s"], 2), times(k["cpu_over_device_whole"]),
+        ])
+    if rows:
+        out += [table(["work", "measured or extrapolated", "CPU", "device", "device speed-up"], rows), ""]
+    r = res.get("knockout_resnet18") or {}
+    if "whole_knockout_extrapolated_s" in r:
+        out += [
+            f"ResNet-18-sized knockout ({r['image_size']} × {r['image_size']} images, {r['units']:,} units, "
+            f"{r['submodules']} sub-modules at k = {r['clusters']}, {r['n_random']} random lesions, "
+            f"{r['images']:,} images) on the device: the intact pass on every image took "
+            f"{sec(r['intact_all_images_s'], 2)} (measured); {len(r['measured_submodules'])} sub-modules "
+            f"measured on {r['images_measured']:,} images; every sub-module on every image extrapolated to "
+            f"**{sec(r['whole_knockout_extrapolated_s'], 0)}** (target {sec(r['target_s'], 0)})."
+            + (f" Groups not measured (their time is the mean of the measured): {r['groups_not_measured']}."
+               if r.get("groups_not_measured") else ""),
+            "",
+            f"One late sub-module (group {r['late_submodule'][0]}): the replayed prefix "
+            f"{sec(r['late_prefix_s'], 2)} against the whole forward per lesion "
+            f"{sec(r['late_whole_forward_s'], 2)} ({times(r['late_prefix_speedup'])}; the same metrics: "
+            f"{yes(r['late_same_metrics_prefix_vs_whole'])}); bf16 autocast {sec(r['late_bf16_s'], 2)}, "
+            f"its metrics at most {num(r['late_bf16_max_metric_change'], 4)} from fp32's.",
+        ]
+    failed = [f"`{p}`: {v['error']}" for p, v in res.items() if isinstance(v, dict) and "error" in v]
+    if failed:
+        out += ["", "Parts that failed in this run: " + "; ".join(failed)]
+    return "\n".join(out)
+
+
 RATIOS = {
     "one_mask_over_plain_cpu": "one mask step / plain step, CPU time",
     "one_mask_over_plain_wall": "one mask step / plain step, wall time",
@@ -2210,6 +2272,9 @@ FRAGMENTS: tuple[Fragment, ...] = (
     ),
     _bench("knockout_any", bench_knockout_any, ".venv/bin/python benchmarks/knockout_any.py"),
     _bench("masks_any", bench_masks_any, ".venv/bin/python benchmarks/masks_any.py"),
+    _bench(
+        "gpu_models", bench_gpu_models, "PYTHONPATH=. .venv/bin/python benchmarks/gpu_models.py --device cuda"
+    ),
     _bench("scaling", bench_scaling, ".venv/bin/python benchmarks/scaling.py --repeats 3"),
     _bench("gpu_scoring", bench_gpu_scoring, "OUT=DIR bash benchmarks/device/run.sh (on a GPU machine)"),
 )

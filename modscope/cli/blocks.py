@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import SHUFFLE_NAMES, check_outputs, clustering_flags, device_flag, echo, progress_flag
+from .options import (
+    SHUFFLE_NAMES,
+    SPECTRAL,
+    check_outputs,
+    clustering_flags,
+    device_flag,
+    echo,
+    progress_flag,
+)
 
 __all__ = ["add", "run"]
 
@@ -47,7 +55,7 @@ def add(sub) -> None:
         "keep each finished block and shuffle here, so a rerun computes only what is missing "
         "(for networks too large to hold, e.g. 7B parameters)",
     )
-    device_flag(p)
+    device_flag(p, SPECTRAL, default=None)
     progress_flag(p)
     p.set_defaults(run=run)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import check_outputs, positive_int, progress_flag
+from .options import check_outputs, device_flag, positive_int, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -37,6 +37,7 @@ def add(sub) -> None:
         default=1,
         help="torch threads (default 1: the demo's networks are small)",
     )
+    device_flag(p, "training, masks and knockouts run")
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -56,6 +57,7 @@ def run(args) -> int:
         progress=not args.no_progress,
         fashion=False if args.no_fashion else None,
         threads=args.threads,
+        device=args.device,
     )
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0

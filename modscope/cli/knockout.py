@@ -7,6 +7,7 @@ from ..runtime.atomic import write_json
 from .options import (
     check_outputs,
     checkpoint_flags,
+    device_flag,
     echo,
     function_flags,
     module_flags,
@@ -57,6 +58,7 @@ def add(sub) -> None:
     )
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
+    device_flag(p, "the lesions run")
     module_flags(p.add_argument_group("your own network (its weights file as the checkpoint)"))
     function_flags(p)
     progress_flag(p)
@@ -65,8 +67,10 @@ def add(sub) -> None:
 
 def run(args) -> int:
     from ..report.text import format_knockout
+    from ..runtime.modules import resolve_device
 
     check_outputs({"--json": args.json}, {"--cache": args.cache})
+    resolve_device(args.device)  # a missing GPU fails before any work
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
@@ -76,6 +80,7 @@ def run(args) -> int:
         min_effect=args.min_effect,
         progress=not args.no_progress,
         cache=args.cache,
+        device=args.device,
     )
     if args.input_axis is not None:  # the lesions' trace takes the tracer's guess (it follows transposes)
         raise ModscopeError("--input-axis goes with score --model; knockout traces with modscope's guess")

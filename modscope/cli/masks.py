@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import check_outputs, checkpoint_flags, echo, module_flags, positive_int, progress_flag
+from .options import (
+    check_outputs,
+    checkpoint_flags,
+    device_flag,
+    echo,
+    module_flags,
+    positive_int,
+    progress_flag,
+)
 
 __all__ = ["add", "run"]
 
@@ -36,7 +44,7 @@ def add(sub) -> None:
     p.add_argument("--beta", type=float, help="sparsity weight (default 1e-4 / batch size)")
     p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
     p.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    device_flag(p, "the masks are learned")
     p.add_argument(
         "--jobs",
         type=int,
@@ -88,9 +96,11 @@ def _groups_table(result) -> str:
 def run(args) -> int:
     from ..report.text import format_masks
     from ..runtime.executors import check_jobs
+    from ..runtime.modules import resolve_device
 
     check_jobs(args.jobs, "--jobs")
     check_outputs({"--json": args.json, "--save": args.save}, {"--cache": args.cache}, no_stdout=("--save",))
+    resolve_device(args.device)  # a missing GPU fails before any work
     common = dict(
         steps=args.steps,
         batch_size=args.batch_size,

@@ -11,11 +11,13 @@ from ..errors import ModscopeError
 
 __all__ = [
     "SHUFFLE_NAMES",
+    "SPECTRAL",
     "Parser",
     "checkpoint_flags",
     "check_outputs",
     "echo",
     "clustering_flags",
+    "device_flag",
     "executor",
     "device_flag",
     "device_name",
@@ -138,25 +140,30 @@ def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
         help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])",
     )
     if device:
-        device_flag(p)
+        device_flag(p, SPECTRAL, default=None)
 
 
 def device_name(text: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine later, in one line)."""
-    if re.fullmatch(r"cpu|cuda(:\d+)?", text) is None:
+    """An argparse type: ``cpu``, ``cuda`` or ``cuda:N`` (``mps`` too), checked without torch; whether
+    the device is there is asked when the command runs (`modscope.runtime.modules.resolve_device`)."""
+    name = text.strip().lower()
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
         raise argparse.ArgumentTypeError(f"unknown device {text!r} (use cpu, cuda or cuda:N)")
-    return text
+    return name
 
 
-def device_flag(p: argparse.ArgumentParser) -> None:
-    """``--device cpu|cuda[:N]``: the spectral path (clustering and null) as torch tensor ops there."""
-    p.add_argument(
-        "--device",
-        type=device_name,
-        metavar="DEVICE",
-        help="run the spectral path (the network's clustering and its shuffles: eigenproblems and "
-        "k-means restarts, in batches) with torch on this device: cpu, cuda or cuda:N",
+SPECTRAL = "the spectral path (the network's clustering and its shuffles: eigenproblems and k-means restarts)"
+
+
+def device_flag(p: Any, what: str = "the model runs", default: str | None = "cpu") -> None:
+    """``--device cpu|cuda[:N]``: where the heavy work runs. ``default=None`` (score, blocks, sweep):
+    without the flag the plain numpy path runs, with it the batched torch path on that device."""
+    help_text = (
+        f"where {what} (default {default}); the data follows the model there"
+        if default is not None
+        else f"run {what} as batched torch tensor ops on this device (default: the plain numpy path)"
     )
+    p.add_argument("--device", type=device_name, default=default, metavar="cpu|cuda[:N]", help=help_text)
 
 
 def executor(args) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import check_outputs, device_flag, executor, executor_flags, progress_flag
+from .options import SPECTRAL, check_outputs, device_flag, executor, executor_flags, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -20,7 +20,7 @@ def add(sub) -> None:
     p.add_argument("--out", metavar="PATH", help=".csv or .parquet table to write (default: the config's)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the rows; -1 = all cores")
     executor_flags(p, device=False)
-    device_flag(p)
+    device_flag(p, SPECTRAL, default=None)
     progress_flag(p)
     p.set_defaults(run=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import check_outputs, echo, progress_flag
+from .options import check_outputs, device_flag, echo, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -63,7 +63,7 @@ def add(sub) -> None:
     p.add_argument("--batch-size", help="minibatch size or 'full' (default: the task's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, batches, dropout (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    device_flag(p, "training runs")
     g = p.add_argument_group("BIMT (brain-inspired modular training); defaults from the task")
     g.add_argument("--bimt", action="store_true", help="train with BIMT")
     g.add_argument("--bimt-lambda", type=float, help="connection-cost weight lambda_0")

@@ -75,7 +75,7 @@ from ..errors import ModscopeError
 from ..runtime.cache import UnitCache
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.jsonable import decode_exact, encode_exact
-from ..runtime.modules import eval_mode
+from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
 from ..tasks.base import Task
@@ -202,6 +202,9 @@ class KnockoutConfig:
     come from ``SeedSequence(seed)``, one child stream per sub-module and per pair, so results do
     not depend on evaluation order. ``alpha`` / ``min_effect``: the categories' significance level
     and smallest damage that counts (metric units). ``split``: the data lesions are scored on.
+    ``device``: where the lesions run (``"cpu"``, ``"cuda"``, ``"cuda:1"``; ``None``: where the model
+    is); the model is moved there for the run and back after it, the data follows batch by batch.
+    It does not change a result beyond float rounding, so it is not part of the cache key.
     """
 
     n_random: int = 100
@@ -210,6 +213,7 @@ class KnockoutConfig:
     alpha: float = 0.05
     min_effect: float = 0.01
     split: Split = "test"
+    device: Any = None
 
     def __post_init__(self) -> None:
         if int(self.n_random) != self.n_random or self.n_random < 1:
@@ -224,6 +228,8 @@ class KnockoutConfig:
         if self.split not in ("train", "test"):
             raise ModscopeError(f"split must be 'train' or 'test', got {self.split!r}")
         object.__setattr__(self, "n_random", int(self.n_random))
+        if self.device is not None and not isinstance(self.device, str | torch.device):
+            raise ModscopeError(f"device must be a name like 'cpu' or 'cuda:0', got {self.device!r}")
 
 
 def knockout(
@@ -234,13 +240,14 @@ def knockout(
     *,
     masks: Mapping[str, Any] | None = None,
     method: Literal["batched", "loop"] = "batched",
-    max_elements: int = 2**22,
+    max_elements: int | None = None,
     progress: bool = False,
     cache: str | os.PathLike | None = None,
     example_input: Any = None,
     ablation: Ablation = "zero",
     output: int | Callable[[Any], Any] | None = None,
     batch_size: int = 256,
+    precision: str = "fp32",
     **options: Any,
 ) -> KnockoutResult:
     """Lesion every (unit group, cluster) sub-module and compare with random same-size lesions.
@@ -259,19 +266,57 @@ def knockout(
 
     ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
     ``{function: mask}`` (see [`weight_masks()`][modscope.lesions.hooks.weight_masks]) to also run
-    [`function_knockout()`][modscope.lesions.functions.function_knockout] (modscope MLPs). ``method="loop"``
-    uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the batched path's memory. Neither
-    changes a result. The model is not changed. ``cache``: a folder where each finished sub-module and pair is
-    kept, so an interrupted run recomputes only what is missing.
+    [`function_knockout()`][modscope.lesions.functions.function_knockout] (modscope MLPs).
+    ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
+    batched path's memory (default: 2**22 on the CPU; on a GPU its free memory decides). Neither
+    changes a result. The model is not changed. ``cache``: a folder where each finished sub-module
+    and pair is kept, so an interrupted run recomputes only what is missing.
+
+    Traced networks at scale: the intact part of each batch's forward, up to the first module that
+    reads a lesioned unit, runs once and is replayed for every lesion of that call
+    (`modscope.lesions.prefix`; a note on stderr with ``progress`` where the model does not allow
+    it), and a GPU takes as many lesions per forward as its memory holds. ``precision="bf16"`` or
+    ``"fp16"`` runs those forwards under autocast (opt-in, not the default: rounding can move a
+    metric at a tie; it joins the cache key). Running out of device memory is one line saying what
+    to lower.
     """
     cfg = settle(KnockoutConfig, config, options)
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ModscopeError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    if precision != "fp32" and example_input is None and isinstance(task, Task):
+        raise ModscopeError("precision='bf16' / 'fp16' is for traced networks (example_input=...)")
+    if method not in ("batched", "loop"):
+        raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
+    traced = None
+    if not (example_input is None and isinstance(task, Task)):
+        if masks:
+            raise ModscopeError(
+                "function masks in a knockout run need a modscope MLP; use masks.function_knockout"
+            )
+        if example_input is None:
+            raise ModscopeError(
+                f"{type(model).__name__}: a network modscope did not build is traced: pass example_input=..."
+            )
+        from ..graphs.tracing import trace_network
+
+        # traced where the model is now, before any move: the trace depends on its structure only
+        traced = trace_network(model, _beside(example_input, model))
+    with on_device(model, cfg.device), device_errors("batch_size (--batch-size) or max_elements"):
+        return _knockout(
+            model, task, labels, cfg, traced, masks, method, max_elements, progress, cache, ablation,
+            output, batch_size, precision,
+        )
+
+
+def _knockout(
+    model, task, labels, cfg, traced, masks, method, max_elements, progress, cache, ablation, output,
+    batch_size, precision,
+) -> KnockoutResult:
     n_random, pairs, seed, alpha, min_effect, split = (
         cfg.n_random, cfg.pairs, cfg.seed, cfg.alpha, cfg.min_effect, cfg.split
     )
-    if method not in ("batched", "loop"):
-        raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
     group_names = group_labels = None
-    if example_input is None and isinstance(task, Task):
+    if traced is None:
         widths = layer_widths(model)
         hidden = hidden_layer_labels(labels, widths)
         subs = submodules(hidden, widths)
@@ -279,18 +324,15 @@ def knockout(
         scorer = Scorer(task, split)
         kind, fnames = scorer.kind, scorer.functions
         evaluator: LesionEvaluator = (
-            BatchedEvaluator(model, scorer, max_elements) if method == "batched"
+            BatchedEvaluator(model, scorer, 2**22 if max_elements is None else max_elements)
+            if method == "batched"
             else LoopEvaluator(model, scorer)
         )
         metric_name, data_key = task.metric_name, [task.name, task.params, split]
     else:
-        if masks:
-            raise ModscopeError(
-                "function masks in a knockout run need a modscope MLP; use masks.function_knockout"
-            )
         evaluator, subs, labelled, widths, hidden, data = _unit_setup(
-            model, task, labels, example_input, ablation, output, batch_size, split,
-            max_elements if method == "batched" else 1,
+            model, task, labels, traced, ablation, output, batch_size, split,
+            max_elements if method == "batched" else 1, precision,
         )
         kind = "mse" if data.kind == "regression" else "ce"
         fnames = [f.name for f in evaluator.functions]
@@ -314,7 +356,8 @@ def knockout(
         key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
             [t.detach().cpu().numpy() for t in model.state_dict().values()]),
             "task": data_key, "labels": [h.tolist() for h in hidden],
-            "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect}
+            "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect,
+            **({} if precision == "fp32" else {"precision": precision})}
         store = UnitCache(cache, key)
 
     def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
@@ -351,6 +394,9 @@ def knockout(
             bar.update()
     finally:
         bar.close()
+    note = getattr(evaluator, "note", None)
+    if progress and note:  # slower, not wrong: said once
+        print(f"knockout: {note}", file=sys.stderr)
 
     fisher = float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue)
     fn_result = function_knockout(model, task, masks, split=split) if masks else None
@@ -372,17 +418,18 @@ def knockout(
     )
 
 
-def _unit_setup(model, data_source, labels, example_input, ablation, output, batch_size, split, max_elements):
+def _beside(example: Any, model: nn.Module) -> Any:
+    """A tensor ``example`` moved to the one device ``model`` is on (other inputs as they are)."""
+    return example.to(model_device(model)) if isinstance(example, torch.Tensor) else example
+
+
+def _unit_setup(
+    model, data_source, labels, traced, ablation, output, batch_size, split, max_elements, precision="fp32"
+):
     """The evaluator and sub-modules of a traced network (see `knockout`)."""
     from ..data.dataset import load_data
-    from ..graphs.tracing import trace_network
 
-    if example_input is None:
-        raise ModscopeError(
-            f"{type(model).__name__}: a network modscope did not build is traced: pass example_input=..."
-        )
     data = load_data(data_source)
-    traced = trace_network(model, example_input)
     graph = traced.graph
     flat = np.asarray(getattr(labels, "labels", labels))
     if flat.ndim != 1 or flat.shape[0] != graph.n_nodes:
@@ -412,11 +459,13 @@ def _unit_setup(model, data_source, labels, example_input, ablation, output, bat
         param = next(model.parameters(), None)
         dtype = param.dtype if param is not None else torch.float32
         with eval_mode(model, no_grad=True):
-            means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches))
+            means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches),
+                               model_device(model))
     lesioner = UnitLesioner(model, traced, ablation, means)
     functions = list(data.functions.values())
     evaluator = UnitEvaluator(
         model, traced, data, split=split, functions=functions, lesioner=lesioner, batch_size=batch_size,
-        max_elements=max(1, max_elements) * 4, output=output,
+        max_elements=None if max_elements is None else max(1, max_elements) * 4, output=output,
+        precision=precision,
     )
     return evaluator, subs, labelled, graph.sizes, hidden, data

@@ -49,7 +49,7 @@ from torch import nn
 
 from ..data.functions import CONTROL, Function
 from ..errors import ModscopeError
-from ..runtime.modules import resolve_device, threads_for, torch_threads
+from ..runtime.modules import device_errors, model_device, resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
 from ..tasks.base import Task
@@ -339,7 +339,7 @@ def train_masks(
     functions: Sequence[str | Function] | Mapping[str, Any] | None = None,
     config: MaskConfig | None = None,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     threads: int = 1,
     progress: bool = False,
     keep_logits: bool = False,
@@ -376,12 +376,17 @@ def train_masks(
     (`modscope.masks.units.unit_map`) and the result gains per-unit-group tables
     (``result.groups``: kept fraction and overlaps of the weights writing into or reading from
     each unit group of the traced graph) and ``result.units`` for
-    [`alignment()`][modscope.masks.alignment.alignment]. ``output``: which output to score when the model
-    returns several (an index or a function of the forward's result). ``eval_batch_size``: examples per
-    evaluation batch (user data). ``forward``: how the K masks share a step: ``"batched"`` (one ``vmap``
-    forward), ``"loop"`` (one forward per mask), or ``"auto"`` (the loop for recurrent layers, which ``vmap``
-    cannot batch, and for convolutions on the CPU, where it is faster; `modscope.masks.frozen.loops`).
-    ``model`` is never modified.
+    [`alignment()`][modscope.masks.alignment.alignment].
+    ``output``: which output to score when the model returns several (an index or a function
+    of the forward's result). ``eval_batch_size``: examples per evaluation batch (user data).
+    ``forward``: how the K masks share a step: ``"batched"`` (one ``vmap`` forward), ``"loop"``
+    (one forward per mask), or ``"auto"`` (the loop for recurrent layers, which ``vmap`` cannot
+    batch, and for convolutions on the CPU, where it is faster; `modscope.masks.frozen.loops`).
+    ``device``: where the masks are learned (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where
+    ``model`` is); the weights are copied there and every batch follows them. The masks' noise and
+    batches come from generators on that device, so a CUDA run is another draw of the same
+    procedure, not the CPU's masks to float tolerance. Running out of device memory is one line
+    saying what to lower. ``model`` is never modified.
     """
     cfg = settle(MaskConfig, config, options)
     steps = cfg.steps
@@ -398,7 +403,7 @@ def train_masks(
     if forward not in ("auto", "batched", "loop"):
         raise ModscopeError(f"forward must be 'auto', 'batched' or 'loop', got {forward!r}")
     loop = None if forward == "auto" else forward == "loop"
-    dev = resolve_device(device)
+    dev = model_device(model) if device is None else resolve_device(device)
     names = maskable_names(model, cfg.mask_bias)
     if isinstance(task, Task):
         if cfg.class_removal and task.n_classes is None:
@@ -431,7 +436,7 @@ def train_masks(
     if example_input is not None:  # trace before training: a model the tracer refuses fails fast
         from .units import unit_map
 
-        units = unit_map(model, example_input)
+        units = unit_map(model, example_input)  # traced where the model is, before any move
     beta = cfg.sparsity_weight
     recorded: dict[str, Any] = dict(  # what the result says it was made with
         steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau, init=cfg.init,
@@ -447,12 +452,14 @@ def train_masks(
         if step in wanted:
             snapshots[step] = logits.clone()
 
-    logits = fit_logits(
-        net, source, data, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau,
-        init=cfg.init, seed=cfg.seed, progress=progress, callback=record if wanted else None, threads=threads,
-    )
-    result = evaluate(logits, recorded, keep_logits)
-    result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
+    with device_errors("--batch-size (batch_size=), --eval-batch-size or the number of functions"):
+        logits = fit_logits(
+            net, source, data, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau,
+            init=cfg.init, seed=cfg.seed, progress=progress, callback=record if wanted else None,
+            threads=threads,
+        )
+        result = evaluate(logits, recorded, keep_logits)
+        result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
     if units is not None:
         for r in (result, *result.history.values()):
             r.groups = group_measures(units, r)

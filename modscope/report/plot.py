@@ -165,7 +165,8 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     ``source``: a [`Checkpoint`][modscope.training.checkpoint.Checkpoint] (BIMT coordinates and permutations
     honoured), its path, or a model (plain line layout: ``x_j = (2j + 1) / (2n)``, one row per layer).
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
-    outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them), -1 = none.
+    outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them),
+    -1 = none.
     Line width is ``max_width * |w| / max |w|`` points within each layer; lines below
     0.5 % of the layer's widest are left out. ``quantile`` (0..1): draw only the connections
     whose ``|w|`` is at least this quantile of the layer's non-zero ``|w|`` (0.9: the strongest

@@ -20,7 +20,7 @@ from torch import nn
 from ..data import metrics
 from ..data.accumulate import Accumulator
 from ..errors import ModscopeError
-from ..runtime.modules import eval_mode
+from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 
 __all__ = ["FitResult", "evaluate_model", "fit_model"]
 
@@ -56,11 +56,13 @@ def _loss(data: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def evaluate_model(
     model: nn.Module, data: Any, split: str = "test", batch_size: int = 512, output: Callable | None = None
 ) -> float:
-    """The data's metric of ``model`` on ``split``, streamed in batches (eval mode, no gradients)."""
+    """The data's metric of ``model`` on ``split``, streamed in batches (eval mode, no gradients);
+    each batch goes to the device the model is on."""
     acc = None
+    dev = model_device(model)
     with eval_mode(model, no_grad=True):
         for idx, x, y in data.split(split).batches(batch_size):
-            out = model(x)
+            out = model(x.to(dev))
             out = output(out) if output is not None else out
             acc = acc or Accumulator(data, out.shape[-1], 1, split=split)
             acc.add(idx, out[None], y)
@@ -78,8 +80,16 @@ def fit_model(
     seed: int = 0,
     eval_every: int | None = None,
     progress: bool = False,
+    device: Any = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``data``'s train split for ``steps`` minibatch steps."""
+    """Train ``model`` in place on ``data``'s train split for ``steps`` minibatch steps.
+
+    ``device``: where it trains (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the model is,
+    which must be one device); each batch is moved there, and the model goes back to where it was
+    when training ends (its weights trained, its place unchanged). The minibatches are drawn on the
+    CPU, so every device sees the same batches and the results agree up to float rounding. Running
+    out of device memory is one line saying what to lower.
+    """
     from ..data.dataset import load_data
 
     data = load_data(data)
@@ -88,7 +98,14 @@ def fit_model(
         raise ModscopeError(f"steps and batch size must be >= 1, got {steps} and {batch_size}")
     if not lr > 0:
         raise ModscopeError(f"learning rate must be positive, got {lr}")
-    gen = torch.Generator().manual_seed(int(seed))
+    with on_device(model, device) as dev, device_errors("batch_size"):
+        return _fit(model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress)
+
+
+def _fit(
+    model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress
+) -> FitResult:
+    gen = torch.Generator().manual_seed(int(seed))  # on the CPU: the same batches on every device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(train)
     history: list[tuple[int, float, float | None]] = []
@@ -102,7 +119,7 @@ def fit_model(
         pick = torch.randint(n, (batch_size,), generator=gen).numpy()
         x, y = train.rows(np.sort(pick))
         model.train()
-        loss = _loss(data, model(x), y)
+        loss = _loss(data, model(x.to(dev)), y.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..data.metrics import onehot_mse
 from ..errors import ModscopeError
-from ..runtime.modules import resolve_device, threads_for, torch_threads
+from ..runtime.modules import device_errors, resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
@@ -454,7 +454,7 @@ def train(
     widths = architecture_for(task, cfg.hidden).widths
     work = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
     work *= cfg.batch_size or task.x_train.shape[0]
-    with torch_threads(threads_for(work, threads)):
+    with torch_threads(threads_for(work, threads)), device_errors("--batch-size (batch_size=) or --hidden"):
         return _train(task, cfg, progress)
 
 

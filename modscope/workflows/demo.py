@@ -67,9 +67,11 @@ class DemoRun:
     pairs: bool = True
     extra_nulls: tuple[str, ...] = ()
 
-    def key(self, seed: int) -> str:
-        """Hash of everything that determines the trained checkpoint."""
-        return json_digest([self.task, self.task_params, self.train, seed, __version__])[:16]
+    def key(self, seed: int, device: str = "cpu") -> str:
+        """Hash of everything that determines the trained checkpoint (a device's rounding too: the
+        CPU's keys stay as they were)."""
+        on = [] if device == "cpu" else [device]
+        return json_digest([self.task, self.task_params, self.train, seed, __version__, *on])[:16]
 
 
 def fashion_available(path: str | os.PathLike = FASHION_MNIST_DIR) -> bool:
@@ -191,11 +193,11 @@ def _cached_json(path: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
     return d, False
 
 
-def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool):
+def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, device: str = "cpu"):
     from ..tasks import get_task
     from ..training.trainer import train
 
-    path = ckpt_dir / f"{run.name}-{run.key(seed)}.pt"
+    path = ckpt_dir / f"{run.name}-{run.key(seed, device)}.pt"
     if path.exists():
         try:
             ckpt = load_checkpoint(path)
@@ -203,7 +205,7 @@ def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool):
         except ModscopeError:
             path.unlink()  # a damaged cache entry is retrained
     task = get_task(run.task, seed=seed, **run.task_params)
-    result = train(task, seed=seed, progress=progress, **run.train)
+    result = train(task, seed=seed, progress=progress, device=device, **run.train)
     result.save(path)
     return result.checkpoint, dict(result.metrics), False, path
 
@@ -222,26 +224,33 @@ def run_demo(
     settings: DemoSettings | None = None,
     threads: int | None = 1,
     worked: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> DemoResult:
     """Train, score, mask and knock out the demo's models; write the report to ``out_dir``.
 
     ``runs`` / ``settings`` replace the demo's models / effort (default:
     [`demo_runs()`][modscope.workflows.demo.demo_runs] and
-    [`DemoSettings.for_mode()`][modscope.workflows.demo.DemoSettings.for_mode]). ``threads``: torch threads
-    while it runs (``None``: leave torch's setting). ``worked``: the worked examples on real architectures to
-    run (`modscope.workflows.worked_example`: ``"transformer"`` on addmul, ``"cnn"`` on Fashion-MNIST;
-    default: both when the demo's own models run, the CNN only when Fashion-MNIST is installed; none when
-    ``runs`` is given). Returns the results; ``result.report`` is the page.
+    [`DemoSettings.for_mode()`][modscope.workflows.demo.DemoSettings.for_mode]). ``threads``: torch
+    threads while it runs (``None``:
+    leave torch's setting). ``worked``: the worked examples on real architectures to run
+    (`modscope.workflows.worked_example`: ``"transformer"`` on addmul, ``"cnn"`` on Fashion-MNIST;
+    default: both when the demo's own models run, the CNN only when Fashion-MNIST is installed;
+    none when ``runs`` is given). ``device``: where training, masks and knockouts run (``"cpu"``,
+    ``"cuda"``, ``"cuda:1"``); scores stay on the CPU, and a GPU's checkpoints are cached apart
+    from the CPU's. Returns the results; ``result.report`` is the page.
     """
+    from ..runtime.modules import resolve_device
+
     if threads is not None and int(threads) < 1:
         raise ModscopeError(f"threads must be at least 1, got {threads}")
+    device = str(resolve_device(device))  # a missing GPU fails before any work
     with torch_threads(threads):
         has_fashion = fashion if fashion is not None else fashion_available()
         if worked is None:
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
         return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-                         tuple(worked), notes)
+                         tuple(worked), notes, device)
 
 
 def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
@@ -255,7 +264,7 @@ def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
 
 
 def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-              worked, notes) -> DemoResult:
+              worked, notes, device="cpu") -> DemoResult:
     from tqdm.auto import tqdm
 
     from ..lesions.knockout import knockout
@@ -289,7 +298,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
         for run in runs:
             t0 = time.perf_counter()
             stage(f"train {run.name}")
-            ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress)
+            ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress, device)
             bar.update()
             h = file_sha256(path)
             notes = ["model cached"] if cached else []
@@ -337,7 +346,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
                 def fit_masks(model_task=model_task, run=run, mask_file=mask_file) -> dict:
                     res = train_masks(*model_task(), list(run.masks), steps=st.mask_steps, seed=seed,
-                                      progress=progress, threads=jobs)  # same masks for any jobs
+                                      progress=progress, threads=jobs, device=device)  # any jobs: same
                     res.save(mask_file)
                     return res.to_dict()
 
@@ -356,7 +365,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                 cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
                 lambda model_task=model_task, s=s, mask_file=mask_file, run=run: knockout(
                     *model_task(), s["labels"], n_random=st.knockout_random, pairs=run.pairs,
-                    seed=seed, progress=progress,
+                    seed=seed, progress=progress, device=device,
                     masks=None if mask_file is None else load_masks(mask_file),
                 ).to_dict(),
             )
@@ -400,10 +409,11 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
             stage(f"worked example: {which}")
-            w_cfg = {"which": which, "quick": bool(quick), "seed": seed, "version": __version__}
+            w_cfg = {"which": which, "quick": bool(quick), "seed": seed, "version": __version__,
+                     **({} if device == "cpu" else {"device": device})}
             examples[which], hit = _cached_json(
                 cache / f"worked-{which}-{_stage_key('worked', which, w_cfg)}.json",
-                lambda which=which: worked_example(which, quick=quick, seed=seed),
+                lambda which=which: worked_example(which, quick=quick, seed=seed, device=device),
             )
             w = examples[which]
             sh = w["score"].get("shuffle") or {}

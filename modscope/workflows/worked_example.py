@@ -146,11 +146,16 @@ def worked_example(
     seed: int = 0,
     data_dir: Any = None,
     progress: bool = False,
+    device: Any = "cpu",
 ) -> dict[str, Any]:
-    """Train, score, lesion and mask one worked example; a JSON-ready summary of every stage."""
+    """Train, score, lesion and mask one worked example; a JSON-ready summary of every stage.
+
+    ``device``: where training, lesions and masks run (the model stays on the CPU in between, where
+    it is traced and scored)."""
     s, data, model, example = _setup(which, quick, seed, data_dir)
     fit = fit_model(
-        model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=progress
+        model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=progress,
+        device=device,
     )
     graph = load_graph(model, example_input=example)
     scored = score(graph, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, seed=seed, progress=progress)
@@ -163,10 +168,12 @@ def worked_example(
         n_random=s.n_random,
         seed=seed,
         progress=progress,
+        device=device,
     )
     functions = list(data.functions)
     masks = train_masks(
-        model, data, functions, example_input=example, steps=s.mask_steps, seed=seed, progress=progress
+        model, data, functions, example_input=example, steps=s.mask_steps, seed=seed, progress=progress,
+        device=device,
     )
     ko = lesions.to_dict()
     categories = {

@@ -1,0 +1,192 @@
+"""The intact part of a forward pass, computed once per batch and replayed for every lesion.
+
+A lesion changes nothing before the first module that reads a lesioned unit: every module call
+that *finishes* before that reader starts sees the intact input, so its output is the intact
+output. `PrefixReuse` runs the intact pass once per data batch up to that point, keeps the outputs
+of the outermost such calls, and in each lesioned forward (``R`` lesions as ``R`` copies of the
+batch) makes those calls return the kept output repeated ``R`` times instead of computing it: a
+lesion of a late layer no longer pays for the early layers, for any module structure (residual
+adds, shared modules, functional code between modules run as written).
+
+A call is replayed only where a probe on a few examples showed it safe: one tensor output whose
+axis 0 is the batch (twice the batch gives twice the rows, the same values in each half) and the
+same sequence of module calls at both batch sizes. Anything else runs as written, and when nothing
+can be replayed the reason is in `PrefixReuse.note`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["PrefixReuse"]
+
+
+class _Stop(Exception):
+    """Ends the caching pass once every output to keep is kept (the rest of the forward is not
+    needed)."""
+
+
+@dataclass
+class _Call:
+    module: nn.Module
+    index: int  # the module's index-th call within one forward
+    enter: int
+    exit: int = -1
+    batch_first: bool = False
+    width: int = 0  # output elements per example
+
+
+def _record(model: nn.Module, x: torch.Tensor) -> tuple[list[_Call], dict[tuple[int, int], Any]]:
+    """Every module call of ``model(x)`` in order, and each call's output (detached copies)."""
+    calls: list[_Call] = []
+    outputs: dict[tuple[int, int], Any] = {}
+    counts: dict[int, int] = {}
+    open_calls: dict[int, list[_Call]] = {}
+    step = iter(range(1 << 62))
+    handles = []
+
+    def pre(module, _args):
+        k = id(module)
+        c = _Call(module, counts.get(k, 0), next(step))
+        counts[k] = c.index + 1
+        calls.append(c)
+        open_calls.setdefault(k, []).append(c)
+
+    def post(module, _args, out):
+        c = open_calls[id(module)].pop()
+        c.exit = next(step)
+        outputs[(id(module), c.index)] = out.detach().clone() if isinstance(out, torch.Tensor) else None
+
+    seen = set()
+    for m in model.modules():
+        if id(m) not in seen:
+            seen.add(id(m))
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls, outputs
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return bool(torch.equal(a, b))
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    return bool(torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5 * max(scale, 1.0)))
+
+
+class PrefixReuse:
+    """Replays the intact prefix of ``model``'s forward for batched lesions (module docstring).
+
+    ``probe``: a few examples of the model's input (batch axis 0) for the safety check. ``sites``:
+    the modules that read each lesion site, in `modscope.graphs.tracing.Site` order.
+    """
+
+    def __init__(self, model: nn.Module, probe: torch.Tensor, sites: Sequence[nn.Module | None]) -> None:
+        self.model = model
+        self.sites = list(sites)
+        self.note: str | None = None
+        self.calls: list[_Call] = []
+        calls, small = _record(model, probe)
+        twice, big = _record(model, probe.repeat(2, *([1] * (probe.ndim - 1))))
+        if [(id(c.module), c.index) for c in calls] != [(id(c.module), c.index) for c in twice]:
+            self.note = "the model calls different modules at different batch sizes"
+            return
+        b = probe.shape[0]
+        for c in calls:
+            key = (id(c.module), c.index)
+            one, two = small[key], big[key]
+            if one is None or two is None or one.ndim == 0 or one.shape[0] != b:
+                continue
+            c.batch_first = _same(two[:b], one) and _same(two[b:], one)
+            c.width = one[0].numel()
+        self.calls = calls
+        self.width = max([c.width for c in calls], default=0)  # widest output per example
+
+    def plan(self, touched: Sequence[int]) -> list[_Call]:
+        """The outermost calls that finish before the first reader of the ``touched`` sites starts
+        and are safe to replay (in call order); empty when there are none."""
+        readers = {id(self.sites[i]) for i in touched}
+        starts = [c.enter for c in self.calls if id(c.module) in readers]
+        if not starts:
+            return []
+        first = min(starts)
+        chosen: list[_Call] = []
+        for c in self.calls:  # in call order, so a call's ancestors come before it
+            inside = any(p.enter < c.enter and c.exit < p.exit for p in chosen)
+            if c.exit < first and c.batch_first and not inside:
+                chosen.append(c)
+        return chosen
+
+    def cache(self, plan: Sequence[_Call], x: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+        """The intact outputs of ``plan``'s calls on the batch ``x``: the forward runs until the last
+        of them is done, then stops."""
+        wanted = {(id(c.module), c.index) for c in plan}
+        kept: dict[tuple[int, int], torch.Tensor] = {}
+        counts: dict[int, int] = {}
+
+        def post(module, _args, out):
+            k = id(module)
+            key = (k, counts.get(k, 0))
+            counts[k] = key[1] + 1
+            if key in wanted:
+                kept[key] = out.detach().clone()  # a later in-place op must not change it
+                if len(kept) == len(wanted):
+                    raise _Stop
+
+        handles = [m.register_forward_hook(post) for m in {id(c.module): c.module for c in plan}.values()]
+        try:
+            self.model(x)
+        except _Stop:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        return kept
+
+    @contextmanager
+    def replay(
+        self, plan: Sequence[_Call], kept: dict[tuple[int, int], torch.Tensor], copies: int
+    ) -> Iterator[None]:
+        """Inside, one forward of ``copies`` stacked copies of the batch: ``plan``'s calls return their
+        kept outputs repeated ``copies`` times along axis 0 instead of computing them."""
+        modules = {id(c.module): c.module for c in plan}
+        counts = dict.fromkeys(modules, 0)
+
+        def swap(module: nn.Module, original: Any):
+            k = id(module)
+
+            def forward(*args, **kwargs):
+                i = counts[k]
+                counts[k] = i + 1
+                out = kept.get((k, i))
+                if out is None:
+                    return original(*args, **kwargs)
+                return out.repeat(copies, *([1] * (out.ndim - 1))) if copies > 1 else out.clone()
+
+            return forward
+
+        with ExitStack() as stack:
+            for module in modules.values():
+                had = "forward" in module.__dict__
+                original = module.forward
+                module.forward = swap(module, original)
+
+                def restore(module=module, had=had, original=original):
+                    if had:
+                        module.forward = original
+                    else:
+                        del module.forward
+
+                stack.callback(restore)
+            yield
