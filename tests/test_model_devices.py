@@ -118,7 +118,9 @@ def test_replayed_prefix_equals_the_whole_forward_for_every_group(device, make, 
         fast = UnitEvaluator(model, traced, data, batch_size=10)
         slow = UnitEvaluator(model, traced, data, batch_size=10, reuse=False)
         a, b = fast.evaluate_nodes(les), slow.evaluate_nodes(les)
-        np.testing.assert_allclose(a.metric, b.metric, rtol=1e-5, atol=1e-7)
+        # a GPU's convolutions (cuDNN, TF32 allowed by torch's default) round differently for a
+        # suffix run alone than inside the whole forward: 3e-5 relative seen on an H200
+        np.testing.assert_allclose(a.metric, b.metric, rtol=1e-5 if device == "cpu" else 1e-4, atol=1e-7)
         assert fast.note is None and slow.reused == 0
         reused += fast.reused
     assert reused > 0  # later groups skipped the early layers
@@ -194,9 +196,11 @@ def test_knockout_on_a_device_equals_the_cpu_and_leaves_the_model_where_it_was(d
     a, b = here["submodules"], there["submodules"]
     assert len(a) == len(b) > 0
     for s, t in zip(a, b, strict=True):
-        np.testing.assert_allclose(s["accuracy"], t["accuracy"], rtol=1e-5)
-        np.testing.assert_allclose(s["random_mean"], t["random_mean"], rtol=1e-5)
-        np.testing.assert_allclose(s["random_std"], t["random_std"], rtol=1e-5, atol=1e-9)
+        # float32 sums in another order on a GPU: 2e-5 relative seen on an H200 (the CPU twin: 1e-5)
+        tol = 1e-5 if device == "cpu" else 1e-4
+        np.testing.assert_allclose(s["accuracy"], t["accuracy"], rtol=tol)
+        np.testing.assert_allclose(s["random_mean"], t["random_mean"], rtol=tol)
+        np.testing.assert_allclose(s["random_std"], t["random_std"], rtol=tol, atol=1e-9)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -5,6 +5,7 @@
 #   OUT=/some/dir bash benchmarks/device/run.sh                      # the H200 run (DEVICE=cuda)
 #   DEVICE=cpu QUICK=1 OUT=/tmp/out bash benchmarks/device/run.sh    # a CPU-only check that it runs
 #
+# T_TESTS, T_SCORING, T_MODELS (seconds) cap the steps; MODELS_BUDGET is gpu_models.py's --budget.
 # Steps, each under its own time limit (the whole run stays under about 6 minutes on an H200):
 #   1. the tests parametrised over CUDA (pytest -m cuda; on DEVICE=cpu their CPU twins) -> $OUT/tests.log
 #   2. benchmarks/gpu_scoring.py: layer shuffles, GPT-2-small blocks and whole graph, LLaMA-7B-shaped
@@ -67,20 +68,22 @@ fi
 
 echo "== 1. tests (device $DEVICE)"
 if [ "$DEVICE" = cpu ]; then marker="not cuda"; else marker="cuda"; fi
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m "$marker" tests/test_kmeans_torch.py > "$OUT/tests.log" 2>&1
+timeout "${T_TESTS:-240}" "$PY" -m pytest -q -p no:cacheprovider -m "$marker" tests/test_kmeans_torch.py \
+  tests/test_model_devices.py > "$OUT/tests.log" 2>&1
 rc=$?
 tail -n 15 "$OUT/tests.log"
 [ $rc -ne 0 ] && { echo "tests: exit $rc"; status=1; }
 
 echo "== 2. benchmarks/gpu_scoring.py (about 5 minutes on an H200)"
-timeout 420 "$PY" benchmarks/gpu_scoring.py --device "$DEVICE" ${quick[@]+"${quick[@]}"} --out "$OUT"
+timeout "${T_SCORING:-420}" "$PY" benchmarks/gpu_scoring.py --device "$DEVICE" ${quick[@]+"${quick[@]}"} --out "$OUT"
 rc=$?
 [ $rc -ne 0 ] && { echo "gpu_scoring: exit $rc"; status=1; }
 
 echo "== 3. the other helper's benchmark (knockout, masks, training on the device)"
 # ---- OTHER HELPER'S BENCHMARK: benchmarks/gpu_models.py (issue 26, knockout/masks/train side) ----
 if [ -f benchmarks/gpu_models.py ]; then
-  timeout 420 "$PY" benchmarks/gpu_models.py --device "$DEVICE" ${quick[@]+"${quick[@]}"} --out "$OUT"
+  timeout "${T_MODELS:-420}" "$PY" benchmarks/gpu_models.py --device "$DEVICE" ${quick[@]+"${quick[@]}"} \
+    --budget "${MODELS_BUDGET:-130}" --out "$OUT"
   rc=$?
   [ $rc -ne 0 ] && { echo "gpu_models: exit $rc"; status=1; }
 else
