@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.atomic import write_json
-from .options import SHUFFLE_NAMES, clustering_flags, progress_flag
+from .options import SHUFFLE_NAMES, clustering_flags, progress_flag, source_record
 
 __all__ = ["add", "run"]
 
@@ -63,6 +63,6 @@ def run(args) -> int:
         whole=args.whole,
     )
     if args.json:
-        write_json(args.json, scores.to_dict())
+        write_json(args.json, {**scores.to_dict(), "source": source_record(args.checkpoint)})
     print(format_blocks(scores, source=args.checkpoint))
     return 0

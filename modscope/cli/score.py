@@ -15,6 +15,7 @@ from .options import (
     model_flags,
     positive_int,
     progress_flag,
+    source_record,
     split_names,
 )
 
@@ -156,7 +157,7 @@ def run(args) -> int:
         if hasattr(pool, "close"):
             pool.close()
     if args.json:
-        write_json(args.json, result.to_dict())
+        write_json(args.json, {**result.to_dict(), "source": source_record(args.checkpoint, args)})
     print(format_score(result, source=args.checkpoint))
     for warning in result.warnings:
         print(f"modscope: warning: {warning}", file=sys.stderr)
