@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ModscopeError
-from . import blocks, demo, knockout, masks, plot, report, score, sweep, train
+from . import blocks, demo, explore, knockout, masks, plot, report, score, sweep, train
 from .options import Parser
 
 __all__ = ["build_parser", "main"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add(sub)
     plot.add(sub)
     report.add(sub)
+    explore.add(sub)
     demo.add(sub)
     sweep.add(sub)
     return parser

@@ -105,7 +105,8 @@ class KnockoutResult:
     functions: FunctionKnockoutResult | None = None
     clustering: dict | None = None  # how the labels were made, when modscope clustered
     group_names: list[str] | None = None  # a traced network's unit groups ("layer" indexes them)
-    labels: np.ndarray | None = None  # (n_nodes,) the partition lesioned, when modscope clustered; not in to_dict
+    # (n_nodes,) the partition lesioned, when modscope clustered; not in to_dict (the CLI adds it)
+    labels: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -45,5 +45,7 @@ def decode_masks(d: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, 
                     raise ValueError(f"{f}/{name}: {bits.size} bits for {n} weights")
                 out[f][name] = bits[:n].astype(bool).reshape(shape)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModscopeError(f"weight_masks: not masks as `modscope masks --json` writes them ({exc})") from None
+        raise ModscopeError(
+            f"weight_masks: not masks as `modscope masks --json` writes them ({exc})"
+        ) from None
     return out
