@@ -225,6 +225,12 @@ def _depths(graph: Any) -> np.ndarray:
     return depth
 
 
+def _group_name(graph: Any, g: int) -> str:
+    """A group's name; a plain chain's generic ``groupN`` as ``layer N``."""
+    name = graph.group_names[g]
+    return f"layer {g}" if name == f"group{g}" and graph.is_chain else name
+
+
 def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Groups as rows (side by side within a row, span by sqrt(size)); units evenly along their group."""
     depth = _depths(graph)
@@ -244,7 +250,7 @@ def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
             x[sl] = left + width * (2 * np.arange(n) + 1) / (2 * max(n, 1))
             y[sl] = float(row)
             groups[g] = {
-                "name": graph.group_names[g],
+                "name": _group_name(graph, int(g)),
                 "size": n,
                 "offset": int(graph.offsets[g]),
                 "row": int(row),
@@ -452,7 +458,7 @@ def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
                         "per_function",
                     )
                 },
-                "group": graph.group_names[g] if 0 <= g < graph.n_layers else str(g),
+                "group": _group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
                 "random": r,
             }
         )

@@ -89,6 +89,9 @@
     let drawn, mode;
     if (over) {
       const a = aggEdgeTraces(p); traces.push(...a.traces); drawn = a.count; mode = "aggregate edges (group × cluster)";
+      const N = p.nodes;  // where the aggregate edges end: one hollow ring per (group, cluster)
+      traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, hoverinfo: "skip", showlegend: false,
+        marker: { symbol: "circle-open", size: 16, color: N.c.map(colour), line: { width: 2 } } });
     } else { traces.push(...edgeTraces(idx, "edges")); drawn = idx.length; mode = "edges"; }
     // masks: each toggled function's kept edges over the drawing, the shared ones highlighted
     const on = [...state.masks];
@@ -308,7 +311,7 @@
     let pending = null;
     net.on("plotly_relayout", (ev) => {
       if (ev["xaxis.autorange"] || ev["yaxis.autorange"]) state.view = null;
-      else if (ev["xaxis.range[0]"] !== undefined || ev["yaxis.range[0]"] !== undefined) {
+      else if (Object.keys(ev).some((k) => k.startsWith("xaxis.range") || k.startsWith("yaxis.range"))) {
         const l = net.layout;
         state.view = { x: [l.xaxis.range[0], l.xaxis.range[1]], y: [l.yaxis.range[0], l.yaxis.range[1]] };
       } else return;
