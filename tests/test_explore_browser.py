@@ -25,8 +25,14 @@ playwright = pytest.importorskip("playwright.sync_api", reason="pip install play
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def _chromium() -> str:
@@ -57,7 +63,9 @@ def small(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
 
 def _open(browser, page: Path, errors: list[str]):
     tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-    tab.on("console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    tab.on(
+        "console", lambda m: errors.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     tab.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     tab.goto(page.as_uri())
     tab.wait_for_selector("body[data-ready='1']", timeout=60_000)
@@ -76,8 +84,9 @@ def _edge_count(tab) -> int:
 
 
 def _set_threshold(tab, value: float) -> None:
-    tab.eval_on_selector("#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }",
-                         str(value))
+    tab.eval_on_selector(
+        "#threshold", "(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", str(value)
+    )
 
 
 def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_path):
@@ -126,9 +135,15 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
     after = tab.evaluate(names)
     fn = tab.get_attribute("#mask-0", "data-f")
     assert f"mask {fn}" in after and f"mask {fn}" not in before
-    n_drawn = tab.evaluate(f"document.getElementById('net').data.find(t => t.name === 'mask {fn}').x.length / 3")
-    assert n_drawn == json.loads(page.read_text().split('id="modscope-data">')[1].split("</script>")[0])[
-        "masks"]["kept_edges"][fn]
+    n_drawn = tab.evaluate(
+        f"document.getElementById('net').data.find(t => t.name === 'mask {fn}').x.length / 3"
+    )
+    assert (
+        n_drawn
+        == json.loads(page.read_text().split('id="modscope-data">')[1].split("</script>")[0])["masks"][
+            "kept_edges"
+        ][fn]
+    )
     tab.check("#mask-1")
     assert "shared by the masks shown" in tab.evaluate(names)
     _shot(tab, "masks", tmp_path)
@@ -146,8 +161,22 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
 
 def test_a_large_graph_draws_aggregates_and_single_edges_on_zoom(browser, tmp_path):
     s = tmp_path / "s.json"
-    assert main(["score", str(DATA / "digits-plain.pt"), "--clusters", "4", "--shuffles", "3", "--json", str(s),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(DATA / "digits-plain.pt"),
+                "--clusters",
+                "4",
+                "--shuffles",
+                "3",
+                "--json",
+                str(s),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     page = tmp_path / "digits.html"
     assert main(["explore", str(s), "--out", str(page)]) == 0
     errors: list[str] = []
