@@ -217,3 +217,35 @@ def test_the_cli_writes_one_offline_page(results, tmp_path, capsys):
     text = out.read_text()
     assert text.count("<script") == 3 and "http://" not in text.split("modscope-data")[1][:200]
     assert out.stat().st_size < 10e6
+
+
+def test_blocks_alone_give_the_table_and_each_blocks_drawing(tmp_path, capsys):
+    from modscope.graphs.transformer import mlp_blocks
+    from tests.test_golden import _tiny_gpt2
+
+    net = tmp_path / "gpt2.safetensors"
+    _tiny_gpt2(net)
+    b = tmp_path / "blocks.json"
+    assert (
+        main(["blocks", str(net), "--clusters", "3", "--shuffles", "3", "--json", str(b), "--no-progress"])
+        == 0
+    )
+    d = json.loads(b.read_text())
+    data = page_data([b])
+    assert data["partitions"] == [] and [r["block"] for r in data["blocks"]["rows"]] == [
+        x["block"] for x in d["blocks"]
+    ]
+    for row, blk, res in zip(data["blocks"]["rows"], mlp_blocks(net), d["blocks"], strict=True):
+        g = blk.graph()
+        assert row["drawing"]["labels"] == res["labels"]
+        assert sum(row["drawing"]["edges"]["w"]) == pytest.approx(
+            sum(float(np.abs(w).sum()) for w in g.weights)
+        )
+        assert row["null"]["ncuts"] == res["shuffle"]["ncuts"]
+    # another network's blocks with them: refused
+    b2 = tmp_path / "blocks2.json"
+    d2 = {**d, "source": {**d["source"], "sha256": "0" * 64}}
+    b2.write_text(json.dumps(d2))
+    capsys.readouterr()
+    assert main(["explore", str(b), str(b2), "--out", str(tmp_path / "p.html")]) == 2
+    assert "different networks" in capsys.readouterr().err

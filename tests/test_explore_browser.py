@@ -190,3 +190,28 @@ def test_a_large_graph_draws_aggregates_and_single_edges_on_zoom(browser, tmp_pa
     assert _edge_count(tab) != aggregate and _edge_count(tab) > 0
     assert errors == []
     tab.close()
+
+
+def test_a_blocks_page_draws_each_block_and_its_null(browser, tmp_path):
+    from tests.test_golden import _tiny_gpt2
+
+    net = tmp_path / "gpt2.safetensors"
+    _tiny_gpt2(net)
+    b = tmp_path / "blocks.json"
+    assert (
+        main(["blocks", str(net), "--clusters", "3", "--shuffles", "3", "--json", str(b), "--no-progress"])
+        == 0
+    )
+    d = json.loads(b.read_text())
+    page = tmp_path / "blocks.html"
+    assert main(["explore", str(b), "--out", str(page)]) == 0
+    errors: list[str] = []
+    tab = _open(browser, page, errors)
+    assert tab.locator("#blocks-table tr.row").count() == len(d["blocks"])
+    tab.click("#block-row-1")
+    assert d["blocks"][1]["block"] in tab.inner_text("#null-text")
+    assert tab.inner_text("#null-z") == f"{d['blocks'][1]['shuffle']['z']:.2f}"
+    names = tab.evaluate("document.getElementById('block-plot').data.map(t => t.name)")
+    assert {f"cluster {c}" for c in set(d["blocks"][1]["labels"])} <= set(names)
+    assert errors == []
+    tab.close()

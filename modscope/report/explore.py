@@ -157,13 +157,11 @@ def _read_flags(read: Mapping[str, Any], where: str) -> dict[str, Any]:
     return kw
 
 
-def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str]:
-    """``(graph, path or None, label)``: the one network all results are of."""
-    from ..graphs.load import load_graph
-    from ..graphs.weight_graph import WeightGraph
-
+def _sources(items: Sequence[_Item]) -> tuple[list[tuple[str, Mapping]], dict[str, str]]:
+    """``([(result name, source record)], {sha256: first result naming it})``; refuses results
+    that name different network files."""
     sources = [(it.name, it.d["source"]) for it in items if isinstance(it.d.get("source"), Mapping)]
-    digests = {}
+    digests: dict[str, str] = {}
     for name, src in sources:
         if src.get("sha256"):
             digests.setdefault(src["sha256"], name)
@@ -173,6 +171,70 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
             f"{a} and {b} are results of different networks (file sha256 {a_sha[:12]}… vs {b_sha[:12]}…): "
             "explore one network at a time"
         )
+    return sources, digests
+
+
+def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dict[str, Any]:
+    """The page of ``blocks`` results alone: the per-block table and drawings, no whole graph."""
+    sources, digests = _sources(items)
+    path = None
+    if isinstance(network, str | os.PathLike):
+        path = Path(network)
+        if not path.exists():
+            raise ModscopeError(f"{path}: no such file")
+        if digests and path.is_file() and file_sha256(path) not in digests:
+            raise ModscopeError(
+                f"{path} is not the network of {next(iter(digests.values()))} (another sha256)"
+            )
+    elif sources and Path(sources[0][1].get("path", "")).exists():
+        path = Path(sources[0][1]["path"])
+    it = next(it for it in items if it.kind == "blocks")
+    label = path.name if path is not None else it.name
+    empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
+    return {
+        "title": title or f"modscope explore: {label}",
+        "version": __version__,
+        "network": {
+            "label": label,
+            "reading": "its transformer MLP blocks",
+            "n_nodes": 0,
+            "n_edges": 0,
+            "widths": [],
+        },
+        "results": [{"name": i.name, "kind": i.kind} for i in items],
+        "groups": [],
+        "x": "",
+        "y": "",
+        "edges": empty,
+        "partitions": [],
+        "masks": None,
+        "blocks": _blocks_page(it, None if path is None else str(path)),
+        "train": None,
+    }
+
+
+def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
+    mlp = it.blocks
+    if mlp is None and net_path is not None:
+        from ..graphs.transformer import mlp_blocks
+
+        try:
+            mlp = mlp_blocks(net_path)
+        except ModscopeError:
+            mlp = None
+    rows = []
+    for i, b in enumerate(it.d["blocks"]):
+        blk = mlp[i] if mlp is not None and i < len(mlp) and mlp[i].name == b.get("block") else None
+        rows.append(_block_view(blk, b))
+    return {"name": it.name, "method": it.d.get("method"), "rows": rows}
+
+
+def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str]:
+    """``(graph, path or None, label)``: the one network all results are of."""
+    from ..graphs.load import load_graph
+    from ..graphs.weight_graph import WeightGraph
+
+    sources, digests = _sources(items)
     if network is not None:
         if isinstance(network, WeightGraph):
             return network, None, "the graph given"
@@ -517,6 +579,10 @@ def page_data(
     if max_edges < 1:
         raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
     items = [_as_item(r, i) for i, r in enumerate(results)]
+    kinds = {it.kind for it in items}
+    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
+    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
+        return _blocks_only(items, network, title)
     graph, net_path, net_label = _network(items, network)
     groups, x, y = _layout(graph)
     edges = _edges(graph)
@@ -611,23 +677,7 @@ def page_data(
             "kept_edges": {f: int(m.sum()) for f, m in kept.items()},
         }
 
-    blocks_page = None
-    for it in items:
-        if it.kind == "blocks":
-            mlp = it.blocks
-            if mlp is None and net_path is not None:
-                from ..graphs.transformer import mlp_blocks
-
-                try:
-                    mlp = mlp_blocks(net_path)
-                except ModscopeError:
-                    mlp = None
-            rows = []
-            for i, b in enumerate(it.d["blocks"]):
-                blk = mlp[i] if mlp is not None and i < len(mlp) and mlp[i].name == b.get("block") else None
-                rows.append(_block_view(blk, b))
-            blocks_page = {"name": it.name, "method": it.d.get("method"), "rows": rows}
-            break
+    blocks_page = next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None)
 
     train = next(
         (

@@ -238,8 +238,11 @@
   }
 
   function showNull() {
-    const p = P(), n = p.null;
-    const value = p.ncut_result !== undefined && p.ncut_result !== null ? p.ncut_result : p.ncut;
+    const p = P();
+    showNullOf(p.null, p.ncut_result !== undefined && p.ncut_result !== null ? p.ncut_result : p.ncut);
+  }
+
+  function showNullOf(n, value) {
     if (!n || !n.ncuts) {
       $("null-text").textContent = `n-cut ${fmt(value)}; this result holds no shuffles.`;
       Plotly.purge("null-plot"); return;
@@ -278,7 +281,13 @@
   function showBlock(i) {
     const r = D.blocks.rows[i];
     for (const tr of $("blocks-table").querySelectorAll("tr.row")) tr.classList.toggle("sel", +tr.dataset.i === i);
-    if (!r.drawing) { $("block-plot").textContent = "this block's weights were not found (pass the network file)"; return; }
+    showNullOf(r.null, r.ncut);  // the block's own null
+    $("null-text").insertAdjacentHTML("afterbegin", `<b>${esc(r.block)}</b>: `);
+    if (!r.drawing) {
+      Plotly.purge("block-plot");
+      $("block-plot").textContent = "this block's weights were not found (pass the network file)";
+      return Promise.resolve();
+    }
     const d = r.drawing, traces = [], A = d.edges, N = d.nodes;
     for (let e = 0; e < A.a.length; e++) traces.push({ type: "scatter", mode: "lines", hoverinfo: "skip", showlegend: false,
       x: [N.x[A.a[e]], N.x[A.b[e]]], y: [N.y[A.a[e]], N.y[A.b[e]]], line: { width: 0.5 + 6 * A.f[e], color: "rgba(90,90,90,0.5)" } });
@@ -288,7 +297,7 @@
       if (us.length) traces.push({ type: "scatter", mode: "markers", name: c < 0 ? "no edges" : `cluster ${c}`,
         x: us.map((u) => d.x[u]), y: us.map((u) => d.y[u]), marker: { size: 5, color: colour(c) }, hoverinfo: "name" });
     }
-    Plotly.newPlot("block-plot", traces, { margin: { l: 90, r: 10, t: 24, b: 10 }, title: { text: `${r.block}: n-cut ${fmt(r.ncut)}`, font: { size: 13 } },
+    return Plotly.newPlot("block-plot", traces, { margin: { l: 90, r: 10, t: 24, b: 10 }, title: { text: `${r.block}: n-cut ${fmt(r.ncut)}`, font: { size: 13 } },
       xaxis: { visible: false }, yaxis: { tickvals: d.groups.map((g) => g.row), ticktext: d.groups.map((g) => g.name) } },
       { displaylogo: false, responsive: true });
   }
@@ -303,10 +312,20 @@
   $("partition-select").innerHTML = D.partitions.map((p, i) => `<option value="${i}">${esc(p.name)}</option>`).join("");
   $("partition-select").onchange = (e) => selectPartition(+e.target.value);
   $("threshold").oninput = (e) => { state.thr = +e.target.value; $("threshold-value").textContent = state.thr.toFixed(2); draw(); };
-  $("subtitle").textContent = `${D.network.label}: ${D.network.reading || ""} · widths ${D.network.widths.join("-")}` +
+  $("subtitle").textContent = `${D.network.label}: ${D.network.reading || ""}` +
+    (D.network.widths.length ? ` · widths ${D.network.widths.join("-")}` : "") +
     (D.train ? ` · trained ${D.train.steps} steps, test ${fmt(D.train.test_accuracy)}` : "");
   $("footer").textContent = `modscope ${D.version} · results: ${D.results.map((r) => `${r.name} (${r.kind})`).join(", ")} · drawn by Plotly, offline`;
-  clusterButtons(); showNull(); masksBox(); blocksBox();
+  masksBox(); blocksBox();
+  if (!D.partitions.length) {  // blocks alone: no whole graph to draw, the first block instead
+    for (const id of ["net", "net-note", "cluster-list"]) $(id).style.display = "none";
+    document.querySelector(".controls").style.display = "none";
+    $("panel").innerHTML = "<p class='note'>Per-block results only: click a block's row to draw it.</p>";
+    showBlock(0).then(() => { window.modscopeFirstPaint = performance.now(); document.body.dataset.ready = "1"; });
+    window.modscopeExplore = { data: D, state, showBlock };
+    return;
+  }
+  clusterButtons(); showNull();
   draw().then((ms) => {
     window.modscopeFirstPaint = T.drawn = performance.now();
     window.modscopeTimings = T;
