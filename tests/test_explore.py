@@ -249,3 +249,14 @@ def test_blocks_alone_give_the_table_and_each_blocks_drawing(tmp_path, capsys):
     capsys.readouterr()
     assert main(["explore", str(b), str(b2), "--out", str(tmp_path / "p.html")]) == 2
     assert "different networks" in capsys.readouterr().err
+
+
+def test_a_merged_stream_is_one_row_with_the_blocks_above_it():
+    rng = np.random.default_rng(0)
+    sizes = (4, 3, 5, 3)  # the stream, then three blocks that read it and write it back
+    w, links = [], []
+    for b in (1, 2, 3):
+        w += [rng.random((sizes[b], 4)), rng.random((4, sizes[b]))]
+        links += [(0, b), (b, 0)]
+    g = WeightGraph(tuple(w), links=tuple(links), sizes=sizes)
+    assert _depths(g).tolist() == [0, 1, 1, 1]

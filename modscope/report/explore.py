@@ -271,19 +271,46 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
 
 
 def _depths(graph: Any) -> np.ndarray:
-    """Each group's row: the longest path to it along the links (self-links ignored)."""
+    """Each group's row: its longest path from the inputs when the links form no cycle (a chain,
+    skip connections); otherwise (a merged residual stream read and written by every block) its
+    distance from group 0, so the stream is one row and the blocks a row above it, in order."""
+    from collections import deque
+
     n = graph.n_layers
-    depth = np.zeros(n, dtype=np.int64)
     links = [(s, d) for s, d in graph.links if s != d]
-    for _ in range(n):  # Bellman-Ford style relaxation; a cycle stops after n rounds
-        changed = False
+    indeg = np.zeros(n, dtype=np.int64)
+    for _, d in links:
+        indeg[d] += 1
+    depth = np.zeros(n, dtype=np.int64)
+    queue = deque(np.flatnonzero(indeg == 0).tolist())
+    seen = 0
+    while queue:  # Kahn's topological order, longest path on the way
+        g = queue.popleft()
+        seen += 1
         for s, d in links:
-            if depth[d] < depth[s] + 1:
-                depth[d] = depth[s] + 1
-                changed = True
-        if not changed:
-            break
-    _, depth = np.unique(np.minimum(depth, n), return_inverse=True)  # rows without gaps
+            if s == g:
+                depth[d] = max(depth[d], depth[g] + 1)
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    queue.append(d)
+    if seen == n:
+        return depth
+    near: list[set[int]] = [set() for _ in range(n)]
+    for s, d in links:
+        near[s].add(d)
+        near[d].add(s)
+    depth = np.full(n, -1, dtype=np.int64)
+    for start in range(n):  # breadth first from each group not yet reached (group 0 first)
+        if depth[start] >= 0:
+            continue
+        depth[start] = 0
+        queue = deque([start])
+        while queue:
+            g = queue.popleft()
+            for h in sorted(near[g]):
+                if depth[h] < 0:
+                    depth[h] = depth[g] + 1
+                    queue.append(h)
     return depth
 
 

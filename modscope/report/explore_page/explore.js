@@ -125,11 +125,11 @@
     let nView = 0;
     for (let u = 0; u < X.length && nView <= MAX_NODES; u++) if (inView(v, u)) nView++;
     if (nView > MAX_NODES) {
-      const N = p.nodes;
+      const N = p.nodes, nMax = N.n.reduce((a, b) => Math.max(a, b), 1);
       traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, name: "units (group × cluster)",
         customdata: N.c.map((c, i) => ["a", i]),
         text: N.c.map((c, i) => `${D.groups[N.g[i]].name}: cluster ${c < 0 ? "none" : c}, ${N.n[i]} units`),
-        hoverinfo: "text", marker: { size: N.n.map((n) => 5 + 3 * Math.sqrt(n) / Math.sqrt(Math.max(...N.n)) * 6),
+        hoverinfo: "text", marker: { size: N.n.map((n) => 5 + 18 * Math.sqrt(n / nMax)),
           color: N.c.map(colour), line: { width: 0.5, color: "#333" } } });
       mode += "; units by group × cluster";
     } else {
@@ -148,7 +148,7 @@
     }
     const layout = {
       margin: { l: 110, r: 10, t: 10, b: 30 }, showlegend: true, legend: { orientation: "h", y: -0.05 },
-      hovermode: "closest", dragmode: "pan", uirevision: "net",
+      hovermode: "closest", dragmode: "pan", uirevision: "net", annotations: groupLabels(),
       xaxis: { showgrid: false, zeroline: false, showticklabels: false, range: state.view ? state.view.x : FULL.x },
       yaxis: { showgrid: false, zeroline: false, tickvals: D.groups.map((g) => g.row),
         ticktext: rowLabels(), range: state.view ? state.view.y : FULL.y },
@@ -160,6 +160,14 @@
       (E.n < E.total ? ` (the strongest ${E.n} embedded for single-edge drawing; all of them in the aggregates)` : "") +
       `; line width and opacity: |w| / the block's largest |w|, blue positive, red negative.`;
     return done.then(() => performance.now() - t0);
+  }
+
+  // the name of each group that shares its row with others, above it (a transformer's blocks)
+  function groupLabels() {
+    const per = new Map();
+    for (const g of D.groups) per.set(g.row, (per.get(g.row) || 0) + 1);
+    return D.groups.filter((g) => per.get(g.row) > 1).map((g) => ({ x: (g.x0 + g.x1) / 2, y: g.row + 0.18,
+      text: esc(g.name), showarrow: false, font: { size: 10, color: "#555" } }));
   }
 
   function rowLabels() {
