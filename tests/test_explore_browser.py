@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -151,10 +152,14 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
     tab.uncheck("#mask-1")
     assert tab.evaluate(names) == before
 
-    # a unit's panel from a click on the drawing's point (Plotly's click event)
-    unit = int(np.flatnonzero(labels == 1)[0])
-    tab.evaluate(f"window.modscopeExplore.showUnit({unit})")
-    assert tab.inner_text("#unit-cluster") == "1"
+    # a unit's panel from a mouse click on its marker (Plotly's click event)
+    box = tab.locator("#net .scatterlayer .trace .points path.point").last.bounding_box()
+    tab.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tab.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tab.wait_for_selector("#unit-cluster")
+    group, index = re.fullmatch(r"unit layer (\d+)\[(\d+)\]", tab.inner_text("#panel-title")).groups()
+    unit = int(graph.offsets[int(group)]) + int(index)
+    assert tab.inner_text("#unit-cluster") == str(labels[unit])
     assert errors == []
     tab.close()
 
