@@ -2014,7 +2014,8 @@ def bench_explore(rs: Sequence[Receipt]) -> str:
     rows = [
         ["the graph read from the file", sec(res.get("read_s"), 1),
          f"{res['n_nodes']:,} units, {res['n_edges']:,} edges"],
-        ["one k = 12 clustering (the partition shown)", sec(res.get("cluster_s"), 1), ""],
+        ["one k = 12 clustering (the partition shown)", sec(res.get("cluster_s"), 1),
+         "from an earlier run of the script (--labels-cache)" if res.get("cluster_cached") else ""],
         ["the page built and written", sec(res.get("build_s"), 1),
          f"{num(res['file_mb'], 1)} MB (target 50: {ok('file_mb')}); "
          f"{res['embedded_edges']:,} single edges embedded"],

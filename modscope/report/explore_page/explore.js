@@ -88,13 +88,17 @@
     for (let i = 0; i < nT; i++) {
       if (inView(v, EU[i]) || inView(v, EV[i])) { idx.push(i); if (idx.length > MAX_EDGES) { over = true; break; } }
     }
+    let nView = 0;  // Plotly's SVG markers are the costly part of a drawing: count before choosing
+    for (let u = 0; u < X.length && nView <= MAX_NODES; u++) if (inView(v, u)) nView++;
     const traces = [];
     let drawn, mode;
     if (over) {
       const a = aggEdgeTraces(p); traces.push(...a.traces); drawn = a.count; mode = "aggregate edges (group × cluster)";
-      const N = p.nodes;  // where the aggregate edges end: one hollow ring per (group, cluster)
-      traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, hoverinfo: "skip", showlegend: false,
-        marker: { symbol: "circle-open", size: 16, color: N.c.map(colour), line: { width: 2 } } });
+      if (nView <= MAX_NODES) {  // single units: a hollow ring per (group, cluster) where the aggregates end
+        const N = p.nodes;       // (with aggregate units drawn, their markers are those ends already)
+        traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, hoverinfo: "skip", showlegend: false,
+          marker: { symbol: "circle-open", size: 16, color: N.c.map(colour), line: { width: 2 } } });
+      }
     } else { traces.push(...edgeTraces(idx, "edges")); drawn = idx.length; mode = "edges"; }
     // masks: each toggled function's kept edges over the drawing, the shared ones highlighted
     const on = [...state.masks];
@@ -122,8 +126,6 @@
       }
     }
     // units: single markers per cluster, or one marker per (group, cluster) when too many are in view
-    let nView = 0;
-    for (let u = 0; u < X.length && nView <= MAX_NODES; u++) if (inView(v, u)) nView++;
     if (nView > MAX_NODES) {
       const N = p.nodes, nMax = N.n.reduce((a, b) => Math.max(a, b), 1);
       traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, name: "units (group × cluster)",
