@@ -29,6 +29,7 @@ _API = {
     "activation_graph": "modscope.graphs.activations",
     "alignment": "modscope.masks.alignment",
     "cluster": "modscope.clustering.spectral",
+    "explore": "modscope.report.explore",
     "fit_model": "modscope.training.fit",
     "get_task": "modscope.tasks.registry",
     "knockout": "modscope.lesions.knockout",
@@ -58,6 +59,7 @@ __all__ = [
     "activation_graph",
     "alignment",
     "cluster",
+    "explore",
     "fit_model",
     "get_task",
     "knockout",
@@ -82,6 +84,7 @@ if TYPE_CHECKING:
     from .lesions.knockout import KnockoutConfig, knockout
     from .masks.alignment import alignment
     from .masks.fit import MaskConfig, train_masks
+    from .report.explore import explore
     from .scoring.blocks import score_blocks
     from .scoring.engine import score
     from .scoring.result import ScoreResult

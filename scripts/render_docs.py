@@ -2143,6 +2143,40 @@ class Fragment:
         return self.render(found).rstrip("\n") + "\n\n" + footer(found, self.speed) + "\n"
 
 
+def bench_explore(rs: Sequence[Receipt]) -> str:
+    """The explorer page of GPT-2 small's whole graph: size, build, first paint, interactions."""
+    res = rs[0].results
+    sh = res["shape"]
+    met = res.get("met", {})
+
+    def ok(key: str) -> str:
+        return "met" if met.get(key) else "not met"
+
+    rows = [
+        ["the graph read from the file", sec(res.get("read_s"), 1),
+         f"{res['n_nodes']:,} units, {res['n_edges']:,} edges"],
+        ["one k = 12 clustering (the partition shown)", sec(res.get("cluster_s"), 1),
+         "from an earlier run of the script (--labels-cache)" if res.get("cluster_cached") else ""],
+        ["the page built and written", sec(res.get("build_s"), 1),
+         f"{num(res['file_mb'], 1)} MB (target 50: {ok('file_mb')}); "
+         f"{res['embedded_edges']:,} single edges embedded"],
+        ["first paint in headless Chromium, wall clock", sec(res.get("first_paint_s"), 2),
+         f"target 3 s: {ok('first_paint_s')}; Plotly alone {sec(res.get('plotly_alone_s'), 2)}"],
+        ["first paint, the renderer main thread's CPU time", sec(res.get("first_paint_cpu_s"), 2),
+         f"Plotly alone {sec(res.get('plotly_alone_cpu_s'), 2)}"],
+        ["threshold slider moved", f"{num(res.get('slider_ms'), 0)} ms", ""],
+        ["zoom into one group", f"{num(res.get('zoom_ms'), 0)} ms",
+         f"then {res.get('zoom_edges', 0):,} {res.get('zoom_mode', '')} drawn"],
+    ]
+    return "\n".join([
+        f"GPT-2-small-sized random weights ({sh['layers']} blocks, d {sh['d']}, d_ff {sh['f']}); the "
+        f"median of the browser runs; load average {num(res.get('load_average'), 1)} when the browser "
+        "started (the wall-clock times wait for the machine's other processes, the CPU times do not).",
+        "",
+        table(["step", "time", ""], rows),
+    ])
+
+
 E = "experiments/"
 B = "benchmarks/results/"
 PY = "OMP_NUM_THREADS=1 .venv/bin/python"
@@ -2277,6 +2311,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
     ),
     _bench("scaling", bench_scaling, ".venv/bin/python benchmarks/scaling.py --repeats 3"),
     _bench("gpu_scoring", bench_gpu_scoring, "OUT=DIR bash benchmarks/device/run.sh (on a GPU machine)"),
+    _bench("explore", bench_explore, ".venv/bin/python benchmarks/explore.py --repeats 3"),
 )
 
 

@@ -41,7 +41,7 @@ def test_score_prints_table_and_writes_json(planted_ckpt, tmp_path, capsys):
     for word in ("n-cut", "shuffles", "z ", "p ", "cluster sizes per layer"):
         assert word in text
     d = json.loads(out.read_text())
-    assert set(d) == SCORE_JSON_KEYS
+    assert set(d) == SCORE_JSON_KEYS | {"source"}  # the CLI adds the network read (0.4.0)
     assert d["n_clusters"] == 3 and d["shuffle"]["n"] == 4 and d["seed"] == 2
     assert d["shuffle"]["z"] < 0
 

@@ -171,6 +171,10 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert nonzero["method"] == "layer_nonzero" and len(nonzero["ncuts"]) == 3
     assert saved["models"][0]["p_layer_nonzero"] == nonzero["p_value"]
     assert "cached" not in logs[0]
+    # the explorer page beside the report, linked from it
+    explorer = tmp_path / "explore" / "ind-bimt.html"
+    assert explorer.stat().st_size <= 10e6 and 'href="explore/ind-bimt.html"' in page
+    assert saved["explorers"] == {"ind-bimt": "explore/ind-bimt.html"}
     # `modscope report results.json` rebuilds the same page (checkpoints found beside the JSON)
     again = report.build_report([tmp_path / "results.json"], tmp_path / "again",
                                 title="modscope demo report", cache_dir=tmp_path / "cache" / "figures")

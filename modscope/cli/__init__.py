@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from .._version import __version__
 from ..errors import ModscopeError
-from . import blocks, demo, knockout, masks, plot, report, score, sweep, train
+from . import blocks, demo, explore, knockout, masks, plot, report, score, sweep, train
 from .options import Parser
 
 __all__ = ["build_parser", "main"]
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add(sub)
     plot.add(sub)
     report.add(sub)
+    explore.add(sub)
     demo.add(sub)
     sweep.add(sub)
     for command in sub.choices.values():  # also after the command: modscope score ... --max-memory 8G

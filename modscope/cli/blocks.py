@@ -11,6 +11,7 @@ from .options import (
     device_flag,
     echo,
     progress_flag,
+    source_record,
 )
 
 __all__ = ["add", "run"]
@@ -111,6 +112,6 @@ def run(args) -> int:
         device=args.device,
     )
     if args.json:
-        write_json(args.json, scores.to_dict())
+        write_json(args.json, {**scores.to_dict(), "source": source_record(args.checkpoint)})
     echo(format_blocks(scores, source=args.checkpoint), args.json)
     return 0

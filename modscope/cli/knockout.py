@@ -13,6 +13,7 @@ from .options import (
     module_flags,
     positive_int,
     progress_flag,
+    source_record,
 )
 
 __all__ = ["add", "run"]
@@ -111,6 +112,22 @@ def run(args) -> int:
             args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
         )
     if args.json:
-        write_json(args.json, result.to_dict())
+        write_json(args.json, {**result.to_dict(), **_explore_keys(result, args)})
     echo(format_knockout(result), args.json, end="")
     return 0
+
+
+def _explore_keys(result, args) -> dict:
+    """Keys added to the JSON in 0.4.0 for `modscope explore` (the older keys are unchanged): the
+    network read (``source``), the partition lesioned (``lesioned_labels``: ``(n_nodes,)``, when
+    modscope clustered) and every sub-module's random-lesion metrics (``random_metrics[i]``:
+    ``(n_random,)``, in the order of ``submodules``)."""
+    from ..runtime.jsonable import finite_or_none
+
+    d: dict = {"source": source_record(args.checkpoint, args)}
+    if result.labels is not None:
+        d["lesioned_labels"] = [int(v) for v in result.labels]
+    d["random_metrics"] = [
+        [finite_or_none(v) for v in s.random_metric.tolist()] for s in result.submodules
+    ]
+    return d

@@ -13,6 +13,7 @@ from .options import (
     module_flags,
     positive_int,
     progress_flag,
+    source_record,
 )
 
 __all__ = ["add", "run"]
@@ -154,7 +155,11 @@ def run(args) -> int:
             **common,
         )
     if args.json:
-        write_json(args.json, result.to_dict())
+        from ..masks.bits import encode_masks
+
+        # 0.4.0 adds two keys for `modscope explore`; the older ones are unchanged
+        added = {"source": source_record(args.checkpoint, args), "weight_masks": encode_masks(result.masks)}
+        write_json(args.json, {**result.to_dict(), **added})
     if args.save:
         result.save(args.save)
     echo(format_masks(result) + _groups_table(result), args.json, end="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from ..errors import ModscopeError
@@ -29,6 +30,7 @@ __all__ = [
     "module_flags",
     "positive_int",
     "progress_flag",
+    "source_record",
     "split_names",
 ]
 
@@ -345,3 +347,22 @@ def _map_shape(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         raise ModscopeError(f"--map-shape is H,W (e.g. 4,4), got {text!r}") from None
     return h, w
+
+
+# How a result's network was read, kept in its --json as the new key ``source`` (0.4.0) so that
+# `modscope explore` can re-read the edges and refuse results of different networks given together.
+_READ_FLAGS = ("graph", "layers", "layout", "kernel_norm", "flatten", "map_shape", "bn_eps", "model")
+_DEFAULTS = {"layout": "auto", "graph": "weights"}
+
+
+def source_record(path: str, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """``{"path": absolute path, "sha256": of the file, "read": the non-default reading flags}``."""
+    from ..runtime.hashing import file_sha256
+
+    p = Path(path).resolve()
+    read = {}
+    for name in _READ_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None and value != _DEFAULTS.get(name):
+            read[name] = value
+    return {"path": str(p), "sha256": file_sha256(p) if p.is_file() else None, "read": read}

@@ -15,6 +15,7 @@ from .options import (
     model_flags,
     positive_int,
     progress_flag,
+    source_record,
     split_names,
 )
 
@@ -157,6 +158,6 @@ def run(args) -> int:
         if hasattr(pool, "close"):
             pool.close()
     if args.json:
-        write_json(args.json, result.to_dict())
+        write_json(args.json, {**result.to_dict(), "source": source_record(args.checkpoint, args)})
     echo(format_score(result, source=args.checkpoint), args.json)  # its caveats end the table
     return 0

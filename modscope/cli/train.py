@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import check_outputs, device_flag, echo, progress_flag
+from .options import check_outputs, device_flag, echo, progress_flag, source_record
 
 __all__ = ["add", "run"]
 
@@ -201,7 +201,7 @@ def run(args) -> int:
     )
     result.save(args.out)
     if args.json:
-        write_json(args.json, result.to_dict())
+        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
     m = result.metrics
     shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
     widths = "-".join(map(str, result.checkpoint.architecture.widths))

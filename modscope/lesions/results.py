@@ -109,6 +109,8 @@ class KnockoutResult:
     group_names: list[str] | None = None  # a traced network's unit groups ("layer" indexes them)
     # the same for a reader: name, layer kind and size ("0 (Linear, 32 units)"); not in JSON
     group_labels: list[str] | None = field(default=None, repr=False)
+    # (n_nodes,) the partition lesioned, when modscope clustered; not in to_dict (the CLI adds it)
+    labels: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

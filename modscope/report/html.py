@@ -106,6 +106,7 @@ class ReportData:
     checkpoints: dict[str, Path] = field(default_factory=dict)  # for the network drawings
     extra: dict[str, Any] = field(default_factory=dict)  # the demo's settings, kept as they are
     worked: dict[str, dict] = field(default_factory=dict)  # the demo's worked examples on real architectures
+    explorers: dict[str, str] = field(default_factory=dict)  # model -> its explorer page (relative link)
 
     def add(self, kind: str, d: Mapping[str, Any], name: str, base: Path | None = None) -> None:
         """Add one result; ``base``: the folder that relative checkpoint paths are relative to."""
@@ -116,8 +117,10 @@ class ReportData:
                 target.update(d.get(key) or {})
             self.nulls.update(d.get("nulls") or {})
             self.worked.update(d.get("worked") or {})
+            self.explorers.update(d.get("explorers") or {})
             self.extra.update({k: v for k, v in d.items() if k not in
-                               ("models", "scores", "masks", "knockouts", "nulls", "worked", "version")})
+                               ("models", "scores", "masks", "knockouts", "nulls", "worked", "explorers",
+                                "version")})
             for row in d["models"]:
                 ckpt = row.get("checkpoint")
                 if ckpt:
@@ -142,6 +145,8 @@ class ReportData:
             d["nulls"] = self.nulls
         if self.worked:
             d["worked"] = self.worked
+        if self.explorers:
+            d["explorers"] = self.explorers
         return d
 
 
@@ -669,6 +674,12 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
     mask_steps = (data.extra.get("settings") or {}).get("mask_steps")
     if data.models:
         body.append('<h2 id="models">Models: n-cut against shuffles</h2>' + _models_html(data.models))
+    if data.explorers:
+        nav.append('<a href="#explore">explore</a>')
+        body.append('<h2 id="explore">Explore interactively</h2><p>One page per network (opens offline): '
+                    "click a cluster or a unit, toggle each function's mask, move the |w| threshold: "
+                    + ", ".join(f'<a href="{html.escape(href)}">{html.escape(name)}</a>'
+                                for name, href in data.explorers.items()) + ".</p>")
     if data.scores:
         body.append('<h2 id="scores">Structure: spectral clusters</h2>')
         for name, d in ordered(data.scores):

@@ -8,6 +8,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..clustering.spectral import cluster
 from ..errors import ModscopeError
 from ..graphs.activations import ActivationGraph, activation_graph
@@ -69,6 +71,7 @@ def knockout_checkpoint(
     result = knockout(model, the_task, partition.labels, masks=mask_dict, **kwargs)
     seed = int(kwargs.get("seed", 0))
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
+    result.labels = np.asarray(partition.labels)
     return result
 
 

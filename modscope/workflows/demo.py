@@ -263,6 +263,36 @@ def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
             f"dataset-fashion-mnist): {what} left out.")
 
 
+def _explorer_pages(out: Path, rows: list[dict], scores: dict, knockouts: dict, masks: dict,
+                    mask_files: dict[str, Path], say: Callable[[str], None]) -> dict[str, str]:
+    """One `modscope explore` page per model under ``out/explore/``: ``{model: relative link}``.
+
+    The demo's cached results are the API's ``to_dict()``: the keys the CLI adds for the explorer
+    are added here (the knockout lesioned the score's partition; the masks come from their file)."""
+    import importlib.util
+
+    if importlib.util.find_spec("plotly") is None:
+        say("explorer pages skipped: pip install plotly (modscope[explore])")
+        return {}
+    from ..masks.bits import encode_masks
+    from ..masks.result import load_masks
+    from ..report.explore import explore
+
+    links = {}
+    for r in rows:
+        name = r["model"]
+        items: list[tuple[str, dict]] = [("score", scores[name])]
+        if name in knockouts:
+            items.append(("knockout", {**knockouts[name], "lesioned_labels": scores[name]["labels"]}))
+        if name in masks and name in mask_files and mask_files[name].exists():
+            bits = encode_masks(load_masks(mask_files[name]))
+            items.append(("masks", {**masks[name], "weight_masks": bits}))
+        page = explore(*items, network=out / r["checkpoint"], title=f"modscope explore: {name}")
+        page.save(out / "explore" / f"{name}.html")
+        links[name] = f"explore/{name}.html"
+    return links
+
+
 def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
               worked, notes, device="cpu") -> DemoResult:
     from tqdm.auto import tqdm
@@ -293,6 +323,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
     scores: dict[str, dict] = {}
     masks: dict[str, dict] = {}
     knockouts: dict[str, dict] = {}
+    mask_files: dict[str, Path] = {}
     nulls: dict[str, dict[str, dict]] = {}
     try:
         for run in runs:
@@ -350,6 +381,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                     res.save(mask_file)
                     return res.to_dict()
 
+                mask_files[run.name] = mask_file
                 json_file = cache / f"masks-{run.name}-{m_key}.json"
                 if not mask_file.exists():
                     json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
@@ -432,6 +464,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                             nulls, examples, list(notes))
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
+        data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files, say)
         build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")
         bar.update()
     finally:

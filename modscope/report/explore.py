@@ -1,0 +1,819 @@
+"""``modscope explore``: one self-contained, offline HTML page to look at a network's modules.
+
+:func:`explore` takes the ``--json`` results of ``score``, ``blocks``, ``knockout``, ``masks``
+and ``train`` on one network (paths, dicts or the result objects themselves) and builds a page
+drawn by Plotly (its JavaScript bundled in the page, so it opens from disk with no server and no
+network): the network in layers with units coloured by cluster and edges by |w| (a threshold
+slider; pan and zoom), a panel per cluster (units per group, n-cut term, knockout effect on every
+function against the random lesions, IoU with each function's mask) and per unit (incident
+weights, cluster, mask membership), the null histogram of every partition given, each function's
+mask on the drawing, and the transformer blocks' table linked to each block's drawing.
+
+The page's data is the results' JSON plus what is computed here from the network's graph: the
+results do not hold the edges, so the graph is re-read from the file each result names under
+``source`` (added to the CLI's ``--json`` in 0.4.0: path, sha256 and reading flags) or from
+``network=``. Results of different networks (another sha256, another number of units) are
+refused. Large graphs keep the page small and fast: the strongest ``max_edges`` edges are
+embedded for single-edge drawing (on zoom or a high threshold), and every edge is summed into
+aggregate edges between (unit group, cluster) pairs, drawn when too many single edges are in view.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import ModscopeError
+from ..runtime.atomic import write_text
+from ..runtime.hashing import file_sha256
+
+__all__ = [
+    "DEFAULT_MAX_EDGES",
+    "Explorer",
+    "explore",
+    "explore_kind",
+    "load_explore_result",
+    "page_data",
+    "render_page",
+]
+
+DEFAULT_MAX_EDGES = 1_000_000  # single edges embedded (10 bytes each); the rest only in aggregates
+_SIGNATURES = {  # the keys by which a result's kind is recognised
+    "score": ("ncut", "labels", "layer_widths"),
+    "blocks": ("blocks", "method"),
+    "masks": ("functions", "iou", "kept_fraction"),
+    "knockout": ("submodules", "intact_accuracy"),
+    "train": ("train_config", "state_sha256"),
+}
+_PAGE = Path(__file__).with_name("explore_page")  # explore.html (template), explore.js, explore.css
+
+
+def explore_kind(d: Any) -> str:
+    """``"score"``, ``"blocks"``, ``"masks"``, ``"knockout"`` or ``"train"``, from a result dict's keys."""
+    if isinstance(d, Mapping):
+        for kind, keys in _SIGNATURES.items():
+            if all(k in d for k in keys):
+                return kind
+    raise ModscopeError(
+        "not a modscope result: expected the --json of `score`, `blocks`, `knockout`, `masks` or `train`"
+    )
+
+
+def load_explore_result(path: str | os.PathLike) -> tuple[str, dict]:
+    """Read one result JSON file: ``(kind, dict)``; one-line `ModscopeError` on a bad file."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModscopeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModscopeError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModscopeError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    try:
+        return explore_kind(d), d
+    except ModscopeError as exc:
+        raise ModscopeError(f"{path}: {exc}") from None
+
+
+@dataclass
+class _Item:
+    name: str
+    kind: str
+    d: dict
+    graph: Any = None  # a ScoreResult's own graph (Python API)
+    blocks: Any = None  # a BlockScores' MLPBlock list (Python API)
+
+
+def _as_item(obj: Any, i: int) -> _Item:
+    """A result path, dict or object as ``(name, kind, dict)``, with the keys the CLI adds."""
+    if isinstance(obj, str | os.PathLike):
+        kind, d = load_explore_result(obj)
+        return _Item(Path(obj).name, kind, d)
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):
+        name, inner = obj
+        item = _as_item(inner, i)
+        item.name = name
+        return item
+    if isinstance(obj, Mapping):
+        return _Item(f"result {i + 1}", explore_kind(obj), dict(obj))
+    if hasattr(obj, "to_dict"):
+        d = dict(obj.to_dict())
+        item = _Item(f"{type(obj).__name__} {i + 1}", explore_kind(d), d)
+        if item.kind == "score":
+            item.graph = getattr(obj, "graph", None)
+        elif item.kind == "knockout":
+            labels = getattr(obj, "labels", None)
+            if labels is not None:
+                d["lesioned_labels"] = [int(v) for v in np.asarray(labels)]
+            d["random_metrics"] = [np.asarray(s.random_metric, dtype=float).tolist() for s in obj.submodules]
+        elif item.kind == "masks":
+            from ..masks.bits import encode_masks
+
+            d["weight_masks"] = encode_masks(obj.masks)
+        elif item.kind == "blocks":
+            item.blocks = list(getattr(obj, "blocks", []) or [])
+            if getattr(obj, "whole", None) is not None:
+                item.graph = obj.whole.graph
+        return item
+    raise ModscopeError(
+        f"cannot explore a {type(obj).__name__}: pass result JSON paths, dicts or result objects"
+    )
+
+
+# -- the network ------------------------------------------------------------------------------------
+def _read_flags(read: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`load_graph` keywords from a ``source.read`` record."""
+    if read.get("model"):
+        raise ModscopeError(
+            f"{where}: the network was read through your module (--model {read['model']}); "
+            "in Python pass network=modscope.load_graph(module, example_input=...)"
+        )
+    if read.get("graph", "weights") != "weights":
+        raise ModscopeError(f"{where}: a result on the {read['graph']} graph; explore draws weight graphs")
+    kw: dict[str, Any] = {}
+    if read.get("layers"):
+        kw["layers"] = [s.strip() for s in str(read["layers"]).split(",") if s.strip()]
+    if read.get("layout"):
+        kw["layout"] = read["layout"]
+    if read.get("kernel_norm"):
+        kw["kernel_norm"] = read["kernel_norm"]
+    if read.get("flatten"):
+        kw["flatten"] = str(read["flatten"]).replace("-", "_")
+    if read.get("map_shape"):
+        h, w = (int(s) for s in str(read["map_shape"]).split(","))
+        kw["map_shape"] = (h, w)
+    if read.get("bn_eps") is not None:
+        kw["bn_eps"] = float(read["bn_eps"])
+    return kw
+
+
+def _sources(items: Sequence[_Item]) -> tuple[list[tuple[str, Mapping]], dict[str, str]]:
+    """``([(result name, source record)], {sha256: first result naming it})``; refuses results
+    that name different network files."""
+    sources = [(it.name, it.d["source"]) for it in items if isinstance(it.d.get("source"), Mapping)]
+    digests: dict[str, str] = {}
+    for name, src in sources:
+        if src.get("sha256"):
+            digests.setdefault(src["sha256"], name)
+    if len(digests) > 1:
+        (a_sha, a), (b_sha, b) = list(digests.items())[:2]
+        raise ModscopeError(
+            f"{a} and {b} are results of different networks (file sha256 {a_sha[:12]}… vs {b_sha[:12]}…): "
+            "explore one network at a time"
+        )
+    return sources, digests
+
+
+def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dict[str, Any]:
+    """The page of ``blocks`` results alone: the per-block table and drawings, no whole graph."""
+    sources, digests = _sources(items)
+    path = None
+    if isinstance(network, str | os.PathLike):
+        path = Path(network)
+        if not path.exists():
+            raise ModscopeError(f"{path}: no such file")
+        if digests and path.is_file() and file_sha256(path) not in digests:
+            raise ModscopeError(
+                f"{path} is not the network of {next(iter(digests.values()))} (another sha256)"
+            )
+    elif sources and Path(sources[0][1].get("path", "")).exists():
+        path = Path(sources[0][1]["path"])
+    it = next(it for it in items if it.kind == "blocks")
+    label = path.name if path is not None else it.name
+    empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
+    return {
+        "title": title or f"modscope explore: {label}",
+        "version": __version__,
+        "network": {
+            "label": label,
+            "reading": "its transformer MLP blocks",
+            "n_nodes": 0,
+            "n_edges": 0,
+            "widths": [],
+        },
+        "results": [{"name": i.name, "kind": i.kind} for i in items],
+        "groups": [],
+        "x": "",
+        "y": "",
+        "edges": empty,
+        "partitions": [],
+        "masks": None,
+        "blocks": _blocks_page(it, None if path is None else str(path)),
+        "train": None,
+    }
+
+
+def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
+    mlp = it.blocks
+    if mlp is None and net_path is not None:
+        from ..graphs.transformer import mlp_blocks
+
+        try:
+            mlp = mlp_blocks(net_path)
+        except ModscopeError:
+            mlp = None
+    rows = []
+    for i, b in enumerate(it.d["blocks"]):
+        blk = mlp[i] if mlp is not None and i < len(mlp) and mlp[i].name == b.get("block") else None
+        rows.append(_block_view(blk, b))
+    return {"name": it.name, "method": it.d.get("method"), "rows": rows}
+
+
+def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str]:
+    """``(graph, path or None, label)``: the one network all results are of."""
+    from ..graphs.load import load_graph
+    from ..graphs.weight_graph import WeightGraph
+
+    sources, digests = _sources(items)
+    if network is not None:
+        if isinstance(network, WeightGraph):
+            return network, None, "the graph given"
+        if isinstance(network, str | os.PathLike):
+            path = Path(network)
+            if not path.exists():
+                raise ModscopeError(f"{path}: no such file")
+            if digests and path.is_file():
+                sha = file_sha256(path)
+                if sha not in digests:
+                    raise ModscopeError(
+                        f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
+                        "pass the file the results were computed on"
+                    )
+            read = next((src.get("read") or {} for _, src in sources), {})
+            return load_graph(path, **_read_flags(read, str(path))), str(path.resolve()), path.name
+        return load_graph(network), None, type(network).__name__
+    for it in items:
+        if it.graph is not None:
+            return it.graph, None, it.name
+    for name, src in sources:
+        path = Path(src.get("path", ""))
+        if not path.exists():
+            raise ModscopeError(
+                f"{name}: its network {path} is gone; pass the network file too (modscope explore NET.pt ...)"
+            )
+        if src.get("sha256") and path.is_file() and file_sha256(path) != src["sha256"]:
+            raise ModscopeError(f"{name}: {path} has changed since the result was computed (another sha256)")
+        return load_graph(path, **_read_flags(src.get("read") or {}, name)), str(path), path.name
+    raise ModscopeError(
+        "the results do not name their network (no `source` key): pass the network file too "
+        "(modscope explore NET.pt RESULTS...)"
+    )
+
+
+def _depths(graph: Any) -> np.ndarray:
+    """Each group's row: its longest path from the inputs when the links form no cycle (a chain,
+    skip connections); otherwise (a merged residual stream read and written by every block) its
+    distance from group 0, so the stream is one row and the blocks a row above it, in order."""
+    from collections import deque
+
+    n = graph.n_layers
+    links = [(s, d) for s, d in graph.links if s != d]
+    indeg = np.zeros(n, dtype=np.int64)
+    for _, d in links:
+        indeg[d] += 1
+    depth = np.zeros(n, dtype=np.int64)
+    queue = deque(np.flatnonzero(indeg == 0).tolist())
+    seen = 0
+    while queue:  # Kahn's topological order, longest path on the way
+        g = queue.popleft()
+        seen += 1
+        for s, d in links:
+            if s == g:
+                depth[d] = max(depth[d], depth[g] + 1)
+                indeg[d] -= 1
+                if indeg[d] == 0:
+                    queue.append(d)
+    if seen == n:
+        return depth
+    near: list[set[int]] = [set() for _ in range(n)]
+    for s, d in links:
+        near[s].add(d)
+        near[d].add(s)
+    depth = np.full(n, -1, dtype=np.int64)
+    for start in range(n):  # breadth first from each group not yet reached (group 0 first)
+        if depth[start] >= 0:
+            continue
+        depth[start] = 0
+        queue = deque([start])
+        while queue:
+            g = queue.popleft()
+            for h in sorted(near[g]):
+                if depth[h] < 0:
+                    depth[h] = depth[g] + 1
+                    queue.append(h)
+    return depth
+
+
+def _group_name(graph: Any, g: int) -> str:
+    """A group's name; a plain chain's generic ``groupN`` as ``layer N``."""
+    name = graph.group_names[g]
+    return f"layer {g}" if name == f"group{g}" and graph.is_chain else name
+
+
+def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Groups as rows (side by side within a row, span by sqrt(size)); units evenly along their group."""
+    depth = _depths(graph)
+    sizes = np.asarray(graph.sizes, dtype=float)
+    groups: list[dict] = [{} for _ in range(graph.n_layers)]
+    x = np.zeros(graph.n_nodes)
+    y = np.zeros(graph.n_nodes)
+    gap = 0.03
+    for row in np.unique(depth):
+        members = np.flatnonzero(depth == row)
+        span = np.sqrt(np.maximum(sizes[members], 1.0))
+        span = span / span.sum() * (1.0 - gap * (len(members) - 1))
+        left = 0.0
+        for g, width in zip(members, span, strict=True):
+            n = int(sizes[g])
+            sl = graph.group_nodes(int(g))
+            x[sl] = left + width * (2 * np.arange(n) + 1) / (2 * max(n, 1))
+            y[sl] = float(row)
+            groups[g] = {
+                "name": _group_name(graph, int(g)),
+                "size": n,
+                "offset": int(graph.offsets[g]),
+                "row": int(row),
+                "x0": round(left, 5),
+                "x1": round(left + width, 5),
+            }
+            left += width + gap
+    return groups, x, y
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+@dataclass
+class _Edges:
+    """Every edge once: ends ``u`` (source side) and ``v``, signed weight ``w``, its block, and
+    ``f = |w| / max |w| of its block`` (the drawing's scale, as `plot network`)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    w: np.ndarray
+    block: np.ndarray
+    f: np.ndarray
+
+
+def _edges(graph: Any) -> _Edges:
+    us, vs, ws, bs, fs = [], [], [], [], []
+    for b, ((s, d), w) in enumerate(zip(graph.links, graph.weights, strict=True)):
+        k, j = np.nonzero(w)
+        top = float(np.abs(w).max()) if w.size else 0.0
+        val = w[k, j]
+        us.append((graph.offsets[s] + j).astype(np.int32))
+        vs.append((graph.offsets[d] + k).astype(np.int32))
+        ws.append(val.astype(np.float32))
+        bs.append(np.full(k.size, b, dtype=np.int32))
+        fs.append((np.abs(val) / top if top > 0 else np.zeros(k.size)).astype(np.float32))
+    return _Edges(*(np.concatenate(a) for a in (us, vs, ws, bs, fs)))
+
+
+def _mask_kept(graph: Any, edges: _Edges, masks: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[dict, list]:
+    """``({function: (n_edges,) bool kept}, [mask parameters that match no block of the graph])``.
+
+    A mask matches a block of the same parameter name whose matrix it shapes (``out x in``, its
+    transpose for ``in x out`` layouts, or a kernel's leading ``out x in`` with any kept weight of
+    the kernel slice keeping the edge)."""
+    kept: dict[str, np.ndarray] = {}
+    unmatched: set[str] = set()
+    starts = np.concatenate([[0], np.cumsum(np.bincount(edges.block, minlength=len(graph.weights)))])
+    for f, per in masks.items():
+        out = np.zeros(edges.u.size, dtype=bool)
+        for name, m in per.items():
+            blocks = [b for b, n in enumerate(graph.names) if n == name]
+            if not blocks:
+                unmatched.add(name)
+                continue
+            for b in blocks:
+                w = graph.weights[b]
+                mm = m.reshape(m.shape[0], m.shape[1], -1).any(axis=2) if m.ndim > 2 else m
+                if mm.shape != w.shape and mm.T.shape == w.shape:
+                    mm = mm.T
+                if mm.shape != w.shape:
+                    unmatched.add(name)
+                    continue
+                k, j = np.nonzero(w)  # the same order as _edges
+                out[starts[b] : starts[b + 1]] = mm[k, j]
+        kept[f] = out
+    return kept, sorted(unmatched)
+
+
+# -- partitions -------------------------------------------------------------------------------------
+def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Aggregate nodes (one per unit group x cluster: centroid, units) and aggregate edges (summed
+    |w| and edge count of every block between two aggregate nodes)."""
+    import scipy.sparse as sp
+
+    k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    lab = np.where(labels >= 0, labels, k)  # unclustered units: one more bin, drawn grey
+    node_id = np.full((graph.n_layers, k + 1), -1, dtype=np.int64)
+    nodes: dict[str, list] = {"g": [], "c": [], "x": [], "y": [], "n": []}
+    for g in range(graph.n_layers):
+        sl = graph.group_nodes(g)
+        counts = np.bincount(lab[sl], minlength=k + 1)
+        sx = np.bincount(lab[sl], weights=x[sl], minlength=k + 1)
+        for c in np.flatnonzero(counts):
+            node_id[g, c] = len(nodes["g"])
+            nodes["g"].append(g)
+            nodes["c"].append(int(c) if c < k else -1)
+            nodes["x"].append(round(float(sx[c] / counts[c]), 5))
+            nodes["y"].append(float(y[sl][0]))
+            nodes["n"].append(int(counts[c]))
+    sums: dict[tuple[int, int], list[float]] = {}
+    for (s, d), w in zip(graph.links, graph.abs_weights, strict=True):
+        ls, ld = lab[graph.group_nodes(s)], lab[graph.group_nodes(d)]
+        # one-hot cluster matrices: total[cd, cs] = sum of |w| from cluster cs (source) to cd
+        ps = sp.csr_matrix((np.ones(ls.size), (ls, np.arange(ls.size))), shape=(k + 1, ls.size))
+        pd = sp.csr_matrix((np.ones(ld.size), (ld, np.arange(ld.size))), shape=(k + 1, ld.size))
+        total = np.asarray(ps @ np.asarray(pd @ w).T).T
+        count = np.asarray(ps @ np.asarray(pd @ (w > 0).astype(np.float64)).T).T
+        for cd, cs in zip(*np.nonzero(total), strict=True):
+            key = (int(node_id[s, cs]), int(node_id[d, cd]))
+            acc = sums.setdefault(key, [0.0, 0.0])
+            acc[0] += float(total[cd, cs])
+            acc[1] += float(count[cd, cs])
+    pairs = sorted(sums)
+    wsum = np.array([sums[p][0] for p in pairs])
+    top = float(wsum.max()) if wsum.size else 1.0
+    return {
+        "nodes": nodes,
+        "edges": {
+            "a": [p[0] for p in pairs],
+            "b": [p[1] for p in pairs],
+            "f": [round(float(v) / top, 6) for v in wsum],
+            "w": [float(v) for v in wsum],
+            "n": [int(sums[p][1]) for p in pairs],
+        },
+    }
+
+
+def _cluster_iou(
+    labels: np.ndarray, edges: _Edges, kept: Mapping[str, np.ndarray], k: int
+) -> dict[str, list]:
+    """IoU of each cluster's weights (edges with both ends in it) with each function's kept weights."""
+    if not kept:
+        return {}
+    lu, lv = labels[edges.u], labels[edges.v]
+    inside = (lu == lv) & (lu >= 0)
+    own = np.bincount(lu[inside], minlength=k)[:k]
+    out = {}
+    for f, m in kept.items():
+        inter = np.bincount(lu[inside & m], minlength=k)[:k]
+        union = own + int(m.sum()) - inter
+        out[f] = [float(i / u) if u > 0 else None for i, u in zip(inter, union, strict=True)]
+    return out
+
+
+def _null(d: Mapping[str, Any]) -> dict[str, Any] | None:
+    s = d.get("shuffle")
+    if not isinstance(s, Mapping):
+        return None
+    return {k: s.get(k) for k in ("method", "n", "mean", "std", "z", "p_value", "ncuts")}
+
+
+def _partition(
+    name: str,
+    labels: np.ndarray,
+    graph: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    edges: _Edges,
+    kept: Mapping[str, np.ndarray],
+    d: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    from ..clustering.ncut import ncut_terms
+
+    if labels.shape != (graph.n_nodes,):
+        raise ModscopeError(
+            f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
+            "results of different networks"
+        )
+    k = int(labels.max()) + 1 if labels.max() >= 0 else 0
+    terms = ncut_terms(graph, labels)[:k] if k else np.zeros(0)
+    sizes = [
+        [int(v) for v in np.bincount(labels[graph.group_nodes(g)] + 1, minlength=k + 1)[1:]]
+        for g in range(graph.n_layers)
+    ]  # sizes[g][c]
+    p = {
+        "name": name,
+        "k": k,
+        "labels": [int(v) for v in labels],
+        "ncut": float(terms.sum()),
+        "terms": [float(t) for t in terms],
+        "sizes": [[sizes[g][c] for g in range(graph.n_layers)] for c in range(k)],  # [c][g]
+        "null": None,
+        "knockout": None,
+        "iou": _cluster_iou(labels, edges, kept, k),
+        **_aggregate(graph, labels, x, y),
+    }
+    if d is not None:
+        p["null"] = _null(d)
+        p["ncut_result"] = d.get("ncut")
+        p["seed"] = d.get("seed")
+    return p
+
+
+def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
+    """The knockout's numbers the page shows, with each sub-module's random-lesion metrics."""
+    rand = d.get("random_metrics") or [None] * len(d["submodules"])
+    subs = []
+    for s, r in zip(d["submodules"], rand, strict=False):
+        g = int(s.get("layer", 0))
+        subs.append(
+            {
+                **{
+                    k: s.get(k)
+                    for k in (
+                        "layer",
+                        "cluster",
+                        "size",
+                        "accuracy",
+                        "delta",
+                        "p_value",
+                        "z",
+                        "category",
+                        "random_mean",
+                        "random_std",
+                        "per_function",
+                    )
+                },
+                "group": _group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
+                "random": r,
+            }
+        )
+    return {
+        "metric": d.get("metric"),
+        "intact": d.get("intact_accuracy"),
+        "intact_per_function": d.get("intact_per_function") or {},
+        "n_random": d.get("n_random"),
+        "submodules": subs,
+    }
+
+
+def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
+    """One transformer MLP block's row and drawing (its own 3-row graph, coloured by its labels)."""
+    row = {
+        "block": d.get("block"),
+        "d_model": d.get("d_model"),
+        "d_ff": d.get("d_ff"),
+        "ncut": d.get("ncut"),
+        "k": d.get("n_clusters"),
+        "null": _null(d),
+        "drawing": None,
+    }
+    labels = np.asarray(d.get("labels") or [], dtype=np.int64)
+    if block is not None:
+        g = block.graph()
+        if labels.shape == (g.n_nodes,):
+            groups, x, y = _layout(g)
+            for grp, nm in zip(groups, ("stream in", "MLP hidden", "stream out"), strict=False):
+                grp["name"] = nm
+            row["drawing"] = {
+                "groups": groups,
+                "labels": [int(v) for v in labels],
+                "x": [round(float(v), 5) for v in x],
+                "y": [float(v) for v in y],
+                **_aggregate(g, labels, x, y),
+            }
+    return row
+
+
+# -- the page ---------------------------------------------------------------------------------------
+def page_data(
+    results: Sequence[Any],
+    network: Any = None,
+    *,
+    title: str | None = None,
+    max_edges: int = DEFAULT_MAX_EDGES,
+) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data (see the module docstring)."""
+    if not results:
+        raise ModscopeError(
+            "no results to explore: pass the --json of score, blocks, knockout, masks or train"
+        )
+    if max_edges < 1:
+        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
+    items = [_as_item(r, i) for i, r in enumerate(results)]
+    kinds = {it.kind for it in items}
+    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
+    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
+        return _blocks_only(items, network, title)
+    graph, net_path, net_label = _network(items, network)
+    groups, x, y = _layout(graph)
+    edges = _edges(graph)
+
+    from ..masks.bits import decode_masks
+
+    masks_items = [it for it in items if it.kind == "masks"]
+    kept: dict[str, np.ndarray] = {}
+    mask_note = ""
+    mask_summary = None
+    if masks_items:
+        it = masks_items[0]
+        if "weight_masks" not in it.d:
+            mask_note = (
+                f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
+            )
+        else:
+            kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
+            if unmatched:
+                mask_note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+        mask_summary = {
+            "name": it.name,
+            "functions": list(it.d["functions"]),
+            "iou": it.d.get("iou"),
+            "kept_fraction": it.d.get("kept_fraction"),
+            "accuracy": it.d.get("accuracy"),
+        }
+
+    partitions: list[dict] = []
+    for it in items:
+        if it.kind == "score":
+            lab = np.asarray(it.d["labels"], dtype=np.int64)
+            s = it.d.get("shuffle") or {}
+            nm = f"{it.name}: k={it.d.get('n_clusters')}, {s.get('method', 'no')} null"
+            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, it.d))
+        elif it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping):
+            w = it.d["whole"]
+            nm = f"{it.name} (whole graph): k={w.get('n_clusters')}"
+            partitions.append(
+                _partition(nm, np.asarray(w["labels"], dtype=np.int64), graph, x, y, edges, kept, w)
+            )
+    for it in items:
+        if it.kind != "knockout":
+            continue
+        view = _knockout_view(it.d, graph)
+        lesioned = it.d.get("lesioned_labels")
+        if lesioned is not None:
+            lab = np.asarray(lesioned, dtype=np.int64)
+            match = next((p for p in partitions if p["labels"] == lab.tolist()), None)
+            if match is None:
+                match = _partition(f"{it.name}: the partition lesioned", lab, graph, x, y, edges, kept, None)
+                partitions.append(match)
+            match["knockout"] = {**view, "name": it.name}
+        else:  # a knockout from before 0.4.0: matched by k and seed only when that is unambiguous
+            c = it.d.get("clustering") or {}
+            cands = [
+                p for p in partitions if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")
+            ]
+            if len(cands) == 1:
+                cands[0]["knockout"] = {
+                    **view,
+                    "name": it.name,
+                    "note": "partition matched by k and seed (no lesioned_labels in the JSON)",
+                }
+    if not partitions:
+        raise ModscopeError(
+            "no partition of the network among the results: add the --json of `modscope score` "
+            "(or `knockout`, or `blocks --whole`)"
+        )
+
+    # the strongest edges, for single-edge drawing; all of them in the aggregates
+    order = np.arange(edges.f.size)
+    if max_edges < edges.f.size:  # O(n) selection first: a whole GPT-2 graph has 70.8M edges
+        order = np.argpartition(-edges.f, max_edges - 1)[:max_edges]
+    order = order[np.argsort(-edges.f[order], kind="stable")]
+    n_embed = order.size
+    emb = {
+        "n": int(n_embed),
+        "total": int(edges.u.size),
+        "u": _b64(edges.u[order]),
+        "v": _b64(edges.v[order]),
+        "q": _b64(np.round(np.sign(edges.w[order]) * edges.f[order] * 32767).astype(np.int16)),
+        "block": _b64(edges.block[order].astype(np.int16 if len(graph.weights) < 32768 else np.int32)),
+        "block_names": list(graph.names),
+    }
+    masks_page = None
+    if mask_summary is not None:
+        masks_page = {
+            **mask_summary,
+            "note": mask_note,
+            "bits": {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
+            "kept_edges": {f: int(m.sum()) for f, m in kept.items()},
+        }
+
+    blocks_page = next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None)
+
+    train = next(
+        (
+            {
+                k: v
+                for k, v in it.d.items()
+                if k
+                in (
+                    "task",
+                    "steps",
+                    "seed",
+                    "test_accuracy",
+                    "test_loss",
+                    "train_accuracy",
+                    "sparsity",
+                    "bimt",
+                    "architecture",
+                )
+            }
+            for it in items
+            if it.kind == "train"
+        ),
+        None,
+    )
+    return {
+        "title": title or f"modscope explore: {net_label}",
+        "version": __version__,
+        "network": {
+            "label": net_label,
+            "reading": getattr(graph, "reading", ""),
+            "n_nodes": int(graph.n_nodes),
+            "n_edges": int(edges.u.size),
+            "widths": [int(s) for s in graph.sizes],
+        },
+        "results": [{"name": it.name, "kind": it.kind} for it in items],
+        "groups": groups,
+        "x": _b64(x.astype(np.float32)),
+        "y": _b64(y.astype(np.float32)),
+        "edges": emb,
+        "partitions": partitions,
+        "masks": masks_page,
+        "blocks": blocks_page,
+        "train": train,
+    }
+
+
+def _plotly_js() -> str:
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError:
+        raise ModscopeError(
+            "modscope explore draws with Plotly: pip install 'modscope[explore]' (or plotly)"
+        ) from None
+    return get_plotlyjs()
+
+
+def render_page(data: Mapping[str, Any]) -> str:
+    """The self-contained page: Plotly's JavaScript, the page's script and style, and ``data``."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    template = (_PAGE / "explore.html").read_text()
+    return (
+        template.replace("{{title}}", html.escape(str(data["title"])))
+        .replace("{{css}}", (_PAGE / "explore.css").read_text())
+        .replace("{{plotly}}", _plotly_js().replace("</script", "<\\/script"))
+        .replace("{{app}}", (_PAGE / "explore.js").read_text())
+        .replace("{{data}}", payload)
+    )
+
+
+@dataclass
+class Explorer:
+    """The explorer page of some results: ``data`` (what the page shows), ``html`` (the page),
+    `save` writes it; shown inline in Jupyter."""
+
+    data: dict[str, Any]
+    _html: str | None = field(default=None, repr=False)
+
+    @property
+    def html(self) -> str:
+        if self._html is None:
+            self._html = render_page(self.data)
+        return self._html
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the page (atomically) and return its path."""
+        return write_text(path, self.html)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def _repr_html_(self) -> str:
+        # an iframe keeps the page's script and style apart from the notebook's
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            'style="width:100%;height:860px;border:1px solid #ddd" '
+            'sandbox="allow-scripts"></iframe>'
+        )
+
+
+def explore(
+    *results: Any, network: Any = None, title: str | None = None, max_edges: int = DEFAULT_MAX_EDGES
+) -> Explorer:
+    """The interactive explorer of ``results`` of one network (`Explorer`; ``.save(path)`` writes it).
+
+    ``results``: ``--json`` paths, result dicts or result objects (`ScoreResult`, `KnockoutResult`,
+    `MaskResult`, `BlockScores`) of one network; at least one must hold a partition (``score``,
+    ``knockout`` or ``blocks --whole``). ``network``: its file, `WeightGraph` or module, when the
+    results do not name it (``source``) or hold it (a `ScoreResult`'s graph). ``max_edges``: single
+    edges embedded (the strongest by |w| / max |w| of their block); every edge counts in the aggregates.
+    Raises `ModscopeError` (one line) for results of different networks or none with a partition.
+    """
+    return Explorer(page_data(list(results), network, title=title, max_edges=max_edges))
