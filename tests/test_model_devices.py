@@ -200,7 +200,10 @@ def test_knockout_on_a_device_equals_the_cpu_and_leaves_the_model_where_it_was(d
         tol = 1e-5 if device == "cpu" else 1e-4
         np.testing.assert_allclose(s["accuracy"], t["accuracy"], rtol=tol)
         np.testing.assert_allclose(s["random_mean"], t["random_mean"], rtol=tol)
-        np.testing.assert_allclose(s["random_std"], t["random_std"], rtol=tol, atol=1e-9)
+        # a std of metrics that each move by ~tol x their size moves by that much in absolute terms
+        # (6.5688e-05 vs 6.5653e-05 on an H200, metrics near 0.01)
+        std_atol = 1e-9 if device == "cpu" else tol * abs(t["random_mean"])
+        np.testing.assert_allclose(s["random_std"], t["random_std"], rtol=tol, atol=std_atol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
