@@ -114,7 +114,7 @@ class _Evil:
     [
         (lambda p: None, "no such file"),
         (lambda p: p.write_bytes(b""), "empty file"),
-        (lambda p: p.write_bytes(b"this is not a checkpoint at all"), "not a readable torch checkpoint"),
+        (lambda p: p.write_bytes(b"this is not a checkpoint at all"), "not a torch checkpoint"),
         (lambda p: torch.save({"w": _Evil()}, p), "pickled code"),
         (lambda p: torch.save({"a": torch.ones(3, 2), "b": torch.ones(4, 5)}, p), "do not chain"),
         (lambda p: torch.save({"w": torch.full((3, 2), float("nan"))}, p), "NaN"),

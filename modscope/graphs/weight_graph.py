@@ -287,7 +287,7 @@ class WeightGraph:
 
     @cached_property
     def negligible_degree(self) -> float:
-        """The degree below which a unit is numerically dead (spec §1b): ``4 * eps64 * n_edges *
+        """The degree below which a unit is numerically dead ([spec §1b][spec-1b]): ``4 * eps64 * n_edges *
         sum|w|``, the rounding bound of a float64 sum of the graph's edges. A unit that light is
         indistinguishable from zero in every degree, volume and cut (dead channels of ~1e-35 after
         training), but spectral clustering would give it a cluster of its own; the same rule holds

@@ -1,7 +1,8 @@
 """``modscope explore``: one self-contained, offline HTML page to look at a network's modules.
 
-:func:`explore` takes the ``--json`` results of ``score``, ``blocks``, ``knockout``, ``masks``
-and ``train`` on one network (paths, dicts or the result objects themselves) and builds a page
+[`explore()`][modscope.report.explore.explore] takes the ``--json`` results of ``score``,
+``blocks``, ``knockout``, ``masks`` and ``train`` on one network (paths, dicts or the result
+objects themselves) and builds a page
 drawn by Plotly (its JavaScript bundled in the page, so it opens from disk with no server and no
 network): the network in layers with units coloured by cluster and edges by |w| (a threshold
 slider; pan and zoom), a panel per cluster (units per group, n-cut term, knockout effect on every
