@@ -117,3 +117,18 @@ def test_max_memory_flag_refuses_what_a_file_declares(tmp_path, capsys):
         assert len(err) == 1 and "fc.weight" in err[0] and "8 MiB" in err[0], err
     assert main(["score", str(path), "--max-memory", "lots"]) == 2
     assert "--max-memory" in capsys.readouterr().err
+
+
+def test_a_pickle_memo_index_beyond_the_pickle_is_refused_before_unpickling():
+    # C pickle grows its memo array to the index a PUT names: 9 bytes asking for index 2**31 - 1
+    # would allocate gigabytes (found by the fuzz suite in a TorchScript data.pkl)
+    import pickle
+
+    from modscope.errors import ModscopeError
+    from modscope.graphs.files.archives import check_memo_indices
+
+    crafted = b"\x80\x02]r\xff\xff\xff\x7f."  # PROTO 2, EMPTY_LIST, LONG_BINPUT 2**31 - 1, STOP
+    with pytest.raises(ModscopeError, match="memo index 2147483647 of a 9-byte pickle"):
+        check_memo_indices(crafted, "data.pkl")
+    check_memo_indices(pickle.dumps({"a": [1, 2], "b": [1, 2]}, protocol=2), "data.pkl")  # a real one passes
+    check_memo_indices(b"\x80\x02]r", "data.pkl")  # truncated: left to the unpickler's own error

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import tokenize
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise ModscopeError(
             f"{path}: unreadable .npz: it holds pickled object arrays (refused for safety)"
         ) from None
-    except (OSError, EOFError, zlib.error) as e:
+    except (OSError, EOFError, zlib.error, tokenize.TokenError, SyntaxError) as e:  # a mangled .npy header
         raise ModscopeError(f"{path}: not a readable .npz file ({e})") from None
 
 

@@ -16,6 +16,7 @@ import operator
 import os
 import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -46,6 +47,8 @@ ENV_VAR = "MODSCOPE_MAX_MEMORY"
 ZIP_ERRORS = (
     zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
     RuntimeError, zlib.error, struct.error, KeyError, IndexError, UnicodeDecodeError,
+    # numpy parses an .npy header as Python literals: a mangled one raises these
+    tokenize.TokenError, SyntaxError,
 )
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)

@@ -504,6 +504,28 @@ def _order(root: Any, name: str) -> tuple:
     return tuple(key)
 
 
+def check_memo_indices(data: bytes, where: str) -> None:
+    """Refuse a pickle whose memo indices (``PUT`` / ``GET`` and their binary forms) exceed its own
+    length, before an unpickler sees it: C ``pickle`` grows its memo array to the index asked for,
+    so a 1 KB pickle naming index 2**31 allocates gigabytes. A real pickler numbers its memo
+    entries 0, 1, 2, ... one opcode at a time, so no valid index reaches the number of bytes."""
+    import pickletools
+
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in _MEMO_OPS and isinstance(arg, int) and not 0 <= arg < len(data):
+                raise ModscopeError(
+                    f"{where}: memo index {arg} of a {len(data)}-byte pickle: corrupt or crafted"
+                )
+    except ModscopeError:
+        raise
+    except Exception:  # a malformed stream: the unpickler itself says what is wrong with it
+        return
+
+
+_MEMO_OPS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+
+
 def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
     """The named tensors (parameters and buffers, state-dict names) of a TorchScript archive,
     read from ``data.pkl`` and the raw storages without compiling or running its code."""
@@ -512,6 +534,7 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
     with _open_zip(path, what) as z:
         entries = _Entries(path, z, _root(z), what)
         data = entries.read("data.pkl")
+        check_memo_indices(data, f"{path}: data.pkl of the {what}")
         try:
             obj = _ScriptUnpickler(data, entries).load()
         except ModscopeError:
