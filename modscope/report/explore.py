@@ -36,6 +36,7 @@ from .._version import __version__
 from ..errors import ModscopeError
 from ..runtime.atomic import write_text
 from ..runtime.hashing import file_sha256
+from ..runtime.jsonable import read_json_file
 
 __all__ = [
     "DEFAULT_MAX_EDGES",
@@ -72,14 +73,7 @@ def explore_kind(d: Any) -> str:
 def load_explore_result(path: str | os.PathLike) -> tuple[str, dict]:
     """Read one result JSON file: ``(kind, dict)``; one-line `ModscopeError` on a bad file."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModscopeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModscopeError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ModscopeError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    d = read_json_file(path)
     try:
         return explore_kind(d), d
     except ModscopeError as exc:

@@ -20,7 +20,6 @@ import base64
 import csv
 import html
 import io
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from .._version import __version__
 from ..errors import ModscopeError
 from ..runtime.atomic import write_atomic, write_json, write_text
 from ..runtime.hashing import file_sha256, json_digest
+from ..runtime.jsonable import read_json_file
 
 __all__ = [
     "DPI",
@@ -78,14 +78,7 @@ def result_kind(d: Any) -> str:
 def load_result(path: str | os.PathLike) -> tuple[str, dict]:
     """Read a result JSON file: ``(kind, dict)``."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModscopeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModscopeError(f"{path}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ModscopeError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    d = read_json_file(path)
     try:
         return result_kind(d), d
     except ModscopeError as exc:

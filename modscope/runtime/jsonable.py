@@ -7,12 +7,31 @@ keep arrays and non-finite floats bit for bit.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_exact", "encode_exact", "finite_or_none", "to_jsonable"]
+from ..errors import ModscopeError
+
+__all__ = ["decode_exact", "encode_exact", "finite_or_none", "read_json_file", "to_jsonable"]
+
+
+def read_json_file(path: str | os.PathLike) -> Any:
+    """The parsed contents of a JSON file, or a one-line `ModscopeError` (missing, unreadable, not
+    JSON) naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModscopeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModscopeError(f"{path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModscopeError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
 
 
 def finite_or_none(x: Any) -> float | None:
