@@ -67,7 +67,7 @@ def run(args) -> int:
     from ..scoring.blocks import score_blocks
 
     check_jobs(args.jobs, "--jobs")
-    check_outputs({"--json": args.json})
+    check_outputs({"--json": args.json}, {"--cache": args.cache})
     if args.device:
         from ..errors import ModscopeError
         from ..runtime.modules import resolve_device
@@ -75,42 +75,25 @@ def run(args) -> int:
         if args.jobs != 1:
             raise ModscopeError("--jobs and --device exclude each other")
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
-    measure = args.method
-    n_clusters = None if args.method in ("leiden", "louvain") else args.clusters
-    if args.cache:
+    common = dict(
+        measure=args.method,
+        n_clusters=None if args.method in ("leiden", "louvain") else args.clusters,
+        null=args.shuffle_method,
+        n_shuffles=args.shuffles,
+        seed=args.seed,
+        jobs=args.jobs,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    if args.cache:  # one block at a time from the memory-mapped file, resumable
         from ..errors import ModscopeError
         from ..scoring.blocks import stream_block_scores
 
         if args.whole:
             raise ModscopeError("--whole holds the whole network; it does not go with --cache (streamed)")
-        scores = stream_block_scores(
-            args.checkpoint,
-            measure=measure,
-            n_clusters=n_clusters,
-            null=args.shuffle_method,
-            n_shuffles=args.shuffles,
-            seed=args.seed,
-            jobs=args.jobs,
-            device=args.device,
-            cache=args.cache,
-            progress=not args.no_progress,
-        )
-        if args.json:
-            write_json(args.json, scores.to_dict())
-        print(format_blocks(scores, source=args.checkpoint))
-        return 0
-    scores = score_blocks(
-        args.checkpoint,
-        measure=measure,
-        n_clusters=n_clusters,
-        null=args.shuffle_method,
-        n_shuffles=args.shuffles,
-        seed=args.seed,
-        jobs=args.jobs,
-        progress=not args.no_progress,
-        whole=args.whole,
-        device=args.device,
-    )
+        scores = stream_block_scores(args.checkpoint, cache=args.cache, **common)
+    else:
+        scores = score_blocks(args.checkpoint, whole=args.whole, **common)
     if args.json:
         write_json(args.json, {**scores.to_dict(), "source": source_record(args.checkpoint)})
     echo(format_blocks(scores, source=args.checkpoint), args.json)
