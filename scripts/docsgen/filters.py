@@ -206,6 +206,11 @@ def mean_at(x: Any, *path: str) -> Any:
     return x.get("mean") if isinstance(x, dict) else None
 
 
+def lookup(key: Any, table: dict[Any, Any]) -> Any:
+    """``table[key]``: a label looked up, for ``map("lookup", labels)``."""
+    return table[key]
+
+
 def stem(path: str) -> str:
     return Path(path).stem
 
@@ -259,6 +264,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
         stem,
         machine,
         mean_at,
+        lookup,
         dash,
     )
 }

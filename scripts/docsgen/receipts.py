@@ -57,19 +57,13 @@ def base(rs: Sequence[Receipt]) -> Context:
 
 
 # -- experiments -----------------------------------------------------------------------------------
-VARIANTS = {
-    "unpruned": "unpruned",
-    "pruned": "pruned to 90 %",
-    "dropout": "dropout 0.5",
-    "dropout_pruned": "dropout 0.5 + pruned",
-    "random_init": "random init (Glorot, untrained)",
-}
-SELECTIONS = {"reference": "lowest inertia (default)", "ncut": "lowest n-cut"}
+VARIANTS = ["unpruned", "pruned", "dropout", "dropout_pruned", "random_init"]
+SELECTIONS = ["reference", "ncut"]
 SHUFFLES = ["layer", "layer_nonzero"]
 
 
 def _paper_key(variant: str, selection: str, null: str) -> tuple[Any, ...]:
-    return (order(variant, list(VARIANTS)), order(selection, list(SELECTIONS)), order(null, SHUFFLES))
+    return (order(variant, VARIANTS), order(selection, SELECTIONS), order(null, SHUFFLES))
 
 
 def paper_table(rs: Sequence[Receipt]) -> Context:
@@ -98,17 +92,16 @@ def paper_table(rs: Sequence[Receipt]) -> Context:
         "net": net,
         "summary": summary,
         "versus": versus,
-        "variants": VARIANTS,
-        "selections": SELECTIONS,
         "n_nets": sorted({s["n_nets"] for s in summary}),
         "z_per_net": z_per_net,
         "record_seeds": sorted({x["seed"] for x in res["records"]}),
-        "mnist": sorted(mnist.items(), key=lambda kv: order(kv[0], list(VARIANTS))) if mnist else None,
+        "mnist": sorted(mnist.items(), key=lambda kv: order(kv[0], VARIANTS)) if mnist else None,
     }
 
 
-def _reg_label(cond: str) -> tuple[tuple[Any, ...], str]:
-    """``spectral lam 0.3 K 11 every 10`` -> a sort key and ``spectral lam 0.3, K 11, every 10``."""
+def _condition(cond: str) -> dict[str, Any]:
+    """``spectral lam 0.3 K 11 every 10 normalize`` -> its kind, its valued options, its flags, and a
+    sort key (unpruned first; plain, spectral, Golechha, BIMT; then K, every, lambda)."""
     tok = cond.split()
     kind = tok[0]
     vals: dict[str, str] = {}
@@ -129,32 +122,18 @@ def _reg_label(cond: str) -> tuple[tuple[Any, ...], str]:
         float(vals.get("lam", 0)),
         cond,
     )
-    if kind == "spectral":
-        parts = [f"spectral lam {vals.get('lam')}", f"K {vals.get('K')}"]
-        if "every" in vals:
-            parts.append(f"every {vals['every']}")
-    elif kind == "golechha":
-        parts = [f"Golechha lam {vals.get('lam')}", f"{vals.get('C')} blocks"]
-    elif kind == "bimt":
-        parts = ["BIMT"]
-    else:
-        parts = [kind]
-    parts += ["weight normalisation" if f == "normalize" else f for f in flags]
-    return key, ", ".join(parts)
+    return {"kind": kind, "vals": vals, "flags": flags, "key": key}
 
 
 def cluster_reg(rs: Sequence[Receipt]) -> Context:
     """The summary's ``part / condition`` keys grouped by part, each part's rows in a fixed order."""
     c = base(rs)
-    parts: dict[str, list[tuple[tuple[Any, ...], str, dict]]] = {}
+    parts: dict[str, list[tuple[dict[str, Any], dict]]] = {}
     for key, s in c["res"]["summary"].items():
         part, cond = key.split(" / ", 1)
-        k, label = _reg_label(cond)
-        parts.setdefault(part, []).append((k, label, s))
+        parts.setdefault(part, []).append((_condition(cond), s))
     ordered = sorted(parts, key=lambda p: order(p, ["digits", "fashion", "reference"]))
-    return c | {
-        "parts": [(p, [(label, s) for _, label, s in sorted(parts[p], key=lambda x: x[0])]) for p in ordered]
-    }
+    return c | {"parts": [(p, sorted(parts[p], key=lambda x: x[0]["key"])) for p in ordered]}
 
 
 def bimt_vs_plain(rs: Sequence[Receipt]) -> Context:
@@ -229,14 +208,14 @@ def degree_null(rs: Sequence[Receipt]) -> Context:
     return base(rs) | {"tasks": [_degree_null_task(r) for r in rs]}
 
 
-MEASURES = [
-    ("weights", "spectral", "layer", "n-cut, layer"),
-    ("weights", "spectral", "layer_nonzero", "n-cut, layer_nonzero"),
-    ("weights", "louvain", "layer", "Q, layer"),
-    ("weights", "louvain", "layer_nonzero", "Q, layer_nonzero"),
-    ("weights", "local", "layer", "local n-cut, layer"),
-    ("activations", "spectral", "units", "activation n-cut, units"),
-    ("activations", "louvain", "units", "activation Q, units"),
+MEASURES = [  # (graph, method, null), in the table's column order
+    ("weights", "spectral", "layer"),
+    ("weights", "spectral", "layer_nonzero"),
+    ("weights", "louvain", "layer"),
+    ("weights", "louvain", "layer_nonzero"),
+    ("weights", "local", "layer"),
+    ("activations", "spectral", "units"),
+    ("activations", "louvain", "units"),
 ]
 
 
@@ -245,12 +224,12 @@ def measures_compare(rs: Sequence[Receipt]) -> Context:
     c = base(rs)
     recs = c["data"]["records"]
     models = sorted(dict.fromkeys(x["model"] for x in recs), key=lambda m: (m.startswith("random:"), m))
-    cols = [m for m in MEASURES if any((x["graph"], x["method"], x["null"]) == m[:3] for x in recs)]
+    cols = [m for m in MEASURES if any((x["graph"], x["method"], x["null"]) == m for x in recs)]
     rows = []
     for mdl in models:
         by = {(x["graph"], x["method"], x["null"]): x for x in recs if x["model"] == mdl}
-        rows.append((mdl, next(iter(by.values()))["k"], [by.get(m[:3]) for m in cols]))
-    return c | {"columns": [m[3] for m in cols], "rows": rows}
+        rows.append((mdl, next(iter(by.values()))["k"], [by.get(m) for m in cols]))
+    return c | {"columns": [" ".join(m) for m in cols], "rows": rows}
 
 
 def _functions(d: dict) -> list[str]:
@@ -443,13 +422,13 @@ def bench_knockout_any(rs: Sequence[Receipt]) -> Context:
     return base(rs) | {"memory_runs": [(int(n), x) for n, x in runs]}
 
 
-RATIOS = {
-    "one_mask_over_plain_cpu": "one mask step / plain step, CPU time",
-    "one_mask_over_plain_wall": "one mask step / plain step, wall time",
-    "k_together_over_k_single_cpu": "K masks in one step / K one-mask steps, CPU time",
-    "k_vmap_over_k_single_cpu": "K masks in one vmap step / K one-mask steps, CPU time",
-    "k_on_threads_over_k_single_wall": "K masks split over threads / K one-mask steps, wall time",
-}
+RATIOS = [
+    "one_mask_over_plain_cpu",
+    "one_mask_over_plain_wall",
+    "k_together_over_k_single_cpu",
+    "k_vmap_over_k_single_cpu",
+    "k_on_threads_over_k_single_wall",
+]
 
 
 def bench_masks_any(rs: Sequence[Receipt]) -> Context:
@@ -458,8 +437,6 @@ def bench_masks_any(rs: Sequence[Receipt]) -> Context:
     for key in ("cnn", "lstm"):
         x = res.get(key)
         if x:
-            ratios = sorted(x["ratios"].items(), key=lambda kv: order(kv[0], list(RATIOS)))
-            models.append(
-                (x, _steps(x["steps"]), [(RATIOS.get(k, k.replace("_", " ")), v) for k, v in ratios])
-            )
+            ratios = sorted(x["ratios"].items(), key=lambda kv: order(kv[0], RATIOS))
+            models.append((x, _steps(x["steps"]), ratios))
     return base(rs) | {"models": models}
