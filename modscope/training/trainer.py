@@ -64,21 +64,28 @@ __all__ = [
     "weight_sparsity",
 ]
 
-Init = Literal["torch", "glorot"]
-Loss = Literal["task", "mse_onehot"]
-
 # Named presets: the options a recipe fills when they are left unset (explicit options win).
 RECIPES: dict[str, dict[str, Any]] = {
     # Filan et al. 2021's Keras training (spec §3): Glorot-uniform weights and zero biases, Adam 1e-3
     # at batch 128 for 20 epochs; pruning: a fresh Adam and 20 more epochs while PolynomialDecay
     # raises the sparsity, the masks updated every 10 steps.
-    "filan2021": dict(init="glorot", lr=1e-3, batch_size=128, epochs=20, prune_epochs=20, prune_every=10,
-                      prune_fresh_optimizer=True),
+    "filan2021": {
+        "init": "glorot",
+        "lr": 1e-3,
+        "batch_size": 128,
+        "epochs": 20,
+        "prune_epochs": 20,
+        "prune_every": 10,
+        "prune_fresh_optimizer": True,
+    },
 }
 
 _FALLBACK = {"hidden": (64, 64), "steps": 1000, "batch_size": 128, "lr": 1e-3,
              "activation": "relu"}
 _EVAL_CHUNK = 8192
+
+Init = Literal["torch", "glorot"]  # TrainConfig.init
+Loss = Literal["task", "mse_onehot"]  # TrainConfig.loss
 
 
 @dataclass(frozen=True)
