@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import EllipsisType
+
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from .options import check_outputs, device_flag, echo, progress_flag, source_record
@@ -27,23 +29,7 @@ def add(sub) -> None:
     p.add_argument(
         "--weight-decay", type=float, help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)"
     )
-    p.add_argument(
-        "--prune",
-        type=float,
-        metavar="SPARSITY",
-        help="magnitude-prune to this sparsity in (0, 1) after training",
-    )
-    p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
-    p.add_argument("--prune-epochs", type=float, help="pruning fine-tune length in epochs (instead of steps)")
-    p.add_argument(
-        "--prune-every", type=int, help="steps between magnitude-mask updates (default: a tenth, <= 100)"
-    )
-    p.add_argument(
-        "--prune-fresh-optimizer",
-        action="store_true",
-        default=None,
-        help="a new Adam for the pruning phase (the reference recompiles its model)",
-    )
+    _pruning_flags(p)
     p.add_argument(
         "--init",
         choices=["torch", "glorot"],
@@ -64,6 +50,35 @@ def add(sub) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default: the task's)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, batches, dropout (default 0)")
     device_flag(p, "training runs")
+    _bimt_flags(p)
+    _cluster_flags(p)
+    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
+    p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
+    progress_flag(p)
+    p.set_defaults(run=run)
+
+
+def _pruning_flags(p) -> None:
+    p.add_argument(
+        "--prune",
+        type=float,
+        metavar="SPARSITY",
+        help="magnitude-prune to this sparsity in (0, 1) after training",
+    )
+    p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
+    p.add_argument("--prune-epochs", type=float, help="pruning fine-tune length in epochs (instead of steps)")
+    p.add_argument(
+        "--prune-every", type=int, help="steps between magnitude-mask updates (default: a tenth, <= 100)"
+    )
+    p.add_argument(
+        "--prune-fresh-optimizer",
+        action="store_true",
+        default=None,
+        help="a new Adam for the pruning phase (the reference recompiles its model)",
+    )
+
+
+def _bimt_flags(p) -> None:
     g = p.add_argument_group("BIMT (brain-inspired modular training); defaults from the task")
     g.add_argument("--bimt", action="store_true", help="train with BIMT")
     g.add_argument("--bimt-lambda", type=float, help="connection-cost weight lambda_0")
@@ -78,6 +93,9 @@ def add(sub) -> None:
         metavar="L1,L2,L3",
         help="three lambdas for the three phases of training (quarters: 1/4, 1/2, 1/4), e.g. 0.01,0.1,1",
     )
+
+
+def _cluster_flags(p) -> None:
     c = p.add_argument_group(
         "training for clusterability (spec §7; not with --bimt)",
         "spectral (Filan et al. 2021): loss = task loss + LAMBDA * (mu_2 + ... + mu_{K+1}), the K "
@@ -102,10 +120,6 @@ def add(sub) -> None:
                    help="golechha: contiguous blocks of units per layer (default 4)")
     c.add_argument("--cluster-reg-layers", choices=["hidden", "all"],
                    help="golechha: penalise the hidden-to-hidden matrices (default) or every layer")
-    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
-    p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
-    progress_flag(p)
-    p.set_defaults(run=run)
 
 
 def _lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -142,60 +156,44 @@ def _cluster_reg(args) -> dict | None:
     return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in own.items() if v is not None}}
 
 
+# BIMTConfig field <- its --bimt-* flag (args attribute), and the train() options taken as they are
+_BIMT_FLAGS = {"lam": "bimt_lambda", "A": "bimt_A", "y_star": "bimt_y_star", "top_k": "bimt_top_k",
+               "swap_every": "bimt_swap_every", "threshold": "bimt_threshold", "reduction": "bimt_reduction"}
+_AS_GIVEN = ("hidden", "activation", "dropout", "l1", "l2", "weight_decay", "prune", "prune_steps", "steps",
+             "epochs", "lr", "seed", "device", "init", "prune_every", "prune_epochs", "prune_fresh_optimizer",
+             "loss", "recipe")
+
+
+def _batch_size(text: str | None) -> int | None | EllipsisType:
+    """``--batch-size``: ``...`` (the task's) when absent, None for ``full``, else an integer."""
+    if text is None:
+        return ...
+    if text.strip().lower() == "full":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ModscopeError(f"--batch-size must be a positive integer or 'full', got {text!r}") from None
+
+
 def run(args) -> int:
     from ..tasks import get_task
     from ..training.trainer import train
 
-    overrides = {
-        "lam": args.bimt_lambda,
-        "A": args.bimt_A,
-        "y_star": args.bimt_y_star,
-        "top_k": args.bimt_top_k,
-        "swap_every": args.bimt_swap_every,
-        "threshold": args.bimt_threshold,
-        "reduction": args.bimt_reduction,
-        "lambdas": _lambdas(args.bimt_lambdas),
-    }
+    overrides = {field: getattr(args, flag) for field, flag in _BIMT_FLAGS.items()}
+    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and not args.bimt:
         raise ModscopeError("--bimt-* options need --bimt")
     cluster_reg = _cluster_reg(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
-    batch = ...
-    if args.batch_size is not None:
-        if args.batch_size.strip().lower() == "full":
-            batch = None
-        else:
-            try:
-                batch = int(args.batch_size)
-            except ValueError:
-                raise ModscopeError(
-                    f"--batch-size must be a positive integer or 'full', got {args.batch_size!r}"
-                ) from None
+    batch = _batch_size(args.batch_size)
     task = get_task(args.task, seed=args.task_seed, data=args.data)
     result = train(
         task,
-        hidden=args.hidden,
-        activation=args.activation,
-        dropout=args.dropout,
-        l1=args.l1,
-        l2=args.l2,
-        weight_decay=args.weight_decay,
-        prune=args.prune,
-        prune_steps=args.prune_steps,
-        steps=args.steps,
-        epochs=args.epochs,
+        **{name: getattr(args, name) for name in _AS_GIVEN},
         batch_size=batch,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
         bimt=given if args.bimt else None,
-        init=args.init,
-        prune_every=args.prune_every,
-        prune_epochs=args.prune_epochs,
-        prune_fresh_optimizer=args.prune_fresh_optimizer,
-        loss=args.loss,
-        recipe=args.recipe,
         cluster_reg=cluster_reg,
         progress=not args.no_progress,
     )

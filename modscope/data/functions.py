@@ -87,16 +87,25 @@ def parse_function(spec: str, data: Any) -> Function:
     classes = _class_ids(data, (body[4:] if negate else body).split(","), spec)
     if not classes:
         raise ModscopeError(f"function {spec!r} names no class")
+
+    def kept(split: Any) -> np.ndarray:
+        keep = _classes(split.labels(), classes)
+        return ~keep if negate else keep
+
+    return _from_splits(
+        name, data, kept, f"function {spec!r}: no test example has {'another' if negate else 'that'} class"
+    )
+
+
+def _from_splits(name: str, data: Any, kept: Callable[[Any], np.ndarray], empty: str) -> Function:
+    """The function of the examples ``kept(split)`` marks in each split of ``data`` (``(n,)`` bool;
+    None where there is no such split); ``empty``: the error when no test example is kept."""
     index = {}
     for which in ("train", "test"):
         split = data.test if which == "test" else data.train
-        if split is None:
-            index[which] = None
-            continue
-        keep = _classes(split.labels(), classes)
-        index[which] = _index_where(split, ~keep if negate else keep)
+        index[which] = None if split is None else _index_where(split, kept(split))
     if index["test"].numel() == 0:
-        raise ModscopeError(f"function {spec!r}: no test example has {'another' if negate else 'that'} class")
+        raise ModscopeError(empty)
     return Function(name, train_index=index["train"], test_index=index["test"])
 
 
@@ -117,12 +126,8 @@ def function_where(
 ) -> Function:
     """The examples for which ``predicate(x, y)`` (a ``(B,)`` bool tensor per batch) holds, in
     both splits, computed batch by batch."""
-    index = {}
-    for which in ("train", "test"):
-        split = data.test if which == "test" else data.train
-        if split is None:
-            index[which] = None
-            continue
+
+    def kept(split: Any) -> np.ndarray:
         keep = np.zeros(len(split), dtype=bool)
         for idx, x, y in split.batches(batch_size):
             hit = predicate(x, y)
@@ -130,7 +135,6 @@ def function_where(
             if hit.shape != (len(idx),) or hit.dtype != bool:
                 raise ModscopeError(f"function {name}: the predicate must give a ({len(idx)},) bool tensor")
             keep[idx] = hit
-        index[which] = _index_where(split, keep)
-    if index["test"].numel() == 0:
-        raise ModscopeError(f"function {name}: no test example satisfies the predicate")
-    return Function(name, train_index=index["train"], test_index=index["test"])
+        return keep
+
+    return _from_splits(name, data, kept, f"function {name}: no test example satisfies the predicate")

@@ -39,9 +39,11 @@ __all__ = [
     "NETWORK_QUANTILE",
     "build_report",
     "collect",
+    "kind_by_keys",
     "load_result",
     "long_rows",
     "pick_result",
+    "read_result",
     "render_html",
     "ReportData",
     "result_kind",
@@ -62,27 +64,36 @@ NETWORK_DENSE_EDGES = 1000
 NETWORK_QUANTILE = 0.9
 
 
-def result_kind(d: Any) -> str:
-    """``"score"``, ``"masks"``, ``"knockout"`` or ``"demo"``, from the keys of a result dict."""
+def kind_by_keys(d: Any, signatures: Mapping[str, Sequence[str]], expected: str) -> str:
+    """The first kind of ``signatures`` whose keys ``d`` holds all of; else a one-line error saying
+    which results were ``expected`` (the report's and the explorer's recognition)."""
     if isinstance(d, Mapping):
-        if isinstance(d.get("models"), list):
-            return "demo"
-        for kind, keys in _SIGNATURES.items():
+        for kind, keys in signatures.items():
             if all(k in d for k in keys):
                 return kind
-    raise ModscopeError(
-        "not a modscope result: expected the JSON of `score`, `masks`, `knockout` or `demo`"
-    )
+    raise ModscopeError(f"not a modscope result: expected {expected}")
+
+
+def read_result(path: str | os.PathLike, kind: Callable[[Any], str]) -> tuple[str, dict]:
+    """Read a result JSON file: ``(kind(d), d)``; a one-line error naming the file."""
+    path = Path(path)
+    d = read_json_file(path)
+    try:
+        return kind(d), d
+    except ModscopeError as exc:
+        raise ModscopeError(f"{path}: {exc}") from None
+
+
+def result_kind(d: Any) -> str:
+    """``"score"``, ``"masks"``, ``"knockout"`` or ``"demo"``, from the keys of a result dict."""
+    if isinstance(d, Mapping) and isinstance(d.get("models"), list):
+        return "demo"
+    return kind_by_keys(d, _SIGNATURES, "the JSON of `score`, `masks`, `knockout` or `demo`")
 
 
 def load_result(path: str | os.PathLike) -> tuple[str, dict]:
     """Read a result JSON file: ``(kind, dict)``."""
-    path = Path(path)
-    d = read_json_file(path)
-    try:
-        return result_kind(d), d
-    except ModscopeError as exc:
-        raise ModscopeError(f"{path}: {exc}") from None
+    return read_result(path, result_kind)
 
 
 # -- collecting results ----------------------------------------------------------------------------

@@ -200,55 +200,11 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     starts = np.cumsum([0] + [len(c) for c in coords])
     layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
     clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0) if labels is not None else []
-    palette = dict(zip(clusters, _palette(len(clusters)), strict=True))
-    rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
+    palette = dict(zip(clusters, _palette(len(clusters)), strict=True))  # in cluster order
 
     for l, w in enumerate(weights):
-        a = np.abs(w)
-        top = a.max() if a.size else 0.0
-        if top == 0:
-            continue
-        frac = a / top
-        keep = frac >= _MIN_FRACTION
-        if quantile is not None:
-            keep &= a >= np.quantile(a[a > 0], quantile)
-        k, j = np.nonzero(keep)
-        f = frac[k, j]
-        order = np.argsort(f)  # strong lines on top
-        k, j, f = k[order], j[order], f[order]
-        if bundle:
-            la, lb = layer_labels[l][j], layer_labels[l + 1][k]
-            segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
-                            _centres(pos[l + 1], layer_labels[l + 1])[k])
-            same = (la == lb) & (la >= 0)
-            table = np.array([matplotlib.colors.to_rgba(palette.get(c, UNCLUSTERED))
-                              for c in range(max(clusters, default=0) + 1)])
-            colors = np.tile(matplotlib.colors.to_rgba(UNCLUSTERED), (len(f), 1))
-            colors[same] = table[la[same]]
-            colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
-        else:
-            segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
-            colors = rgba[(w[k, j] < 0).astype(int)]
-            colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
-        ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
-                                         capstyle="round", zorder=1))
-
-    size = float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40))
-    xy = np.concatenate(pos)
-    if labels is None:
-        ax.scatter(xy[:, 0], xy[:, 1], s=size, c="black", zorder=2, linewidths=0)
-    else:
-        none = labels < 0
-        if none.any():
-            ax.scatter(xy[none, 0], xy[none, 1], s=size, c=UNCLUSTERED, zorder=2,
-                       linewidths=0, label="no edges")
-        for c in clusters:
-            sel = labels == c
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=palette[c], zorder=3,
-                       edgecolors="black", linewidths=0.3, label=f"cluster {c}")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-                  ncols=2 if len(clusters) > 8 else 1)
-
+        _draw_layer(ax, l, w, pos, layer_labels if bundle else None, palette, max_width, quantile)
+    _draw_nodes(ax, pos, labels, palette, float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40)))
     names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
     ax.set_yticks(range(n_layers), names)
     ax.set_xticks([])
@@ -259,6 +215,61 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     if title:
         ax.set_title(title)
     return fig
+
+
+def _draw_layer(ax: Axes, l: int, w: np.ndarray, pos: Sequence[np.ndarray],
+                layer_labels: Sequence[np.ndarray] | None, palette: dict[int, Any], max_width: float,
+                quantile: float | None) -> None:
+    """The connections of weight matrix ``l`` (``w``: ``(n_{l+1}, n_l)``): by sign, or bundled through
+    the cluster centres and coloured by cluster when ``layer_labels`` are given."""
+    a = np.abs(w)
+    top = a.max() if a.size else 0.0
+    if top == 0:
+        return
+    frac = a / top
+    keep = frac >= _MIN_FRACTION
+    if quantile is not None:
+        keep &= a >= np.quantile(a[a > 0], quantile)
+    k, j = np.nonzero(keep)
+    f = frac[k, j]
+    order = np.argsort(f)  # strong lines on top
+    k, j, f = k[order], j[order], f[order]
+    if layer_labels is not None:
+        la, lb = layer_labels[l][j], layer_labels[l + 1][k]
+        segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
+                        _centres(pos[l + 1], layer_labels[l + 1])[k])
+        same = (la == lb) & (la >= 0)
+        table = np.array([matplotlib.colors.to_rgba(palette.get(c, UNCLUSTERED))
+                          for c in range(max(palette, default=0) + 1)])
+        colors = np.tile(matplotlib.colors.to_rgba(UNCLUSTERED), (len(f), 1))
+        colors[same] = table[la[same]]
+        colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
+    else:
+        segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
+        rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
+        colors = rgba[(w[k, j] < 0).astype(int)]
+        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
+    ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
+                                     capstyle="round", zorder=1))
+
+
+def _draw_nodes(ax: Axes, pos: Sequence[np.ndarray], labels: np.ndarray | None, palette: dict[int, Any],
+                size: float) -> None:
+    """The neurons: black without labels, else coloured by cluster (grey: no edges), with a legend."""
+    xy = np.concatenate(pos)
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, c="black", zorder=2, linewidths=0)
+        return
+    none = labels < 0
+    if none.any():
+        ax.scatter(xy[none, 0], xy[none, 1], s=size, c=UNCLUSTERED, zorder=2,
+                   linewidths=0, label="no edges")
+    for c in palette:
+        sel = labels == c
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=palette[c], zorder=3,
+                   edgecolors="black", linewidths=0.3, label=f"cluster {c}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+              ncols=2 if len(palette) > 8 else 1)
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:

@@ -64,9 +64,6 @@ __all__ = [
     "weight_sparsity",
 ]
 
-Init = Literal["torch", "glorot"]
-Loss = Literal["task", "mse_onehot"]
-
 # Named presets: the options a recipe fills when they are left unset (explicit options win).
 RECIPES: dict[str, dict[str, Any]] = {
     # Filan et al. 2021's Keras training (spec §3): Glorot-uniform weights and zero biases, Adam 1e-3
@@ -86,6 +83,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 _FALLBACK = {"hidden": (64, 64), "steps": 1000, "batch_size": 128, "lr": 1e-3,
              "activation": "relu"}
 _EVAL_CHUNK = 8192
+
+Init = Literal["torch", "glorot"]  # TrainConfig.init
+Loss = Literal["task", "mse_onehot"]  # TrainConfig.loss
 
 
 @dataclass(frozen=True)
@@ -234,32 +234,40 @@ def _count(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def make_config(task: Task, **options: Any) -> TrainConfig:
-    """Check every option and fill the unset ones from the recipe, then from ``task.defaults``
-    (under BIMT the task's ``bimt_*`` training defaults first): a resolved `TrainConfig`."""
-    o = TrainConfig(**options).__dict__.copy()
+def _with_recipe(o: dict[str, Any]) -> dict[str, Any]:
+    """``o`` with the options its recipe fills where they are unset (explicit options win)."""
     recipe = o["recipe"]
-    if recipe is not None:
-        if recipe not in RECIPES:
-            raise ModscopeError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
-        for key, value in RECIPES[recipe].items():
-            unset = o[key] is ... if key == "batch_size" else o[key] is None
-            if key == "epochs" and o["steps"] is not None:
-                unset = False  # steps given: the recipe's epochs do not apply
-            if key == "prune_epochs" and (o["prune"] is None or o["prune_steps"] is not None):
-                unset = False
-            if unset:
-                o[key] = value
-    bimt = o["bimt"]
+    if recipe is None:
+        return o
+    if recipe not in RECIPES:
+        raise ModscopeError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    for key, value in RECIPES[recipe].items():
+        unset = o[key] is ... if key == "batch_size" else o[key] is None
+        if key == "epochs" and o["steps"] is not None:
+            unset = False  # steps given: the recipe's epochs do not apply
+        if key == "prune_epochs" and (o["prune"] is None or o["prune_steps"] is not None):
+            unset = False
+        if unset:
+            o[key] = value
+    return o
+
+
+def _task_defaults(task: Task, bimt: Any) -> dict[str, Any]:
+    """``task.defaults``; under BIMT its ``bimt_*`` training defaults first (e.g. MNIST: 784-100-100-10)."""
     defaults = dict(task.defaults or {})
-    if bimt not in (None, False):  # BIMT's own training defaults (e.g. MNIST: 784-100-100-10)
+    if bimt not in (None, False):
         defaults.update({k[5:]: v for k, v in defaults.items() if k.startswith("bimt_")})
+    return defaults
 
-    def default(key: str) -> Any:
-        return defaults[key] if defaults.get(key) is not None else _FALLBACK[key]
 
-    hidden = parse_widths(default("hidden") if o["hidden"] is None else o["hidden"])
-    activation = o["activation"] or default("activation")
+def _default(defaults: dict[str, Any], key: str) -> Any:
+    return defaults[key] if defaults.get(key) is not None else _FALLBACK[key]
+
+
+def _model_options(o: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The network and its penalties: hidden widths, activation, dropout, L1 / L2, target sparsity."""
+    hidden = parse_widths(_default(defaults, "hidden") if o["hidden"] is None else o["hidden"])
+    activation = o["activation"] or _default(defaults, "activation")
     if activation not in ACTIVATIONS:
         raise ModscopeError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
     dropout = _check_number("dropout", o["dropout"], 0.0)
@@ -272,6 +280,11 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
         prune = _check_number("prune", prune, 0.0, strict=True)
         if prune >= 1.0:
             raise ModscopeError(f"prune (target sparsity) must be in (0, 1), got {prune}")
+    return dict(hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2, prune=prune)
+
+
+def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: float | None) -> dict[str, Any]:
+    """Batch size and the number of steps of training and pruning (given as steps or as epochs)."""
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
@@ -293,7 +306,7 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
         return epochs, derived
 
     epochs, steps = from_epochs("epochs", o["epochs"], o["steps"])
-    steps = _count("steps", default("steps") if steps is None else steps, 1)
+    steps = _count("steps", _default(defaults, "steps") if steps is None else steps, 1)
     prune_epochs, prune_steps = from_epochs("prune epochs", o["prune_epochs"], o["prune_steps"])
     if prune is None and prune_steps:
         raise ModscopeError("pruning steps or epochs need a target sparsity (prune)")
@@ -303,10 +316,16 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
     prune_every = o["prune_every"]
     if prune_every is None:
         prune_every = max(1, min(100, prune_steps // 10))
-    prune_every = _count("prune every", prune_every, 1)
-    lr = _check_number("lr", default("lr") if o["lr"] is None else o["lr"], 0.0, strict=True)
-    seed = _count("seed", o["seed"], 0)
-    resolve_device(o["device"])
+    return {
+        "batch_size": batch_size, "epochs": epochs, "steps": steps, "prune_epochs": prune_epochs,
+        "prune_steps": prune_steps, "prune_every": _count("prune every", prune_every, 1),
+    }
+
+
+def _strategy_options(o: dict[str, Any], task: Task, defaults: dict[str, Any], hidden: tuple[int, ...],
+                      activation: str) -> dict[str, Any]:
+    """BIMT or a clusterability regulariser, weight decay, initialisation and loss."""
+    bimt = o["bimt"]
     if bimt is True:
         bimt = BIMTConfig.from_task(task)
     elif isinstance(bimt, dict):
@@ -330,12 +349,23 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
         if bimt is not None:
             raise ModscopeError("cluster_reg and bimt are two training strategies; use one of them")
         cluster.check(architecture_for(task, hidden).widths, activation)
+    return {"bimt": bimt, "weight_decay": weight_decay, "init": init, "loss": loss, "cluster_reg": cluster}
+
+
+def make_config(task: Task, **options: Any) -> TrainConfig:
+    """Check every option and fill the unset ones from the recipe, then from ``task.defaults``
+    (under BIMT the task's ``bimt_*`` training defaults first): a resolved `TrainConfig`."""
+    o = _with_recipe(TrainConfig(**options).__dict__.copy())
+    defaults = _task_defaults(task, o["bimt"])
+    model = _model_options(o, defaults)
+    schedule = _schedule(o, task, defaults, model["prune"])
+    lr = _check_number("lr", _default(defaults, "lr") if o["lr"] is None else o["lr"], 0.0, strict=True)
+    seed = _count("seed", o["seed"], 0)
+    resolve_device(o["device"])
+    strategy = _strategy_options(o, task, defaults, model["hidden"], model["activation"])
     return TrainConfig(
-        hidden=hidden, activation=activation, dropout=dropout, l1=l1, l2=l2, weight_decay=weight_decay,
-        prune=prune, prune_steps=prune_steps, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
-        seed=seed, device=str(o["device"]), bimt=bimt, init=init, prune_every=prune_every,
-        prune_epochs=prune_epochs, prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), loss=loss,
-        recipe=recipe, cluster_reg=cluster,
+        **model, **schedule, **strategy, lr=lr, seed=seed, device=str(o["device"]),
+        prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), recipe=o["recipe"],
     )
 
 
@@ -458,14 +488,9 @@ def train(
         return _train(task, cfg, progress)
 
 
-def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
-    dev = resolve_device(cfg.device)
-    init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
-    arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
-    model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
-    batch_gen = torch.Generator().manual_seed(batch_seed)
-    drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
-
+def _strategies(task: Task, cfg: TrainConfig, arch: Architecture, dev: torch.device
+                ) -> tuple[BIMT | None, list[Regulariser]]:
+    """BIMT's state (None without it) and the training strategies whose hooks run around each step."""
     bimt_state = None
     strategies: list[Regulariser] = []
     if cfg.bimt is not None:
@@ -473,16 +498,42 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         strategies.append(BIMTStrategy(bimt_state))
     if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
         strategies.append(copy.copy(cfg.cluster_reg))
-    def optimizer() -> torch.optim.Optimizer:
-        if cfg.bimt is not None or cfg.weight_decay:
-            return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    return bimt_state, strategies
 
-    opt = optimizer()
+
+def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.bimt is not None or cfg.weight_decay:
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
+def _objective(cfg: TrainConfig, loss: torch.Tensor, weights: Sequence[torch.Tensor],
+               strategies: Sequence[Regulariser], model: MLP, step: int) -> torch.Tensor:
+    """The task loss plus L1 / L2 of the Linear weights and each strategy's penalty."""
+    objective = loss
+    if cfg.l1:
+        objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
+    if cfg.l2:
+        objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
+    for strategy in strategies:
+        term = strategy.penalty(model, step)
+        if term is not None:
+            objective = objective + term
+    return objective
+
+
+def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
+    dev = resolve_device(cfg.device)
+    init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
+    arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
+    model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
+    drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
+    bimt_state, strategies = _strategies(task, cfg, arch, dev)
+    opt = _optimizer(model, cfg)
     task_loss = task.loss if cfg.loss == "task" else partial(onehot_mse, n_classes=task.n_classes)
 
     x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
-    batches = _batches(x_train.shape[0], cfg.batch_size, batch_gen)
+    batches = _batches(x_train.shape[0], cfg.batch_size, torch.Generator().manual_seed(batch_seed))
     weights = [layer.weight for layer in model.layers]
     masks: list[torch.Tensor] | None = None
     total = cfg.steps + cfg.prune_steps
@@ -495,11 +546,10 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     bar = tqdm(total=total, disable=not progress, file=sys.stderr, mininterval=0.5,
                desc=f"train {task.name}" + (f" ({names})" if names else ""))
     for step in range(total):
-        pruning = step >= cfg.steps
-        if pruning:  # magnitude masks, refreshed on the TF schedule and on the last step
+        if step >= cfg.steps:  # pruning: magnitude masks, refreshed on the TF schedule and on the last step
             t = step - cfg.steps
             if t == 0 and cfg.prune_fresh_optimizer:  # the reference recompiles: a new Adam
-                opt = optimizer()
+                opt = _optimizer(model, cfg)
             if t % cfg.prune_every == 0 or t == cfg.prune_steps - 1:
                 s = polynomial_sparsity(t, cfg.prune_steps - 1, cfg.prune)
                 masks = [magnitude_mask(w, s) for w in weights]
@@ -508,19 +558,9 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
             strategy.before_step(model, step)
         idx = next(batches)
         xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
-        out = forward(model, xb, bimt_state, drop_gen)
-        loss = task_loss(out, yb)
-        objective = loss
-        if cfg.l1:
-            objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
-        if cfg.l2:
-            objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
-        for strategy in strategies:
-            term = strategy.penalty(model, step)
-            if term is not None:
-                objective = objective + term
+        loss = task_loss(forward(model, xb, bimt_state, drop_gen), yb)
         opt.zero_grad(set_to_none=True)
-        objective.backward()
+        _objective(cfg, loss, weights, strategies, model, step).backward()
         for strategy in strategies:  # e.g. BIMT's lambda * cc: its gradient added directly (cheaper)
             strategy.add_grad(model, step)
         opt.step()
@@ -532,18 +572,22 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         if progress and step % 200 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
     bar.close()
+    return _result(task, cfg, model, bimt_state, strategies, start, dev)
 
+
+def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None,
+            strategies: Sequence[Regulariser], start: float, dev: torch.device) -> TrainResult:
+    """The trained model's metrics (the strategies' first: BIMT's threshold) and its checkpoint."""
     metrics: dict[str, Any] = {}
     for strategy in strategies:  # BIMT: threshold, connection cost, swaps
         metrics.update(strategy.finish(model))
     seconds = time.perf_counter() - start
     model.eval()
     metrics.update(evaluate(task, model, bimt_state, dev))
-    metrics["steps"] = total
+    metrics["steps"] = cfg.steps + cfg.prune_steps
     metrics["sparsity"] = weight_sparsity(model)
-
     ckpt = Checkpoint(
-        architecture=arch,
+        architecture=model.arch,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         task={"name": task.name, "params": _plain(dict(task.params or {}))},
         train_config=cfg.to_dict(),

@@ -293,23 +293,164 @@ def _explorer_pages(out: Path, rows: list[dict], scores: dict, knockouts: dict, 
     return links
 
 
+@dataclass(frozen=True)
+class _Stages:
+    """What every cached stage of one demo run shares: the cache folder, the effort and the seed."""
+
+    cache: Path
+    st: DemoSettings
+    seed: int
+    jobs: int
+    progress: bool
+    device: str
+
+    def score_stage(self, run: DemoRun, ckpt: Any, h: str) -> tuple[dict, dict[str, dict], bool]:
+        """The score (cached), and the extra nulls' scores of a sparse network: ``(score, nulls, hit)``."""
+        from ..scoring.engine import score
+
+        s_cfg = {"clusters": run.clusters, "shuffles": self.st.shuffles, "seed": self.seed}
+        s, hit = _cached_json(
+            self.cache / f"score-{run.name}-{_stage_key('score', h, s_cfg)}.json",
+            lambda: score(ckpt, n_clusters=run.clusters, n_shuffles=self.st.shuffles, seed=self.seed,
+                          jobs=self.jobs, progress=self.progress).to_dict(),
+        )
+        nulls: dict[str, dict] = {}
+        companion = (s.get("sparse") or {}).get("other") or {}
+        for method in run.extra_nulls:
+            if companion.get("method") == method:  # the score ran it already (a sparse network)
+                nulls[method] = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
+                                 "shuffle": companion}
+                continue
+            n_cfg = {**s_cfg, "method": method}
+            extra, _ = _cached_json(
+                self.cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
+                lambda method=method: score(
+                    ckpt, n_clusters=run.clusters, n_shuffles=self.st.shuffles, null=method,
+                    seed=self.seed, jobs=self.jobs, progress=self.progress, compare_nulls=False).to_dict(),
+            )
+            extra.pop("labels")  # the same clustering as the main score's
+            nulls[method] = extra
+        return s, nulls, hit
+
+    def masks_stage(self, run: DemoRun, model_task: Callable[[], tuple], h: str
+                    ) -> tuple[Path, dict, bool]:
+        """The masks of ``run.masks`` (cached, their file beside the JSON): ``(file, result, hit)``."""
+        from ..masks.fit import train_masks
+
+        m_cfg = {"functions": list(run.masks), "steps": self.st.mask_steps, "seed": self.seed}
+        m_key = _stage_key("masks", h, m_cfg)
+        mask_file = self.cache / f"masks-{run.name}-{m_key}.pt"
+
+        def fit_masks() -> dict:
+            res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
+                              progress=self.progress, threads=self.jobs, device=self.device)  # any jobs: same
+            res.save(mask_file)
+            return res.to_dict()
+
+        json_file = self.cache / f"masks-{run.name}-{m_key}.json"
+        if not mask_file.exists():
+            json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
+        result, hit = _cached_json(json_file, fit_masks)
+        return mask_file, result, hit
+
+    def knockout_stage(self, run: DemoRun, model_task: Callable[[], tuple], h: str, s: dict,
+                       mask_file: Path | None) -> tuple[dict, bool]:
+        """The knockout of the score's sub-modules (and of each mask), cached: ``(result, hit)``."""
+        from ..lesions.knockout import knockout
+        from ..masks.result import load_masks
+
+        s_cfg = {"clusters": run.clusters, "shuffles": self.st.shuffles, "seed": self.seed}
+        k_cfg = {"labels_from": _stage_key("score", h, s_cfg), "random": self.st.knockout_random,
+                 "pairs": run.pairs, "seed": self.seed,
+                 "masks": None if mask_file is None else file_sha256(mask_file)}
+        return _cached_json(
+            self.cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
+            lambda: knockout(
+                *model_task(), s["labels"], n_random=self.st.knockout_random, pairs=run.pairs,
+                seed=self.seed, progress=self.progress, device=self.device,
+                masks=None if mask_file is None else load_masks(mask_file),
+            ).to_dict(),
+        )
+
+    def worked_stage(self, which: str, quick: bool) -> tuple[dict, bool]:
+        """A worked example on a real architecture (cached): ``(result, hit)``."""
+        from .worked_example import worked_example
+
+        w_cfg = {"which": which, "quick": bool(quick), "seed": self.seed, "version": __version__,
+                 **({} if self.device == "cpu" else {"device": self.device})}
+        return _cached_json(
+            self.cache / f"worked-{which}-{_stage_key('worked', which, w_cfg)}.json",
+            lambda: worked_example(which, quick=quick, seed=self.seed, device=self.device),
+        )
+
+
+def _model_task(ckpt: Any) -> Callable[[], tuple]:
+    """The network and its task, built once and only when a stage is not cached."""
+    memo: dict[str, Any] = {}
+
+    def get() -> tuple:
+        from ..training.checkpoint import task_for_checkpoint
+
+        if not memo:
+            memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
+        return memo["mt"]
+
+    return get
+
+
+def _row(run: DemoRun, metrics: dict, s: dict, nulls: dict[str, dict], st: DemoSettings,
+         checkpoint: str) -> dict[str, Any]:
+    """One model's line of the report's table: training metric, n-cut against each null."""
+    metric = "test_accuracy" if "test_accuracy" in metrics else "test_loss"
+    sh = s["shuffle"] or {}
+    row = {
+        "model": run.name, "task": run.task, "widths": "-".join(map(str, s["layer_widths"])),
+        "metric": metric, "value": float(metrics[metric]), "sparsity": float(metrics.get("sparsity", 0.0)),
+        "clusters": run.clusters, "ncut": s["ncut"], "shuffle_mean": sh.get("mean"),
+        "shuffle_std": sh.get("std"), "z": sh.get("z"), "p_value": sh.get("p_value"),
+        "shuffles": st.shuffles, "checkpoint": checkpoint,
+    }
+    for method, extra in nulls.items():
+        row[f"z_{method}"] = (extra["shuffle"] or {}).get("z")
+        row[f"p_{method}"] = (extra["shuffle"] or {}).get("p_value")
+    return row
+
+
+def _row_line(row: dict[str, Any], sh: dict, methods: Sequence[str], cached: Sequence[str],
+              seconds: float) -> str:
+    """The log line of one model: its metric, n-cut against shuffles, z and p per null."""
+    nan = float("nan")
+    return (
+        f"{row['model']:<24} {row['metric']} {row['value']:.4g}  n-cut {row['ncut']:.3f} vs "
+        f"{sh.get('mean', nan):.3f} +- {sh.get('std', nan):.3f}  z {_fmt_z(row['z'])}  "
+        f"p {sh.get('p_value', nan):.3g}"
+        + "".join(f"  | {m}: z {_fmt_z(row[f'z_{m}'])} p {row[f'p_{m}']:.3g}" for m in methods)
+        + f"{'  (' + ', '.join(cached) + ')' if cached else ''}  [{seconds:.0f} s]"
+    )
+
+
+def _worked_line(which: str, w: dict, hit: bool, seconds: float) -> str:
+    sh = w["score"].get("shuffle") or {}
+    return (
+        f"worked-{which:<17} {w['training']['metric_name']} {w['training']['metric']:.4g}  "
+        f"n-cut {w['score']['ncut']:.3f} vs {sh.get('mean', float('nan')):.3f}  "
+        f"z {_fmt_z(sh.get('z'))}  ({w['model']}, {w['graph']['nodes']} units)"
+        f"{'  (cached)' if hit else ''}  [{seconds:.0f} s]"
+    )
+
+
 def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
               worked, notes, device="cpu") -> DemoResult:
     from tqdm.auto import tqdm
 
-    from ..lesions.knockout import knockout
-    from ..masks.fit import train_masks
-    from ..masks.result import load_masks
     from ..report.html import build_report, collect
-    from ..scoring.engine import score
-    from ..training.checkpoint import task_for_checkpoint
-    from .worked_example import worked_example
 
     out = Path(out_dir)
-    ckpt_dir, cache = out / "checkpoints", out / "cache"
+    ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else demo_runs(quick, fashion)
     st = settings or DemoSettings.for_mode(quick, shuffles)
+    stages = _Stages(out / "cache", st, seed, jobs, progress, device)
     n_stages = sum(3 + bool(r.masks) for r in runs) + len(worked) + 1
     bar = tqdm(total=n_stages, desc="demo", unit="stage", disable=not progress, file=sys.stderr)
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
@@ -329,132 +470,39 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
         for run in runs:
             t0 = time.perf_counter()
             stage(f"train {run.name}")
-            ckpt, metrics, cached, path = _train_cached(run, seed, ckpt_dir, progress, device)
+            ckpt, metrics, hit, path = _train_cached(run, seed, ckpt_dir, progress, device)
             bar.update()
             h = file_sha256(path)
-            notes = ["model cached"] if cached else []
-
+            cached = ["model cached"] if hit else []
             stage(f"score {run.name}")
-            s_cfg = {"clusters": run.clusters, "shuffles": st.shuffles, "seed": seed}
-            s, hit = _cached_json(
-                cache / f"score-{run.name}-{_stage_key('score', h, s_cfg)}.json",
-                lambda ckpt=ckpt, run=run: score(ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles,
-                                                 seed=seed, jobs=jobs, progress=progress).to_dict(),
-            )
+            s, run_nulls, hit = stages.score_stage(run, ckpt, h)
             scores[run.name] = s
-            notes += ["score cached"] if hit else []
-            companion = (s.get("sparse") or {}).get("other") or {}
-            for method in run.extra_nulls:
-                if companion.get("method") == method:  # the score ran it already (a sparse network)
-                    nulls.setdefault(run.name, {})[method] = {
-                        **{k: v for k, v in s.items() if k not in ("labels", "sparse")}, "shuffle": companion}
-                    continue
-                n_cfg = {**s_cfg, "method": method}
-                extra, _ = _cached_json(
-                    cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
-                    lambda ckpt=ckpt, run=run, method=method: score(
-                        ckpt, n_clusters=run.clusters, n_shuffles=st.shuffles, null=method,
-                        seed=seed, jobs=jobs, progress=progress, compare_nulls=False).to_dict(),
-                )
-                extra.pop("labels")  # the same clustering as the main score's
-                nulls.setdefault(run.name, {})[method] = extra
+            if run_nulls:
+                nulls[run.name] = run_nulls
+            cached += ["score cached"] if hit else []
             bar.update()
-
-            memo: dict[str, Any] = {}
-
-            def model_task(ckpt=ckpt, memo=memo):
-                """The network and its task, built only when a stage is not cached."""
-                if not memo:
-                    memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
-                return memo["mt"]
-
+            model_task = _model_task(ckpt)
             mask_file = None
             if run.masks:
                 stage(f"masks {run.name}")
-                m_cfg = {"functions": list(run.masks), "steps": st.mask_steps, "seed": seed}
-                m_key = _stage_key("masks", h, m_cfg)
-                mask_file = cache / f"masks-{run.name}-{m_key}.pt"
-
-                def fit_masks(model_task=model_task, run=run, mask_file=mask_file) -> dict:
-                    res = train_masks(*model_task(), list(run.masks), steps=st.mask_steps, seed=seed,
-                                      progress=progress, threads=jobs, device=device)  # any jobs: same
-                    res.save(mask_file)
-                    return res.to_dict()
-
+                mask_file, masks[run.name], hit = stages.masks_stage(run, model_task, h)
                 mask_files[run.name] = mask_file
-                json_file = cache / f"masks-{run.name}-{m_key}.json"
-                if not mask_file.exists():
-                    json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
-                masks[run.name], hit = _cached_json(json_file, fit_masks)
-                notes += ["masks cached"] if hit else []
+                cached += ["masks cached"] if hit else []
                 bar.update()
-
             stage(f"knockout {run.name}")
-            k_cfg = {"labels_from": _stage_key("score", h, s_cfg), "random": st.knockout_random,
-                     "pairs": run.pairs, "seed": seed,
-                     "masks": None if mask_file is None else file_sha256(mask_file)}
-            knockouts[run.name], hit = _cached_json(
-                cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
-                lambda model_task=model_task, s=s, mask_file=mask_file, run=run: knockout(
-                    *model_task(), s["labels"], n_random=st.knockout_random, pairs=run.pairs,
-                    seed=seed, progress=progress, device=device,
-                    masks=None if mask_file is None else load_masks(mask_file),
-                ).to_dict(),
-            )
-            notes += ["knockout cached"] if hit else []
+            knockouts[run.name], hit = stages.knockout_stage(run, model_task, h, s, mask_file)
+            cached += ["knockout cached"] if hit else []
             bar.update()
-
-            metric = "test_accuracy" if "test_accuracy" in metrics else "test_loss"
-            sh = s["shuffle"] or {}
-            row = {
-                "model": run.name,
-                "task": run.task,
-                "widths": "-".join(map(str, s["layer_widths"])),
-                "metric": metric,
-                "value": float(metrics[metric]),
-                "sparsity": float(metrics.get("sparsity", 0.0)),
-                "clusters": run.clusters,
-                "ncut": s["ncut"],
-                "shuffle_mean": sh.get("mean"),
-                "shuffle_std": sh.get("std"),
-                "z": sh.get("z"),
-                "p_value": sh.get("p_value"),
-                "shuffles": st.shuffles,
-                "checkpoint": str(path.relative_to(out)),
-            }
-            for method, extra in nulls.get(run.name, {}).items():
-                row[f"z_{method}"] = (extra["shuffle"] or {}).get("z")
-                row[f"p_{method}"] = (extra["shuffle"] or {}).get("p_value")
-            rows.append(row)
+            rows.append(_row(run, metrics, s, run_nulls, st, str(path.relative_to(out))))
             write_json(out / "scores" / f"{run.name}.json", s)
-            z = _fmt_z(row["z"])
-            say(
-                f"{run.name:<24} {metric} {row['value']:.4g}  n-cut {s['ncut']:.3f} vs "
-                f"{sh.get('mean', float('nan')):.3f} +- {sh.get('std', float('nan')):.3f}  z {z}  "
-                f"p {sh.get('p_value', float('nan')):.3g}"
-                + "".join(f"  | {m}: z {_fmt_z(row[f'z_{m}'])} p {row[f'p_{m}']:.3g}"
-                          for m in nulls.get(run.name, {}))
-                + f"{'  (' + ', '.join(notes) + ')' if notes else ''}  [{time.perf_counter() - t0:.0f} s]"
-            )
+            say(_row_line(rows[-1], s["shuffle"] or {}, list(run_nulls), cached, time.perf_counter() - t0))
 
         examples: dict[str, dict] = {}
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
             stage(f"worked example: {which}")
-            w_cfg = {"which": which, "quick": bool(quick), "seed": seed, "version": __version__,
-                     **({} if device == "cpu" else {"device": device})}
-            examples[which], hit = _cached_json(
-                cache / f"worked-{which}-{_stage_key('worked', which, w_cfg)}.json",
-                lambda which=which: worked_example(which, quick=quick, seed=seed, device=device),
-            )
-            w = examples[which]
-            sh = w["score"].get("shuffle") or {}
-            say(
-                f"worked-{which:<17} {w['training']['metric_name']} {w['training']['metric']:.4g}  "
-                f"n-cut {w['score']['ncut']:.3f} vs {sh.get('mean', float('nan')):.3f}  "
-                f"z {_fmt_z(sh.get('z'))}  ({w['model']}, {w['graph']['nodes']} units)"
-                f"{'  (cached)' if hit else ''}  [{time.perf_counter() - t0:.0f} s]"
-            )
+            examples[which], hit = stages.worked_stage(which, quick)
+            say(_worked_line(which, examples[which], hit, time.perf_counter() - t0))
             bar.update()
 
         stage("report")
@@ -465,7 +513,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
         data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files, say)
-        build_report(data, out, title="modscope demo report", cache_dir=cache / "figures")
+        build_report(data, out, title="modscope demo report", cache_dir=stages.cache / "figures")
         bar.update()
     finally:
         bar.close()
