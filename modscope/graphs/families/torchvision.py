@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, has_all, shape_of
+from .base import WAY_OUT, Family, count_indices, shape_of
 
 __all__ = ["VGG", "MobileNetV2", "MobileNetV3", "ResNet"]
 
@@ -73,7 +73,7 @@ def _blocks(keys: Collection[str], inner: str) -> int:
 class ResNet(Family):
     name = "resnet"
     title = "torchvision ResNet"
-    _signature = (
+    signature = (
         "conv1.weight",
         "bn1.running_var",
         "layer1.0.conv1.weight",
@@ -81,9 +81,6 @@ class ResNet(Family):
         "layer1.0.conv2.weight",
         "fc.weight",
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(keys, "", self._signature)
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -136,13 +133,7 @@ class ResNet(Family):
 class VGG(Family):
     name = "vgg"
     title = "torchvision VGG"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(
-            keys,
-            "",
-            ("features.0.weight", "classifier.0.weight", "classifier.3.weight", "classifier.6.weight"),
-        )
+    signature = ("features.0.weight", "classifier.0.weight", "classifier.3.weight", "classifier.6.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -196,15 +187,12 @@ class VGG(Family):
 class MobileNetV2(Family):
     name = "mobilenet_v2"
     title = "torchvision MobileNetV2"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        sig = (
-            "features.0.0.weight",
-            "features.0.1.running_var",
-            "features.1.conv.0.0.weight",
-            "classifier.1.weight",
-        )
-        return has_all(keys, "", sig)
+    signature = (
+        "features.0.0.weight",
+        "features.0.1.running_var",
+        "features.1.conv.0.0.weight",
+        "classifier.1.weight",
+    )
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -248,16 +236,13 @@ class MobileNetV2(Family):
 class MobileNetV3(Family):
     name = "mobilenet_v3"
     title = "torchvision MobileNetV3"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        sig = (
-            "features.0.0.weight",
-            "features.0.1.running_var",
-            "features.1.block.0.0.weight",
-            "classifier.0.weight",
-            "classifier.3.weight",
-        )
-        return has_all(keys, "", sig)
+    signature = (
+        "features.0.0.weight",
+        "features.0.1.running_var",
+        "features.1.block.0.0.weight",
+        "classifier.0.weight",
+        "classifier.3.weight",
+    )
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()

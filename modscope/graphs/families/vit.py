@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import Family, count_indices, given_int, has_all, shape_of
+from .base import Family, count_indices, given_int, shape_of, stack_words
 
 __all__ = ["HFViT", "TimmViT"]
 
@@ -44,8 +44,7 @@ def _describe(config: Mapping[str, Any]) -> str:
     side = config["grid"] * config["patch"]
     head = f"{config['classes']} classes" if config.get("classes") else "no head"
     return (
-        f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}{heads}, "
-        f"patch {config['patch']} on {side}x{side}, {head}"
+        f"{stack_words(config)}{heads}, patch {config['patch']} on {side}x{side}, {head}"
     )
 
 
@@ -66,6 +65,7 @@ class HFViT(Family):
         "layernorm.weight",
     )
     prefixes = ("vit.", "")
+    mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -94,15 +94,12 @@ class HFViT(Family):
     def describe(self, config: Mapping[str, Any]) -> str:
         return _describe(config)
 
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        layer = f"{config['prefix']}encoder.layer"
-        return [(f"{layer}.{i}", f"{layer}.{i}.intermediate.dense") for i in range(config["layers"])]
 
 
 class TimmViT(Family):
     name = "timm_vit"
     title = "timm ViT"
-    _signature = (
+    signature = (
         "cls_token",
         "pos_embed",
         "patch_embed.proj.weight",
@@ -113,9 +110,7 @@ class TimmViT(Family):
         "blocks.0.mlp.fc1.weight",
         "blocks.0.mlp.fc2.weight",
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(keys, "", self._signature)
+    mlp = ("blocks.{i}.mlp", "blocks.{i}.mlp.fc1")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -140,6 +135,3 @@ class TimmViT(Family):
     def describe(self, config: Mapping[str, Any]) -> str:
         pool = ", mean-pooled" if config["pool"] == "avg" else ""
         return _describe(config) + pool
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return [(f"blocks.{i}.mlp", f"blocks.{i}.mlp.fc1") for i in range(config["layers"])]

@@ -21,7 +21,7 @@ from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .units import GraphBuilder, UnitTensor
+from .unit_table import GraphBuilder, UnitTensor
 from .views import ViewOps
 
 __all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import slice_norms
-from .units import UnitTensor, module_of
+from .unit_table import UnitTensor, module_of
 
 __all__ = ["RecurrentOps"]
 

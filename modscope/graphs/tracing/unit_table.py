@@ -127,59 +127,115 @@ class GraphBuilder:
         feeds a live unit through some block (``keep_dead_ends`` keeps every unit). ``norm``: the
         slice norm that combines stacked blocks (gate and up rows) into one.
         """
-        b = self
-        if not b.blocks:
+        if not self.blocks:
             raise ModscopeError("the traced module has no layer with weights")
-        n = len(b.parent)
-        root = np.asarray([b.find(u) for u in range(n)], dtype=np.int64)
-        used = np.zeros(n, dtype=bool)
-        for blk in b.blocks:
+        n = len(self.parent)
+        root = np.asarray([self.find(u) for u in range(n)], dtype=np.int64)
+        keep = self._kept(root, outputs, keep_dead_ends)
+        groups = _FinalGroups.of(self, root, keep)
+        weights, block_names, links = self._merged_blocks(root, keep, groups, norm)
+        # every traced unit's node in the graph (-1: dropped), for lesions at the units' readers
+        offsets = np.concatenate([[0], np.cumsum(groups.sizes)]).astype(np.int64)
+        fg = groups.group[root]
+        self.node_of = np.where(fg >= 0, offsets[np.maximum(fg, 0)] + groups.index[root], -1)
+        graph = WeightGraph.from_weights(
+            weights, block_names, links=links, sizes=groups.sizes, group_names=groups.names, copy=False
+        )
+        return replace(graph, group_kinds=tuple(groups.kinds))
+
+    def _kept(self, root: np.ndarray, outputs: list[np.ndarray], keep_dead_ends: bool) -> np.ndarray:
+        """``(n_units,)`` bool: the units (union-find roots) a block touches that are live: an
+        output, or feeding a live unit through some block (every unit with ``keep_dead_ends``)."""
+        used = np.zeros(root.size, dtype=bool)
+        for blk in self.blocks:
             used[root[blk.src]] = True
             used[root[blk.dst]] = True
-        live = np.zeros(n, dtype=bool)
         if keep_dead_ends:
-            live[:] = True
-        else:  # a unit is live when it is an output or feeds a live unit through some block
-            outs = [o.ravel() for o in outputs]
-            outs = root[np.concatenate(outs)] if outs else np.empty(0, dtype=np.int64)
-            live[outs[outs >= 0]] = True
-            changed = True
-            while changed:
-                changed = False
-                for blk in b.blocks:
-                    src = root[blk.src]
-                    if live[root[blk.dst]].any() and not live[src].all():
-                        live[src] = True
-                        changed = True
-        keep = live & used
-        # final groups: each kept unit (a union-find root) in the first group, by creation, holding it
-        final_group = np.full(n, -1, dtype=np.int64)
-        index = np.full(n, -1, dtype=np.int64)
-        sizes: list[int] = []
-        names: list[str] = []
-        kinds: list[str] = []
-        start = 0
-        for names_all, (name, size) in enumerate(b.groups):
-            reps = root[start : start + size]
-            start += size
-            reps = reps[keep[reps] & (final_group[reps] < 0)]
+            return used
+        live = np.zeros(root.size, dtype=bool)
+        outs = [o.ravel() for o in outputs]
+        outs = root[np.concatenate(outs)] if outs else np.empty(0, dtype=np.int64)
+        live[outs[outs >= 0]] = True
+        changed = True
+        while changed:
+            changed = False
+            for blk in self.blocks:
+                src = root[blk.src]
+                if live[root[blk.dst]].any() and not live[src].all():
+                    live[src] = True
+                    changed = True
+        return live & used
+
+    def _merged_blocks(
+        self, root: np.ndarray, keep: np.ndarray, groups: _FinalGroups, norm: str
+    ) -> tuple[list[np.ndarray], list[str], list[tuple[int, int]]]:
+        """One weight matrix per (stack, source group, destination group) with its name and link:
+        each block's kept rows and columns placed at their units' indices, stacked blocks (SwiGLU
+        gate and up) combined by the slice ``norm``."""
+        parts: dict[tuple[int, int, int], list[np.ndarray]] = {}  # in first-seen order
+        part_names: dict[tuple[int, int, int], list[str]] = {}
+        for bi, blk in enumerate(self.blocks):
+            src, dst = root[blk.src], root[blk.dst]
+            ks, kd = keep[src], keep[dst]
+            if not ks.any() or not kd.any():
+                continue
+            gsrc, gdst = groups.group[src], groups.group[dst]
+            stack = self.stack_of(bi)
+            for gs in np.unique(gsrc[ks]):
+                cols = np.flatnonzero(ks & (gsrc == gs))
+                for gd in np.unique(gdst[kd]):
+                    rows = np.flatnonzero(kd & (gdst == gd))
+                    w = groups.place(blk.weight, rows, cols, groups.index[dst[rows]], groups.index[src[cols]],
+                                     (int(gd), int(gs)))
+                    key = (stack, int(gs), int(gd))
+                    parts.setdefault(key, []).append(w)
+                    part_names.setdefault(key, []).append(blk.name)
+        if not parts:
+            raise ModscopeError("no weight of the traced module reaches its outputs")
+        weights = [w[0] if len(w) == 1 else slice_norms(np.stack(w, axis=-1), norm) for w in parts.values()]
+        return weights, ["+".join(names) for names in part_names.values()], [(k[1], k[2]) for k in parts]
+
+
+@dataclass
+class _FinalGroups:
+    """The graph's unit groups: each kept unit (a union-find root) in the first group, by
+    creation, that holds it. ``group`` / ``index``: ``(n_units,)`` each root's group and its
+    index there (-1: dropped or not a root); ``sizes``, ``names``, ``kinds`` per group."""
+
+    group: np.ndarray
+    index: np.ndarray
+    sizes: list[int]
+    names: list[str]
+    kinds: list[str]
+
+    @classmethod
+    def of(cls, b: GraphBuilder, root: np.ndarray, keep: np.ndarray) -> _FinalGroups:
+        out = cls(np.full(root.size, -1, dtype=np.int64), np.full(root.size, -1, dtype=np.int64), [], [], [])
+        starts = np.concatenate([[0], np.cumsum([size for _, size in b.groups])]).astype(int)
+        for g, (name, _) in enumerate(b.groups):
+            reps = root[starts[g] : starts[g + 1]]
+            reps = reps[keep[reps] & (out.group[reps] < 0)]
             _, first = np.unique(reps, return_index=True)
             reps = reps[np.sort(first)]
             if reps.size == 0:
                 continue
-            final_group[reps] = len(sizes)
-            index[reps] = np.arange(reps.size)
-            sizes.append(int(reps.size))
-            names.append(name)
-            kinds.append(b.kinds.get(names_all, ""))
-        # a group that absorbed units of others (a residual stream, gate and up) says so
+            out.group[reps] = len(out.sizes)
+            out.index[reps] = np.arange(reps.size)
+            out.sizes.append(int(reps.size))
+            out.names.append(name)
+            out.kinds.append(b.kinds.get(g, ""))
+        out._name_merges(b, root, starts)
+        return out
+
+    def _name_merges(self, b: GraphBuilder, root: np.ndarray, starts: np.ndarray) -> None:
+        """A group that absorbed units of others (a residual stream, gate and up) says so; a
+        module run several times (shared layers) gets one group a run."""
         absorbed: dict[int, list[str]] = {}
-        start = 0
-        for name, size in b.groups:
-            fg = final_group[root[start : start + size]]
-            for g in np.unique(fg[fg >= 0]):
-                absorbed.setdefault(int(g), []).append(name)
-            start += size
+        for g, (name, _) in enumerate(b.groups):
+            fg = self.group[root[starts[g] : starts[g + 1]]]
+            for final in np.unique(fg[fg >= 0]):
+                absorbed.setdefault(int(final), []).append(name)
+        names = self.names
         for g, members in absorbed.items():
             others = [m for m in dict.fromkeys(members) if m != names[g]]
             if len(others) == 1:
@@ -187,59 +243,30 @@ class GraphBuilder:
             elif others:
                 names[g] = f"{names[g]}+{len(others)} merged"
         seen: dict[str, int] = {}
-        for g, name in enumerate(names):  # a module run several times (shared layers): one group a run
+        for g, name in enumerate(names):
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
                 names[g] = f"{name} (run {seen[name]})"
-        parts: dict[tuple[int, int, int], np.ndarray] = {}  # (stack, src group, dst group) -> weights
-        part_names: dict[tuple[int, int, int], list[str]] = {}
-        order: list[tuple[int, int, int]] = []
-        for bi, blk in enumerate(b.blocks):
-            src, dst = root[blk.src], root[blk.dst]
-            ks, kd = keep[src], keep[dst]
-            if not ks.any() or not kd.any():
-                continue
-            gsrc, gdst = final_group[src], final_group[dst]
-            stack = b.stack_of(bi)
-            for gs in np.unique(gsrc[ks]):
-                cols = np.flatnonzero(ks & (gsrc == gs))
-                for gd in np.unique(gdst[kd]):
-                    rows = np.flatnonzero(kd & (gdst == gd))
-                    r, c = index[dst[rows]], index[src[cols]]
-                    whole = (rows.size, cols.size) == blk.weight.shape == (sizes[gd], sizes[gs])
-                    in_order = np.array_equal(r, np.arange(r.size)) and np.array_equal(c, np.arange(c.size))
-                    if whole and in_order:
-                        w = blk.weight  # the block fills its groups in order: no copy
-                    else:
-                        w = np.zeros((sizes[gd], sizes[gs]))
-                        sub = blk.weight[np.ix_(rows, cols)]
-                        if np.unique(r).size == r.size and np.unique(c).size == c.size:
-                            w[np.ix_(r, c)] = sub
-                        else:  # several units of the block are one unit now: their weights add up
-                            np.add.at(w, (r[:, None], c[None, :]), np.abs(sub))
-                    key = (stack, int(gs), int(gd))
-                    if key not in parts:
-                        parts[key], part_names[key] = w[None], [blk.name]
-                        order.append(key)
-                    else:  # stacked rows (SwiGLU gate and up): one slice per unit pair
-                        parts[key] = np.concatenate([parts[key], w[None]])
-                        part_names[key].append(blk.name)
-        if not order:
-            raise ModscopeError("no weight of the traced module reaches its outputs")
-        weights = []
-        for key in order:
-            w = parts[key]
-            weights.append(w[0] if len(w) == 1 else slice_norms(np.moveaxis(w, 0, -1), norm))
-        # every traced unit's node in the graph (-1: dropped), for lesions at the units' readers
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        fg = final_group[root]
-        self.node_of = np.where(fg >= 0, offsets[np.maximum(fg, 0)] + index[root], -1)
-        graph = WeightGraph.from_weights(
-            weights,
-            ["+".join(part_names[k]) for k in order],
-            links=[(k[1], k[2]) for k in order],
-            sizes=sizes,
-            group_names=names,
-            copy=False,
-        )
-        return replace(graph, group_kinds=tuple(kinds))
+
+    def place(
+        self,
+        weight: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        r: np.ndarray,
+        c: np.ndarray,
+        pair: tuple[int, int],
+    ) -> np.ndarray:
+        """``weight[rows][:, cols]`` at rows ``r`` and columns ``c`` of the ``(dst, src)`` group
+        ``pair``'s matrix; |weights| add up where several of the block's units are one unit now."""
+        shape = (self.sizes[pair[0]], self.sizes[pair[1]])
+        whole = (rows.size, cols.size) == weight.shape == shape
+        if whole and np.array_equal(r, np.arange(r.size)) and np.array_equal(c, np.arange(c.size)):
+            return weight  # the block fills its groups in order: no copy
+        w = np.zeros(shape)
+        sub = weight[np.ix_(rows, cols)]
+        if np.unique(r).size == r.size and np.unique(c).size == c.size:
+            w[np.ix_(r, c)] = sub
+        else:
+            np.add.at(w, (r[:, None], c[None, :]), np.abs(sub))
+        return w
