@@ -204,8 +204,9 @@ class Family:
 
     def example_input(self, config: Mapping[str, Any]) -> Any:
         """A small input (batch 1) every layer accepts: a tensor or a tuple of the forward's
-        positional arguments."""
-        raise NotImplementedError
+        positional arguments. Default: token ids below ``vocab``, as many as the ``positions``
+        after ``position_offset`` allow (a transformer over a vocabulary)."""
+        return example_tokens(config["vocab"], config.get("positions"), config.get("position_offset", 0))
 
     def label(self, config: Mapping[str, Any]) -> str:
         """The family's name as the reading says it (default ``title``)."""

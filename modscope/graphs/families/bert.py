@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, example_tokens, given_int, shape_of, stack_sizes, stack_words
+from .base import WAY_OUT, Family, given_int, shape_of, stack_sizes, stack_words
 
 __all__ = ["Bert"]
 
@@ -81,9 +81,6 @@ class Bert(Family):
         from .reference.bert import BertModel, BertReference
 
         return BertReference(config) if config["prefix"] else BertModel(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"], config["position_offset"])
 
     def label(self, config: Mapping[str, Any]) -> str:
         return "Hugging Face RoBERTa" if config["roberta"] else self.title

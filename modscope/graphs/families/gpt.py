@@ -26,7 +26,6 @@ from .base import (
     HEADS,
     WAY_OUT,
     Family,
-    example_tokens,
     given_int,
     read_head,
     shape_of,
@@ -75,9 +74,6 @@ class GPT2(Family):
         from .reference.gpt import GPT2Model, GPT2Reference
 
         return GPT2Reference(config) if config["prefix"] else GPT2Model(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"])
 
     def describe(self, config: Mapping[str, Any]) -> str:
         return f"{stack_words(config)}{_heads(config)}, {HEADS[config['head']]}"
@@ -136,9 +132,6 @@ class GPTNeoX(Family):
 
         return NeoXReference(config) if config["prefix"] else NeoXModel(config)
 
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"])
-
     def describe(self, config: Mapping[str, Any]) -> str:
         residual = "parallel" if config["parallel_residual"] else "sequential"
         return f"{stack_words(config)}, {config['heads']} heads, {residual} residual, {HEADS[config['head']]}"
@@ -183,6 +176,7 @@ class OPT(Family):
             word_dim=c["d_model"],  # the embeddings' width; the stream's is the layers'
             d_model=shape_of(tensors, p + "layers.0.self_attn.v_proj.weight")[0],
             positions=shape_of(tensors, p + "embed_positions.weight")[0],
+            position_offset=2,  # OPT's learned positions start at 2
             pre_ln=bool(pre_ln),
             final_norm=final_norm,
             project=p + "project_in.weight" in keys,
@@ -193,12 +187,9 @@ class OPT(Family):
         return c
 
     def module(self, config: Mapping[str, Any]):
-        from .reference.gpt import OPTReference
+        from .reference.gpt import OPTBase, OPTReference
 
-        return OPTReference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"], offset=2)
+        return OPTBase(config) if config["head"] == "base" else OPTReference(config)
 
     def describe(self, config: Mapping[str, Any]) -> str:
         ln = "pre-LN" if config["pre_ln"] else "post-LN"

@@ -21,7 +21,6 @@ from .base import (
     HEADS,
     WAY_OUT,
     Family,
-    example_tokens,
     given_int,
     read_head,
     shape_of,
@@ -89,9 +88,6 @@ class Llama(Family):
         from .reference.llama import LlamaModel, LlamaReference
 
         return LlamaReference(config) if config["prefix"] else LlamaModel(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"])
 
     def label(self, config: Mapping[str, Any]) -> str:
         return {"mistral": "Mistral", "qwen2": "Qwen2 (LLaMA layout)"}.get(config["model_type"], self.title)

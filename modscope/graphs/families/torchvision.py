@@ -31,6 +31,8 @@ _V3_STRIDES = {
     15: ("large", (1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1)),
 }
 
+_STEM = ("features.0.0.weight", "features.0.1.running_var")  # MobileNets' first conv and its BatchNorm
+
 
 def _image(config: Mapping[str, Any], side: int = 32) -> Any:
     import torch
@@ -187,12 +189,7 @@ class VGG(Family):
 class MobileNetV2(Family):
     name = "mobilenet_v2"
     title = "torchvision MobileNetV2"
-    signature = (
-        "features.0.0.weight",
-        "features.0.1.running_var",
-        "features.1.conv.0.0.weight",
-        "classifier.1.weight",
-    )
+    signature = (*_STEM, "features.1.conv.0.0.weight", "classifier.1.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -236,13 +233,7 @@ class MobileNetV2(Family):
 class MobileNetV3(Family):
     name = "mobilenet_v3"
     title = "torchvision MobileNetV3"
-    signature = (
-        "features.0.0.weight",
-        "features.0.1.running_var",
-        "features.1.block.0.0.weight",
-        "classifier.0.weight",
-        "classifier.3.weight",
-    )
+    signature = (*_STEM, "features.1.block.0.0.weight", "classifier.0.weight", "classifier.3.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import attend, linear
+from .layers import Dense, SelfAttention, linear
 
 __all__ = ["BertModel", "BertReference"]
 
@@ -32,15 +32,6 @@ class Embeddings(nn.Module):
         return self.LayerNorm(x + self.position_embeddings(positions))
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
-
-
 class DenseNorm(nn.Module):
     """``LayerNorm(dense(h) + residual)``: a post-LN sublayer's output."""
 
@@ -61,12 +52,6 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(x), x)
-
-
-class Dense(nn.Module):
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.dense = linear(d_in, d_out)
 
 
 class Layer(nn.Module):

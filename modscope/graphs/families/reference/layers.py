@@ -1,12 +1,16 @@
-"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units."""
+"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units,
+Hugging Face's encoder self-attention and ``dense`` holder (BERT, ViT), a decoder's head."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Conv1D", "RMSNorm", "attend", "linear"]
+__all__ = ["Conv1D", "Dense", "RMSNorm", "SelfAttention", "WithHead", "attend", "linear"]
 
 
 def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -59,3 +63,41 @@ def attend(
         v = v[:, :, None].expand(b, kv_heads, rep, s, hd).reshape(b, heads, s, hd)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     return out.transpose(1, 2).reshape(b, t, heads * hd)
+
+
+class SelfAttention(nn.Module):
+    """Hugging Face's encoder self-attention (BERT, ViT): ``query``, ``key``, ``value``, read as one
+    head (the heads do not change the graph: the value units are ``d`` either way)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
+
+
+class Dense(nn.Module):
+    """A holder of one Linear named ``dense`` (Hugging Face's ``intermediate``, ViT's ``output``)."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.dense = linear(d_in, d_out)
+
+
+class WithHead(nn.Module):
+    """A decoder under ``base_name`` and its head: ``score`` (a sequence classifier, config head
+    ``"score"``) or the LM head ``lm_name`` (tied to the token embeddings when not saved), each
+    reading the decoder's ``width`` outputs (default ``d_model``)."""
+
+    def __init__(
+        self, base_name: str, base: nn.Module, c: Mapping[str, Any], lm_name: str = "lm_head", width: int = 0
+    ) -> None:
+        super().__init__()
+        self.base_name, self.head_name = base_name, "score" if c["head"] == "score" else lm_name
+        self.add_module(base_name, base)
+        out = c["classes"] if c["head"] == "score" else c["vocab"]
+        self.add_module(self.head_name, linear(width or c["d_model"], out, bias=False))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.head_name)(getattr(self, self.base_name)(ids))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import RMSNorm, attend, linear
+from .layers import RMSNorm, WithHead, attend, linear
 
 __all__ = ["LlamaModel", "LlamaReference"]
 
@@ -69,17 +69,8 @@ class LlamaModel(nn.Module):
         return self.norm(x)
 
 
-class LlamaReference(nn.Module):
+class LlamaReference(WithHead):
     """``model`` and its head: ``lm_head`` (tied to ``embed_tokens`` when not saved) or ``score``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = LlamaModel(c)
-        if c["head"] == "score":
-            self.score = linear(c["d_model"], c["classes"], bias=False)
-        else:
-            self.lm_head = linear(c["d_model"], c["vocab"], bias=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.model(ids)
-        return self.score(x) if hasattr(self, "score") else self.lm_head(x)
+        super().__init__("model", LlamaModel(c), c)

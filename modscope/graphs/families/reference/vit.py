@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import attend, linear
+from .layers import Dense, SelfAttention, attend, linear
 
 __all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
 
@@ -40,21 +40,6 @@ class Embeddings(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return patches(self.patch_embeddings.projection, self.cls_token, self.position_embeddings, x)
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
-
-
-class Dense(nn.Module):
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.dense = linear(d_in, d_out)
 
 
 class Attention(nn.Module):
