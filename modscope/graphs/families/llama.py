@@ -17,16 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import (
-    HEADS,
-    WAY_OUT,
-    Family,
-    given_int,
-    read_head,
-    shape_of,
-    stack_sizes,
-    stack_words,
-)
+from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words
 
 __all__ = ["Llama"]
 

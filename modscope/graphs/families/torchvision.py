@@ -34,10 +34,23 @@ _V3_STRIDES = {
 _STEM = ("features.0.0.weight", "features.0.1.running_var")  # MobileNets' first conv and its BatchNorm
 
 
-def _image(config: Mapping[str, Any], side: int = 32) -> Any:
-    import torch
+class _Torchvision(Family):
+    """A torchvision CNN: its reference module is the class of the same name in
+    `reference.torchvision`; its example input a ``side`` x ``side`` image."""
 
-    return torch.zeros(1, config["in_channels"], side, side)
+    def module(self, config: Mapping[str, Any]):
+        from .reference import torchvision
+
+        return getattr(torchvision, type(self).__name__)(config)
+
+    def example_input(self, config: Mapping[str, Any]):
+        import torch
+
+        side = self.side(config)
+        return torch.zeros(1, config["in_channels"], side, side)
+
+    def side(self, config: Mapping[str, Any]) -> int:
+        return 32
 
 
 def _strides(
@@ -72,7 +85,7 @@ def _blocks(keys: Collection[str], inner: str) -> int:
     return n
 
 
-class ResNet(Family):
+class ResNet(_Torchvision):
     name = "resnet"
     title = "torchvision ResNet"
     signature = (
@@ -115,13 +128,8 @@ class ResNet(Family):
             c.update(planes=[shape_of(tensors, f"layer{s}.0.conv1.weight")[0] for s in range(1, 5)])
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import ResNet as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config, 64)
+    def side(self, config: Mapping[str, Any]) -> int:
+        return 64
 
     def describe(self, config: Mapping[str, Any]) -> str:
         depth = sum(config["blocks"]) * (3 if config["block"] == "bottleneck" else 2) + 2
@@ -132,7 +140,7 @@ class ResNet(Family):
         )
 
 
-class VGG(Family):
+class VGG(_Torchvision):
     name = "vgg"
     title = "torchvision VGG"
     signature = ("features.0.weight", "classifier.0.weight", "classifier.3.weight", "classifier.6.weight")
@@ -169,13 +177,8 @@ class VGG(Family):
             "classes": shape_of(tensors, "classifier.6.weight")[0],
         }
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import VGG as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config, max(8, 2 ** config["layers"].count("M")))
+    def side(self, config: Mapping[str, Any]) -> int:
+        return max(8, 2 ** config["layers"].count("M"))  # a pixel left after every max pool
 
     def describe(self, config: Mapping[str, Any]) -> str:
         n = sum(1 for x in config["layers"] if x != "M") + 3
@@ -186,7 +189,7 @@ class VGG(Family):
         )
 
 
-class MobileNetV2(Family):
+class MobileNetV2(_Torchvision):
     name = "mobilenet_v2"
     title = "torchvision MobileNetV2"
     signature = (*_STEM, "features.1.conv.0.0.weight", "classifier.1.weight")
@@ -214,14 +217,6 @@ class MobileNetV2(Family):
             "classes": shape_of(tensors, "classifier.1.weight")[0],
         }
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import MobileNetV2 as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
-
     def describe(self, config: Mapping[str, Any]) -> str:
         residual = sum(1 for a, _, b, s, _ in config["blocks"] if a == b and s == 1)
         return (
@@ -230,7 +225,7 @@ class MobileNetV2(Family):
         )
 
 
-class MobileNetV3(Family):
+class MobileNetV3(_Torchvision):
     name = "mobilenet_v3"
     title = "torchvision MobileNetV3"
     signature = (*_STEM, "features.1.block.0.0.weight", "classifier.0.weight", "classifier.3.weight")
@@ -271,14 +266,6 @@ class MobileNetV3(Family):
             "last": shape_of(tensors, "classifier.0.weight")[0],
             "classes": shape_of(tensors, "classifier.3.weight")[0],
         }
-
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import MobileNetV3 as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
 
     def label(self, config: Mapping[str, Any]) -> str:
         return f"{self.title} ({config['layout']})" if config["layout"] != "custom" else self.title
