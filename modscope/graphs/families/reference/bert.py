@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, SelfAttention, linear
+from .layers import Dense, Encoder, Pooler, SelfAttention, linear
 
 __all__ = ["BertModel", "BertReference"]
 
@@ -66,31 +66,11 @@ class Layer(nn.Module):
         return self.output(F.gelu(self.intermediate.dense(a)), a)
 
 
-class Encoder(nn.Module):
-    def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x)
-        return x
-
-
-class Pooler(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dense = linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(x[:, 0]))
-
-
 class BertModel(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         self.embeddings = Embeddings(c)
-        self.encoder = Encoder(c)
+        self.encoder = Encoder(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
         self.pooler = Pooler(c["d_model"]) if c["pooler"] else None
 
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,16 +1,17 @@
 """Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units,
-Hugging Face's encoder self-attention and ``dense`` holder (BERT, ViT), a decoder's head."""
+Hugging Face's encoder pieces (BERT, ViT: self-attention, ``dense`` holder, ``encoder.layer``,
+pooler), a decoder's head."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Conv1D", "Dense", "RMSNorm", "SelfAttention", "WithHead", "attend", "linear"]
+__all__ = ["Conv1D", "Dense", "Encoder", "Pooler", "RMSNorm", "SelfAttention", "WithHead", "attend", "linear"]
 
 
 def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -101,3 +102,27 @@ class WithHead(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return getattr(self, self.head_name)(getattr(self, self.base_name)(ids))
+
+
+class Encoder(nn.Module):
+    """Hugging Face's ``encoder.layer`` list, run in order."""
+
+    def __init__(self, layers: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x)
+        return x
+
+
+class Pooler(nn.Module):
+    """Hugging Face's pooler: ``tanh(dense(first token))``."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))
