@@ -42,6 +42,7 @@ __all__ = [
     "shape_of",
     "stack_sizes",
     "stack_words",
+    "weights",
 ]
 
 WAY_OUT = (
@@ -81,6 +82,12 @@ def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
             f"{key}: missing, though the other keys are laid out as a family that has it: {WAY_OUT}"
         ) from None
     return tuple(int(s) for s in getattr(value, "shape", np.shape(value)))
+
+
+def weights(prefix: str, *modules: str) -> tuple[str, ...]:
+    """The weight keys of ``modules`` under ``prefix``: ``weights("h.0.", "ln_1")`` is
+    ``("h.0.ln_1.weight",)``."""
+    return tuple(f"{prefix}{m}.weight" for m in modules)
 
 
 def has_all(keys: Collection[str], prefix: str, suffixes: Collection[str]) -> bool:

@@ -18,18 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, given_int, shape_of, stack_sizes, stack_words
+from .base import WAY_OUT, Family, given_int, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["Bert"]
 
-_SIGNATURE = (
-    "embeddings.word_embeddings.weight",
-    "embeddings.LayerNorm.weight",
-    "encoder.layer.0.attention.self.value.weight",
-    "encoder.layer.0.attention.output.LayerNorm.weight",
-    "encoder.layer.0.intermediate.dense.weight",
-    "encoder.layer.0.output.dense.weight",
-    "encoder.layer.0.output.LayerNorm.weight",
+_SIGNATURE = ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight") + weights(
+    "encoder.layer.0.", "attention.self.value", "attention.output.LayerNorm", "intermediate.dense",
+    "output.dense", "output.LayerNorm",
 )
 _PREFIXES = ("bert.", "roberta.", "")
 _ROBERTA = ("roberta", "xlm-roberta", "camembert")

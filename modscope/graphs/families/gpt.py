@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words
+from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["GPT2", "GPTNeoX", "OPT"]
 
@@ -36,16 +36,8 @@ class GPT2(Family):
     title = "GPT-2"
     model_types = ("gpt2",)
     buffers = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")
-    signature = (
-        "wte.weight",
-        "wpe.weight",
-        "h.0.ln_1.weight",
-        "h.0.attn.c_attn.weight",
-        "h.0.attn.c_proj.weight",
-        "h.0.ln_2.weight",
-        "h.0.mlp.c_fc.weight",
-        "h.0.mlp.c_proj.weight",
-        "ln_f.weight",
+    signature = ("wte.weight", "wpe.weight", "ln_f.weight") + weights(
+        "h.0.", "ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"
     )
     prefixes = ("transformer.", "")
     mlp = ("{p}h.{i}.mlp", "{p}h.{i}.mlp.c_fc")
@@ -75,15 +67,9 @@ class GPTNeoX(Family):
     title = "GPT-NeoX"
     model_types = ("gpt_neox",)
     buffers = re.compile(r"(^|\.)attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
-    signature = (
-        "embed_in.weight",
-        "layers.0.input_layernorm.weight",
-        "layers.0.post_attention_layernorm.weight",
-        "layers.0.attention.query_key_value.weight",
-        "layers.0.attention.dense.weight",
-        "layers.0.mlp.dense_h_to_4h.weight",
-        "layers.0.mlp.dense_4h_to_h.weight",
-        "final_layer_norm.weight",
+    signature = ("embed_in.weight", "final_layer_norm.weight") + weights(
+        "layers.0.", "input_layernorm", "post_attention_layernorm", "attention.query_key_value",
+        "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h",
     )
     prefixes = ("gpt_neox.", "")
     mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.dense_h_to_4h")
@@ -135,15 +121,9 @@ class OPT(Family):
     name = "opt"
     title = "OPT"
     model_types = ("opt",)
-    signature = (
-        "embed_tokens.weight",
-        "embed_positions.weight",
-        "layers.0.self_attn.v_proj.weight",
-        "layers.0.self_attn.out_proj.weight",
-        "layers.0.self_attn_layer_norm.weight",
-        "layers.0.fc1.weight",
-        "layers.0.fc2.weight",
-        "layers.0.final_layer_norm.weight",
+    signature = ("embed_tokens.weight", "embed_positions.weight") + weights(
+        "layers.0.", "self_attn.v_proj", "self_attn.out_proj", "self_attn_layer_norm", "fc1", "fc2",
+        "final_layer_norm",
     )
     prefixes = ("model.decoder.", "decoder.")
     mlp = ("{p}layers.{i}", "{p}layers.{i}.fc1")

@@ -17,22 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words
+from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["Llama"]
 
-_SIGNATURE = (
-    "embed_tokens.weight",
-    "layers.0.self_attn.q_proj.weight",
-    "layers.0.self_attn.k_proj.weight",
-    "layers.0.self_attn.v_proj.weight",
-    "layers.0.self_attn.o_proj.weight",
-    "layers.0.mlp.gate_proj.weight",
-    "layers.0.mlp.up_proj.weight",
-    "layers.0.mlp.down_proj.weight",
-    "layers.0.input_layernorm.weight",
-    "layers.0.post_attention_layernorm.weight",
-    "norm.weight",
+_SIGNATURE = ("embed_tokens.weight", "norm.weight") + weights(
+    "layers.0.", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm",
 )
 
 

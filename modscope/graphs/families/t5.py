@@ -18,19 +18,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import HEADS, Family, count_indices, example_tokens, shape_of
+from .base import HEADS, Family, count_indices, example_tokens, shape_of, weights
 
 __all__ = ["T5"]
 
 _SIGNATURE = (
-    "encoder.block.0.layer.0.SelfAttention.q.weight",
-    "encoder.block.0.layer.0.SelfAttention.k.weight",
-    "encoder.block.0.layer.0.SelfAttention.v.weight",
-    "encoder.block.0.layer.0.SelfAttention.o.weight",
-    "encoder.block.0.layer.0.layer_norm.weight",
-    "encoder.block.0.layer.1.layer_norm.weight",
-    "encoder.block.0.layer.1.DenseReluDense.wo.weight",
-    "encoder.final_layer_norm.weight",
+    ("encoder.final_layer_norm.weight",)
+    + weights("encoder.block.0.layer.0.", "SelfAttention.q", "SelfAttention.k", "SelfAttention.v")
+    + weights("encoder.block.0.layer.0.", "SelfAttention.o", "layer_norm")
+    + weights("encoder.block.0.layer.1.", "layer_norm", "DenseReluDense.wo")
 )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, shape_of
+from .base import WAY_OUT, Family, count_indices, shape_of, weights
 
 __all__ = ["VGG", "MobileNetV2", "MobileNetV3", "ResNet"]
 
@@ -88,13 +88,8 @@ def _blocks(keys: Collection[str], inner: str) -> int:
 class ResNet(_Torchvision):
     name = "resnet"
     title = "torchvision ResNet"
-    signature = (
-        "conv1.weight",
-        "bn1.running_var",
-        "layer1.0.conv1.weight",
-        "layer1.0.bn1.running_var",
-        "layer1.0.conv2.weight",
-        "fc.weight",
+    signature = ("conv1.weight", "bn1.running_var", "fc.weight", "layer1.0.bn1.running_var") + weights(
+        "layer1.0.", "conv1", "conv2"
     )
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import Family, count_indices, given_int, shape_of, stack_words
+from .base import Family, count_indices, given_int, shape_of, stack_words, weights
 
 __all__ = ["HFViT", "TimmViT"]
 
@@ -53,16 +53,11 @@ class HFViT(Family):
     title = "Hugging Face ViT"
     model_types = ("vit",)
     signature = (
-        "embeddings.cls_token",
-        "embeddings.position_embeddings",
-        "embeddings.patch_embeddings.projection.weight",
-        "encoder.layer.0.layernorm_before.weight",
-        "encoder.layer.0.attention.attention.value.weight",
-        "encoder.layer.0.attention.output.dense.weight",
-        "encoder.layer.0.layernorm_after.weight",
-        "encoder.layer.0.intermediate.dense.weight",
-        "encoder.layer.0.output.dense.weight",
-        "layernorm.weight",
+        "embeddings.cls_token", "embeddings.position_embeddings",
+        "embeddings.patch_embeddings.projection.weight", "layernorm.weight",
+    ) + weights(
+        "encoder.layer.0.", "layernorm_before", "attention.attention.value", "attention.output.dense",
+        "layernorm_after", "intermediate.dense", "output.dense",
     )
     prefixes = ("vit.", "")
     mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
@@ -99,16 +94,8 @@ class HFViT(Family):
 class TimmViT(Family):
     name = "timm_vit"
     title = "timm ViT"
-    signature = (
-        "cls_token",
-        "pos_embed",
-        "patch_embed.proj.weight",
-        "blocks.0.norm1.weight",
-        "blocks.0.attn.qkv.weight",
-        "blocks.0.attn.proj.weight",
-        "blocks.0.norm2.weight",
-        "blocks.0.mlp.fc1.weight",
-        "blocks.0.mlp.fc2.weight",
+    signature = ("cls_token", "pos_embed", "patch_embed.proj.weight") + weights(
+        "blocks.0.", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"
     )
     mlp = ("blocks.{i}.mlp", "blocks.{i}.mlp.fc1")
 
