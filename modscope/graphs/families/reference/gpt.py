@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Conv1D, WithHead, attend, linear
+from .layers import Conv1D, Decoder, WithHead, attend, linear
 
 __all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTBase", "OPTReference"]
 
@@ -116,18 +116,11 @@ class NeoXLayer(nn.Module):
         return self.mlp(self.post_attention_layernorm(a)) + a
 
 
-class NeoXModel(nn.Module):
+class NeoXModel(Decoder):
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.embed_in = nn.Embedding(c["vocab"], c["d_model"])
-        self.layers = nn.ModuleList(NeoXLayer(c) for _ in range(c["layers"]))
-        self.final_layer_norm = nn.LayerNorm(c["d_model"])
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_in(ids)
-        for layer in self.layers:
-            x = layer(x)
-        return self.final_layer_norm(x)
+        d, layers = c["d_model"], (NeoXLayer(c) for _ in range(c["layers"]))
+        names = ("embed_in", "layers", "final_layer_norm")
+        super().__init__(names, nn.Embedding(c["vocab"], d), layers, nn.LayerNorm(d))
 
 
 class NeoXReference(WithHead):

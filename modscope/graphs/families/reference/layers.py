@@ -1,6 +1,6 @@
 """Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units,
 Hugging Face's encoder pieces (BERT, ViT: self-attention, ``dense`` holder, ``encoder.layer``,
-pooler), a decoder's head."""
+pooler), a decoder's stack and head."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Conv1D", "Dense", "Encoder", "Pooler", "RMSNorm", "SelfAttention", "WithHead", "attend", "linear"]
+__all__ = [
+    "Conv1D", "Decoder", "Dense", "Encoder", "Pooler", "RMSNorm", "SelfAttention", "WithHead", "attend",
+    "linear",
+]
 
 
 def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -126,3 +129,23 @@ class Pooler(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(x[:, 0]))
+
+
+class Decoder(nn.Module):
+    """Token embeddings, the layers in order, a final norm, registered under ``names`` (the
+    checkpoint's names of the three): ``norm(layers(embed(ids)))``."""
+
+    def __init__(
+        self, names: tuple[str, str, str], embed: nn.Module, layers: Iterable[nn.Module], norm: nn.Module
+    ) -> None:
+        super().__init__()
+        self.names = names
+        for name, module in zip(names, (embed, nn.ModuleList(layers), norm), strict=True):
+            self.add_module(name, module)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        embed, layers, norm = (getattr(self, name) for name in self.names)
+        x = embed(ids)
+        for layer in layers:
+            x = layer(x)
+        return norm(x)
