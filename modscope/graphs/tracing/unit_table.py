@@ -1,4 +1,5 @@
-"""What the tracer knows of each tensor, and the graph it builds (units, groups, blocks)."""
+"""What the tracer knows of each tensor, and the graph it builds: units, unit groups, and the
+edges each weighted op adds between them (a `Block`)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class UnitTensor:
 
 @dataclass
 class Block:
+    """The edges one weighted op (a parameter) adds: ``|weight|`` from units ``src`` to ``dst``."""
+
     name: str
     src: np.ndarray  # unit ids of the columns
     dst: np.ndarray  # unit ids of the rows
