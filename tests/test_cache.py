@@ -16,7 +16,7 @@ import torch
 import modscope.scoring.engine as engine
 from modscope.clustering.spectral import SpectralClusterer
 from modscope.graphs.weight_graph import WeightGraph
-from modscope.runtime.cache import UnitCache
+from modscope.runtime.cache import WorkCache
 from tests.conftest import planted_weights, shuffle_ncuts
 
 
@@ -27,7 +27,7 @@ def graph():
 
 
 def test_unit_cache_round_trip_and_corruption(tmp_path):
-    c = UnitCache(tmp_path, {"a": 1})
+    c = WorkCache(tmp_path, {"a": 1})
     assert c.get(0) is None
     c.put(0, 1.25)
     c.put(1, 2.5)
@@ -39,7 +39,7 @@ def test_unit_cache_round_trip_and_corruption(tmp_path):
     assert c.get(1) is None and not path.exists()
     c._path(0).write_text("{truncated")
     assert c.get(0) is None
-    assert UnitCache(tmp_path, {"a": 2}).dir != c.dir  # other settings, other folder
+    assert WorkCache(tmp_path, {"a": 2}).dir != c.dir  # other settings, other folder
 
 
 def _counting(monkeypatch):

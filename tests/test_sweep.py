@@ -61,7 +61,7 @@ def test_rerun_reuses_rows_and_never_stale_ones(setup, monkeypatch):
 
 def test_interrupted_sweep_keeps_finished_rows(setup, monkeypatch):
     out = setup / "t.csv"
-    real, calls = sweep_mod.run_unit, []
+    real, calls = sweep_mod.run_job, []
 
     def flaky(unit):
         if len(calls) == 2:
@@ -69,11 +69,11 @@ def test_interrupted_sweep_keeps_finished_rows(setup, monkeypatch):
         calls.append(unit)
         return real(unit)
 
-    monkeypatch.setattr(sweep_mod, "run_unit", flaky)
+    monkeypatch.setattr(sweep_mod, "run_job", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(setup / "sweep.json", out=out)
     assert len(pd.read_csv(out)) == 2  # persisted as they finished
-    monkeypatch.setattr(sweep_mod, "run_unit", real)
+    monkeypatch.setattr(sweep_mod, "run_job", real)
     res = run_sweep(setup / "sweep.json", out=out)
     assert (res.computed, res.reused) == (2, 2)
     fresh = run_sweep(setup / "sweep.json", out=setup / "fresh.csv")

@@ -50,26 +50,64 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
     import torch
 
     _check_solver(solver)
-
     g0 = graphs[0]
     if not g0.is_chain:  # the batched Gram assembly is written for layered graphs
         return [None] * len(graphs)
-    widths, off, L = g0.layer_widths, g0.offsets, g0.n_layers
+    widths = g0.layer_widths
     side = [int(l) for l in gram_side(g0)]
     pos = dict(zip(side, np.cumsum([0] + [widths[l] for l in side]).tolist(), strict=False))
     m = sum(widths[l] for l in side)
     if m < k:
         return [None] * len(graphs)
-    nodes = [np.flatnonzero(g.active) for g in graphs]
-    dinv = np.zeros((len(graphs), g0.n_nodes))
+    N = _normalised_weights(graphs, device)
+    G = _side_gram(N, widths, pos, m)
+    converged = np.ones(len(graphs), dtype=bool)
+    if solver == "subspace" or (solver == "auto" and m > _exact_side(device)):
+        s2, V, converged = topk_eigh(
+            lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed
+        )
+    else:
+        s2, V = torch.linalg.eigh(G)
+        s2, V = s2[:, -k:].flip(-1), V[:, :, -k:].flip(-1)
+    G = None  # the stack is freed before the other side's vectors are built
+    s = torch.sqrt(torch.clamp(s2, min=0.0))
+    vecs = _both_sides(N, V, s, g0, pos, side)
+    vecs_np, s_np, s2_np = vecs.cpu().numpy(), s.cpu().numpy(), s2.cpu().numpy()
+    out = []
+    for i, g in enumerate(graphs):
+        nodes = np.flatnonzero(g.active)
+        if not converged[i] or s2_np[i, -1] <= 1e-12 * max(s2_np[i, 0], 1.0) or k >= nodes.size:
+            out.append(None)
+            continue
+        v = vecs_np[i][nodes] / np.sqrt(2.0)
+        out.append((embed_rows(g, v, nodes), 1.0 - s_np[i], nodes))
+    return out
+
+
+def _normalised_weights(graphs: Sequence, device) -> list:
+    """Per layer ``l``, the stack ``N_l = D^-1/2 |W_l| D^-1/2`` over the graphs, ``(n_graphs,
+    out, in)`` on ``device`` (degree-0 nodes: zero rows and columns)."""
+    import torch
+
+    off = graphs[0].offsets
+    dinv = np.zeros((len(graphs), graphs[0].n_nodes))
     for i, g in enumerate(graphs):
         np.divide(1.0, np.sqrt(g.degree), out=dinv[i], where=g.active)
     dv = torch.as_tensor(dinv, device=device)
     N = []
-    for l in range(L - 1):
+    for l in range(graphs[0].n_layers - 1):
         w = torch.as_tensor(np.stack([g.abs_weights[l] for g in graphs]), device=device)
         N.append(w * dv[:, off[l + 1] : off[l + 2], None] * dv[:, None, off[l] : off[l + 1]])
-    G = torch.zeros((len(graphs), m, m), dtype=torch.float64, device=device)
+    return N
+
+
+def _side_gram(N: list, widths: Sequence[int], pos: dict[int, int], m: int):
+    """The ``(n_graphs, m, m)`` Gram stack ``N^T N`` of the Gram side (layers ``pos``, each at
+    its offset): block tridiagonal, each other-side layer adding its two neighbours' products."""
+    import torch
+
+    L = len(widths)
+    G = torch.zeros((N[0].shape[0], m, m), dtype=torch.float64, device=N[0].device)
     for t in range(L):
         if t in pos:
             continue
@@ -84,38 +122,30 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
             cross = N[t - 1].mT @ N[t].mT
             G[:, a, b] += cross
             G[:, b, a] += cross.mT
-    converged = np.ones(len(graphs), dtype=bool)
-    if solver == "subspace" or (solver == "auto" and m > _exact_side(device)):
-        s2, V, converged = topk_eigh(
-            lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed
-        )
-    else:
-        s2, V = torch.linalg.eigh(G)
-        s2, V = s2[:, -k:].flip(-1), V[:, :, -k:].flip(-1)
-    G = None  # the stack is freed before the other side's vectors are built
-    s = torch.sqrt(torch.clamp(s2, min=0.0))
-    vecs = torch.zeros((len(graphs), g0.n_nodes, k), dtype=torch.float64, device=device)
-    side_idx = torch.as_tensor(np.concatenate([np.arange(off[l], off[l + 1]) for l in side]), device=device)
+    return G
+
+
+def _both_sides(N: list, V, s, g0, pos: dict[int, int], side: list[int]):
+    """``(n_graphs, n_nodes, k)`` singular vectors on both sides: the Gram side's ``V`` in place,
+    the other side's ``u = N v / sigma`` layer by layer (0 where ``sigma`` is 0)."""
+    import torch
+
+    widths, off, L = g0.layer_widths, g0.offsets, g0.n_layers
+    n, k = V.shape[0], V.shape[-1]
+    vecs = torch.zeros((n, g0.n_nodes, k), dtype=torch.float64, device=V.device)
+    side_idx = torch.as_tensor(np.concatenate([np.arange(off[l], off[l + 1]) for l in side]), device=V.device)
     vecs[:, side_idx] = V
     scale = torch.where(s > 0, 1.0 / torch.where(s > 0, s, 1.0), 0.0)
     for t in range(L):
         if t in pos:
             continue
-        u = torch.zeros((len(graphs), widths[t], k), dtype=torch.float64, device=device)
+        u = torch.zeros((n, widths[t], k), dtype=torch.float64, device=V.device)
         if t > 0:
             u += N[t - 1] @ vecs[:, off[t - 1] : off[t]]
         if t + 1 < L:
             u += N[t].mT @ vecs[:, off[t + 1] : off[t + 2]]
         vecs[:, off[t] : off[t + 1]] = u * scale[:, None, :]
-    vecs_np, s_np, s2_np = vecs.cpu().numpy(), s.cpu().numpy(), s2.cpu().numpy()
-    out = []
-    for i, g in enumerate(graphs):
-        if not converged[i] or s2_np[i, -1] <= 1e-12 * max(s2_np[i, 0], 1.0) or k >= nodes[i].size:
-            out.append(None)
-            continue
-        v = vecs_np[i][nodes[i]] / np.sqrt(2.0)
-        out.append((embed_rows(g, v, nodes[i]), 1.0 - s_np[i], nodes[i]))
-    return out
+    return vecs
 
 
 def device_embedding(graph, k: int, device, seed: int = 0):

@@ -159,8 +159,8 @@ def kmeans_restarts(
     distances to the assigned centre). A restart stops when its labels stop changing or
     its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
     shift summed over centres, scikit-learn's criterion); its labels are then those of
-    its final centres. ``threads > 1`` runs groups of restarts on threads: every restart's
-    arithmetic is the same whichever group it is in, so the result does not change.
+    its final centres. ``threads > 1`` splits the restarts into one share per thread: every restart's
+    arithmetic is the same whichever share it is in, so the result does not change.
     """
     # k-means is unchanged by rescaling its input: bring X to O(1) (the spectral embedding
     # scales with 1/sqrt(degree)) so the squared distances stay far from under- and overflow.
@@ -170,13 +170,13 @@ def kmeans_restarts(
     P = _Points(X, k)
     centers = _plus_plus(P, k, n_init, rng)
     shift_tol = tol * float(np.mean(np.var(X, axis=0)))
-    groups = np.array_split(np.arange(n_init), max(1, min(threads, n_init)))
-    if len(groups) == 1:
+    shares = np.array_split(np.arange(n_init), max(1, min(threads, n_init)))  # restarts per thread
+    if len(shares) == 1:
         labels, inertia = _lloyd(P, centers, max_iter, shift_tol)
     else:
         # numpy releases the GIL inside these array operations, so threads run in parallel;
         # one BLAS thread each keeps them from oversubscribing the cores.
-        with single_thread(), ThreadPoolExecutor(len(groups)) as pool:
-            parts = list(pool.map(lambda g: _lloyd(P, centers[g], max_iter, shift_tol), groups))
+        with single_thread(), ThreadPoolExecutor(len(shares)) as pool:
+            parts = list(pool.map(lambda share: _lloyd(P, centers[share], max_iter, shift_tol), shares))
         labels, inertia = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     return labels, inertia * (peak * peak if peak > 0 else 1.0)  # in X's units

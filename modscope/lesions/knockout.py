@@ -72,7 +72,7 @@ from scipy import stats
 from torch import nn
 
 from ..errors import ModscopeError
-from ..runtime.cache import UnitCache
+from ..runtime.cache import WorkCache
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
@@ -358,7 +358,7 @@ def _knockout(
             "task": data_key, "labels": [h.tolist() for h in hidden],
             "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect,
             **({} if precision == "fp32" else {"precision": precision})}
-        store = UnitCache(cache, key)
+        store = WorkCache(cache, key)
 
     def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
         """Stats of one true lesion against its random ones, from the cache when there."""

@@ -9,8 +9,8 @@ from typing import Any
 from ..errors import ModscopeError
 from .base import Null
 from .degree import LayerDegreeShuffle
+from .permutations import UnitPermutationNull
 from .shuffles import SHUFFLE_METHODS, WeightShuffleNull, get_shuffle, shuffle_graph
-from .units import UnitPermutationNull
 
 __all__ = [
     "NULLS",

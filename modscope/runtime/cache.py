@@ -1,10 +1,10 @@
-"""A folder of finished work units, so an interrupted run computes only what is missing.
+"""A folder of finished pieces of work, so an interrupted run computes only what is missing.
 
-Each unit (one shuffle's n-cut, say) is one small JSON file written atomically. A unit's
+Each piece (one shuffle's n-cut, say) is one small JSON file written atomically. A piece's
 file lives in a folder named by the hash of everything that determines its value — the
 network's weights, the method and its parameters, the seed, modscope's version — so a
 cache made with other settings is never read by mistake. Every file carries a checksum of
-its content: a damaged file is detected, removed and its unit recomputed.
+its content: a damaged file is detected, removed and its piece recomputed.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from ..errors import ModscopeError
 from .atomic import write_atomic, write_json
 from .hashing import json_digest
 
-__all__ = ["UnitCache"]
+__all__ = ["WorkCache"]
 
 
-class UnitCache:
-    """Finished units of one computation, stored under ``root``.
+class WorkCache:
+    """Finished pieces of one computation (null samples, lesions), stored under ``root``.
 
-    ``key`` is a JSON-able dict of everything the units' values depend on; units are
+    ``key`` is a JSON-able dict of everything the pieces' values depend on; pieces are
     indexed by integers.
     """
 
@@ -48,7 +48,7 @@ class UnitCache:
         return self.dir / f"unit-{i:08d}.json"
 
     def get(self, i: int) -> Any | None:
-        """The stored value of unit ``i``, or None when missing or damaged (then removed)."""
+        """The stored value of piece ``i``, or None when missing or damaged (then removed)."""
         path = self._path(i)
         try:
             record = json.loads(path.read_text())
@@ -93,7 +93,7 @@ class UnitCache:
         write_atomic(self.dir / f"{name}.pt", lambda fh: torch.save({"key": self.digest, "value": value}, fh))
 
     def missing(self, n: int) -> tuple[dict[int, Any], list[int]]:
-        """``(found {i: value}, missing [i])`` for units ``0 .. n-1``."""
+        """``(found {i: value}, missing [i])`` for pieces ``0 .. n-1``."""
         found = {}
         for i in range(n):
             v = self.get(i)

@@ -117,25 +117,25 @@ class TorchBatchExecutor:
         shapes: dict[tuple, list[int]] = {}
         for i, (emb, _, _) in enumerate(found):
             shapes.setdefault(emb.shape, []).append(i)
-        for (n, _), group in shapes.items():
+        for (n, _), same_shape in shapes.items():
             restarts = clusterer.settings(n)["restarts"]
             labels, inertia = _with_oom_message(
-                lambda group=group, restarts=restarts: kmeans_restarts_torch(
-                    [found[i][0] for i in group],
+                lambda same_shape=same_shape, restarts=restarts: kmeans_restarts_torch(
+                    [found[i][0] for i in same_shape],
                     k,
                     restarts,
-                    [np.random.default_rng(seeds[i]) for i in group],
+                    [np.random.default_rng(seeds[i]) for i in same_shape],
                     device=device,
                 ),
-                f"{len(group)} graphs x {restarts} restarts x {k} clusters x {n} nodes",
+                f"{len(same_shape)} graphs x {restarts} restarts x {k} clusters x {n} nodes",
             )
-            def choose(j, group=group, labels=labels, inertia=inertia):
-                _, ev, nodes = found[group[j]]
-                return clusterer.choose(graphs[group[j]], labels[j], inertia[j], ev, nodes)
+            def choose(j, same_shape=same_shape, labels=labels, inertia=inertia):
+                _, ev, nodes = found[same_shape[j]]
+                return clusterer.choose(graphs[same_shape[j]], labels[j], inertia[j], ev, nodes)
 
             # each kept restart's n-cut on the host, on the pool's threads where there is one
-            chosen = (pool.map if pool is not None else map)(choose, range(len(group)))
-            for i, part in zip(group, chosen, strict=True):
+            chosen = (pool.map if pool is not None else map)(choose, range(len(same_shape)))
+            for i, part in zip(same_shape, chosen, strict=True):
                 out[i] = part
         return out
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,26 +36,8 @@ class BlockScores:
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
         null_std, z, p_value`` (null columns ``NaN`` without shuffles)."""
-        import pandas as pd
-
-        rows = []
-        for block, r in zip(self.blocks, self.results, strict=True):
-            s = r.null
-            rows.append(
-                {
-                    "block": block.name,
-                    "d_model": block.d_model,
-                    "d_ff": block.d_ff,
-                    "n_edges": r.graph.n_edges,
-                    "measure": r.measure,
-                    "value": r.value,
-                    "null_mean": np.nan if s is None else s.mean,
-                    "null_std": np.nan if s is None else s.std,
-                    "z": np.nan if s is None or not np.isfinite(s.z) else s.z,
-                    "p_value": np.nan if s is None else s.p_value,
-                }
-            )
-        return pd.DataFrame(rows)
+        rows = [_row(b.name, b.d_model, b.d_ff, r) for b, r in zip(self.blocks, self.results, strict=True)]
+        return _frame(rows)
 
     def to_dict(self) -> dict:
         return {
@@ -91,38 +75,15 @@ def score_blocks(
     (`modscope.score`'s ``device``)."""
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks, reading = (list(source), "the MLP blocks given") if given else read_mlp_blocks(source)
-    results = [
-        score(
-            block.graph(),
-            measure=measure,
-            n_clusters=n_clusters,
-            null=null,
-            n_shuffles=n_shuffles,
-            seed=seed,
-            jobs=jobs,
-            executor=executor,
-            progress=progress,
-            device=device,
-        )
-        for block in blocks
-    ]
+    options = dict(measure=measure, n_clusters=n_clusters, null=null, n_shuffles=n_shuffles, seed=seed,
+                   jobs=jobs, executor=executor, progress=progress, device=device)
+    results = [score(block.graph(), **options) for block in blocks]
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
     whole_result = None
     if whole:
         if given:
             raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
-        whole_result = score(
-            load_graph(source),
-            measure=measure,
-            n_clusters=n_clusters,
-            null=null,
-            n_shuffles=n_shuffles,
-            seed=seed,
-            jobs=jobs,
-            executor=executor,
-            progress=progress,
-            device=device,
-        )
+        whole_result = score(load_graph(source), **options)
     return BlockScores(blocks, results, name, whole_result, reading)
 
 
@@ -139,10 +100,7 @@ class BlockRows:
     reading: str = ""  # how the blocks were read
 
     def to_frame(self):
-        import pandas as pd
-
-        nums = ("value", "null_mean", "null_std", "z", "p_value")
-        return pd.DataFrame(self.rows).astype({c: float for c in nums if self.rows})
+        return _frame(self.rows)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "blocks": self.rows, "computed": self.computed,
@@ -150,9 +108,11 @@ class BlockRows:
                 **({"reading": self.reading} if self.reading else {})}
 
 
-def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: float) -> dict:
+def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: float | None = None) -> dict:
+    """A block's row: its sizes, its score and its null (None without shuffles), and ``seconds``
+    when given."""
     s = r.null
-    return {
+    row = {
         "block": block_name,
         "d_model": d_model,
         "d_ff": d_ff,
@@ -163,8 +123,16 @@ def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: floa
         "null_std": None if s is None else float(s.std),
         "z": None if s is None or not np.isfinite(s.z) else float(s.z),
         "p_value": None if s is None else float(s.p_value),
-        "seconds": round(seconds, 3),
     }
+    return row if seconds is None else {**row, "seconds": round(seconds, 3)}
+
+
+def _frame(rows: list[dict]):
+    """The rows as a table, the score and null columns floats (``NaN`` for None)."""
+    import pandas as pd
+
+    nums = ("value", "null_mean", "null_std", "z", "p_value")
+    return pd.DataFrame(rows).astype({c: float for c in nums if rows})
 
 
 def stream_block_scores(
@@ -188,26 +156,22 @@ def stream_block_scores(
     missing. ``progress``: a bar over the blocks whose time left is measured on the blocks done
     in this run. ``limit``: the first ``limit`` blocks only. Rows equal `score_blocks`' up to the
     float tolerances of ``device`` (the same seed for every block)."""
-    import json
-    from pathlib import Path
-
     from tqdm.auto import tqdm
-
-    from ..runtime.atomic import write_json
-    from ..runtime.hashing import json_digest
 
     path = Path(source)
     if not path.is_file():
         raise ModscopeError(f"{path}: no such file")
-    stat = path.stat()
     total = count_mlp_blocks(path)
     if limit is not None:
         total = min(total, int(limit))
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
+    stat = path.stat()
     settings = {"file": [path.name, stat.st_size, stat.st_mtime_ns], "measure": str(name),
                 "n_clusters": n_clusters, "null": str(null), "n_shuffles": n_shuffles, "seed": seed,
                 "version": __version__}
-    root = Path(cache) if cache is not None else None
+    options = dict(measure=measure, n_clusters=n_clusters, null=null, n_shuffles=n_shuffles, seed=seed,
+                   jobs=jobs, device=device, progress=progress)
+    store = _RowStore(Path(cache) if cache is not None else None, settings)
     rows: list[dict] = []
     computed = reused = 0
     bar = tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False)
@@ -215,10 +179,10 @@ def stream_block_scores(
         for i, block in enumerate(iter_mlp_blocks(path)):
             if i >= total:
                 break
-            key = json_digest({**settings, "block": block.name})[:24]
-            done = root / "rows" / f"{key}.json" if root is not None else None
-            if done is not None and done.is_file():
-                rows.append(json.loads(done.read_text())["row"])
+            key = store.key(block.name)
+            row = store.get(key)
+            if row is not None:
+                rows.append(row)
                 reused += 1
                 # off the bar's count: its rate and time left come from blocks computed now only
                 bar.total -= 1
@@ -227,25 +191,40 @@ def stream_block_scores(
             start = time.perf_counter()
             graph = block.graph()
             d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
-            del block
-            r = score(
-                graph,
-                measure=measure,
-                n_clusters=n_clusters,
-                null=null,
-                n_shuffles=n_shuffles,
-                seed=seed,
-                jobs=jobs,
-                device=device,
-                cache=None if root is None else root / "samples" / key,
-                progress=progress,
-            )
+            del block  # memory holds one block's graph and its shuffles in flight
+            r = score(graph, cache=store.samples(key), **options)
             row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
             del graph, r
-            if done is not None:
-                write_json(done, {"settings": settings, "row": row})
+            store.put(key, row)
             rows.append(row)
             computed += 1
             bar.update()
     reading = f"{total} MLP blocks read one at a time from the memory-mapped file"
     return BlockRows(rows, str(name), computed, reused, reading=reading)
+
+
+@dataclass
+class _RowStore:
+    """A streamed run's finished rows under ``root / "rows"`` and each block's finished shuffles
+    under ``root / "samples"``, keyed by the run's ``settings`` and the block (no ``root``: none)."""
+
+    root: Path | None
+    settings: dict
+
+    def key(self, block_name: str) -> str:
+        from ..runtime.hashing import json_digest
+
+        return json_digest({**self.settings, "block": block_name})[:24]
+
+    def get(self, key: str) -> dict | None:
+        done = None if self.root is None else self.root / "rows" / f"{key}.json"
+        return json.loads(done.read_text())["row"] if done is not None and done.is_file() else None
+
+    def put(self, key: str, row: dict) -> None:
+        if self.root is not None:
+            from ..runtime.atomic import write_json
+
+            write_json(self.root / "rows" / f"{key}.json", {"settings": self.settings, "row": row})
+
+    def samples(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / "samples" / key

@@ -21,7 +21,7 @@ from ..graphs.activations import ActivationGraph
 from ..graphs.load import Source, load_graph
 from ..graphs.weight_graph import WeightGraph
 from ..nulls import Null, get_null
-from ..runtime.cache import UnitCache
+from ..runtime.cache import WorkCache
 from ..runtime.executors import Executor, LocalExecutor
 from ..stats import compare_to_null
 from ..stats.flags import companion_null, is_sparse, zero_fraction
@@ -64,7 +64,7 @@ def null_values(
         raise ModscopeError(f"the number of null samples must be an integer >= 1, got {n!r}")
     executor = executor if executor is not None else LocalExecutor(1)
     seeds = np.random.SeedSequence(seed).spawn(n)
-    store = None if cache is None else UnitCache(cache, _cache_key(graph, null, measure, seed))
+    store = None if cache is None else WorkCache(cache, _cache_key(graph, null, measure, seed))
     found, todo = store.missing(n) if store is not None else ({}, list(range(n)))
     out = np.empty(n)
     for i, value in found.items():
@@ -134,14 +134,7 @@ def score(
         null = "units" if isinstance(graph, ActivationGraph) and graph.ranks else "layer"
     the_null = get_null(null)
     the_null.check(graph)
-    if executor is not None and jobs != 1:
-        raise ModscopeError("give jobs or an executor, not both")
-    if device is not None:
-        if executor is not None or jobs != 1:
-            raise ModscopeError("give a device, jobs or an executor, not two of them")
-        from .batched import TorchBatchExecutor
-
-        executor = TorchBatchExecutor(device)
+    executor = _score_executor(jobs, executor, device)
     if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
         raise ModscopeError(f"the number of shuffles must be an integer >= 0, got {n_shuffles!r}")
     own = getattr(executor, "evaluate", None)  # an executor that clusters the network itself
@@ -149,31 +142,22 @@ def score(
         value, partition = own(graph, the_measure, np.random.SeedSequence(seed))
     else:
         value, partition = the_measure.evaluate(graph, np.random.SeedSequence(seed))
-    comparison = None
-    if n_shuffles:
+
+    def against(a_null: Null):
         samples = null_values(
-            graph,
-            the_null,
-            the_measure,
-            int(n_shuffles),
-            seed=seed,
+            graph, a_null, the_measure, int(n_shuffles), seed=seed, progress=progress, cache=cache,
             executor=executor if executor is not None else LocalExecutor(jobs),
-            progress=progress,
-            cache=cache,
         )
-        comparison = compare_to_null(value, samples, the_measure.higher_is_modular)
-    others = {}
+        return compare_to_null(value, samples, the_measure.higher_is_modular)
+
+    comparison = against(the_null) if n_shuffles else None
     other = companion_null(the_null.name) if isinstance(null, str) else None
     if compare_nulls is None:
         weights_null = other is not None and not isinstance(graph, ActivationGraph)
         compare_nulls = weights_null and is_sparse(zero_fraction(graph.weights))
+    others = {}
     if compare_nulls and comparison is not None and other is not None:
-        samples = null_values(
-            graph, get_null(other), the_measure, int(n_shuffles), seed=seed,
-            executor=executor if executor is not None else LocalExecutor(jobs), progress=progress,
-            cache=cache,
-        )
-        others[other] = compare_to_null(value, samples, the_measure.higher_is_modular)
+        others[other] = against(get_null(other))
     return ScoreResult(
         graph=graph,
         measure=the_measure.name,
@@ -185,3 +169,17 @@ def score(
         seed=int(seed),
         other_nulls=others,
     )
+
+
+def _score_executor(jobs: int, executor: Executor | None, device: str | None) -> Executor | None:
+    """The executor ``score`` runs on: the one given, a `TorchBatchExecutor` on ``device``, or
+    None (``jobs`` local processes); two of them at once are refused."""
+    if executor is not None and jobs != 1:
+        raise ModscopeError("give jobs or an executor, not both")
+    if device is None:
+        return executor
+    if executor is not None or jobs != 1:
+        raise ModscopeError("give a device, jobs or an executor, not two of them")
+    from .batched import TorchBatchExecutor
+
+    return TorchBatchExecutor(device)

@@ -18,7 +18,7 @@ from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
 from ..masks.fit import train_masks
 from ..masks.result import MaskResult, load_masks
-from ..runtime.cache import UnitCache
+from ..runtime.cache import WorkCache
 from ..runtime.hashing import fingerprint_arrays
 from ..tasks import class_functions
 from ..training.checkpoint import load_checkpoint, task_for_checkpoint
@@ -105,7 +105,7 @@ def masks_checkpoint(
     if cache is not None:
         # how the run is spread over the machine does not change its result
         settings = {k: v for k, v in kwargs.items() if k not in ("progress", "device", "threads")}
-        store = UnitCache(
+        store = WorkCache(
             cache,
             {
                 "unit": "masks",

@@ -20,7 +20,7 @@ checkpoint's bytes, every setting and the modscope version — is not there, so 
 with other settings or from a changed file is never reused. A rerun gives the same bytes: floats
 are written by ``repr`` and read back exactly, checkpoint paths are stored relative to the
 table's folder, and only the ``seconds`` column (wall time) differs between two fresh runs.
-Rows run as units on any executor (`modscope.distributed`), each on one thread, so the numbers
+Rows run as jobs on any executor (`modscope.distributed`), each on one thread, so the numbers
 do not depend on where they ran; on a Dask cluster the workers must see the checkpoint paths.
 """
 
@@ -43,7 +43,7 @@ from ..errors import ModscopeError
 from ..runtime.atomic import check_output, write_atomic
 from ..runtime.hashing import file_sha256, json_digest
 
-__all__ = ["SweepResult", "SweepUnit", "expand_settings", "load_config", "run_sweep", "run_unit"]
+__all__ = ["SweepResult", "SweepJob", "expand_settings", "load_config", "run_sweep", "run_job"]
 
 DEFAULTS: dict[str, Any] = {
     "clusters": 12,
@@ -164,7 +164,7 @@ def expand_checkpoints(patterns, base: Path) -> list[Path]:
 
 
 @dataclass(frozen=True)
-class SweepUnit:
+class SweepJob:
     """One row to compute: a checkpoint under one setting."""
 
     checkpoint: str
@@ -177,7 +177,7 @@ class SweepUnit:
         return json_digest(ident)[:24]
 
 
-def run_unit(unit: SweepUnit, device: str | None = None) -> dict:
+def run_job(job: SweepJob, device: str | None = None) -> dict:
     """Score one checkpoint under one setting, on one thread (its spectral path on ``device`` when
     given); the table row as a dict."""
     from ..clustering.memory import check_memory
@@ -187,14 +187,14 @@ def run_unit(unit: SweepUnit, device: str | None = None) -> dict:
     from ..runtime.threads import single_thread
     from ..scoring.engine import score
 
-    s = unit.setting
+    s = job.setting
     start = time.perf_counter()
-    items = load_weights(unit.checkpoint)
+    items = load_weights(job.checkpoint)
     widths = [items[0][1].shape[1]] + [w.shape[0] for _, w in items]
     check_memory(widths)  # before the float64 graph is built
     graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
     if s["clusters"] >= graph.n_nodes:
-        raise ModscopeError(f"{unit.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
+        raise ModscopeError(f"{job.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
     clusterer = SpectralClusterer(
         s["clusters"],
         assign_labels=s["assign_labels"],
@@ -214,7 +214,7 @@ def run_unit(unit: SweepUnit, device: str | None = None) -> dict:
         )
     null = result.null.to_dict() if result.null is not None else {}
     return {
-        "checkpoint": unit.checkpoint,
+        "checkpoint": job.checkpoint,
         **s,
         "ncut": result.ncut,
         "restarts_used": result.partition.clustering.get("restarts"),
@@ -226,9 +226,9 @@ def run_unit(unit: SweepUnit, device: str | None = None) -> dict:
         "n_edges": graph.n_edges,
         "layer_widths": "-".join(map(str, graph.layer_widths)),
         "seconds": round(time.perf_counter() - start, 3),
-        "checkpoint_sha256": unit.sha256,
+        "checkpoint_sha256": job.sha256,
         "version": __version__,
-        "key": unit.key,
+        "key": job.key,
     }
 
 
@@ -319,67 +319,29 @@ def run_sweep(
     rows already in ``out`` with the same key are reused. ``device``: each row's spectral path on
     this torch device (`modscope.score`'s ``device``), rows one after another in this process.
     """
-    from ..runtime.executors import LocalExecutor
-
     if isinstance(config, dict):
         base = Path.cwd()
     else:
         base = Path(config).resolve().parent
         config = load_config(config)
-    unknown = sorted(set(config) - {"checkpoints", "settings", "out"})
-    if unknown:
-        raise ModscopeError(
-            f"unknown sweep config key(s) {', '.join(unknown)}; use checkpoints, settings, out"
-        )
-    if out is None:  # the config's own entry is relative to the config file
-        if config.get("out") is None:
-            raise ModscopeError("no output table: give --out or an 'out' entry in the config")
-        out = base / str(config["out"])
-    out = Path(out)
-    check_output(out, "the sweep table", stdout=False)  # before any row is computed
-    if out.suffix not in (".csv", ".parquet"):
-        raise ModscopeError(f"the sweep table must be .csv or .parquet, got {out.name}")
-    if out.suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ModscopeError("a .parquet table needs pyarrow (pip install pyarrow); or use .csv") from None
+    out = _table_path(config, out, base)
     settings = expand_settings(config.get("settings"))
     paths = expand_checkpoints(config.get("checkpoints"), base)
     hashes = {p: file_sha256(p) for p in paths}
-    units = [SweepUnit(str(p), hashes[p], s) for p in paths for s in settings]
-
-    done: dict[str, dict] = {}
-    previous = _read_table(out)
-    wanted = {u.key for u in units}
-    if previous is not None:
-        for row in previous.to_dict(orient="records"):
-            if row["key"] in wanted:
-                done[row["key"]] = row
-    for u in units:  # paths relative to the table's folder: the same bytes from any working folder
-        if u.key in done:
-            done[u.key]["checkpoint"] = _relative(u.checkpoint, out)
+    wanted = [SweepJob(str(p), hashes[p], s) for p in paths for s in settings]
+    done = _reusable_rows(_read_table(out), wanted, out)
     reused = len(done)
-    todo = [u for u in units if u.key not in done]
+    todo = [job for job in wanted if job.key not in done]
     columns = ["checkpoint", *SETTING_COLUMNS, *RESULT_COLUMNS]
 
     def table() -> pd.DataFrame:
-        rows = [done[u.key] for u in units if u.key in done]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame([done[job.key] for job in wanted if job.key in done], columns=columns)
 
-    if device is not None:
-        if jobs != 1:
-            raise ModscopeError("give a device or jobs, not both")
-        from ..runtime.modules import resolve_device
-
-        resolve_device(device)  # one line before any work when the device is absent
-        executor = _DeviceRows(device)
-    else:
-        executor = LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
-    bar = tqdm(total=len(units), initial=reused, desc="sweep", unit="row", disable=not progress, leave=False)
+    executor = _executor(jobs, device)
+    bar = tqdm(total=len(wanted), initial=reused, desc="sweep", unit="row", disable=not progress, leave=False)
     with bar:
         if todo:
-            for i, row in executor.as_completed(run_unit, todo):
+            for i, row in executor.as_completed(run_job, todo):
                 done[todo[i].key] = {**row, "checkpoint": _relative(todo[i].checkpoint, out)}
                 _write_table(out, table())
                 bar.update()
@@ -387,3 +349,54 @@ def run_sweep(
     if not todo:
         _write_table(out, final)  # also drops rows of settings no longer in the config
     return SweepResult(final, len(todo), reused, out)
+
+
+def _table_path(config: dict, out: str | os.PathLike | None, base: Path) -> Path:
+    """The output table: ``out``, else the config's own entry (relative to the config file);
+    checked (writable, ``.csv`` or ``.parquet`` with pyarrow) before any row is computed."""
+    unknown = sorted(set(config) - {"checkpoints", "settings", "out"})
+    if unknown:
+        raise ModscopeError(
+            f"unknown sweep config key(s) {', '.join(unknown)}; use checkpoints, settings, out"
+        )
+    if out is None:
+        if config.get("out") is None:
+            raise ModscopeError("no output table: give --out or an 'out' entry in the config")
+        out = base / str(config["out"])
+    out = Path(out)
+    check_output(out, "the sweep table", stdout=False)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ModscopeError(f"the sweep table must be .csv or .parquet, got {out.name}")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ModscopeError("a .parquet table needs pyarrow (pip install pyarrow); or use .csv") from None
+    return out
+
+
+def _reusable_rows(previous: pd.DataFrame | None, wanted: list[SweepJob], out: Path) -> dict[str, dict]:
+    """``{key: row}`` of the rows of ``previous`` that a wanted job would compute again, their
+    paths relative to the table's folder (the same bytes from any working folder)."""
+    keys = {job.key for job in wanted}
+    done = {}
+    if previous is not None:
+        done = {row["key"]: row for row in previous.to_dict(orient="records") if row["key"] in keys}
+    for job in wanted:
+        if job.key in done:
+            done[job.key]["checkpoint"] = _relative(job.checkpoint, out)
+    return done
+
+
+def _executor(jobs, device: str | None):
+    """Where the rows run: one after another on ``device``, or ``jobs`` processes / an executor."""
+    if device is None:
+        from ..runtime.executors import LocalExecutor
+
+        return LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
+    if jobs != 1:
+        raise ModscopeError("give a device or jobs, not both")
+    from ..runtime.modules import resolve_device
+
+    resolve_device(device)  # one line before any work when the device is absent
+    return _DeviceRows(device)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "HEADS",
     "WAY_OUT",
     "Family",
     "FamilyGraph",
@@ -37,7 +38,11 @@ __all__ = [
     "first_prefix",
     "given_int",
     "has_all",
+    "read_head",
     "shape_of",
+    "stack_sizes",
+    "stack_words",
+    "weights",
 ]
 
 WAY_OUT = (
@@ -64,6 +69,9 @@ class FamilyGraph:
     mlp_names: tuple[str, ...] = ()
     title: str = field(default="")
 
+# a transformer's head, by the name its config gives it, in words
+HEADS = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
+
 
 def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
     """The shape of ``tensors[key]`` (a numpy array or a torch tensor); a missing key is refused."""
@@ -74,6 +82,12 @@ def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
             f"{key}: missing, though the other keys are laid out as a family that has it: {WAY_OUT}"
         ) from None
     return tuple(int(s) for s in getattr(value, "shape", np.shape(value)))
+
+
+def weights(prefix: str, *modules: str) -> tuple[str, ...]:
+    """The weight keys of ``modules`` under ``prefix``: ``weights("h.0.", "ln_1")`` is
+    ``("h.0.ln_1.weight",)``."""
+    return tuple(f"{prefix}{m}.weight" for m in modules)
 
 
 def has_all(keys: Collection[str], prefix: str, suffixes: Collection[str]) -> bool:
@@ -109,6 +123,41 @@ def example_tokens(vocab: int, positions: int | None = None, offset: int = 0) ->
     return (torch.arange(n) % vocab).unsqueeze(0)
 
 
+def stack_sizes(
+    tensors: Mapping[str, Any], prefix: str, layers: str, embedding: str, d_ff: str, ff_axis: int = 0
+) -> dict[str, Any]:
+    """A transformer stack's sizes read off shapes: ``prefix``, ``layers`` (the consecutive
+    indices after the regex ``layers``), ``d_model`` and ``vocab`` (the token ``embedding``'s
+    shape), ``d_ff`` (axis ``ff_axis`` of the MLP's input weight ``d_ff``); keys below ``prefix``."""
+    vocab, d = shape_of(tensors, prefix + embedding)
+    return {
+        "prefix": prefix,
+        "layers": count_indices(tensors.keys(), rf"^{re.escape(prefix)}{layers}\.(\d+)\."),
+        "d_model": d,
+        "d_ff": shape_of(tensors, prefix + d_ff)[ff_axis],
+        "vocab": vocab,
+    }
+
+
+def stack_words(config: Mapping[str, Any]) -> str:
+    """``"6 layers, d 768, d_ff 3072"``: a transformer stack's sizes in words."""
+    return f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+
+
+def read_head(
+    tensors: Mapping[str, Any], bare: bool, saved: Collection[str] = ("lm_head.weight",)
+) -> tuple[str, int | None] | None:
+    """A decoder's head and its classes from the keys: none on a ``bare`` base model, a sequence
+    classifier (``score``), an LM head saved under one of ``saved``, or None: not saved (tied, or
+    missing: the family decides)."""
+    keys = tensors.keys()
+    if bare:
+        return "base", None
+    if "score.weight" in keys:
+        return "score", shape_of(tensors, "score.weight")[0]
+    return ("lm", None) if any(k in keys for k in saved) else None
+
+
 def given_int(given: Mapping[str, Any], *names: str) -> int | None:
     """The first of ``names`` in ``given`` (the model's config.json or ``config=``) as an int."""
     for name in names:
@@ -127,9 +176,10 @@ class Family:
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
     family; empty: ``config.json`` is not consulted for the type), and implement the methods.
-    A family recognised by characteristic keys sets ``signature`` (the keys, without prefix) and
-    ``prefixes`` (the wrappers they may sit under, ``""`` for bare) and inherits `matches` and
-    `prefix`; others override `matches`.
+    A family is recognised by its characteristic keys: ``signature`` (the keys, without prefix)
+    under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
+    names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
+    the layer) and a tied LM head in ``tied`` (the parameter not saved, the one it is tied to).
     """
 
     name: str = ""
@@ -139,11 +189,11 @@ class Family:
     buffers: re.Pattern | None = None
     signature: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ("",)
+    mlp: tuple[str, str] | None = None
+    tied: tuple[str, str] | None = None
 
     def matches(self, keys: Collection[str]) -> bool:
         """Whether the key names are this family's layout (names only, never shapes)."""
-        if not self.signature:
-            raise NotImplementedError
         return first_prefix(keys, self.prefixes, self.signature) is not None
 
     def prefix(self, keys: Collection[str]) -> str:
@@ -161,8 +211,9 @@ class Family:
 
     def example_input(self, config: Mapping[str, Any]) -> Any:
         """A small input (batch 1) every layer accepts: a tensor or a tuple of the forward's
-        positional arguments."""
-        raise NotImplementedError
+        positional arguments. Default: token ids below ``vocab``, as many as the ``positions``
+        after ``position_offset`` allow (a transformer over a vocabulary)."""
+        return example_tokens(config["vocab"], config.get("positions"), config.get("position_offset", 0))
 
     def label(self, config: Mapping[str, Any]) -> str:
         """The family's name as the reading says it (default ``title``)."""
@@ -180,9 +231,12 @@ class Family:
 
     def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
         """``{parameter: the parameter it is tied to}`` for tied weights not saved on disk."""
-        return {}
+        return dict([self.tied]) if self.tied and config.get("head") == "tied_lm" else {}
 
     def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         """For transformers, ``(block name, module of the MLP's input layer)`` per MLP, in layer
         order (the input layer's module names the MLP's hidden group in the graph)."""
-        return []
+        if self.mlp is None:
+            return []
+        p = config.get("prefix", "")
+        return [(self.mlp[0].format(p=p, i=i), self.mlp[1].format(p=p, i=i)) for i in range(config["layers"])]

@@ -18,18 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
+from .base import WAY_OUT, Family, given_int, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["Bert"]
 
-_SIGNATURE = (
-    "embeddings.word_embeddings.weight",
-    "embeddings.LayerNorm.weight",
-    "encoder.layer.0.attention.self.value.weight",
-    "encoder.layer.0.attention.output.LayerNorm.weight",
-    "encoder.layer.0.intermediate.dense.weight",
-    "encoder.layer.0.output.dense.weight",
-    "encoder.layer.0.output.LayerNorm.weight",
+_SIGNATURE = ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight") + weights(
+    "encoder.layer.0.", "attention.self.value", "attention.output.LayerNorm", "intermediate.dense",
+    "output.dense", "output.LayerNorm",
 )
 _PREFIXES = ("bert.", "roberta.", "")
 _ROBERTA = ("roberta", "xlm-roberta", "camembert")
@@ -53,24 +48,23 @@ class Bert(Family):
     prefixes = _PREFIXES
     model_types = ("bert", *_ROBERTA)
     buffers = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
+    mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
         p = self.prefix(keys)
-        vocab, d = shape_of(tensors, p + "embeddings.word_embeddings.weight")
         roberta = p == "roberta." or given.get("model_type") in _ROBERTA
-        c: dict[str, Any] = {
-            "prefix": p,
-            "roberta": roberta,
-            "layers": count_indices(keys, rf"^{re.escape(p)}encoder\.layer\.(\d+)\."),
-            "d_model": d,
-            "d_ff": shape_of(tensors, p + "encoder.layer.0.intermediate.dense.weight")[0],
-            "vocab": vocab,
-            "positions": shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
-            "token_types": shape_of(tensors, p + "embeddings.token_type_embeddings.weight")[0],
-            "pooler": p + "pooler.dense.weight" in keys,
-            "heads": given_int(given, "num_attention_heads"),
-        }
+        c = stack_sizes(
+            tensors, p, r"encoder\.layer", "embeddings.word_embeddings.weight",
+            "encoder.layer.0.intermediate.dense.weight",
+        )
+        c.update(
+            roberta=roberta,
+            positions=shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
+            token_types=shape_of(tensors, p + "embeddings.token_type_embeddings.weight")[0],
+            pooler=p + "pooler.dense.weight" in keys,
+            heads=given_int(given, "num_attention_heads"),
+        )
         c["position_offset"] = 2 if roberta and c["positions"] > 2 else 0
         c["head"], c["classes"] = _head(tensors, p, c["pooler"])
         c["tied_decoder"] = c["head"] in ("bert_mlm", "bert_pretraining", "roberta_mlm") and (
@@ -83,14 +77,11 @@ class Bert(Family):
 
         return BertReference(config) if config["prefix"] else BertModel(config)
 
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"], config["position_offset"])
-
     def label(self, config: Mapping[str, Any]) -> str:
         return "Hugging Face RoBERTa" if config["roberta"] else self.title
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+        text = stack_words(config)
         if config["heads"]:
             text += f", {config['heads']} heads"
         return f"{text}, {_HEADS[config['head']]}"
@@ -105,10 +96,6 @@ class Bert(Family):
         if not config["tied_decoder"]:
             return {}
         return {_decoder(config["head"]): config["prefix"] + "embeddings.word_embeddings.weight"}
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        layer = f"{config['prefix']}encoder.layer"
-        return [(f"{layer}.{i}", f"{layer}.{i}.intermediate.dense") for i in range(config["layers"])]
 
 
 def _decoder(head: str) -> str:

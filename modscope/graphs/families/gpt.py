@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
+from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["GPT2", "GPTNeoX", "OPT"]
 
@@ -36,39 +36,21 @@ class GPT2(Family):
     title = "GPT-2"
     model_types = ("gpt2",)
     buffers = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")
-    signature = (
-        "wte.weight",
-        "wpe.weight",
-        "h.0.ln_1.weight",
-        "h.0.attn.c_attn.weight",
-        "h.0.attn.c_proj.weight",
-        "h.0.ln_2.weight",
-        "h.0.mlp.c_fc.weight",
-        "h.0.mlp.c_proj.weight",
-        "ln_f.weight",
+    signature = ("wte.weight", "wpe.weight", "ln_f.weight") + weights(
+        "h.0.", "ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"
     )
     prefixes = ("transformer.", "")
+    mlp = ("{p}h.{i}.mlp", "{p}h.{i}.mlp.c_fc")
+    tied = ("lm_head.weight", "transformer.wte.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-        keys = tensors.keys()
-        p = self.prefix(keys)
-        vocab, d = shape_of(tensors, p + "wte.weight")
-        c: dict[str, Any] = {
-            "prefix": p,
-            "layers": count_indices(keys, rf"^{re.escape(p)}h\.(\d+)\."),
-            "d_model": d,
-            "d_ff": shape_of(tensors, p + "h.0.mlp.c_fc.weight")[1],
-            "vocab": vocab,
-            "positions": shape_of(tensors, p + "wpe.weight")[0],
-            "heads": given_int(given, "n_head", "num_attention_heads"),
-            "classes": None,
-        }
-        if not p:
-            c["head"] = "base"
-        elif "score.weight" in keys:
-            c["head"], c["classes"] = "score", shape_of(tensors, "score.weight")[0]
-        else:
-            c["head"] = "lm" if "lm_head.weight" in keys else "tied_lm"
+        p = self.prefix(tensors.keys())
+        c = stack_sizes(tensors, p, "h", "wte.weight", "h.0.mlp.c_fc.weight", ff_axis=1)
+        c.update(
+            positions=shape_of(tensors, p + "wpe.weight")[0],
+            heads=given_int(given, "n_head", "num_attention_heads"),
+        )
+        c["head"], c["classes"] = read_head(tensors, not p) or ("tied_lm", None)
         return c
 
     def module(self, config: Mapping[str, Any]):
@@ -76,22 +58,8 @@ class GPT2(Family):
 
         return GPT2Reference(config) if config["prefix"] else GPT2Model(config)
 
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"])
-
     def describe(self, config: Mapping[str, Any]) -> str:
-        head = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
-        return (
-            f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}{_heads(config)}, "
-            f"{head[config['head']]}"
-        )
-
-    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        return {"lm_head.weight": "transformer.wte.weight"} if config["head"] == "tied_lm" else {}
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        p = config["prefix"]
-        return [(f"{p}h.{i}.mlp", f"{p}h.{i}.mlp.c_fc") for i in range(config["layers"])]
+        return f"{stack_words(config)}{_heads(config)}, {HEADS[config['head']]}"
 
 
 class GPTNeoX(Family):
@@ -99,22 +67,18 @@ class GPTNeoX(Family):
     title = "GPT-NeoX"
     model_types = ("gpt_neox",)
     buffers = re.compile(r"(^|\.)attention\.(bias|masked_bias|rotary_emb\.inv_freq)$")
-    signature = (
-        "embed_in.weight",
-        "layers.0.input_layernorm.weight",
-        "layers.0.post_attention_layernorm.weight",
-        "layers.0.attention.query_key_value.weight",
-        "layers.0.attention.dense.weight",
-        "layers.0.mlp.dense_h_to_4h.weight",
-        "layers.0.mlp.dense_4h_to_h.weight",
-        "final_layer_norm.weight",
+    signature = ("embed_in.weight", "final_layer_norm.weight") + weights(
+        "layers.0.", "input_layernorm", "post_attention_layernorm", "attention.query_key_value",
+        "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h",
     )
     prefixes = ("gpt_neox.", "")
+    mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.dense_h_to_4h")
+    tied = ("embed_out.weight", "gpt_neox.embed_in.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
         p = self.prefix(keys)
-        vocab, d = shape_of(tensors, p + "embed_in.weight")
+        d = shape_of(tensors, p + "embed_in.weight")[1]
         qkv = p + "layers.0.attention.query_key_value.weight"
         heads = given_int(given, "num_attention_heads")
         if heads is None:
@@ -125,30 +89,19 @@ class GPTNeoX(Family):
             )
         if heads <= 0 or d % heads:
             raise ModscopeError(f"config num_attention_heads={heads} does not divide d_model {d}")
-        c: dict[str, Any] = {
-            "prefix": p,
-            "layers": count_indices(keys, rf"^{re.escape(p)}layers\.(\d+)\."),
-            "d_model": d,
-            "d_ff": shape_of(tensors, p + "layers.0.mlp.dense_h_to_4h.weight")[0],
-            "vocab": vocab,
-            "heads": heads,
-            "parallel_residual": bool(given.get("use_parallel_residual", True)),
-            "attention_bias": qkv[: -len("weight")] + "bias" in keys,
-            "mlp_bias": p + "layers.0.mlp.dense_h_to_4h.bias" in keys,
-            "classes": None,
-        }
-        if not p:
-            c["head"] = "base"
-        elif "score.weight" in keys:
-            c["head"], c["classes"] = "score", shape_of(tensors, "score.weight")[0]
-        elif "embed_out.weight" in keys or "lm_head.weight" in keys:
-            c["head"] = "lm"
-        elif given.get("tie_word_embeddings") is False:
+        c = stack_sizes(tensors, p, "layers", "embed_in.weight", "layers.0.mlp.dense_h_to_4h.weight")
+        c.update(
+            heads=heads,
+            parallel_residual=bool(given.get("use_parallel_residual", True)),
+            attention_bias=qkv[: -len("weight")] + "bias" in keys,
+            mlp_bias=p + "layers.0.mlp.dense_h_to_4h.bias" in keys,
+        )
+        head = read_head(tensors, not p, ("embed_out.weight", "lm_head.weight"))
+        if head is None and given.get("tie_word_embeddings") is False:
             raise ModscopeError(
                 f"embed_out.weight: missing (config.json says the LM head is not tied): {WAY_OUT}"
             )
-        else:
-            c["head"] = "tied_lm"
+        c["head"], c["classes"] = head or ("tied_lm", None)
         return c
 
     def module(self, config: Mapping[str, Any]):
@@ -156,49 +109,29 @@ class GPTNeoX(Family):
 
         return NeoXReference(config) if config["prefix"] else NeoXModel(config)
 
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"])
-
     def describe(self, config: Mapping[str, Any]) -> str:
         residual = "parallel" if config["parallel_residual"] else "sequential"
-        head = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
-        return (
-            f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}, "
-            f"{config['heads']} heads, {residual} residual, {head[config['head']]}"
-        )
+        return f"{stack_words(config)}, {config['heads']} heads, {residual} residual, {HEADS[config['head']]}"
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         return {"embed_out.weight": ("lm_head.weight",)}  # transformers 5 names it lm_head in memory
-
-    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        return {"embed_out.weight": "gpt_neox.embed_in.weight"} if config["head"] == "tied_lm" else {}
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        p = config["prefix"]
-        return [(f"{p}layers.{i}.mlp", f"{p}layers.{i}.mlp.dense_h_to_4h") for i in range(config["layers"])]
 
 
 class OPT(Family):
     name = "opt"
     title = "OPT"
     model_types = ("opt",)
-    signature = (
-        "embed_tokens.weight",
-        "embed_positions.weight",
-        "layers.0.self_attn.v_proj.weight",
-        "layers.0.self_attn.out_proj.weight",
-        "layers.0.self_attn_layer_norm.weight",
-        "layers.0.fc1.weight",
-        "layers.0.fc2.weight",
-        "layers.0.final_layer_norm.weight",
+    signature = ("embed_tokens.weight", "embed_positions.weight") + weights(
+        "layers.0.", "self_attn.v_proj", "self_attn.out_proj", "self_attn_layer_norm", "fc1", "fc2",
+        "final_layer_norm",
     )
     prefixes = ("model.decoder.", "decoder.")
+    mlp = ("{p}layers.{i}", "{p}layers.{i}.fc1")
+    tied = ("lm_head.weight", "model.decoder.embed_tokens.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
         p = self.prefix(keys)
-        vocab, word = shape_of(tensors, p + "embed_tokens.weight")
-        d = shape_of(tensors, p + "layers.0.self_attn.v_proj.weight")[0]
         final_norm = p + "final_layer_norm.weight" in keys
         pre_ln = given.get("do_layer_norm_before")
         if pre_ln is None:
@@ -209,49 +142,27 @@ class OPT(Family):
                     "beside the weights, or pass config={'do_layer_norm_before': ...}"
                 )
             pre_ln = True
-        c: dict[str, Any] = {
-            "prefix": p,
-            "layers": count_indices(keys, rf"^{re.escape(p)}layers\.(\d+)\."),
-            "d_model": d,
-            "word_dim": word,
-            "d_ff": shape_of(tensors, p + "layers.0.fc1.weight")[0],
-            "vocab": vocab,
-            "positions": shape_of(tensors, p + "embed_positions.weight")[0],
-            "pre_ln": bool(pre_ln),
-            "final_norm": final_norm,
-            "project": p + "project_in.weight" in keys,
-            "bias": p + "layers.0.fc1.bias" in keys,
-            "heads": given_int(given, "num_attention_heads"),
-            "classes": None,
-        }
-        if p == "decoder.":
-            c["head"] = "base"
-        elif "score.weight" in keys:
-            c["head"], c["classes"] = "score", shape_of(tensors, "score.weight")[0]
-        else:
-            c["head"] = "lm" if "lm_head.weight" in keys else "tied_lm"
+        c = stack_sizes(tensors, p, "layers", "embed_tokens.weight", "layers.0.fc1.weight")
+        c.update(
+            word_dim=c["d_model"],  # the embeddings' width; the stream's is the layers'
+            d_model=shape_of(tensors, p + "layers.0.self_attn.v_proj.weight")[0],
+            positions=shape_of(tensors, p + "embed_positions.weight")[0],
+            position_offset=2,  # OPT's learned positions start at 2
+            pre_ln=bool(pre_ln),
+            final_norm=final_norm,
+            project=p + "project_in.weight" in keys,
+            bias=p + "layers.0.fc1.bias" in keys,
+            heads=given_int(given, "num_attention_heads"),
+        )
+        c["head"], c["classes"] = read_head(tensors, p == "decoder.") or ("tied_lm", None)
         return c
 
     def module(self, config: Mapping[str, Any]):
-        from .reference.gpt import OPTReference
+        from .reference.gpt import OPTBase, OPTReference
 
-        return OPTReference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"], config["positions"], offset=2)
+        return OPTBase(config) if config["head"] == "base" else OPTReference(config)
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        head = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
         ln = "pre-LN" if config["pre_ln"] else "post-LN"
         proj = f", word embeddings {config['word_dim']}" if config["project"] else ""
-        return (
-            f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}{_heads(config)}, "
-            f"{ln}{proj}, {head[config['head']]}"
-        )
-
-    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        return {"lm_head.weight": "model.decoder.embed_tokens.weight"} if config["head"] == "tied_lm" else {}
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        p = config["prefix"]
-        return [(f"{p}layers.{i}", f"{p}layers.{i}.fc1") for i in range(config["layers"])]
+        return f"{stack_words(config)}{_heads(config)}, {ln}{proj}, {HEADS[config['head']]}"

@@ -17,22 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, example_tokens, given_int, shape_of
+from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_sizes, stack_words, weights
 
 __all__ = ["Llama"]
 
-_SIGNATURE = (
-    "embed_tokens.weight",
-    "layers.0.self_attn.q_proj.weight",
-    "layers.0.self_attn.k_proj.weight",
-    "layers.0.self_attn.v_proj.weight",
-    "layers.0.self_attn.o_proj.weight",
-    "layers.0.mlp.gate_proj.weight",
-    "layers.0.mlp.up_proj.weight",
-    "layers.0.mlp.down_proj.weight",
-    "layers.0.input_layernorm.weight",
-    "layers.0.post_attention_layernorm.weight",
-    "norm.weight",
+_SIGNATURE = ("embed_tokens.weight", "norm.weight") + weights(
+    "layers.0.", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm",
 )
 
 
@@ -43,44 +34,36 @@ class Llama(Family):
     prefixes = ("model.", "")
     model_types = ("llama", "mistral", "qwen2")
     buffers = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+    mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.gate_proj")
+    tied = ("lm_head.weight", "model.embed_tokens.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
         p = self.prefix(keys)
-        vocab, d = shape_of(tensors, p + "embed_tokens.weight")
+        c = stack_sizes(tensors, p, "layers", "embed_tokens.weight", "layers.0.mlp.gate_proj.weight")
         a = p + "layers.0.self_attn."
         q_rows, k_rows = shape_of(tensors, a + "q_proj.weight")[0], shape_of(tensors, a + "k_proj.weight")[0]
-        heads, kv_heads, head_dim = _heads(given, d, q_rows, k_rows, a)
-        c: dict[str, Any] = {
-            "prefix": p,
-            "model_type": given.get("model_type"),
-            "layers": count_indices(keys, rf"^{re.escape(p)}layers\.(\d+)\."),
-            "d_model": d,
-            "d_ff": shape_of(tensors, p + "layers.0.mlp.gate_proj.weight")[0],
-            "vocab": vocab,
-            "heads": heads,
-            "kv_heads": kv_heads,
-            "head_dim": head_dim,
-            "heads_known": given_int(given, "num_attention_heads") is not None or q_rows != k_rows,
-            "qkv_bias": a + "q_proj.bias" in keys,
-            "o_bias": a + "o_proj.bias" in keys,
-            "mlp_bias": p + "layers.0.mlp.gate_proj.bias" in keys,
-            "classes": None,
-        }
-        if not p:
-            c["head"] = "base"
-        elif "score.weight" in keys:
-            c["head"], c["classes"] = "score", shape_of(tensors, "score.weight")[0]
-        elif "lm_head.weight" in keys:
-            c["head"] = "lm"
-        elif given.get("model_type") in self.model_types and given.get("tie_word_embeddings") is not False:
-            c["head"] = "tied_lm"
-        else:
-            raise ModscopeError(
-                "lm_head.weight: missing: a tied LM head (as Llama 3.2's) or another family with LLaMA's "
-                "key names (Gemma's norms scale by 1 + w): put the model's config.json beside the weights, "
-                f"or pass config={{'model_type': 'llama'}} if it is a tied LLaMA; else {WAY_OUT}"
-            )
+        heads, kv_heads, head_dim = _heads(given, c["d_model"], q_rows, k_rows, a)
+        c.update(
+            model_type=given.get("model_type"),
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            heads_known=given_int(given, "num_attention_heads") is not None or q_rows != k_rows,
+            qkv_bias=a + "q_proj.bias" in keys,
+            o_bias=a + "o_proj.bias" in keys,
+            mlp_bias=p + "layers.0.mlp.gate_proj.bias" in keys,
+        )
+        head = read_head(tensors, not p)
+        if head is None:
+            if given.get("model_type") not in self.model_types or given.get("tie_word_embeddings") is False:
+                raise ModscopeError(
+                    "lm_head.weight: missing: a tied LM head (as Llama 3.2's) or another family with LLaMA's "
+                    "key names (Gemma's norms scale by 1 + w): put the model's config.json beside the "
+                    f"weights, or pass config={{'model_type': 'llama'}} if it is a tied LLaMA; else {WAY_OUT}"
+                )
+            head = ("tied_lm", None)
+        c["head"], c["classes"] = head
         return c
 
     def module(self, config: Mapping[str, Any]):
@@ -88,28 +71,17 @@ class Llama(Family):
 
         return LlamaReference(config) if config["prefix"] else LlamaModel(config)
 
-    def example_input(self, config: Mapping[str, Any]):
-        return example_tokens(config["vocab"])
-
     def label(self, config: Mapping[str, Any]) -> str:
         return {"mistral": "Mistral", "qwen2": "Qwen2 (LLaMA layout)"}.get(config["model_type"], self.title)
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+        text = stack_words(config)
         if config["kv_heads"] != config["heads"]:
             kv = f"{config['kv_heads']} key/value head{'s' if config['kv_heads'] > 1 else ''}"
             text += f", {config['heads']} heads, {kv} of {config['head_dim']}"
         elif config["heads_known"]:
             text += f", {config['heads']} heads"
-        head = {"base": "no head", "score": "sequence classifier", "lm": "LM head", "tied_lm": "tied LM head"}
-        return f"{text}, {head[config['head']]}"
-
-    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        return {"lm_head.weight": "model.embed_tokens.weight"} if config["head"] == "tied_lm" else {}
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        p = config["prefix"]
-        return [(f"{p}layers.{i}.mlp", f"{p}layers.{i}.mlp.gate_proj") for i in range(config["layers"])]
+        return f"{text}, {HEADS[config['head']]}"
 
 
 def _heads(given: Mapping[str, Any], d: int, q_rows: int, k_rows: int, where: str) -> tuple[int, int, int]:

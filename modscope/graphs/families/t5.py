@@ -14,23 +14,19 @@ head (T5 v1.0) or no head (``T5Model``): the keys do not tell which, ``config.js
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import Family, count_indices, example_tokens, has_all, shape_of
+from .base import HEADS, Family, count_indices, example_tokens, shape_of, weights
 
 __all__ = ["T5"]
 
 _SIGNATURE = (
-    "encoder.block.0.layer.0.SelfAttention.q.weight",
-    "encoder.block.0.layer.0.SelfAttention.k.weight",
-    "encoder.block.0.layer.0.SelfAttention.v.weight",
-    "encoder.block.0.layer.0.SelfAttention.o.weight",
-    "encoder.block.0.layer.0.layer_norm.weight",
-    "encoder.block.0.layer.1.layer_norm.weight",
-    "encoder.block.0.layer.1.DenseReluDense.wo.weight",
-    "encoder.final_layer_norm.weight",
+    ("encoder.final_layer_norm.weight",)
+    + weights("encoder.block.0.layer.0.", "SelfAttention.q", "SelfAttention.k", "SelfAttention.v")
+    + weights("encoder.block.0.layer.0.", "SelfAttention.o", "layer_norm")
+    + weights("encoder.block.0.layer.1.", "layer_norm", "DenseReluDense.wo")
 )
 
 
@@ -38,9 +34,8 @@ class T5(Family):
     name = "t5"
     title = "T5"
     model_types = ("t5", "mt5")
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(keys, "", _SIGNATURE)
+    signature = _SIGNATURE
+    tied = ("lm_head.weight", "shared.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -94,7 +89,7 @@ class T5(Family):
         layers = f"{config['encoder_layers']} encoder"
         if config["decoder_layers"]:
             layers += f" + {config['decoder_layers']} decoder"
-        head = {"encoder": "encoder only", "lm": "LM head", "tied_lm": "tied LM head", "none": "no head"}
+        head = {**HEADS, "encoder": "encoder only", "none": "no head"}
         return (
             f"{layers} layers, d {config['d_model']}, d_ff {config['d_ff']}, {config['heads']} heads "
             f"(inner {config['inner']}), {head[config['head']]}"
@@ -102,9 +97,6 @@ class T5(Family):
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         return {"shared.weight": ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")}
-
-    def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        return {"lm_head.weight": "shared.weight"} if config["head"] == "tied_lm" else {}
 
     def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         wi = "wi_0" if config["gated"] else "wi"

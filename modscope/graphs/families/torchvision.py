@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import WAY_OUT, Family, count_indices, has_all, shape_of
+from .base import WAY_OUT, Family, count_indices, shape_of, weights
 
 __all__ = ["VGG", "MobileNetV2", "MobileNetV3", "ResNet"]
 
@@ -31,11 +31,26 @@ _V3_STRIDES = {
     15: ("large", (1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1)),
 }
 
+_STEM = ("features.0.0.weight", "features.0.1.running_var")  # MobileNets' first conv and its BatchNorm
 
-def _image(config: Mapping[str, Any], side: int = 32) -> Any:
-    import torch
 
-    return torch.zeros(1, config["in_channels"], side, side)
+class _Torchvision(Family):
+    """A torchvision CNN: its reference module is the class of the same name in
+    `reference.torchvision`; its example input a ``side`` x ``side`` image."""
+
+    def module(self, config: Mapping[str, Any]):
+        from .reference import torchvision
+
+        return getattr(torchvision, type(self).__name__)(config)
+
+    def example_input(self, config: Mapping[str, Any]):
+        import torch
+
+        side = self.side(config)
+        return torch.zeros(1, config["in_channels"], side, side)
+
+    def side(self, config: Mapping[str, Any]) -> int:
+        return 32
 
 
 def _strides(
@@ -70,20 +85,12 @@ def _blocks(keys: Collection[str], inner: str) -> int:
     return n
 
 
-class ResNet(Family):
+class ResNet(_Torchvision):
     name = "resnet"
     title = "torchvision ResNet"
-    _signature = (
-        "conv1.weight",
-        "bn1.running_var",
-        "layer1.0.conv1.weight",
-        "layer1.0.bn1.running_var",
-        "layer1.0.conv2.weight",
-        "fc.weight",
+    signature = ("conv1.weight", "bn1.running_var", "fc.weight", "layer1.0.bn1.running_var") + weights(
+        "layer1.0.", "conv1", "conv2"
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(keys, "", self._signature)
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -116,13 +123,8 @@ class ResNet(Family):
             c.update(planes=[shape_of(tensors, f"layer{s}.0.conv1.weight")[0] for s in range(1, 5)])
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import ResNet as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config, 64)
+    def side(self, config: Mapping[str, Any]) -> int:
+        return 64
 
     def describe(self, config: Mapping[str, Any]) -> str:
         depth = sum(config["blocks"]) * (3 if config["block"] == "bottleneck" else 2) + 2
@@ -133,16 +135,10 @@ class ResNet(Family):
         )
 
 
-class VGG(Family):
+class VGG(_Torchvision):
     name = "vgg"
     title = "torchvision VGG"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(
-            keys,
-            "",
-            ("features.0.weight", "classifier.0.weight", "classifier.3.weight", "classifier.6.weight"),
-        )
+    signature = ("features.0.weight", "classifier.0.weight", "classifier.3.weight", "classifier.6.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -176,13 +172,8 @@ class VGG(Family):
             "classes": shape_of(tensors, "classifier.6.weight")[0],
         }
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import VGG as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config, max(8, 2 ** config["layers"].count("M")))
+    def side(self, config: Mapping[str, Any]) -> int:
+        return max(8, 2 ** config["layers"].count("M"))  # a pixel left after every max pool
 
     def describe(self, config: Mapping[str, Any]) -> str:
         n = sum(1 for x in config["layers"] if x != "M") + 3
@@ -193,18 +184,10 @@ class VGG(Family):
         )
 
 
-class MobileNetV2(Family):
+class MobileNetV2(_Torchvision):
     name = "mobilenet_v2"
     title = "torchvision MobileNetV2"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        sig = (
-            "features.0.0.weight",
-            "features.0.1.running_var",
-            "features.1.conv.0.0.weight",
-            "classifier.1.weight",
-        )
-        return has_all(keys, "", sig)
+    signature = (*_STEM, "features.1.conv.0.0.weight", "classifier.1.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -229,14 +212,6 @@ class MobileNetV2(Family):
             "classes": shape_of(tensors, "classifier.1.weight")[0],
         }
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import MobileNetV2 as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
-
     def describe(self, config: Mapping[str, Any]) -> str:
         residual = sum(1 for a, _, b, s, _ in config["blocks"] if a == b and s == 1)
         return (
@@ -245,19 +220,10 @@ class MobileNetV2(Family):
         )
 
 
-class MobileNetV3(Family):
+class MobileNetV3(_Torchvision):
     name = "mobilenet_v3"
     title = "torchvision MobileNetV3"
-
-    def matches(self, keys: Collection[str]) -> bool:
-        sig = (
-            "features.0.0.weight",
-            "features.0.1.running_var",
-            "features.1.block.0.0.weight",
-            "classifier.0.weight",
-            "classifier.3.weight",
-        )
-        return has_all(keys, "", sig)
+    signature = (*_STEM, "features.1.block.0.0.weight", "classifier.0.weight", "classifier.3.weight")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -295,14 +261,6 @@ class MobileNetV3(Family):
             "last": shape_of(tensors, "classifier.0.weight")[0],
             "classes": shape_of(tensors, "classifier.3.weight")[0],
         }
-
-    def module(self, config: Mapping[str, Any]):
-        from .reference.torchvision import MobileNetV3 as Reference
-
-        return Reference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
 
     def label(self, config: Mapping[str, Any]) -> str:
         return f"{self.title} ({config['layout']})" if config["layout"] != "custom" else self.title

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError
-from .base import Family, count_indices, given_int, has_all, shape_of
+from .base import Family, count_indices, given_int, shape_of, stack_words, weights
 
 __all__ = ["HFViT", "TimmViT"]
 
@@ -44,8 +44,7 @@ def _describe(config: Mapping[str, Any]) -> str:
     side = config["grid"] * config["patch"]
     head = f"{config['classes']} classes" if config.get("classes") else "no head"
     return (
-        f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}{heads}, "
-        f"patch {config['patch']} on {side}x{side}, {head}"
+        f"{stack_words(config)}{heads}, patch {config['patch']} on {side}x{side}, {head}"
     )
 
 
@@ -54,18 +53,14 @@ class HFViT(Family):
     title = "Hugging Face ViT"
     model_types = ("vit",)
     signature = (
-        "embeddings.cls_token",
-        "embeddings.position_embeddings",
-        "embeddings.patch_embeddings.projection.weight",
-        "encoder.layer.0.layernorm_before.weight",
-        "encoder.layer.0.attention.attention.value.weight",
-        "encoder.layer.0.attention.output.dense.weight",
-        "encoder.layer.0.layernorm_after.weight",
-        "encoder.layer.0.intermediate.dense.weight",
-        "encoder.layer.0.output.dense.weight",
-        "layernorm.weight",
+        "embeddings.cls_token", "embeddings.position_embeddings",
+        "embeddings.patch_embeddings.projection.weight", "layernorm.weight",
+    ) + weights(
+        "encoder.layer.0.", "layernorm_before", "attention.attention.value", "attention.output.dense",
+        "layernorm_after", "intermediate.dense", "output.dense",
     )
     prefixes = ("vit.", "")
+    mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -94,28 +89,15 @@ class HFViT(Family):
     def describe(self, config: Mapping[str, Any]) -> str:
         return _describe(config)
 
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        layer = f"{config['prefix']}encoder.layer"
-        return [(f"{layer}.{i}", f"{layer}.{i}.intermediate.dense") for i in range(config["layers"])]
 
 
 class TimmViT(Family):
     name = "timm_vit"
     title = "timm ViT"
-    _signature = (
-        "cls_token",
-        "pos_embed",
-        "patch_embed.proj.weight",
-        "blocks.0.norm1.weight",
-        "blocks.0.attn.qkv.weight",
-        "blocks.0.attn.proj.weight",
-        "blocks.0.norm2.weight",
-        "blocks.0.mlp.fc1.weight",
-        "blocks.0.mlp.fc2.weight",
+    signature = ("cls_token", "pos_embed", "patch_embed.proj.weight") + weights(
+        "blocks.0.", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"
     )
-
-    def matches(self, keys: Collection[str]) -> bool:
-        return has_all(keys, "", self._signature)
+    mlp = ("blocks.{i}.mlp", "blocks.{i}.mlp.fc1")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -140,6 +122,3 @@ class TimmViT(Family):
     def describe(self, config: Mapping[str, Any]) -> str:
         pool = ", mean-pooled" if config["pool"] == "avg" else ""
         return _describe(config) + pool
-
-    def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
-        return [(f"blocks.{i}.mlp", f"blocks.{i}.mlp.fc1") for i in range(config["layers"])]

@@ -123,24 +123,26 @@ def trace_program(
     return Interpreter(program, kernel_norm, keep_dead_ends, input_axes, input_axis).run()
 
 
-def trace_network(
-    module: Any,
-    example_input: Any,
-    *,
-    kwargs: dict | None = None,
+def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetwork:
+    """`trace_graph` (with its keyword ``options``), and where each unit is read
+    (`TracedNetwork.sites`)."""
+    kwargs = options.pop("kwargs", None)
+    _check_norm(options.get("kernel_norm", "1"))
+    interp = Interpreter(export_module(module, example_input, kwargs), **_interpreter_options(**options))
+    interp.module = module
+    graph = interp.run()
+    return TracedNetwork(graph, tuple(locate_sites(interp)))
+
+
+def _interpreter_options(
     kernel_norm: str = "1",
     keep_dead_ends: bool = False,
     input_axes: dict[str, int] | None = None,
     input_axis: int | None = None,
-) -> TracedNetwork:
-    """`trace_graph`, and where each unit is read (`TracedNetwork.sites`)."""
-    _check_norm(kernel_norm)
-    interp = Interpreter(
-        export_module(module, example_input, kwargs), kernel_norm, keep_dead_ends, input_axes, input_axis
-    )
-    interp.module = module
-    graph = interp.run()
-    return TracedNetwork(graph, tuple(locate_sites(interp)))
+) -> dict[str, Any]:
+    """`trace_graph`'s options as the `Interpreter` takes them (an unknown one: TypeError)."""
+    return {"norm": kernel_norm, "keep_dead_ends": keep_dead_ends, "input_axes": input_axes,
+            "input_axis": input_axis}
 
 
 def trace_graph(

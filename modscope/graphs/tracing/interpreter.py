@@ -7,7 +7,7 @@ ops that keep every element's unit are listed in `IDENTITY`, ops that make const
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .units import GraphBuilder, UnitTensor
+from .unit_table import GraphBuilder, UnitTensor
 from .views import ViewOps
 
 __all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]
@@ -327,21 +327,25 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         through the transposes and permutes on the way (``x.transpose(1, 2)`` before a Conv1d of a
         ``(batch, time, features)`` input): channels for a conv, the last axis for a dense or
         recurrent layer. Without such a path, (batch, channels, length) for a Conv1d, else the last."""
-        ndim = len(node.meta["val"].shape)
-        seen, todo = {node.name}, [(node, list(range(ndim)))]  # axes of the input each axis holds
+        for user, axes in self.readers(node, list(range(len(node.meta["val"].shape)))):
+            op = op_name(user.target)
+            if op in ("conv1d", "convolution", "_convolution", "conv_transpose1d"):
+                return axes[1] if axes is not None else 1
+            if op in ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm"):
+                return axes[-1] if axes is not None else -1
+        return -1
+
+    def readers(self, node, axes: list[int] | None = None) -> Iterator[tuple[Any, list[int] | None]]:
+        """The ops that read ``node``'s values, breadth first through the ops between, each with
+        ``axes`` followed to its input (which of ``node``'s axes each axis holds; `follow_axes`)."""
+        seen, todo = {node.name}, [(node, axes)]
         while todo:
             n, axes = todo.pop(0)
             for user in n.users:
-                if user.name in seen:
-                    continue
-                seen.add(user.name)
-                op = op_name(user.target)
-                if op in ("conv1d", "convolution", "_convolution", "conv_transpose1d"):
-                    return axes[1] if axes is not None else 1
-                if op in ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm"):
-                    return axes[-1] if axes is not None else -1
-                todo.append((user, self.follow_axes(user, axes)))
-        return -1
+                if user.name not in seen:
+                    seen.add(user.name)
+                    yield user, axes
+                    todo.append((user, self.follow_axes(user, axes)))
 
     @staticmethod
     def follow_axes(node, axes: list[int] | None) -> list[int] | None:
@@ -369,17 +373,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     def first_reader(self, node):
         """The first op with weights (a conv, a dense or recurrent op) that reads ``node``'s values,
         breadth first through the ops between them; None if none does."""
-        seen, todo = set(), [node]
-        while todo:
-            n = todo.pop(0)
-            for user in n.users:
-                if user.name in seen:
-                    continue
-                seen.add(user.name)
-                if op_name(user.target) in self._CONVS + self._DENSE:
-                    return user
-                todo.append(user)
-        return None
+        weighted = self._CONVS + self._DENSE
+        return next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
 
     def one_channel_signal(self, node) -> bool:
         """A 2-D input whose first reader is a conv of one input channel: a signal (batch, samples)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .units import UnitTensor, module_of
+from .unit_table import UnitTensor, module_of
 
 __all__ = ["LayerOps"]
 

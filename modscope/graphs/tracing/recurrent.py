@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import slice_norms
-from .units import UnitTensor, module_of
+from .unit_table import UnitTensor, module_of
 
 __all__ = ["RecurrentOps"]
 
@@ -78,54 +78,26 @@ class RecurrentOps:
         units = np.stack([np.broadcast_to(u, shape[1:]) for u in finals])
         return UnitTensor(units.copy(), np.zeros(shape, dtype=np.int64), ())
 
-    def op_lstm(
-        self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
-    ):
-        out, state = self.rnn(
-            node,
-            x,
-            params,
-            has_biases,
-            num_layers,
-            bidirectional,
-            batch_first,
-            4,
-            self.rnn_name(params),
-            list(hx or ()),
-        )
+    def op_lstm(self, node, x, hx, *args, **kwargs):
+        out, state = self.recurrent(4, node, x, list(hx or ()), *args, **kwargs)
         return [out, state, state]
 
-    def op_gru(self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first):
-        out, state = self.rnn(
-            node,
-            x,
-            params,
-            has_biases,
-            num_layers,
-            bidirectional,
-            batch_first,
-            3,
-            self.rnn_name(params),
-            [hx],
-        )
-        return [out, state]
+    def op_gru(self, node, x, hx, *args, **kwargs):
+        return list(self.recurrent(3, node, x, [hx], *args, **kwargs))
 
-    def op_rnn_tanh(
-        self, node, x, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first
+    def op_rnn_tanh(self, node, x, hx, *args, **kwargs):
+        return list(self.recurrent(1, node, x, [hx], *args, **kwargs))
+
+    def recurrent(
+        self, gates, node, x, states, params, has_biases, num_layers, dropout, train, bidirectional,
+        batch_first,
     ):
-        out, state = self.rnn(
-            node,
-            x,
-            params,
-            has_biases,
-            num_layers,
-            bidirectional,
-            batch_first,
-            1,
-            self.rnn_name(params),
-            [hx],
+        """An ``nn.LSTM`` / ``GRU`` / ``RNN`` op (``gates`` rows per hidden unit: 4, 3, 1) as `rnn`
+        reads it; ``states``: its initial state tensors."""
+        name = self.rnn_name(params)
+        return self.rnn(
+            node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name, states
         )
-        return [out, state]
 
     op_rnn_relu = op_rnn_tanh
 

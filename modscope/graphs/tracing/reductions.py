@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .units import UnitTensor
+from .unit_table import UnitTensor
 
 __all__ = ["ReductionOps"]
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .units import UnitTensor
+from .unit_table import UnitTensor
 
 __all__ = ["ViewOps"]
 

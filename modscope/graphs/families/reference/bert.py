@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import attend, linear
+from .layers import Dense, Encoder, Pooler, SelfAttention, linear
 
 __all__ = ["BertModel", "BertReference"]
 
@@ -30,15 +30,6 @@ class Embeddings(nn.Module):
         x = self.word_embeddings(ids) + self.token_type_embeddings(torch.zeros_like(ids))
         positions = torch.arange(self.offset, self.offset + ids.shape[1]).unsqueeze(0)
         return self.LayerNorm(x + self.position_embeddings(positions))
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
 
 
 class DenseNorm(nn.Module):
@@ -63,12 +54,6 @@ class Attention(nn.Module):
         return self.output(self.self(x), x)
 
 
-class Dense(nn.Module):
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.dense = linear(d_in, d_out)
-
-
 class Layer(nn.Module):
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
@@ -81,31 +66,11 @@ class Layer(nn.Module):
         return self.output(F.gelu(self.intermediate.dense(a)), a)
 
 
-class Encoder(nn.Module):
-    def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x)
-        return x
-
-
-class Pooler(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dense = linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(x[:, 0]))
-
-
 class BertModel(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         self.embeddings = Embeddings(c)
-        self.encoder = Encoder(c)
+        self.encoder = Encoder(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
         self.pooler = Pooler(c["d_model"]) if c["pooler"] else None
 
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

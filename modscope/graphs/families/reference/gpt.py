@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Conv1D, attend, linear
+from .layers import Conv1D, Decoder, WithHead, attend, linear
 
-__all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTReference"]
+__all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTBase", "OPTReference"]
 
 
 # -- GPT-2 -------------------------------------------------------------------------------------------
@@ -63,20 +63,11 @@ class GPT2Model(nn.Module):
         return self.ln_f(x)
 
 
-class GPT2Reference(nn.Module):
+class GPT2Reference(WithHead):
     """``transformer`` and its head: ``lm_head`` (tied to ``wte`` when not saved) or ``score``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.transformer = GPT2Model(c)
-        if c["head"] == "score":
-            self.score = linear(c["d_model"], c["classes"], bias=False)
-        else:
-            self.lm_head = linear(c["d_model"], c["vocab"], bias=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.transformer(ids)
-        return self.score(x) if hasattr(self, "score") else self.lm_head(x)
+        super().__init__("transformer", GPT2Model(c), c)
 
 
 # -- GPT-NeoX ----------------------------------------------------------------------------------------
@@ -125,34 +116,18 @@ class NeoXLayer(nn.Module):
         return self.mlp(self.post_attention_layernorm(a)) + a
 
 
-class NeoXModel(nn.Module):
+class NeoXModel(Decoder):
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.embed_in = nn.Embedding(c["vocab"], c["d_model"])
-        self.layers = nn.ModuleList(NeoXLayer(c) for _ in range(c["layers"]))
-        self.final_layer_norm = nn.LayerNorm(c["d_model"])
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_in(ids)
-        for layer in self.layers:
-            x = layer(x)
-        return self.final_layer_norm(x)
+        d, layers = c["d_model"], (NeoXLayer(c) for _ in range(c["layers"]))
+        names = ("embed_in", "layers", "final_layer_norm")
+        super().__init__(names, nn.Embedding(c["vocab"], d), layers, nn.LayerNorm(d))
 
 
-class NeoXReference(nn.Module):
+class NeoXReference(WithHead):
     """``gpt_neox`` and its head: ``embed_out`` (the on-disk name of the LM head) or ``score``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.gpt_neox = NeoXModel(c)
-        if c["head"] == "score":
-            self.score = linear(c["d_model"], c["classes"], bias=False)
-        else:
-            self.embed_out = linear(c["d_model"], c["vocab"], bias=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.gpt_neox(ids)
-        return self.score(x) if hasattr(self, "score") else self.embed_out(x)
+        super().__init__("gpt_neox", NeoXModel(c), c, lm_name="embed_out")
 
 
 # -- OPT ---------------------------------------------------------------------------------------------
@@ -211,6 +186,8 @@ class OPTDecoder(nn.Module):
 
 
 class OPTBase(nn.Module):
+    """The bare ``decoder`` (OPTModel)."""
+
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         self.decoder = OPTDecoder(c)
@@ -219,24 +196,9 @@ class OPTBase(nn.Module):
         return self.decoder(ids)
 
 
-class OPTReference(nn.Module):
+class OPTReference(WithHead):
     """``model.decoder`` with ``lm_head`` (tied to the token embeddings when not saved) or
-    ``score``; without the ``model.`` prefix the bare ``decoder`` (OPTModel)."""
+    ``score``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.head = c["head"]
-        if self.head == "base":
-            self.decoder = OPTDecoder(c)
-            return
-        self.model = OPTBase(c)
-        if self.head == "score":
-            self.score = linear(c["word_dim"], c["classes"], bias=False)
-        else:
-            self.lm_head = linear(c["word_dim"], c["vocab"], bias=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.head == "base":
-            return self.decoder(ids)
-        x = self.model(ids)
-        return self.score(x) if self.head == "score" else self.lm_head(x)
+        super().__init__("model", OPTBase(c), c, width=c["word_dim"])

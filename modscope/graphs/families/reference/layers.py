@@ -1,12 +1,20 @@
-"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units."""
+"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units,
+Hugging Face's encoder pieces (BERT, ViT: self-attention, ``dense`` holder, ``encoder.layer``,
+pooler), a decoder's stack and head."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Conv1D", "RMSNorm", "attend", "linear"]
+__all__ = [
+    "Conv1D", "Decoder", "Dense", "Encoder", "Pooler", "RMSNorm", "SelfAttention", "WithHead", "attend",
+    "linear",
+]
 
 
 def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -59,3 +67,85 @@ def attend(
         v = v[:, :, None].expand(b, kv_heads, rep, s, hd).reshape(b, heads, s, hd)
     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     return out.transpose(1, 2).reshape(b, t, heads * hd)
+
+
+class SelfAttention(nn.Module):
+    """Hugging Face's encoder self-attention (BERT, ViT): ``query``, ``key``, ``value``, read as one
+    head (the heads do not change the graph: the value units are ``d`` either way)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
+
+
+class Dense(nn.Module):
+    """A holder of one Linear named ``dense`` (Hugging Face's ``intermediate``, ViT's ``output``)."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.dense = linear(d_in, d_out)
+
+
+class WithHead(nn.Module):
+    """A decoder under ``base_name`` and its head: ``score`` (a sequence classifier, config head
+    ``"score"``) or the LM head ``lm_name`` (tied to the token embeddings when not saved), each
+    reading the decoder's ``width`` outputs (default ``d_model``)."""
+
+    def __init__(
+        self, base_name: str, base: nn.Module, c: Mapping[str, Any], lm_name: str = "lm_head", width: int = 0
+    ) -> None:
+        super().__init__()
+        self.base_name, self.head_name = base_name, "score" if c["head"] == "score" else lm_name
+        self.add_module(base_name, base)
+        out = c["classes"] if c["head"] == "score" else c["vocab"]
+        self.add_module(self.head_name, linear(width or c["d_model"], out, bias=False))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.head_name)(getattr(self, self.base_name)(ids))
+
+
+class Encoder(nn.Module):
+    """Hugging Face's ``encoder.layer`` list, run in order."""
+
+    def __init__(self, layers: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x)
+        return x
+
+
+class Pooler(nn.Module):
+    """Hugging Face's pooler: ``tanh(dense(first token))``."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.dense = linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))
+
+
+class Decoder(nn.Module):
+    """Token embeddings, the layers in order, a final norm, registered under ``names`` (the
+    checkpoint's names of the three): ``norm(layers(embed(ids)))``."""
+
+    def __init__(
+        self, names: tuple[str, str, str], embed: nn.Module, layers: Iterable[nn.Module], norm: nn.Module
+    ) -> None:
+        super().__init__()
+        self.names = names
+        for name, module in zip(names, (embed, nn.ModuleList(layers), norm), strict=True):
+            self.add_module(name, module)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        embed, layers, norm = (getattr(self, name) for name in self.names)
+        x = embed(ids)
+        for layer in layers:
+            x = layer(x)
+        return norm(x)

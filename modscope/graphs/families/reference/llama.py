@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import RMSNorm, attend, linear
+from .layers import Decoder, RMSNorm, WithHead, attend, linear
 
 __all__ = ["LlamaModel", "LlamaReference"]
 
@@ -55,31 +55,14 @@ class LlamaLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-class LlamaModel(nn.Module):
+class LlamaModel(Decoder):
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.embed_tokens = nn.Embedding(c["vocab"], c["d_model"])
-        self.layers = nn.ModuleList(LlamaLayer(c) for _ in range(c["layers"]))
-        self.norm = RMSNorm(c["d_model"])
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(ids)
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x)
+        d, layers = c["d_model"], (LlamaLayer(c) for _ in range(c["layers"]))
+        super().__init__(("embed_tokens", "layers", "norm"), nn.Embedding(c["vocab"], d), layers, RMSNorm(d))
 
 
-class LlamaReference(nn.Module):
+class LlamaReference(WithHead):
     """``model`` and its head: ``lm_head`` (tied to ``embed_tokens`` when not saved) or ``score``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.model = LlamaModel(c)
-        if c["head"] == "score":
-            self.score = linear(c["d_model"], c["classes"], bias=False)
-        else:
-            self.lm_head = linear(c["d_model"], c["vocab"], bias=False)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.model(ids)
-        return self.score(x) if hasattr(self, "score") else self.lm_head(x)
+        super().__init__("model", LlamaModel(c), c)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import attend, linear
+from .layers import Dense, Encoder, Pooler, SelfAttention, attend, linear
 
 __all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
 
@@ -23,38 +23,28 @@ def patches(
     return torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1) + positions
 
 
+def tokens(c: Mapping[str, Any]) -> tuple[nn.Conv2d, nn.Parameter, nn.Parameter]:
+    """The patch conv, the class token ``(1, 1, d)`` and the positions ``(1, tokens, d)``."""
+    d = c["d_model"]
+    conv = nn.Conv2d(c["channels"], d, c["patch"], stride=c["patch"])
+    return conv, nn.Parameter(torch.empty(1, 1, d)), nn.Parameter(torch.empty(1, c["tokens"], d))
+
+
 # -- Hugging Face ------------------------------------------------------------------------------------
 class PatchEmbeddings(nn.Module):
-    def __init__(self, c: Mapping[str, Any]) -> None:
+    def __init__(self, projection: nn.Conv2d) -> None:
         super().__init__()
-        self.projection = nn.Conv2d(c["channels"], c["d_model"], c["patch"], stride=c["patch"])
+        self.projection = projection
 
 
 class Embeddings(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
-        d = c["d_model"]
-        self.cls_token = nn.Parameter(torch.empty(1, 1, d))
-        self.position_embeddings = nn.Parameter(torch.empty(1, c["tokens"], d))
-        self.patch_embeddings = PatchEmbeddings(c)
+        projection, self.cls_token, self.position_embeddings = tokens(c)
+        self.patch_embeddings = PatchEmbeddings(projection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return patches(self.patch_embeddings.projection, self.cls_token, self.position_embeddings, x)
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
-
-
-class Dense(nn.Module):
-    def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.dense = linear(d_in, d_out)
 
 
 class Attention(nn.Module):
@@ -82,38 +72,24 @@ class Layer(nn.Module):
         return self.output.dense(F.gelu(self.intermediate.dense(self.layernorm_after(x)))) + x
 
 
-class Encoder(nn.Module):
-    def __init__(self, c: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.layer = nn.ModuleList(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
-
-
-class Pooler(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dense = linear(d, d)
-
-
 class HFViTModel(nn.Module):
     """``embeddings``, ``encoder.layer``, ``layernorm`` (and ``pooler``): outputs the stream (and the
     pooled class token)."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
-        self.embeddings, self.encoder = Embeddings(c), Encoder(c)
+        self.embeddings = Embeddings(c)
+        self.encoder = Encoder(Layer(c["d_model"], c["d_ff"]) for _ in range(c["layers"]))
         self.layernorm = nn.LayerNorm(c["d_model"])
         if c["pooler"]:
             self.pooler = Pooler(c["d_model"])
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(pixels)
-        for layer in self.encoder.layer:
-            x = layer(x)
-        return self.layernorm(x)
+        return self.layernorm(self.encoder(self.embeddings(pixels)))
 
     def forward(self, pixels: torch.Tensor) -> Any:
         x = self.encode(pixels)
-        return (x, torch.tanh(self.pooler.dense(x[:, 0]))) if hasattr(self, "pooler") else x
+        return (x, self.pooler(x)) if hasattr(self, "pooler") else x
 
 
 class HFViTReference(nn.Module):
@@ -130,9 +106,9 @@ class HFViTReference(nn.Module):
 
 # -- timm --------------------------------------------------------------------------------------------
 class PatchEmbed(nn.Module):
-    def __init__(self, c: Mapping[str, Any]) -> None:
+    def __init__(self, proj: nn.Conv2d) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(c["channels"], c["d_model"], c["patch"], stride=c["patch"])
+        self.proj = proj
 
 
 class TimmAttention(nn.Module):
@@ -176,9 +152,8 @@ class TimmViTReference(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         d = c["d_model"]
-        self.cls_token = nn.Parameter(torch.empty(1, 1, d))
-        self.pos_embed = nn.Parameter(torch.empty(1, c["tokens"], d))
-        self.patch_embed = PatchEmbed(c)
+        proj, self.cls_token, self.pos_embed = tokens(c)
+        self.patch_embed = PatchEmbed(proj)
         self.blocks = nn.ModuleList(TimmBlock(d, c["d_ff"]) for _ in range(c["layers"]))
         self.pool = c["pool"]
         if self.pool == "token":
