@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import ModscopeError
 from ..runtime.hashing import fingerprint_arrays
-from .modules import linear_layers
+from .stacks import linear_layers
 from .weight_graph import WeightGraph
 
 __all__ = [

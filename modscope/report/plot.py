@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..errors import ModscopeError
-from ..graphs.modules import linear_layers
+from ..graphs.stacks import linear_layers
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.atomic import write_atomic
 from ..training.bimt import layout
