@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModscopeError
-from .cnn import FlattenOrder
 from .network import Source, network
 from .stacks import LayoutOption, not_a_plain_stack
 from .weight_graph import WeightGraph
@@ -24,29 +23,14 @@ def load_graph(
     trust_pickle: bool = False,
     *,
     example_input: Any = None,
-    kernel_norm: str = "1",
-    flatten: FlattenOrder | None = None,
-    map_shape: tuple[int, int] | None = None,
-    bn_eps: float | None = None,
-    input_shape: Sequence[int] | None = None,
-    input_axis: int | None = None,
+    **options: Any,
 ) -> WeightGraph:
     """The unit graph ([spec §1][spec-1], [§1b][spec-1b]) of a checkpoint path, state dict,
-    `Checkpoint`, ``nn.Module`` or `Network`: ``network(source, ...).graph`` (see `modscope.network`
-    for the options). The graph's ``reading`` says how the source was read."""
-    return network(
-        source,
-        example_input,
-        layers=layers,
-        layout=layout,
-        trust_pickle=trust_pickle,
-        kernel_norm=kernel_norm,
-        flatten=flatten,
-        map_shape=map_shape,
-        bn_eps=bn_eps,
-        input_shape=input_shape,
-        input_axis=input_axis,
-    ).graph
+    `Checkpoint`, ``nn.Module`` or `Network`: ``network(source, example_input, ...).graph``.
+    ``options``: `modscope.network`'s (``kernel_norm``, ``flatten``, ``map_shape``, ``bn_eps``,
+    ``input_shape``, ``input_axis``, ...). The graph's ``reading`` says how the source was read."""
+    net = network(source, example_input, layers=layers, layout=layout, trust_pickle=trust_pickle, **options)
+    return net.graph
 
 
 def load_weights(

@@ -49,11 +49,12 @@ from .stacks import (
     payload_stack,
     state_stack,
 )
-from .tracing.sites import Site
 from .weight_graph import WeightGraph
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from .tracing.sites import Site
 
 __all__ = ["Network", "Source", "network"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -27,8 +27,10 @@ from .arrays import as_float64
 from .cnn import FlattenOrder, channel_weights, holds_conv, module_channel_weights
 from .files import formats
 from .names import EMBEDDING, natural_key
-from .tracing.sites import Site
 from .weight_graph import WeightGraph, check_build_memory
+
+if TYPE_CHECKING:
+    from .tracing.sites import Site
 
 __all__ = [
     "WAY_OUT",
@@ -159,6 +161,8 @@ def linear_sites(graph: WeightGraph) -> tuple[Site, ...]:
     """Where each unit group of a Linear chain is read: the input of the Linear whose weight is
     ``graph.names[i]`` (``layers.2.weight`` -> module ``layers.2``) reads group ``i``, its
     features on the last axis, as the tracer finds them."""
+    from .tracing.sites import Site  # the tracer's package loads only when a module is read
+
     return tuple(
         Site(
             name.removesuffix(".weight"),
