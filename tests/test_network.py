@@ -133,6 +133,21 @@ def test_the_weights_only_family_and_the_tracer_agree_on_graphs_and_sites():
         np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-10)
 
 
+def test_archives_read_without_running_their_code_as_the_tracer_reads_the_module(tmp_path):
+    seq = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    x = torch.zeros(1, 8)
+    torch.export.save(torch.export.export(seq, (x,)), tmp_path / "net.pt2")
+    torch.jit.script(seq).save(str(tmp_path / "net.ts"))
+    traced = network(seq, x).graph
+    pt2, script = network(tmp_path / "net.pt2"), network(tmp_path / "net.ts")
+    assert pt2.reading == "a torch.export archive (.pt2), traced" and pt2.module is None
+    assert script.reading.startswith("a TorchScript archive (weights read, its code not run)")
+    for net in (pt2, script):
+        assert net.graph.sizes == traced.sizes == (8, 6, 3) and net.sites is None
+        for a, b in zip(net.graph.weights, traced.weights, strict=True):
+            np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-12)
+
+
 def test_checkpoints_read_in_task_order_and_build_their_module_on_demand(tmp_path):
     arch = Architecture([4, 6, 3])
     model = MLP(arch)

@@ -43,8 +43,8 @@ from .files import formats
 from .stacks import (
     LayoutOption,
     StackReading,
-    is_modscope_mlp,
     linear_sites,
+    linear_stack,
     module_stack,
     payload_stack,
     state_stack,
@@ -107,10 +107,6 @@ class Network:
         if "module" not in self._built:
             self._built["module"] = self.loader()
         return self._built["module"]
-
-    def with_graph(self, graph: WeightGraph) -> Network:
-        """The same network with another graph (e.g. one read with other options)."""
-        return Network(graph, self.source, self.module, self.loader, self.example_input, self.sites)
 
 
 def _is_module(obj: Any) -> bool:
@@ -237,10 +233,8 @@ def _module_network(
     name = type(module).__name__
     if example_input is None:
         graph = module_stack(module, layers, kernel_norm)
-        linear = layers is None and (
-            is_modscope_mlp(module) or graph.reading.startswith("an nn.Sequential of")
-        )
-        return Network(graph, name, module=module, sites=linear_sites(graph) if linear else None)
+        sites = linear_sites(graph) if layers is None and linear_stack(module) else None
+        return Network(graph, name, module=module, sites=sites)
     from .tracing import trace_network
 
     traced = trace_network(module, example_input, kernel_norm=kernel_norm, input_axis=input_axis, **trace)
@@ -252,30 +246,29 @@ def _module_network(
     return Network(graph, name, module=module, example_input=example_input, sites=traced.sites)
 
 
-def _traced_file(path: Path, layers: Sequence[str] | None, how: StackReading, suffix: str) -> WeightGraph:
-    """An ``.onnx``, Keras or ``.pt2`` file: its program traced (none of the file's code is run)."""
-    if layers is not None:
-        raise ModscopeError(f"{path}: layers name the tensors of a state dict; this file is traced whole")
+_MODEL_FILES = (".onnx", ".h5", ".hdf5", ".keras")  # rebuilt as torch ops and traced
+
+
+def _model_file_graph(path: Path, suffix: str, how: StackReading) -> WeightGraph:
+    """An ``.onnx`` or Keras file rebuilt as torch ops and traced (none of the file's code runs)."""
     if suffix == ".onnx":
         from .files.onnx_model import onnx_graph
 
         return onnx_graph(path, kernel_norm=how.kernel_norm, input_shape=how.input_shape)
-    if suffix in (".h5", ".hdf5", ".keras"):
-        from .files.keras_h5 import keras_graph
+    from .files.keras_h5 import keras_graph
 
-        shape = None if how.input_shape is None else how.input_shape[1:]  # Keras: without the batch
-        return keras_graph(path, kernel_norm=how.kernel_norm, input_shape=shape)
-    if how.input_shape is not None:
-        raise ModscopeError(
-            f"{path}: an input shape goes with a module, an .onnx or a Keras file; this file's weights "
-            "are read without running it"
-        )
+    shape = None if how.input_shape is None else how.input_shape[1:]  # Keras: without the batch
+    return keras_graph(path, kernel_norm=how.kernel_norm, input_shape=shape)
+
+
+def _pt2_graph(path: Path, kernel_norm: str) -> WeightGraph:
+    """A ``torch.export`` archive: its program traced, no code run."""
     from .files.archives import read_pt2
     from .tracing import trace_program
 
     program = read_pt2(path)
     try:
-        graph = trace_program(program, kernel_norm=how.kernel_norm)
+        graph = trace_program(program, kernel_norm=kernel_norm)
     except ModscopeError:
         raise
     except (IndexError, KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
@@ -290,29 +283,33 @@ def _traced_file(path: Path, layers: Sequence[str] | None, how: StackReading, su
 def _file_network(path: Path, layers: Sequence[str] | None, trust_pickle: bool, how: StackReading) -> Network:
     from .files.archives import archive_kind, read_torchscript
 
-    suffix = path.suffix.lower()
-    other = (".safetensors", ".npz", ".onnx", ".h5", ".hdf5", ".keras")  # formats that are no torch zip
-    kind = archive_kind(path) if suffix not in other else None
-    if suffix in (".onnx", ".h5", ".hdf5", ".keras", ".pt2") or kind == "pt2":
-        return Network(_traced_file(path, layers, how, ".pt2" if kind == "pt2" else suffix), str(path))
+    suffix, where = path.suffix.lower(), str(path)
+    kind = archive_kind(path) if suffix not in (".safetensors", ".npz", *_MODEL_FILES) else None
+    pt2 = kind == "pt2" or suffix == ".pt2"
+    if layers is not None and (pt2 or suffix in _MODEL_FILES):
+        raise ModscopeError(f"{path}: layers name the tensors of a state dict; this file is traced whole")
+    if suffix in _MODEL_FILES:
+        return Network(_model_file_graph(path, suffix, how), where)
     if how.input_shape is not None:
         raise ModscopeError(
             f"{path}: an input shape goes with a module, an .onnx or a Keras file; this file's weights "
             "are read without running it"
         )
+    if pt2:
+        return Network(_pt2_graph(path, how.kernel_norm), where)
     if kind == "torchscript":  # weights only: the archive's code is never run
         try:
-            graph = _state_graph(read_torchscript(path), layers, how, str(path))
+            graph = _state_graph(read_torchscript(path), layers, how, where)
         except ModscopeError as exc:
             raise ModscopeError(
                 f"a TorchScript archive, read for its weights only (its code is not run): {exc}"
             ) from None
-        graph = graph.read_as(f"a TorchScript archive (weights read, its code not run): {graph.reading}")
-        return Network(graph, str(path))
-    if suffix == ".safetensors":
-        return Network(_state_graph(formats.read_safetensors(path), layers, how, str(path)), str(path))
-    if suffix == ".npz":
-        return Network(_state_graph(formats.read_npz(path), layers, how, str(path)), str(path))
+        return Network(
+            graph.read_as(f"a TorchScript archive (weights read, its code not run): {graph.reading}"), where
+        )
+    if suffix in (".safetensors", ".npz"):
+        tensors = formats.read_safetensors(path) if suffix == ".safetensors" else formats.read_npz(path)
+        return Network(_state_graph(tensors, layers, how, where), where)
     obj = formats.safe_torch_load(path, trust_pickle=trust_pickle)
     # whole pickled models (only loadable with trust_pickle), bare or under a usual key
     module = obj if _is_module(obj) else None
@@ -320,8 +317,7 @@ def _file_network(path: Path, layers: Sequence[str] | None, trust_pickle: bool, 
         module = next((obj[k] for k in formats.STATE_DICT_KEYS if _is_module(obj.get(k))), None)
     if module is not None:
         net = _module_network(module, layers, None, how.kernel_norm)
-        return Network(net.graph, str(path), module=module, sites=net.sites)
+        return Network(net.graph, where, module=module, sites=net.sites)
     if formats.is_checkpoint_payload(obj):
-        return Network(payload_stack(obj, layers, str(path)), str(path))
-    tensors = formats.unwrap_state_dict(obj, str(path))
-    return Network(_state_graph(tensors, layers, how, str(path)), str(path))
+        return Network(payload_stack(obj, layers, where), where)
+    return Network(_state_graph(formats.unwrap_state_dict(obj, where), layers, how, where), where)

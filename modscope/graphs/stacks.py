@@ -39,6 +39,7 @@ __all__ = [
     "StackReading",
     "chains",
     "linear_layers",
+    "linear_stack",
     "linear_sites",
     "module_stack",
     "named_linear_layers",
@@ -302,6 +303,12 @@ def is_modscope_mlp(module: Any) -> bool:
     return type(module).__name__ == "MLP" and type(module).__module__.startswith("modscope.")
 
 
+def linear_stack(module: Any) -> bool:
+    """Whether ``module``'s forward is the chain of its Linear layers in registration order:
+    modscope's own MLP, or an ``nn.Sequential`` of Linear layers and layers without weights."""
+    return is_modscope_mlp(module) or _plain_sequential(module)
+
+
 def module_stack(module: Any, layers: Sequence[str] | None, kernel_norm: str) -> WeightGraph:
     """The graph of a module whose order is its dataflow, read without a trace: the named layers,
     modscope's own MLP, an ``nn.Sequential`` of Linear layers or a plain conv stack; any other
@@ -312,8 +319,7 @@ def module_stack(module: Any, layers: Sequence[str] | None, kernel_norm: str) ->
         return weights_graph(
             ordered_weights(module.state_dict(), layers, "out_in"), "the named layers, in the order given"
         )
-    linear = is_modscope_mlp(module) or _plain_sequential(module)
-    if linear:
+    if linear_stack(module):
         items = [(f"{n}.weight", as_float64(n, m.weight)) for n, m in named_linear_layers(module)]
         if not items:
             raise ModscopeError("the module has no layer with weights")
