@@ -133,6 +133,7 @@ def test_the_weights_only_family_and_the_tracer_agree_on_graphs_and_sites():
         np.testing.assert_allclose(np.abs(a), np.abs(b), rtol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_archives_read_without_running_their_code_as_the_tracer_reads_the_module(tmp_path):
     seq = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
     x = torch.zeros(1, 8)
