@@ -291,3 +291,17 @@ def test_knockout_train_masks_and_alignment_take_a_network():
     al_net = modscope.alignment(part, m2, n_null=20, seed=0, graph=net)
     al_graph = modscope.alignment(part, m2, n_null=20, seed=0, graph=net.graph)
     assert al_net.to_dict() == al_graph.to_dict()
+
+
+def test_plot_network_draws_a_network_as_its_graph():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from modscope.report.plot import network as draw
+
+    net = network(_mlp_weights())
+    a, b = draw(net, title="n"), draw(net.graph, title="n")
+    segments = [
+        len(c.get_segments()) for f in (a, b) for c in f.axes[0].collections if hasattr(c, "get_segments")
+    ]
+    assert segments[: len(segments) // 2] == segments[len(segments) // 2 :] and sum(segments) > 0
