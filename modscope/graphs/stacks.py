@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import ModscopeError
 from .arrays import as_float64
 from .cnn import FlattenOrder, channel_weights, holds_conv, module_channel_weights
+from .families import WAY_OUT
 from .files import formats
 from .names import EMBEDDING, natural_key
 from .weight_graph import WeightGraph, check_build_memory
@@ -33,18 +34,17 @@ if TYPE_CHECKING:
     from .tracing.sites import Site
 
 __all__ = [
-    "WAY_OUT",
     "Layout",
     "LayoutOption",
     "StackReading",
     "chains",
+    "is_modscope_mlp",
     "linear_layers",
-    "linear_stack",
     "linear_sites",
+    "linear_stack",
     "module_stack",
     "named_linear_layers",
     "not_a_plain_stack",
-    "is_modscope_mlp",
     "ordered_weights",
     "payload_stack",
     "state_stack",
@@ -76,10 +76,6 @@ _NOT_A_STACK = (
         re.compile(r"(^|\.)(downsample|shortcut|skip|residual)(\.|_|$)", re.IGNORECASE),
         "a residual shortcut",
     ),
-)
-WAY_OUT = (
-    "pass the module with an example input (load_graph(module, example_input=...); on the command "
-    "line --model package.module:factory), or a .pt2 torch.export archive"
 )
 
 
