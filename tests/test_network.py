@@ -89,6 +89,10 @@ def test_modules_read_as_stacks_carry_their_module_and_sites():
     seq = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
     net = network(seq)
     assert net.module is seq and net.torch_module() is seq and net.example_input is None
+    assert (
+        repr(net)
+        == "Network('Sequential', WeightGraph(8-6-5-3, nodes=22, edges=93), module=Sequential, sites=3)"
+    )
     ws = {
         f"{i}.weight": m.weight.detach().double().numpy() for i, m in enumerate(seq) if hasattr(m, "weight")
     }

@@ -89,6 +89,11 @@ class Network:
         """How the source was read (the graph's ``reading``)."""
         return self.graph.reading
 
+    def __repr__(self) -> str:  # the module, its input and the sites would fill a screen
+        module = type(self.module).__name__ if self.module is not None else None
+        sites = None if self.sites is None else len(self.sites)
+        return f"Network({self.source!r}, {self.graph!r}, module={module}, sites={sites})"
+
     @property
     def has_module(self) -> bool:
         """Whether the network can be run: a module was read, or a loader builds one."""
