@@ -227,6 +227,8 @@ def test_score_cluster_and_score_blocks_take_a_network(tmp_path):
     for x, y in zip(rows.results, by_path.results, strict=True):
         assert x.value == pytest.approx(y.value, rel=1e-9)
     assert rows.whole.value == pytest.approx(modscope.score(via.graph, **kw).value, rel=1e-9)
+    with pytest.raises(ModscopeError, match="read from a state dict keeps no key names"):
+        modscope.score_blocks(network(gpt, layers=["h.0.mlp.c_fc.weight"]), **kw)
 
 
 def test_activation_graph_reads_the_layers_the_sites_name():

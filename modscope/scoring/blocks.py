@@ -93,6 +93,11 @@ def score_blocks(
     its graph as the whole."""
     network = source
     if isinstance(source, Network):
+        if source.module is None and not os.path.isfile(source.source):
+            raise ModscopeError(
+                f"a Network read from a {source.source} keeps no key names to cut MLP blocks from: "
+                "pass the transformer's file, state dict or module"
+            )
         source = source.module if source.module is not None else source.source
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks, reading = (list(source), "the MLP blocks given") if given else read_mlp_blocks(source)
