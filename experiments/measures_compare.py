@@ -33,7 +33,7 @@ from torch import nn
 
 from modscope.graphs.activations import activation_graph
 from modscope.graphs.load import load_graph
-from modscope.graphs.modules import linear_layers
+from modscope.graphs.stacks import linear_layers
 from modscope.nulls import UnitPermutationNull
 from modscope.runtime.atomic import write_json
 from modscope.scoring import score

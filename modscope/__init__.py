@@ -25,6 +25,7 @@ _API = {
     "WeightGraph": "modscope.graphs.weight_graph",
     "KnockoutConfig": "modscope.lesions.knockout",
     "MaskConfig": "modscope.masks.fit",
+    "Network": "modscope.graphs.network",
     "TrainConfig": "modscope.training.trainer",
     "activation_graph": "modscope.graphs.activations",
     "alignment": "modscope.masks.alignment",
@@ -38,6 +39,7 @@ _API = {
     "load_graph": "modscope.graphs.load",
     "load_weights": "modscope.graphs.load",
     "ncut": "modscope.clustering.ncut",
+    "network": "modscope.graphs.network",
     "score": "modscope.scoring.engine",
     "score_blocks": "modscope.scoring.blocks",
     "train": "modscope.training.trainer",
@@ -50,6 +52,7 @@ __all__ = [
     "KnockoutConfig",
     "MaskConfig",
     "ModscopeError",
+    "Network",
     "Partition",
     "ScoreResult",
     "SpectralClusterer",
@@ -68,6 +71,7 @@ __all__ = [
     "load_graph",
     "load_weights",
     "ncut",
+    "network",
     "score",
     "score_blocks",
     "train",
@@ -80,6 +84,7 @@ if TYPE_CHECKING:
     from .data.dataset import Data, load_data
     from .graphs.activations import ActivationGraph, activation_graph
     from .graphs.load import load_graph, load_weights
+    from .graphs.network import Network, network
     from .graphs.weight_graph import WeightGraph
     from .lesions.knockout import KnockoutConfig, knockout
     from .masks.alignment import alignment

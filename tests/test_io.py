@@ -9,8 +9,8 @@ from torch import nn
 
 from modscope import load_graph
 from modscope.errors import ModscopeError
-from modscope.graphs.chains import ordered_weights
 from modscope.graphs.load import load_weights
+from modscope.graphs.stacks import ordered_weights
 from modscope.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from modscope.training.models import MLP, Architecture
 from tests.conftest import random_mlp

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import ModscopeError
+from ..graphs.network import Network
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.seeds import SeedLike, child_seed, int_seed
 from ..runtime.threads import maybe_single_thread
@@ -235,11 +236,14 @@ CLUSTERERS = {"spectral": SpectralClusterer, "sklearn": SklearnClusterer}
 
 
 def cluster(
-    graph: WeightGraph,
+    graph: WeightGraph | Network,
     n_clusters: int = 12,
     seed: SeedLike = 0,
     assign_labels: AssignLabels = "kmeans",
     **kwargs,
 ) -> Partition:
-    """Partition ``graph`` into ``n_clusters`` by normalised spectral clustering."""
+    """Partition ``graph`` (a `WeightGraph`, or a `Network`'s graph) into ``n_clusters`` by
+    normalised spectral clustering."""
+    if isinstance(graph, Network):
+        graph = graph.graph
     return SpectralClusterer(n_clusters, assign_labels=assign_labels, **kwargs).partition(graph, seed)

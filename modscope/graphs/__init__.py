@@ -3,6 +3,15 @@ that turn MLPs, CNNs, transformer MLP blocks and activation correlations into gr
 
 from .activations import ActivationGraph, activation_graph
 from .load import load_graph, load_weights
+from .network import Network, network
 from .weight_graph import WeightGraph
 
-__all__ = ["ActivationGraph", "WeightGraph", "activation_graph", "load_graph", "load_weights"]
+__all__ = [
+    "ActivationGraph",
+    "Network",
+    "WeightGraph",
+    "activation_graph",
+    "load_graph",
+    "load_weights",
+    "network",
+]

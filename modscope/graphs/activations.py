@@ -41,7 +41,8 @@ import numpy as np
 
 from ..errors import ModscopeError
 from ..runtime.hashing import fingerprint_arrays
-from .modules import linear_layers
+from .network import Network
+from .stacks import linear_layers
 from .weight_graph import WeightGraph
 
 __all__ = [
@@ -53,15 +54,18 @@ __all__ = [
 ]
 
 
-def unit_activations(model: Any, x: Any, batch_size: int = 2048) -> list[np.ndarray]:
+def unit_activations(
+    model: Any, x: Any, batch_size: int = 2048, readers: Sequence[Any] | None = None
+) -> list[np.ndarray]:
     """``[(N, n_l)]`` per node layer: each Linear layer's input, then the last one's output.
 
-    The Linear modules are taken in registration order (the forward order of an MLP) and
-    must chain. The model runs in eval mode under ``no_grad``; its mode is restored.
+    ``readers``: the Linear modules reading each unit group in turn (a `Network`'s sites say
+    which); default: the model's Linear modules in registration order (the forward order of an
+    MLP). They must chain. The model runs in eval mode under ``no_grad``; its mode is restored.
     """
     import torch
 
-    linears = linear_layers(model)
+    linears = linear_layers(model) if readers is None else list(readers)
     if not linears:
         raise ModscopeError("the model has no nn.Linear layers")
     for a, b in zip(linears[:-1], linears[1:], strict=False):
@@ -138,8 +142,32 @@ class ActivationGraph(WeightGraph):
         return fingerprint_arrays([*self.weights, *self.ranks])
 
 
+def _readers(net: Network) -> list[Any] | None:
+    """The module reading each unit group of a chain `Network` but the last (its sites: the
+    input of a layer, in the graph's order of units), or None when the sites do not say."""
+    graph, sites = net.graph, net.sites
+    if sites is None or not graph.is_chain:
+        return None
+    model, found = net.torch_module(), []
+    for g in range(graph.n_layers - 1):
+        nodes = np.arange(graph.offsets[g], graph.offsets[g + 1])
+        hooked = (s for s in sites if s.kind == "input" and s.arg == 0 and s.axis == -1)
+        site = next((s for s in hooked if np.array_equal(s.nodes, nodes)), None)
+        if site is None:
+            return None
+        found.append(model.get_submodule(site.module) if site.module else model)
+    return found
+
+
 def activation_graph(model: Any, x: Any, max_examples: int | None = None) -> ActivationGraph:
-    """Run ``model`` on ``x`` (the first ``max_examples`` rows) and build its correlation graph."""
+    """Run ``model`` (an ``nn.Module``, or a `Network` that can run) on ``x`` (the first
+    ``max_examples`` rows) and build its correlation graph. A `Network`'s layers are the ones its
+    sites say read each unit group; a bare module's, its Linear layers in registration order."""
     if max_examples is not None:
         x = x[:max_examples]
-    return ActivationGraph.from_ranks([standardised_ranks(a) for a in unit_activations(model, x)])
+    readers = None
+    if isinstance(model, Network):
+        readers = _readers(model)
+        model = model.torch_module()
+    acts = unit_activations(model, x, readers=readers)
+    return ActivationGraph.from_ranks([standardised_ranks(a) for a in acts])

@@ -101,6 +101,65 @@ def _block_diagonal(norms: np.ndarray, groups: int) -> np.ndarray:
     return full
 
 
+def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndarray:
+    """The ``(out, in)`` channel matrix of a conv reading ``channels`` channels (None: the input)."""
+    k = item.kernel
+    ipg = k.shape[1]
+    groups = item.groups
+    if groups is None:
+        # channels a multiple of the kernel's inputs: a grouped conv; else a mismatch below
+        groups = channels // ipg if channels is not None and channels % ipg == 0 else 1
+    if channels is not None and ipg * groups != channels:
+        raise ModscopeError(
+            f"{item.name}: kernel {tuple(k.shape)} takes {ipg * groups} channels but the "
+            f"layer before gives {channels} (residual or branching networks are not supported)"
+        )
+    if k.shape[0] % groups:
+        raise ModscopeError(f"{item.name}: {k.shape[0]} output channels do not split into {groups} groups")
+    return _block_diagonal(kernel_norms(k, norm), groups)
+
+
+def _flattened_linear(
+    item: _Linear,
+    channels: int,
+    norm: KernelNorm,
+    spatial: tuple[int, int] | None,
+    flatten: FlattenOrder | None,
+) -> np.ndarray:
+    """The ``(out, channels)`` matrix of a Linear reading a flattened ``channels``-channel map:
+    the norm over each channel's columns, in the ``flatten`` order."""
+    w = item.weight
+    n_out, n_in = w.shape
+    if n_in % channels:
+        raise ModscopeError(
+            f"{item.name}: Linear takes {n_in} inputs, not a multiple of the {channels} channels before it"
+        )
+    hw = n_in // channels
+    if flatten is None and hw > 1:
+        raise ModscopeError(
+            f"{item.name}: the Linear reads a flattened {channels}-channel map of {hw} positions, "
+            "and a state dict does not say in which order: pass flatten='channel_major' "
+            "(x.flatten(1)) or 'channel_last' (a permute first, as Keras), or the module"
+        )
+    shape = item.spatial or spatial
+    if shape is None and norm != "1":
+        shape = (hw, 1)  # sums, Frobenius and max norms do not depend on the map's shape
+    if shape is None:
+        raise ModscopeError(
+            f"{item.name}: the 1-norm of a channel's flattened map depends on its height and "
+            f"width ({hw} positions), which the weights do not hold: pass spatial=(H, W) "
+            "(--map-shape H,W), the module with an example input, or a norm that does not "
+            "(l1, l2, max)"
+        )
+    if shape[0] * shape[1] != hw:
+        raise ModscopeError(f"{item.name}: a {shape[0]} x {shape[1]} map is not the {hw} positions it reads")
+    if flatten == "channel_last":  # columns (h, w, c)
+        slices = w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)
+    else:  # columns (c, h, w)
+        slices = w.reshape(n_out, channels, shape[0], shape[1])
+    return kernel_norms(slices, norm)
+
+
 def _derive(
     stack: Sequence[_Conv | _Linear | _BatchNorm],
     norm: KernelNorm,
@@ -131,67 +190,20 @@ def _derive(
                 )
             scale = np.abs(item.gamma) / np.sqrt(item.var + item.eps)
             out[-1] = (out[-1][0], out[-1][1] * scale[:, None])
-            continue
-        if isinstance(item, _Conv):
-            k = item.kernel
-            ipg = k.shape[1]
-            groups = item.groups
-            if groups is None:
-                # channels a multiple of the kernel's inputs: a grouped conv; else a mismatch below
-                groups = channels // ipg if channels is not None and channels % ipg == 0 else 1
-            if channels is not None and ipg * groups != channels:
-                raise ModscopeError(
-                    f"{item.name}: kernel {tuple(k.shape)} takes {ipg * groups} channels but the "
-                    f"layer before gives {channels} (residual or branching networks are not supported)"
-                )
-            if k.shape[0] % groups:
-                raise ModscopeError(
-                    f"{item.name}: {k.shape[0]} output channels do not split into {groups} groups"
-                )
-            out.append((item.name, _block_diagonal(kernel_norms(k, norm), groups)))
-            channels, after_conv = k.shape[0], True
-            continue
-        w = item.weight
-        n_out, n_in = w.shape
-        if channels is None or not after_conv or n_in == channels:
-            if channels is not None and n_in != channels:
+        elif isinstance(item, _Conv):
+            out.append((item.name, _conv_matrix(item, channels, norm)))
+            channels, after_conv = item.kernel.shape[0], True
+        else:
+            n_out, n_in = item.weight.shape
+            if channels is not None and after_conv and n_in != channels:
+                out.append((item.name, _flattened_linear(item, channels, norm, spatial, flatten)))
+            elif channels is not None and n_in != channels:
                 raise ModscopeError(
                     f"{item.name}: Linear takes {n_in} inputs but the layer before gives {channels}"
                 )
-            out.append((item.name, np.abs(w)))
-        else:
-            if n_in % channels:
-                raise ModscopeError(
-                    f"{item.name}: Linear takes {n_in} inputs, not a multiple of the {channels} "
-                    "channels before it"
-                )
-            hw = n_in // channels
-            if flatten is None and hw > 1:
-                raise ModscopeError(
-                    f"{item.name}: the Linear reads a flattened {channels}-channel map of {hw} positions, "
-                    "and a state dict does not say in which order: pass flatten='channel_major' "
-                    "(x.flatten(1)) or 'channel_last' (a permute first, as Keras), or the module"
-                )
-            shape = item.spatial or spatial
-            if shape is None and norm != "1":
-                shape = (hw, 1)  # sums, Frobenius and max norms do not depend on the map's shape
-            if shape is None:
-                raise ModscopeError(
-                    f"{item.name}: the 1-norm of a channel's flattened map depends on its height and "
-                    f"width ({hw} positions), which the weights do not hold: pass spatial=(H, W) "
-                    "(--map-shape H,W), the module with an example input, or a norm that does not "
-                    "(l1, l2, max)"
-                )
-            if shape[0] * shape[1] != hw:
-                raise ModscopeError(
-                    f"{item.name}: a {shape[0]} x {shape[1]} map is not the {hw} positions it reads"
-                )
-            if flatten == "channel_last":  # columns (h, w, c)
-                blocks = w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)
-            else:  # columns (c, h, w)
-                blocks = w.reshape(n_out, channels, shape[0], shape[1])
-            out.append((item.name, kernel_norms(blocks, norm)))
-        channels, after_conv = n_out, False
+            else:
+                out.append((item.name, np.abs(item.weight)))
+            channels, after_conv = n_out, False
     return out
 
 

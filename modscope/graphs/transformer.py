@@ -90,14 +90,12 @@ def _read(source: str | os.PathLike | Mapping | Any) -> Mapping[str, Any]:
     if not isinstance(source, str | os.PathLike):
         raise ModscopeError(f"cannot load a transformer from a {type(source).__name__}")
     path = Path(source)
-    if path.suffix.lower() == ".safetensors":
-        return formats.read_safetensors(path)
     if path.suffix.lower() in (".onnx", ".h5", ".hdf5", ".keras", ".pt2"):
         raise ModscopeError(
             f"{path}: blocks reads a transformer's state dict (.safetensors, .bin / .pt); a model file "
             "is scored whole with `modscope score`"
         )
-    return formats.unwrap_state_dict(formats.safe_torch_load(path), str(path))
+    return formats.read_state_dict(path)
 
 
 def _matrix(name: str, value: Any) -> np.ndarray:

@@ -1,16 +1,17 @@
 """Weights -> graph ([spec §1][spec-1], [§1b][spec-1b]): one node per unit, |w| on the edges.
 
-A graph is a sequence of **groups** of units (a layer's neurons, a conv's channels, a residual
-stream, an attention block's value dimensions, a recurrent layer's hidden units) and **blocks** of
-edges, one per weight matrix: block ``b`` joins group ``links[b][0]`` (its source, ``n_src``
-units) to group ``links[b][1]`` (its destination, ``n_dst``), with the signed ``(n_dst, n_src)``
-matrix ``weights[b]``; the edge between source unit ``j`` and destination unit ``k`` weighs
-``|weights[b][k, j]|``. Several blocks may join the same two groups (their weights add up in the
-adjacency); a block may join a group to itself (recurrent weights), its diagonal (self-loops) is
-dropped. Biases are not edges; zero weights are no edges.
+A graph is a sequence of **unit groups** (a layer's neurons, a conv's channels, a residual
+stream, an attention block's value dimensions, a recurrent layer's hidden units) and **edge sets**,
+one per weight matrix (the glossary of ARCHITECTURE.md; "block" means a transformer block only):
+edge set ``b`` joins group ``links[b][0]`` (its source, ``n_src`` units) to group ``links[b][1]``
+(its destination, ``n_dst``), with the signed ``(n_dst, n_src)`` matrix ``weights[b]``; the edge
+between source unit ``j`` and destination unit ``k`` weighs ``|weights[b][k, j]|``. Several edge
+sets may join the same two groups (their weights add up in the adjacency); an edge set may join a
+group to itself (recurrent weights), its diagonal (self-loops) is dropped. Biases are not edges;
+zero weights are no edges.
 
 Nodes come in group order, each group in index order. The layered MLP of [spec §1][spec-1] is the special
-case of a **chain**: group ``l`` is layer ``l`` and block ``l`` joins layers ``l`` and ``l + 1``, so
+case of a **chain**: group ``l`` is layer ``l`` and edge set ``l`` joins layers ``l`` and ``l + 1``, so
 a 784-256x4-10 MLP has 1818 nodes in the order input, hidden, output; ``WeightGraph(weights)``
 builds a chain from its matrices.
 """
@@ -61,11 +62,12 @@ def check_build_memory(layer_widths: Sequence[int] | None = None, n_weights: int
 
 @dataclass(frozen=True, eq=False)
 class WeightGraph:
-    """A network as a weighted undirected graph of unit groups joined by blocks of weights.
+    """A network as a weighted undirected graph of unit groups joined by edge sets (one per
+    weight matrix).
 
-    ``weights[b]``: the signed ``(n_dst, n_src)`` float64 matrix of block ``b``; every modularity
+    ``weights[b]``: the signed ``(n_dst, n_src)`` float64 matrix of edge set ``b``; every modularity
     routine uses ``abs_weights``. ``names[b]``: the source tensor's name. ``links[b]``:
-    ``(src group, dst group)`` (default: a chain, block ``b`` from group ``b`` to ``b + 1``).
+    ``(src group, dst group)`` (default: a chain, edge set ``b`` from group ``b`` to ``b + 1``).
     ``sizes[g]``: the units of group ``g`` (default: read off a chain's matrices);
     ``group_names[g]`` its name. ``reading``: how modscope read the network (traced, a known
     family, a plain stack in stored order, a detected layout), said with every result.
@@ -131,9 +133,9 @@ class WeightGraph:
         copy: bool = True,
     ) -> WeightGraph:
         """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
-        ``sizes`` joined as ``links`` says. Blocks within one group lose their diagonal.
+        ``sizes`` joined as ``links`` says. Edge sets within one group lose their diagonal.
         ``copy=False`` keeps float64 arrays as they are (the caller hands them over: the tracer's
-        blocks), which saves a copy of every weight on big networks."""
+        edge sets), which saves a copy of every weight on big networks."""
         names = tuple(names) if names is not None else tuple(f"layer{i}" for i in range(len(weights)))
         total = sum(int(np.prod(np.shape(w))) for w in weights)
         if total > MAX_WEIGHT_ENTRIES:
@@ -174,9 +176,9 @@ class WeightGraph:
 
     def with_weights(self, weights: Sequence[np.ndarray]) -> WeightGraph:
         """The same architecture with other weights (e.g. a shuffle); no re-validation beyond
-        dropping the self-loops of blocks within one group."""
+        dropping the self-loops of edge sets within one group."""
         weights = list(weights)
-        for b in self.self_blocks:
+        for b in self.self_edge_sets:
             weights[b] = weights[b].copy()
             np.fill_diagonal(weights[b], 0.0)
         if self.is_chain:
@@ -186,15 +188,20 @@ class WeightGraph:
     # -- layout ----------------------------------------------------------------------------
     @cached_property
     def is_chain(self) -> bool:
-        """Whether the graph is layered: block ``l`` joins group ``l`` to group ``l + 1``."""
+        """Whether the graph is layered: edge set ``l`` joins group ``l`` to group ``l + 1``."""
         return len(self.sizes) == len(self.weights) + 1 and all(
             link == (i, i + 1) for i, link in enumerate(self.links)
         )
 
     @cached_property
-    def self_blocks(self) -> tuple[int, ...]:
-        """Blocks that join a group to itself (recurrent weights)."""
+    def self_edge_sets(self) -> tuple[int, ...]:
+        """Edge sets that join a group to itself (recurrent weights)."""
         return tuple(b for b, (s, d) in enumerate(self.links) if s == d)
+
+    @property
+    def self_blocks(self) -> tuple[int, ...]:
+        """Deprecated name of `self_edge_sets` (0.3.0's "blocks" are edge sets)."""
+        return self.self_edge_sets
 
     @property
     def layer_widths(self) -> tuple[int, ...]:
@@ -230,7 +237,7 @@ class WeightGraph:
         return slice(int(self.offsets[g]), int(self.offsets[g + 1]))
 
     def incident(self, g: int) -> list[tuple[int, bool]]:
-        """``[(block, g_is_dst)]``: the blocks with an end in group ``g``, and which end."""
+        """``[(edge set, g_is_dst)]``: the edge sets with an end in group ``g``, and which end."""
         out = []
         for b, (s, d) in enumerate(self.links):
             if d == g:
@@ -241,8 +248,8 @@ class WeightGraph:
 
     @cached_property
     def colours(self) -> np.ndarray | None:
-        """A 2-colouring of the groups (``(n_groups,)`` of 0 / 1) in which every block joins two
-        colours, or ``None`` when none exists (a block within a group, an odd cycle). The graph of
+        """A 2-colouring of the groups (``(n_groups,)`` of 0 / 1) in which every edge set joins two
+        colours, or ``None`` when none exists (an edge set within a group, an odd cycle). The graph of
         units is then bipartite: colour-0 units against colour-1 units ([spec §1b][spec-1b]: detected, never
         assumed). Each connected set of groups starts at its lowest group with colour 0."""
         colour = np.full(self.n_layers, -1, dtype=np.int64)
@@ -307,8 +314,8 @@ class WeightGraph:
 
     @cached_property
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(u, v, w)``: every edge of every block once, ``u`` at the block's source, ``w = |W| > 0``
-        (two blocks joining the same units give two entries: their weights add up)."""
+        """``(u, v, w)``: every edge of every edge set once, ``u`` at its source group, ``w = |W| > 0``
+        (two edge sets joining the same units give two entries: their weights add up)."""
         us, vs, ws = [], [], []
         for (s, d), w in zip(self.links, self.abs_weights, strict=True):
             k, j = np.nonzero(w)
@@ -327,7 +334,7 @@ class WeightGraph:
 
     def to_networkx(self):
         """A ``networkx.Graph`` with node attributes ``layer`` (the group) and ``index`` and edge
-        ``weight`` (summed over blocks)."""
+        ``weight`` (summed over edge sets)."""
         import networkx as nx
 
         g = nx.from_scipy_sparse_array(self.adjacency, edge_attribute="weight")
@@ -338,7 +345,7 @@ class WeightGraph:
     def summary(self) -> dict:
         """``layer_widths``, ``n_nodes``, ``n_edges`` and ``reading`` (how the network was read):
         the graph's part of every result's JSON; a graph that is not a chain adds its ``groups``
-        and ``blocks``."""
+        and its edge sets (under the key ``blocks``, as in 0.3.0's results)."""
         out = {
             "layer_widths": list(self.layer_widths),
             "n_nodes": int(self.n_nodes),
@@ -384,6 +391,6 @@ class WeightGraph:
             widths = "-".join(map(str, self.layer_widths))
             return f"WeightGraph({widths}, nodes={self.n_nodes}, edges={self.n_edges})"
         return (
-            f"WeightGraph({len(self.sizes)} groups, {len(self.weights)} blocks, nodes={self.n_nodes}, "
+            f"WeightGraph({len(self.sizes)} groups, {len(self.weights)} edge sets, nodes={self.n_nodes}, "
             f"edges={self.n_edges})"
         )

@@ -72,6 +72,7 @@ from scipy import stats
 from torch import nn
 
 from ..errors import ModscopeError
+from ..graphs.network import Network
 from ..runtime.cache import WorkCache
 from ..runtime.hashing import fingerprint_arrays
 from ..runtime.jsonable import decode_exact, encode_exact
@@ -280,6 +281,9 @@ def knockout(
     metric at a tie; it joins the cache key). Running out of device memory is one line saying what
     to lower.
     """
+    if isinstance(model, Network):  # one network object: its module and what it was traced on
+        example_input = model.example_input if example_input is None else example_input
+        model = model.torch_module()
     cfg = settle(KnockoutConfig, config, options)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ModscopeError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")

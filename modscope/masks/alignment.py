@@ -46,6 +46,7 @@ import torch
 
 from ..data.functions import CONTROL
 from ..errors import ModscopeError
+from ..graphs.network import Network
 from ..stats import p_value
 from .result import MaskResult
 
@@ -161,6 +162,8 @@ def alignment(
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
+    if isinstance(graph, Network):  # one network object: its unit graph
+        graph = graph.graph
     labels = np.asarray(getattr(labels, "labels", labels))
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ModscopeError("labels must be a 1-D integer array, one per graph node")

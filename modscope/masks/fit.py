@@ -49,6 +49,7 @@ from torch import nn
 
 from ..data.functions import CONTROL, Function
 from ..errors import ModscopeError
+from ..graphs.network import Network
 from ..runtime.modules import device_errors, model_device, resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
@@ -388,6 +389,9 @@ def train_masks(
     procedure, not the CPU's masks to float tolerance. Running out of device memory is one line
     saying what to lower. ``model`` is never modified.
     """
+    if isinstance(model, Network):  # one network object: its module and what it was traced on
+        example_input = model.example_input if example_input is None else example_input
+        model = model.torch_module()
     cfg = settle(MaskConfig, config, options)
     steps = cfg.steps
     bad = [n for n in record_at if not 1 <= int(n) < steps]

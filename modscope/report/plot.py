@@ -36,7 +36,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..errors import ModscopeError
-from ..graphs.modules import linear_layers
+from ..graphs.network import Network
+from ..graphs.stacks import linear_layers
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.atomic import write_atomic
 from ..training.bimt import layout
@@ -71,6 +72,8 @@ def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
     """`_geometry` and whether the coordinates were learned (BIMT) rather than laid out."""
+    if isinstance(source, Network):  # one network object: its unit graph
+        source = source.graph
     if isinstance(source, str | os.PathLike):
         source = load_checkpoint(source)
     if isinstance(source, Checkpoint):
@@ -163,7 +166,8 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     """Draw a layered network: neurons at their (BIMT) positions, connections as lines.
 
     ``source``: a [`Checkpoint`][modscope.training.checkpoint.Checkpoint] (BIMT coordinates and permutations
-    honoured), its path, or a model (plain line layout: ``x_j = (2j + 1) / (2n)``, one row per layer).
+    honoured), its path, a `Network` or `WeightGraph` of a plain stack, or a model (plain line layout:
+    ``x_j = (2j + 1) / (2n)``, one row per layer).
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
     outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them),
     -1 = none.

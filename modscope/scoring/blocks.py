@@ -15,6 +15,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import ModscopeError
 from ..graphs.load import load_graph
+from ..graphs.network import Network
 from ..graphs.transformer import MLPBlock, count_mlp_blocks, iter_mlp_blocks, read_mlp_blocks
 from ..runtime.executors import Executor
 from .engine import score
@@ -72,7 +73,16 @@ def score_blocks(
     unit graph (`modscope.load_graph` of ``source``: for a transformer the merged residual stream,
     attention value units and MLP units of [spec §1b][spec-1b]) with the same measure, null and seed.
     ``device``: every block's spectral path (and the whole graph's) batched on this torch device
-    (`modscope.score`'s ``device``)."""
+    (`modscope.score`'s ``device``). A `Network`: the blocks of the module or file it was read from,
+    its graph as the whole."""
+    network = source
+    if isinstance(source, Network):
+        if source.module is None and not os.path.isfile(source.source):
+            raise ModscopeError(
+                f"a Network read from a {source.source} keeps no key names to cut MLP blocks from: "
+                "pass the transformer's file, state dict or module"
+            )
+        source = source.module if source.module is not None else source.source
     given = isinstance(source, Sequence) and not isinstance(source, str)
     blocks, reading = (list(source), "the MLP blocks given") if given else read_mlp_blocks(source)
     options = dict(measure=measure, n_clusters=n_clusters, null=null, n_shuffles=n_shuffles, seed=seed,
@@ -83,7 +93,7 @@ def score_blocks(
     if whole:
         if given:
             raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
-        whole_result = score(load_graph(source), **options)
+        whole_result = score(load_graph(network), **options)
     return BlockScores(blocks, results, name, whole_result, reading)
 
 

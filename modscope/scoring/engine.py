@@ -112,7 +112,7 @@ def score(
 ) -> ScoreResult:
     """Score a network's modularity against a null ([spec §2][spec-2]–[§3][spec-3]).
 
-    ``source``: a `WeightGraph` (an `ActivationGraph` too) or anything `load_graph` reads.
+    ``source``: a `Network`, a `WeightGraph` (an `ActivationGraph` too) or anything `load_graph` reads.
     ``measure``: ``"ncut"`` (default), ``"modularity"``, ``"local"``, a clusterer, or a `Measure`;
     ``n_clusters`` (default 12) goes with a measure's name. ``null``: a shuffle method name
     (``"layer"``, the default for weight graphs, ``"layer_nonzero"``, ``"layer_degree"``, ...),

@@ -13,7 +13,7 @@ import numpy as np
 from ..clustering.spectral import cluster
 from ..errors import ModscopeError
 from ..graphs.activations import ActivationGraph, activation_graph
-from ..graphs.load import load_graph
+from ..graphs.network import network
 from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
 from ..masks.fit import train_masks
@@ -55,20 +55,19 @@ def knockout_checkpoint(
     """Load a modscope checkpoint, cluster its weight graph, and run
     [`knockout()`][modscope.lesions.knockout.knockout].
 
-    The graph is built from the rebuilt model (hidden neurons in the model's order) and
+    The checkpoint is read once (`modscope.network`: inputs and outputs in task order), its graph
     clustered with [`modscope.cluster()`][modscope.clustering.spectral.cluster] (``n_clusters``, the same
     ``seed`` as the lesions). ``masks``: a file from ``modscope masks --save`` for lesions by function.
     ``kwargs`` go to [`knockout()`][modscope.lesions.knockout.knockout]. The file is only read.
     """
     ckpt = load_checkpoint(path)
-    model = ckpt.model()
+    net = network(ckpt)  # read once: its graph, and its module built from it
     the_task = task_for_checkpoint(ckpt, task, data)
-    graph = load_graph(model)
-    partition = cluster(graph, n_clusters, seed=kwargs.get("seed", 0))
+    partition = cluster(net, n_clusters, seed=kwargs.get("seed", 0))
     mask_dict = None
     if masks is not None:
         mask_dict = load_masks(masks)
-    result = knockout(model, the_task, partition.labels, masks=mask_dict, **kwargs)
+    result = knockout(net, the_task, partition.labels, masks=mask_dict, **kwargs)
     seed = int(kwargs.get("seed", 0))
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     result.labels = np.asarray(partition.labels)

@@ -25,7 +25,7 @@ from ..data.dataset import Data
 from ..data.functions import parse_function
 from ..data.splits import ArraySplit
 from ..errors import ModscopeError
-from ..graphs.load import load_graph
+from ..graphs.network import network
 from ..lesions.knockout import knockout
 from ..masks.fit import train_masks
 from ..scoring.engine import score
@@ -157,14 +157,14 @@ def worked_example(
         model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=progress,
         device=device,
     )
-    graph = load_graph(model, example_input=example)
-    scored = score(graph, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, seed=seed, progress=progress)
-    part = cluster(graph, s.n_clusters, seed=seed)
+    net = network(model, example)  # read once: the graph, and the module traced on its example
+    graph = net.graph
+    scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, seed=seed, progress=progress)
+    part = cluster(net, s.n_clusters, seed=seed)
     lesions = knockout(
-        model,
+        net,
         _head(data, s.knockout_examples),
         part,
-        example_input=example,
         n_random=s.n_random,
         seed=seed,
         progress=progress,
@@ -172,7 +172,7 @@ def worked_example(
     )
     functions = list(data.functions)
     masks = train_masks(
-        model, data, functions, example_input=example, steps=s.mask_steps, seed=seed, progress=progress,
+        net, data, functions, steps=s.mask_steps, seed=seed, progress=progress,
         device=device,
     )
     ko = lesions.to_dict()
