@@ -118,6 +118,9 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
             assert int(cells[1]) == s["size"] and float(cells[3]) == pytest.approx(s["delta"], abs=1e-4)
         if c == 0:
             _shot(tab, "cluster", tmp_path)
+            # the vendored cartesian bundle draws the box plot itself (an unknown type would not be "box")
+            assert "box" in tab.evaluate("document.getElementById('ko-plot')._fullData.map(t => t.type)")
+    assert tab.evaluate("document.getElementById('null-plot')._fullData[0].type") == "histogram"
 
     # the slider: edges with |w| >= t x the block's largest, counted here from the weights
     f = np.concatenate([np.abs(wb[wb != 0]) / np.abs(wb).max() for wb in graph.weights])
@@ -126,6 +129,8 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
         _set_threshold(tab, t)
         counts[t] = _edge_count(tab)
         assert counts[t] == int((f >= t - 1e-6).sum())
+        # every edge in one SVG path per (sign, strength) bin: the drawing's size does not grow with edges
+        assert 1 <= tab.locator("#net .shapelayer path").count() <= 8
     assert counts[0.0] > counts[0.3] > counts[0.8]
 
     # a mask toggled: its kept edges drawn over the network, then removed again
@@ -189,6 +194,7 @@ def test_a_large_graph_draws_aggregates_and_single_edges_on_zoom(browser, tmp_pa
     _set_threshold(tab, 0.0)  # all 8832 edges: too many to draw one by one
     assert "aggregate" in tab.inner_text("#edge-mode")
     aggregate = _edge_count(tab)
+    assert 1 <= tab.locator("#net .shapelayer path").count() <= 4 < aggregate  # one path per strength bin
     _shot(tab, "aggregate", tmp_path)
     tab.evaluate("Plotly.relayout('net', {'xaxis.range': [0.40, 0.46], 'yaxis.range': [0.7, 2.3]})")
     tab.wait_for_function("document.getElementById('edge-mode').textContent === 'edges'", timeout=10_000)
