@@ -10,7 +10,7 @@ Measured:
 - ``first_paint_s``: in headless Chromium (Playwright, Debian's chromium), from navigation start
   to the network drawn (``performance.now()`` when the first ``Plotly.react`` resolved), the
   median of ``--repeats`` fresh tabs; beside it ``plotly_alone_s``, the same for a page with
-  only the Plotly bundle the page embeds (``plotly_bundle``: plotly.js's cartesian partial
+  only the Plotly bundle the page embeds (``plotly_bundle``: plotly.js's basic partial
   bundle, vendored in ``modscope/report/explore_page/``) and a two-point plot, measured in the
   same minutes, so that what the explorer adds is told apart from what the machine's load does
   to Plotly's own start; ``first_edges`` / ``first_mode``: what the first drawing shows;

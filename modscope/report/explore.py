@@ -57,7 +57,7 @@ _SIGNATURES = {  # the keys by which a result's kind is recognised
     "train": ("train_config", "state_sha256"),
 }
 _PAGE = Path(__file__).with_name("explore_page")  # explore.html (template), explore.js, explore.css
-_PLOTLY = "plotly-cartesian.min.js"  # plotly.js-cartesian-dist-min 4.1.1 (npm), MIT: PLOTLY-LICENSE.txt
+_PLOTLY = "plotly-basic.min.js"  # plotly.js-basic-dist-min 4.1.1 (npm), MIT: PLOTLY-LICENSE.txt
 
 
 def explore_kind(d: Any) -> str:
@@ -752,8 +752,9 @@ def page_data(
 
 
 def _plotly_js() -> str:
-    """Plotly's cartesian bundle, vendored in ``explore_page/`` (origin and licence: PLOTLY-LICENSE.txt):
-    a third of the full bundle's size and parse time, and the page needs no ``plotly`` package."""
+    """plotly.js's basic bundle (scatter, bar, pie), vendored in ``explore_page/`` (origin and
+    licence: PLOTLY-LICENSE.txt): its start is a fraction of the full bundle's, and the page needs
+    no ``plotly`` package."""
     return (_PAGE / _PLOTLY).read_text(encoding="utf-8")
 
 

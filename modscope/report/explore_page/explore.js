@@ -226,13 +226,7 @@
     $("panel").innerHTML = h;
     if (ko) {
       const subs = ko.submodules.filter((s) => s.cluster === c && s.random);
-      if (subs.length) Plotly.newPlot("ko-plot", [
-        ...subs.map((s) => ({ type: "box", y: s.random, name: s.group, boxpoints: "all", jitter: 0.4, pointpos: 0,
-          marker: { color: GREY, size: 3 }, line: { color: "#777" }, showlegend: false })),
-        { type: "scatter", mode: "markers", x: subs.map((s) => s.group), y: subs.map((s) => s.accuracy),
-          name: `cluster ${c} silenced`, marker: { symbol: "diamond", size: 12, color: colour(c), line: { width: 1, color: "#000" } } },
-      ], { margin: { l: 50, r: 10, t: 10, b: 40 }, yaxis: { title: { text: `${ko.metric}, random lesions of the same size` } },
-        legend: { orientation: "h" } }, { displaylogo: false, responsive: true });
+      if (subs.length) lesionPlot("ko-plot", subs, c, ko.metric);
     }
     draw();
   }
@@ -253,6 +247,47 @@
     if (c >= 0) $("unit-to-cluster").onclick = () => showCluster(c);
   }
 
+  // The page's plotly.js is the basic bundle (scatter, bar, pie): a histogram is a bar trace of
+  // counts binned here, a box plot is drawn as layout shapes beside its points.
+  function histogram(values) {  // equal-width bins over [min, max], sqrt(n) of them (5 to 40)
+    const v = values.filter(Number.isFinite);
+    let lo = v.reduce((a, b) => Math.min(a, b), Infinity), hi = v.reduce((a, b) => Math.max(a, b), -Infinity);
+    const nb = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(v.length))));
+    if (!(hi > lo)) { const d = Math.abs(lo) * 1e-3 || 1e-3; lo -= d; hi += d; }  // every value equal
+    const w = (hi - lo) / nb, counts = new Array(nb).fill(0);
+    for (const x of v) counts[Math.min(nb - 1, Math.floor((x - lo) / w))]++;
+    return { x: counts.map((_, i) => lo + (i + 0.5) * w), y: counts, w };
+  }
+
+  // quartiles by linear interpolation between order statistics (numpy's default percentile)
+  function quartiles(values) {
+    const s = values.filter(Number.isFinite).sort((a, b) => a - b);
+    const q = (p) => { const h = (s.length - 1) * p, i = Math.floor(h); return s[i] + (h - i) * (s[Math.min(i + 1, s.length - 1)] - s[i]); };
+    const q1 = q(0.25), q3 = q(0.75), iqr = q3 - q1;  // whiskers: the furthest points within 1.5 IQR of the box
+    return { q1, med: q(0.5), q3, lo: s.find((x) => x >= q1 - 1.5 * iqr), hi: s.findLast((x) => x <= q3 + 1.5 * iqr) };
+  }
+
+  // each lesioned sub-module: its random lesions' metrics (points and their box), the cluster's own a diamond
+  function lesionPlot(id, subs, c, metric) {
+    const px = [], py = [], shapes = [], line = { color: "#777", width: 1.5 };
+    const seg = (x0, y0, x1, y1) => shapes.push({ type: "line", x0, y0, x1, y1, line });
+    subs.forEach((s, i) => {
+      s.random.forEach((y, k) => { px.push(i + 0.4 * (((k * 0.6180339887) % 1) - 0.5)); py.push(y); });  // jitter
+      const b = quartiles(s.random);
+      if (!Number.isFinite(b.med)) return;
+      shapes.push({ type: "rect", x0: i - 0.3, x1: i + 0.3, y0: b.q1, y1: b.q3, line, fillcolor: "rgba(160,160,160,0.35)", layer: "below" });
+      seg(i - 0.3, b.med, i + 0.3, b.med); seg(i, b.q3, i, b.hi); seg(i, b.q1, i, b.lo);
+      seg(i - 0.12, b.hi, i + 0.12, b.hi); seg(i - 0.12, b.lo, i + 0.12, b.lo);
+    });
+    return Plotly.newPlot(id, [
+      { type: "scatter", mode: "markers", x: px, y: py, name: "random lesions", marker: { color: GREY, size: 3 }, hoverinfo: "y" },
+      { type: "scatter", mode: "markers", x: subs.map((s, i) => i), y: subs.map((s) => s.accuracy), text: subs.map((s) => s.group),
+        name: `cluster ${c} silenced`, marker: { symbol: "diamond", size: 12, color: colour(c), line: { width: 1, color: "#000" } } },
+    ], { margin: { l: 50, r: 10, t: 10, b: 40 }, shapes, legend: { orientation: "h" },
+      xaxis: { tickvals: subs.map((s, i) => i), ticktext: subs.map((s) => s.group), range: [-0.6, subs.length - 0.4], zeroline: false },
+      yaxis: { title: { text: `${metric}, random lesions of the same size` } } }, { displaylogo: false, responsive: true });
+  }
+
   function showNull() {
     const p = P();
     showNullOf(p.null, p.ncut_result !== undefined && p.ncut_result !== null ? p.ncut_result : p.ncut);
@@ -265,8 +300,10 @@
     }
     $("null-text").innerHTML = `n-cut <b id="null-value">${fmt(value)}</b> against ${n.n} × ${esc(n.method)} shuffles: ` +
       `mean ${fmt(n.mean)} ± ${fmt(n.std)}, z <b id="null-z">${fmt(n.z, 2)}</b>, p <b id="null-p">${fmt(n.p_value, 4)}</b>`;
-    Plotly.newPlot("null-plot", [{ type: "histogram", x: n.ncuts, name: "shuffles", marker: { color: "#999" } }],
-      { margin: { l: 40, r: 10, t: 10, b: 40 }, bargap: 0.05, xaxis: { title: { text: "n-cut" } },
+    const h = histogram(n.ncuts);
+    Plotly.newPlot("null-plot", [{ type: "bar", x: h.x, y: h.y, width: 0.95 * h.w, name: "shuffles", marker: { color: "#999" },
+      customdata: h.x.map((x) => [x - h.w / 2, x + h.w / 2]), hovertemplate: "n-cut %{customdata[0]:.4g} to %{customdata[1]:.4g}: %{y} shuffles<extra></extra>" }],
+      { margin: { l: 40, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "n-cut" } },
         shapes: [{ type: "line", x0: value, x1: value, yref: "paper", y0: 0, y1: 1, line: { color: "#d62728", width: 2 } }],
         annotations: [{ x: value, yref: "paper", y: 1, text: "this network", showarrow: false, font: { color: "#d62728" } }] },
       { displaylogo: false, responsive: true });
