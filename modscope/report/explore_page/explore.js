@@ -251,6 +251,7 @@
   // counts binned here, a box plot is drawn as layout shapes beside its points.
   function histogram(values) {  // equal-width bins over [min, max], sqrt(n) of them (5 to 40)
     const v = values.filter(Number.isFinite);
+    if (!v.length) return { x: [], y: [], w: 1 };
     let lo = v.reduce((a, b) => Math.min(a, b), Infinity), hi = v.reduce((a, b) => Math.max(a, b), -Infinity);
     const nb = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(v.length))));
     if (!(hi > lo)) { const d = Math.abs(lo) * 1e-3 || 1e-3; lo -= d; hi += d; }  // every value equal
