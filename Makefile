@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(LOCK) $(TORCH)
-	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,distributed,community,onnx,keras,docs,explore]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[dev,distributed,community,onnx,keras,docs]'
 	touch $(STAMP)
 
 # The pinned versions of the current .venv, less modscope (editable), torch (TORCH above) and any

@@ -10,8 +10,10 @@ Measured:
 - ``first_paint_s``: in headless Chromium (Playwright, Debian's chromium), from navigation start
   to the network drawn (``performance.now()`` when the first ``Plotly.react`` resolved), the
   median of ``--repeats`` fresh tabs; beside it ``plotly_alone_s``, the same for a page with
-  only Plotly's bundle and a two-point plot, measured in the same minutes, so that what the
-  explorer adds is told apart from what the machine's load does to Plotly's own start;
+  only the Plotly bundle the page embeds (``plotly_bundle``: plotly.js's basic partial
+  bundle, vendored in ``modscope/report/explore_page/``) and a two-point plot, measured in the
+  same minutes, so that what the explorer adds is told apart from what the machine's load does
+  to Plotly's own start; ``first_edges`` / ``first_mode``: what the first drawing shows;
 - ``first_paint_cpu_s``: the renderer main thread's CPU time at that moment (Chrome's
   ``Performance.getMetrics`` ``ThreadTime``): the work of the first paint, which the other
   processes on a shared machine do not inflate (the wall-clock time waits for them);
@@ -61,6 +63,7 @@ def _paint(browser, page: Path, repeats: int, interact: bool) -> dict:
         tab.goto(page.as_uri(), timeout=600_000)
         tab.wait_for_selector("body[data-ready='1']", timeout=600_000)
         times.append(tab.evaluate("window.modscopeFirstPaint") / 1000)
+        first = (tab.inner_text("#edge-count"), tab.inner_text("#edge-mode")) if interact else ("0", "")
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         cpu.append(metrics.get("ThreadTime", float("nan")))  # the renderer main thread's CPU seconds
         if interact and i == 0:
@@ -89,6 +92,7 @@ def _paint(browser, page: Path, repeats: int, interact: bool) -> dict:
     }
     if interact:
         out.update(slider_ms=slider, zoom_ms=zoom[0], zoom_mode=zoom[1], zoom_edges=zoom[2], stages_ms=stages)
+        out.update(first_edges=int(first[0]), first_mode=first[1])
     return out
 
 
@@ -152,12 +156,17 @@ def main() -> None:
         del graph, page
 
         from playwright.sync_api import sync_playwright
-        from plotly.offline import get_plotlyjs
 
+        import modscope.report.explore as ex
+
+        (bundle,) = Path(ex.__file__).with_name("explore_page").glob("plotly-*.min.js")
+        plotly_js = bundle.read_text(encoding="utf-8")
+        results["plotly_bundle"] = plotly_js.split("\n", 2)[1].strip("* ")  # its banner's name and version
+        results["plotly_bundle_mb"] = bundle.stat().st_size / 1e6
         alone = tmp / "plotly.html"
         alone.write_text(
             "<!DOCTYPE html><html><body><div id='p'></div><script>"
-            + get_plotlyjs()
+            + plotly_js
             + "</script><script>Plotly.newPlot('p', [{x: [1, 2], y: [1, 2]}]).then(() => {"
             "window.modscopeFirstPaint = performance.now(); document.body.dataset.ready = '1';"
             "});</script></body></html>"
@@ -187,11 +196,14 @@ def main() -> None:
         "plotly_alone_cpu_s",
         "first_paint_s",
         "first_paint_cpu_s",
+        "first_edges",
+        "first_mode",
         "stages_ms",
         "slider_ms",
         "zoom_ms",
         "zoom_mode",
         "load_average",
+        "plotly_bundle",
     ):
         print(f"{k:16s} {results[k]}")
     write(args, results)

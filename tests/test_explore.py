@@ -158,6 +158,27 @@ def test_python_objects_and_the_notebook_view(tmp_path):
     assert "Plotly" in text and "<script src=" not in text  # bundled, nothing fetched
 
 
+def test_the_page_carries_its_own_plotly(results, monkeypatch):
+    """plotly.js's official basic bundle is vendored: no `plotly` package, no network; its
+    origin and MIT licence ship beside it, and it holds every trace type the page draws."""
+    import re
+    import sys
+
+    import modscope.report.explore as ex
+
+    monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` fails: not needed
+    text = explore(results["score"]).html
+    assert "plotly.js (basic - minified) v4.1.1" in text and "window.Plotly" in text
+    assert "<script src=" not in text  # nothing fetched
+    folder = Path(ex.__file__).with_name("explore_page")
+    notice = (folder / "PLOTLY-LICENSE.txt").read_text()
+    assert "MIT License" in notice and "plotly.js-basic-dist-min 4.1.1" in notice
+    drawn = set(re.findall(r'type: "(\w+)"', (folder / "explore.js").read_text()))
+    drawn -= {"path", "line", "rect"}  # layout shapes, not traces
+    listed = notice.split("trace types:")[1].split("(")[0]
+    assert drawn == {"scatter", "bar"} and all(t in listed for t in drawn)
+
+
 def test_group_rows_follow_the_longest_path():
     rng = np.random.default_rng(0)
     w = [rng.random((3, 2)), rng.random((4, 3)), rng.random((4, 2))]  # 0->1->2 and a skip 0->2

@@ -118,6 +118,24 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
             assert int(cells[1]) == s["size"] and float(cells[3]) == pytest.approx(s["delta"], abs=1e-4)
         if c == 0:
             _shot(tab, "cluster", tmp_path)
+        # the random lesions' box plots (drawn as shapes): quartiles and median as numpy's
+        per = zip(ko["submodules"], ko["random_metrics"], strict=True)
+        rand = [r for s, r in per if s["cluster"] == c and r]
+        ko_plot = tab.evaluate(
+            "(() => { const g = document.getElementById('ko-plot'); return [g.data[0].y.length,"
+            " g.layout.shapes.filter(s => s.type === 'rect').map(s => [s.y0, s.y1]),"
+            " g.layout.shapes.filter(s => s.type === 'line' && s.x1 - s.x0 > 0.5).map(s => s.y0)]; })()"
+        )
+        assert rand and ko_plot[0] == sum(len(r) for r in rand)
+        assert np.allclose(ko_plot[1], [np.percentile(r, [25, 75]) for r in rand])
+        assert ko_plot[2] == pytest.approx([float(np.median(r)) for r in rand])
+
+    # the null's histogram (a bar trace binned by the page): every shuffle counted once, the bins cover them
+    ncuts = np.asarray(score["shuffle"]["ncuts"])
+    x, y, w = tab.evaluate(
+        "(() => { const t = document.getElementById('null-plot').data[0]; return [t.x, t.y, t.width]; })()"
+    )
+    assert sum(y) == ncuts.size and min(x) - w / 1.9 <= ncuts.min() and ncuts.max() <= max(x) + w / 1.9
 
     # the slider: edges with |w| >= t x the block's largest, counted here from the weights
     f = np.concatenate([np.abs(wb[wb != 0]) / np.abs(wb).max() for wb in graph.weights])
@@ -126,6 +144,8 @@ def test_load_click_a_cluster_toggle_a_mask_move_the_slider(browser, small, tmp_
         _set_threshold(tab, t)
         counts[t] = _edge_count(tab)
         assert counts[t] == int((f >= t - 1e-6).sum())
+        # every edge in one SVG path per (sign, strength) bin: the drawing's size does not grow with edges
+        assert 1 <= tab.locator("#net .shapelayer path").count() <= 8
     assert counts[0.0] > counts[0.3] > counts[0.8]
 
     # a mask toggled: its kept edges drawn over the network, then removed again
@@ -189,6 +209,7 @@ def test_a_large_graph_draws_aggregates_and_single_edges_on_zoom(browser, tmp_pa
     _set_threshold(tab, 0.0)  # all 8832 edges: too many to draw one by one
     assert "aggregate" in tab.inner_text("#edge-mode")
     aggregate = _edge_count(tab)
+    assert 1 <= tab.locator("#net .shapelayer path").count() <= 4 < aggregate  # one path per strength bin
     _shot(tab, "aggregate", tmp_path)
     tab.evaluate("Plotly.relayout('net', {'xaxis.range': [0.40, 0.46], 'yaxis.range': [0.7, 2.3]})")
     tab.wait_for_function("document.getElementById('edge-mode').textContent === 'edges'", timeout=10_000)

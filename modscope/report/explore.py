@@ -36,7 +36,7 @@ from .._version import __version__
 from ..errors import ModscopeError
 from ..runtime.atomic import write_text
 from ..runtime.hashing import file_sha256
-from ..runtime.jsonable import read_json_file
+from .html import kind_by_keys, read_result
 
 __all__ = [
     "DEFAULT_MAX_EDGES",
@@ -57,27 +57,17 @@ _SIGNATURES = {  # the keys by which a result's kind is recognised
     "train": ("train_config", "state_sha256"),
 }
 _PAGE = Path(__file__).with_name("explore_page")  # explore.html (template), explore.js, explore.css
+_PLOTLY = "plotly-basic.min.js"  # plotly.js-basic-dist-min 4.1.1 (npm), MIT: PLOTLY-LICENSE.txt
 
 
 def explore_kind(d: Any) -> str:
     """``"score"``, ``"blocks"``, ``"masks"``, ``"knockout"`` or ``"train"``, from a result dict's keys."""
-    if isinstance(d, Mapping):
-        for kind, keys in _SIGNATURES.items():
-            if all(k in d for k in keys):
-                return kind
-    raise ModscopeError(
-        "not a modscope result: expected the --json of `score`, `blocks`, `knockout`, `masks` or `train`"
-    )
+    return kind_by_keys(d, _SIGNATURES, "the --json of `score`, `blocks`, `knockout`, `masks` or `train`")
 
 
 def load_explore_result(path: str | os.PathLike) -> tuple[str, dict]:
     """Read one result JSON file: ``(kind, dict)``; one-line `ModscopeError` on a bad file."""
-    path = Path(path)
-    d = read_json_file(path)
-    try:
-        return explore_kind(d), d
-    except ModscopeError as exc:
-        raise ModscopeError(f"{path}: {exc}") from None
+    return read_result(path, explore_kind)
 
 
 @dataclass
@@ -586,53 +576,40 @@ def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def page_data(
-    results: Sequence[Any],
-    network: Any = None,
-    *,
-    title: str | None = None,
-    max_edges: int = DEFAULT_MAX_EDGES,
-) -> dict[str, Any]:
-    """Everything the page shows, as JSON-ready data (see the module docstring)."""
-    if not results:
-        raise ModscopeError(
-            "no results to explore: pass the --json of score, blocks, knockout, masks or train"
-        )
-    if max_edges < 1:
-        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
-    items = [_as_item(r, i) for i, r in enumerate(results)]
-    kinds = {it.kind for it in items}
-    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
-    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
-        return _blocks_only(items, network, title)
-    graph, net_path, net_label = _network(items, network)
-    groups, x, y = _layout(graph)
-    edges = _edges(graph)
-
+def _masks_view(
+    items: Sequence[_Item], graph: Any, edges: _Edges
+) -> tuple[dict[str, np.ndarray], dict | None]:
+    """``({function: (n_edges,) bool kept}, the page's masks summary or None)`` of the first
+    ``masks`` result; its ``note`` says what is not drawn."""
     from ..masks.bits import decode_masks
 
-    masks_items = [it for it in items if it.kind == "masks"]
+    it = next((it for it in items if it.kind == "masks"), None)
+    if it is None:
+        return {}, None
     kept: dict[str, np.ndarray] = {}
-    mask_note = ""
-    mask_summary = None
-    if masks_items:
-        it = masks_items[0]
-        if "weight_masks" not in it.d:
-            mask_note = (
-                f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
-            )
-        else:
-            kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
-            if unmatched:
-                mask_note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
-        mask_summary = {
-            "name": it.name,
-            "functions": list(it.d["functions"]),
-            "iou": it.d.get("iou"),
-            "kept_fraction": it.d.get("kept_fraction"),
-            "accuracy": it.d.get("accuracy"),
-        }
+    note = ""
+    if "weight_masks" not in it.d:
+        note = f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
+    else:
+        kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
+        if unmatched:
+            note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+    summary = {
+        "name": it.name,
+        "functions": list(it.d["functions"]),
+        "iou": it.d.get("iou"),
+        "kept_fraction": it.d.get("kept_fraction"),
+        "accuracy": it.d.get("accuracy"),
+        "note": note,
+    }
+    return kept, summary
 
+
+def _partitions(
+    items: Sequence[_Item], graph: Any, x: np.ndarray, y: np.ndarray, edges: _Edges, kept: Mapping
+) -> list[dict]:
+    """Every partition of the whole network among the results (score, blocks --whole, the
+    knockouts' lesioned ones), each knockout attached to the partition it lesioned."""
     partitions: list[dict] = []
     for it in items:
         if it.kind == "score":
@@ -674,15 +651,19 @@ def page_data(
             "no partition of the network among the results: add the --json of `modscope score` "
             "(or `knockout`, or `blocks --whole`)"
         )
+    return partitions
 
-    # the strongest edges, for single-edge drawing; all of them in the aggregates
+
+def _embedded(graph: Any, edges: _Edges, max_edges: int) -> tuple[dict[str, Any], np.ndarray]:
+    """``(the page's single edges, their indices into edges)``: the strongest ``max_edges`` by
+    |w| / max |w| of their block, strongest first, as base64 arrays (u, v int32; q int16 = the
+    signed strength x 32767; block int16, int32 past 32767 blocks)."""
     order = np.arange(edges.f.size)
     if max_edges < edges.f.size:  # O(n) selection first: a whole GPT-2 graph has 70.8M edges
         order = np.argpartition(-edges.f, max_edges - 1)[:max_edges]
     order = order[np.argsort(-edges.f[order], kind="stable")]
-    n_embed = order.size
     emb = {
-        "n": int(n_embed),
+        "n": int(order.size),
         "total": int(edges.u.size),
         "u": _b64(edges.u[order]),
         "v": _b64(edges.v[order]),
@@ -690,39 +671,52 @@ def page_data(
         "block": _b64(edges.block[order].astype(np.int16 if len(graph.weights) < 32768 else np.int32)),
         "block_names": list(graph.names),
     }
-    masks_page = None
-    if mask_summary is not None:
-        masks_page = {
-            **mask_summary,
-            "note": mask_note,
-            "bits": {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
-            "kept_edges": {f: int(m.sum()) for f, m in kept.items()},
-        }
+    return emb, order
 
-    blocks_page = next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None)
 
+_TRAIN_KEYS = (
+    "task",
+    "steps",
+    "seed",
+    "test_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "sparsity",
+    "bimt",
+    "architecture",
+)
+
+
+def page_data(
+    results: Sequence[Any],
+    network: Any = None,
+    *,
+    title: str | None = None,
+    max_edges: int = DEFAULT_MAX_EDGES,
+) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data (see the module docstring)."""
+    if not results:
+        raise ModscopeError(
+            "no results to explore: pass the --json of score, blocks, knockout, masks or train"
+        )
+    if max_edges < 1:
+        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
+    items = [_as_item(r, i) for i, r in enumerate(results)]
+    kinds = {it.kind for it in items}
+    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
+    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
+        return _blocks_only(items, network, title)
+    graph, net_path, net_label = _network(items, network)
+    groups, x, y = _layout(graph)
+    edges = _edges(graph)
+    kept, masks_page = _masks_view(items, graph, edges)
+    partitions = _partitions(items, graph, x, y, edges, kept)
+    emb, order = _embedded(graph, edges, max_edges)
+    if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
+        masks_page["bits"] = {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()}
+        masks_page["kept_edges"] = {f: int(m.sum()) for f, m in kept.items()}
     train = next(
-        (
-            {
-                k: v
-                for k, v in it.d.items()
-                if k
-                in (
-                    "task",
-                    "steps",
-                    "seed",
-                    "test_accuracy",
-                    "test_loss",
-                    "train_accuracy",
-                    "sparsity",
-                    "bimt",
-                    "architecture",
-                )
-            }
-            for it in items
-            if it.kind == "train"
-        ),
-        None,
+        ({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"), None
     )
     return {
         "title": title or f"modscope explore: {net_label}",
@@ -741,19 +735,16 @@ def page_data(
         "edges": emb,
         "partitions": partitions,
         "masks": masks_page,
-        "blocks": blocks_page,
+        "blocks": next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None),
         "train": train,
     }
 
 
 def _plotly_js() -> str:
-    try:
-        from plotly.offline import get_plotlyjs
-    except ImportError:
-        raise ModscopeError(
-            "modscope explore draws with Plotly: pip install 'modscope[explore]' (or plotly)"
-        ) from None
-    return get_plotlyjs()
+    """plotly.js's basic bundle (scatter, bar, pie), vendored in ``explore_page/`` (origin and
+    licence: PLOTLY-LICENSE.txt): its start is a fraction of the full bundle's, and the page needs
+    no ``plotly`` package."""
+    return (_PAGE / _PLOTLY).read_text(encoding="utf-8")
 
 
 def render_page(data: Mapping[str, Any]) -> str:

@@ -264,16 +264,11 @@ def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
 
 
 def _explorer_pages(out: Path, rows: list[dict], scores: dict, knockouts: dict, masks: dict,
-                    mask_files: dict[str, Path], say: Callable[[str], None]) -> dict[str, str]:
+                    mask_files: dict[str, Path]) -> dict[str, str]:
     """One `modscope explore` page per model under ``out/explore/``: ``{model: relative link}``.
 
     The demo's cached results are the API's ``to_dict()``: the keys the CLI adds for the explorer
     are added here (the knockout lesioned the score's partition; the masks come from their file)."""
-    import importlib.util
-
-    if importlib.util.find_spec("plotly") is None:
-        say("explorer pages skipped: pip install plotly (modscope[explore])")
-        return {}
     from ..masks.bits import encode_masks
     from ..masks.result import load_masks
     from ..report.explore import explore
@@ -512,7 +507,7 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
                             nulls, examples, list(notes))
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
-        data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files, say)
+        data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files)
         build_report(data, out, title="modscope demo report", cache_dir=stages.cache / "figures")
         bar.update()
     finally:

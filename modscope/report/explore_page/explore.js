@@ -13,7 +13,8 @@
   const GREY = "#c8c8c8";
   const MASK_COLOURS = ["#00a0a0", "#a000a0", "#a06000", "#0060c0", "#60a000", "#c00060"];
 
-  function decode(s, T) {
+  function decode(s, T) {  // base64 → a typed array: natively where the browser can (Chrome 140+, Firefox 133+)
+    if (Uint8Array.fromBase64) return new T(Uint8Array.fromBase64(s).buffer);
     const b = atob(s), u = new Uint8Array(b.length);
     for (let i = 0; i < b.length; i++) u[i] = b.charCodeAt(i);
     return new T(u.buffer);
@@ -49,36 +50,41 @@
   const inView = (v, u) => X[u] >= v.x[0] && X[u] <= v.x[1] && Y[u] >= v.y[0] && Y[u] <= v.y[1];
   function nThreshold(t) { let lo = 0, hi = NE; while (lo < hi) { const m = (lo + hi) >> 1; if (EF[m] >= t) lo = m + 1; else hi = m; } return lo; }
 
-  // single edges binned by strength and sign: one Plotly trace per bin, widths and opacity by |w|
-  function edgeTraces(idx, name) {
-    const bins = [0.25, 0.5, 0.75, 1.01], traces = [];
-    for (let s = 0; s < 2; s++) for (let b = 0; b < bins.length; b++) {
-      const xs = [], ys = [], lo = b ? bins[b - 1] : 0;
-      for (const i of idx) {
-        if ((EQ[i] < 0) !== (s === 1) || EF[i] < lo || EF[i] >= bins[b]) continue;
-        xs.push(X[EU[i]], X[EV[i]], null); ys.push(Y[EU[i]], Y[EV[i]], null);
-      }
-      if (!xs.length) continue;
-      traces.push({ type: "scatter", mode: "lines", x: xs, y: ys, hoverinfo: "skip", showlegend: false, name,
-        line: { width: 0.4 + 2.6 * bins[b] * (b === 3 ? 0.99 : 1), color: s ? "rgba(214,39,40,A)" : "rgba(31,119,180,A)" } });
-      traces[traces.length - 1].line.color = traces[traces.length - 1].line.color.replace("A", (0.15 + 0.75 * (b + 1) / bins.length).toFixed(2));
-    }
-    return traces;
+  // Edges are drawn as layout shapes, one SVG path of "M x y L x y" segments per (sign, strength)
+  // bin: a scatter trace with null gaps would make one SVG element per edge, and thousands of
+  // elements are what made the first paint slow. Coordinates stay in data units (pan and zoom).
+  const BINS = [0.25, 0.5, 0.75, 1.01];
+  function pathShape(parts, width, color) {
+    return { type: "path", xref: "x", yref: "y", layer: "below", path: parts.join(""), line: { width, color } };
   }
 
-  function aggEdgeTraces(p) {
-    const A = p.edges, N = p.nodes, traces = [], bins = [0.25, 0.5, 0.75, 1.01];
-    let count = 0;
-    for (let b = 0; b < bins.length; b++) {
-      const xs = [], ys = [], lo = b ? bins[b - 1] : 0;
-      for (let e = 0; e < A.a.length; e++) {
-        const f = A.f[e]; if (f < state.thr || f < lo || f >= bins[b]) continue;
-        xs.push(N.x[A.a[e]], N.x[A.b[e]], null); ys.push(N.y[A.a[e]], N.y[A.b[e]], null); count++;
-      }
-      if (xs.length) traces.push({ type: "scatter", mode: "lines", x: xs, y: ys, hoverinfo: "skip", showlegend: false,
-        line: { width: 0.6 + 5 * bins[b], color: `rgba(90,90,90,${(0.15 + 0.6 * (b + 1) / bins.length).toFixed(2)})` } });
+  // single edges binned by strength and sign: widths and opacity by |w|
+  function edgeShapes(idx) {
+    const parts = [[], [], [], [], [], [], [], []], shapes = [];
+    for (const i of idx) {
+      let b = 0; while (b < 3 && EF[i] >= BINS[b]) b++;
+      parts[(EQ[i] < 0 ? 4 : 0) + b].push(`M${X[EU[i]]},${Y[EU[i]]}L${X[EV[i]]},${Y[EV[i]]}`);
     }
-    return { traces, count };
+    for (let s = 0; s < 2; s++) for (let b = 0; b < BINS.length; b++) {
+      const ps = parts[4 * s + b]; if (!ps.length) continue;
+      const alpha = (0.15 + 0.75 * (b + 1) / BINS.length).toFixed(2);
+      shapes.push(pathShape(ps, 0.4 + 2.6 * BINS[b] * (b === 3 ? 0.99 : 1),
+        s ? `rgba(214,39,40,${alpha})` : `rgba(31,119,180,${alpha})`));
+    }
+    return shapes;
+  }
+
+  function aggEdgeShapes(p) {
+    const A = p.edges, N = p.nodes, parts = [[], [], [], []], shapes = [];
+    let count = 0;
+    for (let e = 0; e < A.a.length; e++) {
+      const f = A.f[e]; if (f < state.thr) continue;
+      let b = 0; while (b < 3 && f >= BINS[b]) b++;
+      parts[b].push(`M${N.x[A.a[e]]},${N.y[A.a[e]]}L${N.x[A.b[e]]},${N.y[A.b[e]]}`); count++;
+    }
+    for (let b = 0; b < BINS.length; b++) if (parts[b].length) shapes.push(pathShape(parts[b], 0.6 + 5 * BINS[b],
+      `rgba(90,90,90,${(0.15 + 0.6 * (b + 1) / BINS.length).toFixed(2)})`));
+    return { shapes, count };
   }
 
   function draw() {
@@ -91,15 +97,15 @@
     let nView = 0;  // Plotly's SVG markers are the costly part of a drawing: count before choosing
     for (let u = 0; u < X.length && nView <= MAX_NODES; u++) if (inView(v, u)) nView++;
     const traces = [];
-    let drawn, mode;
+    let drawn, mode, shapes;
     if (over) {
-      const a = aggEdgeTraces(p); traces.push(...a.traces); drawn = a.count; mode = "aggregate edges (group × cluster)";
+      const a = aggEdgeShapes(p); shapes = a.shapes; drawn = a.count; mode = "aggregate edges (group × cluster)";
       if (nView <= MAX_NODES) {  // single units: a hollow ring per (group, cluster) where the aggregates end
         const N = p.nodes;       // (with aggregate units drawn, their markers are those ends already)
         traces.push({ type: "scatter", mode: "markers", x: N.x, y: N.y, hoverinfo: "skip", showlegend: false,
           marker: { symbol: "circle-open", size: 16, color: N.c.map(colour), line: { width: 2 } } });
       }
-    } else { traces.push(...edgeTraces(idx, "edges")); drawn = idx.length; mode = "edges"; }
+    } else { shapes = edgeShapes(idx); drawn = idx.length; mode = "edges"; }
     // masks: each toggled function's kept edges over the drawing, the shared ones highlighted
     const on = [...state.masks];
     if (on.length) {
@@ -150,7 +156,7 @@
     }
     const layout = {
       margin: { l: 110, r: 10, t: 10, b: 30 }, showlegend: true, legend: { orientation: "h", y: -0.05 },
-      hovermode: "closest", dragmode: "pan", uirevision: "net", annotations: groupLabels(),
+      hovermode: "closest", dragmode: "pan", uirevision: "net", annotations: groupLabels(), shapes,
       xaxis: { showgrid: false, zeroline: false, showticklabels: false, range: state.view ? state.view.x : FULL.x },
       yaxis: { showgrid: false, zeroline: false, tickvals: D.groups.map((g) => g.row),
         ticktext: rowLabels(), range: state.view ? state.view.y : FULL.y },
@@ -220,13 +226,7 @@
     $("panel").innerHTML = h;
     if (ko) {
       const subs = ko.submodules.filter((s) => s.cluster === c && s.random);
-      if (subs.length) Plotly.newPlot("ko-plot", [
-        ...subs.map((s) => ({ type: "box", y: s.random, name: s.group, boxpoints: "all", jitter: 0.4, pointpos: 0,
-          marker: { color: GREY, size: 3 }, line: { color: "#777" }, showlegend: false })),
-        { type: "scatter", mode: "markers", x: subs.map((s) => s.group), y: subs.map((s) => s.accuracy),
-          name: `cluster ${c} silenced`, marker: { symbol: "diamond", size: 12, color: colour(c), line: { width: 1, color: "#000" } } },
-      ], { margin: { l: 50, r: 10, t: 10, b: 40 }, yaxis: { title: { text: `${ko.metric}, random lesions of the same size` } },
-        legend: { orientation: "h" } }, { displaylogo: false, responsive: true });
+      if (subs.length) lesionPlot("ko-plot", subs, c, ko.metric);
     }
     draw();
   }
@@ -247,6 +247,48 @@
     if (c >= 0) $("unit-to-cluster").onclick = () => showCluster(c);
   }
 
+  // The page's plotly.js is the basic bundle (scatter, bar, pie): a histogram is a bar trace of
+  // counts binned here, a box plot is drawn as layout shapes beside its points.
+  function histogram(values) {  // equal-width bins over [min, max], sqrt(n) of them (5 to 40)
+    const v = values.filter(Number.isFinite);
+    if (!v.length) return { x: [], y: [], w: 1 };
+    let lo = v.reduce((a, b) => Math.min(a, b), Infinity), hi = v.reduce((a, b) => Math.max(a, b), -Infinity);
+    const nb = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(v.length))));
+    if (!(hi > lo)) { const d = Math.abs(lo) * 1e-3 || 1e-3; lo -= d; hi += d; }  // every value equal
+    const w = (hi - lo) / nb, counts = new Array(nb).fill(0);
+    for (const x of v) counts[Math.min(nb - 1, Math.floor((x - lo) / w))]++;
+    return { x: counts.map((_, i) => lo + (i + 0.5) * w), y: counts, w };
+  }
+
+  // quartiles by linear interpolation between order statistics (numpy's default percentile)
+  function quartiles(values) {
+    const s = values.filter(Number.isFinite).sort((a, b) => a - b);
+    const q = (p) => { const h = (s.length - 1) * p, i = Math.floor(h); return s[i] + (h - i) * (s[Math.min(i + 1, s.length - 1)] - s[i]); };
+    const q1 = q(0.25), q3 = q(0.75), iqr = q3 - q1;  // whiskers: the furthest points within 1.5 IQR of the box
+    return { q1, med: q(0.5), q3, lo: s.find((x) => x >= q1 - 1.5 * iqr), hi: s.findLast((x) => x <= q3 + 1.5 * iqr) };
+  }
+
+  // each lesioned sub-module: its random lesions' metrics (points and their box), the cluster's own a diamond
+  function lesionPlot(id, subs, c, metric) {
+    const px = [], py = [], shapes = [], line = { color: "#777", width: 1.5 };
+    const seg = (x0, y0, x1, y1) => shapes.push({ type: "line", x0, y0, x1, y1, line });
+    subs.forEach((s, i) => {
+      s.random.forEach((y, k) => { px.push(i + 0.4 * (((k * 0.6180339887) % 1) - 0.5)); py.push(y); });  // jitter
+      const b = quartiles(s.random);
+      if (!Number.isFinite(b.med)) return;
+      shapes.push({ type: "rect", x0: i - 0.3, x1: i + 0.3, y0: b.q1, y1: b.q3, line, fillcolor: "rgba(160,160,160,0.35)", layer: "below" });
+      seg(i - 0.3, b.med, i + 0.3, b.med); seg(i, b.q3, i, b.hi); seg(i, b.q1, i, b.lo);
+      seg(i - 0.12, b.hi, i + 0.12, b.hi); seg(i - 0.12, b.lo, i + 0.12, b.lo);
+    });
+    return Plotly.newPlot(id, [
+      { type: "scatter", mode: "markers", x: px, y: py, name: "random lesions", marker: { color: GREY, size: 3 }, hoverinfo: "y" },
+      { type: "scatter", mode: "markers", x: subs.map((s, i) => i), y: subs.map((s) => s.accuracy), text: subs.map((s) => s.group),
+        name: `cluster ${c} silenced`, marker: { symbol: "diamond", size: 12, color: colour(c), line: { width: 1, color: "#000" } } },
+    ], { margin: { l: 50, r: 10, t: 10, b: 40 }, shapes, legend: { orientation: "h" },
+      xaxis: { tickvals: subs.map((s, i) => i), ticktext: subs.map((s) => s.group), range: [-0.6, subs.length - 0.4], zeroline: false },
+      yaxis: { title: { text: `${metric}, random lesions of the same size` } } }, { displaylogo: false, responsive: true });
+  }
+
   function showNull() {
     const p = P();
     showNullOf(p.null, p.ncut_result !== undefined && p.ncut_result !== null ? p.ncut_result : p.ncut);
@@ -259,8 +301,10 @@
     }
     $("null-text").innerHTML = `n-cut <b id="null-value">${fmt(value)}</b> against ${n.n} × ${esc(n.method)} shuffles: ` +
       `mean ${fmt(n.mean)} ± ${fmt(n.std)}, z <b id="null-z">${fmt(n.z, 2)}</b>, p <b id="null-p">${fmt(n.p_value, 4)}</b>`;
-    Plotly.newPlot("null-plot", [{ type: "histogram", x: n.ncuts, name: "shuffles", marker: { color: "#999" } }],
-      { margin: { l: 40, r: 10, t: 10, b: 40 }, bargap: 0.05, xaxis: { title: { text: "n-cut" } },
+    const h = histogram(n.ncuts);
+    Plotly.newPlot("null-plot", [{ type: "bar", x: h.x, y: h.y, width: 0.95 * h.w, name: "shuffles", marker: { color: "#999" },
+      customdata: h.x.map((x) => [x - h.w / 2, x + h.w / 2]), hovertemplate: "n-cut %{customdata[0]:.4g} to %{customdata[1]:.4g}: %{y} shuffles<extra></extra>" }],
+      { margin: { l: 40, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "n-cut" } },
         shapes: [{ type: "line", x0: value, x1: value, yref: "paper", y0: 0, y1: 1, line: { color: "#d62728", width: 2 } }],
         annotations: [{ x: value, yref: "paper", y: 1, text: "this network", showarrow: false, font: { color: "#d62728" } }] },
       { displaylogo: false, responsive: true });
@@ -335,10 +379,11 @@
     window.modscopeExplore = { data: D, state, showBlock };
     return;
   }
-  clusterButtons(); showNull();
-  draw().then((ms) => {
+  clusterButtons();
+  draw().then((ms) => {  // the network first; the null's histogram (a second plot) after it
     window.modscopeFirstPaint = T.drawn = performance.now();
     window.modscopeTimings = T;
+    showNull();
     document.body.dataset.ready = "1";
     const net = $("net");
     let pending = null;
