@@ -8,14 +8,12 @@ from .fit import MaskConfig, fit_logits, train_masks
 from .frozen import FrozenNet, maskable_names
 from .measures import evaluate_masks, evaluate_streamed, overlap_measures
 from .result import MaskResult, load_masks
-from .units import UnitMap, unit_map
 
 __all__ = [
     "Alignment",
     "FrozenNet",
     "MaskConfig",
     "MaskResult",
-    "UnitMap",
     "alignment",
     "evaluate_masks",
     "evaluate_streamed",
@@ -24,5 +22,4 @@ __all__ = [
     "maskable_names",
     "overlap_measures",
     "train_masks",
-    "unit_map",
 ]

@@ -373,7 +373,7 @@ def train_masks(
     [`fit_logits()`][modscope.masks.fit.fit_logits]).
 
     ``example_input``: a batch-1 input of the model; with it the model is traced
-    (`modscope.masks.units.unit_map`) and the result gains per-unit-group tables
+    (`modscope.graphs.tracing.trace_network`) and the result gains per-unit-group tables
     (``result.groups``: kept fraction and overlaps of the weights writing into or reading from
     each unit group of the traced graph) and ``result.units`` for
     [`alignment()`][modscope.masks.alignment.alignment].
@@ -434,9 +434,9 @@ def train_masks(
 
     units = None
     if example_input is not None:  # trace before training: a model the tracer refuses fails fast
-        from .units import unit_map
+        from ..graphs.tracing import trace_network
 
-        units = unit_map(model, example_input)  # traced where the model is, before any move
+        units = trace_network(model, example_input).parameters  # traced where the model is
     beta = cfg.sparsity_weight
     recorded: dict[str, Any] = dict(  # what the result says it was made with
         steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau, init=cfg.init,

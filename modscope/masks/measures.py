@@ -220,8 +220,9 @@ def evaluate_streamed(
 
 
 def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
-    """Per unit group of a traced network (``units``: a `modscope.masks.units.UnitMap`): which
-    masked parameters write into it and read from it, how many of their weights touch it, and the
+    """Per unit group of a traced network (``units``: its
+    `modscope.graphs.tracing.incidence.ParameterMap`): which masked parameters write into it and
+    read from it, how many of their weights touch it, and the
     kept fraction, IoU, IoMin and shared fraction of the masks over those weights."""
     names = list(result.layer_names)
     fn_rows = [i for i, n in enumerate(result.functions) if n != CONTROL]

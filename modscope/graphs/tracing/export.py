@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import ModscopeError
 from ..norms import KERNEL_NORMS
 from ..weight_graph import WeightGraph
+from .incidence import ParameterMap, map_parameters
 from .interpreter import Interpreter
 from .sites import Site, locate_sites
 
@@ -23,10 +24,12 @@ __all__ = ["TracedNetwork", "export_module", "trace_graph", "trace_network", "tr
 
 @dataclass(frozen=True, eq=False)
 class TracedNetwork:
-    """A traced module's unit graph and the `Site` of every read of its units (for lesions)."""
+    """A traced module's unit graph, the `Site` of every read of its units (for lesions) and where
+    each parameter writes and reads units (`ParameterMap`, for masks)."""
 
     graph: WeightGraph
     sites: tuple[Site, ...]
+    parameters: ParameterMap | None = None
 
 
 def _check_norm(kernel_norm: str) -> None:
@@ -133,14 +136,15 @@ def trace_network(
     input_axes: dict[str, int] | None = None,
     input_axis: int | None = None,
 ) -> TracedNetwork:
-    """`trace_graph`, and where each unit is read (`TracedNetwork.sites`)."""
+    """`trace_graph`, where each unit is read (`TracedNetwork.sites`) and where each parameter
+    writes and reads units (`TracedNetwork.parameters`)."""
     _check_norm(kernel_norm)
     interp = Interpreter(
         export_module(module, example_input, kwargs), kernel_norm, keep_dead_ends, input_axes, input_axis
     )
     interp.module = module
     graph = interp.run()
-    return TracedNetwork(graph, tuple(locate_sites(interp)))
+    return TracedNetwork(graph, tuple(locate_sites(interp)), map_parameters(interp, graph))
 
 
 def trace_graph(
