@@ -6,7 +6,7 @@ built-in task or on the user's data, streamed in batches."""
 from .alignment import Alignment, alignment
 from .fit import MaskConfig, fit_logits, train_masks
 from .frozen import FrozenNet, maskable_names
-from .measures import evaluate_masks, evaluate_streamed, overlap_measures
+from .measures import evaluate_streamed, overlap_measures
 from .result import MaskResult, load_masks
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "MaskConfig",
     "MaskResult",
     "alignment",
-    "evaluate_masks",
     "evaluate_streamed",
     "fit_logits",
     "load_masks",
