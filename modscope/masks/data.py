@@ -79,8 +79,8 @@ def resolve_data_functions(
                 )
     if not fns:
         raise ModscopeError(
-            f"no functions to mask on {data.name}: pass functions (--function NAME=CLASSES, repeatable) "
-            "or one per class (--classes, class_functions(data))"
+            f"no functions to mask on {data.name}: it defines none; pass functions (--functions NAMES, "
+            "--function NAME=CLASSES with --model) or one per class (--classes, class_functions(data))"
         )
     names = [f.name for f in fns]
     if len(set(names)) != len(names):

@@ -65,6 +65,19 @@ def user_data(source: Any, functions: Sequence[str] | None = None, **options: An
     return data
 
 
+def _user_run(
+    weights: str | os.PathLike, model: str, data: Any, input_shape: str | None, input_dtype: str,
+    functions: Sequence[str] | None, kwargs: dict[str, Any],
+) -> tuple[Data, Any, Any]:
+    """``(data, module, example input)`` of a ``--model`` run: the data with its ``name=classes``
+    functions, then the module built and loaded (``kwargs``' ``non_strict`` is taken out)."""
+    the_data = user_data(data, functions)
+    module, example = user_module(
+        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
+    )
+    return the_data, module, example
+
+
 def knockout_model(
     weights: str | os.PathLike,
     *,
@@ -79,10 +92,7 @@ def knockout_model(
     """Build the user's module, read their data, cluster the module's unit graph (the graph
     ``modscope score --model`` scores) and lesion every cluster of every unit group
     (`modscope.knockout`; ``kwargs`` go there, e.g. ``n_random``, ``ablation``, ``output``)."""
-    the_data = user_data(data, functions)
-    module, example = user_module(
-        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
-    )
+    the_data, module, example = _user_run(weights, model, data, input_shape, input_dtype, functions, kwargs)
     graph = load_graph(module, example_input=example)
     seed = int(kwargs.get("seed", 0))
     partition = cluster(graph, n_clusters, seed=seed)
@@ -109,10 +119,7 @@ def masks_model(
     has per-unit-group tables. ``kwargs`` go to `train_masks` (``steps``, ``output``, ...)."""
     if classes and functions:
         raise ModscopeError("give either --function or --classes, not both")
-    the_data = user_data(data, functions)
-    module, example = user_module(
-        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
-    )
+    the_data, module, example = _user_run(weights, model, data, input_shape, input_dtype, functions, kwargs)
     fns: Any = None
     if classes:
         fns = class_functions(the_data)
