@@ -45,18 +45,8 @@ def add(sub) -> None:
         default="zero",
         help="--model: silence units (zero, default) or hold them at their mean over the data",
     )
-    g = run_flags(
-        p,
-        runs="the lesions run",
-        seed_help="seed of clustering and lesions (default 0)",
-        cache_help="keep each finished lesion here; a rerun resumes",
-    )
-    g.add_argument(
-        "--batch-size",
-        type=positive_int(1),
-        default=256,
-        help="--model: examples per batch read from --data (default 256)",
-    )
+    run_flags(p, "the lesions run", "seed of clustering and lesions (default 0)",
+              "keep each finished lesion here; a rerun resumes", ("--batch-size", 256, "examples per batch"))
     p.set_defaults(run=run)
 
 

@@ -49,18 +49,9 @@ def add(sub) -> None:
         help="CPU threads the mask sets are split over (same masks for any value); -1 = all cores",
     )
     p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
-    g = run_flags(
-        p,
-        runs="the masks are learned",
-        seed_help="seed of batches and noise (default 0)",
-        cache_help="keep the finished run here; a rerun reads it back",
-    )
-    g.add_argument(
-        "--eval-batch-size",
-        type=positive_int(1),
-        default=512,
-        help="--model: examples per evaluation batch read from --data (default 512)",
-    )
+    run_flags(p, "the masks are learned", "seed of batches and noise (default 0)",
+              "keep the finished run here; a rerun reads it back",
+              ("--eval-batch-size", 512, "examples per evaluation batch"))
     p.set_defaults(run=run)
 
 

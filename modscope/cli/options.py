@@ -229,10 +229,12 @@ def module_flags(g: Any) -> None:
     )
 
 
-def run_flags(p: argparse.ArgumentParser, *, runs: str, seed_help: str, cache_help: str) -> Any:
+def run_flags(
+    p: argparse.ArgumentParser, runs: str, seed_help: str, cache_help: str, batch: tuple[str, int, str]
+) -> None:
     """What the commands that run a network on data share (knockout, masks): --seed, --device, --json,
-    --cache, --no-progress, and the group of the user's module (`module_flags`, --function, --output),
-    returned for the command's own batch flag."""
+    --cache, --no-progress, and the group of the user's module (`module_flags`, --function, --output,
+    and ``batch``: the flag, default and meaning of its examples per batch read from --data)."""
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     device_flag(p, runs)
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
@@ -252,7 +254,9 @@ def run_flags(p: argparse.ArgumentParser, *, runs: str, seed_help: str, cache_he
     g.add_argument(
         "--output", type=int, metavar="INDEX", help="--model: which of the model's outputs to score"
     )
-    return g
+    flag, default, what = batch
+    help_text = f"--model: {what} read from --data (default {default})"
+    g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
 
 
 def run_checks(args, files: dict[str, str | None] | None = None, no_stdout: tuple[str, ...] = ()) -> None:

@@ -345,13 +345,12 @@ def train_masks(
     ``DataLoader`` can only be read in its own order, so each step costs a pass over it (pass its
     dataset instead).
 
-    ``functions``: for a task, names in ``task.functions`` or [`Function`][modscope.data.functions.Function]
-    objects (default: all of the task's); for user data also ``name=classes`` specs, and a mapping of names to
-    `Function` objects or predicates ``predicate(x, y) -> (B,) bool``
-    (`modscope.masks.data.resolve_data_functions`; default: ``data.functions``).
-    One mask per class: ``class_functions(task_or_data)`` with ``class_removal=True``. ``config``: a
-    `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step counts below
-    ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
+    ``functions``: names of the data's functions, [`Function`][modscope.data.functions.Function]
+    objects, ``name=classes`` specs, or a mapping of names to `Function` objects or predicates
+    ``predicate(x, y) -> (B,) bool`` (`modscope.masks.data.resolve_data_functions`; default: all of
+    the data's). One mask per class: ``class_functions(task_or_data)`` with ``class_removal=True``.
+    ``config``: a `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step
+    counts below ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
     ``steps=n``, since the randomness is the same). ``threads``: CPU threads the mask sets are
     split over, -1 for all cores (the masks are the same for any value; see
     [`fit_logits()`][modscope.masks.fit.fit_logits]).
@@ -374,7 +373,30 @@ def train_masks(
     """
     cfg = settle(MaskConfig, config, options)
     threads, loop = _check_run(cfg, record_at, threads, eval_batch_size, forward)
-    # a built-in Task becomes Data here, once; its results keep 0.3.0's keys (no metric, split, forward)
+    net, source, fns, recorded = _prepare(model, task, functions, cfg, device, output, loop)
+    units = None
+    if example_input is not None:  # trace before training: a model the tracer refuses fails fast
+        from ..graphs.tracing import trace_network
+
+        units = trace_network(model, example_input).parameters  # traced where the model is
+    with device_errors("--batch-size (batch_size=), --eval-batch-size or the number of functions"):
+        result = _fit_and_score(
+            net, source, fns, cfg, recorded, threads=threads, progress=progress, keep_logits=keep_logits,
+            record_at=record_at, eval_batch_size=int(eval_batch_size),
+        )
+    if units is not None:
+        for r in (result, *result.history.values()):
+            r.groups = group_measures(units, r)
+            r.units = units
+    return result
+
+
+def _prepare(
+    model: nn.Module, task: Any, functions: Any, cfg: MaskConfig, device: Any, output: Any, loop: bool | None
+) -> tuple[FrozenNet, StreamedData, list[Function], dict[str, Any]]:
+    """The frozen network, the data as training streams it, the functions (and the control) and
+    what the result says it was made with. A built-in Task becomes `Data` here, once; its results
+    keep 0.3.0's keys (no metric, split or forward)."""
     builtin = callable(getattr(task, "to_data", None))
     the_data = load_data(task)
     dev = model_device(model) if device is None else resolve_device(device)
@@ -382,20 +404,32 @@ def train_masks(
     _add_control(fns, cfg.control)
     net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
     source = _stream(net, the_data, fns, cfg.class_removal)
-    data = [streamed_function(source, f, dev) for f in fns]
-    units = None
-    if example_input is not None:  # trace before training: a model the tracer refuses fails fast
-        from ..graphs.tracing import trace_network
-
-        units = trace_network(model, example_input).parameters  # traced where the model is
-    beta = cfg.sparsity_weight
-    recorded: dict[str, Any] = dict(  # what the result says it was made with
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau, init=cfg.init,
-        mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name, functions=[f.name for f in fns],
+    recorded: dict[str, Any] = dict(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau,
+        init=cfg.init, mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name,
+        functions=[f.name for f in fns],
     )
     if not builtin:
         recorded.update(metric=the_data.metric_name, trained_on=source.split,
                         forward="loop" if net.loop else "batched")
+    return net, source, fns, recorded
+
+
+def _fit_and_score(
+    net: FrozenNet,
+    source: StreamedData,
+    fns: Sequence[Function],
+    cfg: MaskConfig,
+    recorded: dict[str, Any],
+    *,
+    threads: int,
+    progress: bool,
+    keep_logits: bool,
+    record_at: Sequence[int],
+    eval_batch_size: int,
+) -> MaskResult:
+    """Train every function's mask together (`fit_logits`) and score them on the test split; the
+    masks at the steps of ``record_at`` too (``result.history``)."""
     snapshots: dict[int, torch.Tensor] = {}
     wanted = {int(n) for n in record_at}
 
@@ -404,22 +438,15 @@ def train_masks(
             snapshots[step] = logits.clone()
 
     def evaluate(logits: torch.Tensor, config: dict, keep: bool = False) -> MaskResult:
-        return evaluate_streamed(
-            net, source, fns, logits, cfg.class_removal, config, keep, int(eval_batch_size)
-        )
+        return evaluate_streamed(net, source, fns, logits, cfg.class_removal, config, keep, eval_batch_size)
 
-    with device_errors("--batch-size (batch_size=), --eval-batch-size or the number of functions"):
-        logits = fit_logits(
-            net, source, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta,
-            tau=cfg.tau, init=cfg.init, seed=cfg.seed, progress=progress,
-            callback=record if wanted else None, threads=threads,
-        )
-        result = evaluate(logits, recorded, keep_logits)
-        result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
-    if units is not None:
-        for r in (result, *result.history.values()):
-            r.groups = group_measures(units, r)
-            r.units = units
+    logits = fit_logits(
+        net, source, [streamed_function(source, f, net.device) for f in fns], steps=cfg.steps,
+        batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau, init=cfg.init,
+        seed=cfg.seed, progress=progress, callback=record if wanted else None, threads=threads,
+    )
+    result = evaluate(logits, recorded, keep_logits)
+    result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
     return result
 
 
