@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..errors import ModscopeError
 from .options import checkpoint_flags, module_options, positive_int, run_checks, run_flags, write_result
 
 __all__ = ["add", "run"]
@@ -53,7 +52,8 @@ def add(sub) -> None:
 def run(args) -> int:
     from ..report.text import format_knockout
 
-    run_checks(args)
+    run_checks(args, checkpoint_only={"--masks": args.masks is not None},
+               model_only={"--ablation": args.ablation != "zero"})
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
@@ -68,8 +68,6 @@ def run(args) -> int:
     if args.model is not None:
         from ..workflows.user_models import knockout_model
 
-        if args.data is None or args.task is not None or args.masks is not None:
-            raise ModscopeError("--model needs --data (your data file) and takes no --task or --masks")
         result = knockout_model(
             args.checkpoint, batch_size=args.batch_size, ablation=args.ablation, **module_options(args),
             **common,
@@ -77,8 +75,6 @@ def run(args) -> int:
     else:
         from ..workflows.checkpoints import knockout_checkpoint
 
-        if args.function or args.output is not None or args.ablation != "zero" or args.input_shape:
-            raise ModscopeError("--function, --output, --ablation and --input-shape go with --model")
         result = knockout_checkpoint(
             args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
         )

@@ -77,7 +77,10 @@ def run(args) -> int:
     from ..runtime.executors import check_jobs
 
     check_jobs(args.jobs, "--jobs")
-    run_checks(args, {"--save": args.save}, no_stdout=("--save",))
+    run_checks(
+        args, {"--save": args.save}, ("--save",),
+        checkpoint_only={"--functions": args.functions is not None, "--cache": args.cache is not None},
+    )
     common = dict(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -91,11 +94,6 @@ def run(args) -> int:
     if args.model is not None:
         from ..workflows.user_models import masks_model
 
-        if args.data is None or args.task is not None or args.functions is not None or args.cache is not None:
-            raise ModscopeError(
-                "--model needs --data (your data file) and takes --function NAME=CLASSES, "
-                "not --task, --functions or --cache"
-            )
         result = masks_model(
             args.checkpoint, classes=args.classes, eval_batch_size=args.eval_batch_size,
             **module_options(args), **common,
@@ -103,8 +101,6 @@ def run(args) -> int:
     else:
         from ..workflows.checkpoints import masks_checkpoint
 
-        if args.function or args.output is not None or args.input_shape is not None:
-            raise ModscopeError("--function, --output and --input-shape go with --model")
         functions = split_names(args.functions)
         if functions == []:
             raise ModscopeError("--functions names no function")

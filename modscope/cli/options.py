@@ -259,9 +259,18 @@ def run_flags(
     g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
 
 
-def run_checks(args, files: dict[str, str | None] | None = None, no_stdout: tuple[str, ...] = ()) -> None:
+def run_checks(
+    args,
+    files: dict[str, str | None] | None = None,
+    no_stdout: tuple[str, ...] = (),
+    *,
+    checkpoint_only: dict[str, bool] | None = None,
+    model_only: dict[str, bool] | None = None,
+) -> None:
     """Before any work of a command made by `run_flags`: its outputs can be written (``--json``,
-    ``--cache`` and ``files``), the device is there, and no --input-axis (the trace guesses it)."""
+    ``--cache`` and ``files``), the device is there, no --input-axis (the trace guesses it), and the
+    flags fit the network: ``--model`` needs --data and refuses --task and ``checkpoint_only``
+    (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``."""
     from ..runtime.modules import resolve_device
 
     check_outputs({"--json": args.json, **(files or {})}, {"--cache": args.cache}, no_stdout)
@@ -270,6 +279,22 @@ def run_checks(args, files: dict[str, str | None] | None = None, no_stdout: tupl
         raise ModscopeError(
             "--input-axis goes with score --model; knockout and masks trace with modscope's guess"
         )
+    if args.model is not None:
+        refused = {"--task": args.task is not None, **(checkpoint_only or {})}
+        if args.data is None or any(refused.values()):
+            *rest, last = refused
+            no = f"{', '.join(rest)} or {last}" if rest else last
+            raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
+        return
+    refused = {
+        "--function": bool(args.function),
+        "--output": args.output is not None,
+        "--input-shape": args.input_shape is not None,
+        **(model_only or {}),
+    }
+    if any(refused.values()):
+        *rest, last = refused
+        raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
 
 
 def write_result(args, fields: Any, text: str) -> None:
