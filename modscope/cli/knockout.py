@@ -52,18 +52,16 @@ def add(sub) -> None:
 def run(args) -> int:
     from ..report.text import format_knockout
 
-    run_checks(args, checkpoint_only={"--masks": args.masks is not None},
-               model_only={"--ablation": args.ablation != "zero"})
+    shared = run_checks(args, checkpoint_only={"--masks": args.masks is not None},
+                        model_only={"--ablation": args.ablation != "zero"})
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
         pairs=args.pairs,
-        seed=args.seed,
         alpha=args.alpha,
         min_effect=args.min_effect,
-        progress=not args.no_progress,
         cache=args.cache,
-        device=args.device,
+        **shared,
     )
     if args.model is not None:
         from ..workflows.user_models import knockout_model

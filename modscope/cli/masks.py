@@ -77,19 +77,13 @@ def run(args) -> int:
     from ..runtime.executors import check_jobs
 
     check_jobs(args.jobs, "--jobs")
-    run_checks(
+    shared = run_checks(
         args, {"--save": args.save}, ("--save",),
         checkpoint_only={"--functions": args.functions is not None, "--cache": args.cache is not None},
     )
     common = dict(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        beta=args.beta,
-        control=not args.no_control,
-        seed=args.seed,
-        device=args.device,
-        threads=args.jobs,
-        progress=not args.no_progress,
+        steps=args.steps, batch_size=args.batch_size, beta=args.beta, control=not args.no_control,
+        threads=args.jobs, **shared,
     )
     if args.model is not None:
         from ..workflows.user_models import masks_model

@@ -266,11 +266,12 @@ def run_checks(
     *,
     checkpoint_only: dict[str, bool] | None = None,
     model_only: dict[str, bool] | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Before any work of a command made by `run_flags`: its outputs can be written (``--json``,
     ``--cache`` and ``files``), the device is there, no --input-axis (the trace guesses it), and the
     flags fit the network: ``--model`` needs --data and refuses --task and ``checkpoint_only``
-    (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``."""
+    (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``.
+    Returns the shared settings as keyword arguments: ``seed``, ``device``, ``progress``."""
     from ..runtime.modules import resolve_device
 
     check_outputs({"--json": args.json, **(files or {})}, {"--cache": args.cache}, no_stdout)
@@ -285,7 +286,7 @@ def run_checks(
             *rest, last = refused
             no = f"{', '.join(rest)} or {last}" if rest else last
             raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
-        return
+        return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
     refused = {
         "--function": bool(args.function),
         "--output": args.output is not None,
@@ -295,6 +296,7 @@ def run_checks(
     if any(refused.values()):
         *rest, last = refused
         raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
+    return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
 
 
 def write_result(args, fields: Any, text: str) -> None:

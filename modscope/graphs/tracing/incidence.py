@@ -155,6 +155,8 @@ def _grouped_conv(
 ) -> Incidence | None:
     """A grouped convolution's entries: output channel ``o`` reads its group's input channels only."""
     kernel = (1,) * (len(shape) - 2)
+    if shape[0] % groups:
+        return None
     if transposed:  # (in, out / groups, *k): input channel i feeds its group's outputs
         n_in, per_out = shape[0], shape[1]
         if n_in != src.size or per_out * groups != dst.size:
