@@ -63,19 +63,17 @@ def run(args) -> int:
         cache=args.cache,
         **shared,
     )
-    if args.model is not None:
-        from ..workflows.user_models import knockout_model
-
-        result = knockout_model(
-            args.checkpoint, batch_size=args.batch_size, ablation=args.ablation, **module_options(args),
-            **common,
-        )
-    else:
+    if args.model is None:  # a modscope checkpoint on its task
         from ..workflows.checkpoints import knockout_checkpoint
 
         result = knockout_checkpoint(
             args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
         )
+    else:
+        from ..workflows.user_models import knockout_model
+
+        options = dict(batch_size=args.batch_size, ablation=args.ablation, **module_options(args))
+        result = knockout_model(args.checkpoint, **options, **common)
     write_result(args, lambda: {**result.to_dict(), **_explore_keys(result)}, format_knockout(result))
     return 0
 
