@@ -45,7 +45,7 @@ from _common import add_output_flags, plain_steps, ratio, timing, write
 from torch import nn
 
 from modscope.data.functions import Function
-from modscope.masks.data import function_data
+from modscope.masks.data import StreamedData, streamed_function
 from modscope.masks.fit import fit_logits
 from modscope.masks.frozen import FrozenNet, maskable_names, recurrent
 from modscope.runtime.modules import torch_threads
@@ -110,7 +110,8 @@ def bench_steps(name: str, model: nn.Module, shape: tuple[int, ...], k: int, bat
     model = model.eval()
     task = make_task(shape, k)
     net = FrozenNet(model, maskable_names(model), "cpu")
-    data = [function_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+    stream = StreamedData(task.to_data(), "train", tuple(task.output_groups))  # the task as masks read it
+    data = [streamed_function(stream, f, torch.device("cpu")) for f in task.functions.values()]
 
     def plain(steps: int) -> None:
         m = type(model)()
@@ -118,18 +119,18 @@ def bench_steps(name: str, model: nn.Module, shape: tuple[int, ...], k: int, bat
         plain_steps(m, task, batch, steps)
 
     def one(steps: int) -> None:
-        fit_logits(net, task, data[:1], steps=steps, batch_size=batch)
+        fit_logits(net, stream, data[:1], steps=steps, batch_size=batch)
 
     def together(steps: int) -> None:
-        fit_logits(net, task, data, steps=steps, batch_size=batch)
+        fit_logits(net, stream, data, steps=steps, batch_size=batch)
 
     def split(steps: int) -> None:
-        fit_logits(net, task, data, steps=steps, batch_size=batch, threads=threads)
+        fit_logits(net, stream, data, steps=steps, batch_size=batch, threads=threads)
 
     vmapped = None if recurrent(model) or not net.loop else FrozenNet(model, net.names, "cpu", loop=False)
 
     def together_vmap(steps: int) -> None:
-        fit_logits(vmapped, task, data, steps=steps, batch_size=batch)
+        fit_logits(vmapped, stream, data, steps=steps, batch_size=batch)
 
     with torch_threads(1):
         t = {

@@ -38,7 +38,7 @@ import torch
 from _common import add_output_flags, plain_steps, timing, widths_name, write
 
 from modscope.data.functions import Function
-from modscope.masks.data import function_data
+from modscope.masks.data import StreamedData, streamed_function
 from modscope.masks.fit import fit_logits
 from modscope.masks.frozen import FrozenNet, maskable_names
 from modscope.runtime.modules import torch_threads
@@ -74,19 +74,20 @@ def bench_model(widths: list[int], k: int, batch: int, repeats: int, rounds: int
     task = make_task(widths, k)
     model = MLP(widths).eval()
     net = FrozenNet(model, maskable_names(model), "cpu")
-    data = [function_data(task, f, torch.device("cpu")) for f in task.functions.values()]
+    stream = StreamedData(task.to_data(), "train", tuple(task.output_groups))  # the task as masks read it
+    data = [streamed_function(stream, f, torch.device("cpu")) for f in task.functions.values()]
 
     def plain(steps: int) -> None:
         plain_steps(MLP(widths), task, batch, steps)
 
     def one(steps: int) -> None:
-        fit_logits(net, task, data[:1], steps=steps, batch_size=batch)
+        fit_logits(net, stream, data[:1], steps=steps, batch_size=batch)
 
     def together(steps: int) -> None:
-        fit_logits(net, task, data, steps=steps, batch_size=batch)
+        fit_logits(net, stream, data, steps=steps, batch_size=batch)
 
     def together_threads(steps: int) -> None:
-        fit_logits(net, task, data, steps=steps, batch_size=batch, threads=threads)
+        fit_logits(net, stream, data, steps=steps, batch_size=batch, threads=threads)
 
     t = {
         "plain_step": time_it(plain, repeats, rounds),

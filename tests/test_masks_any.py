@@ -17,10 +17,11 @@ from modscope.data import class_functions as data_class_functions
 from modscope.data import load_data
 from modscope.data.functions import CONTROL
 from modscope.errors import ModscopeError
-from modscope.masks import alignment, evaluate_streamed, maskable_names, train_masks, unit_map
+from modscope.graphs.tracing import trace_network
+from modscope.graphs.tracing.incidence import graph_parameter_map
+from modscope.masks import alignment, evaluate_streamed, maskable_names, train_masks
 from modscope.masks.data import StreamedData
 from modscope.masks.frozen import FrozenNet
-from modscope.masks.units import unit_map_from_graph
 from modscope.tasks import Function, Task
 from modscope.tasks import class_functions as task_class_functions
 from modscope.training.models import MLP
@@ -379,7 +380,7 @@ def test_alignment_on_a_traced_residual_graph():
     c = 8
     net = seeded(ResCNN(c=c, out=2))
     x = torch.zeros(1, 2, 5, 5)
-    units = unit_map(net, x)
+    units = trace_network(net, x).parameters
     graph = load_graph(net, example_input=x)
     assert list(graph.group_names) == list(units.graph.group_names) == ["input:x", "stem+b", "a", "fc"]
     masks = halves_masks(net, c)
@@ -387,7 +388,7 @@ def test_alignment_on_a_traced_residual_graph():
     counts = units.node_counts(masks["A"])
     stream = 2  # input:x has 2 nodes, then the stream
     assert counts[stream] == 2 + 36 + 36 + 1 and counts[stream + c // 2] == 0
-    by_graph = unit_map_from_graph(graph, {n: tuple(m.shape) for n, m in masks["A"].items()})
+    by_graph = graph_parameter_map(graph, {n: tuple(m.shape) for n, m in masks["A"].items()})
     assert np.array_equal(by_graph.node_counts(masks["A"]), counts)
     labels = np.zeros(graph.n_nodes, dtype=np.int64)
     for g_ in (1, 2):  # the stream and the block's hidden channels: halves in clusters 0 and 1
@@ -408,7 +409,7 @@ def test_alignment_on_a_traced_mlp_equals_the_feed_forward_reading():
     masks = {f: {f"layers.{i}.weight": t for i, t in enumerate(v)} for f, v in planted_masks().items()}
     labels = np.array([0, 0, 1, 1] + [0] * 3 + [1] * 3 + [0, 1] * 3 + [0, 1])
     plain = alignment(labels, masks, n_null=100, seed=2)
-    traced = alignment(labels, masks, graph=unit_map(MLP([4, 6, 6, 2]).eval(), torch.zeros(1, 4)),
+    traced = alignment(labels, masks, graph=trace_network(MLP([4, 6, 6, 2]).eval(), torch.zeros(1, 4)),
                        n_null=100, seed=2)
     d = traced.to_dict()
     assert d.pop("groups") == ["layers.0", "layers.1"] and d == plain.to_dict()
@@ -416,7 +417,7 @@ def test_alignment_on_a_traced_mlp_equals_the_feed_forward_reading():
 
 def test_lstm_gate_rows_count_for_their_hidden_unit_and_packed_rows_are_refused():
     net = seeded(LSTMClassifier(n_in=3, hidden=4, layers=1, out=2))
-    units = unit_map(net, torch.zeros(1, 5, 3))
+    units = trace_network(net, torch.zeros(1, 5, 3)).parameters
     m = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in net.named_parameters() if p.ndim >= 2}
     m["lstm.weight_ih_l0"][4 + 1, 0] = True  # the forget gate row of hidden unit 1, from input 0
     m["lstm.weight_ih_l0"][12 + 1, 2] = True  # its output gate row, from input 2
@@ -436,9 +437,9 @@ def test_lstm_gate_rows_count_for_their_hidden_unit_and_packed_rows_are_refused(
     a = Attn().eval()
     g = trace_graph(a, torch.zeros(1, 3, 4))
     shapes = {n: tuple(p.shape) for n, p in a.named_parameters() if p.ndim >= 2}
-    with pytest.raises(ModscopeError, match="unit_map"):
-        unit_map_from_graph(g, shapes)  # packed q/k/v rows: only the trace knows which are values
-    inc = {i.parameter: i for i in unit_map(a, torch.zeros(1, 3, 4)).incidences}
+    with pytest.raises(ModscopeError, match="trace_network"):
+        graph_parameter_map(g, shapes)  # packed q/k/v rows: only the trace knows which are values
+    inc = {i.parameter: i for i in trace_network(a, torch.zeros(1, 3, 4)).parameters.incidences}
     rows = inc["attn.in_proj_weight"].dst.reshape(12, 4)
     assert (rows[:8] == -1).all() and (rows[8:] >= 0).all()  # only the value rows write units
 

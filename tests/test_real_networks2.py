@@ -240,10 +240,9 @@ def test_h0_computed_by_a_linear_is_read():
 def test_masks_unit_table_and_lesions_see_the_encoder():
     from modscope.graphs.tracing import trace_network
     from modscope.lesions.units import UnitLesioner
-    from modscope.masks.units import unit_map
 
     m = _Seq2Seq("gru")
-    um = unit_map(m, _SEQ)
+    um = trace_network(m, _SEQ).parameters
     names = dict.fromkeys(n for n, _, _, _ in um.group_entries(["enc.weight_ih_l0"], [15 * 4]))
     assert "enc.hidden_l0" in names and "enc.weight_hh_l0" not in um.unmapped
     counts = um.node_counts({n: torch.ones_like(p, dtype=torch.bool) for n, p in m.named_parameters()})

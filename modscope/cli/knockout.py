@@ -2,19 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ModscopeError
-from ..runtime.atomic import write_json
-from .options import (
-    check_outputs,
-    checkpoint_flags,
-    device_flag,
-    echo,
-    function_flags,
-    module_flags,
-    positive_int,
-    progress_flag,
-    source_record,
-)
+from .options import checkpoint_flags, module_options, positive_int, run_checks, run_flags, write_result
 
 __all__ = ["add", "run"]
 
@@ -37,7 +25,6 @@ def add(sub) -> None:
         help="random lesions per sub-module (default 100)",
     )
     p.add_argument("--pairs", action="store_true", help="also lesion every pair of sub-modules")
-    p.add_argument("--seed", type=int, default=0, help="seed of clustering and lesions (default 0)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument(
         "--min-effect",
@@ -57,74 +44,48 @@ def add(sub) -> None:
         default="zero",
         help="--model: silence units (zero, default) or hold them at their mean over the data",
     )
-    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
-    p.add_argument("--cache", metavar="DIR", help="keep each finished lesion here; a rerun resumes")
-    device_flag(p, "the lesions run")
-    module_flags(p.add_argument_group("your own network (its weights file as the checkpoint)"))
-    function_flags(p)
-    progress_flag(p)
+    run_flags(p, "the lesions run", "seed of clustering and lesions (default 0)",
+              "keep each finished lesion here; a rerun resumes", ("--batch-size", 256, "examples per batch"))
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..report.text import format_knockout
-    from ..runtime.modules import resolve_device
 
-    check_outputs({"--json": args.json}, {"--cache": args.cache})
-    resolve_device(args.device)  # a missing GPU fails before any work
+    shared = run_checks(args, checkpoint_only={"--masks": args.masks is not None},
+                        model_only={"--ablation": args.ablation != "zero"})
     common = dict(
         n_clusters=args.clusters,
         n_random=args.random,
         pairs=args.pairs,
-        seed=args.seed,
         alpha=args.alpha,
         min_effect=args.min_effect,
-        progress=not args.no_progress,
         cache=args.cache,
-        device=args.device,
+        **shared,
     )
-    if args.input_axis is not None:  # the lesions' trace takes the tracer's guess (it follows transposes)
-        raise ModscopeError("--input-axis goes with score --model; knockout traces with modscope's guess")
-    if args.model is not None:
-        from ..workflows.user_models import knockout_model
-
-        if args.data is None or args.task is not None or args.masks is not None:
-            raise ModscopeError("--model needs --data (your data file) and takes no --task or --masks")
-        result = knockout_model(
-            args.checkpoint,
-            model=args.model,
-            data=args.data,
-            input_shape=args.input_shape,
-            input_dtype=args.input_dtype,
-            non_strict=args.non_strict,
-            functions=args.function,
-            output=args.output,
-            batch_size=args.batch_size,
-            ablation=args.ablation,
-            **common,
-        )
-    else:
+    if args.model is None:  # a modscope checkpoint on its task
         from ..workflows.checkpoints import knockout_checkpoint
 
-        if args.function or args.output is not None or args.ablation != "zero" or args.input_shape:
-            raise ModscopeError("--function, --output, --ablation and --input-shape go with --model")
         result = knockout_checkpoint(
             args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
         )
-    if args.json:
-        write_json(args.json, {**result.to_dict(), **_explore_keys(result, args)})
-    echo(format_knockout(result), args.json, end="")
+    else:
+        from ..workflows.user_models import knockout_model
+
+        options = dict(batch_size=args.batch_size, ablation=args.ablation, **module_options(args))
+        result = knockout_model(args.checkpoint, **options, **common)
+    write_result(args, lambda: {**result.to_dict(), **_explore_keys(result)}, format_knockout(result))
     return 0
 
 
-def _explore_keys(result, args) -> dict:
+def _explore_keys(result) -> dict:
     """Keys added to the JSON in 0.4.0 for `modscope explore` (the older keys are unchanged): the
-    network read (``source``), the partition lesioned (``lesioned_labels``: ``(n_nodes,)``, when
-    modscope clustered) and every sub-module's random-lesion metrics (``random_metrics[i]``:
-    ``(n_random,)``, in the order of ``submodules``)."""
+    partition lesioned (``lesioned_labels``: ``(n_nodes,)``, when modscope clustered) and every
+    sub-module's random-lesion metrics (``random_metrics[i]``: ``(n_random,)``, in the order of
+    ``submodules``)."""
     from ..runtime.jsonable import finite_or_none
 
-    d: dict = {"source": source_record(args.checkpoint, args)}
+    d: dict = {}
     if result.labels is not None:
         d["lesioned_labels"] = [int(v) for v in result.labels]
     d["random_metrics"] = [

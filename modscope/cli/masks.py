@@ -4,16 +4,14 @@ own module (``--model``) on their data (``--data``)."""
 from __future__ import annotations
 
 from ..errors import ModscopeError
-from ..runtime.atomic import write_json
 from .options import (
-    check_outputs,
     checkpoint_flags,
-    device_flag,
-    echo,
-    module_flags,
+    module_options,
     positive_int,
-    progress_flag,
-    source_record,
+    run_checks,
+    run_flags,
+    split_names,
+    write_result,
 )
 
 __all__ = ["add", "run"]
@@ -44,36 +42,16 @@ def add(sub) -> None:
     )
     p.add_argument("--beta", type=float, help="sparsity weight (default 1e-4 / batch size)")
     p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
-    p.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
-    device_flag(p, "the masks are learned")
     p.add_argument(
         "--jobs",
         type=int,
         default=1,
         help="CPU threads the mask sets are split over (same masks for any value); -1 = all cores",
     )
-    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
     p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
-    progress_flag(p)
-    p.add_argument("--cache", metavar="DIR", help="keep the finished run here; a rerun reads it back")
-    g = p.add_argument_group("your own network (its weights file as the checkpoint, --data your data file)")
-    module_flags(g)
-    g.add_argument(
-        "--function",
-        action="append",
-        metavar="NAME=CLASSES",
-        help="--model: a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
-        "(rest=not:3) or output groups (digit0=outputs:0); repeatable",
-    )
-    g.add_argument(
-        "--output", type=int, metavar="INDEX", help="--model: which of the model's outputs to score"
-    )
-    g.add_argument(
-        "--eval-batch-size",
-        type=positive_int(1),
-        default=512,
-        help="--model: examples per evaluation batch read from --data (default 512)",
-    )
+    run_flags(p, "the masks are learned", "seed of batches and noise (default 0)",
+              "keep the finished run here; a rerun reads it back",
+              ("--eval-batch-size", 512, "examples per evaluation batch"))
     p.set_defaults(run=run)
 
 
@@ -97,54 +75,29 @@ def _groups_table(result) -> str:
 def run(args) -> int:
     from ..report.text import format_masks
     from ..runtime.executors import check_jobs
-    from ..runtime.modules import resolve_device
 
     check_jobs(args.jobs, "--jobs")
-    check_outputs({"--json": args.json, "--save": args.save}, {"--cache": args.cache}, no_stdout=("--save",))
-    resolve_device(args.device)  # a missing GPU fails before any work
-    common = dict(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        beta=args.beta,
-        control=not args.no_control,
-        seed=args.seed,
-        device=args.device,
-        threads=args.jobs,
-        progress=not args.no_progress,
+    shared = run_checks(
+        args, {"--save": args.save}, ("--save",),
+        checkpoint_only={"--functions": args.functions is not None, "--cache": args.cache is not None},
     )
-    if args.input_axis is not None:  # the masks' trace takes the tracer's guess (it follows transposes)
-        raise ModscopeError("--input-axis goes with score --model; masks traces with modscope's guess")
+    common = dict(
+        steps=args.steps, batch_size=args.batch_size, beta=args.beta, control=not args.no_control,
+        threads=args.jobs, **shared,
+    )
     if args.model is not None:
         from ..workflows.user_models import masks_model
 
-        if args.data is None or args.task is not None or args.functions is not None or args.cache is not None:
-            raise ModscopeError(
-                "--model needs --data (your data file) and takes --function NAME=CLASSES, "
-                "not --task, --functions or --cache"
-            )
         result = masks_model(
-            args.checkpoint,
-            model=args.model,
-            data=args.data,
-            input_shape=args.input_shape,
-            input_dtype=args.input_dtype,
-            non_strict=args.non_strict,
-            functions=args.function,
-            classes=args.classes,
-            output=args.output,
-            eval_batch_size=args.eval_batch_size,
-            **common,
+            args.checkpoint, classes=args.classes, eval_batch_size=args.eval_batch_size,
+            **module_options(args), **common,
         )
     else:
         from ..workflows.checkpoints import masks_checkpoint
 
-        if args.function or args.output is not None or args.input_shape is not None:
-            raise ModscopeError("--function, --output and --input-shape go with --model")
-        functions = None
-        if args.functions is not None:
-            functions = [f.strip() for f in args.functions.split(",") if f.strip()]
-            if not functions:
-                raise ModscopeError("--functions names no function")
+        functions = split_names(args.functions)
+        if functions == []:
+            raise ModscopeError("--functions names no function")
         result = masks_checkpoint(
             args.checkpoint,
             task=args.task,
@@ -154,13 +107,13 @@ def run(args) -> int:
             cache=args.cache,
             **common,
         )
-    if args.json:
-        from ..masks.bits import encode_masks
-
-        # 0.4.0 adds two keys for `modscope explore`; the older ones are unchanged
-        added = {"source": source_record(args.checkpoint, args), "weight_masks": encode_masks(result.masks)}
-        write_json(args.json, {**result.to_dict(), **added})
     if args.save:
         result.save(args.save)
-    echo(format_masks(result) + _groups_table(result), args.json, end="")
+
+    def fields() -> dict:  # 0.4.0 adds the masks' bits for `modscope explore`; older keys unchanged
+        from ..masks.bits import encode_masks
+
+        return {**result.to_dict(), "weight_masks": encode_masks(result.masks)}
+
+    write_result(args, fields, format_masks(result) + _groups_table(result))
     return 0

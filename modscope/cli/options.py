@@ -24,14 +24,17 @@ __all__ = [
     "device_name",
     "executor_flags",
     "int_list",
-    "function_flags",
     "load_source_graph",
     "model_flags",
     "module_flags",
+    "module_options",
     "positive_int",
     "progress_flag",
+    "run_checks",
+    "run_flags",
     "source_record",
     "split_names",
+    "write_result",
 ]
 
 
@@ -226,22 +229,98 @@ def module_flags(g: Any) -> None:
     )
 
 
-def function_flags(p: argparse.ArgumentParser) -> None:
-    """--function (repeatable), --output, --batch-size: the user's functions and data batches."""
-    g = p.add_argument_group("your data (--model with --data FILE)")
+def run_flags(
+    p: argparse.ArgumentParser, runs: str, seed_help: str, cache_help: str, batch: tuple[str, int, str]
+) -> None:
+    """What the commands that run a network on data share (knockout, masks): --seed, --device, --json,
+    --cache, --no-progress, and the group of the user's module (`module_flags`, --function, --output,
+    and ``batch``: the flag, default and meaning of its examples per batch read from --data)."""
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    device_flag(p, runs)
+    p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    p.add_argument("--cache", metavar="DIR", help=cache_help)
+    progress_flag(p)
+    g = p.add_argument_group(
+        "your own network (--model: its weights file as the checkpoint, --data your data file)"
+    )
+    module_flags(g)
     g.add_argument(
         "--function",
         action="append",
         metavar="NAME=CLASSES",
-        help="a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
+        help="--model: a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
         "(rest=not:3) or output groups (digit0=outputs:0); repeatable",
     )
-    g.add_argument("--output", type=int, metavar="INDEX", help="which of the model's outputs to score")
     g.add_argument(
-        "--batch-size",
-        type=positive_int(1),
-        default=256,
-        help="examples per batch read from --data (default 256)",
+        "--output", type=int, metavar="INDEX", help="--model: which of the model's outputs to score"
+    )
+    flag, default, what = batch
+    help_text = f"--model: {what} read from --data (default {default})"
+    g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
+
+
+def run_checks(
+    args,
+    files: dict[str, str | None] | None = None,
+    no_stdout: tuple[str, ...] = (),
+    *,
+    checkpoint_only: dict[str, bool] | None = None,
+    model_only: dict[str, bool] | None = None,
+) -> dict[str, Any]:
+    """Before any work of a command made by `run_flags`: its outputs can be written (``--json``,
+    ``--cache`` and ``files``), the device is there, no --input-axis (the trace guesses it), and the
+    flags fit the network: ``--model`` needs --data and refuses --task and ``checkpoint_only``
+    (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``.
+    Returns the shared settings as keyword arguments: ``seed``, ``device``, ``progress``."""
+    from ..runtime.modules import resolve_device
+
+    check_outputs({"--json": args.json, **(files or {})}, {"--cache": args.cache}, no_stdout)
+    resolve_device(args.device)  # a missing GPU fails before any work
+    if args.input_axis is not None:  # the trace takes the tracer's guess (it follows transposes)
+        raise ModscopeError(
+            "--input-axis goes with score --model; knockout and masks trace with modscope's guess"
+        )
+    if args.model is not None:
+        refused = {"--task": args.task is not None, **(checkpoint_only or {})}
+        if args.data is None or any(refused.values()):
+            *rest, last = refused
+            no = f"{', '.join(rest)} or {last}" if rest else last
+            raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
+        return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
+    refused = {
+        "--function": bool(args.function),
+        "--output": args.output is not None,
+        "--input-shape": args.input_shape is not None,
+        **(model_only or {}),
+    }
+    if any(refused.values()):
+        *rest, last = refused
+        raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
+    return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
+
+
+def write_result(args, fields: Any, text: str) -> None:
+    """A command's output: ``--json`` (``fields()``, the result's keys, with the network read as
+    ``source``, a key added in 0.4.0 for `modscope explore`), then the text (on stderr with
+    ``--json -``)."""
+    if args.json:
+        from ..runtime.atomic import write_json
+
+        write_json(args.json, {**fields(), "source": source_record(args.checkpoint, args)})
+    echo(text, args.json, end="")
+
+
+def module_options(args) -> dict[str, Any]:
+    """The user's module and functions as `run_flags` read them: keyword arguments of
+    `modscope.workflows.user_models` (``knockout_model``, ``masks_model``)."""
+    return dict(
+        model=args.model,
+        data=args.data,
+        input_shape=args.input_shape,
+        input_dtype=args.input_dtype,
+        non_strict=args.non_strict,
+        functions=args.function,
+        output=args.output,
     )
 
 

@@ -54,6 +54,7 @@ from .weight_graph import WeightGraph
 if TYPE_CHECKING:
     from torch import nn
 
+    from .tracing.incidence import ParameterMap
     from .tracing.sites import Site
 
 __all__ = ["Network", "Source", "network"]
@@ -73,7 +74,9 @@ class Network:
     of the forward's arguments), None when it was not traced. ``sites``: for every read of a
     unit group by a layer with weights, where it is read (`modscope.graphs.tracing.Site`: the
     module, its input or parameter, the graph node of each feature); None when unknown (a
-    weights file, a conv stack read without a trace).
+    weights file, a conv stack read without a trace). ``parameters``: where each parameter's
+    entries write and read units (`modscope.graphs.tracing.incidence.ParameterMap`, recorded by
+    the trace; masks count on it); None when the network was not traced.
     """
 
     graph: WeightGraph
@@ -82,6 +85,7 @@ class Network:
     loader: Callable[[], Any] | None = None
     example_input: Any = None
     sites: tuple[Site, ...] | None = None
+    parameters: ParameterMap | None = None
     _built: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -248,7 +252,8 @@ def _module_network(
     graph = graph.read_as(
         f"traced with torch.export: {len(graph.sizes)} unit groups, {len(graph.weights)} edge sets{axis}"
     )
-    return Network(graph, name, module=module, example_input=example_input, sites=traced.sites)
+    return Network(graph, name, module=module, example_input=example_input, sites=traced.sites,
+                   parameters=traced.parameters)
 
 
 _MODEL_FILES = (".onnx", ".h5", ".hdf5", ".keras")  # rebuilt as torch ops and traced
@@ -322,7 +327,7 @@ def _file_network(path: Path, layers: Sequence[str] | None, trust_pickle: bool, 
         module = next((obj[k] for k in formats.STATE_DICT_KEYS if _is_module(obj.get(k))), None)
     if module is not None:
         net = _module_network(module, layers, None, how.kernel_norm)
-        return Network(net.graph, where, module=module, sites=net.sites)
+        return Network(net.graph, where, module=module, sites=net.sites, parameters=net.parameters)
     if formats.is_checkpoint_payload(obj):
         return Network(payload_stack(obj, layers, where), where)
     return Network(_state_graph(formats.unwrap_state_dict(obj, where), layers, how, where), where)

@@ -6,23 +6,19 @@ built-in task or on the user's data, streamed in batches."""
 from .alignment import Alignment, alignment
 from .fit import MaskConfig, fit_logits, train_masks
 from .frozen import FrozenNet, maskable_names
-from .measures import evaluate_masks, evaluate_streamed, overlap_measures
+from .measures import evaluate_streamed, overlap_measures
 from .result import MaskResult, load_masks
-from .units import UnitMap, unit_map
 
 __all__ = [
     "Alignment",
     "FrozenNet",
     "MaskConfig",
     "MaskResult",
-    "UnitMap",
     "alignment",
-    "evaluate_masks",
     "evaluate_streamed",
     "fit_logits",
     "load_masks",
     "maskable_names",
     "overlap_measures",
     "train_masks",
-    "unit_map",
 ]

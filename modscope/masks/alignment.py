@@ -26,13 +26,15 @@ order; neurons no mask touches have none and are left out). Measures:
 Any traced network (``graph=``): ``labels`` are one per node of its unit graph (the graph
 `modscope.score` clusters, e.g. a ``Partition`` of ``load_graph(model, example_input=x)``), and a
 unit's incident kept weights are the kept entries of the parameters that write into it and read
-from it: ``graph`` is a `modscope.masks.units.UnitMap` (``unit_map(model, x)``, or
-``result.units`` of masks trained with an example input; exact, from the trace), or the traced
-`WeightGraph` itself (its blocks' parameter names and links, read in torch's ``(out, in)``
-layout; see `modscope.masks.units.unit_map_from_graph`). Conv kernels count each kept kernel
-entry; an LSTM's stacked gate rows count for their hidden unit. The null permutes labels within
-each unit group; ``hidden_only`` keeps the units of groups that some layer writes and another
-reads (not the network's inputs and outputs).
+from it: ``graph`` is the traced network (``trace_network(model, x)``; its
+`modscope.graphs.tracing.incidence.ParameterMap` ``.parameters``, also ``result.units`` of masks
+trained with an example input; exact, from the trace), or the traced `WeightGraph` itself (its
+blocks' parameter names and links, read in torch's ``(out, in)`` layout; see
+`modscope.graphs.tracing.incidence.graph_parameter_map`). A plain stack's masks are read the same
+way, from their shapes (`modscope.graphs.tracing.incidence.chain_parameter_map`). Conv kernels
+count each kept kernel entry; an LSTM's stacked gate rows count for their hidden unit. The null
+permutes labels within each unit group; ``hidden_only`` keeps the units of groups that some
+layer writes and another reads (not the network's inputs and outputs).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import torch
 from ..data.functions import CONTROL
 from ..errors import ModscopeError
 from ..graphs.network import Network
+from ..graphs.tracing.incidence import ParameterMap, chain_parameter_map, graph_parameter_map
 from ..stats import p_value
 from .result import MaskResult
 
@@ -115,32 +118,64 @@ def _layer_masks(m: Any) -> list[np.ndarray]:
     return out
 
 
+def _chain(masks: Sequence[Any]) -> tuple[ParameterMap, list[dict[str, np.ndarray]]]:
+    """The `ParameterMap` of the plain feed-forward stack the layer masks describe, and each
+    function's masks by the map's layer names."""
+    layers = [_layer_masks(f) for f in masks]
+    first = [m.shape for m in layers[0]]
+    if any([m.shape for m in f] != first for f in layers):
+        raise ModscopeError("all functions' masks must have the same layers and shapes")
+    units = chain_parameter_map(first)
+    return units, [dict(zip(units.graph.names, f, strict=True)) for f in layers]
+
+
 def incident_counts(masks: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
     """``(F, n_nodes)`` kept incident weights per function and node, and the layer widths.
 
     ``masks[f][l]``: bool ``(out_l, in_l[, ...])`` of Linear/Conv layer ``l``; extra (kernel)
-    dimensions are summed over. Tensors, arrays and ``{name: mask}`` dicts are accepted.
+    dimensions count each kept entry. Tensors, arrays and ``{name: mask}`` dicts are accepted.
     """
-    masks = [_layer_masks(f) for f in masks]
-    first = masks[0]
-    widths = [first[0].shape[1]] + [m.shape[0] for m in first]
-    for f_masks in masks:
-        if [m.shape for m in f_masks] != [m.shape for m in first]:
-            raise ModscopeError("all functions' masks must have the same layers and shapes")
-    for li in range(1, len(first)):
-        if first[li].shape[1] != first[li - 1].shape[0]:
-            raise ModscopeError(
-                f"mask layer {li} has {first[li].shape[1]} inputs but layer {li - 1} "
-                f"has {first[li - 1].shape[0]} outputs: not a plain feed-forward stack"
-            )
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    counts = np.zeros((len(masks), int(offsets[-1])), dtype=np.int64)
-    for fi, f_masks in enumerate(masks):
-        for li, m in enumerate(f_masks):
-            m2 = m.reshape(m.shape[0], m.shape[1], -1).sum(2)  # (out, in) kept entries
-            counts[fi, offsets[li] : offsets[li + 1]] += m2.sum(0)  # outgoing of layer li nodes
-            counts[fi, offsets[li + 1] : offsets[li + 2]] += m2.sum(1)  # incoming of li + 1
-    return counts, widths
+    units, named = _chain(masks)
+    return np.stack([units.node_counts(m) for m in named]), list(units.graph.sizes)
+
+
+def _parameter_map(graph: Any, masks: Sequence[Any]) -> tuple[ParameterMap, list[Any]]:
+    """The map of units the masks are counted on: ``graph`` given (a `ParameterMap`, a traced
+    network's ``.parameters``, or a `WeightGraph` read in torch's layout), else the plain stack the
+    masks' shapes describe; and the masks as that map names them."""
+    if graph is None:
+        return _chain(masks)
+    if not all(isinstance(m, Mapping) for m in masks):
+        raise ModscopeError("on a unit graph, each function's masks must be a {parameter name: mask} dict")
+    units = graph if isinstance(graph, ParameterMap) else getattr(graph, "parameters", None)
+    if isinstance(units, ParameterMap):
+        return units, list(masks)
+    if not hasattr(graph, "links"):
+        raise ModscopeError(
+            f"graph must be a traced network, a ParameterMap or a WeightGraph, got {type(graph).__name__}"
+        )
+    shapes = {n: tuple(np.shape(t)) for n, t in masks[0].items() if len(np.shape(t)) >= 2}
+    return graph_parameter_map(graph, shapes), list(masks)
+
+
+def _check(labels: Any, masks: Any, functions: Sequence[str] | None, n_null: int) -> tuple:
+    """``(labels, {function: masks}, functions)`` checked."""
+    labels = np.asarray(getattr(labels, "labels", labels))
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ModscopeError("labels must be a 1-D integer array, one per graph node")
+    mask_map = masks.masks if isinstance(masks, MaskResult) else masks
+    if not isinstance(mask_map, Mapping) or not mask_map:
+        raise ModscopeError("masks must be a non-empty {function: layer masks} mapping")
+    if functions is None:
+        functions = [f for f in mask_map if f != CONTROL] or list(mask_map)
+    unknown = [f for f in functions if f not in mask_map]
+    if unknown:
+        raise ModscopeError(f"no masks for function(s) {', '.join(map(str, unknown))}")
+    if len(functions) < 1:
+        raise ModscopeError("need at least one function")
+    if n_null < 0:
+        raise ModscopeError(f"n_null must be >= 0, got {n_null}")
+    return labels, mask_map, list(functions)
 
 
 def alignment(
@@ -157,48 +192,28 @@ def alignment(
 
     ``functions``: which masks (default: all but ``control``). ``hidden_only``: use hidden
     neurons only (input and output neurons are usually needed by every function). ``graph``:
-    a traced network's `UnitMap` or `WeightGraph` (default: the ``result.units`` of a
-    `MaskResult` trained with an example input, else a plain feed-forward stack).
+    a traced network (``trace_network(model, x)``), its `ParameterMap` or its `WeightGraph`
+    (default: the ``result.units`` of a `MaskResult` trained with an example input, else a plain
+    feed-forward stack).
     """
     from sklearn.metrics import adjusted_mutual_info_score
 
-    if isinstance(graph, Network):  # one network object: its unit graph
-        graph = graph.graph
-    labels = np.asarray(getattr(labels, "labels", labels))
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ModscopeError("labels must be a 1-D integer array, one per graph node")
-    mask_map = masks.masks if isinstance(masks, MaskResult) else masks
-    if not isinstance(mask_map, Mapping) or not mask_map:
-        raise ModscopeError("masks must be a non-empty {function: layer masks} mapping")
-    if functions is None:
-        functions = [f for f in mask_map if f != CONTROL] or list(mask_map)
-    unknown = [f for f in functions if f not in mask_map]
-    if unknown:
-        raise ModscopeError(f"no masks for function(s) {', '.join(map(str, unknown))}")
-    if len(functions) < 1:
-        raise ModscopeError("need at least one function")
-    if n_null < 0:
-        raise ModscopeError(f"n_null must be >= 0, got {n_null}")
+    if isinstance(graph, Network):  # one network object: the trace's parameter map, else its graph
+        graph = graph.parameters if graph.parameters is not None else graph.graph
+    labels, mask_map, functions = _check(labels, masks, functions, n_null)
     if graph is None and isinstance(masks, MaskResult) and masks.units is not None:
         graph = masks.units
-    group_names = None
-    if graph is None:
-        counts, widths = incident_counts([_layer_masks(mask_map[f]) for f in functions])
-        if labels.shape[0] != counts.shape[1]:
-            raise ModscopeError(
-                f"{labels.shape[0]} labels for a graph of {counts.shape[1]} nodes (widths {widths})"
-            )
-        layer = np.repeat(np.arange(len(widths)), widths)
-        hidden = (layer > 0) & (layer < len(widths) - 1)
-    else:
-        counts, layer, hidden, group_names = _graph_counts(graph, [mask_map[f] for f in functions])
-        if labels.shape[0] != counts.shape[1]:
-            raise ModscopeError(
-                f"{labels.shape[0]} labels for a unit graph of {counts.shape[1]} nodes: one label per node"
-            )
+    units, named = _parameter_map(graph, [mask_map[f] for f in functions])
+    counts = np.stack([units.node_counts(m) for m in named])
+    if labels.shape[0] != counts.shape[1]:
+        raise ModscopeError(
+            f"{labels.shape[0]} labels for a unit graph of {counts.shape[1]} nodes (group sizes "
+            f"{list(units.graph.sizes)}): one label per node"
+        )
+    layer = units.group_of()
     sel = (labels >= 0) & (counts.sum(0) > 0)
     if hidden_only:
-        sel &= hidden
+        sel &= units.hidden_groups()[layer]
     idx = np.flatnonzero(sel)
     if idx.size == 0:
         raise ModscopeError("no neuron is both clustered and touched by a mask")
@@ -213,58 +228,41 @@ def alignment(
         share[c] = {f: (float(tot[i] / s) if s > 0 else None) for i, f in enumerate(functions)}
         dc = np.bincount(dom[lab == c], minlength=len(functions))
         dominant[c] = {f: int(dc[i]) for i, f in enumerate(functions)}
-
     ami = float(adjusted_mutual_info_score(lab, dom))
-    null_mean = null_std = z = p = None
-    if n_null > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
-        # Sorting random keys offset by 2 * layer permutes positions within each layer (unit group) only.
-        order = np.argsort(lay, kind="stable")
-        lab_s, dom_s, lay_s = lab[order], dom[order], lay[order]
-        perms = np.argsort(lay_s[None, :] * 2.0 + rng.random((n_null, idx.size)), axis=1)
-        null = np.array([adjusted_mutual_info_score(lab_s[p_], dom_s) for p_ in perms])
-        null_mean = float(null.mean())
-        null_std = float(null.std(ddof=1)) if n_null > 1 else None
-        z = (ami - null_mean) / null_std if null_std else None
-        p = p_value(ami, null, larger_is_extreme=True, tol=1e-12)
+    null = _null(lab, dom, lay, n_null, seed)
     return Alignment(
-        functions=list(functions),
-        clusters=clusters,
-        share=share,
-        dominant=dominant,
-        ami=ami,
-        null_mean=null_mean,
-        null_std=null_std,
-        z=None if z is None else float(z),
-        p_value=p,
-        n_null=int(n_null),
-        n_neurons=int(idx.size),
-        hidden_only=hidden_only,
+        functions=list(functions), clusters=clusters, share=share, dominant=dominant, ami=ami,
+        **_compare(ami, null), n_null=int(n_null), n_neurons=int(idx.size), hidden_only=hidden_only,
         seed=int(seed),
-        groups=None if group_names is None else [group_names[g] for g in np.unique(lay)],
+        groups=None if graph is None else [units.graph.group_names[g] for g in np.unique(lay)],
     )
 
 
-def _graph_counts(graph: Any, masks: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """``(F, n_nodes)`` kept incident weights per function and unit of a traced network, each
-    node's unit group, which nodes are hidden (their group written by one layer and read by
-    another), and the groups' names."""
-    from .units import UnitMap, unit_map_from_graph
+def _null(lab: np.ndarray, dom: np.ndarray, lay: np.ndarray, n_null: int, seed: int) -> np.ndarray:
+    """``(n_null,)`` AMI of the dominant functions with cluster labels permuted within each unit
+    group (same cluster sizes per group)."""
+    from sklearn.metrics import adjusted_mutual_info_score
 
-    for m in masks:
-        if not isinstance(m, Mapping):
-            raise ModscopeError(
-                "on a unit graph, each function's masks must be a {parameter name: mask} dict"
-            )
-    if not isinstance(graph, UnitMap):
-        if not hasattr(graph, "links"):
-            raise ModscopeError(f"graph must be a UnitMap or a WeightGraph, got {type(graph).__name__}")
-        shapes = {n: tuple(np.shape(t)) for n, t in masks[0].items() if len(np.shape(t)) >= 2}
-        graph = unit_map_from_graph(graph, shapes)
-    counts = np.stack([graph.node_counts(m) for m in masks])
-    g = graph.graph
-    layer = graph.group_of()
-    written = {d for _, d in g.links}
-    read = {src for src, _ in g.links}
-    hidden_groups = np.array([i in written and i in read for i in range(len(g.sizes))])
-    return counts, layer, hidden_groups[layer], list(g.group_names)
+    if n_null == 0:
+        return np.empty(0)
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    # Sorting random keys offset by 2 * layer permutes positions within each layer (unit group) only.
+    order = np.argsort(lay, kind="stable")
+    lab_s, dom_s, lay_s = lab[order], dom[order], lay[order]
+    perms = np.argsort(lay_s[None, :] * 2.0 + rng.random((n_null, lab.size)), axis=1)
+    return np.array([adjusted_mutual_info_score(lab_s[p_], dom_s) for p_ in perms])
+
+
+def _compare(ami: float, null: np.ndarray) -> dict[str, float | None]:
+    """The observed AMI against its null: mean, std, z and one-sided p (None without a null)."""
+    if null.size == 0:
+        return {"null_mean": None, "null_std": None, "z": None, "p_value": None}
+    null_mean = float(null.mean())
+    null_std = float(null.std(ddof=1)) if null.size > 1 else None
+    z = (ami - null_mean) / null_std if null_std else None
+    return {
+        "null_mean": null_mean,
+        "null_std": null_std,
+        "z": None if z is None else float(z),
+        "p_value": p_value(ami, null, larger_is_extreme=True, tol=1e-12),
+    }

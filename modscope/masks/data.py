@@ -1,9 +1,8 @@
-"""Which examples each mask trains on and is tested on: a task's functions, resolved.
+"""Which examples each mask trains on and is tested on: the data's functions, resolved.
 
-Two sources. A built-in `Task` keeps its tensors in memory (`function_data`: each function's
-training indices and test tensors). The user's data (`modscope.data.Data`: arrays, memory-mapped
-files, datasets) is never read whole: `StreamedData` reads the rows each step draws
-(``split.rows(index)``) and is evaluated batch by batch (`modscope.masks.measures.evaluate_streamed`).
+The data (`modscope.data.Data`: a built-in task's tensors, arrays, memory-mapped files, datasets)
+is never read whole: `StreamedData` reads the rows each step draws (``split.rows(index)``) and is
+evaluated batch by batch (`modscope.masks.measures.evaluate_streamed`).
 """
 
 from __future__ import annotations
@@ -18,70 +17,25 @@ import torch
 from ..data import metrics
 from ..data.functions import Function, function_where, parse_function
 from ..errors import ModscopeError
-from ..tasks.base import Task
 
 __all__ = [
     "FunctionData",
     "StreamedData",
-    "function_data",
     "resolve_data_functions",
-    "resolve_functions",
     "streamed_function",
 ]
 
 
 @dataclass(frozen=True)
 class FunctionData:
-    """One mask's examples: ``train_index`` ``(n,)`` long (rows of the training split, on the
-    device), the test tensors (in-memory tasks only; ``None`` for streamed data) and the output
-    ``groups`` the function asks for; ``function``: the `Function` it came from."""
+    """One mask's examples: ``train_index`` ``(n,)`` long (rows of the split it trains on, on the
+    device) and the output ``groups`` the function asks for; ``function``: the `Function` it came
+    from."""
 
     name: str
     train_index: torch.Tensor  # (n,) long, on device
-    test_x: torch.Tensor | None
-    test_y: torch.Tensor | None
     groups: tuple[int, ...] | None
     function: Function | None = None
-
-
-def resolve_functions(
-    task: Task, functions: Sequence[str | Function] | Mapping[str, Function] | None
-) -> list[Function]:
-    if functions is None:
-        fns = list(task.functions.values())
-    elif isinstance(functions, Mapping):
-        fns = list(functions.values())
-    else:
-        fns = []
-        for f in functions:
-            if isinstance(f, Function):
-                fns.append(f)
-            elif f in task.functions:
-                fns.append(task.functions[f])
-            else:
-                known = ", ".join(task.functions) or "none"
-                hint = "; per-class masks: --classes / class_functions(task)" if str(
-                    f).startswith("not-") else ""
-                raise ModscopeError(
-                    f"task {task.name} has no function {f!r} (it has: {known}){hint}"
-                )
-    if not fns:
-        raise ModscopeError(f"no functions to mask: task {task.name} defines none and none were given")
-    names = [f.name for f in fns]
-    if len(set(names)) != len(names):
-        raise ModscopeError(f"function names must be unique, got {names}")
-    return fns
-
-
-def function_data(task: Task, fn: Function, device: torch.device) -> FunctionData:
-    n_train = task.x_train.shape[0]
-    idx = fn.train_index if fn.train_index is not None else torch.arange(n_train)
-    if idx.numel() == 0:
-        raise ModscopeError(f"function {fn.name} has no training examples")
-    x, y = task.x_test, task.y_test
-    if fn.test_index is not None:
-        x, y = x[fn.test_index], y[fn.test_index]
-    return FunctionData(fn.name, idx.long().to(device), x.to(device), y.to(device), fn.groups, fn)
 
 
 def resolve_data_functions(
@@ -125,8 +79,8 @@ def resolve_data_functions(
                 )
     if not fns:
         raise ModscopeError(
-            f"no functions to mask on {data.name}: pass functions (--function NAME=CLASSES, repeatable) "
-            "or one per class (--classes, class_functions(data))"
+            f"no functions to mask on {data.name}: it defines none; pass functions (--functions NAMES, "
+            "--function NAME=CLASSES with --model) or one per class (--classes, class_functions(data))"
         )
     names = [f.name for f in fns]
     if len(set(names)) != len(names):
@@ -185,4 +139,4 @@ def streamed_function(stream: StreamedData, fn: Function, device: torch.device) 
     index = torch.as_tensor(np.asarray(index), dtype=torch.long)
     if index.numel() == 0:
         raise ModscopeError(f"function {fn.name} has no {stream.split} examples to train its mask on")
-    return FunctionData(fn.name, index.to(device), None, None, fn.groups, fn)
+    return FunctionData(fn.name, index.to(device), fn.groups, fn)

@@ -25,10 +25,11 @@ convolutions on the CPU, where ``vmap``'s grouped convolution is slower than K p
 (``forward=`` chooses). The user's model is never modified: every effective weight lives in
 tensors passed to ``functional_call``.
 
-The data: a built-in `Task` is held in memory; the user's data (`modscope.data.Data`, or anything
-`modscope.data.load_data` reads: arrays, memory-mapped ``.npz`` / ``.pt`` / IDX files, datasets)
-is streamed: each step reads only the rows it drew (``split.rows``), and the masks are scored
-batch by batch (`modscope.masks.measures.evaluate_streamed`), never the whole test set at once.
+The data: a `modscope.data.Data`, or anything `modscope.data.load_data` reads (a built-in `Task`,
+arrays, memory-mapped ``.npz`` / ``.pt`` / IDX files, datasets), turned into `Data` once at the
+entry; it is streamed: each step reads only the rows it drew (``split.rows``), and the masks are
+scored batch by batch (`modscope.masks.measures.evaluate_streamed`), never the whole test set at
+once.
 
 Each mask's randomness (its batches and its Gumbel noise) comes from ``seed`` and the
 function's *name* only, so a mask trained together with others equals the same mask
@@ -47,24 +48,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.dataset import load_data
 from ..data.functions import CONTROL, Function
 from ..errors import ModscopeError
 from ..graphs.network import Network
 from ..runtime.modules import device_errors, model_device, resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
 from ..runtime.seeds import stream_seed
-from ..tasks.base import Task
-from .data import (
-    FunctionData,
-    StreamedData,
-    function_data,
-    resolve_data_functions,
-    resolve_functions,
-    streamed_function,
-)
+from .data import FunctionData, StreamedData, resolve_data_functions, streamed_function
 from .frozen import FrozenNet, maskable_names, no_fastpath
 from .gumbel import hard_mask_weights, straight_through_grad
-from .measures import evaluate_masks, evaluate_streamed, group_measures
+from .measures import evaluate_streamed, group_measures
 from .result import MaskResult
 
 __all__ = ["MaskConfig", "fit_logits", "fused_adam", "train_masks"]
@@ -108,7 +102,7 @@ def fused_adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
 
 def fit_logits(
     net: FrozenNet,
-    task: Task | StreamedData,
+    data: Any,
     fns: Sequence[FunctionData],
     *,
     steps: int,
@@ -124,7 +118,9 @@ def fit_logits(
 ) -> torch.Tensor:
     """Train K = ``len(fns)`` logit sets together; returns the logits, ``(K, P)`` float32.
 
-    ``callback(step, logits)`` runs after every step (``step`` counts from 1; ``logits`` is
+    ``data``: the examples the masks train on, a `StreamedData` (or anything
+    `modscope.data.load_data` reads, streamed from its train split). ``callback(step, logits)``
+    runs after every step (``step`` counts from 1; ``logits`` is
     the live detached tensor: clone it to keep it).
 
     ``threads > 1`` (CPU only) splits the K mask sets into that many groups, each trained on
@@ -134,16 +130,17 @@ def fit_logits(
     grows with K whatever the batching; threads are how K masks together cost less than K
     one-mask steps there. torch's process-wide intra-op thread count is 1 while they run.
     """
+    source = data if isinstance(data, StreamedData) else _stream(net, load_data(data), (), False)
     with no_fastpath():  # once around every thread's steps: the flag is process-wide
         return _fit_logits(
-            net, task, fns, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
+            net, source, fns, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
             seed=seed, progress=progress, callback=callback, threads=threads,
         )
 
 
 def _fit_logits(
     net: FrozenNet,
-    task: Task | StreamedData,
+    source: StreamedData,
     fns: Sequence[FunctionData],
     *,
     steps: int,
@@ -167,7 +164,7 @@ def _fit_logits(
         after = None if callback is None else (lambda step: callback(step, logits))
         # a tiny network's K masks on one thread: torch's threads only cost there
         with torch_threads(threads_for(K * P * batch_size) if dev.type == "cpu" else None):
-            _fit_group(net, task, fns, logits, progress=progress, after_step=after,
+            _fit_group(net, source, fns, logits, progress=progress, after_step=after,
                        desc=f"masks ({K} together)", **fit)
         return logits
 
@@ -188,7 +185,7 @@ def _fit_logits(
     def run(i: int, rows: np.ndarray) -> None:
         try:
             _fit_group(
-                net.copy(), task, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
+                net.copy(), source, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
                 progress=progress and i == 0, after_step=None if barrier is None else sync,
                 desc=f"masks ({K} together, {n_groups} threads)", **fit,
             )
@@ -214,21 +211,9 @@ def _fit_logits(
     return logits
 
 
-def _training_source(
-    task: Task | StreamedData, dev: torch.device
-) -> tuple[Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], Callable[..., torch.Tensor]]:
-    """``(read, loss)``: ``read(index (K, B))`` gives the batch ``(x, y)`` of those training rows,
-    ``loss(out, y, groups)`` the task loss. A built-in task's tensors are on ``dev`` once, whole;
-    the user's data is read row by row as drawn (`StreamedData`)."""
-    if isinstance(task, Task):
-        x_train, y_train = task.x_train.to(dev), task.y_train.to(dev)
-        return (lambda idx: (x_train[idx], y_train[idx])), task.loss
-    return (lambda idx: task.batch(idx, dev)), task.loss
-
-
 def _fit_group(
     net: FrozenNet,
-    task: Task | StreamedData,
+    source: StreamedData,
     fns: Sequence[FunctionData],
     logits: torch.Tensor,
     *,
@@ -251,7 +236,6 @@ def _fit_group(
         torch.Generator(device=dev).manual_seed(stream_seed(seed, f.name, 0)) for f in fns
     ]
     uniforms = _Uniforms([stream_seed(seed, f.name, 1) for f in fns], P, dev)
-    read, task_loss = _training_source(task, dev)
     idx = torch.empty(K, B, dtype=torch.long, device=dev)
     # The straight-through step by hand, in buffers kept across steps: the effective weights
     # are a leaf whose gradient autograd fills, and the logits' gradient is computed from it
@@ -277,9 +261,9 @@ def _fit_group(
             z.div_(tau)
         with torch.no_grad():
             hard_mask_weights(z, net.w, out=eff)
-        x, y = read(idx)
+        x, y = source.batch(idx, dev)  # the rows drawn, read as drawn
         out = net(leaves, x, batched=batched)  # (K, B, n_out): one forward for all K (or a loop)
-        loss = sum(task_loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
+        loss = sum(source.loss(out[k], y[k], f.groups) for k, f in enumerate(fns))
         for leaf in leaves:
             leaf.grad = None
         loss.backward()
@@ -353,28 +337,27 @@ def train_masks(
 ) -> MaskResult:
     """Learn one weight mask per function on the frozen ``model``, all K at once.
 
-    ``task``: a built-in `Task` (held in memory, as modscope's own runs), or the user's data:
-    a `modscope.data.Data` or anything `modscope.data.load_data` reads (``(x, y)`` arrays,
-    ``.npz`` / ``.pt`` files, IDX folders, a ``Dataset`` or ``DataLoader``), streamed in batches.
+    ``task``: the data, a `modscope.data.Data` or anything `modscope.data.load_data` reads (a
+    built-in `Task`, ``(x, y)`` arrays, ``.npz`` / ``.pt`` files, IDX folders, a ``Dataset`` or
+    ``DataLoader``), turned into `Data` once here and streamed in batches.
     Masks train on the train split (the test split when the data has none; the result's
     ``config["trained_on"]`` says which) and are scored on the test split. Each step reads the
     rows it drew (``split.rows``): arrays, memory maps and indexable datasets read just those; a
     ``DataLoader`` can only be read in its own order, so each step costs a pass over it (pass its
     dataset instead).
 
-    ``functions``: for a task, names in ``task.functions`` or [`Function`][modscope.data.functions.Function]
-    objects (default: all of the task's); for user data also ``name=classes`` specs, and a mapping of names to
-    `Function` objects or predicates ``predicate(x, y) -> (B,) bool``
-    (`modscope.masks.data.resolve_data_functions`; default: ``data.functions``).
-    One mask per class: ``class_functions(task_or_data)`` with ``class_removal=True``. ``config``: a
-    `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step counts below
-    ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
+    ``functions``: names of the data's functions, [`Function`][modscope.data.functions.Function]
+    objects, ``name=classes`` specs, or a mapping of names to `Function` objects or predicates
+    ``predicate(x, y) -> (B,) bool`` (`modscope.masks.data.resolve_data_functions`; default: all of
+    the data's). One mask per class: ``class_functions(task_or_data)`` with ``class_removal=True``.
+    ``config``: a `MaskConfig`, or its fields as keyword ``options``, not both. ``record_at``: step
+    counts below ``steps`` at which to evaluate the masks too (``result.history[n]``; identical to a run with
     ``steps=n``, since the randomness is the same). ``threads``: CPU threads the mask sets are
     split over, -1 for all cores (the masks are the same for any value; see
     [`fit_logits()`][modscope.masks.fit.fit_logits]).
 
     ``example_input``: a batch-1 input of the model; with it the model is traced
-    (`modscope.masks.units.unit_map`) and the result gains per-unit-group tables
+    (`modscope.graphs.tracing.trace_network`) and the result gains per-unit-group tables
     (``result.groups``: kept fraction and overlaps of the weights writing into or reading from
     each unit group of the traced graph) and ``result.units`` for
     [`alignment()`][modscope.masks.alignment.alignment].
@@ -393,62 +376,64 @@ def train_masks(
         example_input = model.example_input if example_input is None else example_input
         model = model.torch_module()
     cfg = settle(MaskConfig, config, options)
-    steps = cfg.steps
-    bad = [n for n in record_at if not 1 <= int(n) < steps]
-    if bad:
-        raise ModscopeError(f"record_at steps must lie in [1, {steps}), got {bad}")
-    threads = int(threads)
-    if threads == 0 or threads < -1:
-        raise ModscopeError(f"threads must be >= 1 or -1 (all cores), got {threads}")
-    if threads == -1:
-        threads = os.cpu_count() or 1
-    if int(eval_batch_size) < 1:
-        raise ModscopeError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
-    if forward not in ("auto", "batched", "loop"):
-        raise ModscopeError(f"forward must be 'auto', 'batched' or 'loop', got {forward!r}")
-    loop = None if forward == "auto" else forward == "loop"
-    dev = model_device(model) if device is None else resolve_device(device)
-    names = maskable_names(model, cfg.mask_bias)
-    if isinstance(task, Task):
-        if cfg.class_removal and task.n_classes is None:
-            raise ModscopeError(f"per-class removal needs a single-head classifier; {task.name} is not")
-        fns = resolve_functions(task, functions)
-        _add_control(fns, cfg.control)
-        net = FrozenNet(model, names, dev, output, loop)
-        data = [function_data(task, f, dev) for f in fns]
-        source: Task | StreamedData = task
-
-        def evaluate(logits: torch.Tensor, recorded: dict, keep: bool = False) -> MaskResult:
-            return evaluate_masks(net, task, data, logits, cfg.class_removal, recorded, keep)
-
-    else:
-        from ..data.dataset import load_data
-
-        the_data = load_data(task)
-        fns = resolve_data_functions(the_data, functions)
-        _add_control(fns, cfg.control)
-        net = FrozenNet(model, names, dev, output, loop)
-        source = _stream(net, the_data, fns, cfg.class_removal)
-        data = [streamed_function(source, f, dev) for f in fns]
-
-        def evaluate(logits: torch.Tensor, recorded: dict, keep: bool = False) -> MaskResult:
-            return evaluate_streamed(
-                net, source, fns, logits, cfg.class_removal, recorded, keep, int(eval_batch_size)
-            )
-
+    threads, loop = _check_run(cfg, record_at, threads, eval_batch_size, forward)
+    net, source, fns, recorded = _prepare(model, task, functions, cfg, device, output, loop)
     units = None
     if example_input is not None:  # trace before training: a model the tracer refuses fails fast
-        from .units import unit_map
+        from ..graphs.tracing import trace_network
 
-        units = unit_map(model, example_input)  # traced where the model is, before any move
-    beta = cfg.sparsity_weight
-    recorded: dict[str, Any] = dict(  # what the result says it was made with
-        steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau, init=cfg.init,
-        mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name, functions=[f.name for f in fns],
+        units = trace_network(model, example_input).parameters  # traced where the model is
+    with device_errors("--batch-size (batch_size=), --eval-batch-size or the number of functions"):
+        result = _fit_and_score(
+            net, source, fns, cfg, recorded, threads=threads, progress=progress, keep_logits=keep_logits,
+            record_at=record_at, eval_batch_size=int(eval_batch_size),
+        )
+    if units is not None:
+        for r in (result, *result.history.values()):
+            r.groups = group_measures(units, r)
+            r.units = units
+    return result
+
+
+def _prepare(
+    model: nn.Module, task: Any, functions: Any, cfg: MaskConfig, device: Any, output: Any, loop: bool | None
+) -> tuple[FrozenNet, StreamedData, list[Function], dict[str, Any]]:
+    """The frozen network, the data as training streams it, the functions (and the control) and
+    what the result says it was made with. A built-in Task becomes `Data` here, once; its results
+    keep 0.3.0's keys (no metric, split or forward)."""
+    builtin = callable(getattr(task, "to_data", None))
+    the_data = load_data(task)
+    dev = model_device(model) if device is None else resolve_device(device)
+    fns = resolve_data_functions(the_data, functions)
+    _add_control(fns, cfg.control)
+    net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
+    source = _stream(net, the_data, fns, cfg.class_removal)
+    recorded: dict[str, Any] = dict(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau,
+        init=cfg.init, mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name,
+        functions=[f.name for f in fns],
     )
-    if isinstance(source, StreamedData):
-        recorded.update(metric=source.data.metric_name, trained_on=source.split,
+    if not builtin:
+        recorded.update(metric=the_data.metric_name, trained_on=source.split,
                         forward="loop" if net.loop else "batched")
+    return net, source, fns, recorded
+
+
+def _fit_and_score(
+    net: FrozenNet,
+    source: StreamedData,
+    fns: Sequence[Function],
+    cfg: MaskConfig,
+    recorded: dict[str, Any],
+    *,
+    threads: int,
+    progress: bool,
+    keep_logits: bool,
+    record_at: Sequence[int],
+    eval_batch_size: int,
+) -> MaskResult:
+    """Train every function's mask together (`fit_logits`) and score them on the test split; the
+    masks at the steps of ``record_at`` too (``result.history``)."""
     snapshots: dict[int, torch.Tensor] = {}
     wanted = {int(n) for n in record_at}
 
@@ -456,19 +441,36 @@ def train_masks(
         if step in wanted:
             snapshots[step] = logits.clone()
 
-    with device_errors("--batch-size (batch_size=), --eval-batch-size or the number of functions"):
-        logits = fit_logits(
-            net, source, data, steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=beta, tau=cfg.tau,
-            init=cfg.init, seed=cfg.seed, progress=progress, callback=record if wanted else None,
-            threads=threads,
-        )
-        result = evaluate(logits, recorded, keep_logits)
-        result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
-    if units is not None:
-        for r in (result, *result.history.values()):
-            r.groups = group_measures(units, r)
-            r.units = units
+    def evaluate(logits: torch.Tensor, config: dict, keep: bool = False) -> MaskResult:
+        return evaluate_streamed(net, source, fns, logits, cfg.class_removal, config, keep, eval_batch_size)
+
+    logits = fit_logits(
+        net, source, [streamed_function(source, f, net.device) for f in fns], steps=cfg.steps,
+        batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau, init=cfg.init,
+        seed=cfg.seed, progress=progress, callback=record if wanted else None, threads=threads,
+    )
+    result = evaluate(logits, recorded, keep_logits)
+    result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}
     return result
+
+
+def _check_run(
+    cfg: MaskConfig, record_at: Sequence[int], threads: int, eval_batch_size: int, forward: str
+) -> tuple[int, bool | None]:
+    """``(threads, loop)``: the run's settings checked (one-line errors); ``-1`` threads is every
+    core, ``loop`` None for ``forward="auto"``."""
+    bad = [n for n in record_at if not 1 <= int(n) < cfg.steps]
+    if bad:
+        raise ModscopeError(f"record_at steps must lie in [1, {cfg.steps}), got {bad}")
+    threads = int(threads)
+    if threads == 0 or threads < -1:
+        raise ModscopeError(f"threads must be >= 1 or -1 (all cores), got {threads}")
+    if int(eval_batch_size) < 1:
+        raise ModscopeError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
+    if forward not in ("auto", "batched", "loop"):
+        raise ModscopeError(f"forward must be 'auto', 'batched' or 'loop', got {forward!r}")
+    loop = None if forward == "auto" else forward == "loop"
+    return (os.cpu_count() or 1) if threads == -1 else threads, loop
 
 
 def _add_control(fns: list[Function], control: bool) -> None:

@@ -2,10 +2,10 @@
 per layer and per unit group, each mask's metric on every function's data, the inverted-mask test,
 and the per-class accuracy drop of class-removal masks.
 
-A built-in task's test set is in memory (`evaluate_masks`); the user's data is scored batch by
-batch (`evaluate_streamed`): every batch goes through the K masked networks, the K inverted ones
-and the intact one, and a `modscope.data.accumulate.Accumulator` sums the metric per network,
-per function and per class, so only a batch (times the networks it runs through) is in memory."""
+The data is scored batch by batch (`evaluate_streamed`): every batch goes through the K masked
+networks, the K inverted ones and the intact one, and a `modscope.data.accumulate.Accumulator`
+sums the metric per network, per function and per class, so only a batch (times the networks it
+runs through) is in memory."""
 
 from __future__ import annotations
 
@@ -15,17 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import metrics
 from ..data.accumulate import Accumulator
 from ..data.functions import CONTROL, Function
-from ..tasks.base import Task
-from .data import FunctionData, StreamedData
+from .data import StreamedData
 from .frozen import FrozenNet
 from .result import MaskResult
 
-__all__ = ["evaluate_masks", "evaluate_streamed", "group_measures", "overlap_measures", "streamed_scores"]
-
-_EVAL_CHUNK = 8192  # examples per evaluation forward: bounds memory on big test sets
+__all__ = ["evaluate_streamed", "group_measures", "overlap_measures", "streamed_scores"]
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -62,58 +58,6 @@ def overlap_measures(
         else:
             out["shared"][names[i]] = None
     return out
-
-
-def _outputs(net: FrozenNet, eff: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``(K, B, n_out)``: the network under each of the K effective weight sets, in chunks."""
-    with torch.no_grad():
-        parts = [
-            net(eff, x[s : s + _EVAL_CHUNK], shared_input=True) for s in range(0, x.shape[0], _EVAL_CHUNK)
-        ]
-    return torch.cat(parts, 1)
-
-
-def _metric_matrix(net: FrozenNet, task: Task, eff: torch.Tensor, data: Sequence[FunctionData]):
-    """``out[k][g]``: task metric of the network with effective weights ``eff[k]`` on data g."""
-    res = [
-        metrics.metric(_outputs(net, eff, d.test_x), d.test_y, task.loss_kind, task.output_groups, d.groups)
-        for d in data
-    ]
-    return torch.stack(res, 1).tolist()
-
-
-def _per_class_accuracy(net: FrozenNet, task: Task, eff: torch.Tensor) -> np.ndarray:
-    """``(K, n_classes)`` per-class accuracy on the test set (NaN for absent classes)."""
-    out = _outputs(net, eff, task.x_test.to(net.device))
-    return metrics.per_class_accuracy(out, task.y_test, task.n_classes).cpu().numpy()
-
-
-def evaluate_masks(
-    net: FrozenNet,
-    task: Task,
-    data: Sequence[FunctionData],
-    logits: torch.Tensor,
-    class_removal: bool = False,
-    config: dict[str, Any] | None = None,
-    keep_logits: bool = False,
-) -> MaskResult:
-    """All measures of the hard masks ``logits > 0`` (logits ``(K, P)``, one row per ``data``)."""
-    keep = logits > 0
-    fnames = [d.name for d in data]
-    eff = net.w * keep
-    acc = _metric_matrix(net, task, eff, data)
-    inv_acc = _metric_matrix(net, task, net.w * ~keep, data)
-    full = _metric_matrix(net, task, net.w[None], data)[0]
-
-    class_drop = None
-    if class_removal:
-        full_pc = _per_class_accuracy(net, task, net.w[None])[0]
-        masked_pc = _per_class_accuracy(net, task, eff)
-        class_drop = {
-            f: {str(c): float(full_pc[c] - masked_pc[k, c]) for c in range(task.n_classes)}
-            for k, f in enumerate(fnames)
-        }
-    return _result(net, fnames, logits, acc, inv_acc, full, class_drop, config, keep_logits)
 
 
 def _result(
@@ -197,11 +141,12 @@ def evaluate_streamed(
     keep_logits: bool = False,
     batch_size: int = 512,
 ) -> MaskResult:
-    """`evaluate_masks` on the user's data, streamed: the K masked networks, the K inverted ones and
-    the intact one (``2K + 1`` weight sets) score every test batch once (`streamed_scores`); each
-    mask's metric on function g is the mean over g's test examples and output groups, as for a
-    task. ``class_drop`` (one-group classifiers): per-class accuracy of the intact network minus
-    that under each mask, from the whole test split."""
+    """All measures of the hard masks ``logits > 0`` (logits ``(K, P)``, one row per function) on
+    the test split, streamed: the K masked networks, the K inverted ones and the intact one
+    (``2K + 1`` weight sets) score every test batch once (`streamed_scores`); each mask's metric
+    on function g is the mean over g's test examples and output groups. ``class_drop``
+    (one-group classifiers): per-class accuracy of the intact network minus that under each
+    mask, from the whole test split."""
     keep = logits > 0
     K = keep.shape[0]
     fnames = [f.name for f in functions]
@@ -220,8 +165,9 @@ def evaluate_streamed(
 
 
 def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
-    """Per unit group of a traced network (``units``: a `modscope.masks.units.UnitMap`): which
-    masked parameters write into it and read from it, how many of their weights touch it, and the
+    """Per unit group of a traced network (``units``: its
+    `modscope.graphs.tracing.incidence.ParameterMap`): which masked parameters write into it and
+    read from it, how many of their weights touch it, and the
     kept fraction, IoU, IoMin and shared fraction of the masks over those weights."""
     names = list(result.layer_names)
     fn_rows = [i for i, n in enumerate(result.functions) if n != CONTROL]

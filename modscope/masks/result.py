@@ -34,8 +34,8 @@ class MaskResult:
     ``groups`` (runs given an example input): per unit group of the traced graph, the masked
     parameters that write into it and read from it (``writes`` / ``reads``), the number of their
     weights touching it, and the masks' kept fraction, IoU, IoMin and shared fraction over those
-    weights. ``units``: the `modscope.masks.units.UnitMap` they came from (for `alignment`; not
-    saved). ``config["metric"]`` names the metric of runs on the user's data.
+    weights. ``units``: the `modscope.graphs.tracing.incidence.ParameterMap` they came from (for
+    `alignment`; not saved). ``config["metric"]`` names the metric of runs on the user's data.
     """
 
     functions: list[str]

@@ -65,24 +65,29 @@ def user_data(source: Any, functions: Sequence[str] | None = None, **options: An
     return data
 
 
+def _user_run(
+    weights: str | os.PathLike, model: str, data: Any, kwargs: dict[str, Any]
+) -> tuple[Data, Any, Any]:
+    """``(data, module, example input)`` of a ``--model`` run: the data with its ``name=classes``
+    ``functions``, then the module built and loaded (`user_module`: ``input_shape``,
+    ``input_dtype``, ``non_strict``), these four options taken out of ``kwargs``."""
+    the_data = user_data(data, kwargs.pop("functions", None))
+    shape, dtype = kwargs.pop("input_shape", None), kwargs.pop("input_dtype", "float32")
+    module, example = user_module(
+        model, weights, shape, dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
+    )
+    return the_data, module, example
+
+
 def knockout_model(
-    weights: str | os.PathLike,
-    *,
-    model: str,
-    data: Any,
-    input_shape: str | None = None,
-    input_dtype: str = "float32",
-    n_clusters: int = 12,
-    functions: Sequence[str] | None = None,
-    **kwargs: Any,
+    weights: str | os.PathLike, *, model: str, data: Any, n_clusters: int = 12, **kwargs: Any
 ) -> KnockoutResult:
     """Build the user's module, read their data, cluster the module's unit graph (the graph
     ``modscope score --model`` scores) and lesion every cluster of every unit group
-    (`modscope.knockout`; ``kwargs`` go there, e.g. ``n_random``, ``ablation``, ``output``)."""
-    the_data = user_data(data, functions)
-    module, example = user_module(
-        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
-    )
+    (`modscope.knockout`). ``kwargs``: ``functions`` (``name=classes`` specs), ``input_shape``,
+    ``input_dtype``, ``non_strict`` (`user_module`); the rest go to `modscope.knockout`, e.g.
+    ``n_random``, ``ablation``, ``output``."""
+    the_data, module, example = _user_run(weights, model, data, kwargs)
     graph = load_graph(module, example_input=example)
     seed = int(kwargs.get("seed", 0))
     partition = cluster(graph, n_clusters, seed=seed)
@@ -92,27 +97,17 @@ def knockout_model(
 
 
 def masks_model(
-    weights: str | os.PathLike,
-    *,
-    model: str,
-    data: Any,
-    input_shape: str | None = None,
-    input_dtype: str = "float32",
-    functions: Sequence[str] | None = None,
-    classes: bool = False,
-    **kwargs: Any,
+    weights: str | os.PathLike, *, model: str, data: Any, classes: bool = False, **kwargs: Any
 ) -> MaskResult:
     """Build the user's module, read their data and learn one weight mask per function
     (`modscope.train_masks` on the frozen module, the data streamed in batches): ``functions``
     ``name=classes`` specs (`parse_function`), or ``classes`` for one ``not-<c>`` mask per class
     with the per-class accuracy drop. The module is traced on its example input, so the result
-    has per-unit-group tables. ``kwargs`` go to `train_masks` (``steps``, ``output``, ...)."""
-    if classes and functions:
+    has per-unit-group tables. ``kwargs``: ``functions``, ``input_shape``, ``input_dtype``,
+    ``non_strict`` (`user_module`); the rest go to `train_masks` (``steps``, ``output``, ...)."""
+    if classes and kwargs.get("functions"):
         raise ModscopeError("give either --function or --classes, not both")
-    the_data = user_data(data, functions)
-    module, example = user_module(
-        model, weights, input_shape, input_dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
-    )
+    the_data, module, example = _user_run(weights, model, data, kwargs)
     fns: Any = None
     if classes:
         fns = class_functions(the_data)

@@ -15,6 +15,7 @@ from typing import Any
 from ...errors import ModscopeError
 from ..norms import KERNEL_NORMS
 from ..weight_graph import WeightGraph
+from .incidence import ParameterMap, map_parameters
 from .interpreter import Interpreter
 from .sites import Site, locate_sites
 
@@ -23,10 +24,12 @@ __all__ = ["TracedNetwork", "export_module", "trace_graph", "trace_network", "tr
 
 @dataclass(frozen=True, eq=False)
 class TracedNetwork:
-    """A traced module's unit graph and the `Site` of every read of its units (for lesions)."""
+    """A traced module's unit graph, the `Site` of every read of its units (for lesions) and where
+    each parameter writes and reads units (`ParameterMap`, for masks)."""
 
     graph: WeightGraph
     sites: tuple[Site, ...]
+    parameters: ParameterMap | None = None
 
 
 def _check_norm(kernel_norm: str) -> None:
@@ -124,14 +127,15 @@ def trace_program(
 
 
 def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetwork:
-    """`trace_graph` (with its keyword ``options``), and where each unit is read
-    (`TracedNetwork.sites`)."""
+    """`trace_graph` (with its keyword ``options``), where each unit is read
+    (`TracedNetwork.sites`) and where each parameter writes and reads units
+    (`TracedNetwork.parameters`)."""
     kwargs = options.pop("kwargs", None)
     _check_norm(options.get("kernel_norm", "1"))
     interp = Interpreter(export_module(module, example_input, kwargs), **_interpreter_options(**options))
     interp.module = module
     graph = interp.run()
-    return TracedNetwork(graph, tuple(locate_sites(interp)))
+    return TracedNetwork(graph, tuple(locate_sites(interp)), map_parameters(interp, graph))
 
 
 def _interpreter_options(
