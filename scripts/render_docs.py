@@ -981,6 +981,35 @@ def families(rs: Sequence[Receipt]) -> str:
     return "\n".join(out)
 
 
+def converters_compare(rs: Sequence[Receipt]) -> str:
+    """experiments/converters/compare.py: each file read by modscope and by the library alone."""
+    res = rs[0].results
+    sm = res["summary"]
+
+    def side(x: dict) -> str:
+        if "refused" in x:
+            return f"refuses: {x['refused'][:140]}"
+        return f"{x['nodes']} nodes, {x['n_links']} links" if "n_links" in x else f"{x['nodes']} nodes"
+
+    rows = [[f"`{r['file']}`", side(r["modscope"]), side(r["library"]), r["verdict"],
+             g(r.get("max_abs_weight_diff"))] for r in res["files"]]
+    lines = [
+        f"{kind}: modscope reads {c['modscope_reads']} of {c['files']} files; the library alone reads "
+        f"{c['library_reads']}, {c['same_graph']} with the same graph as modscope's "
+        f"({c['identical']} with the same group names too)."
+        for kind, c in sorted(sm.items())
+    ]
+    header = ["file", "modscope", "library alone", "verdict", "max abs weight difference"]
+    out = [" ".join(lines), "", table(header, rows)]
+    imp = res.get("igraph_import")
+    if imp:
+        out += ["", f"igraph's import after modscope's: `import igraph` {sec(imp['import_igraph_s_min'])} "
+                f"(matplotlib imported: {yes(imp['import_igraph_pulls_matplotlib'])}); the C core alone "
+                f"{sec(imp['modscope_core_only_s_min'])} (matplotlib imported: "
+                f"{yes(imp['modscope_core_only_pulls_matplotlib'])}); fastest of {imp['repeats']} runs."]
+    return "\n".join(out)
+
+
 def real_weights(rs: Sequence[Receipt]) -> str:
     r = rs[0]
     readings = [
@@ -2249,6 +2278,12 @@ FRAGMENTS: tuple[Fragment, ...] = (
         (f"{E}families_vs_reference.json",),
         families,
         "python experiments/families_vs_reference.py --full --out experiments/families_vs_reference.json",
+    ),
+    Fragment(
+        "converters_compare",
+        (f"{E}converters/compare.json",),
+        converters_compare,
+        f"PYTHONPATH=. {PY} experiments/converters/compare.py --out experiments/converters/compare.json",
     ),
     Fragment(
         "real_weights_flatten",

@@ -2,8 +2,10 @@
 
 For every ONNX and Keras file the tests hold (tests/data/formats) and a few more made here (an
 ONNX graph with unnamed nodes and numbered initializers, a legacy-exporter Resize / Upsample
-network, a MatMul + Add MLP as the hostile-input tests build it, and the dynamo exporter's
-output of a plain CNN at today's default opset), the unit graph is read two ways:
+network, a MatMul + Add MLP as the hostile-input tests build it, and a reflect Pad + Celu network
+(two ops outside modscope's table, which its reader takes from onnx2torch); the dynamo exporter needs
+onnxscript, which this environment lacks: the fixtures hold its output), the unit graph is read
+two ways:
 
 - ``modscope``: ``load_graph(path)``, today's readers (`graphs/files/onnx_model` + `onnx_ops`,
   `keras_h5` + `keras_layers`);
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -128,28 +131,40 @@ def make_extra(folder: Path) -> list[Path]:
             up = nn.functional.interpolate(nn.functional.max_pool2d(y, 2), scale_factor=2.0)
             return self.b(torch.cat([up, x], 1))
 
-    class Cnn(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.c, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 4 * 4, 2)
-
-        def forward(self, x):
-            return self.fc(nn.functional.max_pool2d(torch.relu(self.c(x)), 2).flatten(1))
-
     torch.manual_seed(0)
-    for name, m, dynamo in [("resize_legacy.onnx", Upsampled(), False), ("cnn_dynamo.onnx", Cnn(), True)]:
-        out.append(folder / name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(m.eval(), (torch.randn(1, 3, 8, 8),), str(out[-1]), dynamo=dynamo,
-                              input_names=["x"])
+    # Pad (reflect) and Celu: ops outside modscope's own table, read through onnx2torch's converters
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(w, "w1"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(rng.normal(size=(4, 2)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect", name="pad"),
+             helper.make_node("Conv", ["p", "w1"], ["c"], name="conv"),
+             helper.make_node("Celu", ["c"], ["n"], alpha=0.7, name="celu"),
+             helper.make_node("GlobalAveragePool", ["n"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("MatMul", ["f", "w2"], ["y"], name="head")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits,
+    )
+    out.append(folder / "pad_celu.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(out[-1]))
+    out.append(folder / "resize_legacy.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Upsampled().eval(), (torch.randn(1, 3, 8, 8),), str(out[-1]), dynamo=False,
+                          input_names=["x"])
     return out
 
 
 # -- the two readings ----------------------------------------------------------------------------------
 def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """The refusal's first line, paths relative to the repository, onnx2torch's long form short."""
+    text = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
+    text = text.replace(f"{ROOT}/", "")
+    missing = re.search(r"operation_type='(\w+)', version=(\d+)", text)
+    if missing:
+        text = f"onnx2torch has no converter for {missing[1]} version {missing[2]}"
+    return text[:300]
 
 
 def library_graph(path: Path) -> Any:
@@ -176,6 +191,7 @@ def library_graph(path: Path) -> Any:
 def describe(graph: Any) -> dict:
     return {
         "nodes": int(sum(graph.sizes)),
+        "n_links": len(graph.links),
         "sizes": list(graph.sizes),
         "links": [list(link) for link in graph.links],
         "names": list(graph.names),
@@ -183,7 +199,7 @@ def describe(graph: Any) -> dict:
 
 
 def compare(path: Path) -> dict:
-    row: dict[str, Any] = {"file": path.name}
+    row: dict[str, Any] = {"file": path.name, "fixture": path.parent == FORMATS}
     graphs = {}
     for side, read in (("modscope", load_graph), ("library", library_graph)):
         t = time.perf_counter()
@@ -205,7 +221,8 @@ def compare(path: Path) -> dict:
     if a.sizes != b.sizes or a.links != b.links:
         row["verdict"] = "different graph"
         return row
-    diff = max((float(np.max(np.abs(x - y))) if x.size else 0.0) for x, y in zip(a.weights, b.weights, strict=True))
+    pairs = zip(a.weights, b.weights, strict=True)
+    diff = max((float(np.max(np.abs(x - y))) if x.size else 0.0) for x, y in pairs)
     scale = max((float(np.max(np.abs(x))) if x.size else 0.0) for x in a.weights)
     row["max_abs_weight_diff"] = diff
     same_weights = diff <= 1e-6 * max(scale, 1e-30)
@@ -219,10 +236,14 @@ def compare(path: Path) -> dict:
 
 
 # -- igraph's import -----------------------------------------------------------------------------------
-IMPORT_FULL = "import time; t = time.perf_counter(); import igraph; print(time.perf_counter() - t)"
+# both after modscope's community module is imported: the seconds igraph itself adds
+IMPORT_FULL = (
+    "import time; from modscope.clustering.community import _igraph; t = time.perf_counter(); "
+    "import igraph; print(time.perf_counter() - t)"
+)
 IMPORT_CORE = (
-    "import time; t = time.perf_counter(); "
-    "from modscope.clustering.community import _igraph; _igraph(); print(time.perf_counter() - t)"
+    "import time; from modscope.clustering.community import _igraph; t = time.perf_counter(); "
+    "_igraph(); print(time.perf_counter() - t)"
 )
 MODULES = "import sys; {0}; print(int('matplotlib' in sys.modules))"
 
@@ -286,7 +307,17 @@ def main(argv: list[str] | None = None) -> None:
         bucket["library_reads"] += "refused" not in row["library"]
         bucket["identical"] += row["verdict"] == "identical"
         bucket["same_graph"] += row["verdict"] in ("identical", "same graph, other names")
-    results = {"summary": counts, "files": rows, "igraph_import": igraph_import(args.import_repeats)}
+    from modscope.graphs.files.onnx_ops import OPS
+
+    registry = onnx2torch_module().node_converters.registry._CONVERTER_REGISTRY
+    library_ops = sorted({d.operation_type for d in registry if d.domain == ""})
+    results = {
+        "summary": counts,
+        "files": rows,
+        "ops": {"modscope_only": sorted(set(OPS) - set(library_ops)),
+                "library_only": sorted(set(library_ops) - set(OPS))},
+        "igraph_import": igraph_import(args.import_repeats),
+    }
     write_receipt(
         args.out,
         results,
