@@ -166,3 +166,22 @@ def test_keras3_unrolls_a_recurrent_layer_into_one_link_per_time_step():
     links, recurrent = map(int, out.stdout.split()[-2:])
     ours = load_graph(DATA / "keras_lstm.h5")
     assert ours.links.count((1, 1)) == 1 and recurrent == 4 > 1 and links > len(ours.links)
+
+
+@needs_onnx2torch
+def test_a_torchvision_that_does_not_load_is_stood_in_for(tmp_path):
+    """torchvision's PyPI wheels do not load on torch's CPU build (RuntimeError at import): onnx2torch
+    still imports, and the stand-in is gone from sys.modules afterwards."""
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    code = (
+        "import sys\n"
+        "from modscope.graphs.files.onnx_library import onnx2torch_version\n"
+        "print(onnx2torch_version() is not None, 'torchvision' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(root)])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert out.stdout.split() == ["True", "False"]
