@@ -4,7 +4,9 @@ For every ONNX and Keras file the tests hold (tests/data/formats) and a few more
 ONNX graph with unnamed nodes and numbered initializers, a legacy-exporter Resize / Upsample
 network, a MatMul + Add MLP as the hostile-input tests build it, and a reflect Pad + Celu network
 (two ops outside modscope's table, which its reader takes from onnx2torch); the dynamo exporter needs
-onnxscript, which this environment lacks: the fixtures hold its output), the unit graph is read
+onnxscript, which this environment lacks: the fixtures hold its output), and the published models
+the onnx wheel (Apache-2.0) ships for its backend tests, with their weights stored again (see
+`published`), the unit graph is read
 two ways:
 
 - ``modscope``: ``load_graph(path)``, today's readers (`graphs/files/onnx_model` + `onnx_ops`,
@@ -156,6 +158,38 @@ def make_extra(folder: Path) -> list[Path]:
     return out
 
 
+def published(folder: Path) -> list[Path]:
+    """The published models inside the onnx wheel (Apache-2.0): its backend tests' "light" models
+    (AlexNet, DenseNet-121, Inception v1 / v2, ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512).
+    The onnx project replaced their weights by ``ConstantOfShape`` nodes to keep the wheel small;
+    here each becomes a stored initializer again (seeded normal values of its shape), as in the
+    original model, so both readers get the architecture with stored weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = []
+    rng = np.random.default_rng(0)
+    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+    for src in sorted(light.glob("light_*.onnx")):
+        model = onnx.load(str(src))
+        inits = {t.name: t for t in model.graph.initializer}
+        keep = []
+        for node in model.graph.node:
+            if node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
+                shape = numpy_helper.to_array(inits.pop(node.input[0])).astype(int).tolist()
+                w = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+                inits[node.output[0]] = numpy_helper.from_array(w, node.output[0])
+            else:
+                keep.append(node)
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(inits.values())
+        out.append(folder / src.name)
+        onnx.save(model, str(out[-1]))
+    return out
+
+
 # -- the two readings ----------------------------------------------------------------------------------
 def one_line(exc: BaseException) -> str:
     """The refusal's first line, paths relative to the repository, onnx2torch's long form short."""
@@ -294,12 +328,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in files + make_extra(Path(tmp)):
+        for path in files + make_extra(Path(tmp)) + published(Path(tmp)):
             rows.append(compare(path))
             print(f"{rows[-1]['file']:28s} {rows[-1]['verdict']}", flush=True)
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
-        kind = "onnx" if row["file"].endswith(".onnx") else "keras"
+        kind = "keras" if not row["file"].endswith(".onnx") else "onnx (published)" if row["file"].startswith(
+            "light_") else "onnx"
         bucket = counts.setdefault(kind, {"files": 0, "modscope_reads": 0, "library_reads": 0,
                                           "identical": 0, "same_graph": 0})
         bucket["files"] += 1
