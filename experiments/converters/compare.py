@@ -162,8 +162,9 @@ def published(folder: Path) -> list[Path]:
     """The published models inside the onnx wheel (Apache-2.0): its backend tests' "light" models
     (AlexNet, DenseNet-121, Inception v1 / v2, ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512).
     The onnx project replaced their weights by ``ConstantOfShape`` nodes to keep the wheel small;
-    here each becomes a stored initializer again (seeded normal values of its shape), as in the
-    original model, so both readers get the architecture with stored weights."""
+    here each becomes a stored initializer again (seeded normal values of its shape; BatchNorm
+    variances uniform in [0.5, 1.5]), as in the original model, so both readers get the
+    architecture with stored weights."""
     import onnx
     from onnx import numpy_helper
 
@@ -173,11 +174,15 @@ def published(folder: Path) -> list[Path]:
     for src in sorted(light.glob("light_*.onnx")):
         model = onnx.load(str(src))
         inits = {t.name: t for t in model.graph.initializer}
+        variances = {n.input[4] for n in model.graph.node if n.op_type == "BatchNormalization"}
         keep = []
         for node in model.graph.node:
             if node.op_type == "ConstantOfShape" and node.input and node.input[0] in inits:
                 shape = numpy_helper.to_array(inits.pop(node.input[0])).astype(int).tolist()
-                w = (rng.standard_normal(shape) * 0.1).astype(np.float32)
+                if node.output[0] in variances:  # a BatchNorm's running variance: positive
+                    w = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+                else:
+                    w = (rng.standard_normal(shape) * 0.1).astype(np.float32)
                 inits[node.output[0]] = numpy_helper.from_array(w, node.output[0])
             else:
                 keep.append(node)
