@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.machinery
+import importlib.util
 import random
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,14 +85,31 @@ class Communities:
         }
 
 
-def _igraph():
+def _igraph() -> Any:
+    """igraph's C core (``igraph._igraph``: ``GraphBase``, ``set_random_number_generator``), loaded
+    without igraph's Python package: ``import igraph`` runs ``igraph.drawing``, which imports
+    ``matplotlib.pyplot`` (most of igraph's import time; issue 30, timed in
+    experiments/converters/compare.json). The core goes into ``sys.modules`` under its own name, as
+    the package would put it: the extension initialises once per process, and a later
+    ``import igraph`` by the user finds it there and works as usual."""
     try:
-        import igraph
+        package = importlib.util.find_spec("igraph")  # finds, does not run, the package
+        core = sys.modules.get("igraph._igraph")
+        if package is not None and core is not None:
+            return core
+        spec = None
+        if package is not None and package.submodule_search_locations:
+            where = package.submodule_search_locations
+            spec = importlib.machinery.PathFinder.find_spec("igraph._igraph", where)
+        if spec is None or spec.loader is None:
+            raise ImportError("igraph")
+        core = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(core)
     except ImportError:
         raise ModscopeError(
             "Leiden and Louvain communities need igraph: pip install 'modscope[community]'"
         ) from None
-    return igraph
+    return sys.modules.setdefault("igraph._igraph", core)
 
 
 @contextlib.contextmanager
@@ -124,18 +145,18 @@ def _communities(graph: WeightGraph, method: str, seed: SeedLike, resolution: fl
     index[nodes] = np.arange(nodes.size)
     u, v, w = graph.edges
     with _no_gc():
-        g = igraph.Graph(
-            n=int(nodes.size), edges=list(zip(index[u].tolist(), index[v].tolist(), strict=True))
-        )
+        g = igraph.GraphBase(int(nodes.size), list(zip(index[u].tolist(), index[v].tolist(), strict=True)))
     weights = w.tolist()
+    # the arguments igraph's Graph.community_leiden / community_multilevel pass to the core
     with _seeded(igraph, seed):
         if method == "leiden":
-            found = g.community_leiden(
-                objective_function="modularity", weights=weights, resolution=resolution, **kw
+            found, _ = g.community_leiden(
+                edge_weights=weights, node_weights=None, node_in_weights=None, resolution=resolution,
+                normalize_resolution=True, beta=0.01, initial_membership=None, **kw
             )
         else:
-            found = g.community_multilevel(weights=weights, resolution=resolution)
-    member = np.asarray(found.membership, dtype=np.int64)
+            found = g.community_multilevel(weights, return_levels=False, resolution=resolution)
+    member = np.asarray(found, dtype=np.int64)
     # number communities by decreasing size, ties by their lowest node: labels independent of
     # the library's own numbering
     first = np.full(member.max() + 1, nodes.size)

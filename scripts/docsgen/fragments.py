@@ -152,6 +152,13 @@ FRAGMENTS: tuple[Fragment, ...] = (
         "experiments/families_vs_reference.py",
     ),
     Fragment(
+        "converters_compare",
+        (f"{E}converters/compare.json",),
+        rc.base,
+        "PYTHONPATH=. .venv/bin/python experiments/converters/compare.py "
+        "--out experiments/converters/compare.json",
+    ),
+    Fragment(
         "real_weights_flatten",
         (f"{E}real_weights_flatten.json",),
         rc.real_weights,

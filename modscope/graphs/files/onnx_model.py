@@ -17,8 +17,9 @@ How the graph is run:
   name (``fc.weight``): a ``MatMul`` by an ``(in, out)`` initializer is a Linear whose weight is
   stored ``(out, in)``; recurrent weights go into ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` modules with
   the gates reordered to torch's (ONNX LSTM i, o, f, c -> i, f, g, o; GRU z, r, h -> r, z, n);
-- the forward runs the remaining nodes with torch ops; an op without a handler is refused in
-  one line naming it.
+- the forward runs the remaining nodes with torch ops; an op outside modscope's table
+  (`onnx_ops.OPS`) runs as onnx2torch's module for it (`onnx_library`), and an op neither has is
+  refused in one line naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ...errors import ModscopeError
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
+from .onnx_library import library_op
 from .onnx_ops import NP_TYPES, OPS, Call, module_path, node_label, sanitise
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
@@ -185,6 +187,7 @@ def _module_class() -> type:
             self.initializers = {t.name for t in model.graph.initializer}
             self.named: dict[tuple, str] = {}  # (value, key) -> parameter name
             self.submodules: dict[int, str] = {}  # node index -> module name (recurrent layers)
+            self.model_proto, self.library_graph = model, None  # for onnx2torch's converters
             for t in model.graph.initializer:
                 try:
                     self.static[t.name] = _plain(numpy_helper.to_array(t))
@@ -195,6 +198,7 @@ def _module_class() -> type:
             # the eager pass: run every node once, fold what does not depend on the inputs
             env = dict(zip(input_names, example, strict=True))
             self.live: list[int] = []
+            self.eager = True
             with torch.no_grad():
                 for i, node in enumerate(self.nodes):
                     dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
@@ -208,6 +212,7 @@ def _module_class() -> type:
                             self.static[name] = _plain(value)
                     if dynamic:
                         self.live.append(i)
+            self.eager = False
             missing = [n for n in self.output_names if n not in env and n not in self.static]
             if missing:
                 raise ModscopeError(f"{source}: graph output {missing[0]!r} is never computed")
@@ -221,12 +226,7 @@ def _module_class() -> type:
                     f"{self.source}: ONNX op {node.domain}.{node.op_type} (node {node.name or i}) is "
                     "not supported by modscope's ONNX reader"
                 )
-            handler = OPS.get(node.op_type)
-            if handler is None:
-                raise ModscopeError(
-                    f"{self.source}: ONNX op {node.op_type} (node {node.name or i}) is not supported by "
-                    "modscope's ONNX reader"
-                )
+            handler = OPS.get(node.op_type, library_op)  # the ops modscope lacks: onnx2torch's
             call = Call(self, i, node, env, dynamic)
             try:
                 outs = handler(call)
