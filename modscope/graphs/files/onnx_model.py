@@ -25,9 +25,8 @@ How the graph is run:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,12 @@ from ...errors import ModscopeError
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
-from .onnx_library import library_op
-from .onnx_ops import NP_TYPES, OPS, Call, module_path, node_label, sanitise
+from .onnx_ops import NP_TYPES
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
 
 READING = "an ONNX model, traced"
 _INSTALL = "reading ONNX models needs the onnx package: pip install modscope[onnx]"
-# initializer / value names an exporter made up (not a torch parameter's name)
-_GENERATED = re.compile(r"(^val_\d+$|^_|::|^onnx|_output_\d+$|^/|^\d+$|:\d+$)")
-_TORCH_NAME = re.compile(r"^\w+(\.\w+)*$")
 
 
 def _onnx() -> Any:
@@ -143,182 +138,6 @@ def read_onnx(path: str | Path) -> Any:
     return model
 
 
-# -- the module --------------------------------------------------------------------------------------
-def _plain(value: Any) -> np.ndarray:
-    """A constant as a numpy array (bfloat16 widened to float32)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy().copy()
-    array = np.array(value)
-    return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
-
-
-def _annotate(meta: dict) -> Any:
-    """``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch
-    without it."""
-    import contextlib
-
-    from torch.fx import traceback
-
-    annotate = getattr(traceback, "annotate", None)
-    return annotate(meta) if annotate is not None else contextlib.nullcontext()
-
-
-@functools.cache
-def _module_class() -> type:
-    import torch
-
-    class OnnxModule(torch.nn.Module):
-        """Runs an ONNX graph with torch ops (see the module docstring of
-        `modscope.graphs.files.onnx_model`)."""
-
-        def __init__(self, model: Any, example: tuple, input_names: list[str], source: str) -> None:
-            super().__init__()
-            from onnx import numpy_helper
-
-            self.source = source
-            self.opset = max([o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] or [1])
-            self.nodes = list(model.graph.node)
-            self.input_names = input_names
-            self.output_names = [o.name for o in model.graph.output]
-            self.static: dict[str, Any] = {}
-            self.initializers = {t.name for t in model.graph.initializer}
-            self.named: dict[tuple, str] = {}  # (value, key) -> parameter name
-            self.submodules: dict[int, str] = {}  # node index -> module name (recurrent layers)
-            self.model_proto, self.library_graph = model, None  # for onnx2torch's converters
-            for t in model.graph.initializer:
-                try:
-                    self.static[t.name] = _plain(numpy_helper.to_array(t))
-                except Exception as exc:
-                    raise ModscopeError(
-                        f"{source}: initializer {t.name} is unreadable ({first_line(exc)})"
-                    ) from None
-            # the eager pass: run every node once, fold what does not depend on the inputs
-            env = dict(zip(input_names, example, strict=True))
-            self.live: list[int] = []
-            self.eager = True
-            with torch.no_grad():
-                for i, node in enumerate(self.nodes):
-                    dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
-                    outs = self.run_node(i, node, env, dynamic)
-                    for name, value in zip(node.output, outs, strict=False):
-                        if not name:
-                            continue
-                        if dynamic:
-                            env[name] = value
-                        elif value is not None:
-                            self.static[name] = _plain(value)
-                    if dynamic:
-                        self.live.append(i)
-            self.eager = False
-            missing = [n for n in self.output_names if n not in env and n not in self.static]
-            if missing:
-                raise ModscopeError(f"{source}: graph output {missing[0]!r} is never computed")
-            self.returned = [n for n in self.output_names if n in env]
-            if not self.returned:
-                raise ModscopeError(f"{source}: no output of the graph depends on its input")
-
-        def run_node(self, i: int, node: Any, env: dict, dynamic: bool) -> list:
-            if node.domain not in ("", "ai.onnx"):
-                raise ModscopeError(
-                    f"{self.source}: ONNX op {node.domain}.{node.op_type} (node {node.name or i}) is "
-                    "not supported by modscope's ONNX reader"
-                )
-            handler = OPS.get(node.op_type, library_op)  # the ops modscope lacks: onnx2torch's
-            call = Call(self, i, node, env, dynamic)
-            try:
-                outs = handler(call)
-            except ModscopeError:
-                raise
-            except Exception as exc:  # a malformed node, or one this reader does not follow
-                raise call.refuse(f"{type(exc).__name__}: {first_line(exc)}") from None
-            return outs if isinstance(outs, list) else [outs]
-
-        # weights and constants
-        def place(self, name: str, make: Callable[[], Any]) -> str:
-            """Register ``make()`` (a Parameter, buffer tensor or Module) under the dotted ``name``,
-            or a free variant of it; returns the name used."""
-            parts = name.split(".")
-            for k in range(1000):
-                leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
-                holder, ok = self, True
-                for p in parts[:-1]:
-                    child = holder._modules.get(p)
-                    if child is None:
-                        if p in holder._parameters or p in holder._buffers or hasattr(holder, p):
-                            ok = False
-                            break
-                        child = torch.nn.Module()
-                        holder.add_module(p, child)
-                    holder = child
-                if not ok:
-                    parts = [sanitise(name).replace(".", "_")]
-                    continue
-                if (
-                    leaf in holder._parameters
-                    or leaf in holder._buffers
-                    or leaf in holder._modules
-                    or hasattr(holder, leaf)
-                ):
-                    continue
-                obj = make()
-                if isinstance(obj, torch.nn.Parameter):
-                    holder.register_parameter(leaf, obj)
-                elif isinstance(obj, torch.nn.Module):
-                    holder.add_module(leaf, obj)
-                else:
-                    holder.register_buffer(leaf, obj)
-                return ".".join([*parts[:-1], leaf])
-            raise ModscopeError(f"{self.source}: cannot name the weight {name}")
-
-        def lookup(self, name: str) -> Any:
-            owner, _, leaf = name.rpartition(".")
-            return getattr(self.get_submodule(owner) if owner else self, leaf)
-
-        def constant(
-            self, value: str, call: Call, role: str, key: str = "", convert: Callable | None = None
-        ) -> Any:
-            """The parameter (floating point) or buffer holding constant ``value`` as ``call`` reads
-            it, made on the eager pass, looked up afterwards."""
-            if (value, key) not in self.named:
-                array = self.static[value] if convert is None else convert(self.static[value])
-                data = torch.from_numpy(np.ascontiguousarray(array))
-                if value in self.initializers and _TORCH_NAME.match(value) and not _GENERATED.search(value):
-                    name = value
-                else:  # the torch module the exporter recorded, else the node's name or op and index
-                    path = module_path(call.node) or node_label(call.node, call.index)
-                    name = f"{path}.{role}"
-                if data.is_floating_point():
-                    self.named[(value, key)] = self.place(
-                        name, lambda: torch.nn.Parameter(data.clone(), requires_grad=False)
-                    )
-                else:
-                    self.named[(value, key)] = self.place(name, lambda: data.clone())
-            return self.lookup(self.named[(value, key)])
-
-        def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
-            if index not in self.submodules:
-                self.submodules[index] = self.place(name, make)
-            return self.get_submodule(self.submodules[index])
-
-        def forward(self, *inputs: Any) -> Any:
-            env = dict(zip(self.input_names, inputs, strict=True))
-            for i in self.live:
-                node = self.nodes[i]
-                # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
-                with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
-                    outs = self.run_node(i, node, env, True)
-                for name, value in zip(node.output, outs, strict=False):
-                    if name:
-                        env[name] = value
-            out = tuple(env[n] for n in self.returned)
-            return out[0] if len(out) == 1 else out
-
-    return OnnxModule
-
-
 def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: str = "model") -> tuple:
     """``(module, example_input)``: a torch module running ``model`` (an ``onnx.ModelProto``) and an
     example input (a tuple of zero tensors of the graph's declared shapes, symbolic sizes 1;
@@ -351,7 +170,9 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
         example.append(torch.from_numpy(np.zeros(shape, dtype=dtype)))
         names.append(inp.name)
     try:
-        module = _module_class()(model, tuple(example), names, source)
+        from .onnx_runner import OnnxModule
+
+        module = OnnxModule(model, tuple(example), names, source)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(symbolic, example)}") from None
     module.symbolic = symbolic
