@@ -369,50 +369,9 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
             return run_plan(plan, [x, *more])
 
     module = KerasModule()
-    fns = {}
-    for layer in layers:
-        if layer.cls in _SKIP and not sequential:
-            continue
-        if layer.cls in ("Sequential", "Functional", "Model"):
-            raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
-        build = LayerBuilder(
-            module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
-        )
-        # only the builder's layer methods (Keras class names are capitalised): a class_name such
-        # as "cfg" or "weights" must not reach the builder's own attributes
-        maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
-        if maker is None:
-            raise ModscopeError(
-                f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
-            )
-        try:
-            fns[layer.name] = maker()
-        except ModscopeError:
-            raise
-        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-            raise ModscopeError(
-                f"{source}: Keras layer {layer.cls} ({layer.name}): malformed config "
-                f"({type(exc).__name__}: {first_line(exc)})"
-            ) from None
+    fns = _layer_functions(module, kf, layers, sequential, source)
     plan = _Plan(layers, fns, inputs, outputs, sequential)
-    # the example input: declared shapes, symbolic sizes 1
-    shapes, dtypes = [], []
-    if sequential:
-        first = layers[0].config if layers else {}
-        shape = _batch_shape(first) or (kf.config.get("config") or {}).get("build_input_shape")
-        if shape is None and layers and layers[0].cls == "Dense":
-            w = kf.weights.get(layers[0].name)
-            shape = [None, w[0].shape[0]] if w else None
-        shapes.append(shape)
-        dtypes.append(first.get("dtype") if layers and layers[0].cls == "InputLayer" else None)
-        if layers and layers[0].cls == "Embedding":
-            dtypes[-1] = "int64"
-    else:
-        by_name = {layer.name: layer for layer in layers}
-        for name, _, _ in inputs:
-            cfg = by_name[name].config if name in by_name else {}
-            shapes.append(_batch_shape(cfg))
-            dtypes.append(cfg.get("dtype"))
+    shapes, dtypes = _declared_inputs(kf, layers, inputs, sequential)
     example, symbolic = [], []
     for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
         if k == 0 and input_shape is not None:
@@ -439,6 +398,59 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
         ) from None
     module.symbolic = symbolic
     return module, tuple(example), axes
+
+
+def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool, source: str) -> dict:
+    """``{layer name: the torch function running it}``, the layers' weights registered on ``module``;
+    a nested model, an unsupported layer or a malformed config refused in one line."""
+    fns = {}
+    for layer in layers:
+        if layer.cls in _SKIP and not sequential:
+            continue
+        if layer.cls in ("Sequential", "Functional", "Model"):
+            raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
+        build = LayerBuilder(
+            module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
+        )
+        # only the builder's layer methods (Keras class names are capitalised): a class_name such
+        # as "cfg" or "weights" must not reach the builder's own attributes
+        maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
+        if maker is None:
+            raise ModscopeError(
+                f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
+            )
+        try:
+            fns[layer.name] = maker()
+        except ModscopeError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
+            raise ModscopeError(
+                f"{source}: Keras layer {layer.cls} ({layer.name}): malformed config "
+                f"({type(exc).__name__}: {first_line(exc)})"
+            ) from None
+    return fns
+
+
+def _declared_inputs(kf: KerasFile, layers: list, inputs: list, sequential: bool) -> tuple[list, list]:
+    """Each input's declared batch shape (None where undeclared; symbolic sizes None) and dtype."""
+    shapes, dtypes = [], []
+    if sequential:
+        first = layers[0].config if layers else {}
+        shape = _batch_shape(first) or (kf.config.get("config") or {}).get("build_input_shape")
+        if shape is None and layers and layers[0].cls == "Dense":
+            w = kf.weights.get(layers[0].name)
+            shape = [None, w[0].shape[0]] if w else None
+        shapes.append(shape)
+        dtypes.append(first.get("dtype") if layers and layers[0].cls == "InputLayer" else None)
+        if layers and layers[0].cls == "Embedding":
+            dtypes[-1] = "int64"
+    else:
+        by_name = {layer.name: layer for layer in layers}
+        for name, _, _ in inputs:
+            cfg = by_name[name].config if name in by_name else {}
+            shapes.append(_batch_shape(cfg))
+            dtypes.append(cfg.get("dtype"))
+    return shapes, dtypes
 
 
 def _example_dims(shape: Any, source: str) -> list[int]:
