@@ -1,3 +1,3 @@
 """The package version, in a module of its own so that no module imports the package root for it."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
