@@ -25,10 +25,9 @@ import pytest
 import torch
 
 from modscope.cli import main
+from tests.helpers.paths import GOLDEN, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
-GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("MODSCOPE_UPDATE_GOLDENS") == "1"
 # Floats of a --json output: relative, plus an absolute floor for values that are ~0.
 JSON_RTOL, JSON_ATOL = 1e-6, 1e-9

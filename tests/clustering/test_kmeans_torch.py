@@ -18,6 +18,7 @@ from modscope.clustering.subspace import topk_eigh
 from modscope.errors import ModscopeError
 from modscope.scoring.batched import TorchBatchExecutor
 from tests.conftest import planted_weights
+from tests.helpers.paths import FIXTURES
 
 DEVICES = [
     "cpu",
@@ -184,13 +185,12 @@ def test_cli_device_flags(tmp_path, capsys, monkeypatch):
 def test_streamed_blocks_equal_the_blocks_and_resume_from_the_cache(tmp_path, capsys):
     # a LLaMA-layout file read one block at a time (memory-mapped): the blocks of the family's
     # graph, the rows of score_blocks; a rerun reads every finished row back and computes nothing
-    from pathlib import Path
 
     from modscope import score_blocks
     from modscope.graphs.transformer import count_mlp_blocks, iter_mlp_blocks, mlp_blocks
     from modscope.scoring.blocks import stream_block_scores
 
-    llama = Path(__file__).parent / "data" / "families" / "llama" / "model.safetensors"
+    llama = FIXTURES / "families" / "llama" / "model.safetensors"
     whole = mlp_blocks(llama)
     streamed = list(iter_mlp_blocks(llama))
     assert count_mlp_blocks(llama) == len(whole) == len(streamed)
@@ -264,11 +264,10 @@ def test_out_of_device_memory_is_one_line_saying_what_to_lower(monkeypatch):
 
 def test_a_whole_transformer_graph_on_the_device():
     # GPT-2's merged-stream graph (not a chain): subspace iteration applied block by block
-    from pathlib import Path
 
     from modscope import load_graph
 
-    g = load_graph(Path(__file__).parent / "data" / "families" / "gpt2" / "model.safetensors")
+    g = load_graph(FIXTURES / "families" / "gpt2" / "model.safetensors")
     assert not g.is_chain
     plain = score(g, n_clusters=4, n_shuffles=0, seed=3)
     dev = score(g, n_clusters=4, n_shuffles=0, seed=3, device="cpu")

@@ -11,11 +11,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import require_extra
 
 import modscope
+from tests.conftest import require_extra
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = (ROOT / "README.md").read_text()
 INCLUDE = re.compile(r'^-{1,3}8<-{1,3}\s+"([^"]+)"\s*$', re.M)

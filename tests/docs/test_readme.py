@@ -3,11 +3,11 @@ the repository root. Runnable snippets are fenced ```python; illustrative ones (
 fill in) are fenced ```py and are not run."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import ROOT
+
 PAGES = [ROOT / "README.md"] + sorted(
     p for p in (ROOT / "docs").rglob("*.md") if "generated" not in p.relative_to(ROOT / "docs").parts
 )

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import ROOT
+
 SHOTS = ROOT / "docs" / "assets" / "screenshots"
 
 

@@ -1,10 +1,10 @@
 """Runs a batch of fuzz cases in this process, under a memory cap and a per-case time cap.
 
-``python tests/fuzz_runner.py CASES.json RESULTS.json``: each case is ``{"id", "argv"}`` (a
+``python tests/helpers/fuzz_runner.py CASES.json RESULTS.json``: each case is ``{"id", "argv"}`` (a
 ``modscope`` command line, run through ``modscope.cli.main``) or ``{"id", "call", "path"}`` (a
 reader called on a file, its exceptions mapped as the command line maps them: `ModscopeError`
 -> 2, anything else -> 1). For every case the result holds the exit code, the seconds it took,
-the process's peak RSS so far and the last lines of stderr. Used by tests/test_fuzz_inputs.py.
+the process's peak RSS so far and the last lines of stderr. Used by tests/graphs/files/test_fuzz_inputs.py.
 """
 
 from __future__ import annotations

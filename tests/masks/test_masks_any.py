@@ -24,7 +24,7 @@ from modscope.masks.units import unit_map_from_graph
 from modscope.tasks import Function, Task
 from modscope.tasks import class_functions as task_class_functions
 from modscope.training.models import MLP
-from tests.nets import Conv1D, LSTMClassifier
+from tests.helpers.nets import Conv1D, LSTMClassifier
 
 # -- small networks ------------------------------------------------------------------------------
 
@@ -403,7 +403,7 @@ def test_alignment_on_a_traced_residual_graph():
 
 
 def test_alignment_on_a_traced_mlp_equals_the_feed_forward_reading():
-    from tests.test_masks import planted_masks
+    from tests.masks.test_masks import planted_masks
 
     masks = {f: {f"layers.{i}.weight": t for i, t in enumerate(v)} for f, v in planted_masks().items()}
     labels = np.array([0, 0, 1, 1] + [0] * 3 + [1] * 3 + [0, 1] * 3 + [0, 1])

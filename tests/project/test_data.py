@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ from modscope import load_graph
 from modscope.tasks import get_task
 from modscope.training.checkpoint import load_checkpoint
 from modscope.training.trainer import evaluate
+from tests.helpers.paths import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "data"
 EXPECTED = {
     "digits-plain.pt": (64, 64, 64, 10),
     "digits-pruned.pt": (64, 64, 64, 10),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.paths import ROOT
+
 SOURCES = sorted((ROOT / "modscope").rglob("*.py"))
 DEFINITIONS = ROOT / "docs" / "science" / "definitions.md"
 ROLE = re.compile(r":(?:class|func|meth|mod|attr|data|exc|obj|ref):`[^`]+`")

@@ -5,14 +5,15 @@ simulated by blocking its module in sys.modules or emptying PATH, in a pytest ru
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import EXTRAS, STRICT_ENV, importable, missing_extra
+
+from tests.conftest import EXTRAS, STRICT_ENV, importable, missing_extra
+from tests.helpers import paths
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = (Path(__file__).parent / "conftest.py").read_text()
+CONFTEST = (paths.TESTS / "conftest.py").read_text()
 TESTS = """
 import pytest
 
@@ -74,8 +75,8 @@ def test_every_extra_marker_is_used_and_every_pip_extra_is_named():
     """A marker no test carries is dead; the pyproject extras each have a marker that installs them."""
     import tomllib
 
-    root = Path(__file__).resolve().parent.parent
-    tests = Path(__file__).parent.glob("test_*.py")
+    root = paths.ROOT
+    tests = paths.TESTS.rglob("test_*.py")
     used = "\n".join(p.read_text() for p in tests if p.name != "test_extras.py")
     for marker in EXTRAS:
         if marker != "mkdocs":  # the docs build runs in `make docs`, not as a test

@@ -18,8 +18,9 @@ from modscope.graphs.weight_graph import WeightGraph
 from modscope.masks.bits import decode_masks, encode_masks
 from modscope.report.explore import _depths, explore, page_data
 from modscope.runtime.hashing import file_sha256
+from tests.helpers.paths import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "data"
 BIMT = DATA / "independence-bimt.pt"
 
 
@@ -221,7 +222,7 @@ def test_the_cli_writes_one_offline_page(results, tmp_path, capsys):
 
 def test_blocks_alone_give_the_table_and_each_blocks_drawing(tmp_path, capsys):
     from modscope.graphs.transformer import mlp_blocks
-    from tests.test_golden import _tiny_gpt2
+    from tests.cli.test_golden import _tiny_gpt2
 
     net = tmp_path / "gpt2.safetensors"
     _tiny_gpt2(net)

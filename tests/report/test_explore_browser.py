@@ -20,11 +20,11 @@ import pytest
 
 from modscope.cli import main
 from modscope.graphs.load import load_graph
-from tests.test_explore import BIMT, DATA, make_results
+from tests.helpers.paths import ROOT
+from tests.report.test_explore import BIMT, DATA, make_results
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
 
-ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "docs" / "assets"
 ARGS = [
     "--headless",
@@ -198,7 +198,7 @@ def test_a_large_graph_draws_aggregates_and_single_edges_on_zoom(browser, tmp_pa
 
 
 def test_a_blocks_page_draws_each_block_and_its_null(browser, tmp_path):
-    from tests.test_golden import _tiny_gpt2
+    from tests.cli.test_golden import _tiny_gpt2
 
     net = tmp_path / "gpt2.safetensors"
     _tiny_gpt2(net)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,9 @@ from modscope.masks import train_masks
 from modscope.report import plot
 from modscope.scoring.engine import score
 from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
+from tests.helpers.paths import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "data"
 
 
 @pytest.fixture(scope="module")

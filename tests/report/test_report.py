@@ -20,8 +20,9 @@ from modscope.runtime.atomic import write_json
 from modscope.scoring.engine import score
 from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
 from modscope.workflows.demo import DemoRun, DemoSettings, run_demo
+from tests.helpers.paths import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

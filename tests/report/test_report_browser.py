@@ -11,15 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import browser
 
 from modscope.lesions import knockout
 from modscope.masks import train_masks
 from modscope.report import html as report
 from modscope.scoring.engine import score
 from modscope.training.checkpoint import load_checkpoint, task_for_checkpoint
+from tests.conftest import browser
+from tests.helpers.paths import ROOT
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = ROOT / "data"
 # After load: count the images and those that decoded to a real picture.
 PROBE = """<script>
 window.addEventListener("load", () => {

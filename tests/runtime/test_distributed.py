@@ -22,6 +22,7 @@ from modscope.graphs.weight_graph import WeightGraph
 from modscope.runtime.executors import DaskExecutor, LocalExecutor
 from modscope.scoring.batched import TorchBatchExecutor
 from tests.conftest import planted_weights, random_mlp, shuffle_ncuts
+from tests.helpers.paths import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -103,7 +104,7 @@ def _free_port() -> int:
 def dask_cluster(log):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     procs, logs = [], [open(log / name, "w") for name in ("scheduler.log", "worker0.log", "worker1.log")]
     try:
         procs.append(subprocess.Popen(

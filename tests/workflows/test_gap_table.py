@@ -1,7 +1,6 @@
 """Issue 16's table of what 0.2.0 did with the networks researchers have, one regression test per
 row, each asserting the right answer (or a one-line refusal that names the way out)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,10 @@ from torch import nn
 from modscope import load_graph, score_blocks
 from modscope.cli import main
 from modscope.errors import ModscopeError
-from tests import nets
+from tests.helpers import nets
+from tests.helpers.paths import FIXTURES
 
-DATA = Path(__file__).parent / "data"
+DATA = FIXTURES
 
 
 def test_bert_encoder_is_its_merged_stream_graph_not_a_chain_and_blocks_finds_its_mlps():

@@ -25,7 +25,7 @@ from modscope.lesions.prefix import PrefixReuse
 from modscope.lesions.streamed import UnitEvaluator
 from modscope.runtime.modules import device_errors, model_device, on_device
 from modscope.training.checkpoint import load_checkpoint
-from tests import nets
+from tests.helpers import nets
 
 CUDA = torch.cuda.is_available()
 DEVICES = [

@@ -22,8 +22,9 @@ from modscope.cli import main
 from modscope.errors import ModscopeError
 from modscope.graphs.families import FAMILIES, family_graph, match_family
 from modscope.graphs.transformer import mlp_blocks
+from tests.helpers import paths
 
-DATA = Path(__file__).parent / "data" / "families"
+DATA = paths.FIXTURES / "families"
 # fixture -> a word its reading must hold
 FIXTURES = {
     "resnet": "ResNet",

@@ -21,8 +21,9 @@ from modscope import load_graph
 from modscope.cli import main
 from modscope.errors import ModscopeError
 from modscope.graphs.files.archives import archive_kind, read_pt2, read_torchscript
+from tests.helpers.paths import FIXTURES
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = FIXTURES / "formats"
 
 # fixture -> (expected graph, words of its reading, the optional package it needs)
 CASES = {

@@ -4,7 +4,7 @@ Every case is generated here, from a small valid file per reader: structured mut
 metadata (JSON, npy and safetensors headers, pickles, protobuf fields, HDF5 attributes), the
 hostile files of the issue (zip and gzip bombs, stride-0 tensors, huge declared shapes and
 batches, ``range_constraints`` symbols that hang torch) and a few byte flips and truncations.
-The cases run in batches in subprocesses (tests/fuzz_runner.py) with a 64 MiB modscope memory
+The cases run in batches in subprocesses (tests/helpers/fuzz_runner.py) with a 64 MiB modscope memory
 budget, a 6 GiB address-space cap and a 10 s alarm per case; each must exit 0 or 2 (never an
 internal error), without a traceback, under 1 GiB peak RSS and 10 s.
 """
@@ -31,10 +31,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.helpers.paths import FIXTURES, HELPERS
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.save makes a seed
-HERE = Path(__file__).parent
-FORMATS = HERE / "data" / "formats"
-RUNNER = HERE / "fuzz_runner.py"
+FORMATS = FIXTURES / "formats"
+RUNNER = HELPERS / "fuzz_runner.py"
 PEAK_RSS = 2**30
 CASE_SECONDS = 10
 SCORE = ["--shuffles", "1", "--clusters", "2", "--no-progress"]
@@ -558,7 +559,7 @@ READERS: dict[str, Callable[[Cases, random.Random], None]] = {
 
 
 def run_batch(cases: list[dict], folder: Path) -> list[dict]:
-    """Run ``cases`` in one subprocess (tests/fuzz_runner.py); its results, one per case."""
+    """Run ``cases`` in one subprocess (tests/helpers/fuzz_runner.py); its results, one per case."""
     spec, out = folder / "cases.json", folder / "results.json"
     spec.write_text(json.dumps(cases))
     proc = subprocess.run(

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 from modscope import cluster, load_graph, score
-from tests import nets
+from tests.helpers import nets
 
 
 def _plant(weight: torch.Tensor, rows_split: int, cols_split: int, rng: np.random.Generator) -> None:

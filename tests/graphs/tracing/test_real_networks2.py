@@ -12,6 +12,7 @@ from torch import nn  # noqa: E402
 from modscope import load_graph, score  # noqa: E402
 from modscope.errors import ModscopeError  # noqa: E402
 from modscope.graphs.weight_graph import WeightGraph  # noqa: E402
+from tests.helpers.paths import FIXTURES  # noqa: E402
 
 
 def _planted_chain(dead: float) -> WeightGraph:
@@ -639,9 +640,8 @@ def test_blocks_on_a_model_file_says_what_it_reads(tmp_path, capsys):
 
 def test_keras_input_shape_is_batch_first_like_everywhere_else():
     pytest.importorskip("h5py")
-    from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "formats" / "keras_cnn.h5"
+    path = FIXTURES / "formats" / "keras_cnn.h5"
     g = load_graph(path, input_shape=(1, 6, 6, 2))
     assert g.sizes == load_graph(path).sizes == (2, 4, 3) and "(1, 6, 6, 2)" in g.reading
     with pytest.raises(ModscopeError, match="cannot run the Keras model"):

@@ -1,7 +1,7 @@
 """Real, published, trained networks: the unit graph the tracer gives, checked by hand.
 
 The weights are the files the packages ship (tests/data/real/<package>/, with LICENSE and
-SOURCE.md), the modules are re-written from the packages' model code (tests/real_models.py). For
+SOURCE.md), the modules are re-written from the packages' model code (tests/helpers/real_models.py). For
 each network: the groups, their sizes and names, every block's (source, destination) against the
 forward of the package's code, at least one block recomputed from the raw tensors (the
 definitions of spec §1 / §1b: numpy's matrix 1-norm of a kernel or map slice, summed |.| of gate
@@ -21,7 +21,7 @@ import torch
 import modscope
 from modscope import load_graph
 from modscope.graphs.cnn import conv_graph
-from tests import real_models as R
+from tests.helpers import real_models as R
 
 K, SHUFFLES, SEED = 4, 5, 0
 

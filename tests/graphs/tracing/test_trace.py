@@ -16,7 +16,7 @@ from modscope.clustering.embedding import spectral_embedding
 from modscope.errors import ModscopeError
 from modscope.graphs.cnn import conv_graph
 from modscope.graphs.tracing import slice_norms, trace_graph
-from tests import nets
+from tests.helpers import nets
 
 
 def np64(t: torch.Tensor) -> np.ndarray:
