@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import EXTRAS, STRICT_ENV, importable, missing_extra
+from tests.conftest import EXTRAS, HIDE_ENV, NOT_INSTALLED, STRICT_ENV, importable, missing_extra
 from tests.helpers import paths
 
 pytest_plugins = ["pytester"]
@@ -83,5 +83,54 @@ def test_every_extra_marker_is_used_and_every_pip_extra_is_named():
             assert f"mark.{marker}" in used or f'"{marker}"' in used, marker
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     hints = " ".join(how for _, how in EXTRAS.values())
-    for name in ("community", "distributed", "onnx", "keras", "dev", "docs"):
+    for name in ("community", "distributed", "onnx", "keras", "dev", "docs", "explore"):
         assert name in extras and f"modscope[{name}]" in hints, name
+
+
+def test_markers_left_out_of_strict_mode_name_libraries_no_extra_installs():
+    """Strict mode lets only a library skip that `make install` cannot give (no extra lists it)."""
+    import tomllib
+
+    extras = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    listed = " ".join(req for reqs in extras.values() for req in reqs).lower()
+    assert NOT_INSTALLED <= set(EXTRAS)
+    for marker in NOT_INSTALLED:
+        for module in EXTRAS[marker][0]:
+            assert module not in listed, f"{module} is in an extra: take {marker!r} out of NOT_INSTALLED"
+
+
+HIDDEN = """
+import pytest
+
+@pytest.mark.onnx
+def test_needs_onnx():
+    import onnx
+
+def test_onnx_does_not_import():
+    with pytest.raises(ImportError):
+        import onnx
+
+@pytest.mark.chromium
+def test_needs_a_browser():
+    pass
+
+@pytest.mark.transformers
+def test_needs_transformers():
+    import transformers
+"""
+
+
+def test_hidden_extras_are_missing_even_where_installed(pytester, monkeypatch):
+    """MODSCOPE_HIDE_EXTRAS simulates a venv without those extras (how the markers were checked);
+    strict mode then fails their tests, except those of libraries no extra installs."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_hidden=HIDDEN)
+    monkeypatch.setenv(HIDE_ENV, "onnx,chromium,transformers")
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1, skipped=3)
+    monkeypatch.setenv(STRICT_ENV, "1")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1, skipped=1, errors=2)
+    monkeypatch.setenv(HIDE_ENV, "onnx,nonsense")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown ['nonsense']" in result.stderr.str()

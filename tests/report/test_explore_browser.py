@@ -23,7 +23,9 @@ from modscope.graphs.load import load_graph
 from tests.helpers.paths import ROOT
 from tests.report.test_explore import BIMT, DATA, make_results
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+# Playwright drives the browser and the page draws with Plotly: each test needs all three (skipped
+# without them, failed under MODSCOPE_STRICT_EXTRAS=1)
+pytestmark = [pytest.mark.playwright, pytest.mark.chromium, pytest.mark.plotly, pytest.mark.slow]
 
 ASSETS = ROOT / "docs" / "assets"
 ARGS = [
@@ -46,7 +48,9 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=_chromium(), args=ARGS)
         yield b
         b.close()

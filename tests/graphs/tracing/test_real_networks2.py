@@ -12,6 +12,7 @@ from torch import nn  # noqa: E402
 from modscope import load_graph, score  # noqa: E402
 from modscope.errors import ModscopeError  # noqa: E402
 from modscope.graphs.weight_graph import WeightGraph  # noqa: E402
+from tests.conftest import require_extra  # noqa: E402
 from tests.helpers.paths import FIXTURES  # noqa: E402
 
 
@@ -106,7 +107,7 @@ def test_conv_reading_a_unit_through_several_channels_sums_the_slices():
 
 
 def _export_onnx(m, example, path, **kw):
-    pytest.importorskip("onnx")
+    require_extra("onnx")
     import warnings
 
     with warnings.catch_warnings():
@@ -126,7 +127,8 @@ def test_onnx_resize_and_multi_channel_reads(tmp_path):
 
 def _renamed_onnx(tmp_path):
     """An ONNX file whose initializers are numbers and whose nodes have no names (exporters do so)."""
-    onnx = pytest.importorskip("onnx")
+    require_extra("onnx")
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -159,7 +161,8 @@ def test_onnx_groups_are_named_by_op_and_index(tmp_path):
 
 
 def test_onnx_refusal_names_the_node_and_op(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    require_extra("onnx")
+    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.ones((4, 8, 1, 1), np.float32), "391")
@@ -403,7 +406,8 @@ def test_extra_buffer_keys_are_ignored_and_said():
 
 
 def test_hugging_face_bert_through_its_own_class():
-    transformers = pytest.importorskip("transformers")
+    require_extra("transformers")
+    import transformers
     config = transformers.BertConfig(
         vocab_size=30,
         hidden_size=8,
@@ -639,7 +643,7 @@ def test_blocks_on_a_model_file_says_what_it_reads(tmp_path, capsys):
 
 
 def test_keras_input_shape_is_batch_first_like_everywhere_else():
-    pytest.importorskip("h5py")
+    require_extra("h5py")
 
     path = FIXTURES / "formats" / "keras_cnn.h5"
     g = load_graph(path, input_shape=(1, 6, 6, 2))
