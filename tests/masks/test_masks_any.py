@@ -279,8 +279,8 @@ def test_streamed_regression_equals_in_memory_task():
             assert torch.equal(mem.logits[f][n], streamed.logits[f][n])
     a, b = mem.to_dict(), streamed.to_dict()
     # float32 outputs of 9-example batches through 7 weight sets round differently from the whole
-    # test set through 3: the MSEs agree to ~1e-8
-    assert b.pop("metric") == "mse" and close(a, b, rel=1e-6)
+    # test set through 3: the MSEs agree to ~1e-8 here, by more on another BLAS (summation order)
+    assert b.pop("metric") == "mse" and close(a, b, rel=1e-5)
 
 
 def test_streamed_data_equals_in_memory_task_and_batches_equal_whole_set():
