@@ -146,6 +146,7 @@ def test_aggregates_hold_every_edge_and_the_strongest_are_embedded(results):
     assert np.allclose(np.sort(np.abs(q) / 32767)[::-1], np.sort(f)[::-1][:5], atol=1e-4)
 
 
+@pytest.mark.plotly  # the page bundles Plotly
 def test_python_objects_and_the_notebook_view(tmp_path):
     from modscope.scoring.engine import score
 
@@ -211,6 +212,7 @@ def test_bad_input_one_line_exit_2_nothing_written(results, tmp_path, capsys):
     assert rc == 2 and "HTML" in err
 
 
+@pytest.mark.plotly
 def test_the_cli_writes_one_offline_page(results, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["explore", *map(str, results.values()), "--out", str(out)]) == 0
