@@ -88,6 +88,7 @@ def test_channel_graph_layout_batchnorm_fold_and_transition():
     np.testing.assert_allclose(graph.weights[2], want)
 
 
+@pytest.mark.slow  # traces a CNN several ways
 def test_state_dict_file_and_module_routes_agree(tmp_path):
     net = _cnn()
     from_module = conv_graph(net, input_shape=(2, 8, 8))

@@ -411,6 +411,7 @@ def test_bad_input_raises_modscope_error():
 
 
 # -- the command line --------------------------------------------------------------------------
+@pytest.mark.slow  # trains a network first
 def test_cli_knockout_on_a_trained_checkpoint(tmp_path, capsys):
     from modscope.cli import main
     from modscope.tasks import get_task

@@ -139,6 +139,7 @@ def test_mean_ablation_feeds_each_reader_the_mean():
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.slow  # a whole knockout, batch by batch
 def test_knockout_on_a_traced_network_streams_the_users_data():
     model = nets.TinyResNet(widths=(4, 8)).eval()
     x, y = torch.randn(48, 3, 8, 8), torch.randint(0, 3, (48,))

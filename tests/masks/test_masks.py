@@ -103,6 +103,7 @@ def assert_same(model: nn.Module, snap) -> None:
 # -- the model is never modified ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # mask training
 def test_training_leaves_model_bit_identical():
     net, task = planted()
     net.train()  # a non-default mode must come back too
@@ -495,6 +496,7 @@ def test_incident_counts_by_hand():
     assert counts[1, 17] == 3 and counts[0, 17] == 0
 
 
+@pytest.mark.slow  # mask training and a null of alignments
 def test_alignment_of_planted_clusters():
     m = planted_masks()
     labels = np.array([0, 0, 1, 1] + [0] * 3 + [1] * 3 + [0] * 3 + [1] * 3 + [0, 1])

@@ -373,6 +373,7 @@ def halves_masks(net: ResCNN, c: int) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+@pytest.mark.slow  # mask training on a traced residual net
 def test_alignment_on_a_traced_residual_graph():
     from modscope.graphs.load import load_graph
 

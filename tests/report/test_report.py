@@ -131,6 +131,7 @@ def test_cached_figures_are_not_drawn_again(files, built, tmp_path, monkeypatch)
     assert again == first
 
 
+@pytest.mark.slow  # every figure through the CLI
 def test_cli_report_and_plot(files, tmp_path, capsys):
     assert main(["report", str(files["score"]), "--out", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "index.html").exists()
@@ -154,6 +155,7 @@ def test_cli_report_and_plot(files, tmp_path, capsys):
     assert "no knockout result for model 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the demo, twice
 @pytest.mark.plotly  # the demo writes the explorer pages too (and says so when it cannot)
 def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypatch):
     runs = [DemoRun("ind-bimt", "formula-independence", {"steps": 200, "bimt": True}, 2,
@@ -204,6 +206,7 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
     assert calls == ["score", "score", "knockout"]  # both nulls (this BIMT net is 30 % zeros: not sparse)
 
 
+@pytest.mark.slow  # trains and scores a transformer
 @pytest.mark.plotly
 def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):
     """`make demo`'s report includes the worked example (here the transformer on addmul, quick):

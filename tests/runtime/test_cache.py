@@ -77,6 +77,7 @@ def test_other_settings_never_reuse_the_cache(graph, tmp_path, monkeypatch):
     assert len(calls) == 12
 
 
+@pytest.mark.slow  # two runs in subprocesses
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
     ws, _ = planted_weights([64, 48, 48, 16], 3, np.random.default_rng(1), leak=0.5)
     ckpt = tmp_path / "net.pt"

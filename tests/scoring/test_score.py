@@ -16,6 +16,7 @@ def random_784():
     return load_graph(random_mlp([784, 256, 256, 256, 256, 10], seed=0))
 
 
+@pytest.mark.slow  # a 784-256x4-10 MLP against shuffles
 def test_random_init_mlp_matches_paper_with_the_default_reference_procedure(random_784):
     # The default is the reference's: 25 k-means restarts (1818 nodes), lowest inertia kept.
     r = score(random_784, n_clusters=12, n_shuffles=12, seed=0, jobs=2)
@@ -27,6 +28,7 @@ def test_random_init_mlp_matches_paper_with_the_default_reference_procedure(rand
     assert abs(r.null.z) < 3.0  # a random network is not more modular than its shuffles
 
 
+@pytest.mark.slow  # a 784-256x4-10 MLP
 def test_random_init_mlp_ncut_selection(random_784):
     r = score(random_784, measure=SpectralClusterer(12, select="ncut"), n_shuffles=12, seed=0, jobs=2)
     ref = SpectralClusterer(12).partition(random_784, np.random.SeedSequence(0))

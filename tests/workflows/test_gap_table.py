@@ -17,6 +17,7 @@ from tests.helpers.paths import FIXTURES
 DATA = FIXTURES
 
 
+@pytest.mark.slow  # traces a BERT
 def test_bert_encoder_is_its_merged_stream_graph_not_a_chain_and_blocks_finds_its_mlps():
     """0.2.0 chained query, key, value, output, intermediate and output matrices into a fake MLP
     and printed a z-score; `blocks` found no block."""

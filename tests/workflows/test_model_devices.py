@@ -157,6 +157,7 @@ def test_a_model_that_switches_modules_by_batch_size_runs_whole_and_says_why(cap
     assert "knockout: the model calls different modules at different batch sizes" in err
 
 
+@pytest.mark.slow  # bf16 on the CPU is slow
 def test_bf16_autocast_is_opt_in_and_keeps_a_clear_metric():
     # a classifier with wide margins: bf16 rounding must not move its accuracy (the test that
     # allows the option; fp32 stays the default)
@@ -181,6 +182,7 @@ def test_bf16_autocast_is_opt_in_and_keeps_a_clear_metric():
 
 
 # -- device= in the Python API -------------------------------------------------------------------
+@pytest.mark.slow  # knockouts on two devices
 @pytest.mark.parametrize("device", DEVICES)
 def test_knockout_on_a_device_equals_the_cpu_and_leaves_the_model_where_it_was(device):
     model = nets.TinyResNet(widths=(4, 8)).eval()

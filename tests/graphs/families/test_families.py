@@ -62,7 +62,11 @@ def refused(exc: pytest.ExceptionInfo) -> str:
     return text
 
 
-@pytest.mark.parametrize("name", FIXTURES)
+SLOW_FAMILIES = {"resnet", "mobilenet_v2", "mobilenet_v3"}  # the torchvision CNNs trace longest
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAMILIES else n
+                                  for n in FIXTURES])
 def test_a_checkpoint_alone_reads_as_tracing_the_real_model(name):
     g = graph(name)
     expected = np.load(DATA / name / "expected.npz")

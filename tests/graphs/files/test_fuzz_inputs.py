@@ -33,7 +33,8 @@ from torch import nn
 
 from tests.helpers.paths import FIXTURES, HELPERS
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.save makes a seed
+# torch.jit.save makes a seed; slow: several hundred cases in a subprocess (minutes)
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
 FORMATS = FIXTURES / "formats"
 RUNNER = HELPERS / "fuzz_runner.py"
 PEAK_RSS = 2**30

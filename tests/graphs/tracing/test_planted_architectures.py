@@ -50,6 +50,7 @@ def _check(graph) -> None:
     assert r.null.z < 0 and r.null.p_value == pytest.approx(1 / 11)
 
 
+@pytest.mark.slow  # a ResNet traced and scored
 def test_resnet_blocks_on_disjoint_halves_of_the_stream():
     rng = np.random.default_rng(0)
     net = nets.TinyResNet(widths=(8, 12), classes=4)

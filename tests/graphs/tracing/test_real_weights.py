@@ -437,7 +437,9 @@ def test_albert_fills_in_a_reaction():
 
 
 # -- scores ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("net", ["pnet", "onet", "silero", "crepe", "albert"])
+@pytest.mark.parametrize(
+    "net", ["pnet", "onet", "silero", "crepe", pytest.param("albert", marks=pytest.mark.slow)]  # 12 layers
+)
 def test_real_networks_score_to_finite_numbers(net, request):
     """n-cut at k = 4 against 5 layer shuffles (seed 0): a finite n-cut within [0, k], a finite z
     and a p-value within [1 / (n + 1), 1], for every network."""
