@@ -36,3 +36,17 @@ def test_helpers_and_fixtures_are_where_the_tests_look():
     assert (TESTS / "data" / "formats").is_dir() and (TESTS / "golden").is_dir()
     stray = sorted(p.name for p in TESTS.glob("*.py") if p.name != "conftest.py")
     assert not stray, f"helpers go in tests/helpers/, tests in tests/<package>/: {stray}"
+
+
+def test_every_test_file_the_docs_and_sources_name_exists():
+    """A moved or renamed test file leaves no stale path in the docs, scripts or docstrings."""
+    import re
+
+    named = re.compile(r"\btests/[\w/]+\.py\b")
+    texts = [ROOT / "README.md", ROOT / "ARCHITECTURE.md", ROOT / "Makefile", *(ROOT / "docs").rglob("*.md"),
+             *(ROOT / "benchmarks" / "device").glob("*.sh")]
+    for folder in ("modscope", "scripts", "benchmarks", "experiments", "tests", "docs"):
+        texts += (ROOT / folder).rglob("*.py")
+    stale = sorted({f"{p.relative_to(ROOT)}: {m}" for p in texts for m in named.findall(p.read_text())
+                    if not (ROOT / m).is_file() and "test_foo" not in m})
+    assert not stale, f"paths of test files that do not exist: {stale}"
