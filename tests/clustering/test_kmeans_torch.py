@@ -182,6 +182,7 @@ def test_cli_device_flags(tmp_path, capsys, monkeypatch):
     assert not written.exists()
 
 
+@pytest.mark.slow  # every block of a llama, twice
 def test_streamed_blocks_equal_the_blocks_and_resume_from_the_cache(tmp_path, capsys):
     # a LLaMA-layout file read one block at a time (memory-mapped): the blocks of the family's
     # graph, the rows of score_blocks; a rerun reads every finished row back and computes nothing

@@ -72,6 +72,7 @@ def test_seeded():
     assert not np.array_equal(a, s.shuffle(w, np.random.default_rng(6)))
 
 
+@pytest.mark.slow  # thousands of rewirings for a chi-square test
 def test_uniform_over_patterns_with_the_margins():
     """A 3x3 pattern with margins (2, 1, 1) / (2, 1, 1): every such pattern equally often."""
     p0 = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)

@@ -51,6 +51,7 @@ def test_bimt_example_separates_its_two_functions():
     assert reach.tolist() == [[True, False, True, False], [False, True, False, True]]
 
 
+@pytest.mark.slow  # trains an example network again
 def test_regenerating_an_example_gives_the_same_network(tmp_path):
     out = tmp_path / "digits-plain.pt"
     cmd = [
