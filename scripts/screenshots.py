@@ -1,5 +1,5 @@
 """Screenshots of the documentation site and of an HTML report, taken in headless Chromium, for
-``docs/assets/screenshots/`` (the docs pages show them; ``tests/test_screenshots.py`` checks that
+``docs/assets/screenshots/`` (the docs pages show them; ``tests/docs/test_screenshots.py`` checks that
 they can be taken).
 
     python scripts/screenshots.py                # build the site into a scratch folder, build a

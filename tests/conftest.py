@@ -4,7 +4,13 @@ that need an optional extra.
 A test that needs an optional extra carries its marker (``@pytest.mark.igraph``, ...; the list is
 ``EXTRAS``). Where the extra is missing the test is skipped, saying what to install, so that
 ``pytest`` passes in a venv without the extras. ``MODSCOPE_STRICT_EXTRAS=1`` (set by ``make test``
-and so by CI) turns each such skip into a failure: CI runs every test and never passes by skipping.
+and so by CI) turns each such skip into a failure: CI runs every test and never passes by skipping
+(except for ``NOT_INSTALLED``: libraries no extra of modscope installs, tested where present).
+
+``MODSCOPE_HIDE_EXTRAS=igraph,onnx`` (marker names, or ``all``) runs the tests as if those extras
+were missing: their modules are blocked in ``sys.modules`` (``import onnx`` raises ImportError) and
+no browser is found. This is how to check that every test of an extra carries its marker:
+``MODSCOPE_HIDE_EXTRAS=all pytest`` must pass with skips. (A test's subprocesses still see them.)
 """
 
 from __future__ import annotations
@@ -29,14 +35,40 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "h5py": (("h5py",), "pip install 'modscope[keras]'"),
     "yaml": (("yaml",), "pip install pyyaml"),
     "mkdocs": (("mkdocs", "mkdocstrings", "mkdocs_jupyter", "yaml"), "pip install 'modscope[docs]'"),
+    "plotly": (("plotly",), "pip install 'modscope[explore]'"),
+    "playwright": (("playwright",), "pip install 'modscope[dev]'"),
     "chromium": (("browser:",), "make browser (or apt-get install chromium)"),
+    "transformers": (("transformers",), "pip install transformers (Hugging Face's own classes)"),
 }
+# Markers of libraries that no extra of modscope installs (so not `make install` either): their tests
+# run where the library is present and are skipped elsewhere, even under MODSCOPE_STRICT_EXTRAS=1.
+NOT_INSTALLED = frozenset({"transformers"})
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 STRICT_ENV = "MODSCOPE_STRICT_EXTRAS"
+HIDE_ENV = "MODSCOPE_HIDE_EXTRAS"
+
+
+def _hidden_extras() -> frozenset[str]:
+    """The markers ``MODSCOPE_HIDE_EXTRAS`` names, their modules blocked in ``sys.modules`` now,
+    before any test module imports them."""
+    value = os.environ.get(HIDE_ENV, "").strip()
+    names = set(EXTRAS) if value == "all" else {n.strip() for n in value.split(",") if n.strip()}
+    if unknown := names - set(EXTRAS):
+        raise pytest.UsageError(f"{HIDE_ENV}: unknown {sorted(unknown)}; known: {sorted(EXTRAS)} or all")
+    for marker in names:
+        for module in EXTRAS[marker][0]:
+            if module != "browser:":
+                sys.modules[module] = None  # type: ignore[assignment]  # import raises ImportError
+    return frozenset(names)
+
+
+HIDDEN = _hidden_extras()
 
 
 def browser() -> str | None:
     """The first headless-capable browser on PATH, or None."""
+    if "chromium" in HIDDEN:
+        return None
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
@@ -69,7 +101,7 @@ def require_extra(marker: str) -> None:
     reason = missing_extra(marker)
     if reason is None:
         return
-    if os.environ.get(STRICT_ENV) == "1":
+    if os.environ.get(STRICT_ENV) == "1" and marker not in NOT_INSTALLED:
         pytest.fail(f"{reason} ({STRICT_ENV}=1: a missing extra fails)", pytrace=False)
     pytest.skip(reason)
 

@@ -68,8 +68,8 @@ fi
 
 echo "== 1. tests (device $DEVICE)"
 if [ "$DEVICE" = cpu ]; then marker="not cuda"; else marker="cuda"; fi
-timeout "${T_TESTS:-240}" "$PY" -m pytest -q -p no:cacheprovider -m "$marker" tests/test_kmeans_torch.py \
-  tests/test_model_devices.py > "$OUT/tests.log" 2>&1
+timeout "${T_TESTS:-240}" "$PY" -m pytest -q -p no:cacheprovider -m "$marker" tests/clustering/test_kmeans_torch.py \
+  tests/workflows/test_model_devices.py > "$OUT/tests.log" 2>&1
 rc=$?
 tail -n 15 "$OUT/tests.log"
 [ $rc -ne 0 ] && { echo "tests: exit $rc"; status=1; }

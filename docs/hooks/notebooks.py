@@ -1,7 +1,7 @@
 """MkDocs hook: the notebooks in ``notebooks/`` become the pages ``tutorials/<name>.ipynb``.
 
 The notebooks stay where the tests run them (``notebooks/``, committed with the outputs that
-``scripts/execute_notebooks.py`` writes and ``tests/test_notebooks.py`` checks are current); this hook
+``scripts/execute_notebooks.py`` writes and ``tests/docs/test_notebooks.py`` checks are current); this hook
 adds each one to the site's files under ``tutorials/`` before mkdocs-jupyter turns ``.ipynb`` files
 into pages, which it renders with those outputs, without executing them. Nothing is copied or
 linked in the work tree, so a fresh clone builds the same site on any system, and ``mkdocs serve`` rebuilds

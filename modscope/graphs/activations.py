@@ -21,7 +21,7 @@ Nulls (``modscope.score(activation_graph, null=...)``, CLI ``--shuffle-method``)
   its noise floor (``rho^2`` of independent units is about ``1/N``), but every dependence
   between units is gone. It asks whether the correlation structure splits into clusters
   better than a structureless one: random dense MLPs come out near z = 0 and an MLP of two
-  disconnected halves fed by independent inputs clearly negative (``tests/test_activations.py``
+  disconnected halves fed by independent inputs clearly negative (``tests/graphs/test_activations.py``
   checks both).
 - the [spec §3][spec-3] weight-shuffle methods applied to the correlation matrices (``layer``, ...):
   the same ``rho^2`` values rearranged at random among the unit pairs of two layers. This

@@ -1,6 +1,6 @@
 """Write the known-family fixtures: each family's tiny random checkpoint as users get it, and the
-graph tracing the *real* library model gives (`tests/test_families.py` checks modscope's reading
-of the checkpoint alone against it, without transformers / torchvision / timm).
+graph tracing the *real* library model gives (`tests/graphs/families/test_families.py` checks
+modscope's reading of the checkpoint alone against it, without transformers / torchvision / timm).
 
 Per family a folder ``<family>/`` with ``model.safetensors`` (float32; Hugging Face's on-disk
 names from ``save_pretrained``, torchvision's / timm's ``state_dict()``), ``config.json`` where the

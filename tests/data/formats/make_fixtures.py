@@ -1,4 +1,4 @@
-"""Make the tiny format fixtures of tests/test_formats.py, and the graph each must give.
+"""Make the tiny format fixtures of tests/graphs/files/test_formats.py, and the graph each must give.
 
 Runs in a virtual environment with torch (2.13), onnx and onnxscript, keras 3 (torch backend) and
 h5py, with modscope importable (``PYTHONPATH=<repo>``)::

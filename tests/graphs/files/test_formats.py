@@ -1,0 +1,377 @@
+"""Files from other tools: .pt2 and TorchScript archives, ONNX models and Keras files.
+
+Each fixture in tests/data/formats (made by make_fixtures.py there, with the real libraries) must
+give the graph traced from the torch original it was made from (for Keras: a torch module written
+out by hand with the converted weights), and no reader may run code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modscope import load_graph
+from modscope.cli import main
+from modscope.errors import ModscopeError
+from modscope.graphs.files.archives import archive_kind, read_pt2, read_torchscript
+from tests.helpers.paths import FIXTURES
+
+DATA = FIXTURES / "formats"
+
+# fixture -> (expected graph, words of its reading, the optional package it needs)
+CASES = {
+    "rescnn.pt2": ("rescnn", "torch.export archive (.pt2)", None),
+    "lstm.pt2": ("lstm", "torch.export archive (.pt2)", None),
+    "zoo.pt2": ("zoo", "torch.export archive (.pt2)", None),
+    "mlp_script.pt": ("mlp", "TorchScript archive", None),
+    "rescnn_dynamo.onnx": ("rescnn", "ONNX model", "onnx"),
+    "rescnn_legacy.onnx": ("rescnn", "ONNX model", "onnx"),
+    "lstm_dynamo.onnx": ("lstm", "ONNX model", "onnx"),
+    "lstm_legacy.onnx": ("lstm", "ONNX model", "onnx"),
+    "zoo_dynamo.onnx": ("zoo", "ONNX model", "onnx"),
+    "zoo_legacy.onnx": ("zoo", "ONNX model", "onnx"),
+    "mlp_external.onnx": ("mlp", "ONNX model", "onnx"),
+    "keras_mlp.h5": ("keras_mlp", "Keras HDF5 model", "h5py"),
+    "keras_mlp.keras": ("keras_mlp", "Keras .keras model", "h5py"),
+    "keras_mlp_weights.h5": ("keras_mlp", "weights-only Keras file", "h5py"),
+    "keras_cnn.h5": ("keras_cnn", "Keras HDF5 model", "h5py"),
+    "keras_lstm.h5": ("keras_lstm", "Keras HDF5 model", "h5py"),
+    "keras_gru.h5": ("keras_gru", "Keras HDF5 model", "h5py"),
+}
+
+
+def _param(*values):
+    """A parametrize case marked with the extra its last value names (skipped without it)."""
+    needs = values[-1]
+    return pytest.param(*values, marks=getattr(pytest.mark, needs) if needs else (), id=values[0])
+
+
+def _expected(name: str) -> dict:
+    with np.load(DATA / f"{name}.expected.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _assert_graph(graph, name: str) -> None:
+    e = _expected(name)
+    assert graph.sizes == tuple(e["sizes"].tolist())
+    assert graph.links == tuple(map(tuple, e["links"].tolist()))
+    assert graph.names == tuple(e["names"].tolist())
+    for i, w in enumerate(graph.weights):
+        np.testing.assert_allclose(w, e[f"w{i}"], rtol=1e-6, atol=0)
+
+
+def _one_line(exc_info) -> str:
+    text = str(exc_info.value)
+    assert "\n" not in text
+    return text
+
+
+@pytest.mark.parametrize("fixture, needs", [_param(f, needs) for f, (_, _, needs) in CASES.items()])
+def test_fixture_gives_the_graph_of_its_torch_original(fixture, needs):
+    expected, reading, _ = CASES[fixture]
+    graph = load_graph(DATA / fixture)
+    _assert_graph(graph, expected)
+    assert reading in graph.reading
+
+
+# -- .pt2 -------------------------------------------------------------------------------------------
+def _edit_pt2(src: Path, dst: Path, edit) -> Path:
+    """A copy of a .pt2 archive with ``edit(name, bytes) -> bytes`` applied to every entry."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))
+    return dst
+
+
+def _edit_json(suffix: str, change):
+    def edit(name: str, data: bytes) -> bytes:
+        if not name.endswith(suffix):
+            return data
+        obj = json.loads(data)
+        change(obj)
+        return json.dumps(obj).encode()
+
+    return edit
+
+
+def test_pt2_sniffed_by_content_and_guards_code_dropped(tmp_path):
+    assert archive_kind(DATA / "lstm.pt2") == "pt2"
+    assert archive_kind(DATA / "mlp_script.pt") == "torchscript"
+    copy = shutil.copy(DATA / "lstm.pt2", tmp_path / "lstm.pt")  # a .pt that is a .pt2 archive
+    _assert_graph(load_graph(copy), "lstm")
+    evil = "__import__('pathlib').Path('marker').touch()"
+    path = _edit_pt2(
+        DATA / "lstm.pt2",
+        tmp_path / "guards.pt2",
+        _edit_json("models/model.json", lambda o: o.update(guards_code=[evil])),
+    )
+    assert not read_pt2(path)._guards_code
+
+
+@pytest.mark.parametrize(
+    "where, change, message",
+    [
+        (
+            "model_weights_config.json",
+            lambda o: next(iter(o["config"].values())).update(use_pickle=True),
+            "use_pickle",
+        ),
+        (
+            "model_constants_config.json",
+            lambda o: o["config"].update(
+                obj={"path_name": "custom_obj_0", "is_param": False, "use_pickle": True}
+            ),
+            "pickled Python or TorchScript object",
+        ),
+        (
+            "models/model.json",
+            lambda o: o["graph_module"]["graph"]["nodes"][0].update(target="torch.load"),
+            "not an ATen op",
+        ),
+        (
+            "models/model.json",
+            lambda o: o["graph_module"]["graph"]["tensor_values"]["x"]["sizes"][0].update(
+                {"as_expr": {"expr_str": "__import__('os').getcwd()"}}
+            ),
+            "refused symbolic expression",
+        ),
+        (
+            "model_weights_config.json",
+            lambda o: next(iter(o["config"].values()))["tensor_meta"]["strides"][0].update(as_int=10**6),
+            "past the end of its storage",
+        ),
+    ],
+    ids=["pickled-weight", "pickled-constant", "foreign-op", "code-in-a-size", "out-of-bounds-strides"],
+)
+def test_pt2_refuses_what_would_run_code(tmp_path, where, change, message):
+    path = _edit_pt2(DATA / "lstm.pt2", tmp_path / "bad.pt2", _edit_json(where, change))
+    with pytest.raises(ModscopeError, match=message) as info:
+        load_graph(path)
+    _one_line(info)
+
+
+def test_pt2_with_a_symbolic_batch_size(tmp_path):
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    program = torch.export.export(net, (torch.randn(2, 3),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, tmp_path / "dynamic.pt2")
+    graph = load_graph(tmp_path / "dynamic.pt2")
+    assert graph.layer_widths == (3, 4, 2)
+    np.testing.assert_array_equal(graph.weights[0], net[0].weight.detach().double().numpy())
+
+
+def test_pt2_refuses_a_value_name_that_is_not_an_identifier(tmp_path):
+    evil = json.dumps("select = __import__('os').getcwd() or select_")
+
+    def edit(name: str, data: bytes) -> bytes:
+        return data.replace(b'"select"', evil.encode()) if name.endswith("models/model.json") else data
+
+    with pytest.raises(ModscopeError, match="not identifiers") as info:
+        load_graph(_edit_pt2(DATA / "lstm.pt2", tmp_path / "names.pt2", edit))
+    _one_line(info)
+
+
+# -- TorchScript ------------------------------------------------------------------------------------
+@torch.library.custom_op("modscope_test::leave_mark", mutates_args=())
+def _leave_mark(x: torch.Tensor) -> torch.Tensor:
+    Path(_MARK["path"]).write_text("the archive's code ran")
+    return x.clone()
+
+
+_MARK = {"path": ""}
+
+
+class _Trap(nn.Module):
+    """A module whose TorchScript ``__setstate__`` leaves a mark when it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.ones(1)
+
+    def forward(self, x):
+        return x * self.w
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]):
+        self.w = torch.ops.modscope_test.leave_mark(state[0])
+        self.training = state[1]
+
+
+class _Baited(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.trap, self.fc2 = nn.Linear(4, 3), _Trap(), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc2(self.trap(torch.relu(self.fc1(x))))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_torchscript_weights_are_read_without_running_its_code(tmp_path):
+    _MARK["path"] = str(tmp_path / "mark")
+    net = _Baited()
+    path = tmp_path / "baited.pth"  # TorchScript under a state-dict suffix: sniffed by content
+    torch.jit.script(net).save(path)
+    tensors = read_torchscript(path)
+    assert list(tensors) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    np.testing.assert_array_equal(tensors["fc1.weight"], net.fc1.weight.detach().numpy())
+    graph = load_graph(path)
+    assert graph.layer_widths == (4, 3, 2) and "TorchScript archive" in graph.reading
+    assert not Path(_MARK["path"]).exists()
+    with pytest.warns(DeprecationWarning):
+        torch.jit.load(path)  # torch's own loader does run it: the bait is real
+    assert Path(_MARK["path"]).exists()
+
+
+def test_torchscript_without_code_refuses_what_needs_it():
+    with pytest.raises(ModscopeError, match="recurrent weights") as info:
+        load_graph(DATA / "lstm_script.pt")
+    assert ".pt2" in _one_line(info)
+
+
+def test_whole_pickled_module_names_trust_pickle(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(nn.Sequential(nn.Linear(3, 2)), path)
+    with pytest.raises(ModscopeError, match="--trust-pickle") as info:
+        load_graph(path)
+    assert "runs the file's code" in _one_line(info)
+
+
+# -- ONNX -------------------------------------------------------------------------------------------
+@pytest.mark.onnx
+@pytest.mark.parametrize("location", ["../mlp_external.onnx.data", "/etc/passwd", "link.data"])
+def test_onnx_external_data_outside_the_folder_is_refused(tmp_path, location):
+    import onnx
+    model = onnx.load(str(DATA / "mlp_external.onnx"), load_external_data=False)
+    for t in model.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = location
+    sub = tmp_path / "model"
+    sub.mkdir()
+    shutil.copy(DATA / "mlp_external.onnx.data", tmp_path / "mlp_external.onnx.data")
+    (sub / "link.data").symlink_to(tmp_path / "mlp_external.onnx.data")
+    (sub / "m.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(ModscopeError, match="external data") as info:
+        load_graph(sub / "m.onnx")
+    _one_line(info)
+
+
+@pytest.mark.onnx
+def test_onnx_unknown_op_is_named(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Hardmax", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph), tmp_path / "h.onnx")
+    with pytest.raises(ModscopeError, match="ONNX op Hardmax") as info:
+        load_graph(tmp_path / "h.onnx")
+    _one_line(info)
+
+
+@pytest.mark.parametrize("package, extra", [("onnx", "onnx"), ("h5py", "keras")])
+def test_missing_optional_package_says_what_to_install(monkeypatch, package, extra):
+    monkeypatch.setitem(__import__("sys").modules, package, None)
+    source = DATA / ("mlp_external.onnx" if package == "onnx" else "keras_mlp.h5")
+    with pytest.raises(ModscopeError, match=rf"pip install modscope\[{extra}\]") as info:
+        load_graph(source)
+    _one_line(info)
+
+
+# -- Keras ------------------------------------------------------------------------------------------
+@pytest.mark.h5py
+def test_keras_module_reproduces_keras_output():
+    from modscope.graphs.files.keras_h5 import keras_module, read_keras
+
+    module, _, _ = keras_module(read_keras(DATA / "keras_zoo.h5"))
+    with np.load(DATA / "keras_zoo.io.npz") as io:
+        x, y = io["x"], io["y"]
+    with torch.no_grad():
+        out = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, y, atol=1e-5)
+
+
+@pytest.mark.h5py
+def test_keras_dense_stack_is_the_chain_of_its_transposed_kernels():
+    import h5py
+    kernels = {}
+    with h5py.File(DATA / "keras_mlp.h5") as f:
+        for n in ("d1", "d2", "d3"):
+            group = f[f"model_weights/{n}"]
+            name = next(w for w in group.attrs["weight_names"] if str(w).rstrip("'").endswith("kernel"))
+            kernels[f"{n}.weight"] = np.asarray(group[name]).T  # torch's (out, in)
+    for source in ("keras_mlp.h5", "keras_mlp_weights.h5"):
+        graph, chain = load_graph(DATA / source), load_graph(kernels)
+        assert graph.is_chain and graph.sizes == chain.sizes and graph.links == chain.links
+        for a, b in zip(graph.weights, chain.weights, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.h5py
+def test_keras_weights_only_cnn_is_refused_with_the_way_out():
+    with pytest.raises(ModscopeError, match="save the full model") as info:
+        load_graph(DATA / "keras_cnn_weights.h5")
+    _one_line(info)
+
+
+def test_keras_style_npz_is_read_in_x_out(tmp_path):
+    rng = np.random.default_rng(0)
+    shapes = [(6, 5), (5, 4), (4, 3)]  # (in, out): only that layout chains
+    np.savez(tmp_path / "k.npz", **{f"dense_{i}/kernel": rng.normal(size=s) for i, s in enumerate(shapes)})
+    graph = load_graph(tmp_path / "k.npz")
+    assert graph.layer_widths == (6, 5, 4, 3) and "in x out" in graph.reading
+
+
+# -- broken files and the command line --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "fixture, needs",
+    [
+        _param("rescnn.pt2", None),
+        _param("mlp_script.pt", None),
+        _param("rescnn_legacy.onnx", "onnx"),
+        _param("keras_mlp.h5", "h5py"),
+        _param("keras_mlp.keras", "h5py"),
+    ],
+)
+def test_truncated_files_give_one_line(tmp_path, fixture, needs):
+    data = (DATA / fixture).read_bytes()
+    path = tmp_path / fixture
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModscopeError, match="truncated or corrupt") as info:
+        load_graph(path)
+    _one_line(info)
+
+
+@pytest.mark.parametrize(
+    "fixture, needs",
+    [_param("lstm.pt2", None), _param("mlp_script.pt", None), _param("rescnn_legacy.onnx", "onnx"),
+     _param("keras_mlp.h5", "h5py")],
+)
+def test_cli_scores_each_format(fixture, needs, capsys):
+    args = ["score", str(DATA / fixture), "--clusters", "2", "--shuffles", "3", "--no-progress"]
+    assert main(args) == 0
+    assert "n-cut" in capsys.readouterr().out.lower()
+
+
+def test_cli_bad_file_is_one_line_exit_2(tmp_path, capsys):
+    path = tmp_path / "bad.pt2"
+    path.write_bytes((DATA / "lstm.pt2").read_bytes()[:1000])
+    assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modscope: error:") and err.count("\n") == 1
