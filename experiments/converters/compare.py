@@ -93,7 +93,7 @@ def make_extra(folder: Path) -> list[Path]:
 
     rng = np.random.default_rng(0)
     out = []
-    # unnamed nodes, numbered initializers (tests/test_real_networks2.py::_renamed_onnx)
+    # unnamed nodes, numbered initializers (tests/graphs/tracing/test_real_networks2.py::_renamed_onnx)
     w1 = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "391")
     w2 = numpy_helper.from_array(rng.normal(size=(4, 2)).astype(np.float32), "135")
     nodes = [
@@ -109,7 +109,7 @@ def make_extra(folder: Path) -> list[Path]:
     )
     out.append(folder / "numbers.onnx")
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(out[-1]))
-    # a MatMul + Add MLP (tests/test_fuzz_inputs.py::onnx_cases' seed)
+    # a MatMul + Add MLP (tests/graphs/files/test_fuzz_inputs.py::onnx_cases' seed)
     arrays = {"w0": rng.normal(size=(3, 5)), "b0": rng.normal(size=5), "w1": rng.normal(size=(5, 2)),
               "b1": rng.normal(size=2)}
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]

@@ -3,8 +3,6 @@ MLP names and tied weights are names of its own reference module, and `weights` 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from safetensors.numpy import load_file
 
@@ -12,10 +10,11 @@ from modscope.graphs.families import FAMILIES
 from modscope.graphs.families.base import weights
 from modscope.graphs.families.detect import match_family
 from modscope.graphs.families.graph import read_config
+from tests.helpers.paths import FIXTURES
 
 torch = pytest.importorskip("torch")
 
-DATA = Path(__file__).parent / "data" / "families"
+DATA = FIXTURES / "families"
 FIXTURES = sorted(p.name for p in DATA.iterdir() if (p / "model.safetensors").is_file())
 
 

@@ -12,7 +12,7 @@ from modscope.masks import fit_logits, train_masks
 from modscope.masks.data import FunctionData
 from modscope.masks.frozen import FrozenNet, maskable_names
 from modscope.tasks import class_functions
-from tests.test_masks import planted, random_mlp, random_task
+from tests.masks.test_masks import planted, random_mlp, random_task
 
 
 def _same(a, b) -> None:

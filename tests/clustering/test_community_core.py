@@ -17,7 +17,7 @@ from modscope.graphs.weight_graph import WeightGraph
 from modscope.runtime.seeds import int_seed
 
 pytestmark = pytest.mark.igraph
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _graph() -> WeightGraph:

@@ -16,6 +16,7 @@ from torch import nn
 from modscope import load_graph
 from modscope.errors import ModscopeError
 from modscope.graphs.tracing import trace_graph
+from tests.helpers.paths import FIXTURES, ROOT
 
 pytestmark = pytest.mark.onnx
 onnx = pytest.importorskip("onnx")
@@ -23,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from modscope.graphs.files import onnx_library  # noqa: E402
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = FIXTURES / "formats"
 needs_onnx2torch = pytest.mark.skipif(
     onnx_library.onnx2torch_version() is None, reason="pip install 'modscope[onnx]'"
 )
@@ -156,7 +157,7 @@ def test_keras3_unrolls_a_recurrent_layer_into_one_link_per_time_step():
         "g = trace_graph(m, (torch.zeros(1, *m.inputs[0].shape[1:]),))\n"
         "print(len(g.links), g.links.count((1, 1)))\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(root)}
     probe = subprocess.run([sys.executable, "-c", "import keras"], env=env, capture_output=True)
     if probe.returncode:
@@ -180,7 +181,7 @@ def test_a_torchvision_that_does_not_load_is_stood_in_for(tmp_path):
         "from modscope.graphs.files.onnx_library import onnx2torch_version\n"
         "print(onnx2torch_version() is not None, 'torchvision' in sys.modules)\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(root)])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-500:]
