@@ -35,7 +35,6 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "h5py": (("h5py",), "pip install 'modscope[keras]'"),
     "yaml": (("yaml",), "pip install pyyaml"),
     "mkdocs": (("mkdocs", "mkdocstrings", "mkdocs_jupyter", "yaml"), "pip install 'modscope[docs]'"),
-    "plotly": (("plotly",), "pip install 'modscope[explore]'"),
     "playwright": (("playwright",), "pip install 'modscope[dev]'"),
     "chromium": (("browser:",), "make browser (or apt-get install chromium)"),
     "transformers": (("transformers",), "pip install transformers (Hugging Face's own classes)"),

@@ -83,7 +83,7 @@ def test_every_extra_marker_is_used_and_every_pip_extra_is_named():
             assert f"mark.{marker}" in used or f'"{marker}"' in used, marker
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     hints = " ".join(how for _, how in EXTRAS.values())
-    for name in ("community", "distributed", "onnx", "keras", "dev", "docs", "explore"):
+    for name in ("community", "distributed", "onnx", "keras", "dev", "docs"):
         assert name in extras and f"modscope[{name}]" in hints, name
 
 

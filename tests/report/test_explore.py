@@ -233,7 +233,6 @@ def test_bad_input_one_line_exit_2_nothing_written(results, tmp_path, capsys):
     assert rc == 2 and "HTML" in err
 
 
-@pytest.mark.plotly
 def test_the_cli_writes_one_offline_page(results, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["explore", *map(str, results.values()), "--out", str(out)]) == 0

@@ -25,7 +25,7 @@ from tests.report.test_explore import BIMT, DATA, make_results
 
 # Playwright drives the browser and the page draws with Plotly: each test needs all three (skipped
 # without them, failed under MODSCOPE_STRICT_EXTRAS=1)
-pytestmark = [pytest.mark.playwright, pytest.mark.chromium, pytest.mark.plotly, pytest.mark.slow]
+pytestmark = [pytest.mark.playwright, pytest.mark.chromium, pytest.mark.slow]
 
 ASSETS = ROOT / "docs" / "assets"
 ARGS = [

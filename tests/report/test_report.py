@@ -156,7 +156,6 @@ def test_cli_report_and_plot(files, tmp_path, capsys):
 
 
 @pytest.mark.slow  # the demo, twice
-@pytest.mark.plotly  # the demo writes the explorer pages too (and says so when it cannot)
 def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypatch):
     runs = [DemoRun("ind-bimt", "formula-independence", {"steps": 200, "bimt": True}, 2,
                     masks=("y1", "y2"), extra_nulls=("layer_nonzero",))]
@@ -207,7 +206,6 @@ def test_demo_writes_the_report_and_reruns_only_what_changed(tmp_path, monkeypat
 
 
 @pytest.mark.slow  # trains and scores a transformer
-@pytest.mark.plotly
 def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):
     """`make demo`'s report includes the worked example (here the transformer on addmul, quick):
     its score, knockout and masks, from the traced network; a rerun reads it from the cache."""
