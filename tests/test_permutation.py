@@ -1,0 +1,156 @@
+"""Permutable unit groups on any traced network: every tensor slice of a group moves together, so
+random permutations of every group leave the function unchanged (MLP, CNN with BatchNorm and a
+residual, transformer with heads, LayerNorm and a residual stream, LSTM); refusals in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from modscope.errors import ModscopeError
+from modscope.training.architectures import DigitTransformer, ResidualCNN
+from modscope.training.permutation import permutable_groups, permute
+
+
+class _LSTMNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0][:, -1])
+
+
+def _cnn() -> ResidualCNN:
+    torch.manual_seed(0)
+    net = ResidualCNN(image=(1, 8, 8), widths=(4, 6), blocks=1, classes=3)
+    for m in net.modules():  # BatchNorm away from identity, so its statistics must move too
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    return net.double()
+
+
+def _digits(n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(n, 22, dtype=torch.float64)
+    for i in range(n):
+        a, b, f = torch.randint(0, 10, (3,), generator=g).tolist()
+        x[i, a], x[i, 10 + b], x[i, 20 + f % 2] = 1, 1, 1
+    return x
+
+
+def _cases():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 2)).double()
+    tr = DigitTransformer(digits=2, flag=2, groups=1, d=8, heads=2, layers=2, ff=12).double()
+    return {
+        "mlp": (mlp, torch.randn(5, 4, dtype=torch.float64), 2),
+        "cnn": (_cnn(), torch.randn(3, 64, dtype=torch.float64), 4),
+        "transformer": (tr, _digits(4), 5),
+        "lstm": (_LSTMNet().double(), torch.randn(3, 4, 3, dtype=torch.float64), 1),
+    }
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn", "transformer", "lstm"])
+def test_random_permutations_of_every_group_keep_the_function(case):
+    model, x, n_groups = _cases()[case]
+    model.eval()
+    # verify=False: the slices found by the trace alone must be complete
+    ug = permutable_groups(model, x[:1], verify=False)
+    assert len(ug.groups) == n_groups and not ug.refused
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        base = model(x)
+        rng = np.random.default_rng(3)
+        for _ in range(3):
+            for g in ug.groups:
+                permute(model, g, rng.permutation(g.size))
+        out = model(x)
+    torch.testing.assert_close(out, base, rtol=0, atol=1e-6)
+    changed = [k for k, v in model.state_dict().items() if v.shape and not torch.equal(v, before[k])]
+    assert changed  # the permutations did move weights
+
+
+def test_transformer_heads_move_whole_and_the_stream_moves_everywhere():
+    model, x, _ = _cases()["transformer"]
+    ug = permutable_groups(model, x[:1])
+    heads = [g for g in ug.groups if g.heads]
+    assert [g.size for g in heads] == [2, 2]  # two heads per layer, values, queries and keys together
+    moved = {s.tensor for s in heads[0].slices}
+    assert moved >= {"layers.0.qkv.weight", "layers.0.qkv.bias", "layers.0.out.weight"}
+    stream = next(g for g in ug.groups if g.size == 8)
+    tensors = set(stream.tensors)
+    for name in ("embed.weight", "position", "layers.0.norm1.weight", "layers.1.out.weight",
+                 "layers.1.fc2.bias", "norm.bias", "head.weight"):
+        assert name in tensors, name
+    assert "head" in ug.fixed  # outputs stay in the targets' order
+
+
+def test_batch_norm_buffers_and_optimizer_state_move():
+    model = _cnn()
+    x = torch.randn(2, 64, dtype=torch.float64)
+    ug = permutable_groups(model, x[:1])
+    grp = next(g for g in ug.groups if g.name == "blocks.0.conv1")
+    stats = {"blocks.0.bn1.running_mean", "blocks.0.bn1.running_var", "blocks.0.bn1.weight"}
+    assert stats <= set(grp.tensors)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    model(x).sum().backward()
+    opt.step()
+    w = model.blocks[0].conv1.weight
+    m0 = opt.state[w]["exp_avg"].clone()
+    order = np.roll(np.arange(grp.size), 1)
+    permute(model, grp, order, optimizer=opt)
+    torch.testing.assert_close(opt.state[w]["exp_avg"], m0[torch.as_tensor(order)])
+
+
+class _Cumsum(nn.Module):
+    """A hidden layer's units summed in order: an op the tracer cannot follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.cumsum(torch.relu(self.a(x)), dim=-1))
+
+
+class _Where(nn.Module):
+    """A parameter read through ``where`` with a hidden layer's units: opaque for permutation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.fill = nn.Parameter(torch.randn(4))
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x))
+        return self.b(torch.where(h > 0.1, h, self.fill))
+
+
+@pytest.mark.parametrize(("module", "names"), [(_Cumsum, "cumsum"), (_Where, "fill is read through where")])
+def test_an_opaque_op_is_refused_in_one_line_naming_it(module, names):
+    with pytest.raises(ModscopeError) as e:
+        permutable_groups(module(), torch.randn(1, 3))
+    msg = str(e.value)
+    assert "\n" not in msg and names in msg
+
+
+def test_refused_groups_are_listed_when_not_strict():
+    ug = permutable_groups(_Where(), torch.randn(1, 3), strict=False)
+    assert "a" in ug.refused and all(g.name != "a" for g in ug.groups)
+
+
+def test_a_bad_order_is_refused():
+    model, x, _ = _cases()["mlp"]
+    g = permutable_groups(model, x[:1]).groups[0]
+    with pytest.raises(ModscopeError, match="permutation of group"):
+        permute(model, g, [0] * g.size)
