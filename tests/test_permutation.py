@@ -10,56 +10,13 @@ import torch
 from torch import nn
 
 from modscope.errors import ModscopeError
-from modscope.training.architectures import DigitTransformer, ResidualCNN
 from modscope.training.permutation import permutable_groups, permute
-
-
-class _LSTMNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(3, 5, batch_first=True)
-        self.head = nn.Linear(5, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.lstm(x)[0][:, -1])
-
-
-def _cnn() -> ResidualCNN:
-    torch.manual_seed(0)
-    net = ResidualCNN(image=(1, 8, 8), widths=(4, 6), blocks=1, classes=3)
-    for m in net.modules():  # BatchNorm away from identity, so its statistics must move too
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.normal_()
-            m.bias.data.normal_()
-    return net.double()
-
-
-def _digits(n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    x = torch.zeros(n, 22, dtype=torch.float64)
-    for i in range(n):
-        a, b, f = torch.randint(0, 10, (3,), generator=g).tolist()
-        x[i, a], x[i, 10 + b], x[i, 20 + f % 2] = 1, 1, 1
-    return x
-
-
-def _cases():
-    torch.manual_seed(0)
-    mlp = nn.Sequential(nn.Linear(4, 8), nn.SiLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 2)).double()
-    tr = DigitTransformer(digits=2, flag=2, groups=1, d=8, heads=2, layers=2, ff=12).double()
-    return {
-        "mlp": (mlp, torch.randn(5, 4, dtype=torch.float64), 2),
-        "cnn": (_cnn(), torch.randn(3, 64, dtype=torch.float64), 4),
-        "transformer": (tr, _digits(4), 5),
-        "lstm": (_LSTMNet().double(), torch.randn(3, 4, 3, dtype=torch.float64), 1),
-    }
+from tests.permutable_nets import cases, cnn
 
 
 @pytest.mark.parametrize("case", ["mlp", "cnn", "transformer", "lstm"])
 def test_random_permutations_of_every_group_keep_the_function(case):
-    model, x, n_groups = _cases()[case]
+    model, x, n_groups = cases()[case]
     model.eval()
     # verify=False: the slices found by the trace alone must be complete
     ug = permutable_groups(model, x[:1], verify=False)
@@ -78,7 +35,7 @@ def test_random_permutations_of_every_group_keep_the_function(case):
 
 
 def test_transformer_heads_move_whole_and_the_stream_moves_everywhere():
-    model, x, _ = _cases()["transformer"]
+    model, x, _ = cases()["transformer"]
     ug = permutable_groups(model, x[:1])
     heads = [g for g in ug.groups if g.heads]
     assert [g.size for g in heads] == [2, 2]  # two heads per layer, values, queries and keys together
@@ -93,7 +50,7 @@ def test_transformer_heads_move_whole_and_the_stream_moves_everywhere():
 
 
 def test_batch_norm_buffers_and_optimizer_state_move():
-    model = _cnn()
+    model = cnn()
     x = torch.randn(2, 64, dtype=torch.float64)
     ug = permutable_groups(model, x[:1])
     grp = next(g for g in ug.groups if g.name == "blocks.0.conv1")
@@ -150,7 +107,7 @@ def test_refused_groups_are_listed_when_not_strict():
 
 
 def test_a_bad_order_is_refused():
-    model, x, _ = _cases()["mlp"]
+    model, x, _ = cases()["mlp"]
     g = permutable_groups(model, x[:1]).groups[0]
     with pytest.raises(ModscopeError, match="permutation of group"):
         permute(model, g, [0] * g.size)

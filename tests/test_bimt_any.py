@@ -1,0 +1,131 @@
+"""BIMT on any architecture: node positions, the connection cost on the unit graph, the vectorised
+swap deltas against a brute-force recomputation (CNN with BatchNorm and residuals, transformer with
+heads, LSTM with recurrent edges inside its group), the MLP as one case of it, swaps that keep the
+function, and a few training steps that lower the cost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modscope.errors import ModscopeError
+from modscope.training.bimt import BIMT, BIMTConfig, BIMTStrategy, swap_deltas
+from modscope.training.bimt_graph import GraphBIMT, unit_positions
+from modscope.training.models import Architecture
+from modscope.training.permutation import permutable_groups
+from modscope.training.trainer import init_model
+from tests.permutable_nets import cases
+
+
+def _cost(b, model) -> float:
+    with torch.no_grad():
+        return float(b.cost(model))
+
+
+@pytest.mark.parametrize("case", ["cnn", "transformer", "lstm"])
+@pytest.mark.parametrize(("metric", "reduction", "A"), [("l1", "sum", 2.0), ("l2", "mean", 1.0)])
+def test_vectorised_deltas_equal_bruteforce(case, metric, reduction, A):
+    model, x, _ = cases()[case]
+    b = GraphBIMT(BIMTConfig(A=A, y_star=0.3, reduction=reduction), model, x[:1], metric=metric)
+    for g, grp in enumerate(b.groups):
+        for j in {0, grp.size // 2, grp.size - 1}:
+            fast, slow = b.swap_deltas(model, g, j), b.swap_deltas_bruteforce(model, g, j)
+            torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+
+
+def test_the_mlp_is_one_case_of_the_unit_graph_cost():
+    widths = (4, 7, 5, 3)
+    net = init_model(Architecture(widths, activation="silu"), torch.Generator().manual_seed(0)).double()
+    cfg = BIMTConfig(A=2.0, y_star=0.3)
+    old = BIMT(cfg, widths, dtype=torch.float64)
+    new = GraphBIMT(cfg, net, torch.randn(1, 4, dtype=torch.float64))
+    assert [g.size for g in new.groups] == [7, 5]  # hidden layers; inputs and outputs stay
+    assert _cost(old, net) == pytest.approx(_cost(new, net), rel=1e-12)
+    for layer, g in ((1, 0), (2, 1)):
+        for j in range(widths[layer]):
+            torch.testing.assert_close(swap_deltas(old.cost, net, layer, j), new.swap_deltas(net, g, j))
+
+
+def test_positions_grid_for_conv_channels_and_line_elsewhere():
+    model, x, _ = cases()["cnn"]
+    units = permutable_groups(model, x[:1])
+    c = unit_positions(units)
+    assert c.shape == (units.graph.n_nodes, 2)
+    kinds = units.graph.group_kinds
+    for g, kind in enumerate(kinds):
+        block = c[units.graph.offsets[g] : units.graph.offsets[g + 1]]
+        if kind.startswith("Conv") and block.shape[0] > 1:
+            assert len(set(block[:, 1].tolist())) > 1  # rows of a grid
+        else:
+            assert torch.all(block[:, 1] == 0.5)
+
+
+@pytest.mark.parametrize("case", ["cnn", "transformer"])
+def test_swap_pass_lowers_the_cost_and_keeps_the_function(case):
+    model, x, _ = cases()[case]
+    model.eval()
+    b = GraphBIMT(BIMTConfig(top_k=4), model, x[:1])
+    with torch.no_grad():
+        base = model(x)
+    before = _cost(b, model)
+    stats = b.swap_pass(model)
+    after = _cost(b, model)
+    assert stats.swaps > 0
+    assert after == pytest.approx(before + stats.cost_change, abs=1e-9)
+    assert after < before
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), base, rtol=0, atol=1e-6)
+
+
+def test_penalty_grad_equals_autograd():
+    model, x, _ = cases()["transformer"]
+    b = GraphBIMT(BIMTConfig(lam=0.01, bias_from=0.0), model, x[:1])
+    model.zero_grad()
+    b.penalty(model, 0, 10).backward()
+    auto = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    b.add_penalty_grad(model, 0, 10)
+    mine = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert auto.keys() == mine.keys() and auto
+    for n in auto:
+        torch.testing.assert_close(mine[n], auto[n])
+
+
+@pytest.mark.parametrize("case", ["cnn", "transformer"])
+def test_a_few_bimt_steps_lower_the_connection_cost(case):
+    model, x, _ = cases()[case]
+    torch.manual_seed(0)
+    y = torch.randint(0, 3 if case == "cnn" else 10, (x.shape[0],))
+    cfg = BIMTConfig(lam=0.05, schedule="constant", top_k=3, swap_every=5, threshold=0.0)
+    strategy = BIMTStrategy(GraphBIMT(cfg, model, x[:1]))
+    start = _cost(strategy.bimt, model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    steps = 20
+    strategy.start(model, steps)
+    model.train()
+    for step in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        strategy.add_grad(model, step)
+        opt.step()
+        strategy.after_step(model, step, opt)
+    metrics = strategy.finish(model)
+    assert metrics["connection_cost"] < 0.9 * start
+    assert metrics["swaps"] > 0
+
+
+def test_an_unknown_metric_is_refused():
+    model, x, _ = cases()["mlp"]
+    with pytest.raises(ModscopeError, match="metric"):
+        GraphBIMT(BIMTConfig(), model, x[:1], metric="cosine")
+
+
+def test_state_records_each_groups_permutation():
+    model, x, _ = cases()["transformer"]
+    b = GraphBIMT(BIMTConfig(top_k=2), model, x[:1])
+    b.swap_pass(model)
+    st = b.state()
+    assert len(st["permutations"]) == len(st["groups"]) == len(b.groups)
+    for p, g in zip(st["permutations"], b.groups, strict=True):
+        assert sorted(np.asarray(p).tolist()) == list(range(g.size))
