@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from modscope.data.dataset import load_data
 from modscope.errors import ModscopeError
 from modscope.training.bimt import BIMT, BIMTConfig, BIMTStrategy, swap_deltas
-from modscope.training.bimt_graph import GraphBIMT, unit_positions
+from modscope.training.bimt_graph import GraphBIMT, bimt_strategy, unit_positions
+from modscope.training.fit import fit_model
 from modscope.training.models import Architecture
 from modscope.training.permutation import permutable_groups
 from modscope.training.trainer import init_model
@@ -129,3 +131,20 @@ def test_state_records_each_groups_permutation():
     assert len(st["permutations"]) == len(st["groups"]) == len(b.groups)
     for p, g in zip(st["permutations"], b.groups, strict=True):
         assert sorted(np.asarray(p).tolist()) == list(range(g.size))
+
+
+def test_fit_model_trains_any_module_with_bimt():
+    model, x, _ = cases()["cnn"]
+    model = model.float()
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(48, 64, generator=gen)
+    ys = torch.randint(0, 3, (48,), generator=gen)
+    data = load_data({"x_train": xs[:32], "y_train": ys[:32], "x_test": xs[32:], "y_test": ys[32:]})
+    strategy = bimt_strategy(model, xs[:1], lam=0.05, schedule="constant", swap_every=4, top_k=2)
+    start = float(strategy.bimt.cost(model).detach())
+    result = fit_model(model, data, steps=12, batch_size=16, lr=1e-2, strategy=strategy)
+    assert result.strategy["connection_cost"] < start
+    assert result.settings["strategy"]["name"] == "bimt"
+    assert "strategy" in result.to_dict()
+    with pytest.raises(ModscopeError, match="not both"):
+        bimt_strategy(model, xs[:1], BIMTConfig(), lam=0.1)

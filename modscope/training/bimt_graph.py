@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from ..errors import ModscopeError
-from .bimt import BIMTConfig, SwapStats, _add_grad, _grid, _line
+from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _add_grad, _grid, _line
 from .permutation import UnitGroups, permutable_groups, permute
 
-__all__ = ["GraphBIMT", "GraphConnectionCost", "unit_positions"]
+__all__ = ["GraphBIMT", "GraphConnectionCost", "bimt_strategy", "unit_positions"]
 
 Metric = Literal["l1", "l2"]
 
@@ -233,16 +233,21 @@ class GraphBIMT:
 
     @torch.no_grad()
     def swap_group(
-        self, model: nn.Module, g: int, optimizer: torch.optim.Optimizer | None = None
+        self,
+        model: nn.Module,
+        g: int,
+        optimizer: torch.optim.Optimizer | None = None,
+        W: torch.Tensor | None = None,
     ) -> SwapStats:
         """Move each of group ``g``'s top-k units to the position that lowers the cost most; the
-        swaps are found on the node-level weights and applied to the model once."""
+        swaps are found on the node-level weights ``W`` (`node_weights`, kept up to date in place
+        when given) and applied to the model once."""
         grp = self.groups[g]
         k = min(self.config.top_k, grp.size)
         stats = SwapStats()
         if k == 0 or grp.size < 2:
             return stats
-        W = self.cost.node_weights(model)
+        W = self.cost.node_weights(model) if W is None else W
         top = torch.argsort(self.scores(W, g), descending=True, stable=True)[:k].tolist()
         order = np.arange(grp.size)  # position -> unit (pre-pass index)
         nodes = torch.as_tensor(self._nodes(g))
@@ -255,7 +260,7 @@ class GraphBIMT:
             a, b = nodes[j], nodes[best]  # swap the two units' rows and columns of W
             idx = torch.arange(W.shape[0])
             idx[a], idx[b] = b, a
-            W = W[idx][:, idx]
+            W.copy_(W[idx][:, idx])
             order[[j, best]] = order[[best, j]]
             stats.swaps += 1
             stats.cost_change += float(d[best])
@@ -267,8 +272,9 @@ class GraphBIMT:
     def swap_pass(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> SwapStats:
         """One relocation round over every permutable group, in graph order."""
         total = SwapStats()
+        W = self.cost.node_weights(model)  # one build per pass; each group's swaps update it
         for g in range(len(self.groups)):
-            s = self.swap_group(model, g, optimizer)
+            s = self.swap_group(model, g, optimizer, W)
             total.swaps += s.swaps
             total.cost_change += s.cost_change
         return total
@@ -318,3 +324,22 @@ def _one_way(M: torch.Tensor, D: torch.Tensor, S: torch.Tensor, j: int) -> torch
     second = MS @ Dj - (MS * DS).sum(1) + M[S, j] * D[S, j] - M[S, S] * D[j, S]  # k to j's
     return first + second
 
+
+
+def bimt_strategy(
+    model: nn.Module,
+    example_input: Any,
+    config: BIMTConfig | None = None,
+    *,
+    metric: Metric = "l1",
+    input_shape: tuple[int, int] | None = None,
+    **options: Any,
+) -> BIMTStrategy:
+    """BIMT for any ``model`` as a training strategy (``fit_model(..., strategy=...)``): ``config``
+    (default: `BIMTConfig` with ``options`` as overrides, e.g. ``lam=1e-3, top_k=5``). Refuses in
+    one line, before training, a hidden group that cannot be permuted consistently."""
+    if config is None:
+        config = BIMTConfig.from_task(None, **options)
+    elif options:
+        raise ModscopeError("pass BIMT options in config= or as keywords, not both")
+    return BIMTStrategy(GraphBIMT(config, model, example_input, metric=metric, input_shape=input_shape))
