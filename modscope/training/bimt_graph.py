@@ -109,14 +109,16 @@ class GraphConnectionCost:
     def __call__(self, model: nn.Module, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
         tensors = model.state_dict(keep_vars=True)
-        total = torch.zeros((), dtype=torch.float64)
-        for name, coef in self.weights.items():
-            w = tensors[name]
-            total = total + (w.abs() * coef.to(w.device, w.dtype)).sum() * self.scale(w)
-        for name in (self.biases if bias else []) + self.tables:
-            p = tensors[name]
-            total = total + self.y_star * p.abs().sum() * self.scale(p)
-        return total
+        terms = [
+            (tensors[name].abs() * coef.to(tensors[name].device, tensors[name].dtype)).sum()
+            * self.scale(tensors[name])
+            for name, coef in self.weights.items()
+        ]
+        terms += [
+            self.y_star * tensors[name].abs().sum() * self.scale(tensors[name])
+            for name in (self.biases if bias else []) + self.tables
+        ]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
 
     @torch.no_grad()
     def node_weights(self, model: nn.Module) -> torch.Tensor:
@@ -164,6 +166,9 @@ class GraphBIMT:
         self.cost = GraphConnectionCost(
             model, self.units, self.coords, config.A, config.y_star, config.reduction, metric
         )
+        first = next(model.parameters(), None)
+        if first is not None:  # the coefficients live where the weights do: no copy per step
+            self.cost.to(first.device, first.dtype)
         self.groups = self.units.groups
         self.perms = [np.arange(g.size) for g in self.groups]
 
