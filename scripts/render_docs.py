@@ -1900,6 +1900,27 @@ RATIOS = {
 }
 
 
+def bench_bimt_any(rs: Sequence[Receipt]) -> str:
+    res = rs[0].results
+    rows = []
+    for key, label in (("cnn", "residual CNN"), ("transformer", "transformer")):
+        x = res[key]
+        rows.append([
+            f"{label} ({x['parameters']:,} parameters, {len(x['groups'])} permutable groups)",
+            spread(x["plain_step_s"], lambda v: num(1e3 * v, 1)),
+            spread(x["bimt_step_s"], lambda v: num(1e3 * v, 1)),
+            spread(x["swap_pass_s"], lambda v: num(1e3 * v, 1)),
+            times(x["ratio"], 2),
+        ])
+    load = res["load_average"]["before"][0]
+    return "\n".join([
+        table(["model", "plain step, ms", "BIMT step, ms", "swap pass, ms", "BIMT / plain"], rows),
+        "",
+        f"*BIMT / plain: the BIMT step plus a swap pass every 200 steps, over the plain step (target "
+        f"at most 1.5×). Load average {num(load, 1)} on {res['cpu_count']} cores when it ran.*",
+    ])
+
+
 def bench_masks_any(rs: Sequence[Receipt]) -> str:
     res = rs[0].results
     out: list[str] = []
@@ -2306,6 +2327,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
     ),
     _bench("knockout_any", bench_knockout_any, ".venv/bin/python benchmarks/knockout_any.py"),
     _bench("masks_any", bench_masks_any, ".venv/bin/python benchmarks/masks_any.py"),
+    _bench("bimt_any", bench_bimt_any, ".venv/bin/python benchmarks/bimt_any.py"),
     _bench(
         "gpu_models", bench_gpu_models, "PYTHONPATH=. .venv/bin/python benchmarks/gpu_models.py --device cuda"
     ),

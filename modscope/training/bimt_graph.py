@@ -99,6 +99,15 @@ class GraphConnectionCost:
         self.tables = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
         self.tables = [n for n in self.tables if n not in self.weights]
 
+    def tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The model's parameters and buffers by name, looked up once per model (swaps and
+        ``module.to`` change them in place)."""
+        cached = getattr(self, "_tensors", None)
+        if cached is None or cached[0] is not model:
+            cached = (model, model.state_dict(keep_vars=True))
+            self._tensors = cached
+        return cached[1]
+
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> GraphConnectionCost:
         self.weights = {k: v.to(device, dtype) for k, v in self.weights.items()}
         return self
@@ -108,7 +117,7 @@ class GraphConnectionCost:
 
     def __call__(self, model: nn.Module, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
-        tensors = model.state_dict(keep_vars=True)
+        tensors = self.tensors(model)
         terms = [
             (tensors[name].abs() * coef.to(tensors[name].device, tensors[name].dtype)).sum()
             * self.scale(tensors[name])
@@ -182,7 +191,7 @@ class GraphBIMT:
         """Add the (sub)gradient of `penalty` to the parameters' ``.grad`` (after backward)."""
         c, cost = self.config, self.cost
         lam = c.lambda_at(step, total)
-        tensors = model.state_dict(keep_vars=True)
+        tensors = cost.tensors(model)
         for name, coef in cost.weights.items():
             w = tensors[name]
             _add_grad(w, w.sign().mul_(coef.to(w.device, w.dtype)), lam * cost.scale(w))
