@@ -148,3 +148,41 @@ def test_fit_model_trains_any_module_with_bimt():
     assert "strategy" in result.to_dict()
     with pytest.raises(ModscopeError, match="not both"):
         bimt_strategy(model, xs[:1], BIMTConfig(), lam=0.1)
+
+
+# -- the spectral clusterability regulariser on the unit graph ------------------------------------
+def test_unit_graph_spectral_penalty_equals_the_mlp_one():
+    from modscope.graphs.tracing.export import trace_network
+    from modscope.training.clusterability import spectral_penalty
+    from modscope.training.clusterability_graph import unit_adjacency, unit_spectral_penalty
+
+    widths = (5, 7, 6, 3)
+    net = init_model(Architecture(widths, activation="relu"), torch.Generator().manual_seed(2)).double()
+    pmap = trace_network(net, torch.randn(1, 5, dtype=torch.float64)).parameters
+    mine = unit_spectral_penalty(unit_adjacency(net, pmap), 2)
+    ref = spectral_penalty([layer.weight for layer in net.layers], 2)
+    assert float(mine.detach()) == pytest.approx(float(ref.detach()), rel=1e-9, abs=1e-12)
+    mine.backward()
+    g_mine = [layer.weight.grad.clone() for layer in net.layers]
+    net.zero_grad()
+    spectral_penalty([layer.weight for layer in net.layers], 2).backward()
+    for a, b in zip(g_mine, [layer.weight.grad for layer in net.layers], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_fit_model_lowers_the_unit_graph_penalty_of_a_cnn():
+    from modscope.training.clusterability_graph import clusterability_strategy
+
+    model, _, _ = cases()["cnn"]
+    model = model.float()
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.randn(48, 64, generator=gen)
+    ys = torch.randint(0, 3, (48,), generator=gen)
+    data = load_data({"x_train": xs[:32], "y_train": ys[:32], "x_test": xs[32:], "y_test": ys[32:]})
+    strategy = clusterability_strategy(model, xs[:1], lam=5.0, eigs=2)
+    with torch.no_grad():
+        start = strategy.finish(model)["cluster_penalty"]
+    result = fit_model(model, data, steps=15, batch_size=16, lr=1e-2, strategy=strategy)
+    assert result.strategy["cluster_penalty"] < start
+    with pytest.raises(ModscopeError, match="lambda"):
+        clusterability_strategy(model, xs[:1], lam=-1.0)
