@@ -186,3 +186,22 @@ def test_fit_model_lowers_the_unit_graph_penalty_of_a_cnn():
     assert result.strategy["cluster_penalty"] < start
     with pytest.raises(ModscopeError, match="lambda"):
         clusterability_strategy(model, xs[:1], lam=-1.0)
+
+
+def test_an_image_input_sits_on_its_pixel_grid():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2)).double()
+    b = GraphBIMT(BIMTConfig(), net, torch.randn(1, 12, dtype=torch.float64), input_shape=(3, 4))
+    first = b.coords[:12]
+    # pixel (row 1, col 2) of a 3 x 4 image sits at x = 5/8, y = 1/2
+    torch.testing.assert_close(first[6], torch.tensor([5 / 8, 1 / 2], dtype=first.dtype))
+    assert len(set(map(tuple, first.tolist()))) == 12
+
+
+def test_a_network_too_large_for_the_dense_search_is_refused(monkeypatch):
+    import modscope.training.bimt_graph as bg
+
+    monkeypatch.setattr(bg, "MAX_NODES", 10)
+    model, x, _ = cases()["mlp"]
+    with pytest.raises(ModscopeError, match="at most 10 units"):
+        GraphBIMT(BIMTConfig(), model, x[:1])

@@ -38,6 +38,7 @@ from .permutation import UnitGroups, permutable_groups, permute
 __all__ = ["GraphBIMT", "GraphConnectionCost", "bimt_strategy", "unit_positions"]
 
 Metric = Literal["l1", "l2"]
+MAX_NODES = 8192  # two dense (N, N) float64 matrices: 1 GiB at this size
 
 
 def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -79,6 +80,12 @@ class GraphConnectionCost:
         if metric not in ("l1", "l2"):
             raise ModscopeError(f"BIMT metric must be 'l1' or 'l2', got {metric!r}")
         self.A, self.y_star, self.reduction, self.metric = float(A), float(y_star), reduction, metric
+        n = int(coords.shape[0])
+        if n > MAX_NODES:
+            raise ModscopeError(
+                f"BIMT on the unit graph holds dense nodes x nodes matrices: {n:,} units would take "
+                f"{2 * 8 * n * n / 2**30:.1f} GiB (at most {MAX_NODES:,} units); train a narrower network"
+            )
         self.dist = torch.cdist(coords, coords, p=1.0 if metric == "l1" else 2.0)  # (N, N) float64
         tensors = model.state_dict(keep_vars=True)
         self.weights: dict[str, torch.Tensor] = {}  # name -> coefficient tensor of its shape

@@ -24,6 +24,7 @@ from torch import nn
 from ..errors import ModscopeError
 from ..graphs.tracing.export import trace_network
 from ..graphs.tracing.incidence import ParameterMap
+from .bimt_graph import MAX_NODES
 from .strategy import Regulariser
 
 __all__ = [
@@ -113,4 +114,9 @@ def clusterability_strategy(
     pmap = trace_network(model, example_input).parameters
     if pmap is None or not pmap.incidences:
         raise ModscopeError(f"{type(model).__name__}: no traced weight joins two units to regularise")
+    if pmap.n_nodes > MAX_NODES:
+        raise ModscopeError(
+            f"the spectral regulariser on the unit graph solves a dense eigenproblem: {pmap.n_nodes:,} units "
+            f"(at most {MAX_NODES:,}); train a narrower network"
+        )
     return GraphSpectralClusterability(lam, eigs, pmap)
