@@ -8,7 +8,7 @@ from torch import nn
 
 from modscope.training.architectures import DigitTransformer, ResidualCNN
 
-__all__ = ["cases", "cnn", "digits"]
+__all__ = ["Depthwise", "FlattenHead", "Tied", "TorchMHA", "TwoLayerGRU", "cases", "cnn", "digits"]
 
 
 class _LSTMNet(nn.Module):
@@ -53,3 +53,74 @@ def cases() -> dict[str, tuple[nn.Module, torch.Tensor, int]]:
         "transformer": (tr, digits(4), 5),
         "lstm": (_LSTMNet().double(), torch.randn(3, 4, 3, dtype=torch.float64), 1),
     }
+
+
+class Tied(nn.Module):
+    """A token model whose output head is the embedding table (tied weights) on a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 8)
+        self.ln = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 11, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        h = self.emb(t)
+        h = h + self.fc2(torch.relu(self.fc1(h)))
+        return self.head(self.ln(h))
+
+
+class TorchMHA(nn.Module):
+    """``nn.MultiheadAttention`` (packed in-projection, 2 heads) on a residual stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(3, 8)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        a, _ = self.att(h, h, h, need_weights=False)
+        return self.out((h + a).mean(1))
+
+
+class FlattenHead(nn.Module):
+    """A conv map flattened into a Linear: its columns hold each channel once per position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 6 * 6, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.fc(torch.relu(self.bn(self.c1(x))).flatten(1))))
+
+
+class TwoLayerGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.g = nn.GRU(3, 5, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.g(x)[0][:, -1])
+
+
+class Depthwise(nn.Module):
+    """A depthwise (grouped) convolution: not permuted yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.c2 = nn.Conv2d(4, 3, 1)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.c2(torch.relu(self.dw(torch.relu(self.c1(x))))).mean((2, 3)))

@@ -11,7 +11,7 @@ from torch import nn
 
 from modscope.errors import ModscopeError
 from modscope.training.permutation import permutable_groups, permute
-from tests.permutable_nets import cases, cnn
+from tests.permutable_nets import Depthwise, FlattenHead, Tied, TorchMHA, TwoLayerGRU, cases, cnn
 
 
 @pytest.mark.parametrize("case", ["mlp", "cnn", "transformer", "lstm"])
@@ -111,3 +111,51 @@ def test_a_bad_order_is_refused():
     g = permutable_groups(model, x[:1]).groups[0]
     with pytest.raises(ModscopeError, match="permutation of group"):
         permute(model, g, [0] * g.size)
+
+
+@pytest.mark.parametrize(
+    ("module", "x", "groups"),
+    [
+        (Tied, lambda: torch.randint(0, 11, (3, 5)), {"fc1": 16}),
+        (TorchMHA, lambda: torch.randn(2, 4, 3, dtype=torch.float64), {"att": 2}),
+        (FlattenHead, lambda: torch.randn(2, 1, 6, 6, dtype=torch.float64), {"c1": 4, "fc": 5}),
+        (
+            TwoLayerGRU,
+            lambda: torch.randn(2, 4, 3, dtype=torch.float64),
+            dict.fromkeys(["g.hidden_l0", "g.hidden_l1"], 5),
+        ),
+    ],
+)
+def test_tied_weights_torch_attention_flattened_maps_and_stacked_grus_keep_the_function(module, x, groups):
+    torch.manual_seed(0)
+    model = module().double().eval()
+    x = x()
+    ug = permutable_groups(model, x[:1], verify=False)
+    sizes = {g.name: g.size for g in ug.groups}
+    assert groups.items() <= sizes.items()
+    with torch.no_grad():
+        base = model(x)
+        rng = np.random.default_rng(5)
+        for g in ug.groups:
+            permute(model, g, rng.permutation(g.size))
+        torch.testing.assert_close(model(x), base, rtol=0, atol=1e-6)
+
+
+def test_grouped_query_heads_and_depthwise_convolutions_are_refused():
+    from tests.nets import SelfAttention
+
+    class GQA(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = nn.Linear(3, 8)
+            self.att = SelfAttention(8, 4, kv=2)
+            self.out = nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.inp(x)
+            return self.out((h + self.att(h)).mean(1))
+
+    with pytest.raises(ModscopeError, match="grouped or partial heads"):
+        permutable_groups(GQA(), torch.randn(1, 4, 3))
+    with pytest.raises(ModscopeError, match="dw.weight"):
+        permutable_groups(Depthwise(), torch.randn(1, 1, 6, 6))
