@@ -145,6 +145,7 @@ def test_fit_model_trains_any_module_with_bimt():
     result = fit_model(model, data, steps=12, batch_size=16, lr=1e-2, strategy=strategy)
     assert result.strategy["connection_cost"] < start
     assert result.settings["strategy"]["name"] == "bimt"
+    assert result.settings["strategy"]["metric"] == "l1"
     assert "strategy" in result.to_dict()
     with pytest.raises(ModscopeError, match="not both"):
         bimt_strategy(model, xs[:1], BIMTConfig(), lam=0.1)

@@ -589,7 +589,9 @@ class BIMTStrategy(Regulariser):
         self.swaps = 0
 
     def params(self) -> dict[str, Any]:
-        return self.bimt.config.to_dict()
+        d = self.bimt.config.to_dict()
+        metric = getattr(self.bimt.cost, "metric", None)  # a GraphBIMT's distance; the MLP's is L1
+        return d if metric is None else {**d, "metric": metric}
 
     def start(self, model: MLP, steps: int) -> None:
         self.steps = int(steps)
