@@ -578,7 +578,8 @@ class BIMTStrategy(Regulariser):
     cost's gradient added after ``backward`` (lambda on its schedule over the main ``steps``, held at its last
     value while pruning), a swap pass every ``swap_every`` steps of the main training, and the threshold at
     the end. ``bimt`` is the run's `BIMT` state (positions and permutations), which the trainer
-    also uses to map inputs and outputs."""
+    also uses to map inputs and outputs, or a `modscope.training.bimt_graph.GraphBIMT` (any traced
+    network, the same interface)."""
 
     name = "bimt"
 
@@ -588,7 +589,9 @@ class BIMTStrategy(Regulariser):
         self.swaps = 0
 
     def params(self) -> dict[str, Any]:
-        return self.bimt.config.to_dict()
+        d = self.bimt.config.to_dict()
+        metric = getattr(self.bimt.cost, "metric", None)  # a GraphBIMT's distance; the MLP's is L1
+        return d if metric is None else {**d, "metric": metric}
 
     def start(self, model: MLP, steps: int) -> None:
         self.steps = int(steps)

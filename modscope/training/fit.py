@@ -35,15 +35,19 @@ class FitResult:
     metric_name: str
     history: list[tuple[int, float, float | None]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)  # the training strategy's final metrics
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "steps": self.steps,
             "metric": self.metric,
             "metric_name": self.metric_name,
             "history": [list(h) for h in self.history],
             "settings": dict(self.settings),
         }
+        if self.strategy:  # plain runs keep 0.3.0's keys
+            d["strategy"] = dict(self.strategy)
+        return d
 
 
 def _loss(data: Any, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -81,8 +85,13 @@ def fit_model(
     eval_every: int | None = None,
     progress: bool = False,
     device: Any = None,
+    strategy: Any = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data``'s train split for ``steps`` minibatch steps.
+
+    ``strategy``: a training strategy (`modscope.training.strategy.Regulariser`: BIMT on any
+    architecture through `modscope.training.bimt_graph.bimt_strategy`), its hooks called around
+    every step and its final metrics kept in `FitResult.strategy`.
 
     ``device``: where it trains (``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: where the model is,
     which must be one device); each batch is moved there, and the model goes back to where it was
@@ -99,12 +108,17 @@ def fit_model(
     if not lr > 0:
         raise ModscopeError(f"learning rate must be positive, got {lr}")
     with on_device(model, device) as dev, device_errors("batch_size"):
-        return _fit(model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress)
+        return _fit(
+            model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress, strategy
+        )
 
 
 def _fit(
-    model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress
+    model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress, strategy=None
 ) -> FitResult:
+    from .strategy import Regulariser
+
+    strategy = strategy if strategy is not None else Regulariser()
     gen = torch.Generator().manual_seed(int(seed))  # on the CPU: the same batches on every device
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(train)
@@ -115,20 +129,29 @@ def _fit(
 
         bar = tqdm(bar, desc="fit", unit="step")
     losses: list[float] = []
+    strategy.start(model, steps)
     for step in bar:
         pick = torch.randint(n, (batch_size,), generator=gen).numpy()
         x, y = train.rows(np.sort(pick))
         model.train()
+        strategy.before_step(model, step)
         loss = _loss(data, model(x.to(dev)), y.to(dev))
+        extra = strategy.penalty(model, step)
+        total = loss if extra is None else loss + extra
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
+        strategy.add_grad(model, step)
         opt.step()
+        strategy.after_step(model, step, opt)
         losses.append(loss.item())
         if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
             history.append((step + 1, float(np.mean(losses)), evaluate_model(model, data)))
             losses = []
+    final = strategy.finish(model)
     metric = evaluate_model(model, data)
     history.append((steps, float(np.mean(losses)) if losses else float("nan"), metric))
     model.eval()
     settings = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=int(seed))
-    return FitResult(steps, metric, data.metric_name, history, settings)
+    if strategy.name != "none":
+        settings["strategy"] = strategy.to_dict()
+    return FitResult(steps, metric, data.metric_name, history, settings, dict(final))

@@ -181,6 +181,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
     _bench("transformer_graphs"),
     _bench("knockout_any", rc.bench_knockout_any),
     _bench("masks_any", rc.bench_masks_any),
+    _bench("bimt_any", rc.base),
     _bench("gpu_models"),
     _bench("scaling"),
     _bench("gpu_scoring"),
