@@ -36,7 +36,7 @@ from ..errors import ModscopeError
 from ..graphs.tracing.export import export_module
 from ..graphs.tracing.incidence import ParameterMap, map_parameters
 from ..graphs.tracing.interpreter import Interpreter, op_name
-from ..graphs.tracing.units import UnitTensor
+from ..graphs.tracing.unit_table import UnitTensor
 from ..graphs.weight_graph import WeightGraph
 
 __all__ = ["PermutableGroup", "Slice", "UnitGroups", "permutable_groups", "permute"]
