@@ -239,7 +239,7 @@ def test_h0_computed_by_a_linear_is_read():
 
 def test_masks_unit_table_and_lesions_see_the_encoder():
     from modscope.graphs.tracing import trace_network
-    from modscope.lesions.units import UnitLesioner
+    from modscope.lesions.lesioner import UnitLesioner
     from modscope.masks.units import unit_map
 
     m = _Seq2Seq("gru")
@@ -265,7 +265,7 @@ def test_masks_unit_table_and_lesions_see_the_encoder():
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_lesion_of_the_state_units_batched(kind):
     from modscope.graphs.tracing import trace_network
-    from modscope.lesions.units import UnitLesioner
+    from modscope.lesions.lesioner import UnitLesioner
 
     torch.manual_seed(0)
     m = _Seq2Seq(kind).eval()

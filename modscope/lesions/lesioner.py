@@ -74,15 +74,16 @@ class UnitLesioner:
         return out
 
     @contextmanager
-    def lesioned(self, lesions: np.ndarray) -> Iterator[int]:
+    def lesioned(self, lesions: np.ndarray, skip: Sequence[int] = ()) -> Iterator[int]:
         """Run the model with ``lesions`` ``(R, n_nodes)`` bool (``True`` = silenced) applied to
         the ``R`` copies of a repeated batch; yields ``R``. Only input sites are allowed here:
-        see `one_lesion` for lesions that reach parameters."""
+        see `one_lesion` for lesions that reach parameters. ``skip``: sites the caller lesions
+        itself (the evaluator's low-rank Linear read)."""
         lesions = np.asarray(lesions, dtype=bool)
         R = lesions.shape[0]
         touched = self.sites_of(lesions.any(0))
         with ExitStack() as stack:
-            for i in touched:
+            for i in (i for i in touched if i not in skip):
                 site = self.traced.sites[i]
                 if site.kind != "input":
                     raise ModscopeError("a parameter read cannot be batched: use one_lesion")
