@@ -8,7 +8,8 @@ twice in one process, interleaved, by the one lesion path (``UnitEvaluator`` on 
 lesioned one replayed, the next Linear layer updated by a low-rank product) and as its
 ``method="loop"`` oracle runs it (one forward per lesion, that layer computed whole). Every
 repeat's time is kept, per layer and in total; the medians, the ratio loop / batched and the
-largest difference between the two paths' metrics are reported. Network: a random-init (torch default) MLP, random inputs and labels.
+largest difference between the two paths' metrics are reported. Network: a random-init (torch
+default) MLP, random inputs and labels.
 
 Writes ``benchmarks/results/knockout_speed.json`` (784-256x4-10, 10k examples, N = 100):
 
