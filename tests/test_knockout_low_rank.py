@@ -155,9 +155,10 @@ def test_kept_intact_outputs_are_reused_across_calls_of_one_group():
     fast, _ = _evaluators(net, data, "zero")
     first, second = _lesions(2, 3, seed=20), _lesions(2, 3, seed=21)
     fast.evaluate(first)
-    kept = fast._kept  # noqa: SLF001 (the per-batch store the next call of the group reads)
+    kept = next(iter(fast._kept.values()))  # noqa: SLF001 (the per-batch store of the group)
     again = fast.evaluate(second)
-    assert fast._kept is kept and len(kept) == 3  # noqa: SLF001 (90 examples in batches of 32)
+    assert len(fast._kept) == 1 and next(iter(fast._kept.values())) is kept  # noqa: SLF001
+    assert len(kept) == 3  # 90 examples in batches of 32
     fresh, _ = _evaluators(net, data, "zero")
     _close(again, fresh.evaluate(second))
 
@@ -189,3 +190,20 @@ def test_a_repeat_is_made_only_when_read_and_never_handed_out_after_a_write():
     fresh = repeated(base, 4, memo, "k")
     assert fresh is not lazy
     torch.testing.assert_close(fresh + 0, base.repeat(4, 1))
+
+
+def test_in_place_activations_and_identities_replay_right():
+    """ReLU(inplace=True) writes the Linear's output it receives; Identity hands its input on: the kept
+    copies and the repeats made for the lesions must see neither write."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 12), torch.nn.ReLU(inplace=True), torch.nn.Identity(),
+        torch.nn.Linear(12, 10), torch.nn.ReLU(inplace=True), torch.nn.Linear(10, 4),
+    ).eval()
+    data = _data("regression")
+    fast, plain = _evaluators(net, data, "zero")
+    for group in (1, 2):
+        keep = {group: _lesions(1, 3)[1][:, : (12 if group == 1 else 10)]}
+        _close(fast.evaluate(keep), plain.evaluate(keep))
+        _close(fast.evaluate(keep), plain.evaluate(keep))  # again, from the kept outputs
+    assert fast.low_ranked > 0

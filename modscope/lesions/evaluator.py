@@ -29,14 +29,14 @@ from ..data.accumulate import Accumulator
 from ..data.functions import Function
 from ..errors import ModscopeError
 from ..runtime.modules import eval_mode
-from .lesioner import UnitLesioner
+from .lesioner import UnitLesioner, site_drops
 from .prefix import PrefixReuse, repeated, swapped_forward
 
 __all__ = ["LesionEvaluator", "Scores", "Split", "UnitEvaluator", "model_output", "score_model"]
 
 Split = Literal["train", "test"]
 PRECISIONS = ("fp32", "bf16", "fp16")
-KEEP_BYTES = 2**28  # intact prefix outputs kept across the calls of one plan
+KEEP_BYTES = 2**29  # intact prefix outputs kept across calls, all plans together
 
 
 @dataclass
@@ -140,6 +140,15 @@ def score_model(
     return Scores(*acc.result())
 
 
+def _tensors(found: tuple) -> list[torch.Tensor]:
+    kept, io = found
+    return [*kept.values(), *(io or ())]
+
+
+def _kept_bytes(kept: dict) -> int:
+    return sum(size for batches in kept.values() for _, size, _ in batches)
+
+
 @dataclass
 class _LowRank:
     """The first lesioned read of a call when it is an ``nn.Linear``'s input: ``removed`` ``(N, r)``
@@ -224,9 +233,7 @@ class UnitEvaluator:
         self._why: str | None = None  # why the probe could not run, once it failed
         self.note: str | None = None
         self.reused = self.full = self.low_ranked = 0
-        self._kept_key: Any = None  # the plan whose intact outputs _kept holds, batch by batch
-        self._kept: list = []
-        self._kept_bytes = 0
+        self._kept: dict = {}  # per plan, its intact outputs batch by batch; the latest plan last
 
     def _autocast(self) -> Any:
         return _autocast(self.precision, self.device)
@@ -273,9 +280,7 @@ class UnitEvaluator:
             return None
         if any(c.enter < calls[0].exit for i in touched if i != first for c in readers[i]):
             return None
-        valid = site.nodes >= 0
-        drop = np.zeros((lesions.shape[0], site.nodes.size), dtype=bool)
-        drop[:, valid] = lesions[:, site.nodes[valid]]
+        drop = site_drops(site, lesions)
         r = int(drop[0].sum())
         if r == 0 or 2 * r >= drop.shape[1] or not (drop.sum(1) == r).all():
             return None
@@ -286,7 +291,7 @@ class UnitEvaluator:
 
     def _copies(self, x: torch.Tensor, n: int, loop: bool) -> int:
         """Lesions per forward: their copies of the batch hold at most ``max_elements`` input
-        elements and, on the CPU, 4 batches or more where the widest layer allows (2**22 elements of
+        elements and, on the CPU, 4 batches or more where the widest layer allows (2**24 elements of
         the widest input or output per forward: a layer's activations can outweigh its input many
         times); on a GPU as many as half its free memory holds at the widest layer, counting 6 live float32
         activations of that width per copy, and at most 2**30 elements per activation (kernels
@@ -304,7 +309,7 @@ class UnitEvaluator:
             return max(1, min(n, cap))
         limit = 2**24 if self.max_elements is None else self.max_elements
         widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
-        return max(1, min(n, limit // per, max(4, 2**22 // (x.shape[0] * widest))))
+        return max(1, min(n, limit // per, max(4, 2**24 // (x.shape[0] * widest))))
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
@@ -372,19 +377,20 @@ class UnitEvaluator:
 
     def _intact_prefix(self, b: int, idx: np.ndarray, x: torch.Tensor, plan: list, low: _LowRank | None):
         """Batch ``b``'s kept prefix outputs (and the low-rank read's intact input and output), kept
-        across calls for the same plan while they fit in ``KEEP_BYTES``: the sub-modules of one group
-        share them, as 0.3.0's intact activations were computed once per run."""
+        across calls per plan while all plans' fit in ``KEEP_BYTES`` (the oldest plans go first): the
+        sub-modules of one group share them, as 0.3.0's intact activations were computed once a run."""
         key = (tuple((id(c.module), c.index) for c in plan), None if low is None else id(low.module))
-        if self._kept_key != key:
-            self._kept_key, self._kept, self._kept_bytes = key, [], 0
-        if b < len(self._kept) and np.array_equal(self._kept[b][0], idx):
-            return self._kept[b][1]
+        batches = self._kept.pop(key, [])
+        self._kept[key] = batches  # the latest plan last
+        if b < len(batches) and np.array_equal(batches[b][0], idx):
+            return batches[b][2]
         with self._autocast():
             found = self._prefix.cache(plan, x, read=None if low is None else low.module)
-        size = sum(t.numel() * t.element_size() for t in [*found[0].values(), *(found[1] or ())])
-        if b == len(self._kept) and self._kept_bytes + size <= KEEP_BYTES:
-            self._kept.append((np.asarray(idx).copy(), found))
-            self._kept_bytes += size
+        size = sum(t.numel() * t.element_size() for t in {id(t): t for t in _tensors(found)}.values())
+        while len(self._kept) > 1 and _kept_bytes(self._kept) + size > KEEP_BYTES:
+            del self._kept[next(iter(self._kept))]
+        if b == len(batches) and _kept_bytes(self._kept) + size <= KEEP_BYTES:
+            batches.append((np.asarray(idx).copy(), size, found))
         return found
 
     def _lesioned(self, x, lesions, rows, loop, prefix, low, io) -> torch.Tensor:

@@ -304,9 +304,13 @@ def knockout(
             if masks
             else None
         )
+    return _result(run, cfg, singles, pairs, fn_result, data.metric_name, traced.graph)
+
+
+def _result(run, cfg, singles, pairs, fn_result, metric: str, graph: Any) -> KnockoutResult:
     intact = run.intact
     return KnockoutResult(
-        metric=data.metric_name,
+        metric=metric,
         intact_accuracy=float(intact.metric[0]),
         intact_per_class=None if intact.per_class is None else intact.per_class[0],
         intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(run.functions)},
@@ -318,8 +322,8 @@ def knockout(
         alpha=float(cfg.alpha),
         min_effect=float(cfg.min_effect),
         functions=fn_result,
-        group_names=list(traced.graph.group_names),
-        group_labels=[traced.graph.group_label(g) for g in range(len(traced.graph.sizes))],
+        group_names=list(graph.group_names),
+        group_labels=[graph.group_label(g) for g in range(len(graph.sizes))],
     )
 
 

@@ -143,14 +143,26 @@ class PrefixReuse:
             if len(kept) == len(wanted) and (read is None or io):
                 raise _Stop
 
+        copies: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
+
+        def copy(t: torch.Tensor) -> torch.Tensor:
+            """A copy a later in-place op cannot change; one per tensor while it is unchanged (an
+            ``nn.Identity`` hands its input on: one copy for both calls)."""
+            hit = copies.get(id(t))
+            if hit is not None and hit[0] is t and hit[1] == t._version:  # noqa: SLF001
+                return hit[2]
+            out = t.detach().clone()
+            copies[id(t)] = (t, t._version, out)  # noqa: SLF001 (torch's counter)
+            return out
+
         def post(module, args, out):
             if module is read and not io and args:
-                io.append((args[0].detach().clone(), out.detach().clone()))
+                io.append((copy(args[0]), copy(out)))
             k = id(module)
             key = (k, counts.get(k, 0))
             counts[k] = key[1] + 1
             if key in wanted:
-                kept[key] = out.detach().clone()  # a later in-place op must not change it
+                kept[key] = copy(out)
             done()
 
         modules = {id(c.module): c.module for c in plan}
