@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from ..runtime.modules import eval_mode
 from .lesioner import UnitLesioner, site_drops
 from .prefix import PrefixReuse, repeated, swapped_forward
 
-__all__ = ["LesionEvaluator", "Scores", "Split", "UnitEvaluator", "model_output", "score_model"]
+__all__ = ["Scores", "Split", "UnitEvaluator", "model_output", "score_model"]
 
 Split = Literal["train", "test"]
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -48,15 +48,6 @@ class Scores:
     metric: np.ndarray
     per_class: np.ndarray | None
     per_function: np.ndarray
-
-
-class LesionEvaluator(Protocol):
-    """Scores ``N`` lesions given as keep-masks ``{unit group g: (N, units of g) bool}`` (``True`` keeps
-    a unit, ``False`` silences it; groups missing from the dict are intact)."""
-
-    def intact(self) -> Scores: ...
-
-    def evaluate(self, keep: Mapping[int, Any]) -> Scores: ...
 
 
 def model_output(out: Any, output: int | Callable[[Any], Any] | None) -> torch.Tensor:
@@ -314,9 +305,6 @@ class UnitEvaluator:
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run(self.model, x, self.output)
-
     def intact(self) -> Scores:
         if self._intact is None:
             versions = [p._version for p in self.model.parameters()]  # noqa: SLF001 (torch's counter)
@@ -404,9 +392,9 @@ class UnitEvaluator:
             stack.enter_context(self._autocast())
             if loop:
                 stack.enter_context(self.lesioner.one_lesion(lesions[rows.start]))
-                return self._forward(x)[None]
+                return _run(self.model, x, self.output)[None]
             skip = () if low is None else (low.site,)
             stack.enter_context(self.lesioner.lesioned(lesions[rows], skip=skip))
             if low is not None:
                 stack.enter_context(swapped_forward(low.module, low.forward(io, rows)))
-            return self._forward(repeated(x, R, memo, "input")).reshape(R, x.shape[0], -1)
+            return _run(self.model, repeated(x, R, memo, "input"), self.output).reshape(R, x.shape[0], -1)

@@ -77,7 +77,7 @@ from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
-from .evaluator import PRECISIONS, LesionEvaluator, Scores, Split, UnitEvaluator
+from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator
 from .functions import function_knockout
 from .lesioner import Ablation, UnitLesioner, unit_means
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
@@ -345,7 +345,7 @@ def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
 class _Run:
     """What one knockout run lesions and how it scores them."""
 
-    evaluator: LesionEvaluator
+    evaluator: UnitEvaluator
     subs: list[Submodule]
     labels: list[np.ndarray]  # per unit group
     labelled: dict[int, np.ndarray]  # per lesioned group: its labelled units
