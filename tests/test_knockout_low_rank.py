@@ -17,6 +17,7 @@ import torch
 from modscope.data.dataset import Data, load_data
 from modscope.data.functions import Function
 from modscope.data.splits import ArraySplit
+from modscope.errors import ModscopeError
 from modscope.graphs.tracing import trace_network
 from modscope.lesions import knockout, lesion
 from modscope.lesions.evaluator import UnitEvaluator
@@ -207,3 +208,24 @@ def test_in_place_activations_and_identities_replay_right():
         _close(fast.evaluate(keep), plain.evaluate(keep))
         _close(fast.evaluate(keep), plain.evaluate(keep))  # again, from the kept outputs
     assert fast.low_ranked > 0
+
+
+def test_an_embedding_mlp_takes_its_weight_graph_labels():
+    """The weight graph lists each token's embedding dimensions as inputs (8 here), the unit graph one
+    unit per dimension (4): labels in either layout, or per hidden layer, lesion the same units."""
+    from modscope.graphs.load import load_graph
+    from modscope.tasks.base import Task
+    from modscope.training.models import Architecture
+
+    torch.manual_seed(0)
+    net = MLP(Architecture((8, 6, 5, 4), vocab_size=7, embed_dim=4, n_tokens=2)).eval()
+    x = torch.randint(0, 7, (60, 2))
+    y = net(x).argmax(1, keepdim=True).detach()
+    task = Task("emb", x, y, x, y, "ce", 8, 4, (4,), vocab_size=7)
+    hidden = [np.arange(6) % 2, np.arange(5) % 2]
+    flat = np.concatenate([np.zeros(load_graph(net).sizes[0], int), *hidden, np.zeros(4, int)])
+    kw = dict(n_random=20, seed=0)
+    a, b = knockout(net, task, flat, **kw), knockout(net, task, hidden, **kw)
+    assert a.to_dict() == b.to_dict() and len(a.submodules) == 4
+    with pytest.raises(ModscopeError, match="one cluster label per node"):
+        knockout(net, task, flat[1:], **kw)
