@@ -53,7 +53,7 @@ from modscope import cluster, fit_model, knockout, train_masks  # noqa: E402
 from modscope.data import load_data  # noqa: E402
 from modscope.data.functions import Function  # noqa: E402
 from modscope.graphs.tracing import trace_network  # noqa: E402
-from modscope.lesions.streamed import UnitEvaluator  # noqa: E402
+from modscope.lesions.evaluator import UnitEvaluator  # noqa: E402
 from modscope.runtime.modules import resolve_device  # noqa: E402
 from modscope.runtime.receipts import write_receipt  # noqa: E402
 from modscope.tasks.base import Task  # noqa: E402

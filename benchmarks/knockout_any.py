@@ -45,8 +45,8 @@ def cost(args) -> dict:
     import modscope
     from modscope.data import load_data
     from modscope.graphs.tracing import trace_network
-    from modscope.lesions.streamed import UnitEvaluator
-    from modscope.lesions.units import UnitLesioner
+    from modscope.lesions.evaluator import UnitEvaluator
+    from modscope.lesions.lesioner import UnitLesioner
 
     model = resnet18(classes=10, imagenet=False).eval()
     example = torch.zeros(1, 3, 32, 32)

@@ -1,13 +1,15 @@
-"""Batched random lesions vs a loop of forwards: the two evaluators of ``modscope.knockout``.
+"""Batched random lesions vs a loop of forwards: the two ways ``modscope.knockout`` scores lesions.
 
 For one sub-module per hidden layer (cluster 0 of contiguous blocks of ``width // --clusters``
 neurons), the true lesion and ``N`` random same-size lesions of the layer (``N + 1`` lesions,
 keep-masks drawn from ``numpy.random.default_rng(SeedSequence([seed, layer]))``) are scored
-twice in one process, interleaved: by ``BatchedEvaluator`` (what ``modscope.knockout`` runs: one
-stacked forward from the lesioned layer on) and by ``LoopEvaluator`` (one full forward per lesion,
-weights zeroed and restored, the plain way). Every repeat's time is kept, per layer and in total;
-the medians, the ratio loop / batched and the largest difference between the two paths'
-metrics are reported. Network: a random-init (torch default) MLP, random inputs and labels.
+twice in one process, interleaved, by the one lesion path (``UnitEvaluator`` on the traced MLP): as
+``modscope.knockout`` runs it (lesions stacked as copies of each batch, the intact layers before the
+lesioned one replayed, the next Linear layer updated by a low-rank product) and as its
+``method="loop"`` oracle runs it (one forward per lesion, that layer computed whole). Every
+repeat's time is kept, per layer and in total; the medians, the ratio loop / batched and the
+largest difference between the two paths' metrics are reported. Network: a random-init (torch
+default) MLP, random inputs and labels.
 
 Writes ``benchmarks/results/knockout_speed.json`` (784-256x4-10, 10k examples, N = 100):
 
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 from _common import add_output_flags, timing, write
 
+from modscope.data.dataset import load_data
+from modscope.graphs.tracing import trace_network
 from modscope.lesions import submodules
-from modscope.lesions.evaluate import BatchedEvaluator, LoopEvaluator, Scorer
-from modscope.tasks.base import Task
+from modscope.lesions.evaluator import UnitEvaluator
 from modscope.training.models import Architecture
 from modscope.training.trainer import init_model
 
@@ -58,6 +61,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=256, help="examples per batch (knockout's default)")
     ap.add_argument("--quick", action="store_true", help="a check that the script runs: 2000 examples, "
                     "N = 20, 1 repeat")
     add_output_flags(ap, "knockout_speed")
@@ -71,9 +75,7 @@ def main() -> None:
     model = init_model(Architecture(widths), gen).to(device).eval()
     x = torch.randn(args.examples, widths[0], generator=gen)
     y = torch.randint(0, widths[-1], (args.examples, 1), generator=gen)
-    task = Task("bench", x, y, x, y, "ce", widths[0], widths[-1], (widths[-1],))
-    scorer = Scorer(task)
-    scorer.x, scorer.y = x.to(device), y.to(device)
+    data = load_data((x, y))
 
     # contiguous blocks of width // clusters neurons: one cluster label per block
     hidden = [np.minimum(np.arange(w) // max(1, w // args.clusters), args.clusters - 1)
@@ -89,10 +91,13 @@ def main() -> None:
           f"N = {args.random} random lesions (+1 true) per sub-module, device {device}, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), {platform.machine()}")
     t0 = time.perf_counter()
-    batched = BatchedEvaluator(model, scorer)
+    traced = trace_network(model, x[:1].to(device))
+    batched = UnitEvaluator(model, traced, data, batch_size=args.batch_size)
+    batched.intact()
     setup = time.perf_counter() - t0
-    loop = LoopEvaluator(model, scorer)
-    print(f"intact activations (once per knockout run): {setup:.2f} s")
+    # knockout(method="loop"): one lesion per forward (max_elements 1, times its 4), the layer whole
+    loop = UnitEvaluator(model, traced, data, batch_size=args.batch_size, max_elements=4, low_rank=False)
+    print(f"trace and intact scores (once per knockout run): {setup:.2f} s")
     tb = {layer: [] for layer in subs}
     tl = {layer: [] for layer in subs}
     diffs = {}
@@ -123,7 +128,7 @@ def main() -> None:
     print(f"{'all':>5} {'':>5} {mb:>10.3f} {ml:>10.3f} {total:>6.1f}x")
     write(args, {
         "widths": list(widths), "device": str(device), "torch_threads": torch.get_num_threads(),
-        "intact_activations_seconds": setup, "layers": layers,
+        "batch_size": args.batch_size, "intact_activations_seconds": setup, "layers": layers,
         "total": {"batched_seconds": timing(tot_b), "loop_seconds": timing(tot_l),
                   "ratio_loop_over_batched": total,
                   "max_abs_metric_difference": max(diffs.values())},

@@ -12,10 +12,8 @@ from torch import nn
 from ..data.functions import CONTROL
 from ..errors import ModscopeError
 from ..runtime.jsonable import finite_or_none
-from ..tasks import class_functions
-from ..tasks.base import Task
-from .evaluate import LoopEvaluator, Scorer, Split
-from .hooks import remove_weights, weight_masks
+from .evaluator import Split, score_model
+from .inplace import remove_weights, weight_masks
 
 __all__ = ["FunctionKnockoutResult", "function_knockout"]
 
@@ -52,32 +50,43 @@ class FunctionKnockoutResult:
 
 
 def function_knockout(
-    model: nn.Module, task: Task, masks: Mapping[str, Any], *, split: Split = "test"
+    model: nn.Module,
+    data: Any,
+    masks: Mapping[str, Any],
+    *,
+    split: Split = "test",
+    batch_size: int = 256,
+    output: Any = None,
 ) -> FunctionKnockoutResult:
-    """Remove each function's mask in turn ([`remove_weights()`][modscope.lesions.hooks.remove_weights]) and
+    """Remove each function's mask in turn ([`remove_weights()`][modscope.lesions.inplace.remove_weights]) and
     score every function.
 
-    ``masks``: ``{function name: mask}``, a mask in any form
-    [`weight_masks()`][modscope.lesions.hooks.weight_masks] accepts. Functions without a mask are still
+    ``data``: a built-in `Task`, a `modscope.data.Data` or anything `modscope.data.load_data` reads
+    (streamed in batches of ``batch_size``; ``output``: which head to score). ``masks``:
+    ``{function name: mask}``, a mask in any form
+    [`weight_masks()`][modscope.lesions.inplace.weight_masks] accepts. Functions without a mask are still
     scored. The model is restored after each removal.
     """
+    from ..data.dataset import load_data
+
     if not masks:
         raise ModscopeError("no masks given")
-    scorer = Scorer(task, split)
-    names = scorer.functions or ["all"]
-    known = set(task.functions) | {"all", CONTROL}  # `control`: the mask trained on all the data
-    if task.n_classes is not None:
-        known |= set(class_functions(task))  # `not-<c>` masks of a per-class run
+    data = load_data(data)
+    functions = list(data.functions.values())
+    names = [f.name for f in functions] or ["all"]
+    known = set(data.functions) | {"all", CONTROL}  # `control`: the mask trained on all the data
+    if data.kind == "classification" and len(data.output_groups) <= 1 and data.n_classes:
+        known |= {f"not-{c}" for c in range(data.n_classes)}  # the masks of a per-class run
     unknown = [f for f in masks if f not in known]
     if unknown:
         raise ModscopeError(
-            f"masks for unknown functions {unknown}; task {task.name} has {list(task.functions)}"
+            f"masks for unknown functions {unknown}; {data.name} has {list(data.functions)}"
         )
     norm = {f: weight_masks(model, m) for f, m in masks.items()}
 
     def score() -> dict[str, float]:
-        s = LoopEvaluator(model, scorer).intact()
-        if not scorer.functions:
+        s = score_model(model, data, split=split, functions=functions, batch_size=batch_size, output=output)
+        if not functions:
             return {"all": float(s.metric[0])}
         return {g: float(s.per_function[0, i]) for i, g in enumerate(names)}
 
@@ -87,4 +96,4 @@ def function_knockout(
         with remove_weights(model, m):
             removed[f] = score()
     sizes = {f: int(sum(int(t.sum()) for t in m.values())) for f, m in norm.items()}
-    return FunctionKnockoutResult(task.metric_name, names, intact, removed, sizes)
+    return FunctionKnockoutResult(data.metric_name, names, intact, removed, sizes)

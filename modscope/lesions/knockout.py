@@ -7,9 +7,10 @@ lesions of the same size in the same layer (the layer's labels permuted), which 
 
 Conventions used throughout:
 
-* Layers are numbered as in the weight graph ([spec §1][spec-1]): 0 is the input layer, ``1 .. L-1``
-  the hidden layers, ``L`` the output layer. Hidden layer ``l`` is the output of
-  ``model.layers[l - 1]`` after the activation. Only hidden neurons are lesioned.
+* "Layers" are the unit groups of the traced graph, numbered as in the weight graph for an MLP
+  ([spec §1][spec-1]): 0 is the input layer, ``1 .. L-1`` the hidden layers (hidden layer ``l`` is
+  the output of ``model.layers[l - 1]`` after the activation), ``L`` the output layer. Only groups
+  that a layer writes and another reads are lesioned: never the network's inputs and outputs.
 * Neurons labelled ``-1`` (degree-0 nodes removed before clustering) belong to no
   sub-module, and the random lesions are drawn among the layer's *labelled* neurons only
   (a dead neuron cannot be in a true module, so it may not dilute a random one either).
@@ -45,15 +46,13 @@ Conventions used throughout:
 * Randomness: ``SeedSequence(seed)`` spawns one stream per sub-module and one per pair,
   so a sub-module's random lesions do not depend on which others are evaluated.
 
-Evaluation is batched: the true lesion and its ``N`` random ones are per-lesion neuron
-masks of shape ``(N + 1, width)`` multiplied into the lesioned layer's output, and the
-rest of the network runs once on the stacked ``(N + 1, batch, width)`` tensor; the layers
-before the first lesioned one run only once for all lesions, and the layer right after it
-is updated by a low-rank correction (see [`BatchedEvaluator`][modscope.lesions.evaluate.BatchedEvaluator]).
-[`LoopEvaluator`][modscope.lesions.evaluate.LoopEvaluator] (one forward per lesion through
-[`lesion()`][modscope.lesions.hooks.lesion]) is the oracle the batched path is tested against. The model is
-never modified by the batched path; [`lesion()`][modscope.lesions.hooks.lesion] and
-[`remove_weights()`][modscope.lesions.hooks.remove_weights] modify it in place and always restore it.
+Every network runs one path: it is traced (`modscope.graphs.tracing`; a modscope MLP like any
+module, its hidden layers its unit groups 1 .. L-1), a built-in `Task` becomes `modscope.data.Data`
+at the entry, and the lesions are scored by [`UnitEvaluator`][modscope.lesions.evaluator.UnitEvaluator]:
+the true lesion and its ``N`` random ones as copies of each batch in one forward, the intact part
+before the first lesioned reader replayed, and that reader, where it is an ``nn.Linear`` (an MLP's
+next layer), updated by a low-rank correction. ``method="loop"`` (one plain forward per lesion) is
+the oracle the batched path is tested against. The model is never modified.
 """
 
 from __future__ import annotations
@@ -79,14 +78,11 @@ from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
-from ..tasks.base import Task
-from .evaluate import BatchedEvaluator, LesionEvaluator, LoopEvaluator, Scorer, Scores, Split
+from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator
 from .functions import function_knockout
-from .network import layer_widths
+from .lesioner import Ablation, UnitLesioner, unit_means
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
-from .streamed import UnitEvaluator
-from .submodules import Submodule, hidden_layer_labels, submodules
-from .units import Ablation, UnitLesioner, unit_means
+from .submodules import Submodule, group_labels, group_submodules
 
 __all__ = ["KnockoutConfig", "categorize", "knockout"]
 
@@ -253,172 +249,85 @@ def knockout(
 ) -> KnockoutResult:
     """Lesion every (unit group, cluster) sub-module and compare with random same-size lesions.
 
-    Two kinds of network. A modscope MLP with a built-in `Task` (``example_input`` unset): the
-    hidden layers' neurons, ``labels`` as
-    [`hidden_layer_labels()`][modscope.lesions.submodules.hidden_layer_labels] takes them. **Any
-    ``nn.Module``** with ``example_input``: it is traced (`modscope.graphs.tracing`), ``labels`` hold one
-    cluster label per node of its unit graph (the graph `modscope.score` clusters for the same module and
-    input, e.g. its ``partition``), and every group of units that a layer writes and another reads (hidden
-    neurons, conv channels, residual streams, attention value dimensions, recurrent hidden units) is lesioned
-    per cluster where its units are read (`modscope.lesions.units`): ``ablation="zero"`` or ``"mean"`` (each
-    unit's mean over the data, as each reader sees it). ``task``: a `Task`, a `modscope.data.Data` or anything
-    `modscope.data.load_data` reads (the data stream in batches of ``batch_size``); ``output``:
-    which head to score when the model returns several.
+    Any ``nn.Module`` (a modscope MLP too) is traced (`modscope.graphs.tracing`) on ``example_input``
+    (default: the first example of the data), and every group of units that a layer writes and
+    another reads (hidden neurons, conv channels, residual streams, attention value dimensions,
+    recurrent hidden units) is lesioned per cluster where its units are read
+    (`modscope.lesions.lesioner`): ``ablation="zero"`` or ``"mean"`` (each unit's mean over the data,
+    as each reader sees it). ``labels``: one cluster label per node of the unit graph (the graph
+    `modscope.score` clusters for the same module, e.g. its ``partition``; for an MLP with token
+    embeddings the weight graph's inputs are accepted too), or one array per unit group (an MLP's
+    hidden layers, as [`hidden_layer_labels()`][modscope.lesions.submodules.hidden_layer_labels] takes
+    them). ``task``: a built-in `Task`, a `modscope.data.Data` or anything `modscope.data.load_data`
+    reads, streamed in batches of ``batch_size``; ``output``: which head to score when the model
+    returns several.
 
     ``config``: a `KnockoutConfig`, or its fields as keyword ``options``, not both. ``masks``:
-    ``{function: mask}`` (see [`weight_masks()`][modscope.lesions.hooks.weight_masks]) to also run
-    [`function_knockout()`][modscope.lesions.functions.function_knockout] (modscope MLPs).
-    ``method="loop"`` uses the plain one-forward-per-lesion oracle; ``max_elements`` bounds the
-    batched path's memory (default: 2**22 on the CPU; on a GPU its free memory decides). Neither
-    changes a result. The model is not changed. ``cache``: a folder where each finished sub-module
-    and pair is kept, so an interrupted run recomputes only what is missing.
+    ``{function: mask}`` (see [`weight_masks()`][modscope.lesions.inplace.weight_masks]) to also run
+    [`function_knockout()`][modscope.lesions.functions.function_knockout]. ``method="loop"`` uses the
+    plain one-forward-per-lesion oracle; ``max_elements`` bounds the batched path's memory (input
+    elements per forward; on a GPU its free memory decides too). Neither changes a result. The model
+    is not changed. ``cache``: a folder where each finished sub-module and pair is kept, so an
+    interrupted run recomputes only what is missing.
 
-    Traced networks at scale: the intact part of each batch's forward, up to the first module that
-    reads a lesioned unit, runs once and is replayed for every lesion of that call
-    (`modscope.lesions.prefix`; a note on stderr with ``progress`` where the model does not allow
-    it), and a GPU takes as many lesions per forward as its memory holds. ``precision="bf16"`` or
-    ``"fp16"`` runs those forwards under autocast (opt-in, not the default: rounding can move a
-    metric at a tie; it joins the cache key). Running out of device memory is one line saying what
-    to lower.
+    At scale: the intact part of each batch's forward, up to the first module that reads a lesioned
+    unit, runs once and is replayed for every lesion of that call (`modscope.lesions.prefix`; a note
+    on stderr with ``progress`` where the model does not allow it), that module, where it is an
+    ``nn.Linear``, is computed from the silenced units alone (`modscope.lesions.evaluator`), and a
+    GPU takes as many lesions per forward as its memory holds. ``precision="bf16"`` or ``"fp16"``
+    runs those forwards under autocast (opt-in, not the default: rounding can move a metric at a
+    tie; it joins the cache key). Running out of device memory is one line saying what to lower.
     """
     if isinstance(model, Network):  # one network object: its module and what it was traced on
         example_input = model.example_input if example_input is None else example_input
         model = model.torch_module()
     cfg = settle(KnockoutConfig, config, options)
-    if precision not in ("fp32", "bf16", "fp16"):
+    if precision not in PRECISIONS:
         raise ModscopeError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
-    if precision != "fp32" and example_input is None and isinstance(task, Task):
-        raise ModscopeError("precision='bf16' / 'fp16' is for traced networks (example_input=...)")
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
-    traced = None
-    if not (example_input is None and isinstance(task, Task)):
-        if masks:
-            raise ModscopeError(
-                "function masks in a knockout run need a modscope MLP; use masks.function_knockout"
-            )
-        if example_input is None:
-            raise ModscopeError(
-                f"{type(model).__name__}: a network modscope did not build is traced: pass example_input=..."
-            )
-        from ..graphs.tracing import trace_network
+    from ..data.dataset import load_data
+    from ..graphs.tracing import trace_network
 
-        # traced where the model is now, before any move: the trace depends on its structure only
-        traced = trace_network(model, _beside(example_input, model))
+    # the one boundary: a built-in Task becomes Data here (its parameters kept for the cache key)
+    data_key = [getattr(task, "params", None), cfg.split, ablation]
+    data = load_data(task)
+    if example_input is None:
+        example_input = _first_example(data, cfg.split, model)
+    # traced where the model is now, before any move: the trace depends on its structure only
+    traced = trace_network(model, _beside(example_input, model))
     with on_device(model, cfg.device), device_errors("batch_size (--batch-size) or max_elements"):
-        return _knockout(
-            model, task, labels, cfg, traced, masks, method, max_elements, progress, cache, ablation,
-            output, batch_size, precision,
+        run = _setup(
+            model, data, labels, traced, ablation, output, batch_size,
+            max_elements if method == "batched" else 1, precision, cfg.split, method == "batched",
         )
-
-
-def _knockout(
-    model, task, labels, cfg, traced, masks, method, max_elements, progress, cache, ablation, output,
-    batch_size, precision,
-) -> KnockoutResult:
-    n_random, pairs, seed, alpha, min_effect, split = (
-        cfg.n_random, cfg.pairs, cfg.seed, cfg.alpha, cfg.min_effect, cfg.split
-    )
-    group_names = group_labels = None
-    if traced is None:
-        widths = layer_widths(model)
-        hidden = hidden_layer_labels(labels, widths)
-        subs = submodules(hidden, widths)
-        labelled = {i + 1: np.flatnonzero(lab >= 0) for i, lab in enumerate(hidden)}
-        scorer = Scorer(task, split)
-        kind, fnames = scorer.kind, scorer.functions
-        evaluator: LesionEvaluator = (
-            BatchedEvaluator(model, scorer, 2**22 if max_elements is None else max_elements)
-            if method == "batched"
-            else LoopEvaluator(model, scorer)
+        store = None if cache is None else _store(cache, model, run, cfg, [data.name, *data_key], precision)
+        singles, pairs = _lesion_all(run, cfg, store, progress)
+        fn_result = (
+            function_knockout(model, data, masks, split=cfg.split, batch_size=batch_size, output=output)
+            if masks
+            else None
         )
-        metric_name, data_key = task.metric_name, [task.name, task.params, split]
-    else:
-        evaluator, subs, labelled, widths, hidden, data = _unit_setup(
-            model, task, labels, traced, ablation, output, batch_size, split,
-            max_elements if method == "batched" else 1, precision,
-        )
-        kind = "mse" if data.kind == "regression" else "ce"
-        fnames = [f.name for f in evaluator.functions]
-        metric_name, data_key = data.metric_name, [data.name, split, ablation]
-        group_names = list(evaluator.traced.graph.group_names)
-        group_labels = [evaluator.traced.graph.group_label(g) for g in range(len(group_names))]
-    if not subs:
-        raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
-    intact = evaluator.intact()
+    return _result(run, cfg, singles, pairs, fn_result, data.metric_name, traced.graph)
 
-    pair_list = list(combinations(range(len(subs)), 2)) if pairs else []
-    single_ss, pair_ss = np.random.SeedSequence(seed).spawn(2)
-    single_seeds = single_ss.spawn(len(subs))
-    pair_seeds = pair_ss.spawn(len(pair_list))
-    from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
-               file=sys.stderr, leave=False)
-    store = None
-    if cache is not None:
-        key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
-            [t.detach().cpu().numpy() for t in model.state_dict().values()]),
-            "task": data_key, "labels": [h.tolist() for h in hidden],
-            "n_random": int(n_random), "seed": int(seed), "alpha": alpha, "min_effect": min_effect,
-            **({} if precision == "fp32" else {"precision": precision})}
-        store = WorkCache(cache, key)
-
-    def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
-        """Stats of one true lesion against its random ones, from the cache when there."""
-        found = store.get(idx) if store is not None else None
-        if found is not None:
-            st = decode_exact(found)
-            if _whole_groups(lesioned, labelled):  # a cache of an earlier version: said the same way
-                st["category"] = "whole-group"
-            return st
-        keep = _layer_lesions(np.random.default_rng(ss), lesioned, labelled, widths, n_random)
-        st = _lesion_stats(evaluator.evaluate(keep), intact, kind, fnames, alpha, min_effect,
-                           sum(x.size for x in lesioned))
-        if _whole_groups(lesioned, labelled):
-            st["category"] = "whole-group"
-        if store is not None:
-            store.put(idx, encode_exact(st))
-        return st
-
-    try:
-        singles: list[SubmoduleResult] = []
-        for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
-            st = unit(idx, [s], ss)
-            singles.append(SubmoduleResult(**st, layer=s.layer, cluster=s.cluster))
-            bar.update()
-        pair_results: list[PairResult] | None = [] if pairs else None
-        for idx, ((i, j), ss) in enumerate(zip(pair_list, pair_seeds, strict=True), start=len(subs)):
-            a, b = subs[i], subs[j]
-            st = unit(idx, [a, b], ss)
-            inter = st["damage"] - (singles[i].damage + singles[j].damage)
-            pair_results.append(PairResult(**st, layer_a=a.layer, cluster_a=a.cluster,
-                                           layer_b=b.layer, cluster_b=b.cluster,
-                                           interaction=inter))
-            bar.update()
-    finally:
-        bar.close()
-    note = getattr(evaluator, "note", None)
-    if progress and note:  # slower, not wrong: said once
-        print(f"knockout: {note}", file=sys.stderr)
-
-    fisher = float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue)
-    fn_result = function_knockout(model, task, masks, split=split) if masks else None
+def _result(run, cfg, singles, pairs, fn_result, metric: str, graph: Any) -> KnockoutResult:
+    intact = run.intact
     return KnockoutResult(
-        metric=metric_name,
+        metric=metric,
         intact_accuracy=float(intact.metric[0]),
         intact_per_class=None if intact.per_class is None else intact.per_class[0],
-        intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(fnames)},
+        intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(run.functions)},
         submodules=singles,
-        fisher_p=fisher,
-        pairs=pair_results,
-        n_random=int(n_random),
-        seed=int(seed),
-        alpha=float(alpha),
-        min_effect=float(min_effect),
+        fisher_p=float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue),
+        pairs=pairs,
+        n_random=cfg.n_random,
+        seed=int(cfg.seed),
+        alpha=float(cfg.alpha),
+        min_effect=float(cfg.min_effect),
         functions=fn_result,
-        group_names=group_names,
-        group_labels=group_labels,
+        group_names=list(graph.group_names),
+        group_labels=[graph.group_label(g) for g in range(len(graph.sizes))],
     )
 
 
@@ -427,36 +336,49 @@ def _beside(example: Any, model: nn.Module) -> Any:
     return example.to(model_device(model)) if isinstance(example, torch.Tensor) else example
 
 
-def _unit_setup(
-    model, data_source, labels, traced, ablation, output, batch_size, split, max_elements, precision="fp32"
-):
-    """The evaluator and sub-modules of a traced network (see `knockout`)."""
-    from ..data.dataset import load_data
+def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
+    """The data's first example as a batch of one, floating inputs in the model's dtype."""
+    _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
+    if x is None:
+        raise ModscopeError(f"{data.name} has no {split} examples")
+    param = next(model.parameters(), None)
+    return x.to(param.dtype) if param is not None and x.is_floating_point() else x
 
-    data = load_data(data_source)
+
+@dataclass
+class _Run:
+    """What one knockout run lesions and how it scores them."""
+
+    evaluator: UnitEvaluator
+    subs: list[Submodule]
+    labels: list[np.ndarray]  # per unit group
+    labelled: dict[int, np.ndarray]  # per lesioned group: its labelled units
+    sizes: tuple[int, ...]
+    kind: str
+    functions: list[str]
+    intact: Scores
+
+
+def _setup(
+    model, data, labels, traced, ablation, output, batch_size, max_elements, precision, split, low_rank
+) -> _Run:
+    """The evaluator and sub-modules of a traced network (see `knockout`)."""
     graph = traced.graph
-    flat = np.asarray(getattr(labels, "labels", labels))
-    if flat.ndim != 1 or flat.shape[0] != graph.n_nodes:
-        raise ModscopeError(
-            f"expected one cluster label per node of the traced unit graph ({graph.n_nodes}), "
-            f"got shape {flat.shape}"
-        )
-    if flat.size and not np.issubdtype(flat.dtype, np.integer):
-        raise ModscopeError("cluster labels must be integers")
-    flat = flat.astype(np.int64)
     read = np.zeros(graph.n_nodes, dtype=bool)
     for site in traced.sites:
         read[site.nodes[site.nodes >= 0]] = True
     written = {d for _, d in graph.links}
-    subs, labelled, hidden = [], {}, []
-    for g in range(len(graph.sizes)):
-        lab = flat[graph.offsets[g] : graph.offsets[g + 1]]
-        hidden.append(lab)
-        if g not in written or not read[graph.offsets[g] : graph.offsets[g + 1]].any():
-            continue  # the network's inputs and outputs are not lesioned
-        labelled[g] = np.flatnonzero(lab >= 0)
-        for c in np.unique(lab[lab >= 0]):
-            subs.append(Submodule(g, int(c), tuple(np.flatnonzero(lab == c).tolist())))
+    offsets = graph.offsets
+    # the network's inputs and outputs are not lesioned
+    lesioned = [g for g in range(len(graph.sizes)) if g in written and read[offsets[g]:offsets[g + 1]].any()]
+    # how the input's reader sees it: a weight graph of the same network may count inputs that way
+    seen = [s.nodes.size for s in traced.sites if s.nodes.size and (s.nodes >= 0).all() and
+            (s.nodes < graph.sizes[0]).all()]
+    input_width = seen[0] if seen and 0 not in written else None
+    per_group = group_labels(labels, graph.sizes, lesioned, input_width)
+    subs = group_submodules(per_group, lesioned)
+    if not subs:
+        raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     means = None
     if ablation == "mean":
         batches = (x for _, x, _ in data.split(split).batches(batch_size))
@@ -466,10 +388,73 @@ def _unit_setup(
             means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches),
                                model_device(model))
     lesioner = UnitLesioner(model, traced, ablation, means)
-    functions = list(data.functions.values())
     evaluator = UnitEvaluator(
-        model, traced, data, split=split, functions=functions, lesioner=lesioner, batch_size=batch_size,
-        max_elements=None if max_elements is None else max(1, max_elements) * 4, output=output,
-        precision=precision,
+        model, traced, data, split=split, functions=list(data.functions.values()), lesioner=lesioner,
+        batch_size=batch_size, max_elements=None if max_elements is None else max(1, max_elements) * 4,
+        output=output, precision=precision, low_rank=low_rank,
     )
-    return evaluator, subs, labelled, graph.sizes, hidden, data
+    return _Run(
+        evaluator, subs, per_group, {g: np.flatnonzero(per_group[g] >= 0) for g in lesioned}, graph.sizes,
+        "mse" if data.kind == "regression" else "ce", [f.name for f in evaluator.functions],
+        evaluator.intact(),
+    )
+
+
+def _store(
+    cache: Any, model: nn.Module, run: _Run, cfg: KnockoutConfig, data_key: list, precision: str
+) -> WorkCache:
+    """The cache of one run's finished lesions, keyed by everything that decides them."""
+    key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
+        [t.detach().cpu().numpy() for t in model.state_dict().values()]),
+        "task": data_key, "labels": [h.tolist() for h in run.labels],
+        "n_random": cfg.n_random, "seed": int(cfg.seed), "alpha": cfg.alpha, "min_effect": cfg.min_effect,
+        **({} if precision == "fp32" else {"precision": precision})}
+    return WorkCache(cache, key)
+
+
+def _lesion_all(
+    run: _Run, cfg: KnockoutConfig, store: WorkCache | None, progress: bool
+) -> tuple[list[SubmoduleResult], list[PairResult] | None]:
+    """Every sub-module (and with ``cfg.pairs`` every pair) against its random lesions."""
+    subs = run.subs
+    pair_list = list(combinations(range(len(subs)), 2)) if cfg.pairs else []
+    single_ss, pair_ss = np.random.SeedSequence(cfg.seed).spawn(2)
+    single_seeds, pair_seeds = single_ss.spawn(len(subs)), pair_ss.spawn(len(pair_list))
+    from tqdm.auto import tqdm
+
+    def unit(idx: int, lesioned: list, ss) -> dict[str, Any]:
+        """Stats of one true lesion against its random ones, from the cache when there."""
+        found = store.get(idx) if store is not None else None
+        if found is not None:
+            st = decode_exact(found)
+        else:
+            keep = _layer_lesions(np.random.default_rng(ss), lesioned, run.labelled, run.sizes, cfg.n_random)
+            st = _lesion_stats(run.evaluator.evaluate(keep), run.intact, run.kind, run.functions, cfg.alpha,
+                               cfg.min_effect, sum(x.size for x in lesioned))
+        if _whole_groups(lesioned, run.labelled):  # also a cache of an earlier version: said the same way
+            st["category"] = "whole-group"
+        if found is None and store is not None:
+            store.put(idx, encode_exact(st))
+        return st
+
+    bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
+               file=sys.stderr, leave=False)
+    try:
+        singles: list[SubmoduleResult] = []
+        for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
+            singles.append(SubmoduleResult(**unit(idx, [s], ss), layer=s.layer, cluster=s.cluster))
+            bar.update()
+        pairs: list[PairResult] | None = [] if cfg.pairs else None
+        for idx, ((i, j), ss) in enumerate(zip(pair_list, pair_seeds, strict=True), start=len(subs)):
+            a, b = subs[i], subs[j]
+            st = unit(idx, [a, b], ss)
+            inter = st["damage"] - (singles[i].damage + singles[j].damage)
+            pairs.append(PairResult(**st, layer_a=a.layer, cluster_a=a.cluster, layer_b=b.layer,
+                                    cluster_b=b.cluster, interaction=inter))
+            bar.update()
+    finally:
+        bar.close()
+    note = getattr(run.evaluator, "note", None)
+    if progress and note:  # slower, not wrong: said once
+        print(f"knockout: {note}", file=sys.stderr)
+    return singles, pairs

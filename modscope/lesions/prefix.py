@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PrefixReuse"]
+__all__ = ["PrefixReuse", "repeated", "swapped_forward"]
 
 
 class _Stop(Exception):
@@ -128,23 +128,47 @@ class PrefixReuse:
                 chosen.append(c)
         return chosen
 
-    def cache(self, plan: Sequence[_Call], x: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
-        """The intact outputs of ``plan``'s calls on the batch ``x``: the forward runs until the last
-        of them is done, then stops."""
+    def cache(
+        self, plan: Sequence[_Call], x: torch.Tensor, read: nn.Module | None = None
+    ) -> tuple[dict[tuple[int, int], torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The intact outputs of ``plan``'s calls on the batch ``x`` and, with ``read``, the intact
+        ``(input, output)`` of that module's first call: the forward runs until the last of them is
+        done, then stops."""
         wanted = {(id(c.module), c.index) for c in plan}
         kept: dict[tuple[int, int], torch.Tensor] = {}
+        io: list[tuple[torch.Tensor, torch.Tensor]] = []
         counts: dict[int, int] = {}
 
-        def post(module, _args, out):
+        def done() -> None:
+            if len(kept) == len(wanted) and (read is None or io):
+                raise _Stop
+
+        copies: dict[int, tuple[torch.Tensor, int, torch.Tensor]] = {}
+
+        def copy(t: torch.Tensor) -> torch.Tensor:
+            """A copy a later in-place op cannot change; one per tensor while it is unchanged (an
+            ``nn.Identity`` hands its input on: one copy for both calls)."""
+            hit = copies.get(id(t))
+            if hit is not None and hit[0] is t and hit[1] == t._version:  # noqa: SLF001
+                return hit[2]
+            out = t.detach().clone()
+            copies[id(t)] = (t, t._version, out)  # noqa: SLF001 (torch's counter)
+            return out
+
+        def post(module, args, out):
+            if module is read and not io and args:
+                io.append((copy(args[0]), copy(out)))
             k = id(module)
             key = (k, counts.get(k, 0))
             counts[k] = key[1] + 1
             if key in wanted:
-                kept[key] = out.detach().clone()  # a later in-place op must not change it
-                if len(kept) == len(wanted):
-                    raise _Stop
+                kept[key] = copy(out)
+            done()
 
-        handles = [m.register_forward_hook(post) for m in {id(c.module): c.module for c in plan}.values()]
+        modules = {id(c.module): c.module for c in plan}
+        if read is not None:
+            modules[id(read)] = read
+        handles = [m.register_forward_hook(post) for m in modules.values()]
         try:
             self.model(x)
         except _Stop:
@@ -152,14 +176,19 @@ class PrefixReuse:
         finally:
             for h in handles:
                 h.remove()
-        return kept
+        return kept, (io[0] if io else None)
 
     @contextmanager
     def replay(
-        self, plan: Sequence[_Call], kept: dict[tuple[int, int], torch.Tensor], copies: int
+        self,
+        plan: Sequence[_Call],
+        kept: dict[tuple[int, int], torch.Tensor],
+        copies: int,
+        memo: dict | None = None,
     ) -> Iterator[None]:
         """Inside, one forward of ``copies`` stacked copies of the batch: ``plan``'s calls return their
-        kept outputs repeated ``copies`` times along axis 0 instead of computing them."""
+        kept outputs repeated ``copies`` times along axis 0 instead of computing them. ``memo``: a dict
+        kept across the forwards of one batch, so each repeat is made once (`repeated`)."""
         modules = {id(c.module): c.module for c in plan}
         counts = dict.fromkeys(modules, 0)
 
@@ -172,21 +201,68 @@ class PrefixReuse:
                 out = kept.get((k, i))
                 if out is None:
                     return original(*args, **kwargs)
-                return out.repeat(copies, *([1] * (out.ndim - 1))) if copies > 1 else out.clone()
+                return repeated(out, copies, memo, (k, i))
 
             return forward
 
         with ExitStack() as stack:
             for module in modules.values():
-                had = "forward" in module.__dict__
-                original = module.forward
-                module.forward = swap(module, original)
-
-                def restore(module=module, had=had, original=original):
-                    if had:
-                        module.forward = original
-                    else:
-                        del module.forward
-
-                stack.callback(restore)
+                stack.enter_context(swapped_forward(module, swap(module, module.forward)))
             yield
+
+
+def repeated(t: torch.Tensor, copies: int, memo: dict | None = None, key: Any = None) -> torch.Tensor:
+    """``t`` repeated ``copies`` times along axis 0, made when an op first reads it (`_Repeat`): a
+    replayed output that only a replayed call or a low-rank Linear receives (both ignore their
+    input) is never copied. With ``memo``, a value made for ``key`` earlier is handed out again
+    while nothing has written it in place (its version counter unchanged)."""
+    if memo is not None:
+        hit = memo.get((key, copies))
+        if hit is not None and hit[0]._version == hit[1]:  # noqa: SLF001 (torch's counter)
+            return hit[0]
+    out = _Repeat(t, copies) if copies > 1 else t.clone()
+    if memo is not None:
+        memo[(key, copies)] = (out, out._version)  # noqa: SLF001
+    return out
+
+
+class _Repeat(torch.Tensor):
+    """``base`` repeated ``copies`` times along axis 0, as a tensor that holds no data: every torch op
+    that reads it gets the real repeat, made then (and kept for the next op)."""
+
+    @staticmethod
+    def __new__(cls, base: torch.Tensor, copies: int) -> _Repeat:
+        shape = (base.shape[0] * copies, *base.shape[1:])
+        out = torch.Tensor._make_wrapper_subclass(cls, shape, dtype=base.dtype, device=base.device)
+        out.base_, out.copies, out.made = base, copies, None
+        return out
+
+    def real(self) -> torch.Tensor:
+        if self.made is None:
+            self.made = self.base_.repeat(self.copies, *([1] * (self.base_.ndim - 1)))
+        return self.made
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
+        from torch.utils._pytree import tree_map
+
+        def real(a: Any) -> Any:
+            return a.real() if isinstance(a, _Repeat) else a
+
+        return func(*tree_map(real, args), **tree_map(real, kwargs or {}))
+
+
+@contextmanager
+def swapped_forward(module: nn.Module, forward: Any) -> Iterator[None]:
+    """``module`` runs ``forward`` instead of its own inside the block (its hooks still run); its own
+    comes back on exit, also on error."""
+    had = "forward" in module.__dict__
+    original = module.forward
+    module.forward = forward
+    try:
+        yield
+    finally:
+        if had:
+            module.forward = original
+        else:
+            del module.forward

@@ -1,4 +1,4 @@
-"""Sub-modules: the neurons of one hidden layer that carry one cluster label ([spec §4][spec-4])."""
+"""Sub-modules: the units of one unit group that carry one cluster label ([spec §4][spec-4])."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 
 from ..errors import ModscopeError
 
-__all__ = ["Submodule", "hidden_layer_labels", "submodules"]
+__all__ = ["Submodule", "group_labels", "group_submodules", "hidden_layer_labels", "submodules"]
 
 
 @dataclass(frozen=True)
 class Submodule:
-    """The neurons (indices within graph layer ``layer``) that carry cluster label ``cluster``."""
+    """The units (indices within unit group ``layer``) that carry cluster label ``cluster``."""
 
     layer: int
     cluster: int
@@ -26,54 +26,84 @@ class Submodule:
         return len(self.neurons)
 
 
-def hidden_layer_labels(labels: Any, widths: Sequence[int]) -> list[np.ndarray]:
-    """One int64 label array per hidden layer, from any of the accepted label layouts.
+def _checked(a: np.ndarray) -> np.ndarray:
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ModscopeError("cluster labels must be integers")
+    a = a.astype(np.int64)
+    if a.size and a.min() < -1:
+        raise ModscopeError("cluster labels must be >= 0, or -1 for unlabelled units")
+    return a
 
-    ``labels`` is either one label per graph node in graph order (input, hidden, output
-    layers, each in index order; length ``sum(widths)``), or a list of per-layer arrays
-    (one per hidden layer, or one per layer including input and output), or an object with
-    a ``labels`` attribute (a [`Partition`][modscope.clustering.spectral.Partition]). ``-1`` = unlabelled.
+
+def group_labels(
+    labels: Any, sizes: Sequence[int], lesioned: Sequence[int], input_width: int | None = None
+) -> list[np.ndarray]:
+    """One int64 label array per unit group (of ``sizes`` units), from any accepted layout.
+
+    ``labels``: one label per graph node in group order, or a list of per-group arrays (one per
+    group, or one per ``lesioned`` group: those a lesion can reach, e.g. an MLP's hidden layers), or
+    an object with a ``labels`` attribute (a [`Partition`][modscope.clustering.spectral.Partition]).
+    ``-1`` = unlabelled. Only the lesioned groups' arrays must have their group's size: the others
+    are never lesioned (given ``-1``). ``input_width``: the features the reader of group 0 (the
+    input) sees, when a graph of the same network counts them differently (a weight graph lists
+    each token's embedding dimensions as input units; the unit graph one unit per dimension).
     """
     labels = getattr(labels, "labels", labels)
-    widths = [int(w) for w in widths]
-    n_hidden = len(widths) - 2
-    per_layer = isinstance(labels, list | tuple) and len(labels) > 0 and np.ndim(labels[0]) == 1
-    if per_layer:
-        arrays = [np.asarray(a) for a in labels]
-        if len(arrays) == len(widths):
-            arrays = arrays[1:-1]
-        elif len(arrays) != n_hidden:
+    sizes = [int(s) for s in sizes]
+    per_group = isinstance(labels, list | tuple) and len(labels) > 0 and np.ndim(labels[0]) == 1
+    if per_group:
+        given = [np.asarray(a) for a in labels]
+        if len(given) == len(lesioned) != len(sizes):
+            given = dict(zip(lesioned, given, strict=True))
+        elif len(given) == len(sizes):
+            given = dict(enumerate(given))
+        else:
             raise ModscopeError(
-                f"got label arrays for {len(arrays)} layers; the model has {n_hidden} hidden "
-                f"layers ({len(widths)} layers in all)"
+                f"got label arrays for {len(given)} layers; the network has {len(lesioned)} hidden "
+                f"layers ({len(sizes)} layers in all)"
             )
-        for a, w in zip(arrays, widths[1:-1], strict=True):
-            if a.shape != (w,):
-                raise ModscopeError(f"a hidden layer of width {w} got {a.shape[0]} labels")
     else:
         flat = np.asarray(labels)
+        widths = sizes
+        if input_width is not None and flat.ndim == 1 and flat.shape[0] == input_width + sum(sizes[1:]):
+            widths = [input_width, *sizes[1:]]
         if flat.ndim != 1 or flat.shape[0] != sum(widths):
             raise ModscopeError(
-                f"expected one label per graph node ({sum(widths)} for widths {widths}), "
-                f"got shape {flat.shape}"
+                f"expected one cluster label per node of the unit graph ({sum(sizes)} for unit groups "
+                f"of {', '.join(map(str, sizes))}), got shape {flat.shape}"
             )
-        arrays = np.split(flat, np.cumsum(widths)[:-1])[1:-1]
+        given = dict(enumerate(np.split(flat, np.cumsum(widths)[:-1])))
     out = []
-    for a in arrays:
-        if a.size and not np.issubdtype(a.dtype, np.integer):
-            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-                raise ModscopeError("cluster labels must be integers")
-        a = a.astype(np.int64)
-        if a.size and a.min() < -1:
-            raise ModscopeError("cluster labels must be >= 0, or -1 for unlabelled neurons")
-        out.append(a)
+    for g, size in enumerate(sizes):
+        if g not in lesioned:
+            out.append(np.full(size, -1, dtype=np.int64))
+            continue
+        a = given[g]
+        if a.shape != (size,):
+            raise ModscopeError(f"a layer of {size} units got {a.shape[0] if a.ndim else 0} labels")
+        out.append(_checked(a))
     return out
 
 
-def submodules(labels: Any, widths: Sequence[int]) -> list[Submodule]:
-    """Every (hidden layer, cluster) sub-module with at least one neuron, by layer then cluster."""
+def group_submodules(labels: Sequence[np.ndarray], lesioned: Sequence[int]) -> list[Submodule]:
+    """Every (lesioned group, cluster) sub-module with at least one unit, by group then cluster."""
     result = []
-    for i, lab in enumerate(hidden_layer_labels(labels, widths)):
+    for g in sorted(lesioned):
+        lab = labels[g]
         for c in np.unique(lab[lab >= 0]):
-            result.append(Submodule(i + 1, int(c), tuple(np.flatnonzero(lab == c).tolist())))
+            result.append(Submodule(g, int(c), tuple(np.flatnonzero(lab == c).tolist())))
     return result
+
+
+def hidden_layer_labels(labels: Any, widths: Sequence[int]) -> list[np.ndarray]:
+    """One int64 label array per hidden layer of a layer graph of ``widths`` (input, hidden,
+    output), from any layout `group_labels` accepts."""
+    hidden = range(1, len(widths) - 1)
+    return group_labels(labels, widths, hidden)[1:-1]
+
+
+def submodules(labels: Any, widths: Sequence[int]) -> list[Submodule]:
+    """Every (hidden layer, cluster) sub-module of a layer graph of ``widths``, by layer then cluster."""
+    hidden = range(1, len(widths) - 1)
+    return group_submodules(group_labels(labels, widths, hidden), hidden)

@@ -143,7 +143,7 @@ class FrozenNet:
     (or ``(B, ...)`` shared by all K with ``shared_input=True``) and returns ``(K, B, out)``.
     Everything else (biases, embeddings, buffers) is passed detached, so no gradient or
     state ever reaches ``model``. ``output``: which of several outputs to use (an index, or a
-    function of the forward's result; `modscope.lesions.streamed.model_output`). ``loop``: run
+    function of the forward's result; `modscope.lesions.evaluator.model_output`). ``loop``: run
     the K weight sets one by one (default `loops`: recurrent layers, or convolutions on the CPU);
     ``False`` on a recurrent model is refused (``vmap`` cannot batch it).
     """
@@ -189,7 +189,7 @@ class FrozenNet:
     def _call(self, ws: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         out = functional_call(self.model, {**self.fixed, **dict(zip(self.names, ws, strict=True))}, (x,))
         if self.output is not None or not isinstance(out, torch.Tensor):
-            from ..lesions.streamed import model_output
+            from ..lesions.evaluator import model_output
 
             out = model_output(out, self.output)
         return out

@@ -67,10 +67,14 @@ def knockout_checkpoint(
     mask_dict = None
     if masks is not None:
         mask_dict = load_masks(masks)
-    result = knockout(net, the_task, partition.labels, masks=mask_dict, **kwargs)
+    # per layer: the weight graph lists an embedding's inputs per token, the traced graph per dimension
+    per_layer = np.split(np.asarray(partition.labels), net.graph.offsets[1:-1])
+    result = knockout(net, the_task, per_layer, masks=mask_dict, **kwargs)
     seed = int(kwargs.get("seed", 0))
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     result.labels = np.asarray(partition.labels)
+    # a layer graph's groups are its numbered layers ([spec §1]): the output names none, as in 0.3.0
+    result.group_names = result.group_labels = None
     return result
 
 

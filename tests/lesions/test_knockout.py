@@ -14,6 +14,7 @@ from scipy import stats
 
 from modscope.data.functions import Function
 from modscope.errors import ModscopeError
+from modscope.graphs.tracing import trace_network
 from modscope.lesions import (
     function_knockout,
     hidden_layer_labels,
@@ -22,7 +23,7 @@ from modscope.lesions import (
     remove_weights,
     submodules,
 )
-from modscope.lesions.evaluate import BatchedEvaluator, LoopEvaluator, Scorer
+from modscope.lesions.evaluator import UnitEvaluator
 from modscope.lesions.knockout import categorize
 from modscope.report.text import format_knockout
 from modscope.stats import lesion_p_value
@@ -221,15 +222,20 @@ def test_batched_equals_loop(activation):
         np.testing.assert_array_equal(x.random_metric, y.random_metric)
 
 
+def _evaluator(net, task, **kw) -> UnitEvaluator:
+    data = task.to_data()
+    traced = trace_network(net, task.x_test[:1])
+    return UnitEvaluator(net, traced, data, functions=list(data.functions.values()), **kw)
+
+
 def test_batched_equals_loop_mse_with_chunking():
     net = _random_net([4, 16, 16, 3], seed=9, activation="silu", dtype=torch.float64)
     task = _teacher_task(_random_net([4, 16, 16, 3], seed=10, dtype=torch.float64), 50, 1)
-    scorer = Scorer(task)
     keep = {1: torch.rand(13, 16, generator=torch.Generator().manual_seed(0)) > 0.3,
             2: torch.rand(13, 16, generator=torch.Generator().manual_seed(1)) > 0.5}
-    tiny = BatchedEvaluator(net, scorer, max_elements=50 * 16 * 3)  # chunks of 3 lesions
-    big = BatchedEvaluator(net, scorer)
-    loop = LoopEvaluator(net, scorer)
+    tiny = _evaluator(net, task, max_elements=4 * 3, batch_size=7)  # 3 lesions per forward, 8 batches
+    big = _evaluator(net, task)
+    loop = _evaluator(net, task, max_elements=1, low_rank=False)
     a, b, c = tiny.evaluate(keep), big.evaluate(keep), loop.evaluate(keep)
     np.testing.assert_allclose(a.metric, c.metric, rtol=1e-12)
     np.testing.assert_allclose(b.metric, c.metric, rtol=1e-12)
@@ -244,7 +250,7 @@ def test_per_class_and_per_function_match_task_metric():
     fn = {"low": Function("low", test_index=torch.nonzero(y[:, 0] < 2).flatten())}
     task = Task("cls", x, y, x, y, "ce", 6, 4, (4,), functions=fn)
     keep = {1: torch.rand(5, 12, generator=gen) > 0.5}
-    s = BatchedEvaluator(net, Scorer(task)).evaluate(keep)
+    s = _evaluator(net, task).evaluate(keep)
     for r in range(5):
         with torch.no_grad(), lesion(net, {1: torch.nonzero(~keep[1][r]).flatten()}):
             out = net(x)
@@ -398,14 +404,16 @@ def test_bad_input_raises_modscope_error():
     net, task, labels = _two_module_net("mse")
     with pytest.raises(ModscopeError, match="smallest p-value"):
         knockout(net, task, labels, n_random=10, alpha=0.05)
-    with pytest.raises(ModscopeError, match="one label per graph node"):
+    with pytest.raises(ModscopeError, match="one cluster label per node"):
         knockout(net, task, np.zeros(5, int))
     with pytest.raises(ModscopeError, match="integers"):
         knockout(net, task, [np.full(8, 0.5)] * 2)
     with pytest.raises(ModscopeError, match="no sub-modules"):
         knockout(net, task, [np.full(8, -1)] * 2)
-    with pytest.raises(ModscopeError, match="modscope MLP"):
-        knockout(torch.nn.Linear(3, 3), task, labels)
+    with pytest.raises(ModscopeError, match="does not run on the example input"):
+        knockout(torch.nn.Linear(3, 3), task, labels)  # traced on the data's first example
+    with pytest.raises(ModscopeError, match="modscope MLP"), lesion(torch.nn.Linear(3, 3), {1: [0]}):
+        pass
     with pytest.raises(ModscopeError, match="hidden layer"), lesion(net, {3: [0]}):
         pass
 

@@ -126,7 +126,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path):
 
 def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
     from modscope.lesions import knockout
-    from modscope.lesions.evaluate import BatchedEvaluator
+    from modscope.lesions.evaluator import UnitEvaluator
     from modscope.tasks.base import Task
     from modscope.training.models import MLP
 
@@ -138,8 +138,8 @@ def test_knockout_cache_resumes_with_identical_results(tmp_path, monkeypatch):
     labels = [np.array([0, 0, 1, 1, 2, 2, 0, 1]), np.array([1, 1, 0, 0, 2, 2, 2, 0])]
     plain = knockout(net, task, labels, n_random=25, pairs=True, seed=4).to_dict()
     calls = []
-    real = BatchedEvaluator.evaluate
-    monkeypatch.setattr(BatchedEvaluator, "evaluate", lambda self, keep: calls.append(1) or real(self, keep))
+    real = UnitEvaluator.evaluate
+    monkeypatch.setattr(UnitEvaluator, "evaluate", lambda self, keep: calls.append(1) or real(self, keep))
     first = knockout(net, task, labels, n_random=25, pairs=True, seed=4, cache=tmp_path).to_dict()
     n_units = len(calls)
     assert n_units == 6 + 15  # six sub-modules and their fifteen pairs

@@ -21,8 +21,8 @@ from modscope.cli import main
 from modscope.data import load_data
 from modscope.errors import ModscopeError
 from modscope.graphs.tracing import trace_network
+from modscope.lesions.evaluator import UnitEvaluator
 from modscope.lesions.prefix import PrefixReuse
-from modscope.lesions.streamed import UnitEvaluator
 from modscope.runtime.modules import device_errors, model_device, on_device
 from modscope.training.checkpoint import load_checkpoint
 from tests.helpers import nets

@@ -243,7 +243,7 @@ def test_h0_computed_by_a_linear_is_read():
 
 def test_masks_unit_table_and_lesions_see_the_encoder():
     from modscope.graphs.tracing import trace_network
-    from modscope.lesions.units import UnitLesioner
+    from modscope.lesions.lesioner import UnitLesioner
 
     m = _Seq2Seq("gru")
     um = trace_network(m, _SEQ).parameters
@@ -268,7 +268,7 @@ def test_masks_unit_table_and_lesions_see_the_encoder():
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_lesion_of_the_state_units_batched(kind):
     from modscope.graphs.tracing import trace_network
-    from modscope.lesions.units import UnitLesioner
+    from modscope.lesions.lesioner import UnitLesioner
 
     torch.manual_seed(0)
     m = _Seq2Seq(kind).eval()

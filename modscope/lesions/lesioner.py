@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import ModscopeError
 
-__all__ = ["Ablation", "UnitLesioner", "unit_means"]
+__all__ = ["Ablation", "UnitLesioner", "site_drops", "unit_means"]
 
 Ablation = Literal["zero", "mean"]
 
@@ -74,23 +74,20 @@ class UnitLesioner:
         return out
 
     @contextmanager
-    def lesioned(self, lesions: np.ndarray) -> Iterator[int]:
+    def lesioned(self, lesions: np.ndarray, skip: Sequence[int] = ()) -> Iterator[int]:
         """Run the model with ``lesions`` ``(R, n_nodes)`` bool (``True`` = silenced) applied to
         the ``R`` copies of a repeated batch; yields ``R``. Only input sites are allowed here:
-        see `one_lesion` for lesions that reach parameters."""
+        see `one_lesion` for lesions that reach parameters. ``skip``: sites the caller lesions
+        itself (the evaluator's low-rank Linear read)."""
         lesions = np.asarray(lesions, dtype=bool)
         R = lesions.shape[0]
         touched = self.sites_of(lesions.any(0))
         with ExitStack() as stack:
-            for i in touched:
+            for i in (i for i in touched if i not in skip):
                 site = self.traced.sites[i]
                 if site.kind != "input":
                     raise ModscopeError("a parameter read cannot be batched: use one_lesion")
-                f = site.nodes
-                drop = np.zeros((R, f.size), dtype=bool)
-                valid = f >= 0
-                drop[:, valid] = lesions[:, f[valid]]
-                stack.enter_context(self._input_hook(site, i, drop))
+                stack.enter_context(self._input_hook(site, i, site_drops(site, lesions)))
             yield R
 
     @contextmanager
@@ -102,13 +99,11 @@ class UnitLesioner:
         with ExitStack() as stack:
             for i in touched:
                 site = self.traced.sites[i]
-                valid = site.nodes >= 0
-                drop = np.zeros(site.nodes.size, dtype=bool)
-                drop[valid] = lesion[site.nodes[valid]]
+                drop = site_drops(site, lesion[None])
                 if site.kind == "input":
-                    stack.enter_context(self._input_hook(site, i, drop[None]))
+                    stack.enter_context(self._input_hook(site, i, drop))
                 else:
-                    stack.enter_context(self._swap(site, drop))
+                    stack.enter_context(self._swap(site, drop[0]))
             yield
 
     def needs_loop(self, lesions: np.ndarray) -> bool:
@@ -185,6 +180,15 @@ class UnitLesioner:
             yield
         finally:
             setattr(owner, site.parameter, original)
+
+
+def site_drops(site: Any, lesions: np.ndarray) -> np.ndarray:
+    """``(R, F)`` bool: which of the ``F`` features ``site`` reads each of the ``(R, n_nodes)``
+    lesions silences (a feature that is no unit never is)."""
+    valid = site.nodes >= 0
+    drop = np.zeros((lesions.shape[0], site.nodes.size), dtype=bool)
+    drop[:, valid] = lesions[:, site.nodes[valid]]
+    return drop
 
 
 def unit_means(

@@ -1,5 +1,7 @@
-"""Changes to a model that always undo themselves: context managers that silence neurons or remove
-weights in place and restore the exact original values on exit, also when the body raises."""
+"""Changes to a model's weights in place that always undo themselves: context managers that silence
+an MLP's hidden neurons or remove weights, and restore the exact original values on exit, also when
+the body raises. modscope's own knockouts never write the model (`modscope.lesions.lesioner`); these
+are for running your own code on a changed model, and for removing function masks."""
 
 from __future__ import annotations
 
@@ -12,9 +14,24 @@ import torch
 from torch import nn
 
 from ..errors import ModscopeError
-from .network import act_at_zero, mlp_layers
 
 __all__ = ["lesion", "masked", "remove_weights", "weight_masks"]
+
+
+def _mlp_layers(model: Any) -> list[nn.Linear]:
+    """The Linear stack of a modscope MLP (anything with a ``layers`` list of Linear and an ``act``)."""
+    layers = getattr(model, "layers", None)
+    if not (
+        isinstance(layers, nn.ModuleList)
+        and len(layers) >= 2
+        and all(isinstance(m, nn.Linear) for m in layers)
+        and callable(getattr(model, "act", None))
+    ):
+        raise ModscopeError(
+            "lesion() needs a modscope MLP with at least one hidden layer (a `layers` list of "
+            "nn.Linear and an `act`); any other network: modscope.knockout"
+        )
+    return list(layers)
 
 
 @contextmanager
@@ -28,7 +45,7 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
     ``layers[l].weight``) are zeroed too, so in every case a lesioned neuron contributes
     nothing downstream ("outputs zero"). Restores on normal exit and on error.
     """
-    lins = mlp_layers(model)
+    lins = _mlp_layers(model)
     n_hidden = len(lins) - 1
     index: dict[int, torch.Tensor] = {}
     for layer, ids in neurons.items():
@@ -39,7 +56,8 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
         if arr.size and (arr.min() < 0 or arr.max() >= width):
             raise ModscopeError(f"neuron index out of range for layer {layer} of width {width}")
         index[int(layer)] = torch.from_numpy(arr).to(lins[0].weight.device)
-    zero_outgoing = act_at_zero(model) != 0.0
+    w = lins[0].weight
+    zero_outgoing = float(model.act(torch.zeros(1, dtype=w.dtype, device=w.device))) != 0.0
     touched: dict[int, torch.Tensor] = {}
     for layer in index:
         params = [lins[layer - 1].weight, lins[layer - 1].bias]
@@ -68,12 +86,13 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
 def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
     """Normalise one function's mask to ``{parameter name: bool tensor of its shape}``.
 
-    Accepts a sequence of bool tensors, one per ``nn.Linear`` weight in forward order
-    (``None`` entries skipped), or a mapping from parameter names (``"layers.0.weight"``)
-    or Linear indices to bool tensors. ``True`` marks a weight of the subnetwork.
+    Accepts a sequence of bool tensors, one per ``nn.Linear`` weight in the order the model
+    registers them (forward order for an MLP; ``None`` entries skipped), or a mapping from
+    parameter names (``"layers.0.weight"``) or Linear indices to bool tensors. ``True`` marks a
+    weight of the subnetwork.
     """
     params = dict(model.named_parameters())
-    lins = mlp_layers(model)
+    lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
     names = {id(p): n for n, p in params.items()}
     out: dict[str, torch.Tensor] = {}
     if isinstance(masks, Mapping):
@@ -115,7 +134,7 @@ def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
 def remove_weights(model: nn.Module, masks: Any) -> Iterator[nn.Module]:
     """Zero exactly the weights a function's mask marks (``True``), keep the rest ([spec §5][spec-5]).
 
-    ``masks``: anything [`weight_masks()`][modscope.lesions.hooks.weight_masks] accepts (e.g. one entry of
+    ``masks``: anything [`weight_masks()`][modscope.lesions.inplace.weight_masks] accepts (e.g. one entry of
     [`modscope.masks.load_masks()`][modscope.masks.result.load_masks]). The original values come back on exit,
     also on error.
     """
