@@ -60,8 +60,8 @@ class _Points:
         caug = np.concatenate([-2.0 * centers, norms, np.ones_like(norms)], axis=2).astype(self.dtype)
         n = self.aug.shape[1]
         if out is not None:
-            out = out.reshape(-1)[: R * c * n].reshape(R * c, n)
-        d2 = np.matmul(caug.reshape(R * c, d + 2), self.aug, out=out).reshape(R, c, n)
+            out = out.reshape(-1)[: R * c * n].reshape(R, c, n)
+        d2 = np.matmul(caug, self.aug, out=out)
         return np.maximum(d2, 0.0, out=d2) if clamp else d2
 
     def nearest(
@@ -140,7 +140,8 @@ def _lloyd(P: _Points, centers: np.ndarray, max_iter: int, shift_tol: float) -> 
     ids = np.arange(R)  # the restarts still moving, by their index in the batch
     cen = centers.copy()  # (m, k, d) their centres
     labels = np.full((R, n), -1, dtype=P.itype)  # (m, n) their labels
-    onehot = np.zeros((R, k, n), dtype=P.dtype)  # (m, k, n) 1 where a point is in a cluster
+    onehot = np.zeros((R, k, n), dtype=P.dtype)  # (slots, k, n) 1 where a point is in a cluster
+    slots = np.arange(R)  # (m,) each restart's slot in ``onehot``
     counts = np.zeros((R, k), dtype=np.int64)  # (m, k) cluster sizes
     settled = np.zeros(R, dtype=bool)  # centres stopped moving: one last assignment
     dist_buf = np.empty(R * k * n, P.dtype)
@@ -154,27 +155,35 @@ def _lloyd(P: _Points, centers: np.ndarray, max_iter: int, shift_tol: float) -> 
             if not moved.any():
                 break
             ids, cen, settled, best, new = ids[moved], cen[moved], settled[moved], best[moved], new[moved]
-            labels, change, onehot, counts = labels[moved], change[moved], onehot[moved], counts[moved]
+            labels, change, counts, slots = labels[moved], change[moved], counts[moved], slots[moved]
+            if 4 * slots.size < 3 * onehot.shape[0]:  # a quarter of the slots idle: compact
+                onehot, slots = onehot[slots], np.arange(slots.size)
         m = ids.size
-        r_at, p_at = np.nonzero(change)  # the points that changed cluster
+        at = np.flatnonzero(change)  # the points that changed cluster
+        r_at, p_at = np.divmod(at, n)
         flat = onehot.reshape(-1)
         if not first:
-            gone = r_at * k + labels[r_at, p_at]  # (restart, old cluster) rows
-            flat[gone * n + p_at] = 0.0
-            counts -= np.bincount(gone, minlength=m * k).reshape(m, k)
-        came = r_at * k + new[r_at, p_at]
-        flat[came * n + p_at] = 1.0
-        counts += np.bincount(came, minlength=m * k).reshape(m, k)
+            old = labels.reshape(-1)[at]
+            flat[(slots[r_at] * k + old) * n + p_at] = 0.0
+            counts -= np.bincount(r_at * k + old, minlength=m * k).reshape(m, k)
+        now = new.reshape(-1)[at]
+        flat[(slots[r_at] * k + now) * n + p_at] = 1.0
+        counts += np.bincount(r_at * k + now, minlength=m * k).reshape(m, k)
         labels, first = new, False
-        # cluster sums as one (m k, n) x (n, d) product with the 0/1 matrix
-        sums = np.matmul(onehot.reshape(m * k, n), X).reshape(m, k, -1)
+        # cluster sums: a (k, n) x (n, d) product with the 0/1 matrix per restart (idle slots too:
+        # cheaper than compacting at every stop)
+        sums = np.matmul(onehot, X)
+        if slots.size != onehot.shape[0]:
+            sums = sums[slots]
         new_centers = sums / np.maximum(counts, 1)[:, :, None]
-        for r in np.unique(np.nonzero(counts == 0)[0]):  # rare: re-seed empty clusters at far points
-            dist = P.distance(best[r]).astype(np.float64)  # distance to the own centre
-            for c in np.flatnonzero(counts[r] == 0):
-                far = int(dist.argmax())
-                new_centers[r, c] = X[far]
-                dist[far] = -1.0
+        empty = counts == 0
+        if empty.any():  # rare: re-seed empty clusters at far points
+            for r in np.flatnonzero(empty.any(axis=1)):
+                dist = P.distance(best[r]).astype(np.float64)  # distance to the own centre
+                for c in np.flatnonzero(empty[r]):
+                    far = int(dist.argmax())
+                    new_centers[r, c] = X[far]
+                    dist[far] = -1.0
         shift = ((new_centers - cen) ** 2).sum(axis=(1, 2))
         settled = shift <= shift_tol
         cen = new_centers
