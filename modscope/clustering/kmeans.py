@@ -51,8 +51,9 @@ class _Points:
         Rounding can leave values a few ulps below zero for points on a centre; ``clamp``
         sets them to 0 (``nearest`` needs no clamp: a negative float's bits are a negative
         integer, below every positive distance, and such ties are within rounding anyway).
-        One 2-D matrix product ``(R c, d + 2) x (d + 2, n)``: a 3-D ``matmul`` loops over ``R``
-        in numpy (each entry is the same ``d + 2``-term dot product either way). ``out``: a
+        One ``(c, d + 2) x (d + 2, n)`` product per restart (a 3-D ``matmul``), never one 2-D
+        product of all restarts: BLAS rounds a row differently with the number of rows it is
+        given, and a restart's result must not depend on the batch it runs in. ``out``: a
         buffer of at least ``R c n`` entries of the distance dtype to write into.
         """
         R, c, d = centers.shape
@@ -170,8 +171,8 @@ def _lloyd(P: _Points, centers: np.ndarray, max_iter: int, shift_tol: float) -> 
         flat[(slots[r_at] * k + now) * n + p_at] = 1.0
         counts += np.bincount(r_at * k + now, minlength=m * k).reshape(m, k)
         labels, first = new, False
-        # cluster sums: a (k, n) x (n, d) product with the 0/1 matrix per restart (idle slots too:
-        # cheaper than compacting at every stop)
+        # cluster sums: a (k, n) x (n, d) product with the 0/1 matrix per restart, as the distances
+        # (idle slots too: cheaper than compacting at every stop)
         sums = np.matmul(onehot, X)
         if slots.size != onehot.shape[0]:
             sums = sums[slots]
