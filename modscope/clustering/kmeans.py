@@ -45,29 +45,40 @@ class _Points:
         self.aug = np.ascontiguousarray(np.vstack([X.T, np.ones(X.shape[0]), sq]), dtype=self.dtype)
         self._index: np.ndarray | None = None
 
-    def sq_dist(self, centers: np.ndarray, clamp: bool = True) -> np.ndarray:
+    def sq_dist(self, centers: np.ndarray, clamp: bool = True, out: np.ndarray | None = None) -> np.ndarray:
         """``(R, c, n)`` squared distances from ``centers`` ``(R, c, d)`` to every point.
 
         Rounding can leave values a few ulps below zero for points on a centre; ``clamp``
         sets them to 0 (``nearest`` needs no clamp: a negative float's bits are a negative
         integer, below every positive distance, and such ties are within rounding anyway).
+        One 2-D product ``(R c, d + 2) x (d + 2, n)`` for all restarts: a 3-D ``matmul`` calls
+        BLAS once per restart, and repacks the points each time. ``out``: a buffer of at least
+        ``R c n`` entries of the distance dtype to write into.
         """
+        R, c, d = centers.shape
         norms = np.einsum("rcd,rcd->rc", centers, centers)[:, :, None]
         caug = np.concatenate([-2.0 * centers, norms, np.ones_like(norms)], axis=2).astype(self.dtype)
-        d2 = np.matmul(caug, self.aug)
+        n = self.aug.shape[1]
+        if out is not None:
+            out = out.reshape(-1)[: R * c * n].reshape(R * c, n)
+        d2 = np.matmul(caug.reshape(R * c, d + 2), self.aug, out=out).reshape(R, c, n)
         return np.maximum(d2, 0.0, out=d2) if clamp else d2
 
-    def nearest(self, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def nearest(
+        self, centers: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(packed, best, labels)`` for ``centers`` ``(R, k, d)``: ``packed`` ``(R, k, n)`` the
         distances as integers with the centre index in the low bits, ``best`` ``(R, n)`` their
-        minimum over the centres, ``labels`` ``(R, n)`` the nearest centre."""
+        minimum over the centres, ``labels`` ``(R, n)`` the nearest centre. ``out``: a buffer
+        for ``packed`` as `sq_dist` takes it."""
         R, k, _ = centers.shape
-        packed = self.sq_dist(centers, clamp=False).view(self.itype)
+        packed = self.sq_dist(centers, clamp=False, out=out).view(self.itype)
         packed &= ~self.low
-        if self._index is None or self._index.shape[0] < R:
+        if self._index is None or self._index.shape[1] != k:
             index = np.arange(k, dtype=self.itype)[None, :, None]
-            self._index = np.broadcast_to(index, (R, k, self.X.shape[0])).copy()
-        packed |= self._index[:R]  # a full array: broadcasting a (1, k, 1) operand is slower
+            self._index = np.broadcast_to(index, (1, k, self.X.shape[0])).copy()
+        # a (1, k, n) operand: broadcast over the restarts only (a (1, k, 1) one is slower)
+        packed |= self._index
         best = packed.min(axis=1)
         return packed, best, best & self.low
 
@@ -90,16 +101,22 @@ def _plus_plus(P: _Points, k: int, n_init: int, rng: np.random.Generator) -> np.
     centers = np.empty((n_init, k, d))
     centers[:, 0] = X[rng.integers(n, size=n_init)]
     closest = P.sq_dist(centers[:, :1])[:, 0]  # (R, n)
+    buf = np.empty(n_init * trials * n, P.dtype)
     for c in range(1, k):
         total = closest.sum(axis=1)
         cum = np.cumsum(closest, axis=1)
         target = rng.random((n_init, trials)) * total[:, None]
-        picks = np.minimum(np.sum(cum[:, None, :] < target[:, :, None], axis=2), n - 1)  # (R, t)
+        # the first point whose cumulative potential reaches the target: the distances are
+        # clamped at 0, so every row of ``cum`` is sorted and a binary search counts exactly
+        # the entries below the target
+        picks = np.stack([np.searchsorted(cum[r], target[r], side="left") for r in rows])
+        np.minimum(picks, n - 1, out=picks)  # (R, t)
         flat = total <= 0  # every point sits on a centre (duplicates): any point will do
         if flat.any():
             picks[flat] = rng.integers(n, size=(int(flat.sum()), trials))
         cand = X[picks]  # (R, t, d)
-        pot = np.minimum(P.sq_dist(cand), closest[:, None, :])  # (R, t, n)
+        pot = P.sq_dist(cand, out=buf)
+        np.minimum(pot, closest[:, None, :], out=pot)  # (R, t, n)
         best = pot.sum(axis=2).argmin(axis=1)  # (R,)
         centers[:, c] = cand[rows, best]
         closest = pot[rows, best]
@@ -107,41 +124,76 @@ def _plus_plus(P: _Points, k: int, n_init: int, rng: np.random.Generator) -> np.
 
 
 def _lloyd(P: _Points, centers: np.ndarray, max_iter: int, shift_tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd iterations for a batch of restarts from ``centers`` ``(R, k, d)``: ``(labels, inertia)``."""
+    """Lloyd iterations for a batch of restarts from ``centers`` ``(R, k, d)``: ``(labels, inertia)``.
+
+    The restarts still moving are kept packed at the front of every array (centres, labels,
+    the 0/1 matrix, counts), so a step touches only them; a restart's labels go to the result
+    when it stops. The 0/1 matrix of the cluster sums and the cluster sizes are kept from step
+    to step and changed only at the points that changed cluster (after the first few steps,
+    few do), instead of rebuilt from the packed distances: the same matrix, so the same sums.
+    """
     X = P.X
     R, k, _ = centers.shape
+    n = X.shape[0]
+    result = np.empty((R, n), dtype=np.int64)
     centers = centers.copy()
-    labels = np.full((R, X.shape[0]), -1, dtype=np.int64)
-    live = np.arange(R)  # restarts still moving
+    ids = np.arange(R)  # the restarts still moving, by their index in the batch
+    cen = centers.copy()  # (m, k, d) their centres
+    labels = np.full((R, n), -1, dtype=P.itype)  # (m, n) their labels
+    onehot = np.zeros((R, k, n), dtype=P.dtype)  # (slots, k, n) 1 where a point is in a cluster
+    slots = np.arange(R)  # (m,) each restart's slot in ``onehot``
+    counts = np.zeros((R, k), dtype=np.int64)  # (m, k) cluster sizes
     settled = np.zeros(R, dtype=bool)  # centres stopped moving: one last assignment
+    dist_buf = np.empty(R * k * n, P.dtype)
+    first = True
     for _ in range(max_iter + 1):
-        packed, best, new = P.nearest(centers[live])
-        moved = (new != labels[live]).any(axis=1) & ~settled[live]
-        labels[live] = new
-        live = live[moved]
-        if live.size == 0:
-            break
-        if not moved.all():
-            packed, best, lab = packed[moved], best[moved], new[moved]
-        else:
-            lab = new
-        # cluster sums as one (R, k, n) x (n, d) product with a 0/1 matrix
-        onehot = np.equal(packed, best[:, None, :], out=np.empty(packed.shape, P.dtype), casting="unsafe")
-        counts = np.bincount((lab + k * np.arange(len(live))[:, None]).ravel(), minlength=len(live) * k)
-        counts = counts.reshape(len(live), k)
-        new_centers = np.matmul(onehot, X) / np.maximum(counts, 1)[:, :, None]
-        for r in np.unique(np.nonzero(counts == 0)[0]):  # rare: re-seed empty clusters at far points
-            dist = P.distance(best[r]).astype(np.float64)  # distance to the own centre
-            for c in np.flatnonzero(counts[r] == 0):
-                far = int(dist.argmax())
-                new_centers[r, c] = X[far]
-                dist[far] = -1.0
-        shift = ((new_centers - centers[live]) ** 2).sum(axis=(1, 2))
-        settled[live] = shift <= shift_tol
-        centers[live] = new_centers
+        _, best, new = P.nearest(cen, out=dist_buf)
+        change = new != labels  # (m, n)
+        moved = change.any(axis=1) & ~settled
+        if not moved.all():  # these restarts stop here, with the labels of their last centres
+            result[ids[~moved]] = new[~moved]
+            if not moved.any():
+                break
+            ids, cen, settled, best, new = ids[moved], cen[moved], settled[moved], best[moved], new[moved]
+            labels, change, counts, slots = labels[moved], change[moved], counts[moved], slots[moved]
+            if 4 * slots.size < 3 * onehot.shape[0]:  # a quarter of the slots idle: compact
+                onehot, slots = onehot[slots], np.arange(slots.size)
+        m = ids.size
+        at = np.flatnonzero(change)  # the points that changed cluster
+        r_at, p_at = np.divmod(at, n)
+        flat = onehot.reshape(-1)
+        if not first:
+            old = labels.reshape(-1)[at]
+            flat[(slots[r_at] * k + old) * n + p_at] = 0.0
+            counts -= np.bincount(r_at * k + old, minlength=m * k).reshape(m, k)
+        now = new.reshape(-1)[at]
+        flat[(slots[r_at] * k + now) * n + p_at] = 1.0
+        counts += np.bincount(r_at * k + now, minlength=m * k).reshape(m, k)
+        labels, first = new, False
+        # cluster sums: one (slots k, n) x (n, d) product with the 0/1 matrix (idle slots too:
+        # cheaper than compacting at every stop)
+        sums = np.matmul(onehot.reshape(-1, n), X).reshape(-1, k, X.shape[1])
+        if slots.size != onehot.shape[0]:
+            sums = sums[slots]
+        new_centers = sums / np.maximum(counts, 1)[:, :, None]
+        empty = counts == 0
+        if empty.any():  # rare: re-seed empty clusters at far points
+            for r in np.flatnonzero(empty.any(axis=1)):
+                dist = P.distance(best[r]).astype(np.float64)  # distance to the own centre
+                for c in np.flatnonzero(empty[r]):
+                    far = int(dist.argmax())
+                    new_centers[r, c] = X[far]
+                    dist[far] = -1.0
+        shift = ((new_centers - cen) ** 2).sum(axis=(1, 2))
+        settled = shift <= shift_tol
+        cen = new_centers
+        centers[ids] = cen
+    else:  # max_iter reached: the restarts still moving keep their last labels
+        result[ids] = labels
     # a stopped restart's centres are the ones its final labels were assigned with
-    diff = X[None, :, :] - np.take_along_axis(centers, labels[:, :, None], axis=1)
-    return labels, np.einsum("rnd,rnd->r", diff, diff)
+    own = centers.reshape(R * k, -1)[result + k * np.arange(R)[:, None]]  # (R, n, d)
+    diff = X[None, :, :] - own
+    return result, np.einsum("rnd,rnd->r", diff, diff)
 
 
 def kmeans_restarts(
@@ -159,8 +211,11 @@ def kmeans_restarts(
     distances to the assigned centre). A restart stops when its labels stop changing or
     its centres move less than ``tol`` x the mean per-feature variance of ``X`` (squared
     shift summed over centres, scikit-learn's criterion); its labels are then those of
-    its final centres. ``threads > 1`` splits the restarts into one share per thread: every restart's
-    arithmetic is the same whichever share it is in, so the result does not change.
+    its final centres. ``threads > 1`` splits the restarts into one share per thread. Each step's
+    products cover all restarts of a share at once; BLAS may round an entry of a product of fewer
+    rows an ulp differently, which can move only a point within float32 rounding of two centres
+    (tests: the same labels and inertia for 1 and several threads, and as 0.3.0's per-restart
+    products gave, on planted graphs and on noise).
     """
     # k-means is unchanged by rescaling its input: bring X to O(1) (the spectral embedding
     # scales with 1/sqrt(degree)) so the squared distances stay far from under- and overflow.
