@@ -407,6 +407,9 @@ class SwapStats:
     swaps: int = 0
     cost_change: float = 0.0
 
+    def __add__(self, other: SwapStats) -> SwapStats:  # a pass's total over its layers or groups
+        return SwapStats(self.swaps + other.swaps, self.cost_change + other.cost_change)
+
 
 class BIMT:
     """BIMT's state for one model: geometry, cost, permutations and the swap search.
@@ -540,12 +543,8 @@ class BIMT:
     def swap_pass(self, model: MLP, optimizer: torch.optim.Optimizer | None = None,
                   method: Literal["vectorised", "bruteforce"] = "vectorised") -> SwapStats:
         """One relocation round over every layer, input to output."""
-        total = SwapStats()
-        for l in range(len(self.widths)):
-            s = self.swap_layer(model, l, optimizer, method)
-            total.swaps += s.swaps
-            total.cost_change += s.cost_change
-        return total
+        return sum((self.swap_layer(model, l, optimizer, method) for l in range(len(self.widths))),
+                   SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
     @torch.no_grad()

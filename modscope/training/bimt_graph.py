@@ -292,13 +292,8 @@ class GraphBIMT:
 
     def swap_pass(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> SwapStats:
         """One relocation round over every permutable group, in graph order."""
-        total = SwapStats()
         W = self.cost.node_weights(model)  # one build per pass; each group's swaps update it
-        for g in range(len(self.groups)):
-            s = self.swap_group(model, g, optimizer, W)
-            total.swaps += s.swaps
-            total.cost_change += s.cost_change
-        return total
+        return sum((self.swap_group(model, g, optimizer, W) for g in range(len(self.groups))), SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
     @torch.no_grad()
