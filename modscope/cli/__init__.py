@@ -54,16 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    score.add(sub)
-    blocks.add(sub)
-    knockout.add(sub)
-    masks.add(sub)
-    train.add(sub)
-    plot.add(sub)
-    report.add(sub)
-    explore.add(sub)
-    demo.add(sub)
-    sweep.add(sub)
+    for module in (score, blocks, knockout, masks, train, plot, report, explore, demo, sweep):
+        module.add(sub)  # in this order in --help
     for command in sub.choices.values():  # also after the command: modscope score ... --max-memory 8G
         command.add_argument("--max-memory", metavar="SIZE", default=argparse.SUPPRESS, help=_MAX_MEMORY)
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)

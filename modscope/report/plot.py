@@ -63,15 +63,10 @@ UNCLUSTERED = "#9a9a9a"
 _MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest are invisible
 
 
-def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Weights ``(n_{l+1}, n_l)`` per layer and node coordinates ``(n_l, d)`` per layer, both in
-    graph order (inputs / outputs in task order, hidden neurons in position order)."""
-    weights, coords, _ = _placed(source)
-    return weights, coords
-
-
 def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
-    """`_geometry` and whether the coordinates were learned (BIMT) rather than laid out."""
+    """Weights ``(n_{l+1}, n_l)`` per layer, node coordinates ``(n_l, d)`` per layer (both in graph
+    order: inputs / outputs in task order, hidden neurons in position order) and whether the
+    coordinates were learned (BIMT) rather than laid out."""
     if isinstance(source, Network):  # one network object: its unit graph
         source = source.graph
     if isinstance(source, str | os.PathLike):

@@ -109,23 +109,19 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     sizes = result.cluster_sizes
     k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
-    if result.graph.is_chain:
-        header = "layer  width |" + "".join(f"{c:>{col}}" for c in range(k))
-        lines += ["", "cluster sizes per layer", header, "-" * len(header)]
-        for l, row in enumerate(sizes):
-            lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
-        totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))  # a giant cluster or slivers show here
-        lines.append(f"{'all':>5}  {sum(d['layer_widths']):>5} |" + totals)
-        return "\n".join(lines + flags_text(result.flags))
-    names = [g["name"] for g in d["groups"]]
-    name_w = min(40, max(5, *(len(n) for n in names)))
-    header = f"{'group':<{name_w}}  units |" + "".join(f"{c:>{col}}" for c in range(k))
-    lines += ["", "cluster sizes per unit group", header, "-" * len(header)]
+    if result.graph.is_chain:  # layers by index, right-aligned
+        names, first, second, w, align, title = list(range(len(sizes))), "layer", "width", 5, ">", "layer"
+    else:
+        names = [g["name"] for g in d["groups"]]
+        first, second, align, title = "group", "units", "<", "unit group"
+        w = min(40, max(5, *(len(n) for n in names)))
+    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(k))
+    lines += ["", f"cluster sizes per {title}", header, "-" * len(header)]
     for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
-        label = name if len(name) <= name_w else "..." + name[-(name_w - 3) :]
-        lines.append(f"{label:<{name_w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
-    totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))
-    lines.append(f"{'all':<{name_w}}  {sum(d['layer_widths']):>5} |" + totals)
+        label = name if len(str(name)) <= w else "..." + name[-(w - 3) :]
+        lines.append(f"{label:{align}{w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
+    totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))  # a giant cluster or slivers show here
+    lines.append(f"{'all':{align}{w}}  {sum(d['layer_widths']):>5} |" + totals)
     return "\n".join(lines + flags_text(result.flags))
 
 
