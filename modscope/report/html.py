@@ -352,9 +352,7 @@ figcaption{font-size:.82em;color:#555}
 def _fmt(v: Any, spec: str = ".4g") -> str:
     if v is None:
         return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
+    if isinstance(v, bool | int):
         return str(v)
     if isinstance(v, float):
         return format(v, spec)

@@ -109,12 +109,9 @@ class Flag:
 # -- sparse networks and their nulls ------------------------------------------------------------
 def zero_fraction(weights: Iterable[np.ndarray]) -> float:
     """The share of exactly-zero entries over all ``weights`` (the entries a shuffle permutes)."""
-    zeros = total = 0
-    for w in weights:
-        w = np.asarray(w)
-        zeros += int(w.size - np.count_nonzero(w))
-        total += int(w.size)
-    return zeros / total if total else 0.0
+    ws = [np.asarray(w) for w in weights]
+    total = sum(w.size for w in ws)
+    return (total - sum(np.count_nonzero(w) for w in ws)) / total if total else 0.0
 
 
 def is_sparse(fraction: float) -> bool:

@@ -99,17 +99,17 @@ def _as_list(value) -> list:
 def _check_setting(s: dict) -> dict:
     from ..nulls import SHUFFLE_METHODS
 
-    def integer(name, lo):
+    def integer(name, lo=None):
         v = s[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ModscopeError(f"sweep setting {name} must be an integer >= {lo}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+            at_least = "" if lo is None else f" >= {lo}"
+            raise ModscopeError(f"sweep setting {name} must be an integer{at_least}, got {v!r}")
 
     integer("clusters", 2)
     integer("shuffles", 0)
     if s["restarts"] != "auto":
         integer("restarts", 1)
-    if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
-        raise ModscopeError(f"sweep setting seed must be an integer, got {s['seed']!r}")
+    integer("seed")
     if s["shuffle_method"] not in SHUFFLE_METHODS:
         raise ModscopeError(
             f"sweep setting shuffle_method {s['shuffle_method']!r} is not one of {', '.join(SHUFFLE_METHODS)}"
