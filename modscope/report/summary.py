@@ -93,9 +93,6 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     return out
 
 
-_SAID = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
-
-
 def score_sentences(scores: Mapping[str, Mapping[str, Any]],
                     nulls: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
                     sparsity: Mapping[str, float] | None = None) -> list[str]:
@@ -110,7 +107,7 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
             by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {_z(block.get('z'))})")
     out = []
     for method, groups in by_null.items():
-        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {_SAID[v]} them"
+        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {flags.VERDICT_WORDS[v]} them"
                  for v in ("more", "neither", "less") if v in groups]
         out.append(f"Against `{method}` shuffles, " + "; ".join(parts) + f" (`{method}` "
                    f"{flags.null_tests(method)})")

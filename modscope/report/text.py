@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
+from ..stats.flags import VERDICT_WORDS
 
 if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor the other layers
     from ..lesions.results import KnockoutResult
@@ -61,9 +62,6 @@ def flags_text(flags: Sequence[Any]) -> list[str]:
     return lines
 
 
-_VERDICTS = {"more": "more modular", "less": "less modular", "neither": "not more modular"}
-
-
 def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     """A sparse network's two nulls (``sparse`` and ``shuffle``: the blocks of a score's JSON):
     its zero fraction, each null's z, p, verdict and what it tests."""
@@ -78,7 +76,8 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     for name, tests in sparse["tests"].items():
         b = blocks.get(name)
         z = "" if b is None else f"z {_fmt(b['z'], '+.2f'):>6}, p {b['p_value']:<7.4g} "
-        lines.append(f"  {name:<14} {z}{_VERDICTS.get(sparse['verdicts'][name], '?')}")
+        said = VERDICT_WORDS.get(sparse["verdicts"][name], "?").removesuffix(" than")
+        lines.append(f"  {name:<14} {z}{said}")
         lines += textwrap.wrap(tests, 96, initial_indent=" " * 17, subsequent_indent=" " * 17)
     return lines
 

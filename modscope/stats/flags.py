@@ -42,6 +42,7 @@ from . import p_value
 
 __all__ = [
     "ALPHA",
+    "VERDICT_WORDS",
     "GIANT_SHARE",
     "MASK_DENSE",
     "NULL_TESTS",
@@ -146,7 +147,8 @@ def verdict(observed: float, samples: Sequence[float], higher_is_modular: bool =
     return "neither"
 
 
-_SAID = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
+# A `verdict` in words, as the flags, the tables and the report's sentences say it.
+VERDICT_WORDS = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
 
 
 def _z(z: float | None) -> str:
@@ -170,7 +172,7 @@ def null_disagreement(
     if va == vb:
         return None
     said = "; ".join(
-        f"{_SAID[v]} `{n}` shuffles (z {_z(s.get('z'))}, p {s['p_value']:.3g})"
+        f"{VERDICT_WORDS[v]} `{n}` shuffles (z {_z(s.get('z'))}, p {s['p_value']:.3g})"
         for n, s, v in ((a, sa, va), (b, sb, vb))
     )
     share = "" if fraction is None else f" ({100 * fraction:.0f} % zero weights)"
@@ -185,8 +187,8 @@ def null_disagreement(
                    f"`{scatter}` shuffles scatter its zeros and strong weights into random sparse "
                    "graphs that are themselves easy to cut, so they are no fair yardstick for its n-cut")
     else:
-        reading = (f"against `{keep}` it is {_SAID[v_keep].replace(' than', '')} while against "
-                   f"`{scatter}` it is {_SAID[v_scatter].replace(' than', '')}: the two nulls ask "
+        reading = (f"against `{keep}` it is {VERDICT_WORDS[v_keep].replace(' than', '')} while against "
+                   f"`{scatter}` it is {VERDICT_WORDS[v_scatter].replace(' than', '')}: the two nulls ask "
                    "different questions")
     return Flag(
         "sparse_nulls_disagree",
