@@ -14,12 +14,7 @@ from typing import Any
 from ..stats import flags
 
 __all__ = [
-    "IOU_FEW",
-    "IOU_MOST",
-    "knockout_sentences",
-    "mask_sentences",
-    "null_blocks",
-    "score_flags",
+    "IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
     "score_sentences",
 ]
 

@@ -25,18 +25,8 @@ from contextlib import contextmanager
 from ..errors import ModscopeError
 
 __all__ = [
-    "DEFAULT_FRACTION",
-    "ENV_VAR",
-    "ZIP_ERRORS",
-    "Budget",
-    "check_npz",
-    "check_zip",
-    "declared_bytes",
-    "gunzip",
-    "format_size",
-    "max_memory",
-    "memory_limit",
-    "parse_size",
+    "DEFAULT_FRACTION", "ENV_VAR", "ZIP_ERRORS", "Budget", "check_npz", "check_zip", "declared_bytes",
+    "gunzip", "format_size", "max_memory", "memory_limit", "parse_size",
 ]
 
 # Share of the machine's physical memory one run may declare by default.

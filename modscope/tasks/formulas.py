@@ -16,12 +16,7 @@ from ..data.functions import Function
 from ..errors import ModscopeError
 from .base import Task
 
-__all__ = [
-    "FORMULAS",
-    "MOONS_DEFAULTS",
-    "build_formula",
-    "build_moons",
-]
+__all__ = ["FORMULAS", "MOONS_DEFAULTS", "build_formula", "build_moons"]
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 
