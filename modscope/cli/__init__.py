@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ModscopeError
@@ -28,21 +27,6 @@ _MAX_MEMORY = (
 
 
 _VERBOSE = "show torch's own logs (tracing failures), kept back by default"
-
-
-@contextmanager
-def _verbose(on: bool) -> Iterator[None]:
-    """``--verbose``: let torch's logs through (``MODSCOPE_VERBOSE``), restored afterwards."""
-    old = os.environ.get("MODSCOPE_VERBOSE")
-    if on:
-        os.environ["MODSCOPE_VERBOSE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MODSCOPE_VERBOSE", None)
-        else:
-            os.environ["MODSCOPE_VERBOSE"] = old
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        from ..runtime.limits import memory_limit
+        from ..runtime.limits import environment_variable, memory_limit
 
-        with memory_limit(args.max_memory), _verbose(args.verbose):
+        verbose = "1" if args.verbose else None  # torch's logs let through
+        with memory_limit(args.max_memory), environment_variable("MODSCOPE_VERBOSE", verbose):
             return int(args.run(args) or 0)
     except ModscopeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "invalid input"
