@@ -99,19 +99,13 @@ def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
     )
 
 
+# the formulas' training (without its bimt_bias_from), but 10000 steps, y* 0.2 and the top 10 swaps
 MOONS_DEFAULTS = {
     "hidden": [20, 20],
+    **{k: v for k, v in _FORMULA_TRAINING.items() if k != "bimt_bias_from"},
     "steps": 10000,
-    "batch_size": None,
-    "lr": 2e-3,
-    "activation": "silu",
-    "bimt_lambda": 1e-3,
     "bimt_y_star": 0.2,
-    "bimt_A": 1.0,
     "bimt_top_k": 10,
-    "bimt_swap_every": 200,
-    "bimt_reduction": "sum",
-    "bimt_schedule": "reference",
 }
 
 
