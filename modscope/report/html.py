@@ -103,15 +103,10 @@ class ReportData:
         """Add one result; ``base``: the folder that relative checkpoint paths are relative to."""
         if kind == "demo":
             self.models.extend(dict(r) for r in d["models"])
-            for key, target in (("scores", self.scores), ("masks", self.masks),
-                                ("knockouts", self.knockouts)):
-                target.update(d.get(key) or {})
-            self.nulls.update(d.get("nulls") or {})
-            self.worked.update(d.get("worked") or {})
-            self.explorers.update(d.get("explorers") or {})
-            self.extra.update({k: v for k, v in d.items() if k not in
-                               ("models", "scores", "masks", "knockouts", "nulls", "worked", "explorers",
-                                "version")})
+            merged = ("scores", "masks", "knockouts", "nulls", "worked", "explorers")
+            for key in merged:
+                getattr(self, key).update(d.get(key) or {})
+            self.extra.update({k: v for k, v in d.items() if k not in (*merged, "models", "version")})
             for row in d["models"]:
                 ckpt = row.get("checkpoint")
                 if ckpt:
@@ -132,12 +127,8 @@ class ReportData:
     def to_dict(self) -> dict[str, Any]:
         d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
              "masks": self.masks, "knockouts": self.knockouts}
-        if self.nulls:  # scores of the same clustering against other shuffle methods
-            d["nulls"] = self.nulls
-        if self.worked:
-            d["worked"] = self.worked
-        if self.explorers:
-            d["explorers"] = self.explorers
+        # nulls: scores of the same clustering against other shuffle methods; each only when there is any
+        d.update({k: getattr(self, k) for k in ("nulls", "worked", "explorers") if getattr(self, k)})
         return d
 
 
