@@ -17,6 +17,7 @@ knockouts; a figure's input for a figure), so a rerun only computes what changed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -374,14 +375,11 @@ class _Stages:
 
 def _model_task(ckpt: Any) -> Callable[[], tuple]:
     """The network and its task, built once and only when a stage is not cached."""
-    memo: dict[str, Any] = {}
-
+    @functools.cache
     def get() -> tuple:
         from ..training.checkpoint import task_for_checkpoint
 
-        if not memo:
-            memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
-        return memo["mt"]
+        return ckpt.model(), task_for_checkpoint(ckpt)
 
     return get
 
