@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..stats import flags
+from ..stats.flags import z_text
 
 __all__ = [
     "IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
@@ -20,10 +21,6 @@ __all__ = [
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
-
-
-def _z(z: float | None) -> str:
-    return "n/a" if z is None else f"{z:+.2f}"
 
 
 def _names(items: Sequence[str]) -> str:
@@ -99,7 +96,7 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
     for name, d in scores.items():
         for method, block in null_blocks(d, nulls.get(name)).items():
             v = _verdict(d, block)
-            by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {_z(block.get('z'))})")
+            by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {z_text(block.get('z'))})")
     out = []
     for method, groups in by_null.items():
         parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {flags.VERDICT_WORDS[v]} them"

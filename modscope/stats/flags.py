@@ -43,7 +43,7 @@ from . import p_value
 __all__ = [
     "ALPHA", "VERDICT_WORDS", "GIANT_SHARE", "MASK_DENSE", "NULL_TESTS", "SLIVER_MIN_MEAN", "SLIVER_UNITS",
     "SPARSE_FRACTION", "Flag", "companion_null", "is_sparse", "mask_flags", "null_disagreement", "null_tests",
-    "partition_flags", "stack_reading_flag", "verdict", "zero_fraction",
+    "partition_flags", "stack_reading_flag", "verdict", "z_text", "zero_fraction",
 ]
 
 SPARSE_FRACTION = 0.5  # zero entries from which `layer` shuffles move most weights off the pattern
@@ -136,8 +136,9 @@ def verdict(observed: float, samples: Sequence[float], higher_is_modular: bool =
 VERDICT_WORDS = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
 
 
-def _z(z: float | None) -> str:
-    return "n/a" if z is None else f"{z:+.2f}"
+def z_text(z: float | None, spec: str = "+.2f") -> str:
+    """A z-score as the flags, tables and logs print it: ``n/a`` when undefined."""
+    return "n/a" if z is None else format(z, spec)
 
 
 def null_disagreement(
@@ -157,7 +158,7 @@ def null_disagreement(
     if va == vb:
         return None
     said = "; ".join(
-        f"{VERDICT_WORDS[v]} `{n}` shuffles (z {_z(s.get('z'))}, p {s['p_value']:.3g})"
+        f"{VERDICT_WORDS[v]} `{n}` shuffles (z {z_text(s.get('z'))}, p {s['p_value']:.3g})"
         for n, s, v in ((a, sa, va), (b, sb, vb))
     )
     share = "" if fraction is None else f" ({100 * fraction:.0f} % zero weights)"
