@@ -114,12 +114,9 @@ def _check_setting(s: dict) -> dict:
         raise ModscopeError(
             f"sweep setting shuffle_method {s['shuffle_method']!r} is not one of {', '.join(SHUFFLE_METHODS)}"
         )
-    if s["select"] not in ("ncut", "inertia"):
-        raise ModscopeError(f"sweep setting select must be ncut or inertia, got {s['select']!r}")
-    if s["assign_labels"] not in ("kmeans", "cluster_qr"):
-        raise ModscopeError(
-            f"sweep setting assign_labels must be kmeans or cluster_qr, got {s['assign_labels']!r}"
-        )
+    for name, allowed in (("select", ("ncut", "inertia")), ("assign_labels", ("kmeans", "cluster_qr"))):
+        if s[name] not in allowed:
+            raise ModscopeError(f"sweep setting {name} must be {' or '.join(allowed)}, got {s[name]!r}")
     return s
 
 
