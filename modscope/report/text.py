@@ -198,14 +198,10 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
         f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
     ]
-
-    def fmt_z(z: float | None) -> str:
-        return f"{z:7.2f}" if z is not None else f"{'-':>7}"
-
     for s in result.submodules:
         lines.append(
             f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
-            f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category:<15}"
+            f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
             + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
         )
     if result.group_names is not None:  # a traced network: say which unit group each number is
