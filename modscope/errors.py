@@ -4,9 +4,7 @@ The CLI turns a [`ModscopeError`][modscope.errors.ModscopeError] into a single l
 anything else is a bug and keeps its traceback.
 """
 
-__all__ = [
-    "ModscopeError",
-]
+__all__ = ["ModscopeError"]
 
 
 class ModscopeError(ValueError):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import ModscopeError
@@ -30,21 +29,6 @@ _MAX_MEMORY = (
 _VERBOSE = "show torch's own logs (tracing failures), kept back by default"
 
 
-@contextmanager
-def _verbose(on: bool) -> Iterator[None]:
-    """``--verbose``: let torch's logs through (``MODSCOPE_VERBOSE``), restored afterwards."""
-    old = os.environ.get("MODSCOPE_VERBOSE")
-    if on:
-        os.environ["MODSCOPE_VERBOSE"] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MODSCOPE_VERBOSE", None)
-        else:
-            os.environ["MODSCOPE_VERBOSE"] = old
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="modscope", description="Is this trained network modular, and how much more than chance?"
@@ -54,16 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    score.add(sub)
-    blocks.add(sub)
-    knockout.add(sub)
-    masks.add(sub)
-    train.add(sub)
-    plot.add(sub)
-    report.add(sub)
-    explore.add(sub)
-    demo.add(sub)
-    sweep.add(sub)
+    for module in (score, blocks, knockout, masks, train, plot, report, explore, demo, sweep):
+        module.add(sub)  # in this order in --help
     for command in sub.choices.values():  # also after the command: modscope score ... --max-memory 8G
         command.add_argument("--max-memory", metavar="SIZE", default=argparse.SUPPRESS, help=_MAX_MEMORY)
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
@@ -73,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        from ..runtime.limits import memory_limit
+        from ..runtime.limits import environment_variable, memory_limit
 
-        with memory_limit(args.max_memory), _verbose(args.verbose):
+        verbose = "1" if args.verbose else None  # torch's logs let through
+        with memory_limit(args.max_memory), environment_variable("MODSCOPE_VERBOSE", verbose):
             return int(args.run(args) or 0)
     except ModscopeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else "invalid input"

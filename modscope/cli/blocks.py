@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..runtime.atomic import write_json
 from .options import (
-    SHUFFLE_NAMES,
     SPECTRAL,
     check_outputs,
     clustering_flags,
     device_flag,
     echo,
+    measure_flags,
     progress_flag,
     source_record,
 )
@@ -29,19 +29,7 @@ def add(sub) -> None:
     )
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
     clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
-    p.add_argument(
-        "--shuffle-method",
-        choices=sorted(SHUFFLE_NAMES),
-        default="layer",
-        metavar="METHOD",
-        help=f"one of {', '.join(SHUFFLE_NAMES)} (default layer)",
-    )
-    p.add_argument(
-        "--method",
-        choices=["spectral", "leiden", "louvain", "local"],
-        default="spectral",
-        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities, layer-local n-cut",
-    )
+    measure_flags(p)
     p.add_argument(
         "--whole",
         action="store_true",

@@ -11,30 +11,10 @@ from typing import Any
 from ..errors import ModscopeError
 
 __all__ = [
-    "SHUFFLE_NAMES",
-    "SPECTRAL",
-    "Parser",
-    "checkpoint_flags",
-    "check_outputs",
-    "echo",
-    "clustering_flags",
-    "device_flag",
-    "executor",
-    "device_flag",
-    "device_name",
-    "executor_flags",
-    "int_list",
-    "load_source_graph",
-    "model_flags",
-    "module_flags",
-    "module_options",
-    "positive_int",
-    "progress_flag",
-    "run_checks",
-    "run_flags",
-    "source_record",
-    "split_names",
-    "write_result",
+    "SHUFFLE_NAMES", "SPECTRAL", "Parser", "checkpoint_flags", "check_outputs", "echo", "clustering_flags",
+    "device_flag", "executor", "device_name", "executor_flags", "int_list", "load_source_graph",
+    "measure_flags", "model_flags", "module_flags", "module_options", "positive_int", "progress_flag",
+    "run_checks", "run_flags", "source_record", "split_names", "write_result",
 ]
 
 
@@ -136,6 +116,27 @@ def clustering_flags(p: argparse.ArgumentParser, shuffles_help: str, seed_help: 
     p.add_argument("--shuffles", type=positive_int(1), default=50, help=shuffles_help)
     p.add_argument("--seed", type=int, default=0, help=seed_help)
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
+
+
+def measure_flags(p: Any, units: bool = False) -> None:
+    """--shuffle-method and --method: the null and the measure (score, blocks); ``units``: the
+    activation-permutation null too (``--graph activations``)."""
+    p.add_argument(
+        "--shuffle-method",
+        choices=[*sorted(SHUFFLE_NAMES), *(["units"] if units else [])],
+        default=None if units else "layer",
+        metavar="METHOD",
+        help=f"one of {', '.join(SHUFFLE_NAMES)} (default layer)"
+        + (", or units (permute each unit's activations across examples; --graph activations only, "
+           "its default)" if units else ""),
+    )
+    p.add_argument(
+        "--method",
+        choices=["spectral", "leiden", "louvain", "local"],
+        default="spectral",
+        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
+        "layer-local n-cut",
+    )
 
 
 def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:

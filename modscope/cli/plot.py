@@ -7,12 +7,13 @@ from .options import Parser, check_outputs, positive_int
 
 __all__ = ["RESULT_FIGURES", "add", "run_network", "run_result"]
 
-RESULT_FIGURES = {  # figure -> (result kind, what it shows)
-    "histogram": ("score", "histogram of the shuffled n-cuts with the trained n-cut marked"),
-    "sizes": ("score", "cluster sizes per layer (stacked bars)"),
-    "masks": ("masks", "mask overlap heatmaps (IoU, IoMin; overall and per layer)"),
-    "lesions": ("knockout", "lesion effect bars against random lesions"),
-    "pairs": ("knockout", "double-lesion interaction heatmap"),
+RESULT_FIGURES = {  # figure -> (result kind, what it shows, its function in modscope.report.plot)
+    "histogram": ("score", "histogram of the shuffled n-cuts with the trained n-cut marked",
+                  "shuffle_histogram"),
+    "sizes": ("score", "cluster sizes per layer (stacked bars)", "cluster_sizes"),
+    "masks": ("masks", "mask overlap heatmaps (IoU, IoMin; overall and per layer)", "mask_overlap"),
+    "lesions": ("knockout", "lesion effect bars against random lesions", "lesion_effects"),
+    "pairs": ("knockout", "double-lesion interaction heatmap", "double_lesion"),
 }
 
 
@@ -24,7 +25,7 @@ def add(sub) -> None:
     )
     figures = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
     figures.required = True
-    for name, (kind, text) in RESULT_FIGURES.items():
+    for name, (kind, text, _) in RESULT_FIGURES.items():
         f = figures.add_parser(
             name,
             help=text,
@@ -33,9 +34,7 @@ def add(sub) -> None:
         )
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
         _demo_model_flag(f, "model name, when INPUT is the demo's results.json")
-        f.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
-        f.add_argument("--title", help="figure title")
-        f.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
+        _image_flags(f)
         f.set_defaults(run=run_result)
     n = figures.add_parser(
         "network",
@@ -48,7 +47,6 @@ def add(sub) -> None:
         help="a modscope checkpoint (.pt, BIMT positions kept) or any weights file `score` reads as a "
         "plain stack of layers (a state dict, .safetensors, .npz)",
     )
-    n.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
     n.add_argument("--clusters", type=positive_int(2), help="colour neurons by k clusters")
     n.add_argument(
         "--score",
@@ -57,9 +55,14 @@ def add(sub) -> None:
     )
     _demo_model_flag(n, "model name, when --score is the demo's results.json")
     n.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
-    n.add_argument("--title", help="figure title")
-    n.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
+    _image_flags(n)
     n.set_defaults(run=run_network)
+
+
+def _image_flags(p) -> None:
+    p.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
+    p.add_argument("--title", help="figure title")
+    p.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
 
 
 def _demo_model_flag(p, text: str) -> None:
@@ -126,15 +129,8 @@ def run_result(args) -> int:
     from ..report.html import pick_result
 
     check_outputs({"--out": args.out}, no_stdout=("--out",))
-    kind = RESULT_FIGURES[args.figure][0]
+    kind, _, draw = RESULT_FIGURES[args.figure]
     d = pick_result(args.input, kind, args.model)
-    draw = {
-        "histogram": plot.shuffle_histogram,
-        "sizes": plot.cluster_sizes,
-        "masks": plot.mask_overlap,
-        "lesions": plot.lesion_effects,
-        "pairs": plot.double_lesion,
-    }[args.figure]
-    plot.save(draw(d, title=args.title), args.out, dpi=args.dpi)
+    plot.save(getattr(plot, draw)(d, title=args.title), args.out, dpi=args.dpi)
     print(f"wrote {args.out}")
     return 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from .options import (
-    SHUFFLE_NAMES,
     check_outputs,
     clustering_flags,
     echo,
     executor,
     executor_flags,
     load_source_graph,
+    measure_flags,
     model_flags,
     positive_int,
     progress_flag,
@@ -38,14 +38,6 @@ def add(sub) -> None:
         "of your module",
     )
     clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
-    p.add_argument(
-        "--shuffle-method",
-        choices=[*sorted(SHUFFLE_NAMES), "units"],
-        default=None,
-        metavar="METHOD",
-        help=f"one of {', '.join(SHUFFLE_NAMES)} (default layer), or units (permute each unit's "
-        "activations across examples; --graph activations only, its default)",
-    )
     p.add_argument(
         "--assign-labels",
         choices=["kmeans", "cluster_qr"],
@@ -78,18 +70,12 @@ def add(sub) -> None:
     )
     executor_flags(p)
     m = p.add_argument_group("other graphs and measures (modscope.scoring.measures, modscope.graphs)")
+    measure_flags(m, units=True)
     m.add_argument(
         "--graph",
         choices=["weights", "activations"],
         default="weights",
         help="edges |w| (default) or squared Spearman correlations of unit activations",
-    )
-    m.add_argument(
-        "--method",
-        choices=["spectral", "leiden", "louvain", "local"],
-        default="spectral",
-        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
-        "layer-local n-cut",
     )
     m.add_argument(
         "--task",

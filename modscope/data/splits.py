@@ -50,23 +50,11 @@ def as_batch(x: Any, y: Any, regression: bool, scale_uint8: bool = False) -> tup
     y = torch.as_tensor(y)
     if scale:  # 8-bit pixels, as modscope's image tasks read them: [0, 1]
         x = x.float() / 255.0
-    if x.is_floating_point():
-        x = x.float()
-    elif x.dtype not in (torch.int64, torch.int32):
-        x = x.float()  # uint8 pixels and the like
-    else:
-        x = x.long()
-    if regression:
-        y = y.float()
-        if y.ndim == 1:
-            y = y[:, None]
-    else:
-        if y.is_floating_point() and not bool(torch.all(y == y.round())):
-            raise ModscopeError("classification labels must be whole numbers (got fractional values)")
-        y = y.long()
-        if y.ndim == 1:
-            y = y[:, None]
-    return x, y
+    x = x.long() if x.dtype in (torch.int64, torch.int32) else x.float()  # uint8 pixels: float too
+    if not regression and y.is_floating_point() and not bool(torch.all(y == y.round())):
+        raise ModscopeError("classification labels must be whole numbers (got fractional values)")
+    y = y.float() if regression else y.long()
+    return x, y[:, None] if y.ndim == 1 else y
 
 
 class Split(Protocol):

@@ -181,8 +181,6 @@ class WeightGraph:
         for b in self.self_edge_sets:
             weights[b] = weights[b].copy()
             np.fill_diagonal(weights[b], 0.0)
-        if self.is_chain:
-            return WeightGraph(tuple(weights), self.names, reading=self.reading)
         return WeightGraph(tuple(weights), self.names, self.links, self.sizes, self.group_names, self.reading)
 
     # -- layout ----------------------------------------------------------------------------

@@ -40,7 +40,7 @@ layer writes and another reads (not the network's inputs and outputs).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -76,22 +76,12 @@ class Alignment:
     groups: list[str] | None = None  # graph mode: the unit groups whose units were compared
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "functions": list(self.functions),
-            "clusters": [int(c) for c in self.clusters],
-            "share": {str(c): v for c, v in self.share.items()},
-            "dominant": {str(c): v for c, v in self.dominant.items()},
-            "ami": self.ami,
-            "null_mean": self.null_mean,
-            "null_std": self.null_std,
-            "z": self.z,
-            "p_value": self.p_value,
-            "n_null": self.n_null,
-            "n_neurons": self.n_neurons,
-            "hidden_only": self.hidden_only,
-            "seed": self.seed,
-            **({"groups": list(self.groups)} if self.groups is not None else {}),
-        }
+        d = {**asdict(self), "clusters": [int(c) for c in self.clusters],  # asdict copies the rest
+             "share": {str(c): v for c, v in self.share.items()},
+             "dominant": {str(c): v for c, v in self.dominant.items()}}
+        if self.groups is None:
+            del d["groups"]
+        return d
 
     def to_frame(self):
         """One row per (cluster, function): share of kept incident weights, dominant neurons."""

@@ -75,10 +75,8 @@ def _result(
     functions' data)."""
     keep = logits > 0
     fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
-    overall = overlap_measures(keep, fnames, fn_rows)
-    layers = {}
-    for n, sl in zip(net.names, net.spans, strict=True):
-        layers[n] = overlap_measures(keep[:, sl], fnames, fn_rows)
+    spans = zip(net.names, net.spans, strict=True)
+    layers = {n: overlap_measures(keep[:, sl], fnames, fn_rows) for n, sl in spans}
 
     def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = zip(net.names, net.spans, net.shapes, strict=True)
@@ -88,10 +86,7 @@ def _result(
         functions=list(fnames),
         layer_names=list(net.names),
         masks={f: split(keep[k]) for k, f in enumerate(fnames)},
-        kept_fraction=overall["kept_fraction"],
-        iou=overall["iou"],
-        iomin=overall["iomin"],
-        shared=overall["shared"],
+        **overlap_measures(keep, fnames, fn_rows),  # kept_fraction, iou, iomin, shared
         accuracy={f: dict(zip(fnames, acc[k], strict=True)) for k, f in enumerate(fnames)},
         inverted_accuracy={f: dict(zip(fnames, inv_acc[k], strict=True)) for k, f in enumerate(fnames)},
         full_accuracy=dict(zip(fnames, full, strict=True)),

@@ -68,23 +68,11 @@ class MaskResult:
         return [f.message for f in self.flags]
 
     def to_dict(self) -> dict:
-        d = {
-            "functions": list(self.functions),
-            "kept_fraction": self.kept_fraction,
-            "iou": self.iou,
-            "iomin": self.iomin,
-            "shared": self.shared,
-            "accuracy": self.accuracy,
-            "inverted_accuracy": self.inverted_accuracy,
-            "full_accuracy": self.full_accuracy,
-            "layers": self.layers,
-        }
-        if self.class_drop is not None:
-            d["class_drop"] = self.class_drop
+        keys = ("functions", "kept_fraction", "iou", "iomin", "shared", "accuracy", "inverted_accuracy",
+                "full_accuracy", "layers", "class_drop", "groups")
+        d = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}  # to_jsonable copies
         if "metric" in self.config:
             d["metric"] = self.config["metric"]
-        if self.groups is not None:
-            d["groups"] = self.groups
         return to_jsonable(d)
 
     def to_payload(self) -> dict[str, Any]:

@@ -16,16 +16,8 @@ from ..graphs.weight_graph import WeightGraph
 from .degree import LayerDegreeShuffle
 
 __all__ = [
-    "SHUFFLE_METHODS",
-    "LayerAllDistribution",
-    "LayerNonzeroDistribution",
-    "LayerNonzeroShuffle",
-    "LayerShuffle",
-    "ShuffleMethod",
-    "WeightShuffleNull",
-    "get_shuffle",
-    "kde_redraw",
-    "shuffle_graph",
+    "SHUFFLE_METHODS", "LayerAllDistribution", "LayerNonzeroDistribution", "LayerNonzeroShuffle",
+    "LayerShuffle", "ShuffleMethod", "WeightShuffleNull", "get_shuffle", "kde_redraw", "shuffle_graph",
 ]
 
 
@@ -82,13 +74,10 @@ class LayerNonzeroDistribution:
         return kde_redraw(weight, weight[weight != 0], self.bandwidth, rng)
 
 
-class LayerAllDistribution:
+class LayerAllDistribution(LayerNonzeroDistribution):
     """`layer` (permute everything), then the KDE redraw of the non-zero entries."""
 
     name = "layer_all_distribution"
-
-    def __init__(self, bandwidth: float = 0.01) -> None:
-        self.bandwidth = bandwidth
 
     def shuffle(self, weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         permuted = LayerShuffle().shuffle(weight, rng)
@@ -97,13 +86,8 @@ class LayerAllDistribution:
 
 SHUFFLE_METHODS: dict[str, type] = {
     m.name: m
-    for m in (
-        LayerShuffle,
-        LayerNonzeroShuffle,
-        LayerNonzeroDistribution,
-        LayerAllDistribution,
-        LayerDegreeShuffle,
-    )
+    for m in (LayerShuffle, LayerNonzeroShuffle, LayerNonzeroDistribution, LayerAllDistribution,
+              LayerDegreeShuffle)
 }
 
 

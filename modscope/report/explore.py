@@ -39,12 +39,7 @@ from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
 
 __all__ = [
-    "DEFAULT_MAX_EDGES",
-    "Explorer",
-    "explore",
-    "explore_kind",
-    "load_explore_result",
-    "page_data",
+    "DEFAULT_MAX_EDGES", "Explorer", "explore", "explore_kind", "load_explore_result", "page_data",
     "render_page",
 ]
 
@@ -159,18 +154,25 @@ def _sources(items: Sequence[_Item]) -> tuple[list[tuple[str, Mapping]], dict[st
     return sources, digests
 
 
+def _given_file(network: str | os.PathLike, digests: Mapping[str, str]) -> Path:
+    """The network file given beside the results: it exists, and is the file they name (sha256)."""
+    path = Path(network)
+    if not path.exists():
+        raise ModscopeError(f"{path}: no such file")
+    if digests and path.is_file() and file_sha256(path) not in digests:
+        raise ModscopeError(
+            f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
+            "pass the file the results were computed on"
+        )
+    return path
+
+
 def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dict[str, Any]:
     """The page of ``blocks`` results alone: the per-block table and drawings, no whole graph."""
     sources, digests = _sources(items)
     path = None
     if isinstance(network, str | os.PathLike):
-        path = Path(network)
-        if not path.exists():
-            raise ModscopeError(f"{path}: no such file")
-        if digests and path.is_file() and file_sha256(path) not in digests:
-            raise ModscopeError(
-                f"{path} is not the network of {next(iter(digests.values()))} (another sha256)"
-            )
+        path = _given_file(network, digests)
     elif sources and Path(sources[0][1].get("path", "")).exists():
         path = Path(sources[0][1]["path"])
     it = next(it for it in items if it.kind == "blocks")
@@ -224,16 +226,7 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
         if isinstance(network, WeightGraph):
             return network, None, "the graph given"
         if isinstance(network, str | os.PathLike):
-            path = Path(network)
-            if not path.exists():
-                raise ModscopeError(f"{path}: no such file")
-            if digests and path.is_file():
-                sha = file_sha256(path)
-                if sha not in digests:
-                    raise ModscopeError(
-                        f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
-                        "pass the file the results were computed on"
-                    )
+            path = _given_file(network, digests)
             read = next((src.get("read") or {} for _, src in sources), {})
             return load_graph(path, **_read_flags(read, str(path))), str(path.resolve()), path.name
         return load_graph(network), None, type(network).__name__

@@ -33,22 +33,9 @@ from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
 __all__ = [
-    "DPI",
-    "KINDS",
-    "NETWORK_DENSE_EDGES",
-    "NETWORK_QUANTILE",
-    "build_report",
-    "collect",
-    "kind_by_keys",
-    "load_result",
-    "long_rows",
-    "pick_result",
-    "read_result",
-    "render_html",
-    "ReportData",
-    "result_kind",
-    "score_row",
-    "tables",
+    "DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect", "kind_by_keys",
+    "load_result", "long_rows", "pick_result", "read_result", "render_html", "ReportData", "result_kind",
+    "score_row", "tables",
 ]
 
 KINDS = ("score", "masks", "knockout", "demo")
@@ -116,15 +103,10 @@ class ReportData:
         """Add one result; ``base``: the folder that relative checkpoint paths are relative to."""
         if kind == "demo":
             self.models.extend(dict(r) for r in d["models"])
-            for key, target in (("scores", self.scores), ("masks", self.masks),
-                                ("knockouts", self.knockouts)):
-                target.update(d.get(key) or {})
-            self.nulls.update(d.get("nulls") or {})
-            self.worked.update(d.get("worked") or {})
-            self.explorers.update(d.get("explorers") or {})
-            self.extra.update({k: v for k, v in d.items() if k not in
-                               ("models", "scores", "masks", "knockouts", "nulls", "worked", "explorers",
-                                "version")})
+            merged = ("scores", "masks", "knockouts", "nulls", "worked", "explorers")
+            for key in merged:
+                getattr(self, key).update(d.get(key) or {})
+            self.extra.update({k: v for k, v in d.items() if k not in (*merged, "models", "version")})
             for row in d["models"]:
                 ckpt = row.get("checkpoint")
                 if ckpt:
@@ -145,12 +127,8 @@ class ReportData:
     def to_dict(self) -> dict[str, Any]:
         d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
              "masks": self.masks, "knockouts": self.knockouts}
-        if self.nulls:  # scores of the same clustering against other shuffle methods
-            d["nulls"] = self.nulls
-        if self.worked:
-            d["worked"] = self.worked
-        if self.explorers:
-            d["explorers"] = self.explorers
+        # nulls: scores of the same clustering against other shuffle methods; each only when there is any
+        d.update({k: getattr(self, k) for k in ("nulls", "worked", "explorers") if getattr(self, k)})
         return d
 
 
@@ -352,9 +330,7 @@ figcaption{font-size:.82em;color:#555}
 def _fmt(v: Any, spec: str = ".4g") -> str:
     if v is None:
         return "–"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, int):
+    if isinstance(v, bool | int):
         return str(v)
     if isinstance(v, float):
         return format(v, spec)

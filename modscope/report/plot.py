@@ -44,17 +44,8 @@ from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
-    "CATEGORY_COLORS",
-    "NEGATIVE",
-    "POSITIVE",
-    "UNCLUSTERED",
-    "cluster_sizes",
-    "double_lesion",
-    "lesion_effects",
-    "mask_overlap",
-    "network",
-    "save",
-    "shuffle_histogram",
+    "CATEGORY_COLORS", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes", "double_lesion",
+    "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram",
 ]
 
 POSITIVE = "#1f5fbf"  # blue
@@ -63,15 +54,10 @@ UNCLUSTERED = "#9a9a9a"
 _MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest are invisible
 
 
-def _geometry(source) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Weights ``(n_{l+1}, n_l)`` per layer and node coordinates ``(n_l, d)`` per layer, both in
-    graph order (inputs / outputs in task order, hidden neurons in position order)."""
-    weights, coords, _ = _placed(source)
-    return weights, coords
-
-
 def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
-    """`_geometry` and whether the coordinates were learned (BIMT) rather than laid out."""
+    """Weights ``(n_{l+1}, n_l)`` per layer, node coordinates ``(n_l, d)`` per layer (both in graph
+    order: inputs / outputs in task order, hidden neurons in position order) and whether the
+    coordinates were learned (BIMT) rather than laid out."""
     if isinstance(source, Network):  # one network object: its unit graph
         source = source.graph
     if isinstance(source, str | os.PathLike):
@@ -192,12 +178,7 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
         raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
     bundle = bundle and labels is not None
     n_layers = len(coords)
-    if ax is None:
-        fig = Figure(figsize=(7.0, max(2.5, 1.3 * n_layers)), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
     if bundle and not learned:
         coords = _by_cluster(coords, labels)
     pos = [_project(c, float(l)) for l, c in enumerate(coords)]
@@ -209,8 +190,7 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     for l, w in enumerate(weights):
         _draw_layer(ax, l, w, pos, layer_labels if bundle else None, palette, max_width, quantile)
     _draw_nodes(ax, pos, labels, palette, float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40)))
-    names = ["input"] + [f"hidden {i}" for i in range(1, n_layers - 1)] + ["output"]
-    ax.set_yticks(range(n_layers), names)
+    ax.set_yticks(range(n_layers), _layer_names(n_layers))
     ax.set_xticks([])
     ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.5, n_layers - 0.5)
@@ -553,8 +533,7 @@ def double_lesion(result: Any, ax: Axes | None = None, *, title: str | None = No
         i, j = idx[(p["layer_a"], p["cluster_a"])], idx[(p["layer_b"], p["cluster_b"])]
         if p["interaction"] is not None:
             m[i, j] = m[j, i] = p["interaction"]
-    lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 0.0
-    lim = lim or 1.0
+    lim = (float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 0.0) or 1.0
     names = _submodule_names(subs)
     with matplotlib.rc_context(_STYLE):
         side = float(np.clip(0.2 * n + 2.2, 3.6, 6.5))

@@ -12,23 +12,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..stats import flags
+from ..stats.flags import z_text
 
 __all__ = [
-    "IOU_FEW",
-    "IOU_MOST",
-    "knockout_sentences",
-    "mask_sentences",
-    "null_blocks",
-    "score_flags",
+    "IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
     "score_sentences",
 ]
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
-
-
-def _z(z: float | None) -> str:
-    return "n/a" if z is None else f"{z:+.2f}"
 
 
 def _names(items: Sequence[str]) -> str:
@@ -93,9 +85,6 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     return out
 
 
-_SAID = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
-
-
 def score_sentences(scores: Mapping[str, Mapping[str, Any]],
                     nulls: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
                     sparsity: Mapping[str, float] | None = None) -> list[str]:
@@ -107,10 +96,10 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
     for name, d in scores.items():
         for method, block in null_blocks(d, nulls.get(name)).items():
             v = _verdict(d, block)
-            by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {_z(block.get('z'))})")
+            by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {z_text(block.get('z'))})")
     out = []
     for method, groups in by_null.items():
-        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {_SAID[v]} them"
+        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {flags.VERDICT_WORDS[v]} them"
                  for v in ("more", "neither", "less") if v in groups]
         out.append(f"Against `{method}` shuffles, " + "; ".join(parts) + f" (`{method}` "
                    f"{flags.null_tests(method)})")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
+from ..stats.flags import VERDICT_WORDS
 
 if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor the other layers
     from ..lesions.results import KnockoutResult
@@ -17,16 +18,8 @@ if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor th
     from ..scoring.result import ScoreResult
 
 __all__ = [
-    "format_blocks",
-    "format_knockout",
-    "format_masks",
-    "format_measure",
-    "format_score",
-    "format_sweep",
-    "clustering_text",
-    "flags_text",
-    "sparse_text",
-    "score_table",
+    "format_blocks", "format_knockout", "format_masks", "format_measure", "format_score", "format_sweep",
+    "clustering_text", "flags_text", "sparse_text", "score_table",
 ]
 
 
@@ -61,9 +54,6 @@ def flags_text(flags: Sequence[Any]) -> list[str]:
     return lines
 
 
-_VERDICTS = {"more": "more modular", "less": "less modular", "neither": "not more modular"}
-
-
 def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     """A sparse network's two nulls (``sparse`` and ``shuffle``: the blocks of a score's JSON):
     its zero fraction, each null's z, p, verdict and what it tests."""
@@ -78,7 +68,8 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     for name, tests in sparse["tests"].items():
         b = blocks.get(name)
         z = "" if b is None else f"z {_fmt(b['z'], '+.2f'):>6}, p {b['p_value']:<7.4g} "
-        lines.append(f"  {name:<14} {z}{_VERDICTS.get(sparse['verdicts'][name], '?')}")
+        said = VERDICT_WORDS.get(sparse["verdicts"][name], "?").removesuffix(" than")
+        lines.append(f"  {name:<14} {z}{said}")
         lines += textwrap.wrap(tests, 96, initial_indent=" " * 17, subsequent_indent=" " * 17)
     return lines
 
@@ -109,23 +100,19 @@ def score_table(result: ScoreResult, source: str = "") -> str:
     sizes = result.cluster_sizes
     k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
-    if result.graph.is_chain:
-        header = "layer  width |" + "".join(f"{c:>{col}}" for c in range(k))
-        lines += ["", "cluster sizes per layer", header, "-" * len(header)]
-        for l, row in enumerate(sizes):
-            lines.append(f"{l:>5}  {d['layer_widths'][l]:>5} |" + "".join(f"{v:>{col}}" for v in row))
-        totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))  # a giant cluster or slivers show here
-        lines.append(f"{'all':>5}  {sum(d['layer_widths']):>5} |" + totals)
-        return "\n".join(lines + flags_text(result.flags))
-    names = [g["name"] for g in d["groups"]]
-    name_w = min(40, max(5, *(len(n) for n in names)))
-    header = f"{'group':<{name_w}}  units |" + "".join(f"{c:>{col}}" for c in range(k))
-    lines += ["", "cluster sizes per unit group", header, "-" * len(header)]
+    if result.graph.is_chain:  # layers by index, right-aligned
+        names, first, second, w, align, title = list(range(len(sizes))), "layer", "width", 5, ">", "layer"
+    else:
+        names = [g["name"] for g in d["groups"]]
+        first, second, align, title = "group", "units", "<", "unit group"
+        w = min(40, max(5, *(len(n) for n in names)))
+    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(k))
+    lines += ["", f"cluster sizes per {title}", header, "-" * len(header)]
     for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
-        label = name if len(name) <= name_w else "..." + name[-(name_w - 3) :]
-        lines.append(f"{label:<{name_w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
-    totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))
-    lines.append(f"{'all':<{name_w}}  {sum(d['layer_widths']):>5} |" + totals)
+        label = name if len(str(name)) <= w else "..." + name[-(w - 3) :]
+        lines.append(f"{label:{align}{w}}  {width:>5} |" + "".join(f"{v:>{col}}" for v in row))
+    totals = "".join(f"{v:>{col}}" for v in sizes.sum(0))  # a giant cluster or slivers show here
+    lines.append(f"{'all':{align}{w}}  {sum(d['layer_widths']):>5} |" + totals)
     return "\n".join(lines + flags_text(result.flags))
 
 
@@ -211,14 +198,10 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
         f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
     ]
-
-    def fmt_z(z: float | None) -> str:
-        return f"{z:7.2f}" if z is not None else f"{'-':>7}"
-
     for s in result.submodules:
         lines.append(
             f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
-            f"{s.p_value:>7.4f} {fmt_z(s.z)}  {s.category:<15}"
+            f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
             + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
         )
     if result.group_names is not None:  # a traced network: say which unit group each number is

@@ -51,11 +51,8 @@ class LocalExecutor:
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
 
-    def _check(self) -> None:
-        check_jobs(self.jobs)
-
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
-        self._check()
+        check_jobs(self.jobs)
         if self.jobs == 1:
             return (fn(*shared, item) for item in items)
         from joblib import Parallel, delayed
@@ -63,7 +60,7 @@ class LocalExecutor:
         return Parallel(n_jobs=self.jobs, return_as="generator")(delayed(fn)(*shared, x) for x in items)
 
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
-        self._check()
+        check_jobs(self.jobs)
         if self.jobs == 1:
             return ((i, fn(*shared, item)) for i, item in enumerate(items))
         from joblib import Parallel, delayed

@@ -20,23 +20,13 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from ..errors import ModscopeError
 
 __all__ = [
-    "DEFAULT_FRACTION",
-    "ENV_VAR",
-    "ZIP_ERRORS",
-    "Budget",
-    "check_npz",
-    "check_zip",
-    "declared_bytes",
-    "gunzip",
-    "format_size",
-    "max_memory",
-    "memory_limit",
-    "parse_size",
+    "DEFAULT_FRACTION", "ENV_VAR", "ZIP_ERRORS", "Budget", "check_npz", "check_zip", "declared_bytes",
+    "environment_variable", "gunzip", "format_size", "max_memory", "memory_limit", "parse_size",
 ]
 
 # Share of the machine's physical memory one run may declare by default.
@@ -93,23 +83,25 @@ def max_memory() -> int:
     return int(_physical() * DEFAULT_FRACTION)
 
 
+def memory_limit(size: str | int | None) -> AbstractContextManager[None]:
+    """Within the block, the budget is ``size`` (``None``: unchanged), in the environment."""
+    return environment_variable(ENV_VAR, None if size is None else str(parse_size(size)))
+
+
 @contextmanager
-def memory_limit(size: str | int | None) -> Iterator[None]:
-    """Within the block, the budget is ``size`` (``None``: unchanged). Set in the environment so
+def environment_variable(name: str, value: str | None) -> Iterator[None]:
+    """Within the block, the environment variable ``name`` is ``value`` (``None``: unchanged), so
     that worker processes started inside inherit it; restored afterwards."""
-    if size is None:
-        yield
-        return
-    value = parse_size(size)
-    old = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = str(value)
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(ENV_VAR, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[ENV_VAR] = old
+            os.environ[name] = old
 
 
 def declared_bytes(shape: Iterable[object], itemsize: int, where: str) -> int:

@@ -62,15 +62,7 @@ class NullComparison:
     def to_shuffle_dict(self, method: str, samples_key: str = "ncuts") -> dict:
         """The ``shuffle`` block of a result's JSON: ``method, n, <samples_key>, mean, std, z, p_value``."""
         d = self.to_dict()
-        return {
-            "method": method,
-            "n": d["n"],
-            samples_key: d["samples"],
-            "mean": d["mean"],
-            "std": d["std"],
-            "z": d["z"],
-            "p_value": d["p_value"],
-        }
+        return {"method": method, "n": d["n"], samples_key: d.pop("samples"), **d}
 
 
 def compare_to_null(observed: float, samples, higher_is_modular: bool = False) -> NullComparison:

@@ -41,23 +41,9 @@ import numpy as np
 from . import p_value
 
 __all__ = [
-    "ALPHA",
-    "GIANT_SHARE",
-    "MASK_DENSE",
-    "NULL_TESTS",
-    "SLIVER_MIN_MEAN",
-    "SLIVER_UNITS",
-    "SPARSE_FRACTION",
-    "Flag",
-    "companion_null",
-    "is_sparse",
-    "mask_flags",
-    "null_disagreement",
-    "null_tests",
-    "partition_flags",
-    "stack_reading_flag",
-    "verdict",
-    "zero_fraction",
+    "ALPHA", "VERDICT_WORDS", "GIANT_SHARE", "MASK_DENSE", "NULL_TESTS", "SLIVER_MIN_MEAN", "SLIVER_UNITS",
+    "SPARSE_FRACTION", "Flag", "companion_null", "is_sparse", "mask_flags", "null_disagreement", "null_tests",
+    "partition_flags", "stack_reading_flag", "verdict", "z_text", "zero_fraction",
 ]
 
 SPARSE_FRACTION = 0.5  # zero entries from which `layer` shuffles move most weights off the pattern
@@ -109,12 +95,9 @@ class Flag:
 # -- sparse networks and their nulls ------------------------------------------------------------
 def zero_fraction(weights: Iterable[np.ndarray]) -> float:
     """The share of exactly-zero entries over all ``weights`` (the entries a shuffle permutes)."""
-    zeros = total = 0
-    for w in weights:
-        w = np.asarray(w)
-        zeros += int(w.size - np.count_nonzero(w))
-        total += int(w.size)
-    return zeros / total if total else 0.0
+    ws = [np.asarray(w) for w in weights]
+    total = sum(w.size for w in ws)
+    return (total - sum(np.count_nonzero(w) for w in ws)) / total if total else 0.0
 
 
 def is_sparse(fraction: float) -> bool:
@@ -149,11 +132,13 @@ def verdict(observed: float, samples: Sequence[float], higher_is_modular: bool =
     return "neither"
 
 
-_SAID = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
+# A `verdict` in words, as the flags, the tables and the report's sentences say it.
+VERDICT_WORDS = {"more": "more modular than", "less": "less modular than", "neither": "not more modular than"}
 
 
-def _z(z: float | None) -> str:
-    return "n/a" if z is None else f"{z:+.2f}"
+def z_text(z: float | None, spec: str = "+.2f") -> str:
+    """A z-score as the flags, tables and logs print it: ``n/a`` when undefined."""
+    return "n/a" if z is None else format(z, spec)
 
 
 def null_disagreement(
@@ -173,7 +158,7 @@ def null_disagreement(
     if va == vb:
         return None
     said = "; ".join(
-        f"{_SAID[v]} `{n}` shuffles (z {_z(s.get('z'))}, p {s['p_value']:.3g})"
+        f"{VERDICT_WORDS[v]} `{n}` shuffles (z {z_text(s.get('z'))}, p {s['p_value']:.3g})"
         for n, s, v in ((a, sa, va), (b, sb, vb))
     )
     share = "" if fraction is None else f" ({100 * fraction:.0f} % zero weights)"
@@ -188,8 +173,8 @@ def null_disagreement(
                    f"`{scatter}` shuffles scatter its zeros and strong weights into random sparse "
                    "graphs that are themselves easy to cut, so they are no fair yardstick for its n-cut")
     else:
-        reading = (f"against `{keep}` it is {_SAID[v_keep].replace(' than', '')} while against "
-                   f"`{scatter}` it is {_SAID[v_scatter].replace(' than', '')}: the two nulls ask "
+        reading = (f"against `{keep}` it is {VERDICT_WORDS[v_keep].replace(' than', '')} while against "
+                   f"`{scatter}` it is {VERDICT_WORDS[v_scatter].replace(' than', '')}: the two nulls ask "
                    "different questions")
     return Flag(
         "sparse_nulls_disagree",

@@ -15,18 +15,11 @@ import torch
 
 from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Task
+from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
 
 __all__ = [
-    "ADDMUL_DEFAULTS",
-    "MODADD_DEFAULTS",
-    "S4_DEFAULTS",
-    "build_addmul",
-    "build_modadd",
-    "build_s4",
-    "build_tuple_add",
-    "s4_elements",
-    "s4_table",
+    "ADDMUL_DEFAULTS", "MODADD_DEFAULTS", "S4_DEFAULTS", "build_addmul", "build_modadd", "build_s4",
+    "build_tuple_add", "s4_elements", "s4_table",
 ]
 
 _EYE10 = np.eye(10, dtype=np.float32)
@@ -40,12 +33,6 @@ def _digits_onehot(v: np.ndarray) -> np.ndarray:
 def _digits(v: np.ndarray) -> np.ndarray:
     """``(n,)`` ints in [0, 100) -> ``(n, 2)`` digit classes, units first."""
     return np.stack([v % 10, v // 10], axis=1).astype(np.int64)
-
-
-def _check_sizes(name: str, **sizes: int) -> None:
-    for k, v in sizes.items():
-        if v < 1:
-            raise ModscopeError(f"{name}: {k} must be >= 1, got {v}")
 
 
 ADD, MUL = 0, 1
@@ -94,7 +81,7 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     ``heldout=False`` (the reference's setting) train and test are independent draws and
     overlap; with ``heldout=True`` the test inputs are distinct and never occur in training.
     """
-    _check_sizes("addmul", n_train=n_train, n_test=n_test)
+    check_sizes("addmul", n_train=n_train, n_test=n_test)
     rng_split, rng_tr, rng_te = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
@@ -145,7 +132,7 @@ def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
     ``(a2 + b2) % 100`` units, tens. Functions ``first`` = groups (0, 1), ``second`` =
     groups (2, 3), on all examples. All four operands are independent and uniform in [0, 100).
     """
-    _check_sizes("tuple-add", n_train=n_train, n_test=n_test)
+    check_sizes("tuple-add", n_train=n_train, n_test=n_test)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)]
 
     def draw(rng, n):

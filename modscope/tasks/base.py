@@ -16,8 +16,9 @@ from ..data import metrics
 from ..data.dataset import Data
 from ..data.functions import Function
 from ..data.splits import ArraySplit
+from ..errors import ModscopeError
 
-__all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task"]
+__all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task", "check_sizes"]
 
 # Training defaults shared by the minibatch classification tasks: Adam at batch 128, ReLU, and
 # BIMT with the larger-task settings of spec §6 (lambda 0.01, y* 0.5, A 2, mean per tensor).
@@ -111,3 +112,10 @@ class Task:
             functions=dict(self.functions),
             name=self.name,
         )
+
+
+def check_sizes(name: str, **sizes: int) -> None:
+    """Each size (``n_train=...``, ``n_test=...``) at least 1, or a one-line error naming it."""
+    for k, v in sizes.items():
+        if v < 1:
+            raise ModscopeError(f"{name}: {k} must be >= 1, got {v}")

@@ -14,14 +14,9 @@ import torch
 
 from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import Task
+from .base import Task, check_sizes
 
-__all__ = [
-    "FORMULAS",
-    "MOONS_DEFAULTS",
-    "build_formula",
-    "build_moons",
-]
+__all__ = ["FORMULAS", "MOONS_DEFAULTS", "build_formula", "build_moons"]
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 
@@ -71,14 +66,9 @@ _FORMULA_TRAINING = {
 }
 
 
-def _check_sizes(name: str, n_train: int, n_test: int) -> None:
-    if n_train < 1 or n_test < 1:
-        raise ModscopeError(f"{name}: n_train and n_test must be >= 1, got {n_train}, {n_test}")
-
-
 def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
     """``x ~ U[-1, 1]^d`` (float32 ``(N, d)``), ``y`` = the formula, float32 ``(N, n_out)``."""
-    _check_sizes(name, n_train, n_test)
+    check_sizes(name, n_train=n_train, n_test=n_test)
     d, formula, hidden, _ = FORMULAS[name]
     rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     x_tr = rng_tr.uniform(-1.0, 1.0, size=(n_train, d))
@@ -104,19 +94,13 @@ def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
     )
 
 
+# the formulas' training (without its bimt_bias_from), but 10000 steps, y* 0.2 and the top 10 swaps
 MOONS_DEFAULTS = {
     "hidden": [20, 20],
+    **{k: v for k, v in _FORMULA_TRAINING.items() if k != "bimt_bias_from"},
     "steps": 10000,
-    "batch_size": None,
-    "lr": 2e-3,
-    "activation": "silu",
-    "bimt_lambda": 1e-3,
     "bimt_y_star": 0.2,
-    "bimt_A": 1.0,
     "bimt_top_k": 10,
-    "bimt_swap_every": 200,
-    "bimt_reduction": "sum",
-    "bimt_schedule": "reference",
 }
 
 
@@ -125,7 +109,7 @@ def build_moons(seed: int, n_train: int, n_test: int, noise: float) -> Task:
     ``x`` float32 ``(N, 2)``, ``y`` the moon (0 or 1), 2-way CE."""
     from sklearn.datasets import make_moons
 
-    _check_sizes("moons", n_train, n_test)
+    check_sizes("moons", n_train=n_train, n_test=n_test)
     if noise < 0:
         raise ModscopeError(f"moons: noise must be >= 0, got {noise}")
     s_tr, s_te = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))

@@ -15,20 +15,11 @@ import torch
 from ..data.functions import Function
 from ..data.idx import load_image_data
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Task
+from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
 
 __all__ = [
-    "DIGITS_DEFAULTS",
-    "DIGITS_SPLIT_STATE",
-    "DIGITS_TEST_FRACTION",
-    "FASHION_MNIST_DIR",
-    "HALVES_DEFAULTS",
-    "HINTS",
-    "MNIST_DEFAULTS",
-    "build_digits",
-    "build_fashion_mnist",
-    "build_halves",
-    "build_mnist",
+    "DIGITS_DEFAULTS", "DIGITS_SPLIT_STATE", "DIGITS_TEST_FRACTION", "FASHION_MNIST_DIR", "HALVES_DEFAULTS",
+    "HINTS", "MNIST_DEFAULTS", "build_digits", "build_fashion_mnist", "build_halves", "build_mnist",
 ]
 
 DIGITS_SPLIT_STATE = 0  # the digits train/test split is fixed, whatever the task seed
@@ -91,13 +82,7 @@ def build_digits(seed: int) -> Task:
     return _classifier("digits", x_tr, y_tr, x_te, y_te, 10, (8, 8), DIGITS_DEFAULTS)
 
 
-HALVES_DEFAULTS = {
-    **MINIBATCH_BIMT_DEFAULTS,
-    "hidden": [64, 64],
-    "steps": 4000,
-    "bimt_top_k": 16,
-    "bimt_swap_every": 200,
-}
+HALVES_DEFAULTS = {**DIGITS_DEFAULTS, "steps": 4000}
 
 
 def build_halves(seed: int, n_train: int, n_test: int) -> Task:
@@ -107,9 +92,7 @@ def build_halves(seed: int, n_train: int, n_test: int) -> Task:
     sides) from the digits *train* split, test pairs from the *test* split, so no test
     image is ever seen in training.
     """
-    for k, v in (("n_train", n_train), ("n_test", n_test)):
-        if v < 1:
-            raise ModscopeError(f"halves: {k} must be >= 1, got {v}")
+    check_sizes("halves", n_train=n_train, n_test=n_test)
     x_tr, y_tr, x_te, y_te = _digits_split()
     rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
 

@@ -17,6 +17,7 @@ knockouts; a figure's input for a figure), so a rerun only computes what changed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -33,19 +34,13 @@ from ..errors import ModscopeError
 from ..runtime.atomic import write_json
 from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.modules import torch_threads
+from ..stats.flags import z_text
 from ..tasks.images import FASHION_MNIST_DIR
 from ..training.checkpoint import load_checkpoint
 
 __all__ = [
-    "CLUSTER_REG",
-    "SPARSE_NULLS",
-    "DemoResult",
-    "DemoRun",
-    "DemoSettings",
-    "demo_runs",
-    "fashion_available",
-    "left_out_note",
-    "run_demo",
+    "CLUSTER_REG", "SPARSE_NULLS", "DemoResult", "DemoRun", "DemoSettings", "demo_runs", "fashion_available",
+    "left_out_note", "run_demo",
 ]
 
 
@@ -170,10 +165,6 @@ class DemoResult:
         return {"version": __version__, "models": self.rows, "scores": self.scores,
                 "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
                 "nulls": self.nulls, "worked": self.worked, "notes": self.notes}
-
-
-def _fmt_z(z: float | None) -> str:
-    return "n/a" if z is None else f"{z:.2f}"
 
 
 # -- caching ---------------------------------------------------------------------------------------
@@ -381,14 +372,11 @@ class _Stages:
 
 def _model_task(ckpt: Any) -> Callable[[], tuple]:
     """The network and its task, built once and only when a stage is not cached."""
-    memo: dict[str, Any] = {}
-
+    @functools.cache
     def get() -> tuple:
         from ..training.checkpoint import task_for_checkpoint
 
-        if not memo:
-            memo["mt"] = (ckpt.model(), task_for_checkpoint(ckpt))
-        return memo["mt"]
+        return ckpt.model(), task_for_checkpoint(ckpt)
 
     return get
 
@@ -417,9 +405,9 @@ def _row_line(row: dict[str, Any], sh: dict, methods: Sequence[str], cached: Seq
     nan = float("nan")
     return (
         f"{row['model']:<24} {row['metric']} {row['value']:.4g}  n-cut {row['ncut']:.3f} vs "
-        f"{sh.get('mean', nan):.3f} +- {sh.get('std', nan):.3f}  z {_fmt_z(row['z'])}  "
+        f"{sh.get('mean', nan):.3f} +- {sh.get('std', nan):.3f}  z {z_text(row['z'], '.2f')}  "
         f"p {sh.get('p_value', nan):.3g}"
-        + "".join(f"  | {m}: z {_fmt_z(row[f'z_{m}'])} p {row[f'p_{m}']:.3g}" for m in methods)
+        + "".join(f"  | {m}: z {z_text(row[f'z_{m}'], '.2f')} p {row[f'p_{m}']:.3g}" for m in methods)
         + f"{'  (' + ', '.join(cached) + ')' if cached else ''}  [{seconds:.0f} s]"
     )
 
@@ -429,7 +417,7 @@ def _worked_line(which: str, w: dict, hit: bool, seconds: float) -> str:
     return (
         f"worked-{which:<17} {w['training']['metric_name']} {w['training']['metric']:.4g}  "
         f"n-cut {w['score']['ncut']:.3f} vs {sh.get('mean', float('nan')):.3f}  "
-        f"z {_fmt_z(sh.get('z'))}  ({w['model']}, {w['graph']['nodes']} units)"
+        f"z {z_text(sh.get('z'), '.2f')}  ({w['model']}, {w['graph']['nodes']} units)"
         f"{'  (cached)' if hit else ''}  [{seconds:.0f} s]"
     )
 

@@ -99,27 +99,24 @@ def _as_list(value) -> list:
 def _check_setting(s: dict) -> dict:
     from ..nulls import SHUFFLE_METHODS
 
-    def integer(name, lo):
+    def integer(name, lo=None):
         v = s[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ModscopeError(f"sweep setting {name} must be an integer >= {lo}, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
+            at_least = "" if lo is None else f" >= {lo}"
+            raise ModscopeError(f"sweep setting {name} must be an integer{at_least}, got {v!r}")
 
     integer("clusters", 2)
     integer("shuffles", 0)
     if s["restarts"] != "auto":
         integer("restarts", 1)
-    if isinstance(s["seed"], bool) or not isinstance(s["seed"], int):
-        raise ModscopeError(f"sweep setting seed must be an integer, got {s['seed']!r}")
+    integer("seed")
     if s["shuffle_method"] not in SHUFFLE_METHODS:
         raise ModscopeError(
             f"sweep setting shuffle_method {s['shuffle_method']!r} is not one of {', '.join(SHUFFLE_METHODS)}"
         )
-    if s["select"] not in ("ncut", "inertia"):
-        raise ModscopeError(f"sweep setting select must be ncut or inertia, got {s['select']!r}")
-    if s["assign_labels"] not in ("kmeans", "cluster_qr"):
-        raise ModscopeError(
-            f"sweep setting assign_labels must be kmeans or cluster_qr, got {s['assign_labels']!r}"
-        )
+    for name, allowed in (("select", ("ncut", "inertia")), ("assign_labels", ("kmeans", "cluster_qr"))):
+        if s[name] not in allowed:
+            raise ModscopeError(f"sweep setting {name} must be {' or '.join(allowed)}, got {s[name]!r}")
     return s
 
 
