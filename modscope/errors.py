@@ -4,7 +4,9 @@ The CLI turns a [`ModscopeError`][modscope.errors.ModscopeError] into a single l
 anything else is a bug and keeps its traceback.
 """
 
-__all__ = ["ModscopeError"]
+__all__ = [
+    "ModscopeError",
+]
 
 
 class ModscopeError(ValueError):

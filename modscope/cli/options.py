@@ -11,10 +11,30 @@ from typing import Any
 from ..errors import ModscopeError
 
 __all__ = [
-    "SHUFFLE_NAMES", "SPECTRAL", "Parser", "checkpoint_flags", "check_outputs", "echo", "clustering_flags",
-    "device_flag", "executor", "device_name", "executor_flags", "int_list", "load_source_graph",
-    "measure_flags", "model_flags", "module_flags", "module_options", "positive_int", "progress_flag",
-    "run_checks", "run_flags", "source_record", "split_names", "write_result",
+    "SHUFFLE_NAMES",
+    "SPECTRAL",
+    "Parser",
+    "checkpoint_flags",
+    "check_outputs",
+    "echo",
+    "clustering_flags",
+    "device_flag",
+    "executor",
+    "device_name",
+    "executor_flags",
+    "int_list",
+    "load_source_graph",
+    "measure_flags",
+    "model_flags",
+    "module_flags",
+    "module_options",
+    "positive_int",
+    "progress_flag",
+    "run_checks",
+    "run_flags",
+    "source_record",
+    "split_names",
+    "write_result",
 ]
 
 

@@ -21,8 +21,15 @@ from ..runtime.atomic import write_atomic
 from ..runtime.limits import Budget, check_npz, gunzip
 
 __all__ = [
-    "GZIP_MAGIC", "IDX_DTYPES", "ZIP_MAGIC", "ImageData", "find_idx", "load_image_data", "map_idx",
-    "read_idx", "write_idx",
+    "GZIP_MAGIC",
+    "IDX_DTYPES",
+    "ZIP_MAGIC",
+    "ImageData",
+    "find_idx",
+    "load_image_data",
+    "map_idx",
+    "read_idx",
+    "write_idx",
 ]
 
 # IDX dtype code -> big-endian numpy dtype.

@@ -17,8 +17,16 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 __all__ = [
-    "Kind", "correct", "group_correct", "group_slices", "loss", "metric", "metric_name", "onehot_mse",
-    "per_class_accuracy", "squared_error",
+    "Kind",
+    "correct",
+    "group_correct",
+    "group_slices",
+    "loss",
+    "metric",
+    "metric_name",
+    "onehot_mse",
+    "per_class_accuracy",
+    "squared_error",
 ]
 
 Kind = Literal["ce", "mse"]

@@ -10,6 +10,15 @@ from .measures import evaluate_streamed, overlap_measures
 from .result import MaskResult, load_masks
 
 __all__ = [
-    "Alignment", "FrozenNet", "MaskConfig", "MaskResult", "alignment", "evaluate_streamed", "fit_logits",
-    "load_masks", "maskable_names", "overlap_measures", "train_masks",
+    "Alignment",
+    "FrozenNet",
+    "MaskConfig",
+    "MaskResult",
+    "alignment",
+    "evaluate_streamed",
+    "fit_logits",
+    "load_masks",
+    "maskable_names",
+    "overlap_measures",
+    "train_masks",
 ]

@@ -13,8 +13,15 @@ from .permutations import UnitPermutationNull
 from .shuffles import SHUFFLE_METHODS, WeightShuffleNull, get_shuffle, shuffle_graph
 
 __all__ = [
-    "NULLS", "SHUFFLE_METHODS", "LayerDegreeShuffle", "Null", "UnitPermutationNull", "WeightShuffleNull",
-    "get_null", "get_shuffle", "shuffle_graph",
+    "NULLS",
+    "SHUFFLE_METHODS",
+    "LayerDegreeShuffle",
+    "Null",
+    "UnitPermutationNull",
+    "WeightShuffleNull",
+    "get_null",
+    "get_shuffle",
+    "shuffle_graph",
 ]
 
 NULLS = (*SHUFFLE_METHODS, UnitPermutationNull.name)

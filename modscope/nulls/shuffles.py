@@ -16,8 +16,16 @@ from ..graphs.weight_graph import WeightGraph
 from .degree import LayerDegreeShuffle
 
 __all__ = [
-    "SHUFFLE_METHODS", "LayerAllDistribution", "LayerNonzeroDistribution", "LayerNonzeroShuffle",
-    "LayerShuffle", "ShuffleMethod", "WeightShuffleNull", "get_shuffle", "kde_redraw", "shuffle_graph",
+    "SHUFFLE_METHODS",
+    "LayerAllDistribution",
+    "LayerNonzeroDistribution",
+    "LayerNonzeroShuffle",
+    "LayerShuffle",
+    "ShuffleMethod",
+    "WeightShuffleNull",
+    "get_shuffle",
+    "kde_redraw",
+    "shuffle_graph",
 ]
 
 

@@ -39,7 +39,12 @@ from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
 
 __all__ = [
-    "DEFAULT_MAX_EDGES", "Explorer", "explore", "explore_kind", "load_explore_result", "page_data",
+    "DEFAULT_MAX_EDGES",
+    "Explorer",
+    "explore",
+    "explore_kind",
+    "load_explore_result",
+    "page_data",
     "render_page",
 ]
 

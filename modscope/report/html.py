@@ -33,9 +33,22 @@ from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
 __all__ = [
-    "DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect", "kind_by_keys",
-    "load_result", "long_rows", "pick_result", "read_result", "render_html", "ReportData", "result_kind",
-    "score_row", "tables",
+    "DPI",
+    "KINDS",
+    "NETWORK_DENSE_EDGES",
+    "NETWORK_QUANTILE",
+    "build_report",
+    "collect",
+    "kind_by_keys",
+    "load_result",
+    "long_rows",
+    "pick_result",
+    "read_result",
+    "render_html",
+    "ReportData",
+    "result_kind",
+    "score_row",
+    "tables",
 ]
 
 KINDS = ("score", "masks", "knockout", "demo")

@@ -44,8 +44,17 @@ from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
-    "CATEGORY_COLORS", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes", "double_lesion",
-    "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram",
+    "CATEGORY_COLORS",
+    "NEGATIVE",
+    "POSITIVE",
+    "UNCLUSTERED",
+    "cluster_sizes",
+    "double_lesion",
+    "lesion_effects",
+    "mask_overlap",
+    "network",
+    "save",
+    "shuffle_histogram",
 ]
 
 POSITIVE = "#1f5fbf"  # blue

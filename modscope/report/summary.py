@@ -15,7 +15,12 @@ from ..stats import flags
 from ..stats.flags import z_text
 
 __all__ = [
-    "IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
+    "IOU_FEW",
+    "IOU_MOST",
+    "knockout_sentences",
+    "mask_sentences",
+    "null_blocks",
+    "score_flags",
     "score_sentences",
 ]
 

@@ -29,7 +29,13 @@ from typing import Any, BinaryIO, Literal
 from ..errors import ModscopeError
 
 __all__ = [
-    "STDOUT", "check_distinct", "check_output", "output_kind", "write_atomic", "write_json", "write_text",
+    "STDOUT",
+    "check_distinct",
+    "check_output",
+    "output_kind",
+    "write_atomic",
+    "write_json",
+    "write_text",
 ]
 
 STDOUT = "-"

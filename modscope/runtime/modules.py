@@ -10,7 +10,13 @@ from typing import Any
 from ..errors import ModscopeError
 
 __all__ = [
-    "SMALL_WORK", "device_errors", "eval_mode", "model_device", "on_device", "resolve_device", "threads_for",
+    "SMALL_WORK",
+    "device_errors",
+    "eval_mode",
+    "model_device",
+    "on_device",
+    "resolve_device",
+    "threads_for",
     "torch_threads",
 ]
 

@@ -7,6 +7,14 @@ from .measures import LayerLocalMeasure, Measure, ModularityMeasure, NcutMeasure
 from .result import ScoreResult
 
 __all__ = [
-    "BlockScores", "LayerLocalMeasure", "Measure", "ModularityMeasure", "NcutMeasure", "ScoreResult",
-    "get_measure", "null_values", "score", "score_blocks",
+    "BlockScores",
+    "LayerLocalMeasure",
+    "Measure",
+    "ModularityMeasure",
+    "NcutMeasure",
+    "ScoreResult",
+    "get_measure",
+    "null_values",
+    "score",
+    "score_blocks",
 ]

@@ -20,7 +20,14 @@ from ..errors import ModscopeError
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.seeds import SeedLike
 
-__all__ = ["MEASURES", "LayerLocalMeasure", "Measure", "ModularityMeasure", "NcutMeasure", "get_measure"]
+__all__ = [
+    "MEASURES",
+    "LayerLocalMeasure",
+    "Measure",
+    "ModularityMeasure",
+    "NcutMeasure",
+    "get_measure",
+]
 
 
 class Measure(Protocol):

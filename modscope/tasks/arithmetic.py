@@ -18,8 +18,15 @@ from ..errors import ModscopeError
 from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
 
 __all__ = [
-    "ADDMUL_DEFAULTS", "MODADD_DEFAULTS", "S4_DEFAULTS", "build_addmul", "build_modadd", "build_s4",
-    "build_tuple_add", "s4_elements", "s4_table",
+    "ADDMUL_DEFAULTS",
+    "MODADD_DEFAULTS",
+    "S4_DEFAULTS",
+    "build_addmul",
+    "build_modadd",
+    "build_s4",
+    "build_tuple_add",
+    "s4_elements",
+    "s4_table",
 ]
 
 _EYE10 = np.eye(10, dtype=np.float32)

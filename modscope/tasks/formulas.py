@@ -16,7 +16,12 @@ from ..data.functions import Function
 from ..errors import ModscopeError
 from .base import Task, check_sizes
 
-__all__ = ["FORMULAS", "MOONS_DEFAULTS", "build_formula", "build_moons"]
+__all__ = [
+    "FORMULAS",
+    "MOONS_DEFAULTS",
+    "build_formula",
+    "build_moons",
+]
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 

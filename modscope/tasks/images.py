@@ -18,8 +18,17 @@ from ..errors import ModscopeError
 from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
 
 __all__ = [
-    "DIGITS_DEFAULTS", "DIGITS_SPLIT_STATE", "DIGITS_TEST_FRACTION", "FASHION_MNIST_DIR", "HALVES_DEFAULTS",
-    "HINTS", "MNIST_DEFAULTS", "build_digits", "build_fashion_mnist", "build_halves", "build_mnist",
+    "DIGITS_DEFAULTS",
+    "DIGITS_SPLIT_STATE",
+    "DIGITS_TEST_FRACTION",
+    "FASHION_MNIST_DIR",
+    "HALVES_DEFAULTS",
+    "HINTS",
+    "MNIST_DEFAULTS",
+    "build_digits",
+    "build_fashion_mnist",
+    "build_halves",
+    "build_mnist",
 ]
 
 DIGITS_SPLIT_STATE = 0  # the digits train/test split is fixed, whatever the task seed

@@ -20,7 +20,13 @@ from ..errors import ModscopeError
 from . import arithmetic, formulas, images
 from .base import Task
 
-__all__ = ["TASKS", "class_functions", "get_task", "list_tasks", "TaskSpec"]
+__all__ = [
+    "TASKS",
+    "class_functions",
+    "get_task",
+    "list_tasks",
+    "TaskSpec",
+]
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,15 @@ from ..tasks.images import FASHION_MNIST_DIR
 from ..training.checkpoint import load_checkpoint
 
 __all__ = [
-    "CLUSTER_REG", "SPARSE_NULLS", "DemoResult", "DemoRun", "DemoSettings", "demo_runs", "fashion_available",
-    "left_out_note", "run_demo",
+    "CLUSTER_REG",
+    "SPARSE_NULLS",
+    "DemoResult",
+    "DemoRun",
+    "DemoSettings",
+    "demo_runs",
+    "fashion_available",
+    "left_out_note",
+    "run_demo",
 ]
 
 

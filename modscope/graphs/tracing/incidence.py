@@ -28,7 +28,13 @@ import numpy as np
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph
 
-__all__ = ["Incidence", "ParameterMap", "chain_parameter_map", "graph_parameter_map", "map_parameters"]
+__all__ = [
+    "Incidence",
+    "ParameterMap",
+    "chain_parameter_map",
+    "graph_parameter_map",
+    "map_parameters",
+]
 
 
 @dataclass(frozen=True, eq=False)
