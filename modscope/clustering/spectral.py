@@ -30,6 +30,7 @@ __all__ = [
     "SpectralClusterer",
     "cluster",
     "cluster_qr",
+    "kept_restart",
     "reference_restarts",
 ]
 
@@ -201,12 +202,33 @@ class SpectralClusterer:
         labels[:, nodes] = candidates
         if self.select == "ncut":
             cuts, _ = ncut_batch(graph, labels)
-            best = int(np.argmin(cuts))
+            best = kept_restart(candidates, cuts)
             cut = float(cuts[best])
         else:  # the reference: lowest inertia; the n-cut of that restart alone
-            best = int(np.argmin(inertia))
+            best = kept_restart(candidates, inertia)
             cut = float(ncut_batch(graph, labels[best : best + 1])[0][0])
         return Partition(labels[best], cut, int(self.n_clusters), eigenvalues, self.settings(nodes.size))
+
+
+def kept_restart(candidates: np.ndarray, values: np.ndarray) -> int:
+    """The restart kept among ``candidates`` ``(restarts, n)``: the lowest of ``values``
+    ``(restarts,)``, or the first restart holding the same partition under other label numbers.
+
+    Such restarts differ in inertia (or n-cut) only by rounding, which the BLAS, the thread count
+    and the order of sums decide, so a plain argmin would number the clusters differently from
+    machine to machine; the first of them is the same choice everywhere."""
+    best = int(np.argmin(values))
+    ref = candidates[best]
+    n_ref = np.unique(ref).size
+    width = int(candidates.max()) + 2  # labels from -1 up
+    for r in range(best):
+        # the same partition: as many clusters, each of ref's meeting exactly one of r's
+        if (
+            np.unique(candidates[r]).size == n_ref
+            and np.unique((ref + 1) * width + candidates[r] + 1).size == n_ref
+        ):
+            return r
+    return best
 
 
 class SklearnClusterer:

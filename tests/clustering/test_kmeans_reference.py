@@ -125,7 +125,7 @@ def test_restarts_equal_the_0_3_reference_on_planted_graphs(seed, widths, module
         labels, inertia = kmeans_restarts(emb, k, 25, np.random.default_rng(seed))
         ref_labels, ref_inertia = reference_restarts(emb, k, 25, np.random.default_rng(seed))
         np.testing.assert_array_equal(labels, ref_labels)
-        np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-12)
+        np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -136,7 +136,7 @@ def test_restarts_equal_the_reference_on_unstructured_points(seed):
     labels, inertia = kmeans_restarts(X, 12, 25, np.random.default_rng(seed))
     ref_labels, ref_inertia = reference_restarts(X, 12, 25, np.random.default_rng(seed))
     np.testing.assert_array_equal(labels, ref_labels)
-    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-12)
+    np.testing.assert_allclose(inertia, ref_inertia, rtol=1e-9)
 
 
 def test_max_iter_and_empty_clusters_follow_the_reference():

@@ -237,3 +237,22 @@ def test_reference_restarts_25_or_100_above_2000_active_nodes():
     assert SpectralClusterer(3).partition(g, 0).clustering["restarts"] == 25
     with pytest.raises(ModscopeError, match="restarts"):
         SpectralClusterer(3, restarts=0).partition(g, 0)
+
+
+def test_restart_choice_is_blind_to_rounding():
+    """Restarts that reach one partition under other label numbers differ in inertia by an ulp or
+    two, which a BLAS or thread count decides: the first of them is kept, wherever the ulps fall."""
+    from modscope.clustering.spectral import kept_restart
+
+    a = np.array([0, 0, 1, 1, 2, 2])
+    other = np.array([0, 1, 0, 1, 2, 2])  # another partition
+    candidates = np.stack([a, other, (a + 1) % 3, a, (a + 2) % 3])
+    base = 0.0623866745675365
+    inertia = np.array([base * (1 + 3e-16), 0.0641, base * (1 + 1e-16), base, base])
+    assert kept_restart(candidates, inertia) == 0  # argmin says 3: the same partition as 0
+    inertia[1] = base / 2  # a lower partition is kept, whatever comes first
+    assert kept_restart(candidates, inertia) == 1
+    # a partition with fewer clusters (one merged) is another partition
+    merged = np.stack([np.array([0, 0, 1, 1, 1, 1]), a])
+    assert kept_restart(merged, np.array([1.0, 0.5])) == 1
+    assert kept_restart(merged[::-1], np.array([0.5, 1.0])) == 0
