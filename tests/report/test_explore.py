@@ -146,7 +146,6 @@ def test_aggregates_hold_every_edge_and_the_strongest_are_embedded(results):
     assert np.allclose(np.sort(np.abs(q) / 32767)[::-1], np.sort(f)[::-1][:5], atol=1e-4)
 
 
-@pytest.mark.plotly  # the page bundles Plotly
 def test_python_objects_and_the_notebook_view(tmp_path):
     from modscope.scoring.engine import score
 
