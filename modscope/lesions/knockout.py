@@ -287,15 +287,19 @@ def knockout(
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
     from ..data.dataset import load_data
+    from ..graphs.stacks import mlp_trace
     from ..graphs.tracing import trace_network
 
     # the one boundary: a built-in Task becomes Data here (its parameters kept for the cache key)
     data_key = [getattr(task, "params", None), cfg.split, ablation]
     data = load_data(task)
-    if example_input is None:
-        example_input = _first_example(data, cfg.split, model)
-    # traced where the model is now, before any move: the trace depends on its structure only
-    traced = trace_network(model, _beside(example_input, model))
+    # modscope's MLP is read from its layers (no torch.export); any other module is traced where it
+    # is now, before any move: the trace depends on its structure only
+    traced = mlp_trace(model)
+    if traced is None:
+        if example_input is None:
+            example_input = _first_example(data, cfg.split, model)
+        traced = trace_network(model, _beside(example_input, model))
     with on_device(model, cfg.device), device_errors("batch_size (--batch-size) or max_elements"):
         run = _setup(
             model, data, labels, traced, ablation, output, batch_size,
