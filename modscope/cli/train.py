@@ -7,7 +7,7 @@ from types import EllipsisType
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import check_outputs, device_flag, echo, progress_flag, source_record
+from .options import check_outputs, device_flag, echo, input_dtype_flag, progress_flag, source_record
 
 __all__ = ["add", "run"]
 
@@ -156,12 +156,7 @@ def _model_flags(p) -> None:
         help="--model: the example input's shape, batch first, e.g. 1,3,32,32 (default: the factory's, "
         "else the first example of --data)",
     )
-    g.add_argument(
-        "--input-dtype",
-        default="float32",
-        choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
-        help="--model: the example input's dtype (long for token ids; default float32)",
-    )
+    input_dtype_flag(g)
 
 
 def _lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -206,6 +201,17 @@ _AS_GIVEN = ("hidden", "activation", "dropout", "l1", "l2", "weight_decay", "pru
              "loss", "recipe")
 
 
+def _bimt_options(args, flags: dict[str, str]) -> dict | None:
+    """The ``--bimt-*`` flags given (``flags``: option <- args attribute) as BIMT options, None
+    without ``--bimt`` (an option without it is a one-line error)."""
+    overrides = {field: getattr(args, flag) for field, flag in flags.items()}
+    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given and not args.bimt:
+        raise ModscopeError("--bimt-* options need --bimt")
+    return given if args.bimt else None
+
+
 def _batch_size(text: str | None) -> int | None | EllipsisType:
     """``--batch-size``: ``...`` (the task's) when absent, None for ``full``, else an integer."""
     if text is None:
@@ -231,11 +237,7 @@ def run(args) -> int:
     from ..tasks import get_task
     from ..training.trainer import train
 
-    overrides = {field: getattr(args, flag) for field, flag in _BIMT_FLAGS.items()}
-    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given and not args.bimt:
-        raise ModscopeError("--bimt-* options need --bimt")
+    bimt = _bimt_options(args, _BIMT_FLAGS)
     cluster_reg = _cluster_reg(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
@@ -244,7 +246,7 @@ def run(args) -> int:
         task,
         **{name: getattr(args, name) for name in _AS_GIVEN},
         batch_size=batch,
-        bimt=given if args.bimt else None,
+        bimt=bimt,
         cluster_reg=cluster_reg,
         progress=not args.no_progress,
     )
@@ -287,11 +289,7 @@ def _model_options(args) -> dict:
     wrong = [f"--{k.replace('_', '-')}" for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
     if wrong:
         raise ModscopeError(f"--model does not take {', '.join(wrong)} (options of --task's MLP training)")
-    bimt = {field: getattr(args, flag) for field, flag in {**_BIMT_FLAGS, "metric": "bimt_metric"}.items()}
-    bimt["lambdas"] = _lambdas(args.bimt_lambdas)
-    bimt = {k: v for k, v in bimt.items() if v is not None}
-    if bimt and not args.bimt:
-        raise ModscopeError("--bimt-* options need --bimt")
+    bimt = _bimt_options(args, {**_BIMT_FLAGS, "metric": "bimt_metric"})
     batch = _batch_size(args.batch_size)
     return dict(
         steps=1000 if args.steps is None else args.steps,
@@ -300,7 +298,7 @@ def _model_options(args) -> dict:
         weight_decay=args.weight_decay or 0.0,
         seed=args.seed,
         device=args.device,
-        bimt=bimt if args.bimt else None,
+        bimt=bimt,
         cluster_reg=_cluster_reg(args),
         input_shape=args.input_shape,
         input_dtype=args.input_dtype,

@@ -119,7 +119,7 @@ def test_the_edge_sets_are_the_adjacency_of_the_spectral_loss():
     pmap = trace_network(model, x[:1]).parameters
     sets = edge_sets(pmap)
     total = sum(float(v.detach().sum()) for v in edge_values(model, sets))
-    assert float(unit_adjacency(model, pmap).sum()) == pytest.approx(2 * total, rel=1e-12)
+    assert float(unit_adjacency(model, pmap).detach().sum()) == pytest.approx(2 * total, rel=1e-12)
 
 
 @pytest.mark.parametrize(
