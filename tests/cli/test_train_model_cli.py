@@ -118,6 +118,7 @@ def test_the_same_seed_writes_the_same_weights_as_pt(work):
         ),
         (lambda w: _train(w, out="w.npz"), ".safetensors or .pt"),
         (lambda w: _train(w, "--hidden", "8,8"), "--model does not take --hidden"),
+        (lambda w: _train(w, "--device", "cuda:99"), "cuda:99"),
         (lambda w: _train(w, "--cluster-reg", "0.1", "--cluster-reg-every", "2"), "--cluster-reg-every"),
         (lambda w: _train(w, "--bimt-top-k", "2"), "need --bimt"),
         (lambda w: ["train", "--out", str(w / "w.pt")], "--task NAME"),

@@ -71,6 +71,11 @@ def test_each_strategy_runs_on_the_unit_graph_and_is_recorded(data, options, nam
         assert result.fit.settings["strategy"]["metric"] == "l2" and result.fit.strategy["swaps"] > 0
 
 
+def test_a_full_batch_is_the_whole_train_split(data):
+    result = train_model(CNN, data, steps=2, batch_size=None)
+    assert result.fit.settings["batch_size"] == 48  # tiny_data's train split
+
+
 def _no_training(*args, **kwargs):
     raise AssertionError("training started")
 
