@@ -22,6 +22,7 @@ __all__ = [
     "executor",
     "device_name",
     "executor_flags",
+    "input_dtype_flag",
     "int_list",
     "load_source_graph",
     "measure_flags",
@@ -242,6 +243,11 @@ def module_flags(g: Any) -> None:
         help="--model: load a weights file whose keys differ from the model's (the model keeps its own "
         "values for parameters the file lacks; extra keys are dropped; the output lists both)",
     )
+    input_dtype_flag(g)
+
+
+def input_dtype_flag(g: Any) -> None:
+    """--input-dtype: the dtype of the example input a ``--model`` is traced on."""
     g.add_argument(
         "--input-dtype",
         default="float32",

@@ -1,4 +1,5 @@
-"""``modscope train``: train a plain, regularised, pruned, BIMT or clusterability-trained MLP on a task."""
+"""``modscope train``: train a plain, regularised, pruned, BIMT or clusterability-trained MLP on a task,
+or the user's own module (``--model``) on their data file, plainly, with BIMT or for clusterability."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from types import EllipsisType
 
 from ..errors import ModscopeError
 from ..runtime.atomic import write_json
-from .options import check_outputs, device_flag, echo, progress_flag, source_record
+from .options import check_outputs, device_flag, echo, input_dtype_flag, progress_flag, source_record
 
 __all__ = ["add", "run"]
 
@@ -14,12 +15,17 @@ __all__ = ["add", "run"]
 def add(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train an MLP on a task (plain, regularised, pruned, with BIMT or for clusterability)",
-        description="Train an MLP on a named task with Adam and write a modscope checkpoint. "
-        "Unset options take the task's defaults.",
+        help="train an MLP on a task, or your module on your data (plain, with BIMT or for clusterability)",
+        description="Train an MLP on a named task with Adam and write a modscope checkpoint (unset options "
+        "take the task's defaults), or, with --model, your own module on your --data file and write its "
+        "trained state dict.",
     )
-    p.add_argument("--task", required=True, help="task name (listed in docs/guide/data.md)")
-    p.add_argument("--data", metavar="PATH", help="data folder for file-backed tasks")
+    p.add_argument("--task", help="task name (listed in docs/guide/data.md)")
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="data folder for file-backed tasks; --model: your data file (.npz, .pt)",
+    )
     p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
     p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")
     p.add_argument("--activation", help="relu, silu, tanh, gelu or sigmoid (default: the task's)")
@@ -52,7 +58,13 @@ def add(sub) -> None:
     device_flag(p, "training runs")
     _bimt_flags(p)
     _cluster_flags(p)
-    p.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.pt)")
+    _model_flags(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="checkpoint to write (.pt); --model: the trained state dict (.safetensors or .pt)",
+    )
     p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
     progress_flag(p)
     p.set_defaults(run=run)
@@ -93,6 +105,11 @@ def _bimt_flags(p) -> None:
         metavar="L1,L2,L3",
         help="three lambdas for the three phases of training (quarters: 1/4, 1/2, 1/4), e.g. 0.01,0.1,1",
     )
+    g.add_argument(
+        "--bimt-metric",
+        choices=["l1", "l2"],
+        help="--model: the distance between unit positions (default l1; modscope's MLP is always l1)",
+    )
 
 
 def _cluster_flags(p) -> None:
@@ -120,6 +137,26 @@ def _cluster_flags(p) -> None:
                    help="golechha: contiguous blocks of units per layer (default 4)")
     c.add_argument("--cluster-reg-layers", choices=["hidden", "all"],
                    help="golechha: penalise the hidden-to-hidden matrices (default) or every layer")
+
+
+def _model_flags(p) -> None:
+    g = p.add_argument_group(
+        "your own module (--model instead of --task; with --data FILE)",
+        "train the module your factory builds, from its own initial weights, on your data file; "
+        "--bimt and --cluster-reg act on its unit graph (any traced network)",
+    )
+    g.add_argument(
+        "--model",
+        metavar="PKG.MODULE:FACTORY",
+        help="build the module with this factory (your code; run from your project folder)",
+    )
+    g.add_argument(
+        "--input-shape",
+        metavar="SHAPE",
+        help="--model: the example input's shape, batch first, e.g. 1,3,32,32 (default: the factory's, "
+        "else the first example of --data)",
+    )
+    input_dtype_flag(g)
 
 
 def _lambdas(text: str | None) -> tuple[float, ...] | None:
@@ -164,6 +201,17 @@ _AS_GIVEN = ("hidden", "activation", "dropout", "l1", "l2", "weight_decay", "pru
              "loss", "recipe")
 
 
+def _bimt_options(args, flags: dict[str, str]) -> dict | None:
+    """The ``--bimt-*`` flags given (``flags``: option <- args attribute) as BIMT options, None
+    without ``--bimt`` (an option without it is a one-line error)."""
+    overrides = {field: getattr(args, flag) for field, flag in flags.items()}
+    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given and not args.bimt:
+        raise ModscopeError("--bimt-* options need --bimt")
+    return given if args.bimt else None
+
+
 def _batch_size(text: str | None) -> int | None | EllipsisType:
     """``--batch-size``: ``...`` (the task's) when absent, None for ``full``, else an integer."""
     if text is None:
@@ -177,14 +225,19 @@ def _batch_size(text: str | None) -> int | None | EllipsisType:
 
 
 def run(args) -> int:
+    if args.model is not None:
+        return _run_model(args)
+    if args.task is None:
+        raise ModscopeError(
+            "train needs --task NAME (modscope's MLP) or --model PKG.MODULE:FACTORY with --data FILE "
+            "(your module)"
+        )
+    if args.input_shape is not None or args.bimt_metric is not None:
+        raise ModscopeError("--input-shape and --bimt-metric go with --model (modscope's MLP needs neither)")
     from ..tasks import get_task
     from ..training.trainer import train
 
-    overrides = {field: getattr(args, flag) for field, flag in _BIMT_FLAGS.items()}
-    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given and not args.bimt:
-        raise ModscopeError("--bimt-* options need --bimt")
+    bimt = _bimt_options(args, _BIMT_FLAGS)
     cluster_reg = _cluster_reg(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
@@ -193,7 +246,7 @@ def run(args) -> int:
         task,
         **{name: getattr(args, name) for name in _AS_GIVEN},
         batch_size=batch,
-        bimt=given if args.bimt else None,
+        bimt=bimt,
         cluster_reg=cluster_reg,
         progress=not args.no_progress,
     )
@@ -210,6 +263,70 @@ def run(args) -> int:
     echo(
         f"{task.name} {widths}{mode}: {m['steps']} steps in "
         f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}",
+        args.json,
+    )
+    return 0
+
+
+# the --task options that shape modscope's MLP or its training, with their values when not given
+_TASK_ONLY = {"task_seed": 0, "hidden": None, "activation": None, "dropout": 0.0, "l1": 0.0, "l2": 0.0,
+              "prune": None, "prune_steps": None, "prune_epochs": None, "prune_every": None,
+              "prune_fresh_optimizer": None, "init": None, "loss": None, "recipe": None, "epochs": None,
+              "cluster_reg_every": None, "cluster_reg_normalize": None}
+
+
+def _model_options(args) -> dict:
+    """``train_model``'s keyword options from the flags of a ``--model`` run (one-line errors)."""
+    if args.task is not None:
+        raise ModscopeError(
+            "--task and --model exclude each other: --task trains modscope's MLP on a named task, "
+            "--model your module on --data FILE"
+        )
+    if args.data is None:
+        raise ModscopeError(
+            "--model needs --data FILE: your data (.npz or .pt with x_train, y_train, x_test, y_test)"
+        )
+    wrong = [f"--{k.replace('_', '-')}" for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
+    if wrong:
+        raise ModscopeError(f"--model does not take {', '.join(wrong)} (options of --task's MLP training)")
+    bimt = _bimt_options(args, {**_BIMT_FLAGS, "metric": "bimt_metric"})
+    batch = _batch_size(args.batch_size)
+    return dict(
+        steps=1000 if args.steps is None else args.steps,
+        batch_size=128 if batch is ... else batch,
+        lr=1e-3 if args.lr is None else args.lr,
+        weight_decay=args.weight_decay or 0.0,
+        seed=args.seed,
+        device=args.device,
+        bimt=bimt,
+        cluster_reg=_cluster_reg(args),
+        input_shape=args.input_shape,
+        input_dtype=args.input_dtype,
+        progress=not args.no_progress,
+    )
+
+
+def _run_model(args) -> int:
+    """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`)."""
+    from ..workflows.user_models import train_model
+
+    options = _model_options(args)
+    check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
+    result = train_model(args.model, args.data, out=args.out, **options)
+    if args.json:
+        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
+    fit, mode = result.fit, ""
+    if args.bimt:
+        mode = " BIMT"
+    elif options["cluster_reg"] is not None:
+        mode = f" {options['cluster_reg']['loss']} cluster-reg {options['cluster_reg']['lam']:g}"
+    shown = [f"test {fit.metric_name} {fit.metric:.4g}"] + [
+        f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)
+    ]
+    echo(
+        f"{args.model}{mode}: {fit.steps} steps in {result.seconds:.1f} s, "
+        + ", ".join(shown)
+        + f" -> {args.out}",
         args.json,
     )
     return 0

@@ -22,7 +22,16 @@ from ..runtime.atomic import write_atomic
 from ..tasks import Task, get_task
 from .models import MLP, Architecture
 
-__all__ = ["Checkpoint", "from_payload", "load_checkpoint", "save_checkpoint", "task_for_checkpoint"]
+__all__ = [
+    "WEIGHT_SUFFIXES",
+    "Checkpoint",
+    "check_weights_path",
+    "from_payload",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_state_dict",
+    "task_for_checkpoint",
+]
 
 
 @dataclass
@@ -96,6 +105,30 @@ def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` atomically to ``path``."""
     payload = ckpt.to_payload()
     return write_atomic(path, lambda fh: torch.save(payload, fh))
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def check_weights_path(path: str | os.PathLike) -> None:
+    """A one-line refusal of a weights file name `save_state_dict` cannot write."""
+    if Path(path).suffix.lower() not in WEIGHT_SUFFIXES:
+        raise ModscopeError(
+            f"{path}: the trained weights are written as a state dict: name the file .safetensors or .pt"
+        )
+
+
+def save_state_dict(path: str | os.PathLike, module: torch.nn.Module) -> Path:
+    """Write ``module``'s state dict atomically: ``.safetensors`` (tensors only, read without
+    pickle) or ``.pt`` / ``.pth`` (``torch.save`` of plain tensors, read with ``weights_only``).
+    Each tensor is copied to the CPU on its own, so tied weights are stored under each name."""
+    check_weights_path(path)
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in module.state_dict().items()}
+    if Path(path).suffix.lower() == ".safetensors":
+        from safetensors.torch import save
+
+        return write_atomic(path, lambda fh: fh.write(save(state)))
+    return write_atomic(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

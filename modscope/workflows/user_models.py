@@ -1,13 +1,16 @@
 """From files to results for networks modscope did not build: the user's module (named by its
 code, ``package.module:factory``, weights from a file), the user's data file and functions, then
-the analysis (`modscope.knockout` on the traced unit graph, `modscope.train_masks` on the module).
-Nothing in a file runs."""
+the analysis (`modscope.knockout` on the traced unit graph, `modscope.train_masks` on the module)
+or its training (`train_model`: plain, BIMT or for clusterability on the unit graph). Nothing in a
+file runs."""
 
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..clustering.spectral import cluster
@@ -20,8 +23,12 @@ from ..lesions.knockout import knockout
 from ..lesions.results import KnockoutResult
 from ..masks.fit import train_masks
 from ..masks.result import MaskResult
+from ..runtime.modules import resolve_device
+from ..runtime.seeds import stream_seed
+from ..training.checkpoint import check_weights_path, save_state_dict
+from ..training.fit import FitResult, fit_model
 
-__all__ = ["knockout_model", "masks_model", "user_data", "user_module"]
+__all__ = ["TrainModelResult", "knockout_model", "masks_model", "train_model", "user_data", "user_module"]
 
 
 def user_module(
@@ -114,3 +121,133 @@ def masks_model(
     elif not the_data.functions:
         raise ModscopeError("name the functions to mask: --function NAME=CLASSES (repeatable) or --classes")
     return train_masks(module, the_data, fns, class_removal=classes, example_input=example, **kwargs)
+
+
+@dataclass
+class TrainModelResult:
+    """What `train_model` did: the trained ``module``, ``fit`` (`FitResult`: steps, the test
+    metric, the loss history, the settings with the strategy's parameters, the strategy's final
+    metrics), the ``model`` factory and ``data`` it was named by, the ``example_input`` it was
+    traced on (shape, dtype), the ``device`` it trained on and the training's wall-clock ``seconds``."""
+
+    module: Any
+    fit: FitResult
+    model: str
+    data: str
+    example_input: dict[str, Any]
+    device: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: everything but the module (its weights go to a file: `save`)."""
+        return {
+            "model": self.model,
+            "data": self.data,
+            "example_input": dict(self.example_input),
+            "device": self.device,
+            "seconds": self.seconds,
+            **self.fit.to_dict(),
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the trained state dict atomically (``.safetensors`` or ``.pt``)."""
+        save_state_dict(path, self.module)
+
+
+def train_strategy(
+    module: Any, example: Any, bimt: Any = None, cluster_reg: dict[str, Any] | None = None
+) -> Any:
+    """The training strategy on ``module``'s unit graph (traced on ``example``), or None: ``bimt``
+    (True, or a dict of `modscope.training.bimt.BIMTConfig` fields and ``metric`` "l1" / "l2", ``{}``
+    for the defaults),
+    ``cluster_reg`` (``{"loss": "spectral" | "golechha", "lam": ...}`` with ``eigs``, or
+    ``clusters`` and ``layers``). Refusals (a unit group BIMT cannot permute, an option that does
+    not fit) come here, before any training."""
+    from ..training.bimt_graph import bimt_strategy
+    from ..training.clusterability_graph import block_strategy, clusterability_strategy
+
+    use_bimt = bimt is not None and bimt is not False  # True or a dict of options ({}: the defaults)
+    if use_bimt and cluster_reg is not None:
+        raise ModscopeError("BIMT and a clusterability loss are two training strategies; use one of them")
+    if use_bimt:
+        opts = dict(bimt) if isinstance(bimt, dict) else {}
+        return bimt_strategy(module, example, metric=opts.pop("metric", "l1"), **opts)
+    if cluster_reg is None:
+        return None
+    opts = dict(cluster_reg)
+    loss, lam = opts.pop("loss", "spectral"), opts.pop("lam", None)
+    makers = {"spectral": clusterability_strategy, "golechha": block_strategy}
+    if loss not in makers or lam is None:
+        raise ModscopeError(f"cluster_reg needs loss 'spectral' or 'golechha' and lam, got {cluster_reg!r}")
+    try:
+        return makers[loss](module, example, lam, **opts)
+    except TypeError as e:  # an option of the other loss
+        raise ModscopeError(f"cluster loss {loss} on the unit graph: {e}") from None
+
+
+def train_model(
+    model: str,
+    data: Any,
+    *,
+    steps: int = 1000,
+    batch_size: int | None = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device: Any = "cpu",
+    bimt: Any = None,
+    cluster_reg: dict[str, Any] | None = None,
+    input_shape: str | None = None,
+    input_dtype: str = "float32",
+    out: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> TrainModelResult:
+    """Build the user's module from its factory (``package.module:factory``), read their ``data``
+    (`load_data`: ``.npz`` / ``.pt`` arrays, an IDX folder, ...; it needs a train and a test
+    split), train it with Adam (`fit_model`: ``steps`` minibatches of ``batch_size`` examples, None
+    = the whole train split) plainly, with BIMT or for clusterability on its unit graph
+    (`train_strategy`: ``bimt``, ``cluster_reg``), and write the trained state dict to ``out``
+    (``.safetensors`` or ``.pt``, atomically) when given.
+
+    ``seed``: the factory's initial weights (drawn with torch's generator seeded from it, the
+    global state restored afterwards) and the minibatches. The example input (for the trace):
+    ``input_shape`` / ``input_dtype``, else the factory's, else the data's first example. Bad
+    input, a strategy that does not fit the module and an unwritable ``out`` name are refused in
+    one line before the first step."""
+    import torch
+
+    if out is not None:
+        check_weights_path(out)
+    dev = resolve_device(device)
+    the_data = user_data(data)
+    if the_data.train is None:
+        raise ModscopeError(
+            f"{data}: no train split to learn from; give x_train, y_train (and x_test, y_test)"
+        )
+    with torch.random.fork_rng(devices=[]):  # the user's factory draws from torch's global generator
+        torch.manual_seed(stream_seed(seed, "init", 0))
+        module, example = user_module(model, None, input_shape, input_dtype, data=the_data)
+    strategy = train_strategy(module, example, bimt, cluster_reg)
+    n = len(the_data.split("train")) if batch_size is None else batch_size
+    start = time.perf_counter()
+    fit = fit_model(
+        module,
+        the_data,
+        steps=steps,
+        batch_size=n,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        device=device,
+        strategy=strategy,
+        progress=progress,
+    )
+    shown = {
+        "shape": list(getattr(example, "shape", ())),
+        "dtype": str(getattr(example, "dtype", "")).removeprefix("torch."),
+    }
+    name = os.fspath(data) if isinstance(data, str | os.PathLike) else type(data).__name__
+    result = TrainModelResult(module, fit, model, name, shown, str(dev), time.perf_counter() - start)
+    if out is not None:
+        result.save(out)
+    return result
