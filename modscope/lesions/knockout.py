@@ -287,19 +287,11 @@ def knockout(
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
     from ..data.dataset import load_data
-    from ..graphs.stacks import mlp_trace
-    from ..graphs.tracing import trace_network
 
     # the one boundary: a built-in Task becomes Data here (its parameters kept for the cache key)
     data_key = [getattr(task, "params", None), cfg.split, ablation]
     data = load_data(task)
-    # modscope's MLP is read from its layers (no torch.export); any other module is traced where it
-    # is now, before any move: the trace depends on its structure only
-    traced = mlp_trace(model)
-    if traced is None:
-        if example_input is None:
-            example_input = _first_example(data, cfg.split, model)
-        traced = trace_network(model, _beside(example_input, model))
+    traced = _read(model, data, cfg.split, example_input)
     with on_device(model, cfg.device), device_errors("batch_size (--batch-size) or max_elements"):
         run = _setup(
             model, data, labels, traced, ablation, output, batch_size,
@@ -333,6 +325,21 @@ def _result(run, cfg, singles, pairs, fn_result, metric: str, graph: Any) -> Kno
         group_names=list(graph.group_names),
         group_labels=[graph.group_label(g) for g in range(len(graph.sizes))],
     )
+
+
+def _read(model: nn.Module, data: Any, split: str, example_input: Any) -> Any:
+    """The traced network: modscope's MLP read from its layers (no ``torch.export``), any other
+    module traced on ``example_input`` (default: the data's first example) where it is now, before
+    any move (the trace depends on its structure only)."""
+    from ..graphs.stacks import mlp_trace
+    from ..graphs.tracing import trace_network
+
+    traced = mlp_trace(model)
+    if traced is None:
+        if example_input is None:
+            example_input = _first_example(data, split, model)
+        traced = trace_network(model, _beside(example_input, model))
+    return traced
 
 
 def _beside(example: Any, model: nn.Module) -> Any:
