@@ -173,7 +173,8 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
     (a traced CNN with residual blocks, a transformer) in the layout `modscope explore` uses
     ([`unit_layout`][modscope.report.layout.unit_layout]): each unit group a row at its depth, the
     groups of one row side by side, rows labelled by group name, and each merged residual stream
-    drawn once per block boundary (every block reads the copy below it and writes the one above).
+    drawn once per block boundary (every block reads the copy below it and writes the one above);
+    a recurrent group's own weights are arcs above its row.
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
     outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them),
     -1 = none; a stream's copies share its units' colours.
@@ -327,7 +328,7 @@ def _network_graph(graph: WeightGraph, labels: Sequence[int] | np.ndarray | None
     else:
         segs = np.stack([xy[a], xy[b]], 1)
         colors = _line_colors(f, edges.w[keep] < 0, None, None, palette)
-    _add_lines(ax, segs, max_width * f, colors)
+    _add_lines(ax, _lift_loops(segs, ends[:, 0] == ends[:, 1]), max_width * f, colors)
     per_row = np.bincount([p.row for p in lay.placements], weights=[len(p) for p in pos])
     _draw_nodes(ax, pos, node_labels, palette, float(np.clip(1500.0 / per_row.max(), 4, 40)))
     names = [[] for _ in range(rows)]
@@ -339,6 +340,20 @@ def _network_graph(graph: WeightGraph, labels: Sequence[int] | np.ndarray | None
         ax.set_xlabel(f"the strongest {keep.size:,} of {edges.u.size:,} edges drawn", fontsize=8,
                       color="#555555")
     return fig
+
+
+def _lift_loops(segs: np.ndarray, loop: np.ndarray) -> np.ndarray:
+    """Lines ``(E, n, 2)`` with those joining two units of one row (``loop``: a recurrent group's
+    own weights) lifted into arcs above the row (up to 0.4 of a row, by their span), not along it."""
+    if not loop.any():
+        return segs
+    if segs.shape[1] == 2:  # straight lines as polylines, so an arc can bend
+        t = np.linspace(0.0, 1.0, 12)[None, :, None]
+        segs = segs[:, :1] + t * (segs[:, 1:] - segs[:, :1])
+    t = np.linspace(0.0, 1.0, segs.shape[1])
+    span = np.abs(segs[loop, -1, 0] - segs[loop, 0, 0])
+    segs[loop, :, 1] += np.minimum(0.4, 1.5 * span)[:, None] * 4 * t * (1 - t)
+    return segs
 
 
 def _points(graph: WeightGraph, lay: Any, labels: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray]:

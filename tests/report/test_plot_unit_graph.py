@@ -168,3 +168,15 @@ def test_an_acyclic_graph_is_drawn_once_per_group_either_way():
     assert unit_layout(g, unroll_streams=True) == unit_layout(g)
     fig = plot.network(g)
     assert len(_points(fig)) == g.n_nodes and _row_names(fig) == ["group0", "group1", "group2"]
+
+
+def test_a_recurrent_groups_own_weights_are_arcs_above_its_row():
+    rng = np.random.default_rng(0)
+    w = [rng.random((3, 2)), rng.random((3, 3)), rng.random((2, 3))]  # input, hidden with h -> h, output
+    g = WeightGraph(tuple(w), links=((0, 1), (1, 1), (1, 2)), sizes=(2, 3, 2))
+    segs = np.asarray(_lines(plot.network(g)).get_segments())
+    inside = np.isclose(segs[:, 0, 1], 1.0) & np.isclose(segs[:, -1, 1], 1.0)
+    edges = edge_list(g)
+    assert inside.sum() == int(((edges.block == 1) & (edges.f >= 0.005)).sum())  # every h -> h line
+    apart = inside & ~np.isclose(segs[:, 0, 0], segs[:, -1, 0])  # all but a unit's own (a dot)
+    assert apart.sum() >= 4 and (segs[apart, segs.shape[1] // 2, 1] > 1.0).all()  # above the row
