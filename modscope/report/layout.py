@@ -214,10 +214,11 @@ def _unrolled(graph: Any) -> tuple[list[tuple[int, int]], list[int], list[tuple[
     for b, (s, d) in enumerate(graph.links):
         if s == d:  # a recurrent group's own edges: within its (first) drawing
             ends[b] = (item[s], item[s])
-    rows = []
+    rows: list[int] = []
     for sources in preds:  # items are made after their sources: one pass gives the longest paths
         rows.append(1 + max((rows[p] for p in sources), default=-1))
-    return items, rows, ends, streams  # type: ignore[return-value]
+    joined = [e for e in ends if e is not None]
+    return (items, rows, joined, streams) if len(joined) == len(ends) else None
 
 
 def unit_layout(graph: Any, unroll_streams: bool = False) -> UnitLayout:
