@@ -5,8 +5,10 @@ the figures the ``plot`` commands draw copied to ``docs/assets/guide/``.
 The commands run on the checkpoints the repository ships (``data/``) and, for the pages about your
 own model and data, on files this script writes into a scratch folder the commands run in:
 
-- ``mypackage/models.py`` with ``make_net()``, a small CNN for 8×8 greyscale images;
+- ``mypackage/models.py`` with ``make_net()``, a small CNN for 8×8 greyscale images, and
+  ``make_resnet()``, a small residual CNN for them (two blocks on one residual stream);
 - ``weights.safetensors``, that CNN trained for 300 steps on scikit-learn's digits;
+- ``resnet.safetensors``, the residual CNN trained the same way;
 - ``digits.npz``, scikit-learn's digits as ``x_train, y_train, x_test, y_test`` (1×8×8 images);
 - ``gpt2.safetensors``, a two-block GPT-2-layout state dict of random weights;
 
@@ -62,6 +64,9 @@ COMMANDS: dict[str, tuple[list[str], str | None]] = {
     "plot_histogram": (["plot", "histogram", "score.json", "--out", "histogram.png"], "histogram.png"),
     "plot_lesions": (["plot", "lesions", "knockout.json", "--out", "lesions.png"], "lesions.png"),
     "plot_masks": (["plot", "masks", "masks.json", "--out", "masks.png"], "masks.png"),
+    "plot_model_network": (["plot", "network", "resnet.safetensors", "--model",
+                            "mypackage.models:make_resnet", "--input-shape", "1,1,8,8", "--clusters", "3",
+                            "--out", "resnet_network.png"], "resnet_network.png"),
     "report": (["report", "score.json", "knockout.json", "masks.json", "--out", "my-report"], None),
     "model_score": (["score", "weights.safetensors", *MODEL, "--clusters", "4", "--shuffles", "10",
                      "--seed", "0"], None),
@@ -75,8 +80,10 @@ COMMANDS: dict[str, tuple[list[str], str | None]] = {
                     "--scheduler", "{scheduler}"], None),
 }
 
-MODELS_PY = '''"""A small CNN for 8x8 greyscale images (the guide's example of your own module)."""
+MODELS_PY = '''"""A small CNN and a small residual CNN for 8x8 greyscale images (the guide's examples of
+your own module)."""
 
+import torch
 from torch import nn
 
 
@@ -85,6 +92,25 @@ def make_net() -> nn.Module:
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(16 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+
+
+class Block(nn.Module):
+    """Two 3x3 convs whose output is added to their input: the residual stream."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+def make_resnet() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 12, 3, padding=1), nn.ReLU(), Block(12), Block(12),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 10),
     )
 '''
 
@@ -108,7 +134,7 @@ def prepare(folder: Path) -> None:
     (folder / "mypackage" / "__init__.py").write_text("")
     (folder / "mypackage" / "models.py").write_text(MODELS_PY)
     sys.path.insert(0, str(folder))
-    from mypackage.models import make_net  # the file just written
+    from mypackage.models import make_net, make_resnet  # the file just written
 
     task = modscope.get_task("digits", seed=0)
     arrays = {"x_train": task.x_train.numpy().reshape(-1, 1, 8, 8).astype(np.float32),
@@ -121,6 +147,12 @@ def prepare(folder: Path) -> None:
     modscope.fit_model(net, modscope.load_data(arrays), steps=300, batch_size=64, lr=3e-3, seed=0,
                        progress=False)
     save_torch({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "weights.safetensors"))
+    torch.manual_seed(0)
+    resnet = make_resnet()
+    modscope.fit_model(resnet, modscope.load_data(arrays), steps=300, batch_size=64, lr=3e-3, seed=0,
+                       progress=False)
+    save_torch({k: v.contiguous() for k, v in resnet.state_dict().items()},
+               str(folder / "resnet.safetensors"))
 
     rng = np.random.default_rng(11)
     sd = {}
@@ -211,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
                 results[name]["figure"] = f"docs/assets/guide/{figure}"
             print(f"{name}: {seconds:.1f} s", file=sys.stderr)
     settings = {"OMP_NUM_THREADS": "1", "scratch_files": ["mypackage/models.py", "weights.safetensors",
-                                                          "digits.npz", "gpt2.safetensors"]}
+                                                          "resnet.safetensors", "digits.npz",
+                                                          "gpt2.safetensors"]}
     results = {name: results[name] for name in COMMANDS if name in results}  # the table's order
     note = f"commands {', '.join(names)} rerun by --only; the others kept" if args.only else ""
     path = write_receipt(ROOT / args.out, {"commands": results}, settings=settings, note=note,

@@ -37,6 +37,7 @@ from ..errors import ModscopeError
 from ..runtime.atomic import write_text
 from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
+from .layout import Edges, edge_list, group_name, unit_layout
 
 __all__ = [
     "DEFAULT_MAX_EDGES",
@@ -253,83 +254,21 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
     )
 
 
-def _depths(graph: Any) -> np.ndarray:
-    """Each group's row: its longest path from the inputs when the links form no cycle (a chain,
-    skip connections); otherwise (a merged residual stream read and written by every block) its
-    distance from group 0, so the stream is one row and the blocks a row above it, in order."""
-    from collections import deque
-
-    n = graph.n_layers
-    links = [(s, d) for s, d in graph.links if s != d]
-    indeg = np.zeros(n, dtype=np.int64)
-    for _, d in links:
-        indeg[d] += 1
-    depth = np.zeros(n, dtype=np.int64)
-    queue = deque(np.flatnonzero(indeg == 0).tolist())
-    seen = 0
-    while queue:  # Kahn's topological order, longest path on the way
-        g = queue.popleft()
-        seen += 1
-        for s, d in links:
-            if s == g:
-                depth[d] = max(depth[d], depth[g] + 1)
-                indeg[d] -= 1
-                if indeg[d] == 0:
-                    queue.append(d)
-    if seen == n:
-        return depth
-    near: list[set[int]] = [set() for _ in range(n)]
-    for s, d in links:
-        near[s].add(d)
-        near[d].add(s)
-    depth = np.full(n, -1, dtype=np.int64)
-    for start in range(n):  # breadth first from each group not yet reached (group 0 first)
-        if depth[start] >= 0:
-            continue
-        depth[start] = 0
-        queue = deque([start])
-        while queue:
-            g = queue.popleft()
-            for h in sorted(near[g]):
-                if depth[h] < 0:
-                    depth[h] = depth[g] + 1
-                    queue.append(h)
-    return depth
-
-
-def _group_name(graph: Any, g: int) -> str:
-    """A group's name; a plain chain's generic ``groupN`` as ``layer N``."""
-    name = graph.group_names[g]
-    return f"layer {g}" if name == f"group{g}" and graph.is_chain else name
-
-
 def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Groups as rows (side by side within a row, span by sqrt(size)); units evenly along their group."""
-    depth = _depths(graph)
-    sizes = np.asarray(graph.sizes, dtype=float)
-    groups: list[dict] = [{} for _ in range(graph.n_layers)]
-    x = np.zeros(graph.n_nodes)
-    y = np.zeros(graph.n_nodes)
-    gap = 0.03
-    for row in np.unique(depth):
-        members = np.flatnonzero(depth == row)
-        span = np.sqrt(np.maximum(sizes[members], 1.0))
-        span = span / span.sum() * (1.0 - gap * (len(members) - 1))
-        left = 0.0
-        for g, width in zip(members, span, strict=True):
-            n = int(sizes[g])
-            sl = graph.group_nodes(int(g))
-            x[sl] = left + width * (2 * np.arange(n) + 1) / (2 * max(n, 1))
-            y[sl] = float(row)
-            groups[g] = {
-                "name": _group_name(graph, int(g)),
-                "size": n,
-                "offset": int(graph.offsets[g]),
-                "row": int(row),
-                "x0": round(left, 5),
-                "x1": round(left + width, 5),
-            }
-            left += width + gap
+    lay = unit_layout(graph)
+    groups = [
+        {
+            "name": group_name(graph, p.group),
+            "size": int(graph.sizes[p.group]),
+            "offset": int(graph.offsets[p.group]),
+            "row": p.row,
+            "x0": round(p.x0, 5),
+            "x1": round(p.x1, 5),
+        }
+        for p in lay.placements
+    ]
+    x, y = lay.node_xy()
     return groups, x, y
 
 
@@ -337,33 +276,7 @@ def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
 
 
-@dataclass
-class _Edges:
-    """Every edge once: ends ``u`` (source side) and ``v``, signed weight ``w``, its block, and
-    ``f = |w| / max |w| of its block`` (the drawing's scale, as `plot network`)."""
-
-    u: np.ndarray
-    v: np.ndarray
-    w: np.ndarray
-    block: np.ndarray
-    f: np.ndarray
-
-
-def _edges(graph: Any) -> _Edges:
-    us, vs, ws, bs, fs = [], [], [], [], []
-    for b, ((s, d), w) in enumerate(zip(graph.links, graph.weights, strict=True)):
-        k, j = np.nonzero(w)
-        top = float(np.abs(w).max()) if w.size else 0.0
-        val = w[k, j]
-        us.append((graph.offsets[s] + j).astype(np.int32))
-        vs.append((graph.offsets[d] + k).astype(np.int32))
-        ws.append(val.astype(np.float32))
-        bs.append(np.full(k.size, b, dtype=np.int32))
-        fs.append((np.abs(val) / top if top > 0 else np.zeros(k.size)).astype(np.float32))
-    return _Edges(*(np.concatenate(a) for a in (us, vs, ws, bs, fs)))
-
-
-def _mask_kept(graph: Any, edges: _Edges, masks: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[dict, list]:
+def _mask_kept(graph: Any, edges: Edges, masks: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[dict, list]:
     """``({function: (n_edges,) bool kept}, [mask parameters that match no block of the graph])``.
 
     A mask matches a block of the same parameter name whose matrix it shapes (``out x in``, its
@@ -442,9 +355,7 @@ def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
     }
 
 
-def _cluster_iou(
-    labels: np.ndarray, edges: _Edges, kept: Mapping[str, np.ndarray], k: int
-) -> dict[str, list]:
+def _cluster_iou(labels: np.ndarray, edges: Edges, kept: Mapping[str, np.ndarray], k: int) -> dict[str, list]:
     """IoU of each cluster's weights (edges with both ends in it) with each function's kept weights."""
     if not kept:
         return {}
@@ -472,7 +383,7 @@ def _partition(
     graph: Any,
     x: np.ndarray,
     y: np.ndarray,
-    edges: _Edges,
+    edges: Edges,
     kept: Mapping[str, np.ndarray],
     d: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
@@ -532,7 +443,7 @@ def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
                         "per_function",
                     )
                 },
-                "group": _group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
+                "group": group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
                 "random": r,
             }
         )
@@ -575,7 +486,7 @@ def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- the page ---------------------------------------------------------------------------------------
 def _masks_view(
-    items: Sequence[_Item], graph: Any, edges: _Edges
+    items: Sequence[_Item], graph: Any, edges: Edges
 ) -> tuple[dict[str, np.ndarray], dict | None]:
     """``({function: (n_edges,) bool kept}, the page's masks summary or None)`` of the first
     ``masks`` result; its ``note`` says what is not drawn."""
@@ -604,7 +515,7 @@ def _masks_view(
 
 
 def _partitions(
-    items: Sequence[_Item], graph: Any, x: np.ndarray, y: np.ndarray, edges: _Edges, kept: Mapping
+    items: Sequence[_Item], graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges, kept: Mapping
 ) -> list[dict]:
     """Every partition of the whole network among the results (score, blocks --whole, the
     knockouts' lesioned ones), each knockout attached to the partition it lesioned."""
@@ -652,7 +563,7 @@ def _partitions(
     return partitions
 
 
-def _embedded(graph: Any, edges: _Edges, max_edges: int) -> tuple[dict[str, Any], np.ndarray]:
+def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any], np.ndarray]:
     """``(the page's single edges, their indices into edges)``: the strongest ``max_edges`` by
     |w| / max |w| of their block, strongest first, as base64 arrays (u, v int32; q int16 = the
     signed strength x 32767; block int16, int32 past 32767 blocks)."""
@@ -706,7 +617,7 @@ def page_data(
         return _blocks_only(items, network, title)
     graph, net_path, net_label = _network(items, network)
     groups, x, y = _layout(graph)
-    edges = _edges(graph)
+    edges = edge_list(graph)
     kept, masks_page = _masks_view(items, graph, edges)
     partitions = _partitions(items, graph, x, y, edges, kept)
     emb, order = _embedded(graph, edges, max_edges)

@@ -4,7 +4,9 @@ atomically.
 
 ``network``: the BIMT picture ([spec §6][spec-6]). Neurons at their positions, each connection a line
 of width proportional to ``|w| / max |w|`` of its layer, blue for positive weights and red
-for negative ones; neurons optionally coloured by cluster.
+for negative ones; neurons optionally coloured by cluster. Any other unit graph (residual blocks,
+attention) is drawn in the layers of [`modscope.report.layout`][modscope.report.layout], each merged
+residual stream once per block boundary.
 
 The result figures take a result object (``ScoreResult``, ``MaskResult``, ``KnockoutResult``)
 or the dict its ``to_dict()`` gives, so saved JSON can be drawn again:
@@ -45,6 +47,7 @@ from ..training.checkpoint import Checkpoint, load_checkpoint
 
 __all__ = [
     "CATEGORY_COLORS",
+    "DEFAULT_MAX_EDGES",
     "NEGATIVE",
     "POSITIVE",
     "UNCLUSTERED",
@@ -61,6 +64,7 @@ POSITIVE = "#1f5fbf"  # blue
 NEGATIVE = "#d62728"  # red
 UNCLUSTERED = "#9a9a9a"
 _MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest are invisible
+DEFAULT_MAX_EDGES = 100_000  # lines a non-chain graph draws at most (the strongest): seconds to render
 
 
 def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
@@ -86,16 +90,19 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
             coords[0] = coords[0][torch.argsort(torch.as_tensor(perms[0]))]
             coords[-1] = coords[-1][torch.argsort(torch.as_tensor(perms[-1]))]
         return weights, [c.numpy() for c in coords], True
-    if isinstance(source, WeightGraph):  # any chain: a plain stack read from a weights file
-        if not source.is_chain:
-            raise ModscopeError(
-                f"plot network draws a plain stack of layers; this network was read as {source.reading}"
-            )
+    if isinstance(source, WeightGraph):  # a chain (a non-chain graph is drawn by _network_graph)
         return list(source.weights), [c.numpy() for c in layout(list(source.layer_widths))], False
     if isinstance(source, nn.Module):
         layers = linear_layers(source)
         if not layers:
             raise ModscopeError("the model has no nn.Linear layers to draw")
+        linear = {id(p) for layer in layers for p in layer.parameters()}
+        other = [n for n, p in source.named_parameters() if p.ndim >= 2 and id(p) not in linear]
+        if other:  # drawing its Linear layers alone would leave out these weights
+            raise ModscopeError(
+                f"the model has weights outside nn.Linear layers ({other[0]}): pass "
+                "modscope.network(model, example_input=...) to draw its traced unit graph"
+            )
         weights = [layer.weight.detach().cpu().double().numpy() for layer in layers]
         widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
         return weights, [c.numpy() for c in layout(widths)], False
@@ -154,37 +161,40 @@ def _centres(xy: np.ndarray, lab: np.ndarray) -> np.ndarray:
     return out
 
 
-def network(source: Checkpoint | nn.Module | str | os.PathLike,
+def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.PathLike,
             labels: Sequence[int] | np.ndarray | None = None, ax: Axes | None = None, *,
             max_width: float = 2.5, title: str | None = None, quantile: float | None = None,
-            bundle: bool = False) -> Figure:
-    """Draw a layered network: neurons at their (BIMT) positions, connections as lines.
+            bundle: bool = False, max_edges: int = DEFAULT_MAX_EDGES) -> Figure:
+    """Draw a network in layers: units at their (BIMT) positions, connections as lines.
 
     ``source``: a [`Checkpoint`][modscope.training.checkpoint.Checkpoint] (BIMT coordinates and permutations
-    honoured), its path, a `Network` or `WeightGraph` of a plain stack, or a model (plain line layout:
-    ``x_j = (2j + 1) / (2n)``, one row per layer).
+    honoured), its path, a model made of ``nn.Linear`` layers, or a `Network` / `WeightGraph`. A
+    chain (a plain stack) is drawn one row per layer, ``x_j = (2j + 1) / (2n)``; any other unit graph
+    (a traced CNN with residual blocks, a transformer) in the layout `modscope explore` uses
+    ([`unit_layout`][modscope.report.layout.unit_layout]): each unit group a row at its depth, the
+    groups of one row side by side, rows labelled by group name, and each merged residual stream
+    drawn once per block boundary (every block reads the copy below it and writes the one above);
+    a recurrent group's own weights are arcs above its row.
     ``labels``: one cluster per graph node (input, hidden, output layers; inputs and
     outputs in task order, as [`modscope.load_graph()`][modscope.graphs.load.load_graph] orders them),
-    -1 = none.
-    Line width is ``max_width * |w| / max |w|`` points within each layer; lines below
+    -1 = none; a stream's copies share its units' colours.
+    Line width is ``max_width * |w| / max |w|`` points within each layer (edge set); lines below
     0.5 % of the layer's widest are left out. ``quantile`` (0..1): draw only the connections
     whose ``|w|`` is at least this quantile of the layer's non-zero ``|w|`` (0.9: the strongest
     10 %), so a dense network's structure shows. ``bundle`` (with ``labels``): seat each line
     layer's neurons in cluster order (learned BIMT positions are kept), curve each connection
     through the centres of its end points' clusters so edges between two clusters form one
     bundle, and colour a connection by its cluster when both ends share one (grey between
-    clusters) instead of by sign. Returns the figure (``ax.figure`` if given).
+    clusters) instead of by sign. ``max_edges``: a non-chain graph draws at most this many lines,
+    the strongest by ``|w| / max |w|`` of their edge set (the figure says so). Returns the figure
+    (``ax.figure`` if given).
     """
+    graph = source.graph if isinstance(source, Network) else source
+    if isinstance(graph, WeightGraph) and not graph.is_chain:
+        return _network_graph(graph, labels, ax, max_width=max_width, title=title, quantile=quantile,
+                              bundle=bundle, max_edges=max_edges)
     weights, coords, learned = _placed(source)
-    n_nodes = sum(len(c) for c in coords)
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (n_nodes,):
-            raise ModscopeError(
-                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
-            )
-    if quantile is not None and not 0.0 <= quantile < 1.0:
-        raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
+    labels = _checked(labels, quantile, sum(len(c) for c in coords))
     bundle = bundle and labels is not None
     n_layers = len(coords)
     fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
@@ -193,21 +203,63 @@ def network(source: Checkpoint | nn.Module | str | os.PathLike,
     pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     starts = np.cumsum([0] + [len(c) for c in coords])
     layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
-    clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0) if labels is not None else []
-    palette = dict(zip(clusters, _palette(len(clusters)), strict=True))  # in cluster order
+    palette = _cluster_palette(labels)
 
     for l, w in enumerate(weights):
         _draw_layer(ax, l, w, pos, layer_labels if bundle else None, palette, max_width, quantile)
     _draw_nodes(ax, pos, labels, palette, float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40)))
-    ax.set_yticks(range(n_layers), _layer_names(n_layers))
+    _frame(ax, _layer_names(n_layers), title)
+    return fig
+
+
+def _checked(labels: Sequence[int] | np.ndarray | None, quantile: float | None,
+             n_nodes: int) -> np.ndarray | None:
+    """``labels`` as an array of one entry per graph node; the quantile in [0, 1). One-line errors."""
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n_nodes,):
+            raise ModscopeError(
+                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
+            )
+    if quantile is not None and not 0.0 <= quantile < 1.0:
+        raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
+    return labels
+
+
+def _cluster_palette(labels: np.ndarray | None) -> dict[int, Any]:
+    """``{cluster: colour}`` in cluster order (-1, no edges, has none)."""
+    clusters = sorted(int(c) for c in set(labels.tolist()) if c >= 0) if labels is not None else []
+    return dict(zip(clusters, _palette(len(clusters)), strict=True))
+
+
+def _frame(ax: Axes, row_names: Sequence[str], title: str | None) -> None:
+    """One y tick per row, named; no x axis; the drawing's limits."""
+    ax.set_yticks(range(len(row_names)), row_names)
     ax.set_xticks([])
     ax.set_xlim(-0.05, 1.05)
-    ax.set_ylim(-0.5, n_layers - 0.5)
+    ax.set_ylim(-0.5, len(row_names) - 0.5)
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     if title:
         ax.set_title(title)
-    return fig
+
+
+def _line_colors(f: np.ndarray, negative: np.ndarray, la: np.ndarray | None, lb: np.ndarray | None,
+                 palette: dict[int, Any]) -> np.ndarray:
+    """``(E, 4)`` RGBA of lines of strength ``f``: blue / red by sign, fading with ``f``; with the
+    clusters of their ends (``la``, ``lb``), the cluster's colour inside one, faint grey between two."""
+    if la is None:
+        rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
+        colors = rgba[negative.astype(int)]
+        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
+        return colors
+    same = (la == lb) & (la >= 0)
+    table = np.array([matplotlib.colors.to_rgba(palette.get(c, UNCLUSTERED))
+                      for c in range(max(palette, default=0) + 1)])
+    colors = np.tile(matplotlib.colors.to_rgba(UNCLUSTERED), (len(f), 1))
+    colors[same] = table[la[same]]
+    colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
+    return colors
 
 
 def _draw_layer(ax: Axes, l: int, w: np.ndarray, pos: Sequence[np.ndarray],
@@ -227,23 +279,114 @@ def _draw_layer(ax: Axes, l: int, w: np.ndarray, pos: Sequence[np.ndarray],
     f = frac[k, j]
     order = np.argsort(f)  # strong lines on top
     k, j, f = k[order], j[order], f[order]
+    la = lb = None
     if layer_labels is not None:
         la, lb = layer_labels[l][j], layer_labels[l + 1][k]
         segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
                         _centres(pos[l + 1], layer_labels[l + 1])[k])
-        same = (la == lb) & (la >= 0)
-        table = np.array([matplotlib.colors.to_rgba(palette.get(c, UNCLUSTERED))
-                          for c in range(max(palette, default=0) + 1)])
-        colors = np.tile(matplotlib.colors.to_rgba(UNCLUSTERED), (len(f), 1))
-        colors[same] = table[la[same]]
-        colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
     else:
         segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
-        rgba = np.array([matplotlib.colors.to_rgba(POSITIVE), matplotlib.colors.to_rgba(NEGATIVE)])
-        colors = rgba[(w[k, j] < 0).astype(int)]
-        colors[:, 3] = 0.1 + 0.9 * f  # weak lines fade, so dense layers stay readable
-    ax.add_collection(LineCollection(segs, linewidths=max_width * f, colors=colors,
-                                     capstyle="round", zorder=1))
+    _add_lines(ax, segs, max_width * f, _line_colors(f, w[k, j] < 0, la, lb, palette))
+
+
+def _add_lines(ax: Axes, segs: np.ndarray, widths: np.ndarray, colors: np.ndarray) -> None:
+    """Every line at once (one LineCollection: no Python loop over edges), below the units."""
+    ax.add_collection(LineCollection(segs, linewidths=widths, colors=colors, capstyle="round", zorder=1))
+
+
+# -- any unit graph ------------------------------------------------------------------------------
+def _network_graph(graph: WeightGraph, labels: Sequence[int] | np.ndarray | None, ax: Axes | None, *,
+                   max_width: float, title: str | None, quantile: float | None, bundle: bool,
+                   max_edges: int) -> Figure:
+    """`network` of a non-chain unit graph: the shared layout, streams unrolled (see `network`)."""
+    from .layout import edge_list, group_name, unit_layout
+
+    labels = _checked(labels, quantile, graph.n_nodes)
+    if max_edges < 1:
+        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
+    bundle = bundle and labels is not None
+    lay = unit_layout(graph, unroll_streams=True)
+    pos, nodes = _points(graph, lay, labels if bundle else None)
+    point_of = np.concatenate([[0], np.cumsum([len(p) for p in pos])])  # first point of each placement
+    edges = edge_list(graph)
+    keep = _kept_edges(edges, len(graph.weights), quantile, max_edges)
+    ends = np.asarray(lay.ends, dtype=np.int64).reshape(-1, 2)[edges.block[keep]]
+    u, v, f = edges.u[keep], edges.v[keep], edges.f[keep].astype(np.float64)
+    layer = graph.node_layer
+    a = point_of[ends[:, 0]] + u - graph.offsets[layer[u]]  # the points each line joins
+    b = point_of[ends[:, 1]] + v - graph.offsets[layer[v]]
+    xy = np.concatenate(pos)
+    node_labels = None if labels is None else labels[nodes]
+    palette = _cluster_palette(labels)
+    rows = lay.n_rows
+    fig, ax = _axes(ax, (7.0, float(np.clip(1.3 * rows if rows <= 8 else 0.6 * rows + 5.6, 2.5, 40.0))))
+    if bundle:
+        centre = np.concatenate([_centres(p, node_labels[s:e])
+                                 for p, s, e in zip(pos, point_of[:-1], point_of[1:], strict=True)])
+        segs = _bundled(xy[a], xy[b], centre[a], centre[b])
+        colors = _line_colors(f, edges.w[keep] < 0, node_labels[a], node_labels[b], palette)
+    else:
+        segs = np.stack([xy[a], xy[b]], 1)
+        colors = _line_colors(f, edges.w[keep] < 0, None, None, palette)
+    _add_lines(ax, _lift_loops(segs, ends[:, 0] == ends[:, 1]), max_width * f, colors)
+    per_row = np.bincount([p.row for p in lay.placements], weights=[len(p) for p in pos])
+    _draw_nodes(ax, pos, node_labels, palette, float(np.clip(1500.0 / per_row.max(), 4, 40)))
+    names = [[] for _ in range(rows)]
+    for pl in lay.placements:
+        copies = pl.group in lay.streams
+        names[pl.row].append(group_name(graph, pl.group) + (f" [{pl.copy}]" if copies else ""))
+    _frame(ax, [", ".join(n) if len(n) <= 2 else f"{n[0]} +{len(n) - 1}" for n in names], title)
+    if keep.size == max_edges < edges.u.size:  # below the drawing, inside the figure's layout
+        ax.set_xlabel(f"the strongest {keep.size:,} of {edges.u.size:,} edges drawn", fontsize=8,
+                      color="#555555")
+    return fig
+
+
+def _lift_loops(segs: np.ndarray, loop: np.ndarray) -> np.ndarray:
+    """Lines ``(E, n, 2)`` with those joining two units of one row (``loop``: a recurrent group's
+    own weights) lifted into arcs above the row (up to 0.4 of a row, by their span), not along it."""
+    if not loop.any():
+        return segs
+    if segs.shape[1] == 2:  # straight lines as polylines, so an arc can bend
+        t = np.linspace(0.0, 1.0, 12)[None, :, None]
+        segs = segs[:, :1] + t * (segs[:, 1:] - segs[:, :1])
+    t = np.linspace(0.0, 1.0, segs.shape[1])
+    span = np.abs(segs[loop, -1, 0] - segs[loop, 0, 0])
+    segs[loop, :, 1] += np.minimum(0.4, 1.5 * span)[:, None] * 4 * t * (1 - t)
+    return segs
+
+
+def _points(graph: WeightGraph, lay: Any, labels: np.ndarray | None) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(each placement's (size, 2) unit positions, the graph node of every point)``. With
+    ``labels`` (bundling), each group's units are seated in cluster order, the same in every copy."""
+    pos, nodes = [], []
+    for p, pl in enumerate(lay.placements):
+        sl = graph.group_nodes(pl.group)
+        x = lay.unit_x(p)
+        if labels is not None:
+            lab = labels[sl]
+            order = np.lexsort((np.arange(x.size), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
+            seated = np.empty_like(x)
+            seated[order] = x
+            x = seated
+        pos.append(np.stack([x, np.full(x.size, float(pl.row))], 1))
+        nodes.append(np.arange(sl.start, sl.stop))
+    return pos, np.concatenate(nodes)
+
+
+def _kept_edges(edges: Any, n_sets: int, quantile: float | None, max_edges: int) -> np.ndarray:
+    """Indices of the edges to draw, weakest first (strong lines on top): at least 0.5 % of their
+    edge set's largest |w|, at least ``quantile`` of its non-zero |w|, the strongest ``max_edges``."""
+    keep = edges.f >= _MIN_FRACTION
+    if quantile is not None:
+        for blk in range(n_sets):  # one quantile per edge set, as for a chain's layers
+            sel = edges.block == blk
+            if sel.any():
+                keep &= ~sel | (edges.f >= np.quantile(edges.f[sel], quantile))
+    idx = np.flatnonzero(keep)
+    if idx.size > max_edges:  # O(n) selection first, as the explorer embeds its strongest edges
+        idx = idx[np.argpartition(-edges.f[idx], max_edges - 1)[:max_edges]]
+    return idx[np.argsort(edges.f[idx], kind="stable")]
 
 
 def _draw_nodes(ax: Axes, pos: Sequence[np.ndarray], labels: np.ndarray | None, palette: dict[int, Any],

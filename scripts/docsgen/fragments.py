@@ -79,6 +79,7 @@ GUIDE_COMMANDS = (
     "plot_histogram",
     "plot_lesions",
     "plot_masks",
+    "plot_model_network",
     "report",
     "model_score",
     "model_knockout",

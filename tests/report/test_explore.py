@@ -16,7 +16,8 @@ from modscope.cli import main
 from modscope.graphs.load import load_graph
 from modscope.graphs.weight_graph import WeightGraph
 from modscope.masks.bits import decode_masks, encode_masks
-from modscope.report.explore import _depths, explore, page_data
+from modscope.report.explore import explore, page_data
+from modscope.report.layout import group_depths
 from modscope.runtime.hashing import file_sha256
 from tests.helpers.paths import ROOT
 
@@ -184,7 +185,7 @@ def test_group_rows_follow_the_longest_path():
     rng = np.random.default_rng(0)
     w = [rng.random((3, 2)), rng.random((4, 3)), rng.random((4, 2))]  # 0->1->2 and a skip 0->2
     g = WeightGraph(tuple(w), links=((0, 1), (1, 2), (0, 2)), sizes=(2, 3, 4))
-    assert _depths(g).tolist() == [0, 1, 2]
+    assert group_depths(g).tolist() == [0, 1, 2]
 
 
 def _cli(argv, capsys) -> tuple[int, str]:
@@ -281,4 +282,4 @@ def test_a_merged_stream_is_one_row_with_the_blocks_above_it():
         w += [rng.random((sizes[b], 4)), rng.random((4, sizes[b]))]
         links += [(0, b), (b, 0)]
     g = WeightGraph(tuple(w), links=tuple(links), sizes=sizes)
-    assert _depths(g).tolist() == [0, 1, 1, 1]
+    assert group_depths(g).tolist() == [0, 1, 1, 1]
