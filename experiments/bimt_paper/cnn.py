@@ -174,11 +174,11 @@ def figure(receipt: dict[str, Any], path: str | Path) -> Path:
             mass = np.log10(np.maximum(np.asarray(r["path_mass"]), 1e-6))
             shown = np.ma.masked_where(np.asarray(r["alive"]) == 0, mass)
             ax = axes[row, col]
-            image = ax.imshow(shown, cmap="viridis", vmin=-4, vmax=0)
+            image = ax.imshow(shown, cmap="viridis", vmin=-2, vmax=0)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{trainer} seed {seed}\n{100 * r['dead_pixels']:.0f}% pixels cut off", fontsize=9)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="log10 path mass (rel. to max)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="log10 path mass (rel. to max), clipped at -2")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
