@@ -9,6 +9,9 @@ masks and knockouts on networks that are not MLPs (any ``nn.Module`` works the s
   in an embedding table, plus a learned position), a trailing flag block (addmul's operation) one
   more token; the mean of the final stream gives ``groups x 10`` logits. Input ``(B, 10 * digits
   + flag)``.
+- `BIMTCNN`: the small CNN of the BIMT comparison (experiments/bimt_paper/cnn.py): two strided
+  5x5 convs (no pooling, so every position of the last map keeps its place on the image) and a
+  Linear head on the flattened map. Input ``(B, H * W)`` flat pixels or ``(B, 1, H, W)``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["DigitTransformer", "ResidualCNN"]
+__all__ = ["BIMTCNN", "DigitTransformer", "ResidualCNN"]
 
 
 class _Block(nn.Module):
@@ -124,3 +127,58 @@ class DigitTransformer(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return self.head(self.norm(h).mean(1))
+
+
+def _build(cls: type[nn.Module], *args: int) -> nn.Module:
+    return cls(*args)
+
+
+class BIMTCNN(nn.Module):
+    """Conv(1 -> ``widths[0]``, 5x5, stride 2) -> ReLU -> Conv(-> ``widths[1]``, 5x5, stride 2) -> ReLU
+    -> flatten -> Linear(-> ``classes``); padding 2 halves each side, so 28x28 pixels give 14x14
+    then 7x7 maps (default widths (8, 16): 8 + 16 channels BIMT lays on 3x3 and 4x4 grids).
+
+    Not the BIMT paper's network: its MNIST example (Liu, Gan & Tegmark 2023, reference notebook
+    ``mnist_3.5``) is a 784-100-100-10 MLP with the pixels on the image plane; this is the
+    two-conv-layer stand-in the comparison asks for. No pooling: the head reads each position of
+    the last map with its own weights, so a position the head stops reading shrinks the receptive
+    field (`modscope.training.bimt_cnn.pixel_paths`). ``image``: ``(H, W)`` of the one-channel
+    input; ``seed``: the initial weights are drawn from ``torch.Generator(seed)`` (torch's default
+    U(+-1/sqrt(fan_in)) for weights and biases) instead of the global generator.
+    """
+
+    def __init__(
+        self,
+        image: tuple[int, int] = (28, 28),
+        widths: Sequence[int] = (8, 16),
+        classes: int = 10,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.image = (int(image[0]), int(image[1]))
+        # with a seed the layers are built uninitialised (no draw from torch's global generator)
+        make = nn.utils.skip_init if seed is not None else _build
+        self.conv1 = make(nn.Conv2d, 1, widths[0], 5, 2, 2)
+        self.conv2 = make(nn.Conv2d, widths[0], widths[1], 5, 2, 2)
+        h, w = self.map_shape
+        self.head = make(nn.Linear, widths[1] * h * w, classes)
+        if seed is not None:
+            gen = torch.Generator().manual_seed(int(seed))
+            with torch.no_grad():
+                for layer in (self.conv1, self.conv2, self.head):
+                    bound = 1.0 / (layer.weight[0].numel() ** 0.5)  # 1 / sqrt(fan_in)
+                    for p in (layer.weight, layer.bias):
+                        p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) * bound)
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """``(h, w)`` of the last conv's map: each strided conv maps ``n`` to ``ceil(n / 2)``."""
+        h, w = self.image
+        for _ in range(2):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return h, w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, *self.image)
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.head(x.flatten(1))

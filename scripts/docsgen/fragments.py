@@ -120,6 +120,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
         rc.bimt_modules,
         "experiments/bimt_modules.py",
     ),
+    Fragment("bimt_cnn", (f"{E}bimt_paper/cnn.json",), rc.base, "experiments/bimt_paper/cnn.py"),
     Fragment(
         "degree_null",
         (f"{E}degree_null_independence.json", f"{E}degree_null_modadd.json"),
