@@ -1,5 +1,5 @@
 """In-context linear regression, the transformer task of BIMT (Liu, Gan & Tegmark, "Seeing is
-Believing", §3.4): each example is a sequence of ``pairs`` points ``(x_t, y_t = w x_t)`` of one
+Believing", section 3.4): each example is a sequence of ``pairs`` points ``(x_t, y_t = w x_t)`` of one
 weight ``w``, and a model must predict every ``y_t`` from the tokens before it.
 
 ``n_sequences`` weights ``w ~ U(-1, 1)``, each with its own ``x_t ~ U(1, 3)`` (d = 1). The sequence

@@ -120,6 +120,12 @@ FRAGMENTS: tuple[Fragment, ...] = (
         "experiments/bimt_modules.py",
     ),
     Fragment(
+        "bimt_incontext",
+        (f"{E}bimt_paper/incontext.json",),
+        rc.base,
+        "experiments/bimt_paper/incontext.py",
+    ),
+    Fragment(
         "degree_null",
         (f"{E}degree_null_independence.json", f"{E}degree_null_modadd.json"),
         rc.degree_null,
