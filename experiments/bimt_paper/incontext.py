@@ -16,7 +16,8 @@ top 5 units per group every 200 steps, no threshold at the end. For every run:
 - ``modscope.knockout`` of the partition's sub-modules against ``--random`` random lesions: how
   many damage the test MSE significantly;
 - the residual-stream units most correlated with ``w`` at the last token over the test sequences,
-  at the output of block 1 (the paper's probe, its "Res2") and of block 2: top 3 ``|corr|``.
+  at the output of block 1 (the paper's probe, its "Res2") and of block 2: top 3 ``|corr|``, and
+  how many units reach ``|corr| >= 0.9`` (before training too: the stream sees ``y1 = w x1``).
 
 Writes the receipt JSON and a figure (|corr| of each residual unit with w, plain vs BIMT)::
 
@@ -98,7 +99,10 @@ def train_one(task, kind: str, seed: int, steps: int) -> tuple[InContextTransfor
     model = make_model(seed)
     w = sequence_weights(task.x_test, task.y_test)
     # the untrained stream already mixes y1 = w x1 into the last token: the baseline of the probe
-    init = {f"block{i + 1}": top_units(c, 1)[0] for i, c in enumerate(w_correlations(model, task.x_test, w))}
+    init = {
+        f"block{i + 1}": {**top_units(c, 1)[0], "above_0.9": int((np.abs(c) >= 0.9).sum())}
+        for i, c in enumerate(w_correlations(model, task.x_test, w))
+    }
     example = to_tokens(task.x_train[:1])
     strategy = None
     if kind == "bimt":  # the task's BIMT defaults (the paper's), no threshold: the trained weights kept
@@ -146,6 +150,8 @@ def analyse(model, task, seed: int, args) -> dict[str, Any]:
             "categories": {c: cats.count(c) for c in sorted(set(cats))},
         },
         "w_corr": {f"block{i + 1}": top_units(c) for i, c in enumerate(corr)},
+        # how many units carry w: the paper's claim is that a few do
+        "w_units_above_0.9": {f"block{i + 1}": int((np.abs(c) >= 0.9).sum()) for i, c in enumerate(corr)},
         "_corr": [c.tolist() for c in corr],  # every unit, for the figure (dropped from the receipt)
     }
 
