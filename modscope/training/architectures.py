@@ -10,8 +10,9 @@ masks and knockouts on networks that are not MLPs (any ``nn.Module`` works the s
   more token; the mean of the final stream gives ``groups x 10`` logits. Input ``(B, 10 * digits
   + flag)``.
 - `InContextTransformer`: the transformer of BIMT's in-context linear regression (Liu, Gan &
-  Tegmark): ``[x, y]`` tokens embedded by a Linear, causal attention blocks with no LayerNorm and no
-  position embedding, a Linear read-out of ``y`` at every ``x`` token (task `incontext-linreg`).
+  Tegmark): ``[0, x]`` and ``[y, 0]`` tokens embedded by a Linear, causal attention blocks with no
+  LayerNorm and no position embedding, a Linear read-out of ``y`` at every ``x`` token (task
+  `incontext-linreg`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from ..errors import ModscopeError
 
 __all__ = ["DigitTransformer", "InContextTransformer", "ResidualCNN"]
 
@@ -142,15 +145,20 @@ class InContextTransformer(nn.Module):
 
     Input: ``(B, 2T - 1, token_dim)`` tokens or the same flattened, ``(B, (2T - 1) * token_dim)``,
     the tokens alternating ``[0, x_t]`` and ``[y_t, 0]`` (task `incontext-linreg`). Output: ``(B, T)``,
-    the prediction of ``y_t`` read at token ``2t`` (0-based), from the tokens up to it. The paper's
-    read-out writes ``token_dim`` channels and its loss uses the first; this one writes that channel
-    only, so no unit is left without a gradient from the loss.
+    the prediction of ``y_t`` (t from 1) read at token ``2t - 2`` (0-based), from the tokens up to
+    it. The paper's read-out writes ``token_dim`` channels and its loss uses the first; this one
+    writes that channel only, so no unit is left without a gradient from the loss.
     """
 
     def __init__(
         self, n_embed: int = 32, n_layers: int = 2, heads: int = 1, mlp_ratio: int = 4, token_dim: int = 2
     ) -> None:
         super().__init__()
+        if min(n_embed, n_layers, heads, mlp_ratio, token_dim) < 1 or n_embed % heads:
+            raise ModscopeError(
+                f"InContextTransformer needs positive sizes and n_embed divisible by heads, got n_embed "
+                f"{n_embed}, n_layers {n_layers}, heads {heads}, mlp_ratio {mlp_ratio}, token_dim {token_dim}"
+            )
         self.token_dim = token_dim
         self.embed = nn.Linear(token_dim, n_embed)
         self.blocks = nn.ModuleList(

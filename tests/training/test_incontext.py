@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import modscope
+from modscope.errors import ModscopeError
 from modscope.tasks import get_task
 from modscope.tasks.incontext import to_tokens
 from modscope.training.architectures import InContextTransformer
@@ -50,6 +51,8 @@ def test_no_layernorm_and_the_papers_sizes():
     assert shapes["embed.weight"] == (32, 2) and shapes["head.weight"] == (1, 32)
     assert shapes["blocks.1.qkv.weight"] == (96, 32) and shapes["blocks.1.fc1.weight"] == (128, 32)
     assert len(model.blocks) == 2 and all(b.heads == 1 for b in model.blocks)
+    with pytest.raises(ModscopeError, match="divisible by heads"):
+        InContextTransformer(n_embed=30, heads=4)
 
 
 def test_the_tracer_reads_one_residual_stream_through_both_blocks():
