@@ -12,7 +12,7 @@ top 5 units per group every 200 steps, no threshold at the end. For every run:
   best MSE without context is ``E[w^2] E[x^2] = 13/9``);
 - sparsity: the fraction of Linear weight entries below 1e-2 of the network's largest |weight|;
 - n-cut of the unit graph (``modscope.network``) with ``--clusters`` clusters, z and p against
-  ``layer_degree`` shuffles;
+  ``layer_degree`` shuffles, and z against plain ``layer`` shuffles;
 - ``modscope.knockout`` of the partition's sub-modules against ``--random`` random lesions: how
   many damage the test MSE significantly;
 - the residual-stream units most correlated with ``w`` at the last token over the test sequences,
@@ -128,6 +128,8 @@ def analyse(model, task, seed: int, args) -> dict[str, Any]:
     last = len(task.output_groups) - 1
     net = network(model, to_tokens(task.x_test[:1]))
     sc = score(net, n_clusters=args.clusters, null="layer_degree", n_shuffles=args.shuffles, seed=seed)
+    # the plain per-matrix shuffle too: it keeps no degrees, so it tells sparsity from structure apart
+    sc_layer = score(net, n_clusters=args.clusters, null="layer", n_shuffles=args.shuffles, seed=seed)
     ko = knockout(
         model, task, sc.partition, n_random=args.random, seed=seed, example_input=to_tokens(task.x_test[:1])
     )
@@ -143,6 +145,8 @@ def analyse(model, task, seed: int, args) -> dict[str, Any]:
         "null_std": sc.null.std,
         "z": sc.null.z,
         "p": sc.null.p_value,
+        "null_mean_layer": sc_layer.null.mean,
+        "z_layer": sc_layer.null.z,
         "knockout": {
             "intact_mse": ko.intact_accuracy,
             "submodules": len(cats),
@@ -161,7 +165,7 @@ def mean_sd(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
 
 
-SUMMARY_KEYS = ("test_mse", "test_mse_last", "test_mse_first", "sparsity", "ncut", "z", "seconds")
+SUMMARY_KEYS = ("test_mse", "test_mse_last", "test_mse_first", "sparsity", "ncut", "z", "z_layer", "seconds")
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -204,7 +208,8 @@ def statement(rows: dict[str, Any]) -> str:
         f"BIMT was {sparse} ({100 * b['sparsity']['mean']:.1f} % vs {100 * p['sparsity']['mean']:.1f} % of "
         f"weights below 1 % of the largest) and {modular} by n-cut z against layer_degree "
         f"({b['z']['mean']:.1f} vs {p['z']['mean']:.1f}; z < -2 in {b['z_below_minus2']} of {b['runs']} BIMT "
-        f"and {p['z_below_minus2']} of {p['runs']} plain runs)."
+        f"and {p['z_below_minus2']} of {p['runs']} plain runs); against plain per-matrix `layer` shuffles "
+        f"its z was {b['z_layer']['mean']:.1f} vs {p['z_layer']['mean']:.1f}."
     )
 
 
