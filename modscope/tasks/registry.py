@@ -17,7 +17,7 @@ import torch
 
 from ..data.functions import Function
 from ..errors import ModscopeError
-from . import arithmetic, formulas, images
+from . import arithmetic, formulas, images, incontext
 from .base import Task
 
 __all__ = [
@@ -168,6 +168,13 @@ TASKS: dict[str, TaskSpec] = {
             "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
             formulas.build_moons,
             params={"n_train": 200, "n_test": 200, "noise": 0.1},
+        ),
+        _spec(
+            "incontext-linreg",
+            "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
+            "x ~ U(1, 3); predict every y_t; MSE; functions per position",
+            incontext.build_incontext,
+            params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8},
         ),
         *(
             _spec(

@@ -12,6 +12,10 @@ masks and knockouts on networks that are not MLPs (any ``nn.Module`` works the s
 - `BIMTCNN`: the small CNN of the BIMT comparison (experiments/bimt_paper/cnn.py): two strided
   5x5 convs (no pooling, so every position of the last map keeps its place on the image) and a
   Linear head on the flattened map. Input ``(B, H * W)`` flat pixels or ``(B, 1, H, W)``.
+- `InContextTransformer`: the transformer of BIMT's in-context linear regression (Liu, Gan &
+  Tegmark): ``[0, x]`` and ``[y, 0]`` tokens embedded by a Linear, causal attention blocks with no
+  LayerNorm and no position embedding, a Linear read-out of ``y`` at every ``x`` token (task
+  `incontext-linreg`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["BIMTCNN", "DigitTransformer", "ResidualCNN"]
+from ..errors import ModscopeError
+
+__all__ = ["BIMTCNN", "DigitTransformer", "InContextTransformer", "ResidualCNN"]
 
 
 class _Block(nn.Module):
@@ -72,22 +78,28 @@ class ResidualCNN(nn.Module):
 
 
 class _EncoderLayer(nn.Module):
-    def __init__(self, d: int, heads: int, ff: int) -> None:
+    """Attention then a GELU MLP, each added to the stream. ``norm=False``: no LayerNorm (identity,
+    no parameters); ``causal``: each position attends to itself and the positions before it;
+    ``gelu``: ``"none"`` (exact) or ``"tanh"`` (the tanh approximation)."""
+
+    def __init__(
+        self, d: int, heads: int, ff: int, *, norm: bool = True, causal: bool = False, gelu: str = "none"
+    ) -> None:
         super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(d)
+        self.heads, self.causal, self.gelu = heads, causal, gelu
+        self.norm1 = nn.LayerNorm(d) if norm else nn.Identity()
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
-        self.norm2 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d) if norm else nn.Identity()
         self.fc1 = nn.Linear(d, ff)
         self.fc2 = nn.Linear(ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = nn.functional.scaled_dot_product_attention(q, k, v)
+        a = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
-        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm2(x))))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.norm2(x)), approximate=self.gelu))
 
 
 class DigitTransformer(nn.Module):
@@ -182,3 +194,37 @@ class BIMTCNN(nn.Module):
         x = x.reshape(x.shape[0], 1, *self.image)
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return self.head(x.flatten(1))
+class InContextTransformer(nn.Module):
+    """BIMT's in-context regression transformer: ``n_layers`` causal blocks (``heads`` heads,
+    ``mlp_ratio * n_embed`` GELU-tanh MLP units, no LayerNorm) on one residual stream of width
+    ``n_embed``, read by a Linear that predicts ``y`` at every ``x`` token.
+
+    Input: ``(B, 2T - 1, token_dim)`` tokens or the same flattened, ``(B, (2T - 1) * token_dim)``,
+    the tokens alternating ``[0, x_t]`` and ``[y_t, 0]`` (task `incontext-linreg`). Output: ``(B, T)``,
+    the prediction of ``y_t`` (t from 1) read at token ``2t - 2`` (0-based), from the tokens up to
+    it. The paper's read-out writes ``token_dim`` channels and its loss uses the first; this one
+    writes that channel only, so no unit is left without a gradient from the loss.
+    """
+
+    def __init__(
+        self, n_embed: int = 32, n_layers: int = 2, heads: int = 1, mlp_ratio: int = 4, token_dim: int = 2
+    ) -> None:
+        super().__init__()
+        if min(n_embed, n_layers, heads, mlp_ratio, token_dim) < 1 or n_embed % heads:
+            raise ModscopeError(
+                f"InContextTransformer needs positive sizes and n_embed divisible by heads, got n_embed "
+                f"{n_embed}, n_layers {n_layers}, heads {heads}, mlp_ratio {mlp_ratio}, token_dim {token_dim}"
+            )
+        self.token_dim = token_dim
+        self.embed = nn.Linear(token_dim, n_embed)
+        self.blocks = nn.ModuleList(
+            _EncoderLayer(n_embed, heads, mlp_ratio * n_embed, norm=False, causal=True, gelu="tanh")
+            for _ in range(n_layers)
+        )
+        self.head = nn.Linear(n_embed, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.reshape(x.shape[0], -1, self.token_dim))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h[:, ::2]).squeeze(-1)  # the x tokens sit at even positions

@@ -122,6 +122,12 @@ FRAGMENTS: tuple[Fragment, ...] = (
     ),
     Fragment("bimt_cnn", (f"{E}bimt_paper/cnn.json",), rc.base, "experiments/bimt_paper/cnn.py"),
     Fragment(
+        "bimt_incontext",
+        (f"{E}bimt_paper/incontext.json",),
+        rc.base,
+        "experiments/bimt_paper/incontext.py",
+    ),
+    Fragment(
         "degree_null",
         (f"{E}degree_null_independence.json", f"{E}degree_null_modadd.json"),
         rc.degree_null,

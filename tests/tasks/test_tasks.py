@@ -25,6 +25,7 @@ SMALL = {
     "halves": {"n_train": 60, "n_test": 30},
     "addmul": {"n_train": 400, "n_test": 101},
     "tuple-add": {"n_train": 300, "n_test": 50},
+    "incontext-linreg": {"n_sequences": 200},
 }
 GENERATED = [n for n in list_tasks() if not TASKS[n].uses_data]
 DEFAULT_KEYS = {"hidden", "steps", "batch_size", "lr", "activation", "bimt_lambda", "bimt_y_star",
@@ -63,6 +64,7 @@ def test_registry_lists_every_task_with_a_description():
     assert set(list_tasks()) == {
         "digits", "halves", "mnist", "fashion-mnist", "addmul", "tuple-add", "modadd", "s4",
         "moons", "formula-independence", "formula-sharing", "formula-composition",
+        "incontext-linreg",
     }
     for name, spec in TASKS.items():
         assert spec.name == name and len(spec.description) > 20
@@ -265,6 +267,33 @@ def test_moons():
 
 
 # -- images -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("pairs", [1, 2, 3])
+def test_incontext_linreg_matches_its_definition(pairs):
+    from modscope.tasks.incontext import sequence_weights, to_tokens
+
+    t = get_task("incontext-linreg", seed=4, n_sequences=250, pairs=pairs, train_frac=0.8)
+    assert (len(t.x_train), len(t.x_test)) == (200, 50)
+    assert t.x_train.shape[1] == 2 * (2 * pairs - 1) and t.y_train.shape == (200, pairs)
+    assert t.output_groups == (1,) * pairs and set(t.functions) == {f"y{i + 1}" for i in range(pairs)}
+    for x, y in ((t.x_train, t.y_train), (t.x_test, t.y_test)):
+        tok = to_tokens(x).double()
+        w = sequence_weights(x, y).double()
+        assert torch.all(w.abs() <= 1) and w.std() > 0.3  # U(-1, 1)
+        xs = tok[:, 0::2, 1]  # [0, x_t] tokens
+        assert torch.all((xs >= 1) & (xs <= 3)) and torch.all(tok[:, 0::2, 0] == 0)
+        torch.testing.assert_close(y.double(), w[:, None] * xs, rtol=1e-5, atol=1e-6)  # y = w x
+        # the y tokens before the last x hold y_1 .. y_{T-1}, their x feature is 0
+        torch.testing.assert_close(tok[:, 1::2, 0], y[:, :-1].double())
+        assert torch.all(tok[:, 1::2, 1] == 0)
+    # the split is a partition of the sequences: no weight in both
+    w_train = set(sequence_weights(t.x_train, t.y_train).tolist())
+    assert not w_train & set(sequence_weights(t.x_test, t.y_test).tolist())
+    with pytest.raises(ModscopeError, match="train_frac"):
+        get_task("incontext-linreg", n_sequences=10, train_frac=0.99)
+    with pytest.raises(ModscopeError, match="pairs must be >= 1"):
+        get_task("incontext-linreg", pairs=0)
+
+
 def test_digits_split_is_stratified_and_scaled():
     t = get_task("digits")
     assert t.x_train.shape == (1437, 64) and t.x_test.shape == (360, 64)
