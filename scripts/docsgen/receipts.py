@@ -413,7 +413,8 @@ def bench_masks_speed(rs: Sequence[Receipt]) -> Context:
 
 def bench_knockout_speed(rs: Sequence[Receipt]) -> Context:
     layers = rs[0].results["layers"]
-    return base(rs) | {"layers": [(k, layers[k]) for k in sorted(layers, key=int)]}
+    old = rs[1].results if len(rs) > 1 else None
+    return base(rs) | {"layers": [(k, layers[k]) for k in sorted(layers, key=int)], "baseline": old}
 
 
 def bench_knockout_any(rs: Sequence[Receipt]) -> Context:
