@@ -288,9 +288,10 @@ class UnitEvaluator:
         """Lesions per forward: their copies of the batch hold at most ``max_elements`` input
         elements and, on the CPU, 4 batches or more where the widest layer allows (`CPU_FORWARD`
         elements of the widest input or output per forward: a layer's activations can outweigh its
-        input many times, and a few MB per activation stay in the CPU's caches); on a GPU as many as half its free memory holds at the widest layer, counting 6 live float32
-        activations of that width per copy, and at most 2**30 elements per activation (kernels
-        index with 32-bit integers below 2**31) and 64 copies."""
+        input many times, and a few MB per activation stay in the CPU's caches); on a GPU as many
+        as half its free memory holds at the widest layer, counting 6 live float32 activations of
+        that width per copy, and at most 2**30 elements per activation (kernels index with 32-bit
+        integers below 2**31) and 64 copies."""
         if loop:
             return 1
         per = max(1, x.numel())
