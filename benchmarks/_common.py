@@ -52,16 +52,9 @@ def parse_widths(text: str | Sequence[int]) -> tuple[int, ...]:
 
 def widths_name(widths: Sequence[int]) -> str:
     """``(784, 256, 256, 10)`` -> ``"784-256x2-10"``."""
-    parts: list[str] = []
-    i = 0
-    while i < len(widths):
-        j = i
-        while j + 1 < len(widths) and widths[j + 1] == widths[i]:
-            j += 1
-        n = j - i + 1
-        parts.append(f"{widths[i]}x{n}" if n > 1 else str(widths[i]))
-        i = j + 1
-    return "-".join(parts)
+    from modscope.report.text import widths_text
+
+    return widths_text(widths, "x")
 
 
 def glorot_weights(widths: Sequence[int] = GLOROT_WIDTHS, seed: int = 0) -> list[np.ndarray]:

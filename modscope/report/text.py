@@ -28,7 +28,23 @@ __all__ = [
     "flags_text",
     "sparse_text",
     "score_table",
+    "widths_text",
 ]
+
+
+def widths_text(widths: Sequence[int], times: str = "×") -> str:
+    """Layer widths with runs folded: ``[784, 256, 256, 10]`` -> ``784-256×2-10`` (``times="x"``
+    for file names)."""
+    parts: list[str] = []
+    i = 0
+    while i < len(widths):
+        j = i
+        while j + 1 < len(widths) and widths[j + 1] == widths[i]:
+            j += 1
+        n = j - i + 1
+        parts.append(f"{widths[i]}{times}{n}" if n > 1 else str(widths[i]))
+        i = j + 1
+    return "-".join(parts)
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:

@@ -129,16 +129,9 @@ def ranged(values: Sequence[Any], d: int, sign: bool = False) -> str:
 
 def widths_label(widths: Sequence[int]) -> str:
     """``[784, 256, 256, 10]`` -> ``784-256×2-10``."""
-    parts: list[str] = []
-    i = 0
-    while i < len(widths):
-        j = i
-        while j + 1 < len(widths) and widths[j + 1] == widths[i]:
-            j += 1
-        n = j - i + 1
-        parts.append(f"{widths[i]}×{n}" if n > 1 else str(widths[i]))
-        i = j + 1
-    return "-".join(parts)
+    from modscope.report.text import widths_text
+
+    return widths_text(widths, "×")
 
 
 def median_of(t: Any) -> Any:

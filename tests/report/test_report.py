@@ -224,3 +224,11 @@ def test_demo_report_shows_the_worked_example_on_a_real_architecture(tmp_path):
     run_demo(tmp_path, runs=[], worked=("transformer",), settings=DemoSettings(3, 10, 20),
              progress=False, log=logs.append)
     assert "(cached)" in logs[1]
+
+
+def test_widths_text_folds_runs_of_equal_widths():
+    from modscope.report.text import widths_text
+
+    assert widths_text([784, 256, 256, 256, 256, 10]) == "784-256×4-10"
+    assert widths_text((4, 4, 3), times="x") == "4x2-3"
+    assert widths_text([5]) == "5" and widths_text([]) == ""
