@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from ..errors import ModscopeError
-from ..runtime.atomic import write_json
 from .options import (
     check_outputs,
     clustering_flags,
-    echo,
     executor,
     executor_flags,
     load_source_graph,
@@ -15,8 +13,8 @@ from .options import (
     model_flags,
     positive_int,
     progress_flag,
-    source_record,
     split_names,
+    write_result,
 )
 
 __all__ = ["add", "run"]
@@ -129,21 +127,11 @@ def run(args) -> int:
     check_outputs({"--json": args.json}, {"--cache": args.cache})
     pool = executor(args)
     try:
-        result = score(
-            _graph(args),
-            measure=_measure(args),
-            null=args.shuffle_method,
-            n_shuffles=args.shuffles,
-            seed=args.seed,
-            jobs=args.jobs if pool is None else 1,
-            executor=pool,
-            cache=args.cache,
-            progress=not args.no_progress,
-        )
+        result = score(_graph(args), measure=_measure(args), null=args.shuffle_method,
+                       n_shuffles=args.shuffles, seed=args.seed, jobs=args.jobs if pool is None else 1,
+                       executor=pool, cache=args.cache, progress=not args.no_progress)
     finally:
         if hasattr(pool, "close"):
             pool.close()
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.checkpoint, args)})
-    echo(format_score(result, source=args.checkpoint), args.json)  # its caveats end the table
+    write_result(args, result.to_dict, format_score(result, source=args.checkpoint) + "\n")  # caveats last
     return 0

@@ -6,8 +6,7 @@ from __future__ import annotations
 from types import EllipsisType
 
 from ..errors import ModscopeError
-from ..runtime.atomic import write_json
-from .options import check_outputs, device_flag, echo, input_dtype_flag, progress_flag, source_record
+from .options import check_outputs, device_flag, input_dtype_flag, progress_flag, write_result
 
 __all__ = ["add", "run"]
 
@@ -165,32 +164,37 @@ def _lambdas(text: str | None) -> tuple[float, ...] | None:
     try:
         values = tuple(float(t) for t in text.split(","))
     except ValueError:
-        raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}") from None
+        values = ()
     if len(values) != 3:
         raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}")
     return values
 
 
+def _flag(attribute: str) -> str:
+    """The flag of an ``args`` attribute: ``cluster_reg_every`` -> ``--cluster-reg-every``."""
+    return "--" + attribute.replace("_", "-")
+
+
+# the --cluster-* flags (args attributes) of each loss; the option is the attribute's last word
+_SPECTRAL = ("cluster_eigs", "cluster_reg_every", "cluster_reg_normalize")
+_GOLECHHA = ("cluster_reg_clusters", "cluster_reg_layers")
+
+
 def _cluster_reg(args) -> dict | None:
     """The ``cluster_reg`` option from the ``--cluster-*`` flags (one-line errors)."""
-    spectral = {"eigs": args.cluster_eigs, "every": args.cluster_reg_every,
-                "normalize": args.cluster_reg_normalize}
-    golechha = {"clusters": args.cluster_reg_clusters, "layers": args.cluster_reg_layers}
-    flags = {**spectral, **golechha, "loss": args.cluster_loss}
     if args.cluster_reg is None:
-        if any(v is not None for v in flags.values()):
+        if any(getattr(args, a) is not None for a in (*_SPECTRAL, *_GOLECHHA, "cluster_loss")):
             raise ModscopeError("--cluster-* options need --cluster-reg LAMBDA")
         return None
     if args.bimt:
         raise ModscopeError("--cluster-reg and --bimt are two training strategies; use one of them")
     loss = args.cluster_loss or "spectral"
-    own, other = (spectral, golechha) if loss == "spectral" else (golechha, spectral)
-    flag = {"eigs": "--cluster-eigs", "every": "--cluster-reg-every", "normalize": "--cluster-reg-normalize",
-            "clusters": "--cluster-reg-clusters", "layers": "--cluster-reg-layers"}
-    wrong = [flag[k] for k, v in other.items() if v is not None]
+    own, other = (_SPECTRAL, _GOLECHHA) if loss == "spectral" else (_GOLECHHA, _SPECTRAL)
+    wrong = [_flag(a) for a in other if getattr(args, a) is not None]
     if wrong:
         raise ModscopeError(f"--cluster-loss {loss} does not take {', '.join(wrong)}")
-    return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in own.items() if v is not None}}
+    given = {a.split("_")[-1]: getattr(args, a) for a in own}
+    return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in given.items() if v is not None}}
 
 
 # BIMTConfig field <- its --bimt-* flag (args attribute), and the train() options taken as they are
@@ -225,8 +229,19 @@ def _batch_size(text: str | None) -> int | None | EllipsisType:
 
 
 def run(args) -> int:
-    if args.model is not None:
-        return _run_model(args)
+    """Train modscope's MLP on ``--task`` or the user's ``--model``, write it to ``--out`` (and
+    ``--json``) and print one line: what trained, how long, its test metrics."""
+    result, cluster_reg, what, summary = (_run_task if args.model is None else _run_model)(args)
+    mode = " BIMT" if args.bimt else ""
+    if cluster_reg is not None:  # not with --bimt (_cluster_reg)
+        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
+    write_result(args, result.to_dict, f"{what}{mode}: {summary} -> {args.out}\n", source=args.out)
+    return 0
+
+
+def _run_task(args) -> tuple:
+    """``--task``: modscope's MLP (`modscope.training.trainer.train`), saved as a checkpoint:
+    ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
     if args.task is None:
         raise ModscopeError(
             "train needs --task NAME (modscope's MLP) or --model PKG.MODULE:FACTORY with --data FILE "
@@ -242,30 +257,16 @@ def run(args) -> int:
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
     task = get_task(args.task, seed=args.task_seed, data=args.data)
-    result = train(
-        task,
-        **{name: getattr(args, name) for name in _AS_GIVEN},
-        batch_size=batch,
-        bimt=bimt,
-        cluster_reg=cluster_reg,
-        progress=not args.no_progress,
-    )
+    result = train(task, **{name: getattr(args, name) for name in _AS_GIVEN}, batch_size=batch, bimt=bimt,
+                   cluster_reg=cluster_reg, progress=not args.no_progress)
     result.save(args.out)
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
     m = result.metrics
-    shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
+    names = ["test_accuracy", "test_loss", "sparsity"]
+    names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
+    shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    mode = " BIMT" if args.bimt else ""
-    if cluster_reg is not None:
-        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
-        shown += [f"{k} {m[k]:.4g}" for k in ("cluster_penalty", "clusterability") if k in m]
-    echo(
-        f"{task.name} {widths}{mode}: {m['steps']} steps in "
-        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}",
-        args.json,
-    )
-    return 0
+    summary = f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
+    return result, cluster_reg, f"{task.name} {widths}", summary
 
 
 # the --task options that shape modscope's MLP or its training, with their values when not given
@@ -286,47 +287,27 @@ def _model_options(args) -> dict:
         raise ModscopeError(
             "--model needs --data FILE: your data (.npz or .pt with x_train, y_train, x_test, y_test)"
         )
-    wrong = [f"--{k.replace('_', '-')}" for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
+    wrong = [_flag(k) for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
     if wrong:
         raise ModscopeError(f"--model does not take {', '.join(wrong)} (options of --task's MLP training)")
     bimt = _bimt_options(args, {**_BIMT_FLAGS, "metric": "bimt_metric"})
     batch = _batch_size(args.batch_size)
-    return dict(
-        steps=1000 if args.steps is None else args.steps,
-        batch_size=128 if batch is ... else batch,
-        lr=1e-3 if args.lr is None else args.lr,
-        weight_decay=args.weight_decay or 0.0,
-        seed=args.seed,
-        device=args.device,
-        bimt=bimt,
-        cluster_reg=_cluster_reg(args),
-        input_shape=args.input_shape,
-        input_dtype=args.input_dtype,
-        progress=not args.no_progress,
-    )
+    return dict(steps=1000 if args.steps is None else args.steps, batch_size=128 if batch is ... else batch,
+                lr=1e-3 if args.lr is None else args.lr, weight_decay=args.weight_decay or 0.0,
+                seed=args.seed, device=args.device, bimt=bimt, cluster_reg=_cluster_reg(args),
+                input_shape=args.input_shape, input_dtype=args.input_dtype, progress=not args.no_progress)
 
 
-def _run_model(args) -> int:
-    """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`)."""
+def _run_model(args) -> tuple:
+    """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`),
+    its state dict saved: ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
     from ..workflows.user_models import train_model
 
     options = _model_options(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     result = train_model(args.model, args.data, out=args.out, **options)
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
-    fit, mode = result.fit, ""
-    if args.bimt:
-        mode = " BIMT"
-    elif options["cluster_reg"] is not None:
-        mode = f" {options['cluster_reg']['loss']} cluster-reg {options['cluster_reg']['lam']:g}"
-    shown = [f"test {fit.metric_name} {fit.metric:.4g}"] + [
-        f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)
-    ]
-    echo(
-        f"{args.model}{mode}: {fit.steps} steps in {result.seconds:.1f} s, "
-        + ", ".join(shown)
-        + f" -> {args.out}",
-        args.json,
-    )
-    return 0
+    fit = result.fit
+    shown = [f"test {fit.metric_name} {fit.metric:.4g}"]
+    shown += [f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)]
+    summary = f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
+    return result, options["cluster_reg"], args.model, summary
