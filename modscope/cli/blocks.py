@@ -29,12 +29,9 @@ def add(sub) -> None:
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
     clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
     measure_flags(p)
-    p.add_argument(
-        "--whole",
-        action="store_true",
-        help="also score the whole network's unit graph (a known family's merged residual stream, "
-        "attention value units and MLP units) with the same measure and null",
-    )
+    p.add_argument("--whole", action="store_true",
+                   help="also score the whole network's unit graph (a known family's merged residual stream, "
+                   "attention value units and MLP units) with the same measure and null")
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
     p.add_argument(
         "--cache",

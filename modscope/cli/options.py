@@ -140,13 +140,9 @@ def measure_flags(p: Any, units: bool = False) -> None:
         + (", or units (permute each unit's activations across examples; --graph activations only, "
            "its default)" if units else ""),
     )
-    p.add_argument(
-        "--method",
-        choices=["spectral", "leiden", "louvain", "local"],
-        default="spectral",
-        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
-        "layer-local n-cut",
-    )
+    p.add_argument("--method", choices=["spectral", "leiden", "louvain", "local"], default="spectral",
+                   help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
+                   "layer-local n-cut")
 
 
 def executor_flags(p: argparse.ArgumentParser) -> None:
@@ -234,12 +230,9 @@ def module_flags(g: Any) -> None:
 
 def input_dtype_flag(g: Any) -> None:
     """--input-dtype: the dtype of the example input a ``--model`` is traced on."""
-    g.add_argument(
-        "--input-dtype",
-        default="float32",
-        choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
-        help="--model: the example input's dtype (long for token ids; default float32)",
-    )
+    g.add_argument("--input-dtype", default="float32",
+                   choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
+                   help="--model: the example input's dtype (long for token ids; default float32)")
 
 
 def run_flags(
@@ -264,9 +257,8 @@ def run_flags(
         help="--model: a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
         "(rest=not:3) or output groups (digit0=outputs:0); repeatable",
     )
-    g.add_argument(
-        "--output", type=int, metavar="INDEX", help="--model: which of the model's outputs to score"
-    )
+    g.add_argument("--output", type=int, metavar="INDEX",
+                   help="--model: which of the model's outputs to score")
     flag, default, what = batch
     help_text = f"--model: {what} read from --data (default {default})"
     g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
@@ -332,12 +324,9 @@ def model_flags(p: argparse.ArgumentParser) -> None:
     the weight layout and the kernel norm (`modscope.load_graph`)."""
     g = p.add_argument_group("reading the network (modscope.load_graph)")
     module_flags(g)
-    g.add_argument(
-        "--flatten",
-        choices=["channel-major", "channel-last"],
-        help="a CNN state dict whose head flattens a map: torch's x.flatten(1) order, or channels "
-        "last (a permute before the flatten, Keras)",
-    )
+    g.add_argument("--flatten", choices=["channel-major", "channel-last"],
+                   help="a CNN state dict whose head flattens a map: torch's x.flatten(1) order, or channels "
+                   "last (a permute before the flatten, Keras)")
     g.add_argument(
         "--map-shape",
         metavar="H,W",
@@ -351,25 +340,18 @@ def model_flags(p: argparse.ArgumentParser) -> None:
         help="a state dict's BatchNorm eps (not stored in it; default 1e-5, torch's, and the output "
         "says it was assumed)",
     )
-    g.add_argument(
-        "--layout",
-        choices=["auto", "out_in", "in_out"],
-        default="auto",
-        help="weight matrix layout: torch's out x in, Keras/JAX in x out, or auto (default: "
-        "out x in, or in x out when only that chains; the output says which)",
-    )
+    g.add_argument("--layout", choices=["auto", "out_in", "in_out"], default="auto",
+                   help="weight matrix layout: torch's out x in, Keras/JAX in x out, or auto (default: "
+                   "out x in, or in x out when only that chains; the output says which)")
     g.add_argument(
         "--kernel-norm",
         choices=["1", "l1", "l2", "fro", "max"],
         help="edge = this norm of |kernel slice| (conv kernels, gate rows, flattened maps; default 1, "
         "the matrix 1-norm)",
     )
-    g.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a .pt/.pth that needs arbitrary pickled objects "
-        "(RUNS CODE FROM THE FILE; only for files you made)",
-    )
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="load a .pt/.pth that needs arbitrary pickled objects "
+                   "(RUNS CODE FROM THE FILE; only for files you made)")
 
 
 def load_source_graph(args, layers: list[str] | None = None) -> Any:

@@ -20,20 +20,16 @@ def add(sub) -> None:
         "trained state dict.",
     )
     p.add_argument("--task", help="task name (listed in docs/guide/data.md)")
-    p.add_argument(
-        "--data",
-        metavar="PATH",
-        help="data folder for file-backed tasks; --model: your data file (.npz, .pt)",
-    )
+    p.add_argument("--data", metavar="PATH",
+                   help="data folder for file-backed tasks; --model: your data file (.npz, .pt)")
     p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
     p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")
     p.add_argument("--activation", help="relu, silu, tanh, gelu or sigmoid (default: the task's)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
-    p.add_argument(
-        "--weight-decay", type=float, help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)"
-    )
+    p.add_argument("--weight-decay", type=float,
+                   help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)")
     _pruning_flags(p)
     p.add_argument(
         "--init",
@@ -58,35 +54,22 @@ def add(sub) -> None:
     _bimt_flags(p)
     _cluster_flags(p)
     _model_flags(p)
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="PATH",
-        help="checkpoint to write (.pt); --model: the trained state dict (.safetensors or .pt)",
-    )
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="checkpoint to write (.pt); --model: the trained state dict (.safetensors or .pt)")
     p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
     progress_flag(p)
     p.set_defaults(run=run)
 
 
 def _pruning_flags(p) -> None:
-    p.add_argument(
-        "--prune",
-        type=float,
-        metavar="SPARSITY",
-        help="magnitude-prune to this sparsity in (0, 1) after training",
-    )
+    p.add_argument("--prune", type=float, metavar="SPARSITY",
+                   help="magnitude-prune to this sparsity in (0, 1) after training")
     p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
     p.add_argument("--prune-epochs", type=float, help="pruning fine-tune length in epochs (instead of steps)")
-    p.add_argument(
-        "--prune-every", type=int, help="steps between magnitude-mask updates (default: a tenth, <= 100)"
-    )
-    p.add_argument(
-        "--prune-fresh-optimizer",
-        action="store_true",
-        default=None,
-        help="a new Adam for the pruning phase (the reference recompiles its model)",
-    )
+    p.add_argument("--prune-every", type=int,
+                   help="steps between magnitude-mask updates (default: a tenth, <= 100)")
+    p.add_argument("--prune-fresh-optimizer", action="store_true", default=None,
+                   help="a new Adam for the pruning phase (the reference recompiles its model)")
 
 
 def _bimt_flags(p) -> None:
@@ -144,11 +127,8 @@ def _model_flags(p) -> None:
         "train the module your factory builds, from its own initial weights, on your data file; "
         "--bimt and --cluster-reg act on its unit graph (any traced network)",
     )
-    g.add_argument(
-        "--model",
-        metavar="PKG.MODULE:FACTORY",
-        help="build the module with this factory (your code; run from your project folder)",
-    )
+    g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
+                   help="build the module with this factory (your code; run from your project folder)")
     g.add_argument(
         "--input-shape",
         metavar="SHAPE",
