@@ -41,16 +41,8 @@ def run(args) -> int:
 
     check_jobs(args.jobs, "--jobs")
     check_outputs(folders={"--out": args.out})
-    result = run_demo(
-        args.out,
-        quick=args.quick,
-        seed=args.seed,
-        shuffles=args.shuffles,
-        jobs=args.jobs,
-        progress=not args.no_progress,
-        fashion=False if args.no_fashion else None,
-        threads=args.threads,
-        device=args.device,
-    )
+    result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles, jobs=args.jobs,
+                      progress=not args.no_progress, fashion=False if args.no_fashion else None,
+                      threads=args.threads, device=args.device)
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0

@@ -38,15 +38,8 @@ def run(args) -> int:
 
     shared = run_checks(args, checkpoint_only={"--masks": args.masks is not None},
                         model_only={"--ablation": args.ablation != "zero"})
-    common = dict(
-        n_clusters=args.clusters,
-        n_random=args.random,
-        pairs=args.pairs,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        cache=args.cache,
-        **shared,
-    )
+    common = dict(n_clusters=args.clusters, n_random=args.random, pairs=args.pairs, alpha=args.alpha,
+                  min_effect=args.min_effect, cache=args.cache, **shared)
     if args.model is None:  # a modscope checkpoint on its task
         from ..workflows.checkpoints import knockout_checkpoint
 

@@ -89,15 +89,8 @@ def run(args) -> int:
         functions = split_names(args.functions)
         if functions == []:
             raise ModscopeError("--functions names no function")
-        result = masks_checkpoint(
-            args.checkpoint,
-            task=args.task,
-            data=args.data,
-            functions=functions,
-            classes=args.classes,
-            cache=args.cache,
-            **common,
-        )
+        result = masks_checkpoint(args.checkpoint, task=args.task, data=args.data, functions=functions,
+                                  classes=args.classes, cache=args.cache, **common)
     if args.save:
         result.save(args.save)
 
