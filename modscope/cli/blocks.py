@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from ..runtime.atomic import write_json
+from ..errors import ModscopeError
 from .options import (
     SPECTRAL,
     check_outputs,
     clustering_flags,
     device_flag,
-    echo,
     measure_flags,
     progress_flag,
-    source_record,
+    write_result,
 )
 
 __all__ = ["add", "run"]
@@ -30,12 +29,9 @@ def add(sub) -> None:
     p.add_argument("checkpoint", help=".safetensors, or a .bin/.pt state dict (read with weights_only=True)")
     clustering_flags(p, "shuffles per block (default 50)", "seed of every random choice, the same per block")
     measure_flags(p)
-    p.add_argument(
-        "--whole",
-        action="store_true",
-        help="also score the whole network's unit graph (a known family's merged residual stream, "
-        "attention value units and MLP units) with the same measure and null",
-    )
+    p.add_argument("--whole", action="store_true",
+                   help="also score the whole network's unit graph (a known family's merged residual stream, "
+                   "attention value units and MLP units) with the same measure and null")
     p.add_argument("--json", metavar="PATH", help="write every block's result as JSON")
     p.add_argument(
         "--cache",
@@ -57,24 +53,15 @@ def run(args) -> int:
     check_jobs(args.jobs, "--jobs")
     check_outputs({"--json": args.json}, {"--cache": args.cache})
     if args.device:
-        from ..errors import ModscopeError
         from ..runtime.modules import resolve_device
 
         if args.jobs != 1:
             raise ModscopeError("--jobs and --device exclude each other")
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
-    common = dict(
-        measure=args.method,
-        n_clusters=None if args.method in ("leiden", "louvain") else args.clusters,
-        null=args.shuffle_method,
-        n_shuffles=args.shuffles,
-        seed=args.seed,
-        jobs=args.jobs,
-        device=args.device,
-        progress=not args.no_progress,
-    )
+    k = None if args.method in ("leiden", "louvain") else args.clusters
+    common = dict(measure=args.method, n_clusters=k, null=args.shuffle_method, n_shuffles=args.shuffles,
+                  seed=args.seed, jobs=args.jobs, device=args.device, progress=not args.no_progress)
     if args.cache:  # one block at a time from the memory-mapped file, resumable
-        from ..errors import ModscopeError
         from ..scoring.blocks import stream_block_scores
 
         if args.whole:
@@ -82,7 +69,5 @@ def run(args) -> int:
         scores = stream_block_scores(args.checkpoint, cache=args.cache, **common)
     else:
         scores = score_blocks(args.checkpoint, whole=args.whole, **common)
-    if args.json:
-        write_json(args.json, {**scores.to_dict(), "source": source_record(args.checkpoint)})
-    echo(format_blocks(scores, source=args.checkpoint), args.json)
+    write_result(args, scores.to_dict, format_blocks(scores, source=args.checkpoint) + "\n")
     return 0

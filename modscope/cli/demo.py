@@ -26,17 +26,10 @@ def add(sub) -> None:
     )
     p.add_argument("--shuffles", type=positive_int(1), help="shuffles per model (20 quick, 50 full)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the shuffles; -1 = all cores")
-    p.add_argument(
-        "--no-fashion",
-        action="store_true",
-        help="leave Fashion-MNIST (its model and the CNN worked example) out even if installed",
-    )
-    p.add_argument(
-        "--threads",
-        type=positive_int(1),
-        default=1,
-        help="torch threads (default 1: the demo's networks are small)",
-    )
+    p.add_argument("--no-fashion", action="store_true",
+                   help="leave Fashion-MNIST (its model and the CNN worked example) out even if installed")
+    p.add_argument("--threads", type=positive_int(1), default=1,
+                   help="torch threads (default 1: the demo's networks are small)")
     device_flag(p, "training, masks and knockouts run")
     progress_flag(p)
     p.set_defaults(run=run)
@@ -48,16 +41,8 @@ def run(args) -> int:
 
     check_jobs(args.jobs, "--jobs")
     check_outputs(folders={"--out": args.out})
-    result = run_demo(
-        args.out,
-        quick=args.quick,
-        seed=args.seed,
-        shuffles=args.shuffles,
-        jobs=args.jobs,
-        progress=not args.no_progress,
-        fashion=False if args.no_fashion else None,
-        threads=args.threads,
-        device=args.device,
-    )
+    result = run_demo(args.out, quick=args.quick, seed=args.seed, shuffles=args.shuffles, jobs=args.jobs,
+                      progress=not args.no_progress, fashion=False if args.no_fashion else None,
+                      threads=args.threads, device=args.device)
     print(f"wrote {result.report} (numbers in results.json / results.csv beside it)")
     return 0

@@ -21,13 +21,9 @@ def add(sub) -> None:
         "edges are re-read from the file the results name (their `source`), or from a network file "
         "given among RESULTS.",
     )
-    p.add_argument(
-        "results",
-        nargs="+",
-        metavar="RESULT",
-        help="result .json files of one network, and optionally the network file itself "
-        "(any argument that is not .json)",
-    )
+    p.add_argument("results", nargs="+", metavar="RESULT",
+                   help="result .json files of one network, and optionally the network file itself "
+                   "(any argument that is not .json)")
     p.add_argument("--out", default="explore.html", help="the page to write (default ./explore.html)")
     p.add_argument("--title", help="page title (default: the network's file name)")
     p.add_argument(

@@ -17,33 +17,17 @@ def add(sub) -> None:
     )
     checkpoint_flags(p)
     p.add_argument("--clusters", type=positive_int(2), default=12, help="clusters k (default 12)")
-    p.add_argument(
-        "--random",
-        type=positive_int(1),
-        default=100,
-        metavar="N",
-        help="random lesions per sub-module (default 100)",
-    )
+    p.add_argument("--random", type=positive_int(1), default=100, metavar="N",
+                   help="random lesions per sub-module (default 100)")
     p.add_argument("--pairs", action="store_true", help="also lesion every pair of sub-modules")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument(
-        "--min-effect",
-        type=float,
-        default=0.01,
-        help="smallest damage that counts, in metric units (default 0.01 = 1 point)",
-    )
-    p.add_argument(
-        "--masks",
-        metavar="PATH",
-        help="masks file (`modscope masks --save`): "
-        "also remove each function's mask and score every function",
-    )
-    p.add_argument(
-        "--ablation",
-        choices=["zero", "mean"],
-        default="zero",
-        help="--model: silence units (zero, default) or hold them at their mean over the data",
-    )
+    p.add_argument("--min-effect", type=float, default=0.01,
+                   help="smallest damage that counts, in metric units (default 0.01 = 1 point)")
+    p.add_argument("--masks", metavar="PATH",
+                   help="masks file (`modscope masks --save`): "
+                   "also remove each function's mask and score every function")
+    p.add_argument("--ablation", choices=["zero", "mean"], default="zero",
+                   help="--model: silence units (zero, default) or hold them at their mean over the data")
     run_flags(p, "the lesions run", "seed of clustering and lesions (default 0)",
               "keep each finished lesion here; a rerun resumes", ("--batch-size", 256, "examples per batch"))
     p.set_defaults(run=run)
@@ -54,15 +38,8 @@ def run(args) -> int:
 
     shared = run_checks(args, checkpoint_only={"--masks": args.masks is not None},
                         model_only={"--ablation": args.ablation != "zero"})
-    common = dict(
-        n_clusters=args.clusters,
-        n_random=args.random,
-        pairs=args.pairs,
-        alpha=args.alpha,
-        min_effect=args.min_effect,
-        cache=args.cache,
-        **shared,
-    )
+    common = dict(n_clusters=args.clusters, n_random=args.random, pairs=args.pairs, alpha=args.alpha,
+                  min_effect=args.min_effect, cache=args.cache, **shared)
     if args.model is None:  # a modscope checkpoint on its task
         from ..workflows.checkpoints import knockout_checkpoint
 

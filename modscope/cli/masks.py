@@ -30,24 +30,15 @@ def add(sub) -> None:
     checkpoint_flags(p)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--functions", help="comma-separated function names of the task (default: all)")
-    which.add_argument(
-        "--classes", action="store_true", help="one not-<c> mask per class, with the per-class accuracy drop"
-    )
+    which.add_argument("--classes", action="store_true",
+                       help="one not-<c> mask per class, with the per-class accuracy drop")
     p.add_argument("--steps", type=positive_int(1), default=20000, help="mask training steps (default 20000)")
-    p.add_argument(
-        "--batch-size",
-        type=positive_int(1),
-        default=128,
-        help="examples per function per step (default 128)",
-    )
+    p.add_argument("--batch-size", type=positive_int(1), default=128,
+                   help="examples per function per step (default 128)")
     p.add_argument("--beta", type=float, help="sparsity weight (default 1e-4 / batch size)")
     p.add_argument("--no-control", action="store_true", help="no control mask on all the data")
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="CPU threads the mask sets are split over (same masks for any value); -1 = all cores",
-    )
+    p.add_argument("--jobs", type=int, default=1,
+                   help="CPU threads the mask sets are split over (same masks for any value); -1 = all cores")
     p.add_argument("--save", metavar="PATH", help="write the masks (.pt) for `knockout --masks`")
     run_flags(p, "the masks are learned", "seed of batches and noise (default 0)",
               "keep the finished run here; a rerun reads it back",
@@ -98,15 +89,8 @@ def run(args) -> int:
         functions = split_names(args.functions)
         if functions == []:
             raise ModscopeError("--functions names no function")
-        result = masks_checkpoint(
-            args.checkpoint,
-            task=args.task,
-            data=args.data,
-            functions=functions,
-            classes=args.classes,
-            cache=args.cache,
-            **common,
-        )
+        result = masks_checkpoint(args.checkpoint, task=args.task, data=args.data, functions=functions,
+                                  classes=args.classes, cache=args.cache, **common)
     if args.save:
         result.save(args.save)
 

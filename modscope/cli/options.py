@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ __all__ = [
     "device_name",
     "executor_flags",
     "input_dtype_flag",
-    "int_list",
     "load_source_graph",
     "measure_flags",
     "model_flags",
@@ -94,17 +94,6 @@ def positive_int(minimum: int):
     return parse
 
 
-def int_list(text: str) -> list[int]:
-    """An argparse type: comma-separated positive integers."""
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive widths, got {text!r}")
-    return values
-
-
 def split_names(text: str | None) -> list[str] | None:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
     return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
@@ -151,23 +140,16 @@ def measure_flags(p: Any, units: bool = False) -> None:
         + (", or units (permute each unit's activations across examples; --graph activations only, "
            "its default)" if units else ""),
     )
-    p.add_argument(
-        "--method",
-        choices=["spectral", "leiden", "louvain", "local"],
-        default="spectral",
-        help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
-        "layer-local n-cut",
-    )
+    p.add_argument("--method", choices=["spectral", "leiden", "louvain", "local"], default="spectral",
+                   help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
+                   "layer-local n-cut")
 
 
-def executor_flags(p: argparse.ArgumentParser, device: bool = True) -> None:
-    p.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])",
-    )
-    if device:
-        device_flag(p, SPECTRAL, default=None)
+def executor_flags(p: argparse.ArgumentParser) -> None:
+    """--scheduler and --device: where the units of the spectral path run (score, sweep)."""
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the units on this Dask cluster, e.g. tcp://host:8786 (modscope[distributed])")
+    device_flag(p, SPECTRAL, default=None)
 
 
 def device_name(text: str) -> str:
@@ -248,12 +230,9 @@ def module_flags(g: Any) -> None:
 
 def input_dtype_flag(g: Any) -> None:
     """--input-dtype: the dtype of the example input a ``--model`` is traced on."""
-    g.add_argument(
-        "--input-dtype",
-        default="float32",
-        choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
-        help="--model: the example input's dtype (long for token ids; default float32)",
-    )
+    g.add_argument("--input-dtype", default="float32",
+                   choices=["float32", "float64", "float16", "bfloat16", "long", "int32", "bool"],
+                   help="--model: the example input's dtype (long for token ids; default float32)")
 
 
 def run_flags(
@@ -278,9 +257,8 @@ def run_flags(
         help="--model: a function by its classes, numbers or names (animals=2,3,4,5,6,7), all but some "
         "(rest=not:3) or output groups (digit0=outputs:0); repeatable",
     )
-    g.add_argument(
-        "--output", type=int, metavar="INDEX", help="--model: which of the model's outputs to score"
-    )
+    g.add_argument("--output", type=int, metavar="INDEX",
+                   help="--model: which of the model's outputs to score")
     flag, default, what = batch
     help_text = f"--model: {what} read from --data (default {default})"
     g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
@@ -313,42 +291,32 @@ def run_checks(
             *rest, last = refused
             no = f"{', '.join(rest)} or {last}" if rest else last
             raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
-        return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
-    refused = {
-        "--function": bool(args.function),
-        "--output": args.output is not None,
-        "--input-shape": args.input_shape is not None,
-        **(model_only or {}),
-    }
-    if any(refused.values()):
-        *rest, last = refused
-        raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
+    else:
+        refused = {"--function": bool(args.function), "--output": args.output is not None,
+                   "--input-shape": args.input_shape is not None, **(model_only or {})}
+        if any(refused.values()):
+            *rest, last = refused
+            raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
     return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
 
 
-def write_result(args, fields: Any, text: str) -> None:
+def write_result(args, fields: Callable[[], dict], text: str, source: str | None = None) -> None:
     """A command's output: ``--json`` (``fields()``, the result's keys, with the network read as
-    ``source``, a key added in 0.4.0 for `modscope explore`), then the text (on stderr with
-    ``--json -``)."""
+    ``source``, a key added in 0.4.0 for `modscope explore`: the file ``source``, default
+    ``args.checkpoint`` read as ``args`` say), then ``text`` as it is (on stderr with ``--json -``)."""
     if args.json:
         from ..runtime.atomic import write_json
 
-        write_json(args.json, {**fields(), "source": source_record(args.checkpoint, args)})
+        record = source_record(args.checkpoint, args) if source is None else source_record(source)
+        write_json(args.json, {**fields(), "source": record})
     echo(text, args.json, end="")
 
 
 def module_options(args) -> dict[str, Any]:
     """The user's module and functions as `run_flags` read them: keyword arguments of
     `modscope.workflows.user_models` (``knockout_model``, ``masks_model``)."""
-    return dict(
-        model=args.model,
-        data=args.data,
-        input_shape=args.input_shape,
-        input_dtype=args.input_dtype,
-        non_strict=args.non_strict,
-        functions=args.function,
-        output=args.output,
-    )
+    return dict(model=args.model, data=args.data, input_shape=args.input_shape, input_dtype=args.input_dtype,
+                non_strict=args.non_strict, functions=args.function, output=args.output)
 
 
 def model_flags(p: argparse.ArgumentParser) -> None:
@@ -356,12 +324,9 @@ def model_flags(p: argparse.ArgumentParser) -> None:
     the weight layout and the kernel norm (`modscope.load_graph`)."""
     g = p.add_argument_group("reading the network (modscope.load_graph)")
     module_flags(g)
-    g.add_argument(
-        "--flatten",
-        choices=["channel-major", "channel-last"],
-        help="a CNN state dict whose head flattens a map: torch's x.flatten(1) order, or channels "
-        "last (a permute before the flatten, Keras)",
-    )
+    g.add_argument("--flatten", choices=["channel-major", "channel-last"],
+                   help="a CNN state dict whose head flattens a map: torch's x.flatten(1) order, or channels "
+                   "last (a permute before the flatten, Keras)")
     g.add_argument(
         "--map-shape",
         metavar="H,W",
@@ -375,25 +340,18 @@ def model_flags(p: argparse.ArgumentParser) -> None:
         help="a state dict's BatchNorm eps (not stored in it; default 1e-5, torch's, and the output "
         "says it was assumed)",
     )
-    g.add_argument(
-        "--layout",
-        choices=["auto", "out_in", "in_out"],
-        default="auto",
-        help="weight matrix layout: torch's out x in, Keras/JAX in x out, or auto (default: "
-        "out x in, or in x out when only that chains; the output says which)",
-    )
+    g.add_argument("--layout", choices=["auto", "out_in", "in_out"], default="auto",
+                   help="weight matrix layout: torch's out x in, Keras/JAX in x out, or auto (default: "
+                   "out x in, or in x out when only that chains; the output says which)")
     g.add_argument(
         "--kernel-norm",
         choices=["1", "l1", "l2", "fro", "max"],
         help="edge = this norm of |kernel slice| (conv kernels, gate rows, flattened maps; default 1, "
         "the matrix 1-norm)",
     )
-    g.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="load a .pt/.pth that needs arbitrary pickled objects "
-        "(RUNS CODE FROM THE FILE; only for files you made)",
-    )
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="load a .pt/.pth that needs arbitrary pickled objects "
+                   "(RUNS CODE FROM THE FILE; only for files you made)")
 
 
 def load_source_graph(args, layers: list[str] | None = None) -> Any:
@@ -415,17 +373,9 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
             from ..graphs.files.user_model import parse_shape
 
             shape = parse_shape(args.input_shape)
-        return load_graph(
-            args.checkpoint,
-            layers=layers,
-            layout=args.layout,
-            trust_pickle=args.trust_pickle,
-            kernel_norm=norm,
-            flatten=flatten,
-            map_shape=_map_shape(args.map_shape),
-            bn_eps=args.bn_eps,
-            input_shape=shape,
-        )
+        return load_graph(args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle,
+                          kernel_norm=norm, flatten=flatten, map_shape=_map_shape(args.map_shape),
+                          bn_eps=args.bn_eps, input_shape=shape)
     from ..graphs.files.user_model import build_model, example_tensor, guess_example
 
     notes: list[str] = []
@@ -466,9 +416,6 @@ def source_record(path: str, args: argparse.Namespace | None = None) -> dict[str
     from ..runtime.hashing import file_sha256
 
     p = Path(path).resolve()
-    read = {}
-    for name in _READ_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None and value != _DEFAULTS.get(name):
-            read[name] = value
+    given = {name: getattr(args, name, None) for name in _READ_FLAGS}
+    read = {k: v for k, v in given.items() if v is not None and v != _DEFAULTS.get(k)}
     return {"path": str(p), "sha256": file_sha256(p) if p.is_file() else None, "read": read}

@@ -18,20 +18,14 @@ RESULT_FIGURES = {  # figure -> (result kind, what it shows, its function in mod
 
 
 def add(sub) -> None:
-    p = sub.add_parser(
-        "plot",
-        help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
-        description="Draw one figure from a checkpoint (network) or a result JSON.",
-    )
+    p = sub.add_parser("plot", help="figures: network, n-cut histogram, cluster sizes, masks, lesions",
+                       description="Draw one figure from a checkpoint (network) or a result JSON.")
     figures = p.add_subparsers(dest="figure", metavar="FIGURE", parser_class=Parser)
     figures.required = True
     for name, (kind, text, _) in RESULT_FIGURES.items():
-        f = figures.add_parser(
-            name,
-            help=text,
-            description=f"Draw the {text} from a {kind} result "
-            "JSON (or the demo's results.json with --model).",
-        )
+        f = figures.add_parser(name, help=text,
+                               description=f"Draw the {text} from a {kind} result "
+                               "JSON (or the demo's results.json with --model).")
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
         _demo_model_flag(f, "model name, when INPUT is the demo's results.json")
         _image_flags(f)
@@ -51,11 +45,8 @@ def add(sub) -> None:
         ".safetensors, .npz, .onnx, Keras, .pt2), or with --model PKG.MODULE:FACTORY your module's weights",
     )
     n.add_argument("--clusters", type=positive_int(2), help="colour units by k spectral clusters")
-    n.add_argument(
-        "--score",
-        metavar="RESULT.json",
-        help="colour units by the clusters of this score result (--demo-model for a demo's)",
-    )
+    n.add_argument("--score", metavar="RESULT.json",
+                   help="colour units by the clusters of this score result (--demo-model for a demo's)")
     n.add_argument(
         "--demo-model",
         metavar="NAME",

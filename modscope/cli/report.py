@@ -6,12 +6,9 @@ __all__ = ["add", "run"]
 
 
 def add(sub) -> None:
-    p = sub.add_parser(
-        "report",
-        help="build the HTML report from saved result JSON files",
-        description="Build a self-contained index.html (figures embedded) plus results.json / "
-        "results.csv of every number from score, masks, knockout or demo result JSON files.",
-    )
+    p = sub.add_parser("report", help="build the HTML report from saved result JSON files",
+                       description="Build a self-contained index.html (figures embedded) plus results.json / "
+                       "results.csv of every number from score, masks, knockout or demo result JSON files.")
     p.add_argument("results", nargs="+", metavar="RESULT.json", help="result files (kind found by keys)")
     p.add_argument("--out", default="modscope-report", help="output folder (default ./modscope-report)")
     p.add_argument("--title", default="modscope report", help="page title")

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from ..errors import ModscopeError
-from ..runtime.atomic import write_json
 from .options import (
     check_outputs,
     clustering_flags,
-    echo,
     executor,
     executor_flags,
     load_source_graph,
@@ -15,8 +13,8 @@ from .options import (
     model_flags,
     positive_int,
     progress_flag,
-    source_record,
     split_names,
+    write_result,
 )
 
 __all__ = ["add", "run"]
@@ -24,12 +22,9 @@ __all__ = ["add", "run"]
 
 def add(sub) -> None:
 
-    p = sub.add_parser(
-        "score",
-        help="n-cut of a checkpoint's weight graph against shuffled-weight baselines",
-        description="Cluster a network's weight graph (|w| on edges) by normalised spectral "
-        "clustering and compare its n-cut with shuffled copies (z-score, p-value).",
-    )
+    p = sub.add_parser("score", help="n-cut of a checkpoint's weight graph against shuffled-weight baselines",
+                       description="Cluster a network's weight graph (|w| on edges) by normalised spectral "
+                       "clustering and compare its n-cut with shuffled copies (z-score, p-value).")
     p.add_argument(
         "checkpoint",
         help="the network: a state dict (.pt/.pth/.bin, .safetensors, .npz), a modscope checkpoint, "
@@ -38,12 +33,8 @@ def add(sub) -> None:
         "of your module",
     )
     clustering_flags(p, "shuffled networks (default 50)", "seed of every random choice (default 0)")
-    p.add_argument(
-        "--assign-labels",
-        choices=["kmeans", "cluster_qr"],
-        default="kmeans",
-        help="k-means on the spectral embedding (default) or cluster-QR",
-    )
+    p.add_argument("--assign-labels", choices=["kmeans", "cluster_qr"], default="kmeans",
+                   help="k-means on the spectral embedding (default) or cluster-QR")
     p.add_argument(
         "--restarts",
         "--n-init",
@@ -63,25 +54,16 @@ def add(sub) -> None:
     p.add_argument("--layers", help="comma-separated weight tensor names, in forward order")
     model_flags(p)
     p.add_argument("--json", metavar="PATH", help="write the full result as JSON")
-    p.add_argument(
-        "--cache",
-        metavar="DIR",
-        help="keep each finished shuffle here; a rerun computes only what is missing",
-    )
+    p.add_argument("--cache", metavar="DIR",
+                   help="keep each finished shuffle here; a rerun computes only what is missing")
     executor_flags(p)
     m = p.add_argument_group("other graphs and measures (modscope.scoring.measures, modscope.graphs)")
     measure_flags(m, units=True)
-    m.add_argument(
-        "--graph",
-        choices=["weights", "activations"],
-        default="weights",
-        help="edges |w| (default) or squared Spearman correlations of unit activations",
-    )
-    m.add_argument(
-        "--task",
-        help="--graph activations: the task whose test examples run through the "
-        "network (default: the checkpoint's)",
-    )
+    m.add_argument("--graph", choices=["weights", "activations"], default="weights",
+                   help="edges |w| (default) or squared Spearman correlations of unit activations")
+    m.add_argument("--task",
+                   help="--graph activations: the task whose test examples run through the "
+                   "network (default: the checkpoint's)")
     m.add_argument("--data", metavar="PATH", help="--graph activations: data folder for file-backed tasks")
     m.add_argument("--examples", type=positive_int(3), help="--graph activations: first N examples only")
     progress_flag(p)
@@ -129,21 +111,11 @@ def run(args) -> int:
     check_outputs({"--json": args.json}, {"--cache": args.cache})
     pool = executor(args)
     try:
-        result = score(
-            _graph(args),
-            measure=_measure(args),
-            null=args.shuffle_method,
-            n_shuffles=args.shuffles,
-            seed=args.seed,
-            jobs=args.jobs if pool is None else 1,
-            executor=pool,
-            cache=args.cache,
-            progress=not args.no_progress,
-        )
+        result = score(_graph(args), measure=_measure(args), null=args.shuffle_method,
+                       n_shuffles=args.shuffles, seed=args.seed, jobs=args.jobs if pool is None else 1,
+                       executor=pool, cache=args.cache, progress=not args.no_progress)
     finally:
         if hasattr(pool, "close"):
             pool.close()
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.checkpoint, args)})
-    echo(format_score(result, source=args.checkpoint), args.json)  # its caveats end the table
+    write_result(args, result.to_dict, format_score(result, source=args.checkpoint) + "\n")  # caveats last
     return 0

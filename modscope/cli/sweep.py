@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import SPECTRAL, check_outputs, device_flag, executor, executor_flags, progress_flag
+from .options import check_outputs, executor, executor_flags, progress_flag
 
 __all__ = ["add", "run"]
 
@@ -19,8 +19,7 @@ def add(sub) -> None:
     p.add_argument("config", help="sweep config (.yaml, .json or .toml)")
     p.add_argument("--out", metavar="PATH", help=".csv or .parquet table to write (default: the config's)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for the rows; -1 = all cores")
-    executor_flags(p, device=False)
-    device_flag(p, SPECTRAL, default=None)
+    executor_flags(p)
     progress_flag(p)
     p.set_defaults(run=run)
 
@@ -37,13 +36,8 @@ def run(args) -> int:
 
         raise ModscopeError("--jobs, --scheduler and --device exclude each other")
     try:
-        result = run_sweep(
-            args.config,
-            out=args.out,
-            jobs=pool if pool is not None else args.jobs,
-            progress=not args.no_progress,
-            device=device,
-        )
+        jobs = pool if pool is not None else args.jobs
+        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress, device=device)
     finally:
         if hasattr(pool, "close"):
             pool.close()

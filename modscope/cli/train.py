@@ -6,8 +6,7 @@ from __future__ import annotations
 from types import EllipsisType
 
 from ..errors import ModscopeError
-from ..runtime.atomic import write_json
-from .options import check_outputs, device_flag, echo, input_dtype_flag, progress_flag, source_record
+from .options import check_outputs, device_flag, input_dtype_flag, progress_flag, write_result
 
 __all__ = ["add", "run"]
 
@@ -21,20 +20,16 @@ def add(sub) -> None:
         "trained state dict.",
     )
     p.add_argument("--task", help="task name (listed in docs/guide/data.md)")
-    p.add_argument(
-        "--data",
-        metavar="PATH",
-        help="data folder for file-backed tasks; --model: your data file (.npz, .pt)",
-    )
+    p.add_argument("--data", metavar="PATH",
+                   help="data folder for file-backed tasks; --model: your data file (.npz, .pt)")
     p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
     p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")
     p.add_argument("--activation", help="relu, silu, tanh, gelu or sigmoid (default: the task's)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
-    p.add_argument(
-        "--weight-decay", type=float, help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)"
-    )
+    p.add_argument("--weight-decay", type=float,
+                   help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)")
     _pruning_flags(p)
     p.add_argument(
         "--init",
@@ -59,35 +54,22 @@ def add(sub) -> None:
     _bimt_flags(p)
     _cluster_flags(p)
     _model_flags(p)
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="PATH",
-        help="checkpoint to write (.pt); --model: the trained state dict (.safetensors or .pt)",
-    )
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="checkpoint to write (.pt); --model: the trained state dict (.safetensors or .pt)")
     p.add_argument("--json", metavar="PATH", help="write metrics and config as JSON")
     progress_flag(p)
     p.set_defaults(run=run)
 
 
 def _pruning_flags(p) -> None:
-    p.add_argument(
-        "--prune",
-        type=float,
-        metavar="SPARSITY",
-        help="magnitude-prune to this sparsity in (0, 1) after training",
-    )
+    p.add_argument("--prune", type=float, metavar="SPARSITY",
+                   help="magnitude-prune to this sparsity in (0, 1) after training")
     p.add_argument("--prune-steps", type=int, help="pruning fine-tune steps (default: --steps)")
     p.add_argument("--prune-epochs", type=float, help="pruning fine-tune length in epochs (instead of steps)")
-    p.add_argument(
-        "--prune-every", type=int, help="steps between magnitude-mask updates (default: a tenth, <= 100)"
-    )
-    p.add_argument(
-        "--prune-fresh-optimizer",
-        action="store_true",
-        default=None,
-        help="a new Adam for the pruning phase (the reference recompiles its model)",
-    )
+    p.add_argument("--prune-every", type=int,
+                   help="steps between magnitude-mask updates (default: a tenth, <= 100)")
+    p.add_argument("--prune-fresh-optimizer", action="store_true", default=None,
+                   help="a new Adam for the pruning phase (the reference recompiles its model)")
 
 
 def _bimt_flags(p) -> None:
@@ -145,11 +127,8 @@ def _model_flags(p) -> None:
         "train the module your factory builds, from its own initial weights, on your data file; "
         "--bimt and --cluster-reg act on its unit graph (any traced network)",
     )
-    g.add_argument(
-        "--model",
-        metavar="PKG.MODULE:FACTORY",
-        help="build the module with this factory (your code; run from your project folder)",
-    )
+    g.add_argument("--model", metavar="PKG.MODULE:FACTORY",
+                   help="build the module with this factory (your code; run from your project folder)")
     g.add_argument(
         "--input-shape",
         metavar="SHAPE",
@@ -165,32 +144,37 @@ def _lambdas(text: str | None) -> tuple[float, ...] | None:
     try:
         values = tuple(float(t) for t in text.split(","))
     except ValueError:
-        raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}") from None
+        values = ()
     if len(values) != 3:
         raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}")
     return values
 
 
+def _flag(attribute: str) -> str:
+    """The flag of an ``args`` attribute: ``cluster_reg_every`` -> ``--cluster-reg-every``."""
+    return "--" + attribute.replace("_", "-")
+
+
+# the --cluster-* flags (args attributes) of each loss; the option is the attribute's last word
+_SPECTRAL = ("cluster_eigs", "cluster_reg_every", "cluster_reg_normalize")
+_GOLECHHA = ("cluster_reg_clusters", "cluster_reg_layers")
+
+
 def _cluster_reg(args) -> dict | None:
     """The ``cluster_reg`` option from the ``--cluster-*`` flags (one-line errors)."""
-    spectral = {"eigs": args.cluster_eigs, "every": args.cluster_reg_every,
-                "normalize": args.cluster_reg_normalize}
-    golechha = {"clusters": args.cluster_reg_clusters, "layers": args.cluster_reg_layers}
-    flags = {**spectral, **golechha, "loss": args.cluster_loss}
     if args.cluster_reg is None:
-        if any(v is not None for v in flags.values()):
+        if any(getattr(args, a) is not None for a in (*_SPECTRAL, *_GOLECHHA, "cluster_loss")):
             raise ModscopeError("--cluster-* options need --cluster-reg LAMBDA")
         return None
     if args.bimt:
         raise ModscopeError("--cluster-reg and --bimt are two training strategies; use one of them")
     loss = args.cluster_loss or "spectral"
-    own, other = (spectral, golechha) if loss == "spectral" else (golechha, spectral)
-    flag = {"eigs": "--cluster-eigs", "every": "--cluster-reg-every", "normalize": "--cluster-reg-normalize",
-            "clusters": "--cluster-reg-clusters", "layers": "--cluster-reg-layers"}
-    wrong = [flag[k] for k, v in other.items() if v is not None]
+    own, other = (_SPECTRAL, _GOLECHHA) if loss == "spectral" else (_GOLECHHA, _SPECTRAL)
+    wrong = [_flag(a) for a in other if getattr(args, a) is not None]
     if wrong:
         raise ModscopeError(f"--cluster-loss {loss} does not take {', '.join(wrong)}")
-    return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in own.items() if v is not None}}
+    given = {a.split("_")[-1]: getattr(args, a) for a in own}
+    return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in given.items() if v is not None}}
 
 
 # BIMTConfig field <- its --bimt-* flag (args attribute), and the train() options taken as they are
@@ -225,8 +209,19 @@ def _batch_size(text: str | None) -> int | None | EllipsisType:
 
 
 def run(args) -> int:
-    if args.model is not None:
-        return _run_model(args)
+    """Train modscope's MLP on ``--task`` or the user's ``--model``, write it to ``--out`` (and
+    ``--json``) and print one line: what trained, how long, its test metrics."""
+    result, cluster_reg, what, summary = (_run_task if args.model is None else _run_model)(args)
+    mode = " BIMT" if args.bimt else ""
+    if cluster_reg is not None:  # not with --bimt (_cluster_reg)
+        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
+    write_result(args, result.to_dict, f"{what}{mode}: {summary} -> {args.out}\n", source=args.out)
+    return 0
+
+
+def _run_task(args) -> tuple:
+    """``--task``: modscope's MLP (`modscope.training.trainer.train`), saved as a checkpoint:
+    ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
     if args.task is None:
         raise ModscopeError(
             "train needs --task NAME (modscope's MLP) or --model PKG.MODULE:FACTORY with --data FILE "
@@ -242,30 +237,16 @@ def run(args) -> int:
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
     task = get_task(args.task, seed=args.task_seed, data=args.data)
-    result = train(
-        task,
-        **{name: getattr(args, name) for name in _AS_GIVEN},
-        batch_size=batch,
-        bimt=bimt,
-        cluster_reg=cluster_reg,
-        progress=not args.no_progress,
-    )
+    result = train(task, **{name: getattr(args, name) for name in _AS_GIVEN}, batch_size=batch, bimt=bimt,
+                   cluster_reg=cluster_reg, progress=not args.no_progress)
     result.save(args.out)
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
     m = result.metrics
-    shown = [f"{k} {m[k]:.4g}" for k in ("test_accuracy", "test_loss", "sparsity") if k in m]
+    names = ["test_accuracy", "test_loss", "sparsity"]
+    names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
+    shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    mode = " BIMT" if args.bimt else ""
-    if cluster_reg is not None:
-        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
-        shown += [f"{k} {m[k]:.4g}" for k in ("cluster_penalty", "clusterability") if k in m]
-    echo(
-        f"{task.name} {widths}{mode}: {m['steps']} steps in "
-        f"{m['seconds']:.1f} s, " + ", ".join(shown) + f" -> {args.out}",
-        args.json,
-    )
-    return 0
+    summary = f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
+    return result, cluster_reg, f"{task.name} {widths}", summary
 
 
 # the --task options that shape modscope's MLP or its training, with their values when not given
@@ -286,47 +267,27 @@ def _model_options(args) -> dict:
         raise ModscopeError(
             "--model needs --data FILE: your data (.npz or .pt with x_train, y_train, x_test, y_test)"
         )
-    wrong = [f"--{k.replace('_', '-')}" for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
+    wrong = [_flag(k) for k, v in _TASK_ONLY.items() if getattr(args, k) != v]
     if wrong:
         raise ModscopeError(f"--model does not take {', '.join(wrong)} (options of --task's MLP training)")
     bimt = _bimt_options(args, {**_BIMT_FLAGS, "metric": "bimt_metric"})
     batch = _batch_size(args.batch_size)
-    return dict(
-        steps=1000 if args.steps is None else args.steps,
-        batch_size=128 if batch is ... else batch,
-        lr=1e-3 if args.lr is None else args.lr,
-        weight_decay=args.weight_decay or 0.0,
-        seed=args.seed,
-        device=args.device,
-        bimt=bimt,
-        cluster_reg=_cluster_reg(args),
-        input_shape=args.input_shape,
-        input_dtype=args.input_dtype,
-        progress=not args.no_progress,
-    )
+    return dict(steps=1000 if args.steps is None else args.steps, batch_size=128 if batch is ... else batch,
+                lr=1e-3 if args.lr is None else args.lr, weight_decay=args.weight_decay or 0.0,
+                seed=args.seed, device=args.device, bimt=bimt, cluster_reg=_cluster_reg(args),
+                input_shape=args.input_shape, input_dtype=args.input_dtype, progress=not args.no_progress)
 
 
-def _run_model(args) -> int:
-    """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`)."""
+def _run_model(args) -> tuple:
+    """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`),
+    its state dict saved: ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
     from ..workflows.user_models import train_model
 
     options = _model_options(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     result = train_model(args.model, args.data, out=args.out, **options)
-    if args.json:
-        write_json(args.json, {**result.to_dict(), "source": source_record(args.out)})
-    fit, mode = result.fit, ""
-    if args.bimt:
-        mode = " BIMT"
-    elif options["cluster_reg"] is not None:
-        mode = f" {options['cluster_reg']['loss']} cluster-reg {options['cluster_reg']['lam']:g}"
-    shown = [f"test {fit.metric_name} {fit.metric:.4g}"] + [
-        f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)
-    ]
-    echo(
-        f"{args.model}{mode}: {fit.steps} steps in {result.seconds:.1f} s, "
-        + ", ".join(shown)
-        + f" -> {args.out}",
-        args.json,
-    )
-    return 0
+    fit = result.fit
+    shown = [f"test {fit.metric_name} {fit.metric:.4g}"]
+    shown += [f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)]
+    summary = f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
+    return result, options["cluster_reg"], args.model, summary

@@ -63,14 +63,12 @@ def knockout_checkpoint(
     ckpt = load_checkpoint(path)
     net = network(ckpt)  # read once: its graph, and its module built from it
     the_task = task_for_checkpoint(ckpt, task, data)
-    partition = cluster(net, n_clusters, seed=kwargs.get("seed", 0))
-    mask_dict = None
-    if masks is not None:
-        mask_dict = load_masks(masks)
+    seed = int(kwargs.get("seed", 0))
+    partition = cluster(net, n_clusters, seed=seed)
+    mask_dict = None if masks is None else load_masks(masks)
     # per layer: the weight graph lists an embedding's inputs per token, the traced graph per dimension
     per_layer = np.split(np.asarray(partition.labels), net.graph.offsets[1:-1])
     result = knockout(net, the_task, per_layer, masks=mask_dict, **kwargs)
-    seed = int(kwargs.get("seed", 0))
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     result.labels = np.asarray(partition.labels)
     # a layer graph's groups are its numbered layers ([spec §1]): the output names none, as in 0.3.0
@@ -108,17 +106,10 @@ def masks_checkpoint(
     if cache is not None:
         # how the run is spread over the machine does not change its result
         settings = {k: v for k, v in kwargs.items() if k not in ("progress", "device", "threads")}
-        store = WorkCache(
-            cache,
-            {
-                "unit": "masks",
-                "weights": fingerprint_arrays([t.numpy() for t in ckpt.state_dict.values()]),
-                "task": [the_task.name, the_task.params],
-                "functions": functions,
-                "classes": classes,
-                "settings": settings,
-            },
-        )
+        weights = fingerprint_arrays([t.numpy() for t in ckpt.state_dict.values()])
+        key = {"unit": "masks", "weights": weights, "task": [the_task.name, the_task.params],
+               "functions": functions, "classes": classes, "settings": settings}
+        store = WorkCache(cache, key)
         found = store.get_payload("result")
         if found is not None:
             return MaskResult.from_payload(found)

@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -297,16 +297,23 @@ class _Stages:
     progress: bool
     device: str
 
+    def cached(self, kind: str, name: str, h: str, config: dict, compute: Callable[[], dict]
+               ) -> tuple[dict, bool]:
+        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``."""
+        return _cached_json(self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json", compute)
+
+    def score_config(self, run: DemoRun) -> dict[str, Any]:
+        """What the score of ``run`` depends on besides the checkpoint (its cache key)."""
+        return {"clusters": run.clusters, "shuffles": self.st.shuffles, "seed": self.seed}
+
     def score_stage(self, run: DemoRun, ckpt: Any, h: str) -> tuple[dict, dict[str, dict], bool]:
         """The score (cached), and the extra nulls' scores of a sparse network: ``(score, nulls, hit)``."""
         from ..scoring.engine import score
 
-        s_cfg = {"clusters": run.clusters, "shuffles": self.st.shuffles, "seed": self.seed}
-        s, hit = _cached_json(
-            self.cache / f"score-{run.name}-{_stage_key('score', h, s_cfg)}.json",
-            lambda: score(ckpt, n_clusters=run.clusters, n_shuffles=self.st.shuffles, seed=self.seed,
-                          jobs=self.jobs, progress=self.progress).to_dict(),
-        )
+        s_cfg = self.score_config(run)
+        common = dict(n_clusters=run.clusters, n_shuffles=self.st.shuffles, seed=self.seed, jobs=self.jobs,
+                      progress=self.progress)
+        s, hit = self.cached("score", run.name, h, s_cfg, lambda: score(ckpt, **common).to_dict())
         nulls: dict[str, dict] = {}
         companion = (s.get("sparse") or {}).get("other") or {}
         for method in run.extra_nulls:
@@ -314,12 +321,9 @@ class _Stages:
                 nulls[method] = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
                                  "shuffle": companion}
                 continue
-            n_cfg = {**s_cfg, "method": method}
-            extra, _ = _cached_json(
-                self.cache / f"score-{run.name}-{_stage_key('score', h, n_cfg)}.json",
-                lambda method=method: score(
-                    ckpt, n_clusters=run.clusters, n_shuffles=self.st.shuffles, null=method,
-                    seed=self.seed, jobs=self.jobs, progress=self.progress, compare_nulls=False).to_dict(),
+            extra, _ = self.cached(
+                "score", run.name, h, {**s_cfg, "method": method},
+                lambda method=method: score(ckpt, null=method, compare_nulls=False, **common).to_dict(),
             )
             extra.pop("labels")  # the same clustering as the main score's
             nulls[method] = extra
@@ -352,12 +356,11 @@ class _Stages:
         from ..lesions.knockout import knockout
         from ..masks.result import load_masks
 
-        s_cfg = {"clusters": run.clusters, "shuffles": self.st.shuffles, "seed": self.seed}
-        k_cfg = {"labels_from": _stage_key("score", h, s_cfg), "random": self.st.knockout_random,
-                 "pairs": run.pairs, "seed": self.seed,
+        k_cfg = {"labels_from": _stage_key("score", h, self.score_config(run)),
+                 "random": self.st.knockout_random, "pairs": run.pairs, "seed": self.seed,
                  "masks": None if mask_file is None else file_sha256(mask_file)}
-        return _cached_json(
-            self.cache / f"knockout-{run.name}-{_stage_key('knockout', h, k_cfg)}.json",
+        return self.cached(
+            "knockout", run.name, h, k_cfg,
             lambda: knockout(
                 *model_task(), s["labels"], n_random=self.st.knockout_random, pairs=run.pairs,
                 seed=self.seed, progress=self.progress, device=self.device,
@@ -371,10 +374,8 @@ class _Stages:
 
         w_cfg = {"which": which, "quick": bool(quick), "seed": self.seed, "version": __version__,
                  **({} if self.device == "cpu" else {"device": self.device})}
-        return _cached_json(
-            self.cache / f"worked-{which}-{_stage_key('worked', which, w_cfg)}.json",
-            lambda: worked_example(which, quick=quick, seed=self.seed, device=self.device),
-        )
+        return self.cached("worked", which, which, w_cfg,
+                           lambda: worked_example(which, quick=quick, seed=self.seed, device=self.device))
 
 
 def _model_task(ckpt: Any) -> Callable[[], tuple]:
@@ -496,10 +497,8 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
             bar.update()
 
         stage("report")
-        result = DemoResult(rows, out, scores, masks, knockouts,
-                            {"quick": bool(quick), "seed": int(seed), "shuffles": st.shuffles,
-                             "mask_steps": st.mask_steps, "knockout_random": st.knockout_random},
-                            nulls, examples, list(notes))
+        effort = {"quick": bool(quick), "seed": int(seed), **asdict(st)}
+        result = DemoResult(rows, out, scores, masks, knockouts, effort, nulls, examples, list(notes))
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
         data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files)

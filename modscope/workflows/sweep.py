@@ -26,6 +26,7 @@ do not depend on where they ran; on a Dask cluster the workers must see the chec
 
 from __future__ import annotations
 
+import functools
 import glob
 import itertools
 import json
@@ -192,52 +193,22 @@ def run_job(job: SweepJob, device: str | None = None) -> dict:
     graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
     if s["clusters"] >= graph.n_nodes:
         raise ModscopeError(f"{job.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
-    clusterer = SpectralClusterer(
-        s["clusters"],
-        assign_labels=s["assign_labels"],
-        restarts=None if s["restarts"] == "auto" else s["restarts"],
-        select=s["select"],
-        threads=1,
-    )
-    with single_thread():
-        result = score(
-            graph,
-            measure=clusterer,
-            null=s["shuffle_method"],
-            n_shuffles=s["shuffles"],
-            seed=s["seed"],
-            device=device,
-            compare_nulls=False,  # a sweep lists the nulls it scores, one row each
-        )
+    restarts = None if s["restarts"] == "auto" else s["restarts"]
+    clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], restarts=restarts,
+                                  select=s["select"], threads=1)
+    with single_thread():  # compare_nulls=False: a sweep lists the nulls it scores, one row each
+        result = score(graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"],
+                       seed=s["seed"], device=device, compare_nulls=False)
     null = result.null.to_dict() if result.null is not None else {}
     return {
-        "checkpoint": job.checkpoint,
-        **s,
-        "ncut": result.ncut,
+        "checkpoint": job.checkpoint, **s, "ncut": result.ncut,
         "restarts_used": result.partition.clustering.get("restarts"),
-        "shuffle_mean": null.get("mean"),
-        "shuffle_std": null.get("std"),
-        "z": null.get("z"),
-        "p_value": null.get("p_value"),
-        "n_nodes": graph.n_nodes,
-        "n_edges": graph.n_edges,
+        "shuffle_mean": null.get("mean"), "shuffle_std": null.get("std"), "z": null.get("z"),
+        "p_value": null.get("p_value"), "n_nodes": graph.n_nodes, "n_edges": graph.n_edges,
         "layer_widths": "-".join(map(str, graph.layer_widths)),
-        "seconds": round(time.perf_counter() - start, 3),
-        "checkpoint_sha256": job.sha256,
-        "version": __version__,
-        "key": job.key,
+        "seconds": round(time.perf_counter() - start, 3), "checkpoint_sha256": job.sha256,
+        "version": __version__, "key": job.key,
     }
-
-
-class _DeviceRows:
-    """Rows one after another here, each row's spectral path on a torch device."""
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-
-    def as_completed(self, fn, items):
-        for i, item in enumerate(items):
-            yield i, fn(item, device=self.device)
 
 
 @dataclass
@@ -334,11 +305,11 @@ def run_sweep(
     def table() -> pd.DataFrame:
         return pd.DataFrame([done[job.key] for job in wanted if job.key in done], columns=columns)
 
-    executor = _executor(jobs, device)
+    executor, job = _executor(jobs, device)
     bar = tqdm(total=len(wanted), initial=reused, desc="sweep", unit="row", disable=not progress, leave=False)
     with bar:
         if todo:
-            for i, row in executor.as_completed(run_job, todo):
+            for i, row in executor.as_completed(job, todo):
                 done[todo[i].key] = {**row, "checkpoint": _relative(todo[i].checkpoint, out)}
                 _write_table(out, table())
                 bar.update()
@@ -386,14 +357,15 @@ def _reusable_rows(previous: pd.DataFrame | None, wanted: list[SweepJob], out: P
 
 
 def _executor(jobs, device: str | None):
-    """Where the rows run: one after another on ``device``, or ``jobs`` processes / an executor."""
-    if device is None:
-        from ..runtime.executors import LocalExecutor
+    """Where the rows run and what runs each: ``jobs`` processes / an executor, or one after another
+    here with each row's spectral path on ``device``: ``(executor, run_job)``."""
+    from ..runtime.executors import LocalExecutor
 
-        return LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs
+    if device is None:
+        return (LocalExecutor(jobs) if not hasattr(jobs, "as_completed") else jobs), run_job
     if jobs != 1:
         raise ModscopeError("give a device or jobs, not both")
     from ..runtime.modules import resolve_device
 
     resolve_device(device)  # one line before any work when the device is absent
-    return _DeviceRows(device)
+    return LocalExecutor(1), functools.partial(run_job, device=device)

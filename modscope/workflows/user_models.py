@@ -140,14 +140,8 @@ class TrainModelResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: everything but the module (its weights go to a file: `save`)."""
-        return {
-            "model": self.model,
-            "data": self.data,
-            "example_input": dict(self.example_input),
-            "device": self.device,
-            "seconds": self.seconds,
-            **self.fit.to_dict(),
-        }
+        return {"model": self.model, "data": self.data, "example_input": dict(self.example_input),
+                "device": self.device, "seconds": self.seconds, **self.fit.to_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the trained state dict atomically (``.safetensors`` or ``.pt``)."""
@@ -230,22 +224,10 @@ def train_model(
     strategy = train_strategy(module, example, bimt, cluster_reg)
     n = len(the_data.split("train")) if batch_size is None else batch_size
     start = time.perf_counter()
-    fit = fit_model(
-        module,
-        the_data,
-        steps=steps,
-        batch_size=n,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        device=device,
-        strategy=strategy,
-        progress=progress,
-    )
-    shown = {
-        "shape": list(getattr(example, "shape", ())),
-        "dtype": str(getattr(example, "dtype", "")).removeprefix("torch."),
-    }
+    fit = fit_model(module, the_data, steps=steps, batch_size=n, lr=lr, weight_decay=weight_decay, seed=seed,
+                    device=device, strategy=strategy, progress=progress)
+    shown = {"shape": list(getattr(example, "shape", ())),
+             "dtype": str(getattr(example, "dtype", "")).removeprefix("torch.")}
     name = os.fspath(data) if isinstance(data, str | os.PathLike) else type(data).__name__
     result = TrainModelResult(module, fit, model, name, shown, str(dev), time.perf_counter() - start)
     if out is not None:

@@ -15,7 +15,7 @@ every budget (for ``make demo`` and the notebook) and the full settings are the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -87,26 +87,12 @@ class ExampleSettings:
 
 def _head(data: Data, n: int) -> Data:
     """The same data scored on its first ``n`` test examples (functions restricted to them)."""
-    test = data.test
-    x, y = test.rows(np.arange(min(n, len(test))))
+    x, y = data.test.rows(np.arange(min(n, len(data.test))))
     functions = {}
     for name, fn in data.functions.items():
         idx = fn.test_index
-        kept = None if idx is None else idx[idx < len(x)]
-        functions[name] = type(fn)(fn.name, fn.train_index, kept, fn.groups)
-    return Data(
-        ArraySplit(x, y, data.regression),
-        data.train,
-        data.kind,
-        data.output_groups,
-        data.n_classes,
-        data.class_names,
-        data.metric,
-        data.higher_is_better,
-        data.loss,
-        functions,
-        data.name,
-    )
+        functions[name] = replace(fn, test_index=None if idx is None else idx[idx < len(x)])
+    return replace(data, test=ArraySplit(x, y, data.regression), functions=functions)
 
 
 def _setup(which: str, quick: bool, seed: int, data_dir: Any):
@@ -122,18 +108,14 @@ def _setup(which: str, quick: bool, seed: int, data_dir: Any):
         for spec in FASHION_FUNCTIONS:
             fn = parse_function(spec, data)
             data.functions[fn.name] = fn
-        model, example = (
-            ResidualCNN(image=(1, 28, 28), widths=(16, 32), blocks=1, classes=10),
-            torch.zeros(1, 784),
-        )
+        model = ResidualCNN(image=(1, 28, 28), widths=(16, 32), blocks=1, classes=10)
+        example = torch.zeros(1, 784)
     elif which == "transformer":
         n_train = s.train_examples or 50000
         task = get_task("addmul", seed=seed, n_train=n_train, n_test=min(10000, n_train))
         data = task.to_data()
-        model, example = (
-            DigitTransformer(digits=4, flag=2, groups=2, d=32, heads=4, layers=2, ff=64),
-            torch.zeros(1, 42),
-        )
+        model = DigitTransformer(digits=4, flag=2, groups=2, d=32, heads=4, layers=2, ff=64)
+        example = torch.zeros(1, 42)
     else:
         raise ModscopeError(f"the worked examples are 'cnn' and 'transformer', not {which!r}")
     return s, data, model, example
@@ -153,28 +135,15 @@ def worked_example(
     ``device``: where training, lesions and masks run (the model stays on the CPU in between, where
     it is traced and scored)."""
     s, data, model, example = _setup(which, quick, seed, data_dir)
-    fit = fit_model(
-        model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=progress,
-        device=device,
-    )
+    run = dict(seed=seed, progress=progress)  # what every stage shares
+    fit = fit_model(model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, device=device, **run)
     net = network(model, example)  # read once: the graph, and the module traced on its example
     graph = net.graph
-    scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, seed=seed, progress=progress)
+    scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, **run)
     part = cluster(net, s.n_clusters, seed=seed)
-    lesions = knockout(
-        net,
-        _head(data, s.knockout_examples),
-        part,
-        n_random=s.n_random,
-        seed=seed,
-        progress=progress,
-        device=device,
-    )
-    functions = list(data.functions)
-    masks = train_masks(
-        net, data, functions, steps=s.mask_steps, seed=seed, progress=progress,
-        device=device,
-    )
+    head = _head(data, s.knockout_examples)
+    lesions = knockout(net, head, part, n_random=s.n_random, device=device, **run)
+    masks = train_masks(net, data, list(data.functions), steps=s.mask_steps, device=device, **run)
     ko = lesions.to_dict()
     categories = {
         c: sum(sm["category"] == c for sm in ko["submodules"])
