@@ -25,7 +25,7 @@ def add(sub) -> None:
     for name, (kind, text, _) in RESULT_FIGURES.items():
         f = figures.add_parser(name, help=text,
                                description=f"Draw the {text} from a {kind} result "
-                               "JSON (or the demo's results.json with --model).")
+                               "JSON (or the demo's results.json with --demo-model).")
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
         _demo_model_flag(f, "model name, when INPUT is the demo's results.json")
         _image_flags(f)

@@ -113,7 +113,7 @@ def masks_model(
     has per-unit-group tables. ``kwargs``: ``functions``, ``input_shape``, ``input_dtype``,
     ``non_strict`` (`user_module`); the rest go to `train_masks` (``steps``, ``output``, ...)."""
     if classes and kwargs.get("functions"):
-        raise ModscopeError("give either --function or --classes, not both")
+        raise ModscopeError("give either functions (--function) or classes=True (--classes), not both")
     the_data, module, example = _user_run(weights, model, data, kwargs)
     fns: Any = None
     if classes:

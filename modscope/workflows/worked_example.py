@@ -98,7 +98,6 @@ def _head(data: Data, n: int) -> Data:
 def _setup(which: str, quick: bool, seed: int, data_dir: Any):
     import torch
 
-    torch.manual_seed(seed)
     s = ExampleSettings.for_mode(which, quick)
     if which == "cnn":
         folder = data_dir or FASHION_MNIST_DIR
@@ -134,6 +133,16 @@ def worked_example(
 
     ``device``: where training, lesions and masks run (the model stays on the CPU in between, where
     it is traced and scored)."""
+    import torch
+
+    # the modules draw their initial weights from torch's global generator: seeded here for this run
+    # only, and the caller's generator state is put back afterwards
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _run(which, quick, seed, data_dir, progress, device)
+
+
+def _run(which: str, quick: bool, seed: int, data_dir: Any, progress: bool, device: Any) -> dict[str, Any]:
     s, data, model, example = _setup(which, quick, seed, data_dir)
     run = dict(seed=seed, progress=progress)  # what every stage shares
     fit = fit_model(model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, device=device, **run)

@@ -44,7 +44,11 @@ def test_architectures_trace_to_their_unit_graphs():
 def test_the_transformer_example_runs_end_to_end(monkeypatch):
     tiny = we.ExampleSettings(40, 64, 3e-3, 2, 2, 20, 60, 3, 600)
     monkeypatch.setattr(we.ExampleSettings, "for_mode", staticmethod(lambda which, quick: tiny))
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
     out = we.worked_example("transformer", quick=True)
+    # seeded inside, the caller's global generator left as it was
+    assert torch.equal(torch.random.get_rng_state(), before)
     assert out["model"] == "DigitTransformer" and out["training"]["steps"] == 40
     assert np.isfinite(out["score"]["ncut"]) and out["score"]["shuffle"]["n"] == 2
     assert sum(out["knockout"]["categories"].values()) == len(out["knockout"]["submodules"]) > 0
