@@ -102,87 +102,41 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
     return value
 
 
-def _spec(name: str, description: str, build: Callable[..., Task], **kw: Any) -> TaskSpec:
-    return TaskSpec(name=name, description=description, build=build, **kw)
-
-
 TASKS: dict[str, TaskSpec] = {
     s.name: s
     for s in [
-        _spec(
-            "digits",
-            "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
-            images.build_digits,
-            seeded=False,
-        ),
-        _spec(
-            "halves",
-            "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
-            images.build_halves,
-            params={"n_train": 20000, "n_test": 4000},
-        ),
-        _spec(
-            "mnist",
-            "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
-            images.build_mnist,
-            params={"limit": None, "downsample": None},
-            seeded=False,
-            uses_data=True,
-        ),
-        _spec(
+        TaskSpec("digits", "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
+                 images.build_digits, seeded=False),
+        TaskSpec("halves", "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
+                 images.build_halves, params={"n_train": 20000, "n_test": 4000}),
+        TaskSpec("mnist", "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
+                 images.build_mnist, params={"limit": None, "downsample": None}, seeded=False,
+                 uses_data=True),
+        TaskSpec(
             "fashion-mnist",
             f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE; downsample=4: 7x7",
-            images.build_fashion_mnist,
-            params={"limit": None, "downsample": None},
-            seeded=False,
-            uses_data=True,
-            default_data=images.FASHION_MNIST_DIR,
+            images.build_fashion_mnist, params={"limit": None, "downsample": None}, seeded=False,
+            uses_data=True, default_data=images.FASHION_MNIST_DIR,
         ),
-        _spec(
-            "addmul",
-            "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
-            "functions add, mul",
-            arithmetic.build_addmul,
-            params={"n_train": 50000, "n_test": 5000, "heldout": False},
-        ),
-        _spec(
-            "tuple-add",
-            "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
-            arithmetic.build_tuple_add,
-            params={"n_train": 50000, "n_test": 5000},
-        ),
-        _spec(
-            "modadd",
-            "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
-            arithmetic.build_modadd,
-            params={"p": 59, "train_frac": 0.8},
-        ),
-        _spec(
-            "s4",
-            "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
-            arithmetic.build_s4,
-            params={"train_frac": 0.8},
-        ),
-        _spec(
-            "moons",
-            "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
-            formulas.build_moons,
-            params={"n_train": 200, "n_test": 200, "noise": 0.1},
-        ),
-        _spec(
-            "incontext-linreg",
-            "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
-            "x ~ U(1, 3); predict every y_t; MSE; functions per position",
-            incontext.build_incontext,
-            params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8},
-        ),
+        TaskSpec("addmul", "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
+                 "functions add, mul", arithmetic.build_addmul,
+                 params={"n_train": 50000, "n_test": 5000, "heldout": False}),
+        TaskSpec("tuple-add",
+                 "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
+                 arithmetic.build_tuple_add, params={"n_train": 50000, "n_test": 5000}),
+        TaskSpec("modadd", "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
+                 arithmetic.build_modadd, params={"p": 59, "train_frac": 0.8}),
+        TaskSpec("s4", "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
+                 arithmetic.build_s4, params={"train_frac": 0.8}),
+        TaskSpec("moons", "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
+                 formulas.build_moons, params={"n_train": 200, "n_test": 200, "noise": 0.1}),
+        TaskSpec("incontext-linreg",
+                 "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
+                 "x ~ U(1, 3); predict every y_t; MSE; functions per position",
+                 incontext.build_incontext, params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8}),
         *(
-            _spec(
-                name,
-                f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
-                partial(formulas.build_formula, name),
-                params={"n_train": 100, "n_test": 100},
-            )
+            TaskSpec(name, f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
+                     partial(formulas.build_formula, name), params={"n_train": 100, "n_test": 100})
             for name, (d, _, _, definition) in formulas.FORMULAS.items()
         ),
     ]
