@@ -45,12 +45,8 @@ class Accumulator:
             m = np.zeros(size, dtype=bool)
             m[np.asarray(index, dtype=np.int64)] = True
             self.member.append(m)
-        c = (
-            data.n_classes
-            if data.kind == "classification" and data.metric is None and len(self.groups) == 1
-            else None
-        )
-        self.n_classes = c
+        one_group = data.kind == "classification" and data.metric is None and len(self.groups) == 1
+        self.n_classes = c = data.n_classes if one_group else None
         self.total = np.zeros(self.n)
         self.count = 0
         self.fn_total = np.zeros((self.n, len(self.functions)))

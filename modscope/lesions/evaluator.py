@@ -295,8 +295,8 @@ class UnitEvaluator:
         if loop:
             return 1
         per = max(1, x.numel())
+        widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
         if x.device.type == "cuda":
-            widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
             free = torch.cuda.mem_get_info(x.device)[0]
             per_copy = x.shape[0] * widest
             cap = int(min(64, 2**30 // per_copy, free // (2 * 6 * 4 * per_copy)))
@@ -304,7 +304,6 @@ class UnitEvaluator:
                 cap = min(cap, self.max_elements // per)
             return max(1, min(n, cap))
         limit = 2**24 if self.max_elements is None else self.max_elements
-        widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
         return max(1, min(n, limit // per, max(4, CPU_FORWARD // (x.shape[0] * widest))))
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:

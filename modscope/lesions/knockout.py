@@ -78,7 +78,7 @@ from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
-from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator
+from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator, _placed
 from .functions import function_knockout
 from .lesioner import Ablation, UnitLesioner, unit_means
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
@@ -101,13 +101,18 @@ def categorize(p_value: float, damage: float, alpha: float, min_effect: float) -
     return "not-significant"
 
 
+def _by_layer(parts: Sequence[Submodule]) -> dict[int, np.ndarray]:
+    """``{layer: the sorted units the parts silence there}``, by layer."""
+    by_layer: dict[int, list[int]] = {}
+    for s in parts:
+        by_layer.setdefault(s.layer, []).extend(s.neurons)
+    return {layer: np.unique(np.asarray(by_layer[layer], dtype=np.int64)) for layer in sorted(by_layer)}
+
+
 def _whole_groups(parts: Sequence[Submodule], labelled: Mapping[int, np.ndarray]) -> bool:
     """Whether the lesion silences every labelled unit of each layer it touches: then each random
     lesion of its size is the same set, and "p = 1" would say nothing about the units."""
-    by_layer: dict[int, set[int]] = {}
-    for s in parts:
-        by_layer.setdefault(s.layer, set()).update(int(n) for n in s.neurons)
-    return all(len(units) == labelled[layer].size for layer, units in by_layer.items())
+    return all(units.size == labelled[layer].size for layer, units in _by_layer(parts).items())
 
 
 def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
@@ -115,8 +120,6 @@ def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
     if sd == 0.0 or not np.isfinite(sd):
         return None
     return (true_metric - float(np.mean(random_metric))) / sd
-
-
 
 
 def _keep_from_removed(removed: np.ndarray, width: int) -> torch.Tensor:
@@ -150,15 +153,10 @@ def _layer_lesions(
     Sub-modules in the same layer are silenced together; their random counterpart is one
     random set of the combined size (disjoint random sets of the parts' sizes, pooled).
     """
-    by_layer: dict[int, list[int]] = {}
-    for s in parts:
-        by_layer.setdefault(s.layer, []).extend(s.neurons)
     keep = {}
-    for layer in sorted(by_layer):
-        true = np.asarray(sorted(set(by_layer[layer])), dtype=np.int64)
+    for layer, true in _by_layer(parts).items():
         rand = _random_removed(rng, labelled[layer], true.size, n_random)
-        removed = np.concatenate([true[None], rand])
-        keep[layer] = _keep_from_removed(removed, widths[layer])
+        keep[layer] = _keep_from_removed(np.concatenate([true[None], rand]), widths[layer])
     return keep
 
 
@@ -310,19 +308,13 @@ def knockout(
 def _result(run, cfg, singles, pairs, fn_result, metric: str, graph: Any) -> KnockoutResult:
     intact = run.intact
     return KnockoutResult(
-        metric=metric,
-        intact_accuracy=float(intact.metric[0]),
+        metric=metric, intact_accuracy=float(intact.metric[0]),
         intact_per_class=None if intact.per_class is None else intact.per_class[0],
         intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(run.functions)},
-        submodules=singles,
+        submodules=singles, pairs=pairs,
         fisher_p=float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue),
-        pairs=pairs,
-        n_random=cfg.n_random,
-        seed=int(cfg.seed),
-        alpha=float(cfg.alpha),
-        min_effect=float(cfg.min_effect),
-        functions=fn_result,
-        group_names=list(graph.group_names),
+        n_random=cfg.n_random, seed=int(cfg.seed), alpha=float(cfg.alpha), min_effect=float(cfg.min_effect),
+        functions=fn_result, group_names=list(graph.group_names),
         group_labels=[graph.group_label(g) for g in range(len(graph.sizes))],
     )
 
@@ -352,8 +344,7 @@ def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
     _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
     if x is None:
         raise ModscopeError(f"{data.name} has no {split} examples")
-    param = next(model.parameters(), None)
-    return x.to(param.dtype) if param is not None and x.is_floating_point() else x
+    return x.to(_placed(model)[0]) if x.is_floating_point() else x
 
 
 @dataclass
@@ -392,12 +383,10 @@ def _setup(
         raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     means = None
     if ablation == "mean":
-        batches = (x for _, x, _ in data.split(split).batches(batch_size))
-        param = next(model.parameters(), None)
-        dtype = param.dtype if param is not None else torch.float32
+        dtype, batches = _placed(model)[0], data.split(split).batches(batch_size)
+        batches = (x.to(dtype) if x.is_floating_point() else x for _, x, _ in batches)
         with eval_mode(model, no_grad=True):
-            means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches),
-                               model_device(model))
+            means = unit_means(model, traced, batches, model_device(model))
     lesioner = UnitLesioner(model, traced, ablation, means)
     evaluator = UnitEvaluator(
         model, traced, data, split=split, functions=list(data.functions.values()), lesioner=lesioner,
