@@ -233,10 +233,6 @@ class UnitEvaluator:
     def _autocast(self) -> Any:
         return _autocast(self.precision, self.device)
 
-    def _full(self, out: torch.Tensor) -> torch.Tensor:
-        """Autocast outputs back in float32 for the metric; the model's own dtype otherwise."""
-        return out if self.precision == "fp32" else out.float()
-
     def _plan(self, x: torch.Tensor, touched: Sequence[int]) -> list:
         """The prefix calls to replay for lesions of the ``touched`` sites (empty: the whole forward)."""
         why = self._why
@@ -364,7 +360,8 @@ class UnitEvaluator:
                     rows = slice(start, min(n, start + chunk))
                     out = self._lesioned(x, lesions, rows, loop, (plan, kept, memo), low, io)
                     acc = acc or Accumulator(self.data, out.shape[-1], n, self.functions, self.split_name)
-                    acc.add(idx, self._full(out), y, rows)
+                    # autocast outputs back in float32 for the metric; the model's own dtype otherwise
+                    acc.add(idx, out if self.precision == "fp32" else out.float(), y, rows)
         return Scores(*acc.result())
 
     def _intact_prefix(self, b: int, idx: np.ndarray, x: torch.Tensor, plan: list, low: _LowRank | None):

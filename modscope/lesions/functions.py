@@ -73,9 +73,7 @@ def function_knockout(
         known |= {f"not-{c}" for c in range(data.n_classes)}  # the masks of a per-class run
     unknown = [f for f in masks if f not in known]
     if unknown:
-        raise ModscopeError(
-            f"masks for unknown functions {unknown}; {data.name} has {list(data.functions)}"
-        )
+        raise ModscopeError(f"masks for unknown functions {unknown}; {data.name} has {list(data.functions)}")
     norm = {f: weight_masks(model, m) for f, m in masks.items()}
 
     def score() -> dict[str, float]:

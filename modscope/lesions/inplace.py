@@ -100,14 +100,10 @@ def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
         items = list(masks.items())
     elif isinstance(masks, Sequence) and not isinstance(masks, str | bytes):
         if len(masks) != len(lins):
-            raise ModscopeError(
-                f"got {len(masks)} masks for a model with {len(lins)} Linear layers"
-            )
+            raise ModscopeError(f"got {len(masks)} masks for a model with {len(lins)} Linear layers")
         items = list(enumerate(masks))
     else:
-        raise ModscopeError(
-            f"a mask must be a list of tensors or a dict, got {type(masks).__name__}"
-        )
+        raise ModscopeError(f"a mask must be a list of tensors or a dict, got {type(masks).__name__}")
     for key, m in items:
         if m is None:
             continue

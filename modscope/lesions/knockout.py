@@ -173,18 +173,12 @@ def _lesion_stats(
     tol = 0.0 if kind == "ce" else 1e-9 * max(abs(base), float(np.max(np.abs(rand_metric))), 1e-12)
     p = lesion_p_value(damage, rand_damage, tol)
     return {
-        "size": size,
-        "accuracy": true_metric,
+        "size": size, "accuracy": true_metric,
         "per_class": None if scores.per_class is None else scores.per_class[0],
         "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(functions)},
-        "delta": true_metric - base,
-        "damage": damage,
-        "p_value": p,
-        "z": _z(true_metric, rand_metric),
-        "category": categorize(p, damage, alpha, min_effect),
-        "random_mean": float(np.mean(rand_metric)),
-        "random_std": float(np.std(rand_metric)),
-        "random_metric": rand_metric.copy(),
+        "delta": true_metric - base, "damage": damage, "p_value": p, "z": _z(true_metric, rand_metric),
+        "category": categorize(p, damage, alpha, min_effect), "random_mean": float(np.mean(rand_metric)),
+        "random_std": float(np.std(rand_metric)), "random_metric": rand_metric.copy(),
     }
 
 
@@ -327,16 +321,12 @@ def _read(model: nn.Module, data: Any, split: str, example_input: Any) -> Any:
     from ..graphs.tracing import trace_network
 
     traced = mlp_trace(model)
-    if traced is None:
-        if example_input is None:
-            example_input = _first_example(data, split, model)
-        traced = trace_network(model, _beside(example_input, model))
-    return traced
-
-
-def _beside(example: Any, model: nn.Module) -> Any:
-    """A tensor ``example`` moved to the one device ``model`` is on (other inputs as they are)."""
-    return example.to(model_device(model)) if isinstance(example, torch.Tensor) else example
+    if traced is not None:
+        return traced
+    example = _first_example(data, split, model) if example_input is None else example_input
+    if isinstance(example, torch.Tensor):  # to the one device the model is on (other inputs as they are)
+        example = example.to(model_device(model))
+    return trace_network(model, example)
 
 
 def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:

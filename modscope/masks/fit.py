@@ -466,10 +466,6 @@ def _add_control(fns: list[Function], control: bool) -> None:
         fns.append(Function(CONTROL))
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
-
-
 def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: bool) -> StreamedData:
     """The data as mask training streams it, checked against the model on a first batch: the
     model must take the inputs and give ``(batch, outputs)``; the labels must fit the outputs."""
@@ -486,9 +482,10 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     except ModscopeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ModscopeError(
             f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
-            f"({type(exc).__name__}: {_first_line(exc)})"
+            f"({type(exc).__name__}: {first})"
         ) from None
     if out.ndim != 2:
         raise ModscopeError(
@@ -513,8 +510,7 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
 def _check_labels(data: Any, groups: tuple[int, ...], n_out: int) -> None:
     """The labels of every split fit the outputs: one column per output group, each class below
     its group's size (classification), or one column per output (regression)."""
-    for which in ("test", "train"):
-        s = data.test if which == "test" else data.train
+    for which, s in (("test", data.test), ("train", data.train)):
         if s is None or len(s) == 0:
             continue
         y = s.labels()

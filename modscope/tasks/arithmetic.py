@@ -88,9 +88,7 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     overlap; with ``heldout=True`` the test inputs are distinct and never occur in training.
     """
     check_sizes("addmul", n_train=n_train, n_test=n_test)
-    rng_split, rng_tr, rng_te = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
-    )
+    rng_split, rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     if heldout:
         per_op = [(n_test + 1 - o) // 2 for o in (ADD, MUL)]  # matches arange(n) % 2 counts
         if max(per_op) >= 10000:

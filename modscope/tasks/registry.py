@@ -86,16 +86,11 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
             raise ValueError(value)
         if value is None:
             return None
-        if isinstance(default, int) or default is None:  # None defaults are optional ints
-            if isinstance(value, bool):
+        if isinstance(default, int | float) or default is None:
+            whole = not isinstance(default, float)  # None defaults are optional ints
+            if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
+            return int(value) if whole else float(value)
     except (TypeError, ValueError):
         kind = "boolean" if isinstance(default, bool) else type(default or 0).__name__
         raise ModscopeError(f"task {task}: {key} must be {kind}, got {value!r}") from None
@@ -164,9 +159,7 @@ def class_functions(task: Task) -> dict[str, Function]:
     """For a single-group classifier: ``not-<c>`` per class ``c`` = the examples whose label
     is not ``c`` (masks' per-class removal trains one mask per such function)."""
     if task.loss_kind != "ce" or len(task.output_groups) != 1:
-        raise ModscopeError(
-            f"task {task.name}: per-class functions need a classifier with one output group"
-        )
+        raise ModscopeError(f"task {task.name}: per-class functions need a classifier with one output group")
     y_tr, y_te = task.y_train[:, 0], task.y_test[:, 0]
     return {
         f"not-{c}": Function(
