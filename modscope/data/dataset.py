@@ -116,8 +116,8 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
             start = info.header_offset + 30 + name_len + extra_len
             fh.seek(start)
             fmt = np.lib.format
-            v1 = fmt.read_magic(fh) == (1, 0)
-            shape, fortran, dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(fh)
+            read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
             offset = fh.tell()
         if dtype.hasobject:
             raise ModscopeError(f"{path}: refused: {key} holds pickled objects")

@@ -58,6 +58,7 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
         index[int(layer)] = torch.from_numpy(arr).to(lins[0].weight.device)
     w = lins[0].weight
     zero_outgoing = float(model.act(torch.zeros(1, dtype=w.dtype, device=w.device))) != 0.0
+    # what changes: each lesioned layer's incoming weights and biases (and its outgoing weights)
     params = [p for layer in index for p in (lins[layer - 1].weight, lins[layer - 1].bias,
               lins[layer].weight if zero_outgoing else None) if p is not None]
     with _restored(params):

@@ -373,8 +373,8 @@ def _setup(
         raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     means = None
     if ablation == "mean":
-        dtype, batches = _placed(model)[0], data.split(split).batches(batch_size)
-        batches = (x.to(dtype) if x.is_floating_point() else x for _, x, _ in batches)
+        examples, dtype = data.split(split), _placed(model)[0]
+        batches = (x.to(dtype) if x.is_floating_point() else x for _, x, _ in examples.batches(batch_size))
         with eval_mode(model, no_grad=True):
             means = unit_means(model, traced, batches, model_device(model))
     lesioner = UnitLesioner(model, traced, ablation, means)

@@ -14,12 +14,7 @@ import numpy as np
 from ..errors import ModscopeError
 from .base import Task, check_sizes, column_functions, task_from_arrays
 
-__all__ = [
-    "FORMULAS",
-    "MOONS_DEFAULTS",
-    "build_formula",
-    "build_moons",
-]
+__all__ = ["FORMULAS", "MOONS_DEFAULTS", "build_formula", "build_moons"]
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 

@@ -20,13 +20,7 @@ from ..errors import ModscopeError
 from . import arithmetic, formulas, images, incontext
 from .base import Task
 
-__all__ = [
-    "TASKS",
-    "class_functions",
-    "get_task",
-    "list_tasks",
-    "TaskSpec",
-]
+__all__ = ["TASKS", "class_functions", "get_task", "list_tasks", "TaskSpec"]
 
 
 @dataclass(frozen=True)
