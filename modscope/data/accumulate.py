@@ -45,12 +45,8 @@ class Accumulator:
             m = np.zeros(size, dtype=bool)
             m[np.asarray(index, dtype=np.int64)] = True
             self.member.append(m)
-        c = (
-            data.n_classes
-            if data.kind == "classification" and data.metric is None and len(self.groups) == 1
-            else None
-        )
-        self.n_classes = c
+        one_group = data.kind == "classification" and data.metric is None and len(self.groups) == 1
+        self.n_classes = c = data.n_classes if one_group else None
         self.total = np.zeros(self.n)
         self.count = 0
         self.fn_total = np.zeros((self.n, len(self.functions)))
@@ -73,30 +69,28 @@ class Accumulator:
         """Add a batch: ``out`` ``(m, B, n_out)`` of networks ``rows`` (default all ``n``), ``y`` its
         labels, ``index`` the examples' indices in the split. Every network must see every batch
         once; the example count advances with the batch that reaches the last network."""
+        import torch
+
         index = np.asarray(index)
         y = y.to(out.device)
         values = self._values(out, y, None)  # (m, B)
         self.total[rows] += values.sum(1).cpu().numpy()
-        if rows.stop is None or rows.stop >= self.n:
+        last = rows.stop is None or rows.stop >= self.n
+        if last:
             self.count += len(index)
-        nets, last = rows, rows.stop is None or rows.stop >= self.n
         for f, (fn, member) in enumerate(zip(self.functions, self.member, strict=True)):
             picked = np.arange(len(index)) if member is None else np.flatnonzero(member[index])
             if picked.size == 0:
                 continue
             v = values if fn.groups is None else self._values(out, y, fn.groups)
-            import torch
-
-            self.fn_total[nets, f] += v[:, torch.from_numpy(picked).to(v.device)].sum(1).cpu().numpy()
+            self.fn_total[rows, f] += v[:, torch.from_numpy(picked).to(v.device)].sum(1).cpu().numpy()
             if last:
                 self.fn_count[f] += picked.size
         if self.hits is not None:
             labels = y[:, 0].long()
             right = (out.argmax(-1) == labels).double()  # (n, B)
-            import torch.nn.functional as F
-
-            onehot = F.one_hot(labels, self.n_classes).double()  # (B, C)
-            self.hits[nets] += (right @ onehot).cpu().numpy()
+            onehot = torch.nn.functional.one_hot(labels, self.n_classes).double()  # (B, C)
+            self.hits[rows] += (right @ onehot).cpu().numpy()
             if last:
                 self.class_count += onehot.sum(0).cpu().numpy()
 

@@ -65,12 +65,9 @@ class Data:
                 raise ModscopeError("classification labels must be >= 0")
             if len(self.output_groups) <= 1 and labels.shape[1] == 1:
                 self.n_classes = int(labels.max()) + 1 if labels.numel() else 0
-        if (
-            self.class_names is not None
-            and self.n_classes is not None
-            and len(self.class_names) != self.n_classes
-        ):
-            raise ModscopeError(f"{len(self.class_names)} class names for {self.n_classes} classes")
+        names, n = self.class_names, self.n_classes
+        if names is not None and n is not None and len(names) != n:
+            raise ModscopeError(f"{len(names)} class names for {n} classes")
 
     @property
     def regression(self) -> bool:
@@ -118,19 +115,14 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
             extra_len = int.from_bytes(local[28:30], "little")
             start = info.header_offset + 30 + name_len + extra_len
             fh.seek(start)
-            version = np.lib.format.read_magic(fh)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read_header(fh)
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
             offset = fh.tell()
         if dtype.hasobject:
             raise ModscopeError(f"{path}: refused: {key} holds pickled objects")
-        return np.memmap(
-            path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
-        )
+        order = "F" if fortran else "C"
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
     with zf.open(info) as fh:
         return np.lib.format.read_array(fh, allow_pickle=False)
 
@@ -154,9 +146,8 @@ def _read_pt(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types on foreign or corrupt files
-        raise ModscopeError(
-            f"{path}: not a readable .pt data file ({str(exc).splitlines()[0][:120]})"
-        ) from None
+        first = str(exc).splitlines()[0][:120]
+        raise ModscopeError(f"{path}: not a readable .pt data file ({first})") from None
     if not isinstance(obj, Mapping):
         raise ModscopeError(f"{path}: a .pt data file must hold a dict of tensors (x_test, y_test, ...)")
     budget = Budget(str(path))
@@ -227,14 +218,8 @@ def load_data(
     if callable(getattr(source, "to_data", None)):  # a built-in Task
         return source.to_data()
     regression = kind == "regression"
-    options = dict(
-        kind=kind,
-        output_groups=tuple(output_groups),
-        class_names=class_names,
-        metric=metric,
-        higher_is_better=higher_is_better,
-        loss=loss,
-    )
+    options = dict(kind=kind, output_groups=tuple(output_groups), class_names=class_names, metric=metric,
+                   higher_is_better=higher_is_better, loss=loss)
     if isinstance(source, str | os.PathLike):
         path = Path(source).expanduser()
         if path.is_dir():
@@ -254,11 +239,8 @@ def load_data(
         return Data(splits["test"], splits.get("train"), name=name or "data", **options)
     if isinstance(source, tuple) and len(source) == 2:
         test = ArraySplit(source[0], source[1], regression)
-        tr = (
-            ArraySplit(train[0], train[1], regression)
-            if isinstance(train, tuple)
-            else _torch_split(train, regression)
-        )
+        tr = (ArraySplit(train[0], train[1], regression) if isinstance(train, tuple)
+              else _torch_split(train, regression))
         return Data(test, tr, name=name or "data", **options)
     split = _torch_split(source, regression)
     if split is None:

@@ -38,12 +38,6 @@ class Function:
     groups: tuple[int, ...] | None = None
 
 
-def _index_where(split: Any, keep: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(np.flatnonzero(keep).astype(np.int64))
-
-
 def _classes(labels: Any, classes: Sequence[int]) -> np.ndarray:
     y = labels[:, 0].numpy() if hasattr(labels, "numpy") else np.asarray(labels)[:, 0]
     return np.isin(y, np.asarray(classes, dtype=np.int64))
@@ -100,13 +94,13 @@ def parse_function(spec: str, data: Any) -> Function:
 def _from_splits(name: str, data: Any, kept: Callable[[Any], np.ndarray], empty: str) -> Function:
     """The function of the examples ``kept(split)`` marks in each split of ``data`` (``(n,)`` bool;
     None where there is no such split); ``empty``: the error when no test example is kept."""
-    index = {}
-    for which in ("train", "test"):
-        split = data.test if which == "test" else data.train
-        index[which] = None if split is None else _index_where(split, kept(split))
-    if index["test"].numel() == 0:
+    import torch
+
+    train, test = (None if s is None else torch.from_numpy(np.flatnonzero(kept(s)).astype(np.int64))
+                   for s in (data.train, data.test))
+    if test.numel() == 0:
         raise ModscopeError(empty)
-    return Function(name, train_index=index["train"], test_index=index["test"])
+    return Function(name, train_index=train, test_index=test)
 
 
 def class_functions(data: Any) -> dict[str, Function]:

@@ -233,10 +233,6 @@ class UnitEvaluator:
     def _autocast(self) -> Any:
         return _autocast(self.precision, self.device)
 
-    def _full(self, out: torch.Tensor) -> torch.Tensor:
-        """Autocast outputs back in float32 for the metric; the model's own dtype otherwise."""
-        return out if self.precision == "fp32" else out.float()
-
     def _plan(self, x: torch.Tensor, touched: Sequence[int]) -> list:
         """The prefix calls to replay for lesions of the ``touched`` sites (empty: the whole forward)."""
         why = self._why
@@ -295,8 +291,8 @@ class UnitEvaluator:
         if loop:
             return 1
         per = max(1, x.numel())
+        widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
         if x.device.type == "cuda":
-            widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
             free = torch.cuda.mem_get_info(x.device)[0]
             per_copy = x.shape[0] * widest
             cap = int(min(64, 2**30 // per_copy, free // (2 * 6 * 4 * per_copy)))
@@ -304,7 +300,6 @@ class UnitEvaluator:
                 cap = min(cap, self.max_elements // per)
             return max(1, min(n, cap))
         limit = 2**24 if self.max_elements is None else self.max_elements
-        widest = max(getattr(self._prefix, "width", 0), x[0].numel(), 1)
         return max(1, min(n, limit // per, max(4, CPU_FORWARD // (x.shape[0] * widest))))
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,7 +360,8 @@ class UnitEvaluator:
                     rows = slice(start, min(n, start + chunk))
                     out = self._lesioned(x, lesions, rows, loop, (plan, kept, memo), low, io)
                     acc = acc or Accumulator(self.data, out.shape[-1], n, self.functions, self.split_name)
-                    acc.add(idx, self._full(out), y, rows)
+                    # autocast outputs back in float32 for the metric; the model's own dtype otherwise
+                    acc.add(idx, out if self.precision == "fp32" else out.float(), y, rows)
         return Scores(*acc.result())
 
     def _intact_prefix(self, b: int, idx: np.ndarray, x: torch.Tensor, plan: list, low: _LowRank | None):

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from torch import nn
 
 from ..data.functions import CONTROL
 from ..errors import ModscopeError
-from ..runtime.jsonable import finite_or_none
+from ..runtime.jsonable import to_jsonable
 from .evaluator import Split, score_model
 from .inplace import remove_weights, weight_masks
 
@@ -33,13 +33,7 @@ class FunctionKnockoutResult:
     mask_sizes: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "functions": list(self.functions),
-            "intact": {g: finite_or_none(v) for g, v in self.intact.items()},
-            "removed": {f: {g: finite_or_none(v) for g, v in row.items()} for f, row in self.removed.items()},
-            "mask_sizes": {f: int(n) for f, n in self.mask_sizes.items()},
-        }
+        return to_jsonable(asdict(self))
 
     def to_frame(self):
         """Rows: the removed mask (``"none"`` for intact); columns: the function scored."""
@@ -79,9 +73,7 @@ def function_knockout(
         known |= {f"not-{c}" for c in range(data.n_classes)}  # the masks of a per-class run
     unknown = [f for f in masks if f not in known]
     if unknown:
-        raise ModscopeError(
-            f"masks for unknown functions {unknown}; {data.name} has {list(data.functions)}"
-        )
+        raise ModscopeError(f"masks for unknown functions {unknown}; {data.name} has {list(data.functions)}")
     norm = {f: weight_masks(model, m) for f, m in masks.items()}
 
     def score() -> dict[str, float]:

@@ -5,7 +5,7 @@ are for running your own code on a changed model, and for removing function mask
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,16 +58,10 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
         index[int(layer)] = torch.from_numpy(arr).to(lins[0].weight.device)
     w = lins[0].weight
     zero_outgoing = float(model.act(torch.zeros(1, dtype=w.dtype, device=w.device))) != 0.0
-    touched: dict[int, torch.Tensor] = {}
-    for layer in index:
-        params = [lins[layer - 1].weight, lins[layer - 1].bias]
-        if zero_outgoing:
-            params.append(lins[layer].weight)
-        for p in params:
-            if p is not None:
-                touched[id(p)] = p
-    saved = [(p, p.detach().clone()) for p in touched.values()]
-    try:
+    # what changes: each lesioned layer's incoming weights and biases (and its outgoing weights)
+    params = [p for layer in index for p in (lins[layer - 1].weight, lins[layer - 1].bias,
+              lins[layer].weight if zero_outgoing else None) if p is not None]
+    with _restored(params):
         with torch.no_grad():
             for layer, idx in index.items():
                 lin = lins[layer - 1]
@@ -77,6 +71,14 @@ def lesion(model: nn.Module, neurons: Mapping[int, Any]) -> Iterator[nn.Module]:
                 if zero_outgoing:
                     lins[layer].weight[:, idx] = 0
         yield model
+
+
+@contextmanager
+def _restored(params: Iterable[torch.Tensor]) -> Iterator[None]:
+    """The exact values of ``params`` (each once) come back on exit, also on error."""
+    saved = [(p, p.detach().clone()) for p in {id(p): p for p in params}.values()]
+    try:
+        yield
     finally:
         with torch.no_grad():
             for p, original in saved:
@@ -99,14 +101,10 @@ def weight_masks(model: nn.Module, masks: Any) -> dict[str, torch.Tensor]:
         items = list(masks.items())
     elif isinstance(masks, Sequence) and not isinstance(masks, str | bytes):
         if len(masks) != len(lins):
-            raise ModscopeError(
-                f"got {len(masks)} masks for a model with {len(lins)} Linear layers"
-            )
+            raise ModscopeError(f"got {len(masks)} masks for a model with {len(lins)} Linear layers")
         items = list(enumerate(masks))
     else:
-        raise ModscopeError(
-            f"a mask must be a list of tensors or a dict, got {type(masks).__name__}"
-        )
+        raise ModscopeError(f"a mask must be a list of tensors or a dict, got {type(masks).__name__}")
     for key, m in items:
         if m is None:
             continue
@@ -162,14 +160,9 @@ def masked(
             raise ModscopeError(
                 f"mask for {n} has shape {tuple(m.shape)}, the parameter {tuple(params[n].shape)}"
             )
-    saved = {n: params[n].detach().clone() for n in mask}
-    try:
+    with _restored(params[n] for n in mask):
         with torch.no_grad():
             for n, m in mask.items():
                 keep = m.to(device=params[n].device, dtype=torch.bool)
                 params[n].mul_((~keep if invert else keep).to(params[n].dtype))
         yield model
-    finally:
-        with torch.no_grad():
-            for n, orig in saved.items():
-                params[n].copy_(orig)

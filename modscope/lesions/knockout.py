@@ -78,7 +78,7 @@ from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
-from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator
+from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator, _placed
 from .functions import function_knockout
 from .lesioner import Ablation, UnitLesioner, unit_means
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
@@ -101,13 +101,18 @@ def categorize(p_value: float, damage: float, alpha: float, min_effect: float) -
     return "not-significant"
 
 
+def _by_layer(parts: Sequence[Submodule]) -> dict[int, np.ndarray]:
+    """``{layer: the sorted units the parts silence there}``, by layer."""
+    by_layer: dict[int, list[int]] = {}
+    for s in parts:
+        by_layer.setdefault(s.layer, []).extend(s.neurons)
+    return {layer: np.unique(np.asarray(by_layer[layer], dtype=np.int64)) for layer in sorted(by_layer)}
+
+
 def _whole_groups(parts: Sequence[Submodule], labelled: Mapping[int, np.ndarray]) -> bool:
     """Whether the lesion silences every labelled unit of each layer it touches: then each random
     lesion of its size is the same set, and "p = 1" would say nothing about the units."""
-    by_layer: dict[int, set[int]] = {}
-    for s in parts:
-        by_layer.setdefault(s.layer, set()).update(int(n) for n in s.neurons)
-    return all(len(units) == labelled[layer].size for layer, units in by_layer.items())
+    return all(units.size == labelled[layer].size for layer, units in _by_layer(parts).items())
 
 
 def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
@@ -115,8 +120,6 @@ def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
     if sd == 0.0 or not np.isfinite(sd):
         return None
     return (true_metric - float(np.mean(random_metric))) / sd
-
-
 
 
 def _keep_from_removed(removed: np.ndarray, width: int) -> torch.Tensor:
@@ -150,15 +153,10 @@ def _layer_lesions(
     Sub-modules in the same layer are silenced together; their random counterpart is one
     random set of the combined size (disjoint random sets of the parts' sizes, pooled).
     """
-    by_layer: dict[int, list[int]] = {}
-    for s in parts:
-        by_layer.setdefault(s.layer, []).extend(s.neurons)
     keep = {}
-    for layer in sorted(by_layer):
-        true = np.asarray(sorted(set(by_layer[layer])), dtype=np.int64)
+    for layer, true in _by_layer(parts).items():
         rand = _random_removed(rng, labelled[layer], true.size, n_random)
-        removed = np.concatenate([true[None], rand])
-        keep[layer] = _keep_from_removed(removed, widths[layer])
+        keep[layer] = _keep_from_removed(np.concatenate([true[None], rand]), widths[layer])
     return keep
 
 
@@ -175,18 +173,12 @@ def _lesion_stats(
     tol = 0.0 if kind == "ce" else 1e-9 * max(abs(base), float(np.max(np.abs(rand_metric))), 1e-12)
     p = lesion_p_value(damage, rand_damage, tol)
     return {
-        "size": size,
-        "accuracy": true_metric,
+        "size": size, "accuracy": true_metric,
         "per_class": None if scores.per_class is None else scores.per_class[0],
         "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(functions)},
-        "delta": true_metric - base,
-        "damage": damage,
-        "p_value": p,
-        "z": _z(true_metric, rand_metric),
-        "category": categorize(p, damage, alpha, min_effect),
-        "random_mean": float(np.mean(rand_metric)),
-        "random_std": float(np.std(rand_metric)),
-        "random_metric": rand_metric.copy(),
+        "delta": true_metric - base, "damage": damage, "p_value": p, "z": _z(true_metric, rand_metric),
+        "category": categorize(p, damage, alpha, min_effect), "random_mean": float(np.mean(rand_metric)),
+        "random_std": float(np.std(rand_metric)), "random_metric": rand_metric.copy(),
     }
 
 
@@ -310,19 +302,13 @@ def knockout(
 def _result(run, cfg, singles, pairs, fn_result, metric: str, graph: Any) -> KnockoutResult:
     intact = run.intact
     return KnockoutResult(
-        metric=metric,
-        intact_accuracy=float(intact.metric[0]),
+        metric=metric, intact_accuracy=float(intact.metric[0]),
         intact_per_class=None if intact.per_class is None else intact.per_class[0],
         intact_per_function={f: float(intact.per_function[0, i]) for i, f in enumerate(run.functions)},
-        submodules=singles,
+        submodules=singles, pairs=pairs,
         fisher_p=float(stats.combine_pvalues([s.p_value for s in singles], method="fisher").pvalue),
-        pairs=pairs,
-        n_random=cfg.n_random,
-        seed=int(cfg.seed),
-        alpha=float(cfg.alpha),
-        min_effect=float(cfg.min_effect),
-        functions=fn_result,
-        group_names=list(graph.group_names),
+        n_random=cfg.n_random, seed=int(cfg.seed), alpha=float(cfg.alpha), min_effect=float(cfg.min_effect),
+        functions=fn_result, group_names=list(graph.group_names),
         group_labels=[graph.group_label(g) for g in range(len(graph.sizes))],
     )
 
@@ -335,16 +321,12 @@ def _read(model: nn.Module, data: Any, split: str, example_input: Any) -> Any:
     from ..graphs.tracing import trace_network
 
     traced = mlp_trace(model)
-    if traced is None:
-        if example_input is None:
-            example_input = _first_example(data, split, model)
-        traced = trace_network(model, _beside(example_input, model))
-    return traced
-
-
-def _beside(example: Any, model: nn.Module) -> Any:
-    """A tensor ``example`` moved to the one device ``model`` is on (other inputs as they are)."""
-    return example.to(model_device(model)) if isinstance(example, torch.Tensor) else example
+    if traced is not None:
+        return traced
+    example = _first_example(data, split, model) if example_input is None else example_input
+    if isinstance(example, torch.Tensor):  # to the one device the model is on (other inputs as they are)
+        example = example.to(model_device(model))
+    return trace_network(model, example)
 
 
 def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
@@ -352,8 +334,7 @@ def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
     _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
     if x is None:
         raise ModscopeError(f"{data.name} has no {split} examples")
-    param = next(model.parameters(), None)
-    return x.to(param.dtype) if param is not None and x.is_floating_point() else x
+    return x.to(_placed(model)[0]) if x.is_floating_point() else x
 
 
 @dataclass
@@ -392,12 +373,10 @@ def _setup(
         raise ModscopeError("no sub-modules: every unit that could be lesioned is unlabelled (-1)")
     means = None
     if ablation == "mean":
-        batches = (x for _, x, _ in data.split(split).batches(batch_size))
-        param = next(model.parameters(), None)
-        dtype = param.dtype if param is not None else torch.float32
+        examples, dtype = data.split(split), _placed(model)[0]
+        batches = (x.to(dtype) if x.is_floating_point() else x for _, x, _ in examples.batches(batch_size))
         with eval_mode(model, no_grad=True):
-            means = unit_means(model, traced, (x.to(dtype) if x.is_floating_point() else x for x in batches),
-                               model_device(model))
+            means = unit_means(model, traced, batches, model_device(model))
     lesioner = UnitLesioner(model, traced, ablation, means)
     evaluator = UnitEvaluator(
         model, traced, data, split=split, functions=list(data.functions.values()), lesioner=lesioner,

@@ -160,11 +160,8 @@ class UnitLesioner:
                     args[j] = done[id(a)]
             return tuple(args), kwargs
 
-        handle = module.register_forward_pre_hook(hook, with_kwargs=True)
-        try:
+        with module.register_forward_pre_hook(hook, with_kwargs=True):
             yield
-        finally:
-            handle.remove()
 
     @contextmanager
     def _swap(self, site, drop: np.ndarray) -> Iterator[None]:
@@ -198,7 +195,6 @@ def unit_means(
     position and time step of ``batches`` (an iterable of input tensors), in one pass."""
     sums: list[Any] = [None] * len(traced.sites)
     counts = [0] * len(traced.sites)
-    handles = []
 
     def make(i, site):
         def hook(_module, args, kwargs):
@@ -213,16 +209,11 @@ def unit_means(
 
         return hook
 
-    for i, site in enumerate(traced.sites):
-        if site.kind == "input" and site.unhookable is None and site.arg != 1:  # not a state (hx)
-            handles.append(
-                _sub(model, site.module).register_forward_pre_hook(make(i, site), with_kwargs=True)
-            )
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
+    with ExitStack() as stack, torch.no_grad():
+        for i, site in enumerate(traced.sites):
+            if site.kind == "input" and site.unhookable is None and site.arg != 1:  # not a state (hx)
+                module = _sub(model, site.module)
+                stack.enter_context(module.register_forward_pre_hook(make(i, site), with_kwargs=True))
+        for x in batches:
+            model(x.to(device))
     return [None if s is None else (s / counts[i]).cpu().numpy() for i, s in enumerate(sums)]

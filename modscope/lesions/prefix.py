@@ -17,7 +17,7 @@ can be replayed the reason is in `PrefixReuse.note`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,6 @@ def _record(model: nn.Module, x: torch.Tensor) -> tuple[list[_Call], dict[tuple[
     counts: dict[int, int] = {}
     open_calls: dict[int, list[_Call]] = {}
     step = iter(range(1 << 62))
-    handles = []
 
     def pre(module, _args):
         k = id(module)
@@ -63,16 +62,11 @@ def _record(model: nn.Module, x: torch.Tensor) -> tuple[list[_Call], dict[tuple[
         c.exit = next(step)
         outputs[(id(module), c.index)] = out.detach().clone() if isinstance(out, torch.Tensor) else None
 
-    seen = set()
-    for m in model.modules():
-        if id(m) not in seen:
-            seen.add(id(m))
-            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
-    try:
+    with ExitStack() as stack:
+        for m in model.modules():  # each module once, shared ones too
+            stack.enter_context(m.register_forward_pre_hook(pre))
+            stack.enter_context(m.register_forward_hook(post))
         model(x)
-    finally:
-        for h in handles:
-            h.remove()
     return calls, outputs
 
 
@@ -168,14 +162,10 @@ class PrefixReuse:
         modules = {id(c.module): c.module for c in plan}
         if read is not None:
             modules[id(read)] = read
-        handles = [m.register_forward_hook(post) for m in modules.values()]
-        try:
+        with ExitStack() as stack, suppress(_Stop):
+            for m in modules.values():
+                stack.enter_context(m.register_forward_hook(post))
             self.model(x)
-        except _Stop:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
         return kept, (io[0] if io else None)
 
     @contextmanager

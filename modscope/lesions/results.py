@@ -4,11 +4,11 @@ pair, and the function-mask removals."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from ..runtime.jsonable import finite_or_none
+from ..runtime.jsonable import to_jsonable
 from .functions import FunctionKnockoutResult
 
 __all__ = ["Category", "KnockoutResult", "LesionResult", "PairResult", "SubmoduleResult"]
@@ -16,10 +16,6 @@ __all__ = ["Category", "KnockoutResult", "LesionResult", "PairResult", "Submodul
 # "whole-group": the lesion is every labelled unit of its group(s), so every random lesion of its size
 # is the same set and no p-value can tell it from them
 Category = Literal["important", "sig-but-small", "prunable", "not-significant", "whole-group"]
-
-
-def _num_list(a: np.ndarray | None) -> list[float | None] | None:
-    return None if a is None else [finite_or_none(v) for v in np.asarray(a).tolist()]
 
 
 @dataclass
@@ -39,28 +35,21 @@ class LesionResult:
     random_std: float
     random_metric: np.ndarray = field(repr=False)
 
-    def _common(self) -> dict[str, Any]:
-        return {
-            "size": int(self.size),
-            "accuracy": finite_or_none(self.accuracy),
-            "per_class": _num_list(self.per_class),
-            "per_function": {k: finite_or_none(v) for k, v in self.per_function.items()},
-            "delta": finite_or_none(self.delta),
-            "p_value": float(self.p_value),
-            "z": finite_or_none(self.z),
-            "category": self.category,
-            "random_mean": finite_or_none(self.random_mean),
-            "random_std": finite_or_none(self.random_std),
-        }
+    _head: ClassVar[tuple[str, ...]] = ()  # a subclass's own fields, first in its dict
+    _tail: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON fields (not ``damage`` nor ``random_metric``), non-finite numbers as ``None``."""
+        keys = (*self._head, "size", "accuracy", "per_class", "per_function", "delta", "p_value", "z",
+                "category", "random_mean", "random_std", *self._tail)
+        return to_jsonable({k: getattr(self, k) for k in keys})
 
 
 @dataclass
 class SubmoduleResult(LesionResult):
     layer: int = 0
     cluster: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"layer": int(self.layer), "cluster": int(self.cluster), **self._common()}
+    _head = ("layer", "cluster")
 
 
 @dataclass
@@ -70,16 +59,8 @@ class PairResult(LesionResult):
     layer_b: int = 0
     cluster_b: int = 0
     interaction: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer_a": int(self.layer_a),
-            "cluster_a": int(self.cluster_a),
-            "layer_b": int(self.layer_b),
-            "cluster_b": int(self.cluster_b),
-            **self._common(),
-            "interaction": finite_or_none(self.interaction),
-        }
+    _head = ("layer_a", "cluster_a", "layer_b", "cluster_b")
+    _tail = ("interaction",)
 
 
 _FRAME_DROP = ("per_class", "per_function")
@@ -113,18 +94,11 @@ class KnockoutResult:
     labels: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "metric": self.metric,
-            "intact_accuracy": finite_or_none(self.intact_accuracy),
-            "intact_per_class": _num_list(self.intact_per_class),
-            "intact_per_function": {k: finite_or_none(v) for k, v in self.intact_per_function.items()},
-            "submodules": [s.to_dict() for s in self.submodules],
-            "fisher_p": finite_or_none(self.fisher_p),
-            "n_random": int(self.n_random),
-            "seed": int(self.seed),
-            "alpha": float(self.alpha),
-            "min_effect": float(self.min_effect),
-        }
+        keys = ("metric", "intact_accuracy", "intact_per_class", "intact_per_function", "submodules",
+                "fisher_p", "n_random", "seed", "alpha", "min_effect")
+        d = {k: getattr(self, k) for k in keys}
+        d["submodules"] = [s.to_dict() for s in self.submodules]
+        d = to_jsonable(d)
         if self.pairs is not None:
             d["pairs"] = [p.to_dict() for p in self.pairs]
         if self.functions is not None:

@@ -87,14 +87,10 @@ class Alignment:
         """One row per (cluster, function): share of kept incident weights, dominant neurons."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {"cluster": c, "function": f, "share": self.share[c][f],
-                 "dominant_neurons": self.dominant[c][f]}
-                for c in self.clusters
-                for f in self.functions
-            ]
-        )
+        return pd.DataFrame([
+            {"cluster": c, "function": f, "share": self.share[c][f], "dominant_neurons": self.dominant[c][f]}
+            for c in self.clusters for f in self.functions
+        ])
 
 
 def _layer_masks(m: Any) -> list[np.ndarray]:
@@ -250,9 +246,5 @@ def _compare(ami: float, null: np.ndarray) -> dict[str, float | None]:
     null_mean = float(null.mean())
     null_std = float(null.std(ddof=1)) if null.size > 1 else None
     z = (ami - null_mean) / null_std if null_std else None
-    return {
-        "null_mean": null_mean,
-        "null_std": null_std,
-        "z": None if z is None else float(z),
-        "p_value": p_value(ami, null, larger_is_extreme=True, tol=1e-12),
-    }
+    return {"null_mean": null_mean, "null_std": null_std, "z": None if z is None else float(z),
+            "p_value": p_value(ami, null, larger_is_extreme=True, tol=1e-12)}

@@ -18,12 +18,7 @@ from ..data import metrics
 from ..data.functions import Function, function_where, parse_function
 from ..errors import ModscopeError
 
-__all__ = [
-    "FunctionData",
-    "StreamedData",
-    "resolve_data_functions",
-    "streamed_function",
-]
+__all__ = ["FunctionData", "StreamedData", "resolve_data_functions", "streamed_function"]
 
 
 @dataclass(frozen=True)

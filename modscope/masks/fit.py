@@ -131,44 +131,31 @@ def fit_logits(
     one-mask steps there. torch's process-wide intra-op thread count is 1 while they run.
     """
     source = data if isinstance(data, StreamedData) else _stream(net, load_data(data), (), False)
-    with no_fastpath():  # once around every thread's steps: the flag is process-wide
-        return _fit_logits(
-            net, source, fns, steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, init=init,
-            seed=seed, progress=progress, callback=callback, threads=threads,
-        )
-
-
-def _fit_logits(
-    net: FrozenNet,
-    source: StreamedData,
-    fns: Sequence[FunctionData],
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    beta: float | None,
-    tau: float,
-    init: float,
-    seed: int,
-    progress: bool,
-    callback: Callable[[int, torch.Tensor], None] | None,
-    threads: int,
-) -> torch.Tensor:
     dev = net.device
     K, P = len(fns), net.n_weights
     beta = 1e-4 / batch_size if beta is None else beta
     logits = torch.full((K, P), float(init), device=dev)  # updated by hand: not in the graph
     n_groups = max(1, min(int(threads), K)) if dev.type == "cpu" else 1
     fit = dict(steps=steps, batch_size=batch_size, lr=lr, beta=beta, tau=tau, seed=seed, batched=K > 1)
-    if n_groups == 1:
+    with no_fastpath():  # once around every thread's steps: the flag is process-wide
+        if n_groups > 1:
+            _fit_threads(net, source, fns, logits, n_groups, progress, callback, fit)
+            return logits
         after = None if callback is None else (lambda step: callback(step, logits))
         # a tiny network's K masks on one thread: torch's threads only cost there
         with torch_threads(threads_for(K * P * batch_size) if dev.type == "cpu" else None):
             _fit_group(net, source, fns, logits, progress=progress, after_step=after,
                        desc=f"masks ({K} together)", **fit)
-        return logits
+    return logits
 
-    # contiguous groups, so each group's logits are a view of rows of `logits`
+
+def _fit_threads(
+    net: FrozenNet, source: StreamedData, fns: Sequence[FunctionData], logits: torch.Tensor, n_groups: int,
+    progress: bool, callback: Callable[[int, torch.Tensor], None] | None, fit: dict[str, Any],
+) -> None:
+    """`fit_logits` on ``n_groups`` threads, each training a contiguous group of the mask sets (so
+    its logits are a view of rows of ``logits``) on its own copy of the network."""
+    K = len(fns)
     groups = np.array_split(np.arange(K), n_groups)
     state = {"step": 0}
 
@@ -208,7 +195,6 @@ def _fit_logits(
         torch.set_num_threads(before)
     if errors:
         raise errors[0]
-    return logits
 
 
 def _fit_group(
@@ -480,10 +466,6 @@ def _add_control(fns: list[Function], control: bool) -> None:
         fns.append(Function(CONTROL))
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
-
-
 def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: bool) -> StreamedData:
     """The data as mask training streams it, checked against the model on a first batch: the
     model must take the inputs and give ``(batch, outputs)``; the labels must fit the outputs."""
@@ -500,9 +482,10 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     except ModscopeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ModscopeError(
             f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
-            f"({type(exc).__name__}: {_first_line(exc)})"
+            f"({type(exc).__name__}: {first})"
         ) from None
     if out.ndim != 2:
         raise ModscopeError(
@@ -527,8 +510,7 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
 def _check_labels(data: Any, groups: tuple[int, ...], n_out: int) -> None:
     """The labels of every split fit the outputs: one column per output group, each class below
     its group's size (classification), or one column per output (regression)."""
-    for which in ("test", "train"):
-        s = data.test if which == "test" else data.train
+    for which, s in (("test", data.test), ("train", data.train)):
         if s is None or len(s) == 0:
             continue
         y = s.labels()

@@ -51,12 +51,9 @@ def overlap_measures(
             union = size[i] + size[j] - inter[i, j]
             out["iou"][key] = _ratio(float(inter[i, j]), float(union))
             out["iomin"][key] = _ratio(float(inter[i, j]), float(min(size[i], size[j])))
-        others = [j for j in rows if j != i]
-        if others:
-            any_other = masks[others].any(0)
-            out["shared"][names[i]] = _ratio(float((masks[i] & any_other).sum()), float(size[i]))
-        else:
-            out["shared"][names[i]] = None
+        others = [j for j in rows if j != i]  # none: no union to share with
+        shared = float((masks[i] & masks[others].any(0)).sum()) if others else None
+        out["shared"][names[i]] = None if shared is None else _ratio(shared, float(size[i]))
     return out
 
 
@@ -166,9 +163,7 @@ def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
     kept fraction, IoU, IoMin and shared fraction of the masks over those weights."""
     names = list(result.layer_names)
     fn_rows = [i for i, n in enumerate(result.functions) if n != CONTROL]
-    keep = torch.stack(
-        [torch.cat([result.masks[f][n].reshape(-1) for n in names]) for f in result.functions]
-    )
+    keep = torch.stack([torch.cat([result.masks[f][n].reshape(-1) for n in names]) for f in result.functions])
     out: dict[str, dict[str, Any]] = {}
     sizes = [int(result.masks[result.functions[0]][n].numel()) for n in names]
     for g, (gname, writes, reads, sel) in enumerate(units.group_entries(names, sizes)):

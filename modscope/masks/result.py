@@ -89,57 +89,39 @@ class MaskResult:
         mask's kept and shared fractions."""
         import pandas as pd
 
-        rows = [
-            {
-                "mask": f,
-                "data": g,
-                "accuracy": self.accuracy[f][g],
-                "inverted_accuracy": self.inverted_accuracy[f][g],
-                "full_accuracy": self.full_accuracy[g],
-                "kept_fraction": self.kept_fraction[f],
-                "shared": self.shared[f],
-            }
-            for f in self.functions
-            for g in self.full_accuracy
-        ]
-        return pd.DataFrame(rows)
+        return pd.DataFrame([
+            {"mask": f, "data": g, "accuracy": self.accuracy[f][g],
+             "inverted_accuracy": self.inverted_accuracy[f][g], "full_accuracy": self.full_accuracy[g],
+             "kept_fraction": self.kept_fraction[f], "shared": self.shared[f]}
+            for f in self.functions for g in self.full_accuracy
+        ])
 
     def layer_frame(self):
         """One row per (layer, mask): kept and shared fraction in that layer."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {"layer": layer, "mask": f, "kept_fraction": v["kept_fraction"][f],
-                 "shared": v["shared"][f]}
-                for layer, v in self.layers.items()
-                for f in self.functions
-            ]
-        )
+        return pd.DataFrame([
+            {"layer": layer, "mask": f, "kept_fraction": v["kept_fraction"][f], "shared": v["shared"][f]}
+            for layer, v in self.layers.items() for f in self.functions
+        ])
 
     def group_frame(self):
         """One row per (unit group, mask): the weights touching the group, the mask's kept and
         shared fraction of them (runs given an example input; empty otherwise)."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {"group": g, "mask": f, "weights": v["weights"], "kept_fraction": v["kept_fraction"][f],
-                 "shared": v["shared"][f], "writes": ", ".join(v["writes"]), "reads": ", ".join(v["reads"])}
-                for g, v in (self.groups or {}).items()
-                for f in self.functions
-            ]
-        )
+        return pd.DataFrame([
+            {"group": g, "mask": f, "weights": v["weights"], "kept_fraction": v["kept_fraction"][f],
+             "shared": v["shared"][f], "writes": ", ".join(v["writes"]), "reads": ", ".join(v["reads"])}
+            for g, v in (self.groups or {}).items() for f in self.functions
+        ])
 
     def save(self, path: str | os.PathLike) -> os.PathLike:
         """Write the hard masks (and the config) to a file ``torch.load(weights_only=True)`` reads."""
         payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "functions": list(self.functions),
-            "layers": list(self.layer_names),
+            "format": FORMAT, "format_version": FORMAT_VERSION, "functions": list(self.functions),
+            "layers": list(self.layer_names), "config": to_jsonable(self.config),
             "masks": {f: {n: t.cpu().contiguous() for n, t in m.items()} for f, m in self.masks.items()},
-            "config": to_jsonable(self.config),
         }
         return write_atomic(path, lambda fh: torch.save(payload, fh))
 

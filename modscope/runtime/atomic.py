@@ -141,12 +141,6 @@ def check_distinct(outputs: Mapping[str, str | os.PathLike | None]) -> None:
         seen[target] = flag
 
 
-def _write_stream(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    with open(target, "wb") as fh:  # a device or FIFO: written in place, not atomically
-        write(fh)
-        fh.flush()
-
-
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(fh)`` on a temp file beside ``path``'s target and rename it into place; a
     device or FIFO is written directly, ``-`` is standard output (see the module docstring)."""
@@ -158,7 +152,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         out.flush()
         return Path(STDOUT)
     if kind == "stream":
-        _write_stream(target, write)
+        with open(target, "wb") as fh:  # a device or FIFO: written in place, not atomically
+            write(fh)
+            fh.flush()
         return Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

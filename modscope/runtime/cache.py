@@ -94,9 +94,5 @@ class WorkCache:
 
     def missing(self, n: int) -> tuple[dict[int, Any], list[int]]:
         """``(found {i: value}, missing [i])`` for pieces ``0 .. n-1``."""
-        found = {}
-        for i in range(n):
-            v = self.get(i)
-            if v is not None:
-                found[i] = v
+        found = {i: v for i in range(n) if (v := self.get(i)) is not None}
         return found, [i for i in range(n) if i not in found]

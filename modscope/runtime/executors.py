@@ -89,9 +89,7 @@ class DaskExecutor:
             try:
                 from distributed import Client
             except ImportError:
-                raise ModscopeError(
-                    "--scheduler needs Dask: pip install 'modscope[distributed]'"
-                ) from None
+                raise ModscopeError("--scheduler needs Dask: pip install 'modscope[distributed]'") from None
             try:
                 self._client = Client(self.scheduler, timeout=self.timeout, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:

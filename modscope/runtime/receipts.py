@@ -56,12 +56,9 @@ def machine_note() -> dict[str, Any]:
         note["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
-    versions = {}
-    for name in _LIBRARIES:
-        module = sys.modules.get(name)
-        if module is not None:  # only what the run used: importing others would change its timing
-            versions[name] = str(getattr(module, "__version__", "?")).split("+")[0]
-    note["libraries"] = versions
+    # only the libraries the run used: importing others would change its timing
+    loaded = {lib: sys.modules[lib] for lib in _LIBRARIES if lib in sys.modules}
+    note["libraries"] = {lib: str(getattr(m, "__version__", "?")).split("+")[0] for lib, m in loaded.items()}
     return note
 
 

@@ -54,16 +54,10 @@ class TorchBatchExecutor:
     and in samples that ran the plain way (``n_fallbacks`` of them), summed over its runs."""
 
     def __init__(
-        self,
-        device: str = "cpu",
-        batch_size: int | None = None,
-        threads: int | None = None,
+        self, device: str = "cpu", batch_size: int | None = None, threads: int | None = None,
         solver: str = "auto",
     ) -> None:
-        self.device = device
-        self.batch_size = batch_size
-        self.threads = threads
-        self.solver = solver
+        self.device, self.batch_size, self.threads, self.solver = device, batch_size, threads, solver
 
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
         return LocalExecutor(1).map(fn, items, *shared)
@@ -74,11 +68,8 @@ class TorchBatchExecutor:
     def _clusterer(self, measure: Measure) -> SpectralClusterer | None:
         """The spectral clusterer this executor runs on the device, or ``None`` (the plain path)."""
         clusterer = measure.clusterer if isinstance(measure, NcutMeasure) else None
-        if isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in (
-            "auto",
-            "bipartite",
-            "iterative",
-        ):
+        solvers = ("auto", "bipartite", "iterative")
+        if isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in solvers:
             return clusterer
         return None
 
@@ -91,14 +82,9 @@ class TorchBatchExecutor:
         return int(min(16, max(1, HOST_BATCH // (24 * max(graph.n_edges, 1)))))
 
     def _check(self) -> Any:
-        if self.batch_size is None:
-            return resolve_device(self.device)
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int | np.integer)
-            or self.batch_size < 1
-        ):
-            raise ModscopeError(f"the batch size must be an integer >= 1, got {self.batch_size!r}")
+        n = self.batch_size
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
+            raise ModscopeError(f"the batch size must be an integer >= 1, got {n!r}")
         return resolve_device(self.device)
 
     def _partitions(
@@ -121,11 +107,8 @@ class TorchBatchExecutor:
             restarts = clusterer.settings(n)["restarts"]
             labels, inertia = _with_oom_message(
                 lambda same_shape=same_shape, restarts=restarts: kmeans_restarts_torch(
-                    [found[i][0] for i in same_shape],
-                    k,
-                    restarts,
-                    [np.random.default_rng(seeds[i]) for i in same_shape],
-                    device=device,
+                    [found[i][0] for i in same_shape], k, restarts,
+                    [np.random.default_rng(seeds[i]) for i in same_shape], device=device,
                 ),
                 f"{len(same_shape)} graphs x {restarts} restarts x {k} clusters x {n} nodes",
             )
@@ -202,11 +185,8 @@ class TorchBatchExecutor:
                 t = _add(spent, "eigensolves", t)
                 ok = [i for i, f in enumerate(solved) if f is not None]
                 parts = self._partitions(
-                    clusterer,
-                    [graphs[i] for i in ok],
-                    [solved[i] for i in ok],
-                    [child_seed(child_seed(chunk[i], 1), 1) for i in ok],
-                    pool,
+                    clusterer, [graphs[i] for i in ok], [solved[i] for i in ok],
+                    [child_seed(child_seed(chunk[i], 1), 1) for i in ok], pool,
                 )
                 values = dict(zip(ok, (p.ncut for p in parts), strict=True))
                 _add(spent, "kmeans_and_ncut", t)

@@ -41,13 +41,10 @@ class BlockScores:
         return _frame(rows)
 
     def to_dict(self) -> dict:
+        rows = [{"block": b.name, "d_model": b.d_model, "d_ff": b.d_ff, **r.to_dict()}
+                for b, r in zip(self.blocks, self.results, strict=True)]
         return {
-            "method": self.method,
-            "blocks": [
-                {"block": b.name, "d_model": b.d_model, "d_ff": b.d_ff, **r.to_dict()}
-                for b, r in zip(self.blocks, self.results, strict=True)
-            ],
-            "version": __version__,
+            "method": self.method, "blocks": rows, "version": __version__,
             **({"reading": self.reading} if self.reading else {}),
             **({"whole": self.whole.to_dict()} if self.whole is not None else {}),
         }
@@ -122,18 +119,11 @@ def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: floa
     """A block's row: its sizes, its score and its null (None without shuffles), and ``seconds``
     when given."""
     s = r.null
-    row = {
-        "block": block_name,
-        "d_model": d_model,
-        "d_ff": d_ff,
-        "n_edges": int(r.graph.n_edges),
-        "measure": r.measure,
-        "value": float(r.value),
-        "null_mean": None if s is None else float(s.mean),
-        "null_std": None if s is None else float(s.std),
-        "z": None if s is None or not np.isfinite(s.z) else float(s.z),
-        "p_value": None if s is None else float(s.p_value),
-    }
+    row = {"block": block_name, "d_model": d_model, "d_ff": d_ff, "n_edges": int(r.graph.n_edges),
+           "measure": r.measure, "value": float(r.value), "null_mean": None if s is None else float(s.mean),
+           "null_std": None if s is None else float(s.std),
+           "z": None if s is None or not np.isfinite(s.z) else float(s.z),
+           "p_value": None if s is None else float(s.p_value)}
     return row if seconds is None else {**row, "seconds": round(seconds, 3)}
 
 

@@ -34,13 +34,8 @@ __all__ = ["null_value", "null_values", "score"]
 
 def _cache_key(graph: WeightGraph, null: Null, measure: Measure, seed: int) -> dict[str, Any]:
     """Everything a null sample's value depends on."""
-    return {
-        "unit": "null_value",
-        "graph": graph.fingerprint(),
-        "null": [null.name, null.params()],
-        "measure": [measure.name, measure.params()],
-        "seed": seed,
-    }
+    return {"unit": "null_value", "graph": graph.fingerprint(), "null": [null.name, null.params()],
+            "measure": [measure.name, measure.params()], "seed": seed}
 
 
 def null_values(
@@ -71,21 +66,14 @@ def null_values(
         out[i] = value
     units = [seeds[i] for i in todo]
     batched = getattr(executor, "null_values", None)
-    results = (
-        batched(graph, null, measure, units)
-        if batched
-        else executor.map(null_value, units, graph, null, measure)
-    )
+    if batched:
+        results = batched(graph, null, measure, units)
+    else:
+        results = executor.map(null_value, units, graph, null, measure)
     from tqdm.auto import tqdm
 
-    bar = tqdm(
-        total=n,
-        initial=len(found),
-        desc=f"{null.name} null",
-        unit="sample",
-        disable=not progress,
-        leave=False,
-    )
+    bar = tqdm(total=n, initial=len(found), desc=f"{null.name} null", unit="sample", disable=not progress,
+               leave=False)
     with bar:
         for i, value in zip(todo, results, strict=True):
             out[i] = value
@@ -159,15 +147,9 @@ def score(
     if compare_nulls and comparison is not None and other is not None:
         others[other] = against(get_null(other))
     return ScoreResult(
-        graph=graph,
-        measure=the_measure.name,
-        higher_is_modular=the_measure.higher_is_modular,
-        value=float(value),
-        partition=partition,
-        null_name=the_null.name if n_shuffles else None,
-        null=comparison,
-        seed=int(seed),
-        other_nulls=others,
+        graph=graph, measure=the_measure.name, higher_is_modular=the_measure.higher_is_modular,
+        value=float(value), partition=partition, null_name=the_null.name if n_shuffles else None,
+        null=comparison, seed=int(seed), other_nulls=others,
     )
 
 

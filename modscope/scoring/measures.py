@@ -125,15 +125,8 @@ class LayerLocalMeasure:
 
 
 # name -> what it builds; the CLI's --method names first, then the measures' own names
-MEASURES = {
-    "spectral": "ncut",
-    "ncut": "ncut",
-    "leiden": "leiden",
-    "louvain": "louvain",
-    "modularity": "leiden",
-    "local": "local_ncut",
-    "local_ncut": "local_ncut",
-}
+MEASURES = {"spectral": "ncut", "ncut": "ncut", "leiden": "leiden", "louvain": "louvain",
+            "modularity": "leiden", "local": "local_ncut", "local_ncut": "local_ncut"}
 
 
 def get_measure(measure: Any = "ncut", n_clusters: int | None = None) -> Measure:

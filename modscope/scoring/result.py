@@ -144,26 +144,13 @@ class ScoreResult:
         if self.null is not None:
             shuffle = self.null.to_shuffle_dict(self.null_name, "ncuts" if is_ncut else "values")
         if is_ncut:
-            head = {
-                "ncut": float(self.value),
-                "labels": self.partition.labels.astype(int).tolist(),
-                "n_clusters": int(self.partition.n_clusters),
-            }
+            head = {"ncut": float(self.value), "labels": self.partition.labels.astype(int).tolist(),
+                    "n_clusters": int(self.partition.n_clusters)}
         else:
-            head = {
-                "measure": self.measure,
-                "higher_is_modular": self.higher_is_modular,
-                "value": float(self.value),
-                "partition": self.partition.to_dict(),
-            }
-        out = {
-            **head,
-            **self.graph.summary(),
-            "clustering": dict(getattr(self.partition, "clustering", {})),
-            "shuffle": shuffle,
-            "seed": int(self.seed),
-            "version": __version__,
-        }
+            head = {"measure": self.measure, "higher_is_modular": self.higher_is_modular,
+                    "value": float(self.value), "partition": self.partition.to_dict()}
+        out = {**head, **self.graph.summary(), "clustering": dict(getattr(self.partition, "clustering", {})),
+               "shuffle": shuffle, "seed": int(self.seed), "version": __version__}
         sparse = self._sparse_dict()
         if sparse is not None:  # only sparse networks: dense results keep their keys
             out["sparse"] = sparse
@@ -177,8 +164,5 @@ class ScoreResult:
         if not hasattr(self.partition, "sizes"):
             return self.partition.to_frame()
         sizes = self.cluster_sizes
-        return pd.DataFrame(
-            sizes,
-            index=pd.Index(range(self.graph.n_layers), name="layer"),
-            columns=pd.Index(range(sizes.shape[1]), name="cluster"),
-        )
+        return pd.DataFrame(sizes, index=pd.Index(range(self.graph.n_layers), name="layer"),
+                            columns=pd.Index(range(sizes.shape[1]), name="cluster"))

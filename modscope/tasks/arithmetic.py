@@ -15,7 +15,7 @@ import torch
 
 from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
+from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes, task_from_arrays
 
 __all__ = [
     "ADDMUL_DEFAULTS",
@@ -74,8 +74,7 @@ def _addmul_examples(rng: np.random.Generator, n: int, pool: np.ndarray | None):
 
 def _encode_addmul(a, b, op):
     x = np.concatenate([_digits_onehot(a), _digits_onehot(b), np.eye(2, dtype=np.float32)[op]], 1)
-    result = np.where(op == ADD, a + b, a * b) % 100
-    return torch.from_numpy(x), torch.from_numpy(_digits(result))
+    return x, _digits(np.where(op == ADD, a + b, a * b) % 100)
 
 
 def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
@@ -89,9 +88,7 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     overlap; with ``heldout=True`` the test inputs are distinct and never occur in training.
     """
     check_sizes("addmul", n_train=n_train, n_test=n_test)
-    rng_split, rng_tr, rng_te = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
-    )
+    rng_split, rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     if heldout:
         per_op = [(n_test + 1 - o) // 2 for o in (ADD, MUL)]  # matches arange(n) % 2 counts
         if max(per_op) >= 10000:
@@ -121,14 +118,11 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     return _digit_task("addmul", 42, (10, 10), _encode_addmul(*train), _encode_addmul(*test), functions)
 
 
-def _digit_task(name: str, n_inputs: int, output_groups: tuple[int, ...],
-                train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+def _digit_task(name: str, n_inputs: int, output_groups: tuple[int, ...], train: tuple, test: tuple,
                 functions: dict[str, Function]) -> Task:
-    """A task on one-hot digits: ``(x, y)`` of each split, 10-way output groups, addmul's training."""
-    (x_tr, y_tr), (x_te, y_te) = train, test
-    return Task(name=name, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, loss_kind="ce",
-                n_inputs=n_inputs, n_outputs=sum(output_groups), output_groups=output_groups,
-                functions=functions, defaults=dict(ADDMUL_DEFAULTS))
+    """A task on one-hot digits: ``(x, y)`` arrays of each split, 10-way output groups, addmul's training."""
+    return task_from_arrays(name, train, test, loss_kind="ce", output_groups=output_groups, n_inputs=n_inputs,
+                            functions=functions, defaults=dict(ADDMUL_DEFAULTS))
 
 
 def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
@@ -145,8 +139,7 @@ def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
     def draw(rng, n):
         a1, b1, a2, b2 = rng.integers(0, 100, size=(4, n))
         x = np.concatenate([_digits_onehot(v) for v in (a1, b1, a2, b2)], axis=1)
-        y = np.concatenate([_digits((a1 + b1) % 100), _digits((a2 + b2) % 100)], axis=1)
-        return torch.from_numpy(x), torch.from_numpy(y)
+        return x, np.concatenate([_digits((a1 + b1) % 100), _digits((a2 + b2) % 100)], axis=1)
 
     functions = {"first": Function("first", groups=(0, 1)), "second": Function("second", groups=(2, 3))}
     return _digit_task("tuple-add", 80, (10, 10, 10, 10), draw(rngs[0], n_train), draw(rngs[1], n_test),
@@ -167,19 +160,10 @@ def _token_task(name, table: np.ndarray, seed: int, train_frac: float, defaults)
     y = table[i, j].astype(np.int64)[:, None]
     perm = np.random.default_rng(np.random.SeedSequence(seed)).permutation(k * k)
     tr, te = perm[:n_train], perm[n_train:]
-    return Task(
-        name=name,
-        x_train=torch.from_numpy(x[tr]),
-        y_train=torch.from_numpy(y[tr]),
-        x_test=torch.from_numpy(x[te]),
-        y_test=torch.from_numpy(y[te]),
-        loss_kind="ce",
+    return task_from_arrays(
+        name, (x[tr], y[tr]), (x[te], y[te]), loss_kind="ce", output_groups=(int(table.max()) + 1,),
         n_inputs=2,  # raw input columns: two token ids (the first Linear sees 2 * embed_dim)
-        n_outputs=int(table.max()) + 1,
-        output_groups=(int(table.max()) + 1,),
-        vocab_size=k,
-        n_tokens=2,
-        defaults=dict(defaults),
+        vocab_size=k, n_tokens=2, defaults=dict(defaults),
     )
 
 

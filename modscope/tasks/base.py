@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from ..data import metrics
@@ -18,7 +19,7 @@ from ..data.functions import Function
 from ..data.splits import ArraySplit
 from ..errors import ModscopeError
 
-__all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task", "check_sizes"]
+__all__ = ["MINIBATCH_BIMT_DEFAULTS", "Task", "check_sizes", "column_functions", "task_from_arrays"]
 
 # Training defaults shared by the minibatch classification tasks: Adam at batch 128, ReLU, and
 # BIMT with the larger-task settings of spec §6 (lambda 0.01, y* 0.5, A 2, mean per tensor).
@@ -119,3 +120,27 @@ def check_sizes(name: str, **sizes: int) -> None:
     for k, v in sizes.items():
         if v < 1:
             raise ModscopeError(f"{name}: {k} must be >= 1, got {v}")
+
+
+def task_from_arrays(
+    name: str, train: tuple[Any, Any], test: tuple[Any, Any], *, loss_kind: Literal["ce", "mse"],
+    output_groups: tuple[int, ...], **fields: Any,
+) -> Task:
+    """A `Task` from the ``(x, y)`` arrays of its train and test split, copied into tensors: ``x``
+    as ``(N, -1)`` float32 (integer token ids as int64), ``y`` as int64 classes ``(N, groups)`` (a
+    1-D label vector becomes one column) or, for ``loss_kind="mse"``, float32 targets.
+    ``n_outputs`` is the sum of ``output_groups``; ``fields``: the other `Task` fields."""
+
+    def tensors(split: str, x: Any, y: Any) -> dict[str, torch.Tensor]:
+        x = np.array(x, dtype=np.int64 if np.issubdtype(np.asarray(x).dtype, np.integer) else np.float32)
+        y = np.array(y, dtype=np.float32 if loss_kind == "mse" else np.int64)
+        return {f"x_{split}": torch.from_numpy(x.reshape(len(x), -1)),
+                f"y_{split}": torch.from_numpy(y[:, None] if y.ndim == 1 else y)}
+
+    return Task(name=name, **tensors("train", *train), **tensors("test", *test), loss_kind=loss_kind,
+                n_outputs=sum(output_groups), output_groups=tuple(output_groups), **fields)
+
+
+def column_functions(n: int) -> dict[str, Function]:
+    """``y1 .. yn``: one function per output column (output group ``i`` = column ``i``)."""
+    return {f"y{i + 1}": Function(f"y{i + 1}", groups=(i,)) for i in range(n)}

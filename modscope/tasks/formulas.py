@@ -10,18 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
-from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import Task, check_sizes
+from .base import Task, check_sizes, column_functions, task_from_arrays
 
-__all__ = [
-    "FORMULAS",
-    "MOONS_DEFAULTS",
-    "build_formula",
-    "build_moons",
-]
+__all__ = ["FORMULAS", "MOONS_DEFAULTS", "build_formula", "build_moons"]
 
 FormulaFn = Callable[[np.ndarray], np.ndarray]
 
@@ -80,22 +73,9 @@ def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
     x_te = rng_te.uniform(-1.0, 1.0, size=(n_test, d))
     y_tr, y_te = formula(x_tr), formula(x_te)  # float64 formulas, then float32 tensors
     n_out = y_tr.shape[1]
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.astype(np.float32))
-
-    return Task(
-        name=name,
-        x_train=t(x_tr),
-        y_train=t(y_tr),
-        x_test=t(x_te),
-        y_test=t(y_te),
-        loss_kind="mse",
-        n_inputs=d,
-        n_outputs=n_out,
-        output_groups=(1,) * n_out,
-        functions={f"y{i + 1}": Function(f"y{i + 1}", groups=(i,)) for i in range(n_out)},
-        defaults={"hidden": list(hidden), **_FORMULA_TRAINING},
+    return task_from_arrays(
+        name, (x_tr, y_tr), (x_te, y_te), loss_kind="mse", output_groups=(1,) * n_out, n_inputs=d,
+        functions=column_functions(n_out), defaults={"hidden": list(hidden), **_FORMULA_TRAINING},
     )
 
 
@@ -120,15 +100,5 @@ def build_moons(seed: int, n_train: int, n_test: int, noise: float) -> Task:
     s_tr, s_te = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     x_tr, y_tr = make_moons(n_train, noise=noise, random_state=s_tr)
     x_te, y_te = make_moons(n_test, noise=noise, random_state=s_te)
-    return Task(
-        name="moons",
-        x_train=torch.from_numpy(x_tr.astype(np.float32)),
-        y_train=torch.from_numpy(y_tr.astype(np.int64)[:, None]),
-        x_test=torch.from_numpy(x_te.astype(np.float32)),
-        y_test=torch.from_numpy(y_te.astype(np.int64)[:, None]),
-        loss_kind="ce",
-        n_inputs=2,
-        n_outputs=2,
-        output_groups=(2,),
-        defaults=dict(MOONS_DEFAULTS),
-    )
+    return task_from_arrays("moons", (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(2,),
+                            n_inputs=2, defaults=dict(MOONS_DEFAULTS))

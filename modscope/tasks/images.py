@@ -10,12 +10,11 @@ import os
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from ..data.functions import Function
 from ..data.idx import load_image_data
 from ..errors import ModscopeError
-from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes
+from .base import MINIBATCH_BIMT_DEFAULTS, Task, check_sizes, task_from_arrays
 
 __all__ = [
     "DIGITS_DEFAULTS",
@@ -54,20 +53,10 @@ def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _classifier(name: str, x_tr, y_tr, x_te, y_te, n_classes: int, input_shape, defaults) -> Task:
-    return Task(
-        name=name,
-        # copies: the cached digits arrays are read-only and must stay untouched
-        x_train=torch.tensor(x_tr.reshape(len(x_tr), -1), dtype=torch.float32),
-        y_train=torch.tensor(y_tr, dtype=torch.int64).unsqueeze(1),
-        x_test=torch.tensor(x_te.reshape(len(x_te), -1), dtype=torch.float32),
-        y_test=torch.tensor(y_te, dtype=torch.int64).unsqueeze(1),
-        loss_kind="ce",
-        n_inputs=int(np.prod(input_shape)),
-        n_outputs=n_classes,
-        output_groups=(n_classes,),
-        input_shape=tuple(input_shape),
-        defaults=dict(defaults),
-    )
+    # copied into tensors: the cached digits arrays are read-only and must stay untouched
+    return task_from_arrays(name, (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(n_classes,),
+                            n_inputs=int(np.prod(input_shape)), input_shape=tuple(input_shape),
+                            defaults=dict(defaults))
 
 
 DIGITS_DEFAULTS = {
@@ -110,21 +99,10 @@ def build_halves(seed: int, n_train: int, n_test: int) -> Task:
         img = np.concatenate([x[i], x[j]], axis=2)  # (n, 8, 16): left | right
         return img.reshape(n, -1), np.stack([y[i], y[j]], axis=1)
 
-    a_tr, b_tr = pairs(rng_tr, x_tr, y_tr, n_train)
-    a_te, b_te = pairs(rng_te, x_te, y_te, n_test)
-    return Task(
-        name="halves",
-        x_train=torch.from_numpy(a_tr),
-        y_train=torch.from_numpy(b_tr),
-        x_test=torch.from_numpy(a_te),
-        y_test=torch.from_numpy(b_te),
-        loss_kind="ce",
-        n_inputs=128,
-        n_outputs=20,
-        output_groups=(10, 10),
+    return task_from_arrays(
+        "halves", pairs(rng_tr, x_tr, y_tr, n_train), pairs(rng_te, x_te, y_te, n_test), loss_kind="ce",
+        output_groups=(10, 10), n_inputs=128, input_shape=(8, 16), defaults=dict(HALVES_DEFAULTS),
         functions={"left": Function("left", groups=(0,)), "right": Function("right", groups=(1,))},
-        input_shape=(8, 16),
-        defaults=dict(HALVES_DEFAULTS),
     )
 
 

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.functions import Function
 from ..errors import ModscopeError
-from .base import Task
+from .base import Task, column_functions, task_from_arrays
 
 __all__ = ["INCONTEXT_DEFAULTS", "build_incontext", "sequence_weights", "to_tokens"]
 
@@ -77,19 +76,8 @@ def build_incontext(seed: int, n_sequences: int, pairs: int, train_frac: float) 
     order = r_split.permutation(n_sequences)
     train, test = order[:n_train], order[n_train:]
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-
-    return Task(
-        name="incontext-linreg",
-        x_train=t(flat[train]),
-        y_train=t(ys[train]),
-        x_test=t(flat[test]),
-        y_test=t(ys[test]),
-        loss_kind="mse",
-        n_inputs=flat.shape[1],
-        n_outputs=pairs,
-        output_groups=(1,) * pairs,
-        functions={f"y{i + 1}": Function(f"y{i + 1}", groups=(i,)) for i in range(pairs)},
+    return task_from_arrays(
+        "incontext-linreg", (flat[train], ys[train]), (flat[test], ys[test]), loss_kind="mse",
+        output_groups=(1,) * pairs, n_inputs=flat.shape[1], functions=column_functions(pairs),
         defaults={"hidden": [32, 32], **INCONTEXT_DEFAULTS},
     )

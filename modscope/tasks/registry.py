@@ -20,13 +20,7 @@ from ..errors import ModscopeError
 from . import arithmetic, formulas, images, incontext
 from .base import Task
 
-__all__ = [
-    "TASKS",
-    "class_functions",
-    "get_task",
-    "list_tasks",
-    "TaskSpec",
-]
+__all__ = ["TASKS", "class_functions", "get_task", "list_tasks", "TaskSpec"]
 
 
 @dataclass(frozen=True)
@@ -86,103 +80,52 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
             raise ValueError(value)
         if value is None:
             return None
-        if isinstance(default, int) or default is None:  # None defaults are optional ints
-            if isinstance(value, bool):
+        if isinstance(default, int | float) or default is None:
+            whole = not isinstance(default, float)  # None defaults are optional ints
+            if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if isinstance(default, float):
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
+            return int(value) if whole else float(value)
     except (TypeError, ValueError):
         kind = "boolean" if isinstance(default, bool) else type(default or 0).__name__
         raise ModscopeError(f"task {task}: {key} must be {kind}, got {value!r}") from None
     return value
 
 
-def _spec(name: str, description: str, build: Callable[..., Task], **kw: Any) -> TaskSpec:
-    return TaskSpec(name=name, description=description, build=build, **kw)
-
-
 TASKS: dict[str, TaskSpec] = {
     s.name: s
     for s in [
-        _spec(
-            "digits",
-            "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
-            images.build_digits,
-            seeded=False,
-        ),
-        _spec(
-            "halves",
-            "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
-            images.build_halves,
-            params={"n_train": 20000, "n_test": 4000},
-        ),
-        _spec(
-            "mnist",
-            "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
-            images.build_mnist,
-            params={"limit": None, "downsample": None},
-            seeded=False,
-            uses_data=True,
-        ),
-        _spec(
+        TaskSpec("digits", "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
+                 images.build_digits, seeded=False),
+        TaskSpec("halves", "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
+                 images.build_halves, params={"n_train": 20000, "n_test": 4000}),
+        TaskSpec("mnist", "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
+                 images.build_mnist, params={"limit": None, "downsample": None}, seeded=False,
+                 uses_data=True),
+        TaskSpec(
             "fashion-mnist",
             f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE; downsample=4: 7x7",
-            images.build_fashion_mnist,
-            params={"limit": None, "downsample": None},
-            seeded=False,
-            uses_data=True,
-            default_data=images.FASHION_MNIST_DIR,
+            images.build_fashion_mnist, params={"limit": None, "downsample": None}, seeded=False,
+            uses_data=True, default_data=images.FASHION_MNIST_DIR,
         ),
-        _spec(
-            "addmul",
-            "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
-            "functions add, mul",
-            arithmetic.build_addmul,
-            params={"n_train": 50000, "n_test": 5000, "heldout": False},
-        ),
-        _spec(
-            "tuple-add",
-            "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
-            arithmetic.build_tuple_add,
-            params={"n_train": 50000, "n_test": 5000},
-        ),
-        _spec(
-            "modadd",
-            "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
-            arithmetic.build_modadd,
-            params={"p": 59, "train_frac": 0.8},
-        ),
-        _spec(
-            "s4",
-            "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
-            arithmetic.build_s4,
-            params={"train_frac": 0.8},
-        ),
-        _spec(
-            "moons",
-            "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
-            formulas.build_moons,
-            params={"n_train": 200, "n_test": 200, "noise": 0.1},
-        ),
-        _spec(
-            "incontext-linreg",
-            "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
-            "x ~ U(1, 3); predict every y_t; MSE; functions per position",
-            incontext.build_incontext,
-            params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8},
-        ),
+        TaskSpec("addmul", "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
+                 "functions add, mul", arithmetic.build_addmul,
+                 params={"n_train": 50000, "n_test": 5000, "heldout": False}),
+        TaskSpec("tuple-add",
+                 "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
+                 arithmetic.build_tuple_add, params={"n_train": 50000, "n_test": 5000}),
+        TaskSpec("modadd", "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
+                 arithmetic.build_modadd, params={"p": 59, "train_frac": 0.8}),
+        TaskSpec("s4", "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
+                 arithmetic.build_s4, params={"train_frac": 0.8}),
+        TaskSpec("moons", "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
+                 formulas.build_moons, params={"n_train": 200, "n_test": 200, "noise": 0.1}),
+        TaskSpec("incontext-linreg",
+                 "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
+                 "x ~ U(1, 3); predict every y_t; MSE; functions per position",
+                 incontext.build_incontext, params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8}),
         *(
-            _spec(
-                name,
-                f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
-                partial(formulas.build_formula, name),
-                params={"n_train": 100, "n_test": 100},
-            )
+            TaskSpec(name, f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
+                     partial(formulas.build_formula, name), params={"n_train": 100, "n_test": 100})
             for name, (d, _, _, definition) in formulas.FORMULAS.items()
         ),
     ]
@@ -210,9 +153,7 @@ def class_functions(task: Task) -> dict[str, Function]:
     """For a single-group classifier: ``not-<c>`` per class ``c`` = the examples whose label
     is not ``c`` (masks' per-class removal trains one mask per such function)."""
     if task.loss_kind != "ce" or len(task.output_groups) != 1:
-        raise ModscopeError(
-            f"task {task.name}: per-class functions need a classifier with one output group"
-        )
+        raise ModscopeError(f"task {task.name}: per-class functions need a classifier with one output group")
     y_tr, y_te = task.y_train[:, 0], task.y_test[:, 0]
     return {
         f"not-{c}": Function(
