@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -53,39 +53,14 @@ __all__ = [
 Reduction = Literal["sum", "mean"]
 Schedule = Literal["reference", "constant"]
 
-_DEFAULTS = {  # used when the task names no BIMT default (values of the formula tasks)
-    "lam": 1e-3,
-    "A": 1.0,
-    "y_star": 0.1,
-    "top_k": 5,
-    "swap_every": 200,
-    "reduction": "sum",
-    "schedule": "reference",
-    "bias_from": 0.0,
-    "threshold": 0.01,
-    "output_layout": "line",
-    "lambdas": None,
-    "lambda_phases": (0.25, 0.75),
-}
-# task.defaults key -> BIMTConfig field
-_TASK_KEYS = {
-    "bimt_lambda": "lam",
-    "bimt_A": "A",
-    "bimt_y_star": "y_star",
-    "bimt_top_k": "top_k",
-    "bimt_swap_every": "swap_every",
-    "bimt_reduction": "reduction",
-    "bimt_schedule": "schedule",
-    "bimt_bias_from": "bias_from",
-    "bimt_threshold": "threshold",
-    "bimt_output_layout": "output_layout",
-    "bimt_lambdas": "lambdas",
-}
+def _choose(what: str, value: str, allowed: tuple[str, str]) -> None:
+    if value not in allowed:
+        raise ModscopeError(f"BIMT {what} must be {allowed[0]!r} or {allowed[1]!r}, got {value!r}")
 
 
 @dataclass(frozen=True)
 class BIMTConfig:
-    """BIMT's options.
+    """BIMT's options; the defaults are used when the task names none (values of the formula tasks).
 
     lam: lambda_0, the connection-cost weight. A: weight factor of the distance term
     (0 = plain L1). y_star: distance between consecutive layers. top_k / swap_every:
@@ -97,46 +72,37 @@ class BIMTConfig:
     output_layout: 'line' or 'ring'. lambdas: three lambdas, one per phase of training (e.g.
     0.01 -> 0.1 -> 1, BIMT's MNIST schedule); when given they replace lam and schedule. The
     phases end at the fractions lambda_phases of training (default the quarters: 1/4, 3/4).
+    Every option but lambda_phases has a task default ``task.defaults['bimt_<option>']``
+    (``bimt_lambda`` for lam).
     """
 
-    lam: float = _DEFAULTS["lam"]
-    A: float = _DEFAULTS["A"]
-    y_star: float = _DEFAULTS["y_star"]
-    top_k: int = _DEFAULTS["top_k"]
-    swap_every: int = _DEFAULTS["swap_every"]
-    reduction: Reduction = _DEFAULTS["reduction"]
-    schedule: Schedule = _DEFAULTS["schedule"]
-    bias_from: float = _DEFAULTS["bias_from"]
-    threshold: float = _DEFAULTS["threshold"]
-    output_layout: Literal["line", "ring"] = _DEFAULTS["output_layout"]
-    lambdas: tuple[float, float, float] | None = _DEFAULTS["lambdas"]
-    lambda_phases: tuple[float, float] = _DEFAULTS["lambda_phases"]
+    lam: float = 1e-3
+    A: float = 1.0
+    y_star: float = 0.1
+    top_k: int = 5
+    swap_every: int = 200
+    reduction: Reduction = "sum"
+    schedule: Schedule = "reference"
+    bias_from: float = 0.0
+    threshold: float = 0.01
+    output_layout: Literal["line", "ring"] = "line"
+    lambdas: tuple[float, float, float] | None = None
+    lambda_phases: tuple[float, float] = (0.25, 0.75)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ModscopeError(f"BIMT lambda must be a finite number >= 0, got {self.lam}")
-        if not (math.isfinite(self.A) and self.A >= 0):
-            raise ModscopeError(f"BIMT A must be a finite number >= 0, got {self.A}")
-        if not (math.isfinite(self.y_star) and self.y_star >= 0):
-            raise ModscopeError(f"BIMT y* must be a finite number >= 0, got {self.y_star}")
-        if int(self.top_k) != self.top_k or self.top_k < 0:
-            raise ModscopeError(f"BIMT top-k must be an integer >= 0, got {self.top_k}")
-        if int(self.swap_every) != self.swap_every or self.swap_every < 0:
-            raise ModscopeError(f"BIMT swap-every must be an integer >= 0, got {self.swap_every}")
-        if self.reduction not in ("sum", "mean"):
-            raise ModscopeError(f"BIMT reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        if self.schedule not in ("reference", "constant"):
-            raise ModscopeError(
-                f"BIMT schedule must be 'reference' or 'constant', got {self.schedule!r}"
-            )
+        for value, what in ((self.lam, "lambda"), (self.A, "A"), (self.y_star, "y*")):
+            if not (math.isfinite(value) and value >= 0):
+                raise ModscopeError(f"BIMT {what} must be a finite number >= 0, got {value}")
+        for value, what in ((self.top_k, "top-k"), (self.swap_every, "swap-every")):
+            if int(value) != value or value < 0:
+                raise ModscopeError(f"BIMT {what} must be an integer >= 0, got {value}")
+        _choose("reduction", self.reduction, ("sum", "mean"))
+        _choose("schedule", self.schedule, ("reference", "constant"))
         if not 0.0 <= self.bias_from <= 1.0:
             raise ModscopeError(f"BIMT bias_from must be in [0, 1], got {self.bias_from}")
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise ModscopeError(f"BIMT threshold must be a number >= 0, got {self.threshold}")
-        if self.output_layout not in ("line", "ring"):
-            raise ModscopeError(
-                f"BIMT output layout must be 'line' or 'ring', got {self.output_layout!r}"
-            )
+        _choose("output layout", self.output_layout, ("line", "ring"))
         if self.lambdas is not None:
             lams = tuple(float(x) for x in self.lambdas)
             if len(lams) != 3 or not all(math.isfinite(x) and x >= 0 for x in lams):
@@ -152,12 +118,14 @@ class BIMTConfig:
     @classmethod
     def from_task(cls, task: Any = None, **overrides: Any) -> BIMTConfig:
         """The task's BIMT defaults (``task.defaults['bimt_*']``), then non-None ``overrides``."""
-        values = dict(_DEFAULTS)
+        names = [f.name for f in fields(cls)]
         defaults = getattr(task, "defaults", None) or {}
-        for key, name in _TASK_KEYS.items():
+        values = {}
+        for name in names[:-1]:  # every option but lambda_phases
+            key = "bimt_lambda" if name == "lam" else f"bimt_{name}"
             if defaults.get(key) is not None:
                 values[name] = defaults[key]
-        unknown = set(overrides) - set(values)
+        unknown = set(overrides) - set(names)
         if unknown:
             raise ModscopeError(f"unknown BIMT option(s): {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
