@@ -210,7 +210,23 @@ def distances(coords: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 # -- connection cost --------------------------------------------------------------------------
-class ConnectionCost:
+class _Cost:
+    """What the MLP's and the unit graph's connection costs share: the per-tensor reduction and
+    `parts`, the tensors they penalise (which `_State` reads for the gradient and the threshold)."""
+
+    y_star: float
+    reduction: str
+
+    def scale(self, t: torch.Tensor) -> float:
+        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+
+    def parts(self, model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        """``(weights, biases, tables)``: each penalised weight with its coefficient tensor (its
+        shape, ``A * dist + y*``), the biases and the embedding tables (``y* |p|``)."""
+        raise NotImplementedError
+
+
+class ConnectionCost(_Cost):
     """``cc = sum_l red(|W_l| * (A * D_l + y*)) + y* sum_l red(|b_l|) + y* red(|E|)``.
 
     ``red`` is the per-tensor reduction: 'sum', or 'mean' (each tensor's cost divided by its
@@ -230,8 +246,11 @@ class ConnectionCost:
         self.coef = [c.to(device, dtype) for c in self.coef]
         return self
 
-    def scale(self, t: torch.Tensor) -> float:
-        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+    def parts(self, model: MLP) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        layers = model.layers
+        weights = [(layer.weight, coef) for layer, coef in zip(layers, self.coef, strict=True)]
+        biases = [layer.bias for layer in layers if layer.bias is not None]
+        return weights, biases, [] if model.embedding is None else [model.embedding.weight]
 
     def __call__(self, model: MLP, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
@@ -379,7 +398,50 @@ class SwapStats:
         return SwapStats(self.swaps + other.swaps, self.cost_change + other.cost_change)
 
 
-class BIMT:
+class _State:
+    """What `BIMT` and `modscope.training.bimt_graph.GraphBIMT` share: the penalty on its schedule,
+    its gradient and the final threshold, over their ``config`` and ``cost`` (a `_Cost`)."""
+
+    config: BIMTConfig
+    cost: _Cost
+
+    def penalty(self, model: nn.Module, step: int, total: int) -> torch.Tensor:
+        """``lambda(step) * cc`` at 0-based ``step`` of ``total``."""
+        c = self.config
+        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
+
+    @torch.no_grad()
+    def add_penalty_grad(self, model: nn.Module, step: int, total: int) -> None:
+        """Add the gradient of `penalty` to the parameters' ``.grad`` (after backward).
+
+        The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
+        kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
+        to a plain one.
+        """
+        c, cost = self.config, self.cost
+        lam = c.lambda_at(step, total)
+        weights, biases, tables = cost.parts(model)
+        for w, coef in weights:
+            _add_grad(w, w.sign().mul_(coef.to(w.device, w.dtype)), lam * cost.scale(w))
+        for p in (biases if c.bias_on(step, total) else []) + tables:
+            _add_grad(p, p.sign(), lam * cost.y_star * cost.scale(p))
+
+    @torch.no_grad()
+    def threshold(self, model: nn.Module) -> int:
+        """Zero every penalised weight and bias with ``|value| < threshold``; returns how many."""
+        thr = self.config.threshold
+        if thr <= 0:
+            return 0
+        weights, biases, _ = self.cost.parts(model)
+        zeroed = 0
+        for p in [w for w, _ in weights] + biases:
+            small = p.abs() < thr
+            zeroed += int((small & (p != 0)).sum())
+            p.data.masked_fill_(small, 0.0)
+        return zeroed
+
+
+class BIMT(_State):
     """BIMT's state for one model: geometry, cost, permutations and the swap search.
 
     ``widths``: the model's layer widths; ``input_shape``: e.g. ``(8, 8)`` for images.
@@ -408,33 +470,6 @@ class BIMT:
     def to_task(self, out: torch.Tensor) -> torch.Tensor:
         """``(batch, n_L)`` outputs in position order -> task order."""
         return out.index_select(1, self._out_index)
-
-    # -- loss ---------------------------------------------------------------------------------
-    def penalty(self, model: MLP, step: int, total: int) -> torch.Tensor:
-        """``lambda(step) * cc`` at 0-based ``step`` of ``total``."""
-        c = self.config
-        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
-
-    @torch.no_grad()
-    def add_penalty_grad(self, model: MLP, step: int, total: int) -> None:
-        """Add the gradient of [`penalty()`][modscope.training.bimt.BIMT.penalty] to the parameters' ``.grad``
-        (after backward).
-
-        The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
-        kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
-        to a plain one.
-        """
-        c = self.config
-        lam = c.lambda_at(step, total)
-        cost = self.cost
-        for layer, coef in zip(model.layers, cost.coef, strict=True):
-            w = layer.weight
-            _add_grad(w, w.sign().mul_(coef), lam * cost.scale(w))
-            if c.bias_on(step, total) and layer.bias is not None:
-                _add_grad(layer.bias, layer.bias.sign(), lam * cost.y_star * cost.scale(layer.bias))
-        if model.embedding is not None:
-            e = model.embedding.weight
-            _add_grad(e, e.sign(), lam * cost.y_star * cost.scale(e))
 
     # -- swaps --------------------------------------------------------------------------------
     def scores(self, model: MLP, l: int) -> torch.Tensor:
@@ -515,22 +550,6 @@ class BIMT:
                    SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def threshold(self, model: MLP) -> int:
-        """Zero every Linear weight and bias with ``|value| < threshold``; returns how many."""
-        thr = self.config.threshold
-        zeroed = 0
-        if thr <= 0:
-            return 0
-        for layer in model.layers:
-            for p in (layer.weight, layer.bias):
-                if p is None:
-                    continue
-                small = p.abs() < thr
-                zeroed += int((small & (p != 0)).sum())
-                p.masked_fill_(small, 0.0)
-        return zeroed
-
     def state(self) -> dict[str, Any]:
         """The checkpoint's ``bimt`` entry: permutations, coordinates and the options."""
         return {

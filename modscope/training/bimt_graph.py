@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ModscopeError
-from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _add_grad, _grid, _line
+from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _Cost, _grid, _line, _State
 from .permutation import UnitGroups, permutable_groups, permute
 
 __all__ = ["GraphBIMT", "GraphConnectionCost", "bimt_strategy", "unit_positions"]
@@ -62,7 +62,7 @@ def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None
     return torch.cat(coords)
 
 
-class GraphConnectionCost:
+class GraphConnectionCost(_Cost):
     """``cc = sum_w red(|w| * coef_w) + y* sum_b red(|b|) + y* sum_E red(|E|)`` over the traced
     weights ``w`` (``coef_w = A * dist + y*`` per entry, fixed per position), biases ``b`` and
     embedding tables ``E``; ``red`` sums or takes the mean of each tensor (``reduction``)."""
@@ -119,21 +119,16 @@ class GraphConnectionCost:
         self.weights = {k: v.to(device, dtype) for k, v in self.weights.items()}
         return self
 
-    def scale(self, t: torch.Tensor) -> float:
-        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+    def parts(self, model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        t = self.tensors(model)
+        weights = [(t[name], coef) for name, coef in self.weights.items()]
+        return weights, [t[name] for name in self.biases], [t[name] for name in self.tables]
 
     def __call__(self, model: nn.Module, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
-        tensors = self.tensors(model)
-        terms = [
-            (tensors[name].abs() * coef.to(tensors[name].device, tensors[name].dtype)).sum()
-            * self.scale(tensors[name])
-            for name, coef in self.weights.items()
-        ]
-        terms += [
-            self.y_star * tensors[name].abs().sum() * self.scale(tensors[name])
-            for name in (self.biases if bias else []) + self.tables
-        ]
+        weights, biases, tables = self.parts(model)
+        terms = [(w.abs() * coef.to(w.device, w.dtype)).sum() * self.scale(w) for w, coef in weights]
+        terms += [self.y_star * p.abs().sum() * self.scale(p) for p in (biases if bias else []) + tables]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
     @torch.no_grad()
@@ -157,7 +152,7 @@ class GraphConnectionCost:
         return W
 
 
-class GraphBIMT:
+class GraphBIMT(_State):
     """BIMT's state for any traced ``model`` (the same interface as `modscope.training.bimt.BIMT`
     for `BIMTStrategy`): its permutable groups, positions, cost and the swap search.
 
@@ -187,24 +182,6 @@ class GraphBIMT:
             self.cost.to(first.device, first.dtype)
         self.groups = self.units.groups
         self.perms = [np.arange(g.size) for g in self.groups]
-
-    # -- loss ---------------------------------------------------------------------------------
-    def penalty(self, model: nn.Module, step: int, total: int) -> torch.Tensor:
-        c = self.config
-        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
-
-    @torch.no_grad()
-    def add_penalty_grad(self, model: nn.Module, step: int, total: int) -> None:
-        """Add the (sub)gradient of `penalty` to the parameters' ``.grad`` (after backward)."""
-        c, cost = self.config, self.cost
-        lam = c.lambda_at(step, total)
-        tensors = cost.tensors(model)
-        for name, coef in cost.weights.items():
-            w = tensors[name]
-            _add_grad(w, w.sign().mul_(coef.to(w.device, w.dtype)), lam * cost.scale(w))
-        for name in (cost.biases if c.bias_on(step, total) else []) + cost.tables:
-            p = tensors[name]
-            _add_grad(p, p.sign(), lam * cost.y_star * cost.scale(p))
 
     # -- swaps --------------------------------------------------------------------------------
     def _nodes(self, g: int) -> np.ndarray:
@@ -296,21 +273,6 @@ class GraphBIMT:
         return sum((self.swap_group(model, g, optimizer, W) for g in range(len(self.groups))), SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def threshold(self, model: nn.Module) -> int:
-        """Zero every penalised weight and bias with ``|value| < threshold``; returns how many."""
-        thr = self.config.threshold
-        if thr <= 0:
-            return 0
-        tensors = model.state_dict(keep_vars=True)
-        zeroed = 0
-        for name in [*self.cost.weights, *self.cost.biases]:
-            p = tensors[name]
-            small = p.abs() < thr
-            zeroed += int((small & (p != 0)).sum())
-            p.data.masked_fill_(small, 0.0)
-        return zeroed
-
     def to_positions(self, h: torch.Tensor) -> torch.Tensor:
         return h  # inputs are never permuted
 
