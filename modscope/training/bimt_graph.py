@@ -33,12 +33,12 @@ from torch import nn
 
 from ..errors import ModscopeError
 from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _Cost, _grid, _line, _State
+from .clusterability_graph import MAX_NODES, edge_set, edge_values
 from .permutation import UnitGroups, permutable_groups, permute
 
 __all__ = ["GraphBIMT", "GraphConnectionCost", "bimt_strategy", "unit_positions"]
 
 Metric = Literal["l1", "l2"]
-MAX_NODES = 8192  # two dense (N, N) float64 matrices: 1 GiB at this size
 
 
 def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -89,18 +89,16 @@ class GraphConnectionCost(_Cost):
         self.dist = torch.cdist(coords, coords, p=1.0 if metric == "l1" else 2.0)  # (N, N) float64
         tensors = model.state_dict(keep_vars=True)
         self.weights: dict[str, torch.Tensor] = {}  # name -> coefficient tensor of its shape
-        self.ends: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, rows, cols) node per entry
+        self.sets = []  # the entries of each use that join two nodes (`EdgeSet`)
         for inc in units.parameters.incidences:
-            rows = np.broadcast_to(inc.rows, inc.shape)[(slice(None),) * 2 + (0,) * (len(inc.shape) - 2)]
-            cols = np.broadcast_to(inc.cols, inc.shape)[(slice(None),) * 2 + (0,) * (len(inc.shape) - 2)]
-            ok = torch.as_tensor((rows >= 0) & (cols >= 0))
-            d = self.dist[torch.as_tensor(np.maximum(rows, 0)), torch.as_tensor(np.maximum(cols, 0))]
-            coef = torch.where(ok, self.A * d, torch.zeros_like(d)) + self.y_star
-            coef = coef.reshape(coef.shape + (1,) * (len(inc.shape) - 2)).expand(inc.shape)
+            e = edge_set(inc)
+            d = torch.zeros(e.ok.shape, dtype=torch.float64)  # 0 where an end has no node: y* only
+            d[torch.as_tensor(e.ok)] = self.dist[torch.as_tensor(e.rows), torch.as_tensor(e.cols)]
+            coef = (self.A * d + self.y_star).reshape(e.ok.shape + (1,) * (len(inc.shape) - 2))
             prev = self.weights.get(inc.parameter)
             # a weight used twice (a shared layer) pays for every use; y* once per use
-            self.weights[inc.parameter] = coef.clone() if prev is None else prev + coef
-            self.ends.append((inc.parameter, rows, cols))
+            self.weights[inc.parameter] = coef.expand(inc.shape).clone() if prev is None else prev + coef
+            self.sets += [e] if e.ok.any() else []
         self.biases = [n for n, t in tensors.items() if n.endswith("bias") and n not in self.weights
                        and isinstance(t, nn.Parameter)]
         self.tables = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
@@ -138,17 +136,9 @@ class GraphConnectionCost(_Cost):
         tensors = model.state_dict(keep_vars=True)
         n = self.dist.shape[0]
         W = torch.zeros(n, n, dtype=torch.float64)
-        for name, rows, cols in self.ends:
-            w = tensors[name].detach()
-            a = w.abs().double().cpu()
-            a = a.sum(tuple(range(2, a.ndim))) if a.ndim > 2 else a
-            ok = (rows >= 0) & (cols >= 0)
-            if ok.any():
-                W.index_put_(
-                    (torch.as_tensor(rows[ok]), torch.as_tensor(cols[ok])),
-                    a[torch.as_tensor(ok)] * (self.A * self.scale(w)),
-                    accumulate=True,
-                )
+        for e, a in zip(self.sets, edge_values(model, self.sets), strict=True):
+            index = (torch.as_tensor(e.rows), torch.as_tensor(e.cols))
+            W.index_put_(index, a.cpu() * (self.A * self.scale(tensors[e.parameter])), accumulate=True)
         return W
 
 
