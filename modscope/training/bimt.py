@@ -297,14 +297,10 @@ class Placement:
 
     @torch.no_grad()
     def __init__(self, cost: ConnectionCost, model: MLP, l: int) -> None:
-        layers = model.layers
         self.terms: list[tuple[float, torch.Tensor, torch.Tensor]] = []
-        if l >= 1:
-            w = layers[l - 1].weight
-            self.terms.append((cost.A * cost.scale(w), w.abs(), cost.dist[l - 1].to(w.dtype)))
-        if l < len(layers):
-            w = layers[l].weight
-            self.terms.append((cost.A * cost.scale(w), w.abs().T, cost.dist[l].to(w.dtype).T))
+        for w, dim in _incident(model, l):  # the neurons' axis first: (n_l, fan) each
+            d = cost.dist[l - 1 + dim].to(w.dtype)
+            self.terms.append((cost.A * cost.scale(w), w.abs().movedim(dim, 0), d.movedim(dim, 0)))
 
     @torch.no_grad()
     def rows(self, neurons: torch.Tensor) -> torch.Tensor:
@@ -351,17 +347,18 @@ def swap_deltas_bruteforce(cost: ConnectionCost, model: MLP, l: int, j: int,
 
 
 # -- moving neurons ---------------------------------------------------------------------------
-def _layer_tensors(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
-    """(parameter, dim) pairs indexed by the neurons of layer ``l``."""
+def _incident(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
+    """Layer ``l``'s weights as (weight, dim) pairs, ``dim`` the axis indexing its neurons: the
+    incoming weight's rows (dim 0, not for the input layer) and the outgoing one's columns (dim 1,
+    not for the output layer)."""
     layers = model.layers
-    out: list[tuple[nn.Parameter, int]] = []
-    if l >= 1:
-        out.append((layers[l - 1].weight, 0))
-        if layers[l - 1].bias is not None:
-            out.append((layers[l - 1].bias, 0))
-    if l < len(layers):
-        out.append((layers[l].weight, 1))
-    return out
+    return [(layers[l - 1 + dim].weight, dim) for dim in (0, 1) if 0 <= l - 1 + dim < len(layers)]
+
+
+def _layer_tensors(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
+    """(parameter, dim) pairs indexed by the neurons of layer ``l``: its weights and incoming bias."""
+    bias = model.layers[l - 1].bias if l >= 1 else None
+    return _incident(model, l) + ([] if bias is None else [(bias, 0)])
 
 
 @torch.no_grad()
@@ -474,14 +471,11 @@ class BIMT(_State):
     # -- swaps --------------------------------------------------------------------------------
     def scores(self, model: MLP, l: int) -> torch.Tensor:
         """``(n_l,)``: sum |incoming weights| + sum |outgoing weights| of each neuron."""
-        layers = model.layers
+        w0 = model.layers[0].weight
         with torch.no_grad():
-            s = torch.zeros(self.widths[l], device=layers[0].weight.device,
-                            dtype=layers[0].weight.dtype)
-            if l >= 1:
-                s += layers[l - 1].weight.abs().sum(1)
-            if l < len(layers):
-                s += layers[l].weight.abs().sum(0)
+            s = torch.zeros(self.widths[l], device=w0.device, dtype=w0.dtype)
+            for w, dim in _incident(model, l):
+                s += w.abs().sum(1 - dim)
         return s
 
     @torch.no_grad()
