@@ -371,12 +371,19 @@ def permute_layer(model: MLP, l: int, order: torch.Tensor,
     the optimizer's memory moves with the weights.
     """
     for p, dim in _layer_tensors(model, l):
-        idx = order.to(p.device)
-        p.copy_(p.index_select(dim, idx))
-        if optimizer is not None and p in optimizer.state:
-            for v in optimizer.state[p].values():
-                if torch.is_tensor(v) and v.shape == p.shape:
-                    v.copy_(v.index_select(dim, idx))
+        _reorder(p, dim, order.to(p.device), optimizer)
+
+
+@torch.no_grad()
+def _reorder(t: torch.Tensor, dim: int, idx: torch.Tensor,
+             optimizer: torch.optim.Optimizer | None = None) -> None:
+    """``t[..., p, ...] <- t[..., idx[p], ...]`` along ``dim`` in place, and the same for every
+    optimizer state tensor of ``t``'s shape (Adam's moments), so the optimizer's memory moves with it."""
+    t.data.copy_(t.data.index_select(dim, idx))
+    if optimizer is not None and t in optimizer.state:
+        for v in optimizer.state[t].values():
+            if torch.is_tensor(v) and v.shape == t.shape:
+                v.copy_(v.index_select(dim, idx))
 
 
 def _add_grad(p: torch.Tensor, g: torch.Tensor, alpha: float) -> None:
