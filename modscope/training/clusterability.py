@@ -89,6 +89,7 @@ import torch
 
 from ..errors import ModscopeError
 from ..runtime.threads import blas_threads
+from .bimt import _add_grad
 from .models import MLP
 from .strategy import Regulariser
 
@@ -440,10 +441,7 @@ class SpectralClusterability(Regulariser):
         value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
         self.value = value
         for w, g in zip(weights, grads, strict=True):  # grad += lam * g * sign(w)
-            if w.grad is None:
-                w.grad = g.mul_(w.sign())
-            else:
-                w.grad.addcmul_(g, w.sign())
+            _add_grad(w, g.mul_(w.sign()), 1.0)
         if self.every > 1:  # follow the moving eigenvectors until the next refresh
             self._z = _subspace_step(self._z, nz, active)
 
