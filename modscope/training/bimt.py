@@ -156,12 +156,22 @@ def _line(n: int) -> torch.Tensor:
     return ((2 * torch.arange(n, dtype=torch.float64) + 1) / (2 * n))[:, None]
 
 
-def _grid(rows: int, cols: int, n: int) -> torch.Tensor:
-    """``(n, 2)`` (x, y) of the first ``n`` cells of a rows x cols grid over [0, 1]^2, row-major."""
+def _grid(n: int, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """``(n, 2)`` (x, y) of the first ``n`` cells of a rows x cols grid over [0, 1]^2, row-major:
+    ``shape`` (rows, cols), or square-ish (``ceil(sqrt n)`` columns) without it."""
+    cols = int(shape[1]) if shape is not None else math.ceil(math.sqrt(n))
+    rows = int(shape[0]) if shape is not None else math.ceil(n / cols)
     idx = torch.arange(n)
     x = (2 * (idx % cols) + 1).double() / (2 * cols)
     y = (2 * (idx // cols) + 1).double() / (2 * rows)
     return torch.stack([x, y], 1)
+
+
+def _lifted(coords: list[torch.Tensor]) -> list[torch.Tensor]:
+    """When any layer is 2-D, every line ``(n, 1)`` lifted to y = 1/2 ``(n, 2)``."""
+    if any(c.shape[1] == 2 for c in coords):
+        return [c if c.shape[1] == 2 else torch.cat([c, torch.full_like(c, 0.5)], 1) for c in coords]
+    return coords
 
 
 def _ring(n: int) -> torch.Tensor:
@@ -184,23 +194,16 @@ def layout(
     widths = [int(w) for w in widths]
     image = input_shape is not None and len(input_shape) == 2
     image = image and int(input_shape[0]) * int(input_shape[1]) == widths[0]
-    two_d = image or output_layout == "ring"
     coords = []
     for l, n in enumerate(widths):
         last = l == len(widths) - 1
         if last and output_layout == "ring":
-            c = _ring(n)
-        elif l == 0 and image:
-            c = _grid(int(input_shape[0]), int(input_shape[1]), n)
-        elif image and not last:
-            cols = math.ceil(math.sqrt(n))
-            c = _grid(math.ceil(n / cols), cols, n)
+            coords.append(_ring(n))
+        elif image and not last:  # the input on its pixels, hidden layers on square-ish grids
+            coords.append(_grid(n, input_shape if l == 0 else None))
         else:
-            c = _line(n)
-            if two_d:
-                c = torch.cat([c, torch.full_like(c, 0.5)], 1)
-        coords.append(c)
-    return coords
+            coords.append(_line(n))
+    return _lifted(coords)
 
 
 def distances(coords: Sequence[torch.Tensor]) -> list[torch.Tensor]:

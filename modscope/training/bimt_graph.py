@@ -24,7 +24,6 @@ The network's inputs and outputs are never permuted, so nothing maps them (the M
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import ModscopeError
-from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _Cost, _grid, _line, _State
+from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _Cost, _grid, _lifted, _line, _State
 from .clusterability_graph import MAX_NODES, edge_set, edge_values
 from .permutation import UnitGroups, permutable_groups, permute
 
@@ -50,16 +49,12 @@ def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None
     coords = []
     for n, kind in zip(graph.sizes, kinds, strict=True):
         n = int(n)
-        if kind == "input" and input_shape is not None and int(np.prod(input_shape)) == n:
-            coords.append(_grid(int(input_shape[0]), int(input_shape[1]), n))
-        elif kind.startswith("Conv") and n > 1:
-            cols = math.ceil(math.sqrt(n))
-            coords.append(_grid(math.ceil(n / cols), cols, n))
+        pixels = kind == "input" and input_shape is not None and int(np.prod(input_shape)) == n
+        if pixels or (kind.startswith("Conv") and n > 1):  # the pixel grid, or a square-ish one
+            coords.append(_grid(n, input_shape if pixels else None))
         else:
             coords.append(_line(n))
-    if any(c.shape[1] == 2 for c in coords):
-        coords = [c if c.shape[1] == 2 else torch.cat([c, torch.full_like(c, 0.5)], 1) for c in coords]
-    return torch.cat(coords)
+    return torch.cat(_lifted(coords))
 
 
 class GraphConnectionCost(_Cost):
