@@ -358,12 +358,6 @@ def _incident(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
     return [(layers[l - 1 + dim].weight, dim) for dim in (0, 1) if 0 <= l - 1 + dim < len(layers)]
 
 
-def _layer_tensors(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
-    """(parameter, dim) pairs indexed by the neurons of layer ``l``: its weights and incoming bias."""
-    bias = model.layers[l - 1].bias if l >= 1 else None
-    return _incident(model, l) + ([] if bias is None else [(bias, 0)])
-
-
 @torch.no_grad()
 def permute_layer(model: MLP, l: int, order: torch.Tensor,
                   optimizer: torch.optim.Optimizer | None = None) -> None:
@@ -373,7 +367,8 @@ def permute_layer(model: MLP, l: int, order: torch.Tensor,
     state tensor of the same shape (Adam's ``exp_avg``, ``exp_avg_sq``) the same way, so
     the optimizer's memory moves with the weights.
     """
-    for p, dim in _layer_tensors(model, l):
+    bias = model.layers[l - 1].bias if l >= 1 else None
+    for p, dim in _incident(model, l) + ([] if bias is None else [(bias, 0)]):
         _reorder(p, dim, order.to(p.device), optimizer)
 
 
