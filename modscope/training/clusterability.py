@@ -150,27 +150,18 @@ def _gram(M: Sequence[torch.Tensor], side: Sequence[int], n_layers: int) -> torc
     ``G[s, s+2] = (M_{s+1} M_s)^T`` (the units two layers apart share the layer between)."""
     last = n_layers - 1
     size = {s: (M[s].shape[1] if s < last else M[s - 1].shape[0]) for s in side}
-    ref = M[0]
-    rows = []
-    for s in side:
-        row = []
-        for s2 in side:
-            if s2 == s:
-                blk = None
-                if s < last:
-                    blk = M[s].T @ M[s]
-                if s >= 1:
-                    up = M[s - 1] @ M[s - 1].T
-                    blk = up if blk is None else blk + up
-            elif s2 == s + 2:
-                blk = (M[s + 1] @ M[s]).T
-            elif s2 == s - 2:
-                blk = M[s - 1] @ M[s - 2]
-            else:
-                blk = ref.new_zeros(size[s], size[s2])
-            row.append(blk)
-        rows.append(torch.cat(row, 1))
-    return torch.cat(rows, 0)
+
+    def block(s: int, s2: int) -> torch.Tensor:
+        if s2 == s:  # through the layer above (s < last) and the one below (s >= 1)
+            terms = ([M[s].T @ M[s]] if s < last else []) + ([M[s - 1] @ M[s - 1].T] if s >= 1 else [])
+            return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        if s2 == s + 2:
+            return (M[s + 1] @ M[s]).T
+        if s2 == s - 2:
+            return M[s - 1] @ M[s - 2]
+        return M[0].new_zeros(size[s], size[s2])
+
+    return torch.cat([torch.cat([block(s, s2) for s2 in side], 1) for s in side], 0)
 
 
 def _prepare(weights: Sequence[torch.Tensor]):
