@@ -167,9 +167,9 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         ck = self.checkpoint
-        bimt = None if ck.bimt is None else {
-            k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")
-        }
+        bimt = None
+        if ck.bimt is not None:
+            bimt = {k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")}
         # the metrics at the top level (what `train --json` promises), their context beside them
         return {
             **self.metrics,
