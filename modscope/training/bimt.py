@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import torch
@@ -53,39 +53,14 @@ __all__ = [
 Reduction = Literal["sum", "mean"]
 Schedule = Literal["reference", "constant"]
 
-_DEFAULTS = {  # used when the task names no BIMT default (values of the formula tasks)
-    "lam": 1e-3,
-    "A": 1.0,
-    "y_star": 0.1,
-    "top_k": 5,
-    "swap_every": 200,
-    "reduction": "sum",
-    "schedule": "reference",
-    "bias_from": 0.0,
-    "threshold": 0.01,
-    "output_layout": "line",
-    "lambdas": None,
-    "lambda_phases": (0.25, 0.75),
-}
-# task.defaults key -> BIMTConfig field
-_TASK_KEYS = {
-    "bimt_lambda": "lam",
-    "bimt_A": "A",
-    "bimt_y_star": "y_star",
-    "bimt_top_k": "top_k",
-    "bimt_swap_every": "swap_every",
-    "bimt_reduction": "reduction",
-    "bimt_schedule": "schedule",
-    "bimt_bias_from": "bias_from",
-    "bimt_threshold": "threshold",
-    "bimt_output_layout": "output_layout",
-    "bimt_lambdas": "lambdas",
-}
+def _choose(what: str, value: str, allowed: tuple[str, str]) -> None:
+    if value not in allowed:
+        raise ModscopeError(f"BIMT {what} must be {allowed[0]!r} or {allowed[1]!r}, got {value!r}")
 
 
 @dataclass(frozen=True)
 class BIMTConfig:
-    """BIMT's options.
+    """BIMT's options; the defaults are used when the task names none (values of the formula tasks).
 
     lam: lambda_0, the connection-cost weight. A: weight factor of the distance term
     (0 = plain L1). y_star: distance between consecutive layers. top_k / swap_every:
@@ -97,46 +72,37 @@ class BIMTConfig:
     output_layout: 'line' or 'ring'. lambdas: three lambdas, one per phase of training (e.g.
     0.01 -> 0.1 -> 1, BIMT's MNIST schedule); when given they replace lam and schedule. The
     phases end at the fractions lambda_phases of training (default the quarters: 1/4, 3/4).
+    Every option but lambda_phases has a task default ``task.defaults['bimt_<option>']``
+    (``bimt_lambda`` for lam).
     """
 
-    lam: float = _DEFAULTS["lam"]
-    A: float = _DEFAULTS["A"]
-    y_star: float = _DEFAULTS["y_star"]
-    top_k: int = _DEFAULTS["top_k"]
-    swap_every: int = _DEFAULTS["swap_every"]
-    reduction: Reduction = _DEFAULTS["reduction"]
-    schedule: Schedule = _DEFAULTS["schedule"]
-    bias_from: float = _DEFAULTS["bias_from"]
-    threshold: float = _DEFAULTS["threshold"]
-    output_layout: Literal["line", "ring"] = _DEFAULTS["output_layout"]
-    lambdas: tuple[float, float, float] | None = _DEFAULTS["lambdas"]
-    lambda_phases: tuple[float, float] = _DEFAULTS["lambda_phases"]
+    lam: float = 1e-3
+    A: float = 1.0
+    y_star: float = 0.1
+    top_k: int = 5
+    swap_every: int = 200
+    reduction: Reduction = "sum"
+    schedule: Schedule = "reference"
+    bias_from: float = 0.0
+    threshold: float = 0.01
+    output_layout: Literal["line", "ring"] = "line"
+    lambdas: tuple[float, float, float] | None = None
+    lambda_phases: tuple[float, float] = (0.25, 0.75)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ModscopeError(f"BIMT lambda must be a finite number >= 0, got {self.lam}")
-        if not (math.isfinite(self.A) and self.A >= 0):
-            raise ModscopeError(f"BIMT A must be a finite number >= 0, got {self.A}")
-        if not (math.isfinite(self.y_star) and self.y_star >= 0):
-            raise ModscopeError(f"BIMT y* must be a finite number >= 0, got {self.y_star}")
-        if int(self.top_k) != self.top_k or self.top_k < 0:
-            raise ModscopeError(f"BIMT top-k must be an integer >= 0, got {self.top_k}")
-        if int(self.swap_every) != self.swap_every or self.swap_every < 0:
-            raise ModscopeError(f"BIMT swap-every must be an integer >= 0, got {self.swap_every}")
-        if self.reduction not in ("sum", "mean"):
-            raise ModscopeError(f"BIMT reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        if self.schedule not in ("reference", "constant"):
-            raise ModscopeError(
-                f"BIMT schedule must be 'reference' or 'constant', got {self.schedule!r}"
-            )
+        for value, what in ((self.lam, "lambda"), (self.A, "A"), (self.y_star, "y*")):
+            if not (math.isfinite(value) and value >= 0):
+                raise ModscopeError(f"BIMT {what} must be a finite number >= 0, got {value}")
+        for value, what in ((self.top_k, "top-k"), (self.swap_every, "swap-every")):
+            if int(value) != value or value < 0:
+                raise ModscopeError(f"BIMT {what} must be an integer >= 0, got {value}")
+        _choose("reduction", self.reduction, ("sum", "mean"))
+        _choose("schedule", self.schedule, ("reference", "constant"))
         if not 0.0 <= self.bias_from <= 1.0:
             raise ModscopeError(f"BIMT bias_from must be in [0, 1], got {self.bias_from}")
         if not (math.isfinite(self.threshold) and self.threshold >= 0):
             raise ModscopeError(f"BIMT threshold must be a number >= 0, got {self.threshold}")
-        if self.output_layout not in ("line", "ring"):
-            raise ModscopeError(
-                f"BIMT output layout must be 'line' or 'ring', got {self.output_layout!r}"
-            )
+        _choose("output layout", self.output_layout, ("line", "ring"))
         if self.lambdas is not None:
             lams = tuple(float(x) for x in self.lambdas)
             if len(lams) != 3 or not all(math.isfinite(x) and x >= 0 for x in lams):
@@ -152,12 +118,14 @@ class BIMTConfig:
     @classmethod
     def from_task(cls, task: Any = None, **overrides: Any) -> BIMTConfig:
         """The task's BIMT defaults (``task.defaults['bimt_*']``), then non-None ``overrides``."""
-        values = dict(_DEFAULTS)
+        names = [f.name for f in fields(cls)]
         defaults = getattr(task, "defaults", None) or {}
-        for key, name in _TASK_KEYS.items():
+        values = {}
+        for name in names[:-1]:  # every option but lambda_phases
+            key = "bimt_lambda" if name == "lam" else f"bimt_{name}"
             if defaults.get(key) is not None:
                 values[name] = defaults[key]
-        unknown = set(overrides) - set(values)
+        unknown = set(overrides) - set(names)
         if unknown:
             raise ModscopeError(f"unknown BIMT option(s): {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -188,12 +156,22 @@ def _line(n: int) -> torch.Tensor:
     return ((2 * torch.arange(n, dtype=torch.float64) + 1) / (2 * n))[:, None]
 
 
-def _grid(rows: int, cols: int, n: int) -> torch.Tensor:
-    """``(n, 2)`` (x, y) of the first ``n`` cells of a rows x cols grid over [0, 1]^2, row-major."""
+def _grid(n: int, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """``(n, 2)`` (x, y) of the first ``n`` cells of a rows x cols grid over [0, 1]^2, row-major:
+    ``shape`` (rows, cols), or square-ish (``ceil(sqrt n)`` columns) without it."""
+    cols = int(shape[1]) if shape is not None else math.ceil(math.sqrt(n))
+    rows = int(shape[0]) if shape is not None else math.ceil(n / cols)
     idx = torch.arange(n)
     x = (2 * (idx % cols) + 1).double() / (2 * cols)
     y = (2 * (idx // cols) + 1).double() / (2 * rows)
     return torch.stack([x, y], 1)
+
+
+def _lifted(coords: list[torch.Tensor]) -> list[torch.Tensor]:
+    """When any layer is 2-D, every line ``(n, 1)`` lifted to y = 1/2 ``(n, 2)``."""
+    if any(c.shape[1] == 2 for c in coords):
+        return [c if c.shape[1] == 2 else torch.cat([c, torch.full_like(c, 0.5)], 1) for c in coords]
+    return coords
 
 
 def _ring(n: int) -> torch.Tensor:
@@ -216,23 +194,16 @@ def layout(
     widths = [int(w) for w in widths]
     image = input_shape is not None and len(input_shape) == 2
     image = image and int(input_shape[0]) * int(input_shape[1]) == widths[0]
-    two_d = image or output_layout == "ring"
     coords = []
     for l, n in enumerate(widths):
         last = l == len(widths) - 1
         if last and output_layout == "ring":
-            c = _ring(n)
-        elif l == 0 and image:
-            c = _grid(int(input_shape[0]), int(input_shape[1]), n)
-        elif image and not last:
-            cols = math.ceil(math.sqrt(n))
-            c = _grid(math.ceil(n / cols), cols, n)
+            coords.append(_ring(n))
+        elif image and not last:  # the input on its pixels, hidden layers on square-ish grids
+            coords.append(_grid(n, input_shape if l == 0 else None))
         else:
-            c = _line(n)
-            if two_d:
-                c = torch.cat([c, torch.full_like(c, 0.5)], 1)
-        coords.append(c)
-    return coords
+            coords.append(_line(n))
+    return _lifted(coords)
 
 
 def distances(coords: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -242,7 +213,23 @@ def distances(coords: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 # -- connection cost --------------------------------------------------------------------------
-class ConnectionCost:
+class _Cost:
+    """What the MLP's and the unit graph's connection costs share: the per-tensor reduction and
+    `parts`, the tensors they penalise (which `_State` reads for the gradient and the threshold)."""
+
+    y_star: float
+    reduction: str
+
+    def scale(self, t: torch.Tensor) -> float:
+        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+
+    def parts(self, model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        """``(weights, biases, tables)``: each penalised weight with its coefficient tensor (its
+        shape, ``A * dist + y*``), the biases and the embedding tables (``y* |p|``)."""
+        raise NotImplementedError
+
+
+class ConnectionCost(_Cost):
     """``cc = sum_l red(|W_l| * (A * D_l + y*)) + y* sum_l red(|b_l|) + y* red(|E|)``.
 
     ``red`` is the per-tensor reduction: 'sum', or 'mean' (each tensor's cost divided by its
@@ -262,8 +249,11 @@ class ConnectionCost:
         self.coef = [c.to(device, dtype) for c in self.coef]
         return self
 
-    def scale(self, t: torch.Tensor) -> float:
-        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+    def parts(self, model: MLP) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        layers = model.layers
+        weights = [(layer.weight, coef) for layer, coef in zip(layers, self.coef, strict=True)]
+        biases = [layer.bias for layer in layers if layer.bias is not None]
+        return weights, biases, [] if model.embedding is None else [model.embedding.weight]
 
     def __call__(self, model: MLP, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
@@ -310,14 +300,10 @@ class Placement:
 
     @torch.no_grad()
     def __init__(self, cost: ConnectionCost, model: MLP, l: int) -> None:
-        layers = model.layers
         self.terms: list[tuple[float, torch.Tensor, torch.Tensor]] = []
-        if l >= 1:
-            w = layers[l - 1].weight
-            self.terms.append((cost.A * cost.scale(w), w.abs(), cost.dist[l - 1].to(w.dtype)))
-        if l < len(layers):
-            w = layers[l].weight
-            self.terms.append((cost.A * cost.scale(w), w.abs().T, cost.dist[l].to(w.dtype).T))
+        for w, dim in _incident(model, l):  # the neurons' axis first: (n_l, fan) each
+            d = cost.dist[l - 1 + dim].to(w.dtype)
+            self.terms.append((cost.A * cost.scale(w), w.abs().movedim(dim, 0), d.movedim(dim, 0)))
 
     @torch.no_grad()
     def rows(self, neurons: torch.Tensor) -> torch.Tensor:
@@ -364,17 +350,12 @@ def swap_deltas_bruteforce(cost: ConnectionCost, model: MLP, l: int, j: int,
 
 
 # -- moving neurons ---------------------------------------------------------------------------
-def _layer_tensors(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
-    """(parameter, dim) pairs indexed by the neurons of layer ``l``."""
+def _incident(model: MLP, l: int) -> list[tuple[nn.Parameter, int]]:
+    """Layer ``l``'s weights as (weight, dim) pairs, ``dim`` the axis indexing its neurons: the
+    incoming weight's rows (dim 0, not for the input layer) and the outgoing one's columns (dim 1,
+    not for the output layer)."""
     layers = model.layers
-    out: list[tuple[nn.Parameter, int]] = []
-    if l >= 1:
-        out.append((layers[l - 1].weight, 0))
-        if layers[l - 1].bias is not None:
-            out.append((layers[l - 1].bias, 0))
-    if l < len(layers):
-        out.append((layers[l].weight, 1))
-    return out
+    return [(layers[l - 1 + dim].weight, dim) for dim in (0, 1) if 0 <= l - 1 + dim < len(layers)]
 
 
 @torch.no_grad()
@@ -386,13 +367,21 @@ def permute_layer(model: MLP, l: int, order: torch.Tensor,
     state tensor of the same shape (Adam's ``exp_avg``, ``exp_avg_sq``) the same way, so
     the optimizer's memory moves with the weights.
     """
-    for p, dim in _layer_tensors(model, l):
-        idx = order.to(p.device)
-        p.copy_(p.index_select(dim, idx))
-        if optimizer is not None and p in optimizer.state:
-            for v in optimizer.state[p].values():
-                if torch.is_tensor(v) and v.shape == p.shape:
-                    v.copy_(v.index_select(dim, idx))
+    bias = model.layers[l - 1].bias if l >= 1 else None
+    for p, dim in _incident(model, l) + ([] if bias is None else [(bias, 0)]):
+        _reorder(p, dim, order.to(p.device), optimizer)
+
+
+@torch.no_grad()
+def _reorder(t: torch.Tensor, dim: int, idx: torch.Tensor,
+             optimizer: torch.optim.Optimizer | None = None) -> None:
+    """``t[..., p, ...] <- t[..., idx[p], ...]`` along ``dim`` in place, and the same for every
+    optimizer state tensor of ``t``'s shape (Adam's moments), so the optimizer's memory moves with it."""
+    t.data.copy_(t.data.index_select(dim, idx))
+    if optimizer is not None and t in optimizer.state:
+        for v in optimizer.state[t].values():
+            if torch.is_tensor(v) and v.shape == t.shape:
+                v.copy_(v.index_select(dim, idx))
 
 
 def _add_grad(p: torch.Tensor, g: torch.Tensor, alpha: float) -> None:
@@ -411,7 +400,50 @@ class SwapStats:
         return SwapStats(self.swaps + other.swaps, self.cost_change + other.cost_change)
 
 
-class BIMT:
+class _State:
+    """What `BIMT` and `modscope.training.bimt_graph.GraphBIMT` share: the penalty on its schedule,
+    its gradient and the final threshold, over their ``config`` and ``cost`` (a `_Cost`)."""
+
+    config: BIMTConfig
+    cost: _Cost
+
+    def penalty(self, model: nn.Module, step: int, total: int) -> torch.Tensor:
+        """``lambda(step) * cc`` at 0-based ``step`` of ``total``."""
+        c = self.config
+        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
+
+    @torch.no_grad()
+    def add_penalty_grad(self, model: nn.Module, step: int, total: int) -> None:
+        """Add the gradient of `penalty` to the parameters' ``.grad`` (after backward).
+
+        The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
+        kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
+        to a plain one.
+        """
+        c, cost = self.config, self.cost
+        lam = c.lambda_at(step, total)
+        weights, biases, tables = cost.parts(model)
+        for w, coef in weights:
+            _add_grad(w, w.sign().mul_(coef.to(w.device, w.dtype)), lam * cost.scale(w))
+        for p in (biases if c.bias_on(step, total) else []) + tables:
+            _add_grad(p, p.sign(), lam * cost.y_star * cost.scale(p))
+
+    @torch.no_grad()
+    def threshold(self, model: nn.Module) -> int:
+        """Zero every penalised weight and bias with ``|value| < threshold``; returns how many."""
+        thr = self.config.threshold
+        if thr <= 0:
+            return 0
+        weights, biases, _ = self.cost.parts(model)
+        zeroed = 0
+        for p in [w for w, _ in weights] + biases:
+            small = p.abs() < thr
+            zeroed += int((small & (p != 0)).sum())
+            p.data.masked_fill_(small, 0.0)
+        return zeroed
+
+
+class BIMT(_State):
     """BIMT's state for one model: geometry, cost, permutations and the swap search.
 
     ``widths``: the model's layer widths; ``input_shape``: e.g. ``(8, 8)`` for images.
@@ -441,44 +473,14 @@ class BIMT:
         """``(batch, n_L)`` outputs in position order -> task order."""
         return out.index_select(1, self._out_index)
 
-    # -- loss ---------------------------------------------------------------------------------
-    def penalty(self, model: MLP, step: int, total: int) -> torch.Tensor:
-        """``lambda(step) * cc`` at 0-based ``step`` of ``total``."""
-        c = self.config
-        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
-
-    @torch.no_grad()
-    def add_penalty_grad(self, model: MLP, step: int, total: int) -> None:
-        """Add the gradient of [`penalty()`][modscope.training.bimt.BIMT.penalty] to the parameters' ``.grad``
-        (after backward).
-
-        The same (sub)gradient autograd gives, ``lambda * scale * coef * sign(w)``, in two
-        kernels per tensor instead of a differentiable graph: this keeps a BIMT step close
-        to a plain one.
-        """
-        c = self.config
-        lam = c.lambda_at(step, total)
-        cost = self.cost
-        for layer, coef in zip(model.layers, cost.coef, strict=True):
-            w = layer.weight
-            _add_grad(w, w.sign().mul_(coef), lam * cost.scale(w))
-            if c.bias_on(step, total) and layer.bias is not None:
-                _add_grad(layer.bias, layer.bias.sign(), lam * cost.y_star * cost.scale(layer.bias))
-        if model.embedding is not None:
-            e = model.embedding.weight
-            _add_grad(e, e.sign(), lam * cost.y_star * cost.scale(e))
-
     # -- swaps --------------------------------------------------------------------------------
     def scores(self, model: MLP, l: int) -> torch.Tensor:
         """``(n_l,)``: sum |incoming weights| + sum |outgoing weights| of each neuron."""
-        layers = model.layers
+        w0 = model.layers[0].weight
         with torch.no_grad():
-            s = torch.zeros(self.widths[l], device=layers[0].weight.device,
-                            dtype=layers[0].weight.dtype)
-            if l >= 1:
-                s += layers[l - 1].weight.abs().sum(1)
-            if l < len(layers):
-                s += layers[l].weight.abs().sum(0)
+            s = torch.zeros(self.widths[l], device=w0.device, dtype=w0.dtype)
+            for w, dim in _incident(model, l):
+                s += w.abs().sum(1 - dim)
         return s
 
     @torch.no_grad()
@@ -547,22 +549,6 @@ class BIMT:
                    SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def threshold(self, model: MLP) -> int:
-        """Zero every Linear weight and bias with ``|value| < threshold``; returns how many."""
-        thr = self.config.threshold
-        zeroed = 0
-        if thr <= 0:
-            return 0
-        for layer in model.layers:
-            for p in (layer.weight, layer.bias):
-                if p is None:
-                    continue
-                small = p.abs() < thr
-                zeroed += int((small & (p != 0)).sum())
-                p.masked_fill_(small, 0.0)
-        return zeroed
-
     def state(self) -> dict[str, Any]:
         """The checkpoint's ``bimt`` entry: permutations, coordinates and the options."""
         return {

@@ -24,7 +24,6 @@ The network's inputs and outputs are never permuted, so nothing maps them (the M
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
@@ -32,13 +31,13 @@ import torch
 from torch import nn
 
 from ..errors import ModscopeError
-from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _add_grad, _grid, _line
+from .bimt import BIMTConfig, BIMTStrategy, SwapStats, _Cost, _grid, _lifted, _line, _State
+from .clusterability_graph import MAX_NODES, edge_set, edge_values
 from .permutation import UnitGroups, permutable_groups, permute
 
 __all__ = ["GraphBIMT", "GraphConnectionCost", "bimt_strategy", "unit_positions"]
 
 Metric = Literal["l1", "l2"]
-MAX_NODES = 8192  # two dense (N, N) float64 matrices: 1 GiB at this size
 
 
 def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None) -> torch.Tensor:
@@ -50,19 +49,15 @@ def unit_positions(units: UnitGroups, input_shape: tuple[int, int] | None = None
     coords = []
     for n, kind in zip(graph.sizes, kinds, strict=True):
         n = int(n)
-        if kind == "input" and input_shape is not None and int(np.prod(input_shape)) == n:
-            coords.append(_grid(int(input_shape[0]), int(input_shape[1]), n))
-        elif kind.startswith("Conv") and n > 1:
-            cols = math.ceil(math.sqrt(n))
-            coords.append(_grid(math.ceil(n / cols), cols, n))
+        pixels = kind == "input" and input_shape is not None and int(np.prod(input_shape)) == n
+        if pixels or (kind.startswith("Conv") and n > 1):  # the pixel grid, or a square-ish one
+            coords.append(_grid(n, input_shape if pixels else None))
         else:
             coords.append(_line(n))
-    if any(c.shape[1] == 2 for c in coords):
-        coords = [c if c.shape[1] == 2 else torch.cat([c, torch.full_like(c, 0.5)], 1) for c in coords]
-    return torch.cat(coords)
+    return torch.cat(_lifted(coords))
 
 
-class GraphConnectionCost:
+class GraphConnectionCost(_Cost):
     """``cc = sum_w red(|w| * coef_w) + y* sum_b red(|b|) + y* sum_E red(|E|)`` over the traced
     weights ``w`` (``coef_w = A * dist + y*`` per entry, fixed per position), biases ``b`` and
     embedding tables ``E``; ``red`` sums or takes the mean of each tensor (``reduction``)."""
@@ -89,18 +84,16 @@ class GraphConnectionCost:
         self.dist = torch.cdist(coords, coords, p=1.0 if metric == "l1" else 2.0)  # (N, N) float64
         tensors = model.state_dict(keep_vars=True)
         self.weights: dict[str, torch.Tensor] = {}  # name -> coefficient tensor of its shape
-        self.ends: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, rows, cols) node per entry
+        self.sets = []  # the entries of each use that join two nodes (`EdgeSet`)
         for inc in units.parameters.incidences:
-            rows = np.broadcast_to(inc.rows, inc.shape)[(slice(None),) * 2 + (0,) * (len(inc.shape) - 2)]
-            cols = np.broadcast_to(inc.cols, inc.shape)[(slice(None),) * 2 + (0,) * (len(inc.shape) - 2)]
-            ok = torch.as_tensor((rows >= 0) & (cols >= 0))
-            d = self.dist[torch.as_tensor(np.maximum(rows, 0)), torch.as_tensor(np.maximum(cols, 0))]
-            coef = torch.where(ok, self.A * d, torch.zeros_like(d)) + self.y_star
-            coef = coef.reshape(coef.shape + (1,) * (len(inc.shape) - 2)).expand(inc.shape)
+            e = edge_set(inc)
+            d = torch.zeros(e.ok.shape, dtype=torch.float64)  # 0 where an end has no node: y* only
+            d[torch.as_tensor(e.ok)] = self.dist[torch.as_tensor(e.rows), torch.as_tensor(e.cols)]
+            coef = (self.A * d + self.y_star).reshape(e.ok.shape + (1,) * (len(inc.shape) - 2))
             prev = self.weights.get(inc.parameter)
             # a weight used twice (a shared layer) pays for every use; y* once per use
-            self.weights[inc.parameter] = coef.clone() if prev is None else prev + coef
-            self.ends.append((inc.parameter, rows, cols))
+            self.weights[inc.parameter] = coef.expand(inc.shape).clone() if prev is None else prev + coef
+            self.sets += [e] if e.ok.any() else []
         self.biases = [n for n, t in tensors.items() if n.endswith("bias") and n not in self.weights
                        and isinstance(t, nn.Parameter)]
         self.tables = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
@@ -119,21 +112,16 @@ class GraphConnectionCost:
         self.weights = {k: v.to(device, dtype) for k, v in self.weights.items()}
         return self
 
-    def scale(self, t: torch.Tensor) -> float:
-        return 1.0 / t.numel() if self.reduction == "mean" else 1.0
+    def parts(self, model: nn.Module) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list, list]:
+        t = self.tensors(model)
+        weights = [(t[name], coef) for name, coef in self.weights.items()]
+        return weights, [t[name] for name in self.biases], [t[name] for name in self.tables]
 
     def __call__(self, model: nn.Module, bias: bool = True) -> torch.Tensor:
         """The cost (a scalar tensor, differentiable in the model's parameters)."""
-        tensors = self.tensors(model)
-        terms = [
-            (tensors[name].abs() * coef.to(tensors[name].device, tensors[name].dtype)).sum()
-            * self.scale(tensors[name])
-            for name, coef in self.weights.items()
-        ]
-        terms += [
-            self.y_star * tensors[name].abs().sum() * self.scale(tensors[name])
-            for name in (self.biases if bias else []) + self.tables
-        ]
+        weights, biases, tables = self.parts(model)
+        terms = [(w.abs() * coef.to(w.device, w.dtype)).sum() * self.scale(w) for w, coef in weights]
+        terms += [self.y_star * p.abs().sum() * self.scale(p) for p in (biases if bias else []) + tables]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
     @torch.no_grad()
@@ -143,21 +131,13 @@ class GraphConnectionCost:
         tensors = model.state_dict(keep_vars=True)
         n = self.dist.shape[0]
         W = torch.zeros(n, n, dtype=torch.float64)
-        for name, rows, cols in self.ends:
-            w = tensors[name].detach()
-            a = w.abs().double().cpu()
-            a = a.sum(tuple(range(2, a.ndim))) if a.ndim > 2 else a
-            ok = (rows >= 0) & (cols >= 0)
-            if ok.any():
-                W.index_put_(
-                    (torch.as_tensor(rows[ok]), torch.as_tensor(cols[ok])),
-                    a[torch.as_tensor(ok)] * (self.A * self.scale(w)),
-                    accumulate=True,
-                )
+        for e, a in zip(self.sets, edge_values(model, self.sets), strict=True):
+            index = (torch.as_tensor(e.rows), torch.as_tensor(e.cols))
+            W.index_put_(index, a.cpu() * (self.A * self.scale(tensors[e.parameter])), accumulate=True)
         return W
 
 
-class GraphBIMT:
+class GraphBIMT(_State):
     """BIMT's state for any traced ``model`` (the same interface as `modscope.training.bimt.BIMT`
     for `BIMTStrategy`): its permutable groups, positions, cost and the swap search.
 
@@ -187,24 +167,6 @@ class GraphBIMT:
             self.cost.to(first.device, first.dtype)
         self.groups = self.units.groups
         self.perms = [np.arange(g.size) for g in self.groups]
-
-    # -- loss ---------------------------------------------------------------------------------
-    def penalty(self, model: nn.Module, step: int, total: int) -> torch.Tensor:
-        c = self.config
-        return c.lambda_at(step, total) * self.cost(model, bias=c.bias_on(step, total))
-
-    @torch.no_grad()
-    def add_penalty_grad(self, model: nn.Module, step: int, total: int) -> None:
-        """Add the (sub)gradient of `penalty` to the parameters' ``.grad`` (after backward)."""
-        c, cost = self.config, self.cost
-        lam = c.lambda_at(step, total)
-        tensors = cost.tensors(model)
-        for name, coef in cost.weights.items():
-            w = tensors[name]
-            _add_grad(w, w.sign().mul_(coef.to(w.device, w.dtype)), lam * cost.scale(w))
-        for name in (cost.biases if c.bias_on(step, total) else []) + cost.tables:
-            p = tensors[name]
-            _add_grad(p, p.sign(), lam * cost.y_star * cost.scale(p))
 
     # -- swaps --------------------------------------------------------------------------------
     def _nodes(self, g: int) -> np.ndarray:
@@ -296,21 +258,6 @@ class GraphBIMT:
         return sum((self.swap_group(model, g, optimizer, W) for g in range(len(self.groups))), SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def threshold(self, model: nn.Module) -> int:
-        """Zero every penalised weight and bias with ``|value| < threshold``; returns how many."""
-        thr = self.config.threshold
-        if thr <= 0:
-            return 0
-        tensors = model.state_dict(keep_vars=True)
-        zeroed = 0
-        for name in [*self.cost.weights, *self.cost.biases]:
-            p = tensors[name]
-            small = p.abs() < thr
-            zeroed += int((small & (p != 0)).sum())
-            p.data.masked_fill_(small, 0.0)
-        return zeroed
-
     def to_positions(self, h: torch.Tensor) -> torch.Tensor:
         return h  # inputs are never permuted
 

@@ -89,6 +89,7 @@ import torch
 
 from ..errors import ModscopeError
 from ..runtime.threads import blas_threads
+from .bimt import _add_grad
 from .models import MLP
 from .strategy import Regulariser
 
@@ -149,27 +150,18 @@ def _gram(M: Sequence[torch.Tensor], side: Sequence[int], n_layers: int) -> torc
     ``G[s, s+2] = (M_{s+1} M_s)^T`` (the units two layers apart share the layer between)."""
     last = n_layers - 1
     size = {s: (M[s].shape[1] if s < last else M[s - 1].shape[0]) for s in side}
-    ref = M[0]
-    rows = []
-    for s in side:
-        row = []
-        for s2 in side:
-            if s2 == s:
-                blk = None
-                if s < last:
-                    blk = M[s].T @ M[s]
-                if s >= 1:
-                    up = M[s - 1] @ M[s - 1].T
-                    blk = up if blk is None else blk + up
-            elif s2 == s + 2:
-                blk = (M[s + 1] @ M[s]).T
-            elif s2 == s - 2:
-                blk = M[s - 1] @ M[s - 2]
-            else:
-                blk = ref.new_zeros(size[s], size[s2])
-            row.append(blk)
-        rows.append(torch.cat(row, 1))
-    return torch.cat(rows, 0)
+
+    def block(s: int, s2: int) -> torch.Tensor:
+        if s2 == s:  # through the layer above (s < last) and the one below (s >= 1)
+            terms = ([M[s].T @ M[s]] if s < last else []) + ([M[s - 1] @ M[s - 1].T] if s >= 1 else [])
+            return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        if s2 == s + 2:
+            return (M[s + 1] @ M[s]).T
+        if s2 == s - 2:
+            return M[s - 1] @ M[s - 2]
+        return M[0].new_zeros(size[s], size[s2])
+
+    return torch.cat([torch.cat([block(s, s2) for s2 in side], 1) for s in side], 0)
 
 
 def _prepare(weights: Sequence[torch.Tensor]):
@@ -181,15 +173,25 @@ def _prepare(weights: Sequence[torch.Tensor]):
     return a, d, dinv, M
 
 
-def _active_side(d: Sequence[torch.Tensor], side: Sequence[int]) -> torch.Tensor:
-    return torch.cat([d[s] > 0 for s in side])
-
-
-def _too_few(m: int, n: int, widths: Sequence[int]) -> ModscopeError:
-    return ModscopeError(
-        f"{n - 1} cluster eigenvalues need {n} connected units on the smaller side of the layered "
-        f"graph, which has {m} (widths {'-'.join(map(str, widths))})"
-    )
+def _side_gram(weights: Sequence[torch.Tensor], n: int):
+    """``(widths, side, M, G, keep)``: the chain's widths, the layers of the smaller side, the scaled
+    blocks and that side's Gram matrix over its active units (``keep``: ``(side units,)`` bool, which
+    are active); refuses in one line fewer than ``n`` active units."""
+    widths = _widths(weights)
+    side = gram_side_layers(widths)
+    _, d, _, M = _prepare(weights)
+    G = _gram(M, side, len(widths))
+    keep = torch.cat([d[s] > 0 for s in side])
+    m = int(keep.sum())
+    if m < n:
+        raise ModscopeError(
+            f"{n - 1} cluster eigenvalues need {n} connected units on the smaller side of the layered "
+            f"graph, which has {m} (widths {'-'.join(map(str, widths))})"
+        )
+    if m < keep.numel():
+        idx = torch.nonzero(keep).squeeze(1)
+        G = G.index_select(0, idx).index_select(1, idx)
+    return widths, side, M, G, keep
 
 
 def laplacian_eigenvalues(weights: Sequence[torch.Tensor], n: int) -> torch.Tensor:
@@ -201,17 +203,8 @@ def laplacian_eigenvalues(weights: Sequence[torch.Tensor], n: int) -> torch.Tens
     ``n_components=n`` on the same weights. Individual eigenvalues have no derivative where they
     are repeated; sums over whole groups of equal eigenvalues do (see `spectral_penalty`).
     """
-    widths = _widths(weights)
-    side = gram_side_layers(widths)
-    _, d, _, M = _prepare(weights)
-    G = _gram(M, side, len(widths))
-    keep = _active_side(d, side)
-    m = int(keep.sum())
-    if m < n:
-        raise _too_few(m, n, widths)
-    if not bool(keep.all()):
-        idx = torch.nonzero(keep).squeeze(1)
-        G = G.index_select(0, idx).index_select(1, idx)
+    G = _side_gram(weights, n)[3]
+    m = G.shape[0]
     s2 = torch.linalg.eigh(G)[0]  # ascending; only eigenvalues are used: a stable backward
     top = s2[m - n:].flip(0)
     # sigma^2 <= eps (B's null space among the top n: fewer than n independent units) is held at eps,
@@ -241,18 +234,8 @@ def laplacian_eigenvectors(
     solved (LAPACK's subset ``eigh`` on the CPU, ``torch.linalg.eigh`` elsewhere) and the other side
     follows as ``u = B v / sigma``; each vector is ``[u; v] / sqrt 2`` (``[0; v]`` for ``sigma = 0``).
     """
-    widths = _widths(weights)
-    n_layers = len(widths)
-    side = gram_side_layers(widths)
-    _, d, _, M = _prepare([w.detach().to(dtype) for w in weights])
-    G = _gram(M, side, n_layers)
-    keep = _active_side(d, side)
-    m = int(keep.sum())
-    if m < n:
-        raise _too_few(m, n, widths)
-    idx = torch.nonzero(keep).squeeze(1)
-    if m < keep.numel():
-        G = G.index_select(0, idx).index_select(1, idx)
+    widths, side, M, G, keep = _side_gram([w.detach().to(dtype) for w in weights], n)
+    n_layers, m = len(widths), G.shape[0]
     if G.device.type == "cpu":
         import scipy.linalg as sla
 
@@ -268,12 +251,10 @@ def laplacian_eigenvectors(
     s2, V = s2.flip(0), V.flip(1)
     sigma = s2.clamp_min(0.0).sqrt()
     full = G.new_zeros(keep.numel(), n)
-    full[idx] = V
+    full[keep] = V
     z: list[torch.Tensor | None] = [None] * n_layers
-    start = 0
-    for s in side:
-        z[s] = full[start:start + widths[s]]
-        start += widths[s]
+    for s, block in zip(side, torch.split(full, [widths[s] for s in side]), strict=True):
+        z[s] = block
     null = s2 <= m * torch.finfo(s2.dtype).eps  # a null vector of B: eigenvalue 0 of N, u = 0
     scale = torch.where(null, torch.zeros_like(sigma), 1.0 / torch.where(null, torch.ones_like(sigma), sigma))
     for t in range(n_layers):
@@ -286,11 +267,8 @@ def laplacian_eigenvectors(
             u += M[t].T @ z[t + 1]
         z[t] = u * scale
     root = torch.where(null, torch.ones_like(sigma), torch.full_like(sigma, math.sqrt(0.5)))
-    for s in side:
-        z[s] = z[s] * root
     for t in range(n_layers):
-        if t not in side:
-            z[t] = z[t] * math.sqrt(0.5)
+        z[t] = z[t] * (root if t in side else math.sqrt(0.5))
     return 1.0 - sigma, z  # type: ignore[return-value]
 
 
@@ -454,10 +432,7 @@ class SpectralClusterability(Regulariser):
         value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
         self.value = value
         for w, g in zip(weights, grads, strict=True):  # grad += lam * g * sign(w)
-            if w.grad is None:
-                w.grad = g.mul_(w.sign())
-            else:
-                w.grad.addcmul_(g, w.sign())
+            _add_grad(w, g.mul_(w.sign()), 1.0)
         if self.every > 1:  # follow the moving eigenvectors until the next refresh
             self._z = _subspace_step(self._z, nz, active)
 

@@ -33,7 +33,6 @@ from torch import nn
 from ..errors import ModscopeError
 from ..graphs.tracing.export import trace_network
 from ..graphs.tracing.incidence import ParameterMap
-from .bimt_graph import MAX_NODES
 from .clusterability import BlockClusterability, contiguous_blocks
 from .strategy import Regulariser
 
@@ -43,11 +42,15 @@ __all__ = [
     "GraphSpectralClusterability",
     "block_strategy",
     "clusterability_strategy",
+    "edge_set",
     "edge_sets",
     "edge_values",
     "unit_adjacency",
     "unit_spectral_penalty",
 ]
+
+
+MAX_NODES = 8192  # two dense (N, N) float64 matrices: 1 GiB at this size
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,18 +65,20 @@ class EdgeSet:
     cols: np.ndarray
 
 
+def edge_set(inc: Any) -> EdgeSet:
+    """The `EdgeSet` of one parameter use (an incidence of a `ParameterMap`); empty when no entry
+    joins two units."""
+    tail = (0,) * (len(inc.shape) - 2)
+    rows = np.broadcast_to(inc.rows, inc.shape)[(slice(None),) * 2 + tail]
+    cols = np.broadcast_to(inc.cols, inc.shape)[(slice(None),) * 2 + tail]
+    ok = (rows >= 0) & (cols >= 0)
+    return EdgeSet(inc.parameter, ok, rows[ok], cols[ok])
+
+
 def edge_sets(pmap: ParameterMap) -> list[EdgeSet]:
     """The edges of every parameter use of ``pmap`` that joins two units (`EdgeSet`), in the order
     of its incidences; uses with no such entry are left out."""
-    sets = []
-    for inc in pmap.incidences:
-        tail = (0,) * (len(inc.shape) - 2)
-        rows = np.broadcast_to(inc.rows, inc.shape)[(slice(None),) * 2 + tail]
-        cols = np.broadcast_to(inc.cols, inc.shape)[(slice(None),) * 2 + tail]
-        ok = (rows >= 0) & (cols >= 0)
-        if ok.any():
-            sets.append(EdgeSet(inc.parameter, ok, rows[ok], cols[ok]))
-    return sets
+    return [e for e in map(edge_set, pmap.incidences) if e.ok.any()]
 
 
 def edge_values(model: nn.Module, sets: list[EdgeSet], power: Literal[1, 2] = 1) -> list[torch.Tensor]:

@@ -10,7 +10,7 @@ eval mode on the test split at the end (and every ``eval_every`` steps).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,15 +38,10 @@ class FitResult:
     strategy: dict[str, Any] = field(default_factory=dict)  # the training strategy's final metrics
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            "steps": self.steps,
-            "metric": self.metric,
-            "metric_name": self.metric_name,
-            "history": [list(h) for h in self.history],
-            "settings": dict(self.settings),
-        }
-        if self.strategy:  # plain runs keep 0.3.0's keys
-            d["strategy"] = dict(self.strategy)
+        d = asdict(self)
+        d["history"] = [list(h) for h in self.history]
+        if not self.strategy:  # plain runs keep 0.3.0's keys
+            del d["strategy"]
         return d
 
 

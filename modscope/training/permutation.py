@@ -38,6 +38,7 @@ from ..graphs.tracing.incidence import ParameterMap, map_parameters
 from ..graphs.tracing.interpreter import Interpreter, op_name
 from ..graphs.tracing.unit_table import UnitTensor
 from ..graphs.weight_graph import WeightGraph
+from .bimt import _reorder
 
 __all__ = ["PermutableGroup", "Slice", "UnitGroups", "permutable_groups", "permute"]
 
@@ -550,9 +551,4 @@ def permute(
     tensors = _tensors(model)
     for s in group.slices:
         t = tensors[s.tensor]
-        idx = torch.as_tensor(s.gather(order, t.shape[s.axis]), device=t.device)
-        t.data.copy_(t.data.index_select(s.axis, idx))
-        if optimizer is not None and t in optimizer.state:
-            for v in optimizer.state[t].values():
-                if torch.is_tensor(v) and v.shape == t.shape:
-                    v.copy_(v.index_select(s.axis, idx))
+        _reorder(t, s.axis, torch.as_tensor(s.gather(order, t.shape[s.axis]), device=t.device), optimizer)
