@@ -39,15 +39,8 @@ from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
 from .layout import Edges, edge_list, group_name, unit_layout
 
-__all__ = [
-    "DEFAULT_MAX_EDGES",
-    "Explorer",
-    "explore",
-    "explore_kind",
-    "load_explore_result",
-    "page_data",
-    "render_page",
-]
+__all__ = ["DEFAULT_MAX_EDGES", "Explorer", "explore", "explore_kind", "load_explore_result", "page_data",
+           "render_page"]
 
 DEFAULT_MAX_EDGES = 1_000_000  # single edges embedded (10 bytes each); the rest only in aggregates
 _SIGNATURES = {  # the keys by which a result's kind is recognised
@@ -184,25 +177,21 @@ def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dic
     it = next(it for it in items if it.kind == "blocks")
     label = path.name if path is not None else it.name
     empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
+    network = {"reading": "its transformer MLP blocks", "n_nodes": 0, "n_edges": 0, "widths": []}
+    return _page(title, label, network, items, groups=[], x="", y="", edges=empty, partitions=[], masks=None,
+                 blocks=_blocks_page(it, None if path is None else str(path)), train=None)
+
+
+def _page(title: str | None, label: str, network: Mapping[str, Any], items: Sequence[_Item],
+          **parts: Any) -> dict[str, Any]:
+    """The page's data: its title, the network (``label`` and ``network``'s numbers), the results'
+    names and kinds, then ``parts`` (groups, x, y, edges, partitions, masks, blocks, train)."""
     return {
         "title": title or f"modscope explore: {label}",
         "version": __version__,
-        "network": {
-            "label": label,
-            "reading": "its transformer MLP blocks",
-            "n_nodes": 0,
-            "n_edges": 0,
-            "widths": [],
-        },
-        "results": [{"name": i.name, "kind": i.kind} for i in items],
-        "groups": [],
-        "x": "",
-        "y": "",
-        "edges": empty,
-        "partitions": [],
-        "masks": None,
-        "blocks": _blocks_page(it, None if path is None else str(path)),
-        "train": None,
+        "network": {"label": label, **network},
+        "results": [{"name": it.name, "kind": it.kind} for it in items],
+        **parts,
     }
 
 
@@ -258,14 +247,8 @@ def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Groups as rows (side by side within a row, span by sqrt(size)); units evenly along their group."""
     lay = unit_layout(graph)
     groups = [
-        {
-            "name": group_name(graph, p.group),
-            "size": int(graph.sizes[p.group]),
-            "offset": int(graph.offsets[p.group]),
-            "row": p.row,
-            "x0": round(p.x0, 5),
-            "x1": round(p.x1, 5),
-        }
+        {"name": group_name(graph, p.group), "size": int(graph.sizes[p.group]),
+         "offset": int(graph.offsets[p.group]), "row": p.row, "x0": round(p.x0, 5), "x1": round(p.x1, 5)}
         for p in lay.placements
     ]
     x, y = lay.node_xy()
@@ -377,16 +360,8 @@ def _null(d: Mapping[str, Any]) -> dict[str, Any] | None:
     return {k: s.get(k) for k in ("method", "n", "mean", "std", "z", "p_value", "ncuts")}
 
 
-def _partition(
-    name: str,
-    labels: np.ndarray,
-    graph: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    edges: Edges,
-    kept: Mapping[str, np.ndarray],
-    d: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges,
+               kept: Mapping[str, np.ndarray], d: Mapping[str, Any] | None) -> dict[str, Any]:
     from ..clustering.ncut import ncut_terms
 
     if labels.shape != (graph.n_nodes,):
@@ -419,54 +394,27 @@ def _partition(
     return p
 
 
+_SUBMODULE_KEYS = ("layer", "cluster", "size", "accuracy", "delta", "p_value", "z", "category", "random_mean",
+                   "random_std", "per_function")  # a sub-module's numbers the page shows
+
+
 def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
     """The knockout's numbers the page shows, with each sub-module's random-lesion metrics."""
     rand = d.get("random_metrics") or [None] * len(d["submodules"])
     subs = []
     for s, r in zip(d["submodules"], rand, strict=False):
         g = int(s.get("layer", 0))
-        subs.append(
-            {
-                **{
-                    k: s.get(k)
-                    for k in (
-                        "layer",
-                        "cluster",
-                        "size",
-                        "accuracy",
-                        "delta",
-                        "p_value",
-                        "z",
-                        "category",
-                        "random_mean",
-                        "random_std",
-                        "per_function",
-                    )
-                },
-                "group": group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
-                "random": r,
-            }
-        )
-    return {
-        "metric": d.get("metric"),
-        "intact": d.get("intact_accuracy"),
-        "intact_per_function": d.get("intact_per_function") or {},
-        "n_random": d.get("n_random"),
-        "submodules": subs,
-    }
+        group = group_name(graph, g) if 0 <= g < graph.n_layers else str(g)
+        subs.append({**{k: s.get(k) for k in _SUBMODULE_KEYS}, "group": group, "random": r})
+    return {"metric": d.get("metric"), "intact": d.get("intact_accuracy"),
+            "intact_per_function": d.get("intact_per_function") or {}, "n_random": d.get("n_random"),
+            "submodules": subs}
 
 
 def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
     """One transformer MLP block's row and drawing (its own 3-row graph, coloured by its labels)."""
-    row = {
-        "block": d.get("block"),
-        "d_model": d.get("d_model"),
-        "d_ff": d.get("d_ff"),
-        "ncut": d.get("ncut"),
-        "k": d.get("n_clusters"),
-        "null": _null(d),
-        "drawing": None,
-    }
+    row = {"block": d.get("block"), "d_model": d.get("d_model"), "d_ff": d.get("d_ff"), "ncut": d.get("ncut"),
+           "k": d.get("n_clusters"), "null": _null(d), "drawing": None}
     labels = np.asarray(d.get("labels") or [], dtype=np.int64)
     if block is not None:
         g = block.graph()
@@ -485,9 +433,8 @@ def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def _masks_view(
-    items: Sequence[_Item], graph: Any, edges: Edges
-) -> tuple[dict[str, np.ndarray], dict | None]:
+def _masks_view(items: Sequence[_Item], graph: Any,
+                edges: Edges) -> tuple[dict[str, np.ndarray], dict | None]:
     """``({function: (n_edges,) bool kept}, the page's masks summary or None)`` of the first
     ``masks`` result; its ``note`` says what is not drawn."""
     from ..masks.bits import decode_masks
@@ -503,14 +450,8 @@ def _masks_view(
         kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
         if unmatched:
             note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
-    summary = {
-        "name": it.name,
-        "functions": list(it.d["functions"]),
-        "iou": it.d.get("iou"),
-        "kept_fraction": it.d.get("kept_fraction"),
-        "accuracy": it.d.get("accuracy"),
-        "note": note,
-    }
+    summary = {"name": it.name, "functions": list(it.d["functions"]), "iou": it.d.get("iou"),
+               "kept_fraction": it.d.get("kept_fraction"), "accuracy": it.d.get("accuracy"), "note": note}
     return kept, summary
 
 
@@ -550,11 +491,8 @@ def _partitions(
                 p for p in partitions if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")
             ]
             if len(cands) == 1:
-                cands[0]["knockout"] = {
-                    **view,
-                    "name": it.name,
-                    "note": "partition matched by k and seed (no lesioned_labels in the JSON)",
-                }
+                note = "partition matched by k and seed (no lesioned_labels in the JSON)"
+                cands[0]["knockout"] = {**view, "name": it.name, "note": note}
     if not partitions:
         raise ModscopeError(
             "no partition of the network among the results: add the --json of `modscope score` "
@@ -583,26 +521,12 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
     return emb, order
 
 
-_TRAIN_KEYS = (
-    "task",
-    "steps",
-    "seed",
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "sparsity",
-    "bimt",
-    "architecture",
-)
+_TRAIN_KEYS = ("task", "steps", "seed", "test_accuracy", "test_loss", "train_accuracy", "sparsity", "bimt",
+               "architecture")  # a train result's keys the page shows
 
 
-def page_data(
-    results: Sequence[Any],
-    network: Any = None,
-    *,
-    title: str | None = None,
-    max_edges: int = DEFAULT_MAX_EDGES,
-) -> dict[str, Any]:
+def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,
+              max_edges: int = DEFAULT_MAX_EDGES) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data (see the module docstring)."""
     if not results:
         raise ModscopeError(
@@ -627,43 +551,26 @@ def page_data(
     train = next(
         ({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"), None
     )
-    return {
-        "title": title or f"modscope explore: {net_label}",
-        "version": __version__,
-        "network": {
-            "label": net_label,
-            "reading": getattr(graph, "reading", ""),
-            "n_nodes": int(graph.n_nodes),
-            "n_edges": int(edges.u.size),
-            "widths": [int(s) for s in graph.sizes],
-        },
-        "results": [{"name": it.name, "kind": it.kind} for it in items],
-        "groups": groups,
-        "x": _b64(x.astype(np.float32)),
-        "y": _b64(y.astype(np.float32)),
-        "edges": emb,
-        "partitions": partitions,
-        "masks": masks_page,
-        "blocks": next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None),
-        "train": train,
-    }
-
-
-def _plotly_js() -> str:
-    """plotly.js's basic bundle (scatter, bar, pie), vendored in ``explore_page/`` (origin and
-    licence: PLOTLY-LICENSE.txt): its start is a fraction of the full bundle's, and the page needs
-    no ``plotly`` package."""
-    return (_PAGE / _PLOTLY).read_text(encoding="utf-8")
+    network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
+               "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
+    return _page(
+        title, net_label, network, items, groups=groups, x=_b64(x.astype(np.float32)),
+        y=_b64(y.astype(np.float32)), edges=emb, partitions=partitions, masks=masks_page,
+        blocks=next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None), train=train,
+    )
 
 
 def render_page(data: Mapping[str, Any]) -> str:
     """The self-contained page: Plotly's JavaScript, the page's script and style, and ``data``."""
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # plotly.js's basic bundle (scatter, bar, pie), vendored (origin and licence: PLOTLY-LICENSE.txt):
+    # its start is a fraction of the full bundle's, and the page needs no ``plotly`` package
+    plotly = (_PAGE / _PLOTLY).read_text(encoding="utf-8")
     template = (_PAGE / "explore.html").read_text()
     return (
         template.replace("{{title}}", html.escape(str(data["title"])))
         .replace("{{css}}", (_PAGE / "explore.css").read_text())
-        .replace("{{plotly}}", _plotly_js().replace("</script", "<\\/script"))
+        .replace("{{plotly}}", plotly.replace("</script", "<\\/script"))
         .replace("{{app}}", (_PAGE / "explore.js").read_text())
         .replace("{{data}}", payload)
     )
