@@ -33,25 +33,13 @@ from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
 __all__ = [
-    "DPI",
-    "KINDS",
-    "NETWORK_DENSE_EDGES",
-    "NETWORK_QUANTILE",
-    "build_report",
-    "collect",
-    "kind_by_keys",
-    "load_result",
-    "long_rows",
-    "pick_result",
-    "read_result",
-    "render_html",
-    "ReportData",
-    "result_kind",
-    "score_row",
-    "tables",
+    "DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect", "kind_by_keys",
+    "load_result", "long_rows", "pick_result", "read_result", "render_html", "ReportData", "result_kind",
+    "score_row", "tables",
 ]
 
 KINDS = ("score", "masks", "knockout", "demo")
+_SECTIONS = {"score": "scores", "masks": "masks", "knockout": "knockouts"}  # a kind's section of a demo
 _SIGNATURES = {  # the keys by which a JSON file's kind is recognised
     "score": ("ncut", "labels", "layer_widths"),
     "masks": ("functions", "iou", "kept_fraction"),
@@ -121,14 +109,10 @@ class ReportData:
                 getattr(self, key).update(d.get(key) or {})
             self.extra.update({k: v for k, v in d.items() if k not in (*merged, "models", "version")})
             for row in d["models"]:
-                ckpt = row.get("checkpoint")
-                if ckpt:
-                    p = Path(ckpt)
-                    if not p.is_absolute() and base is not None:
-                        p = base / p
-                    self.checkpoints[row["model"]] = p
+                if row.get("checkpoint"):  # relative to ``base``; an absolute path stays as it is
+                    self.checkpoints[row["model"]] = Path(base or "", row["checkpoint"])
             return
-        target = {"score": self.scores, "masks": self.masks, "knockout": self.knockouts}[kind]
+        target = getattr(self, _SECTIONS[kind])
         unique = name
         i = 2
         while unique in target:  # two files of one kind with one name: keep both
@@ -148,7 +132,7 @@ class ReportData:
 def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
     """The summary-table row of a score result."""
     s = d.get("shuffle") or {}
-    return {
+    row = {
         "model": name,
         "widths": "-".join(map(str, d["layer_widths"])),
         "clusters": d.get("n_clusters"),
@@ -159,16 +143,11 @@ def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
         "shuffle_std": s.get("std"),
         "z": s.get("z"),
         "p_value": s.get("p_value"),
-        **_other_null_columns(d),
     }
-
-
-def _other_null_columns(d: Mapping[str, Any]) -> dict[str, Any]:
-    """``z_<null>``, ``p_<null>`` of a sparse network's second null (`modscope.stats.flags`)."""
     other = (d.get("sparse") or {}).get("other")
-    if not other:
-        return {}
-    return {f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")}
+    if other:  # z_<null>, p_<null> of a sparse network's second null (`modscope.stats.flags`)
+        row.update({f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")})
+    return row
 
 
 def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]) -> ReportData:
@@ -190,12 +169,9 @@ def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]
 # -- numbers as tables -----------------------------------------------------------------------------
 def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """``(dotted.path, number)`` for every number (bools and strings left out) in nested JSON."""
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
+    if isinstance(obj, Mapping | list | tuple):
+        for k, v in obj.items() if isinstance(obj, Mapping) else enumerate(obj):
             yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            yield from _flatten(v, f"{prefix}.{i}" if prefix else str(i))
     elif isinstance(obj, int | float) and not isinstance(obj, bool):
         yield prefix, obj
 
@@ -206,12 +182,9 @@ def long_rows(data: ReportData) -> list[tuple[str, str, str, Any]]:
     for row in data.models:
         for f, v in _flatten({k: v for k, v in row.items() if k != "model"}):
             rows.append(("models", str(row.get("model")), f, v))
-    for section, items in (("scores", data.scores), ("masks", data.masks),
-                           ("knockouts", data.knockouts)):
-        for name, d in items.items():
+    for section in ("scores", "masks", "knockouts", "nulls"):
+        for name, d in getattr(data, section).items():
             rows.extend((section, name, f, v) for f, v in _flatten(d))
-    for name, per in data.nulls.items():
-        rows.extend(("nulls", name, f, v) for f, v in _flatten(per))
     return rows
 
 
@@ -253,24 +226,20 @@ def _data_order(masks: Mapping[str, Any]) -> list[str]:
 
 def tables(data: ReportData) -> dict[str, str]:
     """Tidy CSV tables: ``{file name: text}``."""
-    out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
-    if data.models:
-        out["models.csv"] = _csv(*_dict_rows(data.models))
     subs = [{"model": n, **_scalar_fields(s)} for n, k in data.knockouts.items() for s in k["submodules"]]
-    if subs:
-        out["submodules.csv"] = _csv(*_dict_rows(subs))
     pairs = [{"model": n, **_scalar_fields(p)} for n, k in data.knockouts.items()
              for p in k.get("pairs") or []]
-    if pairs:
-        out["pairs.csv"] = _csv(*_dict_rows(pairs))
     masks = [
         {"model": n, "mask": f, "data": g, "accuracy": m["accuracy"][f][g],
          "inverted_accuracy": m["inverted_accuracy"][f][g], "full_accuracy": m["full_accuracy"][g],
          "kept_fraction": m["kept_fraction"][f], "shared": (m.get("shared") or {}).get(f)}
         for n, m in data.masks.items() for f in m["functions"] for g in _data_order(m)
     ]
-    if masks:
-        out["masks.csv"] = _csv(*_dict_rows(masks))
+    out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
+    for fname, rows in (("models.csv", data.models), ("submodules.csv", subs), ("pairs.csv", pairs),
+                        ("masks.csv", masks)):
+        if rows:  # a table only when there is any row
+            out[fname] = _csv(*_dict_rows(rows))
     return out
 
 
@@ -288,7 +257,6 @@ class _Figures:
     def __init__(self, out_dir: Path, cache_dir: Path | None) -> None:
         self.out_dir = out_dir
         self.cache_dir = cache_dir
-        self.made: list[str] = []
         self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
 
     def draw(self, slug: str, caption: str, key: Any, make: Callable[[], Any]) -> _Figure | None:
@@ -307,9 +275,7 @@ class _Figures:
             if cached:
                 write_atomic(cached, lambda fh: fh.write(png))
         self.pending[slug] = png
-        self.made.append(slug)
         return _Figure(slug, caption, png)
-
 
     def write(self) -> None:
         for slug, png in self.pending.items():
@@ -493,16 +459,12 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
 def _network(ckpt: Path, d: Mapping[str, Any], name: str, quantile: float | None = None):
     """The network drawing at the size of the other figures of a row."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     from . import plot
 
-    n_layers = len(d["layer_widths"])
     with matplotlib.rc_context(plot._STYLE):
-        fig = Figure(figsize=(5.0, min(3.6, 0.75 * n_layers + 0.8)), layout="constrained")
-        FigureCanvasAgg(fig)
-        plot.network(ckpt, d["labels"], ax=fig.add_subplot(), max_width=1.6,
+        fig, ax = plot._axes(None, (5.0, min(3.6, 0.75 * len(d["layer_widths"]) + 0.8)))
+        plot.network(ckpt, d["labels"], ax=ax, max_width=1.6,
                      title=f"{name} (k = {d['n_clusters']})", quantile=quantile, bundle=True)
     return fig
 
@@ -756,8 +718,7 @@ def pick_result(path: str | os.PathLike, kind: str, model: str | None = None) ->
         return d
     if found != "demo":
         raise ModscopeError(f"{path}: a {found} result, this figure needs a {kind} result")
-    section = {"score": "scores", "masks": "masks", "knockout": "knockouts"}[kind]
-    items = d.get(section) or {}
+    items = d.get(_SECTIONS[kind]) or {}
     if model is None:
         if len(items) != 1:
             names = ", ".join(items) or "none"
