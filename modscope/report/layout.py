@@ -16,7 +16,6 @@ strength ``|w| / max |w|`` of its edge set, the scale both drawings use.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,28 +85,20 @@ def group_depths(graph: Any) -> np.ndarray:
     """Each group's row: its longest path from the inputs when the links form no cycle (a chain,
     skip connections); otherwise (a merged residual stream read and written by every block) its
     distance from group 0, so the stream is one row and the blocks a row above it, in order."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components, shortest_path
+
     n = graph.n_layers
     links = [(s, d) for s, d in graph.links if s != d]
     depth = _longest_paths(n, links)
     if depth is not None:
         return depth
-    near: list[set[int]] = [set() for _ in range(n)]
-    for s, d in links:
-        near[s].add(d)
-        near[d].add(s)
-    depth = np.full(n, -1, dtype=np.int64)
-    for start in range(n):  # breadth first from each group not yet reached (group 0 first)
-        if depth[start] >= 0:
-            continue
-        depth[start] = 0
-        queue = deque([start])
-        while queue:
-            g = queue.popleft()
-            for h in sorted(near[g]):
-                if depth[h] < 0:
-                    depth[h] = depth[g] + 1
-                    queue.append(h)
-    return depth
+    s, d = np.array(links, dtype=np.int64).reshape(-1, 2).T
+    adj = sp.csr_matrix((np.ones(s.size), (s, d)), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    # hops from the lowest-numbered group of each (undirected) component: inf from the other starts
+    starts = [int(np.flatnonzero(comp == c)[0]) for c in np.unique(comp)]
+    return shortest_path(adj, directed=False, unweighted=True, indices=starts).min(0).astype(np.int64)
 
 
 def _longest_paths(n: int, links: list[tuple[int, int]]) -> np.ndarray | None:
