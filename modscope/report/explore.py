@@ -22,11 +22,12 @@ aggregate edges between (unit group, cluster) pairs, drawn when too many single 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -582,13 +583,10 @@ class Explorer:
     `save` writes it; shown inline in Jupyter."""
 
     data: dict[str, Any]
-    _html: str | None = field(default=None, repr=False)
 
-    @property
-    def html(self) -> str:
-        if self._html is None:
-            self._html = render_page(self.data)
-        return self._html
+    @functools.cached_property
+    def html(self) -> str:  # rendered once, on first use
+        return render_page(self.data)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page (atomically) and return its path."""

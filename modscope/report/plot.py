@@ -411,24 +411,11 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
 
 # -- result figures ------------------------------------------------------------------------------
 # Sizes for a paper column: fonts stay >= 8 pt when a figure is printed at its own size.
-_STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": False,
-}
-CATEGORY_COLORS = {
-    "important": "#c0392b",
-    "sig-but-small": "#e39b2d",
-    "prunable": "#4f9a5b",
-    "not-significant": "#a5a5a5",
-    "whole-group": "#5b7fa6",
-}
+_STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
+          "ytick.labelsize": 8, "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+          "axes.grid": False}
+CATEGORY_COLORS = {"important": "#c0392b", "sig-but-small": "#e39b2d", "prunable": "#4f9a5b",
+                   "not-significant": "#a5a5a5", "whole-group": "#5b7fa6"}
 
 
 def _result_dict(result: Any, kind: str, required: Sequence[str]) -> dict:
