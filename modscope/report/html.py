@@ -50,6 +50,8 @@ DPI = 130  # one PNG per figure, embedded and in figures/: sharp on screen, fine
 # above this quantile of |w|: a 64-64-64-10 MLP has 9000 lines, which hide every structure.
 NETWORK_DENSE_EDGES = 1000
 NETWORK_QUANTILE = 0.9
+# The page's style sheet (report.css) and its "how to read this report" section (how_to_read.html)
+_PAGE = Path(__file__).with_name("report_page")
 
 
 def kind_by_keys(d: Any, signatures: Mapping[str, Sequence[str]], expected: str) -> str:
@@ -287,25 +289,6 @@ def _slug(text: str) -> str:
 
 
 # -- HTML ------------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;margin:0;
-background:#fafafa;line-height:1.45}
-main{max-width:1440px;margin:0 auto;padding:1.5em 2em 4em;background:#fff}
-h1{font-size:1.7em;margin:.2em 0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-h3{margin-top:1.6em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
-th,td{border:1px solid #d6d6d6;padding:.25em .6em;text-align:right}
-th{background:#f0f0f0}td.l,th.l{text-align:left}
-.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1.2em;
-align-items:start}
-.figs.wide{grid-template-columns:1fr}
-figure{margin:.4em 0;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.82em;color:#555}
-.note{color:#555;font-size:.9em}.good{color:#1a7f37;font-weight:600}.bad{color:#b42318}
-.scroll{overflow-x:auto}nav a{margin-right:1em}code{background:#f3f3f3;padding:0 .25em}
-"""
-
-
 def _fmt(v: Any, spec: str = ".4g") -> str:
     if v is None:
         return "–"
@@ -341,40 +324,6 @@ def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
     cls = "figs wide" if wide else "figs"
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
-
-_HOW_TO_READ = """
-<h2 id="how">How to read this report</h2>
-<ul>
-<li><b>n-cut</b> (range 0 to k, <b>lower = more modular</b>): how much edge weight crosses
-between the k spectral clusters of the weight graph, relative to each cluster's volume. A
-number alone means little; compare it with the <b>shuffles</b>: copies of the same network
-with each weight matrix's entries permuted. <b>z</b> = (n-cut &minus; shuffle mean) / shuffle
-std: clearly negative z means more modular than chance. <b>p</b> = share of shuffles at least
-as modular (floored at 1/(N+1)). Sparse networks (pruned, BIMT) need care: <code>layer</code>
-shuffles scatter their zeros, so they are also scored against <code>layer_nonzero</code> (the
-sparsity pattern kept) and <code>layer_degree</code> (every neuron's number of connections
-kept, partners random). On tiny sparse networks z cannot go below &minus;mean/std: compare
-the n-cut with the shuffle mean too.</li>
-<li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
-<b>Cluster sizes</b> show how each layer's neurons split between clusters; the
-<b>network drawing</b> seats each layer's neurons by cluster and draws each connection with
-width |w| (a dense network: only each layer's strongest 10 %), curved through the centres of
-its clusters so connections between two clusters form one bundle: coloured by cluster inside
-one, grey between two.</li>
-<li><b>Masks</b> (Csord&aacute;s et al.): for each function (e.g. the left and right digit) the
-smallest set of weights that still computes it. <b>IoU</b> near 0: the functions use separate
-weights; near 1: shared. A mask should score well on its own function and near chance on the
-other; the <b>inverted</b> mask (exactly the mask's weights removed) should destroy it.</li>
-<li><b>Knockouts</b>: each <i>sub-module</i> (the neurons of one hidden layer in one cluster)
-is silenced, and the change of the test metric (bar) is compared with random lesions of the
-same size in the same layer (black: mean &plusmn; std). <b>*</b> marks p &lt; alpha:
-the cluster matters more than random neurons. <b>Double lesions</b> show the interaction
-D(i and j) &minus; (D(i) + D(j)) of the damage D: red = together worse than apart.</li>
-<li>Every number is also in <code>results.csv</code> (long form) and <code>results.json</code>;
-tidy tables in <code>models.csv</code>, <code>submodules.csv</code>, <code>pairs.csv</code>,
-<code>masks.csv</code>; figures in <code>figures/</code>.</li>
-</ul>
-"""
 
 _MODEL_COLUMNS = (
     ("model", "model"), ("task", "task"), ("widths", "widths"), ("metric", "metric"),
@@ -618,7 +567,7 @@ _CAVEAT_WORDS = ("disagree", "degenerate partition", "not converged", "identity 
 def render_html(data: ReportData, figs: _Figures, title: str = "modscope report") -> str:
     """The whole page (drawing every figure through ``figs``)."""
     nav = ['<a href="#how">how to read</a>', '<a href="#models">models</a>']
-    body = [_HOW_TO_READ]
+    body = [(_PAGE / "how_to_read.html").read_text(encoding="utf-8")]
     rank = {r.get("model"): i for i, r in enumerate(data.models)}
 
     def ordered(items: Mapping[str, dict]) -> list[tuple[str, dict]]:
@@ -665,10 +614,11 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
             f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + f"{own}.</p>")
     body.insert(0, _summary_html(data, sparsity, ordered))
     nav.insert(0, '<a href="#summary">summary</a>')
+    css = (_PAGE / "report.css").read_text(encoding="utf-8")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<title>{html.escape(title)}</title><style>{css}</style></head><body><main>"
         f"<h1>{html.escape(title)}</h1><p class='note'>modscope {__version__}. "
         "Is this trained network modular, how much more than chance, and which parts do which "
         f"job?</p>{settings}<nav>{' '.join(nav)}</nav>{''.join(body)}</main></body></html>\n"
