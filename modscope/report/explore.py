@@ -27,7 +27,7 @@ import html
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +79,8 @@ def _as_item(obj: Any, i: int) -> _Item:
     if isinstance(obj, str | os.PathLike):
         kind, d = load_explore_result(obj)
         return _Item(Path(obj).name, kind, d)
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):
-        name, inner = obj
-        item = _as_item(inner, i)
-        item.name = name
-        return item
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):  # (name, result)
+        return replace(_as_item(obj[1], i), name=obj[0])
     if isinstance(obj, Mapping):
         return _Item(f"result {i + 1}", explore_kind(obj), dict(obj))
     if hasattr(obj, "to_dict"):
@@ -106,27 +103,20 @@ def _as_item(obj: Any, i: int) -> _Item:
                 item.graph = obj.whole.graph
         return item
     raise ModscopeError(
-        f"cannot explore a {type(obj).__name__}: pass result JSON paths, dicts or result objects"
-    )
+        f"cannot explore a {type(obj).__name__}: pass result JSON paths, dicts or result objects")
 
 
 # -- the network ------------------------------------------------------------------------------------
 def _read_flags(read: Mapping[str, Any], where: str) -> dict[str, Any]:
     """`load_graph` keywords from a ``source.read`` record."""
     if read.get("model"):
-        raise ModscopeError(
-            f"{where}: the network was read through your module (--model {read['model']}); "
-            "in Python pass network=modscope.load_graph(module, example_input=...)"
-        )
+        raise ModscopeError(f"{where}: the network was read through your module (--model {read['model']}); "
+                            "in Python pass network=modscope.load_graph(module, example_input=...)")
     if read.get("graph", "weights") != "weights":
         raise ModscopeError(f"{where}: a result on the {read['graph']} graph; explore draws weight graphs")
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {k: read[k] for k in ("layout", "kernel_norm") if read.get(k)}  # as recorded
     if read.get("layers"):
         kw["layers"] = [s.strip() for s in str(read["layers"]).split(",") if s.strip()]
-    if read.get("layout"):
-        kw["layout"] = read["layout"]
-    if read.get("kernel_norm"):
-        kw["kernel_norm"] = read["kernel_norm"]
     if read.get("flatten"):
         kw["flatten"] = str(read["flatten"]).replace("-", "_")
     if read.get("map_shape"):
@@ -149,8 +139,7 @@ def _sources(items: Sequence[_Item]) -> tuple[list[tuple[str, Mapping]], dict[st
         (a_sha, a), (b_sha, b) = list(digests.items())[:2]
         raise ModscopeError(
             f"{a} and {b} are results of different networks (file sha256 {a_sha[:12]}… vs {b_sha[:12]}…): "
-            "explore one network at a time"
-        )
+            "explore one network at a time")
     return sources, digests
 
 
@@ -160,10 +149,8 @@ def _given_file(network: str | os.PathLike, digests: Mapping[str, str]) -> Path:
     if not path.exists():
         raise ModscopeError(f"{path}: no such file")
     if digests and path.is_file() and file_sha256(path) not in digests:
-        raise ModscopeError(
-            f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
-            "pass the file the results were computed on"
-        )
+        raise ModscopeError(f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
+                            "pass the file the results were computed on")
     return path
 
 
@@ -238,10 +225,8 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
         if src.get("sha256") and path.is_file() and file_sha256(path) != src["sha256"]:
             raise ModscopeError(f"{name}: {path} has changed since the result was computed (another sha256)")
         return load_graph(path, **_read_flags(src.get("read") or {}, name)), str(path), path.name
-    raise ModscopeError(
-        "the results do not name their network (no `source` key): pass the network file too "
-        "(modscope explore NET.pt RESULTS...)"
-    )
+    raise ModscopeError("the results do not name their network (no `source` key): pass the network file too "
+                        "(modscope explore NET.pt RESULTS...)")
 
 
 def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
@@ -366,10 +351,8 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
     from ..clustering.ncut import ncut_terms
 
     if labels.shape != (graph.n_nodes,):
-        raise ModscopeError(
-            f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
-            "results of different networks"
-        )
+        raise ModscopeError(f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
+                            "results of different networks")
     k = int(labels.max()) + 1 if labels.max() >= 0 else 0
     terms = ncut_terms(graph, labels)[:k] if k else np.zeros(0)
     sizes = [
@@ -471,9 +454,8 @@ def _partitions(
         elif it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping):
             w = it.d["whole"]
             nm = f"{it.name} (whole graph): k={w.get('n_clusters')}"
-            partitions.append(
-                _partition(nm, np.asarray(w["labels"], dtype=np.int64), graph, x, y, edges, kept, w)
-            )
+            lab = np.asarray(w["labels"], dtype=np.int64)
+            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, w))
     for it in items:
         if it.kind != "knockout":
             continue
@@ -488,17 +470,15 @@ def _partitions(
             match["knockout"] = {**view, "name": it.name}
         else:  # a knockout from before 0.4.0: matched by k and seed only when that is unambiguous
             c = it.d.get("clustering") or {}
-            cands = [
-                p for p in partitions if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")
-            ]
+            cands = [p for p in partitions
+                     if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")]
             if len(cands) == 1:
                 note = "partition matched by k and seed (no lesioned_labels in the JSON)"
                 cands[0]["knockout"] = {**view, "name": it.name, "note": note}
     if not partitions:
         raise ModscopeError(
             "no partition of the network among the results: add the --json of `modscope score` "
-            "(or `knockout`, or `blocks --whole`)"
-        )
+            "(or `knockout`, or `blocks --whole`)")
     return partitions
 
 
@@ -531,8 +511,7 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
     """Everything the page shows, as JSON-ready data (see the module docstring)."""
     if not results:
         raise ModscopeError(
-            "no results to explore: pass the --json of score, blocks, knockout, masks or train"
-        )
+            "no results to explore: pass the --json of score, blocks, knockout, masks or train")
     if max_edges < 1:
         raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
     items = [_as_item(r, i) for i, r in enumerate(results)]
@@ -549,9 +528,8 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
     if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
         masks_page["bits"] = {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()}
         masks_page["kept_edges"] = {f: int(m.sum()) for f, m in kept.items()}
-    train = next(
-        ({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"), None
-    )
+    train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
+                 None)
     network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
                "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
     return _page(

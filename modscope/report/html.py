@@ -32,11 +32,9 @@ from ..runtime.atomic import write_atomic, write_json, write_text
 from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
-__all__ = [
-    "DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect", "kind_by_keys",
-    "load_result", "long_rows", "pick_result", "read_result", "render_html", "ReportData", "result_kind",
-    "score_row", "tables",
-]
+__all__ = ["DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect",
+           "kind_by_keys", "load_result", "long_rows", "pick_result", "read_result", "render_html",
+           "ReportData", "result_kind", "score_row", "tables"]
 
 KINDS = ("score", "masks", "knockout", "demo")
 _SECTIONS = {"score": "scores", "masks": "masks", "knockout": "knockouts"}  # a kind's section of a demo
@@ -445,10 +443,9 @@ def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures, steps: int | No
 def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     from . import plot
 
-    cats = ("important", "sig-but-small", "prunable", "not-significant")
-    if any(s["category"] == "whole-group" for s in d["submodules"]):
-        cats += ("whole-group",)
-    counts = {c: sum(s["category"] == c for s in d["submodules"]) for c in cats}
+    cats = [s["category"] for s in d["submodules"]]
+    # every category, in the figures' order; whole-group (a whole unit group lesioned) only when there is one
+    counts = {c: cats.count(c) for c in plot.CATEGORY_COLORS if c != "whole-group" or c in cats}
     fns = sorted(d.get("intact_per_function") or {})  # sorted: as a key-sorted JSON gives them
     fns = fns if len(fns) <= 6 else []
     slug = _slug(name)
@@ -651,8 +648,7 @@ def build_report(
         what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
         what = (what.splitlines() or [""])[0][:200]
         raise ModscopeError(
-            f"a result file is malformed ({type(exc).__name__}: {what}); nothing written"
-        ) from None
+            f"a result file is malformed ({type(exc).__name__}: {what}); nothing written") from None
     figs.write()
     write_json(out / "results.json", numbers)
     for fname, text in table_texts.items():

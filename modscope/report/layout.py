@@ -66,12 +66,11 @@ class UnitLayout:
         """``(x, y)``, each ``(n_nodes,)``: every unit at its group's first placement."""
         offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         x, y = np.zeros(offsets[-1]), np.zeros(offsets[-1])
-        seen: set[int] = set()
-        for p, pl in enumerate(self.placements):
-            if pl.group not in seen:
-                seen.add(pl.group)
-                x[offsets[pl.group] : offsets[pl.group + 1]] = self.unit_x(p)
-                y[offsets[pl.group] : offsets[pl.group + 1]] = float(pl.row)
+        # backwards, so that a group's first placement is the one written last
+        for p in reversed(range(len(self.placements))):
+            pl = self.placements[p]
+            x[offsets[pl.group] : offsets[pl.group + 1]] = self.unit_x(p)
+            y[offsets[pl.group] : offsets[pl.group + 1]] = float(pl.row)
         return x, y
 
 

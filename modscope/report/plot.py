@@ -45,10 +45,8 @@ from ..runtime.atomic import write_atomic
 from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
-__all__ = [
-    "CATEGORY_COLORS", "DEFAULT_MAX_EDGES", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes",
-    "double_lesion", "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram",
-]
+__all__ = ["CATEGORY_COLORS", "DEFAULT_MAX_EDGES", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes",
+           "double_lesion", "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram"]
 
 POSITIVE = "#1f5fbf"  # blue
 NEGATIVE = "#d62728"  # red
@@ -88,10 +86,8 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         linear = {id(p) for layer in layers for p in layer.parameters()}
         other = [n for n, p in source.named_parameters() if p.ndim >= 2 and id(p) not in linear]
         if other:  # drawing its Linear layers alone would leave out these weights
-            raise ModscopeError(
-                f"the model has weights outside nn.Linear layers ({other[0]}): pass "
-                "modscope.network(model, example_input=...) to draw its traced unit graph"
-            )
+            raise ModscopeError(f"the model has weights outside nn.Linear layers ({other[0]}): pass "
+                                "modscope.network(model, example_input=...) to draw its traced unit graph")
         return _laid_out([layer.weight.detach().cpu().double().numpy() for layer in layers])
     raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint, a model or a WeightGraph")
 
@@ -215,8 +211,7 @@ def _checked(labels: Sequence[int] | np.ndarray | None, quantile: float | None,
         labels = np.asarray(labels)
         if labels.shape != (n_nodes,):
             raise ModscopeError(
-                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
-            )
+                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}")
     if quantile is not None and not 0.0 <= quantile < 1.0:
         raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
     return labels
@@ -234,8 +229,7 @@ def _frame(ax: Axes, row_names: Sequence[str], title: str | None) -> None:
     ax.set_xticks([])
     ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.5, len(row_names) - 0.5)
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
+    ax.spines[["top", "right", "bottom"]].set_visible(False)
     if title:
         ax.set_title(title)
 

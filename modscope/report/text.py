@@ -18,10 +18,8 @@ if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor th
     from ..scoring.blocks import BlockRows, BlockScores
     from ..scoring.result import ScoreResult
 
-__all__ = [
-    "format_blocks", "format_knockout", "format_masks", "format_measure", "format_score", "format_sweep",
-    "clustering_text", "flags_text", "sparse_text", "score_table", "widths_text",
-]
+__all__ = ["format_blocks", "format_knockout", "format_masks", "format_measure", "format_score",
+           "format_sweep", "clustering_text", "flags_text", "sparse_text", "score_table", "widths_text"]
 
 
 def widths_text(widths: Sequence[int], times: str = "×") -> str:
@@ -184,8 +182,7 @@ def format_blocks(scores: BlockScores | BlockRows, source: str = "") -> str:
     header = f"{'block':<{width}}  d_model   d_ff  {measure:>10}  null mean +- std     z       p"
     lines += [header, "-" * len(header)]
     for _, r in df.iterrows():
-        has_null = not np.isnan(r["null_mean"])
-        null = f"{r['null_mean']:.4f} +- {r['null_std']:.4f}" if has_null else "n/a".ljust(18)
+        null = "n/a".ljust(18) if np.isnan(r["null_mean"]) else f"{r['null_mean']:.4f} +- {r['null_std']:.4f}"
         z = "n/a" if np.isnan(r["z"]) else f"{r['z']:.2f}"
         p = "n/a" if np.isnan(r["p_value"]) else f"{r['p_value']:.4g}"
         lines.append(
@@ -223,9 +220,8 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         used = sorted({s.layer for s in result.submodules})
         labels = result.group_labels or result.group_names
         lines += ["", "unit groups: " + ", ".join(f"{g} = {labels[g]}" for g in used)]
-    cats = ("important", "sig-but-small", "prunable", "not-significant")
     whole = [s for s in result.submodules if s.category == "whole-group"]
-    cats += ("whole-group",) if whole else ()
+    cats = ("important", "sig-but-small", "prunable", "not-significant") + (("whole-group",) if whole else ())
     counts = {c: sum(s.category == c for s in result.submodules) for c in cats}
     if whole:
         lines += [
