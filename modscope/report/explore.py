@@ -283,19 +283,16 @@ def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
 
     k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     lab = np.where(labels >= 0, labels, k)  # unclustered units: one more bin, drawn grey
-    node_id = np.full((graph.n_layers, k + 1), -1, dtype=np.int64)
-    nodes: dict[str, list] = {"g": [], "c": [], "x": [], "y": [], "n": []}
-    for g in range(graph.n_layers):
-        sl = graph.group_nodes(g)
-        counts = np.bincount(lab[sl], minlength=k + 1)
-        sx = np.bincount(lab[sl], weights=x[sl], minlength=k + 1)
-        for c in np.flatnonzero(counts):
-            node_id[g, c] = len(nodes["g"])
-            nodes["g"].append(g)
-            nodes["c"].append(int(c) if c < k else -1)
-            nodes["x"].append(round(float(sx[c] / counts[c]), 5))
-            nodes["y"].append(float(y[sl][0]))
-            nodes["n"].append(int(counts[c]))
+    shape = (graph.n_layers, k + 1)
+    bins = graph.node_layer * (k + 1) + lab  # one bin per (unit group, cluster)
+    counts = np.bincount(bins, minlength=shape[0] * shape[1]).reshape(shape)
+    sx = np.bincount(bins, weights=x, minlength=shape[0] * shape[1]).reshape(shape)
+    groups, clusters = np.nonzero(counts)  # the aggregate nodes: group by group, clusters in order
+    node_id = np.full(shape, -1, dtype=np.int64)
+    node_id[groups, clusters] = np.arange(groups.size)
+    nodes = {"g": groups.tolist(), "c": np.where(clusters < k, clusters, -1).tolist(),
+             "x": [round(float(v), 5) for v in sx[groups, clusters] / counts[groups, clusters]],
+             "y": y[graph.offsets[groups]].tolist(), "n": counts[groups, clusters].tolist()}
     sums: dict[tuple[int, int], list[float]] = {}
     for (s, d), w in zip(graph.links, graph.abs_weights, strict=True):
         ls, ld = lab[graph.group_nodes(s)], lab[graph.group_nodes(d)]
@@ -355,17 +352,15 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
                             "results of different networks")
     k = int(labels.max()) + 1 if labels.max() >= 0 else 0
     terms = ncut_terms(graph, labels)[:k] if k else np.zeros(0)
-    sizes = [
-        [int(v) for v in np.bincount(labels[graph.group_nodes(g)] + 1, minlength=k + 1)[1:]]
-        for g in range(graph.n_layers)
-    ]  # sizes[g][c]
+    sizes = np.array([np.bincount(labels[graph.group_nodes(g)] + 1, minlength=k + 1)[1:]
+                      for g in range(graph.n_layers)])  # sizes[g, c]
     p = {
         "name": name,
         "k": k,
         "labels": [int(v) for v in labels],
         "ncut": float(terms.sum()),
         "terms": [float(t) for t in terms],
-        "sizes": [[sizes[g][c] for g in range(graph.n_layers)] for c in range(k)],  # [c][g]
+        "sizes": sizes.T.tolist(),  # [c][g]
         "null": None,
         "knockout": None,
         "iou": _cluster_iou(labels, edges, kept, k),
