@@ -311,9 +311,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
     """A grid of figures (two or three per row; ``wide``: one per row, for wide figures)."""
     parts = []
-    for f in figs:
-        if f is None:
-            continue
+    for f in [f for f in figs if f is not None]:  # None: nothing to draw
         b64 = base64.b64encode(f.png).decode()
         parts.append(
             f'<figure id="fig-{f.slug}"><img src="data:image/png;base64,{b64}" '
@@ -373,9 +371,8 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
     for other in nulls.values():
         if other.get("shuffle"):
             summary += "<br>Against " + _null_summary(other["shuffle"])
-    caveats = score_flags(d, nulls, zero_fraction)
-    if caveats:
-        summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>" for f in caveats)
+    summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>"
+                       for f in score_flags(d, nulls, zero_fraction))
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
     out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
