@@ -22,11 +22,12 @@ aggregate edges between (unit group, cluster) pairs, drawn when too many single 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +40,8 @@ from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
 from .layout import Edges, edge_list, group_name, unit_layout
 
-__all__ = [
-    "DEFAULT_MAX_EDGES",
-    "Explorer",
-    "explore",
-    "explore_kind",
-    "load_explore_result",
-    "page_data",
-    "render_page",
-]
+__all__ = ["DEFAULT_MAX_EDGES", "Explorer", "explore", "explore_kind", "load_explore_result", "page_data",
+           "render_page"]
 
 DEFAULT_MAX_EDGES = 1_000_000  # single edges embedded (10 bytes each); the rest only in aggregates
 _SIGNATURES = {  # the keys by which a result's kind is recognised
@@ -85,11 +79,8 @@ def _as_item(obj: Any, i: int) -> _Item:
     if isinstance(obj, str | os.PathLike):
         kind, d = load_explore_result(obj)
         return _Item(Path(obj).name, kind, d)
-    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):
-        name, inner = obj
-        item = _as_item(inner, i)
-        item.name = name
-        return item
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str):  # (name, result)
+        return replace(_as_item(obj[1], i), name=obj[0])
     if isinstance(obj, Mapping):
         return _Item(f"result {i + 1}", explore_kind(obj), dict(obj))
     if hasattr(obj, "to_dict"):
@@ -112,27 +103,20 @@ def _as_item(obj: Any, i: int) -> _Item:
                 item.graph = obj.whole.graph
         return item
     raise ModscopeError(
-        f"cannot explore a {type(obj).__name__}: pass result JSON paths, dicts or result objects"
-    )
+        f"cannot explore a {type(obj).__name__}: pass result JSON paths, dicts or result objects")
 
 
 # -- the network ------------------------------------------------------------------------------------
 def _read_flags(read: Mapping[str, Any], where: str) -> dict[str, Any]:
     """`load_graph` keywords from a ``source.read`` record."""
     if read.get("model"):
-        raise ModscopeError(
-            f"{where}: the network was read through your module (--model {read['model']}); "
-            "in Python pass network=modscope.load_graph(module, example_input=...)"
-        )
+        raise ModscopeError(f"{where}: the network was read through your module (--model {read['model']}); "
+                            "in Python pass network=modscope.load_graph(module, example_input=...)")
     if read.get("graph", "weights") != "weights":
         raise ModscopeError(f"{where}: a result on the {read['graph']} graph; explore draws weight graphs")
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {k: read[k] for k in ("layout", "kernel_norm") if read.get(k)}  # as recorded
     if read.get("layers"):
         kw["layers"] = [s.strip() for s in str(read["layers"]).split(",") if s.strip()]
-    if read.get("layout"):
-        kw["layout"] = read["layout"]
-    if read.get("kernel_norm"):
-        kw["kernel_norm"] = read["kernel_norm"]
     if read.get("flatten"):
         kw["flatten"] = str(read["flatten"]).replace("-", "_")
     if read.get("map_shape"):
@@ -155,8 +139,7 @@ def _sources(items: Sequence[_Item]) -> tuple[list[tuple[str, Mapping]], dict[st
         (a_sha, a), (b_sha, b) = list(digests.items())[:2]
         raise ModscopeError(
             f"{a} and {b} are results of different networks (file sha256 {a_sha[:12]}… vs {b_sha[:12]}…): "
-            "explore one network at a time"
-        )
+            "explore one network at a time")
     return sources, digests
 
 
@@ -166,10 +149,8 @@ def _given_file(network: str | os.PathLike, digests: Mapping[str, str]) -> Path:
     if not path.exists():
         raise ModscopeError(f"{path}: no such file")
     if digests and path.is_file() and file_sha256(path) not in digests:
-        raise ModscopeError(
-            f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
-            "pass the file the results were computed on"
-        )
+        raise ModscopeError(f"{path} is not the network of {next(iter(digests.values()))} (another sha256): "
+                            "pass the file the results were computed on")
     return path
 
 
@@ -184,25 +165,21 @@ def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dic
     it = next(it for it in items if it.kind == "blocks")
     label = path.name if path is not None else it.name
     empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
+    network = {"reading": "its transformer MLP blocks", "n_nodes": 0, "n_edges": 0, "widths": []}
+    return _page(title, label, network, items, groups=[], x="", y="", edges=empty, partitions=[], masks=None,
+                 blocks=_blocks_page(it, None if path is None else str(path)), train=None)
+
+
+def _page(title: str | None, label: str, network: Mapping[str, Any], items: Sequence[_Item],
+          **parts: Any) -> dict[str, Any]:
+    """The page's data: its title, the network (``label`` and ``network``'s numbers), the results'
+    names and kinds, then ``parts`` (groups, x, y, edges, partitions, masks, blocks, train)."""
     return {
         "title": title or f"modscope explore: {label}",
         "version": __version__,
-        "network": {
-            "label": label,
-            "reading": "its transformer MLP blocks",
-            "n_nodes": 0,
-            "n_edges": 0,
-            "widths": [],
-        },
-        "results": [{"name": i.name, "kind": i.kind} for i in items],
-        "groups": [],
-        "x": "",
-        "y": "",
-        "edges": empty,
-        "partitions": [],
-        "masks": None,
-        "blocks": _blocks_page(it, None if path is None else str(path)),
-        "train": None,
+        "network": {"label": label, **network},
+        "results": [{"name": it.name, "kind": it.kind} for it in items],
+        **parts,
     }
 
 
@@ -248,24 +225,16 @@ def _network(items: Sequence[_Item], network: Any) -> tuple[Any, str | None, str
         if src.get("sha256") and path.is_file() and file_sha256(path) != src["sha256"]:
             raise ModscopeError(f"{name}: {path} has changed since the result was computed (another sha256)")
         return load_graph(path, **_read_flags(src.get("read") or {}, name)), str(path), path.name
-    raise ModscopeError(
-        "the results do not name their network (no `source` key): pass the network file too "
-        "(modscope explore NET.pt RESULTS...)"
-    )
+    raise ModscopeError("the results do not name their network (no `source` key): pass the network file too "
+                        "(modscope explore NET.pt RESULTS...)")
 
 
 def _layout(graph: Any) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Groups as rows (side by side within a row, span by sqrt(size)); units evenly along their group."""
     lay = unit_layout(graph)
     groups = [
-        {
-            "name": group_name(graph, p.group),
-            "size": int(graph.sizes[p.group]),
-            "offset": int(graph.offsets[p.group]),
-            "row": p.row,
-            "x0": round(p.x0, 5),
-            "x1": round(p.x1, 5),
-        }
+        {"name": group_name(graph, p.group), "size": int(graph.sizes[p.group]),
+         "offset": int(graph.offsets[p.group]), "row": p.row, "x0": round(p.x0, 5), "x1": round(p.x1, 5)}
         for p in lay.placements
     ]
     x, y = lay.node_xy()
@@ -314,19 +283,16 @@ def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
 
     k = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     lab = np.where(labels >= 0, labels, k)  # unclustered units: one more bin, drawn grey
-    node_id = np.full((graph.n_layers, k + 1), -1, dtype=np.int64)
-    nodes: dict[str, list] = {"g": [], "c": [], "x": [], "y": [], "n": []}
-    for g in range(graph.n_layers):
-        sl = graph.group_nodes(g)
-        counts = np.bincount(lab[sl], minlength=k + 1)
-        sx = np.bincount(lab[sl], weights=x[sl], minlength=k + 1)
-        for c in np.flatnonzero(counts):
-            node_id[g, c] = len(nodes["g"])
-            nodes["g"].append(g)
-            nodes["c"].append(int(c) if c < k else -1)
-            nodes["x"].append(round(float(sx[c] / counts[c]), 5))
-            nodes["y"].append(float(y[sl][0]))
-            nodes["n"].append(int(counts[c]))
+    shape = (graph.n_layers, k + 1)
+    bins = graph.node_layer * (k + 1) + lab  # one bin per (unit group, cluster)
+    counts = np.bincount(bins, minlength=shape[0] * shape[1]).reshape(shape)
+    sx = np.bincount(bins, weights=x, minlength=shape[0] * shape[1]).reshape(shape)
+    groups, clusters = np.nonzero(counts)  # the aggregate nodes: group by group, clusters in order
+    node_id = np.full(shape, -1, dtype=np.int64)
+    node_id[groups, clusters] = np.arange(groups.size)
+    nodes = {"g": groups.tolist(), "c": np.where(clusters < k, clusters, -1).tolist(),
+             "x": [round(float(v), 5) for v in sx[groups, clusters] / counts[groups, clusters]],
+             "y": y[graph.offsets[groups]].tolist(), "n": counts[groups, clusters].tolist()}
     sums: dict[tuple[int, int], list[float]] = {}
     for (s, d), w in zip(graph.links, graph.abs_weights, strict=True):
         ls, ld = lab[graph.group_nodes(s)], lab[graph.group_nodes(d)]
@@ -377,36 +343,24 @@ def _null(d: Mapping[str, Any]) -> dict[str, Any] | None:
     return {k: s.get(k) for k in ("method", "n", "mean", "std", "z", "p_value", "ncuts")}
 
 
-def _partition(
-    name: str,
-    labels: np.ndarray,
-    graph: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    edges: Edges,
-    kept: Mapping[str, np.ndarray],
-    d: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges,
+               kept: Mapping[str, np.ndarray], d: Mapping[str, Any] | None) -> dict[str, Any]:
     from ..clustering.ncut import ncut_terms
 
     if labels.shape != (graph.n_nodes,):
-        raise ModscopeError(
-            f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
-            "results of different networks"
-        )
+        raise ModscopeError(f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
+                            "results of different networks")
     k = int(labels.max()) + 1 if labels.max() >= 0 else 0
     terms = ncut_terms(graph, labels)[:k] if k else np.zeros(0)
-    sizes = [
-        [int(v) for v in np.bincount(labels[graph.group_nodes(g)] + 1, minlength=k + 1)[1:]]
-        for g in range(graph.n_layers)
-    ]  # sizes[g][c]
+    sizes = np.array([np.bincount(labels[graph.group_nodes(g)] + 1, minlength=k + 1)[1:]
+                      for g in range(graph.n_layers)])  # sizes[g, c]
     p = {
         "name": name,
         "k": k,
         "labels": [int(v) for v in labels],
         "ncut": float(terms.sum()),
         "terms": [float(t) for t in terms],
-        "sizes": [[sizes[g][c] for g in range(graph.n_layers)] for c in range(k)],  # [c][g]
+        "sizes": sizes.T.tolist(),  # [c][g]
         "null": None,
         "knockout": None,
         "iou": _cluster_iou(labels, edges, kept, k),
@@ -419,54 +373,27 @@ def _partition(
     return p
 
 
+_SUBMODULE_KEYS = ("layer", "cluster", "size", "accuracy", "delta", "p_value", "z", "category", "random_mean",
+                   "random_std", "per_function")  # a sub-module's numbers the page shows
+
+
 def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
     """The knockout's numbers the page shows, with each sub-module's random-lesion metrics."""
     rand = d.get("random_metrics") or [None] * len(d["submodules"])
     subs = []
     for s, r in zip(d["submodules"], rand, strict=False):
         g = int(s.get("layer", 0))
-        subs.append(
-            {
-                **{
-                    k: s.get(k)
-                    for k in (
-                        "layer",
-                        "cluster",
-                        "size",
-                        "accuracy",
-                        "delta",
-                        "p_value",
-                        "z",
-                        "category",
-                        "random_mean",
-                        "random_std",
-                        "per_function",
-                    )
-                },
-                "group": group_name(graph, g) if 0 <= g < graph.n_layers else str(g),
-                "random": r,
-            }
-        )
-    return {
-        "metric": d.get("metric"),
-        "intact": d.get("intact_accuracy"),
-        "intact_per_function": d.get("intact_per_function") or {},
-        "n_random": d.get("n_random"),
-        "submodules": subs,
-    }
+        group = group_name(graph, g) if 0 <= g < graph.n_layers else str(g)
+        subs.append({**{k: s.get(k) for k in _SUBMODULE_KEYS}, "group": group, "random": r})
+    return {"metric": d.get("metric"), "intact": d.get("intact_accuracy"),
+            "intact_per_function": d.get("intact_per_function") or {}, "n_random": d.get("n_random"),
+            "submodules": subs}
 
 
 def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
     """One transformer MLP block's row and drawing (its own 3-row graph, coloured by its labels)."""
-    row = {
-        "block": d.get("block"),
-        "d_model": d.get("d_model"),
-        "d_ff": d.get("d_ff"),
-        "ncut": d.get("ncut"),
-        "k": d.get("n_clusters"),
-        "null": _null(d),
-        "drawing": None,
-    }
+    row = {"block": d.get("block"), "d_model": d.get("d_model"), "d_ff": d.get("d_ff"), "ncut": d.get("ncut"),
+           "k": d.get("n_clusters"), "null": _null(d), "drawing": None}
     labels = np.asarray(d.get("labels") or [], dtype=np.int64)
     if block is not None:
         g = block.graph()
@@ -485,9 +412,8 @@ def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the page ---------------------------------------------------------------------------------------
-def _masks_view(
-    items: Sequence[_Item], graph: Any, edges: Edges
-) -> tuple[dict[str, np.ndarray], dict | None]:
+def _masks_view(items: Sequence[_Item], graph: Any,
+                edges: Edges) -> tuple[dict[str, np.ndarray], dict | None]:
     """``({function: (n_edges,) bool kept}, the page's masks summary or None)`` of the first
     ``masks`` result; its ``note`` says what is not drawn."""
     from ..masks.bits import decode_masks
@@ -503,14 +429,8 @@ def _masks_view(
         kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
         if unmatched:
             note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
-    summary = {
-        "name": it.name,
-        "functions": list(it.d["functions"]),
-        "iou": it.d.get("iou"),
-        "kept_fraction": it.d.get("kept_fraction"),
-        "accuracy": it.d.get("accuracy"),
-        "note": note,
-    }
+    summary = {"name": it.name, "functions": list(it.d["functions"]), "iou": it.d.get("iou"),
+               "kept_fraction": it.d.get("kept_fraction"), "accuracy": it.d.get("accuracy"), "note": note}
     return kept, summary
 
 
@@ -529,9 +449,8 @@ def _partitions(
         elif it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping):
             w = it.d["whole"]
             nm = f"{it.name} (whole graph): k={w.get('n_clusters')}"
-            partitions.append(
-                _partition(nm, np.asarray(w["labels"], dtype=np.int64), graph, x, y, edges, kept, w)
-            )
+            lab = np.asarray(w["labels"], dtype=np.int64)
+            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, w))
     for it in items:
         if it.kind != "knockout":
             continue
@@ -546,20 +465,15 @@ def _partitions(
             match["knockout"] = {**view, "name": it.name}
         else:  # a knockout from before 0.4.0: matched by k and seed only when that is unambiguous
             c = it.d.get("clustering") or {}
-            cands = [
-                p for p in partitions if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")
-            ]
+            cands = [p for p in partitions
+                     if p["k"] == c.get("n_clusters") and p.get("seed") == c.get("seed")]
             if len(cands) == 1:
-                cands[0]["knockout"] = {
-                    **view,
-                    "name": it.name,
-                    "note": "partition matched by k and seed (no lesioned_labels in the JSON)",
-                }
+                note = "partition matched by k and seed (no lesioned_labels in the JSON)"
+                cands[0]["knockout"] = {**view, "name": it.name, "note": note}
     if not partitions:
         raise ModscopeError(
             "no partition of the network among the results: add the --json of `modscope score` "
-            "(or `knockout`, or `blocks --whole`)"
-        )
+            "(or `knockout`, or `blocks --whole`)")
     return partitions
 
 
@@ -583,31 +497,16 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
     return emb, order
 
 
-_TRAIN_KEYS = (
-    "task",
-    "steps",
-    "seed",
-    "test_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "sparsity",
-    "bimt",
-    "architecture",
-)
+_TRAIN_KEYS = ("task", "steps", "seed", "test_accuracy", "test_loss", "train_accuracy", "sparsity", "bimt",
+               "architecture")  # a train result's keys the page shows
 
 
-def page_data(
-    results: Sequence[Any],
-    network: Any = None,
-    *,
-    title: str | None = None,
-    max_edges: int = DEFAULT_MAX_EDGES,
-) -> dict[str, Any]:
+def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,
+              max_edges: int = DEFAULT_MAX_EDGES) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data (see the module docstring)."""
     if not results:
         raise ModscopeError(
-            "no results to explore: pass the --json of score, blocks, knockout, masks or train"
-        )
+            "no results to explore: pass the --json of score, blocks, knockout, masks or train")
     if max_edges < 1:
         raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
     items = [_as_item(r, i) for i, r in enumerate(results)]
@@ -624,46 +523,28 @@ def page_data(
     if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
         masks_page["bits"] = {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()}
         masks_page["kept_edges"] = {f: int(m.sum()) for f, m in kept.items()}
-    train = next(
-        ({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"), None
+    train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
+                 None)
+    network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
+               "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
+    return _page(
+        title, net_label, network, items, groups=groups, x=_b64(x.astype(np.float32)),
+        y=_b64(y.astype(np.float32)), edges=emb, partitions=partitions, masks=masks_page,
+        blocks=next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None), train=train,
     )
-    return {
-        "title": title or f"modscope explore: {net_label}",
-        "version": __version__,
-        "network": {
-            "label": net_label,
-            "reading": getattr(graph, "reading", ""),
-            "n_nodes": int(graph.n_nodes),
-            "n_edges": int(edges.u.size),
-            "widths": [int(s) for s in graph.sizes],
-        },
-        "results": [{"name": it.name, "kind": it.kind} for it in items],
-        "groups": groups,
-        "x": _b64(x.astype(np.float32)),
-        "y": _b64(y.astype(np.float32)),
-        "edges": emb,
-        "partitions": partitions,
-        "masks": masks_page,
-        "blocks": next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None),
-        "train": train,
-    }
-
-
-def _plotly_js() -> str:
-    """plotly.js's basic bundle (scatter, bar, pie), vendored in ``explore_page/`` (origin and
-    licence: PLOTLY-LICENSE.txt): its start is a fraction of the full bundle's, and the page needs
-    no ``plotly`` package."""
-    return (_PAGE / _PLOTLY).read_text(encoding="utf-8")
 
 
 def render_page(data: Mapping[str, Any]) -> str:
     """The self-contained page: Plotly's JavaScript, the page's script and style, and ``data``."""
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # plotly.js's basic bundle (scatter, bar, pie), vendored (origin and licence: PLOTLY-LICENSE.txt):
+    # its start is a fraction of the full bundle's, and the page needs no ``plotly`` package
+    plotly = (_PAGE / _PLOTLY).read_text(encoding="utf-8")
     template = (_PAGE / "explore.html").read_text()
     return (
         template.replace("{{title}}", html.escape(str(data["title"])))
         .replace("{{css}}", (_PAGE / "explore.css").read_text())
-        .replace("{{plotly}}", _plotly_js().replace("</script", "<\\/script"))
+        .replace("{{plotly}}", plotly.replace("</script", "<\\/script"))
         .replace("{{app}}", (_PAGE / "explore.js").read_text())
         .replace("{{data}}", payload)
     )
@@ -675,13 +556,10 @@ class Explorer:
     `save` writes it; shown inline in Jupyter."""
 
     data: dict[str, Any]
-    _html: str | None = field(default=None, repr=False)
 
-    @property
-    def html(self) -> str:
-        if self._html is None:
-            self._html = render_page(self.data)
-        return self._html
+    @functools.cached_property
+    def html(self) -> str:  # rendered once, on first use
+        return render_page(self.data)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the page (atomically) and return its path."""

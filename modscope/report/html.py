@@ -32,26 +32,12 @@ from ..runtime.atomic import write_atomic, write_json, write_text
 from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
-__all__ = [
-    "DPI",
-    "KINDS",
-    "NETWORK_DENSE_EDGES",
-    "NETWORK_QUANTILE",
-    "build_report",
-    "collect",
-    "kind_by_keys",
-    "load_result",
-    "long_rows",
-    "pick_result",
-    "read_result",
-    "render_html",
-    "ReportData",
-    "result_kind",
-    "score_row",
-    "tables",
-]
+__all__ = ["DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect",
+           "kind_by_keys", "load_result", "long_rows", "pick_result", "read_result", "render_html",
+           "ReportData", "result_kind", "score_row", "tables"]
 
 KINDS = ("score", "masks", "knockout", "demo")
+_SECTIONS = {"score": "scores", "masks": "masks", "knockout": "knockouts"}  # a kind's section of a demo
 _SIGNATURES = {  # the keys by which a JSON file's kind is recognised
     "score": ("ncut", "labels", "layer_widths"),
     "masks": ("functions", "iou", "kept_fraction"),
@@ -62,6 +48,8 @@ DPI = 130  # one PNG per figure, embedded and in figures/: sharp on screen, fine
 # above this quantile of |w|: a 64-64-64-10 MLP has 9000 lines, which hide every structure.
 NETWORK_DENSE_EDGES = 1000
 NETWORK_QUANTILE = 0.9
+# The page's style sheet (report.css) and its "how to read this report" section (how_to_read.html)
+_PAGE = Path(__file__).with_name("report_page")
 
 
 def kind_by_keys(d: Any, signatures: Mapping[str, Sequence[str]], expected: str) -> str:
@@ -121,14 +109,10 @@ class ReportData:
                 getattr(self, key).update(d.get(key) or {})
             self.extra.update({k: v for k, v in d.items() if k not in (*merged, "models", "version")})
             for row in d["models"]:
-                ckpt = row.get("checkpoint")
-                if ckpt:
-                    p = Path(ckpt)
-                    if not p.is_absolute() and base is not None:
-                        p = base / p
-                    self.checkpoints[row["model"]] = p
+                if row.get("checkpoint"):  # relative to ``base``; an absolute path stays as it is
+                    self.checkpoints[row["model"]] = Path(base or "", row["checkpoint"])
             return
-        target = {"score": self.scores, "masks": self.masks, "knockout": self.knockouts}[kind]
+        target = getattr(self, _SECTIONS[kind])
         unique = name
         i = 2
         while unique in target:  # two files of one kind with one name: keep both
@@ -148,7 +132,7 @@ class ReportData:
 def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
     """The summary-table row of a score result."""
     s = d.get("shuffle") or {}
-    return {
+    row = {
         "model": name,
         "widths": "-".join(map(str, d["layer_widths"])),
         "clusters": d.get("n_clusters"),
@@ -159,16 +143,11 @@ def score_row(name: str, d: Mapping[str, Any]) -> dict[str, Any]:
         "shuffle_std": s.get("std"),
         "z": s.get("z"),
         "p_value": s.get("p_value"),
-        **_other_null_columns(d),
     }
-
-
-def _other_null_columns(d: Mapping[str, Any]) -> dict[str, Any]:
-    """``z_<null>``, ``p_<null>`` of a sparse network's second null (`modscope.stats.flags`)."""
     other = (d.get("sparse") or {}).get("other")
-    if not other:
-        return {}
-    return {f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")}
+    if other:  # z_<null>, p_<null> of a sparse network's second null (`modscope.stats.flags`)
+        row.update({f"z_{other['method']}": other.get("z"), f"p_{other['method']}": other.get("p_value")})
+    return row
 
 
 def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]) -> ReportData:
@@ -190,12 +169,9 @@ def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]
 # -- numbers as tables -----------------------------------------------------------------------------
 def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """``(dotted.path, number)`` for every number (bools and strings left out) in nested JSON."""
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
+    if isinstance(obj, Mapping | list | tuple):
+        for k, v in obj.items() if isinstance(obj, Mapping) else enumerate(obj):
             yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            yield from _flatten(v, f"{prefix}.{i}" if prefix else str(i))
     elif isinstance(obj, int | float) and not isinstance(obj, bool):
         yield prefix, obj
 
@@ -206,12 +182,9 @@ def long_rows(data: ReportData) -> list[tuple[str, str, str, Any]]:
     for row in data.models:
         for f, v in _flatten({k: v for k, v in row.items() if k != "model"}):
             rows.append(("models", str(row.get("model")), f, v))
-    for section, items in (("scores", data.scores), ("masks", data.masks),
-                           ("knockouts", data.knockouts)):
-        for name, d in items.items():
+    for section in ("scores", "masks", "knockouts", "nulls"):
+        for name, d in getattr(data, section).items():
             rows.extend((section, name, f, v) for f, v in _flatten(d))
-    for name, per in data.nulls.items():
-        rows.extend(("nulls", name, f, v) for f, v in _flatten(per))
     return rows
 
 
@@ -253,24 +226,20 @@ def _data_order(masks: Mapping[str, Any]) -> list[str]:
 
 def tables(data: ReportData) -> dict[str, str]:
     """Tidy CSV tables: ``{file name: text}``."""
-    out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
-    if data.models:
-        out["models.csv"] = _csv(*_dict_rows(data.models))
     subs = [{"model": n, **_scalar_fields(s)} for n, k in data.knockouts.items() for s in k["submodules"]]
-    if subs:
-        out["submodules.csv"] = _csv(*_dict_rows(subs))
     pairs = [{"model": n, **_scalar_fields(p)} for n, k in data.knockouts.items()
              for p in k.get("pairs") or []]
-    if pairs:
-        out["pairs.csv"] = _csv(*_dict_rows(pairs))
     masks = [
         {"model": n, "mask": f, "data": g, "accuracy": m["accuracy"][f][g],
          "inverted_accuracy": m["inverted_accuracy"][f][g], "full_accuracy": m["full_accuracy"][g],
          "kept_fraction": m["kept_fraction"][f], "shared": (m.get("shared") or {}).get(f)}
         for n, m in data.masks.items() for f in m["functions"] for g in _data_order(m)
     ]
-    if masks:
-        out["masks.csv"] = _csv(*_dict_rows(masks))
+    out = {"results.csv": _csv(("section", "name", "field", "value"), long_rows(data))}
+    for fname, rows in (("models.csv", data.models), ("submodules.csv", subs), ("pairs.csv", pairs),
+                        ("masks.csv", masks)):
+        if rows:  # a table only when there is any row
+            out[fname] = _csv(*_dict_rows(rows))
     return out
 
 
@@ -288,7 +257,6 @@ class _Figures:
     def __init__(self, out_dir: Path, cache_dir: Path | None) -> None:
         self.out_dir = out_dir
         self.cache_dir = cache_dir
-        self.made: list[str] = []
         self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
 
     def draw(self, slug: str, caption: str, key: Any, make: Callable[[], Any]) -> _Figure | None:
@@ -307,9 +275,7 @@ class _Figures:
             if cached:
                 write_atomic(cached, lambda fh: fh.write(png))
         self.pending[slug] = png
-        self.made.append(slug)
         return _Figure(slug, caption, png)
-
 
     def write(self) -> None:
         for slug, png in self.pending.items():
@@ -321,25 +287,6 @@ def _slug(text: str) -> str:
 
 
 # -- HTML ------------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;margin:0;
-background:#fafafa;line-height:1.45}
-main{max-width:1440px;margin:0 auto;padding:1.5em 2em 4em;background:#fff}
-h1{font-size:1.7em;margin:.2em 0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-h3{margin-top:1.6em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
-th,td{border:1px solid #d6d6d6;padding:.25em .6em;text-align:right}
-th{background:#f0f0f0}td.l,th.l{text-align:left}
-.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1.2em;
-align-items:start}
-.figs.wide{grid-template-columns:1fr}
-figure{margin:.4em 0;min-width:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.82em;color:#555}
-.note{color:#555;font-size:.9em}.good{color:#1a7f37;font-weight:600}.bad{color:#b42318}
-.scroll{overflow-x:auto}nav a{margin-right:1em}code{background:#f3f3f3;padding:0 .25em}
-"""
-
-
 def _fmt(v: Any, spec: str = ".4g") -> str:
     if v is None:
         return "–"
@@ -364,9 +311,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
     """A grid of figures (two or three per row; ``wide``: one per row, for wide figures)."""
     parts = []
-    for f in figs:
-        if f is None:
-            continue
+    for f in [f for f in figs if f is not None]:  # None: nothing to draw
         b64 = base64.b64encode(f.png).decode()
         parts.append(
             f'<figure id="fig-{f.slug}"><img src="data:image/png;base64,{b64}" '
@@ -375,40 +320,6 @@ def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
     cls = "figs wide" if wide else "figs"
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
-
-_HOW_TO_READ = """
-<h2 id="how">How to read this report</h2>
-<ul>
-<li><b>n-cut</b> (range 0 to k, <b>lower = more modular</b>): how much edge weight crosses
-between the k spectral clusters of the weight graph, relative to each cluster's volume. A
-number alone means little; compare it with the <b>shuffles</b>: copies of the same network
-with each weight matrix's entries permuted. <b>z</b> = (n-cut &minus; shuffle mean) / shuffle
-std: clearly negative z means more modular than chance. <b>p</b> = share of shuffles at least
-as modular (floored at 1/(N+1)). Sparse networks (pruned, BIMT) need care: <code>layer</code>
-shuffles scatter their zeros, so they are also scored against <code>layer_nonzero</code> (the
-sparsity pattern kept) and <code>layer_degree</code> (every neuron's number of connections
-kept, partners random). On tiny sparse networks z cannot go below &minus;mean/std: compare
-the n-cut with the shuffle mean too.</li>
-<li>The <b>histogram</b> shows the shuffles' n-cuts, the red line the trained network.
-<b>Cluster sizes</b> show how each layer's neurons split between clusters; the
-<b>network drawing</b> seats each layer's neurons by cluster and draws each connection with
-width |w| (a dense network: only each layer's strongest 10 %), curved through the centres of
-its clusters so connections between two clusters form one bundle: coloured by cluster inside
-one, grey between two.</li>
-<li><b>Masks</b> (Csord&aacute;s et al.): for each function (e.g. the left and right digit) the
-smallest set of weights that still computes it. <b>IoU</b> near 0: the functions use separate
-weights; near 1: shared. A mask should score well on its own function and near chance on the
-other; the <b>inverted</b> mask (exactly the mask's weights removed) should destroy it.</li>
-<li><b>Knockouts</b>: each <i>sub-module</i> (the neurons of one hidden layer in one cluster)
-is silenced, and the change of the test metric (bar) is compared with random lesions of the
-same size in the same layer (black: mean &plusmn; std). <b>*</b> marks p &lt; alpha:
-the cluster matters more than random neurons. <b>Double lesions</b> show the interaction
-D(i and j) &minus; (D(i) + D(j)) of the damage D: red = together worse than apart.</li>
-<li>Every number is also in <code>results.csv</code> (long form) and <code>results.json</code>;
-tidy tables in <code>models.csv</code>, <code>submodules.csv</code>, <code>pairs.csv</code>,
-<code>masks.csv</code>; figures in <code>figures/</code>.</li>
-</ul>
-"""
 
 _MODEL_COLUMNS = (
     ("model", "model"), ("task", "task"), ("widths", "widths"), ("metric", "metric"),
@@ -460,9 +371,8 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
     for other in nulls.values():
         if other.get("shuffle"):
             summary += "<br>Against " + _null_summary(other["shuffle"])
-    caveats = score_flags(d, nulls, zero_fraction)
-    if caveats:
-        summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>" for f in caveats)
+    summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>"
+                       for f in score_flags(d, nulls, zero_fraction))
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
     out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
@@ -493,16 +403,12 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
 def _network(ckpt: Path, d: Mapping[str, Any], name: str, quantile: float | None = None):
     """The network drawing at the size of the other figures of a row."""
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     from . import plot
 
-    n_layers = len(d["layer_widths"])
     with matplotlib.rc_context(plot._STYLE):
-        fig = Figure(figsize=(5.0, min(3.6, 0.75 * n_layers + 0.8)), layout="constrained")
-        FigureCanvasAgg(fig)
-        plot.network(ckpt, d["labels"], ax=fig.add_subplot(), max_width=1.6,
+        fig, ax = plot._axes(None, (5.0, min(3.6, 0.75 * len(d["layer_widths"]) + 0.8)))
+        plot.network(ckpt, d["labels"], ax=ax, max_width=1.6,
                      title=f"{name} (k = {d['n_clusters']})", quantile=quantile, bundle=True)
     return fig
 
@@ -534,10 +440,9 @@ def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures, steps: int | No
 def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     from . import plot
 
-    cats = ("important", "sig-but-small", "prunable", "not-significant")
-    if any(s["category"] == "whole-group" for s in d["submodules"]):
-        cats += ("whole-group",)
-    counts = {c: sum(s["category"] == c for s in d["submodules"]) for c in cats}
+    cats = [s["category"] for s in d["submodules"]]
+    # every category, in the figures' order; whole-group (a whole unit group lesioned) only when there is one
+    counts = {c: cats.count(c) for c in plot.CATEGORY_COLORS if c != "whole-group" or c in cats}
     fns = sorted(d.get("intact_per_function") or {})  # sorted: as a key-sorted JSON gives them
     fns = fns if len(fns) <= 6 else []
     slug = _slug(name)
@@ -656,7 +561,7 @@ _CAVEAT_WORDS = ("disagree", "degenerate partition", "not converged", "identity 
 def render_html(data: ReportData, figs: _Figures, title: str = "modscope report") -> str:
     """The whole page (drawing every figure through ``figs``)."""
     nav = ['<a href="#how">how to read</a>', '<a href="#models">models</a>']
-    body = [_HOW_TO_READ]
+    body = [(_PAGE / "how_to_read.html").read_text(encoding="utf-8")]
     rank = {r.get("model"): i for i, r in enumerate(data.models)}
 
     def ordered(items: Mapping[str, dict]) -> list[tuple[str, dict]]:
@@ -703,10 +608,11 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
             f"{html.escape(str(k))} {_fmt(v)}" for k, v in sorted(shown.items())) + f"{own}.</p>")
     body.insert(0, _summary_html(data, sparsity, ordered))
     nav.insert(0, '<a href="#summary">summary</a>')
+    css = (_PAGE / "report.css").read_text(encoding="utf-8")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>"
+        f"<title>{html.escape(title)}</title><style>{css}</style></head><body><main>"
         f"<h1>{html.escape(title)}</h1><p class='note'>modscope {__version__}. "
         "Is this trained network modular, how much more than chance, and which parts do which "
         f"job?</p>{settings}<nav>{' '.join(nav)}</nav>{''.join(body)}</main></body></html>\n"
@@ -739,8 +645,7 @@ def build_report(
         what = f"missing key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
         what = (what.splitlines() or [""])[0][:200]
         raise ModscopeError(
-            f"a result file is malformed ({type(exc).__name__}: {what}); nothing written"
-        ) from None
+            f"a result file is malformed ({type(exc).__name__}: {what}); nothing written") from None
     figs.write()
     write_json(out / "results.json", numbers)
     for fname, text in table_texts.items():
@@ -756,8 +661,7 @@ def pick_result(path: str | os.PathLike, kind: str, model: str | None = None) ->
         return d
     if found != "demo":
         raise ModscopeError(f"{path}: a {found} result, this figure needs a {kind} result")
-    section = {"score": "scores", "masks": "masks", "knockout": "knockouts"}[kind]
-    items = d.get(section) or {}
+    items = d.get(_SECTIONS[kind]) or {}
     if model is None:
         if len(items) != 1:
             names = ", ".join(items) or "none"

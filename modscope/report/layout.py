@@ -16,7 +16,6 @@ strength ``|w| / max |w|`` of its edge set, the scale both drawings use.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,12 +66,11 @@ class UnitLayout:
         """``(x, y)``, each ``(n_nodes,)``: every unit at its group's first placement."""
         offsets = np.concatenate([[0], np.cumsum(self.sizes)])
         x, y = np.zeros(offsets[-1]), np.zeros(offsets[-1])
-        seen: set[int] = set()
-        for p, pl in enumerate(self.placements):
-            if pl.group not in seen:
-                seen.add(pl.group)
-                x[offsets[pl.group] : offsets[pl.group + 1]] = self.unit_x(p)
-                y[offsets[pl.group] : offsets[pl.group + 1]] = float(pl.row)
+        # backwards, so that a group's first placement is the one written last
+        for p in reversed(range(len(self.placements))):
+            pl = self.placements[p]
+            x[offsets[pl.group] : offsets[pl.group + 1]] = self.unit_x(p)
+            y[offsets[pl.group] : offsets[pl.group + 1]] = float(pl.row)
         return x, y
 
 
@@ -86,28 +84,20 @@ def group_depths(graph: Any) -> np.ndarray:
     """Each group's row: its longest path from the inputs when the links form no cycle (a chain,
     skip connections); otherwise (a merged residual stream read and written by every block) its
     distance from group 0, so the stream is one row and the blocks a row above it, in order."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components, shortest_path
+
     n = graph.n_layers
     links = [(s, d) for s, d in graph.links if s != d]
     depth = _longest_paths(n, links)
     if depth is not None:
         return depth
-    near: list[set[int]] = [set() for _ in range(n)]
-    for s, d in links:
-        near[s].add(d)
-        near[d].add(s)
-    depth = np.full(n, -1, dtype=np.int64)
-    for start in range(n):  # breadth first from each group not yet reached (group 0 first)
-        if depth[start] >= 0:
-            continue
-        depth[start] = 0
-        queue = deque([start])
-        while queue:
-            g = queue.popleft()
-            for h in sorted(near[g]):
-                if depth[h] < 0:
-                    depth[h] = depth[g] + 1
-                    queue.append(h)
-    return depth
+    s, d = np.array(links, dtype=np.int64).reshape(-1, 2).T
+    adj = sp.csr_matrix((np.ones(s.size), (s, d)), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    # hops from the lowest-numbered group of each (undirected) component: inf from the other starts
+    starts = [int(np.flatnonzero(comp == c)[0]) for c in np.unique(comp)]
+    return shortest_path(adj, directed=False, unweighted=True, indices=starts).min(0).astype(np.int64)
 
 
 def _longest_paths(n: int, links: list[tuple[int, int]]) -> np.ndarray | None:

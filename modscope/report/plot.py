@@ -45,20 +45,8 @@ from ..runtime.atomic import write_atomic
 from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
-__all__ = [
-    "CATEGORY_COLORS",
-    "DEFAULT_MAX_EDGES",
-    "NEGATIVE",
-    "POSITIVE",
-    "UNCLUSTERED",
-    "cluster_sizes",
-    "double_lesion",
-    "lesion_effects",
-    "mask_overlap",
-    "network",
-    "save",
-    "shuffle_histogram",
-]
+__all__ = ["CATEGORY_COLORS", "DEFAULT_MAX_EDGES", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes",
+           "double_lesion", "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram"]
 
 POSITIVE = "#1f5fbf"  # blue
 NEGATIVE = "#d62728"  # red
@@ -79,11 +67,10 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         sd = source.task_ordered_state_dict()
         n = len(source.architecture.widths) - 1
         weights = [sd[f"layers.{i}.weight"].double().numpy() for i in range(n)]
-        widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
         bimt = source.bimt or {}
         coords = bimt.get("coordinates")
         if coords is None:
-            return weights, [c.numpy() for c in layout(widths)], False
+            return _laid_out(weights)
         coords = [torch.as_tensor(c).double() for c in coords]
         perms = bimt.get("permutations")
         if perms:  # position of each task-ordered input / output
@@ -91,7 +78,7 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
             coords[-1] = coords[-1][torch.argsort(torch.as_tensor(perms[-1]))]
         return weights, [c.numpy() for c in coords], True
     if isinstance(source, WeightGraph):  # a chain (a non-chain graph is drawn by _network_graph)
-        return list(source.weights), [c.numpy() for c in layout(list(source.layer_widths))], False
+        return _laid_out(list(source.weights))
     if isinstance(source, nn.Module):
         layers = linear_layers(source)
         if not layers:
@@ -99,14 +86,16 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         linear = {id(p) for layer in layers for p in layer.parameters()}
         other = [n for n, p in source.named_parameters() if p.ndim >= 2 and id(p) not in linear]
         if other:  # drawing its Linear layers alone would leave out these weights
-            raise ModscopeError(
-                f"the model has weights outside nn.Linear layers ({other[0]}): pass "
-                "modscope.network(model, example_input=...) to draw its traced unit graph"
-            )
-        weights = [layer.weight.detach().cpu().double().numpy() for layer in layers]
-        widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
-        return weights, [c.numpy() for c in layout(widths)], False
+            raise ModscopeError(f"the model has weights outside nn.Linear layers ({other[0]}): pass "
+                                "modscope.network(model, example_input=...) to draw its traced unit graph")
+        return _laid_out([layer.weight.detach().cpu().double().numpy() for layer in layers])
     raise ModscopeError(f"cannot draw a {type(source).__name__}: give a checkpoint, a model or a WeightGraph")
+
+
+def _laid_out(weights: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
+    """`_placed` of a stack of weights ``(n_{l+1}, n_l)`` without learned positions: one row per layer."""
+    widths = [weights[0].shape[1]] + [w.shape[0] for w in weights]
+    return weights, [c.numpy() for c in layout(widths)], False
 
 
 def _project(c: np.ndarray, level: float) -> np.ndarray:
@@ -129,14 +118,17 @@ def _by_cluster(coords: list[np.ndarray], labels: np.ndarray) -> list[np.ndarray
     for c in coords:
         lab = labels[start:start + len(c)]
         start += len(c)
-        if c.shape[1] != 1:
-            out.append(c)
-            continue
-        order = np.lexsort((np.arange(len(c)), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
-        seated = np.empty_like(c)
-        seated[order] = np.sort(c, axis=0)
-        out.append(seated)
+        out.append(_seated(c, lab) if c.shape[1] == 1 else c)
     return out
+
+
+def _seated(x: np.ndarray, lab: np.ndarray) -> np.ndarray:
+    """Positions ``x`` (``(n,)`` or ``(n, 1)``) given out again in cluster order (unclustered last,
+    then index order): the i-th unit of that order gets the i-th smallest position."""
+    order = np.lexsort((np.arange(len(x)), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
+    seated = np.empty_like(x)
+    seated[order] = np.sort(x, axis=0)
+    return seated
 
 
 def _bundled(a: np.ndarray, b: np.ndarray, ca: np.ndarray, cb: np.ndarray, pull: float = 0.85,
@@ -219,8 +211,7 @@ def _checked(labels: Sequence[int] | np.ndarray | None, quantile: float | None,
         labels = np.asarray(labels)
         if labels.shape != (n_nodes,):
             raise ModscopeError(
-                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}"
-            )
+                f"labels must have one entry per graph node ({n_nodes}), got shape {labels.shape}")
     if quantile is not None and not 0.0 <= quantile < 1.0:
         raise ModscopeError(f"quantile must be in [0, 1), got {quantile}")
     return labels
@@ -238,8 +229,7 @@ def _frame(ax: Axes, row_names: Sequence[str], title: str | None) -> None:
     ax.set_xticks([])
     ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.5, len(row_names) - 0.5)
-    for side in ("top", "right", "bottom"):
-        ax.spines[side].set_visible(False)
+    ax.spines[["top", "right", "bottom"]].set_visible(False)
     if title:
         ax.set_title(title)
 
@@ -362,13 +352,7 @@ def _points(graph: WeightGraph, lay: Any, labels: np.ndarray | None) -> tuple[li
     pos, nodes = [], []
     for p, pl in enumerate(lay.placements):
         sl = graph.group_nodes(pl.group)
-        x = lay.unit_x(p)
-        if labels is not None:
-            lab = labels[sl]
-            order = np.lexsort((np.arange(x.size), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
-            seated = np.empty_like(x)
-            seated[order] = x
-            x = seated
+        x = lay.unit_x(p) if labels is None else _seated(lay.unit_x(p), labels[sl])
         pos.append(np.stack([x, np.full(x.size, float(pl.row))], 1))
         nodes.append(np.arange(sl.start, sl.stop))
     return pos, np.concatenate(nodes)
@@ -421,24 +405,11 @@ def save(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
 
 # -- result figures ------------------------------------------------------------------------------
 # Sizes for a paper column: fonts stay >= 8 pt when a figure is printed at its own size.
-_STYLE = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": False,
-}
-CATEGORY_COLORS = {
-    "important": "#c0392b",
-    "sig-but-small": "#e39b2d",
-    "prunable": "#4f9a5b",
-    "not-significant": "#a5a5a5",
-    "whole-group": "#5b7fa6",
-}
+_STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
+          "ytick.labelsize": 8, "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+          "axes.grid": False}
+CATEGORY_COLORS = {"important": "#c0392b", "sig-but-small": "#e39b2d", "prunable": "#4f9a5b",
+                   "not-significant": "#a5a5a5", "whole-group": "#5b7fa6"}
 
 
 def _result_dict(result: Any, kind: str, required: Sequence[str]) -> dict:
@@ -572,10 +543,10 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
                                                       for t in re.split(r"(\d+)", n)])
     cols = [_short_layer(n, i) for i, n in enumerate(layer_names)]
     pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
-    per_layer = np.array([[np.nan if d["layers"][ln]["iou"].get(p) is None
-                           else d["layers"][ln]["iou"][p] for ln in layer_names] for p in pairs])
-    kept = np.array([[np.nan if d["layers"][ln]["kept_fraction"].get(f) is None
-                      else d["layers"][ln]["kept_fraction"][f] for ln in layer_names] for f in fns])
+    # float arrays: a missing (None) value becomes NaN, a blank cell
+    per_layer = np.array([[d["layers"][ln]["iou"].get(p) for ln in layer_names] for p in pairs], dtype=float)
+    kept = np.array([[d["layers"][ln]["kept_fraction"].get(f) for ln in layer_names] for f in fns],
+                    dtype=float)
     kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
               cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     with matplotlib.rc_context(_STYLE):
@@ -629,9 +600,8 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
     intact = float(d["intact_accuracy"])
     alpha = float(d.get("alpha", 0.05))
     metric = d["metric"]
-    delta = np.array([np.nan if s["delta"] is None else s["delta"] for s in subs], dtype=np.float64)
-    rand = np.array([np.nan if s["random_mean"] is None else s["random_mean"] - intact
-                     for s in subs], dtype=np.float64)
+    delta = np.array([s["delta"] for s in subs], dtype=np.float64)  # None -> NaN
+    rand = np.array([s["random_mean"] for s in subs], dtype=np.float64) - intact
     rstd = np.array([0.0 if s["random_std"] is None else s["random_std"] for s in subs])
     n = len(subs)
     with matplotlib.rc_context(_STYLE):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,38 +18,19 @@ if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor th
     from ..scoring.blocks import BlockRows, BlockScores
     from ..scoring.result import ScoreResult
 
-__all__ = [
-    "format_blocks",
-    "format_knockout",
-    "format_masks",
-    "format_measure",
-    "format_score",
-    "format_sweep",
-    "clustering_text",
-    "flags_text",
-    "sparse_text",
-    "score_table",
-    "widths_text",
-]
+__all__ = ["format_blocks", "format_knockout", "format_masks", "format_measure", "format_score",
+           "format_sweep", "clustering_text", "flags_text", "sparse_text", "score_table", "widths_text"]
 
 
 def widths_text(widths: Sequence[int], times: str = "×") -> str:
     """Layer widths with runs folded: ``[784, 256, 256, 10]`` -> ``784-256×2-10`` (``times="x"``
     for file names)."""
-    parts: list[str] = []
-    i = 0
-    while i < len(widths):
-        j = i
-        while j + 1 < len(widths) and widths[j + 1] == widths[i]:
-            j += 1
-        n = j - i + 1
-        parts.append(f"{widths[i]}{times}{n}" if n > 1 else str(widths[i]))
-        i = j + 1
-    return "-".join(parts)
+    runs = [(w, len(list(run))) for w, run in itertools.groupby(widths)]
+    return "-".join(f"{w}{times}{n}" if n > 1 else str(w) for w, n in runs)
 
 
-def _fmt(x: float | None, spec: str = ".4f") -> str:
-    return "n/a" if x is None else format(x, spec)
+def _fmt(x: float | None, spec: str, none: str = "n/a") -> str:
+    return none if x is None else format(x, spec)
 
 
 def clustering_text(c: dict) -> str:
@@ -98,15 +80,28 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     return lines
 
 
+def _opening(d: dict, source: str, removed: str = "") -> list[str]:
+    """A score's first lines: the version and source, the network's size (``removed``: what else to
+    say of its nodes), how it was read."""
+    widths = "-".join(map(str, d["layer_widths"]))
+    return [
+        f"modscope {d['version']}  {source}".rstrip(),
+        f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges{removed})",
+        *([f"read as   {d['reading']}"] if d.get("reading") else []),
+    ]
+
+
+def _p_line(s: dict) -> str:
+    """The p-value line of a score's null (``s``: its ``shuffle`` block)."""
+    return f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})"
+
+
 def score_table(result: ScoreResult, source: str = "") -> str:
     """The `modscope score` summary: n-cut, baseline, z, p and cluster sizes per layer."""
     d = result.to_dict()
-    widths = "-".join(map(str, d["layer_widths"]))
     removed = int((result.partition.labels < 0).sum())
     lines = [
-        f"modscope {d['version']}  {source}".rstrip(),
-        f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges, {removed} isolated nodes removed)",
-        *([f"read as   {d['reading']}"] if d.get("reading") else []),
+        *_opening(d, source, f", {removed} isolated nodes removed"),
         f"clusters  k = {d['n_clusters']}, seed {d['seed']}; {clustering_text(d.get('clustering') or {})}",
         f"n-cut     {d['ncut']:.4f}   (range 0..{d['n_clusters']}, lower = more modular)",
     ]
@@ -118,7 +113,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
             f"ratio     {d['ncut'] / s['mean']:.4g}   (n-cut / shuffle mean)"
             if s["mean"] > 0
             else "ratio     n/a   (every shuffle has n-cut 0)",
-            f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
+            _p_line(s),
         ]
     lines += sparse_text(d.get("sparse"), s)
     sizes = result.cluster_sizes
@@ -143,12 +138,9 @@ def score_table(result: ScoreResult, source: str = "") -> str:
 def format_measure(result: ScoreResult, source: str = "") -> str:
     """The terminal summary of a `MeasureResult`."""
     d = result.to_dict()
-    widths = "-".join(map(str, d["layer_widths"]))
     better = "higher" if result.higher_is_modular else "lower"
     lines = [
-        f"modscope {d['version']}  {source}".rstrip(),
-        f"network   {widths}  ({d['n_nodes']} nodes, {d['n_edges']} edges)",
-        *([f"read as   {d['reading']}"] if d.get("reading") else []),
+        *_opening(d, source),
         f"measure   {result.measure} = {result.value:.4f}   ({better} = more modular)",
     ]
     part = result.partition
@@ -161,11 +153,11 @@ def format_measure(result: ScoreResult, source: str = "") -> str:
         lines.append(f"clusters  {clustering_text(d.get('clustering') or {})}")
     s = d["shuffle"]
     if s is not None:
-        z = "n/a" if s["z"] is None else f"{s['z']:.2f}"
         lines += [
             f"null      {s['n']} x {s['method']}: mean {s['mean']:.4f} +- {s['std']:.4f} (std, ddof 0)",
-            f"z         {z}   ({'positive' if result.higher_is_modular else 'negative'} = more modular)",
-            f"p         {s['p_value']:.4g}   (one-sided, floor 1/{s['n'] + 1} = {1 / (s['n'] + 1):.4g})",
+            f"z         {_fmt(s['z'], '.2f')}   ({'positive' if result.higher_is_modular else 'negative'} "
+            "= more modular)",
+            _p_line(s),
         ]
     return "\n".join(lines + sparse_text(d.get("sparse"), s) + flags_text(result.flags))
 
@@ -190,8 +182,7 @@ def format_blocks(scores: BlockScores | BlockRows, source: str = "") -> str:
     header = f"{'block':<{width}}  d_model   d_ff  {measure:>10}  null mean +- std     z       p"
     lines += [header, "-" * len(header)]
     for _, r in df.iterrows():
-        has_null = not np.isnan(r["null_mean"])
-        null = f"{r['null_mean']:.4f} +- {r['null_std']:.4f}" if has_null else "n/a".ljust(18)
+        null = "n/a".ljust(18) if np.isnan(r["null_mean"]) else f"{r['null_mean']:.4f} +- {r['null_std']:.4f}"
         z = "n/a" if np.isnan(r["z"]) else f"{r['z']:.2f}"
         p = "n/a" if np.isnan(r["p_value"]) else f"{r['p_value']:.4g}"
         lines.append(
@@ -211,11 +202,8 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
     lines = [
         f"knockout: {len(result.submodules)} sub-modules, {result.n_random} random lesions each, "
         f"seed {result.seed}",
-        *(
-            [f"clusters: k = {result.clustering['n_clusters']}, {clustering_text(result.clustering)}"]
-            if result.clustering
-            else []
-        ),
+        *([f"clusters: k = {result.clustering['n_clusters']}, {clustering_text(result.clustering)}"]
+          if result.clustering else []),
         f"intact {m}: {result.intact_accuracy:.4f}"
         + "".join(f", {f} {result.intact_per_function[f]:.4g}" for f in fns),
         "",
@@ -232,9 +220,8 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         used = sorted({s.layer for s in result.submodules})
         labels = result.group_labels or result.group_names
         lines += ["", "unit groups: " + ", ".join(f"{g} = {labels[g]}" for g in used)]
-    cats = ("important", "sig-but-small", "prunable", "not-significant")
     whole = [s for s in result.submodules if s.category == "whole-group"]
-    cats += ("whole-group",) if whole else ()
+    cats = ("important", "sig-but-small", "prunable", "not-significant") + (("whole-group",) if whole else ())
     counts = {c: sum(s.category == c for s in result.submodules) for c in cats}
     if whole:
         lines += [
@@ -285,12 +272,10 @@ def format_masks(result: MaskResult) -> str:
                                                    for g in data),
     ]
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.1f}%"
-
     for f in result.functions:
         lines.append(
-            f.ljust(w) + pct(result.kept_fraction[f]).rjust(8) + pct(result.shared[f]).rjust(8)
+            f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
+            + _fmt(result.shared[f], ".1%", "-").rjust(8)
             + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
             + "  |           "
             + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
@@ -298,15 +283,9 @@ def format_masks(result: MaskResult) -> str:
     if result.iou:
         lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
         for key, v in result.iou.items():
-            per_layer = " ".join(
-                "-" if lv["iou"][key] is None else f"{lv['iou'][key]:.3f}"
-                for lv in result.layers.values()
-            )
-            lines.append(
-                key.ljust(2 * w) + ("-" if v is None else f"{v:.3f}").rjust(8)
-                + ("-" if result.iomin[key] is None else f"{result.iomin[key]:.3f}").rjust(8)
-                + "   " + per_layer
-            )
+            per_layer = " ".join(_fmt(lv["iou"][key], ".3f", "-") for lv in result.layers.values())
+            lines.append(key.ljust(2 * w) + _fmt(v, ".3f", "-").rjust(8)
+                         + _fmt(result.iomin[key], ".3f", "-").rjust(8) + "   " + per_layer)
     if result.class_drop:
         lines += ["", "per-class accuracy drop (intact - masked) of each not-<c> mask on its class"]
         for f, row in result.class_drop.items():

@@ -73,13 +73,11 @@ def compare_to_null(observed: float, samples, higher_is_modular: bool = False) -
     ``z = (x - mean) / std`` either way.
     """
     s = np.asarray(samples, dtype=np.float64).ravel()
-    if s.size == 0:
-        raise ValueError("a null distribution needs at least one sample")
+    p = p_value(observed, s, larger_is_extreme=higher_is_modular)  # first: refuses an empty null
     mean, std = float(s.mean()), float(s.std(ddof=0))
     diff = observed - mean
     # With a constant null, z is undefined unless the observation equals it.
     z = diff / std if std > 0 else (0.0 if diff == 0 else math.nan)
-    p = p_value(observed, s, larger_is_extreme=higher_is_modular)
     return NullComparison(float(observed), s, mean, std, float(z), p)
 
 

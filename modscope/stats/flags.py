@@ -67,13 +67,8 @@ NULL_TESTS: dict[str, str] = {
     "is the wiring modular beyond each unit's degree?",
 }
 # Nulls that keep (True) or scatter (False) the sparsity pattern.
-_KEEPS_PATTERN = {
-    "layer": False,
-    "layer_all_distribution": False,
-    "layer_nonzero": True,
-    "layer_nonzero_distribution": True,
-    "layer_degree": True,
-}
+_KEEPS_PATTERN = {"layer": False, "layer_all_distribution": False, "layer_nonzero": True,
+                  "layer_nonzero_distribution": True, "layer_degree": True}
 
 
 @dataclass(frozen=True)

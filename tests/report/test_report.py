@@ -89,6 +89,20 @@ def test_report_is_self_contained_with_every_figure_embedded(built):
         "net-score-histogram-layer_nonzero.png", "net-score-histogram.png", "net-score-sizes.png"]
 
 
+def test_page_style_and_guide_are_package_data_inlined_in_the_page(built):
+    """The page's style sheet and its "how to read" section are files in report_page/ beside html.py,
+    listed as package data (an installed modscope builds the same page) and inlined in the page."""
+    import tomllib
+
+    folder = Path(report.__file__).with_name("report_page")
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "report_page/*" in shipped["modscope.report"]
+    css, guide = ((folder / n).read_text(encoding="utf-8") for n in ("report.css", "how_to_read.html"))
+    assert ".figs{display:grid" in css and '<h2 id="how">How to read this report</h2>' in guide
+    page = built[0].read_text()
+    assert f"<style>{css}</style>" in page and guide in page
+
+
 def test_every_number_is_in_results_csv_and_json(files, built):
     tmp_path = built[0].parent
     combined = json.loads((tmp_path / "results.json").read_text())
