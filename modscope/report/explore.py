@@ -49,7 +49,8 @@ _SIGNATURES = {  # the keys by which a result's kind is recognised
     "blocks": ("blocks", "method"),
     "masks": ("functions", "iou", "kept_fraction"),
     "knockout": ("submodules", "intact_accuracy"),
-    "train": ("train_config", "state_sha256"),
+    "train": ("train_config", "steps"),  # train --task
+    "train_model": ("example_input", "metric_name", "steps"),  # train --model
 }
 _PAGE = Path(__file__).with_name("explore_page")  # explore.html (template), explore.js, explore.css
 _PLOTLY = "plotly-basic.min.js"  # plotly.js-basic-dist-min 4.1.1 (npm), MIT: PLOTLY-LICENSE.txt
@@ -57,7 +58,8 @@ _PLOTLY = "plotly-basic.min.js"  # plotly.js-basic-dist-min 4.1.1 (npm), MIT: PL
 
 def explore_kind(d: Any) -> str:
     """``"score"``, ``"blocks"``, ``"masks"``, ``"knockout"`` or ``"train"``, from a result dict's keys."""
-    return kind_by_keys(d, _SIGNATURES, "the --json of `score`, `blocks`, `knockout`, `masks` or `train`")
+    kind = kind_by_keys(d, _SIGNATURES, "the --json of `score`, `blocks`, `knockout`, `masks` or `train`")
+    return "train" if kind == "train_model" else kind
 
 
 def load_explore_result(path: str | os.PathLike) -> tuple[str, dict]:
@@ -497,8 +499,9 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
     return emb, order
 
 
+# a train result's keys the page shows (train --task's, then train --model's)
 _TRAIN_KEYS = ("task", "steps", "seed", "test_accuracy", "test_loss", "train_accuracy", "sparsity", "bimt",
-               "architecture")  # a train result's keys the page shows
+               "architecture", "model", "data", "metric", "metric_name")
 
 
 def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,

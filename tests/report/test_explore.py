@@ -283,3 +283,18 @@ def test_a_merged_stream_is_one_row_with_the_blocks_above_it():
         links += [(0, b), (b, 0)]
     g = WeightGraph(tuple(w), links=tuple(links), sizes=sizes)
     assert group_depths(g).tolist() == [0, 1, 1, 1]
+
+
+def test_both_kinds_of_train_result_are_read(results):
+    # train --task writes train_config and the task's accuracies; train --model the module, its data
+    # and fit_model's metric: both are train results, and the page shows their steps and test metric
+    from modscope.report.explore import explore_kind
+
+    task_run = json.loads((ROOT / "tests" / "golden" / "train_digits.json").read_text())
+    model_run = {"model": "pkg.mod:make", "data": "d.npz", "example_input": {"shape": [1, 4]},
+                 "device": "cpu", "seconds": 1.0, "steps": 5, "metric": 0.25, "metric_name": "mse",
+                 "history": [], "settings": {}}
+    for run, key in ((task_run, "test_accuracy"), (model_run, "metric")):
+        assert explore_kind(run) == "train"
+        data = page_data([str(results["score"]), run])
+        assert data["train"]["steps"] == run["steps"] and data["train"][key] == run[key]

@@ -368,7 +368,8 @@
   $("threshold").oninput = (e) => { state.thr = +e.target.value; $("threshold-value").textContent = state.thr.toFixed(2); draw(); };
   $("subtitle").textContent = `${D.network.label}: ${D.network.reading || ""}` +
     (D.network.widths.length ? ` · widths ${D.network.widths.join("-")}` : "") +
-    (D.train ? ` · trained ${D.train.steps} steps, test ${fmt(D.train.test_accuracy)}` : "");
+    (D.train ? ` · trained ${D.train.steps} steps, test ${D.train.metric_name || "accuracy"} ` +
+      fmt(D.train.test_accuracy ?? D.train.metric) : "");
   $("footer").textContent = `modscope ${D.version} · results: ${D.results.map((r) => `${r.name} (${r.kind})`).join(", ")} · drawn by Plotly, offline`;
   masksBox(); blocksBox();
   if (!D.partitions.length) {  // blocks alone: no whole graph to draw, the first block instead
