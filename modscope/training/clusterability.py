@@ -357,7 +357,8 @@ def _number(name: str, value: Any, *, low: float = 0.0) -> float:
 
 
 def _integer(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or int(value) != value:
+    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
+            or not math.isfinite(value) or int(value) != value):
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value!r}")
     if value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")

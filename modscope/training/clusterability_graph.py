@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import ModscopeError
 from ..graphs.tracing.export import trace_network
 from ..graphs.tracing.incidence import ParameterMap
-from .clusterability import BlockClusterability, contiguous_blocks
+from .clusterability import BlockClusterability, _integer, _number, contiguous_blocks
 from .strategy import Regulariser
 
 __all__ = [
@@ -158,10 +158,7 @@ def clusterability_strategy(
 ) -> GraphSpectralClusterability:
     """The spectral clusterability regulariser for any ``model`` (traced once on ``example_input``),
     for ``fit_model(..., strategy=...)``."""
-    if not (np.isfinite(lam) and lam >= 0):
-        raise ModscopeError(f"cluster-reg lambda must be a finite number >= 0, got {lam}")
-    if int(eigs) != eigs or eigs < 1:
-        raise ModscopeError(f"cluster eigs must be an integer >= 1, got {eigs}")
+    lam, eigs = _number("cluster-reg lambda", lam), _integer("cluster eigs", eigs, 1)
     pmap = _unit_map(model, example_input)
     if pmap.n_nodes > MAX_NODES:
         raise ModscopeError(

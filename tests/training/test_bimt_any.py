@@ -206,3 +206,20 @@ def test_a_network_too_large_for_the_dense_search_is_refused(monkeypatch):
     model, x, _ = cases()["mlp"]
     with pytest.raises(ModscopeError, match="at most 10 units"):
         GraphBIMT(BIMTConfig(), model, x[:1])
+
+
+@pytest.mark.parametrize(("lam", "eigs", "says"), [
+    ("abc", 3, "cluster-reg lambda must be a number, got 'abc'"),
+    (float("nan"), 3, "cluster-reg lambda must be a finite number >= 0"),
+    (-1.0, 3, "cluster-reg lambda must be a finite number >= 0, got -1.0"),
+    (0.1, float("nan"), "cluster eigs must be an integer >= 1"),
+    (0.1, True, "cluster eigs must be an integer >= 1"),
+    (0.1, 1.5, "cluster eigs must be an integer >= 1, got 1.5"),
+])
+def test_the_unit_graph_regulariser_refuses_bad_settings_in_one_line(lam, eigs, says):
+    from modscope.training.clusterability_graph import clusterability_strategy
+
+    model, x, _ = cases()["mlp"]
+    with pytest.raises(ModscopeError, match=says.replace("(", r"\(").replace(".", r"\.")) as err:
+        clusterability_strategy(model, x[:1], lam, eigs)
+    assert "\n" not in str(err.value)
