@@ -37,6 +37,7 @@ Residual / branching networks (ResNets) do not form a chain and are refused; tra
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError
+from ..runtime.modules import eval_mode
 from .arrays import as_float64
 from .files import formats
 from .names import EMBEDDING, natural_key
@@ -257,25 +259,19 @@ def channel_weights(
     ``.safetensors`` file stores its keys in its own order), in natural key order
     (``features.2`` before ``features.10``).
     """
+    def derive(prefixes: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+        stack = _stack_from_state_dict(tensors, bn_eps, prefixes)
+        return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
+
     stored = _prefixes(tensors)
     try:
-        stack = _stack_from_state_dict(tensors, bn_eps, stored)
-        return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
+        return derive(stored)
     except ModscopeError:
         by_key = sorted(stored, key=natural_key)
         if by_key == stored:
             raise
-        try:
-            return _derive(
-                _stack_from_state_dict(tensors, bn_eps, by_key),
-                norm,
-                fold_batchnorm,
-                spatial,
-                flatten,
-                need_conv,
-            )
-        except ModscopeError:
-            pass
+        with contextlib.suppress(ModscopeError):  # else the stored order's refusal
+            return derive(by_key)
         raise
 
 
@@ -302,17 +298,14 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
             handles.append(m.register_forward_pre_hook(before_linear))
         elif not list(m.children()):
             handles.append(m.register_forward_hook(record))
-    was_training = model.training
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
     try:
-        model.eval()
-        param = next(model.parameters(), None)
-        dtype = param.dtype if param is not None else torch.float32
-        with torch.no_grad():
+        with eval_mode(model, no_grad=True):
             model(torch.zeros((1, *input_shape), dtype=dtype))
     except Exception as exc:  # the user's module: report its failure in one line
         raise ModscopeError(f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}") from None
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return found

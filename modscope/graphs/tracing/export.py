@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ModscopeError
+from ...runtime.modules import eval_mode
 from ..norms import KERNEL_NORMS
 from ..weight_graph import WeightGraph
 from .incidence import ParameterMap, map_parameters
@@ -78,38 +79,34 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
             "forward takes, batch 1): pass example_input=..."
         )
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(module, no_grad=True):
+        try:
             module(*args, **(kwargs or {}))  # an input the module cannot take fails here, plainly
-    except Exception as exc:  # the user's module: one line
-        for m, mode in modes:
-            m.training = mode
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModscopeError(
-            f"cannot trace {type(module).__name__}: it does not run on the example input of "
-            f"{_describe(args)} ({type(exc).__name__}: {first}); pass an input of the shape and "
-            "dtype its forward takes (--input-shape, --input-dtype)"
-        ) from None
-    try:
-        # node annotations (the ONNX node each op runs for) reach the program only when kept
-        from torch.fx import traceback as fx_traceback
+        except Exception as exc:  # the user's module: one line
+            raise ModscopeError(
+                f"cannot trace {type(module).__name__}: it does not run on the example input of "
+                f"{_describe(args)} ({type(exc).__name__}: {_first_line(exc)}); pass an input of the "
+                "shape and dtype its forward takes (--input-shape, --input-dtype)"
+            ) from None
+        try:
+            # node annotations (the ONNX node each op runs for) reach the program only when kept
+            from torch.fx import traceback as fx_traceback
 
-        keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_logs(), keep_meta():
-            warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
-            return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
-    except Exception as exc:  # the user's module: its export failure in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModscopeError(
-            f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: {first}); "
-            "a forward with data-dependent control flow or an input of the wrong shape cannot be "
-            "traced: fix the example input, or pass a state dict of a known family"
-        ) from None
-    finally:
-        for m, mode in modes:
-            m.training = mode
+            keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
+            with warnings.catch_warnings(), _quiet_logs(), keep_meta():
+                warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
+                return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
+        except Exception as exc:  # the user's module: its export failure in one line
+            raise ModscopeError(
+                f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: "
+                f"{_first_line(exc)}); a forward with data-dependent control flow or an input of the "
+                "wrong shape cannot be traced: fix the example input, or pass a state dict of a known family"
+            ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none), cut at 200."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def trace_program(

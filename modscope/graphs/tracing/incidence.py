@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph
+from .unit_table import along
 
 __all__ = [
     "Incidence",
@@ -143,13 +144,6 @@ def _bools(t: Any) -> np.ndarray:
     return a.astype(bool)
 
 
-def _along(ndim: int, axis: int, values: np.ndarray) -> np.ndarray:
-    """``values`` (one per index of ``axis``) shaped to broadcast over an array of ``ndim`` axes."""
-    view = [1] * ndim
-    view[axis] = len(values)
-    return np.asarray(values, dtype=np.int64).reshape(view)
-
-
 def _grouped_conv(
     name: str, shape: tuple[int, ...], dst: np.ndarray, src: np.ndarray, groups: int, transposed: bool
 ) -> Incidence | None:
@@ -188,7 +182,7 @@ def _incidence(
             return None
         # stacked gate rows (i, f, g, o of an LSTM): row r belongs to unit r mod h
         rows = dst[np.arange(shape[row]) % dst.size]
-        return Incidence(name, shape, _along(len(shape), row, rows), _along(len(shape), col, src))
+        return Incidence(name, shape, along(rows, len(shape), row), along(src, len(shape), col))
     groups = int(getattr(module, "groups", 1) or 1)
     if axis is None and groups > 1 and hasattr(module, "transposed"):
         return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed))
@@ -199,14 +193,9 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
     """The `ParameterMap` of a finished trace (``interp``: the `Interpreter` that made ``graph``,
     its ``module`` the traced ``nn.Module``): every block named by a parameter, with the read that
     fed it."""
-    node_of = interp.builder.node_of
+    nodes = interp.builder.nodes
     model = interp.module
     params = dict(model.named_parameters())
-
-    def nodes(units: np.ndarray) -> np.ndarray:
-        units = np.asarray(units, dtype=np.int64)
-        return np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
-
     reads: dict[str, deque] = defaultdict(deque)
     for r in interp.reads:
         reads[r[4]].append(r)
@@ -266,7 +255,7 @@ def graph_parameter_map(graph: WeightGraph, shapes: Mapping[str, tuple[int, ...]
             seen.add(name)
             rows = offsets[gd] + np.arange(shape[0]) % n_dst
             cols = offsets[gs] + np.arange(shape[1])
-            rows, cols = _along(len(shape), 0, rows), _along(len(shape), 1, cols)
+            rows, cols = along(rows, len(shape), 0), along(cols, len(shape), 1)
             incidences.append(Incidence(name, shape, rows, cols))
     if not incidences:
         raise ModscopeError("no masked parameter names a block of the graph (graph.names)")

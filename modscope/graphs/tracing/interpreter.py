@@ -21,7 +21,7 @@ from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .unit_table import GraphBuilder, UnitTensor
+from .unit_table import GraphBuilder, UnitTensor, along
 from .views import ViewOps
 
 __all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]
@@ -220,8 +220,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         units, pos, scale, frame = self.features(node, x, axis)
         source = next((a for a in node.all_input_nodes if self.env.get(a.name) is x), None)
         self.reads.append((node, source, axis, units.copy(), block_name or name, param_axis))
-        dst = self.builder.new_group(name, out_size)
-        self.builder.kinds[len(self.builder.groups) - 1] = self.kind(node)
+        dst = self.builder.new_group(name, out_size, self.kind(node))
         read = units >= 0
         if not read.any():
             raise self.refuse(node, "it reads no unit (its input is a constant or an attention score)")
@@ -309,8 +308,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             return
         if len(shape) == 2 and name not in self.input_axes and self.one_channel_signal(node):
             # (batch, samples) made into a one-channel map for a conv (a mono waveform): one unit
-            unit = self.builder.new_group(f"input:{name}", 1)[0]
-            self.builder.kinds[len(self.builder.groups) - 1] = "input"
+            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
             pos = np.broadcast_to(np.arange(shape[1]), shape).copy()
             self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, (shape[1],))
             return
@@ -318,8 +316,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if len(shape) == 3 and name not in self.input_axes:
             axis = self.first_reader_axis(node)
         axis %= len(shape)
-        units = self.builder.new_group(f"input:{name}", shape[axis])
-        self.builder.kinds[len(self.builder.groups) - 1] = "input"
+        units = self.builder.new_group(f"input:{name}", shape[axis], "input")
         self.env[name] = self.spread(units, shape, axis)
 
     def first_reader_axis(self, node) -> int:
@@ -390,9 +387,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     ) -> UnitTensor:
         """A tensor of ``shape`` whose index along ``axis`` is unit ``units[i]`` everywhere; the
         other non-batch axes are its spatial frame."""
-        view = [1] * len(shape)
-        view[axis] = len(units)
-        u = np.broadcast_to(units.reshape(view), shape).copy()
+        u = np.broadcast_to(along(units, len(shape), axis), shape).copy()
         frame = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
         spatial = [s if i not in (0, axis) else 1 for i, s in enumerate(shape)]
         pos = np.broadcast_to(np.arange(int(np.prod(spatial))).reshape(spatial), shape).copy()

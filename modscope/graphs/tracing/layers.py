@@ -70,8 +70,7 @@ class LayerOps:
 
     def op_embedding(self, node, weight, indices, *a):
         shape = self.shape(node)
-        units = self.builder.new_group(f"input:{self.param_name(weight)}", shape[-1])
-        self.builder.kinds[len(self.builder.groups) - 1] = self.kind(node)
+        units = self.builder.new_group(f"input:{self.param_name(weight)}", shape[-1], self.kind(node))
         return self.spread(units, shape, len(shape) - 1)
 
     def conv(self, node, x: UnitTensor, weight: UnitTensor, groups: int, transposed: bool) -> UnitTensor:

@@ -33,6 +33,14 @@ class MergeOps:
         producer = (a.producer if a.producer is not None else b.producer) if same else None
         return UnitTensor(units, pos, frame, producer=producer)
 
+    def with_gain(self, node, x: UnitTensor, gain: np.ndarray) -> UnitTensor:
+        """``x`` times a gain that broadcasts to the output (a learned scale ``|p|``, a divisor's
+        ``1 / |p|``, a norm's): each element keeps its unit, the gain folds into its readers."""
+        out = self.elementwise(node, [x])
+        gain = np.broadcast_to(gain, out.units.shape)
+        out.scale = gain if out.scale is None else out.scale * gain
+        return out
+
     def op_add(self, node, a, b, *args, **kwargs):
         if (
             isinstance(a, UnitTensor)
@@ -40,9 +48,7 @@ class MergeOps:
             and (a.param is not None) != (b.param is not None)
         ):
             x = a if b.param is not None else b  # a bias or a learned position embedding: no edges
-            out = self.elementwise(node, [x])
-            out.scale, out.producer = x.scale, x.producer
-            return out
+            return self.elementwise(node, [x])
         return self.merge_binary(node, a, b, merge=True)
 
     op_add_ = op_sub = op_sub_ = op_rsub = op_add
@@ -55,11 +61,7 @@ class MergeOps:
                 and y.param is not None
                 and x.param is None
             ):
-                out = self.elementwise(node, [x])  # a learned gain (RMSNorm weight): fold into readers
-                gain = np.abs(np.broadcast_to(self.param_value(y), out.units.shape))
-                out.scale = gain if x.scale is None else np.broadcast_to(x.scale, out.units.shape) * gain
-                out.producer = x.producer
-                return out
+                return self.with_gain(node, x, np.abs(self.param_value(y)))  # a learned gain (RMSNorm weight)
         both = (
             isinstance(a, UnitTensor)
             and isinstance(b, UnitTensor)
@@ -71,10 +73,7 @@ class MergeOps:
                 self.builder.stack(a.producer, b.producer)
             return self.merge_binary(node, a, b, merge=True)
         x = a if isinstance(a, UnitTensor) and (a.units >= 0).any() else b
-        out = self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
-        if isinstance(x, UnitTensor):
-            out.scale, out.producer = x.scale, x.producer
-        return out
+        return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
 
     op_mul_ = op_mul
 
@@ -85,11 +84,7 @@ class MergeOps:
             and b.param is not None
             and a.param is None
         ):
-            out = self.elementwise(node, [a])  # a learned divisor: the gain 1 / |p|
-            gain = 1.0 / np.abs(np.broadcast_to(self.param_value(b), out.units.shape))
-            out.scale = gain if a.scale is None else np.broadcast_to(a.scale, out.units.shape) * gain
-            out.producer = a.producer
-            return out
+            return self.with_gain(node, a, 1.0 / np.abs(self.param_value(b)))  # a learned divisor
         return self.op_mul(node, a, b)
 
     op_div_ = op_div

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, along
 
 __all__ = ["ReductionOps"]
 
@@ -58,9 +58,7 @@ class ReductionOps:
         units, _, scale, _ = self.features(node, x, 1)
         out = self.spread(units, shape, 1, x.producer)
         if x.scale is not None:
-            view = [1] * len(shape)
-            view[1] = scale.size
-            out.scale = np.broadcast_to(scale.reshape(view), shape).copy()
+            out.scale = np.broadcast_to(along(scale, len(shape), 1), shape).copy()
         return out
 
     def op_max_pool2d(self, node, x, *a, **k):

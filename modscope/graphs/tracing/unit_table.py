@@ -12,12 +12,19 @@ from ...errors import ModscopeError
 from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 
-__all__ = ["Block", "GraphBuilder", "UnitTensor", "module_of"]
+__all__ = ["Block", "GraphBuilder", "UnitTensor", "along", "module_of"]
 
 
 def module_of(param: str) -> str:
     """``encoder.0.weight`` -> ``encoder.0``: a parameter's module, the name of its group."""
     return param.rsplit(".", 1)[0] if "." in param else param
+
+
+def along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """``values`` (one per index of ``axis``) shaped to broadcast over an array of ``ndim`` axes."""
+    view = [1] * ndim
+    view[axis] = len(values)
+    return np.asarray(values).reshape(view)
 
 
 @dataclass
@@ -70,12 +77,19 @@ class GraphBuilder:
     node_of: np.ndarray | None = None  # after `finish`: each unit's graph node (-1: dropped)
     kinds: dict[int, str] = field(default_factory=dict)  # group -> the layer that made it (Linear)
 
-    def new_group(self, name: str, size: int) -> np.ndarray:
+    def new_group(self, name: str, size: int, kind: str = "") -> np.ndarray:
+        """``size`` new units, a group named ``name`` made by a layer of ``kind`` (``Linear``)."""
         start = len(self.parent)
+        self.kinds[len(self.groups)] = kind
         self.parent.extend(range(start, start + size))
         self.group_of.extend([len(self.groups)] * size)
         self.groups.append((name, size))
         return np.arange(start, start + size, dtype=np.int64)
+
+    def nodes(self, units: np.ndarray) -> np.ndarray:
+        """After `finish`: the graph node of each unit id in ``units`` (-1: none, or dropped)."""
+        units = np.asarray(units, dtype=np.int64)
+        return np.where(units >= 0, self.node_of[np.maximum(units, 0)], -1)
 
     def find(self, u: int) -> int:
         root = u
