@@ -15,6 +15,7 @@ reference module is built.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -139,9 +140,11 @@ def stack_sizes(
     }
 
 
-def stack_words(config: Mapping[str, Any]) -> str:
-    """``"6 layers, d 768, d_ff 3072"``: a transformer stack's sizes in words."""
-    return f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+def stack_words(config: Mapping[str, Any], heads: bool = True) -> str:
+    """``"6 layers, d 768, d_ff 3072, 12 heads"``: a transformer stack's sizes in words (the heads
+    when ``heads`` and the config knows them)."""
+    text = f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+    return text + (f", {config['heads']} heads" if heads and config.get("heads") else "")
 
 
 def read_head(
@@ -180,6 +183,8 @@ class Family:
     under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
     names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
     the layer) and a tied LM head in ``tied`` (the parameter not saved, the one it is tied to).
+    ``reference``: the module of `modscope.graphs.families.reference` holding the reference, its
+    class for a checkpoint with a ``prefix`` (a model with its head) and for a bare one.
     """
 
     name: str = ""
@@ -191,6 +196,7 @@ class Family:
     prefixes: tuple[str, ...] = ("",)
     mlp: tuple[str, str] | None = None
     tied: tuple[str, str] | None = None
+    reference: tuple[str, str, str] = ("", "", "")
 
     def matches(self, keys: Collection[str]) -> bool:
         """Whether the key names are this family's layout (names only, never shapes)."""
@@ -207,7 +213,9 @@ class Family:
 
     def module(self, config: Mapping[str, Any]) -> nn.Module:
         """The reference module; its ``state_dict()`` names equal the checkpoint's keys."""
-        raise NotImplementedError
+        where, wrapped, bare = self.reference
+        classes = importlib.import_module(f"{__package__}.reference.{where}")
+        return getattr(classes, wrapped if config.get("prefix") else bare)(config)
 
     def example_input(self, config: Mapping[str, Any]) -> Any:
         """A small input (batch 1) every layer accepts: a tensor or a tuple of the forward's

@@ -49,6 +49,7 @@ class Bert(Family):
     model_types = ("bert", *_ROBERTA)
     buffers = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
     mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
+    reference = ("bert", "BertReference", "BertModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -72,19 +73,11 @@ class Bert(Family):
         )
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.bert import BertModel, BertReference
-
-        return BertReference(config) if config["prefix"] else BertModel(config)
-
     def label(self, config: Mapping[str, Any]) -> str:
         return "Hugging Face RoBERTa" if config["roberta"] else self.title
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = stack_words(config)
-        if config["heads"]:
-            text += f", {config['heads']} heads"
-        return f"{text}, {_HEADS[config['head']]}"
+        return f"{stack_words(config)}, {_HEADS[config['head']]}"
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         return {

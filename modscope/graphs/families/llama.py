@@ -36,6 +36,7 @@ class Llama(Family):
     buffers = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
     mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.gate_proj")
     tied = ("lm_head.weight", "model.embed_tokens.weight")
+    reference = ("llama", "LlamaReference", "LlamaModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -66,16 +67,11 @@ class Llama(Family):
         c["head"], c["classes"] = head
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.llama import LlamaModel, LlamaReference
-
-        return LlamaReference(config) if config["prefix"] else LlamaModel(config)
-
     def label(self, config: Mapping[str, Any]) -> str:
         return {"mistral": "Mistral", "qwen2": "Qwen2 (LLaMA layout)"}.get(config["model_type"], self.title)
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = stack_words(config)
+        text = stack_words(config, heads=False)
         if config["kv_heads"] != config["heads"]:
             kv = f"{config['kv_heads']} key/value head{'s' if config['kv_heads'] > 1 else ''}"
             text += f", {config['heads']} heads, {kv} of {config['head_dim']}"

@@ -36,6 +36,7 @@ class T5(Family):
     model_types = ("t5", "mt5")
     signature = _SIGNATURE
     tied = ("lm_head.weight", "shared.weight")
+    reference = ("t5", "T5Reference", "T5Reference")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -72,11 +73,6 @@ class T5(Family):
                 "config={'architectures': ['T5ForConditionalGeneration']} (or ['T5Model'])"
             )
         return c
-
-    def module(self, config: Mapping[str, Any]):
-        from .reference.t5 import T5Reference
-
-        return T5Reference(config)
 
     def example_input(self, config: Mapping[str, Any]):
         ids = example_tokens(config["vocab"])
