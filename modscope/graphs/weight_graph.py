@@ -49,11 +49,7 @@ def check_build_memory(layer_widths: Sequence[int] | None = None, n_weights: int
         n_weights = int((w[:-1] * w[1:]).sum())
     need, have = 8 * 3 * int(n_weights), available_memory()
     if need > have:
-        what = (
-            "-".join(str(int(x)) for x in layer_widths)
-            if layer_widths is not None
-            else f"{n_weights:,}-weight"
-        )
+        what = f"{n_weights:,}-weight" if layer_widths is None else "-".join(map(str, map(int, layer_widths)))
         raise ModscopeError(
             f"a {what} network needs about {need / 2**30:.1f} GiB to build its graph, but only "
             f"{have / 2**30:.1f} GiB of memory is available"
@@ -344,11 +340,7 @@ class WeightGraph:
         """``layer_widths``, ``n_nodes``, ``n_edges`` and ``reading`` (how the network was read):
         the graph's part of every result's JSON; a graph that is not a chain adds its ``groups``
         and its edge sets (under the key ``blocks``, as in 0.3.0's results)."""
-        out = {
-            "layer_widths": list(self.layer_widths),
-            "n_nodes": int(self.n_nodes),
-            "n_edges": int(self.n_edges),
-        }
+        out = {"layer_widths": list(self.layer_widths), "n_nodes": self.n_nodes, "n_edges": self.n_edges}
         out["reading"] = self.reading or "a WeightGraph given directly"
         if self.n_negligible:  # said only when it happens: the readings of other graphs stay as they were
             out["reading"] += (
@@ -380,9 +372,6 @@ class WeightGraph:
             return fingerprint_arrays(self.weights)
         structure = np.asarray([*self.sizes, -1, *np.ravel(self.links)], dtype=np.int64)
         return fingerprint_arrays([structure, *self.weights])
-
-    def layer_slices(self) -> list[slice]:
-        return [self.group_nodes(g) for g in range(self.n_layers)]
 
     def __repr__(self) -> str:
         if self.is_chain:

@@ -148,23 +148,17 @@ def _grouped_conv(
     name: str, shape: tuple[int, ...], dst: np.ndarray, src: np.ndarray, groups: int, transposed: bool
 ) -> Incidence | None:
     """A grouped convolution's entries: output channel ``o`` reads its group's input channels only."""
-    kernel = (1,) * (len(shape) - 2)
-    if shape[0] % groups:
+    # (out, in / groups, *k): output o reads the channels of group o // (out / groups); transposed,
+    # (in, out / groups, *k): input channel i feeds its group's outputs (the roles swapped)
+    whole, per_group = (src, dst) if transposed else (dst, src)  # axis 0's units, axis 1's groups'
+    n, per = shape[0], shape[1]
+    if n % groups or n != whole.size or per * groups != per_group.size:
         return None
-    if transposed:  # (in, out / groups, *k): input channel i feeds its group's outputs
-        n_in, per_out = shape[0], shape[1]
-        if n_in != src.size or per_out * groups != dst.size:
-            return None
-        i = np.arange(n_in)[:, None]
-        o = (i // (n_in // groups)) * per_out + np.arange(per_out)[None, :]
-        rows, cols = dst[o], np.broadcast_to(src[i], o.shape)
-    else:  # (out, in / groups, *k): output o reads channels of group o // (out / groups)
-        n_out, ipg = shape[0], shape[1]
-        if n_out != dst.size or ipg * groups != src.size:
-            return None
-        o = np.arange(n_out)[:, None]
-        j = (o // (n_out // groups)) * ipg + np.arange(ipg)[None, :]
-        rows, cols = np.broadcast_to(dst[o], j.shape), src[j]
+    i = np.arange(n)[:, None]
+    j = (i // (n // groups)) * per + np.arange(per)[None, :]
+    first, second = np.broadcast_to(whole[i], j.shape), per_group[j]
+    rows, cols = (second, first) if transposed else (first, second)
+    kernel = (1,) * (len(shape) - 2)
     return Incidence(name, shape, rows.reshape(rows.shape + kernel), cols.reshape(cols.shape + kernel))
 
 

@@ -24,7 +24,7 @@ from .reductions import ReductionOps
 from .unit_table import GraphBuilder, UnitTensor, along
 from .views import ViewOps
 
-__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]
+__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "module_at", "op_name"]
 
 
 IDENTITY = frozenset(
@@ -59,6 +59,16 @@ def op_name(target: Any) -> str:
     if text.startswith("aten."):
         return text.split(".")[1]
     return name
+
+
+def module_at(node: Any) -> tuple[str, str] | None:
+    """The innermost module running ``node``: its dotted path (``""``: the root) and its class's
+    name (``Linear``); None when the program does not say."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, cls = list(stack.values())[-1]
+    return str(path), str(cls).rsplit(".", 1)[-1]
 
 
 class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentOps):
@@ -106,19 +116,16 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
         if onnx_node:  # a module running an ONNX graph: the file's node and op
             return str(onnx_node)
-        stack = node.meta.get("nn_module_stack") or {}
-        if stack:
-            fqn, cls = list(stack.values())[-1]
-            return f"{fqn or 'the model'} ({str(cls).rsplit('.', 1)[-1]})"
-        return "the model"
+        at = module_at(node)
+        return f"{at[0] or 'the model'} ({at[1]})" if at else "the model"
 
     def kind(self, node) -> str:
         """The class of the module running ``node`` (``Linear``), or the ONNX op; '' if unknown."""
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
         if onnx_node:
             return str(onnx_node).split()[1]  # "ONNX Conv node 3" -> "Conv"
-        stack = node.meta.get("nn_module_stack") or {}
-        return str(list(stack.values())[-1][1]).rsplit(".", 1)[-1] if stack else ""
+        at = module_at(node)
+        return at[1] if at else ""
 
     def refuse(self, node, why: str) -> ModscopeError:
         return ModscopeError(f"cannot trace {self.where(node)}: {why}")

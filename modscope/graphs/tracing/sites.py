@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .interpreter import op_name
+from .interpreter import module_at, op_name
 
 __all__ = ["VIEW_OPS", "Site", "locate_sites"]
 
@@ -57,14 +57,6 @@ class Site:
     unhookable: str | None = field(default=None)
 
 
-def _innermost(node: Any) -> tuple[str, str] | None:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    path, cls = list(stack.values())[-1]
-    return str(path), str(cls)
-
-
 def _inside(node: Any, path: str) -> bool:
     stack = node.meta.get("nn_module_stack") or {}
     return any(str(p) == path for p, _ in stack.values())
@@ -83,9 +75,8 @@ def locate_sites(interp: Any) -> list[Site]:
 
 def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
     nodes = interp.builder.nodes(units)
-    where = _innermost(node)
-    path, cls = where if where is not None else ("", "")
-    module_type = cls.rsplit(".", 1)[-1]
+    where = module_at(node)
+    path, module_type = where or ("", "")
     owner, _, attr = param.rpartition(".")
 
     def parameter_site(why: str) -> Site:
@@ -133,8 +124,7 @@ def _state_site(node: Any, nodes: np.ndarray) -> Site:
     """A recurrent layer's initial state as a site: its ``hx`` argument (``(h0, c0)`` of an LSTM,
     both changed), ``(slots, batch, hidden)``, when it has one slot (one layer, one direction);
     with several, each slot holds other units and no per-feature mask fits them all."""
-    path, cls = _innermost(node) or ("", "")
-    module_type = cls.rsplit(".", 1)[-1]
+    path, module_type = module_at(node) or ("", "")
     hx = node.args[1] if len(node.args) > 1 else None
     first = hx[0] if isinstance(hx, list | tuple) and hx else hx
     val = getattr(first, "meta", {}).get("val")

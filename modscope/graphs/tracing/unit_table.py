@@ -27,6 +27,16 @@ def along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     return np.asarray(values).reshape(view)
 
 
+def _find(parent: list[int], u: int) -> int:
+    """The root of ``u`` in the union-find forest ``parent``, every node on the way re-pointed to it."""
+    root = u
+    while parent[root] != root:
+        root = parent[root]
+    while parent[u] != root:
+        parent[u], u = root, parent[u]
+    return root
+
+
 @dataclass
 class UnitTensor:
     """What the tracer knows of one tensor (arrays of the tensor's own shape)."""
@@ -91,14 +101,6 @@ class GraphBuilder:
         units = np.asarray(units, dtype=np.int64)
         return np.where(units >= 0, self.node_of[np.maximum(units, 0)], -1)
 
-    def find(self, u: int) -> int:
-        root = u
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[u] != root:
-            self.parent[u], u = root, self.parent[u]
-        return root
-
     def roots(self, units: np.ndarray) -> np.ndarray:
         """The representative of every unit id in ``units`` (``-1`` stays ``-1``), vectorised."""
         parent = np.asarray(self.parent, dtype=np.int64)
@@ -118,7 +120,7 @@ class GraphBuilder:
         n = len(self.parent)
         keys = np.unique(a[both] * n + b[both])  # one 1-D sort: much faster than unique rows
         for x, y in zip((keys // n).tolist(), (keys % n).tolist(), strict=True):
-            rx, ry = self.find(x), self.find(y)
+            rx, ry = _find(self.parent, x), _find(self.parent, y)
             if rx != ry:  # the earlier unit (lower id) stays the representative
                 self.parent[max(rx, ry)] = min(rx, ry)
 
@@ -129,13 +131,8 @@ class GraphBuilder:
 
     def stack(self, a: int, b: int) -> None:
         """Blocks ``a`` and ``b`` write the same units as one (gate and up of a gated unit)."""
-        ra, rb = self.stack_of(a), self.stack_of(b)
+        ra, rb = _find(self.stacks, a), _find(self.stacks, b)
         self.stacks[max(ra, rb)] = min(ra, rb)
-
-    def stack_of(self, block: int) -> int:
-        while self.stacks[block] != block:
-            block = self.stacks[block]
-        return block
 
     def finish(self, outputs: list[np.ndarray], keep_dead_ends: bool, norm: str) -> WeightGraph:
         """Units merged, dead ends dropped, groups renumbered: the `WeightGraph`.
@@ -147,7 +144,7 @@ class GraphBuilder:
         if not self.blocks:
             raise ModscopeError("the traced module has no layer with weights")
         n = len(self.parent)
-        root = np.asarray([self.find(u) for u in range(n)], dtype=np.int64)
+        root = np.asarray([_find(self.parent, u) for u in range(n)], dtype=np.int64)
         keep = self._kept(root, outputs, keep_dead_ends)
         groups = _FinalGroups.of(self, root, keep)
         weights, block_names, links = self._merged_blocks(root, keep, groups, norm)
@@ -197,7 +194,7 @@ class GraphBuilder:
             if not ks.any() or not kd.any():
                 continue
             gsrc, gdst = groups.group[src], groups.group[dst]
-            stack = self.stack_of(bi)
+            stack = _find(self.stacks, bi)
             for gs in np.unique(gsrc[ks]):
                 cols = np.flatnonzero(ks & (gsrc == gs))
                 for gd in np.unique(gdst[kd]):

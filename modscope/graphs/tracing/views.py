@@ -4,6 +4,7 @@ layer reads each feature from where the model's code put it (channel-major or ch
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 
@@ -119,25 +120,16 @@ class ViewOps:
     def op_roll(self, node, x, shifts, dims=(), *a):
         return x.map(lambda arr: np.roll(arr, shifts, dims or None))
 
-    def split(self, node, x, sizes, dim):
-        bounds = np.cumsum([0, *sizes])
-        out = []
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            out.append(self.op_slice(node, x, dim, int(lo), int(hi)))
-        return out
-
-    def op_split_with_sizes(self, node, x, sizes, dim=0, *a):
-        return self.split(node, x, sizes, dim)
-
     def op_split(self, node, x, size, dim=0, *a):
+        """Pieces of ``size`` along ``dim`` (the last one shorter), or of each of the sizes given."""
         n = x.units.shape[dim]
         sizes = [size] * (n // size) + ([n % size] if n % size else []) if isinstance(size, int) else size
-        return self.split(node, x, sizes, dim)
+        return [self.op_slice(node, x, dim, int(lo), int(hi)) for lo, hi in pairwise(np.cumsum([0, *sizes]))]
+
+    op_split_with_sizes = op_split
 
     def op_chunk(self, node, x, chunks, dim=0, *a):
-        n = x.units.shape[dim]
-        size = math.ceil(n / chunks)
-        return self.op_split(node, x, size, dim)
+        return self.op_split(node, x, math.ceil(x.units.shape[dim] / chunks), dim)
 
     def op_unbind(self, node, x, dim=0, *a):
         return [self.op_select(node, x, dim, i) for i in range(x.units.shape[dim])]
