@@ -21,7 +21,7 @@ from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .unit_table import GraphBuilder, UnitTensor, along
+from .unit_table import GraphBuilder, UnitTensor, along, carries_units, is_param
 from .views import ViewOps
 
 __all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "module_at", "op_name"]
@@ -413,10 +413,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             self.env[node.name] = self.blank(self.shape(node))
         elif op in IDENTITY:
             self.env[node.name] = self.elementwise(node, args)
-        elif not any(
-            isinstance(v, UnitTensor) and (v.param is not None or (v.units >= 0).any())
-            for v in self.flatten_outputs([args, list(kwargs.values())])
-        ):  # an op on tensors that carry no unit and no weight (masks, positions): none in its output
+        elif not any(is_param(v) or carries_units(v) for v in self.flatten_outputs([args, *kwargs.values()])):
+            # an op on tensors that carry no unit and no weight (masks, positions): none in its output
             self.env[node.name] = self.blank_like(node)
         else:
             raise self.refuse(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .unit_table import UnitTensor, module_of
+from .unit_table import UnitTensor, carries_units, is_param, module_of
 
 __all__ = ["LayerOps"]
 
@@ -34,9 +34,8 @@ class LayerOps:
         return self.op_mm(node, x, w)
 
     def op_mm(self, node, x, w, *a):
-        xu = isinstance(x, UnitTensor) and bool((x.units >= 0).any())
-        wu = isinstance(w, UnitTensor) and bool((w.units >= 0).any())
-        if xu and not wu and isinstance(w, UnitTensor) and w.param is not None:  # x @ W: a layer, W (in, out)
+        xu, wu = carries_units(x), carries_units(w)
+        if xu and not wu and is_param(w):  # x @ W: a layer, W (in, out)
             axis = 0 if w.param[1] is None and w.units.ndim == 2 else None  # W (in, out) as stored
             return self.linear(node, x, self.param_value(w).T, w.param[0], axis)
         if wu:  # weights (attention, a constant mixing of positions) times values

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, carries_units, is_param
 
 __all__ = ["MergeOps"]
 
@@ -42,12 +42,8 @@ class MergeOps:
         return out
 
     def op_add(self, node, a, b, *args, **kwargs):
-        if (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and (a.param is not None) != (b.param is not None)
-        ):
-            x = a if b.param is not None else b  # a bias or a learned position embedding: no edges
+        if isinstance(a, UnitTensor) and isinstance(b, UnitTensor) and is_param(a) != is_param(b):
+            x = a if is_param(b) else b  # a bias or a learned position embedding: no edges
             return self.elementwise(node, [x])
         return self.merge_binary(node, a, b, merge=True)
 
@@ -55,35 +51,19 @@ class MergeOps:
 
     def op_mul(self, node, a, b, *args):
         for x, y in ((a, b), (b, a)):
-            if (
-                isinstance(x, UnitTensor)
-                and isinstance(y, UnitTensor)
-                and y.param is not None
-                and x.param is None
-            ):
+            if isinstance(x, UnitTensor) and is_param(y) and x.param is None:
                 return self.with_gain(node, x, np.abs(self.param_value(y)))  # a learned gain (RMSNorm weight)
-        both = (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and (a.units >= 0).any()
-            and (b.units >= 0).any()
-        )
-        if both:  # a gate times a value (SwiGLU, squeeze-excitation): the same units
+        if carries_units(a) and carries_units(b):  # a gate times a value (SwiGLU, squeeze-excitation)
             if a.producer is not None and b.producer is not None:
                 self.builder.stack(a.producer, b.producer)
             return self.merge_binary(node, a, b, merge=True)
-        x = a if isinstance(a, UnitTensor) and (a.units >= 0).any() else b
+        x = a if carries_units(a) else b
         return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
 
     op_mul_ = op_mul
 
     def op_div(self, node, a, b, *args, **kwargs):
-        if (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and b.param is not None
-            and a.param is None
-        ):
+        if isinstance(a, UnitTensor) and is_param(b) and a.param is None:
             return self.with_gain(node, a, 1.0 / np.abs(self.param_value(b)))  # a learned divisor
         return self.op_mul(node, a, b)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import slice_norms
-from .unit_table import UnitTensor, module_of
+from .unit_table import UnitTensor, carries_units, module_of
 
 __all__ = ["RecurrentOps"]
 
@@ -27,7 +27,7 @@ class RecurrentOps:
         ``c0`` made by the same units as its ``h0`` (an encoder's final state) adds no second block."""
         seen: list[np.ndarray] = []
         for state in states:
-            if not isinstance(state, UnitTensor) or state.units.ndim != 3 or not (state.units >= 0).any():
+            if not carries_units(state) or state.units.ndim != 3:
                 continue
             v = state.map(lambda a, slot=slot: a[slot])
             src, _, scale, _ = self.features(node, v, -1)
@@ -94,7 +94,7 @@ class RecurrentOps:
         shape = self.shape(node)
         name = module_of(w_ih.param[0])
         w_hh_v = self.param_value(w_hh)
-        if isinstance(h, UnitTensor) and (h.units >= 0).any():  # the state carries the cell's units on
+        if carries_units(h):  # the state carries the cell's units on
             units, _, _, _ = self.features(node, h, -1)
             src, dst, w = self.cell_input(node, x, units, w_ih, gates)
             key = (w_ih.param[0], tuple(src.tolist()), int(units[0]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from ...errors import ModscopeError
 from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 
-__all__ = ["Block", "GraphBuilder", "UnitTensor", "along", "module_of"]
+__all__ = ["Block", "GraphBuilder", "UnitTensor", "along", "carries_units", "is_param", "module_of"]
 
 
 def module_of(param: str) -> str:
@@ -62,6 +63,16 @@ class UnitTensor:
             param,
             self.producer,
         )
+
+
+def carries_units(v: Any) -> bool:
+    """Whether ``v`` is a `UnitTensor` with at least one element that is a unit."""
+    return isinstance(v, UnitTensor) and bool((v.units >= 0).any())
+
+
+def is_param(v: Any) -> bool:
+    """Whether ``v`` is a `UnitTensor` of a parameter's numbers (or a view of them)."""
+    return isinstance(v, UnitTensor) and v.param is not None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, carries_units
 
 __all__ = ["ViewOps"]
 
@@ -185,7 +185,7 @@ class ViewOps:
         ids, positions) it makes none; from an activation, only along an axis where every element
         is the same unit (the picked element's unit does not depend on the index values)."""
         shape = self.shape(node)
-        if not isinstance(x, UnitTensor) or not (x.units >= 0).any():
+        if not carries_units(x):
             return self.blank(shape)
         u = x.units
         first = np.take(u, [0], axis=dim)
