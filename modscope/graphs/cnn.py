@@ -50,19 +50,12 @@ from ..runtime.modules import eval_mode
 from .arrays import as_float64
 from .files import formats
 from .names import EMBEDDING, natural_key
-from .norms import KERNEL_NORMS, KernelNorm, kernel_norms
+from .norms import KERNEL_NORMS, KernelNorm, check_norm, kernel_norms
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "FLATTEN_ORDERS",
-    "KERNEL_NORMS",
-    "FlattenOrder",
-    "KernelNorm",
-    "channel_weights",
-    "conv_graph",
-    "holds_conv",
-    "kernel_norms",
-    "module_channel_weights",
+    "FLATTEN_ORDERS", "KERNEL_NORMS", "FlattenOrder", "KernelNorm", "channel_weights", "conv_graph",
+    "holds_conv", "kernel_norms", "module_channel_weights",
 ]
 
 FlattenOrder = Literal["channel_major", "channel_last"]
@@ -174,8 +167,7 @@ def _derive(
     (``need_conv=False``: a Linear stack with BatchNorm layers is accepted too)."""
     if flatten is not None and flatten not in FLATTEN_ORDERS:
         raise ModscopeError(f"unknown flatten order {flatten!r}; choose from {', '.join(FLATTEN_ORDERS)}")
-    if norm not in KERNEL_NORMS:
-        raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+    check_norm(norm)
     if need_conv and not any(isinstance(s, _Conv) for s in stack):
         raise ModscopeError("no Conv2d kernels (4-D weights) found: not a CNN")
     out: list[tuple[str, np.ndarray]] = []

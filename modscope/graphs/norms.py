@@ -9,10 +9,16 @@ import numpy as np
 
 from ..errors import ModscopeError
 
-__all__ = ["KERNEL_NORMS", "KernelNorm", "kernel_norms", "slice_norms"]
+__all__ = ["KERNEL_NORMS", "KernelNorm", "check_norm", "kernel_norms", "slice_norms"]
 
 KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
 KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
+
+
+def check_norm(norm: str) -> None:
+    """Refuse, in one line, a kernel norm that is not one of `KERNEL_NORMS`."""
+    if norm not in KERNEL_NORMS:
+        raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
 def slice_norms(slices: np.ndarray, norm: str = "1") -> np.ndarray:

@@ -30,20 +30,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "HEADS",
-    "WAY_OUT",
-    "Family",
-    "FamilyGraph",
-    "count_indices",
-    "example_tokens",
-    "first_prefix",
-    "given_int",
-    "has_all",
-    "read_head",
-    "shape_of",
-    "stack_sizes",
-    "stack_words",
-    "weights",
+    "HEADS", "WAY_OUT", "Family", "FamilyGraph", "count_indices", "example_tokens", "first_prefix",
+    "given_int", "has_all", "read_head", "shape_of", "stack_sizes", "stack_words", "weights",
 ]
 
 WAY_OUT = (

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import ModscopeError
 from ...runtime.modules import eval_mode
-from ..norms import KERNEL_NORMS
+from ..norms import check_norm
 from ..weight_graph import WeightGraph
 from .incidence import ParameterMap, map_parameters
 from .interpreter import Interpreter
@@ -31,11 +31,6 @@ class TracedNetwork:
     graph: WeightGraph
     sites: tuple[Site, ...]
     parameters: ParameterMap | None = None
-
-
-def _check_norm(kernel_norm: str) -> None:
-    if kernel_norm not in KERNEL_NORMS:
-        raise ModscopeError(f"unknown kernel norm {kernel_norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
 @contextmanager
@@ -119,7 +114,7 @@ def trace_program(
 ) -> WeightGraph:
     """The unit graph ([spec §1b][spec-1b]) of an ``ExportedProgram`` (from ``torch.export``, or read from a
     ``.pt2`` archive). See `trace_graph` for the options."""
-    _check_norm(kernel_norm)
+    check_norm(kernel_norm)
     return Interpreter(program, kernel_norm, keep_dead_ends, input_axes, input_axis).run()
 
 
@@ -128,7 +123,7 @@ def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetw
     (`TracedNetwork.sites`) and where each parameter writes and reads units
     (`TracedNetwork.parameters`)."""
     kwargs = options.pop("kwargs", None)
-    _check_norm(options.get("kernel_norm", "1"))
+    check_norm(options.get("kernel_norm", "1"))
     interp = Interpreter(export_module(module, example_input, kwargs), **_interpreter_options(**options))
     interp.module = module
     graph = interp.run()
@@ -169,7 +164,7 @@ def trace_graph(
     transposes and permutes, else the last axis). ``input_axis``: the first input's feature axis
     (``--input-axis``), when that guess is wrong.
     """
-    _check_norm(kernel_norm)
+    check_norm(kernel_norm)
     return trace_program(
         export_module(module, example_input, kwargs),
         kernel_norm=kernel_norm,
