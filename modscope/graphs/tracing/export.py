@@ -165,10 +165,5 @@ def trace_graph(
     (``--input-axis``), when that guess is wrong.
     """
     check_norm(kernel_norm)
-    return trace_program(
-        export_module(module, example_input, kwargs),
-        kernel_norm=kernel_norm,
-        keep_dead_ends=keep_dead_ends,
-        input_axes=input_axes,
-        input_axis=input_axis,
-    )
+    options = {"keep_dead_ends": keep_dead_ends, "input_axes": input_axes, "input_axis": input_axis}
+    return trace_program(export_module(module, example_input, kwargs), kernel_norm=kernel_norm, **options)

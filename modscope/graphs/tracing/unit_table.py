@@ -55,14 +55,8 @@ class UnitTensor:
         if param is not None:  # a parameter seen whole until now: its element indices, then viewed
             index = np.arange(self.units.size).reshape(self.units.shape) if param[1] is None else param[1]
             param = (param[0], f(index))
-        return UnitTensor(
-            f(self.units),
-            f(self.pos),
-            self.frame,
-            None if self.scale is None else f(self.scale),
-            param,
-            self.producer,
-        )
+        scale = None if self.scale is None else f(self.scale)
+        return UnitTensor(f(self.units), f(self.pos), self.frame, scale, param, self.producer)
 
 
 def carries_units(v: Any) -> bool:

@@ -92,14 +92,8 @@ class ViewOps:
                 return np.pad(arr, grow, mode="constant", constant_values=fill)
             return np.pad(arr, grow, mode=modes[mode])
 
-        return UnitTensor(
-            padded(x.units, -1),
-            padded(x.pos, 0),
-            x.frame,
-            None if x.scale is None else padded(x.scale, 1.0),
-            None,
-            x.producer,
-        )
+        scale = None if x.scale is None else padded(x.scale, 1.0)
+        return UnitTensor(padded(x.units, -1), padded(x.pos, 0), x.frame, scale, None, x.producer)
 
     def op_constant_pad_nd(self, node, x, pad, value=0, *a):
         return self.op_pad(node, x, pad, "constant")
@@ -142,12 +136,8 @@ class ViewOps:
             scale = np.concatenate(
                 [t.scale if t.scale is not None else np.ones(t.units.shape) for t in tensors], dim
             )
-        return UnitTensor(
-            np.concatenate([t.units for t in tensors], dim),
-            np.concatenate([t.pos for t in tensors], dim),
-            frame,
-            scale,
-        )
+        units = np.concatenate([t.units for t in tensors], dim)
+        return UnitTensor(units, np.concatenate([t.pos for t in tensors], dim), frame, scale)
 
     def op_stack(self, node, tensors, dim=0, *a):
         return self.op_cat(node, [t.map(lambda arr: np.expand_dims(arr, dim)) for t in tensors], dim)

@@ -118,12 +118,7 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         h1, h2 = c["hidden"]
         self.classifier = nn.Sequential(
-            nn.Linear(c_in * 49, h1),
-            nn.ReLU(),
-            nn.Dropout(),
-            nn.Linear(h1, h2),
-            nn.ReLU(),
-            nn.Dropout(),
+            nn.Linear(c_in * 49, h1), nn.ReLU(), nn.Dropout(), nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(),
             nn.Linear(h2, c["classes"]),
         )
 
@@ -204,12 +199,8 @@ class MobileNetV3(nn.Module):
         layers += [InvertedResidualV3(b) for b in c["blocks"]]
         layers.append(conv_bn(c["blocks"][-1]["out"], c["last_conv"], 1, act=nn.Hardswish, eps=V3_EPS))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Linear(c["last_conv"], c["last"]),
-            nn.Hardswish(),
-            nn.Dropout(0.2),
-            nn.Linear(c["last"], c["classes"]),
-        )
+        head = [nn.Linear(c["last_conv"], c["last"]), nn.Hardswish(), nn.Dropout(0.2)]
+        self.classifier = nn.Sequential(*head, nn.Linear(c["last"], c["classes"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
