@@ -246,27 +246,17 @@ class WeightGraph:
         colours, or ``None`` when none exists (an edge set within a group, an odd cycle). The graph of
         units is then bipartite: colour-0 units against colour-1 units ([spec §1b][spec-1b]: detected, never
         assumed). Each connected set of groups starts at its lowest group with colour 0."""
-        colour = np.full(self.n_layers, -1, dtype=np.int64)
-        neighbours: list[list[int]] = [[] for _ in range(self.n_layers)]
-        for s, d in self.links:
-            if s == d:
-                return None
-            neighbours[s].append(d)
-            neighbours[d].append(s)
-        for start in range(self.n_layers):
-            if colour[start] >= 0:
-                continue
-            colour[start] = 0
-            stack = [start]
-            while stack:
-                g = stack.pop()
-                for h in neighbours[g]:
-                    if colour[h] < 0:
-                        colour[h] = 1 - colour[g]
-                        stack.append(h)
-                    elif colour[h] == colour[g]:
-                        return None
-        return colour
+        from scipy.sparse.csgraph import connected_components, shortest_path
+
+        n = self.n_layers
+        src, dst = np.asarray(self.links).T
+        groups = sp.coo_matrix((np.ones(src.size), (src, dst)), (n, n))
+        _, component = connected_components(groups, directed=False)
+        starts = np.unique(component, return_index=True)[1]  # each component's lowest group
+        # a 2-colouring, if any, is the parity of the hops from the start (the only one with start 0)
+        hops = shortest_path(groups, directed=False, unweighted=True, indices=starts)
+        colour = (hops[component, np.arange(n)] % 2).astype(np.int64)
+        return None if np.any(colour[src] == colour[dst]) else colour
 
     # -- edges -----------------------------------------------------------------------------
     @cached_property
