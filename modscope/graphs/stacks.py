@@ -290,16 +290,12 @@ def _plain_sequential(module: Any) -> bool:
     """An ``nn.Sequential`` (nested ones allowed) of Linear layers and layers without weights."""
     from torch import nn
 
-    if not isinstance(module, nn.Sequential):
-        return False
-    for m in module.modules():
-        if isinstance(m, nn.Sequential | nn.Linear):
-            continue
-        if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
-            return False
-        if list(m.children()):
-            return False
-    return True
+    def weightless_leaf(m: nn.Module) -> bool:
+        return not [*m.parameters(recurse=False), *m.buffers(recurse=False), *m.children()]
+
+    return isinstance(module, nn.Sequential) and all(
+        isinstance(m, nn.Sequential | nn.Linear) or weightless_leaf(m) for m in module.modules()
+    )
 
 
 def is_modscope_mlp(module: Any) -> bool:

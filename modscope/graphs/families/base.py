@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEADS", "WAY_OUT", "Family", "FamilyGraph", "count_indices", "example_tokens", "first_prefix",
-    "given_int", "has_all", "read_head", "shape_of", "stack_sizes", "stack_words", "weights",
+    "given_int", "read_head", "shape_of", "stack_sizes", "stack_words", "weights",
 ]
 
 WAY_OUT = (
@@ -79,14 +79,9 @@ def weights(prefix: str, *modules: str) -> tuple[str, ...]:
     return tuple(f"{prefix}{m}.weight" for m in modules)
 
 
-def has_all(keys: Collection[str], prefix: str, suffixes: Collection[str]) -> bool:
-    """Whether every ``prefix + suffix`` is a key."""
-    return all(prefix + s in keys for s in suffixes)
-
-
 def first_prefix(keys: Collection[str], prefixes: Collection[str], suffixes: Collection[str]) -> str | None:
     """The first of ``prefixes`` under which every one of ``suffixes`` is a key (None: none)."""
-    return next((p for p in prefixes if has_all(keys, p, suffixes)), None)
+    return next((p for p in prefixes if all(p + s in keys for s in suffixes)), None)
 
 
 def count_indices(keys: Collection[str], pattern: str) -> int:

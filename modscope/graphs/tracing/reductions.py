@@ -41,8 +41,7 @@ class ReductionOps:
         embedders end with it)."""
         return self.reduce(node, x, dim, keepdim)
 
-    def op_norm(self, node, x, p=None, dim=None, keepdim=False, *a, **k):
-        return self.reduce(node, x, dim, keepdim)
+    op_norm = op_linalg_vector_norm
 
     def op_max(self, node, x, dim=None, keepdim=False, *a):
         if isinstance(dim, UnitTensor):  # max(a, b) of two tensors (aten.max.other): elementwise

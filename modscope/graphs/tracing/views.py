@@ -4,6 +4,7 @@ layer reads each feature from where the model's code put it (channel-major or ch
 from __future__ import annotations
 
 import math
+from functools import partialmethod
 from itertools import pairwise
 
 import numpy as np
@@ -98,14 +99,8 @@ class ViewOps:
     def op_constant_pad_nd(self, node, x, pad, value=0, *a):
         return self.op_pad(node, x, pad, "constant")
 
-    def op_reflection_pad1d(self, node, x, padding, *a):
-        return self.op_pad(node, x, padding, "reflect")
-
-    op_reflection_pad2d = op_reflection_pad3d = op_reflection_pad1d
-
-    def op_replication_pad1d(self, node, x, padding, *a):
-        return self.op_pad(node, x, padding, "replicate")
-
+    op_reflection_pad1d = op_reflection_pad2d = op_reflection_pad3d = partialmethod(op_pad, mode="reflect")
+    op_replication_pad1d = partialmethod(op_pad, mode="replicate")
     op_replication_pad2d = op_replication_pad3d = op_replication_pad1d
 
     def op_flip(self, node, x, dims, *a):
