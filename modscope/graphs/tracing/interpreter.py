@@ -374,16 +374,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
     _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
 
-    def first_reader(self, node):
-        """The first op with weights (a conv, a dense or recurrent op) that reads ``node``'s values,
-        breadth first through the ops between them; None if none does."""
-        weighted = self._CONVS + self._DENSE
-        return next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
-
     def one_channel_signal(self, node) -> bool:
-        """A 2-D input whose first reader is a conv of one input channel: a signal (batch, samples)
-        viewed as a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
-        reader = self.first_reader(node)
+        """A 2-D input whose first reader with weights (a conv, a dense or recurrent op; breadth first
+        through the ops between) is a conv of one input channel: a signal (batch, samples) viewed as
+        a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
+        weighted = self._CONVS + self._DENSE
+        reader = next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
         if reader is None or op_name(reader.target) not in self._CONVS:
             return False
         val = reader.args[0].meta.get("val")

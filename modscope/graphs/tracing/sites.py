@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .interpreter import module_at, op_name
+from .interpreter import Interpreter, module_at, op_name
 
 __all__ = ["VIEW_OPS", "Site", "locate_sites"]
 
@@ -136,16 +136,11 @@ def _state_site(node: Any, nodes: np.ndarray) -> Site:
 
 def _keeps_last_axis(node: Any) -> bool:
     """A transpose or permute that leaves the last axis (the features of a dense read) last."""
-    op, args = op_name(node.target), node.args
     val = node.meta.get("val")
-    if val is None:
+    if val is None or op_name(node.target) not in ("transpose", "permute"):
         return False
-    last = len(val.shape) - 1
-    if op == "transpose" and len(args) >= 3:
-        return all(int(d) % (last + 1) != last for d in args[1:3])
-    if op == "permute" and len(args) >= 2:
-        return int(list(args[1])[-1]) % (last + 1) == last
-    return False
+    axes = Interpreter.follow_axes(node, list(range(len(val.shape))))
+    return axes is not None and axes[-1] == len(val.shape) - 1
 
 
 def _batch_first(interp: Any, path: str) -> bool:

@@ -84,16 +84,14 @@ class BertModel(nn.Module):
 
 
 class Transform(nn.Module):
-    """The masked-LM head's ``dense -> gelu -> LayerNorm`` (``norm`` its LayerNorm's name)."""
+    """The masked-LM head's ``dense -> gelu -> LayerNorm``."""
 
-    def __init__(self, d: int, norm: str) -> None:
+    def __init__(self, d: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(d, d)
-        self.norm_name = norm
-        self.add_module(norm, nn.LayerNorm(d))
+        self.dense, self.LayerNorm = nn.Linear(d, d), nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self, self.norm_name)(F.gelu(self.dense(x)))
+        return self.LayerNorm(F.gelu(self.dense(x)))
 
 
 class BertPredictions(nn.Module):
@@ -101,7 +99,7 @@ class BertPredictions(nn.Module):
 
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.transform = Transform(d, "LayerNorm")
+        self.transform = Transform(d)
         self.decoder = nn.Linear(d, vocab, bias=False)
         self.bias = nn.Parameter(torch.empty(vocab))
 
