@@ -50,7 +50,7 @@ from ..runtime.modules import eval_mode
 from .arrays import as_float64
 from .files import formats
 from .names import EMBEDDING, natural_key
-from .norms import KERNEL_NORMS, KernelNorm, check_norm, kernel_norms
+from .norms import KERNEL_NORMS, KernelNorm, block_diagonal, check_norm, kernel_norms
 from .weight_graph import WeightGraph
 
 __all__ = [
@@ -85,17 +85,6 @@ class _BatchNorm:
     eps: float
 
 
-def _block_diagonal(norms: np.ndarray, groups: int) -> np.ndarray:
-    """``(out, in_per_group)`` norms of a grouped conv -> ``(out, in_per_group * groups)``."""
-    if groups == 1:
-        return norms
-    out, ipg = norms.shape
-    full = np.zeros((out, ipg * groups))
-    group = np.arange(out) // (out // groups)  # torch: output channels split evenly by group
-    full[np.arange(out)[:, None], group[:, None] * ipg + np.arange(ipg)[None, :]] = norms
-    return full
-
-
 def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndarray:
     """The ``(out, in)`` channel matrix of a conv reading ``channels`` channels (None: the input)."""
     k = item.kernel
@@ -111,7 +100,7 @@ def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndar
         )
     if k.shape[0] % groups:
         raise ModscopeError(f"{item.name}: {k.shape[0]} output channels do not split into {groups} groups")
-    return _block_diagonal(kernel_norms(k, norm), groups)
+    return block_diagonal(kernel_norms(k, norm), groups)
 
 
 def _flattened_linear(

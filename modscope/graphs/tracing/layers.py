@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..norms import block_diagonal
 from .unit_table import UnitTensor, carries_units, is_param, module_of
 
 __all__ = ["LayerOps"]
@@ -80,14 +81,11 @@ class LayerOps:
             cin = k.shape[0]
             k = k.reshape(groups, cin // groups, *k.shape[1:]).swapaxes(1, 2)
             k = k.reshape(groups * k.shape[1], cin // groups, *k.shape[3:])
-        out, ipg = k.shape[0], k.shape[1]
-        full = np.zeros((out, ipg * groups, *k.shape[2:]))
-        per = out // groups
-        for g in range(groups):  # a grouped conv: no edge between channels of different groups
-            full[g * per : (g + 1) * per, g * ipg : (g + 1) * ipg] = k[g * per : (g + 1) * per]
+        full = block_diagonal(k, groups)  # a grouped conv: no edge between channels of different groups
         # the kernel's input-channel axis indexes the features only without groups
         axis = None if groups != 1 or weight.param[1] is not None else (0 if transposed else 1)
-        units, block = self.weighted(node, module_of(weight.param[0]), x, 1, full, out, weight.param[0], axis)
+        name = weight.param[0]
+        units, block = self.weighted(node, module_of(name), x, 1, full, k.shape[0], name, axis)
         return self.spread(units, self.shape(node), 1, block)
 
     def op_conv2d(self, node, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *a):
