@@ -104,10 +104,7 @@ def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndar
 
 
 def _flattened_linear(
-    item: _Linear,
-    channels: int,
-    norm: KernelNorm,
-    spatial: tuple[int, int] | None,
+    item: _Linear, channels: int, norm: KernelNorm, spatial: tuple[int, int] | None,
     flatten: FlattenOrder | None,
 ) -> np.ndarray:
     """The ``(out, channels)`` matrix of a Linear reading a flattened ``channels``-channel map:
@@ -145,12 +142,8 @@ def _flattened_linear(
 
 
 def _derive(
-    stack: Sequence[_Conv | _Linear | _BatchNorm],
-    norm: KernelNorm,
-    fold_batchnorm: bool,
-    spatial: tuple[int, int] | None,
-    flatten: FlattenOrder | None = None,
-    need_conv: bool = True,
+    stack: Sequence[_Conv | _Linear | _BatchNorm], norm: KernelNorm, fold_batchnorm: bool,
+    spatial: tuple[int, int] | None, flatten: FlattenOrder | None = None, need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a forward-ordered stack
     (``need_conv=False``: a Linear stack with BatchNorm layers is accepted too)."""
@@ -224,12 +217,8 @@ def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: 
 
 
 def channel_weights(
-    tensors: Mapping[str, Any],
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    spatial: tuple[int, int] | None = None,
-    bn_eps: float = 1e-5,
-    flatten: FlattenOrder | None = None,
+    tensors: Mapping[str, Any], norm: KernelNorm = "1", fold_batchnorm: bool = True,
+    spatial: tuple[int, int] | None = None, bn_eps: float = 1e-5, flatten: FlattenOrder | None = None,
     need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict (or, with
@@ -312,10 +301,7 @@ def _stack_from_module(model: Any, input_shape: Sequence[int] | None) -> list:
 
 
 def module_channel_weights(
-    model: Any,
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    input_shape: Sequence[int] | None = None,
+    model: Any, norm: KernelNorm = "1", fold_batchnorm: bool = True, input_shape: Sequence[int] | None = None,
     spatial: tuple[int, int] | None = None,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices of an ``nn.Sequential`` CNN (Conv2d / BatchNorm / Linear, in
@@ -334,12 +320,8 @@ def module_channel_weights(
 
 
 def conv_graph(
-    source: str | os.PathLike | Mapping | Any,
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    input_shape: Sequence[int] | None = None,
-    spatial: tuple[int, int] | None = None,
-    bn_eps: float = 1e-5,
+    source: str | os.PathLike | Mapping | Any, norm: KernelNorm = "1", fold_batchnorm: bool = True,
+    input_shape: Sequence[int] | None = None, spatial: tuple[int, int] | None = None, bn_eps: float = 1e-5,
     flatten: FlattenOrder | None = None,
 ) -> WeightGraph:
     """The channel `WeightGraph` of a CNN: an ``nn.Sequential``, a state dict, or a file

@@ -86,9 +86,7 @@ def chains(items: Sequence[tuple[str, np.ndarray]]) -> bool:
 
 
 def ordered_weights(
-    tensors: Mapping[str, Any],
-    layers: Sequence[str] | None = None,
-    layout: Layout = "out_in",
+    tensors: Mapping[str, Any], layers: Sequence[str] | None = None, layout: Layout = "out_in",
 ) -> list[tuple[str, np.ndarray]]:
     """Pick the Linear weight matrices of a state dict and put them in forward order.
 
@@ -151,9 +149,7 @@ def linear_sites(graph: WeightGraph) -> tuple[Site, ...]:
 
     return tuple(
         Site(
-            name.removesuffix(".weight"),
-            "input",
-            np.arange(graph.offsets[i], graph.offsets[i + 1]),
+            name.removesuffix(".weight"), "input", np.arange(graph.offsets[i], graph.offsets[i + 1]),
             module_type="Linear",
         )
         for i, name in enumerate(graph.names)

@@ -118,15 +118,9 @@ class WeightGraph:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_weights(
-        cls,
-        weights: Sequence[np.ndarray],
-        names: Sequence[str] | None = None,
-        *,
-        links: Sequence[tuple[int, int]] | None = None,
-        sizes: Sequence[int] | None = None,
-        group_names: Sequence[str] | None = None,
-        reading: str = "",
-        copy: bool = True,
+        cls, weights: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
+        links: Sequence[tuple[int, int]] | None = None, sizes: Sequence[int] | None = None,
+        group_names: Sequence[str] | None = None, reading: str = "", copy: bool = True,
     ) -> WeightGraph:
         """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
         ``sizes`` joined as ``links`` says. Edge sets within one group lose their diagonal.

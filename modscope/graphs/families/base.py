@@ -115,11 +115,8 @@ def stack_sizes(
     shape), ``d_ff`` (axis ``ff_axis`` of the MLP's input weight ``d_ff``); keys below ``prefix``."""
     vocab, d = shape_of(tensors, prefix + embedding)
     return {
-        "prefix": prefix,
-        "layers": count_indices(tensors.keys(), rf"^{re.escape(prefix)}{layers}\.(\d+)\."),
-        "d_model": d,
-        "d_ff": shape_of(tensors, prefix + d_ff)[ff_axis],
-        "vocab": vocab,
+        "prefix": prefix, "layers": count_indices(tensors.keys(), rf"^{re.escape(prefix)}{layers}\.(\d+)\."),
+        "d_model": d, "d_ff": shape_of(tensors, prefix + d_ff)[ff_axis], "vocab": vocab,
     }
 
 

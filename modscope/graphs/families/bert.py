@@ -29,15 +29,10 @@ _SIGNATURE = ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight"
 _PREFIXES = ("bert.", "roberta.", "")
 _ROBERTA = ("roberta", "xlm-roberta", "camembert")
 _HEADS = {
-    "bert_mlm": "masked-LM head",
-    "bert_pretraining": "masked-LM and next-sentence heads",
-    "roberta_mlm": "masked-LM head",
-    "roberta_classifier": "sequence classifier",
-    "sequence": "sequence classifier",
-    "token": "token classifier",
-    "qa": "question-answering head",
-    "none": "no head",
-    "base": "no head",
+    "bert_mlm": "masked-LM head", "bert_pretraining": "masked-LM and next-sentence heads",
+    "roberta_mlm": "masked-LM head", "roberta_classifier": "sequence classifier",
+    "sequence": "sequence classifier", "token": "token classifier", "qa": "question-answering head",
+    "none": "no head", "base": "no head",
 }
 
 
@@ -60,11 +55,9 @@ class Bert(Family):
             "encoder.layer.0.intermediate.dense.weight",
         )
         c.update(
-            roberta=roberta,
-            positions=shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
+            roberta=roberta, positions=shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
             token_types=shape_of(tensors, p + "embeddings.token_type_embeddings.weight")[0],
-            pooler=p + "pooler.dense.weight" in keys,
-            heads=given_int(given, "num_attention_heads"),
+            pooler=p + "pooler.dense.weight" in keys, heads=given_int(given, "num_attention_heads"),
         )
         c["position_offset"] = 2 if roberta and c["positions"] > 2 else 0
         c["head"], c["classes"] = _head(tensors, p, c["pooler"])

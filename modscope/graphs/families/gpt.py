@@ -84,8 +84,7 @@ class GPTNeoX(Family):
             raise ModscopeError(f"config num_attention_heads={heads} does not divide d_model {d}")
         c = stack_sizes(tensors, p, "layers", "embed_in.weight", "layers.0.mlp.dense_h_to_4h.weight")
         c.update(
-            heads=heads,
-            parallel_residual=bool(given.get("use_parallel_residual", True)),
+            heads=heads, parallel_residual=bool(given.get("use_parallel_residual", True)),
             attention_bias=qkv[: -len("weight")] + "bias" in keys,
             mlp_bias=p + "layers.0.mlp.dense_h_to_4h.bias" in keys,
         )

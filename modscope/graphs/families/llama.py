@@ -46,13 +46,9 @@ class Llama(Family):
         q_rows, k_rows = shape_of(tensors, a + "q_proj.weight")[0], shape_of(tensors, a + "k_proj.weight")[0]
         heads, kv_heads, head_dim = _heads(given, c["d_model"], q_rows, k_rows, a)
         c.update(
-            model_type=given.get("model_type"),
-            heads=heads,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
+            model_type=given.get("model_type"), heads=heads, kv_heads=kv_heads, head_dim=head_dim,
             heads_known=given_int(given, "num_attention_heads") is not None or q_rows != k_rows,
-            qkv_bias=a + "q_proj.bias" in keys,
-            o_bias=a + "o_proj.bias" in keys,
+            qkv_bias=a + "q_proj.bias" in keys, o_bias=a + "o_proj.bias" in keys,
             mlp_bias=p + "layers.0.mlp.gate_proj.bias" in keys,
         )
         head = read_head(tensors, not p)

@@ -69,8 +69,7 @@ class HFViT(_ViT):
             tensors, p + "embeddings.position_embeddings", p + "embeddings.patch_embeddings.projection.weight"
         )
         c.update(
-            prefix=p,
-            layers=count_indices(keys, rf"^{re.escape(p)}encoder\.layer\.(\d+)\."),
+            prefix=p, layers=count_indices(keys, rf"^{re.escape(p)}encoder\.layer\.(\d+)\."),
             d_ff=shape_of(tensors, p + "encoder.layer.0.intermediate.dense.weight")[0],
             pooler=p + "pooler.dense.weight" in keys,
             classes=shape_of(tensors, "classifier.weight")[0] if p else None,

@@ -105,12 +105,8 @@ def _first_line(exc: Exception) -> str:
 
 
 def trace_program(
-    program: Any,
-    *,
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
+    program: Any, *, kernel_norm: str = "1", keep_dead_ends: bool = False,
+    input_axes: dict[str, int] | None = None, input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph ([spec §1b][spec-1b]) of an ``ExportedProgram`` (from ``torch.export``, or read from a
     ``.pt2`` archive). See `trace_graph` for the options."""
@@ -131,9 +127,7 @@ def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetw
 
 
 def _interpreter_options(
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
+    kernel_norm: str = "1", keep_dead_ends: bool = False, input_axes: dict[str, int] | None = None,
     input_axis: int | None = None,
 ) -> dict[str, Any]:
     """`trace_graph`'s options as the `Interpreter` takes them (an unknown one: TypeError)."""
@@ -142,14 +136,8 @@ def _interpreter_options(
 
 
 def trace_graph(
-    module: Any,
-    example_input: Any,
-    *,
-    kwargs: dict | None = None,
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
+    module: Any, example_input: Any, *, kwargs: dict | None = None, kernel_norm: str = "1",
+    keep_dead_ends: bool = False, input_axes: dict[str, int] | None = None, input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph of ``module`` on ``example_input`` (a tensor or a tuple of the forward's
     positional arguments; ``kwargs`` its keyword arguments), by [spec §1b][spec-1b].

@@ -75,11 +75,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     """Walks an exported program's nodes once, keeping a `UnitTensor` per tensor."""
 
     def __init__(
-        self,
-        ep: Any,
-        norm: str,
-        keep_dead_ends: bool,
-        input_axes: dict[str, int] | None,
+        self, ep: Any, norm: str, keep_dead_ends: bool, input_axes: dict[str, int] | None,
         input_axis: int | None = None,
     ) -> None:
         import torch
@@ -210,15 +206,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         return u, p, s, np.asarray(v.frame or (1,))
 
     def weighted(
-        self,
-        node,
-        name: str,
-        x: UnitTensor,
-        axis: int,
-        w: np.ndarray,
-        out_size: int,
-        block_name: str | None = None,
-        param_axis: int | None = 1,
+        self, node, name: str, x: UnitTensor, axis: int, w: np.ndarray, out_size: int,
+        block_name: str | None = None, param_axis: int | None = 1,
     ) -> tuple[np.ndarray, int]:
         """A new group of ``out_size`` units reading ``x`` along ``axis`` through ``w``
         ``(out_size, n_features[, *kernel])``; returns the new units and the block index.

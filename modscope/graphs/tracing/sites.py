@@ -110,12 +110,8 @@ def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
     if module_type in _SEQ_FIRST:
         batch_axis = 0 if _batch_first(interp, path) else 1
     return Site(
-        path,
-        "input",
-        nodes,
-        arg=None if module_type == "MultiheadAttention" else 0,
-        axis=b_axis if b_axis < 0 else b_axis - here.units.ndim,
-        batch_axis=batch_axis,
+        path, "input", nodes, arg=None if module_type == "MultiheadAttention" else 0,
+        axis=b_axis if b_axis < 0 else b_axis - here.units.ndim, batch_axis=batch_axis,
         module_type=module_type,
     )
 

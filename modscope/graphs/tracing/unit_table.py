@@ -268,12 +268,7 @@ class _FinalGroups:
                 names[g] = f"{name} (run {seen[name]})"
 
     def place(
-        self,
-        weight: np.ndarray,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        r: np.ndarray,
-        c: np.ndarray,
+        self, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray, r: np.ndarray, c: np.ndarray,
         pair: tuple[int, int],
     ) -> np.ndarray:
         """``weight[rows][:, cols]`` at rows ``r`` and columns ``c`` of the ``(dst, src)`` group

@@ -19,12 +19,7 @@ def conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, bias: 
 
 
 def conv_bn(
-    c_in: int,
-    c_out: int,
-    k: int,
-    stride: int = 1,
-    groups: int = 1,
-    act: type | None = None,
+    c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, act: type | None = None,
     eps: float = 1e-5,
 ) -> nn.Sequential:
     """torchvision's conv + BatchNorm (+ activation) block: keys ``.0`` (conv) and ``.1`` (BN).
