@@ -120,19 +120,10 @@ def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetw
     (`TracedNetwork.parameters`)."""
     kwargs = options.pop("kwargs", None)
     check_norm(options.get("kernel_norm", "1"))
-    interp = Interpreter(export_module(module, example_input, kwargs), **_interpreter_options(**options))
+    interp = Interpreter(export_module(module, example_input, kwargs), **options)  # an unknown one: TypeError
     interp.module = module
     graph = interp.run()
     return TracedNetwork(graph, tuple(locate_sites(interp)), map_parameters(interp, graph))
-
-
-def _interpreter_options(
-    kernel_norm: str = "1", keep_dead_ends: bool = False, input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
-) -> dict[str, Any]:
-    """`trace_graph`'s options as the `Interpreter` takes them (an unknown one: TypeError)."""
-    return {"norm": kernel_norm, "keep_dead_ends": keep_dead_ends, "input_axes": input_axes,
-            "input_axis": input_axis}
 
 
 def trace_graph(

@@ -195,11 +195,7 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
             continue
         # a block and the read that fed it share the parameter's name and come in the same order
         read = reads[blk.name].popleft() if reads[blk.name] else None
-        owner = blk.name.rpartition(".")[0]
-        try:
-            module = model.get_submodule(owner) if owner else model
-        except AttributeError:
-            module = None
+        module = model.get_submodule(blk.name.rpartition(".")[0])  # a parameter's owner: always there
         shape = tuple(params[blk.name].shape)
         inc = None if read is None else _incidence(
             blk.name, shape, nodes(blk.dst), nodes(read[3]), read[5], module

@@ -75,14 +75,15 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     """Walks an exported program's nodes once, keeping a `UnitTensor` per tensor."""
 
     def __init__(
-        self, ep: Any, norm: str, keep_dead_ends: bool, input_axes: dict[str, int] | None,
-        input_axis: int | None = None,
+        self, ep: Any, kernel_norm: str = "1", keep_dead_ends: bool = False,
+        input_axes: dict[str, int] | None = None, input_axis: int | None = None,
     ) -> None:
+        """``ep``: the exported program; the rest: `trace_graph`'s options of the same names."""
         import torch
 
         self.torch = torch
         self.ep = ep
-        self.norm = norm
+        self.norm = kernel_norm
         self.keep_dead_ends = keep_dead_ends
         self.input_axes = dict(input_axes or {})
         self.builder = GraphBuilder()
