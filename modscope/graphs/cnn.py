@@ -191,10 +191,7 @@ def holds_conv(tensors: Mapping[str, Any]) -> bool:
 
 def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
     """Module prefixes (``features.0``) in stored order of their first key."""
-    prefixes: dict[str, None] = {}
-    for key in tensors:
-        prefixes.setdefault(key.rsplit(".", 1)[0] if "." in key else "", None)
-    return list(prefixes)
+    return list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))
 
 
 def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:

@@ -226,13 +226,7 @@ class WeightGraph:
 
     def incident(self, g: int) -> list[tuple[int, bool]]:
         """``[(edge set, g_is_dst)]``: the edge sets with an end in group ``g``, and which end."""
-        out = []
-        for b, (s, d) in enumerate(self.links):
-            if d == g:
-                out.append((b, True))
-            if s == g and d != g:
-                out.append((b, False))
-        return out
+        return [(b, d == g) for b, (s, d) in enumerate(self.links) if g in (s, d)]  # a self-loop once
 
     @cached_property
     def colours(self) -> np.ndarray | None:

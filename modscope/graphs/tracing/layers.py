@@ -23,8 +23,7 @@ class LayerOps:
         return self.spread(units, self.shape(node), len(self.shape(node)) - 1, block)
 
     def param_name(self, v: UnitTensor) -> str:
-        name = v.param[0]
-        return name[: -len(".weight")] if name.endswith(".weight") else name
+        return v.param[0].removesuffix(".weight")
 
     def op_linear(self, node, x, weight, bias=None):
         if weight is None or weight.param is None:
