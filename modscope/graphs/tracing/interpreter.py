@@ -275,9 +275,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             elif node.op == "call_function":
                 self.call(node)
             elif node.op == "output":
-                for out in self.flatten_outputs(self.value(node.args[0])):
-                    if isinstance(out, UnitTensor):
-                        self.output_units.append(out.units)
+                outs = self.flatten_outputs(self.value(node.args[0]))
+                self.output_units.extend(out.units for out in outs if isinstance(out, UnitTensor))
             elif node.op == "get_attr":
                 raise self.refuse(node, f"it reads an attribute {node.target!r} the export could not lift")
         return self.builder.finish(self.output_units, self.keep_dead_ends, self.norm)

@@ -64,13 +64,11 @@ def _inside(node: Any, path: str) -> bool:
 
 def locate_sites(interp: Any) -> list[Site]:
     """Every read of the finished trace (``interp``: a run `Interpreter`) as a `Site`."""
-    sites = []
-    for i, read in enumerate(interp.reads):
-        if i in getattr(interp, "state_reads", ()):  # h0 / c0 of a recurrent layer
-            sites.append(_state_site(read[0], interp.builder.nodes(read[3])))
-        else:
-            sites.append(_site(interp, *read))
-    return sites
+    state_reads = getattr(interp, "state_reads", ())  # h0 / c0 of a recurrent layer
+    return [
+        _state_site(read[0], interp.builder.nodes(read[3])) if i in state_reads else _site(interp, *read)
+        for i, read in enumerate(interp.reads)
+    ]
 
 
 def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
