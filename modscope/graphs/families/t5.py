@@ -96,12 +96,6 @@ class T5(Family):
 
     def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         wi = "wi_0" if config["gated"] else "wi"
-        out = []
-        for stack, n, ff in (
-            ("encoder", config["encoder_layers"], 1),
-            ("decoder", config["decoder_layers"], 2),
-        ):
-            for i in range(n):
-                block = f"{stack}.block.{i}.layer.{ff}.DenseReluDense"
-                out.append((block, f"{block}.{wi}"))
-        return out
+        stacks = (("encoder", config["encoder_layers"], 1), ("decoder", config["decoder_layers"], 2))
+        blocks = [f"{stack}.block.{i}.layer.{ff}.DenseReluDense" for stack, n, ff in stacks for i in range(n)]
+        return [(block, f"{block}.{wi}") for block in blocks]

@@ -54,11 +54,8 @@ SKIP = frozenset(
 
 def op_name(target: Any) -> str:
     """``aten.linear.default`` -> ``linear``; ``operator.getitem`` -> ``getitem``."""
-    name = getattr(target, "__name__", str(target))
     text = str(target)
-    if text.startswith("aten."):
-        return text.split(".")[1]
-    return name
+    return text.split(".")[1] if text.startswith("aten.") else getattr(target, "__name__", text)
 
 
 def module_at(node: Any) -> tuple[str, str] | None:
