@@ -37,8 +37,7 @@ class DenseNorm(nn.Module):
 
     def __init__(self, d_in: int, d: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(d_in, d)
-        self.LayerNorm = nn.LayerNorm(d)
+        self.dense, self.LayerNorm = nn.Linear(d_in, d), nn.LayerNorm(d)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(h) + residual)
@@ -47,8 +46,7 @@ class DenseNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.self = SelfAttention(d)
-        self.output = DenseNorm(d, d)
+        self.self, self.output = SelfAttention(d), DenseNorm(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(x), x)
@@ -57,9 +55,7 @@ class Attention(nn.Module):
 class Layer(nn.Module):
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
-        self.attention = Attention(d)
-        self.intermediate = Dense(d, d_ff)
-        self.output = DenseNorm(d_ff, d)
+        self.attention, self.intermediate, self.output = Attention(d), Dense(d, d_ff), DenseNorm(d_ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.attention(x)
@@ -99,8 +95,7 @@ class BertPredictions(nn.Module):
 
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.transform = Transform(d)
-        self.decoder = nn.Linear(d, vocab, bias=False)
+        self.transform, self.decoder = Transform(d), nn.Linear(d, vocab, bias=False)
         self.bias = nn.Parameter(torch.empty(vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,10 +105,8 @@ class BertPredictions(nn.Module):
 class RobertaLMHead(nn.Module):
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(d, d)
-        self.layer_norm = nn.LayerNorm(d)
-        self.decoder = nn.Linear(d, vocab, bias=False)
-        self.bias = nn.Parameter(torch.empty(vocab))
+        self.dense, self.layer_norm = nn.Linear(d, d), nn.LayerNorm(d)
+        self.decoder, self.bias = nn.Linear(d, vocab, bias=False), nn.Parameter(torch.empty(vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(F.gelu(self.dense(x)))) + self.bias
@@ -124,8 +117,7 @@ class RobertaClassifier(nn.Module):
 
     def __init__(self, d: int, classes: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(d, d)
-        self.out_proj = nn.Linear(d, classes)
+        self.dense, self.out_proj = nn.Linear(d, d), nn.Linear(d, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_proj(torch.tanh(self.dense(x[:, 0])))

@@ -22,8 +22,7 @@ class LlamaAttention(nn.Module):
         d, hd = c["d_model"], c["head_dim"]
         self.heads, self.kv_heads = c["heads"], c["kv_heads"]
         self.q_proj = nn.Linear(d, self.heads * hd, c["qkv_bias"])
-        self.k_proj = nn.Linear(d, self.kv_heads * hd, c["qkv_bias"])
-        self.v_proj = nn.Linear(d, self.kv_heads * hd, c["qkv_bias"])
+        self.k_proj, self.v_proj = (nn.Linear(d, self.kv_heads * hd, c["qkv_bias"]) for _ in range(2))
         self.o_proj = nn.Linear(self.heads * hd, d, c["o_bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,8 +44,7 @@ class Embeddings(nn.Module):
 class Attention(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.attention = SelfAttention(d)
-        self.output = Dense(d, d)
+        self.attention, self.output = SelfAttention(d), Dense(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output.dense(self.attention(x))
