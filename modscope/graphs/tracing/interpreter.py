@@ -199,9 +199,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
                 "(a layer that mixes positions differently); trace a module that keeps "
                 "features on one axis",
             )
-        p = pos[first, cols]
         s = np.ones(units.shape[1]) if scale is None else scale[first, cols]
-        return u, p, s, np.asarray(v.frame or (1,))
+        return u, pos[first, cols], s, np.asarray(v.frame or (1,))
 
     def weighted(
         self, node, name: str, x: UnitTensor, axis: int, w: np.ndarray, out_size: int,

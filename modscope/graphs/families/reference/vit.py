@@ -143,10 +143,7 @@ class TimmViTReference(nn.Module):
         self.patch_embed = Holder(proj=proj)
         self.blocks = nn.ModuleList(TimmBlock(d, c["d_ff"]) for _ in range(c["layers"]))
         self.pool = c["pool"]
-        if self.pool == "token":
-            self.norm = nn.LayerNorm(d)
-        else:
-            self.fc_norm = nn.LayerNorm(d)
+        self.add_module("norm" if self.pool == "token" else "fc_norm", nn.LayerNorm(d))  # the pooling's norm
         if c["classes"]:
             self.head = nn.Linear(d, c["classes"])
 
