@@ -158,13 +158,15 @@ class Family:
 
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
-    family; empty: ``config.json`` is not consulted for the type), and implement the methods.
+    family; empty: ``config.json`` is not consulted for the type), and implement `config` and
+    `describe` (the other methods have defaults).
     A family is recognised by its characteristic keys: ``signature`` (the keys, without prefix)
     under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
     names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
     the layer) and a tied LM head in ``tied`` (the parameter not saved, the one it is tied to).
     ``reference``: the module of `modscope.graphs.families.reference` holding the reference, its
-    class for a checkpoint with a ``prefix`` (a model with its head) and for a bare one.
+    class for a checkpoint with a ``prefix`` (a model with its head) and for a bare one (`module`
+    builds it; a family whose choice depends on more overrides `module`).
     """
 
     name: str = ""
