@@ -41,16 +41,13 @@ import numpy as np
 
 from ..errors import ModscopeError
 from ..runtime.hashing import fingerprint_arrays
+from ..runtime.modules import eval_mode
 from .network import Network
 from .stacks import linear_layers
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "ActivationGraph",
-    "activation_graph",
-    "correlation_graph",
-    "standardised_ranks",
-    "unit_activations",
+    "ActivationGraph", "activation_graph", "correlation_graph", "standardised_ranks", "unit_activations",
 ]
 
 
@@ -79,14 +76,11 @@ def unit_activations(
 
     handles = [lin.register_forward_pre_hook(keep_input(i)) for i, lin in enumerate(linears)]
     handles.append(linears[-1].register_forward_hook(lambda _m, _i, out: parts[n].append(out.detach())))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model, no_grad=True):
             for start in range(0, len(x), batch_size):
                 model(x[start : start + batch_size])
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     if any(len(p) == 0 for p in parts):

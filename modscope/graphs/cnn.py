@@ -37,6 +37,7 @@ Residual / branching networks (ResNets) do not form a chain and are refused; tra
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,22 +46,16 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError
+from ..runtime.modules import eval_mode
 from .arrays import as_float64
 from .files import formats
 from .names import EMBEDDING, natural_key
-from .norms import KERNEL_NORMS, KernelNorm, kernel_norms
+from .norms import KERNEL_NORMS, KernelNorm, block_diagonal, check_norm, kernel_norms
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "FLATTEN_ORDERS",
-    "KERNEL_NORMS",
-    "FlattenOrder",
-    "KernelNorm",
-    "channel_weights",
-    "conv_graph",
-    "holds_conv",
-    "kernel_norms",
-    "module_channel_weights",
+    "FLATTEN_ORDERS", "KERNEL_NORMS", "FlattenOrder", "KernelNorm", "channel_weights", "conv_graph",
+    "holds_conv", "kernel_norms", "module_channel_weights",
 ]
 
 FlattenOrder = Literal["channel_major", "channel_last"]
@@ -90,17 +85,6 @@ class _BatchNorm:
     eps: float
 
 
-def _block_diagonal(norms: np.ndarray, groups: int) -> np.ndarray:
-    """``(out, in_per_group)`` norms of a grouped conv -> ``(out, in_per_group * groups)``."""
-    if groups == 1:
-        return norms
-    out, ipg = norms.shape
-    full = np.zeros((out, ipg * groups))
-    group = np.arange(out) // (out // groups)  # torch: output channels split evenly by group
-    full[np.arange(out)[:, None], group[:, None] * ipg + np.arange(ipg)[None, :]] = norms
-    return full
-
-
 def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndarray:
     """The ``(out, in)`` channel matrix of a conv reading ``channels`` channels (None: the input)."""
     k = item.kernel
@@ -116,14 +100,11 @@ def _conv_matrix(item: _Conv, channels: int | None, norm: KernelNorm) -> np.ndar
         )
     if k.shape[0] % groups:
         raise ModscopeError(f"{item.name}: {k.shape[0]} output channels do not split into {groups} groups")
-    return _block_diagonal(kernel_norms(k, norm), groups)
+    return block_diagonal(kernel_norms(k, norm), groups)
 
 
 def _flattened_linear(
-    item: _Linear,
-    channels: int,
-    norm: KernelNorm,
-    spatial: tuple[int, int] | None,
+    item: _Linear, channels: int, norm: KernelNorm, spatial: tuple[int, int] | None,
     flatten: FlattenOrder | None,
 ) -> np.ndarray:
     """The ``(out, channels)`` matrix of a Linear reading a flattened ``channels``-channel map:
@@ -161,19 +142,14 @@ def _flattened_linear(
 
 
 def _derive(
-    stack: Sequence[_Conv | _Linear | _BatchNorm],
-    norm: KernelNorm,
-    fold_batchnorm: bool,
-    spatial: tuple[int, int] | None,
-    flatten: FlattenOrder | None = None,
-    need_conv: bool = True,
+    stack: Sequence[_Conv | _Linear | _BatchNorm], norm: KernelNorm, fold_batchnorm: bool,
+    spatial: tuple[int, int] | None, flatten: FlattenOrder | None = None, need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a forward-ordered stack
     (``need_conv=False``: a Linear stack with BatchNorm layers is accepted too)."""
     if flatten is not None and flatten not in FLATTEN_ORDERS:
         raise ModscopeError(f"unknown flatten order {flatten!r}; choose from {', '.join(FLATTEN_ORDERS)}")
-    if norm not in KERNEL_NORMS:
-        raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
+    check_norm(norm)
     if need_conv and not any(isinstance(s, _Conv) for s in stack):
         raise ModscopeError("no Conv2d kernels (4-D weights) found: not a CNN")
     out: list[tuple[str, np.ndarray]] = []
@@ -215,10 +191,7 @@ def holds_conv(tensors: Mapping[str, Any]) -> bool:
 
 def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
     """Module prefixes (``features.0``) in stored order of their first key."""
-    prefixes: dict[str, None] = {}
-    for key in tensors:
-        prefixes.setdefault(key.rsplit(".", 1)[0] if "." in key else "", None)
-    return list(prefixes)
+    return list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))
 
 
 def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:
@@ -241,12 +214,8 @@ def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: 
 
 
 def channel_weights(
-    tensors: Mapping[str, Any],
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    spatial: tuple[int, int] | None = None,
-    bn_eps: float = 1e-5,
-    flatten: FlattenOrder | None = None,
+    tensors: Mapping[str, Any], norm: KernelNorm = "1", fold_batchnorm: bool = True,
+    spatial: tuple[int, int] | None = None, bn_eps: float = 1e-5, flatten: FlattenOrder | None = None,
     need_conv: bool = True,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices ``[(name, (n_out, n_in))]`` of a CNN state dict (or, with
@@ -257,25 +226,19 @@ def channel_weights(
     ``.safetensors`` file stores its keys in its own order), in natural key order
     (``features.2`` before ``features.10``).
     """
+    def derive(prefixes: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+        stack = _stack_from_state_dict(tensors, bn_eps, prefixes)
+        return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
+
     stored = _prefixes(tensors)
     try:
-        stack = _stack_from_state_dict(tensors, bn_eps, stored)
-        return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
+        return derive(stored)
     except ModscopeError:
         by_key = sorted(stored, key=natural_key)
         if by_key == stored:
             raise
-        try:
-            return _derive(
-                _stack_from_state_dict(tensors, bn_eps, by_key),
-                norm,
-                fold_batchnorm,
-                spatial,
-                flatten,
-                need_conv,
-            )
-        except ModscopeError:
-            pass
+        with contextlib.suppress(ModscopeError):  # else the stored order's refusal
+            return derive(by_key)
         raise
 
 
@@ -302,17 +265,14 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
             handles.append(m.register_forward_pre_hook(before_linear))
         elif not list(m.children()):
             handles.append(m.register_forward_hook(record))
-    was_training = model.training
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
     try:
-        model.eval()
-        param = next(model.parameters(), None)
-        dtype = param.dtype if param is not None else torch.float32
-        with torch.no_grad():
+        with eval_mode(model, no_grad=True):
             model(torch.zeros((1, *input_shape), dtype=dtype))
     except Exception as exc:  # the user's module: report its failure in one line
         raise ModscopeError(f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}") from None
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return found
@@ -338,10 +298,7 @@ def _stack_from_module(model: Any, input_shape: Sequence[int] | None) -> list:
 
 
 def module_channel_weights(
-    model: Any,
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    input_shape: Sequence[int] | None = None,
+    model: Any, norm: KernelNorm = "1", fold_batchnorm: bool = True, input_shape: Sequence[int] | None = None,
     spatial: tuple[int, int] | None = None,
 ) -> list[tuple[str, np.ndarray]]:
     """The channel-graph matrices of an ``nn.Sequential`` CNN (Conv2d / BatchNorm / Linear, in
@@ -360,12 +317,8 @@ def module_channel_weights(
 
 
 def conv_graph(
-    source: str | os.PathLike | Mapping | Any,
-    norm: KernelNorm = "1",
-    fold_batchnorm: bool = True,
-    input_shape: Sequence[int] | None = None,
-    spatial: tuple[int, int] | None = None,
-    bn_eps: float = 1e-5,
+    source: str | os.PathLike | Mapping | Any, norm: KernelNorm = "1", fold_batchnorm: bool = True,
+    input_shape: Sequence[int] | None = None, spatial: tuple[int, int] | None = None, bn_eps: float = 1e-5,
     flatten: FlattenOrder | None = None,
 ) -> WeightGraph:
     """The channel `WeightGraph` of a CNN: an ``nn.Sequential``, a state dict, or a file

@@ -17,13 +17,8 @@ __all__ = ["LayoutOption", "Source", "load_graph", "load_weights", "not_a_plain_
 
 
 def load_graph(
-    source: Source,
-    layers: Sequence[str] | None = None,
-    layout: LayoutOption = "auto",
-    trust_pickle: bool = False,
-    *,
-    example_input: Any = None,
-    **options: Any,
+    source: Source, layers: Sequence[str] | None = None, layout: LayoutOption = "auto",
+    trust_pickle: bool = False, *, example_input: Any = None, **options: Any,
 ) -> WeightGraph:
     """The unit graph ([spec §1][spec-1], [§1b][spec-1b]) of a checkpoint path, state dict,
     `Checkpoint`, ``nn.Module`` or `Network`: ``network(source, example_input, ...).graph``.
@@ -34,9 +29,7 @@ def load_graph(
 
 
 def load_weights(
-    source: Source,
-    layers: Sequence[str] | None = None,
-    layout: LayoutOption = "auto",
+    source: Source, layers: Sequence[str] | None = None, layout: LayoutOption = "auto",
     trust_pickle: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
     """``[(name, W)]`` of a plain stack in forward order, each ``W`` an ``(out, in)`` float array.

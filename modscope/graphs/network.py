@@ -231,12 +231,8 @@ def _state_graph(
 
 
 def _module_network(
-    module: Any,
-    layers: Sequence[str] | None,
-    example_input: Any,
-    kernel_norm: str,
-    input_axis: int | None = None,
-    **trace: Any,
+    module: Any, layers: Sequence[str] | None, example_input: Any, kernel_norm: str,
+    input_axis: int | None = None, **trace: Any,
 ) -> Network:
     """A module traced on its example input, else read as a plain stack (weights only)."""
     name = type(module).__name__

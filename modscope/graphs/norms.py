@@ -9,10 +9,28 @@ import numpy as np
 
 from ..errors import ModscopeError
 
-__all__ = ["KERNEL_NORMS", "KernelNorm", "kernel_norms", "slice_norms"]
+__all__ = ["KERNEL_NORMS", "KernelNorm", "block_diagonal", "check_norm", "kernel_norms", "slice_norms"]
 
 KernelNorm = Literal["1", "l1", "l2", "fro", "max"]
 KERNEL_NORMS = ("1", "l1", "l2", "fro", "max")
+
+
+def block_diagonal(x: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv's ``(out, in_per_group, ...)`` kernels (or their norms) -> ``(out, in_per_group *
+    groups, ...)``, zero between channels of different groups (``x`` itself when ``groups`` is 1)."""
+    if groups == 1:
+        return x
+    out, ipg = x.shape[:2]
+    full = np.zeros((out, ipg * groups, *x.shape[2:]))
+    group = np.arange(out) // (out // groups)  # torch: output channels split evenly by group
+    full[np.arange(out)[:, None], group[:, None] * ipg + np.arange(ipg)[None, :]] = x
+    return full
+
+
+def check_norm(norm: str) -> None:
+    """Refuse, in one line, a kernel norm that is not one of `KERNEL_NORMS`."""
+    if norm not in KERNEL_NORMS:
+        raise ModscopeError(f"unknown kernel norm {norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
 def slice_norms(slices: np.ndarray, norm: str = "1") -> np.ndarray:

@@ -35,22 +35,9 @@ if TYPE_CHECKING:
     from .tracing.sites import Site
 
 __all__ = [
-    "Layout",
-    "LayoutOption",
-    "StackReading",
-    "chains",
-    "is_modscope_mlp",
-    "linear_layers",
-    "linear_sites",
-    "linear_stack",
-    "mlp_trace",
-    "module_stack",
-    "named_linear_layers",
-    "not_a_plain_stack",
-    "ordered_weights",
-    "payload_stack",
-    "state_stack",
-    "weights_graph",
+    "Layout", "LayoutOption", "StackReading", "chains", "is_modscope_mlp", "linear_layers", "linear_sites",
+    "linear_stack", "mlp_trace", "module_stack", "named_linear_layers", "not_a_plain_stack",
+    "ordered_weights", "payload_stack", "state_stack", "weights_graph",
 ]
 
 Layout = Literal["out_in", "in_out"]
@@ -99,9 +86,7 @@ def chains(items: Sequence[tuple[str, np.ndarray]]) -> bool:
 
 
 def ordered_weights(
-    tensors: Mapping[str, Any],
-    layers: Sequence[str] | None = None,
-    layout: Layout = "out_in",
+    tensors: Mapping[str, Any], layers: Sequence[str] | None = None, layout: Layout = "out_in",
 ) -> list[tuple[str, np.ndarray]]:
     """Pick the Linear weight matrices of a state dict and put them in forward order.
 
@@ -164,9 +149,7 @@ def linear_sites(graph: WeightGraph) -> tuple[Site, ...]:
 
     return tuple(
         Site(
-            name.removesuffix(".weight"),
-            "input",
-            np.arange(graph.offsets[i], graph.offsets[i + 1]),
+            name.removesuffix(".weight"), "input", np.arange(graph.offsets[i], graph.offsets[i + 1]),
             module_type="Linear",
         )
         for i, name in enumerate(graph.names)
@@ -303,16 +286,12 @@ def _plain_sequential(module: Any) -> bool:
     """An ``nn.Sequential`` (nested ones allowed) of Linear layers and layers without weights."""
     from torch import nn
 
-    if not isinstance(module, nn.Sequential):
-        return False
-    for m in module.modules():
-        if isinstance(m, nn.Sequential | nn.Linear):
-            continue
-        if any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
-            return False
-        if list(m.children()):
-            return False
-    return True
+    def weightless_leaf(m: nn.Module) -> bool:
+        return not [*m.parameters(recurse=False), *m.buffers(recurse=False), *m.children()]
+
+    return isinstance(module, nn.Sequential) and all(
+        isinstance(m, nn.Sequential | nn.Linear) or weightless_leaf(m) for m in module.modules()
+    )
 
 
 def is_modscope_mlp(module: Any) -> bool:

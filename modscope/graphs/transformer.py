@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,7 @@ from .names import natural_key
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "GATED_MLP",
-    "PAIRS",
-    "MLPBlock",
-    "count_mlp_blocks",
-    "family_blocks",
-    "iter_mlp_blocks",
-    "mlp_blocks",
+    "GATED_MLP", "PAIRS", "MLPBlock", "count_mlp_blocks", "family_blocks", "iter_mlp_blocks", "mlp_blocks",
     "read_mlp_blocks",
 ]
 
@@ -182,18 +177,28 @@ def read_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> tuple[list[MLP
 GATED_MLP = re.compile(r"(?P<prefix>(?:.*\.)?layers\.(?P<i>\d+)\.)mlp\.gate_proj\.weight")
 
 
+@contextmanager
+def _gated_file(source: str | os.PathLike | Mapping | Any) -> Iterator[tuple[Any, set[str], list[re.Match]]]:
+    """A ``.safetensors`` file opened memory-mapped, its key names and the `GATED_MLP` matches among
+    them in layer order (none for any other source: ``(None, set(), [])``)."""
+    path = Path(source) if isinstance(source, str | os.PathLike) else None
+    if path is None or path.suffix.lower() != ".safetensors":
+        yield None, set(), []
+        return
+    from safetensors import safe_open
+
+    formats.check_file(path)
+    with safe_open(str(path), framework="numpy") as f:
+        keys = set(f.keys())
+        yield f, keys, sorted((m for k in keys if (m := GATED_MLP.fullmatch(k))), key=lambda m: int(m["i"]))
+
+
 def count_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> int:
     """How many blocks `iter_mlp_blocks` yields, from a ``.safetensors`` file's key names alone
     where it is of the gated layout (no tensor read); else by reading the blocks."""
-    path = Path(source) if isinstance(source, str | os.PathLike) else None
-    if path is not None and path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
-        formats.check_file(path)
-        with safe_open(str(path), framework="numpy") as f:
-            n = sum(1 for k in f.keys() if GATED_MLP.fullmatch(k))
-        if n:
-            return n
+    with _gated_file(source) as (_, _, gated):
+        if gated:
+            return len(gated)
     return len(mlp_blocks(source))
 
 
@@ -205,33 +210,24 @@ def iter_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> Iterator[MLPBl
     `mlp_blocks` gives (a gated pair as ``(|gate| + |up|)`` with the RMSNorm gain ``|g|`` on the
     columns, as in the family's whole graph). Any other source: `mlp_blocks`' list, block by block.
     """
-    path = Path(source) if isinstance(source, str | os.PathLike) else None
-    if path is None or path.suffix.lower() != ".safetensors":
-        yield from mlp_blocks(source)
-        return
-    from safetensors import safe_open
-
-    formats.check_file(path)
-    with safe_open(str(path), framework="numpy") as f:
-        keys = set(f.keys())
-        gated = sorted((m for k in keys if (m := GATED_MLP.fullmatch(k))), key=lambda m: int(m["i"]))
+    with _gated_file(source) as (f, keys, gated):
+        for m in gated:
+            p = m["prefix"]
+            need = [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
+                    p + "post_attention_layernorm.weight"]
+            missing = [k for k in need if k not in keys]
+            if missing:
+                raise ModscopeError(f"{p}mlp: a gated MLP without {missing[0]!r}")
+            gate, up, down, gain = (_matrix(k, f.get_tensor(k)) if i < 3 else f.get_tensor(k)
+                                    for i, k in enumerate(need))
+            w_in = np.abs(gate)
+            del gate
+            w_in += np.abs(up)
+            del up
+            w_in *= np.abs(np.asarray(gain, dtype=np.float64))[None, :]
+            if down.shape != (w_in.shape[1], w_in.shape[0]):
+                raise ModscopeError(f"{p}mlp: down_proj is {down.shape}, not d_model x d_ff")
+            yield MLPBlock(p + "mlp", w_in, down)
         if gated:
-            for m in gated:
-                p = m["prefix"]
-                need = [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight", p + "mlp.down_proj.weight",
-                        p + "post_attention_layernorm.weight"]
-                missing = [k for k in need if k not in keys]
-                if missing:
-                    raise ModscopeError(f"{p}mlp: a gated MLP without {missing[0]!r}")
-                gate, up, down, gain = (_matrix(k, f.get_tensor(k)) if i < 3 else f.get_tensor(k)
-                                        for i, k in enumerate(need))
-                w_in = np.abs(gate)
-                del gate
-                w_in += np.abs(up)
-                del up
-                w_in *= np.abs(np.asarray(gain, dtype=np.float64))[None, :]
-                if down.shape != (w_in.shape[1], w_in.shape[0]):
-                    raise ModscopeError(f"{p}mlp: down_proj is {down.shape}, not d_model x d_ff")
-                yield MLPBlock(p + "mlp", w_in, down)
             return
     yield from mlp_blocks(source)  # other layouts: read whole, then block by block

@@ -49,11 +49,7 @@ def check_build_memory(layer_widths: Sequence[int] | None = None, n_weights: int
         n_weights = int((w[:-1] * w[1:]).sum())
     need, have = 8 * 3 * int(n_weights), available_memory()
     if need > have:
-        what = (
-            "-".join(str(int(x)) for x in layer_widths)
-            if layer_widths is not None
-            else f"{n_weights:,}-weight"
-        )
+        what = f"{n_weights:,}-weight" if layer_widths is None else "-".join(map(str, map(int, layer_widths)))
         raise ModscopeError(
             f"a {what} network needs about {need / 2**30:.1f} GiB to build its graph, but only "
             f"{have / 2**30:.1f} GiB of memory is available"
@@ -122,15 +118,9 @@ class WeightGraph:
     # -- construction ----------------------------------------------------------------------
     @classmethod
     def from_weights(
-        cls,
-        weights: Sequence[np.ndarray],
-        names: Sequence[str] | None = None,
-        *,
-        links: Sequence[tuple[int, int]] | None = None,
-        sizes: Sequence[int] | None = None,
-        group_names: Sequence[str] | None = None,
-        reading: str = "",
-        copy: bool = True,
+        cls, weights: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
+        links: Sequence[tuple[int, int]] | None = None, sizes: Sequence[int] | None = None,
+        group_names: Sequence[str] | None = None, reading: str = "", copy: bool = True,
     ) -> WeightGraph:
         """Validate and copy ``weights`` (out x in each) into a graph: a chain, or the groups of
         ``sizes`` joined as ``links`` says. Edge sets within one group lose their diagonal.
@@ -236,13 +226,7 @@ class WeightGraph:
 
     def incident(self, g: int) -> list[tuple[int, bool]]:
         """``[(edge set, g_is_dst)]``: the edge sets with an end in group ``g``, and which end."""
-        out = []
-        for b, (s, d) in enumerate(self.links):
-            if d == g:
-                out.append((b, True))
-            if s == g and d != g:
-                out.append((b, False))
-        return out
+        return [(b, d == g) for b, (s, d) in enumerate(self.links) if g in (s, d)]  # a self-loop once
 
     @cached_property
     def colours(self) -> np.ndarray | None:
@@ -250,27 +234,17 @@ class WeightGraph:
         colours, or ``None`` when none exists (an edge set within a group, an odd cycle). The graph of
         units is then bipartite: colour-0 units against colour-1 units ([spec §1b][spec-1b]: detected, never
         assumed). Each connected set of groups starts at its lowest group with colour 0."""
-        colour = np.full(self.n_layers, -1, dtype=np.int64)
-        neighbours: list[list[int]] = [[] for _ in range(self.n_layers)]
-        for s, d in self.links:
-            if s == d:
-                return None
-            neighbours[s].append(d)
-            neighbours[d].append(s)
-        for start in range(self.n_layers):
-            if colour[start] >= 0:
-                continue
-            colour[start] = 0
-            stack = [start]
-            while stack:
-                g = stack.pop()
-                for h in neighbours[g]:
-                    if colour[h] < 0:
-                        colour[h] = 1 - colour[g]
-                        stack.append(h)
-                    elif colour[h] == colour[g]:
-                        return None
-        return colour
+        from scipy.sparse.csgraph import connected_components, shortest_path
+
+        n = self.n_layers
+        src, dst = np.asarray(self.links).T
+        groups = sp.coo_matrix((np.ones(src.size), (src, dst)), (n, n))
+        _, component = connected_components(groups, directed=False)
+        starts = np.unique(component, return_index=True)[1]  # each component's lowest group
+        # a 2-colouring, if any, is the parity of the hops from the start (the only one with start 0)
+        hops = shortest_path(groups, directed=False, unweighted=True, indices=starts)
+        colour = (hops[component, np.arange(n)] % 2).astype(np.int64)
+        return None if np.any(colour[src] == colour[dst]) else colour
 
     # -- edges -----------------------------------------------------------------------------
     @cached_property
@@ -344,11 +318,7 @@ class WeightGraph:
         """``layer_widths``, ``n_nodes``, ``n_edges`` and ``reading`` (how the network was read):
         the graph's part of every result's JSON; a graph that is not a chain adds its ``groups``
         and its edge sets (under the key ``blocks``, as in 0.3.0's results)."""
-        out = {
-            "layer_widths": list(self.layer_widths),
-            "n_nodes": int(self.n_nodes),
-            "n_edges": int(self.n_edges),
-        }
+        out = {"layer_widths": list(self.layer_widths), "n_nodes": self.n_nodes, "n_edges": self.n_edges}
         out["reading"] = self.reading or "a WeightGraph given directly"
         if self.n_negligible:  # said only when it happens: the readings of other graphs stay as they were
             out["reading"] += (
@@ -380,9 +350,6 @@ class WeightGraph:
             return fingerprint_arrays(self.weights)
         structure = np.asarray([*self.sizes, -1, *np.ravel(self.links)], dtype=np.int64)
         return fingerprint_arrays([structure, *self.weights])
-
-    def layer_slices(self) -> list[slice]:
-        return [self.group_nodes(g) for g in range(self.n_layers)]
 
     def __repr__(self) -> str:
         if self.is_chain:

@@ -15,6 +15,7 @@ reference module is built.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -29,20 +30,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "HEADS",
-    "WAY_OUT",
-    "Family",
-    "FamilyGraph",
-    "count_indices",
-    "example_tokens",
-    "first_prefix",
-    "given_int",
-    "has_all",
-    "read_head",
-    "shape_of",
-    "stack_sizes",
-    "stack_words",
-    "weights",
+    "HEADS", "WAY_OUT", "Family", "FamilyGraph", "count_indices", "example_tokens", "first_prefix",
+    "given_int", "read_head", "shape_of", "stack_sizes", "stack_words", "weights",
 ]
 
 WAY_OUT = (
@@ -90,14 +79,9 @@ def weights(prefix: str, *modules: str) -> tuple[str, ...]:
     return tuple(f"{prefix}{m}.weight" for m in modules)
 
 
-def has_all(keys: Collection[str], prefix: str, suffixes: Collection[str]) -> bool:
-    """Whether every ``prefix + suffix`` is a key."""
-    return all(prefix + s in keys for s in suffixes)
-
-
 def first_prefix(keys: Collection[str], prefixes: Collection[str], suffixes: Collection[str]) -> str | None:
     """The first of ``prefixes`` under which every one of ``suffixes`` is a key (None: none)."""
-    return next((p for p in prefixes if has_all(keys, p, suffixes)), None)
+    return next((p for p in prefixes if all(p + s in keys for s in suffixes)), None)
 
 
 def count_indices(keys: Collection[str], pattern: str) -> int:
@@ -131,17 +115,16 @@ def stack_sizes(
     shape), ``d_ff`` (axis ``ff_axis`` of the MLP's input weight ``d_ff``); keys below ``prefix``."""
     vocab, d = shape_of(tensors, prefix + embedding)
     return {
-        "prefix": prefix,
-        "layers": count_indices(tensors.keys(), rf"^{re.escape(prefix)}{layers}\.(\d+)\."),
-        "d_model": d,
-        "d_ff": shape_of(tensors, prefix + d_ff)[ff_axis],
-        "vocab": vocab,
+        "prefix": prefix, "layers": count_indices(tensors.keys(), rf"^{re.escape(prefix)}{layers}\.(\d+)\."),
+        "d_model": d, "d_ff": shape_of(tensors, prefix + d_ff)[ff_axis], "vocab": vocab,
     }
 
 
-def stack_words(config: Mapping[str, Any]) -> str:
-    """``"6 layers, d 768, d_ff 3072"``: a transformer stack's sizes in words."""
-    return f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+def stack_words(config: Mapping[str, Any], heads: bool = True) -> str:
+    """``"6 layers, d 768, d_ff 3072, 12 heads"``: a transformer stack's sizes in words (the heads
+    when ``heads`` and the config knows them)."""
+    text = f"{config['layers']} layers, d {config['d_model']}, d_ff {config['d_ff']}"
+    return text + (f", {config['heads']} heads" if heads and config.get("heads") else "")
 
 
 def read_head(
@@ -175,11 +158,15 @@ class Family:
 
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
-    family; empty: ``config.json`` is not consulted for the type), and implement the methods.
+    family; empty: ``config.json`` is not consulted for the type), and implement `config` and
+    `describe` (the other methods have defaults).
     A family is recognised by its characteristic keys: ``signature`` (the keys, without prefix)
     under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
     names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
     the layer) and a tied LM head in ``tied`` (the parameter not saved, the one it is tied to).
+    ``reference``: the module of `modscope.graphs.families.reference` holding the reference, its
+    class for a checkpoint with a ``prefix`` (a model with its head) and for a bare one (`module`
+    builds it; a family whose choice depends on more overrides `module`).
     """
 
     name: str = ""
@@ -191,6 +178,7 @@ class Family:
     prefixes: tuple[str, ...] = ("",)
     mlp: tuple[str, str] | None = None
     tied: tuple[str, str] | None = None
+    reference: tuple[str, str, str] = ("", "", "")
 
     def matches(self, keys: Collection[str]) -> bool:
         """Whether the key names are this family's layout (names only, never shapes)."""
@@ -207,7 +195,9 @@ class Family:
 
     def module(self, config: Mapping[str, Any]) -> nn.Module:
         """The reference module; its ``state_dict()`` names equal the checkpoint's keys."""
-        raise NotImplementedError
+        where, wrapped, bare = self.reference
+        classes = importlib.import_module(f"{__package__}.reference.{where}")
+        return getattr(classes, wrapped if config.get("prefix") else bare)(config)
 
     def example_input(self, config: Mapping[str, Any]) -> Any:
         """A small input (batch 1) every layer accepts: a tensor or a tuple of the forward's

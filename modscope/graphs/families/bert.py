@@ -29,15 +29,10 @@ _SIGNATURE = ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight"
 _PREFIXES = ("bert.", "roberta.", "")
 _ROBERTA = ("roberta", "xlm-roberta", "camembert")
 _HEADS = {
-    "bert_mlm": "masked-LM head",
-    "bert_pretraining": "masked-LM and next-sentence heads",
-    "roberta_mlm": "masked-LM head",
-    "roberta_classifier": "sequence classifier",
-    "sequence": "sequence classifier",
-    "token": "token classifier",
-    "qa": "question-answering head",
-    "none": "no head",
-    "base": "no head",
+    "bert_mlm": "masked-LM head", "bert_pretraining": "masked-LM and next-sentence heads",
+    "roberta_mlm": "masked-LM head", "roberta_classifier": "sequence classifier",
+    "sequence": "sequence classifier", "token": "token classifier", "qa": "question-answering head",
+    "none": "no head", "base": "no head",
 }
 
 
@@ -49,6 +44,7 @@ class Bert(Family):
     model_types = ("bert", *_ROBERTA)
     buffers = re.compile(r"(^|\.)embeddings\.(position_ids|token_type_ids)$")
     mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
+    reference = ("bert", "BertReference", "BertModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -59,11 +55,9 @@ class Bert(Family):
             "encoder.layer.0.intermediate.dense.weight",
         )
         c.update(
-            roberta=roberta,
-            positions=shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
+            roberta=roberta, positions=shape_of(tensors, p + "embeddings.position_embeddings.weight")[0],
             token_types=shape_of(tensors, p + "embeddings.token_type_embeddings.weight")[0],
-            pooler=p + "pooler.dense.weight" in keys,
-            heads=given_int(given, "num_attention_heads"),
+            pooler=p + "pooler.dense.weight" in keys, heads=given_int(given, "num_attention_heads"),
         )
         c["position_offset"] = 2 if roberta and c["positions"] > 2 else 0
         c["head"], c["classes"] = _head(tensors, p, c["pooler"])
@@ -72,19 +66,11 @@ class Bert(Family):
         )
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.bert import BertModel, BertReference
-
-        return BertReference(config) if config["prefix"] else BertModel(config)
-
     def label(self, config: Mapping[str, Any]) -> str:
         return "Hugging Face RoBERTa" if config["roberta"] else self.title
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = stack_words(config)
-        if config["heads"]:
-            text += f", {config['heads']} heads"
-        return f"{text}, {_HEADS[config['head']]}"
+        return f"{stack_words(config)}, {_HEADS[config['head']]}"
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         return {

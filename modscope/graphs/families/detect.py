@@ -22,17 +22,7 @@ from .vit import HFViT, TimmViT
 __all__ = ["DATA_PARALLEL", "FAMILIES", "match_family", "unwrap_keys"]
 
 FAMILIES: tuple[Family, ...] = (
-    ResNet(),
-    VGG(),
-    MobileNetV2(),
-    MobileNetV3(),
-    Bert(),
-    GPT2(),
-    GPTNeoX(),
-    OPT(),
-    Llama(),
-    T5(),
-    HFViT(),
+    ResNet(), VGG(), MobileNetV2(), MobileNetV3(), Bert(), GPT2(), GPTNeoX(), OPT(), Llama(), T5(), HFViT(),
     TimmViT(),
 )
 

@@ -27,10 +27,6 @@ from .base import HEADS, WAY_OUT, Family, given_int, read_head, shape_of, stack_
 __all__ = ["GPT2", "GPTNeoX", "OPT"]
 
 
-def _heads(c: Mapping[str, Any]) -> str:
-    return f", {c['heads']} heads" if c.get("heads") else ""
-
-
 class GPT2(Family):
     name = "gpt2"
     title = "GPT-2"
@@ -42,6 +38,7 @@ class GPT2(Family):
     prefixes = ("transformer.", "")
     mlp = ("{p}h.{i}.mlp", "{p}h.{i}.mlp.c_fc")
     tied = ("lm_head.weight", "transformer.wte.weight")
+    reference = ("gpt", "GPT2Reference", "GPT2Model")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         p = self.prefix(tensors.keys())
@@ -53,13 +50,8 @@ class GPT2(Family):
         c["head"], c["classes"] = read_head(tensors, not p) or ("tied_lm", None)
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.gpt import GPT2Model, GPT2Reference
-
-        return GPT2Reference(config) if config["prefix"] else GPT2Model(config)
-
     def describe(self, config: Mapping[str, Any]) -> str:
-        return f"{stack_words(config)}{_heads(config)}, {HEADS[config['head']]}"
+        return f"{stack_words(config)}, {HEADS[config['head']]}"
 
 
 class GPTNeoX(Family):
@@ -74,6 +66,7 @@ class GPTNeoX(Family):
     prefixes = ("gpt_neox.", "")
     mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.dense_h_to_4h")
     tied = ("embed_out.weight", "gpt_neox.embed_in.weight")
+    reference = ("gpt", "NeoXReference", "NeoXModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -91,8 +84,7 @@ class GPTNeoX(Family):
             raise ModscopeError(f"config num_attention_heads={heads} does not divide d_model {d}")
         c = stack_sizes(tensors, p, "layers", "embed_in.weight", "layers.0.mlp.dense_h_to_4h.weight")
         c.update(
-            heads=heads,
-            parallel_residual=bool(given.get("use_parallel_residual", True)),
+            heads=heads, parallel_residual=bool(given.get("use_parallel_residual", True)),
             attention_bias=qkv[: -len("weight")] + "bias" in keys,
             mlp_bias=p + "layers.0.mlp.dense_h_to_4h.bias" in keys,
         )
@@ -104,14 +96,9 @@ class GPTNeoX(Family):
         c["head"], c["classes"] = head or ("tied_lm", None)
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.gpt import NeoXModel, NeoXReference
-
-        return NeoXReference(config) if config["prefix"] else NeoXModel(config)
-
     def describe(self, config: Mapping[str, Any]) -> str:
         residual = "parallel" if config["parallel_residual"] else "sequential"
-        return f"{stack_words(config)}, {config['heads']} heads, {residual} residual, {HEADS[config['head']]}"
+        return f"{stack_words(config)}, {residual} residual, {HEADS[config['head']]}"
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         return {"embed_out.weight": ("lm_head.weight",)}  # transformers 5 names it lm_head in memory
@@ -165,4 +152,4 @@ class OPT(Family):
     def describe(self, config: Mapping[str, Any]) -> str:
         ln = "pre-LN" if config["pre_ln"] else "post-LN"
         proj = f", word embeddings {config['word_dim']}" if config["project"] else ""
-        return f"{stack_words(config)}{_heads(config)}, {ln}{proj}, {HEADS[config['head']]}"
+        return f"{stack_words(config)}, {ln}{proj}, {HEADS[config['head']]}"

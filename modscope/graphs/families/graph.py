@@ -54,8 +54,7 @@ def _torch_state(tensors: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
         return torch.from_numpy(a if a.flags.writeable and a.flags.c_contiguous else np.array(a))
 
     state = {k: as_torch(v) for k, v in tensors.items()}
-    wide = any(t.dtype == torch.float64 for t in state.values())
-    dtype = torch.float64 if wide else torch.float32
+    dtype = torch.float64 if any(t.dtype == torch.float64 for t in state.values()) else torch.float32
     return {k: (t.to(dtype) if t.is_floating_point() else t) for k, t in state.items()}, dtype
 
 

@@ -36,6 +36,7 @@ class Llama(Family):
     buffers = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
     mlp = ("{p}layers.{i}.mlp", "{p}layers.{i}.mlp.gate_proj")
     tied = ("lm_head.weight", "model.embed_tokens.weight")
+    reference = ("llama", "LlamaReference", "LlamaModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -45,13 +46,9 @@ class Llama(Family):
         q_rows, k_rows = shape_of(tensors, a + "q_proj.weight")[0], shape_of(tensors, a + "k_proj.weight")[0]
         heads, kv_heads, head_dim = _heads(given, c["d_model"], q_rows, k_rows, a)
         c.update(
-            model_type=given.get("model_type"),
-            heads=heads,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
+            model_type=given.get("model_type"), heads=heads, kv_heads=kv_heads, head_dim=head_dim,
             heads_known=given_int(given, "num_attention_heads") is not None or q_rows != k_rows,
-            qkv_bias=a + "q_proj.bias" in keys,
-            o_bias=a + "o_proj.bias" in keys,
+            qkv_bias=a + "q_proj.bias" in keys, o_bias=a + "o_proj.bias" in keys,
             mlp_bias=p + "layers.0.mlp.gate_proj.bias" in keys,
         )
         head = read_head(tensors, not p)
@@ -66,16 +63,11 @@ class Llama(Family):
         c["head"], c["classes"] = head
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.llama import LlamaModel, LlamaReference
-
-        return LlamaReference(config) if config["prefix"] else LlamaModel(config)
-
     def label(self, config: Mapping[str, Any]) -> str:
         return {"mistral": "Mistral", "qwen2": "Qwen2 (LLaMA layout)"}.get(config["model_type"], self.title)
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        text = stack_words(config)
+        text = stack_words(config, heads=False)
         if config["kv_heads"] != config["heads"]:
             kv = f"{config['kv_heads']} key/value head{'s' if config['kv_heads'] > 1 else ''}"
             text += f", {config['heads']} heads, {kv} of {config['head_dim']}"

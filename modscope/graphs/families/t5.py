@@ -36,6 +36,7 @@ class T5(Family):
     model_types = ("t5", "mt5")
     signature = _SIGNATURE
     tied = ("lm_head.weight", "shared.weight")
+    reference = ("t5", "T5Reference", "T5Reference")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -73,11 +74,6 @@ class T5(Family):
             )
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.t5 import T5Reference
-
-        return T5Reference(config)
-
     def example_input(self, config: Mapping[str, Any]):
         ids = example_tokens(config["vocab"])
         return ids, ids[:, :3]
@@ -100,12 +96,6 @@ class T5(Family):
 
     def mlp_inputs(self, config: Mapping[str, Any]) -> list[tuple[str, str]]:
         wi = "wi_0" if config["gated"] else "wi"
-        out = []
-        for stack, n, ff in (
-            ("encoder", config["encoder_layers"], 1),
-            ("decoder", config["decoder_layers"], 2),
-        ):
-            for i in range(n):
-                block = f"{stack}.block.{i}.layer.{ff}.DenseReluDense"
-                out.append((block, f"{block}.{wi}"))
-        return out
+        stacks = (("encoder", config["encoder_layers"], 1), ("decoder", config["decoder_layers"], 2))
+        blocks = [f"{stack}.block.{i}.layer.{ff}.DenseReluDense" for stack, n, ff in stacks for i in range(n)]
+        return [(block, f"{block}.{wi}") for block in blocks]

@@ -103,12 +103,8 @@ class ResNet(_Torchvision):
                 f"{WAY_OUT}"
             )
         c: dict[str, Any] = {
-            "block": "bottleneck" if bottleneck else "basic",
-            "blocks": blocks,
-            "stem": stem,
-            "stem_kernel": k,
-            "in_channels": c_in,
-            "classes": shape_of(tensors, "fc.weight")[0],
+            "block": "bottleneck" if bottleneck else "basic", "blocks": blocks, "stem": stem,
+            "stem_kernel": k, "in_channels": c_in, "classes": shape_of(tensors, "fc.weight")[0],
         }
         if bottleneck:
             outs = [shape_of(tensors, f"layer{s}.0.conv3.weight")[0] for s in range(1, 5)]
@@ -166,8 +162,7 @@ class VGG(_Torchvision):
             "batch_norm": bn,
             "in_channels": shape_of(tensors, "features.0.weight")[1],
             "hidden": [
-                shape_of(tensors, "classifier.0.weight")[0],
-                shape_of(tensors, "classifier.3.weight")[0],
+                shape_of(tensors, "classifier.0.weight")[0], shape_of(tensors, "classifier.3.weight")[0],
             ],
             "classes": shape_of(tensors, "classifier.6.weight")[0],
         }
@@ -205,8 +200,7 @@ class MobileNetV2(_Torchvision):
         strides = _strides(given, _V2_STRIDES if n == len(_V2_STRIDES) else None, keeps, "MobileNetV2")
         stem, c_in = shape_of(tensors, "features.0.0.weight")[:2]
         return {
-            "stem": stem,
-            "in_channels": c_in,
+            "stem": stem, "in_channels": c_in,
             "blocks": [[a, h, b, s, e] for (a, h, b, e), s in zip(shapes, strides, strict=True)],
             "last": shape_of(tensors, f"features.{n + 1}.0.weight")[0],
             "classes": shape_of(tensors, "classifier.1.weight")[0],
@@ -238,25 +232,15 @@ class MobileNetV3(_Torchvision):
             se = f"{p}{dw + 1}.fc1.weight" in keys
             squeeze = shape_of(tensors, f"{p}{dw + 1}.fc1.weight")[0] if se else 0
             c_out = shape_of(tensors, f"{p}{dw + 2 if se else dw + 1}.0.weight")[0]
-            blocks.append(
-                {
-                    "in": first[1] if expand else exp,
-                    "expanded": exp,
-                    "out": c_out,
-                    "kernel": kernel,
-                    "squeeze": squeeze,
-                }
-            )
+            c_in = first[1] if expand else exp  # this block's input width (the stem's is read below)
+            blocks.append({"in": c_in, "expanded": exp, "out": c_out, "kernel": kernel, "squeeze": squeeze})
         layout, standard = _V3_STRIDES.get(n, ("custom", None))
         strides = _strides(given, standard, [b["in"] == b["out"] for b in blocks], "MobileNetV3")
         for b, s in zip(blocks, strides, strict=True):
             b["stride"] = s
         stem, c_in = shape_of(tensors, "features.0.0.weight")[:2]
         return {
-            "layout": layout,
-            "stem": stem,
-            "in_channels": c_in,
-            "blocks": blocks,
+            "layout": layout, "stem": stem, "in_channels": c_in, "blocks": blocks,
             "last_conv": shape_of(tensors, f"features.{n + 1}.0.weight")[0],
             "last": shape_of(tensors, "classifier.0.weight")[0],
             "classes": shape_of(tensors, "classifier.3.weight")[0],

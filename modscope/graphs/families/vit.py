@@ -32,23 +32,22 @@ def _grid(tensors: Mapping[str, Any], key: str, patch_key: str) -> dict[str, Any
     return {"d_model": d, "tokens": tokens, "grid": side, "patch": patch, "channels": channels}
 
 
-def _image(config: Mapping[str, Any]) -> Any:
-    import torch
+class _ViT(Family):
+    """A vision transformer: its example input an image of the patch grid, its sizes in words."""
 
-    side = config["grid"] * config["patch"]
-    return torch.zeros(1, config["channels"], side, side)
+    def example_input(self, config: Mapping[str, Any]) -> Any:
+        import torch
+
+        side = config["grid"] * config["patch"]
+        return torch.zeros(1, config["channels"], side, side)
+
+    def describe(self, config: Mapping[str, Any]) -> str:
+        side = config["grid"] * config["patch"]
+        head = f"{config['classes']} classes" if config.get("classes") else "no head"
+        return f"{stack_words(config)}, patch {config['patch']} on {side}x{side}, {head}"
 
 
-def _describe(config: Mapping[str, Any]) -> str:
-    heads = f", {config['heads']} heads" if config.get("heads") else ""
-    side = config["grid"] * config["patch"]
-    head = f"{config['classes']} classes" if config.get("classes") else "no head"
-    return (
-        f"{stack_words(config)}{heads}, patch {config['patch']} on {side}x{side}, {head}"
-    )
-
-
-class HFViT(Family):
+class HFViT(_ViT):
     name = "vit"
     title = "Hugging Face ViT"
     model_types = ("vit",)
@@ -61,6 +60,7 @@ class HFViT(Family):
     )
     prefixes = ("vit.", "")
     mlp = ("{p}encoder.layer.{i}", "{p}encoder.layer.{i}.intermediate.dense")
+    reference = ("vit", "HFViTReference", "HFViTModel")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -69,8 +69,7 @@ class HFViT(Family):
             tensors, p + "embeddings.position_embeddings", p + "embeddings.patch_embeddings.projection.weight"
         )
         c.update(
-            prefix=p,
-            layers=count_indices(keys, rf"^{re.escape(p)}encoder\.layer\.(\d+)\."),
+            prefix=p, layers=count_indices(keys, rf"^{re.escape(p)}encoder\.layer\.(\d+)\."),
             d_ff=shape_of(tensors, p + "encoder.layer.0.intermediate.dense.weight")[0],
             pooler=p + "pooler.dense.weight" in keys,
             classes=shape_of(tensors, "classifier.weight")[0] if p else None,
@@ -78,26 +77,15 @@ class HFViT(Family):
         )
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.vit import HFViTModel, HFViTReference
 
-        return HFViTReference(config) if config["prefix"] else HFViTModel(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
-
-    def describe(self, config: Mapping[str, Any]) -> str:
-        return _describe(config)
-
-
-
-class TimmViT(Family):
+class TimmViT(_ViT):
     name = "timm_vit"
     title = "timm ViT"
     signature = ("cls_token", "pos_embed", "patch_embed.proj.weight") + weights(
         "blocks.0.", "norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"
     )
     mlp = ("blocks.{i}.mlp", "blocks.{i}.mlp.fc1")
+    reference = ("vit", "TimmViTReference", "TimmViTReference")
 
     def config(self, tensors: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         keys = tensors.keys()
@@ -111,14 +99,5 @@ class TimmViT(Family):
         )
         return c
 
-    def module(self, config: Mapping[str, Any]):
-        from .reference.vit import TimmViTReference
-
-        return TimmViTReference(config)
-
-    def example_input(self, config: Mapping[str, Any]):
-        return _image(config)
-
     def describe(self, config: Mapping[str, Any]) -> str:
-        pool = ", mean-pooled" if config["pool"] == "avg" else ""
-        return _describe(config) + pool
+        return super().describe(config) + (", mean-pooled" if config["pool"] == "avg" else "")

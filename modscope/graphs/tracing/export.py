@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ModscopeError
-from ..norms import KERNEL_NORMS
+from ...runtime.modules import eval_mode
+from ..norms import check_norm
 from ..weight_graph import WeightGraph
 from .incidence import ParameterMap, map_parameters
 from .interpreter import Interpreter
@@ -30,11 +31,6 @@ class TracedNetwork:
     graph: WeightGraph
     sites: tuple[Site, ...]
     parameters: ParameterMap | None = None
-
-
-def _check_norm(kernel_norm: str) -> None:
-    if kernel_norm not in KERNEL_NORMS:
-        raise ModscopeError(f"unknown kernel norm {kernel_norm!r}; choose from {', '.join(KERNEL_NORMS)}")
 
 
 @contextmanager
@@ -78,51 +74,43 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
             "forward takes, batch 1): pass example_input=..."
         )
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        with torch.no_grad():
+    with eval_mode(module, no_grad=True):
+        try:
             module(*args, **(kwargs or {}))  # an input the module cannot take fails here, plainly
-    except Exception as exc:  # the user's module: one line
-        for m, mode in modes:
-            m.training = mode
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModscopeError(
-            f"cannot trace {type(module).__name__}: it does not run on the example input of "
-            f"{_describe(args)} ({type(exc).__name__}: {first}); pass an input of the shape and "
-            "dtype its forward takes (--input-shape, --input-dtype)"
-        ) from None
-    try:
-        # node annotations (the ONNX node each op runs for) reach the program only when kept
-        from torch.fx import traceback as fx_traceback
+        except Exception as exc:  # the user's module: one line
+            raise ModscopeError(
+                f"cannot trace {type(module).__name__}: it does not run on the example input of "
+                f"{_describe(args)} ({type(exc).__name__}: {_first_line(exc)}); pass an input of the "
+                "shape and dtype its forward takes (--input-shape, --input-dtype)"
+            ) from None
+        try:
+            # node annotations (the ONNX node each op runs for) reach the program only when kept
+            from torch.fx import traceback as fx_traceback
 
-        keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_logs(), keep_meta():
-            warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
-            return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
-    except Exception as exc:  # the user's module: its export failure in one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ModscopeError(
-            f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: {first}); "
-            "a forward with data-dependent control flow or an input of the wrong shape cannot be "
-            "traced: fix the example input, or pass a state dict of a known family"
-        ) from None
-    finally:
-        for m, mode in modes:
-            m.training = mode
+            keep_meta = getattr(fx_traceback, "preserve_node_meta", contextlib.nullcontext)
+            with warnings.catch_warnings(), _quiet_logs(), keep_meta():
+                warnings.simplefilter("ignore")  # export's notes on the user's code are not ours to print
+                return torch.export.export(module, args, kwargs=kwargs or {}, strict=False)
+        except Exception as exc:  # the user's module: its export failure in one line
+            raise ModscopeError(
+                f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: "
+                f"{_first_line(exc)}); a forward with data-dependent control flow or an input of the "
+                "wrong shape cannot be traced: fix the example input, or pass a state dict of a known family"
+            ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none), cut at 200."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def trace_program(
-    program: Any,
-    *,
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
+    program: Any, *, kernel_norm: str = "1", keep_dead_ends: bool = False,
+    input_axes: dict[str, int] | None = None, input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph ([spec §1b][spec-1b]) of an ``ExportedProgram`` (from ``torch.export``, or read from a
     ``.pt2`` archive). See `trace_graph` for the options."""
-    _check_norm(kernel_norm)
+    check_norm(kernel_norm)
     return Interpreter(program, kernel_norm, keep_dead_ends, input_axes, input_axis).run()
 
 
@@ -131,33 +119,16 @@ def trace_network(module: Any, example_input: Any, **options: Any) -> TracedNetw
     (`TracedNetwork.sites`) and where each parameter writes and reads units
     (`TracedNetwork.parameters`)."""
     kwargs = options.pop("kwargs", None)
-    _check_norm(options.get("kernel_norm", "1"))
-    interp = Interpreter(export_module(module, example_input, kwargs), **_interpreter_options(**options))
+    check_norm(options.get("kernel_norm", "1"))
+    interp = Interpreter(export_module(module, example_input, kwargs), **options)  # an unknown one: TypeError
     interp.module = module
     graph = interp.run()
     return TracedNetwork(graph, tuple(locate_sites(interp)), map_parameters(interp, graph))
 
 
-def _interpreter_options(
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
-) -> dict[str, Any]:
-    """`trace_graph`'s options as the `Interpreter` takes them (an unknown one: TypeError)."""
-    return {"norm": kernel_norm, "keep_dead_ends": keep_dead_ends, "input_axes": input_axes,
-            "input_axis": input_axis}
-
-
 def trace_graph(
-    module: Any,
-    example_input: Any,
-    *,
-    kwargs: dict | None = None,
-    kernel_norm: str = "1",
-    keep_dead_ends: bool = False,
-    input_axes: dict[str, int] | None = None,
-    input_axis: int | None = None,
+    module: Any, example_input: Any, *, kwargs: dict | None = None, kernel_norm: str = "1",
+    keep_dead_ends: bool = False, input_axes: dict[str, int] | None = None, input_axis: int | None = None,
 ) -> WeightGraph:
     """The unit graph of ``module`` on ``example_input`` (a tensor or a tuple of the forward's
     positional arguments; ``kwargs`` its keyword arguments), by [spec §1b][spec-1b].
@@ -172,11 +143,6 @@ def trace_graph(
     transposes and permutes, else the last axis). ``input_axis``: the first input's feature axis
     (``--input-axis``), when that guess is wrong.
     """
-    _check_norm(kernel_norm)
-    return trace_program(
-        export_module(module, example_input, kwargs),
-        kernel_norm=kernel_norm,
-        keep_dead_ends=keep_dead_ends,
-        input_axes=input_axes,
-        input_axis=input_axis,
-    )
+    check_norm(kernel_norm)
+    options = {"keep_dead_ends": keep_dead_ends, "input_axes": input_axes, "input_axis": input_axis}
+    return trace_program(export_module(module, example_input, kwargs), kernel_norm=kernel_norm, **options)

@@ -27,13 +27,10 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ..weight_graph import WeightGraph
+from .unit_table import along
 
 __all__ = [
-    "Incidence",
-    "ParameterMap",
-    "chain_parameter_map",
-    "graph_parameter_map",
-    "map_parameters",
+    "Incidence", "ParameterMap", "chain_parameter_map", "graph_parameter_map", "map_parameters",
 ]
 
 
@@ -143,34 +140,21 @@ def _bools(t: Any) -> np.ndarray:
     return a.astype(bool)
 
 
-def _along(ndim: int, axis: int, values: np.ndarray) -> np.ndarray:
-    """``values`` (one per index of ``axis``) shaped to broadcast over an array of ``ndim`` axes."""
-    view = [1] * ndim
-    view[axis] = len(values)
-    return np.asarray(values, dtype=np.int64).reshape(view)
-
-
 def _grouped_conv(
     name: str, shape: tuple[int, ...], dst: np.ndarray, src: np.ndarray, groups: int, transposed: bool
 ) -> Incidence | None:
     """A grouped convolution's entries: output channel ``o`` reads its group's input channels only."""
-    kernel = (1,) * (len(shape) - 2)
-    if shape[0] % groups:
+    # (out, in / groups, *k): output o reads the channels of group o // (out / groups); transposed,
+    # (in, out / groups, *k): input channel i feeds its group's outputs (the roles swapped)
+    whole, per_group = (src, dst) if transposed else (dst, src)  # axis 0's units, axis 1's groups'
+    n, per = shape[0], shape[1]
+    if n % groups or n != whole.size or per * groups != per_group.size:
         return None
-    if transposed:  # (in, out / groups, *k): input channel i feeds its group's outputs
-        n_in, per_out = shape[0], shape[1]
-        if n_in != src.size or per_out * groups != dst.size:
-            return None
-        i = np.arange(n_in)[:, None]
-        o = (i // (n_in // groups)) * per_out + np.arange(per_out)[None, :]
-        rows, cols = dst[o], np.broadcast_to(src[i], o.shape)
-    else:  # (out, in / groups, *k): output o reads channels of group o // (out / groups)
-        n_out, ipg = shape[0], shape[1]
-        if n_out != dst.size or ipg * groups != src.size:
-            return None
-        o = np.arange(n_out)[:, None]
-        j = (o // (n_out // groups)) * ipg + np.arange(ipg)[None, :]
-        rows, cols = np.broadcast_to(dst[o], j.shape), src[j]
+    i = np.arange(n)[:, None]
+    j = (i // (n // groups)) * per + np.arange(per)[None, :]
+    first, second = np.broadcast_to(whole[i], j.shape), per_group[j]
+    rows, cols = (second, first) if transposed else (first, second)
+    kernel = (1,) * (len(shape) - 2)
     return Incidence(name, shape, rows.reshape(rows.shape + kernel), cols.reshape(cols.shape + kernel))
 
 
@@ -188,7 +172,7 @@ def _incidence(
             return None
         # stacked gate rows (i, f, g, o of an LSTM): row r belongs to unit r mod h
         rows = dst[np.arange(shape[row]) % dst.size]
-        return Incidence(name, shape, _along(len(shape), row, rows), _along(len(shape), col, src))
+        return Incidence(name, shape, along(rows, len(shape), row), along(src, len(shape), col))
     groups = int(getattr(module, "groups", 1) or 1)
     if axis is None and groups > 1 and hasattr(module, "transposed"):
         return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed))
@@ -199,14 +183,9 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
     """The `ParameterMap` of a finished trace (``interp``: the `Interpreter` that made ``graph``,
     its ``module`` the traced ``nn.Module``): every block named by a parameter, with the read that
     fed it."""
-    node_of = interp.builder.node_of
+    nodes = interp.builder.nodes
     model = interp.module
     params = dict(model.named_parameters())
-
-    def nodes(units: np.ndarray) -> np.ndarray:
-        units = np.asarray(units, dtype=np.int64)
-        return np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
-
     reads: dict[str, deque] = defaultdict(deque)
     for r in interp.reads:
         reads[r[4]].append(r)
@@ -216,11 +195,7 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
             continue
         # a block and the read that fed it share the parameter's name and come in the same order
         read = reads[blk.name].popleft() if reads[blk.name] else None
-        owner = blk.name.rpartition(".")[0]
-        try:
-            module = model.get_submodule(owner) if owner else model
-        except AttributeError:
-            module = None
+        module = model.get_submodule(blk.name.rpartition(".")[0])  # a parameter's owner: always there
         shape = tuple(params[blk.name].shape)
         inc = None if read is None else _incidence(
             blk.name, shape, nodes(blk.dst), nodes(read[3]), read[5], module
@@ -266,7 +241,7 @@ def graph_parameter_map(graph: WeightGraph, shapes: Mapping[str, tuple[int, ...]
             seen.add(name)
             rows = offsets[gd] + np.arange(shape[0]) % n_dst
             cols = offsets[gs] + np.arange(shape[1])
-            rows, cols = _along(len(shape), 0, rows), _along(len(shape), 1, cols)
+            rows, cols = along(rows, len(shape), 0), along(cols, len(shape), 1)
             incidences.append(Incidence(name, shape, rows, cols))
     if not incidences:
         raise ModscopeError("no masked parameter names a block of the graph (graph.names)")

@@ -21,10 +21,10 @@ from .merges import MergeOps
 from .normalisation import NormOps
 from .recurrent import RecurrentOps
 from .reductions import ReductionOps
-from .unit_table import GraphBuilder, UnitTensor
+from .unit_table import GraphBuilder, UnitTensor, along, carries_units, is_param
 from .views import ViewOps
 
-__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "op_name"]
+__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "module_at", "op_name"]
 
 
 IDENTITY = frozenset(
@@ -54,29 +54,33 @@ SKIP = frozenset(
 
 def op_name(target: Any) -> str:
     """``aten.linear.default`` -> ``linear``; ``operator.getitem`` -> ``getitem``."""
-    name = getattr(target, "__name__", str(target))
     text = str(target)
-    if text.startswith("aten."):
-        return text.split(".")[1]
-    return name
+    return text.split(".")[1] if text.startswith("aten.") else getattr(target, "__name__", text)
+
+
+def module_at(node: Any) -> tuple[str, str] | None:
+    """The innermost module running ``node``: its dotted path (``""``: the root) and its class's
+    name (``Linear``); None when the program does not say."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, cls = list(stack.values())[-1]
+    return str(path), str(cls).rsplit(".", 1)[-1]
 
 
 class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentOps):
     """Walks an exported program's nodes once, keeping a `UnitTensor` per tensor."""
 
     def __init__(
-        self,
-        ep: Any,
-        norm: str,
-        keep_dead_ends: bool,
-        input_axes: dict[str, int] | None,
-        input_axis: int | None = None,
+        self, ep: Any, kernel_norm: str = "1", keep_dead_ends: bool = False,
+        input_axes: dict[str, int] | None = None, input_axis: int | None = None,
     ) -> None:
+        """``ep``: the exported program; the rest: `trace_graph`'s options of the same names."""
         import torch
 
         self.torch = torch
         self.ep = ep
-        self.norm = norm
+        self.norm = kernel_norm
         self.keep_dead_ends = keep_dead_ends
         self.input_axes = dict(input_axes or {})
         self.builder = GraphBuilder()
@@ -106,19 +110,16 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
         if onnx_node:  # a module running an ONNX graph: the file's node and op
             return str(onnx_node)
-        stack = node.meta.get("nn_module_stack") or {}
-        if stack:
-            fqn, cls = list(stack.values())[-1]
-            return f"{fqn or 'the model'} ({str(cls).rsplit('.', 1)[-1]})"
-        return "the model"
+        at = module_at(node)
+        return f"{at[0] or 'the model'} ({at[1]})" if at else "the model"
 
     def kind(self, node) -> str:
         """The class of the module running ``node`` (``Linear``), or the ONNX op; '' if unknown."""
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
         if onnx_node:
             return str(onnx_node).split()[1]  # "ONNX Conv node 3" -> "Conv"
-        stack = node.meta.get("nn_module_stack") or {}
-        return str(list(stack.values())[-1][1]).rsplit(".", 1)[-1] if stack else ""
+        at = module_at(node)
+        return at[1] if at else ""
 
     def refuse(self, node, why: str) -> ModscopeError:
         return ModscopeError(f"cannot trace {self.where(node)}: {why}")
@@ -198,20 +199,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
                 "(a layer that mixes positions differently); trace a module that keeps "
                 "features on one axis",
             )
-        p = pos[first, cols]
         s = np.ones(units.shape[1]) if scale is None else scale[first, cols]
-        return u, p, s, np.asarray(v.frame or (1,))
+        return u, pos[first, cols], s, np.asarray(v.frame or (1,))
 
     def weighted(
-        self,
-        node,
-        name: str,
-        x: UnitTensor,
-        axis: int,
-        w: np.ndarray,
-        out_size: int,
-        block_name: str | None = None,
-        param_axis: int | None = 1,
+        self, node, name: str, x: UnitTensor, axis: int, w: np.ndarray, out_size: int,
+        block_name: str | None = None, param_axis: int | None = 1,
     ) -> tuple[np.ndarray, int]:
         """A new group of ``out_size`` units reading ``x`` along ``axis`` through ``w``
         ``(out_size, n_features[, *kernel])``; returns the new units and the block index.
@@ -220,8 +213,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         units, pos, scale, frame = self.features(node, x, axis)
         source = next((a for a in node.all_input_nodes if self.env.get(a.name) is x), None)
         self.reads.append((node, source, axis, units.copy(), block_name or name, param_axis))
-        dst = self.builder.new_group(name, out_size)
-        self.builder.kinds[len(self.builder.groups) - 1] = self.kind(node)
+        dst = self.builder.new_group(name, out_size, self.kind(node))
         read = units >= 0
         if not read.any():
             raise self.refuse(node, "it reads no unit (its input is a constant or an attention score)")
@@ -279,9 +271,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             elif node.op == "call_function":
                 self.call(node)
             elif node.op == "output":
-                for out in self.flatten_outputs(self.value(node.args[0])):
-                    if isinstance(out, UnitTensor):
-                        self.output_units.append(out.units)
+                outs = self.flatten_outputs(self.value(node.args[0]))
+                self.output_units.extend(out.units for out in outs if isinstance(out, UnitTensor))
             elif node.op == "get_attr":
                 raise self.refuse(node, f"it reads an attribute {node.target!r} the export could not lift")
         return self.builder.finish(self.output_units, self.keep_dead_ends, self.norm)
@@ -309,8 +300,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             return
         if len(shape) == 2 and name not in self.input_axes and self.one_channel_signal(node):
             # (batch, samples) made into a one-channel map for a conv (a mono waveform): one unit
-            unit = self.builder.new_group(f"input:{name}", 1)[0]
-            self.builder.kinds[len(self.builder.groups) - 1] = "input"
+            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
             pos = np.broadcast_to(np.arange(shape[1]), shape).copy()
             self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, (shape[1],))
             return
@@ -318,8 +308,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if len(shape) == 3 and name not in self.input_axes:
             axis = self.first_reader_axis(node)
         axis %= len(shape)
-        units = self.builder.new_group(f"input:{name}", shape[axis])
-        self.builder.kinds[len(self.builder.groups) - 1] = "input"
+        units = self.builder.new_group(f"input:{name}", shape[axis], "input")
         self.env[name] = self.spread(units, shape, axis)
 
     def first_reader_axis(self, node) -> int:
@@ -370,16 +359,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
     _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
 
-    def first_reader(self, node):
-        """The first op with weights (a conv, a dense or recurrent op) that reads ``node``'s values,
-        breadth first through the ops between them; None if none does."""
-        weighted = self._CONVS + self._DENSE
-        return next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
-
     def one_channel_signal(self, node) -> bool:
-        """A 2-D input whose first reader is a conv of one input channel: a signal (batch, samples)
-        viewed as a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
-        reader = self.first_reader(node)
+        """A 2-D input whose first reader with weights (a conv, a dense or recurrent op; breadth first
+        through the ops between) is a conv of one input channel: a signal (batch, samples) viewed as
+        a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
+        weighted = self._CONVS + self._DENSE
+        reader = next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
         if reader is None or op_name(reader.target) not in self._CONVS:
             return False
         val = reader.args[0].meta.get("val")
@@ -390,9 +375,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     ) -> UnitTensor:
         """A tensor of ``shape`` whose index along ``axis`` is unit ``units[i]`` everywhere; the
         other non-batch axes are its spatial frame."""
-        view = [1] * len(shape)
-        view[axis] = len(units)
-        u = np.broadcast_to(units.reshape(view), shape).copy()
+        u = np.broadcast_to(along(units, len(shape), axis), shape).copy()
         frame = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
         spatial = [s if i not in (0, axis) else 1 for i, s in enumerate(shape)]
         pos = np.broadcast_to(np.arange(int(np.prod(spatial))).reshape(spatial), shape).copy()
@@ -411,10 +394,8 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             self.env[node.name] = self.blank(self.shape(node))
         elif op in IDENTITY:
             self.env[node.name] = self.elementwise(node, args)
-        elif not any(
-            isinstance(v, UnitTensor) and (v.param is not None or (v.units >= 0).any())
-            for v in self.flatten_outputs([args, list(kwargs.values())])
-        ):  # an op on tensors that carry no unit and no weight (masks, positions): none in its output
+        elif not any(is_param(v) or carries_units(v) for v in self.flatten_outputs([args, *kwargs.values()])):
+            # an op on tensors that carry no unit and no weight (masks, positions): none in its output
             self.env[node.name] = self.blank_like(node)
         else:
             raise self.refuse(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .unit_table import UnitTensor, module_of
+from ..norms import block_diagonal
+from .unit_table import UnitTensor, carries_units, is_param, module_of
 
 __all__ = ["LayerOps"]
 
@@ -22,8 +23,7 @@ class LayerOps:
         return self.spread(units, self.shape(node), len(self.shape(node)) - 1, block)
 
     def param_name(self, v: UnitTensor) -> str:
-        name = v.param[0]
-        return name[: -len(".weight")] if name.endswith(".weight") else name
+        return v.param[0].removesuffix(".weight")
 
     def op_linear(self, node, x, weight, bias=None):
         if weight is None or weight.param is None:
@@ -34,9 +34,8 @@ class LayerOps:
         return self.op_mm(node, x, w)
 
     def op_mm(self, node, x, w, *a):
-        xu = isinstance(x, UnitTensor) and bool((x.units >= 0).any())
-        wu = isinstance(w, UnitTensor) and bool((w.units >= 0).any())
-        if xu and not wu and isinstance(w, UnitTensor) and w.param is not None:  # x @ W: a layer, W (in, out)
+        xu, wu = carries_units(x), carries_units(w)
+        if xu and not wu and is_param(w):  # x @ W: a layer, W (in, out)
             axis = 0 if w.param[1] is None and w.units.ndim == 2 else None  # W (in, out) as stored
             return self.linear(node, x, self.param_value(w).T, w.param[0], axis)
         if wu:  # weights (attention, a constant mixing of positions) times values
@@ -70,8 +69,7 @@ class LayerOps:
 
     def op_embedding(self, node, weight, indices, *a):
         shape = self.shape(node)
-        units = self.builder.new_group(f"input:{self.param_name(weight)}", shape[-1])
-        self.builder.kinds[len(self.builder.groups) - 1] = self.kind(node)
+        units = self.builder.new_group(f"input:{self.param_name(weight)}", shape[-1], self.kind(node))
         return self.spread(units, shape, len(shape) - 1)
 
     def conv(self, node, x: UnitTensor, weight: UnitTensor, groups: int, transposed: bool) -> UnitTensor:
@@ -82,14 +80,11 @@ class LayerOps:
             cin = k.shape[0]
             k = k.reshape(groups, cin // groups, *k.shape[1:]).swapaxes(1, 2)
             k = k.reshape(groups * k.shape[1], cin // groups, *k.shape[3:])
-        out, ipg = k.shape[0], k.shape[1]
-        full = np.zeros((out, ipg * groups, *k.shape[2:]))
-        per = out // groups
-        for g in range(groups):  # a grouped conv: no edge between channels of different groups
-            full[g * per : (g + 1) * per, g * ipg : (g + 1) * ipg] = k[g * per : (g + 1) * per]
+        full = block_diagonal(k, groups)  # a grouped conv: no edge between channels of different groups
         # the kernel's input-channel axis indexes the features only without groups
         axis = None if groups != 1 or weight.param[1] is not None else (0 if transposed else 1)
-        units, block = self.weighted(node, module_of(weight.param[0]), x, 1, full, out, weight.param[0], axis)
+        name = weight.param[0]
+        units, block = self.weighted(node, module_of(name), x, 1, full, k.shape[0], name, axis)
         return self.spread(units, self.shape(node), 1, block)
 
     def op_conv2d(self, node, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *a):

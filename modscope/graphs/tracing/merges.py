@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, carries_units, is_param
 
 __all__ = ["MergeOps"]
 
@@ -33,63 +33,38 @@ class MergeOps:
         producer = (a.producer if a.producer is not None else b.producer) if same else None
         return UnitTensor(units, pos, frame, producer=producer)
 
+    def with_gain(self, node, x: UnitTensor, gain: np.ndarray) -> UnitTensor:
+        """``x`` times a gain that broadcasts to the output (a learned scale ``|p|``, a divisor's
+        ``1 / |p|``, a norm's): each element keeps its unit, the gain folds into its readers."""
+        out = self.elementwise(node, [x])
+        gain = np.broadcast_to(gain, out.units.shape)
+        out.scale = gain if out.scale is None else out.scale * gain
+        return out
+
     def op_add(self, node, a, b, *args, **kwargs):
-        if (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and (a.param is not None) != (b.param is not None)
-        ):
-            x = a if b.param is not None else b  # a bias or a learned position embedding: no edges
-            out = self.elementwise(node, [x])
-            out.scale, out.producer = x.scale, x.producer
-            return out
+        if isinstance(a, UnitTensor) and isinstance(b, UnitTensor) and is_param(a) != is_param(b):
+            x = a if is_param(b) else b  # a bias or a learned position embedding: no edges
+            return self.elementwise(node, [x])
         return self.merge_binary(node, a, b, merge=True)
 
     op_add_ = op_sub = op_sub_ = op_rsub = op_add
 
     def op_mul(self, node, a, b, *args):
         for x, y in ((a, b), (b, a)):
-            if (
-                isinstance(x, UnitTensor)
-                and isinstance(y, UnitTensor)
-                and y.param is not None
-                and x.param is None
-            ):
-                out = self.elementwise(node, [x])  # a learned gain (RMSNorm weight): fold into readers
-                gain = np.abs(np.broadcast_to(self.param_value(y), out.units.shape))
-                out.scale = gain if x.scale is None else np.broadcast_to(x.scale, out.units.shape) * gain
-                out.producer = x.producer
-                return out
-        both = (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and (a.units >= 0).any()
-            and (b.units >= 0).any()
-        )
-        if both:  # a gate times a value (SwiGLU, squeeze-excitation): the same units
+            if isinstance(x, UnitTensor) and is_param(y) and x.param is None:
+                return self.with_gain(node, x, np.abs(self.param_value(y)))  # a learned gain (RMSNorm weight)
+        if carries_units(a) and carries_units(b):  # a gate times a value (SwiGLU, squeeze-excitation)
             if a.producer is not None and b.producer is not None:
                 self.builder.stack(a.producer, b.producer)
             return self.merge_binary(node, a, b, merge=True)
-        x = a if isinstance(a, UnitTensor) and (a.units >= 0).any() else b
-        out = self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
-        if isinstance(x, UnitTensor):
-            out.scale, out.producer = x.scale, x.producer
-        return out
+        x = a if carries_units(a) else b
+        return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
 
     op_mul_ = op_mul
 
     def op_div(self, node, a, b, *args, **kwargs):
-        if (
-            isinstance(a, UnitTensor)
-            and isinstance(b, UnitTensor)
-            and b.param is not None
-            and a.param is None
-        ):
-            out = self.elementwise(node, [a])  # a learned divisor: the gain 1 / |p|
-            gain = 1.0 / np.abs(np.broadcast_to(self.param_value(b), out.units.shape))
-            out.scale = gain if a.scale is None else np.broadcast_to(a.scale, out.units.shape) * gain
-            out.producer = a.producer
-            return out
+        if isinstance(a, UnitTensor) and is_param(b) and a.param is None:
+            return self.with_gain(node, a, 1.0 / np.abs(self.param_value(b)))  # a learned divisor
         return self.op_mul(node, a, b)
 
     op_div_ = op_div

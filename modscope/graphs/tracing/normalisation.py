@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, along
 
 __all__ = ["NormOps"]
 
@@ -21,22 +21,15 @@ class NormOps:
         v = self.param_value(var)
         gamma = np.ones_like(v) if weight is None else self.param_value(weight)
         factor = np.abs(gamma) / np.sqrt(v + eps)
-        out = self.elementwise(node, [x])
-        out.scale, out.producer = x.scale, x.producer
-        if x.producer is not None:  # folds into the rows of the layer before it (spec §1b)
-            block = self.builder.blocks[x.producer]
-            units, _, _, _ = self.features(node, x, 1)
-            row = {int(u): i for i, u in enumerate(block.dst)}
-            for c, u in enumerate(units):
-                if int(u) in row:
-                    block.weight[row[int(u)]] *= factor[c]
-            return out
-        # no single layer before it (a stream): the gain goes to the layers that read it
-        view = [1] * x.units.ndim
-        view[1] = factor.size
-        gain = np.broadcast_to(factor.reshape(view), x.units.shape)
-        out.scale = gain if x.scale is None else x.scale * gain
-        return out
+        if x.producer is None:  # no single layer before it (a stream): the gain goes to its readers
+            return self.with_gain(node, x, along(factor, x.units.ndim, 1))
+        block = self.builder.blocks[x.producer]  # folds into the rows of the layer before it (spec §1b)
+        units, _, _, _ = self.features(node, x, 1)
+        row = {int(u): i for i, u in enumerate(block.dst)}
+        for c, u in enumerate(units):
+            if int(u) in row:
+                block.weight[row[int(u)]] *= factor[c]
+        return self.elementwise(node, [x])
 
     def op__native_batch_norm_legit_no_training(
         self, node, x, weight, bias, mean, var, momentum=0.1, eps=1e-5
@@ -44,31 +37,23 @@ class NormOps:
         out = self.op_batch_norm(node, x, weight, bias, mean, var, False, momentum, eps)
         return [out, None, None]
 
-    def norm_gain(self, node, x: UnitTensor, weight: Any, n_axes: int) -> UnitTensor:
-        out = self.elementwise(node, [x])
-        out.producer = x.producer
-        out.scale = x.scale
-        if weight is not None and isinstance(weight, UnitTensor) and weight.param is not None:
-            g = np.abs(self.param_value(weight))
-            gain = np.broadcast_to(g, x.units.shape)
-            out.scale = gain if x.scale is None else x.scale * gain
-        return out
+    def norm_gain(self, node, x: UnitTensor, weight: Any) -> UnitTensor:
+        """A LayerNorm / RMSNorm: its statistics carry no unit, its gain ``|w|`` folds into its readers."""
+        if isinstance(weight, UnitTensor) and weight.param is not None:
+            return self.with_gain(node, x, np.abs(self.param_value(weight)))
+        return self.elementwise(node, [x])
 
-    def op_layer_norm(self, node, x, shape, weight=None, bias=None, *a):
-        return self.norm_gain(node, x, weight, len(shape))
+    def op_layer_norm(self, node, x, shape, weight=None, *a):
+        return self.norm_gain(node, x, weight)
 
-    def op_native_layer_norm(self, node, x, shape, weight=None, bias=None, *a):
-        return [self.norm_gain(node, x, weight, len(shape)), None, None]
+    op_rms_norm = op_layer_norm
 
-    def op_rms_norm(self, node, x, shape, weight=None, *a):
-        return self.norm_gain(node, x, weight, len(shape))
+    def op_native_layer_norm(self, node, x, shape, weight=None, *a):
+        return [self.norm_gain(node, x, weight), None, None]
 
     def op_group_norm(self, node, x, groups, weight=None, bias=None, *a):
-        if weight is None:
-            return self.elementwise(node, [x])
-        view = [1] * x.units.ndim
-        g = np.abs(self.param_value(weight))
-        view[1] = g.size
         out = self.elementwise(node, [x])
-        out.scale = np.broadcast_to(g.reshape(view), x.units.shape)
+        if weight is not None:  # the gain per channel replaces any gain carried so far
+            gain = along(np.abs(self.param_value(weight)), x.units.ndim, 1)
+            out.scale = np.broadcast_to(gain, x.units.shape)
         return out

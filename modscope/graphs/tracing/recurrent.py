@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..norms import slice_norms
-from .unit_table import UnitTensor, module_of
+from .unit_table import UnitTensor, carries_units, module_of
 
 __all__ = ["RecurrentOps"]
 
@@ -27,7 +27,7 @@ class RecurrentOps:
         ``c0`` made by the same units as its ``h0`` (an encoder's final state) adds no second block."""
         seen: list[np.ndarray] = []
         for state in states:
-            if not isinstance(state, UnitTensor) or state.units.ndim != 3 or not (state.units >= 0).any():
+            if not carries_units(state) or state.units.ndim != 3:
                 continue
             v = state.map(lambda a, slot=slot: a[slot])
             src, _, scale, _ = self.features(node, v, -1)
@@ -45,14 +45,20 @@ class RecurrentOps:
             self.state_reads.add(len(self.reads))
             self.reads.append((node, None, -1, src.copy(), w_hh.param[0], 1))
 
-    def rnn(self, node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name, hx=()):
+    def recurrent(
+        self, gates, node, x, states, params, has_biases, num_layers, dropout, train, bidirectional,
+        batch_first,
+    ):
+        """An ``nn.LSTM`` / ``GRU`` / ``RNN`` op (``gates`` rows per hidden unit: 4, 3, 1): a group
+        of hidden units per layer and direction; ``states``: its initial state tensors. Returns the
+        output sequence and the final state, ``(layers x directions, batch, hidden)``."""
+        name = module_of(params[0].param[0]) if "." in params[0].param[0] else "rnn"
         per = 4 if has_biases else 2
         dirs = 2 if bidirectional else 1
         shape = self.shape(node)
         feature = x
-        outputs, finals = None, []
+        finals = []
         for layer in range(num_layers):
-            groups = []
             for d in range(dirs):
                 w_ih, w_hh = params[(layer * dirs + d) * per : (layer * dirs + d) * per + 2]
                 h = self.param_value(w_hh).shape[1]
@@ -63,20 +69,14 @@ class RecurrentOps:
                     w_hh.param[0], units, units, self.gate_rows(self.param_value(w_hh), gates)
                 )
                 self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))  # inside the module
-                self.initial_state(node, hx, layer * dirs + d, units, w_hh, gates)
-                groups.append(units)
+                self.initial_state(node, states, layer * dirs + d, units, w_hh, gates)
                 finals.append(units)
-            layer_units = np.concatenate(groups)
+            layer_units = np.concatenate(finals[-dirs:])
             seq = shape if layer == num_layers - 1 else (*shape[:-1], layer_units.size)
             feature = self.spread(layer_units, tuple(seq), len(seq) - 1)
-            outputs = feature
-        h_shape = (len(finals), *([shape[0]] if batch_first else [shape[1]]), finals[0].size)
-        state = self.stack_states(finals, h_shape)
-        return outputs, state
-
-    def stack_states(self, finals: list[np.ndarray], shape: tuple[int, ...]) -> UnitTensor:
-        units = np.stack([np.broadcast_to(u, shape[1:]) for u in finals])
-        return UnitTensor(units.copy(), np.zeros(shape, dtype=np.int64), ())
+        h_shape = (len(finals), shape[0] if batch_first else shape[1], finals[0].size)
+        state = np.stack([np.broadcast_to(u, h_shape[1:]) for u in finals])
+        return feature, UnitTensor(state.copy(), np.zeros(h_shape, dtype=np.int64), ())
 
     def op_lstm(self, node, x, hx, *args, **kwargs):
         out, state = self.recurrent(4, node, x, list(hx or ()), *args, **kwargs)
@@ -88,28 +88,13 @@ class RecurrentOps:
     def op_rnn_tanh(self, node, x, hx, *args, **kwargs):
         return list(self.recurrent(1, node, x, [hx], *args, **kwargs))
 
-    def recurrent(
-        self, gates, node, x, states, params, has_biases, num_layers, dropout, train, bidirectional,
-        batch_first,
-    ):
-        """An ``nn.LSTM`` / ``GRU`` / ``RNN`` op (``gates`` rows per hidden unit: 4, 3, 1) as `rnn`
-        reads it; ``states``: its initial state tensors."""
-        name = self.rnn_name(params)
-        return self.rnn(
-            node, x, params, has_biases, num_layers, bidirectional, batch_first, gates, name, states
-        )
-
     op_rnn_relu = op_rnn_tanh
-
-    def rnn_name(self, params) -> str:
-        name = params[0].param[0]
-        return name.rsplit(".", 1)[0] if "." in name else "rnn"
 
     def cell(self, node, x, h, w_ih, w_hh, gates) -> UnitTensor:
         shape = self.shape(node)
         name = module_of(w_ih.param[0])
         w_hh_v = self.param_value(w_hh)
-        if isinstance(h, UnitTensor) and (h.units >= 0).any():  # the state carries the cell's units on
+        if carries_units(h):  # the state carries the cell's units on
             units, _, _, _ = self.features(node, h, -1)
             src, dst, w = self.cell_input(node, x, units, w_ih, gates)
             key = (w_ih.param[0], tuple(src.tolist()), int(units[0]))

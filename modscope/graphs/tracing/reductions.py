@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, along
 
 __all__ = ["ReductionOps"]
 
@@ -41,8 +41,7 @@ class ReductionOps:
         embedders end with it)."""
         return self.reduce(node, x, dim, keepdim)
 
-    def op_norm(self, node, x, p=None, dim=None, keepdim=False, *a, **k):
-        return self.reduce(node, x, dim, keepdim)
+    op_norm = op_linalg_vector_norm
 
     def op_max(self, node, x, dim=None, keepdim=False, *a):
         if isinstance(dim, UnitTensor):  # max(a, b) of two tensors (aten.max.other): elementwise
@@ -58,9 +57,7 @@ class ReductionOps:
         units, _, scale, _ = self.features(node, x, 1)
         out = self.spread(units, shape, 1, x.producer)
         if x.scale is not None:
-            view = [1] * len(shape)
-            view[1] = scale.size
-            out.scale = np.broadcast_to(scale.reshape(view), shape).copy()
+            out.scale = np.broadcast_to(along(scale, len(shape), 1), shape).copy()
         return out
 
     def op_max_pool2d(self, node, x, *a, **k):

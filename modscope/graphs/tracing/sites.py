@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .interpreter import Interpreter, module_at, op_name
+
 __all__ = ["VIEW_OPS", "Site", "locate_sites"]
 
 # ops between a module's input and the op that reads it that keep each feature where it is
@@ -55,41 +57,24 @@ class Site:
     unhookable: str | None = field(default=None)
 
 
-def _innermost(node: Any) -> tuple[str, str] | None:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    path, cls = list(stack.values())[-1]
-    return str(path), str(cls)
-
-
 def _inside(node: Any, path: str) -> bool:
     stack = node.meta.get("nn_module_stack") or {}
     return any(str(p) == path for p, _ in stack.values())
 
 
-def _op(node: Any) -> str:
-    text = str(node.target)
-    return text.split(".")[1] if text.startswith("aten.") else getattr(node.target, "__name__", text)
-
-
 def locate_sites(interp: Any) -> list[Site]:
     """Every read of the finished trace (``interp``: a run `Interpreter`) as a `Site`."""
-    node_of = interp.builder.node_of
-    sites = []
-    for i, read in enumerate(interp.reads):
-        if i in getattr(interp, "state_reads", ()):  # h0 / c0 of a recurrent layer
-            sites.append(_state_site(read[0], read[3], node_of))
-        else:
-            sites.append(_site(interp, node_of, *read))
-    return sites
+    state_reads = getattr(interp, "state_reads", ())  # h0 / c0 of a recurrent layer
+    return [
+        _state_site(read[0], interp.builder.nodes(read[3])) if i in state_reads else _site(interp, *read)
+        for i, read in enumerate(interp.reads)
+    ]
 
 
-def _site(interp: Any, node_of: np.ndarray, node, source, axis, units, param, param_axis) -> Site:
-    nodes = np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
-    where = _innermost(node)
-    path, cls = where if where is not None else ("", "")
-    module_type = cls.rsplit(".", 1)[-1]
+def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
+    nodes = interp.builder.nodes(units)
+    where = module_at(node)
+    path, module_type = where or ("", "")
     owner, _, attr = param.rpartition(".")
 
     def parameter_site(why: str) -> Site:
@@ -104,7 +89,7 @@ def _site(interp: Any, node_of: np.ndarray, node, source, axis, units, param, pa
         return parameter_site("the model's own forward applies the weight")
     boundary = source
     while boundary.op != "placeholder" and _inside(boundary, path):
-        if not (boundary.args and (_op(boundary) in VIEW_OPS or _keeps_last_axis(boundary))):
+        if not (boundary.args and (op_name(boundary.target) in VIEW_OPS or _keeps_last_axis(boundary))):
             return parameter_site(f"{path} ({module_type}) applies its weight after other ops on its input")
         boundary = boundary.args[0]
     here = interp.env.get(boundary.name)
@@ -123,23 +108,17 @@ def _site(interp: Any, node_of: np.ndarray, node, source, axis, units, param, pa
     if module_type in _SEQ_FIRST:
         batch_axis = 0 if _batch_first(interp, path) else 1
     return Site(
-        path,
-        "input",
-        nodes,
-        arg=None if module_type == "MultiheadAttention" else 0,
-        axis=b_axis if b_axis < 0 else b_axis - here.units.ndim,
-        batch_axis=batch_axis,
+        path, "input", nodes, arg=None if module_type == "MultiheadAttention" else 0,
+        axis=b_axis if b_axis < 0 else b_axis - here.units.ndim, batch_axis=batch_axis,
         module_type=module_type,
     )
 
 
-def _state_site(node: Any, units: np.ndarray, node_of: np.ndarray) -> Site:
+def _state_site(node: Any, nodes: np.ndarray) -> Site:
     """A recurrent layer's initial state as a site: its ``hx`` argument (``(h0, c0)`` of an LSTM,
     both changed), ``(slots, batch, hidden)``, when it has one slot (one layer, one direction);
     with several, each slot holds other units and no per-feature mask fits them all."""
-    path, cls = _innermost(node) or ("", "")
-    module_type = cls.rsplit(".", 1)[-1]
-    nodes = np.where(units >= 0, node_of[np.maximum(units, 0)], -1)
+    path, module_type = module_at(node) or ("", "")
     hx = node.args[1] if len(node.args) > 1 else None
     first = hx[0] if isinstance(hx, list | tuple) and hx else hx
     val = getattr(first, "meta", {}).get("val")
@@ -151,16 +130,11 @@ def _state_site(node: Any, units: np.ndarray, node_of: np.ndarray) -> Site:
 
 def _keeps_last_axis(node: Any) -> bool:
     """A transpose or permute that leaves the last axis (the features of a dense read) last."""
-    op, args = _op(node), node.args
     val = node.meta.get("val")
-    if val is None:
+    if val is None or op_name(node.target) not in ("transpose", "permute"):
         return False
-    last = len(val.shape) - 1
-    if op == "transpose" and len(args) >= 3:
-        return all(int(d) % (last + 1) != last for d in args[1:3])
-    if op == "permute" and len(args) >= 2:
-        return int(list(args[1])[-1]) % (last + 1) == last
-    return False
+    axes = Interpreter.follow_axes(node, list(range(len(val.shape))))
+    return axes is not None and axes[-1] == len(val.shape) - 1
 
 
 def _batch_first(interp: Any, path: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -12,12 +13,29 @@ from ...errors import ModscopeError
 from ..norms import slice_norms
 from ..weight_graph import WeightGraph
 
-__all__ = ["Block", "GraphBuilder", "UnitTensor", "module_of"]
+__all__ = ["Block", "GraphBuilder", "UnitTensor", "along", "carries_units", "is_param", "module_of"]
 
 
 def module_of(param: str) -> str:
     """``encoder.0.weight`` -> ``encoder.0``: a parameter's module, the name of its group."""
     return param.rsplit(".", 1)[0] if "." in param else param
+
+
+def along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """``values`` (one per index of ``axis``) shaped to broadcast over an array of ``ndim`` axes."""
+    view = [1] * ndim
+    view[axis] = len(values)
+    return np.asarray(values).reshape(view)
+
+
+def _find(parent: list[int], u: int) -> int:
+    """The root of ``u`` in the union-find forest ``parent``, every node on the way re-pointed to it."""
+    root = u
+    while parent[root] != root:
+        root = parent[root]
+    while parent[u] != root:
+        parent[u], u = root, parent[u]
+    return root
 
 
 @dataclass
@@ -37,14 +55,18 @@ class UnitTensor:
         if param is not None:  # a parameter seen whole until now: its element indices, then viewed
             index = np.arange(self.units.size).reshape(self.units.shape) if param[1] is None else param[1]
             param = (param[0], f(index))
-        return UnitTensor(
-            f(self.units),
-            f(self.pos),
-            self.frame,
-            None if self.scale is None else f(self.scale),
-            param,
-            self.producer,
-        )
+        scale = None if self.scale is None else f(self.scale)
+        return UnitTensor(f(self.units), f(self.pos), self.frame, scale, param, self.producer)
+
+
+def carries_units(v: Any) -> bool:
+    """Whether ``v`` is a `UnitTensor` with at least one element that is a unit."""
+    return isinstance(v, UnitTensor) and bool((v.units >= 0).any())
+
+
+def is_param(v: Any) -> bool:
+    """Whether ``v`` is a `UnitTensor` of a parameter's numbers (or a view of them)."""
+    return isinstance(v, UnitTensor) and v.param is not None
 
 
 @dataclass
@@ -70,20 +92,19 @@ class GraphBuilder:
     node_of: np.ndarray | None = None  # after `finish`: each unit's graph node (-1: dropped)
     kinds: dict[int, str] = field(default_factory=dict)  # group -> the layer that made it (Linear)
 
-    def new_group(self, name: str, size: int) -> np.ndarray:
+    def new_group(self, name: str, size: int, kind: str = "") -> np.ndarray:
+        """``size`` new units, a group named ``name`` made by a layer of ``kind`` (``Linear``)."""
         start = len(self.parent)
+        self.kinds[len(self.groups)] = kind
         self.parent.extend(range(start, start + size))
         self.group_of.extend([len(self.groups)] * size)
         self.groups.append((name, size))
         return np.arange(start, start + size, dtype=np.int64)
 
-    def find(self, u: int) -> int:
-        root = u
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[u] != root:
-            self.parent[u], u = root, self.parent[u]
-        return root
+    def nodes(self, units: np.ndarray) -> np.ndarray:
+        """After `finish`: the graph node of each unit id in ``units`` (-1: none, or dropped)."""
+        units = np.asarray(units, dtype=np.int64)
+        return np.where(units >= 0, self.node_of[np.maximum(units, 0)], -1)
 
     def roots(self, units: np.ndarray) -> np.ndarray:
         """The representative of every unit id in ``units`` (``-1`` stays ``-1``), vectorised."""
@@ -104,7 +125,7 @@ class GraphBuilder:
         n = len(self.parent)
         keys = np.unique(a[both] * n + b[both])  # one 1-D sort: much faster than unique rows
         for x, y in zip((keys // n).tolist(), (keys % n).tolist(), strict=True):
-            rx, ry = self.find(x), self.find(y)
+            rx, ry = _find(self.parent, x), _find(self.parent, y)
             if rx != ry:  # the earlier unit (lower id) stays the representative
                 self.parent[max(rx, ry)] = min(rx, ry)
 
@@ -115,13 +136,8 @@ class GraphBuilder:
 
     def stack(self, a: int, b: int) -> None:
         """Blocks ``a`` and ``b`` write the same units as one (gate and up of a gated unit)."""
-        ra, rb = self.stack_of(a), self.stack_of(b)
+        ra, rb = _find(self.stacks, a), _find(self.stacks, b)
         self.stacks[max(ra, rb)] = min(ra, rb)
-
-    def stack_of(self, block: int) -> int:
-        while self.stacks[block] != block:
-            block = self.stacks[block]
-        return block
 
     def finish(self, outputs: list[np.ndarray], keep_dead_ends: bool, norm: str) -> WeightGraph:
         """Units merged, dead ends dropped, groups renumbered: the `WeightGraph`.
@@ -133,7 +149,7 @@ class GraphBuilder:
         if not self.blocks:
             raise ModscopeError("the traced module has no layer with weights")
         n = len(self.parent)
-        root = np.asarray([self.find(u) for u in range(n)], dtype=np.int64)
+        root = np.asarray([_find(self.parent, u) for u in range(n)], dtype=np.int64)
         keep = self._kept(root, outputs, keep_dead_ends)
         groups = _FinalGroups.of(self, root, keep)
         weights, block_names, links = self._merged_blocks(root, keep, groups, norm)
@@ -183,7 +199,7 @@ class GraphBuilder:
             if not ks.any() or not kd.any():
                 continue
             gsrc, gdst = groups.group[src], groups.group[dst]
-            stack = self.stack_of(bi)
+            stack = _find(self.stacks, bi)
             for gs in np.unique(gsrc[ks]):
                 cols = np.flatnonzero(ks & (gsrc == gs))
                 for gd in np.unique(gdst[kd]):
@@ -252,12 +268,7 @@ class _FinalGroups:
                 names[g] = f"{name} (run {seen[name]})"
 
     def place(
-        self,
-        weight: np.ndarray,
-        rows: np.ndarray,
-        cols: np.ndarray,
-        r: np.ndarray,
-        c: np.ndarray,
+        self, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray, r: np.ndarray, c: np.ndarray,
         pair: tuple[int, int],
     ) -> np.ndarray:
         """``weight[rows][:, cols]`` at rows ``r`` and columns ``c`` of the ``(dst, src)`` group

@@ -4,10 +4,12 @@ layer reads each feature from where the model's code put it (channel-major or ch
 from __future__ import annotations
 
 import math
+from functools import partialmethod
+from itertools import pairwise
 
 import numpy as np
 
-from .unit_table import UnitTensor
+from .unit_table import UnitTensor, carries_units
 
 __all__ = ["ViewOps"]
 
@@ -91,26 +93,14 @@ class ViewOps:
                 return np.pad(arr, grow, mode="constant", constant_values=fill)
             return np.pad(arr, grow, mode=modes[mode])
 
-        return UnitTensor(
-            padded(x.units, -1),
-            padded(x.pos, 0),
-            x.frame,
-            None if x.scale is None else padded(x.scale, 1.0),
-            None,
-            x.producer,
-        )
+        scale = None if x.scale is None else padded(x.scale, 1.0)
+        return UnitTensor(padded(x.units, -1), padded(x.pos, 0), x.frame, scale, None, x.producer)
 
     def op_constant_pad_nd(self, node, x, pad, value=0, *a):
         return self.op_pad(node, x, pad, "constant")
 
-    def op_reflection_pad1d(self, node, x, padding, *a):
-        return self.op_pad(node, x, padding, "reflect")
-
-    op_reflection_pad2d = op_reflection_pad3d = op_reflection_pad1d
-
-    def op_replication_pad1d(self, node, x, padding, *a):
-        return self.op_pad(node, x, padding, "replicate")
-
+    op_reflection_pad1d = op_reflection_pad2d = op_reflection_pad3d = partialmethod(op_pad, mode="reflect")
+    op_replication_pad1d = partialmethod(op_pad, mode="replicate")
     op_replication_pad2d = op_replication_pad3d = op_replication_pad1d
 
     def op_flip(self, node, x, dims, *a):
@@ -119,25 +109,16 @@ class ViewOps:
     def op_roll(self, node, x, shifts, dims=(), *a):
         return x.map(lambda arr: np.roll(arr, shifts, dims or None))
 
-    def split(self, node, x, sizes, dim):
-        bounds = np.cumsum([0, *sizes])
-        out = []
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            out.append(self.op_slice(node, x, dim, int(lo), int(hi)))
-        return out
-
-    def op_split_with_sizes(self, node, x, sizes, dim=0, *a):
-        return self.split(node, x, sizes, dim)
-
     def op_split(self, node, x, size, dim=0, *a):
+        """Pieces of ``size`` along ``dim`` (the last one shorter), or of each of the sizes given."""
         n = x.units.shape[dim]
         sizes = [size] * (n // size) + ([n % size] if n % size else []) if isinstance(size, int) else size
-        return self.split(node, x, sizes, dim)
+        return [self.op_slice(node, x, dim, int(lo), int(hi)) for lo, hi in pairwise(np.cumsum([0, *sizes]))]
+
+    op_split_with_sizes = op_split
 
     def op_chunk(self, node, x, chunks, dim=0, *a):
-        n = x.units.shape[dim]
-        size = math.ceil(n / chunks)
-        return self.op_split(node, x, size, dim)
+        return self.op_split(node, x, math.ceil(x.units.shape[dim] / chunks), dim)
 
     def op_unbind(self, node, x, dim=0, *a):
         return [self.op_select(node, x, dim, i) for i in range(x.units.shape[dim])]
@@ -150,12 +131,8 @@ class ViewOps:
             scale = np.concatenate(
                 [t.scale if t.scale is not None else np.ones(t.units.shape) for t in tensors], dim
             )
-        return UnitTensor(
-            np.concatenate([t.units for t in tensors], dim),
-            np.concatenate([t.pos for t in tensors], dim),
-            frame,
-            scale,
-        )
+        units = np.concatenate([t.units for t in tensors], dim)
+        return UnitTensor(units, np.concatenate([t.pos for t in tensors], dim), frame, scale)
 
     def op_stack(self, node, tensors, dim=0, *a):
         return self.op_cat(node, [t.map(lambda arr: np.expand_dims(arr, dim)) for t in tensors], dim)
@@ -193,7 +170,7 @@ class ViewOps:
         ids, positions) it makes none; from an activation, only along an axis where every element
         is the same unit (the picked element's unit does not depend on the index values)."""
         shape = self.shape(node)
-        if not isinstance(x, UnitTensor) or not (x.units >= 0).any():
+        if not carries_units(x):
             return self.blank(shape)
         u = x.units
         first = np.take(u, [0], axis=dim)

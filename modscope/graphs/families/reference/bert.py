@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, Encoder, Pooler, SelfAttention, linear
+from .layers import Dense, Encoder, Holder, Pooler, SelfAttention
 
 __all__ = ["BertModel", "BertReference"]
 
@@ -37,8 +37,7 @@ class DenseNorm(nn.Module):
 
     def __init__(self, d_in: int, d: int) -> None:
         super().__init__()
-        self.dense = linear(d_in, d)
-        self.LayerNorm = nn.LayerNorm(d)
+        self.dense, self.LayerNorm = nn.Linear(d_in, d), nn.LayerNorm(d)
 
     def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(h) + residual)
@@ -47,8 +46,7 @@ class DenseNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.self = SelfAttention(d)
-        self.output = DenseNorm(d, d)
+        self.self, self.output = SelfAttention(d), DenseNorm(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(x), x)
@@ -57,9 +55,7 @@ class Attention(nn.Module):
 class Layer(nn.Module):
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
-        self.attention = Attention(d)
-        self.intermediate = Dense(d, d_ff)
-        self.output = DenseNorm(d_ff, d)
+        self.attention, self.intermediate, self.output = Attention(d), Dense(d, d_ff), DenseNorm(d_ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.attention(x)
@@ -84,16 +80,14 @@ class BertModel(nn.Module):
 
 
 class Transform(nn.Module):
-    """The masked-LM head's ``dense -> gelu -> LayerNorm`` (``norm`` its LayerNorm's name)."""
+    """The masked-LM head's ``dense -> gelu -> LayerNorm``."""
 
-    def __init__(self, d: int, norm: str) -> None:
+    def __init__(self, d: int) -> None:
         super().__init__()
-        self.dense = linear(d, d)
-        self.norm_name = norm
-        self.add_module(norm, nn.LayerNorm(d))
+        self.dense, self.LayerNorm = nn.Linear(d, d), nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return getattr(self, self.norm_name)(F.gelu(self.dense(x)))
+        return self.LayerNorm(F.gelu(self.dense(x)))
 
 
 class BertPredictions(nn.Module):
@@ -101,30 +95,18 @@ class BertPredictions(nn.Module):
 
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.transform = Transform(d, "LayerNorm")
-        self.decoder = linear(d, vocab, bias=False)
+        self.transform, self.decoder = Transform(d), nn.Linear(d, vocab, bias=False)
         self.bias = nn.Parameter(torch.empty(vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.transform(x)) + self.bias
 
 
-class BertHeads(nn.Module):
-    """BERT's ``cls``: masked-LM predictions and / or the next-sentence classifier."""
-
-    def __init__(self, d: int, vocab: int, predictions: bool, next_sentence: bool) -> None:
-        super().__init__()
-        self.predictions = BertPredictions(d, vocab) if predictions else None
-        self.seq_relationship = linear(d, 2) if next_sentence else None
-
-
 class RobertaLMHead(nn.Module):
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.dense = linear(d, d)
-        self.layer_norm = nn.LayerNorm(d)
-        self.decoder = linear(d, vocab, bias=False)
-        self.bias = nn.Parameter(torch.empty(vocab))
+        self.dense, self.layer_norm = nn.Linear(d, d), nn.LayerNorm(d)
+        self.decoder, self.bias = nn.Linear(d, vocab, bias=False), nn.Parameter(torch.empty(vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(F.gelu(self.dense(x)))) + self.bias
@@ -135,8 +117,7 @@ class RobertaClassifier(nn.Module):
 
     def __init__(self, d: int, classes: int) -> None:
         super().__init__()
-        self.dense = linear(d, d)
-        self.out_proj = linear(d, classes)
+        self.dense, self.out_proj = nn.Linear(d, d), nn.Linear(d, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_proj(torch.tanh(self.dense(x[:, 0])))
@@ -154,15 +135,17 @@ class BertReference(nn.Module):
         self.head = c["head"]
         d, vocab = c["d_model"], c["vocab"]
         if self.head in ("bert_mlm", "bert_pretraining"):
-            self.cls = BertHeads(d, vocab, True, self.head == "bert_pretraining")
+            # BERT's cls: masked-LM predictions (and the next-sentence classifier)
+            next_sentence = nn.Linear(d, 2) if self.head == "bert_pretraining" else None
+            self.cls = Holder(predictions=BertPredictions(d, vocab), seq_relationship=next_sentence)
         elif self.head == "roberta_mlm":
             self.lm_head = RobertaLMHead(d, vocab)
         elif self.head == "roberta_classifier":
             self.classifier = RobertaClassifier(d, c["classes"])
         elif self.head in ("sequence", "token"):
-            self.classifier = linear(d, c["classes"])
+            self.classifier = nn.Linear(d, c["classes"])
         elif self.head == "qa":
-            self.qa_outputs = linear(d, 2)
+            self.qa_outputs = nn.Linear(d, 2)
 
     def forward(self, ids: torch.Tensor) -> Any:
         x, pooled = getattr(self, self.base_name).encode(ids)

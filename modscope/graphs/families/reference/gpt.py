@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Conv1D, Decoder, WithHead, attend, linear
+from .layers import Conv1D, Decoder, WithHead, attend
 
 __all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTBase", "OPTReference"]
 
@@ -78,7 +78,7 @@ class NeoXAttention(nn.Module):
     def __init__(self, d: int, heads: int, bias: bool) -> None:
         super().__init__()
         self.heads = heads
-        self.query_key_value, self.dense = linear(d, 3 * d, bias), linear(d, d, bias)
+        self.query_key_value, self.dense = nn.Linear(d, 3 * d, bias), nn.Linear(d, d, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -90,7 +90,7 @@ class NeoXAttention(nn.Module):
 class NeoXMLP(nn.Module):
     def __init__(self, d: int, d_ff: int, bias: bool) -> None:
         super().__init__()
-        self.dense_h_to_4h, self.dense_4h_to_h = linear(d, d_ff, bias), linear(d_ff, d, bias)
+        self.dense_h_to_4h, self.dense_4h_to_h = nn.Linear(d, d_ff, bias), nn.Linear(d_ff, d, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x)))
@@ -134,8 +134,7 @@ class NeoXReference(WithHead):
 class OPTAttention(nn.Module):
     def __init__(self, d: int, bias: bool) -> None:
         super().__init__()
-        self.q_proj, self.k_proj, self.v_proj = linear(d, d, bias), linear(d, d, bias), linear(d, d, bias)
-        self.out_proj = linear(d, d, bias)
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d, bias) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_proj(attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), 1, 1, causal=True))
@@ -149,7 +148,7 @@ class OPTLayer(nn.Module):
         d, bias = c["d_model"], c["bias"]
         self.pre = c["pre_ln"]
         self.self_attn, self.self_attn_layer_norm = OPTAttention(d, bias), nn.LayerNorm(d)
-        self.fc1, self.fc2 = linear(d, c["d_ff"], bias), linear(c["d_ff"], d, bias)
+        self.fc1, self.fc2 = nn.Linear(d, c["d_ff"], bias), nn.Linear(c["d_ff"], d, bias)
         self.final_layer_norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -167,7 +166,7 @@ class OPTDecoder(nn.Module):
         self.embed_tokens = nn.Embedding(c["vocab"], word)
         self.embed_positions = nn.Embedding(c["positions"], d)
         if c["project"]:
-            self.project_in, self.project_out = linear(word, d, False), linear(d, word, False)
+            self.project_in, self.project_out = nn.Linear(word, d, False), nn.Linear(d, word, False)
         self.layers = nn.ModuleList(OPTLayer(c) for _ in range(c["layers"]))
         if c["final_norm"]:
             self.final_layer_norm = nn.LayerNorm(d)

@@ -12,14 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
-    "Conv1D", "Decoder", "Dense", "Encoder", "Pooler", "RMSNorm", "SelfAttention", "WithHead", "attend",
-    "linear",
+    "Conv1D", "Decoder", "Dense", "Encoder", "Holder", "Pooler", "RMSNorm", "SelfAttention", "WithHead",
+    "attend",
 ]
-
-
-def linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
-    """An ``nn.Linear`` with weight ``(d_out, d_in)``."""
-    return nn.Linear(d_in, d_out, bias=bias)
 
 
 class Conv1D(nn.Module):
@@ -75,18 +70,27 @@ class SelfAttention(nn.Module):
 
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.query, self.key, self.value = linear(d, d), linear(d, d), linear(d, d)
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return attend(self.query(x), self.key(x), self.value(x), 1, 1, causal=False)
 
 
-class Dense(nn.Module):
+class Holder(nn.Module):
+    """Modules under the names given, and no forward: a level of a checkpoint's key names
+    (``patch_embeddings.projection``, BERT's ``cls``), its parent runs what it holds."""
+
+    def __init__(self, **modules: nn.Module | None) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+
+
+class Dense(Holder):
     """A holder of one Linear named ``dense`` (Hugging Face's ``intermediate``, ViT's ``output``)."""
 
     def __init__(self, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.dense = linear(d_in, d_out)
+        super().__init__(dense=nn.Linear(d_in, d_out))
 
 
 class WithHead(nn.Module):
@@ -101,7 +105,7 @@ class WithHead(nn.Module):
         self.base_name, self.head_name = base_name, "score" if c["head"] == "score" else lm_name
         self.add_module(base_name, base)
         out = c["classes"] if c["head"] == "score" else c["vocab"]
-        self.add_module(self.head_name, linear(width or c["d_model"], out, bias=False))
+        self.add_module(self.head_name, nn.Linear(width or c["d_model"], out, bias=False))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return getattr(self, self.head_name)(getattr(self, self.base_name)(ids))
@@ -125,7 +129,7 @@ class Pooler(nn.Module):
 
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.dense = linear(d, d)
+        self.dense = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(x[:, 0]))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Decoder, RMSNorm, WithHead, attend, linear
+from .layers import Decoder, RMSNorm, WithHead, attend
 
 __all__ = ["LlamaModel", "LlamaReference"]
 
@@ -21,10 +21,9 @@ class LlamaAttention(nn.Module):
         super().__init__()
         d, hd = c["d_model"], c["head_dim"]
         self.heads, self.kv_heads = c["heads"], c["kv_heads"]
-        self.q_proj = linear(d, self.heads * hd, c["qkv_bias"])
-        self.k_proj = linear(d, self.kv_heads * hd, c["qkv_bias"])
-        self.v_proj = linear(d, self.kv_heads * hd, c["qkv_bias"])
-        self.o_proj = linear(self.heads * hd, d, c["o_bias"])
+        self.q_proj = nn.Linear(d, self.heads * hd, c["qkv_bias"])
+        self.k_proj, self.v_proj = (nn.Linear(d, self.kv_heads * hd, c["qkv_bias"]) for _ in range(2))
+        self.o_proj = nn.Linear(self.heads * hd, d, c["o_bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads, self.kv_heads, causal=True)
@@ -36,8 +35,8 @@ class LlamaMLP(nn.Module):
 
     def __init__(self, d: int, d_ff: int, bias: bool) -> None:
         super().__init__()
-        self.gate_proj, self.up_proj = linear(d, d_ff, bias), linear(d, d_ff, bias)
-        self.down_proj = linear(d_ff, d, bias)
+        self.gate_proj, self.up_proj = nn.Linear(d, d_ff, bias), nn.Linear(d, d_ff, bias)
+        self.down_proj = nn.Linear(d_ff, d, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import RMSNorm, attend, linear
+from .layers import RMSNorm, attend
 
 __all__ = ["T5Reference"]
 
@@ -22,8 +22,8 @@ class T5Attention(nn.Module):
 
     def __init__(self, d: int, inner: int, buckets: int, heads: int) -> None:
         super().__init__()
-        self.q, self.k, self.v = linear(d, inner, False), linear(d, inner, False), linear(d, inner, False)
-        self.o = linear(inner, d, False)
+        self.q, self.k, self.v = (nn.Linear(d, inner, False) for _ in range(3))
+        self.o = nn.Linear(inner, d, False)
         if buckets:
             self.relative_attention_bias = nn.Embedding(buckets, heads)
 
@@ -34,24 +34,18 @@ class T5Attention(nn.Module):
         return self.o(attend(self.q(x), self.k(src), self.v(src), 1, 1, causal=causal))
 
 
-class SelfAttentionLayer(nn.Module):
-    def __init__(self, d: int, inner: int, buckets: int, heads: int) -> None:
+class PreNorm(nn.Module):
+    """``x + sublayer(layer_norm(x), ...)``: T5's ``layer.N``, its sublayer under the checkpoint's name
+    (``SelfAttention``, ``EncDecAttention``, ``DenseReluDense``)."""
+
+    def __init__(self, name: str, sublayer: nn.Module, d: int) -> None:
         super().__init__()
-        self.SelfAttention = T5Attention(d, inner, buckets, heads)
+        self.sublayer_name = name
+        self.add_module(name, sublayer)
         self.layer_norm = RMSNorm(d)
 
-    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
-        return x + self.SelfAttention(self.layer_norm(x), causal=causal)
-
-
-class CrossAttentionLayer(nn.Module):
-    def __init__(self, d: int, inner: int) -> None:
-        super().__init__()
-        self.EncDecAttention = T5Attention(d, inner, 0, 0)
-        self.layer_norm = RMSNorm(d)
-
-    def forward(self, x: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
-        return x + self.EncDecAttention(self.layer_norm(x), encoded)
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return x + getattr(self, self.sublayer_name)(self.layer_norm(x), *args, **kwargs)
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
@@ -67,10 +61,10 @@ class DenseReluDense(nn.Module):
         super().__init__()
         self.gated = gated
         if gated:
-            self.wi_0, self.wi_1 = linear(d, d_ff, False), linear(d, d_ff, False)
+            self.wi_0, self.wi_1 = nn.Linear(d, d_ff, False), nn.Linear(d, d_ff, False)
         else:
-            self.wi = linear(d, d_ff, False)
-        self.wo = linear(d_ff, d, False)
+            self.wi = nn.Linear(d, d_ff, False)
+        self.wo = nn.Linear(d_ff, d, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
@@ -78,25 +72,15 @@ class DenseReluDense(nn.Module):
         return self.wo(F.relu(self.wi(x)))
 
 
-class FeedForwardLayer(nn.Module):
-    def __init__(self, d: int, d_ff: int, gated: bool) -> None:
-        super().__init__()
-        self.DenseReluDense = DenseReluDense(d, d_ff, gated)
-        self.layer_norm = RMSNorm(d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.DenseReluDense(self.layer_norm(x))
-
-
 class Block(nn.Module):
     def __init__(self, c: Mapping[str, Any], first: bool, decoder: bool) -> None:
         super().__init__()
         d, inner = c["d_model"], c["inner"]
         buckets = c["buckets"] if first else 0
-        layers: list[nn.Module] = [SelfAttentionLayer(d, inner, buckets, c["heads"])]
+        layers = [PreNorm("SelfAttention", T5Attention(d, inner, buckets, c["heads"]), d)]
         if decoder:
-            layers.append(CrossAttentionLayer(d, inner))
-        layers.append(FeedForwardLayer(d, c["d_ff"], c["gated"]))
+            layers.append(PreNorm("EncDecAttention", T5Attention(d, inner, 0, 0), d))
+        layers.append(PreNorm("DenseReluDense", DenseReluDense(d, c["d_ff"], c["gated"]), d))
         self.decoder = decoder
         self.layer = nn.ModuleList(layers)
 
@@ -132,7 +116,7 @@ class T5Reference(nn.Module):
         if c["decoder_layers"]:
             self.decoder = Stack(c, c["decoder_layers"], decoder=True)
         if self.head in ("lm", "tied_lm"):
-            self.lm_head = linear(c["d_model"], c["vocab"], False)
+            self.lm_head = nn.Linear(c["d_model"], c["vocab"], False)
         self.scale = c["d_model"] ** -0.5 if self.head == "tied_lm" else 1.0
 
     def forward(self, ids: torch.Tensor, decoder_ids: torch.Tensor) -> Any:

@@ -19,12 +19,7 @@ def conv(c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, bias: 
 
 
 def conv_bn(
-    c_in: int,
-    c_out: int,
-    k: int,
-    stride: int = 1,
-    groups: int = 1,
-    act: type | None = None,
+    c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1, act: type | None = None,
     eps: float = 1e-5,
 ) -> nn.Sequential:
     """torchvision's conv + BatchNorm (+ activation) block: keys ``.0`` (conv) and ``.1`` (BN).
@@ -118,12 +113,7 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         h1, h2 = c["hidden"]
         self.classifier = nn.Sequential(
-            nn.Linear(c_in * 49, h1),
-            nn.ReLU(),
-            nn.Dropout(),
-            nn.Linear(h1, h2),
-            nn.ReLU(),
-            nn.Dropout(),
+            nn.Linear(c_in * 49, h1), nn.ReLU(), nn.Dropout(), nn.Linear(h1, h2), nn.ReLU(), nn.Dropout(),
             nn.Linear(h2, c["classes"]),
         )
 
@@ -204,12 +194,8 @@ class MobileNetV3(nn.Module):
         layers += [InvertedResidualV3(b) for b in c["blocks"]]
         layers.append(conv_bn(c["blocks"][-1]["out"], c["last_conv"], 1, act=nn.Hardswish, eps=V3_EPS))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Linear(c["last_conv"], c["last"]),
-            nn.Hardswish(),
-            nn.Dropout(0.2),
-            nn.Linear(c["last"], c["classes"]),
-        )
+        head = [nn.Linear(c["last_conv"], c["last"]), nn.Hardswish(), nn.Dropout(0.2)]
+        self.classifier = nn.Sequential(*head, nn.Linear(c["last"], c["classes"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))

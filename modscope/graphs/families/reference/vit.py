@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, Encoder, Pooler, SelfAttention, attend, linear
+from .layers import Dense, Encoder, Holder, Pooler, SelfAttention, attend
 
 __all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
 
@@ -31,17 +31,11 @@ def tokens(c: Mapping[str, Any]) -> tuple[nn.Conv2d, nn.Parameter, nn.Parameter]
 
 
 # -- Hugging Face ------------------------------------------------------------------------------------
-class PatchEmbeddings(nn.Module):
-    def __init__(self, projection: nn.Conv2d) -> None:
-        super().__init__()
-        self.projection = projection
-
-
 class Embeddings(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         projection, self.cls_token, self.position_embeddings = tokens(c)
-        self.patch_embeddings = PatchEmbeddings(projection)
+        self.patch_embeddings = Holder(projection=projection)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return patches(self.patch_embeddings.projection, self.cls_token, self.position_embeddings, x)
@@ -50,8 +44,7 @@ class Embeddings(nn.Module):
 class Attention(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.attention = SelfAttention(d)
-        self.output = Dense(d, d)
+        self.attention, self.output = SelfAttention(d), Dense(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output.dense(self.attention(x))
@@ -98,25 +91,19 @@ class HFViTReference(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
         self.vit = HFViTModel(c)
-        self.classifier = linear(c["d_model"], c["classes"])
+        self.classifier = nn.Linear(c["d_model"], c["classes"])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.vit.encode(pixels)[:, 0])
 
 
 # -- timm --------------------------------------------------------------------------------------------
-class PatchEmbed(nn.Module):
-    def __init__(self, proj: nn.Conv2d) -> None:
-        super().__init__()
-        self.proj = proj
-
-
 class TimmAttention(nn.Module):
     """Fused ``qkv`` ``(3d, d)``: rows queries | keys | values (each all heads), not interleaved."""
 
     def __init__(self, d: int) -> None:
         super().__init__()
-        self.qkv, self.proj = linear(d, 3 * d), linear(d, d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
@@ -126,7 +113,7 @@ class TimmAttention(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
-        self.fc1, self.fc2 = linear(d, d_ff), linear(d_ff, d)
+        self.fc1, self.fc2 = nn.Linear(d, d_ff), nn.Linear(d_ff, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
@@ -153,15 +140,12 @@ class TimmViTReference(nn.Module):
         super().__init__()
         d = c["d_model"]
         proj, self.cls_token, self.pos_embed = tokens(c)
-        self.patch_embed = PatchEmbed(proj)
+        self.patch_embed = Holder(proj=proj)
         self.blocks = nn.ModuleList(TimmBlock(d, c["d_ff"]) for _ in range(c["layers"]))
         self.pool = c["pool"]
-        if self.pool == "token":
-            self.norm = nn.LayerNorm(d)
-        else:
-            self.fc_norm = nn.LayerNorm(d)
+        self.add_module("norm" if self.pool == "token" else "fc_norm", nn.LayerNorm(d))  # the pooling's norm
         if c["classes"]:
-            self.head = linear(d, c["classes"])
+            self.head = nn.Linear(d, c["classes"])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = patches(self.patch_embed.proj, self.cls_token, self.pos_embed, pixels)
