@@ -11,6 +11,8 @@ channels-first ops, so a Flatten is channels-last, as Keras computes it. Convers
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,17 +157,11 @@ class LayerBuilder:
         last = self.data_format_last()
         to_torch = (2, 1, 0) if n == 1 else (3, 2, 0, 1)  # (k..., in, out) -> (out, in, k...)
         if depthwise or separable:
-            dk = (
-                self.role("depthwise_kernel", 0)
-                if any("depthwise" in s for s in self.names)
-                else self.role("kernel", 0)
-            )
-            k = dk.reshape(
-                *dk.shape[:-2], dk.shape[-2] * dk.shape[-1]
-            )  # channel c, multiplier m -> c * m + m
-            dw = self.param(
-                "depthwise.weight" if separable else "weight", np.expand_dims(k.transpose(n, *range(n)), 1)
-            )
+            dk = self.role("depthwise_kernel" if any("depthwise" in s for s in self.names) else "kernel", 0)
+            # channel c, multiplier m -> c * m + m
+            k = dk.reshape(*dk.shape[:-2], dk.shape[-2] * dk.shape[-1])
+            name = "depthwise.weight" if separable else "weight"
+            dw = self.param(name, np.expand_dims(k.transpose(n, *range(n)), 1))
             groups = dk.shape[-2]
         else:
             dw = self.param("weight", self.role("kernel", 0).transpose(to_torch))
@@ -199,28 +195,26 @@ class LayerBuilder:
 
         return run
 
-    def Conv1D(self) -> Callable:
-        return self._conv(1)
+    Conv1D = functools.partialmethod(_conv, 1)
+    Conv2D = functools.partialmethod(_conv, 2)
+    DepthwiseConv2D = functools.partialmethod(_conv, 2, depthwise=True)
+    SeparableConv2D = functools.partialmethod(_conv, 2, separable=True)
 
-    def Conv2D(self) -> Callable:
-        return self._conv(2)
-
-    def DepthwiseConv2D(self) -> Callable:
-        return self._conv(2, depthwise=True)
-
-    def SeparableConv2D(self) -> Callable:
-        return self._conv(2, separable=True)
+    def _scale_center(self) -> tuple[Any, Any, int]:
+        """A normalisation's gamma and beta getters (None where the config turns one off), and the
+        index of the weight after them."""
+        i, gamma, beta = 0, None, None
+        if self.cfg.get("scale", True):
+            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
+        if self.cfg.get("center", True):
+            beta, i = self.param("bias", self.role("beta", i)), i + 1
+        return gamma, beta, i
 
     def BatchNormalization(self) -> Callable:
         F = self.torch.nn.functional
         axis = self.cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) else int(axis)
-        i = 0
-        gamma = beta = None
-        if self.cfg.get("scale", True):
-            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
-        if self.cfg.get("center", True):
-            beta, i = self.param("bias", self.role("beta", i)), i + 1
+        gamma, beta, i = self._scale_center()
         mean = self.param("running_mean", self.role("moving_mean", i))
         var = self.param("running_var", self.role("moving_variance", i + 1))
         eps = float(self.cfg.get("epsilon", 1e-3))
@@ -241,12 +235,7 @@ class LayerBuilder:
         axes = [int(a) for a in axis] if isinstance(axis, list) else [int(axis)]
         if len(axes) != 1:
             raise self.refuse("normalisation over several axes")
-        i = 0
-        gamma = beta = None
-        if self.cfg.get("scale", True):
-            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
-        if self.cfg.get("center", True):
-            beta = self.param("bias", self.role("beta", i))
+        gamma, beta, _ = self._scale_center()
         eps = float(self.cfg.get("epsilon", 1e-3))
 
         def run(xs: list) -> list:
@@ -307,12 +296,7 @@ class LayerBuilder:
         strides = _tuple(self.cfg.get("strides") or size, n)
         padding = self.cfg.get("padding", "valid")
         last = self.data_format_last()
-        fn = {
-            ("max", 1): F.max_pool1d,
-            ("max", 2): F.max_pool2d,
-            ("avg", 1): F.avg_pool1d,
-            ("avg", 2): F.avg_pool2d,
-        }[(kind, n)]
+        fn = getattr(F, f"{kind}_pool{n}d")
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
@@ -326,24 +310,10 @@ class LayerBuilder:
 
         return run
 
-    def MaxPooling1D(self) -> Callable:
-        return self._pool(1, "max")
-
-    def MaxPooling2D(self) -> Callable:
-        return self._pool(2, "max")
-
-    def AveragePooling1D(self) -> Callable:
-        return self._pool(1, "avg")
-
-    def AveragePooling2D(self) -> Callable:
-        return self._pool(2, "avg")
-
-    MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = (
-        MaxPooling1D,
-        MaxPooling2D,
-        AveragePooling1D,
-        AveragePooling2D,
-    )
+    MaxPooling1D = MaxPool1D = functools.partialmethod(_pool, 1, "max")
+    MaxPooling2D = MaxPool2D = functools.partialmethod(_pool, 2, "max")
+    AveragePooling1D = AvgPool1D = functools.partialmethod(_pool, 1, "avg")
+    AveragePooling2D = AvgPool2D = functools.partialmethod(_pool, 2, "avg")
 
     def _global(self, kind: str) -> Callable:
         last = self.data_format_last()
@@ -356,14 +326,9 @@ class LayerBuilder:
 
         return run
 
-    def GlobalAveragePooling1D(self) -> Callable:
-        return self._global("avg")
-
+    GlobalAveragePooling1D = functools.partialmethod(_global, "avg")
     GlobalAveragePooling2D = GlobalAvgPool1D = GlobalAvgPool2D = GlobalAveragePooling1D
-
-    def GlobalMaxPooling1D(self) -> Callable:
-        return self._global("max")
-
+    GlobalMaxPooling1D = functools.partialmethod(_global, "max")
     GlobalMaxPooling2D = GlobalMaxPool1D = GlobalMaxPool2D = GlobalMaxPooling1D
 
     def _zero_pad(self, n: int) -> Callable:
@@ -382,11 +347,8 @@ class LayerBuilder:
 
         return run
 
-    def ZeroPadding1D(self) -> Callable:
-        return self._zero_pad(1)
-
-    def ZeroPadding2D(self) -> Callable:
-        return self._zero_pad(2)
+    ZeroPadding1D = functools.partialmethod(_zero_pad, 1)
+    ZeroPadding2D = functools.partialmethod(_zero_pad, 2)
 
     def _merge(self, fn: Callable) -> Callable:
         def run(xs: list) -> list:
@@ -397,20 +359,13 @@ class LayerBuilder:
 
         return run
 
-    def Add(self) -> Callable:
-        return self._merge(lambda a, b: a + b)
-
-    def Subtract(self) -> Callable:
-        return self._merge(lambda a, b: a - b)
-
-    def Multiply(self) -> Callable:
-        return self._merge(lambda a, b: a * b)
-
-    def Maximum(self) -> Callable:
-        return self._merge(lambda a, b: self.torch.maximum(a, b))
+    Add = functools.partialmethod(_merge, operator.add)
+    Subtract = functools.partialmethod(_merge, operator.sub)
+    Multiply = functools.partialmethod(_merge, operator.mul)
+    Maximum = functools.partialmethod(_merge, lambda a, b: a.maximum(b))  # torch.maximum
 
     def Average(self) -> Callable:
-        add = self._merge(lambda a, b: a + b)
+        add = self._merge(operator.add)
         return lambda xs: [add(xs)[0] / len(xs)]
 
     def Concatenate(self) -> Callable:
@@ -421,9 +376,7 @@ class LayerBuilder:
         w = self.param("weight", self.role("embeddings", 0))
         return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
 
-    def _recurrent(
-        self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray], reverse: bool
-    ) -> Any:
+    def _recurrent(self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray]) -> Any:
         """Weights of a Keras LSTM / GRU / SimpleRNN in torch's layout: (w_ih, w_hh, b_ih, b_hh)."""
         kernel = self.pick(names, weights, "kernel", 0)
         recurrent = self.pick(names, weights, "recurrent_kernel", 1)
@@ -459,7 +412,7 @@ class LayerBuilder:
 
     def _rnn(self, kind: str) -> Callable:
         cfg = self.cfg
-        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights, False)], False)
+        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights)], False)
         return self._rnn_run(module, cfg, kind, bool(cfg.get("go_backwards", False)), None)
 
     def _rnn_run(self, module: Any, cfg: dict, kind: str, backwards: bool, merge: str | None) -> Callable:
@@ -484,14 +437,9 @@ class LayerBuilder:
         half = y.shape[-1] // 2
         return self.torch.cat([y[:, -1, :half], y[:, 0, half:]], -1)
 
-    def LSTM(self) -> Callable:
-        return self._rnn("LSTM")
-
-    def GRU(self) -> Callable:
-        return self._rnn("GRU")
-
-    def SimpleRNN(self) -> Callable:
-        return self._rnn("SimpleRNN")
+    LSTM = functools.partialmethod(_rnn, "LSTM")
+    GRU = functools.partialmethod(_rnn, "GRU")
+    SimpleRNN = functools.partialmethod(_rnn, "SimpleRNN")
 
     def Bidirectional(self) -> Callable:
         inner = self.cfg.get("layer", {})
@@ -505,7 +453,7 @@ class LayerBuilder:
         fwd = [i for i, s in enumerate(self.names) if "forward" in s] or list(range(n))
         bwd = [i for i, s in enumerate(self.names) if "backward" in s] or list(range(n, 2 * n))
         parts = [
-            self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx], False)
+            self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx])
             for idx in (fwd, bwd)
         ]
         module = self._rnn_module(kind, parts, True)
