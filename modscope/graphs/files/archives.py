@@ -37,7 +37,7 @@ from ...errors import ModscopeError
 from ...runtime.limits import ZIP_ERRORS, Budget
 from .formats import MAX_FILE_BYTES, check_file, first_line
 
-__all__ = ["archive_kind", "read_pt2", "read_torchscript"]
+__all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 
 # torch/_export/serde/schema.py ScalarType -> numpy dtype (bfloat16 is read as its 16 bits)
 _PT2_DTYPES = {
@@ -104,12 +104,9 @@ ArchiveKind = Literal["pt2", "torchscript"]
 
 
 # -- zip archives ------------------------------------------------------------------------------------
-def _open_zip(path: Path, what: str) -> zipfile.ZipFile:
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+def open_zip(path: Path, what: str) -> zipfile.ZipFile:
+    """``path`` as a zip archive (a ``what``), checked first, with one-line errors."""
+    check_file(path, limit=True)
     try:
         return zipfile.ZipFile(path)
     except ZIP_ERRORS as exc:
@@ -141,21 +138,22 @@ def archive_kind(path: str | Path) -> ArchiveKind | None:
     return None
 
 
-class _Entries:
-    """Reads entries of an archive with one-line errors, never more than the size limit."""
+class Entries:
+    """Reads entries of an archive (``prefix``: the folder they sit in, with its ``/``) with
+    one-line errors, never more than the size limit."""
 
-    def __init__(self, path: Path, z: zipfile.ZipFile, root: str, what: str) -> None:
-        self.path, self.z, self.root, self.what = path, z, root, what
+    def __init__(self, path: Path, z: zipfile.ZipFile, prefix: str, what: str) -> None:
+        self.path, self.z, self.prefix, self.what = path, z, prefix, what
         self.names = set(z.namelist())
         # one budget for the archive: every entry's decompressed length and every tensor copied
         # out of a storage (zip bombs, stride-0 tensors) are added before they are allocated
         self.budget = Budget(str(path))
 
     def has(self, name: str) -> bool:
-        return f"{self.root}/{name}" in self.names
+        return self.prefix + name in self.names
 
     def read(self, name: str) -> bytes:
-        full = f"{self.root}/{name}"
+        full = self.prefix + name
         if full not in self.names:
             raise ModscopeError(f"{self.path}: not a readable {self.what}: it has no {name}")
         if self.z.getinfo(full).file_size > MAX_FILE_BYTES:
@@ -208,7 +206,7 @@ def _sym_ints(values: Any, where: str) -> list[int]:
     return [v["as_int"] for v in values]
 
 
-def _pt2_tensor(entries: _Entries, folder: str, fqn: str, meta: Any, cache: dict) -> Any:
+def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict) -> Any:
     """One stored tensor of a ``.pt2`` payload config entry, as a torch tensor."""
     import torch
 
@@ -251,7 +249,7 @@ def _pt2_tensor(entries: _Entries, folder: str, fqn: str, meta: Any, cache: dict
     return torch.nn.Parameter(t, requires_grad=False) if meta.get("is_param") else t
 
 
-def _payload(entries: _Entries, folder: str, config: str, constants: bool) -> dict[str, Any]:
+def _payload(entries: Entries, folder: str, config: str, constants: bool) -> dict[str, Any]:
     """Every tensor a ``.pt2`` payload config lists, by fully qualified name."""
     cfg = entries.json(config) if entries.has(config) else {"config": {}}
     table = cfg.get("config") if isinstance(cfg, dict) else None
@@ -352,9 +350,9 @@ def read_pt2(path: str | Path) -> Any:
 
     path = Path(path)
     what = "torch.export archive (.pt2)"
-    with _open_zip(path, what) as z:
+    with open_zip(path, what) as z:
         root = _root(z)
-        entries = _Entries(path, z, root, what)
+        entries = Entries(path, z, f"{root}/", what)
         if not entries.has("archive_format") or entries.read("archive_format").strip() != b"pt2":
             raise ModscopeError(f"{path}: not a torch.export archive (no archive_format 'pt2')")
         if entries.has("byteorder") and entries.read("byteorder").strip() not in (b"", b"little"):
@@ -416,7 +414,7 @@ class _ScriptUnpickler(pickle.Unpickler):
     """``data.pkl`` of a TorchScript archive: tensors, storages, OrderedDict, type tags and inert
     ``__torch__`` objects; any other global is refused."""
 
-    def __init__(self, data: bytes, entries: _Entries) -> None:
+    def __init__(self, data: bytes, entries: Entries) -> None:
         super().__init__(io.BytesIO(data))
         self.entries = entries
         self.storages: dict[str, np.ndarray] = {}
@@ -531,8 +529,8 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
     read from ``data.pkl`` and the raw storages without compiling or running its code."""
     path = Path(path)
     what = "TorchScript archive"
-    with _open_zip(path, what) as z:
-        entries = _Entries(path, z, _root(z), what)
+    with open_zip(path, what) as z:
+        entries = Entries(path, z, f"{_root(z)}/", what)
         data = entries.read("data.pkl")
         check_memo_indices(data, f"{path}: data.pkl of the {what}")
         try:

@@ -91,14 +91,18 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def check_file(path: Path) -> None:
-    """A one-line error unless ``path`` is an existing, non-empty regular file."""
+def check_file(path: Path, limit: bool = False) -> None:
+    """A one-line error unless ``path`` is an existing, non-empty regular file (with ``limit``: of
+    at most `MAX_FILE_BYTES`, checked before anything is read)."""
     if not path.exists():
         raise ModscopeError(f"{path}: no such file")
     if path.is_dir():
         raise ModscopeError(f"{path}: is a directory, not a checkpoint file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ModscopeError(f"{path}: empty file")
+    if limit and size > MAX_FILE_BYTES:
+        raise ModscopeError(f"{path}: {size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit")
 
 
 def check_tensor_sizes(tensors: Any, budget: Budget, limit: int = 1_000_000) -> None:
@@ -138,11 +142,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
     import torch
 
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     budget = Budget(str(path))
     check_zip(path, budget)
     if trust_pickle:

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from ...runtime.limits import ZIP_ERRORS, Budget
+from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph, check_build_memory
+from .archives import Entries, open_zip
 from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
 from .keras_layers import KerasLayer, LayerBuilder
 
@@ -187,37 +188,18 @@ def read_keras(path: str | Path) -> KerasFile:
     """The config and weights of a Keras ``.h5`` / ``.hdf5`` (full model or weights only) or
     ``.keras`` file, with one-line errors."""
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     _h5py()
-    budget = Budget(str(path))
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModscopeError(f"{path}: not a readable .keras archive, truncated or corrupt (not a zip file)")
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                if "config.json" not in names or "model.weights.h5" not in names:
-                    raise ModscopeError(
-                        f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)"
-                    )
-                for n in ("config.json", "model.weights.h5"):
-                    if z.getinfo(n).file_size > MAX_FILE_BYTES:
-                        raise ModscopeError(f"{path}: {n} is above the {MAX_FILE_BYTES:,}-byte limit")
-                    budget.take(z.getinfo(n).file_size, f"entry {n} (decompressed)")
-                config = _json(z.read("config.json"), str(path))
-                data = z.read("model.weights.h5")
-        except ModscopeError:
-            raise
-        except ZIP_ERRORS as exc:
-            raise ModscopeError(
-                f"{path}: not a readable .keras archive, truncated or corrupt ({first_line(exc)})"
-            ) from None
-        return _read_h5(io.BytesIO(data), str(path), config, ".keras", budget)
-    return _read_h5(str(path), str(path), None, "HDF5", budget)
+    if not zipfile.is_zipfile(path):
+        return _read_h5(str(path), str(path), None, "HDF5", Budget(str(path)))
+    with open_zip(path, ".keras archive") as z:
+        entries = Entries(path, z, "", ".keras archive")
+        if not (entries.has("config.json") and entries.has("model.weights.h5")):
+            raise ModscopeError(f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)")
+        raw_config, data = entries.read("config.json"), entries.read("model.weights.h5")
+    return _read_h5(io.BytesIO(data), str(path), _json(raw_config, str(path)), ".keras", entries.budget)
 
 
 # -- weights only ------------------------------------------------------------------------------------

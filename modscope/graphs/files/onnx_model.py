@@ -112,11 +112,7 @@ def read_onnx(path: str | Path) -> Any:
     inlined; one-line errors for unreadable files."""
     onnx = _onnx()
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
