@@ -41,30 +41,14 @@ __all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"
 
 # torch/_export/serde/schema.py ScalarType -> numpy dtype (bfloat16 is read as its 16 bits)
 _PT2_DTYPES = {
-    1: "u1",
-    2: "i1",
-    3: "<i2",
-    4: "<i4",
-    5: "<i8",
-    6: "<f2",
-    7: "<f4",
-    8: "<f8",
-    12: "?",
-    13: "<u2",
+    1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f2", 7: "<f4", 8: "<f8", 12: "?", 13: "<u2"
 }
 _BFLOAT16 = 13
 # TorchScript storage classes -> numpy dtype
 _TS_DTYPES = {
-    "FloatStorage": "<f4",
-    "DoubleStorage": "<f8",
-    "HalfStorage": "<f2",
-    "BFloat16Storage": "<u2",
-    "LongStorage": "<i8",
-    "IntStorage": "<i4",
-    "ShortStorage": "<i2",
-    "CharStorage": "i1",
-    "ByteStorage": "u1",
-    "BoolStorage": "?",
+    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "<u2",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?",
 }
 # node targets a program may call: ATen ops and Python's operator / math functions on sizes
 _TARGET = re.compile(r"^(torch\.ops\.aten\.\w+\.\w+|_operator\.\w+|math\.\w+|torch\.sym_\w+)$")
@@ -92,11 +76,7 @@ _SYMBOL = re.compile(r"^[a-z]+\d{1,5}$")
 # the names of values, nodes and arguments (torch writes Python identifiers; FX turns them into code)
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
 _VALUE_TABLES = (
-    "tensor_values",
-    "sym_int_values",
-    "sym_bool_values",
-    "sym_float_values",
-    "custom_obj_values",
+    "tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values", "custom_obj_values"
 )
 # the node metadata torch's deserializer resolves by name; the tracer reads only the module stack
 _KEEP_METADATA = ("nn_module_stack", "stack_trace")

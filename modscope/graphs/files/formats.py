@@ -62,21 +62,11 @@ __all__ = [
 CHECKPOINT_FORMAT = "modscope.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 # Where a state dict sits inside the checkpoints of common training loops.
+# The training weights first; an EMA copy only when the file holds no other.
 STATE_DICT_KEYS = (
-    "state_dict",
-    "model_state_dict",
-    "model_state",
-    "model",
-    "state",
-    "net",
-    "network",
-    "weights",
-    "params",
-    "module",
-    "ema",
-    "model_ema",
-    "ema_state_dict",
-)  # the training weights first; an EMA copy only when the file holds no other
+    "state_dict", "model_state_dict", "model_state", "model", "state", "net", "network", "weights", "params",
+    "module", "ema", "model_ema", "ema_state_dict",
+)
 # Checkpoint files above this size are refused before anything is read.
 MAX_FILE_BYTES = 8 * 2**30
 
@@ -237,14 +227,12 @@ def read_safetensors(path: Path) -> dict[str, Any]:
 
     check_file(path)
     try:
-        return load_file(str(path))
-    except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
-        from safetensors.torch import load_file as load_torch
-
         try:
+            return load_file(str(path))
+        except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
+            from safetensors.torch import load_file as load_torch
+
             return load_torch(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from .padding import pad_by_concat, same_pads
+from .padding import pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["KerasLayer", "LayerBuilder", "activation"]
 
@@ -398,21 +398,15 @@ class LayerBuilder:
                 b_ih = rows(bias)
         return rows(kernel), rows(recurrent), b_ih, b_hh, units
 
-    def _rnn_module(self, kind: str, parts: list, bidirectional: bool) -> Any:
-        torch = self.torch
-        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "SimpleRNN": torch.nn.RNN}[kind]
-        w_ih, _, _, _, units = parts[0]
-        module = cls(w_ih.shape[1], units, batch_first=True, bidirectional=bidirectional)
-        with torch.no_grad():
-            for d, (wi, wh, bi, bh, _) in enumerate(parts):
-                sfx = "_l0" + ("_reverse" if d else "")
-                for name, value in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
-                    getattr(module, name + sfx).copy_(torch.from_numpy(np.ascontiguousarray(value)))
-        return self.submodule(module.eval())
+    def _rnn_module(self, kind: str, parts: list) -> Any:
+        """The torch layer of ``parts`` (`_recurrent`'s, one per direction), registered."""
+        units = parts[0][4]
+        cls = "RNN" if kind == "SimpleRNN" else kind
+        return self.submodule(recurrent_module(cls, units, [p[:4] for p in parts], batch_first=True))
 
     def _rnn(self, kind: str) -> Callable:
         cfg = self.cfg
-        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights)], False)
+        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights)])
         return self._rnn_run(module, cfg, kind, bool(cfg.get("go_backwards", False)), None)
 
     def _rnn_run(self, module: Any, cfg: dict, kind: str, backwards: bool, merge: str | None) -> Callable:
@@ -456,5 +450,5 @@ class LayerBuilder:
             self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx])
             for idx in (fwd, bwd)
         ]
-        module = self._rnn_module(kind, parts, True)
+        module = self._rnn_module(kind, parts)
         return self._rnn_run(module, icfg, kind, False, self.cfg.get("merge_mode", "concat") or "concat")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ...runtime.limits import Budget
-from .padding import pad_by_concat, same_pads
+from .padding import pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["NP_TYPES", "OPS", "Call", "module_path", "node_label", "sanitise"]
 
@@ -646,16 +646,9 @@ def _recurrent(c: Call) -> Any:
     def make() -> Any:
         W, R = c.array(1), c.array(2)
         B = c.array(3) if c.has(3) else np.zeros((dirs, 2 * gates * hidden), dtype=W.dtype)
-        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[op]
-        module = cls(W.shape[2], hidden, batch_first=False, bidirectional=dirs == 2)
-        with torch.no_grad():
-            for d in range(dirs):
-                sfx = "_l0" + ("_reverse" if d else "")
-                getattr(module, f"weight_ih{sfx}").copy_(torch.from_numpy(reorder(W[d])))
-                getattr(module, f"weight_hh{sfx}").copy_(torch.from_numpy(reorder(R[d])))
-                getattr(module, f"bias_ih{sfx}").copy_(torch.from_numpy(reorder(B[d, : gates * hidden])))
-                getattr(module, f"bias_hh{sfx}").copy_(torch.from_numpy(reorder(B[d, gates * hidden :])))
-        return module.eval()
+        biases = [(B[d, : gates * hidden], B[d, gates * hidden :]) for d in range(dirs)]
+        parts = [[reorder(a) for a in (W[d], R[d], *biases[d])] for d in range(dirs)]
+        return recurrent_module(op, hidden, parts, batch_first=False)  # torch.nn.LSTM, GRU, RNN
 
     if not c.dynamic:
         raise c.refuse("a recurrent layer that does not read the model's input")
