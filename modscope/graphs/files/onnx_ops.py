@@ -185,13 +185,8 @@ def _div(a: Any, b: Any) -> Any:
 
 
 def _variadic(fn: Callable) -> Callable:
-    def run(c: Call) -> Any:
-        out = c.t(0)
-        for i in range(1, len(c.inputs)):
-            out = fn(out, c.t(i))
-        return out
-
-    return run
+    """An op of any number of inputs: ``fn`` folded over them, first to last."""
+    return lambda c: functools.reduce(fn, (c.t(i) for i in range(1, len(c.inputs))), c.t(0))
 
 
 def _softmax(kind: str) -> Callable:
@@ -248,18 +243,13 @@ def _matmul(c: Call) -> Any:
     return c.torch.matmul(c.tensor(0), c.tensor(1))
 
 
-def _spatial_pads(
-    c: Call, x: Any, kernel: list[int], strides: list[int], dilations: list[int]
-) -> list[tuple]:
+def _spatial_pads(c: Call, x: Any, kernel: list[int], strides: list[int], dilations: list[int]) -> list:
     """Per spatial axis (begin, end) padding, from ``pads`` or ``auto_pad``."""
     n = len(kernel)
     auto = c.attr("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        sizes = x.shape[2:]
-        return [
-            same_pads(n, k, s, d, auto == "SAME_UPPER")
-            for n, k, s, d in zip(sizes, kernel, strides, dilations, strict=True)
-        ]
+        windows = zip(x.shape[2:], kernel, strides, dilations, strict=True)
+        return [same_pads(size, k, s, d, auto == "SAME_UPPER") for size, k, s, d in windows]
     if auto == "VALID":
         return [(0, 0)] * n
     pads = list(c.attr("pads", [0] * (2 * n)))
@@ -267,16 +257,14 @@ def _spatial_pads(
 
 
 def _conv(c: Call) -> Any:
-    torch = c.torch
-    F = torch.nn.functional
+    F = c.torch.nn.functional
     x = c.t(0)
     w = c.weight(1, "weight")
     n = w.ndim - 2
     if n not in (1, 2, 3):
         raise c.refuse(f"a {n}-D convolution")
     kernel = list(c.attr("kernel_shape", w.shape[2:]))
-    strides = list(c.attr("strides", [1] * n))
-    dilations = list(c.attr("dilations", [1] * n))
+    strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
     x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), 0.0)
     bias = c.weight(2, "bias") if c.has(2) else None
     fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
@@ -302,8 +290,6 @@ def _conv_transpose(c: Call) -> Any:
 
 def _pool(kind: str) -> Callable:
     def run(c: Call) -> Any:
-        torch = c.torch
-        F = torch.nn.functional
         x = c.t(0)
         n = x.ndim - 2
         if n not in (1, 2, 3):
@@ -311,17 +297,15 @@ def _pool(kind: str) -> Callable:
         if c.n_out > 1 and c.node.output[1]:
             raise c.refuse("pooling indices are not read")
         kernel = list(c.attr("kernel_shape"))
-        strides = list(c.attr("strides", [1] * n))
-        dilations = list(c.attr("dilations", [1] * n))
+        strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
         fill = -float("inf") if kind == "max" else 0.0
         x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), fill)
         ceil = bool(c.attr("ceil_mode", 0))
+        fn = getattr(c.torch.nn.functional, f"{kind}_pool{n}d")
         if kind == "max":
-            fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
             return fn(x, kernel, strides, pad, dilations, ceil)
         if any(d != 1 for d in dilations):
             raise c.refuse("dilated average pooling")
-        fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
         return fn(x, kernel, strides, pad, ceil, bool(c.attr("count_include_pad", 0)))
 
     return run
@@ -381,9 +365,8 @@ def _layer_norm(c: Call) -> Any:
     bias = c.weight(2, "bias") if c.has(2) else None
     if c.n_out > 1 and any(c.node.output[1:]):
         raise c.refuse("the mean / inverse deviation outputs are not read")
-    return c.torch.nn.functional.layer_norm(
-        x, list(x.shape[axis:]), weight, bias, float(c.attr("epsilon", 1e-5))
-    )
+    eps = float(c.attr("epsilon", 1e-5))
+    return c.torch.nn.functional.layer_norm(x, list(x.shape[axis:]), weight, bias, eps)
 
 
 def _prelu(c: Call) -> Any:
@@ -395,8 +378,7 @@ def _prelu(c: Call) -> Any:
 
 
 def _reshape(c: Call) -> Any:
-    x = c.t(0)
-    shape = c.ints(1)
+    x, shape = c.t(0), c.ints(1)
     if not c.attr("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
@@ -424,10 +406,8 @@ def _squeeze(c: Call) -> Any:
 def _unsqueeze(c: Call) -> Any:
     x = c.t(0)
     axes = _axes(c, 1, 13) or []
-    rank = x.ndim + len(axes)
-    axes = sorted(a % rank for a in axes)
     shape = list(x.shape)
-    for a in axes:
+    for a in sorted(a % (x.ndim + len(axes)) for a in axes):
         shape.insert(a, 1)
     return x.reshape(shape)
 
@@ -509,8 +489,7 @@ def _fits(c: Call, shape: Any, itemsize: int = 8) -> list[int]:
 
 
 def _expand(c: Call) -> Any:
-    x = c.t(0)
-    shape = c.ints(1)
+    x, shape = c.t(0), c.ints(1)
     return x.expand(_fits(c, np.broadcast_shapes(tuple(x.shape), tuple(shape)), x.element_size()))
 
 
@@ -546,10 +525,6 @@ def _shape(c: Call) -> Any:
     shape = list(c.raw(0).shape)
     start, end = c.attr("start", 0), c.attr("end", len(shape))
     return c.torch.as_tensor(shape[start:end], dtype=c.torch.int64)
-
-
-def _cast(c: Call) -> Any:
-    return c.tensor(0).to(_dtype(int(c.attr("to"))))
 
 
 def _resize(c: Call) -> Any:
@@ -596,10 +571,6 @@ def _clip(c: Call) -> Any:
         lo = float(c.array(1).reshape(-1)[0]) if c.has(1) else None
         hi = float(c.array(2).reshape(-1)[0]) if c.has(2) else None
     return c.torch.clamp(c.t(0), lo, hi)
-
-
-def _where(c: Call) -> Any:
-    return c.torch.where(c.tensor(0), c.t(1), c.t(2))
 
 
 def _range(c: Call) -> Any:
@@ -746,12 +717,12 @@ OPS.update(
         "ConstantOfShape": _constant_of_shape,
         "Shape": _shape,
         "Size": lambda c: c.torch.as_tensor(c.raw(0).numel(), dtype=c.torch.int64),
-        "Cast": _cast,
+        "Cast": lambda c: c.tensor(0).to(_dtype(int(c.attr("to")))),
         "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
         "Dropout": _dropout,
         "Resize": _resize,
         "Upsample": _resize,
-        "Where": _where,
+        "Where": lambda c: c.torch.where(c.tensor(0), c.t(1), c.t(2)),
         "Range": _range,
         "LSTM": _recurrent,
         "GRU": _recurrent,
