@@ -170,13 +170,9 @@ def _strided(
     elif offset > buf.size:
         raise ModscopeError(f"{where}: its offset lies past the end of its storage")
     budget.shape(sizes, buf.itemsize, f"{where.removeprefix(budget.source + ': ')} of shape {tuple(sizes)}")
-    view = np.lib.stride_tricks.as_strided(
-        buf[offset:] if 0 not in sizes else buf[:0],
-        shape=tuple(sizes),
-        strides=tuple(s * buf.itemsize for s in strides),
-        writeable=False,
-    )
-    return np.array(view)
+    base = buf[offset:] if 0 not in sizes else buf[:0]
+    byte_strides = tuple(s * buf.itemsize for s in strides)
+    return np.array(np.lib.stride_tricks.as_strided(base, tuple(sizes), byte_strides, writeable=False))
 
 
 # -- .pt2 --------------------------------------------------------------------------------------------
@@ -215,14 +211,8 @@ def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict)
         cache[key] = np.frombuffer(raw, dtype=dtype)
     start = tm.get("storage_offset", {})
     offset = start.get("as_int") if isinstance(start, dict) else None
-    arr = _strided(
-        cache[key],
-        _sym_ints(tm.get("sizes"), where),
-        _sym_ints(tm.get("strides"), where),
-        offset,
-        where,
-        entries.budget,
-    )
+    sizes, strides = _sym_ints(tm.get("sizes"), where), _sym_ints(tm.get("strides"), where)
+    arr = _strided(cache[key], sizes, strides, offset, where, entries.budget)
     t = torch.from_numpy(arr)
     if code == _BFLOAT16:
         t = t.view(torch.bfloat16)
@@ -410,10 +400,8 @@ class _ScriptUnpickler(pickle.Unpickler):
         if module == "torch.jit._pickle" and (name == "restore_type_tag" or name.startswith("build_")):
             return _same
         if module == "__torch__" or module.startswith("__torch__."):
-            qual = f"{module}.{name}"
-            if qual not in self.classes:
-                self.classes[qual] = type(name, (ScriptObject,), {"qualified_name": qual})
-            return self.classes[qual]
+            qual = f"{module}.{name}"  # one class per name, as the archive's objects share it
+            return self.classes.setdefault(qual, type(name, (ScriptObject,), {"qualified_name": qual}))
         raise pickle.UnpicklingError(f"refused global {module}.{name}")
 
     def persistent_load(self, pid: Any) -> np.ndarray:

@@ -68,9 +68,7 @@ def _text(v: Any) -> str:
 
 
 def _strings(v: Any) -> list[str]:
-    if v is None:
-        return []
-    return [_text(s) for s in np.asarray(v).reshape(-1)]
+    return [] if v is None else [_text(s) for s in np.asarray(v).reshape(-1)]
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -241,15 +239,11 @@ def _weights_only_graph(kf: KerasFile, where: str) -> WeightGraph:
 # -- the model config --------------------------------------------------------------------------------
 def _history(obj: Any, out: list) -> None:
     """The ``keras_history`` references in a Keras 3 call's arguments, in order."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            layer, node, index = obj["config"]["keras_history"]
-            out.append((str(layer), int(node), int(index)))
-        else:
-            for v in obj.values():
-                _history(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
+    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+        layer, node, index = obj["config"]["keras_history"]
+        out.append((str(layer), int(node), int(index)))
+    elif isinstance(obj, dict | list):
+        for v in obj.values() if isinstance(obj, dict) else obj:
             _history(v, out)
 
 

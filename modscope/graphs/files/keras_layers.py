@@ -46,26 +46,12 @@ def activation(name: Any, where: str) -> Callable:
         name = name.get("config", {}).get("name") or name.get("class_name")
     name = str(name or "linear").lower()
     table = {
-        "linear": lambda x: x,
-        "relu": torch.relu,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "softmax": lambda x: F.softmax(x, -1),
-        "log_softmax": lambda x: F.log_softmax(x, -1),
-        "elu": F.elu,
-        "selu": F.selu,
-        "gelu": F.gelu,
-        "swish": F.silu,
-        "silu": F.silu,
-        "softplus": F.softplus,
-        "softsign": F.softsign,
-        "relu6": F.relu6,
-        "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
-        "hard_sigmoid": F.hardsigmoid,
-        "hard_silu": F.hardswish,
-        "hard_swish": F.hardswish,
-        "exponential": torch.exp,
-        "mish": F.mish,
+        "linear": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+        "softmax": lambda x: F.softmax(x, -1), "log_softmax": lambda x: F.log_softmax(x, -1),
+        "elu": F.elu, "selu": F.selu, "gelu": F.gelu, "swish": F.silu, "silu": F.silu, "softplus": F.softplus,
+        "softsign": F.softsign, "relu6": F.relu6, "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+        "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish, "hard_swish": F.hardswish,
+        "exponential": torch.exp, "mish": F.mish,
     }
     if name not in table:
         raise ModscopeError(f"{where}: Keras activation {name!r} is not read")
@@ -176,15 +162,10 @@ class LayerBuilder:
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
-            if padding == "same":
-                pads = [
-                    same_pads(s, k, st, d)
-                    for s, k, st, d in zip(x.shape[2:], kernel_size, strides, dilation, strict=True)
-                ]
-            elif padding == "causal":
+            windows = zip(x.shape[2:], kernel_size, strides, dilation, strict=True)
+            pads = [same_pads(*w) for w in windows] if padding == "same" else [(0, 0)] * n
+            if padding == "causal":
                 pads = [((kernel_size[0] - 1) * dilation[0], 0)]
-            else:
-                pads = [(0, 0)] * n
             x, even = pad_by_concat(x, pads, 0.0)
             if pw is None:
                 y = fn(x, dw(), _get(bias), strides, even, dilation, groups)

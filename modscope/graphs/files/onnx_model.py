@@ -76,13 +76,8 @@ def _load_external(model: Any, path: Path) -> None:
             continue
         info = {e.key: e.value for e in t.external_data}
         location = info.get("location", "")
-        if (
-            not location
-            or location != Path(location).name
-            or location in (".", "..")
-            or "\\" in location
-            or "\x00" in location
-        ):
+        plain = location and location == Path(location).name and location not in (".", "..")
+        if not plain or "\\" in location or "\x00" in location:
             raise ModscopeError(
                 f"{path}: tensor {t.name} names external data {location!r}: refused, only a plain "
                 "file name in the model's own folder is read"

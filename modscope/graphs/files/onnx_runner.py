@@ -125,7 +125,7 @@ class OnnxModule(torch.nn.Module):
             for p in parts[:-1]:
                 child = holder._modules.get(p)
                 if child is None:
-                    if p in holder._parameters or p in holder._buffers or hasattr(holder, p):
+                    if hasattr(holder, p):  # a parameter, buffer or attribute of that name
                         ok = False
                         break
                     child = torch.nn.Module()
@@ -134,12 +134,7 @@ class OnnxModule(torch.nn.Module):
             if not ok:
                 parts = [sanitise(name).replace(".", "_")]
                 continue
-            if (
-                leaf in holder._parameters
-                or leaf in holder._buffers
-                or leaf in holder._modules
-                or hasattr(holder, leaf)
-            ):
+            if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
                 continue
             obj = make()
             if isinstance(obj, torch.nn.Parameter):

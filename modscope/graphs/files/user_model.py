@@ -93,10 +93,8 @@ def load_weights_into(
     buffer the file lacks) and integer tensors are ignored and said. Missing or unexpected
     parameters are refused with their names, unless ``non_strict``: then the model keeps its own
     values for missing ones and extra ones are dropped, and both are said."""
-    if isinstance(weights, Mapping):
-        state = formats.unwrap_state_dict(weights, "weights")
-    else:
-        state = formats.read_state_dict(weights)
+    is_mapping = isinstance(weights, Mapping)
+    state = formats.unwrap_state_dict(weights, "weights") if is_mapping else formats.read_state_dict(weights)
     import numpy as np
     import torch
 
