@@ -35,7 +35,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ...runtime.limits import ZIP_ERRORS, Budget
-from .formats import MAX_FILE_BYTES, check_file, first_line
+from .formats import MAX_FILE_BYTES, check_file, first_line, unreadable
 
 __all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 
@@ -90,9 +90,7 @@ def open_zip(path: Path, what: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except ZIP_ERRORS as exc:
-        raise ModscopeError(
-            f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, what, exc) from None
 
 
 def _root(z: zipfile.ZipFile) -> str:
@@ -142,9 +140,7 @@ class Entries:
         try:
             return self.z.read(full)
         except ZIP_ERRORS as exc:
-            raise ModscopeError(
-                f"{self.path}: not a readable {self.what}, truncated or corrupt ({first_line(exc)})"
-            ) from None
+            raise unreadable(self.path, self.what, exc) from None
 
     def json(self, name: str) -> Any:
         try:
@@ -327,11 +323,9 @@ def read_pt2(path: str | Path) -> Any:
             raise ModscopeError(f"{path}: not a torch.export archive (no archive_format 'pt2')")
         if entries.has("byteorder") and entries.read("byteorder").strip() not in (b"", b"little"):
             raise ModscopeError(f"{path}: a big-endian archive is not supported")
-        models = sorted(
-            n[len(root) + len("/models/") : -len(".json")]
-            for n in entries.names
-            if n.startswith(f"{root}/models/") and n.endswith(".json") and n.count("/") == 2
-        )
+        folder = f"{root}/models/"
+        found = [n for n in entries.names if n.startswith(folder) and n.endswith(".json")]
+        models = sorted(n[len(folder) : -len(".json")] for n in found if n.count("/") == 2)
         if not models:
             raise ModscopeError(f"{path}: the archive holds no exported program (models/*.json)")
         if len(models) > 1 and "model" not in models:
@@ -512,9 +506,7 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
                 ) from None
             raise ModscopeError(f"{path}: not a readable {what} ({first_line(exc)})") from None
         except Exception as exc:  # corrupt pickles raise many types
-            raise ModscopeError(
-                f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
-            ) from None
+            raise unreadable(path, what, exc) from None
     tensors = _named_tensors(obj)
     if not tensors:
         raise ModscopeError(

@@ -55,6 +55,7 @@ __all__ = [
     "safe_torch_load",
     "symbolic_note",
     "task_ordered_state_dict",
+    "unreadable",
     "unwrap_state_dict",
     "widen_float8",
 ]
@@ -79,6 +80,11 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type's name), at most 200 characters."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def unreadable(path: str | os.PathLike, what: str, exc: BaseException) -> ModscopeError:
+    """The one-line error for a file that is not a readable ``what`` (the reader raised ``exc``)."""
+    return ModscopeError(f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})")
 
 
 def check_file(path: Path, limit: bool = False) -> None:
@@ -136,11 +142,8 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
     budget = Budget(str(path))
     check_zip(path, budget)
     if trust_pickle:
-        warnings.warn(
-            f"{path}: loading with trust_pickle: any code pickled in this file runs now",
-            UntrustedPickleWarning,
-            stacklevel=2,
-        )
+        why = f"{path}: loading with trust_pickle: any code pickled in this file runs now"
+        warnings.warn(why, UntrustedPickleWarning, stacklevel=2)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -167,9 +170,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
             raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
         if "data.pkl" in str(exc) and zipfile.is_zipfile(path):
             raise ModscopeError(f"{path}: not a torch.save file (a .pt2 archive? use load_graph)") from None
-        raise ModscopeError(
-            f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, "torch checkpoint", exc) from None
     except Exception:  # torch's unpickler raises many types on corrupt bytes
         raise ModscopeError(f"{path}: {_not_torch(path)}") from None
     check_tensor_sizes(obj, Budget(str(path)))
@@ -251,9 +252,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
         raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
     except ZIP_ERRORS as exc:
-        raise ModscopeError(
-            f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, ".npz file", exc) from None
     for k, v in arrays.items():
         if not isinstance(v, np.ndarray):  # numpy hands back the raw bytes of a member without .npy magic
             raise ModscopeError(f"{path}: member {k} is not a .npy array (truncated or corrupt)")

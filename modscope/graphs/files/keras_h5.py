@@ -34,7 +34,7 @@ from ...errors import ModscopeError
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph, check_build_memory
 from .archives import Entries, open_zip
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
@@ -166,9 +166,7 @@ def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Bu
     except ModscopeError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise ModscopeError(
-            f"{where}: not a readable Keras HDF5 file, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(where, "Keras HDF5 file", exc) from None
     return KerasFile(config, weights, names, order, kind)
 
 

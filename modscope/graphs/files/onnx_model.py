@@ -35,7 +35,7 @@ import numpy as np
 from ...errors import ModscopeError
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
@@ -111,9 +111,7 @@ def read_onnx(path: str | Path) -> Any:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise ModscopeError(
-            f"{path}: not a readable ONNX model, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, "ONNX model", exc) from None
     if not model.graph.node or not model.graph.output:
         raise ModscopeError(f"{path}: not a readable ONNX model (no graph), truncated or corrupt")
     _load_external(model, path)
