@@ -274,10 +274,9 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
         what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
         raise ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})") from None
-    for layer in layers:
-        ok = isinstance(layer.cls, str) and isinstance(layer.name, str) and isinstance(layer.config, dict)
-        if not ok:
-            raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
+    ok = (isinstance(r.cls, str) and isinstance(r.name, str) and isinstance(r.config, dict) for r in layers)
+    if not all(ok):
+        raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
     return layers, inputs, outputs, sequential
 
 
@@ -383,9 +382,8 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
             continue
         if layer.cls in ("Sequential", "Functional", "Model"):
             raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
-        build = LayerBuilder(
-            module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
-        )
+        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
+        build = LayerBuilder(module, layer, weights, names, source)
         # only the builder's layer methods (Keras class names are capitalised): a class_name such
         # as "cfg" or "weights" must not reach the builder's own attributes
         maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
