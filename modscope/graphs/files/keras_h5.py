@@ -314,7 +314,6 @@ def _batch_shape(cfg: dict) -> list | None:
     return cfg.get("batch_shape") or cfg.get("batch_input_shape")
 
 
-_SKIP = {"InputLayer"}
 _LAYER_METHODS = frozenset(n for n in vars(LayerBuilder) if n[:1].isupper())
 
 
@@ -378,7 +377,7 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
     a nested model, an unsupported layer or a malformed config refused in one line."""
     fns = {}
     for layer in layers:
-        if layer.cls in _SKIP and not sequential:
+        if layer.cls == "InputLayer" and not sequential:
             continue
         if layer.cls in ("Sequential", "Functional", "Model"):
             raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")

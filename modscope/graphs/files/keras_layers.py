@@ -104,16 +104,14 @@ class LayerBuilder:
     def param(self, name: str, array: np.ndarray) -> Callable[[], Any]:
         """Register ``array`` as ``<layer>.<name>`` (dots make submodules); returns its getter (the
         forward must read parameters off the module: torch.export swaps them for its own)."""
-        torch = self.torch
-        holder = self.module
+        torch, holder = self.torch, self.module
         parts = [self.prefix, *name.split(".")]
         for p in parts[:-1]:
             if p not in holder._modules:
                 holder.add_module(p, torch.nn.Module())
             holder = holder._modules[p]
-        holder.register_parameter(
-            parts[-1], torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)), requires_grad=False)
-        )
+        value = torch.from_numpy(np.ascontiguousarray(array))
+        holder.register_parameter(parts[-1], torch.nn.Parameter(value, requires_grad=False))
         return lambda: holder._parameters[parts[-1]]
 
     def submodule(self, module: Any) -> Any:
@@ -121,8 +119,7 @@ class LayerBuilder:
         return module
 
     def data_format_last(self) -> bool:
-        fmt = self.cfg.get("data_format") or "channels_last"
-        return fmt == "channels_last"
+        return (self.cfg.get("data_format") or "channels_last") == "channels_last"
 
     # each returns f(inputs: list[Tensor]) -> list[Tensor]
     def Dense(self) -> Callable:

@@ -78,19 +78,15 @@ class Call:
     def attrs(self) -> dict[str, Any]:
         from onnx import helper
 
-        out = {}
-        for a in self.node.attribute:
-            v = helper.get_attribute_value(a)
-            out[a.name] = v.decode() if isinstance(v, bytes) else v
-        return out
+        values = {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
+        return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
 
     def refuse(self, why: str) -> ModscopeError:
-        return ModscopeError(
-            f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}: {why}"
-        )
+        where = f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}"
+        return ModscopeError(f"{where}: {why}")
 
     # inputs
     def has(self, i: int) -> bool:
