@@ -86,7 +86,7 @@ def _item(group: Any, name: str, where: str) -> Any:
     return node
 
 
-def _dataset(group: Any, name: str, where: str, budget: Budget | None = None) -> np.ndarray:
+def _dataset(group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
     h5py = _h5py()
     ds = _item(group, name, where)
     if not isinstance(ds, h5py.Dataset):
@@ -97,7 +97,6 @@ def _dataset(group: Any, name: str, where: str, budget: Budget | None = None) ->
         raise ModscopeError(f"{where}: {name!r} is above the {MAX_FILE_BYTES:,}-byte limit")
     # declared shape x dtype, before reading: chunks of fill values or a gzip filter can make a
     # small file declare gigabytes
-    budget = budget or Budget(where)
     budget.shape(ds.shape or (), ds.dtype.itemsize, f"dataset {name!r} of shape {ds.shape}")
     return np.asarray(ds[()])
 
@@ -281,33 +280,27 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
 
 
 def _parse_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
-    cls = config.get("class_name")
-    body = config.get("config")
-    if cls == "Sequential":
-        raw = body if isinstance(body, list) else (body or {}).get("layers", [])
-        if not isinstance(raw, list):
-            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
+    cls, body = config.get("class_name"), config.get("config")
+    sequential = cls == "Sequential"
+    if not sequential and not (cls in ("Functional", "Model") and isinstance(body, dict)):
+        raise ModscopeError(
+            f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
+        )
+    raw = body if isinstance(body, list) else (body or {}).get("layers", [])
+    if not isinstance(raw, list):
+        raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
+    if sequential:
         layers = [
             KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
             for i, r in enumerate(raw)
         ]
         return layers, [], [], True
-    if cls in ("Functional", "Model") and isinstance(body, dict):
-        if not isinstance(body.get("layers", []), list):
-            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
-        layers = [
-            KerasLayer(
-                r["class_name"],
-                r.get("name", r["config"].get("name")),
-                r["config"],
-                _calls(r.get("inbound_nodes")),
-            )
-            for r in body.get("layers", [])
-        ]
-        return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
-    raise ModscopeError(
-        f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
-    )
+    layers = [  # a Functional model's layers also say the tensors each call reads
+        KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
+                   _calls(r.get("inbound_nodes")))
+        for r in raw
+    ]
+    return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
 
 
 def _batch_shape(cfg: dict) -> list | None:
