@@ -180,15 +180,13 @@ def _not_torch(path: Path) -> str:
 
 
 def _looks_onnx(path: Path) -> bool:
-    try:
-        import onnx
-    except ImportError:
-        return False
     if path.stat().st_size > 2**28:
         return False
     try:
+        import onnx
+
         model = onnx.load_model_from_string(path.read_bytes())
-    except Exception:  # protobuf accepts or rejects bytes in many ways
+    except Exception:  # no onnx installed, or bytes protobuf rejects (in many ways)
         return False
     return bool(model.graph.node) and bool(model.graph.output)
 
@@ -230,9 +228,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except ModscopeError:
-        raise
-    except ValueError as exc:
+    except ValueError as exc:  # numpy's own (nothing of modscope's runs in the try)
         if "pickle" in str(exc).lower():
             raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
         raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None

@@ -469,8 +469,7 @@ def keras_graph(
         graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
-    what = "a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model"
-    reading = f"{what}, traced"
+    reading = ("a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model") + ", traced"
     if input_shape is not None:
         reading += f" on an input of shape {(1, *(int(d) for d in input_shape))}"
     if module.symbolic:

@@ -130,8 +130,7 @@ class LayerBuilder:
         return lambda xs: [act(F.linear(xs[0], w(), _get(b)))]
 
     def _conv(self, n: int, depthwise: bool = False, separable: bool = False) -> Callable:
-        torch = self.torch
-        F = torch.nn.functional
+        F = self.torch.nn.functional
         fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
         kernel_size = _tuple(self.cfg.get("kernel_size"), n)
         strides = _tuple(self.cfg.get("strides", 1), n)
@@ -268,8 +267,7 @@ class LayerBuilder:
         return lambda xs: [xs[0].permute(0, *dims)]
 
     def _pool(self, n: int, kind: str) -> Callable:
-        torch = self.torch
-        F = torch.nn.functional
+        F = self.torch.nn.functional
         size = _tuple(self.cfg.get("pool_size", 2), n)
         strides = _tuple(self.cfg.get("strides") or size, n)
         padding = self.cfg.get("padding", "valid")

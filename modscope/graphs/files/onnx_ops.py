@@ -194,9 +194,7 @@ def _softmax(kind: str) -> Callable:
         axis = c.attr("axis", 1) % x.ndim  # before opset 13: over the flattened trailing axes
         if axis == x.ndim - 1:
             return fn(x, dim=-1)
-        shape = list(x.shape)
-        flat = x.reshape(int(np.prod(shape[:axis])), -1)
-        return fn(flat, dim=-1).reshape(shape)
+        return fn(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=-1).reshape(x.shape)
 
     return run
 

@@ -163,12 +163,12 @@ class OnnxModule(torch.nn.Module):
             else:  # the torch module the exporter recorded, else the node's name or op and index
                 path = module_path(call.node) or node_label(call.node, call.index)
                 name = f"{path}.{role}"
-            if data.is_floating_point():
-                self.named[(value, key)] = self.place(
-                    name, lambda: torch.nn.Parameter(data.clone(), requires_grad=False)
-                )
-            else:
-                self.named[(value, key)] = self.place(name, lambda: data.clone())
+
+            def make() -> Any:  # floating point: a parameter; integers and masks: a buffer
+                copy = data.clone()
+                return torch.nn.Parameter(copy, requires_grad=False) if copy.is_floating_point() else copy
+
+            self.named[(value, key)] = self.place(name, make)
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:

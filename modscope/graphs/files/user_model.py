@@ -122,14 +122,12 @@ def load_weights_into(
             + "; ".join(t for t in (lacks, extra_text if unexpected else "") if t)
             + "; --non-strict (non_strict=True) loads the rest, the model keeping its own values"
         )
-    notes = []
-    if harmless or missing_buffers:
-        notes.append(f"buffer keys ignored: {_listed(harmless + missing_buffers)}")
-    if missing:
-        notes.append(f"--non-strict: parameters the file lacks, kept as made: {_listed(missing)}")
-    if unexpected:
-        notes.append(f"--non-strict: keys of the file the model lacks, dropped: {_listed(unexpected)}")
-    return notes
+    said = [
+        ("buffer keys ignored", harmless + missing_buffers),
+        ("--non-strict: parameters the file lacks, kept as made", missing),
+        ("--non-strict: keys of the file the model lacks, dropped", unexpected),
+    ]
+    return [f"{what}: {_listed(keys)}" for what, keys in said if keys]
 
 
 _GUESSED_LENGTH = 8  # tokens / time steps of a guessed sequence input: any length gives the same graph
