@@ -290,8 +290,7 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
 def widen_float8(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
     """8-bit (and narrower) float tensors as float32: numpy has no such dtype, and a weight's
     magnitude is all the graph needs (exact: every float8 value is a float32 value)."""
-    narrow = [k for k, v in tensors.items() if "float8" in str(getattr(v, "dtype", "")) or
-              "float4" in str(getattr(v, "dtype", ""))]
+    narrow = {k for k, v in tensors.items() if re.search("float[48]", str(getattr(v, "dtype", "")))}
     if not narrow:
         return tensors
     return {k: (v.float() if k in narrow else v) for k, v in tensors.items()}

@@ -137,7 +137,7 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
     inputs = [i for i in model.graph.input if i.name not in init]
     if not inputs:
         raise ModscopeError(f"{source}: the graph has no input")
-    example, names, symbolic = [], [], []
+    example, symbolic = [], []
     budget = Budget(source)
     for k, inp in enumerate(inputs):
         tt = inp.type.tensor_type
@@ -157,11 +157,10 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
         dtype = np.dtype(NP_TYPES[tt.elem_type])
         budget.shape(shape, dtype.itemsize, f"graph input {inp.name[:60]} of shape {tuple(shape)}")
         example.append(torch.from_numpy(np.zeros(shape, dtype=dtype)))
-        names.append(inp.name)
     try:
         from .onnx_runner import OnnxModule
 
-        module = OnnxModule(model, tuple(example), names, source)
+        module = OnnxModule(model, tuple(example), [inp.name for inp in inputs], source)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(symbolic, example)}") from None
     module.symbolic = symbolic

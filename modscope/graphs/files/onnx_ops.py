@@ -470,8 +470,7 @@ def _gather(c: Call) -> Any:
         out = x.narrow(axis, int(flat[0]), int(flat.size))
     else:
         out = torch.stack([x.select(axis, int(i)) for i in flat], axis)
-    shape = list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :])
-    return out.reshape(shape)
+    return out.reshape([*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :]])
 
 
 def _fits(c: Call, shape: Any, itemsize: int = 8) -> list[int]:
@@ -545,12 +544,11 @@ def _resize(c: Call) -> Any:
     mode = c.attr("mode", "nearest")
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
-    if mode in ("linear", "bilinear"):
-        linear = ("linear", "bilinear", "trilinear")[n - 1]
-        return F.interpolate(x, size=size, mode=linear, align_corners=False)
-    if mode == "cubic" and n == 2:
-        return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
+    linear = ("linear", "bilinear", "trilinear")[n - 1]  # torch names (bi)linear by the map's rank
+    torch_mode = {"linear": linear, "bilinear": linear, "cubic": "bicubic" if n == 2 else None}.get(mode)
+    if torch_mode is None:
+        raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
+    return F.interpolate(x, size=size, mode=torch_mode, align_corners=False)
 
 
 def _dropout(c: Call) -> Any:

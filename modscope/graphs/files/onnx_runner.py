@@ -86,15 +86,12 @@ class OnnxModule(torch.nn.Module):
             for i, node in enumerate(self.nodes):
                 dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
                 outs = self.run_node(i, node, env, dynamic)
-                for name, value in zip(node.output, outs, strict=False):
-                    if not name:
-                        continue
-                    if dynamic:
-                        env[name] = value
-                    elif value is not None:
-                        self.static[name] = _plain(value)
+                named = [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
                 if dynamic:
+                    env.update(named)
                     self.live.append(i)
+                else:
+                    self.static.update((name, _plain(value)) for name, value in named if value is not None)
         self.eager = False
         return env
 
@@ -183,8 +180,6 @@ class OnnxModule(torch.nn.Module):
             # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
             with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
                 outs = self.run_node(i, node, env, True)
-            for name, value in zip(node.output, outs, strict=False):
-                if name:
-                    env[name] = value
+            env.update((name, value) for name, value in zip(node.output, outs, strict=False) if name)
         out = tuple(env[n] for n in self.returned)
         return out[0] if len(out) == 1 else out
