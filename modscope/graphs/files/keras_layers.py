@@ -364,8 +364,7 @@ class LayerBuilder:
             blocks = np.split(w.T if w.ndim == 2 else w, gates, axis=0)
             return np.concatenate([blocks[k] for k in order], axis=0)
 
-        zero = np.zeros(gates * units, dtype=np.float32)
-        b_ih = b_hh = zero
+        b_ih = b_hh = np.zeros(gates * units, dtype=np.float32)
         if cfg.get("use_bias", True):
             bias = self.pick(names, weights, "bias", 2)
             if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
