@@ -35,36 +35,20 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ...runtime.limits import ZIP_ERRORS, Budget
-from .formats import MAX_FILE_BYTES, check_file, first_line
+from .formats import MAX_FILE_BYTES, check_file, first_line, unreadable
 
-__all__ = ["archive_kind", "read_pt2", "read_torchscript"]
+__all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 
 # torch/_export/serde/schema.py ScalarType -> numpy dtype (bfloat16 is read as its 16 bits)
 _PT2_DTYPES = {
-    1: "u1",
-    2: "i1",
-    3: "<i2",
-    4: "<i4",
-    5: "<i8",
-    6: "<f2",
-    7: "<f4",
-    8: "<f8",
-    12: "?",
-    13: "<u2",
+    1: "u1", 2: "i1", 3: "<i2", 4: "<i4", 5: "<i8", 6: "<f2", 7: "<f4", 8: "<f8", 12: "?", 13: "<u2"
 }
 _BFLOAT16 = 13
 # TorchScript storage classes -> numpy dtype
 _TS_DTYPES = {
-    "FloatStorage": "<f4",
-    "DoubleStorage": "<f8",
-    "HalfStorage": "<f2",
-    "BFloat16Storage": "<u2",
-    "LongStorage": "<i8",
-    "IntStorage": "<i4",
-    "ShortStorage": "<i2",
-    "CharStorage": "i1",
-    "ByteStorage": "u1",
-    "BoolStorage": "?",
+    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "BFloat16Storage": "<u2",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
+    "ByteStorage": "u1", "BoolStorage": "?",
 }
 # node targets a program may call: ATen ops and Python's operator / math functions on sizes
 _TARGET = re.compile(r"^(torch\.ops\.aten\.\w+\.\w+|_operator\.\w+|math\.\w+|torch\.sym_\w+)$")
@@ -92,11 +76,7 @@ _SYMBOL = re.compile(r"^[a-z]+\d{1,5}$")
 # the names of values, nodes and arguments (torch writes Python identifiers; FX turns them into code)
 _NAME = re.compile(r"[A-Za-z_][\w.]*")
 _VALUE_TABLES = (
-    "tensor_values",
-    "sym_int_values",
-    "sym_bool_values",
-    "sym_float_values",
-    "custom_obj_values",
+    "tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values", "custom_obj_values"
 )
 # the node metadata torch's deserializer resolves by name; the tracer reads only the module stack
 _KEEP_METADATA = ("nn_module_stack", "stack_trace")
@@ -104,18 +84,13 @@ ArchiveKind = Literal["pt2", "torchscript"]
 
 
 # -- zip archives ------------------------------------------------------------------------------------
-def _open_zip(path: Path, what: str) -> zipfile.ZipFile:
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+def open_zip(path: Path, what: str) -> zipfile.ZipFile:
+    """``path`` as a zip archive (a ``what``), checked first, with one-line errors."""
+    check_file(path, limit=True)
     try:
         return zipfile.ZipFile(path)
     except ZIP_ERRORS as exc:
-        raise ModscopeError(
-            f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, what, exc) from None
 
 
 def _root(z: zipfile.ZipFile) -> str:
@@ -141,21 +116,22 @@ def archive_kind(path: str | Path) -> ArchiveKind | None:
     return None
 
 
-class _Entries:
-    """Reads entries of an archive with one-line errors, never more than the size limit."""
+class Entries:
+    """Reads entries of an archive (``prefix``: the folder they sit in, with its ``/``) with
+    one-line errors, never more than the size limit."""
 
-    def __init__(self, path: Path, z: zipfile.ZipFile, root: str, what: str) -> None:
-        self.path, self.z, self.root, self.what = path, z, root, what
+    def __init__(self, path: Path, z: zipfile.ZipFile, prefix: str, what: str) -> None:
+        self.path, self.z, self.prefix, self.what = path, z, prefix, what
         self.names = set(z.namelist())
         # one budget for the archive: every entry's decompressed length and every tensor copied
         # out of a storage (zip bombs, stride-0 tensors) are added before they are allocated
         self.budget = Budget(str(path))
 
     def has(self, name: str) -> bool:
-        return f"{self.root}/{name}" in self.names
+        return self.prefix + name in self.names
 
     def read(self, name: str) -> bytes:
-        full = f"{self.root}/{name}"
+        full = self.prefix + name
         if full not in self.names:
             raise ModscopeError(f"{self.path}: not a readable {self.what}: it has no {name}")
         if self.z.getinfo(full).file_size > MAX_FILE_BYTES:
@@ -164,9 +140,7 @@ class _Entries:
         try:
             return self.z.read(full)
         except ZIP_ERRORS as exc:
-            raise ModscopeError(
-                f"{self.path}: not a readable {self.what}, truncated or corrupt ({first_line(exc)})"
-            ) from None
+            raise unreadable(self.path, self.what, exc) from None
 
     def json(self, name: str) -> Any:
         try:
@@ -192,13 +166,9 @@ def _strided(
     elif offset > buf.size:
         raise ModscopeError(f"{where}: its offset lies past the end of its storage")
     budget.shape(sizes, buf.itemsize, f"{where.removeprefix(budget.source + ': ')} of shape {tuple(sizes)}")
-    view = np.lib.stride_tricks.as_strided(
-        buf[offset:] if 0 not in sizes else buf[:0],
-        shape=tuple(sizes),
-        strides=tuple(s * buf.itemsize for s in strides),
-        writeable=False,
-    )
-    return np.array(view)
+    base = buf[offset:] if 0 not in sizes else buf[:0]
+    byte_strides = tuple(s * buf.itemsize for s in strides)
+    return np.array(np.lib.stride_tricks.as_strided(base, tuple(sizes), byte_strides, writeable=False))
 
 
 # -- .pt2 --------------------------------------------------------------------------------------------
@@ -208,7 +178,7 @@ def _sym_ints(values: Any, where: str) -> list[int]:
     return [v["as_int"] for v in values]
 
 
-def _pt2_tensor(entries: _Entries, folder: str, fqn: str, meta: Any, cache: dict) -> Any:
+def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict) -> Any:
     """One stored tensor of a ``.pt2`` payload config entry, as a torch tensor."""
     import torch
 
@@ -237,21 +207,15 @@ def _pt2_tensor(entries: _Entries, folder: str, fqn: str, meta: Any, cache: dict
         cache[key] = np.frombuffer(raw, dtype=dtype)
     start = tm.get("storage_offset", {})
     offset = start.get("as_int") if isinstance(start, dict) else None
-    arr = _strided(
-        cache[key],
-        _sym_ints(tm.get("sizes"), where),
-        _sym_ints(tm.get("strides"), where),
-        offset,
-        where,
-        entries.budget,
-    )
+    sizes, strides = _sym_ints(tm.get("sizes"), where), _sym_ints(tm.get("strides"), where)
+    arr = _strided(cache[key], sizes, strides, offset, where, entries.budget)
     t = torch.from_numpy(arr)
     if code == _BFLOAT16:
         t = t.view(torch.bfloat16)
     return torch.nn.Parameter(t, requires_grad=False) if meta.get("is_param") else t
 
 
-def _payload(entries: _Entries, folder: str, config: str, constants: bool) -> dict[str, Any]:
+def _payload(entries: Entries, folder: str, config: str, constants: bool) -> dict[str, Any]:
     """Every tensor a ``.pt2`` payload config lists, by fully qualified name."""
     cfg = entries.json(config) if entries.has(config) else {"config": {}}
     table = cfg.get("config") if isinstance(cfg, dict) else None
@@ -352,18 +316,16 @@ def read_pt2(path: str | Path) -> Any:
 
     path = Path(path)
     what = "torch.export archive (.pt2)"
-    with _open_zip(path, what) as z:
+    with open_zip(path, what) as z:
         root = _root(z)
-        entries = _Entries(path, z, root, what)
+        entries = Entries(path, z, f"{root}/", what)
         if not entries.has("archive_format") or entries.read("archive_format").strip() != b"pt2":
             raise ModscopeError(f"{path}: not a torch.export archive (no archive_format 'pt2')")
         if entries.has("byteorder") and entries.read("byteorder").strip() not in (b"", b"little"):
             raise ModscopeError(f"{path}: a big-endian archive is not supported")
-        models = sorted(
-            n[len(root) + len("/models/") : -len(".json")]
-            for n in entries.names
-            if n.startswith(f"{root}/models/") and n.endswith(".json") and n.count("/") == 2
-        )
+        folder = f"{root}/models/"
+        found = [n for n in entries.names if n.startswith(folder) and n.endswith(".json")]
+        models = sorted(n[len(folder) : -len(".json")] for n in found if n.count("/") == 2)
         if not models:
             raise ModscopeError(f"{path}: the archive holds no exported program (models/*.json)")
         if len(models) > 1 and "model" not in models:
@@ -416,7 +378,7 @@ class _ScriptUnpickler(pickle.Unpickler):
     """``data.pkl`` of a TorchScript archive: tensors, storages, OrderedDict, type tags and inert
     ``__torch__`` objects; any other global is refused."""
 
-    def __init__(self, data: bytes, entries: _Entries) -> None:
+    def __init__(self, data: bytes, entries: Entries) -> None:
         super().__init__(io.BytesIO(data))
         self.entries = entries
         self.storages: dict[str, np.ndarray] = {}
@@ -432,10 +394,8 @@ class _ScriptUnpickler(pickle.Unpickler):
         if module == "torch.jit._pickle" and (name == "restore_type_tag" or name.startswith("build_")):
             return _same
         if module == "__torch__" or module.startswith("__torch__."):
-            qual = f"{module}.{name}"
-            if qual not in self.classes:
-                self.classes[qual] = type(name, (ScriptObject,), {"qualified_name": qual})
-            return self.classes[qual]
+            qual = f"{module}.{name}"  # one class per name, as the archive's objects share it
+            return self.classes.setdefault(qual, type(name, (ScriptObject,), {"qualified_name": qual}))
         raise pickle.UnpicklingError(f"refused global {module}.{name}")
 
     def persistent_load(self, pid: Any) -> np.ndarray:
@@ -531,8 +491,8 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
     read from ``data.pkl`` and the raw storages without compiling or running its code."""
     path = Path(path)
     what = "TorchScript archive"
-    with _open_zip(path, what) as z:
-        entries = _Entries(path, z, _root(z), what)
+    with open_zip(path, what) as z:
+        entries = Entries(path, z, f"{_root(z)}/", what)
         data = entries.read("data.pkl")
         check_memo_indices(data, f"{path}: data.pkl of the {what}")
         try:
@@ -546,9 +506,7 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
                 ) from None
             raise ModscopeError(f"{path}: not a readable {what} ({first_line(exc)})") from None
         except Exception as exc:  # corrupt pickles raise many types
-            raise ModscopeError(
-                f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})"
-            ) from None
+            raise unreadable(path, what, exc) from None
     tensors = _named_tensors(obj)
     if not tensors:
         raise ModscopeError(

@@ -39,44 +39,20 @@ from ...errors import ModscopeError
 from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_FORMAT_VERSION",
-    "MAX_FILE_BYTES",
-    "STATE_DICT_KEYS",
-    "UntrustedPickleWarning",
-    "check_checkpoint_version",
-    "check_file",
-    "check_tensor_sizes",
-    "first_line",
-    "is_checkpoint_payload",
-    "read_npz",
-    "read_safetensors",
-    "read_state_dict",
-    "safe_torch_load",
-    "symbolic_note",
-    "task_ordered_state_dict",
-    "unwrap_state_dict",
-    "widen_float8",
+    "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "MAX_FILE_BYTES", "STATE_DICT_KEYS",
+    "UntrustedPickleWarning", "check_checkpoint_version", "check_file", "check_tensor_sizes", "first_line",
+    "is_checkpoint_payload", "read_npz", "read_safetensors", "read_state_dict", "safe_torch_load",
+    "symbolic_note", "task_ordered_state_dict", "unreadable", "unwrap_state_dict", "widen_float8",
 ]
 
 CHECKPOINT_FORMAT = "modscope.checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 # Where a state dict sits inside the checkpoints of common training loops.
+# The training weights first; an EMA copy only when the file holds no other.
 STATE_DICT_KEYS = (
-    "state_dict",
-    "model_state_dict",
-    "model_state",
-    "model",
-    "state",
-    "net",
-    "network",
-    "weights",
-    "params",
-    "module",
-    "ema",
-    "model_ema",
-    "ema_state_dict",
-)  # the training weights first; an EMA copy only when the file holds no other
+    "state_dict", "model_state_dict", "model_state", "model", "state", "net", "network", "weights", "params",
+    "module", "ema", "model_ema", "ema_state_dict",
+)
 # Checkpoint files above this size are refused before anything is read.
 MAX_FILE_BYTES = 8 * 2**30
 
@@ -91,14 +67,23 @@ def first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def check_file(path: Path) -> None:
-    """A one-line error unless ``path`` is an existing, non-empty regular file."""
+def unreadable(path: str | os.PathLike, what: str, exc: BaseException) -> ModscopeError:
+    """The one-line error for a file that is not a readable ``what`` (the reader raised ``exc``)."""
+    return ModscopeError(f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})")
+
+
+def check_file(path: Path, limit: bool = False) -> None:
+    """A one-line error unless ``path`` is an existing, non-empty regular file (with ``limit``: of
+    at most `MAX_FILE_BYTES`, checked before anything is read)."""
     if not path.exists():
         raise ModscopeError(f"{path}: no such file")
     if path.is_dir():
         raise ModscopeError(f"{path}: is a directory, not a checkpoint file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ModscopeError(f"{path}: empty file")
+    if limit and size > MAX_FILE_BYTES:
+        raise ModscopeError(f"{path}: {size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit")
 
 
 def check_tensor_sizes(tensors: Any, budget: Budget, limit: int = 1_000_000) -> None:
@@ -138,19 +123,12 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
     import torch
 
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     budget = Budget(str(path))
     check_zip(path, budget)
     if trust_pickle:
-        warnings.warn(
-            f"{path}: loading with trust_pickle: any code pickled in this file runs now",
-            UntrustedPickleWarning,
-            stacklevel=2,
-        )
+        why = f"{path}: loading with trust_pickle: any code pickled in this file runs now"
+        warnings.warn(why, UntrustedPickleWarning, stacklevel=2)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -177,9 +155,7 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
             raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
         if "data.pkl" in str(exc) and zipfile.is_zipfile(path):
             raise ModscopeError(f"{path}: not a torch.save file (a .pt2 archive? use load_graph)") from None
-        raise ModscopeError(
-            f"{path}: not a readable torch checkpoint, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, "torch checkpoint", exc) from None
     except Exception:  # torch's unpickler raises many types on corrupt bytes
         raise ModscopeError(f"{path}: {_not_torch(path)}") from None
     check_tensor_sizes(obj, Budget(str(path)))
@@ -204,15 +180,13 @@ def _not_torch(path: Path) -> str:
 
 
 def _looks_onnx(path: Path) -> bool:
-    try:
-        import onnx
-    except ImportError:
-        return False
     if path.stat().st_size > 2**28:
         return False
     try:
+        import onnx
+
         model = onnx.load_model_from_string(path.read_bytes())
-    except Exception:  # protobuf accepts or rejects bytes in many ways
+    except Exception:  # no onnx installed, or bytes protobuf rejects (in many ways)
         return False
     return bool(model.graph.node) and bool(model.graph.output)
 
@@ -237,14 +211,12 @@ def read_safetensors(path: Path) -> dict[str, Any]:
 
     check_file(path)
     try:
-        return load_file(str(path))
-    except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
-        from safetensors.torch import load_file as load_torch
-
         try:
+            return load_file(str(path))
+        except (TypeError, AttributeError):  # bfloat16, float8: numpy has no such dtype, torch reads them
+            from safetensors.torch import load_file as load_torch
+
             return load_torch(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModscopeError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
 
@@ -256,16 +228,12 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except ModscopeError:
-        raise
-    except ValueError as exc:
+    except ValueError as exc:  # numpy's own (nothing of modscope's runs in the try)
         if "pickle" in str(exc).lower():
             raise ModscopeError(f"{path}: refused: the .npz holds pickled objects") from None
         raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc)})") from None
     except ZIP_ERRORS as exc:
-        raise ModscopeError(
-            f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, ".npz file", exc) from None
     for k, v in arrays.items():
         if not isinstance(v, np.ndarray):  # numpy hands back the raw bytes of a member without .npy magic
             raise ModscopeError(f"{path}: member {k} is not a .npy array (truncated or corrupt)")
@@ -322,8 +290,7 @@ def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:
 def widen_float8(tensors: Mapping[str, Any]) -> Mapping[str, Any]:
     """8-bit (and narrower) float tensors as float32: numpy has no such dtype, and a weight's
     magnitude is all the graph needs (exact: every float8 value is a float32 value)."""
-    narrow = [k for k, v in tensors.items() if "float8" in str(getattr(v, "dtype", "")) or
-              "float4" in str(getattr(v, "dtype", ""))]
+    narrow = {k for k, v in tensors.items() if re.search("float[48]", str(getattr(v, "dtype", "")))}
     if not narrow:
         return tensors
     return {k: (v.float() if k in narrow else v) for k, v in tensors.items()}

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from ...runtime.limits import ZIP_ERRORS, Budget
+from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph, check_build_memory
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
+from .archives import Entries, open_zip
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
@@ -67,9 +68,7 @@ def _text(v: Any) -> str:
 
 
 def _strings(v: Any) -> list[str]:
-    if v is None:
-        return []
-    return [_text(s) for s in np.asarray(v).reshape(-1)]
+    return [] if v is None else [_text(s) for s in np.asarray(v).reshape(-1)]
 
 
 # -- reading -----------------------------------------------------------------------------------------
@@ -87,7 +86,7 @@ def _item(group: Any, name: str, where: str) -> Any:
     return node
 
 
-def _dataset(group: Any, name: str, where: str, budget: Budget | None = None) -> np.ndarray:
+def _dataset(group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
     h5py = _h5py()
     ds = _item(group, name, where)
     if not isinstance(ds, h5py.Dataset):
@@ -98,7 +97,6 @@ def _dataset(group: Any, name: str, where: str, budget: Budget | None = None) ->
         raise ModscopeError(f"{where}: {name!r} is above the {MAX_FILE_BYTES:,}-byte limit")
     # declared shape x dtype, before reading: chunks of fill values or a gzip filter can make a
     # small file declare gigabytes
-    budget = budget or Budget(where)
     budget.shape(ds.shape or (), ds.dtype.itemsize, f"dataset {name!r} of shape {ds.shape}")
     return np.asarray(ds[()])
 
@@ -167,9 +165,7 @@ def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Bu
     except ModscopeError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise ModscopeError(
-            f"{where}: not a readable Keras HDF5 file, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(where, "Keras HDF5 file", exc) from None
     return KerasFile(config, weights, names, order, kind)
 
 
@@ -187,37 +183,18 @@ def read_keras(path: str | Path) -> KerasFile:
     """The config and weights of a Keras ``.h5`` / ``.hdf5`` (full model or weights only) or
     ``.keras`` file, with one-line errors."""
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     _h5py()
-    budget = Budget(str(path))
     if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
         raise ModscopeError(f"{path}: not a readable .keras archive, truncated or corrupt (not a zip file)")
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                if "config.json" not in names or "model.weights.h5" not in names:
-                    raise ModscopeError(
-                        f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)"
-                    )
-                for n in ("config.json", "model.weights.h5"):
-                    if z.getinfo(n).file_size > MAX_FILE_BYTES:
-                        raise ModscopeError(f"{path}: {n} is above the {MAX_FILE_BYTES:,}-byte limit")
-                    budget.take(z.getinfo(n).file_size, f"entry {n} (decompressed)")
-                config = _json(z.read("config.json"), str(path))
-                data = z.read("model.weights.h5")
-        except ModscopeError:
-            raise
-        except ZIP_ERRORS as exc:
-            raise ModscopeError(
-                f"{path}: not a readable .keras archive, truncated or corrupt ({first_line(exc)})"
-            ) from None
-        return _read_h5(io.BytesIO(data), str(path), config, ".keras", budget)
-    return _read_h5(str(path), str(path), None, "HDF5", budget)
+    if not zipfile.is_zipfile(path):
+        return _read_h5(str(path), str(path), None, "HDF5", Budget(str(path)))
+    with open_zip(path, ".keras archive") as z:
+        entries = Entries(path, z, "", ".keras archive")
+        if not (entries.has("config.json") and entries.has("model.weights.h5")):
+            raise ModscopeError(f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)")
+        raw_config, data = entries.read("config.json"), entries.read("model.weights.h5")
+    return _read_h5(io.BytesIO(data), str(path), _json(raw_config, str(path)), ".keras", entries.budget)
 
 
 # -- weights only ------------------------------------------------------------------------------------
@@ -259,15 +236,11 @@ def _weights_only_graph(kf: KerasFile, where: str) -> WeightGraph:
 # -- the model config --------------------------------------------------------------------------------
 def _history(obj: Any, out: list) -> None:
     """The ``keras_history`` references in a Keras 3 call's arguments, in order."""
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            layer, node, index = obj["config"]["keras_history"]
-            out.append((str(layer), int(node), int(index)))
-        else:
-            for v in obj.values():
-                _history(v, out)
-    elif isinstance(obj, list):
-        for v in obj:
+    if isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__":
+        layer, node, index = obj["config"]["keras_history"]
+        out.append((str(layer), int(node), int(index)))
+    elif isinstance(obj, dict | list):
+        for v in obj.values() if isinstance(obj, dict) else obj:
             _history(v, out)
 
 
@@ -300,48 +273,40 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
         what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
         raise ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})") from None
-    for layer in layers:
-        ok = isinstance(layer.cls, str) and isinstance(layer.name, str) and isinstance(layer.config, dict)
-        if not ok:
-            raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
+    ok = (isinstance(r.cls, str) and isinstance(r.name, str) and isinstance(r.config, dict) for r in layers)
+    if not all(ok):
+        raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
     return layers, inputs, outputs, sequential
 
 
 def _parse_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
-    cls = config.get("class_name")
-    body = config.get("config")
-    if cls == "Sequential":
-        raw = body if isinstance(body, list) else (body or {}).get("layers", [])
-        if not isinstance(raw, list):
-            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
+    cls, body = config.get("class_name"), config.get("config")
+    sequential = cls == "Sequential"
+    if not sequential and not (cls in ("Functional", "Model") and isinstance(body, dict)):
+        raise ModscopeError(
+            f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
+        )
+    raw = body if isinstance(body, list) else (body or {}).get("layers", [])
+    if not isinstance(raw, list):
+        raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
+    if sequential:
         layers = [
             KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
             for i, r in enumerate(raw)
         ]
         return layers, [], [], True
-    if cls in ("Functional", "Model") and isinstance(body, dict):
-        if not isinstance(body.get("layers", []), list):
-            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
-        layers = [
-            KerasLayer(
-                r["class_name"],
-                r.get("name", r["config"].get("name")),
-                r["config"],
-                _calls(r.get("inbound_nodes")),
-            )
-            for r in body.get("layers", [])
-        ]
-        return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
-    raise ModscopeError(
-        f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
-    )
+    layers = [  # a Functional model's layers also say the tensors each call reads
+        KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
+                   _calls(r.get("inbound_nodes")))
+        for r in raw
+    ]
+    return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
 
 
 def _batch_shape(cfg: dict) -> list | None:
     return cfg.get("batch_shape") or cfg.get("batch_input_shape")
 
 
-_SKIP = {"InputLayer"}
 _LAYER_METHODS = frozenset(n for n in vars(LayerBuilder) if n[:1].isupper())
 
 
@@ -405,13 +370,12 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
     a nested model, an unsupported layer or a malformed config refused in one line."""
     fns = {}
     for layer in layers:
-        if layer.cls in _SKIP and not sequential:
+        if layer.cls == "InputLayer" and not sequential:
             continue
         if layer.cls in ("Sequential", "Functional", "Model"):
             raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
-        build = LayerBuilder(
-            module, layer, kf.weights.get(layer.name, []), kf.names.get(layer.name, []), source
-        )
+        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
+        build = LayerBuilder(module, layer, weights, names, source)
         # only the builder's layer methods (Keras class names are capitalised): a class_name such
         # as "cfg" or "weights" must not reach the builder's own attributes
         maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
@@ -505,8 +469,7 @@ def keras_graph(
         graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
-    what = "a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model"
-    reading = f"{what}, traced"
+    reading = ("a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model") + ", traced"
     if input_shape is not None:
         reading += f" on an input of shape {(1, *(int(d) for d in input_shape))}"
     if module.symbolic:

@@ -11,6 +11,8 @@ channels-first ops, so a Flatten is channels-last, as Keras computes it. Convers
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError
-from .padding import pad_by_concat, same_pads
+from .padding import pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["KerasLayer", "LayerBuilder", "activation"]
 
@@ -44,26 +46,12 @@ def activation(name: Any, where: str) -> Callable:
         name = name.get("config", {}).get("name") or name.get("class_name")
     name = str(name or "linear").lower()
     table = {
-        "linear": lambda x: x,
-        "relu": torch.relu,
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "softmax": lambda x: F.softmax(x, -1),
-        "log_softmax": lambda x: F.log_softmax(x, -1),
-        "elu": F.elu,
-        "selu": F.selu,
-        "gelu": F.gelu,
-        "swish": F.silu,
-        "silu": F.silu,
-        "softplus": F.softplus,
-        "softsign": F.softsign,
-        "relu6": F.relu6,
-        "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
-        "hard_sigmoid": F.hardsigmoid,
-        "hard_silu": F.hardswish,
-        "hard_swish": F.hardswish,
-        "exponential": torch.exp,
-        "mish": F.mish,
+        "linear": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+        "softmax": lambda x: F.softmax(x, -1), "log_softmax": lambda x: F.log_softmax(x, -1),
+        "elu": F.elu, "selu": F.selu, "gelu": F.gelu, "swish": F.silu, "silu": F.silu, "softplus": F.softplus,
+        "softsign": F.softsign, "relu6": F.relu6, "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+        "hard_sigmoid": F.hardsigmoid, "hard_silu": F.hardswish, "hard_swish": F.hardswish,
+        "exponential": torch.exp, "mish": F.mish,
     }
     if name not in table:
         raise ModscopeError(f"{where}: Keras activation {name!r} is not read")
@@ -116,16 +104,14 @@ class LayerBuilder:
     def param(self, name: str, array: np.ndarray) -> Callable[[], Any]:
         """Register ``array`` as ``<layer>.<name>`` (dots make submodules); returns its getter (the
         forward must read parameters off the module: torch.export swaps them for its own)."""
-        torch = self.torch
-        holder = self.module
+        torch, holder = self.torch, self.module
         parts = [self.prefix, *name.split(".")]
         for p in parts[:-1]:
             if p not in holder._modules:
                 holder.add_module(p, torch.nn.Module())
             holder = holder._modules[p]
-        holder.register_parameter(
-            parts[-1], torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(array)), requires_grad=False)
-        )
+        value = torch.from_numpy(np.ascontiguousarray(array))
+        holder.register_parameter(parts[-1], torch.nn.Parameter(value, requires_grad=False))
         return lambda: holder._parameters[parts[-1]]
 
     def submodule(self, module: Any) -> Any:
@@ -133,8 +119,7 @@ class LayerBuilder:
         return module
 
     def data_format_last(self) -> bool:
-        fmt = self.cfg.get("data_format") or "channels_last"
-        return fmt == "channels_last"
+        return (self.cfg.get("data_format") or "channels_last") == "channels_last"
 
     # each returns f(inputs: list[Tensor]) -> list[Tensor]
     def Dense(self) -> Callable:
@@ -145,8 +130,7 @@ class LayerBuilder:
         return lambda xs: [act(F.linear(xs[0], w(), _get(b)))]
 
     def _conv(self, n: int, depthwise: bool = False, separable: bool = False) -> Callable:
-        torch = self.torch
-        F = torch.nn.functional
+        F = self.torch.nn.functional
         fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
         kernel_size = _tuple(self.cfg.get("kernel_size"), n)
         strides = _tuple(self.cfg.get("strides", 1), n)
@@ -155,17 +139,11 @@ class LayerBuilder:
         last = self.data_format_last()
         to_torch = (2, 1, 0) if n == 1 else (3, 2, 0, 1)  # (k..., in, out) -> (out, in, k...)
         if depthwise or separable:
-            dk = (
-                self.role("depthwise_kernel", 0)
-                if any("depthwise" in s for s in self.names)
-                else self.role("kernel", 0)
-            )
-            k = dk.reshape(
-                *dk.shape[:-2], dk.shape[-2] * dk.shape[-1]
-            )  # channel c, multiplier m -> c * m + m
-            dw = self.param(
-                "depthwise.weight" if separable else "weight", np.expand_dims(k.transpose(n, *range(n)), 1)
-            )
+            dk = self.role("depthwise_kernel" if any("depthwise" in s for s in self.names) else "kernel", 0)
+            # channel c, multiplier m -> c * m + m
+            k = dk.reshape(*dk.shape[:-2], dk.shape[-2] * dk.shape[-1])
+            name = "depthwise.weight" if separable else "weight"
+            dw = self.param(name, np.expand_dims(k.transpose(n, *range(n)), 1))
             groups = dk.shape[-2]
         else:
             dw = self.param("weight", self.role("kernel", 0).transpose(to_torch))
@@ -180,15 +158,10 @@ class LayerBuilder:
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
-            if padding == "same":
-                pads = [
-                    same_pads(s, k, st, d)
-                    for s, k, st, d in zip(x.shape[2:], kernel_size, strides, dilation, strict=True)
-                ]
-            elif padding == "causal":
+            windows = zip(x.shape[2:], kernel_size, strides, dilation, strict=True)
+            pads = [same_pads(*w) for w in windows] if padding == "same" else [(0, 0)] * n
+            if padding == "causal":
                 pads = [((kernel_size[0] - 1) * dilation[0], 0)]
-            else:
-                pads = [(0, 0)] * n
             x, even = pad_by_concat(x, pads, 0.0)
             if pw is None:
                 y = fn(x, dw(), _get(bias), strides, even, dilation, groups)
@@ -199,28 +172,26 @@ class LayerBuilder:
 
         return run
 
-    def Conv1D(self) -> Callable:
-        return self._conv(1)
+    Conv1D = functools.partialmethod(_conv, 1)
+    Conv2D = functools.partialmethod(_conv, 2)
+    DepthwiseConv2D = functools.partialmethod(_conv, 2, depthwise=True)
+    SeparableConv2D = functools.partialmethod(_conv, 2, separable=True)
 
-    def Conv2D(self) -> Callable:
-        return self._conv(2)
-
-    def DepthwiseConv2D(self) -> Callable:
-        return self._conv(2, depthwise=True)
-
-    def SeparableConv2D(self) -> Callable:
-        return self._conv(2, separable=True)
+    def _scale_center(self) -> tuple[Any, Any, int]:
+        """A normalisation's gamma and beta getters (None where the config turns one off), and the
+        index of the weight after them."""
+        i, gamma, beta = 0, None, None
+        if self.cfg.get("scale", True):
+            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
+        if self.cfg.get("center", True):
+            beta, i = self.param("bias", self.role("beta", i)), i + 1
+        return gamma, beta, i
 
     def BatchNormalization(self) -> Callable:
         F = self.torch.nn.functional
         axis = self.cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) else int(axis)
-        i = 0
-        gamma = beta = None
-        if self.cfg.get("scale", True):
-            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
-        if self.cfg.get("center", True):
-            beta, i = self.param("bias", self.role("beta", i)), i + 1
+        gamma, beta, i = self._scale_center()
         mean = self.param("running_mean", self.role("moving_mean", i))
         var = self.param("running_var", self.role("moving_variance", i + 1))
         eps = float(self.cfg.get("epsilon", 1e-3))
@@ -241,12 +212,7 @@ class LayerBuilder:
         axes = [int(a) for a in axis] if isinstance(axis, list) else [int(axis)]
         if len(axes) != 1:
             raise self.refuse("normalisation over several axes")
-        i = 0
-        gamma = beta = None
-        if self.cfg.get("scale", True):
-            gamma, i = self.param("weight", self.role("gamma", i)), i + 1
-        if self.cfg.get("center", True):
-            beta = self.param("bias", self.role("beta", i))
+        gamma, beta, _ = self._scale_center()
         eps = float(self.cfg.get("epsilon", 1e-3))
 
         def run(xs: list) -> list:
@@ -301,18 +267,12 @@ class LayerBuilder:
         return lambda xs: [xs[0].permute(0, *dims)]
 
     def _pool(self, n: int, kind: str) -> Callable:
-        torch = self.torch
-        F = torch.nn.functional
+        F = self.torch.nn.functional
         size = _tuple(self.cfg.get("pool_size", 2), n)
         strides = _tuple(self.cfg.get("strides") or size, n)
         padding = self.cfg.get("padding", "valid")
         last = self.data_format_last()
-        fn = {
-            ("max", 1): F.max_pool1d,
-            ("max", 2): F.max_pool2d,
-            ("avg", 1): F.avg_pool1d,
-            ("avg", 2): F.avg_pool2d,
-        }[(kind, n)]
+        fn = getattr(F, f"{kind}_pool{n}d")
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
@@ -326,24 +286,10 @@ class LayerBuilder:
 
         return run
 
-    def MaxPooling1D(self) -> Callable:
-        return self._pool(1, "max")
-
-    def MaxPooling2D(self) -> Callable:
-        return self._pool(2, "max")
-
-    def AveragePooling1D(self) -> Callable:
-        return self._pool(1, "avg")
-
-    def AveragePooling2D(self) -> Callable:
-        return self._pool(2, "avg")
-
-    MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = (
-        MaxPooling1D,
-        MaxPooling2D,
-        AveragePooling1D,
-        AveragePooling2D,
-    )
+    MaxPooling1D = MaxPool1D = functools.partialmethod(_pool, 1, "max")
+    MaxPooling2D = MaxPool2D = functools.partialmethod(_pool, 2, "max")
+    AveragePooling1D = AvgPool1D = functools.partialmethod(_pool, 1, "avg")
+    AveragePooling2D = AvgPool2D = functools.partialmethod(_pool, 2, "avg")
 
     def _global(self, kind: str) -> Callable:
         last = self.data_format_last()
@@ -356,14 +302,9 @@ class LayerBuilder:
 
         return run
 
-    def GlobalAveragePooling1D(self) -> Callable:
-        return self._global("avg")
-
+    GlobalAveragePooling1D = functools.partialmethod(_global, "avg")
     GlobalAveragePooling2D = GlobalAvgPool1D = GlobalAvgPool2D = GlobalAveragePooling1D
-
-    def GlobalMaxPooling1D(self) -> Callable:
-        return self._global("max")
-
+    GlobalMaxPooling1D = functools.partialmethod(_global, "max")
     GlobalMaxPooling2D = GlobalMaxPool1D = GlobalMaxPool2D = GlobalMaxPooling1D
 
     def _zero_pad(self, n: int) -> Callable:
@@ -382,11 +323,8 @@ class LayerBuilder:
 
         return run
 
-    def ZeroPadding1D(self) -> Callable:
-        return self._zero_pad(1)
-
-    def ZeroPadding2D(self) -> Callable:
-        return self._zero_pad(2)
+    ZeroPadding1D = functools.partialmethod(_zero_pad, 1)
+    ZeroPadding2D = functools.partialmethod(_zero_pad, 2)
 
     def _merge(self, fn: Callable) -> Callable:
         def run(xs: list) -> list:
@@ -397,20 +335,13 @@ class LayerBuilder:
 
         return run
 
-    def Add(self) -> Callable:
-        return self._merge(lambda a, b: a + b)
-
-    def Subtract(self) -> Callable:
-        return self._merge(lambda a, b: a - b)
-
-    def Multiply(self) -> Callable:
-        return self._merge(lambda a, b: a * b)
-
-    def Maximum(self) -> Callable:
-        return self._merge(lambda a, b: self.torch.maximum(a, b))
+    Add = functools.partialmethod(_merge, operator.add)
+    Subtract = functools.partialmethod(_merge, operator.sub)
+    Multiply = functools.partialmethod(_merge, operator.mul)
+    Maximum = functools.partialmethod(_merge, lambda a, b: a.maximum(b))  # torch.maximum
 
     def Average(self) -> Callable:
-        add = self._merge(lambda a, b: a + b)
+        add = self._merge(operator.add)
         return lambda xs: [add(xs)[0] / len(xs)]
 
     def Concatenate(self) -> Callable:
@@ -421,9 +352,7 @@ class LayerBuilder:
         w = self.param("weight", self.role("embeddings", 0))
         return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
 
-    def _recurrent(
-        self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray], reverse: bool
-    ) -> Any:
+    def _recurrent(self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray]) -> Any:
         """Weights of a Keras LSTM / GRU / SimpleRNN in torch's layout: (w_ih, w_hh, b_ih, b_hh)."""
         kernel = self.pick(names, weights, "kernel", 0)
         recurrent = self.pick(names, weights, "recurrent_kernel", 1)
@@ -435,8 +364,7 @@ class LayerBuilder:
             blocks = np.split(w.T if w.ndim == 2 else w, gates, axis=0)
             return np.concatenate([blocks[k] for k in order], axis=0)
 
-        zero = np.zeros(gates * units, dtype=np.float32)
-        b_ih = b_hh = zero
+        b_ih = b_hh = np.zeros(gates * units, dtype=np.float32)
         if cfg.get("use_bias", True):
             bias = self.pick(names, weights, "bias", 2)
             if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
@@ -445,21 +373,15 @@ class LayerBuilder:
                 b_ih = rows(bias)
         return rows(kernel), rows(recurrent), b_ih, b_hh, units
 
-    def _rnn_module(self, kind: str, parts: list, bidirectional: bool) -> Any:
-        torch = self.torch
-        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "SimpleRNN": torch.nn.RNN}[kind]
-        w_ih, _, _, _, units = parts[0]
-        module = cls(w_ih.shape[1], units, batch_first=True, bidirectional=bidirectional)
-        with torch.no_grad():
-            for d, (wi, wh, bi, bh, _) in enumerate(parts):
-                sfx = "_l0" + ("_reverse" if d else "")
-                for name, value in (("weight_ih", wi), ("weight_hh", wh), ("bias_ih", bi), ("bias_hh", bh)):
-                    getattr(module, name + sfx).copy_(torch.from_numpy(np.ascontiguousarray(value)))
-        return self.submodule(module.eval())
+    def _rnn_module(self, kind: str, parts: list) -> Any:
+        """The torch layer of ``parts`` (`_recurrent`'s, one per direction), registered."""
+        units = parts[0][4]
+        cls = "RNN" if kind == "SimpleRNN" else kind
+        return self.submodule(recurrent_module(cls, units, [p[:4] for p in parts], batch_first=True))
 
     def _rnn(self, kind: str) -> Callable:
         cfg = self.cfg
-        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights, False)], False)
+        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights)])
         return self._rnn_run(module, cfg, kind, bool(cfg.get("go_backwards", False)), None)
 
     def _rnn_run(self, module: Any, cfg: dict, kind: str, backwards: bool, merge: str | None) -> Callable:
@@ -484,14 +406,9 @@ class LayerBuilder:
         half = y.shape[-1] // 2
         return self.torch.cat([y[:, -1, :half], y[:, 0, half:]], -1)
 
-    def LSTM(self) -> Callable:
-        return self._rnn("LSTM")
-
-    def GRU(self) -> Callable:
-        return self._rnn("GRU")
-
-    def SimpleRNN(self) -> Callable:
-        return self._rnn("SimpleRNN")
+    LSTM = functools.partialmethod(_rnn, "LSTM")
+    GRU = functools.partialmethod(_rnn, "GRU")
+    SimpleRNN = functools.partialmethod(_rnn, "SimpleRNN")
 
     def Bidirectional(self) -> Callable:
         inner = self.cfg.get("layer", {})
@@ -505,8 +422,8 @@ class LayerBuilder:
         fwd = [i for i, s in enumerate(self.names) if "forward" in s] or list(range(n))
         bwd = [i for i, s in enumerate(self.names) if "backward" in s] or list(range(n, 2 * n))
         parts = [
-            self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx], False)
+            self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx])
             for idx in (fwd, bwd)
         ]
-        module = self._rnn_module(kind, parts, True)
+        module = self._rnn_module(kind, parts)
         return self._rnn_run(module, icfg, kind, False, self.cfg.get("merge_mode", "concat") or "concat")

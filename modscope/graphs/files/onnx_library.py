@@ -160,16 +160,17 @@ def library_op(c: Call) -> Any:
         module = c.runner.submodule(c.index, module_path(c.node) or node_label(c.node, c.index), make)
     else:  # a node folded into a constant leaves no module behind
         module = make()
-    args = []
-    for name in module._modscope_inputs:
+
+    def arg(name: str) -> Any:
         if name == "":
-            args.append(None)
-            continue
+            return None
         i = c.inputs.index(name)
         # stored weights as parameters; stored integers (pads, axes, shapes) as numbers the
         # module reads, as the table's handlers read them
         weight = c.dynamic and c.is_static(i) and c.array(i).dtype.kind == "f"
-        args.append(c.tensor(i) if weight else c.raw(i))
+        return c.tensor(i) if weight else c.raw(i)
+
+    args = [arg(name) for name in module._modscope_inputs]
     if c.runner.eager:
         _check_sizes(c, module, args)
     return module(*args)

@@ -35,7 +35,7 @@ import numpy as np
 from ...errors import ModscopeError
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note
+from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
@@ -76,13 +76,8 @@ def _load_external(model: Any, path: Path) -> None:
             continue
         info = {e.key: e.value for e in t.external_data}
         location = info.get("location", "")
-        if (
-            not location
-            or location != Path(location).name
-            or location in (".", "..")
-            or "\\" in location
-            or "\x00" in location
-        ):
+        plain = location and location == Path(location).name and location not in (".", "..")
+        if not plain or "\\" in location or "\x00" in location:
             raise ModscopeError(
                 f"{path}: tensor {t.name} names external data {location!r}: refused, only a plain "
                 "file name in the model's own folder is read"
@@ -112,17 +107,11 @@ def read_onnx(path: str | Path) -> Any:
     inlined; one-line errors for unreadable files."""
     onnx = _onnx()
     path = Path(path)
-    check_file(path)
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ModscopeError(
-            f"{path}: {path.stat().st_size:,} bytes is above the {MAX_FILE_BYTES:,}-byte limit"
-        )
+    check_file(path, limit=True)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise ModscopeError(
-            f"{path}: not a readable ONNX model, truncated or corrupt ({first_line(exc)})"
-        ) from None
+        raise unreadable(path, "ONNX model", exc) from None
     if not model.graph.node or not model.graph.output:
         raise ModscopeError(f"{path}: not a readable ONNX model (no graph), truncated or corrupt")
     _load_external(model, path)
@@ -148,7 +137,7 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
     inputs = [i for i in model.graph.input if i.name not in init]
     if not inputs:
         raise ModscopeError(f"{source}: the graph has no input")
-    example, names, symbolic = [], [], []
+    example, symbolic = [], []
     budget = Budget(source)
     for k, inp in enumerate(inputs):
         tt = inp.type.tensor_type
@@ -168,11 +157,10 @@ def onnx_module(model: Any, input_shape: Sequence[int] | None = None, source: st
         dtype = np.dtype(NP_TYPES[tt.elem_type])
         budget.shape(shape, dtype.itemsize, f"graph input {inp.name[:60]} of shape {tuple(shape)}")
         example.append(torch.from_numpy(np.zeros(shape, dtype=dtype)))
-        names.append(inp.name)
     try:
         from .onnx_runner import OnnxModule
 
-        module = OnnxModule(model, tuple(example), names, source)
+        module = OnnxModule(model, tuple(example), [inp.name for inp in inputs], source)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(symbolic, example)}") from None
     module.symbolic = symbolic

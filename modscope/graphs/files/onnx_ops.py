@@ -9,6 +9,7 @@ program reads ``linear``, ``conv``, ``lstm`` ops on parameters as the torch orig
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -17,24 +18,14 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ...runtime.limits import Budget
-from .padding import pad_by_concat, same_pads
+from .padding import pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["NP_TYPES", "OPS", "Call", "module_path", "node_label", "sanitise"]
 
 _SCOPE = re.compile(r"'((?:[^'\\]|\\.)*)'")
 # ONNX TensorProto data types -> numpy
 NP_TYPES = {
-    1: "f4",
-    2: "u1",
-    3: "i1",
-    5: "i2",
-    6: "i4",
-    7: "i8",
-    9: "?",
-    10: "f2",
-    11: "f8",
-    12: "u4",
-    13: "u8",
+    1: "f4", 2: "u1", 3: "i1", 5: "i2", 6: "i4", 7: "i8", 9: "?", 10: "f2", 11: "f8", 12: "u4", 13: "u8"
 }
 _BIG = 2**62  # Slice ends beyond this mean "to the end"
 
@@ -87,19 +78,15 @@ class Call:
     def attrs(self) -> dict[str, Any]:
         from onnx import helper
 
-        out = {}
-        for a in self.node.attribute:
-            v = helper.get_attribute_value(a)
-            out[a.name] = v.decode() if isinstance(v, bytes) else v
-        return out
+        values = {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
+        return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
 
     def attr(self, name: str, default: Any = None) -> Any:
         return self.attrs.get(name, default)
 
     def refuse(self, why: str) -> ModscopeError:
-        return ModscopeError(
-            f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}: {why}"
-        )
+        where = f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}"
+        return ModscopeError(f"{where}: {why}")
 
     # inputs
     def has(self, i: int) -> bool:
@@ -128,12 +115,10 @@ class Call:
     def t(self, i: int) -> Any:
         """The input as an operand: the computed tensor, or for a constant read by a node that
         depends on the input a Python number (one element) or a parameter / buffer."""
-        if not self.dynamic or not self.is_static(i):
-            return self.raw(i)
-        value = self.runner.static[self.inputs[i]]
-        if value.size == 1 and value.ndim <= 1:
+        value = self.runner.static.get(self.inputs[i]) if self.dynamic else None
+        if value is not None and value.size == 1 and value.ndim <= 1:
             return value.item()
-        return self.runner.constant(self.inputs[i], self, role="const")
+        return self.tensor(i)
 
     def tensor(self, i: int) -> Any:
         """The input as a tensor (a constant read by an input-dependent node: a parameter / buffer)."""
@@ -156,6 +141,11 @@ class Call:
 # -- the module --------------------------------------------------------------------------------------
 def _unary(fn: Callable) -> Callable:
     return lambda c: fn(c.torch, c.t(0), c)
+
+
+def _torch_fn(name: str, functional: bool = False) -> Callable:
+    """The op that is torch's (or torch.nn.functional's) function ``name`` of its input."""
+    return lambda c: getattr(c.torch.nn.functional if functional else c.torch, name)(c.t(0))
 
 
 def _dtype(code: int) -> Any:
@@ -191,28 +181,20 @@ def _div(a: Any, b: Any) -> Any:
 
 
 def _variadic(fn: Callable) -> Callable:
-    def run(c: Call) -> Any:
-        out = c.t(0)
-        for i in range(1, len(c.inputs)):
-            out = fn(out, c.t(i))
-        return out
-
-    return run
+    """An op of any number of inputs: ``fn`` folded over them, first to last."""
+    return lambda c: functools.reduce(fn, (c.t(i) for i in range(1, len(c.inputs))), c.t(0))
 
 
 def _softmax(kind: str) -> Callable:
     def run(c: Call) -> Any:
-        F = c.torch.nn.functional
         x = c.t(0)
-        fn = F.softmax if kind == "softmax" else F.log_softmax
+        fn = getattr(c.torch.nn.functional, kind)  # softmax, log_softmax
         if c.runner.opset >= 13:
             return fn(x, dim=c.attr("axis", -1))
         axis = c.attr("axis", 1) % x.ndim  # before opset 13: over the flattened trailing axes
         if axis == x.ndim - 1:
             return fn(x, dim=-1)
-        shape = list(x.shape)
-        flat = x.reshape(int(np.prod(shape[:axis])), -1)
-        return fn(flat, dim=-1).reshape(shape)
+        return fn(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=-1).reshape(x.shape)
 
     return run
 
@@ -255,18 +237,13 @@ def _matmul(c: Call) -> Any:
     return c.torch.matmul(c.tensor(0), c.tensor(1))
 
 
-def _spatial_pads(
-    c: Call, x: Any, kernel: list[int], strides: list[int], dilations: list[int]
-) -> list[tuple]:
+def _spatial_pads(c: Call, x: Any, kernel: list[int], strides: list[int], dilations: list[int]) -> list:
     """Per spatial axis (begin, end) padding, from ``pads`` or ``auto_pad``."""
     n = len(kernel)
     auto = c.attr("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        sizes = x.shape[2:]
-        return [
-            same_pads(n, k, s, d, auto == "SAME_UPPER")
-            for n, k, s, d in zip(sizes, kernel, strides, dilations, strict=True)
-        ]
+        windows = zip(x.shape[2:], kernel, strides, dilations, strict=True)
+        return [same_pads(size, k, s, d, auto == "SAME_UPPER") for size, k, s, d in windows]
     if auto == "VALID":
         return [(0, 0)] * n
     pads = list(c.attr("pads", [0] * (2 * n)))
@@ -274,16 +251,14 @@ def _spatial_pads(
 
 
 def _conv(c: Call) -> Any:
-    torch = c.torch
-    F = torch.nn.functional
+    F = c.torch.nn.functional
     x = c.t(0)
     w = c.weight(1, "weight")
     n = w.ndim - 2
     if n not in (1, 2, 3):
         raise c.refuse(f"a {n}-D convolution")
     kernel = list(c.attr("kernel_shape", w.shape[2:]))
-    strides = list(c.attr("strides", [1] * n))
-    dilations = list(c.attr("dilations", [1] * n))
+    strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
     x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), 0.0)
     bias = c.weight(2, "bias") if c.has(2) else None
     fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
@@ -301,23 +276,14 @@ def _conv_transpose(c: Call) -> Any:
     if pads[:n] != pads[n:]:
         raise c.refuse("uneven padding of a transposed convolution")
     bias = c.weight(2, "bias") if c.has(2) else None
-    fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[n - 1]
-    return fn(
-        x,
-        w,
-        bias,
-        list(c.attr("strides", [1] * n)),
-        pads[:n],
-        list(c.attr("output_padding", [0] * n)),
-        int(c.attr("group", 1)),
-        list(c.attr("dilations", [1] * n)),
-    )
+    strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
+    out_pads = list(c.attr("output_padding", [0] * n))
+    fn = getattr(F, f"conv_transpose{n}d")
+    return fn(x, w, bias, strides, pads[:n], out_pads, int(c.attr("group", 1)), dilations)
 
 
 def _pool(kind: str) -> Callable:
     def run(c: Call) -> Any:
-        torch = c.torch
-        F = torch.nn.functional
         x = c.t(0)
         n = x.ndim - 2
         if n not in (1, 2, 3):
@@ -325,17 +291,15 @@ def _pool(kind: str) -> Callable:
         if c.n_out > 1 and c.node.output[1]:
             raise c.refuse("pooling indices are not read")
         kernel = list(c.attr("kernel_shape"))
-        strides = list(c.attr("strides", [1] * n))
-        dilations = list(c.attr("dilations", [1] * n))
+        strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
         fill = -float("inf") if kind == "max" else 0.0
         x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), fill)
         ceil = bool(c.attr("ceil_mode", 0))
+        fn = getattr(c.torch.nn.functional, f"{kind}_pool{n}d")
         if kind == "max":
-            fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[n - 1]
             return fn(x, kernel, strides, pad, dilations, ceil)
         if any(d != 1 for d in dilations):
             raise c.refuse("dilated average pooling")
-        fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[n - 1]
         return fn(x, kernel, strides, pad, ceil, bool(c.attr("count_include_pad", 0)))
 
     return run
@@ -348,9 +312,7 @@ def _global_pool(kind: str) -> Callable:
         n = x.ndim - 2
         if n not in (1, 2, 3):
             raise c.refuse(f"{n}-D global pooling")
-        if kind == "avg":
-            return (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)[n - 1](x, 1)
-        return (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)[n - 1](x, 1)
+        return getattr(F, f"adaptive_{kind}_pool{n}d")(x, 1)
 
     return run
 
@@ -363,7 +325,9 @@ def _axes(c: Call, slot: int, attr_until: int) -> list[int] | None:
     return c.ints(slot) if c.has(slot) else None
 
 
-def _reduce(kind: str, attr_until: int) -> Callable:
+def _reduce(method: str, attr_until: int) -> Callable:
+    """``Reduce*`` as the tensor method ``method`` (its axes an attribute before ``attr_until``)."""
+
     def run(c: Call) -> Any:
         x = c.t(0)
         axes = _axes(c, 1, attr_until)
@@ -373,14 +337,8 @@ def _reduce(kind: str, attr_until: int) -> Callable:
                 return x
             axes = list(range(x.ndim))
         dims = [a % x.ndim for a in axes]
-        if kind == "mean":
-            return x.mean(dim=dims, keepdim=keep)
-        if kind == "sum":
-            return x.sum(dim=dims, keepdim=keep)
-        if kind == "max":
-            return x.amax(dim=dims, keepdim=keep)
-        if kind == "min":
-            return x.amin(dim=dims, keepdim=keep)
+        if method != "prod":  # prod takes one axis
+            return getattr(x, method)(dim=dims, keepdim=keep)
         return x.prod(dim=dims[0], keepdim=keep) if len(dims) == 1 else x.reshape(-1).prod()
 
     return run
@@ -389,16 +347,9 @@ def _reduce(kind: str, attr_until: int) -> Callable:
 def _batch_norm(c: Call) -> Any:
     if c.attr("training_mode", 0):
         raise c.refuse("a BatchNormalization in training mode")
-    return c.torch.nn.functional.batch_norm(
-        c.t(0),
-        c.weight(3, "running_mean"),
-        c.weight(4, "running_var"),
-        c.weight(1, "weight"),
-        c.weight(2, "bias"),
-        False,
-        0.0,
-        float(c.attr("epsilon", 1e-5)),
-    )
+    x, mean, var = c.t(0), c.weight(3, "running_mean"), c.weight(4, "running_var")
+    weight, bias, eps = c.weight(1, "weight"), c.weight(2, "bias"), float(c.attr("epsilon", 1e-5))
+    return c.torch.nn.functional.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
 
 
 def _layer_norm(c: Call) -> Any:
@@ -408,9 +359,8 @@ def _layer_norm(c: Call) -> Any:
     bias = c.weight(2, "bias") if c.has(2) else None
     if c.n_out > 1 and any(c.node.output[1:]):
         raise c.refuse("the mean / inverse deviation outputs are not read")
-    return c.torch.nn.functional.layer_norm(
-        x, list(x.shape[axis:]), weight, bias, float(c.attr("epsilon", 1e-5))
-    )
+    eps = float(c.attr("epsilon", 1e-5))
+    return c.torch.nn.functional.layer_norm(x, list(x.shape[axis:]), weight, bias, eps)
 
 
 def _prelu(c: Call) -> Any:
@@ -422,8 +372,7 @@ def _prelu(c: Call) -> Any:
 
 
 def _reshape(c: Call) -> Any:
-    x = c.t(0)
-    shape = c.ints(1)
+    x, shape = c.t(0), c.ints(1)
     if not c.attr("allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
     return x.reshape(shape)
@@ -451,10 +400,8 @@ def _squeeze(c: Call) -> Any:
 def _unsqueeze(c: Call) -> Any:
     x = c.t(0)
     axes = _axes(c, 1, 13) or []
-    rank = x.ndim + len(axes)
-    axes = sorted(a % rank for a in axes)
     shape = list(x.shape)
-    for a in axes:
+    for a in sorted(a % (x.ndim + len(axes)) for a in axes):
         shape.insert(a, 1)
     return x.reshape(shape)
 
@@ -523,8 +470,7 @@ def _gather(c: Call) -> Any:
         out = x.narrow(axis, int(flat[0]), int(flat.size))
     else:
         out = torch.stack([x.select(axis, int(i)) for i in flat], axis)
-    shape = list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1 :])
-    return out.reshape(shape)
+    return out.reshape([*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :]])
 
 
 def _fits(c: Call, shape: Any, itemsize: int = 8) -> list[int]:
@@ -536,8 +482,7 @@ def _fits(c: Call, shape: Any, itemsize: int = 8) -> list[int]:
 
 
 def _expand(c: Call) -> Any:
-    x = c.t(0)
-    shape = c.ints(1)
+    x, shape = c.t(0), c.ints(1)
     return x.expand(_fits(c, np.broadcast_shapes(tuple(x.shape), tuple(shape)), x.element_size()))
 
 
@@ -552,12 +497,9 @@ def _constant(c: Call) -> Any:
     torch = c.torch
     from onnx import numpy_helper
 
-    for key in ("value_float", "value_int"):
-        if key in c.attrs:
+    for key in ("value_float", "value_int", "value_floats", "value_ints"):
+        if key in c.attrs:  # a number, or a list of them
             return torch.as_tensor(c.attrs[key])
-    for key in ("value_floats", "value_ints"):
-        if key in c.attrs:
-            return torch.as_tensor(list(c.attrs[key]))
     if "value" in c.attrs:
         return torch.from_numpy(np.array(numpy_helper.to_array(c.attrs["value"])))
     raise c.refuse("a Constant that is not a number or a tensor")
@@ -578,10 +520,6 @@ def _shape(c: Call) -> Any:
     return c.torch.as_tensor(shape[start:end], dtype=c.torch.int64)
 
 
-def _cast(c: Call) -> Any:
-    return c.tensor(0).to(_dtype(int(c.attr("to"))))
-
-
 def _resize(c: Call) -> Any:
     """``Resize`` / ``Upsample`` (YOLO necks): each channel stays its unit; the output's spatial size
     from ``sizes`` or ``scales`` (the ONNX rule: floor(size * scale))."""
@@ -593,25 +531,24 @@ def _resize(c: Call) -> Any:
     scales_at = 1 if c.op == "Upsample" or c.runner.opset < 11 else 2
     if c.has(3) and c.array(3).size:
         size = c.ints(3)[-n:]
-    elif c.has(scales_at) and c.array(scales_at).size:
-        scales = [float(v) for v in c.array(scales_at).reshape(-1)]
-        if scales[:2] != [1.0, 1.0]:
-            raise c.refuse("it resizes the batch or channel axis")
-        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
-    elif c.attr("scales") is not None:  # Upsample of opset 7-8
-        scales = [float(v) for v in c.attr("scales")]
-        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
     else:
-        raise c.refuse("neither sizes nor scales are given")
+        if c.has(scales_at) and c.array(scales_at).size:
+            scales = [float(v) for v in c.array(scales_at).reshape(-1)]
+            if scales[:2] != [1.0, 1.0]:
+                raise c.refuse("it resizes the batch or channel axis")
+        elif c.attr("scales") is not None:  # Upsample of opset 7-8
+            scales = [float(v) for v in c.attr("scales")]
+        else:
+            raise c.refuse("neither sizes nor scales are given")
+        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
     mode = c.attr("mode", "nearest")
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
-    if mode in ("linear", "bilinear"):
-        linear = ("linear", "bilinear", "trilinear")[n - 1]
-        return F.interpolate(x, size=size, mode=linear, align_corners=False)
-    if mode == "cubic" and n == 2:
-        return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
+    linear = ("linear", "bilinear", "trilinear")[n - 1]  # torch names (bi)linear by the map's rank
+    torch_mode = {"linear": linear, "bilinear": linear, "cubic": "bicubic" if n == 2 else None}.get(mode)
+    if torch_mode is None:
+        raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
+    return F.interpolate(x, size=size, mode=torch_mode, align_corners=False)
 
 
 def _dropout(c: Call) -> Any:
@@ -626,10 +563,6 @@ def _clip(c: Call) -> Any:
         lo = float(c.array(1).reshape(-1)[0]) if c.has(1) else None
         hi = float(c.array(2).reshape(-1)[0]) if c.has(2) else None
     return c.torch.clamp(c.t(0), lo, hi)
-
-
-def _where(c: Call) -> Any:
-    return c.torch.where(c.tensor(0), c.t(1), c.t(2))
 
 
 def _range(c: Call) -> Any:
@@ -676,21 +609,13 @@ def _recurrent(c: Call) -> Any:
     def make() -> Any:
         W, R = c.array(1), c.array(2)
         B = c.array(3) if c.has(3) else np.zeros((dirs, 2 * gates * hidden), dtype=W.dtype)
-        cls = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU, "RNN": torch.nn.RNN}[op]
-        module = cls(W.shape[2], hidden, batch_first=False, bidirectional=dirs == 2)
-        with torch.no_grad():
-            for d in range(dirs):
-                sfx = "_l0" + ("_reverse" if d else "")
-                getattr(module, f"weight_ih{sfx}").copy_(torch.from_numpy(reorder(W[d])))
-                getattr(module, f"weight_hh{sfx}").copy_(torch.from_numpy(reorder(R[d])))
-                getattr(module, f"bias_ih{sfx}").copy_(torch.from_numpy(reorder(B[d, : gates * hidden])))
-                getattr(module, f"bias_hh{sfx}").copy_(torch.from_numpy(reorder(B[d, gates * hidden :])))
-        return module.eval()
+        biases = [(B[d, : gates * hidden], B[d, gates * hidden :]) for d in range(dirs)]
+        parts = [[reorder(a) for a in (W[d], R[d], *biases[d])] for d in range(dirs)]
+        return recurrent_module(op, hidden, parts, batch_first=False)  # torch.nn.LSTM, GRU, RNN
 
-    if c.dynamic:
-        module = c.runner.submodule(c.index, module_path(c.node) or op.lower(), make)
-    else:
+    if not c.dynamic:
         raise c.refuse("a recurrent layer that does not read the model's input")
+    module = c.runner.submodule(c.index, module_path(c.node) or op.lower(), make)
     states = []
     for slot in [5, 6] if op == "LSTM" else [5]:
         if not c.has(slot) or (c.is_static(slot) and not np.any(c.array(slot))):
@@ -700,19 +625,11 @@ def _recurrent(c: Call) -> Any:
             states.append(h.transpose(0, 1) if c.attr("layout", 0) else h)
     if direction == "reverse":
         x = x.flip(0)
-    if op == "LSTM":
-        hx = (
-            None
-            if states[0] is None and states[1] is None
-            else tuple(
-                s if s is not None else torch.zeros(dirs, x.shape[1], hidden, dtype=x.dtype) for s in states
-            )
-        )
-        y, (h, cell) = module(x, hx)
-        finals = [h, cell]
-    else:
-        y, h = module(x, states[0])
-        finals = [h]
+    hx = states[0]
+    if op == "LSTM" and any(s is not None for s in states):  # torch takes both states: a missing one is 0
+        hx = tuple(torch.zeros(dirs, x.shape[1], hidden, dtype=x.dtype) if s is None else s for s in states)
+    y, h = module(x, hx)
+    finals = list(h) if op == "LSTM" else [h]
     if direction == "reverse":
         y = y.flip(0)
     y = y.reshape(seq, x.shape[1], dirs, hidden).permute(0, 2, 1, 3)  # ONNX: (seq, dirs, batch, h)
@@ -722,10 +639,15 @@ def _recurrent(c: Call) -> Any:
     return [y, *finals][: c.n_out]
 
 
+# ops that are one function of their input, by its name in torch (and torch.nn.functional)
+_TORCH_UNARY = {
+    "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Sqrt": "sqrt", "Exp": "exp",
+    "Log": "log", "Neg": "neg", "Abs": "abs", "Reciprocal": "reciprocal", "Floor": "floor", "Ceil": "ceil",
+    "Sign": "sign", "Not": "logical_not",
+}
+_FUNCTIONAL_UNARY = {"HardSwish": "hardswish", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish"}
+# ops with attributes: fn(torch, input, call)
 _UNARY = {
-    "Relu": lambda t, x, c: t.relu(x),
-    "Sigmoid": lambda t, x, c: t.sigmoid(x),
-    "Tanh": lambda t, x, c: t.tanh(x),
     "LeakyRelu": lambda t, x, c: t.nn.functional.leaky_relu(x, float(c.attr("alpha", 0.01))),
     "Elu": lambda t, x, c: t.nn.functional.elu(x, float(c.attr("alpha", 1.0))),
     "Selu": lambda t, x, c: (
@@ -736,83 +658,42 @@ _UNARY = {
     "HardSigmoid": lambda t, x, c: t.clamp(
         x * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
     ),
-    "HardSwish": lambda t, x, c: t.nn.functional.hardswish(x),
-    "Softplus": lambda t, x, c: t.nn.functional.softplus(x),
-    "Softsign": lambda t, x, c: t.nn.functional.softsign(x),
-    "Mish": lambda t, x, c: t.nn.functional.mish(x),
-    "Erf": lambda t, x, c: t.erf(x),
-    "Sqrt": lambda t, x, c: t.sqrt(x),
-    "Exp": lambda t, x, c: t.exp(x),
-    "Log": lambda t, x, c: t.log(x),
-    "Neg": lambda t, x, c: t.neg(x),
-    "Abs": lambda t, x, c: t.abs(x),
-    "Reciprocal": lambda t, x, c: t.reciprocal(x),
-    "Floor": lambda t, x, c: t.floor(x),
-    "Ceil": lambda t, x, c: t.ceil(x),
-    "Sign": lambda t, x, c: t.sign(x),
-    "Not": lambda t, x, c: t.logical_not(x),
     "Identity": lambda t, x, c: x,
+}
+_BINARY = {
+    "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _div, "Pow": operator.pow,
+    "Equal": operator.eq, "Less": operator.lt, "Greater": operator.gt, "And": operator.and_,
+    "Or": operator.or_,
 }
 
 OPS: dict[str, Callable] = {name: _unary(fn) for name, fn in _UNARY.items()}
+OPS.update({name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()})
+OPS.update({name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()})
+OPS.update({name: _binary(fn) for name, fn in _BINARY.items()})
 OPS.update(
     {
-        "Add": _binary(lambda a, b: a + b),
-        "Sub": _binary(lambda a, b: a - b),
-        "Mul": _binary(lambda a, b: a * b),
-        "Div": _binary(_div),
-        "Pow": _binary(lambda a, b: a**b),
-        "Equal": _binary(lambda a, b: a == b),
-        "Less": _binary(lambda a, b: a < b),
-        "Greater": _binary(lambda a, b: a > b),
-        "And": _binary(lambda a, b: a & b),
-        "Or": _binary(lambda a, b: a | b),
+        # elementwise over several inputs, activations with an axis
         "Max": _variadic(lambda a, b: a.maximum(b) if hasattr(a, "maximum") else b.maximum(a)),
         "Min": _variadic(lambda a, b: a.minimum(b) if hasattr(a, "minimum") else b.minimum(a)),
         "Sum": _variadic(lambda a, b: a + b),
-        "Softmax": _softmax("softmax"),
-        "LogSoftmax": _softmax("log_softmax"),
-        "PRelu": _prelu,
-        "Clip": _clip,
-        "Gemm": _gemm,
-        "MatMul": _matmul,
-        "Conv": _conv,
-        "ConvTranspose": _conv_transpose,
-        "BatchNormalization": _batch_norm,
-        "LayerNormalization": _layer_norm,
-        "MaxPool": _pool("max"),
-        "AveragePool": _pool("avg"),
-        "GlobalAveragePool": _global_pool("avg"),
-        "GlobalMaxPool": _global_pool("max"),
-        "ReduceMean": _reduce("mean", 18),
-        "ReduceSum": _reduce("sum", 13),
-        "ReduceMax": _reduce("max", 18),
-        "ReduceMin": _reduce("min", 18),
-        "ReduceProd": _reduce("prod", 18),
-        "Reshape": _reshape,
-        "Flatten": _flatten,
-        "Transpose": _transpose,
-        "Squeeze": _squeeze,
-        "Unsqueeze": _unsqueeze,
-        "Concat": _concat,
-        "Split": _split,
-        "Slice": _slice,
-        "Gather": _gather,
-        "Expand": _expand,
-        "Tile": _tile,
-        "Constant": _constant,
-        "ConstantOfShape": _constant_of_shape,
-        "Shape": _shape,
+        "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"), "PRelu": _prelu, "Clip": _clip,
+        # layers with weights
+        "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "ConvTranspose": _conv_transpose,
+        "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+        "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
+        # pooling and reductions
+        "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
+        "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
+        "ReduceMean": _reduce("mean", 18), "ReduceSum": _reduce("sum", 13), "ReduceMax": _reduce("amax", 18),
+        "ReduceMin": _reduce("amin", 18), "ReduceProd": _reduce("prod", 18),
+        # shapes, indexing, constants
+        "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose, "Squeeze": _squeeze,
+        "Unsqueeze": _unsqueeze, "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather,
+        "Expand": _expand, "Tile": _tile, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
+        "Shape": _shape, "Range": _range, "Resize": _resize, "Upsample": _resize, "Dropout": _dropout,
         "Size": lambda c: c.torch.as_tensor(c.raw(0).numel(), dtype=c.torch.int64),
-        "Cast": _cast,
+        "Cast": lambda c: c.tensor(0).to(_dtype(int(c.attr("to")))),
         "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
-        "Dropout": _dropout,
-        "Resize": _resize,
-        "Upsample": _resize,
-        "Where": _where,
-        "Range": _range,
-        "LSTM": _recurrent,
-        "GRU": _recurrent,
-        "RNN": _recurrent,
+        "Where": lambda c: c.torch.where(c.tensor(0), c.t(1), c.t(2)),
     }
 )

@@ -86,15 +86,12 @@ class OnnxModule(torch.nn.Module):
             for i, node in enumerate(self.nodes):
                 dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
                 outs = self.run_node(i, node, env, dynamic)
-                for name, value in zip(node.output, outs, strict=False):
-                    if not name:
-                        continue
-                    if dynamic:
-                        env[name] = value
-                    elif value is not None:
-                        self.static[name] = _plain(value)
+                named = [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
                 if dynamic:
+                    env.update(named)
                     self.live.append(i)
+                else:
+                    self.static.update((name, _plain(value)) for name, value in named if value is not None)
         self.eager = False
         return env
 
@@ -125,7 +122,7 @@ class OnnxModule(torch.nn.Module):
             for p in parts[:-1]:
                 child = holder._modules.get(p)
                 if child is None:
-                    if p in holder._parameters or p in holder._buffers or hasattr(holder, p):
+                    if hasattr(holder, p):  # a parameter, buffer or attribute of that name
                         ok = False
                         break
                     child = torch.nn.Module()
@@ -134,12 +131,7 @@ class OnnxModule(torch.nn.Module):
             if not ok:
                 parts = [sanitise(name).replace(".", "_")]
                 continue
-            if (
-                leaf in holder._parameters
-                or leaf in holder._buffers
-                or leaf in holder._modules
-                or hasattr(holder, leaf)
-            ):
+            if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
                 continue
             obj = make()
             if isinstance(obj, torch.nn.Parameter):
@@ -168,12 +160,12 @@ class OnnxModule(torch.nn.Module):
             else:  # the torch module the exporter recorded, else the node's name or op and index
                 path = module_path(call.node) or node_label(call.node, call.index)
                 name = f"{path}.{role}"
-            if data.is_floating_point():
-                self.named[(value, key)] = self.place(
-                    name, lambda: torch.nn.Parameter(data.clone(), requires_grad=False)
-                )
-            else:
-                self.named[(value, key)] = self.place(name, lambda: data.clone())
+
+            def make() -> Any:  # floating point: a parameter; integers and masks: a buffer
+                copy = data.clone()
+                return torch.nn.Parameter(copy, requires_grad=False) if copy.is_floating_point() else copy
+
+            self.named[(value, key)] = self.place(name, make)
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
@@ -188,8 +180,6 @@ class OnnxModule(torch.nn.Module):
             # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
             with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
                 outs = self.run_node(i, node, env, True)
-            for name, value in zip(node.output, outs, strict=False):
-                if name:
-                    env[name] = value
+            env.update((name, value) for name, value in zip(node.output, outs, strict=False) if name)
         out = tuple(env[n] for n in self.returned)
         return out[0] if len(out) == 1 else out

@@ -1,13 +1,16 @@
 """Padding for the torch modules that run other frameworks' graphs (ONNX, Keras): TensorFlow's
 "same" padding, and uneven padding written as concatenated constant blocks, which the tracer
-reads (they hold no unit) where torch's ``padding`` argument is even only."""
+reads (they hold no unit) where torch's ``padding`` argument is even only; and the torch
+recurrent layer both build from a file's weights."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["pad_by_concat", "same_pads"]
+import numpy as np
+
+__all__ = ["pad_by_concat", "recurrent_module", "same_pads"]
 
 
 def same_pads(size: int, kernel: int, stride: int, dilation: int = 1, upper: bool = True) -> tuple[int, int]:
@@ -35,3 +38,19 @@ def pad_by_concat(
                 block = torch.full(shape, value, dtype=x.dtype)
                 x = torch.cat([block, x] if before else [x, block], axis)
     return x, even
+
+
+def recurrent_module(kind: str, hidden: int, parts: Sequence[Sequence[Any]], batch_first: bool) -> Any:
+    """A one-layer ``torch.nn`` ``LSTM`` / ``GRU`` / ``RNN`` (``kind``) of ``hidden`` units, in eval
+    mode, holding ``parts``: per direction (forward, then reverse) the arrays ``(weight_ih, weight_hh,
+    bias_ih, bias_hh)`` in torch's layout and gate order (``weight_ih``: ``(gates * hidden, inputs)``)."""
+    import torch
+
+    cls = getattr(torch.nn, kind)
+    module = cls(parts[0][0].shape[1], hidden, batch_first=batch_first, bidirectional=len(parts) == 2)
+    with torch.no_grad():
+        for d, arrays in enumerate(parts):
+            sfx = "_l0" + ("_reverse" if d else "")
+            for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays, strict=True):
+                getattr(module, name + sfx).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return module.eval()

@@ -93,10 +93,8 @@ def load_weights_into(
     buffer the file lacks) and integer tensors are ignored and said. Missing or unexpected
     parameters are refused with their names, unless ``non_strict``: then the model keeps its own
     values for missing ones and extra ones are dropped, and both are said."""
-    if isinstance(weights, Mapping):
-        state = formats.unwrap_state_dict(weights, "weights")
-    else:
-        state = formats.read_state_dict(weights)
+    is_mapping = isinstance(weights, Mapping)
+    state = formats.unwrap_state_dict(weights, "weights") if is_mapping else formats.read_state_dict(weights)
     import numpy as np
     import torch
 
@@ -124,14 +122,12 @@ def load_weights_into(
             + "; ".join(t for t in (lacks, extra_text if unexpected else "") if t)
             + "; --non-strict (non_strict=True) loads the rest, the model keeping its own values"
         )
-    notes = []
-    if harmless or missing_buffers:
-        notes.append(f"buffer keys ignored: {_listed(harmless + missing_buffers)}")
-    if missing:
-        notes.append(f"--non-strict: parameters the file lacks, kept as made: {_listed(missing)}")
-    if unexpected:
-        notes.append(f"--non-strict: keys of the file the model lacks, dropped: {_listed(unexpected)}")
-    return notes
+    said = [
+        ("buffer keys ignored", harmless + missing_buffers),
+        ("--non-strict: parameters the file lacks, kept as made", missing),
+        ("--non-strict: keys of the file the model lacks, dropped", unexpected),
+    ]
+    return [f"{what}: {_listed(keys)}" for what, keys in said if keys]
 
 
 _GUESSED_LENGTH = 8  # tokens / time steps of a guessed sequence input: any length gives the same graph
