@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 from . import blocks, demo, explore, knockout, masks, plot, report, score, sweep, train
 from .options import Parser
 
@@ -69,9 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line, the traceback on request
         if os.environ.get("MODSCOPE_DEBUG"):
             raise
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
         print(
-            f"modscope: internal error: {type(exc).__name__}: {first} "
+            f"modscope: internal error: {type(exc).__name__}: {first_line(exc, 300)} "
             "(set MODSCOPE_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 from .functions import Function
 from .idx import find_idx, map_idx
@@ -136,7 +136,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except ModscopeError:
         raise
     except ZIP_ERRORS as exc:
-        raise ModscopeError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0][:120]})") from None
+        raise ModscopeError(f"{path}: not a readable .npz file ({first_line(exc, 120)})") from None
 
 
 def _read_pt(path: Path) -> dict[str, Any]:
@@ -146,8 +146,7 @@ def _read_pt(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types on foreign or corrupt files
-        first = str(exc).splitlines()[0][:120]
-        raise ModscopeError(f"{path}: not a readable .pt data file ({first})") from None
+        raise ModscopeError(f"{path}: not a readable .pt data file ({first_line(exc, 120)})") from None
     if not isinstance(obj, Mapping):
         raise ModscopeError(f"{path}: a .pt data file must hold a dict of tensors (x_test, y_test, ...)")
     budget = Budget(str(path))

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data.accumulate import Accumulator
 from ..data.functions import Function
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 from ..runtime.modules import eval_mode
 from .lesioner import UnitLesioner, site_drops
 from .prefix import PrefixReuse, repeated, swapped_forward
@@ -95,7 +95,7 @@ def _run(model: nn.Module, x: torch.Tensor, output: Any) -> torch.Tensor:
     except (ModscopeError, torch.OutOfMemoryError):  # the latter: one line from device_errors
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise ModscopeError(
             f"the model rejects the data ({type(exc).__name__}: {first}); inputs of shape "
             f"{tuple(x.shape)[1:]} per example"

@@ -50,7 +50,7 @@ from torch import nn
 
 from ..data.dataset import load_data
 from ..data.functions import CONTROL, Function
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 from ..graphs.network import Network
 from ..runtime.modules import device_errors, model_device, resolve_device, threads_for, torch_threads
 from ..runtime.options import settle
@@ -482,7 +482,7 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     except ModscopeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc)
         raise ModscopeError(
             f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
             f"({type(exc).__name__}: {first})"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "check_jobs"]
 
@@ -93,8 +93,8 @@ class DaskExecutor:
             try:
                 self._client = Client(self.scheduler, timeout=self.timeout, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ModscopeError(f"cannot reach the Dask scheduler at {self.scheduler}: {first}") from None
+                raise ModscopeError(
+                    f"cannot reach the Dask scheduler at {self.scheduler}: {first_line(exc, None)}") from None
         return self._client
 
     def _submit(self, fn: Callable, items: Sequence, shared: tuple):

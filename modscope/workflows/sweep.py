@@ -40,7 +40,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..errors import ModscopeError
+from ..errors import ModscopeError, first_line
 from ..runtime.atomic import check_output, write_atomic
 from ..runtime.hashing import file_sha256, json_digest
 
@@ -86,8 +86,7 @@ def load_config(path: str | os.PathLike) -> dict:
     except ModscopeError:
         raise
     except Exception as exc:  # the parsers' own error types differ; all mean a malformed file
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModscopeError(f"sweep config {path.name} does not parse: {first}") from None
+        raise ModscopeError(f"sweep config {path.name} does not parse: {first_line(exc, None)}") from None
     if not isinstance(config, dict):
         raise ModscopeError(f"sweep config {path.name}: expected a mapping at the top level")
     return config

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ..weight_graph import check_build_memory
 from .base import WAY_OUT, Family, FamilyGraph
 from .detect import DATA_PARALLEL, match_family, unwrap_keys
@@ -36,7 +36,7 @@ def read_config(folder: str | os.PathLike | None) -> dict[str, Any] | None:
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModscopeError(f"{path}: not a readable JSON config ({str(exc).splitlines()[0]})") from None
+        raise ModscopeError(f"{path}: not a readable JSON config ({first_line(exc, None)})") from None
     if not isinstance(config, dict):
         raise ModscopeError(f"{path}: a config must be a JSON object, got {type(config).__name__}")
     return config

@@ -33,9 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import ZIP_ERRORS, Budget
-from .formats import MAX_FILE_BYTES, check_file, first_line, unreadable
+from .formats import MAX_FILE_BYTES, check_file, unreadable
 
 __all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 

@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "MAX_FILE_BYTES", "STATE_DICT_KEYS",
-    "UntrustedPickleWarning", "check_checkpoint_version", "check_file", "check_tensor_sizes", "first_line",
+    "UntrustedPickleWarning", "check_checkpoint_version", "check_file", "check_tensor_sizes",
     "is_checkpoint_payload", "read_npz", "read_safetensors", "read_state_dict", "safe_torch_load",
     "symbolic_note", "task_ordered_state_dict", "unreadable", "unwrap_state_dict", "widen_float8",
 ]
@@ -59,12 +59,6 @@ MAX_FILE_BYTES = 8 * 2**30
 
 class UntrustedPickleWarning(UserWarning):
     """A file is being unpickled without the weights-only safeguard."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type's name), at most 200 characters."""
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def unreadable(path: str | os.PathLike, what: str, exc: BaseException) -> ModscopeError:

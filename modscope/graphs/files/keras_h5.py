@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph, check_build_memory
 from .archives import Entries, open_zip
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, symbolic_note, unreadable
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]

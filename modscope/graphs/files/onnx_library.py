@@ -24,9 +24,8 @@ import sys
 import types
 from typing import Any
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
-from .formats import first_line
 from .onnx_ops import Call, module_path, node_label
 
 __all__ = ["INSTALL", "library_op", "onnx2torch_version"]

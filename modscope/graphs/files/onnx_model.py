@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, first_line, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import ModscopeError
-from .formats import first_line
+from ...errors import ModscopeError, first_line
 from .onnx_library import library_op
 from .onnx_ops import OPS, Call, module_path, node_label, sanitise
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import ModscopeError
+
 __all__ = ["pad_by_concat", "recurrent_module", "same_pads"]
 
 
@@ -46,11 +48,18 @@ def recurrent_module(kind: str, hidden: int, parts: Sequence[Sequence[Any]], bat
     bias_ih, bias_hh)`` in torch's layout and gate order (``weight_ih``: ``(gates * hidden, inputs)``)."""
     import torch
 
+    if np.ndim(parts[0][0]) != 2:
+        raise ModscopeError(f"a {kind} layer's input weights are {np.ndim(parts[0][0])}-D, not 2-D")
     cls = getattr(torch.nn, kind)
     module = cls(parts[0][0].shape[1], hidden, batch_first=batch_first, bidirectional=len(parts) == 2)
     with torch.no_grad():
         for d, arrays in enumerate(parts):
             sfx = "_l0" + ("_reverse" if d else "")
             for name, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays, strict=True):
-                getattr(module, name + sfx).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+                target = getattr(module, name + sfx)
+                want, got = tuple(target.shape), tuple(np.shape(value))
+                if got != want:  # the file's weights disagree with its config
+                    raise ModscopeError(f"a {kind} layer of {hidden} units needs {name} of shape {want}; "
+                                        f"the file holds {got}: its weights and its config disagree")
+                target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
     return module.eval()

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from . import formats
 
@@ -68,7 +68,7 @@ def _factory(spec: str) -> Any:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # the user's code: its import failure in one line
         raise ModscopeError(
-            f"cannot import {module_name!r} ({type(exc).__name__}: {formats.first_line(exc)})"
+            f"cannot import {module_name!r} ({type(exc).__name__}: {first_line(exc)})"
         ) from None
     factory = module
     for part in attr.split("."):
@@ -110,7 +110,7 @@ def load_weights_into(
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches: the file is not this model's
-        raise ModscopeError(f"the weights do not fit the model ({formats.first_line(exc)})") from None
+        raise ModscopeError(f"the weights do not fit the model ({first_line(exc)})") from None
     missing_buffers = [k for k in result.missing_keys if k in buffers]
     missing = [k for k in result.missing_keys if k not in buffers]
     unexpected = list(result.unexpected_keys)
@@ -187,7 +187,7 @@ def build_model(
     except SystemExit as exc:  # the user's code ended the run: say so, do not end silently
         raise ModscopeError(f"{spec}() called sys.exit({exc.code!r}) instead of returning a module") from None
     except Exception as exc:  # the user's code
-        raise ModscopeError(f"{spec}() failed ({type(exc).__name__}: {formats.first_line(exc)})") from None
+        raise ModscopeError(f"{spec}() failed ({type(exc).__name__}: {first_line(exc)})") from None
     example = None
     if isinstance(made, tuple) and len(made) == 2:
         made, example = made

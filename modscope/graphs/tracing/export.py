@@ -12,7 +12,7 @@ from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from typing import Any
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from ...runtime.modules import eval_mode
 from ..norms import check_norm
 from ..weight_graph import WeightGraph
@@ -80,7 +80,7 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
         except Exception as exc:  # the user's module: one line
             raise ModscopeError(
                 f"cannot trace {type(module).__name__}: it does not run on the example input of "
-                f"{_describe(args)} ({type(exc).__name__}: {_first_line(exc)}); pass an input of the "
+                f"{_describe(args)} ({type(exc).__name__}: {first_line(exc)}); pass an input of the "
                 "shape and dtype its forward takes (--input-shape, --input-dtype)"
             ) from None
         try:
@@ -94,14 +94,9 @@ def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -
         except Exception as exc:  # the user's module: its export failure in one line
             raise ModscopeError(
                 f"cannot trace {type(module).__name__} with torch.export ({type(exc).__name__}: "
-                f"{_first_line(exc)}); a forward with data-dependent control flow or an input of the "
+                f"{first_line(exc)}); a forward with data-dependent control flow or an input of the "
                 "wrong shape cannot be traced: fix the example input, or pass a state dict of a known family"
             ) from None
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error's message (its type's name when it has none), cut at 200."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def trace_program(
