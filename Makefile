@@ -89,7 +89,8 @@ lint: $(STAMP)
 # Every benchmark, one after another, each writing benchmarks/results/<name>.json (run on an idle
 # machine; an hour or more on 2 cores). Each script takes --quick, a check that it runs.
 BENCHES := startup cli_vs_script score_vs_sklearn community training_steps cluster_reg \
-	masks_speed knockout_speed scaling tracing transformer_graphs knockout_any masks_any bimt_any plot_network
+	masks_speed knockout_speed scaling tracing transformer_graphs knockout_any masks_any bimt_any plot_network \
+	code_lines
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) benchmarks/$$b.py || exit 1; done

@@ -198,6 +198,7 @@ FRAGMENTS: tuple[Fragment, ...] = (
     _bench("bimt_any", rc.base),
     _bench("gpu_models"),
     _bench("scaling"),
+    Fragment("bench_code_lines", (f"{B}code_lines.json",), rc.base, "benchmarks/code_lines.py"),
     _bench("gpu_scoring"),
     _bench("explore"),
 )

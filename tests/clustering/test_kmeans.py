@@ -5,7 +5,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from modscope.clustering.kmeans import _Points, kmeans_restarts
+from modscope.clustering.kmeans import _first_reaching, _Points, kmeans_restarts
 
 
 def brute_nearest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -69,3 +69,19 @@ def test_restarts_are_reproducible_and_independent_of_threads():
     b = kmeans_restarts(X, 6, 8, np.random.default_rng(11), threads=3)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("n", [1, 5, 63, 64, 65, 200, 1818])
+def test_first_reaching_is_a_binary_search_per_row(n):
+    # sorted float32 rows with runs of equal values (points on a centre add 0), targets in float64
+    # below, inside and past each row, exactly at entries too
+    rng = np.random.default_rng(n)
+    steps = rng.exponential(size=(7, n)).astype(np.float32) * (rng.random((7, n)) < 0.7)
+    cum = np.cumsum(steps, axis=1)
+    target = rng.random((7, 4)) * cum[:, -1:] * 1.1
+    target[:, 0] = cum[:, n // 2]  # ties: side="left" counts the entries strictly below
+    target[:, 1] = 0.0
+    want = np.stack([np.searchsorted(cum[r], target[r], side="left") for r in range(7)])
+    got = _first_reaching(cum, target)
+    np.testing.assert_array_equal(np.minimum(got, n - 1), np.minimum(want, n - 1))
+    np.testing.assert_array_equal(got < n, want < n)
