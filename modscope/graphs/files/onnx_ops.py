@@ -520,6 +520,18 @@ def _shape(c: Call) -> Any:
     return c.torch.as_tensor(shape[start:end], dtype=c.torch.int64)
 
 
+def _per_axis(c: Call, x: Any, values: list[float], what: str, full: list[float]) -> list[float]:
+    """A Resize's ``sizes`` or ``scales`` as one value per axis of ``x``: given for every axis, or
+    (opset 18's ``axes``) for the listed axes, the others taken from ``full``."""
+    axes = c.attr("axes")
+    axes = list(range(x.ndim)) if axes is None else [int(a) % x.ndim for a in axes]
+    if len(values) != len(axes):
+        raise c.refuse(f"{len(values)} {what} for {len(axes)} axes of a {x.ndim}-D tensor")
+    for a, v in zip(axes, values, strict=True):
+        full[a] = v
+    return full
+
+
 def _resize(c: Call) -> Any:
     """``Resize`` / ``Upsample`` (YOLO necks): each channel stays its unit; the output's spatial size
     from ``sizes`` or ``scales`` (the ONNX rule: floor(size * scale))."""
@@ -530,17 +542,20 @@ def _resize(c: Call) -> Any:
         raise c.refuse(f"resizing a {x.ndim}-D tensor")
     scales_at = 1 if c.op == "Upsample" or c.runner.opset < 11 else 2
     if c.has(3) and c.array(3).size:
-        size = c.ints(3)[-n:]
+        size = _per_axis(c, x, [float(v) for v in c.ints(3)], "sizes", [float(d) for d in x.shape])
     else:
         if c.has(scales_at) and c.array(scales_at).size:
             scales = [float(v) for v in c.array(scales_at).reshape(-1)]
-            if scales[:2] != [1.0, 1.0]:
-                raise c.refuse("it resizes the batch or channel axis")
         elif c.attr("scales") is not None:  # Upsample of opset 7-8
             scales = [float(v) for v in c.attr("scales")]
         else:
             raise c.refuse("neither sizes nor scales are given")
-        size = [int(np.floor(d * s)) for d, s in zip(x.shape[2:], scales[2:], strict=True)]
+        scales = _per_axis(c, x, scales, "scales", [1.0] * x.ndim)
+        size = [d * s for d, s in zip(x.shape, scales, strict=True)]
+    # the batch and the channels kept: a resize of either is not one map per unit
+    if [int(np.floor(v)) for v in size[:2]] != list(x.shape[:2]):
+        raise c.refuse("it resizes the batch or channel axis")
+    size = [int(np.floor(v)) for v in size[2:]]
     mode = c.attr("mode", "nearest")
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
