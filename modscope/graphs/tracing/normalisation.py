@@ -47,6 +47,9 @@ class NormOps:
         square in its group (for iid inputs the group's std is that rms times theirs), then the
         norm's own ``|gain|`` multiplies it as BatchNorm's does."""
         out = self.elementwise(node, [x])
+        # its output is no layer's rows any more: a BatchNorm after it scales its readers' columns
+        # (folded into the rows before the norm, the norm's statistics would divide it out)
+        out.producer = None
         if x.scale is not None:
             carried = np.broadcast_to(x.scale, x.units.shape).reshape(-1, per_group).astype(np.float64)
             rms = np.sqrt(np.mean(carried * carried, axis=1, keepdims=True))

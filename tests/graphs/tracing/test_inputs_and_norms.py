@@ -177,3 +177,34 @@ def test_the_carried_gain_is_what_the_norm_passes_on():
         net.norm.weight.fill_(1.0)
     kept, _ = _carried(net, s.tolist(), torch.randn(1, 2, 3, 3))
     np.testing.assert_allclose(kept[0], slope, rtol=0.03)
+
+
+BN_AFTER_NORM = [
+    (
+        "LayerNorm",
+        lambda: (nn.Linear(3, 4), nn.LayerNorm(4, elementwise_affine=False), nn.Linear(4, 2)),
+        (1, 3),
+    ),
+    (
+        "GroupNorm",
+        lambda: (nn.Conv1d(3, 4, 1), nn.GroupNorm(2, 4, affine=False), nn.Conv1d(4, 2, 1)),
+        (1, 3, 1),
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "shape"), BN_AFTER_NORM, ids=[c[0] for c in BN_AFTER_NORM])
+def test_a_batchnorm_after_a_norm_scales_the_layer_that_reads_it(what, make, shape):
+    """``layer -> norm -> BatchNorm -> layer``: the BatchNorm's factor ``|gamma| / sqrt(var + eps)``
+    multiplies the norm's output, so the edges of the layer after it (before: the rows of the
+    layer before the norm, where the norm's statistics would divide a row scale out)."""
+    first, norm, last = make()
+    net = nn.Sequential(first, norm, nn.BatchNorm1d(4), last).eval()
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        net[2].running_var.fill_(0.25)
+    g = load_graph(net, example_input=torch.randn(*shape))
+    factor = np.array([1.0, 2.0, 3.0, 4.0]) / np.sqrt(0.25 + 1e-5)
+    w_first, w_last = (np.abs(np64(m.weight)).reshape(m.weight.shape[:2]) for m in (first, last))
+    np.testing.assert_allclose(np.abs(g.weights[0]), w_first, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(g.weights[1]), w_last * factor[None, :], rtol=1e-6)
