@@ -40,6 +40,7 @@ from ..errors import ModscopeError
 from .cnn import FlattenOrder
 from .families import family_graph, match_family, read_config
 from .files import formats
+from .norms import check_norm
 from .stacks import (
     LayoutOption,
     StackReading,
@@ -180,6 +181,7 @@ def network(
         return source
     if isinstance(source, WeightGraph):
         return Network(source)
+    check_norm(kernel_norm)  # for every source: a Linear stack reads no kernel, yet a typo is refused
     shape = _check_options(layout, map_shape, input_shape)
     how = StackReading(
         layout, kernel_norm, flatten, None if map_shape is None else tuple(map_shape), bn_eps, shape

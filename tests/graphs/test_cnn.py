@@ -71,6 +71,26 @@ def test_kernel_norm_default_is_the_max_column_sum():
         kernel_norms(k, "nuclear")
 
 
+def test_an_unknown_kernel_norm_is_refused_whatever_the_network():
+    """Before: refused for a conv, silently ignored for 2-D slices and plain Linear stacks."""
+    from modscope.graphs.norms import slice_norms
+    from modscope.graphs.tracing import trace_graph
+
+    mlp = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    cases = [
+        lambda: slice_norms(np.ones((2, 3)), "nuclear"),
+        lambda: load_graph(mlp, kernel_norm="nuclear"),
+        lambda: load_graph(mlp.state_dict(), kernel_norm="nuclear"),
+        lambda: load_graph(mlp, example_input=torch.zeros(1, 3), kernel_norm="nuclear"),
+        lambda: trace_graph(mlp, torch.zeros(1, 3), kernel_norm="nuclear"),
+    ]
+    for make in cases:
+        with pytest.raises(ModscopeError, match="unknown kernel norm 'nuclear'; choose from 1, l1"):
+            make()
+    assert load_graph(mlp.state_dict(), kernel_norm="l2").sizes == (3, 4, 2)  # a known name: no kernel read
+    np.testing.assert_array_equal(slice_norms(-np.ones((2, 3)), "max"), np.ones((2, 3)))
+
+
 def test_channel_graph_layout_batchnorm_fold_and_transition():
     net = _cnn()
     graph = conv_graph(net, input_shape=(2, 8, 8))

@@ -24,7 +24,7 @@ from .reductions import ReductionOps
 from .unit_table import GraphBuilder, UnitTensor, along, carries_units, is_param
 from .views import ViewOps
 
-__all__ = ["CONSTANTS", "IDENTITY", "Interpreter", "module_at", "op_name"]
+__all__ = ["CONSTANTS", "IDENTITY", "LOST", "Interpreter", "module_at", "op_name"]
 
 
 IDENTITY = frozenset(
@@ -66,6 +66,26 @@ def module_at(node: Any) -> tuple[str, str] | None:
         return None
     path, cls = list(stack.values())[-1]
     return str(path), str(cls).rsplit(".", 1)[-1]
+
+
+LOST = -1  # in followed axes: an axis a reshape split or merged, which holds no one input axis
+_RESHAPES = frozenset("view reshape _unsafe_view flatten unflatten unsqueeze squeeze".split())
+
+
+def _reshaped_axes(
+    before: tuple[int, ...], after: tuple[int, ...], axes: list[int | None]
+) -> list[int | None]:
+    """``axes`` (one entry per axis of a tensor of shape ``before``) after a reshape to ``after``: an
+    axis of the same size (over 1) after as many elements of the leading axes is the same axis; an
+    axis of size 1 holds no input axis (None: one channel, one feature), any other is `LOST`."""
+    lead_before = np.cumprod((1, *before[:-1])) if before else np.zeros(0)
+    place = {(int(p), int(n)): i for i, (p, n) in enumerate(zip(lead_before, before, strict=True))}
+    lead_after = np.cumprod((1, *after[:-1])) if after else np.zeros(0)
+    out: list[int | None] = []
+    for p, n in zip(lead_after, after, strict=True):
+        i = place.get((int(p), int(n))) if n > 1 else None  # size 1: one element, whichever axis
+        out.append(axes[i] if i is not None else (None if n == 1 else LOST))
+    return out
 
 
 class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentOps):
@@ -298,30 +318,34 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if not val.is_floating_point():  # token ids: the embedding starts the stream
             self.env[name] = self.blank(shape)
             return
-        if len(shape) == 2 and name not in self.input_axes and self.one_channel_signal(node):
-            # (batch, samples) made into a one-channel map for a conv (a mono waveform): one unit
-            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
-            pos = np.broadcast_to(np.arange(shape[1]), shape).copy()
-            self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, (shape[1],))
-            return
+        given = name in self.input_axes
         axis = self.input_axes.get(name, 1 if len(shape) in (4, 5) else (1 if len(shape) == 2 else -1))
-        if len(shape) == 3 and name not in self.input_axes:
+        if len(shape) == 3 and not given:
             axis = self.first_reader_axis(node)
+        if len(shape) in (2, 3) and not given and (axis is None or self.one_channel_signal(node)):
+            # (batch, samples) or (batch, H, W) made into a one-channel map for a conv (a mono
+            # waveform, a spectrogram, a grey image): one unit, every position in its frame
+            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
+            pos = np.broadcast_to(np.arange(int(np.prod(shape[1:]))).reshape(shape[1:]), shape).copy()
+            self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, shape[1:])
+            return
         axis %= len(shape)
         units = self.builder.new_group(f"input:{name}", shape[axis], "input")
         self.env[name] = self.spread(units, shape, axis)
 
-    def first_reader_axis(self, node) -> int:
+    def first_reader_axis(self, node) -> int | None:
         """A 3-D input's feature axis: the axis its first reader with weights reads, followed back
-        through the transposes and permutes on the way (``x.transpose(1, 2)`` before a Conv1d of a
-        ``(batch, time, features)`` input): channels for a conv, the last axis for a dense or
-        recurrent layer. Without such a path, (batch, channels, length) for a Conv1d, else the last."""
+        through the transposes, permutes and unsqueezes on the way (``x.transpose(1, 2)`` before a
+        Conv1d of a ``(batch, time, features)`` input): channels for a conv (1-, 2- or 3-D), the last
+        axis for a dense or recurrent layer; None when that axis is one an unsqueeze made (the input
+        is one channel: ``x.unsqueeze(1)`` before a Conv2d). Without such a path, (batch, channels,
+        length) for a conv, else the last."""
         for user, axes in self.readers(node, list(range(len(node.meta["val"].shape)))):
             op = op_name(user.target)
-            if op in ("conv1d", "convolution", "_convolution", "conv_transpose1d"):
-                return axes[1] if axes is not None else 1
+            if op in self._CONVS:
+                return 1 if axes is None or axes[1] == LOST else axes[1]
             if op in ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm"):
-                return axes[-1] if axes is not None else -1
+                return -1 if axes is None or axes[-1] == LOST else axes[-1]
         return -1
 
     def readers(self, node, axes: list[int] | None = None) -> Iterator[tuple[Any, list[int] | None]]:
@@ -337,13 +361,19 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
                     todo.append((user, self.follow_axes(user, axes)))
 
     @staticmethod
-    def follow_axes(node, axes: list[int] | None) -> list[int] | None:
-        """``axes`` (which input axis each axis of the op's input holds) after ``node``: moved by a
-        transpose / permute, kept by ops of the same rank, lost (None) otherwise."""
+    def follow_axes(node, axes: list[int | None] | None) -> list[int | None] | None:
+        """``axes`` (which input axis each axis of the op's input holds: None for an axis of size 1 a
+        reshape made, `LOST` for one it split or merged) after ``node``: moved by a transpose /
+        permute, matched by size and place through a reshape (``unsqueeze``, ``view``, ``flatten``),
+        kept by other ops of the same rank, lost (None) otherwise."""
         if axes is None:
             return None
         op, args = op_name(node.target), node.args
         val = node.meta.get("val")
+        if op in _RESHAPES and args and val is not None and hasattr(args[0], "meta"):
+            before = getattr(args[0].meta.get("val"), "shape", None)
+            if before is not None and len(before) == len(axes):
+                return _reshaped_axes(tuple(before), tuple(val.shape), axes)
         if op == "transpose" and len(args) >= 3:
             out = list(axes)
             d0, d1 = int(args[1]) % len(out), int(args[2]) % len(out)
@@ -360,15 +390,17 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
 
     def one_channel_signal(self, node) -> bool:
-        """A 2-D input whose first reader with weights (a conv, a dense or recurrent op; breadth first
-        through the ops between) is a conv of one input channel: a signal (batch, samples) viewed as
-        a one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``)."""
+        """A 2-D or 3-D input whose first reader with weights (a conv, a dense or recurrent op;
+        breadth first through the ops between) is a conv of one input channel that reads it with
+        more axes than it has: a signal (batch, samples) or a map (batch, H, W) viewed as a
+        one-channel map (``x.unsqueeze(1)``, ``x[:, None, :, None]``, ``x.view(b, 1, h, w)``)."""
         weighted = self._CONVS + self._DENSE
         reader = next((user for user, _ in self.readers(node) if op_name(user.target) in weighted), None)
         if reader is None or op_name(reader.target) not in self._CONVS:
             return False
         val = reader.args[0].meta.get("val")
-        return val is not None and val.ndim >= 3 and int(val.shape[1]) == 1
+        rank = len(node.meta["val"].shape)
+        return val is not None and val.ndim > max(rank, 2) and int(val.shape[1]) == 1
 
     def spread(
         self, units: np.ndarray, shape: tuple[int, ...], axis: int, producer: int | None = None

@@ -76,6 +76,13 @@ class LayerOps:
         if weight is None or weight.param is None:
             raise self.refuse(node, "a convolution whose kernel is computed, not a parameter")
         k = self.param_value(weight)
+        if x.units.ndim != k.ndim:  # (channels, *spatial): axis 0 holds the channels, not a batch
+            raise self.refuse(
+                node,
+                f"it reads an unbatched input of shape {tuple(x.units.shape)} (no batch axis); modscope "
+                f"reads batch-first networks: pass an example input with a batch axis, (1, "
+                f"{', '.join(map(str, x.units.shape))})",
+            )
         if transposed:  # (in, out / groups, *kernel) -> (out, in / groups, *kernel)
             cin = k.shape[0]
             k = k.reshape(groups, cin // groups, *k.shape[1:]).swapaxes(1, 2)

@@ -37,23 +37,40 @@ class NormOps:
         out = self.op_batch_norm(node, x, weight, bias, mean, var, False, momentum, eps)
         return [out, None, None]
 
-    def norm_gain(self, node, x: UnitTensor, weight: Any) -> UnitTensor:
-        """A LayerNorm / RMSNorm: its statistics carry no unit, its gain ``|w|`` folds into its readers."""
-        if isinstance(weight, UnitTensor) and weight.param is not None:
-            return self.with_gain(node, x, np.abs(self.param_value(weight)))
-        return self.elementwise(node, [x])
+    def normalised(self, node, x: UnitTensor, per_group: int, gain: np.ndarray | None) -> UnitTensor:
+        """A norm whose statistics run over groups of ``per_group`` consecutive elements (a LayerNorm's
+        normalised shape, a GroupNorm's channels of a group and their positions), then ``gain``.
+
+        Its statistics divide out a gain carried in up to the gain's common size in each group:
+        ``norm(s * z)`` does not change when ``s`` is scaled as a whole, and does when one channel's
+        ``s`` changes against the others'. So the carried gain is kept relative to its root mean
+        square in its group (for iid inputs the group's std is that rms times theirs), then the
+        norm's own ``|gain|`` multiplies it as BatchNorm's does."""
+        out = self.elementwise(node, [x])
+        # its output is no layer's rows any more: a BatchNorm after it scales its readers' columns
+        # (folded into the rows before the norm, the norm's statistics would divide it out)
+        out.producer = None
+        if x.scale is not None:
+            carried = np.broadcast_to(x.scale, x.units.shape).reshape(-1, per_group).astype(np.float64)
+            rms = np.sqrt(np.mean(carried * carried, axis=1, keepdims=True))
+            kept = np.divide(carried, rms, out=np.zeros_like(carried), where=rms > 0)  # all 0: a constant
+            out.scale = kept.reshape(x.units.shape)
+        return out if gain is None else self.with_gain(node, out, gain)
+
+    def norm_gain(self, node, x: UnitTensor, shape: Any, weight: Any) -> UnitTensor:
+        """A LayerNorm / RMSNorm over the trailing ``shape``: its statistics carry no unit, its gain
+        ``|w|`` folds into its readers."""
+        gain = np.abs(self.param_value(weight)) if isinstance(weight, UnitTensor) and weight.param else None
+        return self.normalised(node, x, int(np.prod(shape)), gain)
 
     def op_layer_norm(self, node, x, shape, weight=None, *a):
-        return self.norm_gain(node, x, weight)
+        return self.norm_gain(node, x, shape, weight)
 
     op_rms_norm = op_layer_norm
 
     def op_native_layer_norm(self, node, x, shape, weight=None, *a):
-        return [self.norm_gain(node, x, weight), None, None]
+        return [self.norm_gain(node, x, shape, weight), None, None]
 
     def op_group_norm(self, node, x, groups, weight=None, bias=None, *a):
-        out = self.elementwise(node, [x])
-        if weight is not None:  # the gain per channel replaces any gain carried so far
-            gain = along(np.abs(self.param_value(weight)), x.units.ndim, 1)
-            out.scale = np.broadcast_to(gain, x.units.shape)
-        return out
+        gain = None if weight is None else along(np.abs(self.param_value(weight)), x.units.ndim, 1)
+        return self.normalised(node, x, x.units.size // (x.units.shape[0] * int(groups)), gain)
