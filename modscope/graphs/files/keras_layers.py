@@ -315,7 +315,7 @@ class LayerBuilder:
     ZeroPadding2D = functools.partialmethod(_zero_pad, 2)
 
     def _merge(self, fn: Callable) -> Callable:
-        return lambda xs: [functools.reduce(fn, xs)]  # fn folded over the inputs, first to last
+        return lambda xs: [functools.reduce(fn, xs[1:], xs[0])]  # fn folded over the inputs, first to last
 
     Add = functools.partialmethod(_merge, operator.add)
     Subtract = functools.partialmethod(_merge, operator.sub)
@@ -323,7 +323,7 @@ class LayerBuilder:
     Maximum = functools.partialmethod(_merge, lambda a, b: a.maximum(b))  # torch.maximum
 
     def Average(self) -> Callable:
-        return lambda xs: [functools.reduce(operator.add, xs) / len(xs)]
+        return lambda xs: [functools.reduce(operator.add, xs[1:], xs[0]) / len(xs)]
 
     def Concatenate(self) -> Callable:
         axis = int(self.cfg.get("axis", -1))
