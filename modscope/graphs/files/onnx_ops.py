@@ -680,10 +680,12 @@ _BINARY = {
     "Or": operator.or_,
 }
 
-OPS: dict[str, Callable] = {name: _unary(fn) for name, fn in _UNARY.items()}
-OPS.update({name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()})
-OPS.update({name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()})
-OPS.update({name: _binary(fn) for name, fn in _BINARY.items()})
+OPS: dict[str, Callable] = {
+    **{name: _unary(fn) for name, fn in _UNARY.items()},
+    **{name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()},
+    **{name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()},
+    **{name: _binary(fn) for name, fn in _BINARY.items()},
+}
 OPS.update(
     {
         # elementwise over several inputs, activations with an axis
