@@ -52,8 +52,7 @@ def _external_tensors(model: Any) -> list[Any]:
     """Every tensor of the main graph and its local functions that can hold data."""
     onnx = _onnx()
     tensors = list(model.graph.initializer)
-    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
-    for node in nodes:
+    for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
         for a in node.attribute:
             if a.type == onnx.AttributeProto.TENSOR:
                 tensors.append(a.t)
