@@ -208,8 +208,7 @@ def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict)
     start = tm.get("storage_offset", {})
     offset = start.get("as_int") if isinstance(start, dict) else None
     sizes, strides = _sym_ints(tm.get("sizes"), where), _sym_ints(tm.get("strides"), where)
-    arr = _strided(cache[key], sizes, strides, offset, where, entries.budget)
-    t = torch.from_numpy(arr)
+    t = torch.from_numpy(_strided(cache[key], sizes, strides, offset, where, entries.budget))
     if code == _BFLOAT16:
         t = t.view(torch.bfloat16)
     return torch.nn.Parameter(t, requires_grad=False) if meta.get("is_param") else t
@@ -347,8 +346,6 @@ def read_pt2(path: str | Path) -> Any:
     artifact = serde.SerializedArtifact(json.dumps(program).encode(), state, constants, b"")
     try:
         return serde.deserialize(artifact)
-    except ModscopeError:
-        raise
     except Exception as exc:  # torch's deserializer raises many types on a malformed program
         raise ModscopeError(
             f"{path}: cannot rebuild the exported program (torch {torch.__version__}: "

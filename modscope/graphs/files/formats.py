@@ -23,6 +23,7 @@ the object built on this layout.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -41,8 +42,9 @@ from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "MAX_FILE_BYTES", "STATE_DICT_KEYS",
     "UntrustedPickleWarning", "check_checkpoint_version", "check_file", "check_tensor_sizes",
-    "is_checkpoint_payload", "read_npz", "read_safetensors", "read_state_dict", "safe_torch_load",
-    "symbolic_note", "task_ordered_state_dict", "unreadable", "unwrap_state_dict", "widen_float8",
+    "is_checkpoint_payload", "optional_import", "read_npz", "read_safetensors", "read_state_dict",
+    "safe_torch_load", "symbolic_note", "task_ordered_state_dict", "unreadable", "unwrap_state_dict",
+    "widen_float8",
 ]
 
 CHECKPOINT_FORMAT = "modscope.checkpoint"
@@ -64,6 +66,15 @@ class UntrustedPickleWarning(UserWarning):
 def unreadable(path: str | os.PathLike, what: str, exc: BaseException) -> ModscopeError:
     """The one-line error for a file that is not a readable ``what`` (the reader raised ``exc``)."""
     return ModscopeError(f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})")
+
+
+def optional_import(module: str, install: str) -> Any:
+    """``module`` (a library an extra of modscope installs), or the one-line error ``install`` saying
+    how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModscopeError(install) from None
 
 
 def check_file(path: Path, limit: bool = False) -> None:
@@ -118,11 +129,13 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
 
     path = Path(path)
     check_file(path, limit=True)
-    budget = Budget(str(path))
-    check_zip(path, budget)
+    check_zip(path, Budget(str(path)))
     if trust_pickle:
-        why = f"{path}: loading with trust_pickle: any code pickled in this file runs now"
-        warnings.warn(why, UntrustedPickleWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: loading with trust_pickle: any code pickled in this file runs now",
+            UntrustedPickleWarning,
+            stacklevel=2,
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -258,15 +271,15 @@ def unwrap_state_dict(obj: Any, source: str) -> Mapping[str, Any]:
         tensors = {k: v for k, v in obj.items() if _is_array(v)}
         if tensors:
             return tensors
-        keys = [str(k) for k in obj][:12]
         raise ModscopeError(
             f"{source}: no state_dict of weight tensors found under the usual keys "
-            f"({', '.join(STATE_DICT_KEYS[:6])}, ...); keys seen: {', '.join(keys)}"
+            f"({', '.join(STATE_DICT_KEYS[:6])}, ...); keys seen: {', '.join([str(k) for k in obj][:12])}"
             + (f" ({len(obj)} in all)" if len(obj) > 12 else "")
             + "; save the model's state_dict itself (torch.save(model.state_dict(), path))"
         )
-    what = type(obj).__name__
-    raise ModscopeError(f"{source}: no state_dict of weight tensors found (the file holds a {what})")
+    raise ModscopeError(
+        f"{source}: no state_dict of weight tensors found (the file holds a {type(obj).__name__})"
+    )
 
 
 def read_state_dict(path: str | os.PathLike) -> Mapping[str, Any]:

@@ -34,12 +34,11 @@ from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph, check_build_memory
 from .archives import Entries, open_zip
-from .formats import MAX_FILE_BYTES, check_file, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
 
-_INSTALL = "reading Keras files needs h5py: pip install modscope[keras]"
 _NATURAL = re.compile(r"(\d+)")
 
 
@@ -56,11 +55,7 @@ class KerasFile:
 
 
 def _h5py() -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise ModscopeError(_INSTALL) from None
-    return h5py
+    return optional_import("h5py", "reading Keras files needs h5py: pip install modscope[keras]")
 
 
 def _text(v: Any) -> str:
@@ -310,15 +305,6 @@ def _batch_shape(cfg: dict) -> list | None:
 _LAYER_METHODS = frozenset(n for n in vars(LayerBuilder) if n[:1].isupper())
 
 
-@dataclass
-class _Plan:
-    layers: list[KerasLayer]
-    fns: dict[str, Callable]
-    inputs: list[tuple[str, int, int]]
-    outputs: list[tuple[str, int, int]]
-    sequential: bool
-
-
 def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source: str = "model") -> tuple:
     """``(module, example_input, input_axes)``: a torch module running the Keras model of ``kf``,
     a zero example input of its declared shape (batch 1; ``input_shape`` replaces the first input's
@@ -331,11 +317,10 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
 
     class KerasModule(torch.nn.Module):
         def forward(self, x: Any, *more: Any) -> Any:
-            return run_plan(plan, [x, *more])
+            return run_layers(layers, fns, sequential, inputs, outputs, [x, *more])
 
     module = KerasModule()
     fns = _layer_functions(module, kf, layers, sequential, source)
-    plan = _Plan(layers, fns, inputs, outputs, sequential)
     shapes, dtypes = _declared_inputs(kf, layers, inputs, sequential)
     example, symbolic = [], []
     for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
@@ -347,9 +332,8 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
                 "channels last: 1,H,W,C) or load_graph(path, input_shape=...)"
             )
         symbolic += [f"input {k} axis {j}" for j, d in enumerate(shape) if j > 0 and d is None]
-        dims = _example_dims(shape, source)
         dt = torch.int64 if isinstance(dtype, str) and "int" in dtype else torch.float32
-        example.append(torch.zeros(dims, dtype=dt))
+        example.append(torch.zeros(_example_dims(shape, source), dtype=dt))
     axes = {"x" if k == 0 else f"more_{k - 1}": -1 for k in range(len(example))}  # features last
     try:
         with torch.no_grad():
@@ -397,24 +381,17 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
 
 def _declared_inputs(kf: KerasFile, layers: list, inputs: list, sequential: bool) -> tuple[list, list]:
     """Each input's declared batch shape (None where undeclared; symbolic sizes None) and dtype."""
-    shapes, dtypes = [], []
     if sequential:
         first = layers[0].config if layers else {}
         shape = _batch_shape(first) or (kf.config.get("config") or {}).get("build_input_shape")
         if shape is None and layers and layers[0].cls == "Dense":
             w = kf.weights.get(layers[0].name)
             shape = [None, w[0].shape[0]] if w else None
-        shapes.append(shape)
-        dtypes.append(first.get("dtype") if layers and layers[0].cls == "InputLayer" else None)
-        if layers and layers[0].cls == "Embedding":
-            dtypes[-1] = "int64"
-    else:
-        by_name = {layer.name: layer for layer in layers}
-        for name, _, _ in inputs:
-            cfg = by_name[name].config if name in by_name else {}
-            shapes.append(_batch_shape(cfg))
-            dtypes.append(cfg.get("dtype"))
-    return shapes, dtypes
+        dtype = first.get("dtype") if layers and layers[0].cls == "InputLayer" else None
+        return [shape], ["int64" if layers and layers[0].cls == "Embedding" else dtype]
+    by_name = {layer.name: layer for layer in layers}
+    configs = [by_name[name].config if name in by_name else {} for name, _, _ in inputs]
+    return [_batch_shape(cfg) for cfg in configs], [cfg.get("dtype") for cfg in configs]
 
 
 def _example_dims(shape: Any, source: str) -> list[int]:
@@ -434,22 +411,26 @@ def _example_dims(shape: Any, source: str) -> list[int]:
     return dims
 
 
-def run_plan(plan: _Plan, inputs: list) -> Any:
-    """Run the layers of ``plan`` on the model inputs (Keras layout)."""
-    if plan.sequential:
+def run_layers(
+    layers: list[KerasLayer], fns: dict[str, Callable], sequential: bool, input_refs: list, output_refs: list,
+    inputs: list,
+) -> Any:
+    """Run ``layers`` (``fns``: each one's function) on the model ``inputs`` (Keras layout): one
+    after the other (``sequential``), or each call on the tensors it reads (``input_refs`` and
+    ``output_refs``: the model's input and output tensors, as ``(layer, call, index)``)."""
+    if sequential:
         x = inputs[0]
-        for layer in plan.layers:
-            x = plan.fns[layer.name]([x])[0]
+        for layer in layers:
+            x = fns[layer.name]([x])[0]
         return x
-    values: dict[tuple[str, int, int], Any] = {ref: t for ref, t in zip(plan.inputs, inputs, strict=True)}
-    for layer in plan.layers:
-        if layer.name not in plan.fns:
+    values: dict[tuple[str, int, int], Any] = {ref: t for ref, t in zip(input_refs, inputs, strict=True)}
+    for layer in layers:
+        if layer.name not in fns:
             continue
         for call, refs in enumerate(layer.calls):
-            args = [values[r] for r in refs]
-            for index, out in enumerate(plan.fns[layer.name](args)):
+            for index, out in enumerate(fns[layer.name]([values[r] for r in refs])):
                 values[(layer.name, call, index)] = out
-    outs = tuple(values[r] for r in plan.outputs)
+    outs = tuple(values[r] for r in output_refs)
     return outs[0] if len(outs) == 1 else outs
 
 

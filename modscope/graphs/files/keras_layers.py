@@ -114,24 +114,18 @@ class LayerBuilder:
         holder.register_parameter(parts[-1], torch.nn.Parameter(value, requires_grad=False))
         return lambda: holder._parameters[parts[-1]]
 
-    def submodule(self, module: Any) -> Any:
-        self.module.add_module(self.prefix, module)
-        return module
-
     def data_format_last(self) -> bool:
         return (self.cfg.get("data_format") or "channels_last") == "channels_last"
 
     # each returns f(inputs: list[Tensor]) -> list[Tensor]
     def Dense(self) -> Callable:
-        F = self.torch.nn.functional
         w = self.param("weight", self.role("kernel", 0).T)
         b = self.param("bias", self.role("bias", 1)) if self.cfg.get("use_bias", True) else None
         act = activation(self.cfg.get("activation"), self.where)
-        return lambda xs: [act(F.linear(xs[0], w(), _get(b)))]
+        return lambda xs: [act(self.torch.nn.functional.linear(xs[0], w(), _get(b)))]
 
     def _conv(self, n: int, depthwise: bool = False, separable: bool = False) -> Callable:
-        F = self.torch.nn.functional
-        fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+        fn = getattr(self.torch.nn.functional, f"conv{n}d")
         kernel_size = _tuple(self.cfg.get("kernel_size"), n)
         strides = _tuple(self.cfg.get("strides", 1), n)
         dilation = _tuple(self.cfg.get("dilation_rate", 1), n)
@@ -188,7 +182,6 @@ class LayerBuilder:
         return gamma, beta, i
 
     def BatchNormalization(self) -> Callable:
-        F = self.torch.nn.functional
         axis = self.cfg.get("axis", -1)
         axis = axis[0] if isinstance(axis, list) else int(axis)
         gamma, beta, i = self._scale_center()
@@ -201,13 +194,14 @@ class LayerBuilder:
             a = axis % x.ndim
             if a != 1:
                 x = x.movedim(a, 1)
-            y = F.batch_norm(x, mean(), var(), _get(gamma), _get(beta), False, 0.0, eps)
+            y = self.torch.nn.functional.batch_norm(
+                x, mean(), var(), _get(gamma), _get(beta), False, 0.0, eps
+            )
             return [y.movedim(1, a) if a != 1 else y]
 
         return run
 
     def LayerNormalization(self) -> Callable:
-        F = self.torch.nn.functional
         axis = self.cfg.get("axis", -1)
         axes = [int(a) for a in axis] if isinstance(axis, list) else [int(axis)]
         if len(axes) != 1:
@@ -219,7 +213,7 @@ class LayerBuilder:
             x = xs[0]
             if axes[0] % x.ndim != x.ndim - 1:
                 raise self.refuse("normalisation over an axis other than the last")
-            return [F.layer_norm(x, [x.shape[-1]], _get(gamma), _get(beta), eps)]
+            return [self.torch.nn.functional.layer_norm(x, [x.shape[-1]], _get(gamma), _get(beta), eps)]
 
         return run
 
@@ -267,12 +261,11 @@ class LayerBuilder:
         return lambda xs: [xs[0].permute(0, *dims)]
 
     def _pool(self, n: int, kind: str) -> Callable:
-        F = self.torch.nn.functional
         size = _tuple(self.cfg.get("pool_size", 2), n)
         strides = _tuple(self.cfg.get("strides") or size, n)
         padding = self.cfg.get("padding", "valid")
         last = self.data_format_last()
-        fn = getattr(F, f"{kind}_pool{n}d")
+        fn = getattr(self.torch.nn.functional, f"{kind}_pool{n}d")
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
@@ -315,25 +308,14 @@ class LayerBuilder:
             pads = [(int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1])) for p in raw]
             if n == 1 and len(raw) == 2 and all(isinstance(p, int) for p in raw):
                 pads = [(int(raw[0]), int(raw[1]))]
-        last = self.data_format_last()
-
-        def run(xs: list) -> list:
-            y, _ = pad_by_concat(xs[0], pads, 0.0, first_axis=1 if last else 2)
-            return [y]
-
-        return run
+        first_axis = 1 if self.data_format_last() else 2
+        return lambda xs: [pad_by_concat(xs[0], pads, 0.0, first_axis=first_axis)[0]]
 
     ZeroPadding1D = functools.partialmethod(_zero_pad, 1)
     ZeroPadding2D = functools.partialmethod(_zero_pad, 2)
 
     def _merge(self, fn: Callable) -> Callable:
-        def run(xs: list) -> list:
-            out = xs[0]
-            for x in xs[1:]:
-                out = fn(out, x)
-            return [out]
-
-        return run
+        return lambda xs: [functools.reduce(fn, xs[1:], xs[0])]  # fn folded over the inputs, first to last
 
     Add = functools.partialmethod(_merge, operator.add)
     Subtract = functools.partialmethod(_merge, operator.sub)
@@ -341,8 +323,7 @@ class LayerBuilder:
     Maximum = functools.partialmethod(_merge, lambda a, b: a.maximum(b))  # torch.maximum
 
     def Average(self) -> Callable:
-        add = self._merge(operator.add)
-        return lambda xs: [add(xs)[0] / len(xs)]
+        return lambda xs: [functools.reduce(operator.add, xs[1:], xs[0]) / len(xs)]
 
     def Concatenate(self) -> Callable:
         axis = int(self.cfg.get("axis", -1))
@@ -375,9 +356,10 @@ class LayerBuilder:
 
     def _rnn_module(self, kind: str, parts: list) -> Any:
         """The torch layer of ``parts`` (`_recurrent`'s, one per direction), registered."""
-        units = parts[0][4]
         cls = "RNN" if kind == "SimpleRNN" else kind
-        return self.submodule(recurrent_module(cls, units, [p[:4] for p in parts], batch_first=True))
+        module = recurrent_module(cls, parts[0][4], [p[:4] for p in parts], batch_first=True)
+        self.module.add_module(self.prefix, module)
+        return module
 
     def _rnn(self, kind: str) -> Callable:
         cfg = self.cfg

@@ -81,8 +81,7 @@ def _converter(c: Call) -> Any:
     """onnx2torch's converter for ``c``'s op at the model's opset; a one-line refusal without one."""
     node = c.node.name or c.index
     what = f"{c.runner.source}: ONNX op {c.op} (node {node}) is not supported by modscope's ONNX reader"
-    o2t = _onnx2torch()
-    if o2t is None:
+    if _onnx2torch() is None:
         raise ModscopeError(f"{what}; onnx2torch, which reads more ops, is not installed: {INSTALL}")
     from onnx2torch.node_converters.registry import get_converter
 
@@ -140,8 +139,9 @@ def library_op(c: Call) -> Any:
         except ModscopeError:
             raise
         except Exception as exc:
-            why = f"{type(exc).__name__}: {first_line(exc)}"
-            raise c.refuse(f"onnx2torch cannot convert it ({why})") from None
+            raise c.refuse(
+                f"onnx2torch cannot convert it ({type(exc).__name__}: {first_line(exc)})"
+            ) from None
         module, inputs = result.torch_module, tuple(result.onnx_mapping.inputs)
         if c.op == "Pad" and type(module).__name__ == "OnnxPadDynamic" and all(
             c.is_static(i) for i in range(1, len(c.inputs)) if c.has(i)

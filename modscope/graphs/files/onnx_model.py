@@ -35,21 +35,16 @@ import numpy as np
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
 __all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
 
 READING = "an ONNX model, traced"
-_INSTALL = "reading ONNX models needs the onnx package: pip install modscope[onnx]"
 
 
 def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ModscopeError(_INSTALL) from None
-    return onnx
+    return optional_import("onnx", "reading ONNX models needs the onnx package: pip install modscope[onnx]")
 
 
 # -- reading the file --------------------------------------------------------------------------------
@@ -57,8 +52,7 @@ def _external_tensors(model: Any) -> list[Any]:
     """Every tensor of the main graph and its local functions that can hold data."""
     onnx = _onnx()
     tensors = list(model.graph.initializer)
-    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
-    for node in nodes:
+    for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
         for a in node.attribute:
             if a.type == onnx.AttributeProto.TENSOR:
                 tensors.append(a.t)
@@ -177,8 +171,7 @@ def onnx_graph(
     """
     from ..tracing import trace_graph
 
-    model = read_onnx(path)
-    module, example = onnx_module(model, input_shape, str(path))
+    module, example = onnx_module(read_onnx(path), input_shape, str(path))
     try:
         graph = trace_graph(module, example, kernel_norm=kernel_norm)
     except ModscopeError as exc:

@@ -32,14 +32,12 @@ _BIG = 2**62  # Slice ends beyond this mean "to the end"
 
 def sanitise(name: str) -> str:
     """A dotted name whose parts are Python identifiers' characters (others become ``_``)."""
-    parts = [re.sub(r"\W", "_", p) or "_" for p in name.split(".")]
-    return ".".join(parts)
+    return ".".join(re.sub(r"\W", "_", p) or "_" for p in name.split("."))
 
 
 def module_path(node: Any) -> str:
     """The torch module that made ``node``, as the exporter recorded it ('' if unknown)."""
-    meta = {p.key: p.value for p in node.metadata_props}
-    scopes = meta.get("pkg.torch.onnx.name_scopes")
+    scopes = {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes")
     if scopes:
         names = [m.group(1) for m in _SCOPE.finditer(scopes[:10_000])]
         return sanitise(names[-2]) if len(names) >= 3 and names[-2] else ""
@@ -85,8 +83,9 @@ class Call:
         return self.attrs.get(name, default)
 
     def refuse(self, why: str) -> ModscopeError:
-        where = f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}"
-        return ModscopeError(f"{where}: {why}")
+        return ModscopeError(
+            f"{self.runner.source}: ONNX {self.op} node {self.node.name or self.index}: {why}"
+        )
 
     # inputs
     def has(self, i: int) -> bool:
@@ -250,23 +249,27 @@ def _spatial_pads(c: Call, x: Any, kernel: list[int], strides: list[int], dilati
     return [(pads[i], pads[i + n]) for i in range(n)]
 
 
+def _spatial_axes(c: Call, ndim: int, refusal: str) -> int:
+    """The spatial axes of a ``(batch, channels, spatial...)`` tensor (or kernel) of ``ndim`` axes:
+    1 to 3, else refused (``refusal`` formatted with ``n``, their number, and ``ndim``)."""
+    if ndim - 2 not in (1, 2, 3):
+        raise c.refuse(refusal.format(n=ndim - 2, ndim=ndim))
+    return ndim - 2
+
+
 def _conv(c: Call) -> Any:
-    F = c.torch.nn.functional
     x = c.t(0)
     w = c.weight(1, "weight")
-    n = w.ndim - 2
-    if n not in (1, 2, 3):
-        raise c.refuse(f"a {n}-D convolution")
+    n = _spatial_axes(c, w.ndim, "a {n}-D convolution")
     kernel = list(c.attr("kernel_shape", w.shape[2:]))
     strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
     x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), 0.0)
     bias = c.weight(2, "bias") if c.has(2) else None
-    fn = (F.conv1d, F.conv2d, F.conv3d)[n - 1]
+    fn = getattr(c.torch.nn.functional, f"conv{n}d")
     return fn(x, w, bias, strides, pad, dilations, int(c.attr("group", 1)))
 
 
 def _conv_transpose(c: Call) -> Any:
-    F = c.torch.nn.functional
     x = c.t(0)
     w = c.weight(1, "weight")
     n = w.ndim - 2
@@ -278,16 +281,14 @@ def _conv_transpose(c: Call) -> Any:
     bias = c.weight(2, "bias") if c.has(2) else None
     strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
     out_pads = list(c.attr("output_padding", [0] * n))
-    fn = getattr(F, f"conv_transpose{n}d")
+    fn = getattr(c.torch.nn.functional, f"conv_transpose{n}d")
     return fn(x, w, bias, strides, pads[:n], out_pads, int(c.attr("group", 1)), dilations)
 
 
 def _pool(kind: str) -> Callable:
     def run(c: Call) -> Any:
         x = c.t(0)
-        n = x.ndim - 2
-        if n not in (1, 2, 3):
-            raise c.refuse(f"{n}-D pooling")
+        n = _spatial_axes(c, x.ndim, "{n}-D pooling")
         if c.n_out > 1 and c.node.output[1]:
             raise c.refuse("pooling indices are not read")
         kernel = list(c.attr("kernel_shape"))
@@ -307,12 +308,9 @@ def _pool(kind: str) -> Callable:
 
 def _global_pool(kind: str) -> Callable:
     def run(c: Call) -> Any:
-        F = c.torch.nn.functional
         x = c.t(0)
-        n = x.ndim - 2
-        if n not in (1, 2, 3):
-            raise c.refuse(f"{n}-D global pooling")
-        return getattr(F, f"adaptive_{kind}_pool{n}d")(x, 1)
+        n = _spatial_axes(c, x.ndim, "{n}-D global pooling")
+        return getattr(c.torch.nn.functional, f"adaptive_{kind}_pool{n}d")(x, 1)
 
     return run
 
@@ -537,9 +535,7 @@ def _resize(c: Call) -> Any:
     from ``sizes`` or ``scales`` (the ONNX rule: floor(size * scale))."""
     F = c.torch.nn.functional
     x = c.t(0)
-    n = x.ndim - 2
-    if n not in (1, 2, 3):
-        raise c.refuse(f"resizing a {x.ndim}-D tensor")
+    n = _spatial_axes(c, x.ndim, "resizing a {ndim}-D tensor")
     scales_at = 1 if c.op == "Upsample" or c.runner.opset < 11 else 2
     if c.has(3) and c.array(3).size:
         size = _per_axis(c, x, [float(v) for v in c.ints(3)], "sizes", [float(d) for d in x.shape])
@@ -589,20 +585,23 @@ def _range(c: Call) -> Any:
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------
-# ONNX gate blocks -> torch's: LSTM i, o, f, c -> i, f, g, o; GRU z, r, h -> r, z, n
-_GATES = {"LSTM": (4, [0, 2, 3, 1]), "GRU": (3, [1, 0, 2]), "RNN": (1, [0])}
+# ONNX gate blocks -> torch's: LSTM i, o, f, c -> i, f, g, o; GRU z, r, h -> r, z, n; and the
+# activations torch's cells use (per direction)
+_GATES = {
+    "LSTM": (4, [0, 2, 3, 1], ["Sigmoid", "Tanh", "Tanh"]),
+    "GRU": (3, [1, 0, 2], ["Sigmoid", "Tanh"]),
+    "RNN": (1, [0], ["Tanh"]),
+}
 
 
 def _recurrent(c: Call) -> Any:
-    torch = c.torch
     op = c.op
-    gates, order = _GATES[op]
+    gates, order, default = _GATES[op]
     hidden = int(c.attr("hidden_size"))
     direction = c.attr("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
     if c.attr("clip") is not None or c.attr("input_forget", 0):
         raise c.refuse("clipped cells or coupled input-forget gates are not read")
-    default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}[op]
     acts = list(c.attr("activations", [])) or default * dirs
     if [a.decode() if isinstance(a, bytes) else a for a in acts] not in (default * dirs, default):
         raise c.refuse(f"activations {acts} (torch's {op} uses {default})")
@@ -642,7 +641,7 @@ def _recurrent(c: Call) -> Any:
         x = x.flip(0)
     hx = states[0]
     if op == "LSTM" and any(s is not None for s in states):  # torch takes both states: a missing one is 0
-        hx = tuple(torch.zeros(dirs, x.shape[1], hidden, dtype=x.dtype) if s is None else s for s in states)
+        hx = tuple(c.torch.zeros(dirs, x.shape[1], hidden, dtype=x.dtype) if s is None else s for s in states)
     y, h = module(x, hx)
     finals = list(h) if op == "LSTM" else [h]
     if direction == "reverse":
@@ -681,10 +680,12 @@ _BINARY = {
     "Or": operator.or_,
 }
 
-OPS: dict[str, Callable] = {name: _unary(fn) for name, fn in _UNARY.items()}
-OPS.update({name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()})
-OPS.update({name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()})
-OPS.update({name: _binary(fn) for name, fn in _BINARY.items()})
+OPS: dict[str, Callable] = {
+    **{name: _unary(fn) for name, fn in _UNARY.items()},
+    **{name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()},
+    **{name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()},
+    **{name: _binary(fn) for name, fn in _BINARY.items()},
+}
 OPS.update(
     {
         # elementwise over several inputs, activations with an axis

@@ -166,8 +166,7 @@ def guess_example(module: Any) -> tuple[Any, str]:
             f"pass --input-shape (or --data): the first layer with weights is a {kind}, whose input "
             "shape cannot be known"
         )
-    how = "example input " + ",".join(map(str, shape)) + f": {how}"
-    return torch.zeros(shape, dtype=dtype), how
+    return torch.zeros(shape, dtype=dtype), "example input " + ",".join(map(str, shape)) + f": {how}"
 
 
 def build_model(
