@@ -38,6 +38,7 @@ from ..graphs.tracing.incidence import ParameterMap, map_parameters
 from ..graphs.tracing.interpreter import Interpreter, op_name
 from ..graphs.tracing.unit_table import UnitTensor
 from ..graphs.weight_graph import WeightGraph
+from ..runtime.modules import eval_mode
 from .bimt import _reorder
 
 __all__ = ["PermutableGroup", "Slice", "UnitGroups", "permutable_groups", "permute"]
@@ -153,12 +154,10 @@ class _Recorder(Interpreter):
             units = self.features(node, acts[0], -1)[0]
             for p in params:
                 self.note_axis(p, units)
-        elif op == "group_norm" and acts:
-            self.opaque_use(node, op, params, acts)  # groups of channels share statistics
         elif op in _ELEMENTWISE and acts and isinstance(first, UnitTensor):
             for p in params:
                 self.note_elementwise(node, op, p, first)
-        elif acts:
+        elif acts:  # any other op (group_norm: groups of channels share statistics)
             self.opaque_use(node, op, params, acts)
 
     # -- what each use indexes ------------------------------------------------------------------
@@ -169,15 +168,14 @@ class _Recorder(Interpreter):
         name, index = p.param
         full = tuple(self.tensors[name].shape)
         flat = np.arange(int(np.prod(full))) if index is None else np.asarray(index).reshape(-1)
-        if flat.size != units.size:
-            return
-        at = np.full(int(np.prod(full)), -1, dtype=np.int64)
-        at[flat] = units
-        self.note_tensor(name, full, at)
+        if flat.size == units.size:
+            self.note_tensor(name, full, flat, units)
 
-    def note_tensor(self, name: str, shape: tuple[int, ...], at: np.ndarray) -> None:
-        """``at``: the raw unit of every entry of the flattened tensor (-1: none). Units varying
-        along one axis only become a use of that axis; else the tensor is opaque."""
+    def note_tensor(self, name: str, shape: tuple[int, ...], flat: np.ndarray, units: np.ndarray) -> None:
+        """``units[i]``: the raw unit of entry ``flat[i]`` of the flattened tensor (other entries: none).
+        Units varying along one axis only become a use of that axis; else the tensor is opaque."""
+        at = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+        at[flat] = units
         grid = at.reshape(shape) if shape else at.reshape(())
         if not (grid >= 0).any():
             return
@@ -203,12 +201,10 @@ class _Recorder(Interpreter):
         units = self.builder.roots(out.units.reshape(-1))
         has = units >= 0
         pairs = np.unique(np.stack([idx[has], units[has]]), axis=1)
-        entries, counts = np.unique(pairs[0], return_counts=True)
-        if counts.size and counts.max() > 1:
-            return  # shared by several units: unchanged by any permutation of them (checked later)
-        at = np.full(int(np.prod(full)), -1, dtype=np.int64)
-        at[pairs[0]] = pairs[1]
-        self.note_tensor(name, full, at)
+        counts = np.unique(pairs[0], return_counts=True)[1]
+        # an entry shared by several units indexes none: unchanged by any permutation of them (checked later)
+        if counts.size == 0 or counts.max() == 1:
+            self.note_tensor(name, full, pairs[0], pairs[1])
 
     def note_layer(self, node, op: str, args: list, out: Any) -> None:
         """Biases of layers with weights (their weights are the tracer's blocks)."""
@@ -322,12 +318,6 @@ def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return dict(model.state_dict(keep_vars=True))
 
 
-def _canonical(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    """Each name -> the first name of the same tensor (tied weights are permuted once)."""
-    first: dict[int, str] = {}
-    return {name: first.setdefault(id(t), name) for name, t in tensors.items()}
-
-
 def permutable_groups(
     model: nn.Module,
     example_input: Any,
@@ -365,8 +355,7 @@ def permutable_groups(
     groups = []
     for g in sorted(set(slices) - fixed_idx - set(refused)):
         heads = g in keys.heads
-        offsets = graph.offsets
-        nodes = keys.heads[g] if heads else np.arange(offsets[g], offsets[g + 1])[:, None]
+        nodes = keys.heads[g] if heads else np.arange(graph.offsets[g], graph.offsets[g + 1])[:, None]
         groups.append(PermutableGroup(g, names[g], int(nodes.shape[0]), nodes, tuple(slices[g]), heads))
     if verify:
         groups = _verified(model, example_input, kwargs, groups, refused, seed)
@@ -380,10 +369,8 @@ def permutable_groups(
 def _fixed(interp: _Recorder, graph: WeightGraph) -> dict[str, str]:
     """The groups that stay in place: the network's inputs (the data's order) and outputs (the
     targets')."""
-    fixed: dict[str, str] = {}
-    for g, kind in enumerate(graph.group_kinds):
-        if kind == "input":
-            fixed[graph.group_names[g]] = "the network's input"
+    fixed = {graph.group_names[g]: "the network's input" for g, kind in enumerate(graph.group_kinds)
+             if kind == "input"}
     outs = [np.ravel(o) for o in interp.output_units]
     outs = np.concatenate(outs) if outs else np.empty(0, dtype=np.int64)
     nodes = interp.builder.node_of[outs[outs >= 0]]
@@ -446,7 +433,8 @@ class _Keys:
 def _per_axis(keys: _Keys, tensors: dict[str, torch.Tensor], uses: list) -> dict[tuple[str, int], tuple]:
     """One ``(group, unit, sub-slot)`` per entry of each (tensor, axis); tied or repeated uses must
     agree (a tensor read as two orders of one group is refused)."""
-    canonical = _canonical(tensors)
+    first: dict[int, str] = {}  # each name -> the first name of the same tensor (tied: permuted once)
+    canonical = {name: first.setdefault(id(t), name) for name, t in tensors.items()}
     per_axis: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, axis, raw in uses:
         if name not in tensors:
@@ -496,31 +484,25 @@ def _verified(
 ) -> list[PermutableGroup]:
     """The groups whose random permutation leaves the output on the example input unchanged."""
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     rng = np.random.default_rng(seed)
     kept = []
-    try:
-        with torch.no_grad():
-            base = _flat_output(model(*args, **(kwargs or {})))
-            for grp in groups:
-                order = rng.permutation(grp.size)
-                permute(model, grp, order)
-                try:
-                    out = _flat_output(model(*args, **(kwargs or {})))
-                finally:
-                    permute(model, grp, np.argsort(order))
-                tol = 1e-4 * (1.0 + float(base.abs().max()))
-                if out.shape == base.shape and float((out - base).abs().max()) <= tol:
-                    kept.append(grp)
-                else:
-                    refused.setdefault(
-                        grp.group, "permuting it changes the output on the example input (an op reads "
-                        "its units in an order the tracer does not follow)"
-                    )
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model, no_grad=True):  # every module's own mode given back at the end
+        base = _flat_output(model(*args, **(kwargs or {})))
+        for grp in groups:
+            order = rng.permutation(grp.size)
+            permute(model, grp, order)
+            try:
+                out = _flat_output(model(*args, **(kwargs or {})))
+            finally:
+                permute(model, grp, np.argsort(order))
+            tol = 1e-4 * (1.0 + float(base.abs().max()))
+            if out.shape == base.shape and float((out - base).abs().max()) <= tol:
+                kept.append(grp)
+            else:
+                refused.setdefault(
+                    grp.group, "permuting it changes the output on the example input (an op reads "
+                    "its units in an order the tracer does not follow)"
+                )
     return kept
 
 
