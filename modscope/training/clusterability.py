@@ -164,22 +164,16 @@ def _gram(M: Sequence[torch.Tensor], side: Sequence[int], n_layers: int) -> torc
     return torch.cat([torch.cat([block(s, s2) for s2 in side], 1) for s in side], 0)
 
 
-def _prepare(weights: Sequence[torch.Tensor]):
-    """``(a, d, dinv, M)``: ``|W|``, degrees, ``d^-1/2`` and the scaled blocks, per layer."""
-    a = [w.abs() for w in weights]
-    d = _degrees(a)
-    dinv = [_inv_sqrt(x) for x in d]
-    M = [m * dinv[l + 1][:, None] * dinv[l][None, :] for l, m in enumerate(a)]
-    return a, d, dinv, M
-
-
 def _side_gram(weights: Sequence[torch.Tensor], n: int):
     """``(widths, side, M, G, keep)``: the chain's widths, the layers of the smaller side, the scaled
     blocks and that side's Gram matrix over its active units (``keep``: ``(side units,)`` bool, which
     are active); refuses in one line fewer than ``n`` active units."""
     widths = _widths(weights)
     side = gram_side_layers(widths)
-    _, d, _, M = _prepare(weights)
+    a = [w.abs() for w in weights]
+    d = _degrees(a)  # degrees, d^-1/2 and the scaled blocks, per layer
+    dinv = [_inv_sqrt(x) for x in d]
+    M = [m * dinv[l + 1][:, None] * dinv[l][None, :] for l, m in enumerate(a)]
     G = _gram(M, side, len(widths))
     keep = torch.cat([d[s] > 0 for s in side])
     m = int(keep.sum())
