@@ -424,8 +424,7 @@ class SpectralClusterability(Regulariser):
             self._z = laplacian_eigenvectors(weights, self.eigs + 1, weights[0].dtype)[1]
             self._active = active
             self.refreshes += 1
-        value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
-        self.value = value
+        self.value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
         for w, g in zip(weights, grads, strict=True):  # grad += lam * g * sign(w)
             _add_grad(w, g.mul_(w.sign()), 1.0)
         if self.every > 1:  # follow the moving eigenvectors until the next refresh

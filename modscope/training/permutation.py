@@ -52,6 +52,7 @@ _LAST_AXIS_NORM = frozenset({"layer_norm", "native_layer_norm", "rms_norm"})
 _ELEMENTWISE = frozenset("add add_ sub sub_ rsub mul mul_ div div_".split())
 _ATTENTION = frozenset({"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu"})
 _Q, _K, _V = 0, 1, 2  # a head member's role
+_BIAS = {"linear": (2, -1), "addmm": (0, -1), "conv": (2, 1)}  # its bias's argument, the features' axis
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,12 +211,9 @@ class _Recorder(Interpreter):
         """Biases of layers with weights (their weights are the tracer's blocks)."""
         if not isinstance(out, UnitTensor):
             return
-        if op == "linear" and len(args) > 2:
-            self.note_axis(args[2], self.features(node, out, -1)[0])
-        elif op == "addmm":
-            self.note_axis(args[0], self.features(node, out, -1)[0])
-        elif "conv" in op and len(args) > 2:
-            self.note_axis(args[2], self.features(node, out, 1)[0])
+        bias = _BIAS.get("conv" if "conv" in op else op)
+        if bias is not None and len(args) > bias[0]:
+            self.note_axis(args[bias[0]], self.features(node, out, bias[1])[0])
         elif op in ("lstm", "gru", "rnn_tanh", "rnn_relu") and len(args) > 3:
             per = 4 if args[3] else 2
             plist = list(args[2])
@@ -308,8 +306,7 @@ def _weight_uses(interp: _Recorder, params: dict[str, Any]) -> tuple[list, dict[
         if shape[axis] != src.size or dst.size == 0 or shape[row] % dst.size:
             unplaced[blk.name] = f"its shape {shape} does not match the units it joins"
             continue
-        uses.append((blk.name, row, dst[np.arange(shape[row]) % dst.size]))
-        uses.append((blk.name, axis, src))
+        uses += [(blk.name, row, dst[np.arange(shape[row]) % dst.size]), (blk.name, axis, src)]
     return uses, unplaced
 
 

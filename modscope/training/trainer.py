@@ -572,8 +572,7 @@ def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None,
     for strategy in strategies:  # BIMT: threshold, connection cost, swaps
         metrics.update(strategy.finish(model))
     seconds = time.perf_counter() - start
-    model.eval()
-    metrics.update(evaluate(task, model, bimt_state, dev))
+    metrics.update(evaluate(task, model, bimt_state, dev))  # in eval mode
     metrics.update(steps=cfg.steps + cfg.prune_steps, sparsity=weight_sparsity(model))
     ckpt = Checkpoint(
         architecture=model.arch,
