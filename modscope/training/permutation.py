@@ -264,6 +264,7 @@ class _Recorder(Interpreter):
         if a_has and b_has and a.param is None and b.param is None:  # q @ k^T
             self.products[node.name] = (self._heads(a.units, -1), self._heads(b.units, -2))
         elif b_has and not a_has and b.param is None:  # scores @ v: find the q @ k^T behind the scores
+            q = k = np.empty((0, 0), np.int64)  # none found: the heads are unknown
             seen, todo = set(), deque([node.args[0]])
             while todo:
                 n = todo.popleft()
@@ -272,11 +273,9 @@ class _Recorder(Interpreter):
                 seen.add(n.name)
                 if n.name in self.products:
                     q, k = self.products[n.name]
-                    self.attention.append((q, k, self._heads(b.units, -1), self.where(node)))
-                    return
+                    break
                 todo.extend(n.all_input_nodes)
-            v = self._heads(b.units, -1)
-            self.attention.append((np.empty((0, 0), np.int64),) * 2 + (v, self.where(node)))
+            self.attention.append((q, k, self._heads(b.units, -1), self.where(node)))
 
     def note_heads(self, node, q: Any, k: Any, v: Any) -> None:
         if all(isinstance(t, UnitTensor) for t in (q, k, v)) and v.units.ndim >= 3:
