@@ -520,8 +520,7 @@ class BIMT(_State):
                 current[t], current[other] = rows[i, best], column[other]
             order[j], order[best] = order[best], order[j]
             where[order[j]], where[order[best]] = j, best
-            stats.swaps += 1
-            stats.cost_change += float(d[best])
+            stats += SwapStats(1, float(d[best]))
         if stats.swaps and not brute:
             self.permute(model, l, torch.tensor(order, device=rows.device), optimizer)
         return stats

@@ -240,8 +240,7 @@ class GraphBIMT(_State):
             idx[a], idx[b] = b, a
             W.copy_(W[idx][:, idx])
             order[[j, best]] = order[[best, j]]
-            stats.swaps += 1
-            stats.cost_change += float(d[best])
+            stats += SwapStats(1, float(d[best]))
         if stats.swaps:
             permute(model, grp, order, optimizer)
             self.perms[g] = self.perms[g][order]

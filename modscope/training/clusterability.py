@@ -246,9 +246,7 @@ def laplacian_eigenvectors(
     sigma = s2.clamp_min(0.0).sqrt()
     full = G.new_zeros(keep.numel(), n)
     full[keep] = V
-    z: list[torch.Tensor | None] = [None] * n_layers
-    for s, block in zip(side, torch.split(full, [widths[s] for s in side]), strict=True):
-        z[s] = block
+    z = dict(zip(side, torch.split(full, [widths[s] for s in side]), strict=True))  # layer -> (n_l, n)
     null = s2 <= m * torch.finfo(s2.dtype).eps  # a null vector of B: eigenvalue 0 of N, u = 0
     scale = torch.where(null, torch.zeros_like(sigma), 1.0 / torch.where(null, torch.ones_like(sigma), sigma))
     for t in range(n_layers):
@@ -259,11 +257,9 @@ def laplacian_eigenvectors(
             u += M[t - 1] @ z[t - 1]
         if t < n_layers - 1:
             u += M[t].T @ z[t + 1]
-        z[t] = u * scale
+        z[t] = u * scale * math.sqrt(0.5)  # normalised: [u; v] / sqrt 2
     root = torch.where(null, torch.ones_like(sigma), torch.full_like(sigma, math.sqrt(0.5)))
-    for t in range(n_layers):
-        z[t] = z[t] * (root if t in side else math.sqrt(0.5))
-    return 1.0 - sigma, z  # type: ignore[return-value]
+    return 1.0 - sigma, [z[t] * root if t in side else z[t] for t in range(n_layers)]
 
 
 @torch.no_grad()

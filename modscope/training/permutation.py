@@ -147,13 +147,10 @@ class _Recorder(Interpreter):
         acts = [a for a in flat if isinstance(a, UnitTensor) and a.param is None and (a.units >= 0).any()]
         if op in _WEIGHTED:
             self.note_layer(node, op, args, first)
-        elif op in _BATCH_NORM and acts:
-            units = self.features(node, acts[0], 1)[0]
-            for p in args[1:5]:
-                self.note_axis(p, units)
-        elif op in _LAST_AXIS_NORM and acts:
-            units = self.features(node, acts[0], -1)[0]
-            for p in params:
+        elif (op in _BATCH_NORM or op in _LAST_AXIS_NORM) and acts:
+            batch = op in _BATCH_NORM  # its channels on axis 1; its weight, bias and running statistics
+            units = self.features(node, acts[0], 1 if batch else -1)[0]
+            for p in args[1:5] if batch else params:
                 self.note_axis(p, units)
         elif op in _ELEMENTWISE and acts and isinstance(first, UnitTensor):
             for p in params:
