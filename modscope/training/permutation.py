@@ -306,11 +306,6 @@ def _weight_uses(interp: _Recorder, params: dict[str, Any]) -> tuple[list, dict[
     return uses, unplaced
 
 
-def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer by every name it has (tied tensors under each)."""
-    return dict(model.state_dict(keep_vars=True))
-
-
 def permutable_groups(
     model: nn.Module,
     example_input: Any,
@@ -331,7 +326,7 @@ def permutable_groups(
     interp = _Recorder(program, "1", False, None)
     interp.module = model
     graph = interp.run()
-    tensors = _tensors(model)
+    tensors = model.state_dict(keep_vars=True)  # every parameter and buffer by every name (tied: each)
     names = graph.group_names
     fixed = _fixed(interp, graph)
     refused: dict[int, str] = {}
@@ -523,7 +518,7 @@ def permute(
     order = np.asarray(order.cpu() if torch.is_tensor(order) else order, dtype=np.int64)
     if order.shape != (group.size,) or not np.array_equal(np.sort(order), np.arange(group.size)):
         raise ModscopeError(f"a permutation of group {group.name} needs the {group.size} units in some order")
-    tensors = _tensors(model)
+    tensors = model.state_dict(keep_vars=True)
     for s in group.slices:
         t = tensors[s.tensor]
         _reorder(t, s.axis, torch.as_tensor(s.gather(order, t.shape[s.axis]), device=t.device), optimizer)
