@@ -120,11 +120,9 @@ class BIMTConfig:
         """The task's BIMT defaults (``task.defaults['bimt_*']``), then non-None ``overrides``."""
         names = [f.name for f in fields(cls)]
         defaults = getattr(task, "defaults", None) or {}
-        values = {}
-        for name in names[:-1]:  # every option but lambda_phases
-            key = "bimt_lambda" if name == "lam" else f"bimt_{name}"
-            if defaults.get(key) is not None:
-                values[name] = defaults[key]
+        # every option but lambda_phases, by its task default's key
+        keys = {name: "bimt_lambda" if name == "lam" else f"bimt_{name}" for name in names[:-1]}
+        values = {name: defaults[key] for name, key in keys.items() if defaults.get(key) is not None}
         unknown = set(overrides) - set(names)
         if unknown:
             raise ModscopeError(f"unknown BIMT option(s): {', '.join(sorted(unknown))}")
@@ -455,8 +453,7 @@ class BIMT(_State):
         self.config = config
         self.widths = tuple(int(w) for w in widths)
         self.coords = layout(self.widths, input_shape, config.output_layout)
-        self.cost = ConnectionCost(self.coords, config.A, config.y_star, config.reduction)
-        self.cost.to(device, dtype)
+        self.cost = ConnectionCost(self.coords, config.A, config.y_star, config.reduction).to(device, dtype)
         self.perms = [torch.arange(n, device=device) for n in self.widths]
         self._refresh()
 
@@ -474,14 +471,10 @@ class BIMT(_State):
         return out.index_select(1, self._out_index)
 
     # -- swaps --------------------------------------------------------------------------------
+    @torch.no_grad()
     def scores(self, model: MLP, l: int) -> torch.Tensor:
         """``(n_l,)``: sum |incoming weights| + sum |outgoing weights| of each neuron."""
-        w0 = model.layers[0].weight
-        with torch.no_grad():
-            s = torch.zeros(self.widths[l], device=w0.device, dtype=w0.dtype)
-            for w, dim in _incident(model, l):
-                s += w.abs().sum(1 - dim)
-        return s
+        return sum(w.abs().sum(1 - dim) for w, dim in _incident(model, l))
 
     @torch.no_grad()
     def swap_layer(self, model: MLP, l: int, optimizer: torch.optim.Optimizer | None = None,
@@ -527,8 +520,7 @@ class BIMT(_State):
                 current[t], current[other] = rows[i, best], column[other]
             order[j], order[best] = order[best], order[j]
             where[order[j]], where[order[best]] = j, best
-            stats.swaps += 1
-            stats.cost_change += float(d[best])
+            stats += SwapStats(1, float(d[best]))
         if stats.swaps and not brute:
             self.permute(model, l, torch.tensor(order, device=rows.device), optimizer)
         return stats

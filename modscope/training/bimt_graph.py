@@ -82,7 +82,6 @@ class GraphConnectionCost(_Cost):
                 f"{2 * 8 * n * n / 2**30:.1f} GiB (at most {MAX_NODES:,} units); train a narrower network"
             )
         self.dist = torch.cdist(coords, coords, p=1.0 if metric == "l1" else 2.0)  # (N, N) float64
-        tensors = model.state_dict(keep_vars=True)
         self.weights: dict[str, torch.Tensor] = {}  # name -> coefficient tensor of its shape
         self.sets = []  # the entries of each use that join two nodes (`EdgeSet`)
         for inc in units.parameters.incidences:
@@ -94,10 +93,10 @@ class GraphConnectionCost(_Cost):
             # a weight used twice (a shared layer) pays for every use; y* once per use
             self.weights[inc.parameter] = coef.expand(inc.shape).clone() if prev is None else prev + coef
             self.sets += [e] if e.ok.any() else []
-        self.biases = [n for n, t in tensors.items() if n.endswith("bias") and n not in self.weights
-                       and isinstance(t, nn.Parameter)]
-        self.tables = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-        self.tables = [n for n in self.tables if n not in self.weights]
+        self.biases = [n for n, t in model.state_dict(keep_vars=True).items()
+                       if n.endswith("bias") and n not in self.weights and isinstance(t, nn.Parameter)]
+        self.tables = [f"{n}.weight" for n, m in model.named_modules()
+                       if isinstance(m, nn.Embedding) and f"{n}.weight" not in self.weights]
 
     def tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The model's parameters and buffers by name, looked up once per model (swaps and
@@ -169,15 +168,12 @@ class GraphBIMT(_State):
         self.perms = [np.arange(g.size) for g in self.groups]
 
     # -- swaps --------------------------------------------------------------------------------
-    def _nodes(self, g: int) -> np.ndarray:
-        return self.groups[g].nodes
-
     def swap_deltas(self, model: nn.Module, g: int, j: int, W: torch.Tensor | None = None) -> torch.Tensor:
         """``(size,)``: the change of the cost when movable unit ``j`` of group ``g`` swaps with each
         unit (0 at ``j``), from the node-level weights ``W`` (`node_weights`; computed if None)."""
         W = self.cost.node_weights(model) if W is None else W
         D = self.cost.dist
-        nodes = torch.as_tensor(self._nodes(g))
+        nodes = torch.as_tensor(self.groups[g].nodes)
         if nodes.shape[1] == 1:
             S, jn = nodes[:, 0], int(nodes[j, 0])
             d = _one_way(W, D, S, jn) + _one_way(W.T, D, S, jn)
@@ -210,9 +206,8 @@ class GraphBIMT(_State):
 
     def scores(self, W: torch.Tensor, g: int) -> torch.Tensor:
         """``(size,)`` weighted incoming + outgoing |w| of each movable unit (summed over a head)."""
-        nodes = torch.as_tensor(self._nodes(g))
-        s = W.sum(1) + W.sum(0)
-        return s[nodes].sum(1)
+        nodes = torch.as_tensor(self.groups[g].nodes)
+        return (W.sum(1) + W.sum(0))[nodes].sum(1)
 
     @torch.no_grad()
     def swap_group(
@@ -233,7 +228,7 @@ class GraphBIMT(_State):
         W = self.cost.node_weights(model) if W is None else W
         top = torch.argsort(self.scores(W, g), descending=True, stable=True)[:k].tolist()
         order = np.arange(grp.size)  # position -> unit (pre-pass index)
-        nodes = torch.as_tensor(self._nodes(g))
+        nodes = torch.as_tensor(grp.nodes)
         for t in top:
             j = int(np.flatnonzero(order == t)[0])
             d = self.swap_deltas(model, g, j, W)
@@ -245,8 +240,7 @@ class GraphBIMT(_State):
             idx[a], idx[b] = b, a
             W.copy_(W[idx][:, idx])
             order[[j, best]] = order[[best, j]]
-            stats.swaps += 1
-            stats.cost_change += float(d[best])
+            stats += SwapStats(1, float(d[best]))
         if stats.swaps:
             permute(model, grp, order, optimizer)
             self.perms[g] = self.perms[g][order]
@@ -258,12 +252,6 @@ class GraphBIMT(_State):
         return sum((self.swap_group(model, g, optimizer, W) for g in range(len(self.groups))), SwapStats())
 
     # -- the end ------------------------------------------------------------------------------
-    def to_positions(self, h: torch.Tensor) -> torch.Tensor:
-        return h  # inputs are never permuted
-
-    def to_task(self, out: torch.Tensor) -> torch.Tensor:
-        return out  # nor outputs
-
     def state(self) -> dict[str, Any]:
         """Each group's permutation (``perm[p]``: the original unit now at position ``p``), the
         node positions and the options."""

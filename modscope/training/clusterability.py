@@ -164,22 +164,16 @@ def _gram(M: Sequence[torch.Tensor], side: Sequence[int], n_layers: int) -> torc
     return torch.cat([torch.cat([block(s, s2) for s2 in side], 1) for s in side], 0)
 
 
-def _prepare(weights: Sequence[torch.Tensor]):
-    """``(a, d, dinv, M)``: ``|W|``, degrees, ``d^-1/2`` and the scaled blocks, per layer."""
-    a = [w.abs() for w in weights]
-    d = _degrees(a)
-    dinv = [_inv_sqrt(x) for x in d]
-    M = [m * dinv[l + 1][:, None] * dinv[l][None, :] for l, m in enumerate(a)]
-    return a, d, dinv, M
-
-
 def _side_gram(weights: Sequence[torch.Tensor], n: int):
     """``(widths, side, M, G, keep)``: the chain's widths, the layers of the smaller side, the scaled
     blocks and that side's Gram matrix over its active units (``keep``: ``(side units,)`` bool, which
     are active); refuses in one line fewer than ``n`` active units."""
     widths = _widths(weights)
     side = gram_side_layers(widths)
-    _, d, _, M = _prepare(weights)
+    a = [w.abs() for w in weights]
+    d = _degrees(a)  # degrees, d^-1/2 and the scaled blocks, per layer
+    dinv = [_inv_sqrt(x) for x in d]
+    M = [m * dinv[l + 1][:, None] * dinv[l][None, :] for l, m in enumerate(a)]
     G = _gram(M, side, len(widths))
     keep = torch.cat([d[s] > 0 for s in side])
     m = int(keep.sum())
@@ -252,9 +246,7 @@ def laplacian_eigenvectors(
     sigma = s2.clamp_min(0.0).sqrt()
     full = G.new_zeros(keep.numel(), n)
     full[keep] = V
-    z: list[torch.Tensor | None] = [None] * n_layers
-    for s, block in zip(side, torch.split(full, [widths[s] for s in side]), strict=True):
-        z[s] = block
+    z = dict(zip(side, torch.split(full, [widths[s] for s in side]), strict=True))  # layer -> (n_l, n)
     null = s2 <= m * torch.finfo(s2.dtype).eps  # a null vector of B: eigenvalue 0 of N, u = 0
     scale = torch.where(null, torch.zeros_like(sigma), 1.0 / torch.where(null, torch.ones_like(sigma), sigma))
     for t in range(n_layers):
@@ -265,11 +257,9 @@ def laplacian_eigenvectors(
             u += M[t - 1] @ z[t - 1]
         if t < n_layers - 1:
             u += M[t].T @ z[t + 1]
-        z[t] = u * scale
+        z[t] = u * scale * math.sqrt(0.5)  # normalised: [u; v] / sqrt 2
     root = torch.where(null, torch.ones_like(sigma), torch.full_like(sigma, math.sqrt(0.5)))
-    for t in range(n_layers):
-        z[t] = z[t] * (root if t in side else math.sqrt(0.5))
-    return 1.0 - sigma, z  # type: ignore[return-value]
+    return 1.0 - sigma, [z[t] * root if t in side else z[t] for t in range(n_layers)]
 
 
 @torch.no_grad()
@@ -430,8 +420,7 @@ class SpectralClusterability(Regulariser):
             self._z = laplacian_eigenvectors(weights, self.eigs + 1, weights[0].dtype)[1]
             self._active = active
             self.refreshes += 1
-        value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
-        self.value = value
+        self.value, grads, nz = _rayleigh(weights, self._z, a, d, self.lam)
         for w, g in zip(weights, grads, strict=True):  # grad += lam * g * sign(w)
             _add_grad(w, g.mul_(w.sign()), 1.0)
         if self.every > 1:  # follow the moving eigenvectors until the next refresh

@@ -118,11 +118,9 @@ def _fit(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = len(train)
     history: list[tuple[int, float, float | None]] = []
-    bar = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(bar, desc="fit", unit="step")
+    bar = tqdm(range(steps), desc="fit", unit="step", disable=not progress)
     losses: list[float] = []
     strategy.start(model, steps)
     for step in bar:

@@ -38,6 +38,7 @@ from ..graphs.tracing.incidence import ParameterMap, map_parameters
 from ..graphs.tracing.interpreter import Interpreter, op_name
 from ..graphs.tracing.unit_table import UnitTensor
 from ..graphs.weight_graph import WeightGraph
+from ..runtime.modules import eval_mode
 from .bimt import _reorder
 
 __all__ = ["PermutableGroup", "Slice", "UnitGroups", "permutable_groups", "permute"]
@@ -51,6 +52,7 @@ _LAST_AXIS_NORM = frozenset({"layer_norm", "native_layer_norm", "rms_norm"})
 _ELEMENTWISE = frozenset("add add_ sub sub_ rsub mul mul_ div div_".split())
 _ATTENTION = frozenset({"scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu"})
 _Q, _K, _V = 0, 1, 2  # a head member's role
+_BIAS = {"linear": (2, -1), "addmm": (0, -1), "conv": (2, 1)}  # its bias's argument, the features' axis
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,20 +147,15 @@ class _Recorder(Interpreter):
         acts = [a for a in flat if isinstance(a, UnitTensor) and a.param is None and (a.units >= 0).any()]
         if op in _WEIGHTED:
             self.note_layer(node, op, args, first)
-        elif op in _BATCH_NORM and acts:
-            units = self.features(node, acts[0], 1)[0]
-            for p in args[1:5]:
+        elif (op in _BATCH_NORM or op in _LAST_AXIS_NORM) and acts:
+            batch = op in _BATCH_NORM  # its channels on axis 1; its weight, bias and running statistics
+            units = self.features(node, acts[0], 1 if batch else -1)[0]
+            for p in args[1:5] if batch else params:
                 self.note_axis(p, units)
-        elif op in _LAST_AXIS_NORM and acts:
-            units = self.features(node, acts[0], -1)[0]
-            for p in params:
-                self.note_axis(p, units)
-        elif op == "group_norm" and acts:
-            self.opaque_use(node, op, params, acts)  # groups of channels share statistics
         elif op in _ELEMENTWISE and acts and isinstance(first, UnitTensor):
             for p in params:
                 self.note_elementwise(node, op, p, first)
-        elif acts:
+        elif acts:  # any other op (group_norm: groups of channels share statistics)
             self.opaque_use(node, op, params, acts)
 
     # -- what each use indexes ------------------------------------------------------------------
@@ -169,15 +166,14 @@ class _Recorder(Interpreter):
         name, index = p.param
         full = tuple(self.tensors[name].shape)
         flat = np.arange(int(np.prod(full))) if index is None else np.asarray(index).reshape(-1)
-        if flat.size != units.size:
-            return
-        at = np.full(int(np.prod(full)), -1, dtype=np.int64)
-        at[flat] = units
-        self.note_tensor(name, full, at)
+        if flat.size == units.size:
+            self.note_tensor(name, full, flat, units)
 
-    def note_tensor(self, name: str, shape: tuple[int, ...], at: np.ndarray) -> None:
-        """``at``: the raw unit of every entry of the flattened tensor (-1: none). Units varying
-        along one axis only become a use of that axis; else the tensor is opaque."""
+    def note_tensor(self, name: str, shape: tuple[int, ...], flat: np.ndarray, units: np.ndarray) -> None:
+        """``units[i]``: the raw unit of entry ``flat[i]`` of the flattened tensor (other entries: none).
+        Units varying along one axis only become a use of that axis; else the tensor is opaque."""
+        at = np.full(int(np.prod(shape)), -1, dtype=np.int64)
+        at[flat] = units
         grid = at.reshape(shape) if shape else at.reshape(())
         if not (grid >= 0).any():
             return
@@ -203,23 +199,18 @@ class _Recorder(Interpreter):
         units = self.builder.roots(out.units.reshape(-1))
         has = units >= 0
         pairs = np.unique(np.stack([idx[has], units[has]]), axis=1)
-        entries, counts = np.unique(pairs[0], return_counts=True)
-        if counts.size and counts.max() > 1:
-            return  # shared by several units: unchanged by any permutation of them (checked later)
-        at = np.full(int(np.prod(full)), -1, dtype=np.int64)
-        at[pairs[0]] = pairs[1]
-        self.note_tensor(name, full, at)
+        counts = np.unique(pairs[0], return_counts=True)[1]
+        # an entry shared by several units indexes none: unchanged by any permutation of them (checked later)
+        if counts.size == 0 or counts.max() == 1:
+            self.note_tensor(name, full, pairs[0], pairs[1])
 
     def note_layer(self, node, op: str, args: list, out: Any) -> None:
         """Biases of layers with weights (their weights are the tracer's blocks)."""
         if not isinstance(out, UnitTensor):
             return
-        if op == "linear" and len(args) > 2:
-            self.note_axis(args[2], self.features(node, out, -1)[0])
-        elif op == "addmm":
-            self.note_axis(args[0], self.features(node, out, -1)[0])
-        elif "conv" in op and len(args) > 2:
-            self.note_axis(args[2], self.features(node, out, 1)[0])
+        bias = _BIAS.get("conv" if "conv" in op else op)
+        if bias is not None and len(args) > bias[0]:
+            self.note_axis(args[bias[0]], self.features(node, out, bias[1])[0])
         elif op in ("lstm", "gru", "rnn_tanh", "rnn_relu") and len(args) > 3:
             per = 4 if args[3] else 2
             plist = list(args[2])
@@ -270,6 +261,7 @@ class _Recorder(Interpreter):
         if a_has and b_has and a.param is None and b.param is None:  # q @ k^T
             self.products[node.name] = (self._heads(a.units, -1), self._heads(b.units, -2))
         elif b_has and not a_has and b.param is None:  # scores @ v: find the q @ k^T behind the scores
+            q = k = np.empty((0, 0), np.int64)  # none found: the heads are unknown
             seen, todo = set(), deque([node.args[0]])
             while todo:
                 n = todo.popleft()
@@ -278,11 +270,9 @@ class _Recorder(Interpreter):
                 seen.add(n.name)
                 if n.name in self.products:
                     q, k = self.products[n.name]
-                    self.attention.append((q, k, self._heads(b.units, -1), self.where(node)))
-                    return
+                    break
                 todo.extend(n.all_input_nodes)
-            v = self._heads(b.units, -1)
-            self.attention.append((np.empty((0, 0), np.int64),) * 2 + (v, self.where(node)))
+            self.attention.append((q, k, self._heads(b.units, -1), self.where(node)))
 
     def note_heads(self, node, q: Any, k: Any, v: Any) -> None:
         if all(isinstance(t, UnitTensor) for t in (q, k, v)) and v.units.ndim >= 3:
@@ -312,20 +302,8 @@ def _weight_uses(interp: _Recorder, params: dict[str, Any]) -> tuple[list, dict[
         if shape[axis] != src.size or dst.size == 0 or shape[row] % dst.size:
             unplaced[blk.name] = f"its shape {shape} does not match the units it joins"
             continue
-        uses.append((blk.name, row, dst[np.arange(shape[row]) % dst.size]))
-        uses.append((blk.name, axis, src))
+        uses += [(blk.name, row, dst[np.arange(shape[row]) % dst.size]), (blk.name, axis, src)]
     return uses, unplaced
-
-
-def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer by every name it has (tied tensors under each)."""
-    return dict(model.state_dict(keep_vars=True))
-
-
-def _canonical(tensors: dict[str, torch.Tensor]) -> dict[str, str]:
-    """Each name -> the first name of the same tensor (tied weights are permuted once)."""
-    first: dict[int, str] = {}
-    return {name: first.setdefault(id(t), name) for name, t in tensors.items()}
 
 
 def permutable_groups(
@@ -348,7 +326,7 @@ def permutable_groups(
     interp = _Recorder(program, "1", False, None)
     interp.module = model
     graph = interp.run()
-    tensors = _tensors(model)
+    tensors = model.state_dict(keep_vars=True)  # every parameter and buffer by every name (tied: each)
     names = graph.group_names
     fixed = _fixed(interp, graph)
     refused: dict[int, str] = {}
@@ -365,8 +343,7 @@ def permutable_groups(
     groups = []
     for g in sorted(set(slices) - fixed_idx - set(refused)):
         heads = g in keys.heads
-        offsets = graph.offsets
-        nodes = keys.heads[g] if heads else np.arange(offsets[g], offsets[g + 1])[:, None]
+        nodes = keys.heads[g] if heads else np.arange(graph.offsets[g], graph.offsets[g + 1])[:, None]
         groups.append(PermutableGroup(g, names[g], int(nodes.shape[0]), nodes, tuple(slices[g]), heads))
     if verify:
         groups = _verified(model, example_input, kwargs, groups, refused, seed)
@@ -380,10 +357,8 @@ def permutable_groups(
 def _fixed(interp: _Recorder, graph: WeightGraph) -> dict[str, str]:
     """The groups that stay in place: the network's inputs (the data's order) and outputs (the
     targets')."""
-    fixed: dict[str, str] = {}
-    for g, kind in enumerate(graph.group_kinds):
-        if kind == "input":
-            fixed[graph.group_names[g]] = "the network's input"
+    fixed = {graph.group_names[g]: "the network's input" for g, kind in enumerate(graph.group_kinds)
+             if kind == "input"}
     outs = [np.ravel(o) for o in interp.output_units]
     outs = np.concatenate(outs) if outs else np.empty(0, dtype=np.int64)
     nodes = interp.builder.node_of[outs[outs >= 0]]
@@ -446,7 +421,8 @@ class _Keys:
 def _per_axis(keys: _Keys, tensors: dict[str, torch.Tensor], uses: list) -> dict[tuple[str, int], tuple]:
     """One ``(group, unit, sub-slot)`` per entry of each (tensor, axis); tied or repeated uses must
     agree (a tensor read as two orders of one group is refused)."""
-    canonical = _canonical(tensors)
+    first: dict[int, str] = {}  # each name -> the first name of the same tensor (tied: permuted once)
+    canonical = {name: first.setdefault(id(t), name) for name, t in tensors.items()}
     per_axis: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, axis, raw in uses:
         if name not in tensors:
@@ -496,31 +472,25 @@ def _verified(
 ) -> list[PermutableGroup]:
     """The groups whose random permutation leaves the output on the example input unchanged."""
     args = example_input if isinstance(example_input, tuple) else (example_input,)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
     rng = np.random.default_rng(seed)
     kept = []
-    try:
-        with torch.no_grad():
-            base = _flat_output(model(*args, **(kwargs or {})))
-            for grp in groups:
-                order = rng.permutation(grp.size)
-                permute(model, grp, order)
-                try:
-                    out = _flat_output(model(*args, **(kwargs or {})))
-                finally:
-                    permute(model, grp, np.argsort(order))
-                tol = 1e-4 * (1.0 + float(base.abs().max()))
-                if out.shape == base.shape and float((out - base).abs().max()) <= tol:
-                    kept.append(grp)
-                else:
-                    refused.setdefault(
-                        grp.group, "permuting it changes the output on the example input (an op reads "
-                        "its units in an order the tracer does not follow)"
-                    )
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with eval_mode(model, no_grad=True):  # every module's own mode given back at the end
+        base = _flat_output(model(*args, **(kwargs or {})))
+        for grp in groups:
+            order = rng.permutation(grp.size)
+            permute(model, grp, order)
+            try:
+                out = _flat_output(model(*args, **(kwargs or {})))
+            finally:
+                permute(model, grp, np.argsort(order))
+            tol = 1e-4 * (1.0 + float(base.abs().max()))
+            if out.shape == base.shape and float((out - base).abs().max()) <= tol:
+                kept.append(grp)
+            else:
+                refused.setdefault(
+                    grp.group, "permuting it changes the output on the example input (an op reads "
+                    "its units in an order the tracer does not follow)"
+                )
     return kept
 
 
@@ -548,7 +518,7 @@ def permute(
     order = np.asarray(order.cpu() if torch.is_tensor(order) else order, dtype=np.int64)
     if order.shape != (group.size,) or not np.array_equal(np.sort(order), np.arange(group.size)):
         raise ModscopeError(f"a permutation of group {group.name} needs the {group.size} units in some order")
-    tensors = _tensors(model)
+    tensors = model.state_dict(keep_vars=True)
     for s in group.slices:
         t = tensors[s.tensor]
         _reorder(t, s.axis, torch.as_tensor(s.gather(order, t.shape[s.axis]), device=t.device), optimizer)

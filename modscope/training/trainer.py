@@ -59,7 +59,6 @@ __all__ = [
     "init_model",
     "make_config",
     "parse_widths",
-    "save",
     "train",
     "weight_sparsity",
 ]
@@ -167,9 +166,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         ck = self.checkpoint
-        bimt = None
-        if ck.bimt is not None:
-            bimt = {k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")}
         # the metrics at the top level (what `train --json` promises), their context beside them
         return {
             **self.metrics,
@@ -177,7 +173,9 @@ class TrainResult:
             "architecture": ck.architecture.to_dict(),
             "train_config": ck.train_config,
             "seed": ck.seed,
-            "bimt": bimt,
+            "bimt": None if ck.bimt is None else {
+                k: v for k, v in ck.bimt.items() if k not in ("permutations", "coordinates")
+            },
         }
 
     def save(self, path: str | Path) -> Path:
@@ -241,13 +239,13 @@ def _with_recipe(o: dict[str, Any]) -> dict[str, Any]:
         return o
     if recipe not in RECIPES:
         raise ModscopeError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
+    blocked = {  # steps given: the recipe's epochs do not apply; nor its pruning epochs without pruning
+        "epochs": o["steps"] is not None,
+        "prune_epochs": o["prune"] is None or o["prune_steps"] is not None,
+    }
     for key, value in RECIPES[recipe].items():
         unset = o[key] is ... if key == "batch_size" else o[key] is None
-        if key == "epochs" and o["steps"] is not None:
-            unset = False  # steps given: the recipe's epochs do not apply
-        if key == "prune_epochs" and (o["prune"] is None or o["prune_steps"] is not None):
-            unset = False
-        if unset:
+        if unset and not blocked.get(key, False):
             o[key] = value
     return o
 
@@ -288,9 +286,8 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
-    batch_size = o["batch_size"]
-    if batch_size is ...:
-        batch_size = defaults.get("batch_size", _FALLBACK["batch_size"])
+    batch_size = (defaults.get("batch_size", _FALLBACK["batch_size"]) if o["batch_size"] is ...
+                  else o["batch_size"])
     if batch_size is not None:
         batch_size = _count("batch size", batch_size, 1)
         batch_size = None if batch_size >= n_train else batch_size
@@ -313,9 +310,7 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     if prune_steps is None:
         prune_steps = steps if prune is not None else 0
     prune_steps = _count("prune steps", prune_steps, 1 if prune is not None else 0)
-    prune_every = o["prune_every"]
-    if prune_every is None:
-        prune_every = max(1, min(100, prune_steps // 10))
+    prune_every = max(1, min(100, prune_steps // 10)) if o["prune_every"] is None else o["prune_every"]
     return {
         "batch_size": batch_size, "epochs": epochs, "steps": steps, "prune_epochs": prune_epochs,
         "prune_steps": prune_steps, "prune_every": _count("prune every", prune_every, 1),
@@ -326,10 +321,8 @@ def _strategy_options(o: dict[str, Any], task: Task, defaults: dict[str, Any], h
                       activation: str) -> dict[str, Any]:
     """BIMT or a clusterability regulariser, weight decay, initialisation and loss."""
     bimt = o["bimt"]
-    if bimt is True:
-        bimt = BIMTConfig.from_task(task)
-    elif isinstance(bimt, dict):
-        bimt = BIMTConfig.from_task(task, **bimt)
+    if bimt is True or isinstance(bimt, dict):  # the task's BIMT defaults, then the dict's overrides
+        bimt = BIMTConfig.from_task(task, **(bimt if isinstance(bimt, dict) else {}))
     elif bimt is False:
         bimt = None
     weight_decay = o["weight_decay"]
@@ -482,8 +475,8 @@ def train(
     """
     cfg = settle(TrainConfig, config, options).resolve(task)
     widths = architecture_for(task, cfg.hidden).widths
-    work = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
-    work *= cfg.batch_size or task.x_train.shape[0]
+    work = (sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+            * (cfg.batch_size or task.x_train.shape[0]))
     with torch_threads(threads_for(work, threads)), device_errors("--batch-size (batch_size=) or --hidden"):
         return _train(task, cfg, progress)
 
@@ -491,11 +484,8 @@ def train(
 def _strategies(task: Task, cfg: TrainConfig, arch: Architecture, dev: torch.device
                 ) -> tuple[BIMT | None, list[Regulariser]]:
     """BIMT's state (None without it) and the training strategies whose hooks run around each step."""
-    bimt_state = None
-    strategies: list[Regulariser] = []
-    if cfg.bimt is not None:
-        bimt_state = BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
-        strategies.append(BIMTStrategy(bimt_state))
+    bimt_state = None if cfg.bimt is None else BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
+    strategies: list[Regulariser] = [] if bimt_state is None else [BIMTStrategy(bimt_state)]
     if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
         strategies.append(copy.copy(cfg.cluster_reg))
     return bimt_state, strategies
@@ -582,10 +572,8 @@ def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None,
     for strategy in strategies:  # BIMT: threshold, connection cost, swaps
         metrics.update(strategy.finish(model))
     seconds = time.perf_counter() - start
-    model.eval()
-    metrics.update(evaluate(task, model, bimt_state, dev))
-    metrics["steps"] = cfg.steps + cfg.prune_steps
-    metrics["sparsity"] = weight_sparsity(model)
+    metrics.update(evaluate(task, model, bimt_state, dev))  # in eval mode
+    metrics.update(steps=cfg.steps + cfg.prune_steps, sparsity=weight_sparsity(model))
     ckpt = Checkpoint(
         architecture=model.arch,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -617,7 +605,3 @@ def _apply_masks(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor])
     for w, m in zip(weights, masks, strict=True):
         w.mul_(m)
 
-
-def save(result: TrainResult, path: str | Path) -> Path:
-    """Write ``result``'s checkpoint to ``path`` (atomically)."""
-    return result.save(path)
