@@ -227,7 +227,9 @@ def _embed_dim(task: Task) -> int | None:
 
 
 def _count(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < low:
+    # a string, None or a NaN is a one-line refusal too, not int()'s TypeError / ValueError
+    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
+            or not math.isfinite(value) or int(value) != value or value < low):
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
     return int(value)
 

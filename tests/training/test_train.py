@@ -89,6 +89,14 @@ def test_epochs_steps_and_full_batch():
     assert make_config(task).batch_size == 32
 
 
+@pytest.mark.parametrize(("option", "value"), [("steps", "abc"), ("steps", float("nan")), ("steps", 2.5),
+                                               ("seed", None), ("seed", -1), ("batch_size", True)])
+def test_counts_that_are_not_integers_are_refused_in_one_line(option, value):
+    with pytest.raises(ModscopeError, match="must be an integer >=") as err:
+        make_config(_blobs(), **{option: value})
+    assert "\n" not in str(err.value)
+
+
 def test_weight_decay_defaults_and_effect():
     task = _blobs()
     task.defaults["weight_decay"] = 0.5
