@@ -482,10 +482,9 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     except ModscopeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
-        first = first_line(exc)
         raise ModscopeError(
             f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
-            f"({type(exc).__name__}: {first})"
+            f"({type(exc).__name__}: {first_line(exc)})"
         ) from None
     if out.ndim != 2:
         raise ModscopeError(
