@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError, first_line
-from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
+from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip, npy_header
 from .functions import Function
 from .idx import find_idx, map_idx
 from .splits import ArraySplit, DatasetSplit, LoaderSplit, Split
@@ -113,16 +113,14 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
             local = fh.read(30)
             name_len = int.from_bytes(local[26:28], "little")
             extra_len = int.from_bytes(local[28:30], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            fh.seek(start)
-            fmt = np.lib.format
-            read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            fh.seek(info.header_offset + 30 + name_len + extra_len)  # the member's data: its .npy header
+            shape, fortran, dtype = npy_header(fh)
             offset = fh.tell()
         if dtype.hasobject:
             raise ModscopeError(f"{path}: refused: {key} holds pickled objects")
-        order = "F" if fortran else "C"
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        return np.memmap(
+            path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+        )
     with zf.open(info) as fh:
         return np.lib.format.read_array(fh, allow_pickle=False)
 

@@ -195,8 +195,7 @@ class DatasetSplit:
             raise ModscopeError(f"example index out of range (the dataset has {self.n} examples)")
         items = [self._item(i) for i in index]
         xs = torch.stack([torch.as_tensor(np.asarray(x) if not hasattr(x, "shape") else x) for x, _ in items])
-        ys = torch.stack([torch.as_tensor(y) for _, y in items])
-        return as_batch(xs, ys, self.regression)
+        return as_batch(xs, torch.stack([torch.as_tensor(y) for _, y in items]), self.regression)
 
     def labels(self) -> Any:
         if self._labels is None:
@@ -259,8 +258,7 @@ class LoaderSplit:
         found_y: dict[int, Any] = {}
         wanted = set(index.tolist())
         for idx, x, y in self._pass():
-            hit = np.flatnonzero(np.isin(idx, index))
-            for j in hit:
+            for j in np.flatnonzero(np.isin(idx, index)):
                 found_x[int(idx[j])], found_y[int(idx[j])] = x[j], y[j]
             if len(found_x) == len(wanted):
                 break
