@@ -66,15 +66,15 @@ def null_values(
         out[i] = value
     units = [seeds[i] for i in todo]
     batched = getattr(executor, "null_values", None)
-    if batched:
-        results = batched(graph, null, measure, units)
-    else:
-        results = executor.map(null_value, units, graph, null, measure)
+    results = (
+        batched(graph, null, measure, units)
+        if batched
+        else executor.map(null_value, units, graph, null, measure)
+    )
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, initial=len(found), desc=f"{null.name} null", unit="sample", disable=not progress,
-               leave=False)
-    with bar:
+    with tqdm(total=n, initial=len(found), desc=f"{null.name} null", unit="sample", disable=not progress,
+              leave=False) as bar:
         for i, value in zip(todo, results, strict=True):
             out[i] = value
             if store is not None:
