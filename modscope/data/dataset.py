@@ -158,7 +158,8 @@ def _read_pt(path: Path) -> dict[str, Any]:
 
 def _arrays_to_splits(
     arrays: Mapping[str, Any], where: str, regression: bool, scale: bool
-) -> dict[str, Split]:
+) -> tuple[Split, Split | None]:
+    """``(test, train or None)`` from a dict of ``x_test, y_test[, x_train, y_train]`` (or ``x, y``)."""
     if "x_test" not in arrays and "x" in arrays:
         arrays = {"x_test": arrays["x"], "y_test": arrays.get("y")}
     splits: dict[str, Split] = {}
@@ -174,7 +175,7 @@ def _arrays_to_splits(
         raise ModscopeError(
             f"{where}: no x_test / y_test (nor x / y) arrays; it has {', '.join(arrays) or 'none'}"
         )
-    return splits
+    return splits["test"], splits.get("train")
 
 
 def _read_folder(path: Path) -> dict[str, Any]:
@@ -229,11 +230,10 @@ def load_data(
             arrays, scale = _read_pt(path), False
         else:
             raise ModscopeError(f"{path}: data must be an .npz or .pt file or a folder of IDX files")
-        splits = _arrays_to_splits(arrays, str(path), regression, scale)
-        return Data(splits["test"], splits.get("train"), name=name or path.stem, **options)
+        test_train = _arrays_to_splits(arrays, str(path), regression, scale)
+        return Data(*test_train, name=name or path.stem, **options)
     if isinstance(source, Mapping):
-        splits = _arrays_to_splits(source, "data", regression, False)
-        return Data(splits["test"], splits.get("train"), name=name or "data", **options)
+        return Data(*_arrays_to_splits(source, "data", regression, False), name=name or "data", **options)
     if isinstance(source, tuple) and len(source) == 2:
         test = ArraySplit(source[0], source[1], regression)
         tr = (ArraySplit(train[0], train[1], regression) if isinstance(train, tuple)
