@@ -391,7 +391,10 @@ def _prepare(
     the_data = load_data(task)
     dev = model_device(model) if device is None else resolve_device(device)
     fns = resolve_data_functions(the_data, functions)
-    _add_control(fns, cfg.control)
+    if cfg.control:
+        if any(f.name == CONTROL for f in fns):
+            raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
+        fns.append(Function(CONTROL))
     net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
     source = _stream(net, the_data, fns, cfg.class_removal)
     recorded: dict[str, Any] = dict(
@@ -457,13 +460,6 @@ def _check_run(
         raise ModscopeError(f"forward must be 'auto', 'batched' or 'loop', got {forward!r}")
     loop = None if forward == "auto" else forward == "loop"
     return (os.cpu_count() or 1) if threads == -1 else threads, loop
-
-
-def _add_control(fns: list[Function], control: bool) -> None:
-    if control and any(f.name == CONTROL for f in fns):
-        raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
-    if control:
-        fns.append(Function(CONTROL))
 
 
 def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: bool) -> StreamedData:
