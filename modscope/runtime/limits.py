@@ -79,9 +79,7 @@ def _physical() -> int:
 def max_memory() -> int:
     """The budget in bytes: ``MODSCOPE_MAX_MEMORY`` if set, else `DEFAULT_FRACTION` of RAM."""
     env = os.environ.get(ENV_VAR)
-    if env:
-        return parse_size(env)
-    return int(_physical() * DEFAULT_FRACTION)
+    return parse_size(env) if env else int(_physical() * DEFAULT_FRACTION)
 
 
 def memory_limit(size: str | int | None) -> AbstractContextManager[None]:
