@@ -147,9 +147,7 @@ def get_measure(measure: Any = "ncut", n_clusters: int | None = None) -> Measure
                 )
             return ModularityMeasure(kind)
         k = 12 if n_clusters is None else n_clusters
-        if kind == "ncut":
-            return NcutMeasure(SpectralClusterer(k))
-        return LayerLocalMeasure(k)
+        return NcutMeasure(SpectralClusterer(k)) if kind == "ncut" else LayerLocalMeasure(k)
     if n_clusters is not None:
         raise ModscopeError(
             "n_clusters goes with a measure's name; a measure or clusterer object has its own"
