@@ -292,9 +292,6 @@ class UnitEvaluator:
         limit = 2**24 if self.max_elements is None else self.max_elements
         return max(1, min(n, limit // per, max(4, CPU_FORWARD // (x.shape[0] * widest))))
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
-
     def intact(self) -> Scores:
         if self._intact is None:
             versions = [p._version for p in self.model.parameters()]  # noqa: SLF001 (torch's counter)
@@ -333,7 +330,7 @@ class UnitEvaluator:
         acc, low, first = None, None, True
         with eval_mode(self.model, no_grad=True):
             for b, (idx, x, y) in enumerate(self.split.batches(self.batch_size)):
-                x = self._input(x)
+                x = (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
                 plan = self._plan(x, touched)
                 if first and not loop:  # decided once per call, after the probe
                     low, first = self._low_rank_read(lesions, touched), False

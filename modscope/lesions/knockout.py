@@ -425,9 +425,8 @@ def _lesion_all(
             store.put(idx, encode_exact(st))
         return st
 
-    bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
-               file=sys.stderr, leave=False)
-    try:
+    with tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
         singles: list[SubmoduleResult] = []
         for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
             singles.append(SubmoduleResult(**unit(idx, [s], ss), layer=s.layer, cluster=s.cluster))
@@ -440,8 +439,6 @@ def _lesion_all(
                                     cluster_b=b.cluster,
                                     interaction=st["damage"] - (singles[i].damage + singles[j].damage)))
             bar.update()
-    finally:
-        bar.close()
     note = getattr(run.evaluator, "note", None)
     if progress and note:  # slower, not wrong: said once
         print(f"knockout: {note}", file=sys.stderr)

@@ -88,12 +88,10 @@ def group_labels(
 
 def group_submodules(labels: Sequence[np.ndarray], lesioned: Sequence[int]) -> list[Submodule]:
     """Every (lesioned group, cluster) sub-module with at least one unit, by group then cluster."""
-    result = []
-    for g in sorted(lesioned):
-        lab = labels[g]
-        for c in np.unique(lab[lab >= 0]):
-            result.append(Submodule(g, int(c), tuple(np.flatnonzero(lab == c).tolist())))
-    return result
+    return [
+        Submodule(g, int(c), tuple(np.flatnonzero(labels[g] == c).tolist()))
+        for g in sorted(lesioned) for c in np.unique(labels[g][labels[g] >= 0])
+    ]
 
 
 def hidden_layer_labels(labels: Any, widths: Sequence[int]) -> list[np.ndarray]:
