@@ -166,14 +166,12 @@ def _fit_threads(
     barrier = threading.Barrier(n_groups, action=report) if callback is not None else None
     errors: list[BaseException] = []
 
-    def sync(_: int) -> None:
-        barrier.wait()
-
     def run(i: int, rows: np.ndarray) -> None:
         try:
             _fit_group(
                 net.copy(), source, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
-                progress=progress and i == 0, after_step=None if barrier is None else sync,
+                progress=progress and i == 0,
+                after_step=None if barrier is None else (lambda _: barrier.wait()),
                 desc=f"masks ({K} together, {n_groups} threads)", **fit,
             )
         except threading.BrokenBarrierError:
@@ -183,16 +181,12 @@ def _fit_threads(
             if barrier is not None:
                 barrier.abort()
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # process-wide: one intra-op thread while the groups' threads run
         workers = [threading.Thread(target=run, args=(i, rows)) for i, rows in enumerate(groups)]
         for w in workers:
             w.start()
         for w in workers:
             w.join()
-    finally:
-        torch.set_num_threads(before)
     if errors:
         raise errors[0]
 
