@@ -92,13 +92,14 @@ class TorchBatchExecutor:
         """Partitions of ``graphs`` from their embeddings ``found``: every k-means restart of every
         graph as one batch per embedding shape on ``device``, each graph's generator from its seed in
         ``seeds``."""
-        out: list = [None] * len(graphs)
         k = clusterer.n_clusters
         if clusterer.assign_labels == "cluster_qr":
             one = clusterer.with_threads(1)
-            for i, (g, (emb, ev, nodes), ss) in enumerate(zip(graphs, found, seeds, strict=True)):
-                out[i] = one.partition_embedded(g, emb, ev, nodes, None if ss is None else ss)
-            return out
+            return [
+                one.partition_embedded(g, emb, ev, nodes, ss)
+                for g, (emb, ev, nodes), ss in zip(graphs, found, seeds, strict=True)
+            ]
+        out: list = [None] * len(graphs)
         shapes: dict[tuple, list[int]] = {}
         for i, (emb, _, _) in enumerate(found):
             shapes.setdefault(emb.shape, []).append(i)
@@ -158,9 +159,8 @@ class TorchBatchExecutor:
         if clusterer is None:
             yield from self.map(null_value, seeds, graph, null, measure)
             return
-        threads = self.threads or os.cpu_count() or 1
         size = self._batch(graph)
-        workers = max(1, min(threads, size))
+        workers = max(1, min(self.threads or os.cpu_count() or 1, size))  # host threads drawing shuffles
         # where the time went (seconds, summed over calls), and how many samples ran the plain way
         spent = self.timings_ = getattr(self, "timings_", None) or dict.fromkeys(
             ("waiting_for_shuffles", "eigensolves", "kmeans_and_ncut", "plain_fallbacks", "n_fallbacks"), 0.0
