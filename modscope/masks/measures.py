@@ -116,8 +116,7 @@ def streamed_scores(
             for start in range(0, n, chunk):
                 rows = slice(start, min(n, start + chunk))
                 out = net(weights[rows], x, shared_input=True)  # (rows, B, n_out)
-                if acc is None:
-                    acc = Accumulator(data, out.shape[-1], n, functions, "test")
+                acc = acc or Accumulator(data, out.shape[-1], n, functions, "test")
                 acc.add(idx, out, y, rows)
     return acc.result()
 
