@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ModscopeError
-from .embedding import embed_rows, gram_side
+from .embedding import _dinv, embed_rows, gram_side
 from .subspace import topk_eigh
 
 __all__ = ["EXACT_SIDE", "EXACT_SIDE_GPU", "DeviceSolver", "batched_singular", "device_embedding"]
@@ -22,17 +22,6 @@ DeviceSolver = Literal["auto", "eigh", "subspace"]
 # GPU a stack of ``eigh`` runs one matrix after another, so subspace iteration takes over sooner.
 EXACT_SIDE = 1024
 EXACT_SIDE_GPU = 256
-
-
-def _exact_side(device) -> int:
-    import torch
-
-    return EXACT_SIDE if torch.device(device).type == "cpu" else EXACT_SIDE_GPU
-
-
-def _check_solver(solver: str) -> None:
-    if solver not in ("auto", "eigh", "subspace"):
-        raise ModscopeError(f"unknown device eigensolver {solver!r}; use 'auto', 'eigh' or 'subspace'")
 
 
 def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "auto", seed: int = 0) -> list:
@@ -49,7 +38,8 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
     """
     import torch
 
-    _check_solver(solver)
+    if solver not in ("auto", "eigh", "subspace"):
+        raise ModscopeError(f"unknown device eigensolver {solver!r}; use 'auto', 'eigh' or 'subspace'")
     g0 = graphs[0]
     if not g0.is_chain:  # the batched Gram assembly is written for layered graphs
         return [None] * len(graphs)
@@ -62,7 +52,8 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
     N = _normalised_weights(graphs, device)
     G = _side_gram(N, widths, pos, m)
     converged = np.ones(len(graphs), dtype=bool)
-    if solver == "subspace" or (solver == "auto" and m > _exact_side(device)):
+    exact_side = EXACT_SIDE if torch.device(device).type == "cpu" else EXACT_SIDE_GPU
+    if solver == "subspace" or (solver == "auto" and m > exact_side):
         s2, V, converged = topk_eigh(
             lambda X: G @ X, (len(graphs), m), k, lo=0.0, hi=1.0, device=device, seed=seed
         )
@@ -79,8 +70,7 @@ def batched_singular(graphs: Sequence, k: int, device, solver: DeviceSolver = "a
         if not converged[i] or s2_np[i, -1] <= 1e-12 * max(s2_np[i, 0], 1.0) or k >= nodes.size:
             out.append(None)
             continue
-        v = vecs_np[i][nodes] / np.sqrt(2.0)
-        out.append((embed_rows(g, v, nodes), 1.0 - s_np[i], nodes))
+        out.append((embed_rows(g, vecs_np[i][nodes] / np.sqrt(2.0), nodes), 1.0 - s_np[i], nodes))
     return out
 
 
@@ -161,8 +151,7 @@ def device_embedding(graph, k: int, device, seed: int = 0):
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
     off = graph.offsets
-    dinv = np.zeros(graph.n_nodes)
-    np.divide(1.0, np.sqrt(graph.degree), out=dinv, where=graph.active)
+    dinv = _dinv(graph)
     blocks = []
     for (src, dst), w in zip(graph.links, graph.abs_weights, strict=True):
         a, b = slice(off[src], off[src + 1]), slice(off[dst], off[dst + 1])
@@ -184,5 +173,4 @@ def device_embedding(graph, k: int, device, seed: int = 0):
     mu, vecs, converged = topk_eigh(apply, (1, graph.n_nodes), k, lo=-1.0, hi=1.0, device=device, seed=seed)
     if not converged[0]:  # never a half-converged embedding: the caller solves it the plain way
         return None
-    vecs = vecs[0].cpu().numpy()[nodes]
-    return embed_rows(graph, vecs, nodes), 1.0 - mu[0].cpu().numpy(), nodes
+    return embed_rows(graph, vecs[0].cpu().numpy()[nodes], nodes), 1.0 - mu[0].cpu().numpy(), nodes

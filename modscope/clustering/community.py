@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..errors import ModscopeError
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.seeds import SeedLike, int_seed
-from .ncut import ncut
+from .ncut import _edge_list, ncut
 
 __all__ = ["Communities", "leiden", "louvain", "modularity"]
 
@@ -34,13 +34,7 @@ def modularity(graph: WeightGraph | sp.spmatrix, labels: np.ndarray, resolution:
     ``community.modularity`` (a test oracle). Higher is more modular.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    if isinstance(graph, WeightGraph):
-        u, v, w = graph.edges
-        deg = graph.degree
-    else:
-        coo = sp.triu(graph, k=1).tocoo()
-        u, v, w = coo.row, coo.col, coo.data
-        deg = np.asarray(graph.sum(axis=1)).ravel()
+    u, v, w, deg, _ = _edge_list(graph)
     if labels.shape != deg.shape:
         raise ModscopeError(f"need one label per node ({deg.size}), got {labels.size}")
     m = float(w.sum())
@@ -166,8 +160,10 @@ def _communities(graph: WeightGraph, method: str, seed: SeedLike, resolution: fl
     rank[order] = np.arange(order.size)
     labels = np.full(graph.n_nodes, -1, dtype=np.int64)
     labels[nodes] = rank[member]
-    record = {"method": method, "resolution": float(resolution), **kw}
-    return Communities(labels, modularity(graph, labels, resolution), ncut(graph, labels), record)
+    return Communities(
+        labels, modularity(graph, labels, resolution), ncut(graph, labels),
+        {"method": method, "resolution": float(resolution), **kw},
+    )
 
 
 def leiden(

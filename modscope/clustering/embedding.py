@@ -290,8 +290,7 @@ def spectral_embedding(
     signs fixed deterministically. ``nodes`` are graph node ids in ascending order.
     """
     ss = as_seed_sequence(seed)
-    active = graph.active
-    nodes = np.flatnonzero(active)
+    nodes = np.flatnonzero(graph.active)
     k = n_components
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")

@@ -91,9 +91,8 @@ def layer_local(
                 f"layer {l}: cannot split its 3-layer graph ({n_active} connected nodes) into {k} clusters"
             )
         part = clusterer.partition(local, child_seed(seed, l))
-        off = local.offsets
         layers.append(l)
-        labels.append(part.labels[off[1] : off[2]].copy())
+        labels.append(part.labels[local.offsets[1] : local.offsets[2]].copy())  # the middle layer's
         cuts.append(part.ncut)
         settings.append(part.clustering)
     record = {**settings[0], "restarts": [st.get("restarts") for st in settings]} if settings else {}

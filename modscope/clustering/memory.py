@@ -48,8 +48,7 @@ def check_memory(source, jobs: int = 1) -> None:
     """Raise `ModscopeError` when `memory_estimate` exceeds the memory available now."""
     need, have = memory_estimate(source, jobs), available_memory()
     if need > have:
-        what = _shape(source)[3]
         raise ModscopeError(
-            f"a {what} network needs about {need / 2**30:.1f} GiB to score with {max(jobs, 1)} "
+            f"a {_shape(source)[3]} network needs about {need / 2**30:.1f} GiB to score with {max(jobs, 1)} "
             f"concurrent shuffle(s), but only {have / 2**30:.1f} GiB of memory is available"
         )

@@ -140,14 +140,9 @@ class SpectralClusterer:
             raise ModscopeError(f"unknown label assignment {self.assign_labels!r}; use kmeans or cluster_qr")
         if self.restarts is not None and (int(self.restarts) != self.restarts or self.restarts < 1):
             raise ModscopeError(f"k-means restarts must be an integer >= 1, got {self.restarts}")
-        ss_eig, ss_km = child_seed(seed, 0), child_seed(seed, 1)
-        small = int(graph.active.sum()) <= SMALL_GRAPH and self.threads in (None, 1)
-        with maybe_single_thread(small):
-            return self._partition(graph, k, ss_eig, ss_km)
-
-    def _partition(self, graph: WeightGraph, k: int, ss_eig, ss_km) -> Partition:
-        emb, eigenvalues, nodes = spectral_embedding(graph, k, self.eigen_solver, ss_eig)
-        return self._assign(graph, k, emb, eigenvalues, nodes, ss_km)
+        with maybe_single_thread(int(graph.active.sum()) <= SMALL_GRAPH and self.threads in (None, 1)):
+            emb, eigenvalues, nodes = spectral_embedding(graph, k, self.eigen_solver, child_seed(seed, 0))
+            return self._assign(graph, k, emb, eigenvalues, nodes, child_seed(seed, 1))
 
     def partition_embedded(
         self,
@@ -162,10 +157,8 @@ class SpectralClusterer:
         ``embedding``, ``eigenvalues``, ``nodes`` as `spectral_embedding` returns them; the
         labels are then exactly those `partition` gives for the same embedding and seed.
         """
-        k = self.n_clusters
-        small = nodes.size <= SMALL_GRAPH and self.threads in (None, 1)
-        with maybe_single_thread(small):
-            return self._assign(graph, k, embedding, eigenvalues, nodes, child_seed(seed, 1))
+        with maybe_single_thread(nodes.size <= SMALL_GRAPH and self.threads in (None, 1)):
+            return self._assign(graph, self.n_clusters, embedding, eigenvalues, nodes, child_seed(seed, 1))
 
     def settings(self, n_active: int) -> dict:
         """How labels are assigned on a graph of ``n_active`` non-isolated nodes (the record every
@@ -245,11 +238,11 @@ class SklearnClusterer:
         from sklearn.cluster import SpectralClustering
 
         nodes = np.flatnonzero(graph.active)
-        adjacency = graph.adjacency[nodes][:, nodes]
-        state = int_seed(seed)
-        sc = SpectralClustering(self.n_clusters, affinity="precomputed", random_state=state, **self.kwargs)
+        sc = SpectralClustering(
+            self.n_clusters, affinity="precomputed", random_state=int_seed(seed), **self.kwargs
+        )
         labels = np.full(graph.n_nodes, -1, dtype=np.int64)
-        labels[nodes] = sc.fit(adjacency).labels_
+        labels[nodes] = sc.fit(graph.adjacency[nodes][:, nodes]).labels_
         settings = {"assign_labels": sc.assign_labels, "restarts": sc.n_init, "select": "inertia"}
         return Partition(labels, ncut(graph, labels), int(self.n_clusters), np.array([]), settings)
 

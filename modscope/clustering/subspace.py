@@ -69,8 +69,7 @@ def topk_eigh(
             break
         # lock the leading pairs converged in every operator of the batch: the filter then
         # works on the rest, deflated, so a converged large eigenvalue cannot swamp the others
-        lead = done.int().cumprod(dim=1).sum(dim=1)
-        nlock = int(lead.min())
+        nlock = int(done.int().cumprod(dim=1).sum(dim=1).min())  # the leading run of converged pairs
         locked, free = Q[:, :, :nlock], Q[:, :, nlock:]
 
         def deflated(X, locked=locked):
@@ -94,5 +93,4 @@ def topk_eigh(
             cur = cur - locked @ (locked.mT @ cur)
         Q, _ = torch.linalg.qr(torch.cat([locked, cur], dim=2))
         theta, Q, resid = _ritz(apply, Q)
-    converged = (resid[:, :k] <= tol * scale).all(dim=1).cpu().numpy()
-    return theta[:, :k], Q[:, :, :k], converged
+    return theta[:, :k], Q[:, :, :k], (resid[:, :k] <= tol * scale).all(dim=1).cpu().numpy()  # converged

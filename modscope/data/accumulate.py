@@ -20,6 +20,15 @@ from .functions import Function
 __all__ = ["Accumulator"]
 
 
+def _membership(index: Any, size: int) -> np.ndarray | None:
+    """``(size,)`` bool, ``True`` at ``index``; ``None`` for ``None`` (every example)."""
+    if index is None:
+        return None
+    member = np.zeros(size, dtype=bool)
+    member[np.asarray(index, dtype=np.int64)] = True
+    return member
+
+
 class Accumulator:
     """Sums for ``n`` networks over the batches of one split of ``data`` (a `Data`).
 
@@ -36,15 +45,8 @@ class Accumulator:
         self.groups = data.groups(n_outputs)
         self.functions = list(functions)
         size = len(data.split(split))
-        self.member = []  # per function: a (size,) bool membership of its examples
-        for fn in self.functions:
-            index = getattr(fn, f"{split}_index")
-            if index is None:
-                self.member.append(None)
-                continue
-            m = np.zeros(size, dtype=bool)
-            m[np.asarray(index, dtype=np.int64)] = True
-            self.member.append(m)
+        # per function: a (size,) bool membership of its examples (None: all of them)
+        self.member = [_membership(getattr(fn, f"{split}_index"), size) for fn in self.functions]
         one_group = data.kind == "classification" and data.metric is None and len(self.groups) == 1
         self.n_classes = c = data.n_classes if one_group else None
         self.total = np.zeros(self.n)

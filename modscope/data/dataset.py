@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModscopeError, first_line
-from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
+from ..runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip, npy_header
 from .functions import Function
 from .idx import find_idx, map_idx
 from .splits import ArraySplit, DatasetSplit, LoaderSplit, Split
@@ -113,16 +113,14 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
             local = fh.read(30)
             name_len = int.from_bytes(local[26:28], "little")
             extra_len = int.from_bytes(local[28:30], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            fh.seek(start)
-            fmt = np.lib.format
-            read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            fh.seek(info.header_offset + 30 + name_len + extra_len)  # the member's data: its .npy header
+            shape, fortran, dtype = npy_header(fh)
             offset = fh.tell()
         if dtype.hasobject:
             raise ModscopeError(f"{path}: refused: {key} holds pickled objects")
-        order = "F" if fortran else "C"
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        return np.memmap(
+            path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+        )
     with zf.open(info) as fh:
         return np.lib.format.read_array(fh, allow_pickle=False)
 
@@ -160,7 +158,8 @@ def _read_pt(path: Path) -> dict[str, Any]:
 
 def _arrays_to_splits(
     arrays: Mapping[str, Any], where: str, regression: bool, scale: bool
-) -> dict[str, Split]:
+) -> tuple[Split, Split | None]:
+    """``(test, train or None)`` from a dict of ``x_test, y_test[, x_train, y_train]`` (or ``x, y``)."""
     if "x_test" not in arrays and "x" in arrays:
         arrays = {"x_test": arrays["x"], "y_test": arrays.get("y")}
     splits: dict[str, Split] = {}
@@ -176,7 +175,7 @@ def _arrays_to_splits(
         raise ModscopeError(
             f"{where}: no x_test / y_test (nor x / y) arrays; it has {', '.join(arrays) or 'none'}"
         )
-    return splits
+    return splits["test"], splits.get("train")
 
 
 def _read_folder(path: Path) -> dict[str, Any]:
@@ -231,11 +230,10 @@ def load_data(
             arrays, scale = _read_pt(path), False
         else:
             raise ModscopeError(f"{path}: data must be an .npz or .pt file or a folder of IDX files")
-        splits = _arrays_to_splits(arrays, str(path), regression, scale)
-        return Data(splits["test"], splits.get("train"), name=name or path.stem, **options)
+        test_train = _arrays_to_splits(arrays, str(path), regression, scale)
+        return Data(*test_train, name=name or path.stem, **options)
     if isinstance(source, Mapping):
-        splits = _arrays_to_splits(source, "data", regression, False)
-        return Data(splits["test"], splits.get("train"), name=name or "data", **options)
+        return Data(*_arrays_to_splits(source, "data", regression, False), name=name or "data", **options)
     if isinstance(source, tuple) and len(source) == 2:
         test = ArraySplit(source[0], source[1], regression)
         tr = (ArraySplit(train[0], train[1], regression) if isinstance(train, tuple)

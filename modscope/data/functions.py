@@ -108,11 +108,10 @@ def class_functions(data: Any) -> dict[str, Function]:
     per-class removal: a mask trained on all but one class)."""
     if data.n_classes is None:
         raise ModscopeError("per-class functions need a one-group classifier")
-    out = {}
-    for c in range(data.n_classes):
-        label = data.class_names[c] if data.class_names else str(c)
-        out[f"not-{c}"] = parse_function(f"not-{c}=not:{label if data.class_names else c}", data)
-    return out
+    return {
+        f"not-{c}": parse_function(f"not-{c}=not:{data.class_names[c] if data.class_names else c}", data)
+        for c in range(data.n_classes)
+    }
 
 
 def function_where(

@@ -84,8 +84,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ModscopeError(f"{path}: truncated IDX data: shape {dims} needs {need} bytes, file has {have}")
     if have > need:
         raise ModscopeError(f"{path}: {have - need} bytes after the IDX data of shape {dims} (corrupt file?)")
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
-    return arr.astype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def map_idx(path: str | Path) -> np.ndarray:
@@ -95,18 +94,17 @@ def map_idx(path: str | Path) -> np.ndarray:
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)
-            if head[:2] == GZIP_MAGIC:
+            # gzipped (read whole), or not an IDX header (read_idx's one-line error says what is wrong)
+            gzipped = head[:2] == GZIP_MAGIC
+            if gzipped or len(head) < 4 or head[0] or head[1] or head[2] not in IDX_DTYPES or head[3] == 0:
                 return read_idx(path)
-            if len(head) < 4 or head[0] or head[1] or head[2] not in IDX_DTYPES or head[3] == 0:
-                return read_idx(path)  # its one-line error says what is wrong
             ndim = head[3]
             dims = tuple(int(d) for d in np.frombuffer(fh.read(4 * ndim), dtype=">u4"))
     except FileNotFoundError:
         raise ModscopeError(f"{path}: no such file") from None
     dtype = IDX_DTYPES[head[2]]
     header = 4 + 4 * ndim
-    size = header + math.prod(dims) * dtype.itemsize
-    if len(dims) != ndim or path.stat().st_size != size:
+    if len(dims) != ndim or path.stat().st_size != header + math.prod(dims) * dtype.itemsize:
         return read_idx(path)
     return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=dims)
 

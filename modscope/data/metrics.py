@@ -14,6 +14,7 @@ lesions scored at once), and reduces only over the examples ``B``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any, Literal
 
 __all__ = [
@@ -36,11 +37,11 @@ def group_slices(
     output_groups: Sequence[int], groups: Sequence[int] | None = None
 ) -> list[tuple[int, slice]]:
     """``[(group, slice of its logits)]`` for the asked-for ``groups`` (``None``: all)."""
-    bounds, start = [], 0
-    for g, size in enumerate(output_groups):
-        bounds.append((g, slice(start, start + size)))
-        start += size
-    return [b for b in bounds if groups is None or b[0] in groups]
+    starts = [0, *accumulate(output_groups)]  # group g's logits: starts[g] .. starts[g + 1]
+    return [
+        (g, slice(starts[g], starts[g + 1]))
+        for g in range(len(output_groups)) if groups is None or g in groups
+    ]
 
 
 def loss(
@@ -54,8 +55,9 @@ def loss(
     if kind == "mse":
         cols = list(groups) if groups is not None else slice(None)
         return F.mse_loss(out[:, cols], y[:, cols])
-    parts = [F.cross_entropy(out[:, s], y[:, g]) for g, s in group_slices(output_groups, groups)]
-    return torch.stack(parts).mean()
+    return torch.stack(
+        [F.cross_entropy(out[:, s], y[:, g]) for g, s in group_slices(output_groups, groups)]
+    ).mean()
 
 
 def onehot_mse(out: Any, y: Any, n_classes: int) -> Any:
@@ -102,8 +104,7 @@ def per_class_accuracy(out: Any, y: Any, n_classes: int) -> Any:
     import torch.nn.functional as F
 
     onehot = F.one_hot(y[:, 0].long().to(out.device), n_classes).double()  # (B, C)
-    hits = (out.argmax(-1) == y[:, 0].to(out.device)).double() @ onehot
-    return hits / onehot.sum(0)
+    return ((out.argmax(-1) == y[:, 0].to(out.device)).double() @ onehot) / onehot.sum(0)  # hits / count
 
 
 def metric_name(kind: Kind) -> str:

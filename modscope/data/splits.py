@@ -33,9 +33,8 @@ def _native(a: Any) -> Any:
     if isinstance(a, np.ndarray):
         if not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
-        if not a.flags.writeable:  # a memory map: torch wants memory it may own
-            return np.array(a)
-        return np.ascontiguousarray(a)
+        # a memory map: torch wants memory it may own
+        return np.array(a) if not a.flags.writeable else np.ascontiguousarray(a)
     return a
 
 
@@ -81,6 +80,10 @@ def _chunks(n: int, batch_size: int, index: np.ndarray | None) -> Iterator[np.nd
         yield idx[start : start + batch_size]
 
 
+# a torch dtype's name -> numpy's dtype kind (the first word it holds; else "i", an integer)
+_KINDS = (("uint", "u"), ("complex", "c"), ("float", "f"), ("bool", "b"))
+
+
 def _kind_of(a: Any) -> tuple[str, int]:
     """(numpy dtype kind, ndim) of an array or tensor; ``("O", 0)`` for anything else."""
     if isinstance(a, np.ndarray):
@@ -88,11 +91,7 @@ def _kind_of(a: Any) -> tuple[str, int]:
     dtype, ndim = getattr(a, "dtype", None), getattr(a, "ndim", None)
     if dtype is None or ndim is None:
         return "O", 0
-    name = str(dtype)
-    kind = "c" if "complex" in name else "f" if ("float" in name) else "b" if "bool" in name else "i"
-    if "uint" in name:
-        kind = "u"
-    return kind, int(ndim)
+    return next((k for word, k in _KINDS if word in str(dtype)), "i"), int(ndim)
 
 
 def check_examples(a: Any, what: str, chunk_bytes: int = 2**26) -> None:
@@ -195,8 +194,7 @@ class DatasetSplit:
             raise ModscopeError(f"example index out of range (the dataset has {self.n} examples)")
         items = [self._item(i) for i in index]
         xs = torch.stack([torch.as_tensor(np.asarray(x) if not hasattr(x, "shape") else x) for x, _ in items])
-        ys = torch.stack([torch.as_tensor(y) for _, y in items])
-        return as_batch(xs, ys, self.regression)
+        return as_batch(xs, torch.stack([torch.as_tensor(y) for _, y in items]), self.regression)
 
     def labels(self) -> Any:
         if self._labels is None:
@@ -259,8 +257,7 @@ class LoaderSplit:
         found_y: dict[int, Any] = {}
         wanted = set(index.tolist())
         for idx, x, y in self._pass():
-            hit = np.flatnonzero(np.isin(idx, index))
-            for j in hit:
+            for j in np.flatnonzero(np.isin(idx, index)):
                 found_x[int(idx[j])], found_y[int(idx[j])] = x[j], y[j]
             if len(found_x) == len(wanted):
                 break

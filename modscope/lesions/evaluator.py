@@ -95,9 +95,8 @@ def _run(model: nn.Module, x: torch.Tensor, output: Any) -> torch.Tensor:
     except (ModscopeError, torch.OutOfMemoryError):  # the latter: one line from device_errors
         raise
     except Exception as exc:
-        first = first_line(exc)
         raise ModscopeError(
-            f"the model rejects the data ({type(exc).__name__}: {first}); inputs of shape "
+            f"the model rejects the data ({type(exc).__name__}: {first_line(exc)}); inputs of shape "
             f"{tuple(x.shape)[1:]} per example"
         ) from None
     return model_output(out, output)
@@ -135,11 +134,6 @@ def score_model(
     return Scores(*acc.result())
 
 
-def _tensors(found: tuple) -> list[torch.Tensor]:
-    kept, io = found
-    return [*kept.values(), *(io or ())]
-
-
 def _kept_bytes(kept: dict) -> int:
     return sum(size for batches in kept.values() for _, size, _ in batches)
 
@@ -166,8 +160,7 @@ class _LowRank:
             if self.mean is not None:
                 silenced = silenced - self.mean.to(silenced.dtype)[idx][:, None, :]
             delta = torch.bmm(silenced, self.module.weight.t()[idx].to(silenced.dtype))  # (R, M, out)
-            out = z.reshape(1, -1, z.shape[-1]) - delta
-            return out.reshape(idx.shape[0] * h.shape[0], *z.shape[1:])
+            return (z.reshape(1, -1, z.shape[-1]) - delta).reshape(idx.shape[0] * h.shape[0], *z.shape[1:])
 
         return forward
 
@@ -230,9 +223,6 @@ class UnitEvaluator:
         self.reused = self.full = self.low_ranked = 0
         self._kept: dict = {}  # per plan, its intact outputs batch by batch; the latest plan last
 
-    def _autocast(self) -> Any:
-        return _autocast(self.precision, self.device)
-
     def _plan(self, x: torch.Tensor, touched: Sequence[int]) -> list:
         """The prefix calls to replay for lesions of the ``touched`` sites (empty: the whole forward)."""
         why = self._why
@@ -241,7 +231,7 @@ class UnitEvaluator:
         elif self._prefix is None and why is None:
             sites = [_reader(self.model, s.module) for s in self.traced.sites]
             try:
-                with self._autocast():
+                with _autocast(self.precision, self.device):
                     self._prefix = PrefixReuse(self.model, x[: min(2, x.shape[0])], sites)
             except torch.OutOfMemoryError:
                 raise
@@ -302,9 +292,6 @@ class UnitEvaluator:
         limit = 2**24 if self.max_elements is None else self.max_elements
         return max(1, min(n, limit // per, max(4, CPU_FORWARD // (x.shape[0] * widest))))
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
-
     def intact(self) -> Scores:
         if self._intact is None:
             versions = [p._version for p in self.model.parameters()]  # noqa: SLF001 (torch's counter)
@@ -343,7 +330,7 @@ class UnitEvaluator:
         acc, low, first = None, None, True
         with eval_mode(self.model, no_grad=True):
             for b, (idx, x, y) in enumerate(self.split.batches(self.batch_size)):
-                x = self._input(x)
+                x = (x.to(self.dtype) if x.is_floating_point() else x).to(self.device)
                 plan = self._plan(x, touched)
                 if first and not loop:  # decided once per call, after the probe
                     low, first = self._low_rank_read(lesions, touched), False
@@ -373,9 +360,11 @@ class UnitEvaluator:
         self._kept[key] = batches  # the latest plan last
         if b < len(batches) and np.array_equal(batches[b][0], idx):
             return batches[b][2]
-        with self._autocast():
+        with _autocast(self.precision, self.device):
             found = self._prefix.cache(plan, x, read=None if low is None else low.module)
-        size = sum(t.numel() * t.element_size() for t in {id(t): t for t in _tensors(found)}.values())
+        kept, io = found
+        tensors = {id(t): t for t in (*kept.values(), *(io or ()))}  # each tensor once
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
         while len(self._kept) > 1 and _kept_bytes(self._kept) + size > KEEP_BYTES:
             del self._kept[next(iter(self._kept))]
         if b == len(batches) and _kept_bytes(self._kept) + size <= KEEP_BYTES:
@@ -390,7 +379,7 @@ class UnitEvaluator:
         with contextlib.ExitStack() as stack:
             if plan:
                 stack.enter_context(self._prefix.replay(plan, kept, R, memo))
-            stack.enter_context(self._autocast())
+            stack.enter_context(_autocast(self.precision, self.device))
             if loop:
                 stack.enter_context(self.lesioner.one_lesion(lesions[rows.start]))
                 return _run(self.model, x, self.output)[None]

@@ -39,8 +39,7 @@ class FunctionKnockoutResult:
         """Rows: the removed mask (``"none"`` for intact); columns: the function scored."""
         import pandas as pd
 
-        rows = {"none": self.intact, **self.removed}
-        return pd.DataFrame.from_dict(rows, orient="index")[self.functions]
+        return pd.DataFrame.from_dict({"none": self.intact, **self.removed}, orient="index")[self.functions]
 
 
 def function_knockout(
@@ -87,5 +86,7 @@ def function_knockout(
     for f, m in norm.items():
         with remove_weights(model, m):
             removed[f] = score()
-    sizes = {f: int(sum(int(t.sum()) for t in m.values())) for f, m in norm.items()}
-    return FunctionKnockoutResult(data.metric_name, names, intact, removed, sizes)
+    return FunctionKnockoutResult(
+        data.metric_name, names, intact, removed,
+        {f: int(sum(int(t.sum()) for t in m.values())) for f, m in norm.items()},  # mask sizes
+    )

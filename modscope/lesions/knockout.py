@@ -137,8 +137,7 @@ def _random_removed(
     The same distribution as "permute the layer's labels and take one cluster's neurons",
     vectorised: one row of random keys per draw, argsorted.
     """
-    order = np.argsort(rng.random((n, labelled.size)), axis=1)[:, :size]
-    return labelled[order]
+    return labelled[np.argsort(rng.random((n, labelled.size)), axis=1)[:, :size]]
 
 
 def _layer_lesions(
@@ -377,9 +376,9 @@ def _setup(
         batches = (x.to(dtype) if x.is_floating_point() else x for _, x, _ in examples.batches(batch_size))
         with eval_mode(model, no_grad=True):
             means = unit_means(model, traced, batches, model_device(model))
-    lesioner = UnitLesioner(model, traced, ablation, means)
     evaluator = UnitEvaluator(
-        model, traced, data, split=split, functions=list(data.functions.values()), lesioner=lesioner,
+        model, traced, data, split=split, functions=list(data.functions.values()),
+        lesioner=UnitLesioner(model, traced, ablation, means),
         batch_size=batch_size, max_elements=None if max_elements is None else max(1, max_elements) * 4,
         output=output, precision=precision, low_rank=low_rank,
     )
@@ -394,12 +393,11 @@ def _store(
     cache: Any, model: nn.Module, run: _Run, cfg: KnockoutConfig, data_key: list, precision: str
 ) -> WorkCache:
     """The cache of one run's finished lesions, keyed by everything that decides them."""
-    key = {"unit": "knockout_lesion", "weights": fingerprint_arrays(
+    return WorkCache(cache, {"unit": "knockout_lesion", "weights": fingerprint_arrays(
         [t.detach().cpu().numpy() for t in model.state_dict().values()]),
         "task": data_key, "labels": [h.tolist() for h in run.labels],
         "n_random": cfg.n_random, "seed": int(cfg.seed), "alpha": cfg.alpha, "min_effect": cfg.min_effect,
-        **({} if precision == "fp32" else {"precision": precision})}
-    return WorkCache(cache, key)
+        **({} if precision == "fp32" else {"precision": precision})})
 
 
 def _lesion_all(
@@ -427,9 +425,8 @@ def _lesion_all(
             store.put(idx, encode_exact(st))
         return st
 
-    bar = tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
-               file=sys.stderr, leave=False)
-    try:
+    with tqdm(total=len(subs) + len(pair_list), desc="knockout", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
         singles: list[SubmoduleResult] = []
         for idx, (s, ss) in enumerate(zip(subs, single_seeds, strict=True)):
             singles.append(SubmoduleResult(**unit(idx, [s], ss), layer=s.layer, cluster=s.cluster))
@@ -438,12 +435,10 @@ def _lesion_all(
         for idx, ((i, j), ss) in enumerate(zip(pair_list, pair_seeds, strict=True), start=len(subs)):
             a, b = subs[i], subs[j]
             st = unit(idx, [a, b], ss)
-            inter = st["damage"] - (singles[i].damage + singles[j].damage)
             pairs.append(PairResult(**st, layer_a=a.layer, cluster_a=a.cluster, layer_b=b.layer,
-                                    cluster_b=b.cluster, interaction=inter))
+                                    cluster_b=b.cluster,
+                                    interaction=st["damage"] - (singles[i].damage + singles[j].damage)))
             bar.update()
-    finally:
-        bar.close()
     note = getattr(run.evaluator, "note", None)
     if progress and note:  # slower, not wrong: said once
         print(f"knockout: {note}", file=sys.stderr)

@@ -80,24 +80,21 @@ class UnitLesioner:
         see `one_lesion` for lesions that reach parameters. ``skip``: sites the caller lesions
         itself (the evaluator's low-rank Linear read)."""
         lesions = np.asarray(lesions, dtype=bool)
-        R = lesions.shape[0]
-        touched = self.sites_of(lesions.any(0))
         with ExitStack() as stack:
-            for i in (i for i in touched if i not in skip):
+            for i in (i for i in self.sites_of(lesions.any(0)) if i not in skip):
                 site = self.traced.sites[i]
                 if site.kind != "input":
                     raise ModscopeError("a parameter read cannot be batched: use one_lesion")
                 stack.enter_context(self._input_hook(site, i, site_drops(site, lesions)))
-            yield R
+            yield lesions.shape[0]
 
     @contextmanager
     def one_lesion(self, lesion: np.ndarray) -> Iterator[None]:
         """Run the model with one lesion ``(n_nodes,)`` bool: input sites by hooks, parameter sites
         by swapped copies of their parameters (zero ablation)."""
         lesion = np.asarray(lesion, dtype=bool)
-        touched = self.sites_of(lesion)
         with ExitStack() as stack:
-            for i in touched:
+            for i in self.sites_of(lesion):
                 site = self.traced.sites[i]
                 drop = site_drops(site, lesion[None])
                 if site.kind == "input":
@@ -134,11 +131,10 @@ class UnitLesioner:
                 raise ModscopeError("the batch does not split into the lesions' copies")
             view = moved.reshape(R, moved.shape[0] // R, *moved.shape[1:])
             d = torch.as_tensor(drop, device=x.device).reshape(R, 1, *([1] * (view.ndim - 3)), drop.shape[1])
-            if self.ablation == "zero":
-                view = view.masked_fill(d, 0.0)
-            else:
-                m = torch.as_tensor(mean, device=x.device, dtype=x.dtype)
-                view = torch.where(d, m, view)
+            view = (
+                view.masked_fill(d, 0.0) if self.ablation == "zero"
+                else torch.where(d, torch.as_tensor(mean, device=x.device, dtype=x.dtype), view)
+            )
             return view.reshape(moved.shape).movedim((0, -1), (ba, axis))
 
         def hook(_module, args, kwargs):

@@ -96,9 +96,9 @@ class KnockoutResult:
     def to_dict(self) -> dict[str, Any]:
         keys = ("metric", "intact_accuracy", "intact_per_class", "intact_per_function", "submodules",
                 "fisher_p", "n_random", "seed", "alpha", "min_effect")
-        d = {k: getattr(self, k) for k in keys}
-        d["submodules"] = [s.to_dict() for s in self.submodules]
-        d = to_jsonable(d)
+        d = to_jsonable(
+            {**{k: getattr(self, k) for k in keys}, "submodules": [s.to_dict() for s in self.submodules]}
+        )
         if self.pairs is not None:
             d["pairs"] = [p.to_dict() for p in self.pairs]
         if self.functions is not None:
@@ -125,12 +125,13 @@ class KnockoutResult:
 def _frame(rows: list[dict[str, Any]]):
     import pandas as pd
 
-    flat = []
-    for row in rows:
-        r = {k: v for k, v in row.items() if k not in _FRAME_DROP}
-        for c, v in enumerate(row.get("per_class") or []):
-            r[f"class_{c}"] = v
-        for name, v in (row.get("per_function") or {}).items():
-            r[f"fn_{name}"] = v
-        flat.append(r)
-    return pd.DataFrame(flat)
+    return pd.DataFrame([_flat(row) for row in rows])
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row with its per-class and per-function values as columns of their own."""
+    return {
+        **{k: v for k, v in row.items() if k not in _FRAME_DROP},
+        **{f"class_{c}": v for c, v in enumerate(row.get("per_class") or [])},
+        **{f"fn_{name}": v for name, v in (row.get("per_function") or {}).items()},
+    }

@@ -51,8 +51,8 @@ def group_labels(
     """
     labels = getattr(labels, "labels", labels)
     sizes = [int(s) for s in sizes]
-    per_group = isinstance(labels, list | tuple) and len(labels) > 0 and np.ndim(labels[0]) == 1
-    if per_group:
+    # one label array per group, or one label per node
+    if isinstance(labels, list | tuple) and len(labels) > 0 and np.ndim(labels[0]) == 1:
         given = [np.asarray(a) for a in labels]
         if len(given) == len(lesioned) != len(sizes):
             given = dict(zip(lesioned, given, strict=True))
@@ -88,19 +88,16 @@ def group_labels(
 
 def group_submodules(labels: Sequence[np.ndarray], lesioned: Sequence[int]) -> list[Submodule]:
     """Every (lesioned group, cluster) sub-module with at least one unit, by group then cluster."""
-    result = []
-    for g in sorted(lesioned):
-        lab = labels[g]
-        for c in np.unique(lab[lab >= 0]):
-            result.append(Submodule(g, int(c), tuple(np.flatnonzero(lab == c).tolist())))
-    return result
+    return [
+        Submodule(g, int(c), tuple(np.flatnonzero(labels[g] == c).tolist()))
+        for g in sorted(lesioned) for c in np.unique(labels[g][labels[g] >= 0])
+    ]
 
 
 def hidden_layer_labels(labels: Any, widths: Sequence[int]) -> list[np.ndarray]:
     """One int64 label array per hidden layer of a layer graph of ``widths`` (input, hidden,
     output), from any layout `group_labels` accepts."""
-    hidden = range(1, len(widths) - 1)
-    return group_labels(labels, widths, hidden)[1:-1]
+    return group_labels(labels, widths, range(1, len(widths) - 1))[1:-1]
 
 
 def submodules(labels: Any, widths: Sequence[int]) -> list[Submodule]:

@@ -94,9 +94,8 @@ class Alignment:
 
 
 def _layer_masks(m: Any) -> list[np.ndarray]:
-    items = list(m.values()) if isinstance(m, Mapping) else list(m)
     out = []
-    for t in items:
+    for t in m.values() if isinstance(m, Mapping) else m:
         a = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
         if a.ndim < 2:
             raise ModscopeError(f"a layer mask must be (out, in[, ...]), got shape {a.shape}")
@@ -215,11 +214,10 @@ def alignment(
         dc = np.bincount(dom[lab == c], minlength=len(functions))
         dominant[c] = {f: int(dc[i]) for i, f in enumerate(functions)}
     ami = float(adjusted_mutual_info_score(lab, dom))
-    null = _null(lab, dom, lay, n_null, seed)
     return Alignment(
         functions=list(functions), clusters=clusters, share=share, dominant=dominant, ami=ami,
-        **_compare(ami, null), n_null=int(n_null), n_neurons=int(idx.size), hidden_only=hidden_only,
-        seed=int(seed),
+        **_compare(ami, _null(lab, dom, lay, n_null, seed)), n_null=int(n_null), n_neurons=int(idx.size),
+        hidden_only=hidden_only, seed=int(seed),
         groups=None if graph is None else [units.graph.group_names[g] for g in np.unique(lay)],
     )
 

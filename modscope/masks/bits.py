@@ -22,13 +22,13 @@ def encode_masks(masks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, 
     """``{function: {parameter: {"shape": [...], "bits": base64 of np.packbits(kept.ravel())}}}``.
 
     ``masks[f][name]``: a bool array or tensor (True = the weight is kept)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for f, per in masks.items():
-        out[f] = {}
-        for name, m in per.items():
-            a = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m, dtype=bool)
-            out[f][name] = {"shape": list(a.shape), "bits": base64.b64encode(np.packbits(a.ravel())).decode()}
-    return out
+    return {f: {name: _packed(m) for name, m in per.items()} for f, per in masks.items()}
+
+
+def _packed(m: Any) -> dict[str, Any]:
+    """One mask: its shape and its bits, packed and base64-encoded."""
+    a = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m, dtype=bool)
+    return {"shape": list(a.shape), "bits": base64.b64encode(np.packbits(a.ravel())).decode()}
 
 
 def decode_masks(d: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, np.ndarray]]:

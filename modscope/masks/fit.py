@@ -166,14 +166,12 @@ def _fit_threads(
     barrier = threading.Barrier(n_groups, action=report) if callback is not None else None
     errors: list[BaseException] = []
 
-    def sync(_: int) -> None:
-        barrier.wait()
-
     def run(i: int, rows: np.ndarray) -> None:
         try:
             _fit_group(
                 net.copy(), source, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
-                progress=progress and i == 0, after_step=None if barrier is None else sync,
+                progress=progress and i == 0,
+                after_step=None if barrier is None else (lambda _: barrier.wait()),
                 desc=f"masks ({K} together, {n_groups} threads)", **fit,
             )
         except threading.BrokenBarrierError:
@@ -183,16 +181,12 @@ def _fit_threads(
             if barrier is not None:
                 barrier.abort()
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # process-wide: one intra-op thread while the groups' threads run
         workers = [threading.Thread(target=run, args=(i, rows)) for i, rows in enumerate(groups)]
         for w in workers:
             w.start()
         for w in workers:
             w.join()
-    finally:
-        torch.set_num_threads(before)
     if errors:
         raise errors[0]
 
@@ -391,7 +385,10 @@ def _prepare(
     the_data = load_data(task)
     dev = model_device(model) if device is None else resolve_device(device)
     fns = resolve_data_functions(the_data, functions)
-    _add_control(fns, cfg.control)
+    if cfg.control:
+        if any(f.name == CONTROL for f in fns):
+            raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
+        fns.append(Function(CONTROL))
     net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
     source = _stream(net, the_data, fns, cfg.class_removal)
     recorded: dict[str, Any] = dict(
@@ -459,13 +456,6 @@ def _check_run(
     return (os.cpu_count() or 1) if threads == -1 else threads, loop
 
 
-def _add_control(fns: list[Function], control: bool) -> None:
-    if control and any(f.name == CONTROL for f in fns):
-        raise ModscopeError(f"a function is called {CONTROL!r}; rename it or pass control=False")
-    if control:
-        fns.append(Function(CONTROL))
-
-
 def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: bool) -> StreamedData:
     """The data as mask training streams it, checked against the model on a first batch: the
     model must take the inputs and give ``(batch, outputs)``; the labels must fit the outputs."""
@@ -482,10 +472,9 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     except ModscopeError:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model on the user's data: one line
-        first = first_line(exc)
         raise ModscopeError(
             f"the data do not fit the model: inputs of shape {tuple(x.shape[1:])} "
-            f"({type(exc).__name__}: {first})"
+            f"({type(exc).__name__}: {first_line(exc)})"
         ) from None
     if out.ndim != 2:
         raise ModscopeError(

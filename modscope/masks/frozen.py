@@ -174,8 +174,10 @@ class FrozenNet:
         self.spans = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
         self.device = torch.device(device)
         self.w = torch.cat([params[n].detach().reshape(-1) for n in self.names]).to(self.device)
-        fixed = {**params, **dict(model.named_buffers())}
-        self.fixed = {k: v.detach().to(self.device) for k, v in fixed.items() if k not in self.names}
+        self.fixed = {
+            k: v.detach().to(self.device)
+            for k, v in {**params, **dict(model.named_buffers())}.items() if k not in self.names
+        }
 
     @property
     def n_weights(self) -> int:
@@ -215,10 +217,9 @@ class FrozenNet:
         ws = self.split(eff) if isinstance(eff, torch.Tensor) else list(eff)
         with eval_mode(self.model), no_fastpath():
             if self.loop:  # one plain call per weight set: vmap cannot batch recurrent ops
-                outs = [
+                return torch.stack([
                     self._call([w[k] for w in ws], x if shared_input else x[k]) for k in range(ws[0].shape[0])
-                ]
-                return torch.stack(outs)
+                ])
             if ws[0].shape[0] == 1 and not batched:  # a plain call, no vmap batching overhead
                 # view, not select: its backward is a view too, not a zero-filled copy
                 return self._call([w.view(w.shape[1:]) for w in ws], x if shared_input else x[0])[None]

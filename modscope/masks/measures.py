@@ -48,8 +48,7 @@ def overlap_measures(
         out["kept_fraction"][names[i]] = float(size[i] / P) if P else None
         for j in range(i + 1, K):
             key = f"{names[i]}|{names[j]}"
-            union = size[i] + size[j] - inter[i, j]
-            out["iou"][key] = _ratio(float(inter[i, j]), float(union))
+            out["iou"][key] = _ratio(float(inter[i, j]), float(size[i] + size[j] - inter[i, j]))  # / union
             out["iomin"][key] = _ratio(float(inter[i, j]), float(min(size[i], size[j])))
         others = [j for j in rows if j != i]  # none: no union to share with
         shared = float((masks[i] & masks[others].any(0)).sum()) if others else None
@@ -72,8 +71,6 @@ def _result(
     functions' data)."""
     keep = logits > 0
     fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
-    spans = zip(net.names, net.spans, strict=True)
-    layers = {n: overlap_measures(keep[:, sl], fnames, fn_rows) for n, sl in spans}
 
     def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
         parts = zip(net.names, net.spans, net.shapes, strict=True)
@@ -87,7 +84,10 @@ def _result(
         accuracy={f: dict(zip(fnames, acc[k], strict=True)) for k, f in enumerate(fnames)},
         inverted_accuracy={f: dict(zip(fnames, inv_acc[k], strict=True)) for k, f in enumerate(fnames)},
         full_accuracy=dict(zip(fnames, full, strict=True)),
-        layers=layers,
+        layers={
+            n: overlap_measures(keep[:, sl], fnames, fn_rows)
+            for n, sl in zip(net.names, net.spans, strict=True)
+        },
         class_drop=class_drop,
         config=dict(config or {}),
         logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
@@ -107,18 +107,16 @@ def streamed_scores(
     (N, F))`` (`Accumulator`). ``max_elements`` bounds the input elements of one forward (the
     networks of a forward each see the batch), so memory holds a batch, not the data."""
     data = stream.data
-    split = data.split("test")
     n = weights.shape[0]
     acc = None
     with torch.no_grad():
-        for idx, x, y in split.batches(batch_size):
+        for idx, x, y in data.split("test").batches(batch_size):
             x = stream.inputs(x, net.device)
             chunk = max(1, min(n, max_elements // max(1, x.numel())))
             for start in range(0, n, chunk):
                 rows = slice(start, min(n, start + chunk))
                 out = net(weights[rows], x, shared_input=True)  # (rows, B, n_out)
-                if acc is None:
-                    acc = Accumulator(data, out.shape[-1], n, functions, "test")
+                acc = acc or Accumulator(data, out.shape[-1], n, functions, "test")
                 acc.add(idx, out, y, rows)
     return acc.result()
 
@@ -142,18 +140,18 @@ def evaluate_streamed(
     keep = logits > 0
     K = keep.shape[0]
     fnames = [f.name for f in functions]
-    weights = torch.cat([net.w * keep, net.w * ~keep, net.w[None]])
+    weights = torch.cat([net.w * keep, net.w * ~keep, net.w[None]])  # masked, inverted, intact
     _, per_class, per_fn = streamed_scores(net, stream, weights, functions, batch_size)
-    acc = per_fn[:K].tolist()
-    inv_acc = per_fn[K : 2 * K].tolist()
-    full = per_fn[2 * K].tolist()
     class_drop = None
     if class_removal and per_class is not None:
         class_drop = {
             f: {str(c): float(per_class[2 * K, c] - per_class[k, c]) for c in range(per_class.shape[1])}
             for k, f in enumerate(fnames)
         }
-    return _result(net, fnames, logits, acc, inv_acc, full, class_drop, config, keep_logits)
+    return _result(
+        net, fnames, logits, per_fn[:K].tolist(), per_fn[K : 2 * K].tolist(), per_fn[2 * K].tolist(),
+        class_drop, config, keep_logits,
+    )
 
 
 def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
@@ -169,8 +167,9 @@ def group_measures(units: Any, result: MaskResult) -> dict[str, dict[str, Any]]:
     for g, (gname, writes, reads, sel) in enumerate(units.group_entries(names, sizes)):
         if not sel.any():
             continue
-        entry = {"group": g, "label": units.graph.group_label(g), "writes": writes, "reads": reads}
-        entry["weights"] = int(sel.sum())
-        entry.update(overlap_measures(keep[:, torch.from_numpy(sel)], result.functions, fn_rows))
-        out[gname if gname not in out else f"{gname}#{g}"] = entry
+        out[gname if gname not in out else f"{gname}#{g}"] = {
+            "group": g, "label": units.graph.group_label(g), "writes": writes, "reads": reads,
+            "weights": int(sel.sum()),
+            **overlap_measures(keep[:, torch.from_numpy(sel)], result.functions, fn_rows),
+        }
     return out

@@ -77,8 +77,10 @@ class MaskResult:
 
     def to_payload(self) -> dict[str, Any]:
         """Everything but ``logits``, ``history`` and ``units``, as plain containers and tensors."""
-        left_out = ("logits", "history", "units")
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in left_out}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self) if f.name not in ("logits", "history", "units")
+        }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> MaskResult:

@@ -86,6 +86,5 @@ class LayerDegreeShuffle:
         # permute the values within each row by sorting on row + U[0, 1).
         values = values[np.argsort(rows + rng.random(rows.size))]
         out = np.zeros_like(weight)
-        new_rows, new_cols = np.nonzero(pattern)
-        out[new_rows, new_cols] = values
+        out[np.nonzero(pattern)] = values
         return out

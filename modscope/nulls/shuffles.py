@@ -88,8 +88,7 @@ class LayerAllDistribution(LayerNonzeroDistribution):
     name = "layer_all_distribution"
 
     def shuffle(self, weight: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        permuted = LayerShuffle().shuffle(weight, rng)
-        return kde_redraw(permuted, weight[weight != 0], self.bandwidth, rng)
+        return kde_redraw(LayerShuffle().shuffle(weight, rng), weight[weight != 0], self.bandwidth, rng)
 
 
 SHUFFLE_METHODS: dict[str, type] = {

@@ -110,7 +110,6 @@ def check_output(
             if not os.access(target, os.W_OK | os.X_OK):
                 raise ModscopeError(f"{what} {path}: the directory is not writable")
             return
-        parent = target.parent
     else:
         kind, target = output_kind(path, what)
         if kind == "stream":
@@ -119,7 +118,7 @@ def check_output(
             return
         if target.exists() and not os.access(target, os.W_OK):
             raise ModscopeError(f"{what} {path}: the file is not writable")
-        parent = target.parent
+    parent = target.parent  # of the folder to make, or of the file's target
     if not parent.exists():
         raise ModscopeError(f"{what} {path}: the folder {parent} does not exist")
     if not parent.is_dir():

@@ -65,8 +65,9 @@ class LocalExecutor:
             return ((i, fn(*shared, item)) for i, item in enumerate(items))
         from joblib import Parallel, delayed
 
-        units = (delayed(_indexed)(fn, shared, i, x) for i, x in enumerate(items))
-        return Parallel(n_jobs=self.jobs, return_as="generator_unordered")(units)
+        return Parallel(n_jobs=self.jobs, return_as="generator_unordered")(
+            delayed(_indexed)(fn, shared, i, x) for i, x in enumerate(items)
+        )
 
 
 class DaskExecutor:
@@ -104,8 +105,7 @@ class DaskExecutor:
         return client.map(_call, list(items), fn=fn, shared=handles, pure=False)
 
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
-        futures = self._submit(fn, items, shared)
-        return (f.result() for f in futures)
+        return (f.result() for f in self._submit(fn, items, shared))  # submitted now, read as iterated
 
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed

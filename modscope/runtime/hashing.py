@@ -14,12 +14,9 @@ __all__ = ["fingerprint_arrays", "file_sha256", "json_digest"]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
+    """sha256 of a file's bytes, read in blocks (never whole)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fingerprint_arrays(arrays: Iterable[Any]) -> str:

@@ -21,12 +21,13 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from typing import BinaryIO
 
 from ..errors import ModscopeError
 
 __all__ = [
     "DEFAULT_FRACTION", "ENV_VAR", "ZIP_ERRORS", "Budget", "check_npz", "check_zip", "declared_bytes",
-    "environment_variable", "gunzip", "format_size", "max_memory", "memory_limit", "parse_size",
+    "environment_variable", "gunzip", "format_size", "max_memory", "memory_limit", "npy_header", "parse_size",
 ]
 
 # Share of the machine's physical memory one run may declare by default.
@@ -78,9 +79,7 @@ def _physical() -> int:
 def max_memory() -> int:
     """The budget in bytes: ``MODSCOPE_MAX_MEMORY`` if set, else `DEFAULT_FRACTION` of RAM."""
     env = os.environ.get(ENV_VAR)
-    if env:
-        return parse_size(env)
-    return int(_physical() * DEFAULT_FRACTION)
+    return parse_size(env) if env else int(_physical() * DEFAULT_FRACTION)
 
 
 def memory_limit(size: str | int | None) -> AbstractContextManager[None]:
@@ -163,12 +162,18 @@ def check_zip(path: str | os.PathLike, budget: Budget, mapped: bool = False) -> 
             budget.take(info.file_size, f"entry {info.filename[:80]} (decompressed)")
 
 
+def npy_header(fh: BinaryIO) -> tuple:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header at ``fh``'s position (format 1.0 or
+    2.0), leaving ``fh`` at the data."""
+    from numpy.lib import format as fmt
+
+    read = fmt.read_array_header_1_0 if fmt.read_magic(fh) == (1, 0) else fmt.read_array_header_2_0
+    return read(fh, max_header_size=10_000)
+
+
 def check_npz(path: str | os.PathLike, budget: Budget) -> None:
     """Add the bytes each ``.npy`` member of an ``.npz`` declares in its header (shape x dtype)
     to ``budget``, reading only the headers; unreadable headers are left to the reader."""
-    import numpy as np
-
-    fmt = np.lib.format
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
@@ -177,9 +182,7 @@ def check_npz(path: str | os.PathLike, budget: Budget) -> None:
                 if not info.filename.endswith(".npy"):
                     continue
                 with z.open(info) as fh:
-                    version = fmt.read_magic(fh)
-                    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                    shape, _, dtype = read(fh, max_header_size=10_000)
+                    shape, _, dtype = npy_header(fh)
                 name = info.filename[:-4][:80]
                 declared = declared_bytes(shape, dtype.itemsize, f"{budget.source}: {name}")
                 budget.take(max(0, declared - info.file_size), f"array {name} of shape {shape}")

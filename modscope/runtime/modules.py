@@ -92,8 +92,7 @@ def on_device(model: Any, device: Any = None) -> Iterator[Any]:
         yield model_device(model)
         return
     dev = resolve_device(device)
-    tensors = [*model.parameters(), *model.buffers()]
-    places = [t.device for t in tensors]
+    places = [t.device for t in (*model.parameters(), *model.buffers())]
     if all(d == dev for d in places):
         yield dev
         return

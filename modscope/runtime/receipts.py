@@ -14,6 +14,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,10 @@ _LIBRARIES = ("numpy", "scipy", "torch", "sklearn", "networkx", "igraph", "leide
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
@@ -48,14 +46,10 @@ def machine_note() -> dict[str, Any]:
             k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
         },
     }
-    try:
+    with suppress(OSError):
         note["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    try:
+    with suppress(ValueError, OSError):
         note["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     # only the libraries the run used: importing others would change its timing
     loaded = {lib: sys.modules[lib] for lib in _LIBRARIES if lib in sys.modules}
     note["libraries"] = {lib: str(getattr(m, "__version__", "?")).split("+")[0] for lib, m in loaded.items()}

@@ -18,9 +18,7 @@ SeedLike = int | np.random.SeedSequence | None
 
 def as_seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
     """``seed`` as a ``SeedSequence`` (passed through when it already is one)."""
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    return np.random.SeedSequence(seed)
+    return seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
 
 
 def child_seed(seed: SeedLike, i: int) -> np.random.SeedSequence:

@@ -65,13 +65,18 @@ class TorchBatchExecutor:
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
         return LocalExecutor(1).as_completed(fn, items, *shared)
 
-    def _clusterer(self, measure: Measure) -> SpectralClusterer | None:
-        """The spectral clusterer this executor runs on the device, or ``None`` (the plain path)."""
+    def _setup(self, measure: Measure) -> tuple[Any, SpectralClusterer | None]:
+        """``(device, clusterer)``: the device (the batch size checked first), and the spectral
+        clusterer this executor runs there, or ``None`` (the plain path)."""
+        n = self.batch_size
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
+            raise ModscopeError(f"the batch size must be an integer >= 1, got {n!r}")
+        device = resolve_device(self.device)
         clusterer = measure.clusterer if isinstance(measure, NcutMeasure) else None
         solvers = ("auto", "bipartite", "iterative")
-        if isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in solvers:
-            return clusterer
-        return None
+        if not (isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in solvers):
+            clusterer = None
+        return device, clusterer
 
     def _batch(self, graph: WeightGraph) -> int:
         """Null graphs per batch: ``batch_size``, or by default 16, fewer for graphs so large that
@@ -81,25 +86,20 @@ class TorchBatchExecutor:
             return int(self.batch_size)
         return int(min(16, max(1, HOST_BATCH // (24 * max(graph.n_edges, 1)))))
 
-    def _check(self) -> Any:
-        n = self.batch_size
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
-            raise ModscopeError(f"the batch size must be an integer >= 1, got {n!r}")
-        return resolve_device(self.device)
-
     def _partitions(
-        self, clusterer: SpectralClusterer, graphs: list, found: list, seeds: list, pool=None
+        self, clusterer: SpectralClusterer, graphs: list, found: list, seeds: list, device: Any, pool=None
     ) -> list:
         """Partitions of ``graphs`` from their embeddings ``found``: every k-means restart of every
-        graph as one batch per embedding shape, each graph's generator from its seed in ``seeds``."""
-        device = resolve_device(self.device)
-        out: list = [None] * len(graphs)
+        graph as one batch per embedding shape on ``device``, each graph's generator from its seed in
+        ``seeds``."""
         k = clusterer.n_clusters
         if clusterer.assign_labels == "cluster_qr":
             one = clusterer.with_threads(1)
-            for i, (g, (emb, ev, nodes), ss) in enumerate(zip(graphs, found, seeds, strict=True)):
-                out[i] = one.partition_embedded(g, emb, ev, nodes, None if ss is None else ss)
-            return out
+            return [
+                one.partition_embedded(g, emb, ev, nodes, ss)
+                for g, (emb, ev, nodes), ss in zip(graphs, found, seeds, strict=True)
+            ]
+        out: list = [None] * len(graphs)
         shapes: dict[tuple, list[int]] = {}
         for i, (emb, _, _) in enumerate(found):
             shapes.setdefault(emb.shape, []).append(i)
@@ -128,8 +128,7 @@ class TorchBatchExecutor:
         """The measure on the network itself (seeded as `score` seeds it), its spectral clustering
         on the device: the embedding (batched Gram solve, or subspace iteration for a graph that
         is not a chain) and the k-means restarts."""
-        device = self._check()
-        clusterer = self._clusterer(measure)
+        device, clusterer = self._setup(measure)
         if clusterer is None:
             return measure.evaluate(graph, seed)
         k = clusterer.n_clusters
@@ -149,21 +148,19 @@ class TorchBatchExecutor:
                 )
             if found is None:  # no convergence on the device: the plain path decides
                 return measure.evaluate(graph, seed)
-            part = self._partitions(clusterer, [graph], [found], [child_seed(seed, 1)])[0]
+            part = self._partitions(clusterer, [graph], [found], [child_seed(seed, 1)], device)[0]
         return part.ncut, part
 
     def null_values(
         self, graph: WeightGraph, null: Null, measure: Measure, seeds: Sequence[np.random.SeedSequence]
     ) -> Iterator[float]:
         """The measure on the samples seeded by ``seeds``, in order (see `null_values`)."""
-        device = self._check()
-        clusterer = self._clusterer(measure)
+        device, clusterer = self._setup(measure)
         if clusterer is None:
             yield from self.map(null_value, seeds, graph, null, measure)
             return
-        threads = self.threads or os.cpu_count() or 1
         size = self._batch(graph)
-        workers = max(1, min(threads, size))
+        workers = max(1, min(self.threads or os.cpu_count() or 1, size))  # host threads drawing shuffles
         # where the time went (seconds, summed over calls), and how many samples ran the plain way
         spent = self.timings_ = getattr(self, "timings_", None) or dict.fromkeys(
             ("waiting_for_shuffles", "eigensolves", "kmeans_and_ncut", "plain_fallbacks", "n_fallbacks"), 0.0
@@ -186,7 +183,7 @@ class TorchBatchExecutor:
                 ok = [i for i, f in enumerate(solved) if f is not None]
                 parts = self._partitions(
                     clusterer, [graphs[i] for i in ok], [solved[i] for i in ok],
-                    [child_seed(child_seed(chunk[i], 1), 1) for i in ok], pool,
+                    [child_seed(child_seed(chunk[i], 1), 1) for i in ok], device, pool,
                 )
                 values = dict(zip(ok, (p.ncut for p in parts), strict=True))
                 _add(spent, "kmeans_and_ncut", t)

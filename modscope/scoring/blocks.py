@@ -37,8 +37,9 @@ class BlockScores:
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
         null_std, z, p_value`` (null columns ``NaN`` without shuffles)."""
-        rows = [_row(b.name, b.d_model, b.d_ff, r) for b, r in zip(self.blocks, self.results, strict=True)]
-        return _frame(rows)
+        return _frame(
+            [_row(b.name, b.d_model, b.d_ff, r) for b, r in zip(self.blocks, self.results, strict=True)]
+        )
 
     def to_dict(self) -> dict:
         rows = [{"block": b.name, "d_model": b.d_model, "d_ff": b.d_ff, **r.to_dict()}
@@ -174,8 +175,7 @@ def stream_block_scores(
     store = _RowStore(Path(cache) if cache is not None else None, settings)
     rows: list[dict] = []
     computed = reused = 0
-    bar = tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False)
-    with bar:
+    with tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False) as bar:
         for i, block in enumerate(iter_mlp_blocks(path)):
             if i >= total:
                 break
@@ -199,8 +199,10 @@ def stream_block_scores(
             rows.append(row)
             computed += 1
             bar.update()
-    reading = f"{total} MLP blocks read one at a time from the memory-mapped file"
-    return BlockRows(rows, str(name), computed, reused, reading=reading)
+    return BlockRows(
+        rows, str(name), computed, reused,
+        reading=f"{total} MLP blocks read one at a time from the memory-mapped file",
+    )
 
 
 @dataclass

@@ -66,15 +66,15 @@ def null_values(
         out[i] = value
     units = [seeds[i] for i in todo]
     batched = getattr(executor, "null_values", None)
-    if batched:
-        results = batched(graph, null, measure, units)
-    else:
-        results = executor.map(null_value, units, graph, null, measure)
+    results = (
+        batched(graph, null, measure, units)
+        if batched
+        else executor.map(null_value, units, graph, null, measure)
+    )
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, initial=len(found), desc=f"{null.name} null", unit="sample", disable=not progress,
-               leave=False)
-    with bar:
+    with tqdm(total=n, initial=len(found), desc=f"{null.name} null", unit="sample", disable=not progress,
+              leave=False) as bar:
         for i, value in zip(todo, results, strict=True):
             out[i] = value
             if store is not None:
@@ -143,13 +143,12 @@ def score(
     if compare_nulls is None:
         weights_null = other is not None and not isinstance(graph, ActivationGraph)
         compare_nulls = weights_null and is_sparse(zero_fraction(graph.weights))
-    others = {}
-    if compare_nulls and comparison is not None and other is not None:
-        others[other] = against(get_null(other))
+    # the other kind of null too: asked for (or a sparse network's default) and there is one
+    also_other = compare_nulls and comparison is not None and other is not None
     return ScoreResult(
         graph=graph, measure=the_measure.name, higher_is_modular=the_measure.higher_is_modular,
         value=float(value), partition=partition, null_name=the_null.name if n_shuffles else None,
-        null=comparison, seed=int(seed), other_nulls=others,
+        null=comparison, seed=int(seed), other_nulls={other: against(get_null(other))} if also_other else {},
     )
 
 

@@ -90,8 +90,7 @@ class ModularityMeasure:
     def evaluate(self, graph: WeightGraph, seed: SeedLike) -> tuple[float, Communities]:
         if self.method not in ("leiden", "louvain"):
             raise ModscopeError(f"unknown community method {self.method!r}; use 'leiden' or 'louvain'")
-        find = leiden if self.method == "leiden" else louvain
-        comms = find(graph, seed, self.resolution)
+        comms = (leiden if self.method == "leiden" else louvain)(graph, seed, self.resolution)
         return comms.modularity, comms
 
     def params(self) -> dict[str, Any]:
@@ -120,8 +119,9 @@ class LayerLocalMeasure:
         return {"n_clusters": self.n_clusters, "clusterer": _clusterer_params(clusterer)}
 
     def single_threaded(self) -> LayerLocalMeasure:
-        clusterer = (self.clusterer or SpectralClusterer(self.n_clusters)).with_threads(1)
-        return LayerLocalMeasure(self.n_clusters, clusterer)
+        return LayerLocalMeasure(
+            self.n_clusters, (self.clusterer or SpectralClusterer(self.n_clusters)).with_threads(1)
+        )
 
 
 # name -> what it builds; the CLI's --method names first, then the measures' own names
@@ -147,9 +147,7 @@ def get_measure(measure: Any = "ncut", n_clusters: int | None = None) -> Measure
                 )
             return ModularityMeasure(kind)
         k = 12 if n_clusters is None else n_clusters
-        if kind == "ncut":
-            return NcutMeasure(SpectralClusterer(k))
-        return LayerLocalMeasure(k)
+        return NcutMeasure(SpectralClusterer(k)) if kind == "ncut" else LayerLocalMeasure(k)
     if n_clusters is not None:
         raise ModscopeError(
             "n_clusters goes with a measure's name; a measure or clusterer object has its own"

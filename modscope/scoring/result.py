@@ -113,7 +113,6 @@ class ScoreResult:
         blocks.update({n: c.to_shuffle_dict(n, key) for n, c in self.other_nulls.items()})
         fraction = self.zero_fraction
         flag = _flags.null_disagreement(self.value, fraction, blocks, self.higher_is_modular)
-        other_name = next(iter(self.other_nulls))
         return {
             "zero_fraction": fraction,
             "threshold": _flags.SPARSE_FRACTION,
@@ -121,7 +120,7 @@ class ScoreResult:
             "verdicts": {
                 n: _flags.verdict(self.value, b[key], self.higher_is_modular) for n, b in blocks.items()
             },
-            "other": blocks[other_name],
+            "other": blocks[next(iter(self.other_nulls))],
             "warning": None if flag is None else flag.message,
         }
 
@@ -140,9 +139,10 @@ class ScoreResult:
         ``sparse`` {``zero_fraction, threshold, tests, verdicts, other, warning``}: ``other`` is
         the second null's ``shuffle`` block, ``warning`` says how to read both when they differ."""
         is_ncut = self.measure == "ncut"
-        shuffle = None
-        if self.null is not None:
-            shuffle = self.null.to_shuffle_dict(self.null_name, "ncuts" if is_ncut else "values")
+        shuffle = (
+            None if self.null is None
+            else self.null.to_shuffle_dict(self.null_name, "ncuts" if is_ncut else "values")
+        )
         if is_ncut:
             head = {"ncut": float(self.value), "labels": self.partition.labels.astype(int).tolist(),
                     "n_clusters": int(self.partition.n_clusters)}

@@ -206,10 +206,9 @@ def s4_table() -> np.ndarray:
     ``p_j``), i.e. the permutation ``k -> p_j[p_i[k]]``."""
     P = s4_elements()
     comp = P[np.arange(24)[None, :, None], P[:, None, :]]  # [i, j, k] = P[j, P[i, k]]
-    code = (comp * 4 ** np.arange(4)).sum(-1)
-    lookup = np.full(4**4, -1, dtype=np.int64)
+    lookup = np.full(4**4, -1, dtype=np.int64)  # base-4 code of a permutation -> its index
     lookup[(P * 4 ** np.arange(4)).sum(-1)] = np.arange(24)
-    return lookup[code]
+    return lookup[(comp * 4 ** np.arange(4)).sum(-1)]
 
 
 # S4 trains as modular addition (the same network and weight decay) but at lr 2e-3, and under BIMT

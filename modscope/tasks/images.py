@@ -76,8 +76,7 @@ def build_digits(seed: int) -> Task:
     numbers of differently seeded models are comparable.
     """
     del seed
-    x_tr, y_tr, x_te, y_te = _digits_split()
-    return _classifier("digits", x_tr, y_tr, x_te, y_te, 10, (8, 8), DIGITS_DEFAULTS)
+    return _classifier("digits", *_digits_split(), 10, (8, 8), DIGITS_DEFAULTS)  # x_tr, y_tr, x_te, y_te
 
 
 HALVES_DEFAULTS = {**DIGITS_DEFAULTS, "steps": 4000}
@@ -153,8 +152,7 @@ def _build_mnist_like(name: str, data: str | None, limit: int | None, downsample
     if downsample is not None and downsample < 1:
         raise ModscopeError(f"{name}: downsample must be >= 1, got {downsample}")
     if not os.path.exists(data):
-        hint = HINTS.get(name, "")
-        raise ModscopeError(f"{name}: no data at {data}{hint}")
+        raise ModscopeError(f"{name}: no data at {data}{HINTS.get(name, '')}")
     d = load_image_data(data, n_classes=10)
     x_tr, y_tr = d.x_train, d.y_train
     if limit is not None:

@@ -53,8 +53,7 @@ class TaskSpec:
         kwargs: dict[str, Any] = {"seed": seed, **values}
         recorded: dict[str, Any] = {"seed": seed}
         if self.uses_data:
-            if data is None:
-                data = self.default_data
+            data = self.default_data if data is None else data
             if data is not None:
                 data = str(Path(data).expanduser().resolve())
             kwargs["data"] = recorded["data"] = data
