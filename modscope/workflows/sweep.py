@@ -134,10 +134,9 @@ def expand_settings(settings) -> list[dict]:
             raise ModscopeError(
                 f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
             )
-        names = list(DEFAULTS)
-        values = [_as_list(grid.get(n, DEFAULTS[n])) for n in names]
+        values = [_as_list(grid.get(n, DEFAULTS[n])) for n in SETTING_COLUMNS]
         for combo in itertools.product(*values):
-            s = _check_setting(dict(zip(names, combo, strict=True)))
+            s = _check_setting(dict(zip(SETTING_COLUMNS, combo, strict=True)))
             frozen = json.dumps(s, sort_keys=True)
             if frozen not in seen:
                 seen.add(frozen)
@@ -170,8 +169,7 @@ class SweepJob:
 
     @property
     def key(self) -> str:
-        ident = {"sha256": self.sha256, "setting": self.setting, "version": __version__}
-        return json_digest(ident)[:24]
+        return json_digest({"sha256": self.sha256, "setting": self.setting, "version": __version__})[:24]
 
 
 def run_job(job: SweepJob, device: str | None = None) -> dict:
@@ -346,9 +344,8 @@ def _reusable_rows(previous: pd.DataFrame | None, wanted: list[SweepJob], out: P
     """``{key: row}`` of the rows of ``previous`` that a wanted job would compute again, their
     paths relative to the table's folder (the same bytes from any working folder)."""
     keys = {job.key for job in wanted}
-    done = {}
-    if previous is not None:
-        done = {row["key"]: row for row in previous.to_dict(orient="records") if row["key"] in keys}
+    rows = [] if previous is None else previous.to_dict(orient="records")
+    done = {row["key"]: row for row in rows if row["key"] in keys}
     for job in wanted:
         if job.key in done:
             done[job.key]["checkpoint"] = _relative(job.checkpoint, out)
