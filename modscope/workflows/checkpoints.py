@@ -39,8 +39,9 @@ def checkpoint_activation_graph(
         raise ModscopeError(f"split must be 'train' or 'test', got {split!r}")
     ckpt = load_checkpoint(path)
     the_task = task_for_checkpoint(ckpt, task, data)
-    x = the_task.x_test if split == "test" else the_task.x_train
-    return activation_graph(ckpt.model(), x, max_examples)
+    return activation_graph(
+        ckpt.model(), the_task.x_test if split == "test" else the_task.x_train, max_examples
+    )
 
 
 def knockout_checkpoint(

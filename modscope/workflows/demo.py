@@ -120,12 +120,11 @@ def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
                 extra_nulls=SPARSE_NULLS),
     ]
     if fashion if fashion is not None else fashion_available():
-        if quick:  # a small network on a fifth of the training set: seconds, not minutes
-            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist",
-                                {"steps": 600, "hidden": [64, 64]}, 12, {"limit": 12000}, pairs=False))
-        else:  # the paper's 784-256x4-10 network, 20 epochs
-            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", {"epochs": 20}, 12,
-                                pairs=False))
+        # quick: a small network on a fifth of the training set (seconds, not minutes); else the
+        # paper's 784-256x4-10 network, 20 epochs
+        train, task_params = (({"steps": 600, "hidden": [64, 64]}, {"limit": 12000}) if quick
+                              else ({"epochs": 20}, {}))
+        runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", train, 12, task_params, pairs=False))
     return runs
 
 
@@ -318,14 +317,14 @@ class _Stages:
         companion = (s.get("sparse") or {}).get("other") or {}
         for method in run.extra_nulls:
             if companion.get("method") == method:  # the score ran it already (a sparse network)
-                nulls[method] = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
-                                 "shuffle": companion}
-                continue
-            extra, _ = self.cached(
-                "score", run.name, h, {**s_cfg, "method": method},
-                lambda method=method: score(ckpt, null=method, compare_nulls=False, **common).to_dict(),
-            )
-            extra.pop("labels")  # the same clustering as the main score's
+                extra = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
+                         "shuffle": companion}
+            else:
+                extra, _ = self.cached(
+                    "score", run.name, h, {**s_cfg, "method": method},
+                    lambda method=method: score(ckpt, null=method, compare_nulls=False, **common).to_dict(),
+                )
+                extra.pop("labels")  # the same clustering as the main score's
             nulls[method] = extra
         return s, nulls, hit
 

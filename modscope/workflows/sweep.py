@@ -68,23 +68,22 @@ def load_config(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ModscopeError(f"cannot read the sweep config {path}: {exc.strerror}") from None
     suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
     try:
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
-            config = yaml.safe_load(text)
-        elif suffix == ".toml":
+        if suffix == ".toml":
             import tomllib
 
             config = tomllib.loads(text.decode())
         elif suffix == ".json":
             config = json.loads(text)
         else:
-            raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
-    except ModscopeError:
-        raise
+            config = yaml.safe_load(text)
     except Exception as exc:  # the parsers' own error types differ; all mean a malformed file
         raise ModscopeError(f"sweep config {path.name} does not parse: {first_line(exc, None)}") from None
     if not isinstance(config, dict):
@@ -123,7 +122,7 @@ def _check_setting(s: dict) -> dict:
 def expand_settings(settings) -> list[dict]:
     """Every combination of the listed values, defaults filled in, duplicates dropped, in order."""
     grids = _as_list(settings if settings is not None else {})
-    out, seen = [], set()
+    out: dict[str, dict] = {}  # by its JSON text: a duplicate keeps the first one's place
     for grid in grids:
         if not isinstance(grid, dict):
             raise ModscopeError(f"sweep settings: expected a mapping of setting -> values, got {grid!r}")
@@ -137,11 +136,8 @@ def expand_settings(settings) -> list[dict]:
         values = [_as_list(grid.get(n, DEFAULTS[n])) for n in SETTING_COLUMNS]
         for combo in itertools.product(*values):
             s = _check_setting(dict(zip(SETTING_COLUMNS, combo, strict=True)))
-            frozen = json.dumps(s, sort_keys=True)
-            if frozen not in seen:
-                seen.add(frozen)
-                out.append(s)
-    return out
+            out.setdefault(json.dumps(s, sort_keys=True), s)
+    return list(out.values())
 
 
 def expand_checkpoints(patterns, base: Path) -> list[Path]:
@@ -190,9 +186,8 @@ def run_job(job: SweepJob, device: str | None = None) -> dict:
     graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
     if s["clusters"] >= graph.n_nodes:
         raise ModscopeError(f"{job.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
-    restarts = None if s["restarts"] == "auto" else s["restarts"]
-    clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], restarts=restarts,
-                                  select=s["select"], threads=1)
+    clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], select=s["select"],
+                                  restarts=None if s["restarts"] == "auto" else s["restarts"], threads=1)
     with single_thread():  # compare_nulls=False: a sweep lists the nulls it scores, one row each
         result = score(graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"],
                        seed=s["seed"], device=device, compare_nulls=False)
@@ -250,10 +245,9 @@ def _relative(checkpoint: str, table: Path) -> str:
     """``checkpoint`` relative to the folder of the sweep table (POSIX separators); absolute when
     no relative path exists (another drive)."""
     try:
-        rel = os.path.relpath(Path(checkpoint).resolve(), Path(table).resolve().parent)
+        return Path(os.path.relpath(Path(checkpoint).resolve(), Path(table).resolve().parent)).as_posix()
     except ValueError:
         return str(Path(checkpoint).resolve())
-    return Path(rel).as_posix()
 
 
 def _shortest(x: float) -> str:
