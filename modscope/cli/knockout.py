@@ -49,8 +49,8 @@ def run(args) -> int:
     else:
         from ..workflows.user_models import knockout_model
 
-        options = dict(batch_size=args.batch_size, ablation=args.ablation, **module_options(args))
-        result = knockout_model(args.checkpoint, **options, **common)
+        result = knockout_model(args.checkpoint, batch_size=args.batch_size, ablation=args.ablation,
+                                **module_options(args), **common)
     write_result(args, lambda: {**result.to_dict(), **_explore_keys(result)}, format_knockout(result))
     return 0
 
