@@ -178,18 +178,6 @@ def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
     return json_digest([kind, ckpt_hash, config, __version__])[:16]
 
 
-def _cached_json(path: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """``(result, was_cached)``; a damaged cache file is recomputed."""
-    if path.exists():
-        try:
-            return json.loads(path.read_text()), True
-        except (OSError, json.JSONDecodeError):
-            path.unlink(missing_ok=True)
-    d = compute()
-    write_json(path, d)
-    return d, False
-
-
 def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, device: str = "cpu"):
     from ..tasks import get_task
     from ..training.trainer import train
@@ -298,8 +286,17 @@ class _Stages:
 
     def cached(self, kind: str, name: str, h: str, config: dict, compute: Callable[[], dict]
                ) -> tuple[dict, bool]:
-        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``."""
-        return _cached_json(self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json", compute)
+        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``; a
+        damaged cache file is recomputed."""
+        path = self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text()), True
+            except (OSError, json.JSONDecodeError):
+                path.unlink(missing_ok=True)
+        d = compute()
+        write_json(path, d)
+        return d, False
 
     def score_config(self, run: DemoRun) -> dict[str, Any]:
         """What the score of ``run`` depends on besides the checkpoint (its cache key)."""
@@ -334,8 +331,7 @@ class _Stages:
         from ..masks.fit import train_masks
 
         m_cfg = {"functions": list(run.masks), "steps": self.st.mask_steps, "seed": self.seed}
-        m_key = _stage_key("masks", h, m_cfg)
-        mask_file = self.cache / f"masks-{run.name}-{m_key}.pt"
+        mask_file = self.cache / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"  # beside its JSON
 
         def fit_masks() -> dict:
             res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
@@ -343,11 +339,9 @@ class _Stages:
             res.save(mask_file)
             return res.to_dict()
 
-        json_file = self.cache / f"masks-{run.name}-{m_key}.json"
         if not mask_file.exists():
-            json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
-        result, hit = _cached_json(json_file, fit_masks)
-        return mask_file, result, hit
+            mask_file.with_suffix(".json").unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
+        return (mask_file, *self.cached("masks", run.name, h, m_cfg, fit_masks))
 
     def knockout_stage(self, run: DemoRun, model_task: Callable[[], tuple], h: str, s: dict,
                        mask_file: Path | None) -> tuple[dict, bool]:

@@ -148,8 +148,7 @@ def _run(which: str, quick: bool, seed: int, data_dir: Any, progress: bool, devi
     graph = net.graph
     scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, **run)
     part = cluster(net, s.n_clusters, seed=seed)
-    head = _head(data, s.knockout_examples)
-    lesions = knockout(net, head, part, n_random=s.n_random, device=device, **run)
+    lesions = knockout(net, _head(data, s.knockout_examples), part, n_random=s.n_random, device=device, **run)
     masks = train_masks(net, data, list(data.functions), steps=s.mask_steps, device=device, **run)
     ko = lesions.to_dict()
     categories = {
