@@ -189,8 +189,8 @@ def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, devic
             return ckpt, dict(ckpt.metrics), path, True
         except ModscopeError:
             path.unlink()  # a damaged cache entry is retrained
-    task = get_task(run.task, seed=seed, **run.task_params)
-    result = train(task, seed=seed, progress=progress, device=device, **run.train)
+    result = train(get_task(run.task, seed=seed, **run.task_params), seed=seed, progress=progress,
+                   device=device, **run.train)
     result.save(path)
     return result.checkpoint, dict(result.metrics), path, False
 
@@ -265,8 +265,9 @@ def _explorer_pages(result: DemoResult, mask_files: dict[str, Path]) -> dict[str
         if name in knockouts:
             items.append(("knockout", {**knockouts[name], "lesioned_labels": scores[name]["labels"]}))
         if name in masks and name in mask_files and mask_files[name].exists():
-            bits = encode_masks(load_masks(mask_files[name]))
-            items.append(("masks", {**masks[name], "weight_masks": bits}))
+            items.append(
+                ("masks", {**masks[name], "weight_masks": encode_masks(load_masks(mask_files[name]))})
+            )
         page = explore(*items, network=out / r["checkpoint"], title=f"modscope explore: {name}")
         page.save(out / "explore" / f"{name}.html")
         links[name] = f"explore/{name}.html"
