@@ -62,9 +62,7 @@ def _explore_keys(result) -> dict:
     ``submodules``)."""
     from ..runtime.jsonable import finite_or_none
 
-    d: dict = {}
-    if result.labels is not None:
-        d["lesioned_labels"] = [int(v) for v in result.labels]
+    d: dict = {} if result.labels is None else {"lesioned_labels": [int(v) for v in result.labels]}
     d["random_metrics"] = [
         [finite_or_none(v) for v in s.random_metric.tolist()] for s in result.submodules
     ]
