@@ -49,8 +49,8 @@ def run(args) -> int:
     else:
         from ..workflows.user_models import knockout_model
 
-        options = dict(batch_size=args.batch_size, ablation=args.ablation, **module_options(args))
-        result = knockout_model(args.checkpoint, **options, **common)
+        result = knockout_model(args.checkpoint, batch_size=args.batch_size, ablation=args.ablation,
+                                **module_options(args), **common)
     write_result(args, lambda: {**result.to_dict(), **_explore_keys(result)}, format_knockout(result))
     return 0
 
@@ -62,9 +62,7 @@ def _explore_keys(result) -> dict:
     ``submodules``)."""
     from ..runtime.jsonable import finite_or_none
 
-    d: dict = {}
-    if result.labels is not None:
-        d["lesioned_labels"] = [int(v) for v in result.labels]
+    d: dict = {} if result.labels is None else {"lesioned_labels": [int(v) for v in result.labels]}
     d["random_metrics"] = [
         [finite_or_none(v) for v in s.random_metric.tolist()] for s in result.submodules
     ]

@@ -17,7 +17,6 @@ __all__ = [
     "Parser",
     "checkpoint_flags",
     "check_outputs",
-    "echo",
     "clustering_flags",
     "device_flag",
     "executor",
@@ -29,6 +28,7 @@ __all__ = [
     "model_flags",
     "module_flags",
     "module_options",
+    "numbers",
     "positive_int",
     "progress_flag",
     "run_checks",
@@ -72,11 +72,6 @@ def check_outputs(
     for flag, path in folders.items():
         check_output(path, flag, directory=True)
     check_distinct({**files, **folders})
-
-
-def echo(text: str, json_path: str | None, end: str = "\n") -> None:
-    """Print the human-readable result; on stderr when ``--json -`` takes standard output."""
-    print(text, end=end, file=sys.stderr if json_path == "-" else sys.stdout)
 
 
 def positive_int(minimum: int):
@@ -260,8 +255,8 @@ def run_flags(
     g.add_argument("--output", type=int, metavar="INDEX",
                    help="--model: which of the model's outputs to score")
     flag, default, what = batch
-    help_text = f"--model: {what} read from --data (default {default})"
-    g.add_argument(flag, type=positive_int(1), default=default, help=help_text)
+    g.add_argument(flag, type=positive_int(1), default=default,
+                   help=f"--model: {what} read from --data (default {default})")
 
 
 def run_checks(
@@ -309,7 +304,7 @@ def write_result(args, fields: Callable[[], dict], text: str, source: str | None
 
         record = source_record(args.checkpoint, args) if source is None else source_record(source)
         write_json(args.json, {**fields(), "source": record})
-    echo(text, args.json, end="")
+    print(text, end="", file=sys.stderr if args.json == "-" else sys.stdout)  # --json - takes stdout
 
 
 def module_options(args) -> dict[str, Any]:
@@ -374,7 +369,8 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
 
             shape = parse_shape(args.input_shape)
         return load_graph(args.checkpoint, layers=layers, layout=args.layout, trust_pickle=args.trust_pickle,
-                          kernel_norm=norm, flatten=flatten, map_shape=_map_shape(args.map_shape),
+                          kernel_norm=norm, flatten=flatten,
+                          map_shape=numbers(args.map_shape, 2, int, "--map-shape is H,W (e.g. 4,4)", "x"),
                           bn_eps=args.bn_eps, input_shape=shape)
     from ..graphs.files.user_model import build_model, example_tensor, guess_example
 
@@ -395,14 +391,18 @@ def load_source_graph(args, layers: list[str] | None = None) -> Any:
     return graph.read_as("; ".join([graph.reading, *notes])) if notes else graph
 
 
-def _map_shape(text: str | None) -> tuple[int, int] | None:
+def numbers(text: str | None, count: int, kind: type, wrong: str, sep: str = ",") -> tuple | None:
+    """A flag's ``count`` numbers (``kind``) separated by commas or ``sep``: a tuple, None for None;
+    anything else raises ``wrong`` with the text given."""
     if text is None:
         return None
     try:
-        h, w = (int(t) for t in text.replace("x", ",").split(","))
+        values = tuple(kind(t) for t in text.replace(sep, ",").split(","))
     except ValueError:
-        raise ModscopeError(f"--map-shape is H,W (e.g. 4,4), got {text!r}") from None
-    return h, w
+        values = ()
+    if len(values) != count:
+        raise ModscopeError(f"{wrong}, got {text!r}")
+    return values
 
 
 # How a result's network was read, kept in its --json as the new key ``source`` (0.4.0) so that

@@ -27,7 +27,10 @@ def add(sub) -> None:
                                description=f"Draw the {text} from a {kind} result "
                                "JSON (or the demo's results.json with --demo-model).")
         f.add_argument("input", metavar="RESULT.json", help=f"`modscope {kind} --json` output")
-        _demo_model_flag(f, "model name, when INPUT is the demo's results.json")
+        # --model, its old spelling, still works (plot never reads code, so a ``package.module:factory``
+        # there is refused rather than read as a name)
+        f.add_argument("--demo-model", "--model", dest="model", metavar="NAME", type=_demo_name,
+                       help="model name, when INPUT is the demo's results.json")
         _image_flags(f)
         f.set_defaults(run=run_result)
     n = figures.add_parser(
@@ -71,12 +74,6 @@ def _image_flags(p) -> None:
     p.add_argument("--out", required=True, metavar="PATH", help="image to write (.png/.pdf/.svg)")
     p.add_argument("--title", help="figure title")
     p.add_argument("--dpi", type=positive_int(10), default=200, help="raster resolution")
-
-
-def _demo_model_flag(p, text: str) -> None:
-    """--demo-model NAME; --model, its old spelling, still works (plot never reads code, so a
-    ``package.module:factory`` there is refused rather than read as a name)."""
-    p.add_argument("--demo-model", "--model", dest="model", metavar="NAME", type=_demo_name, help=text)
 
 
 def _demo_name(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import EllipsisType
 
 from ..errors import ModscopeError
-from .options import check_outputs, device_flag, input_dtype_flag, progress_flag, write_result
+from .options import check_outputs, device_flag, input_dtype_flag, numbers, progress_flag, write_result
 
 __all__ = ["add", "run"]
 
@@ -25,9 +25,9 @@ def add(sub) -> None:
     p.add_argument("--task-seed", type=int, default=0, help="seed of the task's data (default 0)")
     p.add_argument("--hidden", help="hidden widths, e.g. 256,256 (default: the task's)")
     p.add_argument("--activation", help="relu, silu, tanh, gelu or sigmoid (default: the task's)")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
-    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty on weights (default 0)")
-    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty on weights (default 0)")
+    for flag, what in (("--dropout", "dropout probability"), ("--l1", "L1 penalty on weights"),
+                       ("--l2", "L2 penalty on weights")):
+        p.add_argument(flag, type=float, default=0.0, help=f"{what} (default 0)")
     p.add_argument("--weight-decay", type=float,
                    help="AdamW decoupled weight decay (default: the task's; 0 with --bimt)")
     _pruning_flags(p)
@@ -75,12 +75,15 @@ def _pruning_flags(p) -> None:
 def _bimt_flags(p) -> None:
     g = p.add_argument_group("BIMT (brain-inspired modular training); defaults from the task")
     g.add_argument("--bimt", action="store_true", help="train with BIMT")
-    g.add_argument("--bimt-lambda", type=float, help="connection-cost weight lambda_0")
-    g.add_argument("--bimt-A", type=float, help="distance weight factor A (0 = plain L1)")
-    g.add_argument("--bimt-y-star", type=float, help="distance between layers y*")
-    g.add_argument("--bimt-top-k", type=int, help="neurons moved per layer per swap pass")
-    g.add_argument("--bimt-swap-every", type=int, help="steps between swap passes (0 = never)")
-    g.add_argument("--bimt-threshold", type=float, help="zero |parameters| below this at the end")
+    for flag, kind, text in (
+        ("--bimt-lambda", float, "connection-cost weight lambda_0"),
+        ("--bimt-A", float, "distance weight factor A (0 = plain L1)"),
+        ("--bimt-y-star", float, "distance between layers y*"),
+        ("--bimt-top-k", int, "neurons moved per layer per swap pass"),
+        ("--bimt-swap-every", int, "steps between swap passes (0 = never)"),
+        ("--bimt-threshold", float, "zero |parameters| below this at the end"),
+    ):
+        g.add_argument(flag, type=kind, help=text)
     g.add_argument("--bimt-reduction", choices=["sum", "mean"], help="per-tensor cost reduction")
     g.add_argument(
         "--bimt-lambdas",
@@ -138,18 +141,6 @@ def _model_flags(p) -> None:
     input_dtype_flag(g)
 
 
-def _lambdas(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(t) for t in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise ModscopeError(f"--bimt-lambdas must be three comma-separated numbers, got {text!r}")
-    return values
-
-
 def _flag(attribute: str) -> str:
     """The flag of an ``args`` attribute: ``cluster_reg_every`` -> ``--cluster-reg-every``."""
     return "--" + attribute.replace("_", "-")
@@ -189,7 +180,8 @@ def _bimt_options(args, flags: dict[str, str]) -> dict | None:
     """The ``--bimt-*`` flags given (``flags``: option <- args attribute) as BIMT options, None
     without ``--bimt`` (an option without it is a one-line error)."""
     overrides = {field: getattr(args, flag) for field, flag in flags.items()}
-    overrides["lambdas"] = _lambdas(args.bimt_lambdas)
+    overrides["lambdas"] = numbers(args.bimt_lambdas, 3, float,
+                                   "--bimt-lambdas must be three comma-separated numbers")
     given = {k: v for k, v in overrides.items() if v is not None}
     if given and not args.bimt:
         raise ModscopeError("--bimt-* options need --bimt")
@@ -245,8 +237,9 @@ def _run_task(args) -> tuple:
     names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
     shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    summary = f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
-    return result, cluster_reg, f"{task.name} {widths}", summary
+    return result, cluster_reg, f"{task.name} {widths}", (
+        f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
+    )
 
 
 # the --task options that shape modscope's MLP or its training, with their values when not given
@@ -289,5 +282,6 @@ def _run_model(args) -> tuple:
     fit = result.fit
     shown = [f"test {fit.metric_name} {fit.metric:.4g}"]
     shown += [f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)]
-    summary = f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
-    return result, options["cluster_reg"], args.model, summary
+    return result, options["cluster_reg"], args.model, (
+        f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
+    )

@@ -39,8 +39,9 @@ def checkpoint_activation_graph(
         raise ModscopeError(f"split must be 'train' or 'test', got {split!r}")
     ckpt = load_checkpoint(path)
     the_task = task_for_checkpoint(ckpt, task, data)
-    x = the_task.x_test if split == "test" else the_task.x_train
-    return activation_graph(ckpt.model(), x, max_examples)
+    return activation_graph(
+        ckpt.model(), the_task.x_test if split == "test" else the_task.x_train, max_examples
+    )
 
 
 def knockout_checkpoint(
@@ -65,10 +66,9 @@ def knockout_checkpoint(
     the_task = task_for_checkpoint(ckpt, task, data)
     seed = int(kwargs.get("seed", 0))
     partition = cluster(net, n_clusters, seed=seed)
-    mask_dict = None if masks is None else load_masks(masks)
     # per layer: the weight graph lists an embedding's inputs per token, the traced graph per dimension
     per_layer = np.split(np.asarray(partition.labels), net.graph.offsets[1:-1])
-    result = knockout(net, the_task, per_layer, masks=mask_dict, **kwargs)
+    result = knockout(net, the_task, per_layer, masks=None if masks is None else load_masks(masks), **kwargs)
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     result.labels = np.asarray(partition.labels)
     # a layer graph's groups are its numbered layers ([spec §1]): the output names none, as in 0.3.0
@@ -99,9 +99,7 @@ def masks_checkpoint(
         raise ModscopeError("give either functions or classes, not both")
     ckpt = load_checkpoint(path)
     the_task = task_for_checkpoint(ckpt, task, data)
-    fns: Any = functions
-    if classes:
-        fns = class_functions(the_task)
+    fns = class_functions(the_task) if classes else functions
     store = None
     if cache is not None:
         # how the run is spread over the machine does not change its result

@@ -120,12 +120,11 @@ def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
                 extra_nulls=SPARSE_NULLS),
     ]
     if fashion if fashion is not None else fashion_available():
-        if quick:  # a small network on a fifth of the training set: seconds, not minutes
-            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist",
-                                {"steps": 600, "hidden": [64, 64]}, 12, {"limit": 12000}, pairs=False))
-        else:  # the paper's 784-256x4-10 network, 20 epochs
-            runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", {"epochs": 20}, 12,
-                                pairs=False))
+        # quick: a small network on a fifth of the training set (seconds, not minutes); else the
+        # paper's 784-256x4-10 network, 20 epochs
+        train, task_params = (({"steps": 600, "hidden": [64, 64]}, {"limit": 12000}) if quick
+                              else ({"epochs": 20}, {}))
+        runs.append(DemoRun("fashion-mnist-plain", "fashion-mnist", train, 12, task_params, pairs=False))
     return runs
 
 
@@ -179,18 +178,6 @@ def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
     return json_digest([kind, ckpt_hash, config, __version__])[:16]
 
 
-def _cached_json(path: Path, compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """``(result, was_cached)``; a damaged cache file is recomputed."""
-    if path.exists():
-        try:
-            return json.loads(path.read_text()), True
-        except (OSError, json.JSONDecodeError):
-            path.unlink(missing_ok=True)
-    d = compute()
-    write_json(path, d)
-    return d, False
-
-
 def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, device: str = "cpu"):
     from ..tasks import get_task
     from ..training.trainer import train
@@ -199,13 +186,13 @@ def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, devic
     if path.exists():
         try:
             ckpt = load_checkpoint(path)
-            return ckpt, dict(ckpt.metrics), True, path
+            return ckpt, dict(ckpt.metrics), path, True
         except ModscopeError:
             path.unlink()  # a damaged cache entry is retrained
-    task = get_task(run.task, seed=seed, **run.task_params)
-    result = train(task, seed=seed, progress=progress, device=device, **run.train)
+    result = train(get_task(run.task, seed=seed, **run.task_params), seed=seed, progress=progress,
+                   device=device, **run.train)
     result.save(path)
-    return result.checkpoint, dict(result.metrics), False, path
+    return result.checkpoint, dict(result.metrics), path, False
 
 
 # -- the demo --------------------------------------------------------------------------------------
@@ -261,9 +248,8 @@ def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
             f"dataset-fashion-mnist): {what} left out.")
 
 
-def _explorer_pages(out: Path, rows: list[dict], scores: dict, knockouts: dict, masks: dict,
-                    mask_files: dict[str, Path]) -> dict[str, str]:
-    """One `modscope explore` page per model under ``out/explore/``: ``{model: relative link}``.
+def _explorer_pages(result: DemoResult, mask_files: dict[str, Path]) -> dict[str, str]:
+    """One `modscope explore` page per model under ``result.out_dir/explore/``: ``{model: relative link}``.
 
     The demo's cached results are the API's ``to_dict()``: the keys the CLI adds for the explorer
     are added here (the knockout lesioned the score's partition; the masks come from their file)."""
@@ -271,15 +257,17 @@ def _explorer_pages(out: Path, rows: list[dict], scores: dict, knockouts: dict, 
     from ..masks.result import load_masks
     from ..report.explore import explore
 
+    out, scores, knockouts, masks = result.out_dir, result.scores, result.knockouts, result.masks
     links = {}
-    for r in rows:
+    for r in result.rows:
         name = r["model"]
         items: list[tuple[str, dict]] = [("score", scores[name])]
         if name in knockouts:
             items.append(("knockout", {**knockouts[name], "lesioned_labels": scores[name]["labels"]}))
         if name in masks and name in mask_files and mask_files[name].exists():
-            bits = encode_masks(load_masks(mask_files[name]))
-            items.append(("masks", {**masks[name], "weight_masks": bits}))
+            items.append(
+                ("masks", {**masks[name], "weight_masks": encode_masks(load_masks(mask_files[name]))})
+            )
         page = explore(*items, network=out / r["checkpoint"], title=f"modscope explore: {name}")
         page.save(out / "explore" / f"{name}.html")
         links[name] = f"explore/{name}.html"
@@ -299,8 +287,17 @@ class _Stages:
 
     def cached(self, kind: str, name: str, h: str, config: dict, compute: Callable[[], dict]
                ) -> tuple[dict, bool]:
-        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``."""
-        return _cached_json(self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json", compute)
+        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``; a
+        damaged cache file is recomputed."""
+        path = self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text()), True
+            except (OSError, json.JSONDecodeError):
+                path.unlink(missing_ok=True)
+        d = compute()
+        write_json(path, d)
+        return d, False
 
     def score_config(self, run: DemoRun) -> dict[str, Any]:
         """What the score of ``run`` depends on besides the checkpoint (its cache key)."""
@@ -318,14 +315,14 @@ class _Stages:
         companion = (s.get("sparse") or {}).get("other") or {}
         for method in run.extra_nulls:
             if companion.get("method") == method:  # the score ran it already (a sparse network)
-                nulls[method] = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
-                                 "shuffle": companion}
-                continue
-            extra, _ = self.cached(
-                "score", run.name, h, {**s_cfg, "method": method},
-                lambda method=method: score(ckpt, null=method, compare_nulls=False, **common).to_dict(),
-            )
-            extra.pop("labels")  # the same clustering as the main score's
+                extra = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
+                         "shuffle": companion}
+            else:
+                extra, _ = self.cached(
+                    "score", run.name, h, {**s_cfg, "method": method},
+                    lambda method=method: score(ckpt, null=method, compare_nulls=False, **common).to_dict(),
+                )
+                extra.pop("labels")  # the same clustering as the main score's
             nulls[method] = extra
         return s, nulls, hit
 
@@ -335,8 +332,7 @@ class _Stages:
         from ..masks.fit import train_masks
 
         m_cfg = {"functions": list(run.masks), "steps": self.st.mask_steps, "seed": self.seed}
-        m_key = _stage_key("masks", h, m_cfg)
-        mask_file = self.cache / f"masks-{run.name}-{m_key}.pt"
+        mask_file = self.cache / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"  # beside its JSON
 
         def fit_masks() -> dict:
             res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
@@ -344,11 +340,9 @@ class _Stages:
             res.save(mask_file)
             return res.to_dict()
 
-        json_file = self.cache / f"masks-{run.name}-{m_key}.json"
         if not mask_file.exists():
-            json_file.unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
-        result, hit = _cached_json(json_file, fit_masks)
-        return mask_file, result, hit
+            mask_file.with_suffix(".json").unlink(missing_ok=True)  # the JSON alone cannot feed the knockout
+        return (mask_file, *self.cached("masks", run.name, h, m_cfg, fit_masks))
 
     def knockout_stage(self, run: DemoRun, model_task: Callable[[], tuple], h: str, s: dict,
                        mask_file: Path | None) -> tuple[dict, bool]:
@@ -407,6 +401,11 @@ def _row(run: DemoRun, metrics: dict, s: dict, nulls: dict[str, dict], st: DemoS
     return row
 
 
+def _tail(cached: Sequence[str], seconds: float) -> str:
+    """The end of a log line: which stages came from the cache, and the wall time."""
+    return f"{'  (' + ', '.join(cached) + ')' if cached else ''}  [{seconds:.0f} s]"
+
+
 def _row_line(row: dict[str, Any], sh: dict, methods: Sequence[str], cached: Sequence[str],
               seconds: float) -> str:
     """The log line of one model: its metric, n-cut against shuffles, z and p per null."""
@@ -416,17 +415,17 @@ def _row_line(row: dict[str, Any], sh: dict, methods: Sequence[str], cached: Seq
         f"{sh.get('mean', nan):.3f} +- {sh.get('std', nan):.3f}  z {z_text(row['z'], '.2f')}  "
         f"p {sh.get('p_value', nan):.3g}"
         + "".join(f"  | {m}: z {z_text(row[f'z_{m}'], '.2f')} p {row[f'p_{m}']:.3g}" for m in methods)
-        + f"{'  (' + ', '.join(cached) + ')' if cached else ''}  [{seconds:.0f} s]"
+        + _tail(cached, seconds)
     )
 
 
-def _worked_line(which: str, w: dict, hit: bool, seconds: float) -> str:
+def _worked_line(which: str, w: dict, cached: Sequence[str], seconds: float) -> str:
     sh = w["score"].get("shuffle") or {}
     return (
         f"worked-{which:<17} {w['training']['metric_name']} {w['training']['metric']:.4g}  "
         f"n-cut {w['score']['ncut']:.3f} vs {sh.get('mean', float('nan')):.3f}  "
         f"z {z_text(sh.get('z'), '.2f')}  ({w['model']}, {w['graph']['nodes']} units)"
-        f"{'  (cached)' if hit else ''}  [{seconds:.0f} s]"
+        + _tail(cached, seconds)
     )
 
 
@@ -442,66 +441,62 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
     runs = runs if runs is not None else demo_runs(quick, fashion)
     st = settings or DemoSettings.for_mode(quick, shuffles)
     stages = _Stages(out / "cache", st, seed, jobs, progress, device)
-    n_stages = sum(3 + bool(r.masks) for r in runs) + len(worked) + 1
-    bar = tqdm(total=n_stages, desc="demo", unit="stage", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=sum(3 + bool(r.masks) for r in runs) + len(worked) + 1, desc="demo", unit="stage",
+               disable=not progress, file=sys.stderr)
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
 
-    def stage(text: str) -> None:
+    def stage(text: str, cached: list[str], note: str, compute: Callable[..., tuple], *args: Any) -> Any:
+        """One stage under the bar: ``compute(*args)``'s result without its last item, whether it was
+        cached (then ``note`` joins ``cached``); a lone item is returned as it is."""
         bar.set_description(f"demo: {text}")
+        *got, hit = compute(*args)
+        if hit:
+            cached.append(note)
+        bar.update()
+        return got[0] if len(got) == 1 else got
 
     for note in notes:
         say(f"note: {note}")
-    rows: list[dict[str, Any]] = []
-    scores: dict[str, dict] = {}
-    masks: dict[str, dict] = {}
-    knockouts: dict[str, dict] = {}
+    effort = {"quick": bool(quick), "seed": int(seed), **asdict(st)}
+    result = DemoResult([], out, settings=effort, notes=list(notes))
     mask_files: dict[str, Path] = {}
-    nulls: dict[str, dict[str, dict]] = {}
     try:
         for run in runs:
             t0 = time.perf_counter()
-            stage(f"train {run.name}")
-            ckpt, metrics, hit, path = _train_cached(run, seed, ckpt_dir, progress, device)
-            bar.update()
+            cached: list[str] = []
+            ckpt, metrics, path = stage(f"train {run.name}", cached, "model cached",
+                                        _train_cached, run, seed, ckpt_dir, progress, device)
             h = file_sha256(path)
-            cached = ["model cached"] if hit else []
-            stage(f"score {run.name}")
-            s, run_nulls, hit = stages.score_stage(run, ckpt, h)
-            scores[run.name] = s
+            s, run_nulls = stage(f"score {run.name}", cached, "score cached",
+                                 stages.score_stage, run, ckpt, h)
+            result.scores[run.name] = s
             if run_nulls:
-                nulls[run.name] = run_nulls
-            cached += ["score cached"] if hit else []
-            bar.update()
+                result.nulls[run.name] = run_nulls
             model_task = _model_task(ckpt)
-            mask_file = None
             if run.masks:
-                stage(f"masks {run.name}")
-                mask_file, masks[run.name], hit = stages.masks_stage(run, model_task, h)
-                mask_files[run.name] = mask_file
-                cached += ["masks cached"] if hit else []
-                bar.update()
-            stage(f"knockout {run.name}")
-            knockouts[run.name], hit = stages.knockout_stage(run, model_task, h, s, mask_file)
-            cached += ["knockout cached"] if hit else []
-            bar.update()
-            rows.append(_row(run, metrics, s, run_nulls, st, str(path.relative_to(out))))
+                mask_files[run.name], result.masks[run.name] = stage(
+                    f"masks {run.name}", cached, "masks cached", stages.masks_stage, run, model_task, h
+                )
+            result.knockouts[run.name] = stage(
+                f"knockout {run.name}", cached, "knockout cached",
+                stages.knockout_stage, run, model_task, h, s, mask_files.get(run.name),
+            )
+            result.rows.append(_row(run, metrics, s, run_nulls, st, str(path.relative_to(out))))
             write_json(out / "scores" / f"{run.name}.json", s)
-            say(_row_line(rows[-1], s["shuffle"] or {}, list(run_nulls), cached, time.perf_counter() - t0))
+            seconds = time.perf_counter() - t0
+            say(_row_line(result.rows[-1], s["shuffle"] or {}, list(run_nulls), cached, seconds))
 
-        examples: dict[str, dict] = {}
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
-            stage(f"worked example: {which}")
-            examples[which], hit = stages.worked_stage(which, quick)
-            say(_worked_line(which, examples[which], hit, time.perf_counter() - t0))
-            bar.update()
+            cached = []
+            result.worked[which] = stage(f"worked example: {which}", cached, "cached",
+                                         stages.worked_stage, which, quick)
+            say(_worked_line(which, result.worked[which], cached, time.perf_counter() - t0))
 
-        stage("report")
-        effort = {"quick": bool(quick), "seed": int(seed), **asdict(st)}
-        result = DemoResult(rows, out, scores, masks, knockouts, effort, nulls, examples, list(notes))
+        bar.set_description("demo: report")
         data = collect([("demo", result.to_dict())])
-        data.checkpoints = {r["model"]: out / r["checkpoint"] for r in rows}
-        data.explorers = _explorer_pages(out, rows, scores, knockouts, masks, mask_files)
+        data.checkpoints = {r["model"]: out / r["checkpoint"] for r in result.rows}
+        data.explorers = _explorer_pages(result, mask_files)
         build_report(data, out, title="modscope demo report", cache_dir=stages.cache / "figures")
         bar.update()
     finally:

@@ -68,23 +68,22 @@ def load_config(path: str | os.PathLike) -> dict:
     except OSError as exc:
         raise ModscopeError(f"cannot read the sweep config {path}: {exc.strerror}") from None
     suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".toml", ".json"):
+        raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
     try:
-        if suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ImportError:
-                raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
-            config = yaml.safe_load(text)
-        elif suffix == ".toml":
+        if suffix == ".toml":
             import tomllib
 
             config = tomllib.loads(text.decode())
         elif suffix == ".json":
             config = json.loads(text)
         else:
-            raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
-    except ModscopeError:
-        raise
+            config = yaml.safe_load(text)
     except Exception as exc:  # the parsers' own error types differ; all mean a malformed file
         raise ModscopeError(f"sweep config {path.name} does not parse: {first_line(exc, None)}") from None
     if not isinstance(config, dict):
@@ -123,7 +122,7 @@ def _check_setting(s: dict) -> dict:
 def expand_settings(settings) -> list[dict]:
     """Every combination of the listed values, defaults filled in, duplicates dropped, in order."""
     grids = _as_list(settings if settings is not None else {})
-    out, seen = [], set()
+    out: dict[str, dict] = {}  # by its JSON text: a duplicate keeps the first one's place
     for grid in grids:
         if not isinstance(grid, dict):
             raise ModscopeError(f"sweep settings: expected a mapping of setting -> values, got {grid!r}")
@@ -134,15 +133,11 @@ def expand_settings(settings) -> list[dict]:
             raise ModscopeError(
                 f"unknown sweep setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}"
             )
-        names = list(DEFAULTS)
-        values = [_as_list(grid.get(n, DEFAULTS[n])) for n in names]
+        values = [_as_list(grid.get(n, DEFAULTS[n])) for n in SETTING_COLUMNS]
         for combo in itertools.product(*values):
-            s = _check_setting(dict(zip(names, combo, strict=True)))
-            frozen = json.dumps(s, sort_keys=True)
-            if frozen not in seen:
-                seen.add(frozen)
-                out.append(s)
-    return out
+            s = _check_setting(dict(zip(SETTING_COLUMNS, combo, strict=True)))
+            out.setdefault(json.dumps(s, sort_keys=True), s)
+    return list(out.values())
 
 
 def expand_checkpoints(patterns, base: Path) -> list[Path]:
@@ -170,8 +165,7 @@ class SweepJob:
 
     @property
     def key(self) -> str:
-        ident = {"sha256": self.sha256, "setting": self.setting, "version": __version__}
-        return json_digest(ident)[:24]
+        return json_digest({"sha256": self.sha256, "setting": self.setting, "version": __version__})[:24]
 
 
 def run_job(job: SweepJob, device: str | None = None) -> dict:
@@ -192,9 +186,8 @@ def run_job(job: SweepJob, device: str | None = None) -> dict:
     graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
     if s["clusters"] >= graph.n_nodes:
         raise ModscopeError(f"{job.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
-    restarts = None if s["restarts"] == "auto" else s["restarts"]
-    clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], restarts=restarts,
-                                  select=s["select"], threads=1)
+    clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], select=s["select"],
+                                  restarts=None if s["restarts"] == "auto" else s["restarts"], threads=1)
     with single_thread():  # compare_nulls=False: a sweep lists the nulls it scores, one row each
         result = score(graph, measure=clusterer, null=s["shuffle_method"], n_shuffles=s["shuffles"],
                        seed=s["seed"], device=device, compare_nulls=False)
@@ -252,10 +245,9 @@ def _relative(checkpoint: str, table: Path) -> str:
     """``checkpoint`` relative to the folder of the sweep table (POSIX separators); absolute when
     no relative path exists (another drive)."""
     try:
-        rel = os.path.relpath(Path(checkpoint).resolve(), Path(table).resolve().parent)
+        return Path(os.path.relpath(Path(checkpoint).resolve(), Path(table).resolve().parent)).as_posix()
     except ValueError:
         return str(Path(checkpoint).resolve())
-    return Path(rel).as_posix()
 
 
 def _shortest(x: float) -> str:
@@ -346,9 +338,8 @@ def _reusable_rows(previous: pd.DataFrame | None, wanted: list[SweepJob], out: P
     """``{key: row}`` of the rows of ``previous`` that a wanted job would compute again, their
     paths relative to the table's folder (the same bytes from any working folder)."""
     keys = {job.key for job in wanted}
-    done = {}
-    if previous is not None:
-        done = {row["key"]: row for row in previous.to_dict(orient="records") if row["key"] in keys}
+    rows = [] if previous is None else previous.to_dict(orient="records")
+    done = {row["key"]: row for row in rows if row["key"] in keys}
     for job in wanted:
         if job.key in done:
             done[job.key]["checkpoint"] = _relative(job.checkpoint, out)

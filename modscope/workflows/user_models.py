@@ -79,9 +79,9 @@ def _user_run(
     ``functions``, then the module built and loaded (`user_module`: ``input_shape``,
     ``input_dtype``, ``non_strict``), these four options taken out of ``kwargs``."""
     the_data = user_data(data, kwargs.pop("functions", None))
-    shape, dtype = kwargs.pop("input_shape", None), kwargs.pop("input_dtype", "float32")
     module, example = user_module(
-        model, weights, shape, dtype, data=the_data, non_strict=kwargs.pop("non_strict", False)
+        model, weights, kwargs.pop("input_shape", None), kwargs.pop("input_dtype", "float32"), data=the_data,
+        non_strict=kwargs.pop("non_strict", False),
     )
     return the_data, module, example
 
@@ -95,9 +95,8 @@ def knockout_model(
     ``input_dtype``, ``non_strict`` (`user_module`); the rest go to `modscope.knockout`, e.g.
     ``n_random``, ``ablation``, ``output``."""
     the_data, module, example = _user_run(weights, model, data, kwargs)
-    graph = load_graph(module, example_input=example)
     seed = int(kwargs.get("seed", 0))
-    partition = cluster(graph, n_clusters, seed=seed)
+    partition = cluster(load_graph(module, example_input=example), n_clusters, seed=seed)
     result = knockout(module, the_data, partition, example_input=example, **kwargs)
     result.clustering = {"n_clusters": int(n_clusters), "seed": seed, **partition.clustering}
     return result
@@ -115,11 +114,9 @@ def masks_model(
     if classes and kwargs.get("functions"):
         raise ModscopeError("give either functions (--function) or classes=True (--classes), not both")
     the_data, module, example = _user_run(weights, model, data, kwargs)
-    fns: Any = None
-    if classes:
-        fns = class_functions(the_data)
-    elif not the_data.functions:
+    if not classes and not the_data.functions:
         raise ModscopeError("name the functions to mask: --function NAME=CLASSES (repeatable) or --classes")
+    fns = class_functions(the_data) if classes else None
     return train_masks(module, the_data, fns, class_removal=classes, example_input=example, **kwargs)
 
 

@@ -22,7 +22,6 @@ import numpy as np
 
 from ..clustering.spectral import cluster
 from ..data.dataset import Data
-from ..data.functions import parse_function
 from ..data.splits import ArraySplit
 from ..errors import ModscopeError
 from ..graphs.network import network
@@ -33,6 +32,7 @@ from ..tasks.images import FASHION_MNIST_DIR
 from ..tasks.registry import get_task
 from ..training.architectures import DigitTransformer, ResidualCNN
 from ..training.fit import fit_model
+from .user_models import user_data
 
 __all__ = ["FASHION_CLASSES", "ExampleSettings", "worked_example"]
 
@@ -74,15 +74,18 @@ class ExampleSettings:
 
     @staticmethod
     def for_mode(which: str, quick: bool) -> ExampleSettings:
-        if which == "cnn":
-            if quick:
-                return ExampleSettings(200, 64, 3e-3, 4, 5, 20, 200, 60, 6000)
-            # sized for a 2-core CPU: one lesion pass over 2000 images costs ~2 s here, so 100
-            # random lesions per sub-module on 2000 images would take hours; 20 on 500 take minutes
-            return ExampleSettings(3000, 128, 1e-3, 8, 50, 20, 500, 600, None)
-        if quick:
-            return ExampleSettings(1500, 128, 3e-3, 4, 5, 20, 300, 150, 6000)
-        return ExampleSettings(8000, 128, 1e-3, 8, 50, 100, 2000, 2000, None)
+        return _BUDGETS[which == "cnn", bool(quick)]
+
+
+# (the CNN?, quick?) -> its budgets; anything but "cnn" gets the transformer's
+_BUDGETS = {
+    (True, True): ExampleSettings(200, 64, 3e-3, 4, 5, 20, 200, 60, 6000),
+    # sized for a 2-core CPU: one lesion pass over 2000 images costs ~2 s here, so 100
+    # random lesions per sub-module on 2000 images would take hours; 20 on 500 take minutes
+    (True, False): ExampleSettings(3000, 128, 1e-3, 8, 50, 20, 500, 600, None),
+    (False, True): ExampleSettings(1500, 128, 3e-3, 4, 5, 20, 300, 150, 6000),
+    (False, False): ExampleSettings(8000, 128, 1e-3, 8, 50, 100, 2000, 2000, None),
+}
 
 
 def _head(data: Data, n: int) -> Data:
@@ -100,19 +103,14 @@ def _setup(which: str, quick: bool, seed: int, data_dir: Any):
 
     s = ExampleSettings.for_mode(which, quick)
     if which == "cnn":
-        folder = data_dir or FASHION_MNIST_DIR
-        task = get_task("fashion-mnist", data=folder, limit=s.train_examples)
-        data = task.to_data()
-        data.class_names = FASHION_CLASSES
-        for spec in FASHION_FUNCTIONS:
-            fn = parse_function(spec, data)
-            data.functions[fn.name] = fn
+        data = get_task("fashion-mnist", data=data_dir or FASHION_MNIST_DIR, limit=s.train_examples).to_data()
+        data.class_names = FASHION_CLASSES  # before the functions, which name classes
+        data = user_data(data, FASHION_FUNCTIONS)
         model = ResidualCNN(image=(1, 28, 28), widths=(16, 32), blocks=1, classes=10)
         example = torch.zeros(1, 784)
     elif which == "transformer":
         n_train = s.train_examples or 50000
-        task = get_task("addmul", seed=seed, n_train=n_train, n_test=min(10000, n_train))
-        data = task.to_data()
+        data = get_task("addmul", seed=seed, n_train=n_train, n_test=min(10000, n_train)).to_data()
         model = DigitTransformer(digits=4, flag=2, groups=2, d=32, heads=4, layers=2, ff=64)
         example = torch.zeros(1, 42)
     else:
@@ -150,8 +148,7 @@ def _run(which: str, quick: bool, seed: int, data_dir: Any, progress: bool, devi
     graph = net.graph
     scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, **run)
     part = cluster(net, s.n_clusters, seed=seed)
-    head = _head(data, s.knockout_examples)
-    lesions = knockout(net, head, part, n_random=s.n_random, device=device, **run)
+    lesions = knockout(net, _head(data, s.knockout_examples), part, n_random=s.n_random, device=device, **run)
     masks = train_masks(net, data, list(data.functions), steps=s.mask_steps, device=device, **run)
     ko = lesions.to_dict()
     categories = {
