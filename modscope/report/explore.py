@@ -363,15 +363,13 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
         "ncut": float(terms.sum()),
         "terms": [float(t) for t in terms],
         "sizes": sizes.T.tolist(),  # [c][g]
-        "null": None,
+        "null": None if d is None else _null(d),
         "knockout": None,
         "iou": _cluster_iou(labels, edges, kept, k),
         **_aggregate(graph, labels, x, y),
     }
     if d is not None:
-        p["null"] = _null(d)
-        p["ncut_result"] = d.get("ncut")
-        p["seed"] = d.get("seed")
+        p.update(ncut_result=d.get("ncut"), seed=d.get("seed"))
     return p
 
 
@@ -444,15 +442,16 @@ def _partitions(
     partitions: list[dict] = []
     for it in items:
         if it.kind == "score":
-            lab = np.asarray(it.d["labels"], dtype=np.int64)
-            s = it.d.get("shuffle") or {}
-            nm = f"{it.name}: k={it.d.get('n_clusters')}, {s.get('method', 'no')} null"
-            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, it.d))
+            d = it.d
+            s = d.get("shuffle") or {}
+            nm = f"{it.name}: k={d.get('n_clusters')}, {s.get('method', 'no')} null"
         elif it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping):
-            w = it.d["whole"]
-            nm = f"{it.name} (whole graph): k={w.get('n_clusters')}"
-            lab = np.asarray(w["labels"], dtype=np.int64)
-            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, w))
+            d = it.d["whole"]
+            nm = f"{it.name} (whole graph): k={d.get('n_clusters')}"
+        else:
+            continue
+        lab = np.asarray(d["labels"], dtype=np.int64)
+        partitions.append(_partition(nm, lab, graph, x, y, edges, kept, d))
     for it in items:
         if it.kind != "knockout":
             continue
@@ -543,9 +542,8 @@ def render_page(data: Mapping[str, Any]) -> str:
     # plotly.js's basic bundle (scatter, bar, pie), vendored (origin and licence: PLOTLY-LICENSE.txt):
     # its start is a fraction of the full bundle's, and the page needs no ``plotly`` package
     plotly = (_PAGE / _PLOTLY).read_text(encoding="utf-8")
-    template = (_PAGE / "explore.html").read_text()
     return (
-        template.replace("{{title}}", html.escape(str(data["title"])))
+        (_PAGE / "explore.html").read_text().replace("{{title}}", html.escape(str(data["title"])))
         .replace("{{css}}", (_PAGE / "explore.css").read_text())
         .replace("{{plotly}}", plotly.replace("</script", "<\\/script"))
         .replace("{{app}}", (_PAGE / "explore.js").read_text())

@@ -116,9 +116,7 @@ def _longest_paths(n: int, links: list[tuple[int, int]]) -> np.ndarray | None:
 def _topological(n: int, links: list[tuple[int, int]]) -> list[int] | None:
     """The nodes in topological order, the lowest index first among those ready (the trace's
     order: a group is numbered when the forward first writes it); None when there is a cycle."""
-    indeg = np.zeros(n, dtype=np.int64)
-    for _, d in links:
-        indeg[d] += 1
+    indeg = np.bincount(np.array([d for _, d in links], dtype=np.int64), minlength=n)
     ready = [int(g) for g in np.flatnonzero(indeg == 0)]
     heapq.heapify(ready)
     order: list[int] = []

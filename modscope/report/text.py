@@ -44,8 +44,8 @@ def clustering_text(c: dict) -> str:
         return "clustering settings not recorded"
     restarts = c.get("restarts")
     restarts = "/".join(map(str, restarts)) if isinstance(restarts, list) else restarts
-    reference = c.get("select") == "inertia"
-    kept = "lowest inertia kept (the reference's procedure)" if reference else "lowest n-cut kept"
+    kept = ("lowest inertia kept (the reference's procedure)" if c.get("select") == "inertia"
+            else "lowest n-cut kept")
     return f"k-means, {restarts} restarts, {kept}"
 
 
@@ -210,12 +210,12 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
         f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
     ]
-    for s in result.submodules:
-        lines.append(
-            f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
-            f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
-            + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
-        )
+    lines += [
+        f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
+        f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
+        + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
+        for s in result.submodules
+    ]
     if result.group_names is not None:  # a traced network: say which unit group each number is
         used = sorted({s.layer for s in result.submodules})
         labels = result.group_labels or result.group_names
@@ -241,18 +241,18 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         top = sorted(result.pairs, key=lambda p: -abs(p.interaction))[:max_pairs]
         lines += ["", f"pairs (top {len(top)} of {len(result.pairs)} by |interaction|):",
                   f"{'a':>7} {'b':>7} {m:>9} {'delta':>9} {'p':>7} {'interact':>9}  category"]
-        for p in top:
-            lines.append(
-                f"{p.layer_a:>3}:{p.cluster_a:<3} {p.layer_b:>3}:{p.cluster_b:<3} "
-                f"{p.accuracy:>9.4f} {p.delta:>+9.4f} {p.p_value:>7.4f} {p.interaction:>+9.4f}  "
-                f"{p.category}"
-            )
+        lines += [
+            f"{p.layer_a:>3}:{p.cluster_a:<3} {p.layer_b:>3}:{p.cluster_b:<3} "
+            f"{p.accuracy:>9.4f} {p.delta:>+9.4f} {p.p_value:>7.4f} {p.interaction:>+9.4f}  "
+            f"{p.category}"
+            for p in top
+        ]
     if result.functions is not None:
         fk = result.functions
         lines += ["", f"function masks removed ({fk.metric} of each function):",
                   f"{'removed':>12} " + " ".join(f"{g:>12}" for g in fk.functions)]
-        for name, row in [("none", fk.intact), *fk.removed.items()]:
-            lines.append(f"{name:>12} " + " ".join(f"{row[g]:>12.4f}" for g in fk.functions))
+        lines += [f"{name:>12} " + " ".join(f"{row[g]:>12.4f}" for g in fk.functions)
+                  for name, row in [("none", fk.intact), *fk.removed.items()]]
     return "\n".join(lines) + "\n"
 
 
