@@ -486,7 +486,7 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
     if max_edges < edges.f.size:  # O(n) selection first: a whole GPT-2 graph has 70.8M edges
         order = np.argpartition(-edges.f, max_edges - 1)[:max_edges]
     order = order[np.argsort(-edges.f[order], kind="stable")]
-    emb = {
+    return {
         "n": int(order.size),
         "total": int(edges.u.size),
         "u": _b64(edges.u[order]),
@@ -494,8 +494,7 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
         "q": _b64(np.round(np.sign(edges.w[order]) * edges.f[order] * 32767).astype(np.int16)),
         "block": _b64(edges.block[order].astype(np.int16 if len(graph.weights) < 32768 else np.int32)),
         "block_names": list(graph.names),
-    }
-    return emb, order
+    }, order
 
 
 # a train result's keys the page shows (train --task's, then train --model's)

@@ -66,8 +66,8 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         source = load_checkpoint(source)
     if isinstance(source, Checkpoint):
         sd = source.task_ordered_state_dict()
-        n = len(source.architecture.widths) - 1
-        weights = [sd[f"layers.{i}.weight"].double().numpy() for i in range(n)]
+        weights = [sd[f"layers.{i}.weight"].double().numpy()
+                   for i in range(len(source.architecture.widths) - 1)]
         bimt = source.bimt or {}
         coords = bimt.get("coordinates")
         if coords is None:
@@ -112,20 +112,10 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _by_cluster(coords: list[np.ndarray], labels: np.ndarray) -> list[np.ndarray]:
-    """Line layouts with each layer's neurons re-seated in cluster order (then index order), so
-    a cluster's neurons sit side by side; grids and learned positions are kept."""
-    out, start = [], 0
-    for c in coords:
-        lab = labels[start:start + len(c)]
-        start += len(c)
-        out.append(_seated(c, lab) if c.shape[1] == 1 else c)
-    return out
-
-
 def _seated(x: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """Positions ``x`` (``(n,)`` or ``(n, 1)``) given out again in cluster order (unclustered last,
-    then index order): the i-th unit of that order gets the i-th smallest position."""
+    then index order): the i-th unit of that order gets the i-th smallest position, so a cluster's
+    units sit side by side."""
     order = np.lexsort((np.arange(len(x)), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
     seated = np.empty_like(x)
     seated[order] = np.sort(x, axis=0)
@@ -191,11 +181,12 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
     labels = _checked(labels, quantile, sum(len(c) for c in coords))
     n_layers = len(coords)
     fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
-    if bundle and not learned:
-        coords = _by_cluster(coords, labels)
-    pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     starts = np.cumsum([0] + [len(c) for c in coords])
     layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
+    if bundle and not learned:  # line layouts re-seated in cluster order; grids are kept
+        coords = [_seated(c, lab) if c.shape[1] == 1 else c
+                  for c, lab in zip(coords, layer_labels, strict=True)]
+    pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     palette = _cluster_palette(labels)
 
     for l, w in enumerate(weights):

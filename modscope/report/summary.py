@@ -101,10 +101,8 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
                  for v in ("more", "neither", "less") if v in groups]
         out.append(f"Against `{method}` shuffles, " + "; ".join(parts) + f" (`{method}` "
                    f"{flags.null_tests(method)})")
-    for name, d in scores.items():
-        fraction = (sparsity or {}).get(name)
-        for f in score_flags(d, nulls.get(name), fraction):
-            out.append(f"{name}: {f.message}.")
+    out += [f"{name}: {f.message}." for name, d in scores.items()
+            for f in score_flags(d, nulls.get(name), (sparsity or {}).get(name))]
     return out
 
 
@@ -160,6 +158,6 @@ def mask_sentences(masks: Mapping[str, Mapping[str, Any]]) -> list[str]:
             pairs = [f"its {len(ious)} pairs of masks have IoU {min(ious):.2f} to {max(ious):.2f}"]
         if pairs:
             out.append(f"In {name}, " + "; ".join(pairs) + ".")
-        for f in flags.mask_flags(d.get("kept_fraction") or {}, functions=d.get("functions")):
-            out.append(f"{name}: {f.message}.")
+        out += [f"{name}: {f.message}."
+                for f in flags.mask_flags(d.get("kept_fraction") or {}, functions=d.get("functions"))]
     return out

@@ -67,9 +67,9 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
         return []
     import textwrap
 
-    pct = 100 * sparse["zero_fraction"]
-    lines = ["", f"sparse    {pct:.1f} % of the weights are zero (>= {100 * sparse['threshold']:.0f} %): "
-             "scored against a null that", "          scatters the zeros and one that keeps them"]
+    lines = ["", f"sparse    {100 * sparse['zero_fraction']:.1f} % of the weights are zero "
+             f"(>= {100 * sparse['threshold']:.0f} %): scored against a null that",
+             "          scatters the zeros and one that keeps them"]
     blocks = {b["method"]: b for b in (shuffle, sparse["other"]) if b}
     for name, tests in sparse["tests"].items():
         b = blocks.get(name)
@@ -272,14 +272,14 @@ def format_masks(result: MaskResult) -> str:
                                                    for g in data),
     ]
 
-    for f in result.functions:
-        lines.append(
-            f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
-            + _fmt(result.shared[f], ".1%", "-").rjust(8)
-            + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
-            + "  |           "
-            + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
-        )
+    lines += [
+        f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
+        + _fmt(result.shared[f], ".1%", "-").rjust(8)
+        + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
+        + "  |           "
+        + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
+        for f in result.functions
+    ]
     if result.iou:
         lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
         for key, v in result.iou.items():
