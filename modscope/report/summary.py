@@ -8,23 +8,17 @@ terminal tables end with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..stats import flags
-from ..stats.flags import z_text
+from ..stats.flags import names_text, z_text
 
 __all__ = ["IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
            "score_sentences"]
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
-
-
-def _names(items: Sequence[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | None = None
@@ -97,8 +91,8 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
             by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {z_text(block.get('z'))})")
     out = []
     for method, groups in by_null.items():
-        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {flags.VERDICT_WORDS[v]} them"
-                 for v in ("more", "neither", "less") if v in groups]
+        parts = [f"{names_text(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} "
+                 f"{flags.VERDICT_WORDS[v]} them" for v in ("more", "neither", "less") if v in groups]
         out.append(f"Against `{method}` shuffles, " + "; ".join(parts) + f" (`{method}` "
                    f"{flags.null_tests(method)})")
     out += [f"{name}: {f.message}." for name, d in scores.items()
