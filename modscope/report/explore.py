@@ -304,8 +304,7 @@ def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
         total = np.asarray(ps @ np.asarray(pd @ w).T).T
         count = np.asarray(ps @ np.asarray(pd @ (w > 0).astype(np.float64)).T).T
         for cd, cs in zip(*np.nonzero(total), strict=True):
-            key = (int(node_id[s, cs]), int(node_id[d, cd]))
-            acc = sums.setdefault(key, [0.0, 0.0])
+            acc = sums.setdefault((int(node_id[s, cs]), int(node_id[d, cd])), [0.0, 0.0])
             acc[0] += float(total[cd, cs])
             acc[1] += float(count[cd, cs])
     pairs = sorted(sums)

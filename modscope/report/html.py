@@ -654,8 +654,8 @@ def pick_result(path: str | os.PathLike, kind: str, model: str | None = None) ->
     items = d.get(_SECTIONS[kind]) or {}
     if model is None:
         if len(items) != 1:
-            names = ", ".join(items) or "none"
-            raise ModscopeError(f"{path}: a demo result; pick a model with --model ({names})")
+            raise ModscopeError(
+                f"{path}: a demo result; pick a model with --model ({', '.join(items) or 'none'})")
         return next(iter(items.values()))
     if model not in items:
         raise ModscopeError(f"{path}: no {kind} result for model {model!r} ({', '.join(items) or 'none'})")

@@ -156,8 +156,7 @@ def _unrolled(graph: Any) -> tuple[list[tuple[int, int]], list[int], list[tuple[
     streams, back = _streams(graph)
     if not streams:
         return None
-    forward = [(s, d) for s, d in graph.links if s != d and (s, d) not in back]
-    ordered = _topological(graph.n_layers, forward)
+    ordered = _topological(graph.n_layers, [(s, d) for s, d in graph.links if s != d and (s, d) not in back])
     if ordered is None:
         return None
     items: list[tuple[int, int]] = []

@@ -535,8 +535,7 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
               cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     with matplotlib.rc_context(_STYLE):
-        k = len(fns)
-        fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(k, len(pairs), 2)), layout="constrained")
+        fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(len(fns), len(pairs), 2)), layout="constrained")
         FigureCanvasAgg(fig)
         axs = fig.subplots(2, 2)
         panels = (  # (axes, values, column and row labels, title); no values: one mask, no pairs

@@ -55,7 +55,6 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     out: list[flags.Flag] = []
     blocks = null_blocks(d, others)
     sparse = d.get("sparse") or {}
-    fraction = sparse.get("zero_fraction", zero_fraction)
     if sparse.get("warning"):
         out.append(flags.Flag("sparse_nulls_disagree", sparse["warning"]))
     elif len(blocks) > 1 and "ncut" in d:
@@ -65,8 +64,8 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
         keeps = [m for m, c in kinds.items() if c == "layer"]
         keep = "layer_nonzero" if "layer_nonzero" in keeps else next(iter(keeps), None)
         if scatter and keep:
-            flag = flags.null_disagreement(d["ncut"], fraction, {scatter: blocks[scatter],
-                                                                 keep: blocks[keep]})
+            flag = flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
+                                           {scatter: blocks[scatter], keep: blocks[keep]})
             if flag is not None:
                 out.append(flag)
     if "labels" in d and "n_clusters" in d:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,6 @@ def clustering_text(c: dict) -> str:
 def flags_text(flags: Sequence[Any]) -> list[str]:
     """The ``warnings`` lines that end a table: one ``! message`` line per flag
     (`modscope.stats.flags`); none without flags."""
-    import textwrap
-
     lines = ["", "warnings"] if flags else []
     for f in flags:
         lines += textwrap.wrap(str(f), 100, initial_indent="! ", subsequent_indent="  ")
@@ -65,8 +64,6 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     its zero fraction, each null's z, p, verdict and what it tests."""
     if not sparse:
         return []
-    import textwrap
-
     lines = ["", f"sparse    {100 * sparse['zero_fraction']:.1f} % of the weights are zero "
              f"(>= {100 * sparse['threshold']:.0f} %): scored against a null that",
              "          scatters the zeros and one that keeps them"]
@@ -117,7 +114,6 @@ def score_table(result: ScoreResult, source: str = "") -> str:
         ]
     lines += sparse_text(d.get("sparse"), s)
     sizes = result.cluster_sizes
-    k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
     if result.graph.is_chain:  # layers by index, right-aligned
         names, first, second, w, align, title = list(range(len(sizes))), "layer", "width", 5, ">", "layer"
@@ -125,7 +121,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
         names = [g["name"] for g in d["groups"]]
         first, second, align, title = "group", "units", "<", "unit group"
         w = min(40, max(5, *(len(n) for n in names)))
-    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(k))
+    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(sizes.shape[1]))
     lines += ["", f"cluster sizes per {title}", header, "-" * len(header)]
     for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
         label = name if len(str(name)) <= w else "..." + name[-(w - 3) :]
