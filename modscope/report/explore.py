@@ -521,8 +521,8 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
     partitions = _partitions(items, graph, x, y, edges, kept)
     emb, order = _embedded(graph, edges, max_edges)
     if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
-        masks_page["bits"] = {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()}
-        masks_page["kept_edges"] = {f: int(m.sum()) for f, m in kept.items()}
+        masks_page.update(bits={f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
+                          kept_edges={f: int(m.sum()) for f, m in kept.items()})
     train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
                  None)
     network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),

@@ -531,8 +531,7 @@ def _summary_html(data: ReportData, sparsity: Mapping[str, float],
         cls = " class='bad'" if any(w in text for w in _CAVEAT_WORDS) else ""
         escaped = html.escape(text)
         # `name` -> <code>name</code>, as the sentences quote nulls and options
-        pieces = escaped.split("`")
-        escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+        escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(escaped.split("`")))
         return f"<li{cls}>{escaped}</li>"
 
     out = ['<h2 id="summary">What was found</h2>']
