@@ -304,8 +304,7 @@ def _aggregate(graph: Any, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> 
         total = np.asarray(ps @ np.asarray(pd @ w).T).T
         count = np.asarray(ps @ np.asarray(pd @ (w > 0).astype(np.float64)).T).T
         for cd, cs in zip(*np.nonzero(total), strict=True):
-            key = (int(node_id[s, cs]), int(node_id[d, cd]))
-            acc = sums.setdefault(key, [0.0, 0.0])
+            acc = sums.setdefault((int(node_id[s, cs]), int(node_id[d, cd])), [0.0, 0.0])
             acc[0] += float(total[cd, cs])
             acc[1] += float(count[cd, cs])
     pairs = sorted(sums)
@@ -363,15 +362,13 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
         "ncut": float(terms.sum()),
         "terms": [float(t) for t in terms],
         "sizes": sizes.T.tolist(),  # [c][g]
-        "null": None,
+        "null": None if d is None else _null(d),
         "knockout": None,
         "iou": _cluster_iou(labels, edges, kept, k),
         **_aggregate(graph, labels, x, y),
     }
     if d is not None:
-        p["null"] = _null(d)
-        p["ncut_result"] = d.get("ncut")
-        p["seed"] = d.get("seed")
+        p.update(ncut_result=d.get("ncut"), seed=d.get("seed"))
     return p
 
 
@@ -444,15 +441,16 @@ def _partitions(
     partitions: list[dict] = []
     for it in items:
         if it.kind == "score":
-            lab = np.asarray(it.d["labels"], dtype=np.int64)
-            s = it.d.get("shuffle") or {}
-            nm = f"{it.name}: k={it.d.get('n_clusters')}, {s.get('method', 'no')} null"
-            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, it.d))
+            d = it.d
+            s = d.get("shuffle") or {}
+            nm = f"{it.name}: k={d.get('n_clusters')}, {s.get('method', 'no')} null"
         elif it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping):
-            w = it.d["whole"]
-            nm = f"{it.name} (whole graph): k={w.get('n_clusters')}"
-            lab = np.asarray(w["labels"], dtype=np.int64)
-            partitions.append(_partition(nm, lab, graph, x, y, edges, kept, w))
+            d = it.d["whole"]
+            nm = f"{it.name} (whole graph): k={d.get('n_clusters')}"
+        else:
+            continue
+        lab = np.asarray(d["labels"], dtype=np.int64)
+        partitions.append(_partition(nm, lab, graph, x, y, edges, kept, d))
     for it in items:
         if it.kind != "knockout":
             continue
@@ -487,7 +485,7 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
     if max_edges < edges.f.size:  # O(n) selection first: a whole GPT-2 graph has 70.8M edges
         order = np.argpartition(-edges.f, max_edges - 1)[:max_edges]
     order = order[np.argsort(-edges.f[order], kind="stable")]
-    emb = {
+    return {
         "n": int(order.size),
         "total": int(edges.u.size),
         "u": _b64(edges.u[order]),
@@ -495,8 +493,7 @@ def _embedded(graph: Any, edges: Edges, max_edges: int) -> tuple[dict[str, Any],
         "q": _b64(np.round(np.sign(edges.w[order]) * edges.f[order] * 32767).astype(np.int16)),
         "block": _b64(edges.block[order].astype(np.int16 if len(graph.weights) < 32768 else np.int32)),
         "block_names": list(graph.names),
-    }
-    return emb, order
+    }, order
 
 
 # a train result's keys the page shows (train --task's, then train --model's)
@@ -524,8 +521,8 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
     partitions = _partitions(items, graph, x, y, edges, kept)
     emb, order = _embedded(graph, edges, max_edges)
     if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
-        masks_page["bits"] = {f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()}
-        masks_page["kept_edges"] = {f: int(m.sum()) for f, m in kept.items()}
+        masks_page.update(bits={f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
+                          kept_edges={f: int(m.sum()) for f, m in kept.items()})
     train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
                  None)
     network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
@@ -543,9 +540,8 @@ def render_page(data: Mapping[str, Any]) -> str:
     # plotly.js's basic bundle (scatter, bar, pie), vendored (origin and licence: PLOTLY-LICENSE.txt):
     # its start is a fraction of the full bundle's, and the page needs no ``plotly`` package
     plotly = (_PAGE / _PLOTLY).read_text(encoding="utf-8")
-    template = (_PAGE / "explore.html").read_text()
     return (
-        template.replace("{{title}}", html.escape(str(data["title"])))
+        (_PAGE / "explore.html").read_text().replace("{{title}}", html.escape(str(data["title"])))
         .replace("{{css}}", (_PAGE / "explore.css").read_text())
         .replace("{{plotly}}", plotly.replace("</script", "<\\/script"))
         .replace("{{app}}", (_PAGE / "explore.js").read_text())

@@ -178,10 +178,8 @@ def _flatten(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def long_rows(data: ReportData) -> list[tuple[str, str, str, Any]]:
     """Every number: ``(section, name, field, value)``."""
-    rows = []
-    for row in data.models:
-        for f, v in _flatten({k: v for k, v in row.items() if k != "model"}):
-            rows.append(("models", str(row.get("model")), f, v))
+    rows = [("models", str(row.get("model")), f, v) for row in data.models
+            for f, v in _flatten({k: v for k, v in row.items() if k != "model"})]
     for section in ("scores", "masks", "knockouts", "nulls"):
         for name, d in getattr(data, section).items():
             rows.extend((section, name, f, v) for f, v in _flatten(d))
@@ -197,9 +195,7 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _dict_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    header: list[str] = []
-    for r in rows:
-        header.extend(k for k in r if k not in header)
+    header = list(dict.fromkeys(k for r in rows for k in r))  # every key, in order of first use
     return header, [[r.get(k) for k in header] for r in rows]
 
 
@@ -368,14 +364,12 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
                f"{'-'.join(map(str, d['layer_widths']))} network ({d.get('n_edges', '?')} edges)")
     if s:
         summary += "; " + _null_summary(s)
-    for other in nulls.values():
-        if other.get("shuffle"):
-            summary += "<br>Against " + _null_summary(other["shuffle"])
+    summary += "".join("<br>Against " + _null_summary(other["shuffle"])
+                       for other in nulls.values() if other.get("shuffle"))
     summary += "".join(f"<br><span class='bad'>&#9888; {html.escape(f.message)}</span>"
                        for f in score_flags(d, nulls, zero_fraction))
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
-    out = [f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>']
     row = [
         figs.draw(f"{slug}-histogram", f"{name}: n-cut against shuffled networks", key,
                   lambda: plot.shuffle_histogram(d, title=name)),
@@ -388,16 +382,14 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
                              lambda other=other, method=method: plot.shuffle_histogram(
                                  other, title=f"{name}, {method} shuffles")))
     if ckpt is not None and ckpt.exists():
-        digest = file_sha256(ckpt)
         quantile = NETWORK_QUANTILE if d.get("n_edges", 0) > NETWORK_DENSE_EDGES else None
         shown = ("the strongest " + f"{100 * (1 - quantile):.0f} % of each layer's connections"
                  if quantile is not None else "every connection")
         row.append(figs.draw(
             f"{slug}-network", f"{name}: the network, neurons seated and coloured by cluster, {shown}, "
             "bundled by cluster (a connection inside a cluster in its colour, between clusters grey)",
-            [key, digest, "bundled", quantile], lambda: _network(ckpt, d, name, quantile)))
-    out.append(_figures_html(row))
-    return "".join(out)
+            [key, file_sha256(ckpt), "bundled", quantile], lambda: _network(ckpt, d, name, quantile)))
+    return f'<h3 id="score-{slug}">{html.escape(name)}</h3><p>{summary}</p>' + _figures_html(row)
 
 
 def _network(ckpt: Path, d: Mapping[str, Any], name: str, quantile: float | None = None):
@@ -421,10 +413,9 @@ def _masks_html(name: str, d: Mapping[str, Any], figs: _Figures, steps: int | No
     data = _data_order(d)
     header = ["mask", "kept", "shared"] + [f"on {g}" for g in data] + [f"inverted, on {g}" for g in data]
     rows = [["intact", None, None] + [d["full_accuracy"][g] for g in data] + [None] * len(data)]
-    for f in fns:
-        rows.append([f, d["kept_fraction"].get(f), (d.get("shared") or {}).get(f)]
-                    + [d["accuracy"][f][g] for g in data]
-                    + [d["inverted_accuracy"][f][g] for g in data])
+    rows += [[f, d["kept_fraction"].get(f), (d.get("shared") or {}).get(f)]
+             + [d["accuracy"][f][g] for g in data]
+             + [d["inverted_accuracy"][f][g] for g in data] for f in fns]
     slug = _slug(name)
     fig = figs.draw(f"{slug}-masks", f"{name}: mask overlaps (IoU, IoMin), overall and per weight "
                     "matrix, and each mask's kept fraction", d, lambda: plot.mask_overlap(d, title=name))
@@ -526,10 +517,9 @@ def _summary_html(data: ReportData, sparsity: Mapping[str, float],
     from .summary import knockout_sentences, mask_sentences, score_sentences
 
     scores, knockouts, masks = (dict(ordered(items)) for items in (data.scores, data.knockouts, data.masks))
-    for name, w in sorted(data.worked.items()):  # the worked examples read like any model
-        scores[f"worked-{name}"] = w["score"]
-        knockouts[f"worked-{name}"] = w["knockout"]
-        masks[f"worked-{name}"] = w["masks"]
+    for section, key in ((scores, "score"), (knockouts, "knockout"), (masks, "masks")):
+        # the worked examples read like any model
+        section.update({f"worked-{name}": w[key] for name, w in sorted(data.worked.items())})
     parts = [
         ("Modularity", score_sentences(scores, data.nulls, sparsity)),
         ("Do the clusters matter?", knockout_sentences(knockouts)),
@@ -541,8 +531,7 @@ def _summary_html(data: ReportData, sparsity: Mapping[str, float],
         cls = " class='bad'" if any(w in text for w in _CAVEAT_WORDS) else ""
         escaped = html.escape(text)
         # `name` -> <code>name</code>, as the sentences quote nulls and options
-        pieces = escaped.split("`")
-        escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+        escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(escaped.split("`")))
         return f"<li{cls}>{escaped}</li>"
 
     out = ['<h2 id="summary">What was found</h2>']
@@ -580,25 +569,25 @@ def render_html(data: ReportData, figs: _Figures, title: str = "modscope report"
                                 for name, href in data.explorers.items()) + ".</p>")
     if data.scores:
         body.append('<h2 id="scores">Structure: spectral clusters</h2>')
-        for name, d in ordered(data.scores):
-            body.append(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name),
-                                    sparsity.get(name)))
-    if data.masks:
-        nav.append('<a href="#masks">masks</a>')
-        body.append('<h2 id="masks">Function: weight masks</h2>')
-        body.extend(_masks_html(name, d, figs, mask_steps) for name, d in ordered(data.masks))
-    if data.knockouts:
-        nav.append('<a href="#knockouts">knockouts</a>')
-        body.append('<h2 id="knockouts">Do the modules matter? Knockouts</h2>')
-        body.extend(_knockout_html(name, d, figs) for name, d in ordered(data.knockouts))
-    if data.worked:
-        nav.append('<a href="#worked">real architectures</a>')
-        body.append('<h2 id="worked">Real architectures: the worked example</h2>'
-                    "<p class='note'>Any <code>nn.Module</code>: traced into its unit graph (spec §1b), "
-                    "scored against shuffles, its clusters knocked out where the model reads their units, "
-                    "a weight mask learned per function. The committed full run: "
-                    "<code>experiments/worked_example.json</code>.</p>")
-        body.extend(_worked_html(name, d, figs) for name, d in sorted(data.worked.items()))
+        body.extend(_score_html(name, d, figs, data.checkpoints.get(name), data.nulls.get(name),
+                                sparsity.get(name)) for name, d in ordered(data.scores))
+    sections = (  # (anchor, link text, heading, a note under it, its results in order, one result's HTML)
+        ("masks", "masks", "Function: weight masks", "", ordered(data.masks),
+         lambda name, d: _masks_html(name, d, figs, mask_steps)),
+        ("knockouts", "knockouts", "Do the modules matter? Knockouts", "", ordered(data.knockouts),
+         lambda name, d: _knockout_html(name, d, figs)),
+        ("worked", "real architectures", "Real architectures: the worked example",
+         "<p class='note'>Any <code>nn.Module</code>: traced into its unit graph (spec §1b), "
+         "scored against shuffles, its clusters knocked out where the model reads their units, "
+         "a weight mask learned per function. The committed full run: "
+         "<code>experiments/worked_example.json</code>.</p>", sorted(data.worked.items()),
+         lambda name, d: _worked_html(name, d, figs)),
+    )
+    for anchor, link, heading, note, items, section_html in sections:
+        if items:
+            nav.append(f'<a href="#{anchor}">{link}</a>')
+            body.append(f'<h2 id="{anchor}">{heading}</h2>{note}')
+            body.extend(section_html(name, d) for name, d in items)
     settings = ""
     shown = {k: v for k, v in data.extra.get("settings", data.extra).items() if k != "notes"}
     if shown:
@@ -664,8 +653,8 @@ def pick_result(path: str | os.PathLike, kind: str, model: str | None = None) ->
     items = d.get(_SECTIONS[kind]) or {}
     if model is None:
         if len(items) != 1:
-            names = ", ".join(items) or "none"
-            raise ModscopeError(f"{path}: a demo result; pick a model with --model ({names})")
+            raise ModscopeError(
+                f"{path}: a demo result; pick a model with --model ({', '.join(items) or 'none'})")
         return next(iter(items.values()))
     if model not in items:
         raise ModscopeError(f"{path}: no {kind} result for model {model!r} ({', '.join(items) or 'none'})")

@@ -89,9 +89,9 @@ def group_depths(graph: Any) -> np.ndarray:
 
     n = graph.n_layers
     links = [(s, d) for s, d in graph.links if s != d]
-    depth = _longest_paths(n, links)
-    if depth is not None:
-        return depth
+    ordered = _topological(n, links)
+    if ordered is not None:
+        return ordered[1]
     s, d = np.array(links, dtype=np.int64).reshape(-1, 2).T
     adj = sp.csr_matrix((np.ones(s.size), (s, d)), shape=(n, n))
     _, comp = connected_components(adj, directed=False)
@@ -100,25 +100,12 @@ def group_depths(graph: Any) -> np.ndarray:
     return shortest_path(adj, directed=False, unweighted=True, indices=starts).min(0).astype(np.int64)
 
 
-def _longest_paths(n: int, links: list[tuple[int, int]]) -> np.ndarray | None:
-    """Longest path from a source of each of ``n`` nodes (Kahn's order); None when there is a cycle."""
-    order = _topological(n, links)
-    if order is None:
-        return None
+def _topological(n: int, links: list[tuple[int, int]]) -> tuple[list[int], np.ndarray] | None:
+    """``(the nodes in topological order, each node's longest path from a source)``: Kahn's order,
+    the lowest index first among those ready (the trace's order: a group is numbered when the
+    forward first writes it); None when there is a cycle."""
+    indeg = np.bincount(np.array([d for _, d in links], dtype=np.int64), minlength=n)
     depth = np.zeros(n, dtype=np.int64)
-    for g in order:
-        for s, d in links:
-            if s == g:
-                depth[d] = max(depth[d], depth[g] + 1)
-    return depth
-
-
-def _topological(n: int, links: list[tuple[int, int]]) -> list[int] | None:
-    """The nodes in topological order, the lowest index first among those ready (the trace's
-    order: a group is numbered when the forward first writes it); None when there is a cycle."""
-    indeg = np.zeros(n, dtype=np.int64)
-    for _, d in links:
-        indeg[d] += 1
     ready = [int(g) for g in np.flatnonzero(indeg == 0)]
     heapq.heapify(ready)
     order: list[int] = []
@@ -126,11 +113,12 @@ def _topological(n: int, links: list[tuple[int, int]]) -> list[int] | None:
         g = heapq.heappop(ready)
         order.append(g)
         for s, d in links:
-            if s == g:
+            if s == g:  # g's depth is final: all its sources came before it
+                depth[d] = max(depth[d], depth[g] + 1)
                 indeg[d] -= 1
                 if indeg[d] == 0:
                     heapq.heappush(ready, d)
-    return order if len(order) == n else None
+    return (order, depth) if len(order) == n else None
 
 
 def _streams(graph: Any) -> tuple[list[int], set[tuple[int, int]]]:
@@ -168,9 +156,8 @@ def _unrolled(graph: Any) -> tuple[list[tuple[int, int]], list[int], list[tuple[
     streams, back = _streams(graph)
     if not streams:
         return None
-    forward = [(s, d) for s, d in graph.links if s != d and (s, d) not in back]
-    order = _topological(graph.n_layers, forward)
-    if order is None:
+    ordered = _topological(graph.n_layers, [(s, d) for s, d in graph.links if s != d and (s, d) not in back])
+    if ordered is None:
         return None
     items: list[tuple[int, int]] = []
     preds: list[list[int]] = []
@@ -183,7 +170,7 @@ def _unrolled(graph: Any) -> tuple[list[tuple[int, int]], list[int], list[tuple[
         preds.append(sources)
         return len(items) - 1
 
-    for g in order:
+    for g in ordered[0]:
         read = [
             (b, current.get(s))
             for b, (s, d) in enumerate(graph.links)

@@ -42,6 +42,7 @@ from ..graphs.network import Network
 from ..graphs.stacks import linear_layers
 from ..graphs.weight_graph import WeightGraph
 from ..runtime.atomic import write_atomic
+from ..stats.flags import z_text
 from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
@@ -65,8 +66,8 @@ def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
         source = load_checkpoint(source)
     if isinstance(source, Checkpoint):
         sd = source.task_ordered_state_dict()
-        n = len(source.architecture.widths) - 1
-        weights = [sd[f"layers.{i}.weight"].double().numpy() for i in range(n)]
+        weights = [sd[f"layers.{i}.weight"].double().numpy()
+                   for i in range(len(source.architecture.widths) - 1)]
         bimt = source.bimt or {}
         coords = bimt.get("coordinates")
         if coords is None:
@@ -111,20 +112,10 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _by_cluster(coords: list[np.ndarray], labels: np.ndarray) -> list[np.ndarray]:
-    """Line layouts with each layer's neurons re-seated in cluster order (then index order), so
-    a cluster's neurons sit side by side; grids and learned positions are kept."""
-    out, start = [], 0
-    for c in coords:
-        lab = labels[start:start + len(c)]
-        start += len(c)
-        out.append(_seated(c, lab) if c.shape[1] == 1 else c)
-    return out
-
-
 def _seated(x: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """Positions ``x`` (``(n,)`` or ``(n, 1)``) given out again in cluster order (unclustered last,
-    then index order): the i-th unit of that order gets the i-th smallest position."""
+    then index order): the i-th unit of that order gets the i-th smallest position, so a cluster's
+    units sit side by side."""
     order = np.lexsort((np.arange(len(x)), np.where(lab < 0, lab.max(initial=0) + 1, lab)))
     seated = np.empty_like(x)
     seated[order] = np.sort(x, axis=0)
@@ -182,19 +173,20 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
     (``ax.figure`` if given).
     """
     graph = source.graph if isinstance(source, Network) else source
+    bundle = bundle and labels is not None
     if isinstance(graph, WeightGraph) and not graph.is_chain:
         return _network_graph(graph, labels, ax, max_width=max_width, title=title, quantile=quantile,
                               bundle=bundle, max_edges=max_edges)
     weights, coords, learned = _placed(source)
     labels = _checked(labels, quantile, sum(len(c) for c in coords))
-    bundle = bundle and labels is not None
     n_layers = len(coords)
     fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
-    if bundle and not learned:
-        coords = _by_cluster(coords, labels)
-    pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     starts = np.cumsum([0] + [len(c) for c in coords])
     layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
+    if bundle and not learned:  # line layouts re-seated in cluster order; grids are kept
+        coords = [_seated(c, lab) if c.shape[1] == 1 else c
+                  for c, lab in zip(coords, layer_labels, strict=True)]
+    pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     palette = _cluster_palette(labels)
 
     for l, w in enumerate(weights):
@@ -294,7 +286,6 @@ def _network_graph(graph: WeightGraph, labels: Sequence[int] | np.ndarray | None
     labels = _checked(labels, quantile, graph.n_nodes)
     if max_edges < 1:
         raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
-    bundle = bundle and labels is not None
     lay = unit_layout(graph, unroll_streams=True)
     pos, nodes = _points(graph, lay, labels if bundle else None)
     point_of = np.concatenate([[0], np.cumsum([len(p) for p in pos])])  # first point of each placement
@@ -457,10 +448,9 @@ def shuffle_histogram(result: Any, ax: Axes | None = None, *, title: str | None 
         ax.axvline(x, color=NEGATIVE, lw=2, label="trained network")
         ax.set_xlabel("n-cut (lower = more modular)")
         ax.set_ylabel("shuffled networks")
-        z = "n/a" if s.get("z") is None else f"{s['z']:.2f}"
         head = f"{title}\n" if title else ""
         ax.set_title(f"{head}n-cut {x:.3f} vs {s['mean']:.3f} ± {s['std']:.3f}:  "
-                     f"z = {z}, p = {s['p_value']:.3g}")
+                     f"z = {z_text(s.get('z'), '.2f')}, p = {s['p_value']:.3g}")
         ax.legend(frameon=False)
     return fig
 
@@ -493,8 +483,7 @@ def cluster_sizes(result: Any, ax: Axes | None = None, *, title: str | None = No
             bottom += share[:, c]
         if counts[:, k].any():
             ax.bar(xs, share[:, k], bottom=bottom, color=UNCLUSTERED, width=0.75, label="no edges")
-        names = _layer_names(len(widths))
-        ax.set_xticks(xs, [f"{n}\n({w})" for n, w in zip(names, widths, strict=True)])
+        ax.set_xticks(xs, [f"{n}\n({w})" for n, w in zip(_layer_names(len(widths)), widths, strict=True)])
         ax.set_ylabel("share of the layer's neurons")
         ax.set_ylim(0, 1)
         ax.legend(title="cluster", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
@@ -524,11 +513,6 @@ def _pair_matrix(names: Sequence[str], values: Mapping[str, float | None]) -> np
     return m
 
 
-def _short_layer(name: str, i: int) -> str:
-    """``layers.0.weight`` -> ``W1`` (the weights into hidden layer 1)."""
-    return f"W{i + 1}" if name.endswith("weight") else name
-
-
 def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     """Four heatmaps of function masks: IoU and IoMin of every pair (all weights), IoU of each
     pair per weight matrix, and each mask's kept fraction per weight matrix.
@@ -541,7 +525,8 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     # the order of the functions, and natural layer order: a key-sorted JSON draws the same
     layer_names = sorted(d["layers"], key=lambda n: [int(t) if t.isdigit() else t
                                                       for t in re.split(r"(\d+)", n)])
-    cols = [_short_layer(n, i) for i, n in enumerate(layer_names)]
+    # short column names: ``layers.0.weight`` -> ``W1`` (the weights into hidden layer 1)
+    cols = [f"W{i + 1}" if n.endswith("weight") else n for i, n in enumerate(layer_names)]
     pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
     # float arrays: a missing (None) value becomes NaN, a blank cell
     per_layer = np.array([[d["layers"][ln]["iou"].get(p) for ln in layer_names] for p in pairs], dtype=float)
@@ -550,26 +535,23 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
               cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     with matplotlib.rc_context(_STYLE):
-        k = len(fns)
-        fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(k, len(pairs), 2)), layout="constrained")
+        fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(len(fns), len(pairs), 2)), layout="constrained")
         FigureCanvasAgg(fig)
         axs = fig.subplots(2, 2)
-        for ax, key, name in ((axs[0, 0], "iou", "IoU"), (axs[0, 1], "iomin", "IoMin")):
-            _heatmap(_pair_matrix(fns, d[key]), ax=ax, xticklabels=fns, yticklabels=fns, **kw)
-            ax.set_title(f"{name}, all weights")
-            ax.tick_params(axis="y", rotation=0)
-        ax = axs[1, 0]
-        if pairs:
-            _heatmap(per_layer, ax=ax, xticklabels=cols, yticklabels=pairs, **kw)
-            ax.tick_params(axis="y", rotation=0)
-        else:
-            ax.text(0.5, 0.5, "one mask: no pairs", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-        ax.set_title("IoU per weight matrix")
-        ax = axs[1, 1]
-        _heatmap(kept, ax=ax, xticklabels=cols, yticklabels=fns, **kw)
-        ax.tick_params(axis="y", rotation=0)
-        ax.set_title("kept fraction per weight matrix")
+        panels = (  # (axes, values, column and row labels, title); no values: one mask, no pairs
+            (axs[0, 0], _pair_matrix(fns, d["iou"]), fns, fns, "IoU, all weights"),
+            (axs[0, 1], _pair_matrix(fns, d["iomin"]), fns, fns, "IoMin, all weights"),
+            (axs[1, 0], per_layer if pairs else None, cols, pairs, "IoU per weight matrix"),
+            (axs[1, 1], kept, cols, fns, "kept fraction per weight matrix"),
+        )
+        for ax, values, xlabels, ylabels, name in panels:
+            if values is None:
+                ax.text(0.5, 0.5, "one mask: no pairs", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+            else:
+                _heatmap(values, ax=ax, xticklabels=xlabels, yticklabels=ylabels, **kw)
+                ax.tick_params(axis="y", rotation=0)
+            ax.set_title(name)
         fig.colorbar(axs[0, 1].collections[0], ax=axs[:, 1], shrink=0.6, label="fraction")
         if title:
             fig.suptitle(title)
@@ -628,8 +610,8 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
         ax.set_xlabel("sub-module (hidden layer : cluster)")
         from matplotlib.patches import Patch
 
-        present = [c for c in CATEGORY_COLORS if any(s["category"] == c for s in subs)]
-        handles = [Patch(color=CATEGORY_COLORS[c], label=c) for c in present]
+        present = {s["category"] for s in subs}
+        handles = [Patch(color=color, label=c) for c, color in CATEGORY_COLORS.items() if c in present]
         handles += ax.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax.set_title(title or f"single lesions (intact {metric} {intact:.4g})\n"

@@ -8,23 +8,17 @@ terminal tables end with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..stats import flags
-from ..stats.flags import z_text
+from ..stats.flags import names_text, z_text
 
 __all__ = ["IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
            "score_sentences"]
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
-
-
-def _names(items: Sequence[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | None = None
@@ -61,7 +55,6 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     out: list[flags.Flag] = []
     blocks = null_blocks(d, others)
     sparse = d.get("sparse") or {}
-    fraction = sparse.get("zero_fraction", zero_fraction)
     if sparse.get("warning"):
         out.append(flags.Flag("sparse_nulls_disagree", sparse["warning"]))
     elif len(blocks) > 1 and "ncut" in d:
@@ -71,8 +64,8 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
         keeps = [m for m, c in kinds.items() if c == "layer"]
         keep = "layer_nonzero" if "layer_nonzero" in keeps else next(iter(keeps), None)
         if scatter and keep:
-            flag = flags.null_disagreement(d["ncut"], fraction, {scatter: blocks[scatter],
-                                                                 keep: blocks[keep]})
+            flag = flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
+                                           {scatter: blocks[scatter], keep: blocks[keep]})
             if flag is not None:
                 out.append(flag)
     if "labels" in d and "n_clusters" in d:
@@ -97,14 +90,12 @@ def score_sentences(scores: Mapping[str, Mapping[str, Any]],
             by_null.setdefault(method, {}).setdefault(v, []).append(f"{name} (z {z_text(block.get('z'))})")
     out = []
     for method, groups in by_null.items():
-        parts = [f"{_names(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} {flags.VERDICT_WORDS[v]} them"
-                 for v in ("more", "neither", "less") if v in groups]
+        parts = [f"{names_text(groups[v])} {'is' if len(groups[v]) == 1 else 'are'} "
+                 f"{flags.VERDICT_WORDS[v]} them" for v in ("more", "neither", "less") if v in groups]
         out.append(f"Against `{method}` shuffles, " + "; ".join(parts) + f" (`{method}` "
                    f"{flags.null_tests(method)})")
-    for name, d in scores.items():
-        fraction = (sparsity or {}).get(name)
-        for f in score_flags(d, nulls.get(name), fraction):
-            out.append(f"{name}: {f.message}.")
+    out += [f"{name}: {f.message}." for name, d in scores.items()
+            for f in score_flags(d, nulls.get(name), (sparsity or {}).get(name))]
     return out
 
 
@@ -160,6 +151,6 @@ def mask_sentences(masks: Mapping[str, Mapping[str, Any]]) -> list[str]:
             pairs = [f"its {len(ious)} pairs of masks have IoU {min(ious):.2f} to {max(ious):.2f}"]
         if pairs:
             out.append(f"In {name}, " + "; ".join(pairs) + ".")
-        for f in flags.mask_flags(d.get("kept_fraction") or {}, functions=d.get("functions")):
-            out.append(f"{name}: {f.message}.")
+        out += [f"{name}: {f.message}."
+                for f in flags.mask_flags(d.get("kept_fraction") or {}, functions=d.get("functions"))]
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,16 +45,14 @@ def clustering_text(c: dict) -> str:
         return "clustering settings not recorded"
     restarts = c.get("restarts")
     restarts = "/".join(map(str, restarts)) if isinstance(restarts, list) else restarts
-    reference = c.get("select") == "inertia"
-    kept = "lowest inertia kept (the reference's procedure)" if reference else "lowest n-cut kept"
+    kept = ("lowest inertia kept (the reference's procedure)" if c.get("select") == "inertia"
+            else "lowest n-cut kept")
     return f"k-means, {restarts} restarts, {kept}"
 
 
 def flags_text(flags: Sequence[Any]) -> list[str]:
     """The ``warnings`` lines that end a table: one ``! message`` line per flag
     (`modscope.stats.flags`); none without flags."""
-    import textwrap
-
     lines = ["", "warnings"] if flags else []
     for f in flags:
         lines += textwrap.wrap(str(f), 100, initial_indent="! ", subsequent_indent="  ")
@@ -65,11 +64,9 @@ def sparse_text(sparse: dict | None, shuffle: dict | None = None) -> list[str]:
     its zero fraction, each null's z, p, verdict and what it tests."""
     if not sparse:
         return []
-    import textwrap
-
-    pct = 100 * sparse["zero_fraction"]
-    lines = ["", f"sparse    {pct:.1f} % of the weights are zero (>= {100 * sparse['threshold']:.0f} %): "
-             "scored against a null that", "          scatters the zeros and one that keeps them"]
+    lines = ["", f"sparse    {100 * sparse['zero_fraction']:.1f} % of the weights are zero "
+             f"(>= {100 * sparse['threshold']:.0f} %): scored against a null that",
+             "          scatters the zeros and one that keeps them"]
     blocks = {b["method"]: b for b in (shuffle, sparse["other"]) if b}
     for name, tests in sparse["tests"].items():
         b = blocks.get(name)
@@ -117,7 +114,6 @@ def score_table(result: ScoreResult, source: str = "") -> str:
         ]
     lines += sparse_text(d.get("sparse"), s)
     sizes = result.cluster_sizes
-    k = sizes.shape[1]
     col = max(4, len(str(sizes.max())) + 1)
     if result.graph.is_chain:  # layers by index, right-aligned
         names, first, second, w, align, title = list(range(len(sizes))), "layer", "width", 5, ">", "layer"
@@ -125,7 +121,7 @@ def score_table(result: ScoreResult, source: str = "") -> str:
         names = [g["name"] for g in d["groups"]]
         first, second, align, title = "group", "units", "<", "unit group"
         w = min(40, max(5, *(len(n) for n in names)))
-    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(k))
+    header = f"{first:{align}{w}}  {second} |" + "".join(f"{c:>{col}}" for c in range(sizes.shape[1]))
     lines += ["", f"cluster sizes per {title}", header, "-" * len(header)]
     for name, width, row in zip(names, d["layer_widths"], sizes, strict=True):
         label = name if len(str(name)) <= w else "..." + name[-(w - 3) :]
@@ -210,12 +206,12 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         f"{'layer':>5} {'cluster':>7} {'size':>5} {m:>9} {'delta':>9} {'p':>7} {'z':>7}  "
         f"{'category':<15}" + "".join(f" {f[:10]:>10}" for f in fns),
     ]
-    for s in result.submodules:
-        lines.append(
-            f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
-            f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
-            + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
-        )
+    lines += [
+        f"{s.layer:>5} {s.cluster:>7} {s.size:>5} {s.accuracy:>9.4f} {s.delta:>+9.4f} "
+        f"{s.p_value:>7.4f} {'-' if s.z is None else f'{s.z:.2f}':>7}  {s.category:<15}"
+        + "".join(f" {s.per_function[f]:>10.4g}" for f in fns)
+        for s in result.submodules
+    ]
     if result.group_names is not None:  # a traced network: say which unit group each number is
         used = sorted({s.layer for s in result.submodules})
         labels = result.group_labels or result.group_names
@@ -241,18 +237,18 @@ def format_knockout(result: KnockoutResult, max_pairs: int = 20) -> str:
         top = sorted(result.pairs, key=lambda p: -abs(p.interaction))[:max_pairs]
         lines += ["", f"pairs (top {len(top)} of {len(result.pairs)} by |interaction|):",
                   f"{'a':>7} {'b':>7} {m:>9} {'delta':>9} {'p':>7} {'interact':>9}  category"]
-        for p in top:
-            lines.append(
-                f"{p.layer_a:>3}:{p.cluster_a:<3} {p.layer_b:>3}:{p.cluster_b:<3} "
-                f"{p.accuracy:>9.4f} {p.delta:>+9.4f} {p.p_value:>7.4f} {p.interaction:>+9.4f}  "
-                f"{p.category}"
-            )
+        lines += [
+            f"{p.layer_a:>3}:{p.cluster_a:<3} {p.layer_b:>3}:{p.cluster_b:<3} "
+            f"{p.accuracy:>9.4f} {p.delta:>+9.4f} {p.p_value:>7.4f} {p.interaction:>+9.4f}  "
+            f"{p.category}"
+            for p in top
+        ]
     if result.functions is not None:
         fk = result.functions
         lines += ["", f"function masks removed ({fk.metric} of each function):",
                   f"{'removed':>12} " + " ".join(f"{g:>12}" for g in fk.functions)]
-        for name, row in [("none", fk.intact), *fk.removed.items()]:
-            lines.append(f"{name:>12} " + " ".join(f"{row[g]:>12.4f}" for g in fk.functions))
+        lines += [f"{name:>12} " + " ".join(f"{row[g]:>12.4f}" for g in fk.functions)
+                  for name, row in [("none", fk.intact), *fk.removed.items()]]
     return "\n".join(lines) + "\n"
 
 
@@ -272,14 +268,14 @@ def format_masks(result: MaskResult) -> str:
                                                    for g in data),
     ]
 
-    for f in result.functions:
-        lines.append(
-            f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
-            + _fmt(result.shared[f], ".1%", "-").rjust(8)
-            + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
-            + "  |           "
-            + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
-        )
+    lines += [
+        f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
+        + _fmt(result.shared[f], ".1%", "-").rjust(8)
+        + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
+        + "  |           "
+        + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
+        for f in result.functions
+    ]
     if result.iou:
         lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
         for key, v in result.iou.items():

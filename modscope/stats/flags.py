@@ -42,8 +42,8 @@ from . import p_value
 
 __all__ = [
     "ALPHA", "VERDICT_WORDS", "GIANT_SHARE", "MASK_DENSE", "NULL_TESTS", "SLIVER_MIN_MEAN", "SLIVER_UNITS",
-    "SPARSE_FRACTION", "Flag", "companion_null", "is_sparse", "mask_flags", "null_disagreement", "null_tests",
-    "partition_flags", "stack_reading_flag", "verdict", "z_text", "zero_fraction",
+    "SPARSE_FRACTION", "Flag", "companion_null", "is_sparse", "mask_flags", "names_text", "null_disagreement",
+    "null_tests", "partition_flags", "stack_reading_flag", "verdict", "z_text", "zero_fraction",
 ]
 
 SPARSE_FRACTION = 0.5  # zero entries from which `layer` shuffles move most weights off the pattern
@@ -225,9 +225,12 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
 
 def _clusters(ids: Sequence[int]) -> str:
     """``cluster 3`` / ``clusters 3, 5 and 9``."""
-    if len(ids) == 1:
-        return f"cluster {ids[0]}"
-    return "clusters " + ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}"
+    return ("cluster " if len(ids) == 1 else "clusters ") + names_text([str(c) for c in ids])
+
+
+def names_text(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c`` (the flags' and the report's sentences)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # -- masks ----------------------------------------------------------------------------------------
