@@ -52,13 +52,12 @@ def _quiet_logs() -> Iterator[None]:
 
 def _describe(args: tuple) -> str:
     """``shape (1, 8) int64`` for each tensor argument."""
-    parts = [
+    return ", ".join(
         f"shape {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}"
         if hasattr(a, "shape")
         else type(a).__name__
         for a in args
-    ]
-    return ", ".join(parts) or "no arguments"
+    ) or "no arguments"
 
 
 def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:

@@ -103,8 +103,7 @@ class ParameterMap:
             m = m.reshape(inc.shape)
             for ends in (inc.rows, inc.cols):
                 ends = np.broadcast_to(ends, inc.shape)
-                hit = m & (ends >= 0)
-                counts += np.bincount(ends[hit], minlength=self.n_nodes)
+                counts += np.bincount(ends[m & (ends >= 0)], minlength=self.n_nodes)
         return counts
 
     def group_entries(
@@ -136,8 +135,7 @@ class ParameterMap:
 
 
 def _bools(t: Any) -> np.ndarray:
-    a = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
-    return a.astype(bool)
+    return (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(bool)
 
 
 def _grouped_conv(
@@ -196,9 +194,8 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
         # a block and the read that fed it share the parameter's name and come in the same order
         read = reads[blk.name].popleft() if reads[blk.name] else None
         module = model.get_submodule(blk.name.rpartition(".")[0])  # a parameter's owner: always there
-        shape = tuple(params[blk.name].shape)
         inc = None if read is None else _incidence(
-            blk.name, shape, nodes(blk.dst), nodes(read[3]), read[5], module
+            blk.name, tuple(params[blk.name].shape), nodes(blk.dst), nodes(read[3]), read[5], module
         )
         if inc is None:
             unmapped.append(blk.name)
@@ -268,5 +265,6 @@ def chain_parameter_map(
     names = [f"layer{i}" for i in range(len(shapes))] if names is None else list(names)
     # the edge sets are all the map needs: weights that take no memory
     weights = tuple(np.broadcast_to(np.float64(0.0), s[:2]) for s in shapes)
-    graph = WeightGraph(weights, names=tuple(names))
-    return graph_parameter_map(graph, dict(zip(names, shapes, strict=True)))
+    return graph_parameter_map(
+        WeightGraph(weights, names=tuple(names)), dict(zip(names, shapes, strict=True))
+    )

@@ -78,7 +78,6 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         """``ep``: the exported program; the rest: `trace_graph`'s options of the same names."""
         import torch
 
-        self.torch = torch
         self.ep = ep
         self.norm = kernel_norm
         self.keep_dead_ends = keep_dead_ends
@@ -236,8 +235,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             elif n_pos == 1:  # one unit read through several features (shared key/value heads)
                 rank = np.zeros(slot.size, dtype=np.int64)
                 order = np.argsort(slot, kind="stable")
-                starts = np.repeat(np.cumsum(counts) - counts, counts)
-                rank[order] = np.arange(slot.size) - starts
+                rank[order] = np.arange(slot.size) - np.repeat(np.cumsum(counts) - counts, counts)
                 cube = np.zeros((out_size, src.size, int(counts.max())))
                 cube[:, inverse, rank] = np.abs(w)
                 weight = slice_norms(cube, self.norm)
@@ -249,8 +247,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             # itself): its edge sums the kernel norms of every channel slice that reads it
             weight = np.zeros((out_size, src.size))
             np.add.at(weight.T, inverse, slice_norms(w, self.norm).T)
-        block = self.builder.add_block(block_name or name, src, dst, weight)
-        return dst, block
+        return dst, self.builder.add_block(block_name or name, src, dst, weight)
 
     def run(self) -> WeightGraph:
         graph = self.ep.graph
@@ -287,8 +284,10 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if name in self.param_of:
             target = self.param_of[name]
             shape = tuple(self.tensors[target].shape)  # no copies: an embedding table may be huge
-            units = np.broadcast_to(np.int64(-1), shape)
-            self.env[name] = UnitTensor(units, np.broadcast_to(np.int64(0), shape), param=(target, None))
+            self.env[name] = UnitTensor(
+                np.broadcast_to(np.int64(-1), shape), np.broadcast_to(np.int64(0), shape),
+                param=(target, None),
+            )
             return
         val = node.meta.get("val")
         if val is None or not hasattr(val, "shape"):
@@ -414,7 +413,6 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         x = withunits[0]
         if x.units.shape != shape:
             x = x.map(lambda a: np.broadcast_to(a, shape).copy())
-        out = UnitTensor(x.units, x.pos, x.frame, x.scale, None, x.producer)
-        if x.param is not None and len(tensors) == 1:
-            out.param = x.param
-        return out
+        # a parameter's numbers stay known through an op on it alone (a cast, a copy)
+        param = x.param if len(tensors) == 1 else None
+        return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)

@@ -29,8 +29,7 @@ class RecurrentOps:
         for state in states:
             if not carries_units(state) or state.units.ndim != 3:
                 continue
-            v = state.map(lambda a, slot=slot: a[slot])
-            src, _, scale, _ = self.features(node, v, -1)
+            src, _, scale, _ = self.features(node, state.map(lambda a, slot=slot: a[slot]), -1)
             read = src >= 0
             if not read.any() or any(np.array_equal(src, other) for other in seen):
                 continue
@@ -118,8 +117,7 @@ class RecurrentOps:
         src, _, scale, _ = self.features(node, x, -1)
         read = src >= 0
         w = self.gate_rows(self.param_value(w_ih), gates)[:, read] * np.abs(scale[read])[None, :]
-        order = np.argsort(src[read], kind="stable")
-        return np.sort(src[read]), units, w[:, order]
+        return np.sort(src[read]), units, w[:, np.argsort(src[read], kind="stable")]
 
     def op_lstm_cell(self, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
         out = self.cell(node, x, hx[0] if isinstance(hx, list | tuple) else hx, w_ih, w_hh, 4)

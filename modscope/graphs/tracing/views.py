@@ -39,10 +39,7 @@ class ViewOps:
     def op_movedim(self, node, x, src, dst, *a):
         return x.map(lambda arr: np.moveaxis(arr, src, dst))
 
-    def op_unsqueeze(self, node, x, dim, *a):
-        return self.reshape_to(node, x)
-
-    op_squeeze = op_unsqueeze
+    op_unsqueeze = op_squeeze = op_view  # a new or dropped axis of size 1: a reshape too
 
     def op_expand(self, node, x, *a, **k):
         shape = self.shape(node)
@@ -178,8 +175,7 @@ class ViewOps:
             raise self.refuse(
                 node, "it gathers along an axis of features, with indices known only at run time"
             )
-        picked = np.broadcast_to(np.take(u, [0], axis=dim), shape)
-        return UnitTensor(picked.copy(), np.zeros(shape, dtype=np.int64), x.frame)
+        return UnitTensor(np.broadcast_to(first, shape).copy(), np.zeros(shape, dtype=np.int64), x.frame)
 
     def op_index_select(self, node, x, dim, index, *a, **k):
         """``index_select`` of a constant (a position table): no units; of an activation as `op_gather`."""
