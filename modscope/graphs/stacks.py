@@ -107,8 +107,7 @@ def ordered_weights(
         two_d = [
             k for k, v in tensors.items() if getattr(v, "ndim", np.ndim(v)) == 2 and not EMBEDDING.search(k)
         ]
-        named = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")]
-        names = named or two_d
+        names = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")] or two_d
     if not names:
         raise ModscopeError("no 2-D weight matrices found (is this a stack of Linear layers?)")
     items = []

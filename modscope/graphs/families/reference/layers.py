@@ -60,8 +60,7 @@ def attend(
         rep = heads // kv_heads
         k = k[:, :, None].expand(b, kv_heads, rep, s, k.shape[-1]).reshape(b, heads, s, k.shape[-1])
         v = v[:, :, None].expand(b, kv_heads, rep, s, hd).reshape(b, heads, s, hd)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return out.transpose(1, 2).reshape(b, t, heads * hd)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(b, t, heads * hd)
 
 
 class SelfAttention(nn.Module):
