@@ -172,9 +172,8 @@ def _incidence(
         rows = dst[np.arange(shape[row]) % dst.size]
         return Incidence(name, shape, along(rows, len(shape), row), along(src, len(shape), col))
     groups = int(getattr(module, "groups", 1) or 1)
-    if axis is None and groups > 1 and hasattr(module, "transposed"):
-        return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed))
-    return None
+    grouped_conv = axis is None and groups > 1 and hasattr(module, "transposed")
+    return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed)) if grouped_conv else None
 
 
 def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
@@ -236,9 +235,8 @@ def graph_parameter_map(graph: WeightGraph, shapes: Mapping[str, tuple[int, ...]
                     "graph=trace_network(model, example_input), which follows the trace"
                 )
             seen.add(name)
-            rows = offsets[gd] + np.arange(shape[0]) % n_dst
-            cols = offsets[gs] + np.arange(shape[1])
-            rows, cols = along(rows, len(shape), 0), along(cols, len(shape), 1)
+            rows = along(offsets[gd] + np.arange(shape[0]) % n_dst, len(shape), 0)
+            cols = along(offsets[gs] + np.arange(shape[1]), len(shape), 1)
             incidences.append(Incidence(name, shape, rows, cols))
     if not incidences:
         raise ModscopeError("no masked parameter names a block of the graph (graph.names)")

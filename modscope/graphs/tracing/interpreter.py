@@ -161,9 +161,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     def value(self, arg: Any) -> Any:
         if hasattr(arg, "op") and hasattr(arg, "name"):  # an fx node
             return self.env[arg.name]
-        if isinstance(arg, list | tuple):
-            return type(arg)(self.value(a) for a in arg)
-        return arg
+        return type(arg)(self.value(a) for a in arg) if isinstance(arg, list | tuple) else arg
 
     def param_value(self, v: UnitTensor) -> np.ndarray | None:
         """The numbers of a parameter-derived tensor, in its current layout (float64)."""
@@ -275,9 +273,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         return self.builder.finish(self.output_units, self.keep_dead_ends, self.norm)
 
     def flatten_outputs(self, x: Any) -> list:
-        if isinstance(x, list | tuple):
-            return [y for item in x for y in self.flatten_outputs(item)]
-        return [x]
+        return [y for item in x for y in self.flatten_outputs(item)] if isinstance(x, list | tuple) else [x]
 
     def placeholder(self, node) -> None:
         name = node.name
@@ -350,12 +346,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             return out
         if op == "permute" and len(args) >= 2:
             return [axes[int(d) % len(axes)] for d in args[1]]
-        if val is not None and hasattr(val, "shape") and len(val.shape) == len(axes):
-            return axes
-        return None
+        return axes if val is not None and hasattr(val, "shape") and len(val.shape) == len(axes) else None
 
-    _CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution")
-    _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    _CONVS = (
+        "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
+        "conv_transpose3d",
+    )
     _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
 
     def one_channel_signal(self, node) -> bool:

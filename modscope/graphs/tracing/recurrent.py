@@ -91,7 +91,6 @@ class RecurrentOps:
 
     def cell(self, node, x, h, w_ih, w_hh, gates) -> UnitTensor:
         shape = self.shape(node)
-        name = module_of(w_ih.param[0])
         w_hh_v = self.param_value(w_hh)
         if carries_units(h):  # the state carries the cell's units on
             units, _, _, _ = self.features(node, h, -1)
@@ -102,7 +101,9 @@ class RecurrentOps:
             block = self.builder.block_keys[key]
         else:
             ih = self.gate_rows(self.param_value(w_ih), gates)
-            units, block = self.weighted(node, name, x, -1, ih, w_hh_v.shape[1], w_ih.param[0])
+            units, block = self.weighted(
+                node, module_of(w_ih.param[0]), x, -1, ih, w_hh_v.shape[1], w_ih.param[0]
+            )
             src = self.builder.blocks[block].src
             self.builder.block_keys[(w_ih.param[0], tuple(src.tolist()), int(units[0]))] = block
         key = (w_hh.param[0], int(units[0]))

@@ -78,9 +78,11 @@ def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
 
     def parameter_site(why: str) -> Site:
         """The read as the parameter's columns, or no site when they are not one per feature."""
-        if param_axis is None:
-            return Site(path, "input", nodes, module_type=module_type, unhookable=why)
-        return Site(owner, "parameter", nodes, axis=param_axis, parameter=attr, module_type=module_type)
+        return (
+            Site(path, "input", nodes, module_type=module_type, unhookable=why)
+            if param_axis is None
+            else Site(owner, "parameter", nodes, axis=param_axis, parameter=attr, module_type=module_type)
+        )
 
     if source is None:  # a read inside one module (recurrent weights): the parameter's columns
         return parameter_site(f"{path} ({module_type}) reads the units inside its forward")

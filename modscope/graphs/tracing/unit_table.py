@@ -186,8 +186,8 @@ class GraphBuilder:
         """One weight matrix per (stack, source group, destination group) with its name and link:
         each block's kept rows and columns placed at their units' indices, stacked blocks (SwiGLU
         gate and up) combined by the slice ``norm``."""
-        parts: dict[tuple[int, int, int], list[np.ndarray]] = {}  # in first-seen order
-        part_names: dict[tuple[int, int, int], list[str]] = {}
+        # (weight, block name) per (stack, source group, destination group), in first-seen order
+        parts: dict[tuple[int, int, int], list[tuple[np.ndarray, str]]] = {}
         for bi, blk in enumerate(self.blocks):
             src, dst = root[blk.src], root[blk.dst]
             ks, kd = keep[src], keep[dst]
@@ -201,13 +201,15 @@ class GraphBuilder:
                     rows = np.flatnonzero(kd & (gdst == gd))
                     w = groups.place(blk.weight, rows, cols, groups.index[dst[rows]], groups.index[src[cols]],
                                      (int(gd), int(gs)))
-                    key = (stack, int(gs), int(gd))
-                    parts.setdefault(key, []).append(w)
-                    part_names.setdefault(key, []).append(blk.name)
+                    parts.setdefault((stack, int(gs), int(gd)), []).append((w, blk.name))
         if not parts:
             raise ModscopeError("no weight of the traced module reaches its outputs")
-        weights = [w[0] if len(w) == 1 else slice_norms(np.stack(w, axis=-1), norm) for w in parts.values()]
-        return weights, ["+".join(names) for names in part_names.values()], [(k[1], k[2]) for k in parts]
+        weights = [
+            p[0][0] if len(p) == 1 else slice_norms(np.stack([w for w, _ in p], axis=-1), norm)
+            for p in parts.values()
+        ]
+        names = ["+".join(name for _, name in p) for p in parts.values()]
+        return weights, names, [(k[1], k[2]) for k in parts]
 
 
 @dataclass
