@@ -223,9 +223,8 @@ def _linear_chain(
 def _bn_eps(how: StackReading) -> tuple[float, str]:
     """A state dict's BatchNorm eps (the file cannot say it: torch's default unless given), and
     ``eps 1e-05 (torch default, assumed)`` for the reading."""
-    if how.bn_eps is not None:
-        return how.bn_eps, f"eps {how.bn_eps:g}"
-    return 1e-5, "eps 1e-05 (torch default, assumed)"
+    assumed = (1e-5, "eps 1e-05 (torch default, assumed)")
+    return assumed if how.bn_eps is None else (how.bn_eps, f"eps {how.bn_eps:g}")
 
 
 def state_stack(

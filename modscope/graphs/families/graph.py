@@ -76,11 +76,6 @@ def _check_keys(family: Family, config: Mapping[str, Any], expected: Mapping[str
             raise ModscopeError(f"{key}: shape {have} where a {what} has {need}: {WAY_OUT}")
 
 
-def _tie(module: Any, target: str, source: str) -> None:
-    owner, _, name = target.rpartition(".")
-    setattr(module.get_submodule(owner) if owner else module, name, module.get_parameter(source))
-
-
 def _mlp_groups(
     family: Family, config: Mapping[str, Any], group_names: tuple[str, ...]
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -144,7 +139,8 @@ def family_graph(
     check_build_memory(n_weights=sum(int(t.numel()) for t in state.values() if t.ndim >= 2))
     module.load_state_dict(state, strict=True, assign=True)
     for target, source in ties.items():
-        _tie(module, target, source)
+        owner, _, name = target.rpartition(".")  # the tied parameter is the one it is tied to
+        setattr(module.get_submodule(owner) if owner else module, name, module.get_parameter(source))
     example = family.example_input(cfg)
     if isinstance(example, torch.Tensor) and example.is_floating_point():
         example = example.to(dtype)
