@@ -83,9 +83,8 @@ class ParameterMap:
     def hidden_groups(self) -> np.ndarray:
         """``(n_groups,)`` bool: groups that one layer writes and another reads (not the network's
         inputs and outputs)."""
-        written = {d for _, d in self.graph.links}
-        read = {s for s, _ in self.graph.links}
-        return np.array([g in written and g in read for g in range(len(self.graph.sizes))])
+        written_and_read = {d for _, d in self.graph.links} & {s for s, _ in self.graph.links}
+        return np.array([g in written_and_read for g in range(len(self.graph.sizes))])
 
     def node_counts(self, selected: Mapping[str, Any]) -> np.ndarray:
         """``(n_nodes,)`` selected incident entries per unit: entries of ``selected`` (``{parameter:
