@@ -193,8 +193,10 @@ def network(
             from .files.user_model import example_tensor
 
             example_input = example_tensor(shape)
-        trace = {"kwargs": kwargs, "input_axes": input_axes, "keep_dead_ends": keep_dead_ends}
-        return _module_network(source, layers, example_input, kernel_norm, input_axis, **trace)
+        return _module_network(
+            source, layers, example_input, kernel_norm, input_axis, kwargs=kwargs, input_axes=input_axes,
+            keep_dead_ends=keep_dead_ends,
+        )
     if input_axis is not None or input_axes is not None:
         raise ModscopeError("input_axis goes with a module traced on an example input")
     if example_input is not None:

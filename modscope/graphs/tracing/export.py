@@ -138,5 +138,7 @@ def trace_graph(
     (``--input-axis``), when that guess is wrong.
     """
     check_norm(kernel_norm)
-    options = {"keep_dead_ends": keep_dead_ends, "input_axes": input_axes, "input_axis": input_axis}
-    return trace_program(export_module(module, example_input, kwargs), kernel_norm=kernel_norm, **options)
+    return trace_program(
+        export_module(module, example_input, kwargs), kernel_norm=kernel_norm, keep_dead_ends=keep_dead_ends,
+        input_axes=input_axes, input_axis=input_axis,
+    )
