@@ -65,9 +65,8 @@ def unit_activations(
     linears = linear_layers(model) if readers is None else list(readers)
     if not linears:
         raise ModscopeError("the model has no nn.Linear layers")
-    for a, b in zip(linears[:-1], linears[1:], strict=False):
-        if a.out_features != b.in_features:
-            raise ModscopeError("the model's Linear layers do not chain in registration order")
+    if any(a.out_features != b.in_features for a, b in zip(linears[:-1], linears[1:], strict=False)):
+        raise ModscopeError("the model's Linear layers do not chain in registration order")
     n = len(linears)
     parts: list[list[torch.Tensor]] = [[] for _ in range(n + 1)]
 
@@ -110,8 +109,9 @@ def correlation_graph(ranks: Sequence[np.ndarray], names: Sequence[str] | None =
     ``ranks[l]`` ``(N, n_l)`` from `standardised_ranks`; matrix ``l`` is ``(n_{l+1}, n_l)``
     (out x in, like a weight matrix).
     """
-    mats = [np.clip((b.T @ a) ** 2, 0.0, 1.0) for a, b in zip(ranks[:-1], ranks[1:], strict=False)]
-    return WeightGraph.from_weights(mats, names)
+    return WeightGraph.from_weights(
+        [np.clip((b.T @ a) ** 2, 0.0, 1.0) for a, b in zip(ranks[:-1], ranks[1:], strict=False)], names
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,8 +123,7 @@ class ActivationGraph(WeightGraph):
 
     @classmethod
     def from_ranks(cls, ranks: Sequence[np.ndarray]) -> ActivationGraph:
-        names = [f"rho2[{i}]" for i in range(len(ranks) - 1)]
-        g = correlation_graph(ranks, names)
+        g = correlation_graph(ranks, [f"rho2[{i}]" for i in range(len(ranks) - 1)])
         return cls(g.weights, g.names, ranks=tuple(ranks))
 
     @property

@@ -134,10 +134,11 @@ def _flattened_linear(
         )
     if shape[0] * shape[1] != hw:
         raise ModscopeError(f"{item.name}: a {shape[0]} x {shape[1]} map is not the {hw} positions it reads")
-    if flatten == "channel_last":  # columns (h, w, c)
-        slices = w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)
-    else:  # columns (c, h, w)
-        slices = w.reshape(n_out, channels, shape[0], shape[1])
+    slices = (
+        w.reshape(n_out, shape[0], shape[1], channels).transpose(0, 3, 1, 2)  # columns (h, w, c)
+        if flatten == "channel_last"
+        else w.reshape(n_out, channels, shape[0], shape[1])  # columns (c, h, w)
+    )
     return kernel_norms(slices, norm)
 
 

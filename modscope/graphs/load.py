@@ -24,8 +24,9 @@ def load_graph(
     `Checkpoint`, ``nn.Module`` or `Network`: ``network(source, example_input, ...).graph``.
     ``options``: `modscope.network`'s (``kernel_norm``, ``flatten``, ``map_shape``, ``bn_eps``,
     ``input_shape``, ``input_axis``, ...). The graph's ``reading`` says how the source was read."""
-    net = network(source, example_input, layers=layers, layout=layout, trust_pickle=trust_pickle, **options)
-    return net.graph
+    return network(
+        source, example_input, layers=layers, layout=layout, trust_pickle=trust_pickle, **options
+    ).graph
 
 
 def load_weights(

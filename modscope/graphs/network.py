@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -195,8 +195,10 @@ def network(
             from .files.user_model import example_tensor
 
             example_input = example_tensor(shape)
-        trace = {"kwargs": kwargs, "input_axes": input_axes, "keep_dead_ends": keep_dead_ends}
-        return _module_network(source, layers, example_input, kernel_norm, input_axis, **trace)
+        return _module_network(
+            source, layers, example_input, kernel_norm, input_axis, kwargs=kwargs, input_axes=input_axes,
+            keep_dead_ends=keep_dead_ends,
+        )
     if input_axis is not None or input_axes is not None:
         raise ModscopeError("input_axis goes with a module traced on an example input")
     if example_input is not None:
@@ -324,8 +326,7 @@ def _file_network(path: Path, layers: Sequence[str] | None, trust_pickle: bool, 
     if isinstance(obj, Mapping) and module is None:
         module = next((obj[k] for k in formats.STATE_DICT_KEYS if _is_module(obj.get(k))), None)
     if module is not None:
-        net = _module_network(module, layers, None, how.kernel_norm)
-        return Network(net.graph, where, module=module, sites=net.sites, parameters=net.parameters)
+        return replace(_module_network(module, layers, None, how.kernel_norm), source=where)
     if formats.is_checkpoint_payload(obj):
         return Network(payload_stack(obj, layers, where), where)
     return Network(_state_graph(formats.unwrap_state_dict(obj, where), layers, how, where), where)

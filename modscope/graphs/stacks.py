@@ -107,8 +107,7 @@ def ordered_weights(
         two_d = [
             k for k, v in tensors.items() if getattr(v, "ndim", np.ndim(v)) == 2 and not EMBEDDING.search(k)
         ]
-        named = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")]
-        names = named or two_d
+        names = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")] or two_d
     if not names:
         raise ModscopeError("no 2-D weight matrices found (is this a stack of Linear layers?)")
     items = []
@@ -224,9 +223,8 @@ def _linear_chain(
 def _bn_eps(how: StackReading) -> tuple[float, str]:
     """A state dict's BatchNorm eps (the file cannot say it: torch's default unless given), and
     ``eps 1e-05 (torch default, assumed)`` for the reading."""
-    if how.bn_eps is not None:
-        return how.bn_eps, f"eps {how.bn_eps:g}"
-    return 1e-5, "eps 1e-05 (torch default, assumed)"
+    assumed = (1e-5, "eps 1e-05 (torch default, assumed)")
+    return assumed if how.bn_eps is None else (how.bn_eps, f"eps {how.bn_eps:g}")
 
 
 def state_stack(

@@ -169,8 +169,9 @@ def read_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> tuple[list[MLP
         known = ", ".join(f"{a}/{b}" for a, b, _ in PAIRS)
         raise ModscopeError(f"no transformer MLP blocks found (looked for {known})")
     how = ", ".join(dict.fromkeys(pairs))
-    reading = f"{len(blocks)} MLP blocks by their key pairs ({how}), no known family"
-    return sorted(blocks, key=lambda b: natural_key(b.name)), reading
+    return sorted(blocks, key=lambda b: natural_key(b.name)), (
+        f"{len(blocks)} MLP blocks by their key pairs ({how}), no known family"
+    )
 
 
 # a gated (SwiGLU) MLP of the LLaMA / Mistral layout, any prefix: its norm gain goes on the columns

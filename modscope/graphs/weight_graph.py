@@ -108,8 +108,7 @@ class WeightGraph:
 
     def group_label(self, g: int) -> str:
         """Group ``g`` for a reader: its name, layer kind and size (``"0 (Linear, 32 units)"``)."""
-        kind = self.group_kinds[g] if g < len(self.group_kinds) else ""
-        kind = "" if kind == "input" else kind
+        kind = self.group_kinds[g] if g < len(self.group_kinds) and self.group_kinds[g] != "input" else ""
         return f"{self.group_names[g]} ({kind + ', ' if kind else ''}{self.sizes[g]} units)"
 
     def _name(self, i: int) -> str:
@@ -318,8 +317,10 @@ class WeightGraph:
         """``layer_widths``, ``n_nodes``, ``n_edges`` and ``reading`` (how the network was read):
         the graph's part of every result's JSON; a graph that is not a chain adds its ``groups``
         and its edge sets (under the key ``blocks``, as in 0.3.0's results)."""
-        out = {"layer_widths": list(self.layer_widths), "n_nodes": self.n_nodes, "n_edges": self.n_edges}
-        out["reading"] = self.reading or "a WeightGraph given directly"
+        out = {
+            "layer_widths": list(self.layer_widths), "n_nodes": self.n_nodes, "n_edges": self.n_edges,
+            "reading": self.reading or "a WeightGraph given directly",
+        }
         if self.n_negligible:  # said only when it happens: the readings of other graphs stay as they were
             out["reading"] += (
                 f"; {self.n_negligible} numerically dead units (degree below 4 eps n_edges sum|w| = "

@@ -79,9 +79,8 @@ class Bert(Family):
         }
 
     def ties(self, config: Mapping[str, Any]) -> dict[str, str]:
-        if not config["tied_decoder"]:
-            return {}
-        return {_decoder(config["head"]): config["prefix"] + "embeddings.word_embeddings.weight"}
+        tied = {_decoder(config["head"]): config["prefix"] + "embeddings.word_embeddings.weight"}
+        return tied if config["tied_decoder"] else {}
 
 
 def _decoder(head: str) -> str:

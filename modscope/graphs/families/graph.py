@@ -76,11 +76,6 @@ def _check_keys(family: Family, config: Mapping[str, Any], expected: Mapping[str
             raise ModscopeError(f"{key}: shape {have} where a {what} has {need}: {WAY_OUT}")
 
 
-def _tie(module: Any, target: str, source: str) -> None:
-    owner, _, name = target.rpartition(".")
-    setattr(module.get_submodule(owner) if owner else module, name, module.get_parameter(source))
-
-
 def _mlp_groups(
     family: Family, config: Mapping[str, Any], group_names: tuple[str, ...]
 ) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -134,25 +129,24 @@ def family_graph(
     cfg = family.config(state, given)
     state, dtype = _torch_state(state)
     ties = family.ties(cfg)
-    for target, source in ties.items():
-        if target not in state and source in state:
-            state[target] = state[source]
+    state.update({target: state[src] for target, src in ties.items() if target not in state and src in state})
     with torch.device("meta"):
         module = family.module(cfg)
     expected = module.state_dict()
     _check_keys(family, cfg, expected, state)
-    for key in expected:
-        if key.endswith("num_batches_tracked") and key not in state:
-            state[key] = torch.zeros((), dtype=torch.long)  # a counter, not a weight
+    counters = [k for k in expected if k.endswith("num_batches_tracked") and k not in state]
+    state.update({k: torch.zeros((), dtype=torch.long) for k in counters})  # a counter, not a weight
     check_build_memory(n_weights=sum(int(t.numel()) for t in state.values() if t.ndim >= 2))
     module.load_state_dict(state, strict=True, assign=True)
     for target, source in ties.items():
-        _tie(module, target, source)
+        owner, _, name = target.rpartition(".")  # the tied parameter is the one it is tied to
+        setattr(module.get_submodule(owner) if owner else module, name, module.get_parameter(source))
     example = family.example_input(cfg)
     if isinstance(example, torch.Tensor) and example.is_floating_point():
         example = example.to(dtype)
-    graph = trace_graph(module, example, kernel_norm=kernel_norm)
     label = family.label(cfg)
-    graph = graph.read_as(f"{label} ({family.describe(cfg)}), traced from a reference module")
+    graph = trace_graph(module, example, kernel_norm=kernel_norm).read_as(
+        f"{label} ({family.describe(cfg)}), traced from a reference module"
+    )
     groups, names = _mlp_groups(family, cfg, graph.group_names)
     return FamilyGraph(graph, family.name, cfg, groups, names, label)

@@ -42,8 +42,9 @@ class T5(Family):
         keys = tensors.keys()
         inner, d = shape_of(tensors, "encoder.block.0.layer.0.SelfAttention.q.weight")
         gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in keys
-        bias = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
-        buckets, heads = shape_of(tensors, bias)
+        buckets, heads = shape_of(
+            tensors, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+        )
         c: dict[str, Any] = {
             "d_model": d,
             "inner": inner,

@@ -52,13 +52,12 @@ def _quiet_logs() -> Iterator[None]:
 
 def _describe(args: tuple) -> str:
     """``shape (1, 8) int64`` for each tensor argument."""
-    parts = [
+    return ", ".join(
         f"shape {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')}"
         if hasattr(a, "shape")
         else type(a).__name__
         for a in args
-    ]
-    return ", ".join(parts) or "no arguments"
+    ) or "no arguments"
 
 
 def export_module(module: Any, example_input: Any, kwargs: dict | None = None) -> Any:
@@ -139,5 +138,7 @@ def trace_graph(
     (``--input-axis``), when that guess is wrong.
     """
     check_norm(kernel_norm)
-    options = {"keep_dead_ends": keep_dead_ends, "input_axes": input_axes, "input_axis": input_axis}
-    return trace_program(export_module(module, example_input, kwargs), kernel_norm=kernel_norm, **options)
+    return trace_program(
+        export_module(module, example_input, kwargs), kernel_norm=kernel_norm, keep_dead_ends=keep_dead_ends,
+        input_axes=input_axes, input_axis=input_axis,
+    )

@@ -83,9 +83,8 @@ class ParameterMap:
     def hidden_groups(self) -> np.ndarray:
         """``(n_groups,)`` bool: groups that one layer writes and another reads (not the network's
         inputs and outputs)."""
-        written = {d for _, d in self.graph.links}
-        read = {s for s, _ in self.graph.links}
-        return np.array([g in written and g in read for g in range(len(self.graph.sizes))])
+        written_and_read = {d for _, d in self.graph.links} & {s for s, _ in self.graph.links}
+        return np.array([g in written_and_read for g in range(len(self.graph.sizes))])
 
     def node_counts(self, selected: Mapping[str, Any]) -> np.ndarray:
         """``(n_nodes,)`` selected incident entries per unit: entries of ``selected`` (``{parameter:
@@ -103,8 +102,7 @@ class ParameterMap:
             m = m.reshape(inc.shape)
             for ends in (inc.rows, inc.cols):
                 ends = np.broadcast_to(ends, inc.shape)
-                hit = m & (ends >= 0)
-                counts += np.bincount(ends[hit], minlength=self.n_nodes)
+                counts += np.bincount(ends[m & (ends >= 0)], minlength=self.n_nodes)
         return counts
 
     def group_entries(
@@ -136,8 +134,7 @@ class ParameterMap:
 
 
 def _bools(t: Any) -> np.ndarray:
-    a = t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
-    return a.astype(bool)
+    return (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(bool)
 
 
 def _grouped_conv(
@@ -174,9 +171,8 @@ def _incidence(
         rows = dst[np.arange(shape[row]) % dst.size]
         return Incidence(name, shape, along(rows, len(shape), row), along(src, len(shape), col))
     groups = int(getattr(module, "groups", 1) or 1)
-    if axis is None and groups > 1 and hasattr(module, "transposed"):
-        return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed))
-    return None
+    grouped_conv = axis is None and groups > 1 and hasattr(module, "transposed")
+    return _grouped_conv(name, shape, dst, src, groups, bool(module.transposed)) if grouped_conv else None
 
 
 def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
@@ -196,9 +192,8 @@ def map_parameters(interp: Any, graph: WeightGraph) -> ParameterMap:
         # a block and the read that fed it share the parameter's name and come in the same order
         read = reads[blk.name].popleft() if reads[blk.name] else None
         module = model.get_submodule(blk.name.rpartition(".")[0])  # a parameter's owner: always there
-        shape = tuple(params[blk.name].shape)
         inc = None if read is None else _incidence(
-            blk.name, shape, nodes(blk.dst), nodes(read[3]), read[5], module
+            blk.name, tuple(params[blk.name].shape), nodes(blk.dst), nodes(read[3]), read[5], module
         )
         if inc is None:
             unmapped.append(blk.name)
@@ -239,9 +234,8 @@ def graph_parameter_map(graph: WeightGraph, shapes: Mapping[str, tuple[int, ...]
                     "graph=trace_network(model, example_input), which follows the trace"
                 )
             seen.add(name)
-            rows = offsets[gd] + np.arange(shape[0]) % n_dst
-            cols = offsets[gs] + np.arange(shape[1])
-            rows, cols = along(rows, len(shape), 0), along(cols, len(shape), 1)
+            rows = along(offsets[gd] + np.arange(shape[0]) % n_dst, len(shape), 0)
+            cols = along(offsets[gs] + np.arange(shape[1]), len(shape), 1)
             incidences.append(Incidence(name, shape, rows, cols))
     if not incidences:
         raise ModscopeError("no masked parameter names a block of the graph (graph.names)")
@@ -268,5 +262,6 @@ def chain_parameter_map(
     names = [f"layer{i}" for i in range(len(shapes))] if names is None else list(names)
     # the edge sets are all the map needs: weights that take no memory
     weights = tuple(np.broadcast_to(np.float64(0.0), s[:2]) for s in shapes)
-    graph = WeightGraph(weights, names=tuple(names))
-    return graph_parameter_map(graph, dict(zip(names, shapes, strict=True)))
+    return graph_parameter_map(
+        WeightGraph(weights, names=tuple(names)), dict(zip(names, shapes, strict=True))
+    )

@@ -98,7 +98,6 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         """``ep``: the exported program; the rest: `trace_graph`'s options of the same names."""
         import torch
 
-        self.torch = torch
         self.ep = ep
         self.norm = kernel_norm
         self.keep_dead_ends = keep_dead_ends
@@ -182,9 +181,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
     def value(self, arg: Any) -> Any:
         if hasattr(arg, "op") and hasattr(arg, "name"):  # an fx node
             return self.env[arg.name]
-        if isinstance(arg, list | tuple):
-            return type(arg)(self.value(a) for a in arg)
-        return arg
+        return type(arg)(self.value(a) for a in arg) if isinstance(arg, list | tuple) else arg
 
     def param_value(self, v: UnitTensor) -> np.ndarray | None:
         """The numbers of a parameter-derived tensor, in its current layout (float64)."""
@@ -256,8 +253,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             elif n_pos == 1:  # one unit read through several features (shared key/value heads)
                 rank = np.zeros(slot.size, dtype=np.int64)
                 order = np.argsort(slot, kind="stable")
-                starts = np.repeat(np.cumsum(counts) - counts, counts)
-                rank[order] = np.arange(slot.size) - starts
+                rank[order] = np.arange(slot.size) - np.repeat(np.cumsum(counts) - counts, counts)
                 cube = np.zeros((out_size, src.size, int(counts.max())))
                 cube[:, inverse, rank] = np.abs(w)
                 weight = slice_norms(cube, self.norm)
@@ -269,8 +265,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             # itself): its edge sums the kernel norms of every channel slice that reads it
             weight = np.zeros((out_size, src.size))
             np.add.at(weight.T, inverse, slice_norms(w, self.norm).T)
-        block = self.builder.add_block(block_name or name, src, dst, weight)
-        return dst, block
+        return dst, self.builder.add_block(block_name or name, src, dst, weight)
 
     def run(self) -> WeightGraph:
         graph = self.ep.graph
@@ -298,17 +293,17 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         return self.builder.finish(self.output_units, self.keep_dead_ends, self.norm)
 
     def flatten_outputs(self, x: Any) -> list:
-        if isinstance(x, list | tuple):
-            return [y for item in x for y in self.flatten_outputs(item)]
-        return [x]
+        return [y for item in x for y in self.flatten_outputs(item)] if isinstance(x, list | tuple) else [x]
 
     def placeholder(self, node) -> None:
         name = node.name
         if name in self.param_of:
             target = self.param_of[name]
             shape = tuple(self.tensors[target].shape)  # no copies: an embedding table may be huge
-            units = np.broadcast_to(np.int64(-1), shape)
-            self.env[name] = UnitTensor(units, np.broadcast_to(np.int64(0), shape), param=(target, None))
+            self.env[name] = UnitTensor(
+                np.broadcast_to(np.int64(-1), shape), np.broadcast_to(np.int64(0), shape),
+                param=(target, None),
+            )
             return
         val = node.meta.get("val")
         if val is None or not hasattr(val, "shape"):
@@ -381,12 +376,12 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             return out
         if op == "permute" and len(args) >= 2:
             return [axes[int(d) % len(axes)] for d in args[1]]
-        if val is not None and hasattr(val, "shape") and len(val.shape) == len(axes):
-            return axes
-        return None
+        return axes if val is not None and hasattr(val, "shape") and len(val.shape) == len(axes) else None
 
-    _CONVS = ("conv1d", "conv2d", "conv3d", "convolution", "_convolution")
-    _CONVS += ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    _CONVS = (
+        "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
+        "conv_transpose3d",
+    )
     _DENSE = ("linear", "lstm", "gru", "rnn_tanh", "rnn_relu", "matmul", "addmm", "mm", "bmm", "embedding")
 
     def one_channel_signal(self, node) -> bool:
@@ -446,7 +441,6 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         x = withunits[0]
         if x.units.shape != shape:
             x = x.map(lambda a: np.broadcast_to(a, shape).copy())
-        out = UnitTensor(x.units, x.pos, x.frame, x.scale, None, x.producer)
-        if x.param is not None and len(tensors) == 1:
-            out.param = x.param
-        return out
+        # a parameter's numbers stay known through an op on it alone (a cast, a copy)
+        param = x.param if len(tensors) == 1 else None
+        return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)

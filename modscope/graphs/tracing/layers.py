@@ -59,8 +59,7 @@ class LayerOps:
         first = bu[..., :1, :]
         constant = np.all((bu == first) | (bu < 0), axis=-2, keepdims=True)
         units = np.where(constant, np.where(first >= 0, first, bu.max(axis=-2, keepdims=True)), -1)
-        units = np.broadcast_to(units, shape).copy()
-        return UnitTensor(units, np.zeros(shape, dtype=np.int64), ())
+        return UnitTensor(np.broadcast_to(units, shape).copy(), np.zeros(shape, dtype=np.int64), ())
 
     def op_scaled_dot_product_attention(self, node, q, k, v, *a, **kw):
         return self.attention_product(node, self.blank(q.units.shape), v)

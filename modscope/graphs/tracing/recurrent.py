@@ -29,8 +29,7 @@ class RecurrentOps:
         for state in states:
             if not carries_units(state) or state.units.ndim != 3:
                 continue
-            v = state.map(lambda a, slot=slot: a[slot])
-            src, _, scale, _ = self.features(node, v, -1)
+            src, _, scale, _ = self.features(node, state.map(lambda a, slot=slot: a[slot]), -1)
             read = src >= 0
             if not read.any() or any(np.array_equal(src, other) for other in seen):
                 continue
@@ -92,7 +91,6 @@ class RecurrentOps:
 
     def cell(self, node, x, h, w_ih, w_hh, gates) -> UnitTensor:
         shape = self.shape(node)
-        name = module_of(w_ih.param[0])
         w_hh_v = self.param_value(w_hh)
         if carries_units(h):  # the state carries the cell's units on
             units, _, _, _ = self.features(node, h, -1)
@@ -103,7 +101,9 @@ class RecurrentOps:
             block = self.builder.block_keys[key]
         else:
             ih = self.gate_rows(self.param_value(w_ih), gates)
-            units, block = self.weighted(node, name, x, -1, ih, w_hh_v.shape[1], w_ih.param[0])
+            units, block = self.weighted(
+                node, module_of(w_ih.param[0]), x, -1, ih, w_hh_v.shape[1], w_ih.param[0]
+            )
             src = self.builder.blocks[block].src
             self.builder.block_keys[(w_ih.param[0], tuple(src.tolist()), int(units[0]))] = block
         key = (w_hh.param[0], int(units[0]))
@@ -118,8 +118,7 @@ class RecurrentOps:
         src, _, scale, _ = self.features(node, x, -1)
         read = src >= 0
         w = self.gate_rows(self.param_value(w_ih), gates)[:, read] * np.abs(scale[read])[None, :]
-        order = np.argsort(src[read], kind="stable")
-        return np.sort(src[read]), units, w[:, order]
+        return np.sort(src[read]), units, w[:, np.argsort(src[read], kind="stable")]
 
     def op_lstm_cell(self, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
         out = self.cell(node, x, hx[0] if isinstance(hx, list | tuple) else hx, w_ih, w_hh, 4)

@@ -19,16 +19,14 @@ class ReductionOps:
         shape = self.shape(node)
         if dims is None or dims == []:
             return self.blank(shape)
-        dims = [dims] if isinstance(dims, int) else list(dims)
-        dims = sorted(d % x.units.ndim for d in dims)
+        dims = sorted(d % x.units.ndim for d in ([dims] if isinstance(dims, int) else dims))
         u = x.units
         moved = np.moveaxis(u, dims, list(range(u.ndim - len(dims), u.ndim)))
         flat = moved.reshape(*moved.shape[: u.ndim - len(dims)], -1)
         first = flat[..., :1]
         constant = np.all((flat == first) | (flat < 0), axis=-1)
         units = np.where(constant, np.where(first[..., 0] >= 0, first[..., 0], flat.max(axis=-1)), -1)
-        units = units.reshape(shape)
-        return UnitTensor(units, np.zeros(shape, dtype=np.int64), (), None, None, x.producer)
+        return UnitTensor(units.reshape(shape), np.zeros(shape, dtype=np.int64), (), None, None, x.producer)
 
     def op_mean(self, node, x, dims=None, keepdim=False, *a, **k):
         return self.reduce(node, x, dims, keepdim)

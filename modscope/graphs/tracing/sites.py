@@ -58,8 +58,7 @@ class Site:
 
 
 def _inside(node: Any, path: str) -> bool:
-    stack = node.meta.get("nn_module_stack") or {}
-    return any(str(p) == path for p, _ in stack.values())
+    return any(str(p) == path for p, _ in (node.meta.get("nn_module_stack") or {}).values())
 
 
 def locate_sites(interp: Any) -> list[Site]:
@@ -79,9 +78,11 @@ def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
 
     def parameter_site(why: str) -> Site:
         """The read as the parameter's columns, or no site when they are not one per feature."""
-        if param_axis is None:
-            return Site(path, "input", nodes, module_type=module_type, unhookable=why)
-        return Site(owner, "parameter", nodes, axis=param_axis, parameter=attr, module_type=module_type)
+        return (
+            Site(path, "input", nodes, module_type=module_type, unhookable=why)
+            if param_axis is None
+            else Site(owner, "parameter", nodes, axis=param_axis, parameter=attr, module_type=module_type)
+        )
 
     if source is None:  # a read inside one module (recurrent weights): the parameter's columns
         return parameter_site(f"{path} ({module_type}) reads the units inside its forward")
@@ -104,9 +105,7 @@ def _site(interp: Any, node, source, axis, units, param, param_axis) -> Site:
             ok = False
     if not ok:
         return parameter_site(f"{path} ({module_type}) reshapes its input before the weight reads it")
-    batch_axis = 0
-    if module_type in _SEQ_FIRST:
-        batch_axis = 0 if _batch_first(interp, path) else 1
+    batch_axis = 1 if module_type in _SEQ_FIRST and not _batch_first(interp, path) else 0
     return Site(
         path, "input", nodes, arg=None if module_type == "MultiheadAttention" else 0,
         axis=b_axis if b_axis < 0 else b_axis - here.units.ndim, batch_axis=batch_axis,

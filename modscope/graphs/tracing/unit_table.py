@@ -84,7 +84,6 @@ class GraphBuilder:
     """Units, groups, union-find and blocks while the graph is built."""
 
     parent: list[int] = field(default_factory=list)
-    group_of: list[int] = field(default_factory=list)
     groups: list[tuple[str, int]] = field(default_factory=list)  # (name, size)
     blocks: list[Block] = field(default_factory=list)
     block_keys: dict[tuple, int] = field(default_factory=dict)
@@ -97,7 +96,6 @@ class GraphBuilder:
         start = len(self.parent)
         self.kinds[len(self.groups)] = kind
         self.parent.extend(range(start, start + size))
-        self.group_of.extend([len(self.groups)] * size)
         self.groups.append((name, size))
         return np.arange(start, start + size, dtype=np.int64)
 
@@ -148,8 +146,7 @@ class GraphBuilder:
         """
         if not self.blocks:
             raise ModscopeError("the traced module has no layer with weights")
-        n = len(self.parent)
-        root = np.asarray([_find(self.parent, u) for u in range(n)], dtype=np.int64)
+        root = np.asarray([_find(self.parent, u) for u in range(len(self.parent))], dtype=np.int64)
         keep = self._kept(root, outputs, keep_dead_ends)
         groups = _FinalGroups.of(self, root, keep)
         weights, block_names, links = self._merged_blocks(root, keep, groups, norm)
@@ -166,9 +163,7 @@ class GraphBuilder:
         """``(n_units,)`` bool: the units (union-find roots) a block touches that are live: an
         output, or feeding a live unit through some block (every unit with ``keep_dead_ends``)."""
         used = np.zeros(root.size, dtype=bool)
-        for blk in self.blocks:
-            used[root[blk.src]] = True
-            used[root[blk.dst]] = True
+        used[root[np.concatenate([ends for blk in self.blocks for ends in (blk.src, blk.dst)])]] = True
         if keep_dead_ends:
             return used
         live = np.zeros(root.size, dtype=bool)
@@ -191,8 +186,8 @@ class GraphBuilder:
         """One weight matrix per (stack, source group, destination group) with its name and link:
         each block's kept rows and columns placed at their units' indices, stacked blocks (SwiGLU
         gate and up) combined by the slice ``norm``."""
-        parts: dict[tuple[int, int, int], list[np.ndarray]] = {}  # in first-seen order
-        part_names: dict[tuple[int, int, int], list[str]] = {}
+        # (weight, block name) per (stack, source group, destination group), in first-seen order
+        parts: dict[tuple[int, int, int], list[tuple[np.ndarray, str]]] = {}
         for bi, blk in enumerate(self.blocks):
             src, dst = root[blk.src], root[blk.dst]
             ks, kd = keep[src], keep[dst]
@@ -206,13 +201,15 @@ class GraphBuilder:
                     rows = np.flatnonzero(kd & (gdst == gd))
                     w = groups.place(blk.weight, rows, cols, groups.index[dst[rows]], groups.index[src[cols]],
                                      (int(gd), int(gs)))
-                    key = (stack, int(gs), int(gd))
-                    parts.setdefault(key, []).append(w)
-                    part_names.setdefault(key, []).append(blk.name)
+                    parts.setdefault((stack, int(gs), int(gd)), []).append((w, blk.name))
         if not parts:
             raise ModscopeError("no weight of the traced module reaches its outputs")
-        weights = [w[0] if len(w) == 1 else slice_norms(np.stack(w, axis=-1), norm) for w in parts.values()]
-        return weights, ["+".join(names) for names in part_names.values()], [(k[1], k[2]) for k in parts]
+        weights = [
+            p[0][0] if len(p) == 1 else slice_norms(np.stack([w for w, _ in p], axis=-1), norm)
+            for p in parts.values()
+        ]
+        names = ["+".join(name for _, name in p) for p in parts.values()]
+        return weights, names, [(k[1], k[2]) for k in parts]
 
 
 @dataclass

@@ -39,10 +39,7 @@ class ViewOps:
     def op_movedim(self, node, x, src, dst, *a):
         return x.map(lambda arr: np.moveaxis(arr, src, dst))
 
-    def op_unsqueeze(self, node, x, dim, *a):
-        return self.reshape_to(node, x)
-
-    op_squeeze = op_unsqueeze
+    op_unsqueeze = op_squeeze = op_view  # a new or dropped axis of size 1: a reshape too
 
     def op_expand(self, node, x, *a, **k):
         shape = self.shape(node)
@@ -88,10 +85,8 @@ class ViewOps:
         grow = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
 
         def padded(arr: np.ndarray, fill) -> np.ndarray:
-            arr = arr[crop]
-            if modes[mode] == "constant":
-                return np.pad(arr, grow, mode="constant", constant_values=fill)
-            return np.pad(arr, grow, mode=modes[mode])
+            fills = {"constant_values": fill} if modes[mode] == "constant" else {}
+            return np.pad(arr[crop], grow, mode=modes[mode], **fills)
 
         scale = None if x.scale is None else padded(x.scale, 1.0)
         return UnitTensor(padded(x.units, -1), padded(x.pos, 0), x.frame, scale, None, x.producer)
@@ -126,11 +121,11 @@ class ViewOps:
     def op_cat(self, node, tensors, dim=0, *a):
         tensors = [t for t in tensors if t is not None]
         frame = next((t.frame for t in tensors if (t.units >= 0).any()), ())
-        scale = None
-        if any(t.scale is not None for t in tensors):
-            scale = np.concatenate(
-                [t.scale if t.scale is not None else np.ones(t.units.shape) for t in tensors], dim
-            )
+        scale = (
+            np.concatenate([t.scale if t.scale is not None else np.ones(t.units.shape) for t in tensors], dim)
+            if any(t.scale is not None for t in tensors)
+            else None
+        )
         units = np.concatenate([t.units for t in tensors], dim)
         return UnitTensor(units, np.concatenate([t.pos for t in tensors], dim), frame, scale)
 
@@ -178,8 +173,7 @@ class ViewOps:
             raise self.refuse(
                 node, "it gathers along an axis of features, with indices known only at run time"
             )
-        picked = np.broadcast_to(np.take(u, [0], axis=dim), shape)
-        return UnitTensor(picked.copy(), np.zeros(shape, dtype=np.int64), x.frame)
+        return UnitTensor(np.broadcast_to(first, shape).copy(), np.zeros(shape, dtype=np.int64), x.frame)
 
     def op_index_select(self, node, x, dim, index, *a, **k):
         """``index_select`` of a constant (a position table): no units; of an activation as `op_gather`."""

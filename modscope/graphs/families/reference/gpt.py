@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Conv1D, Decoder, WithHead, attend
+from .layers import Conv1D, Decoder, WithHead, attend, in_order
 
 __all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTBase", "OPTReference"]
 
@@ -58,9 +58,7 @@ class GPT2Model(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]).unsqueeze(0))
-        for block in self.h:
-            x = block(x)
-        return self.ln_f(x)
+        return self.ln_f(in_order(self.h, x))
 
 
 class GPT2Reference(WithHead):
@@ -119,8 +117,9 @@ class NeoXLayer(nn.Module):
 class NeoXModel(Decoder):
     def __init__(self, c: Mapping[str, Any]) -> None:
         d, layers = c["d_model"], (NeoXLayer(c) for _ in range(c["layers"]))
-        names = ("embed_in", "layers", "final_layer_norm")
-        super().__init__(names, nn.Embedding(c["vocab"], d), layers, nn.LayerNorm(d))
+        super().__init__(
+            ("embed_in", "layers", "final_layer_norm"), nn.Embedding(c["vocab"], d), layers, nn.LayerNorm(d)
+        )
 
 
 class NeoXReference(WithHead):
@@ -176,9 +175,7 @@ class OPTDecoder(nn.Module):
         positions = self.embed_positions(torch.arange(2, 2 + ids.shape[1]).unsqueeze(0))  # offset 2
         if hasattr(self, "project_in"):
             x = self.project_in(x)
-        x = x + positions
-        for layer in self.layers:
-            x = layer(x)
+        x = in_order(self.layers, x + positions)
         if hasattr(self, "final_layer_norm"):
             x = self.final_layer_norm(x)
         return self.project_out(x) if hasattr(self, "project_out") else x

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "Conv1D", "Decoder", "Dense", "Encoder", "Holder", "Pooler", "RMSNorm", "SelfAttention", "WithHead",
-    "attend",
+    "attend", "in_order",
 ]
 
 
@@ -60,8 +60,14 @@ def attend(
         rep = heads // kv_heads
         k = k[:, :, None].expand(b, kv_heads, rep, s, k.shape[-1]).reshape(b, heads, s, k.shape[-1])
         v = v[:, :, None].expand(b, kv_heads, rep, s, hd).reshape(b, heads, s, hd)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return out.transpose(1, 2).reshape(b, t, heads * hd)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal).transpose(1, 2).reshape(b, t, heads * hd)
+
+
+def in_order(layers: Iterable[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """``x`` through ``layers``, one after the other (a stack of blocks)."""
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 class SelfAttention(nn.Module):
@@ -119,9 +125,7 @@ class Encoder(nn.Module):
         self.layer = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x)
-        return x
+        return in_order(self.layer, x)
 
 
 class Pooler(nn.Module):
@@ -149,7 +153,4 @@ class Decoder(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         embed, layers, norm = (getattr(self, name) for name in self.names)
-        x = embed(ids)
-        for layer in layers:
-            x = layer(x)
-        return norm(x)
+        return norm(in_order(layers, embed(ids)))

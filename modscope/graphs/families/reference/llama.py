@@ -26,8 +26,9 @@ class LlamaAttention(nn.Module):
         self.o_proj = nn.Linear(self.heads * hd, d, c["o_bias"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads, self.kv_heads, causal=True)
-        return self.o_proj(out)
+        return self.o_proj(
+            attend(self.q_proj(x), self.k_proj(x), self.v_proj(x), self.heads, self.kv_heads, causal=True)
+        )
 
 
 class LlamaMLP(nn.Module):

@@ -67,9 +67,7 @@ class DenseReluDense(nn.Module):
         self.wo = nn.Linear(d_ff, d, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gated:
-            return self.wo(gelu_new(self.wi_0(x)) * self.wi_1(x))
-        return self.wo(F.relu(self.wi(x)))
+        return self.wo(gelu_new(self.wi_0(x)) * self.wi_1(x) if self.gated else F.relu(self.wi(x)))
 
 
 class Block(nn.Module):

@@ -24,10 +24,8 @@ def conv_bn(
 ) -> nn.Sequential:
     """torchvision's conv + BatchNorm (+ activation) block: keys ``.0`` (conv) and ``.1`` (BN).
     ``eps`` is BatchNorm's (it enters the folded gain ``|gamma| / sqrt(var + eps)``)."""
-    layers: list[nn.Module] = [conv(c_in, c_out, k, stride, groups), nn.BatchNorm2d(c_out, eps=eps)]
-    if act is not None:
-        layers.append(act())
-    return nn.Sequential(*layers)
+    activation = [] if act is None else [act()]
+    return nn.Sequential(conv(c_in, c_out, k, stride, groups), nn.BatchNorm2d(c_out, eps=eps), *activation)
 
 
 # -- ResNet ------------------------------------------------------------------------------------------
@@ -78,10 +76,11 @@ class ResNet(nn.Module):
             for b in range(n):
                 stride = 2 if s > 0 and b == 0 else 1
                 down = b == 0 and (stride != 1 or c_in != out)
-                if bottleneck:
-                    blocks.append(Bottleneck(c_in, planes, c["widths"][s], c["groups"], stride, down))
-                else:
-                    blocks.append(BasicBlock(c_in, planes, stride, down))
+                blocks.append(
+                    Bottleneck(c_in, planes, c["widths"][s], c["groups"], stride, down)
+                    if bottleneck
+                    else BasicBlock(c_in, planes, stride, down)
+                )
                 c_in = out
             self.add_module(f"layer{s + 1}", nn.Sequential(*blocks))
         self.fc = nn.Linear(c_in, c["classes"])
@@ -129,10 +128,11 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, c_in: int, hidden: int, c_out: int, stride: int, expand: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = [conv_bn(c_in, hidden, 1, act=nn.ReLU6)] if expand else []
-        layers += [conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6), conv(hidden, c_out, 1)]
-        layers.append(nn.BatchNorm2d(c_out))
-        self.conv = nn.Sequential(*layers)
+        expansion = [conv_bn(c_in, hidden, 1, act=nn.ReLU6)] if expand else []
+        self.conv = nn.Sequential(
+            *expansion, conv_bn(hidden, hidden, 3, stride, groups=hidden, act=nn.ReLU6),
+            conv(hidden, c_out, 1), nn.BatchNorm2d(c_out),
+        )
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,10 +142,11 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
-        layers: list[nn.Module] = [conv_bn(c["in_channels"], c["stem"], 3, 2, act=nn.ReLU6)]
-        layers += [InvertedResidual(*block) for block in c["blocks"]]
-        layers.append(conv_bn(c["blocks"][-1][2], c["last"], 1, act=nn.ReLU6))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(
+            conv_bn(c["in_channels"], c["stem"], 3, 2, act=nn.ReLU6),
+            *[InvertedResidual(*block) for block in c["blocks"]],
+            conv_bn(c["blocks"][-1][2], c["last"], 1, act=nn.ReLU6),
+        )
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(c["last"], c["classes"]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,8 +165,7 @@ class SqueezeExcitation(nn.Module):
         self.fc1, self.fc2 = nn.Conv2d(channels, squeeze, 1), nn.Conv2d(squeeze, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = F.hardsigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
-        return scale * x
+        return F.hardsigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1))))) * x
 
 
 class InvertedResidualV3(nn.Module):
@@ -174,28 +174,30 @@ class InvertedResidualV3(nn.Module):
     def __init__(self, b: Mapping[str, Any]) -> None:
         super().__init__()
         c_in, exp, c_out = b["in"], b["expanded"], b["out"]
-        layers: list[nn.Module] = [conv_bn(c_in, exp, 1, act=nn.Hardswish, eps=V3_EPS)] if exp != c_in else []
-        layers.append(conv_bn(exp, exp, b["kernel"], b["stride"], groups=exp, act=nn.Hardswish, eps=V3_EPS))
-        if b["squeeze"]:
-            layers.append(SqueezeExcitation(exp, b["squeeze"]))
-        layers.append(conv_bn(exp, c_out, 1, eps=V3_EPS))
-        self.block = nn.Sequential(*layers)
+        expansion = [conv_bn(c_in, exp, 1, act=nn.Hardswish, eps=V3_EPS)] if exp != c_in else []
+        self.block = nn.Sequential(
+            *expansion, conv_bn(exp, exp, b["kernel"], b["stride"], groups=exp, act=nn.Hardswish, eps=V3_EPS),
+            *([SqueezeExcitation(exp, b["squeeze"])] if b["squeeze"] else []),
+            conv_bn(exp, c_out, 1, eps=V3_EPS),
+        )
         self.residual = b["stride"] == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)
-        return y + x if self.residual else y
+        return self.block(x) + x if self.residual else self.block(x)
 
 
 class MobileNetV3(nn.Module):
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
-        layers: list[nn.Module] = [conv_bn(c["in_channels"], c["stem"], 3, 2, act=nn.Hardswish, eps=V3_EPS)]
-        layers += [InvertedResidualV3(b) for b in c["blocks"]]
-        layers.append(conv_bn(c["blocks"][-1]["out"], c["last_conv"], 1, act=nn.Hardswish, eps=V3_EPS))
-        self.features = nn.Sequential(*layers)
-        head = [nn.Linear(c["last_conv"], c["last"]), nn.Hardswish(), nn.Dropout(0.2)]
-        self.classifier = nn.Sequential(*head, nn.Linear(c["last"], c["classes"]))
+        self.features = nn.Sequential(
+            conv_bn(c["in_channels"], c["stem"], 3, 2, act=nn.Hardswish, eps=V3_EPS),
+            *[InvertedResidualV3(b) for b in c["blocks"]],
+            conv_bn(c["blocks"][-1]["out"], c["last_conv"], 1, act=nn.Hardswish, eps=V3_EPS),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(c["last_conv"], c["last"]), nn.Hardswish(), nn.Dropout(0.2),
+            nn.Linear(c["last"], c["classes"]),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, Encoder, Holder, Pooler, SelfAttention, attend
+from .layers import Dense, Encoder, Holder, Pooler, SelfAttention, attend, in_order
 
 __all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
 
@@ -26,8 +26,10 @@ def patches(
 def tokens(c: Mapping[str, Any]) -> tuple[nn.Conv2d, nn.Parameter, nn.Parameter]:
     """The patch conv, the class token ``(1, 1, d)`` and the positions ``(1, tokens, d)``."""
     d = c["d_model"]
-    conv = nn.Conv2d(c["channels"], d, c["patch"], stride=c["patch"])
-    return conv, nn.Parameter(torch.empty(1, 1, d)), nn.Parameter(torch.empty(1, c["tokens"], d))
+    return (
+        nn.Conv2d(c["channels"], d, c["patch"], stride=c["patch"]), nn.Parameter(torch.empty(1, 1, d)),
+        nn.Parameter(torch.empty(1, c["tokens"], d)),
+    )
 
 
 # -- Hugging Face ------------------------------------------------------------------------------------
@@ -148,8 +150,6 @@ class TimmViTReference(nn.Module):
             self.head = nn.Linear(d, c["classes"])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = patches(self.patch_embed.proj, self.cls_token, self.pos_embed, pixels)
-        for block in self.blocks:
-            x = block(x)
+        x = in_order(self.blocks, patches(self.patch_embed.proj, self.cls_token, self.pos_embed, pixels))
         x = self.norm(x)[:, 0] if self.pool == "token" else self.fc_norm(x[:, 1:].mean(dim=1))
         return self.head(x) if hasattr(self, "head") else x
