@@ -126,6 +126,8 @@ class WeightGraph:
         ``copy=False`` keeps float64 arrays as they are (the caller hands them over: the tracer's
         edge sets), which saves a copy of every weight on big networks."""
         names = tuple(names) if names is not None else tuple(f"layer{i}" for i in range(len(weights)))
+        if len(names) != len(weights):
+            raise ModscopeError(f"{len(names)} names for {len(weights)} weight matrices: one name per matrix")
         total = sum(int(np.prod(np.shape(w))) for w in weights)
         if total > MAX_WEIGHT_ENTRIES:
             raise ModscopeError(
@@ -151,6 +153,11 @@ class WeightGraph:
         if links is None:
             return cls(tuple(checked), names, reading=reading)
         links = tuple((int(s), int(d)) for s, d in links)
+        if len(links) != len(checked):
+            raise ModscopeError(
+                f"{len(links)} links for {len(checked)} weight matrices: give one (source group, "
+                "destination group) per matrix"
+            )
         for b, (s, d) in enumerate(links):
             if s == d:  # self-loops are dropped (spec §1b): recurrent weights join distinct units only
                 checked[b] = checked[b].copy()

@@ -85,3 +85,15 @@ def test_adjacency_invariants(widths, seed, density):
     assert (np.abs(la[i] - la[j]) == 1).all()
     assert g.n_edges == sum(int((w != 0).sum()) for w in ws)
     np.testing.assert_allclose(A.sum(1), g.degree)
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"names": ["a"]}, "1 names for 2 weight matrices"),
+    ({"links": [(0, 1), (1, 2), (2, 2)], "sizes": [3, 4, 2]}, "3 links for 2 weight matrices"),
+    ({"links": [(0, 1)], "sizes": [3, 4, 2]}, "1 links for 2 weight matrices"),
+])
+def test_names_and_links_must_match_the_weights_one_line(kwargs, says):
+    weights = [np.ones((4, 3)), np.ones((2, 4))]
+    with pytest.raises(ModscopeError, match=says) as err:
+        WeightGraph.from_weights(weights, **kwargs)
+    assert "\n" not in str(err.value)
