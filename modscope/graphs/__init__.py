@@ -7,5 +7,11 @@ from .network import Network, network
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "ActivationGraph", "Network", "WeightGraph", "activation_graph", "load_graph", "load_weights", "network",
+    "ActivationGraph",
+    "Network",
+    "WeightGraph",
+    "activation_graph",
+    "load_graph",
+    "load_weights",
+    "network",
 ]

@@ -47,7 +47,11 @@ from .stacks import linear_layers
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "ActivationGraph", "activation_graph", "correlation_graph", "standardised_ranks", "unit_activations",
+    "ActivationGraph",
+    "activation_graph",
+    "correlation_graph",
+    "standardised_ranks",
+    "unit_activations",
 ]
 
 

@@ -54,8 +54,15 @@ from .norms import KERNEL_NORMS, KernelNorm, block_diagonal, check_norm, kernel_
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "FLATTEN_ORDERS", "KERNEL_NORMS", "FlattenOrder", "KernelNorm", "channel_weights", "conv_graph",
-    "holds_conv", "kernel_norms", "module_channel_weights",
+    "FLATTEN_ORDERS",
+    "KERNEL_NORMS",
+    "FlattenOrder",
+    "KernelNorm",
+    "channel_weights",
+    "conv_graph",
+    "holds_conv",
+    "kernel_norms",
+    "module_channel_weights",
 ]
 
 FlattenOrder = Literal["channel_major", "channel_last"]

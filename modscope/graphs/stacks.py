@@ -35,9 +35,22 @@ if TYPE_CHECKING:
     from .tracing.sites import Site
 
 __all__ = [
-    "Layout", "LayoutOption", "StackReading", "chains", "is_modscope_mlp", "linear_layers", "linear_sites",
-    "linear_stack", "mlp_trace", "module_stack", "named_linear_layers", "not_a_plain_stack",
-    "ordered_weights", "payload_stack", "state_stack", "weights_graph",
+    "Layout",
+    "LayoutOption",
+    "StackReading",
+    "chains",
+    "is_modscope_mlp",
+    "linear_layers",
+    "linear_sites",
+    "linear_stack",
+    "mlp_trace",
+    "module_stack",
+    "named_linear_layers",
+    "not_a_plain_stack",
+    "ordered_weights",
+    "payload_stack",
+    "state_stack",
+    "weights_graph",
 ]
 
 Layout = Literal["out_in", "in_out"]

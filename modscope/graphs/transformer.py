@@ -43,7 +43,13 @@ from .names import natural_key
 from .weight_graph import WeightGraph
 
 __all__ = [
-    "GATED_MLP", "PAIRS", "MLPBlock", "count_mlp_blocks", "family_blocks", "iter_mlp_blocks", "mlp_blocks",
+    "GATED_MLP",
+    "PAIRS",
+    "MLPBlock",
+    "count_mlp_blocks",
+    "family_blocks",
+    "iter_mlp_blocks",
+    "mlp_blocks",
     "read_mlp_blocks",
 ]
 

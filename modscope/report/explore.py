@@ -40,8 +40,15 @@ from ..runtime.hashing import file_sha256
 from .html import kind_by_keys, read_result
 from .layout import Edges, edge_list, group_name, unit_layout
 
-__all__ = ["DEFAULT_MAX_EDGES", "Explorer", "explore", "explore_kind", "load_explore_result", "page_data",
-           "render_page"]
+__all__ = [
+    "DEFAULT_MAX_EDGES",
+    "Explorer",
+    "explore",
+    "explore_kind",
+    "load_explore_result",
+    "page_data",
+    "render_page",
+]
 
 DEFAULT_MAX_EDGES = 1_000_000  # single edges embedded (10 bytes each); the rest only in aggregates
 _SIGNATURES = {  # the keys by which a result's kind is recognised

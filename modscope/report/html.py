@@ -32,9 +32,24 @@ from ..runtime.atomic import write_atomic, write_json, write_text
 from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.jsonable import read_json_file
 
-__all__ = ["DPI", "KINDS", "NETWORK_DENSE_EDGES", "NETWORK_QUANTILE", "build_report", "collect",
-           "kind_by_keys", "load_result", "long_rows", "pick_result", "read_result", "render_html",
-           "ReportData", "result_kind", "score_row", "tables"]
+__all__ = [
+    "DPI",
+    "KINDS",
+    "NETWORK_DENSE_EDGES",
+    "NETWORK_QUANTILE",
+    "build_report",
+    "collect",
+    "kind_by_keys",
+    "load_result",
+    "long_rows",
+    "pick_result",
+    "read_result",
+    "render_html",
+    "ReportData",
+    "result_kind",
+    "score_row",
+    "tables",
+]
 
 KINDS = ("score", "masks", "knockout", "demo")
 _SECTIONS = {"score": "scores", "masks": "masks", "knockout": "knockouts"}  # a kind's section of a demo

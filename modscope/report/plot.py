@@ -46,8 +46,20 @@ from ..stats.flags import z_text
 from ..training.bimt import layout
 from ..training.checkpoint import Checkpoint, load_checkpoint
 
-__all__ = ["CATEGORY_COLORS", "DEFAULT_MAX_EDGES", "NEGATIVE", "POSITIVE", "UNCLUSTERED", "cluster_sizes",
-           "double_lesion", "lesion_effects", "mask_overlap", "network", "save", "shuffle_histogram"]
+__all__ = [
+    "CATEGORY_COLORS",
+    "DEFAULT_MAX_EDGES",
+    "NEGATIVE",
+    "POSITIVE",
+    "UNCLUSTERED",
+    "cluster_sizes",
+    "double_lesion",
+    "lesion_effects",
+    "mask_overlap",
+    "network",
+    "save",
+    "shuffle_histogram",
+]
 
 POSITIVE = "#1f5fbf"  # blue
 NEGATIVE = "#d62728"  # red

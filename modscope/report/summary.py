@@ -14,8 +14,15 @@ from typing import Any
 from ..stats import flags
 from ..stats.flags import names_text, z_text
 
-__all__ = ["IOU_FEW", "IOU_MOST", "knockout_sentences", "mask_sentences", "null_blocks", "score_flags",
-           "score_sentences"]
+__all__ = [
+    "IOU_FEW",
+    "IOU_MOST",
+    "knockout_sentences",
+    "mask_sentences",
+    "null_blocks",
+    "score_flags",
+    "score_sentences",
+]
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them

@@ -19,8 +19,19 @@ if TYPE_CHECKING:  # only the types: printing a score needs neither torch nor th
     from ..scoring.blocks import BlockRows, BlockScores
     from ..scoring.result import ScoreResult
 
-__all__ = ["format_blocks", "format_knockout", "format_masks", "format_measure", "format_score",
-           "format_sweep", "clustering_text", "flags_text", "sparse_text", "score_table", "widths_text"]
+__all__ = [
+    "format_blocks",
+    "format_knockout",
+    "format_masks",
+    "format_measure",
+    "format_score",
+    "format_sweep",
+    "clustering_text",
+    "flags_text",
+    "sparse_text",
+    "score_table",
+    "widths_text",
+]
 
 
 def widths_text(widths: Sequence[int], times: str = "×") -> str:

@@ -26,8 +26,20 @@ from typing import BinaryIO
 from ..errors import ModscopeError
 
 __all__ = [
-    "DEFAULT_FRACTION", "ENV_VAR", "ZIP_ERRORS", "Budget", "check_npz", "check_zip", "declared_bytes",
-    "environment_variable", "gunzip", "format_size", "max_memory", "memory_limit", "npy_header", "parse_size",
+    "DEFAULT_FRACTION",
+    "ENV_VAR",
+    "ZIP_ERRORS",
+    "Budget",
+    "check_npz",
+    "check_zip",
+    "declared_bytes",
+    "environment_variable",
+    "gunzip",
+    "format_size",
+    "max_memory",
+    "memory_limit",
+    "npy_header",
+    "parse_size",
 ]
 
 # Share of the machine's physical memory one run may declare by default.

@@ -41,9 +41,26 @@ import numpy as np
 from . import p_value
 
 __all__ = [
-    "ALPHA", "VERDICT_WORDS", "GIANT_SHARE", "MASK_DENSE", "NULL_TESTS", "SLIVER_MIN_MEAN", "SLIVER_UNITS",
-    "SPARSE_FRACTION", "Flag", "companion_null", "is_sparse", "mask_flags", "names_text", "null_disagreement",
-    "null_tests", "partition_flags", "stack_reading_flag", "verdict", "z_text", "zero_fraction",
+    "ALPHA",
+    "VERDICT_WORDS",
+    "GIANT_SHARE",
+    "MASK_DENSE",
+    "NULL_TESTS",
+    "SLIVER_MIN_MEAN",
+    "SLIVER_UNITS",
+    "SPARSE_FRACTION",
+    "Flag",
+    "companion_null",
+    "is_sparse",
+    "mask_flags",
+    "names_text",
+    "null_disagreement",
+    "null_tests",
+    "partition_flags",
+    "stack_reading_flag",
+    "verdict",
+    "z_text",
+    "zero_fraction",
 ]
 
 SPARSE_FRACTION = 0.5  # zero entries from which `layer` shuffles move most weights off the pattern

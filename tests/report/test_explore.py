@@ -19,6 +19,7 @@ from modscope.masks.bits import decode_masks, encode_masks
 from modscope.report.explore import explore, page_data
 from modscope.report.layout import group_depths
 from modscope.runtime.hashing import file_sha256
+from tests.helpers.graphs import stream_with_three_blocks
 from tests.helpers.paths import ROOT
 
 DATA = ROOT / "data"
@@ -275,13 +276,7 @@ def test_blocks_alone_give_the_table_and_each_blocks_drawing(tmp_path, capsys):
 
 
 def test_a_merged_stream_is_one_row_with_the_blocks_above_it():
-    rng = np.random.default_rng(0)
-    sizes = (4, 3, 5, 3)  # the stream, then three blocks that read it and write it back
-    w, links = [], []
-    for b in (1, 2, 3):
-        w += [rng.random((sizes[b], 4)), rng.random((4, sizes[b]))]
-        links += [(0, b), (b, 0)]
-    g = WeightGraph(tuple(w), links=tuple(links), sizes=sizes)
+    g = stream_with_three_blocks()  # the stream, then three blocks that read it and write it back
     assert group_depths(g).tolist() == [0, 1, 1, 1]
 
 

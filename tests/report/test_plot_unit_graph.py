@@ -16,6 +16,7 @@ from modscope.graphs.weight_graph import WeightGraph
 from modscope.report import plot
 from modscope.report.layout import edge_list, group_depths, unit_layout
 from modscope.training.architectures import DigitTransformer, ResidualCNN
+from tests.helpers.graphs import stream_with_three_blocks
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +140,7 @@ def test_a_module_with_weights_outside_linear_layers_is_refused():
 
 
 def test_unrolling_a_stream_read_and_written_by_three_blocks():
-    rng = np.random.default_rng(0)
-    sizes = (4, 3, 5, 3)  # the stream, then three blocks that read it and write it back
-    w, links = [], []
-    for b in (1, 2, 3):
-        w += [rng.random((sizes[b], 4)), rng.random((4, sizes[b]))]
-        links += [(0, b), (b, 0)]
-    g = WeightGraph(tuple(w), links=tuple(links), sizes=sizes)
+    g = stream_with_three_blocks()  # the stream, then three blocks that read it and write it back
     lay = unit_layout(g, unroll_streams=True)
     assert [(p.group, p.copy, p.row) for p in lay.placements] == [
         (0, 0, 0),

@@ -30,8 +30,19 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "HEADS", "WAY_OUT", "Family", "FamilyGraph", "count_indices", "example_tokens", "first_prefix",
-    "given_int", "read_head", "shape_of", "stack_sizes", "stack_words", "weights",
+    "HEADS",
+    "WAY_OUT",
+    "Family",
+    "FamilyGraph",
+    "count_indices",
+    "example_tokens",
+    "first_prefix",
+    "given_int",
+    "read_head",
+    "shape_of",
+    "stack_sizes",
+    "stack_words",
+    "weights",
 ]
 
 WAY_OUT = (

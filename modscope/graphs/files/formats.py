@@ -40,10 +40,24 @@ from ...errors import ModscopeError, first_line
 from ...runtime.limits import ZIP_ERRORS, Budget, check_npz, check_zip
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_FORMAT_VERSION", "MAX_FILE_BYTES", "STATE_DICT_KEYS",
-    "UntrustedPickleWarning", "check_checkpoint_version", "check_file", "check_tensor_sizes",
-    "is_checkpoint_payload", "optional_import", "read_npz", "read_safetensors", "read_state_dict",
-    "safe_torch_load", "symbolic_note", "task_ordered_state_dict", "unreadable", "unwrap_state_dict",
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "MAX_FILE_BYTES",
+    "STATE_DICT_KEYS",
+    "UntrustedPickleWarning",
+    "check_checkpoint_version",
+    "check_file",
+    "check_tensor_sizes",
+    "is_checkpoint_payload",
+    "optional_import",
+    "read_npz",
+    "read_safetensors",
+    "read_state_dict",
+    "safe_torch_load",
+    "symbolic_note",
+    "task_ordered_state_dict",
+    "unreadable",
+    "unwrap_state_dict",
     "widen_float8",
 ]
 

@@ -30,5 +30,11 @@ from .export import TracedNetwork, export_module, trace_graph, trace_network, tr
 from .sites import Site
 
 __all__ = [
-    "Site", "TracedNetwork", "export_module", "slice_norms", "trace_graph", "trace_network", "trace_program",
+    "Site",
+    "TracedNetwork",
+    "export_module",
+    "slice_norms",
+    "trace_graph",
+    "trace_network",
+    "trace_program",
 ]

@@ -30,7 +30,11 @@ from ..weight_graph import WeightGraph
 from .unit_table import along
 
 __all__ = [
-    "Incidence", "ParameterMap", "chain_parameter_map", "graph_parameter_map", "map_parameters",
+    "Incidence",
+    "ParameterMap",
+    "chain_parameter_map",
+    "graph_parameter_map",
+    "map_parameters",
 ]
 
 

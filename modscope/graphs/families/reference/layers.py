@@ -12,8 +12,17 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
-    "Conv1D", "Decoder", "Dense", "Encoder", "Holder", "Pooler", "RMSNorm", "SelfAttention", "WithHead",
-    "attend", "in_order",
+    "Conv1D",
+    "Decoder",
+    "Dense",
+    "Encoder",
+    "Holder",
+    "Pooler",
+    "RMSNorm",
+    "SelfAttention",
+    "WithHead",
+    "attend",
+    "in_order",
 ]
 
 
