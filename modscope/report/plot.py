@@ -200,9 +200,27 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
                   for c, lab in zip(coords, layer_labels, strict=True)]
     pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     palette = _cluster_palette(labels)
-
-    for l, w in enumerate(weights):
-        _draw_layer(ax, l, w, pos, layer_labels if bundle else None, palette, max_width, quantile)
+    for l, w in enumerate(weights):  # the lines of weight matrix l, ``(n_{l+1}, n_l)``
+        mag = np.abs(w)
+        top = mag.max() if mag.size else 0.0
+        if top == 0:
+            continue
+        frac = mag / top
+        keep = frac >= _MIN_FRACTION
+        if quantile is not None:
+            keep &= mag >= np.quantile(mag[mag > 0], quantile)
+        k, j = np.nonzero(keep)
+        f = frac[k, j]
+        order = np.argsort(f)  # strong lines on top
+        k, j, f = k[order], j[order], f[order]
+        la = lb = None
+        if bundle:  # through the cluster centres, coloured by cluster
+            la, lb = layer_labels[l][j], layer_labels[l + 1][k]
+            segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
+                            _centres(pos[l + 1], layer_labels[l + 1])[k])
+        else:
+            segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
+        _add_lines(ax, segs, max_width * f, _line_colors(f, w[k, j] < 0, la, lb, palette))
     _draw_nodes(ax, pos, labels, palette, float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40)))
     _frame(ax, _layer_names(n_layers), title)
     return fig
@@ -254,33 +272,6 @@ def _line_colors(f: np.ndarray, negative: np.ndarray, la: np.ndarray | None, lb:
     colors[same] = table[la[same]]
     colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
     return colors
-
-
-def _draw_layer(ax: Axes, l: int, w: np.ndarray, pos: Sequence[np.ndarray],
-                layer_labels: Sequence[np.ndarray] | None, palette: dict[int, Any], max_width: float,
-                quantile: float | None) -> None:
-    """The connections of weight matrix ``l`` (``w``: ``(n_{l+1}, n_l)``): by sign, or bundled through
-    the cluster centres and coloured by cluster when ``layer_labels`` are given."""
-    a = np.abs(w)
-    top = a.max() if a.size else 0.0
-    if top == 0:
-        return
-    frac = a / top
-    keep = frac >= _MIN_FRACTION
-    if quantile is not None:
-        keep &= a >= np.quantile(a[a > 0], quantile)
-    k, j = np.nonzero(keep)
-    f = frac[k, j]
-    order = np.argsort(f)  # strong lines on top
-    k, j, f = k[order], j[order], f[order]
-    la = lb = None
-    if layer_labels is not None:
-        la, lb = layer_labels[l][j], layer_labels[l + 1][k]
-        segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
-                        _centres(pos[l + 1], layer_labels[l + 1])[k])
-    else:
-        segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
-    _add_lines(ax, segs, max_width * f, _line_colors(f, w[k, j] < 0, la, lb, palette))
 
 
 def _add_lines(ax: Axes, segs: np.ndarray, widths: np.ndarray, colors: np.ndarray) -> None:
