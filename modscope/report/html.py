@@ -137,8 +137,8 @@ class ReportData:
             self.models.append(score_row(unique, d))
 
     def to_dict(self) -> dict[str, Any]:
-        d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
-             "masks": self.masks, "knockouts": self.knockouts}
+        d = {**self.extra, "version": __version__,
+             **{k: getattr(self, k) for k in ("models", "scores", "masks", "knockouts")}}
         # nulls: scores of the same clustering against other shuffle methods; each only when there is any
         d.update({k: getattr(self, k) for k in ("nulls", "worked", "explorers") if getattr(self, k)})
         return d

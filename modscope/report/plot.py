@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..errors import ModscopeError
+from ..graphs.names import natural_key
 from ..graphs.network import Network
 from ..graphs.stacks import linear_layers
 from ..graphs.weight_graph import WeightGraph
@@ -526,8 +526,7 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
     fns = list(d["functions"])
     # the order of the functions, and natural layer order: a key-sorted JSON draws the same
-    layer_names = sorted(d["layers"], key=lambda n: [int(t) if t.isdigit() else t
-                                                      for t in re.split(r"(\d+)", n)])
+    layer_names = sorted(d["layers"], key=natural_key)
     # short column names: ``layers.0.weight`` -> ``W1`` (the weights into hidden layer 1)
     cols = [f"W{i + 1}" if n.endswith("weight") else n for i, n in enumerate(layer_names)]
     pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
