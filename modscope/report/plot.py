@@ -534,8 +534,8 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     per_layer = np.array([[d["layers"][ln]["iou"].get(p) for ln in layer_names] for p in pairs], dtype=float)
     kept = np.array([[d["layers"][ln]["kept_fraction"].get(f) for ln in layer_names] for f in fns],
                     dtype=float)
-    kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
-              cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
+    kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", cbar=False,
+              annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(len(fns), len(pairs), 2)), layout="constrained")
         FigureCanvasAgg(fig)
@@ -562,12 +562,6 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
 
 def _submodule_names(subs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"L{s['layer']}:c{s['cluster']}" for s in subs]
-
-
-def _layer_separators(ax: Axes, layers: Sequence[int]) -> None:
-    """Dotted lines between the bars of sub-modules of different hidden layers."""
-    for i in np.flatnonzero(np.diff(np.asarray(layers))):
-        ax.axvline(i + 0.5, color="#555555", lw=0.6, ls=":")
 
 
 def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
@@ -605,7 +599,8 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
             finite = np.abs(delta[np.isfinite(delta) & (delta != 0)])
             if finite.size and finite.max() / finite.min() > 100:
                 ax.set_yscale("symlog", linthresh=max(top * 1e-3, 1e-12))
-        _layer_separators(ax, [s["layer"] for s in subs])
+        for i in np.flatnonzero(np.diff([s["layer"] for s in subs])):  # dotted: between hidden layers
+            ax.axvline(i + 0.5, color="#555555", lw=0.6, ls=":")
         ax.set_xticks(xs, _submodule_names(subs), rotation=90 if n > 6 else 0)
         ax.set_xlim(-0.7, n - 0.3)
         ax.set_ylabel(f"Δ {metric} (lesioned − intact)")
