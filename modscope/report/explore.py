@@ -37,6 +37,7 @@ from .._version import __version__
 from ..errors import ModscopeError
 from ..runtime.atomic import write_text
 from ..runtime.hashing import file_sha256
+from .html import _SIGNATURES as _REPORT_SIGNATURES
 from .html import kind_by_keys, read_result
 from .layout import Edges, edge_list, group_name, unit_layout
 
@@ -51,11 +52,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_EDGES = 1_000_000  # single edges embedded (10 bytes each); the rest only in aggregates
-_SIGNATURES = {  # the keys by which a result's kind is recognised
-    "score": ("ncut", "labels", "layer_widths"),
+_SIGNATURES = {  # the keys by which a result's kind is recognised: the report's kinds, then these
+    **_REPORT_SIGNATURES,
     "blocks": ("blocks", "method"),
-    "masks": ("functions", "iou", "kept_fraction"),
-    "knockout": ("submodules", "intact_accuracy"),
     "train": ("train_config", "steps"),  # train --task
     "train_model": ("example_input", "metric_name", "steps"),  # train --model
 }
@@ -398,8 +397,8 @@ def _knockout_view(d: Mapping[str, Any], graph: Any) -> dict[str, Any]:
 
 def _block_view(block: Any, d: Mapping[str, Any]) -> dict[str, Any]:
     """One transformer MLP block's row and drawing (its own 3-row graph, coloured by its labels)."""
-    row = {"block": d.get("block"), "d_model": d.get("d_model"), "d_ff": d.get("d_ff"), "ncut": d.get("ncut"),
-           "k": d.get("n_clusters"), "null": _null(d), "drawing": None}
+    row = {**{k: d.get(k) for k in ("block", "d_model", "d_ff", "ncut")}, "k": d.get("n_clusters"),
+           "null": _null(d), "drawing": None}
     labels = np.asarray(d.get("labels") or [], dtype=np.int64)
     if block is not None:
         g = block.graph()
@@ -435,8 +434,8 @@ def _masks_view(items: Sequence[_Item], graph: Any,
         kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
         if unmatched:
             note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
-    summary = {"name": it.name, "functions": list(it.d["functions"]), "iou": it.d.get("iou"),
-               "kept_fraction": it.d.get("kept_fraction"), "accuracy": it.d.get("accuracy"), "note": note}
+    summary = {"name": it.name, "functions": list(it.d["functions"]),
+               **{k: it.d.get(k) for k in ("iou", "kept_fraction", "accuracy")}, "note": note}
     return kept, summary
 
 

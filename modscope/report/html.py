@@ -137,8 +137,8 @@ class ReportData:
             self.models.append(score_row(unique, d))
 
     def to_dict(self) -> dict[str, Any]:
-        d = {**self.extra, "version": __version__, "models": self.models, "scores": self.scores,
-             "masks": self.masks, "knockouts": self.knockouts}
+        d = {**self.extra, "version": __version__,
+             **{k: getattr(self, k) for k in ("models", "scores", "masks", "knockouts")}}
         # nulls: scores of the same clustering against other shuffle methods; each only when there is any
         d.update({k: getattr(self, k) for k in ("nulls", "worked", "explorers") if getattr(self, k)})
         return d
@@ -205,13 +205,8 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
-    w.writerows(["" if v is None else v for v in r] for r in rows)
+    w.writerows(rows)  # None is written as an empty cell
     return buf.getvalue()
-
-
-def _dict_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
-    header = list(dict.fromkeys(k for r in rows for k in r))  # every key, in order of first use
-    return header, [[r.get(k) for k in header] for r in rows]
 
 
 def _scalar_fields(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,18 +245,12 @@ def tables(data: ReportData) -> dict[str, str]:
     for fname, rows in (("models.csv", data.models), ("submodules.csv", subs), ("pairs.csv", pairs),
                         ("masks.csv", masks)):
         if rows:  # a table only when there is any row
-            out[fname] = _csv(*_dict_rows(rows))
+            header = list(dict.fromkeys(k for r in rows for k in r))  # every key, in order of first use
+            out[fname] = _csv(header, [[r.get(k) for k in header] for r in rows])
     return out
 
 
 # -- figures ---------------------------------------------------------------------------------------
-@dataclass
-class _Figure:
-    slug: str
-    caption: str
-    png: bytes
-
-
 class _Figures:
     """Draws figures once: a figure's PNGs are cached under ``cache_dir`` by a hash of its input."""
 
@@ -270,7 +259,9 @@ class _Figures:
         self.cache_dir = cache_dir
         self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
 
-    def draw(self, slug: str, caption: str, key: Any, make: Callable[[], Any]) -> _Figure | None:
+    def draw(self, slug: str, caption: str, key: Any,
+             make: Callable[[], Any]) -> tuple[str, str, bytes] | None:
+        """``(slug, caption, PNG)`` of the figure ``make`` draws; None when there is nothing to draw."""
         digest = json_digest([slug, key, __version__])[:20]
         cached = self.cache_dir / f"{slug}-{digest}.png" if self.cache_dir else None
         if cached and cached.exists():
@@ -286,7 +277,7 @@ class _Figures:
             if cached:
                 write_atomic(cached, lambda fh: fh.write(png))
         self.pending[slug] = png
-        return _Figure(slug, caption, png)
+        return slug, caption, png
 
     def write(self) -> None:
         for slug, png in self.pending.items():
@@ -319,15 +310,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
             "</table></div>")
 
 
-def _figures_html(figs: Sequence[_Figure | None], wide: bool = False) -> str:
-    """A grid of figures (two or three per row; ``wide``: one per row, for wide figures)."""
+def _figures_html(figs: Sequence[tuple[str, str, bytes] | None], wide: bool = False) -> str:
+    """A grid of figures (`_Figures.draw`'s; two or three per row; ``wide``: one per row, for wide
+    figures)."""
     parts = []
-    for f in [f for f in figs if f is not None]:  # None: nothing to draw
-        b64 = base64.b64encode(f.png).decode()
+    for slug, caption, png in [f for f in figs if f is not None]:  # None: nothing to draw
+        b64 = base64.b64encode(png).decode()
         parts.append(
-            f'<figure id="fig-{f.slug}"><img src="data:image/png;base64,{b64}" '
-            f'alt="{html.escape(f.caption)}"><figcaption>{html.escape(f.caption)} '
-            f'(<code>figures/{f.slug}.png</code>)</figcaption></figure>')
+            f'<figure id="fig-{slug}"><img src="data:image/png;base64,{b64}" '
+            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
+            f'(<code>figures/{slug}.png</code>)</figcaption></figure>')
     cls = "figs wide" if wide else "figs"
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
@@ -462,9 +454,8 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     ]
     header = ["layer", "cluster", "size", d["metric"], "delta", "random mean", "p", "z",
               "category"] + fns
-    rows = [[s["layer"], s["cluster"], s["size"], s["accuracy"], s["delta"], s["random_mean"],
-             s["p_value"], s["z"], s["category"]] + [s["per_function"].get(f) for f in fns]
-            for s in d["submodules"]]
+    columns = ("layer", "cluster", "size", "accuracy", "delta", "random_mean", "p_value", "z", "category")
+    rows = [[s[k] for k in columns] + [s["per_function"].get(f) for f in fns] for s in d["submodules"]]
     key = {k: d[k] for k in ("submodules", "pairs", "intact_accuracy", "metric") if k in d}
     fig_l = figs.draw(f"{slug}-lesions", f"{name}: single lesions against random lesions", key,
                       lambda: plot.lesion_effects(d))
@@ -490,15 +481,18 @@ def _worked_html(name: str, w: Mapping[str, Any], figs: _Figures) -> str:
     knockout and masks sections as for any model."""
     sh = w["score"].get("shuffle") or {}
     g, t = w["graph"], w["training"]
-    header = ["model", "parameters", t["metric_name"], "units", "edges", "clusters", "n-cut",
-              "shuffles (mean ± std)", "z", "p"]
-    row = [w["model"], w["parameters"], t["metric"], g["nodes"], g["edges"], w["score"].get("n_clusters"),
-           w["score"]["ncut"], f"{_fmt(sh.get('mean'))} ± {_fmt(sh.get('std'))}", sh.get("z"),
-           sh.get("p_value")]
+    shuffles = f"{_fmt(sh.get('mean'))} ± {_fmt(sh.get('std'))}"
+    columns = [  # (header, value)
+        ("model", w["model"]), ("parameters", w["parameters"]), (t["metric_name"], t["metric"]),
+        ("units", g["nodes"]), ("edges", g["edges"]), ("clusters", w["score"].get("n_clusters")),
+        ("n-cut", w["score"]["ncut"]), ("shuffles (mean ± std)", shuffles), ("z", sh.get("z")),
+        ("p", sh.get("p_value")),
+    ]
     label = f"worked-{name}"
     reading = html.escape(str(g.get("reading", "")))
     return (f'<h3 id="worked-{_slug(name)}">{html.escape(name)}</h3>'
-            + f"<p class='note'>{html.escape(worked_ran(w))}</p>" + _table(header, [row])
+            + f"<p class='note'>{html.escape(worked_ran(w))}</p>"
+            + _table([h for h, _ in columns], [[v for _, v in columns]])
             + f"<details><summary>how the network was read</summary><pre>{reading}</pre></details>"
             + _knockout_html(label, w["knockout"], figs)
             + _masks_html(label, w["masks"], figs, (w.get("settings") or {}).get("mask_steps")))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +37,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ..errors import ModscopeError
+from ..graphs.names import natural_key
 from ..graphs.network import Network
 from ..graphs.stacks import linear_layers
 from ..graphs.weight_graph import WeightGraph
@@ -200,9 +200,27 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
                   for c, lab in zip(coords, layer_labels, strict=True)]
     pos = [_project(c, float(l)) for l, c in enumerate(coords)]
     palette = _cluster_palette(labels)
-
-    for l, w in enumerate(weights):
-        _draw_layer(ax, l, w, pos, layer_labels if bundle else None, palette, max_width, quantile)
+    for l, w in enumerate(weights):  # the lines of weight matrix l, ``(n_{l+1}, n_l)``
+        mag = np.abs(w)
+        top = mag.max() if mag.size else 0.0
+        if top == 0:
+            continue
+        frac = mag / top
+        keep = frac >= _MIN_FRACTION
+        if quantile is not None:
+            keep &= mag >= np.quantile(mag[mag > 0], quantile)
+        k, j = np.nonzero(keep)
+        f = frac[k, j]
+        order = np.argsort(f)  # strong lines on top
+        k, j, f = k[order], j[order], f[order]
+        la = lb = None
+        if bundle:  # through the cluster centres, coloured by cluster
+            la, lb = layer_labels[l][j], layer_labels[l + 1][k]
+            segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
+                            _centres(pos[l + 1], layer_labels[l + 1])[k])
+        else:
+            segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
+        _add_lines(ax, segs, max_width * f, _line_colors(f, w[k, j] < 0, la, lb, palette))
     _draw_nodes(ax, pos, labels, palette, float(np.clip(1500.0 / max(len(c) for c in coords), 4, 40)))
     _frame(ax, _layer_names(n_layers), title)
     return fig
@@ -254,33 +272,6 @@ def _line_colors(f: np.ndarray, negative: np.ndarray, la: np.ndarray | None, lb:
     colors[same] = table[la[same]]
     colors[:, 3] = np.where(same, 0.25 + 0.75 * f, 0.08 + 0.3 * f)
     return colors
-
-
-def _draw_layer(ax: Axes, l: int, w: np.ndarray, pos: Sequence[np.ndarray],
-                layer_labels: Sequence[np.ndarray] | None, palette: dict[int, Any], max_width: float,
-                quantile: float | None) -> None:
-    """The connections of weight matrix ``l`` (``w``: ``(n_{l+1}, n_l)``): by sign, or bundled through
-    the cluster centres and coloured by cluster when ``layer_labels`` are given."""
-    a = np.abs(w)
-    top = a.max() if a.size else 0.0
-    if top == 0:
-        return
-    frac = a / top
-    keep = frac >= _MIN_FRACTION
-    if quantile is not None:
-        keep &= a >= np.quantile(a[a > 0], quantile)
-    k, j = np.nonzero(keep)
-    f = frac[k, j]
-    order = np.argsort(f)  # strong lines on top
-    k, j, f = k[order], j[order], f[order]
-    la = lb = None
-    if layer_labels is not None:
-        la, lb = layer_labels[l][j], layer_labels[l + 1][k]
-        segs = _bundled(pos[l][j], pos[l + 1][k], _centres(pos[l], layer_labels[l])[j],
-                        _centres(pos[l + 1], layer_labels[l + 1])[k])
-    else:
-        segs = np.stack([pos[l][j], pos[l + 1][k]], 1)
-    _add_lines(ax, segs, max_width * f, _line_colors(f, w[k, j] < 0, la, lb, palette))
 
 
 def _add_lines(ax: Axes, segs: np.ndarray, widths: np.ndarray, colors: np.ndarray) -> None:
@@ -535,8 +526,7 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     d = _result_dict(result, "masks", ("functions", "iou", "iomin", "kept_fraction", "layers"))
     fns = list(d["functions"])
     # the order of the functions, and natural layer order: a key-sorted JSON draws the same
-    layer_names = sorted(d["layers"], key=lambda n: [int(t) if t.isdigit() else t
-                                                      for t in re.split(r"(\d+)", n)])
+    layer_names = sorted(d["layers"], key=natural_key)
     # short column names: ``layers.0.weight`` -> ``W1`` (the weights into hidden layer 1)
     cols = [f"W{i + 1}" if n.endswith("weight") else n for i, n in enumerate(layer_names)]
     pairs = [f"{a}|{b}" for i, a in enumerate(fns) for b in fns[i + 1:] if f"{a}|{b}" in d["iou"]]
@@ -544,8 +534,8 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
     per_layer = np.array([[d["layers"][ln]["iou"].get(p) for ln in layer_names] for p in pairs], dtype=float)
     kept = np.array([[d["layers"][ln]["kept_fraction"].get(f) for ln in layer_names] for f in fns],
                     dtype=float)
-    kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", square=False,
-              cbar=False, annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
+    kw = dict(vmin=0.0, vmax=1.0, cmap="viridis", annot=True, fmt=".2f", cbar=False,
+              annot_kws={"fontsize": 8}, linewidths=0.5, linecolor="white")
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(7.2, 2.2 + 0.9 * max(len(fns), len(pairs), 2)), layout="constrained")
         FigureCanvasAgg(fig)
@@ -572,12 +562,6 @@ def mask_overlap(result: Any, *, title: str | None = None) -> Figure:
 
 def _submodule_names(subs: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"L{s['layer']}:c{s['cluster']}" for s in subs]
-
-
-def _layer_separators(ax: Axes, layers: Sequence[int]) -> None:
-    """Dotted lines between the bars of sub-modules of different hidden layers."""
-    for i in np.flatnonzero(np.diff(np.asarray(layers))):
-        ax.axvline(i + 0.5, color="#555555", lw=0.6, ls=":")
 
 
 def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = None) -> Figure:
@@ -615,7 +599,8 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
             finite = np.abs(delta[np.isfinite(delta) & (delta != 0)])
             if finite.size and finite.max() / finite.min() > 100:
                 ax.set_yscale("symlog", linthresh=max(top * 1e-3, 1e-12))
-        _layer_separators(ax, [s["layer"] for s in subs])
+        for i in np.flatnonzero(np.diff([s["layer"] for s in subs])):  # dotted: between hidden layers
+            ax.axvline(i + 0.5, color="#555555", lw=0.6, ls=":")
         ax.set_xticks(xs, _submodule_names(subs), rotation=90 if n > 6 else 0)
         ax.set_xlim(-0.7, n - 0.3)
         ax.set_ylabel(f"Δ {metric} (lesioned − intact)")
