@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ...errors import ModscopeError, first_line
+from .formats import refusing
 from .onnx_library import library_op
 from .onnx_ops import OPS, Call, module_path, node_label, sanitise
 
@@ -102,34 +103,27 @@ class OnnxModule(torch.nn.Module):
             )
         handler = OPS.get(node.op_type, library_op)  # the ops modscope lacks: onnx2torch's
         call = Call(self, i, node, env, dynamic)
-        try:
+        # a malformed node, or one this reader does not follow
+        with refusing(Exception, lambda exc: call.refuse(f"{type(exc).__name__}: {first_line(exc)}")):
             outs = handler(call)
-        except ModscopeError:
-            raise
-        except Exception as exc:  # a malformed node, or one this reader does not follow
-            raise call.refuse(f"{type(exc).__name__}: {first_line(exc)}") from None
         return outs if isinstance(outs, list) else [outs]
 
     # weights and constants
     def place(self, name: str, make: Callable[[], Any]) -> str:
         """Register ``make()`` (a Parameter, buffer tensor or Module) under the dotted ``name``,
         or a free variant of it; returns the name used."""
-        parts = name.split(".")
-        for k in range(1000):
+        parts, holder, first = name.split("."), self, 0
+        for p in parts[:-1]:
+            child = holder._modules.get(p)
+            if child is None and hasattr(holder, p):  # a parameter, buffer or attribute of that name:
+                parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
+                break
+            if child is None:
+                child = torch.nn.Module()
+                holder.add_module(p, child)
+            holder = child
+        for k in range(first, 1000):
             leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
-            holder, ok = self, True
-            for p in parts[:-1]:
-                child = holder._modules.get(p)
-                if child is None:
-                    if hasattr(holder, p):  # a parameter, buffer or attribute of that name
-                        ok = False
-                        break
-                    child = torch.nn.Module()
-                    holder.add_module(p, child)
-                holder = child
-            if not ok:
-                parts = [sanitise(name).replace(".", "_")]
-                continue
             if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
                 continue
             obj = make()
