@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,7 +305,22 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
 
     class KerasModule(torch.nn.Module):
         def forward(self, x: Any, *more: Any) -> Any:
-            return run_layers(layers, fns, sequential, inputs, outputs, [x, *more])
+            """The layers (``fns``: each one's function) run on the model's inputs (Keras layout): one
+            after the other (Sequential), or each call on the tensors it reads (``inputs`` and
+            ``outputs``: the model's input and output tensors, as ``(layer, call, index)``)."""
+            if sequential:
+                for layer in layers:
+                    x = fns[layer.name]([x])[0]
+                return x
+            values: dict[tuple[str, int, int], Any] = dict(zip(inputs, [x, *more], strict=True))
+            for layer in layers:
+                if layer.name not in fns:
+                    continue
+                for call, refs in enumerate(layer.calls):
+                    for index, out in enumerate(fns[layer.name]([values[r] for r in refs])):
+                        values[(layer.name, call, index)] = out
+            outs = tuple(values[r] for r in outputs)
+            return outs[0] if len(outs) == 1 else outs
 
     module = KerasModule()
     fns = _layer_functions(module, kf, layers, sequential, source)
@@ -388,29 +403,6 @@ def _example_dims(shape: Any, source: str) -> list[int]:
             raise ModscopeError(f"{source}: the input shape {str(shape)[:60]} has a size {s!r}, not positive")
     Budget(source).shape(dims, 8, f"the example input of shape {tuple(dims)}")
     return dims
-
-
-def run_layers(
-    layers: list[KerasLayer], fns: dict[str, Callable], sequential: bool, input_refs: list, output_refs: list,
-    inputs: list,
-) -> Any:
-    """Run ``layers`` (``fns``: each one's function) on the model ``inputs`` (Keras layout): one
-    after the other (``sequential``), or each call on the tensors it reads (``input_refs`` and
-    ``output_refs``: the model's input and output tensors, as ``(layer, call, index)``)."""
-    if sequential:
-        x = inputs[0]
-        for layer in layers:
-            x = fns[layer.name]([x])[0]
-        return x
-    values: dict[tuple[str, int, int], Any] = {ref: t for ref, t in zip(input_refs, inputs, strict=True)}
-    for layer in layers:
-        if layer.name not in fns:
-            continue
-        for call, refs in enumerate(layer.calls):
-            for index, out in enumerate(fns[layer.name]([values[r] for r in refs])):
-                values[(layer.name, call, index)] = out
-    outs = tuple(values[r] for r in output_refs)
-    return outs[0] if len(outs) == 1 else outs
 
 
 def keras_graph(

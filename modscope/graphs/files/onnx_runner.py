@@ -109,9 +109,9 @@ class OnnxModule(torch.nn.Module):
         return outs if isinstance(outs, list) else [outs]
 
     # weights and constants
-    def place(self, name: str, make: Callable[[], Any]) -> str:
-        """Register ``make()`` (a Parameter, buffer tensor or Module) under the dotted ``name``,
-        or a free variant of it; returns the name used."""
+    def place(self, name: str, obj: Any) -> str:
+        """Register ``obj`` (a Parameter, buffer tensor or Module) under the dotted ``name``, or a
+        free variant of it; returns the name used."""
         parts, holder, first = name.split("."), self, 0
         for p in parts[:-1]:
             child = holder._modules.get(p)
@@ -126,7 +126,6 @@ class OnnxModule(torch.nn.Module):
             leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
             if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
                 continue
-            obj = make()
             if isinstance(obj, torch.nn.Parameter):
                 holder.register_parameter(leaf, obj)
             elif isinstance(obj, torch.nn.Module):
@@ -147,23 +146,20 @@ class OnnxModule(torch.nn.Module):
         it, made on the eager pass, looked up afterwards."""
         if (value, key) not in self.named:
             array = self.static[value] if convert is None else convert(self.static[value])
-            data = torch.from_numpy(np.ascontiguousarray(array))
+            data = torch.from_numpy(np.ascontiguousarray(array)).clone()
             if value in self.initializers and _TORCH_NAME.match(value) and not _GENERATED.search(value):
                 name = value
             else:  # the torch module the exporter recorded, else the node's name or op and index
                 path = module_path(call.node) or node_label(call.node, call.index)
                 name = f"{path}.{role}"
-
-            def make() -> Any:  # floating point: a parameter; integers and masks: a buffer
-                copy = data.clone()
-                return torch.nn.Parameter(copy, requires_grad=False) if copy.is_floating_point() else copy
-
-            self.named[(value, key)] = self.place(name, make)
+            # floating point: a parameter; integers and masks: a buffer
+            obj = torch.nn.Parameter(data, requires_grad=False) if data.is_floating_point() else data
+            self.named[(value, key)] = self.place(name, obj)
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
         if index not in self.submodules:
-            self.submodules[index] = self.place(name, make)
+            self.submodules[index] = self.place(name, make())
         return self.get_submodule(self.submodules[index])
 
     def forward(self, *inputs: Any) -> Any:
