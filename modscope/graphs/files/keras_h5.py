@@ -359,17 +359,16 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
             continue
         if layer.cls in ("Sequential", "Functional", "Model"):
             raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
-        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
-        build = LayerBuilder(module, layer, weights, names, source)
         # only the builder's layer methods (Keras class names are capitalised): a class_name such
         # as "cfg" or "weights" must not reach the builder's own attributes
-        maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
-        if maker is None:
+        if layer.cls not in _LAYER_METHODS:
             raise ModscopeError(
                 f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
             )
+        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
+        build = LayerBuilder(module, layer, weights, names, source)
         with refusing(_CONFIG_ERRORS, build.malformed):
-            fns[layer.name] = maker()
+            fns[layer.name] = getattr(build, layer.cls)()
     return fns
 
 
