@@ -85,8 +85,7 @@ class OnnxModule(torch.nn.Module):
         with torch.no_grad():
             for i, node in enumerate(self.nodes):
                 dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
-                outs = self.run_node(i, node, env, dynamic)
-                named = [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
+                named = self.run_node(i, node, env, dynamic)
                 if dynamic:
                     env.update(named)
                     self.live.append(i)
@@ -95,7 +94,8 @@ class OnnxModule(torch.nn.Module):
         self.eager = False
         return env
 
-    def run_node(self, i: int, node: Any, env: dict, dynamic: bool) -> list:
+    def run_node(self, i: int, node: Any, env: dict, dynamic: bool) -> list[tuple[str, Any]]:
+        """Node ``i`` run on ``env``: its named outputs, ``(name, value)``."""
         if node.domain not in ("", "ai.onnx"):
             raise ModscopeError(
                 f"{self.source}: ONNX op {node.domain}.{node.op_type} (node {node.name or i}) is "
@@ -106,7 +106,8 @@ class OnnxModule(torch.nn.Module):
         # a malformed node, or one this reader does not follow
         with refusing(Exception, lambda exc: call.refuse(f"{type(exc).__name__}: {first_line(exc)}")):
             outs = handler(call)
-        return outs if isinstance(outs, list) else [outs]
+        outs = outs if isinstance(outs, list) else [outs]
+        return [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
 
     # weights and constants
     def place(self, name: str, obj: Any) -> str:
@@ -168,7 +169,6 @@ class OnnxModule(torch.nn.Module):
             node = self.nodes[i]
             # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
             with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
-                outs = self.run_node(i, node, env, True)
-            env.update((name, value) for name, value in zip(node.output, outs, strict=False) if name)
+                env.update(self.run_node(i, node, env, True))
         out = tuple(env[n] for n in self.returned)
         return out[0] if len(out) == 1 else out
