@@ -282,6 +282,7 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
 
 
 def _malformed(where: str, exc: Exception) -> ModscopeError:
+    """The refusal of a model config this reader does not follow (parsing it raised ``exc``)."""
     what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
     return ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})")
 
