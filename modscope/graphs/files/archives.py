@@ -429,36 +429,27 @@ class _ScriptUnpickler(pickle.Unpickler):
 
 def _named_tensors(obj: Any) -> dict[str, np.ndarray]:
     """``{dotted name: array}`` of a module tree: tensors held in each object's attribute dict,
-    children walked; lists (an LSTM's ``_flat_weights`` repeats its named weights) skipped."""
-    out: dict[str, np.ndarray] = {}
-    todo, seen = [("", obj)], set()
+    children walked; lists (an LSTM's ``_flat_weights`` repeats its named weights) skipped. In the
+    tree's attribute order (the state dict's order): each tensor's place is the attribute indices on
+    its path."""
+    out: dict[str, tuple[tuple, np.ndarray]] = {}
+    todo, seen = [("", (), obj)], set()
     while todo:
-        prefix, node = todo.pop()
+        prefix, place, node = todo.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         state = node.state if isinstance(node, ScriptObject) else None
         if not isinstance(state, dict):
             continue
-        for key, value in state.items():
+        for i, (key, value) in enumerate(state.items()):
             if not isinstance(key, str):
                 continue
             if isinstance(value, np.ndarray):
-                out[prefix + key] = value
+                out[prefix + key] = ((*place, i), value)
             elif isinstance(value, ScriptObject):
-                todo.append((f"{prefix}{key}.", value))
-    return dict(sorted(out.items(), key=lambda kv: _order(obj, kv[0])))
-
-
-def _order(root: Any, name: str) -> tuple:
-    """A tensor's place in the module tree's attribute order (the state dict's order)."""
-    key, node = [], root
-    for part in name.split("."):
-        state = node.state if isinstance(node, ScriptObject) and isinstance(node.state, dict) else {}
-        names = list(state)
-        key.append(names.index(part) if part in names else len(names))
-        node = state.get(part)
-    return tuple(key)
+                todo.append((f"{prefix}{key}.", (*place, i), value))
+    return {name: array for name, (_, array) in sorted(out.items(), key=lambda kv: kv[1][0])}
 
 
 def check_memo_indices(data: bytes, where: str) -> None:

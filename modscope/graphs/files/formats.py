@@ -23,6 +23,7 @@ the object built on this layout.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import pickle
@@ -30,7 +31,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "read_npz",
     "read_safetensors",
     "read_state_dict",
+    "refusing",
     "safe_torch_load",
     "symbolic_note",
     "task_ordered_state_dict",
@@ -80,6 +82,21 @@ class UntrustedPickleWarning(UserWarning):
 def unreadable(path: str | os.PathLike, what: str, exc: BaseException) -> ModscopeError:
     """The one-line error for a file that is not a readable ``what`` (the reader raised ``exc``)."""
     return ModscopeError(f"{path}: not a readable {what}, truncated or corrupt ({first_line(exc)})")
+
+
+@contextlib.contextmanager
+def refusing(
+    errors: type[Exception] | tuple[type[Exception], ...], error: Callable[[Exception], ModscopeError]
+) -> Iterator[None]:
+    """Runs the block with a library's ``errors`` (a malformed file, a config the reader does not
+    follow) raised as the one-line ``error(exc)``; a `ModscopeError` passes as it is (it is a
+    ``ValueError``, which ``errors`` may name)."""
+    try:
+        yield
+    except ModscopeError:
+        raise
+    except errors as exc:
+        raise error(exc) from None
 
 
 def optional_import(module: str, install: str) -> Any:
@@ -111,14 +128,13 @@ def check_tensor_sizes(tensors: Any, budget: Budget, limit: int = 1_000_000) -> 
     holds, and every later copy would allocate it. Walks dicts, lists and tuples (at most
     ``limit`` containers and tensors)."""
     torch = sys.modules.get("torch")
-    tensor_type = torch.Tensor if torch is not None else np.ndarray
     todo: list[tuple[str, Any]] = [("", tensors)]
     for _ in range(limit):
         if not todo:
             return
         name, obj = todo.pop()
         where = name or "(root)"
-        if isinstance(obj, tensor_type) and torch is not None:
+        if torch is not None and isinstance(obj, torch.Tensor):
             budget.shape(obj.shape, obj.element_size(), f"tensor {where} of shape {tuple(obj.shape)}")
         elif isinstance(obj, np.ndarray):
             budget.shape(obj.shape, obj.itemsize, f"array {where} of shape {obj.shape}")

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,16 @@ import numpy as np
 
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
+from ..names import natural_key
 from ..weight_graph import WeightGraph, check_build_memory
 from .archives import Entries, open_zip
-from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, optional_import, refusing, symbolic_note, unreadable
 from .keras_layers import KerasLayer, LayerBuilder
 
 __all__ = ["KerasFile", "keras_graph", "keras_module", "read_keras"]
 
-_NATURAL = re.compile(r"(\d+)")
+# what a config this reader does not follow raises on the way (a key missing, a value of another type)
+_CONFIG_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 
 
 @dataclass
@@ -108,17 +109,13 @@ def _legacy_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, 
     return weights, names, order
 
 
-def _natural(name: str) -> list:
-    return [int(p) if p.isdigit() else p for p in _NATURAL.split(name)]
-
-
 def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list[str]]:
     """Keras 3's ``layers/<name>/vars/<i>`` layout (the user's layer name is the ``vars`` group's
     ``name`` attribute; a recurrent layer keeps its weights in ``cell/vars``)."""
     h5py = _h5py()
     layers = _item(root, "layers", where)
     weights, names, order = {}, {}, []
-    for key in sorted(layers.keys(), key=_natural):
+    for key in sorted(layers.keys(), key=natural_key):
         group = _item(layers, key, where)
         if not isinstance(group, h5py.Group):
             continue
@@ -129,7 +126,7 @@ def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list
             prefix, g = todo.pop(0)
             if "vars" in g:
                 vars_ = _item(g, "vars", where)
-                for i in sorted(vars_.keys(), key=_natural):
+                for i in sorted(vars_.keys(), key=natural_key):
                     arrays.append(_dataset(vars_, i, where, budget))
                     labels.append(f"{prefix}vars/{i}")
             for sub in sorted(k for k in g.keys() if k != "vars"):
@@ -143,24 +140,18 @@ def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list
 
 def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Budget) -> KerasFile:
     h5py = _h5py()
-    try:
-        with h5py.File(source, "r") as f:
-            if config is None and "model_config" in f.attrs:
-                config = _json(f.attrs["model_config"], where)
-            if "layer_names" in f.attrs:
-                weights, names, order = _legacy_weights(f, where, budget)
-            elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
-                weights, names, order = _legacy_weights(_item(f, "model_weights", where), where, budget)
-            elif "layers" in f:
-                weights, names, order = _v3_weights(f, where, budget)
-            else:
-                raise ModscopeError(
-                    f"{where}: no Keras weights found (no layer_names, model_weights or layers)"
-                )
-    except ModscopeError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise unreadable(where, "Keras HDF5 file", exc) from None
+    errors = (OSError, KeyError, ValueError, TypeError, RuntimeError)
+    with refusing(errors, lambda exc: unreadable(where, "Keras HDF5 file", exc)), h5py.File(source, "r") as f:
+        if config is None and "model_config" in f.attrs:
+            config = _json(f.attrs["model_config"], where)
+        if "layer_names" in f.attrs:
+            weights, names, order = _legacy_weights(f, where, budget)
+        elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
+            weights, names, order = _legacy_weights(_item(f, "model_weights", where), where, budget)
+        elif "layers" in f:
+            weights, names, order = _v3_weights(f, where, budget)
+        else:
+            raise ModscopeError(f"{where}: no Keras weights found (no layer_names, model_weights or layers)")
     return KerasFile(config, weights, names, order, kind)
 
 
@@ -261,41 +252,39 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
     """Layers, the model's input and output references, and whether it is Sequential; a malformed
     config (a missing class_name, a config that is not an object, layers not a list, inbound
     nodes that are not references) is refused in one line."""
-    try:
-        layers, inputs, outputs, sequential = _parse_layers(config, where)
-    except ModscopeError:
-        raise
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
-        raise ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})") from None
-    ok = (isinstance(r.cls, str) and isinstance(r.name, str) and isinstance(r.config, dict) for r in layers)
-    if not all(ok):
-        raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
-    return layers, inputs, outputs, sequential
-
-
-def _parse_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, list, bool]:
     cls, body = config.get("class_name"), config.get("config")
     sequential = cls == "Sequential"
     if not sequential and not (cls in ("Functional", "Model") and isinstance(body, dict)):
         raise ModscopeError(
             f"{where}: a Keras model of class {cls!r} is not read (Sequential and Functional are)"
         )
-    raw = body if isinstance(body, list) else (body or {}).get("layers", [])
-    if not isinstance(raw, list):
-        raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
-    if sequential:
-        layers = [
-            KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
-            for i, r in enumerate(raw)
-        ]
-        return layers, [], [], True
-    layers = [  # a Functional model's layers also say the tensors each call reads
-        KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
-                   _calls(r.get("inbound_nodes")))
-        for r in raw
-    ]
-    return layers, _refs(body.get("input_layers")), _refs(body.get("output_layers")), False
+    with refusing(_CONFIG_ERRORS, lambda exc: _malformed(where, exc)):
+        raw = body if isinstance(body, list) else (body or {}).get("layers", [])
+        if not isinstance(raw, list):
+            raise ModscopeError(f"{where}: malformed Keras model config (layers is not a list)")
+        if sequential:
+            layers = [
+                KerasLayer(r["class_name"], r["config"].get("name", f"layer_{i}"), r["config"], [])
+                for i, r in enumerate(raw)
+            ]
+            inputs, outputs = [], []
+        else:  # a Functional model's layers also say the tensors each call reads
+            layers = [
+                KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
+                           _calls(r.get("inbound_nodes")))
+                for r in raw
+            ]
+            inputs, outputs = _refs(body.get("input_layers")), _refs(body.get("output_layers"))
+    ok = (isinstance(r.cls, str) and isinstance(r.name, str) and isinstance(r.config, dict) for r in layers)
+    if not all(ok):
+        raise ModscopeError(f"{where}: malformed Keras model config (a layer's class_name, name, config)")
+    return layers, inputs, outputs, sequential
+
+
+def _malformed(where: str, exc: Exception) -> ModscopeError:
+    """The refusal of a model config this reader does not follow (parsing it raised ``exc``)."""
+    what = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else first_line(exc)
+    return ModscopeError(f"{where}: malformed Keras model config ({type(exc).__name__}: {what})")
 
 
 def _batch_shape(cfg: dict) -> list | None:
@@ -317,7 +306,22 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
 
     class KerasModule(torch.nn.Module):
         def forward(self, x: Any, *more: Any) -> Any:
-            return run_layers(layers, fns, sequential, inputs, outputs, [x, *more])
+            """The layers (``fns``: each one's function) run on the model's inputs (Keras layout): one
+            after the other (Sequential), or each call on the tensors it reads (``inputs`` and
+            ``outputs``: the model's input and output tensors, as ``(layer, call, index)``)."""
+            if sequential:
+                for layer in layers:
+                    x = fns[layer.name]([x])[0]
+                return x
+            values: dict[tuple[str, int, int], Any] = dict(zip(inputs, [x, *more], strict=True))
+            for layer in layers:
+                if layer.name not in fns:
+                    continue
+                for call, refs in enumerate(layer.calls):
+                    for index, out in enumerate(fns[layer.name]([values[r] for r in refs])):
+                        values[(layer.name, call, index)] = out
+            outs = tuple(values[r] for r in outputs)
+            return outs[0] if len(outs) == 1 else outs
 
     module = KerasModule()
     fns = _layer_functions(module, kf, layers, sequential, source)
@@ -335,16 +339,14 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
         dt = torch.int64 if isinstance(dtype, str) and "int" in dtype else torch.float32
         example.append(torch.zeros(_example_dims(shape, source), dtype=dt))
     axes = {"x" if k == 0 else f"more_{k - 1}": -1 for k in range(len(example))}  # features last
-    try:
-        with torch.no_grad():
-            module.eval()(*example)
-    except ModscopeError:
-        raise
-    except Exception as exc:  # a config this reader does not follow, or an input of the wrong shape
-        raise ModscopeError(
-            f"{source}: cannot run the Keras model as torch ({type(exc).__name__}: {first_line(exc)})"
-            + symbolic_note(symbolic, example)
-        ) from None
+
+    def cannot_run(exc: Exception) -> ModscopeError:  # a config this reader does not follow, a wrong shape
+        why = f"{type(exc).__name__}: {first_line(exc)}"
+        note = symbolic_note(symbolic, example)
+        return ModscopeError(f"{source}: cannot run the Keras model as torch ({why}){note}")
+
+    with refusing(Exception, cannot_run), torch.no_grad():
+        module.eval()(*example)
     module.symbolic = symbolic
     return module, tuple(example), axes
 
@@ -358,24 +360,16 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
             continue
         if layer.cls in ("Sequential", "Functional", "Model"):
             raise ModscopeError(f"{source}: layer {layer.name} is a nested model: not read")
-        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
-        build = LayerBuilder(module, layer, weights, names, source)
         # only the builder's layer methods (Keras class names are capitalised): a class_name such
         # as "cfg" or "weights" must not reach the builder's own attributes
-        maker = getattr(build, layer.cls, None) if layer.cls in _LAYER_METHODS else None
-        if maker is None:
+        if layer.cls not in _LAYER_METHODS:
             raise ModscopeError(
                 f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
             )
-        try:
-            fns[layer.name] = maker()
-        except ModscopeError:
-            raise
-        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-            raise ModscopeError(
-                f"{source}: Keras layer {layer.cls} ({layer.name}): malformed config "
-                f"({type(exc).__name__}: {first_line(exc)})"
-            ) from None
+        weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
+        build = LayerBuilder(module, layer, weights, names, source)
+        with refusing(_CONFIG_ERRORS, build.malformed):
+            fns[layer.name] = getattr(build, layer.cls)()
     return fns
 
 
@@ -409,29 +403,6 @@ def _example_dims(shape: Any, source: str) -> list[int]:
             raise ModscopeError(f"{source}: the input shape {str(shape)[:60]} has a size {s!r}, not positive")
     Budget(source).shape(dims, 8, f"the example input of shape {tuple(dims)}")
     return dims
-
-
-def run_layers(
-    layers: list[KerasLayer], fns: dict[str, Callable], sequential: bool, input_refs: list, output_refs: list,
-    inputs: list,
-) -> Any:
-    """Run ``layers`` (``fns``: each one's function) on the model ``inputs`` (Keras layout): one
-    after the other (``sequential``), or each call on the tensors it reads (``input_refs`` and
-    ``output_refs``: the model's input and output tensors, as ``(layer, call, index)``)."""
-    if sequential:
-        x = inputs[0]
-        for layer in layers:
-            x = fns[layer.name]([x])[0]
-        return x
-    values: dict[tuple[str, int, int], Any] = {ref: t for ref, t in zip(input_refs, inputs, strict=True)}
-    for layer in layers:
-        if layer.name not in fns:
-            continue
-        for call, refs in enumerate(layer.calls):
-            for index, out in enumerate(fns[layer.name]([values[r] for r in refs])):
-                values[(layer.name, call, index)] = out
-    outs = tuple(values[r] for r in output_refs)
-    return outs[0] if len(outs) == 1 else outs
 
 
 def keras_graph(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ModscopeError
+from ...errors import ModscopeError, first_line
 from .padding import pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["KerasLayer", "LayerBuilder", "activation"]
@@ -70,6 +70,9 @@ def _channels_last(x: Any) -> Any:
     return x.permute(0, *range(2, x.ndim), 1)
 
 
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}  # gate blocks of a Keras recurrent layer's weights
+
+
 def _tuple(v: Any, n: int) -> list[int]:
     return [int(a) for a in v] if isinstance(v, list | tuple) else [int(v)] * n
 
@@ -89,6 +92,13 @@ class LayerBuilder:
 
     def refuse(self, why: str) -> ModscopeError:
         return ModscopeError(f"{self.where}: Keras {self.layer.cls} layer {self.layer.name}: {why}")
+
+    def malformed(self, exc: Exception) -> ModscopeError:
+        """The refusal of a config the builder does not follow (it raised ``exc``)."""
+        return ModscopeError(
+            f"{self.where}: Keras layer {self.layer.cls} ({self.layer.name}): malformed config "
+            f"({type(exc).__name__}: {first_line(exc)})"
+        )
 
     def role(self, role: str, index: int) -> np.ndarray:
         return self.pick(self.names, self.weights, role, index)
@@ -334,39 +344,33 @@ class LayerBuilder:
         return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
 
     def _recurrent(self, kind: str, cfg: dict, names: list[str], weights: list[np.ndarray]) -> Any:
-        """Weights of a Keras LSTM / GRU / SimpleRNN in torch's layout: (w_ih, w_hh, b_ih, b_hh)."""
+        """Weights of a Keras LSTM / GRU / SimpleRNN in torch's layout, gates in Keras's order:
+        (w_ih, w_hh, b_ih, b_hh, units)."""
         kernel = self.pick(names, weights, "kernel", 0)
         recurrent = self.pick(names, weights, "recurrent_kernel", 1)
         units = recurrent.shape[0]
-        gates = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
-        order = [1, 0, 2] if kind == "GRU" else list(range(gates))  # Keras GRU z, r, h -> torch r, z, n
-
-        def rows(w: np.ndarray) -> np.ndarray:  # (n, gates * u) columns -> torch's (gates * u, n) rows
-            blocks = np.split(w.T if w.ndim == 2 else w, gates, axis=0)
-            return np.concatenate([blocks[k] for k in order], axis=0)
-
-        b_ih = b_hh = np.zeros(gates * units, dtype=np.float32)
+        b_ih = b_hh = np.zeros(_GATES[kind] * units, dtype=np.float32)
         if cfg.get("use_bias", True):
             bias = self.pick(names, weights, "bias", 2)
             if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
-                b_ih, b_hh = rows(bias[0]), rows(bias[1])
+                b_ih, b_hh = bias[0], bias[1]
             else:
-                b_ih = rows(bias)
-        return rows(kernel), rows(recurrent), b_ih, b_hh, units
-
-    def _rnn_module(self, kind: str, parts: list) -> Any:
-        """The torch layer of ``parts`` (`_recurrent`'s, one per direction), registered."""
-        cls = "RNN" if kind == "SimpleRNN" else kind
-        module = recurrent_module(cls, parts[0][4], [p[:4] for p in parts], batch_first=True)
-        self.module.add_module(self.prefix, module)
-        return module
+                b_ih = bias
+        # (n, gates * u) columns -> torch's (gates * u, n) rows
+        kernel, recurrent = (w.T if w.ndim == 2 else w for w in (kernel, recurrent))
+        return kernel, recurrent, b_ih, b_hh, units
 
     def _rnn(self, kind: str) -> Callable:
-        cfg = self.cfg
-        module = self._rnn_module(kind, [self._recurrent(kind, cfg, self.names, self.weights)])
-        return self._rnn_run(module, cfg, kind, bool(cfg.get("go_backwards", False)), None)
+        parts = [self._recurrent(kind, self.cfg, self.names, self.weights)]
+        return self._rnn_run(kind, parts, self.cfg, bool(self.cfg.get("go_backwards", False)), None)
 
-    def _rnn_run(self, module: Any, cfg: dict, kind: str, backwards: bool, merge: str | None) -> Callable:
+    def _rnn_run(self, kind: str, parts: list, cfg: dict, backwards: bool, merge: str | None) -> Callable:
+        """The function of the recurrent layer of ``parts`` (`_recurrent`'s, one per direction),
+        its torch module registered."""
+        order = [1, 0, 2] if kind == "GRU" else list(range(_GATES[kind]))  # GRU z, r, h -> torch's r, z, n
+        cls = "RNN" if kind == "SimpleRNN" else kind
+        module = recurrent_module(cls, parts[0][4], [p[:4] for p in parts], batch_first=True, order=order)
+        self.module.add_module(self.prefix, module)
         seqs = bool(cfg.get("return_sequences", False))
         states = bool(cfg.get("return_state", False))
 
@@ -407,5 +411,4 @@ class LayerBuilder:
             self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx])
             for idx in (fwd, bwd)
         ]
-        module = self._rnn_module(kind, parts)
-        return self._rnn_run(module, icfg, kind, False, self.cfg.get("merge_mode", "concat") or "concat")
+        return self._rnn_run(kind, parts, icfg, False, self.cfg.get("merge_mode", "concat") or "concat")

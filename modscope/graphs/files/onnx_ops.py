@@ -616,16 +616,12 @@ def _recurrent(c: Call) -> Any:
     if not (c.is_static(1) and c.is_static(2)):
         raise c.refuse("recurrent weights computed at run time")
 
-    def reorder(w: np.ndarray) -> np.ndarray:  # (gates * h, ...) in ONNX's gate order -> torch's
-        blocks = np.split(w, gates, axis=0)
-        return np.concatenate([blocks[k] for k in order], axis=0)
-
     def make() -> Any:
         W, R = c.array(1), c.array(2)
         B = c.array(3) if c.has(3) else np.zeros((dirs, 2 * gates * hidden), dtype=W.dtype)
         biases = [(B[d, : gates * hidden], B[d, gates * hidden :]) for d in range(dirs)]
-        parts = [[reorder(a) for a in (W[d], R[d], *biases[d])] for d in range(dirs)]
-        return recurrent_module(op, hidden, parts, batch_first=False)  # torch.nn.LSTM, GRU, RNN
+        parts = [[W[d], R[d], *biases[d]] for d in range(dirs)]
+        return recurrent_module(op, hidden, parts, batch_first=False, order=order)  # torch.nn.LSTM, GRU, RNN
 
     if not c.dynamic:
         raise c.refuse("a recurrent layer that does not read the model's input")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ...errors import ModscopeError, first_line
+from .formats import refusing
 from .onnx_library import library_op
 from .onnx_ops import OPS, Call, module_path, node_label, sanitise
 
@@ -84,8 +85,7 @@ class OnnxModule(torch.nn.Module):
         with torch.no_grad():
             for i, node in enumerate(self.nodes):
                 dynamic = node.op_type not in ("Shape", "Size") and any(n in env for n in node.input if n)
-                outs = self.run_node(i, node, env, dynamic)
-                named = [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
+                named = self.run_node(i, node, env, dynamic)
                 if dynamic:
                     env.update(named)
                     self.live.append(i)
@@ -94,7 +94,8 @@ class OnnxModule(torch.nn.Module):
         self.eager = False
         return env
 
-    def run_node(self, i: int, node: Any, env: dict, dynamic: bool) -> list:
+    def run_node(self, i: int, node: Any, env: dict, dynamic: bool) -> list[tuple[str, Any]]:
+        """Node ``i`` run on ``env``: its named outputs, ``(name, value)``."""
         if node.domain not in ("", "ai.onnx"):
             raise ModscopeError(
                 f"{self.source}: ONNX op {node.domain}.{node.op_type} (node {node.name or i}) is "
@@ -102,37 +103,30 @@ class OnnxModule(torch.nn.Module):
             )
         handler = OPS.get(node.op_type, library_op)  # the ops modscope lacks: onnx2torch's
         call = Call(self, i, node, env, dynamic)
-        try:
+        # a malformed node, or one this reader does not follow
+        with refusing(Exception, lambda exc: call.refuse(f"{type(exc).__name__}: {first_line(exc)}")):
             outs = handler(call)
-        except ModscopeError:
-            raise
-        except Exception as exc:  # a malformed node, or one this reader does not follow
-            raise call.refuse(f"{type(exc).__name__}: {first_line(exc)}") from None
-        return outs if isinstance(outs, list) else [outs]
+        outs = outs if isinstance(outs, list) else [outs]
+        return [(name, value) for name, value in zip(node.output, outs, strict=False) if name]
 
     # weights and constants
-    def place(self, name: str, make: Callable[[], Any]) -> str:
-        """Register ``make()`` (a Parameter, buffer tensor or Module) under the dotted ``name``,
-        or a free variant of it; returns the name used."""
-        parts = name.split(".")
-        for k in range(1000):
+    def place(self, name: str, obj: Any) -> str:
+        """Register ``obj`` (a Parameter, buffer tensor or Module) under the dotted ``name``, or a
+        free variant of it; returns the name used."""
+        parts, holder, first = name.split("."), self, 0
+        for p in parts[:-1]:
+            child = holder._modules.get(p)
+            if child is None and hasattr(holder, p):  # a parameter, buffer or attribute of that name:
+                parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
+                break
+            if child is None:
+                child = torch.nn.Module()
+                holder.add_module(p, child)
+            holder = child
+        for k in range(first, 1000):
             leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
-            holder, ok = self, True
-            for p in parts[:-1]:
-                child = holder._modules.get(p)
-                if child is None:
-                    if hasattr(holder, p):  # a parameter, buffer or attribute of that name
-                        ok = False
-                        break
-                    child = torch.nn.Module()
-                    holder.add_module(p, child)
-                holder = child
-            if not ok:
-                parts = [sanitise(name).replace(".", "_")]
-                continue
             if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
                 continue
-            obj = make()
             if isinstance(obj, torch.nn.Parameter):
                 holder.register_parameter(leaf, obj)
             elif isinstance(obj, torch.nn.Module):
@@ -153,23 +147,20 @@ class OnnxModule(torch.nn.Module):
         it, made on the eager pass, looked up afterwards."""
         if (value, key) not in self.named:
             array = self.static[value] if convert is None else convert(self.static[value])
-            data = torch.from_numpy(np.ascontiguousarray(array))
+            data = torch.from_numpy(np.ascontiguousarray(array)).clone()
             if value in self.initializers and _TORCH_NAME.match(value) and not _GENERATED.search(value):
                 name = value
             else:  # the torch module the exporter recorded, else the node's name or op and index
                 path = module_path(call.node) or node_label(call.node, call.index)
                 name = f"{path}.{role}"
-
-            def make() -> Any:  # floating point: a parameter; integers and masks: a buffer
-                copy = data.clone()
-                return torch.nn.Parameter(copy, requires_grad=False) if copy.is_floating_point() else copy
-
-            self.named[(value, key)] = self.place(name, make)
+            # floating point: a parameter; integers and masks: a buffer
+            obj = torch.nn.Parameter(data, requires_grad=False) if data.is_floating_point() else data
+            self.named[(value, key)] = self.place(name, obj)
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
         if index not in self.submodules:
-            self.submodules[index] = self.place(name, make)
+            self.submodules[index] = self.place(name, make())
         return self.get_submodule(self.submodules[index])
 
     def forward(self, *inputs: Any) -> Any:
@@ -178,7 +169,6 @@ class OnnxModule(torch.nn.Module):
             node = self.nodes[i]
             # the traced ops carry their ONNX node, so a refusal names it (not "OnnxModule")
             with _annotate({"onnx_node": f"ONNX {node.op_type} node {node.name or i}"}):
-                outs = self.run_node(i, node, env, True)
-            env.update((name, value) for name, value in zip(node.output, outs, strict=False) if name)
+                env.update(self.run_node(i, node, env, True))
         out = tuple(env[n] for n in self.returned)
         return out[0] if len(out) == 1 else out

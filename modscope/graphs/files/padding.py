@@ -42,12 +42,21 @@ def pad_by_concat(
     return x, even
 
 
-def recurrent_module(kind: str, hidden: int, parts: Sequence[Sequence[Any]], batch_first: bool) -> Any:
+def recurrent_module(
+    kind: str, hidden: int, parts: Sequence[Sequence[Any]], batch_first: bool, order: Sequence[int] = (0,)
+) -> Any:
     """A one-layer ``torch.nn`` ``LSTM`` / ``GRU`` / ``RNN`` (``kind``) of ``hidden`` units, in eval
     mode, holding ``parts``: per direction (forward, then reverse) the arrays ``(weight_ih, weight_hh,
-    bias_ih, bias_hh)`` in torch's layout and gate order (``weight_ih``: ``(gates * hidden, inputs)``)."""
+    bias_ih, bias_hh)`` in torch's layout (``weight_ih``: ``(gates * hidden, inputs)``), their gate
+    blocks of rows put in torch's order: ``order[j]`` is the block torch's ``j``-th gate is (a file's
+    GRU z, r, h -> torch's r, z, n: ``[1, 0, 2]``; the default keeps the arrays as they are)."""
     import torch
 
+    def torch_order(array: np.ndarray) -> np.ndarray:
+        blocks = np.split(array, len(order), axis=0)
+        return np.concatenate([blocks[k] for k in order], axis=0)
+
+    parts = [[torch_order(a) for a in arrays] for arrays in parts]
     if np.ndim(parts[0][0]) != 2:
         raise ModscopeError(f"a {kind} layer's input weights are {np.ndim(parts[0][0])}-D, not 2-D")
     cls = getattr(torch.nn, kind)
