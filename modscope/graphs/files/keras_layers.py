@@ -232,7 +232,22 @@ class LayerBuilder:
         return lambda xs: [act(xs[0])]
 
     def ReLU(self) -> Callable:
-        return lambda xs: [self.torch.relu(xs[0])]
+        """Keras's ReLU: ``negative_slope * (x - threshold)`` below ``threshold``, then ``x``, capped at
+        ``max_value`` (MobileNet's ReLU6: ``max_value=6``)."""
+        cap = None if self.cfg.get("max_value") is None else float(self.cfg["max_value"])
+        slope = float(self.cfg.get("negative_slope") or 0.0)
+        threshold = float(self.cfg.get("threshold") or 0.0)
+        F = self.torch.nn.functional
+
+        def run(xs: list) -> list:
+            x = xs[0]
+            if threshold == 0.0:
+                y = F.leaky_relu(x, slope) if slope else self.torch.relu(x)
+            else:
+                y = self.torch.where(x >= threshold, x, slope * (x - threshold))
+            return [y if cap is None else y.clamp(max=cap)]
+
+        return run
 
     def LeakyReLU(self) -> Callable:
         slope = float(self.cfg.get("negative_slope", self.cfg.get("alpha", 0.3)))

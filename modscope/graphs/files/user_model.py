@@ -99,11 +99,9 @@ def load_weights_into(
     import torch
 
     state = {k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
-    buffers = {name for name, _ in model.named_buffers()}
+    # every name of every buffer: non-persistent ones (not in state_dict()) and a shared one's each name
+    buffers = {name for name, _ in model.named_buffers(remove_duplicate=False)}
     persistent = set(model.state_dict())
-    for name, module in model.named_modules():  # non-persistent buffers are not in state_dict()
-        for b in getattr(module, "_non_persistent_buffers_set", ()):
-            buffers.add(f"{name}.{b}" if name else b)
     extra = [k for k in state if k not in persistent]
     harmless = [k for k in extra if k in buffers or not torch.is_floating_point(state[k])]
     state = {k: v for k, v in state.items() if k not in harmless}

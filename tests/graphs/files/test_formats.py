@@ -307,6 +307,43 @@ def test_keras_module_reproduces_keras_output():
     np.testing.assert_allclose(out, y, atol=1e-5)
 
 
+def _keras_relu(x: np.ndarray, max_value=None, negative_slope=0.0, threshold=0.0) -> np.ndarray:
+    """Keras's ReLU by its definition: ``max_value`` from there up, ``x`` from ``threshold``,
+    ``negative_slope * (x - threshold)`` below."""
+    y = np.where(x >= threshold, x, negative_slope * (x - threshold))
+    return y if max_value is None else np.where(x >= max_value, max_value, y)
+
+
+@pytest.mark.h5py
+@pytest.mark.parametrize("options", [{}, {"max_value": 0.3}, {"negative_slope": 0.1},
+                                     {"max_value": 0.4, "negative_slope": 0.2, "threshold": 0.05}])
+def test_keras_relu_layer_follows_its_config(tmp_path, options):
+    """A ReLU layer's max_value (ReLU6), negative_slope and threshold act in the forward (they were
+    dropped: a capped ReLU ran as a plain one)."""
+    import h5py
+
+    from modscope.graphs.files.keras_h5 import keras_module, read_keras
+
+    path = tmp_path / "relu.h5"
+    shutil.copy(FIXTURES / "formats" / "keras_mlp.h5", path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"]
+        layers[1]["config"]["activation"] = "linear"  # d1, then its activation as a layer
+        layers.insert(2, {"class_name": "ReLU", "config": {"name": "act", **options}})
+        f.attrs["model_config"] = json.dumps(config)
+    module, _, _ = keras_module(read_keras(path))
+    w = {k: v.double().numpy() for k, v in module.state_dict().items()}
+    x = np.random.default_rng(0).normal(size=(64, 6))
+    h = _keras_relu(x @ w["d1.weight"].T + w["d1.bias"], **options)
+    h = np.maximum(h @ w["d2.weight"].T + w["d2.bias"], 0.0)
+    expected = h @ w["d3.weight"].T + w["d3.bias"]
+    with torch.no_grad():
+        out = module(torch.from_numpy(x).float()).double().numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert tuple(load_graph(path).sizes) == (6, 5, 4, 3)  # the activation adds no units
+
+
 @pytest.mark.h5py
 def test_keras_dense_stack_is_the_chain_of_its_transposed_kernels():
     import h5py
@@ -375,3 +412,20 @@ def test_cli_bad_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["score", str(path), "--clusters", "2", "--shuffles", "3", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("modscope: error:") and err.count("\n") == 1
+
+
+def test_a_shared_buffer_missing_under_its_second_name_is_ignored_as_a_buffer():
+    """A buffer tensor registered under two names: a file lacking the second name is a buffer key
+    ignored, not a missing parameter (torch lists a shared buffer once unless asked for every name)."""
+    from modscope.graphs.files.user_model import load_weights_into
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+            table = torch.arange(4.0)
+            self.a.register_buffer("table", table)
+            self.b.register_buffer("table", table)
+
+    state = {k: v for k, v in Shared().state_dict().items() if k != "b.table"}
+    assert load_weights_into(Shared(), state) == ["buffer keys ignored: b.table"]
