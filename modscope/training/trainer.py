@@ -284,7 +284,8 @@ def _model_options(o: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any
 
 
 def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: float | None) -> dict[str, Any]:
-    """Batch size and the number of steps of training and pruning (given as steps or as epochs)."""
+    """The optimisation: batch size, the number of steps of training and pruning (given as steps or as
+    epochs), learning rate, seed, and whether pruning starts a fresh optimizer."""
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
@@ -316,6 +317,9 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     return {
         "batch_size": batch_size, "epochs": epochs, "steps": steps, "prune_epochs": prune_epochs,
         "prune_steps": prune_steps, "prune_every": _count("prune every", prune_every, 1),
+        "lr": _check_number("lr", _default(defaults, "lr") if o["lr"] is None else o["lr"], 0.0, strict=True),
+        "seed": _count("seed", o["seed"], 0),
+        "prune_fresh_optimizer": bool(o["prune_fresh_optimizer"]),
     }
 
 
@@ -354,14 +358,9 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
     defaults = _task_defaults(task, o["bimt"])
     model = _model_options(o, defaults)
     schedule = _schedule(o, task, defaults, model["prune"])
-    lr = _check_number("lr", _default(defaults, "lr") if o["lr"] is None else o["lr"], 0.0, strict=True)
-    seed = _count("seed", o["seed"], 0)
     resolve_device(o["device"])
     strategy = _strategy_options(o, task, defaults, model["hidden"], model["activation"])
-    return TrainConfig(
-        **model, **schedule, **strategy, lr=lr, seed=seed, device=str(o["device"]),
-        prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), recipe=o["recipe"],
-    )
+    return TrainConfig(**model, **schedule, **strategy, device=str(o["device"]), recipe=o["recipe"])
 
 
 # -- building blocks --------------------------------------------------------------------------
@@ -369,11 +368,10 @@ def architecture_for(task: Task, hidden: Sequence[int], activation: str = "relu"
                      dropout: float = 0.0) -> Architecture:
     """The MLP for ``task``: ``n_inputs -> hidden... -> n_outputs`` (embedding for token tasks)."""
     embed_dim = _embed_dim(task)
-    n_in = task.n_inputs if embed_dim is None else (task.n_tokens or 1) * embed_dim
+    n_tokens = None if embed_dim is None else task.n_tokens or 1
+    n_in = task.n_inputs if embed_dim is None else n_tokens * embed_dim
     return Architecture(
-        widths=(n_in, *hidden, task.n_outputs), activation=activation, dropout=dropout,
-        vocab_size=task.vocab_size, embed_dim=embed_dim,
-        n_tokens=(task.n_tokens or 1) if embed_dim is not None else None,
+        (n_in, *hidden, task.n_outputs), activation, dropout, task.vocab_size, embed_dim, n_tokens
     )
 
 
