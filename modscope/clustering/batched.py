@@ -80,10 +80,7 @@ def _normalised_weights(graphs: Sequence, device) -> list:
     import torch
 
     off = graphs[0].offsets
-    dinv = np.zeros((len(graphs), graphs[0].n_nodes))
-    for i, g in enumerate(graphs):
-        np.divide(1.0, np.sqrt(g.degree), out=dinv[i], where=g.active)
-    dv = torch.as_tensor(dinv, device=device)
+    dv = torch.as_tensor(np.stack([_dinv(g) for g in graphs]), device=device)
     N = []
     for l in range(graphs[0].n_layers - 1):
         w = torch.as_tensor(np.stack([g.abs_weights[l] for g in graphs]), device=device)

@@ -155,8 +155,10 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         Q[on, c_i] = root[on] / np.linalg.norm(root[on])
     incident = {int(t): _blocks_at(graph, int(t), None) for t in other}
 
-    def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b)
+    def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b): P G P with P = I - Q Q^T
         x = x.reshape(m, -1)
+        if Q.shape[1]:  # the components' eigenvalue 1 removed, from the input and from the output
+            x = x - Q @ (Q.T @ x)
         full = np.zeros((graph.n_nodes, x.shape[1]))
         full[side_nodes[keep]] = x
         full *= dinv[:, None]
@@ -170,20 +172,13 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
                 out[off[s] : off[s + 1]] += _away(M, t_is_dst, u)
         out *= dinv[:, None]
         y = out[side_nodes[keep]]
-        if Q.shape[1]:  # P G P with P = I - Q Q^T: the components' eigenvalue 1 removed
+        if Q.shape[1]:
             y -= Q @ (Q.T @ y)
         return y
 
     rest = k - Q.shape[1]
     if rest > 0:
-
-        def matvec(x):
-            x = x.reshape(m, -1)
-            if Q.shape[1]:
-                x = x - Q @ (Q.T @ x)
-            return gram(x)
-
-        op = spla.LinearOperator((m, m), matvec=matvec, matmat=matvec, dtype=np.float64)
+        op = spla.LinearOperator((m, m), matvec=gram, matmat=gram, dtype=np.float64)
         v0 = np.random.default_rng(ss).uniform(-1, 1, m)
         s2, V = spla.eigsh(op, k=rest, which="LA", v0=v0, ncv=min(m, max(2 * rest + 1, 20)))
         top = np.argsort(-s2)

@@ -27,21 +27,15 @@ from .kmeans import kmeans_restarts
 __all__ = ["kmeans_restarts_torch"]
 
 
-def _dtypes(k: int):
-    """``(bits, float dtype, int dtype)``: the index bits and the distance dtypes the numpy path uses."""
-    import torch
-
-    bits = max(1, int(k - 1).bit_length())
-    return (bits, torch.float32, torch.int32) if bits <= 6 else (bits, torch.float64, torch.int64)
-
-
 class _Batch:
     """Points ``(G, n, d)`` of ``G`` graphs on a device, in the forms the distances need."""
 
     def __init__(self, X, k: int) -> None:
         import torch
 
-        self.bits, self.dtype, self.itype = _dtypes(k)
+        self.bits = max(1, int(k - 1).bit_length())  # the index bits and distance dtypes of the numpy path
+        self.dtype = torch.float32 if self.bits <= 6 else torch.float64
+        self.itype = torch.int32 if self.bits <= 6 else torch.int64
         self.low = (1 << self.bits) - 1
         self.X = X.to(self.dtype)  # (G, n, d)
         sq = (X * X).sum(dim=2)  # float64, as the numpy path
@@ -204,10 +198,8 @@ def kmeans_restarts_torch(
     saved = [copy.deepcopy(r) for r in rngs]
     trials = 2 + int(np.log(k))
     first = np.stack([r.integers(n, size=n_init) for r in rngs])
-    uniforms = np.zeros((G, k - 1, n_init, trials))
-    for g, r in enumerate(rngs):
-        for c in range(k - 1):
-            uniforms[g, c] = r.random((n_init, trials))
+    # (G, k - 1, R, trials): one call draws the same numbers as the numpy path's k - 1 calls of (R, trials)
+    uniforms = np.stack([r.random((k - 1, n_init, trials)) for r in rngs])
     X = np.asarray(np.stack([np.asarray(x, dtype=np.float64) for x in Xs]))
     peak = np.abs(X).max(axis=(1, 2)) if X.size else np.zeros(G)
     X = X / np.where(peak > 0, peak, 1.0)[:, None, None]
