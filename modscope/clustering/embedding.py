@@ -92,11 +92,6 @@ def _toward(M: np.ndarray, t_is_dst: bool, x: np.ndarray) -> np.ndarray:
     return M @ x if t_is_dst else M.T @ x
 
 
-def _away(M: np.ndarray, t_is_dst: bool, u: np.ndarray) -> np.ndarray:
-    """``R^T @ u``: back from ``t``'s units to the side group's."""
-    return M.T @ u if t_is_dst else M @ u
-
-
 def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
     """``(n, labels)``: connected components of the active nodes; -1 for degree-0 nodes.
 
@@ -169,7 +164,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
                 u += _toward(M, t_is_dst, full[off[s] : off[s + 1]])
             u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
             for s, t_is_dst, M in blocks:
-                out[off[s] : off[s + 1]] += _away(M, t_is_dst, u)
+                out[off[s] : off[s + 1]] += M.T @ u if t_is_dst else M @ u  # R^T u: back to the side group
         out *= dinv[:, None]
         y = out[side_nodes[keep]]
         if Q.shape[1]:

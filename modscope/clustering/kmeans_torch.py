@@ -95,10 +95,8 @@ def _ieee_float32():
 
 def _gather_points(X, idx):
     """``X[g, idx[g, ...]]`` for ``X`` ``(G, n, d)`` and ``idx`` ``(G, ...)``: ``(G, ..., d)``."""
-    G = X.shape[0]
-    flat = idx.reshape(G, -1)
-    out = X.gather(1, flat[:, :, None].expand(-1, -1, X.shape[2]))
-    return out.reshape(*idx.shape, X.shape[2])
+    flat = idx.reshape(X.shape[0], -1, 1)  # take_along_dim broadcasts it over the d coordinates
+    return X.take_along_dim(flat, dim=1).reshape(*idx.shape, X.shape[2])
 
 
 def _plus_plus(P: _Batch, k: int, first, uniforms):

@@ -427,9 +427,7 @@ def _batches(n: int, batch_size: int | None,
         if batch_size is None:
             yield None
             continue
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
+        yield from torch.randperm(n, generator=generator).split(batch_size)
 
 
 def weight_sparsity(model: MLP) -> float:
@@ -447,8 +445,7 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
     for split, x, y in (("train", task.x_train, task.y_train), ("test", task.x_test, task.y_test)):
         if x.shape[0] == 0:
             continue
-        preds = torch.cat([forward(model, x[i:i + _EVAL_CHUNK].to(device), bimt).cpu()
-                           for i in range(0, x.shape[0], _EVAL_CHUNK)])
+        preds = torch.cat([forward(model, chunk.to(device), bimt).cpu() for chunk in x.split(_EVAL_CHUNK)])
         out[f"{split}_loss"] = float(task.loss(preds, y))
         if task.loss_kind == "ce":
             out[f"{split}_accuracy"] = task.metric(preds, y)
