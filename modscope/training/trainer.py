@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from types import EllipsisType
 from typing import Any, Literal
@@ -472,8 +473,7 @@ def train(
     """
     cfg = settle(TrainConfig, config, options).resolve(task)
     widths = architecture_for(task, cfg.hidden).widths
-    work = (sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
-            * (cfg.batch_size or task.x_train.shape[0]))
+    work = sum(a * b for a, b in pairwise(widths)) * (cfg.batch_size or task.x_train.shape[0])
     with torch_threads(threads_for(work, threads)), device_errors("--batch-size (batch_size=) or --hidden"):
         return _train(task, cfg, progress)
 
@@ -494,14 +494,14 @@ def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
-def _objective(cfg: TrainConfig, loss: torch.Tensor, weights: Sequence[torch.Tensor],
-               strategies: Sequence[Regulariser], model: MLP, step: int) -> torch.Tensor:
+def _objective(cfg: TrainConfig, model: MLP, loss: torch.Tensor, strategies: Sequence[Regulariser],
+               step: int) -> torch.Tensor:
     """The task loss plus L1 / L2 of the Linear weights and each strategy's penalty."""
     objective = loss
     if cfg.l1:
-        objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
+        objective = objective + cfg.l1 * sum(layer.weight.abs().sum() for layer in model.layers)
     if cfg.l2:
-        objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
+        objective = objective + cfg.l2 * sum(layer.weight.square().sum() for layer in model.layers)
     for strategy in strategies:
         term = strategy.penalty(model, step)
         if term is not None:
@@ -547,7 +547,7 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
         loss = task_loss(forward(model, xb, bimt_state, drop_gen), yb)
         opt.zero_grad(set_to_none=True)
-        _objective(cfg, loss, weights, strategies, model, step).backward()
+        _objective(cfg, model, loss, strategies, step).backward()
         for strategy in strategies:  # e.g. BIMT's lambda * cc: its gradient added directly (cheaper)
             strategy.add_grad(model, step)
         opt.step()
