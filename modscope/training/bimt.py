@@ -272,19 +272,11 @@ class ConnectionCost(_Cost):
         """``(n_l, n_l)``: ``C[j, p]`` = position-dependent cost of the neuron now at position
         ``j`` of layer ``l`` were it at position ``p`` (its neighbours staying put).
 
-        The y* and bias parts of the cost do not depend on positions and are left out.
+        The y* and bias parts of the cost do not depend on positions and are left out. Every row of
+        `Placement` (which a swap pass reads a few rows, columns and the diagonal of).
         """
-        layers = model.layers
-        n = model.widths[l]
-        w0 = layers[0].weight
-        C = torch.zeros(n, n, dtype=w0.dtype, device=w0.device)
-        if l >= 1:  # incoming: W (n_l, n_{l-1}), D (n_l, n_{l-1}); C[j, p] = sum_i |W[j,i]| D[p,i]
-            w = layers[l - 1].weight
-            C += (self.A * self.scale(w)) * (w.abs() @ self.dist[l - 1].to(w.dtype).T)
-        if l < len(layers):  # outgoing: W (n_{l+1}, n_l); C[j, p] = sum_m |W[m,j]| D[m,p]
-            w = layers[l].weight
-            C += (self.A * self.scale(w)) * (w.abs().T @ self.dist[l].to(w.dtype))
-        return C
+        neurons = torch.arange(model.widths[l], device=model.layers[0].weight.device)
+        return Placement(self, model, l).rows(neurons)
 
 
 class Placement:
