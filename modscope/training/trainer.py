@@ -254,21 +254,18 @@ def _with_recipe(o: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_defaults(task: Task, bimt: Any) -> dict[str, Any]:
-    """``task.defaults``; under BIMT its ``bimt_*`` training defaults first (e.g. MNIST: 784-100-100-10)."""
+    """``task.defaults`` over `_FALLBACK`; under BIMT its ``bimt_*`` training defaults first (e.g. MNIST:
+    784-100-100-10). A default of None is unset, but for ``batch_size`` (there None is full batch)."""
     defaults = dict(task.defaults or {})
     if bimt not in (None, False):
         defaults.update({k[5:]: v for k, v in defaults.items() if k.startswith("bimt_")})
-    return defaults
-
-
-def _default(defaults: dict[str, Any], key: str) -> Any:
-    return defaults[key] if defaults.get(key) is not None else _FALLBACK[key]
+    return {**_FALLBACK, **{k: v for k, v in defaults.items() if v is not None or k == "batch_size"}}
 
 
 def _model_options(o: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The network and its penalties: hidden widths, activation, dropout, L1 / L2, target sparsity."""
-    hidden = parse_widths(_default(defaults, "hidden") if o["hidden"] is None else o["hidden"])
-    activation = o["activation"] or _default(defaults, "activation")
+    hidden = parse_widths(defaults["hidden"] if o["hidden"] is None else o["hidden"])
+    activation = o["activation"] or defaults["activation"]
     if activation not in ACTIVATIONS:
         raise ModscopeError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
     dropout = _check_number("dropout", o["dropout"], 0.0)
@@ -290,8 +287,7 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
-    batch_size = (defaults.get("batch_size", _FALLBACK["batch_size"]) if o["batch_size"] is ...
-                  else o["batch_size"])
+    batch_size = defaults["batch_size"] if o["batch_size"] is ... else o["batch_size"]
     if batch_size is not None:
         batch_size = _count("batch size", batch_size, 1)
         batch_size = None if batch_size >= n_train else batch_size
@@ -307,7 +303,7 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
         return epochs, derived
 
     epochs, steps = from_epochs("epochs", o["epochs"], o["steps"])
-    steps = _count("steps", _default(defaults, "steps") if steps is None else steps, 1)
+    steps = _count("steps", defaults["steps"] if steps is None else steps, 1)
     prune_epochs, prune_steps = from_epochs("prune epochs", o["prune_epochs"], o["prune_steps"])
     if prune is None and prune_steps:
         raise ModscopeError("pruning steps or epochs need a target sparsity (prune)")
@@ -318,7 +314,7 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     return {
         "batch_size": batch_size, "epochs": epochs, "steps": steps, "prune_epochs": prune_epochs,
         "prune_steps": prune_steps, "prune_every": _count("prune every", prune_every, 1),
-        "lr": _check_number("lr", _default(defaults, "lr") if o["lr"] is None else o["lr"], 0.0, strict=True),
+        "lr": _check_number("lr", defaults["lr"] if o["lr"] is None else o["lr"], 0.0, strict=True),
         "seed": _count("seed", o["seed"], 0),
         "prune_fresh_optimizer": bool(o["prune_fresh_optimizer"]),
     }
