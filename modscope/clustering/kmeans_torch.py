@@ -41,7 +41,7 @@ class _Batch:
         sq = (X * X).sum(dim=2)  # float64, as the numpy path
         ones = torch.ones_like(sq)
         self.aug = torch.cat([X.mT, ones[:, None], sq[:, None]], dim=1).to(self.dtype)  # (G, d+2, n)
-        self.index: dict[int, object] = {}
+        self.index = torch.arange(k, dtype=self.itype, device=X.device)[None, None, :, None]
 
     def sq_dist(self, centers, clamp: bool = True):
         """``(G, R, c, n)`` squared distances from ``centers`` ``(G, R, c, d)``; their norms are
@@ -56,16 +56,9 @@ class _Batch:
 
     def nearest(self, centers):
         """``(packed, best, labels)`` as `kmeans._Points.nearest`, with a leading graph axis."""
-        import torch
-
-        G, R, k, _ = centers.shape
         packed = self.sq_dist(centers, clamp=False).view(self.itype)
         packed &= ~self.low
-        index = self.index.get(k)
-        if index is None:
-            index = torch.arange(k, dtype=self.itype, device=centers.device)[None, None, :, None]
-            self.index[k] = index
-        packed |= index
+        packed |= self.index
         best = packed.amin(dim=2)
         return packed, best, (best & self.low).long()
 
