@@ -150,10 +150,10 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         Q[on, c_i] = root[on] / np.linalg.norm(root[on])
     incident = {int(t): _blocks_at(graph, int(t), None) for t in other}
 
+    # every active node is in a component, so Q has a column (unless k = 0: then P = I)
     def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b): P G P with P = I - Q Q^T
         x = x.reshape(m, -1)
-        if Q.shape[1]:  # the components' eigenvalue 1 removed, from the input and from the output
-            x = x - Q @ (Q.T @ x)
+        x = x - Q @ (Q.T @ x)  # the components' eigenvalue 1 removed, from the input and the output
         full = np.zeros((graph.n_nodes, x.shape[1]))
         full[side_nodes[keep]] = x
         full *= dinv[:, None]
@@ -167,9 +167,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
                 out[off[s] : off[s + 1]] += M.T @ u if t_is_dst else M @ u  # R^T u: back to the side group
         out *= dinv[:, None]
         y = out[side_nodes[keep]]
-        if Q.shape[1]:
-            y -= Q @ (Q.T @ y)
-        return y
+        return y - Q @ (Q.T @ y)
 
     rest = k - Q.shape[1]
     if rest > 0:
