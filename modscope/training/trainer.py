@@ -474,16 +474,6 @@ def train(
         return _train(task, cfg, progress)
 
 
-def _strategies(task: Task, cfg: TrainConfig, arch: Architecture, dev: torch.device
-                ) -> tuple[BIMT | None, list[Regulariser]]:
-    """BIMT's state (None without it) and the training strategies whose hooks run around each step."""
-    bimt_state = None if cfg.bimt is None else BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
-    strategies: list[Regulariser] = [] if bimt_state is None else [BIMTStrategy(bimt_state)]
-    if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
-        strategies.append(copy.copy(cfg.cluster_reg))
-    return bimt_state, strategies
-
-
 def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.bimt is not None or cfg.weight_decay:
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -511,7 +501,11 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
     model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
     drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
-    bimt_state, strategies = _strategies(task, cfg, arch, dev)
+    # BIMT's state (None without it) and the training strategies whose hooks run around each step
+    bimt_state = None if cfg.bimt is None else BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
+    strategies: list[Regulariser] = [] if bimt_state is None else [BIMTStrategy(bimt_state)]
+    if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
+        strategies.append(copy.copy(cfg.cluster_reg))
     opt = _optimizer(model, cfg)
     task_loss = task.loss if cfg.loss == "task" else partial(onehot_mse, n_classes=task.n_classes)
 
