@@ -549,17 +549,16 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         if progress and step % 200 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
     bar.close()
-    return _result(task, cfg, model, bimt_state, strategies, start, dev)
-
-
-def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None,
-            strategies: Sequence[Regulariser], start: float, dev: torch.device) -> TrainResult:
-    """The trained model's metrics (the strategies' first: BIMT's threshold) and its checkpoint."""
     metrics: dict[str, Any] = {}
     for strategy in strategies:  # BIMT: threshold, connection cost, swaps
         metrics.update(strategy.finish(model))
-    seconds = time.perf_counter() - start
-    metrics.update(evaluate(task, model, bimt_state, dev))  # in eval mode
+    return _result(task, cfg, model, bimt_state, metrics, time.perf_counter() - start)
+
+
+def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None, metrics: dict[str, Any],
+            seconds: float) -> TrainResult:
+    """The trained model's metrics (after the strategies' own ``metrics``) and its checkpoint."""
+    metrics.update(evaluate(task, model, bimt_state, cfg.device))  # in eval mode
     metrics.update(steps=cfg.steps + cfg.prune_steps, sparsity=weight_sparsity(model))
     ckpt = Checkpoint(
         architecture=model.arch,
