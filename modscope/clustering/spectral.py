@@ -4,9 +4,8 @@ k-means inertia (the reference) or by n-cut."""
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -90,6 +89,7 @@ def reference_restarts(n_active: int) -> int:
     return 100 if n_active > REFERENCE_LARGE else 25
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as a plain class
 class SpectralClusterer:
     """Normalised spectral clustering with the bipartite fast path.
 
@@ -104,27 +104,16 @@ class SpectralClusterer:
     machine's cores (at most 8) above.
     """
 
-    def __init__(
-        self,
-        n_clusters: int = 12,
-        assign_labels: AssignLabels = "kmeans",
-        restarts: int | None = None,
-        select: Literal["inertia", "ncut"] = "inertia",
-        eigen_solver: EigenSolver = "auto",
-        threads: int | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.assign_labels = assign_labels
-        self.restarts = restarts
-        self.select = select
-        self.eigen_solver = eigen_solver
-        self.threads = threads
+    n_clusters: int = 12
+    assign_labels: AssignLabels = "kmeans"
+    restarts: int | None = None
+    select: Literal["inertia", "ncut"] = "inertia"
+    eigen_solver: EigenSolver = "auto"
+    threads: int | None = None
 
     def with_threads(self, threads: int) -> SpectralClusterer:
         """The same clusterer running its k-means restarts on ``threads`` threads."""
-        clone = copy.copy(self)
-        clone.threads = threads
-        return clone
+        return replace(self, threads=threads)
 
     def partition(self, graph: WeightGraph, seed: SeedLike = None) -> Partition:
         k = self.n_clusters
