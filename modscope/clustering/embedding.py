@@ -220,10 +220,10 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
     # G = B^T B = D_s^-1/2 (sum |W| D_o^-1 |W|^T) D_s^-1/2: the products need each |W| scaled
     # on its other-side axis only (one pass), and D_s^-1/2 scales the small G afterwards.
     pos = {int(g): p for g, p in zip(side, np.cumsum([0] + [sizes[g] for g in side]), strict=False)}
-    n_s = sum(sizes[g] for g in side)
+    side_nodes = _side_nodes(graph, side)
     # Fortran order throughout: LAPACK's and BLAS's layout, so neither the syrk results nor
     # eigh's input are copied or added across the grain
-    G = np.zeros((n_s, n_s), order="F")
+    G = np.zeros((side_nodes.size, side_nodes.size), order="F")
     syrk = sla.blas.dsyrk  # fills the upper triangle; given a transposed (Fortran) view, no copy
     for t in other:
         blocks = _blocks_at(graph, int(t), dinv)
@@ -241,7 +241,6 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
                 else:  # two blocks join the same pair of groups: their weights add up
                     G[at[i], at[i]] += P + P.T
         del blocks
-    side_nodes = _side_nodes(graph, side)
     d_side = dinv[side_nodes]
     G *= d_side[:, None]
     G *= d_side[None, :]

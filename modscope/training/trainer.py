@@ -187,9 +187,8 @@ class TrainResult:
 def parse_widths(hidden: str | int | Sequence[int]) -> tuple[int, ...]:
     """``"256,256"`` / ``256`` / ``[256, 256]`` -> ``(256, 256)``; positive integers only."""
     if isinstance(hidden, str):
-        parts = [p.strip() for p in hidden.split(",") if p.strip()]
-        try:
-            widths = tuple(int(p) for p in parts)
+        try:  # int() ignores the spaces around each width
+            widths = tuple(int(p) for p in hidden.split(",") if p.strip())
         except ValueError:
             raise ModscopeError(
                 f"hidden widths must be comma-separated positive integers, got {hidden!r}"
