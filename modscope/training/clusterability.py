@@ -346,9 +346,16 @@ def _number(name: str, value: Any, *, low: float = 0.0) -> float:
     return x
 
 
+def _whole(value: Any) -> bool:
+    """An integral number: an int, a numpy integer or a finite float without a fraction (not a bool, a
+    string, None or a NaN, which int() would refuse with a TypeError / ValueError or accept as 0 / 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float):
+        return False
+    return math.isfinite(value) and int(value) == value
+
+
 def _integer(name: str, value: Any, low: int) -> int:
-    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
-            or not math.isfinite(value) or int(value) != value):
+    if not _whole(value):
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value!r}")
     if value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")

@@ -45,7 +45,7 @@ from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
 from .bimt import BIMT, BIMTConfig, BIMTStrategy
 from .checkpoint import Checkpoint, save_checkpoint
-from .clusterability import cluster_regulariser
+from .clusterability import _whole, cluster_regulariser
 from .models import ACTIVATIONS, MLP, Architecture
 from .pruning import magnitude_mask, polynomial_sparsity
 from .strategy import Regulariser
@@ -228,8 +228,7 @@ def _embed_dim(task: Task) -> int | None:
 
 def _count(name: str, value: Any, low: int) -> int:
     # a string, None or a NaN is a one-line refusal too, not int()'s TypeError / ValueError
-    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
-            or not math.isfinite(value) or int(value) != value or value < low):
+    if not _whole(value) or value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
     return int(value)
 
