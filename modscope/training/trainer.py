@@ -402,14 +402,13 @@ def forward(model: MLP, x: torch.Tensor, bimt: BIMT | None = None,
     if bimt is not None:
         h = bimt.to_positions(h)
     p = model.arch.dropout
-    last = len(model.layers) - 1
-    for i, layer in enumerate(model.layers):
-        h = layer(h)
-        if i < last:
-            h = model.act(h)
-            if p > 0 and dropout_generator is not None:
-                keep = torch.rand(h.shape, generator=dropout_generator, device=h.device) >= p
-                h = h * keep / (1.0 - p)
+    *hidden, output = model.layers
+    for layer in hidden:
+        h = model.act(layer(h))
+        if p > 0 and dropout_generator is not None:
+            keep = torch.rand(h.shape, generator=dropout_generator, device=h.device) >= p
+            h = h * keep / (1.0 - p)
+    h = output(h)
     if bimt is not None:
         h = bimt.to_task(h)
     return h
