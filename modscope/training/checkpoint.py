@@ -8,6 +8,7 @@ inputs and outputs in the task's order, whatever BIMT swapped) and its task (`ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,11 +151,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not formats.is_checkpoint_payload(obj):
         what = "a modscope checkpoint"
         if isinstance(obj, dict):
-            try:
+            with contextlib.suppress(ModscopeError):  # not a state dict either: the plain refusal
                 n = len(formats.unwrap_state_dict(obj, str(path)))
                 what = f"a modscope checkpoint but a state dict of {n} tensors"
-            except ModscopeError:
-                pass
         raise ModscopeError(f"{path}: not {what}: {run_it}")
     return from_payload(obj, str(path))
 
