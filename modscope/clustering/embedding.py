@@ -63,9 +63,8 @@ def gram_side(graph: WeightGraph) -> np.ndarray | None:
     if colours is None:
         return None
     sizes = np.asarray(graph.sizes)
-    groups = np.arange(graph.n_layers)
-    one = groups[colours == 1]
-    zero = groups[colours == 0]
+    one = np.flatnonzero(colours == 1)
+    zero = np.flatnonzero(colours == 0)
     return one if sizes[one].sum() <= sizes[zero].sum() else zero
 
 

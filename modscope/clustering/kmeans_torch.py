@@ -197,8 +197,7 @@ def kmeans_restarts_torch(
     shift_tol = tol * np.var(X, axis=1).mean(axis=1)
     dev = torch.device(device)
     with _ieee_float32():
-        Xt = torch.as_tensor(X, device=dev)
-        P = _Batch(Xt, k)
+        P = _Batch(torch.as_tensor(X, device=dev), k)
         centers, flat = _plus_plus(
             P,
             k,
