@@ -74,11 +74,7 @@ class Checkpoint:
             "modscope_version": __version__,
             "architecture": self.architecture.to_dict(),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
-            "task": self.task,
-            "train_config": self.train_config,
-            "seed": self.seed,
-            "metrics": self.metrics,
-            "bimt": self.bimt,
+            **{key: getattr(self, key) for key in ("task", "train_config", "seed", "metrics", "bimt")},
         }
 
 
