@@ -447,16 +447,12 @@ class BIMT(_State):
         self.coords = layout(self.widths, input_shape, config.output_layout)
         self.cost = ConnectionCost(self.coords, config.A, config.y_star, config.reduction).to(device, dtype)
         self.perms = [torch.arange(n, device=device) for n in self.widths]
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._in_index = self.perms[0]
-        self._out_index = torch.argsort(self.perms[-1])
+        self._out_index = torch.argsort(self.perms[-1])  # kept: the outputs' way back to task order
 
     # -- the function in task order ----------------------------------------------------------
     def to_positions(self, h: torch.Tensor) -> torch.Tensor:
         """``(batch, n_0)`` first-layer inputs in task order -> position order."""
-        return h.index_select(1, self._in_index)
+        return h.index_select(1, self.perms[0])
 
     def to_task(self, out: torch.Tensor) -> torch.Tensor:
         """``(batch, n_L)`` outputs in position order -> task order."""
@@ -523,8 +519,8 @@ class BIMT(_State):
         track them in ``perms``."""
         permute_layer(model, l, order, optimizer)
         self.perms[l] = self.perms[l].index_select(0, order.to(self.perms[l].device))
-        if l in (0, len(self.widths) - 1):
-            self._refresh()
+        if l == len(self.widths) - 1:
+            self._out_index = torch.argsort(self.perms[-1])
 
     def swap_pass(self, model: MLP, optimizer: torch.optim.Optimizer | None = None,
                   method: Literal["vectorised", "bruteforce"] = "vectorised") -> SwapStats:
