@@ -68,8 +68,12 @@ def gram_side(graph: WeightGraph) -> np.ndarray | None:
     return one if sizes[one].sum() <= sizes[zero].sum() else zero
 
 
-def _side_nodes(graph: WeightGraph, side: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.arange(graph.offsets[g], graph.offsets[g + 1]) for g in side])
+def _sides(graph: WeightGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(side, other, side_nodes, keep)`` of a bipartite graph: the Gram side's groups (`gram_side`), the
+    other side's, the Gram side's node ids group by group and which of those nodes are active."""
+    side = gram_side(graph)
+    side_nodes = np.concatenate([np.arange(graph.offsets[g], graph.offsets[g + 1]) for g in side])
+    return side, np.setdiff1d(np.arange(graph.n_layers), side), side_nodes, graph.active[side_nodes]
 
 
 def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
@@ -130,10 +134,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     """
     off = graph.offsets
     dinv = _dinv(graph)
-    side = gram_side(graph)
-    other = np.setdiff1d(np.arange(graph.n_layers), side)
-    side_nodes = _side_nodes(graph, side)
-    keep = graph.active[side_nodes]
+    side, other, side_nodes, keep = _sides(graph)
     m = int(keep.sum())
     if m < k:
         return None
@@ -213,13 +214,11 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
     """
     sizes, off = graph.sizes, graph.offsets
     dinv = _dinv(graph)
-    side = gram_side(graph)
-    other = np.setdiff1d(np.arange(graph.n_layers), side)
+    side, other, side_nodes, keep = _sides(graph)
     # B's entries are d_s^-1/2 |w| d_o^-1/2 (s on the Gram side, o on the other), so
     # G = B^T B = D_s^-1/2 (sum |W| D_o^-1 |W|^T) D_s^-1/2: the products need each |W| scaled
     # on its other-side axis only (one pass), and D_s^-1/2 scales the small G afterwards.
     pos = {int(g): p for g, p in zip(side, np.cumsum([0] + [sizes[g] for g in side]), strict=False)}
-    side_nodes = _side_nodes(graph, side)
     # Fortran order throughout: LAPACK's and BLAS's layout, so neither the syrk results nor
     # eigh's input are copied or added across the grain
     G = np.zeros((side_nodes.size, side_nodes.size), order="F")
@@ -243,7 +242,6 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
     d_side = dinv[side_nodes]
     G *= d_side[:, None]
     G *= d_side[None, :]
-    keep = graph.active[side_nodes]
     if keep.sum() < k:
         return None
     if not keep.all():
