@@ -80,10 +80,7 @@ def _normalised_weights(graphs: Sequence, device) -> list:
     import torch
 
     off = graphs[0].offsets
-    dinv = np.zeros((len(graphs), graphs[0].n_nodes))
-    for i, g in enumerate(graphs):
-        np.divide(1.0, np.sqrt(g.degree), out=dinv[i], where=g.active)
-    dv = torch.as_tensor(dinv, device=device)
+    dv = torch.as_tensor(np.stack([_dinv(g) for g in graphs]), device=device)
     N = []
     for l in range(graphs[0].n_layers - 1):
         w = torch.as_tensor(np.stack([g.abs_weights[l] for g in graphs]), device=device)
@@ -151,15 +148,12 @@ def device_embedding(graph, k: int, device, seed: int = 0):
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
     off = graph.offsets
-    dinv = _dinv(graph)
+    dinv = torch.as_tensor(_dinv(graph), device=device)
     blocks = []
     for (src, dst), w in zip(graph.links, graph.abs_weights, strict=True):
         a, b = slice(off[src], off[src + 1]), slice(off[dst], off[dst + 1])
         # out of place: on the CPU as_tensor shares the graph's own |W|
-        scaled = torch.as_tensor(w, device=device, dtype=torch.float64) * torch.as_tensor(
-            dinv[b], device=device
-        )[:, None]
-        scaled = scaled * torch.as_tensor(dinv[a], device=device)[None, :]
+        scaled = torch.as_tensor(w, device=device, dtype=torch.float64) * dinv[b, None] * dinv[None, a]
         blocks.append((a, b, scaled))
 
     def apply(X):  # (1, n_nodes, p)

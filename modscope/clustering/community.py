@@ -153,11 +153,9 @@ def _communities(graph: WeightGraph, method: str, seed: SeedLike, resolution: fl
     member = np.asarray(found, dtype=np.int64)
     # number communities by decreasing size, ties by their lowest node: labels independent of
     # the library's own numbering
-    first = np.full(member.max() + 1, nodes.size)
-    np.minimum.at(first, member, np.arange(nodes.size))
-    order = np.lexsort((first, -np.bincount(member)))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
+    ids, first, sizes = np.unique(member, return_index=True, return_counts=True)
+    rank = np.empty(ids.max() + 1, dtype=np.int64)
+    rank[ids[np.lexsort((first, -sizes))]] = np.arange(ids.size)
     labels = np.full(graph.n_nodes, -1, dtype=np.int64)
     labels[nodes] = rank[member]
     return Communities(

@@ -63,14 +63,17 @@ def gram_side(graph: WeightGraph) -> np.ndarray | None:
     if colours is None:
         return None
     sizes = np.asarray(graph.sizes)
-    groups = np.arange(graph.n_layers)
-    one = groups[colours == 1]
-    zero = groups[colours == 0]
+    one = np.flatnonzero(colours == 1)
+    zero = np.flatnonzero(colours == 0)
     return one if sizes[one].sum() <= sizes[zero].sum() else zero
 
 
-def _side_nodes(graph: WeightGraph, side: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.arange(graph.offsets[g], graph.offsets[g + 1]) for g in side])
+def _sides(graph: WeightGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(side, other, side_nodes, keep)`` of a bipartite graph: the Gram side's groups (`gram_side`), the
+    other side's, the Gram side's node ids group by group and which of those nodes are active."""
+    side = gram_side(graph)
+    side_nodes = np.concatenate([np.arange(graph.offsets[g], graph.offsets[g + 1]) for g in side])
+    return side, np.setdiff1d(np.arange(graph.n_layers), side), side_nodes, graph.active[side_nodes]
 
 
 def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
@@ -90,11 +93,6 @@ def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
 def _toward(M: np.ndarray, t_is_dst: bool, x: np.ndarray) -> np.ndarray:
     """``R @ x`` with ``R`` the block oriented with ``t``'s units on the rows."""
     return M @ x if t_is_dst else M.T @ x
-
-
-def _away(M: np.ndarray, t_is_dst: bool, u: np.ndarray) -> np.ndarray:
-    """``R^T @ u``: back from ``t``'s units to the side group's."""
-    return M.T @ u if t_is_dst else M @ u
 
 
 def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
@@ -136,10 +134,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     """
     off = graph.offsets
     dinv = _dinv(graph)
-    side = gram_side(graph)
-    other = np.setdiff1d(np.arange(graph.n_layers), side)
-    side_nodes = _side_nodes(graph, side)
-    keep = graph.active[side_nodes]
+    side, other, side_nodes, keep = _sides(graph)
     m = int(keep.sum())
     if m < k:
         return None
@@ -155,8 +150,10 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         Q[on, c_i] = root[on] / np.linalg.norm(root[on])
     incident = {int(t): _blocks_at(graph, int(t), None) for t in other}
 
-    def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b)
+    # every active node is in a component, so Q has a column (unless k = 0: then P = I)
+    def gram(x: np.ndarray) -> np.ndarray:  # (m, b) -> (m, b): P G P with P = I - Q Q^T
         x = x.reshape(m, -1)
+        x = x - Q @ (Q.T @ x)  # the components' eigenvalue 1 removed, from the input and the output
         full = np.zeros((graph.n_nodes, x.shape[1]))
         full[side_nodes[keep]] = x
         full *= dinv[:, None]
@@ -167,23 +164,14 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
                 u += _toward(M, t_is_dst, full[off[s] : off[s + 1]])
             u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
             for s, t_is_dst, M in blocks:
-                out[off[s] : off[s + 1]] += _away(M, t_is_dst, u)
+                out[off[s] : off[s + 1]] += M.T @ u if t_is_dst else M @ u  # R^T u: back to the side group
         out *= dinv[:, None]
         y = out[side_nodes[keep]]
-        if Q.shape[1]:  # P G P with P = I - Q Q^T: the components' eigenvalue 1 removed
-            y -= Q @ (Q.T @ y)
-        return y
+        return y - Q @ (Q.T @ y)
 
     rest = k - Q.shape[1]
     if rest > 0:
-
-        def matvec(x):
-            x = x.reshape(m, -1)
-            if Q.shape[1]:
-                x = x - Q @ (Q.T @ x)
-            return gram(x)
-
-        op = spla.LinearOperator((m, m), matvec=matvec, matmat=matvec, dtype=np.float64)
+        op = spla.LinearOperator((m, m), matvec=gram, matmat=gram, dtype=np.float64)
         v0 = np.random.default_rng(ss).uniform(-1, 1, m)
         s2, V = spla.eigsh(op, k=rest, which="LA", v0=v0, ncv=min(m, max(2 * rest + 1, 20)))
         top = np.argsort(-s2)
@@ -226,16 +214,14 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
     """
     sizes, off = graph.sizes, graph.offsets
     dinv = _dinv(graph)
-    side = gram_side(graph)
-    other = np.setdiff1d(np.arange(graph.n_layers), side)
+    side, other, side_nodes, keep = _sides(graph)
     # B's entries are d_s^-1/2 |w| d_o^-1/2 (s on the Gram side, o on the other), so
     # G = B^T B = D_s^-1/2 (sum |W| D_o^-1 |W|^T) D_s^-1/2: the products need each |W| scaled
     # on its other-side axis only (one pass), and D_s^-1/2 scales the small G afterwards.
     pos = {int(g): p for g, p in zip(side, np.cumsum([0] + [sizes[g] for g in side]), strict=False)}
-    n_s = sum(sizes[g] for g in side)
     # Fortran order throughout: LAPACK's and BLAS's layout, so neither the syrk results nor
     # eigh's input are copied or added across the grain
-    G = np.zeros((n_s, n_s), order="F")
+    G = np.zeros((side_nodes.size, side_nodes.size), order="F")
     syrk = sla.blas.dsyrk  # fills the upper triangle; given a transposed (Fortran) view, no copy
     for t in other:
         blocks = _blocks_at(graph, int(t), dinv)
@@ -253,11 +239,9 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
                 else:  # two blocks join the same pair of groups: their weights add up
                     G[at[i], at[i]] += P + P.T
         del blocks
-    side_nodes = _side_nodes(graph, side)
     d_side = dinv[side_nodes]
     G *= d_side[:, None]
     G *= d_side[None, :]
-    keep = graph.active[side_nodes]
     if keep.sum() < k:
         return None
     if not keep.all():

@@ -43,7 +43,10 @@ class _Points:
         sq = np.einsum("nd,nd->n", X, X)
         # [X^T; 1; |x|^2] (d + 2, n): one matrix product then gives |x - c|^2 in full
         self.aug = np.ascontiguousarray(np.vstack([X.T, np.ones(X.shape[0]), sq]), dtype=self.dtype)
-        self._index: np.ndarray | None = None
+        # each centre's index at every point, (1, k, n): broadcast over the restarts only (a (1, k, 1)
+        # operand is slower)
+        index = np.arange(k, dtype=self.itype)[None, :, None]
+        self._index = np.broadcast_to(index, (1, k, X.shape[0])).copy()
         # clamping against a row of zeros: numpy's maximum with a broadcast scalar runs about 4x slower
         self._zeros = np.zeros(X.shape[0], dtype=self.dtype)
 
@@ -73,13 +76,8 @@ class _Points:
         distances as integers with the centre index in the low bits, ``best`` ``(R, n)`` their
         minimum over the centres, ``labels`` ``(R, n)`` the nearest centre. ``out``: a buffer
         for ``packed`` as `sq_dist` takes it."""
-        R, k, _ = centers.shape
         packed = self.sq_dist(centers, clamp=False, out=out).view(self.itype)
         packed &= ~self.low
-        if self._index is None or self._index.shape[1] != k:
-            index = np.arange(k, dtype=self.itype)[None, :, None]
-            self._index = np.broadcast_to(index, (1, k, self.X.shape[0])).copy()
-        # a (1, k, n) operand: broadcast over the restarts only (a (1, k, 1) one is slower)
         packed |= self._index
         best = packed.min(axis=1)
         return packed, best, best & self.low

@@ -27,27 +27,21 @@ from .kmeans import kmeans_restarts
 __all__ = ["kmeans_restarts_torch"]
 
 
-def _dtypes(k: int):
-    """``(bits, float dtype, int dtype)``: the index bits and the distance dtypes the numpy path uses."""
-    import torch
-
-    bits = max(1, int(k - 1).bit_length())
-    return (bits, torch.float32, torch.int32) if bits <= 6 else (bits, torch.float64, torch.int64)
-
-
 class _Batch:
     """Points ``(G, n, d)`` of ``G`` graphs on a device, in the forms the distances need."""
 
     def __init__(self, X, k: int) -> None:
         import torch
 
-        self.bits, self.dtype, self.itype = _dtypes(k)
+        self.bits = max(1, int(k - 1).bit_length())  # the index bits and distance dtypes of the numpy path
+        self.dtype = torch.float32 if self.bits <= 6 else torch.float64
+        self.itype = torch.int32 if self.bits <= 6 else torch.int64
         self.low = (1 << self.bits) - 1
         self.X = X.to(self.dtype)  # (G, n, d)
         sq = (X * X).sum(dim=2)  # float64, as the numpy path
         ones = torch.ones_like(sq)
         self.aug = torch.cat([X.mT, ones[:, None], sq[:, None]], dim=1).to(self.dtype)  # (G, d+2, n)
-        self.index: dict[int, object] = {}
+        self.index = torch.arange(k, dtype=self.itype, device=X.device)[None, None, :, None]
 
     def sq_dist(self, centers, clamp: bool = True):
         """``(G, R, c, n)`` squared distances from ``centers`` ``(G, R, c, d)``; their norms are
@@ -62,16 +56,9 @@ class _Batch:
 
     def nearest(self, centers):
         """``(packed, best, labels)`` as `kmeans._Points.nearest`, with a leading graph axis."""
-        import torch
-
-        G, R, k, _ = centers.shape
         packed = self.sq_dist(centers, clamp=False).view(self.itype)
         packed &= ~self.low
-        index = self.index.get(k)
-        if index is None:
-            index = torch.arange(k, dtype=self.itype, device=centers.device)[None, None, :, None]
-            self.index[k] = index
-        packed |= index
+        packed |= self.index
         best = packed.amin(dim=2)
         return packed, best, (best & self.low).long()
 
@@ -101,10 +88,8 @@ def _ieee_float32():
 
 def _gather_points(X, idx):
     """``X[g, idx[g, ...]]`` for ``X`` ``(G, n, d)`` and ``idx`` ``(G, ...)``: ``(G, ..., d)``."""
-    G = X.shape[0]
-    flat = idx.reshape(G, -1)
-    out = X.gather(1, flat[:, :, None].expand(-1, -1, X.shape[2]))
-    return out.reshape(*idx.shape, X.shape[2])
+    flat = idx.reshape(X.shape[0], -1, 1)  # take_along_dim broadcasts it over the d coordinates
+    return X.take_along_dim(flat, dim=1).reshape(*idx.shape, X.shape[2])
 
 
 def _plus_plus(P: _Batch, k: int, first, uniforms):
@@ -204,18 +189,15 @@ def kmeans_restarts_torch(
     saved = [copy.deepcopy(r) for r in rngs]
     trials = 2 + int(np.log(k))
     first = np.stack([r.integers(n, size=n_init) for r in rngs])
-    uniforms = np.zeros((G, k - 1, n_init, trials))
-    for g, r in enumerate(rngs):
-        for c in range(k - 1):
-            uniforms[g, c] = r.random((n_init, trials))
+    # (G, k - 1, R, trials): one call draws the same numbers as the numpy path's k - 1 calls of (R, trials)
+    uniforms = np.stack([r.random((k - 1, n_init, trials)) for r in rngs])
     X = np.asarray(np.stack([np.asarray(x, dtype=np.float64) for x in Xs]))
     peak = np.abs(X).max(axis=(1, 2)) if X.size else np.zeros(G)
     X = X / np.where(peak > 0, peak, 1.0)[:, None, None]
     shift_tol = tol * np.var(X, axis=1).mean(axis=1)
     dev = torch.device(device)
     with _ieee_float32():
-        Xt = torch.as_tensor(X, device=dev)
-        P = _Batch(Xt, k)
+        P = _Batch(torch.as_tensor(X, device=dev), k)
         centers, flat = _plus_plus(
             P,
             k,

@@ -4,9 +4,8 @@ k-means inertia (the reference) or by n-cut."""
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -90,6 +89,7 @@ def reference_restarts(n_active: int) -> int:
     return 100 if n_active > REFERENCE_LARGE else 25
 
 
+@dataclass(eq=False)  # compared and hashed by identity, as a plain class
 class SpectralClusterer:
     """Normalised spectral clustering with the bipartite fast path.
 
@@ -104,27 +104,16 @@ class SpectralClusterer:
     machine's cores (at most 8) above.
     """
 
-    def __init__(
-        self,
-        n_clusters: int = 12,
-        assign_labels: AssignLabels = "kmeans",
-        restarts: int | None = None,
-        select: Literal["inertia", "ncut"] = "inertia",
-        eigen_solver: EigenSolver = "auto",
-        threads: int | None = None,
-    ) -> None:
-        self.n_clusters = n_clusters
-        self.assign_labels = assign_labels
-        self.restarts = restarts
-        self.select = select
-        self.eigen_solver = eigen_solver
-        self.threads = threads
+    n_clusters: int = 12
+    assign_labels: AssignLabels = "kmeans"
+    restarts: int | None = None
+    select: Literal["inertia", "ncut"] = "inertia"
+    eigen_solver: EigenSolver = "auto"
+    threads: int | None = None
 
     def with_threads(self, threads: int) -> SpectralClusterer:
         """The same clusterer running its k-means restarts on ``threads`` threads."""
-        clone = copy.copy(self)
-        clone.threads = threads
-        return clone
+        return replace(self, threads=threads)
 
     def partition(self, graph: WeightGraph, seed: SeedLike = None) -> Partition:
         k = self.n_clusters
@@ -142,7 +131,7 @@ class SpectralClusterer:
             raise ModscopeError(f"k-means restarts must be an integer >= 1, got {self.restarts}")
         with maybe_single_thread(int(graph.active.sum()) <= SMALL_GRAPH and self.threads in (None, 1)):
             emb, eigenvalues, nodes = spectral_embedding(graph, k, self.eigen_solver, child_seed(seed, 0))
-            return self._assign(graph, k, emb, eigenvalues, nodes, child_seed(seed, 1))
+            return self.partition_embedded(graph, emb, eigenvalues, nodes, seed)
 
     def partition_embedded(
         self,
@@ -157,8 +146,18 @@ class SpectralClusterer:
         ``embedding``, ``eigenvalues``, ``nodes`` as `spectral_embedding` returns them; the
         labels are then exactly those `partition` gives for the same embedding and seed.
         """
+        settings = self.settings(nodes.size)
         with maybe_single_thread(nodes.size <= SMALL_GRAPH and self.threads in (None, 1)):
-            return self._assign(graph, self.n_clusters, embedding, eigenvalues, nodes, child_seed(seed, 1))
+            if self.assign_labels == "cluster_qr":
+                candidates = cluster_qr(embedding)[None, :]
+                inertia = np.zeros(1)
+            else:
+                threads = self.threads or (1 if nodes.size <= SMALL_GRAPH else min(os.cpu_count() or 1, 8))
+                rng = np.random.default_rng(child_seed(seed, 1))
+                candidates, inertia = kmeans_restarts(
+                    embedding, self.n_clusters, settings["restarts"], rng, threads=threads
+                )
+            return self.choose(graph, candidates, inertia, eigenvalues, nodes)
 
     def settings(self, n_active: int) -> dict:
         """How labels are assigned on a graph of ``n_active`` non-isolated nodes (the record every
@@ -167,18 +166,6 @@ class SpectralClusterer:
             return {"assign_labels": "cluster_qr", "restarts": None, "select": None}
         restarts = int(self.restarts) if self.restarts is not None else reference_restarts(n_active)
         return {"assign_labels": "kmeans", "restarts": restarts, "select": self.select}
-
-    def _assign(self, graph: WeightGraph, k: int, emb, eigenvalues, nodes, ss_km) -> Partition:
-        settings = self.settings(nodes.size)
-        if self.assign_labels == "cluster_qr":
-            candidates = cluster_qr(emb)[None, :]
-            inertia = np.zeros(1)
-        else:
-            threads = self.threads or (1 if nodes.size <= SMALL_GRAPH else min(os.cpu_count() or 1, 8))
-            candidates, inertia = kmeans_restarts(
-                emb, k, settings["restarts"], np.random.default_rng(ss_km), threads=threads
-            )
-        return self.choose(graph, candidates, inertia, eigenvalues, nodes)
 
     def choose(
         self,

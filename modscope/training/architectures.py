@@ -183,11 +183,10 @@ class BIMTCNN(nn.Module):
 
     @property
     def map_shape(self) -> tuple[int, int]:
-        """``(h, w)`` of the last conv's map: each strided conv maps ``n`` to ``ceil(n / 2)``."""
+        """``(h, w)`` of the last conv's map: each of the two strided convs maps ``n`` to ``ceil(n / 2)``,
+        so the map has ``ceil(n / 4)``."""
         h, w = self.image
-        for _ in range(2):
-            h, w = (h + 1) // 2, (w + 1) // 2
-        return h, w
+        return (h + 3) // 4, (w + 3) // 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, *self.image)

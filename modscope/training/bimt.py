@@ -272,19 +272,11 @@ class ConnectionCost(_Cost):
         """``(n_l, n_l)``: ``C[j, p]`` = position-dependent cost of the neuron now at position
         ``j`` of layer ``l`` were it at position ``p`` (its neighbours staying put).
 
-        The y* and bias parts of the cost do not depend on positions and are left out.
+        The y* and bias parts of the cost do not depend on positions and are left out. Every row of
+        `Placement` (which a swap pass reads a few rows, columns and the diagonal of).
         """
-        layers = model.layers
-        n = model.widths[l]
-        w0 = layers[0].weight
-        C = torch.zeros(n, n, dtype=w0.dtype, device=w0.device)
-        if l >= 1:  # incoming: W (n_l, n_{l-1}), D (n_l, n_{l-1}); C[j, p] = sum_i |W[j,i]| D[p,i]
-            w = layers[l - 1].weight
-            C += (self.A * self.scale(w)) * (w.abs() @ self.dist[l - 1].to(w.dtype).T)
-        if l < len(layers):  # outgoing: W (n_{l+1}, n_l); C[j, p] = sum_m |W[m,j]| D[m,p]
-            w = layers[l].weight
-            C += (self.A * self.scale(w)) * (w.abs().T @ self.dist[l].to(w.dtype))
-        return C
+        neurons = torch.arange(model.widths[l], device=model.layers[0].weight.device)
+        return Placement(self, model, l).rows(neurons)
 
 
 class Placement:
@@ -455,16 +447,12 @@ class BIMT(_State):
         self.coords = layout(self.widths, input_shape, config.output_layout)
         self.cost = ConnectionCost(self.coords, config.A, config.y_star, config.reduction).to(device, dtype)
         self.perms = [torch.arange(n, device=device) for n in self.widths]
-        self._refresh()
-
-    def _refresh(self) -> None:
-        self._in_index = self.perms[0]
-        self._out_index = torch.argsort(self.perms[-1])
+        self._out_index = torch.argsort(self.perms[-1])  # kept: the outputs' way back to task order
 
     # -- the function in task order ----------------------------------------------------------
     def to_positions(self, h: torch.Tensor) -> torch.Tensor:
         """``(batch, n_0)`` first-layer inputs in task order -> position order."""
-        return h.index_select(1, self._in_index)
+        return h.index_select(1, self.perms[0])
 
     def to_task(self, out: torch.Tensor) -> torch.Tensor:
         """``(batch, n_L)`` outputs in position order -> task order."""
@@ -531,8 +519,8 @@ class BIMT(_State):
         track them in ``perms``."""
         permute_layer(model, l, order, optimizer)
         self.perms[l] = self.perms[l].index_select(0, order.to(self.perms[l].device))
-        if l in (0, len(self.widths) - 1):
-            self._refresh()
+        if l == len(self.widths) - 1:
+            self._out_index = torch.argsort(self.perms[-1])
 
     def swap_pass(self, model: MLP, optimizer: torch.optim.Optimizer | None = None,
                   method: Literal["vectorised", "bruteforce"] = "vectorised") -> SwapStats:

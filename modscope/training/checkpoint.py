@@ -8,6 +8,7 @@ inputs and outputs in the task's order, whatever BIMT swapped) and its task (`ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,7 @@ class Checkpoint:
             "modscope_version": __version__,
             "architecture": self.architecture.to_dict(),
             "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()},
-            "task": self.task,
-            "train_config": self.train_config,
-            "seed": self.seed,
-            "metrics": self.metrics,
-            "bimt": self.bimt,
+            **{key: getattr(self, key) for key in ("task", "train_config", "seed", "metrics", "bimt")},
         }
 
 
@@ -150,11 +147,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not formats.is_checkpoint_payload(obj):
         what = "a modscope checkpoint"
         if isinstance(obj, dict):
-            try:
+            with contextlib.suppress(ModscopeError):  # not a state dict either: the plain refusal
                 n = len(formats.unwrap_state_dict(obj, str(path)))
                 what = f"a modscope checkpoint but a state dict of {n} tensors"
-            except ModscopeError:
-                pass
         raise ModscopeError(f"{path}: not {what}: {run_it}")
     return from_payload(obj, str(path))
 

@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -322,18 +323,16 @@ def normalize_relu_units(model: MLP) -> None:
     """Scale each hidden unit's incoming weights and bias to L2 norm ``sqrt 2`` and its outgoing
     weights by the inverse (a ReLU net computes the same function). Units whose incoming weights and
     bias are all 0 are left alone."""
-    layers = model.layers
-    for l in range(len(layers) - 1):
-        w_in, w_out = layers[l].weight, layers[l + 1].weight
-        sq = w_in.square().sum(1)
-        if layers[l].bias is not None:
-            sq = sq + layers[l].bias.square()
+    for layer, after in pairwise(model.layers):  # the hidden units are layer's outputs, after's inputs
+        sq = layer.weight.square().sum(1)
+        if layer.bias is not None:
+            sq = sq + layer.bias.square()
         s = sq.sqrt() / math.sqrt(2.0)
         s = torch.where(s > 0, s, torch.ones_like(s))
-        w_in.div_(s[:, None])
-        if layers[l].bias is not None:
-            layers[l].bias.div_(s)
-        w_out.mul_(s[None, :])
+        layer.weight.div_(s[:, None])
+        if layer.bias is not None:
+            layer.bias.div_(s)
+        after.weight.mul_(s[None, :])
 
 
 def _number(name: str, value: Any, *, low: float = 0.0) -> float:
@@ -346,9 +345,16 @@ def _number(name: str, value: Any, *, low: float = 0.0) -> float:
     return x
 
 
+def _whole(value: Any) -> bool:
+    """An integral number: an int, a numpy integer or a finite float without a fraction (not a bool, a
+    string, None or a NaN, which int() would refuse with a TypeError / ValueError or accept as 0 / 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float):
+        return False
+    return math.isfinite(value) and int(value) == value
+
+
 def _integer(name: str, value: Any, low: int) -> int:
-    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
-            or not math.isfinite(value) or int(value) != value):
+    if not _whole(value):
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value!r}")
     if value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")

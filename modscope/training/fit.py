@@ -95,6 +95,7 @@ def fit_model(
     out of device memory is one line saying what to lower.
     """
     from ..data.dataset import load_data
+    from .strategy import Regulariser
 
     data = load_data(data)
     train = data.split("train")
@@ -103,48 +104,38 @@ def fit_model(
     if not lr > 0:
         raise ModscopeError(f"learning rate must be positive, got {lr}")
     with on_device(model, device) as dev, device_errors("batch_size"):
-        return _fit(
-            model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress, strategy
-        )
+        strategy = strategy if strategy is not None else Regulariser()
+        gen = torch.Generator().manual_seed(int(seed))  # on the CPU: the same batches on every device
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        n = len(train)
+        history: list[tuple[int, float, float | None]] = []
+        from tqdm.auto import tqdm
 
-
-def _fit(
-    model, data, train, dev, steps, batch_size, lr, weight_decay, seed, eval_every, progress, strategy=None
-) -> FitResult:
-    from .strategy import Regulariser
-
-    strategy = strategy if strategy is not None else Regulariser()
-    gen = torch.Generator().manual_seed(int(seed))  # on the CPU: the same batches on every device
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n = len(train)
-    history: list[tuple[int, float, float | None]] = []
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(steps), desc="fit", unit="step", disable=not progress)
-    losses: list[float] = []
-    strategy.start(model, steps)
-    for step in bar:
-        pick = torch.randint(n, (batch_size,), generator=gen).numpy()
-        x, y = train.rows(np.sort(pick))
-        model.train()
-        strategy.before_step(model, step)
-        loss = _loss(data, model(x.to(dev)), y.to(dev))
-        extra = strategy.penalty(model, step)
-        total = loss if extra is None else loss + extra
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        strategy.add_grad(model, step)
-        opt.step()
-        strategy.after_step(model, step, opt)
-        losses.append(loss.item())
-        if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
-            history.append((step + 1, float(np.mean(losses)), evaluate_model(model, data)))
-            losses = []
-    final = strategy.finish(model)
-    metric = evaluate_model(model, data)
-    history.append((steps, float(np.mean(losses)) if losses else float("nan"), metric))
-    model.eval()
-    settings = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=int(seed))
-    if strategy.name != "none":
-        settings["strategy"] = strategy.to_dict()
-    return FitResult(steps, metric, data.metric_name, history, settings, dict(final))
+        bar = tqdm(range(steps), desc="fit", unit="step", disable=not progress)
+        losses: list[float] = []
+        strategy.start(model, steps)
+        for step in bar:
+            pick = torch.randint(n, (batch_size,), generator=gen).numpy()
+            x, y = train.rows(np.sort(pick))
+            model.train()
+            strategy.before_step(model, step)
+            loss = _loss(data, model(x.to(dev)), y.to(dev))
+            extra = strategy.penalty(model, step)
+            total = loss if extra is None else loss + extra
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            strategy.add_grad(model, step)
+            opt.step()
+            strategy.after_step(model, step, opt)
+            losses.append(loss.item())
+            if eval_every and (step + 1) % eval_every == 0 and step + 1 < steps:
+                history.append((step + 1, float(np.mean(losses)), evaluate_model(model, data)))
+                losses = []
+        final = strategy.finish(model)
+        metric = evaluate_model(model, data)
+        history.append((steps, float(np.mean(losses)) if losses else float("nan"), metric))
+        model.eval()
+        settings = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=int(seed))
+        if strategy.name != "none":
+            settings["strategy"] = strategy.to_dict()
+        return FitResult(steps, metric, data.metric_name, history, settings, dict(final))

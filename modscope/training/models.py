@@ -104,9 +104,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            h = layer(h)
-            if i < last:
-                h = self.drop(self.act(h))
-        return h
+        *hidden, output = self.layers
+        for layer in hidden:
+            h = self.drop(self.act(layer(h)))
+        return output(h)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from types import EllipsisType
 from typing import Any, Literal
@@ -44,7 +45,7 @@ from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
 from .bimt import BIMT, BIMTConfig, BIMTStrategy
 from .checkpoint import Checkpoint, save_checkpoint
-from .clusterability import cluster_regulariser
+from .clusterability import _whole, cluster_regulariser
 from .models import ACTIVATIONS, MLP, Architecture
 from .pruning import magnitude_mask, polynomial_sparsity
 from .strategy import Regulariser
@@ -186,9 +187,8 @@ class TrainResult:
 def parse_widths(hidden: str | int | Sequence[int]) -> tuple[int, ...]:
     """``"256,256"`` / ``256`` / ``[256, 256]`` -> ``(256, 256)``; positive integers only."""
     if isinstance(hidden, str):
-        parts = [p.strip() for p in hidden.split(",") if p.strip()]
-        try:
-            widths = tuple(int(p) for p in parts)
+        try:  # int() ignores the spaces around each width
+            widths = tuple(int(p) for p in hidden.split(",") if p.strip())
         except ValueError:
             raise ModscopeError(
                 f"hidden widths must be comma-separated positive integers, got {hidden!r}"
@@ -228,8 +228,7 @@ def _embed_dim(task: Task) -> int | None:
 
 def _count(name: str, value: Any, low: int) -> int:
     # a string, None or a NaN is a one-line refusal too, not int()'s TypeError / ValueError
-    if (isinstance(value, bool) or not isinstance(value, int | np.integer | float)
-            or not math.isfinite(value) or int(value) != value or value < low):
+    if not _whole(value) or value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
     return int(value)
 
@@ -253,21 +252,18 @@ def _with_recipe(o: dict[str, Any]) -> dict[str, Any]:
 
 
 def _task_defaults(task: Task, bimt: Any) -> dict[str, Any]:
-    """``task.defaults``; under BIMT its ``bimt_*`` training defaults first (e.g. MNIST: 784-100-100-10)."""
+    """``task.defaults`` over `_FALLBACK`; under BIMT its ``bimt_*`` training defaults first (e.g. MNIST:
+    784-100-100-10). A default of None is unset, but for ``batch_size`` (there None is full batch)."""
     defaults = dict(task.defaults or {})
     if bimt not in (None, False):
         defaults.update({k[5:]: v for k, v in defaults.items() if k.startswith("bimt_")})
-    return defaults
-
-
-def _default(defaults: dict[str, Any], key: str) -> Any:
-    return defaults[key] if defaults.get(key) is not None else _FALLBACK[key]
+    return {**_FALLBACK, **{k: v for k, v in defaults.items() if v is not None or k == "batch_size"}}
 
 
 def _model_options(o: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The network and its penalties: hidden widths, activation, dropout, L1 / L2, target sparsity."""
-    hidden = parse_widths(_default(defaults, "hidden") if o["hidden"] is None else o["hidden"])
-    activation = o["activation"] or _default(defaults, "activation")
+    hidden = parse_widths(defaults["hidden"] if o["hidden"] is None else o["hidden"])
+    activation = o["activation"] or defaults["activation"]
     if activation not in ACTIVATIONS:
         raise ModscopeError(f"unknown activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
     dropout = _check_number("dropout", o["dropout"], 0.0)
@@ -284,12 +280,12 @@ def _model_options(o: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any
 
 
 def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: float | None) -> dict[str, Any]:
-    """Batch size and the number of steps of training and pruning (given as steps or as epochs)."""
+    """The optimisation: batch size, the number of steps of training and pruning (given as steps or as
+    epochs), learning rate, seed, and whether pruning starts a fresh optimizer."""
     n_train = int(task.x_train.shape[0])
     if n_train < 1:
         raise ModscopeError(f"task {task.name} has no training examples")
-    batch_size = (defaults.get("batch_size", _FALLBACK["batch_size"]) if o["batch_size"] is ...
-                  else o["batch_size"])
+    batch_size = defaults["batch_size"] if o["batch_size"] is ... else o["batch_size"]
     if batch_size is not None:
         batch_size = _count("batch size", batch_size, 1)
         batch_size = None if batch_size >= n_train else batch_size
@@ -305,7 +301,7 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
         return epochs, derived
 
     epochs, steps = from_epochs("epochs", o["epochs"], o["steps"])
-    steps = _count("steps", _default(defaults, "steps") if steps is None else steps, 1)
+    steps = _count("steps", defaults["steps"] if steps is None else steps, 1)
     prune_epochs, prune_steps = from_epochs("prune epochs", o["prune_epochs"], o["prune_steps"])
     if prune is None and prune_steps:
         raise ModscopeError("pruning steps or epochs need a target sparsity (prune)")
@@ -316,6 +312,9 @@ def _schedule(o: dict[str, Any], task: Task, defaults: dict[str, Any], prune: fl
     return {
         "batch_size": batch_size, "epochs": epochs, "steps": steps, "prune_epochs": prune_epochs,
         "prune_steps": prune_steps, "prune_every": _count("prune every", prune_every, 1),
+        "lr": _check_number("lr", defaults["lr"] if o["lr"] is None else o["lr"], 0.0, strict=True),
+        "seed": _count("seed", o["seed"], 0),
+        "prune_fresh_optimizer": bool(o["prune_fresh_optimizer"]),
     }
 
 
@@ -354,14 +353,9 @@ def make_config(task: Task, **options: Any) -> TrainConfig:
     defaults = _task_defaults(task, o["bimt"])
     model = _model_options(o, defaults)
     schedule = _schedule(o, task, defaults, model["prune"])
-    lr = _check_number("lr", _default(defaults, "lr") if o["lr"] is None else o["lr"], 0.0, strict=True)
-    seed = _count("seed", o["seed"], 0)
     resolve_device(o["device"])
     strategy = _strategy_options(o, task, defaults, model["hidden"], model["activation"])
-    return TrainConfig(
-        **model, **schedule, **strategy, lr=lr, seed=seed, device=str(o["device"]),
-        prune_fresh_optimizer=bool(o["prune_fresh_optimizer"]), recipe=o["recipe"],
-    )
+    return TrainConfig(**model, **schedule, **strategy, device=str(o["device"]), recipe=o["recipe"])
 
 
 # -- building blocks --------------------------------------------------------------------------
@@ -369,11 +363,10 @@ def architecture_for(task: Task, hidden: Sequence[int], activation: str = "relu"
                      dropout: float = 0.0) -> Architecture:
     """The MLP for ``task``: ``n_inputs -> hidden... -> n_outputs`` (embedding for token tasks)."""
     embed_dim = _embed_dim(task)
-    n_in = task.n_inputs if embed_dim is None else (task.n_tokens or 1) * embed_dim
+    n_tokens = None if embed_dim is None else task.n_tokens or 1
+    n_in = task.n_inputs if embed_dim is None else n_tokens * embed_dim
     return Architecture(
-        widths=(n_in, *hidden, task.n_outputs), activation=activation, dropout=dropout,
-        vocab_size=task.vocab_size, embed_dim=embed_dim,
-        n_tokens=(task.n_tokens or 1) if embed_dim is not None else None,
+        (n_in, *hidden, task.n_outputs), activation, dropout, task.vocab_size, embed_dim, n_tokens
     )
 
 
@@ -409,14 +402,13 @@ def forward(model: MLP, x: torch.Tensor, bimt: BIMT | None = None,
     if bimt is not None:
         h = bimt.to_positions(h)
     p = model.arch.dropout
-    last = len(model.layers) - 1
-    for i, layer in enumerate(model.layers):
-        h = layer(h)
-        if i < last:
-            h = model.act(h)
-            if p > 0 and dropout_generator is not None:
-                keep = torch.rand(h.shape, generator=dropout_generator, device=h.device) >= p
-                h = h * keep / (1.0 - p)
+    *hidden, output = model.layers
+    for layer in hidden:
+        h = model.act(layer(h))
+        if p > 0 and dropout_generator is not None:
+            keep = torch.rand(h.shape, generator=dropout_generator, device=h.device) >= p
+            h = h * keep / (1.0 - p)
+    h = output(h)
     if bimt is not None:
         h = bimt.to_task(h)
     return h
@@ -429,9 +421,7 @@ def _batches(n: int, batch_size: int | None,
         if batch_size is None:
             yield None
             continue
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, batch_size):
-            yield order[start:start + batch_size]
+        yield from torch.randperm(n, generator=generator).split(batch_size)
 
 
 def weight_sparsity(model: MLP) -> float:
@@ -449,8 +439,7 @@ def evaluate(task: Task, model: MLP, bimt: BIMT | None = None,
     for split, x, y in (("train", task.x_train, task.y_train), ("test", task.x_test, task.y_test)):
         if x.shape[0] == 0:
             continue
-        preds = torch.cat([forward(model, x[i:i + _EVAL_CHUNK].to(device), bimt).cpu()
-                           for i in range(0, x.shape[0], _EVAL_CHUNK)])
+        preds = torch.cat([forward(model, chunk.to(device), bimt).cpu() for chunk in x.split(_EVAL_CHUNK)])
         out[f"{split}_loss"] = float(task.loss(preds, y))
         if task.loss_kind == "ce":
             out[f"{split}_accuracy"] = task.metric(preds, y)
@@ -477,20 +466,9 @@ def train(
     """
     cfg = settle(TrainConfig, config, options).resolve(task)
     widths = architecture_for(task, cfg.hidden).widths
-    work = (sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
-            * (cfg.batch_size or task.x_train.shape[0]))
+    work = sum(a * b for a, b in pairwise(widths)) * (cfg.batch_size or task.x_train.shape[0])
     with torch_threads(threads_for(work, threads)), device_errors("--batch-size (batch_size=) or --hidden"):
         return _train(task, cfg, progress)
-
-
-def _strategies(task: Task, cfg: TrainConfig, arch: Architecture, dev: torch.device
-                ) -> tuple[BIMT | None, list[Regulariser]]:
-    """BIMT's state (None without it) and the training strategies whose hooks run around each step."""
-    bimt_state = None if cfg.bimt is None else BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
-    strategies: list[Regulariser] = [] if bimt_state is None else [BIMTStrategy(bimt_state)]
-    if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
-        strategies.append(copy.copy(cfg.cluster_reg))
-    return bimt_state, strategies
 
 
 def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -499,14 +477,14 @@ def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
-def _objective(cfg: TrainConfig, loss: torch.Tensor, weights: Sequence[torch.Tensor],
-               strategies: Sequence[Regulariser], model: MLP, step: int) -> torch.Tensor:
+def _objective(cfg: TrainConfig, model: MLP, loss: torch.Tensor, strategies: Sequence[Regulariser],
+               step: int) -> torch.Tensor:
     """The task loss plus L1 / L2 of the Linear weights and each strategy's penalty."""
     objective = loss
     if cfg.l1:
-        objective = objective + cfg.l1 * sum(w.abs().sum() for w in weights)
+        objective = objective + cfg.l1 * sum(layer.weight.abs().sum() for layer in model.layers)
     if cfg.l2:
-        objective = objective + cfg.l2 * sum(w.square().sum() for w in weights)
+        objective = objective + cfg.l2 * sum(layer.weight.square().sum() for layer in model.layers)
     for strategy in strategies:
         term = strategy.penalty(model, step)
         if term is not None:
@@ -520,7 +498,11 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
     arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
     model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
     drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
-    bimt_state, strategies = _strategies(task, cfg, arch, dev)
+    # BIMT's state (None without it) and the training strategies whose hooks run around each step
+    bimt_state = None if cfg.bimt is None else BIMT(cfg.bimt, arch.widths, task.input_shape, device=dev)
+    strategies: list[Regulariser] = [] if bimt_state is None else [BIMTStrategy(bimt_state)]
+    if cfg.cluster_reg is not None:  # a copy: the run's state stays out of the caller's config
+        strategies.append(copy.copy(cfg.cluster_reg))
     opt = _optimizer(model, cfg)
     task_loss = task.loss if cfg.loss == "task" else partial(onehot_mse, n_classes=task.n_classes)
 
@@ -552,7 +534,7 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
         loss = task_loss(forward(model, xb, bimt_state, drop_gen), yb)
         opt.zero_grad(set_to_none=True)
-        _objective(cfg, loss, weights, strategies, model, step).backward()
+        _objective(cfg, model, loss, strategies, step).backward()
         for strategy in strategies:  # e.g. BIMT's lambda * cc: its gradient added directly (cheaper)
             strategy.add_grad(model, step)
         opt.step()
@@ -564,17 +546,16 @@ def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
         if progress and step % 200 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
     bar.close()
-    return _result(task, cfg, model, bimt_state, strategies, start, dev)
-
-
-def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None,
-            strategies: Sequence[Regulariser], start: float, dev: torch.device) -> TrainResult:
-    """The trained model's metrics (the strategies' first: BIMT's threshold) and its checkpoint."""
     metrics: dict[str, Any] = {}
     for strategy in strategies:  # BIMT: threshold, connection cost, swaps
         metrics.update(strategy.finish(model))
-    seconds = time.perf_counter() - start
-    metrics.update(evaluate(task, model, bimt_state, dev))  # in eval mode
+    return _result(task, cfg, model, bimt_state, metrics, time.perf_counter() - start)
+
+
+def _result(task: Task, cfg: TrainConfig, model: MLP, bimt_state: BIMT | None, metrics: dict[str, Any],
+            seconds: float) -> TrainResult:
+    """The trained model's metrics (after the strategies' own ``metrics``) and its checkpoint."""
+    metrics.update(evaluate(task, model, bimt_state, cfg.device))  # in eval mode
     metrics.update(steps=cfg.steps + cfg.prune_steps, sparsity=weight_sparsity(model))
     ckpt = Checkpoint(
         architecture=model.arch,
