@@ -273,6 +273,17 @@ def test_placement_rows_columns_and_diagonal_are_the_matrix(l):
     C = cost.placement_matrix(model, l)
     P = Placement(cost, model, l)
     n = model.widths[l]
+    with torch.no_grad():  # the definition, neuron by neuron: its incident |w| times A * distance
+        oracle = torch.zeros(n, n)
+        for j in range(n):
+            for p in range(n):
+                if l > 0:  # incoming: row j of W_l-1, distances from position p to layer l-1
+                    w = model.layers[l - 1].weight
+                    oracle[j, p] += cost.A * cost.scale(w) * (w[j].abs() * cost.dist[l - 1][p]).sum()
+                if l < len(model.layers):  # outgoing: column j of W_l, distances to layer l+1
+                    w = model.layers[l].weight
+                    oracle[j, p] += cost.A * cost.scale(w) * (w[:, j].abs() * cost.dist[l][:, p]).sum()
+    torch.testing.assert_close(C, oracle)
     some = torch.tensor([n - 1, 0, n // 2])
     torch.testing.assert_close(P.rows(some), C[some])
     torch.testing.assert_close(P.diagonal(), C.diagonal())
