@@ -138,6 +138,8 @@ def _communities(graph: WeightGraph, method: str, seed: SeedLike, resolution: fl
     index = np.full(graph.n_nodes, -1, dtype=np.int64)
     index[nodes] = np.arange(nodes.size)
     u, v, w = graph.edges
+    kept = (index[u] >= 0) & (index[v] >= 0)  # a negligible unit's edges go with it, as in spectral
+    u, v, w = u[kept], v[kept], w[kept]
     with _no_gc():
         g = igraph.GraphBase(int(nodes.size), list(zip(index[u].tolist(), index[v].tolist(), strict=True)))
     weights = w.tolist()

@@ -79,3 +79,18 @@ def test_igraph_imported_after_the_core_still_works():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("method", [leiden, louvain])
+def test_a_negligible_unit_is_left_out_with_its_edges(method):
+    """A unit whose edges are all negligible counts as isolated: label -1, and its edges are not
+    handed to igraph (they were, as vertex -1, and igraph raised)."""
+    rng = np.random.default_rng(2)
+    w1, w2 = rng.normal(size=(8, 12)), rng.normal(size=(6, 8))
+    w1[2], w2[:, 2] = 1e-300, 1e-300  # hidden unit 2: edges, none of them counting
+    graph = WeightGraph.from_weights([w1, w2])
+    hidden = graph.offsets[1] + 2
+    assert not graph.active[hidden] and graph.degree[hidden] > 0
+    found = method(graph, seed=0)
+    assert found.labels[hidden] == -1
+    assert (found.labels[np.flatnonzero(graph.active)] >= 0).all()
