@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -167,32 +167,15 @@ class DemoResult:
         return pd.DataFrame(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """The layout [`build_report()`][modscope.report.html.build_report] reads back (``models`` first)."""
-        return {"version": __version__, "models": self.rows, "scores": self.scores,
-                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
-                "nulls": self.nulls, "worked": self.worked, "notes": self.notes}
+        """The layout [`build_report()`][modscope.report.html.build_report] reads back (``models`` first):
+        every field but ``rows`` (the models) and ``out_dir``, in their order."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rows", "out_dir")}
+        return {"version": __version__, "models": self.rows, **rest}
 
 
 # -- caching ---------------------------------------------------------------------------------------
 def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
     return json_digest([kind, ckpt_hash, config, __version__])[:16]
-
-
-def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, device: str = "cpu"):
-    from ..tasks import get_task
-    from ..training.trainer import train
-
-    path = ckpt_dir / f"{run.name}-{run.key(seed, device)}.pt"
-    if path.exists():
-        try:
-            ckpt = load_checkpoint(path)
-            return ckpt, dict(ckpt.metrics), path, True
-        except ModscopeError:
-            path.unlink()  # a damaged cache entry is retrained
-    result = train(get_task(run.task, seed=seed, **run.task_params), seed=seed, progress=progress,
-                   device=device, **run.train)
-    result.save(path)
-    return result.checkpoint, dict(result.metrics), path, False
 
 
 # -- the demo --------------------------------------------------------------------------------------
@@ -234,8 +217,10 @@ def run_demo(
         if worked is None:
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
-        return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-                         tuple(worked), notes, device)
+        runs = runs if runs is not None else demo_runs(quick, fashion)
+        st = settings or DemoSettings.for_mode(quick, shuffles)
+        stages = _Stages(Path(out_dir), st, seed, jobs, progress, device)
+        return _run_demo(stages, runs, tuple(worked), notes, quick, log)
 
 
 def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
@@ -276,20 +261,38 @@ def _explorer_pages(result: DemoResult, mask_files: dict[str, Path]) -> dict[str
 
 @dataclass(frozen=True)
 class _Stages:
-    """What every cached stage of one demo run shares: the cache folder, the effort and the seed."""
+    """What every cached stage of one demo run shares: the output folder, the effort and the seed."""
 
-    cache: Path
+    out: Path
     st: DemoSettings
     seed: int
     jobs: int
     progress: bool
     device: str
 
+    def train_stage(self, run: DemoRun) -> tuple[Any, dict, Path, bool]:
+        """The trained checkpoint of ``run``, kept under ``checkpoints/`` by `DemoRun.key` (a damaged
+        file is trained again): ``(checkpoint, metrics, path, hit)``."""
+        from ..tasks import get_task
+        from ..training.trainer import train
+
+        path = self.out / "checkpoints" / f"{run.name}-{run.key(self.seed, self.device)}.pt"
+        if path.exists():
+            try:
+                ckpt = load_checkpoint(path)
+                return ckpt, dict(ckpt.metrics), path, True
+            except ModscopeError:
+                path.unlink()  # a damaged cache entry is retrained
+        result = train(get_task(run.task, seed=self.seed, **run.task_params), seed=self.seed,
+                       progress=self.progress, device=self.device, **run.train)
+        result.save(path)
+        return result.checkpoint, dict(result.metrics), path, False
+
     def cached(self, kind: str, name: str, h: str, config: dict, compute: Callable[[], dict]
                ) -> tuple[dict, bool]:
-        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``; a
-        damaged cache file is recomputed."""
-        path = self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
+        """A stage's result, kept as ``cache/<kind>-<name>-<key>.json``: ``(result, hit)``; a damaged
+        cache file is recomputed."""
+        path = self.out / "cache" / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
         if path.exists():
             try:
                 return json.loads(path.read_text()), True
@@ -332,7 +335,8 @@ class _Stages:
         from ..masks.fit import train_masks
 
         m_cfg = {"functions": list(run.masks), "steps": self.st.mask_steps, "seed": self.seed}
-        mask_file = self.cache / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"  # beside its JSON
+        # the masks' file, beside their JSON
+        mask_file = self.out / "cache" / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"
 
         def fit_masks() -> dict:
             res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
@@ -429,23 +433,20 @@ def _worked_line(which: str, w: dict, cached: Sequence[str], seconds: float) -> 
     )
 
 
-def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-              worked, notes, device="cpu") -> DemoResult:
+def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], notes: list[str], quick: bool,
+              log: Callable[[str], None] | None) -> DemoResult:
     from tqdm.auto import tqdm
 
     from ..report.html import build_report, collect
 
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    runs = runs if runs is not None else demo_runs(quick, fashion)
-    st = settings or DemoSettings.for_mode(quick, shuffles)
-    stages = _Stages(out / "cache", st, seed, jobs, progress, device)
+    out, st, progress = stages.out, stages.st, stages.progress
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=sum(3 + bool(r.masks) for r in runs) + len(worked) + 1, desc="demo", unit="stage",
                disable=not progress, file=sys.stderr)
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
+    cached: list[str] = []  # the current model's stages that came from the cache, for its log line
 
-    def stage(text: str, cached: list[str], note: str, compute: Callable[..., tuple], *args: Any) -> Any:
+    def stage(text: str, note: str, compute: Callable[..., tuple], *args: Any) -> Any:
         """One stage under the bar: ``compute(*args)``'s result without its last item, whether it was
         cached (then ``note`` joins ``cached``); a lone item is returned as it is."""
         bar.set_description(f"demo: {text}")
@@ -457,29 +458,27 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
     for note in notes:
         say(f"note: {note}")
-    effort = {"quick": bool(quick), "seed": int(seed), **asdict(st)}
+    effort = {"quick": bool(quick), "seed": int(stages.seed), **asdict(st)}
     result = DemoResult([], out, settings=effort, notes=list(notes))
     mask_files: dict[str, Path] = {}
     try:
         for run in runs:
             t0 = time.perf_counter()
-            cached: list[str] = []
-            ckpt, metrics, path = stage(f"train {run.name}", cached, "model cached",
-                                        _train_cached, run, seed, ckpt_dir, progress, device)
+            cached.clear()
+            ckpt, metrics, path = stage(f"train {run.name}", "model cached", stages.train_stage, run)
             h = file_sha256(path)
-            s, run_nulls = stage(f"score {run.name}", cached, "score cached",
-                                 stages.score_stage, run, ckpt, h)
+            s, run_nulls = stage(f"score {run.name}", "score cached", stages.score_stage, run, ckpt, h)
             result.scores[run.name] = s
             if run_nulls:
                 result.nulls[run.name] = run_nulls
             model_task = _model_task(ckpt)
             if run.masks:
                 mask_files[run.name], result.masks[run.name] = stage(
-                    f"masks {run.name}", cached, "masks cached", stages.masks_stage, run, model_task, h
+                    f"masks {run.name}", "masks cached", stages.masks_stage, run, model_task, h
                 )
             result.knockouts[run.name] = stage(
-                f"knockout {run.name}", cached, "knockout cached",
-                stages.knockout_stage, run, model_task, h, s, mask_files.get(run.name),
+                f"knockout {run.name}", "knockout cached", stages.knockout_stage, run, model_task, h, s,
+                mask_files.get(run.name),
             )
             result.rows.append(_row(run, metrics, s, run_nulls, st, str(path.relative_to(out))))
             write_json(out / "scores" / f"{run.name}.json", s)
@@ -488,16 +487,16 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
-            cached = []
-            result.worked[which] = stage(f"worked example: {which}", cached, "cached",
-                                         stages.worked_stage, which, quick)
+            cached.clear()
+            result.worked[which] = stage(f"worked example: {which}", "cached", stages.worked_stage,
+                                         which, quick)
             say(_worked_line(which, result.worked[which], cached, time.perf_counter() - t0))
 
         bar.set_description("demo: report")
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in result.rows}
         data.explorers = _explorer_pages(result, mask_files)
-        build_report(data, out, title="modscope demo report", cache_dir=stages.cache / "figures")
+        build_report(data, out, title="modscope demo report", cache_dir=out / "cache" / "figures")
         bar.update()
     finally:
         bar.close()
