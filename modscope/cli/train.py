@@ -168,12 +168,11 @@ def _cluster_reg(args) -> dict | None:
     return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in given.items() if v is not None}}
 
 
-# BIMTConfig field <- its --bimt-* flag (args attribute), and the train() options taken as they are
+# BIMTConfig field <- its --bimt-* flag (args attribute)
 _BIMT_FLAGS = {"lam": "bimt_lambda", "A": "bimt_A", "y_star": "bimt_y_star", "top_k": "bimt_top_k",
                "swap_every": "bimt_swap_every", "threshold": "bimt_threshold", "reduction": "bimt_reduction"}
-_AS_GIVEN = ("hidden", "activation", "dropout", "l1", "l2", "weight_decay", "prune", "prune_steps", "steps",
-             "epochs", "lr", "seed", "device", "init", "prune_every", "prune_epochs", "prune_fresh_optimizer",
-             "loss", "recipe")
+# the TrainConfig fields whose flags are read here; every other field is a flag of the same name, as given
+_READ_HERE = ("batch_size", "bimt", "cluster_reg")
 
 
 def _bimt_options(args, flags: dict[str, str]) -> dict | None:
@@ -221,16 +220,19 @@ def _run_task(args) -> tuple:
         )
     if args.input_shape is not None or args.bimt_metric is not None:
         raise ModscopeError("--input-shape and --bimt-metric go with --model (modscope's MLP needs neither)")
+    from dataclasses import fields
+
     from ..tasks import get_task
-    from ..training.trainer import train
+    from ..training.trainer import TrainConfig, train
 
     bimt = _bimt_options(args, _BIMT_FLAGS)
     cluster_reg = _cluster_reg(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
     task = get_task(args.task, seed=args.task_seed, data=args.data)
-    result = train(task, **{name: getattr(args, name) for name in _AS_GIVEN}, batch_size=batch, bimt=bimt,
-                   cluster_reg=cluster_reg, progress=not args.no_progress)
+    as_given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in _READ_HERE}
+    result = train(task, **as_given, batch_size=batch, bimt=bimt, cluster_reg=cluster_reg,
+                   progress=not args.no_progress)
     result.save(args.out)
     m = result.metrics
     names = ["test_accuracy", "test_loss", "sparsity"]
