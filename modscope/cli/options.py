@@ -310,8 +310,8 @@ def write_result(args, fields: Callable[[], dict], text: str, source: str | None
 def module_options(args) -> dict[str, Any]:
     """The user's module and functions as `run_flags` read them: keyword arguments of
     `modscope.workflows.user_models` (``knockout_model``, ``masks_model``)."""
-    return dict(model=args.model, data=args.data, input_shape=args.input_shape, input_dtype=args.input_dtype,
-                non_strict=args.non_strict, functions=args.function, output=args.output)
+    flags = ("model", "data", "input_shape", "input_dtype", "non_strict", "output")
+    return {**{name: getattr(args, name) for name in flags}, "functions": args.function}
 
 
 def model_flags(p: argparse.ArgumentParser) -> None:

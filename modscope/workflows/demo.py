@@ -270,6 +270,11 @@ class _Stages:
     progress: bool
     device: str
 
+    @property
+    def shared(self) -> dict[str, Any]:
+        """What training, the masks and the knockouts all take: the seed, the progress bars, the device."""
+        return {"seed": self.seed, "progress": self.progress, "device": self.device}
+
     def train_stage(self, run: DemoRun) -> tuple[Any, dict, Path, bool]:
         """The trained checkpoint of ``run``, kept under ``checkpoints/`` by `DemoRun.key` (a damaged
         file is trained again): ``(checkpoint, metrics, path, hit)``."""
@@ -283,8 +288,7 @@ class _Stages:
                 return ckpt, dict(ckpt.metrics), path, True
             except ModscopeError:
                 path.unlink()  # a damaged cache entry is retrained
-        result = train(get_task(run.task, seed=self.seed, **run.task_params), seed=self.seed,
-                       progress=self.progress, device=self.device, **run.train)
+        result = train(get_task(run.task, seed=self.seed, **run.task_params), **self.shared, **run.train)
         result.save(path)
         return result.checkpoint, dict(result.metrics), path, False
 
@@ -339,8 +343,8 @@ class _Stages:
         mask_file = self.out / "cache" / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"
 
         def fit_masks() -> dict:
-            res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
-                              progress=self.progress, threads=self.jobs, device=self.device)  # any jobs: same
+            res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, threads=self.jobs,
+                              **self.shared)  # any jobs: the same masks
             res.save(mask_file)
             return res.to_dict()
 
@@ -361,8 +365,7 @@ class _Stages:
             "knockout", run.name, h, k_cfg,
             lambda: knockout(
                 *model_task(), s["labels"], n_random=self.st.knockout_random, pairs=run.pairs,
-                seed=self.seed, progress=self.progress, device=self.device,
-                masks=None if mask_file is None else load_masks(mask_file),
+                masks=None if mask_file is None else load_masks(mask_file), **self.shared,
             ).to_dict(),
         )
 
