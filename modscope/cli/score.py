@@ -38,9 +38,7 @@ def add(sub) -> None:
     p.add_argument(
         "--restarts",
         "--n-init",
-        dest="restarts",
         type=positive_int(1),
-        default=None,
         metavar="N",
         help="k-means restarts (default: the reference's 25, or 100 above 2000 non-isolated nodes)",
     )
