@@ -322,8 +322,7 @@ class _Stages:
         companion = (s.get("sparse") or {}).get("other") or {}
         for method in run.extra_nulls:
             if companion.get("method") == method:  # the score ran it already (a sparse network)
-                extra = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
-                         "shuffle": companion}
+                extra = {k: v for k, v in s.items() if k not in ("labels", "sparse")} | {"shuffle": companion}
             else:
                 extra, _ = self.cached(
                     "score", run.name, h, {**s_cfg, "method": method},
