@@ -202,17 +202,17 @@ def _batch_size(text: str | None) -> int | None | EllipsisType:
 def run(args) -> int:
     """Train modscope's MLP on ``--task`` or the user's ``--model``, write it to ``--out`` (and
     ``--json``) and print one line: what trained, how long, its test metrics."""
-    result, cluster_reg, what, summary = (_run_task if args.model is None else _run_model)(args)
+    result, what, summary = (_run_task if args.model is None else _run_model)(args)
     mode = " BIMT" if args.bimt else ""
-    if cluster_reg is not None:  # not with --bimt (_cluster_reg)
-        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
+    if args.cluster_reg is not None:  # not with --bimt (_cluster_reg)
+        mode = f" {args.cluster_loss or 'spectral'} cluster-reg {args.cluster_reg:g}"
     write_result(args, result.to_dict, f"{what}{mode}: {summary} -> {args.out}\n", source=args.out)
     return 0
 
 
 def _run_task(args) -> tuple:
     """``--task``: modscope's MLP (`modscope.training.trainer.train`), saved as a checkpoint:
-    ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
+    ``(result, what trained, its steps, time and metrics)``."""
     if args.task is None:
         raise ModscopeError(
             "train needs --task NAME (modscope's MLP) or --model PKG.MODULE:FACTORY with --data FILE "
@@ -239,9 +239,7 @@ def _run_task(args) -> tuple:
     names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
     shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    return result, cluster_reg, f"{task.name} {widths}", (
-        f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
-    )
+    return result, f"{task.name} {widths}", f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
 
 
 # the --task options that shape modscope's MLP or its training, with their values when not given
@@ -275,7 +273,7 @@ def _model_options(args) -> dict:
 
 def _run_model(args) -> tuple:
     """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`),
-    its state dict saved: ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
+    its state dict saved: ``(result, what trained, its steps, time and metrics)``."""
     from ..workflows.user_models import train_model
 
     options = _model_options(args)
@@ -284,6 +282,4 @@ def _run_model(args) -> tuple:
     fit = result.fit
     shown = [f"test {fit.metric_name} {fit.metric:.4g}"]
     shown += [f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)]
-    return result, options["cluster_reg"], args.model, (
-        f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
-    )
+    return result, args.model, f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
