@@ -27,7 +27,6 @@ __all__ = [
     "measure_flags",
     "model_flags",
     "module_flags",
-    "module_options",
     "numbers",
     "positive_int",
     "progress_flag",
@@ -271,7 +270,9 @@ def run_checks(
     ``--cache`` and ``files``), the device is there, no --input-axis (the trace guesses it), and the
     flags fit the network: ``--model`` needs --data and refuses --task and ``checkpoint_only``
     (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``.
-    Returns the shared settings as keyword arguments: ``seed``, ``device``, ``progress``."""
+    Returns the keyword arguments both runs take: ``seed``, ``device``, ``progress``, and the network's:
+    ``task`` and ``data`` of a checkpoint, or the user's module, data and functions with --model (the
+    options of `modscope.workflows.user_models`: ``knockout_model``, ``masks_model``)."""
     from ..runtime.modules import resolve_device
 
     check_outputs({"--json": args.json, **(files or {})}, {"--cache": args.cache}, no_stdout)
@@ -286,13 +287,16 @@ def run_checks(
             *rest, last = refused
             no = f"{', '.join(rest)} or {last}" if rest else last
             raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
+        flags = ("model", "data", "input_shape", "input_dtype", "non_strict", "output")
+        network = {**{name: getattr(args, name) for name in flags}, "functions": args.function}
     else:
         refused = {"--function": bool(args.function), "--output": args.output is not None,
                    "--input-shape": args.input_shape is not None, **(model_only or {})}
         if any(refused.values()):
             *rest, last = refused
             raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
-    return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
+        network = {"task": args.task, "data": args.data}
+    return dict(seed=args.seed, device=args.device, progress=not args.no_progress, **network)
 
 
 def write_result(args, fields: Callable[[], dict], text: str, source: str | None = None) -> None:
@@ -305,13 +309,6 @@ def write_result(args, fields: Callable[[], dict], text: str, source: str | None
         record = source_record(args.checkpoint, args) if source is None else source_record(source)
         write_json(args.json, {**fields(), "source": record})
     print(text, end="", file=sys.stderr if args.json == "-" else sys.stdout)  # --json - takes stdout
-
-
-def module_options(args) -> dict[str, Any]:
-    """The user's module and functions as `run_flags` read them: keyword arguments of
-    `modscope.workflows.user_models` (``knockout_model``, ``masks_model``)."""
-    flags = ("model", "data", "input_shape", "input_dtype", "non_strict", "output")
-    return {**{name: getattr(args, name) for name in flags}, "functions": args.function}
 
 
 def model_flags(p: argparse.ArgumentParser) -> None:
