@@ -27,6 +27,7 @@ __all__ = [
     "measure_flags",
     "model_flags",
     "module_flags",
+    "null_options",
     "numbers",
     "positive_int",
     "progress_flag",
@@ -137,6 +138,13 @@ def measure_flags(p: Any, units: bool = False) -> None:
     p.add_argument("--method", choices=["spectral", "leiden", "louvain", "local"], default="spectral",
                    help="spectral n-cut (default), Newman Q of Leiden or Louvain communities (igraph), "
                    "layer-local n-cut")
+
+
+def null_options(args) -> dict[str, Any]:
+    """What `clustering_flags`, `measure_flags` and `progress_flag` say of the shuffles, as keyword
+    arguments of `modscope.score` and `score_blocks`: the null, how many, the seed, the progress bar."""
+    return dict(null=args.shuffle_method, n_shuffles=args.shuffles, seed=args.seed,
+                progress=not args.no_progress)
 
 
 def executor_flags(p: argparse.ArgumentParser) -> None:

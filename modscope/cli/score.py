@@ -11,6 +11,7 @@ from .options import (
     load_source_graph,
     measure_flags,
     model_flags,
+    null_options,
     positive_int,
     progress_flag,
     split_names,
@@ -109,9 +110,8 @@ def run(args) -> int:
     check_outputs({"--json": args.json}, {"--cache": args.cache})
     pool = executor(args)
     try:
-        result = score(_graph(args), measure=_measure(args), null=args.shuffle_method,
-                       n_shuffles=args.shuffles, seed=args.seed, jobs=args.jobs if pool is None else 1,
-                       executor=pool, cache=args.cache, progress=not args.no_progress)
+        result = score(_graph(args), measure=_measure(args), jobs=args.jobs if pool is None else 1,
+                       executor=pool, cache=args.cache, **null_options(args))
     finally:
         if hasattr(pool, "close"):
             pool.close()
