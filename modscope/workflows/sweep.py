@@ -145,8 +145,8 @@ def expand_checkpoints(patterns, base: Path) -> list[Path]:
     out: list[Path] = []
     for pattern in _as_list(patterns or []):
         full = base / os.path.expanduser(str(pattern))
-        hits = sorted(glob.glob(str(full))) if glob.has_magic(str(full)) else [str(full)]
-        hits = [h for h in hits if Path(h).is_file()]
+        # a path without wildcards globs to itself when it exists
+        hits = [h for h in sorted(glob.glob(str(full))) if Path(h).is_file()]
         if not hits:
             raise ModscopeError(f"sweep checkpoint {pattern!r} matches no file")
         out += [Path(h) for h in hits if Path(h) not in out]
