@@ -10,7 +10,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..clustering.spectral import cluster
@@ -136,9 +136,9 @@ class TrainModelResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: everything but the module (its weights go to a file: `save`)."""
-        return {"model": self.model, "data": self.data, "example_input": dict(self.example_input),
-                "device": self.device, "seconds": self.seconds, **self.fit.to_dict()}
+        """JSON-able: everything but the module (its weights go to a file: `save`), the fit's keys last."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("module", "fit")}
+        return {**rest, "example_input": dict(self.example_input), **self.fit.to_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the trained state dict atomically (``.safetensors`` or ``.pt``)."""
