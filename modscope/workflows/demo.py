@@ -97,28 +97,24 @@ def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
 
     ``fashion``: add a Fashion-MNIST model (default: when its files are installed).
     """
-    digits_steps = 1000 if quick else 4000
-    formula_steps = 4000 if quick else 20000
-    halves_steps = 1500 if quick else 4000
-    runs = [
-        DemoRun("digits-plain", "digits", {"steps": digits_steps}, 12),
-        DemoRun(
-            "digits-dropout-pruned",
-            "digits",
-            {"steps": digits_steps, "dropout": 0.2, "prune": 0.9, "prune_steps": digits_steps},
-            12,
-            extra_nulls=SPARSE_NULLS,
-        ),
-        DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12,
-                extra_nulls=SPARSE_NULLS),
-        DemoRun("digits-cluster-reg", "digits", {"steps": digits_steps, "cluster_reg": CLUSTER_REG}, 12),
-        DemoRun("halves-plain", "halves", {"steps": halves_steps}, 4, masks=("left", "right")),
-        DemoRun("halves-bimt", "halves", {"steps": halves_steps, "bimt": True}, 4,
-                masks=("left", "right"), extra_nulls=SPARSE_NULLS),
-        DemoRun("independence-plain", "formula-independence", {"steps": formula_steps}, 2),
-        DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2,
-                extra_nulls=SPARSE_NULLS),
+    steps = {"digits": 1000 if quick else 4000, "halves": 1500 if quick else 4000,
+             "formula-independence": 4000 if quick else 20000}
+    pruned = {"dropout": 0.2, "prune": 0.9, "prune_steps": steps["digits"]}
+    bimt = {"bimt": True}
+    halves = ("left", "right")
+    # name, task, training besides its steps, clusters, functions to mask, nulls besides `layer`
+    table = [
+        ("digits-plain", "digits", {}, 12, (), ()),
+        ("digits-dropout-pruned", "digits", pruned, 12, (), SPARSE_NULLS),
+        ("digits-bimt", "digits", bimt, 12, (), SPARSE_NULLS),
+        ("digits-cluster-reg", "digits", {"cluster_reg": CLUSTER_REG}, 12, (), ()),
+        ("halves-plain", "halves", {}, 4, halves, ()),
+        ("halves-bimt", "halves", bimt, 4, halves, SPARSE_NULLS),
+        ("independence-plain", "formula-independence", {}, 2, (), ()),
+        ("independence-bimt", "formula-independence", bimt, 2, (), SPARSE_NULLS),
     ]
+    runs = [DemoRun(name, task, {"steps": steps[task], **extra}, clusters, masks=masks, extra_nulls=nulls)
+            for name, task, extra, clusters, masks, nulls in table]
     if fashion if fashion is not None else fashion_available():
         # quick: a small network on a fifth of the training set (seconds, not minutes); else the
         # paper's 784-256x4-10 network, 20 epochs
