@@ -235,8 +235,8 @@ def _run_task(args) -> tuple:
                    progress=not args.no_progress)
     result.save(args.out)
     m = result.metrics
-    names = ["test_accuracy", "test_loss", "sparsity"]
-    names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
+    # the last two only after training for clusterability (its strategy's final metrics)
+    names = ["test_accuracy", "test_loss", "sparsity", "cluster_penalty", "clusterability"]
     shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
     return result, f"{task.name} {widths}", f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
