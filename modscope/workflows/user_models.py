@@ -54,8 +54,7 @@ def user_module(
         import numpy as np
         import torch
 
-        x = data.test.rows(np.arange(1))[0]
-        example = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        example = torch.as_tensor(data.test.rows(np.arange(1))[0])  # a tensor stays as it is
     elif example is None:
         example, _ = guess_example(module)
     return module, example
