@@ -215,8 +215,8 @@ def run_demo(
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
         runs = runs if runs is not None else demo_runs(quick, fashion)
         st = settings or DemoSettings.for_mode(quick, shuffles)
-        stages = _Stages(Path(out_dir), st, seed, jobs, progress, device)
-        return _run_demo(stages, runs, tuple(worked), notes, quick, log)
+        stages = _Stages(Path(out_dir), quick, st, seed, jobs, progress, device)
+        return _run_demo(stages, runs, tuple(worked), notes, log)
 
 
 def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
@@ -260,6 +260,7 @@ class _Stages:
     """What every cached stage of one demo run shares: the output folder, the effort and the seed."""
 
     out: Path
+    quick: bool
     st: DemoSettings
     seed: int
     jobs: int
@@ -364,14 +365,16 @@ class _Stages:
             ).to_dict(),
         )
 
-    def worked_stage(self, which: str, quick: bool) -> tuple[dict, bool]:
+    def worked_stage(self, which: str) -> tuple[dict, bool]:
         """A worked example on a real architecture (cached): ``(result, hit)``."""
         from .worked_example import worked_example
 
-        w_cfg = {"which": which, "quick": bool(quick), "seed": self.seed, "version": __version__,
+        w_cfg = {"which": which, "quick": bool(self.quick), "seed": self.seed, "version": __version__,
                  **({} if self.device == "cpu" else {"device": self.device})}
-        return self.cached("worked", which, which, w_cfg,
-                           lambda: worked_example(which, quick=quick, seed=self.seed, device=self.device))
+        return self.cached(
+            "worked", which, which, w_cfg,
+            lambda: worked_example(which, quick=self.quick, seed=self.seed, device=self.device),
+        )
 
 
 def _model_task(ckpt: Any) -> Callable[[], tuple]:
@@ -431,7 +434,7 @@ def _worked_line(which: str, w: dict, cached: Sequence[str], seconds: float) -> 
     )
 
 
-def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], notes: list[str], quick: bool,
+def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], notes: list[str],
               log: Callable[[str], None] | None) -> DemoResult:
     from tqdm.auto import tqdm
 
@@ -456,7 +459,7 @@ def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], not
 
     for note in notes:
         say(f"note: {note}")
-    effort = {"quick": bool(quick), "seed": int(stages.seed), **asdict(st)}
+    effort = {"quick": bool(stages.quick), "seed": int(stages.seed), **asdict(st)}
     result = DemoResult([], out, settings=effort, notes=list(notes))
     mask_files: dict[str, Path] = {}
     try:
@@ -486,8 +489,7 @@ def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], not
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
             cached.clear()
-            result.worked[which] = stage(f"worked example: {which}", "cached", stages.worked_stage,
-                                         which, quick)
+            result.worked[which] = stage(f"worked example: {which}", "cached", stages.worked_stage, which)
             say(_worked_line(which, result.worked[which], cached, time.perf_counter() - t0))
 
         bar.set_description("demo: report")
