@@ -159,9 +159,8 @@ def train_strategy(
     use_bimt = bimt is not None and bimt is not False  # True or a dict of options ({}: the defaults)
     if use_bimt and cluster_reg is not None:
         raise ModscopeError("BIMT and a clusterability loss are two training strategies; use one of them")
-    if use_bimt:
-        opts = dict(bimt) if isinstance(bimt, dict) else {}
-        return bimt_strategy(module, example, metric=opts.pop("metric", "l1"), **opts)
+    if use_bimt:  # bimt_strategy's defaults for what the dict leaves out (metric l1, BIMTConfig's)
+        return bimt_strategy(module, example, **(bimt if isinstance(bimt, dict) else {}))
     if cluster_reg is None:
         return None
     opts = dict(cluster_reg)
