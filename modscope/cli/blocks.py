@@ -49,7 +49,7 @@ def add(sub) -> None:
 def run(args) -> int:
     from ..report.text import format_blocks
     from ..runtime.executors import check_jobs
-    from ..scoring.blocks import score_blocks
+    from ..scoring.blocks import score_blocks, stream_block_scores
 
     check_jobs(args.jobs, "--jobs")
     check_outputs({"--json": args.json}, {"--cache": args.cache})
@@ -62,8 +62,6 @@ def run(args) -> int:
     k = None if args.method in ("leiden", "louvain") else args.clusters
     common = dict(measure=args.method, n_clusters=k, jobs=args.jobs, device=args.device, **null_options(args))
     if args.cache:  # one block at a time from the memory-mapped file, resumable
-        from ..scoring.blocks import stream_block_scores
-
         if args.whole:
             raise ModscopeError("--whole holds the whole network; it does not go with --cache (streamed)")
         scores = stream_block_scores(args.checkpoint, cache=args.cache, **common)
