@@ -179,15 +179,13 @@ def device_flag(p: Any, what: str = "the model runs", default: str | None = "cpu
 
 def executor(args) -> Any:
     """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``)."""
-    from ..runtime.executors import check_jobs
+    from ..runtime.executors import DaskExecutor, check_jobs
 
     check_jobs(args.jobs, "--jobs")
     chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
     if len(chosen) > 1 or (chosen and args.jobs != 1):
         raise ModscopeError("--jobs, --scheduler and --device exclude each other")
     if getattr(args, "scheduler", None):
-        from ..runtime.executors import DaskExecutor
-
         return DaskExecutor(args.scheduler)
     if getattr(args, "device", None):
         from ..runtime.modules import resolve_device
