@@ -34,15 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modscope", description="Is this trained network modular, and how much more than chance?"
     )
     parser.add_argument("--version", action="version", version=f"modscope {__version__}")
-    parser.add_argument("--max-memory", metavar="SIZE", default=None, help=_MAX_MEMORY)
-    parser.add_argument("--verbose", action="store_true", help=_VERBOSE)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for module in (score, blocks, knockout, masks, train, plot, report, explore, demo, sweep):
         module.add(sub)  # in this order in --help
-    for command in sub.choices.values():  # also after the command: modscope score ... --max-memory 8G
-        command.add_argument("--max-memory", metavar="SIZE", default=argparse.SUPPRESS, help=_MAX_MEMORY)
-        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE)
+    # modscope's own options, taken after the command too (modscope score ... --max-memory 8G): set
+    # there only when given, so that they do not undo what came before the command
+    for command in [parser, *sub.choices.values()]:
+        given_only = {} if command is parser else {"default": argparse.SUPPRESS}
+        command.add_argument("--max-memory", metavar="SIZE", help=_MAX_MEMORY, **given_only)
+        command.add_argument("--verbose", action="store_true", help=_VERBOSE, **given_only)
     return parser
 
 

@@ -9,6 +9,7 @@ from .options import (
     clustering_flags,
     device_flag,
     measure_flags,
+    null_options,
     progress_flag,
     write_result,
 )
@@ -48,7 +49,7 @@ def add(sub) -> None:
 def run(args) -> int:
     from ..report.text import format_blocks
     from ..runtime.executors import check_jobs
-    from ..scoring.blocks import score_blocks
+    from ..scoring.blocks import score_blocks, stream_block_scores
 
     check_jobs(args.jobs, "--jobs")
     check_outputs({"--json": args.json}, {"--cache": args.cache})
@@ -59,11 +60,8 @@ def run(args) -> int:
             raise ModscopeError("--jobs and --device exclude each other")
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
     k = None if args.method in ("leiden", "louvain") else args.clusters
-    common = dict(measure=args.method, n_clusters=k, null=args.shuffle_method, n_shuffles=args.shuffles,
-                  seed=args.seed, jobs=args.jobs, device=args.device, progress=not args.no_progress)
+    common = dict(measure=args.method, n_clusters=k, jobs=args.jobs, device=args.device, **null_options(args))
     if args.cache:  # one block at a time from the memory-mapped file, resumable
-        from ..scoring.blocks import stream_block_scores
-
         if args.whole:
             raise ModscopeError("--whole holds the whole network; it does not go with --cache (streamed)")
         scores = stream_block_scores(args.checkpoint, cache=args.cache, **common)

@@ -29,7 +29,6 @@ def add(sub) -> None:
     p.add_argument(
         "--max-edges",
         type=positive_int(1),
-        default=None,
         metavar="N",
         help="single edges embedded, the strongest first (default 1,000,000); every edge counts in "
         "the aggregate edges drawn when too many are in view",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import checkpoint_flags, module_options, positive_int, run_checks, run_flags, write_result
+from .options import checkpoint_flags, positive_int, run_checks, run_flags, write_result
 
 __all__ = ["add", "run"]
 
@@ -43,14 +43,11 @@ def run(args) -> int:
     if args.model is None:  # a modscope checkpoint on its task
         from ..workflows.checkpoints import knockout_checkpoint
 
-        result = knockout_checkpoint(
-            args.checkpoint, task=args.task, data=args.data, masks=args.masks, **common
-        )
+        result = knockout_checkpoint(args.checkpoint, masks=args.masks, **common)
     else:
         from ..workflows.user_models import knockout_model
 
-        result = knockout_model(args.checkpoint, batch_size=args.batch_size, ablation=args.ablation,
-                                **module_options(args), **common)
+        result = knockout_model(args.checkpoint, batch_size=args.batch_size, ablation=args.ablation, **common)
     write_result(args, lambda: {**result.to_dict(), **_explore_keys(result)}, format_knockout(result))
     return 0
 

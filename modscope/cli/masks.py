@@ -6,7 +6,6 @@ from __future__ import annotations
 from ..errors import ModscopeError
 from .options import (
     checkpoint_flags,
-    module_options,
     positive_int,
     run_checks,
     run_flags,
@@ -73,24 +72,20 @@ def run(args) -> int:
         checkpoint_only={"--functions": args.functions is not None, "--cache": args.cache is not None},
     )
     common = dict(
-        steps=args.steps, batch_size=args.batch_size, beta=args.beta, control=not args.no_control,
-        threads=args.jobs, **shared,
+        classes=args.classes, steps=args.steps, batch_size=args.batch_size, beta=args.beta,
+        control=not args.no_control, threads=args.jobs, **shared,
     )
     if args.model is not None:
         from ..workflows.user_models import masks_model
 
-        result = masks_model(
-            args.checkpoint, classes=args.classes, eval_batch_size=args.eval_batch_size,
-            **module_options(args), **common,
-        )
+        result = masks_model(args.checkpoint, eval_batch_size=args.eval_batch_size, **common)
     else:
         from ..workflows.checkpoints import masks_checkpoint
 
         functions = split_names(args.functions)
         if functions == []:
             raise ModscopeError("--functions names no function")
-        result = masks_checkpoint(args.checkpoint, task=args.task, data=args.data, functions=functions,
-                                  classes=args.classes, cache=args.cache, **common)
+        result = masks_checkpoint(args.checkpoint, functions=functions, cache=args.cache, **common)
     if args.save:
         result.save(args.save)
 

@@ -27,7 +27,7 @@ __all__ = [
     "measure_flags",
     "model_flags",
     "module_flags",
-    "module_options",
+    "null_options",
     "numbers",
     "positive_int",
     "progress_flag",
@@ -140,6 +140,13 @@ def measure_flags(p: Any, units: bool = False) -> None:
                    "layer-local n-cut")
 
 
+def null_options(args) -> dict[str, Any]:
+    """What `clustering_flags`, `measure_flags` and `progress_flag` say of the shuffles, as keyword
+    arguments of `modscope.score` and `score_blocks`: the null, how many, the seed, the progress bar."""
+    return dict(null=args.shuffle_method, n_shuffles=args.shuffles, seed=args.seed,
+                progress=not args.no_progress)
+
+
 def executor_flags(p: argparse.ArgumentParser) -> None:
     """--scheduler and --device: where the units of the spectral path run (score, sweep)."""
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -172,15 +179,13 @@ def device_flag(p: Any, what: str = "the model runs", default: str | None = "cpu
 
 def executor(args) -> Any:
     """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``)."""
-    from ..runtime.executors import check_jobs
+    from ..runtime.executors import DaskExecutor, check_jobs
 
     check_jobs(args.jobs, "--jobs")
     chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
     if len(chosen) > 1 or (chosen and args.jobs != 1):
         raise ModscopeError("--jobs, --scheduler and --device exclude each other")
     if getattr(args, "scheduler", None):
-        from ..runtime.executors import DaskExecutor
-
         return DaskExecutor(args.scheduler)
     if getattr(args, "device", None):
         from ..runtime.modules import resolve_device
@@ -271,7 +276,9 @@ def run_checks(
     ``--cache`` and ``files``), the device is there, no --input-axis (the trace guesses it), and the
     flags fit the network: ``--model`` needs --data and refuses --task and ``checkpoint_only``
     (``{flag: given}``); a checkpoint refuses --function, --output, --input-shape and ``model_only``.
-    Returns the shared settings as keyword arguments: ``seed``, ``device``, ``progress``."""
+    Returns the keyword arguments both runs take: ``seed``, ``device``, ``progress``, and the network's:
+    ``task`` and ``data`` of a checkpoint, or the user's module, data and functions with --model (the
+    options of `modscope.workflows.user_models`: ``knockout_model``, ``masks_model``)."""
     from ..runtime.modules import resolve_device
 
     check_outputs({"--json": args.json, **(files or {})}, {"--cache": args.cache}, no_stdout)
@@ -286,13 +293,16 @@ def run_checks(
             *rest, last = refused
             no = f"{', '.join(rest)} or {last}" if rest else last
             raise ModscopeError(f"--model needs --data (your data file) and takes no {no}")
+        flags = ("model", "data", "input_shape", "input_dtype", "non_strict", "output")
+        network = {**{name: getattr(args, name) for name in flags}, "functions": args.function}
     else:
         refused = {"--function": bool(args.function), "--output": args.output is not None,
                    "--input-shape": args.input_shape is not None, **(model_only or {})}
         if any(refused.values()):
             *rest, last = refused
             raise ModscopeError(f"{', '.join(rest)} and {last} go with --model")
-    return dict(seed=args.seed, device=args.device, progress=not args.no_progress)
+        network = {"task": args.task, "data": args.data}
+    return dict(seed=args.seed, device=args.device, progress=not args.no_progress, **network)
 
 
 def write_result(args, fields: Callable[[], dict], text: str, source: str | None = None) -> None:
@@ -305,13 +315,6 @@ def write_result(args, fields: Callable[[], dict], text: str, source: str | None
         record = source_record(args.checkpoint, args) if source is None else source_record(source)
         write_json(args.json, {**fields(), "source": record})
     print(text, end="", file=sys.stderr if args.json == "-" else sys.stdout)  # --json - takes stdout
-
-
-def module_options(args) -> dict[str, Any]:
-    """The user's module and functions as `run_flags` read them: keyword arguments of
-    `modscope.workflows.user_models` (``knockout_model``, ``masks_model``)."""
-    return dict(model=args.model, data=args.data, input_shape=args.input_shape, input_dtype=args.input_dtype,
-                non_strict=args.non_strict, functions=args.function, output=args.output)
 
 
 def model_flags(p: argparse.ArgumentParser) -> None:

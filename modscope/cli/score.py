@@ -11,6 +11,7 @@ from .options import (
     load_source_graph,
     measure_flags,
     model_flags,
+    null_options,
     positive_int,
     progress_flag,
     split_names,
@@ -38,9 +39,7 @@ def add(sub) -> None:
     p.add_argument(
         "--restarts",
         "--n-init",
-        dest="restarts",
         type=positive_int(1),
-        default=None,
         metavar="N",
         help="k-means restarts (default: the reference's 25, or 100 above 2000 non-isolated nodes)",
     )
@@ -111,9 +110,8 @@ def run(args) -> int:
     check_outputs({"--json": args.json}, {"--cache": args.cache})
     pool = executor(args)
     try:
-        result = score(_graph(args), measure=_measure(args), null=args.shuffle_method,
-                       n_shuffles=args.shuffles, seed=args.seed, jobs=args.jobs if pool is None else 1,
-                       executor=pool, cache=args.cache, progress=not args.no_progress)
+        result = score(_graph(args), measure=_measure(args), jobs=args.jobs if pool is None else 1,
+                       executor=pool, cache=args.cache, **null_options(args))
     finally:
         if hasattr(pool, "close"):
             pool.close()

@@ -168,12 +168,11 @@ def _cluster_reg(args) -> dict | None:
     return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in given.items() if v is not None}}
 
 
-# BIMTConfig field <- its --bimt-* flag (args attribute), and the train() options taken as they are
+# BIMTConfig field <- its --bimt-* flag (args attribute)
 _BIMT_FLAGS = {"lam": "bimt_lambda", "A": "bimt_A", "y_star": "bimt_y_star", "top_k": "bimt_top_k",
                "swap_every": "bimt_swap_every", "threshold": "bimt_threshold", "reduction": "bimt_reduction"}
-_AS_GIVEN = ("hidden", "activation", "dropout", "l1", "l2", "weight_decay", "prune", "prune_steps", "steps",
-             "epochs", "lr", "seed", "device", "init", "prune_every", "prune_epochs", "prune_fresh_optimizer",
-             "loss", "recipe")
+# the TrainConfig fields whose flags are read here; every other field is a flag of the same name, as given
+_READ_HERE = ("batch_size", "bimt", "cluster_reg")
 
 
 def _bimt_options(args, flags: dict[str, str]) -> dict | None:
@@ -203,17 +202,17 @@ def _batch_size(text: str | None) -> int | None | EllipsisType:
 def run(args) -> int:
     """Train modscope's MLP on ``--task`` or the user's ``--model``, write it to ``--out`` (and
     ``--json``) and print one line: what trained, how long, its test metrics."""
-    result, cluster_reg, what, summary = (_run_task if args.model is None else _run_model)(args)
+    result, what, summary = (_run_task if args.model is None else _run_model)(args)
     mode = " BIMT" if args.bimt else ""
-    if cluster_reg is not None:  # not with --bimt (_cluster_reg)
-        mode = f" {cluster_reg['loss']} cluster-reg {cluster_reg['lam']:g}"
+    if args.cluster_reg is not None:  # not with --bimt (_cluster_reg)
+        mode = f" {args.cluster_loss or 'spectral'} cluster-reg {args.cluster_reg:g}"
     write_result(args, result.to_dict, f"{what}{mode}: {summary} -> {args.out}\n", source=args.out)
     return 0
 
 
 def _run_task(args) -> tuple:
     """``--task``: modscope's MLP (`modscope.training.trainer.train`), saved as a checkpoint:
-    ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
+    ``(result, what trained, its steps, time and metrics)``."""
     if args.task is None:
         raise ModscopeError(
             "train needs --task NAME (modscope's MLP) or --model PKG.MODULE:FACTORY with --data FILE "
@@ -221,25 +220,26 @@ def _run_task(args) -> tuple:
         )
     if args.input_shape is not None or args.bimt_metric is not None:
         raise ModscopeError("--input-shape and --bimt-metric go with --model (modscope's MLP needs neither)")
+    from dataclasses import fields
+
     from ..tasks import get_task
-    from ..training.trainer import train
+    from ..training.trainer import TrainConfig, train
 
     bimt = _bimt_options(args, _BIMT_FLAGS)
     cluster_reg = _cluster_reg(args)
     check_outputs({"--out": args.out, "--json": args.json}, no_stdout=("--out",))
     batch = _batch_size(args.batch_size)
     task = get_task(args.task, seed=args.task_seed, data=args.data)
-    result = train(task, **{name: getattr(args, name) for name in _AS_GIVEN}, batch_size=batch, bimt=bimt,
-                   cluster_reg=cluster_reg, progress=not args.no_progress)
+    as_given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name not in _READ_HERE}
+    result = train(task, **as_given, batch_size=batch, bimt=bimt, cluster_reg=cluster_reg,
+                   progress=not args.no_progress)
     result.save(args.out)
     m = result.metrics
-    names = ["test_accuracy", "test_loss", "sparsity"]
-    names += ["cluster_penalty", "clusterability"] if cluster_reg is not None else []
+    # the last two only after training for clusterability (its strategy's final metrics)
+    names = ["test_accuracy", "test_loss", "sparsity", "cluster_penalty", "clusterability"]
     shown = ", ".join(f"{k} {m[k]:.4g}" for k in names if k in m)
     widths = "-".join(map(str, result.checkpoint.architecture.widths))
-    return result, cluster_reg, f"{task.name} {widths}", (
-        f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
-    )
+    return result, f"{task.name} {widths}", f"{m['steps']} steps in {m['seconds']:.1f} s, {shown}"
 
 
 # the --task options that shape modscope's MLP or its training, with their values when not given
@@ -273,7 +273,7 @@ def _model_options(args) -> dict:
 
 def _run_model(args) -> tuple:
     """``--model``: the user's module trained on their data (`modscope.workflows.user_models.train_model`),
-    its state dict saved: ``(result, cluster_reg, what trained, its steps, time and metrics)``."""
+    its state dict saved: ``(result, what trained, its steps, time and metrics)``."""
     from ..workflows.user_models import train_model
 
     options = _model_options(args)
@@ -282,6 +282,4 @@ def _run_model(args) -> tuple:
     fit = result.fit
     shown = [f"test {fit.metric_name} {fit.metric:.4g}"]
     shown += [f"{k} {v:.4g}" for k, v in fit.strategy.items() if isinstance(v, float)]
-    return result, options["cluster_reg"], args.model, (
-        f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)
-    )
+    return result, args.model, f"{fit.steps} steps in {result.seconds:.1f} s, " + ", ".join(shown)

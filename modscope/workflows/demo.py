@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -97,28 +97,24 @@ def demo_runs(quick: bool, fashion: bool | None = None) -> list[DemoRun]:
 
     ``fashion``: add a Fashion-MNIST model (default: when its files are installed).
     """
-    digits_steps = 1000 if quick else 4000
-    formula_steps = 4000 if quick else 20000
-    halves_steps = 1500 if quick else 4000
-    runs = [
-        DemoRun("digits-plain", "digits", {"steps": digits_steps}, 12),
-        DemoRun(
-            "digits-dropout-pruned",
-            "digits",
-            {"steps": digits_steps, "dropout": 0.2, "prune": 0.9, "prune_steps": digits_steps},
-            12,
-            extra_nulls=SPARSE_NULLS,
-        ),
-        DemoRun("digits-bimt", "digits", {"steps": digits_steps, "bimt": True}, 12,
-                extra_nulls=SPARSE_NULLS),
-        DemoRun("digits-cluster-reg", "digits", {"steps": digits_steps, "cluster_reg": CLUSTER_REG}, 12),
-        DemoRun("halves-plain", "halves", {"steps": halves_steps}, 4, masks=("left", "right")),
-        DemoRun("halves-bimt", "halves", {"steps": halves_steps, "bimt": True}, 4,
-                masks=("left", "right"), extra_nulls=SPARSE_NULLS),
-        DemoRun("independence-plain", "formula-independence", {"steps": formula_steps}, 2),
-        DemoRun("independence-bimt", "formula-independence", {"steps": formula_steps, "bimt": True}, 2,
-                extra_nulls=SPARSE_NULLS),
+    steps = {"digits": 1000 if quick else 4000, "halves": 1500 if quick else 4000,
+             "formula-independence": 4000 if quick else 20000}
+    pruned = {"dropout": 0.2, "prune": 0.9, "prune_steps": steps["digits"]}
+    bimt = {"bimt": True}
+    halves = ("left", "right")
+    # name, task, training besides its steps, clusters, functions to mask, nulls besides `layer`
+    table = [
+        ("digits-plain", "digits", {}, 12, (), ()),
+        ("digits-dropout-pruned", "digits", pruned, 12, (), SPARSE_NULLS),
+        ("digits-bimt", "digits", bimt, 12, (), SPARSE_NULLS),
+        ("digits-cluster-reg", "digits", {"cluster_reg": CLUSTER_REG}, 12, (), ()),
+        ("halves-plain", "halves", {}, 4, halves, ()),
+        ("halves-bimt", "halves", bimt, 4, halves, SPARSE_NULLS),
+        ("independence-plain", "formula-independence", {}, 2, (), ()),
+        ("independence-bimt", "formula-independence", bimt, 2, (), SPARSE_NULLS),
     ]
+    runs = [DemoRun(name, task, {"steps": steps[task], **extra}, clusters, masks=masks, extra_nulls=nulls)
+            for name, task, extra, clusters, masks, nulls in table]
     if fashion if fashion is not None else fashion_available():
         # quick: a small network on a fifth of the training set (seconds, not minutes); else the
         # paper's 784-256x4-10 network, 20 epochs
@@ -167,32 +163,15 @@ class DemoResult:
         return pd.DataFrame(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """The layout [`build_report()`][modscope.report.html.build_report] reads back (``models`` first)."""
-        return {"version": __version__, "models": self.rows, "scores": self.scores,
-                "masks": self.masks, "knockouts": self.knockouts, "settings": self.settings,
-                "nulls": self.nulls, "worked": self.worked, "notes": self.notes}
+        """The layout [`build_report()`][modscope.report.html.build_report] reads back (``models`` first):
+        every field but ``rows`` (the models) and ``out_dir``, in their order."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("rows", "out_dir")}
+        return {"version": __version__, "models": self.rows, **rest}
 
 
 # -- caching ---------------------------------------------------------------------------------------
 def _stage_key(kind: str, ckpt_hash: str, config: dict[str, Any]) -> str:
     return json_digest([kind, ckpt_hash, config, __version__])[:16]
-
-
-def _train_cached(run: DemoRun, seed: int, ckpt_dir: Path, progress: bool, device: str = "cpu"):
-    from ..tasks import get_task
-    from ..training.trainer import train
-
-    path = ckpt_dir / f"{run.name}-{run.key(seed, device)}.pt"
-    if path.exists():
-        try:
-            ckpt = load_checkpoint(path)
-            return ckpt, dict(ckpt.metrics), path, True
-        except ModscopeError:
-            path.unlink()  # a damaged cache entry is retrained
-    result = train(get_task(run.task, seed=seed, **run.task_params), seed=seed, progress=progress,
-                   device=device, **run.train)
-    result.save(path)
-    return result.checkpoint, dict(result.metrics), path, False
 
 
 # -- the demo --------------------------------------------------------------------------------------
@@ -234,8 +213,10 @@ def run_demo(
         if worked is None:
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
-        return _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-                         tuple(worked), notes, device)
+        runs = runs if runs is not None else demo_runs(quick, fashion)
+        st = settings or DemoSettings.for_mode(quick, shuffles)
+        stages = _Stages(Path(out_dir), quick, st, seed, jobs, progress, device)
+        return _run_demo(stages, runs, tuple(worked), notes, log)
 
 
 def left_out_note(asked: bool, cnn_runs: bool = False) -> str:
@@ -276,20 +257,43 @@ def _explorer_pages(result: DemoResult, mask_files: dict[str, Path]) -> dict[str
 
 @dataclass(frozen=True)
 class _Stages:
-    """What every cached stage of one demo run shares: the cache folder, the effort and the seed."""
+    """What every cached stage of one demo run shares: the output folder, the effort and the seed."""
 
-    cache: Path
+    out: Path
+    quick: bool
     st: DemoSettings
     seed: int
     jobs: int
     progress: bool
     device: str
 
+    @property
+    def shared(self) -> dict[str, Any]:
+        """What training, the masks and the knockouts all take: the seed, the progress bars, the device."""
+        return {"seed": self.seed, "progress": self.progress, "device": self.device}
+
+    def train_stage(self, run: DemoRun) -> tuple[Any, dict, Path, bool]:
+        """The trained checkpoint of ``run``, kept under ``checkpoints/`` by `DemoRun.key` (a damaged
+        file is trained again): ``(checkpoint, metrics, path, hit)``."""
+        from ..tasks import get_task
+        from ..training.trainer import train
+
+        path = self.out / "checkpoints" / f"{run.name}-{run.key(self.seed, self.device)}.pt"
+        if path.exists():
+            try:
+                ckpt = load_checkpoint(path)
+                return ckpt, dict(ckpt.metrics), path, True
+            except ModscopeError:
+                path.unlink()  # a damaged cache entry is retrained
+        result = train(get_task(run.task, seed=self.seed, **run.task_params), **self.shared, **run.train)
+        result.save(path)
+        return result.checkpoint, dict(result.metrics), path, False
+
     def cached(self, kind: str, name: str, h: str, config: dict, compute: Callable[[], dict]
                ) -> tuple[dict, bool]:
-        """A stage's result, kept as ``<kind>-<name>-<key>.json`` in the cache: ``(result, hit)``; a
-        damaged cache file is recomputed."""
-        path = self.cache / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
+        """A stage's result, kept as ``cache/<kind>-<name>-<key>.json``: ``(result, hit)``; a damaged
+        cache file is recomputed."""
+        path = self.out / "cache" / f"{kind}-{name}-{_stage_key(kind, h, config)}.json"
         if path.exists():
             try:
                 return json.loads(path.read_text()), True
@@ -315,8 +319,7 @@ class _Stages:
         companion = (s.get("sparse") or {}).get("other") or {}
         for method in run.extra_nulls:
             if companion.get("method") == method:  # the score ran it already (a sparse network)
-                extra = {**{k: v for k, v in s.items() if k not in ("labels", "sparse")},
-                         "shuffle": companion}
+                extra = {k: v for k, v in s.items() if k not in ("labels", "sparse")} | {"shuffle": companion}
             else:
                 extra, _ = self.cached(
                     "score", run.name, h, {**s_cfg, "method": method},
@@ -332,11 +335,12 @@ class _Stages:
         from ..masks.fit import train_masks
 
         m_cfg = {"functions": list(run.masks), "steps": self.st.mask_steps, "seed": self.seed}
-        mask_file = self.cache / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"  # beside its JSON
+        # the masks' file, beside their JSON
+        mask_file = self.out / "cache" / f"masks-{run.name}-{_stage_key('masks', h, m_cfg)}.pt"
 
         def fit_masks() -> dict:
-            res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, seed=self.seed,
-                              progress=self.progress, threads=self.jobs, device=self.device)  # any jobs: same
+            res = train_masks(*model_task(), list(run.masks), steps=self.st.mask_steps, threads=self.jobs,
+                              **self.shared)  # any jobs: the same masks
             res.save(mask_file)
             return res.to_dict()
 
@@ -357,19 +361,20 @@ class _Stages:
             "knockout", run.name, h, k_cfg,
             lambda: knockout(
                 *model_task(), s["labels"], n_random=self.st.knockout_random, pairs=run.pairs,
-                seed=self.seed, progress=self.progress, device=self.device,
-                masks=None if mask_file is None else load_masks(mask_file),
+                masks=None if mask_file is None else load_masks(mask_file), **self.shared,
             ).to_dict(),
         )
 
-    def worked_stage(self, which: str, quick: bool) -> tuple[dict, bool]:
+    def worked_stage(self, which: str) -> tuple[dict, bool]:
         """A worked example on a real architecture (cached): ``(result, hit)``."""
         from .worked_example import worked_example
 
-        w_cfg = {"which": which, "quick": bool(quick), "seed": self.seed, "version": __version__,
+        w_cfg = {"which": which, "quick": bool(self.quick), "seed": self.seed, "version": __version__,
                  **({} if self.device == "cpu" else {"device": self.device})}
-        return self.cached("worked", which, which, w_cfg,
-                           lambda: worked_example(which, quick=quick, seed=self.seed, device=self.device))
+        return self.cached(
+            "worked", which, which, w_cfg,
+            lambda: worked_example(which, quick=self.quick, seed=self.seed, device=self.device),
+        )
 
 
 def _model_task(ckpt: Any) -> Callable[[], tuple]:
@@ -429,23 +434,20 @@ def _worked_line(which: str, w: dict, cached: Sequence[str], seconds: float) -> 
     )
 
 
-def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs, settings,
-              worked, notes, device="cpu") -> DemoResult:
+def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], notes: list[str],
+              log: Callable[[str], None] | None) -> DemoResult:
     from tqdm.auto import tqdm
 
     from ..report.html import build_report, collect
 
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    runs = runs if runs is not None else demo_runs(quick, fashion)
-    st = settings or DemoSettings.for_mode(quick, shuffles)
-    stages = _Stages(out / "cache", st, seed, jobs, progress, device)
+    out, st, progress = stages.out, stages.st, stages.progress
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=sum(3 + bool(r.masks) for r in runs) + len(worked) + 1, desc="demo", unit="stage",
                disable=not progress, file=sys.stderr)
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr) if progress else print(msg))
+    cached: list[str] = []  # the current model's stages that came from the cache, for its log line
 
-    def stage(text: str, cached: list[str], note: str, compute: Callable[..., tuple], *args: Any) -> Any:
+    def stage(text: str, note: str, compute: Callable[..., tuple], *args: Any) -> Any:
         """One stage under the bar: ``compute(*args)``'s result without its last item, whether it was
         cached (then ``note`` joins ``cached``); a lone item is returned as it is."""
         bar.set_description(f"demo: {text}")
@@ -457,29 +459,27 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
     for note in notes:
         say(f"note: {note}")
-    effort = {"quick": bool(quick), "seed": int(seed), **asdict(st)}
+    effort = {"quick": bool(stages.quick), "seed": int(stages.seed), **asdict(st)}
     result = DemoResult([], out, settings=effort, notes=list(notes))
     mask_files: dict[str, Path] = {}
     try:
         for run in runs:
             t0 = time.perf_counter()
-            cached: list[str] = []
-            ckpt, metrics, path = stage(f"train {run.name}", cached, "model cached",
-                                        _train_cached, run, seed, ckpt_dir, progress, device)
+            cached.clear()
+            ckpt, metrics, path = stage(f"train {run.name}", "model cached", stages.train_stage, run)
             h = file_sha256(path)
-            s, run_nulls = stage(f"score {run.name}", cached, "score cached",
-                                 stages.score_stage, run, ckpt, h)
+            s, run_nulls = stage(f"score {run.name}", "score cached", stages.score_stage, run, ckpt, h)
             result.scores[run.name] = s
             if run_nulls:
                 result.nulls[run.name] = run_nulls
             model_task = _model_task(ckpt)
             if run.masks:
                 mask_files[run.name], result.masks[run.name] = stage(
-                    f"masks {run.name}", cached, "masks cached", stages.masks_stage, run, model_task, h
+                    f"masks {run.name}", "masks cached", stages.masks_stage, run, model_task, h
                 )
             result.knockouts[run.name] = stage(
-                f"knockout {run.name}", cached, "knockout cached",
-                stages.knockout_stage, run, model_task, h, s, mask_files.get(run.name),
+                f"knockout {run.name}", "knockout cached", stages.knockout_stage, run, model_task, h, s,
+                mask_files.get(run.name),
             )
             result.rows.append(_row(run, metrics, s, run_nulls, st, str(path.relative_to(out))))
             write_json(out / "scores" / f"{run.name}.json", s)
@@ -488,16 +488,15 @@ def _run_demo(out_dir, quick, seed, shuffles, jobs, progress, log, fashion, runs
 
         for which in worked:  # the worked examples: a residual CNN and a transformer, any-network API
             t0 = time.perf_counter()
-            cached = []
-            result.worked[which] = stage(f"worked example: {which}", cached, "cached",
-                                         stages.worked_stage, which, quick)
+            cached.clear()
+            result.worked[which] = stage(f"worked example: {which}", "cached", stages.worked_stage, which)
             say(_worked_line(which, result.worked[which], cached, time.perf_counter() - t0))
 
         bar.set_description("demo: report")
         data = collect([("demo", result.to_dict())])
         data.checkpoints = {r["model"]: out / r["checkpoint"] for r in result.rows}
         data.explorers = _explorer_pages(result, mask_files)
-        build_report(data, out, title="modscope demo report", cache_dir=stages.cache / "figures")
+        build_report(data, out, title="modscope demo report", cache_dir=out / "cache" / "figures")
         bar.update()
     finally:
         bar.close()

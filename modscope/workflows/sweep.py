@@ -145,8 +145,8 @@ def expand_checkpoints(patterns, base: Path) -> list[Path]:
     out: list[Path] = []
     for pattern in _as_list(patterns or []):
         full = base / os.path.expanduser(str(pattern))
-        hits = sorted(glob.glob(str(full))) if glob.has_magic(str(full)) else [str(full)]
-        hits = [h for h in hits if Path(h).is_file()]
+        # a path without wildcards globs to itself when it exists
+        hits = [h for h in sorted(glob.glob(str(full))) if Path(h).is_file()]
         if not hits:
             raise ModscopeError(f"sweep checkpoint {pattern!r} matches no file")
         out += [Path(h) for h in hits if Path(h) not in out]
@@ -337,13 +337,9 @@ def _table_path(config: dict, out: str | os.PathLike | None, base: Path) -> Path
 def _reusable_rows(previous: pd.DataFrame | None, wanted: list[SweepJob], out: Path) -> dict[str, dict]:
     """``{key: row}`` of the rows of ``previous`` that a wanted job would compute again, their
     paths relative to the table's folder (the same bytes from any working folder)."""
-    keys = {job.key for job in wanted}
-    rows = [] if previous is None else previous.to_dict(orient="records")
-    done = {row["key"]: row for row in rows if row["key"] in keys}
-    for job in wanted:
-        if job.key in done:
-            done[job.key]["checkpoint"] = _relative(job.checkpoint, out)
-    return done
+    rows = {} if previous is None else {row["key"]: row for row in previous.to_dict(orient="records")}
+    return {job.key: {**rows[job.key], "checkpoint": _relative(job.checkpoint, out)}
+            for job in wanted if job.key in rows}
 
 
 def _executor(jobs, device: str | None):

@@ -10,7 +10,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..clustering.spectral import cluster
@@ -54,8 +54,7 @@ def user_module(
         import numpy as np
         import torch
 
-        x = data.test.rows(np.arange(1))[0]
-        example = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        example = torch.as_tensor(data.test.rows(np.arange(1))[0])  # a tensor stays as it is
     elif example is None:
         example, _ = guess_example(module)
     return module, example
@@ -136,9 +135,9 @@ class TrainModelResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: everything but the module (its weights go to a file: `save`)."""
-        return {"model": self.model, "data": self.data, "example_input": dict(self.example_input),
-                "device": self.device, "seconds": self.seconds, **self.fit.to_dict()}
+        """JSON-able: everything but the module (its weights go to a file: `save`), the fit's keys last."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("module", "fit")}
+        return {**rest, "example_input": dict(self.example_input), **self.fit.to_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the trained state dict atomically (``.safetensors`` or ``.pt``)."""
@@ -160,9 +159,8 @@ def train_strategy(
     use_bimt = bimt is not None and bimt is not False  # True or a dict of options ({}: the defaults)
     if use_bimt and cluster_reg is not None:
         raise ModscopeError("BIMT and a clusterability loss are two training strategies; use one of them")
-    if use_bimt:
-        opts = dict(bimt) if isinstance(bimt, dict) else {}
-        return bimt_strategy(module, example, metric=opts.pop("metric", "l1"), **opts)
+    if use_bimt:  # bimt_strategy's defaults for what the dict leaves out (metric l1, BIMTConfig's)
+        return bimt_strategy(module, example, **(bimt if isinstance(bimt, dict) else {}))
     if cluster_reg is None:
         return None
     opts = dict(cluster_reg)
