@@ -13,9 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.functions import Function
+from ..data.functions import class_functions as data_class_functions
 from ..errors import ModscopeError
 from . import arithmetic, formulas, images, incontext
 from .base import Task
@@ -153,12 +152,4 @@ def class_functions(task: Task) -> dict[str, Function]:
     is not ``c`` (masks' per-class removal trains one mask per such function)."""
     if task.loss_kind != "ce" or len(task.output_groups) != 1:
         raise ModscopeError(f"task {task.name}: per-class functions need a classifier with one output group")
-    y_tr, y_te = task.y_train[:, 0], task.y_test[:, 0]
-    return {
-        f"not-{c}": Function(
-            f"not-{c}",
-            train_index=torch.nonzero(y_tr != c).squeeze(1),
-            test_index=torch.nonzero(y_te != c).squeeze(1),
-        )
-        for c in range(task.output_groups[0])
-    }
+    return data_class_functions(task.to_data())  # the same functions on the task's data
