@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -391,11 +391,10 @@ def _prepare(
         fns.append(Function(CONTROL))
     net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
     source = _stream(net, the_data, fns, cfg.class_removal)
-    recorded: dict[str, Any] = dict(
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau,
-        init=cfg.init, mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name,
-        functions=[f.name for f in fns],
-    )
+    # the config's fields in its order (beta resolved), but the two that add functions or measures
+    recorded = {k: v for k, v in asdict(cfg).items() if k not in ("control", "class_removal")}
+    recorded.update(beta=cfg.sparsity_weight, seed=int(cfg.seed), task=source.name,
+                    functions=[f.name for f in fns])
     if not builtin:
         recorded.update(metric=the_data.metric_name, trained_on=source.split,
                         forward="loop" if net.loop else "batched")
