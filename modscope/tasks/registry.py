@@ -97,13 +97,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("halves", "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
                  images.build_halves, params={"n_train": 20000, "n_test": 4000}),
         TaskSpec("mnist", "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
-                 images.build_mnist, params={"limit": None, "downsample": None}, seeded=False,
-                 uses_data=True),
+                 partial(images.build_mnist_like, "mnist"), params={"limit": None, "downsample": None},
+                 seeded=False, uses_data=True),
         TaskSpec(
             "fashion-mnist",
             f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE; downsample=4: 7x7",
-            images.build_fashion_mnist, params={"limit": None, "downsample": None}, seeded=False,
-            uses_data=True, default_data=images.FASHION_MNIST_DIR,
+            partial(images.build_mnist_like, "fashion-mnist"), params={"limit": None, "downsample": None},
+            seeded=False, uses_data=True, default_data=images.FASHION_MNIST_DIR,
         ),
         TaskSpec("addmul", "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
                  "functions add, mul", arithmetic.build_addmul,
