@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +177,7 @@ def stream_block_scores(
     rows: list[dict] = []
     computed = reused = 0
     with tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False) as bar:
-        for i, block in enumerate(iter_mlp_blocks(path)):
-            if i >= total:
-                break
+        for block in islice(iter_mlp_blocks(path), total):  # the first `total`, none read beyond
             key = store.key(block.name)
             row = store.get(key)
             if row is not None:
