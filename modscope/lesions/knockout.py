@@ -303,18 +303,14 @@ def _read(model: nn.Module, data: Any, split: str, example_input: Any) -> Any:
     traced = mlp_trace(model)
     if traced is not None:
         return traced
-    example = _first_example(data, split, model) if example_input is None else example_input
-    if isinstance(example, torch.Tensor):  # to the one device the model is on (other inputs as they are)
-        example = example.to(model_device(model))
-    return trace_network(model, example)
-
-
-def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
-    """The data's first example as a batch of one, floating inputs in the model's dtype."""
-    _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
-    if x is None:
-        raise ModscopeError(f"{data.name} has no {split} examples")
-    return x.to(_placed(model)[0]) if x.is_floating_point() else x
+    if example_input is None:  # the data's first example as a batch of one, floats in the model's dtype
+        _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
+        if x is None:
+            raise ModscopeError(f"{data.name} has no {split} examples")
+        example_input = x.to(_placed(model)[0]) if x.is_floating_point() else x
+    if isinstance(example_input, torch.Tensor):  # to the one device the model is on (other inputs as given)
+        example_input = example_input.to(model_device(model))
+    return trace_network(model, example_input)
 
 
 @dataclass

@@ -462,8 +462,7 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     if len(test) == 0:
         raise ModscopeError(f"{data.name} has no test examples")
     split = "train" if data.train is not None and len(data.train) > 0 else "test"
-    param = net.w
-    stream = StreamedData(data, split, (), param.dtype if param.is_floating_point() else torch.float32)
+    stream = StreamedData(data, split, (), net.w.dtype if net.w.is_floating_point() else torch.float32)
     x, y = test.rows(np.arange(min(2, len(test))))
     try:
         with torch.no_grad():
