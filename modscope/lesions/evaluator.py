@@ -77,7 +77,7 @@ def model_output(out: Any, output: int | Callable[[Any], Any] | None) -> torch.T
 
 def _reader(model: nn.Module, path: str) -> nn.Module | None:
     try:
-        return model.get_submodule(path) if path else model
+        return model.get_submodule(path)  # "": the model itself
     except AttributeError:  # a read the tracer could not hook: no module to time it by
         return None
 

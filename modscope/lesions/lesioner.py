@@ -29,10 +29,6 @@ __all__ = ["Ablation", "UnitLesioner", "site_drops", "unit_means"]
 Ablation = Literal["zero", "mean"]
 
 
-def _sub(model: nn.Module, path: str) -> nn.Module:
-    return model.get_submodule(path) if path else model
-
-
 class UnitLesioner:
     """Lesions of the units of ``traced`` (a `TracedNetwork` of ``model``).
 
@@ -112,7 +108,7 @@ class UnitLesioner:
     # -- the two ways in -----------------------------------------------------------------------
     @contextmanager
     def _input_hook(self, site, index: int, drop: np.ndarray) -> Iterator[None]:
-        module = _sub(self.model, site.module)
+        module = self.model.get_submodule(site.module)  # "": the model itself
         R = drop.shape[0]
         mean = None if self.means is None else self.means[index]
 
@@ -161,7 +157,7 @@ class UnitLesioner:
 
     @contextmanager
     def _swap(self, site, drop: np.ndarray) -> Iterator[None]:
-        owner = _sub(self.model, site.module)
+        owner = self.model.get_submodule(site.module)
         original = getattr(owner, site.parameter)
         keep = torch.ones(original.shape[site.axis], dtype=original.dtype, device=original.device)
         keep[torch.from_numpy(np.flatnonzero(drop))] = 0
@@ -208,7 +204,7 @@ def unit_means(
     with ExitStack() as stack, torch.no_grad():
         for i, site in enumerate(traced.sites):
             if site.kind == "input" and site.unhookable is None and site.arg != 1:  # not a state (hx)
-                module = _sub(model, site.module)
+                module = model.get_submodule(site.module)
                 stack.enter_context(module.register_forward_pre_hook(make(i, site), with_kwargs=True))
         for x in batches:
             model(x.to(device))
