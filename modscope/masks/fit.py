@@ -225,12 +225,9 @@ def _fit_group(
     # concatenation or zero-filled scatter back into a (K, P) tensor.
     eff, grad = torch.empty(K, P, device=dev), torch.empty(K, P, device=dev)
     leaves = [t.requires_grad_() for t in net.split(eff)]
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=desc, unit="step")
-    for step in it:
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
         noise = uniforms.draw()
         for k, f in enumerate(fns):
             pick = torch.randint(f.train_index.numel(), (B,), generator=batch_gens[k], device=dev)
