@@ -49,16 +49,15 @@ class TaskSpec:
         if seed < 0:
             raise ModscopeError(f"task {self.name}: seed must be >= 0, got {seed}")
         values = {k: _coerce(k, params.get(k, d), d, self.name) for k, d in self.params.items()}
-        kwargs: dict[str, Any] = {"seed": seed, **values}
         recorded: dict[str, Any] = {"seed": seed}
         if self.uses_data:
             data = self.default_data if data is None else data
             if data is not None:
                 data = str(Path(data).expanduser().resolve())
-            kwargs["data"] = recorded["data"] = data
+            recorded["data"] = data
         elif data is not None:
             raise ModscopeError(f"task {self.name} is generated and takes no data= path")
-        task = self.build(**kwargs)
+        task = self.build(**recorded, **values)
         task.name = self.name
         task.params = {**recorded, **values}
         return task
