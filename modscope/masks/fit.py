@@ -38,9 +38,11 @@ trained alone (up to floating-point summation order in the batched matmul).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -157,11 +159,10 @@ def _fit_threads(
     its logits are a view of rows of ``logits``) on its own copy of the network."""
     K = len(fns)
     groups = np.array_split(np.arange(K), n_groups)
-    state = {"step": 0}
+    steps = itertools.count(1)
 
     def report() -> None:  # runs once per step, while every group waits at the barrier
-        state["step"] += 1
-        callback(state["step"], logits)
+        callback(next(steps), logits)
 
     barrier = threading.Barrier(n_groups, action=report) if callback is not None else None
     errors: list[BaseException] = []
@@ -181,12 +182,9 @@ def _fit_threads(
             if barrier is not None:
                 barrier.abort()
 
-    with torch_threads(1):  # process-wide: one intra-op thread while the groups' threads run
-        workers = [threading.Thread(target=run, args=(i, rows)) for i, rows in enumerate(groups)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+    # process-wide: one intra-op thread while the groups' threads run (the pool waits for them all)
+    with torch_threads(1), ThreadPoolExecutor(n_groups) as pool:
+        pool.map(run, range(n_groups), groups)
     if errors:
         raise errors[0]
 
