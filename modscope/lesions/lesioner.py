@@ -45,14 +45,12 @@ class UnitLesioner:
             raise ModscopeError("mean ablation needs the units' means (unit_means)")
         self.model, self.traced, self.ablation, self.means = model, traced, ablation, means
         self.batch_axis = int(batch_axis)
-        self.n_nodes = traced.graph.n_nodes
 
     def sites_of(self, nodes: np.ndarray) -> list[int]:
         """Indices of the sites that read any of ``nodes`` (a ``(n_nodes,)`` bool mask)."""
         out = []
         for i, s in enumerate(self.traced.sites):
-            hit = s.nodes >= 0
-            if hit.any() and nodes[s.nodes[hit]].any():
+            if nodes[s.nodes[s.nodes >= 0]].any():  # (features that are no unit: -1)
                 if s.unhookable is not None:
                     raise ModscopeError(f"cannot lesion units read there: {s.unhookable}")
                 if s.kind == "input" and s.arg == 1 and self.ablation == "mean":
