@@ -245,11 +245,9 @@ def load_data(
 
 
 def _torch_split(obj: Any, regression: bool) -> Split | None:
-    if obj is None:
-        return None
     cls = type(obj).__name__
     if cls == "DataLoader" or (hasattr(obj, "__iter__") and not hasattr(obj, "__getitem__")):
         return LoaderSplit(obj, regression)
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
         return DatasetSplit(obj, regression)
-    return None
+    return None  # neither (``None`` too: no split)
