@@ -16,6 +16,7 @@ masks (default cross-entropy / MSE).
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -110,9 +111,7 @@ def _npz_member(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
     if info.compress_type == zipfile.ZIP_STORED:
         with open(path, "rb") as fh:
             fh.seek(info.header_offset)
-            local = fh.read(30)
-            name_len = int.from_bytes(local[26:28], "little")
-            extra_len = int.from_bytes(local[28:30], "little")
+            name_len, extra_len = struct.unpack("<HH", fh.read(30)[26:30])  # of the local file header
             fh.seek(info.header_offset + 30 + name_len + extra_len)  # the member's data: its .npy header
             shape, fortran, dtype = npy_header(fh)
             offset = fh.tell()
@@ -246,11 +245,9 @@ def load_data(
 
 
 def _torch_split(obj: Any, regression: bool) -> Split | None:
-    if obj is None:
-        return None
     cls = type(obj).__name__
     if cls == "DataLoader" or (hasattr(obj, "__iter__") and not hasattr(obj, "__getitem__")):
         return LoaderSplit(obj, regression)
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
         return DatasetSplit(obj, regression)
-    return None
+    return None  # neither (``None`` too: no split)

@@ -59,10 +59,9 @@ def _read_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file (plain or gzipped) into a native-endian array of its stored shape."""
-    path = Path(path)
-    raw = _read_bytes(path)
+def _header(path: Path, raw: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(dtype, shape, header length)`` of the IDX header at the start of ``raw`` (the file's
+    first bytes: all of a header fits in its first 1024), or a one-line error saying what is wrong."""
     if len(raw) < 4:
         raise ModscopeError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
     zero0, zero1, code, ndim = raw[0], raw[1], raw[2], raw[3]
@@ -77,7 +76,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise ModscopeError(f"{path}: truncated IDX header ({len(raw)} of {header} bytes)")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[code]
+    return IDX_DTYPES[code], dims, header
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse one IDX file (plain or gzipped) into a native-endian array of its stored shape."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    dtype, dims, header = _header(path, raw)
     need = math.prod(dims) * dtype.itemsize  # exact: a product of 32-bit sizes can pass int64
     have = len(raw) - header
     if have < need:
@@ -93,19 +99,14 @@ def map_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4)
-            # gzipped (read whole), or not an IDX header (read_idx's one-line error says what is wrong)
-            gzipped = head[:2] == GZIP_MAGIC
-            if gzipped or len(head) < 4 or head[0] or head[1] or head[2] not in IDX_DTYPES or head[3] == 0:
-                return read_idx(path)
-            ndim = head[3]
-            dims = tuple(int(d) for d in np.frombuffer(fh.read(4 * ndim), dtype=">u4"))
+            head = fh.read(4 + 4 * 255)
     except FileNotFoundError:
         raise ModscopeError(f"{path}: no such file") from None
-    dtype = IDX_DTYPES[head[2]]
-    header = 4 + 4 * ndim
-    if len(dims) != ndim or path.stat().st_size != header + math.prod(dims) * dtype.itemsize:
+    if head[:2] == GZIP_MAGIC:  # gzipped: read whole
         return read_idx(path)
+    dtype, dims, header = _header(path, head)
+    if path.stat().st_size != header + math.prod(dims) * dtype.itemsize:
+        return read_idx(path)  # its one-line error says how the data is cut short or too long
     return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=dims)
 
 

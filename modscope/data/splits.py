@@ -208,8 +208,7 @@ class DatasetSplit:
         self, batch_size: int, index: np.ndarray | None = None
     ) -> Iterator[tuple[np.ndarray, Any, Any]]:
         for idx in _chunks(self.n, batch_size, index):
-            x, y = self.rows(idx)
-            yield idx, x, y
+            yield idx, *self.rows(idx)
 
 
 class LoaderSplit:
@@ -253,20 +252,18 @@ class LoaderSplit:
         import torch
 
         index = np.asarray(index, dtype=np.int64)
-        found_x: dict[int, Any] = {}
-        found_y: dict[int, Any] = {}
+        found: dict[int, tuple[Any, Any]] = {}  # example index -> its (x, y)
         wanted = set(index.tolist())
         for idx, x, y in self._pass():
             for j in np.flatnonzero(np.isin(idx, index)):
-                found_x[int(idx[j])], found_y[int(idx[j])] = x[j], y[j]
-            if len(found_x) == len(wanted):
+                found[int(idx[j])] = x[j], y[j]
+            if len(found) == len(wanted):
                 break
-        missing = wanted - set(found_x)
+        missing = wanted - set(found)
         if missing:
             raise ModscopeError(f"example index {min(missing)} out of range (the loader has fewer examples)")
-        return torch.stack([found_x[i] for i in index.tolist()]), torch.stack(
-            [found_y[i] for i in index.tolist()]
-        )
+        pairs = [found[i] for i in index.tolist()]
+        return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
 
     def batches(
         self, batch_size: int, index: np.ndarray | None = None

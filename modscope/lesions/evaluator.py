@@ -75,13 +75,6 @@ def model_output(out: Any, output: int | Callable[[Any], Any] | None) -> torch.T
     return out
 
 
-def _reader(model: nn.Module, path: str) -> nn.Module | None:
-    try:
-        return model.get_submodule(path) if path else model
-    except AttributeError:  # a read the tracer could not hook: no module to time it by
-        return None
-
-
 def _autocast(precision: str, device: torch.device) -> Any:
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -229,7 +222,10 @@ class UnitEvaluator:
         if self.lesioner.batch_axis != 0:
             why = "the model's input is not batch-first"
         elif self._prefix is None and why is None:
-            sites = [_reader(self.model, s.module) for s in self.traced.sites]
+            # each site's reading module ("": the model itself; a shared one under every name), None for
+            # a read the tracer could not hook: no module to time it by
+            named = dict(self.model.named_modules(remove_duplicate=False))
+            sites = [named.get(s.module) for s in self.traced.sites]
             try:
                 with _autocast(self.precision, self.device):
                     self._prefix = PrefixReuse(self.model, x[: min(2, x.shape[0])], sites)

@@ -122,31 +122,7 @@ def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
     return (true_metric - float(np.mean(random_metric))) / sd
 
 
-def _keep_from_removed(removed: np.ndarray, width: int) -> torch.Tensor:
-    """``(n, k)`` neuron indices to silence -> ``(n, width)`` bool keep-mask."""
-    keep = np.ones((removed.shape[0], width), dtype=bool)
-    keep[np.arange(removed.shape[0])[:, None], removed] = False
-    return torch.from_numpy(keep)
-
-
-def _random_removed(
-    rng: np.random.Generator, labelled: np.ndarray, size: int, n: int
-) -> np.ndarray:
-    """``(n, size)``: ``n`` uniformly random ``size``-subsets of the labelled neurons.
-
-    The same distribution as "permute the layer's labels and take one cluster's neurons",
-    vectorised: one row of random keys per draw, argsorted.
-    """
-    return labelled[np.argsort(rng.random((n, labelled.size)), axis=1)[:, :size]]
-
-
-def _layer_lesions(
-    rng: np.random.Generator,
-    parts: Sequence[Submodule],
-    labelled: Mapping[int, np.ndarray],
-    widths: Sequence[int],
-    n_random: int,
-) -> dict[int, torch.Tensor]:
+def _layer_lesions(rng: np.random.Generator, parts: Sequence[Submodule], run: _Run, n_random: int) -> dict:
     """Keep-masks ``{layer: (n_random + 1, width)}``: row 0 the true (joint) lesion, then N random.
 
     Sub-modules in the same layer are silenced together; their random counterpart is one
@@ -154,17 +130,21 @@ def _layer_lesions(
     """
     keep = {}
     for layer, true in _by_layer(parts).items():
-        rand = _random_removed(rng, labelled[layer], true.size, n_random)
-        keep[layer] = _keep_from_removed(np.concatenate([true[None], rand]), widths[layer])
+        pool = run.labelled[layer]
+        # n_random uniformly random subsets of the labelled units, of the true lesion's size: the same
+        # distribution as "permute the layer's labels and take one cluster's units", vectorised: one
+        # row of random keys per draw, argsorted
+        rand = pool[np.argsort(rng.random((n_random, pool.size)), axis=1)[:, : true.size]]
+        removed = np.concatenate([true[None], rand])  # (n, k) units to silence -> (n, width) keep-mask
+        mask = np.ones((removed.shape[0], run.sizes[layer]), dtype=bool)
+        mask[np.arange(removed.shape[0])[:, None], removed] = False
+        keep[layer] = torch.from_numpy(mask)
     return keep
 
 
-def _lesion_stats(
-    scores: Scores, intact: Scores, kind: str, functions: Sequence[str], alpha: float,
-    min_effect: float, size: int,
-) -> dict[str, Any]:
+def _lesion_stats(scores: Scores, run: _Run, cfg: KnockoutConfig, size: int) -> dict[str, Any]:
     """Row 0 of ``scores`` is the true lesion, rows 1.. the random ones."""
-    base = float(intact.metric[0])
+    base, kind = float(run.intact.metric[0]), run.kind
     true_metric, rand_metric = float(scores.metric[0]), scores.metric[1:]
     damage = float(_damage(true_metric, base, kind))
     rand_damage = _damage(rand_metric, base, kind)
@@ -174,10 +154,11 @@ def _lesion_stats(
     return {
         "size": size, "accuracy": true_metric,
         "per_class": None if scores.per_class is None else scores.per_class[0],
-        "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(functions)},
+        "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(run.functions)},
         "delta": true_metric - base, "damage": damage, "p_value": p, "z": _z(true_metric, rand_metric),
-        "category": categorize(p, damage, alpha, min_effect), "random_mean": float(np.mean(rand_metric)),
-        "random_std": float(np.std(rand_metric)), "random_metric": rand_metric.copy(),
+        "category": categorize(p, damage, cfg.alpha, cfg.min_effect),
+        "random_mean": float(np.mean(rand_metric)), "random_std": float(np.std(rand_metric)),
+        "random_metric": rand_metric.copy(),
     }
 
 
@@ -322,18 +303,14 @@ def _read(model: nn.Module, data: Any, split: str, example_input: Any) -> Any:
     traced = mlp_trace(model)
     if traced is not None:
         return traced
-    example = _first_example(data, split, model) if example_input is None else example_input
-    if isinstance(example, torch.Tensor):  # to the one device the model is on (other inputs as they are)
-        example = example.to(model_device(model))
-    return trace_network(model, example)
-
-
-def _first_example(data: Any, split: str, model: nn.Module) -> torch.Tensor:
-    """The data's first example as a batch of one, floating inputs in the model's dtype."""
-    _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
-    if x is None:
-        raise ModscopeError(f"{data.name} has no {split} examples")
-    return x.to(_placed(model)[0]) if x.is_floating_point() else x
+    if example_input is None:  # the data's first example as a batch of one, floats in the model's dtype
+        _, x, _ = next(iter(data.split(split).batches(1)), (None, None, None))
+        if x is None:
+            raise ModscopeError(f"{data.name} has no {split} examples")
+        example_input = x.to(_placed(model)[0]) if x.is_floating_point() else x
+    if isinstance(example_input, torch.Tensor):  # to the one device the model is on (other inputs as given)
+        example_input = example_input.to(model_device(model))
+    return trace_network(model, example_input)
 
 
 @dataclass
@@ -416,9 +393,8 @@ def _lesion_all(
         if found is not None:
             st = decode_exact(found)
         else:
-            keep = _layer_lesions(np.random.default_rng(ss), lesioned, run.labelled, run.sizes, cfg.n_random)
-            st = _lesion_stats(run.evaluator.evaluate(keep), run.intact, run.kind, run.functions, cfg.alpha,
-                               cfg.min_effect, sum(x.size for x in lesioned))
+            keep = _layer_lesions(np.random.default_rng(ss), lesioned, run, cfg.n_random)
+            st = _lesion_stats(run.evaluator.evaluate(keep), run, cfg, sum(x.size for x in lesioned))
         if _whole_groups(lesioned, run.labelled):  # also a cache of an earlier version: said the same way
             st["category"] = "whole-group"
         if found is None and store is not None:

@@ -29,10 +29,6 @@ __all__ = ["Ablation", "UnitLesioner", "site_drops", "unit_means"]
 Ablation = Literal["zero", "mean"]
 
 
-def _sub(model: nn.Module, path: str) -> nn.Module:
-    return model.get_submodule(path) if path else model
-
-
 class UnitLesioner:
     """Lesions of the units of ``traced`` (a `TracedNetwork` of ``model``).
 
@@ -49,14 +45,12 @@ class UnitLesioner:
             raise ModscopeError("mean ablation needs the units' means (unit_means)")
         self.model, self.traced, self.ablation, self.means = model, traced, ablation, means
         self.batch_axis = int(batch_axis)
-        self.n_nodes = traced.graph.n_nodes
 
     def sites_of(self, nodes: np.ndarray) -> list[int]:
         """Indices of the sites that read any of ``nodes`` (a ``(n_nodes,)`` bool mask)."""
         out = []
         for i, s in enumerate(self.traced.sites):
-            hit = s.nodes >= 0
-            if hit.any() and nodes[s.nodes[hit]].any():
+            if nodes[s.nodes[s.nodes >= 0]].any():  # (features that are no unit: -1)
                 if s.unhookable is not None:
                     raise ModscopeError(f"cannot lesion units read there: {s.unhookable}")
                 if s.kind == "input" and s.arg == 1 and self.ablation == "mean":
@@ -112,7 +106,7 @@ class UnitLesioner:
     # -- the two ways in -----------------------------------------------------------------------
     @contextmanager
     def _input_hook(self, site, index: int, drop: np.ndarray) -> Iterator[None]:
-        module = _sub(self.model, site.module)
+        module = self.model.get_submodule(site.module)  # "": the model itself
         R = drop.shape[0]
         mean = None if self.means is None else self.means[index]
 
@@ -161,7 +155,7 @@ class UnitLesioner:
 
     @contextmanager
     def _swap(self, site, drop: np.ndarray) -> Iterator[None]:
-        owner = _sub(self.model, site.module)
+        owner = self.model.get_submodule(site.module)
         original = getattr(owner, site.parameter)
         keep = torch.ones(original.shape[site.axis], dtype=original.dtype, device=original.device)
         keep[torch.from_numpy(np.flatnonzero(drop))] = 0
@@ -208,7 +202,7 @@ def unit_means(
     with ExitStack() as stack, torch.no_grad():
         for i, site in enumerate(traced.sites):
             if site.kind == "input" and site.unhookable is None and site.arg != 1:  # not a state (hx)
-                module = _sub(model, site.module)
+                module = model.get_submodule(site.module)
                 stack.enter_context(module.register_forward_pre_hook(make(i, site), with_kwargs=True))
         for x in batches:
             model(x.to(device))

@@ -111,10 +111,8 @@ class PrefixReuse:
         """The outermost calls that finish before the first reader of the ``touched`` sites starts
         and are safe to replay (in call order); empty when there are none."""
         readers = {id(self.sites[i]) for i in touched}
-        starts = [c.enter for c in self.calls if id(c.module) in readers]
-        if not starts:
-            return []
-        first = min(starts)
+        # no reader called: -1, before every call (none is chosen)
+        first = min((c.enter for c in self.calls if id(c.module) in readers), default=-1)
         chosen: list[_Call] = []
         for c in self.calls:  # in call order, so a call's ancestors come before it
             inside = any(p.enter < c.enter and c.exit < p.exit for p in chosen)

@@ -3,7 +3,7 @@ pair, and the function-mask removals."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -40,9 +40,8 @@ class LesionResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields (not ``damage`` nor ``random_metric``), non-finite numbers as ``None``."""
-        keys = (*self._head, "size", "accuracy", "per_class", "per_function", "delta", "p_value", "z",
-                "category", "random_mean", "random_std", *self._tail)
-        return to_jsonable({k: getattr(self, k) for k in keys})
+        own = [f.name for f in fields(LesionResult) if f.name not in ("damage", "random_metric")]
+        return to_jsonable({k: getattr(self, k) for k in (*self._head, *own, *self._tail)})
 
 
 @dataclass

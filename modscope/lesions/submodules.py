@@ -74,15 +74,12 @@ def group_labels(
                 f"of {', '.join(map(str, sizes))}), got shape {flat.shape}"
             )
         given = dict(enumerate(np.split(flat, np.cumsum(widths)[:-1])))
-    out = []
-    for g, size in enumerate(sizes):
-        if g not in lesioned:
-            out.append(np.full(size, -1, dtype=np.int64))
-            continue
+    out = [np.full(size, -1, dtype=np.int64) for size in sizes]  # groups never lesioned: unlabelled
+    for g in sorted(lesioned):
         a = given[g]
-        if a.shape != (size,):
-            raise ModscopeError(f"a layer of {size} units got {a.shape[0] if a.ndim else 0} labels")
-        out.append(_checked(a))
+        if a.shape != (sizes[g],):
+            raise ModscopeError(f"a layer of {sizes[g]} units got {a.shape[0] if a.ndim else 0} labels")
+        out[g] = _checked(a)
     return out
 
 

@@ -227,9 +227,7 @@ def _null(lab: np.ndarray, dom: np.ndarray, lay: np.ndarray, n_null: int, seed: 
     group (same cluster sizes per group)."""
     from sklearn.metrics import adjusted_mutual_info_score
 
-    if n_null == 0:
-        return np.empty(0)
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed)))  # n_null = 0: an empty null
     # Sorting random keys offset by 2 * layer permutes positions within each layer (unit group) only.
     order = np.argsort(lay, kind="stable")
     lab_s, dom_s, lay_s = lab[order], dom[order], lay[order]

@@ -24,13 +24,11 @@ __all__ = ["FunctionData", "StreamedData", "resolve_data_functions", "streamed_f
 @dataclass(frozen=True)
 class FunctionData:
     """One mask's examples: ``train_index`` ``(n,)`` long (rows of the split it trains on, on the
-    device) and the output ``groups`` the function asks for; ``function``: the `Function` it came
-    from."""
+    device) and the output ``groups`` the function asks for."""
 
     name: str
     train_index: torch.Tensor  # (n,) long, on device
     groups: tuple[int, ...] | None
-    function: Function | None = None
 
 
 def resolve_data_functions(
@@ -134,4 +132,4 @@ def streamed_function(stream: StreamedData, fn: Function, device: torch.device) 
     index = torch.as_tensor(np.asarray(index), dtype=torch.long)
     if index.numel() == 0:
         raise ModscopeError(f"function {fn.name} has no {stream.split} examples to train its mask on")
-    return FunctionData(fn.name, index.to(device), fn.groups, fn)
+    return FunctionData(fn.name, index.to(device), fn.groups)

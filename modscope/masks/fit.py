@@ -38,10 +38,12 @@ trained alone (up to floating-point summation order in the batched matmul).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -157,11 +159,10 @@ def _fit_threads(
     its logits are a view of rows of ``logits``) on its own copy of the network."""
     K = len(fns)
     groups = np.array_split(np.arange(K), n_groups)
-    state = {"step": 0}
+    steps = itertools.count(1)
 
     def report() -> None:  # runs once per step, while every group waits at the barrier
-        state["step"] += 1
-        callback(state["step"], logits)
+        callback(next(steps), logits)
 
     barrier = threading.Barrier(n_groups, action=report) if callback is not None else None
     errors: list[BaseException] = []
@@ -181,12 +182,9 @@ def _fit_threads(
             if barrier is not None:
                 barrier.abort()
 
-    with torch_threads(1):  # process-wide: one intra-op thread while the groups' threads run
-        workers = [threading.Thread(target=run, args=(i, rows)) for i, rows in enumerate(groups)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+    # process-wide: one intra-op thread while the groups' threads run (the pool waits for them all)
+    with torch_threads(1), ThreadPoolExecutor(n_groups) as pool:
+        pool.map(run, range(n_groups), groups)
     if errors:
         raise errors[0]
 
@@ -225,12 +223,9 @@ def _fit_group(
     # concatenation or zero-filled scatter back into a (K, P) tensor.
     eff, grad = torch.empty(K, P, device=dev), torch.empty(K, P, device=dev)
     leaves = [t.requires_grad_() for t in net.split(eff)]
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        it = tqdm(it, desc=desc, unit="step")
-    for step in it:
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
         noise = uniforms.draw()
         for k, f in enumerate(fns):
             pick = torch.randint(f.train_index.numel(), (B,), generator=batch_gens[k], device=dev)
@@ -391,11 +386,10 @@ def _prepare(
         fns.append(Function(CONTROL))
     net = FrozenNet(model, maskable_names(model, cfg.mask_bias), dev, output, loop)
     source = _stream(net, the_data, fns, cfg.class_removal)
-    recorded: dict[str, Any] = dict(
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau,
-        init=cfg.init, mask_bias=cfg.mask_bias, seed=int(cfg.seed), task=source.name,
-        functions=[f.name for f in fns],
-    )
+    # the config's fields in its order (beta resolved), but the two that add functions or measures
+    recorded = {k: v for k, v in asdict(cfg).items() if k not in ("control", "class_removal")}
+    recorded.update(beta=cfg.sparsity_weight, seed=int(cfg.seed), task=source.name,
+                    functions=[f.name for f in fns])
     if not builtin:
         recorded.update(metric=the_data.metric_name, trained_on=source.split,
                         forward="loop" if net.loop else "batched")
@@ -463,8 +457,7 @@ def _stream(net: FrozenNet, data: Any, fns: Sequence[Function], class_removal: b
     if len(test) == 0:
         raise ModscopeError(f"{data.name} has no test examples")
     split = "train" if data.train is not None and len(data.train) > 0 else "test"
-    param = net.w
-    stream = StreamedData(data, split, (), param.dtype if param.is_floating_point() else torch.float32)
+    stream = StreamedData(data, split, (), net.w.dtype if net.w.is_floating_point() else torch.float32)
     x, y = test.rows(np.arange(min(2, len(test))))
     try:
         with torch.no_grad():

@@ -61,19 +61,17 @@ _ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_pro
 def _own(mod: nn.Module, mask_bias: bool) -> list[str]:
     """The maskable parameters of ``mod`` itself (not of its children), in registration order."""
     own = dict(mod.named_parameters(recurse=False))
-    if isinstance(mod, MASKABLE):
-        keep = ["weight"] + (["bias"] if mask_bias else [])
-    elif isinstance(mod, RECURRENT):  # weight_ih_l0, weight_hh_l0, weight_hr_l0, ..._reverse; cells' too
+    if isinstance(mod, RECURRENT):  # weight_ih_l0, weight_hh_l0, weight_hr_l0, ..._reverse; cells' too
         return [n for n in own if n.startswith("weight_") or (mask_bias and n.startswith("bias_"))]
-    elif isinstance(mod, nn.MultiheadAttention):  # out_proj is a Linear child
+    if isinstance(mod, nn.MultiheadAttention):  # out_proj is a Linear child
         keep = [*_ATTENTION_WEIGHTS, *(["in_proj_bias"] if mask_bias else [])]
     elif isinstance(mod, NOT_LAYERS):
         return []
-    else:  # a custom layer (GPT-2's Conv1D): a 2-D+ parameter called weight
-        w = own.get("weight")
-        if w is None or w.ndim < 2:
-            return []
+    # a layer's weight; in a custom layer (GPT-2's Conv1D) a 2-D+ parameter called weight
+    elif isinstance(mod, MASKABLE) or getattr(own.get("weight"), "ndim", 0) >= 2:
         keep = ["weight"] + (["bias"] if mask_bias else [])
+    else:
+        return []
     return [n for n in own if n in keep and own[n] is not None]
 
 

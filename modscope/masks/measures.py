@@ -56,44 +56,6 @@ def overlap_measures(
     return out
 
 
-def _result(
-    net: FrozenNet,
-    fnames: Sequence[str],
-    logits: torch.Tensor,
-    acc: Sequence[Sequence[float]],
-    inv_acc: Sequence[Sequence[float]],
-    full: Sequence[float],
-    class_drop: dict | None,
-    config: dict[str, Any] | None,
-    keep_logits: bool,
-) -> MaskResult:
-    """The `MaskResult` of the hard masks ``logits > 0`` and their metrics (rows: masks, columns:
-    functions' data)."""
-    keep = logits > 0
-    fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
-
-    def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = zip(net.names, net.spans, net.shapes, strict=True)
-        return {n: t[sl].reshape(shape).cpu() for n, sl, shape in parts}
-
-    return MaskResult(
-        functions=list(fnames),
-        layer_names=list(net.names),
-        masks={f: split(keep[k]) for k, f in enumerate(fnames)},
-        **overlap_measures(keep, fnames, fn_rows),  # kept_fraction, iou, iomin, shared
-        accuracy={f: dict(zip(fnames, acc[k], strict=True)) for k, f in enumerate(fnames)},
-        inverted_accuracy={f: dict(zip(fnames, inv_acc[k], strict=True)) for k, f in enumerate(fnames)},
-        full_accuracy=dict(zip(fnames, full, strict=True)),
-        layers={
-            n: overlap_measures(keep[:, sl], fnames, fn_rows)
-            for n, sl in zip(net.names, net.spans, strict=True)
-        },
-        class_drop=class_drop,
-        config=dict(config or {}),
-        logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
-    )
-
-
 def streamed_scores(
     net: FrozenNet,
     stream: StreamedData,
@@ -148,9 +110,29 @@ def evaluate_streamed(
             f: {str(c): float(per_class[2 * K, c] - per_class[k, c]) for c in range(per_class.shape[1])}
             for k, f in enumerate(fnames)
         }
-    return _result(
-        net, fnames, logits, per_fn[:K].tolist(), per_fn[K : 2 * K].tolist(), per_fn[2 * K].tolist(),
-        class_drop, config, keep_logits,
+    # the result of the hard masks and their metrics (rows: masks, columns: functions' data)
+    acc, inv_acc, full = per_fn[:K].tolist(), per_fn[K : 2 * K].tolist(), per_fn[2 * K].tolist()
+    fn_rows = [i for i, n in enumerate(fnames) if n != CONTROL]
+
+    def split(t: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = zip(net.names, net.spans, net.shapes, strict=True)
+        return {n: t[sl].reshape(shape).cpu() for n, sl, shape in parts}
+
+    return MaskResult(
+        functions=list(fnames),
+        layer_names=list(net.names),
+        masks={f: split(keep[k]) for k, f in enumerate(fnames)},
+        **overlap_measures(keep, fnames, fn_rows),  # kept_fraction, iou, iomin, shared
+        accuracy={f: dict(zip(fnames, acc[k], strict=True)) for k, f in enumerate(fnames)},
+        inverted_accuracy={f: dict(zip(fnames, inv_acc[k], strict=True)) for k, f in enumerate(fnames)},
+        full_accuracy=dict(zip(fnames, full, strict=True)),
+        layers={
+            n: overlap_measures(keep[:, sl], fnames, fn_rows)
+            for n, sl in zip(net.names, net.spans, strict=True)
+        },
+        class_drop=class_drop,
+        config=dict(config or {}),
+        logits={f: split(logits[k]) for k, f in enumerate(fnames)} if keep_logits else None,
     )
 
 

@@ -68,9 +68,10 @@ class MaskResult:
         return [f.message for f in self.flags]
 
     def to_dict(self) -> dict:
-        keys = ("functions", "kept_fraction", "iou", "iomin", "shared", "accuracy", "inverted_accuracy",
-                "full_accuracy", "layers", "class_drop", "groups")
-        d = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}  # to_jsonable copies
+        # every field but the masks themselves, the config and what is never saved, in field order
+        skip = ("layer_names", "masks", "config", "logits", "history", "units")
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        d = {k: v for k, v in values.items() if v is not None}  # to_jsonable copies
         if "metric" in self.config:
             d["metric"] = self.config["metric"]
         return to_jsonable(d)

@@ -52,20 +52,20 @@ class LocalExecutor:
         self.jobs = jobs
 
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
-        check_jobs(self.jobs)
-        if self.jobs == 1:
-            return (fn(*shared, item) for item in items)
-        from joblib import Parallel, delayed
-
-        return Parallel(n_jobs=self.jobs, return_as="generator")(delayed(fn)(*shared, x) for x in items)
+        return (result for _, result in self._indexed(fn, items, shared, "generator"))
 
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
+        return self._indexed(fn, items, shared, "generator_unordered")
+
+    def _indexed(self, fn: Callable, items: Sequence, shared: tuple, order: str) -> Iterator[tuple[int, Any]]:
+        """``(index, fn(*shared, item))`` pairs: in item order (``order="generator"``) or as the
+        workers finish them (``"generator_unordered"``); here, in order, with one job."""
         check_jobs(self.jobs)
         if self.jobs == 1:
             return ((i, fn(*shared, item)) for i, item in enumerate(items))
         from joblib import Parallel, delayed
 
-        return Parallel(n_jobs=self.jobs, return_as="generator_unordered")(
+        return Parallel(n_jobs=self.jobs, return_as=order)(
             delayed(_indexed)(fn, shared, i, x) for i, x in enumerate(items)
         )
 

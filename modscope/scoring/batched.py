@@ -45,25 +45,21 @@ __all__ = ["HOST_BATCH", "TorchBatchExecutor"]
 HOST_BATCH = 5 * 2**30
 
 
-class TorchBatchExecutor:
+class TorchBatchExecutor(LocalExecutor):
     """The spectral path on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``), ``batch_size`` null
     graphs at a time (default: 16, fewer where 16 shuffled graphs would not fit in `HOST_BATCH`
     bytes of host memory); ``threads`` host threads draw the shuffles (default: every core);
     ``solver`` the device eigensolver (`modscope.clustering.batched.batched_singular`). After a run,
     ``timings_`` holds the seconds spent waiting for shuffles, in eigensolves, in k-means and n-cuts
-    and in samples that ran the plain way (``n_fallbacks`` of them), summed over its runs."""
+    and in samples that ran the plain way (``n_fallbacks`` of them), summed over its runs. Any other
+    unit of work (``map``, ``as_completed``) runs here, in this process, as ``LocalExecutor(1)`` runs it."""
 
     def __init__(
         self, device: str = "cpu", batch_size: int | None = None, threads: int | None = None,
         solver: str = "auto",
     ) -> None:
+        super().__init__(1)
         self.device, self.batch_size, self.threads, self.solver = device, batch_size, threads, solver
-
-    def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
-        return LocalExecutor(1).map(fn, items, *shared)
-
-    def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
-        return LocalExecutor(1).as_completed(fn, items, *shared)
 
     def _setup(self, measure: Measure) -> tuple[Any, SpectralClusterer | None]:
         """``(device, clusterer)``: the device (the batch size checked first), and the spectral

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -174,33 +175,29 @@ def stream_block_scores(
                    jobs=jobs, device=device, progress=progress)
     store = _RowStore(Path(cache) if cache is not None else None, settings)
     rows: list[dict] = []
-    computed = reused = 0
+    reused = 0
     with tqdm(total=total, desc="blocks", unit="block", disable=not progress, leave=False) as bar:
-        for i, block in enumerate(iter_mlp_blocks(path)):
-            if i >= total:
-                break
+        for block in islice(iter_mlp_blocks(path), total):  # the first `total`, none read beyond
             key = store.key(block.name)
             row = store.get(key)
-            if row is not None:
-                rows.append(row)
+            if row is None:
+                start = time.perf_counter()
+                graph = block.graph()
+                d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
+                del block  # memory holds one block's graph and its shuffles in flight
+                r = score(graph, cache=store.samples(key), **options)
+                row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
+                del graph, r
+                store.put(key, row)
+                bar.update()
+            else:
                 reused += 1
                 # off the bar's count: its rate and time left come from blocks computed now only
                 bar.total -= 1
                 bar.set_description(f"blocks ({reused} from the cache)")
-                continue
-            start = time.perf_counter()
-            graph = block.graph()
-            d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
-            del block  # memory holds one block's graph and its shuffles in flight
-            r = score(graph, cache=store.samples(key), **options)
-            row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
-            del graph, r
-            store.put(key, row)
             rows.append(row)
-            computed += 1
-            bar.update()
     return BlockRows(
-        rows, str(name), computed, reused,
+        rows, str(name), len(rows) - reused, reused,
         reading=f"{total} MLP blocks read one at a time from the memory-mapped file",
     )
 

@@ -54,11 +54,12 @@ ADDMUL_DEFAULTS = {
 }
 
 
-def _addmul_examples(rng: np.random.Generator, n: int, pool: np.ndarray | None):
+def _addmul_examples(rng: np.random.Generator, n: int, pool: np.ndarray | None, each_once: bool = False):
     """``n`` examples with ops exactly balanced (to within one), shuffled.
 
     Without ``pool`` the operands are uniform on [0, 100)^2; with ``pool`` (per op, a 1-D
-    array of allowed ``100 a + b`` codes) they are uniform over the pool.
+    array of allowed ``100 a + b`` codes) they are uniform over the pool, or with ``each_once``
+    (a pool holding exactly as many codes as the op has examples) every code once, shuffled.
     """
     op = rng.permutation(np.arange(n) % 2)
     if pool is None:
@@ -67,7 +68,7 @@ def _addmul_examples(rng: np.random.Generator, n: int, pool: np.ndarray | None):
         code = np.empty(n, dtype=np.int64)
         for o in (ADD, MUL):
             sel = op == o
-            code[sel] = rng.choice(pool[o], size=int(sel.sum()))
+            code[sel] = rng.permutation(pool[o]) if each_once else rng.choice(pool[o], size=int(sel.sum()))
         a, b = code // 100, code % 100
     return a, b, op
 
@@ -98,11 +99,7 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
             perm = rng_split.permutation(10000)
             test_codes.append(perm[: per_op[o]])
             train_pool.append(np.sort(perm[per_op[o] :]))
-        op = rng_te.permutation(np.arange(n_test) % 2)
-        code = np.empty(n_test, dtype=np.int64)
-        for o in (ADD, MUL):
-            code[op == o] = rng_te.permutation(test_codes[o])
-        test = (code // 100, code % 100, op)
+        test = _addmul_examples(rng_te, n_test, test_codes, each_once=True)
         train = _addmul_examples(rng_tr, n_train, train_pool)
     else:
         train = _addmul_examples(rng_tr, n_train, None)

@@ -25,9 +25,8 @@ __all__ = [
     "HINTS",
     "MNIST_DEFAULTS",
     "build_digits",
-    "build_fashion_mnist",
     "build_halves",
-    "build_mnist",
+    "build_mnist_like",
 ]
 
 DIGITS_SPLIT_STATE = 0  # the digits train/test split is fixed, whatever the task seed
@@ -141,7 +140,14 @@ def _downsample(x: np.ndarray, shape: tuple[int, ...], factor: int, name: str) -
     return x.mean(axis=(2, 4))
 
 
-def _build_mnist_like(name: str, data: str | None, limit: int | None, downsample: int | None = None) -> Task:
+def build_mnist_like(
+    name: str, seed: int, data: str | None, limit: int | None, downsample: int | None = None
+) -> Task:
+    """MNIST (``name="mnist"``) or Fashion-MNIST (``"fashion-mnist"``; ``data`` defaults to the Debian
+    package's directory in the registry) read from ``data`` (IDX directory or .npz). ``seed`` is
+    unused (fixed split). ``downsample``: average ``f x f`` pixel blocks (4: 7x7 images, as Filan et
+    al.'s small MNIST, which resized with anti-aliasing instead)."""
+    del seed
     if data is None:
         raise ModscopeError(
             f"task {name} needs data=PATH: a directory of MNIST IDX files "
@@ -167,20 +173,3 @@ def _build_mnist_like(name: str, data: str | None, limit: int | None, downsample
         x_tr, x_te = (_downsample(x, shape, downsample, name) for x in (x_tr, x_te))
         shape = x_tr.shape[1:]
     return _classifier(name, x_tr, y_tr, x_te, d.y_test, 10, shape, MNIST_DEFAULTS)
-
-
-def build_mnist(seed: int, data: str | None, limit: int | None, downsample: int | None = None) -> Task:
-    """MNIST read from ``data`` (IDX directory or .npz). ``seed`` is unused (fixed split).
-    ``downsample``: average ``f x f`` pixel blocks (4: 7x7 images, as Filan et al.'s small MNIST,
-    which resized with anti-aliasing instead)."""
-    del seed
-    return _build_mnist_like("mnist", data, limit, downsample)
-
-
-def build_fashion_mnist(
-    seed: int, data: str | None, limit: int | None, downsample: int | None = None
-) -> Task:
-    """Fashion-MNIST read from ``data`` (default: the Debian package's directory); ``downsample`` as
-    for MNIST."""
-    del seed
-    return _build_mnist_like("fashion-mnist", data, limit, downsample)

@@ -13,9 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.functions import Function
+from ..data.functions import class_functions as data_class_functions
 from ..errors import ModscopeError
 from . import arithmetic, formulas, images, incontext
 from .base import Task
@@ -50,16 +49,15 @@ class TaskSpec:
         if seed < 0:
             raise ModscopeError(f"task {self.name}: seed must be >= 0, got {seed}")
         values = {k: _coerce(k, params.get(k, d), d, self.name) for k, d in self.params.items()}
-        kwargs: dict[str, Any] = {"seed": seed, **values}
         recorded: dict[str, Any] = {"seed": seed}
         if self.uses_data:
             data = self.default_data if data is None else data
             if data is not None:
                 data = str(Path(data).expanduser().resolve())
-            kwargs["data"] = recorded["data"] = data
+            recorded["data"] = data
         elif data is not None:
             raise ModscopeError(f"task {self.name} is generated and takes no data= path")
-        task = self.build(**kwargs)
+        task = self.build(**recorded, **values)
         task.name = self.name
         task.params = {**recorded, **values}
         return task
@@ -98,13 +96,13 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("halves", "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
                  images.build_halves, params={"n_train": 20000, "n_test": 4000}),
         TaskSpec("mnist", "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
-                 images.build_mnist, params={"limit": None, "downsample": None}, seeded=False,
-                 uses_data=True),
+                 partial(images.build_mnist_like, "mnist"), params={"limit": None, "downsample": None},
+                 seeded=False, uses_data=True),
         TaskSpec(
             "fashion-mnist",
             f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE; downsample=4: 7x7",
-            images.build_fashion_mnist, params={"limit": None, "downsample": None}, seeded=False,
-            uses_data=True, default_data=images.FASHION_MNIST_DIR,
+            partial(images.build_mnist_like, "fashion-mnist"), params={"limit": None, "downsample": None},
+            seeded=False, uses_data=True, default_data=images.FASHION_MNIST_DIR,
         ),
         TaskSpec("addmul", "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
                  "functions add, mul", arithmetic.build_addmul,
@@ -153,12 +151,4 @@ def class_functions(task: Task) -> dict[str, Function]:
     is not ``c`` (masks' per-class removal trains one mask per such function)."""
     if task.loss_kind != "ce" or len(task.output_groups) != 1:
         raise ModscopeError(f"task {task.name}: per-class functions need a classifier with one output group")
-    y_tr, y_te = task.y_train[:, 0], task.y_test[:, 0]
-    return {
-        f"not-{c}": Function(
-            f"not-{c}",
-            train_index=torch.nonzero(y_tr != c).squeeze(1),
-            test_index=torch.nonzero(y_te != c).squeeze(1),
-        )
-        for c in range(task.output_groups[0])
-    }
+    return data_class_functions(task.to_data())  # the same functions on the task's data

@@ -132,3 +132,14 @@ def test_gzip_idx_is_read_whole_and_plain_idx_is_mapped(tmp_path):
 
     assert isinstance(map_idx(tmp_path / "a.idx"), np.memmap)
     assert np.array_equal(map_idx(tmp_path / "b.idx.gz"), a)
+
+
+def test_map_idx_refuses_a_cut_header_as_read_idx_does(tmp_path):
+    # map_idx and read_idx parse one header: a file cut inside it is one line from both, not numpy's error
+    write_idx(tmp_path / "a.idx", np.zeros((2, 3, 4), dtype=np.uint8))
+    (tmp_path / "cut.idx").write_bytes((tmp_path / "a.idx").read_bytes()[:9])
+    from modscope.data.idx import map_idx, read_idx
+
+    for read in (map_idx, read_idx):
+        with pytest.raises(ModscopeError, match=r"truncated IDX header \(9 of 16 bytes\)"):
+            read(tmp_path / "cut.idx")
