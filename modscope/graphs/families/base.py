@@ -81,7 +81,7 @@ def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
         raise ModscopeError(
             f"{key}: missing, though the other keys are laid out as a family that has it: {WAY_OUT}"
         ) from None
-    return tuple(int(s) for s in getattr(value, "shape", np.shape(value)))
+    return tuple(int(s) for s in np.shape(value))
 
 
 def weights(prefix: str, *modules: str) -> tuple[str, ...]:

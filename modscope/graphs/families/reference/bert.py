@@ -149,19 +149,18 @@ class BertReference(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> Any:
         x, pooled = getattr(self, self.base_name).encode(ids)
-        if self.head == "bert_mlm":
-            return self.cls.predictions(x)
-        if self.head == "bert_pretraining":
-            return self.cls.predictions(x), self.cls.seq_relationship(pooled)
-        if self.head == "roberta_mlm":
-            return self.lm_head(x)
-        if self.head == "roberta_classifier":
-            return self.classifier(x)
-        if self.head == "sequence":
-            return self.classifier(pooled)
-        if self.head == "token":
-            return self.classifier(x)
-        if self.head == "qa":
-            start, end = self.qa_outputs(x).split(1, dim=-1)
-            return start.squeeze(-1), end.squeeze(-1)
+        if self.head in _OUTPUTS:
+            return _OUTPUTS[self.head](self, x, pooled)
         return x if pooled is None else (x, pooled)  # a prefix without a head: the encoder's outputs
+
+
+# each head's outputs from the stream ``x`` and the pooled first token, as the real model's
+_OUTPUTS = {
+    "bert_mlm": lambda m, x, pooled: m.cls.predictions(x),
+    "bert_pretraining": lambda m, x, pooled: (m.cls.predictions(x), m.cls.seq_relationship(pooled)),
+    "roberta_mlm": lambda m, x, pooled: m.lm_head(x),
+    "roberta_classifier": lambda m, x, pooled: m.classifier(x),
+    "sequence": lambda m, x, pooled: m.classifier(pooled),
+    "token": lambda m, x, pooled: m.classifier(x),
+    "qa": lambda m, x, pooled: tuple(logits.squeeze(-1) for logits in m.qa_outputs(x).split(1, dim=-1)),
+}
