@@ -117,9 +117,7 @@ def ordered_weights(
             raise ModscopeError(f"no tensor named {missing[0]!r}; available: {', '.join(list(tensors)[:12])}")
         names = list(layers)
     else:
-        two_d = [
-            k for k, v in tensors.items() if np.ndim(v) == 2 and not EMBEDDING.search(k)
-        ]
+        two_d = [k for k, v in tensors.items() if np.ndim(v) == 2 and not EMBEDDING.search(k)]
         names = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")] or two_d
     if not names:
         raise ModscopeError("no 2-D weight matrices found (is this a stack of Linear layers?)")

@@ -170,7 +170,7 @@ class Family:
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
     family; empty: ``config.json`` is not consulted for the type), and implement `config` (the
-    other methods have defaults; `describe`'s says a transformer stack's sizes and head).
+    other methods have defaults: `describe` words a transformer stack's sizes and head).
     A family is recognised by its characteristic keys: ``signature`` (the keys, without prefix)
     under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
     names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
