@@ -106,8 +106,8 @@ class Holder(nn.Module):
 
 class Pair(Holder):
     """``second(between(first(x)))``, the two layers under the checkpoint's ``names``: a transformer's
-    MLP (``between`` its activation) or an attention over fused queries | keys | values
-    (``between``: `fused_attention`)."""
+    MLP or a head's two layers (``between`` an activation), or an attention over fused queries |
+    keys | values (``between``: `fused_attention`)."""
 
     def __init__(
         self, names: tuple[str, str], first: nn.Module, second: nn.Module, between: Callable
