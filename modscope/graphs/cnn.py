@@ -194,7 +194,7 @@ def _derive(
 # -- state dicts -------------------------------------------------------------------------------
 def holds_conv(tensors: Mapping[str, Any]) -> bool:
     """Whether a state dict has a 4-D ``*weight`` tensor (a Conv2d kernel)."""
-    return any(k.endswith("weight") and getattr(v, "ndim", np.ndim(v)) == 4 for k, v in tensors.items())
+    return any(k.endswith("weight") and np.ndim(v) == 4 for k, v in tensors.items())
 
 
 def _prefixes(tensors: Mapping[str, Any]) -> list[str]:

@@ -117,9 +117,7 @@ def ordered_weights(
             raise ModscopeError(f"no tensor named {missing[0]!r}; available: {', '.join(list(tensors)[:12])}")
         names = list(layers)
     else:
-        two_d = [
-            k for k, v in tensors.items() if getattr(v, "ndim", np.ndim(v)) == 2 and not EMBEDDING.search(k)
-        ]
+        two_d = [k for k, v in tensors.items() if np.ndim(v) == 2 and not EMBEDDING.search(k)]
         names = [k for k in two_d if k.endswith("weight") or k.endswith("kernel")] or two_d
     if not names:
         raise ModscopeError("no 2-D weight matrices found (is this a stack of Linear layers?)")
@@ -207,10 +205,6 @@ def weights_graph(items: list[tuple[str, np.ndarray]], reading: str) -> WeightGr
     return WeightGraph.from_weights([w for _, w in items], [n for n, _ in items], reading=reading)
 
 
-def _ndim(value: Any) -> int:
-    return getattr(value, "ndim", np.ndim(value))
-
-
 def _linear_chain(
     tensors: Mapping[str, Any], layers: Sequence[str] | None, layout: LayoutOption
 ) -> tuple[list[tuple[str, np.ndarray]], str]:
@@ -245,11 +239,11 @@ def state_stack(
 ) -> WeightGraph:
     """The graph of a state dict read as a plain stack of Linear or conv layers, or a refusal."""
     if layers is None:
-        why = not_a_plain_stack([k for k, v in tensors.items() if _ndim(v) >= 2 and not EMBEDDING.search(k)])
+        why = not_a_plain_stack([k for k, v in tensors.items() if np.ndim(v) > 1 and not EMBEDDING.search(k)])
         if why is not None:
             raise ModscopeError(f"{source}: {why}")
     if layers is None and holds_conv(tensors):
-        if any(_ndim(v) in (3, 5) for k, v in tensors.items() if k.endswith("weight")):
+        if any(np.ndim(v) in (3, 5) for k, v in tensors.items() if k.endswith("weight")):
             raise ModscopeError(f"{source}: Conv1d / Conv3d kernels: {WAY_OUT}")
         eps, said = _bn_eps(how)
         items = channel_weights(
@@ -263,7 +257,7 @@ def state_stack(
         if any(k.endswith("running_var") for k in tensors):  # the file cannot say: state it
             reading += f", BatchNorm {said}"
         return weights_graph(items, reading)
-    if layers is None and any(_ndim(v) in (3, 5) for v in tensors.values()):
+    if layers is None and any(np.ndim(v) in (3, 5) for v in tensors.values()):
         raise ModscopeError(f"{source}: 3-D kernels (Conv1d) are not a plain Linear stack: {WAY_OUT}")
     if layers is None and how.layout != "in_out" and any(k.endswith("running_var") for k in tensors):
         eps, said = _bn_eps(how)

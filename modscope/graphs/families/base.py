@@ -81,7 +81,7 @@ def shape_of(tensors: Mapping[str, Any], key: str) -> tuple[int, ...]:
         raise ModscopeError(
             f"{key}: missing, though the other keys are laid out as a family that has it: {WAY_OUT}"
         ) from None
-    return tuple(int(s) for s in getattr(value, "shape", np.shape(value)))
+    return tuple(int(s) for s in np.shape(value))
 
 
 def weights(prefix: str, *modules: str) -> tuple[str, ...]:
@@ -169,8 +169,8 @@ class Family:
 
     Subclasses set ``name`` (short id), ``title`` (e.g. ``"Hugging Face BERT"``) and
     ``model_types`` (the Hugging Face ``model_type`` values of ``config.json`` read as this
-    family; empty: ``config.json`` is not consulted for the type), and implement `config` and
-    `describe` (the other methods have defaults).
+    family; empty: ``config.json`` is not consulted for the type), and implement `config` (the
+    other methods have defaults: `describe` words a transformer stack's sizes and head).
     A family is recognised by its characteristic keys: ``signature`` (the keys, without prefix)
     under one of ``prefixes`` (the wrappers they may sit under, ``""`` for bare). A transformer
     names its MLPs in ``mlp`` (block and input layer, formatted with ``{p}`` the prefix and ``{i}``
@@ -221,8 +221,9 @@ class Family:
         return self.title
 
     def describe(self, config: Mapping[str, Any]) -> str:
-        """The sizes in words, e.g. ``"6 layers, d 768, d_ff 3072, 12 heads"``."""
-        raise NotImplementedError
+        """The sizes in words, e.g. ``"6 layers, d 768, d_ff 3072, 12 heads, LM head"`` (default: a
+        transformer stack's, `stack_words`, and its head, `HEADS`)."""
+        return f"{stack_words(config)}, {HEADS[config['head']]}"
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
         """``{key: other names it is saved under}``: a tensor found under another name is read

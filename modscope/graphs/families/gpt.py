@@ -50,9 +50,6 @@ class GPT2(Family):
         c["head"], c["classes"] = read_head(tensors, not p) or ("tied_lm", None)
         return c
 
-    def describe(self, config: Mapping[str, Any]) -> str:
-        return f"{stack_words(config)}, {HEADS[config['head']]}"
-
 
 class GPTNeoX(Family):
     name = "gpt_neox"

@@ -238,9 +238,9 @@ def graph_parameter_map(graph: WeightGraph, shapes: Mapping[str, tuple[int, ...]
                     "graph=trace_network(model, example_input), which follows the trace"
                 )
             seen.add(name)
-            rows = along(offsets[gd] + np.arange(shape[0]) % n_dst, len(shape), 0)
-            cols = along(offsets[gs] + np.arange(shape[1]), len(shape), 1)
-            incidences.append(Incidence(name, shape, rows, cols))
+            # the block's rows and columns in order: a traced layer's use of its (out, in) parameter
+            dst, src = offsets[gd] + np.arange(n_dst), offsets[gs] + np.arange(n_src)
+            incidences.append(_incidence(name, shape, dst, src, 1, None))
     if not incidences:
         raise ModscopeError("no masked parameter names a block of the graph (graph.names)")
     return ParameterMap(graph, tuple(incidences))

@@ -22,9 +22,6 @@ class LayerOps:
         units, block = self.weighted(node, module_of(param), x, -1, w, w.shape[0], param, param_axis)
         return self.spread(units, self.shape(node), len(self.shape(node)) - 1, block)
 
-    def param_name(self, v: UnitTensor) -> str:
-        return v.param[0].removesuffix(".weight")
-
     def op_linear(self, node, x, weight, bias=None):
         if weight is None or weight.param is None:
             raise self.refuse(node, "a linear layer whose weight is computed, not a parameter")
@@ -68,7 +65,8 @@ class LayerOps:
 
     def op_embedding(self, node, weight, indices, *a):
         shape = self.shape(node)
-        units = self.builder.new_group(f"input:{self.param_name(weight)}", shape[-1], self.kind(node))
+        table = weight.param[0].removesuffix(".weight")
+        units = self.builder.new_group(f"input:{table}", shape[-1], self.kind(node))
         return self.spread(units, shape, len(shape) - 1)
 
     def conv(self, node, x: UnitTensor, weight: UnitTensor, groups: int, transposed: bool) -> UnitTensor:

@@ -57,19 +57,16 @@ class NormOps:
             out.scale = kept.reshape(x.units.shape)
         return out if gain is None else self.with_gain(node, out, gain)
 
-    def norm_gain(self, node, x: UnitTensor, shape: Any, weight: Any) -> UnitTensor:
+    def op_layer_norm(self, node, x: UnitTensor, shape: Any, weight: Any = None, *a) -> UnitTensor:
         """A LayerNorm / RMSNorm over the trailing ``shape``: its statistics carry no unit, its gain
         ``|w|`` folds into its readers."""
         gain = np.abs(self.param_value(weight)) if isinstance(weight, UnitTensor) and weight.param else None
         return self.normalised(node, x, int(np.prod(shape)), gain)
 
-    def op_layer_norm(self, node, x, shape, weight=None, *a):
-        return self.norm_gain(node, x, shape, weight)
-
     op_rms_norm = op_layer_norm
 
     def op_native_layer_norm(self, node, x, shape, weight=None, *a):
-        return [self.norm_gain(node, x, shape, weight), None, None]
+        return [self.op_layer_norm(node, x, shape, weight), None, None]
 
     def op_group_norm(self, node, x, groups, weight=None, bias=None, *a):
         gain = None if weight is None else along(np.abs(self.param_value(weight)), x.units.ndim, 1)

@@ -15,7 +15,9 @@ __all__ = ["ReductionOps"]
 class ReductionOps:
     """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
 
-    def reduce(self, node, x: UnitTensor, dims: Any, keepdim: bool) -> UnitTensor:
+    def reduce(self, node, x: UnitTensor, dims: Any = None, *a, **k) -> UnitTensor:
+        """A reduction over ``dims`` (``mean``, ``sum``, ... of any ``keepdim``: the output's shape
+        says it): a unit survives along axes where it is constant."""
         shape = self.shape(node)
         if dims is None or dims == []:
             return self.blank(shape)
@@ -28,28 +30,25 @@ class ReductionOps:
         units = np.where(constant, np.where(first[..., 0] >= 0, first[..., 0], flat.max(axis=-1)), -1)
         return UnitTensor(units.reshape(shape), np.zeros(shape, dtype=np.int64), (), None, None, x.producer)
 
-    def op_mean(self, node, x, dims=None, keepdim=False, *a, **k):
-        return self.reduce(node, x, dims, keepdim)
-
-    op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = op_mean
+    op_mean = op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = reduce
 
     def op_linalg_vector_norm(self, node, x, ord=2, dim=None, keepdim=False, *a, **k):
         """A norm over the feature axis (``F.normalize``, ``torch.norm``): like a LayerNorm's
         statistics, it carries no unit, and ``x / norm`` keeps ``x``'s units (speaker and sentence
         embedders end with it)."""
-        return self.reduce(node, x, dim, keepdim)
+        return self.reduce(node, x, dim)
 
     op_norm = op_linalg_vector_norm
 
     def op_max(self, node, x, dim=None, keepdim=False, *a):
         if isinstance(dim, UnitTensor):  # max(a, b) of two tensors (aten.max.other): elementwise
             return self.op_maximum(node, x, dim)
-        out = self.reduce(node, x, dim, keepdim)
+        out = self.reduce(node, x, dim)
         return [out, self.blank(out.units.shape)] if isinstance(dim, int) else out
 
     op_min = op_max
 
-    def pool(self, node, x: UnitTensor) -> UnitTensor:
+    def pool(self, node, x: UnitTensor, *a, **k) -> UnitTensor:
         """Pooling and resizing: each channel stays its unit (and keeps its gain)."""
         shape = self.shape(node)
         units, _, scale, _ = self.features(node, x, 1)
@@ -58,17 +57,12 @@ class ReductionOps:
             out.scale = np.broadcast_to(along(scale, len(shape), 1), shape).copy()
         return out
 
-    def op_max_pool2d(self, node, x, *a, **k):
-        return self.pool(node, x)
-
-    op_max_pool1d = op_max_pool3d = op_avg_pool1d = op_avg_pool2d = op_avg_pool3d = op_max_pool2d
-    op_adaptive_avg_pool1d = op_adaptive_avg_pool2d = op_adaptive_avg_pool3d = op_max_pool2d
-    op_adaptive_max_pool1d = op_adaptive_max_pool2d = op_upsample_nearest2d = op_upsample_bilinear2d = (
-        op_max_pool2d
-    )
-    op__adaptive_avg_pool2d = op_upsample_nearest1d = op_upsample_nearest3d = op_max_pool2d
-    op_upsample_linear1d = op_upsample_trilinear3d = op_upsample_bicubic2d = op_max_pool2d
-    op__upsample_nearest_exact1d = op__upsample_nearest_exact2d = op__upsample_nearest_exact3d = op_max_pool2d
+    op_max_pool2d = op_max_pool1d = op_max_pool3d = op_avg_pool1d = op_avg_pool2d = op_avg_pool3d = pool
+    op_adaptive_avg_pool1d = op_adaptive_avg_pool2d = op_adaptive_avg_pool3d = pool
+    op_adaptive_max_pool1d = op_adaptive_max_pool2d = op_upsample_nearest2d = op_upsample_bilinear2d = pool
+    op__adaptive_avg_pool2d = op_upsample_nearest1d = op_upsample_nearest3d = pool
+    op_upsample_linear1d = op_upsample_trilinear3d = op_upsample_bicubic2d = pool
+    op__upsample_nearest_exact1d = op__upsample_nearest_exact2d = op__upsample_nearest_exact3d = pool
 
     def op_max_pool2d_with_indices(self, node, x, *a, **k):
         out = self.pool(node, x)

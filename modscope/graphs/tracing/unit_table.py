@@ -150,13 +150,12 @@ class GraphBuilder:
         keep = self._kept(root, outputs, keep_dead_ends)
         groups = _FinalGroups.of(self, root, keep)
         weights, block_names, links = self._merged_blocks(root, keep, groups, norm)
-        # every traced unit's node in the graph (-1: dropped), for lesions at the units' readers
-        offsets = np.concatenate([[0], np.cumsum(groups.sizes)]).astype(np.int64)
-        fg = groups.group[root]
-        self.node_of = np.where(fg >= 0, offsets[np.maximum(fg, 0)] + groups.index[root], -1)
         graph = WeightGraph.from_weights(
             weights, block_names, links=links, sizes=groups.sizes, group_names=groups.names, copy=False
         )
+        # every traced unit's node in the graph (-1: dropped), for lesions at the units' readers
+        fg = groups.group[root]
+        self.node_of = np.where(fg >= 0, graph.offsets[np.maximum(fg, 0)] + groups.index[root], -1)
         return replace(graph, group_kinds=tuple(groups.kinds))
 
     def _kept(self, root: np.ndarray, outputs: list[np.ndarray], keep_dead_ends: bool) -> np.ndarray:

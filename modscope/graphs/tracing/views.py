@@ -17,13 +17,11 @@ __all__ = ["ViewOps"]
 class ViewOps:
     """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
 
-    def reshape_to(self, node, x: UnitTensor) -> UnitTensor:
+    def op_view(self, node, x: UnitTensor, *a, **k) -> UnitTensor:
         shape = self.shape(node)
-        return x.map(lambda a: a.reshape(shape))
+        return x.map(lambda arr: arr.reshape(shape))
 
-    op_view = op_reshape = op__unsafe_view = op_flatten = op_unflatten = op_view_as = (
-        lambda self, node, x, *a, **k: self.reshape_to(node, x)
-    )
+    op_reshape = op__unsafe_view = op_flatten = op_unflatten = op_view_as = op_view
 
     def op_permute(self, node, x, dims, *a):
         return x.map(lambda arr: np.transpose(arr, dims))
@@ -175,6 +173,4 @@ class ViewOps:
             )
         return UnitTensor(np.broadcast_to(first, shape).copy(), np.zeros(shape, dtype=np.int64), x.frame)
 
-    def op_index_select(self, node, x, dim, index, *a, **k):
-        """``index_select`` of a constant (a position table): no units; of an activation as `op_gather`."""
-        return self.op_gather(node, x, dim, index)
+    op_index_select = op_gather  # of a constant (a position table): no units; of an activation: the same rule

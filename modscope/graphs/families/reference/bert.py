@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, Encoder, Holder, Pooler, SelfAttention
+from .layers import Dense, Encoder, Holder, Pair, Pooler, SelfAttention
 
 __all__ = ["BertModel", "BertReference"]
 
@@ -79,23 +79,14 @@ class BertModel(nn.Module):
         return x if pooled is None else (x, pooled)
 
 
-class Transform(nn.Module):
-    """The masked-LM head's ``dense -> gelu -> LayerNorm``."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.dense, self.LayerNorm = nn.Linear(d, d), nn.LayerNorm(d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(F.gelu(self.dense(x)))
-
-
 class BertPredictions(nn.Module):
-    """BERT's ``cls.predictions``: transform, then a decoder to the vocabulary with one bias."""
+    """BERT's ``cls.predictions``: ``transform`` (``dense -> gelu -> LayerNorm``), then a decoder to
+    the vocabulary with one bias."""
 
     def __init__(self, d: int, vocab: int) -> None:
         super().__init__()
-        self.transform, self.decoder = Transform(d), nn.Linear(d, vocab, bias=False)
+        self.transform = Pair(("dense", "LayerNorm"), nn.Linear(d, d), nn.LayerNorm(d), F.gelu)
+        self.decoder = nn.Linear(d, vocab, bias=False)
         self.bias = nn.Parameter(torch.empty(vocab))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,17 +103,6 @@ class RobertaLMHead(nn.Module):
         return self.decoder(self.layer_norm(F.gelu(self.dense(x)))) + self.bias
 
 
-class RobertaClassifier(nn.Module):
-    """RoBERTa's sequence classifier: ``dense -> tanh -> out_proj`` on the first token."""
-
-    def __init__(self, d: int, classes: int) -> None:
-        super().__init__()
-        self.dense, self.out_proj = nn.Linear(d, d), nn.Linear(d, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(torch.tanh(self.dense(x[:, 0])))
-
-
 class BertReference(nn.Module):
     """The encoder under ``config["prefix"]`` (``bert.`` or ``roberta.``) and the heads the keys
     name; its outputs are the real model's: the heads' logits. (Without a prefix the checkpoint
@@ -133,7 +113,7 @@ class BertReference(nn.Module):
         self.base_name = c["prefix"].rstrip(".")
         self.add_module(self.base_name, BertModel(c))
         self.head = c["head"]
-        d, vocab = c["d_model"], c["vocab"]
+        d, vocab, classes = c["d_model"], c["vocab"], c["classes"]
         if self.head in ("bert_mlm", "bert_pretraining"):
             # BERT's cls: masked-LM predictions (and the next-sentence classifier)
             next_sentence = nn.Linear(d, 2) if self.head == "bert_pretraining" else None
@@ -141,27 +121,27 @@ class BertReference(nn.Module):
         elif self.head == "roberta_mlm":
             self.lm_head = RobertaLMHead(d, vocab)
         elif self.head == "roberta_classifier":
-            self.classifier = RobertaClassifier(d, c["classes"])
+            # RoBERTa's sequence classifier: dense -> tanh -> out_proj on the first token
+            self.classifier = Pair(("dense", "out_proj"), nn.Linear(d, d), nn.Linear(d, classes), torch.tanh)
         elif self.head in ("sequence", "token"):
-            self.classifier = nn.Linear(d, c["classes"])
+            self.classifier = nn.Linear(d, classes)
         elif self.head == "qa":
             self.qa_outputs = nn.Linear(d, 2)
 
     def forward(self, ids: torch.Tensor) -> Any:
         x, pooled = getattr(self, self.base_name).encode(ids)
-        if self.head == "bert_mlm":
-            return self.cls.predictions(x)
-        if self.head == "bert_pretraining":
-            return self.cls.predictions(x), self.cls.seq_relationship(pooled)
-        if self.head == "roberta_mlm":
-            return self.lm_head(x)
-        if self.head == "roberta_classifier":
-            return self.classifier(x)
-        if self.head == "sequence":
-            return self.classifier(pooled)
-        if self.head == "token":
-            return self.classifier(x)
-        if self.head == "qa":
-            start, end = self.qa_outputs(x).split(1, dim=-1)
-            return start.squeeze(-1), end.squeeze(-1)
+        if self.head in _OUTPUTS:
+            return _OUTPUTS[self.head](self, x, pooled)
         return x if pooled is None else (x, pooled)  # a prefix without a head: the encoder's outputs
+
+
+# each head's outputs from the stream ``x`` and the pooled first token, as the real model's
+_OUTPUTS = {
+    "bert_mlm": lambda m, x, pooled: m.cls.predictions(x),
+    "bert_pretraining": lambda m, x, pooled: (m.cls.predictions(x), m.cls.seq_relationship(pooled)),
+    "roberta_mlm": lambda m, x, pooled: m.lm_head(x),
+    "roberta_classifier": lambda m, x, pooled: m.classifier(x[:, 0]),
+    "sequence": lambda m, x, pooled: m.classifier(pooled),
+    "token": lambda m, x, pooled: m.classifier(x),
+    "qa": lambda m, x, pooled: tuple(logits.squeeze(-1) for logits in m.qa_outputs(x).split(1, dim=-1)),
+}

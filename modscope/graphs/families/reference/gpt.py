@@ -4,44 +4,29 @@ v interleaved per head, parallel residual), OPT (pre- or post-LN, learned positi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Conv1D, Decoder, WithHead, attend, in_order
+from .layers import Conv1D, Decoder, Pair, WithHead, attend, fused_attention, in_order
 
 __all__ = ["GPT2Model", "GPT2Reference", "NeoXModel", "NeoXReference", "OPTBase", "OPTReference"]
 
 
 # -- GPT-2 -------------------------------------------------------------------------------------------
-class GPT2Attention(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.c_attn, self.c_proj = Conv1D(d, 3 * d), Conv1D(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.c_attn(x).split(x.shape[-1], dim=2)
-        return self.c_proj(attend(q, k, v, 1, 1, causal=True))
-
-
-class GPT2MLP(nn.Module):
-    def __init__(self, d: int, d_ff: int) -> None:
-        super().__init__()
-        self.c_fc, self.c_proj = Conv1D(d, d_ff), Conv1D(d_ff, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-
 class GPT2Block(nn.Module):
-    """Pre-LN: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+    """Pre-LN: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))`` (a tanh GELU)."""
 
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(d), GPT2Attention(d)
-        self.ln_2, self.mlp = nn.LayerNorm(d), GPT2MLP(d, d_ff)
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = Pair(("c_attn", "c_proj"), Conv1D(d, 3 * d), Conv1D(d, d), fused_attention(causal=True))
+        self.ln_2 = nn.LayerNorm(d)
+        tanh_gelu = partial(F.gelu, approximate="tanh")
+        self.mlp = Pair(("c_fc", "c_proj"), Conv1D(d, d_ff), Conv1D(d_ff, d), tanh_gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -85,26 +70,19 @@ class NeoXAttention(nn.Module):
         return self.dense(attend(q, k, v, self.heads, self.heads, causal=True))
 
 
-class NeoXMLP(nn.Module):
-    def __init__(self, d: int, d_ff: int, bias: bool) -> None:
-        super().__init__()
-        self.dense_h_to_4h, self.dense_4h_to_h = nn.Linear(d, d_ff, bias), nn.Linear(d_ff, d, bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense_4h_to_h(F.gelu(self.dense_h_to_4h(x)))
-
-
 class NeoXLayer(nn.Module):
     """Parallel: ``x + attn(ln1(x)) + mlp(ln2(x))``; sequential: ``a = x + attn(ln1(x))``,
     ``a + mlp(ln2(a))``."""
 
     def __init__(self, c: Mapping[str, Any]) -> None:
         super().__init__()
-        d = c["d_model"]
+        d, d_ff, bias = c["d_model"], c["d_ff"], c["mlp_bias"]
         self.parallel = c["parallel_residual"]
         self.input_layernorm, self.post_attention_layernorm = nn.LayerNorm(d), nn.LayerNorm(d)
         self.attention = NeoXAttention(d, c["heads"], c["attention_bias"])
-        self.mlp = NeoXMLP(d, c["d_ff"], c["mlp_bias"])
+        self.mlp = Pair(
+            ("dense_h_to_4h", "dense_4h_to_h"), nn.Linear(d, d_ff, bias), nn.Linear(d_ff, d, bias), F.gelu
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.attention(self.input_layernorm(x))

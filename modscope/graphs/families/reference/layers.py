@@ -1,10 +1,11 @@
-"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units,
-Hugging Face's encoder pieces (BERT, ViT: self-attention, ``dense`` holder, ``encoder.layer``,
-pooler), a decoder's stack and head."""
+"""Pieces the reference modules share: GPT-2's Conv1D, RMS norms, attention over value units, two
+named layers in a row (an MLP, an attention over fused queries | keys | values), Hugging Face's
+encoder pieces (BERT, ViT: self-attention, ``dense`` holder, ``encoder.layer``, pooler), a decoder's
+stack and head."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -17,11 +18,13 @@ __all__ = [
     "Dense",
     "Encoder",
     "Holder",
+    "Pair",
     "Pooler",
     "RMSNorm",
     "SelfAttention",
     "WithHead",
     "attend",
+    "fused_attention",
     "in_order",
 ]
 
@@ -99,6 +102,28 @@ class Holder(nn.Module):
         super().__init__()
         for name, module in modules.items():
             self.add_module(name, module)
+
+
+class Pair(Holder):
+    """``second(between(first(x)))``, the two layers under the checkpoint's ``names``: a transformer's
+    MLP or a head's two layers (``between`` an activation), or an attention over fused queries |
+    keys | values (``between``: `fused_attention`)."""
+
+    def __init__(
+        self, names: tuple[str, str], first: nn.Module, second: nn.Module, between: Callable
+    ) -> None:
+        super().__init__(**dict(zip(names, (first, second), strict=True)))
+        self.names, self.between = names, between
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = (getattr(self, name) for name in self.names)
+        return second(self.between(first(x)))
+
+
+def fused_attention(causal: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One head of attention over a layer's fused outputs: queries | keys | values, each all heads
+    (not interleaved per head, so the heads do not change the graph: GPT-2's ``c_attn``, timm's ``qkv``)."""
+    return lambda qkv: attend(*qkv.split(qkv.shape[-1] // 3, dim=-1), 1, 1, causal=causal)
 
 
 class Dense(Holder):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import Dense, Encoder, Holder, Pooler, SelfAttention, attend, in_order
+from .layers import Dense, Encoder, Holder, Pair, Pooler, SelfAttention, fused_attention, in_order
 
 __all__ = ["HFViTModel", "HFViTReference", "TimmViTReference"]
 
@@ -100,32 +100,16 @@ class HFViTReference(nn.Module):
 
 
 # -- timm --------------------------------------------------------------------------------------------
-class TimmAttention(nn.Module):
-    """Fused ``qkv`` ``(3d, d)``: rows queries | keys | values (each all heads), not interleaved."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
-        return self.proj(attend(q, k, v, 1, 1, causal=False))
-
-
-class Mlp(nn.Module):
-    def __init__(self, d: int, d_ff: int) -> None:
-        super().__init__()
-        self.fc1, self.fc2 = nn.Linear(d, d_ff), nn.Linear(d_ff, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class TimmBlock(nn.Module):
+    """``attn``: fused ``qkv`` ``(3d, d)``, rows queries | keys | values (each all heads), not
+    interleaved, then ``proj``; ``mlp``: ``fc2(gelu(fc1(x)))``."""
+
     def __init__(self, d: int, d_ff: int) -> None:
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(d), TimmAttention(d)
-        self.norm2, self.mlp = nn.LayerNorm(d), Mlp(d, d_ff)
+        self.norm1 = nn.LayerNorm(d)
+        self.attn = Pair(("qkv", "proj"), nn.Linear(d, 3 * d), nn.Linear(d, d), fused_attention(causal=False))
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = Pair(("fc1", "fc2"), nn.Linear(d, d_ff), nn.Linear(d_ff, d), F.gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the sublayer first: the class token's row has no unit before the first add, and the
