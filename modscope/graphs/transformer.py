@@ -211,11 +211,12 @@ def count_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> int:
 
 def iter_mlp_blocks(source: str | os.PathLike | Mapping | Any) -> Iterator[MLPBlock]:
     """`mlp_blocks`, one block at a time: a ``.safetensors`` file of the LLaMA / Mistral layout
-    (``layers.N.mlp.gate_proj/up_proj/down_proj``, ``layers.N.post_attention_layernorm``) or of a
-    `PAIRS` layout is memory-mapped and each block's tensors are read only when it comes up, so a
-    7B-parameter file needs one block in memory, never the whole network. The blocks are those
-    `mlp_blocks` gives (a gated pair as ``(|gate| + |up|)`` with the RMSNorm gain ``|g|`` on the
-    columns, as in the family's whole graph). Any other source: `mlp_blocks`' list, block by block.
+    (``layers.N.mlp.gate_proj/up_proj/down_proj``, ``layers.N.post_attention_layernorm``) is
+    memory-mapped and each block's tensors are read only when it comes up, so a 7B-parameter file
+    needs one block in memory, never the whole network. The blocks are those `mlp_blocks` gives (a
+    gated pair as ``(|gate| + |up|)`` with the RMSNorm gain ``|g|`` on the columns, as in the
+    family's whole graph). Any other source, a `PAIRS` layout included: `mlp_blocks`' list, read
+    whole, then given block by block.
     """
     with _gated_file(source) as (f, keys, gated):
         for m in gated:

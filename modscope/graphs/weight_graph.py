@@ -146,7 +146,7 @@ class WeightGraph:
             a = a.astype(np.float64) if copy or a.dtype != np.float64 else a
             if not np.isfinite(a).all():
                 raise ModscopeError(f"{name}: weights contain NaN or infinite values")
-            peak = max(float(a.max()), -float(a.min())) if a.size else 0.0  # no |a| copy
+            peak = max(float(a.max()), -float(a.min()))  # no |a| copy; empty layers refused above
             if peak * max(a.shape) > 1e300:  # a degree would overflow
                 raise ModscopeError(f"{name}: weights too large to sum without overflow (max |w| {peak:.3g})")
             checked.append(a)
@@ -177,7 +177,7 @@ class WeightGraph:
         for b in self.self_edge_sets:
             weights[b] = weights[b].copy()
             np.fill_diagonal(weights[b], 0.0)
-        return WeightGraph(tuple(weights), self.names, self.links, self.sizes, self.group_names, self.reading)
+        return replace(self, weights=tuple(weights))  # every other field kept, group_kinds included
 
     # -- layout ----------------------------------------------------------------------------
     @cached_property

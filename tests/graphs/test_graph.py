@@ -97,3 +97,19 @@ def test_names_and_links_must_match_the_weights_one_line(kwargs, says):
     with pytest.raises(ModscopeError, match=says) as err:
         WeightGraph.from_weights(weights, **kwargs)
     assert "\n" not in str(err.value)
+
+
+def test_with_weights_keeps_everything_but_the_weights():
+    """A shuffle's graph is the same architecture: names, links, sizes, reading and the groups'
+    layer kinds (which name groups in messages) all kept."""
+    from dataclasses import fields
+
+    rng = np.random.default_rng(0)
+    g = WeightGraph((rng.normal(size=(3, 2)), rng.normal(size=(2, 3))), ("a", "b"), ((0, 1), (1, 2)),
+                    (2, 3, 2), ("x", "h", "y"), "read as a test", ("input", "Linear", "Linear"))
+    other = g.with_weights([w * 2 for w in g.weights])
+    for f in fields(WeightGraph):
+        if f.name != "weights":
+            assert getattr(other, f.name) == getattr(g, f.name), f.name
+    assert other.group_label(1) == "h (Linear, 3 units)"
+    np.testing.assert_array_equal(other.weights[1], 2 * g.weights[1])

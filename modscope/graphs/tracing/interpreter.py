@@ -245,7 +245,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         elif w.ndim == 2:  # several features per unit: each unit's slice arranged in its frame
             n_pos = int(np.prod(frame))
             slot = inverse * n_pos + pos % n_pos
-            _, first, counts = np.unique(slot, return_index=True, return_counts=True)
+            counts = np.unique(slot, return_counts=True)[1]
             if counts.max() == 1:
                 cube = np.zeros((out_size, src.size, n_pos))
                 cube[:, inverse, pos % n_pos] = np.abs(w)
