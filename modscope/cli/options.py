@@ -179,16 +179,17 @@ def device_flag(p: Any, what: str = "the model runs", default: str | None = "cpu
 
 
 @contextlib.contextmanager
-def executor(args) -> Iterator[Any]:
+def executor(args, device: bool = True) -> Iterator[Any]:
     """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``), for a
-    ``with`` block: a Dask client is closed when the block ends."""
+    ``with`` block: a Dask client is closed when the block ends. ``device=False``: the command runs
+    ``--device`` itself (sweep: each row's spectral path), checked here only against the others."""
     from ..runtime.executors import DaskExecutor, check_jobs
 
     check_jobs(args.jobs, "--jobs")
     chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
     if len(chosen) > 1 or (chosen and args.jobs != 1):
         raise ModscopeError("--jobs, --scheduler and --device exclude each other")
-    if getattr(args, "device", None):
+    if device and getattr(args, "device", None):
         from ..runtime.modules import resolve_device
         from ..scoring.batched import TorchBatchExecutor
 

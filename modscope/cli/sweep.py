@@ -29,13 +29,9 @@ def run(args) -> int:
     from ..workflows.sweep import run_sweep
 
     check_outputs({"--out": args.out}, no_stdout=("--out",))
-    device, args.device = args.device, None  # each row's own device, not an executor of rows
-    with executor(args) as pool:
-        if device and (pool is not None or args.jobs != 1):
-            from ..errors import ModscopeError
-
-            raise ModscopeError("--jobs, --scheduler and --device exclude each other")
+    with executor(args, device=False) as pool:  # --device: each row's own, not an executor of rows
         jobs = pool if pool is not None else args.jobs
-        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress, device=device)
+        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress,
+                           device=args.device)
     print(format_sweep(result), end="")
     return 0
