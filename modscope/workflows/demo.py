@@ -213,7 +213,7 @@ def run_demo(
         if worked is None:
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
-        runs = runs if runs is not None else demo_runs(quick, fashion)
+        runs = runs if runs is not None else demo_runs(quick, has_fashion)
         st = settings or DemoSettings.for_mode(quick, shuffles)
         stages = _Stages(Path(out_dir), quick, st, seed, jobs, progress, device)
         return _run_demo(stages, runs, tuple(worked), notes, log)
