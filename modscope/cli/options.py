@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,23 +178,28 @@ def device_flag(p: Any, what: str = "the model runs", default: str | None = "cpu
     p.add_argument("--device", type=device_name, default=default, metavar="cpu|cuda[:N]", help=help_text)
 
 
-def executor(args) -> Any:
-    """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``)."""
+@contextlib.contextmanager
+def executor(args, device: bool = True) -> Iterator[Any]:
+    """``--scheduler ADDRESS`` or ``--device D`` as an executor, or ``None`` (then ``--jobs``), for a
+    ``with`` block: a Dask client is closed when the block ends. ``device=False``: the command runs
+    ``--device`` itself (sweep: each row's spectral path), checked here only against the others."""
     from ..runtime.executors import DaskExecutor, check_jobs
 
     check_jobs(args.jobs, "--jobs")
     chosen = [f for f in ("scheduler", "device") if getattr(args, f, None)]
     if len(chosen) > 1 or (chosen and args.jobs != 1):
         raise ModscopeError("--jobs, --scheduler and --device exclude each other")
-    if getattr(args, "scheduler", None):
-        return DaskExecutor(args.scheduler)
-    if getattr(args, "device", None):
+    if device and getattr(args, "device", None):
         from ..runtime.modules import resolve_device
         from ..scoring.batched import TorchBatchExecutor
 
         resolve_device(args.device)  # fail now, before any work, when CUDA is absent
-        return TorchBatchExecutor(args.device)
-    return None
+        yield TorchBatchExecutor(args.device)
+    elif getattr(args, "scheduler", None):
+        with contextlib.closing(DaskExecutor(args.scheduler)) as pool:
+            yield pool
+    else:
+        yield None
 
 
 def module_flags(g: Any) -> None:

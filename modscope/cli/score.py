@@ -108,12 +108,8 @@ def run(args) -> int:
     from ..scoring.engine import score
 
     check_outputs({"--json": args.json}, {"--cache": args.cache})
-    pool = executor(args)
-    try:
+    with executor(args) as pool:
         result = score(_graph(args), measure=_measure(args), jobs=args.jobs if pool is None else 1,
                        executor=pool, cache=args.cache, **null_options(args))
-    finally:
-        if hasattr(pool, "close"):
-            pool.close()
     write_result(args, result.to_dict, format_score(result, source=args.checkpoint) + "\n")  # caveats last
     return 0

@@ -29,17 +29,9 @@ def run(args) -> int:
     from ..workflows.sweep import run_sweep
 
     check_outputs({"--out": args.out}, no_stdout=("--out",))
-    device, args.device = args.device, None  # each row's own device, not an executor of rows
-    pool = executor(args)
-    if device and (pool is not None or args.jobs != 1):
-        from ..errors import ModscopeError
-
-        raise ModscopeError("--jobs, --scheduler and --device exclude each other")
-    try:
+    with executor(args, device=False) as pool:  # --device: each row's own, not an executor of rows
         jobs = pool if pool is not None else args.jobs
-        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress, device=device)
-    finally:
-        if hasattr(pool, "close"):
-            pool.close()
+        result = run_sweep(args.config, out=args.out, jobs=jobs, progress=not args.no_progress,
+                           device=args.device)
     print(format_sweep(result), end="")
     return 0

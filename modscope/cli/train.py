@@ -72,17 +72,21 @@ def _pruning_flags(p) -> None:
                    help="a new Adam for the pruning phase (the reference recompiles its model)")
 
 
+# the --bimt-* flags of one number: the flag, its BIMTConfig field, its type and help
+_BIMT_NUMBERS = (
+    ("--bimt-lambda", "lam", float, "connection-cost weight lambda_0"),
+    ("--bimt-A", "A", float, "distance weight factor A (0 = plain L1)"),
+    ("--bimt-y-star", "y_star", float, "distance between layers y*"),
+    ("--bimt-top-k", "top_k", int, "neurons moved per layer per swap pass"),
+    ("--bimt-swap-every", "swap_every", int, "steps between swap passes (0 = never)"),
+    ("--bimt-threshold", "threshold", float, "zero |parameters| below this at the end"),
+)
+
+
 def _bimt_flags(p) -> None:
     g = p.add_argument_group("BIMT (brain-inspired modular training); defaults from the task")
     g.add_argument("--bimt", action="store_true", help="train with BIMT")
-    for flag, kind, text in (
-        ("--bimt-lambda", float, "connection-cost weight lambda_0"),
-        ("--bimt-A", float, "distance weight factor A (0 = plain L1)"),
-        ("--bimt-y-star", float, "distance between layers y*"),
-        ("--bimt-top-k", int, "neurons moved per layer per swap pass"),
-        ("--bimt-swap-every", int, "steps between swap passes (0 = never)"),
-        ("--bimt-threshold", float, "zero |parameters| below this at the end"),
-    ):
+    for flag, _, kind, text in _BIMT_NUMBERS:
         g.add_argument(flag, type=kind, help=text)
     g.add_argument("--bimt-reduction", choices=["sum", "mean"], help="per-tensor cost reduction")
     g.add_argument(
@@ -168,9 +172,9 @@ def _cluster_reg(args) -> dict | None:
     return {"loss": loss, "lam": args.cluster_reg, **{k: v for k, v in given.items() if v is not None}}
 
 
-# BIMTConfig field <- its --bimt-* flag (args attribute)
-_BIMT_FLAGS = {"lam": "bimt_lambda", "A": "bimt_A", "y_star": "bimt_y_star", "top_k": "bimt_top_k",
-               "swap_every": "bimt_swap_every", "threshold": "bimt_threshold", "reduction": "bimt_reduction"}
+# BIMTConfig field <- its --bimt-* flag's args attribute (argparse's: --bimt-top-k -> bimt_top_k)
+_BIMT_FLAGS = {field: flag[2:].replace("-", "_") for flag, field, _, _ in _BIMT_NUMBERS}
+_BIMT_FLAGS["reduction"] = "bimt_reduction"
 # the TrainConfig fields whose flags are read here; every other field is a flag of the same name, as given
 _READ_HERE = ("batch_size", "bimt", "cluster_reg")
 

@@ -36,7 +36,7 @@ from ..runtime.hashing import file_sha256, json_digest
 from ..runtime.modules import torch_threads
 from ..stats.flags import z_text
 from ..tasks.images import FASHION_MNIST_DIR
-from ..training.checkpoint import load_checkpoint
+from ..training.checkpoint import load_checkpoint, task_for_checkpoint
 
 __all__ = [
     "CLUSTER_REG",
@@ -213,7 +213,7 @@ def run_demo(
         if worked is None:
             worked = () if runs is not None else ("cnn",) * bool(has_fashion) + ("transformer",)
         notes = [] if runs is not None or has_fashion else [left_out_note(fashion is False, "cnn" in worked)]
-        runs = runs if runs is not None else demo_runs(quick, fashion)
+        runs = runs if runs is not None else demo_runs(quick, has_fashion)
         st = settings or DemoSettings.for_mode(quick, shuffles)
         stages = _Stages(Path(out_dir), quick, st, seed, jobs, progress, device)
         return _run_demo(stages, runs, tuple(worked), notes, log)
@@ -377,17 +377,6 @@ class _Stages:
         )
 
 
-def _model_task(ckpt: Any) -> Callable[[], tuple]:
-    """The network and its task, built once and only when a stage is not cached."""
-    @functools.cache
-    def get() -> tuple:
-        from ..training.checkpoint import task_for_checkpoint
-
-        return ckpt.model(), task_for_checkpoint(ckpt)
-
-    return get
-
-
 def _row(run: DemoRun, metrics: dict, s: dict, nulls: dict[str, dict], st: DemoSettings,
          checkpoint: str) -> dict[str, Any]:
     """One model's line of the report's table: training metric, n-cut against each null."""
@@ -472,7 +461,8 @@ def _run_demo(stages: _Stages, runs: list[DemoRun], worked: tuple[str, ...], not
             result.scores[run.name] = s
             if run_nulls:
                 result.nulls[run.name] = run_nulls
-            model_task = _model_task(ckpt)
+            # the network and its task, built once and only when a stage is not cached
+            model_task = functools.cache(lambda ckpt=ckpt: (ckpt.model(), task_for_checkpoint(ckpt)))
             if run.masks:
                 mask_files[run.name], result.masks[run.name] = stage(
                     f"masks {run.name}", "masks cached", stages.masks_stage, run, model_task, h

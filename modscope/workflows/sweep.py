@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,20 +71,15 @@ def load_config(path: str | os.PathLike) -> dict:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml", ".json"):
         raise ModscopeError(f"sweep config {path.name}: use a .yaml, .json or .toml file")
+    parse = json.loads if suffix == ".json" else lambda data: tomllib.loads(data.decode())
     if suffix in (".yaml", ".yml"):
         try:
             import yaml
         except ImportError:
             raise ModscopeError("YAML configs need PyYAML; or use JSON / TOML") from None
+        parse = yaml.safe_load
     try:
-        if suffix == ".toml":
-            import tomllib
-
-            config = tomllib.loads(text.decode())
-        elif suffix == ".json":
-            config = json.loads(text)
-        else:
-            config = yaml.safe_load(text)
+        config = parse(text)
     except Exception as exc:  # the parsers' own error types differ; all mean a malformed file
         raise ModscopeError(f"sweep config {path.name} does not parse: {first_line(exc, None)}") from None
     if not isinstance(config, dict):
@@ -98,17 +94,13 @@ def _as_list(value) -> list:
 def _check_setting(s: dict) -> dict:
     from ..nulls import SHUFFLE_METHODS
 
-    def integer(name, lo=None):
+    for name, lo in (("clusters", 2), ("shuffles", 0), ("restarts", 1), ("seed", None)):  # integers
         v = s[name]
+        if name == "restarts" and v == "auto":
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or (lo is not None and v < lo):
             at_least = "" if lo is None else f" >= {lo}"
             raise ModscopeError(f"sweep setting {name} must be an integer{at_least}, got {v!r}")
-
-    integer("clusters", 2)
-    integer("shuffles", 0)
-    if s["restarts"] != "auto":
-        integer("restarts", 1)
-    integer("seed")
     if s["shuffle_method"] not in SHUFFLE_METHODS:
         raise ModscopeError(
             f"sweep setting shuffle_method {s['shuffle_method']!r} is not one of {', '.join(SHUFFLE_METHODS)}"

@@ -137,19 +137,15 @@ def worked_example(
     # only, and the caller's generator state is put back afterwards
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return _run(which, quick, seed, data_dir, progress, device)
-
-
-def _run(which: str, quick: bool, seed: int, data_dir: Any, progress: bool, device: Any) -> dict[str, Any]:
-    s, data, model, example = _setup(which, quick, seed, data_dir)
-    run = dict(seed=seed, progress=progress)  # what every stage shares
-    fit = fit_model(model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, device=device, **run)
-    net = network(model, example)  # read once: the graph, and the module traced on its example
-    graph = net.graph
-    scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, **run)
-    part = cluster(net, s.n_clusters, seed=seed)
-    lesions = knockout(net, _head(data, s.knockout_examples), part, n_random=s.n_random, device=device, **run)
-    masks = train_masks(net, data, list(data.functions), steps=s.mask_steps, device=device, **run)
+        s, data, model, example = _setup(which, quick, seed, data_dir)
+        run = dict(seed=seed, progress=progress)  # what every stage shares
+        fit = fit_model(model, data, steps=s.steps, batch_size=s.batch_size, lr=s.lr, device=device, **run)
+        net = network(model, example)  # read once: the graph, and the module traced on its example
+        scored = score(net, n_clusters=s.n_clusters, n_shuffles=s.n_shuffles, **run)
+        part = cluster(net, s.n_clusters, seed=seed)
+        head = _head(data, s.knockout_examples)
+        lesions = knockout(net, head, part, n_random=s.n_random, device=device, **run)
+        masks = train_masks(net, data, list(data.functions), steps=s.mask_steps, device=device, **run)
     ko = lesions.to_dict()
     categories = {
         c: sum(sm["category"] == c for sm in ko["submodules"])
@@ -164,11 +160,11 @@ def _run(which: str, quick: bool, seed: int, data_dir: Any, progress: bool, devi
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "training": fit.to_dict(),
         "graph": {
-            "reading": graph.reading,
-            "groups": list(graph.group_names),
-            "sizes": list(graph.sizes),
-            "nodes": graph.n_nodes,
-            "edges": graph.n_edges,
+            "reading": net.graph.reading,
+            "groups": list(net.graph.group_names),
+            "sizes": list(net.graph.sizes),
+            "nodes": net.graph.n_nodes,
+            "edges": net.graph.n_edges,
         },
         "score": scored.to_dict(),
         "knockout": {"categories": categories, **ko},
