@@ -236,14 +236,21 @@ def _history(obj: Any, out: list) -> None:
             _history(v, out)
 
 
-def _calls(inbound: Any) -> list[list[tuple[str, int, int]]]:
+def _calls(inbound: Any, where: str, name: Any) -> list[list[tuple[str, int, int]]]:
+    """The tensors each call of layer ``name`` reads (``inbound``: its inbound nodes); a call in
+    training mode (``Dropout(0.5)(x, training=True)``: batch statistics, dropout at inference) refused."""
     calls = []
     for node in inbound or []:
         refs: list = []
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
             _history([node.get("args", []), node.get("kwargs", {})], refs)  # initial states, masks
+            kwargs = [node.get("kwargs") or {}]
         else:  # Keras 2: [[layer, call, index, kwargs], ...]
             refs = [(str(r[0]), int(r[1]), int(r[2])) for r in node]
+            kwargs = [r[3] for r in node if len(r) > 3 and isinstance(r[3], dict)]
+        if any(k.get("training") for k in kwargs):
+            raise ModscopeError(f"{where}: Keras layer {name} is called with training=True (it computes "
+                                "as in training when the model runs): not read")
         calls.append(refs)
     return calls
 
@@ -277,7 +284,7 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
         else:  # a Functional model's layers also say the tensors each call reads
             layers = [
                 KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
-                           _calls(r.get("inbound_nodes")))
+                           _calls(r.get("inbound_nodes"), where, r.get("name")))
                 for r in raw
             ]
             inputs, outputs = _refs(body.get("input_layers")), _refs(body.get("output_layers"))

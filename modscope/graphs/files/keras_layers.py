@@ -159,6 +159,12 @@ class LayerBuilder:
         fn = getattr(LayerBuilder(self.module, inner, [], [], self.where, self.version), cls)()
         return lambda x: fn([x])[0]
 
+    def only(self, n: int) -> None:
+        """Refuse a layer holding more than its ``n`` weights (LoRA factors, quantization scales)."""
+        if len(self.weights) > n:
+            raise self.refuse(f"it holds {len(self.weights)} weights, not {n} (LoRA factors, quantization "
+                              "scales?): the others are not read")
+
     def role(self, role: str, index: int) -> np.ndarray:
         return self.pick(self.names, self.weights, role, index)
 
@@ -188,6 +194,7 @@ class LayerBuilder:
 
     # each returns f(inputs: list[Tensor]) -> list[Tensor]
     def Dense(self) -> Callable:
+        self.only(1 + bool(self.cfg.get("use_bias", True)))
         w = self.param("weight", self.role("kernel", 0).T)
         b = self.param("bias", self.role("bias", 1)) if self.cfg.get("use_bias", True) else None
         act = self.act(self.cfg.get("activation"))
@@ -420,6 +427,7 @@ class LayerBuilder:
         return lambda xs: [self.torch.cat(list(xs), axis)]
 
     def Embedding(self) -> Callable:
+        self.only(1)
         w = self.param("weight", self.role("embeddings", 0))
         return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
 

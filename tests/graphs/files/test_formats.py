@@ -441,6 +441,22 @@ def _initial_state(config: dict) -> None:  # bi(x, initial_state=[c1b's output])
 
 
 @pytest.mark.h5py
+def test_keras_dense_with_weights_beyond_its_kernel_and_bias_is_refused(tmp_path):
+    """LoRA factors (or quantization scales) stored beside a Dense kernel were dropped: the kernel
+    alone is another function."""
+    import h5py
+
+    path = _keras_edited(tmp_path, "keras_mlp.h5", _set("d1", lora_rank=2))
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/d1"]
+        group["sequential/d1/lora_kernel_a"] = np.ones((6, 2), np.float32)
+        group.attrs["weight_names"] = [*group.attrs["weight_names"], "sequential/d1/lora_kernel_a"]
+    with pytest.raises(ModscopeError, match="holds 3 weights, not 2") as info:
+        load_graph(path)
+    _one_line(info)
+
+
+@pytest.mark.h5py
 @pytest.mark.parametrize(("fixture", "edit", "says"), [
     ("keras_lstm.h5", _set("rnn", recurrent_activation="hard_sigmoid"), "recurrent_activation=hard_sigmoid"),
     ("keras_lstm.h5", _set("rnn", activation="relu"), "activation=relu"),
@@ -459,10 +475,13 @@ def _initial_state(config: dict) -> None:  # bi(x, initial_state=[c1b's output])
     ("keras_zoo.h5", _bidirectional("layer", go_backwards=True), "runs backwards"),
     ("keras_zoo.h5", _bidirectional("backward_layer", activation="relu"), "activation=relu"),
     ("keras_zoo.h5", _initial_state, "more than one tensor"),
+    ("keras_zoo.h5", lambda c: _layer(c, "bn")["inbound_nodes"][0]["kwargs"].update(training=True),
+     "training=True"),
 ])
 def test_keras_config_that_changes_the_function_is_refused(tmp_path, fixture, edit, says):
     """Each of these was read as something else (a GRU reset before its recurrent kernel as torch's,
-    an initial state or a mask dropped, several softmax axes as the first, int8 weights as floats)."""
+    an initial state or a mask dropped, several softmax axes as the first, int8 weights as floats, a
+    batch normalisation called with training=True by its moving statistics)."""
     with pytest.raises(ModscopeError, match=says) as info:
         load_graph(_keras_edited(tmp_path, fixture, edit))
     _one_line(info)
