@@ -576,7 +576,9 @@ def _resize(c: Call) -> Any:
     # the batch and the channels kept: a resize of either is not one map per unit
     if [int(np.floor(v)) for v in size[:2]] != list(x.shape[:2]):
         raise c.refuse("it resizes the batch or channel axis")
-    exact = all(float(v).is_integer() for v in size)  # out = in * scale, no rounding
+    # ONNX maps by the scale, torch by out / in: the same where in * scale is whole (float32 scales)
+    if any(v - np.floor(v) > 1e-6 * v for v in size):
+        raise c.refuse(f"scales that give sizes {[round(v, 3) for v in size]}, not whole numbers")
     size = [int(np.floor(v)) for v in size[2:]]
     old = scales_at == 1  # Upsample and Resize-10: asymmetric coordinates, nearest by floor
     mode = c.attr("mode", "nearest")
@@ -586,7 +588,7 @@ def _resize(c: Call) -> Any:
         # by whole factors up, the half-pixel modes' roundings pick the same elements
         up = all(s % d == 0 for s, d in zip(size, x.shape[2:], strict=True))
         half = up and where in ("half_pixel", "pytorch_half_pixel") and "prefer" in rounding
-        if not exact or not (half or (where, rounding) == ("asymmetric", "floor")):
+        if not (half or (where, rounding) == ("asymmetric", "floor")):
             raise c.refuse(f"nearest resizing to {size} with {where} coordinates and {rounding} rounding")
         return F.interpolate(x, size=size, mode="nearest")
     linear = ("linear", "bilinear", "trilinear")[n - 1]  # torch names (bi)linear by the map's rank

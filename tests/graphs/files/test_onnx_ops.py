@@ -157,6 +157,8 @@ def test_resize_linear_follows_its_coordinate_mode(tmp_path):
      {"mode": "linear", "antialias": 1}, "antialias"),
     ("Resize", X.shape, ["", "scales"], [_array("scales", [1, 1, 2, 2], np.float32)], 17,
      {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}, "asymmetric coordinates"),
+    ("Resize", X.shape, ["", "scales"], [_array("scales", [1, 1, 0.5, 1.5], np.float32)], 17,
+     {"mode": "linear"}, "not whole numbers"),  # 5 * 1.5: ONNX maps by 1.5, torch by 7 / 5
     ("Upsample", X.shape, [], [], 8, {"mode": "linear", "scales": [1.0, 1.0, 2.0, 2.0]}, "asymmetric"),
     ("Dropout", X.shape, ["", "t"], [_array("t", True, np.bool_)], 13, {}, "training mode"),
     ("BatchNormalization", (1, 3, 2, 2), ["s", "b", "m", "v"],
