@@ -53,6 +53,7 @@ class KerasFile:
     names: dict[str, list[str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     kind: str = "HDF5"
+    version: str | None = None  # the Keras that wrote it, where the file says
 
 
 def _h5py() -> Any:
@@ -138,12 +139,15 @@ def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list
     return weights, names, order
 
 
-def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Budget) -> KerasFile:
+def _read_h5(
+    source: Any, where: str, config: dict | None, kind: str, budget: Budget, version: Any = None
+) -> KerasFile:
     h5py = _h5py()
     errors = (OSError, KeyError, ValueError, TypeError, RuntimeError)
     with refusing(errors, lambda exc: unreadable(where, "Keras HDF5 file", exc)), h5py.File(source, "r") as f:
         if config is None and "model_config" in f.attrs:
             config = _json(f.attrs["model_config"], where)
+        version = f.attrs.get("keras_version", version)
         if "layer_names" in f.attrs:
             weights, names, order = _legacy_weights(f, where, budget)
         elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
@@ -152,7 +156,7 @@ def _read_h5(source: Any, where: str, config: dict | None, kind: str, budget: Bu
             weights, names, order = _v3_weights(f, where, budget)
         else:
             raise ModscopeError(f"{where}: no Keras weights found (no layer_names, model_weights or layers)")
-    return KerasFile(config, weights, names, order, kind)
+    return KerasFile(config, weights, names, order, kind, None if version is None else _text(version))
 
 
 def _json(raw: Any, where: str) -> dict:
@@ -180,7 +184,9 @@ def read_keras(path: str | Path) -> KerasFile:
         if not (entries.has("config.json") and entries.has("model.weights.h5")):
             raise ModscopeError(f"{path}: not a Keras .keras archive (no config.json / model.weights.h5)")
         raw_config, data = entries.read("config.json"), entries.read("model.weights.h5")
-    return _read_h5(io.BytesIO(data), str(path), _json(raw_config, str(path)), ".keras", entries.budget)
+        meta = _json(entries.read("metadata.json"), str(path)) if entries.has("metadata.json") else {}
+    config = _json(raw_config, str(path))
+    return _read_h5(io.BytesIO(data), str(path), config, ".keras", entries.budget, meta.get("keras_version"))
 
 
 # -- weights only ------------------------------------------------------------------------------------
@@ -230,14 +236,21 @@ def _history(obj: Any, out: list) -> None:
             _history(v, out)
 
 
-def _calls(inbound: Any) -> list[list[tuple[str, int, int]]]:
+def _calls(inbound: Any, where: str, name: Any) -> list[list[tuple[str, int, int]]]:
+    """The tensors each call of layer ``name`` reads (``inbound``: its inbound nodes); a call in
+    training mode (``Dropout(0.5)(x, training=True)``: batch statistics, dropout at inference) refused."""
     calls = []
     for node in inbound or []:
         refs: list = []
         if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-            _history(node.get("args", []), refs)
+            _history([node.get("args", []), node.get("kwargs", {})], refs)  # initial states, masks
+            kwargs = [node.get("kwargs") or {}]
         else:  # Keras 2: [[layer, call, index, kwargs], ...]
             refs = [(str(r[0]), int(r[1]), int(r[2])) for r in node]
+            kwargs = [r[3] for r in node if len(r) > 3 and isinstance(r[3], dict)]
+        if any(k.get("training") for k in kwargs):
+            raise ModscopeError(f"{where}: Keras layer {name} is called with training=True (it computes "
+                                "as in training when the model runs): not read")
         calls.append(refs)
     return calls
 
@@ -271,7 +284,7 @@ def _model_layers(config: dict, where: str) -> tuple[list[KerasLayer], list, lis
         else:  # a Functional model's layers also say the tensors each call reads
             layers = [
                 KerasLayer(r["class_name"], r.get("name", r["config"].get("name")), r["config"],
-                           _calls(r.get("inbound_nodes")))
+                           _calls(r.get("inbound_nodes"), where, r.get("name")))
                 for r in raw
             ]
             inputs, outputs = _refs(body.get("input_layers")), _refs(body.get("output_layers"))
@@ -367,8 +380,9 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
                 f"{source}: Keras layer {layer.cls} ({layer.name}) is not supported by modscope's reader"
             )
         weights, names = kf.weights.get(layer.name, []), kf.names.get(layer.name, [])
-        build = LayerBuilder(module, layer, weights, names, source)
+        build = LayerBuilder(module, layer, weights, names, source, kf.version)
         with refusing(_CONFIG_ERRORS, build.malformed):
+            build.check()
             fns[layer.name] = getattr(build, layer.cls)()
     return fns
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import ModscopeError, first_line
-from .padding import pad_by_concat, recurrent_module, same_pads
+from .padding import average_pool, pad_by_concat, recurrent_module, same_pads
 
 __all__ = ["KerasLayer", "LayerBuilder", "activation"]
 
@@ -37,14 +37,22 @@ class KerasLayer:
 
 
 # -- layers as torch ---------------------------------------------------------------------------------
-def activation(name: Any, where: str) -> Callable:
-    """The torch function of a Keras activation (its name or serialised form)."""
+def activation(name: Any, where: str, version: str | None = None) -> Callable:
+    """The torch function of a Keras activation (its name or serialised form) in the Keras of
+    ``version`` (hard_sigmoid changed with Keras 3)."""
     import torch
 
     F = torch.nn.functional
-    if isinstance(name, dict):  # a serialised activation function
-        name = name.get("config", {}).get("name") or name.get("class_name")
+    if isinstance(name, dict):  # a serialised function: {"class_name": "function", "config": "relu"}
+        name = name.get("config")
+    if not isinstance(name, str | None):
+        raise ModscopeError(f"{where}: Keras activation {str(name)[:60]} is not read")
     name = str(name or "linear").lower()
+    if name == "hard_sigmoid" and _major(version) != 3:  # Keras 2: clip(0.2 x + 0.5, 0, 1); 3: torch's
+        if _major(version) is None:
+            raise ModscopeError(f"{where}: Keras's hard_sigmoid differs between Keras 2 and 3, and the file "
+                                "does not say which Keras wrote it (keras_version)")
+        return lambda x: (0.2 * x + 0.5).clamp(0.0, 1.0)
     table = {
         "linear": lambda x: x, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
         "softmax": lambda x: F.softmax(x, -1), "log_softmax": lambda x: F.log_softmax(x, -1),
@@ -56,6 +64,12 @@ def activation(name: Any, where: str) -> Callable:
     if name not in table:
         raise ModscopeError(f"{where}: Keras activation {name!r} is not read")
     return table[name]
+
+
+def _major(version: str | None) -> int | None:
+    """The major version of Keras's ``version`` string (None when unknown)."""
+    head = str(version or "").split(".")[0]
+    return min(int(head), 3) if head.isdigit() else None
 
 
 def _get(getter: Callable[[], Any] | None) -> Any:
@@ -71,6 +85,21 @@ def _channels_last(x: Any) -> Any:
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}  # gate blocks of a Keras recurrent layer's weights
+# config values that change a layer's function and that its builder does not follow: class -> (key, its
+# default, the values read, what another value does)
+_RNN = [("activation", "tanh", ("tanh",), "torch's recurrent layers use tanh"),
+        ("recurrent_activation", "sigmoid", ("sigmoid",), "torch's gates are sigmoids"),
+        ("time_major", False, (False,), "inputs time first, not batch first")]
+_UNREAD: dict[str, list[tuple[str, Any, tuple, str]]] = {
+    "LSTM": _RNN, "SimpleRNN": [_RNN[0], _RNN[2]],  # no gates
+    "GRU": [*_RNN, ("reset_after", False, (True,), "the reset gate applied before the recurrent kernel, "
+                    "torch's GRU applies it after")],
+    "Bidirectional": [("merge_mode", "concat", ("concat", "sum", "mul", "ave"), "two outputs, unmerged")],
+    "Embedding": [("mask_zero", False, (False,), "a mask by which later layers skip steps")],
+    "LayerNormalization": [("rms_scaling", False, (False,), "RMS scaling")],
+}
+_MERGES = frozenset({"Add", "Subtract", "Multiply", "Maximum", "Average", "Concatenate"})
+_ACTIVATION_LAYERS = frozenset({"ReLU", "LeakyReLU", "ELU", "Softmax", "Activation"})  # no weights
 
 
 def _tuple(v: Any, n: int) -> list[int]:
@@ -81,11 +110,12 @@ class LayerBuilder:
     """Turns one Keras layer into a function of torch tensors, registering its weights."""
 
     def __init__(
-        self, module: Any, layer: KerasLayer, weights: list[np.ndarray], names: list[str], where: str
+        self, module: Any, layer: KerasLayer, weights: list[np.ndarray], names: list[str], where: str,
+        version: str | None = None,
     ):
         import torch
 
-        self.torch, self.module, self.layer, self.where = torch, module, layer, where
+        self.torch, self.module, self.layer, self.where, self.version = torch, module, layer, where, version
         self.cfg = layer.config
         self.weights, self.names = weights, names
         self.prefix = re.sub(r"\W", "_", layer.name) or "layer"
@@ -99,6 +129,41 @@ class LayerBuilder:
             f"{self.where}: Keras layer {self.layer.cls} ({self.layer.name}): malformed config "
             f"({type(exc).__name__}: {first_line(exc)})"
         )
+
+    def check(self, cls: str | None = None, cfg: dict | None = None) -> None:
+        """Refuse in one line a config (this layer's, or ``cls``'s ``cfg`` inside it) whose function
+        the builder would not follow: a value of `_UNREAD`, quantized weights, more than one input
+        tensor per call for a layer that reads one (initial states, a mask)."""
+        cls, cfg = (self.layer.cls, self.cfg) if cfg is None else (cls, cfg)
+        for key, default, read, what in _UNREAD.get(cls, ()):
+            value = cfg.get(key, default)
+            value = value.get("config") if isinstance(value, dict) else value  # a serialised function
+            if value not in read:
+                raise self.refuse(f"{cls} {key}={str(value)[:60]} ({what}) is not read")
+        policy = cfg.get("dtype") if isinstance(cfg.get("dtype"), dict) else {}
+        quantized = "_from_" in str(policy.get("config", {}).get("name"))  # "int8_from_float32"
+        if quantized or cfg.get("quantization_config") is not None:
+            raise self.refuse("quantized weights are not read")
+        if cls not in _MERGES and any(len(refs) != 1 for refs in self.layer.calls):
+            raise self.refuse("it reads more than one tensor (initial states, a mask): only one is read")
+
+    def act(self, value: Any) -> Callable:
+        """The torch function of a Keras activation: a name, a serialised function, or a weightless
+        layer given as the activation (``activation=ReLU(6.0)``), read as that layer."""
+        if not (isinstance(value, dict) and isinstance(value.get("config"), dict)):
+            return activation(value, self.where, self.version)
+        cls = value.get("class_name")
+        if cls not in _ACTIVATION_LAYERS:
+            raise self.refuse(f"its activation, a {cls} layer, is not read")
+        inner = KerasLayer(cls, self.layer.name, value["config"], [])
+        fn = getattr(LayerBuilder(self.module, inner, [], [], self.where, self.version), cls)()
+        return lambda x: fn([x])[0]
+
+    def only(self, n: int) -> None:
+        """Refuse a layer holding more than its ``n`` weights (LoRA factors, quantization scales)."""
+        if len(self.weights) > n:
+            raise self.refuse(f"it holds {len(self.weights)} weights, not {n} (LoRA factors, quantization "
+                              "scales?): the others are not read")
 
     def role(self, role: str, index: int) -> np.ndarray:
         return self.pick(self.names, self.weights, role, index)
@@ -129,9 +194,10 @@ class LayerBuilder:
 
     # each returns f(inputs: list[Tensor]) -> list[Tensor]
     def Dense(self) -> Callable:
+        self.only(1 + bool(self.cfg.get("use_bias", True)))
         w = self.param("weight", self.role("kernel", 0).T)
         b = self.param("bias", self.role("bias", 1)) if self.cfg.get("use_bias", True) else None
-        act = activation(self.cfg.get("activation"), self.where)
+        act = self.act(self.cfg.get("activation"))
         return lambda xs: [act(self.torch.nn.functional.linear(xs[0], w(), _get(b)))]
 
     def _conv(self, n: int, depthwise: bool = False, separable: bool = False) -> Callable:
@@ -158,7 +224,7 @@ class LayerBuilder:
         bias = None
         if self.cfg.get("use_bias", True):
             bias = self.param("bias", self.role("bias", 2 if separable else 1))
-        act = activation(self.cfg.get("activation"), self.where)
+        act = self.act(self.cfg.get("activation"))
 
         def run(xs: list) -> list:
             x = _channels_first(xs[0]) if last else xs[0]
@@ -191,9 +257,15 @@ class LayerBuilder:
             beta, i = self.param("bias", self.role("beta", i)), i + 1
         return gamma, beta, i
 
-    def BatchNormalization(self) -> Callable:
+    def _axis(self) -> int:
+        """The one axis of the layer's ``axis`` (an int or a list of one); several are refused."""
         axis = self.cfg.get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) else int(axis)
+        if isinstance(axis, list) and len(axis) != 1:
+            raise self.refuse(f"it acts over several axes {axis}: one is read")
+        return int(axis[0] if isinstance(axis, list) else axis)
+
+    def BatchNormalization(self) -> Callable:
+        axis = self._axis()
         gamma, beta, i = self._scale_center()
         mean = self.param("running_mean", self.role("moving_mean", i))
         var = self.param("running_var", self.role("moving_variance", i + 1))
@@ -212,10 +284,7 @@ class LayerBuilder:
         return run
 
     def LayerNormalization(self) -> Callable:
-        axis = self.cfg.get("axis", -1)
-        axes = [int(a) for a in axis] if isinstance(axis, list) else [int(axis)]
-        if len(axes) != 1:
-            raise self.refuse("normalisation over several axes")
+        axes = [self._axis()]
         gamma, beta, _ = self._scale_center()
         eps = float(self.cfg.get("epsilon", 1e-3))
 
@@ -228,7 +297,7 @@ class LayerBuilder:
         return run
 
     def Activation(self) -> Callable:
-        act = activation(self.cfg.get("activation"), self.where)
+        act = self.act(self.cfg.get("activation"))
         return lambda xs: [act(xs[0])]
 
     def ReLU(self) -> Callable:
@@ -257,8 +326,8 @@ class LayerBuilder:
         return lambda xs: [self.torch.nn.functional.elu(xs[0], float(self.cfg.get("alpha", 1.0)))]
 
     def Softmax(self) -> Callable:
-        axis = self.cfg.get("axis", -1)
-        return lambda xs: [self.torch.softmax(xs[0], int(axis if isinstance(axis, int) else axis[0]))]
+        axis = self._axis()
+        return lambda xs: [self.torch.softmax(xs[0], axis)]
 
     def identity(self) -> Callable:
         return lambda xs: [xs[0]]
@@ -298,8 +367,11 @@ class LayerBuilder:
                 same_pads(s, k, st) if padding == "same" else (0, 0)
                 for s, k, st in zip(x.shape[2:], size, strides, strict=True)
             ]
-            x, even = pad_by_concat(x, pads, -float("inf") if kind == "max" else 0.0)
-            y = fn(x, size, strides, even) if kind == "max" else fn(x, size, strides, even, False, False)
+            if kind == "avg":  # TensorFlow's mean over the window's own elements, padding not counted
+                y = average_pool(x, pads, fn, size, strides, False, False)
+            else:
+                x, even = pad_by_concat(x, pads, -float("inf"))
+                y = fn(x, size, strides, even)
             return [_channels_last(y) if last else y]
 
         return run
@@ -355,6 +427,7 @@ class LayerBuilder:
         return lambda xs: [self.torch.cat(list(xs), axis)]
 
     def Embedding(self) -> Callable:
+        self.only(1)
         w = self.param("weight", self.role("embeddings", 0))
         return lambda xs: [self.torch.nn.functional.embedding(xs[0].long(), w())]
 
@@ -417,8 +490,10 @@ class LayerBuilder:
         if kind not in ("LSTM", "GRU", "SimpleRNN"):
             raise self.refuse(f"a Bidirectional {kind} is not read")
         icfg = inner.get("config", {})
-        if icfg.get("return_state"):
-            raise self.refuse("the states of a Bidirectional layer are not read")
+        if icfg.get("return_state") or icfg.get("go_backwards"):
+            raise self.refuse("its states, or a forward layer that runs backwards, are not read")
+        for sub in (inner, self.cfg.get("backward_layer") or {}):  # the backward layer's own activations
+            self.check(sub.get("class_name", kind), sub.get("config", {}))
         n = len(self.weights) // 2
         fwd = [i for i, s in enumerate(self.names) if "forward" in s] or list(range(n))
         bwd = [i for i, s in enumerate(self.names) if "backward" in s] or list(range(n, 2 * n))

@@ -18,9 +18,9 @@ import numpy as np
 
 from ...errors import ModscopeError
 from ...runtime.limits import Budget
-from .padding import pad_by_concat, recurrent_module, same_pads
+from .padding import average_pool, pad_by_concat, recurrent_module, same_pads
 
-__all__ = ["NP_TYPES", "OPS", "Call", "module_path", "node_label", "sanitise"]
+__all__ = ["NP_TYPES", "OPS", "Call", "check_attributes", "module_path", "node_label", "sanitise"]
 
 _SCOPE = re.compile(r"'((?:[^'\\]|\\.)*)'")
 # ONNX TensorProto data types -> numpy
@@ -135,6 +135,30 @@ class Call:
             value = self.runner.static[self.inputs[i]]
             return self.torch.from_numpy(np.ascontiguousarray(value if convert is None else convert(value)))
         return self.runner.constant(self.inputs[i], self, role=role, key=key, convert=convert)
+
+
+# attribute values that change an op's function and that its handler does not follow: op -> (attribute,
+# its default, the values read, what another value does)
+_UNREAD: dict[str, list[tuple[str, Any, tuple, str]]] = {
+    "GRU": [("linear_before_reset", 0, (1,), "the reset gate applied before the recurrent weights "
+             "(torch's GRU applies it after them)")],
+    "LSTM": [("input_forget", 0, (0,), "coupled input and forget gates")],
+    "BatchNormalization": [("training_mode", 0, (0,), "batch statistics (training mode)"),
+                           ("spatial", 1, (1,), "statistics per activation, not per channel")],
+    "Resize": [("antialias", 0, (0,), "an antialiasing filter"),
+               ("keep_aspect_ratio_policy", "stretch", ("stretch",), "sizes kept to the aspect ratio"),
+               ("cubic_coeff_a", -0.75, (-0.75,), "a cubic coefficient other than torch's"),
+               ("exclude_outside", 0, (0,), "weights outside the input dropped")],
+}
+for _op in ("LSTM", "GRU", "RNN"):
+    _UNREAD[_op] = [*_UNREAD.get(_op, []), ("clip", None, (None,), "clipped cell inputs")]
+
+
+def check_attributes(c: Call) -> None:
+    """Refuse ``c`` in one line if an attribute of its op has a value its handler does not follow."""
+    for name, default, read, what in _UNREAD.get(c.op, ()):
+        if (value := c.attr(name, default)) not in read:
+            raise c.refuse(f"{name}={value!r} ({what}) is not read")
 
 
 # -- the module --------------------------------------------------------------------------------------
@@ -293,15 +317,14 @@ def _pool(kind: str) -> Callable:
             raise c.refuse("pooling indices are not read")
         kernel = list(c.attr("kernel_shape"))
         strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
-        fill = -float("inf") if kind == "max" else 0.0
-        x, pad = pad_by_concat(x, _spatial_pads(c, x, kernel, strides, dilations), fill)
-        ceil = bool(c.attr("ceil_mode", 0))
+        pads, ceil = _spatial_pads(c, x, kernel, strides, dilations), bool(c.attr("ceil_mode", 0))
         fn = getattr(c.torch.nn.functional, f"{kind}_pool{n}d")
         if kind == "max":
-            return fn(x, kernel, strides, pad, dilations, ceil)
+            x, even = pad_by_concat(x, pads, -float("inf"))
+            return fn(x, kernel, strides, even, dilations, ceil)
         if any(d != 1 for d in dilations):
             raise c.refuse("dilated average pooling")
-        return fn(x, kernel, strides, pad, ceil, bool(c.attr("count_include_pad", 0)))
+        return average_pool(x, pads, fn, kernel, strides, ceil, bool(c.attr("count_include_pad", 0)))
 
     return run
 
@@ -335,16 +358,16 @@ def _reduce(method: str, attr_until: int) -> Callable:
                 return x
             axes = list(range(x.ndim))
         dims = [a % x.ndim for a in axes]
-        if method != "prod":  # prod takes one axis
+        if method != "prod":
             return getattr(x, method)(dim=dims, keepdim=keep)
-        return x.prod(dim=dims[0], keepdim=keep) if len(dims) == 1 else x.reshape(-1).prod()
+        for d in sorted(dims, reverse=True):  # prod takes one axis at a time
+            x = x.prod(dim=d, keepdim=keep)
+        return x
 
     return run
 
 
 def _batch_norm(c: Call) -> Any:
-    if c.attr("training_mode", 0):
-        raise c.refuse("a BatchNormalization in training mode")
     x, mean, var = c.t(0), c.weight(3, "running_mean"), c.weight(4, "running_var")
     weight, bias, eps = c.weight(1, "weight"), c.weight(2, "bias"), float(c.attr("epsilon", 1e-5))
     return c.torch.nn.functional.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)
@@ -362,11 +385,12 @@ def _layer_norm(c: Call) -> Any:
 
 
 def _prelu(c: Call) -> Any:
-    x = c.t(0)
-    slope = c.weight(1, "weight", "flat", lambda s: s.reshape(-1))
-    if slope.numel() in (1, x.shape[1] if x.ndim > 1 else 1):
-        return c.torch.nn.functional.prelu(x, slope)
-    raise c.refuse("a PRelu slope that is neither one number nor one per channel")
+    x, shape = c.t(0), c.array(1).shape
+    # ONNX broadcasts the slope from the last axis: (C, 1, 1) is one per channel, (C,) one per column
+    lead = x.ndim - len(shape)
+    if lead >= 0 and all(d == 1 for i, d in enumerate(shape, start=lead) if i != 1):
+        return c.torch.nn.functional.prelu(x, c.weight(1, "weight", "flat", lambda s: s.reshape(-1)))
+    raise c.refuse(f"a slope of shape {shape} on a {x.ndim}-D input: neither one number nor one per channel")
 
 
 def _reshape(c: Call) -> Any:
@@ -378,7 +402,8 @@ def _reshape(c: Call) -> Any:
 
 def _flatten(c: Call) -> Any:
     x = c.t(0)
-    axis = int(c.attr("axis", 1)) % (x.ndim + 1) if x.ndim else 0
+    axis = int(c.attr("axis", 1))
+    axis += x.ndim if axis < 0 else 0  # -1: all but the last axis flattened (not all of them)
     return x.reshape(int(np.prod(x.shape[:axis])), -1)
 
 
@@ -551,19 +576,35 @@ def _resize(c: Call) -> Any:
     # the batch and the channels kept: a resize of either is not one map per unit
     if [int(np.floor(v)) for v in size[:2]] != list(x.shape[:2]):
         raise c.refuse("it resizes the batch or channel axis")
+    # ONNX maps by the scale, torch by out / in: the same where in * scale is whole (float32 scales)
+    if any(v - np.floor(v) > 1e-6 * v for v in size):
+        raise c.refuse(f"scales that give sizes {[round(v, 3) for v in size]}, not whole numbers")
     size = [int(np.floor(v)) for v in size[2:]]
+    old = scales_at == 1  # Upsample and Resize-10: asymmetric coordinates, nearest by floor
     mode = c.attr("mode", "nearest")
-    if mode == "nearest":
+    where = c.attr("coordinate_transformation_mode", ("half_pixel", "asymmetric")[old])
+    if mode == "nearest":  # torch's: input element floor(i * in / out), ONNX's asymmetric floor
+        rounding = c.attr("nearest_mode", ("round_prefer_floor", "floor")[old])
+        # by whole factors up, the half-pixel modes' roundings pick the same elements
+        up = all(s % d == 0 for s, d in zip(size, x.shape[2:], strict=True))
+        half = up and where in ("half_pixel", "pytorch_half_pixel") and "prefer" in rounding
+        if not (half or (where, rounding) == ("asymmetric", "floor")):
+            raise c.refuse(f"nearest resizing to {size} with {where} coordinates and {rounding} rounding")
         return F.interpolate(x, size=size, mode="nearest")
     linear = ("linear", "bilinear", "trilinear")[n - 1]  # torch names (bi)linear by the map's rank
     torch_mode = {"linear": linear, "bilinear": linear, "cubic": "bicubic" if n == 2 else None}.get(mode)
     if torch_mode is None:
         raise c.refuse(f"resize mode {mode!r} for {n}-D maps")
-    return F.interpolate(x, size=size, mode=torch_mode, align_corners=False)
+    # torch's align_corners=False is half_pixel (pytorch_half_pixel but for outputs of length 1)
+    if not (where in ("half_pixel", "align_corners") or (where == "pytorch_half_pixel" and min(size) > 1)):
+        raise c.refuse(f"{mode} resizing with {where} coordinates")
+    return F.interpolate(x, size=size, mode=torch_mode, align_corners=where == "align_corners")
 
 
 def _dropout(c: Call) -> Any:
     x = c.t(0)
+    if c.has(2) and not (c.is_static(2) and not c.array(2).any()):
+        raise c.refuse("a Dropout in training mode (its training_mode input is not false)")
     return [x, c.torch.ones(x.shape, dtype=c.torch.bool)] if c.n_out > 1 else x
 
 
@@ -600,8 +641,6 @@ def _recurrent(c: Call) -> Any:
     hidden = int(c.attr("hidden_size"))
     direction = c.attr("direction", "forward")
     dirs = 2 if direction == "bidirectional" else 1
-    if c.attr("clip") is not None or c.attr("input_forget", 0):
-        raise c.refuse("clipped cells or coupled input-forget gates are not read")
     acts = list(c.attr("activations", [])) or default * dirs
     if [a.decode() if isinstance(a, bytes) else a for a in acts] not in (default * dirs, default):
         raise c.refuse(f"activations {acts} (torch's {op} uses {default})")

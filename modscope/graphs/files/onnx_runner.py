@@ -13,7 +13,7 @@ import torch
 from ...errors import ModscopeError, first_line
 from .formats import refusing
 from .onnx_library import library_op
-from .onnx_ops import OPS, Call, module_path, node_label, sanitise
+from .onnx_ops import OPS, Call, check_attributes, module_path, node_label, sanitise
 
 __all__ = ["OnnxModule"]
 
@@ -105,6 +105,7 @@ class OnnxModule(torch.nn.Module):
         call = Call(self, i, node, env, dynamic)
         # a malformed node, or one this reader does not follow
         with refusing(Exception, lambda exc: call.refuse(f"{type(exc).__name__}: {first_line(exc)}")):
+            check_attributes(call)
             outs = handler(call)
         outs = outs if isinstance(outs, list) else [outs]
         return [(name, value) for name, value in zip(node.output, outs, strict=False) if name]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ModscopeError
 
-__all__ = ["pad_by_concat", "recurrent_module", "same_pads"]
+__all__ = ["average_pool", "pad_by_concat", "recurrent_module", "same_pads"]
 
 
 def same_pads(size: int, kernel: int, stride: int, dilation: int = 1, upper: bool = True) -> tuple[int, int]:
@@ -40,6 +40,22 @@ def pad_by_concat(
                 block = torch.full(shape, value, dtype=x.dtype)
                 x = torch.cat([block, x] if before else [x, block], axis)
     return x, even
+
+
+def average_pool(
+    x: Any, pads: Sequence[tuple[int, int]], fn: Any, kernel: list, strides: list, ceil: bool, count_pad: bool
+) -> Any:
+    """``fn`` (torch's ``avg_poolNd``) over ``x`` padded by ``pads`` (one ``(begin, end)`` per spatial
+    axis); ``count_pad=False``: each window's mean over ``x``'s own elements only (TensorFlow's
+    "same", ONNX's ``count_include_pad=0``). The uneven part of the padding is concatenated zeros,
+    which torch would count: there the windows' sums are divided by their counts of ``x``'s elements."""
+    import torch
+
+    padded, even = pad_by_concat(x, pads, 0.0)
+    if count_pad or all(b == e for b, e in pads):
+        return fn(padded, kernel, strides, even, ceil, count_pad)
+    ones = pad_by_concat(torch.ones(1, 1, *x.shape[2:], dtype=x.dtype), pads, 0.0)[0]
+    return fn(padded, kernel, strides, even, ceil, True) / fn(ones, kernel, strides, even, ceil, True)
 
 
 def recurrent_module(

@@ -320,28 +320,171 @@ def _keras_relu(x: np.ndarray, max_value=None, negative_slope=0.0, threshold=0.0
 def test_keras_relu_layer_follows_its_config(tmp_path, options):
     """A ReLU layer's max_value (ReLU6), negative_slope and threshold act in the forward (they were
     dropped: a capped ReLU ran as a plain one)."""
-    import h5py
 
-    from modscope.graphs.files.keras_h5 import keras_module, read_keras
-
-    path = tmp_path / "relu.h5"
-    shutil.copy(FIXTURES / "formats" / "keras_mlp.h5", path)
-    with h5py.File(path, "r+") as f:
-        config = json.loads(f.attrs["model_config"])
+    def edit(config: dict) -> None:
         layers = config["config"]["layers"]
         layers[1]["config"]["activation"] = "linear"  # d1, then its activation as a layer
         layers.insert(2, {"class_name": "ReLU", "config": {"name": "act", **options}})
+
+    path = _keras_edited(tmp_path, "keras_mlp.h5", edit)
+    _assert_mlp_forward(path, lambda h: _keras_relu(h, **options))
+    assert tuple(load_graph(path).sizes) == (6, 5, 4, 3)  # the activation adds no units
+
+
+def _keras_edited(tmp_path: Path, fixture: str, edit, version: str | None = "3.15.1") -> Path:
+    """A copy of the Keras ``fixture`` whose model config ``edit`` changed in place, written by Keras
+    ``version`` (None: the file does not say)."""
+    import h5py
+
+    path = tmp_path / fixture
+    shutil.copy(DATA / fixture, path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
         f.attrs["model_config"] = json.dumps(config)
+        if version is None:
+            del f.attrs["keras_version"]
+        else:
+            f.attrs["keras_version"] = version
+    return path
+
+
+def _assert_mlp_forward(path: Path, act) -> None:
+    """The module read from an edited keras_mlp.h5 computes d3(relu(d2(act(d1 x)))), with d1 linear."""
+    from modscope.graphs.files.keras_h5 import keras_module, read_keras
+
     module, _, _ = keras_module(read_keras(path))
     w = {k: v.double().numpy() for k, v in module.state_dict().items()}
-    x = np.random.default_rng(0).normal(size=(64, 6))
-    h = _keras_relu(x @ w["d1.weight"].T + w["d1.bias"], **options)
+    x = np.random.default_rng(0).normal(size=(64, 6)) * 3
+    h = act(x @ w["d1.weight"].T + w["d1.bias"])
     h = np.maximum(h @ w["d2.weight"].T + w["d2.bias"], 0.0)
     expected = h @ w["d3.weight"].T + w["d3.bias"]
     with torch.no_grad():
         out = module(torch.from_numpy(x).float()).double().numpy()
     np.testing.assert_allclose(out, expected, atol=1e-5)
-    assert tuple(load_graph(path).sizes) == (6, 5, 4, 3)  # the activation adds no units
+
+
+def _layer(config: dict, name: str) -> dict:
+    return next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == name)
+
+
+@pytest.mark.h5py
+@pytest.mark.parametrize(("given", "act"), [
+    ({"class_name": "ELU", "config": {"name": "elu", "alpha": 0.5}},
+     lambda h: np.where(h > 0, h, 0.5 * np.expm1(h))),
+    ({"class_name": "ReLU", "config": {"name": "relu", "max_value": 0.3}}, lambda h: np.clip(h, 0.0, 0.3)),
+    ({"module": "keras.activations", "class_name": "function", "config": "tanh"}, np.tanh),
+])
+def test_keras_activation_given_as_a_layer_or_a_function_is_read(tmp_path, given, act):
+    """activation=ELU(alpha=0.5) was read as elu by the layer's name (alpha 1); a serialised function
+    ({"class_name": "function", "config": "tanh"}) was refused as malformed."""
+    _assert_mlp_forward(_keras_edited(tmp_path, "keras_mlp.h5", _set("d1", activation=given)), act)
+
+
+@pytest.mark.h5py
+@pytest.mark.parametrize(("version", "act"), [
+    ("2.15.0", lambda h: np.clip(0.2 * h + 0.5, 0.0, 1.0)),  # Keras 2's
+    ("3.15.1", lambda h: np.clip(h / 6 + 0.5, 0.0, 1.0)),  # Keras 3's
+])
+def test_keras_hard_sigmoid_is_the_one_of_the_keras_that_wrote_the_file(tmp_path, version, act):
+    def edit(config: dict) -> None:
+        _layer(config, "d1")["config"]["activation"] = "hard_sigmoid"
+
+    _assert_mlp_forward(_keras_edited(tmp_path, "keras_mlp.h5", edit, version), act)
+    with pytest.raises(ModscopeError, match="does not say which Keras") as info:
+        load_graph(_keras_edited(tmp_path, "keras_mlp.h5", edit, None))
+    _one_line(info)
+
+
+@pytest.mark.h5py
+@pytest.mark.parametrize(("pool", "pads"), [(2, ((0, 1), (0, 1))), (3, ((1, 1), (1, 1)))])
+def test_keras_average_pooling_same_does_not_count_the_padding(tmp_path, pool, pads):
+    """TensorFlow's "same" average: each window's mean over the input's own elements (the uneven
+    padding, concatenated zeros, was counted)."""
+    from modscope.graphs.files.keras_h5 import keras_module, read_keras
+    from tests.helpers.pooling import average_pool
+
+    def edit(config: dict) -> None:
+        config["config"]["layers"] = [
+            {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 5, 5, 2]}},
+            {"class_name": "AveragePooling2D",
+             "config": {"name": "ap", "pool_size": [pool, pool], "strides": [2, 2], "padding": "same"}},
+        ]
+
+    module, _, _ = keras_module(read_keras(_keras_edited(tmp_path, "keras_mlp.h5", edit)))
+    x = np.random.default_rng(4).normal(size=(1, 5, 5, 2)).astype(np.float32)
+    with torch.no_grad():
+        out = module(torch.from_numpy(x)).numpy()
+    expected = average_pool(x.transpose(0, 3, 1, 2), pool, 2, pads, False).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def _set(name: str, **values):
+    return lambda config: _layer(config, name)["config"].update(values)
+
+
+def _insert(after: str, layer: dict):
+    def edit(config: dict) -> None:
+        layers = config["config"]["layers"]
+        layers.insert(layers.index(_layer(config, after)) + 1, layer)
+
+    return edit
+
+
+def _bidirectional(part: str, **values):
+    return lambda config: _layer(config, "bi")["config"][part]["config"].update(values)
+
+
+def _initial_state(config: dict) -> None:  # bi(x, initial_state=[c1b's output])
+    ref = {"class_name": "__keras_tensor__", "config": {"keras_history": ["c1b", 0, 0]}}
+    _layer(config, "bi")["inbound_nodes"][0]["kwargs"]["initial_state"] = [ref]
+
+
+@pytest.mark.h5py
+def test_keras_dense_with_weights_beyond_its_kernel_and_bias_is_refused(tmp_path):
+    """LoRA factors (or quantization scales) stored beside a Dense kernel were dropped: the kernel
+    alone is another function."""
+    import h5py
+
+    path = _keras_edited(tmp_path, "keras_mlp.h5", _set("d1", lora_rank=2))
+    with h5py.File(path, "r+") as f:
+        group = f["model_weights/d1"]
+        group["sequential/d1/lora_kernel_a"] = np.ones((6, 2), np.float32)
+        group.attrs["weight_names"] = [*group.attrs["weight_names"], "sequential/d1/lora_kernel_a"]
+    with pytest.raises(ModscopeError, match="holds 3 weights, not 2") as info:
+        load_graph(path)
+    _one_line(info)
+
+
+@pytest.mark.h5py
+@pytest.mark.parametrize(("fixture", "edit", "says"), [
+    ("keras_lstm.h5", _set("rnn", recurrent_activation="hard_sigmoid"), "recurrent_activation=hard_sigmoid"),
+    ("keras_lstm.h5", _set("rnn", activation="relu"), "activation=relu"),
+    ("keras_lstm.h5", _set("rnn", time_major=True), "time_major"),
+    ("keras_gru.h5", _set("rnn", reset_after=False), "reset_after=False"),
+    ("keras_lstm.h5", _insert("input_layer_2", {"class_name": "Embedding", "config": {
+        "name": "emb", "input_dim": 4, "output_dim": 3, "mask_zero": True}}), "mask_zero"),
+    ("keras_mlp.h5", _insert("d1", {"class_name": "LayerNormalization", "config": {
+        "name": "ln", "rms_scaling": True, "center": False, "scale": False}}), "rms_scaling"),
+    ("keras_mlp.h5", _insert("d3", {"class_name": "Softmax", "config": {"name": "sm", "axis": [-2, -1]}}),
+     "several axes"),
+    ("keras_mlp.h5", _set("d1", dtype={"class_name": "QuantizedDTypePolicy",
+                                       "config": {"name": "int8_from_float32"}}), "quantized"),
+    ("keras_mlp.h5", _set("d1", activation={"class_name": "PReLU", "config": {"name": "p"}}), "PReLU"),
+    ("keras_zoo.h5", lambda c: _layer(c, "bi")["config"].update(merge_mode=None), "merge_mode=None"),
+    ("keras_zoo.h5", _bidirectional("layer", go_backwards=True), "runs backwards"),
+    ("keras_zoo.h5", _bidirectional("backward_layer", activation="relu"), "activation=relu"),
+    ("keras_zoo.h5", _initial_state, "more than one tensor"),
+    ("keras_zoo.h5", lambda c: _layer(c, "bn")["inbound_nodes"][0]["kwargs"].update(training=True),
+     "training=True"),
+])
+def test_keras_config_that_changes_the_function_is_refused(tmp_path, fixture, edit, says):
+    """Each of these was read as something else (a GRU reset before its recurrent kernel as torch's,
+    an initial state or a mask dropped, several softmax axes as the first, int8 weights as floats, a
+    batch normalisation called with training=True by its moving statistics)."""
+    with pytest.raises(ModscopeError, match=says) as info:
+        load_graph(_keras_edited(tmp_path, fixture, edit))
+    _one_line(info)
 
 
 @pytest.mark.h5py
