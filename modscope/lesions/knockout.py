@@ -145,7 +145,7 @@ def _lesion_stats(scores: Scores, run: _Run, cfg: KnockoutConfig, size: int) -> 
     tol = 0.0 if kind == "ce" else 1e-9 * max(abs(base), float(np.max(np.abs(rand_metric))), 1e-12)
     p = lesion_p_value(damage, rand_damage, tol)
     mean, sd = float(np.mean(rand_metric)), float(np.std(rand_metric))
-    z = (true_metric - mean) / sd if sd != 0.0 and np.isfinite(sd) else None  # None: the random ones tie
+    z = (true_metric - mean) / sd if sd != 0.0 and np.isfinite(sd) else None  # None: all random ones alike
     return {
         "size": size, "accuracy": true_metric,
         "per_class": None if scores.per_class is None else scores.per_class[0],
