@@ -78,7 +78,7 @@ from ..runtime.jsonable import decode_exact, encode_exact
 from ..runtime.modules import device_errors, eval_mode, model_device, on_device
 from ..runtime.options import settle
 from ..stats import lesion_p_value
-from .evaluator import PRECISIONS, Scores, Split, UnitEvaluator, _placed
+from .evaluator import Scores, Split, UnitEvaluator, _placed
 from .functions import function_knockout
 from .lesioner import Ablation, UnitLesioner, unit_means
 from .results import Category, KnockoutResult, PairResult, SubmoduleResult
@@ -115,13 +115,6 @@ def _whole_groups(parts: Sequence[Submodule], labelled: Mapping[int, np.ndarray]
     return all(units.size == labelled[layer].size for layer, units in _by_layer(parts).items())
 
 
-def _z(true_metric: float, random_metric: np.ndarray) -> float | None:
-    sd = float(np.std(random_metric))
-    if sd == 0.0 or not np.isfinite(sd):
-        return None
-    return (true_metric - float(np.mean(random_metric))) / sd
-
-
 def _layer_lesions(rng: np.random.Generator, parts: Sequence[Submodule], run: _Run, n_random: int) -> dict:
     """Keep-masks ``{layer: (n_random + 1, width)}``: row 0 the true (joint) lesion, then N random.
 
@@ -136,7 +129,7 @@ def _layer_lesions(rng: np.random.Generator, parts: Sequence[Submodule], run: _R
         # row of random keys per draw, argsorted
         rand = pool[np.argsort(rng.random((n_random, pool.size)), axis=1)[:, : true.size]]
         removed = np.concatenate([true[None], rand])  # (n, k) units to silence -> (n, width) keep-mask
-        mask = np.ones((removed.shape[0], run.sizes[layer]), dtype=bool)
+        mask = np.ones((removed.shape[0], run.labels[layer].size), dtype=bool)  # the group's width
         mask[np.arange(removed.shape[0])[:, None], removed] = False
         keep[layer] = torch.from_numpy(mask)
     return keep
@@ -151,13 +144,15 @@ def _lesion_stats(scores: Scores, run: _Run, cfg: KnockoutConfig, size: int) -> 
     # ties in float arithmetic: accuracies are exact ratios, MSEs need a little slack
     tol = 0.0 if kind == "ce" else 1e-9 * max(abs(base), float(np.max(np.abs(rand_metric))), 1e-12)
     p = lesion_p_value(damage, rand_damage, tol)
+    mean, sd = float(np.mean(rand_metric)), float(np.std(rand_metric))
+    z = (true_metric - mean) / sd if sd != 0.0 and np.isfinite(sd) else None  # None: all random ones alike
     return {
         "size": size, "accuracy": true_metric,
         "per_class": None if scores.per_class is None else scores.per_class[0],
         "per_function": {f: float(scores.per_function[0, i]) for i, f in enumerate(run.functions)},
-        "delta": true_metric - base, "damage": damage, "p_value": p, "z": _z(true_metric, rand_metric),
+        "delta": true_metric - base, "damage": damage, "p_value": p, "z": z,
         "category": categorize(p, damage, cfg.alpha, cfg.min_effect),
-        "random_mean": float(np.mean(rand_metric)), "random_std": float(np.std(rand_metric)),
+        "random_mean": mean, "random_std": sd,
         "random_metric": rand_metric.copy(),
     }
 
@@ -254,8 +249,6 @@ def knockout(
         example_input = model.example_input if example_input is None else example_input
         model = model.torch_module()
     cfg = settle(KnockoutConfig, config, options)
-    if precision not in PRECISIONS:
-        raise ModscopeError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}")
     if method not in ("batched", "loop"):
         raise ModscopeError(f"method must be 'batched' or 'loop', got {method!r}")
     from ..data.dataset import load_data
@@ -321,7 +314,6 @@ class _Run:
     subs: list[Submodule]
     labels: list[np.ndarray]  # per unit group
     labelled: dict[int, np.ndarray]  # per lesioned group: its labelled units
-    sizes: tuple[int, ...]
     kind: str
     functions: list[str]
     intact: Scores
@@ -360,7 +352,7 @@ def _setup(
         output=output, precision=precision, low_rank=low_rank,
     )
     return _Run(
-        evaluator, subs, per_group, {g: np.flatnonzero(per_group[g] >= 0) for g in lesioned}, graph.sizes,
+        evaluator, subs, per_group, {g: np.flatnonzero(per_group[g] >= 0) for g in lesioned},
         "mse" if data.kind == "regression" else "ce", [f.name for f in evaluator.functions],
         evaluator.intact(),
     )
