@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ModscopeError
 from ..runtime.jsonable import finite_or_none
 
 __all__ = ["NullComparison", "cohens_d", "compare_to_null", "lesion_p_value", "p_value"]
@@ -24,7 +25,7 @@ def p_value(observed: float, samples, larger_is_extreme: bool, tol: float = 0.0)
     """
     s = np.asarray(samples, dtype=np.float64).ravel()
     if s.size == 0:
-        raise ValueError("a null distribution needs at least one sample")
+        raise ModscopeError("a null distribution needs at least one sample")
     hits = s >= observed - tol if larger_is_extreme else s <= observed + tol
     return float((np.count_nonzero(hits) + 1) / (s.size + 1))
 
@@ -88,7 +89,7 @@ def cohens_d(a, b) -> float:
     """
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a.size < 2 or b.size < 2:
-        raise ValueError("Cohen's d needs at least two values per group")
+        raise ModscopeError("Cohen's d needs at least two values per group")
     pooled = ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
     if pooled == 0:
         return 0.0 if a.mean() == b.mean() else math.nan

@@ -79,7 +79,7 @@ class Task:
     ) -> torch.Tensor:
         """``(N,)`` bool: every asked-for output group right (classification tasks only)."""
         if self.loss_kind != "ce":
-            raise TypeError(f"task {self.name} is a regression task: no accuracy")
+            raise ModscopeError(f"task {self.name} is a regression task: no accuracy")
         return metrics.correct(out, y, self.output_groups, groups)
 
     def metric(self, out: torch.Tensor, y: torch.Tensor, groups: tuple[int, ...] | None = None) -> float:

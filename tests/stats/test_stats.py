@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modscope.stats import cohens_d, compare_to_null
+from modscope.errors import ModscopeError
+from modscope.stats import cohens_d, compare_to_null, p_value
 
 
 def test_definitions_exactly():
@@ -39,5 +40,7 @@ def test_cohens_d():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([4.0, 5.0, 6.0])
     assert cohens_d(a, b) == pytest.approx(-3.0)  # pooled sd 1
     assert cohens_d(b, a) == pytest.approx(3.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ModscopeError, match="at least two values per group"):  # one line for a user
         cohens_d([1.0], [2.0, 3.0])
+    with pytest.raises(ModscopeError, match="at least one sample"):
+        p_value(0.5, [], True)
