@@ -23,6 +23,7 @@ import io
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,8 @@ def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]
             name, d = item
             data.add(result_kind(d), d, name)
         else:
-            kind, d = load_result(item)
             path = Path(item)
-            data.add(kind, d, path.stem, base=path.parent)
+            data.add(*load_result(path), path.stem, base=path.parent)
     return data
 
 
@@ -251,13 +251,13 @@ def tables(data: ReportData) -> dict[str, str]:
 
 
 # -- figures ---------------------------------------------------------------------------------------
+@dataclass
 class _Figures:
     """Draws figures once: a figure's PNGs are cached under ``cache_dir`` by a hash of its input."""
 
-    def __init__(self, out_dir: Path, cache_dir: Path | None) -> None:
-        self.out_dir = out_dir
-        self.cache_dir = cache_dir
-        self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
+    out_dir: Path
+    cache_dir: Path | None
+    pending: dict[str, bytes] = field(default_factory=dict)  # written by `write`, once the whole page is made
 
     def draw(self, slug: str, caption: str, key: Any,
              make: Callable[[], Any]) -> tuple[str, str, bytes] | None:
@@ -377,17 +377,15 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
                        for f in score_flags(d, nulls, zero_fraction))
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
-    row = [
-        figs.draw(f"{slug}-histogram", f"{name}: n-cut against shuffled networks", key,
-                  lambda: plot.shuffle_histogram(d, title=name)),
-        figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key,
-                  lambda: plot.cluster_sizes(d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")),
-    ]
-    for i, (method, other) in enumerate(nulls.items()):
-        row.insert(1 + i, figs.draw(f"{slug}-histogram-{_slug(method)}",
-                             f"{name}: n-cut against {method} shuffles", other,
-                             lambda other=other, method=method: plot.shuffle_histogram(
-                                 other, title=f"{name}, {method} shuffles")))
+    # (slug part, against what, cache key, result, title): the score's own null, then each other one
+    hists = [("histogram", "shuffled networks", key, d, name)]
+    hists += [(f"histogram-{_slug(m)}", f"{m} shuffles", other, other, f"{name}, {m} shuffles")
+              for m, other in nulls.items()]
+    row = [figs.draw(f"{slug}-{part}", f"{name}: n-cut against {what}", cache_key,
+                     partial(plot.shuffle_histogram, result, title=title))
+           for part, what, cache_key, result, title in hists]
+    row.append(figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key, lambda: plot.cluster_sizes(
+        d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")))
     if ckpt is not None and ckpt.exists():
         quantile = NETWORK_QUANTILE if d.get("n_edges", 0) > NETWORK_DENSE_EDGES else None
         shown = ("the strongest " + f"{100 * (1 - quantile):.0f} % of each layer's connections"
@@ -457,11 +455,12 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     columns = ("layer", "cluster", "size", "accuracy", "delta", "random_mean", "p_value", "z", "category")
     rows = [[s[k] for k in columns] + [s["per_function"].get(f) for f in fns] for s in d["submodules"]]
     key = {k: d[k] for k in ("submodules", "pairs", "intact_accuracy", "metric") if k in d}
-    fig_l = figs.draw(f"{slug}-lesions", f"{name}: single lesions against random lesions", key,
-                      lambda: plot.lesion_effects(d))
-    fig_p = figs.draw(f"{slug}-pairs", f"{name}: interaction of double lesions", key,
-                      lambda: plot.double_lesion(d)) if d.get("pairs") else None
-    out.append(_figures_html([fig_l, fig_p], wide=True))
+    drawn = [("lesions", "single lesions against random lesions", plot.lesion_effects)]
+    if d.get("pairs"):
+        drawn.append(("pairs", "interaction of double lesions", plot.double_lesion))
+    drawings = [figs.draw(f"{slug}-{part}", f"{name}: {caption}", key, partial(draw, d))
+                for part, caption, draw in drawn]
+    out.append(_figures_html(drawings, wide=True))
     out.append("<details><summary>all sub-modules</summary>" + _table(header, rows, left=0)
                + "</details>")
     fk = d.get("functions")
