@@ -21,7 +21,7 @@ import csv
 import html
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -301,11 +301,11 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned text."""
-    th = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-                 for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>'
-                         for i, v in enumerate(r)) + "</tr>" for r in rows)
+    def cells(tag: str, texts: Iterable[str]) -> str:  # a row's cells, the first ``left`` of class "l"
+        return "".join(f'<{tag} class="{"l" if i < left else ""}">{t}</{tag}>' for i, t in enumerate(texts))
+
+    th = cells("th", map(html.escape, header))
+    body = "".join(f"<tr>{cells('td', map(_fmt, r))}</tr>" for r in rows)
     return (f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody>'
             "</table></div>")
 
