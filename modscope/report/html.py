@@ -324,22 +324,21 @@ def _figures_html(figs: Sequence[tuple[str, str, bytes] | None], wide: bool = Fa
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
 
-_MODEL_COLUMNS = (
-    ("model", "model"), ("task", "task"), ("widths", "widths"), ("metric", "metric"),
-    ("value", "test value"), ("sparsity", "sparsity"), ("clusters", "k"), ("ncut", "n-cut"),
-    ("shuffle_mean", "shuffle mean"), ("shuffle_std", "shuffle std"), ("z", "z"),
-    ("p_value", "p"), ("shuffles", "N"),
-)
+_MODEL_COLUMNS = {  # a models row's key: its column's header
+    "model": "model", "task": "task", "widths": "widths", "metric": "metric",
+    "value": "test value", "sparsity": "sparsity", "clusters": "k", "ncut": "n-cut",
+    "shuffle_mean": "shuffle mean", "shuffle_std": "shuffle std", "z": "z",
+    "p_value": "p", "shuffles": "N",
+}
 
 
 def _models_html(models: Sequence[Mapping[str, Any]]) -> str:
-    cols = [(k, h) for k, h in _MODEL_COLUMNS if any(k in r for r in models)]
-    known = {k for k, _ in _MODEL_COLUMNS}
-    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in known},
+    cols = {k: h for k, h in _MODEL_COLUMNS.items() if any(k in r for r in models)}
+    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in _MODEL_COLUMNS},
                    key=lambda k: (k[2:], k[0] == "p"))
-    cols += [(k, f"{k[0]} ({k[2:]})") for k in other]  # other shuffle methods
-    rows = [[r.get(k) for k, _ in cols] for r in models]
-    return _table([h for _, h in cols], rows, left=4 if any("task" in r for r in models) else 2)
+    cols.update({k: f"{k[0]} ({k[2:]})" for k in other})  # other shuffle methods
+    rows = [[r.get(k) for k in cols] for r in models]
+    return _table(list(cols.values()), rows, left=4 if any("task" in r for r in models) else 2)
 
 
 def _null_summary(s: Mapping[str, Any]) -> str:

@@ -59,7 +59,7 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     """The caveats of a saved score (`modscope.stats.flags`): nulls that disagree on a sparse
     network, a degenerate partition, a stack read from weights alone. ``zero_fraction``: the
     network's share of zero weights when the result does not say (a demo row's ``sparsity``)."""
-    out: list[flags.Flag] = []
+    out: list[flags.Flag | None] = []  # a check that finds nothing gives None, left out at the end
     blocks = null_blocks(d, others)
     sparse = d.get("sparse") or {}
     if sparse.get("warning"):
@@ -71,16 +71,12 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
         keeps = [m for m, c in kinds.items() if c == "layer"]
         keep = "layer_nonzero" if "layer_nonzero" in keeps else next(iter(keeps), None)
         if scatter and keep:
-            flag = flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
-                                           {scatter: blocks[scatter], keep: blocks[keep]})
-            if flag is not None:
-                out.append(flag)
+            out.append(flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
+                                               {scatter: blocks[scatter], keep: blocks[keep]}))
     if "labels" in d and "n_clusters" in d:
         out += flags.partition_flags(d["labels"], d["n_clusters"])
-    stack = flags.stack_reading_flag(d.get("reading"))
-    if stack is not None:
-        out.append(stack)
-    return out
+    out.append(flags.stack_reading_flag(d.get("reading")))
+    return [f for f in out if f is not None]
 
 
 def score_sentences(scores: Mapping[str, Mapping[str, Any]],
