@@ -313,13 +313,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 def _figures_html(figs: Sequence[tuple[str, str, bytes] | None], wide: bool = False) -> str:
     """A grid of figures (`_Figures.draw`'s; two or three per row; ``wide``: one per row, for wide
     figures)."""
-    parts = []
-    for slug, caption, png in [f for f in figs if f is not None]:  # None: nothing to draw
-        b64 = base64.b64encode(png).decode()
-        parts.append(
-            f'<figure id="fig-{slug}"><img src="data:image/png;base64,{b64}" '
-            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
-            f'(<code>figures/{slug}.png</code>)</figcaption></figure>')
+    parts = [
+        f'<figure id="fig-{slug}"><img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
+        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
+        f'(<code>figures/{slug}.png</code>)</figcaption></figure>'
+        for slug, caption, png in filter(None, figs)  # None: nothing to draw
+    ]
     cls = "figs wide" if wide else "figs"
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
