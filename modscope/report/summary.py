@@ -33,16 +33,11 @@ def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     """Every null a score was compared with: its own ``shuffle``, a sparse network's second null
     (``sparse.other``) and scores of the same clustering against other nulls (the demo's
     ``nulls``), by null name, the score's own first."""
+    blocks = [(b["method"], b) for b in (d.get("shuffle"), (d.get("sparse") or {}).get("other")) if b]
+    blocks += [(method, o["shuffle"]) for method, o in (others or {}).items() if o.get("shuffle")]
     out: dict[str, dict] = {}
-    s = d.get("shuffle")
-    if s:
-        out[s["method"]] = dict(s)
-    other = (d.get("sparse") or {}).get("other")
-    if other:
-        out.setdefault(other["method"], dict(other))
-    for method, o in (others or {}).items():
-        if o.get("shuffle"):
-            out.setdefault(method, dict(o["shuffle"]))
+    for method, block in blocks:  # the first block of each null name
+        out.setdefault(method, dict(block))
     return out
 
 
