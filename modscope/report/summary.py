@@ -26,6 +26,7 @@ __all__ = [
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
+_SHARE_WORDS = ((IOU_MOST, "share most of their weights"), (IOU_FEW, "share some weights"))  # else few
 
 
 def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | None = None
@@ -139,8 +140,7 @@ def mask_sentences(masks: Mapping[str, Mapping[str, Any]]) -> list[str]:
             a, _, b = key.partition("|")
             if iou is None or "control" in (a, b):
                 continue
-            how = ("share most of their weights" if iou >= IOU_MOST
-                   else "share some weights" if iou >= IOU_FEW else "share few weights")
+            how = next((words for bound, words in _SHARE_WORDS if iou >= bound), "share few weights")
             iomin = (d.get("iomin") or {}).get(key)
             pairs.append(f"{a} and {b} {how} (IoU {iou:.2f}" + ("" if iomin is None else
                                                                  f", IoMin {iomin:.2f}") + ")")
