@@ -194,8 +194,7 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
     labels = _checked(labels, quantile, sum(len(c) for c in coords))
     n_layers = len(coords)
     fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
-    starts = np.cumsum([0] + [len(c) for c in coords])
-    layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
+    layer_labels = np.split(labels, np.cumsum([len(c) for c in coords])[:-1]) if labels is not None else []
     if bundle and not learned:  # line layouts re-seated in cluster order; grids are kept
         coords = [_seated(c, lab) if c.shape[1] == 1 else c
                   for c, lab in zip(coords, layer_labels, strict=True)]
