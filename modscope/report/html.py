@@ -21,8 +21,9 @@ import csv
 import html
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +176,8 @@ def collect(results: Sequence[str | os.PathLike | tuple[str, Mapping[str, Any]]]
             name, d = item
             data.add(result_kind(d), d, name)
         else:
-            kind, d = load_result(item)
             path = Path(item)
-            data.add(kind, d, path.stem, base=path.parent)
+            data.add(*load_result(path), path.stem, base=path.parent)
     return data
 
 
@@ -251,13 +251,13 @@ def tables(data: ReportData) -> dict[str, str]:
 
 
 # -- figures ---------------------------------------------------------------------------------------
+@dataclass
 class _Figures:
     """Draws figures once: a figure's PNGs are cached under ``cache_dir`` by a hash of its input."""
 
-    def __init__(self, out_dir: Path, cache_dir: Path | None) -> None:
-        self.out_dir = out_dir
-        self.cache_dir = cache_dir
-        self.pending: dict[str, bytes] = {}  # written by `write`, once the whole page is made
+    out_dir: Path
+    cache_dir: Path | None
+    pending: dict[str, bytes] = field(default_factory=dict)  # written by `write`, once the whole page is made
 
     def draw(self, slug: str, caption: str, key: Any,
              make: Callable[[], Any]) -> tuple[str, str, bytes] | None:
@@ -301,11 +301,11 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
     """An HTML table; the first ``left`` columns are left-aligned text."""
-    th = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-                 for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>'
-                         for i, v in enumerate(r)) + "</tr>" for r in rows)
+    def cells(tag: str, texts: Iterable[str]) -> str:  # a row's cells, the first ``left`` of class "l"
+        return "".join(f'<{tag} class="{"l" if i < left else ""}">{t}</{tag}>' for i, t in enumerate(texts))
+
+    th = cells("th", map(html.escape, header))
+    body = "".join(f"<tr>{cells('td', map(_fmt, r))}</tr>" for r in rows)
     return (f'<div class="scroll"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody>'
             "</table></div>")
 
@@ -313,33 +313,31 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 def _figures_html(figs: Sequence[tuple[str, str, bytes] | None], wide: bool = False) -> str:
     """A grid of figures (`_Figures.draw`'s; two or three per row; ``wide``: one per row, for wide
     figures)."""
-    parts = []
-    for slug, caption, png in [f for f in figs if f is not None]:  # None: nothing to draw
-        b64 = base64.b64encode(png).decode()
-        parts.append(
-            f'<figure id="fig-{slug}"><img src="data:image/png;base64,{b64}" '
-            f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
-            f'(<code>figures/{slug}.png</code>)</figcaption></figure>')
+    parts = [
+        f'<figure id="fig-{slug}"><img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
+        f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)} '
+        f'(<code>figures/{slug}.png</code>)</figcaption></figure>'
+        for slug, caption, png in filter(None, figs)  # None: nothing to draw
+    ]
     cls = "figs wide" if wide else "figs"
     return f'<div class="{cls}">{"".join(parts)}</div>' if parts else ""
 
 
-_MODEL_COLUMNS = (
-    ("model", "model"), ("task", "task"), ("widths", "widths"), ("metric", "metric"),
-    ("value", "test value"), ("sparsity", "sparsity"), ("clusters", "k"), ("ncut", "n-cut"),
-    ("shuffle_mean", "shuffle mean"), ("shuffle_std", "shuffle std"), ("z", "z"),
-    ("p_value", "p"), ("shuffles", "N"),
-)
+_MODEL_COLUMNS = {  # a models row's key: its column's header
+    "model": "model", "task": "task", "widths": "widths", "metric": "metric",
+    "value": "test value", "sparsity": "sparsity", "clusters": "k", "ncut": "n-cut",
+    "shuffle_mean": "shuffle mean", "shuffle_std": "shuffle std", "z": "z",
+    "p_value": "p", "shuffles": "N",
+}
 
 
 def _models_html(models: Sequence[Mapping[str, Any]]) -> str:
-    cols = [(k, h) for k, h in _MODEL_COLUMNS if any(k in r for r in models)]
-    known = {k for k, _ in _MODEL_COLUMNS}
-    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in known},
+    cols = {k: h for k, h in _MODEL_COLUMNS.items() if any(k in r for r in models)}
+    other = sorted({k for r in models for k in r if k.startswith(("z_", "p_")) and k not in _MODEL_COLUMNS},
                    key=lambda k: (k[2:], k[0] == "p"))
-    cols += [(k, f"{k[0]} ({k[2:]})") for k in other]  # other shuffle methods
-    rows = [[r.get(k) for k, _ in cols] for r in models]
-    return _table([h for _, h in cols], rows, left=4 if any("task" in r for r in models) else 2)
+    cols.update({k: f"{k[0]} ({k[2:]})" for k in other})  # other shuffle methods
+    rows = [[r.get(k) for k in cols] for r in models]
+    return _table(list(cols.values()), rows, left=4 if any("task" in r for r in models) else 2)
 
 
 def _null_summary(s: Mapping[str, Any]) -> str:
@@ -377,17 +375,15 @@ def _score_html(name: str, d: Mapping[str, Any], figs: _Figures, ckpt: Path | No
                        for f in score_flags(d, nulls, zero_fraction))
     key = {k: d[k] for k in ("ncut", "labels", "layer_widths", "n_clusters", "shuffle") if k in d}
     slug = _slug(name)
-    row = [
-        figs.draw(f"{slug}-histogram", f"{name}: n-cut against shuffled networks", key,
-                  lambda: plot.shuffle_histogram(d, title=name)),
-        figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key,
-                  lambda: plot.cluster_sizes(d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")),
-    ]
-    for i, (method, other) in enumerate(nulls.items()):
-        row.insert(1 + i, figs.draw(f"{slug}-histogram-{_slug(method)}",
-                             f"{name}: n-cut against {method} shuffles", other,
-                             lambda other=other, method=method: plot.shuffle_histogram(
-                                 other, title=f"{name}, {method} shuffles")))
+    # (slug part, against what, cache key, result, title): the score's own null, then each other one
+    hists = [("histogram", "shuffled networks", key, d, name)]
+    hists += [(f"histogram-{_slug(m)}", f"{m} shuffles", other, other, f"{name}, {m} shuffles")
+              for m, other in nulls.items()]
+    row = [figs.draw(f"{slug}-{part}", f"{name}: n-cut against {what}", cache_key,
+                     partial(plot.shuffle_histogram, result, title=title))
+           for part, what, cache_key, result, title in hists]
+    row.append(figs.draw(f"{slug}-sizes", f"{name}: cluster sizes per layer", key, lambda: plot.cluster_sizes(
+        d, title=f"{name}: cluster sizes (k = {d['n_clusters']})")))
     if ckpt is not None and ckpt.exists():
         quantile = NETWORK_QUANTILE if d.get("n_edges", 0) > NETWORK_DENSE_EDGES else None
         shown = ("the strongest " + f"{100 * (1 - quantile):.0f} % of each layer's connections"
@@ -457,11 +453,12 @@ def _knockout_html(name: str, d: Mapping[str, Any], figs: _Figures) -> str:
     columns = ("layer", "cluster", "size", "accuracy", "delta", "random_mean", "p_value", "z", "category")
     rows = [[s[k] for k in columns] + [s["per_function"].get(f) for f in fns] for s in d["submodules"]]
     key = {k: d[k] for k in ("submodules", "pairs", "intact_accuracy", "metric") if k in d}
-    fig_l = figs.draw(f"{slug}-lesions", f"{name}: single lesions against random lesions", key,
-                      lambda: plot.lesion_effects(d))
-    fig_p = figs.draw(f"{slug}-pairs", f"{name}: interaction of double lesions", key,
-                      lambda: plot.double_lesion(d)) if d.get("pairs") else None
-    out.append(_figures_html([fig_l, fig_p], wide=True))
+    drawn = [("lesions", "single lesions against random lesions", plot.lesion_effects)]
+    if d.get("pairs"):
+        drawn.append(("pairs", "interaction of double lesions", plot.double_lesion))
+    drawings = [figs.draw(f"{slug}-{part}", f"{name}: {caption}", key, partial(draw, d))
+                for part, caption, draw in drawn]
+    out.append(_figures_html(drawings, wide=True))
     out.append("<details><summary>all sub-modules</summary>" + _table(header, rows, left=0)
                + "</details>")
     fk = d.get("functions")

@@ -66,6 +66,7 @@ NEGATIVE = "#d62728"  # red
 UNCLUSTERED = "#9a9a9a"
 _MIN_FRACTION = 0.005  # lines thinner than this fraction of the layer's widest are invisible
 DEFAULT_MAX_EDGES = 100_000  # lines a non-chain graph draws at most (the strongest): seconds to render
+_LEGEND_RIGHT = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0), "frameon": False}  # beside the axes
 
 
 def _placed(source) -> tuple[list[np.ndarray], list[np.ndarray], bool]:
@@ -193,8 +194,7 @@ def network(source: Checkpoint | Network | WeightGraph | nn.Module | str | os.Pa
     labels = _checked(labels, quantile, sum(len(c) for c in coords))
     n_layers = len(coords)
     fig, ax = _axes(ax, (7.0, max(2.5, 1.3 * n_layers)))
-    starts = np.cumsum([0] + [len(c) for c in coords])
-    layer_labels = [labels[starts[l]:starts[l + 1]] for l in range(n_layers)] if labels is not None else []
+    layer_labels = np.split(labels, np.cumsum([len(c) for c in coords])[:-1]) if labels is not None else []
     if bundle and not learned:  # line layouts re-seated in cluster order; grids are kept
         coords = [_seated(c, lab) if c.shape[1] == 1 else c
                   for c, lab in zip(coords, layer_labels, strict=True)]
@@ -382,8 +382,7 @@ def _draw_nodes(ax: Axes, pos: Sequence[np.ndarray], labels: np.ndarray | None, 
         sel = labels == c
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size * 1.6, color=palette[c], zorder=3,
                    edgecolors="black", linewidths=0.3, label=f"cluster {c}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-              ncols=2 if len(palette) > 8 else 1)
+    ax.legend(fontsize=8, ncols=2 if len(palette) > 8 else 1, **_LEGEND_RIGHT)
 
 
 def save(fig: Figure, path: str | os.PathLike, dpi: int = 200) -> Path:
@@ -489,8 +488,7 @@ def cluster_sizes(result: Any, ax: Axes | None = None, *, title: str | None = No
         ax.set_xticks(xs, [f"{n}\n({w})" for n, w in zip(_layer_names(len(widths)), widths, strict=True)])
         ax.set_ylabel("share of the layer's neurons")
         ax.set_ylim(0, 1)
-        ax.legend(title="cluster", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                  ncol=1 if k <= 12 else 2)
+        ax.legend(title="cluster", ncol=1 if k <= 12 else 2, **_LEGEND_RIGHT)
         ax.set_title(title or f"cluster sizes per layer (k = {k})")
     return fig
 
@@ -610,7 +608,7 @@ def lesion_effects(result: Any, ax: Axes | None = None, *, title: str | None = N
         present = {s["category"] for s in subs}
         handles = [Patch(color=color, label=c) for c, color in CATEGORY_COLORS.items() if c in present]
         handles += ax.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.legend(handles=handles, **_LEGEND_RIGHT)
         ax.set_title(title or f"single lesions (intact {metric} {intact:.4g})\n"
                      f"{d.get('n_random', '?')} random lesions each, * p < {alpha:g}")
     return fig

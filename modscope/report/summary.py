@@ -26,6 +26,7 @@ __all__ = [
 
 IOU_FEW = 0.2  # masks with IoU below this share few weights
 IOU_MOST = 0.5  # ... at or above this, most of them
+_SHARE_WORDS = ((IOU_MOST, "share most of their weights"), (IOU_FEW, "share some weights"))  # else few
 
 
 def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | None = None
@@ -33,16 +34,11 @@ def null_blocks(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     """Every null a score was compared with: its own ``shuffle``, a sparse network's second null
     (``sparse.other``) and scores of the same clustering against other nulls (the demo's
     ``nulls``), by null name, the score's own first."""
+    blocks = [(b["method"], b) for b in (d.get("shuffle"), (d.get("sparse") or {}).get("other")) if b]
+    blocks += [(method, o["shuffle"]) for method, o in (others or {}).items() if o.get("shuffle")]
     out: dict[str, dict] = {}
-    s = d.get("shuffle")
-    if s:
-        out[s["method"]] = dict(s)
-    other = (d.get("sparse") or {}).get("other")
-    if other:
-        out.setdefault(other["method"], dict(other))
-    for method, o in (others or {}).items():
-        if o.get("shuffle"):
-            out.setdefault(method, dict(o["shuffle"]))
+    for method, block in blocks:  # the first block of each null name
+        out.setdefault(method, dict(block))
     return out
 
 
@@ -59,7 +55,7 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
     """The caveats of a saved score (`modscope.stats.flags`): nulls that disagree on a sparse
     network, a degenerate partition, a stack read from weights alone. ``zero_fraction``: the
     network's share of zero weights when the result does not say (a demo row's ``sparsity``)."""
-    out: list[flags.Flag] = []
+    out: list[flags.Flag | None] = []  # a check that finds nothing gives None, left out at the end
     blocks = null_blocks(d, others)
     sparse = d.get("sparse") or {}
     if sparse.get("warning"):
@@ -71,16 +67,12 @@ def score_flags(d: Mapping[str, Any], others: Mapping[str, Mapping[str, Any]] | 
         keeps = [m for m, c in kinds.items() if c == "layer"]
         keep = "layer_nonzero" if "layer_nonzero" in keeps else next(iter(keeps), None)
         if scatter and keep:
-            flag = flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
-                                           {scatter: blocks[scatter], keep: blocks[keep]})
-            if flag is not None:
-                out.append(flag)
+            out.append(flags.null_disagreement(d["ncut"], sparse.get("zero_fraction", zero_fraction),
+                                               {scatter: blocks[scatter], keep: blocks[keep]}))
     if "labels" in d and "n_clusters" in d:
         out += flags.partition_flags(d["labels"], d["n_clusters"])
-    stack = flags.stack_reading_flag(d.get("reading"))
-    if stack is not None:
-        out.append(stack)
-    return out
+    out.append(flags.stack_reading_flag(d.get("reading")))
+    return [f for f in out if f is not None]
 
 
 def score_sentences(scores: Mapping[str, Mapping[str, Any]],
@@ -148,8 +140,7 @@ def mask_sentences(masks: Mapping[str, Mapping[str, Any]]) -> list[str]:
             a, _, b = key.partition("|")
             if iou is None or "control" in (a, b):
                 continue
-            how = ("share most of their weights" if iou >= IOU_MOST
-                   else "share some weights" if iou >= IOU_FEW else "share few weights")
+            how = next((words for bound, words in _SHARE_WORDS if iou >= bound), "share few weights")
             iomin = (d.get("iomin") or {}).get(key)
             pairs.append(f"{a} and {b} {how} (IoU {iou:.2f}" + ("" if iomin is None else
                                                                  f", IoMin {iomin:.2f}") + ")")

@@ -269,30 +269,29 @@ def format_masks(result: MaskResult) -> str:
     data = list(result.full_accuracy)
     w = max(8, *(len(f) for f in result.functions)) + 2
     col = max(9, *(len(g) + 2 for g in data))
+    heads = "".join(g.rjust(col) for g in data)
+
+    def on_data(metric: dict[str, float]) -> str:  # a mask's metric on each function's data, in columns
+        return "".join(f"{metric[g]:>{col}.4f}" for g in data)
+
     lines = [
         f"masks: {result.config.get('task', '?')}, {result.config.get('steps', '?')} steps, "
         f"seed {result.config.get('seed', '?')}   (metric on each function's test data)",
         "",
-        "mask".ljust(w) + "kept".rjust(8) + "shared".rjust(8) + "  | "
-        + "".join(g.rjust(col) for g in data) + "  | inverted: " + "".join(g.rjust(col) for g in data),
-        "full".ljust(w) + " " * 16 + "  | " + "".join(f"{result.full_accuracy[g]:.4f}".rjust(col)
-                                                   for g in data),
+        f"{'mask':<{w}}{'kept':>8}{'shared':>8}  | {heads}  | inverted: {heads}",
+        f"{'full':<{w}}{'':16}  | {on_data(result.full_accuracy)}",
     ]
-
     lines += [
-        f.ljust(w) + _fmt(result.kept_fraction[f], ".1%", "-").rjust(8)
-        + _fmt(result.shared[f], ".1%", "-").rjust(8)
-        + "  | " + "".join(f"{result.accuracy[f][g]:.4f}".rjust(col) for g in data)
-        + "  |           "
-        + "".join(f"{result.inverted_accuracy[f][g]:.4f}".rjust(col) for g in data)
+        f"{f:<{w}}{_fmt(result.kept_fraction[f], '.1%', '-'):>8}{_fmt(result.shared[f], '.1%', '-'):>8}  | "
+        f"{on_data(result.accuracy[f])}  |           {on_data(result.inverted_accuracy[f])}"
         for f in result.functions
     ]
     if result.iou:
         lines += ["", "pair".ljust(2 * w) + "IoU".rjust(8) + "IoMin".rjust(8) + "   IoU per layer"]
         for key, v in result.iou.items():
             per_layer = " ".join(_fmt(lv["iou"][key], ".3f", "-") for lv in result.layers.values())
-            lines.append(key.ljust(2 * w) + _fmt(v, ".3f", "-").rjust(8)
-                         + _fmt(result.iomin[key], ".3f", "-").rjust(8) + "   " + per_layer)
+            iomin = _fmt(result.iomin[key], ".3f", "-")
+            lines.append(f"{key:<{2 * w}}{_fmt(v, '.3f', '-'):>8}{iomin:>8}   {per_layer}")
     if result.class_drop:
         lines += ["", "per-class accuracy drop (intact - masked) of each not-<c> mask on its class"]
         for f, row in result.class_drop.items():
