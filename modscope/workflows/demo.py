@@ -299,9 +299,8 @@ class _Stages:
                 return json.loads(path.read_text()), True
             except (OSError, json.JSONDecodeError):
                 path.unlink(missing_ok=True)
-        d = compute()
-        write_json(path, d)
-        return d, False
+        write_json(path, compute())
+        return json.loads(path.read_text()), False  # as a rerun reads it: the same key order either way
 
     def score_config(self, run: DemoRun) -> dict[str, Any]:
         """What the score of ``run`` depends on besides the checkpoint (its cache key)."""

@@ -13,8 +13,11 @@ def test_a_cached_rerun_keeps_the_left_out_notes_and_logs_each_cached_stage(tmp_
     monkeypatch.setattr(demo, "demo_runs", lambda quick, fashion=None: [run])
     kwargs = dict(worked=(), settings=demo.DemoSettings(3, 10, 20), progress=False)
     first = demo.run_demo(tmp_path, log=lambda _: None, **kwargs)
+    written = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "cache" not in p.parts}
     logs: list[str] = []
     again = demo.run_demo(tmp_path, log=logs.append, **kwargs)
+    for path, data in written.items():  # a rerun from the cache writes the same files, byte for byte
+        assert path.read_bytes() == data, path.relative_to(tmp_path)
     note = demo.left_out_note(asked=False)
     assert first.notes == again.notes == [note]
     assert logs[0] == f"note: {note}"
