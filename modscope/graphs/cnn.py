@@ -258,7 +258,6 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
 
     last: list[tuple[int, int] | None] = [None]
     found: dict[nn.Module, tuple[int, int]] = {}
-    handles = []
 
     def record(_m, _inp, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4:
@@ -268,21 +267,21 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
         if last[0] is not None and m not in found:
             found[m] = last[0]
 
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            handles.append(m.register_forward_pre_hook(before_linear))
-        elif not list(m.children()):
-            handles.append(m.register_forward_hook(record))
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
-    try:
-        with eval_mode(model, no_grad=True):
-            model(torch.zeros((1, *input_shape), dtype=dtype))
-    except Exception as exc:  # the user's module: report its failure in one line
-        raise ModscopeError(f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}") from None
-    finally:
-        for h in handles:
-            h.remove()
+    with contextlib.ExitStack() as hooks:  # each hook's handle removes it on the way out
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                hooks.enter_context(m.register_forward_pre_hook(before_linear))
+            elif not list(m.children()):
+                hooks.enter_context(m.register_forward_hook(record))
+        try:
+            with eval_mode(model, no_grad=True):
+                model(torch.zeros((1, *input_shape), dtype=dtype))
+        except Exception as exc:  # the user's module: report its failure in one line
+            raise ModscopeError(
+                f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}"
+            ) from None
     return found
 
 
