@@ -435,9 +435,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if not tensors:
             return self.blank(shape)
         withunits = [a for a in tensors if (a.units >= 0).any()] or tensors
-        x = withunits[0]
-        if x.units.shape != shape:
-            x = x.map(lambda a: np.broadcast_to(a, shape).copy())
+        x = withunits[0].broadcast(shape)
         # a parameter's numbers stay known through an op on it alone (a cast, a copy)
         param = x.param if len(tensors) == 1 else None
         return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)

@@ -20,8 +20,7 @@ class MergeOps:
         if not isinstance(a, UnitTensor) or not isinstance(b, UnitTensor):
             x = a if isinstance(a, UnitTensor) else b
             return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(shape)
-        a = a.map(lambda arr: np.broadcast_to(arr, shape).copy()) if a.units.shape != shape else a
-        b = b.map(lambda arr: np.broadcast_to(arr, shape).copy()) if b.units.shape != shape else b
+        a, b = a.broadcast(shape), b.broadcast(shape)
         if merge:
             self.builder.union(a.units, b.units)
         units = np.where(a.units >= 0, a.units, b.units)
