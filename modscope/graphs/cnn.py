@@ -197,11 +197,6 @@ def holds_conv(tensors: Mapping[str, Any]) -> bool:
     return any(k.endswith("weight") and np.ndim(v) == 4 for k, v in tensors.items())
 
 
-def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
-    """Module prefixes (``features.0``) in stored order of their first key."""
-    return list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))
-
-
 def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:
     """Modules in ``prefixes`` order: conv (4-D weight), BatchNorm (running_var), Linear (2-D weight)."""
     stack: list = []
@@ -238,7 +233,7 @@ def channel_weights(
         stack = _stack_from_state_dict(tensors, bn_eps, prefixes)
         return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
 
-    stored = _prefixes(tensors)
+    stored = list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))  # module prefixes (features.0)
     try:
         return derive(stored)
     except ModscopeError:
