@@ -197,11 +197,6 @@ def holds_conv(tensors: Mapping[str, Any]) -> bool:
     return any(k.endswith("weight") and np.ndim(v) == 4 for k, v in tensors.items())
 
 
-def _prefixes(tensors: Mapping[str, Any]) -> list[str]:
-    """Module prefixes (``features.0``) in stored order of their first key."""
-    return list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))
-
-
 def _stack_from_state_dict(tensors: Mapping[str, Any], bn_eps: float, prefixes: Sequence[str]) -> list:
     """Modules in ``prefixes`` order: conv (4-D weight), BatchNorm (running_var), Linear (2-D weight)."""
     stack: list = []
@@ -238,7 +233,7 @@ def channel_weights(
         stack = _stack_from_state_dict(tensors, bn_eps, prefixes)
         return _derive(stack, norm, fold_batchnorm, spatial, flatten, need_conv)
 
-    stored = _prefixes(tensors)
+    stored = list(dict.fromkeys(key.rpartition(".")[0] for key in tensors))  # module prefixes (features.0)
     try:
         return derive(stored)
     except ModscopeError:
@@ -258,7 +253,6 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
 
     last: list[tuple[int, int] | None] = [None]
     found: dict[nn.Module, tuple[int, int]] = {}
-    handles = []
 
     def record(_m, _inp, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4:
@@ -268,21 +262,21 @@ def _flatten_shapes(model: Any, input_shape: Sequence[int]) -> dict[Any, tuple[i
         if last[0] is not None and m not in found:
             found[m] = last[0]
 
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            handles.append(m.register_forward_pre_hook(before_linear))
-        elif not list(m.children()):
-            handles.append(m.register_forward_hook(record))
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float32
-    try:
-        with eval_mode(model, no_grad=True):
-            model(torch.zeros((1, *input_shape), dtype=dtype))
-    except Exception as exc:  # the user's module: report its failure in one line
-        raise ModscopeError(f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}") from None
-    finally:
-        for h in handles:
-            h.remove()
+    with contextlib.ExitStack() as hooks:  # each hook's handle removes it on the way out
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                hooks.enter_context(m.register_forward_pre_hook(before_linear))
+            elif not list(m.children()):
+                hooks.enter_context(m.register_forward_hook(record))
+        try:
+            with eval_mode(model, no_grad=True):
+                model(torch.zeros((1, *input_shape), dtype=dtype))
+        except Exception as exc:  # the user's module: report its failure in one line
+            raise ModscopeError(
+                f"a forward pass with input_shape {tuple(input_shape)} failed: {exc}"
+            ) from None
     return found
 
 

@@ -238,11 +238,13 @@ def state_stack(
     tensors: Mapping[str, Any], layers: Sequence[str] | None, how: StackReading, source: str
 ) -> WeightGraph:
     """The graph of a state dict read as a plain stack of Linear or conv layers, or a refusal."""
-    if layers is None:
-        why = not_a_plain_stack([k for k, v in tensors.items() if np.ndim(v) > 1 and not EMBEDDING.search(k)])
-        if why is not None:
-            raise ModscopeError(f"{source}: {why}")
-    if layers is None and holds_conv(tensors):
+    if layers is not None:
+        items = _linear_chain(tensors, layers, how.layout)[0]
+        return weights_graph(items, f"the {len(items)} named layers, in the order given")
+    why = not_a_plain_stack([k for k, v in tensors.items() if np.ndim(v) > 1 and not EMBEDDING.search(k)])
+    if why is not None:
+        raise ModscopeError(f"{source}: {why}")
+    if holds_conv(tensors):
         if any(np.ndim(v) in (3, 5) for k, v in tensors.items() if k.endswith("weight")):
             raise ModscopeError(f"{source}: Conv1d / Conv3d kernels: {WAY_OUT}")
         eps, said = _bn_eps(how)
@@ -257,18 +259,15 @@ def state_stack(
         if any(k.endswith("running_var") for k in tensors):  # the file cannot say: state it
             reading += f", BatchNorm {said}"
         return weights_graph(items, reading)
-    if layers is None and any(np.ndim(v) in (3, 5) for v in tensors.values()):
+    if any(np.ndim(v) in (3, 5) for v in tensors.values()):
         raise ModscopeError(f"{source}: 3-D kernels (Conv1d) are not a plain Linear stack: {WAY_OUT}")
-    if layers is None and how.layout != "in_out" and any(k.endswith("running_var") for k in tensors):
+    if how.layout != "in_out" and any(k.endswith("running_var") for k in tensors):
         eps, said = _bn_eps(how)
         items = channel_weights(tensors, norm=how.kernel_norm, need_conv=False, bn_eps=eps)
         return weights_graph(
             items, f"a plain stack of Linear layers in stored order, BatchNorm folded in ({said})"
         )
-    items, reading = _linear_chain(tensors, layers, how.layout)
-    if layers is not None:
-        reading = f"the {len(items)} named layers, in the order given"
-    return weights_graph(items, reading)
+    return weights_graph(*_linear_chain(tensors, layers, how.layout))
 
 
 def payload_stack(payload: Mapping[str, Any], layers: Sequence[str] | None, source: str) -> WeightGraph:

@@ -56,6 +56,14 @@ def check_build_memory(layer_widths: Sequence[int] | None = None, n_weights: int
         )
 
 
+def _drop_diagonals(weights: list[np.ndarray], edge_sets: Sequence[int]) -> None:
+    """Zero the diagonal of each of ``edge_sets`` in ``weights`` (in place of the list: copies of the
+    matrices, never the caller's arrays)."""
+    for b in edge_sets:
+        weights[b] = weights[b].copy()
+        np.fill_diagonal(weights[b], 0.0)
+
+
 @dataclass(frozen=True, eq=False)
 class WeightGraph:
     """A network as a weighted undirected graph of unit groups joined by edge sets (one per
@@ -158,10 +166,8 @@ class WeightGraph:
                 f"{len(links)} links for {len(checked)} weight matrices: give one (source group, "
                 "destination group) per matrix"
             )
-        for b, (s, d) in enumerate(links):
-            if s == d:  # self-loops are dropped (spec §1b): recurrent weights join distinct units only
-                checked[b] = checked[b].copy()
-                np.fill_diagonal(checked[b], 0.0)
+        # self-loops are dropped (spec §1b): recurrent weights join distinct units only
+        _drop_diagonals(checked, [b for b, (s, d) in enumerate(links) if s == d])
         sizes = tuple(int(x) for x in sizes) if sizes is not None else ()
         group_names = tuple(group_names) if group_names is not None else ()
         return cls(tuple(checked), names, links, sizes, group_names, reading)
@@ -174,9 +180,7 @@ class WeightGraph:
         """The same architecture with other weights (e.g. a shuffle); no re-validation beyond
         dropping the self-loops of edge sets within one group."""
         weights = list(weights)
-        for b in self.self_edge_sets:
-            weights[b] = weights[b].copy()
-            np.fill_diagonal(weights[b], 0.0)
+        _drop_diagonals(weights, self.self_edge_sets)
         return replace(self, weights=tuple(weights))  # every other field kept, group_kinds included
 
     # -- layout ----------------------------------------------------------------------------

@@ -137,8 +137,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         onnx_node = (node.meta.get("custom") or {}).get("onnx_node")
         if onnx_node:
             return str(onnx_node).split()[1]  # "ONNX Conv node 3" -> "Conv"
-        at = module_at(node)
-        return at[1] if at else ""
+        return (module_at(node) or ("", ""))[1]
 
     def refuse(self, node, why: str) -> ModscopeError:
         return ModscopeError(f"cannot trace {self.where(node)}: {why}")
@@ -171,9 +170,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         val = node.meta.get("val")
         if isinstance(val, list | tuple):
             return [self.blank(tuple(int(d) for d in v.shape)) if hasattr(v, "shape") else None for v in val]
-        if val is None or not hasattr(val, "shape"):
-            return None
-        return self.blank(tuple(int(d) for d in val.shape))
+        return self.blank(tuple(int(d) for d in val.shape)) if hasattr(val, "shape") else None
 
     def blank(self, shape: Sequence[int]) -> UnitTensor:
         return UnitTensor(np.full(shape, -1, dtype=np.int64), np.zeros(shape, dtype=np.int64))
@@ -438,9 +435,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if not tensors:
             return self.blank(shape)
         withunits = [a for a in tensors if (a.units >= 0).any()] or tensors
-        x = withunits[0]
-        if x.units.shape != shape:
-            x = x.map(lambda a: np.broadcast_to(a, shape).copy())
+        x = withunits[0].broadcast(shape)
         # a parameter's numbers stay known through an op on it alone (a cast, a copy)
         param = x.param if len(tensors) == 1 else None
         return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)

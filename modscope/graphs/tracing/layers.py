@@ -52,10 +52,7 @@ class LayerOps:
         holds one unit along the contracted axis (``softmax(q k^T) v``), none otherwise
         (``q k^T``): queries and keys route, they carry no signal."""
         shape = self.shape(node)
-        bu = b.units
-        first = bu[..., :1, :]
-        constant = np.all((bu == first) | (bu < 0), axis=-2, keepdims=True)
-        units = np.where(constant, np.where(first >= 0, first, bu.max(axis=-2, keepdims=True)), -1)
+        units = self.one_unit(b.units, -2)
         return UnitTensor(np.broadcast_to(units, shape).copy(), np.zeros(shape, dtype=np.int64), ())
 
     def op_scaled_dot_product_attention(self, node, q, k, v, *a, **kw):

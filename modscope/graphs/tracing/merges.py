@@ -17,11 +17,9 @@ class MergeOps:
 
     def merge_binary(self, node, a: Any, b: Any, merge: bool) -> UnitTensor:
         shape = self.shape(node)
-        if not isinstance(a, UnitTensor) or not isinstance(b, UnitTensor):
-            x = a if isinstance(a, UnitTensor) else b
-            return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(shape)
-        a = a.map(lambda arr: np.broadcast_to(arr, shape).copy()) if a.units.shape != shape else a
-        b = b.map(lambda arr: np.broadcast_to(arr, shape).copy()) if b.units.shape != shape else b
+        if not isinstance(a, UnitTensor) or not isinstance(b, UnitTensor):  # a scalar: the other's units
+            return self.elementwise(node, [a, b])
+        a, b = a.broadcast(shape), b.broadcast(shape)
         if merge:
             self.builder.union(a.units, b.units)
         units = np.where(a.units >= 0, a.units, b.units)
@@ -57,8 +55,7 @@ class MergeOps:
             if a.producer is not None and b.producer is not None:
                 self.builder.stack(a.producer, b.producer)
             return self.merge_binary(node, a, b, merge=True)
-        x = a if carries_units(a) else b
-        return self.elementwise(node, [x]) if isinstance(x, UnitTensor) else self.blank(self.shape(node))
+        return self.elementwise(node, [a if carries_units(a) else b])  # no tensor: blank
 
     op_mul_ = op_mul
 

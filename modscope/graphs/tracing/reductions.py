@@ -15,6 +15,13 @@ __all__ = ["ReductionOps"]
 class ReductionOps:
     """Handlers ``op_<aten name>(node, *args)`` of the `Interpreter` (a mixin)."""
 
+    @staticmethod
+    def one_unit(units: np.ndarray, axis: int) -> np.ndarray:
+        """``units`` reduced over ``axis`` (kept, of size 1): where every element along it is the
+        first element's unit or none, that unit; else ``-1`` (values that mix units carry none)."""
+        first = np.take(units, [0], axis=axis)
+        return np.where(np.all((units == first) | (units < 0), axis=axis, keepdims=True), first, -1)
+
     def reduce(self, node, x: UnitTensor, dims: Any = None, *a, **k) -> UnitTensor:
         """A reduction over ``dims`` (``mean``, ``sum``, ... of any ``keepdim``: the output's shape
         says it): a unit survives along axes where it is constant."""
@@ -24,10 +31,7 @@ class ReductionOps:
         dims = sorted(d % x.units.ndim for d in ([dims] if isinstance(dims, int) else dims))
         u = x.units
         moved = np.moveaxis(u, dims, list(range(u.ndim - len(dims), u.ndim)))
-        flat = moved.reshape(*moved.shape[: u.ndim - len(dims)], -1)
-        first = flat[..., :1]
-        constant = np.all((flat == first) | (flat < 0), axis=-1)
-        units = np.where(constant, np.where(first[..., 0] >= 0, first[..., 0], flat.max(axis=-1)), -1)
+        units = self.one_unit(moved.reshape(*moved.shape[: u.ndim - len(dims)], -1), -1)
         return UnitTensor(units.reshape(shape), np.zeros(shape, dtype=np.int64), (), None, None, x.producer)
 
     op_mean = op_sum = op_amax = op_amin = op_logsumexp = op_var = op_std = reduce

@@ -58,6 +58,10 @@ class UnitTensor:
         scale = None if self.scale is None else f(self.scale)
         return UnitTensor(f(self.units), f(self.pos), self.frame, scale, param, self.producer)
 
+    def broadcast(self, shape: tuple[int, ...]) -> UnitTensor:
+        """Every array broadcast to ``shape`` (copies), or this tensor when it has that shape already."""
+        return self if self.units.shape == shape else self.map(lambda a: np.broadcast_to(a, shape).copy())
+
 
 def carries_units(v: Any) -> bool:
     """Whether ``v`` is a `UnitTensor` with at least one element that is a unit."""

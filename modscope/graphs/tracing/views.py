@@ -40,10 +40,7 @@ class ViewOps:
     op_unsqueeze = op_squeeze = op_view  # a new or dropped axis of size 1: a reshape too
 
     def op_expand(self, node, x, *a, **k):
-        shape = self.shape(node)
-        return x.map(
-            lambda arr: np.broadcast_to(arr.reshape((1,) * (len(shape) - arr.ndim) + arr.shape), shape).copy()
-        )
+        return x.broadcast(self.shape(node))  # numpy broadcasting adds the leading axes as torch's
 
     op_expand_as = op_expand
 
