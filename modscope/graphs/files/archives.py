@@ -358,8 +358,6 @@ class ScriptObject:
     """An inert stand-in for a ``__torch__.*`` object of a TorchScript archive: it keeps the state
     the pickle gives it and does nothing else (no code of the archive is ever compiled or run)."""
 
-    qualified_name = ""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state: Any = args
 
@@ -379,7 +377,6 @@ class _ScriptUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.entries = entries
         self.storages: dict[str, np.ndarray] = {}
-        self.classes: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
@@ -390,9 +387,8 @@ class _ScriptUnpickler(pickle.Unpickler):
             return OrderedDict
         if module == "torch.jit._pickle" and (name == "restore_type_tag" or name.startswith("build_")):
             return _same
-        if module == "__torch__" or module.startswith("__torch__."):
-            qual = f"{module}.{name}"  # one class per name, as the archive's objects share it
-            return self.classes.setdefault(qual, type(name, (ScriptObject,), {"qualified_name": qual}))
+        if module == "__torch__" or module.startswith("__torch__."):  # every class of the archive's code
+            return ScriptObject
         raise pickle.UnpicklingError(f"refused global {module}.{name}")
 
     def persistent_load(self, pid: Any) -> np.ndarray:

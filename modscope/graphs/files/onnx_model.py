@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +48,16 @@ def _onnx() -> Any:
 
 
 # -- reading the file --------------------------------------------------------------------------------
-def _external_tensors(model: Any) -> list[Any]:
+def _external_tensors(model: Any) -> Iterator[Any]:
     """Every tensor of the main graph and its local functions that can hold data."""
     onnx = _onnx()
-    tensors = list(model.graph.initializer)
+    yield from model.graph.initializer
     for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
         for a in node.attribute:
             if a.type == onnx.AttributeProto.TENSOR:
-                tensors.append(a.t)
+                yield a.t
             elif a.type == onnx.AttributeProto.TENSORS:
-                tensors.extend(a.tensors)
-    return tensors
+                yield from a.tensors
 
 
 def _load_external(model: Any, path: Path) -> None:

@@ -3,12 +3,14 @@ when a model is read, so that reading other formats never imports torch."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from torch.fx import traceback
 
 from ...errors import ModscopeError, first_line
 from .formats import refusing
@@ -20,6 +22,8 @@ __all__ = ["OnnxModule"]
 # initializer / value names an exporter made up (not a torch parameter's name)
 _GENERATED = re.compile(r"(^val_\d+$|^_|::|^onnx|_output_\d+$|^/|^\d+$|:\d+$)")
 _TORCH_NAME = re.compile(r"^\w+(\.\w+)*$")
+# ``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch without it
+_annotate = getattr(traceback, "annotate", lambda meta: contextlib.nullcontext())
 
 
 def _plain(value: Any) -> np.ndarray:
@@ -31,17 +35,6 @@ def _plain(value: Any) -> np.ndarray:
         return value.numpy().copy()
     array = np.array(value)
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
-
-
-def _annotate(meta: dict) -> Any:
-    """``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch
-    without it."""
-    import contextlib
-
-    from torch.fx import traceback
-
-    annotate = getattr(traceback, "annotate", None)
-    return annotate(meta) if annotate is not None else contextlib.nullcontext()
 
 
 class OnnxModule(torch.nn.Module):

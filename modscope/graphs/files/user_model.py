@@ -13,7 +13,7 @@ import importlib
 import operator
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError, first_line
@@ -78,8 +78,7 @@ def _factory(spec: str) -> Any:
     return factory
 
 
-def _listed(keys: Sequence[str], n: int = 6) -> str:
-    keys = list(keys)
+def _listed(keys: list[str], n: int = 6) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
