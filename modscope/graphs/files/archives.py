@@ -389,7 +389,10 @@ class _ScriptUnpickler(pickle.Unpickler):
             return _same
         if module == "__torch__" or module.startswith("__torch__."):  # every class of the archive's code
             return ScriptObject
-        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        raise ModscopeError(
+            f"{self.entries.path}: refused global {module}.{name} in the TorchScript archive: only tensors "
+            "and module objects are read"
+        )
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -484,10 +487,6 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
         except ModscopeError:
             raise
         except pickle.UnpicklingError as exc:
-            if str(exc).startswith("refused global"):
-                raise ModscopeError(
-                    f"{path}: {exc} in the TorchScript archive: only tensors and module objects are read"
-                ) from None
             raise ModscopeError(f"{path}: not a readable {what} ({first_line(exc)})") from None
         except Exception as exc:  # corrupt pickles raise many types
             raise unreadable(path, what, exc) from None

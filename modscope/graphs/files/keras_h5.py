@@ -46,7 +46,8 @@ _CONFIG_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 @dataclass
 class KerasFile:
     """What a Keras file holds: the model config (None for weights only), each layer's weights
-    in stored order with their names, and the layers in stored order."""
+    in stored order with their names, the layers in stored order, and the file's kind (``HDF5`` or
+    ``.keras``)."""
 
     config: dict | None
     weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
@@ -71,15 +72,14 @@ def _strings(v: Any) -> list[str]:
 def _item(group: Any, name: str, where: str) -> Any:
     """``group[name]`` through hard / soft links inside the file only."""
     h5py = _h5py()
-    node = group
-    for part in [p for p in name.split("/") if p]:
-        link = node.get(part, getlink=True)
+    for part in [p for p in name.split("/") if p]:  # down the path, one link at a time
+        link = group.get(part, getlink=True)
         if link is None:
             raise ModscopeError(f"{where}: weight {name!r} is missing")
         if isinstance(link, h5py.ExternalLink):
             raise ModscopeError(f"{where}: {name!r} links to another file: refused")
-        node = node[part]
-    return node
+        group = group[part]
+    return group
 
 
 def _dataset(group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
@@ -417,7 +417,7 @@ def keras_graph(
         graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
-    reading = ("a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model") + ", traced"
+    reading = f"a Keras {kf.kind} model, traced"
     if input_shape is not None:
         reading += f" on an input of shape {(1, *(int(d) for d in input_shape))}"
     if module.symbolic:

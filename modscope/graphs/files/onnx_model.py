@@ -38,9 +38,7 @@ from ..weight_graph import WeightGraph
 from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
-__all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
-
-READING = "an ONNX model, traced"
+__all__ = ["onnx_graph", "onnx_module", "read_onnx"]
 
 
 def _onnx() -> Any:
@@ -180,7 +178,7 @@ def onnx_graph(
         re.sub(r"input:inputs_(\d+)", lambda m: f"input:{module.input_names[int(m.group(1))]}", n)
         for n in graph.group_names
     )
-    reading = READING
+    reading = "an ONNX model, traced"
     if input_shape is not None:
         reading += f" on an input of shape {tuple(int(d) for d in input_shape)}"
     if module.symbolic:

@@ -108,14 +108,12 @@ class OnnxModule(torch.nn.Module):
         free variant of it; returns the name used."""
         parts, holder, first = name.split("."), self, 0
         for p in parts[:-1]:
-            child = holder._modules.get(p)
-            if child is None and hasattr(holder, p):  # a parameter, buffer or attribute of that name:
-                parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
-                break
-            if child is None:
-                child = torch.nn.Module()
-                holder.add_module(p, child)
-            holder = child
+            if p not in holder._modules:
+                if hasattr(holder, p):  # a parameter, buffer or attribute of that name:
+                    parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
+                    break
+                holder.add_module(p, torch.nn.Module())
+            holder = holder._modules[p]
         for k in range(first, 1000):
             leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
             if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
