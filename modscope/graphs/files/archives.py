@@ -238,14 +238,12 @@ def _check_expr(text: Any, where: str) -> None:
     symbols and numbers only (``Mul(Integer(2), Symbol('s0', integer=True))``)."""
     if not isinstance(text, str) or len(text) > 4000:
         raise ModscopeError(f"{where}: malformed symbolic expression")
-    pos = 0
-    while pos < len(text):
+    pos, end = 0, len(text.rstrip())  # token by token, up to the trailing whitespace
+    while pos < end:
         m = _EXPR_TOKEN.match(text, pos)
         if m is None:
-            if text[pos:].strip() == "":
-                break
             raise ModscopeError(f"{where}: refused symbolic expression {text[:60]!r}")
-        quoted, name = m.group(2), m.group(3)
+        quoted, name = m.group(2, 3)
         if (quoted is not None and not _QUOTED.fullmatch(quoted)) or (
             name is not None and name not in _EXPR_NAMES and not _SYMBOL.match(name)
         ):

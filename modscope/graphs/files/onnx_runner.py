@@ -52,8 +52,8 @@ class OnnxModule(torch.nn.Module):
         self.output_names = [o.name for o in model.graph.output]
         self.static: dict[str, Any] = {}
         self.initializers = {t.name for t in model.graph.initializer}
-        self.named: dict[tuple, str] = {}  # (value, key) -> parameter name
-        self.submodules: dict[int, str] = {}  # node index -> module name (recurrent layers)
+        # what was placed, by the name it took: a constant by (value, key), a node's module by its index
+        self.named: dict[tuple | int, str] = {}
         self.model_proto, self.library_graph = model, None  # for onnx2torch's converters
         for t in model.graph.initializer:
             try:
@@ -150,9 +150,9 @@ class OnnxModule(torch.nn.Module):
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
-        if index not in self.submodules:
-            self.submodules[index] = self.place(name, make())
-        return self.get_submodule(self.submodules[index])
+        if index not in self.named:
+            self.named[index] = self.place(name, make())
+        return self.get_submodule(self.named[index])
 
     def forward(self, *inputs: Any) -> Any:
         env = dict(zip(self.input_names, inputs, strict=True))
