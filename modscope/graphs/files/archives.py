@@ -143,9 +143,10 @@ class Entries:
             raise unreadable(self.path, self.what, exc) from None
 
     def json(self, name: str) -> Any:
+        raw = self.read(name)  # its refusals are ValueErrors too: read before the try
         try:
-            return json.loads(self.read(name))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # bad bytes or syntax, an integer of 4,300+ digits
             raise ModscopeError(f"{self.path}: {name} is not valid JSON ({first_line(exc)})") from None
 
 
@@ -194,7 +195,7 @@ def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict)
     if not isinstance(tm, dict) or not isinstance(file, str) or not re.fullmatch(r"[\w.-]+", file):
         raise ModscopeError(f"{where}: malformed payload entry")
     code = tm.get("dtype")
-    if code not in _PT2_DTYPES:
+    if isinstance(code, list | dict) or code not in _PT2_DTYPES:  # (a JSON list or object is unhashable)
         raise ModscopeError(f"{where}: unsupported tensor dtype (code {code!r})")
     if tm.get("layout", 7) != 7:
         raise ModscopeError(f"{where}: a sparse or other non-strided tensor is not supported")
