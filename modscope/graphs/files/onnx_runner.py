@@ -30,9 +30,7 @@ def _plain(value: Any) -> np.ndarray:
     """A constant as a numpy array (bfloat16 widened to float32)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy().copy()
+        return (value.float() if value.dtype == torch.bfloat16 else value).numpy().copy()
     array = np.array(value)
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
 
