@@ -372,8 +372,8 @@ def _declared_inputs(kf: KerasFile, layers: list, inputs: list, sequential: bool
     """Each input's ``(declared batch shape, dtype)`` (the shape None where undeclared; symbolic
     sizes None)."""
     if sequential:
-        first, body = layers[0].config if layers else {}, kf.config.get("config")
-        # the model's build_input_shape (an old Sequential's config is the list of its layers)
+        first = layers[0].config if layers else {}
+        body = kf.config.get("config")  # an old Sequential's config is the list of its layers
         shape = _batch_shape(first) or (body.get("build_input_shape") if isinstance(body, dict) else None)
         if shape is None and layers and layers[0].cls == "Dense":
             w = kf.weights.get(layers[0].name)
