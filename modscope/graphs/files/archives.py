@@ -35,7 +35,7 @@ import numpy as np
 
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import ZIP_ERRORS, Budget
-from .formats import MAX_FILE_BYTES, check_file, unreadable
+from .formats import MAX_FILE_BYTES, check_file, refusing, unreadable
 
 __all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 
@@ -87,10 +87,8 @@ ArchiveKind = Literal["pt2", "torchscript"]
 def open_zip(path: Path, what: str) -> zipfile.ZipFile:
     """``path`` as a zip archive (a ``what``), checked first, with one-line errors."""
     check_file(path, limit=True)
-    try:
+    with refusing(ZIP_ERRORS, lambda exc: unreadable(path, what, exc)):
         return zipfile.ZipFile(path)
-    except ZIP_ERRORS as exc:
-        raise unreadable(path, what, exc) from None
 
 
 def _root(z: zipfile.ZipFile) -> str:
@@ -137,10 +135,8 @@ class Entries:
         if self.z.getinfo(full).file_size > MAX_FILE_BYTES:
             raise ModscopeError(f"{self.path}: {name} is above the {MAX_FILE_BYTES:,}-byte limit")
         self.budget.take(self.z.getinfo(full).file_size, f"entry {name} (decompressed)")
-        try:
+        with refusing(ZIP_ERRORS, lambda exc: unreadable(self.path, self.what, exc)):
             return self.z.read(full)
-        except ZIP_ERRORS as exc:
-            raise unreadable(self.path, self.what, exc) from None
 
     def json(self, name: str) -> Any:
         raw = self.read(name)  # its refusals are ValueErrors too: read before the try

@@ -35,7 +35,7 @@ import numpy as np
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, optional_import, refusing, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
 __all__ = ["onnx_graph", "onnx_module", "read_onnx"]
@@ -99,10 +99,8 @@ def read_onnx(path: str | Path) -> Any:
     onnx = _onnx()
     path = Path(path)
     check_file(path, limit=True)
-    try:
+    with refusing(Exception, lambda exc: unreadable(path, "ONNX model", exc)):  # protobuf's DecodeError, ...
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise unreadable(path, "ONNX model", exc) from None
     if not model.graph.node or not model.graph.output:
         raise ModscopeError(f"{path}: not a readable ONNX model (no graph), truncated or corrupt")
     _load_external(model, path)
