@@ -22,6 +22,7 @@ Errors are one line (`ModscopeError`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import pickle
@@ -100,17 +101,14 @@ def _root(z: zipfile.ZipFile) -> str:
 def archive_kind(path: str | Path) -> ArchiveKind | None:
     """``"pt2"`` for a ``torch.export`` archive, ``"torchscript"`` for a ``torch.jit.save`` one
     (its ``<root>/constants.pkl``), None for anything else (a ``torch.save`` zip, not a zip)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            root = _root(z)
-            names = set(z.namelist())
-            fmt = f"{root}/archive_format"
-            if fmt in names and z.getinfo(fmt).file_size < 64 and z.read(fmt).strip() == b"pt2":
-                return "pt2"
-            if f"{root}/constants.pkl" in names:
-                return "torchscript"
-    except ZIP_ERRORS:
-        return None
+    with contextlib.suppress(*ZIP_ERRORS), zipfile.ZipFile(path) as z:  # not a zip, or a corrupt one: None
+        root = _root(z)
+        names = set(z.namelist())
+        fmt = f"{root}/archive_format"
+        if fmt in names and z.getinfo(fmt).file_size < 64 and z.read(fmt).strip() == b"pt2":
+            return "pt2"
+        if f"{root}/constants.pkl" in names:
+            return "torchscript"
     return None
 
 

@@ -217,13 +217,12 @@ def _not_torch(path: Path) -> str:
 def _looks_onnx(path: Path) -> bool:
     if path.stat().st_size > 2**28:
         return False
-    try:
+    with contextlib.suppress(Exception):  # no onnx installed, or bytes protobuf rejects (in many ways)
         import onnx
 
         model = onnx.load_model_from_string(path.read_bytes())
-    except Exception:  # no onnx installed, or bytes protobuf rejects (in many ways)
-        return False
-    return bool(model.graph.node) and bool(model.graph.output)
+        return bool(model.graph.node) and bool(model.graph.output)
+    return False
 
 
 def symbolic_note(symbolic: Sequence[str], example: Sequence[Any]) -> str:
