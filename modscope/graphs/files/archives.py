@@ -22,6 +22,7 @@ Errors are one line (`ModscopeError`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import pickle
@@ -35,7 +36,7 @@ import numpy as np
 
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import ZIP_ERRORS, Budget
-from .formats import MAX_FILE_BYTES, check_file, unreadable
+from .formats import MAX_FILE_BYTES, check_file, refusing, unreadable
 
 __all__ = ["Entries", "archive_kind", "open_zip", "read_pt2", "read_torchscript"]
 
@@ -87,10 +88,8 @@ ArchiveKind = Literal["pt2", "torchscript"]
 def open_zip(path: Path, what: str) -> zipfile.ZipFile:
     """``path`` as a zip archive (a ``what``), checked first, with one-line errors."""
     check_file(path, limit=True)
-    try:
+    with refusing(ZIP_ERRORS, lambda exc: unreadable(path, what, exc)):
         return zipfile.ZipFile(path)
-    except ZIP_ERRORS as exc:
-        raise unreadable(path, what, exc) from None
 
 
 def _root(z: zipfile.ZipFile) -> str:
@@ -102,17 +101,14 @@ def _root(z: zipfile.ZipFile) -> str:
 def archive_kind(path: str | Path) -> ArchiveKind | None:
     """``"pt2"`` for a ``torch.export`` archive, ``"torchscript"`` for a ``torch.jit.save`` one
     (its ``<root>/constants.pkl``), None for anything else (a ``torch.save`` zip, not a zip)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            root = _root(z)
-            names = set(z.namelist())
-            fmt = f"{root}/archive_format"
-            if fmt in names and z.getinfo(fmt).file_size < 64 and z.read(fmt).strip() == b"pt2":
-                return "pt2"
-            if f"{root}/constants.pkl" in names:
-                return "torchscript"
-    except ZIP_ERRORS:
-        return None
+    with contextlib.suppress(*ZIP_ERRORS), zipfile.ZipFile(path) as z:  # not a zip, or a corrupt one: None
+        root = _root(z)
+        names = set(z.namelist())
+        fmt = f"{root}/archive_format"
+        if fmt in names and z.getinfo(fmt).file_size < 64 and z.read(fmt).strip() == b"pt2":
+            return "pt2"
+        if f"{root}/constants.pkl" in names:
+            return "torchscript"
     return None
 
 
@@ -137,15 +133,14 @@ class Entries:
         if self.z.getinfo(full).file_size > MAX_FILE_BYTES:
             raise ModscopeError(f"{self.path}: {name} is above the {MAX_FILE_BYTES:,}-byte limit")
         self.budget.take(self.z.getinfo(full).file_size, f"entry {name} (decompressed)")
-        try:
+        with refusing(ZIP_ERRORS, lambda exc: unreadable(self.path, self.what, exc)):
             return self.z.read(full)
-        except ZIP_ERRORS as exc:
-            raise unreadable(self.path, self.what, exc) from None
 
     def json(self, name: str) -> Any:
+        raw = self.read(name)  # its refusals are ValueErrors too: read before the try
         try:
-            return json.loads(self.read(name))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # bad bytes or syntax, an integer of 4,300+ digits
             raise ModscopeError(f"{self.path}: {name} is not valid JSON ({first_line(exc)})") from None
 
 
@@ -194,7 +189,7 @@ def _pt2_tensor(entries: Entries, folder: str, fqn: str, meta: Any, cache: dict)
     if not isinstance(tm, dict) or not isinstance(file, str) or not re.fullmatch(r"[\w.-]+", file):
         raise ModscopeError(f"{where}: malformed payload entry")
     code = tm.get("dtype")
-    if code not in _PT2_DTYPES:
+    if isinstance(code, list | dict) or code not in _PT2_DTYPES:  # (a JSON list or object is unhashable)
         raise ModscopeError(f"{where}: unsupported tensor dtype (code {code!r})")
     if tm.get("layout", 7) != 7:
         raise ModscopeError(f"{where}: a sparse or other non-strided tensor is not supported")
@@ -238,14 +233,12 @@ def _check_expr(text: Any, where: str) -> None:
     symbols and numbers only (``Mul(Integer(2), Symbol('s0', integer=True))``)."""
     if not isinstance(text, str) or len(text) > 4000:
         raise ModscopeError(f"{where}: malformed symbolic expression")
-    pos = 0
-    while pos < len(text):
+    pos, end = 0, len(text.rstrip())  # token by token, up to the trailing whitespace
+    while pos < end:
         m = _EXPR_TOKEN.match(text, pos)
         if m is None:
-            if text[pos:].strip() == "":
-                break
             raise ModscopeError(f"{where}: refused symbolic expression {text[:60]!r}")
-        quoted, name = m.group(2), m.group(3)
+        quoted, name = m.group(2, 3)
         if (quoted is not None and not _QUOTED.fullmatch(quoted)) or (
             name is not None and name not in _EXPR_NAMES and not _SYMBOL.match(name)
         ):
@@ -358,8 +351,6 @@ class ScriptObject:
     """An inert stand-in for a ``__torch__.*`` object of a TorchScript archive: it keeps the state
     the pickle gives it and does nothing else (no code of the archive is ever compiled or run)."""
 
-    qualified_name = ""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.state: Any = args
 
@@ -379,7 +370,6 @@ class _ScriptUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.entries = entries
         self.storages: dict[str, np.ndarray] = {}
-        self.classes: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
@@ -390,10 +380,12 @@ class _ScriptUnpickler(pickle.Unpickler):
             return OrderedDict
         if module == "torch.jit._pickle" and (name == "restore_type_tag" or name.startswith("build_")):
             return _same
-        if module == "__torch__" or module.startswith("__torch__."):
-            qual = f"{module}.{name}"  # one class per name, as the archive's objects share it
-            return self.classes.setdefault(qual, type(name, (ScriptObject,), {"qualified_name": qual}))
-        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        if module == "__torch__" or module.startswith("__torch__."):  # every class of the archive's code
+            return ScriptObject
+        raise ModscopeError(
+            f"{self.entries.path}: refused global {module}.{name} in the TorchScript archive: only tensors "
+            "and module objects are read"
+        )
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -488,10 +480,6 @@ def read_torchscript(path: str | Path) -> dict[str, np.ndarray]:
         except ModscopeError:
             raise
         except pickle.UnpicklingError as exc:
-            if str(exc).startswith("refused global"):
-                raise ModscopeError(
-                    f"{path}: {exc} in the TorchScript archive: only tensors and module objects are read"
-                ) from None
             raise ModscopeError(f"{path}: not a readable {what} ({first_line(exc)})") from None
         except Exception as exc:  # corrupt pickles raise many types
             raise unreadable(path, what, exc) from None

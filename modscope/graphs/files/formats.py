@@ -168,8 +168,14 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+    except RuntimeError as exc:
+        if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
+            raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
+        if "data.pkl" in str(exc) and zipfile.is_zipfile(path):
+            raise ModscopeError(f"{path}: not a torch.save file (a .pt2 archive? use load_graph)") from None
+        raise unreadable(path, "torch checkpoint", exc) from None
+    except Exception as exc:  # torch's unpickler raises many types on corrupt bytes
+        if isinstance(exc, pickle.UnpicklingError) and re.search("Unsupported global|GLOBAL", str(exc)):
             # torch names the first global it refused: "Unsupported global: GLOBAL a.b.C was not ..."
             found = re.search(r"GLOBAL ([\w.]+) (?:was not an allowed global|whose module)", str(exc))
             what = found.group(1) if found else "a Python object"
@@ -186,14 +192,6 @@ def safe_torch_load(path: str | os.PathLike, trust_pickle: bool = False, trust_o
                 + (" (a whole module, not a state dict)" if module else "")
                 + f"; loading it would run pickled code from the file. {way}"
             ) from None
-        raise ModscopeError(f"{path}: {_not_torch(path)}") from None
-    except RuntimeError as exc:
-        if "TorchScript" in str(exc) or "constants.pkl" in str(exc):
-            raise ModscopeError(f"{path}: a TorchScript archive: read it with load_graph") from None
-        if "data.pkl" in str(exc) and zipfile.is_zipfile(path):
-            raise ModscopeError(f"{path}: not a torch.save file (a .pt2 archive? use load_graph)") from None
-        raise unreadable(path, "torch checkpoint", exc) from None
-    except Exception:  # torch's unpickler raises many types on corrupt bytes
         raise ModscopeError(f"{path}: {_not_torch(path)}") from None
     check_tensor_sizes(obj, Budget(str(path)))
     return obj
@@ -219,13 +217,12 @@ def _not_torch(path: Path) -> str:
 def _looks_onnx(path: Path) -> bool:
     if path.stat().st_size > 2**28:
         return False
-    try:
+    with contextlib.suppress(Exception):  # no onnx installed, or bytes protobuf rejects (in many ways)
         import onnx
 
         model = onnx.load_model_from_string(path.read_bytes())
-    except Exception:  # no onnx installed, or bytes protobuf rejects (in many ways)
-        return False
-    return bool(model.graph.node) and bool(model.graph.output)
+        return bool(model.graph.node) and bool(model.graph.output)
+    return False
 
 
 def symbolic_note(symbolic: Sequence[str], example: Sequence[Any]) -> str:

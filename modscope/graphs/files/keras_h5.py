@@ -46,7 +46,8 @@ _CONFIG_ERRORS = (KeyError, TypeError, AttributeError, ValueError, IndexError)
 @dataclass
 class KerasFile:
     """What a Keras file holds: the model config (None for weights only), each layer's weights
-    in stored order with their names, and the layers in stored order."""
+    in stored order with their names, the layers in stored order, and the file's kind (``HDF5`` or
+    ``.keras``)."""
 
     config: dict | None
     weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
@@ -72,15 +73,14 @@ def _strings(v: Any) -> list[str]:
 def _item(group: Any, name: str, where: str) -> Any:
     """``group[name]`` through hard / soft links inside the file only."""
     h5py = _h5py()
-    node = group
-    for part in [p for p in name.split("/") if p]:
-        link = node.get(part, getlink=True)
+    for part in [p for p in name.split("/") if p]:  # down the path, one link at a time
+        link = group.get(part, getlink=True)
         if link is None:
             raise ModscopeError(f"{where}: weight {name!r} is missing")
         if isinstance(link, h5py.ExternalLink):
             raise ModscopeError(f"{where}: {name!r} links to another file: refused")
-        node = node[part]
-    return node
+        group = group[part]
+    return group
 
 
 def _dataset(group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
@@ -98,45 +98,41 @@ def _dataset(group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
     return np.asarray(ds[()])
 
 
-def _legacy_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list[str]]:
-    """Layer weights of the legacy layout: ``layer_names`` and each layer's ``weight_names``."""
-    order = _strings(root.attrs.get("layer_names"))
-    weights, names = {}, {}
-    for layer in order:
+def _legacy_weights(kf: KerasFile, root: Any, where: str, budget: Budget) -> None:
+    """Add to ``kf`` the layer weights of the legacy layout: ``layer_names`` and each layer's
+    ``weight_names``."""
+    for layer in _strings(root.attrs.get("layer_names")):
         group = _item(root, layer, where)
-        wn = _strings(group.attrs.get("weight_names"))
-        weights[layer] = [_dataset(group, n, where, budget) for n in wn]
-        names[layer] = wn
-    return weights, names, order
+        kf.names[layer] = _strings(group.attrs.get("weight_names"))
+        kf.weights[layer] = [_dataset(group, n, where, budget) for n in kf.names[layer]]
+        kf.order.append(layer)
 
 
-def _v3_weights(root: Any, where: str, budget: Budget) -> tuple[dict, dict, list[str]]:
-    """Keras 3's ``layers/<name>/vars/<i>`` layout (the user's layer name is the ``vars`` group's
-    ``name`` attribute; a recurrent layer keeps its weights in ``cell/vars``)."""
+def _v3_weights(kf: KerasFile, root: Any, where: str, budget: Budget) -> None:
+    """Add to ``kf`` the layer weights of Keras 3's ``layers/<name>/vars/<i>`` layout (the user's
+    layer name is the ``vars`` group's ``name`` attribute; a recurrent layer keeps its weights in
+    ``cell/vars``)."""
     h5py = _h5py()
     layers = _item(root, "layers", where)
-    weights, names, order = {}, {}, []
     for key in sorted(layers.keys(), key=natural_key):
         group = _item(layers, key, where)
         if not isinstance(group, h5py.Group):
             continue
         name = _text(group["vars"].attrs.get("name", key)) if "vars" in group else key
-        arrays, labels = [], []
+        kf.weights[name], kf.names[name] = [], []
+        kf.order.append(name)
         todo = [("", group)]
         while todo:  # the layer's own vars, then nested objects' (cells, wrapped layers)
             prefix, g = todo.pop(0)
             if "vars" in g:
                 vars_ = _item(g, "vars", where)
                 for i in sorted(vars_.keys(), key=natural_key):
-                    arrays.append(_dataset(vars_, i, where, budget))
-                    labels.append(f"{prefix}vars/{i}")
+                    kf.weights[name].append(_dataset(vars_, i, where, budget))
+                    kf.names[name].append(f"{prefix}vars/{i}")
             for sub in sorted(k for k in g.keys() if k != "vars"):
                 child = _item(g, sub, where)
                 if isinstance(child, h5py.Group):
                     todo.append((f"{prefix}{sub}/", child))
-        weights[name], names[name] = arrays, labels
-        order.append(name)
-    return weights, names, order
 
 
 def _read_h5(
@@ -148,15 +144,16 @@ def _read_h5(
         if config is None and "model_config" in f.attrs:
             config = _json(f.attrs["model_config"], where)
         version = f.attrs.get("keras_version", version)
+        kf = KerasFile(config, kind=kind, version=None if version is None else _text(version))
         if "layer_names" in f.attrs:
-            weights, names, order = _legacy_weights(f, where, budget)
+            _legacy_weights(kf, f, where, budget)
         elif "model_weights" in f and "layer_names" in f["model_weights"].attrs:
-            weights, names, order = _legacy_weights(_item(f, "model_weights", where), where, budget)
+            _legacy_weights(kf, _item(f, "model_weights", where), where, budget)
         elif "layers" in f:
-            weights, names, order = _v3_weights(f, where, budget)
+            _v3_weights(kf, f, where, budget)
         else:
             raise ModscopeError(f"{where}: no Keras weights found (no layer_names, model_weights or layers)")
-    return KerasFile(config, weights, names, order, kind, None if version is None else _text(version))
+    return kf
 
 
 def _json(raw: Any, where: str) -> dict:
@@ -194,10 +191,9 @@ def _weights_only_graph(kf: KerasFile, where: str) -> WeightGraph:
     """A weights-only file: Dense kernels ``(in, out)`` chained in stored order."""
     items = []
     for layer in kf.order:
-        arrays = kf.weights.get(layer, [])
-        if not arrays:
+        if not kf.weights[layer]:
             continue
-        kernel, rest = arrays[0], arrays[1:]
+        kernel, *rest = kf.weights[layer]
         if kernel.ndim != 2 or len(rest) > 1 or any(r.ndim != 1 for r in rest):
             what = "convolution kernels" if kernel.ndim > 2 else "weights other than a Dense kernel and bias"
             raise ModscopeError(
@@ -338,9 +334,8 @@ def keras_module(kf: KerasFile, input_shape: Sequence[int] | None = None, source
 
     module = KerasModule()
     fns = _layer_functions(module, kf, layers, sequential, source)
-    shapes, dtypes = _declared_inputs(kf, layers, inputs, sequential)
     example, symbolic = [], []
-    for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True)):
+    for k, (shape, dtype) in enumerate(_declared_inputs(kf, layers, inputs, sequential)):
         if k == 0 and input_shape is not None:
             shape = [None, *input_shape]
         if shape is None:
@@ -387,19 +382,21 @@ def _layer_functions(module: Any, kf: KerasFile, layers: list, sequential: bool,
     return fns
 
 
-def _declared_inputs(kf: KerasFile, layers: list, inputs: list, sequential: bool) -> tuple[list, list]:
-    """Each input's declared batch shape (None where undeclared; symbolic sizes None) and dtype."""
+def _declared_inputs(kf: KerasFile, layers: list, inputs: list, sequential: bool) -> list[tuple]:
+    """Each input's ``(declared batch shape, dtype)`` (the shape None where undeclared; symbolic
+    sizes None)."""
     if sequential:
         first = layers[0].config if layers else {}
-        shape = _batch_shape(first) or (kf.config.get("config") or {}).get("build_input_shape")
+        body = kf.config.get("config")  # an old Sequential's config is the list of its layers
+        shape = _batch_shape(first) or (body.get("build_input_shape") if isinstance(body, dict) else None)
         if shape is None and layers and layers[0].cls == "Dense":
             w = kf.weights.get(layers[0].name)
             shape = [None, w[0].shape[0]] if w else None
         dtype = first.get("dtype") if layers and layers[0].cls == "InputLayer" else None
-        return [shape], ["int64" if layers and layers[0].cls == "Embedding" else dtype]
+        return [(shape, "int64" if layers and layers[0].cls == "Embedding" else dtype)]
     by_name = {layer.name: layer for layer in layers}
     configs = [by_name[name].config if name in by_name else {} for name, _, _ in inputs]
-    return [_batch_shape(cfg) for cfg in configs], [cfg.get("dtype") for cfg in configs]
+    return [(_batch_shape(cfg), cfg.get("dtype")) for cfg in configs]
 
 
 def _example_dims(shape: Any, source: str) -> list[int]:
@@ -435,7 +432,7 @@ def keras_graph(
         graph = trace_graph(module, example, kernel_norm=kernel_norm, input_axes=axes)
     except ModscopeError as exc:
         raise ModscopeError(f"{exc}{symbolic_note(module.symbolic, example)}") from None
-    reading = ("a Keras .keras model" if kf.kind == ".keras" else "a Keras HDF5 model") + ", traced"
+    reading = f"a Keras {kf.kind} model, traced"
     if input_shape is not None:
         reading += f" on an input of shape {(1, *(int(d) for d in input_shape))}"
     if module.symbolic:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,10 @@ import numpy as np
 from ...errors import ModscopeError, first_line
 from ...runtime.limits import Budget
 from ..weight_graph import WeightGraph
-from .formats import MAX_FILE_BYTES, check_file, optional_import, symbolic_note, unreadable
+from .formats import MAX_FILE_BYTES, check_file, optional_import, refusing, symbolic_note, unreadable
 from .onnx_ops import NP_TYPES
 
-__all__ = ["READING", "onnx_graph", "onnx_module", "read_onnx"]
-
-READING = "an ONNX model, traced"
+__all__ = ["onnx_graph", "onnx_module", "read_onnx"]
 
 
 def _onnx() -> Any:
@@ -48,17 +46,16 @@ def _onnx() -> Any:
 
 
 # -- reading the file --------------------------------------------------------------------------------
-def _external_tensors(model: Any) -> list[Any]:
+def _external_tensors(model: Any) -> Iterator[Any]:
     """Every tensor of the main graph and its local functions that can hold data."""
     onnx = _onnx()
-    tensors = list(model.graph.initializer)
+    yield from model.graph.initializer
     for node in [*model.graph.node, *(n for f in model.functions for n in f.node)]:
         for a in node.attribute:
             if a.type == onnx.AttributeProto.TENSOR:
-                tensors.append(a.t)
+                yield a.t
             elif a.type == onnx.AttributeProto.TENSORS:
-                tensors.extend(a.tensors)
-    return tensors
+                yield from a.tensors
 
 
 def _load_external(model: Any, path: Path) -> None:
@@ -102,10 +99,8 @@ def read_onnx(path: str | Path) -> Any:
     onnx = _onnx()
     path = Path(path)
     check_file(path, limit=True)
-    try:
+    with refusing(Exception, lambda exc: unreadable(path, "ONNX model", exc)):  # protobuf's DecodeError, ...
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise unreadable(path, "ONNX model", exc) from None
     if not model.graph.node or not model.graph.output:
         raise ModscopeError(f"{path}: not a readable ONNX model (no graph), truncated or corrupt")
     _load_external(model, path)
@@ -181,7 +176,7 @@ def onnx_graph(
         re.sub(r"input:inputs_(\d+)", lambda m: f"input:{module.input_names[int(m.group(1))]}", n)
         for n in graph.group_names
     )
-    reading = READING
+    reading = "an ONNX model, traced"
     if input_shape is not None:
         reading += f" on an input of shape {tuple(int(d) for d in input_shape)}"
     if module.symbolic:

@@ -3,12 +3,14 @@ when a model is read, so that reading other formats never imports torch."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from torch.fx import traceback
 
 from ...errors import ModscopeError, first_line
 from .formats import refusing
@@ -20,28 +22,17 @@ __all__ = ["OnnxModule"]
 # initializer / value names an exporter made up (not a torch parameter's name)
 _GENERATED = re.compile(r"(^val_\d+$|^_|::|^onnx|_output_\d+$|^/|^\d+$|:\d+$)")
 _TORCH_NAME = re.compile(r"^\w+(\.\w+)*$")
+# ``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch without it
+_annotate = getattr(traceback, "annotate", lambda meta: contextlib.nullcontext())
 
 
 def _plain(value: Any) -> np.ndarray:
     """A constant as a numpy array (bfloat16 widened to float32)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()
-        return value.numpy().copy()
+        return (value.float() if value.dtype == torch.bfloat16 else value).numpy().copy()
     array = np.array(value)
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
-
-
-def _annotate(meta: dict) -> Any:
-    """``torch.fx.traceback.annotate`` (the traced nodes' ``meta["custom"]``), or nothing on a torch
-    without it."""
-    import contextlib
-
-    from torch.fx import traceback
-
-    annotate = getattr(traceback, "annotate", None)
-    return annotate(meta) if annotate is not None else contextlib.nullcontext()
 
 
 class OnnxModule(torch.nn.Module):
@@ -59,8 +50,8 @@ class OnnxModule(torch.nn.Module):
         self.output_names = [o.name for o in model.graph.output]
         self.static: dict[str, Any] = {}
         self.initializers = {t.name for t in model.graph.initializer}
-        self.named: dict[tuple, str] = {}  # (value, key) -> parameter name
-        self.submodules: dict[int, str] = {}  # node index -> module name (recurrent layers)
+        # what was placed, by the name it took: a constant by (value, key), a node's module by its index
+        self.named: dict[tuple | int, str] = {}
         self.model_proto, self.library_graph = model, None  # for onnx2torch's converters
         for t in model.graph.initializer:
             try:
@@ -116,14 +107,12 @@ class OnnxModule(torch.nn.Module):
         free variant of it; returns the name used."""
         parts, holder, first = name.split("."), self, 0
         for p in parts[:-1]:
-            child = holder._modules.get(p)
-            if child is None and hasattr(holder, p):  # a parameter, buffer or attribute of that name:
-                parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
-                break
-            if child is None:
-                child = torch.nn.Module()
-                holder.add_module(p, child)
-            holder = child
+            if p not in holder._modules:
+                if hasattr(holder, p):  # a parameter, buffer or attribute of that name:
+                    parts, holder, first = [sanitise(name).replace(".", "_")], self, 1  # one name, numbered
+                    break
+                holder.add_module(p, torch.nn.Module())
+            holder = holder._modules[p]
         for k in range(first, 1000):
             leaf = parts[-1] if k == 0 else f"{parts[-1]}_{k}"
             if hasattr(holder, leaf):  # nn.Module's attributes include its parameters, buffers, children
@@ -160,9 +149,9 @@ class OnnxModule(torch.nn.Module):
         return self.lookup(self.named[(value, key)])
 
     def submodule(self, index: int, name: str, make: Callable[[], Any]) -> Any:
-        if index not in self.submodules:
-            self.submodules[index] = self.place(name, make())
-        return self.get_submodule(self.submodules[index])
+        if index not in self.named:
+            self.named[index] = self.place(name, make())
+        return self.get_submodule(self.named[index])
 
     def forward(self, *inputs: Any) -> Any:
         env = dict(zip(self.input_names, inputs, strict=True))

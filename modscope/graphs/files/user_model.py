@@ -13,7 +13,7 @@ import importlib
 import operator
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ModscopeError, first_line
@@ -65,12 +65,11 @@ def _factory(spec: str) -> Any:
     if cwd not in sys.path:  # as `python -m` does: the user's own modules next to their data
         sys.path.insert(0, cwd)
     try:
-        module = importlib.import_module(module_name)
+        factory = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # the user's code: its import failure in one line
         raise ModscopeError(
             f"cannot import {module_name!r} ({type(exc).__name__}: {first_line(exc)})"
         ) from None
-    factory = module
     for part in attr.split("."):
         if not hasattr(factory, part):
             raise ModscopeError(f"{module_name} has no {attr!r}")
@@ -78,8 +77,7 @@ def _factory(spec: str) -> Any:
     return factory
 
 
-def _listed(keys: Sequence[str], n: int = 6) -> str:
-    keys = list(keys)
+def _listed(keys: list[str], n: int = 6) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
@@ -153,8 +151,7 @@ def guess_example(module: Any) -> tuple[Any, str]:
         shape, dtype = (*steps, first.input_size), torch.float32
         how = f"{_GUESSED_LENGTH} steps of {first.input_size} features, from the first layer ({kind})"
     elif isinstance(first, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-        n = first.weight.ndim - 2
-        shape, dtype = (1, first.in_channels, *[_GUESSED_SIDE] * n), torch.float32
+        shape, dtype = (1, first.in_channels, *[_GUESSED_SIDE] * (first.weight.ndim - 2)), torch.float32
         how = (
             f"{first.in_channels} channels from the first layer ({kind}), spatial size {_GUESSED_SIDE} "
             "assumed (the graph does not depend on it unless a head flattens the map)"

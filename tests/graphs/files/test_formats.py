@@ -157,6 +157,24 @@ def test_pt2_refuses_what_would_run_code(tmp_path, where, change, message):
     _one_line(info)
 
 
+def test_pt2_malformed_numbers_are_one_line(tmp_path):
+    """A dtype code that is a JSON list, and an integer of more digits than Python converts, were
+    internal errors (TypeError, ValueError) instead of refusals."""
+
+    def huge(name: str, data: bytes) -> bytes:
+        big = b'{"x": ' + b"1" * 5000 + b", "
+        return data.replace(b"{", big, 1) if name.endswith("models/model.json") else data
+
+    def list_dtype(o: dict) -> None:
+        next(iter(o["config"].values()))["tensor_meta"]["dtype"] = [7]
+
+    dtype = _edit_json("model_weights_config.json", list_dtype)
+    for edit, message in [(huge, "is not valid JSON"), (dtype, "unsupported tensor dtype")]:
+        with pytest.raises(ModscopeError, match=message) as info:
+            load_graph(_edit_pt2(DATA / "lstm.pt2", tmp_path / "bad.pt2", edit))
+        _one_line(info)
+
+
 def test_pt2_with_a_symbolic_batch_size(tmp_path):
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     program = torch.export.export(net, (torch.randn(2, 3),), dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -501,6 +519,27 @@ def test_keras_dense_stack_is_the_chain_of_its_transposed_kernels():
         assert graph.is_chain and graph.sizes == chain.sizes and graph.links == chain.links
         for a, b in zip(graph.weights, chain.weights, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.h5py
+def test_keras_old_sequential_config_without_an_input_shape(tmp_path):
+    """An old Sequential config (the list of its layers) whose first layer declares no input shape
+    reads its input size off the first Dense kernel (it was an AttributeError)."""
+    import h5py
+
+    path = tmp_path / "old.h5"
+    shutil.copy(DATA / "keras_mlp.h5", path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = [x for x in config["config"]["layers"] if x["class_name"] == "Dense"]
+        for layer in layers:
+            layer["config"].pop("batch_input_shape", None)
+            layer["config"].pop("batch_shape", None)
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers})
+    graph, expected = load_graph(path), load_graph(DATA / "keras_mlp.h5")
+    assert graph.sizes == expected.sizes == (6, 5, 4, 3)
+    for a, b in zip(graph.weights, expected.weights, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.h5py
