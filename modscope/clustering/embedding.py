@@ -278,38 +278,34 @@ def spectral_embedding(
     k = n_components
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
-    solver = eigen_solver
     side = gram_side(graph)
-    if solver == "auto":
-        if side is None:  # not bipartite (recurrent blocks, stream-to-stream edges): the plain path
-            solver = "dense" if nodes.size <= 6000 else "arpack"
-        else:
-            solver = "bipartite" if sum(graph.sizes[g] for g in side) <= ITERATIVE_SIDE else "iterative"
+    plain = "dense" if nodes.size <= 6000 else "arpack"  # the whole graph's eigenproblem
+    solver = eigen_solver
+    if solver == "auto" and side is None:  # not bipartite (recurrent blocks, stream-to-stream edges)
+        solver = plain
+    elif solver == "auto":
+        solver = "bipartite" if sum(graph.sizes[g] for g in side) <= ITERATIVE_SIDE else "iterative"
     if solver in ("bipartite", "iterative") and side is None:
         raise ModscopeError(f"eigen solver {solver!r} needs a bipartite graph; this one is not (use 'dense')")
     if solver in ("bipartite", "iterative"):
         found = _gram_singular(graph, k) if solver == "bipartite" else _operator_singular(graph, k, ss)
-        if found is None:  # the rest of the spectrum is the null space: use the plain path
-            solver = "dense" if nodes.size <= 6000 else "arpack"
-        else:
+        if found is not None:
             vecs, s = found
-            vecs = vecs[nodes] / np.sqrt(2.0)
-            eigenvalues = 1.0 - s
-    if solver in ("dense", "arpack"):
-        A = graph.adjacency[nodes][:, nodes]
-        d = np.asarray(A.sum(axis=1)).ravel()
-        inv = sp.diags(1.0 / np.sqrt(d))
-        N = inv @ A @ inv
-        if solver == "dense":
-            mu, vecs = sla.eigh(N.toarray(), subset_by_index=[nodes.size - k, nodes.size - 1])
-        else:
-            v0 = np.random.default_rng(ss).uniform(-1, 1, nodes.size)
-            mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
-        order = np.argsort(-mu)
-        vecs, eigenvalues = vecs[:, order], 1.0 - mu[order]
-    elif solver not in ("bipartite", "iterative"):
+            return embed_rows(graph, vecs[nodes] / np.sqrt(2.0), nodes), 1.0 - s, nodes
+        solver = plain  # the rest of the spectrum is the null space: use the plain path
+    if solver not in ("dense", "arpack"):
         raise ModscopeError(f"unknown eigen solver {eigen_solver!r}")
-    return embed_rows(graph, vecs, nodes), eigenvalues, nodes
+    A = graph.adjacency[nodes][:, nodes]
+    d = np.asarray(A.sum(axis=1)).ravel()
+    inv = sp.diags(1.0 / np.sqrt(d))
+    N = inv @ A @ inv
+    if solver == "dense":
+        mu, vecs = sla.eigh(N.toarray(), subset_by_index=[nodes.size - k, nodes.size - 1])
+    else:
+        v0 = np.random.default_rng(ss).uniform(-1, 1, nodes.size)
+        mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
+    order = np.argsort(-mu)
+    return embed_rows(graph, vecs[:, order], nodes), 1.0 - mu[order], nodes
 
 
 def embed_rows(graph: WeightGraph, vecs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
