@@ -178,16 +178,23 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         s2, V = np.concatenate([np.ones(Q.shape[1]), s2[top]]), np.hstack([Q, V[:, top]])
     else:
         s2, V = np.ones(k), Q[:, :k]
-    s = np.sqrt(np.clip(s2, 0.0, None))
-    vecs = np.zeros((graph.n_nodes, k))
-    vecs[side_nodes[keep]] = V
-    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    vecs, s, scale = _placed(graph.n_nodes, side_nodes[keep], V, s2)
     for t, blocks in incident.items():  # u = B v / sigma on the other side, group by group
         u = np.zeros((graph.sizes[t], k))
         for s_g, t_is_dst, M in blocks:
             u += _toward(M, t_is_dst, vecs[off[s_g] : off[s_g + 1]] * dinv[off[s_g] : off[s_g + 1], None])
         vecs[off[t] : off[t + 1]] = u * dinv[off[t] : off[t + 1], None] * scale
     return vecs, s
+
+
+def _placed(n_nodes: int, rows: np.ndarray, V: np.ndarray, s2: np.ndarray):
+    """``(vecs, s, 1 / s)``: the Gram side's eigenvectors ``V`` ``(len(rows), k)`` at node ids ``rows`` of
+    ``(n_nodes, k)`` zeros, the singular values ``s = sqrt(s2)`` ``(k,)`` and their inverses (0 where
+    ``s`` is 0), which turn ``B v`` into the other side's ``u``."""
+    s = np.sqrt(np.clip(s2, 0.0, None))
+    vecs = np.zeros((n_nodes, V.shape[1]))
+    vecs[rows] = V
+    return vecs, s, np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
 
 
 def _cross(Mi: np.ndarray, di: bool, Mj: np.ndarray, dj: bool) -> np.ndarray:
@@ -248,11 +255,7 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
         G = G[np.ix_(keep, keep)]
     m = G.shape[0]
     s2, V = sla.eigh(G, lower=False, subset_by_index=[m - k, m - 1], overwrite_a=True, check_finite=False)
-    s = np.sqrt(np.clip(s2[::-1], 0.0, None))
-    V = V[:, ::-1]
-    vecs = np.zeros((graph.n_nodes, k))
-    vecs[side_nodes[keep]] = V
-    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    vecs, s, scale = _placed(graph.n_nodes, side_nodes[keep], V[:, ::-1], s2[::-1])
     # u = B v / sigma on the other side, group by group: B v = D_o^-1/2 |W| (D_s^-1/2 v), and
     # the scaled blocks already carry one D_o^-1/2
     sv = vecs * dinv[:, None]
