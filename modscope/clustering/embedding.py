@@ -90,9 +90,15 @@ def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
     return out
 
 
-def _toward(M: np.ndarray, t_is_dst: bool, x: np.ndarray) -> np.ndarray:
-    """``R @ x`` with ``R`` the block oriented with ``t``'s units on the rows."""
-    return M @ x if t_is_dst else M.T @ x
+def _gather(blocks: list, x: np.ndarray, off: np.ndarray, n: int) -> np.ndarray:
+    """``(n, b)``: ``sum R x_s`` over an other-side group's ``blocks`` (`_blocks_at`; ``n`` its units),
+    ``R`` each block oriented with the group's units on the rows and ``x_s`` the rows of ``x``
+    ``(n_nodes, b)`` at the block's side group."""
+    u = np.zeros((n, x.shape[1]))
+    for s, t_is_dst, M in blocks:
+        x_s = x[off[s] : off[s + 1]]
+        u += M @ x_s if t_is_dst else M.T @ x_s
+    return u
 
 
 def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
@@ -159,9 +165,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         full *= dinv[:, None]
         out = np.zeros_like(full)
         for t, blocks in incident.items():
-            u = np.zeros((graph.sizes[t], x.shape[1]))
-            for s, t_is_dst, M in blocks:
-                u += _toward(M, t_is_dst, full[off[s] : off[s + 1]])
+            u = _gather(blocks, full, off, graph.sizes[t])
             u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
             for s, t_is_dst, M in blocks:
                 out[off[s] : off[s + 1]] += M.T @ u if t_is_dst else M @ u  # R^T u: back to the side group
@@ -179,10 +183,9 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
     else:
         s2, V = np.ones(k), Q[:, :k]
     vecs, s, scale = _placed(graph.n_nodes, side_nodes[keep], V, s2)
+    sv = vecs * dinv[:, None]
     for t, blocks in incident.items():  # u = B v / sigma on the other side, group by group
-        u = np.zeros((graph.sizes[t], k))
-        for s_g, t_is_dst, M in blocks:
-            u += _toward(M, t_is_dst, vecs[off[s_g] : off[s_g + 1]] * dinv[off[s_g] : off[s_g + 1], None])
+        u = _gather(blocks, sv, off, graph.sizes[t])
         vecs[off[t] : off[t + 1]] = u * dinv[off[t] : off[t + 1], None] * scale
     return vecs, s
 
@@ -260,10 +263,7 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
     # the scaled blocks already carry one D_o^-1/2
     sv = vecs * dinv[:, None]
     for t in other:
-        u = np.zeros((sizes[t], k))
-        for g, t_is_dst, M in _blocks_at(graph, int(t), dinv):
-            u += _toward(M, t_is_dst, sv[off[g] : off[g + 1]])
-        vecs[off[t] : off[t + 1]] = u * scale
+        vecs[off[t] : off[t + 1]] = _gather(_blocks_at(graph, int(t), dinv), sv, off, sizes[t]) * scale
     return vecs, s
 
 
