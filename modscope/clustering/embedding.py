@@ -90,9 +90,15 @@ def _blocks_at(graph: WeightGraph, t: int, dinv: np.ndarray | None):
     return out
 
 
-def _toward(M: np.ndarray, t_is_dst: bool, x: np.ndarray) -> np.ndarray:
-    """``R @ x`` with ``R`` the block oriented with ``t``'s units on the rows."""
-    return M @ x if t_is_dst else M.T @ x
+def _gather(blocks: list, x: np.ndarray, off: np.ndarray, n: int) -> np.ndarray:
+    """``(n, b)``: ``sum R x_s`` over an other-side group's ``blocks`` (`_blocks_at`; ``n`` its units),
+    ``R`` each block oriented with the group's units on the rows and ``x_s`` the rows of ``x``
+    ``(n_nodes, b)`` at the block's side group."""
+    u = np.zeros((n, x.shape[1]))
+    for s, t_is_dst, M in blocks:
+        x_s = x[off[s] : off[s + 1]]
+        u += M @ x_s if t_is_dst else M.T @ x_s
+    return u
 
 
 def components(graph: WeightGraph) -> tuple[int, np.ndarray]:
@@ -159,9 +165,7 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         full *= dinv[:, None]
         out = np.zeros_like(full)
         for t, blocks in incident.items():
-            u = np.zeros((graph.sizes[t], x.shape[1]))
-            for s, t_is_dst, M in blocks:
-                u += _toward(M, t_is_dst, full[off[s] : off[s + 1]])
+            u = _gather(blocks, full, off, graph.sizes[t])
             u *= (dinv[off[t] : off[t + 1]] ** 2)[:, None]
             for s, t_is_dst, M in blocks:
                 out[off[s] : off[s + 1]] += M.T @ u if t_is_dst else M @ u  # R^T u: back to the side group
@@ -178,16 +182,22 @@ def _operator_singular(graph: WeightGraph, k: int, ss: np.random.SeedSequence):
         s2, V = np.concatenate([np.ones(Q.shape[1]), s2[top]]), np.hstack([Q, V[:, top]])
     else:
         s2, V = np.ones(k), Q[:, :k]
-    s = np.sqrt(np.clip(s2, 0.0, None))
-    vecs = np.zeros((graph.n_nodes, k))
-    vecs[side_nodes[keep]] = V
-    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    vecs, s, scale = _placed(graph.n_nodes, side_nodes[keep], V, s2)
+    sv = vecs * dinv[:, None]
     for t, blocks in incident.items():  # u = B v / sigma on the other side, group by group
-        u = np.zeros((graph.sizes[t], k))
-        for s_g, t_is_dst, M in blocks:
-            u += _toward(M, t_is_dst, vecs[off[s_g] : off[s_g + 1]] * dinv[off[s_g] : off[s_g + 1], None])
+        u = _gather(blocks, sv, off, graph.sizes[t])
         vecs[off[t] : off[t + 1]] = u * dinv[off[t] : off[t + 1], None] * scale
     return vecs, s
+
+
+def _placed(n_nodes: int, rows: np.ndarray, V: np.ndarray, s2: np.ndarray):
+    """``(vecs, s, 1 / s)``: the Gram side's eigenvectors ``V`` ``(len(rows), k)`` at node ids ``rows`` of
+    ``(n_nodes, k)`` zeros, the singular values ``s = sqrt(s2)`` ``(k,)`` and their inverses (0 where
+    ``s`` is 0), which turn ``B v`` into the other side's ``u``."""
+    s = np.sqrt(np.clip(s2, 0.0, None))
+    vecs = np.zeros((n_nodes, V.shape[1]))
+    vecs[rows] = V
+    return vecs, s, np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
 
 
 def _cross(Mi: np.ndarray, di: bool, Mj: np.ndarray, dj: bool) -> np.ndarray:
@@ -248,19 +258,12 @@ def _gram_singular(graph: WeightGraph, k: int) -> tuple[np.ndarray, np.ndarray] 
         G = G[np.ix_(keep, keep)]
     m = G.shape[0]
     s2, V = sla.eigh(G, lower=False, subset_by_index=[m - k, m - 1], overwrite_a=True, check_finite=False)
-    s = np.sqrt(np.clip(s2[::-1], 0.0, None))
-    V = V[:, ::-1]
-    vecs = np.zeros((graph.n_nodes, k))
-    vecs[side_nodes[keep]] = V
-    scale = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
+    vecs, s, scale = _placed(graph.n_nodes, side_nodes[keep], V[:, ::-1], s2[::-1])
     # u = B v / sigma on the other side, group by group: B v = D_o^-1/2 |W| (D_s^-1/2 v), and
     # the scaled blocks already carry one D_o^-1/2
     sv = vecs * dinv[:, None]
     for t in other:
-        u = np.zeros((sizes[t], k))
-        for g, t_is_dst, M in _blocks_at(graph, int(t), dinv):
-            u += _toward(M, t_is_dst, sv[off[g] : off[g + 1]])
-        vecs[off[t] : off[t + 1]] = u * scale
+        vecs[off[t] : off[t + 1]] = _gather(_blocks_at(graph, int(t), dinv), sv, off, sizes[t]) * scale
     return vecs, s
 
 
@@ -278,38 +281,34 @@ def spectral_embedding(
     k = n_components
     if k >= nodes.size:
         raise ModscopeError(f"cannot split {nodes.size} connected nodes into {k} clusters")
-    solver = eigen_solver
     side = gram_side(graph)
-    if solver == "auto":
-        if side is None:  # not bipartite (recurrent blocks, stream-to-stream edges): the plain path
-            solver = "dense" if nodes.size <= 6000 else "arpack"
-        else:
-            solver = "bipartite" if sum(graph.sizes[g] for g in side) <= ITERATIVE_SIDE else "iterative"
+    plain = "dense" if nodes.size <= 6000 else "arpack"  # the whole graph's eigenproblem
+    solver = eigen_solver
+    if solver == "auto" and side is None:  # not bipartite (recurrent blocks, stream-to-stream edges)
+        solver = plain
+    elif solver == "auto":
+        solver = "bipartite" if sum(graph.sizes[g] for g in side) <= ITERATIVE_SIDE else "iterative"
     if solver in ("bipartite", "iterative") and side is None:
         raise ModscopeError(f"eigen solver {solver!r} needs a bipartite graph; this one is not (use 'dense')")
     if solver in ("bipartite", "iterative"):
         found = _gram_singular(graph, k) if solver == "bipartite" else _operator_singular(graph, k, ss)
-        if found is None:  # the rest of the spectrum is the null space: use the plain path
-            solver = "dense" if nodes.size <= 6000 else "arpack"
-        else:
+        if found is not None:
             vecs, s = found
-            vecs = vecs[nodes] / np.sqrt(2.0)
-            eigenvalues = 1.0 - s
-    if solver in ("dense", "arpack"):
-        A = graph.adjacency[nodes][:, nodes]
-        d = np.asarray(A.sum(axis=1)).ravel()
-        inv = sp.diags(1.0 / np.sqrt(d))
-        N = inv @ A @ inv
-        if solver == "dense":
-            mu, vecs = sla.eigh(N.toarray(), subset_by_index=[nodes.size - k, nodes.size - 1])
-        else:
-            v0 = np.random.default_rng(ss).uniform(-1, 1, nodes.size)
-            mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
-        order = np.argsort(-mu)
-        vecs, eigenvalues = vecs[:, order], 1.0 - mu[order]
-    elif solver not in ("bipartite", "iterative"):
+            return embed_rows(graph, vecs[nodes] / np.sqrt(2.0), nodes), 1.0 - s, nodes
+        solver = plain  # the rest of the spectrum is the null space: use the plain path
+    if solver not in ("dense", "arpack"):
         raise ModscopeError(f"unknown eigen solver {eigen_solver!r}")
-    return embed_rows(graph, vecs, nodes), eigenvalues, nodes
+    A = graph.adjacency[nodes][:, nodes]
+    d = np.asarray(A.sum(axis=1)).ravel()
+    inv = sp.diags(1.0 / np.sqrt(d))
+    N = inv @ A @ inv
+    if solver == "dense":
+        mu, vecs = sla.eigh(N.toarray(), subset_by_index=[nodes.size - k, nodes.size - 1])
+    else:
+        v0 = np.random.default_rng(ss).uniform(-1, 1, nodes.size)
+        mu, vecs = spla.eigsh(N, k=k, which="LA", v0=v0)
+    order = np.argsort(-mu)
+    return embed_rows(graph, vecs[:, order], nodes), 1.0 - mu[order], nodes
 
 
 def embed_rows(graph: WeightGraph, vecs: np.ndarray, nodes: np.ndarray) -> np.ndarray:

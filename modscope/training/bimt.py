@@ -267,7 +267,6 @@ class ConnectionCost(_Cost):
             total = total + self.y_star * e.abs().sum() * self.scale(e)
         return total
 
-    @torch.no_grad()
     def placement_matrix(self, model: MLP, l: int) -> torch.Tensor:
         """``(n_l, n_l)``: ``C[j, p]`` = position-dependent cost of the neuron now at position
         ``j`` of layer ``l`` were it at position ``p`` (its neighbours staying put).
@@ -285,7 +284,8 @@ class Placement:
     ``C[j, p] = sum_t f_t (A_t @ D_t^T)[j, p]``: for the incoming weights ``A = |W_in|`` (n_l, fan)
     and ``D`` the distances (n_l positions, fan); for the outgoing ones ``A = |W_out|^T`` and
     ``D = D_out^T``. A swap pass needs only the top-k neurons' rows, one column per top neuron
-    and the diagonal: O(k n fan) per layer instead of O(n^2 fan).
+    and the diagonal: O(k n fan) per layer instead of O(n^2 fan). Its terms are built without gradients,
+    so no product of them records one.
     """
 
     @torch.no_grad()
@@ -295,17 +295,14 @@ class Placement:
             d = cost.dist[l - 1 + dim].to(w.dtype)
             self.terms.append((cost.A * cost.scale(w), w.abs().movedim(dim, 0), d.movedim(dim, 0)))
 
-    @torch.no_grad()
     def rows(self, neurons: torch.Tensor) -> torch.Tensor:
         """``(len(neurons), n_l)``: the cost of each given neuron at every position."""
         return sum(f * (a[neurons] @ d.T) for f, a, d in self.terms)
 
-    @torch.no_grad()
     def column(self, position: int) -> torch.Tensor:
         """``(n_l,)``: the cost of every neuron were it at ``position``."""
         return sum(f * (a @ d[position]) for f, a, d in self.terms)
 
-    @torch.no_grad()
     def diagonal(self) -> torch.Tensor:
         """``(n_l,)``: the cost of every neuron at its own position."""
         return sum(f * (a * d).sum(1) for f, a, d in self.terms)

@@ -89,10 +89,8 @@ def from_payload(obj: dict[str, Any], source: str = "checkpoint") -> Checkpoint:
     return Checkpoint(
         architecture=arch,
         state_dict=sd,
-        task=obj.get("task") or {},
-        train_config=obj.get("train_config") or {},
+        **{key: obj.get(key) or {} for key in ("task", "train_config", "metrics")},  # {} when absent or None
         seed=obj.get("seed"),
-        metrics=obj.get("metrics") or {},
         bimt=obj.get("bimt"),
         modscope_version=obj.get("modscope_version", ""),
     )

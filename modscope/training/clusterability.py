@@ -353,12 +353,18 @@ def _whole(value: Any) -> bool:
     return math.isfinite(value) and int(value) == value
 
 
-def _integer(name: str, value: Any, low: int) -> int:
-    if not _whole(value):
-        raise ModscopeError(f"{name} must be an integer >= {low}, got {value!r}")
-    if value < low:
+def _count(name: str, value: Any, low: int) -> int:
+    # a string, None or a NaN is a one-line refusal too, not int()'s TypeError / ValueError
+    if not _whole(value) or value < low:
         raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
     return int(value)
+
+
+def _integer(name: str, value: Any, low: int) -> int:
+    """`_count` with a value that is not a whole number shown as its repr (a string quoted)."""
+    if not _whole(value):
+        raise ModscopeError(f"{name} must be an integer >= {low}, got {value!r}")
+    return _count(name, value, low)
 
 
 # -- the strategies ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from ..runtime.seeds import torch_seeds
 from ..tasks.base import Task
 from .bimt import BIMT, BIMTConfig, BIMTStrategy
 from .checkpoint import Checkpoint, save_checkpoint
-from .clusterability import _whole, cluster_regulariser
+from .clusterability import _count, cluster_regulariser
 from .models import ACTIVATIONS, MLP, Architecture
 from .pruning import magnitude_mask, polynomial_sparsity
 from .strategy import Regulariser
@@ -224,13 +224,6 @@ def _embed_dim(task: Task) -> int | None:
     if task.n_inputs > n_tok and task.n_inputs % n_tok == 0:
         return task.n_inputs // n_tok
     return 32
-
-
-def _count(name: str, value: Any, low: int) -> int:
-    # a string, None or a NaN is a one-line refusal too, not int()'s TypeError / ValueError
-    if not _whole(value) or value < low:
-        raise ModscopeError(f"{name} must be an integer >= {low}, got {value}")
-    return int(value)
 
 
 def _with_recipe(o: dict[str, Any]) -> dict[str, Any]:
@@ -465,10 +458,10 @@ def train(
     same seed and thread count give a byte-identical checkpoint.
     """
     cfg = settle(TrainConfig, config, options).resolve(task)
-    widths = architecture_for(task, cfg.hidden).widths
-    work = sum(a * b for a, b in pairwise(widths)) * (cfg.batch_size or task.x_train.shape[0])
+    arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
+    work = sum(a * b for a, b in pairwise(arch.widths)) * (cfg.batch_size or task.x_train.shape[0])
     with torch_threads(threads_for(work, threads)), device_errors("--batch-size (batch_size=) or --hidden"):
-        return _train(task, cfg, progress)
+        return _train(task, cfg, arch, progress)
 
 
 def _optimizer(model: MLP, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -492,10 +485,9 @@ def _objective(cfg: TrainConfig, model: MLP, loss: torch.Tensor, strategies: Seq
     return objective
 
 
-def _train(task: Task, cfg: TrainConfig, progress: bool) -> TrainResult:
+def _train(task: Task, cfg: TrainConfig, arch: Architecture, progress: bool) -> TrainResult:
     dev = resolve_device(cfg.device)
     init_seed, batch_seed, drop_seed = torch_seeds(cfg.seed, 3)
-    arch = architecture_for(task, cfg.hidden, cfg.activation, cfg.dropout)
     model = init_model(arch, torch.Generator().manual_seed(init_seed), cfg.init).to(dev)
     drop_gen = torch.Generator(device=dev).manual_seed(drop_seed)
     # BIMT's state (None without it) and the training strategies whose hooks run around each step
