@@ -88,11 +88,9 @@ def score_blocks(
                    jobs=jobs, executor=executor, progress=progress, device=device)
     results = [score(block.graph(), **options) for block in blocks]
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
-    whole_result = None
-    if whole:
-        if given:
-            raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
-        whole_result = score(load_graph(network), **options)
+    if whole and given:
+        raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
+    whole_result = score(load_graph(network), **options) if whole else None
     return BlockScores(blocks, results, name, whole_result, reading)
 
 

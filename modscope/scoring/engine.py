@@ -126,10 +126,8 @@ def score(
     if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
         raise ModscopeError(f"the number of shuffles must be an integer >= 0, got {n_shuffles!r}")
     own = getattr(executor, "evaluate", None)  # an executor that clusters the network itself
-    if own is not None:
-        value, partition = own(graph, the_measure, np.random.SeedSequence(seed))
-    else:
-        value, partition = the_measure.evaluate(graph, np.random.SeedSequence(seed))
+    ss = np.random.SeedSequence(seed)
+    value, partition = own(graph, the_measure, ss) if own is not None else the_measure.evaluate(graph, ss)
 
     def against(a_null: Null):
         samples = null_values(
