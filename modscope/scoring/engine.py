@@ -62,8 +62,7 @@ def null_values(
     store = None if cache is None else WorkCache(cache, _cache_key(graph, null, measure, seed))
     found, todo = store.missing(n) if store is not None else ({}, list(range(n)))
     out = np.empty(n)
-    for i, value in found.items():
-        out[i] = value
+    out[list(found)] = list(found.values())  # the samples read back from the cache
     units = [seeds[i] for i in todo]
     batched = getattr(executor, "null_values", None)
     results = (
