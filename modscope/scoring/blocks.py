@@ -166,11 +166,10 @@ def stream_block_scores(
         total = min(total, int(limit))
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
     stat = path.stat()
-    settings = {"file": [path.name, stat.st_size, stat.st_mtime_ns], "measure": str(name),
-                "n_clusters": n_clusters, "null": str(null), "n_shuffles": n_shuffles, "seed": seed,
-                "version": __version__}
-    options = dict(measure=measure, n_clusters=n_clusters, null=null, n_shuffles=n_shuffles, seed=seed,
-                   jobs=jobs, device=device, progress=progress)
+    file_id = [path.name, stat.st_size, stat.st_mtime_ns]
+    same = dict(n_clusters=n_clusters, n_shuffles=n_shuffles, seed=seed)  # in the cache key and every score
+    settings = {"file": file_id, "measure": str(name), "null": str(null), "version": __version__, **same}
+    options = dict(measure=measure, null=null, jobs=jobs, device=device, progress=progress, **same)
     store = _RowStore(Path(cache) if cache is not None else None, settings)
     rows: list[dict] = []
     reused = 0
