@@ -38,13 +38,10 @@ class BlockScores:
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
         null_std, z, p_value`` (null columns ``NaN`` without shuffles)."""
-        return _frame(
-            [_row(b.name, b.d_model, b.d_ff, r) for b, r in zip(self.blocks, self.results, strict=True)]
-        )
+        return _frame([_row(_head(b), r) for b, r in zip(self.blocks, self.results, strict=True)])
 
     def to_dict(self) -> dict:
-        rows = [{"block": b.name, "d_model": b.d_model, "d_ff": b.d_ff, **r.to_dict()}
-                for b, r in zip(self.blocks, self.results, strict=True)]
+        rows = [{**_head(b), **r.to_dict()} for b, r in zip(self.blocks, self.results, strict=True)]
         return {
             "method": self.method, "blocks": rows, "version": __version__,
             **({"reading": self.reading} if self.reading else {}),
@@ -115,11 +112,16 @@ class BlockRows:
                 **({"reading": self.reading} if self.reading else {})}
 
 
-def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: float | None = None) -> dict:
-    """A block's row: its sizes, its score and its null (None without shuffles), and ``seconds``
+def _head(block: MLPBlock) -> dict:
+    """A block's first columns: its name and sizes."""
+    return {"block": block.name, "d_model": block.d_model, "d_ff": block.d_ff}
+
+
+def _row(head: dict, r: ScoreResult, seconds: float | None = None) -> dict:
+    """A block's row: its `_head`, its score and its null (None without shuffles), and ``seconds``
     when given."""
     s = r.null
-    row = {"block": block_name, "d_model": d_model, "d_ff": d_ff, "n_edges": int(r.graph.n_edges),
+    row = {**head, "n_edges": int(r.graph.n_edges),
            "measure": r.measure, "value": float(r.value), "null_mean": None if s is None else float(s.mean),
            "null_std": None if s is None else float(s.std),
            "z": None if s is None or not np.isfinite(s.z) else float(s.z),
@@ -180,10 +182,10 @@ def stream_block_scores(
             if row is None:
                 start = time.perf_counter()
                 graph = block.graph()
-                d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
+                head = _head(block)
                 del block  # memory holds one block's graph and its shuffles in flight
                 r = score(graph, cache=store.samples(key), **options)
-                row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
+                row = _row(head, r, time.perf_counter() - start)
                 del graph, r
                 store.put(key, row)
                 bar.update()
