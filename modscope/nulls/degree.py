@@ -17,9 +17,7 @@ def _curveball_trades(pattern: np.ndarray, rng: np.random.Generator) -> None:
     sums are unchanged, and every trade is reversible with the same probability, so the
     uniform distribution over patterns with these margins is stationary.
     """
-    half = pattern.shape[0] // 2
-    if half == 0:
-        return
+    half = pattern.shape[0] // 2  # fewer than 2 rows: no pair, no pool, so the return below
     perm = rng.permutation(pattern.shape[0])
     a, b = perm[:half], perm[half : 2 * half]
     pa, pb = pattern[a], pattern[b]

@@ -70,9 +70,8 @@ class TorchBatchExecutor(LocalExecutor):
         device = resolve_device(self.device)
         clusterer = measure.clusterer if isinstance(measure, NcutMeasure) else None
         solvers = ("auto", "bipartite", "iterative")
-        if not (isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in solvers):
-            clusterer = None
-        return device, clusterer
+        batched = isinstance(clusterer, SpectralClusterer) and clusterer.eigen_solver in solvers
+        return device, clusterer if batched else None
 
     def _batch(self, graph: WeightGraph) -> int:
         """Null graphs per batch: ``batch_size``, or by default 16, fewer for graphs so large that
@@ -125,11 +124,9 @@ class TorchBatchExecutor(LocalExecutor):
         on the device: the embedding (batched Gram solve, or subspace iteration for a graph that
         is not a chain) and the k-means restarts."""
         device, clusterer = self._setup(measure)
-        if clusterer is None:
-            return measure.evaluate(graph, seed)
-        k = clusterer.n_clusters
+        k = None if clusterer is None else clusterer.n_clusters
         if not isinstance(k, int | np.integer) or k < 2 or k >= graph.n_nodes:
-            return measure.evaluate(graph, seed)  # its own one-line refusal
+            return measure.evaluate(graph, seed)  # the plain path (for a bad k: its own one-line refusal)
         with single_thread():
             found = None
             if graph.is_chain:
@@ -184,14 +181,12 @@ class TorchBatchExecutor(LocalExecutor):
                 values = dict(zip(ok, (p.ncut for p in parts), strict=True))
                 _add(spent, "kmeans_and_ncut", t)
                 for i, ss in enumerate(chunk):
-                    if i in values:
-                        yield values[i]
-                        continue
-                    t = time.perf_counter()
-                    value = null_value(graph, null, measure, ss)
-                    _add(spent, "plain_fallbacks", t)
-                    spent["n_fallbacks"] += 1
-                    yield value
+                    if i not in values:  # not batched: this sample runs the plain way
+                        t = time.perf_counter()
+                        values[i] = null_value(graph, null, measure, ss)
+                        _add(spent, "plain_fallbacks", t)
+                        spent["n_fallbacks"] += 1
+                    yield values[i]
 
 
 def _add(spent: dict, key: str, since: float) -> float:

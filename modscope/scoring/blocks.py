@@ -38,13 +38,10 @@ class BlockScores:
     def to_frame(self):
         """One row per block: ``block, d_model, d_ff, n_edges, measure, value, null_mean,
         null_std, z, p_value`` (null columns ``NaN`` without shuffles)."""
-        return _frame(
-            [_row(b.name, b.d_model, b.d_ff, r) for b, r in zip(self.blocks, self.results, strict=True)]
-        )
+        return _frame([_row(_head(b), r) for b, r in zip(self.blocks, self.results, strict=True)])
 
     def to_dict(self) -> dict:
-        rows = [{"block": b.name, "d_model": b.d_model, "d_ff": b.d_ff, **r.to_dict()}
-                for b, r in zip(self.blocks, self.results, strict=True)]
+        rows = [{**_head(b), **r.to_dict()} for b, r in zip(self.blocks, self.results, strict=True)]
         return {
             "method": self.method, "blocks": rows, "version": __version__,
             **({"reading": self.reading} if self.reading else {}),
@@ -88,11 +85,9 @@ def score_blocks(
                    jobs=jobs, executor=executor, progress=progress, device=device)
     results = [score(block.graph(), **options) for block in blocks]
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
-    whole_result = None
-    if whole:
-        if given:
-            raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
-        whole_result = score(load_graph(network), **options)
+    if whole and given:
+        raise ModscopeError("whole=True scores the network the blocks came from: pass its checkpoint")
+    whole_result = score(load_graph(network), **options) if whole else None
     return BlockScores(blocks, results, name, whole_result, reading)
 
 
@@ -117,11 +112,16 @@ class BlockRows:
                 **({"reading": self.reading} if self.reading else {})}
 
 
-def _row(block_name: str, d_model: int, d_ff: int, r: ScoreResult, seconds: float | None = None) -> dict:
-    """A block's row: its sizes, its score and its null (None without shuffles), and ``seconds``
+def _head(block: MLPBlock) -> dict:
+    """A block's first columns: its name and sizes."""
+    return {"block": block.name, "d_model": block.d_model, "d_ff": block.d_ff}
+
+
+def _row(head: dict, r: ScoreResult, seconds: float | None = None) -> dict:
+    """A block's row: its `_head`, its score and its null (None without shuffles), and ``seconds``
     when given."""
     s = r.null
-    row = {"block": block_name, "d_model": d_model, "d_ff": d_ff, "n_edges": int(r.graph.n_edges),
+    row = {**head, "n_edges": int(r.graph.n_edges),
            "measure": r.measure, "value": float(r.value), "null_mean": None if s is None else float(s.mean),
            "null_std": None if s is None else float(s.std),
            "z": None if s is None or not np.isfinite(s.z) else float(s.z),
@@ -168,11 +168,10 @@ def stream_block_scores(
         total = min(total, int(limit))
     name = measure if isinstance(measure, str) else getattr(measure, "name", "ncut")
     stat = path.stat()
-    settings = {"file": [path.name, stat.st_size, stat.st_mtime_ns], "measure": str(name),
-                "n_clusters": n_clusters, "null": str(null), "n_shuffles": n_shuffles, "seed": seed,
-                "version": __version__}
-    options = dict(measure=measure, n_clusters=n_clusters, null=null, n_shuffles=n_shuffles, seed=seed,
-                   jobs=jobs, device=device, progress=progress)
+    file_id = [path.name, stat.st_size, stat.st_mtime_ns]
+    same = dict(n_clusters=n_clusters, n_shuffles=n_shuffles, seed=seed)  # in the cache key and every score
+    settings = {"file": file_id, "measure": str(name), "null": str(null), "version": __version__, **same}
+    options = dict(measure=measure, null=null, jobs=jobs, device=device, progress=progress, **same)
     store = _RowStore(Path(cache) if cache is not None else None, settings)
     rows: list[dict] = []
     reused = 0
@@ -183,10 +182,10 @@ def stream_block_scores(
             if row is None:
                 start = time.perf_counter()
                 graph = block.graph()
-                d_model, d_ff, block_name = block.d_model, block.d_ff, block.name
+                head = _head(block)
                 del block  # memory holds one block's graph and its shuffles in flight
                 r = score(graph, cache=store.samples(key), **options)
-                row = _row(block_name, d_model, d_ff, r, time.perf_counter() - start)
+                row = _row(head, r, time.perf_counter() - start)
                 del graph, r
                 store.put(key, row)
                 bar.update()

@@ -62,8 +62,7 @@ def null_values(
     store = None if cache is None else WorkCache(cache, _cache_key(graph, null, measure, seed))
     found, todo = store.missing(n) if store is not None else ({}, list(range(n)))
     out = np.empty(n)
-    for i, value in found.items():
-        out[i] = value
+    out[list(found)] = list(found.values())  # the samples read back from the cache
     units = [seeds[i] for i in todo]
     batched = getattr(executor, "null_values", None)
     results = (
@@ -126,10 +125,8 @@ def score(
     if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, int | np.integer) or n_shuffles < 0:
         raise ModscopeError(f"the number of shuffles must be an integer >= 0, got {n_shuffles!r}")
     own = getattr(executor, "evaluate", None)  # an executor that clusters the network itself
-    if own is not None:
-        value, partition = own(graph, the_measure, np.random.SeedSequence(seed))
-    else:
-        value, partition = the_measure.evaluate(graph, np.random.SeedSequence(seed))
+    ss = np.random.SeedSequence(seed)
+    value, partition = own(graph, the_measure, ss) if own is not None else the_measure.evaluate(graph, ss)
 
     def against(a_null: Null):
         samples = null_values(

@@ -114,14 +114,14 @@ class LayerLocalMeasure:
         part = layer_local(graph, self.n_clusters, seed, self.clusterer)
         return part.ncut, part
 
+    def _clusterer(self) -> SpectralClusterer:
+        return self.clusterer or SpectralClusterer(self.n_clusters)
+
     def params(self) -> dict[str, Any]:
-        clusterer = self.clusterer or SpectralClusterer(self.n_clusters)
-        return {"n_clusters": self.n_clusters, "clusterer": _clusterer_params(clusterer)}
+        return {"n_clusters": self.n_clusters, "clusterer": _clusterer_params(self._clusterer())}
 
     def single_threaded(self) -> LayerLocalMeasure:
-        return LayerLocalMeasure(
-            self.n_clusters, (self.clusterer or SpectralClusterer(self.n_clusters)).with_threads(1)
-        )
+        return LayerLocalMeasure(self.n_clusters, self._clusterer().with_threads(1))
 
 
 # name -> what it builds; the CLI's --method names first, then the measures' own names

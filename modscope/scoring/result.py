@@ -139,10 +139,8 @@ class ScoreResult:
         ``sparse`` {``zero_fraction, threshold, tests, verdicts, other, warning``}: ``other`` is
         the second null's ``shuffle`` block, ``warning`` says how to read both when they differ."""
         is_ncut = self.measure == "ncut"
-        shuffle = (
-            None if self.null is None
-            else self.null.to_shuffle_dict(self.null_name, "ncuts" if is_ncut else "values")
-        )
+        key = "ncuts" if is_ncut else "values"
+        shuffle = None if self.null is None else self.null.to_shuffle_dict(self.null_name, key)
         if is_ncut:
             head = {"ncut": float(self.value), "labels": self.partition.labels.astype(int).tolist(),
                     "n_clusters": int(self.partition.n_clusters)}

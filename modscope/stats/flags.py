@@ -207,9 +207,8 @@ def partition_flags(labels: Sequence[int] | np.ndarray, n_clusters: int | None =
     """
     labels = np.asarray(labels, dtype=np.int64).ravel()
     labels = labels[labels >= 0]
-    if labels.size == 0:
-        return []
-    k = int(n_clusters if n_clusters is not None else labels.max() + 1)
+    # no unit clustered: k is 0 by default (no flag), and a given k flags nothing either (n / k = 0)
+    k = int(n_clusters if n_clusters is not None else labels.max(initial=-1) + 1)
     if k < 2:
         return []
     sizes = np.bincount(labels, minlength=k)
