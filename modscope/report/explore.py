@@ -162,8 +162,9 @@ def _given_file(network: str | os.PathLike, digests: Mapping[str, str]) -> Path:
     return path
 
 
-def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dict[str, Any]:
-    """The page of ``blocks`` results alone: the per-block table and drawings, no whole graph."""
+def _blocks_only(items: Sequence[_Item], network: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(label, network numbers, page parts)`` of ``blocks`` results alone: the per-block table and
+    drawings, no whole graph."""
     sources, digests = _sources(items)
     path = None
     if isinstance(network, str | os.PathLike):
@@ -174,21 +175,9 @@ def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dic
     label = path.name if path is not None else it.name
     empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
     network = {"reading": "its transformer MLP blocks", "n_nodes": 0, "n_edges": 0, "widths": []}
-    return _page(title, label, network, items, groups=[], x="", y="", edges=empty, partitions=[], masks=None,
-                 blocks=_blocks_page(it, None if path is None else str(path)), train=None)
-
-
-def _page(title: str | None, label: str, network: Mapping[str, Any], items: Sequence[_Item],
-          **parts: Any) -> dict[str, Any]:
-    """The page's data: its title, the network (``label`` and ``network``'s numbers), the results'
-    names and kinds, then ``parts`` (groups, x, y, edges, partitions, masks, blocks, train)."""
-    return {
-        "title": title or f"modscope explore: {label}",
-        "version": __version__,
-        "network": {"label": label, **network},
-        "results": [{"name": it.name, "kind": it.kind} for it in items],
-        **parts,
-    }
+    blocks = _blocks_page(it, None if path is None else str(path))
+    return label, network, dict(groups=[], x="", y="", edges=empty, partitions=[], masks=None, blocks=blocks,
+                                train=None)
 
 
 def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
@@ -507,20 +496,9 @@ _TRAIN_KEYS = ("task", "steps", "seed", "test_accuracy", "test_loss", "train_acc
                "architecture", "model", "data", "metric", "metric_name")
 
 
-def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,
-              max_edges: int = DEFAULT_MAX_EDGES) -> dict[str, Any]:
-    """Everything the page shows, as JSON-ready data (see the module docstring)."""
-    if not results:
-        raise ModscopeError(
-            "no results to explore: pass the --json of score, blocks, knockout, masks or train")
-    if max_edges < 1:
-        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
-    items = [_as_item(r, i) for i, r in enumerate(results)]
-    kinds = {it.kind for it in items}
-    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
-    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
-        return _blocks_only(items, network, title)
-    graph, net_path, net_label = _network(items, network)
+def _whole_page(items: Sequence[_Item], network: Any, max_edges: int) -> tuple[str, dict, dict[str, Any]]:
+    """``(label, network numbers, page parts)`` of a page on the whole network's graph."""
+    graph, net_path, label = _network(items, network)
     groups, x, y = _layout(graph)
     edges = edge_list(graph)
     kept, masks_page = _masks_view(items, graph, edges)
@@ -533,11 +511,36 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
                  None)
     network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
                "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
-    return _page(
-        title, net_label, network, items, groups=groups, x=_b64(x.astype(np.float32)),
-        y=_b64(y.astype(np.float32)), edges=emb, partitions=partitions, masks=masks_page,
+    return label, network, dict(
+        groups=groups, x=_b64(x.astype(np.float32)), y=_b64(y.astype(np.float32)), edges=emb,
+        partitions=partitions, masks=masks_page,
         blocks=next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None), train=train,
     )
+
+
+def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,
+              max_edges: int = DEFAULT_MAX_EDGES) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data (see the module docstring)."""
+    if not results:
+        raise ModscopeError(
+            "no results to explore: pass the --json of score, blocks, knockout, masks or train")
+    if max_edges < 1:
+        raise ModscopeError(f"max_edges must be at least 1, got {max_edges}")
+    items = [_as_item(r, i) for i, r in enumerate(results)]
+    kinds = {it.kind for it in items}
+    whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
+    if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
+        label, network, parts = _blocks_only(items, network)
+    else:
+        label, network, parts = _whole_page(items, network, max_edges)
+    # the page's data: its title, the network, the results' names and kinds, then the parts
+    return {
+        "title": title or f"modscope explore: {label}",
+        "version": __version__,
+        "network": {"label": label, **network},
+        "results": [{"name": it.name, "kind": it.kind} for it in items],
+        **parts,
+    }
 
 
 def render_page(data: Mapping[str, Any]) -> str:
