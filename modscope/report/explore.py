@@ -22,6 +22,7 @@ aggregate edges between (unit group, cluster) pairs, drawn when too many single 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import json
@@ -176,8 +177,8 @@ def _blocks_only(items: Sequence[_Item], network: Any) -> tuple[str, dict[str, A
     empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
     network = {"reading": "its transformer MLP blocks", "n_nodes": 0, "n_edges": 0, "widths": []}
     blocks = _blocks_page(it, None if path is None else str(path))
-    return label, network, dict(groups=[], x="", y="", edges=empty, partitions=[], masks=None, blocks=blocks,
-                                train=None)
+    parts = dict(groups=[], x="", y="", edges=empty, partitions=[], masks=None, blocks=blocks, train=None)
+    return label, network, parts
 
 
 def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
@@ -185,10 +186,8 @@ def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
     if mlp is None and net_path is not None:
         from ..graphs.transformer import mlp_blocks
 
-        try:
+        with contextlib.suppress(ModscopeError):  # a file mlp_blocks cannot read: rows without drawings
             mlp = mlp_blocks(net_path)
-        except ModscopeError:
-            mlp = None
     rows = []
     for i, b in enumerate(it.d["blocks"]):
         blk = mlp[i] if mlp is not None and i < len(mlp) and mlp[i].name == b.get("block") else None
