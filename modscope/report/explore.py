@@ -30,7 +30,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -338,10 +338,21 @@ def _null(d: Mapping[str, Any]) -> dict[str, Any] | None:
     return {k: s.get(k) for k in ("method", "n", "mean", "std", "z", "p_value", "ncuts")}
 
 
-def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges,
-               kept: Mapping[str, np.ndarray], d: Mapping[str, Any] | None) -> dict[str, Any]:
+class _Drawing(NamedTuple):
+    """The whole network as the page draws it: its graph, its units' positions (``x``, ``y``:
+    ``(n_units,)``), its edges and each function's kept edges (``{function: (n_edges,) bool}``)."""
+
+    graph: Any
+    x: np.ndarray
+    y: np.ndarray
+    edges: Edges
+    kept: Mapping[str, np.ndarray]
+
+
+def _partition(name: str, labels: np.ndarray, net: _Drawing, d: Mapping[str, Any] | None) -> dict[str, Any]:
     from ..clustering.ncut import ncut_terms
 
+    graph = net.graph
     if labels.shape != (graph.n_nodes,):
         raise ModscopeError(f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
                             "results of different networks")
@@ -358,8 +369,8 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
         "sizes": sizes.T.tolist(),  # [c][g]
         "null": None if d is None else _null(d),
         "knockout": None,
-        "iou": _cluster_iou(labels, edges, kept, k),
-        **_aggregate(graph, labels, x, y),
+        "iou": _cluster_iou(labels, net.edges, net.kept, k),
+        **_aggregate(graph, labels, net.x, net.y),
     }
     if d is not None:
         p.update(ncut_result=d.get("ncut"), seed=d.get("seed"))
@@ -415,21 +426,17 @@ def _masks_view(items: Sequence[_Item], graph: Any,
     if it is None:
         return {}, None
     kept: dict[str, np.ndarray] = {}
-    note = ""
-    if "weight_masks" not in it.d:
-        note = f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
-    else:
+    note = f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
+    if "weight_masks" in it.d:
         kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
-        if unmatched:
-            note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+        note = (f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+                if unmatched else "")
     summary = {"name": it.name, "functions": list(it.d["functions"]),
                **{k: it.d.get(k) for k in ("iou", "kept_fraction", "accuracy")}, "note": note}
     return kept, summary
 
 
-def _partitions(
-    items: Sequence[_Item], graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges, kept: Mapping
-) -> list[dict]:
+def _partitions(items: Sequence[_Item], net: _Drawing) -> list[dict]:
     """Every partition of the whole network among the results (score, blocks --whole, the
     knockouts' lesioned ones), each knockout attached to the partition it lesioned."""
     partitions: list[dict] = []
@@ -444,17 +451,17 @@ def _partitions(
         else:
             continue
         lab = np.asarray(d["labels"], dtype=np.int64)
-        partitions.append(_partition(nm, lab, graph, x, y, edges, kept, d))
+        partitions.append(_partition(nm, lab, net, d))
     for it in items:
         if it.kind != "knockout":
             continue
-        view = _knockout_view(it.d, graph)
+        view = _knockout_view(it.d, net.graph)
         lesioned = it.d.get("lesioned_labels")
         if lesioned is not None:
             lab = np.asarray(lesioned, dtype=np.int64)
             match = next((p for p in partitions if p["labels"] == lab.tolist()), None)
             if match is None:
-                match = _partition(f"{it.name}: the partition lesioned", lab, graph, x, y, edges, kept, None)
+                match = _partition(f"{it.name}: the partition lesioned", lab, net, None)
                 partitions.append(match)
             match["knockout"] = {**view, "name": it.name}
         else:  # a knockout from before 0.4.0: matched by k and seed only when that is unambiguous
@@ -501,7 +508,7 @@ def _whole_page(items: Sequence[_Item], network: Any, max_edges: int) -> tuple[s
     groups, x, y = _layout(graph)
     edges = edge_list(graph)
     kept, masks_page = _masks_view(items, graph, edges)
-    partitions = _partitions(items, graph, x, y, edges, kept)
+    partitions = _partitions(items, _Drawing(graph, x, y, edges, kept))
     emb, order = _embedded(graph, edges, max_edges)
     if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
         masks_page.update(bits={f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
