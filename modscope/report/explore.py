@@ -22,6 +22,7 @@ aggregate edges between (unit group, cluster) pairs, drawn when too many single 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import html
 import json
@@ -29,7 +30,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -162,8 +163,9 @@ def _given_file(network: str | os.PathLike, digests: Mapping[str, str]) -> Path:
     return path
 
 
-def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dict[str, Any]:
-    """The page of ``blocks`` results alone: the per-block table and drawings, no whole graph."""
+def _blocks_only(items: Sequence[_Item], network: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(label, network numbers, page parts)`` of ``blocks`` results alone: the per-block table and
+    drawings, no whole graph."""
     sources, digests = _sources(items)
     path = None
     if isinstance(network, str | os.PathLike):
@@ -174,21 +176,9 @@ def _blocks_only(items: Sequence[_Item], network: Any, title: str | None) -> dic
     label = path.name if path is not None else it.name
     empty = {"n": 0, "total": 0, "u": "", "v": "", "q": "", "block": "", "block_names": []}
     network = {"reading": "its transformer MLP blocks", "n_nodes": 0, "n_edges": 0, "widths": []}
-    return _page(title, label, network, items, groups=[], x="", y="", edges=empty, partitions=[], masks=None,
-                 blocks=_blocks_page(it, None if path is None else str(path)), train=None)
-
-
-def _page(title: str | None, label: str, network: Mapping[str, Any], items: Sequence[_Item],
-          **parts: Any) -> dict[str, Any]:
-    """The page's data: its title, the network (``label`` and ``network``'s numbers), the results'
-    names and kinds, then ``parts`` (groups, x, y, edges, partitions, masks, blocks, train)."""
-    return {
-        "title": title or f"modscope explore: {label}",
-        "version": __version__,
-        "network": {"label": label, **network},
-        "results": [{"name": it.name, "kind": it.kind} for it in items],
-        **parts,
-    }
+    blocks = _blocks_page(it, None if path is None else str(path))
+    parts = dict(groups=[], x="", y="", edges=empty, partitions=[], masks=None, blocks=blocks, train=None)
+    return label, network, parts
 
 
 def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
@@ -196,10 +186,8 @@ def _blocks_page(it: _Item, net_path: str | None) -> dict[str, Any]:
     if mlp is None and net_path is not None:
         from ..graphs.transformer import mlp_blocks
 
-        try:
+        with contextlib.suppress(ModscopeError):  # a file mlp_blocks cannot read: rows without drawings
             mlp = mlp_blocks(net_path)
-        except ModscopeError:
-            mlp = None
     rows = []
     for i, b in enumerate(it.d["blocks"]):
         blk = mlp[i] if mlp is not None and i < len(mlp) and mlp[i].name == b.get("block") else None
@@ -350,10 +338,21 @@ def _null(d: Mapping[str, Any]) -> dict[str, Any] | None:
     return {k: s.get(k) for k in ("method", "n", "mean", "std", "z", "p_value", "ncuts")}
 
 
-def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges,
-               kept: Mapping[str, np.ndarray], d: Mapping[str, Any] | None) -> dict[str, Any]:
+class _Drawing(NamedTuple):
+    """The whole network as the page draws it: its graph, its units' positions (``x``, ``y``:
+    ``(n_units,)``), its edges and each function's kept edges (``{function: (n_edges,) bool}``)."""
+
+    graph: Any
+    x: np.ndarray
+    y: np.ndarray
+    edges: Edges
+    kept: Mapping[str, np.ndarray]
+
+
+def _partition(name: str, labels: np.ndarray, net: _Drawing, d: Mapping[str, Any] | None) -> dict[str, Any]:
     from ..clustering.ncut import ncut_terms
 
+    graph = net.graph
     if labels.shape != (graph.n_nodes,):
         raise ModscopeError(f"{name}: {labels.size} unit labels but the network has {graph.n_nodes} units: "
                             "results of different networks")
@@ -370,8 +369,8 @@ def _partition(name: str, labels: np.ndarray, graph: Any, x: np.ndarray, y: np.n
         "sizes": sizes.T.tolist(),  # [c][g]
         "null": None if d is None else _null(d),
         "knockout": None,
-        "iou": _cluster_iou(labels, edges, kept, k),
-        **_aggregate(graph, labels, x, y),
+        "iou": _cluster_iou(labels, net.edges, net.kept, k),
+        **_aggregate(graph, labels, net.x, net.y),
     }
     if d is not None:
         p.update(ncut_result=d.get("ncut"), seed=d.get("seed"))
@@ -427,21 +426,17 @@ def _masks_view(items: Sequence[_Item], graph: Any,
     if it is None:
         return {}, None
     kept: dict[str, np.ndarray] = {}
-    note = ""
-    if "weight_masks" not in it.d:
-        note = f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
-    else:
+    note = f"{it.name} holds no weight_masks (a --json from before 0.4.0): its masks are not drawn"
+    if "weight_masks" in it.d:
         kept, unmatched = _mask_kept(graph, edges, decode_masks(it.d["weight_masks"]))
-        if unmatched:
-            note = f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+        note = (f"masked parameters not in the graph (not drawn): {', '.join(unmatched[:6])}"
+                if unmatched else "")
     summary = {"name": it.name, "functions": list(it.d["functions"]),
                **{k: it.d.get(k) for k in ("iou", "kept_fraction", "accuracy")}, "note": note}
     return kept, summary
 
 
-def _partitions(
-    items: Sequence[_Item], graph: Any, x: np.ndarray, y: np.ndarray, edges: Edges, kept: Mapping
-) -> list[dict]:
+def _partitions(items: Sequence[_Item], net: _Drawing) -> list[dict]:
     """Every partition of the whole network among the results (score, blocks --whole, the
     knockouts' lesioned ones), each knockout attached to the partition it lesioned."""
     partitions: list[dict] = []
@@ -456,17 +451,17 @@ def _partitions(
         else:
             continue
         lab = np.asarray(d["labels"], dtype=np.int64)
-        partitions.append(_partition(nm, lab, graph, x, y, edges, kept, d))
+        partitions.append(_partition(nm, lab, net, d))
     for it in items:
         if it.kind != "knockout":
             continue
-        view = _knockout_view(it.d, graph)
+        view = _knockout_view(it.d, net.graph)
         lesioned = it.d.get("lesioned_labels")
         if lesioned is not None:
             lab = np.asarray(lesioned, dtype=np.int64)
             match = next((p for p in partitions if p["labels"] == lab.tolist()), None)
             if match is None:
-                match = _partition(f"{it.name}: the partition lesioned", lab, graph, x, y, edges, kept, None)
+                match = _partition(f"{it.name}: the partition lesioned", lab, net, None)
                 partitions.append(match)
             match["knockout"] = {**view, "name": it.name}
         else:  # a knockout from before 0.4.0: matched by k and seed only when that is unambiguous
@@ -507,6 +502,28 @@ _TRAIN_KEYS = ("task", "steps", "seed", "test_accuracy", "test_loss", "train_acc
                "architecture", "model", "data", "metric", "metric_name")
 
 
+def _whole_page(items: Sequence[_Item], network: Any, max_edges: int) -> tuple[str, dict, dict[str, Any]]:
+    """``(label, network numbers, page parts)`` of a page on the whole network's graph."""
+    graph, net_path, label = _network(items, network)
+    groups, x, y = _layout(graph)
+    edges = edge_list(graph)
+    kept, masks_page = _masks_view(items, graph, edges)
+    partitions = _partitions(items, _Drawing(graph, x, y, edges, kept))
+    emb, order = _embedded(graph, edges, max_edges)
+    if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
+        masks_page.update(bits={f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
+                          kept_edges={f: int(m.sum()) for f, m in kept.items()})
+    train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
+                 None)
+    network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
+               "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
+    return label, network, dict(
+        groups=groups, x=_b64(x.astype(np.float32)), y=_b64(y.astype(np.float32)), edges=emb,
+        partitions=partitions, masks=masks_page,
+        blocks=next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None), train=train,
+    )
+
+
 def page_data(results: Sequence[Any], network: Any = None, *, title: str | None = None,
               max_edges: int = DEFAULT_MAX_EDGES) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data (see the module docstring)."""
@@ -519,25 +536,17 @@ def page_data(results: Sequence[Any], network: Any = None, *, title: str | None 
     kinds = {it.kind for it in items}
     whole = any(it.kind == "blocks" and isinstance(it.d.get("whole"), Mapping) for it in items)
     if "blocks" in kinds and not whole and kinds <= {"blocks", "train"}:
-        return _blocks_only(items, network, title)
-    graph, net_path, net_label = _network(items, network)
-    groups, x, y = _layout(graph)
-    edges = edge_list(graph)
-    kept, masks_page = _masks_view(items, graph, edges)
-    partitions = _partitions(items, graph, x, y, edges, kept)
-    emb, order = _embedded(graph, edges, max_edges)
-    if masks_page is not None:  # each function's kept bit of every embedded edge, in their order
-        masks_page.update(bits={f: _b64(np.packbits(m[order], bitorder="little")) for f, m in kept.items()},
-                          kept_edges={f: int(m.sum()) for f, m in kept.items()})
-    train = next(({k: v for k, v in it.d.items() if k in _TRAIN_KEYS} for it in items if it.kind == "train"),
-                 None)
-    network = {"reading": getattr(graph, "reading", ""), "n_nodes": int(graph.n_nodes),
-               "n_edges": int(edges.u.size), "widths": [int(s) for s in graph.sizes]}
-    return _page(
-        title, net_label, network, items, groups=groups, x=_b64(x.astype(np.float32)),
-        y=_b64(y.astype(np.float32)), edges=emb, partitions=partitions, masks=masks_page,
-        blocks=next((_blocks_page(it, net_path) for it in items if it.kind == "blocks"), None), train=train,
-    )
+        label, network, parts = _blocks_only(items, network)
+    else:
+        label, network, parts = _whole_page(items, network, max_edges)
+    # the page's data: its title, the network, the results' names and kinds, then the parts
+    return {
+        "title": title or f"modscope explore: {label}",
+        "version": __version__,
+        "network": {"label": label, **network},
+        "results": [{"name": it.name, "kind": it.kind} for it in items],
+        **parts,
+    }
 
 
 def render_page(data: Mapping[str, Any]) -> str:
