@@ -90,20 +90,16 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     """
     check_sizes("addmul", n_train=n_train, n_test=n_test)
     rng_split, rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    test_codes = train_pool = None  # uniform operands unless held out
     if heldout:
         per_op = [(n_test + 1 - o) // 2 for o in (ADD, MUL)]  # matches arange(n) % 2 counts
         if max(per_op) >= 10000:
             raise ModscopeError(f"addmul: heldout needs n_test < 19999, got {n_test}")
-        test_codes, train_pool = [], []
-        for o in (ADD, MUL):
-            perm = rng_split.permutation(10000)
-            test_codes.append(perm[: per_op[o]])
-            train_pool.append(np.sort(perm[per_op[o] :]))
-        test = _addmul_examples(rng_te, n_test, test_codes, each_once=True)
-        train = _addmul_examples(rng_tr, n_train, train_pool)
-    else:
-        train = _addmul_examples(rng_tr, n_train, None)
-        test = _addmul_examples(rng_te, n_test, None)
+        perms = [rng_split.permutation(10000) for _ in (ADD, MUL)]  # per op: its test codes, then the rest
+        test_codes = [perm[:k] for perm, k in zip(perms, per_op, strict=True)]
+        train_pool = [np.sort(perm[k:]) for perm, k in zip(perms, per_op, strict=True)]
+    test = _addmul_examples(rng_te, n_test, test_codes, each_once=heldout)
+    train = _addmul_examples(rng_tr, n_train, train_pool)
     functions = {
         name: Function(
             name,
