@@ -63,15 +63,16 @@ class TaskSpec:
         return task
 
 
+# the words a boolean parameter takes (from the command line), any case
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
     """Convert ``value`` (e.g. a string from the command line) to the type of ``default``."""
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return low in ("true", "1", "yes")
+                return _BOOLEANS[value.strip().lower()]  # a KeyError for any other word
             if value in (0, 1):  # also True / False
                 return bool(value)
             raise ValueError(value)
@@ -82,7 +83,7 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
             if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value) if whole else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         kind = "boolean" if isinstance(default, bool) else type(default or 0).__name__
         raise ModscopeError(f"task {task}: {key} must be {kind}, got {value!r}") from None
     return value
