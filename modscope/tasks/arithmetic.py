@@ -78,7 +78,7 @@ def _encode_addmul(a, b, op):
     return x, _digits(np.where(op == ADD, a + b, a * b) % 100)
 
 
-def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
+def build_addmul(seed: int, n_train: int = 50000, n_test: int = 5000, heldout: bool = False) -> Task:
     """Two-digit addition or multiplication mod 100 ([spec §5][spec-5]).
 
     Input ``(N, 42)``: ``[a units | a tens | b units | b tens]`` (4 one-hot blocks of 10),
@@ -118,7 +118,7 @@ def _digit_task(name: str, n_inputs: int, output_groups: tuple[int, ...], train:
                             functions=functions, defaults=dict(ADDMUL_DEFAULTS))
 
 
-def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
+def build_tuple_add(seed: int, n_train: int = 50000, n_test: int = 5000) -> Task:
     """Two independent additions mod 100 by one network ([spec §5][spec-5]'s tuple arithmetic).
 
     Input ``(N, 80)``: ``[a1 | b1 | a2 | b2]``, each a two-digit one-hot block of 20
@@ -180,7 +180,7 @@ MODADD_DEFAULTS = {
 }
 
 
-def build_modadd(seed: int, p: int, train_frac: float) -> Task:
+def build_modadd(seed: int, p: int = 59, train_frac: float = 0.8) -> Task:
     """``(a + b) mod p`` over all ``p^2`` token pairs ``(a, b)``; a seeded 80/20 split."""
     if p < 2:
         raise ModscopeError(f"modadd: p must be >= 2, got {p}")
@@ -209,7 +209,7 @@ def s4_table() -> np.ndarray:
 S4_DEFAULTS = {**MODADD_DEFAULTS, "lr": 2e-3, "bimt_lambda": 1.0, "bimt_schedule": "constant"}
 
 
-def build_s4(seed: int, train_frac: float) -> Task:
+def build_s4(seed: int, train_frac: float = 0.8) -> Task:
     """Products in S4: tokens ``(i, j)`` = ``(p1, p2)``, label = index of ``p2 ∘ p1``
     (``p1`` applied first; see [`s4_table()`][modscope.tasks.arithmetic.s4_table]), 576 pairs, a seeded 80/20
     split."""

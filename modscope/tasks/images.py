@@ -81,7 +81,7 @@ def build_digits(seed: int) -> Task:
 HALVES_DEFAULTS = {**DIGITS_DEFAULTS, "steps": 4000}
 
 
-def build_halves(seed: int, n_train: int, n_test: int) -> Task:
+def build_halves(seed: int, n_train: int = 20000, n_test: int = 4000) -> Task:
     """Two digits side by side, ``(8, 16)`` input; output groups (left digit, right digit).
 
     Training pairs are drawn (with replacement, uniformly and independently for the two
@@ -141,7 +141,7 @@ def _downsample(x: np.ndarray, shape: tuple[int, ...], factor: int, name: str) -
 
 
 def build_mnist_like(
-    name: str, seed: int, data: str | None, limit: int | None, downsample: int | None = None
+    name: str, seed: int, data: str | None, limit: int | None = None, downsample: int | None = None
 ) -> Task:
     """MNIST (``name="mnist"``) or Fashion-MNIST (``"fashion-mnist"``; ``data`` defaults to the Debian
     package's directory in the registry) read from ``data`` (IDX directory or .npz). ``seed`` is
