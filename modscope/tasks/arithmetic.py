@@ -114,7 +114,7 @@ def build_addmul(seed: int, n_train: int = 50000, n_test: int = 5000, heldout: b
 def _digit_task(name: str, n_inputs: int, output_groups: tuple[int, ...], train: tuple, test: tuple,
                 functions: dict[str, Function]) -> Task:
     """A task on one-hot digits: ``(x, y)`` arrays of each split, 10-way output groups, addmul's training."""
-    return task_from_arrays(name, train, test, loss_kind="ce", output_groups=output_groups, n_inputs=n_inputs,
+    return task_from_arrays(name, train, test, output_groups=output_groups, n_inputs=n_inputs,
                             functions=functions, defaults=dict(ADDMUL_DEFAULTS))
 
 
@@ -154,7 +154,7 @@ def _token_task(name, table: np.ndarray, seed: int, train_frac: float, defaults)
     perm = np.random.default_rng(np.random.SeedSequence(seed)).permutation(k * k)
     tr, te = perm[:n_train], perm[n_train:]
     return task_from_arrays(
-        name, (x[tr], y[tr]), (x[te], y[te]), loss_kind="ce", output_groups=(int(table.max()) + 1,),
+        name, (x[tr], y[tr]), (x[te], y[te]), output_groups=(int(table.max()) + 1,),
         n_inputs=2,  # raw input columns: two token ids (the first Linear sees 2 * embed_dim)
         vocab_size=k, n_tokens=2, defaults=dict(defaults),
     )

@@ -100,5 +100,5 @@ def build_moons(seed: int, n_train: int = 200, n_test: int = 200, noise: float =
     s_tr, s_te = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     x_tr, y_tr = make_moons(n_train, noise=noise, random_state=s_tr)
     x_te, y_te = make_moons(n_test, noise=noise, random_state=s_te)
-    return task_from_arrays("moons", (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(2,),
+    return task_from_arrays("moons", (x_tr, y_tr), (x_te, y_te), output_groups=(2,),
                             n_inputs=2, defaults=dict(MOONS_DEFAULTS))

@@ -53,7 +53,7 @@ def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _classifier(name: str, x_tr, y_tr, x_te, y_te, n_classes: int, input_shape, defaults) -> Task:
     # copied into tensors: the cached digits arrays are read-only and must stay untouched
-    return task_from_arrays(name, (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(n_classes,),
+    return task_from_arrays(name, (x_tr, y_tr), (x_te, y_te), output_groups=(n_classes,),
                             n_inputs=int(np.prod(input_shape)), input_shape=tuple(input_shape),
                             defaults=dict(defaults))
 
@@ -98,7 +98,7 @@ def build_halves(seed: int, n_train: int = 20000, n_test: int = 4000) -> Task:
         return img.reshape(n, -1), np.stack([y[i], y[j]], axis=1)
 
     return task_from_arrays(
-        "halves", pairs(rng_tr, x_tr, y_tr, n_train), pairs(rng_te, x_te, y_te, n_test), loss_kind="ce",
+        "halves", pairs(rng_tr, x_tr, y_tr, n_train), pairs(rng_te, x_te, y_te, n_test),
         output_groups=(10, 10), n_inputs=128, input_shape=(8, 16), defaults=dict(HALVES_DEFAULTS),
         functions={"left": Function("left", groups=(0,)), "right": Function("right", groups=(1,))},
     )
