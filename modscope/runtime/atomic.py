@@ -17,6 +17,7 @@ outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -144,14 +145,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     """Call ``write(fh)`` on a temp file beside ``path``'s target and rename it into place; a
     device or FIFO is written directly, ``-`` is standard output (see the module docstring)."""
     kind, target = output_kind(path)
-    if kind == "stdout":
-        out = sys.stdout.buffer
-        sys.stdout.flush()
-        write(out)
-        out.flush()
-        return Path(STDOUT)
-    if kind == "stream":
-        with open(target, "wb") as fh:  # a device or FIFO: written in place, not atomically
+    if kind != "file":  # standard output, or a device or FIFO: written in place, not atomically
+        if kind == "stdout":
+            sys.stdout.flush()  # text printed before goes first
+        with open(target, "wb") if kind == "stream" else contextlib.nullcontext(sys.stdout.buffer) as fh:
             write(fh)
             fh.flush()
         return Path(path)

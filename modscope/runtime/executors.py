@@ -33,7 +33,8 @@ class Executor(Protocol):
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]: ...
 
 
-def _indexed(fn: Callable, shared: tuple, i: int, item) -> tuple[int, Any]:
+def _indexed(i: int, item, fn: Callable, shared: Sequence) -> tuple[int, Any]:
+    """``(i, fn(*shared, item))``: a unit's result with its index, on whichever worker it ran."""
     return i, fn(*shared, item)
 
 
@@ -66,7 +67,7 @@ class LocalExecutor:
         from joblib import Parallel, delayed
 
         return Parallel(n_jobs=self.jobs, return_as=order)(
-            delayed(_indexed)(fn, shared, i, x) for i, x in enumerate(items)
+            delayed(_indexed)(i, x, fn, shared) for i, x in enumerate(items)
         )
 
 
@@ -102,19 +103,19 @@ class DaskExecutor:
         client = self.client()
         # every worker gets the shared arguments once; tasks then refer to them by key
         handles = [client.scatter(obj, broadcast=True, hash=False) for obj in shared]
-        return client.map(_call, list(items), fn=fn, shared=handles, pure=False)
+        items = list(items)
+        return client.map(_indexed, range(len(items)), items, fn=fn, shared=handles, pure=False)
 
     def map(self, fn: Callable, items: Sequence, *shared) -> Iterator:
-        return (f.result() for f in self._submit(fn, items, shared))  # submitted now, read as iterated
+        return (f.result()[1] for f in self._submit(fn, items, shared))  # submitted now, read as iterated
 
     def as_completed(self, fn: Callable, items: Sequence, *shared) -> Iterator[tuple[int, Any]]:
         from distributed import as_completed
 
         futures = self._submit(fn, items, shared)
-        index = {f.key: i for i, f in enumerate(futures)}
         with self.client().as_current():  # as_completed looks for a current client
             done = as_completed(futures)
-        return ((index[f.key], f.result()) for f in done)
+        return (f.result() for f in done)
 
     def close(self) -> None:
         if self._client is not None:
@@ -128,6 +129,3 @@ class DaskExecutor:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def _call(item, fn: Callable, shared: list):
-    return fn(*shared, item)

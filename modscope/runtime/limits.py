@@ -45,11 +45,12 @@ __all__ = [
 # Share of the machine's physical memory one run may declare by default.
 DEFAULT_FRACTION = 0.5
 ENV_VAR = "MODSCOPE_MAX_MEMORY"
-# what zipfile raises on a corrupt or crafted archive (NotImplementedError: an unknown version or
-# compression; RuntimeError: encryption; struct.error: short records)
+# what zipfile raises on a corrupt or crafted archive (RuntimeError: encryption, and its subclass
+# NotImplementedError: an unknown version or compression; ValueError: also a name's
+# UnicodeDecodeError; struct.error: short records)
 ZIP_ERRORS = (
-    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
-    RuntimeError, zlib.error, struct.error, KeyError, IndexError, UnicodeDecodeError,
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+    RuntimeError, zlib.error, struct.error, KeyError, IndexError,
     # numpy parses an .npy header as Python literals: a mangled one raises these
     tokenize.TokenError, SyntaxError,
 )

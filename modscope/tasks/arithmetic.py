@@ -78,7 +78,7 @@ def _encode_addmul(a, b, op):
     return x, _digits(np.where(op == ADD, a + b, a * b) % 100)
 
 
-def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
+def build_addmul(seed: int, n_train: int = 50000, n_test: int = 5000, heldout: bool = False) -> Task:
     """Two-digit addition or multiplication mod 100 ([spec §5][spec-5]).
 
     Input ``(N, 42)``: ``[a units | a tens | b units | b tens]`` (4 one-hot blocks of 10),
@@ -90,20 +90,16 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
     """
     check_sizes("addmul", n_train=n_train, n_test=n_test)
     rng_split, rng_tr, rng_te = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
+    test_codes = train_pool = None  # uniform operands unless held out
     if heldout:
         per_op = [(n_test + 1 - o) // 2 for o in (ADD, MUL)]  # matches arange(n) % 2 counts
         if max(per_op) >= 10000:
             raise ModscopeError(f"addmul: heldout needs n_test < 19999, got {n_test}")
-        test_codes, train_pool = [], []
-        for o in (ADD, MUL):
-            perm = rng_split.permutation(10000)
-            test_codes.append(perm[: per_op[o]])
-            train_pool.append(np.sort(perm[per_op[o] :]))
-        test = _addmul_examples(rng_te, n_test, test_codes, each_once=True)
-        train = _addmul_examples(rng_tr, n_train, train_pool)
-    else:
-        train = _addmul_examples(rng_tr, n_train, None)
-        test = _addmul_examples(rng_te, n_test, None)
+        perms = [rng_split.permutation(10000) for _ in (ADD, MUL)]  # per op: its test codes, then the rest
+        test_codes = [perm[:k] for perm, k in zip(perms, per_op, strict=True)]
+        train_pool = [np.sort(perm[k:]) for perm, k in zip(perms, per_op, strict=True)]
+    test = _addmul_examples(rng_te, n_test, test_codes, each_once=heldout)
+    train = _addmul_examples(rng_tr, n_train, train_pool)
     functions = {
         name: Function(
             name,
@@ -118,11 +114,11 @@ def build_addmul(seed: int, n_train: int, n_test: int, heldout: bool) -> Task:
 def _digit_task(name: str, n_inputs: int, output_groups: tuple[int, ...], train: tuple, test: tuple,
                 functions: dict[str, Function]) -> Task:
     """A task on one-hot digits: ``(x, y)`` arrays of each split, 10-way output groups, addmul's training."""
-    return task_from_arrays(name, train, test, loss_kind="ce", output_groups=output_groups, n_inputs=n_inputs,
+    return task_from_arrays(name, train, test, output_groups=output_groups, n_inputs=n_inputs,
                             functions=functions, defaults=dict(ADDMUL_DEFAULTS))
 
 
-def build_tuple_add(seed: int, n_train: int, n_test: int) -> Task:
+def build_tuple_add(seed: int, n_train: int = 50000, n_test: int = 5000) -> Task:
     """Two independent additions mod 100 by one network ([spec §5][spec-5]'s tuple arithmetic).
 
     Input ``(N, 80)``: ``[a1 | b1 | a2 | b2]``, each a two-digit one-hot block of 20
@@ -158,7 +154,7 @@ def _token_task(name, table: np.ndarray, seed: int, train_frac: float, defaults)
     perm = np.random.default_rng(np.random.SeedSequence(seed)).permutation(k * k)
     tr, te = perm[:n_train], perm[n_train:]
     return task_from_arrays(
-        name, (x[tr], y[tr]), (x[te], y[te]), loss_kind="ce", output_groups=(int(table.max()) + 1,),
+        name, (x[tr], y[tr]), (x[te], y[te]), output_groups=(int(table.max()) + 1,),
         n_inputs=2,  # raw input columns: two token ids (the first Linear sees 2 * embed_dim)
         vocab_size=k, n_tokens=2, defaults=dict(defaults),
     )
@@ -184,7 +180,7 @@ MODADD_DEFAULTS = {
 }
 
 
-def build_modadd(seed: int, p: int, train_frac: float) -> Task:
+def build_modadd(seed: int, p: int = 59, train_frac: float = 0.8) -> Task:
     """``(a + b) mod p`` over all ``p^2`` token pairs ``(a, b)``; a seeded 80/20 split."""
     if p < 2:
         raise ModscopeError(f"modadd: p must be >= 2, got {p}")
@@ -213,7 +209,7 @@ def s4_table() -> np.ndarray:
 S4_DEFAULTS = {**MODADD_DEFAULTS, "lr": 2e-3, "bimt_lambda": 1.0, "bimt_schedule": "constant"}
 
 
-def build_s4(seed: int, train_frac: float) -> Task:
+def build_s4(seed: int, train_frac: float = 0.8) -> Task:
     """Products in S4: tokens ``(i, j)`` = ``(p1, p2)``, label = index of ``p2 ∘ p1``
     (``p1`` applied first; see [`s4_table()`][modscope.tasks.arithmetic.s4_table]), 576 pairs, a seeded 80/20
     split."""

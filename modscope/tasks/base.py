@@ -123,12 +123,13 @@ def check_sizes(name: str, **sizes: int) -> None:
 
 
 def task_from_arrays(
-    name: str, train: tuple[Any, Any], test: tuple[Any, Any], *, loss_kind: Literal["ce", "mse"],
+    name: str, train: tuple[Any, Any], test: tuple[Any, Any], *, loss_kind: Literal["ce", "mse"] = "ce",
     output_groups: tuple[int, ...], **fields: Any,
 ) -> Task:
     """A `Task` from the ``(x, y)`` arrays of its train and test split, copied into tensors: ``x``
     as ``(N, -1)`` float32 (integer token ids as int64), ``y`` as int64 classes ``(N, groups)`` (a
-    1-D label vector becomes one column) or, for ``loss_kind="mse"``, float32 targets.
+    1-D label vector becomes one column) for a classifier (the default ``loss_kind="ce"``) or, for
+    ``loss_kind="mse"``, float32 targets.
     ``n_outputs`` is the sum of ``output_groups``; ``fields``: the other `Task` fields."""
 
     def tensors(split: str, x: Any, y: Any) -> dict[str, torch.Tensor]:

@@ -64,7 +64,7 @@ _FORMULA_TRAINING = {
 }
 
 
-def build_formula(name: str, seed: int, n_train: int, n_test: int) -> Task:
+def build_formula(name: str, seed: int, n_train: int = 100, n_test: int = 100) -> Task:
     """``x ~ U[-1, 1]^d`` (float32 ``(N, d)``), ``y`` = the formula, float32 ``(N, n_out)``."""
     check_sizes(name, n_train=n_train, n_test=n_test)
     d, formula, hidden, _ = FORMULAS[name]
@@ -89,7 +89,7 @@ MOONS_DEFAULTS = {
 }
 
 
-def build_moons(seed: int, n_train: int, n_test: int, noise: float) -> Task:
+def build_moons(seed: int, n_train: int = 200, n_test: int = 200, noise: float = 0.1) -> Task:
     """sklearn ``make_moons(n_train, noise)`` for training and a separate seeded draw for test;
     ``x`` float32 ``(N, 2)``, ``y`` the moon (0 or 1), 2-way CE."""
     from sklearn.datasets import make_moons
@@ -100,5 +100,5 @@ def build_moons(seed: int, n_train: int, n_test: int, noise: float) -> Task:
     s_tr, s_te = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(2))
     x_tr, y_tr = make_moons(n_train, noise=noise, random_state=s_tr)
     x_te, y_te = make_moons(n_test, noise=noise, random_state=s_te)
-    return task_from_arrays("moons", (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(2,),
+    return task_from_arrays("moons", (x_tr, y_tr), (x_te, y_te), output_groups=(2,),
                             n_inputs=2, defaults=dict(MOONS_DEFAULTS))

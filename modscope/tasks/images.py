@@ -53,7 +53,7 @@ def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def _classifier(name: str, x_tr, y_tr, x_te, y_te, n_classes: int, input_shape, defaults) -> Task:
     # copied into tensors: the cached digits arrays are read-only and must stay untouched
-    return task_from_arrays(name, (x_tr, y_tr), (x_te, y_te), loss_kind="ce", output_groups=(n_classes,),
+    return task_from_arrays(name, (x_tr, y_tr), (x_te, y_te), output_groups=(n_classes,),
                             n_inputs=int(np.prod(input_shape)), input_shape=tuple(input_shape),
                             defaults=dict(defaults))
 
@@ -81,7 +81,7 @@ def build_digits(seed: int) -> Task:
 HALVES_DEFAULTS = {**DIGITS_DEFAULTS, "steps": 4000}
 
 
-def build_halves(seed: int, n_train: int, n_test: int) -> Task:
+def build_halves(seed: int, n_train: int = 20000, n_test: int = 4000) -> Task:
     """Two digits side by side, ``(8, 16)`` input; output groups (left digit, right digit).
 
     Training pairs are drawn (with replacement, uniformly and independently for the two
@@ -98,7 +98,7 @@ def build_halves(seed: int, n_train: int, n_test: int) -> Task:
         return img.reshape(n, -1), np.stack([y[i], y[j]], axis=1)
 
     return task_from_arrays(
-        "halves", pairs(rng_tr, x_tr, y_tr, n_train), pairs(rng_te, x_te, y_te, n_test), loss_kind="ce",
+        "halves", pairs(rng_tr, x_tr, y_tr, n_train), pairs(rng_te, x_te, y_te, n_test),
         output_groups=(10, 10), n_inputs=128, input_shape=(8, 16), defaults=dict(HALVES_DEFAULTS),
         functions={"left": Function("left", groups=(0,)), "right": Function("right", groups=(1,))},
     )
@@ -141,7 +141,7 @@ def _downsample(x: np.ndarray, shape: tuple[int, ...], factor: int, name: str) -
 
 
 def build_mnist_like(
-    name: str, seed: int, data: str | None, limit: int | None, downsample: int | None = None
+    name: str, seed: int, data: str | None, limit: int | None = None, downsample: int | None = None
 ) -> Task:
     """MNIST (``name="mnist"``) or Fashion-MNIST (``"fashion-mnist"``; ``data`` defaults to the Debian
     package's directory in the registry) read from ``data`` (IDX directory or .npz). ``seed`` is

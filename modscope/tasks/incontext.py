@@ -53,7 +53,7 @@ def sequence_weights(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y[:, 0] / to_tokens(x)[:, 0, 1]
 
 
-def build_incontext(seed: int, n_sequences: int, pairs: int, train_frac: float) -> Task:
+def build_incontext(seed: int, n_sequences: int = 10000, pairs: int = 2, train_frac: float = 0.8) -> Task:
     """``n_sequences`` sequences of ``pairs`` points, a seeded ``train_frac`` / rest split."""
     if n_sequences < 2:
         raise ModscopeError(f"incontext-linreg: n_sequences must be >= 2, got {n_sequences}")

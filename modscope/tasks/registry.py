@@ -7,6 +7,7 @@ file-backed tasks, and each builder parameter), all JSON-able, so
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,17 +27,23 @@ __all__ = ["TASKS", "class_functions", "get_task", "list_tasks", "TaskSpec"]
 class TaskSpec:
     """A named task: how to build it and the parameters it takes (with their defaults).
 
-    ``build(seed=..., [data=...,] **params) -> Task``. ``seeded`` says whether the seed
-    changes the data; ``uses_data`` whether the task reads files from ``data``.
+    ``build(seed=..., [data=...,] **params) -> Task``; ``params`` are read off its signature:
+    every argument with a default. ``seeded`` says whether the seed changes the data;
+    ``uses_data`` whether the task reads files from ``data``.
     """
 
     name: str
     description: str
     build: Callable[..., Task]
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(init=False)
     seeded: bool = True
     uses_data: bool = False
     default_data: str | None = None
+
+    def __post_init__(self) -> None:
+        arguments = inspect.signature(self.build).parameters.values()
+        defaults = {a.name: a.default for a in arguments if a.default is not inspect.Parameter.empty}
+        object.__setattr__(self, "params", defaults)  # frozen: set once, here
 
     def __call__(self, *, seed: int = 0, data: str | Path | None = None, **params: Any) -> Task:
         unknown = sorted(set(params) - set(self.params))
@@ -63,15 +70,16 @@ class TaskSpec:
         return task
 
 
+# the words a boolean parameter takes (from the command line), any case
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
     """Convert ``value`` (e.g. a string from the command line) to the type of ``default``."""
     try:
         if isinstance(default, bool):
             if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return low in ("true", "1", "yes")
+                return _BOOLEANS[value.strip().lower()]  # a KeyError for any other word
             if value in (0, 1):  # also True / False
                 return bool(value)
             raise ValueError(value)
@@ -82,7 +90,7 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
             if isinstance(value, bool) or (whole and isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value) if whole else float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         kind = "boolean" if isinstance(default, bool) else type(default or 0).__name__
         raise ModscopeError(f"task {task}: {key} must be {kind}, got {value!r}") from None
     return value
@@ -94,35 +102,34 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("digits", "scikit-learn 8x8 digits (1797 images, fixed stratified 80/20 split), 10-way CE",
                  images.build_digits, seeded=False),
         TaskSpec("halves", "two 8x8 digits side by side (8x16); two 10-way groups; functions left, right",
-                 images.build_halves, params={"n_train": 20000, "n_test": 4000}),
+                 images.build_halves),
         TaskSpec("mnist", "MNIST from data= (IDX directory or .npz), 28x28 -> 10-way CE; downsample=4: 7x7",
-                 partial(images.build_mnist_like, "mnist"), params={"limit": None, "downsample": None},
+                 partial(images.build_mnist_like, "mnist"),
                  seeded=False, uses_data=True),
         TaskSpec(
             "fashion-mnist",
             f"Fashion-MNIST from data= (default {images.FASHION_MNIST_DIR}), 10-way CE; downsample=4: 7x7",
-            partial(images.build_mnist_like, "fashion-mnist"), params={"limit": None, "downsample": None},
+            partial(images.build_mnist_like, "fashion-mnist"),
             seeded=False, uses_data=True, default_data=images.FASHION_MNIST_DIR,
         ),
         TaskSpec("addmul", "(a + b) or (a * b) mod 100 on one-hot digits (42 inputs, 2x10 outputs); "
-                 "functions add, mul", arithmetic.build_addmul,
-                 params={"n_train": 50000, "n_test": 5000, "heldout": False}),
+                 "functions add, mul", arithmetic.build_addmul),
         TaskSpec("tuple-add",
                  "two independent additions mod 100 (80 inputs, 4x10 outputs); functions first, second",
-                 arithmetic.build_tuple_add, params={"n_train": 50000, "n_test": 5000}),
+                 arithmetic.build_tuple_add),
         TaskSpec("modadd", "a + b mod 59 on token embeddings, all 59^2 pairs, seeded 80/20 split, 59-way CE",
-                 arithmetic.build_modadd, params={"p": 59, "train_frac": 0.8}),
+                 arithmetic.build_modadd),
         TaskSpec("s4", "products p2∘p1 in the permutation group S4 on tokens, 576 pairs, 80/20, 24-way CE",
-                 arithmetic.build_s4, params={"train_frac": 0.8}),
+                 arithmetic.build_s4),
         TaskSpec("moons", "sklearn make_moons(200, noise=0.1) plus a separate test draw, 2-way CE",
-                 formulas.build_moons, params={"n_train": 200, "n_test": 200, "noise": 0.1}),
+                 formulas.build_moons),
         TaskSpec("incontext-linreg",
                  "in-context linear regression: sequences (x1, y1, ..., xT) with y = w x, w ~ U(-1, 1), "
                  "x ~ U(1, 3); predict every y_t; MSE; functions per position",
-                 incontext.build_incontext, params={"n_sequences": 10000, "pairs": 2, "train_frac": 0.8}),
+                 incontext.build_incontext),
         *(
             TaskSpec(name, f"{definition}, x ~ U[-1, 1]^{d}, 100 train / 100 test, MSE; functions per output",
-                     partial(formulas.build_formula, name), params={"n_train": 100, "n_test": 100})
+                     partial(formulas.build_formula, name))
             for name, (d, _, _, definition) in formulas.FORMULAS.items()
         ),
     ]
