@@ -233,10 +233,9 @@ class LayerBuilder:
             if padding == "causal":
                 pads = [((kernel_size[0] - 1) * dilation[0], 0)]
             x, even = pad_by_concat(x, pads, 0.0)
-            if pw is None:
-                y = fn(x, dw(), _get(bias), strides, even, dilation, groups)
-            else:
-                y = fn(fn(x, dw(), None, strides, even, dilation, groups), pw(), _get(bias))
+            y = fn(x, dw(), None if separable else _get(bias), strides, even, dilation, groups)
+            if separable:  # the pointwise convolution after the depthwise one adds the bias
+                y = fn(y, pw(), _get(bias))
             y = act(y)
             return [_channels_last(y) if last else y]
 
@@ -437,13 +436,10 @@ class LayerBuilder:
         kernel = self.pick(names, weights, "kernel", 0)
         recurrent = self.pick(names, weights, "recurrent_kernel", 1)
         units = recurrent.shape[0]
-        b_ih = b_hh = np.zeros(_GATES[kind] * units, dtype=np.float32)
-        if cfg.get("use_bias", True):
-            bias = self.pick(names, weights, "bias", 2)
-            if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
-                b_ih, b_hh = bias[0], bias[1]
-            else:
-                b_ih = bias
+        zeros = np.zeros(_GATES[kind] * units, dtype=np.float32)
+        bias = self.pick(names, weights, "bias", 2) if cfg.get("use_bias", True) else zeros
+        # GRU reset_after: input and recurrent biases
+        b_ih, b_hh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, zeros)
         # (n, gates * u) columns -> torch's (gates * u, n) rows
         kernel, recurrent = (w.T if w.ndim == 2 else w for w in (kernel, recurrent))
         return kernel, recurrent, b_ih, b_hh, units
