@@ -163,10 +163,6 @@ def check_attributes(c: Call) -> None:
 
 
 # -- the module --------------------------------------------------------------------------------------
-def _unary(fn: Callable) -> Callable:
-    return lambda c: fn(c.torch, c.t(0), c)
-
-
 def _torch_fn(name: str, functional: bool = False) -> Callable:
     """The op that is torch's (or torch.nn.functional's) function ``name`` of its input."""
     return lambda c: getattr(c.torch.nn.functional if functional else c.torch, name)(c.t(0))
@@ -680,19 +676,19 @@ _TORCH_UNARY = {
     "Sign": "sign", "Not": "logical_not",
 }
 _FUNCTIONAL_UNARY = {"HardSwish": "hardswish", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish"}
-# ops with attributes: fn(torch, input, call)
+# ops of one input with attributes: their handlers
 _UNARY = {
-    "LeakyRelu": lambda t, x, c: t.nn.functional.leaky_relu(x, float(c.attr("alpha", 0.01))),
-    "Elu": lambda t, x, c: t.nn.functional.elu(x, float(c.attr("alpha", 1.0))),
-    "Selu": lambda t, x, c: (
+    "LeakyRelu": lambda c: c.torch.nn.functional.leaky_relu(c.t(0), float(c.attr("alpha", 0.01))),
+    "Elu": lambda c: c.torch.nn.functional.elu(c.t(0), float(c.attr("alpha", 1.0))),
+    "Selu": lambda c: (
         float(c.attr("gamma", 1.0507009873554805))
-        * t.nn.functional.elu(x, float(c.attr("alpha", 1.6732632423543772)))
+        * c.torch.nn.functional.elu(c.t(0), float(c.attr("alpha", 1.6732632423543772)))
     ),
-    "Gelu": lambda t, x, c: t.nn.functional.gelu(x, approximate=c.attr("approximate", "none")),
-    "HardSigmoid": lambda t, x, c: t.clamp(
-        x * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
+    "Gelu": lambda c: c.torch.nn.functional.gelu(c.t(0), approximate=c.attr("approximate", "none")),
+    "HardSigmoid": lambda c: c.torch.clamp(
+        c.t(0) * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
     ),
-    "Identity": lambda t, x, c: x,
+    "Identity": lambda c: c.t(0),
 }
 _BINARY = {
     "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _div, "Pow": operator.pow,
@@ -702,7 +698,7 @@ _BINARY = {
 
 # the handlers of ops that share one (their kind given first): functools.partial(handler, kind)
 OPS: dict[str, Callable] = {
-    **{name: _unary(fn) for name, fn in _UNARY.items()},
+    **_UNARY,
     **{name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()},
     **{name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()},
     **{name: partial(_binary, fn) for name, fn in _BINARY.items()},
