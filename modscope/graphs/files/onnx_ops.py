@@ -593,8 +593,7 @@ def _clip(c: Call) -> Any:
     if c.runner.opset < 11:
         lo, hi = c.attr("min"), c.attr("max")
     else:
-        lo = float(c.array(1).reshape(-1)[0]) if c.has(1) else None
-        hi = float(c.array(2).reshape(-1)[0]) if c.has(2) else None
+        lo, hi = (float(c.array(k).reshape(-1)[0]) if c.has(k) else None for k in (1, 2))
     return c.torch.clamp(c.t(0), lo, hi)
 
 
