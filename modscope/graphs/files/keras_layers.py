@@ -303,12 +303,11 @@ class LayerBuilder:
         cap = None if self.cfg.get("max_value") is None else float(self.cfg["max_value"])
         slope = float(self.cfg.get("negative_slope") or 0.0)
         threshold = float(self.cfg.get("threshold") or 0.0)
-        F = self.torch.nn.functional
 
         def run(xs: list) -> list:
             x = xs[0]
             if threshold == 0.0:
-                y = F.leaky_relu(x, slope) if slope else self.torch.relu(x)
+                y = self.torch.nn.functional.leaky_relu(x, slope) if slope else self.torch.relu(x)
             else:
                 y = self.torch.where(x >= threshold, x, slope * (x - threshold))
             return [y if cap is None else y.clamp(max=cap)]
