@@ -233,10 +233,9 @@ class LayerBuilder:
             if padding == "causal":
                 pads = [((kernel_size[0] - 1) * dilation[0], 0)]
             x, even = pad_by_concat(x, pads, 0.0)
-            if pw is None:
-                y = fn(x, dw(), _get(bias), strides, even, dilation, groups)
-            else:
-                y = fn(fn(x, dw(), None, strides, even, dilation, groups), pw(), _get(bias))
+            y = fn(x, dw(), None if separable else _get(bias), strides, even, dilation, groups)
+            if separable:  # the pointwise convolution after the depthwise one adds the bias
+                y = fn(y, pw(), _get(bias))
             y = act(y)
             return [_channels_last(y) if last else y]
 
@@ -247,15 +246,15 @@ class LayerBuilder:
     DepthwiseConv2D = functools.partialmethod(_conv, 2, depthwise=True)
     SeparableConv2D = functools.partialmethod(_conv, 2, separable=True)
 
-    def _scale_center(self) -> tuple[Any, Any, int]:
-        """A normalisation's gamma and beta getters (None where the config turns one off), and the
-        index of the weight after them."""
+    def _norm(self) -> tuple[Any, Any, int, float]:
+        """A normalisation's gamma and beta getters (None where the config turns one off), the
+        index of the weight after them, and its epsilon."""
         i, gamma, beta = 0, None, None
         if self.cfg.get("scale", True):
             gamma, i = self.param("weight", self.role("gamma", i)), i + 1
         if self.cfg.get("center", True):
             beta, i = self.param("bias", self.role("beta", i)), i + 1
-        return gamma, beta, i
+        return gamma, beta, i, float(self.cfg.get("epsilon", 1e-3))
 
     def _axis(self) -> int:
         """The one axis of the layer's ``axis`` (an int or a list of one); several are refused."""
@@ -266,10 +265,9 @@ class LayerBuilder:
 
     def BatchNormalization(self) -> Callable:
         axis = self._axis()
-        gamma, beta, i = self._scale_center()
+        gamma, beta, i, eps = self._norm()
         mean = self.param("running_mean", self.role("moving_mean", i))
         var = self.param("running_var", self.role("moving_variance", i + 1))
-        eps = float(self.cfg.get("epsilon", 1e-3))
 
         def run(xs: list) -> list:
             x = xs[0]
@@ -285,8 +283,7 @@ class LayerBuilder:
 
     def LayerNormalization(self) -> Callable:
         axes = [self._axis()]
-        gamma, beta, _ = self._scale_center()
-        eps = float(self.cfg.get("epsilon", 1e-3))
+        gamma, beta, _, eps = self._norm()
 
         def run(xs: list) -> list:
             x = xs[0]
@@ -306,12 +303,11 @@ class LayerBuilder:
         cap = None if self.cfg.get("max_value") is None else float(self.cfg["max_value"])
         slope = float(self.cfg.get("negative_slope") or 0.0)
         threshold = float(self.cfg.get("threshold") or 0.0)
-        F = self.torch.nn.functional
 
         def run(xs: list) -> list:
             x = xs[0]
             if threshold == 0.0:
-                y = F.leaky_relu(x, slope) if slope else self.torch.relu(x)
+                y = self.torch.nn.functional.leaky_relu(x, slope) if slope else self.torch.relu(x)
             else:
                 y = self.torch.where(x >= threshold, x, slope * (x - threshold))
             return [y if cap is None else y.clamp(max=cap)]
@@ -437,24 +433,20 @@ class LayerBuilder:
         kernel = self.pick(names, weights, "kernel", 0)
         recurrent = self.pick(names, weights, "recurrent_kernel", 1)
         units = recurrent.shape[0]
-        b_ih = b_hh = np.zeros(_GATES[kind] * units, dtype=np.float32)
-        if cfg.get("use_bias", True):
-            bias = self.pick(names, weights, "bias", 2)
-            if bias.ndim == 2:  # GRU reset_after: input and recurrent biases
-                b_ih, b_hh = bias[0], bias[1]
-            else:
-                b_ih = bias
+        zeros = np.zeros(_GATES[kind] * units, dtype=np.float32)
+        bias = self.pick(names, weights, "bias", 2) if cfg.get("use_bias", True) else zeros
+        # GRU reset_after: input and recurrent biases
+        b_ih, b_hh = (bias[0], bias[1]) if bias.ndim == 2 else (bias, zeros)
         # (n, gates * u) columns -> torch's (gates * u, n) rows
         kernel, recurrent = (w.T if w.ndim == 2 else w for w in (kernel, recurrent))
         return kernel, recurrent, b_ih, b_hh, units
 
     def _rnn(self, kind: str) -> Callable:
-        parts = [self._recurrent(kind, self.cfg, self.names, self.weights)]
-        return self._rnn_run(kind, parts, self.cfg, bool(self.cfg.get("go_backwards", False)), None)
+        return self._rnn_run(kind, [self._recurrent(kind, self.cfg, self.names, self.weights)], self.cfg)
 
-    def _rnn_run(self, kind: str, parts: list, cfg: dict, backwards: bool, merge: str | None) -> Callable:
-        """The function of the recurrent layer of ``parts`` (`_recurrent`'s, one per direction),
-        its torch module registered."""
+    def _rnn_run(self, kind: str, parts: list, cfg: dict, merge: str | None = None) -> Callable:
+        """The function of the recurrent layer of ``parts`` (`_recurrent`'s, one per direction; a
+        layer of one runs backwards with ``go_backwards``), its torch module registered."""
         order = [1, 0, 2] if kind == "GRU" else list(range(_GATES[kind]))  # GRU z, r, h -> torch's r, z, n
         cls = "RNN" if kind == "SimpleRNN" else kind
         module = recurrent_module(cls, parts[0][4], [p[:4] for p in parts], batch_first=True, order=order)
@@ -463,7 +455,7 @@ class LayerBuilder:
         states = bool(cfg.get("return_state", False))
 
         def run(xs: list) -> list:
-            x = xs[0].flip(1) if backwards else xs[0]
+            x = xs[0].flip(1) if cfg.get("go_backwards") else xs[0]
             y, h = module(x)
             finals = list(h) if kind == "LSTM" else [h]
             out = y if seqs else (y[:, -1] if merge is None else self._last_both(y))
@@ -501,4 +493,4 @@ class LayerBuilder:
             self._recurrent(kind, icfg, [self.names[i] for i in idx], [self.weights[i] for i in idx])
             for idx in (fwd, bwd)
         ]
-        return self._rnn_run(kind, parts, icfg, False, self.cfg.get("merge_mode", "concat") or "concat")
+        return self._rnn_run(kind, parts, icfg, self.cfg.get("merge_mode", "concat") or "concat")

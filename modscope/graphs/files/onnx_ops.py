@@ -12,6 +12,7 @@ import functools
 import operator
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -162,10 +163,6 @@ def check_attributes(c: Call) -> None:
 
 
 # -- the module --------------------------------------------------------------------------------------
-def _unary(fn: Callable) -> Callable:
-    return lambda c: fn(c.torch, c.t(0), c)
-
-
 def _torch_fn(name: str, functional: bool = False) -> Callable:
     """The op that is torch's (or torch.nn.functional's) function ``name`` of its input."""
     return lambda c: getattr(c.torch.nn.functional if functional else c.torch, name)(c.t(0))
@@ -181,14 +178,11 @@ def _dtype(code: int) -> Any:
     return torch.from_numpy(np.zeros(0, dtype=NP_TYPES[code])).dtype
 
 
-def _binary(fn: Callable) -> Callable:
-    def run(c: Call) -> Any:
-        a, b = c.t(0), c.t(1)
-        if not hasattr(a, "shape") and not hasattr(b, "shape"):  # two constant numbers
-            a = c.torch.as_tensor(a)
-        return fn(a, b)
-
-    return run
+def _binary(fn: Callable, c: Call) -> Any:
+    a, b = c.t(0), c.t(1)
+    if not hasattr(a, "shape") and not hasattr(b, "shape"):  # two constant numbers
+        a = c.torch.as_tensor(a)
+    return fn(a, b)
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -208,18 +202,15 @@ def _variadic(fn: Callable) -> Callable:
     return lambda c: functools.reduce(fn, (c.t(i) for i in range(1, len(c.inputs))), c.t(0))
 
 
-def _softmax(kind: str) -> Callable:
-    def run(c: Call) -> Any:
-        x = c.t(0)
-        fn = getattr(c.torch.nn.functional, kind)  # softmax, log_softmax
-        if c.runner.opset >= 13:
-            return fn(x, dim=c.attr("axis", -1))
-        axis = c.attr("axis", 1) % x.ndim  # before opset 13: over the flattened trailing axes
-        if axis == x.ndim - 1:
-            return fn(x, dim=-1)
-        return fn(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=-1).reshape(x.shape)
-
-    return run
+def _softmax(kind: str, c: Call) -> Any:
+    x = c.t(0)
+    fn = getattr(c.torch.nn.functional, kind)  # softmax, log_softmax
+    if c.runner.opset >= 13:
+        return fn(x, dim=c.attr("axis", -1))
+    axis = c.attr("axis", 1) % x.ndim  # before opset 13: over the flattened trailing axes
+    if axis == x.ndim - 1:
+        return fn(x, dim=-1)
+    return fn(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=-1).reshape(x.shape)
 
 
 def _gemm(c: Call) -> Any:
@@ -309,33 +300,27 @@ def _conv_transpose(c: Call) -> Any:
     return fn(x, w, bias, strides, pads[:n], out_pads, int(c.attr("group", 1)), dilations)
 
 
-def _pool(kind: str) -> Callable:
-    def run(c: Call) -> Any:
-        x = c.t(0)
-        n = _spatial_axes(c, x.ndim, "{n}-D pooling")
-        if c.n_out > 1 and c.node.output[1]:
-            raise c.refuse("pooling indices are not read")
-        kernel = list(c.attr("kernel_shape"))
-        strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
-        pads, ceil = _spatial_pads(c, x, kernel, strides, dilations), bool(c.attr("ceil_mode", 0))
-        fn = getattr(c.torch.nn.functional, f"{kind}_pool{n}d")
-        if kind == "max":
-            x, even = pad_by_concat(x, pads, -float("inf"))
-            return fn(x, kernel, strides, even, dilations, ceil)
-        if any(d != 1 for d in dilations):
-            raise c.refuse("dilated average pooling")
-        return average_pool(x, pads, fn, kernel, strides, ceil, bool(c.attr("count_include_pad", 0)))
-
-    return run
+def _pool(kind: str, c: Call) -> Any:
+    x = c.t(0)
+    n = _spatial_axes(c, x.ndim, "{n}-D pooling")
+    if c.n_out > 1 and c.node.output[1]:
+        raise c.refuse("pooling indices are not read")
+    kernel = list(c.attr("kernel_shape"))
+    strides, dilations = list(c.attr("strides", [1] * n)), list(c.attr("dilations", [1] * n))
+    pads, ceil = _spatial_pads(c, x, kernel, strides, dilations), bool(c.attr("ceil_mode", 0))
+    fn = getattr(c.torch.nn.functional, f"{kind}_pool{n}d")
+    if kind == "max":
+        x, even = pad_by_concat(x, pads, -float("inf"))
+        return fn(x, kernel, strides, even, dilations, ceil)
+    if any(d != 1 for d in dilations):
+        raise c.refuse("dilated average pooling")
+    return average_pool(x, pads, fn, kernel, strides, ceil, bool(c.attr("count_include_pad", 0)))
 
 
-def _global_pool(kind: str) -> Callable:
-    def run(c: Call) -> Any:
-        x = c.t(0)
-        n = _spatial_axes(c, x.ndim, "{n}-D global pooling")
-        return getattr(c.torch.nn.functional, f"adaptive_{kind}_pool{n}d")(x, 1)
-
-    return run
+def _global_pool(kind: str, c: Call) -> Any:
+    x = c.t(0)
+    n = _spatial_axes(c, x.ndim, "{n}-D global pooling")
+    return getattr(c.torch.nn.functional, f"adaptive_{kind}_pool{n}d")(x, 1)
 
 
 def _axes(c: Call, slot: int, attr_until: int) -> list[int] | None:
@@ -346,25 +331,21 @@ def _axes(c: Call, slot: int, attr_until: int) -> list[int] | None:
     return c.ints(slot) if c.has(slot) else None
 
 
-def _reduce(method: str, attr_until: int) -> Callable:
+def _reduce(method: str, attr_until: int, c: Call) -> Any:
     """``Reduce*`` as the tensor method ``method`` (its axes an attribute before ``attr_until``)."""
-
-    def run(c: Call) -> Any:
-        x = c.t(0)
-        axes = _axes(c, 1, attr_until)
-        keep = bool(c.attr("keepdims", 1))
-        if not axes:
-            if c.attr("noop_with_empty_axes", 0):
-                return x
-            axes = list(range(x.ndim))
-        dims = [a % x.ndim for a in axes]
-        if method != "prod":
-            return getattr(x, method)(dim=dims, keepdim=keep)
-        for d in sorted(dims, reverse=True):  # prod takes one axis at a time
-            x = x.prod(dim=d, keepdim=keep)
-        return x
-
-    return run
+    x = c.t(0)
+    axes = _axes(c, 1, attr_until)
+    keep = bool(c.attr("keepdims", 1))
+    if not axes:
+        if c.attr("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(x.ndim))
+    dims = [a % x.ndim for a in axes]
+    if method != "prod":
+        return getattr(x, method)(dim=dims, keepdim=keep)
+    for d in sorted(dims, reverse=True):  # prod takes one axis at a time
+        x = x.prod(dim=d, keepdim=keep)
+    return x
 
 
 def _batch_norm(c: Call) -> Any:
@@ -612,8 +593,7 @@ def _clip(c: Call) -> Any:
     if c.runner.opset < 11:
         lo, hi = c.attr("min"), c.attr("max")
     else:
-        lo = float(c.array(1).reshape(-1)[0]) if c.has(1) else None
-        hi = float(c.array(2).reshape(-1)[0]) if c.has(2) else None
+        lo, hi = (float(c.array(k).reshape(-1)[0]) if c.has(k) else None for k in (1, 2))
     return c.torch.clamp(c.t(0), lo, hi)
 
 
@@ -695,19 +675,19 @@ _TORCH_UNARY = {
     "Sign": "sign", "Not": "logical_not",
 }
 _FUNCTIONAL_UNARY = {"HardSwish": "hardswish", "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish"}
-# ops with attributes: fn(torch, input, call)
+# ops of one input with attributes: their handlers
 _UNARY = {
-    "LeakyRelu": lambda t, x, c: t.nn.functional.leaky_relu(x, float(c.attr("alpha", 0.01))),
-    "Elu": lambda t, x, c: t.nn.functional.elu(x, float(c.attr("alpha", 1.0))),
-    "Selu": lambda t, x, c: (
+    "LeakyRelu": lambda c: c.torch.nn.functional.leaky_relu(c.t(0), float(c.attr("alpha", 0.01))),
+    "Elu": lambda c: c.torch.nn.functional.elu(c.t(0), float(c.attr("alpha", 1.0))),
+    "Selu": lambda c: (
         float(c.attr("gamma", 1.0507009873554805))
-        * t.nn.functional.elu(x, float(c.attr("alpha", 1.6732632423543772)))
+        * c.torch.nn.functional.elu(c.t(0), float(c.attr("alpha", 1.6732632423543772)))
     ),
-    "Gelu": lambda t, x, c: t.nn.functional.gelu(x, approximate=c.attr("approximate", "none")),
-    "HardSigmoid": lambda t, x, c: t.clamp(
-        x * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
+    "Gelu": lambda c: c.torch.nn.functional.gelu(c.t(0), approximate=c.attr("approximate", "none")),
+    "HardSigmoid": lambda c: c.torch.clamp(
+        c.t(0) * float(c.attr("alpha", 0.2)) + float(c.attr("beta", 0.5)), 0, 1
     ),
-    "Identity": lambda t, x, c: x,
+    "Identity": lambda c: c.t(0),
 }
 _BINARY = {
     "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": _div, "Pow": operator.pow,
@@ -715,36 +695,35 @@ _BINARY = {
     "Or": operator.or_,
 }
 
+# the handlers of ops that share one (their kind given first): functools.partial(handler, kind)
 OPS: dict[str, Callable] = {
-    **{name: _unary(fn) for name, fn in _UNARY.items()},
+    **_UNARY,
     **{name: _torch_fn(fn) for name, fn in _TORCH_UNARY.items()},
     **{name: _torch_fn(fn, functional=True) for name, fn in _FUNCTIONAL_UNARY.items()},
-    **{name: _binary(fn) for name, fn in _BINARY.items()},
+    **{name: partial(_binary, fn) for name, fn in _BINARY.items()},
+    # elementwise over several inputs, activations with an axis
+    "Max": _variadic(lambda a, b: a.maximum(b) if hasattr(a, "maximum") else b.maximum(a)),
+    "Min": _variadic(lambda a, b: a.minimum(b) if hasattr(a, "minimum") else b.minimum(a)),
+    "Sum": _variadic(lambda a, b: a + b),
+    "Softmax": partial(_softmax, "softmax"), "LogSoftmax": partial(_softmax, "log_softmax"),
+    "PRelu": _prelu, "Clip": _clip,
+    # layers with weights
+    "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "ConvTranspose": _conv_transpose,
+    "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
+    "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
+    # pooling and reductions
+    "MaxPool": partial(_pool, "max"), "AveragePool": partial(_pool, "avg"),
+    "GlobalAveragePool": partial(_global_pool, "avg"), "GlobalMaxPool": partial(_global_pool, "max"),
+    "ReduceMean": partial(_reduce, "mean", 18), "ReduceSum": partial(_reduce, "sum", 13),
+    "ReduceMax": partial(_reduce, "amax", 18), "ReduceMin": partial(_reduce, "amin", 18),
+    "ReduceProd": partial(_reduce, "prod", 18),
+    # shapes, indexing, constants
+    "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose, "Squeeze": _squeeze,
+    "Unsqueeze": _unsqueeze, "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather,
+    "Expand": _expand, "Tile": _tile, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
+    "Shape": _shape, "Range": _range, "Resize": _resize, "Upsample": _resize, "Dropout": _dropout,
+    "Size": lambda c: c.torch.as_tensor(c.raw(0).numel(), dtype=c.torch.int64),
+    "Cast": lambda c: c.tensor(0).to(_dtype(int(c.attr("to")))),
+    "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
+    "Where": lambda c: c.torch.where(c.tensor(0), c.t(1), c.t(2)),
 }
-OPS.update(
-    {
-        # elementwise over several inputs, activations with an axis
-        "Max": _variadic(lambda a, b: a.maximum(b) if hasattr(a, "maximum") else b.maximum(a)),
-        "Min": _variadic(lambda a, b: a.minimum(b) if hasattr(a, "minimum") else b.minimum(a)),
-        "Sum": _variadic(lambda a, b: a + b),
-        "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"), "PRelu": _prelu, "Clip": _clip,
-        # layers with weights
-        "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv, "ConvTranspose": _conv_transpose,
-        "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,
-        "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
-        # pooling and reductions
-        "MaxPool": _pool("max"), "AveragePool": _pool("avg"),
-        "GlobalAveragePool": _global_pool("avg"), "GlobalMaxPool": _global_pool("max"),
-        "ReduceMean": _reduce("mean", 18), "ReduceSum": _reduce("sum", 13), "ReduceMax": _reduce("amax", 18),
-        "ReduceMin": _reduce("amin", 18), "ReduceProd": _reduce("prod", 18),
-        # shapes, indexing, constants
-        "Reshape": _reshape, "Flatten": _flatten, "Transpose": _transpose, "Squeeze": _squeeze,
-        "Unsqueeze": _unsqueeze, "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather,
-        "Expand": _expand, "Tile": _tile, "Constant": _constant, "ConstantOfShape": _constant_of_shape,
-        "Shape": _shape, "Range": _range, "Resize": _resize, "Upsample": _resize, "Dropout": _dropout,
-        "Size": lambda c: c.torch.as_tensor(c.raw(0).numel(), dtype=c.torch.int64),
-        "Cast": lambda c: c.tensor(0).to(_dtype(int(c.attr("to")))),
-        "CastLike": lambda c: c.tensor(0).to(c.raw(1).dtype),
-        "Where": lambda c: c.torch.where(c.tensor(0), c.t(1), c.t(2)),
-    }
-)
