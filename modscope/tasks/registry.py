@@ -83,7 +83,7 @@ def _coerce(key: str, value: Any, default: Any, task: str) -> Any:
             if value in (0, 1):  # also True / False
                 return bool(value)
             raise ValueError(value)
-        if value is None:
+        if value is None and default is None:  # an optional setting left unset
             return None
         if isinstance(default, int | float) or default is None:
             whole = not isinstance(default, float)  # None defaults are optional ints

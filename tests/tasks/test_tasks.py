@@ -79,6 +79,8 @@ def test_unknown_task_and_bad_parameters():
         get_task("addmul", n_train="lots")
     with pytest.raises(ModscopeError, match="n_train must be int"):
         get_task("addmul", n_train=2.5)
+    with pytest.raises(ModscopeError, match="n_train must be int, got None"):  # not a TypeError
+        get_task("addmul", n_train=None)
     with pytest.raises(ModscopeError, match="heldout must be boolean"):
         get_task("addmul", heldout="maybe")
     with pytest.raises(ModscopeError, match="takes no data"):
