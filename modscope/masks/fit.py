@@ -202,7 +202,7 @@ def _fit_group(
     seed: int,
     batched: bool,
     after_step: Callable[[int], None] | None,
-    desc: str,
+    desc: str | None,
 ) -> None:
     """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps, with a
     progress bar labelled ``desc`` (none when ``desc`` is None)."""
@@ -216,7 +216,7 @@ def _fit_group(
     idx = torch.empty(K, B, dtype=torch.long, device=dev)
     # The straight-through step by hand, in buffers kept across steps: the effective weights
     # are a leaf whose gradient autograd fills, and the logits' gradient is computed from it
-    # into `grad`. The same arithmetic as `_GumbelSigmoidST`, without a fresh (K, P)
+    # into `grad`. The same arithmetic as `gumbel_sigmoid_weights`, without a fresh (K, P)
     # allocation (page faults on CPU) for the mask and for the gradient at every step.
     # The leaves are per-layer views of `eff`, so their gradients arrive layer by layer with no
     # concatenation or zero-filled scatter back into a (K, P) tensor.
