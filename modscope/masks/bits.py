@@ -33,19 +33,19 @@ def _packed(m: Any) -> dict[str, Any]:
 
 def decode_masks(d: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, np.ndarray]]:
     """The inverse of `encode_masks`: ``{function: {parameter: bool array of its shape}}``."""
-    out: dict[str, dict[str, np.ndarray]] = {}
     try:
-        for f, per in d.items():
-            out[f] = {}
-            for name, rec in per.items():
-                shape = tuple(int(s) for s in rec["shape"])
-                n = int(np.prod(shape, dtype=np.int64))
-                bits = np.unpackbits(np.frombuffer(base64.b64decode(rec["bits"]), dtype=np.uint8))
-                if bits.size < n:
-                    raise ValueError(f"{f}/{name}: {bits.size} bits for {n} weights")
-                out[f][name] = bits[:n].astype(bool).reshape(shape)
+        return {f: {name: _unpacked(rec, f"{f}/{name}") for name, rec in per.items()} for f, per in d.items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise ModscopeError(
             f"weight_masks: not masks as `modscope masks --json` writes them ({exc})"
         ) from None
-    return out
+
+
+def _unpacked(rec: Mapping[str, Any], where: str) -> np.ndarray:
+    """One mask (``where``: its function/parameter, for the error) from its shape and bits."""
+    shape = tuple(int(s) for s in rec["shape"])
+    n = int(np.prod(shape, dtype=np.int64))
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(rec["bits"]), dtype=np.uint8))
+    if bits.size < n:
+        raise ValueError(f"{where}: {bits.size} bits for {n} weights")
+    return bits[:n].astype(bool).reshape(shape)

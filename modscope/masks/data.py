@@ -45,31 +45,9 @@ def resolve_data_functions(
     if functions is None:
         fns = list(data.functions.values())
     elif isinstance(functions, Mapping):
-        fns = []
-        for name, f in functions.items():
-            if isinstance(f, Function):
-                fns.append(f)
-            elif callable(f):
-                fns.append(function_where(str(name), data, f))
-            else:
-                raise ModscopeError(
-                    f"function {name!r}: a Function or a predicate(x, y), got {type(f).__name__}"
-                )
+        fns = [_given(data, name, f) for name, f in functions.items()]
     else:
-        fns = []
-        for f in functions:
-            if isinstance(f, Function):
-                fns.append(f)
-            elif isinstance(f, str) and f in data.functions:
-                fns.append(data.functions[f])
-            elif isinstance(f, str) and "=" in f:
-                fns.append(parse_function(f, data))
-            else:
-                known = ", ".join(data.functions) or "none"
-                raise ModscopeError(
-                    f"{data.name} has no function {f!r} (it has: {known}); name one by its classes "
-                    "(name=2,3,4) or pass Function objects"
-                )
+        fns = [_listed(data, f) for f in functions]
     if not fns:
         raise ModscopeError(
             f"no functions to mask on {data.name}: it defines none; pass functions (--functions NAMES, "
@@ -79,6 +57,30 @@ def resolve_data_functions(
     if len(set(names)) != len(names):
         raise ModscopeError(f"function names must be unique, got {names}")
     return fns
+
+
+def _given(data: Any, name: Any, f: Any) -> Function:
+    """A mapping's entry: a `Function`, or a predicate over the examples, named by its key."""
+    if isinstance(f, Function):
+        return f
+    if not callable(f):
+        raise ModscopeError(f"function {name!r}: a Function or a predicate(x, y), got {type(f).__name__}")
+    return function_where(str(name), data, f)
+
+
+def _listed(data: Any, f: Any) -> Function:
+    """A sequence's entry: a `Function`, the name of one of the data's, or a ``name=classes`` spec."""
+    if isinstance(f, Function):
+        return f
+    if isinstance(f, str) and f in data.functions:
+        return data.functions[f]
+    if isinstance(f, str) and "=" in f:
+        return parse_function(f, data)
+    known = ", ".join(data.functions) or "none"
+    raise ModscopeError(
+        f"{data.name} has no function {f!r} (it has: {known}); name one by its classes "
+        "(name=2,3,4) or pass Function objects"
+    )
 
 
 @dataclass(frozen=True)

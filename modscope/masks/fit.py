@@ -146,8 +146,8 @@ def fit_logits(
         after = None if callback is None else (lambda step: callback(step, logits))
         # a tiny network's K masks on one thread: torch's threads only cost there
         with torch_threads(threads_for(K * P * batch_size) if dev.type == "cpu" else None):
-            _fit_group(net, source, fns, logits, progress=progress, after_step=after,
-                       desc=f"masks ({K} together)", **fit)
+            _fit_group(net, source, fns, logits, after_step=after,
+                       desc=f"masks ({K} together)" if progress else None, **fit)
     return logits
 
 
@@ -171,9 +171,8 @@ def _fit_threads(
         try:
             _fit_group(
                 net.copy(), source, [fns[r] for r in rows], logits[rows[0] : rows[-1] + 1],
-                progress=progress and i == 0,
                 after_step=None if barrier is None else (lambda _: barrier.wait()),
-                desc=f"masks ({K} together, {n_groups} threads)", **fit,
+                desc=f"masks ({K} together, {n_groups} threads)" if progress and i == 0 else None, **fit,
             )
         except threading.BrokenBarrierError:
             pass  # another group failed; its error is the one to report
@@ -202,11 +201,11 @@ def _fit_group(
     tau: float,
     seed: int,
     batched: bool,
-    progress: bool,
     after_step: Callable[[int], None] | None,
-    desc: str,
+    desc: str | None,
 ) -> None:
-    """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps."""
+    """Train the logits ``(K, P)`` of one group of mask sets in place, ``steps`` steps, with a
+    progress bar labelled ``desc`` (none when ``desc`` is None)."""
     dev = net.device
     K, P, B = len(fns), net.n_weights, batch_size
     opt = fused_adam([logits], lr)
@@ -217,7 +216,7 @@ def _fit_group(
     idx = torch.empty(K, B, dtype=torch.long, device=dev)
     # The straight-through step by hand, in buffers kept across steps: the effective weights
     # are a leaf whose gradient autograd fills, and the logits' gradient is computed from it
-    # into `grad`. The same arithmetic as `_GumbelSigmoidST`, without a fresh (K, P)
+    # into `grad`. The same arithmetic as `gumbel_sigmoid_weights`, without a fresh (K, P)
     # allocation (page faults on CPU) for the mask and for the gradient at every step.
     # The leaves are per-layer views of `eff`, so their gradients arrive layer by layer with no
     # concatenation or zero-filled scatter back into a (K, P) tensor.
@@ -225,7 +224,7 @@ def _fit_group(
     leaves = [t.requires_grad_() for t in net.split(eff)]
     from tqdm.auto import tqdm
 
-    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=desc is None):
         noise = uniforms.draw()
         for k, f in enumerate(fns):
             pick = torch.randint(f.train_index.numel(), (B,), generator=batch_gens[k], device=dev)
@@ -421,10 +420,12 @@ def _fit_and_score(
     def evaluate(logits: torch.Tensor, config: dict, keep: bool = False) -> MaskResult:
         return evaluate_streamed(net, source, fns, logits, cfg.class_removal, config, keep, eval_batch_size)
 
+    # the config's training fields (steps, batch_size, lr, beta, tau, init, seed), named as fit_logits
+    # names them; fit_logits resolves beta=None to the same default as MaskConfig.sparsity_weight
+    fit = {k: v for k, v in asdict(cfg).items() if k not in ("mask_bias", "control", "class_removal")}
     logits = fit_logits(
-        net, source, [streamed_function(source, f, net.device) for f in fns], steps=cfg.steps,
-        batch_size=cfg.batch_size, lr=cfg.lr, beta=cfg.sparsity_weight, tau=cfg.tau, init=cfg.init,
-        seed=cfg.seed, progress=progress, callback=record if wanted else None, threads=threads,
+        net, source, [streamed_function(source, f, net.device) for f in fns], progress=progress,
+        callback=record if wanted else None, threads=threads, **fit,
     )
     result = evaluate(logits, recorded, keep_logits)
     result.history = {n: evaluate(snapshots[n], {**recorded, "steps": n}) for n in sorted(snapshots)}

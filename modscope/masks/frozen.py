@@ -166,8 +166,7 @@ class FrozenNet:
         self.loop = loops(model, device) if loop is None else bool(loop)
         self._probed = loop is not None  # auto: the first batched call checks vmap's coverage
         self.shapes = [tuple(params[n].shape) for n in self.names]
-        self.sizes = [int(params[n].numel()) for n in self.names]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+        self.offsets = np.cumsum([0] + [params[n].numel() for n in self.names])
         # layer i's weights in the flat (P,) order
         self.spans = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
         self.device = torch.device(device)

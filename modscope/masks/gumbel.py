@@ -31,32 +31,16 @@ def straight_through_grad(
     return out.div_(tau) if tau != 1.0 else out
 
 
-class _GumbelSigmoidST(torch.autograd.Function):
-    """``w * m`` with ``m = 1[z > 0] + s - stopgrad(s)``, ``s = sigmoid(z)``, ``z = (l + noise) / tau``.
-
-    Takes the pre-computed ``z`` (so the caller can build it in place in its noise buffer) and
-    the logits only to route the gradient to them. The forward value is exactly
-    ``w * 1[z > 0]``; the gradient is that of ``w * s`` with respect to ``l``.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, z, w, tau):  # noqa: ARG004 - logits only receive the gradient
-        ctx.save_for_backward(z, w)
-        ctx.tau = tau
-        return hard_mask_weights(z, w, torch.empty_like(z))
-
-    @staticmethod
-    def backward(ctx, grad):
-        z, w = ctx.saved_tensors
-        # z becomes s in place: a second backward through the same graph is refused by
-        # autograd's version check on z
-        return straight_through_grad(grad, z, w, ctx.tau, torch.empty_like(z)), None, None, None
-
-
 def gumbel_sigmoid_weights(
     logits: torch.Tensor, noise: torch.Tensor, w: torch.Tensor, tau: float = 1.0
 ) -> torch.Tensor:
     """Effective weights ``w * m`` of shape ``(K, P)`` from ``logits`` (K, P), Logistic noise
-    ``noise = g1 - g2`` (K, P) and weights ``w`` (P,), with the straight-through gradient."""
-    z = (logits.detach() + noise) / tau
-    return _GumbelSigmoidST.apply(logits, z, w, float(tau))
+    ``noise = g1 - g2`` (K, P) and weights ``w`` (P,), with the straight-through gradient.
+
+    The formula as written, through autograd (mask training runs it fused by hand:
+    `hard_mask_weights`, `straight_through_grad`). The forward value is exactly ``w * 1[z > 0]``
+    (``s - stopgrad(s)`` is exactly 0); the gradient is that of ``w * s`` with respect to ``l``.
+    """
+    z = (logits + noise) / tau
+    s = torch.sigmoid(z)
+    return w * (torch.gt(z, 0).to(z.dtype) + (s - s.detach()))

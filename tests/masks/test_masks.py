@@ -26,7 +26,7 @@ from modscope.masks import (
 )
 from modscope.masks.alignment import alignment, incident_counts
 from modscope.masks.data import FunctionData, StreamedData
-from modscope.masks.gumbel import gumbel_sigmoid_weights
+from modscope.masks.gumbel import gumbel_sigmoid_weights, hard_mask_weights, straight_through_grad
 from modscope.masks.measures import streamed_scores
 from modscope.tasks import Function, Task, class_functions
 from modscope.training.models import MLP
@@ -194,6 +194,23 @@ def test_straight_through_matches_literal_formula_and_passes_gradient():
     assert set(eff.detach().div(w).round().unique().tolist()) <= {0.0, 1.0}
     assert torch.allclose(l1.grad, l2.grad, rtol=1e-5, atol=1e-7)
     assert (l1.grad != 0).float().mean() > 0.9
+
+
+def test_fused_straight_through_step_equals_the_formula_through_autograd():
+    # mask training's hand-fused forward and logit gradient against gumbel_sigmoid_weights'
+    g = torch.Generator().manual_seed(2)
+    K, P = 3, 40
+    w = torch.randn(P, generator=g)
+    noise = torch.logit(torch.rand(K, P, generator=g))
+    c = torch.randn(K, P, generator=g)
+    for tau in (1.0, 0.7):
+        logits = torch.randn(K, P, generator=g).requires_grad_()
+        eff = gumbel_sigmoid_weights(logits, noise, w, tau)
+        (eff * c).sum().backward()
+        z = (logits.detach() + noise) / tau
+        assert torch.equal(hard_mask_weights(z, w, out=torch.empty(K, P)), eff.detach())
+        # d loss / d eff is c; z is overwritten with sigmoid(z)
+        assert torch.equal(straight_through_grad(c, z, w, tau, out=torch.empty(K, P)), logits.grad)
 
 
 def test_logits_get_nonzero_gradient_in_training():
