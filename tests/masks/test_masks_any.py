@@ -93,7 +93,12 @@ class EveryLayer(nn.Module):
 
 
 def seeded(net: nn.Module, seed: int = 0) -> nn.Module:
+    """``net`` with every parameter drawn from ``seed``: its layers' own initialisation again (the
+    biases too: they were left as the unseeded constructor drew them), then N(0, 0.5) weights."""
     torch.manual_seed(seed)
+    for m in net.modules():
+        if m is not net and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
     for p in net.parameters():
         if p.ndim >= 2:
             nn.init.normal_(p, 0.0, 0.5)
