@@ -314,16 +314,13 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         axis = self.input_axes.get(name, 1 if len(shape) in (4, 5) else (1 if len(shape) == 2 else -1))
         if len(shape) == 3 and not given:
             axis = self.first_reader_axis(node)
-        if len(shape) in (2, 3) and not given and (axis is None or self.one_channel_signal(node)):
-            # (batch, samples) or (batch, H, W) made into a one-channel map for a conv (a mono
-            # waveform, a spectrogram, a grey image): one unit, every position in its frame
-            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
-            pos = np.broadcast_to(np.arange(int(np.prod(shape[1:]))).reshape(shape[1:]), shape).copy()
-            self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, shape[1:])
-            return
-        axis %= len(shape)
-        units = self.builder.new_group(f"input:{name}", shape[axis], "input")
-        self.env[name] = self.spread(units, shape, axis)
+        one_channel = len(shape) in (2, 3) and not given and (axis is None or self.one_channel_signal(node))
+        # (batch, samples) or (batch, H, W) made into a one-channel map for a conv (a mono waveform, a
+        # spectrogram, a grey image): spread as (batch, 1, ...), one unit, every position in its frame
+        spread_as = (shape[0], 1, *shape[1:]) if one_channel else shape
+        axis = 1 if one_channel else axis % len(shape)
+        units = self.builder.new_group(f"input:{name}", spread_as[axis], "input")
+        self.env[name] = self.spread(units, spread_as, axis).map(lambda a: a.reshape(shape))
 
     def first_reader_axis(self, node) -> int | None:
         """A 3-D input's feature axis: the axis its first reader with weights reads, followed back
