@@ -114,11 +114,9 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             if target is not None and isinstance(state.get(target), torch.Tensor):
                 self.param_of[spec.arg.name] = target
                 self.tensors[target] = state[target]
-        self.user_inputs = [
-            spec.arg.name for spec in sig.input_specs if str(spec.kind).endswith("USER_INPUT")
-        ]
-        if input_axis is not None and self.user_inputs:  # the first input's feature axis, as given
-            self.input_axes.setdefault(self.user_inputs[0], int(input_axis))
+        first = next((s.arg.name for s in sig.input_specs if str(s.kind).endswith("USER_INPUT")), None)
+        if input_axis is not None and first is not None:  # the first input's feature axis, as given
+            self.input_axes.setdefault(first, int(input_axis))
         self.output_units: list[np.ndarray] = []
         # (op node, source node or None, axis, unit per feature, parameter, its feature axis):
         # where units are read, for lesions (`modscope.graphs.tracing.sites`)
@@ -388,8 +386,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if reader is None or op_name(reader.target) not in self._CONVS:
             return False
         val = reader.args[0].meta.get("val")
-        rank = len(node.meta["val"].shape)
-        return val is not None and val.ndim > max(rank, 2) and int(val.shape[1]) == 1
+        return val is not None and val.ndim > max(len(node.meta["val"].shape), 2) and int(val.shape[1]) == 1
 
     def spread(
         self, units: np.ndarray, shape: tuple[int, ...], axis: int, producer: int | None = None
