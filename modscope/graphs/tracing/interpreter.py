@@ -428,8 +428,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         tensors = [a for a in args if isinstance(a, UnitTensor)]
         if not tensors:
             return self.blank(shape)
-        withunits = [a for a in tensors if (a.units >= 0).any()] or tensors
-        x = withunits[0].broadcast(shape)
+        x = next((a for a in tensors if carries_units(a)), tensors[0]).broadcast(shape)
         # a parameter's numbers stay known through an op on it alone (a cast, a copy)
         param = x.param if len(tensors) == 1 else None
         return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)
