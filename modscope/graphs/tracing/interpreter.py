@@ -186,8 +186,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if name not in self.arrays:
             t = self.tensors[name].detach().cpu()
             self.arrays[name] = t.double().numpy() if t.is_floating_point() else t.numpy()
-        whole = self.arrays[name]
-        return whole if index is None else whole.reshape(-1)[index]
+        return self.arrays[name] if index is None else self.arrays[name].reshape(-1)[index]
 
     def features(
         self, node, v: UnitTensor, axis: int
