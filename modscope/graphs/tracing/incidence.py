@@ -98,7 +98,8 @@ class ParameterMap:
         for inc in self.incidences:
             if inc.parameter not in selected:
                 continue
-            m = _bools(selected[inc.parameter])
+            m = selected[inc.parameter]  # a bool array or tensor
+            m = np.asarray(m.detach().cpu().numpy() if hasattr(m, "detach") else m, dtype=bool)
             if m.size != int(np.prod(inc.shape, dtype=np.int64)):
                 raise ModscopeError(
                     f"{inc.parameter}: a mask of {m.size} entries for a parameter of shape {inc.shape}"
@@ -135,10 +136,6 @@ class ParameterMap:
                         reads.append(n)
                     sel[offsets[i] : offsets[i + 1]] |= w | r
             yield gname, writes, reads, sel
-
-
-def _bools(t: Any) -> np.ndarray:
-    return (t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)).astype(bool)
 
 
 def _grouped_conv(

@@ -114,11 +114,9 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
             if target is not None and isinstance(state.get(target), torch.Tensor):
                 self.param_of[spec.arg.name] = target
                 self.tensors[target] = state[target]
-        self.user_inputs = [
-            spec.arg.name for spec in sig.input_specs if str(spec.kind).endswith("USER_INPUT")
-        ]
-        if input_axis is not None and self.user_inputs:  # the first input's feature axis, as given
-            self.input_axes.setdefault(self.user_inputs[0], int(input_axis))
+        first = next((s.arg.name for s in sig.input_specs if str(s.kind).endswith("USER_INPUT")), None)
+        if input_axis is not None and first is not None:  # the first input's feature axis, as given
+            self.input_axes.setdefault(first, int(input_axis))
         self.output_units: list[np.ndarray] = []
         # (op node, source node or None, axis, unit per feature, parameter, its feature axis):
         # where units are read, for lesions (`modscope.graphs.tracing.sites`)
@@ -188,8 +186,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if name not in self.arrays:
             t = self.tensors[name].detach().cpu()
             self.arrays[name] = t.double().numpy() if t.is_floating_point() else t.numpy()
-        whole = self.arrays[name]
-        return whole if index is None else whole.reshape(-1)[index]
+        return self.arrays[name] if index is None else self.arrays[name].reshape(-1)[index]
 
     def features(
         self, node, v: UnitTensor, axis: int
@@ -314,16 +311,13 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         axis = self.input_axes.get(name, 1 if len(shape) in (4, 5) else (1 if len(shape) == 2 else -1))
         if len(shape) == 3 and not given:
             axis = self.first_reader_axis(node)
-        if len(shape) in (2, 3) and not given and (axis is None or self.one_channel_signal(node)):
-            # (batch, samples) or (batch, H, W) made into a one-channel map for a conv (a mono
-            # waveform, a spectrogram, a grey image): one unit, every position in its frame
-            unit = self.builder.new_group(f"input:{name}", 1, "input")[0]
-            pos = np.broadcast_to(np.arange(int(np.prod(shape[1:]))).reshape(shape[1:]), shape).copy()
-            self.env[name] = UnitTensor(np.full(shape, unit, dtype=np.int64), pos, shape[1:])
-            return
-        axis %= len(shape)
-        units = self.builder.new_group(f"input:{name}", shape[axis], "input")
-        self.env[name] = self.spread(units, shape, axis)
+        one_channel = len(shape) in (2, 3) and not given and (axis is None or self.one_channel_signal(node))
+        # (batch, samples) or (batch, H, W) made into a one-channel map for a conv (a mono waveform, a
+        # spectrogram, a grey image): spread as (batch, 1, ...), one unit, every position in its frame
+        spread_as = (shape[0], 1, *shape[1:]) if one_channel else shape
+        axis = 1 if one_channel else axis % len(shape)
+        units = self.builder.new_group(f"input:{name}", spread_as[axis], "input")
+        self.env[name] = self.spread(units, spread_as, axis).map(lambda a: a.reshape(shape))
 
     def first_reader_axis(self, node) -> int | None:
         """A 3-D input's feature axis: the axis its first reader with weights reads, followed back
@@ -391,8 +385,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         if reader is None or op_name(reader.target) not in self._CONVS:
             return False
         val = reader.args[0].meta.get("val")
-        rank = len(node.meta["val"].shape)
-        return val is not None and val.ndim > max(rank, 2) and int(val.shape[1]) == 1
+        return val is not None and val.ndim > max(len(node.meta["val"].shape), 2) and int(val.shape[1]) == 1
 
     def spread(
         self, units: np.ndarray, shape: tuple[int, ...], axis: int, producer: int | None = None
@@ -434,8 +427,7 @@ class Interpreter(ViewOps, MergeOps, ReductionOps, NormOps, LayerOps, RecurrentO
         tensors = [a for a in args if isinstance(a, UnitTensor)]
         if not tensors:
             return self.blank(shape)
-        withunits = [a for a in tensors if (a.units >= 0).any()] or tensors
-        x = withunits[0].broadcast(shape)
+        x = next((a for a in tensors if carries_units(a)), tensors[0]).broadcast(shape)
         # a parameter's numbers stay known through an op on it alone (a cast, a copy)
         param = x.param if len(tensors) == 1 else None
         return UnitTensor(x.units, x.pos, x.frame, x.scale, param, x.producer)

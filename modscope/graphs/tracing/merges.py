@@ -3,6 +3,7 @@ one unit each (the stream is one set of units); a parameter added is a bias, mul
 
 from __future__ import annotations
 
+from functools import partialmethod
 from typing import Any
 
 import numpy as np
@@ -69,7 +70,4 @@ class MergeOps:
     def op_where(self, node, cond, a, b, *args):
         return self.merge_binary(node, a, b, merge=False)
 
-    def op_maximum(self, node, a, b, *args):
-        return self.merge_binary(node, a, b, merge=True)
-
-    op_minimum = op_maximum
+    op_maximum = op_minimum = partialmethod(merge_binary, merge=True)

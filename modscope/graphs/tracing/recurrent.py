@@ -3,6 +3,8 @@ rows are one slice, hidden-to-hidden weights a block inside the unit set."""
 
 from __future__ import annotations
 
+from functools import partialmethod
+
 import numpy as np
 
 from ..norms import slice_norms
@@ -20,6 +22,20 @@ class RecurrentOps:
         h = w.shape[0] // gates
         return slice_norms(w.reshape(gates, h, w.shape[1]).transpose(1, 2, 0), self.norm)
 
+    def gated_read(self, node, x: UnitTensor, w: UnitTensor, gates: int) -> tuple[np.ndarray, ...]:
+        """``x``'s units along its last axis read through parameter ``w``'s stacked gate rows: the
+        unit of each feature (-1: none), which features are units, and ``(h, n_read)`` the gate-row
+        norms of the read features' columns times their carried ``|gain|``."""
+        src, _, scale, _ = self.features(node, x, -1)
+        read = src >= 0
+        return src, read, self.gate_rows(self.param_value(w), gates)[:, read] * np.abs(scale[read])[None, :]
+
+    def hidden_block(self, node, units: np.ndarray, w: UnitTensor, gates: int) -> int:
+        """The hidden-to-hidden edges of the recurrent weights ``w`` among ``units``, a read inside
+        the module (no hook reaches it); returns the block's index."""
+        self.reads.append((node, None, -1, units.copy(), w.param[0], 1))
+        return self.builder.add_block(w.param[0], units, units, self.gate_rows(self.param_value(w), gates))
+
     def initial_state(self, node, states, slot: int, units: np.ndarray, w_hh, gates: int) -> None:
         """Edges from the units that computed the initial state (``h0``, ``c0``: an encoder's last
         state, a Linear of a context vector) into layer-direction ``slot``'s hidden ``units``, by the
@@ -29,12 +45,10 @@ class RecurrentOps:
         for state in states:
             if not carries_units(state) or state.units.ndim != 3:
                 continue
-            src, _, scale, _ = self.features(node, state.map(lambda a, slot=slot: a[slot]), -1)
-            read = src >= 0
+            src, read, w = self.gated_read(node, state.map(lambda a, slot=slot: a[slot]), w_hh, gates)
             if not read.any() or any(np.array_equal(src, other) for other in seen):
                 continue
             seen.append(src)
-            w = self.gate_rows(self.param_value(w_hh), gates)[:, read] * np.abs(scale[read])[None, :]
             uniq, inverse = np.unique(src[read], return_inverse=True)
             weight = np.zeros((units.size, uniq.size))
             np.add.at(weight.T, inverse, w.T)
@@ -64,10 +78,7 @@ class RecurrentOps:
                 suffix = f"l{layer}" + ("_reverse" if d else "")
                 ih = self.gate_rows(self.param_value(w_ih), gates)
                 units, _ = self.weighted(node, f"{name}.hidden_{suffix}", feature, -1, ih, h, w_ih.param[0])
-                self.builder.add_block(
-                    w_hh.param[0], units, units, self.gate_rows(self.param_value(w_hh), gates)
-                )
-                self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))  # inside the module
+                self.hidden_block(node, units, w_hh, gates)
                 self.initial_state(node, states, layer * dirs + d, units, w_hh, gates)
                 finals.append(units)
             layer_units = np.concatenate(finals[-dirs:])
@@ -81,44 +92,34 @@ class RecurrentOps:
         out, state = self.recurrent(4, node, x, list(hx or ()), *args, **kwargs)
         return [out, state, state]
 
-    def op_gru(self, node, x, hx, *args, **kwargs):
-        return list(self.recurrent(3, node, x, [hx], *args, **kwargs))
+    def one_state(self, gates, node, x, hx, *args, **kwargs):
+        """A GRU / RNN op (one state tensor, ``hx``): its output sequence and final state."""
+        return list(self.recurrent(gates, node, x, [hx], *args, **kwargs))
 
-    def op_rnn_tanh(self, node, x, hx, *args, **kwargs):
-        return list(self.recurrent(1, node, x, [hx], *args, **kwargs))
-
-    op_rnn_relu = op_rnn_tanh
+    op_gru = partialmethod(one_state, 3)
+    op_rnn_tanh = op_rnn_relu = partialmethod(one_state, 1)
 
     def cell(self, node, x, h, w_ih, w_hh, gates) -> UnitTensor:
         shape = self.shape(node)
-        w_hh_v = self.param_value(w_hh)
         if carries_units(h):  # the state carries the cell's units on
             units, _, _, _ = self.features(node, h, -1)
-            src, dst, w = self.cell_input(node, x, units, w_ih, gates)
+            src, read, w = self.gated_read(node, x, w_ih, gates)
+            src, w = np.sort(src[read]), w[:, np.argsort(src[read], kind="stable")]
             key = (w_ih.param[0], tuple(src.tolist()), int(units[0]))
             if key not in self.builder.block_keys:  # one block for every step of a loop
-                self.builder.block_keys[key] = self.builder.add_block(w_ih.param[0], src, dst, w)
+                self.builder.block_keys[key] = self.builder.add_block(w_ih.param[0], src, units, w)
             block = self.builder.block_keys[key]
         else:
             ih = self.gate_rows(self.param_value(w_ih), gates)
             units, block = self.weighted(
-                node, module_of(w_ih.param[0]), x, -1, ih, w_hh_v.shape[1], w_ih.param[0]
+                node, module_of(w_ih.param[0]), x, -1, ih, self.param_value(w_hh).shape[1], w_ih.param[0]
             )
             src = self.builder.blocks[block].src
             self.builder.block_keys[(w_ih.param[0], tuple(src.tolist()), int(units[0]))] = block
         key = (w_hh.param[0], int(units[0]))
         if key not in self.builder.block_keys:  # the same recurrent weights on the same units: once
-            self.builder.block_keys[key] = self.builder.add_block(
-                w_hh.param[0], units, units, self.gate_rows(w_hh_v, gates)
-            )
-            self.reads.append((node, None, -1, units.copy(), w_hh.param[0], 1))
+            self.builder.block_keys[key] = self.hidden_block(node, units, w_hh, gates)
         return self.spread(units, shape, len(shape) - 1, block)
-
-    def cell_input(self, node, x, units, w_ih, gates):
-        src, _, scale, _ = self.features(node, x, -1)
-        read = src >= 0
-        w = self.gate_rows(self.param_value(w_ih), gates)[:, read] * np.abs(scale[read])[None, :]
-        return np.sort(src[read]), units, w[:, np.argsort(src[read], kind="stable")]
 
     def op_lstm_cell(self, node, x, hx, w_ih, w_hh, b_ih=None, b_hh=None):
         out = self.cell(node, x, hx[0] if isinstance(hx, list | tuple) else hx, w_ih, w_hh, 4)

@@ -19,6 +19,7 @@ site; lesioning units read there is refused, naming the module.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,11 +139,6 @@ def _keeps_last_axis(node: Any) -> bool:
 
 def _batch_first(interp: Any, path: str) -> bool:
     """Whether the traced module at ``path`` takes batch-first input (recurrent, attention)."""
-    module = getattr(interp, "module", None)
-    if module is None:
-        return True
-    try:
-        sub = module.get_submodule(path) if path else module
-    except AttributeError:
-        return True
-    return bool(getattr(sub, "batch_first", True))
+    with suppress(AttributeError):  # no module (a program read from a file), or none at ``path``
+        return bool(getattr(interp.module.get_submodule(path), "batch_first", True))
+    return True

@@ -88,19 +88,17 @@ class GraphBuilder:
     """Units, groups, union-find and blocks while the graph is built."""
 
     parent: list[int] = field(default_factory=list)
-    groups: list[tuple[str, int]] = field(default_factory=list)  # (name, size)
+    groups: list[tuple[str, int, str]] = field(default_factory=list)  # (name, size, kind: the layer, Linear)
     blocks: list[Block] = field(default_factory=list)
     block_keys: dict[tuple, int] = field(default_factory=dict)
     stacks: list[int] = field(default_factory=list)  # union-find of blocks stacked as gate rows
     node_of: np.ndarray | None = None  # after `finish`: each unit's graph node (-1: dropped)
-    kinds: dict[int, str] = field(default_factory=dict)  # group -> the layer that made it (Linear)
 
     def new_group(self, name: str, size: int, kind: str = "") -> np.ndarray:
         """``size`` new units, a group named ``name`` made by a layer of ``kind`` (``Linear``)."""
         start = len(self.parent)
-        self.kinds[len(self.groups)] = kind
         self.parent.extend(range(start, start + size))
-        self.groups.append((name, size))
+        self.groups.append((name, size, kind))
         return np.arange(start, start + size, dtype=np.int64)
 
     def nodes(self, units: np.ndarray) -> np.ndarray:
@@ -230,8 +228,8 @@ class _FinalGroups:
     @classmethod
     def of(cls, b: GraphBuilder, root: np.ndarray, keep: np.ndarray) -> _FinalGroups:
         out = cls(np.full(root.size, -1, dtype=np.int64), np.full(root.size, -1, dtype=np.int64), [], [], [])
-        starts = np.concatenate([[0], np.cumsum([size for _, size in b.groups])]).astype(int)
-        for g, (name, _) in enumerate(b.groups):
+        starts = np.concatenate([[0], np.cumsum([size for _, size, _ in b.groups])]).astype(int)
+        for g, (name, _, kind) in enumerate(b.groups):
             reps = root[starts[g] : starts[g + 1]]
             reps = reps[keep[reps] & (out.group[reps] < 0)]
             _, first = np.unique(reps, return_index=True)
@@ -242,7 +240,7 @@ class _FinalGroups:
             out.index[reps] = np.arange(reps.size)
             out.sizes.append(int(reps.size))
             out.names.append(name)
-            out.kinds.append(b.kinds.get(g, ""))
+            out.kinds.append(kind)
         out._name_merges(b, root, starts)
         return out
 
@@ -250,22 +248,21 @@ class _FinalGroups:
         """A group that absorbed units of others (a residual stream, gate and up) says so; a
         module run several times (shared layers) gets one group a run."""
         absorbed: dict[int, list[str]] = {}
-        for g, (name, _) in enumerate(b.groups):
+        for g, (name, _, _) in enumerate(b.groups):
             fg = self.group[root[starts[g] : starts[g + 1]]]
             for final in np.unique(fg[fg >= 0]):
                 absorbed.setdefault(int(final), []).append(name)
-        names = self.names
         for g, members in absorbed.items():
-            others = [m for m in dict.fromkeys(members) if m != names[g]]
+            others = [m for m in dict.fromkeys(members) if m != self.names[g]]
             if len(others) == 1:
-                names[g] = f"{names[g]}+{others[0]}"
+                self.names[g] = f"{self.names[g]}+{others[0]}"
             elif others:
-                names[g] = f"{names[g]}+{len(others)} merged"
+                self.names[g] = f"{self.names[g]}+{len(others)} merged"
         seen: dict[str, int] = {}
-        for g, name in enumerate(names):
+        for g, name in enumerate(self.names):
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
-                names[g] = f"{name} (run {seen[name]})"
+                self.names[g] = f"{name} (run {seen[name]})"
 
     def place(
         self, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray, r: np.ndarray, c: np.ndarray,

@@ -56,12 +56,8 @@ class ViewOps:
         return x.map(lambda arr: np.take(arr, index, axis=dim))
 
     def op_slice(self, node, x, dim=0, start=None, end=None, step=1, *a):
-        def cut(arr):
-            idx = [slice(None)] * arr.ndim
-            idx[dim] = slice(start, end, step)
-            return arr[tuple(idx)]
-
-        return x.map(cut)
+        # arr[:, ..., start:end:step] with the slice at axis dim: a view, as torch's
+        return x.map(lambda arr: arr[(slice(None),) * (dim % arr.ndim) + (slice(start, end, step),)])
 
     def op_narrow(self, node, x, dim, start, length, *a):
         return self.op_slice(node, x, dim, start, start + length)
