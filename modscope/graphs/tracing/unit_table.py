@@ -168,9 +168,8 @@ class GraphBuilder:
         if keep_dead_ends:
             return used
         live = np.zeros(root.size, dtype=bool)
-        outs = [o.ravel() for o in outputs]
-        outs = root[np.concatenate(outs)] if outs else np.empty(0, dtype=np.int64)
-        live[outs[outs >= 0]] = True
+        outs = np.concatenate([o.ravel() for o in outputs]) if outputs else np.empty(0, dtype=np.int64)
+        live[root[outs[outs >= 0]]] = True  # an output element with no unit (-1) makes nothing live
         changed = True
         while changed:
             changed = False

@@ -310,3 +310,20 @@ def test_a_mono_signal_is_one_input_unit_and_pads_keep_units():
     g = trace_graph(net, torch.zeros(1, 2, 2, 3))
     w = np.abs(np64(net.fc.weight)).reshape(2, 3, 4, 5)[:, :, 1:3, 1:4]  # the padded map's inner 2 x 3
     np.testing.assert_allclose(block(g, "fc.weight"), w.sum(axis=2).max(axis=2), rtol=1e-12)
+
+
+def test_an_output_element_without_a_unit_makes_no_unit_live():
+    """An output holding a constant (no unit, -1) next to unit 1: only unit 1 and what feeds it stay.
+    The -1 was once looked up as the last unit's root, so a dead end created last was kept."""
+    import numpy as np
+
+    from modscope.graphs.tracing.unit_table import GraphBuilder
+
+    b = GraphBuilder()
+    x, out, dead = b.new_group("x", 1), b.new_group("out", 1), b.new_group("dead", 1)
+    b.add_block("fc", x, out, np.ones((1, 1)))
+    b.add_block("aux", x, dead, np.ones((1, 1)))  # read by nothing: a dead end, the last unit
+    root = b.roots(np.arange(3))
+    kept = b._kept(root, [np.array([out[0], -1])], keep_dead_ends=False)
+    assert kept.tolist() == [True, True, False]
+    assert b._kept(root, [np.array([out[0], -1])], keep_dead_ends=True).tolist() == [True, True, True]
