@@ -512,3 +512,9 @@ def test_idx_directory_errors(tmp_path, mnist_arrays):
     write_idx(d / "t10k-labels-idx1-ubyte", mnist_arrays["y_test"][:3].astype(np.uint8))
     with pytest.raises(ModscopeError, match="5 images but 3 labels"):
         load_image_data(d)
+
+
+def test_accuracy_of_a_regression_task_is_a_one_line_refusal():
+    task = get_task("incontext-linreg", n_sequences=20)
+    with pytest.raises(ModscopeError, match="is a regression task: no accuracy"):  # was a TypeError
+        task.correct(torch.zeros(2, 2), torch.zeros(2, 2))
