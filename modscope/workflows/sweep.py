@@ -165,17 +165,17 @@ def run_job(job: SweepJob, device: str | None = None) -> dict:
     given); the table row as a dict."""
     from ..clustering.memory import check_memory
     from ..clustering.spectral import SpectralClusterer
-    from ..graphs.load import load_weights
-    from ..graphs.weight_graph import WeightGraph
+    from ..graphs.load import load_graph
     from ..runtime.threads import single_thread
     from ..scoring.engine import score
 
     s = job.setting
     start = time.perf_counter()
-    items = load_weights(job.checkpoint)
-    widths = [items[0][1].shape[1]] + [w.shape[0] for _, w in items]
-    check_memory(widths)  # before the float64 graph is built
-    graph = WeightGraph.from_weights([w for _, w in items], [n for n, _ in items])
+    graph = load_graph(job.checkpoint)  # read once (it was built twice: by load_weights, then again)
+    if not graph.is_chain:
+        raise ModscopeError(f"{job.checkpoint}: not a plain stack of layers; a sweep scores MLP checkpoints "
+                            "(score any other network with `modscope score`)")
+    check_memory(graph)  # before the clustering's arrays are made
     if s["clusters"] >= graph.n_nodes:
         raise ModscopeError(f"{job.checkpoint}: {s['clusters']} clusters but only {graph.n_nodes} nodes")
     clusterer = SpectralClusterer(s["clusters"], assign_labels=s["assign_labels"], select=s["select"],

@@ -156,3 +156,14 @@ def test_checkpoint_paths_are_relative_to_the_table(setup, monkeypatch, tmp_path
     again = run_sweep(setup / "sweep.json", out=out)
     assert again.reused == 4 and out.read_bytes() == first
     assert list(pd.read_csv(out)["checkpoint"]) == ["net0.pt", "net0.pt", "net1.pt", "net1.pt"]
+
+
+def test_a_network_that_is_not_a_plain_stack_is_refused_in_one_line():
+    from modscope.errors import ModscopeError
+    from modscope.workflows.sweep import SweepJob, run_job
+    from tests.helpers.paths import FIXTURES
+
+    setting = {"clusters": 2, "assign_labels": "kmeans", "select": "inertia", "restarts": "auto",
+               "shuffle_method": "layer", "shuffles": 2, "seed": 0}
+    with pytest.raises(ModscopeError, match="rescnn.pt2: not a plain stack of layers.*modscope score"):
+        run_job(SweepJob(str(FIXTURES / "formats" / "rescnn.pt2"), "x", setting))
